@@ -1,0 +1,1 @@
+//! Seeded DAG shapes for the swarm suite: plain edge lists, converted by each bench.

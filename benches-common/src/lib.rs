@@ -1,0 +1,92 @@
+//! The shared criterion harness every hivekit bench suite uses.
+//!
+//! One place for what all suites share, so that numbers from different crates are comparable and no
+//! bench file copies setup from another:
+//!
+//! - [`criterion()`]: the one criterion configuration (quick mode under `HIVEKIT_BENCH_QUICK=1`).
+//! - [`alloc`]: a counting global allocator and [`iter_with_allocations`], which times a closure and
+//!   records its allocations and bytes per operation where `cargo xtask bench` reads them.
+//! - [`threads`]: timing N threads that run the same operation together (`iter_custom`).
+//! - [`workload`]: seeded workload generators (CPU work, and per-crate generators in their own modules:
+//!   [`proposals`], [`dags`], [`agents`]), so every run of a bench sees the same input.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use criterion::{criterion_group, criterion_main, Criterion};
+//!
+//! benches_common::install_counting_allocator!();
+//!
+//! fn bench(c: &mut Criterion) {
+//!     let mut group = c.benchmark_group("example_group");
+//!     group.bench_function("hivekit", |b| {
+//!         benches_common::iter_with_allocations(b, ("example_group", "hivekit", ""), || 1 + 1)
+//!     });
+//!     group.finish();
+//! }
+//!
+//! criterion_group! { name = benches; config = benches_common::criterion(); targets = bench }
+//! criterion_main!(benches);
+//! ```
+
+pub mod agents;
+pub mod alloc;
+pub mod dags;
+mod extras;
+pub mod hints;
+pub mod proposals;
+pub mod threads;
+pub mod workload;
+
+use std::time::Duration;
+
+use criterion::Criterion;
+
+pub use alloc::{iter_with_allocations, AllocationStats, CountingAllocator};
+pub use extras::{extras_path, record_extra, BenchKey};
+
+/// Environment variable that switches every suite to quick settings (`cargo xtask bench --quick`).
+pub const QUICK_ENV: &str = "HIVEKIT_BENCH_QUICK";
+
+/// True when `HIVEKIT_BENCH_QUICK=1` (or any value but `0` and the empty string) is set.
+pub fn is_quick() -> bool {
+    std::env::var(QUICK_ENV).is_ok_and(|value| !value.is_empty() && value != "0")
+}
+
+/// The criterion configuration every hivekit suite uses.
+///
+/// Full mode: 50 samples, 1 s warm-up, 3 s measurement. Quick mode (`HIVEKIT_BENCH_QUICK=1`): 10 samples,
+/// 150 ms warm-up, 350 ms measurement, sized so that `cargo xtask bench --quick` over the whole workspace
+/// stays within ten minutes on a 2-core machine. Command-line arguments (filters, `--save-baseline`)
+/// still apply on top.
+pub fn criterion() -> Criterion {
+    let base = Criterion::default()
+        .noise_threshold(0.03)
+        .confidence_level(0.95);
+    let tuned = if is_quick() {
+        base.sample_size(10)
+            .warm_up_time(Duration::from_millis(150))
+            .measurement_time(Duration::from_millis(350))
+    } else {
+        base.sample_size(50)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+    };
+    tuned.configure_from_args()
+}
+
+/// Picks the quick or the full variant of a size list: large inputs are kept out of quick runs.
+///
+/// # Examples
+///
+/// ```
+/// let sizes = benches_common::sizes(&[10, 1_000], &[10, 1_000, 100_000]);
+/// assert!(sizes.len() >= 2);
+/// ```
+pub fn sizes<'a, T>(quick: &'a [T], full: &'a [T]) -> &'a [T] {
+    if is_quick() {
+        quick
+    } else {
+        full
+    }
+}

@@ -1,0 +1,1 @@
+//! hivekit-hive (under construction).

@@ -1,0 +1,14 @@
+//! Lock-free primitives for coordinating agents.
+//!
+//! - [`SnapshotCell`]: versioned shared state with lock-free reads, staged writes and a
+//!   compare-and-swap commit.
+//! - [`PriorityScheduler`]: a concurrent priority queue ordered by [`SchedulingHint`], with
+//!   anti-starvation.
+//! - [`Proposal`], [`detect_conflicts`] and [`ConflictReport`]: hash-based conflict detection.
+//! - [`Merge`] and [`Aggregator`]: concurrent aggregation of proposals.
+
+mod hint;
+// snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
+// proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
+
+pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};

@@ -1,0 +1,1 @@
+//! hivekit-runtime (under construction).

@@ -1,0 +1,1 @@
+//! hivekit-swarm (under construction).
