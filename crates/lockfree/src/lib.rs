@@ -10,5 +10,9 @@
 mod hint;
 // snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
 // proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
+mod conflict;
+mod proposal;
 
+pub use conflict::{detect_conflicts, ConflictGroup, ConflictKind, ConflictReport};
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
+pub use proposal::{Proposal, ProposalError, ProposalId};
