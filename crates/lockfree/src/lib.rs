@@ -9,6 +9,8 @@
 
 mod hint;
 // snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
+mod loom;
+mod snapshot;
 // proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
 mod conflict;
 mod proposal;
@@ -16,3 +18,4 @@ mod proposal;
 pub use conflict::{detect_conflicts, ConflictGroup, ConflictKind, ConflictReport};
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
 pub use proposal::{Proposal, ProposalError, ProposalId};
+pub use snapshot::{CommitError, Snapshot, SnapshotCell, Staged};

@@ -1,0 +1,188 @@
+//! The concurrency primitives of this crate, routed through one place so the same code runs under
+//! [loom](https://docs.rs/loom) (`RUSTFLAGS="--cfg loom"`) and on `std`.
+//!
+//! Everything lock-free in the crate takes its atomics, `Arc`, memory reclamation and queue lanes from
+//! here, never from `std` directly. Under loom:
+//!
+//! - atomics, `Arc` and `Mutex` are loom's, so every interleaving of them is explored;
+//! - [`epoch`] keeps retired memory until the owning structure is dropped instead of using
+//!   crossbeam-epoch (which loom cannot see): the publication protocol (compare-and-swap on the
+//!   current pointer) is what the models check, reclamation is crossbeam's;
+//! - [`lane::Lane`] is a `Mutex<VecDeque<T>>` instead of a crossbeam `SegQueue` (whose internal spin
+//!   waits loom cannot preempt): the models check the scheduler's bitmap protocol around the lanes.
+
+pub(crate) mod sync {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::Arc;
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::Arc;
+
+    // Not every primitive is used in every configuration; the shim offers the set the crate draws on.
+    #[allow(unused_imports)]
+    pub(crate) mod atomic {
+        #[cfg(loom)]
+        pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+        #[cfg(not(loom))]
+        pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+
+        pub(crate) use std::sync::atomic::Ordering;
+    }
+}
+
+/// Epoch-based reclamation: pin the thread while reading a shared pointer, retire what was unlinked.
+pub(crate) mod epoch {
+    /// A raw pointer that may be sent to the thread that eventually frees it.
+    pub(crate) struct SendPtr<T>(pub(crate) *const T);
+
+    // SAFETY: a `SendPtr` is only created for memory whose ownership moves to the deferred drop that
+    // frees it, and the pointee may be dropped on (and was shared with) any thread: `T: Send + Sync`.
+    unsafe impl<T: Send + Sync> Send for SendPtr<T> {}
+
+    impl<T> SendPtr<T> {
+        /// The pointer. A method, so that closures capture the whole `SendPtr` and not its field.
+        pub(crate) fn into_raw(self) -> *const T {
+            self.0
+        }
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) use crossbeam_epoch::{pin, Guard};
+
+    /// Memory retired by one structure. On `std` it is handed to crossbeam-epoch's global collector and
+    /// this type is empty; the structure needs no drop logic for it.
+    #[cfg(not(loom))]
+    #[derive(Debug, Default)]
+    pub(crate) struct Retired;
+
+    #[cfg(not(loom))]
+    impl Retired {
+        pub(crate) const fn new() -> Self {
+            Self
+        }
+
+        /// Runs `free` once no thread pinned now can still see the retired memory.
+        ///
+        /// # Safety
+        ///
+        /// The memory `free` releases must already be unreachable for threads that pin after this
+        /// call, and `free` must be safe to run on any thread.
+        pub(crate) unsafe fn defer(&self, guard: &Guard, free: impl FnOnce() + Send + 'static) {
+            // SAFETY: the caller guarantees the memory is unlinked, so once every guard pinned now is
+            // dropped nothing can reach it; `free` is `Send`, so running it on another thread is fine.
+            unsafe { guard.defer_unchecked(free) }
+        }
+    }
+
+    /// Under loom: nothing is pinned, and retired memory is kept until the structure is dropped.
+    #[cfg(loom)]
+    #[derive(Debug)]
+    pub(crate) struct Guard(());
+
+    #[cfg(loom)]
+    pub(crate) fn pin() -> Guard {
+        Guard(())
+    }
+
+    /// Under loom: deferred frees wait here until the owning structure is dropped, when no thread can
+    /// hold a reference into it any more.
+    #[cfg(loom)]
+    pub(crate) struct Retired {
+        pending: loom::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    }
+
+    #[cfg(loom)]
+    impl std::fmt::Debug for Retired {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.debug_struct("Retired").finish_non_exhaustive()
+        }
+    }
+
+    #[cfg(loom)]
+    impl Retired {
+        pub(crate) fn new() -> Self {
+            Self {
+                pending: loom::sync::Mutex::new(Vec::new()),
+            }
+        }
+
+        /// Keeps `free` until `self` is dropped.
+        ///
+        /// # Safety
+        ///
+        /// As for the `std` version.
+        pub(crate) unsafe fn defer(&self, _guard: &Guard, free: impl FnOnce() + Send + 'static) {
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            pending.push(Box::new(free));
+        }
+    }
+
+    #[cfg(loom)]
+    impl Default for Retired {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    #[cfg(loom)]
+    impl Drop for Retired {
+        fn drop(&mut self) {
+            let pending = std::mem::take(
+                self.pending
+                    .get_mut()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+            for free in pending {
+                free();
+            }
+        }
+    }
+}
+
+/// One FIFO lane of the priority scheduler.
+#[allow(dead_code)] // used by the scheduler, which lands separately
+pub(crate) mod lane {
+    /// An unbounded multi-producer multi-consumer FIFO queue.
+    #[cfg(not(loom))]
+    pub(crate) type Lane<T> = crossbeam_queue::SegQueue<T>;
+
+    /// Under loom: a locked `VecDeque` with `SegQueue`'s interface.
+    #[cfg(loom)]
+    #[derive(Debug)]
+    pub(crate) struct Lane<T> {
+        items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+    }
+
+    #[cfg(loom)]
+    impl<T> Lane<T> {
+        pub(crate) fn new() -> Self {
+            Self {
+                items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+            }
+        }
+
+        fn items(&self) -> loom::sync::MutexGuard<'_, std::collections::VecDeque<T>> {
+            self.items
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+
+        pub(crate) fn push(&self, item: T) {
+            self.items().push_back(item);
+        }
+
+        pub(crate) fn pop(&self) -> Option<T> {
+            self.items().pop_front()
+        }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.items().is_empty()
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.items().len()
+        }
+    }
+}

@@ -1,0 +1,646 @@
+//! [`SnapshotCell`]: versioned shared state with lock-free reads and compare-and-swap commits.
+//!
+//! The cell holds one pointer to the current version: an `Arc` allocation holding the value and its
+//! version number. Readers pin the current epoch (crossbeam-epoch) and dereference the pointer; writers
+//! allocate the next version and swap the pointer with a compare-and-swap. The replaced version's
+//! `Arc` reference is released once no pinned reader can still see it, so [`Snapshot`]s taken with
+//! [`SnapshotCell::load`] keep their version alive for as long as they live, and a plain
+//! [`SnapshotCell::read`] touches no shared reference count at all.
+//!
+//! Versions are numbered: the cell starts at 0 and every successful write installs exactly the
+//! previous version plus one. While a thread is pinned the node it loaded cannot be freed, so its
+//! address cannot be reused by a newer version: comparing pointers is comparing versions (no ABA).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use crate::loom::epoch::{self, Guard, Retired, SendPtr};
+use crate::loom::sync::atomic::{AtomicPtr, Ordering};
+use crate::loom::sync::Arc;
+
+/// One version of the value: what the cell points to and what a [`Snapshot`] shares.
+#[derive(Debug)]
+struct Versioned<T> {
+    version: u64,
+    value: T,
+}
+
+/// Versioned shared state: lock-free reads, staged compare-and-swap commits, and read-copy-update.
+///
+/// Every write installs a new version (the previous one plus one; a new cell is version 0). Reads
+/// never block writers and writers never block readers:
+///
+/// - [`read`](Self::read) lends the current value and its version to a closure. It is the fast path:
+///   it pins the thread's epoch and follows one pointer, writing no shared cache line (no reference
+///   count).
+/// - [`load`](Self::load) returns an owned [`Snapshot`] (one reference count increment) that can be kept,
+///   cloned, sent to other threads and held across `.await`s.
+/// - [`stage`](Self::stage) and [`commit`](Self::commit) implement optimistic concurrency: the commit
+///   succeeds only if nobody wrote since the staged base version, and otherwise hands the value back
+///   in [`CommitError::Conflict`].
+/// - [`update`](Self::update) retries a read-copy-update until it applies, so no update is ever lost;
+///   [`store`](Self::store) replaces the value unconditionally.
+///
+/// Replaced versions are reclaimed by crossbeam-epoch once no reader can still see them (and once the
+/// last [`Snapshot`] of them is dropped). Reclamation is deferred: a replaced value is dropped a little
+/// later, possibly on another thread, which is why `T` must be `Send + Sync + 'static`.
+///
+/// # Progress
+///
+/// [`read`](Self::read), [`load`](Self::load), [`version`](Self::version) and [`stage`](Self::stage) are
+/// wait-free (apart from crossbeam-epoch's occasional garbage collection on pin).
+/// [`commit`](Self::commit) is wait-free: one compare-and-swap, success or conflict.
+/// [`store`](Self::store), [`update`](Self::update) and [`try_update`](Self::try_update) are lock-free:
+/// a retry happens only because another write succeeded.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{CommitError, SnapshotCell};
+///
+/// let cell = SnapshotCell::new(vec!["scout"]);
+/// assert_eq!(cell.version(), 0);
+///
+/// // The fast path: borrow the current value and its version.
+/// let agents = cell.read(|agents, version| {
+///     assert_eq!(version, 0);
+///     agents.len()
+/// });
+/// assert_eq!(agents, 1);
+///
+/// // Optimistic concurrency: stage on a version, commit if nobody wrote meanwhile.
+/// let snapshot = cell.load();
+/// let mut next = snapshot.to_vec();
+/// next.push("worker");
+/// assert_eq!(cell.commit(snapshot.stage(next))?, 1);
+///
+/// // A commit based on an old version is refused and the value comes back.
+/// let stale = snapshot.stage(vec![]);
+/// let Err(CommitError::Conflict { base, current, value }) = cell.commit(stale) else {
+///     panic!("a stale commit must conflict");
+/// };
+/// assert_eq!((base, current, value.len()), (0, 1, 0));
+///
+/// // Read-copy-update never loses an update.
+/// assert_eq!(cell.update(|agents| [agents.as_slice(), &["queen"]].concat()), 2);
+/// assert_eq!(*cell.load(), ["scout", "worker", "queen"]);
+/// # Ok::<(), CommitError<Vec<&str>>>(())
+/// ```
+pub struct SnapshotCell<T> {
+    /// `Arc::into_raw` of the current version; the cell owns one strong reference to it.
+    current: AtomicPtr<Versioned<T>>,
+    /// Replaced versions waiting until no pinned reader can see them.
+    retired: Retired,
+    /// The cell owns `Arc<Versioned<T>>`s: it is `Send`/`Sync` exactly when they are.
+    _owns: PhantomData<Arc<Versioned<T>>>,
+}
+
+impl<T: Send + Sync + 'static> SnapshotCell<T> {
+    /// A cell holding `value` at version 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(42);
+    /// assert_eq!((*cell.load(), cell.version()), (42, 0));
+    /// ```
+    pub fn new(value: T) -> Self {
+        let first = Arc::new(Versioned { version: 0, value });
+        Self {
+            current: AtomicPtr::new(Arc::into_raw(first).cast_mut()),
+            retired: Retired::new(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The current version: 0 for a new cell, plus one for every successful write.
+    ///
+    /// # Progress
+    ///
+    /// Wait-free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new("a");
+    /// cell.store("b");
+    /// assert_eq!(cell.version(), 1);
+    /// ```
+    pub fn version(&self) -> u64 {
+        self.read(|_, version| version)
+    }
+
+    /// Calls `reader` with the current value and its version, and returns what it returns.
+    ///
+    /// This is the fast path: it pins the thread's epoch and follows one pointer; it writes no shared
+    /// memory (no reference count). The value is borrowed only for the call; use
+    /// [`load`](Self::load) to keep it. A long-running `reader` delays the reclamation of replaced
+    /// versions (it keeps the epoch pinned), never a writer.
+    ///
+    /// # Progress
+    ///
+    /// Wait-free (apart from `reader` itself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(String::from("hive"));
+    /// let (length, version) = cell.read(|name, version| (name.len(), version));
+    /// assert_eq!((length, version), (4, 0));
+    /// ```
+    #[inline]
+    pub fn read<R>(&self, reader: impl FnOnce(&T, u64) -> R) -> R {
+        let _guard = epoch::pin();
+        // SAFETY: `current` always points to a live `Versioned<T>` owned by the cell; a replaced version
+        // is only released after every guard pinned before its replacement is dropped, and `_guard`
+        // lives until after `reader` returns.
+        let current = unsafe { &*self.current.load(Ordering::Acquire) };
+        reader(&current.value, current.version)
+    }
+
+    /// An owned [`Snapshot`] of the current version: it keeps that version alive and unchanged for as
+    /// long as it (or a clone) lives, and can be sent to other threads or held across `.await`s.
+    ///
+    /// # Progress
+    ///
+    /// Wait-free (one reference count increment).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(1);
+    /// let before = cell.load();
+    /// cell.store(2);
+    /// assert_eq!((*before, before.version()), (1, 0));
+    /// assert_eq!(*cell.load(), 2);
+    /// ```
+    pub fn load(&self) -> Snapshot<T> {
+        let _guard = epoch::pin();
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: `current` came from `Arc::into_raw` and the cell's own strong reference cannot be
+        // released while `_guard` is pinned (see `read`), so the count is at least one here and may be
+        // incremented; the new reference is then owned by the snapshot.
+        let node = unsafe {
+            Arc::increment_strong_count(current);
+            Arc::from_raw(current)
+        };
+        Snapshot { node }
+    }
+
+    /// Stages `value` as the successor of the current version, for [`commit`](Self::commit).
+    ///
+    /// The base is the version current *now*. When the value was computed from an earlier
+    /// [`Snapshot`], stage on that snapshot's version instead with [`Snapshot::stage`], so that a write
+    /// that happened in between is detected.
+    ///
+    /// # Progress
+    ///
+    /// Wait-free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(1);
+    /// let staged = cell.stage(2);
+    /// assert_eq!(staged.base(), 0);
+    /// assert_eq!(cell.commit(staged).ok(), Some(1));
+    /// ```
+    pub fn stage(&self, value: T) -> Staged<T> {
+        Staged::new(self.version(), value)
+    }
+
+    /// Installs the staged value if the cell is still at the staged base version, and returns the new
+    /// version (base + 1).
+    ///
+    /// # Errors
+    ///
+    /// [`CommitError::Conflict`] when another write happened since the base version; it carries the
+    /// base, the version now current, and the staged value, which is given back untouched.
+    ///
+    /// # Progress
+    ///
+    /// Wait-free: a single compare-and-swap decides.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{CommitError, SnapshotCell};
+    ///
+    /// let cell = SnapshotCell::new(0);
+    /// let first = cell.stage(10);
+    /// let second = cell.stage(20);
+    /// assert_eq!(cell.commit(first).ok(), Some(1));
+    /// match cell.commit(second) {
+    ///     Err(CommitError::Conflict { base: 0, current: 1, value: 20 }) => {}
+    ///     other => panic!("expected a conflict, got {other:?}"),
+    /// }
+    /// ```
+    pub fn commit(&self, staged: Staged<T>) -> Result<u64, CommitError<T>> {
+        let Staged { base, value } = staged;
+        let guard = epoch::pin();
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: `current` is live while `guard` is pinned (see `read`).
+        let current_version = unsafe { (*current).version };
+        if current_version != base {
+            return Err(CommitError::Conflict {
+                base,
+                current: current_version,
+                value,
+            });
+        }
+        let version = base + 1;
+        let next = Arc::new(Versioned { version, value });
+        match self.publish(current, next, &guard) {
+            Ok(()) => Ok(version),
+            Err((actual, next)) => {
+                // SAFETY: `actual` was loaded while `guard` is pinned (see `read`).
+                let current = unsafe { (*actual).version };
+                Err(CommitError::Conflict {
+                    base,
+                    current,
+                    value: unpublished_value(next),
+                })
+            }
+        }
+    }
+
+    /// Replaces the value with `update(&current)` and returns the new version; if another write lands
+    /// first, `update` is called again on the newer value, so no update is ever lost.
+    ///
+    /// `update` may therefore run more than once and should have no side effects other than building
+    /// the new value.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free: a retry means another write succeeded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let counter = hivekit_lockfree::SnapshotCell::new(0_u64);
+    /// std::thread::scope(|scope| {
+    ///     for _ in 0..4 {
+    ///         scope.spawn(|| {
+    ///             for _ in 0..100 {
+    ///                 counter.update(|count| count + 1);
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!((*counter.load(), counter.version()), (400, 400));
+    /// ```
+    pub fn update(&self, mut update: impl FnMut(&T) -> T) -> u64 {
+        match self.try_update(|value| Ok::<T, std::convert::Infallible>(update(value))) {
+            Ok(version) => version,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`update`](Self::update), but `update` may refuse: its error is returned and nothing is
+    /// written.
+    ///
+    /// # Errors
+    ///
+    /// The first error `update` returns.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let budget = hivekit_lockfree::SnapshotCell::new(3_u32);
+    /// let spend = |left: &u32| left.checked_sub(1).ok_or("budget exhausted");
+    /// assert_eq!(budget.try_update(spend), Ok(1));
+    /// budget.store(0);
+    /// assert_eq!(budget.try_update(spend), Err("budget exhausted"));
+    /// assert_eq!(budget.version(), 2);
+    /// ```
+    pub fn try_update<E>(&self, mut update: impl FnMut(&T) -> Result<T, E>) -> Result<u64, E> {
+        let guard = epoch::pin();
+        let mut current = self.current.load(Ordering::Acquire);
+        loop {
+            // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
+            let node = unsafe { &*current };
+            let version = node.version + 1;
+            let next = Arc::new(Versioned {
+                version,
+                value: update(&node.value)?,
+            });
+            match self.publish(current, next, &guard) {
+                Ok(()) => return Ok(version),
+                Err((actual, _unpublished)) => current = actual,
+            }
+        }
+    }
+
+    /// Replaces the value unconditionally and returns the new version.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free: it retries only to number the version correctly when another write lands first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new('a');
+    /// assert_eq!(cell.store('b'), 1);
+    /// assert_eq!(cell.read(|value, version| (*value, version)), ('b', 1));
+    /// ```
+    pub fn store(&self, value: T) -> u64 {
+        let guard = epoch::pin();
+        let mut current = self.current.load(Ordering::Acquire);
+        let mut next = Arc::new(Versioned { version: 0, value });
+        loop {
+            // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
+            let version = unsafe { (*current).version } + 1;
+            match Arc::get_mut(&mut next) {
+                Some(unpublished) => unpublished.version = version,
+                None => unreachable!("an unpublished version has a single owner"),
+            }
+            match self.publish(current, next, &guard) {
+                Ok(()) => return version,
+                Err((actual, unpublished)) => {
+                    current = actual;
+                    next = unpublished;
+                }
+            }
+        }
+    }
+
+    /// Swaps `current` for `next`; on success retires `current`, otherwise returns the pointer now
+    /// installed and gives `next` back.
+    #[allow(clippy::type_complexity)] // a private helper; a named type would hide the two halves
+    fn publish(
+        &self,
+        current: *mut Versioned<T>,
+        next: Arc<Versioned<T>>,
+        guard: &Guard,
+    ) -> Result<(), (*mut Versioned<T>, Arc<Versioned<T>>)> {
+        let next = Arc::into_raw(next).cast_mut();
+        match self
+            .current
+            .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(replaced) => {
+                let replaced = SendPtr(replaced.cast_const());
+                // SAFETY: `replaced` is unlinked: threads that pin from now on load `next` or later.
+                // Releasing the cell's reference is safe on any thread because `T: Send + Sync`.
+                unsafe {
+                    self.retired.defer(guard, move || {
+                        // SAFETY: this is the strong reference the cell held since `Arc::into_raw`.
+                        drop(Arc::from_raw(replaced.into_raw()));
+                    });
+                }
+                Ok(())
+            }
+            Err(actual) => {
+                // SAFETY: `next` was never published; we take back the reference `into_raw` made.
+                Err((actual, unsafe { Arc::from_raw(next) }))
+            }
+        }
+    }
+}
+
+/// The value of a version that was never published (so this is its only reference).
+fn unpublished_value<T>(node: Arc<Versioned<T>>) -> T {
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.value,
+        Err(_) => unreachable!("an unpublished version has a single owner"),
+    }
+}
+
+impl<T> Drop for SnapshotCell<T> {
+    fn drop(&mut self) {
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: `&mut self` means no reader is inside `read` or `load` on this cell; the pointer holds
+        // the cell's own strong reference from `Arc::into_raw`, released exactly once here. Versions
+        // replaced earlier were released (or are pending release) through `retired`.
+        drop(unsafe { Arc::from_raw(current) });
+    }
+}
+
+impl<T: Default + Send + Sync + 'static> Default for SnapshotCell<T> {
+    /// A cell holding `T::default()` at version 0.
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T: Send + Sync + 'static> From<T> for SnapshotCell<T> {
+    /// A cell holding `value` at version 0.
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
+impl<T: fmt::Debug + Send + Sync + 'static> fmt::Debug for SnapshotCell<T> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.read(|value, version| {
+            formatter
+                .debug_struct("SnapshotCell")
+                .field("version", &version)
+                .field("value", value)
+                .finish()
+        })
+    }
+}
+
+/// An owned snapshot of one version of a [`SnapshotCell`]: the value as it was, and its version.
+///
+/// Dereferences to the value. Cloning is one reference count increment; the version stays alive (and
+/// unchanged) until the last clone is dropped, however many writes happen meanwhile. `Send` and `Sync`
+/// when `T` is, so it can be held across `.await`s in a multi-thread runtime.
+///
+/// # Examples
+///
+/// ```
+/// let cell = hivekit_lockfree::SnapshotCell::new(vec![1, 2, 3]);
+/// let snapshot = cell.load();
+/// cell.store(vec![]);
+/// assert_eq!(snapshot.iter().sum::<i32>(), 6);
+/// assert_eq!(snapshot.version(), 0);
+/// ```
+pub struct Snapshot<T> {
+    node: Arc<Versioned<T>>,
+}
+
+impl<T> Snapshot<T> {
+    /// The version this snapshot holds.
+    pub fn version(&self) -> u64 {
+        self.node.version
+    }
+
+    /// The value (also reachable through `Deref`).
+    pub fn value(&self) -> &T {
+        &self.node.value
+    }
+
+    /// Stages `value` on this snapshot's version: the commit succeeds only if nobody wrote since this
+    /// snapshot was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(1);
+    /// let seen = cell.load();
+    /// cell.store(5);
+    /// // Computed from an outdated view: refused.
+    /// assert!(cell.commit(seen.stage(*seen + 1)).is_err());
+    /// ```
+    pub fn stage(&self, value: T) -> Staged<T> {
+        Staged::new(self.version(), value)
+    }
+
+    /// True when both snapshots share the same version of the same cell.
+    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
+        Arc::ptr_eq(&this.node, &other.node)
+    }
+}
+
+impl<T> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self {
+            node: Arc::clone(&self.node),
+        }
+    }
+}
+
+impl<T> Deref for Snapshot<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.node.value
+    }
+}
+
+impl<T> AsRef<T> for Snapshot<T> {
+    fn as_ref(&self) -> &T {
+        &self.node.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Snapshot<T> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Snapshot")
+            .field("version", &self.node.version)
+            .field("value", &self.node.value)
+            .finish()
+    }
+}
+
+/// A value staged for [`SnapshotCell::commit`], with the version it is based on.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{SnapshotCell, Staged};
+///
+/// let cell = SnapshotCell::new("draft");
+/// let staged = Staged::new(cell.version(), "final");
+/// assert_eq!((staged.base(), *staged.value()), (0, "final"));
+/// assert_eq!(cell.commit(staged).ok(), Some(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged<T> {
+    base: u64,
+    value: T,
+}
+
+impl<T> Staged<T> {
+    /// `value`, to be committed only if the cell is still at version `base`.
+    pub fn new(base: u64, value: T) -> Self {
+        Self { base, value }
+    }
+
+    /// The version the commit expects to replace.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The staged value.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The staged value, mutably (the base stays).
+    pub fn value_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+
+    /// Gives the staged value back without committing it.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// Why [`SnapshotCell::commit`] refused a staged value. The value is always given back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError<T> {
+    /// Another write happened since the staged base version.
+    #[error("commit based on version {base} conflicts with current version {current}")]
+    Conflict {
+        /// The version the staged value was based on.
+        base: u64,
+        /// The version current when the commit was refused (always greater than `base`).
+        current: u64,
+        /// The staged value, untouched.
+        value: T,
+    },
+}
+
+impl<T> CommitError<T> {
+    /// The refused value.
+    pub fn into_value(self) -> T {
+        match self {
+            Self::Conflict { value, .. } => value,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoke() {
+        let cell = SnapshotCell::new(1);
+        assert_eq!(cell.version(), 0);
+        assert_eq!(cell.store(2), 1);
+        assert_eq!(cell.update(|value| value * 10), 2);
+        assert_eq!(cell.read(|value, version| (*value, version)), (20, 2));
+        let staged = cell.stage(7);
+        assert_eq!(cell.commit(staged), Ok(3));
+        assert_eq!(*cell.load(), 7);
+    }
+
+    #[test]
+    fn commit_error_names_both_versions() {
+        let error = CommitError::Conflict {
+            base: 3,
+            current: 5,
+            value: (),
+        };
+        assert_eq!(
+            error.to_string(),
+            "commit based on version 3 conflicts with current version 5"
+        );
+    }
+
+    #[test]
+    fn debug_shows_version_and_value() {
+        let cell = SnapshotCell::new("x");
+        cell.store("y");
+        assert_eq!(
+            format!("{cell:?}"),
+            r#"SnapshotCell { version: 1, value: "y" }"#
+        );
+        assert_eq!(
+            format!("{:?}", cell.load()),
+            r#"Snapshot { version: 1, value: "y" }"#
+        );
+    }
+}
