@@ -8,8 +8,9 @@
 
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
+use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::proposal::{Proposal, ProposalError, ProposalId};
@@ -196,7 +197,8 @@ where
     K: Hash + Eq + Clone,
 {
     check_ids(proposals)?;
-    let scan = scan(proposals, |_| true);
+    let (lists, occurrences) = key_lists(proposals);
+    let scan = scan(lists.into_iter(), occurrences, |_| true);
     Ok(scan.into_report(proposals))
 }
 
@@ -323,44 +325,126 @@ impl<'a, K> Scan<'a, K> {
     }
 }
 
+/// One proposal's key lists as the scan reads them: `(writes, reads)`.
+pub(crate) type KeyLists<'a, K> = (&'a [K], &'a [K]);
+
+/// The key lists of every proposal, and their total length.
+pub(crate) fn key_lists<K, P>(proposals: &[Proposal<K, P>]) -> (Vec<KeyLists<'_, K>>, usize) {
+    let mut occurrences = 0;
+    let lists = proposals
+        .iter()
+        .map(|proposal| {
+            occurrences += proposal.writes.len() + proposal.reads.len();
+            (&proposal.writes[..], &proposal.reads[..])
+        })
+        .collect();
+    (lists, occurrences)
+}
+
 /// The one pass over the keys for which `keep` holds (all of them, or one hash partition).
 ///
-/// The caller has checked that `proposals.len() <= MAX_PROPOSALS`.
-pub(crate) fn scan<'a, K, P>(
-    proposals: &'a [Proposal<K, P>],
+/// `capacity` sizes the map up front (the number of distinct keys expected). The caller has
+/// checked that there are at most [`MAX_PROPOSALS`] proposals.
+pub(crate) fn scan<'a, K>(
+    lists: impl Iterator<Item = KeyLists<'a, K>>,
+    capacity: usize,
     mut keep: impl FnMut(&K) -> bool,
 ) -> Scan<'a, K>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + 'a,
 {
-    debug_assert!(proposals.len() <= MAX_PROPOSALS);
-    let occurrences: usize = proposals
-        .iter()
-        .map(|proposal| proposal.writes.len() + proposal.reads.len())
-        .sum();
     let mut state = ScanState {
-        index: FxHashMap::with_capacity_and_hasher(occurrences, FxBuildHasher),
-        keys: Vec::with_capacity(occurrences),
-        slots: Vec::with_capacity(occurrences),
+        index: FxHashMap::with_capacity_and_hasher(capacity, FxBuildHasher),
+        keys: Vec::with_capacity(capacity),
+        slots: Vec::with_capacity(capacity),
         nodes: Vec::new(),
     };
-    for (index, proposal) in proposals.iter().enumerate() {
+    for (index, (writes, reads)) in lists.enumerate() {
+        debug_assert!(index < MAX_PROPOSALS);
         // Bounded by MAX_PROPOSALS, checked by every caller.
         let index = index as u32;
         // Written keys first: a proposal's first touch of a key then says whether it writes it,
         // and a later read of the same key by the same proposal is skipped as a repeat.
-        for key in &proposal.writes {
+        for key in writes {
             if keep(key) {
                 state.touch(key, index, WRITER);
             }
         }
-        for key in &proposal.reads {
+        for key in reads {
             if keep(key) {
                 state.touch(key, index, 0);
             }
         }
     }
     state.finish()
+}
+
+/// The same result as [`scan`] over all keys, computed on the rayon pool: the keys are split into
+/// one partition per thread by the high bits of their hash, each partition is scanned on its own
+/// (every thread reads all key lists but inserts only its partition's keys into a map of its own),
+/// and the partitions' groups are put back in first-appearance order.
+pub(crate) fn scan_parallel<'a, K>(lists: &[KeyLists<'a, K>], occurrences: usize) -> Scan<'a, K>
+where
+    K: Hash + Eq + Sync + 'a,
+{
+    let parts = rayon::current_num_threads().max(1);
+    if parts == 1 {
+        return scan(lists.iter().copied(), occurrences, |_| true);
+    }
+    let capacity = occurrences / parts + occurrences / (parts * 8) + 16;
+    let scans: Vec<Scan<'a, K>> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            scan(lists.iter().copied(), capacity, |key| {
+                partition_of(key, parts) == part
+            })
+        })
+        .collect();
+    // Each partition lists its groups in first-appearance order; the global order is by the first
+    // member and then by the key's first position inside that member's lists.
+    let mut order: Vec<(u32, usize, usize, usize)> = Vec::new();
+    for (part, scan) in scans.iter().enumerate() {
+        for (index, group) in scan.groups.iter().enumerate() {
+            let first = scan.members[group.start] & !WRITER;
+            let (writes, reads) = lists[first as usize];
+            let position = writes
+                .iter()
+                .position(|key| key == group.key)
+                .or_else(|| {
+                    reads
+                        .iter()
+                        .position(|key| key == group.key)
+                        .map(|position| writes.len() + position)
+                })
+                .unwrap_or(usize::MAX);
+            order.push((first, position, part, index));
+        }
+    }
+    order.sort_unstable();
+    let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
+    let mut members = Vec::with_capacity(total);
+    let groups = order
+        .into_iter()
+        .map(|(_, _, part, index)| {
+            let group = &scans[part].groups[index];
+            let start = members.len();
+            members.extend_from_slice(scans[part].members_of(group));
+            RawGroup {
+                key: group.key,
+                kind: group.kind,
+                start,
+                end: members.len(),
+            }
+        })
+        .collect();
+    Scan { groups, members }
+}
+
+/// Which of `parts` partitions a key belongs to, from the high bits of its hash. The maps inside a
+/// partition index by the low bits of the same hash, so they still spread evenly.
+fn partition_of<K: Hash>(key: &K, parts: usize) -> usize {
+    let hash = FxBuildHasher.hash_one(key);
+    ((u128::from(hash) * parts as u128) >> 64) as usize
 }
 
 struct ScanState<'a, K> {

@@ -12,10 +12,16 @@ mod hint;
 mod loom;
 mod snapshot;
 // proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
+mod aggregator;
 mod conflict;
+mod merge;
 mod proposal;
 
+pub use aggregator::{aggregate, Aggregate, Aggregator, RejectReason, Resolution};
 pub use conflict::{detect_conflicts, ConflictGroup, ConflictKind, ConflictReport};
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
+pub use merge::{
+    merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, PARALLEL_MERGE_THRESHOLD,
+};
 pub use proposal::{Proposal, ProposalError, ProposalId};
 pub use snapshot::{CommitError, Snapshot, SnapshotCell, Staged};
