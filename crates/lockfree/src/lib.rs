@@ -10,6 +10,7 @@
 mod hint;
 // snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
 mod loom;
+mod scheduler;
 mod snapshot;
 // proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
 mod aggregator;
@@ -24,4 +25,5 @@ pub use merge::{
     merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, PARALLEL_MERGE_THRESHOLD,
 };
 pub use proposal::{Proposal, ProposalError, ProposalId};
+pub use scheduler::{Full, PriorityScheduler, SchedulerConfig, SchedulerError};
 pub use snapshot::{CommitError, Snapshot, SnapshotCell, Staged};

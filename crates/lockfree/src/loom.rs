@@ -17,13 +17,11 @@ pub(crate) mod sync {
     #[cfg(not(loom))]
     pub(crate) use std::sync::Arc;
 
-    // Not every primitive is used in every configuration; the shim offers the set the crate draws on.
-    #[allow(unused_imports)]
     pub(crate) mod atomic {
         #[cfg(loom)]
-        pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
         #[cfg(not(loom))]
-        pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
         pub(crate) use std::sync::atomic::Ordering;
     }
@@ -142,7 +140,6 @@ pub(crate) mod epoch {
 }
 
 /// One FIFO lane of the priority scheduler.
-#[allow(dead_code)] // used by the scheduler, which lands separately
 pub(crate) mod lane {
     /// An unbounded multi-producer multi-consumer FIFO queue.
     #[cfg(not(loom))]

@@ -1,0 +1,508 @@
+//! [`PriorityScheduler`]: a concurrent priority queue with one lock-free FIFO lane per sort key.
+//!
+//! # Design
+//!
+//! A [`SchedulingHint`] has 48 distinct sort keys, so the scheduler keeps 48 lanes (crossbeam
+//! `SegQueue`s), lane `k` holding the items whose hint has sort key `k`, and a 64-bit bitmap whose bit
+//! `k` says "lane `k` may hold items". `pop` reads the bitmap, takes the highest set bit (one
+//! `leading_zeros`) and pops that lane: ordering by the full key costs no comparison at all, and FIFO
+//! among equal keys is the lane's own order. This design was chosen by measurement against a sharded
+//! locked binary heap (kept in `benches/scheduler.rs` as the `hivekit-sharded-heap` peer).
+//!
+//! ## The bitmap protocol (no item is ever stranded)
+//!
+//! A bit may be set while its lane is empty (a hint, corrected by the next `pop` that finds the lane
+//! empty), but a lane holding an item whose `push` has returned always has its bit set, or is being
+//! re-checked by the `pop` that just cleared it:
+//!
+//! - `push`: enqueue into the lane, then a `SeqCst` fence, then read the bitmap and set the bit if it
+//!   is clear.
+//! - `pop`, finding the lane empty: clear the bit (`SeqCst` read-modify-write), a `SeqCst` fence, then
+//!   look at the lane again and set the bit back if it is not empty.
+//!
+//! The two fences order "enqueue, then read the bit" against "clear the bit, then read the lane"
+//! (the store-buffering pattern): at least one side sees the other, so either the pusher sees the
+//! cleared bit and sets it, or the popper sees the item and restores the bit. The loom models in
+//! `tests/loom.rs` check this protocol. A `pop` that finds the bitmap empty while the item counter
+//! says items exist scans the lanes directly, so it never reports empty while a completed push's item
+//! is waiting behind a bit that is being restored.
+//!
+//! ## Anti-starvation
+//!
+//! See [`SchedulerConfig::max_bypass`].
+
+use std::fmt;
+
+use crossbeam_utils::CachePadded;
+
+use crate::hint::{Priority, SchedulingHint};
+use crate::loom::lane::Lane;
+use crate::loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// The number of lanes: one per sort key.
+const LANES: usize = SchedulingHint::KEYS;
+/// Sort keys per priority: lanes `p * 12 .. p * 12 + 12` hold priority `p`.
+const KEYS_PER_PRIORITY: usize = LANES / Priority::ALL.len();
+
+/// How a [`PriorityScheduler`] is bounded and how it fights starvation.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{PriorityScheduler, SchedulerConfig};
+///
+/// let scheduler = PriorityScheduler::<u32>::with_config(SchedulerConfig {
+///     capacity: Some(1_024),
+///     max_bypass: Some(8),
+/// })?;
+/// assert_eq!(scheduler.config().capacity, Some(1_024));
+/// # Ok::<(), hivekit_lockfree::SchedulerError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SchedulerConfig {
+    /// The most items the scheduler holds at once; a `push` beyond it returns [`Full`] with the item.
+    /// `None` (the default) is unbounded. Must not be `Some(0)`.
+    pub capacity: Option<usize>,
+    /// Anti-starvation: `Some(k)` lets the highest non-empty lane be served at most `k` times in a row
+    /// while a lower lane waits; `None` (the default) is strict priority order. Must not be `Some(0)`.
+    ///
+    /// Precisely: a *lane* is a sort key ([`SchedulingHint::sort_key`]). A pop that takes from the
+    /// highest non-empty lane while some lower lane is non-empty *bypasses* the lower lanes. After `k`
+    /// such pops in a row, the next pop is a *forced* pop: it serves a lower lane and resets the count
+    /// (a pop with no lower lane waiting also resets it). Forced pops walk the waiting lanes downwards
+    /// round-robin: each serves the highest non-empty lane below the lane of the previous forced pop,
+    /// wrapping around to the highest non-empty lane below the top one when none is left. So a lane
+    /// that keeps waiting while `m` lanes wait below the top is served by one of the next `m` forced
+    /// pops, that is within `(k + 1) * m` pops.
+    ///
+    /// The count is exact with one consumer. Concurrent consumers share it without a read-modify-write
+    /// (to keep `pop` cheap), so when pops race the bound stretches by the number of racing pops.
+    pub max_bypass: Option<u32>,
+}
+
+/// Why a [`SchedulerConfig`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// `capacity: Some(0)`: such a scheduler could never hold an item.
+    #[error("scheduler capacity must be at least 1, got 0")]
+    ZeroCapacity,
+    /// `max_bypass: Some(0)`: that would forbid ever serving a higher lane first.
+    #[error("scheduler max_bypass must be at least 1, got 0 (use None for strict priority)")]
+    ZeroMaxBypass,
+}
+
+/// A push refused because a bounded [`PriorityScheduler`] is at capacity; the item is given back.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{PriorityScheduler, SchedulerConfig, SchedulingHint};
+///
+/// let scheduler = PriorityScheduler::with_config(SchedulerConfig {
+///     capacity: Some(1),
+///     ..SchedulerConfig::default()
+/// })?;
+/// scheduler.push(SchedulingHint::default(), "first").ok();
+/// let full = scheduler.push(SchedulingHint::default(), "second").unwrap_err();
+/// assert_eq!(full.into_inner(), "second");
+/// # Ok::<(), hivekit_lockfree::SchedulerError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("scheduler is full")]
+pub struct Full<T>(pub T);
+
+impl<T> Full<T> {
+    /// The refused item.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for Full<T> {
+    // Not derived: an error must be printable whatever the item type.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("Full(..)")
+    }
+}
+
+/// The anti-starvation state, written only by consumers, on its own cache line.
+#[derive(Debug)]
+struct Aging {
+    /// Pops in a row that bypassed a waiting lower lane.
+    bypassed: AtomicU32,
+    /// The lane of the last forced pop (round-robin cursor); `LANES` when none yet.
+    cursor: AtomicU32,
+}
+
+/// A concurrent multi-producer multi-consumer priority queue ordered by [`SchedulingHint`].
+///
+/// [`pop`](Self::pop) returns the item with the highest [`SchedulingHint::sort_key`], FIFO among items
+/// with equal keys; optionally bounded ([`SchedulerConfig::capacity`]) and with anti-starvation
+/// ([`SchedulerConfig::max_bypass`]). All methods take `&self`; share it with an `Arc` or a scope.
+/// Every pushed item is popped exactly once, whatever the interleaving.
+///
+/// # Progress
+///
+/// [`push`](Self::push) and [`pop`](Self::pop) are lock-free (the lanes are crossbeam `SegQueue`s;
+/// a bounded `push` adds a compare-and-swap loop on the item count). [`len`](Self::len) and
+/// [`is_empty`](Self::is_empty) are wait-free, O(1) and exact when no push or pop is in flight.
+/// [`depth_by_priority`](Self::depth_by_priority) is O(1) (48 lanes) and exact when quiescent.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulingHint};
+///
+/// let scheduler = PriorityScheduler::new();
+/// let background = SchedulingHint::with_priority(Priority::Low);
+/// let urgent = SchedulingHint::new(Priority::Critical, LatencyTier::Hot, ResourceCost::Minimal);
+/// scheduler.push(background, "reindex").ok();
+/// scheduler.push(urgent, "answer the user").ok();
+/// scheduler.push(background, "compact").ok();
+///
+/// assert_eq!(scheduler.len(), 3);
+/// assert_eq!(scheduler.depth_by_priority(), [2, 0, 0, 1]);
+/// assert_eq!(scheduler.pop(), Some("answer the user"));
+/// assert_eq!(scheduler.pop(), Some("reindex")); // FIFO among equal keys
+/// assert_eq!(scheduler.pop(), Some("compact"));
+/// assert_eq!(scheduler.pop(), None);
+/// ```
+pub struct PriorityScheduler<T> {
+    /// Lane `k` holds the items with sort key `k`, in push order.
+    lanes: Box<[Lane<T>]>,
+    /// Bit `k` is set whenever lane `k` holds an item whose push has returned (see the module docs).
+    nonempty: CachePadded<AtomicU64>,
+    /// Items reserved by pushes and not yet taken by pops.
+    len: CachePadded<AtomicUsize>,
+    aging: CachePadded<Aging>,
+    /// `usize::MAX` when unbounded.
+    capacity: usize,
+    /// `u32::MAX` when anti-starvation is off (a count that is never reached).
+    max_bypass: u32,
+    config: SchedulerConfig,
+}
+
+impl<T> PriorityScheduler<T> {
+    /// An unbounded scheduler with strict priority order (no anti-starvation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let scheduler = hivekit_lockfree::PriorityScheduler::<String>::new();
+    /// assert!(scheduler.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::build(SchedulerConfig::default())
+    }
+
+    /// A scheduler with the given capacity and anti-starvation bound.
+    ///
+    /// # Errors
+    ///
+    /// [`SchedulerError::ZeroCapacity`] for `capacity: Some(0)` and [`SchedulerError::ZeroMaxBypass`]
+    /// for `max_bypass: Some(0)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{PriorityScheduler, SchedulerConfig, SchedulerError};
+    ///
+    /// let refused = PriorityScheduler::<()>::with_config(SchedulerConfig {
+    ///     capacity: Some(0),
+    ///     max_bypass: None,
+    /// });
+    /// assert_eq!(refused.unwrap_err(), SchedulerError::ZeroCapacity);
+    /// ```
+    pub fn with_config(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        if config.capacity == Some(0) {
+            return Err(SchedulerError::ZeroCapacity);
+        }
+        if config.max_bypass == Some(0) {
+            return Err(SchedulerError::ZeroMaxBypass);
+        }
+        Ok(Self::build(config))
+    }
+
+    fn build(config: SchedulerConfig) -> Self {
+        Self {
+            lanes: (0..LANES).map(|_| Lane::new()).collect(),
+            nonempty: CachePadded::new(AtomicU64::new(0)),
+            len: CachePadded::new(AtomicUsize::new(0)),
+            aging: CachePadded::new(Aging {
+                bypassed: AtomicU32::new(0),
+                cursor: AtomicU32::new(LANES as u32),
+            }),
+            capacity: config.capacity.unwrap_or(usize::MAX),
+            max_bypass: config.max_bypass.unwrap_or(u32::MAX),
+            config,
+        }
+    }
+
+    /// The configuration this scheduler was built with.
+    pub fn config(&self) -> SchedulerConfig {
+        self.config
+    }
+
+    /// Queues `item` behind the items with the same sort key.
+    ///
+    /// # Errors
+    ///
+    /// [`Full`] with the item when the scheduler was built with a capacity and holds that many items.
+    /// An unbounded scheduler never fails.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{Priority, PriorityScheduler, SchedulingHint};
+    ///
+    /// let scheduler = PriorityScheduler::new();
+    /// scheduler.push(SchedulingHint::with_priority(Priority::High), 7)?;
+    /// assert_eq!(scheduler.pop(), Some(7));
+    /// # Ok::<(), hivekit_lockfree::Full<i32>>(())
+    /// ```
+    pub fn push(&self, hint: SchedulingHint, item: T) -> Result<(), Full<T>> {
+        if self.capacity == usize::MAX {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Reserve a slot first, so the lanes never hold more than `capacity` items.
+            let mut len = self.len.load(Ordering::Relaxed);
+            loop {
+                if len >= self.capacity {
+                    return Err(Full(item));
+                }
+                match self.len.compare_exchange_weak(
+                    len,
+                    len + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => len = actual,
+                }
+            }
+        }
+        let key = usize::from(hint.sort_key());
+        self.lanes[key].push(item);
+        // Enqueue, then read the bitmap: pairs with the fence in `pop`'s clear-then-recheck.
+        fence(Ordering::SeqCst);
+        let bit = 1_u64 << key;
+        if self.nonempty.load(Ordering::Relaxed) & bit == 0 {
+            self.nonempty.fetch_or(bit, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Takes the item with the highest sort key (the oldest among equal keys), or a lower lane's item
+    /// when anti-starvation forces it (see [`SchedulerConfig::max_bypass`]). `None` when empty.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{Priority, PriorityScheduler, SchedulingHint};
+    ///
+    /// let scheduler = PriorityScheduler::new();
+    /// scheduler.push(SchedulingHint::with_priority(Priority::Low), "later").ok();
+    /// scheduler.push(SchedulingHint::with_priority(Priority::High), "first").ok();
+    /// assert_eq!(scheduler.pop(), Some("first"));
+    /// assert_eq!(scheduler.pop(), Some("later"));
+    /// assert_eq!(scheduler.pop(), None);
+    /// ```
+    pub fn pop(&self) -> Option<T> {
+        loop {
+            let bits = self.nonempty.load(Ordering::Acquire);
+            if bits == 0 {
+                return self.pop_slow();
+            }
+            let key = self.choose_lane(bits);
+            if let Some(item) = self.lanes[key].pop() {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return Some(item);
+            }
+            self.clear_lane_bit(key);
+        }
+    }
+
+    /// The lane a pop serves, given the bitmap `bits` (not zero).
+    #[inline]
+    fn choose_lane(&self, bits: u64) -> usize {
+        let top = 63 - bits.leading_zeros();
+        let below_top = bits & ((1_u64 << top) - 1);
+        if self.max_bypass == u32::MAX {
+            return top as usize;
+        }
+        let aging = &*self.aging;
+        if below_top == 0 {
+            // Nothing waits below: nothing is bypassed.
+            if aging.bypassed.load(Ordering::Relaxed) != 0 {
+                aging.bypassed.store(0, Ordering::Relaxed);
+            }
+            return top as usize;
+        }
+        let bypassed = aging.bypassed.load(Ordering::Relaxed);
+        if bypassed < self.max_bypass {
+            aging.bypassed.store(bypassed + 1, Ordering::Relaxed);
+            return top as usize;
+        }
+        // A forced pop: the highest waiting lane below the previous forced one, wrapping around.
+        aging.bypassed.store(0, Ordering::Relaxed);
+        let cursor = aging.cursor.load(Ordering::Relaxed);
+        let below_cursor = if cursor >= 64 {
+            below_top
+        } else {
+            below_top & ((1_u64 << cursor) - 1)
+        };
+        let candidates = if below_cursor == 0 {
+            below_top
+        } else {
+            below_cursor
+        };
+        let lane = 63 - candidates.leading_zeros();
+        aging.cursor.store(lane, Ordering::Relaxed);
+        lane as usize
+    }
+
+    /// Lane `key` was found empty: clear its bit, then restore it if a push landed meanwhile.
+    #[cold]
+    fn clear_lane_bit(&self, key: usize) {
+        let bit = 1_u64 << key;
+        self.nonempty.fetch_and(!bit, Ordering::SeqCst);
+        // Clear, then read the lane: pairs with the fence in `push` (see the module docs).
+        fence(Ordering::SeqCst);
+        if !self.lanes[key].is_empty() {
+            self.nonempty.fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// The bitmap says empty. If items are counted, a bit may be being restored by a racing pop:
+    /// look at the lanes themselves, highest first, rather than report empty.
+    #[cold]
+    fn pop_slow(&self) -> Option<T> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let item = self.lanes.iter().rev().find_map(Lane::pop)?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Some(item)
+    }
+
+    /// The number of items queued: O(1); exact when no push or pop is in flight (a push in flight may
+    /// already be counted).
+    ///
+    /// # Progress
+    ///
+    /// Wait-free.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when no item is queued (see [`len`](Self::len)).
+    ///
+    /// # Progress
+    ///
+    /// Wait-free.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of queued items per priority, indexed by [`Priority::index`] (`Low` first): 48
+    /// lane lengths summed, exact when no push or pop is in flight.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free (each lane length is read consistently).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{Priority, PriorityScheduler, SchedulingHint};
+    ///
+    /// let scheduler = PriorityScheduler::new();
+    /// scheduler.push(SchedulingHint::with_priority(Priority::High), ()).ok();
+    /// assert_eq!(scheduler.depth_by_priority()[Priority::High.index()], 1);
+    /// ```
+    pub fn depth_by_priority(&self) -> [usize; 4] {
+        let mut depth = [0; 4];
+        for (priority, lanes) in self.lanes.chunks_exact(KEYS_PER_PRIORITY).enumerate() {
+            depth[priority] = lanes.iter().map(Lane::len).sum();
+        }
+        depth
+    }
+}
+
+impl<T> Default for PriorityScheduler<T> {
+    /// An unbounded scheduler with strict priority order.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for PriorityScheduler<T> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("PriorityScheduler")
+            .field("len", &self.len())
+            .field("depth_by_priority", &self.depth_by_priority())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::hint::{LatencyTier, ResourceCost};
+
+    #[test]
+    fn lanes_per_priority_match_sort_keys() {
+        for priority in Priority::ALL {
+            for latency in [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold] {
+                for cost in [ResourceCost::Minimal, ResourceCost::Heavy] {
+                    let key = usize::from(SchedulingHint::new(priority, latency, cost).sort_key());
+                    assert_eq!(key / KEYS_PER_PRIORITY, priority.index());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_bad_setting() {
+        assert_eq!(
+            SchedulerError::ZeroCapacity.to_string(),
+            "scheduler capacity must be at least 1, got 0"
+        );
+        assert!(SchedulerError::ZeroMaxBypass
+            .to_string()
+            .starts_with("scheduler max_bypass must be at least 1"));
+        assert_eq!(Full(3).to_string(), "scheduler is full");
+        assert_eq!(format!("{:?}", Full(3)), "Full(..)");
+    }
+
+    #[test]
+    fn forced_pops_walk_down_round_robin() {
+        let scheduler = PriorityScheduler::with_config(SchedulerConfig {
+            capacity: None,
+            max_bypass: Some(1),
+        })
+        .expect("valid config");
+        for priority in Priority::ALL {
+            for _ in 0..4 {
+                scheduler
+                    .push(SchedulingHint::with_priority(priority), priority.index())
+                    .ok();
+            }
+        }
+        let order: Vec<usize> = std::iter::from_fn(|| scheduler.pop()).take(6).collect();
+        // top, forced High, top, forced Normal, top (Critical now empty after this), forced Low...
+        assert_eq!(order, [3, 2, 3, 1, 3, 0]);
+    }
+}
