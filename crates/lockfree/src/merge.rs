@@ -23,6 +23,9 @@ use rayon::prelude::*;
 /// | [`Option<T>`] (`T: Merge`) | `None` is the identity |
 /// | `()` and tuples of up to four `Merge` types | component-wise |
 ///
+/// Call it as `Merge::merge(&mut map, other)` on a `BTreeMap`: the standard library has an unstable
+/// inherent `BTreeMap::merge` of its own, and method syntax triggers a future-compatibility warning.
+///
 /// `Vec<T>` is deliberately not `Merge`: concatenation is not commutative, so a merged vector would
 /// depend on submission order. Collect into a set or a map keyed by something stable instead.
 ///
@@ -33,7 +36,7 @@ use rayon::prelude::*;
 /// use hivekit_lockfree::{Max, Merge, Sum};
 ///
 /// let mut votes = BTreeMap::from([("alpha", Sum(2_u64))]);
-/// votes.merge(BTreeMap::from([("alpha", Sum(1)), ("beta", Sum(4))]));
+/// Merge::merge(&mut votes, BTreeMap::from([("alpha", Sum(1)), ("beta", Sum(4))]));
 /// assert_eq!(votes, BTreeMap::from([("alpha", Sum(3)), ("beta", Sum(4))]));
 ///
 /// let mut highest = Max(3);
