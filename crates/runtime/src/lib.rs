@@ -1,1 +1,57 @@
-//! hivekit-runtime (under construction).
+//! One lazily built, process-wide tokio runtime and a sync -> async bridge that is safe to call from
+//! anywhere.
+//!
+//! # Concepts
+//!
+//! - **The global runtime.** Every hivekit crate runs on one tokio runtime, built on first use from
+//!   [`RuntimeConfig::default()`], or earlier and differently by [`configure`] (only before first
+//!   use, else [`RuntimeError::AlreadyInitialized`]). `HIVEKIT_WORKER_THREADS` overrides the worker
+//!   count; an invalid value is a [`RuntimeError::InvalidWorkerThreadsEnv`], never silently
+//!   ignored. [`try_handle`] reports build errors, [`handle`] panics with them.
+//! - **The bridge.** [`execute`] runs a future to completion from synchronous code: from plain
+//!   threads, `spawn_blocking` threads and multi-thread runtime workers (via `block_in_place`, no
+//!   deadlock). Inside a current-thread runtime it would deadlock, so [`try_execute`] returns
+//!   [`RuntimeError::WouldDeadlock`] and [`execute`] panics with that message.
+//! - **The fast path.** A future that is ready on its first poll (polled inside the runtime
+//!   context, so `tokio::spawn` and timers work) returns without a `block_on` round trip; a pending
+//!   one is handed, still pinned in place, to `block_on`.
+//! - **Stats.** [`stats`] sums per-thread counters ([`RuntimeStats`]); counting never writes a
+//!   shared cache line.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use hivekit_runtime::{configure, execute, spawn, stats, RuntimeConfig};
+//!
+//! // Optional: choose the runtime before anything uses it.
+//! configure(RuntimeConfig { worker_threads: Some(2), ..RuntimeConfig::default() })?;
+//!
+//! // Synchronous code calling async code.
+//! let greeting = execute(async {
+//!     tokio::time::sleep(Duration::from_millis(1)).await;
+//!     "hello"
+//! });
+//! assert_eq!(greeting, "hello");
+//!
+//! // Background work on the same runtime.
+//! let task = spawn(async { 2 + 2 });
+//! assert_eq!(execute(task).unwrap(), 4);
+//!
+//! let counts = stats();
+//! assert!(counts.executes >= 2 && counts.spawns >= 1);
+//! # Ok::<(), hivekit_runtime::RuntimeError>(())
+//! ```
+
+mod config;
+mod error;
+mod execute;
+mod global;
+mod stats;
+
+pub use config::{Flavor, RuntimeConfig, WORKER_THREADS_ENV};
+pub use error::RuntimeError;
+pub use execute::{execute, spawn, spawn_blocking, try_execute};
+pub use global::{__build_count, active_config, configure, handle, is_initialized, try_handle};
+pub use stats::{stats, RuntimeStats};

@@ -1,0 +1,271 @@
+//! The sync -> async bridge: [`execute`], [`try_execute`], [`spawn`], [`spawn_blocking`].
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, Wake, Waker};
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::task::JoinHandle;
+
+use crate::stats::{bump, Counter, THREAD};
+use crate::{try_handle, RuntimeError};
+
+/// Runs `future` to completion on the global runtime and returns its output; callable from any
+/// synchronous code.
+///
+/// Where it is called from decides how it waits:
+///
+/// - a plain thread, or a `spawn_blocking` thread of any runtime: blocks the thread on the global
+///   runtime;
+/// - a worker of a multi-thread tokio runtime (the global one included) or a thread inside a
+///   multi-thread runtime's `block_on`: waits inside `tokio::task::block_in_place`, so other tasks
+///   keep running and nothing deadlocks;
+/// - a thread driving a current-thread runtime: blocking would stop that runtime, so this panics
+///   (use [`try_execute`] to get [`RuntimeError::WouldDeadlock`] instead).
+///
+/// The future is first polled once in place, inside the global runtime's context (so it may call
+/// `tokio::spawn` or create timers). If that poll finishes it, the result is returned without any
+/// `block_on` round trip (the fast path, counted in [`RuntimeStats::fast_path_hits`]); otherwise the
+/// same pinned future goes to `block_on`, which polls it again at once, so no wake-up is lost.
+///
+/// The first call on a plain thread enters the global runtime's context on that thread and leaves
+/// it entered (like a thread the runtime started itself): later calls skip the context switch,
+/// which would otherwise cost two shared atomic writes per call. `tokio::runtime::Handle::current()`
+/// on that thread then returns the global runtime.
+///
+/// A panic inside the future propagates to the caller with its original payload; the runtime is
+/// unaffected.
+///
+/// # Panics
+///
+/// With the message of the [`RuntimeError`] [`try_execute`] would return: inside a current-thread
+/// runtime, or when the global runtime cannot be built. Also when `future` panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let sum = hivekit_runtime::execute(async {
+///     let task = tokio::spawn(async { 40 });
+///     tokio::time::sleep(Duration::from_millis(1)).await;
+///     task.await.unwrap() + 2
+/// });
+/// assert_eq!(sum, 42);
+/// ```
+///
+/// [`RuntimeStats::fast_path_hits`]: crate::RuntimeStats::fast_path_hits
+#[track_caller]
+pub fn execute<F: Future>(future: F) -> F::Output {
+    match try_execute(future) {
+        Ok(output) => output,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// Like [`execute`], but returns an error instead of panicking when it cannot run the future.
+///
+/// # Errors
+///
+/// - [`RuntimeError::WouldDeadlock`] when called on a thread that drives a current-thread tokio
+///   runtime (`#[tokio::main(flavor = "current_thread")]`, `#[tokio::test]`, or the global runtime
+///   itself when built with [`Flavor::CurrentThread`](crate::Flavor::CurrentThread)); the future is
+///   dropped unpolled.
+/// - The errors of [`try_handle`] when the global runtime cannot be built.
+/// - [`RuntimeError::ThreadLocalDestroyed`] when called from a thread-local destructor after
+///   tokio's own thread-local context is gone.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_runtime::{try_execute, RuntimeError};
+///
+/// // From synchronous code: fine.
+/// assert_eq!(try_execute(async { 1 + 1 })?, 2);
+///
+/// // From inside a current-thread runtime: refused instead of deadlocking.
+/// let local = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let refused = local.block_on(async { try_execute(async { 1 }) });
+/// assert!(matches!(refused, Err(RuntimeError::WouldDeadlock)));
+/// # Ok::<(), RuntimeError>(())
+/// ```
+pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
+    let global = try_handle()?;
+    let first_poll = route(global)?;
+    let mut future = pin!(future);
+    let polled = match first_poll {
+        FirstPoll::InPlace => poll_once(future.as_mut()),
+        FirstPoll::EnterGlobal => {
+            let _context = global.enter();
+            poll_once(future.as_mut())
+        }
+    };
+    match polled {
+        Poll::Ready(output) => {
+            bump(Counter::FastPathHits);
+            Ok(output)
+        }
+        // `block_in_place` is free where blocking is already allowed (it just calls the closure)
+        // and hands this worker's tasks to another thread on a multi-thread worker; `route` has
+        // excluded the current-thread schedulers where it would panic.
+        Poll::Pending => Ok(tokio::task::block_in_place(|| global.block_on(future))),
+    }
+}
+
+/// Spawns `future` as a task on the global runtime (building it on first use).
+///
+/// # Panics
+///
+/// If the global runtime cannot be built (see [`try_handle`]).
+///
+/// # Examples
+///
+/// ```
+/// let task = hivekit_runtime::spawn(async { 21 * 2 });
+/// assert_eq!(hivekit_runtime::execute(task).unwrap(), 42);
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handle = crate::handle();
+    bump(Counter::Spawns);
+    handle.spawn(future)
+}
+
+/// Runs the blocking closure `work` on the global runtime's blocking thread pool.
+///
+/// `execute` works inside `work` (it blocks that pool thread, which is what the pool is for).
+///
+/// # Panics
+///
+/// If the global runtime cannot be built (see [`try_handle`]).
+///
+/// # Examples
+///
+/// ```
+/// let task = hivekit_runtime::spawn_blocking(|| {
+///     // Blocking work, and even a nested bridge back into async code.
+///     hivekit_runtime::execute(async { 6 }) * 7
+/// });
+/// assert_eq!(hivekit_runtime::execute(task).unwrap(), 42);
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(work: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let handle = crate::handle();
+    bump(Counter::BlockingSpawns);
+    handle.spawn_blocking(work)
+}
+
+/// Where the first poll happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstPoll {
+    /// The thread's current context already is the global runtime.
+    InPlace,
+    /// Another runtime's context is current: enter the global one around the poll.
+    EnterGlobal,
+}
+
+/// Decides, without touching any shared cache line on the common paths, whether and how the calling
+/// thread may wait, and counts the call.
+fn route(global: &'static Handle) -> Result<FirstPoll, RuntimeError> {
+    let routed = THREAD.try_with(|thread| {
+        let routed = route_with(global, &thread.base_is_global);
+        let counter = match routed {
+            Err(_) => Counter::WouldDeadlock,
+            Ok(_) => Counter::Executes,
+        };
+        thread.bump(counter);
+        routed
+    });
+    match routed {
+        Ok(routed) => routed,
+        // Our thread-locals are gone (a thread-local destructor is calling us): no caching, no
+        // counting, but the same decisions.
+        Err(_) => route_with(global, &Cell::new(false)),
+    }
+}
+
+fn route_with(
+    global: &'static Handle,
+    base_is_global: &Cell<bool>,
+) -> Result<FirstPoll, RuntimeError> {
+    if drives_scheduler() {
+        // A worker thread of some runtime, in the middle of running its tasks. Knowing which
+        // flavor costs a reference-count round trip on that runtime's handle, acceptable here:
+        // the multi-thread case is about to pay for `block_in_place` anyway.
+        return match Handle::try_current() {
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                Err(RuntimeError::WouldDeadlock)
+            }
+            _ if base_is_global.get() => Ok(FirstPoll::InPlace),
+            _ => Ok(FirstPoll::EnterGlobal),
+        };
+    }
+    if base_is_global.get() {
+        return Ok(FirstPoll::InPlace);
+    }
+    match Handle::try_current() {
+        Ok(_) => Ok(FirstPoll::EnterGlobal),
+        Err(missing) if missing.is_missing_context() => {
+            // A plain thread. Enter the global runtime once and for all: the guard is forgotten, so
+            // the context stays entered at the bottom of this thread's context stack (any context
+            // entered later nests above it and is left before it). tokio releases its handle
+            // reference when the thread exits.
+            std::mem::forget(global.enter());
+            base_is_global.set(true);
+            Ok(FirstPoll::InPlace)
+        }
+        Err(_) => Err(RuntimeError::ThreadLocalDestroyed),
+    }
+}
+
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    // A wake-up sent to this waker is not lost: on `Pending` the future is polled again at once by
+    // `block_on`, and a future must register the waker of its latest poll.
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+thread_local! {
+    static PROBE_WOKEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A waker that records, on the thread that wakes it, that it was woken.
+struct ProbeWake;
+
+impl Wake for ProbeWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = PROBE_WOKEN.try_with(|woken| woken.set(true));
+    }
+}
+
+static PROBE_WAKER: LazyLock<Waker> = LazyLock::new(|| Waker::from(Arc::new(ProbeWake)));
+
+/// True when the calling thread is running a tokio scheduler (a current-thread runtime's `block_on`
+/// or a multi-thread worker that holds its core): the one place where plain blocking is wrong.
+///
+/// tokio has no public query for this. `yield_now` reveals it: its first poll hands the waker to
+/// the running scheduler's defer list, or, outside one (plain threads, `spawn_blocking` threads,
+/// a worker inside `block_in_place`), wakes it immediately, as its source documents. The probe
+/// reads only thread-locals. Should a future tokio change that behaviour, `runtime_contexts.rs`
+/// tests every context and fails.
+fn drives_scheduler() -> bool {
+    let _ = PROBE_WOKEN.try_with(|woken| woken.set(false));
+    let mut context = Context::from_waker(&PROBE_WAKER);
+    let yielded = pin!(tokio::task::yield_now());
+    // The first poll of `yield_now` is always `Pending`; what matters is whether it woke us.
+    let _ = yielded.poll(&mut context);
+    !PROBE_WOKEN.try_with(Cell::get).unwrap_or(true)
+}
