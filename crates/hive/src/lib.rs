@@ -1,1 +1,96 @@
-//! hivekit-hive (under construction).
+//! Hive coordination: agents, ballots, consensus, conflict resolution and a versioned collective
+//! memory.
+//!
+//! A [`Hive`] holds a shared [`State`] in a versioned [`SnapshotCell`] and a set of [`Agent`]s. One
+//! round, [`Hive::decide`], shows every agent a [`Snapshot`] of the state, collects their
+//! [`Proposal`]s (each naming the keys it reads and writes), accepts the proposals that conflict with
+//! no other, settles each group of conflicting proposals by a [`Ballot`] among the agents (or by
+//! priority, arrival order or rejection: [`ResolutionStrategy`]), applies the accepted changes and
+//! commits them as a new version. The [`Decision`] says what was accepted, what was rejected and why,
+//! how every ballot went, and which agents failed.
+//!
+//! - Agents are cheap to add (no task each): they are polled by the round itself, and those that
+//!   declare a heavy [`Agent::cost`] run as their own tasks across every worker thread.
+//! - A panicking, failing or hanging agent is recorded and the round goes on; every call runs under
+//!   the hive's `agent_timeout`.
+//! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of
+//!   threshold, quorum and tie-break, and early settlement ([`Ballot::is_settled`]).
+//!
+//! `decide` runs on the caller's tokio runtime (it needs tokio's timers); from synchronous code use
+//! `hivekit_runtime::execute(hive.decide())`.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use hivekit_hive::{Agent, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
+//!
+//! #[derive(Clone, Default, Debug)]
+//! struct Inventory(BTreeMap<String, i64>);
+//!
+//! impl State for Inventory {
+//!     type Key = String;
+//!     type Change = (String, i64);
+//!     fn apply(&mut self, (item, delta): &(String, i64)) {
+//!         *self.0.entry(item.clone()).or_default() += delta;
+//!     }
+//! }
+//!
+//! /// Restocks one item.
+//! struct Restocker { id: u64, item: &'static str }
+//!
+//! impl Agent<Inventory> for Restocker {
+//!     async fn propose(&self, view: &Snapshot<Inventory>)
+//!         -> Result<Option<Proposal<String, (String, i64)>>, AgentError>
+//!     {
+//!         let have = view.0.get(self.item).copied().unwrap_or(0);
+//!         if have >= 10 {
+//!             return Ok(None);
+//!         }
+//!         let change = (self.item.to_string(), 10 - have);
+//!         Ok(Some(Proposal::new(ProposalId(self.id), change).writes([self.item.to_string()])))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let hive = Hive::builder(Inventory::default()).build()?;
+//! hive.spawn(Restocker { id: 1, item: "bolts" });
+//! hive.spawn(Restocker { id: 2, item: "nuts" });
+//! hive.spawn(Restocker { id: 3, item: "nuts" }); // conflicts with 2: settled by vote
+//!
+//! let decision = hive.decide().await?;
+//! assert_eq!(decision.accepted.len(), 2);
+//! assert_eq!(decision.rejected.len(), 1);
+//! let inventory = hive.memory().load();
+//! assert_eq!((inventory.0["bolts"], inventory.0["nuts"]), (10, 10));
+//! assert_eq!(inventory.version(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod agent;
+mod ballot;
+mod call;
+mod decision;
+mod error;
+mod hive;
+mod policy;
+mod round;
+mod state;
+
+use hivekit_lockfree as lockfree;
+
+pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
+pub use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+pub use crate::decision::{
+    AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
+};
+pub use crate::error::HiveError;
+pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
+pub use crate::lockfree::{
+    ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
+};
+pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
+pub use crate::state::State;
+pub use hivekit_lockfree::{Priority, ResourceCost};

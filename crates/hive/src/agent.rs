@@ -1,0 +1,309 @@
+//! Agents: what they are asked (propose, vote), how they are identified, and the object-safe adapter
+//! that lets agents of different types live in one hive.
+
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hivekit_lockfree::{Priority, ResourceCost};
+
+use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
+use crate::state::State;
+
+/// Identifies an agent within its hive; ids are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentId(pub u64);
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "agent {}", self.0)
+    }
+}
+
+/// What an agent is for; users filter agents by role (see `Hive::agents_with_role`) and choose which
+/// roles vote (see `HiveBuilder::voting_roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Role {
+    /// Reads the state and proposes changes (the default).
+    #[default]
+    Analyzer,
+    /// Settles disagreements.
+    Resolver,
+    /// Looks for conflicting requirements.
+    ConflictDetector,
+    /// Checks proposals.
+    Validator,
+    /// Improves accepted plans.
+    Optimizer,
+    /// Anything else, by name.
+    Custom(Cow<'static, str>),
+}
+
+/// An agent's answer in a ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vote {
+    /// Support for one candidate proposal.
+    For(ProposalId),
+    /// Takes part (counts towards the quorum) without supporting anyone.
+    Abstain,
+}
+
+/// An error an agent reports from `propose` or `vote`; the round records it in the decision's
+/// failures and goes on without that agent's answer.
+///
+/// Cheap to clone (the source is shared).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::AgentError;
+///
+/// let error = AgentError::msg("model endpoint unavailable");
+/// assert_eq!(error.to_string(), "model endpoint unavailable");
+/// let io = AgentError::new(std::io::Error::other("disk full"));
+/// assert_eq!(io.to_string(), "disk full");
+/// ```
+#[derive(Clone)]
+pub struct AgentError {
+    source: Arc<dyn Error + Send + Sync + 'static>,
+}
+
+impl AgentError {
+    /// Wraps any error.
+    pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
+        Self {
+            source: Arc::new(error),
+        }
+    }
+
+    /// An error that is only a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self {
+            source: Arc::new(Message(message.into())),
+        }
+    }
+
+    /// The wrapped error.
+    pub fn inner(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl fmt::Debug for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl Error for AgentError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.source()
+    }
+}
+
+impl PartialEq for AgentError {
+    /// Two errors are equal when they print the same.
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Message {}
+
+/// One proposal standing in a [`Contest`].
+#[derive(Clone)]
+pub struct Candidate<S: State> {
+    /// The proposal's id; vote for it with `Vote::For(id)`.
+    pub id: ProposalId,
+    /// The agent that proposed it.
+    pub proposer: AgentId,
+    /// The proposal's priority.
+    pub priority: Priority,
+    /// True when the proposal writes the contested key (false: it only reads it).
+    pub writes_key: bool,
+    /// The change it would apply.
+    pub change: S::Change,
+}
+
+/// A conflict put to a vote: proposals that touch the same key, at most one kind of which can win.
+#[derive(Clone)]
+pub struct Contest<S: State> {
+    /// The contested key.
+    pub key: S::Key,
+    /// How the candidates conflict on it.
+    pub kind: ConflictKind,
+    /// The candidates, in the order they were proposed.
+    pub candidates: Vec<Candidate<S>>,
+}
+
+impl<S: State> fmt::Debug for Candidate<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The change is not required to be `Debug`.
+        f.debug_struct("Candidate")
+            .field("id", &self.id)
+            .field("proposer", &self.proposer)
+            .field("priority", &self.priority)
+            .field("writes_key", &self.writes_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: State> fmt::Debug for Contest<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contest")
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .field("candidates", &self.candidates)
+            .finish()
+    }
+}
+
+impl<S: State> Contest<S> {
+    /// The candidate an agent without an opinion supports: the highest priority, then the lowest id.
+    pub fn preferred(&self) -> Option<ProposalId> {
+        self.candidates
+            .iter()
+            .max_by(|a, b| a.priority.cmp(&b.priority).then(b.id.cmp(&a.id)))
+            .map(|candidate| candidate.id)
+    }
+
+    /// The candidate with this id, if it stands in this contest.
+    pub fn candidate(&self, id: ProposalId) -> Option<&Candidate<S>> {
+        self.candidates.iter().find(|candidate| candidate.id == id)
+    }
+}
+
+/// The proposal type of a state: keys it reads and writes, and its change.
+pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
+
+/// A member of a hive: proposes changes to the shared state and votes on conflicts.
+///
+/// Write the methods as `async fn` in your impl. Agents of different types live in one hive; the hive
+/// keeps them behind an internal object-safe adapter and asks them concurrently, each call under the
+/// hive's `agent_timeout`. A call that panics, errs or times out is recorded as a failure of that agent
+/// and the round goes on.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{Agent, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
+///
+/// #[derive(Clone, Default)]
+/// struct Counter(u64);
+///
+/// impl State for Counter {
+///     type Key = &'static str;
+///     type Change = u64;
+///     fn apply(&mut self, change: &u64) {
+///         self.0 += change;
+///     }
+/// }
+///
+/// struct Incrementer;
+///
+/// impl Agent<Counter> for Incrementer {
+///     async fn propose(
+///         &self,
+///         view: &Snapshot<Counter>,
+///     ) -> Result<Option<Proposal<&'static str, u64>>, AgentError> {
+///         let id = ProposalId(view.version());
+///         Ok(Some(Proposal::new(id, 1).writes(["count"])))
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hive = Hive::builder(Counter::default()).build()?;
+/// hive.spawn(Incrementer);
+/// let decision = hive.decide().await?;
+/// assert_eq!(decision.accepted, vec![ProposalId(0)]);
+/// assert_eq!(hive.memory().load().0, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Agent<S: State>: Send + Sync + 'static {
+    /// Looks at the state and proposes at most one change (`Ok(None)`: nothing to propose).
+    ///
+    /// Proposal ids must be unique within a round; a proposal whose id another agent already used in
+    /// the same round is dropped and recorded as that agent's failure.
+    fn propose(
+        &self,
+        view: &Snapshot<S>,
+    ) -> impl Future<Output = Result<Option<ProposalOf<S>>, AgentError>> + Send;
+
+    /// Votes in a contest between conflicting proposals. The default supports
+    /// [`Contest::preferred`] (highest priority, then lowest id).
+    fn vote(
+        &self,
+        view: &Snapshot<S>,
+        contest: &Contest<S>,
+    ) -> impl Future<Output = Result<Vote, AgentError>> + Send {
+        let _ = view;
+        let vote = contest.preferred().map_or(Vote::Abstain, Vote::For);
+        std::future::ready(Ok(vote))
+    }
+
+    /// The agent's role, read once when it is spawned. Defaults to [`Role::Analyzer`].
+    fn role(&self) -> Role {
+        Role::Analyzer
+    }
+
+    /// What one call to this agent costs, read once when it is spawned. Agents of
+    /// [`ResourceCost::Moderate`] or [`ResourceCost::Heavy`] cost run as their own runtime tasks, so a
+    /// round spreads them over every worker thread; cheaper agents are polled by the round itself,
+    /// which is far cheaper than a task each. Defaults to [`ResourceCost::Light`].
+    fn cost(&self) -> ResourceCost {
+        ResourceCost::Light
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe face of [`Agent`], implemented for every agent.
+pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
+    fn propose_boxed<'a>(
+        &'a self,
+        view: &'a Snapshot<S>,
+    ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>>;
+
+    fn vote_boxed<'a>(
+        &'a self,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+    ) -> BoxFuture<'a, Result<Vote, AgentError>>;
+}
+
+impl<S: State, A: Agent<S>> DynAgent<S> for A {
+    fn propose_boxed<'a>(
+        &'a self,
+        view: &'a Snapshot<S>,
+    ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>> {
+        Box::pin(self.propose(view))
+    }
+
+    fn vote_boxed<'a>(
+        &'a self,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+    ) -> BoxFuture<'a, Result<Vote, AgentError>> {
+        Box::pin(self.vote(view, contest))
+    }
+}

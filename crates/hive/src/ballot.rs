@@ -1,0 +1,525 @@
+//! Ballots: a standalone vote counter over candidates and an electorate, with early settlement.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::agent::{AgentId, Vote};
+use crate::lockfree::ProposalId;
+use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
+
+/// Bad input to a [`Ballot`] or an [`Electorate`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BallotError {
+    /// The policy is invalid.
+    #[error("invalid consensus policy: {0}")]
+    Policy(#[from] PolicyError),
+    /// A voter weight that is NaN, infinite or negative.
+    #[error("voter {voter} has invalid weight {weight} (weights must be finite and not negative)")]
+    InvalidWeight {
+        /// The voter.
+        voter: AgentId,
+        /// The weight given.
+        weight: f64,
+    },
+    /// The same voter listed twice in an electorate.
+    #[error("voter {voter} is listed twice in the electorate")]
+    DuplicateVoter {
+        /// The voter.
+        voter: AgentId,
+    },
+    /// An electorate with nobody in it.
+    #[error("the electorate is empty")]
+    EmptyElectorate,
+    /// A weighted ballot whose voters all weigh zero.
+    #[error("the electorate's total weight is zero, so no quorum can be measured")]
+    ZeroTotalWeight,
+    /// A ballot with no candidates.
+    #[error("the ballot has no candidates")]
+    NoCandidates,
+    /// The same candidate listed twice.
+    #[error("candidate {candidate} is listed twice on the ballot")]
+    DuplicateCandidate {
+        /// The candidate.
+        candidate: ProposalId,
+    },
+    /// A vote for a proposal that is not on the ballot.
+    #[error("vote for unknown candidate {candidate}")]
+    UnknownCandidate {
+        /// The candidate voted for.
+        candidate: ProposalId,
+    },
+    /// A vote from someone outside the electorate.
+    #[error("{voter} is not in the electorate")]
+    NotAVoter {
+        /// The voter.
+        voter: AgentId,
+    },
+}
+
+/// The voters of a ballot and their weights; shareable between ballots (`Arc`).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{AgentId, BallotError, Electorate};
+///
+/// let electorate = Electorate::new([(AgentId(1), 2.0), (AgentId(2), 1.0)])?;
+/// assert_eq!(electorate.len(), 2);
+/// assert_eq!(electorate.total_weight(), 3.0);
+/// assert!(Electorate::new([(AgentId(1), f64::NAN)]).is_err());
+/// # Ok::<(), BallotError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Electorate {
+    voters: Vec<(AgentId, f64)>,
+    index: FxHashMap<AgentId, u32>,
+    total_weight: f64,
+}
+
+impl Electorate {
+    /// An electorate of voters with weights.
+    ///
+    /// # Errors
+    ///
+    /// [`BallotError::InvalidWeight`] for a NaN, infinite or negative weight,
+    /// [`BallotError::DuplicateVoter`], [`BallotError::EmptyElectorate`].
+    pub fn new(voters: impl IntoIterator<Item = (AgentId, f64)>) -> Result<Self, BallotError> {
+        let voters: Vec<(AgentId, f64)> = voters.into_iter().collect();
+        if voters.is_empty() {
+            return Err(BallotError::EmptyElectorate);
+        }
+        let mut index = FxHashMap::with_capacity_and_hasher(voters.len(), Default::default());
+        let mut total_weight = 0.0;
+        for (position, &(voter, weight)) in voters.iter().enumerate() {
+            if !valid_weight(weight) {
+                return Err(BallotError::InvalidWeight { voter, weight });
+            }
+            if index.insert(voter, position as u32).is_some() {
+                return Err(BallotError::DuplicateVoter { voter });
+            }
+            total_weight += weight;
+        }
+        Ok(Self {
+            voters,
+            index,
+            total_weight,
+        })
+    }
+
+    /// An electorate where every voter weighs 1.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Electorate::new`].
+    pub fn equal(voters: impl IntoIterator<Item = AgentId>) -> Result<Self, BallotError> {
+        Self::new(voters.into_iter().map(|voter| (voter, 1.0)))
+    }
+
+    /// The number of voters.
+    pub fn len(&self) -> usize {
+        self.voters.len()
+    }
+
+    /// True when there are no voters (never, for an electorate that was built).
+    pub fn is_empty(&self) -> bool {
+        self.voters.is_empty()
+    }
+
+    /// The sum of all weights.
+    pub fn total_weight(&self) -> f64 {
+        self.total_weight
+    }
+
+    /// A voter's weight, if they are in the electorate.
+    pub fn weight(&self, voter: AgentId) -> Option<f64> {
+        self.index
+            .get(&voter)
+            .map(|&position| self.voters[position as usize].1)
+    }
+
+    /// The voters and weights, in the order given.
+    pub fn voters(&self) -> impl ExactSizeIterator<Item = (AgentId, f64)> + '_ {
+        self.voters.iter().copied()
+    }
+
+    pub(crate) fn position(&self, voter: AgentId) -> Option<usize> {
+        self.index.get(&voter).map(|&position| position as usize)
+    }
+}
+
+pub(crate) fn valid_weight(weight: f64) -> bool {
+    weight.is_finite() && weight >= 0.0
+}
+
+/// The outcome of a [`Ballot`] if it closed now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tally {
+    /// A winner with enough support.
+    Decided {
+        /// The winning proposal.
+        winner: ProposalId,
+        /// The winner's share of the votes cast for candidates, in (0, 1].
+        support: f64,
+    },
+    /// Too few voters took part.
+    NoQuorum {
+        /// Weight (or count) that took part.
+        turnout: f64,
+        /// Weight (or count) the quorum needs.
+        required: f64,
+    },
+    /// Candidates tied at the top and the policy's tie-break is [`TieBreak::NoDecision`].
+    Tie {
+        /// The tied candidates, lowest id first.
+        candidates: Vec<ProposalId>,
+    },
+    /// The quorum was met but no candidate reached the threshold.
+    Undecided,
+}
+
+impl Tally {
+    /// The winner, when decided.
+    pub fn winner(&self) -> Option<ProposalId> {
+        match self {
+            Tally::Decided { winner, .. } => Some(*winner),
+            _ => None,
+        }
+    }
+
+    /// The same outcome regardless of the exact support figures (what early settlement promises).
+    pub fn same_outcome(&self, other: &Tally) -> bool {
+        match (self, other) {
+            (Tally::Decided { winner: a, .. }, Tally::Decided { winner: b, .. }) => a == b,
+            (Tally::NoQuorum { .. }, Tally::NoQuorum { .. }) => true,
+            (Tally::Tie { candidates: a }, Tally::Tie { candidates: b }) => a == b,
+            (Tally::Undecided, Tally::Undecided) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Up to this many candidates, finding one by a linear scan beats hashing.
+const LINEAR_LOOKUP: usize = 16;
+const NOT_VOTED: u32 = u32::MAX;
+const ABSTAINED: u32 = u32::MAX - 1;
+const ABSENT: u32 = u32::MAX - 2;
+
+/// A vote counter over candidate proposals and an [`Electorate`].
+///
+/// A voter's second vote replaces the first (it is never counted twice); a vote for a proposal that is
+/// not a candidate, or from someone outside the electorate, is rejected with a typed error. The running
+/// sums make [`cast`](Ballot::cast) O(1) and [`tally`](Ballot::tally) and
+/// [`is_settled`](Ballot::is_settled) O(candidates).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{AgentId, Ballot, ConsensusPolicy, Electorate, ProposalId, Tally, Vote};
+///
+/// let electorate = Electorate::equal((0..5).map(AgentId))?;
+/// let mut ballot = Ballot::new(
+///     ConsensusPolicy::majority(),
+///     electorate,
+///     [ProposalId(10), ProposalId(20)],
+/// )?;
+/// for voter in 0..3 {
+///     ballot.cast(AgentId(voter), Vote::For(ProposalId(10)))?;
+/// }
+/// // Three of five already voted for #10: the other two cannot change the outcome.
+/// assert!(ballot.is_settled());
+/// assert_eq!(ballot.tally().winner(), Some(ProposalId(10)));
+/// assert!(ballot.cast(AgentId(9), Vote::Abstain).is_err());
+/// # Ok::<(), hivekit_hive::BallotError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Ballot {
+    policy: ConsensusPolicy,
+    electorate: Arc<Electorate>,
+    candidates: Vec<ProposalId>,
+    /// Candidate positions by id, for ballots with many candidates (a linear scan is faster below).
+    lookup: Option<FxHashMap<ProposalId, u32>>,
+    support: Vec<f64>,
+    /// Per voter: `NOT_VOTED`, `ABSTAINED` or the candidate's position.
+    votes: Vec<u32>,
+    voted: usize,
+    turnout: f64,
+    cast_for_candidates: f64,
+    total: f64,
+    /// Voters known never to vote (a failed agent) and their weight: no longer "remaining".
+    absent: usize,
+    absent_weight: f64,
+}
+
+impl Ballot {
+    /// A ballot between `candidates` under `policy`.
+    ///
+    /// # Errors
+    ///
+    /// [`BallotError::Policy`] for an invalid policy, [`BallotError::NoCandidates`],
+    /// [`BallotError::DuplicateCandidate`], and [`BallotError::ZeroTotalWeight`] for a weighted ballot
+    /// whose voters all weigh zero.
+    pub fn new(
+        policy: ConsensusPolicy,
+        electorate: impl Into<Arc<Electorate>>,
+        candidates: impl IntoIterator<Item = ProposalId>,
+    ) -> Result<Self, BallotError> {
+        policy.validate()?;
+        let electorate = electorate.into();
+        let candidates: Vec<ProposalId> = candidates.into_iter().collect();
+        if candidates.is_empty() {
+            return Err(BallotError::NoCandidates);
+        }
+        let mut lookup = None;
+        if candidates.len() <= LINEAR_LOOKUP {
+            for (position, candidate) in candidates.iter().enumerate() {
+                if candidates[..position].contains(candidate) {
+                    return Err(BallotError::DuplicateCandidate {
+                        candidate: *candidate,
+                    });
+                }
+            }
+        } else {
+            let mut positions =
+                FxHashMap::with_capacity_and_hasher(candidates.len(), Default::default());
+            for (position, candidate) in candidates.iter().enumerate() {
+                if positions.insert(*candidate, position as u32).is_some() {
+                    return Err(BallotError::DuplicateCandidate {
+                        candidate: *candidate,
+                    });
+                }
+            }
+            lookup = Some(positions);
+        }
+        let total = if policy.weighted {
+            electorate.total_weight()
+        } else {
+            electorate.len() as f64
+        };
+        if total <= 0.0 {
+            return Err(BallotError::ZeroTotalWeight);
+        }
+        Ok(Self {
+            policy,
+            support: vec![0.0; candidates.len()],
+            votes: vec![NOT_VOTED; electorate.len()],
+            candidates,
+            lookup,
+            electorate,
+            voted: 0,
+            turnout: 0.0,
+            cast_for_candidates: 0.0,
+            total,
+            absent: 0,
+            absent_weight: 0.0,
+        })
+    }
+
+    /// The policy this ballot counts by.
+    pub fn policy(&self) -> &ConsensusPolicy {
+        &self.policy
+    }
+
+    /// The electorate.
+    pub fn electorate(&self) -> &Arc<Electorate> {
+        &self.electorate
+    }
+
+    /// The candidates, in the order given.
+    pub fn candidates(&self) -> &[ProposalId] {
+        &self.candidates
+    }
+
+    /// How many voters have voted (abstentions included).
+    pub fn votes_cast(&self) -> usize {
+        self.voted
+    }
+
+    /// The support (weight or count) a candidate has now.
+    pub fn support(&self, candidate: ProposalId) -> Option<f64> {
+        self.candidate_position(candidate)
+            .map(|position| self.support[position])
+    }
+
+    /// Records `voter`'s vote, replacing any earlier vote of theirs, and returns the earlier vote.
+    ///
+    /// # Errors
+    ///
+    /// [`BallotError::NotAVoter`] and [`BallotError::UnknownCandidate`]; the ballot is unchanged.
+    pub fn cast(&mut self, voter: AgentId, vote: Vote) -> Result<Option<Vote>, BallotError> {
+        let position = self
+            .electorate
+            .position(voter)
+            .ok_or(BallotError::NotAVoter { voter })?;
+        self.cast_at(position, vote)
+    }
+
+    /// As [`Ballot::cast`], by the voter's position in the electorate.
+    pub(crate) fn cast_at(
+        &mut self,
+        position: usize,
+        vote: Vote,
+    ) -> Result<Option<Vote>, BallotError> {
+        let code = match vote {
+            Vote::Abstain => ABSTAINED,
+            Vote::For(candidate) => {
+                self.candidate_position(candidate)
+                    .ok_or(BallotError::UnknownCandidate { candidate })? as u32
+            }
+        };
+        let weight = self.weight_at(position);
+        let previous = std::mem::replace(&mut self.votes[position], code);
+        let previous_vote = match previous {
+            ABSENT => {
+                self.absent -= 1;
+                self.absent_weight -= weight;
+                self.voted += 1;
+                self.turnout += weight;
+                None
+            }
+            NOT_VOTED => {
+                self.voted += 1;
+                self.turnout += weight;
+                None
+            }
+            ABSTAINED => Some(Vote::Abstain),
+            candidate => {
+                self.support[candidate as usize] -= weight;
+                self.cast_for_candidates -= weight;
+                Some(Vote::For(self.candidates[candidate as usize]))
+            }
+        };
+        if code != ABSTAINED {
+            self.support[code as usize] += weight;
+            self.cast_for_candidates += weight;
+        }
+        Ok(previous_vote)
+    }
+
+    /// Records that the voter at `position`, who has not voted, never will (their call failed), so
+    /// that settlement no longer waits for them.
+    pub(crate) fn mark_absent(&mut self, position: usize) {
+        if self.votes[position] == NOT_VOTED {
+            self.votes[position] = ABSENT;
+            self.absent += 1;
+            self.absent_weight += self.weight_at(position);
+        }
+    }
+
+    /// The outcome if the ballot closed now.
+    pub fn tally(&self) -> Tally {
+        let required = self.policy.quorum * self.total;
+        if !self.quorum_met() {
+            return Tally::NoQuorum {
+                turnout: self.turnout,
+                required,
+            };
+        }
+        let Some((top, top_support)) = self.leader() else {
+            return Tally::Undecided;
+        };
+        if !self
+            .policy
+            .meets_threshold(top_support, self.cast_for_candidates)
+        {
+            return Tally::Undecided;
+        }
+        let support = (top_support / self.cast_for_candidates).min(1.0);
+        let tied = self.support.iter().filter(|&&s| s == top_support).count();
+        if tied == 1 {
+            return Tally::Decided {
+                winner: self.candidates[top],
+                support,
+            };
+        }
+        let mut candidates: Vec<ProposalId> = self
+            .candidates
+            .iter()
+            .zip(&self.support)
+            .filter(|(_, &s)| s == top_support)
+            .map(|(candidate, _)| *candidate)
+            .collect();
+        candidates.sort_unstable();
+        match self.policy.tie_break {
+            TieBreak::LowestId => Tally::Decided {
+                winner: candidates[0],
+                support,
+            },
+            TieBreak::NoDecision => Tally::Tie { candidates },
+        }
+    }
+
+    /// True once the voters who have not voted yet cannot change the outcome, whatever they do
+    /// (vote for anyone, abstain, or stay away): the [`Tally`] variant and winner are final, though
+    /// the winner's support figure may still move.
+    ///
+    /// Assumes voters who voted do not vote again (a re-vote can change any outcome). The check is
+    /// conservative: it may answer false for a ballot that a finer argument would call settled, never
+    /// true for one that can still change.
+    pub fn is_settled(&self) -> bool {
+        if self.voted + self.absent == self.votes.len() {
+            return true;
+        }
+        let remaining = (self.total - self.turnout - self.absent_weight).max(0.0);
+        if !self.quorum_met() {
+            // Staying away keeps it at no quorum; voting may lift it, unless too few are left.
+            let reachable = self.turnout + remaining + self.total * 1e-12;
+            return reachable < self.policy.quorum * self.total;
+        }
+        let cast = self.cast_for_candidates;
+        if let Some((top, top_support)) = self.leader() {
+            let runner_up = self
+                .support
+                .iter()
+                .enumerate()
+                .filter(|&(position, _)| position != top)
+                .map(|(_, &s)| s)
+                .fold(0.0_f64, f64::max);
+            if top_support > runner_up + remaining
+                && self.policy.meets_threshold(top_support, cast + remaining)
+            {
+                return true;
+            }
+        }
+        if self.policy.threshold != Threshold::Plurality && cast + remaining > 0.0 {
+            // Undecided for good when no candidate can reach the threshold even if every remaining
+            // voter backs it.
+            return self
+                .support
+                .iter()
+                .all(|&s| !self.policy.meets_threshold(s + remaining, cast + remaining));
+        }
+        false
+    }
+
+    fn quorum_met(&self) -> bool {
+        // A relative epsilon so that sums of fractional weights meet a quorum they reach exactly.
+        self.turnout + self.total * 1e-12 >= self.policy.quorum * self.total
+    }
+
+    fn weight_at(&self, position: usize) -> f64 {
+        if self.policy.weighted {
+            self.electorate.voters[position].1
+        } else {
+            1.0
+        }
+    }
+
+    /// The candidate with the most support (lowest position among equals), if anyone has support.
+    fn leader(&self) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        for (position, &support) in self.support.iter().enumerate() {
+            if support > 0.0 && best.is_none_or(|(_, top)| support > top) {
+                best = Some((position, support));
+            }
+        }
+        best
+    }
+
+    fn candidate_position(&self, candidate: ProposalId) -> Option<usize> {
+        match &self.lookup {
+            Some(positions) => positions.get(&candidate).map(|&position| position as usize),
+            None => self.candidates.iter().position(|&c| c == candidate),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! One guarded agent call: a panic, an error or a timeout becomes a [`FailureKind`], and a heavy
+//! agent's call runs as its own runtime task.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Sleep;
+
+use crate::agent::{AgentError, BoxFuture};
+use crate::decision::FailureKind;
+
+pub(crate) type CallResult<T> = Result<T, FailureKind>;
+
+/// An agent's future under a timeout, with panics caught.
+///
+/// The timer starts at the first poll that finds the call pending, so an agent that answers at once
+/// never touches the timer wheel.
+pub(crate) struct Guarded<'a, T> {
+    call: Option<BoxFuture<'a, Result<T, AgentError>>>,
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    span: tracing::Span,
+}
+
+impl<'a, T> Guarded<'a, T> {
+    pub(crate) fn new(
+        call: BoxFuture<'a, Result<T, AgentError>>,
+        timeout: Duration,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            call: Some(call),
+            timeout,
+            timer: None,
+            span,
+        }
+    }
+}
+
+impl<T> Future for Guarded<'_, T> {
+    type Output = CallResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let _entered = this.span.enter();
+        let Some(call) = this.call.as_mut() else {
+            // Polled after completion: nothing more will come.
+            return Poll::Pending;
+        };
+        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+            Ok(Poll::Ready(result)) => {
+                this.call = None;
+                Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
+            }
+            Ok(Poll::Pending) => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    drop_quietly(this.call.take());
+                    Poll::Ready(Err(FailureKind::TimedOut))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Err(panic) => {
+                drop_quietly(this.call.take());
+                Poll::Ready(Err(FailureKind::Panicked {
+                    message: panic_message(panic.as_ref()),
+                }))
+            }
+        }
+    }
+}
+
+/// Drops an agent's future, swallowing a panic from its destructor: a broken agent must not take
+/// the round down.
+fn drop_quietly<T>(value: T) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&'static str>() {
+        (*message).to_string()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// A call polled by the round itself, or running as its own task (aborted when dropped).
+pub(crate) enum Call<'a, T> {
+    Inline(Guarded<'a, T>),
+    Spawned(JoinHandle<CallResult<T>>),
+}
+
+impl<T> Future for Call<'_, T> {
+    type Output = CallResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Call::Inline(guarded) => Pin::new(guarded).poll(cx),
+            Call::Spawned(handle) => match Pin::new(handle).poll(cx) {
+                Poll::Ready(Ok(result)) => Poll::Ready(result),
+                Poll::Ready(Err(error)) => Poll::Ready(Err(if error.is_panic() {
+                    FailureKind::Panicked {
+                        message: panic_message(error.into_panic().as_ref()),
+                    }
+                } else {
+                    FailureKind::Cancelled
+                })),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T> Drop for Call<'_, T> {
+    fn drop(&mut self) {
+        if let Call::Spawned(handle) = self {
+            handle.abort();
+        }
+    }
+}
+
+/// A call tagged with its slot, which yields `None` without polling the call once its ballot has
+/// settled (the call is then dropped, cancelling it).
+pub(crate) struct Tagged<'a, T> {
+    pub(crate) call: Call<'a, T>,
+    pub(crate) slot: usize,
+    pub(crate) cancelled: Option<&'a AtomicBool>,
+}
+
+impl<T> Future for Tagged<'_, T> {
+    type Output = (usize, Option<CallResult<T>>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this
+            .cancelled
+            .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
+        {
+            return Poll::Ready((this.slot, None));
+        }
+        Pin::new(&mut this.call)
+            .poll(cx)
+            .map(|result| (this.slot, Some(result)))
+    }
+}

@@ -1,0 +1,421 @@
+//! The hive: its agents, configuration, collective memory and counters.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use hivekit_lockfree::ResourceCost;
+use rustc_hash::FxBuildHasher;
+
+use crate::agent::{Agent, AgentId, DynAgent, Role};
+use crate::ballot::valid_weight;
+use crate::decision::ResolutionStrategy;
+use crate::error::HiveError;
+use crate::lockfree::SnapshotCell;
+use crate::policy::ConsensusPolicy;
+use crate::state::State;
+
+/// The default per-call agent timeout.
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A registered agent: the agent itself and what the hive read about it when it joined.
+pub(crate) struct Member<S: State> {
+    pub(crate) agent: Arc<dyn DynAgent<S>>,
+    pub(crate) weight: f64,
+    pub(crate) role: Role,
+    pub(crate) heavy: bool,
+    pub(crate) votes: bool,
+}
+
+/// Configuration fixed when the hive is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) policy: ConsensusPolicy,
+    pub(crate) resolution: ResolutionStrategy,
+    pub(crate) agent_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) voting_roles: Option<Vec<Role>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rounds: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) rebases: AtomicU64,
+    pub(crate) proposals: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) votes: AtomicU64,
+    pub(crate) cancelled_votes: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) invalid: AtomicU64,
+}
+
+/// Counters over the hive's life, read with [`Hive::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HiveStats {
+    /// Rounds started.
+    pub rounds: u64,
+    /// Rounds that committed a new memory version.
+    pub commits: u64,
+    /// Commits that were rebased on a newer version (another round committed first).
+    pub rebases: u64,
+    /// Proposals received.
+    pub proposals: u64,
+    /// Proposals accepted.
+    pub accepted: u64,
+    /// Proposals rejected.
+    pub rejected: u64,
+    /// Conflict groups found.
+    pub conflicts: u64,
+    /// Votes counted.
+    pub votes: u64,
+    /// Votes no longer waited for because their ballot had settled.
+    pub cancelled_votes: u64,
+    /// Agent calls that timed out.
+    pub timeouts: u64,
+    /// Agent calls that panicked.
+    pub panics: u64,
+    /// Agent calls that returned an error.
+    pub errors: u64,
+    /// Invalid answers (duplicate proposal ids, votes for non-candidates).
+    pub invalid: u64,
+}
+
+pub(crate) struct Inner<S: State> {
+    pub(crate) memory: SnapshotCell<S>,
+    pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
+    pub(crate) next_agent: AtomicU64,
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+}
+
+/// A queen and its agents reaching decisions on shared state.
+///
+/// Cloning a hive is cheap and shares it (agents, memory, counters). Every method takes `&self`:
+/// agents may join and leave while rounds run; a round asks the agents that were members when it
+/// started.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{Agent, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
+///
+/// #[derive(Clone, Default, Debug)]
+/// struct Settings { level: u8 }
+///
+/// impl State for Settings {
+///     type Key = &'static str;
+///     type Change = u8;
+///     fn apply(&mut self, level: &u8) { self.level = *level; }
+/// }
+///
+/// /// Proposes its own level for the same key: every proposal conflicts, so the hive votes.
+/// struct Proposer { id: u64, level: u8 }
+///
+/// impl Agent<Settings> for Proposer {
+///     async fn propose(&self, _: &Snapshot<Settings>)
+///         -> Result<Option<Proposal<&'static str, u8>>, AgentError>
+///     {
+///         Ok(Some(Proposal::new(ProposalId(self.id), self.level).writes(["level"])))
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hive = Hive::builder(Settings::default())
+///     .policy(ConsensusPolicy::majority())
+///     .build()?;
+/// hive.spawn(Proposer { id: 1, level: 3 });
+/// hive.spawn(Proposer { id: 2, level: 7 });
+/// let decision = hive.decide().await?;
+/// // The default vote backs the preferred candidate (equal priority: the lower id).
+/// assert_eq!(decision.accepted, vec![ProposalId(1)]);
+/// assert_eq!(hive.memory().load().level, 3);
+/// assert_eq!(decision.ballots.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Hive<S: State> {
+    pub(crate) inner: Arc<Inner<S>>,
+}
+
+impl<S: State> Clone for Hive<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: State> fmt::Debug for Hive<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hive")
+            .field("agents", &self.len())
+            .field("version", &self.inner.memory.version())
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Hive`]; start with [`Hive::builder`].
+pub struct HiveBuilder<S: State> {
+    initial: S,
+    config: Config,
+}
+
+impl<S: State> fmt::Debug for HiveBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HiveBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: State> HiveBuilder<S> {
+    /// The consensus policy of ballots (default: [`ConsensusPolicy::default`]).
+    pub fn policy(mut self, policy: ConsensusPolicy) -> Self {
+        self.config.policy = policy;
+        self
+    }
+
+    /// How conflict groups are settled (default: [`ResolutionStrategy::Vote`]).
+    pub fn resolution(mut self, resolution: ResolutionStrategy) -> Self {
+        self.config.resolution = resolution;
+        self
+    }
+
+    /// How long one agent call (`propose` or `vote`) may take before it counts as timed out
+    /// (default: [`DEFAULT_AGENT_TIMEOUT`]).
+    pub fn agent_timeout(mut self, timeout: Duration) -> Self {
+        self.config.agent_timeout = timeout;
+        self
+    }
+
+    /// At most this many agent calls run at once in a round (default: unbounded).
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.config.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Only agents with one of these roles vote (default: every agent votes). Applies to agents
+    /// spawned after the hive is built, that is, to all of them.
+    pub fn voting_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.config.voting_roles = Some(roles.into_iter().collect());
+        self
+    }
+
+    /// Builds the hive, its memory at version 0 holding the initial state.
+    ///
+    /// # Errors
+    ///
+    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`],
+    /// [`HiveError::ZeroMaxInFlight`].
+    pub fn build(self) -> Result<Hive<S>, HiveError> {
+        self.config.policy.validate()?;
+        if self.config.agent_timeout.is_zero() {
+            return Err(HiveError::ZeroTimeout);
+        }
+        if self.config.max_in_flight == 0 {
+            return Err(HiveError::ZeroMaxInFlight);
+        }
+        Ok(Hive {
+            inner: Arc::new(Inner {
+                memory: SnapshotCell::new(self.initial),
+                agents: DashMap::with_hasher(FxBuildHasher),
+                next_agent: AtomicU64::new(0),
+                config: self.config,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+impl<S: State> Hive<S> {
+    /// A builder for a hive whose memory starts at `initial`.
+    pub fn builder(initial: S) -> HiveBuilder<S> {
+        HiveBuilder {
+            initial,
+            config: Config {
+                policy: ConsensusPolicy::default(),
+                resolution: ResolutionStrategy::default(),
+                agent_timeout: DEFAULT_AGENT_TIMEOUT,
+                max_in_flight: usize::MAX,
+                voting_roles: None,
+            },
+        }
+    }
+
+    /// A hive with the default configuration.
+    pub fn new(initial: S) -> Self {
+        Self::builder(initial)
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+
+    /// Adds an agent with weight 1. Cheap: no task is started until a round needs the agent.
+    pub fn spawn(&self, agent: impl Agent<S>) -> AgentId {
+        self.insert(Arc::new(agent), 1.0)
+    }
+
+    /// Adds an agent whose vote weighs `weight` (under a weighted policy).
+    ///
+    /// # Errors
+    ///
+    /// [`HiveError::InvalidWeight`] for a NaN, infinite or negative weight; the agent is dropped.
+    pub fn spawn_weighted(&self, agent: impl Agent<S>, weight: f64) -> Result<AgentId, HiveError> {
+        if !valid_weight(weight) {
+            return Err(HiveError::InvalidWeight { weight });
+        }
+        Ok(self.insert(Arc::new(agent), weight))
+    }
+
+    /// Adds `count` agents made by `make(index)`, each with weight 1, and returns their ids in order.
+    pub fn spawn_many<A: Agent<S>>(
+        &self,
+        count: usize,
+        mut make: impl FnMut(usize) -> A,
+    ) -> Vec<AgentId> {
+        (0..count)
+            .map(|index| self.insert(Arc::new(make(index)), 1.0))
+            .collect()
+    }
+
+    fn insert<A: Agent<S>>(&self, agent: Arc<A>, weight: f64) -> AgentId {
+        let role = agent.role();
+        let heavy = agent.cost() >= ResourceCost::Moderate;
+        let votes = self
+            .inner
+            .config
+            .voting_roles
+            .as_ref()
+            .is_none_or(|roles| roles.contains(&role));
+        let id = AgentId(self.inner.next_agent.fetch_add(1, Ordering::Relaxed));
+        self.inner.agents.insert(
+            id,
+            Member {
+                agent,
+                weight,
+                role,
+                heavy,
+                votes,
+            },
+        );
+        id
+    }
+
+    /// Removes an agent; true if it was a member. A round already running keeps asking it.
+    pub fn remove(&self, id: AgentId) -> bool {
+        self.inner.agents.remove(&id).is_some()
+    }
+
+    /// True if the agent is a member.
+    pub fn contains(&self, id: AgentId) -> bool {
+        self.inner.agents.contains_key(&id)
+    }
+
+    /// The number of agents.
+    pub fn len(&self) -> usize {
+        self.inner.agents.len()
+    }
+
+    /// True when the hive has no agents.
+    pub fn is_empty(&self) -> bool {
+        self.inner.agents.is_empty()
+    }
+
+    /// Every agent's id, lowest first.
+    pub fn agents(&self) -> Vec<AgentId> {
+        let mut ids: Vec<AgentId> = self.inner.agents.iter().map(|entry| *entry.key()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The ids of the agents with this role, lowest first.
+    pub fn agents_with_role(&self, role: &Role) -> Vec<AgentId> {
+        let mut ids: Vec<AgentId> = self
+            .inner
+            .agents
+            .iter()
+            .filter(|entry| entry.value().role == *role)
+            .map(|entry| *entry.key())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// An agent's role, if it is a member.
+    pub fn role(&self, id: AgentId) -> Option<Role> {
+        self.inner.agents.get(&id).map(|member| member.role.clone())
+    }
+
+    /// An agent's weight, if it is a member.
+    pub fn weight(&self, id: AgentId) -> Option<f64> {
+        self.inner.agents.get(&id).map(|member| member.weight)
+    }
+
+    /// Changes an agent's weight.
+    ///
+    /// # Errors
+    ///
+    /// [`HiveError::InvalidWeight`], [`HiveError::UnknownAgent`].
+    pub fn set_weight(&self, id: AgentId, weight: f64) -> Result<(), HiveError> {
+        if !valid_weight(weight) {
+            return Err(HiveError::InvalidWeight { weight });
+        }
+        let mut member = self
+            .inner
+            .agents
+            .get_mut(&id)
+            .ok_or(HiveError::UnknownAgent { agent: id })?;
+        member.weight = weight;
+        Ok(())
+    }
+
+    /// The collective memory: every committed version of the state.
+    pub fn memory(&self) -> &SnapshotCell<S> {
+        &self.inner.memory
+    }
+
+    /// The consensus policy.
+    pub fn policy(&self) -> &ConsensusPolicy {
+        &self.inner.config.policy
+    }
+
+    /// The resolution strategy.
+    pub fn resolution(&self) -> ResolutionStrategy {
+        self.inner.config.resolution
+    }
+
+    /// The per-call agent timeout.
+    pub fn agent_timeout(&self) -> Duration {
+        self.inner.config.agent_timeout
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> HiveStats {
+        let c = &self.inner.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        HiveStats {
+            rounds: load(&c.rounds),
+            commits: load(&c.commits),
+            rebases: load(&c.rebases),
+            proposals: load(&c.proposals),
+            accepted: load(&c.accepted),
+            rejected: load(&c.rejected),
+            conflicts: load(&c.conflicts),
+            votes: load(&c.votes),
+            cancelled_votes: load(&c.cancelled_votes),
+            timeouts: load(&c.timeouts),
+            panics: load(&c.panics),
+            errors: load(&c.errors),
+            invalid: load(&c.invalid),
+        }
+    }
+}
