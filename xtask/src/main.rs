@@ -1,2 +1,66 @@
-//! xtask
-fn main() {}
+//! Project automation for hivekit, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! - `cargo xtask bench`: discovers every workspace crate with bench targets, builds the suites once,
+//!   runs them with one progress line per benchmark, and prints one table (median, confidence
+//!   interval, throughput, ratio against peers, allocations per op), the performance targets, and,
+//!   against a saved baseline, a change and a verdict that accounts for noise.
+//! - `cargo xtask ci`: fmt check, clippy with warnings denied, tests and doc tests, benches built,
+//!   loom models.
+//!
+//! Exit codes: 0 success, 1 a failure (build, suite, regression, ci step), 2 bad input (arguments,
+//! unknown crate, bad regex, missing baseline, malformed targets file).
+//!
+//! See docs/BENCHMARKS.md for how to run the benches and read the results.
+
+mod args;
+mod baseline;
+mod bench;
+mod ci;
+mod criterion;
+mod error;
+mod extras;
+mod machine;
+mod markdown;
+mod process;
+mod ratio;
+mod report;
+mod results;
+mod table;
+mod targets;
+mod units;
+mod verdict;
+mod workspace;
+
+use std::process::ExitCode;
+
+use crate::args::{Command, USAGE};
+use crate::error::XtaskError;
+
+fn main() -> ExitCode {
+    // Lossy, so that a non-UTF-8 argument is reported as unknown instead of panicking.
+    let raw_args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let outcome =
+        args::parse(&raw_args)
+            .map_err(XtaskError::from)
+            .and_then(|command| match command {
+                Command::Help => {
+                    println!("{USAGE}");
+                    Ok(())
+                }
+                Command::Bench(bench_args) => bench::run_bench(&bench_args, &raw_args),
+                Command::Ci(ci_args) => ci::run_ci(&ci_args),
+            });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if matches!(error, XtaskError::Usage(_)) {
+                eprintln!("\n{USAGE}");
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! `cargo xtask bench`: build the suites once, run them with a one-line-per-benchmark progress
+//! display, then print the table, check the targets, and save or compare baselines.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use regex::Regex;
+
+use crate::args::BenchArgs;
+use crate::baseline::Baseline;
+use crate::criterion::{collect_results, parse_list, ProgressParser};
+use crate::error::XtaskError;
+use crate::extras::{clear_extras, join_extras, read_extras};
+use crate::machine::RunInfo;
+use crate::markdown::render_markdown;
+use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
+use crate::report::Report;
+use crate::table::{legend, render_table};
+use crate::targets::{evaluate, format_summary, load_targets};
+use crate::units::format_ns;
+use crate::verdict::format_change;
+use crate::workspace::{Suite, Workspace};
+
+/// Lines of captured output shown when a suite fails.
+const FAILURE_TAIL: usize = 40;
+
+/// The argument criterion gets for `--filter`. criterion would read a pattern starting with `-` as
+/// a flag, so such a pattern is prefixed with an empty group, which matches the same ids.
+pub(crate) fn criterion_filter(pattern: &str) -> String {
+    if pattern.starts_with('-') {
+        format!("(?:){pattern}")
+    } else {
+        pattern.to_owned()
+    }
+}
+
+/// Checks `--filter` is a regex criterion will accept (criterion uses the same `regex` crate).
+pub(crate) fn validate_filter(pattern: &str) -> Result<(), XtaskError> {
+    Regex::new(pattern)
+        .map(|_| ())
+        .map_err(|error| XtaskError::BadFilter {
+            pattern: pattern.to_owned(),
+            message: error
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        })
+}
+
+/// The arguments after `cargo bench -p CRATE --bench NAME --`.
+pub(crate) fn criterion_args(filter: Option<&str>, list: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--color".into(), "never".into()];
+    if list {
+        args.push("--list".into());
+    }
+    if let Some(pattern) = filter {
+        args.push(criterion_filter(pattern).into());
+    }
+    args
+}
+
+/// `cargo bench -p CRATE --bench NAME -- <criterion args>`.
+fn suite_args(suite: &Suite, filter: Option<&str>, list: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "bench".into(),
+        "-p".into(),
+        suite.krate.clone().into(),
+        "--bench".into(),
+        suite.bench.clone().into(),
+        "--".into(),
+    ];
+    args.extend(criterion_args(filter, list));
+    args
+}
+
+/// Crate names out of cargo's `error: could not compile `NAME` (...)` lines.
+pub(crate) fn failed_crates(output: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in output {
+        let Some(rest) = line.split("could not compile `").nth(1) else {
+            continue;
+        };
+        if let Some((name, _)) = rest.split_once('`') {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+fn unique_crates(suites: &[Suite]) -> Vec<String> {
+    let mut crates: Vec<String> = Vec::new();
+    for suite in suites {
+        if !crates.contains(&suite.krate) {
+            crates.push(suite.krate.clone());
+        }
+    }
+    crates
+}
+
+/// Builds every selected bench binary with one `cargo bench --no-run`.
+fn build(workspace: &Workspace, suites: &[Suite]) -> Result<(), XtaskError> {
+    let crates = unique_crates(suites);
+    let mut args: Vec<OsString> = vec!["bench".into(), "--no-run".into()];
+    for krate in &crates {
+        args.extend(["-p".into(), krate.into()]);
+    }
+    let description = display_command(&crate::workspace::cargo(), &args);
+    println!("building benches of {} ...", crates.join(", "));
+    let mut output = Vec::new();
+    let status = run_captured(
+        &mut cargo_command(&workspace.root, &args),
+        &description,
+        |_, line| output.push(line.to_owned()),
+    )?;
+    if status.success() {
+        return Ok(());
+    }
+    let failed = failed_crates(&output);
+    let culprits = if failed.is_empty() {
+        crates.join(", ")
+    } else {
+        failed.join(", ")
+    };
+    eprintln!("--- `{description}` failed ({status}); last lines of its output:");
+    for line in tail(&output, FAILURE_TAIL) {
+        eprintln!("    {line}");
+    }
+    Err(XtaskError::BenchBuild { crates: culprits })
+}
+
+/// `--list`: every benchmark of every selected suite, without measuring.
+fn list(workspace: &Workspace, suites: &[Suite], filter: Option<&str>) -> Result<(), XtaskError> {
+    for suite in suites {
+        let args = suite_args(suite, filter, true);
+        let description = display_command(&crate::workspace::cargo(), &args);
+        let mut stdout = String::new();
+        let mut everything = Vec::new();
+        let status = run_captured(
+            &mut cargo_command(&workspace.root, &args),
+            &description,
+            |stream, line| {
+                if stream == Stream::Stdout {
+                    stdout.push_str(line);
+                    stdout.push('\n');
+                }
+                everything.push(line.to_owned());
+            },
+        )?;
+        if !status.success() {
+            print_failure(suite, &everything);
+            return Err(XtaskError::SuitesFailed(format!(
+                "{} {}",
+                suite.krate, suite.bench
+            )));
+        }
+        let ids = parse_list(&stdout);
+        println!(
+            "{} (bench `{}`): {} benchmarks",
+            suite.krate,
+            suite.bench,
+            ids.len()
+        );
+        let mut current_group = "";
+        for id in &ids {
+            let group = id.split('/').next().unwrap_or_default();
+            if group != current_group {
+                println!("  {group}");
+                current_group = group;
+            }
+            println!("    {id}");
+        }
+    }
+    Ok(())
+}
+
+fn print_failure(suite: &Suite, output: &[String]) {
+    eprintln!(
+        "--- {} (bench `{}`) failed; last lines of its output:",
+        suite.krate, suite.bench
+    );
+    for line in tail(output, FAILURE_TAIL) {
+        eprintln!("    {line}");
+    }
+}
+
+/// Runs one suite; returns the titles of the benchmarks it completed, in order.
+fn run_suite(
+    workspace: &Workspace,
+    suite: &Suite,
+    position: (usize, usize),
+    args: &BenchArgs,
+) -> Result<Result<Vec<String>, ()>, XtaskError> {
+    let suite_args = suite_args(suite, args.filter.as_deref(), false);
+    let description = display_command(&crate::workspace::cargo(), &suite_args);
+    let mut command = cargo_command(&workspace.root, &suite_args);
+    command
+        .env("CRITERION_HOME", workspace.criterion_home())
+        .env("HIVEKIT_EXTRAS_DIR", workspace.extras_dir());
+    if args.quick {
+        command.env("HIVEKIT_BENCH_QUICK", "1");
+    } else {
+        command.env_remove("HIVEKIT_BENCH_QUICK");
+    }
+    let prefix = format!(
+        "[{}/{} {} {}]",
+        position.0, position.1, suite.krate, suite.bench
+    );
+    let mut parser = ProgressParser::default();
+    let mut titles = Vec::new();
+    let mut output = Vec::new();
+    let status = run_captured(&mut command, &description, |stream, line| {
+        if stream == Stream::Stdout {
+            if let Some(done) = parser.feed(line) {
+                println!("{prefix} {}  {}", done.title, format_ns(done.typical_ns));
+                // Progress must show while the suite runs, not when it ends.
+                let _ = std::io::stdout().flush();
+                titles.push(done.title);
+            }
+        }
+        output.push(line.to_owned());
+    })?;
+    if !status.success() {
+        print_failure(suite, &output);
+        return Ok(Err(()));
+    }
+    if titles.is_empty() {
+        println!("{prefix} no benchmark matched");
+    }
+    Ok(Ok(titles))
+}
+
+/// The command line as the user typed it, for the markdown header.
+fn typed_command(raw_args: &[String]) -> String {
+    std::iter::once("cargo xtask".to_owned())
+        .chain(raw_args.iter().map(|arg| shell_quote(arg)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cargo xtask bench`. `raw_args` are the arguments as typed (for the report header).
+pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), XtaskError> {
+    // Everything the user can get wrong is checked before the long part starts.
+    if let Some(pattern) = &args.filter {
+        validate_filter(pattern)?;
+    }
+    let workspace = Workspace::load(args.manifest_path.as_deref())?;
+    let suites = workspace.suites(&args.packages)?;
+    if suites.is_empty() {
+        println!("no crate in this workspace has bench targets");
+        return Ok(());
+    }
+    let default_targets = workspace.root.join("docs").join("targets.json");
+    let targets = load_targets(args.targets.as_deref(), &default_targets)?;
+    let baseline_path =
+        |name: &str| -> PathBuf { workspace.baselines_dir().join(format!("{name}.json")) };
+    let baseline = match &args.baseline {
+        Some(name) => Some(Baseline::load(&baseline_path(name), name)?),
+        None => None,
+    };
+
+    build(&workspace, &suites)?;
+    if args.list {
+        return list(&workspace, &suites, args.filter.as_deref());
+    }
+
+    let info = RunInfo::gather(&workspace.root);
+    clear_extras(&workspace.extras_dir())?;
+    let mut ran: Vec<(String, String)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for (index, suite) in suites.iter().enumerate() {
+        match run_suite(&workspace, suite, (index + 1, suites.len()), args)? {
+            Ok(titles) => ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone()))),
+            Err(()) => failed.push(format!("{} (bench `{}`)", suite.krate, suite.bench)),
+        }
+    }
+
+    // A title seen twice (two suites with the same group) would be ambiguous: keep the first.
+    let mut seen = HashSet::new();
+    ran.retain(|(title, _)| seen.insert(title.clone()));
+    let (mut results, missing) = collect_results(&workspace.criterion_home(), &ran)?;
+    for title in &missing {
+        eprintln!("warning: `{title}` ran but criterion left no results for it");
+    }
+    let (extras, warnings) = read_extras(&workspace.extras_dir())?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    join_extras(&mut results, &extras);
+
+    let report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
+    let outcomes = evaluate(&targets, &results);
+    println!();
+    print!("{}", render_table(&report));
+    println!();
+    print!("{}", legend(&report.columns()));
+    if let (Some(name), Some(baseline)) = (&args.baseline, &baseline) {
+        println!(
+            "baseline `{name}`: commit {}, {}{}; threshold {}%",
+            baseline.commit,
+            baseline.created,
+            if baseline.quick { ", quick mode" } else { "" },
+            args.threshold_pct
+        );
+    }
+    println!();
+    print!("{}", format_summary(&outcomes));
+
+    let command = typed_command(raw_args);
+    let document = Baseline::new(
+        info.date.clone(),
+        info.commit.clone(),
+        info.machine_line(),
+        args.quick,
+        &results,
+    );
+    if let Some(path) = &args.json {
+        document.save(path)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        let markdown = render_markdown(&report, &info, args.quick, &command, &outcomes);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|error| XtaskError::io("create directory", dir, error))?;
+        }
+        std::fs::write(path, markdown).map_err(|error| XtaskError::io("write", path, error))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(name) = &args.save_baseline {
+        if failed.is_empty() {
+            let path = baseline_path(name);
+            document.save(&path)?;
+            println!("saved baseline `{name}` to {}", path.display());
+        } else {
+            eprintln!("not saving baseline `{name}`: some suites failed, it would be incomplete");
+        }
+    }
+
+    if !failed.is_empty() {
+        return Err(XtaskError::SuitesFailed(failed.join(", ")));
+    }
+    let regressions = report.regressions();
+    if !regressions.is_empty() {
+        println!("regressed against the baseline:");
+        for (index, row) in results.iter().enumerate() {
+            if regressions.iter().any(|r| r.id == row.id) {
+                let change = report.comparison(index).and_then(|c| c.change_pct);
+                println!(
+                    "  {}  {}  {}",
+                    row.id,
+                    format_ns(row.median_ns),
+                    format_change(change)
+                );
+            }
+        }
+        if args.fail_on_regression {
+            return Err(XtaskError::Regressed(regressions.len()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_validated_and_passed_safely() {
+        assert!(validate_filter("snapshot_(reads|writes)/hivekit").is_ok());
+        let error = validate_filter("snapshot_(reads").unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error
+            .to_string()
+            .starts_with("filter `snapshot_(reads` is not a valid regex"));
+        assert_eq!(criterion_filter("snapshot"), "snapshot");
+        assert_eq!(criterion_filter("-x"), "(?:)-x");
+        assert!(Regex::new(&criterion_filter("-x")).is_ok_and(|r| r.is_match("a-x")));
+    }
+
+    #[test]
+    fn suite_command_line() {
+        let suite = Suite {
+            krate: "hivekit-lockfree".into(),
+            bench: "snapshot".into(),
+        };
+        let args: Vec<String> = suite_args(&suite, Some("reads"), false)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "bench",
+                "-p",
+                "hivekit-lockfree",
+                "--bench",
+                "snapshot",
+                "--",
+                "--color",
+                "never",
+                "reads"
+            ]
+        );
+        let list = suite_args(&suite, None, true);
+        assert!(list.iter().any(|a| a == "--list"));
+    }
+
+    #[test]
+    fn build_failures_name_the_crate() {
+        let output = [
+            "   Compiling hivekit-hive v0.1.0".to_owned(),
+            "error[E0425]: cannot find value `x` in this scope".to_owned(),
+            "error: could not compile `hivekit-hive` (bench \"hive\") due to 1 previous error"
+                .to_owned(),
+            "error: could not compile `hivekit-hive` (lib) due to 1 previous error".to_owned(),
+        ];
+        assert_eq!(failed_crates(&output), ["hivekit-hive"]);
+        assert!(failed_crates(&[]).is_empty());
+    }
+
+    #[test]
+    fn typed_command_is_shell_ready() {
+        let raw = ["bench".to_owned(), "--filter".to_owned(), "a|b".to_owned()];
+        assert_eq!(typed_command(&raw), "cargo xtask bench --filter 'a|b'");
+    }
+}

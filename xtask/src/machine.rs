@@ -1,0 +1,165 @@
+//! Where and when a run happened: machine, date, commit and toolchain, for reports and baselines.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Facts about the run, gathered once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunInfo {
+    /// CPU model from `/proc/cpuinfo`.
+    pub(crate) cpu: String,
+    /// Logical cores available.
+    pub(crate) cores: usize,
+    /// Total memory from `/proc/meminfo`.
+    pub(crate) memory: String,
+    /// OS name and kernel.
+    pub(crate) os: String,
+    /// `rustc --version`.
+    pub(crate) rustc: String,
+    /// `git rev-parse --short HEAD`, plus `-dirty` when the tree has changes.
+    pub(crate) commit: String,
+    /// The start of the run, `YYYY-MM-DD HH:MM UTC`.
+    pub(crate) date: String,
+}
+
+impl RunInfo {
+    /// Gathers the facts; anything unavailable reads `unknown`.
+    pub(crate) fn gather(workspace_root: &Path) -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let os = match (os_name(&os_release), kernel.trim()) {
+            (Some(name), "") => name,
+            (Some(name), kernel) => format!("{name}, Linux {kernel}"),
+            (None, "") => std::env::consts::OS.to_owned(),
+            (None, kernel) => format!("Linux {kernel}"),
+        };
+        Self {
+            cpu: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
+            cores,
+            memory: mem_total(&meminfo).unwrap_or_else(|| "unknown".to_owned()),
+            os,
+            rustc: command_output("rustc", &["--version"], workspace_root)
+                .unwrap_or_else(|| "unknown".to_owned()),
+            commit: git_commit(workspace_root).unwrap_or_else(|| "unknown".to_owned()),
+            date: format_utc(SystemTime::now()),
+        }
+    }
+
+    /// One line for baselines: `AMD EPYC 7763, 2 cores, 7.8 GiB, Ubuntu 24.04`.
+    pub(crate) fn machine_line(&self) -> String {
+        format!(
+            "{}, {} cores, {}, {}",
+            self.cpu, self.cores, self.memory, self.os
+        )
+    }
+}
+
+fn command_output(program: &str, args: &[&str], dir: &Path) -> Option<String> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn git_commit(dir: &Path) -> Option<String> {
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"], dir)?;
+    let dirty = command_output("git", &["status", "--porcelain"], dir)
+        .is_some_and(|status| !status.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
+}
+
+/// The first `model name` of `/proc/cpuinfo`.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, model)| model.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// `MemTotal` of `/proc/meminfo` in GiB.
+fn mem_total(meminfo: &str) -> Option<String> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
+}
+
+/// `PRETTY_NAME` of `/etc/os-release`.
+fn os_name(os_release: &str) -> Option<String> {
+    os_release
+        .lines()
+        .find_map(|line| line.strip_prefix("PRETTY_NAME="))
+        .map(|name| name.trim_matches('"').to_owned())
+}
+
+/// `YYYY-MM-DD HH:MM UTC` without a date crate (civil-from-days, Howard Hinnant's algorithm).
+pub(crate) fn format_utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |duration| duration.as_secs());
+    let days = (secs / 86_400) as i64;
+    let minutes_of_day = (secs % 86_400) / 60;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minutes_of_day / 60,
+        minutes_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        let at = |secs: u64| format_utc(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(at(1_795_962_257), "2026-11-29 14:24 UTC");
+        assert_eq!(at(4_107_542_399), "2100-02-28 23:59 UTC");
+    }
+
+    #[test]
+    fn proc_files_parse() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: AMD EPYC   7763 64-Core Processor\n";
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("AMD EPYC 7763 64-Core Processor")
+        );
+        assert_eq!(
+            mem_total("MemTotal:        8147484 kB\nMemFree: 1 kB\n").as_deref(),
+            Some("7.8 GiB")
+        );
+        assert_eq!(
+            os_name("NAME=\"Ubuntu\"\nPRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\n").as_deref(),
+            Some("Ubuntu 24.04.1 LTS")
+        );
+        assert_eq!(cpu_model(""), None);
+    }
+}

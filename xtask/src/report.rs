@@ -1,0 +1,273 @@
+//! The rows of a run made presentable: one set of cells shared by the terminal table and markdown.
+
+use crate::baseline::Baseline;
+use crate::ratio::{format_ratio_cell, ratio_cells, RatioCell};
+use crate::results::BenchResult;
+use crate::units::{format_count, format_ns, format_throughput};
+use crate::verdict::{compare_all, format_change, Comparison, Verdict};
+
+/// A run's results with everything derived from them.
+#[derive(Debug)]
+pub(crate) struct Report<'a> {
+    /// The rows, in run order.
+    pub(crate) results: &'a [BenchResult],
+    ratios: Vec<RatioCell>,
+    comparisons: Option<Vec<Comparison>>,
+}
+
+/// The columns a report may show (after `group`, which the renderers place themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Column {
+    /// The function id.
+    Function,
+    /// The parameter.
+    Parameter,
+    /// Median time per iteration.
+    Median,
+    /// Confidence interval of the median.
+    Interval,
+    /// Throughput at the median.
+    Throughput,
+    /// Ratio against peers.
+    VsPeers,
+    /// Allocations per operation.
+    Allocs,
+    /// Bytes allocated per operation.
+    Bytes,
+    /// Change against the baseline.
+    Change,
+    /// Verdict against the baseline.
+    Verdict,
+}
+
+impl Column {
+    /// The header text.
+    pub(crate) fn header(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Parameter => "parameter",
+            Self::Median => "median",
+            Self::Interval => "CI (95%)",
+            Self::Throughput => "throughput",
+            Self::VsPeers => "vs peers",
+            Self::Allocs => "allocs/op",
+            Self::Bytes => "bytes/op",
+            Self::Change => "change",
+            Self::Verdict => "verdict",
+        }
+    }
+}
+
+/// One crate's rows, by group, in first-seen order.
+#[derive(Debug, PartialEq)]
+pub(crate) struct CrateSection {
+    /// The package name.
+    pub(crate) krate: String,
+    /// Its groups.
+    pub(crate) groups: Vec<GroupSection>,
+}
+
+/// One group's rows (indices into the results).
+#[derive(Debug, PartialEq)]
+pub(crate) struct GroupSection {
+    /// The group name.
+    pub(crate) group: String,
+    /// Row indices, in run order.
+    pub(crate) rows: Vec<usize>,
+}
+
+impl<'a> Report<'a> {
+    /// Derives ratios and, with a baseline, the comparisons.
+    pub(crate) fn new(results: &'a [BenchResult], baseline: Option<(&Baseline, f64)>) -> Self {
+        Self {
+            results,
+            ratios: ratio_cells(results),
+            comparisons: baseline
+                .map(|(baseline, threshold)| compare_all(results, baseline, threshold)),
+        }
+    }
+
+    /// The comparison of row `index`, if a baseline was given.
+    pub(crate) fn comparison(&self, index: usize) -> Option<Comparison> {
+        self.comparisons
+            .as_ref()
+            .and_then(|all| all.get(index).copied())
+    }
+
+    /// Rows that regressed against the baseline.
+    pub(crate) fn regressions(&self) -> Vec<&BenchResult> {
+        (0..self.results.len())
+            .filter(|&i| {
+                self.comparison(i)
+                    .is_some_and(|c| c.verdict == Verdict::Regressed)
+            })
+            .map(|i| &self.results[i])
+            .collect()
+    }
+
+    fn any_extra(&self, name: &str) -> bool {
+        self.results.iter().any(|r| r.extras.contains_key(name))
+    }
+
+    /// The columns worth showing: empty ones (no throughput, no allocations, no baseline) are left out.
+    pub(crate) fn columns(&self) -> Vec<Column> {
+        let mut columns = vec![
+            Column::Function,
+            Column::Parameter,
+            Column::Median,
+            Column::Interval,
+        ];
+        if self.results.iter().any(|r| r.throughput.is_some()) {
+            columns.push(Column::Throughput);
+        }
+        if self.ratios.iter().any(|cell| *cell != RatioCell::Alone) {
+            columns.push(Column::VsPeers);
+        }
+        if self.any_extra("allocs_per_op") {
+            columns.push(Column::Allocs);
+        }
+        if self.any_extra("bytes_per_op") {
+            columns.push(Column::Bytes);
+        }
+        if self.comparisons.is_some() {
+            columns.extend([Column::Change, Column::Verdict]);
+        }
+        columns
+    }
+
+    /// The text of one cell.
+    pub(crate) fn cell(&self, index: usize, column: Column) -> String {
+        let row = &self.results[index];
+        let extra = |name: &str| {
+            row.extras
+                .get(name)
+                .map_or_else(String::new, |v| format_count(*v))
+        };
+        match column {
+            Column::Function => row.function.clone(),
+            Column::Parameter => row.parameter.clone(),
+            Column::Median => format_ns(row.median_ns),
+            Column::Interval => format!(
+                "{} .. {}",
+                format_ns(row.ci_low_ns),
+                format_ns(row.ci_high_ns)
+            ),
+            Column::Throughput => row
+                .throughput
+                .map(|t| format_throughput(t, row.median_ns))
+                .unwrap_or_default(),
+            Column::VsPeers => self
+                .ratios
+                .get(index)
+                .map(format_ratio_cell)
+                .unwrap_or_default(),
+            Column::Allocs => extra("allocs_per_op"),
+            Column::Bytes => extra("bytes_per_op"),
+            Column::Change => format_change(self.comparison(index).and_then(|c| c.change_pct)),
+            Column::Verdict => self
+                .comparison(index)
+                .map(|c| c.verdict.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Rows by crate, then group, each in first-seen order.
+    pub(crate) fn sections(&self) -> Vec<CrateSection> {
+        let mut sections: Vec<CrateSection> = Vec::new();
+        for (index, row) in self.results.iter().enumerate() {
+            let position = match sections.iter().position(|s| s.krate == row.krate) {
+                Some(position) => position,
+                None => {
+                    sections.push(CrateSection {
+                        krate: row.krate.clone(),
+                        groups: Vec::new(),
+                    });
+                    sections.len() - 1
+                }
+            };
+            let groups = &mut sections[position].groups;
+            match groups.iter_mut().find(|g| g.group == row.group) {
+                Some(group) => group.rows.push(index),
+                None => groups.push(GroupSection {
+                    group: row.group.clone(),
+                    rows: vec![index],
+                }),
+            }
+        }
+        sections
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::tests::row;
+    use crate::results::Throughput;
+
+    fn rows() -> Vec<BenchResult> {
+        let mut a = row("snapshot_reads", "hivekit", "1r", 2.0);
+        a.krate = "hivekit-lockfree".into();
+        a.extras.insert("allocs_per_op".into(), 0.0);
+        a.throughput = Some(Throughput::Elements(1));
+        let mut b = row("execute_baseline", "hivekit", "ready", 50.0);
+        b.krate = "hivekit-runtime".into();
+        let mut c = row("snapshot_reads", "arc-swap", "1r", 6.0);
+        c.krate = "hivekit-lockfree".into();
+        let mut d = row("snapshot_writes", "hivekit", "1w", 90.0);
+        d.krate = "hivekit-lockfree".into();
+        vec![a, b, c, d]
+    }
+
+    #[test]
+    fn sections_group_by_crate_then_group() {
+        let rows = rows();
+        let report = Report::new(&rows, None);
+        let sections = report.sections();
+        assert_eq!(sections.len(), 2);
+        assert_eq!(sections[0].krate, "hivekit-lockfree");
+        assert_eq!(sections[0].groups[0].rows, [0, 2]);
+        assert_eq!(sections[0].groups[1].group, "snapshot_writes");
+        assert_eq!(sections[1].groups[0].rows, [1]);
+    }
+
+    #[test]
+    fn empty_columns_are_left_out() {
+        let rows = rows();
+        let report = Report::new(&rows, None);
+        assert_eq!(
+            report.columns(),
+            [
+                Column::Function,
+                Column::Parameter,
+                Column::Median,
+                Column::Interval,
+                Column::Throughput,
+                Column::VsPeers,
+                Column::Allocs
+            ]
+        );
+        assert_eq!(report.cell(0, Column::Median), "2.00 ns");
+        assert_eq!(report.cell(0, Column::Interval), "1.98 ns .. 2.02 ns");
+        assert_eq!(report.cell(0, Column::Throughput), "500 Melem/s");
+        assert_eq!(report.cell(2, Column::VsPeers), "hivekit 3.0x faster");
+        assert_eq!(report.cell(1, Column::Allocs), "");
+    }
+
+    #[test]
+    fn baseline_adds_change_and_verdict() {
+        let rows = rows();
+        let mut old = rows.clone();
+        old[3].median_ns = 60.0;
+        old[3].ci_low_ns = 59.0;
+        old[3].ci_high_ns = 61.0;
+        let baseline = Baseline::new(String::new(), String::new(), String::new(), true, &old[..]);
+        let report = Report::new(&rows, Some((&baseline, 10.0)));
+        assert!(report
+            .columns()
+            .ends_with(&[Column::Change, Column::Verdict]));
+        assert_eq!(report.cell(3, Column::Change), "+50.0%");
+        assert_eq!(report.cell(3, Column::Verdict), "regressed");
+        assert_eq!(report.cell(0, Column::Verdict), "within noise");
+        assert_eq!(report.regressions().len(), 1);
+    }
+}

@@ -1,0 +1,410 @@
+//! Performance targets (`docs/targets.json`) and their evaluation against a run.
+//!
+//! The file is a JSON list; each entry names a crate, a human sentence, one check and an optional
+//! note explaining a miss. Ids are full benchmark ids (`group/function/parameter`); a `peer` without
+//! a `/` is a function id in the same group and parameter as `id`. The format is documented in
+//! docs/BENCHMARKS.md.
+
+use std::fs;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::XtaskError;
+use crate::results::BenchResult;
+use crate::units::{format_count, format_ns, format_ratio};
+
+/// One performance target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Target {
+    /// The crate the target belongs to.
+    #[serde(rename = "crate")]
+    pub(crate) krate: String,
+    /// What is promised, as a sentence.
+    pub(crate) target: String,
+    /// How it is checked.
+    pub(crate) check: Check,
+    /// Why it is missed, if it is.
+    #[serde(default)]
+    pub(crate) note: Option<String>,
+}
+
+/// The ways a target is checked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Check {
+    /// `median(peer) / median(id) >= factor`.
+    FasterThan {
+        /// Our benchmark.
+        id: String,
+        /// The peer's benchmark (full id, or function id in the same group and parameter).
+        peer: String,
+        /// The minimum speed-up.
+        factor: f64,
+    },
+    /// `median(id) / median(peer) <= factor`.
+    Within {
+        /// Our benchmark.
+        id: String,
+        /// The peer's benchmark (full id, or function id in the same group and parameter).
+        peer: String,
+        /// The maximum slow-down.
+        factor: f64,
+    },
+    /// `median(id) <= ns`.
+    Under {
+        /// The benchmark.
+        id: String,
+        /// The limit in nanoseconds.
+        ns: f64,
+    },
+    /// `extras[name] <= value` for the benchmark.
+    ExtraUnder {
+        /// The benchmark.
+        id: String,
+        /// The extra figure (`allocs_per_op`, `bytes_per_op`).
+        name: String,
+        /// The limit.
+        value: f64,
+    },
+}
+
+/// Whether a target held in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// The check passed.
+    Met,
+    /// The check failed.
+    NotMet,
+    /// A benchmark (or extra) it needs did not run.
+    NotMeasured,
+}
+
+impl Status {
+    /// `met`, `NOT met`, `not measured`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Met => "met",
+            Self::NotMet => "NOT met",
+            Self::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// One evaluated target.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome {
+    /// The target.
+    pub(crate) target: Target,
+    /// Met, not met or not measured.
+    pub(crate) status: Status,
+    /// What was measured against what was needed, or what is missing.
+    pub(crate) measured: String,
+}
+
+/// Parses a targets file and checks its numbers are usable.
+pub(crate) fn parse_targets(json: &str, path: &Path) -> Result<Vec<Target>, XtaskError> {
+    let bad = |message: String| XtaskError::BadInputFile {
+        path: path.to_owned(),
+        message,
+    };
+    let targets: Vec<Target> = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    for target in &targets {
+        let (what, limit) = match &target.check {
+            Check::FasterThan { factor, .. } | Check::Within { factor, .. } => ("factor", *factor),
+            Check::Under { ns, .. } => ("ns", *ns),
+            Check::ExtraUnder { value, .. } => ("value", *value),
+        };
+        let valid = limit.is_finite() && (limit > 0.0 || (what == "value" && limit == 0.0));
+        if !valid {
+            return Err(bad(format!(
+                "target `{}` has {what} {limit}; it must be a positive number",
+                target.target
+            )));
+        }
+    }
+    Ok(targets)
+}
+
+/// Loads the targets file: `explicit` must exist; the default path may be missing (no targets).
+pub(crate) fn load_targets(
+    explicit: Option<&Path>,
+    default: &Path,
+) -> Result<Vec<Target>, XtaskError> {
+    let path = explicit.unwrap_or(default);
+    match fs::read_to_string(path) {
+        Ok(json) => parse_targets(&json, path),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+            Ok(Vec::new())
+        }
+        Err(error) => Err(XtaskError::BadInputFile {
+            path: path.to_owned(),
+            message: error.to_string(),
+        }),
+    }
+}
+
+fn find<'a>(results: &'a [BenchResult], id: &str) -> Option<&'a BenchResult> {
+    results.iter().find(|result| result.id == id)
+}
+
+/// The peer row: by full id, or by function id beside `ours`.
+fn find_peer<'a>(
+    results: &'a [BenchResult],
+    ours: &BenchResult,
+    peer: &str,
+) -> Option<&'a BenchResult> {
+    if peer.contains('/') {
+        find(results, peer)
+    } else {
+        results.iter().find(|result| {
+            result.group == ours.group
+                && result.parameter == ours.parameter
+                && result.function == peer
+        })
+    }
+}
+
+fn status(ok: bool) -> Status {
+    if ok {
+        Status::Met
+    } else {
+        Status::NotMet
+    }
+}
+
+fn not_measured(what: &str) -> (Status, String) {
+    (Status::NotMeasured, format!("`{what}` did not run"))
+}
+
+/// Evaluates one check.
+fn evaluate_check(check: &Check, results: &[BenchResult]) -> (Status, String) {
+    match check {
+        Check::FasterThan { id, peer, factor } | Check::Within { id, peer, factor } => {
+            let Some(ours) = find(results, id) else {
+                return not_measured(id);
+            };
+            let Some(theirs) = find_peer(results, ours, peer) else {
+                return not_measured(peer);
+            };
+            if ours.median_ns <= 0.0 || theirs.median_ns <= 0.0 {
+                return (Status::NotMeasured, "a median is zero".to_owned());
+            }
+            if matches!(check, Check::FasterThan { .. }) {
+                let speedup = theirs.median_ns / ours.median_ns;
+                (
+                    status(speedup >= *factor),
+                    format!(
+                        "{} faster than {} (needs >= {})",
+                        format_ratio(speedup),
+                        theirs.function,
+                        format_ratio(*factor)
+                    ),
+                )
+            } else {
+                let slowdown = ours.median_ns / theirs.median_ns;
+                (
+                    status(slowdown <= *factor),
+                    format!(
+                        "{} the time of {} (needs <= {})",
+                        format_ratio(slowdown),
+                        theirs.function,
+                        format_ratio(*factor)
+                    ),
+                )
+            }
+        }
+        Check::Under { id, ns } => match find(results, id) {
+            Some(row) => (
+                status(row.median_ns <= *ns),
+                format!("{} (needs <= {})", format_ns(row.median_ns), format_ns(*ns)),
+            ),
+            None => not_measured(id),
+        },
+        Check::ExtraUnder { id, name, value } => {
+            let Some(row) = find(results, id) else {
+                return not_measured(id);
+            };
+            match row.extras.get(name) {
+                Some(measured) => (
+                    status(*measured <= *value),
+                    format!(
+                        "{name} {} (needs <= {})",
+                        format_count(*measured),
+                        format_count(*value)
+                    ),
+                ),
+                None => (Status::NotMeasured, format!("`{id}` recorded no `{name}`")),
+            }
+        }
+    }
+}
+
+/// Evaluates every target against a run.
+pub(crate) fn evaluate(targets: &[Target], results: &[BenchResult]) -> Vec<Outcome> {
+    targets
+        .iter()
+        .map(|target| {
+            let (status, measured) = evaluate_check(&target.check, results);
+            Outcome {
+                target: target.clone(),
+                status,
+                measured,
+            }
+        })
+        .collect()
+}
+
+/// The targets summary printed after the table.
+pub(crate) fn format_summary(outcomes: &[Outcome]) -> String {
+    if outcomes.is_empty() {
+        return "targets: none defined (docs/targets.json)\n".to_owned();
+    }
+    let met = outcomes.iter().filter(|o| o.status == Status::Met).count();
+    let mut out = format!("targets: {met} of {} met\n", outcomes.len());
+    for outcome in outcomes {
+        out.push_str(&format!(
+            "  [{}] {}: {} -- {}\n",
+            outcome.status.label(),
+            outcome.target.krate,
+            outcome.target.target,
+            outcome.measured
+        ));
+        if let Some(note) = outcome
+            .target
+            .note
+            .as_ref()
+            .filter(|_| outcome.status != Status::Met)
+        {
+            out.push_str(&format!("      note: {note}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::tests::row;
+
+    const TARGETS: &str = r#"[
+      {"crate": "hivekit-lockfree", "target": "reads 3x faster than arc-swap",
+       "check": {"faster_than": {"id": "snapshot_reads/hivekit/1r", "peer": "arc-swap", "factor": 3}}},
+      {"crate": "hivekit-lockfree", "target": "writes within 1.5x of arc-swap",
+       "check": {"within": {"id": "snapshot_writes/hivekit/1w", "peer": "snapshot_writes/arc-swap/1w", "factor": 1.5}},
+       "note": "writes copy the value"},
+      {"crate": "hivekit-runtime", "target": "ready execute under 50 ns",
+       "check": {"under": {"id": "execute_baseline/hivekit/ready", "ns": 50}}},
+      {"crate": "hivekit-runtime", "target": "ready execute does not allocate",
+       "check": {"extra_under": {"id": "execute_baseline/hivekit/ready", "name": "allocs_per_op", "value": 0}}},
+      {"crate": "hivekit-swarm", "target": "never ran",
+       "check": {"under": {"id": "pipeline_execution/hivekit/100", "ns": 1}}}
+    ]"#;
+
+    fn results() -> Vec<BenchResult> {
+        let mut ready = row("execute_baseline", "hivekit", "ready", 60.0);
+        ready.extras.insert("allocs_per_op".into(), 0.0);
+        vec![
+            row("snapshot_reads", "hivekit", "1r", 2.0),
+            row("snapshot_reads", "arc-swap", "1r", 6.4),
+            row("snapshot_writes", "hivekit", "1w", 200.0),
+            row("snapshot_writes", "arc-swap", "1w", 100.0),
+            ready,
+        ]
+    }
+
+    #[test]
+    fn every_kind_of_check() {
+        let targets = parse_targets(TARGETS, Path::new("t.json")).expect("parses");
+        let outcomes = evaluate(&targets, &results());
+        let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                Status::Met,
+                Status::NotMet,
+                Status::NotMet,
+                Status::Met,
+                Status::NotMeasured
+            ]
+        );
+        assert_eq!(
+            outcomes[0].measured,
+            "3.2x faster than arc-swap (needs >= 3.0x)"
+        );
+        assert_eq!(
+            outcomes[1].measured,
+            "2.0x the time of arc-swap (needs <= 1.5x)"
+        );
+        assert_eq!(outcomes[2].measured, "60.0 ns (needs <= 50.0 ns)");
+        assert_eq!(outcomes[3].measured, "allocs_per_op 0 (needs <= 0)");
+        let summary = format_summary(&outcomes);
+        assert!(summary.starts_with("targets: 2 of 5 met"), "{summary}");
+        assert!(summary.contains("note: writes copy the value"), "{summary}");
+        assert!(
+            summary.contains("[not measured] hivekit-swarm"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn factor_boundaries_are_inclusive() {
+        let targets = parse_targets(
+            r#"[{"crate": "c", "target": "t",
+                 "check": {"faster_than": {"id": "g/hivekit/1", "peer": "p", "factor": 2}}},
+                {"crate": "c", "target": "t",
+                 "check": {"within": {"id": "g/hivekit/1", "peer": "p", "factor": 0.5}}}]"#,
+            Path::new("t.json"),
+        )
+        .expect("parses");
+        let rows = [row("g", "hivekit", "1", 5.0), row("g", "p", "1", 10.0)];
+        let outcomes = evaluate(&targets, &rows);
+        assert_eq!(outcomes[0].status, Status::Met);
+        assert_eq!(outcomes[1].status, Status::Met);
+    }
+
+    #[test]
+    fn missing_peer_or_extra_is_not_measured() {
+        let targets = parse_targets(
+            r#"[{"crate": "c", "target": "t",
+                 "check": {"faster_than": {"id": "g/hivekit/1", "peer": "absent", "factor": 2}}},
+                {"crate": "c", "target": "t",
+                 "check": {"extra_under": {"id": "g/hivekit/1", "name": "bytes_per_op", "value": 8}}}]"#,
+            Path::new("t.json"),
+        )
+        .expect("parses");
+        let outcomes = evaluate(&targets, &[row("g", "hivekit", "1", 5.0)]);
+        assert!(outcomes.iter().all(|o| o.status == Status::NotMeasured));
+    }
+
+    #[test]
+    fn bad_files_are_rejected() {
+        let path = Path::new("t.json");
+        for json in [
+            "{}",
+            r#"[{"crate": "c", "target": "t", "check": {"slower_than": {"id": "a"}}}]"#,
+            r#"[{"crate": "c", "target": "t", "check": {"under": {"id": "a", "ns": -1}}}]"#,
+            r#"[{"crate": "c", "target": "t", "check": {"within": {"id": "a", "peer": "b", "factor": 0}}}]"#,
+            r#"[{"crate": "c", "target": "t", "typo": 1, "check": {"under": {"id": "a", "ns": 1}}}]"#,
+        ] {
+            let error = parse_targets(json, path).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{json}");
+        }
+    }
+
+    #[test]
+    fn default_file_may_be_missing_explicit_may_not() {
+        let missing = Path::new("/nonexistent/xtask/targets.json");
+        assert_eq!(load_targets(None, missing).expect("no targets"), []);
+        assert!(load_targets(Some(missing), missing).is_err());
+    }
+
+    #[test]
+    fn shipped_targets_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/targets.json");
+        let json = fs::read_to_string(&path).expect("docs/targets.json exists");
+        let targets = parse_targets(&json, &path).expect("docs/targets.json parses");
+        assert!(!targets.is_empty());
+    }
+}
