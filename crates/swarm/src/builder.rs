@@ -1,0 +1,396 @@
+//! Building a pipeline: stages, their options, and the one-time dependency resolution.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use hivekit_lockfree::{ResourceCost, SchedulingHint};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::context::StageContext;
+use crate::error::{BuildError, StageError};
+use crate::pipeline::{Artifact, Exporter, Pipeline, PipelineInner, StageFn, StageSpec};
+use crate::retry::RetryPolicy;
+
+/// Collects the stages of a pipeline; [`build`](PipelineBuilder::build) checks and resolves them.
+///
+/// Stage options ([`after`](StageBuilder::after), [`timeout`](StageBuilder::timeout), ...) are set on
+/// the [`StageBuilder`] that [`stage`](PipelineBuilder::stage) returns and apply to that stage. Mistakes
+/// (unknown dependencies, cycles, duplicate names, invalid retry policies) are reported by `build`.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_swarm::{Pipeline, StageContext, StageError};
+///
+/// // Stages may be added in a loop through `into_builder`.
+/// let mut builder = Pipeline::builder();
+/// for index in 0..3 {
+///     let stage = builder.stage(format!("step{index}"), |_: StageContext| async { Ok::<_, StageError>(()) });
+///     builder = if index == 0 { stage.into_builder() } else { stage.after([format!("step{}", index - 1)]).into_builder() };
+/// }
+/// let pipeline = builder.build()?;
+/// assert_eq!(pipeline.len(), 3);
+/// # Ok::<(), hivekit_swarm::BuildError>(())
+/// ```
+#[derive(Default)]
+pub struct PipelineBuilder {
+    drafts: Vec<StageDraft>,
+}
+
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field(
+                "stages",
+                &self.drafts.iter().map(|d| &*d.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+struct StageDraft {
+    name: Arc<str>,
+    after: Vec<String>,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    hint: SchedulingHint,
+    spawn: Option<bool>,
+    func: Arc<StageFn>,
+    output_type: &'static str,
+    exporter: Option<Exporter>,
+}
+
+/// One stage being added to a pipeline; its methods set that stage's options. `T` is the stage's
+/// output (its artifact) type.
+///
+/// It also has [`stage`](StageBuilder::stage) and [`build`](StageBuilder::build), so a pipeline reads
+/// as one chain.
+pub struct StageBuilder<T> {
+    builder: PipelineBuilder,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for StageBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageBuilder")
+            .field("stage", &self.builder.drafts.last().map(|d| &*d.name))
+            .finish()
+    }
+}
+
+impl PipelineBuilder {
+    /// An empty builder (same as [`Pipeline::builder`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
+    /// the stage's output. The output becomes the stage's artifact, shared with dependents without
+    /// copying.
+    pub fn stage<F, Fut, T>(mut self, name: impl Into<String>, f: F) -> StageBuilder<T>
+    where
+        F: Fn(StageContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, StageError>> + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        let func: Arc<StageFn> = Arc::new(move |context: StageContext| {
+            f(context)
+                .map(|result| result.map(|value| Arc::new(value) as Artifact))
+                .boxed()
+        });
+        self.drafts.push(StageDraft {
+            name: Arc::from(name.into()),
+            after: Vec::new(),
+            timeout: None,
+            retry: RetryPolicy::NONE,
+            hint: SchedulingHint::default(),
+            spawn: None,
+            func,
+            output_type: std::any::type_name::<T>(),
+            exporter: None,
+        });
+        StageBuilder {
+            builder: self,
+            _output: PhantomData,
+        }
+    }
+
+    /// Checks the stages and resolves their dependencies once: names become indices, the stages get a
+    /// topological order, so a run does no string lookups.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Empty`] without stages, [`BuildError::DuplicateStage`] when two stages share a
+    /// name, [`BuildError::UnknownDependency`] for a dependency that names no stage,
+    /// [`BuildError::Cycle`] with the cycle's stages in order, [`BuildError::InvalidRetryPolicy`] and
+    /// [`BuildError::ZeroTimeout`] for stage options no run could follow.
+    pub fn build(self) -> Result<Pipeline, BuildError> {
+        if self.drafts.is_empty() {
+            return Err(BuildError::Empty);
+        }
+        let count = self.drafts.len();
+        let mut index: FxHashMap<Arc<str>, u32> = FxHashMap::default();
+        index.reserve(count);
+        for (position, draft) in self.drafts.iter().enumerate() {
+            if index.insert(draft.name.clone(), position as u32).is_some() {
+                return Err(BuildError::DuplicateStage(draft.name.to_string()));
+            }
+            if let Err(reason) = draft.retry.validate() {
+                return Err(BuildError::InvalidRetryPolicy {
+                    stage: draft.name.to_string(),
+                    reason,
+                });
+            }
+            if draft.timeout.is_some_and(|timeout| timeout.is_zero()) {
+                return Err(BuildError::ZeroTimeout {
+                    stage: draft.name.to_string(),
+                });
+            }
+        }
+
+        // Dependencies as compressed rows: dependency_list[dependency_start[i]..dependency_start[i + 1]].
+        let mut dependency_start = Vec::with_capacity(count + 1);
+        let mut dependency_list: Vec<u32> = Vec::new();
+        let mut dependent_count = vec![0u32; count];
+        dependency_start.push(0u32);
+        for draft in &self.drafts {
+            let row_start = dependency_list.len();
+            for name in &draft.after {
+                let Some(&dependency) = index.get(name.as_str()) else {
+                    return Err(BuildError::UnknownDependency {
+                        stage: draft.name.to_string(),
+                        missing: name.clone(),
+                    });
+                };
+                // A dependency named twice counts once.
+                if !dependency_list[row_start..].contains(&dependency) {
+                    dependency_list.push(dependency);
+                    dependent_count[dependency as usize] += 1;
+                }
+            }
+            dependency_start.push(dependency_list.len() as u32);
+        }
+
+        // Dependents, the reverse edges, in stage order.
+        let mut dependent_start = Vec::with_capacity(count + 1);
+        dependent_start.push(0u32);
+        let mut total = 0u32;
+        for &dependents in &dependent_count {
+            total += dependents;
+            dependent_start.push(total);
+        }
+        let mut fill = dependent_start.clone();
+        let mut dependent_list = vec![0u32; dependency_list.len()];
+        for stage in 0..count {
+            let row = dependency_start[stage] as usize..dependency_start[stage + 1] as usize;
+            for &dependency in &dependency_list[row] {
+                let slot = &mut fill[dependency as usize];
+                dependent_list[*slot as usize] = stage as u32;
+                *slot += 1;
+            }
+        }
+
+        // Kahn's algorithm gives the topological order; what it cannot reach lies on or behind a cycle.
+        let in_degree: Vec<u32> = (0..count)
+            .map(|stage| dependency_start[stage + 1] - dependency_start[stage])
+            .collect();
+        let mut remaining = in_degree.clone();
+        let mut order: Vec<u32> = (0..count as u32)
+            .filter(|&stage| remaining[stage as usize] == 0)
+            .collect();
+        let roots = order.clone();
+        let mut cursor = 0;
+        while cursor < order.len() {
+            let stage = order[cursor] as usize;
+            cursor += 1;
+            let row = dependent_start[stage] as usize..dependent_start[stage + 1] as usize;
+            for &dependent in &dependent_list[row] {
+                remaining[dependent as usize] -= 1;
+                if remaining[dependent as usize] == 0 {
+                    order.push(dependent);
+                }
+            }
+        }
+        if order.len() < count {
+            let path = find_cycle(&remaining, &dependency_start, &dependency_list);
+            return Err(BuildError::Cycle {
+                path: path
+                    .into_iter()
+                    .map(|stage| self.drafts[stage as usize].name.to_string())
+                    .collect(),
+            });
+        }
+
+        let stages = self
+            .drafts
+            .into_iter()
+            .map(|draft| StageSpec {
+                spawn: draft
+                    .spawn
+                    .unwrap_or(draft.hint.cost >= ResourceCost::Moderate),
+                name: draft.name,
+                timeout: draft.timeout,
+                retry: draft.retry,
+                hint: draft.hint,
+                func: draft.func,
+                output_type: draft.output_type,
+                exporter: draft.exporter,
+            })
+            .collect();
+        Ok(Pipeline::from_inner(PipelineInner {
+            stages,
+            index,
+            dependency_start,
+            dependency_list,
+            dependent_start,
+            dependent_list,
+            in_degree,
+            roots,
+            order,
+        }))
+    }
+}
+
+/// A cycle among the stages Kahn's algorithm could not order (`remaining > 0`): every such stage has
+/// an unordered dependency, so walking unordered dependencies must revisit a stage. Returns the cycle
+/// in execution order, starting and ending at its lowest-index stage.
+fn find_cycle(remaining: &[u32], dependency_start: &[u32], dependency_list: &[u32]) -> Vec<u32> {
+    let unordered = |stage: usize| remaining[stage] > 0;
+    let Some(start) = (0..remaining.len()).find(|&stage| unordered(stage)) else {
+        return Vec::new();
+    };
+    let mut seen_at = vec![usize::MAX; remaining.len()];
+    let mut walk: Vec<u32> = Vec::new();
+    let mut stage = start;
+    while seen_at[stage] == usize::MAX {
+        seen_at[stage] = walk.len();
+        walk.push(stage as u32);
+        let row = dependency_start[stage] as usize..dependency_start[stage + 1] as usize;
+        stage = dependency_list[row]
+            .iter()
+            .map(|&dependency| dependency as usize)
+            .find(|&dependency| unordered(dependency))
+            .unwrap_or(stage);
+    }
+    // The walk follows dependencies (backwards in execution order); reverse it.
+    let mut cycle: Vec<u32> = walk[seen_at[stage]..].to_vec();
+    cycle.reverse();
+    let lowest = cycle
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &stage)| stage)
+        .map_or(0, |(position, _)| position);
+    cycle.rotate_left(lowest);
+    if let Some(&first) = cycle.first() {
+        cycle.push(first);
+    }
+    cycle
+}
+
+impl<T> StageBuilder<T> {
+    fn draft(&mut self) -> &mut StageDraft {
+        self.builder
+            .drafts
+            .last_mut()
+            .expect("a StageBuilder always holds the stage it was created for")
+    }
+
+    /// Runs this stage only after all of `dependencies` succeeded. Adds to earlier `after` calls.
+    pub fn after<I>(mut self, dependencies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.draft()
+            .after
+            .extend(dependencies.into_iter().map(Into::into));
+        self
+    }
+
+    /// Gives each attempt at most `timeout`; an attempt that takes longer is dropped and counts as
+    /// timed out (retried if the retry policy allows).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.draft().timeout = Some(timeout);
+        self
+    }
+
+    /// Retries failed and timed-out attempts according to `policy`.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.draft().retry = policy;
+        self
+    }
+
+    /// Orders this stage among ready stages waiting for a slot. A hint whose cost is
+    /// [`ResourceCost::Moderate`] or [`ResourceCost::Heavy`] also makes the stage run on a task of its
+    /// own (see [`spawn`](StageBuilder::spawn)).
+    pub fn priority(mut self, hint: SchedulingHint) -> Self {
+        self.draft().hint = hint;
+        self
+    }
+
+    /// Runs this stage on a runtime task of its own, so that it runs in parallel with the pipeline's
+    /// other stages on another worker thread. Without it, cheap stages are polled inline by the run
+    /// itself, which costs no task and no channel.
+    pub fn spawn(mut self) -> Self {
+        self.draft().spawn = Some(true);
+        self
+    }
+
+    /// Polls this stage inline in the run even when its hint says it is expensive.
+    pub fn inline(mut self) -> Self {
+        self.draft().spawn = Some(false);
+        self
+    }
+
+    /// Registers a serializer for this stage's artifact, so that
+    /// [`RunReport::export_artifacts`](crate::RunReport::export_artifacts) and
+    /// [`RunReport::to_json`](crate::RunReport::to_json) include it.
+    pub fn export(mut self) -> Self
+    where
+        T: Serialize + 'static,
+    {
+        self.draft().exporter = Some(export_as::<T>);
+        self
+    }
+
+    /// Adds the next stage (see [`PipelineBuilder::stage`]).
+    pub fn stage<F, Fut, U>(self, name: impl Into<String>, f: F) -> StageBuilder<U>
+    where
+        F: Fn(StageContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, StageError>> + Send + 'static,
+        U: Send + Sync + 'static,
+    {
+        self.builder.stage(name, f)
+    }
+
+    /// Builds the pipeline (see [`PipelineBuilder::build`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PipelineBuilder::build`].
+    pub fn build(self) -> Result<Pipeline, BuildError> {
+        self.builder.build()
+    }
+
+    /// Back to the pipeline builder, to add stages in a loop.
+    pub fn into_builder(self) -> PipelineBuilder {
+        self.builder
+    }
+}
+
+impl<T> From<StageBuilder<T>> for PipelineBuilder {
+    fn from(stage: StageBuilder<T>) -> Self {
+        stage.builder
+    }
+}
+
+fn export_as<T: Serialize + 'static>(
+    artifact: &(dyn Any + Send + Sync),
+) -> Option<Result<serde_json::Value, serde_json::Error>> {
+    artifact.downcast_ref::<T>().map(serde_json::to_value)
+}

@@ -1,0 +1,99 @@
+//! How a run is carried out: concurrency, failure policy, deadline, cancellation, seed, events.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventSink;
+
+/// What a run does when a stage fails (after its retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum FailurePolicy {
+    /// Stop the run: running stages are cancelled, stages not started are skipped.
+    #[default]
+    FailFast,
+    /// Skip only the stages that depend on the failed one; everything independent of it still runs.
+    ContinueIndependent,
+}
+
+/// Options of one run; `RunOptions::default()` runs without a concurrency limit, fails fast, has no
+/// deadline and orders ready stages by declaration.
+///
+/// # Examples
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use std::time::Duration;
+/// use hivekit_swarm::{FailurePolicy, RunOptions};
+///
+/// let options = RunOptions {
+///     max_concurrency: NonZeroUsize::new(4),
+///     failure: FailurePolicy::ContinueIndependent,
+///     deadline: Some(Duration::from_secs(30)),
+///     seed: Some(7),
+///     ..RunOptions::default()
+/// };
+/// assert_eq!(options.max_concurrency.map(NonZeroUsize::get), Some(4));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The most stages in flight at once (`None`: no limit). Ready stages beyond it wait in a
+    /// priority scheduler ordered by their hints.
+    pub max_concurrency: Option<NonZeroUsize>,
+    /// What to do when a stage fails.
+    pub failure: FailurePolicy,
+    /// The longest the whole run may take, from its start; then running stages are cancelled.
+    pub deadline: Option<Duration>,
+    /// Cancels the run from outside; running stages are cancelled and the report says which.
+    pub cancel: CancellationToken,
+    /// Orders stages that become ready together (a seeded shuffle; `None`: declaration order) and
+    /// seeds retry jitter, so a run is reproducible.
+    pub seed: Option<u64>,
+    /// Where stage events go (`None`: nowhere, at no cost).
+    pub events: Option<EventSink>,
+}
+
+impl RunOptions {
+    /// These options with at most `limit` stages in flight.
+    pub fn with_max_concurrency(self, limit: NonZeroUsize) -> Self {
+        Self {
+            max_concurrency: Some(limit),
+            ..self
+        }
+    }
+
+    /// These options with another failure policy.
+    pub fn with_failure(self, failure: FailurePolicy) -> Self {
+        Self { failure, ..self }
+    }
+
+    /// These options with a deadline for the whole run.
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// These options with a cancellation token.
+    pub fn with_cancel(self, cancel: CancellationToken) -> Self {
+        Self { cancel, ..self }
+    }
+
+    /// These options with a seed.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self {
+            seed: Some(seed),
+            ..self
+        }
+    }
+
+    /// These options with an event sink.
+    pub fn with_events(self, events: EventSink) -> Self {
+        Self {
+            events: Some(events),
+            ..self
+        }
+    }
+}

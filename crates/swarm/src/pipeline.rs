@@ -1,0 +1,187 @@
+//! A built pipeline: stages by index with their dependencies resolved, run any number of times.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hivekit_lockfree::SchedulingHint;
+use rustc_hash::FxHashMap;
+
+use crate::builder::PipelineBuilder;
+use crate::context::StageContext;
+use crate::error::StageError;
+use crate::options::RunOptions;
+use crate::report::RunReport;
+use crate::retry::RetryPolicy;
+
+/// A stage's output, shared with its dependents and the report without copying.
+pub(crate) type Artifact = Arc<dyn Any + Send + Sync>;
+
+/// A stage's function with its output type erased.
+pub(crate) type StageFn =
+    dyn Fn(StageContext) -> BoxFuture<'static, Result<Artifact, StageError>> + Send + Sync;
+
+/// Serializes an artifact of the stage's output type (`None` if it is another type).
+pub(crate) type Exporter =
+    fn(&(dyn Any + Send + Sync)) -> Option<Result<serde_json::Value, serde_json::Error>>;
+
+pub(crate) struct StageSpec {
+    pub(crate) name: Arc<str>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) hint: SchedulingHint,
+    pub(crate) spawn: bool,
+    pub(crate) func: Arc<StageFn>,
+    pub(crate) output_type: &'static str,
+    pub(crate) exporter: Option<Exporter>,
+}
+
+pub(crate) struct PipelineInner {
+    pub(crate) stages: Vec<StageSpec>,
+    pub(crate) index: FxHashMap<Arc<str>, u32>,
+    pub(crate) dependency_start: Vec<u32>,
+    pub(crate) dependency_list: Vec<u32>,
+    pub(crate) dependent_start: Vec<u32>,
+    pub(crate) dependent_list: Vec<u32>,
+    pub(crate) in_degree: Vec<u32>,
+    pub(crate) roots: Vec<u32>,
+    pub(crate) order: Vec<u32>,
+}
+
+impl PipelineInner {
+    pub(crate) fn dependencies(&self, stage: usize) -> &[u32] {
+        &self.dependency_list
+            [self.dependency_start[stage] as usize..self.dependency_start[stage + 1] as usize]
+    }
+
+    pub(crate) fn dependents(&self, stage: usize) -> &[u32] {
+        &self.dependent_list
+            [self.dependent_start[stage] as usize..self.dependent_start[stage + 1] as usize]
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
+        self.index.get(name).map(|&stage| stage as usize)
+    }
+}
+
+/// A DAG of async stages, checked and resolved once by [`PipelineBuilder::build`], then run any number
+/// of times (`run` takes `&self`; cloning is cheap and shares the stages).
+///
+/// A run starts each stage the moment all its dependencies have succeeded. Cheap stages are polled
+/// inline by the run future itself (no task, no channel); stages marked
+/// [`spawn`](crate::StageBuilder::spawn), or whose hint says they are expensive, run on tasks of their
+/// own on the caller's tokio runtime, so CPU-heavy stages use every worker.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_swarm::{Pipeline, StageContext, StageError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pipeline = Pipeline::builder()
+///     .stage("fetch", |_: StageContext| async { Ok::<_, StageError>(vec![3, 1, 2]) })
+///     .stage("sort", |ctx: StageContext| async move {
+///         let mut numbers = ctx.input::<Vec<i32>>("fetch")?.to_vec();
+///         numbers.sort();
+///         Ok::<_, StageError>(numbers)
+///     })
+///     .after(["fetch"])
+///     .stage("sum", |ctx: StageContext| async move {
+///         Ok::<_, StageError>(ctx.input::<Vec<i32>>("fetch")?.iter().sum::<i32>())
+///     })
+///     .after(["fetch"])
+///     .build()?;
+///
+/// let report = pipeline.run().await;
+/// assert!(report.is_success());
+/// assert_eq!(*report.artifact::<Vec<i32>>("sort")?, [1, 2, 3]);
+/// assert_eq!(*report.artifact::<i32>("sum")?, 6);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<PipelineInner>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("stages", &self.inner.stages.len())
+            .field("edges", &self.inner.dependency_list.len())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A builder for a new pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::new()
+    }
+
+    pub(crate) fn from_inner(inner: PipelineInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The number of stages.
+    pub fn len(&self) -> usize {
+        self.inner.stages.len()
+    }
+
+    /// Always false: a pipeline has at least one stage.
+    pub fn is_empty(&self) -> bool {
+        self.inner.stages.is_empty()
+    }
+
+    /// Stage names in declaration order.
+    pub fn stage_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner.stages.iter().map(|stage| &*stage.name)
+    }
+
+    /// Stage names in a topological order: every stage after all its dependencies.
+    pub fn topological_order(&self) -> impl Iterator<Item = &str> + '_ {
+        self.inner
+            .order
+            .iter()
+            .map(|&stage| &*self.inner.stages[stage as usize].name)
+    }
+
+    /// The dependencies of a stage, or `None` if there is no such stage.
+    pub fn dependencies(&self, stage: &str) -> Option<impl Iterator<Item = &str> + '_> {
+        let stage = self.inner.lookup(stage)?;
+        Some(
+            self.inner
+                .dependencies(stage)
+                .iter()
+                .map(|&dependency| &*self.inner.stages[dependency as usize].name),
+        )
+    }
+
+    /// Runs the pipeline with [`RunOptions::default`]: no concurrency limit, fail fast.
+    ///
+    /// Must be polled inside a tokio runtime (any flavour), which drives timers and runs spawned
+    /// stages; from synchronous code use `hivekit_runtime::execute(pipeline.run())`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the run: inline stages are dropped with it and spawned stages are
+    /// aborted.
+    pub async fn run(&self) -> RunReport {
+        self.run_with(RunOptions::default()).await
+    }
+
+    /// Runs the pipeline with `options`: a concurrency limit, a failure policy, a deadline, a
+    /// cancellation token, a seed for the order of ready stages and for retry jitter, and an event sink.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Pipeline::run). Cancelling `options.cancel` instead ends the run cleanly and returns
+    /// a report naming the cancelled stages.
+    pub async fn run_with(&self, options: RunOptions) -> RunReport {
+        crate::run::execute(&self.inner, options).await
+    }
+}

@@ -1,0 +1,446 @@
+//! The run driver: one future that walks the DAG.
+//!
+//! Per-run state lives in flat vectors indexed by stage (remaining-dependency counters, statuses,
+//! timings). Inline stages are polled once when launched and, if not finished, kept in one
+//! `FuturesUnordered` polled by the run itself: a stage costs no task and no channel. Stages that
+//! want a thread of their own are spawned and their join handles sit in the same set. A stage that
+//! finishes releases its dependents immediately, in the same poll.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::context::RunShared;
+use crate::error::StageError;
+use crate::events::StageEvent;
+use crate::options::{FailurePolicy, RunOptions};
+use crate::pipeline::PipelineInner;
+use crate::ready::ReadyQueue;
+use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
+use crate::retry::mix;
+use crate::stage::{StageFuture, StageOutcome};
+
+pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+    let span = tracing::info_span!("pipeline_run", stages = pipeline.stages.len());
+    execute_in_span(pipeline, options).instrument(span).await
+}
+
+async fn execute_in_span(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+    let external_cancel = options.cancel.clone();
+    let mut run = Run::new(pipeline, &options);
+    let mut cancelled = pin!(external_cancel.cancelled());
+    let mut deadline = options
+        .deadline
+        .map(|deadline| Box::pin(tokio::time::sleep(deadline)));
+    let stop = poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Stop::Cancelled));
+        }
+        if let Some(deadline) = deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Stop::Deadline));
+            }
+        }
+        run.poll_progress(cx).map(|()| run.stop)
+    })
+    .await;
+    if let Some(stop) = stop {
+        run.shared.cancel.cancel();
+        run.drain(stop).await;
+    }
+    run.into_report(stop)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    FailFast(u32),
+    Cancelled,
+    Deadline,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Timing {
+    started: Option<Instant>,
+    elapsed: Option<Duration>,
+}
+
+/// A launched stage: polled inline, or a spawned task's handle (aborted when dropped).
+enum StageTask {
+    Inline(u32, StageFuture),
+    Spawned(u32, JoinHandle<StageOutcome>),
+    Cancelled(u32),
+}
+
+impl StageTask {
+    fn cancel(&mut self) {
+        match self {
+            Self::Inline(stage, _) => *self = Self::Cancelled(*stage),
+            Self::Spawned(_, handle) => handle.abort(),
+            Self::Cancelled(_) => {}
+        }
+    }
+}
+
+impl Drop for StageTask {
+    fn drop(&mut self) {
+        if let Self::Spawned(_, handle) = self {
+            handle.abort();
+        }
+    }
+}
+
+impl Future for StageTask {
+    /// The stage and its outcome; `None` if it was cancelled.
+    type Output = (u32, Option<StageOutcome>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Inline(stage, future) => Pin::new(future)
+                .poll(cx)
+                .map(|outcome| (*stage, Some(outcome))),
+            Self::Spawned(stage, handle) => Pin::new(handle).poll(cx).map(|joined| {
+                let outcome = match joined {
+                    Ok(outcome) => Some(outcome),
+                    Err(error) if error.is_cancelled() => None,
+                    // The stage future catches the stage's panics; this is a panic while dropping.
+                    Err(error) => Some(StageOutcome::Failed {
+                        error: StageError::Panicked(error.to_string()),
+                        attempts: 1,
+                    }),
+                };
+                (*stage, outcome)
+            }),
+            Self::Cancelled(stage) => Poll::Ready((*stage, None)),
+        }
+    }
+}
+
+struct Run {
+    pipeline: Arc<PipelineInner>,
+    shared: Arc<RunShared>,
+    failure: FailurePolicy,
+    limit: usize,
+    seed: Option<u64>,
+    start: Instant,
+    remaining: Vec<u32>,
+    status: Vec<Option<StageStatus>>,
+    timing: Vec<Timing>,
+    ready: ReadyQueue,
+    /// Ready stages with a slot reserved: launched before anything in `ready`.
+    direct: VecDeque<u32>,
+    /// Stages that just became ready, not yet queued.
+    batch: Vec<u32>,
+    running: FuturesUnordered<StageTask>,
+    in_flight: usize,
+    unfinished: usize,
+    failed: bool,
+    stop: Option<Stop>,
+    scratch: Vec<u32>,
+}
+
+impl Run {
+    fn new(pipeline: &Arc<PipelineInner>, options: &RunOptions) -> Self {
+        let count = pipeline.stages.len();
+        let shared = Arc::new(RunShared {
+            pipeline: pipeline.clone(),
+            artifacts: (0..count).map(|_| OnceLock::new()).collect(),
+            cancel: options.cancel.child_token(),
+            events: options.events.clone(),
+            seed: options.seed.unwrap_or(0),
+            fan_outs: parking_lot::Mutex::new(Vec::new()),
+        });
+        Self {
+            pipeline: pipeline.clone(),
+            shared,
+            failure: options.failure,
+            limit: options
+                .max_concurrency
+                .map_or(usize::MAX, |limit| limit.get()),
+            seed: options.seed,
+            start: Instant::now(),
+            remaining: pipeline.in_degree.clone(),
+            status: vec![None; count],
+            timing: vec![Timing::default(); count],
+            ready: ReadyQueue::default(),
+            direct: VecDeque::new(),
+            batch: pipeline.roots.clone(),
+            running: FuturesUnordered::new(),
+            in_flight: 0,
+            unfinished: count,
+            failed: false,
+            stop: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            self.pump(cx);
+            if self.stop.is_some() || self.unfinished == 0 {
+                return Poll::Ready(());
+            }
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((stage, outcome))) => {
+                    self.in_flight -= 1;
+                    match outcome {
+                        Some(outcome) => self.complete(stage, outcome),
+                        // Only stop() cancels tasks, and it does not poll through here.
+                        None => self.cancelled(stage),
+                    }
+                }
+                // Nothing runs and nothing can start: every stage has been decided.
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Queues what became ready and launches as much as the slots allow.
+    fn pump(&mut self, cx: &mut Context<'_>) {
+        loop {
+            if !self.batch.is_empty() {
+                self.dispatch_batch();
+            }
+            let next = if let Some(stage) = self.direct.pop_front() {
+                stage
+            } else if self.in_flight < self.limit {
+                match self.ready.pop() {
+                    Some(stage) => stage,
+                    None => return,
+                }
+            } else {
+                return;
+            };
+            self.launch(next, cx);
+            if self.stop.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn dispatch_batch(&mut self) {
+        if let Some(seed) = self.seed {
+            if self.batch.len() > 1 {
+                self.batch
+                    .sort_unstable_by_key(|&stage| mix(seed ^ mix(u64::from(stage))));
+            }
+        }
+        let reserved = self.in_flight + self.direct.len();
+        if self.ready.is_empty() && reserved.saturating_add(self.batch.len()) <= self.limit {
+            self.direct.extend(self.batch.drain(..));
+        } else {
+            for stage in self.batch.drain(..) {
+                self.ready
+                    .push(self.pipeline.stages[stage as usize].hint, stage);
+            }
+        }
+    }
+
+    fn launch(&mut self, stage: u32, cx: &mut Context<'_>) {
+        let spec = &self.pipeline.stages[stage as usize];
+        self.timing[stage as usize].started = Some(Instant::now());
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Started {
+                stage: spec.name.clone(),
+            });
+        }
+        let mut future = StageFuture::new(self.shared.clone(), stage);
+        if spec.spawn {
+            self.running
+                .push(StageTask::Spawned(stage, tokio::spawn(future)));
+            self.in_flight += 1;
+            return;
+        }
+        // A stage that finishes on its first poll never enters the set.
+        match Pin::new(&mut future).poll(cx) {
+            Poll::Ready(outcome) => self.complete(stage, outcome),
+            Poll::Pending => {
+                self.running.push(StageTask::Inline(stage, future));
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    fn complete(&mut self, stage: u32, outcome: StageOutcome) {
+        let index = stage as usize;
+        let elapsed = self.timing[index].started.map(|started| started.elapsed());
+        self.timing[index].elapsed = elapsed;
+        self.unfinished -= 1;
+        let status = match outcome {
+            StageOutcome::Succeeded { artifact, attempts } => {
+                // Each stage completes once, so the cell is empty.
+                let _ = self.shared.artifacts[index].set(artifact);
+                StageStatus::Succeeded { attempts }
+            }
+            StageOutcome::Failed { error, attempts } => StageStatus::Failed { error, attempts },
+            StageOutcome::TimedOut { attempts } => StageStatus::TimedOut { attempts },
+        };
+        let succeeded = status.is_success();
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Finished {
+                stage: self.pipeline.stages[index].name.clone(),
+                status: status.clone(),
+                elapsed: elapsed.unwrap_or_default(),
+            });
+        }
+        if !succeeded {
+            tracing::debug!(stage = &*self.pipeline.stages[index].name, %status, "stage failed");
+        }
+        self.status[index] = Some(status);
+        if succeeded {
+            for &dependent in self.pipeline.dependents(index) {
+                let remaining = &mut self.remaining[dependent as usize];
+                *remaining -= 1;
+                if *remaining == 0 && self.status[dependent as usize].is_none() {
+                    self.batch.push(dependent);
+                }
+            }
+        } else {
+            self.failed = true;
+            self.skip_dependents(stage);
+            if self.failure == FailurePolicy::FailFast && self.stop.is_none() {
+                self.stop = Some(Stop::FailFast(stage));
+            }
+        }
+    }
+
+    fn cancelled(&mut self, stage: u32) {
+        let index = stage as usize;
+        self.timing[index].elapsed = self.timing[index].started.map(|started| started.elapsed());
+        self.status[index] = Some(StageStatus::Cancelled);
+        self.unfinished -= 1;
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Cancelled {
+                stage: self.pipeline.stages[index].name.clone(),
+            });
+        }
+    }
+
+    /// Skips everything downstream of a stage that did not succeed (iteratively: chains may be long).
+    fn skip_dependents(&mut self, root: u32) {
+        let root_name = self.pipeline.stages[root as usize].name.to_string();
+        let root_status = self.status[root as usize]
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let pipeline = self.pipeline.clone();
+        let mut work = std::mem::take(&mut self.scratch);
+        work.push(root);
+        while let Some(from) = work.pop() {
+            for &dependent in pipeline.dependents(from as usize) {
+                let index = dependent as usize;
+                if self.status[index].is_some() {
+                    continue;
+                }
+                let because = SkipReason::Dependency {
+                    dependency: self.pipeline.stages[from as usize].name.to_string(),
+                    root: root_name.clone(),
+                    root_status: root_status.clone(),
+                };
+                self.skip(index, because);
+                work.push(dependent);
+            }
+        }
+        self.scratch = work;
+    }
+
+    fn skip(&mut self, index: usize, because: SkipReason) {
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Skipped {
+                stage: self.pipeline.stages[index].name.clone(),
+                because: because.clone(),
+            });
+        }
+        self.status[index] = Some(StageStatus::Skipped { because });
+        self.unfinished -= 1;
+    }
+
+    /// Stops the run: cancels what is running (dropping inline stages, aborting spawned ones and
+    /// waiting for them to end, so no task outlives the run), then skips what never started.
+    async fn drain(&mut self, stop: Stop) {
+        self.stop = Some(stop);
+        for task in self.running.iter_mut() {
+            task.cancel();
+        }
+        while let Some((stage, outcome)) = self.running.next().await {
+            self.in_flight -= 1;
+            match outcome {
+                // A spawned stage that finished before the abort landed keeps its real outcome.
+                Some(outcome) => self.complete(stage, outcome),
+                None => self.cancelled(stage),
+            }
+        }
+        let because = match stop {
+            Stop::FailFast(stage) => SkipReason::FailFast {
+                stage: self.pipeline.stages[stage as usize].name.to_string(),
+            },
+            Stop::Cancelled => SkipReason::Cancelled,
+            Stop::Deadline => SkipReason::DeadlineExceeded,
+        };
+        for index in 0..self.status.len() {
+            if self.status[index].is_none() {
+                self.skip(index, because.clone());
+            }
+        }
+    }
+
+    fn into_report(self, stop: Option<Stop>) -> RunReport {
+        let outcome = match stop {
+            Some(Stop::Cancelled) => RunOutcome::Cancelled,
+            Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,
+            Some(Stop::FailFast(_)) => RunOutcome::Failed,
+            None if self.failed => RunOutcome::Failed,
+            None => RunOutcome::Succeeded,
+        };
+        let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
+        let artifacts = match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared
+                .artifacts
+                .into_vec()
+                .into_iter()
+                .map(OnceLock::into_inner)
+                .collect(),
+            // A stage kept its context alive (in a task of its own making): share the artifacts.
+            Err(shared) => shared
+                .artifacts
+                .iter()
+                .map(|artifact| artifact.get().cloned())
+                .collect(),
+        };
+        let mut stages: Vec<StageReport> = self
+            .status
+            .into_iter()
+            .zip(self.timing)
+            .zip(&self.pipeline.stages)
+            .map(|((status, timing), spec)| StageReport {
+                name: spec.name.clone(),
+                // Every stage is decided by now; `Cancelled` is the honest fallback.
+                status: status.unwrap_or(StageStatus::Cancelled),
+                started: timing
+                    .started
+                    .map(|started| started.saturating_duration_since(self.start)),
+                elapsed: timing.elapsed,
+                fan_out: Vec::new(),
+            })
+            .collect();
+        fan_outs.sort_by_key(|(stage, summary)| (*stage, summary.attempt));
+        for (stage, summary) in fan_outs {
+            stages[stage as usize].fan_out.push(summary);
+        }
+        RunReport {
+            pipeline: self.pipeline,
+            outcome,
+            elapsed: self.start.elapsed(),
+            stages,
+            artifacts,
+        }
+    }
+}

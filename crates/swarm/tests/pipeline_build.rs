@@ -1,0 +1,159 @@
+//! Every `BuildError`, and what a successful build resolves.
+
+mod support;
+
+use std::time::Duration;
+
+use hivekit_swarm::{Backoff, BuildError, Pipeline, RetryPolicy};
+use support::noop;
+
+#[test]
+fn empty_pipeline_is_rejected() {
+    assert_eq!(Pipeline::builder().build().unwrap_err(), BuildError::Empty);
+}
+
+#[test]
+fn duplicate_stage_is_rejected() {
+    let error = Pipeline::builder()
+        .stage("parse", noop)
+        .stage("parse", noop)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::DuplicateStage("parse".into()));
+    assert_eq!(error.to_string(), "stage `parse` is defined more than once");
+}
+
+#[test]
+fn unknown_dependency_is_rejected() {
+    let error = Pipeline::builder()
+        .stage("fetch", noop)
+        .stage("parse", noop)
+        .after(["fetch", "fetch2"])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::UnknownDependency {
+            stage: "parse".into(),
+            missing: "fetch2".into()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "stage `parse` depends on unknown stage `fetch2`"
+    );
+}
+
+#[test]
+fn self_dependency_is_a_cycle() {
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .after(["a"])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::Cycle {
+            path: vec!["a".into(), "a".into()]
+        }
+    );
+}
+
+#[test]
+fn cycle_is_named_in_execution_order() {
+    // root -> a -> b -> c -> a is a cycle a, b, c behind a valid root; d hangs off the cycle.
+    let error = Pipeline::builder()
+        .stage("root", noop)
+        .stage("d", noop)
+        .after(["c"])
+        .stage("b", noop)
+        .after(["a"])
+        .stage("c", noop)
+        .after(["b"])
+        .stage("a", noop)
+        .after(["root", "c"])
+        .build()
+        .unwrap_err();
+    // The cycle starts at its first-declared stage, `b`, and follows execution order.
+    let expected: Vec<String> = ["b", "c", "a", "b"].map(String::from).to_vec();
+    assert_eq!(error, BuildError::Cycle { path: expected });
+    assert_eq!(error.to_string(), "dependency cycle: b -> c -> a -> b");
+}
+
+#[test]
+fn invalid_retry_policy_is_rejected() {
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .retry(RetryPolicy::attempts(0))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::InvalidRetryPolicy { ref stage, .. } if stage == "a"));
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .retry(RetryPolicy::attempts(2).with_backoff(Backoff {
+            multiplier: 0.5,
+            ..Backoff::default()
+        }))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::InvalidRetryPolicy { .. }));
+}
+
+#[test]
+fn zero_timeout_is_rejected() {
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::ZeroTimeout { stage: "a".into() });
+}
+
+#[test]
+fn build_resolves_a_topological_order() {
+    let pipeline = Pipeline::builder()
+        .stage("report", noop)
+        .after(["render", "parse"])
+        .stage("render", noop)
+        .after(["parse", "parse"])
+        .stage("parse", noop)
+        .build()
+        .unwrap();
+    assert_eq!(pipeline.len(), 3);
+    let order: Vec<&str> = pipeline.topological_order().collect();
+    assert_eq!(order, ["parse", "render", "report"]);
+    let dependencies: Vec<&str> = pipeline.dependencies("render").unwrap().collect();
+    assert_eq!(
+        dependencies,
+        ["parse"],
+        "a dependency named twice counts once"
+    );
+    assert!(pipeline.dependencies("nope").is_none());
+}
+
+#[test]
+fn random_dags_build_with_every_stage_after_its_dependencies() {
+    for seed in 0..20 {
+        let dag = support::random_dag(60, 0.1, seed);
+        let mut builder = Pipeline::builder();
+        // Declared in reverse so that declaration order is not already topological.
+        for stage in (0..dag.len()).rev() {
+            let after: Vec<String> = dag[stage].iter().map(|&d| support::name(d)).collect();
+            builder = support::add(builder, &support::name(stage), &after, noop);
+        }
+        let pipeline = builder.build().unwrap();
+        let position: std::collections::HashMap<&str, usize> = pipeline
+            .topological_order()
+            .enumerate()
+            .map(|(position, name)| (name, position))
+            .collect();
+        for (stage, dependencies) in dag.iter().enumerate() {
+            for &dependency in dependencies {
+                assert!(
+                    position[support::name(dependency).as_str()]
+                        < position[support::name(stage).as_str()]
+                );
+            }
+        }
+    }
+}
