@@ -1,0 +1,196 @@
+//! Loom models of the lock-free protocols: the snapshot cell's compare-and-swap publication and the
+//! scheduler's non-empty bitmap. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p hivekit-lockfree --release --test loom`.
+//!
+//! Under loom the crate's `loom` shim swaps in loom's atomics, `Arc` and `Mutex`, keeps retired
+//! snapshot versions until the cell is dropped (crossbeam-epoch is not loom-aware) and makes each
+//! scheduler lane a locked `VecDeque`, so what is explored is the protocol around them.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+
+use hivekit_lockfree::{
+    CommitError, Priority, PriorityScheduler, SchedulerConfig, SchedulingHint, SnapshotCell,
+};
+
+fn model(body: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(body);
+}
+
+#[test]
+fn commit_vs_commit_exactly_one_wins() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(0_u32));
+        let staged_a = cell.stage(1);
+        let staged_b = cell.stage(2);
+        let other = Arc::clone(&cell);
+        let racer = thread::spawn(move || other.commit(staged_b));
+        let mine = cell.commit(staged_a);
+        let theirs = racer.join().expect("committer panicked");
+        match (mine, theirs) {
+            (
+                Ok(1),
+                Err(CommitError::Conflict {
+                    base: 0,
+                    current: 1,
+                    value: 2,
+                }),
+            ) => {
+                assert_eq!(cell.read(|value, version| (*value, version)), (1, 1));
+            }
+            (
+                Err(CommitError::Conflict {
+                    base: 0,
+                    current: 1,
+                    value: 1,
+                }),
+                Ok(1),
+            ) => {
+                assert_eq!(cell.read(|value, version| (*value, version)), (2, 1));
+            }
+            other => panic!("exactly one commit must win: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn commit_vs_read_sees_a_whole_version() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new((0_u32, 0_u32)));
+        let writer = {
+            let cell = Arc::clone(&cell);
+            thread::spawn(move || {
+                let staged = cell.stage((1, 10));
+                cell.commit(staged).expect("only writer");
+            })
+        };
+        let (value, version) = cell.read(|value, version| (*value, version));
+        assert!(
+            matches!((value, version), ((0, 0), 0) | ((1, 10), 1)),
+            "{value:?} at {version}"
+        );
+        let snapshot = cell.load();
+        assert_eq!(
+            (*snapshot, snapshot.version()),
+            if snapshot.version() == 0 {
+                ((0, 0), 0)
+            } else {
+                ((1, 10), 1)
+            }
+        );
+        // Versions never go backwards for one reader.
+        assert!(snapshot.version() >= version);
+        writer.join().expect("writer panicked");
+        assert_eq!(cell.version(), 1);
+    });
+}
+
+#[test]
+fn update_vs_update_loses_nothing() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(0_u32));
+        let other = Arc::clone(&cell);
+        let racer = thread::spawn(move || other.update(|count| count + 1));
+        let mine = cell.update(|count| count + 1);
+        let theirs = racer.join().expect("updater panicked");
+        let mut versions = [mine, theirs];
+        versions.sort_unstable();
+        assert_eq!(versions, [1, 2]);
+        assert_eq!(cell.read(|value, version| (*value, version)), (2, 2));
+    });
+}
+
+#[test]
+fn store_vs_update_numbers_versions_once() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(1_u32));
+        let other = Arc::clone(&cell);
+        let racer = thread::spawn(move || other.store(100));
+        let mine = cell.update(|value| value * 2);
+        let theirs = racer.join().expect("storer panicked");
+        assert_ne!(mine, theirs);
+        let final_value = *cell.load();
+        // Either the update ran last (on 1 or 100) or the store did.
+        assert!(matches!(final_value, 100 | 200), "{final_value}");
+        assert_eq!(cell.version(), 2);
+    });
+}
+
+fn low() -> SchedulingHint {
+    SchedulingHint::with_priority(Priority::Low)
+}
+
+fn high() -> SchedulingHint {
+    SchedulingHint::with_priority(Priority::High)
+}
+
+/// A push into a lane races a pop that finds the lane empty and clears its bit: the item must still
+/// be found afterwards (never stranded behind a cleared bit).
+#[test]
+fn scheduler_push_vs_pop_never_strands_an_item() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        // The bit of the low lane is set, then its only item is taken: the bit stays set, stale.
+        scheduler.push(low(), 0_u32).expect("unbounded");
+        assert_eq!(scheduler.pop(), Some(0));
+        let pusher = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.push(low(), 1).expect("unbounded"))
+        };
+        // This pop may find the lane empty and clear the stale bit while the push lands.
+        let raced = scheduler.pop();
+        pusher.join().expect("pusher panicked");
+        let rest = scheduler.pop();
+        let mut popped: Vec<u32> = raced.into_iter().chain(rest).collect();
+        popped.sort_unstable();
+        assert_eq!(popped, [1], "the pushed item is popped exactly once");
+        assert_eq!(scheduler.pop(), None);
+        assert!(scheduler.is_empty());
+    });
+}
+
+/// Two producers and a consumer on a scheduler of capacity 1: the capacity is never exceeded, a
+/// refused push gets its item back, and every accepted item is popped exactly once.
+#[test]
+fn scheduler_tiny_capacity_push_vs_pop() {
+    model(|| {
+        let scheduler = Arc::new(
+            PriorityScheduler::with_config(SchedulerConfig {
+                capacity: Some(1),
+                max_bypass: Some(1),
+            })
+            .expect("valid config"),
+        );
+        let producers: Vec<_> = [(high(), 1_u32), (low(), 2_u32)]
+            .into_iter()
+            .map(|(hint, item)| {
+                let scheduler = Arc::clone(&scheduler);
+                thread::spawn(move || match scheduler.push(hint, item) {
+                    Ok(()) => Some(item),
+                    Err(full) => {
+                        assert_eq!(full.into_inner(), item, "the refused item comes back");
+                        None
+                    }
+                })
+            })
+            .collect();
+        let mut popped: Vec<u32> = scheduler.pop().into_iter().collect();
+        assert!(scheduler.len() <= 1, "capacity exceeded");
+        let mut accepted: Vec<u32> = producers
+            .into_iter()
+            .filter_map(|producer| producer.join().expect("producer panicked"))
+            .collect();
+        popped.extend(std::iter::from_fn(|| scheduler.pop()));
+        popped.sort_unstable();
+        accepted.sort_unstable();
+        assert!(
+            !accepted.is_empty(),
+            "with capacity 1 at least one push is accepted"
+        );
+        assert_eq!(popped, accepted, "every accepted item popped exactly once");
+        assert!(scheduler.is_empty());
+    });
+}
