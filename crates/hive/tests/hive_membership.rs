@@ -1,0 +1,191 @@
+//! Membership and concurrency: agents joining and leaving while rounds run, concurrent rounds on one
+//! hive, large hives.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_hive::{Hive, ProposalId};
+use support::{Behaviour, Incrementer, Ledger, Writer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_rounds_lose_no_committed_change() {
+    for heavy in [false, true] {
+        let hive = Hive::new(Ledger::default());
+        let ids = Arc::new(AtomicU64::new(0));
+        hive.spawn_many(16, |_| Incrementer {
+            ids: Arc::clone(&ids),
+            heavy,
+        });
+        let rounds: Vec<_> = (0..8)
+            .map(|_| {
+                let hive = hive.clone();
+                tokio::spawn(async move { hive.decide().await })
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        let mut versions = HashSet::new();
+        for round in rounds {
+            let decision = round.await.unwrap().unwrap();
+            assert_eq!(decision.accepted.len(), 16);
+            assert!(
+                versions.insert(decision.version),
+                "two rounds committed the same version"
+            );
+            accepted.extend(decision.accepted);
+        }
+        let memory = hive.memory().load();
+        assert_eq!(memory.version(), 8);
+        // Every accepted change is in the final state exactly once.
+        let mut logged = memory.log.clone();
+        logged.sort();
+        accepted.sort();
+        assert_eq!(logged, accepted);
+        assert_eq!(memory.counters.values().sum::<i64>(), 8 * 16);
+        let stats = hive.stats();
+        assert_eq!((stats.rounds, stats.commits, stats.accepted), (8, 8, 128));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn agents_join_and_leave_while_a_round_runs() {
+    let hive = Hive::builder(Ledger::default())
+        .agent_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (proposals, votes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let leaving = hive.spawn(
+        Writer::new(1, 1)
+            .proposing(Behaviour::Slow(Duration::from_secs(1)))
+            .counting(&proposals, &votes),
+    );
+    hive.spawn(Writer::new(2, 2).proposing(Behaviour::Slow(Duration::from_secs(1))));
+    let round = hive.decide();
+    let membership = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Mid-round: one member leaves, one joins.
+        assert!(hive.remove(leaving));
+        hive.spawn(Writer::new(3, 3))
+    };
+    let (decision, joined) = tokio::join!(round, membership);
+    let decision = decision.unwrap();
+    // The running round asks the agents that were members when it started.
+    assert_eq!(decision.agents, 2);
+    let mut accepted = decision.accepted.clone();
+    accepted.sort();
+    assert_eq!(accepted, [ProposalId(1), ProposalId(2)]);
+    assert_eq!(proposals.load(Ordering::SeqCst), 1);
+    // The next round sees the new membership.
+    assert!(hive.contains(joined) && !hive.contains(leaving));
+    let next = hive.decide().await.unwrap();
+    assert_eq!(next.agents, 2);
+    assert!(next.failures.iter().all(|failure| failure.agent != leaving));
+    assert_eq!(proposals.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawning_and_removing_from_threads_while_rounds_run() {
+    let hive = Hive::new(Ledger::default());
+    let ids = Arc::new(AtomicU64::new(0));
+    hive.spawn(Incrementer {
+        ids: Arc::clone(&ids),
+        heavy: false,
+    });
+    let churn = {
+        let hive = hive.clone();
+        let ids = Arc::clone(&ids);
+        std::thread::spawn(move || {
+            let mut kept = 0;
+            for round in 0..200 {
+                let id = hive.spawn(Incrementer {
+                    ids: Arc::clone(&ids),
+                    heavy: false,
+                });
+                if round % 2 == 0 {
+                    assert!(hive.remove(id));
+                } else {
+                    kept += 1;
+                }
+            }
+            kept
+        })
+    };
+    let mut accepted = 0;
+    for _ in 0..20 {
+        accepted += hive.decide().await.unwrap().accepted.len();
+    }
+    let kept = tokio::task::spawn_blocking(move || churn.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(hive.len(), 1 + kept);
+    let memory = hive.memory().load();
+    assert_eq!(memory.log.len(), accepted);
+    assert_eq!(memory.counters.values().sum::<i64>(), accepted as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_agents_spawn_cheaply_and_decide() {
+    let hive = Hive::new(Ledger::default());
+    let ids = Arc::new(AtomicU64::new(0));
+    let spawned = hive.spawn_many(10_000, |_| Incrementer {
+        ids: Arc::clone(&ids),
+        heavy: false,
+    });
+    assert_eq!(hive.len(), 10_000);
+    let unique: HashSet<_> = spawned.iter().collect();
+    assert_eq!(unique.len(), 10_000);
+    assert_eq!(hive.agents(), spawned);
+    // Large hives are split into chunks polled on every worker: every agent is still asked once.
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.agents, 10_000);
+    assert_eq!(decision.accepted.len(), 10_000);
+    assert_eq!(ids.load(Ordering::SeqCst), 10_000);
+    assert_eq!(hive.memory().load().log.len(), 10_000);
+    for id in &spawned[..5_000] {
+        assert!(hive.remove(*id));
+    }
+    assert_eq!(hive.len(), 5_000);
+}
+
+/// Sleeps on its first call only, so that a first round is overtaken by a second.
+struct SlowFirst {
+    calls: AtomicU64,
+}
+
+impl hivekit_hive::Agent<Ledger> for SlowFirst {
+    async fn propose(
+        &self,
+        _: &hivekit_hive::Snapshot<Ledger>,
+    ) -> Result<Option<support::LedgerProposal>, hivekit_hive::AgentError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if call == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(Some(support::add(call, 7, 1)))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_overtaken_by_another_rebases_its_changes() {
+    let hive = Hive::new(Ledger::default());
+    hive.spawn(SlowFirst {
+        calls: AtomicU64::new(0),
+    });
+    let (first, second) = tokio::join!(hive.decide(), async {
+        tokio::task::yield_now().await;
+        hive.decide().await
+    });
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(!second.rebased);
+    assert_eq!((second.base_version, second.version), (0, 1));
+    // The first round saw version 0 but committed after the second: its change is applied on top.
+    assert!(first.rebased);
+    assert_eq!((first.base_version, first.version), (0, 2));
+    let memory = hive.memory().load();
+    assert_eq!(memory.counters[&7], 2);
+    assert_eq!(memory.log, [ProposalId(1), ProposalId(0)]);
+    assert_eq!(hive.stats().rebases, 1);
+}

@@ -1,0 +1,232 @@
+//! Test states and agents shared by the hive integration tests.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_hive::{
+    Agent, AgentError, Contest, Priority, Proposal, ProposalId, ResourceCost, Role, Snapshot,
+    State, Vote,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// A ledger: counters by key, and the log of every change applied, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub counters: BTreeMap<u64, i64>,
+    pub log: Vec<ProposalId>,
+}
+
+/// Adds `delta` to counter `key`; `id` is logged.
+#[derive(Debug, Clone)]
+pub struct Add {
+    pub id: ProposalId,
+    pub key: u64,
+    pub delta: i64,
+}
+
+impl State for Ledger {
+    type Key = u64;
+    type Change = Add;
+
+    fn apply(&mut self, change: &Add) {
+        *self.counters.entry(change.key).or_default() += change.delta;
+        self.log.push(change.id);
+    }
+}
+
+pub type LedgerProposal = Proposal<u64, Add>;
+
+pub fn add(id: u64, key: u64, delta: i64) -> LedgerProposal {
+    Proposal::new(
+        ProposalId(id),
+        Add {
+            id: ProposalId(id),
+            key,
+            delta,
+        },
+    )
+    .writes([key])
+}
+
+/// How an agent behaves when asked.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Answers at once.
+    Instant,
+    /// Answers after a delay (tokio time).
+    Slow(Duration),
+    /// Never answers.
+    Never,
+    /// Panics.
+    Panic,
+    /// Returns an error.
+    Fail,
+}
+
+impl Behaviour {
+    async fn perform(&self) -> Result<(), AgentError> {
+        match self {
+            Behaviour::Instant => Ok(()),
+            Behaviour::Slow(delay) => {
+                tokio::time::sleep(*delay).await;
+                Ok(())
+            }
+            Behaviour::Never => std::future::pending().await,
+            Behaviour::Panic => panic!("agent exploded"),
+            Behaviour::Fail => Err(AgentError::msg("agent failed on purpose")),
+        }
+    }
+}
+
+/// Proposes `Add { key, delta: 1 }` with a fixed id (or none), and votes by a fixed rule.
+#[derive(Debug)]
+pub struct Writer {
+    pub proposal: Option<(u64, u64)>,
+    pub priority: Priority,
+    pub propose: Behaviour,
+    pub vote: Behaviour,
+    pub choice: Choice,
+    pub role: Role,
+    pub proposals_made: Arc<AtomicUsize>,
+    pub votes_made: Arc<AtomicUsize>,
+}
+
+/// What a [`Writer`] votes for.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// The contest's preferred candidate (the trait's default rule).
+    Preferred,
+    /// This proposal if it stands, else abstain.
+    For(u64),
+    /// Abstain.
+    Abstain,
+    /// A proposal that is not a candidate.
+    Bogus,
+    /// A uniformly random candidate, seeded.
+    Random(u64),
+}
+
+impl Writer {
+    /// Proposes `id` writing `key`, instantly, and votes for the preferred candidate.
+    pub fn new(id: u64, key: u64) -> Self {
+        Self {
+            proposal: Some((id, key)),
+            ..Self::silent()
+        }
+    }
+
+    /// Proposes nothing and votes for the preferred candidate.
+    pub fn silent() -> Self {
+        Self {
+            proposal: None,
+            priority: Priority::Normal,
+            propose: Behaviour::Instant,
+            vote: Behaviour::Instant,
+            choice: Choice::Preferred,
+            role: Role::Analyzer,
+            proposals_made: Arc::default(),
+            votes_made: Arc::default(),
+        }
+    }
+
+    pub fn proposing(mut self, behaviour: Behaviour) -> Self {
+        self.propose = behaviour;
+        self
+    }
+
+    pub fn voting(mut self, behaviour: Behaviour) -> Self {
+        self.vote = behaviour;
+        self
+    }
+
+    pub fn choosing(mut self, choice: Choice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    pub fn counting(mut self, proposals: &Arc<AtomicUsize>, votes: &Arc<AtomicUsize>) -> Self {
+        self.proposals_made = Arc::clone(proposals);
+        self.votes_made = Arc::clone(votes);
+        self
+    }
+}
+
+impl Agent<Ledger> for Writer {
+    async fn propose(
+        &self,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        self.propose.perform().await?;
+        self.proposals_made.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .proposal
+            .map(|(id, key)| add(id, key, 1).priority(self.priority)))
+    }
+
+    async fn vote(
+        &self,
+        _view: &Snapshot<Ledger>,
+        contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        self.vote.perform().await?;
+        self.votes_made.fetch_add(1, Ordering::SeqCst);
+        Ok(match self.choice {
+            Choice::Preferred => contest.preferred().map_or(Vote::Abstain, Vote::For),
+            Choice::For(id) => contest
+                .candidate(ProposalId(id))
+                .map_or(Vote::Abstain, |candidate| Vote::For(candidate.id)),
+            Choice::Abstain => Vote::Abstain,
+            Choice::Bogus => Vote::For(ProposalId(u64::MAX)),
+            Choice::Random(seed) => {
+                let mut rng = SmallRng::seed_from_u64(seed ^ contest.candidates[0].id.0);
+                let index = rng.gen_range(0..contest.candidates.len());
+                Vote::For(contest.candidates[index].id)
+            }
+        })
+    }
+
+    fn role(&self) -> Role {
+        self.role.clone()
+    }
+}
+
+/// Proposes one `Add` per round on a fresh key with a fresh id from a shared counter, yielding first
+/// so that concurrent rounds interleave.
+#[derive(Debug)]
+pub struct Incrementer {
+    pub ids: Arc<AtomicU64>,
+    pub heavy: bool,
+}
+
+impl Agent<Ledger> for Incrementer {
+    async fn propose(
+        &self,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        tokio::task::yield_now().await;
+        let id = self.ids.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(add(id, id, 1)))
+    }
+
+    fn cost(&self) -> ResourceCost {
+        if self.heavy {
+            ResourceCost::Heavy
+        } else {
+            ResourceCost::Light
+        }
+    }
+}
