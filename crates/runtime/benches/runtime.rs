@@ -1,2 +1,340 @@
-//! placeholder
-fn main() {}
+//! hivekit-runtime benches: what the sync -> async bridge costs next to the usual alternatives.
+//!
+//! The question every group answers is "what does calling async code from sync code cost with
+//! `hivekit_runtime::execute`, compared with what people otherwise write": a lightweight executor
+//! (`pollster`, `futures-executor`), `Handle::block_on` on a shared tokio runtime, or a fresh
+//! runtime per call. Raw tokio peers (`handle-block-on`, `tokio`) run on the same global runtime
+//! as `hivekit`, so the ratio isolates the bridge.
+//!
+//! - `execute_baseline/*/ready`: a future ready at once, through each bridge.
+//! - `naive_vs_global/*/command`: a small realistic command (awaits, a zero-length sleep, a spawned
+//!   task) through `execute` vs building a runtime per call.
+//! - `realistic_workloads/*/{cpu,spawn,yields}`: CPU work, a spawned task awaited (`execute_spawn`),
+//!   several `yield_now`s; `hivekit` vs `tokio` (`Handle::block_on` doing the same).
+//! - `execute_concurrent/*/{1,2,4}`: per-call time of a ready `execute` while N threads call it.
+//! - `startup_time/*/first-use`: building the first runtime. `hivekit` is measured honestly in a
+//!   child process (this binary re-executed with `HIVEKIT_RUNTIME_STARTUP_CHILD=1`), which times its
+//!   very first `handle()` and reports it; the tokio peers time in-process builds of a fresh runtime
+//!   (their shutdown is outside the measurement). The child's figure includes first-use costs of a
+//!   fresh process (cold caches, first thread creation), which is what a first `handle()` pays.
+//! - `memory_pressure/*/{ready,command}`: allocations and bytes per call (recorded for xtask).
+//! - `error_handling/*/{would-deadlock,future-err}`: the cost of the error paths.
+
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use benches_common::threads::time_threads;
+use benches_common::workload::spin;
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use hivekit_runtime::{execute, try_execute, RuntimeError};
+use tokio::runtime::{Builder, Handle};
+
+benches_common::install_counting_allocator!();
+
+/// Set in the child process that measures the global runtime's first use.
+const STARTUP_CHILD_ENV: &str = "HIVEKIT_RUNTIME_STARTUP_CHILD";
+
+/// Rounds of `spin` for the `cpu` workload (a few hundred nanoseconds).
+const CPU_ROUNDS: u64 = 1_000;
+/// `yield_now` calls in the `yields` workload.
+const YIELDS: usize = 4;
+
+/// The small realistic command: a few awaits, one zero-length sleep, one spawned task awaited.
+async fn command(input: u64) -> u64 {
+    let mut state = input;
+    for step in 0..3 {
+        state = async_step(state, step).await;
+    }
+    tokio::time::sleep(Duration::ZERO).await;
+    let spawned = tokio::spawn(async move { spin(16) ^ state });
+    spawned.await.unwrap_or_default()
+}
+
+async fn async_step(state: u64, step: u64) -> u64 {
+    state.wrapping_mul(31).wrapping_add(step)
+}
+
+async fn cpu_work() -> u64 {
+    spin(black_box(CPU_ROUNDS))
+}
+
+async fn spawn_work() -> u64 {
+    tokio::spawn(async { spin(black_box(16)) })
+        .await
+        .unwrap_or_default()
+}
+
+async fn yield_work() -> u64 {
+    for _ in 0..YIELDS {
+        tokio::task::yield_now().await;
+    }
+    black_box(1)
+}
+
+fn global() -> &'static Handle {
+    hivekit_runtime::handle()
+}
+
+fn per_call_runtime_multi_thread() -> tokio::runtime::Runtime {
+    Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a multi-thread runtime builds")
+}
+
+fn per_call_runtime_current_thread() -> tokio::runtime::Runtime {
+    Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
+fn execute_baseline(c: &mut Criterion) {
+    let handle = global();
+    let mut group = c.benchmark_group("execute_baseline");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("hivekit", "ready"), |b| {
+        b.iter(|| execute(async { black_box(1u64) }))
+    });
+    group.bench_function(BenchmarkId::new("pollster", "ready"), |b| {
+        b.iter(|| pollster::block_on(async { black_box(1u64) }))
+    });
+    group.bench_function(BenchmarkId::new("futures-executor", "ready"), |b| {
+        b.iter(|| futures::executor::block_on(async { black_box(1u64) }))
+    });
+    group.bench_function(BenchmarkId::new("handle-block-on", "ready"), |b| {
+        b.iter(|| handle.block_on(async { black_box(1u64) }))
+    });
+    group.bench_function(
+        BenchmarkId::new("runtime-per-call-multi-thread", "ready"),
+        |b| b.iter(|| per_call_runtime_multi_thread().block_on(async { black_box(1u64) })),
+    );
+    group.bench_function(
+        BenchmarkId::new("runtime-per-call-current-thread", "ready"),
+        |b| b.iter(|| per_call_runtime_current_thread().block_on(async { black_box(1u64) })),
+    );
+    group.finish();
+}
+
+fn naive_vs_global(c: &mut Criterion) {
+    global();
+    let mut group = c.benchmark_group("naive_vs_global");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("hivekit", "command"), |b| {
+        b.iter(|| execute(command(black_box(7))))
+    });
+    group.bench_function(BenchmarkId::new("runtime-per-call", "command"), |b| {
+        b.iter(|| per_call_runtime_multi_thread().block_on(command(black_box(7))))
+    });
+    group.finish();
+}
+
+fn realistic_workloads(c: &mut Criterion) {
+    let handle = global();
+    let mut group = c.benchmark_group("realistic_workloads");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("hivekit", "cpu"), |b| {
+        b.iter(|| execute(cpu_work()))
+    });
+    group.bench_function(BenchmarkId::new("tokio", "cpu"), |b| {
+        b.iter(|| handle.block_on(cpu_work()))
+    });
+    group.bench_function(BenchmarkId::new("hivekit", "spawn"), |b| {
+        b.iter(|| execute(spawn_work()))
+    });
+    group.bench_function(BenchmarkId::new("tokio", "spawn"), |b| {
+        b.iter(|| handle.block_on(spawn_work()))
+    });
+    group.bench_function(BenchmarkId::new("hivekit", "yields"), |b| {
+        b.iter(|| execute(yield_work()))
+    });
+    group.bench_function(BenchmarkId::new("tokio", "yields"), |b| {
+        b.iter(|| handle.block_on(yield_work()))
+    });
+    group.finish();
+}
+
+fn execute_concurrent(c: &mut Criterion) {
+    let handle = global();
+    let mut group = c.benchmark_group("execute_concurrent");
+    group.throughput(Throughput::Elements(1));
+    for threads in [1usize, 2, 4] {
+        group.bench_with_input(
+            BenchmarkId::new("hivekit", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iterations| {
+                    time_threads(threads, iterations, |_, iterations| {
+                        for _ in 0..iterations {
+                            black_box(execute(async { black_box(1u64) }));
+                        }
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("handle-block-on", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iterations| {
+                    time_threads(threads, iterations, |_, iterations| {
+                        for _ in 0..iterations {
+                            black_box(handle.block_on(async { black_box(1u64) }));
+                        }
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// In the child process: time the very first `handle()`, print nanoseconds, exit.
+fn startup_child() {
+    let start = Instant::now();
+    let handle = hivekit_runtime::handle();
+    let elapsed = start.elapsed();
+    black_box(handle);
+    println!("{}", elapsed.as_nanos());
+}
+
+/// Re-executes this binary as a startup child and returns the build time it measured.
+fn measure_first_use_in_child() -> Duration {
+    let executable = std::env::current_exe().expect("the bench binary knows its path");
+    let output = Command::new(executable)
+        .env(STARTUP_CHILD_ENV, "1")
+        .output()
+        .expect("the bench binary can re-execute itself");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let nanos: u64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("startup child printed {text:?}"));
+    Duration::from_nanos(nanos)
+}
+
+fn time_builds(iterations: u64, build: impl Fn() -> tokio::runtime::Runtime) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let runtime = build();
+        total += start.elapsed();
+        // Shutting the runtime down (joining its threads) is not part of building it.
+        drop(black_box(runtime));
+    }
+    total
+}
+
+fn startup_time(c: &mut Criterion) {
+    let mut group = c.benchmark_group("startup_time");
+    // Each hivekit iteration is a process start; keep the iteration count in the hundreds.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(10))
+        .measurement_time(Duration::from_millis(if benches_common::is_quick() {
+            20
+        } else {
+            60
+        }));
+    group.bench_function(BenchmarkId::new("hivekit", "first-use"), |b| {
+        b.iter_custom(|iterations| (0..iterations).map(|_| measure_first_use_in_child()).sum())
+    });
+    group.bench_function(BenchmarkId::new("tokio-multi-thread", "first-use"), |b| {
+        b.iter_custom(|iterations| time_builds(iterations, per_call_runtime_multi_thread))
+    });
+    group.bench_function(BenchmarkId::new("tokio-current-thread", "first-use"), |b| {
+        b.iter_custom(|iterations| time_builds(iterations, per_call_runtime_current_thread))
+    });
+    group.finish();
+}
+
+fn memory_pressure(c: &mut Criterion) {
+    let handle = global();
+    let mut group = c.benchmark_group("memory_pressure");
+    group.throughput(Throughput::Elements(1));
+    let group_name = "memory_pressure";
+    group.bench_function(BenchmarkId::new("hivekit", "ready"), |b| {
+        benches_common::iter_with_allocations(b, (group_name, "hivekit", "ready"), || {
+            execute(async { black_box(1u64) })
+        })
+    });
+    group.bench_function(BenchmarkId::new("handle-block-on", "ready"), |b| {
+        benches_common::iter_with_allocations(b, (group_name, "handle-block-on", "ready"), || {
+            handle.block_on(async { black_box(1u64) })
+        })
+    });
+    group.bench_function(BenchmarkId::new("hivekit", "command"), |b| {
+        benches_common::iter_with_allocations(b, (group_name, "hivekit", "command"), || {
+            execute(command(black_box(7)))
+        })
+    });
+    group.bench_function(BenchmarkId::new("handle-block-on", "command"), |b| {
+        benches_common::iter_with_allocations(b, (group_name, "handle-block-on", "command"), || {
+            handle.block_on(command(black_box(7)))
+        })
+    });
+    group.finish();
+}
+
+/// What a command returns when it fails.
+#[derive(Debug)]
+struct CommandFailed {
+    code: u32,
+}
+
+async fn failing_command(code: u32) -> Result<u64, CommandFailed> {
+    Err(CommandFailed { code })
+}
+
+fn error_handling(c: &mut Criterion) {
+    let handle = global();
+    let mut group = c.benchmark_group("error_handling");
+    group.throughput(Throughput::Elements(1));
+    // Refused inside a current-thread runtime. tokio's peer (`Handle::block_on` there) panics
+    // instead of returning an error, so there is no meaningful peer for this one.
+    let local = per_call_runtime_current_thread();
+    group.bench_function(BenchmarkId::new("hivekit", "would-deadlock"), |b| {
+        b.iter_custom(|iterations| {
+            local.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    let refused = try_execute(async { black_box(1u64) });
+                    black_box(matches!(refused, Err(RuntimeError::WouldDeadlock)));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("hivekit", "future-err"), |b| {
+        b.iter(|| execute(failing_command(black_box(3))).map_err(|error| error.code))
+    });
+    group.bench_function(BenchmarkId::new("handle-block-on", "future-err"), |b| {
+        b.iter(|| {
+            handle
+                .block_on(failing_command(black_box(3)))
+                .map_err(|error| error.code)
+        })
+    });
+    group.finish();
+}
+
+criterion::criterion_group! {
+    name = benches;
+    config = benches_common::criterion();
+    targets = execute_baseline, naive_vs_global, realistic_workloads, execute_concurrent,
+        startup_time, memory_pressure, error_handling
+}
+
+// `criterion_main!` plus one thing: a re-executed child measures the first runtime build.
+fn main() {
+    if std::env::var_os(STARTUP_CHILD_ENV).is_some() {
+        startup_child();
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -23,7 +23,8 @@ use crate::{try_handle, RuntimeError};
 ///   multi-thread runtime's `block_on`: waits inside `tokio::task::block_in_place`, so other tasks
 ///   keep running and nothing deadlocks;
 /// - a thread driving a current-thread runtime: blocking would stop that runtime, so this panics
-///   (use [`try_execute`] to get [`RuntimeError::WouldDeadlock`] instead).
+///   (use [`try_execute`] to get [`RuntimeError::WouldDeadlock`] instead; see there for the one
+///   case where a future ready at once is still run).
 ///
 /// The future is first polled once in place, inside the global runtime's context (so it may call
 /// `tokio::spawn` or create timers). If that poll finishes it, the result is returned without any
@@ -72,7 +73,11 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 /// - [`RuntimeError::WouldDeadlock`] when called on a thread that drives a current-thread tokio
 ///   runtime (`#[tokio::main(flavor = "current_thread")]`, `#[tokio::test]`, or the global runtime
 ///   itself when built with [`Flavor::CurrentThread`](crate::Flavor::CurrentThread)); the future is
-///   dropped unpolled.
+///   dropped unpolled. One exception keeps the fast path free of checks: on a thread that already
+///   sits in the global runtime's context (a thread it started, or one `execute` was called on
+///   before) and has since started a current-thread runtime of its own, the future is polled once
+///   first; if that finishes it, its output is returned (nothing could deadlock), otherwise it is
+///   dropped and the error returned.
 /// - The errors of [`try_handle`] when the global runtime cannot be built.
 /// - [`RuntimeError::ThreadLocalDestroyed`] when called from a thread-local destructor after
 ///   tokio's own thread-local context is gone.
@@ -87,30 +92,61 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 ///
 /// // From inside a current-thread runtime: refused instead of deadlocking.
 /// let local = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// let refused = local.block_on(async { try_execute(async { 1 }) });
+/// let refused = local.block_on(async {
+///     try_execute(async {
+///         tokio::task::yield_now().await;
+///         1
+///     })
+/// });
 /// assert!(matches!(refused, Err(RuntimeError::WouldDeadlock)));
 /// # Ok::<(), RuntimeError>(())
 /// ```
 pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
     let global = try_handle()?;
-    let first_poll = route(global)?;
     let mut future = pin!(future);
-    let polled = match first_poll {
-        FirstPoll::InPlace => poll_once(future.as_mut()),
-        FirstPoll::EnterGlobal => {
-            let _context = global.enter();
-            poll_once(future.as_mut())
+    // The fast path, for threads whose context is the global runtime: poll in place, reading
+    // nothing but this thread's own state. One thread-local access covers the check, the poll and
+    // the count.
+    let in_place = THREAD.try_with(|thread| {
+        if !thread.base_is_global.get() {
+            return None;
+        }
+        let polled = poll_once(future.as_mut());
+        if polled.is_ready() {
+            thread.bump(Counter::FastPathHits);
+        }
+        Some(polled)
+    });
+    let (polled, checked) = match in_place {
+        Ok(Some(polled)) => (polled, false),
+        // First call on this thread, a foreign runtime's thread, or a thread-local destructor.
+        _ => {
+            let first_poll = route(global)?;
+            let polled = match first_poll {
+                FirstPoll::InPlace => poll_once(future.as_mut()),
+                FirstPoll::EnterGlobal => {
+                    let _context = global.enter();
+                    poll_once(future.as_mut())
+                }
+            };
+            if polled.is_ready() {
+                bump(Counter::FastPathHits);
+            }
+            (polled, true)
         }
     };
     match polled {
-        Poll::Ready(output) => {
-            bump(Counter::FastPathHits);
-            Ok(output)
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => {
+            if !checked {
+                refuse_if_scheduler()?;
+            }
+            bump(Counter::SlowPath);
+            // `block_in_place` is free where blocking is already allowed (it just calls the
+            // closure) and hands this worker's tasks to another thread on a multi-thread worker;
+            // current-thread schedulers, where it would panic, were refused above.
+            Ok(tokio::task::block_in_place(|| global.block_on(future)))
         }
-        // `block_in_place` is free where blocking is already allowed (it just calls the closure)
-        // and hands this worker's tasks to another thread on a multi-thread worker; `route` has
-        // excluded the current-thread schedulers where it would panic.
-        Poll::Pending => Ok(tokio::task::block_in_place(|| global.block_on(future))),
     }
 }
 
@@ -174,57 +210,45 @@ enum FirstPoll {
     EnterGlobal,
 }
 
-/// Decides, without touching any shared cache line on the common paths, whether and how the calling
-/// thread may wait, and counts the call.
+/// Decides where a thread that is not known to sit in the global runtime's context polls first,
+/// refusing current-thread schedulers up front.
 fn route(global: &'static Handle) -> Result<FirstPoll, RuntimeError> {
-    let routed = THREAD.try_with(|thread| {
-        let routed = route_with(global, &thread.base_is_global);
-        let counter = match routed {
-            Err(_) => Counter::WouldDeadlock,
-            Ok(_) => Counter::Executes,
-        };
-        thread.bump(counter);
-        routed
-    });
-    match routed {
-        Ok(routed) => routed,
-        // Our thread-locals are gone (a thread-local destructor is calling us): no caching, no
-        // counting, but the same decisions.
-        Err(_) => route_with(global, &Cell::new(false)),
-    }
-}
-
-fn route_with(
-    global: &'static Handle,
-    base_is_global: &Cell<bool>,
-) -> Result<FirstPoll, RuntimeError> {
-    if drives_scheduler() {
-        // A worker thread of some runtime, in the middle of running its tasks. Knowing which
-        // flavor costs a reference-count round trip on that runtime's handle, acceptable here:
-        // the multi-thread case is about to pay for `block_in_place` anyway.
-        return match Handle::try_current() {
-            Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
-                Err(RuntimeError::WouldDeadlock)
-            }
-            _ if base_is_global.get() => Ok(FirstPoll::InPlace),
-            _ => Ok(FirstPoll::EnterGlobal),
-        };
-    }
-    if base_is_global.get() {
-        return Ok(FirstPoll::InPlace);
-    }
+    refuse_if_scheduler()?;
     match Handle::try_current() {
         Ok(_) => Ok(FirstPoll::EnterGlobal),
         Err(missing) if missing.is_missing_context() => {
-            // A plain thread. Enter the global runtime once and for all: the guard is forgotten, so
-            // the context stays entered at the bottom of this thread's context stack (any context
-            // entered later nests above it and is left before it). tokio releases its handle
-            // reference when the thread exits.
-            std::mem::forget(global.enter());
-            base_is_global.set(true);
-            Ok(FirstPoll::InPlace)
+            let entered = THREAD.try_with(|thread| {
+                // A plain thread. Enter the global runtime once and for all: the guard is
+                // forgotten, so the context stays entered at the bottom of this thread's context
+                // stack (any context entered later nests above it and is left before it). tokio
+                // releases its handle reference when the thread exits.
+                std::mem::forget(global.enter());
+                thread.base_is_global.set(true);
+            });
+            match entered {
+                Ok(()) => Ok(FirstPoll::InPlace),
+                // Without our thread-locals the entry could not be remembered; enter per call.
+                Err(_) => Ok(FirstPoll::EnterGlobal),
+            }
         }
         Err(_) => Err(RuntimeError::ThreadLocalDestroyed),
+    }
+}
+
+/// Returns `WouldDeadlock` (and counts it) when the calling thread drives a current-thread
+/// scheduler. A multi-thread worker is fine: it will wait inside `block_in_place`.
+fn refuse_if_scheduler() -> Result<(), RuntimeError> {
+    if !drives_scheduler() {
+        return Ok(());
+    }
+    // Knowing the flavor costs a reference-count round trip on that runtime's handle; acceptable
+    // here, since a multi-thread worker is about to pay for `block_in_place` anyway.
+    match Handle::try_current() {
+        Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+            bump(Counter::WouldDeadlock);
+            Err(RuntimeError::WouldDeadlock)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -195,10 +195,9 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
                 driver = driver.stack_size(stack_size);
             }
             driver
-                .spawn(move || {
-                    mark_global_thread();
-                    runtime.block_on(std::future::pending::<()>());
-                })
+                // Not marked as a global thread: it drives the scheduler, so `execute` there must
+                // always take the checked path that refuses it.
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
                 .map_err(|source| RuntimeError::Build { source })?;
             None
         }

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeStats {
-    /// Futures run by `execute`/`try_execute` (every call that did not return an error up front).
+    /// Futures run by `execute`/`try_execute`: fast-path hits plus calls that blocked (a future
+    /// that panics on its first poll is not counted).
     pub executes: u64,
     /// Of those, futures that were ready on their first poll and skipped `block_on`.
     pub fast_path_hits: u64,
@@ -106,8 +107,8 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 #[repr(align(128))]
 #[derive(Debug, Default)]
 pub(crate) struct ThreadCounters {
-    executes: AtomicU64,
     fast_path_hits: AtomicU64,
+    slow_path: AtomicU64,
     spawns: AtomicU64,
     blocking_spawns: AtomicU64,
     would_deadlock: AtomicU64,
@@ -116,8 +117,8 @@ pub(crate) struct ThreadCounters {
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
-    Executes,
     FastPathHits,
+    SlowPath,
     Spawns,
     BlockingSpawns,
     WouldDeadlock,
@@ -125,9 +126,10 @@ pub(crate) enum Counter {
 
 impl ThreadCounters {
     fn snapshot(&self) -> RuntimeStats {
+        let fast_path_hits = self.fast_path_hits.load(Ordering::Relaxed);
         RuntimeStats {
-            executes: self.executes.load(Ordering::Relaxed),
-            fast_path_hits: self.fast_path_hits.load(Ordering::Relaxed),
+            executes: fast_path_hits + self.slow_path.load(Ordering::Relaxed),
+            fast_path_hits,
             spawns: self.spawns.load(Ordering::Relaxed),
             blocking_spawns: self.blocking_spawns.load(Ordering::Relaxed),
             would_deadlock: self.would_deadlock.load(Ordering::Relaxed),
@@ -136,8 +138,8 @@ impl ThreadCounters {
 
     fn bump(&self, counter: Counter) {
         let cell = match counter {
-            Counter::Executes => &self.executes,
             Counter::FastPathHits => &self.fast_path_hits,
+            Counter::SlowPath => &self.slow_path,
             Counter::Spawns => &self.spawns,
             Counter::BlockingSpawns => &self.blocking_spawns,
             Counter::WouldDeadlock => &self.would_deadlock,

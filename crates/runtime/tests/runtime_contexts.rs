@@ -202,11 +202,14 @@ fn inside_a_current_thread_runtime_context_entered_but_not_running() {
 fn plain_thread_may_use_its_own_runtime_after_execute() {
     std::thread::spawn(|| {
         assert_eq!(execute(async { 1 }), 1);
-        // The global context stays entered, yet a private runtime still works on this thread,
-        // and inside it the bridge sees that runtime, not the global one.
+        // The global context stays entered, yet a private runtime still works on this thread.
+        // Nested inside it, the unchecked fast path still completes a ready future (nothing can
+        // deadlock), and a future that would have to wait is refused.
         let private = Builder::new_current_thread().build().unwrap();
-        let refused = private.block_on(async { try_execute(async { 2 }) });
-        assert!(matches!(refused, Err(RuntimeError::WouldDeadlock)));
+        let (ready, pending) =
+            private.block_on(async { (try_execute(async { 2 }), try_execute(pending_once(2))) });
+        assert_eq!(ready.unwrap(), 2);
+        assert!(matches!(pending, Err(RuntimeError::WouldDeadlock)));
         assert_eq!(execute(pending_once(3)), 3);
     })
     .join()

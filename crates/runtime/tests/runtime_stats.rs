@@ -56,7 +56,7 @@ fn stats_count_exactly_across_threads() {
     let refused = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(async { try_execute(async {}) });
+        .block_on(async { try_execute(pending_once(())) });
     assert!(matches!(refused, Err(RuntimeError::WouldDeadlock)));
 
     let end = stats();
