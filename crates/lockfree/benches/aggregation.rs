@@ -1,2 +1,225 @@
-//! placeholder
-fn main() {}
+//! A whole aggregation round: n proposals submitted concurrently, conflicts resolved, accepted
+//! payloads merged.
+//!
+//! `commutative_aggregation`: no conflicts (every proposal is accepted and merged), parameter = n.
+//! `conditional_aggregation`: 10 % or 50 % of the proposals in conflict groups (parameter like
+//! `100k-10pct`), resolved by `Resolution::HighestPriority` so every implementation reaches the same
+//! decision. Proposals have 4 keys (2 written, 2 read) from
+//! `benches_common::proposals::proposal_specs` and a `(Sum<u64>, Max<u64>)` payload (a counter and
+//! a high-water mark).
+//!
+//! Functions: `hivekit` submits from the rayon pool into an `Aggregator` and finishes with the
+//! default parallel threshold (partitioned conflict detection and parallel merge above it);
+//! `sequential` is the same `Aggregator` submitted from one thread and finished with the parallel
+//! threshold off, so the ratio shows what the parallel path buys on this machine; `mutex-vec` is
+//! the baseline a user would write first: submit from the rayon pool into one
+//! `Mutex<(Vec<_>, HashSet<id>)>`, then a std `HashMap<key, Vec<index>>` index, the same winner
+//! rule, and a sequential fold. The input is cloned outside the timing (`iter_batched`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use benches_common::proposals::{proposal_specs, ProposalSpec};
+use benches_common::workload::DEFAULT_SEED;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use hivekit_lockfree::{Aggregator, Max, Merge, Priority, Proposal, ProposalId, Resolution, Sum};
+use rayon::prelude::*;
+
+type Payload = (Sum<u64>, Max<u64>);
+type Input = Vec<Proposal<u64, Payload>>;
+
+const COMMUTATIVE: &str = "commutative_aggregation";
+const CONDITIONAL: &str = "conditional_aggregation";
+
+fn proposals(n: usize, conflict_rate: f64) -> Input {
+    proposal_specs(n, 4, conflict_rate, DEFAULT_SEED)
+        .into_iter()
+        .map(
+            |ProposalSpec {
+                 id,
+                 priority,
+                 reads,
+                 writes,
+             }| Proposal {
+                id: ProposalId(id),
+                priority: Priority::ALL[usize::from(priority)],
+                reads,
+                writes,
+                payload: (Sum(id), Max(id ^ 0x5a5a)),
+            },
+        )
+        .collect()
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// The accepted ids (sorted) and the merged payload: what every implementation must agree on.
+type Outcome = (Vec<ProposalId>, Option<Payload>);
+
+/// One implementation of a round.
+type Round = fn(Input) -> Outcome;
+
+fn hivekit(input: Input) -> Outcome {
+    let aggregator = Aggregator::new();
+    input
+        .into_par_iter()
+        .with_min_len(1_024)
+        .for_each(|proposal| {
+            aggregator
+                .submit(proposal)
+                .expect("generated ids are distinct");
+        });
+    let aggregate = aggregator.finish(Resolution::HighestPriority);
+    (aggregate.accepted, aggregate.merged)
+}
+
+fn sequential(input: Input) -> Outcome {
+    let aggregator = Aggregator::with_parallel_threshold(usize::MAX);
+    for proposal in input {
+        aggregator
+            .submit(proposal)
+            .expect("generated ids are distinct");
+    }
+    let aggregate = aggregator.finish(Resolution::HighestPriority);
+    (aggregate.accepted, aggregate.merged)
+}
+
+/// The naive baseline: one lock for everything, std hashing, a `Vec` per key.
+fn mutex_vec(input: Input) -> Outcome {
+    let shared: Mutex<(Input, HashSet<ProposalId>)> = Mutex::new((Vec::new(), HashSet::new()));
+    input
+        .into_par_iter()
+        .with_min_len(1_024)
+        .for_each(|proposal| {
+            let mut guard = shared
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (proposals, ids) = &mut *guard;
+            assert!(ids.insert(proposal.id), "generated ids are distinct");
+            proposals.push(proposal);
+        });
+    let (proposals, _) = shared
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut index: HashMap<u64, Vec<(usize, bool)>> = HashMap::new();
+    for (position, proposal) in proposals.iter().enumerate() {
+        for (key, writes) in proposal
+            .writes
+            .iter()
+            .map(|key| (key, true))
+            .chain(proposal.reads.iter().map(|key| (key, false)))
+        {
+            let touchers = index.entry(*key).or_default();
+            match touchers.last_mut() {
+                Some((last, last_writes)) if *last == position => *last_writes |= writes,
+                _ => touchers.push((position, writes)),
+            }
+        }
+    }
+    let mut rejected = vec![false; proposals.len()];
+    for touchers in index.values() {
+        if touchers.len() < 2 || !touchers.iter().any(|(_, writes)| *writes) {
+            continue;
+        }
+        let rank = |&(position, _): &(usize, bool)| {
+            let proposal = &proposals[position];
+            (std::cmp::Reverse(proposal.priority), proposal.id)
+        };
+        let Some(&best) = touchers.iter().min_by_key(|toucher| rank(toucher)) else {
+            continue;
+        };
+        for &(position, writes) in touchers {
+            if (best.1 && position != best.0) || (!best.1 && writes) {
+                rejected[position] = true;
+            }
+        }
+    }
+    let mut accepted = Vec::new();
+    let mut merged: Option<Payload> = None;
+    for (proposal, rejected) in proposals.into_iter().zip(rejected) {
+        if !rejected {
+            accepted.push(proposal.id);
+            match &mut merged {
+                Some(total) => total.merge(proposal.payload),
+                None => merged = Some(proposal.payload),
+            }
+        }
+    }
+    accepted.sort_unstable();
+    (accepted, merged)
+}
+
+fn bench_round(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    parameter: &str,
+    input: &Input,
+) {
+    // Every implementation must reach the same decision before any of them is timed.
+    let (mut expected_ids, expected_merged) = sequential(input.clone());
+    expected_ids.sort_unstable();
+    let (mut ids, merged) = hivekit(input.clone());
+    ids.sort_unstable();
+    assert_eq!(
+        (&ids, &merged),
+        (&expected_ids, &expected_merged),
+        "hivekit disagrees at {parameter}"
+    );
+    let small_enough = input.len() <= 100_000;
+    if small_enough {
+        let baseline = mutex_vec(input.clone());
+        assert_eq!(
+            baseline,
+            (expected_ids, expected_merged),
+            "mutex-vec disagrees at {parameter}"
+        );
+    }
+    group.throughput(Throughput::Elements(input.len() as u64));
+    let mut functions: Vec<(&str, Round)> = vec![("hivekit", hivekit), ("sequential", sequential)];
+    if small_enough {
+        functions.push(("mutex-vec", mutex_vec));
+    }
+    for (function, run) in functions {
+        group.bench_with_input(BenchmarkId::new(function, parameter), input, |b, input| {
+            b.iter_batched(|| input.clone(), run, BatchSize::LargeInput);
+        });
+    }
+}
+
+fn commutative_aggregation(c: &mut Criterion) {
+    let sizes = benches_common::sizes(&[10, 1_000, 100_000], &[10, 1_000, 100_000, 1_000_000]);
+    let mut group = c.benchmark_group(COMMUTATIVE);
+    for &n in sizes {
+        bench_round(&mut group, &label(n), &proposals(n, 0.0));
+    }
+    group.finish();
+}
+
+fn conditional_aggregation(c: &mut Criterion) {
+    let sizes = benches_common::sizes(&[1_000, 100_000], &[10, 1_000, 100_000, 1_000_000]);
+    let mut group = c.benchmark_group(CONDITIONAL);
+    for &n in sizes {
+        for (rate, name) in [(0.1, "10pct"), (0.5, "50pct")] {
+            bench_round(
+                &mut group,
+                &format!("{}-{name}", label(n)),
+                &proposals(n, rate),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = benches_common::criterion();
+    targets = commutative_aggregation, conditional_aggregation
+}
+criterion_main!(benches);

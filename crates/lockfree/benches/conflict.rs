@@ -1,2 +1,301 @@
-//! placeholder
-fn main() {}
+//! Conflict detection and payload merging, the two halves of resolving a round of proposals.
+//!
+//! `conflict_detection`: find every conflict group among n proposals of 4 keys (2 written, 2 read;
+//! 10 % of them in conflict, from `benches_common::proposals::proposal_specs`), producing the full
+//! `ConflictReport` (groups in first-appearance order, independent ids). `hivekit` is
+//! `detect_conflicts` (one pass, pre-sized map of borrowed keys to dense slots, no allocation per
+//! key); `fxhashmap-index` is the straightforward one-pass index a user would write first
+//! (`FxHashMap<key, Vec<(index, writes)>>`, then a scan of the map); `pairwise` compares every pair
+//! of proposals, the quadratic approach hash-based detection replaces (n <= 1k, and 10k in full mode
+//! only). Every implementation's report is checked against `hivekit`'s before timing.
+//!
+//! `proposal_merging`: merge n accepted payloads into one with `Merge`: `Sum<u64>` (a counter),
+//! `BTreeSet<u64>` (8 values each, a tag set) and `BTreeMap<u64, Sum<u64>>` (8 counters each).
+//! `sequential` is a fold on one thread, `rayon` always splits across the pool, `hivekit` is
+//! `merge_all`, which picks one of the two by `PARALLEL_MERGE_THRESHOLD`; the `sum` rows around the
+//! threshold are where it was measured.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hint::black_box;
+
+use benches_common::proposals::{payload_values, proposal_specs, ProposalSpec};
+use benches_common::workload::DEFAULT_SEED;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use hivekit_lockfree::{
+    detect_conflicts, merge_all, merge_all_with_threshold, ConflictGroup, ConflictKind,
+    ConflictReport, Merge, Priority, Proposal, ProposalId, Sum,
+};
+use rustc_hash::FxHashMap;
+
+benches_common::install_counting_allocator!();
+
+const DETECTION: &str = "conflict_detection";
+const MERGING: &str = "proposal_merging";
+
+fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
+    proposal_specs(n, 4, 0.1, DEFAULT_SEED)
+        .into_iter()
+        .map(
+            |ProposalSpec {
+                 id,
+                 priority,
+                 reads,
+                 writes,
+             }| Proposal {
+                id: ProposalId(id),
+                priority: Priority::ALL[usize::from(priority)],
+                reads,
+                writes,
+                payload: (),
+            },
+        )
+        .collect()
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// Puts contested keys in first-appearance order (the order `detect_conflicts` reports), given each
+/// group's first member index and the key.
+fn into_report(
+    proposals: &[Proposal<u64, ()>],
+    mut groups: Vec<(u64, Vec<(u32, bool)>)>,
+) -> ConflictReport<u64> {
+    let position = |index: u32, key: u64| {
+        let proposal = &proposals[index as usize];
+        proposal
+            .writes
+            .iter()
+            .chain(&proposal.reads)
+            .position(|touched| *touched == key)
+            .unwrap_or(usize::MAX)
+    };
+    groups.sort_unstable_by_key(|(key, members)| (members[0].0, position(members[0].0, *key)));
+    let mut in_group = vec![false; proposals.len()];
+    let groups = groups
+        .into_iter()
+        .map(|(key, members)| {
+            let writers = members.iter().filter(|(_, writes)| *writes).count();
+            ConflictGroup {
+                key,
+                kind: if writers >= 2 {
+                    ConflictKind::WriteWrite
+                } else {
+                    ConflictKind::ReadWrite
+                },
+                members: members
+                    .iter()
+                    .map(|&(index, _)| {
+                        in_group[index as usize] = true;
+                        proposals[index as usize].id
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let independent = proposals
+        .iter()
+        .zip(&in_group)
+        .filter(|(_, &grouped)| !grouped)
+        .map(|(proposal, _)| proposal.id)
+        .collect();
+    ConflictReport {
+        groups,
+        independent,
+    }
+}
+
+/// The straightforward one-pass index: a `Vec` of touchers per key, then a scan of the map.
+fn fxhashmap_index(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
+    let mut index: FxHashMap<u64, Vec<(u32, bool)>> = FxHashMap::default();
+    for (position, proposal) in proposals.iter().enumerate() {
+        let position = position as u32;
+        let touches = proposal
+            .writes
+            .iter()
+            .map(|key| (key, true))
+            .chain(proposal.reads.iter().map(|key| (key, false)));
+        for (key, writes) in touches {
+            let touchers = index.entry(*key).or_default();
+            match touchers.last_mut() {
+                Some((last, last_writes)) if *last == position => *last_writes |= writes,
+                _ => touchers.push((position, writes)),
+            }
+        }
+    }
+    let groups = index
+        .into_iter()
+        .filter(|(_, touchers)| touchers.len() >= 2 && touchers.iter().any(|(_, writes)| *writes))
+        .collect();
+    into_report(proposals, groups)
+}
+
+/// Every pair of proposals compared key by key.
+fn pairwise(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
+    let mut contested: FxHashMap<u64, Vec<(u32, bool)>> = FxHashMap::default();
+    let mut note = |key: u64, index: usize, writes: bool| {
+        let touchers = contested.entry(key).or_default();
+        if !touchers.iter().any(|(seen, _)| *seen == index as u32) {
+            touchers.push((index as u32, writes));
+        }
+    };
+    for (i, a) in proposals.iter().enumerate() {
+        for (j, b) in proposals.iter().enumerate().skip(i + 1) {
+            for key in &a.writes {
+                if b.writes.contains(key) || b.reads.contains(key) {
+                    note(*key, i, true);
+                    note(*key, j, b.writes.contains(key));
+                }
+            }
+            for key in &b.writes {
+                if a.reads.contains(key) && !a.writes.contains(key) {
+                    note(*key, i, false);
+                    note(*key, j, true);
+                }
+            }
+        }
+    }
+    let groups = contested
+        .into_iter()
+        .map(|(key, mut touchers)| {
+            touchers.sort_unstable();
+            (key, touchers)
+        })
+        .collect();
+    into_report(proposals, groups)
+}
+
+fn conflict_detection(c: &mut Criterion) {
+    let sizes = benches_common::sizes(
+        &[100, 1_000, 10_000, 100_000],
+        &[100, 1_000, 10_000, 100_000],
+    );
+    let pairwise_max = if benches_common::is_quick() {
+        1_000
+    } else {
+        10_000
+    };
+    let mut group = c.benchmark_group(DETECTION);
+    for &n in sizes {
+        let input = proposals(n);
+        let expected = detect_conflicts(&input).expect("generated ids are distinct");
+        assert_eq!(
+            fxhashmap_index(&input),
+            expected,
+            "fxhashmap-index disagrees at {n}"
+        );
+        if n <= 1_000 {
+            assert_eq!(pairwise(&input), expected, "pairwise disagrees at {n}");
+        }
+        let parameter = label(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(
+            BenchmarkId::new("hivekit", &parameter),
+            &input,
+            |b, input| {
+                if n <= 10_000 {
+                    benches_common::iter_with_allocations(
+                        b,
+                        (DETECTION, "hivekit", &parameter),
+                        || detect_conflicts(black_box(input)),
+                    );
+                } else {
+                    b.iter(|| detect_conflicts(black_box(input)));
+                }
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("fxhashmap-index", &parameter),
+            &input,
+            |b, input| {
+                if n <= 10_000 {
+                    benches_common::iter_with_allocations(
+                        b,
+                        (DETECTION, "fxhashmap-index", &parameter),
+                        || fxhashmap_index(black_box(input)),
+                    );
+                } else {
+                    b.iter(|| fxhashmap_index(black_box(input)));
+                }
+            },
+        );
+        if n <= pairwise_max {
+            group.bench_with_input(
+                BenchmarkId::new("pairwise", &parameter),
+                &input,
+                |b, input| {
+                    b.iter(|| pairwise(black_box(input)));
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+/// Benches `sequential`, `hivekit` and (when `with_rayon`) `rayon` merging of `payloads`.
+fn bench_merge<P: Merge + Send + Clone>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    parameter: &str,
+    payloads: &[P],
+    with_rayon: bool,
+) {
+    group.throughput(Throughput::Elements(payloads.len() as u64));
+    let mut functions: Vec<(&str, usize)> = vec![("sequential", usize::MAX)];
+    if with_rayon {
+        functions.push(("rayon", 0));
+    }
+    for (function, threshold) in functions {
+        group.bench_with_input(
+            BenchmarkId::new(function, parameter),
+            payloads,
+            |b, payloads| {
+                b.iter_batched(
+                    || payloads.to_vec(),
+                    |payloads| merge_all_with_threshold(payloads, threshold),
+                    BatchSize::LargeInput,
+                );
+            },
+        );
+    }
+    group.bench_with_input(
+        BenchmarkId::new("hivekit", parameter),
+        payloads,
+        |b, payloads| {
+            b.iter_batched(|| payloads.to_vec(), merge_all, BatchSize::LargeInput);
+        },
+    );
+}
+
+fn proposal_merging(c: &mut Criterion) {
+    let mut group = c.benchmark_group(MERGING);
+    let sum_sizes =
+        benches_common::sizes(&[1_000, 16_000, 100_000], &[1_000, 4_000, 16_000, 100_000]);
+    for &n in sum_sizes {
+        let payloads: Vec<Sum<u64>> = (0..n as u64).map(Sum).collect();
+        bench_merge(&mut group, &format!("sum-{}", label(n)), &payloads, true);
+    }
+    let set_sizes = benches_common::sizes(&[1_000, 10_000], &[1_000, 10_000, 100_000]);
+    for &n in set_sizes {
+        let values = payload_values(n, 8, 4_096, DEFAULT_SEED);
+        let sets: Vec<BTreeSet<u64>> = values.iter().map(|v| v.iter().copied().collect()).collect();
+        bench_merge(&mut group, &format!("btreeset-{}", label(n)), &sets, true);
+        let maps: Vec<BTreeMap<u64, Sum<u64>>> = values
+            .iter()
+            .map(|v| v.iter().map(|&value| (value, Sum(1))).collect())
+            .collect();
+        bench_merge(&mut group, &format!("btreemap-{}", label(n)), &maps, false);
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = benches_common::criterion();
+    targets = conflict_detection, proposal_merging
+}
+criterion_main!(benches);

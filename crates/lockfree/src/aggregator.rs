@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crossbeam_utils::CachePadded;
 use rayon::prelude::*;
@@ -329,8 +329,7 @@ impl<K, P> Aggregator<K, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_parallel_threshold(threshold: usize) -> Self {
-        let threads = std::thread::available_parallelism().map_or(4, usize::from);
-        let shards = (threads * 4).next_power_of_two().clamp(8, 256);
+        let shards = shard_count();
         Aggregator {
             shards: (0..shards)
                 .map(|_| {
@@ -470,6 +469,17 @@ impl<K, P> Aggregator<K, P> {
         }
         placed.into_iter().flatten().collect()
     }
+}
+
+/// Shards per aggregator: four per hardware thread (so that concurrent submitters rarely meet),
+/// a power of two between 8 and 256. Computed once: `available_parallelism` reads cgroup files
+/// on Linux, which costs more than a small aggregation round.
+fn shard_count() -> usize {
+    static SHARDS: OnceLock<usize> = OnceLock::new();
+    *SHARDS.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(4, usize::from);
+        (threads * 4).next_power_of_two().clamp(8, 256)
+    })
 }
 
 /// A consumed proposal: accepted with its payload, or rejected with the reason.
