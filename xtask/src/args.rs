@@ -134,10 +134,19 @@ impl<'a> Cursor<'a> {
             return non_empty(flag, value);
         }
         match self.args.next() {
-            Some(value) if !value.starts_with('-') || value.len() == 1 => non_empty(flag, value),
+            // A leading `-` starts the next flag, unless a number follows (`--threshold -5` is a
+            // bad threshold, not a missing one).
+            Some(value) if !looks_like_flag(value) => non_empty(flag, value),
             _ => Err(UsageError::MissingValue(flag.to_owned())),
         }
     }
+}
+
+fn looks_like_flag(value: &str) -> bool {
+    value
+        .strip_prefix('-')
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|next| !next.is_ascii_digit() && next != '.')
 }
 
 fn non_empty<'a>(flag: &str, value: &'a str) -> Result<&'a str, UsageError> {
@@ -344,6 +353,10 @@ mod tests {
 
     #[test]
     fn bad_thresholds() {
+        assert_eq!(
+            parse_str("bench --threshold -5"),
+            Err(UsageError::BadThreshold("-5".into()))
+        );
         for value in ["0", "-5", "abc", "NaN", "inf", "%"] {
             let line = format!("bench --threshold={value}");
             assert_eq!(

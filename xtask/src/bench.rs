@@ -42,12 +42,14 @@ pub(crate) fn validate_filter(pattern: &str) -> Result<(), XtaskError> {
         .map(|_| ())
         .map_err(|error| XtaskError::BadFilter {
             pattern: pattern.to_owned(),
+            // The regex crate's message ends with a line `error: <what>`; keep just the what.
             message: error
                 .to_string()
                 .lines()
                 .last()
                 .unwrap_or_default()
                 .trim()
+                .trim_start_matches("error: ")
                 .to_owned(),
         })
 }
@@ -161,8 +163,9 @@ fn list(workspace: &Workspace, suites: &[Suite], filter: Option<&str>) -> Result
             )));
         }
         let ids = parse_list(&stdout);
+        let plural = if ids.len() == 1 { "" } else { "s" };
         println!(
-            "{} (bench `{}`): {} benchmarks",
+            "{} (bench `{}`): {} benchmark{plural}",
             suite.krate,
             suite.bench,
             ids.len()
@@ -190,13 +193,21 @@ fn print_failure(suite: &Suite, output: &[String]) {
     }
 }
 
-/// Runs one suite; returns the titles of the benchmarks it completed, in order.
+/// How one suite's run ended.
+enum SuiteRun {
+    /// It exited successfully, having completed these benchmarks (titles, in order).
+    Completed(Vec<String>),
+    /// It failed; its output tail has been printed.
+    Failed,
+}
+
+/// Runs one suite with the progress display.
 fn run_suite(
     workspace: &Workspace,
     suite: &Suite,
     position: (usize, usize),
     args: &BenchArgs,
-) -> Result<Result<Vec<String>, ()>, XtaskError> {
+) -> Result<SuiteRun, XtaskError> {
     let suite_args = suite_args(suite, args.filter.as_deref(), false);
     let description = display_command(&crate::workspace::cargo(), &suite_args);
     let mut command = cargo_command(&workspace.root, &suite_args);
@@ -228,12 +239,12 @@ fn run_suite(
     })?;
     if !status.success() {
         print_failure(suite, &output);
-        return Ok(Err(()));
+        return Ok(SuiteRun::Failed);
     }
     if titles.is_empty() {
         println!("{prefix} no benchmark matched");
     }
-    Ok(Ok(titles))
+    Ok(SuiteRun::Completed(titles))
 }
 
 /// The command line as the user typed it, for the markdown header.
@@ -276,8 +287,10 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     let mut failed: Vec<String> = Vec::new();
     for (index, suite) in suites.iter().enumerate() {
         match run_suite(&workspace, suite, (index + 1, suites.len()), args)? {
-            Ok(titles) => ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone()))),
-            Err(()) => failed.push(format!("{} (bench `{}`)", suite.krate, suite.bench)),
+            SuiteRun::Completed(titles) => {
+                ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone())))
+            }
+            SuiteRun::Failed => failed.push(format!("{} (bench `{}`)", suite.krate, suite.bench)),
         }
     }
 
@@ -376,9 +389,10 @@ mod tests {
         assert!(validate_filter("snapshot_(reads|writes)/hivekit").is_ok());
         let error = validate_filter("snapshot_(reads").unwrap_err();
         assert_eq!(error.exit_code(), 2);
-        assert!(error
-            .to_string()
-            .starts_with("filter `snapshot_(reads` is not a valid regex"));
+        assert_eq!(
+            error.to_string(),
+            "filter `snapshot_(reads` is not a valid regex: unclosed group"
+        );
         assert_eq!(criterion_filter("snapshot"), "snapshot");
         assert_eq!(criterion_filter("-x"), "(?:)-x");
         assert!(Regex::new(&criterion_filter("-x")).is_ok_and(|r| r.is_match("a-x")));

@@ -34,7 +34,7 @@ pub(crate) fn align(rows: &[Vec<String>]) -> Vec<String> {
 /// its first row.
 pub(crate) fn render_table(report: &Report<'_>) -> String {
     if report.results.is_empty() {
-        return "no benchmark results (did the filter match anything?)\n".to_owned();
+        return "no benchmark results\n".to_owned();
     }
     let columns = report.columns();
     let header: Vec<String> = std::iter::once("group")
