@@ -12,7 +12,7 @@ use crate::conflict::{
     check_ids, key_lists, scan, scan_parallel, ConflictReport, Scan, MAX_PROPOSALS, WRITER,
 };
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
-use crate::merge::{merge_all_with_threshold, Merge, PARALLEL_MERGE_THRESHOLD};
+use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
 /// How a conflict group picks its winner.
@@ -193,11 +193,23 @@ where
     P: Merge + Send,
 {
     check_ids(&proposals)?;
-    Ok(resolve(
-        proposals,
-        resolution,
-        Aggregator::<K, P>::DEFAULT_PARALLEL_THRESHOLD,
-    ))
+    let parallel = proposals.len() >= Aggregator::<K, P>::DEFAULT_PARALLEL_THRESHOLD;
+    let decided = decide_all(&proposals.iter().collect::<Vec<_>>(), resolution, parallel);
+    let losses = &decided.losses;
+    let merged = if parallel {
+        proposals
+            .into_par_iter()
+            .zip(losses.par_iter())
+            .filter_map(|(proposal, loss)| loss.is_none().then_some(proposal.payload))
+            .reduce_with(merged)
+    } else {
+        proposals
+            .into_iter()
+            .zip(losses)
+            .filter_map(|(proposal, loss)| loss.is_none().then_some(proposal.payload))
+            .reduce(merged)
+    };
+    Ok(decided.into_aggregate(merged))
 }
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
@@ -435,9 +447,75 @@ impl<K, P> Aggregator<K, P> {
         K: Hash + Eq + Clone + Send + Sync,
         P: Merge + Send,
     {
-        let threshold = self.parallel_threshold;
-        let proposals = self.into_submission_order();
-        resolve(proposals, resolution, threshold)
+        let parallel_threshold = self.parallel_threshold;
+        let taken = self.len();
+        let shards: Vec<Shard<K, P>> = self
+            .shards
+            .into_vec()
+            .into_iter()
+            .map(|shard| {
+                shard
+                    .into_inner()
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect();
+        let count: usize = shards.iter().map(|shard| shard.entries.len()).sum();
+        let parallel = count >= parallel_threshold;
+
+        // The proposals stay where they are; only references are put in submission order.
+        let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
+        for shard in &shards {
+            for (sequence, proposal) in &shard.entries {
+                // Stored numbers are below `taken`: refused submissions are never stored.
+                placed[*sequence as usize] = Some(proposal);
+            }
+        }
+        // Submission numbers are dense unless a submission was refused for being over the limit;
+        // then they are renumbered densely.
+        let renumbered: Option<Vec<u32>> = (count != taken).then(|| {
+            let mut next = 0;
+            placed
+                .iter()
+                .map(|slot| {
+                    let index = next;
+                    next += u32::from(slot.is_some());
+                    index
+                })
+                .collect()
+        });
+        let ordered: Vec<&Proposal<K, P>> = placed.into_iter().flatten().collect();
+        let decided = decide_all(&ordered, resolution, parallel);
+        drop(ordered);
+
+        let losses = &decided.losses;
+        let renumbered = renumbered.as_deref();
+        let accepted_payloads = |shard: Shard<K, P>| {
+            shard
+                .entries
+                .into_iter()
+                .filter_map(|(sequence, proposal)| {
+                    let index = renumbered.map_or(sequence as usize, |renumbered| {
+                        renumbered[sequence as usize] as usize
+                    });
+                    losses[index].is_none().then_some(proposal.payload)
+                })
+                .reduce(merged)
+        };
+        // Merge is commutative and associative, so each shard folds its own winners (freeing
+        // their key lists on the way) and the shard results merge in any order.
+        let merged = if parallel {
+            shards
+                .into_par_iter()
+                .filter_map(accepted_payloads)
+                .reduce_with(merged)
+        } else {
+            shards
+                .into_iter()
+                .filter_map(accepted_payloads)
+                .reduce(merged)
+        };
+        decided.into_aggregate(merged)
     }
 
     fn shard(&self, id: ProposalId) -> MutexGuard<'_, Shard<K, P>> {
@@ -448,26 +526,6 @@ impl<K, P> Aggregator<K, P> {
         self.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn into_submission_order(self) -> Vec<Proposal<K, P>> {
-        let taken = self
-            .sequence
-            .load(Ordering::Relaxed)
-            .min(MAX_PROPOSALS as u64) as usize;
-        let mut placed: Vec<Option<Proposal<K, P>>> = Vec::with_capacity(taken);
-        placed.resize_with(taken, || None);
-        for shard in self.shards.into_vec() {
-            let shard = shard
-                .into_inner()
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner);
-            for (sequence, proposal) in shard.entries {
-                // Stored numbers are below `taken` (refused ones are never stored).
-                placed[sequence as usize] = Some(proposal);
-            }
-        }
-        placed.into_iter().flatten().collect()
     }
 }
 
@@ -482,90 +540,79 @@ fn shard_count() -> usize {
     })
 }
 
-/// A consumed proposal: accepted with its payload, or rejected with the reason.
-type Sorted<K, P> = Result<(ProposalId, P), (ProposalId, RejectReason<K>)>;
-
 /// Where a proposal lost: the group index, and the winner (`None` under `RejectAll`).
 type Loss = Option<(usize, Option<ProposalId>)>;
 
-/// Resolution and merge over proposals already in submission order, with distinct ids.
-fn resolve<K, P>(
-    proposals: Vec<Proposal<K, P>>,
+/// Every proposal's fate, before the payloads are merged.
+struct Decided<K> {
+    /// Ids in submission order.
+    ids: Vec<ProposalId>,
+    /// Per proposal, in submission order: `None` if accepted, else where it lost.
+    losses: Vec<Loss>,
+    conflicts: ConflictReport<K>,
+}
+
+impl<K: Clone> Decided<K> {
+    fn into_aggregate<P>(self, merged: Option<P>) -> Aggregate<K, P> {
+        let accepted_count = self.losses.iter().filter(|loss| loss.is_none()).count();
+        let mut accepted = Vec::with_capacity(accepted_count);
+        let mut rejected = Vec::with_capacity(self.ids.len() - accepted_count);
+        for (id, loss) in self.ids.into_iter().zip(self.losses) {
+            match loss {
+                None => accepted.push(id),
+                Some((group, winner)) => {
+                    let key = self.conflicts.groups[group].key.clone();
+                    let reason = match winner {
+                        Some(winner) => RejectReason::LostTo { winner, key },
+                        None => RejectReason::RejectAll { key },
+                    };
+                    rejected.push((id, reason));
+                }
+            }
+        }
+        Aggregate {
+            merged,
+            accepted,
+            rejected,
+            conflicts: self.conflicts,
+        }
+    }
+}
+
+/// Detects and resolves the conflicts among `proposals` (in submission order, distinct ids).
+fn decide_all<K, P>(
+    proposals: &[&Proposal<K, P>],
     resolution: Resolution,
-    threshold: usize,
-) -> Aggregate<K, P>
+    parallel: bool,
+) -> Decided<K>
 where
-    K: Hash + Eq + Clone + Send + Sync,
-    P: Merge + Send,
+    K: Hash + Eq + Clone + Sync,
 {
-    let parallel = proposals.len() >= threshold;
-    let (lists, occurrences) = key_lists(&proposals);
+    let (lists, occurrences) = key_lists(proposals.iter().copied());
     let scan = if parallel {
         scan_parallel(&lists, occurrences)
     } else {
         scan(lists.iter().copied(), occurrences, |_| true)
     };
-    let losses = decide(&proposals, &scan, resolution);
     drop(lists);
-    let conflicts = scan.into_report(&proposals);
-
-    let reason = |(group, winner): (usize, Option<ProposalId>)| {
-        let key = conflicts.groups[group].key.clone();
-        match winner {
-            Some(winner) => RejectReason::LostTo { winner, key },
-            None => RejectReason::RejectAll { key },
-        }
-    };
-    let accepted_count = losses.iter().filter(|loss| loss.is_none()).count();
-    let mut accepted = Vec::with_capacity(accepted_count);
-    let mut payloads = Vec::with_capacity(accepted_count);
-    let mut rejected = Vec::with_capacity(proposals.len() - accepted_count);
-    if parallel {
-        // Consuming a proposal frees its key lists: on large inputs that alone is worth the pool.
-        let split: Vec<Sorted<K, P>> = proposals
-            .into_par_iter()
-            .zip(losses)
-            .map(|(proposal, loss)| match loss {
-                None => Ok((proposal.id, proposal.payload)),
-                Some(loss) => Err((proposal.id, reason(loss))),
-            })
-            .collect();
-        for outcome in split {
-            match outcome {
-                Ok((id, payload)) => {
-                    accepted.push(id);
-                    payloads.push(payload);
-                }
-                Err(rejection) => rejected.push(rejection),
-            }
-        }
-    } else {
-        for (proposal, loss) in proposals.into_iter().zip(losses) {
-            match loss {
-                None => {
-                    accepted.push(proposal.id);
-                    payloads.push(proposal.payload);
-                }
-                Some(loss) => rejected.push((proposal.id, reason(loss))),
-            }
-        }
-    }
-    let merge_threshold = if parallel {
-        PARALLEL_MERGE_THRESHOLD
-    } else {
-        usize::MAX
-    };
-    Aggregate {
-        merged: merge_all_with_threshold(payloads, merge_threshold),
-        accepted,
-        rejected,
+    let losses = decide(proposals, &scan, resolution);
+    let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
+    let conflicts = scan.into_report(ids.len(), |index| ids[index]);
+    Decided {
+        ids,
+        losses,
         conflicts,
     }
 }
 
+fn merged<P: Merge>(mut left: P, right: P) -> P {
+    left.merge(right);
+    left
+}
+
 /// Decides every group on its own and records, per proposal, the first group it lost.
 fn decide<K, P>(
-    proposals: &[Proposal<K, P>],
+    proposals: &[&Proposal<K, P>],
     scan: &Scan<'_, K>,
     resolution: Resolution,
 ) -> Vec<Loss> {

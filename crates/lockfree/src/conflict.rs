@@ -197,9 +197,9 @@ where
     K: Hash + Eq + Clone,
 {
     check_ids(proposals)?;
-    let (lists, occurrences) = key_lists(proposals);
+    let (lists, occurrences) = key_lists(proposals.iter());
     let scan = scan(lists.into_iter(), occurrences, |_| true);
-    Ok(scan.into_report(proposals))
+    Ok(scan.into_report(proposals.len(), |index| proposals[index].id))
 }
 
 /// The largest number of proposals one check accepts: member indices are packed into 31 bits.
@@ -287,12 +287,17 @@ impl<'a, K> Scan<'a, K> {
         &self.members[group.start..group.end]
     }
 
-    /// Turns indices into ids and clones the contested keys.
-    pub(crate) fn into_report<P>(self, proposals: &[Proposal<K, P>]) -> ConflictReport<K>
+    /// Turns indices into ids (`id_of(index)` for the `count` scanned proposals) and clones the
+    /// contested keys.
+    pub(crate) fn into_report(
+        self,
+        count: usize,
+        id_of: impl Fn(usize) -> ProposalId,
+    ) -> ConflictReport<K>
     where
         K: Clone,
     {
-        let mut in_group = vec![false; proposals.len()];
+        let mut in_group = vec![false; count];
         let groups = self
             .groups
             .iter()
@@ -306,17 +311,17 @@ impl<'a, K> Scan<'a, K> {
                         .map(|&member| {
                             let index = (member & !WRITER) as usize;
                             in_group[index] = true;
-                            proposals[index].id
+                            id_of(index)
                         })
                         .collect(),
                 }
             })
             .collect();
-        let independent = proposals
+        let independent = in_group
             .iter()
-            .zip(&in_group)
+            .enumerate()
             .filter(|(_, &grouped)| !grouped)
-            .map(|(proposal, _)| proposal.id)
+            .map(|(index, _)| id_of(index))
             .collect();
         ConflictReport {
             groups,
@@ -329,10 +334,11 @@ impl<'a, K> Scan<'a, K> {
 pub(crate) type KeyLists<'a, K> = (&'a [K], &'a [K]);
 
 /// The key lists of every proposal, and their total length.
-pub(crate) fn key_lists<K, P>(proposals: &[Proposal<K, P>]) -> (Vec<KeyLists<'_, K>>, usize) {
+pub(crate) fn key_lists<'a, K: 'a, P: 'a>(
+    proposals: impl Iterator<Item = &'a Proposal<K, P>>,
+) -> (Vec<KeyLists<'a, K>>, usize) {
     let mut occurrences = 0;
     let lists = proposals
-        .iter()
         .map(|proposal| {
             occurrences += proposal.writes.len() + proposal.reads.len();
             (&proposal.writes[..], &proposal.reads[..])
