@@ -1,2 +1,659 @@
-//! placeholder
-fn main() {}
+//! The hive suite: what a round of consensus costs, from spawning agents to committing a decision,
+//! beside a straightforward implementation of the same work.
+//!
+//! - `consensus_latency`: one `decide` round over N agents. `hivekit`: every proposal independent;
+//!   `hivekit-conflicts`: 10% of the proposals conflict in pairs, so every agent votes on each pair;
+//!   `baseline`: the same conflicting input, done the straightforward way (each agent a spawned
+//!   task, votes in a `Mutex<HashMap>`, a pairwise conflict scan).
+//! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per agent.
+//! - `conflict_resolution`: a round where every proposal is contested (groups of five), settled by
+//!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
+//! - `configuration_analysis`: the pack-resolution workload of `examples/resolve_packs.rs`.
+//! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
+//!   same agents declared light (polled one after another by the round): shows the round uses every
+//!   core.
+//! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs task-per-agent.
+//! - `orchestration_throughput`: rounds per second on a 10-agent hive, one or four rounds at once.
+//! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
+//!   (`hivekit-early`), or inserting into a `Mutex<HashMap>` and counting (`baseline`).
+//!
+//! Async work runs on the global hivekit runtime through `hivekit_runtime::execute`, the same for
+//! hivekit and the baseline.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Arc, Mutex};
+
+use benches_common::agents::{
+    agent_set, contested_set, pack_set, vote_stream, AgentSpec, PackSpec,
+};
+use benches_common::workload::{spin, DEFAULT_SEED};
+use benches_common::{iter_with_allocations, record_extra, sizes, AllocationStats, BenchKey};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use hivekit_hive::{
+    Agent, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
+    ResolutionStrategy, ResourceCost, Role, Snapshot, State, Vote,
+};
+use hivekit_runtime::execute;
+use semver::{Version, VersionReq};
+
+benches_common::install_counting_allocator!();
+
+// ---- the state and agents the benches use ----
+
+/// A small state: a round's cost is the coordination, not the copy.
+#[derive(Debug, Clone, Default)]
+struct Board {
+    commits: u64,
+    checksum: u64,
+}
+
+impl State for Board {
+    type Key = u64;
+    type Change = u64;
+
+    fn apply(&mut self, key: &u64) {
+        self.commits += 1;
+        self.checksum = self.checksum.wrapping_mul(31).wrapping_add(*key);
+    }
+}
+
+fn priority(level: u8) -> Priority {
+    Priority::ALL[usize::from(level.min(3))]
+}
+
+/// Proposes its spec's key; votes for the preferred candidate (loyal) or one picked by its seed.
+struct SpecAgent {
+    spec: AgentSpec,
+    work: u64,
+    heavy: bool,
+}
+
+impl SpecAgent {
+    fn light(spec: &AgentSpec) -> Self {
+        Self {
+            spec: spec.clone(),
+            work: 0,
+            heavy: false,
+        }
+    }
+}
+
+fn seeded_choice(spec: &AgentSpec, candidates: &[(u64, u8)]) -> u64 {
+    if spec.loyal {
+        // Highest priority, then lowest id: what `Contest::preferred` picks.
+        candidates
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |candidate| candidate.0)
+    } else {
+        candidates[(spec.seed ^ candidates[0].0) as usize % candidates.len()].0
+    }
+}
+
+impl Agent<Board> for SpecAgent {
+    async fn propose(&self, _: &Snapshot<Board>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+        if self.work > 0 {
+            black_box(spin(self.work));
+        }
+        let spec = &self.spec;
+        Ok(Some(
+            Proposal::new(ProposalId(spec.proposal), spec.key)
+                .writes([spec.key])
+                .priority(priority(spec.priority)),
+        ))
+    }
+
+    async fn vote(
+        &self,
+        _: &Snapshot<Board>,
+        contest: &Contest<Board>,
+    ) -> Result<Vote, AgentError> {
+        if self.spec.loyal {
+            return Ok(contest.preferred().map_or(Vote::Abstain, Vote::For));
+        }
+        let candidates = &contest.candidates;
+        let pick = (self.spec.seed ^ candidates[0].id.0) as usize % candidates.len();
+        Ok(Vote::For(candidates[pick].id))
+    }
+
+    fn cost(&self) -> ResourceCost {
+        if self.heavy {
+            ResourceCost::Heavy
+        } else {
+            ResourceCost::Light
+        }
+    }
+}
+
+fn hive_of(specs: &[AgentSpec], resolution: ResolutionStrategy) -> Hive<Board> {
+    let hive = Hive::builder(Board::default())
+        .resolution(resolution)
+        .build()
+        .expect("a valid configuration");
+    for spec in specs {
+        hive.spawn(SpecAgent::light(spec));
+    }
+    hive
+}
+
+// ---- the straightforward baseline ----
+
+/// One round done the straightforward way: a spawned task per agent to propose, a pairwise conflict
+/// scan, a spawned task per agent to vote on every conflict into a `Mutex<HashMap>`, a count, and
+/// the accepted changes applied to a copy of the state under a lock.
+async fn baseline_round(specs: &Arc<Vec<AgentSpec>>, state: &Mutex<Board>) -> usize {
+    let base = state.lock().expect("baseline state").clone();
+    let proposals: Vec<(u64, Vec<u64>, u8)> = {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| {
+                let spec = spec.clone();
+                tokio::spawn(async move { (spec.proposal, vec![spec.key], spec.priority) })
+            })
+            .collect();
+        let mut proposals = Vec::with_capacity(handles.len());
+        for handle in handles {
+            proposals.push(handle.await.expect("baseline proposer"));
+        }
+        proposals
+    };
+    // Pairwise scan: a proposal joins the group of the first earlier proposal it conflicts with.
+    let mut group_of = vec![usize::MAX; proposals.len()];
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..proposals.len() {
+        for j in i + 1..proposals.len() {
+            if proposals[i]
+                .1
+                .iter()
+                .any(|key| proposals[j].1.contains(key))
+            {
+                if group_of[i] == usize::MAX {
+                    group_of[i] = groups.len();
+                    groups.push(vec![i]);
+                }
+                if group_of[j] == usize::MAX {
+                    group_of[j] = group_of[i];
+                    groups[group_of[i]].push(j);
+                }
+            }
+        }
+    }
+    let contests: Arc<Vec<Vec<(u64, u8)>>> = Arc::new(
+        groups
+            .iter()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|&member| (proposals[member].0, proposals[member].2))
+                    .collect()
+            })
+            .collect(),
+    );
+    let votes: Arc<Mutex<HashMap<(usize, u64), u64>>> = Arc::default();
+    if !contests.is_empty() {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| {
+                let (spec, contests, votes) =
+                    (spec.clone(), Arc::clone(&contests), Arc::clone(&votes));
+                tokio::spawn(async move {
+                    for (group, candidates) in contests.iter().enumerate() {
+                        let choice = seeded_choice(&spec, candidates);
+                        votes
+                            .lock()
+                            .expect("baseline votes")
+                            .insert((group, spec.index as u64), choice);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("baseline voter");
+        }
+    }
+    let mut rejected = vec![false; proposals.len()];
+    let votes = votes.lock().expect("baseline votes");
+    for (group, members) in groups.iter().enumerate() {
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        for ((voted_group, _), choice) in votes.iter() {
+            if *voted_group == group {
+                *counts.entry(*choice).or_default() += 1;
+            }
+        }
+        let winner = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(winner, _)| *winner);
+        for &member in members {
+            if Some(proposals[member].0) != winner {
+                rejected[member] = true;
+            }
+        }
+    }
+    let mut next = base;
+    let mut accepted = 0;
+    for (proposal, rejected) in proposals.iter().zip(rejected) {
+        if !rejected {
+            next.apply(&proposal.1[0]);
+            accepted += 1;
+        }
+    }
+    *state.lock().expect("baseline state") = next;
+    accepted
+}
+
+// ---- groups ----
+
+fn consensus_latency(c: &mut Criterion) {
+    let mut group = c.benchmark_group("consensus_latency");
+    for &agents in sizes(&[10, 100, 1_000, 10_000], &[10, 100, 1_000, 10_000]) {
+        group.throughput(Throughput::Elements(agents as u64));
+        let hive = hive_of(
+            &agent_set(agents, 0, DEFAULT_SEED),
+            ResolutionStrategy::Vote,
+        );
+        group.bench_with_input(BenchmarkId::new("hivekit", agents), &agents, |b, _| {
+            iter_with_allocations(b, ("consensus_latency", "hivekit", agents), || {
+                execute(hive.decide()).expect("a round")
+            })
+        });
+        drop(hive);
+        if agents == 10_000 && benches_common::is_quick() {
+            // Conflicts at 10k agents mean 500 ballots of 10k voters: full runs only.
+            continue;
+        }
+        let conflicting = agent_set(agents, 10, DEFAULT_SEED);
+        let hive = hive_of(&conflicting, ResolutionStrategy::Vote);
+        group.bench_with_input(
+            BenchmarkId::new("hivekit-conflicts", agents),
+            &agents,
+            |b, _| {
+                iter_with_allocations(
+                    b,
+                    ("consensus_latency", "hivekit-conflicts", agents),
+                    || execute(hive.decide()).expect("a round"),
+                )
+            },
+        );
+        drop(hive);
+        let specs = Arc::new(conflicting);
+        let state = Mutex::new(Board::default());
+        group.bench_with_input(BenchmarkId::new("baseline", agents), &agents, |b, _| {
+            b.iter(|| execute(baseline_round(&specs, &state)))
+        });
+    }
+    group.finish();
+}
+
+/// A task per agent, each waiting on its own channel for work: the actor-per-agent baseline.
+fn spawn_actor_agents(
+    specs: &[AgentSpec],
+) -> Vec<(tokio::sync::mpsc::Sender<u64>, tokio::task::JoinHandle<()>)> {
+    let handle = hivekit_runtime::handle();
+    specs
+        .iter()
+        .map(|spec| {
+            let (sender, mut receiver) = tokio::sync::mpsc::channel::<u64>(1);
+            let spec = spec.clone();
+            let task = handle.spawn(async move {
+                while let Some(work) = receiver.recv().await {
+                    black_box((spec.key, work));
+                }
+            });
+            (sender, task)
+        })
+        .collect()
+}
+
+fn spawn_hive(specs: &[AgentSpec]) -> Hive<Board> {
+    let hive = Hive::new(Board::default());
+    hive.spawn_many(specs.len(), |index| SpecAgent::light(&specs[index]));
+    hive
+}
+
+fn agent_spawning(c: &mut Criterion) {
+    let mut group = c.benchmark_group("agent_spawning");
+    for &agents in &[8usize, 100, 1_000, 10_000] {
+        group.throughput(Throughput::Elements(agents as u64));
+        let specs = agent_set(agents, 0, DEFAULT_SEED);
+        group.bench_with_input(BenchmarkId::new("hivekit", agents), &agents, |b, _| {
+            b.iter_batched(|| (), |()| spawn_hive(&specs), BatchSize::PerIteration)
+        });
+        group.bench_with_input(BenchmarkId::new("baseline", agents), &agents, |b, _| {
+            b.iter_batched(
+                || (),
+                |()| spawn_actor_agents(&specs),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn conflict_resolution(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conflict_resolution");
+    for &proposals in &[5usize, 50, 500] {
+        group.throughput(Throughput::Elements(proposals as u64));
+        let specs = contested_set(proposals, 5, DEFAULT_SEED);
+        let hive = hive_of(&specs, ResolutionStrategy::Vote);
+        group.bench_with_input(
+            BenchmarkId::new("hivekit", proposals),
+            &proposals,
+            |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
+        );
+        let hive = hive_of(&specs, ResolutionStrategy::HighestPriority);
+        group.bench_with_input(
+            BenchmarkId::new("hivekit-priority", proposals),
+            &proposals,
+            |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
+        );
+        let specs = Arc::new(specs);
+        let state = Mutex::new(Board::default());
+        group.bench_with_input(
+            BenchmarkId::new("baseline", proposals),
+            &proposals,
+            |b, _| b.iter(|| execute(baseline_round(&specs, &state))),
+        );
+    }
+    group.finish();
+}
+
+// ---- configuration analysis: the example's pack workload ----
+
+#[derive(Debug, Clone, Default)]
+struct Lockfile {
+    packs: HashMap<String, Version>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PackKey {
+    Pack(String),
+    Namespace(String),
+}
+
+#[derive(Debug, Clone)]
+struct Pin {
+    pack: String,
+    version: Version,
+}
+
+impl State for Lockfile {
+    type Key = PackKey;
+    type Change = Pin;
+
+    fn apply(&mut self, pin: &Pin) {
+        self.packs.insert(pin.pack.clone(), pin.version.clone());
+    }
+}
+
+/// One requirement's resolver, as in the example (it always proposes, so every round does the work).
+struct PackResolver {
+    id: u64,
+    name: String,
+    namespace: String,
+    requirement: VersionReq,
+    published: Arc<Vec<Version>>,
+}
+
+impl Agent<Lockfile> for PackResolver {
+    async fn propose(
+        &self,
+        _: &Snapshot<Lockfile>,
+    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
+        let newest = self
+            .published
+            .iter()
+            .filter(|version| self.requirement.matches(version))
+            .max()
+            .ok_or_else(|| AgentError::msg(format!("nothing satisfies {}", self.requirement)))?;
+        let pin = Pin {
+            pack: self.name.clone(),
+            version: newest.clone(),
+        };
+        Ok(Some(Proposal::new(ProposalId(self.id), pin).writes([
+            PackKey::Pack(self.name.clone()),
+            PackKey::Namespace(self.namespace.clone()),
+        ])))
+    }
+
+    async fn vote(
+        &self,
+        _: &Snapshot<Lockfile>,
+        contest: &Contest<Lockfile>,
+    ) -> Result<Vote, AgentError> {
+        let best = contest
+            .candidates
+            .iter()
+            .filter(|c| c.change.pack == self.name && self.requirement.matches(&c.change.version))
+            .max_by(|a, b| a.change.version.cmp(&b.change.version));
+        Ok(best.map_or(Vote::Abstain, |candidate| Vote::For(candidate.id)))
+    }
+
+    fn role(&self) -> Role {
+        Role::Resolver
+    }
+}
+
+fn pack_hive(packs: &[PackSpec]) -> Hive<Lockfile> {
+    let hive = Hive::new(Lockfile::default());
+    for (index, pack) in packs.iter().enumerate() {
+        let published: Vec<Version> = pack
+            .published
+            .iter()
+            .map(|version| Version::parse(version).expect("generated versions parse"))
+            .collect();
+        hive.spawn(PackResolver {
+            id: index as u64,
+            name: pack.name.clone(),
+            namespace: pack.namespace.clone(),
+            requirement: VersionReq::parse(&pack.requirement)
+                .expect("generated requirements parse"),
+            published: Arc::new(published),
+        });
+    }
+    hive
+}
+
+fn configuration_analysis(c: &mut Criterion) {
+    let mut group = c.benchmark_group("configuration_analysis");
+    for &packs in &[1usize, 10, 50, 200] {
+        group.throughput(Throughput::Elements(packs as u64));
+        let hive = pack_hive(&pack_set(packs, DEFAULT_SEED));
+        group.bench_with_input(BenchmarkId::new("hivekit", packs), &packs, |b, _| {
+            b.iter(|| execute(hive.decide()).expect("a round"))
+        });
+    }
+    group.finish();
+}
+
+fn parallel_agents(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parallel_agents");
+    // About 20 us of CPU per agent call.
+    const WORK: u64 = 40_000;
+    for &agents in &[2usize, 8, 32] {
+        group.throughput(Throughput::Elements(agents as u64));
+        let specs = agent_set(agents, 0, DEFAULT_SEED);
+        for (function, heavy) in [("hivekit", true), ("sequential", false)] {
+            let hive = Hive::new(Board::default());
+            for spec in &specs {
+                hive.spawn(SpecAgent {
+                    spec: spec.clone(),
+                    work: WORK,
+                    heavy,
+                });
+            }
+            group.bench_with_input(BenchmarkId::new(function, agents), &agents, |b, _| {
+                b.iter(|| execute(hive.decide()).expect("a round"))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn memory_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_overhead");
+    for &agents in sizes(&[100usize, 1_000], &[100, 1_000, 10_000]) {
+        let specs = agent_set(agents, 0, DEFAULT_SEED);
+        let per_agent = |function: &str, stats: AllocationStats| {
+            let key = BenchKey::from(("memory_overhead", function, agents));
+            stats.record(key.clone());
+            record_extra(&key, "bytes_per_agent", stats.bytes_per_op / agents as f64);
+        };
+        per_agent(
+            "hivekit",
+            AllocationStats::measure(10, || spawn_hive(&specs)),
+        );
+        per_agent(
+            "baseline",
+            AllocationStats::measure(10, || spawn_actor_agents(&specs)),
+        );
+        group.bench_with_input(BenchmarkId::new("hivekit", agents), &agents, |b, _| {
+            b.iter_batched(|| (), |()| spawn_hive(&specs), BatchSize::PerIteration)
+        });
+        group.bench_with_input(BenchmarkId::new("baseline", agents), &agents, |b, _| {
+            b.iter_batched(
+                || (),
+                |()| spawn_actor_agents(&specs),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn orchestration_throughput(c: &mut Criterion) {
+    const ROUNDS: usize = 32;
+    let mut group = c.benchmark_group("orchestration_throughput");
+    group.throughput(Throughput::Elements(ROUNDS as u64));
+    let specs = agent_set(10, 10, DEFAULT_SEED);
+    for &concurrent in &[1usize, 4] {
+        let hive = hive_of(&specs, ResolutionStrategy::Vote);
+        group.bench_with_input(
+            BenchmarkId::new("hivekit", concurrent),
+            &concurrent,
+            |b, _| {
+                b.iter(|| {
+                    execute(async {
+                        let streams: Vec<_> = (0..concurrent)
+                            .map(|_| {
+                                let hive = hive.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..ROUNDS / concurrent {
+                                        hive.decide().await.expect("a round");
+                                    }
+                                })
+                            })
+                            .collect();
+                        for stream in streams {
+                            stream.await.expect("a stream of rounds");
+                        }
+                    })
+                })
+            },
+        );
+        let shared = Arc::new(specs.clone());
+        let state = Arc::new(Mutex::new(Board::default()));
+        group.bench_with_input(
+            BenchmarkId::new("baseline", concurrent),
+            &concurrent,
+            |b, _| {
+                b.iter(|| {
+                    execute(async {
+                        let streams: Vec<_> = (0..concurrent)
+                            .map(|_| {
+                                let (specs, state) = (Arc::clone(&shared), Arc::clone(&state));
+                                tokio::spawn(async move {
+                                    for _ in 0..ROUNDS / concurrent {
+                                        baseline_round(&specs, &state).await;
+                                    }
+                                })
+                            })
+                            .collect();
+                        for stream in streams {
+                            stream.await.expect("a stream of rounds");
+                        }
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn ballot_tally(c: &mut Criterion) {
+    const CANDIDATES: usize = 4;
+    let mut group = c.benchmark_group("ballot_tally");
+    let policy = hivekit_hive::ConsensusPolicy::majority();
+    let candidates: Vec<ProposalId> = (0..CANDIDATES as u64).map(ProposalId).collect();
+    for &votes in &[10usize, 1_000, 100_000] {
+        group.throughput(Throughput::Elements(votes as u64));
+        let stream = vote_stream(votes, CANDIDATES, DEFAULT_SEED);
+        let electorate = Arc::new(
+            Electorate::equal((0..votes as u64).map(hivekit_hive::AgentId)).expect("an electorate"),
+        );
+        let to_vote =
+            |choice: Option<usize>| choice.map_or(Vote::Abstain, |c| Vote::For(candidates[c]));
+        group.bench_with_input(BenchmarkId::new("hivekit", votes), &votes, |b, _| {
+            b.iter(|| {
+                let mut ballot = hivekit_hive::Ballot::new(
+                    policy,
+                    Arc::clone(&electorate),
+                    candidates.iter().copied(),
+                )
+                .expect("a ballot");
+                for &(voter, choice) in &stream {
+                    ballot
+                        .cast(hivekit_hive::AgentId(voter), to_vote(choice))
+                        .expect("a valid vote");
+                }
+                ballot.tally()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("hivekit-early", votes), &votes, |b, _| {
+            b.iter(|| {
+                let mut ballot = hivekit_hive::Ballot::new(
+                    policy,
+                    Arc::clone(&electorate),
+                    candidates.iter().copied(),
+                )
+                .expect("a ballot");
+                for &(voter, choice) in &stream {
+                    ballot
+                        .cast(hivekit_hive::AgentId(voter), to_vote(choice))
+                        .expect("a valid vote");
+                    if ballot.is_settled() {
+                        break;
+                    }
+                }
+                ballot.tally()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("baseline", votes), &votes, |b, _| {
+            b.iter(|| {
+                let ballot: Mutex<HashMap<u64, Option<usize>>> = Mutex::new(HashMap::new());
+                for &(voter, choice) in &stream {
+                    ballot
+                        .lock()
+                        .expect("baseline ballot")
+                        .insert(voter, choice);
+                }
+                let mut counts = [0usize; CANDIDATES];
+                for choice in ballot.lock().expect("baseline ballot").values().flatten() {
+                    counts[*choice] += 1;
+                }
+                let cast: usize = counts.iter().sum();
+                counts.iter().position(|&count| count * 2 > cast)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = benches_common::criterion();
+    targets = consensus_latency, agent_spawning, conflict_resolution, configuration_analysis,
+        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally
+}
+criterion_main!(benches);
