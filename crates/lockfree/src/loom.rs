@@ -145,11 +145,16 @@ pub(crate) mod lane {
     #[cfg(not(loom))]
     pub(crate) type Lane<T> = crossbeam_queue::SegQueue<T>;
 
-    /// Under loom: a locked `VecDeque` with `SegQueue`'s interface.
+    /// Under loom: `SegQueue`'s interface over a locked `VecDeque`, with the emptiness that the
+    /// scheduler's bitmap protocol reads kept in a separate atomic count, published by a
+    /// read-modify-write after the item is stored (as `SegQueue` publishes its tail index) and read
+    /// without the lock. A lock-based `is_empty` would synchronise with every push and hide a missing
+    /// fence in the protocol; this lane gives no more ordering than the real one.
     #[cfg(loom)]
     #[derive(Debug)]
     pub(crate) struct Lane<T> {
         items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+        count: loom::sync::atomic::AtomicUsize,
     }
 
     #[cfg(loom)]
@@ -157,6 +162,7 @@ pub(crate) mod lane {
         pub(crate) fn new() -> Self {
             Self {
                 items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+                count: loom::sync::atomic::AtomicUsize::new(0),
             }
         }
 
@@ -168,18 +174,24 @@ pub(crate) mod lane {
 
         pub(crate) fn push(&self, item: T) {
             self.items().push_back(item);
+            self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
 
         pub(crate) fn pop(&self) -> Option<T> {
-            self.items().pop_front()
+            let item = self.items().pop_front()?;
+            self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            Some(item)
         }
 
         pub(crate) fn is_empty(&self) -> bool {
-            self.items().is_empty()
+            self.len() == 0
         }
 
         pub(crate) fn len(&self) -> usize {
-            self.items().len()
+            // A pop may take an item before its push has counted it: the count can dip below zero
+            // (wrapping) for a moment.
+            let count = self.count.load(std::sync::atomic::Ordering::Acquire);
+            usize::try_from(count as isize).unwrap_or(0)
         }
     }
 }

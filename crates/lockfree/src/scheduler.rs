@@ -17,15 +17,21 @@
 //!
 //! - `push`: enqueue into the lane, then a `SeqCst` fence, then read the bitmap and set the bit if it
 //!   is clear.
-//! - `pop`, finding the lane empty: clear the bit (`SeqCst` read-modify-write), a `SeqCst` fence, then
-//!   look at the lane again and set the bit back if it is not empty.
+//! - `pop`, finding the lane empty (after taking its last item, or on an attempt that found nothing):
+//!   clear the bit (`SeqCst` read-modify-write), a `SeqCst` fence, then look at the lane again and set
+//!   the bit back if it is not empty.
 //!
 //! The two fences order "enqueue, then read the bit" against "clear the bit, then read the lane"
 //! (the store-buffering pattern): at least one side sees the other, so either the pusher sees the
-//! cleared bit and sets it, or the popper sees the item and restores the bit. The loom models in
-//! `tests/loom.rs` check this protocol. A `pop` that finds the bitmap empty while the item counter
-//! says items exist scans the lanes directly, so it never reports empty while a completed push's item
-//! is waiting behind a bit that is being restored.
+//! cleared bit and sets it, or the popper sees the item and restores the bit. Neither fence may go:
+//! the loom model `scheduler_push_vs_pop_never_strands_an_item` in `tests/loom.rs` fails without
+//! either of them. A `pop` that finds the bitmap empty scans the lanes directly before reporting
+//! empty, so it never returns `None` while a completed push's item waits behind a bit that a racing
+//! pop is about to restore.
+//!
+//! Clearing the bit as soon as a pop takes a lane's last item (rather than on the next pop's failed
+//! attempt) keeps the bitmap accurate when the highest lanes hold few items, the common case with
+//! 48 keys, and saves that failed attempt.
 //!
 //! ## Anti-starvation
 //!
@@ -146,9 +152,11 @@ struct Aging {
 /// # Progress
 ///
 /// [`push`](Self::push) and [`pop`](Self::pop) are lock-free (the lanes are crossbeam `SegQueue`s;
-/// a bounded `push` adds a compare-and-swap loop on the item count). [`len`](Self::len) and
-/// [`is_empty`](Self::is_empty) are wait-free, O(1) and exact when no push or pop is in flight.
-/// [`depth_by_priority`](Self::depth_by_priority) is O(1) (48 lanes) and exact when quiescent.
+/// a bounded `push` adds a compare-and-swap loop on the item count). [`len`](Self::len),
+/// [`is_empty`](Self::is_empty) and [`depth_by_priority`](Self::depth_by_priority) are O(1) whatever
+/// the number of items and exact when no push or pop is in flight: a bounded scheduler keeps an item
+/// count (it needs one to enforce the capacity); an unbounded one sums its 48 lane lengths instead,
+/// so that its push and pop share no counter.
 ///
 /// # Examples
 ///
@@ -174,7 +182,7 @@ pub struct PriorityScheduler<T> {
     lanes: Box<[Lane<T>]>,
     /// Bit `k` is set whenever lane `k` holds an item whose push has returned (see the module docs).
     nonempty: CachePadded<AtomicU64>,
-    /// Items reserved by pushes and not yet taken by pops.
+    /// Bounded schedulers only: items reserved by pushes and not yet taken by pops.
     len: CachePadded<AtomicUsize>,
     aging: CachePadded<Aging>,
     /// `usize::MAX` when unbounded.
@@ -267,9 +275,7 @@ impl<T> PriorityScheduler<T> {
     /// # Ok::<(), hivekit_lockfree::Full<i32>>(())
     /// ```
     pub fn push(&self, hint: SchedulingHint, item: T) -> Result<(), Full<T>> {
-        if self.capacity == usize::MAX {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        } else {
+        if self.is_bounded() {
             // Reserve a slot first, so the lanes never hold more than `capacity` items.
             let mut len = self.len.load(Ordering::Relaxed);
             loop {
@@ -325,7 +331,12 @@ impl<T> PriorityScheduler<T> {
             }
             let key = self.choose_lane(bits);
             if let Some(item) = self.lanes[key].pop() {
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                if self.is_bounded() {
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                }
+                if self.lanes[key].is_empty() {
+                    self.clear_lane_bit(key);
+                }
                 return Some(item);
             }
             self.clear_lane_bit(key);
@@ -383,26 +394,37 @@ impl<T> PriorityScheduler<T> {
         }
     }
 
-    /// The bitmap says empty. If items are counted, a bit may be being restored by a racing pop:
-    /// look at the lanes themselves, highest first, rather than report empty.
+    /// The bitmap says empty, but a bit may be being restored by a racing pop: look at the lanes
+    /// themselves, highest first, rather than report empty while a completed push's item waits.
     #[cold]
     fn pop_slow(&self) -> Option<T> {
-        if self.len.load(Ordering::Relaxed) == 0 {
+        if self.is_bounded() && self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let item = self.lanes.iter().rev().find_map(Lane::pop)?;
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        if self.is_bounded() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
         Some(item)
     }
 
-    /// The number of items queued: O(1); exact when no push or pop is in flight (a push in flight may
-    /// already be counted).
+    #[inline]
+    fn is_bounded(&self) -> bool {
+        self.capacity != usize::MAX
+    }
+
+    /// The number of items queued: O(1) whatever the number of items (see `# Progress` on the
+    /// type); exact when no push or pop is in flight.
     ///
     /// # Progress
     ///
-    /// Wait-free.
+    /// Wait-free when bounded (one counter), lock-free when unbounded (48 lane lengths).
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        if self.is_bounded() {
+            self.len.load(Ordering::Relaxed)
+        } else {
+            self.lanes.iter().map(Lane::len).sum()
+        }
     }
 
     /// True when no item is queued (see [`len`](Self::len)).
@@ -411,7 +433,11 @@ impl<T> PriorityScheduler<T> {
     ///
     /// Wait-free.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        if self.is_bounded() {
+            self.len.load(Ordering::Relaxed) == 0
+        } else {
+            self.lanes.iter().all(Lane::is_empty)
+        }
     }
 
     /// The number of queued items per priority, indexed by [`Priority::index`] (`Low` first): 48
