@@ -26,8 +26,9 @@ pub struct AgentSpec {
     pub seed: u64,
 }
 
-/// `count` agents, each proposing on its own key, except `conflict_percent`% of them, whose
-/// proposals conflict in pairs (two agents writing one key). 80% of the agents vote loyally.
+/// `count` agents, each proposing on its own key, except `conflict_percent`% of them (rounded up to a
+/// whole pair), whose proposals conflict in pairs (two agents writing one key). 80% of the agents
+/// vote loyally.
 ///
 /// # Examples
 ///
@@ -42,7 +43,9 @@ pub struct AgentSpec {
 /// ```
 pub fn agent_set(count: usize, conflict_percent: u32, seed: u64) -> Vec<AgentSpec> {
     let mut rng = rng(seed);
-    let conflicting = (count * conflict_percent.min(100) as usize / 100) & !1;
+    // Rounded up to a whole pair, so that even 10 agents at 10% have one conflict.
+    let wanted = (count * conflict_percent.min(100) as usize).div_ceil(100);
+    let conflicting = (wanted + wanted % 2).min(count & !1);
     let mut order: Vec<usize> = (0..count).collect();
     order.shuffle(&mut rng);
     let mut keys = vec![0u64; count];

@@ -73,7 +73,8 @@ pub enum BallotError {
 #[derive(Debug, Clone)]
 pub struct Electorate {
     voters: Vec<(AgentId, f64)>,
-    index: FxHashMap<AgentId, u32>,
+    /// Positions by id; `None` when every voter's id is its position.
+    index: Option<FxHashMap<AgentId, u32>>,
     total_weight: f64,
 }
 
@@ -89,17 +90,29 @@ impl Electorate {
         if voters.is_empty() {
             return Err(BallotError::EmptyElectorate);
         }
-        let mut index = FxHashMap::with_capacity_and_hasher(voters.len(), Default::default());
         let mut total_weight = 0.0;
-        for (position, &(voter, weight)) in voters.iter().enumerate() {
+        for &(voter, weight) in &voters {
             if !valid_weight(weight) {
                 return Err(BallotError::InvalidWeight { voter, weight });
             }
-            if index.insert(voter, position as u32).is_some() {
-                return Err(BallotError::DuplicateVoter { voter });
-            }
             total_weight += weight;
         }
+        // Voters listed as ids 0, 1, 2, .. (a fresh hive's agents) are found by position: no map.
+        let dense = voters
+            .iter()
+            .enumerate()
+            .all(|(position, (voter, _))| voter.0 == position as u64);
+        let index = if dense {
+            None
+        } else {
+            let mut index = FxHashMap::with_capacity_and_hasher(voters.len(), Default::default());
+            for (position, &(voter, _)) in voters.iter().enumerate() {
+                if index.insert(voter, position as u32).is_some() {
+                    return Err(BallotError::DuplicateVoter { voter });
+                }
+            }
+            Some(index)
+        };
         Ok(Self {
             voters,
             index,
@@ -133,9 +146,7 @@ impl Electorate {
 
     /// A voter's weight, if they are in the electorate.
     pub fn weight(&self, voter: AgentId) -> Option<f64> {
-        self.index
-            .get(&voter)
-            .map(|&position| self.voters[position as usize].1)
+        self.position(voter).map(|position| self.voters[position].1)
     }
 
     /// The voters and weights, in the order given.
@@ -144,7 +155,12 @@ impl Electorate {
     }
 
     pub(crate) fn position(&self, voter: AgentId) -> Option<usize> {
-        self.index.get(&voter).map(|&position| position as usize)
+        match &self.index {
+            Some(index) => index.get(&voter).map(|&position| position as usize),
+            None => usize::try_from(voter.0)
+                .ok()
+                .filter(|&position| position < self.voters.len()),
+        }
     }
 }
 
@@ -467,6 +483,11 @@ impl Ballot {
             return reachable < self.policy.quorum * self.total;
         }
         let cast = self.cast_for_candidates;
+        if remaining > cast && self.remaining_can_reach_threshold() {
+            // Fast exit: a winner would need more than everything cast so far over the runner-up,
+            // and these thresholds stay reachable while the remaining outweigh what was cast.
+            return false;
+        }
         if let Some((top, top_support)) = self.leader() {
             let runner_up = self
                 .support
@@ -490,6 +511,16 @@ impl Ballot {
                 .all(|&s| !self.policy.meets_threshold(s + remaining, cast + remaining));
         }
         false
+    }
+
+    /// True for thresholds that any candidate meets when the remaining voters (outweighing
+    /// everything cast) all back it: plurality, majority and supermajorities of at most one half.
+    fn remaining_can_reach_threshold(&self) -> bool {
+        match self.policy.threshold {
+            Threshold::Plurality | Threshold::Majority => true,
+            Threshold::Supermajority { num, den } => 2 * u64::from(num) <= u64::from(den),
+            Threshold::Unanimous => false,
+        }
     }
 
     fn quorum_met(&self) -> bool {

@@ -586,3 +586,75 @@ async fn heavy_agents_run_as_tasks_with_the_same_guarantees() {
         ["Panicked { message: \"heavy agent exploded\" }", "TimedOut"]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_the_agents_can_never_satisfy_rejects_without_waiting() {
+    // Unanimity among agents that disagree: settled (undecided) as soon as the quorum is met and
+    // two votes differ, so the slow voters are never waited for.
+    let hive = hive_with(ConsensusPolicy::new(Threshold::Unanimous, 0.4).unwrap());
+    hive.spawn(Writer::new(1, 7).choosing(Choice::For(1)));
+    hive.spawn(Writer::new(2, 7).choosing(Choice::For(2)));
+    for _ in 0..3 {
+        hive.spawn(
+            Writer::silent()
+                .voting(Behaviour::Slow(Duration::from_secs(4)))
+                .choosing(Choice::For(1)),
+        );
+    }
+    let decision = hive.decide().await.unwrap();
+    assert!(decision.accepted.is_empty());
+    assert_eq!(
+        decision.rejection(ProposalId(1)),
+        Some(&RejectReason::Undecided)
+    );
+    assert_eq!(
+        decision.rejection(ProposalId(2)),
+        Some(&RejectReason::Undecided)
+    );
+    assert_eq!(decision.ballots[0].tally, Tally::Undecided);
+    assert_eq!(decision.ballots[0].cancelled, 3);
+    assert_eq!(decision.elapsed, Duration::ZERO);
+}
+
+/// Blocks its worker thread until `peers` agents have arrived (or a generous deadlock guard runs
+/// out), and proposes whether it met them all: only agents running at the same time on different
+/// threads can.
+struct Rendezvous {
+    id: u64,
+    peers: usize,
+    arrived: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+}
+
+impl Agent<Ledger> for Rendezvous {
+    async fn propose(&self, _: &Snapshot<Ledger>) -> Result<Option<LedgerProposal>, AgentError> {
+        let (count, all_here) = &*self.arrived;
+        let mut count = count.lock().unwrap();
+        *count += 1;
+        all_here.notify_all();
+        let (count, _) = all_here
+            .wait_timeout_while(count, Duration::from_secs(20), |count| *count < self.peers)
+            .unwrap();
+        let met_everyone = *count >= self.peers;
+        Ok(met_everyone.then(|| add(self.id, self.id, 1)))
+    }
+
+    fn cost(&self) -> ResourceCost {
+        ResourceCost::Heavy
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_agents_run_in_parallel_on_the_workers() {
+    let hive = Hive::new(Ledger::default());
+    let arrived = Arc::default();
+    for id in 0..2 {
+        hive.spawn(Rendezvous {
+            id,
+            peers: 2,
+            arrived: Arc::clone(&arrived),
+        });
+    }
+    let decision = hive.decide().await.unwrap();
+    // Both proposed, so both were blocked at the same time on different threads.
+    assert_eq!(decision.accepted.len(), 2);
+}
