@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::conflict::{
-    check_ids, key_lists, scan, scan_parallel, ConflictReport, Scan, MAX_PROPOSALS, WRITER,
+    check_ids, check_occurrences, key_lists, scan, scan_parallel, ConflictReport, Scan,
+    MAX_OCCURRENCES, MAX_PROPOSALS, WRITER,
 };
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::merge::Merge;
@@ -162,7 +163,7 @@ impl<K, P> Aggregate<K, P> {
 /// # Errors
 ///
 /// [`ProposalError::DuplicateId`] if two proposals share an id; [`ProposalError::TooManyProposals`]
-/// beyond 2^31 - 1 proposals.
+/// beyond 2^31 - 1 proposals; [`ProposalError::TooManyKeys`] beyond 2^32 - 2 key occurrences.
 ///
 /// # Progress
 ///
@@ -193,6 +194,12 @@ where
     P: Merge + Send,
 {
     check_ids(&proposals)?;
+    check_occurrences(
+        proposals
+            .iter()
+            .map(|proposal| proposal.writes.len() + proposal.reads.len())
+            .sum(),
+    )?;
     let parallel = proposals.len() >= Aggregator::<K, P>::DEFAULT_PARALLEL_THRESHOLD;
     let decided = decide_all(&proposals.iter().collect::<Vec<_>>(), resolution, parallel);
     let losses = &decided.losses;
@@ -286,6 +293,9 @@ type PaddedShard<K, P> = CachePadded<Mutex<Shard<K, P>>>;
 
 struct Shard<K, P> {
     ids: FxHashSet<ProposalId>,
+    /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
+    /// within what one conflict check indexes.
+    occurrences: usize,
     entries: Vec<(u64, Proposal<K, P>)>,
 }
 
@@ -347,6 +357,7 @@ impl<K, P> Aggregator<K, P> {
                 .map(|_| {
                     CachePadded::new(Mutex::new(Shard {
                         ids: FxHashSet::default(),
+                        occurrences: 0,
                         entries: Vec::new(),
                     }))
                 })
@@ -362,7 +373,8 @@ impl<K, P> Aggregator<K, P> {
     ///
     /// [`ProposalError::DuplicateId`] if a proposal with the same id was already submitted (the
     /// proposal is dropped, the first one stays); [`ProposalError::TooManyProposals`] beyond
-    /// 2^31 - 1 proposals.
+    /// 2^31 - 1 proposals; [`ProposalError::TooManyKeys`] when the proposal's shard already holds
+    /// its share (2^32 / shards) of key occurrences.
     ///
     /// # Progress
     ///
@@ -381,20 +393,26 @@ impl<K, P> Aggregator<K, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn submit(&self, proposal: Proposal<K, P>) -> Result<(), ProposalError> {
+        let occurrences = proposal.writes.len() + proposal.reads.len();
+        let budget = MAX_OCCURRENCES / self.shards.len();
         let mut shard = self.shard(proposal.id);
-        if !shard.ids.insert(proposal.id) {
+        if shard.ids.contains(&proposal.id) {
             return Err(ProposalError::DuplicateId(proposal.id));
+        }
+        if occurrences > budget - shard.occurrences {
+            return Err(ProposalError::TooManyKeys { max: budget });
         }
         // Relaxed is enough: the number only orders submissions, and `finish` reads the entries
         // after every submitting thread has released its shard lock (it owns `self`).
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         if sequence >= MAX_PROPOSALS as u64 {
-            shard.ids.remove(&proposal.id);
             return Err(ProposalError::TooManyProposals {
                 count: MAX_PROPOSALS.saturating_add(1),
                 max: MAX_PROPOSALS,
             });
         }
+        shard.ids.insert(proposal.id);
+        shard.occurrences += occurrences;
         shard.entries.push((sequence, proposal));
         Ok(())
     }
@@ -592,7 +610,7 @@ where
     let scan = if parallel {
         scan_parallel(&lists, occurrences)
     } else {
-        scan(lists.iter().copied(), occurrences, |_| true)
+        scan(&lists, occurrences)
     };
     drop(lists);
     let losses = decide(proposals, &scan, resolution);

@@ -191,6 +191,12 @@ pub enum ProposalError {
         /// The most one check accepts.
         max: usize,
     },
+    /// More key occurrences (reads plus writes over all proposals) than one check can index.
+    #[error("too many key occurrences: at most {max} per check")]
+    TooManyKeys {
+        /// The most one check accepts.
+        max: usize,
+    },
 }
 
 #[cfg(test)]
