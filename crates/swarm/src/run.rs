@@ -76,17 +76,6 @@ struct Timing {
 enum StageTask {
     Inline(u32, StageFuture),
     Spawned(u32, JoinHandle<StageOutcome>),
-    Cancelled(u32),
-}
-
-impl StageTask {
-    fn cancel(&mut self) {
-        match self {
-            Self::Inline(stage, _) => *self = Self::Cancelled(*stage),
-            Self::Spawned(_, handle) => handle.abort(),
-            Self::Cancelled(_) => {}
-        }
-    }
 }
 
 impl Drop for StageTask {
@@ -118,7 +107,6 @@ impl Future for StageTask {
                 };
                 (*stage, outcome)
             }),
-            Self::Cancelled(stage) => Poll::Ready((*stage, None)),
         }
     }
 }
@@ -192,7 +180,7 @@ impl Run {
                     self.in_flight -= 1;
                     match outcome {
                         Some(outcome) => self.complete(stage, outcome),
-                        // Only stop() cancels tasks, and it does not poll through here.
+                        // Only `drain` aborts tasks, and it does not poll through here.
                         None => self.cancelled(stage),
                     }
                 }
@@ -367,11 +355,24 @@ impl Run {
     /// waiting for them to end, so no task outlives the run), then skips what never started.
     async fn drain(&mut self, stop: Stop) {
         self.stop = Some(stop);
-        for task in self.running.iter_mut() {
-            task.cancel();
-        }
-        while let Some((stage, outcome)) = self.running.next().await {
+        // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
+        // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
+        let mut aborted = FuturesUnordered::new();
+        for mut task in std::mem::take(&mut self.running) {
             self.in_flight -= 1;
+            match &mut task {
+                StageTask::Inline(stage, _) => {
+                    let stage = *stage;
+                    drop(task);
+                    self.cancelled(stage);
+                }
+                StageTask::Spawned(_, handle) => {
+                    handle.abort();
+                    aborted.push(task);
+                }
+            }
+        }
+        while let Some((stage, outcome)) = aborted.next().await {
             match outcome {
                 // A spawned stage that finished before the abort landed keeps its real outcome.
                 Some(outcome) => self.complete(stage, outcome),

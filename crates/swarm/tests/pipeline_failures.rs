@@ -1,0 +1,441 @@
+//! Failures: retries, timeouts, deadlines, fail-fast, continue-independent, cancellation, panics.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_swarm::{
+    Backoff, CancellationToken, FailurePolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome,
+    SkipReason, StageContext, StageError, StageStatus,
+};
+use support::{noop, LiveGuard};
+
+/// A stage that fails until attempt `succeed_on` (never if 0), counting its calls.
+fn flaky(
+    calls: &Arc<AtomicU32>,
+    succeed_on: u32,
+) -> impl Fn(StageContext) -> std::future::Ready<Result<u32, StageError>> + Send + Sync + 'static {
+    let calls = calls.clone();
+    move |ctx: StageContext| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if succeed_on != 0 && ctx.attempt() >= succeed_on {
+            Ok(ctx.attempt())
+        } else {
+            Err(StageError::msg(format!("attempt {} failed", ctx.attempt())))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_are_honoured_exactly() {
+    for max_attempts in 1..=4u32 {
+        for succeed_on in 0..=5u32 {
+            let calls = Arc::new(AtomicU32::new(0));
+            let pipeline = Pipeline::builder()
+                .stage("flaky", flaky(&calls, succeed_on))
+                .retry(RetryPolicy::attempts(max_attempts))
+                .stage("after", noop)
+                .after(["flaky"])
+                .build()
+                .unwrap();
+            let report = pipeline.run().await;
+            let succeeds = succeed_on != 0 && succeed_on <= max_attempts;
+            let expected_calls = if succeeds { succeed_on } else { max_attempts };
+            assert_eq!(calls.load(Ordering::SeqCst), expected_calls);
+            if succeeds {
+                assert_eq!(
+                    report.status("flaky"),
+                    Some(&StageStatus::Succeeded {
+                        attempts: succeed_on
+                    })
+                );
+                assert_eq!(*report.artifact::<u32>("flaky").unwrap(), succeed_on);
+                assert!(
+                    report.status("after").unwrap().is_success(),
+                    "dependents of a retried success run"
+                );
+            } else {
+                assert_eq!(
+                    report.status("flaky"),
+                    Some(&StageStatus::Failed {
+                        error: StageError::msg(format!("attempt {max_attempts} failed")),
+                        attempts: max_attempts
+                    })
+                );
+                assert!(matches!(
+                    report.status("after"),
+                    Some(StageStatus::Skipped { .. })
+                ));
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_waits_between_attempts() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let backoff = Backoff {
+        initial: Duration::from_secs(1),
+        multiplier: 2.0,
+        max: Duration::from_secs(3),
+        jitter: 0.0,
+    };
+    let pipeline = Pipeline::builder()
+        .stage("flaky", flaky(&calls, 4))
+        .retry(RetryPolicy::attempts(4).with_backoff(backoff))
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let report = pipeline.run().await;
+    assert!(report.is_success());
+    // 1 s + 2 s + 3 s (capped) of virtual time.
+    assert_eq!(start.elapsed(), Duration::from_secs(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_not_retried() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let pipeline = Pipeline::builder()
+        .stage("strict", move |_: StageContext| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(StageError::permanent("bad schema")) }
+        })
+        .retry(RetryPolicy::attempts(5))
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(report.status("strict").unwrap().attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_count_as_attempts_and_explain_the_skip_chain() {
+    let pipeline = Pipeline::builder()
+        .stage("parse", |_: StageContext| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, StageError>(())
+        })
+        .timeout(Duration::from_secs(1))
+        .retry(RetryPolicy::attempts(3).with_backoff(Backoff::fixed(Duration::from_millis(500))))
+        .stage("render", noop)
+        .after(["parse"])
+        .stage("report", noop)
+        .after(["render"])
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let report = pipeline.run().await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(4),
+        "3 timeouts of 1 s and 2 waits of 0.5 s"
+    );
+    assert_eq!(
+        report.status("parse"),
+        Some(&StageStatus::TimedOut { attempts: 3 })
+    );
+    assert_eq!(
+        report.status("render").unwrap().to_string(),
+        "skipped because parse failed: timed out after 3 attempts"
+    );
+    assert_eq!(
+        report.explain("report").unwrap(),
+        "report skipped because render was skipped because parse failed: timed out after 3 attempts"
+    );
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_that_finishes_in_time_is_not_timed_out() {
+    let pipeline = Pipeline::builder()
+        .stage("slowish", |_: StageContext| async {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            Ok::<_, StageError>(())
+        })
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert!(pipeline.run().await.is_success());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cancels_running_stages_and_skips_the_rest() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let tracked = live.clone();
+    let pipeline = Pipeline::builder()
+        .stage("quick", noop)
+        .stage("slow", move |_: StageContext| {
+            let guard = LiveGuard::new(&tracked);
+            async move {
+                let _guard = guard;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, StageError>(())
+            }
+        })
+        .after(["quick"])
+        .stage("last", noop)
+        .after(["slow"])
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let report = pipeline
+        .run_with(RunOptions::default().with_deadline(Duration::from_secs(2)))
+        .await;
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(report.outcome(), RunOutcome::DeadlineExceeded);
+    assert!(report.status("quick").unwrap().is_success());
+    assert_eq!(report.status("slow"), Some(&StageStatus::Cancelled));
+    assert_eq!(
+        report.status("last"),
+        Some(&StageStatus::Skipped {
+            because: SkipReason::DeadlineExceeded
+        })
+    );
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}
+
+/// root -> {bad, good}; bad -> bad_child; good -> good_child; plus a slow independent stage.
+fn branching(slow_live: &Arc<AtomicUsize>) -> Pipeline {
+    let tracked = slow_live.clone();
+    Pipeline::builder()
+        .stage("root", noop)
+        .stage("bad", |_: StageContext| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err::<(), _>(StageError::msg("boom"))
+        })
+        .after(["root"])
+        .stage("bad_child", noop)
+        .after(["bad"])
+        .stage("good", |_: StageContext| async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, StageError>(())
+        })
+        .after(["root"])
+        .stage("good_child", noop)
+        .after(["good"])
+        .stage("slow", move |_: StageContext| {
+            let guard = LiveGuard::new(&tracked);
+            async move {
+                let _guard = guard;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, StageError>(())
+            }
+        })
+        .spawn()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_cancels_running_stages() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let report = branching(&live).run().await;
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+    assert!(matches!(
+        report.status("bad"),
+        Some(StageStatus::Failed { .. })
+    ));
+    assert_eq!(report.status("good"), Some(&StageStatus::Cancelled));
+    assert_eq!(report.status("slow"), Some(&StageStatus::Cancelled));
+    assert_eq!(
+        report.status("bad_child").unwrap().to_string(),
+        "skipped because bad failed: boom (after 1 attempt)"
+    );
+    assert_eq!(
+        report.status("good_child"),
+        Some(&StageStatus::Skipped {
+            because: SkipReason::FailFast {
+                stage: "bad".into()
+            }
+        })
+    );
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "the spawned stage was aborted before the run returned"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn continue_independent_skips_only_dependents() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let report = branching(&live)
+        .run_with(RunOptions::default().with_failure(FailurePolicy::ContinueIndependent))
+        .await;
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+    assert!(matches!(
+        report.status("bad"),
+        Some(StageStatus::Failed { .. })
+    ));
+    assert!(matches!(
+        report.status("bad_child"),
+        Some(StageStatus::Skipped { .. })
+    ));
+    for stage in ["root", "good", "good_child", "slow"] {
+        assert!(report.status(stage).unwrap().is_success(), "{stage}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_mid_run_leaves_no_task_running() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(tokio::sync::Barrier::new(9));
+    let mut builder = Pipeline::builder();
+    for stage in 0..8 {
+        let (live, started) = (live.clone(), started.clone());
+        let stage_builder = builder.stage(support::name(stage), move |_: StageContext| {
+            let guard = LiveGuard::new(&live);
+            let started = started.clone();
+            async move {
+                let _guard = guard;
+                started.wait().await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, StageError>(())
+            }
+        });
+        // Half inline, half on tasks of their own.
+        builder = if stage % 2 == 0 {
+            stage_builder.spawn().into_builder()
+        } else {
+            stage_builder.into_builder()
+        };
+    }
+    let pipeline = builder
+        .stage("after", noop)
+        .after((0..8).map(support::name))
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let pipeline = pipeline.clone();
+        let cancel = cancel.clone();
+        async move {
+            pipeline
+                .run_with(RunOptions::default().with_cancel(cancel))
+                .await
+        }
+    });
+    started.wait().await;
+    assert_eq!(live.load(Ordering::SeqCst), 8);
+    cancel.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    assert_eq!(report.outcome(), RunOutcome::Cancelled);
+    assert_eq!(report.count(|status| *status == StageStatus::Cancelled), 8);
+    assert_eq!(
+        report.status("after"),
+        Some(&StageStatus::Skipped {
+            because: SkipReason::Cancelled
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_run_aborts_spawned_stages() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let tracked = live.clone();
+    let pipeline = Pipeline::builder()
+        .stage("forever", move |_: StageContext| {
+            let guard = LiveGuard::new(&tracked);
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok::<_, StageError>(())
+            }
+        })
+        .spawn()
+        .build()
+        .unwrap();
+    let timed_out = tokio::time::timeout(Duration::from_secs(1), pipeline.run()).await;
+    assert!(timed_out.is_err());
+    // The abort is delivered when the runtime next polls the task.
+    for _ in 0..10 {
+        if live.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn panicking_stages_are_failures() {
+    let pipeline = Pipeline::builder()
+        .stage("in_future", |_: StageContext| async {
+            if true {
+                panic!("kaboom");
+            }
+            Ok::<_, StageError>(())
+        })
+        .retry(RetryPolicy::attempts(2).with_backoff(Backoff::NONE))
+        .stage(
+            "in_call",
+            |_: StageContext| -> std::future::Ready<Result<(), StageError>> {
+                panic!("before the future")
+            },
+        )
+        .stage("spawned", |_: StageContext| async {
+            if true {
+                panic!("{}", String::from("on a task"));
+            }
+            Ok::<_, StageError>(())
+        })
+        .spawn()
+        .stage("fine", noop)
+        .build()
+        .unwrap();
+    let report = pipeline
+        .run_with(RunOptions::default().with_failure(FailurePolicy::ContinueIndependent))
+        .await;
+    assert_eq!(
+        report.status("in_future"),
+        Some(&StageStatus::Failed {
+            error: StageError::Panicked("kaboom".into()),
+            attempts: 2
+        })
+    );
+    assert_eq!(
+        report.status("in_call"),
+        Some(&StageStatus::Failed {
+            error: StageError::Panicked("before the future".into()),
+            attempts: 1
+        })
+    );
+    assert_eq!(
+        report.status("spawned"),
+        Some(&StageStatus::Failed {
+            error: StageError::Panicked("on a task".into()),
+            attempts: 1
+        })
+    );
+    assert!(report.status("fine").unwrap().is_success());
+}
+
+#[tokio::test]
+async fn a_failure_at_the_root_of_a_long_chain_skips_it_without_quadratic_work() {
+    let mut builder = Pipeline::builder()
+        .stage("s0", |_: StageContext| async {
+            Err::<(), _>(StageError::msg("root failed"))
+        })
+        .into_builder();
+    for stage in 1..10_000 {
+        builder = support::add(
+            builder,
+            &support::name(stage),
+            &[support::name(stage - 1)],
+            noop,
+        );
+    }
+    let report = builder.build().unwrap().run().await;
+    assert_eq!(
+        report.count(|status| matches!(status, StageStatus::Skipped { .. })),
+        9_999
+    );
+    assert!(report
+        .explain("s9999")
+        .unwrap()
+        .ends_with("s0 failed: root failed (after 1 attempt)"));
+}
