@@ -6,6 +6,34 @@
 //!   anti-starvation.
 //! - [`Proposal`], [`detect_conflicts`] and [`ConflictReport`]: hash-based conflict detection.
 //! - [`Merge`] and [`Aggregator`]: concurrent aggregation of proposals.
+//!
+//! Every type documents its progress guarantee (wait-free, lock-free or blocking) under `# Progress`.
+//! The lock-free code takes its atomics through a private shim so that the same code runs under
+//! [loom](https://docs.rs/loom): `RUSTFLAGS="--cfg loom" cargo test -p hivekit-lockfree --release --test loom`.
+//!
+//! # Examples
+//!
+//! Shared state read without locks and written optimistically, and work ordered by hints:
+//!
+//! ```
+//! use hivekit_lockfree::{Priority, PriorityScheduler, SchedulingHint, SnapshotCell};
+//!
+//! let memory = SnapshotCell::new(vec![String::from("scout")]);
+//! let scheduler = PriorityScheduler::new();
+//! scheduler.push(SchedulingHint::with_priority(Priority::Low), "tidy up").ok();
+//! scheduler.push(SchedulingHint::with_priority(Priority::High), "recruit").ok();
+//!
+//! while let Some(task) = scheduler.pop() {
+//!     let seen = memory.load();
+//!     let mut next = seen.to_vec();
+//!     next.push(task.to_string());
+//!     // Succeeds only if nobody wrote since `seen` was taken.
+//!     memory.commit(seen.stage(next))?;
+//! }
+//! assert_eq!(memory.read(|agents, version| (agents.len(), version)), (3, 2));
+//! assert_eq!(memory.load()[1], "recruit"); // the high-priority task ran first
+//! # Ok::<(), hivekit_lockfree::CommitError<Vec<String>>>(())
+//! ```
 
 mod hint;
 // snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
