@@ -88,8 +88,8 @@ fn direction(ratio: f64) -> &'static str {
     }
 }
 
-/// The cell text: `hivekit 3.2x faster` on a peer row, `vs arc-swap 3.2x, vs mutex 0.80x (slower)`
-/// on a hivekit row, empty when alone.
+/// The cell text: `hivekit 3.2x faster` on a peer row, `vs arc-swap 3.2x, mutex 0.80x` on a hivekit
+/// row (the same ratio, kept compact because a group may have many peers), empty when alone.
 pub(crate) fn format_ratio_cell(cell: &RatioCell) -> String {
     match cell {
         RatioCell::Alone => String::new(),
@@ -99,14 +99,13 @@ pub(crate) fn format_ratio_cell(cell: &RatioCell) -> String {
             format_ratio(peer.ratio),
             direction(peer.ratio)
         ),
-        RatioCell::Ours(peers) => peers
-            .iter()
-            .map(|peer| {
-                let slower = if peer.ratio < 1.0 { " (slower)" } else { "" };
-                format!("vs {} {}{slower}", peer.other, format_ratio(peer.ratio))
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        RatioCell::Ours(peers) => {
+            let ratios: Vec<String> = peers
+                .iter()
+                .map(|peer| format!("{} {}", peer.other, format_ratio(peer.ratio)))
+                .collect();
+            format!("vs {}", ratios.join(", "))
+        }
     }
 }
 
@@ -134,7 +133,7 @@ mod tests {
         assert_eq!(format_ratio_cell(&cells[2]), "hivekit 0.80x (slower)");
         assert_eq!(
             format_ratio_cell(&cells[0]),
-            "vs arc-swap 3.2x, vs rwlock 0.80x (slower)"
+            "vs arc-swap 3.2x, rwlock 0.80x"
         );
     }
 

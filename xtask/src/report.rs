@@ -105,28 +105,37 @@ impl<'a> Report<'a> {
             .collect()
     }
 
-    fn any_extra(&self, name: &str) -> bool {
-        self.results.iter().any(|r| r.extras.contains_key(name))
+    /// The columns worth showing for the whole run: empty ones (no throughput, no allocations, no
+    /// baseline) are left out.
+    pub(crate) fn columns(&self) -> Vec<Column> {
+        let all: Vec<usize> = (0..self.results.len()).collect();
+        self.columns_for(&all)
     }
 
-    /// The columns worth showing: empty ones (no throughput, no allocations, no baseline) are left out.
-    pub(crate) fn columns(&self) -> Vec<Column> {
+    /// The columns worth showing for some rows (one group's table in markdown).
+    pub(crate) fn columns_for(&self, rows: &[usize]) -> Vec<Column> {
+        let any = |test: &dyn Fn(usize) -> bool| rows.iter().any(|&index| test(index));
+        let extra = |name: &'static str| move |i: usize| self.results[i].extras.contains_key(name);
         let mut columns = vec![
             Column::Function,
             Column::Parameter,
             Column::Median,
             Column::Interval,
         ];
-        if self.results.iter().any(|r| r.throughput.is_some()) {
+        if any(&|i| self.results[i].throughput.is_some()) {
             columns.push(Column::Throughput);
         }
-        if self.ratios.iter().any(|cell| *cell != RatioCell::Alone) {
+        if any(&|i| {
+            self.ratios
+                .get(i)
+                .is_some_and(|cell| *cell != RatioCell::Alone)
+        }) {
             columns.push(Column::VsPeers);
         }
-        if self.any_extra("allocs_per_op") {
+        if any(&extra("allocs_per_op")) {
             columns.push(Column::Allocs);
         }
-        if self.any_extra("bytes_per_op") {
+        if any(&extra("bytes_per_op")) {
             columns.push(Column::Bytes);
         }
         if self.comparisons.is_some() {
@@ -251,6 +260,16 @@ mod tests {
         assert_eq!(report.cell(0, Column::Throughput), "500 Melem/s");
         assert_eq!(report.cell(2, Column::VsPeers), "hivekit 3.0x faster");
         assert_eq!(report.cell(1, Column::Allocs), "");
+        // The runtime group alone has neither throughput, peers nor allocations.
+        assert_eq!(
+            report.columns_for(&[1]),
+            [
+                Column::Function,
+                Column::Parameter,
+                Column::Median,
+                Column::Interval
+            ]
+        );
     }
 
     #[test]

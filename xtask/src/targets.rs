@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::XtaskError;
 use crate::results::BenchResult;
-use crate::units::{format_count, format_ns, format_ratio};
+use crate::units::{format_count, format_ns};
 
 /// One performance target.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -166,6 +166,11 @@ fn find_peer<'a>(
     }
 }
 
+/// Ratios next to a limit get two decimals, so `1.04x` against `1.1x` is not shown as `1.0x`.
+fn precise_ratio(ratio: f64) -> String {
+    format!("{ratio:.2}x")
+}
+
 fn status(ok: bool) -> Status {
     if ok {
         Status::Met
@@ -191,15 +196,20 @@ fn evaluate_check(check: &Check, results: &[BenchResult]) -> (Status, String) {
             if ours.median_ns <= 0.0 || theirs.median_ns <= 0.0 {
                 return (Status::NotMeasured, "a median is zero".to_owned());
             }
+            // A peer named by full id may be another hivekit row (2 threads vs 1): show its id.
+            let peer_label = if peer.contains('/') {
+                theirs.id.as_str()
+            } else {
+                theirs.function.as_str()
+            };
             if matches!(check, Check::FasterThan { .. }) {
                 let speedup = theirs.median_ns / ours.median_ns;
                 (
                     status(speedup >= *factor),
                     format!(
-                        "{} faster than {} (needs >= {})",
-                        format_ratio(speedup),
-                        theirs.function,
-                        format_ratio(*factor)
+                        "{} faster than {peer_label} (needs >= {})",
+                        precise_ratio(speedup),
+                        precise_ratio(*factor)
                     ),
                 )
             } else {
@@ -207,10 +217,9 @@ fn evaluate_check(check: &Check, results: &[BenchResult]) -> (Status, String) {
                 (
                     status(slowdown <= *factor),
                     format!(
-                        "{} the time of {} (needs <= {})",
-                        format_ratio(slowdown),
-                        theirs.function,
-                        format_ratio(*factor)
+                        "{} the time of {peer_label} (needs <= {})",
+                        precise_ratio(slowdown),
+                        precise_ratio(*factor)
                     ),
                 )
             }
@@ -331,11 +340,11 @@ mod tests {
         );
         assert_eq!(
             outcomes[0].measured,
-            "3.2x faster than arc-swap (needs >= 3.0x)"
+            "3.20x faster than arc-swap (needs >= 3.00x)"
         );
         assert_eq!(
             outcomes[1].measured,
-            "2.0x the time of arc-swap (needs <= 1.5x)"
+            "2.00x the time of snapshot_writes/arc-swap/1w (needs <= 1.50x)"
         );
         assert_eq!(outcomes[2].measured, "60.0 ns (needs <= 50.0 ns)");
         assert_eq!(outcomes[3].measured, "allocs_per_op 0 (needs <= 0)");
