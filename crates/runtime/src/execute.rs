@@ -34,7 +34,10 @@ use crate::{try_handle, RuntimeError};
 /// The first call on a plain thread enters the global runtime's context on that thread and leaves
 /// it entered (like a thread the runtime started itself): later calls skip the context switch,
 /// which would otherwise cost two shared atomic writes per call. `tokio::runtime::Handle::current()`
-/// on that thread then returns the global runtime.
+/// on that thread then returns the global runtime. Should such a thread later enter another
+/// runtime's context (its own `Runtime::block_on`, `Handle::enter`), the first poll runs in that
+/// context, since telling contexts apart would cost the fast path its speed; later polls run in
+/// the global runtime's `block_on`.
 ///
 /// A panic inside the future propagates to the caller with its original payload; the runtime is
 /// unaffected.

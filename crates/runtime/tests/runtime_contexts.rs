@@ -76,6 +76,16 @@ fn nested_execute_inside_execute() {
 }
 
 #[test]
+fn nested_execute_while_the_outer_one_blocks() {
+    // The outer future is pending first, so the inner calls run inside the outer `block_on`.
+    let output = execute(async {
+        pending_once(()).await;
+        execute(pending_once(5)) + execute(async { 1 })
+    });
+    assert_eq!(output, 6);
+}
+
+#[test]
 fn inside_a_multi_thread_runtime_block_on() {
     let runtime = Builder::new_multi_thread()
         .worker_threads(1)
