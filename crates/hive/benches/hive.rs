@@ -500,18 +500,24 @@ fn memory_overhead(c: &mut Criterion) {
             stats.record(key.clone());
             record_extra(&key, "bytes_per_agent", stats.bytes_per_op / agents as f64);
         };
-        per_agent(
-            "hivekit",
-            AllocationStats::measure(10, || spawn_hive(&specs)),
-        );
-        per_agent(
-            "baseline",
-            AllocationStats::measure(10, || spawn_actor_agents(&specs)),
-        );
+        let mut recorded = false;
         group.bench_with_input(BenchmarkId::new("hivekit", agents), &agents, |b, _| {
+            if !std::mem::replace(&mut recorded, true) {
+                per_agent(
+                    "hivekit",
+                    AllocationStats::measure(10, || spawn_hive(&specs)),
+                );
+            }
             b.iter_batched(|| (), |()| spawn_hive(&specs), BatchSize::PerIteration)
         });
+        let mut recorded = false;
         group.bench_with_input(BenchmarkId::new("baseline", agents), &agents, |b, _| {
+            if !std::mem::replace(&mut recorded, true) {
+                per_agent(
+                    "baseline",
+                    AllocationStats::measure(10, || spawn_actor_agents(&specs)),
+                );
+            }
             b.iter_batched(
                 || (),
                 |()| spawn_actor_agents(&specs),

@@ -373,7 +373,12 @@ async fn propose_all<S: State>(
         RuntimeFlavor::CurrentThread => 1,
         _ => handle.metrics().num_workers().max(1),
     };
-    let chunks = (members.len() / LIGHT_AGENTS_PER_CHUNK).clamp(1, workers);
+    // Never more chunks than calls allowed in flight, so the chunks' bounds add up to at most
+    // `max_in_flight`.
+    let chunks = (members.len() / LIGHT_AGENTS_PER_CHUNK)
+        .min(workers)
+        .min(config.max_in_flight)
+        .max(1);
     if chunks == 1 {
         return run_calls(members.len(), config.max_in_flight, |index| {
             propose_call(&members[index], view, timeout)

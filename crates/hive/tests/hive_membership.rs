@@ -189,3 +189,48 @@ async fn a_round_overtaken_by_another_rebases_its_changes() {
     assert_eq!(memory.log, [ProposalId(1), ProposalId(0)]);
     assert_eq!(hive.stats().rebases, 1);
 }
+
+/// Counts how many of its kind are inside `propose` at once.
+struct Gauge {
+    id: u64,
+    current: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl hivekit_hive::Agent<Ledger> for Gauge {
+    async fn propose(
+        &self,
+        _: &hivekit_hive::Snapshot<Ledger>,
+    ) -> Result<Option<support::LedgerProposal>, hivekit_hive::AgentError> {
+        let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        self.current.fetch_sub(1, Ordering::SeqCst);
+        Ok(Some(support::add(self.id, self.id, 1)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_holds_when_a_large_hive_is_split_over_workers() {
+    for bound in [1, 4, 64] {
+        let hive = Hive::builder(Ledger::default())
+            .max_in_flight(bound)
+            .build()
+            .unwrap();
+        let (current, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        hive.spawn_many(2_000, |index| Gauge {
+            id: index as u64,
+            current: Arc::clone(&current),
+            peak: Arc::clone(&peak),
+        });
+        let decision = hive.decide().await.unwrap();
+        assert_eq!(decision.accepted.len(), 2_000);
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            peak <= bound,
+            "{peak} calls in flight with a bound of {bound}"
+        );
+    }
+}

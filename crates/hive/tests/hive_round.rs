@@ -658,3 +658,20 @@ async fn heavy_agents_run_in_parallel_on_the_workers() {
     // Both proposed, so both were blocked at the same time on different threads.
     assert_eq!(decision.accepted.len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn weightless_voters_cannot_make_a_quorum() {
+    let hive = hive();
+    hive.spawn_weighted(Writer::new(1, 7), 0.0).unwrap();
+    hive.spawn_weighted(Writer::new(2, 7), 0.0).unwrap();
+    let decision = hive.decide().await.unwrap();
+    assert!(decision.accepted.is_empty());
+    assert_eq!(
+        decision.rejection(ProposalId(1)),
+        Some(&RejectReason::NoQuorum)
+    );
+    assert_eq!(
+        decision.rejection(ProposalId(2)),
+        Some(&RejectReason::NoQuorum)
+    );
+}
