@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use regex::Regex;
 
 use crate::args::BenchArgs;
 use crate::baseline::Baseline;
-use crate::criterion::{collect_results, parse_list, ProgressParser};
+use crate::criterion::{collect_results, parse_list, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
 use crate::machine::RunInfo;
@@ -223,18 +223,33 @@ fn run_suite(
         "[{}/{} {} {}]",
         position.0, position.1, suite.krate, suite.bench
     );
+    // On a terminal the running benchmark is shown until its result replaces it; in a log (CI) only
+    // finished benchmarks are printed, one line each.
+    let terminal = std::io::stdout().is_terminal();
     let mut parser = ProgressParser::default();
     let mut titles = Vec::new();
     let mut output = Vec::new();
     let status = run_captured(&mut command, &description, |stream, line| {
-        if stream == Stream::Stdout {
-            if let Some(done) = parser.feed(line) {
-                println!("{prefix} {}  {}", done.title, format_ns(done.typical_ns));
-                // Progress must show while the suite runs, not when it ends.
-                let _ = std::io::stdout().flush();
-                titles.push(done.title);
+        match stream {
+            Stream::Stdout => {
+                if let Some(done) = parser.feed(line) {
+                    let clear = if terminal { "\r\x1b[2K" } else { "" };
+                    println!(
+                        "{clear}{prefix} {}  {}",
+                        done.title,
+                        format_ns(done.typical_ns)
+                    );
+                    titles.push(done.title);
+                }
+            }
+            Stream::Stderr => {
+                if let Some(title) = started(line).filter(|_| terminal) {
+                    print!("\r\x1b[2K{prefix} {title} ...");
+                }
             }
         }
+        // Progress must show while the suite runs, not when it ends.
+        let _ = std::io::stdout().flush();
         output.push(line.to_owned());
     })?;
     if !status.success() {

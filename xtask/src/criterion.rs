@@ -161,6 +161,21 @@ impl ProgressParser {
     }
 }
 
+/// The benchmark a stderr line `Benchmarking <title>` starts (not its later phase lines such as
+/// `Benchmarking <title>: Warming up for 1.0000 s`).
+pub(crate) fn started(line: &str) -> Option<&str> {
+    const PHASES: [&str; 5] = [
+        ": Warming up for ",
+        ": Collecting ",
+        ": Analyzing",
+        ": Profiling for ",
+        ": Complete (Analysis Disabled)",
+    ];
+    let title = line.strip_prefix("Benchmarking ")?.trim_end();
+    let is_phase = PHASES.iter().any(|phase| title.contains(phase));
+    (!is_phase && !title.is_empty()).then_some(title)
+}
+
 /// Splits `<prefix> time:   [1.0 ns 2.0 ns 3.0 ns]` into the prefix and the middle time in ns.
 fn parse_time_line(line: &str) -> Option<(&str, f64)> {
     let (prefix, rest) = line.split_once("time:")?;
@@ -378,6 +393,26 @@ odd name/with:stuff/hivekit
         let expected_ns = [3.0141, 628.69, 0.98659];
         for (done, expected) in completed.iter().zip(expected_ns) {
             assert!((done.typical_ns - expected).abs() < 1e-9, "{done:?}");
+        }
+    }
+
+    #[test]
+    fn start_lines_without_phases() {
+        assert_eq!(
+            started("Benchmarking vec_sum/hivekit/10"),
+            Some("vec_sum/hivekit/10")
+        );
+        assert_eq!(
+            started("Benchmarking odd name/with:stuff/hivekit"),
+            Some("odd name/with:stuff/hivekit")
+        );
+        for phase in [
+            "Benchmarking vec_sum/hivekit/10: Warming up for 50.000 ms",
+            "Benchmarking vec_sum/hivekit/10: Collecting 10 samples in estimated 100.00 ms (29M iterations)",
+            "Benchmarking vec_sum/hivekit/10: Analyzing",
+            "     Running benches/sums.rs (/w/target/release/deps/sums-5ce3e55396eb7a88)",
+        ] {
+            assert_eq!(started(phase), None, "{phase}");
         }
     }
 
