@@ -309,9 +309,18 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         }
     }
 
-    // A title seen twice (two suites with the same group) would be ambiguous: keep the first.
+    // A title seen twice (two suites with the same group) is ambiguous, since criterion keeps one
+    // directory per id: the first is kept and the clash is reported.
     let mut seen = HashSet::new();
-    ran.retain(|(title, _)| seen.insert(title.clone()));
+    ran.retain(|(title, krate)| {
+        let first = seen.insert(title.clone());
+        if !first {
+            eprintln!(
+                "warning: `{title}` ran again in {krate}; group names must be unique across the workspace"
+            );
+        }
+        first
+    });
     let (mut results, missing) = collect_results(&workspace.criterion_home(), &ran)?;
     for title in &missing {
         eprintln!("warning: `{title}` ran but criterion left no results for it");
@@ -336,6 +345,14 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             if baseline.quick { ", quick mode" } else { "" },
             args.threshold_pct
         );
+        if baseline.quick != args.quick {
+            let mode = |quick: bool| if quick { "quick" } else { "full" };
+            eprintln!(
+                "warning: comparing a {} run with a {} baseline; the modes measure differently",
+                mode(args.quick),
+                mode(baseline.quick)
+            );
+        }
     }
     println!();
     print!("{}", format_summary(&outcomes));
