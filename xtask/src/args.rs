@@ -198,7 +198,7 @@ fn parse_bench(args: &[String]) -> Result<BenchArgs, UsageError> {
             "--manifest-path" => {
                 parsed.manifest_path = Some(PathBuf::from(cursor.value(flag, inline)?));
             }
-            other => return Err(UsageError::UnknownFlag(other.to_owned())),
+            other => return Err(unknown(other)),
         }
     }
     if parsed.fail_on_regression && parsed.baseline.is_none() {
@@ -215,10 +215,19 @@ fn parse_ci(args: &[String]) -> Result<CiArgs, UsageError> {
             "--manifest-path" => {
                 parsed.manifest_path = Some(PathBuf::from(cursor.value(flag, inline)?));
             }
-            other => return Err(UsageError::UnknownFlag(other.to_owned())),
+            other => return Err(unknown(other)),
         }
     }
     Ok(parsed)
+}
+
+/// An unknown flag, or a bare word where a flag was expected.
+fn unknown(arg: &str) -> UsageError {
+    if arg.starts_with('-') {
+        UsageError::UnknownFlag(arg.to_owned())
+    } else {
+        UsageError::UnexpectedArgument(arg.to_owned())
+    }
 }
 
 /// A baseline name becomes a file name, so it may not contain path separators or start with a dot.
@@ -328,6 +337,10 @@ mod tests {
         assert_eq!(
             parse_str("bench --fast"),
             Err(UsageError::UnknownFlag("--fast".into()))
+        );
+        assert_eq!(
+            parse_str("bench snapshot"),
+            Err(UsageError::UnexpectedArgument("snapshot".into()))
         );
         assert_eq!(
             parse_str("bench --quick=yes"),

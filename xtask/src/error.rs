@@ -11,6 +11,9 @@ pub(crate) enum UsageError {
     /// A flag the command does not know.
     #[error("unknown option `{0}`")]
     UnknownFlag(String),
+    /// A word where an option was expected (`cargo xtask bench snapshot`).
+    #[error("unexpected argument `{0}`; options start with `--` (a filter is `--filter REGEX`)")]
+    UnexpectedArgument(String),
     /// A flag that needs a value got none.
     #[error("option `{0}` needs a value")]
     MissingValue(String),
