@@ -579,17 +579,17 @@ async fn vote_all<S: State>(
         .collect();
 
     let timeout = config.agent_timeout;
-    let total = groups.len() * voters.len();
     let mut pending = FuturesUnordered::new();
     let mut in_flight = 0;
-    let mut next = 0;
     {
-        let record = |slot: usize,
+        // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
+        // freed.
+        let record = |group: usize,
+                      voter: usize,
                       result: CallResult<Vote>,
                       state: &mut [GroupVote],
                       failures: &mut Vec<AgentFailure>|
          -> usize {
-            let (group, voter) = (slot / voters.len(), slot % voters.len());
             let entry = &mut state[group];
             let Some(ballot) = entry.ballot.as_mut() else {
                 return 0;
@@ -623,43 +623,49 @@ async fn vote_all<S: State>(
             }
             0
         };
+        // Voters are asked group by group, so that early ballots settle while later ones start.
+        let (mut next_group, mut next_voter) = (0, 0);
         poll_fn(|cx| loop {
-            while next < total && in_flight < config.max_in_flight {
-                let slot = next;
-                next += 1;
-                let (group, voter) = (slot / voters.len(), slot % voters.len());
-                if state[group].settled {
+            while next_group < groups.len() && in_flight < config.max_in_flight {
+                let (group, voter) = (next_group, next_voter);
+                if state[group].settled || voters.is_empty() {
+                    (next_group, next_voter) = (group + 1, 0);
                     continue;
+                }
+                next_voter += 1;
+                if next_voter == voters.len() {
+                    (next_group, next_voter) = (group + 1, 0);
                 }
                 state[group].asked += 1;
                 let mut call = vote_call(voters[voter], view, &contests[group], timeout);
                 match Pin::new(&mut call).poll(cx) {
                     Poll::Ready(result) => {
-                        record(slot, result, &mut state, failures);
+                        in_flight -= record(group, voter, result, &mut state, failures);
                     }
                     Poll::Pending => {
                         state[group].in_flight += 1;
                         in_flight += 1;
                         pending.push(Tagged {
                             call,
-                            slot,
+                            slot: group * voters.len() + voter,
                             cancelled: Some(&cancelled[group]),
                         });
                     }
                 }
             }
+            let all_asked = next_group >= groups.len();
             match pending.poll_next_unpin(cx) {
                 Poll::Ready(Some((slot, Some(result)))) => {
-                    let group = slot / voters.len();
+                    let (group, voter) = (slot / voters.len(), slot % voters.len());
                     state[group].in_flight -= 1;
                     in_flight -= 1;
-                    in_flight -= record(slot, result, &mut state, failures);
+                    in_flight -= record(group, voter, result, &mut state, failures);
                 }
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}
-                Poll::Ready(None) if next >= total => return Poll::Ready(()),
+                Poll::Ready(None) if all_asked => return Poll::Ready(()),
                 Poll::Ready(None) => {}
-                Poll::Pending if in_flight == 0 && next >= total => return Poll::Ready(()),
+                Poll::Pending if in_flight == 0 && all_asked => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
         })

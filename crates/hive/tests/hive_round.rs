@@ -675,3 +675,31 @@ async fn weightless_voters_cannot_make_a_quorum() {
         Some(&RejectReason::NoQuorum)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn voters_still_running_are_cancelled_when_later_votes_settle_the_ballot() {
+    // Regression: the hanging voters are asked first, so the ballot settles on votes that answer
+    // at once while the hanging calls are in flight; the round must not wait for them.
+    let hive = hive_with(ConsensusPolicy::majority());
+    let (proposals, votes) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+    for _ in 0..3 {
+        hive.spawn(
+            Writer::silent()
+                .voting(Behaviour::Never)
+                .counting(&proposals, &votes),
+        );
+    }
+    hive.spawn(Writer::new(1, 7).choosing(Choice::For(1)));
+    hive.spawn(Writer::new(2, 7).choosing(Choice::For(1)));
+    for _ in 0..5 {
+        hive.spawn(Writer::silent().choosing(Choice::For(1)));
+    }
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.accepted, [ProposalId(1)]);
+    assert_eq!(decision.elapsed, Duration::ZERO);
+    // Six of ten settle it: the three hanging calls and the tenth voter are not waited for.
+    assert_eq!(decision.ballots[0].votes, 6);
+    assert_eq!(decision.ballots[0].cancelled, 4);
+    assert!(decision.failures.is_empty());
+    assert_eq!(votes.load(Ordering::SeqCst), 0);
+}
