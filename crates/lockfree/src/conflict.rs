@@ -596,7 +596,11 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             }
             if entry & TAG == tag {
                 let slot = (entry as u32 - 1) as usize;
-                if self.keys[slot] == key {
+                // `black_box` hides that `key` is dereferenceable: otherwise the compiler hoists
+                // the load of the key to the first occupied probe, and since the key lives in the
+                // caller's (cold) proposal memory that costs a cache miss on most probes instead
+                // of only on tag matches, which are almost always real matches.
+                if *self.keys[slot] == *std::hint::black_box(key) {
                     self.touch_again(slot, index, writer);
                     return;
                 }
