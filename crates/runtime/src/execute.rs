@@ -39,8 +39,9 @@ use crate::{try_handle, RuntimeError};
 /// context, since telling contexts apart would cost the fast path its speed; later polls run in
 /// the global runtime's `block_on`.
 ///
-/// A panic inside the future propagates to the caller with its original payload; the runtime is
-/// unaffected.
+/// The future is polled on the calling thread only, so it need not be `Send` (an `Rc` or a
+/// `RefCell` borrow may live across its awaits). A panic inside it propagates to the caller with
+/// its original payload; the runtime is unaffected.
 ///
 /// # Panics
 ///

@@ -70,6 +70,18 @@ fn the_same_future_is_polled_across_the_fast_and_slow_path() {
 }
 
 #[test]
+fn futures_that_are_not_send_are_fine() {
+    let shared = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let inside = std::rc::Rc::clone(&shared);
+    execute(async move {
+        inside.borrow_mut().push(1);
+        tokio::task::yield_now().await;
+        inside.borrow_mut().push(2);
+    });
+    assert_eq!(*shared.borrow(), [1, 2]);
+}
+
+#[test]
 fn nested_execute_inside_execute() {
     let output = execute(async { execute(async { 3 }) + execute(pending_once(4)) });
     assert_eq!(output, 7);
