@@ -3,7 +3,8 @@
 //! `priority_scheduling`: one push followed by one pop (a pair) at a steady depth of `10`, `1k` and
 //! `100k` items on one thread, and the same pair on 2 and 4 threads at once sharing one queue kept
 //! at depth 1k (`mpmc-2t`, `mpmc-4t`). `hivekit` orders by the full 48-value sort key, FIFO within a
-//! key, with anti-starvation on (`max_bypass: Some(8)`). Peers: `binaryheap` (std `BinaryHeap` in a
+//! key, with anti-starvation on (`max_bypass: Some(8)`); `hivekit-strict` is the same without
+//! anti-starvation, to show what fairness costs. Peers: `binaryheap` (std `BinaryHeap` in a
 //! `RefCell`, one thread only), `mutex-binaryheap` (`parking_lot::Mutex<BinaryHeap>`),
 //! `segqueue-4-lanes` (four bare crossbeam `SegQueue`s, one per priority: no finer key, no FIFO
 //! guarantee across lanes, no bitmap, no counts), `crossbeam-skiplist` (`SkipMap` keyed by
@@ -74,10 +75,10 @@ trait Queue {
 struct Hivekit(PriorityScheduler<u64>);
 
 impl Hivekit {
-    fn new() -> Self {
+    fn new(max_bypass: Option<u32>) -> Self {
         let config = SchedulerConfig {
             capacity: None,
-            max_bypass: Some(8),
+            max_bypass,
         };
         match PriorityScheduler::with_config(config) {
             Ok(scheduler) => Self(scheduler),
@@ -202,7 +203,8 @@ impl<T: Queue + Sync> SyncQueue for T {}
 /// Fresh, empty instances of every queue that can be shared between threads.
 fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
     vec![
-        ("hivekit", Box::new(Hivekit::new())),
+        ("hivekit", Box::new(Hivekit::new(Some(8)))),
+        ("hivekit-strict", Box::new(Hivekit::new(None))),
         ("mutex-binaryheap", Box::<MutexBinaryHeap>::default()),
         ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
         ("crossbeam-skiplist", Box::<SkipList>::default()),
@@ -276,7 +278,7 @@ fn scheduler_queue_depth(c: &mut Criterion) {
         &[0, 100, 10_000, 100_000, 1_000_000],
     );
     for &depth in depths {
-        let hivekit = Hivekit::new();
+        let hivekit = Hivekit::new(Some(8));
         prefill(&hivekit, &hints, depth);
         let mut round = 0_u64;
         group.bench_function(BenchmarkId::new("hivekit", depth), |b| {

@@ -155,8 +155,8 @@ struct Aging {
 /// a bounded `push` adds a compare-and-swap loop on the item count). [`len`](Self::len),
 /// [`is_empty`](Self::is_empty) and [`depth_by_priority`](Self::depth_by_priority) are O(1) whatever
 /// the number of items and exact when no push or pop is in flight: a bounded scheduler keeps an item
-/// count (it needs one to enforce the capacity); an unbounded one sums its 48 lane lengths instead,
-/// so that its push and pop share no counter.
+/// count (it needs one to enforce the capacity); an unbounded one sums the lengths of its non-empty
+/// lanes (at most 48) instead, so that its push and pop share no counter.
 ///
 /// # Examples
 ///
@@ -418,12 +418,12 @@ impl<T> PriorityScheduler<T> {
     ///
     /// # Progress
     ///
-    /// Wait-free when bounded (one counter), lock-free when unbounded (48 lane lengths).
+    /// Wait-free when bounded (one counter), lock-free when unbounded (at most 48 lane lengths).
     pub fn len(&self) -> usize {
         if self.is_bounded() {
             self.len.load(Ordering::Relaxed)
         } else {
-            self.lanes.iter().map(Lane::len).sum()
+            self.marked_lanes().map(|(_, lane)| lane.len()).sum()
         }
     }
 
@@ -436,12 +436,26 @@ impl<T> PriorityScheduler<T> {
         if self.is_bounded() {
             self.len.load(Ordering::Relaxed) == 0
         } else {
-            self.lanes.iter().all(Lane::is_empty)
+            self.marked_lanes().all(|(_, lane)| lane.is_empty())
         }
     }
 
-    /// The number of queued items per priority, indexed by [`Priority::index`] (`Low` first): 48
-    /// lane lengths summed, exact when no push or pop is in flight.
+    /// The lanes whose bit is set, with their keys. When no push or pop is in flight, every lane
+    /// holding an item is among them (see the module docs), so counting these lanes is exact then.
+    fn marked_lanes(&self) -> impl Iterator<Item = (usize, &Lane<T>)> {
+        let mut bits = self.nonempty.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let key = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some((key, &self.lanes[key]))
+        })
+    }
+
+    /// The number of queued items per priority, indexed by [`Priority::index`] (`Low` first): the
+    /// lengths of the (at most 48) non-empty lanes summed, exact when no push or pop is in flight.
     ///
     /// # Progress
     ///
@@ -458,8 +472,8 @@ impl<T> PriorityScheduler<T> {
     /// ```
     pub fn depth_by_priority(&self) -> [usize; 4] {
         let mut depth = [0; 4];
-        for (priority, lanes) in self.lanes.chunks_exact(KEYS_PER_PRIORITY).enumerate() {
-            depth[priority] = lanes.iter().map(Lane::len).sum();
+        for (key, lane) in self.marked_lanes() {
+            depth[key / KEYS_PER_PRIORITY] += lane.len();
         }
         depth
     }
