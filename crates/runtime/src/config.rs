@@ -3,7 +3,15 @@
 use crate::RuntimeError;
 
 /// The environment variable that overrides the number of worker threads of a multi-thread global
-/// runtime: a positive integer, read once when the runtime is built.
+/// runtime: a positive integer, read once when the runtime is built. It takes precedence over
+/// [`RuntimeConfig::worker_threads`]; any other value is [`RuntimeError::InvalidWorkerThreadsEnv`].
+///
+/// # Examples
+///
+/// ```
+/// // HIVEKIT_WORKER_THREADS=4 ./my-app
+/// assert_eq!(hivekit_runtime::WORKER_THREADS_ENV, "HIVEKIT_WORKER_THREADS");
+/// ```
 pub const WORKER_THREADS_ENV: &str = "HIVEKIT_WORKER_THREADS";
 
 /// Which tokio scheduler the global runtime uses.
