@@ -287,8 +287,8 @@ static PROBE_WAKER: LazyLock<Waker> = LazyLock::new(|| Waker::from(Arc::new(Prob
 /// tokio has no public query for this. `yield_now` reveals it: its first poll hands the waker to
 /// the running scheduler's defer list, or, outside one (plain threads, `spawn_blocking` threads,
 /// a worker inside `block_in_place`), wakes it immediately, as its source documents. The probe
-/// reads only thread-locals. Should a future tokio change that behaviour, `runtime_contexts.rs`
-/// tests every context and fails.
+/// reads only thread-locals. Should a future tokio change that behaviour, the unit test below and
+/// `runtime_contexts.rs` fail.
 fn drives_scheduler() -> bool {
     let _ = PROBE_WOKEN.try_with(|woken| woken.set(false));
     let mut context = Context::from_waker(&PROBE_WAKER);
@@ -296,4 +296,61 @@ fn drives_scheduler() -> bool {
     // The first poll of `yield_now` is always `Pending`; what matters is whether it woke us.
     let _ = yielded.poll(&mut context);
     !PROBE_WOKEN.try_with(Cell::get).unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::Builder;
+
+    use super::drives_scheduler;
+
+    /// The probe relies on how `tokio::task::yield_now` treats its waker; pin that down per context
+    /// so a tokio upgrade that changes it fails here, by name.
+    #[test]
+    fn probe_tells_scheduler_threads_from_blocking_ones() {
+        assert!(!drives_scheduler(), "plain thread");
+
+        let current = Builder::new_current_thread().build().unwrap();
+        assert!(
+            current.block_on(async { drives_scheduler() }),
+            "current-thread block_on"
+        );
+        assert!(
+            current.block_on(async { tokio::spawn(async { drives_scheduler() }).await.unwrap() }),
+            "current-thread task"
+        );
+        assert!(
+            !current
+                .block_on(async { tokio::task::spawn_blocking(drives_scheduler).await.unwrap() }),
+            "current-thread spawn_blocking"
+        );
+        let _entered = current.enter();
+        assert!(
+            !drives_scheduler(),
+            "context entered, scheduler not running"
+        );
+
+        let multi = Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (worker, in_place, blocking) = multi.block_on(async {
+            tokio::spawn(async {
+                (
+                    drives_scheduler(),
+                    tokio::task::block_in_place(drives_scheduler),
+                    tokio::task::spawn_blocking(drives_scheduler).await.unwrap(),
+                )
+            })
+            .await
+            .unwrap()
+        });
+        assert!(worker, "multi-thread worker");
+        assert!(!in_place, "multi-thread worker inside block_in_place");
+        assert!(!blocking, "multi-thread spawn_blocking");
+        assert!(
+            !multi.block_on(async { drives_scheduler() }),
+            "multi-thread block_on"
+        );
+    }
 }
