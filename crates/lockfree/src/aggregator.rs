@@ -296,7 +296,33 @@ struct Shard<K, P> {
     /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
     /// within what one conflict check indexes.
     occurrences: usize,
-    entries: Vec<(u64, Proposal<K, P>)>,
+    /// `(submission number, proposal)` in chunks that never move once allocated, so a growing
+    /// shard does not copy every proposal it holds (a `Vec` doubling would).
+    entries: Vec<Vec<(u64, Proposal<K, P>)>>,
+    /// Proposals stored.
+    len: usize,
+}
+
+/// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 16;
+
+/// The largest chunk: big enough to amortise the allocation, small enough not to overshoot much.
+const MAX_CHUNK: usize = 4096;
+
+impl<K, P> Shard<K, P> {
+    fn push(&mut self, entry: (u64, Proposal<K, P>)) {
+        match self.entries.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(entry),
+            last => {
+                let capacity =
+                    last.map_or(FIRST_CHUNK, |chunk| (chunk.capacity() * 2).min(MAX_CHUNK));
+                let mut chunk = Vec::with_capacity(capacity);
+                chunk.push(entry);
+                self.entries.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
 }
 
 impl<K, P> fmt::Debug for Aggregator<K, P> {
@@ -359,6 +385,7 @@ impl<K, P> Aggregator<K, P> {
                         ids: FxHashSet::default(),
                         occurrences: 0,
                         entries: Vec::new(),
+                        len: 0,
                     }))
                 })
                 .collect(),
@@ -396,24 +423,27 @@ impl<K, P> Aggregator<K, P> {
         let occurrences = proposal.writes.len() + proposal.reads.len();
         let budget = MAX_OCCURRENCES / self.shards.len();
         let mut shard = self.shard(proposal.id);
-        if shard.ids.contains(&proposal.id) {
+        if !shard.ids.insert(proposal.id) {
             return Err(ProposalError::DuplicateId(proposal.id));
         }
+        // The limits below are checked after the insert so that the common path hashes the id
+        // once; the id is taken back out on the (practically unreachable) refusals.
         if occurrences > budget - shard.occurrences {
+            shard.ids.remove(&proposal.id);
             return Err(ProposalError::TooManyKeys { max: budget });
         }
         // Relaxed is enough: the number only orders submissions, and `finish` reads the entries
         // after every submitting thread has released its shard lock (it owns `self`).
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         if sequence >= MAX_PROPOSALS as u64 {
+            shard.ids.remove(&proposal.id);
             return Err(ProposalError::TooManyProposals {
                 count: MAX_PROPOSALS.saturating_add(1),
                 max: MAX_PROPOSALS,
             });
         }
-        shard.ids.insert(proposal.id);
         shard.occurrences += occurrences;
-        shard.entries.push((sequence, proposal));
+        shard.push((sequence, proposal));
         Ok(())
     }
 
@@ -478,13 +508,13 @@ impl<K, P> Aggregator<K, P> {
                     .unwrap_or_else(PoisonError::into_inner)
             })
             .collect();
-        let count: usize = shards.iter().map(|shard| shard.entries.len()).sum();
+        let count: usize = shards.iter().map(|shard| shard.len).sum();
         let parallel = count >= parallel_threshold;
 
         // The proposals stay where they are; only references are put in submission order.
         let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
         for shard in &shards {
-            for (sequence, proposal) in &shard.entries {
+            for (sequence, proposal) in shard.entries.iter().flatten() {
                 // Stored numbers are below `taken`: refused submissions are never stored.
                 placed[*sequence as usize] = Some(proposal);
             }
@@ -512,6 +542,7 @@ impl<K, P> Aggregator<K, P> {
             shard
                 .entries
                 .into_iter()
+                .flatten()
                 .filter_map(|(sequence, proposal)| {
                     let index = renumbered.map_or(sequence as usize, |renumbered| {
                         renumbered[sequence as usize] as usize
