@@ -203,7 +203,29 @@ impl<'a> Report<'a> {
                 }),
             }
         }
+        for group in sections.iter_mut().flat_map(|s| s.groups.iter_mut()) {
+            self.order_by_parameter(&mut group.rows);
+        }
         sections
+    }
+
+    /// Puts the rows of one parameter together (parameters in first-seen order, rows of a parameter
+    /// in run order), so each peer sits next to the hivekit row it is compared with, whatever order
+    /// the suite ran them in.
+    fn order_by_parameter(&self, rows: &mut [usize]) {
+        let mut parameters: Vec<&str> = Vec::new();
+        for &index in rows.iter() {
+            let parameter = self.results[index].parameter.as_str();
+            if !parameters.contains(&parameter) {
+                parameters.push(parameter);
+            }
+        }
+        let rank = |index: &usize| {
+            let parameter = self.results[*index].parameter.as_str();
+            parameters.iter().position(|p| *p == parameter)
+        };
+        // A stable sort keeps run order within a parameter.
+        rows.sort_by_key(rank);
     }
 }
 
@@ -237,6 +259,18 @@ mod tests {
         assert_eq!(sections[0].groups[0].rows, [0, 2]);
         assert_eq!(sections[0].groups[1].group, "snapshot_writes");
         assert_eq!(sections[1].groups[0].rows, [1]);
+    }
+
+    #[test]
+    fn rows_of_a_parameter_sit_together() {
+        let rows = vec![
+            row("snapshot_reads", "hivekit", "1r", 2.0),
+            row("snapshot_reads", "hivekit", "2r", 3.0),
+            row("snapshot_reads", "arc-swap", "1r", 6.0),
+            row("snapshot_reads", "arc-swap", "2r", 7.0),
+        ];
+        let report = Report::new(&rows, None);
+        assert_eq!(report.sections()[0].groups[0].rows, [0, 2, 1, 3]);
     }
 
     #[test]

@@ -270,8 +270,14 @@ pub(crate) fn format_summary(outcomes: &[Outcome]) -> String {
     if outcomes.is_empty() {
         return "targets: none defined (docs/targets.json)\n".to_owned();
     }
-    let met = outcomes.iter().filter(|o| o.status == Status::Met).count();
-    let mut out = format!("targets: {met} of {} met\n", outcomes.len());
+    let count = |status: Status| outcomes.iter().filter(|o| o.status == status).count();
+    let mut out = format!(
+        "targets: {} of {} met, {} not met, {} not measured\n",
+        count(Status::Met),
+        outcomes.len(),
+        count(Status::NotMet),
+        count(Status::NotMeasured)
+    );
     for outcome in outcomes {
         out.push_str(&format!(
             "  [{}] {}: {} -- {}\n",
@@ -349,7 +355,10 @@ mod tests {
         assert_eq!(outcomes[2].measured, "60.0 ns (needs <= 50.0 ns)");
         assert_eq!(outcomes[3].measured, "allocs_per_op 0 (needs <= 0)");
         let summary = format_summary(&outcomes);
-        assert!(summary.starts_with("targets: 2 of 5 met"), "{summary}");
+        assert!(
+            summary.starts_with("targets: 2 of 5 met, 2 not met, 1 not measured"),
+            "{summary}"
+        );
         assert!(summary.contains("note: writes copy the value"), "{summary}");
         assert!(
             summary.contains("[not measured] hivekit-swarm"),
