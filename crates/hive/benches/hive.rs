@@ -8,7 +8,9 @@
 //! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per agent.
 //! - `conflict_resolution`: a round where every proposal is contested (groups of five), settled by
 //!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
-//! - `configuration_analysis`: the pack-resolution workload of `examples/resolve_packs.rs`.
+//! - `configuration_analysis`: the pack-resolution workload of `examples/resolve_packs.rs` (one
+//!   resolver agent per requirement, conflicts on pack versions and namespaces settled by vote),
+//!   hivekit vs the baseline over the same resolvers.
 //! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
 //!   same agents declared light (polled one after another by the round): shows the round uses every
 //!   core.
@@ -139,26 +141,61 @@ fn hive_of(specs: &[AgentSpec], resolution: ResolutionStrategy) -> Hive<Board> {
 
 // ---- the straightforward baseline ----
 
+/// A baseline proposal: id, keys, priority, payload.
+type PlainProposal<K, P> = (u64, Vec<K>, u8, P);
+
+/// An agent as the baseline sees it: a proposal (id, keys, priority, payload) and a vote among
+/// candidates (id, priority, payload).
+trait PlainAgent: Send + Sync + 'static {
+    type Key: PartialEq + Send + Sync + 'static;
+    type Payload: Clone + Send + Sync + 'static;
+
+    fn propose(&self) -> Option<PlainProposal<Self::Key, Self::Payload>>;
+    fn vote(&self, candidates: &[(u64, u8, Self::Payload)]) -> Option<u64>;
+}
+
+impl PlainAgent for AgentSpec {
+    type Key = u64;
+    type Payload = u64;
+
+    fn propose(&self) -> Option<(u64, Vec<u64>, u8, u64)> {
+        Some((self.proposal, vec![self.key], self.priority, self.key))
+    }
+
+    fn vote(&self, candidates: &[(u64, u8, u64)]) -> Option<u64> {
+        let candidates: Vec<(u64, u8)> = candidates.iter().map(|c| (c.0, c.1)).collect();
+        Some(seeded_choice(self, &candidates))
+    }
+}
+
 /// One round done the straightforward way: a spawned task per agent to propose, a pairwise conflict
 /// scan, a spawned task per agent to vote on every conflict into a `Mutex<HashMap>`, a count, and
-/// the accepted changes applied to a copy of the state under a lock.
-async fn baseline_round(specs: &Arc<Vec<AgentSpec>>, state: &Mutex<Board>) -> usize {
-    let base = state.lock().expect("baseline state").clone();
-    let proposals: Vec<(u64, Vec<u64>, u8)> = {
-        let handles: Vec<_> = specs
+/// the accepted payloads appended to the state under a lock.
+async fn baseline_round<A: PlainAgent>(
+    agents: &Arc<Vec<Arc<A>>>,
+    state: &Mutex<Vec<A::Payload>>,
+) -> usize {
+    type Proposed<A> = (
+        u64,
+        Vec<<A as PlainAgent>::Key>,
+        u8,
+        <A as PlainAgent>::Payload,
+    );
+    let proposals: Vec<Proposed<A>> = {
+        let handles: Vec<_> = agents
             .iter()
-            .map(|spec| {
-                let spec = spec.clone();
-                tokio::spawn(async move { (spec.proposal, vec![spec.key], spec.priority) })
+            .map(|agent| {
+                let agent = Arc::clone(agent);
+                tokio::spawn(async move { agent.propose() })
             })
             .collect();
         let mut proposals = Vec::with_capacity(handles.len());
         for handle in handles {
-            proposals.push(handle.await.expect("baseline proposer"));
+            proposals.extend(handle.await.expect("baseline proposer"));
         }
         proposals
     };
-    // Pairwise scan: a proposal joins the group of the first earlier proposal it conflicts with.
+    // Pairwise scan: a proposal joins the group of the first earlier proposal it shares a key with.
     let mut group_of = vec![usize::MAX; proposals.len()];
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for i in 0..proposals.len() {
@@ -179,31 +216,37 @@ async fn baseline_round(specs: &Arc<Vec<AgentSpec>>, state: &Mutex<Board>) -> us
             }
         }
     }
-    let contests: Arc<Vec<Vec<(u64, u8)>>> = Arc::new(
+    type Candidates<P> = Vec<Vec<(u64, u8, P)>>;
+    let contests: Arc<Candidates<A::Payload>> = Arc::new(
         groups
             .iter()
             .map(|members| {
                 members
                     .iter()
-                    .map(|&member| (proposals[member].0, proposals[member].2))
+                    .map(|&member| {
+                        let (id, _, priority, payload) = &proposals[member];
+                        (*id, *priority, payload.clone())
+                    })
                     .collect()
             })
             .collect(),
     );
-    let votes: Arc<Mutex<HashMap<(usize, u64), u64>>> = Arc::default();
+    let votes: Arc<Mutex<HashMap<(usize, usize), u64>>> = Arc::default();
     if !contests.is_empty() {
-        let handles: Vec<_> = specs
+        let handles: Vec<_> = agents
             .iter()
-            .map(|spec| {
-                let (spec, contests, votes) =
-                    (spec.clone(), Arc::clone(&contests), Arc::clone(&votes));
+            .enumerate()
+            .map(|(voter, agent)| {
+                let (agent, contests, votes) =
+                    (Arc::clone(agent), Arc::clone(&contests), Arc::clone(&votes));
                 tokio::spawn(async move {
                     for (group, candidates) in contests.iter().enumerate() {
-                        let choice = seeded_choice(&spec, candidates);
-                        votes
-                            .lock()
-                            .expect("baseline votes")
-                            .insert((group, spec.index as u64), choice);
+                        if let Some(choice) = agent.vote(candidates) {
+                            votes
+                                .lock()
+                                .expect("baseline votes")
+                                .insert((group, voter), choice);
+                        }
                     }
                 })
             })
@@ -231,16 +274,21 @@ async fn baseline_round(specs: &Arc<Vec<AgentSpec>>, state: &Mutex<Board>) -> us
             }
         }
     }
-    let mut next = base;
+    let mut state = state.lock().expect("baseline state");
     let mut accepted = 0;
-    for (proposal, rejected) in proposals.iter().zip(rejected) {
+    for (proposal, rejected) in proposals.into_iter().zip(rejected) {
         if !rejected {
-            next.apply(&proposal.1[0]);
+            state.push(proposal.3);
             accepted += 1;
         }
     }
-    *state.lock().expect("baseline state") = next;
+    // The state is a log; keep it from growing across iterations.
+    state.clear();
     accepted
+}
+
+fn plain_agents<A: Clone>(agents: &[A]) -> Arc<Vec<Arc<A>>> {
+    Arc::new(agents.iter().cloned().map(Arc::new).collect())
 }
 
 // ---- groups ----
@@ -277,10 +325,10 @@ fn consensus_latency(c: &mut Criterion) {
             },
         );
         drop(hive);
-        let specs = Arc::new(conflicting);
-        let state = Mutex::new(Board::default());
+        let plain = plain_agents(&conflicting);
+        let state = Mutex::new(Vec::new());
         group.bench_with_input(BenchmarkId::new("baseline", agents), &agents, |b, _| {
-            b.iter(|| execute(baseline_round(&specs, &state)))
+            b.iter(|| execute(baseline_round(&plain, &state)))
         });
     }
     group.finish();
@@ -348,12 +396,12 @@ fn conflict_resolution(c: &mut Criterion) {
             &proposals,
             |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
         );
-        let specs = Arc::new(specs);
-        let state = Mutex::new(Board::default());
+        let plain = plain_agents(&specs);
+        let state = Mutex::new(Vec::new());
         group.bench_with_input(
             BenchmarkId::new("baseline", proposals),
             &proposals,
-            |b, _| b.iter(|| execute(baseline_round(&specs, &state))),
+            |b, _| b.iter(|| execute(baseline_round(&plain, &state))),
         );
     }
     group.finish();
@@ -388,6 +436,7 @@ impl State for Lockfile {
 }
 
 /// One requirement's resolver, as in the example (it always proposes, so every round does the work).
+#[derive(Clone)]
 struct PackResolver {
     id: u64,
     name: String,
@@ -402,10 +451,7 @@ impl Agent<Lockfile> for PackResolver {
         _: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
         let newest = self
-            .published
-            .iter()
-            .filter(|version| self.requirement.matches(version))
-            .max()
+            .newest()
             .ok_or_else(|| AgentError::msg(format!("nothing satisfies {}", self.requirement)))?;
         let pin = Pin {
             pack: self.name.clone(),
@@ -422,12 +468,8 @@ impl Agent<Lockfile> for PackResolver {
         _: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {
-        let best = contest
-            .candidates
-            .iter()
-            .filter(|c| c.change.pack == self.name && self.requirement.matches(&c.change.version))
-            .max_by(|a, b| a.change.version.cmp(&b.change.version));
-        Ok(best.map_or(Vote::Abstain, |candidate| Vote::For(candidate.id)))
+        let best = self.prefers(contest.candidates.iter().map(|c| (c.id.0, &c.change)));
+        Ok(best.map_or(Vote::Abstain, |id| Vote::For(ProposalId(id))))
     }
 
     fn role(&self) -> Role {
@@ -435,33 +477,80 @@ impl Agent<Lockfile> for PackResolver {
     }
 }
 
-fn pack_hive(packs: &[PackSpec]) -> Hive<Lockfile> {
-    let hive = Hive::new(Lockfile::default());
-    for (index, pack) in packs.iter().enumerate() {
-        let published: Vec<Version> = pack
-            .published
+impl PackResolver {
+    fn newest(&self) -> Option<&Version> {
+        self.published
             .iter()
-            .map(|version| Version::parse(version).expect("generated versions parse"))
-            .collect();
-        hive.spawn(PackResolver {
+            .filter(|version| self.requirement.matches(version))
+            .max()
+    }
+
+    fn prefers<'a>(&self, candidates: impl Iterator<Item = (u64, &'a Pin)>) -> Option<u64> {
+        candidates
+            .filter(|(_, pin)| pin.pack == self.name && self.requirement.matches(&pin.version))
+            .max_by(|a, b| a.1.version.cmp(&b.1.version))
+            .map(|(id, _)| id)
+    }
+}
+
+impl PlainAgent for PackResolver {
+    type Key = PackKey;
+    type Payload = Pin;
+
+    fn propose(&self) -> Option<(u64, Vec<PackKey>, u8, Pin)> {
+        let version = self.newest()?.clone();
+        let keys = vec![
+            PackKey::Pack(self.name.clone()),
+            PackKey::Namespace(self.namespace.clone()),
+        ];
+        let pin = Pin {
+            pack: self.name.clone(),
+            version,
+        };
+        Some((self.id, keys, 1, pin))
+    }
+
+    fn vote(&self, candidates: &[(u64, u8, Pin)]) -> Option<u64> {
+        self.prefers(candidates.iter().map(|(id, _, pin)| (*id, pin)))
+    }
+}
+
+fn pack_resolvers(packs: &[PackSpec]) -> Vec<PackResolver> {
+    packs
+        .iter()
+        .enumerate()
+        .map(|(index, pack)| PackResolver {
             id: index as u64,
             name: pack.name.clone(),
             namespace: pack.namespace.clone(),
             requirement: VersionReq::parse(&pack.requirement)
                 .expect("generated requirements parse"),
-            published: Arc::new(published),
-        });
-    }
-    hive
+            published: Arc::new(
+                pack.published
+                    .iter()
+                    .map(|version| Version::parse(version).expect("generated versions parse"))
+                    .collect(),
+            ),
+        })
+        .collect()
 }
 
 fn configuration_analysis(c: &mut Criterion) {
     let mut group = c.benchmark_group("configuration_analysis");
     for &packs in &[1usize, 10, 50, 200] {
         group.throughput(Throughput::Elements(packs as u64));
-        let hive = pack_hive(&pack_set(packs, DEFAULT_SEED));
+        let resolvers = pack_resolvers(&pack_set(packs, DEFAULT_SEED));
+        let hive = Hive::new(Lockfile::default());
+        for resolver in &resolvers {
+            hive.spawn(resolver.clone());
+        }
         group.bench_with_input(BenchmarkId::new("hivekit", packs), &packs, |b, _| {
             b.iter(|| execute(hive.decide()).expect("a round"))
+        });
+        let plain = plain_agents(&resolvers);
+        let state = Mutex::new(Vec::new());
+        group.bench_with_input(BenchmarkId::new("baseline", packs), &packs, |b, _| {
+            b.iter(|| execute(baseline_round(&plain, &state)))
         });
     }
     group.finish();
@@ -558,8 +647,8 @@ fn orchestration_throughput(c: &mut Criterion) {
                 })
             },
         );
-        let shared = Arc::new(specs.clone());
-        let state = Arc::new(Mutex::new(Board::default()));
+        let shared = plain_agents(&specs);
+        let state = Arc::new(Mutex::new(Vec::new()));
         group.bench_with_input(
             BenchmarkId::new("baseline", concurrent),
             &concurrent,

@@ -152,7 +152,8 @@ pub struct Decision<S: State> {
     pub ballots: Vec<BallotRecord<S::Key>>,
     /// Agents that timed out, panicked, erred or answered invalidly.
     pub failures: Vec<AgentFailure>,
-    /// Wall time of the round.
+    /// How long the round took, on tokio's clock (so a test with paused time sees the simulated
+    /// time: a round that waited for a timeout reports exactly that timeout).
     pub elapsed: Duration,
 }
 

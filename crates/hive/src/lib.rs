@@ -10,7 +10,9 @@
 //! how every ballot went, and which agents failed.
 //!
 //! - Agents are cheap to add (no task each): they are polled by the round itself, and those that
-//!   declare a heavy [`Agent::cost`] run as their own tasks across every worker thread.
+//!   declare a heavy [`Agent::cost`] run as their own tasks across every worker thread. Large hives
+//!   (hundreds of agents, thousands of votes) are split into one chunk per worker thread, each
+//!   polled by its own task, so that a round uses every core.
 //! - A panicking, failing or hanging agent is recorded and the round goes on; every call runs under
 //!   the hive's `agent_timeout`.
 //! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of

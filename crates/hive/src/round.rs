@@ -139,6 +139,7 @@ impl<S: State> Hive<S> {
             match config.resolution {
                 ResolutionStrategy::Vote => {
                     let settled = vote_all(
+                        &handle,
                         &members,
                         &view,
                         config,
@@ -512,10 +513,23 @@ struct GroupVote {
     cancelled: usize,
 }
 
+/// A ballot's outcome, before it is paired with its key.
+struct Outcome {
+    tally: Tally,
+    votes: usize,
+    cancelled: usize,
+}
+
+/// Below this many (contest, voter) pairs, one task holds every ballot; above, the contests are
+/// split into one chunk per worker, each held by its own task (a ballot never spans two tasks, so
+/// settling and cancelling stay local).
+const VOTE_PAIRS_PER_CHUNK: usize = 2_048;
+
 /// Holds a ballot on every conflict group among the voting members, concurrently, and returns one
 /// record per group in the order of `groups`.
 #[allow(clippy::too_many_arguments)] // The round's state, passed explicitly rather than bundled.
 async fn vote_all<S: State>(
+    handle: &Handle,
     members: &[RoundMember<S>],
     view: &Snapshot<S>,
     config: &Config,
@@ -525,7 +539,11 @@ async fn vote_all<S: State>(
     proposers: &[usize],
     failures: &mut Vec<AgentFailure>,
 ) -> Vec<BallotRecord<S::Key>> {
-    let voters: Vec<&RoundMember<S>> = members.iter().filter(|member| member.votes).collect();
+    let voters: Arc<[RoundMember<S>]> = members
+        .iter()
+        .filter(|member| member.votes)
+        .cloned()
+        .collect();
     let electorate =
         Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new);
     let contests: Vec<Arc<Contest<S>>> = groups
@@ -552,33 +570,144 @@ async fn vote_all<S: State>(
             })
         })
         .collect();
-    let mut state: Vec<GroupVote> = groups
+    let ballots: Vec<Option<Ballot>> = groups
         .iter()
-        .map(|group| {
-            let ballot = match &electorate {
-                Ok(electorate) => Ballot::new(
-                    config.policy,
-                    Arc::clone(electorate),
-                    group.members.iter().copied(),
-                )
-                .ok(),
-                Err(_) => None,
-            };
-            GroupVote {
-                settled: ballot.as_ref().is_none_or(Ballot::is_settled),
-                ballot,
-                in_flight: 0,
-                asked: 0,
-                cancelled: 0,
-            }
+        .map(|group| match &electorate {
+            Ok(electorate) => Ballot::new(
+                config.policy,
+                Arc::clone(electorate),
+                group.members.iter().copied(),
+            )
+            .ok(),
+            Err(_) => None,
         })
         .collect();
+
+    let workers = match handle.runtime_flavor() {
+        RuntimeFlavor::CurrentThread => 1,
+        _ => handle.metrics().num_workers().max(1),
+    };
+    let pairs = groups.len().saturating_mul(voters.len());
+    let chunks = (pairs / VOTE_PAIRS_PER_CHUNK)
+        .min(workers)
+        .min(groups.len())
+        .min(config.max_in_flight)
+        .max(1);
+    let timeout = config.agent_timeout;
+    let mut outcomes = Vec::with_capacity(groups.len());
+    if chunks == 1 {
+        let (chunk_outcomes, chunk_failures) = vote_groups(
+            &voters,
+            view,
+            &contests,
+            ballots,
+            config.max_in_flight,
+            timeout,
+        )
+        .await;
+        outcomes.extend(chunk_outcomes);
+        failures.extend(chunk_failures);
+    } else {
+        let bound = (config.max_in_flight / chunks).max(1);
+        let size = groups.len().div_ceil(chunks);
+        let mut ballots = ballots.into_iter();
+        let mut parts: Vec<_> = contests
+            .chunks(size)
+            .map(|chunk| (chunk.to_vec(), ballots.by_ref().take(chunk.len()).collect()))
+            .collect();
+        let (first_contests, first_ballots) = parts.remove(0);
+        let spawned: Vec<_> = parts
+            .into_iter()
+            .map(|(contests, ballots)| {
+                let (voters, view) = (Arc::clone(&voters), view.clone());
+                let count = contests.len();
+                let span = tracing::Span::current();
+                let task = AbortOnDrop(
+                    handle.spawn(
+                        async move {
+                            vote_groups(&voters, &view, &contests, ballots, bound, timeout).await
+                        }
+                        .instrument(span),
+                    ),
+                );
+                (count, task)
+            })
+            .collect();
+        let (first_outcomes, first_failures) = vote_groups(
+            &voters,
+            view,
+            &first_contests,
+            first_ballots,
+            bound,
+            timeout,
+        )
+        .await;
+        outcomes.extend(first_outcomes);
+        failures.extend(first_failures);
+        for (count, task) in spawned {
+            match task.await {
+                Ok((chunk_outcomes, chunk_failures)) => {
+                    outcomes.extend(chunk_outcomes);
+                    failures.extend(chunk_failures);
+                }
+                // The chunk's task cannot panic (every call is guarded), so it was cancelled: the
+                // runtime is shutting down and its ballots end without votes.
+                Err(_) => outcomes.extend((0..count).map(|_| Outcome {
+                    tally: Tally::NoQuorum {
+                        turnout: 0.0,
+                        required: 0.0,
+                    },
+                    votes: 0,
+                    cancelled: voters.len(),
+                })),
+            }
+        }
+    }
+
+    groups
+        .iter()
+        .zip(outcomes)
+        .map(|(group, outcome)| BallotRecord {
+            key: group.key.clone(),
+            kind: group.kind,
+            candidates: group.members.clone(),
+            tally: outcome.tally,
+            votes: outcome.votes,
+            cancelled: outcome.cancelled,
+        })
+        .collect()
+}
+
+/// Holds the ballots of `contests` among `voters`: asks them group by group, at most `bound` calls
+/// at once, and stops asking (and cancels the calls still running) for a ballot once it settles.
+async fn vote_groups<S: State>(
+    voters: &[RoundMember<S>],
+    view: &Snapshot<S>,
+    contests: &[Arc<Contest<S>>],
+    ballots: Vec<Option<Ballot>>,
+    bound: usize,
+    timeout: Duration,
+) -> (Vec<Outcome>, Vec<AgentFailure>) {
+    let mut failures = Vec::new();
+    let mut state: Vec<GroupVote> = ballots
+        .into_iter()
+        .map(|ballot| GroupVote {
+            settled: ballot.as_ref().is_none_or(Ballot::is_settled),
+            ballot,
+            in_flight: 0,
+            asked: 0,
+            cancelled: 0,
+        })
+        .collect();
+    for group in &mut state {
+        if group.settled {
+            group.cancelled = voters.len();
+        }
+    }
     let cancelled: Vec<AtomicBool> = state
         .iter()
         .map(|group| AtomicBool::new(group.settled))
         .collect();
-
-    let timeout = config.agent_timeout;
     let mut pending = FuturesUnordered::new();
     let mut in_flight = 0;
     {
@@ -626,7 +755,7 @@ async fn vote_all<S: State>(
         // Voters are asked group by group, so that early ballots settle while later ones start.
         let (mut next_group, mut next_voter) = (0, 0);
         poll_fn(|cx| loop {
-            while next_group < groups.len() && in_flight < config.max_in_flight {
+            while next_group < contests.len() && in_flight < bound {
                 let (group, voter) = (next_group, next_voter);
                 if state[group].settled || voters.is_empty() {
                     (next_group, next_voter) = (group + 1, 0);
@@ -637,10 +766,10 @@ async fn vote_all<S: State>(
                     (next_group, next_voter) = (group + 1, 0);
                 }
                 state[group].asked += 1;
-                let mut call = vote_call(voters[voter], view, &contests[group], timeout);
+                let mut call = vote_call(&voters[voter], view, &contests[group], timeout);
                 match Pin::new(&mut call).poll(cx) {
                     Poll::Ready(result) => {
-                        in_flight -= record(group, voter, result, &mut state, failures);
+                        in_flight -= record(group, voter, result, &mut state, &mut failures);
                     }
                     Poll::Pending => {
                         state[group].in_flight += 1;
@@ -653,13 +782,13 @@ async fn vote_all<S: State>(
                     }
                 }
             }
-            let all_asked = next_group >= groups.len();
+            let all_asked = next_group >= contests.len();
             match pending.poll_next_unpin(cx) {
                 Poll::Ready(Some((slot, Some(result)))) => {
                     let (group, voter) = (slot / voters.len(), slot % voters.len());
                     state[group].in_flight -= 1;
                     in_flight -= 1;
-                    in_flight -= record(group, voter, result, &mut state, failures);
+                    in_flight -= record(group, voter, result, &mut state, &mut failures);
                 }
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}
@@ -672,14 +801,9 @@ async fn vote_all<S: State>(
         .await;
     }
     drop(pending);
-
-    groups
-        .iter()
-        .zip(state)
-        .map(|(group, entry)| BallotRecord {
-            key: group.key.clone(),
-            kind: group.kind,
-            candidates: group.members.clone(),
+    let outcomes = state
+        .into_iter()
+        .map(|entry| Outcome {
             tally: entry.ballot.as_ref().map_or(
                 Tally::NoQuorum {
                     turnout: 0.0,
@@ -690,5 +814,6 @@ async fn vote_all<S: State>(
             votes: entry.ballot.as_ref().map_or(0, Ballot::votes_cast),
             cancelled: entry.cancelled,
         })
-        .collect()
+        .collect();
+    (outcomes, failures)
 }

@@ -234,3 +234,38 @@ async fn max_in_flight_holds_when_a_large_hive_is_split_over_workers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ballots_split_over_workers_settle_every_contest() {
+    use support::{Choice, Writer};
+    // 300 agents on 30 keys: 30 contests of 10, 9000 (contest, voter) pairs, split over both
+    // workers. A few voters fail, the rest back the preferred candidate.
+    let hive = Hive::new(Ledger::default());
+    for id in 0..300u64 {
+        let writer = Writer::new(id, id % 30);
+        let writer = if id % 50 == 7 {
+            writer.voting(Behaviour::Fail)
+        } else {
+            writer.choosing(Choice::Preferred)
+        };
+        hive.spawn(writer);
+    }
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.ballots.len(), 30);
+    let mut keys: Vec<u64> = decision.ballots.iter().map(|ballot| ballot.key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..30).collect::<Vec<_>>());
+    for ballot in &decision.ballots {
+        let winner = ballot.tally.winner().expect("every contest is decided");
+        // The preferred candidate: equal priorities, so the lowest id, which is the key itself.
+        assert_eq!(winner, ProposalId(ballot.key));
+        // Settled early: about half the voters decide it, the rest are never asked.
+        assert!(ballot.votes >= 100, "{} votes", ballot.votes);
+        assert!(ballot.cancelled > 0 && ballot.votes + ballot.cancelled <= 300);
+    }
+    let mut accepted = decision.accepted.clone();
+    accepted.sort();
+    assert_eq!(accepted, (0..30).map(ProposalId).collect::<Vec<_>>());
+    assert_eq!(decision.rejected.len(), 270);
+    assert_eq!(hive.memory().load().log.len(), 30);
+}
