@@ -201,6 +201,17 @@ fn parse_bench(args: &[String]) -> Result<BenchArgs, UsageError> {
             other => return Err(unknown(other)),
         }
     }
+    if parsed.list {
+        let results_options = [
+            ("--save-baseline", parsed.save_baseline.is_some()),
+            ("--baseline", parsed.baseline.is_some()),
+            ("--json", parsed.json.is_some()),
+            ("--markdown", parsed.markdown.is_some()),
+        ];
+        if let Some((flag, _)) = results_options.iter().find(|(_, given)| *given) {
+            return Err(UsageError::ListWith((*flag).to_owned()));
+        }
+    }
     if parsed.fail_on_regression && parsed.baseline.is_none() {
         return Err(UsageError::FailWithoutBaseline);
     }
@@ -389,6 +400,19 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn list_rejects_options_about_results() {
+        assert_eq!(
+            parse_str("bench --list --json out.json"),
+            Err(UsageError::ListWith("--json".into()))
+        );
+        assert_eq!(
+            parse_str("bench --list --save-baseline main"),
+            Err(UsageError::ListWith("--save-baseline".into()))
+        );
+        assert!(bench("bench --list -p runtime --filter reads").list);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(crate) enum UsageError {
         /// The rejected name.
         name: String,
     },
+    /// `--list` measures nothing, so an option about results makes no sense beside it.
+    #[error("`--list` measures nothing, so `{0}` cannot be used with it")]
+    ListWith(String),
     /// `--fail-on-regression` without a baseline to compare against.
     #[error("`--fail-on-regression` needs `--baseline NAME`")]
     FailWithoutBaseline,
