@@ -300,11 +300,11 @@ mod tests {
     #[test]
     fn bench_every_option() {
         let args = bench(
-            "bench --quick -p runtime --package hivekit-swarm --filter snapshot_.* --list \
+            "bench --quick -p runtime --package hivekit-swarm --filter snapshot_.* \
              --save-baseline main --baseline before.1 --threshold 5.5 --fail-on-regression \
              --json out.json --markdown docs/P.md --targets t.json --manifest-path /tmp/w/Cargo.toml",
         );
-        assert!(args.quick && args.list && args.fail_on_regression);
+        assert!(args.quick && !args.list && args.fail_on_regression);
         assert_eq!(args.packages, ["runtime", "hivekit-swarm"]);
         assert_eq!(args.filter.as_deref(), Some("snapshot_.*"));
         assert_eq!(args.save_baseline.as_deref(), Some("main"));
