@@ -16,6 +16,8 @@
 //! - [`StageContext::fan_out`] launches sub-tasks decided at run time, with a bounded width and a
 //!   k-of-n success rule ([`FanOut`]).
 //!
+//! - [`hive_stage`] runs a hive round (`Hive::decide`) as a stage whose artifact is the decision.
+//!
 //! # Execution model
 //!
 //! The run is one future. Cheap stages are polled inline by it (no task, no channel per stage), which
@@ -60,6 +62,7 @@ mod context;
 mod error;
 mod events;
 mod fan_out;
+mod hive;
 mod options;
 mod pipeline;
 mod ready;
@@ -73,6 +76,7 @@ pub use context::StageContext;
 pub use error::{ArtifactError, BuildError, StageError};
 pub use events::{AttemptFailure, EventSink, StageEvent};
 pub use fan_out::{FanOut, FanOutReport, FanOutSummary, SubtaskOutcome};
+pub use hive::hive_stage;
 pub use options::{FailurePolicy, RunOptions};
 pub use pipeline::Pipeline;
 pub use report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};

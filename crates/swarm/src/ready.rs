@@ -1,29 +1,41 @@
 //! The queue of ready stages waiting for a concurrency slot, ordered by their scheduling hints.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use hivekit_lockfree::{PriorityScheduler, SchedulingHint};
 
-use hivekit_lockfree::SchedulingHint;
-
-/// Highest `sort_key` first, first in first out among equal keys.
+/// Highest `sort_key` first, first in first out among equal keys: a [`PriorityScheduler`], created
+/// the first time a stage has to wait, so runs whose slots never run out do not pay for its lanes.
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
-    heap: BinaryHeap<(u8, Reverse<u64>, u32)>,
-    sequence: u64,
+    scheduler: Option<PriorityScheduler<u32>>,
+    /// Stages an (unexpectedly) full scheduler handed back; popped after it, never dropped.
+    overflow: Vec<u32>,
+    waiting: usize,
 }
 
 impl ReadyQueue {
     pub(crate) fn push(&mut self, hint: SchedulingHint, stage: u32) {
-        self.sequence += 1;
-        self.heap
-            .push((hint.sort_key(), Reverse(self.sequence), stage));
+        self.waiting += 1;
+        let scheduler = self.scheduler.get_or_insert_with(PriorityScheduler::new);
+        // An unbounded scheduler is never full; if it were, the stage still runs.
+        if let Err(full) = scheduler.push(hint, stage) {
+            self.overflow.push(full.into_inner());
+        }
     }
 
     pub(crate) fn pop(&mut self) -> Option<u32> {
-        self.heap.pop().map(|(_, _, stage)| stage)
+        if self.waiting == 0 {
+            return None;
+        }
+        let stage = self
+            .scheduler
+            .as_ref()
+            .and_then(PriorityScheduler::pop)
+            .or_else(|| self.overflow.pop())?;
+        self.waiting -= 1;
+        Some(stage)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.waiting == 0
     }
 }

@@ -185,9 +185,12 @@ pub struct StageReport {
     /// How it ended.
     pub status: StageStatus,
     /// When its first attempt started, from the run's start (`None` if it never started).
+    /// Serialized as `started_us`, in microseconds.
+    #[serde(rename = "started_us", serialize_with = "optional_micros")]
     pub started: Option<Duration>,
     /// From its first attempt's start to its end, backoff waits included (`None` if it never
-    /// started).
+    /// started). Serialized as `elapsed_us`, in microseconds.
+    #[serde(rename = "elapsed_us", serialize_with = "optional_micros")]
     pub elapsed: Option<Duration>,
     /// The sub-tasks of its fan-outs, if it launched any.
     pub fan_out: Vec<FanOutSummary>,
@@ -382,6 +385,17 @@ impl RunReport {
     }
 }
 
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn optional_micros<S: Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    duration.map(micros).serialize(serializer)
+}
+
 pub(crate) fn downcast<T: Send + Sync + 'static>(
     pipeline: &PipelineInner,
     stage: usize,
@@ -405,7 +419,7 @@ impl Serialize for RunReport {
         let artifacts = self.export_artifacts().map_err(serde::ser::Error::custom)?;
         let mut report = serializer.serialize_struct("RunReport", 4)?;
         report.serialize_field("outcome", &self.outcome)?;
-        report.serialize_field("elapsed", &self.elapsed)?;
+        report.serialize_field("elapsed_us", &micros(self.elapsed))?;
         report.serialize_field("stages", &self.stages)?;
         report.serialize_field("artifacts", &artifacts)?;
         report.end()
