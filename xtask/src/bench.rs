@@ -322,8 +322,8 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         first
     });
     let (mut results, missing) = collect_results(&workspace.criterion_home(), &ran)?;
-    for title in &missing {
-        eprintln!("warning: `{title}` ran but criterion left no results for it");
+    for message in &missing {
+        eprintln!("warning: {message}");
     }
     let (extras, warnings) = read_extras(&workspace.extras_dir())?;
     for warning in &warnings {

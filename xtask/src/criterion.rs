@@ -226,35 +226,41 @@ struct Found {
 /// Reads the results of the benchmarks that ran in this run from the criterion home.
 ///
 /// `ran` lists, in run order, the titles seen on stdout and the crate whose suite printed them; only
-/// these are read, so results left by earlier runs never leak in. Titles seen but not found on disk
-/// are returned as the second value.
+/// these are read, so results left by earlier runs never leak in. The second value explains, one
+/// message per title, the benchmarks that ran but whose results could not be read; such a problem
+/// never costs the rest of the run. Files that are not criterion 0.8's (other versions, unrelated
+/// directories) are skipped.
 pub(crate) fn collect_results(
     criterion_home: &Path,
     ran: &[(String, String)],
 ) -> Result<(Vec<BenchResult>, Vec<String>), XtaskError> {
     let wanted: HashMap<&str, ()> = ran.iter().map(|(title, _)| (title.as_str(), ())).collect();
     let mut found: HashMap<String, Found> = HashMap::new();
+    let mut problems: HashMap<String, String> = HashMap::new();
     let mut new_dirs = Vec::new();
     find_new_dirs(criterion_home, &mut new_dirs)?;
     for dir in new_dirs {
-        let benchmark_path = dir.join("benchmark.json");
-        let Ok(text) = fs::read_to_string(&benchmark_path) else {
-            continue;
+        let meta = match fs::read_to_string(dir.join("benchmark.json"))
+            .ok()
+            .and_then(|text| parse_benchmark_json(&text).ok())
+        {
+            Some(meta) if wanted.contains_key(meta.title.as_str()) => meta,
+            _ => continue,
         };
-        let meta = parse_benchmark_json(&text).map_err(|error| XtaskError::BadInputFile {
-            path: benchmark_path.clone(),
-            message: error.to_string(),
-        })?;
-        if !wanted.contains_key(meta.title.as_str()) {
-            continue;
-        }
         let estimates_path = dir.join("estimates.json");
-        let text = fs::read_to_string(&estimates_path)
-            .map_err(|error| XtaskError::io("read", &estimates_path, error))?;
-        let estimate = parse_estimates_json(&text).map_err(|error| XtaskError::BadInputFile {
-            path: estimates_path.clone(),
-            message: error.to_string(),
-        })?;
+        let estimate = match fs::read_to_string(&estimates_path)
+            .map_err(|error| error.to_string())
+            .and_then(|text| parse_estimates_json(&text).map_err(|error| error.to_string()))
+        {
+            Ok(estimate) => estimate,
+            Err(error) => {
+                problems.insert(
+                    meta.title,
+                    format!("cannot read {}: {error}", estimates_path.display()),
+                );
+                continue;
+            }
+        };
         let modified = fs::metadata(&estimates_path)
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -288,7 +294,12 @@ pub(crate) fn collect_results(
                 throughput: meta.throughput,
                 extras: BTreeMap::new(),
             }),
-            None => missing.push(title.clone()),
+            None => {
+                let reason = problems
+                    .remove(title)
+                    .unwrap_or_else(|| "criterion left no results for it".to_owned());
+                missing.push(format!("`{title}` ran but is left out: {reason}"));
+            }
         }
     }
     Ok((results, missing))
@@ -470,7 +481,33 @@ odd name/with:stuff/hivekit
         assert_eq!(results[0].id, "vec_sum/hivekit/10");
         assert_eq!(results[0].krate, "hivekit-demo");
         assert_eq!(results[0].median_ns, 2.964425979757924);
-        assert_eq!(missing, ["vec_sum/gone/10"]);
+        assert_eq!(
+            missing,
+            ["`vec_sum/gone/10` ran but is left out: criterion left no results for it"]
+        );
+    }
+
+    #[test]
+    fn unreadable_files_skip_one_benchmark_not_the_run() {
+        let home = std::env::temp_dir().join(format!("xtask-criterion-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&home);
+        let good = home.join("vec_sum/hivekit/10/new");
+        write(&good.join("benchmark.json"), BENCHMARK_JSON);
+        write(&good.join("estimates.json"), ESTIMATES_JSON);
+        let torn = home.join("odd name_with_stuff/hivekit/new");
+        write(&torn.join("benchmark.json"), ODD_BENCHMARK_JSON);
+        write(&torn.join("estimates.json"), "{\"median\": ");
+        write(&home.join("foreign/new/benchmark.json"), "not criterion's");
+
+        let ran = [
+            ("vec_sum/hivekit/10".to_owned(), "c".to_owned()),
+            ("odd name/with:stuff/hivekit".to_owned(), "c".to_owned()),
+        ];
+        let (results, missing) = collect_results(&home, &ran).expect("collects");
+        fs::remove_dir_all(&home).expect("cleanup");
+        assert_eq!(results.len(), 1);
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].contains("estimates.json"), "{missing:?}");
     }
 
     #[test]
