@@ -94,7 +94,9 @@ impl AgentError {
 
 impl fmt::Debug for AgentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.source, f)
+        f.debug_tuple("AgentError")
+            .field(&self.source.to_string())
+            .finish()
     }
 }
 
