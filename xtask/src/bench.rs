@@ -297,6 +297,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
 
     let info = RunInfo::gather(&workspace.root);
+    if let Some(warning) = info.load_warning() {
+        eprintln!("warning: {warning}");
+    }
     clear_extras(&workspace.extras_dir())?;
     let mut ran: Vec<(String, String)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
@@ -353,6 +356,10 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
                 mode(baseline.quick)
             );
         }
+    }
+    if let Some(warning) = info.load_warning() {
+        // Repeated here: the first warning scrolled away with the progress lines.
+        println!("note: {warning}");
     }
     println!();
     print!("{}", format_summary(&outcomes));

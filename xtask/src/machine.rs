@@ -22,6 +22,9 @@ pub(crate) struct RunInfo {
     pub(crate) commit: String,
     /// The start of the run, `YYYY-MM-DD HH:MM UTC`.
     pub(crate) date: String,
+    /// The 1-minute load average when the run started (`/proc/loadavg`), if known: a load above
+    /// the core count means other work competed with the benchmarks.
+    pub(crate) load_average: Option<f64>,
 }
 
 impl RunInfo {
@@ -47,7 +50,21 @@ impl RunInfo {
                 .unwrap_or_else(|| "unknown".to_owned()),
             commit: git_commit(workspace_root).unwrap_or_else(|| "unknown".to_owned()),
             date: format_utc(SystemTime::now()),
+            load_average: fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|text| load_average(&text)),
         }
+    }
+
+    /// A warning when the machine was busier than its core count, so noisy numbers are not trusted.
+    pub(crate) fn load_warning(&self) -> Option<String> {
+        let load = self.load_average?;
+        (load > self.cores as f64).then(|| {
+            format!(
+                "load average {load:.1} on {} cores when the run started; expect noisy numbers",
+                self.cores
+            )
+        })
     }
 
     /// One line for baselines: `AMD EPYC 7763, 2 cores, 7.8 GiB, Ubuntu 24.04`.
@@ -96,6 +113,11 @@ fn mem_total(meminfo: &str) -> Option<String> {
     let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
+}
+
+/// The first field of `/proc/loadavg`.
+fn load_average(loadavg: &str) -> Option<f64> {
+    loadavg.split_whitespace().next()?.parse().ok()
 }
 
 /// `PRETTY_NAME` of `/etc/os-release`.
@@ -161,5 +183,28 @@ mod tests {
             Some("Ubuntu 24.04.1 LTS")
         );
         assert_eq!(cpu_model(""), None);
+        assert_eq!(load_average("8.37 8.74 7.99 3/712 40420\n"), Some(8.37));
+        assert_eq!(load_average(""), None);
+    }
+
+    #[test]
+    fn busy_machines_are_flagged() {
+        let mut info = RunInfo {
+            cpu: "cpu".into(),
+            cores: 2,
+            memory: "1 GiB".into(),
+            os: "Linux".into(),
+            rustc: "rustc".into(),
+            commit: "abc".into(),
+            date: "d".into(),
+            load_average: Some(8.4),
+        };
+        assert!(info
+            .load_warning()
+            .is_some_and(|w| w.starts_with("load average 8.4 on 2 cores")));
+        info.load_average = Some(1.5);
+        assert_eq!(info.load_warning(), None);
+        info.load_average = None;
+        assert_eq!(info.load_warning(), None);
     }
 }

@@ -50,6 +50,18 @@ pub(crate) fn render_markdown(
             },
         ),
         ("command", format!("`{command}`")),
+        (
+            "load at start",
+            info.load_average.map_or_else(
+                || "unknown".to_owned(),
+                |load| {
+                    format!(
+                        "{load:.2} (1-minute average; above {} means noisy)",
+                        info.cores
+                    )
+                },
+            ),
+        ),
     ] {
         out.push_str(&table_row([key.to_owned(), value]));
     }
@@ -123,6 +135,7 @@ mod tests {
             rustc: "rustc 1.95.0".into(),
             commit: "7ad05da-dirty".into(),
             date: "2026-11-23 16:00 UTC".into(),
+            load_average: Some(0.5),
         }
     }
 
@@ -153,6 +166,7 @@ mod tests {
         assert!(md.contains("do not edit by hand"));
         assert!(md.contains("| commit | `7ad05da-dirty` |"));
         assert!(md.contains("| mode | quick"));
+        assert!(md.contains("| load at start | 0.50 "));
         assert!(md.contains("## hivekit-lockfree\n\n### snapshot_reads\n"));
         assert!(md.contains("| function | parameter | median |"));
         assert!(md.contains("| arc-swap | 1\\|r | 6.00 ns |"), "{md}");
