@@ -401,16 +401,15 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     let regressions = report.regressions();
     if !regressions.is_empty() {
         println!("regressed against the baseline:");
-        for (index, row) in results.iter().enumerate() {
-            if regressions.iter().any(|r| r.id == row.id) {
-                let change = report.comparison(index).and_then(|c| c.change_pct);
-                println!(
-                    "  {}  {}  {}",
-                    row.id,
-                    format_ns(row.median_ns),
-                    format_change(change)
-                );
-            }
+        for &index in &regressions {
+            let row = &results[index];
+            let change = report.comparison(index).and_then(|c| c.change_pct);
+            println!(
+                "  {}  {}  {}",
+                row.id,
+                format_ns(row.median_ns),
+                format_change(change)
+            );
         }
         if args.fail_on_regression {
             return Err(XtaskError::Regressed(regressions.len()));

@@ -94,14 +94,13 @@ impl<'a> Report<'a> {
             .and_then(|all| all.get(index).copied())
     }
 
-    /// Rows that regressed against the baseline.
-    pub(crate) fn regressions(&self) -> Vec<&BenchResult> {
+    /// Indices of the rows that regressed against the baseline.
+    pub(crate) fn regressions(&self) -> Vec<usize> {
         (0..self.results.len())
             .filter(|&i| {
                 self.comparison(i)
                     .is_some_and(|c| c.verdict == Verdict::Regressed)
             })
-            .map(|i| &self.results[i])
             .collect()
     }
 
@@ -321,6 +320,6 @@ mod tests {
         assert_eq!(report.cell(3, Column::Change), "+50.0%");
         assert_eq!(report.cell(3, Column::Verdict), "regressed");
         assert_eq!(report.cell(0, Column::Verdict), "within noise");
-        assert_eq!(report.regressions().len(), 1);
+        assert_eq!(report.regressions(), [3]);
     }
 }
