@@ -5,6 +5,7 @@
 //! work a future hands to runtime worker threads is part of its cost.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -18,6 +19,9 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 /// Only one measurement may count at a time, or two would read each other's allocations.
 static MEASURING: Mutex<()> = Mutex::new(());
+/// Benchmarks whose allocations were recorded in this process: criterion calls a bench routine once
+/// per warm-up and sample batch, and the figures need measuring only once.
+static RECORDED: Mutex<Option<HashSet<BenchKey>>> = Mutex::new(None);
 
 /// The system allocator with allocation counting; install it with [`install_counting_allocator!`].
 ///
@@ -114,17 +118,18 @@ impl AllocationStats {
 ///
 /// `key` must name the benchmark as criterion does (group, function id, parameter; `""` when there is
 /// no parameter) so that `cargo xtask bench` can put the figures in the same row. The allocation run
-/// happens on the first call from criterion (during warm-up), outside the timed loop.
+/// happens once per benchmark and process, on the first call from criterion (during warm-up),
+/// outside the timed loop.
 pub fn iter_with_allocations<O>(
     bencher: &mut Bencher<'_>,
     key: impl Into<BenchKey>,
     mut op: impl FnMut() -> O,
 ) {
     let key = key.into();
-    let mut recorded = false;
+    let mut pending = first_time(&key);
     bencher.iter_custom(|iterations| {
-        if !recorded {
-            recorded = true;
+        if pending {
+            pending = false;
             AllocationStats::measure(iterations.clamp(100, 10_000), &mut op).record(key.clone());
         }
         let start = Instant::now();
@@ -133,4 +138,14 @@ pub fn iter_with_allocations<O>(
         }
         start.elapsed()
     });
+}
+
+/// True the first time `key` is seen in this process.
+fn first_time(key: &BenchKey) -> bool {
+    let mut recorded = RECORDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    recorded
+        .get_or_insert_with(HashSet::new)
+        .insert(key.clone())
 }
