@@ -554,3 +554,74 @@ impl Ballot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn threshold() -> impl Strategy<Value = Threshold> {
+        prop_oneof![
+            Just(Threshold::Plurality),
+            Just(Threshold::Majority),
+            Just(Threshold::Unanimous),
+            (1u32..=4, 0u32..=3).prop_map(|(num, extra)| Threshold::Supermajority {
+                num,
+                den: num + extra
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Voters that fail (marked absent, as the hive does) never make settlement wrong: once a
+        /// ballot says it is settled, the outcome when every voter has voted or failed is the same.
+        #[test]
+        fn settlement_holds_with_absent_voters(
+            threshold in threshold(),
+            quorum in prop_oneof![Just(0.25), Just(0.5), Just(1.0)],
+            weights in prop::collection::vec(1u8..=3, 1..10),
+            actions in prop::collection::vec(prop::option::of(prop::option::of(0usize..3)), 10),
+            candidates in 1usize..4,
+        ) {
+            let policy = ConsensusPolicy { threshold, quorum, weighted: true, tie_break: TieBreak::LowestId };
+            let electorate = Electorate::new(
+                weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+            ).unwrap();
+            let mut ballot = Ballot::new(policy, electorate, (0..candidates as u64).map(ProposalId)).unwrap();
+            let mut settled: Option<Tally> = None;
+            for (voter, action) in actions.iter().take(weights.len()).enumerate() {
+                match action {
+                    // Fails: never votes.
+                    None => ballot.mark_absent(voter),
+                    Some(choice) => {
+                        let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId((c % candidates) as u64)));
+                        ballot.cast_at(voter, vote).unwrap();
+                    }
+                }
+                if settled.is_none() && ballot.is_settled() {
+                    settled = Some(ballot.tally());
+                }
+            }
+            prop_assert!(ballot.is_settled());
+            let settled = settled.unwrap();
+            prop_assert!(settled.same_outcome(&ballot.tally()), "settled {:?}, final {:?}", settled, ballot.tally());
+        }
+    }
+
+    #[test]
+    fn an_absent_voter_who_votes_after_all_is_counted_once() {
+        let electorate = Electorate::equal((0..3).map(AgentId)).unwrap();
+        let mut ballot =
+            Ballot::new(ConsensusPolicy::majority(), electorate, [ProposalId(1)]).unwrap();
+        ballot.mark_absent(0);
+        ballot.mark_absent(0);
+        ballot.cast_at(0, Vote::For(ProposalId(1))).unwrap();
+        assert_eq!(ballot.votes_cast(), 1);
+        assert_eq!(ballot.support(ProposalId(1)), Some(1.0));
+        ballot.mark_absent(0);
+        assert_eq!(ballot.votes_cast(), 1);
+    }
+}
