@@ -13,7 +13,7 @@ use crate::conflict::{
     MAX_OCCURRENCES, MAX_PROPOSALS, WRITER,
 };
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
-use crate::merge::Merge;
+use crate::merge::{merge_parallel, Merge};
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
 /// How a conflict group picks its winner.
@@ -204,11 +204,15 @@ where
     let decided = decide_all(&proposals.iter().collect::<Vec<_>>(), resolution, parallel);
     let losses = &decided.losses;
     let merged = if parallel {
-        proposals
-            .into_par_iter()
-            .zip(losses.par_iter())
-            .filter_map(|(proposal, loss)| loss.is_none().then_some(proposal.payload))
-            .reduce_with(merged)
+        // Rejected payloads become `None`s, which the merge skips; the per-thread fold also
+        // frees the proposals' key lists in parallel.
+        merge_parallel(
+            proposals
+                .into_par_iter()
+                .zip(losses.par_iter())
+                .map(|(proposal, loss)| loss.is_none().then_some(proposal.payload)),
+        )
+        .flatten()
     } else {
         proposals
             .into_iter()

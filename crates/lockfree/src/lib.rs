@@ -34,6 +34,37 @@
 //! assert_eq!(memory.load()[1], "recruit"); // the high-priority task ran first
 //! # Ok::<(), hivekit_lockfree::CommitError<Vec<String>>>(())
 //! ```
+//!
+//! Proposals from many agents: [`detect_conflicts`] finds every pair that touches a key one of them
+//! writes in one hashed pass (never pairwise); an [`Aggregator`] takes proposals from any number of
+//! threads, settles each conflict group by a [`Resolution`], and merges the accepted payloads with
+//! [`Merge`] (on the rayon pool for large rounds):
+//!
+//! ```
+//! use hivekit_lockfree::{Aggregator, Priority, Proposal, ProposalId, Resolution, Sum};
+//!
+//! let round = Aggregator::new();
+//! std::thread::scope(|scope| {
+//!     for agent in 0..3_u64 {
+//!         let round = &round;
+//!         scope.spawn(move || {
+//!             // Agents 0 and 1 both want to write `budget`; agent 2 touches only its own key.
+//!             let key = if agent < 2 { "budget" } else { "notes" };
+//!             let priority = if agent == 1 { Priority::High } else { Priority::Normal };
+//!             let proposal = Proposal::new(agent, Sum(10 * (agent + 1)))
+//!                 .writes([key])
+//!                 .priority(priority);
+//!             round.submit(proposal).expect("ids are distinct");
+//!         });
+//!     }
+//! });
+//! let outcome = round.finish(Resolution::HighestPriority);
+//! assert_eq!(outcome.conflicts.groups.len(), 1);
+//! assert!(outcome.is_accepted(ProposalId(1)) && outcome.is_accepted(ProposalId(2)));
+//! let reason = outcome.rejection(ProposalId(0)).map(|reason| reason.to_string());
+//! assert_eq!(reason.as_deref(), Some("lost to #1 on key \"budget\""));
+//! assert_eq!(outcome.merged, Some(Sum(20 + 30)));
+//! ```
 
 mod hint;
 // snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)

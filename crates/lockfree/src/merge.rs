@@ -50,8 +50,9 @@ pub trait Merge {
 
 /// Merges all `payloads` into one: `None` when there are none.
 ///
-/// Above [`PARALLEL_MERGE_THRESHOLD`] payloads the work is split across the rayon pool as a
-/// balanced tree of merges; below it a sequential fold is cheaper than waking the pool. Because
+/// From [`PARALLEL_MERGE_THRESHOLD`] payloads up the work is split across the rayon pool (one
+/// contiguous run per thread folded sequentially, then the partial results merged); below it a
+/// sequential fold is cheaper than waking the pool. Because
 /// [`Merge`] is associative and commutative, both give the same result.
 ///
 /// # Progress
@@ -92,10 +93,40 @@ pub fn merge_all<P: Merge + Send>(payloads: Vec<P>) -> Option<P> {
 /// ```
 pub fn merge_all_with_threshold<P: Merge + Send>(payloads: Vec<P>, threshold: usize) -> Option<P> {
     if payloads.len() >= threshold.max(2) {
-        payloads.into_par_iter().reduce_with(merged)
+        merge_parallel(payloads.into_par_iter())
     } else {
         payloads.into_iter().reduce(merged)
     }
+}
+
+/// Merges on the rayon pool: one contiguous run of payloads per thread is folded sequentially into
+/// an accumulator, then the few partial results merge. A balanced tree of pairwise merges would do
+/// more work in total for payloads that grow as they merge (sets, maps): every level would merge
+/// mid-sized values, where a fold inserts each small payload into one accumulator.
+pub(crate) fn merge_parallel<P, I>(payloads: I) -> Option<P>
+where
+    P: Merge + Send,
+    I: IndexedParallelIterator<Item = P>,
+{
+    let threads = rayon::current_num_threads().max(1);
+    let run = payloads.len().div_ceil(threads).max(1);
+    payloads
+        .with_min_len(run)
+        .fold(
+            || None,
+            |accumulator: Option<P>, payload| match accumulator {
+                Some(accumulator) => Some(merged(accumulator, payload)),
+                None => Some(payload),
+            },
+        )
+        .reduce(
+            || None,
+            |left, right| match (left, right) {
+                (Some(left), Some(right)) => Some(merged(left, right)),
+                (left, None) => left,
+                (None, right) => right,
+            },
+        )
 }
 
 /// The number of payloads from which [`merge_all`] merges in parallel.
@@ -209,11 +240,18 @@ impl<T: Merge> Merge for Option<T> {
 
 impl<T: Ord> Merge for BTreeSet<T> {
     fn merge(&mut self, mut other: Self) {
-        // Moving the smaller set into the larger one keeps the cost proportional to the smaller.
         if other.len() > self.len() {
             std::mem::swap(self, &mut other);
         }
-        self.append(&mut other);
+        // `append` rebuilds the tree, linear in both sizes; inserting costs a logarithmic search
+        // per element of the smaller set. Folding many small sets into a large one must insert,
+        // or every step pays for the whole large set.
+        let depth = (usize::BITS - self.len().leading_zeros()) as usize;
+        if other.len().saturating_mul(depth) <= self.len() {
+            self.extend(other);
+        } else {
+            self.append(&mut other);
+        }
     }
 }
 
