@@ -4,7 +4,8 @@
 //! Everything lock-free in the crate takes its atomics, `Arc`, memory reclamation and queue lanes from
 //! here, never from `std` directly. Under loom:
 //!
-//! - atomics, `Arc` and `Mutex` are loom's, so every interleaving of them is explored;
+//! - atomics, `Arc` and `Mutex` are loom's, so every interleaving of them is explored, and
+//!   [`cell::Witness`] lets loom check that plain data is published before it is read;
 //! - [`epoch`] keeps retired memory until the owning structure is dropped instead of using
 //!   crossbeam-epoch (which loom cannot see): the publication protocol (compare-and-swap on the
 //!   current pointer) is what the models check, reclamation is crossbeam's;
@@ -24,6 +25,50 @@ pub(crate) mod sync {
         pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
         pub(crate) use std::sync::atomic::Ordering;
+    }
+}
+
+/// Stand-ins for plain data, so loom can check that it is published before it is read.
+pub(crate) mod cell {
+    /// Marks the plain data of a node published through an atomic pointer. Under loom it is an
+    /// `UnsafeCell` written when the node is built and read by every reader, so loom reports a
+    /// causality violation if publication does not order the two (a too weak ordering on the
+    /// pointer). On `std` it is empty and costs nothing.
+    #[cfg(loom)]
+    #[derive(Debug)]
+    pub(crate) struct Witness(loom::cell::UnsafeCell<()>);
+
+    // SAFETY: the cell holds `()` and is only touched through loom's `with`/`with_mut`, which is how
+    // loom checks (and reports) unsynchronised access; sharing it is the point.
+    #[cfg(loom)]
+    unsafe impl Sync for Witness {}
+
+    #[cfg(loom)]
+    impl Witness {
+        pub(crate) fn new() -> Self {
+            let witness = Self(loom::cell::UnsafeCell::new(()));
+            witness.0.with_mut(|_| ());
+            witness
+        }
+
+        pub(crate) fn read(&self) {
+            self.0.with(|_| ());
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[derive(Debug)]
+    pub(crate) struct Witness;
+
+    #[cfg(not(loom))]
+    impl Witness {
+        #[inline(always)]
+        pub(crate) fn new() -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn read(&self) {}
     }
 }
 

@@ -15,6 +15,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
+use crate::loom::cell::Witness;
 use crate::loom::epoch::{self, Guard, Retired, SendPtr};
 use crate::loom::sync::atomic::{AtomicPtr, Ordering};
 use crate::loom::sync::Arc;
@@ -24,6 +25,18 @@ use crate::loom::sync::Arc;
 struct Versioned<T> {
     version: u64,
     value: T,
+    /// Lets loom check that `version` and `value` are published before they are read.
+    written: Witness,
+}
+
+impl<T> Versioned<T> {
+    fn new(version: u64, value: T) -> Self {
+        Self {
+            version,
+            value,
+            written: Witness::new(),
+        }
+    }
 }
 
 /// Versioned shared state: lock-free reads, staged compare-and-swap commits, and read-copy-update.
@@ -106,7 +119,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!((*cell.load(), cell.version()), (42, 0));
     /// ```
     pub fn new(value: T) -> Self {
-        let first = Arc::new(Versioned { version: 0, value });
+        let first = Arc::new(Versioned::new(0, value));
         Self {
             current: AtomicPtr::new(Arc::into_raw(first).cast_mut()),
             retired: Retired::new(),
@@ -155,7 +168,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         // SAFETY: `current` always points to a live `Versioned<T>` owned by the cell; a replaced version
         // is only released after every guard pinned before its replacement is dropped, and `_guard`
         // lives until after `reader` returns.
-        let current = unsafe { &*self.current.load(Ordering::Acquire) };
+        let current = unsafe { published(self.current.load(Ordering::Acquire)) };
         reader(&current.value, current.version)
     }
 
@@ -185,6 +198,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
             Arc::increment_strong_count(current);
             Arc::from_raw(current)
         };
+        node.written.read();
         Snapshot { node }
     }
 
@@ -241,7 +255,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         let guard = epoch::pin();
         let current = self.current.load(Ordering::Acquire);
         // SAFETY: `current` is live while `guard` is pinned (see `read`).
-        let current_version = unsafe { (*current).version };
+        let current_version = unsafe { published(current) }.version;
         if current_version != base {
             return Err(CommitError::Conflict {
                 base,
@@ -250,12 +264,12 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
             });
         }
         let version = base + 1;
-        let next = Arc::new(Versioned { version, value });
+        let next = Arc::new(Versioned::new(version, value));
         match self.publish(current, next, &guard) {
             Ok(()) => Ok(version),
             Err((actual, next)) => {
                 // SAFETY: `actual` was loaded while `guard` is pinned (see `read`).
-                let current = unsafe { (*actual).version };
+                let current = unsafe { published(actual) }.version;
                 Err(CommitError::Conflict {
                     base,
                     current,
@@ -323,12 +337,9 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         let mut current = self.current.load(Ordering::Acquire);
         loop {
             // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
-            let node = unsafe { &*current };
+            let node = unsafe { published(current) };
             let version = node.version + 1;
-            let next = Arc::new(Versioned {
-                version,
-                value: update(&node.value)?,
-            });
+            let next = Arc::new(Versioned::new(version, update(&node.value)?));
             match self.publish(current, next, &guard) {
                 Ok(()) => return Ok(version),
                 Err((actual, _unpublished)) => current = actual,
@@ -352,10 +363,10 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     pub fn store(&self, value: T) -> u64 {
         let guard = epoch::pin();
         let mut current = self.current.load(Ordering::Acquire);
-        let mut next = Arc::new(Versioned { version: 0, value });
+        let mut next = Arc::new(Versioned::new(0, value));
         loop {
             // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
-            let version = unsafe { (*current).version } + 1;
+            let version = unsafe { published(current) }.version + 1;
             match Arc::get_mut(&mut next) {
                 Some(unpublished) => unpublished.version = version,
                 None => unreachable!("an unpublished version has a single owner"),
@@ -402,6 +413,21 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
             }
         }
     }
+}
+
+/// The version `pointer` points to, as loaded from [`SnapshotCell::current`] by a pinned thread.
+///
+/// # Safety
+///
+/// `pointer` must have been loaded from a cell's `current` while the caller's guard is pinned, and
+/// the reference must not outlive that guard.
+#[inline]
+unsafe fn published<'guard, T>(pointer: *const Versioned<T>) -> &'guard Versioned<T> {
+    // SAFETY: the caller loaded `pointer` while pinned, and a replaced version is released only after
+    // every guard pinned before its replacement is dropped (see `SnapshotCell::read`).
+    let node = unsafe { &*pointer };
+    node.written.read();
+    node
 }
 
 /// The value of a version that was never published (so this is its only reference).
