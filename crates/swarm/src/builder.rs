@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use hivekit_lockfree::{ResourceCost, SchedulingHint};
+use hivekit_lockfree::SchedulingHint;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::context::StageContext;
 use crate::error::{BuildError, StageError};
-use crate::pipeline::{Artifact, Exporter, Pipeline, PipelineInner, StageFn, StageSpec};
+use crate::pipeline::{Artifact, Pipeline, PipelineInner, StageFn, StageSpec};
 use crate::retry::RetryPolicy;
 
 /// Collects the stages of a pipeline; [`build`](PipelineBuilder::build) checks and resolves them.
@@ -39,7 +39,11 @@ use crate::retry::RetryPolicy;
 /// ```
 #[derive(Default)]
 pub struct PipelineBuilder {
-    drafts: Vec<StageDraft>,
+    drafts: Vec<StageSpec>,
+    /// Every dependency name, back to back; a stage's `after` is a range of `dependency_names`.
+    dependency_names: String,
+    /// Where each dependency name ends in `dependency_names`.
+    name_ends: Vec<usize>,
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -51,18 +55,6 @@ impl std::fmt::Debug for PipelineBuilder {
             )
             .finish()
     }
-}
-
-struct StageDraft {
-    name: Arc<str>,
-    after: Vec<String>,
-    timeout: Option<Duration>,
-    retry: RetryPolicy,
-    hint: SchedulingHint,
-    spawn: Option<bool>,
-    func: Arc<StageFn>,
-    output_type: &'static str,
-    exporter: Option<Exporter>,
 }
 
 /// One stage being added to a pipeline; its methods set that stage's options. `T` is the stage's
@@ -92,20 +84,22 @@ impl PipelineBuilder {
     /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
     /// the stage's output. The output becomes the stage's artifact, shared with dependents without
     /// copying.
-    pub fn stage<F, Fut, T>(mut self, name: impl Into<String>, f: F) -> StageBuilder<T>
+    pub fn stage<F, Fut, T>(mut self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<T>
     where
         F: Fn(StageContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, StageError>> + Send + 'static,
         T: Send + Sync + 'static,
     {
-        let func: Arc<StageFn> = Arc::new(move |context: StageContext| {
+        // A closure that captures nothing is zero-sized, and boxing it allocates nothing.
+        let func: Box<StageFn> = Box::new(move |context: StageContext| {
             f(context)
                 .map(|result| result.map(|value| Arc::new(value) as Artifact))
                 .boxed()
         });
-        self.drafts.push(StageDraft {
-            name: Arc::from(name.into()),
-            after: Vec::new(),
+        let names = self.name_ends.len();
+        self.drafts.push(StageSpec {
+            name: name.into(),
+            after: names..names,
             timeout: None,
             retry: RetryPolicy::NONE,
             hint: SchedulingHint::default(),
@@ -160,11 +154,12 @@ impl PipelineBuilder {
         dependency_start.push(0u32);
         for draft in &self.drafts {
             let row_start = dependency_list.len();
-            for name in &draft.after {
-                let Some(&dependency) = index.get(name.as_str()) else {
+            for position in draft.after.clone() {
+                let name = self.dependency_name(position);
+                let Some(&dependency) = index.get(name) else {
                     return Err(BuildError::UnknownDependency {
                         stage: draft.name.to_string(),
-                        missing: name.clone(),
+                        missing: name.to_owned(),
                     });
                 };
                 // A dependency named twice counts once.
@@ -226,24 +221,8 @@ impl PipelineBuilder {
             });
         }
 
-        let stages = self
-            .drafts
-            .into_iter()
-            .map(|draft| StageSpec {
-                spawn: draft
-                    .spawn
-                    .unwrap_or(draft.hint.cost >= ResourceCost::Moderate),
-                name: draft.name,
-                timeout: draft.timeout,
-                retry: draft.retry,
-                hint: draft.hint,
-                func: draft.func,
-                output_type: draft.output_type,
-                exporter: draft.exporter,
-            })
-            .collect();
         Ok(Pipeline::from_inner(PipelineInner {
-            stages,
+            stages: self.drafts,
             index,
             dependency_start,
             dependency_list,
@@ -253,6 +232,16 @@ impl PipelineBuilder {
             roots,
             order,
         }))
+    }
+}
+
+impl PipelineBuilder {
+    fn dependency_name(&self, position: usize) -> &str {
+        let start = match position {
+            0 => 0,
+            _ => self.name_ends[position - 1],
+        };
+        &self.dependency_names[start..self.name_ends[position]]
     }
 }
 
@@ -293,7 +282,7 @@ fn find_cycle(remaining: &[u32], dependency_start: &[u32], dependency_list: &[u3
 }
 
 impl<T> StageBuilder<T> {
-    fn draft(&mut self) -> &mut StageDraft {
+    fn draft(&mut self) -> &mut StageSpec {
         self.builder
             .drafts
             .last_mut()
@@ -304,11 +293,22 @@ impl<T> StageBuilder<T> {
     pub fn after<I>(mut self, dependencies: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: AsRef<str>,
     {
-        self.draft()
-            .after
-            .extend(dependencies.into_iter().map(Into::into));
+        let builder = &mut self.builder;
+        let start = builder.name_ends.len();
+        for dependency in dependencies {
+            builder.dependency_names.push_str(dependency.as_ref());
+            builder.name_ends.push(builder.dependency_names.len());
+        }
+        let end = builder.name_ends.len();
+        let draft = self.draft();
+        // Calls to `after` for one stage are consecutive, so its names stay one range.
+        draft.after = if draft.after.is_empty() {
+            start..end
+        } else {
+            draft.after.start..end
+        };
         self
     }
 
@@ -359,7 +359,7 @@ impl<T> StageBuilder<T> {
     }
 
     /// Adds the next stage (see [`PipelineBuilder::stage`]).
-    pub fn stage<F, Fut, U>(self, name: impl Into<String>, f: F) -> StageBuilder<U>
+    pub fn stage<F, Fut, U>(self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<U>
     where
         F: Fn(StageContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, StageError>> + Send + 'static,

@@ -31,10 +31,21 @@ pub(crate) struct StageSpec {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
     pub(crate) hint: SchedulingHint,
-    pub(crate) spawn: bool,
-    pub(crate) func: Arc<StageFn>,
+    /// `None`: decided by the hint's cost.
+    pub(crate) spawn: Option<bool>,
+    pub(crate) func: Box<StageFn>,
+    /// The stage's dependency names, a range of the builder's name buffer (unused after `build`).
+    pub(crate) after: std::ops::Range<usize>,
     pub(crate) output_type: &'static str,
     pub(crate) exporter: Option<Exporter>,
+}
+
+impl StageSpec {
+    /// Whether the stage runs on a task of its own.
+    pub(crate) fn spawns(&self) -> bool {
+        self.spawn
+            .unwrap_or(self.hint.cost >= hivekit_lockfree::ResourceCost::Moderate)
+    }
 }
 
 pub(crate) struct PipelineInner {

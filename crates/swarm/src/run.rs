@@ -255,7 +255,7 @@ impl Run {
             });
         }
         let mut future = StageFuture::new(self.shared.clone(), stage);
-        if spec.spawn {
+        if spec.spawns() {
             self.running
                 .push(StageTask::Spawned(stage, tokio::spawn(future)));
             self.in_flight += 1;

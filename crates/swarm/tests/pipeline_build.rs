@@ -157,3 +157,19 @@ fn random_dags_build_with_every_stage_after_its_dependencies() {
         }
     }
 }
+
+#[test]
+fn after_calls_accumulate() {
+    let a = String::from("a");
+    let pipeline = Pipeline::builder()
+        .stage("a", noop)
+        .stage(String::from("b"), noop)
+        .stage("c", noop)
+        .after([&a])
+        .after(vec![String::from("b")])
+        .build()
+        .unwrap();
+    let dependencies: Vec<&str> = pipeline.dependencies("c").unwrap().collect();
+    assert_eq!(dependencies, ["a", "b"]);
+    assert_eq!(pipeline.dependencies("a").unwrap().count(), 0);
+}
