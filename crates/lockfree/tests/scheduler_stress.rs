@@ -157,3 +157,46 @@ fn nothing_stranded_after_racing_pushes_and_pops() {
         );
     }
 }
+
+/// A low-priority item waits while producers keep the critical lane full: with one consumer and
+/// `max_bypass: Some(k)`, it is served within k + 1 pops, however fast the producers are.
+#[test]
+fn starvation_bound_holds_under_concurrent_producers() {
+    let critical = SchedulingHint::new(Priority::Critical, LatencyTier::Hot, ResourceCost::Minimal);
+    let low = SchedulingHint::new(Priority::Low, LatencyTier::Cold, ResourceCost::Heavy);
+    for max_bypass in [1_u32, 3, 16] {
+        let scheduler = PriorityScheduler::with_config(SchedulerConfig {
+            capacity: None,
+            max_bypass: Some(max_bypass),
+        })
+        .expect("valid config");
+        for item in 0..100 {
+            scheduler.push(critical, item).expect("unbounded");
+        }
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    // Bounded, so a slow consumer does not let the queue grow without limit.
+                    for _ in 0..200_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        scheduler.push(critical, 1).expect("unbounded");
+                    }
+                });
+            }
+            for round in 0..50 {
+                scheduler.push(low, usize::MAX).expect("unbounded");
+                let position = (1..)
+                    .find(|_| scheduler.pop() == Some(usize::MAX))
+                    .expect("the low item is popped eventually");
+                assert!(
+                    position <= max_bypass as usize + 1,
+                    "round {round}: low item served at pop {position}, k = {max_bypass}"
+                );
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+}
