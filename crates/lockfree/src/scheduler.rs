@@ -383,7 +383,6 @@ impl<T> PriorityScheduler<T> {
     }
 
     /// Lane `key` was found empty: clear its bit, then restore it if a push landed meanwhile.
-    #[cold]
     fn clear_lane_bit(&self, key: usize) {
         let bit = 1_u64 << key;
         self.nonempty.fetch_and(!bit, Ordering::SeqCst);
