@@ -14,13 +14,19 @@
 //! threshold off, so the ratio shows what the parallel path buys on this machine; `mutex-vec` is
 //! the baseline a user would write first: submit from the rayon pool into one
 //! `Mutex<(Vec<_>, HashSet<id>)>`, then a std `HashMap<key, Vec<index>>` index, the same winner
-//! rule, and a sequential fold (up to 100k proposals, 10k in quick mode). 1M proposals run in full
+//! rule, and a sequential fold (up to 100k proposals, 10k in quick mode).
+//!
+//! `proposal_submission`: the cost of one `submit` while 1 or 2 threads (`1t`, `2t`) submit
+//! without pause: `hivekit` (`Aggregator::submit`: a shard lock chosen by id, a duplicate check in
+//! the shard's id set, one atomic increment for the submission order) against `mutex-vec` (one
+//! `Mutex<(Vec<_>, HashSet<id>)>`), the measurement behind the aggregator's sharded design. 1M proposals run in full
 //! mode only. The input is cloned outside the timing (`iter_batched`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use benches_common::proposals::{proposal_specs, ProposalSpec};
+use benches_common::threads::time_threads;
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
@@ -33,6 +39,7 @@ type Input = Vec<Proposal<u64, Payload>>;
 
 const COMMUTATIVE: &str = "commutative_aggregation";
 const CONDITIONAL: &str = "conditional_aggregation";
+const SUBMISSION: &str = "proposal_submission";
 
 fn proposals(n: usize, conflict_rate: f64) -> Input {
     proposal_specs(n, 4, conflict_rate, DEFAULT_SEED)
@@ -65,6 +72,9 @@ fn label(n: usize) -> String {
 /// The accepted ids (sorted) and the merged payload: what every implementation must agree on.
 type Outcome = (Vec<ProposalId>, Option<Payload>);
 
+/// The baseline's submission target: every proposal and every id behind one lock.
+type Locked<P> = Mutex<(Vec<Proposal<u64, P>>, HashSet<ProposalId>)>;
+
 /// One implementation of a round.
 type Round = fn(Input) -> Outcome;
 
@@ -95,7 +105,7 @@ fn sequential(input: Input) -> Outcome {
 
 /// The naive baseline: one lock for everything, std hashing, a `Vec` per key.
 fn mutex_vec(input: Input) -> Outcome {
-    let shared: Mutex<(Input, HashSet<ProposalId>)> = Mutex::new((Vec::new(), HashSet::new()));
+    let shared: Locked<Payload> = Mutex::new((Vec::new(), HashSet::new()));
     input
         .into_par_iter()
         .with_min_len(1_024)
@@ -228,9 +238,50 @@ fn conditional_aggregation(c: &mut Criterion) {
     group.finish();
 }
 
+fn proposal_submission(c: &mut Criterion) {
+    let mut group = c.benchmark_group(SUBMISSION);
+    group.throughput(Throughput::Elements(1));
+    for threads in [1_usize, 2] {
+        let parameter = format!("{threads}t");
+        // Proposals without keys: building one does not allocate, so the submission is what is
+        // timed. Ids are distinct across threads.
+        let proposal = |thread: usize, iterations: u64, i: u64| {
+            Proposal::<u64, u64>::new(thread as u64 * iterations + i, i)
+        };
+        group.bench_function(BenchmarkId::new("hivekit", &parameter), |b| {
+            b.iter_custom(|iterations| {
+                let aggregator = Aggregator::new();
+                time_threads(threads, iterations, |thread, iterations| {
+                    for i in 0..iterations {
+                        let submitted = aggregator.submit(proposal(thread, iterations, i));
+                        assert!(submitted.is_ok(), "ids are distinct");
+                    }
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("mutex-vec", &parameter), |b| {
+            b.iter_custom(|iterations| {
+                let shared: Locked<u64> = Mutex::new((Vec::new(), HashSet::new()));
+                time_threads(threads, iterations, |thread, iterations| {
+                    for i in 0..iterations {
+                        let proposal = proposal(thread, iterations, i);
+                        let mut guard = shared
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let (proposals, ids) = &mut *guard;
+                        assert!(ids.insert(proposal.id), "ids are distinct");
+                        proposals.push(proposal);
+                    }
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = benches_common::criterion();
-    targets = commutative_aggregation, conditional_aggregation
+    targets = commutative_aggregation, conditional_aggregation, proposal_submission
 }
 criterion_main!(benches);
