@@ -222,9 +222,14 @@ fn single_thread_queues() -> Vec<(&'static str, Box<dyn Queue>)> {
     all
 }
 
+/// Fills `queue` to `depth` items, then runs one push and pop per hint of the stream, so every lane
+/// and node pool has been touched: the measured pairs see the steady state, not first allocations.
 fn prefill(queue: &dyn Queue, hints: &[SchedulingHint], depth: usize) {
     for item in 0..depth {
         queue.push(hints[item % STREAM], item as u64);
+    }
+    for round in 0..STREAM as u64 {
+        std::hint::black_box(pair(queue, hints, round));
     }
 }
 
