@@ -20,6 +20,14 @@ use crate::proposal::{Proposal, ProposalError, ProposalId};
 ///
 /// Whatever the rule, ties are broken by the lower [`ProposalId`].
 ///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send` and `Sync`: it holds no references.
+///
 /// # Examples
 ///
 /// ```
@@ -42,6 +50,14 @@ pub enum Resolution {
 /// Why a proposal was rejected.
 ///
 /// Displays in lower case, naming the key (with its `Debug` form) and the winner.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
 ///
 /// # Examples
 ///
@@ -105,6 +121,14 @@ impl<K: fmt::Debug> fmt::Display for RejectReason<K> {
 ///
 /// Every proposal appears exactly once, either in `accepted` or in `rejected`, both in submission
 /// order. No two accepted proposals conflict.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
 ///
 /// # Examples
 ///

@@ -23,6 +23,14 @@ use crate::proposal::{Proposal, ProposalError, ProposalId};
 
 /// How the members of a [`ConflictGroup`] collide on its key.
 ///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send` and `Sync`: it holds no references.
+///
 /// # Examples
 ///
 /// ```
@@ -53,6 +61,14 @@ impl fmt::Display for ConflictKind {
 ///
 /// A key is contested when at least one proposal writes it and at least one other proposal reads or
 /// writes it. Its group lists every proposal that touches the key, once each, in input order.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
 ///
 /// # Examples
 ///
@@ -92,6 +108,11 @@ impl<K> ConflictGroup<K> {
 ///
 /// Groups are ordered by where their key first appears in the input: by the first proposal that
 /// touches it and, inside that proposal, written keys before read keys, each in list order.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free except
+/// [`conflicting_ids`](ConflictReport::conflicting_ids), which sorts, on the caller's thread.
 ///
 /// # Send and Sync
 ///

@@ -29,6 +29,11 @@ use rayon::prelude::*;
 /// `Vec<T>` is deliberately not `Merge`: concatenation is not commutative, so a merged vector would
 /// depend on submission order. Collect into a set or a map keyed by something stable instead.
 ///
+/// # Progress
+///
+/// `merge` runs on the caller's thread without synchronisation; the provided implementations are
+/// wait-free (bounded by the sizes of their inputs).
+///
 /// # Examples
 ///
 /// ```
@@ -149,6 +154,14 @@ fn merged<P: Merge>(mut left: P, right: P) -> P {
 /// Wrapping addition is associative and commutative for every input; checked or saturating
 /// addition would not be (saturation depends on the order in which signed values arrive).
 ///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
+///
 /// # Examples
 ///
 /// ```
@@ -178,6 +191,14 @@ sum_impls!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 /// A value merged by keeping the larger one.
 ///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
+///
 /// # Examples
 ///
 /// ```
@@ -202,6 +223,14 @@ impl<T: Ord> Merge for Max<T> {
 }
 
 /// A value merged by keeping the smaller one.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send`/`Sync` exactly when its type parameters are.
 ///
 /// # Examples
 ///

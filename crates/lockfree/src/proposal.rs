@@ -8,6 +8,14 @@ use crate::Priority;
 ///
 /// Displays as `#7`. Ordered by the number: where a rule needs a tie-break, the lower id wins.
 ///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send` and `Sync`: it holds no references.
+///
 /// # Examples
 ///
 /// ```
@@ -50,6 +58,10 @@ impl From<ProposalId> for u64 {
 /// in one proposal counts once. See [`detect_conflicts`](crate::detect_conflicts).
 ///
 /// Built either from its public fields or with the builder methods, which append to the key lists.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
 ///
 /// # Send and Sync
 ///
@@ -166,6 +178,14 @@ impl<K, P> Proposal<K, P> {
 }
 
 /// What can be wrong with a set of proposals.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send` and `Sync`: it holds no references.
 ///
 /// # Examples
 ///
