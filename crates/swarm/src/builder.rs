@@ -1,9 +1,9 @@
 //! Building a pipeline: stages, their options, and the one-time dependency resolution.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -92,9 +92,7 @@ impl PipelineBuilder {
     {
         // A closure that captures nothing is zero-sized, and boxing it allocates nothing.
         let func: Box<StageFn> = Box::new(move |context: StageContext| {
-            f(context)
-                .map(|result| result.map(|value| Arc::new(value) as Artifact))
-                .boxed()
+            f(context).map(|result| result.map(into_artifact)).boxed()
         });
         let names = self.name_ends.len();
         self.drafts.push(StageSpec {
@@ -387,6 +385,16 @@ impl<T> From<StageBuilder<T>> for PipelineBuilder {
     fn from(stage: StageBuilder<T>) -> Self {
         stage.builder
     }
+}
+
+/// Wraps a stage's output for sharing. Every `()` is the same value, so unit outputs (stages run
+/// for their effects) share one allocation instead of making one per run.
+fn into_artifact<T: Send + Sync + 'static>(value: T) -> Artifact {
+    static UNIT: OnceLock<Artifact> = OnceLock::new();
+    if TypeId::of::<T>() == TypeId::of::<()>() {
+        return UNIT.get_or_init(|| Arc::new(())).clone();
+    }
+    Arc::new(value)
 }
 
 fn export_as<T: Serialize + 'static>(

@@ -207,7 +207,7 @@ pub struct RunReport {
     pub(crate) outcome: RunOutcome,
     pub(crate) elapsed: Duration,
     pub(crate) stages: Vec<StageReport>,
-    pub(crate) artifacts: Vec<Option<Artifact>>,
+    pub(crate) artifacts: Box<[std::sync::OnceLock<Artifact>]>,
 }
 
 impl fmt::Debug for RunReport {
@@ -272,7 +272,7 @@ impl RunReport {
             .ok_or_else(|| ArtifactError::UnknownStage {
                 stage: name.to_owned(),
             })?;
-        downcast(&self.pipeline, stage, self.artifacts[stage].as_ref())
+        downcast(&self.pipeline, stage, self.artifacts[stage].get())
     }
 
     /// The artifacts of stages registered with [`export`](crate::StageBuilder::export), as JSON
@@ -286,7 +286,8 @@ impl RunReport {
     ) -> Result<serde_json::Map<String, serde_json::Value>, ArtifactError> {
         let mut exported = serde_json::Map::new();
         for (stage, spec) in self.pipeline.stages.iter().enumerate() {
-            let (Some(exporter), Some(artifact)) = (spec.exporter, &self.artifacts[stage]) else {
+            let (Some(exporter), Some(artifact)) = (spec.exporter, self.artifacts[stage].get())
+            else {
                 continue;
             };
             match exporter(&**artifact) {
@@ -323,7 +324,7 @@ impl RunReport {
             stage: name.to_owned(),
         })?;
         let artifact = self.artifacts[stage]
-            .as_ref()
+            .get()
             .ok_or_else(|| ArtifactError::Missing {
                 stage: name.to_owned(),
             })?;

@@ -74,12 +74,6 @@ enum Stop {
     Deadline,
 }
 
-#[derive(Clone, Copy, Default)]
-struct Timing {
-    started: Option<Instant>,
-    elapsed: Option<Duration>,
-}
-
 /// A launched stage: polled inline, or a spawned task's handle (aborted when dropped).
 enum StageTask {
     Inline(u32, StageFuture),
@@ -127,8 +121,9 @@ struct Run {
     seed: Option<u64>,
     start: Instant,
     remaining: Vec<u32>,
-    status: Vec<Option<StageStatus>>,
-    timing: Vec<Timing>,
+    /// The report being filled in: statuses are placeholders until `decided`.
+    stages: Vec<StageReport>,
+    decided: Vec<bool>,
     ready: ReadyQueue,
     /// Ready stages with a slot reserved: launched before anything in `ready`.
     direct: VecDeque<u32>,
@@ -167,8 +162,18 @@ impl Run {
             seed: options.seed,
             start: Instant::now(),
             remaining: pipeline.in_degree.clone(),
-            status: vec![None; count],
-            timing: vec![Timing::default(); count],
+            stages: pipeline
+                .stages
+                .iter()
+                .map(|spec| StageReport {
+                    name: spec.name.clone(),
+                    status: StageStatus::Cancelled,
+                    started: None,
+                    elapsed: None,
+                    fan_out: Vec::new(),
+                })
+                .collect(),
+            decided: vec![false; count],
             ready: ReadyQueue::default(),
             direct: VecDeque::new(),
             batch: pipeline.roots.clone(),
@@ -236,7 +241,13 @@ impl Run {
         }
         let reserved = self.in_flight + self.direct.len();
         if self.ready.is_empty() && reserved.saturating_add(self.batch.len()) <= self.limit {
-            self.direct.extend(self.batch.drain(..));
+            if let [stage] = self.batch[..] {
+                // The common case (a chain): no iterator machinery.
+                self.direct.push_back(stage);
+                self.batch.clear();
+            } else {
+                self.direct.extend(self.batch.drain(..));
+            }
         } else {
             for stage in self.batch.drain(..) {
                 self.ready
@@ -248,7 +259,7 @@ impl Run {
     fn launch(&mut self, stage: u32, cx: &mut Context<'_>) {
         let spec = &self.pipeline.stages[stage as usize];
         let started = self.completed_at.take().unwrap_or_else(Instant::now);
-        self.timing[stage as usize].started = Some(started);
+        self.stages[stage as usize].started = Some(started.saturating_duration_since(self.start));
         if let Some(events) = &self.shared.events {
             events.emit(StageEvent::Started {
                 stage: spec.name.clone(),
@@ -275,10 +286,8 @@ impl Run {
         let index = stage as usize;
         let now = Instant::now();
         self.completed_at = Some(now);
-        let elapsed = self.timing[index]
-            .started
-            .map(|started| now.saturating_duration_since(started));
-        self.timing[index].elapsed = elapsed;
+        let elapsed = self.elapsed(index, now);
+        self.stages[index].elapsed = elapsed;
         self.unfinished -= 1;
         let status = match outcome {
             StageOutcome::Succeeded { artifact, attempts } => {
@@ -300,12 +309,13 @@ impl Run {
         if !succeeded {
             tracing::debug!(stage = &*self.pipeline.stages[index].name, %status, "stage failed");
         }
-        self.status[index] = Some(status);
+        self.stages[index].status = status;
+        self.decided[index] = true;
         if succeeded {
             for &dependent in self.pipeline.dependents(index) {
                 let remaining = &mut self.remaining[dependent as usize];
                 *remaining -= 1;
-                if *remaining == 0 && self.status[dependent as usize].is_none() {
+                if *remaining == 0 && !self.decided[dependent as usize] {
                     self.batch.push(dependent);
                 }
             }
@@ -318,10 +328,19 @@ impl Run {
         }
     }
 
+    /// From a stage's start to `now`.
+    fn elapsed(&self, index: usize, now: Instant) -> Option<Duration> {
+        let since_start = now.saturating_duration_since(self.start);
+        self.stages[index]
+            .started
+            .map(|started| since_start.saturating_sub(started))
+    }
+
     fn cancelled(&mut self, stage: u32) {
         let index = stage as usize;
-        self.timing[index].elapsed = self.timing[index].started.map(|started| started.elapsed());
-        self.status[index] = Some(StageStatus::Cancelled);
+        self.stages[index].elapsed = self.elapsed(index, Instant::now());
+        self.stages[index].status = StageStatus::Cancelled;
+        self.decided[index] = true;
         self.unfinished -= 1;
         if let Some(events) = &self.shared.events {
             events.emit(StageEvent::Cancelled {
@@ -333,17 +352,14 @@ impl Run {
     /// Skips everything downstream of a stage that did not succeed (iteratively: chains may be long).
     fn skip_dependents(&mut self, root: u32) {
         let root_name = self.pipeline.stages[root as usize].name.to_string();
-        let root_status = self.status[root as usize]
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let root_status = self.stages[root as usize].status.to_string();
         let pipeline = self.pipeline.clone();
         let mut work = std::mem::take(&mut self.scratch);
         work.push(root);
         while let Some(from) = work.pop() {
             for &dependent in pipeline.dependents(from as usize) {
                 let index = dependent as usize;
-                if self.status[index].is_some() {
+                if self.decided[index] {
                     continue;
                 }
                 let because = SkipReason::Dependency {
@@ -365,7 +381,8 @@ impl Run {
                 because: because.clone(),
             });
         }
-        self.status[index] = Some(StageStatus::Skipped { because });
+        self.stages[index].status = StageStatus::Skipped { because };
+        self.decided[index] = true;
         self.unfinished -= 1;
     }
 
@@ -404,8 +421,8 @@ impl Run {
             Stop::Cancelled => SkipReason::Cancelled,
             Stop::Deadline => SkipReason::DeadlineExceeded,
         };
-        for index in 0..self.status.len() {
-            if self.status[index].is_none() {
+        for index in 0..self.decided.len() {
+            if !self.decided[index] {
                 self.skip(index, because.clone());
             }
         }
@@ -421,35 +438,18 @@ impl Run {
         };
         let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
         let artifacts = match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared
-                .artifacts
-                .into_vec()
-                .into_iter()
-                .map(OnceLock::into_inner)
-                .collect(),
+            Ok(shared) => shared.artifacts,
             // A stage kept its context alive (in a task of its own making): share the artifacts.
             Err(shared) => shared
                 .artifacts
                 .iter()
-                .map(|artifact| artifact.get().cloned())
+                .map(|artifact| match artifact.get() {
+                    Some(artifact) => OnceLock::from(artifact.clone()),
+                    None => OnceLock::new(),
+                })
                 .collect(),
         };
-        let mut stages: Vec<StageReport> = self
-            .status
-            .into_iter()
-            .zip(self.timing)
-            .zip(&self.pipeline.stages)
-            .map(|((status, timing), spec)| StageReport {
-                name: spec.name.clone(),
-                // Every stage is decided by now; `Cancelled` is the honest fallback.
-                status: status.unwrap_or(StageStatus::Cancelled),
-                started: timing
-                    .started
-                    .map(|started| started.saturating_duration_since(self.start)),
-                elapsed: timing.elapsed,
-                fan_out: Vec::new(),
-            })
-            .collect();
+        let mut stages = self.stages;
         fan_outs.sort_by_key(|(stage, summary)| (*stage, summary.attempt));
         for (stage, summary) in fan_outs {
             stages[stage as usize].fan_out.push(summary);
