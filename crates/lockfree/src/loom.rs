@@ -184,6 +184,29 @@ pub(crate) mod epoch {
     }
 }
 
+/// Which thread is running, as a small number, for per-thread striping.
+pub(crate) mod thread {
+    /// A number fixed for the calling thread: threads are numbered in the order they first ask.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn index() -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        // During thread teardown the local may be gone: any index is correct, just less spread.
+        INDEX.try_with(|index| *index).unwrap_or(0)
+    }
+
+    /// Under loom every thread shares stripe 0, so the models see the shared-counter case.
+    #[cfg(loom)]
+    pub(crate) fn index() -> usize {
+        0
+    }
+}
+
 /// One FIFO lane of the priority scheduler.
 pub(crate) mod lane {
     /// An unbounded multi-producer multi-consumer FIFO queue.

@@ -44,6 +44,7 @@ use crossbeam_utils::CachePadded;
 use crate::hint::{Priority, SchedulingHint};
 use crate::loom::lane::Lane;
 use crate::loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::loom::thread;
 
 /// The number of lanes: one per sort key.
 const LANES: usize = SchedulingHint::KEYS;
@@ -82,8 +83,12 @@ pub struct SchedulerConfig {
     /// that keeps waiting while `m` lanes wait below the top is served by one of the next `m` forced
     /// pops, that is within `(k + 1) * m` pops.
     ///
-    /// The count is exact with one consumer. Concurrent consumers share it without a read-modify-write
-    /// (to keep `pop` cheap), so when pops race the bound stretches by the number of racing pops.
+    /// The count and the cursor are kept per consumer thread, so that pops on different threads share
+    /// no written cache line: each thread that pops never bypasses a waiting lower lane more than `k`
+    /// times in a row among its own pops. With one consumer that is the whole order; with `c`
+    /// consumers popping at once, the top lane may be served up to `c * k` times in a row overall.
+    /// (Threads are spread over 16 counters; past 16 consumers, threads that share a counter share
+    /// its bound.)
     pub max_bypass: Option<u32>,
 }
 
@@ -133,7 +138,10 @@ impl<T> fmt::Debug for Full<T> {
     }
 }
 
-/// The anti-starvation state, written only by consumers, on its own cache line.
+/// Anti-starvation counters per scheduler: one set per consumer-thread stripe.
+const AGING_STRIPES: usize = 16;
+
+/// The anti-starvation state of one stripe of consumer threads, on its own cache line.
 #[derive(Debug)]
 struct Aging {
     /// Pops in a row that bypassed a waiting lower lane.
@@ -184,7 +192,8 @@ pub struct PriorityScheduler<T> {
     nonempty: CachePadded<AtomicU64>,
     /// Bounded schedulers only: items reserved by pushes and not yet taken by pops.
     len: CachePadded<AtomicUsize>,
-    aging: CachePadded<Aging>,
+    /// `AGING_STRIPES` entries when anti-starvation is on, none otherwise.
+    aging: Box<[CachePadded<Aging>]>,
     /// `usize::MAX` when unbounded.
     capacity: usize,
     /// `u32::MAX` when anti-starvation is off (a count that is never reached).
@@ -238,10 +247,18 @@ impl<T> PriorityScheduler<T> {
             lanes: (0..LANES).map(|_| Lane::new()).collect(),
             nonempty: CachePadded::new(AtomicU64::new(0)),
             len: CachePadded::new(AtomicUsize::new(0)),
-            aging: CachePadded::new(Aging {
-                bypassed: AtomicU32::new(0),
-                cursor: AtomicU32::new(LANES as u32),
-            }),
+            aging: if config.max_bypass.is_some() {
+                (0..AGING_STRIPES)
+                    .map(|_| {
+                        CachePadded::new(Aging {
+                            bypassed: AtomicU32::new(0),
+                            cursor: AtomicU32::new(LANES as u32),
+                        })
+                    })
+                    .collect()
+            } else {
+                Box::default()
+            },
             capacity: config.capacity.unwrap_or(usize::MAX),
             max_bypass: config.max_bypass.unwrap_or(u32::MAX),
             config,
@@ -351,7 +368,7 @@ impl<T> PriorityScheduler<T> {
         if self.max_bypass == u32::MAX {
             return top as usize;
         }
-        let aging = &*self.aging;
+        let aging = &*self.aging[thread::index() % AGING_STRIPES];
         if below_top == 0 {
             // Nothing waits below: nothing is bypassed.
             if aging.bypassed.load(Ordering::Relaxed) != 0 {
