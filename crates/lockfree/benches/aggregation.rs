@@ -211,6 +211,15 @@ fn bench_round(
     }
 }
 
+/// From 1M proposals on (full mode), one iteration plus its input clone takes seconds: criterion's
+/// minimum of 10 samples keeps a row to under a minute. Sizes come in ascending order, so the
+/// setting only ever applies to the largest rows.
+fn limit_samples(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, n: usize) {
+    if n >= 1_000_000 {
+        group.sample_size(10);
+    }
+}
+
 fn commutative_aggregation(c: &mut Criterion) {
     let sizes = benches_common::sizes(
         &[10, 1_000, 10_000, 100_000],
@@ -218,6 +227,7 @@ fn commutative_aggregation(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group(COMMUTATIVE);
     for &n in sizes {
+        limit_samples(&mut group, n);
         bench_round(&mut group, &label(n), &proposals(n, 0.0));
     }
     group.finish();
@@ -227,6 +237,7 @@ fn conditional_aggregation(c: &mut Criterion) {
     let sizes = benches_common::sizes(&[1_000, 100_000], &[1_000, 10_000, 100_000, 1_000_000]);
     let mut group = c.benchmark_group(CONDITIONAL);
     for &n in sizes {
+        limit_samples(&mut group, n);
         for (rate, name) in [(0.1, "10pct"), (0.5, "50pct")] {
             bench_round(
                 &mut group,

@@ -224,15 +224,22 @@ fn conflict_detection(c: &mut Criterion) {
                 }
             },
         );
-        if n <= pairwise_max {
-            group.bench_with_input(
-                BenchmarkId::new("pairwise", &parameter),
-                &input,
-                |b, input| {
-                    b.iter(|| pairwise(black_box(input)));
-                },
-            );
+    }
+    // Quadratic: run last and, beyond 1k proposals (full mode only), with criterion's minimum
+    // sample count, so that one 10k row costs seconds rather than minutes.
+    for &n in sizes.iter().filter(|&&n| n <= pairwise_max) {
+        let input = proposals(n);
+        if n > 1_000 {
+            group.sample_size(10);
         }
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(
+            BenchmarkId::new("pairwise", label(n)),
+            &input,
+            |b, input| {
+                b.iter(|| pairwise(black_box(input)));
+            },
+        );
     }
     group.finish();
 }
