@@ -1,26 +1,25 @@
-//! A whole aggregation round: n proposals submitted concurrently, conflicts resolved, accepted
-//! payloads merged.
+//! A whole aggregation round: n proposals submitted, conflicts resolved, accepted payloads merged.
 //!
 //! `commutative_aggregation`: no conflicts (every proposal is accepted and merged), parameter = n.
 //! `conditional_aggregation`: 10 % or 50 % of the proposals in conflict groups (parameter like
 //! `100k-10pct`), resolved by `Resolution::HighestPriority` so every implementation reaches the same
 //! decision. Proposals have 4 keys (2 written, 2 read) from
 //! `benches_common::proposals::proposal_specs` and a `(Sum<u64>, Max<u64>)` payload (a counter and
-//! a high-water mark).
+//! a high-water mark). Every function submits from the bench thread, so the rows compare the
+//! aggregation itself; concurrent submission is measured on its own in `proposal_submission`.
 //!
-//! Functions: `hivekit` submits from the rayon pool into an `Aggregator` and finishes with the
-//! default parallel threshold (partitioned conflict detection and parallel merge above it);
-//! `sequential` is the same `Aggregator` submitted from one thread and finished with the parallel
-//! threshold off, so the ratio shows what the parallel path buys on this machine; `mutex-vec` is
-//! the baseline a user would write first: submit from the rayon pool into one
+//! Functions: `hivekit` is an `Aggregator` finished with the default parallel threshold
+//! (partitioned conflict detection on the rayon pool and a parallel merge above it); `sequential`
+//! is the same `Aggregator` with the parallel threshold off, so the ratio shows what the parallel
+//! path buys on this machine; `mutex-vec` is the baseline a user would write first: one
 //! `Mutex<(Vec<_>, HashSet<id>)>`, then a std `HashMap<key, Vec<index>>` index, the same winner
-//! rule, and a sequential fold (up to 100k proposals, 10k in quick mode).
+//! rule, and a sequential fold (up to 100k proposals, 10k in quick mode). 1M proposals run in full
+//! mode only. The input is cloned outside the timing (`iter_batched`).
 //!
 //! `proposal_submission`: the cost of one `submit` while 1 or 2 threads (`1t`, `2t`) submit
 //! without pause: `hivekit` (`Aggregator::submit`: a shard lock chosen by id, a duplicate check in
 //! the shard's id set, one atomic increment for the submission order) against `mutex-vec` (one
-//! `Mutex<(Vec<_>, HashSet<id>)>`), the measurement behind the aggregator's sharded design. 1M proposals run in full
-//! mode only. The input is cloned outside the timing (`iter_batched`).
+//! `Mutex<(Vec<_>, HashSet<id>)>`), the measurement behind the aggregator's sharded design.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -32,7 +31,6 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use hivekit_lockfree::{Aggregator, Max, Merge, Priority, Proposal, ProposalId, Resolution, Sum};
-use rayon::prelude::*;
 
 type Payload = (Sum<u64>, Max<u64>);
 type Input = Vec<Proposal<u64, Payload>>;
@@ -80,14 +78,11 @@ type Round = fn(Input) -> Outcome;
 
 fn hivekit(input: Input) -> Outcome {
     let aggregator = Aggregator::new();
-    input
-        .into_par_iter()
-        .with_min_len(1_024)
-        .for_each(|proposal| {
-            aggregator
-                .submit(proposal)
-                .expect("generated ids are distinct");
-        });
+    for proposal in input {
+        aggregator
+            .submit(proposal)
+            .expect("generated ids are distinct");
+    }
     let aggregate = aggregator.finish(Resolution::HighestPriority);
     (aggregate.accepted, aggregate.merged)
 }
@@ -106,17 +101,14 @@ fn sequential(input: Input) -> Outcome {
 /// The naive baseline: one lock for everything, std hashing, a `Vec` per key.
 fn mutex_vec(input: Input) -> Outcome {
     let shared: Locked<Payload> = Mutex::new((Vec::new(), HashSet::new()));
-    input
-        .into_par_iter()
-        .with_min_len(1_024)
-        .for_each(|proposal| {
-            let mut guard = shared
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (proposals, ids) = &mut *guard;
-            assert!(ids.insert(proposal.id), "generated ids are distinct");
-            proposals.push(proposal);
-        });
+    for proposal in input {
+        let mut guard = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (proposals, ids) = &mut *guard;
+        assert!(ids.insert(proposal.id), "generated ids are distinct");
+        proposals.push(proposal);
+    }
     let (proposals, _) = shared
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
