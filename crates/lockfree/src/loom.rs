@@ -214,10 +214,12 @@ pub(crate) mod lane {
     pub(crate) type Lane<T> = crossbeam_queue::SegQueue<T>;
 
     /// Under loom: `SegQueue`'s interface over a locked `VecDeque`, with the emptiness that the
-    /// scheduler's bitmap protocol reads kept in a separate atomic count, published by a
-    /// read-modify-write after the item is stored (as `SegQueue` publishes its tail index) and read
-    /// without the lock. A lock-based `is_empty` would synchronise with every push and hide a missing
-    /// fence in the protocol; this lane gives no more ordering than the real one.
+    /// scheduler's bitmap protocol reads kept in a separate atomic count, read without the lock. A
+    /// lock-based `is_empty` would synchronise with every push and hide a missing fence in the
+    /// protocol; this lane gives no more ordering than the real one. A push publishes its item by
+    /// incrementing the count after storing it (as `SegQueue` publishes its tail index); a pop first
+    /// claims an item by decrementing the count, then takes one from the deque, which must hold it. So,
+    /// as with `SegQueue`, a pop finds nothing only when `is_empty` would have said so.
     #[cfg(loom)]
     #[derive(Debug)]
     pub(crate) struct Lane<T> {
@@ -246,9 +248,23 @@ pub(crate) mod lane {
         }
 
         pub(crate) fn pop(&self) -> Option<T> {
-            let item = self.items().pop_front()?;
-            self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            Some(item)
+            let mut count = self.count.load(std::sync::atomic::Ordering::Acquire);
+            loop {
+                if count == 0 {
+                    return None;
+                }
+                match self.count.compare_exchange(
+                    count,
+                    count - 1,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => count = actual,
+                }
+            }
+            // Claimed: every counted item was stored before it was counted.
+            self.items().pop_front()
         }
 
         pub(crate) fn is_empty(&self) -> bool {
@@ -256,10 +272,7 @@ pub(crate) mod lane {
         }
 
         pub(crate) fn len(&self) -> usize {
-            // A pop may take an item before its push has counted it: the count can dip below zero
-            // (wrapping) for a moment.
-            let count = self.count.load(std::sync::atomic::Ordering::Acquire);
-            usize::try_from(count as isize).unwrap_or(0)
+            self.count.load(std::sync::atomic::Ordering::Acquire)
         }
     }
 }

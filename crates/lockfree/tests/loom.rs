@@ -199,3 +199,28 @@ fn scheduler_tiny_capacity_push_vs_pop() {
         assert!(scheduler.is_empty());
     });
 }
+
+/// Two pops race over a lane with one item left and a lower lane: each item is taken exactly once,
+/// and whatever the clears and restores of the bits did, what is left drains in key order.
+#[test]
+fn scheduler_pop_vs_pop_takes_each_item_once() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        scheduler.push(high(), 1_u32).expect("unbounded");
+        scheduler.push(low(), 7).expect("unbounded");
+        scheduler.push(low(), 8).expect("unbounded");
+        let other = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.pop())
+        };
+        let mine = scheduler.pop();
+        let theirs = other.join().expect("popper panicked");
+        let mut taken: Vec<u32> = mine.into_iter().chain(theirs).collect();
+        taken.sort_unstable();
+        // Two pops take the two best items: the high one and the oldest low one.
+        assert_eq!(taken, [1, 7]);
+        assert_eq!(scheduler.pop(), Some(8));
+        assert_eq!(scheduler.pop(), None);
+        assert!(scheduler.is_empty());
+    });
+}
