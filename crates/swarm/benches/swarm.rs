@@ -5,8 +5,10 @@
 //! - `pipeline_execution`: no-op chains of 3 to 1k stages and the six-stage shape of the seed
 //!   project: the per-stage overhead of the run driver (target: at most 0.5 us per stage).
 //! - `concurrent_execution`: `1 -> n -> 1` fans, the cost of many stages ready at once.
-//! - `dependency_resolution`: building a pipeline from a random DAG (stages added, dependencies
-//!   resolved, cycles checked), 100 to 100k stages (target: 100k under 50 ms).
+//! - `dependency_resolution`: resolving a random DAG of 100 to 100k stages once its stages are added
+//!   (`build()`: names to indices, topological order, cycle check; dagrs: `check_loop_and_partition`).
+//! - `pipeline_construction`: everything a user pays to get a runnable pipeline from a random DAG:
+//!   adding the stages and building (target: 100k stages under 50 ms).
 //! - `semaphore_coordination`: a 1k-wide fan of stages that each yield once, under concurrency
 //!   limits 1 to 64: the cost of the ready queue and slot accounting.
 //! - `timeout_overhead`: a 100-stage chain with and without per-stage timeouts and retry policies, on
@@ -31,8 +33,8 @@ use benches_common::{sizes, AllocationStats};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dagrs::{Action, DefaultNode, EnvVar, Graph, InChannels, Node, NodeTable, OutChannels, Output};
 use hivekit_swarm::{
-    Backoff, FanOut, LatencyTier, Pipeline, Priority, ResourceCost, RetryPolicy, RunOptions,
-    SchedulingHint, StageContext, StageError,
+    Backoff, FanOut, LatencyTier, Pipeline, PipelineBuilder, Priority, ResourceCost, RetryPolicy,
+    RunOptions, SchedulingHint, StageContext, StageError,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Semaphore};
@@ -69,6 +71,13 @@ struct StageOptions {
 }
 
 fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
+    hivekit_builder(shape, options)
+        .build()
+        .expect("bench shapes are valid pipelines")
+}
+
+/// The stages of `shape` added to a builder, not yet built.
+fn hivekit_builder(shape: &DagShape, options: StageOptions) -> PipelineBuilder {
     let mut builder = Pipeline::builder();
     for (name, dependencies) in shape.names.iter().zip(&shape.dependencies) {
         let after = dependencies
@@ -88,7 +97,7 @@ fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
         }
         builder = stage.into_builder();
     }
-    builder.build().expect("bench shapes are valid pipelines")
+    builder
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,11 +265,53 @@ fn dependency_resolution(c: &mut Criterion) {
     for &stages in &[100, 1_000, 10_000, 100_000] {
         let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
         group.throughput(Throughput::Elements(stages as u64));
+        // Resolution only: the stages are added outside the measurement (`build()` is timed).
+        group.bench_function(BenchmarkId::new("hivekit", stages), |b| {
+            b.iter_batched(
+                || hivekit_builder(&shape, StageOptions::default()),
+                |builder| builder.build().expect("the shape is acyclic"),
+                BatchSize::PerIteration,
+            );
+        });
+        if dagrs_can_build(stages) {
+            group.bench_function(BenchmarkId::new("dagrs", stages), |b| {
+                b.iter_batched(
+                    || dagrs_graph(&shape),
+                    |mut graph| {
+                        runtime.block_on(async {
+                            graph
+                                .check_loop_and_partition()
+                                .await
+                                .expect("the shape is acyclic");
+                        });
+                        graph
+                    },
+                    BatchSize::PerIteration,
+                );
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Whether dagrs builds a graph this large in this mode: it creates a channel per edge while adding
+/// it, and one 100k-stage graph takes seconds, so 100k is left to full runs.
+fn dagrs_can_build(stages: usize) -> bool {
+    stages <= *sizes(&[10_000], &[100_000]).last().unwrap_or(&0)
+}
+
+fn pipeline_construction(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("pipeline_construction");
+    group.sample_size(10);
+    for &stages in &[100, 1_000, 10_000, 100_000] {
+        let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
+        group.throughput(Throughput::Elements(stages as u64));
+        // Everything a user pays: adding the stages and building.
         group.bench_function(BenchmarkId::new("hivekit", stages), |b| {
             b.iter_with_large_drop(|| hivekit_pipeline(&shape, StageOptions::default()));
         });
-        // dagrs builds channels per edge while adding them; one 100k graph takes seconds.
-        if stages <= *sizes(&[10_000], &[10_000]).last().unwrap_or(&0) {
+        if dagrs_can_build(stages) {
             group.bench_function(BenchmarkId::new("dagrs", stages), |b| {
                 b.iter_with_large_drop(|| {
                     runtime.block_on(async {
@@ -539,7 +590,8 @@ fn calibrate_rounds(target: Duration) -> u64 {
 criterion_group! {
     name = benches;
     config = benches_common::criterion();
-    targets = pipeline_execution, concurrent_execution, dependency_resolution, semaphore_coordination,
+    targets = pipeline_execution, concurrent_execution, dependency_resolution, pipeline_construction,
+        semaphore_coordination,
         timeout_overhead, artifact_conversion, swarm_memory_allocation, fan_out, cpu_parallelism
 }
 criterion_main!(benches);

@@ -63,6 +63,7 @@ mod error;
 mod events;
 mod fan_out;
 mod hive;
+mod names;
 mod options;
 mod pipeline;
 mod ready;

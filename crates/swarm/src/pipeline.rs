@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hivekit_lockfree::SchedulingHint;
-use rustc_hash::FxHashMap;
 
 use crate::builder::PipelineBuilder;
 use crate::context::StageContext;
 use crate::error::StageError;
+use crate::names::NameIndex;
 use crate::options::RunOptions;
 use crate::report::RunReport;
 use crate::retry::RetryPolicy;
@@ -50,7 +50,7 @@ impl StageSpec {
 
 pub(crate) struct PipelineInner {
     pub(crate) stages: Vec<StageSpec>,
-    pub(crate) index: FxHashMap<Arc<str>, u32>,
+    pub(crate) index: NameIndex,
     pub(crate) dependency_start: Vec<u32>,
     pub(crate) dependency_list: Vec<u32>,
     pub(crate) dependent_start: Vec<u32>,
@@ -72,7 +72,9 @@ impl PipelineInner {
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
-        self.index.get(name).map(|&stage| stage as usize)
+        self.index
+            .get(name, |stage| &self.stages[stage as usize].name)
+            .map(|stage| stage as usize)
     }
 }
 

@@ -1,0 +1,109 @@
+//! Stage names to stage indices.
+//!
+//! An open-addressing table of 8-byte slots (a 32-bit hash tag and the index), so that resolving the
+//! dependencies of a 100k-stage pipeline touches a small, dense table and compares names only when
+//! the tags match (almost always the right stage). Names themselves live in the stages.
+
+use std::hash::Hasher;
+
+use rustc_hash::FxHasher;
+
+use crate::retry::mix;
+
+pub(crate) struct NameIndex {
+    /// `tag << 32 | (index + 1)`; 0 is an empty slot.
+    slots: Vec<u64>,
+    mask: usize,
+}
+
+impl NameIndex {
+    /// A table for `count` names, at most half full.
+    pub(crate) fn with_capacity(count: usize) -> Self {
+        let capacity = count.saturating_mul(2).next_power_of_two().max(8);
+        Self {
+            slots: vec![0; capacity],
+            mask: capacity - 1,
+        }
+    }
+
+    fn hash(name: &str) -> u64 {
+        let mut hasher = FxHasher::default();
+        hasher.write(name.as_bytes());
+        mix(hasher.finish())
+    }
+
+    /// Adds `name` as stage `index`; if the name is already present, returns the index holding it.
+    pub(crate) fn insert<'a>(
+        &mut self,
+        name: &str,
+        index: u32,
+        name_of: impl Fn(u32) -> &'a str,
+    ) -> Result<(), u32> {
+        let hash = Self::hash(name);
+        let tag = hash >> 32;
+        let mut position = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[position];
+            if slot == 0 {
+                self.slots[position] = tag << 32 | (u64::from(index) + 1);
+                return Ok(());
+            }
+            let existing = (slot as u32).wrapping_sub(1);
+            if slot >> 32 == tag && name_of(existing) == name {
+                return Err(existing);
+            }
+            position = (position + 1) & self.mask;
+        }
+    }
+
+    /// The index of the stage called `name`.
+    pub(crate) fn get<'a>(&self, name: &str, name_of: impl Fn(u32) -> &'a str) -> Option<u32> {
+        let hash = Self::hash(name);
+        let tag = hash >> 32;
+        let mut position = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[position];
+            if slot == 0 {
+                return None;
+            }
+            let index = (slot as u32).wrapping_sub(1);
+            if slot >> 32 == tag && name_of(index) == name {
+                return Some(index);
+            }
+            position = (position + 1) & self.mask;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_finds_and_rejects_duplicates() {
+        let names: Vec<String> = (0..5_000).map(|index| format!("stage-{index}")).collect();
+        let name_of = |index: u32| names[index as usize].as_str();
+        let mut table = NameIndex::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(table.insert(name, index as u32, name_of), Ok(()));
+        }
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(table.get(name, name_of), Some(index as u32));
+            assert_eq!(table.insert(name, 0, name_of), Err(index as u32));
+        }
+        assert_eq!(table.get("stage-5000", name_of), None);
+        assert_eq!(table.get("", name_of), None);
+    }
+
+    #[test]
+    fn a_tiny_table_still_works() {
+        let names = ["only"];
+        let mut table = NameIndex::with_capacity(1);
+        assert_eq!(
+            table.insert("only", 0, |index| names[index as usize]),
+            Ok(())
+        );
+        assert_eq!(table.get("only", |index| names[index as usize]), Some(0));
+        assert_eq!(table.get("other", |index| names[index as usize]), None);
+    }
+}
