@@ -214,7 +214,7 @@ fn limit_samples(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime
 
 fn commutative_aggregation(c: &mut Criterion) {
     let sizes = benches_common::sizes(
-        &[10, 1_000, 10_000, 100_000],
+        &[10, 10_000, 100_000],
         &[10, 1_000, 10_000, 100_000, 1_000_000],
     );
     let mut group = c.benchmark_group(COMMUTATIVE);

@@ -280,13 +280,12 @@ fn bench_merge<P: Merge + Send + Clone>(
 
 fn proposal_merging(c: &mut Criterion) {
     let mut group = c.benchmark_group(MERGING);
-    let sum_sizes =
-        benches_common::sizes(&[1_000, 16_000, 100_000], &[1_000, 4_000, 16_000, 100_000]);
+    let sum_sizes = benches_common::sizes(&[1_000, 100_000], &[1_000, 4_000, 16_000, 100_000]);
     for &n in sum_sizes {
         let payloads: Vec<Sum<u64>> = (0..n as u64).map(Sum).collect();
         bench_merge(&mut group, &format!("sum-{}", label(n)), &payloads, true);
     }
-    let set_sizes = benches_common::sizes(&[1_000, 10_000], &[1_000, 10_000, 100_000]);
+    let set_sizes = benches_common::sizes(&[10_000], &[1_000, 10_000, 100_000]);
     for &n in set_sizes {
         let values = payload_values(n, 8, 4_096, DEFAULT_SEED);
         let sets: Vec<BTreeSet<u64>> = values.iter().map(|v| v.iter().copied().collect()).collect();
