@@ -343,7 +343,7 @@ impl<T> StageBuilder<T> {
     }
 
     /// Orders this stage among ready stages waiting for a slot. A hint whose cost is
-    /// [`ResourceCost::Moderate`] or [`ResourceCost::Heavy`] also makes the stage run on a task of its
+    /// [`ResourceCost::Moderate`](crate::ResourceCost::Moderate) or [`ResourceCost::Heavy`](crate::ResourceCost::Heavy) also makes the stage run on a task of its
     /// own (see [`spawn`](StageBuilder::spawn)).
     pub fn priority(mut self, hint: SchedulingHint) -> Self {
         self.draft().hint = hint;

@@ -23,8 +23,9 @@
 //! The run is one future. Cheap stages are polled inline by it (no task, no channel per stage), which
 //! keeps a no-op stage well under a microsecond; stages marked [`spawn`](StageBuilder::spawn), or
 //! whose hint's cost is `Moderate` or `Heavy`, run on tasks of their own on the caller's tokio
-//! runtime so CPU-bound stages use every worker. Runs need a tokio runtime with timers enabled;
-//! from synchronous code use `hivekit_runtime::execute`.
+//! runtime so CPU-bound stages use every worker. Timers and spawned stages use the caller's tokio
+//! runtime (it needs timers enabled); polled anywhere else, a run uses `hivekit-runtime`'s global
+//! runtime, so `hivekit_runtime::execute(pipeline.run())` works from synchronous code.
 //!
 //! # Examples
 //!

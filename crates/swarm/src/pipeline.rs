@@ -176,8 +176,12 @@ impl Pipeline {
 
     /// Runs the pipeline with [`RunOptions::default`]: no concurrency limit, fail fast.
     ///
-    /// Must be polled inside a tokio runtime (any flavour), which drives timers and runs spawned
-    /// stages; from synchronous code use `hivekit_runtime::execute(pipeline.run())`.
+    /// Timers and spawned stages run on the caller's tokio runtime (any flavour, timers enabled);
+    /// polled outside one, the run enters `hivekit-runtime`'s global runtime instead, so
+    /// `hivekit_runtime::execute(pipeline.run())` works from synchronous code. If neither exists
+    /// (the global runtime cannot be built), every stage is skipped with [`SkipReason::NoRuntime`].
+    ///
+    /// [`SkipReason::NoRuntime`]: crate::SkipReason::NoRuntime
     ///
     /// # Cancel safety
     ///

@@ -138,6 +138,11 @@ pub enum SkipReason {
     Cancelled,
     /// The run's deadline passed before this stage could start.
     DeadlineExceeded,
+    /// The run found no tokio runtime and could not build hivekit's global one.
+    NoRuntime {
+        /// Why the runtime could not be built.
+        error: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -159,6 +164,7 @@ impl fmt::Display for SkipReason {
             Self::FailFast { stage } => write!(f, "the run stopped after {stage} failed"),
             Self::Cancelled => f.write_str("the run was cancelled"),
             Self::DeadlineExceeded => f.write_str("the run's deadline passed"),
+            Self::NoRuntime { error } => write!(f, "no tokio runtime is available: {error}"),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,19 +36,31 @@ pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) 
 }
 
 async fn execute_in_span(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+    // Timers and spawned stages need a tokio runtime: the caller's, else hivekit's global one,
+    // entered for the duration of each poll (so the run works on any executor).
+    let fallback = match Handle::try_current() {
+        Ok(_) => None,
+        Err(_) => match hivekit_runtime::try_handle() {
+            Ok(handle) => Some(handle),
+            Err(error) => return Run::new(pipeline, &options).without_runtime(&error),
+        },
+    };
     let external_cancel = options.cancel.clone();
     let mut run = Run::new(pipeline, &options);
     let mut cancelled = pin!(external_cancel.cancelled());
-    let mut deadline = options
+    let deadline_at = options
         .deadline
-        .map(|deadline| Box::pin(tokio::time::sleep(deadline)));
+        .map(|deadline| tokio::time::Instant::now() + deadline);
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let stop = poll_fn(|cx| {
+        let _entered = fallback.map(Handle::enter);
         // An atomic load per poll; the token's waiter list is only touched when the run must wait.
         if external_cancel.is_cancelled() {
             return Poll::Ready(Some(Stop::Cancelled));
         }
-        if let Some(deadline) = deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
+        if let Some(at) = deadline_at {
+            let sleep = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Some(Stop::Deadline));
             }
         }
@@ -426,6 +439,18 @@ impl Run {
                 self.skip(index, because.clone());
             }
         }
+    }
+
+    /// The report of a run that could not start: no tokio runtime, and hivekit's could not be built.
+    fn without_runtime(mut self, error: &hivekit_runtime::RuntimeError) -> RunReport {
+        self.failed = true;
+        let because = SkipReason::NoRuntime {
+            error: error.to_string(),
+        };
+        for index in 0..self.decided.len() {
+            self.skip(index, because.clone());
+        }
+        self.into_report(None)
     }
 
     fn into_report(self, stop: Option<Stop>) -> RunReport {

@@ -414,3 +414,33 @@ async fn the_report_exports_json() {
     assert_eq!(json["stages"][0]["name"], "count");
     assert_eq!(json["stages"][0]["status"]["Succeeded"]["attempts"], 1);
 }
+
+#[test]
+fn runs_outside_tokio_on_the_global_runtime() {
+    // A timeout, a retry with backoff and a spawned stage all need a runtime; none is current here.
+    let pipeline =
+        Pipeline::builder()
+            .stage("flaky", |ctx: StageContext| async move {
+                if ctx.attempt() == 1 {
+                    return Err(StageError::msg("again"));
+                }
+                tokio::task::yield_now().await;
+                Ok::<_, StageError>(ctx.attempt())
+            })
+            .retry(hivekit_swarm::RetryPolicy::attempts(2).with_backoff(
+                hivekit_swarm::Backoff::fixed(std::time::Duration::from_millis(1)),
+            ))
+            .timeout(std::time::Duration::from_secs(30))
+            .stage("spawned", |ctx: StageContext| async move {
+                Ok::<_, StageError>(*ctx.input::<u32>("flaky")? + 1)
+            })
+            .after(["flaky"])
+            .spawn()
+            .build()
+            .unwrap();
+    let report = futures::executor::block_on(
+        pipeline.run_with(RunOptions::default().with_deadline(std::time::Duration::from_secs(60))),
+    );
+    assert!(report.is_success(), "{report}");
+    assert_eq!(*report.artifact::<u32>("spawned").unwrap(), 3);
+}
