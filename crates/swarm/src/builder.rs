@@ -27,11 +27,17 @@ use crate::retry::RetryPolicy;
 /// ```
 /// use hivekit_swarm::{Pipeline, StageContext, StageError};
 ///
+/// async fn step(_: StageContext) -> Result<(), StageError> {
+///     Ok(())
+/// }
+///
 /// // Stages may be added in a loop through `into_builder`.
-/// let mut builder = Pipeline::builder();
-/// for index in 0..3 {
-///     let stage = builder.stage(format!("step{index}"), |_: StageContext| async { Ok::<_, StageError>(()) });
-///     builder = if index == 0 { stage.into_builder() } else { stage.after([format!("step{}", index - 1)]).into_builder() };
+/// let mut builder = Pipeline::builder().stage("step0", step).into_builder();
+/// for index in 1..3 {
+///     builder = builder
+///         .stage(format!("step{index}"), step)
+///         .after([format!("step{}", index - 1)])
+///         .into_builder();
 /// }
 /// let pipeline = builder.build()?;
 /// assert_eq!(pipeline.len(), 3);
@@ -313,19 +319,13 @@ impl<T> StageBuilder<T> {
         I::Item: AsRef<str>,
     {
         let builder = &mut self.builder;
-        let start = builder.name_ends.len();
         for dependency in dependencies {
             builder.dependency_names.push_str(dependency.as_ref());
             builder.name_ends.push(builder.dependency_names.len());
         }
         let end = builder.name_ends.len();
-        let draft = self.draft();
-        // Calls to `after` for one stage are consecutive, so its names stay one range.
-        draft.after = if draft.after.is_empty() {
-            start..end
-        } else {
-            draft.after.start..end
-        };
+        // Only the newest stage adds names, so its names stay one range from its creation on.
+        self.draft().after.end = end;
         self
     }
 
