@@ -439,3 +439,30 @@ async fn a_failure_at_the_root_of_a_long_chain_skips_it_without_quadratic_work()
         .unwrap()
         .ends_with("s0 failed: root failed (after 1 attempt)"));
 }
+
+/// Regression: cancelling a run whose only running stages were inline and pending hung, because
+/// stages replaced inside the `FuturesUnordered` were never polled again.
+#[tokio::test(start_paused = true)]
+async fn regression_cancelling_pending_inline_stages_does_not_hang() {
+    let pipeline = Pipeline::builder()
+        .stage("forever", |_: StageContext| async {
+            std::future::pending::<()>().await;
+            Ok::<_, StageError>(())
+        })
+        .inline()
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        canceller.cancel();
+    });
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        pipeline.run_with(RunOptions::default().with_cancel(cancel)),
+    )
+    .await
+    .expect("the cancelled run ends");
+    assert_eq!(report.status("forever"), Some(&StageStatus::Cancelled));
+}
