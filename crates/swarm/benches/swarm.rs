@@ -78,7 +78,7 @@ fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
 
 /// The stages of `shape` added to a builder, not yet built.
 fn hivekit_builder(shape: &DagShape, options: StageOptions) -> PipelineBuilder {
-    let mut builder = Pipeline::builder();
+    let mut builder = PipelineBuilder::with_capacity(shape.len());
     for (name, dependencies) in shape.names.iter().zip(&shape.dependencies) {
         let after = dependencies
             .iter()

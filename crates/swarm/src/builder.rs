@@ -91,6 +91,16 @@ impl PipelineBuilder {
         Self::default()
     }
 
+    /// An empty builder with room for `stages` stages, so that adding them never reallocates (worth
+    /// it from thousands of stages on).
+    pub fn with_capacity(stages: usize) -> Self {
+        Self {
+            drafts: Vec::with_capacity(stages),
+            stage_name_ends: Vec::with_capacity(stages),
+            ..Self::default()
+        }
+    }
+
     /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
     /// the stage's output. The output becomes the stage's artifact, shared with dependents without
     /// copying.

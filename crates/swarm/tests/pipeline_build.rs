@@ -173,3 +173,16 @@ fn after_calls_accumulate() {
     assert_eq!(dependencies, ["a", "b"]);
     assert_eq!(pipeline.dependencies("a").unwrap().count(), 0);
 }
+
+#[test]
+fn a_builder_with_capacity_builds_the_same_pipeline() {
+    let mut builder = hivekit_swarm::PipelineBuilder::with_capacity(2);
+    for (stage, after) in [("a", None), ("b", Some("a")), ("c", Some("b"))] {
+        builder = builder.stage(stage, noop).after(after).into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    assert_eq!(
+        pipeline.topological_order().collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+}
