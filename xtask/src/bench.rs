@@ -335,6 +335,13 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     join_extras(&mut results, &extras);
 
     let report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
+    // Targets of crates that did not run in this run (`-p`) would all read "not measured": leave them out.
+    let ran_crates: std::collections::HashSet<&str> =
+        results.iter().map(|result| result.krate.as_str()).collect();
+    let targets: Vec<_> = targets
+        .into_iter()
+        .filter(|target| ran_crates.contains(target.krate.as_str()))
+        .collect();
     let outcomes = evaluate(&targets, &results);
     println!();
     print!("{}", render_table(&report));
