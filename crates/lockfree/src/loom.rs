@@ -20,9 +20,9 @@ pub(crate) mod sync {
 
     pub(crate) mod atomic {
         #[cfg(loom)]
-        pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
         #[cfg(not(loom))]
-        pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+        pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
         pub(crate) use std::sync::atomic::Ordering;
     }
@@ -190,14 +190,23 @@ pub(crate) mod thread {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn index() -> usize {
+        use std::cell::Cell;
         use std::sync::atomic::{AtomicUsize, Ordering};
 
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+            // `const`-initialised and without a destructor: reading it is one thread-pointer-relative
+            // load, with no lazy-initialisation or teardown check (this runs on every aging `pop`).
+            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
         }
-        // During thread teardown the local may be gone: any index is correct, just less spread.
-        INDEX.try_with(|index| *index).unwrap_or(0)
+        INDEX.with(|index| {
+            let mut value = index.get();
+            if value == usize::MAX {
+                value = NEXT.fetch_add(1, Ordering::Relaxed);
+                index.set(value);
+            }
+            value
+        })
     }
 
     /// Under loom every thread shares stripe 0, so the models see the shared-counter case.
