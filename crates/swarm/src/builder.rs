@@ -43,17 +43,52 @@ use crate::retry::RetryPolicy;
 /// assert_eq!(pipeline.len(), 3);
 /// # Ok::<(), hivekit_swarm::BuildError>(())
 /// ```
+///
+/// # Cost
+///
+/// Names are resolved as early as possible: `stage` enters the stage's name in the name table at
+/// once, so `after` turns the name of a stage added before into its index right away (no copy of
+/// the name is kept), and only names of stages not added yet wait for `build`. Adding stages in
+/// dependency order, as most pipelines are written, leaves `build` no name lookups at all: it
+/// checks the options, deduplicates the indices and orders the stages, in time linear in stages
+/// plus dependencies.
 #[derive(Default)]
 pub struct PipelineBuilder {
     drafts: Vec<StageSpec>,
-    /// Every dependency name, back to back; a stage's `after` is a range of `dependency_names`.
-    dependency_names: String,
-    /// Where each dependency name ends in `dependency_names`.
-    name_ends: Vec<usize>,
     /// Every stage name, back to back, and where each ends: resolving names against this dense copy
     /// touches far fewer cache lines than following each stage's own allocation.
     stage_names: String,
     stage_name_ends: Vec<usize>,
+    /// The names of the stages added so far, to their indices.
+    index: NameIndex,
+    /// The first stage (in order of addition) whose name an earlier stage already has.
+    first_duplicate: Option<usize>,
+    /// Every stage's dependencies, back to back; stage `i`'s are
+    /// `dependencies[dependency_ends[i - 1]..dependency_ends[i]]`.
+    dependencies: Vec<Dependency>,
+    dependency_ends: Vec<usize>,
+    /// The names of dependencies not added yet when `after` named them, back to back, and where
+    /// each ends; `build` resolves them.
+    pending_names: String,
+    pending_ends: Vec<usize>,
+}
+
+/// One dependency as `after` recorded it.
+#[derive(Clone, Copy)]
+enum Dependency {
+    /// The index of a stage added before.
+    Stage(u32),
+    /// A name no stage had yet: the position of the name in the pending names.
+    Pending(usize),
+}
+
+/// Name `stage` of `ends.len()` names stored back to back in `names`.
+fn nth_name<'a>(names: &'a str, ends: &[usize], stage: usize) -> &'a str {
+    let start = match stage {
+        0 => 0,
+        _ => ends[stage - 1],
+    };
+    &names[start..ends[stage]]
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -97,6 +132,8 @@ impl PipelineBuilder {
         Self {
             drafts: Vec::with_capacity(stages),
             stage_name_ends: Vec::with_capacity(stages),
+            index: NameIndex::with_capacity(stages),
+            dependency_ends: Vec::with_capacity(stages),
             ..Self::default()
         }
     }
@@ -114,13 +151,20 @@ impl PipelineBuilder {
         let func: Box<StageFn> = Box::new(move |context: StageContext| {
             f(context).map(|result| result.map(into_artifact)).boxed()
         });
-        let names = self.name_ends.len();
         let name: Arc<str> = name.into();
+        let position = self.drafts.len();
+        let (names, ends) = (&self.stage_names, &self.stage_name_ends);
+        let inserted = self.index.insert(&name, position as u32, |stage| {
+            nth_name(names, ends, stage as usize)
+        });
+        if inserted.is_err() && self.first_duplicate.is_none() {
+            self.first_duplicate = Some(position);
+        }
         self.stage_names.push_str(&name);
         self.stage_name_ends.push(self.stage_names.len());
+        self.dependency_ends.push(self.dependencies.len());
         self.drafts.push(StageSpec {
             name,
-            after: names..names,
             timeout: None,
             retry: RetryPolicy::NONE,
             hint: SchedulingHint::default(),
@@ -145,26 +189,23 @@ impl PipelineBuilder {
     /// [`BuildError::Cycle`] with the cycle's stages in order, [`BuildError::InvalidRetryPolicy`] and
     /// [`BuildError::ZeroTimeout`] for stage options no run could follow.
     pub fn build(self) -> Result<Pipeline, BuildError> {
-        if self.drafts.is_empty() {
+        let PipelineBuilder {
+            drafts,
+            stage_names,
+            stage_name_ends,
+            index,
+            first_duplicate,
+            dependencies,
+            dependency_ends,
+            pending_names,
+            pending_ends,
+        } = self;
+        if drafts.is_empty() {
             return Err(BuildError::Empty);
         }
-        let count = self.drafts.len();
-        let mut index = NameIndex::with_capacity(count);
-        let (stage_names, stage_name_ends) = (&self.stage_names, &self.stage_name_ends);
-        let name_of = |stage: u32| {
-            let stage = stage as usize;
-            let start = if stage == 0 {
-                0
-            } else {
-                stage_name_ends[stage - 1]
-            };
-            &stage_names[start..stage_name_ends[stage]]
-        };
-        for (position, draft) in self.drafts.iter().enumerate() {
-            if index
-                .insert(name_of(position as u32), position as u32, name_of)
-                .is_err()
-            {
+        let count = drafts.len();
+        for (position, draft) in drafts.iter().enumerate() {
+            if first_duplicate == Some(position) {
                 return Err(BuildError::DuplicateStage(draft.name.to_string()));
             }
             if let Err(reason) = draft.retry.validate() {
@@ -181,19 +222,27 @@ impl PipelineBuilder {
         }
 
         // Dependencies as compressed rows: dependency_list[dependency_start[i]..dependency_start[i + 1]].
+        let name_of = |stage: u32| nth_name(&stage_names, &stage_name_ends, stage as usize);
         let mut dependency_start = Vec::with_capacity(count + 1);
-        let mut dependency_list: Vec<u32> = Vec::new();
+        let mut dependency_list: Vec<u32> = Vec::with_capacity(dependencies.len());
         let mut dependent_count = vec![0u32; count];
         dependency_start.push(0u32);
-        for draft in &self.drafts {
+        let mut row_begin = 0;
+        for (stage, &row_end) in dependency_ends.iter().enumerate() {
             let row_start = dependency_list.len();
-            for position in draft.after.clone() {
-                let name = self.dependency_name(position);
-                let Some(dependency) = index.get(name, name_of) else {
-                    return Err(BuildError::UnknownDependency {
-                        stage: draft.name.to_string(),
-                        missing: name.to_owned(),
-                    });
+            for &dependency in &dependencies[row_begin..row_end] {
+                let dependency = match dependency {
+                    Dependency::Stage(dependency) => dependency,
+                    Dependency::Pending(position) => {
+                        let name = nth_name(&pending_names, &pending_ends, position);
+                        let Some(dependency) = index.get(name, name_of) else {
+                            return Err(BuildError::UnknownDependency {
+                                stage: drafts[stage].name.to_string(),
+                                missing: name.to_owned(),
+                            });
+                        };
+                        dependency
+                    }
                 };
                 // A dependency named twice counts once.
                 if !dependency_list[row_start..].contains(&dependency) {
@@ -201,6 +250,7 @@ impl PipelineBuilder {
                     dependent_count[dependency as usize] += 1;
                 }
             }
+            row_begin = row_end;
             dependency_start.push(dependency_list.len() as u32);
         }
 
@@ -249,13 +299,13 @@ impl PipelineBuilder {
             return Err(BuildError::Cycle {
                 path: path
                     .into_iter()
-                    .map(|stage| self.drafts[stage as usize].name.to_string())
+                    .map(|stage| drafts[stage as usize].name.to_string())
                     .collect(),
             });
         }
 
         Ok(Pipeline::from_inner(PipelineInner {
-            stages: self.drafts,
+            stages: drafts,
             index,
             dependency_start,
             dependency_list,
@@ -265,16 +315,6 @@ impl PipelineBuilder {
             roots,
             order,
         }))
-    }
-}
-
-impl PipelineBuilder {
-    fn dependency_name(&self, position: usize) -> &str {
-        let start = match position {
-            0 => 0,
-            _ => self.name_ends[position - 1],
-        };
-        &self.dependency_names[start..self.name_ends[position]]
     }
 }
 
@@ -329,13 +369,27 @@ impl<T> StageBuilder<T> {
         I::Item: AsRef<str>,
     {
         let builder = &mut self.builder;
+        let (names, ends) = (&builder.stage_names, &builder.stage_name_ends);
+        let name_of = |stage: u32| nth_name(names, ends, stage as usize);
         for dependency in dependencies {
-            builder.dependency_names.push_str(dependency.as_ref());
-            builder.name_ends.push(builder.dependency_names.len());
+            let name = dependency.as_ref();
+            // A stage added before is resolved now, while its name is at hand; other names wait
+            // for `build` (the stage may be added later).
+            let dependency = match builder.index.get(name, name_of) {
+                Some(stage) => Dependency::Stage(stage),
+                None => {
+                    builder.pending_names.push_str(name);
+                    builder.pending_ends.push(builder.pending_names.len());
+                    Dependency::Pending(builder.pending_ends.len() - 1)
+                }
+            };
+            builder.dependencies.push(dependency);
         }
-        let end = builder.name_ends.len();
-        // Only the newest stage adds names, so its names stay one range from its creation on.
-        self.draft().after.end = end;
+        // Only the newest stage adds dependencies, so its dependencies stay one range from its
+        // creation on.
+        if let Some(end) = builder.dependency_ends.last_mut() {
+            *end = builder.dependencies.len();
+        }
         self
     }
 

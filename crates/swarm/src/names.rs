@@ -14,6 +14,14 @@ pub(crate) struct NameIndex {
     /// `tag << 32 | (index + 1)`; 0 is an empty slot.
     slots: Vec<u64>,
     mask: usize,
+    /// Names inserted.
+    len: usize,
+}
+
+impl Default for NameIndex {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl NameIndex {
@@ -23,6 +31,26 @@ impl NameIndex {
         Self {
             slots: vec![0; capacity],
             mask: capacity - 1,
+            len: 0,
+        }
+    }
+
+    /// Doubles the table when one more name would fill it more than half, re-placing every name
+    /// (the slots keep only the high half of a hash, so the names are hashed again).
+    fn reserve_one<'a>(&mut self, name_of: impl Fn(u32) -> &'a str) {
+        if (self.len + 1) * 2 <= self.slots.len() {
+            return;
+        }
+        let capacity = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, vec![0; capacity]);
+        self.mask = capacity - 1;
+        for slot in old.into_iter().filter(|&slot| slot != 0) {
+            let hash = Self::hash(name_of((slot as u32).wrapping_sub(1)));
+            let mut position = hash as usize & self.mask;
+            while self.slots[position] != 0 {
+                position = (position + 1) & self.mask;
+            }
+            self.slots[position] = slot;
         }
     }
 
@@ -32,13 +60,15 @@ impl NameIndex {
         mix(hasher.finish())
     }
 
-    /// Adds `name` as stage `index`; if the name is already present, returns the index holding it.
+    /// Adds `name` as stage `index` (growing the table if needed); if the name is already present,
+    /// returns the index holding it. `name_of` gives the names of the indices already inserted.
     pub(crate) fn insert<'a>(
         &mut self,
         name: &str,
         index: u32,
-        name_of: impl Fn(u32) -> &'a str,
+        name_of: impl Fn(u32) -> &'a str + Copy,
     ) -> Result<(), u32> {
+        self.reserve_one(name_of);
         let hash = Self::hash(name);
         let tag = hash >> 32;
         let mut position = hash as usize & self.mask;
@@ -46,6 +76,7 @@ impl NameIndex {
             let slot = self.slots[position];
             if slot == 0 {
                 self.slots[position] = tag << 32 | (u64::from(index) + 1);
+                self.len += 1;
                 return Ok(());
             }
             let existing = (slot as u32).wrapping_sub(1);
@@ -105,5 +136,22 @@ mod tests {
         );
         assert_eq!(table.get("only", |index| names[index as usize]), Some(0));
         assert_eq!(table.get("other", |index| names[index as usize]), None);
+    }
+
+    #[test]
+    fn grows_from_a_tiny_table_without_losing_names() {
+        let names: Vec<String> = (0..5_000).map(|index| format!("grown-{index}")).collect();
+        let name_of = |index: u32| names[index as usize].as_str();
+        let mut table = NameIndex::default();
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(table.insert(name, index as u32, name_of), Ok(()));
+            assert!(table.len * 2 <= table.slots.len(), "at most half full");
+        }
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(table.get(name, name_of), Some(index as u32));
+            assert_eq!(table.insert(name, 0, name_of), Err(index as u32));
+        }
+        assert_eq!(table.len, names.len());
+        assert_eq!(table.get("grown-5000", name_of), None);
     }
 }

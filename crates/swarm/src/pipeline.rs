@@ -34,8 +34,6 @@ pub(crate) struct StageSpec {
     /// `None`: decided by the hint's cost.
     pub(crate) spawn: Option<bool>,
     pub(crate) func: Box<StageFn>,
-    /// The stage's dependency names, a range of the builder's name buffer (unused after `build`).
-    pub(crate) after: std::ops::Range<usize>,
     pub(crate) output_type: &'static str,
     pub(crate) exporter: Option<Exporter>,
 }

@@ -186,3 +186,71 @@ fn a_builder_with_capacity_builds_the_same_pipeline() {
         ["a", "b", "c"]
     );
 }
+
+/// `after` resolves names of stages already added at once and leaves the others to `build`: both
+/// kinds, mixed and repeated in one stage, resolve to the same stages as if all were named at build.
+#[test]
+fn dependencies_on_earlier_and_later_stages_resolve_alike() {
+    let pipeline = Pipeline::builder()
+        .stage("early", noop)
+        .stage("middle", noop)
+        .after(["late", "early", "late", "early"])
+        .stage("late", noop)
+        .after(["early"])
+        .build()
+        .unwrap();
+    let dependencies: Vec<&str> = pipeline.dependencies("middle").unwrap().collect();
+    assert_eq!(dependencies, ["late", "early"]);
+    assert_eq!(
+        pipeline.topological_order().collect::<Vec<_>>(),
+        ["early", "late", "middle"]
+    );
+}
+
+/// A duplicate is reported in stage order among the option errors, even when a dependency already
+/// resolved to the first stage of that name.
+#[test]
+fn a_duplicate_after_a_resolved_dependency_is_still_rejected_in_stage_order() {
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .stage("b", noop)
+        .after(["a"])
+        .stage("a", noop)
+        .stage("c", noop)
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::DuplicateStage("a".into()));
+    let error = Pipeline::builder()
+        .stage("a", noop)
+        .timeout(Duration::ZERO)
+        .stage("a", noop)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::ZeroTimeout { stage: "a".into() });
+}
+
+/// Past the capacity given to `with_capacity`, the name table grows and keeps every name.
+#[test]
+fn a_builder_grows_past_its_capacity() {
+    let mut builder = hivekit_swarm::PipelineBuilder::with_capacity(1);
+    builder = builder.stage("s0", noop).into_builder();
+    for stage in 1..1_000 {
+        builder = builder
+            .stage(format!("s{stage}"), noop)
+            .after([format!("s{}", stage - 1), format!("s{}", stage / 2)])
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    for stage in 1..1_000 {
+        let mut expected = vec![format!("s{}", stage - 1)];
+        if stage / 2 != stage - 1 {
+            expected.push(format!("s{}", stage / 2));
+        }
+        let dependencies: Vec<&str> = pipeline
+            .dependencies(&format!("s{stage}"))
+            .unwrap()
+            .collect();
+        assert_eq!(dependencies, expected);
+    }
+}
