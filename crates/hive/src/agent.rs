@@ -291,6 +291,69 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         view: &'a Snapshot<S>,
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
+
+    /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
+    fn vote_slot<'a>(&'a self, view: &'a Snapshot<S>) -> Box<dyn VoteSlot<'a, S> + 'a>;
+}
+
+/// A reusable home for one light voter's `vote` calls in a round.
+///
+/// A round asks every voter about every contest, and most calls answer at once; boxing each call's
+/// future cost one heap allocation and free per (contest, voter) pair, a large part of a round with
+/// many contests. A slot is allocated once and holds one call at a time: [`VoteSlot::start`] puts
+/// a new call in place of the finished one, reusing the allocation. The slot is itself the call's
+/// future (it yields the call's answer), so a call that is still pending after its first poll takes
+/// the whole slot with it and the voter gets a new slot for its next call.
+pub(crate) trait VoteSlot<'a, S: State>:
+    Future<Output = Result<Vote, AgentError>> + Send + Unpin + 'a
+{
+    /// Starts a call about `contest`, dropping the previous call if it has not finished.
+    fn start(&mut self, contest: &'a Contest<S>);
+}
+
+/// The [`VoteSlot`] of an agent type: `make` starts a call, `call` holds the current one (pinned
+/// in the slot's one allocation; `None` once it has answered).
+struct Slot<M, F> {
+    make: M,
+    call: Pin<Box<Option<F>>>,
+}
+
+/// Ties the slot's future type to what `make` returns (it cannot be named).
+fn slot<'a, S: State, M, F>(make: M) -> Slot<M, F>
+where
+    M: Fn(&'a Contest<S>) -> F,
+{
+    Slot {
+        make,
+        call: Box::pin(None),
+    }
+}
+
+impl<'a, S, M, F> VoteSlot<'a, S> for Slot<M, F>
+where
+    S: State,
+    M: Fn(&'a Contest<S>) -> F + Send + Unpin + 'a,
+    F: Future<Output = Result<Vote, AgentError>> + Send + 'a,
+{
+    fn start(&mut self, contest: &'a Contest<S>) {
+        self.call.set(Some((self.make)(contest)));
+    }
+}
+
+impl<M: Unpin, F: Future> Future for Slot<M, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let Some(call) = this.call.as_mut().as_pin_mut() else {
+            // Nothing started, or polled after the answer: nothing more will come.
+            return std::task::Poll::Pending;
+        };
+        let answer = std::task::ready!(call.poll(cx));
+        // Drop the finished call now, so that the slot holds no borrow of its contest.
+        this.call.set(None);
+        std::task::Poll::Ready(answer)
+    }
 }
 
 impl<S: State, A: Agent<S>> DynAgent<S> for A {
@@ -307,5 +370,11 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
         Box::pin(self.vote(view, contest))
+    }
+
+    fn vote_slot<'a>(&'a self, view: &'a Snapshot<S>) -> Box<dyn VoteSlot<'a, S> + 'a> {
+        Box::new(slot(move |contest: &'a Contest<S>| {
+            self.vote(view, contest)
+        }))
     }
 }

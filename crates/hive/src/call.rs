@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
-use crate::agent::{AgentError, BoxFuture};
+use crate::agent::{AgentError, BoxFuture, Contest, Vote, VoteSlot};
 use crate::decision::FailureKind;
+use crate::state::State;
 
 pub(crate) type CallResult<T> = Result<T, FailureKind>;
 
@@ -38,6 +39,79 @@ impl<'a, T> Guarded<'a, T> {
             timeout,
             timer: None,
             span,
+        }
+    }
+}
+
+impl<'a, T> Guarded<'a, T> {
+    /// Guards a call that a first poll found pending, with the timer that poll started.
+    fn running(
+        call: BoxFuture<'a, Result<T, AgentError>>,
+        timeout: Duration,
+        timer: Pin<Box<Sleep>>,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            call: Some(call),
+            timeout,
+            timer: Some(timer),
+            span,
+        }
+    }
+}
+
+/// A call after its first poll: answered, or still running.
+pub(crate) enum Started<'a, T> {
+    Done(CallResult<T>),
+    Running(Call<'a, T>),
+}
+
+/// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
+/// voter has none) and polls it once, under the same guard as [`Guarded`] (span, panic catching;
+/// the timer starts only if the call is pending). An answer at once costs no allocation and leaves
+/// the slot for the voter's next call; a pending call takes the slot with it.
+pub(crate) fn start_in_slot<'a, S: State>(
+    slot: &mut Option<Box<dyn VoteSlot<'a, S> + 'a>>,
+    new_slot: impl FnOnce() -> Box<dyn VoteSlot<'a, S> + 'a>,
+    contest: &'a Contest<S>,
+    timeout: Duration,
+    span: tracing::Span,
+    cx: &mut Context<'_>,
+) -> Started<'a, Vote> {
+    let mut call = slot.take().unwrap_or_else(new_slot);
+    let polled = {
+        let _entered = span.enter();
+        catch_unwind(AssertUnwindSafe(|| {
+            call.start(contest);
+            Pin::new(&mut call).poll(cx)
+        }))
+    };
+    match polled {
+        Ok(Poll::Ready(result)) => {
+            *slot = Some(call);
+            Started::Done(result.map_err(|error| FailureKind::Errored { error }))
+        }
+        Ok(Poll::Pending) => {
+            // As `Guarded::poll` does on a pending call: start the timer and poll it once.
+            let mut timer = Box::pin(tokio::time::sleep(timeout));
+            if timer.as_mut().poll(cx).is_ready() {
+                drop_quietly(call);
+                return Started::Done(Err(FailureKind::TimedOut));
+            }
+            let call: Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a> = call;
+            Started::Running(Call::Inline(Guarded::running(
+                Box::into_pin(call),
+                timeout,
+                timer,
+                span,
+            )))
+        }
+        Err(panic) => {
+            // The slot may be left mid-call: it is dropped, the voter gets a new one.
+            drop_quietly(call);
+            Started::Done(Err(FailureKind::Panicked {
+                message: panic_message(panic.as_ref()),
+            }))
         }
     }
 }

@@ -12,9 +12,9 @@ use rustc_hash::FxHashMap;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::Instrument;
 
-use crate::agent::{AgentId, Candidate, Contest, DynAgent, ProposalOf, Vote};
+use crate::agent::{AgentId, Candidate, Contest, DynAgent, ProposalOf, Vote, VoteSlot};
 use crate::ballot::{Ballot, BallotError, Electorate, Tally};
-use crate::call::{Call, CallResult, Guarded, Tagged};
+use crate::call::{start_in_slot, Call, CallResult, Guarded, Started, Tagged};
 use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
@@ -481,27 +481,41 @@ async fn run_calls<'a, T: 'a>(
     results
 }
 
-/// Starts one `vote` call.
-fn vote_call<'a, S: State>(
+/// A light voter's reusable [`VoteSlot`], if it has one now.
+type SlotOf<'a, S> = Option<Box<dyn VoteSlot<'a, S> + 'a>>;
+
+/// Starts one `vote` call and polls it once: a heavy voter's call as its own task, a light voter's
+/// in its reusable `slot` (no allocation when it answers at once, the common case: a round asks
+/// every voter about every contest).
+fn start_vote<'a, S: State>(
     member: &'a RoundMember<S>,
+    slot: &mut SlotOf<'a, S>,
     view: &'a Snapshot<S>,
     contest: &'a Arc<Contest<S>>,
     timeout: Duration,
-) -> Call<'a, Vote> {
+    cx: &mut std::task::Context<'_>,
+) -> Started<'a, Vote> {
     let span = call_span(member.id, Phase::Vote);
     if member.heavy {
         let agent = Arc::clone(&member.agent);
         let view = view.clone();
         let contest = Arc::clone(contest);
-        Call::Spawned(tokio::spawn(async move {
+        let mut call = Call::Spawned(tokio::spawn(async move {
             Guarded::new(agent.vote_boxed(&view, &contest), timeout, span).await
-        }))
+        }));
+        match Pin::new(&mut call).poll(cx) {
+            Poll::Ready(result) => Started::Done(result),
+            Poll::Pending => Started::Running(call),
+        }
     } else {
-        Call::Inline(Guarded::new(
-            member.agent.vote_boxed(view, contest),
+        start_in_slot(
+            slot,
+            || member.agent.vote_slot(view),
+            contest,
             timeout,
             span,
-        ))
+            cx,
+        )
     }
 }
 
@@ -708,6 +722,7 @@ async fn vote_groups<S: State>(
         .iter()
         .map(|group| AtomicBool::new(group.settled))
         .collect();
+    let mut slots: Vec<SlotOf<'_, S>> = voters.iter().map(|_| None).collect();
     let mut pending = FuturesUnordered::new();
     let mut in_flight = 0;
     {
@@ -766,12 +781,19 @@ async fn vote_groups<S: State>(
                     (next_group, next_voter) = (group + 1, 0);
                 }
                 state[group].asked += 1;
-                let mut call = vote_call(&voters[voter], view, &contests[group], timeout);
-                match Pin::new(&mut call).poll(cx) {
-                    Poll::Ready(result) => {
+                let started = start_vote(
+                    &voters[voter],
+                    &mut slots[voter],
+                    view,
+                    &contests[group],
+                    timeout,
+                    cx,
+                );
+                match started {
+                    Started::Done(result) => {
                         in_flight -= record(group, voter, result, &mut state, &mut failures);
                     }
-                    Poll::Pending => {
+                    Started::Running(call) => {
                         state[group].in_flight += 1;
                         in_flight += 1;
                         pending.push(Tagged {

@@ -703,3 +703,51 @@ async fn voters_still_running_are_cancelled_when_later_votes_settle_the_ballot()
     assert!(decision.failures.is_empty());
     assert_eq!(votes.load(Ordering::SeqCst), 0);
 }
+
+/// Light voters' calls reuse one slot per voter when they answer at once; a call still pending
+/// takes its slot along and a panicking call drops it. Over several contests, every voter must
+/// still be counted exactly once per ballot, whatever happened to its earlier calls.
+#[tokio::test(start_paused = true)]
+async fn voters_pending_or_panicking_in_one_contest_vote_correctly_in_the_next() {
+    let hive = hive_with(ConsensusPolicy::majority());
+    let (proposals, votes) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+    // Three contests (keys 1, 2, 3), each between a high and a normal priority proposal.
+    for key in 1..=3 {
+        hive.spawn(
+            Writer::new(key * 10, key)
+                .with_priority(Priority::High)
+                .voting(Behaviour::Slow(Duration::from_secs(1)))
+                .counting(&proposals, &votes),
+        );
+        // Votes for its own proposal and abstains elsewhere, so no ballot settles early.
+        hive.spawn(
+            Writer::new(key * 10 + 1, key)
+                .choosing(Choice::For(key * 10 + 1))
+                .counting(&proposals, &votes),
+        );
+    }
+    let panicking = hive.spawn(Writer::silent().voting(Behaviour::Panic));
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(
+        decision.accepted,
+        [ProposalId(10), ProposalId(20), ProposalId(30)]
+    );
+    assert_eq!(decision.ballots.len(), 3);
+    for ballot in &decision.ballots {
+        // Six voters answer (three of them after a second), one panics: nothing is cancelled.
+        assert_eq!((ballot.votes, ballot.cancelled), (6, 0), "{ballot:?}");
+    }
+    // Every call of the counting voters ran to its end exactly once.
+    assert_eq!(votes.load(Ordering::SeqCst), 18);
+    assert_eq!(decision.failures.len(), 3);
+    assert!(decision
+        .failures
+        .iter()
+        .all(|failure| failure.agent == panicking
+            && failure.phase == Phase::Vote
+            && failure.kind
+                == FailureKind::Panicked {
+                    message: "agent exploded".into()
+                }));
+    assert_eq!(decision.elapsed, Duration::from_secs(1));
+}
