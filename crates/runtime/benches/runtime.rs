@@ -11,7 +11,13 @@
 //!   task) through `execute` vs building a runtime per call. Note that a zero-length tokio sleep
 //!   still waits for the timer's next 1 ms tick, so both figures sit near a millisecond.
 //! - `realistic_workloads/*/{cpu,spawn,yields}`: CPU work, a spawned task awaited (`execute_spawn`),
-//!   several `yield_now`s; `hivekit` vs `tokio` (`Handle::block_on` doing the same).
+//!   several `yield_now`s; `hivekit` vs `tokio` (`Handle::block_on` doing the same). In `spawn` both
+//!   sides run the same future on the same thread and runtime, and `execute` adds only its pending
+//!   first poll (nanoseconds). The figure is the runtime's cross-thread wake-ups: the worker woken by
+//!   the spawn, a second one tokio wakes to keep a worker searching, the caller's park and unpark,
+//!   about four context switches and as many futex calls per call on either side. On a virtual
+//!   machine their cost depends on whether the vCPUs are halted (tens of microseconds on a quiet
+//!   one, less under load), so the ratio of two back-to-back quick runs is noisy.
 //! - `execute_concurrent/*/{1,2,4}`: per-call time of a ready `execute` while N threads call it.
 //! - `startup_time/*/first-use`: building the first runtime of a process. Measured in child
 //!   processes: each iteration re-executes this binary with `HIVEKIT_RUNTIME_STARTUP_CHILD` naming
