@@ -76,6 +76,8 @@ pub struct Electorate {
     /// Positions by id; `None` when every voter's id is its position.
     index: Option<FxHashMap<AgentId, u32>>,
     total_weight: f64,
+    /// The heaviest voter's weight: the most one vote can move a weighted ballot.
+    max_weight: f64,
 }
 
 impl Electorate {
@@ -90,12 +92,13 @@ impl Electorate {
         if voters.is_empty() {
             return Err(BallotError::EmptyElectorate);
         }
-        let mut total_weight = 0.0;
+        let (mut total_weight, mut max_weight) = (0.0, 0.0_f64);
         for &(voter, weight) in &voters {
             if !valid_weight(weight) {
                 return Err(BallotError::InvalidWeight { voter, weight });
             }
             total_weight += weight;
+            max_weight = max_weight.max(weight);
         }
         // Voters listed as ids 0, 1, 2, .. (a fresh hive's agents) are found by position: no map.
         let dense = voters
@@ -117,6 +120,7 @@ impl Electorate {
             voters,
             index,
             total_weight,
+            max_weight,
         })
     }
 
@@ -225,8 +229,10 @@ const ABSENT: u32 = u32::MAX - 2;
 ///
 /// A voter's second vote replaces the first (it is never counted twice); a vote for a proposal that is
 /// not a candidate, or from someone outside the electorate, is rejected with a typed error. The running
-/// sums make [`cast`](Ballot::cast) O(1) and [`tally`](Ballot::tally) and
-/// [`is_settled`](Ballot::is_settled) O(candidates).
+/// sums make [`cast`](Ballot::cast) O(1) (amortized) and [`tally`](Ballot::tally) O(candidates);
+/// [`is_settled`](Ballot::is_settled) is O(1) while a bound kept by the casts shows that too few
+/// voters have voted for the ballot to settle, O(candidates) from then on, so checking it after
+/// every vote costs less than the votes it saves.
 ///
 /// # Examples
 ///
@@ -265,6 +271,9 @@ pub struct Ballot {
     /// Voters known never to vote (a failed agent) and their weight: no longer "remaining".
     absent: usize,
     absent_weight: f64,
+    /// A lower bound on how many more voters must vote or go absent before the ballot can settle
+    /// (0: unknown, [`is_settled`](Ballot::is_settled) checks in full). See [`Ballot::quiet_events`].
+    quiet: usize,
 }
 
 impl Ballot {
@@ -328,6 +337,11 @@ impl Ballot {
             total,
             absent: 0,
             absent_weight: 0.0,
+            quiet: 0,
+        })
+        .map(|mut ballot| {
+            ballot.quiet = ballot.quiet_events();
+            ballot
         })
     }
 
@@ -409,6 +423,12 @@ impl Ballot {
             self.support[code as usize] += weight;
             self.cast_for_candidates += weight;
         }
+        if previous_vote.is_none() {
+            self.count_down();
+        } else if self.quiet > 0 {
+            // A re-vote can take support away: the bound no longer holds, compute it afresh.
+            self.quiet = self.quiet_events();
+        }
         Ok(previous_vote)
     }
 
@@ -419,7 +439,99 @@ impl Ballot {
             self.votes[position] = ABSENT;
             self.absent += 1;
             self.absent_weight += self.weight_at(position);
+            self.count_down();
         }
+    }
+
+    /// Counts one voter who voted or went absent against [`Ballot::quiet`], computing a new bound
+    /// when it runs out. A bound of 0 stays 0: from then on every `is_settled` checks in full, and
+    /// casting stays O(1) (the bound is computed O(log voters) times in a typical ballot, not per
+    /// vote).
+    fn count_down(&mut self) {
+        if self.quiet > 1 {
+            self.quiet -= 1;
+        } else if self.quiet == 1 {
+            self.quiet = self.quiet_events();
+        }
+    }
+
+    /// A lower bound on how many more voters must vote or go absent before [`Ballot::is_settled`]
+    /// can answer true, so that it answers false in O(1) until then.
+    ///
+    /// Each way of settling is a margin that must cross zero, and one voter of weight at most
+    /// `step` (the heaviest voter, or 1 unweighted) moves each margin by a bounded amount whatever
+    /// they do: a ballot `m` away, with margins moving at most `per` per voter, needs more than
+    /// `m / per` voters. One voter is taken off every bound for floating-point slack, and any
+    /// doubt gives 0 (check in full), so the bound never hides a settled ballot.
+    fn quiet_events(&self) -> usize {
+        // More than `margin / per` voters are needed to take `margin` below zero.
+        fn needs(margin: f64, per: f64) -> usize {
+            if margin > 0.0 && per > 0.0 {
+                // Saturating: an infinite or huge quotient is capped, NaN gives 0.
+                ((margin / per).floor() - 1.0).max(0.0) as usize
+            } else {
+                0
+            }
+        }
+        let left = self.votes.len() - self.voted - self.absent;
+        let step = if self.policy.weighted {
+            self.electorate.max_weight
+        } else {
+            1.0
+        };
+        let remaining = (self.total - self.turnout - self.absent_weight).max(0.0);
+        // No quorum for good: only voters going absent lower what can still turn out.
+        let reachable = self.turnout + remaining + self.total * 1e-12;
+        let no_quorum = needs(reachable - self.policy.quorum * self.total, step);
+        // A leader beyond reach: its lead over the runner-up must exceed the remaining weight;
+        // one voter moves `lead - remaining` by at most twice their weight.
+        let (mut top, mut runner_up) = (0.0_f64, 0.0_f64);
+        for &support in &self.support {
+            if support > top {
+                (top, runner_up) = (support, top);
+            } else if support > runner_up {
+                runner_up = support;
+            }
+        }
+        let mut leader = needs(runner_up + remaining - top, 2.0 * step);
+        let cast = self.cast_for_candidates;
+        let ratio = match self.policy.threshold {
+            Threshold::Plurality => None,
+            Threshold::Majority => Some((1.0, 2.0)),
+            Threshold::Supermajority { num, den } => Some((f64::from(num), f64::from(den))),
+            Threshold::Unanimous => Some((1.0, 1.0)),
+        };
+        let mut undecided = usize::MAX;
+        if let Some((num, den)) = ratio {
+            // One voter moves `c * num - s * den` (c: weight cast or remaining, s: a candidate's
+            // support with or without the remaining weight) by at most `max(num, den)` weights.
+            let per = num.max(den) * step;
+            let (all, with_remaining) = (cast + remaining, |s: f64| s + remaining);
+            // The leader must also meet the threshold against everything that may still be cast.
+            let meets = self
+                .support
+                .iter()
+                .map(|&s| needs(all * num - s * den, per))
+                .min()
+                .unwrap_or(0);
+            leader = leader.max(meets);
+            // Undecided for good: no candidate can meet the threshold even with every remaining
+            // voter behind it (or nothing can be cast any more).
+            undecided = self
+                .support
+                .iter()
+                .map(|&s| {
+                    if !self.policy.meets_threshold(with_remaining(s), all) {
+                        return 0;
+                    }
+                    needs(with_remaining(s) * den - all * num, per)
+                        .min(needs(with_remaining(s), step))
+                        .min(needs(all, step))
+                })
+                .max()
+                .unwrap_or(0);
+        }
+        left.min(no_quorum).min(leader).min(undecided)
     }
 
     /// The outcome if the ballot closed now.
@@ -473,6 +585,15 @@ impl Ballot {
     /// conservative: it may answer false for a ballot that a finer argument would call settled, never
     /// true for one that can still change.
     pub fn is_settled(&self) -> bool {
+        if self.quiet > 0 {
+            // Too few voters have voted since the bound was computed for anything to have changed.
+            return false;
+        }
+        self.settled_now()
+    }
+
+    /// The full settlement check behind [`Ballot::is_settled`], O(candidates).
+    fn settled_now(&self) -> bool {
         if self.voted + self.absent == self.votes.len() {
             return true;
         }
@@ -609,6 +730,63 @@ mod tests {
             let settled = settled.unwrap();
             prop_assert!(settled.same_outcome(&ballot.tally()), "settled {:?}, final {:?}", settled, ballot.tally());
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The O(1) answer of `is_settled` (the quiet bound) never hides a settled ballot: whenever
+        /// the bound says "not yet", the full check agrees, through votes, abstentions, absences,
+        /// absent voters voting after all, and re-votes.
+        #[test]
+        fn the_quiet_bound_never_hides_a_settled_ballot(
+            threshold in threshold(),
+            quorum in prop_oneof![Just(0.25), Just(0.5), Just(1.0)],
+            weighted in any::<bool>(),
+            weights in prop::collection::vec(0u8..=3, 1..40),
+            actions in prop::collection::vec((0usize..40, prop::option::of(prop::option::of(0usize..4))), 0..80),
+            candidates in 1usize..5,
+        ) {
+            let policy = ConsensusPolicy { threshold, quorum, weighted, tie_break: TieBreak::LowestId };
+            let electorate = Electorate::new(
+                weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+            ).unwrap();
+            let Ok(mut ballot) = Ballot::new(policy, electorate, (0..candidates as u64).map(ProposalId)) else {
+                // Every voter weighs zero.
+                return Ok(());
+            };
+            for (voter, action) in actions {
+                let voter = voter % weights.len();
+                match action {
+                    None => ballot.mark_absent(voter),
+                    Some(choice) => {
+                        let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId((c % candidates) as u64)));
+                        ballot.cast_at(voter, vote).unwrap();
+                    }
+                }
+                if ballot.quiet > 0 {
+                    prop_assert!(!ballot.settled_now(), "quiet {} on a settled ballot {:?}", ballot.quiet, ballot);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_ballot_answers_not_settled_without_a_full_check_early_on() {
+        let electorate = Arc::new(Electorate::equal((0..1_000).map(AgentId)).unwrap());
+        let mut ballot = Ballot::new(
+            ConsensusPolicy::majority(),
+            electorate,
+            [ProposalId(1), ProposalId(2)],
+        )
+        .unwrap();
+        assert!(ballot.quiet > 0);
+        for voter in 0..600 {
+            ballot.cast_at(voter, Vote::For(ProposalId(1))).unwrap();
+            assert_eq!(ballot.is_settled(), ballot.settled_now());
+        }
+        // 600 of 1000 for #1: the other 400 cannot change the outcome.
+        assert!(ballot.is_settled());
     }
 
     #[test]
