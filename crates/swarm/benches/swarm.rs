@@ -71,21 +71,38 @@ struct StageOptions {
 }
 
 fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
-    hivekit_builder(shape, options)
+    hivekit_builder(&stage_list(shape), options)
         .build()
         .expect("bench shapes are valid pipelines")
 }
 
-/// The stages of `shape` added to a builder, not yet built. Names are passed as `&str`, as a user
+/// A pipeline as a user describes it before building (parsed from a config file, say): each stage's
+/// name and the names of the stages it runs after, in the order the stages are added. Built outside
+/// the measurement: turning the shape's dependency indices back into names means reading 100k
+/// scattered `String`s at random, a cost of this bench's input format, not of building a pipeline.
+type StageList = Vec<(String, Vec<String>)>;
+
+fn stage_list(shape: &DagShape) -> StageList {
+    shape
+        .names
+        .iter()
+        .zip(&shape.dependencies)
+        .map(|(name, dependencies)| {
+            let after = dependencies
+                .iter()
+                .map(|&dependency| shape.names[dependency].clone());
+            (name.clone(), after.collect())
+        })
+        .collect()
+}
+
+/// The stages of `stages` added to a builder, not yet built. Names are passed as `&str`, as a user
 /// holding them would: the builder copies what it keeps (one `Arc<str>` per stage name) and reads
 /// dependency names without keeping them, so cloning a `String` per name first would only measure
 /// the bench's own allocations.
-fn hivekit_builder(shape: &DagShape, options: StageOptions) -> PipelineBuilder {
-    let mut builder = PipelineBuilder::with_capacity(shape.len());
-    for (name, dependencies) in shape.names.iter().zip(&shape.dependencies) {
-        let after = dependencies
-            .iter()
-            .map(|&dependency| shape.names[dependency].as_str());
+fn hivekit_builder(stages: &StageList, options: StageOptions) -> PipelineBuilder {
+    let mut builder = PipelineBuilder::with_capacity(stages.len());
+    for (name, after) in stages {
         let mut stage = if options.yields {
             builder.stage(name.as_str(), yield_once)
         } else {
@@ -115,7 +132,9 @@ impl Action for DagrsNoop {
     }
 }
 
-fn dagrs_graph(shape: &DagShape) -> Graph {
+/// `shape` as a dagrs graph; `dependents` are `shape.dependents()`, the edges as dagrs adds them
+/// (computed by the caller, outside the measurement where it is measured).
+fn dagrs_graph(shape: &DagShape, dependents: &[Vec<usize>]) -> Graph {
     let mut table = NodeTable::default();
     let nodes: Vec<DefaultNode> = shape
         .names
@@ -127,12 +146,12 @@ fn dagrs_graph(shape: &DagShape) -> Graph {
     for node in nodes {
         graph.add_node(node).expect("dagrs accepts the node");
     }
-    for (stage, dependents) in shape.dependents().into_iter().enumerate() {
+    for (stage, dependents) in dependents.iter().enumerate() {
         if !dependents.is_empty() {
             graph
                 .add_edge(
                     ids[stage],
-                    dependents.into_iter().map(|dependent| ids[dependent]),
+                    dependents.iter().map(|&dependent| ids[dependent]),
                 )
                 .expect("dagrs accepts the edge");
         }
@@ -227,9 +246,10 @@ fn compare_runs(
         b.to_async(runtime).iter(|| pipeline.run());
     });
     if dagrs_can_run(shape.len()) {
+        let dependents = shape.dependents();
         group.bench_function(BenchmarkId::new("dagrs", parameter), |b| {
             b.to_async(runtime).iter_batched(
-                || dagrs_graph(shape),
+                || dagrs_graph(shape, &dependents),
                 dagrs_run,
                 BatchSize::SmallInput,
             );
@@ -273,11 +293,12 @@ fn dependency_resolution(c: &mut Criterion) {
     // 100k is measured end to end in `pipeline_construction` in every mode; here in full runs only.
     for &stages in sizes(&[100, 1_000, 10_000], &[100, 1_000, 10_000, 100_000]) {
         let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
+        let (list, dependents) = (stage_list(&shape), shape.dependents());
         group.throughput(Throughput::Elements(stages as u64));
         // Resolution only: the stages are added outside the measurement (`build()` is timed).
         group.bench_function(BenchmarkId::new("hivekit", stages), |b| {
             b.iter_batched(
-                || hivekit_builder(&shape, StageOptions::default()),
+                || hivekit_builder(&list, StageOptions::default()),
                 |builder| builder.build().expect("the shape is acyclic"),
                 BatchSize::PerIteration,
             );
@@ -285,7 +306,7 @@ fn dependency_resolution(c: &mut Criterion) {
         if dagrs_can_build(stages) {
             group.bench_function(BenchmarkId::new("dagrs", stages), |b| {
                 b.iter_batched(
-                    || dagrs_graph(&shape),
+                    || dagrs_graph(&shape, &dependents),
                     |mut graph| {
                         runtime.block_on(async {
                             graph
@@ -321,16 +342,22 @@ fn pipeline_construction(c: &mut Criterion) {
     group.sample_size(10);
     for &stages in &[100, 1_000, 10_000, 100_000] {
         let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
+        // The inputs as each library takes them, prepared outside the measurement.
+        let (list, dependents) = (stage_list(&shape), shape.dependents());
         group.throughput(Throughput::Elements(stages as u64));
         // Everything a user pays: adding the stages and building.
         group.bench_function(BenchmarkId::new("hivekit", stages), |b| {
-            b.iter_with_large_drop(|| hivekit_pipeline(&shape, StageOptions::default()));
+            b.iter_with_large_drop(|| {
+                hivekit_builder(&list, StageOptions::default())
+                    .build()
+                    .expect("the shape is acyclic")
+            });
         });
         if dagrs_can_build(stages) {
             group.bench_function(BenchmarkId::new("dagrs", stages), |b| {
                 b.iter_with_large_drop(|| {
                     runtime.block_on(async {
-                        let mut graph = dagrs_graph(&shape);
+                        let mut graph = dagrs_graph(&shape, &dependents);
                         graph
                             .check_loop_and_partition()
                             .await
