@@ -25,9 +25,14 @@ impl Default for NameIndex {
 }
 
 impl NameIndex {
-    /// A table for `count` names, at most half full.
+    /// A table for `count` names, at most 7/8 full.
+    ///
+    /// Dense on purpose: with 100k names the table outgrows the caches and every lookup misses on
+    /// its slot, so a table half the size (1 MiB instead of 2) is faster even though linear probing
+    /// then looks at a few more slots, which sit side by side in the cache lines already loaded
+    /// and are rejected by their tag without touching a name.
     pub(crate) fn with_capacity(count: usize) -> Self {
-        let capacity = count.saturating_mul(2).next_power_of_two().max(8);
+        let capacity = (count.saturating_mul(8) / 7).next_power_of_two().max(8);
         Self {
             slots: vec![0; capacity],
             mask: capacity - 1,
@@ -35,10 +40,10 @@ impl NameIndex {
         }
     }
 
-    /// Doubles the table when one more name would fill it more than half, re-placing every name
+    /// Doubles the table when one more name would fill it more than 7/8, re-placing every name
     /// (the slots keep only the high half of a hash, so the names are hashed again).
     fn reserve_one<'a>(&mut self, name_of: impl Fn(u32) -> &'a str) {
-        if (self.len + 1) * 2 <= self.slots.len() {
+        if (self.len + 1) * 8 <= self.slots.len() * 7 {
             return;
         }
         let capacity = self.slots.len() * 2;
@@ -145,7 +150,7 @@ mod tests {
         let mut table = NameIndex::default();
         for (index, name) in names.iter().enumerate() {
             assert_eq!(table.insert(name, index as u32, name_of), Ok(()));
-            assert!(table.len * 2 <= table.slots.len(), "at most half full");
+            assert!(table.len * 8 <= table.slots.len() * 7, "at most 7/8 full");
         }
         for (index, name) in names.iter().enumerate() {
             assert_eq!(table.get(name, name_of), Some(index as u32));
