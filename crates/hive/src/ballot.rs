@@ -447,6 +447,7 @@ impl Ballot {
     /// when it runs out. A bound of 0 stays 0: from then on every `is_settled` checks in full, and
     /// casting stays O(1) (the bound is computed O(log voters) times in a typical ballot, not per
     /// vote).
+    #[inline]
     fn count_down(&mut self) {
         if self.quiet > 1 {
             self.quiet -= 1;
@@ -463,6 +464,10 @@ impl Ballot {
     /// they do: a ballot `m` away, with margins moving at most `per` per voter, needs more than
     /// `m / per` voters. One voter is taken off every bound for floating-point slack, and any
     /// doubt gives 0 (check in full), so the bound never hides a settled ballot.
+    // Kept out of line: it runs O(log voters) times a ballot, and inlined it would keep the O(1)
+    // cast from being inlined into callers' loops.
+    #[cold]
+    #[inline(never)]
     fn quiet_events(&self) -> usize {
         // More than `margin / per` voters are needed to take `margin` below zero.
         fn needs(margin: f64, per: f64) -> usize {
