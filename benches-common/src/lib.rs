@@ -90,3 +90,21 @@ pub fn sizes<'a, T>(quick: &'a [T], full: &'a [T]) -> &'a [T] {
         full
     }
 }
+
+/// A compact label for a size parameter: `100`, `1k`, `100k`, `1m` (exact multiples only).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(benches_common::size_label(100), "100");
+/// assert_eq!(benches_common::size_label(10_000), "10k");
+/// assert_eq!(benches_common::size_label(1_000_000), "1m");
+/// assert_eq!(benches_common::size_label(1_500), "1500");
+/// ```
+pub fn size_label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}

@@ -59,14 +59,6 @@ fn proposals(n: usize, conflict_rate: f64) -> Input {
         .collect()
 }
 
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
-    }
-}
-
 /// The accepted ids (sorted) and the merged payload: what every implementation must agree on.
 type Outcome = (Vec<ProposalId>, Option<Payload>);
 
@@ -220,7 +212,11 @@ fn commutative_aggregation(c: &mut Criterion) {
     let mut group = c.benchmark_group(COMMUTATIVE);
     for &n in sizes {
         limit_samples(&mut group, n);
-        bench_round(&mut group, &label(n), &proposals(n, 0.0));
+        bench_round(
+            &mut group,
+            &benches_common::size_label(n),
+            &proposals(n, 0.0),
+        );
     }
     group.finish();
 }
@@ -233,7 +229,7 @@ fn conditional_aggregation(c: &mut Criterion) {
         for (rate, name) in [(0.1, "10pct"), (0.5, "50pct")] {
             bench_round(
                 &mut group,
-                &format!("{}-{name}", label(n)),
+                &format!("{}-{name}", benches_common::size_label(n)),
                 &proposals(n, rate),
             );
         }

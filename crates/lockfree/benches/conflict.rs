@@ -52,14 +52,6 @@ fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
         .collect()
 }
 
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
-    }
-}
-
 /// Puts contested keys in first-appearance order (the order `detect_conflicts` reports), given each
 /// group's first member index and the key.
 fn into_report(
@@ -192,7 +184,7 @@ fn conflict_detection(c: &mut Criterion) {
         if n <= 1_000 {
             assert_eq!(pairwise(&input), expected, "pairwise disagrees at {n}");
         }
-        let parameter = label(n);
+        let parameter = benches_common::size_label(n);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(
             BenchmarkId::new("hivekit", &parameter),
@@ -234,7 +226,7 @@ fn conflict_detection(c: &mut Criterion) {
         }
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(
-            BenchmarkId::new("pairwise", label(n)),
+            BenchmarkId::new("pairwise", benches_common::size_label(n)),
             &input,
             |b, input| {
                 b.iter(|| pairwise(black_box(input)));
@@ -283,18 +275,33 @@ fn proposal_merging(c: &mut Criterion) {
     let sum_sizes = benches_common::sizes(&[1_000, 100_000], &[1_000, 4_000, 16_000, 100_000]);
     for &n in sum_sizes {
         let payloads: Vec<Sum<u64>> = (0..n as u64).map(Sum).collect();
-        bench_merge(&mut group, &format!("sum-{}", label(n)), &payloads, true);
+        bench_merge(
+            &mut group,
+            &format!("sum-{}", benches_common::size_label(n)),
+            &payloads,
+            true,
+        );
     }
     let set_sizes = benches_common::sizes(&[10_000], &[1_000, 10_000, 100_000]);
     for &n in set_sizes {
         let values = payload_values(n, 8, 4_096, DEFAULT_SEED);
         let sets: Vec<BTreeSet<u64>> = values.iter().map(|v| v.iter().copied().collect()).collect();
-        bench_merge(&mut group, &format!("btreeset-{}", label(n)), &sets, true);
+        bench_merge(
+            &mut group,
+            &format!("btreeset-{}", benches_common::size_label(n)),
+            &sets,
+            true,
+        );
         let maps: Vec<BTreeMap<u64, Sum<u64>>> = values
             .iter()
             .map(|v| v.iter().map(|&value| (value, Sum(1))).collect())
             .collect();
-        bench_merge(&mut group, &format!("btreemap-{}", label(n)), &maps, false);
+        bench_merge(
+            &mut group,
+            &format!("btreemap-{}", benches_common::size_label(n)),
+            &maps,
+            false,
+        );
     }
     group.finish();
 }
