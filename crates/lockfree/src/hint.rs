@@ -43,6 +43,11 @@ pub enum LatencyTier {
     Cold = 2,
 }
 
+impl LatencyTier {
+    /// All latency tiers, hottest first.
+    pub const ALL: [LatencyTier; 3] = [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold];
+}
+
 /// What a unit of work costs to run. Cheaper runs first among equal priority and latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -56,6 +61,16 @@ pub enum ResourceCost {
     Moderate = 2,
     /// Expensive.
     Heavy = 3,
+}
+
+impl ResourceCost {
+    /// All costs, cheapest first.
+    pub const ALL: [ResourceCost; 4] = [
+        ResourceCost::Minimal,
+        ResourceCost::Light,
+        ResourceCost::Moderate,
+        ResourceCost::Heavy,
+    ];
 }
 
 /// A priority, a latency tier and a cost: the full ordering of scheduled work.
@@ -96,6 +111,25 @@ impl SchedulingHint {
         }
     }
 
+    /// Every distinct hint ([`SchedulingHint::KEYS`] of them), one per sort key, lowest priority first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::SchedulingHint;
+    ///
+    /// assert_eq!(SchedulingHint::all().count(), SchedulingHint::KEYS);
+    /// ```
+    pub fn all() -> impl Iterator<Item = SchedulingHint> {
+        Priority::ALL.into_iter().flat_map(|priority| {
+            LatencyTier::ALL.into_iter().flat_map(move |latency| {
+                ResourceCost::ALL
+                    .into_iter()
+                    .map(move |cost| SchedulingHint::new(priority, latency, cost))
+            })
+        })
+    }
+
     /// A hint with the given priority and default latency and cost.
     pub const fn with_priority(priority: Priority) -> Self {
         Self {
@@ -120,20 +154,7 @@ mod tests {
     use super::*;
 
     fn all_hints() -> Vec<SchedulingHint> {
-        let mut hints = Vec::new();
-        for priority in Priority::ALL {
-            for latency in [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold] {
-                for cost in [
-                    ResourceCost::Minimal,
-                    ResourceCost::Light,
-                    ResourceCost::Moderate,
-                    ResourceCost::Heavy,
-                ] {
-                    hints.push(SchedulingHint::new(priority, latency, cost));
-                }
-            }
-        }
-        hints
+        SchedulingHint::all().collect()
     }
 
     #[test]

@@ -1,25 +1,11 @@
 //! PriorityScheduler: smoke, single-thread ordering, capacity, anti-starvation bound and bad input.
 
 use hivekit_lockfree::{
-    Full, LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulerError,
-    SchedulingHint,
+    Full, Priority, PriorityScheduler, SchedulerConfig, SchedulerError, SchedulingHint,
 };
 
 fn all_hints() -> Vec<SchedulingHint> {
-    let mut hints = Vec::new();
-    for priority in Priority::ALL {
-        for latency in [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold] {
-            for cost in [
-                ResourceCost::Minimal,
-                ResourceCost::Light,
-                ResourceCost::Moderate,
-                ResourceCost::Heavy,
-            ] {
-                hints.push(SchedulingHint::new(priority, latency, cost));
-            }
-        }
-    }
-    hints
+    SchedulingHint::all().collect()
 }
 
 fn with_config(capacity: Option<usize>, max_bypass: Option<u32>) -> PriorityScheduler<u64> {
