@@ -77,6 +77,7 @@ mod call;
 mod decision;
 mod error;
 mod hive;
+mod memory;
 mod policy;
 mod round;
 mod state;
@@ -92,6 +93,9 @@ pub use crate::error::HiveError;
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
 pub use crate::lockfree::{
     ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
+};
+pub use crate::memory::{
+    AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory, MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;

@@ -1,0 +1,306 @@
+//! The memory seam: where a hive's committed versions live.
+//!
+//! A round reads a [`Snapshot`] from its [`Memory`], and commits the accepted changes of its decision
+//! against the version it read. The in-process [`LocalMemory`] (a [`SnapshotCell`]) is the default
+//! and the fastest path; `hivekit-etcd` implements the same trait on an etcd cluster so that hives in
+//! many processes share one history.
+//!
+//! The rebase rule is the same for every backend: when another commit landed after `base`, the
+//! accepted changes are applied, in order, to the newest state instead, and the commit says
+//! [`Committed::rebased`]. No committed change is ever lost or applied twice.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::agent::{AgentId, ProposalOf};
+use crate::lockfree::{Snapshot, SnapshotCell};
+use crate::state::State;
+
+/// A boxed error from a memory backend, kept with its source chain.
+pub type BoxError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One accepted proposal of a decision, as a memory commits it.
+pub struct AcceptedChange<'a, S: State> {
+    /// The accepted proposal (its id, the keys it reads and writes, and the change).
+    pub proposal: &'a ProposalOf<S>,
+    /// The agent that proposed it, when an agent did.
+    pub proposer: Option<AgentId>,
+}
+
+impl<S: State> Clone for AcceptedChange<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: State> Copy for AcceptedChange<'_, S> {}
+
+impl<S: State> fmt::Debug for AcceptedChange<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcceptedChange")
+            .field("proposal", &self.proposal.id)
+            .field("proposer", &self.proposer)
+            .finish()
+    }
+}
+
+/// What a round asks its memory to commit.
+pub struct CommitRequest<'a, S: State> {
+    /// Identifies the decision across retries and processes (a backend that can lose the answer to
+    /// a commit reads it back to tell whether the commit landed).
+    pub decision_id: u128,
+    /// The round number of the hive that decided.
+    pub round: u64,
+    /// The version the round read.
+    pub base: u64,
+    /// The accepted changes, applied in this order.
+    pub accepted: &'a [AcceptedChange<'a, S>],
+}
+
+impl<S: State> fmt::Debug for CommitRequest<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommitRequest")
+            .field("decision_id", &self.decision_id)
+            .field("round", &self.round)
+            .field("base", &self.base)
+            .field("accepted", &self.accepted)
+            .finish()
+    }
+}
+
+impl<S: State> CommitRequest<'_, S> {
+    /// Applies the accepted changes, in order, to a copy of `state`.
+    pub fn apply_to(&self, state: &S) -> S {
+        let mut next = state.clone();
+        for change in self.accepted {
+            next.apply(&change.proposal.payload);
+        }
+        next
+    }
+}
+
+/// A commit that landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The version the commit created.
+    pub version: u64,
+    /// Whether another commit landed after the base version, so that the changes were applied to a
+    /// newer state.
+    pub rebased: bool,
+}
+
+impl Committed {
+    /// A commit that created `version`, rebased or not.
+    pub fn new(version: u64, rebased: bool) -> Self {
+        Committed { version, rebased }
+    }
+}
+
+/// Why a memory could not read or commit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryError {
+    /// The backend could not be reached in time; nothing was committed.
+    #[error("memory backend unavailable: {source}")]
+    Unavailable {
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+    /// A state or change larger than the backend accepts in one request.
+    #[error("commit of {bytes} bytes exceeds the backend's limit of {limit} bytes")]
+    TooLarge {
+        /// The size of the request.
+        bytes: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
+    /// A stored value could not be read back.
+    #[error("stored value at `{key}` is not valid: {source}")]
+    Corrupt {
+        /// Where the value is stored.
+        key: String,
+        /// Why it could not be read.
+        #[source]
+        source: BoxError,
+    },
+    /// Any other backend failure.
+    #[error("memory backend failed: {source}")]
+    Backend {
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Where a hive's committed versions live: a snapshot with its version, a commit against a base
+/// version, and a way to follow newer versions.
+///
+/// Implementations must be linearizable per memory: versions start at the initial state's version
+/// and grow by one per commit, with no gaps; a change is applied exactly once.
+pub trait Memory<S: State>: Send + Sync + 'static {
+    /// The newest version this process has seen, without waiting (a local, lock-free read).
+    fn snapshot(&self) -> Snapshot<S>;
+
+    /// Commits `request.accepted` on top of `request.base`, or, if a newer version exists, on top
+    /// of the newest one (a rebase).
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryError`] when the backend fails; then nothing was committed.
+    fn commit<'a>(
+        &'a self,
+        request: CommitRequest<'a, S>,
+    ) -> impl Future<Output = Result<Committed, MemoryError>> + Send + 'a;
+
+    /// Waits until a version newer than `after` is visible here, and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryError`] when the backend fails while waiting.
+    fn changed(
+        &self,
+        after: u64,
+    ) -> impl Future<Output = Result<Snapshot<S>, MemoryError>> + Send + '_;
+}
+
+/// The in-process memory: a [`SnapshotCell`], lock-free reads and a compare-and-swap commit.
+pub struct LocalMemory<S> {
+    cell: SnapshotCell<S>,
+    committed: Notify,
+}
+
+impl<S: State> fmt::Debug for LocalMemory<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMemory")
+            .field("version", &self.cell.version())
+            .finish()
+    }
+}
+
+impl<S: State> LocalMemory<S> {
+    /// A memory at version 0 holding `initial`.
+    pub fn new(initial: S) -> Self {
+        LocalMemory {
+            cell: SnapshotCell::new(initial),
+            committed: Notify::new(),
+        }
+    }
+
+    /// The cell that holds the versions.
+    pub fn cell(&self) -> &SnapshotCell<S> {
+        &self.cell
+    }
+
+    /// Commits without waiting (the in-process commit never blocks).
+    pub fn commit_now(&self, request: &CommitRequest<'_, S>) -> Committed {
+        let view = self.cell.load();
+        let committed = if view.version() == request.base {
+            match self.cell.commit(view.stage(request.apply_to(&view))) {
+                Ok(version) => Committed::new(version, false),
+                Err(_) => Committed::new(self.cell.update(|state| request.apply_to(state)), true),
+            }
+        } else {
+            Committed::new(self.cell.update(|state| request.apply_to(state)), true)
+        };
+        self.committed.notify_waiters();
+        committed
+    }
+}
+
+impl<S: State> Memory<S> for LocalMemory<S> {
+    fn snapshot(&self) -> Snapshot<S> {
+        self.cell.load()
+    }
+
+    fn commit<'a>(
+        &'a self,
+        request: CommitRequest<'a, S>,
+    ) -> impl Future<Output = Result<Committed, MemoryError>> + Send + 'a {
+        std::future::ready(Ok(self.commit_now(&request)))
+    }
+
+    async fn changed(&self, after: u64) -> Result<Snapshot<S>, MemoryError> {
+        loop {
+            // Register before checking so that a commit between the check and the wait is seen.
+            let notified = self.committed.notified();
+            let snapshot = self.cell.load();
+            if snapshot.version() > after {
+                return Ok(snapshot);
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfree::{Proposal, ProposalId};
+
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct Counter(i64);
+
+    impl State for Counter {
+        type Key = u8;
+        type Change = i64;
+        fn apply(&mut self, delta: &i64) {
+            self.0 += delta;
+        }
+    }
+
+    fn request<'a>(
+        base: u64,
+        accepted: &'a [AcceptedChange<'a, Counter>],
+    ) -> CommitRequest<'a, Counter> {
+        CommitRequest {
+            decision_id: 1,
+            round: 1,
+            base,
+            accepted,
+        }
+    }
+
+    #[test]
+    fn a_commit_on_the_current_version_is_not_rebased_and_a_stale_one_is() {
+        let memory = LocalMemory::new(Counter(0));
+        let proposal = Proposal::new(ProposalId(1), 5).writes([0]);
+        let accepted = [AcceptedChange {
+            proposal: &proposal,
+            proposer: None,
+        }];
+
+        assert_eq!(
+            memory.commit_now(&request(0, &accepted)),
+            Committed::new(1, false)
+        );
+        assert_eq!(
+            memory.commit_now(&request(0, &accepted)),
+            Committed::new(2, true)
+        );
+        let snapshot = memory.snapshot();
+        assert_eq!((snapshot.version(), snapshot.0), (2, 10));
+    }
+
+    #[tokio::test]
+    async fn changed_wakes_on_the_next_commit_and_returns_at_once_for_an_older_version() {
+        let memory = Arc::new(LocalMemory::new(Counter(0)));
+        let follower = tokio::spawn({
+            let memory = Arc::clone(&memory);
+            async move { memory.changed(0).await.map(|s| s.version()) }
+        });
+        tokio::task::yield_now().await;
+        let proposal = Proposal::new(ProposalId(1), 1).writes([0]);
+        let accepted = [AcceptedChange {
+            proposal: &proposal,
+            proposer: None,
+        }];
+        memory.commit(request(0, &accepted)).await.unwrap();
+        assert_eq!(follower.await.unwrap().unwrap(), 1);
+        assert_eq!(memory.changed(0).await.unwrap().version(), 1);
+    }
+}
