@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use hivekit_hive::{
-    AgentId, Ballot, BallotError, ConsensusPolicy, Electorate, Hive, HiveError, PolicyError,
-    ProposalId, RejectReason, Tally, Threshold, TieBreak, Vote,
+    AgentId, Ballot, BallotError, ConcurrencyLimit, ConsensusPolicy, Electorate, Hive, HiveError,
+    PolicyError, ProposalId, RejectReason, Tally, Threshold, TieBreak, Vote,
 };
 use proptest::prelude::*;
 use support::{Behaviour, Ledger, Writer};
@@ -228,10 +228,15 @@ proptest! {
         weight in float_edge(),
     ) {
         let policy = ConsensusPolicy { quorum, ..ConsensusPolicy::default() };
+        // A bound of zero cannot be built: the limit type itself refuses it.
+        let limit = match ConcurrencyLimit::new(max_in_flight) {
+            Ok(limit) => limit,
+            Err(error) => { prop_assert_eq!(max_in_flight, 0, "{}", error); return Ok(()); }
+        };
         let built = Hive::builder(Ledger::default())
             .policy(policy)
             .agent_timeout(timeout)
-            .max_in_flight(max_in_flight)
+            .max_in_flight(limit)
             .build();
         let hive = match built {
             Ok(hive) => {
@@ -239,7 +244,6 @@ proptest! {
                 hive
             }
             Err(HiveError::ZeroTimeout) => { prop_assert!(timeout.is_zero()); return Ok(()); }
-            Err(HiveError::ZeroMaxInFlight) => { prop_assert_eq!(max_in_flight, 0); return Ok(()); }
             Err(HiveError::Policy(_)) => { prop_assert!(policy.validate().is_err()); return Ok(()); }
             Err(other) => return Err(TestCaseError::fail(format!("unexpected {other:?}"))),
         };

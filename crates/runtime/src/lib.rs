@@ -20,6 +20,9 @@
 //!   one is handed, still pinned in place, to `block_on`.
 //! - **Stats.** [`stats`] sums per-thread counters ([`RuntimeStats`]); counting never writes a
 //!   shared cache line.
+//! - **Task helpers** for the crates above: [`AbortOnDrop`] (a task that dies with its handle),
+//!   [`InlineOrSpawned`] (work polled in place or spawned, awaited alike), [`panic_message`] (a
+//!   caught panic as text) and [`ConcurrencyLimit`] (how many operations may be in flight).
 //!
 //! # Examples
 //!
@@ -51,7 +54,9 @@ mod config;
 mod error;
 mod execute;
 mod global;
+mod limit;
 mod stats;
+mod task;
 
 pub use config::{Flavor, RuntimeConfig, WORKER_THREADS_ENV};
 pub use error::RuntimeError;
@@ -59,4 +64,6 @@ pub use execute::{execute, spawn, spawn_blocking, try_execute};
 pub use global::{
     active_config, configure, handle, is_initialized, shutdown, try_handle, RuntimeSetup,
 };
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use stats::{stats, RuntimeStats};
+pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};

@@ -4,7 +4,6 @@
 //! (one `FuturesUnordered` of it, no extra box) and so that the timeout's timer is only created when
 //! an attempt actually waits: a stage that finishes on its first poll pays nothing for its timeout.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -13,13 +12,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use hivekit_runtime::panic_message;
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::pipeline::Artifact;
-use crate::retry::mix;
+use crate::seed::stage_seed;
 
 /// How a stage ended, as the run sees it.
 pub(crate) enum StageOutcome {
@@ -79,7 +79,7 @@ impl Attempts {
             AttemptFailure::TimedOut(_) => true,
         };
         if retryable && self.attempt < spec.retry.max_attempts {
-            let jitter_seed = mix(self.shared.seed ^ mix(u64::from(self.stage)));
+            let jitter_seed = stage_seed(self.shared.seed, self.stage);
             let delay = spec.retry.backoff.delay(self.attempt, jitter_seed);
             tracing::debug!(attempt = self.attempt, %failure, ?delay, "attempt failed, retrying");
             if let Some(events) = &self.shared.events {
@@ -195,15 +195,4 @@ pub(crate) fn deadline_after(start: Instant, limit: Duration) -> Option<Instant>
     let deadline = start.checked_add(limit)?;
     deadline.checked_add(Duration::from_millis(1))?;
     Some(deadline)
-}
-
-/// The message of a caught panic (`&str` or `String` payloads), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_swarm::{
-    Backoff, BuildError, FanOut, Pipeline, RetryPolicy, RunOptions, RunOutcome, RunReport,
-    StageContext, StageError, StageStatus,
+    Backoff, BuildError, ConcurrencyLimit, FanOut, Pipeline, RetryPolicy, RunOptions, RunOutcome,
+    RunReport, StageContext, StageError, StageStatus,
 };
 use proptest::prelude::*;
 
@@ -266,7 +266,7 @@ proptest! {
         let options = RunOptions {
             deadline,
             seed,
-            max_concurrency: NonZeroUsize::new(max_concurrency),
+            max_concurrency: NonZeroUsize::new(max_concurrency).map_or(ConcurrencyLimit::Unbounded, ConcurrencyLimit::AtMost),
             ..RunOptions::default()
         };
         let Some(report) = paused(pipeline.run_with(options)) else {
