@@ -194,7 +194,9 @@ impl<S: State> HiveBuilder<S> {
     }
 
     /// How long one agent call (`propose` or `vote`) may take before it counts as timed out
-    /// (default: [`DEFAULT_AGENT_TIMEOUT`]).
+    /// (default: [`DEFAULT_AGENT_TIMEOUT`]). Zero is [`HiveError::ZeroTimeout`] when built;
+    /// `Duration::MAX` (or any limit tokio's timer cannot represent) waits as long as the agent
+    /// takes.
     pub fn agent_timeout(mut self, timeout: Duration) -> Self {
         self.config.agent_timeout = timeout;
         self
@@ -263,7 +265,9 @@ impl<S: State> Hive<S> {
         self.insert(Arc::new(agent), 1.0)
     }
 
-    /// Adds an agent whose vote weighs `weight` (under a weighted policy).
+    /// Adds an agent whose vote weighs `weight` (under a weighted policy). Weights count by their
+    /// ratio to one another, from 0 (a voter who counts for nothing) up to `f64::MAX`, however
+    /// many agents weigh that much (see [`Electorate`](crate::Electorate)).
     ///
     /// # Errors
     ///

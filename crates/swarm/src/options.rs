@@ -44,6 +44,10 @@ pub struct RunOptions {
     /// What to do when a stage fails.
     pub failure: FailurePolicy,
     /// The longest the whole run may take, from its start; then running stages are cancelled.
+    /// `None`, `Duration::MAX` or any deadline the clock cannot represent from the run's start: no
+    /// deadline. `Some(Duration::ZERO)`: the deadline has passed as the run starts; the run ends
+    /// as soon as the timer says so (at once, or at tokio's next millisecond tick), and every
+    /// stage that has not finished by then is cancelled or skipped.
     pub deadline: Option<Duration>,
     /// Cancels the run from outside; running stages are cancelled and the report says which.
     pub cancel: CancellationToken,

@@ -28,7 +28,7 @@ use crate::pipeline::PipelineInner;
 use crate::ready::ReadyQueue;
 use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
 use crate::seed::stage_seed;
-use crate::stage::{StageFuture, StageOutcome};
+use crate::stage::{deadline_after, StageFuture, StageOutcome};
 
 pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
     let span = tracing::info_span!("pipeline_run", stages = pipeline.stages.len());
@@ -50,7 +50,7 @@ async fn execute_in_span(pipeline: &Arc<PipelineInner>, options: RunOptions) -> 
     let mut cancelled = pin!(external_cancel.cancelled());
     let deadline_at = options
         .deadline
-        .map(|deadline| tokio::time::Instant::now() + deadline);
+        .and_then(|deadline| deadline_after(tokio::time::Instant::now(), deadline));
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);

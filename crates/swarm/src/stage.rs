@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hivekit_runtime::panic_message;
@@ -31,7 +32,8 @@ enum AttemptState {
     Start,
     Running {
         future: BoxFuture<'static, Result<Artifact, StageError>>,
-        started: Option<Instant>,
+        /// When the attempt times out; `None` without a timeout or with one past the clock's end.
+        deadline: Option<Instant>,
         timeout: Option<Pin<Box<Sleep>>>,
     },
     Backoff(Pin<Box<Sleep>>),
@@ -128,7 +130,9 @@ impl Attempts {
                         Ok(future) => {
                             this.state = AttemptState::Running {
                                 future,
-                                started: spec.timeout.map(|_| Instant::now()),
+                                deadline: spec
+                                    .timeout
+                                    .and_then(|limit| deadline_after(Instant::now(), limit)),
                                 timeout: None,
                             };
                             continue;
@@ -140,7 +144,7 @@ impl Attempts {
                 }
                 AttemptState::Running {
                     future,
-                    started,
+                    deadline,
                     timeout,
                 } => match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                     Ok(Poll::Ready(Ok(artifact))) => {
@@ -155,13 +159,12 @@ impl Attempts {
                         AttemptFailure::Error(StageError::Panicked(panic_message(&*panic)))
                     }
                     Ok(Poll::Pending) => {
-                        let (Some(limit), Some(started)) = (spec.timeout, *started) else {
+                        let (Some(limit), Some(deadline)) = (spec.timeout, *deadline) else {
                             return Poll::Pending;
                         };
                         // The timer is created on the first wait only.
-                        let sleep = timeout.get_or_insert_with(|| {
-                            Box::pin(tokio::time::sleep_until(started + limit))
-                        });
+                        let sleep = timeout
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
@@ -183,4 +186,13 @@ impl Attempts {
             }
         }
     }
+}
+
+/// `start + limit`, or `None` when the clock cannot represent that instant: a limit that far away
+/// (`Duration::MAX`, the usual way to say "no limit", or anything near it) means no limit. tokio
+/// rounds a deadline up to the next millisecond, so that much more must fit too.
+pub(crate) fn deadline_after(start: Instant, limit: Duration) -> Option<Instant> {
+    let deadline = start.checked_add(limit)?;
+    deadline.checked_add(Duration::from_millis(1))?;
+    Some(deadline)
 }
