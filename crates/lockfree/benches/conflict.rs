@@ -15,17 +15,21 @@
 //! `merge_all`, which picks one of the two by `PARALLEL_MERGE_THRESHOLD`; the `sum` rows around the
 //! threshold are where it was measured.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
-use benches_common::proposals::{payload_values, proposal_specs, ProposalSpec};
+use benches_common::proposals::{payload_values, proposal_specs};
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_lockfree::{
     detect_conflicts, merge_all, merge_all_with_threshold, ConflictGroup, ConflictKind,
-    ConflictReport, Merge, Priority, Proposal, ProposalId, Sum,
+    ConflictReport, Merge, Proposal, Sum,
 };
 use rustc_hash::FxHashMap;
+
+use crate::support::to_proposal;
 
 benches_common::install_counting_allocator!();
 
@@ -35,20 +39,7 @@ const MERGING: &str = "proposal_merging";
 fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
     proposal_specs(n, 4, 0.1, DEFAULT_SEED)
         .into_iter()
-        .map(
-            |ProposalSpec {
-                 id,
-                 priority,
-                 reads,
-                 writes,
-             }| Proposal {
-                id: ProposalId(id),
-                priority: Priority::ALL[usize::from(priority)],
-                reads,
-                writes,
-                payload: (),
-            },
-        )
+        .map(|spec| to_proposal(spec, |_| ()))
         .collect()
 }
 

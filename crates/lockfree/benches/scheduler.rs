@@ -19,21 +19,23 @@
 //! `scheduling_hint_sorting`: sorting 100 to 5k hints by `sort_key()` (`hivekit`, one byte compare)
 //! against sorting by the (priority, latency, cost) comparison it encodes (`tuple-compare`).
 
+mod support;
+
 use std::cell::RefCell;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use benches_common::hints::{hint_stream, HintSpec};
+use benches_common::hints::hint_stream;
 use benches_common::threads::time_threads;
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::SegQueue;
 use crossbeam_skiplist::SkipMap;
-use hivekit_lockfree::{
-    LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulingHint,
-};
+use hivekit_lockfree::{PriorityScheduler, SchedulerConfig, SchedulingHint};
 use parking_lot::Mutex;
+
+use crate::support::to_hint;
 
 benches_common::install_counting_allocator!();
 
@@ -43,21 +45,6 @@ const SORTING: &str = "scheduling_hint_sorting";
 
 /// Hints cycled through by every operation (a power of two, indexed with a mask).
 const STREAM: usize = 4_096;
-
-fn to_hint(spec: HintSpec) -> SchedulingHint {
-    let latencies = [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold];
-    let costs = [
-        ResourceCost::Minimal,
-        ResourceCost::Light,
-        ResourceCost::Moderate,
-        ResourceCost::Heavy,
-    ];
-    SchedulingHint::new(
-        Priority::ALL[usize::from(spec.priority)],
-        latencies[usize::from(spec.latency)],
-        costs[usize::from(spec.cost)],
-    )
-}
 
 fn hints() -> Vec<SchedulingHint> {
     hint_stream(STREAM, DEFAULT_SEED)
