@@ -26,10 +26,9 @@ use hivekit_lockfree::{
 };
 use rustc_hash::FxHashMap;
 
-#[path = "support/conflict_index.rs"]
-mod conflict_index;
+use crate::support::conflict_index::{fxhashmap_index, into_report, proposals};
 
-use conflict_index::{fxhashmap_index, into_report, proposals};
+mod support;
 
 benches_common::install_counting_allocator!();
 

@@ -23,14 +23,12 @@ use arc_swap::ArcSwap;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use hivekit_lockfree::{detect_conflicts, Proposal, SchedulingHint, SnapshotCell};
 
-#[path = "support/queues.rs"]
-mod queues;
+mod support;
 
-#[path = "support/conflict_index.rs"]
-mod conflict_index;
-
-use conflict_index::proposals;
-use queues::{hints, pair, prefill, Hivekit, Queue, SegQueueFourLanes, StdBinaryHeap};
+use crate::support::conflict_index::proposals;
+use crate::support::queues::{
+    hints, pair, prefill, Hivekit, Queue, SegQueueFourLanes, StdBinaryHeap,
+};
 
 /// Operations per snapshot and scheduler row: enough that the call into the row is noise.
 const OPS: u64 = 1_000;
@@ -161,7 +159,7 @@ fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> usize {
 #[bench::n_1k(proposals(1_000))]
 #[bench::n_100k(proposals(100_000))]
 fn fxhashmap_index(input: Vec<Proposal<u64, ()>>) -> usize {
-    conflict_index::fxhashmap_index(black_box(&input))
+    crate::support::conflict_index::fxhashmap_index(black_box(&input))
         .groups
         .len()
 }

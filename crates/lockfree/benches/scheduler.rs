@@ -27,12 +27,11 @@ use benches_common::workload::DEFAULT_SEED;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_lockfree::SchedulingHint;
 
-#[path = "support/queues.rs"]
-mod queues;
-
-use queues::{
+use crate::support::queues::{
     hints, pair, prefill, shared_queues, single_thread_queues, to_hint, Hivekit, MutexBinaryHeap,
 };
+
+mod support;
 
 benches_common::install_counting_allocator!();
 

@@ -10,7 +10,7 @@ use crate::events::EventSink;
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
 use crate::pipeline::{Artifact, PipelineInner};
 use crate::report::downcast;
-use crate::retry::mix;
+use crate::seed::{mix, stage_seed};
 
 /// State one run shares with its stages (which may run on other threads).
 pub(crate) struct RunShared {
@@ -83,7 +83,7 @@ impl StageContext {
     /// A seed for this stage's attempt, derived from the run's seed: use it for anything random in the
     /// stage to keep seeded runs reproducible.
     pub fn seed(&self) -> u64 {
-        mix(self.shared.seed ^ mix(u64::from(self.stage)) ^ u64::from(self.attempt))
+        mix(stage_seed(self.shared.seed, self.stage) ^ u64::from(self.attempt))
     }
 
     /// The output of dependency `stage`, shared without copying.
@@ -124,8 +124,9 @@ impl StageContext {
         self.shared.cancel.is_cancelled()
     }
 
-    /// The run's cancellation token (a child of [`RunOptions::cancel`](crate::RunOptions::cancel)),
-    /// cancelled when the run stops early; hand it to work the stage spawns itself.
+    /// The run's own cancellation token, cancelled when the run stops early (fail-fast, the
+    /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
+    /// watches); hand it to work the stage spawns itself.
     pub fn cancellation(&self) -> CancellationToken {
         self.shared.cancel.clone()
     }

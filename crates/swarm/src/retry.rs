@@ -4,10 +4,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::seed::mix;
+
 /// How long to wait before each retry: exponential from `initial`, multiplied by `multiplier` after
 /// each failed attempt, capped at `max`, then shortened by a seeded random fraction of at most
 /// `jitter` (so that stages failing together do not retry in lock step, yet a run with a given seed
 /// always waits the same).
+///
+/// Edges: a zero `initial` or `max` waits not at all; `Duration::MAX` waits indefinitely (use a
+/// run deadline to bound it); `multiplier` must be finite and at least 1 and `jitter` within 0 to 1,
+/// else the pipeline's build fails with
+/// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy) (NaN, infinities,
+/// negatives and subnormals included). [`delay`](Self::delay) saturates: however large the attempt
+/// number or the product, it never exceeds `max`.
 ///
 /// # Examples
 ///
@@ -113,7 +122,9 @@ impl Backoff {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RetryPolicy {
-    /// Attempts in total, the first included; at least 1.
+    /// Attempts in total, the first included; at least 1 (0 fails the build with
+    /// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy)); `u32::MAX` is that
+    /// many attempts.
     pub max_attempts: u32,
     /// The waits between attempts.
     pub backoff: Backoff,
@@ -152,14 +163,6 @@ impl RetryPolicy {
         }
         self.backoff.validate()
     }
-}
-
-/// splitmix64's finaliser: a cheap, well-mixed hash for seeded jitter and seeded ordering.
-pub(crate) fn mix(mut value: u64) -> u64 {
-    value = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
 }
 
 #[cfg(test)]

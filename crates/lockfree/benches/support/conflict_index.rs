@@ -4,30 +4,15 @@
 // Each bench binary uses a part of this module.
 #![allow(dead_code)]
 
-use benches_common::proposals::{proposal_specs, ProposalSpec};
+use benches_common::proposals::proposal_specs;
 use benches_common::workload::DEFAULT_SEED;
-use hivekit_lockfree::{
-    ConflictGroup, ConflictKind, ConflictReport, Priority, Proposal, ProposalId,
-};
+use hivekit_lockfree::{ConflictGroup, ConflictKind, ConflictReport, Proposal};
 use rustc_hash::FxHashMap;
 
 pub(crate) fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
     proposal_specs(n, 4, 0.1, DEFAULT_SEED)
         .into_iter()
-        .map(
-            |ProposalSpec {
-                 id,
-                 priority,
-                 reads,
-                 writes,
-             }| Proposal {
-                id: ProposalId(id),
-                priority: Priority::ALL[usize::from(priority)],
-                reads,
-                writes,
-                payload: (),
-            },
-        )
+        .map(|spec| super::to_proposal(spec, |_| ()))
         .collect()
 }
 

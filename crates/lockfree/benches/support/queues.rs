@@ -10,32 +10,17 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use benches_common::hints::{hint_stream, HintSpec};
+use benches_common::hints::hint_stream;
 use benches_common::workload::DEFAULT_SEED;
 use crossbeam_queue::SegQueue;
 use crossbeam_skiplist::SkipMap;
-use hivekit_lockfree::{
-    LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulingHint,
-};
+use hivekit_lockfree::{PriorityScheduler, SchedulerConfig, SchedulingHint};
 use parking_lot::Mutex;
 
 /// Hints cycled through by every operation (a power of two, indexed with a mask).
 pub(crate) const STREAM: usize = 4_096;
 
-pub(crate) fn to_hint(spec: HintSpec) -> SchedulingHint {
-    let latencies = [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold];
-    let costs = [
-        ResourceCost::Minimal,
-        ResourceCost::Light,
-        ResourceCost::Moderate,
-        ResourceCost::Heavy,
-    ];
-    SchedulingHint::new(
-        Priority::ALL[usize::from(spec.priority)],
-        latencies[usize::from(spec.latency)],
-        costs[usize::from(spec.cost)],
-    )
-}
+pub(crate) use super::to_hint;
 
 pub(crate) fn hints() -> Vec<SchedulingHint> {
     hint_stream(STREAM, DEFAULT_SEED)
