@@ -171,7 +171,11 @@ impl fmt::Display for FanOutSummary {
             self.required,
             self.failures.len(),
             self.not_run
-        )
+        )?;
+        if !self.retried.is_empty() {
+            write!(f, ", {} retried", self.retried.len())?;
+        }
+        Ok(())
     }
 }
 
