@@ -5,6 +5,9 @@
 
 use benches_common::hints::HintSpec;
 use benches_common::proposals::ProposalSpec;
+pub(crate) mod conflict_index;
+pub(crate) mod queues;
+
 use hivekit_lockfree::{LatencyTier, Priority, Proposal, ProposalId, ResourceCost, SchedulingHint};
 
 /// `spec` as a proposal whose payload is `payload(id)`.
