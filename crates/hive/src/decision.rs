@@ -130,6 +130,9 @@ pub struct BallotRecord<K> {
 /// The outcome of one round, [`Hive::decide`](crate::Hive::decide).
 #[derive(Clone)]
 pub struct Decision<S: State> {
+    /// Identifies the decision across processes: the id its commit carried to the memory
+    /// ([`CommitRequest::decision_id`](crate::CommitRequest)).
+    pub id: u128,
     /// The round's number in this hive, from 1.
     pub round: u64,
     /// The memory version the agents saw.
@@ -160,6 +163,7 @@ pub struct Decision<S: State> {
 impl<S: State> fmt::Debug for Decision<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decision")
+            .field("id", &format_args!("{:032x}", self.id))
             .field("round", &self.round)
             .field("base_version", &self.base_version)
             .field("version", &self.version)

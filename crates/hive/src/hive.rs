@@ -13,7 +13,8 @@ use crate::agent::{Agent, AgentId, DynAgent, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
-use crate::lockfree::SnapshotCell;
+use crate::hive_memory::HiveMemory;
+use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
 use crate::state::State;
 
@@ -88,7 +89,7 @@ pub struct HiveStats {
 }
 
 pub(crate) struct Inner<S: State> {
-    pub(crate) memory: SnapshotCell<S>,
+    pub(crate) memory: HiveMemory<S>,
     pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
     pub(crate) next_agent: AtomicU64,
     pub(crate) config: Config,
@@ -157,16 +158,17 @@ impl<S: State> fmt::Debug for Hive<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hive")
             .field("agents", &self.len())
-            .field("version", &self.inner.memory.version())
+            .field("memory", &self.inner.memory)
             .field("config", &self.inner.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Hive`]; start with [`Hive::builder`].
+/// Builds a [`Hive`]; start with [`Hive::builder`] (in-process memory) or
+/// [`Hive::builder_with_memory`] (any [`Memory`] backend).
 pub struct HiveBuilder<S: State> {
-    initial: S,
+    memory: HiveMemory<S>,
     config: Config,
 }
 
@@ -211,7 +213,7 @@ impl<S: State> HiveBuilder<S> {
         self
     }
 
-    /// Builds the hive, its memory at version 0 holding the initial state.
+    /// Builds the hive on its memory (for [`Hive::builder`], at version 0 holding the initial state).
     ///
     /// # Errors
     ///
@@ -227,7 +229,7 @@ impl<S: State> HiveBuilder<S> {
         }
         Ok(Hive {
             inner: Arc::new(Inner {
-                memory: SnapshotCell::new(self.initial),
+                memory: self.memory,
                 agents: DashMap::with_hasher(FxBuildHasher),
                 next_agent: AtomicU64::new(0),
                 config: self.config,
@@ -238,10 +240,34 @@ impl<S: State> HiveBuilder<S> {
 }
 
 impl<S: State> Hive<S> {
-    /// A builder for a hive whose memory starts at `initial`.
+    /// A builder for a hive whose memory, in this process, starts at `initial` (version 0).
     pub fn builder(initial: S) -> HiveBuilder<S> {
+        Self::builder_with_memory(LocalMemory::new(initial))
+    }
+
+    /// A builder for a hive whose rounds read from and commit to `memory`: another process's
+    /// memory (`hivekit-etcd`), or a [`LocalMemory`] shared with other code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{Hive, LocalMemory, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Counter(u64);
+    /// impl State for Counter {
+    ///     type Key = ();
+    ///     type Change = u64;
+    ///     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// }
+    ///
+    /// let hive = Hive::builder_with_memory(LocalMemory::new(Counter(3))).build()?;
+    /// assert_eq!(hive.memory().load().0, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder_with_memory(memory: impl Memory<S>) -> HiveBuilder<S> {
         HiveBuilder {
-            initial,
+            memory: HiveMemory::new(memory),
             config: Config {
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
@@ -378,8 +404,8 @@ impl<S: State> Hive<S> {
         Ok(())
     }
 
-    /// The collective memory: every committed version of the state.
-    pub fn memory(&self) -> &SnapshotCell<S> {
+    /// The collective memory: the current version of the state, whatever backend holds it.
+    pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
     }
 

@@ -18,8 +18,12 @@
 //! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of
 //!   threshold, quorum and tie-break, and early settlement ([`Ballot::is_settled`]).
 //!
-//! `decide` runs on the caller's tokio runtime (it needs tokio's timers); from synchronous code use
-//! `hivekit_runtime::execute(hive.decide())`.
+//! `decide` runs on the caller's tokio runtime, or, outside one, on hivekit's global runtime (as a
+//! swarm run does); from synchronous code use `hivekit_runtime::execute(hive.decide())`.
+//!
+//! The committed versions live in a [`Memory`]: the in-process [`LocalMemory`] by default
+//! ([`Hive::builder`]), or any other backend ([`Hive::builder_with_memory`]; `hivekit-etcd` shares
+//! one memory between processes).
 //!
 //! # Examples
 //!
@@ -77,6 +81,7 @@ mod call;
 mod decision;
 mod error;
 mod hive;
+mod hive_memory;
 mod memory;
 mod policy;
 mod round;
@@ -91,11 +96,13 @@ pub use crate::decision::{
 };
 pub use crate::error::HiveError;
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
+pub use crate::hive_memory::HiveMemory;
 pub use crate::lockfree::{
     ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
 };
 pub use crate::memory::{
-    AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory, MemoryError,
+    new_decision_id, AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory,
+    MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;

@@ -1,7 +1,7 @@
 //! One round: propose, detect conflicts, settle them, apply and commit.
 
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,6 +21,7 @@ use crate::decision::{
 use crate::error::HiveError;
 use crate::hive::{Config, Hive};
 use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
+use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
@@ -64,16 +65,21 @@ impl<S: State> Hive<S> {
     /// A proposal in several conflict groups is accepted only if no group rejects it, so the accepted
     /// set never contains two conflicting proposals.
     ///
-    /// **Concurrent rounds.** The new state is the snapshot with the accepted changes applied,
-    /// committed against the snapshot's version. If another round committed in between, the accepted
-    /// changes are re-applied on top of the newer state instead (read-copy-update) and
-    /// [`Decision::rebased`] is set: no committed change is ever lost, and every accepted change is
-    /// applied exactly once.
+    /// **Concurrent rounds.** The accepted changes go to the hive's [`Memory`](crate::Memory) in one
+    /// [`CommitRequest`] against the snapshot's version. If another round (here or, for a shared
+    /// backend, in another process) committed in between, the accepted changes are re-applied on
+    /// top of the newer state instead (read-copy-update) and [`Decision::rebased`] is set: no
+    /// committed change is ever lost, and every accepted change is applied exactly once.
+    ///
+    /// **Runtime.** The round runs on the caller's tokio runtime; outside one (a plain thread, or
+    /// another executor) it uses hivekit's global runtime for its timers and tasks, as a swarm run
+    /// does.
     ///
     /// # Errors
     ///
-    /// [`HiveError::NoAgents`] for a hive without agents, [`HiveError::NoRuntime`] outside a tokio
-    /// runtime.
+    /// [`HiveError::NoAgents`] for a hive without agents; [`HiveError::Memory`] when the memory
+    /// cannot commit (nothing of the decision was applied); [`HiveError::NoRuntime`] outside a tokio
+    /// runtime when the global runtime cannot be built.
     ///
     /// # Cancel safety
     ///
@@ -83,12 +89,27 @@ impl<S: State> Hive<S> {
     pub async fn decide(&self) -> Result<Decision<S>, HiveError> {
         let round = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
         let span = tracing::debug_span!("hive_round", round);
-        self.run_round(round).instrument(span).await
+        // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
+        // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
+        if Handle::try_current().is_ok() {
+            return self.run_round(round).instrument(span).await;
+        }
+        let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
+            reason: error.to_string(),
+        })?;
+        let mut running = pin!(self.run_round(round).instrument(span));
+        poll_fn(|cx| {
+            let _entered = global.enter();
+            running.as_mut().poll(cx)
+        })
+        .await
     }
 
     async fn run_round(&self, round: u64) -> Result<Decision<S>, HiveError> {
         let started = tokio::time::Instant::now();
-        let handle = Handle::try_current().map_err(|_| HiveError::NoRuntime)?;
+        let handle = Handle::try_current().map_err(|error| HiveError::NoRuntime {
+            reason: error.to_string(),
+        })?;
         let members = self.round_members();
         if members.is_empty() {
             return Err(HiveError::NoAgents);
@@ -207,16 +228,27 @@ impl<S: State> Hive<S> {
         // Apply and commit.
         let mut accepted = Vec::with_capacity(proposals.len());
         let mut rejections = Vec::new();
-        for (proposal, rejection) in proposals.iter().zip(rejected) {
+        for (index, (proposal, rejection)) in proposals.iter().zip(rejected).enumerate() {
             match rejection {
-                None => accepted.push(proposal),
+                None => accepted.push(AcceptedChange {
+                    proposal,
+                    proposer: Some(members[proposers[index]].id),
+                }),
                 Some(reason) => rejections.push((proposal.id, reason)),
             }
         }
+        let id = new_decision_id();
         let (version, rebased) = if accepted.is_empty() {
             (base_version, false)
         } else {
-            self.commit(&view, &accepted)
+            let request = CommitRequest {
+                decision_id: id,
+                round,
+                base: base_version,
+                accepted: &accepted,
+            };
+            let committed = self.inner.memory.commit(request).await?;
+            (committed.version, committed.rebased)
         };
 
         let counters = &self.inner.counters;
@@ -246,13 +278,14 @@ impl<S: State> Hive<S> {
         }
 
         Ok(Decision {
+            id,
             round,
             base_version,
             version,
             rebased,
             agents: members.len(),
             proposals: proposals.len(),
-            accepted: accepted.iter().map(|proposal| proposal.id).collect(),
+            accepted: accepted.iter().map(|change| change.proposal.id).collect(),
             rejected: rejections,
             ballots,
             failures,
@@ -279,23 +312,6 @@ impl<S: State> Hive<S> {
             .collect();
         members.sort_unstable_by_key(|member| member.id);
         members.into()
-    }
-
-    /// Commits the accepted changes applied to `view`, or rebases them on a newer version.
-    fn commit(&self, view: &Snapshot<S>, accepted: &[&ProposalOf<S>]) -> (u64, bool) {
-        let apply = |base: &S| {
-            let mut next = base.clone();
-            for proposal in accepted {
-                next.apply(&proposal.payload);
-            }
-            next
-        };
-        let memory = &self.inner.memory;
-        let staged = view.stage(apply(view));
-        match memory.commit(staged) {
-            Ok(version) => (version, false),
-            Err(_) => (memory.update(apply), true),
-        }
     }
 }
 

@@ -466,11 +466,15 @@ async fn a_hive_without_agents_is_an_error() {
 }
 
 #[test]
-fn deciding_outside_a_runtime_is_an_error() {
+fn deciding_outside_a_runtime_uses_the_global_runtime() {
     let hive = hive();
-    hive.spawn(Writer::silent());
-    let result = futures::executor::block_on(hive.decide());
-    assert_eq!(result.unwrap_err(), HiveError::NoRuntime);
+    hive.spawn(Writer::new(1, 7));
+    hive.spawn(Writer::new(2, 7));
+    // Another executor: the round's timers and calls run on hivekit's global runtime.
+    let decision = futures::executor::block_on(hive.decide()).unwrap();
+    assert_eq!(decision.accepted.len(), 1);
+    assert_eq!(decision.ballots.len(), 1);
+    assert_eq!(hive.memory().version(), 1);
 }
 
 #[test]
