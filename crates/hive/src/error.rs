@@ -39,6 +39,13 @@ pub enum HiveError {
     /// The memory could not commit the round's decision; nothing of it was applied.
     #[error("cannot commit the decision: {0}")]
     Memory(#[from] MemoryError),
+    /// The round was cancelled through [`DecideOptions::cancel`](crate::DecideOptions) before it
+    /// committed; nothing was committed.
+    #[error("round {round} was cancelled before it committed")]
+    Cancelled {
+        /// The round's number.
+        round: u64,
+    },
     /// An operation named an agent that is not in the hive.
     #[error("{agent} is not in the hive")]
     UnknownAgent {

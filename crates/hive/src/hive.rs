@@ -92,6 +92,8 @@ pub(crate) struct Inner<S: State> {
     pub(crate) memory: HiveMemory<S>,
     pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
     pub(crate) next_agent: AtomicU64,
+    /// The next hive-assigned proposal id (without its marker bit).
+    pub(crate) next_proposal: AtomicU64,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
 }
@@ -105,7 +107,7 @@ pub(crate) struct Inner<S: State> {
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
 ///
 /// #[derive(Clone, Default, Debug)]
 /// struct Settings { level: u8 }
@@ -120,7 +122,7 @@ pub(crate) struct Inner<S: State> {
 /// struct Proposer { id: u64, level: u8 }
 ///
 /// impl Agent<Settings> for Proposer {
-///     async fn propose(&self, _: &Snapshot<Settings>)
+///     async fn propose(&self, _ctx: &AgentContext, _: &Snapshot<Settings>)
 ///         -> Result<Option<Proposal<&'static str, u8>>, AgentError>
 ///     {
 ///         Ok(Some(Proposal::new(ProposalId(self.id), self.level).writes(["level"])))
@@ -232,6 +234,7 @@ impl<S: State> HiveBuilder<S> {
                 memory: self.memory,
                 agents: DashMap::with_hasher(FxBuildHasher),
                 next_agent: AtomicU64::new(0),
+                next_proposal: AtomicU64::new(0),
                 config: self.config,
                 counters: Counters::default(),
             }),

@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use hivekit_hive::{Agent, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
+//! use hivekit_hive::{Agent, AgentContext, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
 //!
 //! #[derive(Clone, Default, Debug)]
 //! struct Inventory(BTreeMap<String, i64>);
@@ -46,7 +46,7 @@
 //! struct Restocker { id: u64, item: &'static str }
 //!
 //! impl Agent<Inventory> for Restocker {
-//!     async fn propose(&self, view: &Snapshot<Inventory>)
+//!     async fn propose(&self, _ctx: &AgentContext, view: &Snapshot<Inventory>)
 //!         -> Result<Option<Proposal<String, (String, i64)>>, AgentError>
 //!     {
 //!         let have = view.0.get(self.item).copied().unwrap_or(0);
@@ -78,6 +78,7 @@
 mod agent;
 mod ballot;
 mod call;
+mod context;
 mod decision;
 mod error;
 mod hive;
@@ -91,6 +92,7 @@ use hivekit_lockfree as lockfree;
 
 pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
 pub use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
@@ -107,3 +109,4 @@ pub use crate::memory::{
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
 pub use hivekit_lockfree::{Priority, ResourceCost};
+pub use tokio_util::sync::CancellationToken;
