@@ -59,6 +59,7 @@ pub(crate) struct Counters {
 
 /// Counters over the hive's life, read with [`Hive::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HiveStats {
     /// Rounds started.
     pub rounds: u64,

@@ -86,12 +86,14 @@ mod hive_memory;
 mod memory;
 mod policy;
 mod round;
+#[cfg(feature = "serde")]
+mod serde_support;
 mod state;
 
 use hivekit_lockfree as lockfree;
 
 pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
-pub use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+pub use crate::ballot::{Ballot, BallotError, Electorate, Tally, VoterChoice, VoterRecord};
 pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,

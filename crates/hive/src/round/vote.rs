@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
-use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
 use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
@@ -72,6 +72,7 @@ struct Outcome {
     tally: Tally,
     votes: usize,
     cancelled: usize,
+    choices: Option<BallotChoices>,
 }
 
 /// Below this many (contest, voter) pairs, one task holds every ballot; above, the contests are
@@ -212,6 +213,7 @@ impl<S: State> Round<'_, S> {
                         },
                         votes: 0,
                         cancelled: voters.len(),
+                        choices: None,
                     })),
                 }
             }
@@ -227,6 +229,7 @@ impl<S: State> Round<'_, S> {
                 tally: outcome.tally,
                 votes: outcome.votes,
                 cancelled: outcome.cancelled,
+                choices: outcome.choices,
             })
             .collect()
     }
@@ -365,16 +368,22 @@ async fn vote_groups<S: State>(
     drop(pending);
     let outcomes = state
         .into_iter()
-        .map(|entry| Outcome {
-            tally: entry.ballot.as_ref().map_or(
-                Tally::NoQuorum {
+        .map(|entry| match entry.ballot {
+            Some(ballot) => Outcome {
+                tally: ballot.tally(),
+                votes: ballot.votes_cast(),
+                cancelled: entry.cancelled,
+                choices: Some(ballot.into_choices()),
+            },
+            None => Outcome {
+                tally: Tally::NoQuorum {
                     turnout: 0.0,
                     required: 0.0,
                 },
-                Ballot::tally,
-            ),
-            votes: entry.ballot.as_ref().map_or(0, Ballot::votes_cast),
-            cancelled: entry.cancelled,
+                votes: 0,
+                cancelled: entry.cancelled,
+                choices: None,
+            },
         })
         .collect();
     (outcomes, failures)
