@@ -157,10 +157,6 @@ impl AgentContext {
         }
     }
 
-    pub(crate) fn assign_proposal_id(&mut self, id: ProposalId) {
-        self.proposal_id = id;
-    }
-
     /// The agent's own id in its hive.
     pub fn agent(&self) -> AgentId {
         self.agent

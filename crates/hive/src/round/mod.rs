@@ -188,13 +188,18 @@ impl<S: State> Hive<S> {
         let span = tracing::debug_span!("hive_round", round = number);
         // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
         // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
-        if Handle::try_current().is_ok() {
-            return self.run_round(number, options).instrument(span).await;
+        if let Ok(handle) = Handle::try_current() {
+            return self
+                .run_round(number, options, handle)
+                .instrument(span)
+                .await;
         }
         let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
             reason: error.to_string(),
         })?;
-        let mut running = pin!(self.run_round(number, options).instrument(span));
+        let mut running = pin!(self
+            .run_round(number, options, global.clone())
+            .instrument(span));
         poll_fn(|cx| {
             let _entered = global.enter();
             running.as_mut().poll(cx)
@@ -206,11 +211,9 @@ impl<S: State> Hive<S> {
         &self,
         number: u64,
         options: DecideOptions,
+        handle: Handle,
     ) -> Result<Decision<S>, HiveError> {
         let started = Instant::now();
-        let handle = Handle::try_current().map_err(|error| HiveError::NoRuntime {
-            reason: error.to_string(),
-        })?;
         let config = &self.inner.config;
         let limit = Limit {
             timeout: config.agent_timeout,
@@ -257,30 +260,42 @@ impl<S: State> Hive<S> {
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
     /// with its context for the propose phase and its hive-assigned proposal id.
     fn round_members(&self, shared: &Arc<RoundShared>, deadline: Instant) -> Arc<[RoundMember<S>]> {
-        let mut collected: Vec<RoundMember<S>> = Vec::with_capacity(self.inner.agents.len());
+        // Sorted before the contexts are made: sorting small entries moves far less memory.
+        let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
         for entry in self.inner.agents.iter() {
             let member = entry.value();
-            collected.push(RoundMember {
-                id: *entry.key(),
-                agent: Arc::clone(&member.agent),
-                weight: member.weight,
-                heavy: member.heavy,
-                votes: member.votes,
-                context: AgentContext::for_round(*entry.key(), ProposalId(0), deadline, shared),
-            });
+            entries.push((
+                *entry.key(),
+                Arc::clone(&member.agent),
+                member.weight,
+                member.heavy,
+                member.votes,
+            ));
         }
-        collected.sort_unstable_by_key(|member| member.id);
+        entries.sort_unstable_by_key(|entry| entry.0);
         // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
-        let base = next_ids(&self.inner.next_proposal, collected.len());
-        for (offset, member) in collected.iter_mut().enumerate() {
-            let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
-            member
-                .context
-                .assign_proposal_id(ProposalId(ASSIGNED_PROPOSAL_ID | serial));
-        }
-        collected.into()
+        let base = next_ids(&self.inner.next_proposal, entries.len());
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(offset, (id, agent, weight, heavy, votes))| {
+                let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
+                let proposal_id = ProposalId(ASSIGNED_PROPOSAL_ID | serial);
+                RoundMember {
+                    id,
+                    agent,
+                    weight,
+                    heavy,
+                    votes,
+                    context: AgentContext::for_round(id, proposal_id, deadline, shared),
+                }
+            })
+            .collect()
     }
 }
+
+/// A member before its context is made: id, agent, weight, heavy, votes.
+type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
