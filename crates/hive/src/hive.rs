@@ -13,6 +13,7 @@ use crate::agent::{Agent, AgentId, DynAgent, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
+use crate::events::HiveEventSink;
 use crate::hive_memory::HiveMemory;
 use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
@@ -33,6 +34,7 @@ pub(crate) struct Member<S: State> {
 /// Configuration fixed when the hive is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub(crate) name: Arc<str>,
     pub(crate) policy: ConsensusPolicy,
     pub(crate) resolution: ResolutionStrategy,
     pub(crate) agent_timeout: Duration,
@@ -97,6 +99,7 @@ pub(crate) struct Inner<S: State> {
     pub(crate) next_proposal: AtomicU64,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
+    pub(crate) events: Option<HiveEventSink<S::Key>>,
 }
 
 /// A queen and its agents reaching decisions on shared state.
@@ -173,6 +176,7 @@ impl<S: State> fmt::Debug for Hive<S> {
 pub struct HiveBuilder<S: State> {
     memory: HiveMemory<S>,
     config: Config,
+    events: Option<HiveEventSink<S::Key>>,
 }
 
 impl<S: State> fmt::Debug for HiveBuilder<S> {
@@ -184,6 +188,19 @@ impl<S: State> fmt::Debug for HiveBuilder<S> {
 }
 
 impl<S: State> HiveBuilder<S> {
+    /// The hive's name, in its tracing spans (default: `hive`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Where the hive's rounds send their [`HiveEvent`](crate::HiveEvent)s (default: nowhere, and
+    /// no event is built).
+    pub fn events(mut self, sink: HiveEventSink<S::Key>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
     /// The consensus policy of ballots (default: [`ConsensusPolicy::default`]).
     pub fn policy(mut self, policy: ConsensusPolicy) -> Self {
         self.config.policy = policy;
@@ -238,6 +255,7 @@ impl<S: State> HiveBuilder<S> {
                 next_proposal: AtomicU64::new(0),
                 config: self.config,
                 counters: Counters::default(),
+                events: self.events,
             }),
         })
     }
@@ -272,7 +290,9 @@ impl<S: State> Hive<S> {
     pub fn builder_with_memory(memory: impl Memory<S>) -> HiveBuilder<S> {
         HiveBuilder {
             memory: HiveMemory::new(memory),
+            events: None,
             config: Config {
+                name: Arc::from("hive"),
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
                 agent_timeout: DEFAULT_AGENT_TIMEOUT,
@@ -411,6 +431,11 @@ impl<S: State> Hive<S> {
     /// The collective memory: the current version of the state, whatever backend holds it.
     pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
+    }
+
+    /// The hive's name (see [`HiveBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
     }
 
     /// The consensus policy.

@@ -81,6 +81,7 @@ mod call;
 mod context;
 mod decision;
 mod error;
+mod events;
 mod hive;
 mod hive_memory;
 mod memory;
@@ -99,6 +100,7 @@ pub use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
 pub use crate::error::HiveError;
+pub use crate::events::{HiveEvent, HiveEventSink};
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
 pub use crate::hive_memory::HiveMemory;
 pub use crate::lockfree::{

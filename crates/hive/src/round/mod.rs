@@ -26,6 +26,7 @@ use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
 use crate::error::HiveError;
+use crate::events::HiveEvent;
 use crate::hive::{Config, Hive};
 use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
@@ -185,7 +186,8 @@ impl<S: State> Hive<S> {
     /// ```
     pub async fn decide_with(&self, options: DecideOptions) -> Result<Decision<S>, HiveError> {
         let number = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
-        let span = tracing::debug_span!("hive_round", round = number);
+        let span =
+            tracing::info_span!("hive_round", hive = %self.inner.config.name, round = number);
         // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
         // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
         if let Ok(handle) = Handle::try_current() {
@@ -227,6 +229,18 @@ impl<S: State> Hive<S> {
             return Err(HiveError::NoAgents);
         }
         let view = self.inner.memory.load();
+        tracing::debug!(
+            agents = members.len(),
+            version = view.version(),
+            "round started"
+        );
+        if let Some(events) = &self.inner.events {
+            events.emit(HiveEvent::RoundStarted {
+                round: number,
+                agents: members.len(),
+                version: view.version(),
+            });
+        }
         let mut round = Round {
             hive: self,
             number,
@@ -251,7 +265,10 @@ impl<S: State> Hive<S> {
                     gather.as_mut().poll(cx).map(Some)
                 })
                 .await;
-                gathered.ok_or(HiveError::Cancelled { round: number })?
+                gathered.ok_or_else(|| {
+                    tracing::info!("round cancelled");
+                    HiveError::Cancelled { round: number }
+                })?
             }
         }?;
         round.commit(gathered).await
@@ -315,6 +332,24 @@ impl<'h, S: State> Round<'h, S> {
         }
     }
 
+    /// Sends an event, built only when the hive has a sink.
+    fn emit(&self, event: impl FnOnce() -> HiveEvent<S::Key>) {
+        if let Some(events) = &self.hive.inner.events {
+            events.emit(event());
+        }
+    }
+
+    /// Logs and reports the failures recorded since `from`.
+    fn report_failures(&self, from: usize) {
+        for failure in &self.failures[from..] {
+            tracing::warn!(agent = failure.agent.0, phase = %failure.phase, "{failure}");
+            self.emit(|| HiveEvent::AgentFailed {
+                round: self.number,
+                failure: failure.clone(),
+            });
+        }
+    }
+
     /// The propose and settle phases: everything before the commit, which cancellation may stop.
     async fn gather(&mut self) -> Result<(Proposals<S>, Settled<S::Key>), HiveError> {
         let proposals = self.propose().await;
@@ -355,6 +390,12 @@ impl<'h, S: State> Round<'h, S> {
                 }),
             }
         }
+        self.report_failures(0);
+        tracing::debug!(proposals = proposals.len(), "proposals in");
+        self.emit(|| HiveEvent::ProposalsIn {
+            round: self.number,
+            proposals: proposals.len(),
+        });
         Proposals {
             proposals,
             proposers,
@@ -380,9 +421,19 @@ impl<'h, S: State> Round<'h, S> {
         if report.groups.is_empty() {
             return Ok(settled);
         }
+        for group in &report.groups {
+            tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
+            self.emit(|| HiveEvent::ConflictFound {
+                round: self.number,
+                key: group.key.clone(),
+                kind: group.kind,
+                candidates: group.members.clone(),
+            });
+        }
         let rejected = &mut settled.rejected;
         match self.config().resolution {
             ResolutionStrategy::Vote => {
+                let failed_before = self.failures.len();
                 let records = self
                     .hold_ballots(
                         &report.groups,
@@ -393,7 +444,15 @@ impl<'h, S: State> Round<'h, S> {
                         },
                     )
                     .await;
+                self.report_failures(failed_before);
                 for (group, record) in report.groups.iter().zip(records) {
+                    tracing::debug!(key = ?record.key, tally = %record.tally, votes = record.votes, "ballot settled");
+                    self.emit(|| HiveEvent::BallotSettled {
+                        round: self.number,
+                        key: record.key.clone(),
+                        tally: record.tally.clone(),
+                        votes: record.votes,
+                    });
                     settled.votes_counted += record.votes;
                     settled.votes_cancelled += record.cancelled;
                     match record.tally.winner() {
@@ -481,9 +540,27 @@ impl<'h, S: State> Round<'h, S> {
                 base: base_version,
                 accepted: &accepted,
             };
-            let committed = self.hive.inner.memory.commit(request).await?;
+            let committed = match self.hive.inner.memory.commit(request).await {
+                Ok(committed) => committed,
+                Err(error) => {
+                    tracing::warn!(%error, "commit failed; nothing applied");
+                    return Err(error.into());
+                }
+            };
             (committed.version, committed.rebased)
         };
+        if accepted.is_empty() {
+            tracing::info!(proposals = proposals.len(), "nothing to commit");
+            self.emit(|| HiveEvent::NothingToCommit { round: self.number });
+        } else {
+            tracing::info!(version, accepted = accepted.len(), rebased, "committed");
+            self.emit(|| HiveEvent::Committed {
+                round: self.number,
+                version,
+                accepted: accepted.len(),
+                rebased,
+            });
+        }
 
         let counters = &self.hive.inner.counters;
         let add = |counter: &AtomicU64, value: usize| {
