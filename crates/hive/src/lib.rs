@@ -103,14 +103,15 @@ pub use crate::error::HiveError;
 pub use crate::events::{HiveEvent, HiveEventSink};
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
 pub use crate::hive_memory::HiveMemory;
-pub use crate::lockfree::{
-    ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
-};
 pub use crate::memory::{
     new_decision_id, AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory,
     MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
-pub use hivekit_lockfree::{Priority, ResourceCost};
+pub use hivekit_lockfree::{
+    ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
+    Snapshot, SnapshotCell,
+};
+pub use hivekit_runtime::ConcurrencyLimit;
 pub use tokio_util::sync::CancellationToken;

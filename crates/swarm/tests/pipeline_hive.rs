@@ -95,6 +95,9 @@ async fn an_exported_decision_is_in_the_run_reports_json() {
     let decision = report.artifact_json("decide").unwrap();
     assert_eq!(decision["round"], 1);
     assert_eq!(decision["accepted"].as_array().unwrap().len(), 2);
-    assert_eq!(decision["ballots"][0]["voters"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        decision["ballots"][0]["voters"].as_array().unwrap().len(),
+        3
+    );
     assert!(report.to_json().unwrap().contains("\"ballots\""));
 }

@@ -8,7 +8,7 @@ mod propose;
 mod vote;
 
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::agent::{AgentId, DynAgent, ProposalOf};
 use crate::ballot::Tally;
-use crate::call::Limit;
+use crate::call::{later, Limit};
 use crate::context::{AgentContext, DecideOptions, RoundShared, ASSIGNED_PROPOSAL_ID};
 use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
@@ -219,7 +219,7 @@ impl<S: State> Hive<S> {
         let config = &self.inner.config;
         let limit = Limit {
             timeout: config.agent_timeout,
-            deadline: options.deadline.map(|deadline| started + deadline),
+            deadline: options.deadline.map(|deadline| later(started, deadline)),
         };
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
@@ -649,20 +649,4 @@ fn reject_all<K>(
 
 fn call_span(agent: AgentId, phase: Phase) -> tracing::Span {
     tracing::debug_span!("agent_call", agent = agent.0, ?phase)
-}
-
-/// A spawned task that is aborted if the round is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

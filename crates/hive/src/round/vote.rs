@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
@@ -17,7 +18,7 @@ use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagg
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
-use crate::round::{call_span, AbortOnDrop, Round, RoundMember};
+use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
@@ -40,9 +41,9 @@ fn start_vote<'a, S: State>(
         let context = member.context.clone();
         let view = view.clone();
         let contest = Arc::clone(contest);
-        let mut call = Call::Spawned(tokio::spawn(async move {
+        let mut call = Call::spawn(async move {
             Guarded::new(agent.vote_boxed(&context, &view, &contest), limit, span).await
-        }));
+        });
         match Pin::new(&mut call).poll(cx) {
             Poll::Ready(result) => Started::Done(result),
             Poll::Pending => Started::Running(call),
@@ -183,7 +184,7 @@ impl<S: State> Round<'_, S> {
                     let (voters, view) = (Arc::clone(&voters), view.clone());
                     let count = contests.len();
                     let span = tracing::Span::current();
-                    let task = AbortOnDrop(
+                    let task = AbortOnDrop::new(
                         self.handle.spawn(
                             async move {
                                 vote_groups(&voters, &view, &contests, ballots, bound, limit).await
