@@ -59,6 +59,16 @@ pub enum BallotError {
 
 /// The voters of a ballot and their weights; shareable between ballots (`Arc`).
 ///
+/// What each weight means at its edges: 0 is a voter whose vote (and turnout) counts for nothing
+/// under a weighted policy (an electorate where every voter weighs 0 cannot hold a weighted ballot:
+/// [`BallotError::ZeroTotalWeight`]); subnormal and huge weights, up to `f64::MAX` each, count by
+/// their ratio to the others; NaN, infinite and negative weights are
+/// [`BallotError::InvalidWeight`]. Only ratios matter to a ballot, so an electorate whose total
+/// would overflow (or is so small that a quorum of it underflows) has every weight scaled by the
+/// same power of two, which keeps every ratio exact; [`weight`](Self::weight),
+/// [`total_weight`](Self::total_weight), [`voters`](Self::voters) and the figures of a [`Tally`]
+/// are then in the scaled unit.
+///
 /// # Examples
 ///
 /// ```
@@ -88,18 +98,23 @@ impl Electorate {
     /// [`BallotError::InvalidWeight`] for a NaN, infinite or negative weight,
     /// [`BallotError::DuplicateVoter`], [`BallotError::EmptyElectorate`].
     pub fn new(voters: impl IntoIterator<Item = (AgentId, f64)>) -> Result<Self, BallotError> {
-        let voters: Vec<(AgentId, f64)> = voters.into_iter().collect();
+        let mut voters: Vec<(AgentId, f64)> = voters.into_iter().collect();
         if voters.is_empty() {
             return Err(BallotError::EmptyElectorate);
         }
-        let (mut total_weight, mut max_weight) = (0.0, 0.0_f64);
+        let mut total_weight = 0.0;
         for &(voter, weight) in &voters {
             if !valid_weight(weight) {
                 return Err(BallotError::InvalidWeight { voter, weight });
             }
             total_weight += weight;
-            max_weight = max_weight.max(weight);
         }
+        if total_weight > 0.0 && !(MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT).contains(&total_weight) {
+            total_weight = normalise(&mut voters, total_weight);
+        }
+        let max_weight = voters
+            .iter()
+            .fold(0.0_f64, |max, &(_, weight)| max.max(weight));
         // Voters listed as ids 0, 1, 2, .. (a fresh hive's agents) are found by position: no map.
         let dense = voters
             .iter()
@@ -143,7 +158,8 @@ impl Electorate {
         self.voters.is_empty()
     }
 
-    /// The sum of all weights.
+    /// The sum of all weights (scaled, for an electorate outside the range a ballot counts in; see
+    /// [`Electorate`]).
     pub fn total_weight(&self) -> f64 {
         self.total_weight
     }
@@ -166,6 +182,37 @@ impl Electorate {
                 .filter(|&position| position < self.voters.len()),
         }
     }
+}
+
+/// The largest total weight a ballot counts with. Sums of weights are multiplied by a
+/// supermajority's denominator (below 2^32) and added to one another, and must stay finite: an
+/// electorate weighing more (three voters of `f64::MAX` sum to infinity, and an infinite total
+/// would meet every quorum) is scaled into range.
+const MAX_TOTAL_WEIGHT: f64 = f64::MAX / (1u64 << 40) as f64;
+/// The smallest positive total weight a ballot counts with: below it, a quorum's share of the
+/// total and the rounding slack would vanish into zero. Lighter electorates are scaled into range.
+const MIN_TOTAL_WEIGHT: f64 = f64::MIN_POSITIVE * (1u64 << 40) as f64;
+
+/// Scales every weight by the same power of two until their sum lies within
+/// `MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT`, and returns the new sum. A power of two is exact (short of
+/// a weight falling below the smallest subnormal, far beneath the total's precision), so every
+/// ratio, and with it every quorum and threshold, is the same as with the weights given.
+#[cold]
+fn normalise(voters: &mut [(AgentId, f64)], mut total: f64) -> f64 {
+    let step = if total > MAX_TOTAL_WEIGHT {
+        2.0_f64.powi(-16)
+    } else {
+        2.0_f64.powi(16)
+    };
+    let mut scale = 1.0;
+    while !(MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT).contains(&total) {
+        scale *= step;
+        total = voters.iter().map(|&(_, weight)| weight * scale).sum();
+    }
+    for (_, weight) in voters.iter_mut() {
+        *weight *= scale;
+    }
+    total
 }
 
 pub(crate) fn valid_weight(weight: f64) -> bool {

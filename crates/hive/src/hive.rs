@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use hivekit_lockfree::ResourceCost;
+use hivekit_runtime::ConcurrencyLimit;
 use rustc_hash::FxBuildHasher;
 
 use crate::agent::{Agent, AgentId, DynAgent, Role};
@@ -35,6 +36,7 @@ pub(crate) struct Config {
     pub(crate) policy: ConsensusPolicy,
     pub(crate) resolution: ResolutionStrategy,
     pub(crate) agent_timeout: Duration,
+    /// The calls allowed in flight ([`ConcurrencyLimit::slots`]: `usize::MAX` when unbounded).
     pub(crate) max_in_flight: usize,
     pub(crate) voting_roles: Option<Vec<Role>>,
 }
@@ -192,15 +194,18 @@ impl<S: State> HiveBuilder<S> {
     }
 
     /// How long one agent call (`propose` or `vote`) may take before it counts as timed out
-    /// (default: [`DEFAULT_AGENT_TIMEOUT`]).
+    /// (default: [`DEFAULT_AGENT_TIMEOUT`]). Zero is [`HiveError::ZeroTimeout`] when built;
+    /// `Duration::MAX` (or any limit tokio's timer cannot represent) waits as long as the agent
+    /// takes.
     pub fn agent_timeout(mut self, timeout: Duration) -> Self {
         self.config.agent_timeout = timeout;
         self
     }
 
-    /// At most this many agent calls run at once in a round (default: unbounded).
-    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
-        self.config.max_in_flight = max_in_flight;
+    /// At most this many agent calls run at once in a round (default:
+    /// [`ConcurrencyLimit::Unbounded`]).
+    pub fn max_in_flight(mut self, limit: impl Into<ConcurrencyLimit>) -> Self {
+        self.config.max_in_flight = limit.into().slots();
         self
     }
 
@@ -215,15 +220,11 @@ impl<S: State> HiveBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`],
-    /// [`HiveError::ZeroMaxInFlight`].
+    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`].
     pub fn build(self) -> Result<Hive<S>, HiveError> {
         self.config.policy.validate()?;
         if self.config.agent_timeout.is_zero() {
             return Err(HiveError::ZeroTimeout);
-        }
-        if self.config.max_in_flight == 0 {
-            return Err(HiveError::ZeroMaxInFlight);
         }
         Ok(Hive {
             inner: Arc::new(Inner {
@@ -246,7 +247,7 @@ impl<S: State> Hive<S> {
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
                 agent_timeout: DEFAULT_AGENT_TIMEOUT,
-                max_in_flight: usize::MAX,
+                max_in_flight: ConcurrencyLimit::Unbounded.slots(),
                 voting_roles: None,
             },
         }
@@ -264,7 +265,9 @@ impl<S: State> Hive<S> {
         self.insert(Arc::new(agent), 1.0)
     }
 
-    /// Adds an agent whose vote weighs `weight` (under a weighted policy).
+    /// Adds an agent whose vote weighs `weight` (under a weighted policy). Weights count by their
+    /// ratio to one another, from 0 (a voter who counts for nothing) up to `f64::MAX`, however
+    /// many agents weigh that much (see [`Electorate`](crate::Electorate)).
     ///
     /// # Errors
     ///

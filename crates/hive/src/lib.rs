@@ -91,12 +91,13 @@ pub use crate::decision::{
 };
 pub use crate::error::HiveError;
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
-pub use crate::lockfree::{
-    ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
-};
 pub use crate::memory::{
     AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory, MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
-pub use hivekit_lockfree::{Priority, ResourceCost};
+pub use hivekit_lockfree::{
+    ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
+    Snapshot, SnapshotCell,
+};
+pub use hivekit_runtime::ConcurrencyLimit;

@@ -9,7 +9,10 @@ pub enum Threshold {
     Plurality,
     /// More than half of the votes cast.
     Majority,
-    /// At least `num / den` of the votes cast (`2 / 3`: two thirds).
+    /// At least `num / den` of the votes cast (`2 / 3`: two thirds). Any `u32` values with
+    /// `1 <= num <= den` are valid (`u32::MAX / u32::MAX` is unanimity among the votes cast); a zero
+    /// denominator is [`PolicyError::ZeroDenominator`], `num = 0` or `num > den`
+    /// [`PolicyError::FractionOutOfRange`].
     Supermajority {
         /// Numerator, at least 1.
         num: u32,
@@ -83,7 +86,9 @@ pub enum PolicyError {
 pub struct ConsensusPolicy {
     /// Support the winner needs.
     pub threshold: Threshold,
-    /// Fraction of the electorate (by weight when `weighted`) that must take part, in (0, 1].
+    /// Fraction of the electorate (by weight when `weighted`) that must take part, in (0, 1]: 1 is
+    /// everyone, a subnormal quorum is any turnout at all; 0, negative, above 1, infinite and NaN
+    /// quorums are [`PolicyError::QuorumOutOfRange`].
     pub quorum: f64,
     /// Count each voter's weight (true) or one vote per voter (false).
     pub weighted: bool,

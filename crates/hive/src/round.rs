@@ -8,6 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::Instrument;
@@ -350,11 +351,9 @@ fn propose_call<'a, S: State>(
     if member.heavy {
         let agent = Arc::clone(&member.agent);
         let view = view.clone();
-        Call::Spawned(tokio::spawn(async move {
-            Guarded::new(agent.propose_boxed(&view), timeout, span).await
-        }))
+        Call::spawn(async move { Guarded::new(agent.propose_boxed(&view), timeout, span).await })
     } else {
-        Call::Inline(Guarded::new(
+        Call::inline(Guarded::new(
             member.agent.propose_boxed(view),
             timeout,
             span,
@@ -397,7 +396,7 @@ async fn propose_all<S: State>(
             let range = chunk * size..((chunk + 1) * size).min(members.len());
             let offset = range.start;
             let count = range.len();
-            let task = AbortOnDrop(
+            let task = AbortOnDrop::new(
                 handle.spawn(
                     async move {
                         run_calls(count, bound, |index| {
@@ -427,22 +426,6 @@ async fn propose_all<S: State>(
         }
     }
     answers
-}
-
-/// A spawned task that is aborted if the round is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Runs `count` calls, at most `bound` at once, each started by `start(index)`; returns
@@ -500,9 +483,9 @@ fn start_vote<'a, S: State>(
         let agent = Arc::clone(&member.agent);
         let view = view.clone();
         let contest = Arc::clone(contest);
-        let mut call = Call::Spawned(tokio::spawn(async move {
+        let mut call = Call::spawn(async move {
             Guarded::new(agent.vote_boxed(&view, &contest), timeout, span).await
-        }));
+        });
         match Pin::new(&mut call).poll(cx) {
             Poll::Ready(result) => Started::Done(result),
             Poll::Pending => Started::Running(call),
@@ -636,7 +619,7 @@ async fn vote_all<S: State>(
                 let (voters, view) = (Arc::clone(&voters), view.clone());
                 let count = contests.len();
                 let span = tracing::Span::current();
-                let task = AbortOnDrop(
+                let task = AbortOnDrop::new(
                     handle.spawn(
                         async move {
                             vote_groups(&voters, &view, &contests, ballots, bound, timeout).await

@@ -7,12 +7,13 @@ use std::panic::AssertUnwindSafe;
 use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use hivekit_runtime::panic_message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
 use crate::events::{EventSink, StageEvent};
-use crate::retry::{mix, RetryPolicy};
-use crate::stage::panic_message;
+use crate::retry::RetryPolicy;
+use crate::seed::stage_seed;
 
 /// How a [`StageContext::fan_out`](crate::StageContext::fan_out) runs its sub-tasks.
 ///
@@ -171,7 +172,11 @@ impl fmt::Display for FanOutSummary {
             self.required,
             self.failures.len(),
             self.not_run
-        )
+        )?;
+        if !self.retried.is_empty() {
+            write!(f, ", {} retried", self.retried.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -307,7 +312,7 @@ where
             let delay = policy
                 .retry
                 .backoff
-                .delay(attempts[index], mix(seed ^ mix(index as u64)));
+                .delay(attempts[index], stage_seed(seed, index as u32));
             if delay.is_zero() {
                 again.push(index);
             } else {

@@ -78,6 +78,7 @@ mod report;
 mod retry;
 mod route;
 mod run;
+mod seed;
 mod source;
 mod stage;
 
@@ -87,6 +88,7 @@ pub use error::{ArtifactError, BuildError, StageError};
 pub use events::{AttemptFailure, EventSink, StageEvent};
 pub use fan_out::{FanOut, FanOutReport, FanOutSummary, SubtaskOutcome};
 pub use hive::hive_stage;
+pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use input::RunInput;
 pub use looping::{Iteration, LoopPolicy, LoopReport, LoopStop};
 pub use options::{FailurePolicy, RunOptions};

@@ -660,6 +660,16 @@ impl fmt::Display for RunReport {
             for fan_out in &stage.fan_out {
                 writeln!(f, "{:width$}    fan-out: {fan_out}", "")?;
             }
+            for record in &stage.failed_attempts {
+                writeln!(
+                    f,
+                    "{:width$}    attempt {} failed after {:.3?}: {}",
+                    "", record.attempt, record.elapsed, record.failure
+                )?;
+            }
+            if !stage.iterations.is_empty() {
+                writeln!(f, "{:width$}    iterations: {}", "", stage.iterations.len())?;
+            }
         }
         write!(f, "run {:?} in {:.3?}", self.outcome, self.elapsed)
     }

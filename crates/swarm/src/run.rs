@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use hivekit_runtime::{panic_message, InlineOrSpawned};
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -29,9 +29,9 @@ use crate::options::{FailurePolicy, RunOptions};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::ready::ReadyQueue;
 use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
-use crate::retry::mix;
 use crate::route::Route;
-use crate::stage::{panic_message, StageFuture, StageOutcome, StageStep};
+use crate::seed::stage_seed;
+use crate::stage::{deadline_after, StageFuture, StageOutcome, StageStep};
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
 /// run of stages that finish at once does not starve other tasks on the same thread.
@@ -77,7 +77,7 @@ async fn execute_in_span(
     let mut cancelled = pin!(external_cancel.cancelled());
     let deadline_at = options
         .deadline
-        .map(|deadline| tokio::time::Instant::now() + deadline);
+        .and_then(|deadline| deadline_after(tokio::time::Instant::now(), deadline));
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);
@@ -114,16 +114,39 @@ enum Stop {
     Deadline,
 }
 
-/// A launched stage: polled inline, or a spawned task's handle (aborted when dropped).
-enum StageTask {
-    Inline(u32, Option<StageFuture>),
-    Spawned(u32, JoinHandle<SpawnedStep>),
+/// A launched stage: polled inline, or a spawned task (aborted when dropped).
+struct StageTask {
+    stage: u32,
+    work: InlineOrSpawned<InlineStage>,
 }
 
-/// What a spawned stage's task ends with: the stage's end, or a backoff with the stage handed back.
-enum SpawnedStep {
+/// What a launched stage ends with: the stage's end, or a backoff with the stage handed back (so
+/// that the run can park it outside its slot).
+enum LaunchedStep {
     Done(StageOutcome),
     Backoff(Duration, StageFuture),
+}
+
+/// A stage polled in place, handing itself back when it must back off.
+struct InlineStage(Option<StageFuture>);
+
+impl Future for InlineStage {
+    type Output = LaunchedStep;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LaunchedStep> {
+        let slot = &mut self.get_mut().0;
+        let Some(future) = slot.as_mut() else {
+            // Handed back already; the run does not poll it again.
+            return Poll::Pending;
+        };
+        Pin::new(future).poll(cx).map(|step| match step {
+            StageStep::Done(outcome) => LaunchedStep::Done(outcome),
+            StageStep::Backoff(delay) => match slot.take() {
+                Some(future) => LaunchedStep::Backoff(delay, future),
+                None => unreachable!("the slot held the future just polled"),
+            },
+        })
+    }
 }
 
 /// What the run learns from a launched stage.
@@ -135,49 +158,25 @@ enum TaskStep {
     Backoff(Duration, StageFuture),
 }
 
-impl Drop for StageTask {
-    fn drop(&mut self) {
-        if let Self::Spawned(_, handle) = self {
-            handle.abort();
-        }
-    }
-}
-
 impl Future for StageTask {
     type Output = (u32, TaskStep);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Self::Inline(stage, slot) => {
-                let Some(future) = slot.as_mut() else {
-                    return Poll::Pending;
-                };
-                Pin::new(future).poll(cx).map(|step| {
-                    let step = match step {
-                        StageStep::Done(outcome) => TaskStep::Done(outcome),
-                        StageStep::Backoff(delay) => match slot.take() {
-                            Some(future) => TaskStep::Backoff(delay, future),
-                            None => TaskStep::Cancelled,
-                        },
-                    };
-                    (*stage, step)
-                })
-            }
-            Self::Spawned(stage, handle) => Pin::new(handle).poll(cx).map(|joined| {
-                let step = match joined {
-                    Ok(SpawnedStep::Done(outcome)) => TaskStep::Done(outcome),
-                    Ok(SpawnedStep::Backoff(delay, future)) => TaskStep::Backoff(delay, future),
-                    Err(error) if error.is_cancelled() => TaskStep::Cancelled,
-                    // The stage future catches the stage's panics; this is a panic while dropping.
-                    Err(error) => TaskStep::Done(StageOutcome::Failed {
-                        error: StageError::Panicked(error.to_string()),
-                        attempts: 1,
-                        failed: Vec::new(),
-                    }),
-                };
-                (*stage, step)
-            }),
-        }
+        let this = self.get_mut();
+        Pin::new(&mut this.work).poll(cx).map(|joined| {
+            let step = match joined {
+                Ok(LaunchedStep::Done(outcome)) => TaskStep::Done(outcome),
+                Ok(LaunchedStep::Backoff(delay, future)) => TaskStep::Backoff(delay, future),
+                Err(error) if error.is_cancelled() => TaskStep::Cancelled,
+                // The stage future catches the stage's panics; this is a panic while dropping.
+                Err(error) => TaskStep::Done(StageOutcome::Failed {
+                    error: StageError::Panicked(error.to_string()),
+                    attempts: 1,
+                    failed: Vec::new(),
+                }),
+            };
+            (this.stage, step)
+        })
     }
 }
 
@@ -198,10 +197,10 @@ impl Future for BackoffWait {
 }
 
 /// Runs a stage on a task of its own until it ends or must back off.
-async fn spawned(mut future: StageFuture) -> SpawnedStep {
+async fn spawned(mut future: StageFuture) -> LaunchedStep {
     match (&mut future).await {
-        StageStep::Done(outcome) => SpawnedStep::Done(outcome),
-        StageStep::Backoff(delay) => SpawnedStep::Backoff(delay, future),
+        StageStep::Done(outcome) => LaunchedStep::Done(outcome),
+        StageStep::Backoff(delay) => LaunchedStep::Backoff(delay, future),
     }
 }
 
@@ -265,9 +264,7 @@ impl Run {
             pipeline: pipeline.clone(),
             shared: shared.clone(),
             failure: options.failure,
-            limit: options
-                .max_concurrency
-                .map_or(usize::MAX, |limit| limit.get()),
+            limit: options.max_concurrency.slots(),
             seed: options.seed,
             start: shared.start,
             remaining: pipeline.in_degree.clone(),
@@ -413,7 +410,7 @@ impl Run {
         if let Some(seed) = self.seed {
             if self.batch.len() > 1 {
                 self.batch
-                    .sort_unstable_by_key(|&stage| mix(seed ^ mix(u64::from(stage))));
+                    .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
             }
         }
         let reserved = self.in_flight + self.direct.len();
@@ -476,8 +473,8 @@ impl Run {
             }
         };
         if spec.spawns() {
-            self.running
-                .push(StageTask::Spawned(stage, tokio::spawn(spawned(future))));
+            let work = InlineOrSpawned::spawn(spawned(future));
+            self.running.push(StageTask { stage, work });
             self.in_flight += 1;
             return;
         }
@@ -486,7 +483,8 @@ impl Run {
             Poll::Ready(StageStep::Done(outcome)) => self.complete(stage, outcome),
             Poll::Ready(StageStep::Backoff(delay)) => self.back_off(stage, delay, future),
             Poll::Pending => {
-                self.running.push(StageTask::Inline(stage, Some(future)));
+                let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
+                self.running.push(StageTask { stage, work });
                 self.in_flight += 1;
             }
         }
@@ -759,15 +757,15 @@ impl Run {
             drop(future);
             self.cancelled(stage);
         }
-        for mut task in std::mem::take(&mut self.running) {
+        for task in std::mem::take(&mut self.running) {
             self.in_flight -= 1;
-            match &mut task {
-                StageTask::Inline(stage, _) => {
-                    let stage = *stage;
+            match &task.work {
+                InlineOrSpawned::Inline(_) => {
+                    let stage = task.stage;
                     drop(task);
                     self.cancelled(stage);
                 }
-                StageTask::Spawned(_, handle) => {
+                InlineOrSpawned::Spawned(handle) => {
                     handle.abort();
                     aborted.push(task);
                 }
