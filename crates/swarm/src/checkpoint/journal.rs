@@ -50,10 +50,12 @@ impl RunHooks for Journal {
         let artifact = match (status.is_success(), spec.codec(), artifact) {
             (true, Some(codec), Some(artifact)) => match (codec.encode)(&**artifact) {
                 Some(Ok(value)) => Some(value),
-                Some(Err(error)) => return Err(StageError::permanent(format!(
+                Some(Err(error)) => {
+                    return Err(StageError::permanent(format!(
                     "checkpoint of run `{}`: cannot serialize the artifact of stage `{}`: {error}",
                     self.run, spec.name
-                ))),
+                )))
+                }
                 // The codec was made for the stage's own output type.
                 None => None,
             },

@@ -68,11 +68,32 @@ impl RedbStore {
             path: path.display().to_string(),
             message: error.to_string(),
         };
+        if !path.exists() {
+            Self::create_whole(path).map_err(|error| open(&error))?;
+        }
         let db = Database::create(path).map_err(|error| open(&error))?;
         Ok(Self {
             db: Arc::new(db),
             path: path.display().to_string().into(),
         })
+    }
+
+    /// Creates an empty database beside `path` and links it into place, so that a process killed
+    /// while creating the file never leaves a half-initialised one at `path` (which redb refuses
+    /// to open). Linking fails if another process created `path` first; its file is kept.
+    fn create_whole(path: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(format!(".creating-{}", std::process::id()));
+        let partial = std::path::PathBuf::from(partial);
+        // A leftover from a process of the same id that was killed while creating.
+        let _ = std::fs::remove_file(&partial);
+        drop(Database::create(&partial)?);
+        let linked = std::fs::hard_link(&partial, path);
+        std::fs::remove_file(&partial)?;
+        match linked {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => Err(error.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Removes the records of `run` inside an open write transaction.
