@@ -36,6 +36,12 @@ pub(crate) enum UsageError {
     /// `--list` measures nothing, so an option about results makes no sense beside it.
     #[error("`--list` measures nothing, so `{0}` cannot be used with it")]
     ListWith(String),
+    /// An option about wall-clock runs given with `--instructions`.
+    #[error("`--instructions` counts instructions against docs/instructions.json, so `{0}` cannot be used with it")]
+    InstructionsWith(String),
+    /// `--bless` without `--instructions`.
+    #[error("`--bless` rewrites docs/instructions.json and needs `--instructions`")]
+    BlessWithoutInstructions,
     /// `--fail-on-regression` without a baseline to compare against.
     #[error("`--fail-on-regression` needs `--baseline NAME`")]
     FailWithoutBaseline,
@@ -120,6 +126,17 @@ pub(crate) enum XtaskError {
     /// `--fail-on-regression` and at least one benchmark regressed.
     #[error("{0} benchmark(s) regressed against the baseline")]
     Regressed(usize),
+    /// `etcd` or `protoc` is missing and could not be installed.
+    #[error("{missing} not found and not installed ({why}); install them with `apt-get install -y etcd-server protobuf-compiler`")]
+    Provision {
+        /// The missing tools (`etcd and protoc`).
+        missing: String,
+        /// Why xtask did not install them itself.
+        why: String,
+    },
+    /// Instruction counts grew beyond the gate over the committed baseline.
+    #[error("instruction counts regressed over docs/instructions.json: {0}")]
+    InstructionsRegressed(String),
     /// A `cargo xtask ci` step failed.
     #[error("ci step `{step}` failed ({outcome}); stopping")]
     CiStep {
@@ -146,6 +163,8 @@ impl XtaskError {
             | Self::BenchBuild { .. }
             | Self::SuitesFailed(_)
             | Self::Regressed(_)
+            | Self::Provision { .. }
+            | Self::InstructionsRegressed(_)
             | Self::CiStep { .. } => 1,
         }
     }

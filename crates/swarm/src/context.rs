@@ -192,8 +192,9 @@ impl StageContext {
         self.shared.cancel.is_cancelled()
     }
 
-    /// The run's cancellation token (a child of [`RunOptions::cancel`](crate::RunOptions::cancel)),
-    /// cancelled when the run stops early; hand it to work the stage spawns itself.
+    /// The run's own cancellation token, cancelled when the run stops early (fail-fast, the
+    /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
+    /// watches); hand it to work the stage spawns itself.
     pub fn cancellation(&self) -> CancellationToken {
         self.shared.cancel.clone()
     }

@@ -29,9 +29,12 @@ use crate::seed::stage_seed;
 #[must_use = "a fan-out policy does nothing until `StageContext::fan_out` uses it"]
 #[non_exhaustive]
 pub struct FanOut {
-    /// The most sub-tasks running at once; at least 1.
+    /// The most sub-tasks running at once; at least 1 (0 is
+    /// [`StageError::InvalidFanOut`]); `usize::MAX` bounds nothing beyond the number of items.
     pub width: usize,
-    /// Successes needed (`None`: all of them).
+    /// Successes needed (`None`: all of them). `Some(0)` is met before anything runs, so nothing is
+    /// started (every sub-task is run only with [`wait_all`](Self::wait_all)); more than the number
+    /// of items is [`StageError::InvalidFanOut`].
     pub required: Option<usize>,
     /// Run every sub-task even when the outcome is already certain.
     pub wait_all: bool,

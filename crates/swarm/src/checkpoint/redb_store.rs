@@ -9,9 +9,10 @@ use redb::{Database, ReadableTable, TableDefinition, TableError};
 use super::store::{CheckpointStore, RunEntry, StoreError, StoredRun};
 
 /// Run id to (creation time in ms, header).
-const RUNS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("hivekit_runs");
+const RUNS: TableDefinition<'static, &str, (u64, &[u8])> = TableDefinition::new("hivekit_runs");
 /// (run id, record key) to record.
-const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("hivekit_records");
+const RECORDS: TableDefinition<'static, (&str, &str), &[u8]> =
+    TableDefinition::new("hivekit_records");
 
 /// A checkpoint store in one file on local disk, on [redb](https://docs.rs/redb): an embedded,
 /// pure-Rust, ACID key-value store. Every write is one redb write transaction committed with
