@@ -109,12 +109,12 @@ pub enum BuildError {
 /// ```
 /// use hivekit_swarm::{Pipeline, StageContext, StageError, StageStatus};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let error = StageError::msg("connection reset");
 /// assert!(error.is_retryable());
 /// assert!(!StageError::permanent("bad schema").is_retryable());
 ///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pipeline = Pipeline::builder()
 ///     .stage("parse", |_: StageContext| async {
 ///         let value: u32 = "12x".parse()?; // a ParseIntError, kept whole

@@ -38,6 +38,7 @@ use crate::pipeline::Exporter;
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "an input does nothing until a run is given it"]
 pub struct RunInput {
     value: Arc<dyn Any + Send + Sync>,
     type_name: &'static str,

@@ -35,6 +35,7 @@ use crate::seed::mix;
 /// assert_eq!(backoff.delay(4, 0), Duration::from_millis(50)); // capped
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[must_use = "a backoff does nothing until a retry policy uses it"]
 pub struct Backoff {
     /// The wait after the first failed attempt.
     pub initial: Duration,
@@ -121,6 +122,7 @@ impl Backoff {
 /// assert_eq!(RetryPolicy::default().max_attempts, 1);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[must_use = "a retry policy does nothing until a stage or fan-out uses it"]
 pub struct RetryPolicy {
     /// Attempts in total, the first included; at least 1 (0 fails the build with
     /// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy)); `u32::MAX` is that

@@ -579,15 +579,16 @@ impl Run {
         self.stages[index].status = status;
         self.decided[index] = true;
         if succeeded {
-            let pipeline = self.pipeline.clone();
-            for (position, &dependent) in pipeline.dependents(index).iter().enumerate() {
-                if taken.as_ref().is_some_and(|taken| !taken[position]) {
-                    self.release_pruned(
-                        dependent,
-                        SkipReason::RouteNotTaken {
-                            router: pipeline.stages[index].name.to_string(),
-                        },
-                    );
+            // Positions into the dependents' list rather than a borrow of it (or a clone of the
+            // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent
+            // needs `self` mutably.
+            let first = self.pipeline.dependent_start[index] as usize;
+            let end = self.pipeline.dependent_start[index + 1] as usize;
+            for slot in first..end {
+                let dependent = self.pipeline.dependent_list[slot];
+                if taken.as_ref().is_some_and(|taken| !taken[slot - first]) {
+                    let router = self.pipeline.stages[index].name.to_string();
+                    self.release_pruned(dependent, SkipReason::RouteNotTaken { router });
                     continue;
                 }
                 let remaining = &mut self.remaining[dependent as usize];
