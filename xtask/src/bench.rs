@@ -329,7 +329,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         return list(&workspace, &suites, args.filter.as_deref());
     }
 
-    let info = RunInfo::gather(&workspace.root);
+    let mut info = RunInfo::gather(&workspace.root);
     if let Some(warning) = info.load_warning() {
         eprintln!("warning: {warning}");
     }
@@ -337,7 +337,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     let mut ran: Vec<(String, String)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     for (index, suite) in suites.iter().enumerate() {
-        match run_suite(&workspace, suite, (index + 1, suites.len()), args)? {
+        let run = run_suite(&workspace, suite, (index + 1, suites.len()), args)?;
+        info.sample_load();
+        match run {
             SuiteRun::Completed(titles) => {
                 ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone())))
             }
@@ -401,6 +403,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         // Repeated here: the first warning scrolled away with the progress lines.
         println!("note: {warning}");
     }
+    println!("{}", info.load_line());
     if let Some(note) = &skip_note {
         println!("note: {note}");
     }
@@ -455,10 +458,24 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             );
         }
         if args.fail_on_regression {
-            return Err(XtaskError::Regressed(regressions.len()));
+            return Err(too_busy_or(&info, XtaskError::Regressed(regressions.len())));
         }
     }
+    if args.fail_on_regression && info.too_busy() {
+        // Not regressed does not mean not slower when the machine was too busy to tell.
+        return Err(too_busy_or(&info, XtaskError::Regressed(0)));
+    }
     Ok(())
+}
+
+/// With `--fail-on-regression`, a run whose load went above the core count is not judged either way:
+/// the verdicts of a busy machine flip with the weather.
+fn too_busy_or(info: &RunInfo, verdict: XtaskError) -> XtaskError {
+    if info.too_busy() {
+        XtaskError::TooBusyToJudge(info.load_line())
+    } else {
+        verdict
+    }
 }
 
 #[cfg(test)]

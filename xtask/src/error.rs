@@ -126,6 +126,9 @@ pub(crate) enum XtaskError {
     /// `--fail-on-regression` and at least one benchmark regressed.
     #[error("{0} benchmark(s) regressed against the baseline")]
     Regressed(usize),
+    /// `--fail-on-regression` on a run whose load went above the core count: no verdict.
+    #[error("the machine was too busy to judge regressions ({0}); run again on a quieter machine")]
+    TooBusyToJudge(String),
     /// `etcd` or `protoc` is missing and could not be installed.
     #[error("{missing} not found and not installed ({why}); install them with `apt-get install -y etcd-server protobuf-compiler`")]
     Provision {
@@ -148,9 +151,11 @@ pub(crate) enum XtaskError {
 }
 
 impl XtaskError {
-    /// The process exit code: 2 for bad input from the user, 1 for failures.
+    /// The process exit code: 2 for bad input from the user, 3 when the machine was too busy to
+    /// judge regressions, 1 for failures.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            Self::TooBusyToJudge(_) => 3,
             Self::Usage(_)
             | Self::UnknownCrate { .. }
             | Self::NoBenches { .. }
@@ -200,6 +205,7 @@ mod tests {
         assert_eq!(missing.exit_code(), 2);
         assert!(missing.to_string().contains("baseline `main` not found"));
         assert_eq!(XtaskError::Regressed(3).exit_code(), 1);
+        assert_eq!(XtaskError::TooBusyToJudge("load".into()).exit_code(), 3);
         assert_eq!(
             XtaskError::BenchBuild {
                 crates: "hivekit-hive".into()

@@ -11,7 +11,8 @@
 //! - `cargo xtask ci`: everything CI checks, in order (`.ci/run` calls it): see [`ci::steps`].
 //!
 //! Exit codes: 0 success, 1 a failure (build, suite, regression, ci step), 2 bad input (arguments,
-//! unknown crate, bad regex, missing baseline, malformed targets file).
+//! unknown crate, bad regex, missing baseline, malformed targets file), 3 `--fail-on-regression`
+//! refused to judge because the load went above the core count during the run.
 //!
 //! See docs/BENCHMARKS.md for how to run the benches and read the results.
 

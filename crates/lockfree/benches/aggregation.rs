@@ -60,18 +60,15 @@ type Locked<P> = Mutex<(Vec<Proposal<u64, P>>, HashSet<ProposalId>)>;
 type Round = fn(Input) -> Outcome;
 
 fn hivekit(input: Input) -> Outcome {
-    let aggregator = Aggregator::new();
-    for proposal in input {
-        aggregator
-            .submit(proposal)
-            .expect("generated ids are distinct");
-    }
-    let aggregate = aggregator.finish(Resolution::HighestPriority);
-    (aggregate.accepted, aggregate.merged)
+    round_on(Aggregator::new(), input)
 }
 
 fn sequential(input: Input) -> Outcome {
-    let aggregator = Aggregator::with_parallel_threshold(usize::MAX);
+    round_on(Aggregator::with_parallel_threshold(usize::MAX), input)
+}
+
+/// Submits `input` to `aggregator` and finishes the round.
+fn round_on(aggregator: Aggregator<u64, Payload>, input: Input) -> Outcome {
     for proposal in input {
         aggregator
             .submit(proposal)

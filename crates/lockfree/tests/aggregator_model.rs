@@ -13,16 +13,15 @@ use support::ProposalSpace;
 
 /// Random proposals over 10 keys (up to 3 reads and 2 writes each), with `Sum` payloads.
 fn proposals(max: usize) -> impl Strategy<Value = Vec<Proposal<u8, Sum<u64>>>> {
-    let space = ProposalSpace {
-        max,
-        keys: 10,
-        reads: 4,
-        writes: 3,
-    };
-    support::proposals(space).prop_map(|proposals| {
-        let with_sum = |proposal| support::with_payload(proposal, Sum);
-        proposals.into_iter().map(with_sum).collect()
-    })
+    support::proposals(
+        ProposalSpace {
+            max,
+            keys: 10,
+            reads: 4,
+            writes: 3,
+        },
+        Sum,
+    )
 }
 
 fn resolution() -> impl Strategy<Value = Resolution> {

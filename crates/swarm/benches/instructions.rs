@@ -49,7 +49,7 @@ fn hivekit_chain(stages: usize) -> (Runtime, Pipeline) {
     }
     let pipeline = builder.build().expect("a chain is a valid pipeline");
     let runtime = current_thread();
-    let _ = black_box(runtime.block_on(pipeline.run()));
+    drop(black_box(runtime.block_on(pipeline.run())));
     (runtime, pipeline)
 }
 
@@ -57,7 +57,7 @@ fn hivekit_chain(stages: usize) -> (Runtime, Pipeline) {
 #[bench::stages_100(hivekit_chain(STAGES))]
 fn hivekit(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
     let (runtime, pipeline) = input;
-    let _ = black_box(runtime.block_on(pipeline.run()));
+    drop(black_box(runtime.block_on(pipeline.run())));
     // Returned so that dropping the runtime and the pipeline is not counted.
     (runtime, pipeline)
 }

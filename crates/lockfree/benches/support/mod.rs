@@ -1,13 +1,15 @@
-//! The conversions from `benches_common`'s plain data to this crate's types, shared by the lockfree
-//! suites (benches-common cannot depend on hivekit crates, so the conversion lives here, once).
+//! What the lockfree suites (criterion and instruction counts) share: the conversions from
+//! `benches_common`'s plain data to this crate's types (benches-common cannot depend on hivekit
+//! crates, so they live here, once), the peer queues ([`queues`]) and the baseline conflict index
+//! ([`conflict_index`]).
 
-#![allow(dead_code)] // each suite uses the conversions it needs
+#![allow(dead_code)] // each suite uses the parts it needs
 
-use benches_common::hints::HintSpec;
-use benches_common::proposals::ProposalSpec;
 pub(crate) mod conflict_index;
 pub(crate) mod queues;
 
+use benches_common::hints::HintSpec;
+use benches_common::proposals::ProposalSpec;
 use hivekit_lockfree::{LatencyTier, Priority, Proposal, ProposalId, ResourceCost, SchedulingHint};
 
 /// `spec` as a proposal whose payload is `payload(id)`.

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
+use std::fmt;
+
 use hivekit_lockfree::{Priority, Proposal};
 use proptest::prelude::*;
 
@@ -19,8 +21,12 @@ pub struct ProposalSpace {
 }
 
 /// Random proposals from `space`: distinct ids (`3 * i + 1`, so ids are neither dense nor in
-/// submission order) in shuffled order, a random priority, and a payload drawn from `1..1000`.
-pub fn proposals(space: ProposalSpace) -> impl Strategy<Value = Vec<Proposal<u8, u64>>> {
+/// submission order) in shuffled order, a random priority, and the payload `payload(value)` of a
+/// value drawn from `1..1000`.
+pub fn proposals<P: fmt::Debug>(
+    space: ProposalSpace,
+    payload: fn(u64) -> P,
+) -> impl Strategy<Value = Vec<Proposal<u8, P>>> {
     let spec = (
         proptest::collection::vec(0..space.keys, 0..space.reads),
         proptest::collection::vec(0..space.keys, 0..space.writes),
@@ -32,30 +38,16 @@ pub fn proposals(space: ProposalSpace) -> impl Strategy<Value = Vec<Proposal<u8,
             let ids: Vec<u64> = (0..specs.len() as u64).map(|i| 3 * i + 1).collect();
             (Just(specs), Just(ids).prop_shuffle())
         })
-        .prop_map(|(specs, ids)| {
+        .prop_map(move |(specs, ids)| {
             specs
                 .into_iter()
                 .zip(ids)
                 .map(|((reads, writes, priority, value), id)| {
-                    Proposal::new(id, value)
+                    Proposal::new(id, payload(value))
                         .reads(reads)
                         .writes(writes)
                         .priority(Priority::ALL[priority])
                 })
                 .collect()
         })
-}
-
-/// `proposal` with its payload replaced by `payload(value)`.
-pub fn with_payload<P>(
-    proposal: Proposal<u8, u64>,
-    payload: impl FnOnce(u64) -> P,
-) -> Proposal<u8, P> {
-    Proposal {
-        id: proposal.id,
-        priority: proposal.priority,
-        reads: proposal.reads,
-        writes: proposal.writes,
-        payload: payload(proposal.payload),
-    }
 }
