@@ -196,6 +196,15 @@ impl<S: State> HiveBuilder<S> {
         self
     }
 
+    /// How many committed versions [`HiveMemory::at`](crate::HiveMemory::at) can read back, each
+    /// with the decision that produced it (default:
+    /// [`DEFAULT_HISTORY`](crate::DEFAULT_HISTORY), none: each kept version costs a copy of its
+    /// decision; 0 costs nothing).
+    pub fn history(mut self, depth: usize) -> Self {
+        self.memory.set_depth(depth);
+        self
+    }
+
     /// Where the hive's rounds send their [`HiveEvent`](crate::HiveEvent)s (default: nowhere, and
     /// no event is built).
     pub fn events(mut self, sink: HiveEventSink<S::Key>) -> Self {
@@ -431,7 +440,8 @@ impl<S: State> Hive<S> {
         Ok(())
     }
 
-    /// The collective memory: the current version of the state, whatever backend holds it.
+    /// The collective memory: the current version of the state, whatever backend holds it, and
+    /// the versions its history keeps ([`HiveBuilder::history`]).
     pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
     }

@@ -161,3 +161,82 @@ async fn the_memory_wakes_a_follower_when_a_round_commits() {
     hive.decide().await.unwrap();
     assert_eq!(follower.await.unwrap(), Ok(1));
 }
+
+#[tokio::test]
+async fn the_history_reads_back_each_kept_version_with_the_decision_that_made_it() {
+    let hive = Hive::builder(Ledger::default()).history(3).build().unwrap();
+    assert_eq!(
+        Hive::new(Ledger::default()).memory().depth(),
+        hivekit_hive::DEFAULT_HISTORY
+    );
+    let writer = hive.spawn(support::Incrementer {
+        ids: std::sync::Arc::default(),
+        heavy: false,
+    });
+    let mut decisions = Vec::new();
+    for _ in 0..5 {
+        decisions.push(hive.decide().await.unwrap());
+    }
+    assert_eq!(hive.memory().depth(), 3);
+    let kept: Vec<u64> = hive
+        .memory()
+        .history()
+        .iter()
+        .map(|entry| entry.snapshot.version())
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+    for version in 3..=5 {
+        let entry = hive.memory().at(version).unwrap();
+        let decision = &decisions[version as usize - 1];
+        assert_eq!(entry.decision.id, decision.id);
+        assert_eq!(entry.decision.version, version);
+        assert_eq!(entry.snapshot.log.len(), version as usize);
+        assert_eq!(entry.decision.proposer(decision.accepted[0]), Some(writer));
+    }
+    assert!(hive.memory().at(2).is_none());
+    assert!(hive.memory().at(6).is_none());
+}
+
+#[tokio::test]
+async fn a_history_of_depth_zero_keeps_nothing() {
+    let hive = Hive::builder(Ledger::default()).history(0).build().unwrap();
+    hive.spawn(Writer::new(1, 7));
+    hive.decide().await.unwrap();
+    assert!(hive.memory().history().is_empty());
+    assert!(hive.memory().at(1).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rounds_leave_the_history_in_version_order() {
+    let hive = Hive::builder(Ledger::default())
+        .history(64)
+        .build()
+        .unwrap();
+    hive.spawn_many(4, |_| support::Incrementer {
+        ids: std::sync::Arc::default(),
+        heavy: false,
+    });
+    let rounds: Vec<_> = (0..16)
+        .map(|_| {
+            let hive = hive.clone();
+            tokio::spawn(async move { hive.decide().await.unwrap() })
+        })
+        .collect();
+    for round in rounds {
+        round.await.unwrap();
+    }
+    let versions: Vec<u64> = hive
+        .memory()
+        .history()
+        .iter()
+        .map(|entry| entry.snapshot.version())
+        .collect();
+    assert!(
+        versions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{versions:?}"
+    );
+    assert!(versions.len() <= 16);
+    for entry in hive.memory().history() {
+        assert_eq!(entry.decision.version, entry.snapshot.version());
+    }
+}

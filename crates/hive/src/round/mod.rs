@@ -587,7 +587,7 @@ impl<'h, S: State> Round<'h, S> {
             counter.fetch_add(1, Ordering::Relaxed);
         }
 
-        Ok(Decision {
+        let decision = Decision {
             id,
             round: self.number,
             base_version,
@@ -605,7 +605,12 @@ impl<'h, S: State> Round<'h, S> {
             ballots: settled.ballots,
             failures: self.failures,
             elapsed: self.started.elapsed(),
-        })
+        };
+        let memory = &self.hive.inner.memory;
+        if !accepted.is_empty() && memory.depth() > 0 {
+            memory.remember(memory.load(), &decision);
+        }
+        Ok(decision)
     }
 }
 
