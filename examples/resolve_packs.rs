@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use hivekit_examples::packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
 use hivekit_hive::{
-    Agent, AgentError, ConsensusPolicy, Contest, Hive, Proposal, ProposalId, RejectReason, Role,
-    Snapshot, Vote,
+    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Proposal, ProposalId,
+    RejectReason, Role, Snapshot, Vote,
 };
 use semver::Version;
 
@@ -29,6 +29,7 @@ struct ConflictDetector {
 impl Agent<Lockfile> for ConflictDetector {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
         Ok(None)
@@ -36,6 +37,7 @@ impl Agent<Lockfile> for ConflictDetector {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {

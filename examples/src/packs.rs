@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hivekit_hive::{Agent, AgentError, Contest, Proposal, ProposalId, Role, Snapshot, State, Vote};
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, Contest, Proposal, ProposalId, Role, Snapshot, State, Vote,
+};
 use semver::{Version, VersionReq};
 
 /// A project's requirement on a pack.
@@ -149,6 +151,7 @@ impl Resolver {
 impl Agent<Lockfile> for Resolver {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
         let wanted = &self.requirement;
@@ -163,6 +166,7 @@ impl Agent<Lockfile> for Resolver {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {

@@ -34,7 +34,7 @@ use benches_common::workload::{spin, DEFAULT_SEED};
 use benches_common::{iter_with_allocations, record_extra, sizes, AllocationStats, BenchKey};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_hive::{
-    Agent, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
+    Agent, AgentContext, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
     ResolutionStrategy, ResourceCost, Snapshot, State, Vote,
 };
 use hivekit_runtime::execute;
@@ -103,7 +103,11 @@ fn seeded_choice(spec: &AgentSpec, candidates: &[(u64, u8)]) -> u64 {
 }
 
 impl Agent<Board> for SpecAgent {
-    async fn propose(&self, _: &Snapshot<Board>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Board>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
         if self.work > 0 {
             black_box(spin(self.work));
         }
@@ -117,6 +121,7 @@ impl Agent<Board> for SpecAgent {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _: &Snapshot<Board>,
         contest: &Contest<Board>,
     ) -> Result<Vote, AgentError> {

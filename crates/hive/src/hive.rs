@@ -14,7 +14,9 @@ use crate::agent::{Agent, AgentId, DynAgent, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
-use crate::lockfree::SnapshotCell;
+use crate::events::HiveEventSink;
+use crate::hive_memory::HiveMemory;
+use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
 use crate::state::State;
 
@@ -33,6 +35,7 @@ pub(crate) struct Member<S: State> {
 /// Configuration fixed when the hive is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub(crate) name: Arc<str>,
     pub(crate) policy: ConsensusPolicy,
     pub(crate) resolution: ResolutionStrategy,
     pub(crate) agent_timeout: Duration,
@@ -60,6 +63,7 @@ pub(crate) struct Counters {
 
 /// Counters over the hive's life, read with [`Hive::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HiveStats {
     /// Rounds started.
     pub rounds: u64,
@@ -90,11 +94,14 @@ pub struct HiveStats {
 }
 
 pub(crate) struct Inner<S: State> {
-    pub(crate) memory: SnapshotCell<S>,
+    pub(crate) memory: HiveMemory<S>,
     pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
     pub(crate) next_agent: AtomicU64,
+    /// The next hive-assigned proposal id (without its marker bit).
+    pub(crate) next_proposal: AtomicU64,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
+    pub(crate) events: Option<HiveEventSink<S::Key>>,
 }
 
 /// A queen and its agents reaching decisions on shared state.
@@ -106,7 +113,7 @@ pub(crate) struct Inner<S: State> {
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
 ///
 /// #[derive(Clone, Default, Debug)]
 /// struct Settings { level: u8 }
@@ -121,7 +128,7 @@ pub(crate) struct Inner<S: State> {
 /// struct Proposer { id: u64, level: u8 }
 ///
 /// impl Agent<Settings> for Proposer {
-///     async fn propose(&self, _: &Snapshot<Settings>)
+///     async fn propose(&self, _ctx: &AgentContext, _: &Snapshot<Settings>)
 ///         -> Result<Option<Proposal<&'static str, u8>>, AgentError>
 ///     {
 ///         Ok(Some(Proposal::new(ProposalId(self.id), self.level).writes(["level"])))
@@ -159,17 +166,19 @@ impl<S: State> fmt::Debug for Hive<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hive")
             .field("agents", &self.len())
-            .field("version", &self.inner.memory.version())
+            .field("memory", &self.inner.memory)
             .field("config", &self.inner.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Hive`]; start with [`Hive::builder`].
+/// Builds a [`Hive`]; start with [`Hive::builder`] (in-process memory) or
+/// [`Hive::builder_with_memory`] (any [`Memory`] backend).
 pub struct HiveBuilder<S: State> {
-    initial: S,
+    memory: HiveMemory<S>,
     config: Config,
+    events: Option<HiveEventSink<S::Key>>,
 }
 
 impl<S: State> fmt::Debug for HiveBuilder<S> {
@@ -181,6 +190,19 @@ impl<S: State> fmt::Debug for HiveBuilder<S> {
 }
 
 impl<S: State> HiveBuilder<S> {
+    /// The hive's name, in its tracing spans (default: `hive`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Where the hive's rounds send their [`HiveEvent`](crate::HiveEvent)s (default: nowhere, and
+    /// no event is built).
+    pub fn events(mut self, sink: HiveEventSink<S::Key>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
     /// The consensus policy of ballots (default: [`ConsensusPolicy::default`]).
     pub fn policy(mut self, policy: ConsensusPolicy) -> Self {
         self.config.policy = policy;
@@ -216,7 +238,7 @@ impl<S: State> HiveBuilder<S> {
         self
     }
 
-    /// Builds the hive, its memory at version 0 holding the initial state.
+    /// Builds the hive on its memory (for [`Hive::builder`], at version 0 holding the initial state).
     ///
     /// # Errors
     ///
@@ -228,22 +250,50 @@ impl<S: State> HiveBuilder<S> {
         }
         Ok(Hive {
             inner: Arc::new(Inner {
-                memory: SnapshotCell::new(self.initial),
+                memory: self.memory,
                 agents: DashMap::with_hasher(FxBuildHasher),
                 next_agent: AtomicU64::new(0),
+                next_proposal: AtomicU64::new(0),
                 config: self.config,
                 counters: Counters::default(),
+                events: self.events,
             }),
         })
     }
 }
 
 impl<S: State> Hive<S> {
-    /// A builder for a hive whose memory starts at `initial`.
+    /// A builder for a hive whose memory, in this process, starts at `initial` (version 0).
     pub fn builder(initial: S) -> HiveBuilder<S> {
+        Self::builder_with_memory(LocalMemory::new(initial))
+    }
+
+    /// A builder for a hive whose rounds read from and commit to `memory`: another process's
+    /// memory (`hivekit-etcd`), or a [`LocalMemory`] shared with other code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{Hive, LocalMemory, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Counter(u64);
+    /// impl State for Counter {
+    ///     type Key = ();
+    ///     type Change = u64;
+    ///     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// }
+    ///
+    /// let hive = Hive::builder_with_memory(LocalMemory::new(Counter(3))).build()?;
+    /// assert_eq!(hive.memory().load().0, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder_with_memory(memory: impl Memory<S>) -> HiveBuilder<S> {
         HiveBuilder {
-            initial,
+            memory: HiveMemory::new(memory),
+            events: None,
             config: Config {
+                name: Arc::from("hive"),
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
                 agent_timeout: DEFAULT_AGENT_TIMEOUT,
@@ -381,9 +431,14 @@ impl<S: State> Hive<S> {
         Ok(())
     }
 
-    /// The collective memory: every committed version of the state.
-    pub fn memory(&self) -> &SnapshotCell<S> {
+    /// The collective memory: the current version of the state, whatever backend holds it.
+    pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
+    }
+
+    /// The hive's name (see [`HiveBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
     }
 
     /// The consensus policy.

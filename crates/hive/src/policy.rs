@@ -3,6 +3,7 @@
 /// How much support the leading candidate needs, measured against the votes cast for candidates
 /// (abstentions count towards the quorum, not here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Threshold {
     /// The most support wins; a tie at the top goes to the [`TieBreak`].
     #[default]
@@ -25,6 +26,7 @@ pub enum Threshold {
 
 /// What a ballot does when candidates tie at the top with enough support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum TieBreak {
     /// The lowest proposal id wins (deterministic).
     #[default]
@@ -35,6 +37,7 @@ pub enum TieBreak {
 
 /// An invalid [`ConsensusPolicy`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PolicyError {
     /// A supermajority with a zero denominator.
     #[error("supermajority {num}/{den} has a zero denominator")]
@@ -83,6 +86,7 @@ pub enum PolicyError {
 /// # Ok::<(), PolicyError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConsensusPolicy {
     /// Support the winner needs.
     pub threshold: Threshold,

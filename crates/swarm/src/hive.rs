@@ -13,12 +13,14 @@ use crate::error::StageError;
 /// ([`StageError::Permanent`], not retried), or for another [`HiveError`] ([`StageError::Failed`]).
 ///
 /// The hive is cheap to clone and shared with the caller, so later stages (or the caller) can read
-/// its memory, which the round committed to.
+/// its memory, which the round committed to. Add `.export()` to the stage to put the decision (who
+/// proposed what, every ballot's voters, the failures) in the report's JSON, when the state's key
+/// is `Serialize`.
 ///
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
 /// use hivekit_swarm::{hive_stage, Pipeline, StageContext, StageError};
 ///
 /// #[derive(Clone, Default, Debug)]
@@ -30,7 +32,7 @@ use crate::error::StageError;
 /// }
 /// struct Bump;
 /// impl Agent<Counter> for Bump {
-///     async fn propose(&self, _: &Snapshot<Counter>) -> Result<Option<Proposal<&'static str, i64>>, AgentError> {
+///     async fn propose(&self, _ctx: &AgentContext, _: &Snapshot<Counter>) -> Result<Option<Proposal<&'static str, i64>>, AgentError> {
 ///         Ok(Some(Proposal::new(ProposalId(1), 5).writes(["counter"])))
 ///     }
 /// }

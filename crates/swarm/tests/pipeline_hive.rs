@@ -1,6 +1,8 @@
 //! A hive round as a stage.
 
-use hivekit_hive::{Agent, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State,
+};
 use hivekit_swarm::{hive_stage, Pipeline, RetryPolicy, StageContext, StageError, StageStatus};
 
 #[derive(Clone, Default, Debug)]
@@ -17,7 +19,11 @@ impl State for Tally {
 struct Writer(u64);
 
 impl Agent<Tally> for Writer {
-    async fn propose(&self, _: &Snapshot<Tally>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Tally>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
         // Writers 1 and 2 both write key 0 and conflict; writer 3 writes its own key.
         let key = if self.0 == 3 { 3 } else { 0 };
         Ok(Some(
@@ -72,4 +78,26 @@ async fn a_hive_without_agents_fails_the_stage_without_retries() {
             attempts: 1
         })
     ));
+}
+
+#[tokio::test]
+async fn an_exported_decision_is_in_the_run_reports_json() {
+    let hive = Hive::builder(Tally::default()).build().unwrap();
+    for id in 1..=3 {
+        hive.spawn(Writer(id));
+    }
+    let pipeline = Pipeline::builder()
+        .stage("decide", hive_stage(hive))
+        .export()
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    let decision = report.artifact_json("decide").unwrap();
+    assert_eq!(decision["round"], 1);
+    assert_eq!(decision["accepted"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        decision["ballots"][0]["voters"].as_array().unwrap().len(),
+        3
+    );
+    assert!(report.to_json().unwrap().contains("\"ballots\""));
 }
