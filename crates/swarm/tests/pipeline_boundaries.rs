@@ -270,9 +270,11 @@ proptest! {
             ..RunOptions::default()
         };
         let Some(report) = paused(pipeline.run_with(options)) else {
-            // Only a retry whose documented wait outlasts the watchdog may keep the run going.
-            let shortest_wait = backoff.initial.min(backoff.max).as_secs_f64() * (1.0 - backoff.jitter);
-            prop_assert!(max_attempts >= 2 && shortest_wait > 60.0, "hung: {backoff:?}");
+            // Only a retry whose documented wait may outlast the watchdog can keep the run going.
+            // Jitter only shortens a wait, by a seeded fraction below `jitter`, so the longest
+            // first wait is the unjittered one.
+            let longest_wait = backoff.initial.min(backoff.max);
+            prop_assert!(max_attempts >= 2 && longest_wait > Duration::from_secs(60), "hung: {backoff:?}");
             return Ok(());
         };
         check_report(&report, timeout, max_attempts, deadline, first_wait, calls.load(Ordering::SeqCst))?;
