@@ -388,6 +388,14 @@ async fn initialize<S: State, L: Layout<S>>(
         )
         .await?;
     if others.count() > 0 {
+        // Another process may have created the memory since the marker was read (its marker and
+        // state are written in one transaction, so a marker now means the keys are its).
+        let marker = config
+            .request("read marker", kv.get(keys.meta(), None))
+            .await?;
+        if !marker.kvs().is_empty() {
+            return Ok(());
+        }
         return Err(EtcdError::NotAMemory {
             prefix: keys.prefix.clone(),
             found: format!("{} keys and no hivekit marker", others.count()),

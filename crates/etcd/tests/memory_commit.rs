@@ -320,3 +320,18 @@ async fn an_unreachable_etcd_is_reported_within_the_connect_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_opened_at_once_on_an_empty_prefix_all_open_the_one_memory_created() {
+    // Regression: a process that found no marker, then the keys another had just created, took
+    // them for foreign data.
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "open-race");
+    let opened = futures::future::join_all(
+        (0..8).map(|_| LedgerMemory::open(config.clone(), Ledger::default())),
+    )
+    .await;
+    for memory in opened {
+        assert_eq!(memory.unwrap().snapshot().version(), 0);
+    }
+}

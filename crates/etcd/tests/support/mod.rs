@@ -13,6 +13,8 @@ use hivekit_hive::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod child;
+
 /// Counters by key, and how many changes were applied.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
