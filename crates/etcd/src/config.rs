@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
-use crate::error::EtcdError;
+use crate::error::{unreachable_now, EtcdError};
 
 /// etcd's default `--max-request-bytes`: the largest request it accepts (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -127,7 +127,7 @@ impl EtcdConfig {
             waited: self.connect_timeout,
             detail,
         };
-        let mut client = match tokio::time::timeout(
+        let client = match tokio::time::timeout(
             self.connect_timeout,
             Client::connect(&self.endpoints, Some(options)),
         )
@@ -138,26 +138,55 @@ impl EtcdConfig {
             Err(_) => return Err(unreachable("connect timed out".into())),
         };
         // Connecting is lazy: one small read proves that a member answers.
-        match tokio::time::timeout(self.connect_timeout, client.get("\0", None)).await {
-            Ok(Ok(_)) => Ok(client),
-            Ok(Err(error)) => Err(unreachable(error.to_string())),
-            Err(_) => Err(unreachable("no answer".into())),
+        let probe = client.kv_client();
+        let probing = EtcdConfig {
+            request_timeout: self.connect_timeout,
+            ..self.clone()
+        };
+        match probing
+            .request("connect", || {
+                let mut kv = probe.clone();
+                async move { kv.get("\0", None).await }
+            })
+            .await
+        {
+            Ok(_) => Ok(client),
+            Err(error) => Err(unreachable(error.to_string())),
         }
     }
 
-    /// Runs one request under the request timeout.
-    pub(crate) async fn request<T>(
+    /// Runs one request under the request timeout. A request that could not be sent because its
+    /// endpoint refused the connection (a dead member the client's balancer picked) is sent again,
+    /// to any member, until the timeout: it cannot have been applied, so resending is safe.
+    pub(crate) async fn request<T, F, Fut>(
         &self,
         operation: &'static str,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, EtcdError> {
-        match tokio::time::timeout(self.request_timeout, request).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(EtcdError::client(operation, source)),
-            Err(_) => Err(EtcdError::Timeout {
-                operation,
-                waited: self.request_timeout,
-            }),
+        mut call: F,
+    ) -> Result<T, EtcdError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match tokio::time::timeout_at(deadline, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source))
+                    if unreachable_now(&source)
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Ok(Err(source)) => return Err(EtcdError::client(operation, source)),
+                Err(_) => {
+                    return Err(EtcdError::Timeout {
+                        operation,
+                        waited: self.request_timeout,
+                    })
+                }
+            }
         }
     }
 }

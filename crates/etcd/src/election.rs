@@ -120,10 +120,14 @@ impl Election {
     ///
     /// [`EtcdError`] when etcd fails.
     pub async fn leader(&self) -> Result<Option<String>, EtcdError> {
-        let mut election = self.client.election_client();
+        let election = self.client.election_client();
         match self
             .config
-            .request("read leader", election.leader(self.name.clone()))
+            .request("read leader", || {
+                let mut election = election.clone();
+                let name = self.name.clone();
+                async move { election.leader(name).await }
+            })
             .await
         {
             Ok(response) => Ok(response
@@ -208,10 +212,14 @@ impl Leadership {
     /// [`EtcdError`] when etcd fails (leadership then ends when the lease expires).
     pub async fn resign(self) -> Result<(), EtcdError> {
         self.deleted.abort();
-        let mut election = self.client.election_client();
+        let election = self.client.election_client();
         let options = ResignOptions::new().with_leader(self.leader.clone());
         self.config
-            .request("resign", election.resign(Some(options)))
+            .request("resign", || {
+                let mut election = election.clone();
+                let options = options.clone();
+                async move { election.resign(Some(options)).await }
+            })
             .await?;
         Ok(())
     }

@@ -38,9 +38,12 @@ impl KeptLease {
     ) -> Result<Self, EtcdError> {
         let seconds = ttl.as_secs_f64().ceil().max(1.0) as i64;
         let ttl = Duration::from_secs(seconds as u64);
-        let mut lease_client = client.lease_client();
+        let lease_client = client.lease_client();
         let granted = config
-            .request("grant lease", lease_client.grant(seconds, None))
+            .request("grant lease", || {
+                let mut lease_client = lease_client.clone();
+                async move { lease_client.grant(seconds, None).await }
+            })
             .await?;
         let id = granted.id();
         let (sender, alive) = watch::channel(true);
@@ -69,9 +72,13 @@ impl KeptLease {
     /// Stops renewing and revokes the lease now.
     pub(crate) async fn revoke(self, config: &EtcdConfig) -> Result<(), EtcdError> {
         self.task.abort();
-        let mut lease_client = self.client.lease_client();
+        let lease_client = self.client.lease_client();
+        let id = self.id;
         config
-            .request("revoke lease", lease_client.revoke(self.id))
+            .request("revoke lease", || {
+                let mut lease_client = lease_client.clone();
+                async move { lease_client.revoke(id).await }
+            })
             .await?;
         Ok(())
     }

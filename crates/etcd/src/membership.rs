@@ -135,13 +135,15 @@ impl Membership {
             what: "member",
             source,
         })?;
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client();
         let options = PutOptions::new().with_lease(self.lease.id);
+        let key = self.key(agent);
         self.config
-            .request(
-                "register agent",
-                kv.put(self.key(agent), value, Some(options)),
-            )
+            .request("register agent", || {
+                let mut kv = kv.clone();
+                let (key, value, options) = (key.clone(), value.clone(), options.clone());
+                async move { kv.put(key, value, Some(options)).await }
+            })
             .await
             .map_err(|error| match error {
                 EtcdError::Client { source, .. }
@@ -163,9 +165,14 @@ impl Membership {
     ///
     /// [`EtcdError`] when etcd fails.
     pub async fn deregister(&self, agent: AgentId) -> Result<(), EtcdError> {
-        let mut kv = self.client.kv_client();
+        let kv = self.client.kv_client();
+        let key = self.key(agent);
         self.config
-            .request("deregister agent", kv.delete(self.key(agent), None))
+            .request("deregister agent", || {
+                let mut kv = kv.clone();
+                let key = key.clone();
+                async move { kv.delete(key, None).await }
+            })
             .await?;
         Ok(())
     }
@@ -186,10 +193,14 @@ impl Membership {
     /// [`EtcdError`] when etcd fails or an entry does not deserialize.
     pub async fn list(client: &Client, config: &EtcdConfig) -> Result<Vec<Member>, EtcdError> {
         let prefix = Keys::new(&config.prefix).members_prefix();
-        let mut kv = client.kv_client();
+        let kv = client.kv_client();
         let options = GetOptions::new().with_range(prefix_end(&prefix));
         let response = config
-            .request("list members", kv.get(prefix, Some(options)))
+            .request("list members", || {
+                let mut kv = kv.clone();
+                let (prefix, options) = (prefix.clone(), options.clone());
+                async move { kv.get(prefix, Some(options)).await }
+            })
             .await?;
         response
             .kvs()

@@ -238,11 +238,15 @@ where
             .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), FENCED, None)])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let mut kv = self.shared.client.kv_client();
+        let kv = self.shared.client.kv_client();
         let response = self
             .shared
             .config
-            .request("resolve decision", kv.txn(txn))
+            .request("resolve decision", || {
+                let mut kv = kv.clone();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
             .await?;
         if response.succeeded() {
             return Ok(None);
@@ -336,7 +340,7 @@ async fn read_range(
     end: Vec<u8>,
     revision: i64,
 ) -> Result<(Vec<KeyValue>, i64), EtcdError> {
-    let mut kv = client.kv_client();
+    let kv = client.kv_client();
     let mut pairs = Vec::new();
     let mut start = start;
     let mut revision = revision;
@@ -346,7 +350,11 @@ async fn read_range(
             .with_limit(PAGE)
             .with_revision(revision);
         let mut response = config
-            .request("range read", kv.get(start.clone(), Some(options)))
+            .request("range read", || {
+                let mut kv = kv.clone();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
             .await?;
         if revision == 0 {
             revision = response.header().map_or(0, |header| header.revision());
@@ -371,27 +379,39 @@ async fn initialize<S: State, L: Layout<S>>(
     keys: &Keys,
     initial: &S,
 ) -> Result<(), EtcdError> {
-    let mut kv = client.kv_client();
+    let kv = client.kv_client();
     let marker = config
-        .request("read marker", kv.get(keys.meta(), None))
+        .request("read marker", || {
+            let mut kv = kv.clone();
+            let key = keys.meta();
+            async move { kv.get(key, None).await }
+        })
         .await?;
     if !marker.kvs().is_empty() {
         return Ok(());
     }
     let others = config
-        .request(
-            "scan prefix",
-            kv.get(
-                keys.prefix.clone(),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            ),
-        )
+        .request("scan prefix", || {
+            let mut kv = kv.clone();
+            let prefix = keys.prefix.clone();
+            async move {
+                kv.get(
+                    prefix,
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await
+            }
+        })
         .await?;
     if others.count() > 0 {
         // Another process may have created the memory since the marker was read (its marker and
         // state are written in one transaction, so a marker now means the keys are its).
         let marker = config
-            .request("read marker", kv.get(keys.meta(), None))
+            .request("read marker", || {
+                let mut kv = kv.clone();
+                let key = keys.meta();
+                async move { kv.get(key, None).await }
+            })
             .await?;
         if !marker.kvs().is_empty() {
             return Ok(());
@@ -431,8 +451,14 @@ async fn initialize<S: State, L: Layout<S>>(
     let txn = Txn::new()
         .when([Compare::create_revision(keys.meta(), CompareOp::Equal, 0)])
         .and_then(operations);
-    let mut kv = client.kv_client();
-    config.request("create memory", kv.txn(txn)).await?;
+    let kv = client.kv_client();
+    config
+        .request("create memory", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
     Ok(())
 }
 
@@ -458,9 +484,15 @@ async fn load<S: State, L: Layout<S>>(
     config: &EtcdConfig,
     keys: &Keys,
 ) -> Result<Loaded<S>, EtcdError> {
-    let mut kv = client.kv_client();
+    let kv = client.kv_client();
     let txn = Txn::new().and_then([TxnOp::get(keys.meta(), None), TxnOp::get(keys.head(), None)]);
-    let response = config.request("read head", kv.txn(txn)).await?;
+    let response = config
+        .request("read head", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
     let read_revision = response.header().map_or(0, |header| header.revision());
     let responses = response.op_responses();
     let not_a_memory = |found: &str| EtcdError::NotAMemory {

@@ -1,0 +1,169 @@
+//! Faults: the etcd leader killed mid-run, etcd stopped and restarted, a follower behind
+//! compaction.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hivekit_etcd::testing::EtcdCluster;
+use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
+use hivekit_hive::{Memory, MemoryError};
+use support::child::{run_if_child, verify, Client, ClientPlan};
+use support::{add, commit, config, etcd, Ledger};
+
+type LedgerMemory = EtcdMemory<Ledger, Whole>;
+
+fn cluster() -> EtcdCluster {
+    EtcdCluster::start(3).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The index of the member that is the Raft leader now.
+async fn leader_index(cluster: &EtcdCluster) -> usize {
+    for (index, endpoint) in cluster.endpoints().iter().enumerate() {
+        let mut client = EtcdConfig::new([endpoint.clone()], "/probe")
+            .connect()
+            .await
+            .unwrap();
+        let status = client.status().await.unwrap();
+        if status.leader() == status.header().unwrap().member_id() {
+            return index;
+        }
+    }
+    panic!("the cluster has no leader");
+}
+
+#[test]
+fn killing_the_etcd_leader_mid_run_loses_no_committed_decision_and_lands_none_reported_failed() {
+    if run_if_child() {
+        return;
+    }
+    let mut cluster = cluster();
+    let config = config(cluster.endpoints(), "leader-killed");
+    let name = "killing_the_etcd_leader_mid_run_loses_no_committed_decision_and_lands_none_reported_failed";
+    let mut clients: Vec<Client> = (0..2)
+        .map(|index| {
+            let plan = ClientPlan {
+                endpoints: cluster.endpoints(),
+                prefix: config.prefix().to_string(),
+                index,
+                agents: 10,
+                decisions: 150,
+                lease_ttl_secs: 5,
+            };
+            Client::spawn(name, &plan)
+        })
+        .collect();
+    clients[0].wait_for_commits(30, Duration::from_secs(30));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let leader = runtime.block_on(leader_index(&cluster));
+    cluster.member_mut(leader).unwrap().kill();
+
+    for client in &mut clients {
+        client.finish(Duration::from_secs(60));
+    }
+    let history = runtime.block_on(verify(&config, &clients, 10));
+    for client in &clients {
+        let (failed, unknown) = client.failed_and_unknown();
+        eprintln!(
+            "client {}: {} committed, {} failed, {} unknown",
+            client.index,
+            client.committed().len(),
+            failed.len(),
+            unknown.len()
+        );
+    }
+    let committed: usize = clients.iter().map(|client| client.committed().len()).sum();
+    assert!(
+        committed >= 250,
+        "the run went on after the leader died: {committed} of 300 committed"
+    );
+    assert!(history.len() >= committed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_etcd_fails_a_commit_with_a_typed_error_within_its_timeout_and_a_restarted_one_commits(
+) {
+    let mut server = etcd();
+    let config = config(vec![server.endpoint()], "stopped")
+        .request_timeout(Duration::from_millis(500))
+        .commit_timeout(Duration::from_secs(2));
+    let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
+    commit(&memory, 1, 0, &[add(1, 1, 1)], 1).await.unwrap();
+
+    server.kill();
+    let started = Instant::now();
+    let error = commit(&memory, 2, 1, &[add(2, 1, 1)], 1).await.unwrap_err();
+    let waited = started.elapsed();
+    eprintln!("commit with etcd stopped: {error} after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(4),
+        "the commit gave up after {waited:?}"
+    );
+    assert!(
+        matches!(
+            error,
+            MemoryError::Unavailable { .. } | MemoryError::Backend { .. }
+        ),
+        "{error}"
+    );
+
+    tokio::task::block_in_place(|| server.restart().unwrap());
+    let committed = commit(&memory, 3, 1, &[add(3, 1, 1)], 1).await.unwrap();
+    // Decision 2's outcome was unknown to its caller; whatever it was, versions stay gapless.
+    let history = memory.history(1, u64::MAX - 1).await.unwrap();
+    assert_eq!(history.last().unwrap().version, committed.version);
+    assert_eq!(memory.snapshot().applied, committed.version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_compaction_reloads_from_the_history_and_says_so() {
+    let mut cluster = cluster();
+    let endpoints = cluster.endpoints();
+    let prefix = support::unique_prefix("compaction");
+    let config_for = |endpoint: &str| {
+        EtcdConfig::new([endpoint.to_string()], &prefix)
+            .connect_timeout(Duration::from_secs(2))
+            .request_timeout(Duration::from_secs(2))
+    };
+    let writer = LedgerMemory::open(config_for(&endpoints[0]), Ledger::default())
+        .await
+        .unwrap();
+    let follower = LedgerMemory::open(config_for(&endpoints[2]), Ledger::default())
+        .await
+        .unwrap();
+
+    // The follower's only member goes away; commits and a compaction happen without it.
+    tokio::task::block_in_place(|| cluster.member_mut(2).unwrap().kill());
+    for id in 1..=5 {
+        let base = writer.snapshot().version();
+        commit(&writer, u128::from(id), base, &[add(id, 1, 1)], 1)
+            .await
+            .unwrap();
+    }
+    let mut client = writer.client().clone();
+    let revision = client
+        .get("\0", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(revision, None).await.unwrap();
+    tokio::task::block_in_place(|| cluster.member_mut(2).unwrap().restart().unwrap());
+
+    let caught_up = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let snapshot = follower
+                .changed(follower.snapshot().version())
+                .await
+                .unwrap();
+            if snapshot.version() == 5 {
+                return snapshot;
+            }
+        }
+    })
+    .await
+    .expect("the follower caught up");
+    assert_eq!(caught_up.applied, 5);
+    assert_eq!(follower.stats().reloads, 1, "the follower said it reloaded");
+}
