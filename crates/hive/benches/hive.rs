@@ -33,7 +33,7 @@ use benches_common::workload::{spin, DEFAULT_SEED};
 use benches_common::{iter_with_allocations, record_extra, sizes, AllocationStats, BenchKey};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_hive::{
-    Agent, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
+    Agent, AgentContext, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
     ResolutionStrategy, ResourceCost, Role, Snapshot, State, Vote,
 };
 use hivekit_runtime::execute;
@@ -94,7 +94,11 @@ fn seeded_choice(spec: &AgentSpec, candidates: &[(u64, u8)]) -> u64 {
 }
 
 impl Agent<Board> for SpecAgent {
-    async fn propose(&self, _: &Snapshot<Board>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Board>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
         if self.work > 0 {
             black_box(spin(self.work));
         }
@@ -108,6 +112,7 @@ impl Agent<Board> for SpecAgent {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _: &Snapshot<Board>,
         contest: &Contest<Board>,
     ) -> Result<Vote, AgentError> {
@@ -448,6 +453,7 @@ struct PackResolver {
 impl Agent<Lockfile> for PackResolver {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
         let newest = self
@@ -465,6 +471,7 @@ impl Agent<Lockfile> for PackResolver {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {

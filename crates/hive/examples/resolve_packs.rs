@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hivekit_hive::{
-    Agent, AgentError, ConsensusPolicy, Contest, Hive, Proposal, ProposalId, RejectReason, Role,
-    Snapshot, State, Vote,
+    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Proposal, ProposalId,
+    RejectReason, Role, Snapshot, State, Vote,
 };
 use semver::{Version, VersionReq};
 
@@ -71,6 +71,7 @@ struct Resolver {
 impl Agent<Lockfile> for Resolver {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         view: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<Key, Pin>>, AgentError> {
         let wanted = &self.requirement;
@@ -104,6 +105,7 @@ impl Agent<Lockfile> for Resolver {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {
@@ -133,6 +135,7 @@ struct ConflictDetector {
 impl Agent<Lockfile> for ConflictDetector {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
     ) -> Result<Option<Proposal<Key, Pin>>, AgentError> {
         Ok(None)
@@ -140,6 +143,7 @@ impl Agent<Lockfile> for ConflictDetector {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
         contest: &Contest<Lockfile>,
     ) -> Result<Vote, AgentError> {

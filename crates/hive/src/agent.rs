@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use hivekit_lockfree::{Priority, ResourceCost};
 
+use crate::context::AgentContext;
 use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
 use crate::state::State;
 
@@ -187,6 +188,13 @@ impl<S: State> Contest<S> {
             .map(|candidate| candidate.id)
     }
 
+    /// The candidate `agent` proposed, if it stands in this contest (see also [`AgentContext::own`]).
+    pub fn candidate_of(&self, agent: AgentId) -> Option<&Candidate<S>> {
+        self.candidates
+            .iter()
+            .find(|candidate| candidate.proposer == agent)
+    }
+
     /// The candidate with this id, if it stands in this contest.
     pub fn candidate(&self, id: ProposalId) -> Option<&Candidate<S>> {
         self.candidates.iter().find(|candidate| candidate.id == id)
@@ -198,15 +206,17 @@ pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
 
 /// A member of a hive: proposes changes to the shared state and votes on conflicts.
 ///
-/// Write the methods as `async fn` in your impl. Agents of different types live in one hive; the hive
-/// keeps them behind an internal object-safe adapter and asks them concurrently, each call under the
-/// hive's `agent_timeout`. A call that panics, errs or times out is recorded as a failure of that agent
-/// and the round goes on.
+/// Write the methods as `async fn` in your impl. Each call gets an [`AgentContext`]: the agent's own
+/// id, the round, the call's deadline, a cancellation token, and a proposal id the hive assigned
+/// ([`AgentContext::proposal`]). Agents of different types live in one hive; the hive keeps them
+/// behind an internal object-safe adapter and asks them concurrently, each call under the hive's
+/// `agent_timeout`. A call that panics, errs or times out is recorded as a failure of that agent and
+/// the round goes on.
 ///
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, Hive, ProposalOf, Snapshot, State};
 ///
 /// #[derive(Clone, Default)]
 /// struct Counter(u64);
@@ -224,18 +234,19 @@ pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
 /// impl Agent<Counter> for Incrementer {
 ///     async fn propose(
 ///         &self,
-///         view: &Snapshot<Counter>,
-///     ) -> Result<Option<Proposal<&'static str, u64>>, AgentError> {
-///         let id = ProposalId(view.version());
-///         Ok(Some(Proposal::new(id, 1).writes(["count"])))
+///         ctx: &AgentContext,
+///         _view: &Snapshot<Counter>,
+///     ) -> Result<Option<ProposalOf<Counter>>, AgentError> {
+///         Ok(Some(ctx.proposal(1).writes(["count"])))
 ///     }
 /// }
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let hive = Hive::builder(Counter::default()).build()?;
-/// hive.spawn(Incrementer);
+/// let agent = hive.spawn(Incrementer);
 /// let decision = hive.decide().await?;
-/// assert_eq!(decision.accepted, vec![ProposalId(0)]);
+/// assert_eq!(decision.accepted.len(), 1);
+/// assert_eq!(decision.proposer(decision.accepted[0]), Some(agent));
 /// assert_eq!(hive.memory().load().0, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # })?;
@@ -244,21 +255,27 @@ pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
 pub trait Agent<S: State>: Send + Sync + 'static {
     /// Looks at the state and proposes at most one change (`Ok(None)`: nothing to propose).
     ///
-    /// Proposal ids must be unique within a round; a proposal whose id another agent already used in
-    /// the same round is dropped and recorded as that agent's failure.
+    /// Use the id the hive assigned ([`AgentContext::proposal`]), or choose one below 2^63: ids
+    /// must be unique within a round, and a proposal whose id another agent already used in the
+    /// same round is dropped and recorded as this agent's failure
+    /// ([`FailureKind::DuplicateProposal`](crate::FailureKind::DuplicateProposal), naming both
+    /// agents).
     fn propose(
         &self,
+        ctx: &AgentContext,
         view: &Snapshot<S>,
     ) -> impl Future<Output = Result<Option<ProposalOf<S>>, AgentError>> + Send;
 
-    /// Votes in a contest between conflicting proposals. The default supports
-    /// [`Contest::preferred`] (highest priority, then lowest id).
+    /// Votes in a contest between conflicting proposals ([`AgentContext::own`] tells which
+    /// candidate, if any, is this agent's own). The default supports [`Contest::preferred`]
+    /// (highest priority, then lowest id).
     fn vote(
         &self,
+        ctx: &AgentContext,
         view: &Snapshot<S>,
         contest: &Contest<S>,
     ) -> impl Future<Output = Result<Vote, AgentError>> + Send {
-        let _ = view;
+        let _ = (ctx, view);
         let vote = contest.preferred().map_or(Vote::Abstain, Vote::For);
         std::future::ready(Ok(vote))
     }
@@ -283,17 +300,23 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
     fn propose_boxed<'a>(
         &'a self,
+        ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
     ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>>;
 
     fn vote_boxed<'a>(
         &'a self,
+        ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
 
     /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
-    fn vote_slot<'a>(&'a self, view: &'a Snapshot<S>) -> Box<dyn VoteSlot<'a, S> + 'a>;
+    fn vote_slot<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+    ) -> Box<dyn VoteSlot<'a, S> + 'a>;
 }
 
 /// A reusable home for one light voter's `vote` calls in a round.
@@ -359,22 +382,28 @@ impl<M: Unpin, F: Future> Future for Slot<M, F> {
 impl<S: State, A: Agent<S>> DynAgent<S> for A {
     fn propose_boxed<'a>(
         &'a self,
+        ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
     ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>> {
-        Box::pin(self.propose(view))
+        Box::pin(self.propose(ctx, view))
     }
 
     fn vote_boxed<'a>(
         &'a self,
+        ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
-        Box::pin(self.vote(view, contest))
+        Box::pin(self.vote(ctx, view, contest))
     }
 
-    fn vote_slot<'a>(&'a self, view: &'a Snapshot<S>) -> Box<dyn VoteSlot<'a, S> + 'a> {
+    fn vote_slot<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+    ) -> Box<dyn VoteSlot<'a, S> + 'a> {
         Box::new(slot(move |contest: &'a Contest<S>| {
-            self.vote(view, contest)
+            self.vote(ctx, view, contest)
         }))
     }
 }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::agent::{AgentError, BoxFuture, Contest, Vote, VoteSlot};
 use crate::decision::FailureKind;
@@ -17,13 +17,34 @@ use crate::state::State;
 
 pub(crate) type CallResult<T> = Result<T, FailureKind>;
 
+/// How long a call may run: the hive's agent timeout from the call's start, but never past the
+/// round's deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Limit {
+    /// The instant a call starting now must answer by.
+    pub(crate) fn deadline_from_now(self) -> Instant {
+        let at = Instant::now() + self.timeout;
+        self.deadline.map_or(at, |deadline| deadline.min(at))
+    }
+
+    /// A timer for a call that starts now.
+    fn timer(self) -> Pin<Box<Sleep>> {
+        Box::pin(tokio::time::sleep_until(self.deadline_from_now()))
+    }
+}
+
 /// An agent's future under a timeout, with panics caught.
 ///
 /// The timer starts at the first poll that finds the call pending, so an agent that answers at once
 /// never touches the timer wheel.
 pub(crate) struct Guarded<'a, T> {
     call: Option<BoxFuture<'a, Result<T, AgentError>>>,
-    timeout: Duration,
+    limit: Limit,
     timer: Option<Pin<Box<Sleep>>>,
     span: tracing::Span,
 }
@@ -31,12 +52,12 @@ pub(crate) struct Guarded<'a, T> {
 impl<'a, T> Guarded<'a, T> {
     pub(crate) fn new(
         call: BoxFuture<'a, Result<T, AgentError>>,
-        timeout: Duration,
+        limit: Limit,
         span: tracing::Span,
     ) -> Self {
         Self {
             call: Some(call),
-            timeout,
+            limit,
             timer: None,
             span,
         }
@@ -47,13 +68,13 @@ impl<'a, T> Guarded<'a, T> {
     /// Guards a call that a first poll found pending, with the timer that poll started.
     fn running(
         call: BoxFuture<'a, Result<T, AgentError>>,
-        timeout: Duration,
+        limit: Limit,
         timer: Pin<Box<Sleep>>,
         span: tracing::Span,
     ) -> Self {
         Self {
             call: Some(call),
-            timeout,
+            limit,
             timer: Some(timer),
             span,
         }
@@ -74,7 +95,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Box<dyn VoteSlot<'a, S> + 'a>>,
     new_slot: impl FnOnce() -> Box<dyn VoteSlot<'a, S> + 'a>,
     contest: &'a Contest<S>,
-    timeout: Duration,
+    limit: Limit,
     span: tracing::Span,
     cx: &mut Context<'_>,
 ) -> Started<'a, Vote> {
@@ -93,7 +114,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
         }
         Ok(Poll::Pending) => {
             // As `Guarded::poll` does on a pending call: start the timer and poll it once.
-            let mut timer = Box::pin(tokio::time::sleep(timeout));
+            let mut timer = limit.timer();
             if timer.as_mut().poll(cx).is_ready() {
                 drop_quietly(call);
                 return Started::Done(Err(FailureKind::TimedOut));
@@ -101,7 +122,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
             let call: Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a> = call;
             Started::Running(Call::Inline(Guarded::running(
                 Box::into_pin(call),
-                timeout,
+                limit,
                 timer,
                 span,
             )))
@@ -132,10 +153,8 @@ impl<T> Future for Guarded<'_, T> {
                 Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
             }
             Ok(Poll::Pending) => {
-                let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let limit = this.limit;
+                let timer = this.timer.get_or_insert_with(|| limit.timer());
                 if timer.as_mut().poll(cx).is_ready() {
                     drop_quietly(this.call.take());
                     Poll::Ready(Err(FailureKind::TimedOut))

@@ -87,10 +87,13 @@ pub enum FailureKind {
     },
     /// The call was cancelled before it finished (the runtime is shutting down).
     Cancelled,
-    /// The agent proposed an id another proposal of the round already has; the proposal was dropped.
+    /// The agent proposed an id another agent's proposal of the round already has; the proposal
+    /// was dropped.
     DuplicateProposal {
         /// The id.
         id: ProposalId,
+        /// The agent whose proposal holds the id.
+        holder: AgentId,
     },
     /// The agent voted for a proposal that is not a candidate in the contest; the vote was dropped.
     InvalidVote {
@@ -130,6 +133,9 @@ pub struct BallotRecord<K> {
 /// The outcome of one round, [`Hive::decide`](crate::Hive::decide).
 #[derive(Clone)]
 pub struct Decision<S: State> {
+    /// Identifies the decision across processes: the id its commit carried to the memory
+    /// ([`CommitRequest::decision_id`](crate::CommitRequest)).
+    pub id: u128,
     /// The round's number in this hive, from 1.
     pub round: u64,
     /// The memory version the agents saw.
@@ -144,6 +150,9 @@ pub struct Decision<S: State> {
     pub agents: usize,
     /// Proposals received.
     pub proposals: usize,
+    /// Who proposed what: every proposal received (accepted or not), with its proposer, in arrival
+    /// order.
+    pub proposers: Vec<(ProposalId, AgentId)>,
     /// Accepted proposals, by id, in the order they were applied.
     pub accepted: Vec<ProposalId>,
     /// Rejected proposals, with the first reason found for each.
@@ -160,12 +169,14 @@ pub struct Decision<S: State> {
 impl<S: State> fmt::Debug for Decision<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decision")
+            .field("id", &format_args!("{:032x}", self.id))
             .field("round", &self.round)
             .field("base_version", &self.base_version)
             .field("version", &self.version)
             .field("rebased", &self.rebased)
             .field("agents", &self.agents)
             .field("proposals", &self.proposals)
+            .field("proposers", &self.proposers)
             .field("accepted", &self.accepted)
             .field("rejected", &self.rejected)
             .field("ballots", &self.ballots)
@@ -179,6 +190,14 @@ impl<S: State> Decision<S> {
     /// True when the proposal was accepted.
     pub fn is_accepted(&self, id: ProposalId) -> bool {
         self.accepted.contains(&id)
+    }
+
+    /// The agent that proposed `id`, if a proposal of the round has that id.
+    pub fn proposer(&self, id: ProposalId) -> Option<AgentId> {
+        self.proposers
+            .iter()
+            .find(|(proposal, _)| *proposal == id)
+            .map(|(_, agent)| *agent)
     }
 
     /// The reason the proposal was rejected, if it was.

@@ -2,6 +2,7 @@
 
 use crate::agent::AgentId;
 use crate::lockfree::ProposalError;
+use crate::memory::MemoryError;
 use crate::policy::PolicyError;
 
 /// Why a hive could not be built, could not take an agent, or could not hold a round.
@@ -25,12 +26,26 @@ pub enum HiveError {
     /// A round in a hive without agents.
     #[error("the hive has no agents to decide")]
     NoAgents,
-    /// `decide` polled outside a tokio runtime (it needs tokio's timers).
-    #[error("decide must run inside a tokio runtime with timers enabled")]
-    NoRuntime,
+    /// `decide` polled outside a tokio runtime, and hivekit's global runtime (its fallback) could
+    /// not be built.
+    #[error("decide found no tokio runtime and cannot build the global one: {reason}")]
+    NoRuntime {
+        /// Why the global runtime could not be built.
+        reason: String,
+    },
     /// The round's proposals could not be checked for conflicts.
     #[error("invalid proposals: {0}")]
     Proposals(#[from] ProposalError),
+    /// The memory could not commit the round's decision; nothing of it was applied.
+    #[error("cannot commit the decision: {0}")]
+    Memory(#[from] MemoryError),
+    /// The round was cancelled through [`DecideOptions::cancel`](crate::DecideOptions) before it
+    /// committed; nothing was committed.
+    #[error("round {round} was cancelled before it committed")]
+    Cancelled {
+        /// The round's number.
+        round: u64,
+    },
     /// An operation named an agent that is not in the hive.
     #[error("{agent} is not in the hive")]
     UnknownAgent {

@@ -13,7 +13,8 @@ use crate::agent::{Agent, AgentId, DynAgent, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
-use crate::lockfree::SnapshotCell;
+use crate::hive_memory::HiveMemory;
+use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
 use crate::state::State;
 
@@ -88,9 +89,11 @@ pub struct HiveStats {
 }
 
 pub(crate) struct Inner<S: State> {
-    pub(crate) memory: SnapshotCell<S>,
+    pub(crate) memory: HiveMemory<S>,
     pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
     pub(crate) next_agent: AtomicU64,
+    /// The next hive-assigned proposal id (without its marker bit).
+    pub(crate) next_proposal: AtomicU64,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
 }
@@ -104,7 +107,7 @@ pub(crate) struct Inner<S: State> {
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, ConsensusPolicy, Hive, Proposal, ProposalId, Snapshot, State};
 ///
 /// #[derive(Clone, Default, Debug)]
 /// struct Settings { level: u8 }
@@ -119,7 +122,7 @@ pub(crate) struct Inner<S: State> {
 /// struct Proposer { id: u64, level: u8 }
 ///
 /// impl Agent<Settings> for Proposer {
-///     async fn propose(&self, _: &Snapshot<Settings>)
+///     async fn propose(&self, _ctx: &AgentContext, _: &Snapshot<Settings>)
 ///         -> Result<Option<Proposal<&'static str, u8>>, AgentError>
 ///     {
 ///         Ok(Some(Proposal::new(ProposalId(self.id), self.level).writes(["level"])))
@@ -157,16 +160,17 @@ impl<S: State> fmt::Debug for Hive<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hive")
             .field("agents", &self.len())
-            .field("version", &self.inner.memory.version())
+            .field("memory", &self.inner.memory)
             .field("config", &self.inner.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Hive`]; start with [`Hive::builder`].
+/// Builds a [`Hive`]; start with [`Hive::builder`] (in-process memory) or
+/// [`Hive::builder_with_memory`] (any [`Memory`] backend).
 pub struct HiveBuilder<S: State> {
-    initial: S,
+    memory: HiveMemory<S>,
     config: Config,
 }
 
@@ -211,7 +215,7 @@ impl<S: State> HiveBuilder<S> {
         self
     }
 
-    /// Builds the hive, its memory at version 0 holding the initial state.
+    /// Builds the hive on its memory (for [`Hive::builder`], at version 0 holding the initial state).
     ///
     /// # Errors
     ///
@@ -227,9 +231,10 @@ impl<S: State> HiveBuilder<S> {
         }
         Ok(Hive {
             inner: Arc::new(Inner {
-                memory: SnapshotCell::new(self.initial),
+                memory: self.memory,
                 agents: DashMap::with_hasher(FxBuildHasher),
                 next_agent: AtomicU64::new(0),
+                next_proposal: AtomicU64::new(0),
                 config: self.config,
                 counters: Counters::default(),
             }),
@@ -238,10 +243,34 @@ impl<S: State> HiveBuilder<S> {
 }
 
 impl<S: State> Hive<S> {
-    /// A builder for a hive whose memory starts at `initial`.
+    /// A builder for a hive whose memory, in this process, starts at `initial` (version 0).
     pub fn builder(initial: S) -> HiveBuilder<S> {
+        Self::builder_with_memory(LocalMemory::new(initial))
+    }
+
+    /// A builder for a hive whose rounds read from and commit to `memory`: another process's
+    /// memory (`hivekit-etcd`), or a [`LocalMemory`] shared with other code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{Hive, LocalMemory, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Counter(u64);
+    /// impl State for Counter {
+    ///     type Key = ();
+    ///     type Change = u64;
+    ///     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// }
+    ///
+    /// let hive = Hive::builder_with_memory(LocalMemory::new(Counter(3))).build()?;
+    /// assert_eq!(hive.memory().load().0, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder_with_memory(memory: impl Memory<S>) -> HiveBuilder<S> {
         HiveBuilder {
-            initial,
+            memory: HiveMemory::new(memory),
             config: Config {
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
@@ -378,8 +407,8 @@ impl<S: State> Hive<S> {
         Ok(())
     }
 
-    /// The collective memory: every committed version of the state.
-    pub fn memory(&self) -> &SnapshotCell<S> {
+    /// The collective memory: the current version of the state, whatever backend holds it.
+    pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
     }
 

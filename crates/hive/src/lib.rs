@@ -18,14 +18,18 @@
 //! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of
 //!   threshold, quorum and tie-break, and early settlement ([`Ballot::is_settled`]).
 //!
-//! `decide` runs on the caller's tokio runtime (it needs tokio's timers); from synchronous code use
-//! `hivekit_runtime::execute(hive.decide())`.
+//! `decide` runs on the caller's tokio runtime, or, outside one, on hivekit's global runtime (as a
+//! swarm run does); from synchronous code use `hivekit_runtime::execute(hive.decide())`.
+//!
+//! The committed versions live in a [`Memory`]: the in-process [`LocalMemory`] by default
+//! ([`Hive::builder`]), or any other backend ([`Hive::builder_with_memory`]; `hivekit-etcd` shares
+//! one memory between processes).
 //!
 //! # Examples
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use hivekit_hive::{Agent, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
+//! use hivekit_hive::{Agent, AgentContext, AgentError, Hive, Proposal, ProposalId, Snapshot, State};
 //!
 //! #[derive(Clone, Default, Debug)]
 //! struct Inventory(BTreeMap<String, i64>);
@@ -42,7 +46,7 @@
 //! struct Restocker { id: u64, item: &'static str }
 //!
 //! impl Agent<Inventory> for Restocker {
-//!     async fn propose(&self, view: &Snapshot<Inventory>)
+//!     async fn propose(&self, _ctx: &AgentContext, view: &Snapshot<Inventory>)
 //!         -> Result<Option<Proposal<String, (String, i64)>>, AgentError>
 //!     {
 //!         let have = view.0.get(self.item).copied().unwrap_or(0);
@@ -74,9 +78,11 @@
 mod agent;
 mod ballot;
 mod call;
+mod context;
 mod decision;
 mod error;
 mod hive;
+mod hive_memory;
 mod memory;
 mod policy;
 mod round;
@@ -86,17 +92,21 @@ use hivekit_lockfree as lockfree;
 
 pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
 pub use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
 pub use crate::error::HiveError;
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
+pub use crate::hive_memory::HiveMemory;
 pub use crate::lockfree::{
     ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
 };
 pub use crate::memory::{
-    AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory, MemoryError,
+    new_decision_id, AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory,
+    MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
 pub use hivekit_lockfree::{Priority, ResourceCost};
+pub use tokio_util::sync::CancellationToken;

@@ -137,6 +137,61 @@ pub enum MemoryError {
     },
 }
 
+impl PartialEq for MemoryError {
+    /// Two errors are equal when they are the same variant and print the same.
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
+impl MemoryError {
+    /// A [`MemoryError::Unavailable`] from any error.
+    pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        MemoryError::Unavailable {
+            source: Arc::new(error),
+        }
+    }
+
+    /// A [`MemoryError::Backend`] from any error.
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        MemoryError::Backend {
+            source: Arc::new(error),
+        }
+    }
+}
+
+/// A fresh decision id: unique within this process, and across processes with overwhelming
+/// probability (a random per-process half beside a counter).
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = (hivekit_hive::new_decision_id(), hivekit_hive::new_decision_id());
+/// assert_ne!(a, b);
+/// assert_eq!(a >> 64, b >> 64);
+/// ```
+pub fn new_decision_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let process = *PROCESS.get_or_init(|| {
+        // `RandomState` is seeded from the operating system's randomness; the pid and the time make
+        // two processes that fork from one parent differ too.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        hasher.write_u128(now);
+        hasher.finish()
+    });
+    (u128::from(process) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Where a hive's committed versions live: a snapshot with its version, a commit against a base
 /// version, and a way to follow newer versions.
 ///

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivekit_hive::{Hive, ProposalId};
+use hivekit_hive::{AgentContext, Hive, ProposalId};
 use support::{Behaviour, Incrementer, Ledger, Writer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +158,7 @@ struct SlowFirst {
 impl hivekit_hive::Agent<Ledger> for SlowFirst {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _: &hivekit_hive::Snapshot<Ledger>,
     ) -> Result<Option<support::LedgerProposal>, hivekit_hive::AgentError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
@@ -200,6 +201,7 @@ struct Gauge {
 impl hivekit_hive::Agent<Ledger> for Gauge {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _: &hivekit_hive::Snapshot<Ledger>,
     ) -> Result<Option<support::LedgerProposal>, hivekit_hive::AgentError> {
         let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;

@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 
 use hivekit_hive::{
-    Agent, AgentError, ConsensusPolicy, Contest, Hive, Priority, ProposalId, ResolutionStrategy,
-    Snapshot, Vote,
+    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Priority, ProposalId,
+    ResolutionStrategy, Snapshot, Vote,
 };
 use proptest::prelude::*;
 use support::{add, Ledger, LedgerProposal};
@@ -26,7 +26,11 @@ struct Random {
 }
 
 impl Agent<Ledger> for Random {
-    async fn propose(&self, _: &Snapshot<Ledger>) -> Result<Option<LedgerProposal>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
         let mut proposal = add(self.id, 1_000 + self.id, 1)
             .reads(self.spec.reads.iter().copied())
             .priority(Priority::ALL[self.spec.priority]);
@@ -36,6 +40,7 @@ impl Agent<Ledger> for Random {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _: &Snapshot<Ledger>,
         contest: &Contest<Ledger>,
     ) -> Result<Vote, AgentError> {

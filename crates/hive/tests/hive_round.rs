@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentError, ConsensusPolicy, FailureKind, Hive, HiveError, Phase, PolicyError, Priority,
-    ProposalId, RejectReason, ResolutionStrategy, ResourceCost, Role, Snapshot, Tally, Threshold,
+    Agent, AgentContext, AgentError, ConsensusPolicy, FailureKind, Hive, HiveError, Phase,
+    PolicyError, Priority, ProposalId, RejectReason, ResolutionStrategy, ResourceCost, Role,
+    Snapshot, Tally, Threshold,
 };
 use support::{add, Behaviour, Choice, Ledger, LedgerProposal, Writer};
 
@@ -332,7 +333,11 @@ struct ReadThenWrite {
 }
 
 impl Agent<Ledger> for ReadThenWrite {
-    async fn propose(&self, _: &Snapshot<Ledger>) -> Result<Option<LedgerProposal>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
         let mut proposal = add(self.id, self.write.unwrap_or(1000 + self.id), 1).reads([self.read]);
         if self.write.is_none() {
             proposal.writes.clear();
@@ -371,9 +376,9 @@ async fn a_winning_reader_keeps_the_other_readers() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn duplicate_proposal_ids_are_dropped_and_reported() {
+async fn duplicate_proposal_ids_are_dropped_and_reported_naming_both_agents() {
     let hive = hive();
-    hive.spawn(Writer::new(1, 1));
+    let holder = hive.spawn(Writer::new(1, 1));
     let duplicate =
         hive.spawn(Writer::new(1, 2).proposing(Behaviour::Slow(Duration::from_millis(1))));
     let decision = hive.decide().await.unwrap();
@@ -382,7 +387,10 @@ async fn duplicate_proposal_ids_are_dropped_and_reported() {
     assert_eq!(decision.failures[0].agent, duplicate);
     assert_eq!(
         decision.failures[0].kind,
-        FailureKind::DuplicateProposal { id: ProposalId(1) }
+        FailureKind::DuplicateProposal {
+            id: ProposalId(1),
+            holder
+        }
     );
 }
 
@@ -396,6 +404,7 @@ async fn max_in_flight_bounds_concurrent_calls() {
     impl Agent<Ledger> for Gauge {
         async fn propose(
             &self,
+            _ctx: &AgentContext,
             _: &Snapshot<Ledger>,
         ) -> Result<Option<LedgerProposal>, AgentError> {
             let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
@@ -466,11 +475,15 @@ async fn a_hive_without_agents_is_an_error() {
 }
 
 #[test]
-fn deciding_outside_a_runtime_is_an_error() {
+fn deciding_outside_a_runtime_uses_the_global_runtime() {
     let hive = hive();
-    hive.spawn(Writer::silent());
-    let result = futures::executor::block_on(hive.decide());
-    assert_eq!(result.unwrap_err(), HiveError::NoRuntime);
+    hive.spawn(Writer::new(1, 7));
+    hive.spawn(Writer::new(2, 7));
+    // Another executor: the round's timers and calls run on hivekit's global runtime.
+    let decision = futures::executor::block_on(hive.decide()).unwrap();
+    assert_eq!(decision.accepted.len(), 1);
+    assert_eq!(decision.ballots.len(), 1);
+    assert_eq!(hive.memory().version(), 1);
 }
 
 #[test]
@@ -540,7 +553,11 @@ struct Heavy {
 }
 
 impl Agent<Ledger> for Heavy {
-    async fn propose(&self, _: &Snapshot<Ledger>) -> Result<Option<LedgerProposal>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
         match self.behaviour {
             Behaviour::Panic => panic!("heavy agent exploded"),
             Behaviour::Never => std::future::pending().await,
@@ -626,7 +643,11 @@ struct Rendezvous {
 }
 
 impl Agent<Ledger> for Rendezvous {
-    async fn propose(&self, _: &Snapshot<Ledger>) -> Result<Option<LedgerProposal>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
         let (count, all_here) = &*self.arrived;
         let mut count = count.lock().unwrap();
         *count += 1;

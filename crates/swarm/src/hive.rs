@@ -18,7 +18,7 @@ use crate::error::StageError;
 /// # Examples
 ///
 /// ```
-/// use hivekit_hive::{Agent, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
+/// use hivekit_hive::{Agent, AgentContext, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
 /// use hivekit_swarm::{hive_stage, Pipeline, StageContext, StageError};
 ///
 /// #[derive(Clone, Default, Debug)]
@@ -30,7 +30,7 @@ use crate::error::StageError;
 /// }
 /// struct Bump;
 /// impl Agent<Counter> for Bump {
-///     async fn propose(&self, _: &Snapshot<Counter>) -> Result<Option<Proposal<&'static str, i64>>, AgentError> {
+///     async fn propose(&self, _ctx: &AgentContext, _: &Snapshot<Counter>) -> Result<Option<Proposal<&'static str, i64>>, AgentError> {
 ///         Ok(Some(Proposal::new(ProposalId(1), 5).writes(["counter"])))
 ///     }
 /// }

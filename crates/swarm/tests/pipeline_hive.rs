@@ -1,6 +1,8 @@
 //! A hive round as a stage.
 
-use hivekit_hive::{Agent, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State};
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State,
+};
 use hivekit_swarm::{hive_stage, Pipeline, RetryPolicy, StageContext, StageError, StageStatus};
 
 #[derive(Clone, Default, Debug)]
@@ -17,7 +19,11 @@ impl State for Tally {
 struct Writer(u64);
 
 impl Agent<Tally> for Writer {
-    async fn propose(&self, _: &Snapshot<Tally>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Tally>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
         // Writers 1 and 2 both write key 0 and conflict; writer 3 writes its own key.
         let key = if self.0 == 3 { 3 } else { 0 };
         Ok(Some(

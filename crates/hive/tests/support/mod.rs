@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentError, Contest, Priority, Proposal, ProposalId, ResourceCost, Role, Snapshot,
-    State, Vote,
+    Agent, AgentContext, AgentError, Contest, Priority, Proposal, ProposalId, ResourceCost, Role,
+    Snapshot, State, Vote,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -168,6 +168,7 @@ impl Writer {
 impl Agent<Ledger> for Writer {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Ledger>,
     ) -> Result<Option<LedgerProposal>, AgentError> {
         self.propose.perform().await?;
@@ -179,6 +180,7 @@ impl Agent<Ledger> for Writer {
 
     async fn vote(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Ledger>,
         contest: &Contest<Ledger>,
     ) -> Result<Vote, AgentError> {
@@ -215,6 +217,7 @@ pub struct Incrementer {
 impl Agent<Ledger> for Incrementer {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Ledger>,
     ) -> Result<Option<LedgerProposal>, AgentError> {
         tokio::task::yield_now().await;

@@ -1,0 +1,255 @@
+//! What an agent knows about the call it answers: who it is, which round, until when, and whether the
+//! round still wants the answer; and the options of one round ([`DecideOptions`]).
+
+use std::fmt;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::agent::{AgentId, Candidate, Contest};
+use crate::hive::DEFAULT_AGENT_TIMEOUT;
+use crate::lockfree::{Proposal, ProposalId};
+use crate::state::State;
+
+/// Hive-assigned proposal ids have this bit set, so they never clash with ids agents choose below
+/// it.
+pub(crate) const ASSIGNED_PROPOSAL_ID: u64 = 1 << 63;
+
+/// What every call of one round shares.
+pub(crate) struct RoundShared {
+    round: u64,
+    /// The caller's token ([`DecideOptions::cancel`]), if any.
+    parent: Option<CancellationToken>,
+    /// The agents' token, made on first use: most rounds never need one, and a token costs an
+    /// allocation and a lock to make, more than a light round's agent calls.
+    token: OnceLock<CancellationToken>,
+    ended: AtomicBool,
+}
+
+impl RoundShared {
+    pub(crate) fn new(round: u64, parent: Option<CancellationToken>) -> Self {
+        RoundShared {
+            round,
+            parent,
+            token: OnceLock::new(),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(|| {
+            self.parent
+                .as_ref()
+                .map_or_else(CancellationToken::new, CancellationToken::child_token)
+        });
+        // Pairs with the fence in `end`: either `end` sees the token and cancels it, or this sees
+        // that the round ended (cancelling twice is harmless).
+        fence(Ordering::SeqCst);
+        if self.ended.load(Ordering::Relaxed) {
+            token.cancel();
+        }
+        token
+    }
+
+    fn is_cancelled(&self) -> bool {
+        match self.token.get() {
+            Some(token) => token.is_cancelled(),
+            None => {
+                self.ended.load(Ordering::Relaxed)
+                    || self
+                        .parent
+                        .as_ref()
+                        .is_some_and(CancellationToken::is_cancelled)
+            }
+        }
+    }
+
+    /// The round is over: nobody waits for an answer any more.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+}
+
+/// The context of one agent call (`propose` or `vote`): the agent's own id, the round, the call's
+/// deadline, a cancellation token, and the id the hive assigned to the agent's proposal.
+///
+/// Cheap to pass: the hive builds one per agent per phase and lends it to every call.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{AgentContext, AgentId};
+///
+/// // Outside a hive (to test an agent on its own):
+/// let ctx = AgentContext::new(AgentId(4), 1);
+/// assert_eq!((ctx.agent(), ctx.round()), (AgentId(4), 1));
+/// assert!(!ctx.is_cancelled());
+/// let proposal = ctx.proposal::<&str, u32>(8).writes(["threads"]);
+/// assert_eq!(proposal.id, ctx.proposal_id());
+/// ```
+#[derive(Clone)]
+pub struct AgentContext {
+    agent: AgentId,
+    proposal_id: ProposalId,
+    deadline: Instant,
+    shared: Arc<RoundShared>,
+}
+
+impl fmt::Debug for AgentContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentContext")
+            .field("agent", &self.agent)
+            .field("round", &self.shared.round)
+            .field("proposal_id", &self.proposal_id)
+            .field("deadline", &self.deadline)
+            .field("cancelled", &self.shared.is_cancelled())
+            .finish()
+    }
+}
+
+impl AgentContext {
+    /// A context for calling an agent outside a hive (in its own tests): `agent` in round `round`,
+    /// with the default agent timeout from now and a token nobody cancels.
+    pub fn new(agent: AgentId, round: u64) -> Self {
+        let shared = Arc::new(RoundShared::new(round, None));
+        AgentContext::for_round(
+            agent,
+            ProposalId(ASSIGNED_PROPOSAL_ID | agent.0),
+            Instant::now() + DEFAULT_AGENT_TIMEOUT,
+            &shared,
+        )
+    }
+
+    pub(crate) fn for_round(
+        agent: AgentId,
+        proposal_id: ProposalId,
+        deadline: Instant,
+        shared: &Arc<RoundShared>,
+    ) -> Self {
+        AgentContext {
+            agent,
+            proposal_id,
+            deadline,
+            shared: Arc::clone(shared),
+        }
+    }
+
+    pub(crate) fn assign_proposal_id(&mut self, id: ProposalId) {
+        self.proposal_id = id;
+    }
+
+    /// The agent's own id in its hive.
+    pub fn agent(&self) -> AgentId {
+        self.agent
+    }
+
+    /// The round's number in its hive, from 1.
+    pub fn round(&self) -> u64 {
+        self.shared.round
+    }
+
+    /// When the call stops counting: the phase's start plus the hive's agent timeout, or the
+    /// round's deadline ([`DecideOptions::deadline`]) if that is earlier. A call that the hive's
+    /// `max_in_flight` made wait to start may run a little past it, never less.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The time left until [`AgentContext::deadline`] (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Cancelled when the round is cancelled ([`DecideOptions::cancel`]) and when the round ends,
+    /// so that work an agent started for the round (a spawned request, a child process) can stop.
+    /// A call the round stops waiting for (its ballot settled, its timeout passed) is dropped.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.shared.token()
+    }
+
+    /// True once [`AgentContext::cancellation`] is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.is_cancelled()
+    }
+
+    /// Completes when [`AgentContext::cancellation`] is cancelled.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.shared.token().cancelled()
+    }
+
+    /// The id the hive assigned to this agent's proposal in this round: unique in the hive, and
+    /// never equal to an id below 2^63 that an agent chooses itself.
+    pub fn proposal_id(&self) -> ProposalId {
+        self.proposal_id
+    }
+
+    /// A proposal of `change` under [`AgentContext::proposal_id`]; name its keys with
+    /// [`Proposal::reads`] and [`Proposal::writes`].
+    pub fn proposal<K, C>(&self, change: C) -> Proposal<K, C> {
+        Proposal::new(self.proposal_id, change)
+    }
+
+    /// True when `candidate` is this agent's own proposal.
+    pub fn is_own<S: State>(&self, candidate: &Candidate<S>) -> bool {
+        candidate.proposer == self.agent
+    }
+
+    /// This agent's own candidate in `contest`, if it stands in it.
+    pub fn own<'c, S: State>(&self, contest: &'c Contest<S>) -> Option<&'c Candidate<S>> {
+        contest.candidate_of(self.agent)
+    }
+}
+
+/// Options of one round, for [`Hive::decide_with`](crate::Hive::decide_with);
+/// `DecideOptions::default()` is what [`Hive::decide`](crate::Hive::decide) uses: no deadline
+/// beyond the agent timeout, no cancellation.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use hivekit_hive::DecideOptions;
+/// use hivekit_hive::CancellationToken;
+///
+/// let cancel = CancellationToken::new();
+/// let options = DecideOptions::default()
+///     .with_deadline(Duration::from_secs(2))
+///     .with_cancel(cancel.clone());
+/// assert_eq!(options.deadline, Some(Duration::from_secs(2)));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DecideOptions {
+    /// The longest the round's agent calls may take, from the round's start: calls still running
+    /// then count as timed out and the round settles with the answers it has.
+    pub deadline: Option<Duration>,
+    /// Cancels the round from outside: `decide_with` returns
+    /// [`HiveError::Cancelled`](crate::HiveError::Cancelled) and nothing is committed (a commit
+    /// already sent to the memory is awaited, so a decision is never half-applied).
+    pub cancel: Option<CancellationToken>,
+}
+
+impl DecideOptions {
+    /// These options with a deadline for the round's agent calls.
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// These options with a cancellation token.
+    pub fn with_cancel(self, cancel: CancellationToken) -> Self {
+        Self {
+            cancel: Some(cancel),
+            ..self
+        }
+    }
+}

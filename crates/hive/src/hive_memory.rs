@@ -1,0 +1,176 @@
+//! The hive's handle on its memory: the in-process [`LocalMemory`] on a direct path, any other
+//! [`Memory`] behind an object-safe adapter.
+
+use std::any::Any;
+use std::fmt;
+
+use crate::agent::BoxFuture;
+use crate::lockfree::Snapshot;
+use crate::memory::{CommitRequest, Committed, LocalMemory, Memory, MemoryError};
+use crate::state::State;
+
+/// The object-safe face of [`Memory`], for backends other than [`LocalMemory`].
+trait DynMemory<S: State>: Send + Sync + 'static {
+    fn snapshot(&self) -> Snapshot<S>;
+
+    fn commit_boxed<'a>(
+        &'a self,
+        request: CommitRequest<'a, S>,
+    ) -> BoxFuture<'a, Result<Committed, MemoryError>>;
+
+    fn changed_boxed(&self, after: u64) -> BoxFuture<'_, Result<Snapshot<S>, MemoryError>>;
+
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<S: State, M: Memory<S>> DynMemory<S> for M {
+    fn snapshot(&self) -> Snapshot<S> {
+        Memory::snapshot(self)
+    }
+
+    fn commit_boxed<'a>(
+        &'a self,
+        request: CommitRequest<'a, S>,
+    ) -> BoxFuture<'a, Result<Committed, MemoryError>> {
+        Box::pin(Memory::commit(self, request))
+    }
+
+    fn changed_boxed(&self, after: u64) -> BoxFuture<'_, Result<Snapshot<S>, MemoryError>> {
+        Box::pin(Memory::changed(self, after))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Where the versions live: in this process (no allocation, no dynamic call per commit), or in any
+/// other backend, reached through boxed futures (a remote commit costs far more than the box).
+enum Backend<S: State> {
+    Local(LocalMemory<S>),
+    Remote(Box<dyn DynMemory<S>>),
+}
+
+/// A hive's collective memory, read with [`Hive::memory`](crate::Hive::memory): the current version
+/// of the state, whatever [`Memory`] backend holds it.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{Hive, LocalMemory, State};
+///
+/// #[derive(Clone, Default)]
+/// struct Counter(u64);
+/// impl State for Counter {
+///     type Key = ();
+///     type Change = u64;
+///     fn apply(&mut self, change: &u64) { self.0 += change; }
+/// }
+///
+/// let hive = Hive::builder(Counter(7)).build()?;
+/// assert_eq!(hive.memory().load().0, 7);
+/// assert_eq!(hive.memory().version(), 0);
+/// // The in-process default gives access to its cell.
+/// assert!(hive.memory().local().is_some());
+/// assert!(hive.memory().downcast_ref::<LocalMemory<Counter>>().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HiveMemory<S: State> {
+    backend: Backend<S>,
+}
+
+impl<S: State> fmt::Debug for HiveMemory<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.backend {
+            Backend::Local(_) => "local",
+            Backend::Remote(_) => "remote",
+        };
+        f.debug_struct("HiveMemory")
+            .field("backend", &backend)
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+impl<S: State> HiveMemory<S> {
+    /// Wraps `memory`, keeping a [`LocalMemory`] on the direct path.
+    pub(crate) fn new<M: Memory<S>>(memory: M) -> Self {
+        let mut slot = Some(memory);
+        // A `LocalMemory` passed to `builder_with_memory` takes the same path as `builder`'s.
+        let local = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<LocalMemory<S>>>()
+            .and_then(Option::take);
+        let backend = match (local, slot) {
+            (Some(local), _) => Backend::Local(local),
+            (None, Some(memory)) => Backend::Remote(Box::new(memory)),
+            (None, None) => unreachable!("the memory is taken only when it is a LocalMemory"),
+        };
+        HiveMemory { backend }
+    }
+
+    /// The current version of the state, as this process sees it (for a remote backend, the
+    /// newest version it has followed).
+    ///
+    /// # Progress
+    ///
+    /// Lock-free for [`LocalMemory`]; whatever the backend's [`Memory::snapshot`] gives otherwise.
+    pub fn load(&self) -> Snapshot<S> {
+        match &self.backend {
+            Backend::Local(local) => local.cell().load(),
+            Backend::Remote(remote) => remote.snapshot(),
+        }
+    }
+
+    /// The current version number.
+    pub fn version(&self) -> u64 {
+        match &self.backend {
+            Backend::Local(local) => local.cell().version(),
+            Backend::Remote(remote) => remote.snapshot().version(),
+        }
+    }
+
+    /// The in-process memory, when the hive uses it (always for [`Hive::builder`](crate::Hive::builder)).
+    pub fn local(&self) -> Option<&LocalMemory<S>> {
+        match &self.backend {
+            Backend::Local(local) => Some(local),
+            Backend::Remote(_) => None,
+        }
+    }
+
+    /// The backend as its own type, when it is an `M`: a remote backend's own methods (membership,
+    /// election, ...) stay reachable from the hive.
+    pub fn downcast_ref<M: Memory<S>>(&self) -> Option<&M> {
+        match &self.backend {
+            Backend::Local(local) => (local as &dyn Any).downcast_ref(),
+            Backend::Remote(remote) => remote.as_any().downcast_ref(),
+        }
+    }
+
+    /// Waits until a version newer than `after` is visible here, and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryError`] when the backend fails while waiting (never for [`LocalMemory`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future stops waiting and changes nothing.
+    pub async fn changed(&self, after: u64) -> Result<Snapshot<S>, MemoryError> {
+        match &self.backend {
+            Backend::Local(local) => Memory::changed(local, after).await,
+            Backend::Remote(remote) => remote.changed_boxed(after).await,
+        }
+    }
+
+    /// Commits a round's accepted changes: at once for [`LocalMemory`], through the backend
+    /// otherwise.
+    pub(crate) async fn commit(
+        &self,
+        request: CommitRequest<'_, S>,
+    ) -> Result<Committed, MemoryError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local.commit_now(&request)),
+            Backend::Remote(remote) => remote.commit_boxed(request).await,
+        }
+    }
+}

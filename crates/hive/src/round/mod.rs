@@ -1,0 +1,576 @@
+//! One round: propose, detect conflicts, settle them, apply and commit.
+//!
+//! A [`Round`] holds what every phase of one round shares (its members, their contexts, the
+//! snapshot, the limits, the failures so far); the phases are its methods: [`propose`] asks the
+//! members, [`vote`] holds the ballots, and this module settles and commits.
+
+mod propose;
+mod vote;
+
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use rustc_hash::FxHashMap;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::agent::{AgentId, DynAgent, ProposalOf};
+use crate::ballot::Tally;
+use crate::call::Limit;
+use crate::context::{AgentContext, DecideOptions, RoundShared, ASSIGNED_PROPOSAL_ID};
+use crate::decision::{
+    AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
+};
+use crate::error::HiveError;
+use crate::hive::{Config, Hive};
+use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
+use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
+use crate::state::State;
+
+use self::vote::Proposed;
+
+/// A member as a round sees it.
+struct RoundMember<S: State> {
+    id: AgentId,
+    agent: Arc<dyn DynAgent<S>>,
+    weight: f64,
+    heavy: bool,
+    votes: bool,
+    /// What the member's calls in the current phase see.
+    context: AgentContext,
+}
+
+impl<S: State> Clone for RoundMember<S> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            agent: Arc::clone(&self.agent),
+            weight: self.weight,
+            heavy: self.heavy,
+            votes: self.votes,
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// Ends the round's shared state when the round ends, however it ends (agents' tokens are
+/// cancelled then).
+struct EndOnDrop(Arc<RoundShared>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// One round in progress: what its phases share.
+struct Round<'h, S: State> {
+    hive: &'h Hive<S>,
+    number: u64,
+    handle: Handle,
+    started: Instant,
+    members: Arc<[RoundMember<S>]>,
+    view: Snapshot<S>,
+    shared: Arc<RoundShared>,
+    limit: Limit,
+    failures: Vec<AgentFailure>,
+}
+
+/// The proposals a round received, in arrival order.
+struct Proposals<S: State> {
+    proposals: Vec<ProposalOf<S>>,
+    /// Each proposal's proposer, as an index into the round's members.
+    proposers: Vec<usize>,
+    /// Each proposal's position in `proposals`.
+    position: FxHashMap<ProposalId, usize>,
+}
+
+/// How the round settled its conflicts.
+struct Settled<K> {
+    rejected: Vec<Option<RejectReason>>,
+    ballots: Vec<BallotRecord<K>>,
+    conflicts: usize,
+    votes_counted: usize,
+    votes_cancelled: usize,
+}
+
+impl<S: State> Hive<S> {
+    /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
+    /// accepted changes and commit them as a new version.
+    ///
+    /// Agents are asked concurrently, at most `max_in_flight` at once, each call under
+    /// `agent_timeout`; an agent that panics, errs or times out is recorded in
+    /// [`Decision::failures`] and the round goes on. Proposals that conflict with no other are
+    /// accepted; each conflict group is settled by the hive's [`ResolutionStrategy`]. Under
+    /// [`ResolutionStrategy::Vote`] every voting agent is asked about every contested key, and the
+    /// round stops waiting for a ballot's remaining voters (and cancels their calls) as soon as they
+    /// can no longer change its outcome; a quorum that cannot be met ends with
+    /// [`RejectReason::NoQuorum`] once the missing voters have failed or timed out, never a hang.
+    ///
+    /// A proposal in several conflict groups is accepted only if no group rejects it, so the accepted
+    /// set never contains two conflicting proposals.
+    ///
+    /// **Concurrent rounds.** The accepted changes go to the hive's [`Memory`](crate::Memory) in one
+    /// [`CommitRequest`] against the snapshot's version. If another round (here or, for a shared
+    /// backend, in another process) committed in between, the accepted changes are re-applied on
+    /// top of the newer state instead (read-copy-update) and [`Decision::rebased`] is set: no
+    /// committed change is ever lost, and every accepted change is applied exactly once.
+    ///
+    /// **Runtime.** The round runs on the caller's tokio runtime; outside one (a plain thread, or
+    /// another executor) it uses hivekit's global runtime for its timers and tasks, as a swarm run
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// [`HiveError::NoAgents`] for a hive without agents; [`HiveError::Memory`] when the memory
+    /// cannot commit (nothing of the decision was applied); [`HiveError::NoRuntime`] outside a tokio
+    /// runtime when the global runtime cannot be built.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it commits abandons the round: nothing is committed, and agent
+    /// calls running as their own tasks are aborted. For the in-process memory the commit and the
+    /// end of the future happen in one poll; for a remote memory, dropping the future while its
+    /// commit is in flight leaves the outcome to the memory (it either committed the whole decision
+    /// or none of it). To stop a round cleanly use [`Hive::decide_with`] and a cancellation token.
+    pub async fn decide(&self) -> Result<Decision<S>, HiveError> {
+        self.decide_with(DecideOptions::default()).await
+    }
+
+    /// [`Hive::decide`] with a deadline for the round's agent calls and a cancellation token.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Hive::decide`], and [`HiveError::Cancelled`] when the token is cancelled before
+    /// the round commits (then nothing is committed; agent calls still running are dropped and the
+    /// agents' [`AgentContext::cancellation`] is cancelled).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Hive::decide`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{CancellationToken, DecideOptions, Hive, HiveError, State};
+    /// # use hivekit_hive::{Agent, AgentContext, AgentError, ProposalOf, Snapshot};
+    /// # #[derive(Clone, Default)]
+    /// # struct Counter(u64);
+    /// # impl State for Counter {
+    /// #     type Key = ();
+    /// #     type Change = u64;
+    /// #     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// # }
+    /// # struct Bump;
+    /// # impl Agent<Counter> for Bump {
+    /// #     async fn propose(&self, ctx: &AgentContext, _: &Snapshot<Counter>)
+    /// #         -> Result<Option<ProposalOf<Counter>>, AgentError> { Ok(Some(ctx.proposal(1))) }
+    /// # }
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hive = Hive::builder(Counter::default()).build()?;
+    /// hive.spawn(Bump);
+    /// let cancel = CancellationToken::new();
+    /// cancel.cancel();
+    /// let outcome = hive.decide_with(DecideOptions::default().with_cancel(cancel)).await;
+    /// assert_eq!(outcome.unwrap_err(), HiveError::Cancelled { round: 1 });
+    /// assert_eq!(hive.memory().version(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn decide_with(&self, options: DecideOptions) -> Result<Decision<S>, HiveError> {
+        let number = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let span = tracing::debug_span!("hive_round", round = number);
+        // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
+        // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
+        if Handle::try_current().is_ok() {
+            return self.run_round(number, options).instrument(span).await;
+        }
+        let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
+            reason: error.to_string(),
+        })?;
+        let mut running = pin!(self.run_round(number, options).instrument(span));
+        poll_fn(|cx| {
+            let _entered = global.enter();
+            running.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    async fn run_round(
+        &self,
+        number: u64,
+        options: DecideOptions,
+    ) -> Result<Decision<S>, HiveError> {
+        let started = Instant::now();
+        let handle = Handle::try_current().map_err(|error| HiveError::NoRuntime {
+            reason: error.to_string(),
+        })?;
+        let config = &self.inner.config;
+        let limit = Limit {
+            timeout: config.agent_timeout,
+            deadline: options.deadline.map(|deadline| started + deadline),
+        };
+        let cancel = options.cancel;
+        let shared = Arc::new(RoundShared::new(number, cancel.clone()));
+        let _end = EndOnDrop(Arc::clone(&shared));
+        let members = self.round_members(&shared, limit.deadline_from_now());
+        if members.is_empty() {
+            return Err(HiveError::NoAgents);
+        }
+        let view = self.inner.memory.load();
+        let mut round = Round {
+            hive: self,
+            number,
+            handle,
+            started,
+            members,
+            view,
+            shared,
+            limit,
+            failures: Vec::new(),
+        };
+        // Cancellation stops the gathering of answers, never a commit in flight.
+        let gathered = match &cancel {
+            None => round.gather().await,
+            Some(token) => {
+                let mut gather = pin!(round.gather());
+                let mut cancelled = pin!(token.cancelled());
+                let gathered = poll_fn(|cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    gather.as_mut().poll(cx).map(Some)
+                })
+                .await;
+                gathered.ok_or(HiveError::Cancelled { round: number })?
+            }
+        }?;
+        round.commit(gathered).await
+    }
+
+    /// The members, lowest id first (so that rounds over the same agents are reproducible), each
+    /// with its context for the propose phase and its hive-assigned proposal id.
+    fn round_members(&self, shared: &Arc<RoundShared>, deadline: Instant) -> Arc<[RoundMember<S>]> {
+        let mut collected: Vec<RoundMember<S>> = Vec::with_capacity(self.inner.agents.len());
+        for entry in self.inner.agents.iter() {
+            let member = entry.value();
+            collected.push(RoundMember {
+                id: *entry.key(),
+                agent: Arc::clone(&member.agent),
+                weight: member.weight,
+                heavy: member.heavy,
+                votes: member.votes,
+                context: AgentContext::for_round(*entry.key(), ProposalId(0), deadline, shared),
+            });
+        }
+        collected.sort_unstable_by_key(|member| member.id);
+        // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
+        let base = next_ids(&self.inner.next_proposal, collected.len());
+        for (offset, member) in collected.iter_mut().enumerate() {
+            let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
+            member
+                .context
+                .assign_proposal_id(ProposalId(ASSIGNED_PROPOSAL_ID | serial));
+        }
+        collected.into()
+    }
+}
+
+/// Reserves `count` consecutive ids from `counter` and returns the first.
+fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
+    counter.fetch_add(count as u64, Ordering::Relaxed)
+}
+
+impl<'h, S: State> Round<'h, S> {
+    fn config(&self) -> &'h Config {
+        &self.hive.inner.config
+    }
+
+    /// The runtime's worker threads (the round splits large phases into one chunk per worker).
+    fn workers(&self) -> usize {
+        match self.handle.runtime_flavor() {
+            RuntimeFlavor::CurrentThread => 1,
+            _ => self.handle.metrics().num_workers().max(1),
+        }
+    }
+
+    /// The propose and settle phases: everything before the commit, which cancellation may stop.
+    async fn gather(&mut self) -> Result<(Proposals<S>, Settled<S::Key>), HiveError> {
+        let proposals = self.propose().await;
+        let settled = self.settle(&proposals).await?;
+        Ok((proposals, settled))
+    }
+
+    /// Asks every member to propose and keeps the valid proposals.
+    async fn propose(&mut self) -> Proposals<S> {
+        let answers = self.ask_proposals().await;
+        let mut proposals: Vec<ProposalOf<S>> = Vec::with_capacity(answers.len());
+        let mut proposers: Vec<usize> = Vec::with_capacity(answers.len());
+        let mut position: FxHashMap<ProposalId, usize> =
+            FxHashMap::with_capacity_and_hasher(answers.len(), Default::default());
+        for (member, answer) in answers {
+            match answer {
+                Ok(Some(proposal)) => {
+                    if let Some(&held) = position.get(&proposal.id) {
+                        self.failures.push(AgentFailure {
+                            agent: self.members[member].id,
+                            phase: Phase::Propose,
+                            kind: FailureKind::DuplicateProposal {
+                                id: proposal.id,
+                                holder: self.members[proposers[held]].id,
+                            },
+                        });
+                        continue;
+                    }
+                    position.insert(proposal.id, proposals.len());
+                    proposals.push(proposal);
+                    proposers.push(member);
+                }
+                Ok(None) => {}
+                Err(kind) => self.failures.push(AgentFailure {
+                    agent: self.members[member].id,
+                    phase: Phase::Propose,
+                    kind,
+                }),
+            }
+        }
+        Proposals {
+            proposals,
+            proposers,
+            position,
+        }
+    }
+
+    /// Detects the conflicts among the proposals and settles each group.
+    async fn settle(&mut self, proposed: &Proposals<S>) -> Result<Settled<S::Key>, HiveError> {
+        let Proposals {
+            proposals,
+            proposers,
+            position,
+        } = proposed;
+        let report = detect_conflicts(proposals)?;
+        let mut settled = Settled {
+            rejected: vec![None; proposals.len()],
+            ballots: Vec::new(),
+            conflicts: report.groups.len(),
+            votes_counted: 0,
+            votes_cancelled: 0,
+        };
+        if report.groups.is_empty() {
+            return Ok(settled);
+        }
+        let rejected = &mut settled.rejected;
+        match self.config().resolution {
+            ResolutionStrategy::Vote => {
+                let records = self
+                    .hold_ballots(
+                        &report.groups,
+                        Proposed {
+                            proposals,
+                            position,
+                            proposers,
+                        },
+                    )
+                    .await;
+                for (group, record) in report.groups.iter().zip(records) {
+                    settled.votes_counted += record.votes;
+                    settled.votes_cancelled += record.cancelled;
+                    match record.tally.winner() {
+                        Some(winner) => settle::<S>(
+                            group,
+                            winner,
+                            RejectReason::LostVote { winner },
+                            proposals,
+                            position,
+                            rejected,
+                        ),
+                        None => {
+                            let reason = match record.tally {
+                                Tally::NoQuorum { .. } => RejectReason::NoQuorum,
+                                Tally::Tie { .. } => RejectReason::Tie,
+                                _ => RejectReason::Undecided,
+                            };
+                            reject_all(group, &reason, position, rejected);
+                        }
+                    }
+                    settled.ballots.push(record);
+                }
+            }
+            ResolutionStrategy::HighestPriority | ResolutionStrategy::FirstProposed => {
+                let by_priority = self.config().resolution == ResolutionStrategy::HighestPriority;
+                for group in &report.groups {
+                    let winner = if by_priority {
+                        group.members.iter().copied().max_by(|a, b| {
+                            let (pa, pb) = (&proposals[position[a]], &proposals[position[b]]);
+                            pa.priority.cmp(&pb.priority).then(b.cmp(a))
+                        })
+                    } else {
+                        group.members.iter().copied().min_by_key(|id| position[id])
+                    };
+                    if let Some(winner) = winner {
+                        settle::<S>(
+                            group,
+                            winner,
+                            RejectReason::ConflictWith { winner },
+                            proposals,
+                            position,
+                            rejected,
+                        );
+                    }
+                }
+            }
+            ResolutionStrategy::RejectAll => {
+                for group in &report.groups {
+                    reject_all(group, &RejectReason::Contested, position, rejected);
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Applies and commits the accepted changes, counts the round, and writes its decision.
+    async fn commit(
+        self,
+        (proposed, settled): (Proposals<S>, Settled<S::Key>),
+    ) -> Result<Decision<S>, HiveError> {
+        let Proposals {
+            proposals,
+            proposers,
+            ..
+        } = &proposed;
+        let mut accepted = Vec::with_capacity(proposals.len());
+        let mut rejections = Vec::new();
+        for (index, (proposal, rejection)) in proposals.iter().zip(settled.rejected).enumerate() {
+            match rejection {
+                None => accepted.push(AcceptedChange {
+                    proposal,
+                    proposer: Some(self.members[proposers[index]].id),
+                }),
+                Some(reason) => rejections.push((proposal.id, reason)),
+            }
+        }
+        let base_version = self.view.version();
+        let id = new_decision_id();
+        let (version, rebased) = if accepted.is_empty() {
+            (base_version, false)
+        } else {
+            let request = CommitRequest {
+                decision_id: id,
+                round: self.number,
+                base: base_version,
+                accepted: &accepted,
+            };
+            let committed = self.hive.inner.memory.commit(request).await?;
+            (committed.version, committed.rebased)
+        };
+
+        let counters = &self.hive.inner.counters;
+        let add = |counter: &AtomicU64, value: usize| {
+            if value > 0 {
+                counter.fetch_add(value as u64, Ordering::Relaxed);
+            }
+        };
+        add(&counters.commits, usize::from(!accepted.is_empty()));
+        add(&counters.rebases, usize::from(rebased));
+        add(&counters.proposals, proposals.len());
+        add(&counters.accepted, accepted.len());
+        add(&counters.rejected, rejections.len());
+        add(&counters.conflicts, settled.conflicts);
+        add(&counters.votes, settled.votes_counted);
+        add(&counters.cancelled_votes, settled.votes_cancelled);
+        for failure in &self.failures {
+            let counter = match failure.kind {
+                FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
+                FailureKind::Panicked { .. } => &counters.panics,
+                FailureKind::Errored { .. } => &counters.errors,
+                FailureKind::DuplicateProposal { .. } | FailureKind::InvalidVote { .. } => {
+                    &counters.invalid
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+
+        Ok(Decision {
+            id,
+            round: self.number,
+            base_version,
+            version,
+            rebased,
+            agents: self.members.len(),
+            proposals: proposals.len(),
+            proposers: proposals
+                .iter()
+                .zip(proposers)
+                .map(|(proposal, &member)| (proposal.id, self.members[member].id))
+                .collect(),
+            accepted: accepted.iter().map(|change| change.proposal.id).collect(),
+            rejected: rejections,
+            ballots: settled.ballots,
+            failures: self.failures,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// Rejects every member of `group` that conflicts with `winner` on the group's key: all of them if
+/// the winner writes the key, the other writers if it only reads it.
+fn settle<S: State>(
+    group: &ConflictGroup<S::Key>,
+    winner: ProposalId,
+    reason: RejectReason,
+    proposals: &[ProposalOf<S>],
+    position: &FxHashMap<ProposalId, usize>,
+    rejected: &mut [Option<RejectReason>],
+) {
+    let writes = |id: ProposalId| proposals[position[&id]].writes.contains(&group.key);
+    let winner_writes = writes(winner);
+    for &member in &group.members {
+        if member == winner || !(winner_writes || writes(member)) {
+            continue;
+        }
+        let slot = &mut rejected[position[&member]];
+        if slot.is_none() {
+            *slot = Some(reason.clone());
+        }
+    }
+}
+
+fn reject_all<K>(
+    group: &ConflictGroup<K>,
+    reason: &RejectReason,
+    position: &FxHashMap<ProposalId, usize>,
+    rejected: &mut [Option<RejectReason>],
+) {
+    for member in &group.members {
+        let slot = &mut rejected[position[member]];
+        if slot.is_none() {
+            *slot = Some(reason.clone());
+        }
+    }
+}
+
+fn call_span(agent: AgentId, phase: Phase) -> tracing::Span {
+    tracing::debug_span!("agent_call", agent = agent.0, ?phase)
+}
+
+/// A spawned task that is aborted if the round is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,142 @@
+//! The propose phase: every member is asked once, concurrently, under the round's limits.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tracing::Instrument;
+
+use crate::agent::ProposalOf;
+use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
+use crate::decision::{FailureKind, Phase};
+use crate::lockfree::Snapshot;
+use crate::round::{call_span, AbortOnDrop, Round, RoundMember};
+use crate::state::State;
+
+/// Below this many light agents per worker thread, one task polls them all; above, the round splits
+/// them into one chunk per worker so that their polling uses every core.
+const LIGHT_AGENTS_PER_CHUNK: usize = 256;
+
+/// Starts one `propose` call: polled inline for light agents, as its own task for heavy ones.
+fn propose_call<'a, S: State>(
+    member: &'a RoundMember<S>,
+    view: &'a Snapshot<S>,
+    limit: Limit,
+) -> Call<'a, Option<ProposalOf<S>>> {
+    let span = call_span(member.id, Phase::Propose);
+    if member.heavy {
+        let agent = Arc::clone(&member.agent);
+        let context = member.context.clone();
+        let view = view.clone();
+        Call::Spawned(tokio::spawn(async move {
+            Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
+        }))
+    } else {
+        Call::Inline(Guarded::new(
+            member.agent.propose_boxed(&member.context, view),
+            limit,
+            span,
+        ))
+    }
+}
+
+impl<S: State> Round<'_, S> {
+    /// Asks every member to propose; returns `(member index, answer)` in arrival order.
+    pub(super) async fn ask_proposals(&self) -> Vec<(usize, CallResult<Option<ProposalOf<S>>>)> {
+        let members = &self.members;
+        let view = &self.view;
+        let limit = self.limit;
+        let max_in_flight = self.config().max_in_flight;
+        // Never more chunks than calls allowed in flight, so the chunks' bounds add up to at most
+        // `max_in_flight`.
+        let chunks = (members.len() / LIGHT_AGENTS_PER_CHUNK)
+            .min(self.workers())
+            .min(max_in_flight)
+            .max(1);
+        if chunks == 1 {
+            return run_calls(members.len(), max_in_flight, |index| {
+                propose_call(&members[index], view, limit)
+            })
+            .await;
+        }
+        // Large hives: one chunk per worker, each polled by its own task, this one included.
+        let bound = (max_in_flight / chunks).max(1);
+        let size = members.len().div_ceil(chunks);
+        let spawned: Vec<_> = (1..chunks)
+            .map(|chunk| {
+                let members = Arc::clone(members);
+                let view = view.clone();
+                let span = tracing::Span::current();
+                let range = chunk * size..((chunk + 1) * size).min(members.len());
+                let offset = range.start;
+                let count = range.len();
+                let task = AbortOnDrop(
+                    self.handle.spawn(
+                        async move {
+                            run_calls(count, bound, |index| {
+                                propose_call(&members[offset + index], &view, limit)
+                            })
+                            .await
+                        }
+                        .instrument(span),
+                    ),
+                );
+                (range, task)
+            })
+            .collect();
+        let mut answers = run_calls(size.min(members.len()), bound, |index| {
+            propose_call(&members[index], view, limit)
+        })
+        .await;
+        for (range, task) in spawned {
+            match task.await {
+                Ok(more) => answers.extend(
+                    more.into_iter()
+                        .map(|(index, answer)| (range.start + index, answer)),
+                ),
+                // The chunk's task cannot panic (every call is guarded), so it was cancelled: the
+                // runtime is shutting down. Its agents are reported, not silently dropped.
+                Err(_) => answers.extend(range.map(|index| (index, Err(FailureKind::Cancelled)))),
+            }
+        }
+        answers
+    }
+}
+
+/// Runs `count` calls, at most `bound` at once, each started by `start(index)`; returns
+/// `(index, result)` in completion order. Each call is polled once as it starts, so calls that
+/// answer at once never enter the `FuturesUnordered` (no allocation for them).
+async fn run_calls<'a, T: 'a>(
+    count: usize,
+    bound: usize,
+    mut start: impl FnMut(usize) -> Call<'a, T>,
+) -> Vec<(usize, CallResult<T>)> {
+    let mut results = Vec::with_capacity(count);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    poll_fn(|cx| loop {
+        while next < count && pending.len() < bound {
+            let mut call = start(next);
+            match Pin::new(&mut call).poll(cx) {
+                Poll::Ready(result) => results.push((next, result)),
+                Poll::Pending => pending.push(Tagged {
+                    call,
+                    slot: next,
+                    cancelled: None,
+                }),
+            }
+            next += 1;
+        }
+        match pending.poll_next_unpin(cx) {
+            Poll::Ready(Some((slot, Some(result)))) => results.push((slot, result)),
+            Poll::Ready(Some((_, None))) => {}
+            Poll::Ready(None) if next >= count => return Poll::Ready(()),
+            Poll::Ready(None) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await;
+    results
+}

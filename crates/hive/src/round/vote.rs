@@ -1,0 +1,381 @@
+//! The vote phase: a ballot on every conflict group among the voting members, asked concurrently,
+//! each ballot settled as early as its outcome is known.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rustc_hash::FxHashMap;
+use tracing::Instrument;
+
+use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
+use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagged};
+use crate::context::AgentContext;
+use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
+use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
+use crate::round::{call_span, AbortOnDrop, Round, RoundMember};
+use crate::state::State;
+
+/// A light voter's reusable [`VoteSlot`], if it has one now.
+type SlotOf<'a, S> = Option<Box<dyn VoteSlot<'a, S> + 'a>>;
+
+/// Starts one `vote` call and polls it once: a heavy voter's call as its own task, a light voter's
+/// in its reusable `slot` (no allocation when it answers at once, the common case: a round asks
+/// every voter about every contest).
+fn start_vote<'a, S: State>(
+    member: &'a RoundMember<S>,
+    slot: &mut SlotOf<'a, S>,
+    view: &'a Snapshot<S>,
+    contest: &'a Arc<Contest<S>>,
+    limit: Limit,
+    cx: &mut std::task::Context<'_>,
+) -> Started<'a, Vote> {
+    let span = call_span(member.id, Phase::Vote);
+    if member.heavy {
+        let agent = Arc::clone(&member.agent);
+        let context = member.context.clone();
+        let view = view.clone();
+        let contest = Arc::clone(contest);
+        let mut call = Call::Spawned(tokio::spawn(async move {
+            Guarded::new(agent.vote_boxed(&context, &view, &contest), limit, span).await
+        }));
+        match Pin::new(&mut call).poll(cx) {
+            Poll::Ready(result) => Started::Done(result),
+            Poll::Pending => Started::Running(call),
+        }
+    } else {
+        start_in_slot(
+            slot,
+            || member.agent.vote_slot(&member.context, view),
+            contest,
+            limit,
+            span,
+            cx,
+        )
+    }
+}
+
+struct GroupVote {
+    ballot: Option<Ballot>,
+    in_flight: usize,
+    asked: usize,
+    settled: bool,
+    cancelled: usize,
+}
+
+/// A ballot's outcome, before it is paired with its key.
+struct Outcome {
+    tally: Tally,
+    votes: usize,
+    cancelled: usize,
+}
+
+/// Below this many (contest, voter) pairs, one task holds every ballot; above, the contests are
+/// split into one chunk per worker, each held by its own task (a ballot never spans two tasks, so
+/// settling and cancelling stay local).
+const VOTE_PAIRS_PER_CHUNK: usize = 2_048;
+
+/// What the vote phase needs to know about the round's proposals.
+pub(super) struct Proposed<'p, S: State> {
+    pub(super) proposals: &'p [ProposalOf<S>],
+    /// Each proposal's position in `proposals`.
+    pub(super) position: &'p FxHashMap<ProposalId, usize>,
+    /// Each proposal's proposer, as an index into the round's members.
+    pub(super) proposers: &'p [usize],
+}
+
+impl<S: State> Round<'_, S> {
+    /// Holds a ballot on every conflict group among the voting members, concurrently, and returns
+    /// one record per group in the order of `groups`.
+    pub(super) async fn hold_ballots(
+        &mut self,
+        groups: &[ConflictGroup<S::Key>],
+        proposed: Proposed<'_, S>,
+    ) -> Vec<BallotRecord<S::Key>> {
+        let limit = self.limit;
+        // Voters see the vote phase's own deadline.
+        let deadline = limit.deadline_from_now();
+        let voters: Arc<[RoundMember<S>]> = self
+            .members
+            .iter()
+            .filter(|member| member.votes)
+            .map(|member| RoundMember {
+                context: AgentContext::for_round(
+                    member.id,
+                    member.context.proposal_id(),
+                    deadline,
+                    &self.shared,
+                ),
+                ..member.clone()
+            })
+            .collect();
+        let electorate =
+            Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new);
+        let contests: Vec<Arc<Contest<S>>> = groups
+            .iter()
+            .map(|group| {
+                Arc::new(Contest {
+                    key: group.key.clone(),
+                    kind: group.kind,
+                    candidates: group
+                        .members
+                        .iter()
+                        .map(|id| {
+                            let index = proposed.position[id];
+                            let proposal = &proposed.proposals[index];
+                            Candidate {
+                                id: *id,
+                                proposer: self.members[proposed.proposers[index]].id,
+                                priority: proposal.priority,
+                                writes_key: proposal.writes.contains(&group.key),
+                                change: proposal.payload.clone(),
+                            }
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let policy = self.config().policy;
+        let ballots: Vec<Option<Ballot>> = groups
+            .iter()
+            .map(|group| match &electorate {
+                Ok(electorate) => Ballot::new(
+                    policy,
+                    Arc::clone(electorate),
+                    group.members.iter().copied(),
+                )
+                .ok(),
+                Err(_) => None,
+            })
+            .collect();
+
+        let max_in_flight = self.config().max_in_flight;
+        let pairs = groups.len().saturating_mul(voters.len());
+        let chunks = (pairs / VOTE_PAIRS_PER_CHUNK)
+            .min(self.workers())
+            .min(groups.len())
+            .min(max_in_flight)
+            .max(1);
+        let view = &self.view;
+        let mut outcomes = Vec::with_capacity(groups.len());
+        if chunks == 1 {
+            let (chunk_outcomes, chunk_failures) =
+                vote_groups(&voters, view, &contests, ballots, max_in_flight, limit).await;
+            outcomes.extend(chunk_outcomes);
+            self.failures.extend(chunk_failures);
+        } else {
+            let bound = (max_in_flight / chunks).max(1);
+            let size = groups.len().div_ceil(chunks);
+            let mut ballots = ballots.into_iter();
+            let mut parts: Vec<_> = contests
+                .chunks(size)
+                .map(|chunk| (chunk.to_vec(), ballots.by_ref().take(chunk.len()).collect()))
+                .collect();
+            let (first_contests, first_ballots) = parts.remove(0);
+            let spawned: Vec<_> = parts
+                .into_iter()
+                .map(|(contests, ballots)| {
+                    let (voters, view) = (Arc::clone(&voters), view.clone());
+                    let count = contests.len();
+                    let span = tracing::Span::current();
+                    let task = AbortOnDrop(
+                        self.handle.spawn(
+                            async move {
+                                vote_groups(&voters, &view, &contests, ballots, bound, limit).await
+                            }
+                            .instrument(span),
+                        ),
+                    );
+                    (count, task)
+                })
+                .collect();
+            let (first_outcomes, first_failures) =
+                vote_groups(&voters, view, &first_contests, first_ballots, bound, limit).await;
+            outcomes.extend(first_outcomes);
+            self.failures.extend(first_failures);
+            for (count, task) in spawned {
+                match task.await {
+                    Ok((chunk_outcomes, chunk_failures)) => {
+                        outcomes.extend(chunk_outcomes);
+                        self.failures.extend(chunk_failures);
+                    }
+                    // The chunk's task cannot panic (every call is guarded), so it was cancelled:
+                    // the runtime is shutting down and its ballots end without votes.
+                    Err(_) => outcomes.extend((0..count).map(|_| Outcome {
+                        tally: Tally::NoQuorum {
+                            turnout: 0.0,
+                            required: 0.0,
+                        },
+                        votes: 0,
+                        cancelled: voters.len(),
+                    })),
+                }
+            }
+        }
+
+        groups
+            .iter()
+            .zip(outcomes)
+            .map(|(group, outcome)| BallotRecord {
+                key: group.key.clone(),
+                kind: group.kind,
+                candidates: group.members.clone(),
+                tally: outcome.tally,
+                votes: outcome.votes,
+                cancelled: outcome.cancelled,
+            })
+            .collect()
+    }
+}
+
+/// Holds the ballots of `contests` among `voters`: asks them group by group, at most `bound` calls
+/// at once, and stops asking (and cancels the calls still running) for a ballot once it settles.
+async fn vote_groups<S: State>(
+    voters: &[RoundMember<S>],
+    view: &Snapshot<S>,
+    contests: &[Arc<Contest<S>>],
+    ballots: Vec<Option<Ballot>>,
+    bound: usize,
+    limit: Limit,
+) -> (Vec<Outcome>, Vec<AgentFailure>) {
+    let mut failures = Vec::new();
+    let mut state: Vec<GroupVote> = ballots
+        .into_iter()
+        .map(|ballot| GroupVote {
+            settled: ballot.as_ref().is_none_or(Ballot::is_settled),
+            ballot,
+            in_flight: 0,
+            asked: 0,
+            cancelled: 0,
+        })
+        .collect();
+    for group in &mut state {
+        if group.settled {
+            group.cancelled = voters.len();
+        }
+    }
+    let cancelled: Vec<AtomicBool> = state
+        .iter()
+        .map(|group| AtomicBool::new(group.settled))
+        .collect();
+    let mut slots: Vec<SlotOf<'_, S>> = voters.iter().map(|_| None).collect();
+    let mut pending = FuturesUnordered::new();
+    let mut in_flight = 0;
+    {
+        // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
+        // freed.
+        let record = |group: usize,
+                      voter: usize,
+                      result: CallResult<Vote>,
+                      state: &mut [GroupVote],
+                      failures: &mut Vec<AgentFailure>|
+         -> usize {
+            let entry = &mut state[group];
+            let Some(ballot) = entry.ballot.as_mut() else {
+                return 0;
+            };
+            let failure = match result {
+                Ok(vote) => match ballot.cast_at(voter, vote) {
+                    Ok(_) => None,
+                    Err(BallotError::UnknownCandidate { candidate }) => {
+                        Some(FailureKind::InvalidVote { candidate })
+                    }
+                    Err(_) => None,
+                },
+                Err(kind) => Some(kind),
+            };
+            if let Some(kind) = failure {
+                ballot.mark_absent(voter);
+                failures.push(AgentFailure {
+                    agent: voters[voter].id,
+                    phase: Phase::Vote,
+                    kind,
+                });
+            }
+            if !entry.settled && ballot.is_settled() {
+                entry.settled = true;
+                cancelled[group].store(true, Ordering::Relaxed);
+                // Calls still running and voters not yet asked are no longer waited for.
+                let freed = entry.in_flight;
+                entry.cancelled += freed + (voters.len() - entry.asked);
+                entry.in_flight = 0;
+                return freed;
+            }
+            0
+        };
+        // Voters are asked group by group, so that early ballots settle while later ones start.
+        let (mut next_group, mut next_voter) = (0, 0);
+        poll_fn(|cx| loop {
+            while next_group < contests.len() && in_flight < bound {
+                let (group, voter) = (next_group, next_voter);
+                if state[group].settled || voters.is_empty() {
+                    (next_group, next_voter) = (group + 1, 0);
+                    continue;
+                }
+                next_voter += 1;
+                if next_voter == voters.len() {
+                    (next_group, next_voter) = (group + 1, 0);
+                }
+                state[group].asked += 1;
+                let started = start_vote(
+                    &voters[voter],
+                    &mut slots[voter],
+                    view,
+                    &contests[group],
+                    limit,
+                    cx,
+                );
+                match started {
+                    Started::Done(result) => {
+                        in_flight -= record(group, voter, result, &mut state, &mut failures);
+                    }
+                    Started::Running(call) => {
+                        state[group].in_flight += 1;
+                        in_flight += 1;
+                        pending.push(Tagged {
+                            call,
+                            slot: group * voters.len() + voter,
+                            cancelled: Some(&cancelled[group]),
+                        });
+                    }
+                }
+            }
+            let all_asked = next_group >= contests.len();
+            match pending.poll_next_unpin(cx) {
+                Poll::Ready(Some((slot, Some(result)))) => {
+                    let (group, voter) = (slot / voters.len(), slot % voters.len());
+                    state[group].in_flight -= 1;
+                    in_flight -= 1;
+                    in_flight -= record(group, voter, result, &mut state, &mut failures);
+                }
+                // A cancelled call: its slot was freed when its ballot settled.
+                Poll::Ready(Some((_, None))) => {}
+                Poll::Ready(None) if all_asked => return Poll::Ready(()),
+                Poll::Ready(None) => {}
+                Poll::Pending if in_flight == 0 && all_asked => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await;
+    }
+    drop(pending);
+    let outcomes = state
+        .into_iter()
+        .map(|entry| Outcome {
+            tally: entry.ballot.as_ref().map_or(
+                Tally::NoQuorum {
+                    turnout: 0.0,
+                    required: 0.0,
+                },
+                Ballot::tally,
+            ),
+            votes: entry.ballot.as_ref().map_or(0, Ballot::votes_cast),
+            cancelled: entry.cancelled,
+        })
+        .collect();
+    (outcomes, failures)
+}
