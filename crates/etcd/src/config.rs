@@ -119,8 +119,10 @@ impl EtcdConfig {
         self.validate()?;
         let options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
-            // A dead member is noticed in about a second, even on an idle watch stream.
-            .with_keep_alive(Duration::from_millis(500), Duration::from_millis(1000))
+            // A member that stops answering (a partition; a killed process closes its sockets and
+            // is noticed at once) is noticed within about 8 s, even on an idle watch stream. etcd
+            // closes connections that ping more often than its `--grpc-keepalive-min-time` (5 s).
+            .with_keep_alive(Duration::from_secs(6), Duration::from_secs(2))
             .with_keep_alive_while_idle(true);
         let unreachable = |detail: String| EtcdError::Unreachable {
             endpoints: self.endpoints.join(","),

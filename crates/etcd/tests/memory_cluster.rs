@@ -68,7 +68,7 @@ fn killing_the_etcd_leader_mid_run_loses_no_committed_decision_and_lands_none_re
             "client {}: {} committed, {} failed, {} unknown",
             client.index,
             client.committed().len(),
-            failed.len(),
+            failed,
             unknown.len()
         );
     }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use hivekit_etcd::testing::ChildGuard;
 use hivekit_etcd::{EtcdConfig, EtcdError, EtcdMemory, HistoryEntry, Membership};
-use hivekit_hive::{AcceptedChange, AgentId, CommitRequest, Memory, MemoryError, State};
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, Hive, HiveError, Memory, MemoryError, ProposalOf, Snapshot,
+    State,
+};
 
 use super::{add, Add, Ledger};
 
@@ -81,52 +84,48 @@ async fn client(plan: ClientPlan) {
     )
     .await
     .unwrap();
-    for agent in 0..plan.agents {
-        membership
-            .register(AgentId(plan.index * 1000 + agent), "worker")
-            .await
-            .unwrap();
-    }
     report("joined");
-    for round in 0..plan.decisions {
-        let base = memory.snapshot().version();
-        let proposals: Vec<_> = (0..plan.agents)
-            .map(|agent| {
-                let id = plan.index * 1_000_000 + round * 100 + agent;
-                add(id, agent, 1)
-            })
-            .collect();
-        let accepted: Vec<AcceptedChange<'_, Ledger>> = proposals
-            .iter()
-            .enumerate()
-            .map(|(agent, proposal)| AcceptedChange {
-                proposal,
-                proposer: Some(AgentId(plan.index * 1000 + agent as u64)),
-            })
-            .collect();
-        let decision = decision_id(plan.index, round);
-        let outcome = memory
-            .commit(CommitRequest {
-                decision_id: decision,
-                round,
-                base,
-                accepted: &accepted,
-            })
-            .await;
-        match outcome {
-            Ok(committed) => report(&format!("ok {decision} {}", committed.version)),
-            Err(MemoryError::Backend { source })
-                if matches!(
-                    source.downcast_ref::<EtcdError>(),
-                    Some(EtcdError::OutcomeUnknown { .. })
-                ) =>
-            {
-                report(&format!("unknown {decision}"))
+    let hive = Hive::builder_with_memory(memory).build().unwrap();
+    for slot in 0..plan.agents {
+        let agent = hive.spawn(Counter {
+            process: plan.index,
+            slot,
+        });
+        membership.register(agent, "counter").await.unwrap();
+    }
+    for _ in 0..plan.decisions {
+        match hive.decide().await {
+            Ok(decision) => report(&format!("ok {} {}", decision.id, decision.version)),
+            Err(HiveError::Memory(MemoryError::Backend { source })) => {
+                match source.downcast_ref::<EtcdError>() {
+                    Some(EtcdError::OutcomeUnknown { decision_id, .. }) => {
+                        report(&format!("unknown {decision_id}"))
+                    }
+                    _ => report(&format!("failed {source}")),
+                }
             }
-            Err(error) => report(&format!("failed {decision} {error}")),
+            Err(error) => report(&format!("failed {error}")),
         }
     }
     report("done");
+}
+
+/// One of a client's agents: adds one to its own counter every round, under a proposal id unique
+/// across processes (process, round, slot).
+struct Counter {
+    process: u64,
+    slot: u64,
+}
+
+impl Agent<Ledger> for Counter {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<ProposalOf<Ledger>>, AgentError> {
+        let id = self.process * 1_000_000 + ctx.round() * 100 + self.slot;
+        Ok(Some(add(id, self.slot, 1)))
+    }
 }
 
 /// One line a client reported.
@@ -135,7 +134,7 @@ pub enum Report {
     Joined,
     Committed { decision: u128, version: u64 },
     Unknown { decision: u128 },
-    Failed { decision: u128 },
+    Failed,
     Done,
 }
 
@@ -153,9 +152,7 @@ fn parse(line: &str) -> Option<Report> {
         "unknown" => Report::Unknown {
             decision: number()?,
         },
-        "failed" => Report::Failed {
-            decision: number()?,
-        },
+        "failed" => Report::Failed,
         _ => return None,
     })
 }
@@ -250,6 +247,11 @@ impl Client {
         );
     }
 
+    /// Whether it reported done.
+    pub fn finished(&self) -> bool {
+        self.seen.contains(&Report::Done)
+    }
+
     /// The decisions it reported committed, with their versions.
     pub fn committed(&self) -> Vec<(u128, u64)> {
         self.seen
@@ -261,13 +263,13 @@ impl Client {
             .collect()
     }
 
-    /// The decisions it reported failed, and those whose outcome it did not know.
-    pub fn failed_and_unknown(&self) -> (Vec<u128>, Vec<u128>) {
-        let mut failed = Vec::new();
+    /// How many decisions it reported failed, and the decisions whose outcome it did not know.
+    pub fn failed_and_unknown(&self) -> (usize, Vec<u128>) {
+        let mut failed = 0;
         let mut unknown = Vec::new();
         for report in &self.seen {
             match report {
-                Report::Failed { decision } => failed.push(*decision),
+                Report::Failed => failed += 1,
                 Report::Unknown { decision } => unknown.push(*decision),
                 _ => {}
             }
@@ -319,20 +321,16 @@ pub async fn verify(
         "the stored state is the history applied in order"
     );
     for client in clients {
-        for (decision, version) in client.committed() {
+        let committed: BTreeMap<u128, u64> = client.committed().into_iter().collect();
+        for (decision, version) in &committed {
             assert_eq!(
-                by_decision.get(&decision),
-                Some(&version),
+                by_decision.get(decision),
+                Some(version),
                 "committed decision {decision:#x} is in the history at its version"
             );
         }
-        let (failed, unknown) = client.failed_and_unknown();
-        for decision in failed {
-            assert!(
-                !by_decision.contains_key(&decision),
-                "decision {decision:#x} reported failed is in the history"
-            );
-        }
+        let (_, unknown) = client.failed_and_unknown();
+        let mut settled_committed = BTreeSet::new();
         for decision in unknown {
             let settled = memory.resolve(decision).await.unwrap();
             assert_eq!(
@@ -340,6 +338,23 @@ pub async fn verify(
                 by_decision.get(&decision).copied(),
                 "an unknown outcome settles to what the history says"
             );
+            settled_committed.insert(decision);
+        }
+        if client.finished() {
+            // Every entry of a client that ran to the end was reported committed or unknown: none
+            // it reported failed landed.
+            for entry in &history {
+                let process = entry.changes[0].proposal / 1_000_000;
+                let decision = u128::from_str_radix(&entry.decision_id, 16).unwrap();
+                if process == client.index {
+                    assert!(
+                        committed.contains_key(&decision) || settled_committed.contains(&decision),
+                        "version {} of client {} was never reported committed",
+                        entry.version,
+                        client.index
+                    );
+                }
+            }
         }
     }
     history
