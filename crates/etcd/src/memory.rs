@@ -711,7 +711,11 @@ where
             match tokio::time::timeout(wait, kv.txn(txn)).await {
                 Ok(Ok(response)) if response.succeeded() => {
                     let revision = response.header().map_or(0, |header| header.revision());
-                    self.install(version, revision, |_| next)?;
+                    // The commit landed: whatever happens locally, it is reported committed
+                    // (the follower installs it from the history if this could not).
+                    if let Err(error) = self.install(version, revision, |_| next) {
+                        tracing::error!(%error, version, "a committed version could not be installed here");
+                    }
                     bump(&self.counters.commits);
                     if rebased {
                         bump(&self.counters.rebased);

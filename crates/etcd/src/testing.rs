@@ -3,8 +3,10 @@
 //! [`EtcdServer`] starts one `etcd` (the Debian `etcd-server` package) on free loopback ports with
 //! its own temporary data directory, waits until it reports healthy, and kills it when dropped,
 //! whatever happens: on a normal return, on a panic (drop runs while unwinding), and, through
-//! `PR_SET_PDEATHSIG`, when the process that started it is killed. [`EtcdCluster`] does the same for
-//! a cluster of several members.
+//! `PR_SET_PDEATHSIG`, when the process that started it is killed. (Linux sends that signal when
+//! the *thread* that started the child exits: start and restart servers from a thread that outlives
+//! them, such as the test's own thread, not from a short-lived blocking task.) [`EtcdCluster`] does
+//! the same for a cluster of several members.
 //!
 //! Data directories live on `/dev/shm` (tmpfs) when it exists, so that etcd's fsyncs cost little;
 //! [`EtcdServer::data_dir`] says where.

@@ -7,11 +7,28 @@ use std::time::{Duration, Instant};
 
 use hivekit_etcd::testing::EtcdCluster;
 use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
-use hivekit_hive::{Memory, MemoryError};
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, Hive, HiveError, Memory, MemoryError, ProposalOf, Snapshot,
+};
 use support::child::{run_if_child, verify, Client, ClientPlan};
 use support::{add, commit, config, etcd, Ledger};
 
 type LedgerMemory = EtcdMemory<Ledger, Whole>;
+
+/// Adds one to its counter every round.
+struct Incrementer {
+    key: u64,
+}
+
+impl Agent<Ledger> for Incrementer {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<ProposalOf<Ledger>>, AgentError> {
+        Ok(Some(add(ctx.round(), self.key, 1)))
+    }
+}
 
 fn cluster() -> EtcdCluster {
     EtcdCluster::start(3).unwrap_or_else(|error| panic!("{error}"))
@@ -81,24 +98,28 @@ fn killing_the_etcd_leader_mid_run_loses_no_committed_decision_and_lands_none_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_etcd_fails_a_commit_with_a_typed_error_within_its_timeout_and_a_restarted_one_commits(
+async fn a_stopped_etcd_fails_decide_with_a_typed_error_within_its_timeout_and_a_restarted_one_decides(
 ) {
     let mut server = etcd();
     let config = config(vec![server.endpoint()], "stopped")
         .request_timeout(Duration::from_millis(500))
         .commit_timeout(Duration::from_secs(2));
     let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
-    commit(&memory, 1, 0, &[add(1, 1, 1)], 1).await.unwrap();
+    let hive = Hive::builder_with_memory(memory).build().unwrap();
+    hive.spawn(Incrementer { key: 1 });
+    assert_eq!(hive.decide().await.unwrap().version, 1);
 
-    server.kill();
+    tokio::task::block_in_place(|| server.kill());
     let started = Instant::now();
-    let error = commit(&memory, 2, 1, &[add(2, 1, 1)], 1).await.unwrap_err();
+    let error = hive.decide().await.unwrap_err();
     let waited = started.elapsed();
-    eprintln!("commit with etcd stopped: {error} after {waited:?}");
     assert!(
         waited < Duration::from_secs(4),
-        "the commit gave up after {waited:?}"
+        "decide gave up after {waited:?}"
     );
+    let HiveError::Memory(error) = error else {
+        panic!("expected a memory error, got {error}");
+    };
     assert!(
         matches!(
             error,
@@ -106,13 +127,18 @@ async fn a_stopped_etcd_fails_a_commit_with_a_typed_error_within_its_timeout_and
         ),
         "{error}"
     );
+    assert!(
+        error.to_string().contains("unreachable") || error.to_string().contains("unknown"),
+        "{error}"
+    );
 
     tokio::task::block_in_place(|| server.restart().unwrap());
-    let committed = commit(&memory, 3, 1, &[add(3, 1, 1)], 1).await.unwrap();
-    // Decision 2's outcome was unknown to its caller; whatever it was, versions stay gapless.
+    let decision = hive.decide().await.unwrap();
+    // The failed round's outcome was unknown or nothing; either way versions stay gapless.
+    let memory = hive.memory().downcast_ref::<LedgerMemory>().unwrap();
     let history = memory.history(1, u64::MAX - 1).await.unwrap();
-    assert_eq!(history.last().unwrap().version, committed.version);
-    assert_eq!(memory.snapshot().applied, committed.version);
+    assert_eq!(history.last().unwrap().version, decision.version);
+    assert_eq!(memory.snapshot().applied, decision.version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
