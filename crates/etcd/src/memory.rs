@@ -557,10 +557,13 @@ where
 
     /// Installs `version`, computed from the version before it by `next`, when it is the next one;
     /// returns whether it was installed (false: already there).
+    /// `followed` says whether the version was committed elsewhere (counted before waiters wake,
+    /// so that a woken reader sees the count).
     fn install(
         &self,
         version: u64,
         revision: i64,
+        followed: bool,
         next: impl FnOnce(&S) -> S,
     ) -> Result<bool, EtcdError> {
         let installed = {
@@ -583,6 +586,9 @@ where
             }
         };
         if installed {
+            if followed {
+                bump(&self.counters.followed);
+            }
             self.changed.notify_waiters();
         }
         Ok(installed)
@@ -594,7 +600,7 @@ where
         pair: &KeyValue,
         entry: &HistoryEntry<S::Change>,
     ) -> Result<bool, EtcdError> {
-        self.install(entry.version, pair.mod_revision(), |state| {
+        self.install(entry.version, pair.mod_revision(), true, |state| {
             let mut next = state.clone();
             for change in &entry.changes {
                 next.apply(&change.change);
@@ -616,9 +622,7 @@ where
         .await?;
         for pair in &pairs {
             let entry: HistoryEntry<S::Change> = decode(pair.key(), pair.value())?;
-            if self.install_entry(pair, &entry)? {
-                bump(&self.counters.followed);
-            }
+            self.install_entry(pair, &entry)?;
         }
         let mut position = self.position.lock();
         position.seen_through = position.seen_through.max(read_revision);
@@ -713,7 +717,7 @@ where
                     let revision = response.header().map_or(0, |header| header.revision());
                     // The commit landed: whatever happens locally, it is reported committed
                     // (the follower installs it from the history if this could not).
-                    if let Err(error) = self.install(version, revision, |_| next) {
+                    if let Err(error) = self.install(version, revision, false, |_| next) {
                         tracing::error!(%error, version, "a committed version could not be installed here");
                     }
                     bump(&self.counters.commits);
@@ -870,8 +874,7 @@ where
                         let installed = decode::<HistoryEntry<S::Change>>(pair.key(), pair.value())
                             .and_then(|entry| shared.install_entry(pair, &entry));
                         match installed {
-                            Ok(true) => bump(&shared.counters.followed),
-                            Ok(false) => {}
+                            Ok(_) => {}
                             Err(EtcdError::HistoryGap { .. }) => {
                                 if let Err(error) = shared.catch_up().await {
                                     tracing::warn!(%error, "catching up failed");
