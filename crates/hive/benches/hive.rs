@@ -8,9 +8,10 @@
 //! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per agent.
 //! - `conflict_resolution`: a round where every proposal is contested (groups of five), settled by
 //!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
-//! - `configuration_analysis`: the pack-resolution workload of `examples/resolve_packs.rs` (one
+//! - `configuration_analysis`: the pack-resolution workload of the `resolve_packs` example (one
 //!   resolver agent per requirement, conflicts on pack versions and namespaces settled by vote),
-//!   hivekit vs the baseline over the same resolvers.
+//!   hivekit vs the baseline over the same resolvers. The agents are the example's own, from
+//!   `examples/src/packs.rs`, included below by path (no dependency on the examples package).
 //! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
 //!   same agents declared light (polled one after another by the round): shows the round uses every
 //!   core.
@@ -34,10 +35,18 @@ use benches_common::{iter_with_allocations, record_extra, sizes, AllocationStats
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_hive::{
     Agent, AgentContext, AgentError, Contest, Electorate, Hive, Priority, Proposal, ProposalId,
-    ResolutionStrategy, ResourceCost, Role, Snapshot, State, Vote,
+    ResolutionStrategy, ResourceCost, Snapshot, State, Vote,
 };
 use hivekit_runtime::execute;
-use semver::{Version, VersionReq};
+use semver::Version;
+
+// The example's pack workload, compiled into this bench as a module of its own: the bench cannot
+// depend on the examples package (it depends on this crate), and a copy would drift.
+#[allow(dead_code, unreachable_pub)] // the example uses what the bench does not
+#[path = "../../../examples/src/packs.rs"]
+mod packs;
+
+use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
 
 benches_common::install_counting_allocator!();
 
@@ -414,130 +423,40 @@ fn conflict_resolution(c: &mut Criterion) {
 
 // ---- configuration analysis: the example's pack workload ----
 
-#[derive(Debug, Clone, Default)]
-struct Lockfile {
-    packs: HashMap<String, Version>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum PackKey {
-    Pack(String),
-    Namespace(String),
-}
-
-#[derive(Debug, Clone)]
-struct Pin {
-    pack: String,
-    version: Version,
-}
-
-impl State for Lockfile {
-    type Key = PackKey;
-    type Change = Pin;
-
-    fn apply(&mut self, pin: &Pin) {
-        self.packs.insert(pin.pack.clone(), pin.version.clone());
-    }
-}
-
-/// One requirement's resolver, as in the example (it always proposes, so every round does the work).
-#[derive(Clone)]
-struct PackResolver {
-    id: u64,
-    name: String,
-    namespace: String,
-    requirement: VersionReq,
-    published: Arc<Vec<Version>>,
-}
-
-impl Agent<Lockfile> for PackResolver {
-    async fn propose(
-        &self,
-        _ctx: &AgentContext,
-        _: &Snapshot<Lockfile>,
-    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
-        let newest = self
-            .newest()
-            .ok_or_else(|| AgentError::msg(format!("nothing satisfies {}", self.requirement)))?;
-        let pin = Pin {
-            pack: self.name.clone(),
-            version: newest.clone(),
-        };
-        Ok(Some(Proposal::new(ProposalId(self.id), pin).writes([
-            PackKey::Pack(self.name.clone()),
-            PackKey::Namespace(self.namespace.clone()),
-        ])))
-    }
-
-    async fn vote(
-        &self,
-        _ctx: &AgentContext,
-        _: &Snapshot<Lockfile>,
-        contest: &Contest<Lockfile>,
-    ) -> Result<Vote, AgentError> {
-        let best = self.prefers(contest.candidates.iter().map(|c| (c.id.0, &c.change)));
-        Ok(best.map_or(Vote::Abstain, |id| Vote::For(ProposalId(id))))
-    }
-
-    fn role(&self) -> Role {
-        Role::Resolver
-    }
-}
-
-impl PackResolver {
-    fn newest(&self) -> Option<&Version> {
-        self.published
-            .iter()
-            .filter(|version| self.requirement.matches(version))
-            .max()
-    }
-
-    fn prefers<'a>(&self, candidates: impl Iterator<Item = (u64, &'a Pin)>) -> Option<u64> {
-        candidates
-            .filter(|(_, pin)| pin.pack == self.name && self.requirement.matches(&pin.version))
-            .max_by(|a, b| a.1.version.cmp(&b.1.version))
-            .map(|(id, _)| id)
-    }
-}
-
-impl PlainAgent for PackResolver {
+impl PlainAgent for Resolver {
     type Key = PackKey;
     type Payload = Pin;
 
     fn propose(&self) -> Option<(u64, Vec<PackKey>, u8, Pin)> {
-        let version = self.newest()?.clone();
-        let keys = vec![
-            PackKey::Pack(self.name.clone()),
-            PackKey::Namespace(self.namespace.clone()),
-        ];
-        let pin = Pin {
-            pack: self.name.clone(),
-            version,
-        };
-        Some((self.id, keys, 1, pin))
+        let pin = self.pin()?;
+        Some((self.id.0, self.requirement.keys().to_vec(), 1, pin))
     }
 
     fn vote(&self, candidates: &[(u64, u8, Pin)]) -> Option<u64> {
-        self.prefers(candidates.iter().map(|(id, _, pin)| (*id, pin)))
+        let candidates = candidates.iter().map(|(id, _, pin)| (ProposalId(*id), pin));
+        self.prefers(candidates).map(|id| id.0)
     }
 }
 
-fn pack_resolvers(packs: &[PackSpec]) -> Vec<PackResolver> {
+/// One resolver per generated requirement, as in the example.
+fn pack_resolvers(packs: &[PackSpec]) -> Vec<Resolver> {
     packs
         .iter()
         .enumerate()
-        .map(|(index, pack)| PackResolver {
-            id: index as u64,
-            name: pack.name.clone(),
-            namespace: pack.namespace.clone(),
-            requirement: VersionReq::parse(&pack.requirement)
-                .expect("generated requirements parse"),
-            published: Arc::new(
-                pack.published
-                    .iter()
-                    .map(|version| Version::parse(version).expect("generated versions parse"))
-                    .collect(),
-            ),
+        .map(|(index, pack)| Resolver {
+            id: ProposalId(index as u64),
+            requirement: Requirement::new(
+                &format!("project-{index}"),
+                &pack.name,
+                &pack.requirement,
+                &pack.namespace,
+            )
+            .expect("generated requirements parse"),
+            published: pack
+                .published
+                .iter()
+                .map(|version| Version::parse(version).expect("generated versions parse"))
+                .collect(),
         })
         .collect()
 }

@@ -16,6 +16,8 @@ use crate::state::State;
 
 /// Identifies an agent within its hive; ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct AgentId(pub u64);
 
 impl fmt::Display for AgentId {
@@ -27,6 +29,7 @@ impl fmt::Display for AgentId {
 /// What an agent is for; users filter agents by role (see `Hive::agents_with_role`) and choose which
 /// roles vote (see `HiveBuilder::voting_roles`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Role {
     /// Reads the state and proposes changes (the default).
     #[default]
@@ -45,6 +48,7 @@ pub enum Role {
 
 /// An agent's answer in a ballot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Vote {
     /// Support for one candidate proposal.
     For(ProposalId),

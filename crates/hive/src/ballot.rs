@@ -1,10 +1,12 @@
 //! Ballots: a standalone vote counter over candidates and an electorate, with early settlement.
 
+use std::fmt;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::agent::{AgentId, Vote};
+use crate::context::label;
 use crate::lockfree::ProposalId;
 use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 
@@ -59,6 +61,16 @@ pub enum BallotError {
 
 /// The voters of a ballot and their weights; shareable between ballots (`Arc`).
 ///
+/// What each weight means at its edges: 0 is a voter whose vote (and turnout) counts for nothing
+/// under a weighted policy (an electorate where every voter weighs 0 cannot hold a weighted ballot:
+/// [`BallotError::ZeroTotalWeight`]); subnormal and huge weights, up to `f64::MAX` each, count by
+/// their ratio to the others; NaN, infinite and negative weights are
+/// [`BallotError::InvalidWeight`]. Only ratios matter to a ballot, so an electorate whose total
+/// would overflow (or is so small that a quorum of it underflows) has every weight scaled by the
+/// same power of two, which keeps every ratio exact; [`weight`](Self::weight),
+/// [`total_weight`](Self::total_weight), [`voters`](Self::voters) and the figures of a [`Tally`]
+/// are then in the scaled unit.
+///
 /// # Examples
 ///
 /// ```
@@ -88,18 +100,23 @@ impl Electorate {
     /// [`BallotError::InvalidWeight`] for a NaN, infinite or negative weight,
     /// [`BallotError::DuplicateVoter`], [`BallotError::EmptyElectorate`].
     pub fn new(voters: impl IntoIterator<Item = (AgentId, f64)>) -> Result<Self, BallotError> {
-        let voters: Vec<(AgentId, f64)> = voters.into_iter().collect();
+        let mut voters: Vec<(AgentId, f64)> = voters.into_iter().collect();
         if voters.is_empty() {
             return Err(BallotError::EmptyElectorate);
         }
-        let (mut total_weight, mut max_weight) = (0.0, 0.0_f64);
+        let mut total_weight = 0.0;
         for &(voter, weight) in &voters {
             if !valid_weight(weight) {
                 return Err(BallotError::InvalidWeight { voter, weight });
             }
             total_weight += weight;
-            max_weight = max_weight.max(weight);
         }
+        if total_weight > 0.0 && !(MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT).contains(&total_weight) {
+            total_weight = normalise(&mut voters, total_weight);
+        }
+        let max_weight = voters
+            .iter()
+            .fold(0.0_f64, |max, &(_, weight)| max.max(weight));
         // Voters listed as ids 0, 1, 2, .. (a fresh hive's agents) are found by position: no map.
         let dense = voters
             .iter()
@@ -143,7 +160,8 @@ impl Electorate {
         self.voters.is_empty()
     }
 
-    /// The sum of all weights.
+    /// The sum of all weights (scaled, for an electorate outside the range a ballot counts in; see
+    /// [`Electorate`]).
     pub fn total_weight(&self) -> f64 {
         self.total_weight
     }
@@ -168,12 +186,45 @@ impl Electorate {
     }
 }
 
+/// The largest total weight a ballot counts with. Sums of weights are multiplied by a
+/// supermajority's denominator (below 2^32) and added to one another, and must stay finite: an
+/// electorate weighing more (three voters of `f64::MAX` sum to infinity, and an infinite total
+/// would meet every quorum) is scaled into range.
+const MAX_TOTAL_WEIGHT: f64 = f64::MAX / (1u64 << 40) as f64;
+/// The smallest positive total weight a ballot counts with: below it, a quorum's share of the
+/// total and the rounding slack would vanish into zero. Lighter electorates are scaled into range.
+const MIN_TOTAL_WEIGHT: f64 = f64::MIN_POSITIVE * (1u64 << 40) as f64;
+
+/// Scales every weight by the same power of two until their sum lies within
+/// `MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT`, and returns the new sum. A power of two is exact (short of
+/// a weight falling below the smallest subnormal, far beneath the total's precision), so every
+/// ratio, and with it every quorum and threshold, is the same as with the weights given.
+#[cold]
+fn normalise(voters: &mut [(AgentId, f64)], mut total: f64) -> f64 {
+    let step = if total > MAX_TOTAL_WEIGHT {
+        2.0_f64.powi(-16)
+    } else {
+        2.0_f64.powi(16)
+    };
+    let mut scale = 1.0;
+    while !(MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT).contains(&total) {
+        scale *= step;
+        total = voters.iter().map(|&(_, weight)| weight * scale).sum();
+    }
+    for (_, weight) in voters.iter_mut() {
+        *weight *= scale;
+    }
+    total
+}
+
 pub(crate) fn valid_weight(weight: f64) -> bool {
     weight.is_finite() && weight >= 0.0
 }
 
 /// The outcome of a [`Ballot`] if it closed now.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Tally {
     /// A winner with enough support.
     Decided {
@@ -677,6 +728,178 @@ impl Ballot {
         match &self.lookup {
             Some(positions) => positions.get(&candidate).map(|&position| position as usize),
             None => self.candidates.iter().position(|&c| c == candidate),
+        }
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tally::Decided { winner, support } => {
+                let winner = label(*winner);
+                write!(
+                    f,
+                    "decided for {winner} with {:.0}% support",
+                    support * 100.0
+                )
+            }
+            Tally::NoQuorum { turnout, required } => {
+                write!(f, "no quorum (turnout {turnout} of {required} required)")
+            }
+            Tally::Tie { candidates } => {
+                f.write_str("tie between ")?;
+                for (index, candidate) in candidates.iter().enumerate() {
+                    let separator = if index == 0 { "" } else { ", " };
+                    write!(f, "{separator}{}", label(*candidate))?;
+                }
+                Ok(())
+            }
+            Tally::Undecided => f.write_str("undecided (no candidate reached the threshold)"),
+        }
+    }
+}
+
+/// How one voter took part in a ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum VoterChoice {
+    /// Voted for this candidate.
+    For(ProposalId),
+    /// Took part without supporting anyone.
+    Abstain,
+    /// Was asked and failed (timed out, panicked, erred or voted for a non-candidate): counted as
+    /// absent; the decision's failures say how.
+    Failed,
+    /// Not counted: the ballot settled before this voter answered (or was asked).
+    NotCounted,
+}
+
+/// One voter's part in a ballot: who, with what weight (1 in an unweighted ballot), and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct VoterRecord {
+    /// The voter.
+    pub voter: AgentId,
+    /// The weight the voter's choice counts with.
+    pub weight: f64,
+    /// What the voter did.
+    pub choice: VoterChoice,
+}
+
+impl fmt::Display for VoterRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.choice {
+            VoterChoice::For(candidate) => write!(f, "{} for {}", self.voter, label(candidate))?,
+            VoterChoice::Abstain => write!(f, "{} abstained", self.voter)?,
+            VoterChoice::Failed => write!(f, "{} failed", self.voter)?,
+            VoterChoice::NotCounted => write!(f, "{} not counted", self.voter)?,
+        }
+        if self.weight != 1.0 {
+            write!(f, " (weight {})", self.weight)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every voter's choice in a closed ballot, kept as the ballot kept them (no copy per voter).
+#[derive(Debug, Clone)]
+pub(crate) struct BallotChoices {
+    electorate: Arc<Electorate>,
+    weighted: bool,
+    codes: Vec<u32>,
+}
+
+impl BallotChoices {
+    /// Rebuilds the choices from their records (for deserialized decisions).
+    #[cfg(feature = "serde")]
+    pub(crate) fn from_records(
+        records: &[VoterRecord],
+        candidates: &[ProposalId],
+    ) -> Result<Self, BallotError> {
+        let weighted = records.iter().any(|record| record.weight != 1.0);
+        let electorate = Arc::new(Electorate::new(
+            records.iter().map(|record| (record.voter, record.weight)),
+        )?);
+        let codes = records
+            .iter()
+            .map(|record| match record.choice {
+                VoterChoice::For(candidate) => candidates
+                    .iter()
+                    .position(|&c| c == candidate)
+                    .map(|position| position as u32)
+                    .ok_or(BallotError::UnknownCandidate { candidate }),
+                VoterChoice::Abstain => Ok(ABSTAINED),
+                VoterChoice::Failed => Ok(ABSENT),
+                VoterChoice::NotCounted => Ok(NOT_VOTED),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(BallotChoices {
+            electorate,
+            weighted,
+            codes,
+        })
+    }
+
+    pub(crate) fn records<'a>(
+        &'a self,
+        candidates: &'a [ProposalId],
+    ) -> impl ExactSizeIterator<Item = VoterRecord> + 'a {
+        self.electorate
+            .voters
+            .iter()
+            .zip(&self.codes)
+            .map(move |(&(voter, weight), &code)| VoterRecord {
+                voter,
+                weight: if self.weighted { weight } else { 1.0 },
+                choice: decode(code, candidates),
+            })
+    }
+}
+
+fn decode(code: u32, candidates: &[ProposalId]) -> VoterChoice {
+    match code {
+        NOT_VOTED => VoterChoice::NotCounted,
+        ABSTAINED => VoterChoice::Abstain,
+        ABSENT => VoterChoice::Failed,
+        candidate => VoterChoice::For(candidates[candidate as usize]),
+    }
+}
+
+impl Ballot {
+    /// Every voter's choice so far, in the electorate's order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{AgentId, Ballot, ConsensusPolicy, Electorate, ProposalId, Vote, VoterChoice};
+    ///
+    /// let electorate = Electorate::equal([AgentId(0), AgentId(1)])?;
+    /// let mut ballot = Ballot::new(ConsensusPolicy::majority(), electorate, [ProposalId(7)])?;
+    /// ballot.cast(AgentId(1), Vote::For(ProposalId(7)))?;
+    /// let choices: Vec<VoterChoice> = ballot.choices().map(|record| record.choice).collect();
+    /// assert_eq!(choices, [VoterChoice::NotCounted, VoterChoice::For(ProposalId(7))]);
+    /// # Ok::<(), hivekit_hive::BallotError>(())
+    /// ```
+    pub fn choices(&self) -> impl ExactSizeIterator<Item = VoterRecord> + '_ {
+        let weighted = self.policy.weighted;
+        self.electorate
+            .voters
+            .iter()
+            .zip(&self.votes)
+            .map(move |(&(voter, weight), &code)| VoterRecord {
+                voter,
+                weight: if weighted { weight } else { 1.0 },
+                choice: decode(code, &self.candidates),
+            })
+    }
+
+    /// The choices, kept for the ballot's record once it closed.
+    pub(crate) fn into_choices(self) -> BallotChoices {
+        BallotChoices {
+            electorate: self.electorate,
+            weighted: self.policy.weighted,
+            codes: self.votes,
         }
     }
 }

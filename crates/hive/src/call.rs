@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use hivekit_runtime::{panic_message, InlineOrSpawned};
 use tokio::time::{Instant, Sleep};
 
 use crate::agent::{AgentError, BoxFuture, Contest, Vote, VoteSlot};
@@ -16,6 +16,14 @@ use crate::decision::FailureKind;
 use crate::state::State;
 
 pub(crate) type CallResult<T> = Result<T, FailureKind>;
+
+/// `start + wait`, or about 30 years from `start` when that is past what the clock can represent
+/// (as tokio's own timers do): a timeout of `Duration::MAX` means no limit.
+pub(crate) fn later(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30))
+}
 
 /// How long a call may run: the hive's agent timeout from the call's start, but never past the
 /// round's deadline.
@@ -28,7 +36,7 @@ pub(crate) struct Limit {
 impl Limit {
     /// The instant a call starting now must answer by.
     pub(crate) fn deadline_from_now(self) -> Instant {
-        let at = Instant::now() + self.timeout;
+        let at = later(Instant::now(), self.timeout);
         self.deadline.map_or(at, |deadline| deadline.min(at))
     }
 
@@ -120,7 +128,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
                 return Started::Done(Err(FailureKind::TimedOut));
             }
             let call: Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a> = call;
-            Started::Running(Call::Inline(Guarded::running(
+            Started::Running(Call::inline(Guarded::running(
                 Box::into_pin(call),
                 limit,
                 timer,
@@ -178,48 +186,38 @@ fn drop_quietly<T>(value: T) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
 }
 
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = panic.downcast_ref::<&'static str>() {
-        (*message).to_string()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_string()
+/// A call polled by the round itself, or running as its own task (aborted when dropped).
+pub(crate) struct Call<'a, T>(InlineOrSpawned<Guarded<'a, T>>);
+
+impl<'a, T: Send + 'static> Call<'a, T> {
+    /// A heavy agent's call, run as its own task.
+    pub(crate) fn spawn(call: impl Future<Output = CallResult<T>> + Send + 'static) -> Self {
+        Self(InlineOrSpawned::spawn(call))
     }
 }
 
-/// A call polled by the round itself, or running as its own task (aborted when dropped).
-pub(crate) enum Call<'a, T> {
-    Inline(Guarded<'a, T>),
-    Spawned(JoinHandle<CallResult<T>>),
+impl<'a, T> Call<'a, T> {
+    /// A light agent's call, polled by the round.
+    pub(crate) fn inline(call: Guarded<'a, T>) -> Self {
+        Self(InlineOrSpawned::Inline(call))
+    }
 }
 
 impl<T> Future for Call<'_, T> {
     type Output = CallResult<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Call::Inline(guarded) => Pin::new(guarded).poll(cx),
-            Call::Spawned(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Ready(Ok(result)) => Poll::Ready(result),
-                Poll::Ready(Err(error)) => Poll::Ready(Err(if error.is_panic() {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|error| {
+                Err(if error.is_panic() {
                     FailureKind::Panicked {
-                        message: panic_message(error.into_panic().as_ref()),
+                        message: panic_message(&*error.into_panic()),
                     }
                 } else {
                     FailureKind::Cancelled
-                })),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl<T> Drop for Call<'_, T> {
-    fn drop(&mut self) {
-        if let Call::Spawned(handle) = self {
-            handle.abort();
-        }
+                })
+            })
+        })
     }
 }
 

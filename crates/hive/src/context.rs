@@ -18,6 +18,22 @@ use crate::state::State;
 /// it.
 pub(crate) const ASSIGNED_PROPOSAL_ID: u64 = 1 << 63;
 
+/// Shows a proposal id as its `Display` does (`#7`), and a hive-assigned one by its serial
+/// (`#h7`) instead of a 19-digit number.
+pub(crate) fn label(id: ProposalId) -> impl fmt::Display {
+    struct Label(ProposalId);
+    impl fmt::Display for Label {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.0 .0 & ASSIGNED_PROPOSAL_ID != 0 {
+                write!(f, "#h{}", self.0 .0 & !ASSIGNED_PROPOSAL_ID)
+            } else {
+                write!(f, "{}", self.0)
+            }
+        }
+    }
+    Label(id)
+}
+
 /// What every call of one round shares.
 pub(crate) struct RoundShared {
     round: u64,
@@ -141,10 +157,6 @@ impl AgentContext {
         }
     }
 
-    pub(crate) fn assign_proposal_id(&mut self, id: ProposalId) {
-        self.proposal_id = id;
-    }
-
     /// The agent's own id in its hive.
     pub fn agent(&self) -> AgentId {
         self.agent
@@ -185,7 +197,8 @@ impl AgentContext {
     }
 
     /// The id the hive assigned to this agent's proposal in this round: unique in the hive, and
-    /// never equal to an id below 2^63 that an agent chooses itself.
+    /// never equal to an id below 2^63 that an agent chooses itself. A decision's `Display` shows
+    /// it as `#h` and its serial (`#h12`).
     pub fn proposal_id(&self) -> ProposalId {
         self.proposal_id
     }

@@ -4,12 +4,15 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::agent::{AgentError, AgentId};
-use crate::ballot::Tally;
+use crate::ballot::{BallotChoices, Tally, VoterChoice, VoterRecord};
+use crate::context::label;
 use crate::lockfree::{ConflictKind, ProposalId};
 use crate::state::State;
 
 /// How a round settles a group of conflicting proposals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ResolutionStrategy {
     /// A [`Ballot`](crate::Ballot) among the hive's voting agents, under the hive's
     /// [`ConsensusPolicy`](crate::ConsensusPolicy).
@@ -25,6 +28,8 @@ pub enum ResolutionStrategy {
 
 /// Why a proposal was not applied.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RejectReason {
     /// Another proposal won the vote on a key they share.
     LostVote {
@@ -49,12 +54,14 @@ pub enum RejectReason {
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RejectReason::LostVote { winner } => write!(f, "lost the vote to proposal {winner}"),
+            RejectReason::LostVote { winner } => {
+                write!(f, "lost the vote to proposal {}", label(*winner))
+            }
             RejectReason::NoQuorum => f.write_str("the vote did not reach its quorum"),
             RejectReason::Tie => f.write_str("the vote ended in a tie"),
             RejectReason::Undecided => f.write_str("no candidate reached the threshold"),
             RejectReason::ConflictWith { winner } => {
-                write!(f, "conflicts with accepted proposal {winner}")
+                write!(f, "conflicts with accepted proposal {}", label(*winner))
             }
             RejectReason::Contested => f.write_str("conflicting proposals are all rejected"),
         }
@@ -63,6 +70,8 @@ impl fmt::Display for RejectReason {
 
 /// Which call an agent failed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Phase {
     /// `Agent::propose`.
     Propose,
@@ -72,6 +81,8 @@ pub enum Phase {
 
 /// How an agent failed.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum FailureKind {
     /// The call did not finish within the hive's `agent_timeout`.
     TimedOut,
@@ -104,6 +115,7 @@ pub enum FailureKind {
 
 /// One agent's failure in a round.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AgentFailure {
     /// The agent.
     pub agent: AgentId,
@@ -114,7 +126,7 @@ pub struct AgentFailure {
 }
 
 /// The ballot held on one contested key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BallotRecord<K> {
     /// The contested key.
     pub key: K,
@@ -128,13 +140,81 @@ pub struct BallotRecord<K> {
     pub votes: usize,
     /// Voters the round stopped waiting for because the outcome could no longer change.
     pub cancelled: usize,
+    /// Every voter's choice, as the ballot kept them (`None`: the ballot could not be held, for
+    /// example without voters).
+    pub(crate) choices: Option<BallotChoices>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for BallotRecord<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BallotRecord")
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .field("candidates", &self.candidates)
+            .field("tally", &self.tally)
+            .field("votes", &self.votes)
+            .field("cancelled", &self.cancelled)
+            .field("voters", &self.voters().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<K> BallotRecord<K> {
+    /// Every voter's choice and weight, in the electorate's order (lowest agent id first): who
+    /// voted for whom, who abstained, who failed and who was not waited for.
+    pub fn voters(&self) -> impl Iterator<Item = VoterRecord> + '_ {
+        self.choices
+            .iter()
+            .flat_map(|choices| choices.records(&self.candidates))
+    }
+
+    /// What `voter` did in this ballot, if it was a voter.
+    pub fn choice_of(&self, voter: AgentId) -> Option<VoterChoice> {
+        self.voters()
+            .find(|record| record.voter == voter)
+            .map(|record| record.choice)
+    }
+}
+
+impl<K: fmt::Debug> fmt::Display for BallotRecord<K> {
+    /// One line: the key, the candidates and the outcome; with `{:#}`, one more line per voter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ballot on {:?} ({}) between ", self.key, self.kind)?;
+        for (index, candidate) in self.candidates.iter().enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            write!(f, "{separator}{}", label(*candidate))?;
+        }
+        write!(f, ": {}; {} votes", self.tally, self.votes)?;
+        if self.cancelled > 0 {
+            write!(f, ", {} not waited for", self.cancelled)?;
+        }
+        if f.alternate() {
+            for voter in self.voters() {
+                write!(f, "\n    {voter}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The outcome of one round, [`Hive::decide`](crate::Hive::decide).
+///
+/// `Display` writes one line per item (accepted and rejected proposals with their proposers,
+/// ballots, failures); `{:#}` adds every voter's choice under its ballot. With the `serde` feature
+/// a decision serializes both ways (its id as 32 hex digits).
 #[derive(Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(bound(
+        serialize = "S::Key: serde::Serialize",
+        deserialize = "S::Key: serde::Deserialize<'de>"
+    ))
+)]
 pub struct Decision<S: State> {
     /// Identifies the decision across processes: the id its commit carried to the memory
     /// ([`CommitRequest::decision_id`](crate::CommitRequest)).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_support::hex_id"))]
     pub id: u128,
     /// The round's number in this hive, from 1.
     pub round: u64,
@@ -206,5 +286,88 @@ impl<S: State> Decision<S> {
             .iter()
             .find(|(rejected, _)| *rejected == id)
             .map(|(_, reason)| reason)
+    }
+}
+
+impl<S: State> fmt::Display for Decision<S> {
+    /// A header line, then one line per accepted and rejected proposal (with its proposer), per
+    /// ballot and per failure; with `{:#}`, every voter's choice under its ballot.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "round {}: {} agents, {} proposals, {} accepted, {} rejected; version {}",
+            self.round,
+            self.agents,
+            self.proposals,
+            self.accepted.len(),
+            self.rejected.len(),
+            self.base_version,
+        )?;
+        if self.version != self.base_version {
+            write!(f, " -> {}", self.version)?;
+        }
+        if self.rebased {
+            f.write_str(" (rebased)")?;
+        }
+        write!(f, " in {:.3?}", self.elapsed)?;
+        let by = |id: ProposalId| match self.proposer(id) {
+            Some(agent) => format!(" from {agent}"),
+            None => String::new(),
+        };
+        for &id in &self.accepted {
+            write!(f, "\n  accepted {}{}", label(id), by(id))?;
+        }
+        for (id, reason) in &self.rejected {
+            write!(f, "\n  rejected {}{}: {reason}", label(*id), by(*id))?;
+        }
+        for ballot in &self.ballots {
+            if f.alternate() {
+                write!(f, "\n  {ballot:#}")?;
+            } else {
+                write!(f, "\n  {ballot}")?;
+            }
+        }
+        for failure in &self.failures {
+            write!(f, "\n  failed: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Propose => "propose",
+            Phase::Vote => "vote",
+        })
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::TimedOut => f.write_str("timed out"),
+            FailureKind::Panicked { message } => write!(f, "panicked: {message}"),
+            FailureKind::Errored { error } => write!(f, "returned an error: {error}"),
+            FailureKind::Cancelled => f.write_str("was cancelled (the runtime is shutting down)"),
+            FailureKind::DuplicateProposal { id, holder } => write!(
+                f,
+                "proposed {}, an id {holder} already proposed",
+                label(*id)
+            ),
+            FailureKind::InvalidVote { candidate } => {
+                write!(
+                    f,
+                    "voted for {}, which is not a candidate",
+                    label(*candidate)
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for AgentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} in {}", self.agent, self.kind, self.phase)
     }
 }

@@ -20,9 +20,6 @@ pub enum HiveError {
     /// An agent timeout of zero.
     #[error("agent timeout must be longer than zero")]
     ZeroTimeout,
-    /// A `max_in_flight` of zero, which would never ask any agent.
-    #[error("max_in_flight must be at least 1")]
-    ZeroMaxInFlight,
     /// A round in a hive without agents.
     #[error("the hive has no agents to decide")]
     NoAgents,

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use hivekit_lockfree::ResourceCost;
+use hivekit_runtime::ConcurrencyLimit;
 use rustc_hash::FxBuildHasher;
 
 use crate::agent::{Agent, AgentId, DynAgent, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
+use crate::events::HiveEventSink;
 use crate::hive_memory::HiveMemory;
 use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
@@ -33,9 +35,11 @@ pub(crate) struct Member<S: State> {
 /// Configuration fixed when the hive is built.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub(crate) name: Arc<str>,
     pub(crate) policy: ConsensusPolicy,
     pub(crate) resolution: ResolutionStrategy,
     pub(crate) agent_timeout: Duration,
+    /// The calls allowed in flight ([`ConcurrencyLimit::slots`]: `usize::MAX` when unbounded).
     pub(crate) max_in_flight: usize,
     pub(crate) voting_roles: Option<Vec<Role>>,
 }
@@ -59,6 +63,7 @@ pub(crate) struct Counters {
 
 /// Counters over the hive's life, read with [`Hive::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HiveStats {
     /// Rounds started.
     pub rounds: u64,
@@ -96,6 +101,7 @@ pub(crate) struct Inner<S: State> {
     pub(crate) next_proposal: AtomicU64,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
+    pub(crate) events: Option<HiveEventSink<S::Key>>,
 }
 
 /// A queen and its agents reaching decisions on shared state.
@@ -172,6 +178,7 @@ impl<S: State> fmt::Debug for Hive<S> {
 pub struct HiveBuilder<S: State> {
     memory: HiveMemory<S>,
     config: Config,
+    events: Option<HiveEventSink<S::Key>>,
 }
 
 impl<S: State> fmt::Debug for HiveBuilder<S> {
@@ -183,6 +190,19 @@ impl<S: State> fmt::Debug for HiveBuilder<S> {
 }
 
 impl<S: State> HiveBuilder<S> {
+    /// The hive's name, in its tracing spans (default: `hive`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Where the hive's rounds send their [`HiveEvent`](crate::HiveEvent)s (default: nowhere, and
+    /// no event is built).
+    pub fn events(mut self, sink: HiveEventSink<S::Key>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
     /// The consensus policy of ballots (default: [`ConsensusPolicy::default`]).
     pub fn policy(mut self, policy: ConsensusPolicy) -> Self {
         self.config.policy = policy;
@@ -196,15 +216,18 @@ impl<S: State> HiveBuilder<S> {
     }
 
     /// How long one agent call (`propose` or `vote`) may take before it counts as timed out
-    /// (default: [`DEFAULT_AGENT_TIMEOUT`]).
+    /// (default: [`DEFAULT_AGENT_TIMEOUT`]). Zero is [`HiveError::ZeroTimeout`] when built;
+    /// `Duration::MAX` (or any limit tokio's timer cannot represent) waits as long as the agent
+    /// takes.
     pub fn agent_timeout(mut self, timeout: Duration) -> Self {
         self.config.agent_timeout = timeout;
         self
     }
 
-    /// At most this many agent calls run at once in a round (default: unbounded).
-    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
-        self.config.max_in_flight = max_in_flight;
+    /// At most this many agent calls run at once in a round (default:
+    /// [`ConcurrencyLimit::Unbounded`]).
+    pub fn max_in_flight(mut self, limit: impl Into<ConcurrencyLimit>) -> Self {
+        self.config.max_in_flight = limit.into().slots();
         self
     }
 
@@ -219,15 +242,11 @@ impl<S: State> HiveBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`],
-    /// [`HiveError::ZeroMaxInFlight`].
+    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`].
     pub fn build(self) -> Result<Hive<S>, HiveError> {
         self.config.policy.validate()?;
         if self.config.agent_timeout.is_zero() {
             return Err(HiveError::ZeroTimeout);
-        }
-        if self.config.max_in_flight == 0 {
-            return Err(HiveError::ZeroMaxInFlight);
         }
         Ok(Hive {
             inner: Arc::new(Inner {
@@ -237,6 +256,7 @@ impl<S: State> HiveBuilder<S> {
                 next_proposal: AtomicU64::new(0),
                 config: self.config,
                 counters: Counters::default(),
+                events: self.events,
             }),
         })
     }
@@ -271,11 +291,13 @@ impl<S: State> Hive<S> {
     pub fn builder_with_memory(memory: impl Memory<S>) -> HiveBuilder<S> {
         HiveBuilder {
             memory: HiveMemory::new(memory),
+            events: None,
             config: Config {
+                name: Arc::from("hive"),
                 policy: ConsensusPolicy::default(),
                 resolution: ResolutionStrategy::default(),
                 agent_timeout: DEFAULT_AGENT_TIMEOUT,
-                max_in_flight: usize::MAX,
+                max_in_flight: ConcurrencyLimit::Unbounded.slots(),
                 voting_roles: None,
             },
         }
@@ -293,7 +315,9 @@ impl<S: State> Hive<S> {
         self.insert(Arc::new(agent), 1.0)
     }
 
-    /// Adds an agent whose vote weighs `weight` (under a weighted policy).
+    /// Adds an agent whose vote weighs `weight` (under a weighted policy). Weights count by their
+    /// ratio to one another, from 0 (a voter who counts for nothing) up to `f64::MAX`, however
+    /// many agents weigh that much (see [`Electorate`](crate::Electorate)).
     ///
     /// # Errors
     ///
@@ -410,6 +434,11 @@ impl<S: State> Hive<S> {
     /// The collective memory: the current version of the state, whatever backend holds it.
     pub fn memory(&self) -> &HiveMemory<S> {
         &self.inner.memory
+    }
+
+    /// The hive's name (see [`HiveBuilder::name`]).
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
     }
 
     /// The consensus policy.

@@ -81,32 +81,37 @@ mod call;
 mod context;
 mod decision;
 mod error;
+mod events;
 mod hive;
 mod hive_memory;
 mod memory;
 mod policy;
 mod round;
+#[cfg(feature = "serde")]
+mod serde_support;
 mod state;
 
 use hivekit_lockfree as lockfree;
 
 pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
-pub use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+pub use crate::ballot::{Ballot, BallotError, Electorate, Tally, VoterChoice, VoterRecord};
 pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
 pub use crate::error::HiveError;
+pub use crate::events::{HiveEvent, HiveEventSink};
 pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
 pub use crate::hive_memory::HiveMemory;
-pub use crate::lockfree::{
-    ConflictGroup, ConflictKind, Proposal, ProposalError, ProposalId, Snapshot, SnapshotCell,
-};
 pub use crate::memory::{
     new_decision_id, AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory,
     MemoryError,
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
-pub use hivekit_lockfree::{Priority, ResourceCost};
+pub use hivekit_lockfree::{
+    ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
+    Snapshot, SnapshotCell,
+};
+pub use hivekit_runtime::ConcurrencyLimit;
 pub use tokio_util::sync::CancellationToken;

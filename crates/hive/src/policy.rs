@@ -3,13 +3,17 @@
 /// How much support the leading candidate needs, measured against the votes cast for candidates
 /// (abstentions count towards the quorum, not here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Threshold {
     /// The most support wins; a tie at the top goes to the [`TieBreak`].
     #[default]
     Plurality,
     /// More than half of the votes cast.
     Majority,
-    /// At least `num / den` of the votes cast (`2 / 3`: two thirds).
+    /// At least `num / den` of the votes cast (`2 / 3`: two thirds). Any `u32` values with
+    /// `1 <= num <= den` are valid (`u32::MAX / u32::MAX` is unanimity among the votes cast); a zero
+    /// denominator is [`PolicyError::ZeroDenominator`], `num = 0` or `num > den`
+    /// [`PolicyError::FractionOutOfRange`].
     Supermajority {
         /// Numerator, at least 1.
         num: u32,
@@ -22,6 +26,7 @@ pub enum Threshold {
 
 /// What a ballot does when candidates tie at the top with enough support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum TieBreak {
     /// The lowest proposal id wins (deterministic).
     #[default]
@@ -32,6 +37,7 @@ pub enum TieBreak {
 
 /// An invalid [`ConsensusPolicy`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PolicyError {
     /// A supermajority with a zero denominator.
     #[error("supermajority {num}/{den} has a zero denominator")]
@@ -80,10 +86,13 @@ pub enum PolicyError {
 /// # Ok::<(), PolicyError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConsensusPolicy {
     /// Support the winner needs.
     pub threshold: Threshold,
-    /// Fraction of the electorate (by weight when `weighted`) that must take part, in (0, 1].
+    /// Fraction of the electorate (by weight when `weighted`) that must take part, in (0, 1]: 1 is
+    /// everyone, a subnormal quorum is any turnout at all; 0, negative, above 1, infinite and NaN
+    /// quorums are [`PolicyError::QuorumOutOfRange`].
     pub quorum: f64,
     /// Count each voter's weight (true) or one vote per voter (false).
     pub weighted: bool,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivekit_hive::{AgentContext, Hive, ProposalId};
+use hivekit_hive::{AgentContext, ConcurrencyLimit, Hive, ProposalId};
 use support::{Behaviour, Incrementer, Ledger, Writer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +218,7 @@ impl hivekit_hive::Agent<Ledger> for Gauge {
 async fn max_in_flight_holds_when_a_large_hive_is_split_over_workers() {
     for bound in [1, 4, 64] {
         let hive = Hive::builder(Ledger::default())
-            .max_in_flight(bound)
+            .max_in_flight(ConcurrencyLimit::new(bound).unwrap())
             .build()
             .unwrap();
         let (current, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

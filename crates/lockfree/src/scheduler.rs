@@ -79,10 +79,13 @@ const KEYS_PER_PRIORITY: usize = LANES / Priority::ALL.len();
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SchedulerConfig {
     /// The most items the scheduler holds at once; a `push` beyond it returns [`Full`] with the item.
-    /// `None` (the default) is unbounded. Must not be `Some(0)`.
+    /// `None` (the default) is unbounded. Must not be `Some(0)` ([`SchedulerError::ZeroCapacity`]);
+    /// `Some(1)` holds one item; `Some(usize::MAX)` is a bound no process can reach, so unbounded.
     pub capacity: Option<usize>,
     /// Anti-starvation: `Some(k)` lets the highest non-empty lane be served at most `k` times in a row
-    /// while a lower lane waits; `None` (the default) is strict priority order. Must not be `Some(0)`.
+    /// while a lower lane waits; `None` (the default) is strict priority order. Must not be `Some(0)`
+    /// ([`SchedulerError::ZeroMaxBypass`]); `Some(1)` alternates with waiting lower lanes;
+    /// `Some(u32::MAX)` forces a lower lane in only after four billion pops in a row.
     ///
     /// Precisely: a *lane* is a sort key ([`SchedulingHint::sort_key`]). A pop that takes from the
     /// highest non-empty lane while some lower lane is non-empty *bypasses* the lower lanes. After `k`

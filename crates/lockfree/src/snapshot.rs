@@ -59,6 +59,15 @@ impl<T> Versioned<T> {
 /// last [`Snapshot`] of them is dropped). Reclamation is deferred: a replaced value is dropped a little
 /// later, possibly on another thread, which is why `T` must be `Send + Sync + 'static`.
 ///
+/// How long a replaced version can stay alive is bounded: each write hands the version it replaced
+/// to crossbeam-epoch's global queue at once (it never waits in the writing thread's local bag), so
+/// it is dropped by the first collection after every thread pinned at the time of the write has
+/// unpinned. Collections happen on every write and on every 128th pin of any thread (each
+/// [`read`](Self::read), [`load`](Self::load) or [`version`](Self::version) pins), so a writer that
+/// goes idle keeps nothing alive while other threads go on using the cell; only a reader that stays
+/// pinned (a long [`read`](Self::read) closure) or a live [`Snapshot`] delays it. The flush costs
+/// each write one hand-over to the global queue (see the `snapshot_writes` bench).
+///
 /// # Progress
 ///
 /// [`read`](Self::read), [`load`](Self::load), [`version`](Self::version) and [`stage`](Self::stage) are
@@ -420,6 +429,11 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                         drop(Arc::from_raw(replaced.into_raw()));
                     });
                 }
+                // Hand the replaced version to the global collector now. Left in this thread's
+                // local bag it would wait for 63 more deferrals, a flush or the thread's exit: a
+                // writer that goes idle (a tokio worker after a burst of commits) would keep up to
+                // 63 old versions alive however much other threads read.
+                guard.flush();
                 Ok(())
             }
             Err(actual) => {
@@ -626,7 +640,9 @@ pub enum CommitError<T> {
     Conflict {
         /// The version the staged value was based on.
         base: u64,
-        /// The version current when the commit was refused (always greater than `base`).
+        /// The version current when the commit was refused: different from `base`, and greater
+        /// than it whenever `base` came from this cell ([`SnapshotCell::stage`],
+        /// [`Snapshot::stage`]); a hand-built [`Staged`] may name a base the cell has not reached.
         current: u64,
         /// The staged value, untouched.
         value: T,

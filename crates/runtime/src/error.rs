@@ -8,7 +8,7 @@
 /// use hivekit_runtime::RuntimeError;
 ///
 /// let error = RuntimeError::InvalidWorkerThreads { value: 0 };
-/// assert_eq!(error.to_string(), "worker_threads is 0, expected at least 1");
+/// assert_eq!(error.to_string(), "worker_threads is 0, expected 1 to 32768");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -26,24 +26,35 @@ pub enum RuntimeError {
          await the future or spawn it instead"
     )]
     WouldDeadlock,
-    /// `HIVEKIT_WORKER_THREADS` is set to something other than a positive integer.
+    /// `HIVEKIT_WORKER_THREADS` is set to something other than an integer from 1 to
+    /// [`RuntimeConfig::MAX_WORKER_THREADS`](crate::RuntimeConfig::MAX_WORKER_THREADS).
     #[error(
-        "environment variable HIVEKIT_WORKER_THREADS is `{value}`, expected a positive integer"
+        "environment variable HIVEKIT_WORKER_THREADS is `{value}`, expected an integer from 1 to 32768"
     )]
     InvalidWorkerThreadsEnv {
         /// The value found in the environment (lossily converted to UTF-8).
         value: String,
     },
-    /// [`RuntimeConfig::worker_threads`](crate::RuntimeConfig::worker_threads) is `Some(0)`.
-    #[error("worker_threads is {value}, expected at least 1")]
+    /// [`RuntimeConfig::worker_threads`](crate::RuntimeConfig::worker_threads) is `Some(0)` or
+    /// above [`RuntimeConfig::MAX_WORKER_THREADS`](crate::RuntimeConfig::MAX_WORKER_THREADS).
+    #[error("worker_threads is {value}, expected 1 to 32768")]
     InvalidWorkerThreads {
         /// The rejected count.
         value: usize,
     },
-    /// [`RuntimeConfig::max_blocking_threads`](crate::RuntimeConfig::max_blocking_threads) is `Some(0)`.
-    #[error("max_blocking_threads is {value}, expected at least 1")]
+    /// [`RuntimeConfig::max_blocking_threads`](crate::RuntimeConfig::max_blocking_threads) is
+    /// `Some(0)` or above
+    /// [`RuntimeConfig::MAX_BLOCKING_THREADS`](crate::RuntimeConfig::MAX_BLOCKING_THREADS).
+    #[error("max_blocking_threads is {value}, expected 1 to 4194304")]
     InvalidMaxBlockingThreads {
         /// The rejected count.
+        value: usize,
+    },
+    /// [`RuntimeConfig::thread_stack_size`](crate::RuntimeConfig::thread_stack_size) is below
+    /// [`RuntimeConfig::MIN_THREAD_STACK_SIZE`](crate::RuntimeConfig::MIN_THREAD_STACK_SIZE).
+    #[error("thread_stack_size is {value} bytes, expected at least 65536")]
+    InvalidThreadStackSize {
+        /// The rejected size in bytes.
         value: usize,
     },
     /// [`RuntimeConfig::thread_name`](crate::RuntimeConfig::thread_name) contains a nul byte, which no
@@ -53,8 +64,9 @@ pub enum RuntimeError {
         /// The rejected name.
         name: String,
     },
-    /// tokio could not build the runtime, or the driver thread of a current-thread runtime could not
-    /// be started.
+    /// tokio could not build the runtime (it returned an error, or panicked, e.g. because the
+    /// operating system refused a worker thread), or a thread of the configured stack size could
+    /// not be started.
     #[error("cannot build the global runtime: {source}")]
     Build {
         /// The operating system's reason.
@@ -65,4 +77,16 @@ pub enum RuntimeError {
     /// entered from it.
     #[error("execute called while the thread's tokio context is being destroyed")]
     ThreadLocalDestroyed,
+    /// [`shutdown`](crate::shutdown) was called: the global runtime is gone for the rest of the
+    /// process and no other is built.
+    #[error("the global runtime was shut down")]
+    ShutDown,
+    /// [`shutdown`](crate::shutdown) was called on a thread that runs async code (a runtime worker
+    /// or a current-thread runtime's `block_on`), where waiting for the runtime to stop would
+    /// block, or wait for, the very thread that waits.
+    #[error(
+        "shutdown called from async code, where it would block a runtime thread; \
+         call it from synchronous code"
+    )]
+    ShutdownInAsyncContext,
 }

@@ -9,8 +9,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinHandle;
 
+use crate::global::{global_handle, is_shut_down};
 use crate::stats::{bump, Counter, THREAD};
-use crate::{try_handle, RuntimeError};
+use crate::RuntimeError;
 
 /// Runs `future` to completion on the global runtime and returns its output; callable from any
 /// synchronous code.
@@ -46,7 +47,8 @@ use crate::{try_handle, RuntimeError};
 /// # Panics
 ///
 /// With the message of the [`RuntimeError`] [`try_execute`] would return: inside a current-thread
-/// runtime, or when the global runtime cannot be built. Also when `future` panics.
+/// runtime, when the global runtime cannot be built, or after [`shutdown`](crate::shutdown). Also
+/// when `future` panics.
 ///
 /// # Examples
 ///
@@ -82,9 +84,11 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 ///   before) and has since started a current-thread runtime of its own, the future is polled once
 ///   first; if that finishes it, its output is returned (nothing could deadlock), otherwise it is
 ///   dropped and the error returned.
-/// - The errors of [`try_handle`] when the global runtime cannot be built.
+/// - The errors of [`try_handle`](crate::try_handle) when the global runtime cannot be built.
 /// - [`RuntimeError::ThreadLocalDestroyed`] when called from a thread-local destructor after
 ///   tokio's own thread-local context is gone.
+/// - [`RuntimeError::ShutDown`] after [`shutdown`](crate::shutdown), for a future that is not
+///   ready on its first poll (one that is still returns its output: it needs no runtime).
 ///
 /// # Examples
 ///
@@ -106,7 +110,8 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 /// # Ok::<(), RuntimeError>(())
 /// ```
 pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
-    let global = try_handle()?;
+    // The shutdown check waits for the slow paths: a future ready at once needs no runtime.
+    let global = global_handle()?;
     let mut future = pin!(future);
     // The fast path, for threads whose context is the global runtime: poll in place, reading
     // nothing but this thread's own state. One thread-local access covers the check, the poll and
@@ -145,6 +150,9 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
             if !checked {
                 refuse_if_scheduler()?;
             }
+            if is_shut_down() {
+                return Err(RuntimeError::ShutDown);
+            }
             bump(Counter::SlowPath);
             // `block_in_place` is free where blocking is already allowed (it just calls the
             // closure) and hands this worker's tasks to another thread on a multi-thread worker;
@@ -158,7 +166,7 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
 ///
 /// # Panics
 ///
-/// If the global runtime cannot be built (see [`try_handle`]).
+/// If the global runtime cannot be built or was [shut down](crate::shutdown) (see [`try_handle`](crate::try_handle)).
 ///
 /// # Examples
 ///
@@ -183,7 +191,7 @@ where
 ///
 /// # Panics
 ///
-/// If the global runtime cannot be built (see [`try_handle`]).
+/// If the global runtime cannot be built or was [shut down](crate::shutdown) (see [`try_handle`](crate::try_handle)).
 ///
 /// # Examples
 ///
@@ -218,7 +226,12 @@ enum FirstPoll {
 /// refusing current-thread schedulers up front.
 fn route(global: &'static Handle) -> Result<FirstPoll, RuntimeError> {
     refuse_if_scheduler()?;
+    if is_shut_down() {
+        return Err(RuntimeError::ShutDown);
+    }
     match Handle::try_current() {
+        // A thread of an adopted runtime: already in the global runtime's context.
+        Ok(current) if current.id() == global.id() => Ok(FirstPoll::InPlace),
         Ok(_) => Ok(FirstPoll::EnterGlobal),
         Err(missing) if missing.is_missing_context() => {
             let entered = THREAD.try_with(|thread| {
@@ -289,7 +302,7 @@ static PROBE_WAKER: LazyLock<Waker> = LazyLock::new(|| Waker::from(Arc::new(Prob
 /// a worker inside `block_in_place`), wakes it immediately, as its source documents. The probe
 /// reads only thread-locals. Should a future tokio change that behaviour, the unit test below and
 /// `runtime_contexts.rs` fail.
-fn drives_scheduler() -> bool {
+pub(crate) fn drives_scheduler() -> bool {
     let _ = PROBE_WOKEN.try_with(|woken| woken.set(false));
     let mut context = Context::from_waker(&PROBE_WAKER);
     let yielded = pin!(tokio::task::yield_now());

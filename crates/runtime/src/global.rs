@@ -1,43 +1,112 @@
-//! The one process-wide runtime: built lazily on first use, or eagerly by [`configure`].
+//! The one process-wide runtime: built lazily on first use, eagerly by [`configure`], or adopted
+//! from the application; stopped by [`shutdown`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::stats::THREAD;
 use crate::{Flavor, RuntimeConfig, RuntimeError};
 
-/// The built runtime. Never dropped: a `static` lives until the process exits, so the runtime's
-/// threads are never shut down under code that still uses the handle.
+/// The global runtime. The handle lives in a `static` until the process exits, so code holding it
+/// never sees it freed; the runtime itself is stopped only by [`shutdown`].
 #[derive(Debug)]
 struct Global {
     handle: Handle,
-    config: RuntimeConfig,
-    /// The multi-thread runtime itself; a current-thread runtime lives on its driver thread instead.
-    _runtime: Option<Runtime>,
+    /// The configuration it was built with; `None` for an adopted runtime.
+    config: Option<RuntimeConfig>,
+    owned: Mutex<Owned>,
+}
+
+/// What hivekit owns of the global runtime, and must stop on [`shutdown`].
+#[derive(Debug)]
+enum Owned {
+    /// A multi-thread runtime.
+    MultiThread(Runtime),
+    /// A current-thread runtime living on its driver thread: send it the shutdown timeout, then
+    /// wait for `stopped`.
+    CurrentThread {
+        stop: tokio::sync::oneshot::Sender<Duration>,
+        stopped: mpsc::Receiver<()>,
+    },
+    /// The application's runtime: hivekit stops using it, never stops it.
+    Adopted,
+    /// Shut down already.
+    Nothing,
 }
 
 static GLOBAL: OnceLock<Global> = OnceLock::new();
-/// Serialises building, so racing first uses and `configure` calls build exactly one runtime.
+/// Serialises building, adopting and shutting down, so racing first uses and `configure` calls
+/// build exactly one runtime.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 static BUILDS: AtomicUsize = AtomicUsize::new(0);
+/// Set by [`shutdown`]; never cleared.
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 
-/// Builds the global runtime from `config` now; only possible before its first use.
+/// What [`configure`] sets up: a runtime hivekit builds from a [`RuntimeConfig`], or an
+/// application's own tokio runtime, adopted through its [`Handle`].
 ///
-/// The configuration is checked and `HIVEKIT_WORKER_THREADS` applied (it overrides
+/// Both convert into it, so `configure` takes either.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_runtime::{RuntimeConfig, RuntimeSetup};
+///
+/// let setup = RuntimeSetup::from(RuntimeConfig::default());
+/// assert!(matches!(setup, RuntimeSetup::Build(_)));
+/// ```
+#[derive(Debug, Clone)]
+pub enum RuntimeSetup {
+    /// Build a runtime from this configuration.
+    Build(RuntimeConfig),
+    /// Use the runtime behind this handle (typically `Handle::current()` in `#[tokio::main]`)
+    /// instead of starting a second thread pool. hivekit never stops it: [`shutdown`] only ends
+    /// hivekit's use of it. Keep the runtime alive while hivekit is used; a current-thread runtime
+    /// must also be driven (its `block_on` running) for `execute` from other threads to make
+    /// progress.
+    Adopt(Handle),
+}
+
+impl From<RuntimeConfig> for RuntimeSetup {
+    fn from(config: RuntimeConfig) -> Self {
+        Self::Build(config)
+    }
+}
+
+impl From<Handle> for RuntimeSetup {
+    fn from(handle: Handle) -> Self {
+        Self::Adopt(handle)
+    }
+}
+
+/// Sets up the global runtime now, building it from a [`RuntimeConfig`] or adopting an
+/// application's runtime from its [`Handle`]; only possible before its first use.
+///
+/// A configuration is checked and `HIVEKIT_WORKER_THREADS` applied (it overrides
 /// `worker_threads`: the environment is how a deployment tunes a binary it cannot rebuild), then
 /// the runtime is built at once, so every configuration error surfaces here rather than at some
 /// later first use. Of several racing calls exactly one succeeds.
 ///
+/// An adopted runtime is used by everything hivekit runs: [`execute`](crate::execute),
+/// [`spawn`](crate::spawn), [`spawn_blocking`](crate::spawn_blocking), and the hive rounds and
+/// pipelines that fall back to the global runtime. Its threads are the application's, so
+/// [`active_config`] is `None` and [`RuntimeStats::runtimes_built`](crate::RuntimeStats::runtimes_built)
+/// stays 0.
+///
 /// # Errors
 ///
-/// - [`RuntimeError::AlreadyInitialized`] if the runtime was already built, by an earlier
+/// - [`RuntimeError::AlreadyInitialized`] if the runtime was already set up, by an earlier
 ///   `configure` or by any use ([`handle`], [`execute`](crate::execute), [`spawn`](crate::spawn), ...).
+/// - [`RuntimeError::ShutDown`] after [`shutdown`].
 /// - [`RuntimeError::InvalidWorkerThreads`], [`RuntimeError::InvalidMaxBlockingThreads`],
-///   [`RuntimeError::InvalidThreadName`], [`RuntimeError::InvalidWorkerThreadsEnv`] for a bad
-///   configuration, [`RuntimeError::Build`] if tokio or the operating system refuses. After such an
-///   error nothing is built and `configure` may be called again.
+///   [`RuntimeError::InvalidThreadStackSize`], [`RuntimeError::InvalidThreadName`],
+///   [`RuntimeError::InvalidWorkerThreadsEnv`] for a bad configuration, [`RuntimeError::Build`] if
+///   tokio or the operating system refuses. After such an error nothing is built and `configure`
+///   may be called again.
 ///
 /// # Examples
 ///
@@ -52,12 +121,104 @@ static BUILDS: AtomicUsize = AtomicUsize::new(0);
 /// assert!(matches!(configure(config), Err(RuntimeError::AlreadyInitialized)));
 /// # Ok::<(), RuntimeError>(())
 /// ```
-pub fn configure(config: RuntimeConfig) -> Result<(), RuntimeError> {
+///
+/// Adopting the application's runtime:
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() -> Result<(), hivekit_runtime::RuntimeError> {
+///     hivekit_runtime::configure(tokio::runtime::Handle::current())?;
+///     // hivekit now spawns onto this runtime instead of starting its own.
+///     let task = hivekit_runtime::spawn(async { 42 });
+///     assert_eq!(task.await.unwrap(), 42);
+///     Ok(())
+/// }
+/// ```
+pub fn configure(setup: impl Into<RuntimeSetup>) -> Result<(), RuntimeError> {
     let _building = BUILD_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    if SHUT_DOWN.load(Ordering::Acquire) {
+        return Err(RuntimeError::ShutDown);
+    }
     if GLOBAL.get().is_some() {
         return Err(RuntimeError::AlreadyInitialized);
     }
-    install(&config)
+    match setup.into() {
+        RuntimeSetup::Build(config) => install(&config),
+        RuntimeSetup::Adopt(handle) => {
+            // Cannot fail: the lock is held and the cell was empty.
+            let _ = GLOBAL.set(Global {
+                handle,
+                config: None,
+                owned: Mutex::new(Owned::Adopted),
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Stops the global runtime, waiting at most about `timeout` for its work to end, and refuses any
+/// later use: for tests and programs that must exit cleanly.
+///
+/// Tasks are dropped at their next `.await`; `spawn_blocking` closures cannot be interrupted, so
+/// they are waited for up to `timeout` and then left to finish on their own (their threads are
+/// detached). Afterwards [`try_handle`], [`configure`] and [`try_execute`](crate::try_execute)
+/// (for a future not ready on its first poll) return [`RuntimeError::ShutDown`], and
+/// [`handle`], [`spawn`](crate::spawn), [`spawn_blocking`](crate::spawn_blocking) and
+/// [`execute`](crate::execute) panic with it. An adopted runtime is left running: hivekit only
+/// stops using it. Calling it before the first use (nothing to stop) or a second time is fine.
+///
+/// Call it from synchronous code. A `spawn_blocking` closure of the global runtime may call it,
+/// but then waits out the whole `timeout`, since the runtime waits for that very closure.
+///
+/// # Errors
+///
+/// [`RuntimeError::ShutdownInAsyncContext`] on a thread that runs async code (a runtime worker,
+/// a current-thread runtime's `block_on`); nothing is stopped.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let forever = hivekit_runtime::spawn(std::future::pending::<()>());
+/// hivekit_runtime::shutdown(Duration::from_secs(1))?;
+/// assert!(matches!(
+///     hivekit_runtime::try_handle(),
+///     Err(hivekit_runtime::RuntimeError::ShutDown)
+/// ));
+/// # drop(forever);
+/// # Ok::<(), hivekit_runtime::RuntimeError>(())
+/// ```
+pub fn shutdown(timeout: Duration) -> Result<(), RuntimeError> {
+    if crate::execute::drives_scheduler() {
+        return Err(RuntimeError::ShutdownInAsyncContext);
+    }
+    let _building = BUILD_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    SHUT_DOWN.store(true, Ordering::Release);
+    let Some(global) = GLOBAL.get() else {
+        return Ok(());
+    };
+    let owned = std::mem::replace(
+        &mut *global.owned.lock().unwrap_or_else(PoisonError::into_inner),
+        Owned::Nothing,
+    );
+    match owned {
+        Owned::MultiThread(runtime) => runtime.shutdown_timeout(timeout),
+        Owned::CurrentThread { stop, stopped } => {
+            if stop.send(timeout).is_ok() {
+                // The driver stops at its next turn; a task that blocks the driver thread keeps it
+                // from turning, and then this waits only the timeout (and a little slack).
+                let _ = stopped.recv_timeout(timeout.saturating_add(Duration::from_millis(100)));
+            }
+        }
+        Owned::Adopted | Owned::Nothing => {}
+    }
+    Ok(())
+}
+
+/// True once [`shutdown`] was called.
+pub(crate) fn is_shut_down() -> bool {
+    SHUT_DOWN.load(Ordering::Acquire)
 }
 
 /// The global runtime's handle, building the runtime with the default configuration (and
@@ -78,6 +239,16 @@ pub fn configure(config: RuntimeConfig) -> Result<(), RuntimeError> {
 /// ```
 #[inline]
 pub fn try_handle() -> Result<&'static Handle, RuntimeError> {
+    if is_shut_down() {
+        return Err(RuntimeError::ShutDown);
+    }
+    global_handle()
+}
+
+/// The global runtime's handle, built on first use, without the shutdown check: for
+/// [`try_execute`](crate::try_execute)'s fast path, which checks only when it must wait.
+#[inline]
+pub(crate) fn global_handle() -> Result<&'static Handle, RuntimeError> {
     match GLOBAL.get() {
         Some(global) => Ok(&global.handle),
         None => initialize_default(),
@@ -107,7 +278,7 @@ pub fn handle() -> &'static Handle {
     }
 }
 
-/// True once the global runtime has been built.
+/// True once the global runtime has been built or adopted (and still after [`shutdown`]).
 ///
 /// # Examples
 ///
@@ -120,7 +291,7 @@ pub fn is_initialized() -> bool {
 }
 
 /// The configuration the global runtime was built with (after the environment override), or
-/// `None` before it is built.
+/// `None` before it is built and for an adopted runtime.
 ///
 /// # Examples
 ///
@@ -130,19 +301,20 @@ pub fn is_initialized() -> bool {
 /// assert_eq!(config.thread_name, "hivekit-runtime");
 /// ```
 pub fn active_config() -> Option<&'static RuntimeConfig> {
-    GLOBAL.get().map(|global| &global.config)
+    GLOBAL.get().and_then(|global| global.config.as_ref())
 }
 
-/// How many runtimes this process has built: 0 or 1. For tests that check racing first uses
-/// build exactly one; not part of the stable API.
-#[doc(hidden)]
-pub fn __build_count() -> usize {
-    BUILDS.load(Ordering::SeqCst)
+/// How many runtimes this process has built: 0 or 1.
+pub(crate) fn runtimes_built() -> u64 {
+    BUILDS.load(Ordering::SeqCst) as u64
 }
 
 #[cold]
 fn initialize_default() -> Result<&'static Handle, RuntimeError> {
     let _building = BUILD_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    if is_shut_down() {
+        return Err(RuntimeError::ShutDown);
+    }
     if GLOBAL.get().is_none() {
         install(&RuntimeConfig::default())?;
     }
@@ -179,17 +351,41 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
         builder.max_blocking_threads(blocking);
     }
     if let Some(stack_size) = config.thread_stack_size {
+        // tokio panics when it cannot start a worker thread; a probe thread of the same stack size
+        // turns the likely cause, a stack the operating system cannot give, into an error first.
+        std::thread::Builder::new()
+            .name(config.thread_name.clone())
+            .stack_size(stack_size)
+            .spawn(|| {})
+            .and_then(|probe| {
+                probe
+                    .join()
+                    .map_err(|_| std::io::Error::other("the stack size probe thread panicked"))
+            })
+            .map_err(|source| RuntimeError::Build { source })?;
         builder.thread_stack_size(stack_size);
     }
-    let runtime = builder
-        .build()
-        .map_err(|source| RuntimeError::Build { source })?;
+    // What the checks above cannot foresee (the operating system refusing a thread, tokio's own
+    // `TOKIO_WORKER_THREADS`) makes tokio panic inside `build`: report it as the error it is.
+    let runtime = match catch_unwind(AssertUnwindSafe(|| builder.build())) {
+        Ok(built) => built.map_err(|source| RuntimeError::Build { source })?,
+        Err(panic) => {
+            return Err(RuntimeError::Build {
+                source: std::io::Error::other(format!(
+                    "tokio panicked while building the runtime: {}",
+                    panic_text(&*panic)
+                )),
+            })
+        }
+    };
     let handle = runtime.handle().clone();
-    let runtime = match config.flavor {
-        Flavor::MultiThread => Some(runtime),
+    let owned = match config.flavor {
+        Flavor::MultiThread => Owned::MultiThread(runtime),
         Flavor::CurrentThread => {
             // A current-thread runtime only makes progress (tasks, timers) while some thread runs
-            // `Runtime::block_on`; this driver thread does so for the life of the process.
+            // `Runtime::block_on`; this driver thread does so until `shutdown`.
+            let (stop, stop_signal) = tokio::sync::oneshot::channel::<Duration>();
+            let (stopped_signal, stopped) = mpsc::channel();
             let mut driver = std::thread::Builder::new().name(config.thread_name.clone());
             if let Some(stack_size) = config.thread_stack_size {
                 driver = driver.stack_size(stack_size);
@@ -197,16 +393,32 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
             driver
                 // Not marked as a global thread: it drives the scheduler, so `execute` there must
                 // always take the checked path that refuses it.
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .spawn(move || {
+                    // A dropped sender (never, since `Global` is never dropped) waits no longer.
+                    let timeout = runtime.block_on(stop_signal).unwrap_or(Duration::ZERO);
+                    runtime.shutdown_timeout(timeout);
+                    let _ = stopped_signal.send(());
+                })
                 .map_err(|source| RuntimeError::Build { source })?;
-            None
+            Owned::CurrentThread { stop, stopped }
         }
     };
     Ok(Global {
         handle,
-        config,
-        _runtime: runtime,
+        config: Some(config),
+        owned: Mutex::new(owned),
     })
+}
+
+/// The text of a caught panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "a panic with a non-string payload"
+    }
 }
 
 /// Runs on every thread the global runtime starts: their tokio context is the global runtime.

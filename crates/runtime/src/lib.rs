@@ -8,6 +8,9 @@
 //!   use, else [`RuntimeError::AlreadyInitialized`]). `HIVEKIT_WORKER_THREADS` overrides the worker
 //!   count; an invalid value is a [`RuntimeError::InvalidWorkerThreadsEnv`], never silently
 //!   ignored. [`try_handle`] reports build errors, [`handle`] panics with them.
+//! - **An application's runtime.** A `#[tokio::main]` program can hand its own runtime to
+//!   [`configure`] (`configure(Handle::current())`) instead of getting a second thread pool;
+//!   [`shutdown`] stops the global runtime (or ends the use of an adopted one) with a timeout.
 //! - **The bridge.** [`execute`] runs a future to completion from synchronous code: from plain
 //!   threads, `spawn_blocking` threads and multi-thread runtime workers (via `block_in_place`, no
 //!   deadlock). Inside a current-thread runtime it would deadlock, so [`try_execute`] returns
@@ -17,6 +20,9 @@
 //!   one is handed, still pinned in place, to `block_on`.
 //! - **Stats.** [`stats`] sums per-thread counters ([`RuntimeStats`]); counting never writes a
 //!   shared cache line.
+//! - **Task helpers** for the crates above: [`AbortOnDrop`] (a task that dies with its handle),
+//!   [`InlineOrSpawned`] (work polled in place or spawned, awaited alike), [`panic_message`] (a
+//!   caught panic as text) and [`ConcurrencyLimit`] (how many operations may be in flight).
 //!
 //! # Examples
 //!
@@ -48,10 +54,16 @@ mod config;
 mod error;
 mod execute;
 mod global;
+mod limit;
 mod stats;
+mod task;
 
 pub use config::{Flavor, RuntimeConfig, WORKER_THREADS_ENV};
 pub use error::RuntimeError;
 pub use execute::{execute, spawn, spawn_blocking, try_execute};
-pub use global::{__build_count, active_config, configure, handle, is_initialized, try_handle};
+pub use global::{
+    active_config, configure, handle, is_initialized, shutdown, try_handle, RuntimeSetup,
+};
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use stats::{stats, RuntimeStats};
+pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};

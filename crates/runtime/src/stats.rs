@@ -35,6 +35,10 @@ pub struct RuntimeStats {
     pub blocking_spawns: u64,
     /// Calls refused with [`RuntimeError::WouldDeadlock`](crate::RuntimeError::WouldDeadlock).
     pub would_deadlock: u64,
+    /// Runtimes hivekit has built in this process: 0 before the first use (and when
+    /// [`configure`](crate::configure) adopted the application's runtime), then 1, however many
+    /// threads raced to build it.
+    pub runtimes_built: u64,
 }
 
 impl RuntimeStats {
@@ -74,6 +78,7 @@ pub fn stats() -> RuntimeStats {
     for counters in &registry.live {
         total.add(&counters.snapshot());
     }
+    total.runtimes_built = crate::global::runtimes_built();
     total
 }
 
@@ -100,6 +105,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
         spawns: 0,
         blocking_spawns: 0,
         would_deadlock: 0,
+        runtimes_built: 0,
     },
 });
 
@@ -133,6 +139,7 @@ impl ThreadCounters {
             spawns: self.spawns.load(Ordering::Relaxed),
             blocking_spawns: self.blocking_spawns.load(Ordering::Relaxed),
             would_deadlock: self.would_deadlock.load(Ordering::Relaxed),
+            runtimes_built: 0,
         }
     }
 

@@ -17,7 +17,7 @@ fn invalid_configurations_are_rejected_then_a_valid_one_is_used() {
     ));
     assert_eq!(
         error.to_string(),
-        "worker_threads is 0, expected at least 1"
+        "worker_threads is 0, expected 1 to 32768"
     );
 
     let zero_blocking = RuntimeConfig {
@@ -39,7 +39,7 @@ fn invalid_configurations_are_rejected_then_a_valid_one_is_used() {
     }
 
     assert!(!is_initialized());
-    assert_eq!(hivekit_runtime::__build_count(), 0);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 0);
     assert!(active_config().is_none());
 
     // A current-thread config ignores worker_threads (even 0), and is accepted.
@@ -51,7 +51,7 @@ fn invalid_configurations_are_rejected_then_a_valid_one_is_used() {
         max_blocking_threads: Some(4),
     };
     configure(config).unwrap();
-    assert_eq!(hivekit_runtime::__build_count(), 1);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 1);
     let active = active_config().unwrap();
     assert_eq!(active.flavor, Flavor::CurrentThread);
     assert_eq!(active.worker_threads, None);

@@ -34,7 +34,7 @@ fn exactly_one_racing_configure_wins() {
     assert!(results
         .iter()
         .all(|(_, result)| matches!(result, Ok(()) | Err(RuntimeError::AlreadyInitialized))));
-    assert_eq!(hivekit_runtime::__build_count(), 1);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 1);
 
     // The runtime is the winner's.
     let winner = winners[0];

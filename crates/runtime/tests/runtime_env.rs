@@ -7,7 +7,16 @@ use hivekit_runtime::{
 
 #[test]
 fn environment_override_is_validated_and_applied() {
-    for bad in ["abc", "0", "-2", "1.5", ""] {
+    for bad in [
+        "abc",
+        "0",
+        "-2",
+        "1.5",
+        "",
+        "32769",
+        "18446744073709551614",
+        "18446744073709551615",
+    ] {
         std::env::set_var(WORKER_THREADS_ENV, bad);
         match try_handle() {
             Err(RuntimeError::InvalidWorkerThreadsEnv { value }) => assert_eq!(value, bad),
@@ -17,7 +26,7 @@ fn environment_override_is_validated_and_applied() {
         let error = configure(RuntimeConfig::default()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("environment variable HIVEKIT_WORKER_THREADS is `{bad}`, expected a positive integer")
+            format!("environment variable HIVEKIT_WORKER_THREADS is `{bad}`, expected an integer from 1 to 32768")
         );
     }
     // `handle` panics with the same message rather than silently using a default.
@@ -28,7 +37,7 @@ fn environment_override_is_validated_and_applied() {
         message.contains("HIVEKIT_WORKER_THREADS is `many`"),
         "{message}"
     );
-    assert_eq!(hivekit_runtime::__build_count(), 0);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 0);
 
     // A valid value overrides the configured count (surrounding whitespace is tolerated).
     std::env::set_var(WORKER_THREADS_ENV, " 3 ");
@@ -39,5 +48,5 @@ fn environment_override_is_validated_and_applied() {
     .unwrap();
     assert_eq!(active_config().unwrap().worker_threads, Some(3));
     assert_eq!(try_handle().unwrap().metrics().num_workers(), 3);
-    assert_eq!(hivekit_runtime::__build_count(), 1);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 1);
 }

@@ -7,7 +7,7 @@ use hivekit_runtime::{configure, execute, is_initialized, RuntimeConfig, Runtime
 #[test]
 fn concurrent_first_use_builds_exactly_one_runtime() {
     assert!(!is_initialized());
-    assert_eq!(hivekit_runtime::__build_count(), 0);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 0);
     let threads = 16;
     let barrier = Barrier::new(threads);
     let handles: Vec<_> = std::thread::scope(|scope| {
@@ -27,7 +27,7 @@ fn concurrent_first_use_builds_exactly_one_runtime() {
             .collect();
         joins.into_iter().map(|join| join.join().unwrap()).collect()
     });
-    assert_eq!(hivekit_runtime::__build_count(), 1);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 1);
     assert!(is_initialized());
     // Every thread got a working handle of that one runtime.
     for handle in &handles {
@@ -42,5 +42,5 @@ fn concurrent_first_use_builds_exactly_one_runtime() {
         configure(RuntimeConfig::default()),
         Err(RuntimeError::AlreadyInitialized)
     ));
-    assert_eq!(hivekit_runtime::__build_count(), 1);
+    assert_eq!(hivekit_runtime::stats().runtimes_built, 1);
 }

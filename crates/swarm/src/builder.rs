@@ -397,6 +397,10 @@ impl<T> StageBuilder<T> {
 
     /// Gives each attempt at most `timeout`; an attempt that takes longer is dropped and counts as
     /// timed out (retried if the retry policy allows).
+    ///
+    /// Edges: zero is [`BuildError::ZeroTimeout`](crate::BuildError::ZeroTimeout) when built;
+    /// `Duration::MAX`, or any limit the clock cannot represent from the attempt's start, means no
+    /// limit; 1 ns is a real limit (an attempt that does not finish on its first poll times out).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.draft().timeout = Some(timeout);
         self

@@ -10,7 +10,7 @@ use crate::events::EventSink;
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
 use crate::pipeline::{Artifact, PipelineInner};
 use crate::report::downcast;
-use crate::retry::mix;
+use crate::seed::{mix, stage_seed};
 
 /// State one run shares with its stages (which may run on other threads).
 pub(crate) struct RunShared {
@@ -83,7 +83,7 @@ impl StageContext {
     /// A seed for this stage's attempt, derived from the run's seed: use it for anything random in the
     /// stage to keep seeded runs reproducible.
     pub fn seed(&self) -> u64 {
-        mix(self.shared.seed ^ mix(u64::from(self.stage)) ^ u64::from(self.attempt))
+        mix(stage_seed(self.shared.seed, self.stage) ^ u64::from(self.attempt))
     }
 
     /// The output of dependency `stage`, shared without copying.

@@ -6,10 +6,10 @@ use std::panic::AssertUnwindSafe;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use hivekit_runtime::panic_message;
 use serde::Serialize;
 
 use crate::error::StageError;
-use crate::stage::panic_message;
 
 /// How a [`StageContext::fan_out`](crate::StageContext::fan_out) runs its sub-tasks.
 ///

@@ -13,7 +13,9 @@ use crate::error::StageError;
 /// ([`StageError::Permanent`], not retried), or for another [`HiveError`] ([`StageError::Failed`]).
 ///
 /// The hive is cheap to clone and shared with the caller, so later stages (or the caller) can read
-/// its memory, which the round committed to.
+/// its memory, which the round committed to. Add `.export()` to the stage to put the decision (who
+/// proposed what, every ballot's voters, the failures) in the report's JSON, when the state's key
+/// is `Serialize`.
 ///
 /// # Examples
 ///

@@ -71,6 +71,7 @@ mod ready;
 mod report;
 mod retry;
 mod run;
+mod seed;
 mod stage;
 
 pub use builder::{PipelineBuilder, StageBuilder};
@@ -79,6 +80,7 @@ pub use error::{ArtifactError, BuildError, StageError};
 pub use events::{AttemptFailure, EventSink, StageEvent};
 pub use fan_out::{FanOut, FanOutReport, FanOutSummary, SubtaskOutcome};
 pub use hive::hive_stage;
+pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use options::{FailurePolicy, RunOptions};
 pub use pipeline::Pipeline;
 pub use report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};

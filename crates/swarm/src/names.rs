@@ -8,7 +8,7 @@ use std::hash::Hasher;
 
 use rustc_hash::FxHasher;
 
-use crate::retry::mix;
+use crate::seed::mix;
 
 pub(crate) struct NameIndex {
     /// `tag << 32 | (index + 1)`; 0 is an empty slot.

@@ -1,8 +1,8 @@
 //! How a run is carried out: concurrency, failure policy, deadline, cancellation, seed, events.
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use hivekit_runtime::ConcurrencyLimit;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
@@ -23,27 +23,31 @@ pub enum FailurePolicy {
 /// # Examples
 ///
 /// ```
-/// use std::num::NonZeroUsize;
 /// use std::time::Duration;
-/// use hivekit_swarm::{FailurePolicy, RunOptions};
+/// use hivekit_swarm::{ConcurrencyLimit, FailurePolicy, RunOptions};
 ///
 /// let options = RunOptions {
-///     max_concurrency: NonZeroUsize::new(4),
+///     max_concurrency: ConcurrencyLimit::new(4)?,
 ///     failure: FailurePolicy::ContinueIndependent,
 ///     deadline: Some(Duration::from_secs(30)),
 ///     seed: Some(7),
 ///     ..RunOptions::default()
 /// };
-/// assert_eq!(options.max_concurrency.map(NonZeroUsize::get), Some(4));
+/// assert_eq!(options.max_concurrency.slots(), 4);
+/// # Ok::<(), hivekit_swarm::ConcurrencyLimitError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The most stages in flight at once (`None`: no limit). Ready stages beyond it wait in a
-    /// priority scheduler ordered by their hints.
-    pub max_concurrency: Option<NonZeroUsize>,
+    /// The most stages in flight at once (default: [`ConcurrencyLimit::Unbounded`]). Ready stages
+    /// beyond it wait in a priority scheduler ordered by their hints.
+    pub max_concurrency: ConcurrencyLimit,
     /// What to do when a stage fails.
     pub failure: FailurePolicy,
     /// The longest the whole run may take, from its start; then running stages are cancelled.
+    /// `None`, `Duration::MAX` or any deadline the clock cannot represent from the run's start: no
+    /// deadline. `Some(Duration::ZERO)`: the deadline has passed as the run starts; the run ends
+    /// as soon as the timer says so (at once, or at tokio's next millisecond tick), and every
+    /// stage that has not finished by then is cancelled or skipped.
     pub deadline: Option<Duration>,
     /// Cancels the run from outside; running stages are cancelled and the report says which.
     pub cancel: CancellationToken,
@@ -56,9 +60,9 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// These options with at most `limit` stages in flight.
-    pub fn with_max_concurrency(self, limit: NonZeroUsize) -> Self {
+    pub fn with_max_concurrency(self, limit: impl Into<ConcurrencyLimit>) -> Self {
         Self {
-            max_concurrency: Some(limit),
+            max_concurrency: limit.into(),
             ..self
         }
     }

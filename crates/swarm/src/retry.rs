@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::seed::mix;
+
 /// How long to wait before each retry: exponential from `initial`, multiplied by `multiplier` after
 /// each failed attempt, capped at `max`, then shortened by a seeded random fraction of at most
 /// `jitter` (so that stages failing together do not retry in lock step, yet a run with a given seed
@@ -152,14 +154,6 @@ impl RetryPolicy {
         }
         self.backoff.validate()
     }
-}
-
-/// splitmix64's finaliser: a cheap, well-mixed hash for seeded jitter and seeded ordering.
-pub(crate) fn mix(mut value: u64) -> u64 {
-    value = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use hivekit_runtime::InlineOrSpawned;
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,8 +27,8 @@ use crate::options::{FailurePolicy, RunOptions};
 use crate::pipeline::PipelineInner;
 use crate::ready::ReadyQueue;
 use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
-use crate::retry::mix;
-use crate::stage::{StageFuture, StageOutcome};
+use crate::seed::stage_seed;
+use crate::stage::{deadline_after, StageFuture, StageOutcome};
 
 pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
     let span = tracing::info_span!("pipeline_run", stages = pipeline.stages.len());
@@ -50,7 +50,7 @@ async fn execute_in_span(pipeline: &Arc<PipelineInner>, options: RunOptions) -> 
     let mut cancelled = pin!(external_cancel.cancelled());
     let deadline_at = options
         .deadline
-        .map(|deadline| tokio::time::Instant::now() + deadline);
+        .and_then(|deadline| deadline_after(tokio::time::Instant::now(), deadline));
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);
@@ -87,18 +87,10 @@ enum Stop {
     Deadline,
 }
 
-/// A launched stage: polled inline, or a spawned task's handle (aborted when dropped).
-enum StageTask {
-    Inline(u32, StageFuture),
-    Spawned(u32, JoinHandle<StageOutcome>),
-}
-
-impl Drop for StageTask {
-    fn drop(&mut self) {
-        if let Self::Spawned(_, handle) = self {
-            handle.abort();
-        }
-    }
+/// A launched stage: polled inline, or a spawned task (aborted when dropped).
+struct StageTask {
+    stage: u32,
+    work: InlineOrSpawned<StageFuture>,
 }
 
 impl Future for StageTask {
@@ -106,23 +98,19 @@ impl Future for StageTask {
     type Output = (u32, Option<StageOutcome>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Self::Inline(stage, future) => Pin::new(future)
-                .poll(cx)
-                .map(|outcome| (*stage, Some(outcome))),
-            Self::Spawned(stage, handle) => Pin::new(handle).poll(cx).map(|joined| {
-                let outcome = match joined {
-                    Ok(outcome) => Some(outcome),
-                    Err(error) if error.is_cancelled() => None,
-                    // The stage future catches the stage's panics; this is a panic while dropping.
-                    Err(error) => Some(StageOutcome::Failed {
-                        error: StageError::Panicked(error.to_string()),
-                        attempts: 1,
-                    }),
-                };
-                (*stage, outcome)
-            }),
-        }
+        let this = self.get_mut();
+        Pin::new(&mut this.work).poll(cx).map(|joined| {
+            let outcome = match joined {
+                Ok(outcome) => Some(outcome),
+                Err(error) if error.is_cancelled() => None,
+                // The stage future catches the stage's panics; this is a panic while dropping.
+                Err(error) => Some(StageOutcome::Failed {
+                    error: StageError::Panicked(error.to_string()),
+                    attempts: 1,
+                }),
+            };
+            (this.stage, outcome)
+        })
     }
 }
 
@@ -169,9 +157,7 @@ impl Run {
             pipeline: pipeline.clone(),
             shared,
             failure: options.failure,
-            limit: options
-                .max_concurrency
-                .map_or(usize::MAX, |limit| limit.get()),
+            limit: options.max_concurrency.slots(),
             seed: options.seed,
             start: Instant::now(),
             remaining: pipeline.in_degree.clone(),
@@ -249,7 +235,7 @@ impl Run {
         if let Some(seed) = self.seed {
             if self.batch.len() > 1 {
                 self.batch
-                    .sort_unstable_by_key(|&stage| mix(seed ^ mix(u64::from(stage))));
+                    .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
             }
         }
         let reserved = self.in_flight + self.direct.len();
@@ -280,8 +266,8 @@ impl Run {
         }
         let mut future = StageFuture::new(self.shared.clone(), stage);
         if spec.spawns() {
-            self.running
-                .push(StageTask::Spawned(stage, tokio::spawn(future)));
+            let work = InlineOrSpawned::spawn(future);
+            self.running.push(StageTask { stage, work });
             self.in_flight += 1;
             return;
         }
@@ -289,7 +275,8 @@ impl Run {
         match Pin::new(&mut future).poll(cx) {
             Poll::Ready(outcome) => self.complete(stage, outcome),
             Poll::Pending => {
-                self.running.push(StageTask::Inline(stage, future));
+                let work = InlineOrSpawned::Inline(future);
+                self.running.push(StageTask { stage, work });
                 self.in_flight += 1;
             }
         }
@@ -406,15 +393,15 @@ impl Run {
         // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
         // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
         let mut aborted = FuturesUnordered::new();
-        for mut task in std::mem::take(&mut self.running) {
+        for task in std::mem::take(&mut self.running) {
             self.in_flight -= 1;
-            match &mut task {
-                StageTask::Inline(stage, _) => {
-                    let stage = *stage;
+            match &task.work {
+                InlineOrSpawned::Inline(_) => {
+                    let stage = task.stage;
                     drop(task);
                     self.cancelled(stage);
                 }
-                StageTask::Spawned(_, handle) => {
+                InlineOrSpawned::Spawned(handle) => {
                     handle.abort();
                     aborted.push(task);
                 }

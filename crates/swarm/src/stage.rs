@@ -4,21 +4,22 @@
 //! (one `FuturesUnordered` of it, no extra box) and so that the timeout's timer is only created when
 //! an attempt actually waits: a stage that finishes on its first poll pays nothing for its timeout.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use hivekit_runtime::panic_message;
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::pipeline::Artifact;
-use crate::retry::mix;
+use crate::seed::stage_seed;
 
 /// How a stage ended, as the run sees it.
 pub(crate) enum StageOutcome {
@@ -31,7 +32,8 @@ enum AttemptState {
     Start,
     Running {
         future: BoxFuture<'static, Result<Artifact, StageError>>,
-        started: Option<Instant>,
+        /// When the attempt times out; `None` without a timeout or with one past the clock's end.
+        deadline: Option<Instant>,
         timeout: Option<Pin<Box<Sleep>>>,
     },
     Backoff(Pin<Box<Sleep>>),
@@ -77,7 +79,7 @@ impl Attempts {
             AttemptFailure::TimedOut(_) => true,
         };
         if retryable && self.attempt < spec.retry.max_attempts {
-            let jitter_seed = mix(self.shared.seed ^ mix(u64::from(self.stage)));
+            let jitter_seed = stage_seed(self.shared.seed, self.stage);
             let delay = spec.retry.backoff.delay(self.attempt, jitter_seed);
             tracing::debug!(attempt = self.attempt, %failure, ?delay, "attempt failed, retrying");
             if let Some(events) = &self.shared.events {
@@ -128,7 +130,9 @@ impl Attempts {
                         Ok(future) => {
                             this.state = AttemptState::Running {
                                 future,
-                                started: spec.timeout.map(|_| Instant::now()),
+                                deadline: spec
+                                    .timeout
+                                    .and_then(|limit| deadline_after(Instant::now(), limit)),
                                 timeout: None,
                             };
                             continue;
@@ -140,7 +144,7 @@ impl Attempts {
                 }
                 AttemptState::Running {
                     future,
-                    started,
+                    deadline,
                     timeout,
                 } => match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                     Ok(Poll::Ready(Ok(artifact))) => {
@@ -155,13 +159,12 @@ impl Attempts {
                         AttemptFailure::Error(StageError::Panicked(panic_message(&*panic)))
                     }
                     Ok(Poll::Pending) => {
-                        let (Some(limit), Some(started)) = (spec.timeout, *started) else {
+                        let (Some(limit), Some(deadline)) = (spec.timeout, *deadline) else {
                             return Poll::Pending;
                         };
                         // The timer is created on the first wait only.
-                        let sleep = timeout.get_or_insert_with(|| {
-                            Box::pin(tokio::time::sleep_until(started + limit))
-                        });
+                        let sleep = timeout
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
@@ -185,13 +188,11 @@ impl Attempts {
     }
 }
 
-/// The message of a caught panic (`&str` or `String` payloads), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
+/// `start + limit`, or `None` when the clock cannot represent that instant: a limit that far away
+/// (`Duration::MAX`, the usual way to say "no limit", or anything near it) means no limit. tokio
+/// rounds a deadline up to the next millisecond, so that much more must fit too.
+pub(crate) fn deadline_after(start: Instant, limit: Duration) -> Option<Instant> {
+    let deadline = start.checked_add(limit)?;
+    deadline.checked_add(Duration::from_millis(1))?;
+    Some(deadline)
 }

@@ -79,3 +79,25 @@ async fn a_hive_without_agents_fails_the_stage_without_retries() {
         })
     ));
 }
+
+#[tokio::test]
+async fn an_exported_decision_is_in_the_run_reports_json() {
+    let hive = Hive::builder(Tally::default()).build().unwrap();
+    for id in 1..=3 {
+        hive.spawn(Writer(id));
+    }
+    let pipeline = Pipeline::builder()
+        .stage("decide", hive_stage(hive))
+        .export()
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    let decision = report.artifact_json("decide").unwrap();
+    assert_eq!(decision["round"], 1);
+    assert_eq!(decision["accepted"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        decision["ballots"][0]["voters"].as_array().unwrap().len(),
+        3
+    );
+    assert!(report.to_json().unwrap().contains("\"ballots\""));
+}

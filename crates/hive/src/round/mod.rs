@@ -8,7 +8,7 @@ mod propose;
 mod vote;
 
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -20,12 +20,13 @@ use tracing::Instrument;
 
 use crate::agent::{AgentId, DynAgent, ProposalOf};
 use crate::ballot::Tally;
-use crate::call::Limit;
+use crate::call::{later, Limit};
 use crate::context::{AgentContext, DecideOptions, RoundShared, ASSIGNED_PROPOSAL_ID};
 use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
 use crate::error::HiveError;
+use crate::events::HiveEvent;
 use crate::hive::{Config, Hive};
 use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
@@ -185,16 +186,22 @@ impl<S: State> Hive<S> {
     /// ```
     pub async fn decide_with(&self, options: DecideOptions) -> Result<Decision<S>, HiveError> {
         let number = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
-        let span = tracing::debug_span!("hive_round", round = number);
+        let span =
+            tracing::info_span!("hive_round", hive = %self.inner.config.name, round = number);
         // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
         // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
-        if Handle::try_current().is_ok() {
-            return self.run_round(number, options).instrument(span).await;
+        if let Ok(handle) = Handle::try_current() {
+            return self
+                .run_round(number, options, handle)
+                .instrument(span)
+                .await;
         }
         let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
             reason: error.to_string(),
         })?;
-        let mut running = pin!(self.run_round(number, options).instrument(span));
+        let mut running = pin!(self
+            .run_round(number, options, global.clone())
+            .instrument(span));
         poll_fn(|cx| {
             let _entered = global.enter();
             running.as_mut().poll(cx)
@@ -206,15 +213,13 @@ impl<S: State> Hive<S> {
         &self,
         number: u64,
         options: DecideOptions,
+        handle: Handle,
     ) -> Result<Decision<S>, HiveError> {
         let started = Instant::now();
-        let handle = Handle::try_current().map_err(|error| HiveError::NoRuntime {
-            reason: error.to_string(),
-        })?;
         let config = &self.inner.config;
         let limit = Limit {
             timeout: config.agent_timeout,
-            deadline: options.deadline.map(|deadline| started + deadline),
+            deadline: options.deadline.map(|deadline| later(started, deadline)),
         };
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
@@ -224,6 +229,18 @@ impl<S: State> Hive<S> {
             return Err(HiveError::NoAgents);
         }
         let view = self.inner.memory.load();
+        tracing::debug!(
+            agents = members.len(),
+            version = view.version(),
+            "round started"
+        );
+        if let Some(events) = &self.inner.events {
+            events.emit(HiveEvent::RoundStarted {
+                round: number,
+                agents: members.len(),
+                version: view.version(),
+            });
+        }
         let mut round = Round {
             hive: self,
             number,
@@ -248,7 +265,10 @@ impl<S: State> Hive<S> {
                     gather.as_mut().poll(cx).map(Some)
                 })
                 .await;
-                gathered.ok_or(HiveError::Cancelled { round: number })?
+                gathered.ok_or_else(|| {
+                    tracing::info!("round cancelled");
+                    HiveError::Cancelled { round: number }
+                })?
             }
         }?;
         round.commit(gathered).await
@@ -257,30 +277,42 @@ impl<S: State> Hive<S> {
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
     /// with its context for the propose phase and its hive-assigned proposal id.
     fn round_members(&self, shared: &Arc<RoundShared>, deadline: Instant) -> Arc<[RoundMember<S>]> {
-        let mut collected: Vec<RoundMember<S>> = Vec::with_capacity(self.inner.agents.len());
+        // Sorted before the contexts are made: sorting small entries moves far less memory.
+        let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
         for entry in self.inner.agents.iter() {
             let member = entry.value();
-            collected.push(RoundMember {
-                id: *entry.key(),
-                agent: Arc::clone(&member.agent),
-                weight: member.weight,
-                heavy: member.heavy,
-                votes: member.votes,
-                context: AgentContext::for_round(*entry.key(), ProposalId(0), deadline, shared),
-            });
+            entries.push((
+                *entry.key(),
+                Arc::clone(&member.agent),
+                member.weight,
+                member.heavy,
+                member.votes,
+            ));
         }
-        collected.sort_unstable_by_key(|member| member.id);
+        entries.sort_unstable_by_key(|entry| entry.0);
         // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
-        let base = next_ids(&self.inner.next_proposal, collected.len());
-        for (offset, member) in collected.iter_mut().enumerate() {
-            let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
-            member
-                .context
-                .assign_proposal_id(ProposalId(ASSIGNED_PROPOSAL_ID | serial));
-        }
-        collected.into()
+        let base = next_ids(&self.inner.next_proposal, entries.len());
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(offset, (id, agent, weight, heavy, votes))| {
+                let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
+                let proposal_id = ProposalId(ASSIGNED_PROPOSAL_ID | serial);
+                RoundMember {
+                    id,
+                    agent,
+                    weight,
+                    heavy,
+                    votes,
+                    context: AgentContext::for_round(id, proposal_id, deadline, shared),
+                }
+            })
+            .collect()
     }
 }
+
+/// A member before its context is made: id, agent, weight, heavy, votes.
+type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
@@ -297,6 +329,24 @@ impl<'h, S: State> Round<'h, S> {
         match self.handle.runtime_flavor() {
             RuntimeFlavor::CurrentThread => 1,
             _ => self.handle.metrics().num_workers().max(1),
+        }
+    }
+
+    /// Sends an event, built only when the hive has a sink.
+    fn emit(&self, event: impl FnOnce() -> HiveEvent<S::Key>) {
+        if let Some(events) = &self.hive.inner.events {
+            events.emit(event());
+        }
+    }
+
+    /// Logs and reports the failures recorded since `from`.
+    fn report_failures(&self, from: usize) {
+        for failure in &self.failures[from..] {
+            tracing::warn!(agent = failure.agent.0, phase = %failure.phase, "{failure}");
+            self.emit(|| HiveEvent::AgentFailed {
+                round: self.number,
+                failure: failure.clone(),
+            });
         }
     }
 
@@ -340,6 +390,12 @@ impl<'h, S: State> Round<'h, S> {
                 }),
             }
         }
+        self.report_failures(0);
+        tracing::debug!(proposals = proposals.len(), "proposals in");
+        self.emit(|| HiveEvent::ProposalsIn {
+            round: self.number,
+            proposals: proposals.len(),
+        });
         Proposals {
             proposals,
             proposers,
@@ -365,9 +421,19 @@ impl<'h, S: State> Round<'h, S> {
         if report.groups.is_empty() {
             return Ok(settled);
         }
+        for group in &report.groups {
+            tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
+            self.emit(|| HiveEvent::ConflictFound {
+                round: self.number,
+                key: group.key.clone(),
+                kind: group.kind,
+                candidates: group.members.clone(),
+            });
+        }
         let rejected = &mut settled.rejected;
         match self.config().resolution {
             ResolutionStrategy::Vote => {
+                let failed_before = self.failures.len();
                 let records = self
                     .hold_ballots(
                         &report.groups,
@@ -378,7 +444,15 @@ impl<'h, S: State> Round<'h, S> {
                         },
                     )
                     .await;
+                self.report_failures(failed_before);
                 for (group, record) in report.groups.iter().zip(records) {
+                    tracing::debug!(key = ?record.key, tally = %record.tally, votes = record.votes, "ballot settled");
+                    self.emit(|| HiveEvent::BallotSettled {
+                        round: self.number,
+                        key: record.key.clone(),
+                        tally: record.tally.clone(),
+                        votes: record.votes,
+                    });
                     settled.votes_counted += record.votes;
                     settled.votes_cancelled += record.cancelled;
                     match record.tally.winner() {
@@ -466,9 +540,27 @@ impl<'h, S: State> Round<'h, S> {
                 base: base_version,
                 accepted: &accepted,
             };
-            let committed = self.hive.inner.memory.commit(request).await?;
+            let committed = match self.hive.inner.memory.commit(request).await {
+                Ok(committed) => committed,
+                Err(error) => {
+                    tracing::warn!(%error, "commit failed; nothing applied");
+                    return Err(error.into());
+                }
+            };
             (committed.version, committed.rebased)
         };
+        if accepted.is_empty() {
+            tracing::info!(proposals = proposals.len(), "nothing to commit");
+            self.emit(|| HiveEvent::NothingToCommit { round: self.number });
+        } else {
+            tracing::info!(version, accepted = accepted.len(), rebased, "committed");
+            self.emit(|| HiveEvent::Committed {
+                round: self.number,
+                version,
+                accepted: accepted.len(),
+                rebased,
+            });
+        }
 
         let counters = &self.hive.inner.counters;
         let add = |counter: &AtomicU64, value: usize| {
@@ -557,20 +649,4 @@ fn reject_all<K>(
 
 fn call_span(agent: AgentId, phase: Phase) -> tracing::Span {
     tracing::debug_span!("agent_call", agent = agent.0, ?phase)
-}
-
-/// A spawned task that is aborted if the round is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hivekit_runtime::AbortOnDrop;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
 use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
 use crate::decision::{FailureKind, Phase};
 use crate::lockfree::Snapshot;
-use crate::round::{call_span, AbortOnDrop, Round, RoundMember};
+use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
@@ -30,11 +31,11 @@ fn propose_call<'a, S: State>(
         let agent = Arc::clone(&member.agent);
         let context = member.context.clone();
         let view = view.clone();
-        Call::Spawned(tokio::spawn(async move {
-            Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
-        }))
+        Call::spawn(
+            async move { Guarded::new(agent.propose_boxed(&context, &view), limit, span).await },
+        )
     } else {
-        Call::Inline(Guarded::new(
+        Call::inline(Guarded::new(
             member.agent.propose_boxed(&member.context, view),
             limit,
             span,
@@ -72,7 +73,7 @@ impl<S: State> Round<'_, S> {
                 let range = chunk * size..((chunk + 1) * size).min(members.len());
                 let offset = range.start;
                 let count = range.len();
-                let task = AbortOnDrop(
+                let task = AbortOnDrop::new(
                     self.handle.spawn(
                         async move {
                             run_calls(count, bound, |index| {

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
-use crate::ballot::{Ballot, BallotError, Electorate, Tally};
+use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
 use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
-use crate::round::{call_span, AbortOnDrop, Round, RoundMember};
+use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
@@ -40,9 +41,9 @@ fn start_vote<'a, S: State>(
         let context = member.context.clone();
         let view = view.clone();
         let contest = Arc::clone(contest);
-        let mut call = Call::Spawned(tokio::spawn(async move {
+        let mut call = Call::spawn(async move {
             Guarded::new(agent.vote_boxed(&context, &view, &contest), limit, span).await
-        }));
+        });
         match Pin::new(&mut call).poll(cx) {
             Poll::Ready(result) => Started::Done(result),
             Poll::Pending => Started::Running(call),
@@ -72,6 +73,7 @@ struct Outcome {
     tally: Tally,
     votes: usize,
     cancelled: usize,
+    choices: Option<BallotChoices>,
 }
 
 /// Below this many (contest, voter) pairs, one task holds every ballot; above, the contests are
@@ -182,7 +184,7 @@ impl<S: State> Round<'_, S> {
                     let (voters, view) = (Arc::clone(&voters), view.clone());
                     let count = contests.len();
                     let span = tracing::Span::current();
-                    let task = AbortOnDrop(
+                    let task = AbortOnDrop::new(
                         self.handle.spawn(
                             async move {
                                 vote_groups(&voters, &view, &contests, ballots, bound, limit).await
@@ -212,6 +214,7 @@ impl<S: State> Round<'_, S> {
                         },
                         votes: 0,
                         cancelled: voters.len(),
+                        choices: None,
                     })),
                 }
             }
@@ -227,6 +230,7 @@ impl<S: State> Round<'_, S> {
                 tally: outcome.tally,
                 votes: outcome.votes,
                 cancelled: outcome.cancelled,
+                choices: outcome.choices,
             })
             .collect()
     }
@@ -365,16 +369,22 @@ async fn vote_groups<S: State>(
     drop(pending);
     let outcomes = state
         .into_iter()
-        .map(|entry| Outcome {
-            tally: entry.ballot.as_ref().map_or(
-                Tally::NoQuorum {
+        .map(|entry| match entry.ballot {
+            Some(ballot) => Outcome {
+                tally: ballot.tally(),
+                votes: ballot.votes_cast(),
+                cancelled: entry.cancelled,
+                choices: Some(ballot.into_choices()),
+            },
+            None => Outcome {
+                tally: Tally::NoQuorum {
                     turnout: 0.0,
                     required: 0.0,
                 },
-                Ballot::tally,
-            ),
-            votes: entry.ballot.as_ref().map_or(0, Ballot::votes_cast),
-            cancelled: entry.cancelled,
+                votes: 0,
+                cancelled: entry.cancelled,
+                choices: None,
+            },
         })
         .collect();
     (outcomes, failures)

@@ -10,7 +10,7 @@
 //! and needs most of them to pass. Every stage hands its typed output to its dependents without
 //! copying; the report is printed as a table and as JSON.
 //!
-//! Run it with `cargo run -p hivekit-swarm --example pipeline`.
+//! Run it with `cargo run -p hivekit-examples --example pipeline`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

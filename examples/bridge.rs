@@ -2,7 +2,7 @@
 //!
 //! A plain, blocking "command-line tool" loads agent configurations with async helpers (a timer
 //! stands in for I/O), fans work out to tasks, calls back into async code from a blocking thread,
-//! and finally shows what the bridge did. Run with `cargo run -p hivekit-runtime --example bridge`.
+//! and finally shows what the bridge did. Run with `cargo run -p hivekit-examples --example bridge`.
 
 use std::time::Duration;
 

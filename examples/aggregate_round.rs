@@ -1,7 +1,7 @@
 //! One aggregation round: a swarm of agents proposes changes to a shared configuration from several
 //! threads at once, conflicts are found and settled by priority, and the accepted changes merge.
 //!
-//! Run with `cargo run -p hivekit-lockfree --example aggregate_round`.
+//! Run with `cargo run -p hivekit-examples --example aggregate_round`.
 
 use std::collections::BTreeMap;
 

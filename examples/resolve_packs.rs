@@ -5,126 +5,20 @@
 //! satisfies it; the hive finds the conflicts (two requirements on the same pack, two packs claiming
 //! the same namespace), the agents vote on them, and the accepted choices are committed.
 //!
-//! Run with `cargo run -p hivekit-hive --example resolve_packs`.
+//! Run with `cargo run -p hivekit-examples --example resolve_packs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hivekit_examples::packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
 use hivekit_hive::{
     Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Proposal, ProposalId,
-    RejectReason, Role, Snapshot, State, Vote,
+    RejectReason, Role, Snapshot, Vote,
 };
-use semver::{Version, VersionReq};
-
-/// A project's requirement on a pack.
-#[derive(Debug, Clone)]
-struct Requirement {
-    project: &'static str,
-    pack: &'static str,
-    requirement: VersionReq,
-    namespace: &'static str,
-}
+use semver::Version;
 
 /// The versions the registry publishes, per pack.
 type Registry = BTreeMap<&'static str, Vec<Version>>;
-
-/// What the hive decides on: the version and namespace chosen for each pack.
-#[derive(Debug, Clone, Default)]
-struct Lockfile {
-    packs: BTreeMap<String, (Version, String)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Pack(String),
-    Namespace(String),
-}
-
-/// Pin `pack` at `version` under `namespace`.
-#[derive(Debug, Clone)]
-struct Pin {
-    pack: String,
-    version: Version,
-    namespace: String,
-}
-
-impl State for Lockfile {
-    type Key = Key;
-    type Change = Pin;
-
-    fn apply(&mut self, pin: &Pin) {
-        self.packs.insert(
-            pin.pack.clone(),
-            (pin.version.clone(), pin.namespace.clone()),
-        );
-    }
-}
-
-/// Proposes the newest version satisfying one requirement; votes for a candidate that satisfies
-/// its requirement (the newest such), or abstains.
-struct Resolver {
-    id: u64,
-    requirement: Requirement,
-    registry: Arc<Registry>,
-}
-
-impl Agent<Lockfile> for Resolver {
-    async fn propose(
-        &self,
-        _ctx: &AgentContext,
-        view: &Snapshot<Lockfile>,
-    ) -> Result<Option<Proposal<Key, Pin>>, AgentError> {
-        let wanted = &self.requirement;
-        if let Some((version, _)) = view.packs.get(wanted.pack) {
-            if wanted.requirement.matches(version) {
-                return Ok(None);
-            }
-        }
-        let newest = self.registry.get(wanted.pack).and_then(|versions| {
-            versions
-                .iter()
-                .filter(|version| wanted.requirement.matches(version))
-                .max()
-        });
-        let Some(version) = newest else {
-            return Err(AgentError::msg(format!(
-                "no published version of `{}` satisfies {} (required by {})",
-                wanted.pack, wanted.requirement, wanted.project
-            )));
-        };
-        let pin = Pin {
-            pack: wanted.pack.to_string(),
-            version: version.clone(),
-            namespace: wanted.namespace.to_string(),
-        };
-        Ok(Some(Proposal::new(ProposalId(self.id), pin).writes([
-            Key::Pack(wanted.pack.to_string()),
-            Key::Namespace(wanted.namespace.to_string()),
-        ])))
-    }
-
-    async fn vote(
-        &self,
-        _ctx: &AgentContext,
-        _view: &Snapshot<Lockfile>,
-        contest: &Contest<Lockfile>,
-    ) -> Result<Vote, AgentError> {
-        let wanted = &self.requirement;
-        let acceptable = contest
-            .candidates
-            .iter()
-            .filter(|candidate| {
-                candidate.change.pack == wanted.pack
-                    && wanted.requirement.matches(&candidate.change.version)
-            })
-            .max_by(|a, b| a.change.version.cmp(&b.change.version));
-        Ok(acceptable.map_or(Vote::Abstain, |candidate| Vote::For(candidate.id)))
-    }
-
-    fn role(&self) -> Role {
-        Role::Resolver
-    }
-}
 
 /// Knows every requirement; votes for the candidate that satisfies the most of them (then the
 /// newest version), so a pin that serves several projects beats one that serves one.
@@ -137,7 +31,7 @@ impl Agent<Lockfile> for ConflictDetector {
         &self,
         _ctx: &AgentContext,
         _view: &Snapshot<Lockfile>,
-    ) -> Result<Option<Proposal<Key, Pin>>, AgentError> {
+    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
         Ok(None)
     }
 
@@ -150,7 +44,7 @@ impl Agent<Lockfile> for ConflictDetector {
         let served = |pin: &Pin| {
             self.requirements
                 .iter()
-                .filter(|r| r.pack == pin.pack && r.requirement.matches(&pin.version))
+                .filter(|requirement| requirement.accepts(pin))
                 .count()
         };
         let best = contest.candidates.iter().max_by(|a, b| {
@@ -171,29 +65,15 @@ fn version(text: &str) -> Result<Version, semver::Error> {
     Version::parse(text)
 }
 
-fn requirement(
-    project: &'static str,
-    pack: &'static str,
-    requirement: &str,
-    namespace: &'static str,
-) -> Result<Requirement, semver::Error> {
-    Ok(Requirement {
-        project,
-        pack,
-        requirement: VersionReq::parse(requirement)?,
-        namespace,
-    })
-}
-
 /// Requirement sets on one pack that no single published version satisfies.
 fn unsatisfiable<'a>(requirements: &'a [Requirement], registry: &Registry) -> Vec<&'a str> {
-    let mut packs: Vec<&str> = requirements.iter().map(|r| r.pack).collect();
+    let mut packs: Vec<&str> = requirements.iter().map(|r| r.pack.as_str()).collect();
     packs.sort_unstable();
     packs.dedup();
     packs
         .into_iter()
         .filter(|pack| {
-            let versions = registry.get(pack).map(Vec::as_slice).unwrap_or_default();
+            let versions = registry.get(*pack).map(Vec::as_slice).unwrap_or_default();
             !versions.iter().any(|version| {
                 requirements
                     .iter()
@@ -205,7 +85,7 @@ fn unsatisfiable<'a>(requirements: &'a [Requirement], registry: &Registry) -> Ve
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let registry: Arc<Registry> = Arc::new(BTreeMap::from([
+    let registry: Registry = BTreeMap::from([
         (
             "schema-org",
             vec![version("1.2.0")?, version("1.4.1")?, version("2.0.0")?],
@@ -214,18 +94,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("dublin-core", vec![version("1.1.0")?]),
         ("skos", vec![version("2.3.0")?]),
         ("prov-o", vec![version("1.0.0")?]),
-    ]));
+    ]);
     let requirements = vec![
-        requirement("web", "schema-org", "^1.2", "schema")?,
-        requirement("search", "schema-org", ">=1.4, <2", "schema")?,
-        requirement("graph", "schema-org", "^2", "schema")?,
-        requirement("web", "foaf", "^1", "people")?,
-        requirement("graph", "dublin-core", "^1.1", "meta")?,
+        Requirement::new("web", "schema-org", "^1.2", "schema")?,
+        Requirement::new("search", "schema-org", ">=1.4, <2", "schema")?,
+        Requirement::new("graph", "schema-org", "^2", "schema")?,
+        Requirement::new("web", "foaf", "^1", "people")?,
+        Requirement::new("graph", "dublin-core", "^1.1", "meta")?,
         // Two different packs want the same namespace.
-        requirement("archive", "prov-o", "^1", "meta")?,
-        requirement("search", "skos", "^2.3", "concepts")?,
+        Requirement::new("archive", "prov-o", "^1", "meta")?,
+        Requirement::new("search", "skos", "^2.3", "concepts")?,
         // Nothing published satisfies this one: the resolver reports an error.
-        requirement("legacy", "foaf", "<0.5", "people")?,
+        Requirement::new("legacy", "foaf", "<0.5", "people")?,
     ];
 
     println!("Requirements:");
@@ -247,10 +127,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let requirements = Arc::new(requirements);
     for (index, wanted) in requirements.iter().enumerate() {
+        let published = registry.get(wanted.pack.as_str()).cloned();
         hive.spawn(Resolver {
-            id: index as u64 + 1,
+            id: ProposalId(index as u64 + 1),
             requirement: wanted.clone(),
-            registry: Arc::clone(&registry),
+            published: published.unwrap_or_default().into(),
         });
     }
     // The detector sees the whole picture, so it weighs as much as two resolvers.

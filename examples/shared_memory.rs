@@ -5,7 +5,7 @@
 //! each worker stages its change on the snapshot it read and commits it, retrying on conflict, while
 //! an observer reads the memory without ever blocking them.
 //!
-//! Run with `cargo run -p hivekit-lockfree --example shared_memory`.
+//! Run with `cargo run -p hivekit-examples --example shared_memory`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
