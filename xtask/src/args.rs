@@ -1,6 +1,10 @@
-//! Command-line parsing: a small hand parser, so xtask needs no argument-parsing dependency.
+//! Command-line parsing on `lexopt`: it splits the arguments; this module says what they mean and
+//! turns every mistake into a [`UsageError`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+use lexopt::{Arg, Parser};
 
 use crate::error::UsageError;
 
@@ -10,7 +14,8 @@ usage: cargo xtask <command> [options]
 
 commands:
   bench    run the criterion suites and print one table with ratios against peers
-  ci       fmt check, clippy -D warnings, tests (with doc tests), benches built, loom models
+  test     provision etcd and protoc when missing, then cargo test --workspace --locked
+  ci       everything CI runs, in order (the list is in docs/BENCHMARKS.md and README.md)
   help     print this text
 
 cargo xtask bench [options]
@@ -25,11 +30,15 @@ cargo xtask bench [options]
   --json PATH              write the results in the baseline schema to PATH
   --markdown PATH          write the tables of docs/PERFORMANCE.md to PATH
   --targets PATH           performance targets to check (default docs/targets.json)
+  --instructions           count instructions (callgrind, via gungraun) instead of timing; fails
+                           when a hivekit row grows more than 2% over docs/instructions.json
+  --bless                  with --instructions: rewrite docs/instructions.json from this run
   --manifest-path PATH     the workspace to run in (default: the current one)
 
+cargo xtask test [--manifest-path PATH]
 cargo xtask ci [--manifest-path PATH]
 
-see docs/BENCHMARKS.md for how to read the results";
+see docs/BENCHMARKS.md for how to run the benches and read the results";
 
 /// The default regression threshold, in percent of the baseline median.
 pub(crate) const DEFAULT_THRESHOLD_PCT: f64 = 10.0;
@@ -41,6 +50,8 @@ pub(crate) enum Command {
     Help,
     /// `cargo xtask bench`.
     Bench(BenchArgs),
+    /// `cargo xtask test`.
+    Test(CiArgs),
     /// `cargo xtask ci`.
     Ci(CiArgs),
 }
@@ -70,6 +81,10 @@ pub(crate) struct BenchArgs {
     pub(crate) markdown: Option<PathBuf>,
     /// The targets file (default `docs/targets.json` in the workspace).
     pub(crate) targets: Option<PathBuf>,
+    /// Count instructions instead of timing.
+    pub(crate) instructions: bool,
+    /// Rewrite the instruction baseline from this run.
+    pub(crate) bless: bool,
     /// The workspace manifest (default: found by cargo from the current directory).
     pub(crate) manifest_path: Option<PathBuf>,
 }
@@ -88,12 +103,14 @@ impl Default for BenchArgs {
             json: None,
             markdown: None,
             targets: None,
+            instructions: false,
+            bless: false,
             manifest_path: None,
         }
     }
 }
 
-/// Options of `cargo xtask ci`.
+/// Options of `cargo xtask ci` and `cargo xtask test`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CiArgs {
     /// The workspace manifest (default: found by cargo from the current directory).
@@ -102,44 +119,67 @@ pub(crate) struct CiArgs {
 
 /// Parses the arguments after the program name.
 pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
-    let Some((command, rest)) = args.split_first() else {
-        return Ok(Command::Help);
+    let mut parser = Parser::from_args(args.iter().cloned());
+    let command = match parser.next().map_err(usage)? {
+        None => return Ok(Command::Help),
+        Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Command::Help),
+        Some(Arg::Value(command)) => command.to_string_lossy().into_owned(),
+        Some(other) => return Err(UsageError::UnknownCommand(option_text(&other))),
     };
     match command.as_str() {
-        "help" | "-h" | "--help" => Ok(Command::Help),
-        "bench" => parse_bench(rest).map(Command::Bench),
-        "ci" => parse_ci(rest).map(Command::Ci),
-        other => Err(UsageError::UnknownCommand(other.to_owned())),
+        "help" => Ok(Command::Help),
+        "bench" => parse_bench(&mut parser).map(Command::Bench),
+        "test" => parse_ci(&mut parser).map(Command::Test),
+        "ci" => parse_ci(&mut parser).map(Command::Ci),
+        _ => Err(UsageError::UnknownCommand(command)),
     }
 }
 
-/// Walks `--flag value` / `--flag=value` arguments.
-struct Cursor<'a> {
-    args: std::slice::Iter<'a, String>,
+/// `--flag` or `-f`, as typed.
+fn option_text(arg: &Arg<'_>) -> String {
+    match arg {
+        Arg::Short(short) => format!("-{short}"),
+        Arg::Long(long) => format!("--{long}"),
+        Arg::Value(value) => value.to_string_lossy().into_owned(),
+    }
 }
 
-impl<'a> Cursor<'a> {
-    /// The next argument split into its flag and an inline `=value`, if any.
-    fn next_flag(&mut self) -> Option<(&'a str, Option<&'a str>)> {
-        let arg = self.args.next()?;
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => Some((flag, Some(value))),
-            _ => Some((arg.as_str(), None)),
+/// lexopt's own errors in our words.
+fn usage(error: lexopt::Error) -> UsageError {
+    match error {
+        lexopt::Error::MissingValue { option } => {
+            UsageError::MissingValue(option.unwrap_or_default())
         }
+        lexopt::Error::UnexpectedOption(option) => UsageError::UnknownFlag(option),
+        lexopt::Error::UnexpectedArgument(value) | lexopt::Error::NonUnicodeValue(value) => {
+            UsageError::UnexpectedArgument(value.to_string_lossy().into_owned())
+        }
+        lexopt::Error::UnexpectedValue { option, .. } => UsageError::UnexpectedValue(option),
+        lexopt::Error::ParsingFailed { value, .. } => UsageError::UnexpectedArgument(value),
+        other => UsageError::UnexpectedArgument(other.to_string()),
     }
+}
 
-    /// The value of `flag`: inline, or the next argument.
-    fn value(&mut self, flag: &str, inline: Option<&'a str>) -> Result<&'a str, UsageError> {
-        if let Some(value) = inline {
-            return non_empty(flag, value);
-        }
-        match self.args.next() {
-            // A leading `-` starts the next flag, unless a number follows (`--threshold -5` is a
-            // bad threshold, not a missing one).
-            Some(value) if !looks_like_flag(value) => non_empty(flag, value),
-            _ => Err(UsageError::MissingValue(flag.to_owned())),
-        }
+/// The value of `flag`: attached (`--flag=value`) or the next argument. A next argument that starts
+/// a flag is not taken, unless a number follows the `-` (`--threshold -5` is a bad threshold, not a
+/// missing one).
+fn value(parser: &mut Parser, flag: &str) -> Result<OsString, UsageError> {
+    let value = match parser.optional_value() {
+        Some(value) => Some(value),
+        None => parser
+            .try_raw_args()
+            .and_then(|mut raw| raw.next_if(|next| !looks_like_flag(&next.to_string_lossy()))),
+    };
+    match value {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(UsageError::MissingValue(flag.to_owned())),
     }
+}
+
+fn string_value(parser: &mut Parser, flag: &str) -> Result<String, UsageError> {
+    value(parser, flag)?
+        .into_string()
+        .map_err(|value| UsageError::UnexpectedArgument(value.to_string_lossy().into_owned()))
 }
 
 fn looks_like_flag(value: &str) -> bool {
@@ -149,56 +189,46 @@ fn looks_like_flag(value: &str) -> bool {
         .is_some_and(|next| !next.is_ascii_digit() && next != '.')
 }
 
-fn non_empty<'a>(flag: &str, value: &'a str) -> Result<&'a str, UsageError> {
-    if value.is_empty() {
-        Err(UsageError::MissingValue(flag.to_owned()))
-    } else {
-        Ok(value)
+/// An option lexopt did not expect, or a bare word where an option was expected.
+fn unknown(arg: &Arg<'_>) -> UsageError {
+    match arg {
+        Arg::Value(value) => UsageError::UnexpectedArgument(value.to_string_lossy().into_owned()),
+        option => UsageError::UnknownFlag(option_text(option)),
     }
 }
 
-fn no_value(flag: &str, inline: Option<&str>) -> Result<(), UsageError> {
-    match inline {
-        Some(_) => Err(UsageError::UnexpectedValue(flag.to_owned())),
-        None => Ok(()),
-    }
-}
-
-fn parse_bench(args: &[String]) -> Result<BenchArgs, UsageError> {
+fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
     let mut parsed = BenchArgs::default();
-    let mut cursor = Cursor { args: args.iter() };
-    while let Some((flag, inline)) = cursor.next_flag() {
-        match flag {
-            "--quick" => {
-                no_value(flag, inline)?;
-                parsed.quick = true;
+    let mut threshold_given = false;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Arg::Long("quick") => parsed.quick = true,
+            Arg::Long("list") => parsed.list = true,
+            Arg::Long("fail-on-regression") => parsed.fail_on_regression = true,
+            Arg::Long("instructions") => parsed.instructions = true,
+            Arg::Long("bless") => parsed.bless = true,
+            Arg::Short('p') => parsed.packages.push(string_value(parser, "-p")?),
+            Arg::Long("package") => parsed.packages.push(string_value(parser, "--package")?),
+            Arg::Long("filter") => parsed.filter = Some(string_value(parser, "--filter")?),
+            Arg::Long("save-baseline") => {
+                let name = string_value(parser, "--save-baseline")?;
+                parsed.save_baseline = Some(baseline_name("--save-baseline", &name)?);
             }
-            "--list" => {
-                no_value(flag, inline)?;
-                parsed.list = true;
+            Arg::Long("baseline") => {
+                let name = string_value(parser, "--baseline")?;
+                parsed.baseline = Some(baseline_name("--baseline", &name)?);
             }
-            "--fail-on-regression" => {
-                no_value(flag, inline)?;
-                parsed.fail_on_regression = true;
+            Arg::Long("threshold") => {
+                parsed.threshold_pct = threshold(&string_value(parser, "--threshold")?)?;
+                threshold_given = true;
             }
-            "-p" | "--package" => {
-                parsed.packages.push(cursor.value(flag, inline)?.to_owned());
+            Arg::Long("json") => parsed.json = Some(value(parser, "--json")?.into()),
+            Arg::Long("markdown") => parsed.markdown = Some(value(parser, "--markdown")?.into()),
+            Arg::Long("targets") => parsed.targets = Some(value(parser, "--targets")?.into()),
+            Arg::Long("manifest-path") => {
+                parsed.manifest_path = Some(value(parser, "--manifest-path")?.into());
             }
-            "--filter" => parsed.filter = Some(cursor.value(flag, inline)?.to_owned()),
-            "--save-baseline" => {
-                parsed.save_baseline = Some(baseline_name(flag, cursor.value(flag, inline)?)?);
-            }
-            "--baseline" => {
-                parsed.baseline = Some(baseline_name(flag, cursor.value(flag, inline)?)?);
-            }
-            "--threshold" => parsed.threshold_pct = threshold(cursor.value(flag, inline)?)?,
-            "--json" => parsed.json = Some(PathBuf::from(cursor.value(flag, inline)?)),
-            "--markdown" => parsed.markdown = Some(PathBuf::from(cursor.value(flag, inline)?)),
-            "--targets" => parsed.targets = Some(PathBuf::from(cursor.value(flag, inline)?)),
-            "--manifest-path" => {
-                parsed.manifest_path = Some(PathBuf::from(cursor.value(flag, inline)?));
-            }
-            other => return Err(unknown(other)),
+            other => return Err(unknown(&other)),
         }
     }
     if parsed.list {
@@ -212,33 +242,41 @@ fn parse_bench(args: &[String]) -> Result<BenchArgs, UsageError> {
             return Err(UsageError::ListWith((*flag).to_owned()));
         }
     }
+    if parsed.instructions {
+        // Instruction counts have their own baseline (docs/instructions.json) and a fixed gate.
+        let wall_clock_options = [
+            ("--quick", parsed.quick),
+            ("--list", parsed.list),
+            ("--save-baseline", parsed.save_baseline.is_some()),
+            ("--baseline", parsed.baseline.is_some()),
+            ("--threshold", threshold_given),
+            ("--fail-on-regression", parsed.fail_on_regression),
+            ("--markdown", parsed.markdown.is_some()),
+            ("--targets", parsed.targets.is_some()),
+        ];
+        if let Some((flag, _)) = wall_clock_options.iter().find(|(_, given)| *given) {
+            return Err(UsageError::InstructionsWith((*flag).to_owned()));
+        }
+    } else if parsed.bless {
+        return Err(UsageError::BlessWithoutInstructions);
+    }
     if parsed.fail_on_regression && parsed.baseline.is_none() {
         return Err(UsageError::FailWithoutBaseline);
     }
     Ok(parsed)
 }
 
-fn parse_ci(args: &[String]) -> Result<CiArgs, UsageError> {
+fn parse_ci(parser: &mut Parser) -> Result<CiArgs, UsageError> {
     let mut parsed = CiArgs::default();
-    let mut cursor = Cursor { args: args.iter() };
-    while let Some((flag, inline)) = cursor.next_flag() {
-        match flag {
-            "--manifest-path" => {
-                parsed.manifest_path = Some(PathBuf::from(cursor.value(flag, inline)?));
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Arg::Long("manifest-path") => {
+                parsed.manifest_path = Some(value(parser, "--manifest-path")?.into());
             }
-            other => return Err(unknown(other)),
+            other => return Err(unknown(&other)),
         }
     }
     Ok(parsed)
-}
-
-/// An unknown flag, or a bare word where a flag was expected.
-fn unknown(arg: &str) -> UsageError {
-    if arg.starts_with('-') {
-        UsageError::UnknownFlag(arg.to_owned())
-    } else {
-        UsageError::UnexpectedArgument(arg.to_owned())
-    }
 }
 
 /// A baseline name becomes a file name, so it may not contain path separators or start with a dot.
@@ -413,6 +451,35 @@ mod tests {
             Err(UsageError::ListWith("--save-baseline".into()))
         );
         assert!(bench("bench --list -p runtime --filter reads").list);
+    }
+
+    #[test]
+    fn instructions_take_their_own_options_only() {
+        let args =
+            bench("bench --instructions --bless -p lockfree --filter snapshot --json i.json");
+        assert!(args.instructions && args.bless);
+        assert_eq!(args.packages, ["lockfree"]);
+        assert_eq!(
+            parse_str("bench --instructions --quick"),
+            Err(UsageError::InstructionsWith("--quick".into()))
+        );
+        assert_eq!(
+            parse_str("bench --instructions --threshold 5"),
+            Err(UsageError::InstructionsWith("--threshold".into()))
+        );
+        assert_eq!(
+            parse_str("bench --bless"),
+            Err(UsageError::BlessWithoutInstructions)
+        );
+    }
+
+    #[test]
+    fn test_command_parses() {
+        assert_eq!(parse_str("test"), Ok(Command::Test(CiArgs::default())));
+        assert_eq!(
+            parse_str("test --workspace"),
+            Err(UsageError::UnknownFlag("--workspace".into()))
+        );
     }
 
     #[test]

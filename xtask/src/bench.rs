@@ -16,6 +16,7 @@ use crate::extras::{clear_extras, join_extras, read_extras};
 use crate::machine::RunInfo;
 use crate::markdown::render_markdown;
 use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
+use crate::provision::{Tools, INSTALL_COMMAND};
 use crate::report::Report;
 use crate::table::{legend, render_table};
 use crate::targets::{evaluate, format_summary, load_targets};
@@ -106,12 +107,26 @@ fn unique_crates(suites: &[Suite]) -> Vec<String> {
     crates
 }
 
-/// Builds every selected bench binary with one `cargo bench --no-run`.
-fn build(workspace: &Workspace, suites: &[Suite]) -> Result<(), XtaskError> {
+/// Builds every selected bench binary with one `cargo bench --no-run`: with no `-p`, as
+/// `--workspace` (less the skipped packages), the same selection as CI's `cargo bench --workspace
+/// --no-run`, so that features resolve the same and nothing is built twice.
+fn build(
+    workspace: &Workspace,
+    suites: &[Suite],
+    selected: bool,
+    skipped: &[String],
+) -> Result<(), XtaskError> {
     let crates = unique_crates(suites);
     let mut args: Vec<OsString> = vec!["bench".into(), "--no-run".into()];
-    for krate in &crates {
-        args.extend(["-p".into(), krate.into()]);
+    if selected {
+        for krate in &crates {
+            args.extend(["-p".into(), krate.into()]);
+        }
+    } else {
+        args.push("--workspace".into());
+        for package in skipped {
+            args.extend(["--exclude".into(), package.into()]);
+        }
     }
     let description = display_command(&crate::workspace::cargo(), &args);
     println!("building benches of {} ...", crates.join(", "));
@@ -277,7 +292,25 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         validate_filter(pattern)?;
     }
     let workspace = Workspace::load(args.manifest_path.as_deref())?;
-    let suites = workspace.suites(&args.packages)?;
+    let mut suites = workspace.suites(&args.packages)?;
+    // Packages that need etcd and protoc are left out when either is missing, and the report says so.
+    let tools = Tools::find();
+    let skipped: Vec<String> = if tools.missing().is_empty() {
+        Vec::new()
+    } else {
+        workspace.etcd_packages()
+    };
+    let skip_note = (!skipped.is_empty()).then(|| {
+        format!(
+            "skipped {}: {} missing; install with `{INSTALL_COMMAND}` (or run `cargo xtask test`, which does)",
+            skipped.join(", "),
+            tools.missing().join(" and ")
+        )
+    });
+    suites.retain(|suite| !skipped.contains(&suite.krate));
+    if let Some(note) = &skip_note {
+        eprintln!("note: {note}");
+    }
     if suites.is_empty() {
         println!("no crate in this workspace has bench targets");
         return Ok(());
@@ -291,12 +324,12 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         None => None,
     };
 
-    build(&workspace, &suites)?;
+    build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
     if args.list {
         return list(&workspace, &suites, args.filter.as_deref());
     }
 
-    let info = RunInfo::gather(&workspace.root);
+    let mut info = RunInfo::gather(&workspace.root);
     if let Some(warning) = info.load_warning() {
         eprintln!("warning: {warning}");
     }
@@ -304,7 +337,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     let mut ran: Vec<(String, String)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     for (index, suite) in suites.iter().enumerate() {
-        match run_suite(&workspace, suite, (index + 1, suites.len()), args)? {
+        let run = run_suite(&workspace, suite, (index + 1, suites.len()), args)?;
+        info.sample_load();
+        match run {
             SuiteRun::Completed(titles) => {
                 ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone())))
             }
@@ -368,6 +403,10 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         // Repeated here: the first warning scrolled away with the progress lines.
         println!("note: {warning}");
     }
+    println!("{}", info.load_line());
+    if let Some(note) = &skip_note {
+        println!("note: {note}");
+    }
     println!();
     print!("{}", format_summary(&outcomes));
 
@@ -419,10 +458,24 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             );
         }
         if args.fail_on_regression {
-            return Err(XtaskError::Regressed(regressions.len()));
+            return Err(too_busy_or(&info, XtaskError::Regressed(regressions.len())));
         }
     }
+    if args.fail_on_regression && info.too_busy() {
+        // Not regressed does not mean not slower when the machine was too busy to tell.
+        return Err(too_busy_or(&info, XtaskError::Regressed(0)));
+    }
     Ok(())
+}
+
+/// With `--fail-on-regression`, a run whose load went above the core count is not judged either way:
+/// the verdicts of a busy machine flip with the weather.
+fn too_busy_or(info: &RunInfo, verdict: XtaskError) -> XtaskError {
+    if info.too_busy() {
+        XtaskError::TooBusyToJudge(info.load_line())
+    } else {
+        verdict
+    }
 }
 
 #[cfg(test)]

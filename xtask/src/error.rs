@@ -36,6 +36,12 @@ pub(crate) enum UsageError {
     /// `--list` measures nothing, so an option about results makes no sense beside it.
     #[error("`--list` measures nothing, so `{0}` cannot be used with it")]
     ListWith(String),
+    /// An option about wall-clock runs given with `--instructions`.
+    #[error("`--instructions` counts instructions against docs/instructions.json, so `{0}` cannot be used with it")]
+    InstructionsWith(String),
+    /// `--bless` without `--instructions`.
+    #[error("`--bless` rewrites docs/instructions.json and needs `--instructions`")]
+    BlessWithoutInstructions,
     /// `--fail-on-regression` without a baseline to compare against.
     #[error("`--fail-on-regression` needs `--baseline NAME`")]
     FailWithoutBaseline,
@@ -120,6 +126,20 @@ pub(crate) enum XtaskError {
     /// `--fail-on-regression` and at least one benchmark regressed.
     #[error("{0} benchmark(s) regressed against the baseline")]
     Regressed(usize),
+    /// `--fail-on-regression` on a run whose load went above the core count: no verdict.
+    #[error("the machine was too busy to judge regressions ({0}); run again on a quieter machine")]
+    TooBusyToJudge(String),
+    /// `etcd` or `protoc` is missing and could not be installed.
+    #[error("{missing} not found and not installed ({why}); install them with `apt-get install -y etcd-server protobuf-compiler`")]
+    Provision {
+        /// The missing tools (`etcd and protoc`).
+        missing: String,
+        /// Why xtask did not install them itself.
+        why: String,
+    },
+    /// Instruction counts grew beyond the gate over the committed baseline.
+    #[error("instruction counts regressed over docs/instructions.json: {0}")]
+    InstructionsRegressed(String),
     /// A `cargo xtask ci` step failed.
     #[error("ci step `{step}` failed ({outcome}); stopping")]
     CiStep {
@@ -131,9 +151,11 @@ pub(crate) enum XtaskError {
 }
 
 impl XtaskError {
-    /// The process exit code: 2 for bad input from the user, 1 for failures.
+    /// The process exit code: 2 for bad input from the user, 3 when the machine was too busy to
+    /// judge regressions, 1 for failures.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            Self::TooBusyToJudge(_) => 3,
             Self::Usage(_)
             | Self::UnknownCrate { .. }
             | Self::NoBenches { .. }
@@ -146,6 +168,8 @@ impl XtaskError {
             | Self::BenchBuild { .. }
             | Self::SuitesFailed(_)
             | Self::Regressed(_)
+            | Self::Provision { .. }
+            | Self::InstructionsRegressed(_)
             | Self::CiStep { .. } => 1,
         }
     }
@@ -181,6 +205,7 @@ mod tests {
         assert_eq!(missing.exit_code(), 2);
         assert!(missing.to_string().contains("baseline `main` not found"));
         assert_eq!(XtaskError::Regressed(3).exit_code(), 1);
+        assert_eq!(XtaskError::TooBusyToJudge("load".into()).exit_code(), 3);
         assert_eq!(
             XtaskError::BenchBuild {
                 crates: "hivekit-hive".into()

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Facts about the run, gathered once.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,9 @@ pub(crate) struct RunInfo {
     /// The 1-minute load average when the run started (`/proc/loadavg`), if known: a load above
     /// the core count means other work competed with the benchmarks.
     pub(crate) load_average: Option<f64>,
+    /// The highest 1-minute load average sampled while the run went on (after every suite), if any
+    /// sample was taken: the load *during* the run, which the start alone does not show.
+    pub(crate) load_max: Option<f64>,
 }
 
 impl RunInfo {
@@ -50,10 +53,42 @@ impl RunInfo {
                 .unwrap_or_else(|| "unknown".to_owned()),
             commit: git_commit(workspace_root).unwrap_or_else(|| "unknown".to_owned()),
             date: format_utc(SystemTime::now()),
-            load_average: fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|text| load_average(&text)),
+            load_average: current_load(),
+            load_max: None,
         }
+    }
+
+    /// Records a load sample taken during the run.
+    pub(crate) fn sample_load(&mut self) {
+        let samples = [self.load_max, current_load()];
+        self.load_max = samples.into_iter().flatten().reduce(f64::max);
+    }
+
+    /// The highest load seen: at the start or during the run.
+    pub(crate) fn peak_load(&self) -> Option<f64> {
+        [self.load_average, self.load_max]
+            .into_iter()
+            .flatten()
+            .reduce(f64::max)
+    }
+
+    /// Whether the machine was busier than its core count at any sample: wall-clock comparisons
+    /// from such a run are not judged.
+    pub(crate) fn too_busy(&self) -> bool {
+        self.peak_load()
+            .is_some_and(|load| load > self.cores as f64)
+    }
+
+    /// `load 1.2 at start, 3.4 at most during the run, on 2 cores`.
+    pub(crate) fn load_line(&self) -> String {
+        let show =
+            |load: Option<f64>| load.map_or_else(|| "unknown".to_owned(), |l| format!("{l:.2}"));
+        format!(
+            "load {} at start, {} at most during the run (1-minute averages), on {} cores",
+            show(self.load_average),
+            show(self.load_max),
+            self.cores
+        )
     }
 
     /// A warning when the machine was busier than its core count, so noisy numbers are not trusted.
@@ -74,6 +109,13 @@ impl RunInfo {
             self.cpu, self.cores, self.memory, self.os
         )
     }
+}
+
+/// The 1-minute load average now, from `/proc/loadavg`.
+pub(crate) fn current_load() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| load_average(&text))
 }
 
 fn command_output(program: &str, args: &[&str], dir: &Path) -> Option<String> {
@@ -128,33 +170,18 @@ fn os_name(os_release: &str) -> Option<String> {
         .map(|name| name.trim_matches('"').to_owned())
 }
 
-/// `YYYY-MM-DD HH:MM UTC` without a date crate (civil-from-days, Howard Hinnant's algorithm).
+/// `YYYY-MM-DD HH:MM UTC`; a time jiff cannot represent (far outside years -9999..=9999) reads
+/// `unknown`.
 pub(crate) fn format_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |duration| duration.as_secs());
-    let days = (secs / 86_400) as i64;
-    let minutes_of_day = (secs % 86_400) / 60;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        minutes_of_day / 60,
-        minutes_of_day % 60
+    jiff::Timestamp::try_from(time).map_or_else(
+        |_| "unknown".to_owned(),
+        |timestamp| timestamp.strftime("%Y-%m-%d %H:%M UTC").to_string(),
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
@@ -198,6 +225,7 @@ mod tests {
             commit: "abc".into(),
             date: "d".into(),
             load_average: Some(8.4),
+            load_max: None,
         };
         assert!(info
             .load_warning()
@@ -206,5 +234,30 @@ mod tests {
         assert_eq!(info.load_warning(), None);
         info.load_average = None;
         assert_eq!(info.load_warning(), None);
+    }
+
+    #[test]
+    fn a_load_above_the_cores_during_the_run_makes_it_too_busy_to_judge() {
+        let mut info = RunInfo {
+            cpu: "cpu".into(),
+            cores: 2,
+            memory: "1 GiB".into(),
+            os: "Linux".into(),
+            rustc: "rustc".into(),
+            commit: "abc".into(),
+            date: "d".into(),
+            load_average: Some(0.5),
+            load_max: Some(1.9),
+        };
+        assert!(!info.too_busy());
+        info.load_max = Some(2.5);
+        assert!(info.too_busy());
+        assert_eq!(
+            info.load_line(),
+            "load 0.50 at start, 2.50 at most during the run (1-minute averages), on 2 cores"
+        );
+        info.load_average = None;
+        info.load_max = None;
+        assert!(!info.too_busy());
     }
 }

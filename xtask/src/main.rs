@@ -4,11 +4,15 @@
 //!   runs them with one progress line per benchmark, and prints one table (median, confidence
 //!   interval, throughput, ratio against peers, allocations per op), the performance targets, and,
 //!   against a saved baseline, a change and a verdict that accounts for noise.
-//! - `cargo xtask ci`: fmt check, clippy with warnings denied, tests and doc tests, benches built,
-//!   loom models.
+//! - `cargo xtask bench --instructions`: instruction counts (gungraun on callgrind) of the
+//!   single-thread hot paths and their peers, gated at +2% against `docs/instructions.json`.
+//! - `cargo xtask test`: installs etcd and protoc when a package needs them and they are missing,
+//!   then `cargo test --workspace --locked`.
+//! - `cargo xtask ci`: everything CI checks, in order (`.ci/run` calls it): see [`ci::steps`].
 //!
 //! Exit codes: 0 success, 1 a failure (build, suite, regression, ci step), 2 bad input (arguments,
-//! unknown crate, bad regex, missing baseline, malformed targets file).
+//! unknown crate, bad regex, missing baseline, malformed targets file), 3 `--fail-on-regression`
+//! refused to judge because the load went above the core count during the run.
 //!
 //! See docs/BENCHMARKS.md for how to run the benches and read the results.
 
@@ -19,9 +23,12 @@ mod ci;
 mod criterion;
 mod error;
 mod extras;
+mod instruction_counts;
+mod instructions;
 mod machine;
 mod markdown;
 mod process;
+mod provision;
 mod ratio;
 mod report;
 mod results;
@@ -50,7 +57,11 @@ fn main() -> ExitCode {
                     println!("{USAGE}");
                     Ok(())
                 }
+                Command::Bench(bench_args) if bench_args.instructions => {
+                    instructions::run(&bench_args)
+                }
                 Command::Bench(bench_args) => bench::run_bench(&bench_args, &raw_args),
+                Command::Test(test_args) => ci::run_test(&test_args),
                 Command::Ci(ci_args) => ci::run_ci(&ci_args),
             });
     match outcome {

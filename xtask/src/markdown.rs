@@ -62,6 +62,13 @@ pub(crate) fn render_markdown(
                 },
             ),
         ),
+        (
+            "load during run",
+            info.load_max.map_or_else(
+                || "not sampled".to_owned(),
+                |load| format!("{load:.2} at most (sampled after every suite)"),
+            ),
+        ),
     ] {
         out.push_str(&table_row([key.to_owned(), value]));
     }
@@ -136,6 +143,7 @@ mod tests {
             commit: "7ad05da-dirty".into(),
             date: "2026-11-23 16:00 UTC".into(),
             load_average: Some(0.5),
+            load_max: Some(1.25),
         }
     }
 
@@ -167,6 +175,7 @@ mod tests {
         assert!(md.contains("| commit | `7ad05da-dirty` |"));
         assert!(md.contains("| mode | quick"));
         assert!(md.contains("| load at start | 0.50 "));
+        assert!(md.contains("| load during run | 1.25 at most "), "{md}");
         assert!(md.contains("## hivekit-lockfree\n\n### snapshot_reads\n"));
         assert!(md.contains("| function | parameter | median |"));
         assert!(md.contains("| arc-swap | 1\\|r | 6.00 ns |"), "{md}");

@@ -1,12 +1,18 @@
-//! The workspace as `cargo metadata --format-version 1 --no-deps` describes it.
+//! The workspace as `cargo metadata --no-deps` describes it (read with the `cargo_metadata` crate).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde::Deserialize;
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, TargetKind};
 
 use crate::error::XtaskError;
+
+/// The bench target name of the instruction-count suites (gungraun, `harness = false`). Every other
+/// bench target is a criterion suite.
+pub(crate) const INSTRUCTIONS_BENCH: &str = "instructions";
+
+/// The dependency that needs `protoc` to build and an `etcd` binary to test against.
+const ETCD_CLIENT: &str = "etcd-client";
 
 /// The parts of the workspace xtask needs.
 #[derive(Debug, Clone)]
@@ -28,6 +34,10 @@ pub(crate) struct Package {
     pub(crate) benches: Vec<String>,
     /// Names of its integration test targets.
     pub(crate) tests: Vec<String>,
+    /// Names of its examples.
+    pub(crate) examples: Vec<String>,
+    /// Whether it depends on `etcd-client`: it then needs `protoc` to build and `etcd` to test.
+    pub(crate) needs_etcd: bool,
 }
 
 /// One bench target of one package: what `cargo bench -p CRATE --bench NAME` runs.
@@ -39,25 +49,6 @@ pub(crate) struct Suite {
     pub(crate) bench: String,
 }
 
-#[derive(Deserialize)]
-struct RawMetadata {
-    workspace_root: PathBuf,
-    target_directory: PathBuf,
-    packages: Vec<RawPackage>,
-}
-
-#[derive(Deserialize)]
-struct RawPackage {
-    name: String,
-    targets: Vec<RawTarget>,
-}
-
-#[derive(Deserialize)]
-struct RawTarget {
-    name: String,
-    kind: Vec<String>,
-}
-
 /// The cargo binary to run: the one that started us (`$CARGO`), else `cargo` from `PATH`.
 pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
@@ -66,63 +57,69 @@ pub(crate) fn cargo() -> OsString {
 impl Workspace {
     /// Runs `cargo metadata` for the workspace of `manifest_path` (or of the current directory).
     pub(crate) fn load(manifest_path: Option<&Path>) -> Result<Self, XtaskError> {
-        let mut command = Command::new(cargo());
-        command.args(["metadata", "--format-version", "1", "--no-deps"]);
+        let mut command = MetadataCommand::new();
+        command.cargo_path(cargo()).no_deps();
         if let Some(path) = manifest_path {
-            command.arg("--manifest-path").arg(path);
+            command.manifest_path(path);
         }
-        let output = command
-            .output()
-            .map_err(|error| XtaskError::CommandFailed {
+        let metadata = command.exec().map_err(|error| match error {
+            cargo_metadata::Error::CargoMetadata { stderr } => XtaskError::CommandFailed {
+                command: "cargo metadata".into(),
+                outcome: format!("failed: {}", stderr.trim()),
+            },
+            cargo_metadata::Error::Io(error) => XtaskError::CommandFailed {
                 command: "cargo metadata".into(),
                 outcome: format!("could not start: {error}"),
-            })?;
-        if !output.status.success() {
-            return Err(XtaskError::CommandFailed {
-                command: "cargo metadata".into(),
-                outcome: format!(
-                    "{}: {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-            });
-        }
-        Self::parse(&output.stdout)
+            },
+            other => XtaskError::Metadata(other.to_string()),
+        })?;
+        Ok(Self::from_metadata(&metadata))
     }
 
     /// Parses `cargo metadata` JSON output.
+    #[cfg(test)]
     pub(crate) fn parse(json: &[u8]) -> Result<Self, XtaskError> {
-        let raw: RawMetadata = serde_json::from_slice(json)
+        let metadata: Metadata = serde_json::from_slice(json)
             .map_err(|error| XtaskError::Metadata(error.to_string()))?;
-        let packages = raw
-            .packages
+        Ok(Self::from_metadata(&metadata))
+    }
+
+    fn from_metadata(metadata: &Metadata) -> Self {
+        let packages = metadata
+            .workspace_packages()
             .into_iter()
             .map(|package| {
-                let of_kind = |kind: &str| {
+                let of_kind = |kind: TargetKind| {
                     package
                         .targets
                         .iter()
-                        .filter(|target| target.kind.iter().any(|k| k == kind))
+                        .filter(|target| target.is_kind(kind.clone()))
                         .map(|target| target.name.clone())
                         .collect::<Vec<_>>()
                 };
                 Package {
-                    benches: of_kind("bench"),
-                    tests: of_kind("test"),
-                    name: package.name,
+                    name: package.name.to_string(),
+                    benches: of_kind(TargetKind::Bench),
+                    tests: of_kind(TargetKind::Test),
+                    examples: of_kind(TargetKind::Example),
+                    needs_etcd: package.dependencies.iter().any(|dependency| {
+                        dependency.name == ETCD_CLIENT && dependency.kind != DependencyKind::Build
+                    }),
                 }
             })
             .collect();
-        Ok(Self {
-            root: raw.workspace_root,
-            target_dir: raw.target_directory,
+        Self {
+            root: metadata.workspace_root.clone().into_std_path_buf(),
+            target_dir: metadata.target_directory.clone().into_std_path_buf(),
             packages,
-        })
+        }
     }
 
-    /// Packages that have at least one bench target.
+    /// Packages that have at least one criterion bench target.
     fn bench_packages(&self) -> impl Iterator<Item = &Package> {
-        self.packages.iter().filter(|p| !p.benches.is_empty())
+        self.packages
+            .iter()
+            .filter(|p| p.benches.iter().any(|b| b != INSTRUCTIONS_BENCH))
     }
 
     fn known_bench_crates(&self) -> String {
@@ -134,18 +131,35 @@ impl Workspace {
         }
     }
 
-    /// The suites of the selected crates (all crates with benches when `selected` is empty), in
-    /// workspace order. A name may be a package name or its short form without `hivekit-`.
+    /// The package called `name`, or `hivekit-<name>`.
+    fn find(&self, name: &str) -> Option<&Package> {
+        let long = format!("hivekit-{name}");
+        self.packages
+            .iter()
+            .find(|p| p.name == name)
+            .or_else(|| self.packages.iter().find(|p| p.name == long))
+    }
+
+    /// The criterion suites of the selected crates (all crates with benches when `selected` is
+    /// empty), in workspace order. A name may be a package name or its short form without `hivekit-`.
     pub(crate) fn suites(&self, selected: &[String]) -> Result<Vec<Suite>, XtaskError> {
+        self.select(selected, |bench| bench != INSTRUCTIONS_BENCH)
+    }
+
+    /// The instruction-count suites (bench targets named [`INSTRUCTIONS_BENCH`]) of the selected
+    /// crates, all when `selected` is empty.
+    pub(crate) fn instruction_suites(&self, selected: &[String]) -> Result<Vec<Suite>, XtaskError> {
+        self.select(selected, |bench| bench == INSTRUCTIONS_BENCH)
+    }
+
+    fn select(
+        &self,
+        selected: &[String],
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Suite>, XtaskError> {
         let mut chosen: Vec<&Package> = Vec::new();
         for name in selected {
-            let long = format!("hivekit-{name}");
-            let Some(package) = self
-                .packages
-                .iter()
-                .find(|p| p.name == *name)
-                .or_else(|| self.packages.iter().find(|p| p.name == long))
-            else {
+            let Some(package) = self.find(name) else {
                 return Err(XtaskError::UnknownCrate {
                     name: name.clone(),
                     known: self.known_bench_crates(),
@@ -160,13 +174,18 @@ impl Workspace {
             chosen.push(package);
         }
         let suites = self
-            .bench_packages()
+            .packages
+            .iter()
             .filter(|p| chosen.is_empty() || chosen.iter().any(|c| c.name == p.name))
             .flat_map(|package| {
-                package.benches.iter().map(|bench| Suite {
-                    krate: package.name.clone(),
-                    bench: bench.clone(),
-                })
+                package
+                    .benches
+                    .iter()
+                    .filter(|bench| wanted(bench))
+                    .map(|bench| Suite {
+                        krate: package.name.clone(),
+                        bench: bench.clone(),
+                    })
             })
             .collect();
         Ok(suites)
@@ -177,6 +196,15 @@ impl Workspace {
         self.packages
             .iter()
             .filter(|p| p.tests.iter().any(|t| t == "loom"))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Packages that need etcd (and protoc): left out of `cargo xtask bench` when either is missing.
+    pub(crate) fn etcd_packages(&self) -> Vec<String> {
+        self.packages
+            .iter()
+            .filter(|p| p.needs_etcd)
             .map(|p| p.name.clone())
             .collect()
     }
@@ -195,6 +223,11 @@ impl Workspace {
     pub(crate) fn baselines_dir(&self) -> PathBuf {
         self.target_dir.join("hivekit-baselines")
     }
+
+    /// `docs/instructions.json`: the committed instruction-count baseline.
+    pub(crate) fn instructions_baseline(&self) -> PathBuf {
+        self.root.join("docs").join("instructions.json")
+    }
 }
 
 #[cfg(test)]
@@ -204,12 +237,15 @@ pub(crate) mod tests {
     /// A trimmed `cargo metadata --no-deps` output in the real shape.
     pub(crate) const METADATA: &str = r#"{
       "packages": [
-        {"name": "hivekit-runtime", "version": "0.1.0", "id": "path+file:///w/crates/runtime#hivekit-runtime@0.1.0",
+        {"name": "hivekit-runtime", "version": "0.1.0", "id": "rt", "manifest_path": "/w/crates/runtime/Cargo.toml",
+         "features": {}, "dependencies": [],
          "targets": [
            {"kind": ["lib"], "crate_types": ["lib"], "name": "hivekit_runtime", "src_path": "/w/crates/runtime/src/lib.rs"},
-           {"kind": ["bench"], "crate_types": ["bin"], "name": "runtime", "src_path": "/w/crates/runtime/benches/runtime.rs"}
+           {"kind": ["bench"], "crate_types": ["bin"], "name": "runtime", "src_path": "/w/crates/runtime/benches/runtime.rs"},
+           {"kind": ["bench"], "crate_types": ["bin"], "name": "instructions", "src_path": "/w/crates/runtime/benches/instructions.rs"}
          ]},
-        {"name": "hivekit-lockfree", "version": "0.1.0", "id": "x",
+        {"name": "hivekit-lockfree", "version": "0.1.0", "id": "lf", "manifest_path": "/w/crates/lockfree/Cargo.toml",
+         "features": {}, "dependencies": [],
          "targets": [
            {"kind": ["lib"], "crate_types": ["lib"], "name": "hivekit_lockfree", "src_path": "a"},
            {"kind": ["test"], "crate_types": ["bin"], "name": "loom", "src_path": "b"},
@@ -217,10 +253,25 @@ pub(crate) mod tests {
            {"kind": ["bench"], "crate_types": ["bin"], "name": "snapshot", "src_path": "d"},
            {"kind": ["bench"], "crate_types": ["bin"], "name": "scheduler", "src_path": "e"}
          ]},
-        {"name": "xtask", "version": "0.1.0", "id": "y",
+        {"name": "hivekit-etcd", "version": "0.1.0", "id": "etcd", "manifest_path": "/w/crates/etcd/Cargo.toml",
+         "features": {},
+         "dependencies": [{"name": "etcd-client", "source": null, "req": "^0.14", "kind": null, "rename": null,
+                           "optional": false, "uses_default_features": true, "features": [], "target": null, "registry": null}],
+         "targets": [
+           {"kind": ["lib"], "crate_types": ["lib"], "name": "hivekit_etcd", "src_path": "g"},
+           {"kind": ["bench"], "crate_types": ["bin"], "name": "etcd", "src_path": "h"}
+         ]},
+        {"name": "hivekit-examples", "version": "0.1.0", "id": "ex", "manifest_path": "/w/examples/Cargo.toml",
+         "features": {}, "dependencies": [],
+         "targets": [
+           {"kind": ["example"], "crate_types": ["bin"], "name": "pipeline", "src_path": "i"},
+           {"kind": ["example"], "crate_types": ["bin"], "name": "bridge", "src_path": "j"}
+         ]},
+        {"name": "xtask", "version": "0.1.0", "id": "y", "manifest_path": "/w/xtask/Cargo.toml",
+         "features": {}, "dependencies": [],
          "targets": [{"kind": ["bin"], "crate_types": ["bin"], "name": "xtask", "src_path": "f"}]}
       ],
-      "workspace_members": [],
+      "workspace_members": ["rt", "lf", "etcd", "ex", "y"],
       "target_directory": "/w/target",
       "version": 1,
       "workspace_root": "/w"
@@ -238,6 +289,12 @@ pub(crate) mod tests {
         assert_eq!(ws.criterion_home(), PathBuf::from("/w/target/criterion"));
         assert_eq!(ws.packages[1].benches, ["snapshot", "scheduler"]);
         assert_eq!(ws.loom_packages(), ["hivekit-lockfree"]);
+        assert_eq!(ws.packages[3].examples, ["pipeline", "bridge"]);
+        assert_eq!(ws.etcd_packages(), ["hivekit-etcd"]);
+        assert_eq!(
+            ws.instructions_baseline(),
+            PathBuf::from("/w/docs/instructions.json")
+        );
     }
 
     #[test]
@@ -252,9 +309,27 @@ pub(crate) mod tests {
             [
                 ("hivekit-runtime", "runtime"),
                 ("hivekit-lockfree", "snapshot"),
-                ("hivekit-lockfree", "scheduler")
+                ("hivekit-lockfree", "scheduler"),
+                ("hivekit-etcd", "etcd")
             ]
         );
+    }
+
+    #[test]
+    fn instruction_suites_are_apart_from_criterion_suites() {
+        let ws = workspace();
+        let suites = ws.instruction_suites(&[]).expect("suites");
+        assert_eq!(
+            suites,
+            [Suite {
+                krate: "hivekit-runtime".into(),
+                bench: "instructions".into()
+            }]
+        );
+        assert!(ws
+            .instruction_suites(&["lockfree".into()])
+            .expect("suites")
+            .is_empty());
     }
 
     #[test]
@@ -275,7 +350,7 @@ pub(crate) mod tests {
         assert_eq!(error.exit_code(), 2);
         assert!(error
             .to_string()
-            .contains("hivekit-runtime, hivekit-lockfree"));
+            .contains("hivekit-runtime, hivekit-lockfree, hivekit-etcd"));
         let error = workspace().suites(&["xtask".into()]).unwrap_err();
         assert!(matches!(error, XtaskError::NoBenches { .. }));
     }

@@ -21,16 +21,20 @@
 //! the shard's id set, one atomic increment for the submission order) against `mutex-vec` (one
 //! `Mutex<(Vec<_>, HashSet<id>)>`), the measurement behind the aggregator's sharded design.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use benches_common::proposals::{proposal_specs, ProposalSpec};
+use benches_common::proposals::proposal_specs;
 use benches_common::threads::time_threads;
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use hivekit_lockfree::{Aggregator, Max, Merge, Priority, Proposal, ProposalId, Resolution, Sum};
+use hivekit_lockfree::{Aggregator, Max, Merge, Proposal, ProposalId, Resolution, Sum};
+
+use crate::support::to_proposal;
 
 type Payload = (Sum<u64>, Max<u64>);
 type Input = Vec<Proposal<u64, Payload>>;
@@ -42,20 +46,7 @@ const SUBMISSION: &str = "proposal_submission";
 fn proposals(n: usize, conflict_rate: f64) -> Input {
     proposal_specs(n, 4, conflict_rate, DEFAULT_SEED)
         .into_iter()
-        .map(
-            |ProposalSpec {
-                 id,
-                 priority,
-                 reads,
-                 writes,
-             }| Proposal {
-                id: ProposalId(id),
-                priority: Priority::ALL[usize::from(priority)],
-                reads,
-                writes,
-                payload: (Sum(id), Max(id ^ 0x5a5a)),
-            },
-        )
+        .map(|spec| to_proposal(spec, |id| (Sum(id), Max(id ^ 0x5a5a))))
         .collect()
 }
 
@@ -69,18 +60,15 @@ type Locked<P> = Mutex<(Vec<Proposal<u64, P>>, HashSet<ProposalId>)>;
 type Round = fn(Input) -> Outcome;
 
 fn hivekit(input: Input) -> Outcome {
-    let aggregator = Aggregator::new();
-    for proposal in input {
-        aggregator
-            .submit(proposal)
-            .expect("generated ids are distinct");
-    }
-    let aggregate = aggregator.finish(Resolution::HighestPriority);
-    (aggregate.accepted, aggregate.merged)
+    round_on(Aggregator::new(), input)
 }
 
 fn sequential(input: Input) -> Outcome {
-    let aggregator = Aggregator::with_parallel_threshold(usize::MAX);
+    round_on(Aggregator::with_parallel_threshold(usize::MAX), input)
+}
+
+/// Submits `input` to `aggregator` and finishes the round.
+fn round_on(aggregator: Aggregator<u64, Payload>, input: Input) -> Outcome {
     for proposal in input {
         aggregator
             .submit(proposal)

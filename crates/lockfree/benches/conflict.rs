@@ -18,114 +18,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
-use benches_common::proposals::{payload_values, proposal_specs, ProposalSpec};
+use benches_common::proposals::payload_values;
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_lockfree::{
-    detect_conflicts, merge_all, merge_all_with_threshold, ConflictGroup, ConflictKind,
-    ConflictReport, Merge, Priority, Proposal, ProposalId, Sum,
+    detect_conflicts, merge_all, merge_all_with_threshold, ConflictReport, Merge, Proposal, Sum,
 };
 use rustc_hash::FxHashMap;
+
+use crate::support::conflict_index::{fxhashmap_index, into_report, proposals};
+
+mod support;
 
 benches_common::install_counting_allocator!();
 
 const DETECTION: &str = "conflict_detection";
 const MERGING: &str = "proposal_merging";
-
-fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
-    proposal_specs(n, 4, 0.1, DEFAULT_SEED)
-        .into_iter()
-        .map(
-            |ProposalSpec {
-                 id,
-                 priority,
-                 reads,
-                 writes,
-             }| Proposal {
-                id: ProposalId(id),
-                priority: Priority::ALL[usize::from(priority)],
-                reads,
-                writes,
-                payload: (),
-            },
-        )
-        .collect()
-}
-
-/// Puts contested keys in first-appearance order (the order `detect_conflicts` reports), given each
-/// group's first member index and the key.
-fn into_report(
-    proposals: &[Proposal<u64, ()>],
-    mut groups: Vec<(u64, Vec<(u32, bool)>)>,
-) -> ConflictReport<u64> {
-    let position = |index: u32, key: u64| {
-        let proposal = &proposals[index as usize];
-        proposal
-            .writes
-            .iter()
-            .chain(&proposal.reads)
-            .position(|touched| *touched == key)
-            .unwrap_or(usize::MAX)
-    };
-    groups.sort_unstable_by_key(|(key, members)| (members[0].0, position(members[0].0, *key)));
-    let mut in_group = vec![false; proposals.len()];
-    let groups = groups
-        .into_iter()
-        .map(|(key, members)| {
-            let writers = members.iter().filter(|(_, writes)| *writes).count();
-            ConflictGroup {
-                key,
-                kind: if writers >= 2 {
-                    ConflictKind::WriteWrite
-                } else {
-                    ConflictKind::ReadWrite
-                },
-                members: members
-                    .iter()
-                    .map(|&(index, _)| {
-                        in_group[index as usize] = true;
-                        proposals[index as usize].id
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let independent = proposals
-        .iter()
-        .zip(&in_group)
-        .filter(|(_, &grouped)| !grouped)
-        .map(|(proposal, _)| proposal.id)
-        .collect();
-    ConflictReport {
-        groups,
-        independent,
-    }
-}
-
-/// The straightforward one-pass index: a `Vec` of touchers per key, then a scan of the map.
-fn fxhashmap_index(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
-    let mut index: FxHashMap<u64, Vec<(u32, bool)>> = FxHashMap::default();
-    for (position, proposal) in proposals.iter().enumerate() {
-        let position = position as u32;
-        let touches = proposal
-            .writes
-            .iter()
-            .map(|key| (key, true))
-            .chain(proposal.reads.iter().map(|key| (key, false)));
-        for (key, writes) in touches {
-            let touchers = index.entry(*key).or_default();
-            match touchers.last_mut() {
-                Some((last, last_writes)) if *last == position => *last_writes |= writes,
-                _ => touchers.push((position, writes)),
-            }
-        }
-    }
-    let groups = index
-        .into_iter()
-        .filter(|(_, touchers)| touchers.len() >= 2 && touchers.iter().any(|(_, writes)| *writes))
-        .collect();
-    into_report(proposals, groups)
-}
 
 /// Every pair of proposals compared key by key.
 fn pairwise(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {

@@ -19,226 +19,25 @@
 //! `scheduling_hint_sorting`: sorting 100 to 5k hints by `sort_key()` (`hivekit`, one byte compare)
 //! against sorting by the (priority, latency, cost) comparison it encodes (`tuple-compare`).
 
-use std::cell::RefCell;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use benches_common::hints::{hint_stream, HintSpec};
+use benches_common::hints::hint_stream;
 use benches_common::threads::time_threads;
 use benches_common::workload::DEFAULT_SEED;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use crossbeam_queue::SegQueue;
-use crossbeam_skiplist::SkipMap;
-use hivekit_lockfree::{
-    LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulingHint,
+use hivekit_lockfree::SchedulingHint;
+
+use crate::support::queues::{
+    hints, pair, prefill, shared_queues, single_thread_queues, to_hint, Hivekit, MutexBinaryHeap,
 };
-use parking_lot::Mutex;
+
+mod support;
 
 benches_common::install_counting_allocator!();
 
 const SCHEDULING: &str = "priority_scheduling";
 const DEPTH: &str = "scheduler_queue_depth";
 const SORTING: &str = "scheduling_hint_sorting";
-
-/// Hints cycled through by every operation (a power of two, indexed with a mask).
-const STREAM: usize = 4_096;
-
-fn to_hint(spec: HintSpec) -> SchedulingHint {
-    let latencies = [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold];
-    let costs = [
-        ResourceCost::Minimal,
-        ResourceCost::Light,
-        ResourceCost::Moderate,
-        ResourceCost::Heavy,
-    ];
-    SchedulingHint::new(
-        Priority::ALL[usize::from(spec.priority)],
-        latencies[usize::from(spec.latency)],
-        costs[usize::from(spec.cost)],
-    )
-}
-
-fn hints() -> Vec<SchedulingHint> {
-    hint_stream(STREAM, DEFAULT_SEED)
-        .into_iter()
-        .map(to_hint)
-        .collect()
-}
-
-/// A priority queue of `u64` items under test.
-trait Queue {
-    fn push(&self, hint: SchedulingHint, item: u64);
-    fn pop(&self) -> Option<u64>;
-}
-
-struct Hivekit(PriorityScheduler<u64>);
-
-impl Hivekit {
-    fn new(max_bypass: Option<u32>) -> Self {
-        let config = SchedulerConfig {
-            capacity: None,
-            max_bypass,
-        };
-        match PriorityScheduler::with_config(config) {
-            Ok(scheduler) => Self(scheduler),
-            Err(error) => panic!("bench config refused: {error}"),
-        }
-    }
-}
-
-impl Queue for Hivekit {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        // Unbounded: never full.
-        let _ = self.0.push(hint, item);
-    }
-    fn pop(&self) -> Option<u64> {
-        self.0.pop()
-    }
-}
-
-/// Heap entry: highest key first, then lowest sequence (FIFO).
-type Entry = (u8, Reverse<u64>, u64);
-
-#[derive(Default)]
-struct StdBinaryHeap {
-    heap: RefCell<BinaryHeap<Entry>>,
-    sequence: RefCell<u64>,
-}
-
-impl Queue for StdBinaryHeap {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        let mut sequence = self.sequence.borrow_mut();
-        *sequence += 1;
-        self.heap
-            .borrow_mut()
-            .push((hint.sort_key(), Reverse(*sequence), item));
-    }
-    fn pop(&self) -> Option<u64> {
-        self.heap.borrow_mut().pop().map(|(_, _, item)| item)
-    }
-}
-
-#[derive(Default)]
-struct MutexBinaryHeap(Mutex<(BinaryHeap<Entry>, u64)>);
-
-impl Queue for MutexBinaryHeap {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        let mut guard = self.0.lock();
-        let (heap, sequence) = &mut *guard;
-        *sequence += 1;
-        heap.push((hint.sort_key(), Reverse(*sequence), item));
-    }
-    fn pop(&self) -> Option<u64> {
-        self.0.lock().0.pop().map(|(_, _, item)| item)
-    }
-}
-
-#[derive(Default)]
-struct SegQueueFourLanes([SegQueue<u64>; 4]);
-
-impl Queue for SegQueueFourLanes {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        self.0[hint.priority.index()].push(item);
-    }
-    fn pop(&self) -> Option<u64> {
-        self.0.iter().rev().find_map(SegQueue::pop)
-    }
-}
-
-#[derive(Default)]
-struct SkipList {
-    map: SkipMap<(Reverse<u8>, u64), u64>,
-    sequence: AtomicU64,
-}
-
-impl Queue for SkipList {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        self.map.insert((Reverse(hint.sort_key()), sequence), item);
-    }
-    fn pop(&self) -> Option<u64> {
-        self.map.pop_front().map(|entry| *entry.value())
-    }
-}
-
-/// The design the lane scheduler was measured against: four locked heaps with a shared sequence;
-/// push goes to a shard chosen round-robin, pop peeks every shard's top and takes the best.
-#[derive(Default)]
-struct ShardedHeap {
-    shards: [Mutex<BinaryHeap<Entry>>; 4],
-    sequence: AtomicU64,
-    next_shard: AtomicUsize,
-}
-
-impl Queue for ShardedHeap {
-    fn push(&self, hint: SchedulingHint, item: u64) {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        self.shards[shard]
-            .lock()
-            .push((hint.sort_key(), Reverse(sequence), item));
-    }
-    fn pop(&self) -> Option<u64> {
-        loop {
-            let best = self
-                .shards
-                .iter()
-                .enumerate()
-                .filter_map(|(index, shard)| shard.lock().peek().map(|top| (top.0, top.1, index)))
-                .max()?;
-            // Take the best top if it is still there; otherwise another pop won it: look again.
-            let mut shard = self.shards[best.2].lock();
-            if shard.peek().map(|top| (top.0, top.1)) == Some((best.0, best.1)) {
-                return shard.pop().map(|(_, _, item)| item);
-            }
-        }
-    }
-}
-
-/// A queue the multi-thread rows can share.
-trait SyncQueue: Queue + Sync {}
-impl<T: Queue + Sync> SyncQueue for T {}
-
-/// Fresh, empty instances of every queue that can be shared between threads.
-fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
-    vec![
-        ("hivekit", Box::new(Hivekit::new(Some(8)))),
-        ("hivekit-strict", Box::new(Hivekit::new(None))),
-        ("mutex-binaryheap", Box::<MutexBinaryHeap>::default()),
-        ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
-        ("crossbeam-skiplist", Box::<SkipList>::default()),
-        ("hivekit-sharded-heap", Box::<ShardedHeap>::default()),
-    ]
-}
-
-/// The shared queues plus the single-thread `BinaryHeap`.
-fn single_thread_queues() -> Vec<(&'static str, Box<dyn Queue>)> {
-    let mut all: Vec<(&'static str, Box<dyn Queue>)> = shared_queues()
-        .into_iter()
-        .map(|(function, queue)| (function, queue as Box<dyn Queue>))
-        .collect();
-    all.insert(1, ("binaryheap", Box::<StdBinaryHeap>::default()));
-    all
-}
-
-/// Fills `queue` to `depth` items, then runs one push and pop per hint of the stream, so every lane
-/// and node pool has been touched: the measured pairs see the steady state, not first allocations.
-fn prefill(queue: &dyn Queue, hints: &[SchedulingHint], depth: usize) {
-    for item in 0..depth {
-        queue.push(hints[item % STREAM], item as u64);
-    }
-    for round in 0..STREAM as u64 {
-        std::hint::black_box(pair(queue, hints, round));
-    }
-}
-
-/// One push then one pop, cycling through the hint stream.
-#[inline]
-fn pair(queue: &dyn Queue, hints: &[SchedulingHint], round: u64) -> Option<u64> {
-    queue.push(hints[round as usize & (STREAM - 1)], round);
-    queue.pop()
-}
 
 fn priority_scheduling(c: &mut Criterion) {
     let hints = hints();

@@ -66,16 +66,14 @@
 //! assert_eq!(outcome.merged, Some(Sum(20 + 30)));
 //! ```
 
-mod hint;
-// snapshot cell, scheduler and loom shim: (owned by the snapshot/scheduler work)
-mod loom;
-mod scheduler;
-mod snapshot;
-// proposals, conflicts, merge, aggregator: (owned by the conflict/aggregation work)
 mod aggregator;
 mod conflict;
+mod hint;
+mod loom;
 mod merge;
 mod proposal;
+mod scheduler;
+mod snapshot;
 
 pub use aggregator::{aggregate, Aggregate, Aggregator, RejectReason, Resolution};
 pub use conflict::{detect_conflicts, ConflictGroup, ConflictKind, ConflictReport};

@@ -221,6 +221,30 @@ pub(crate) mod thread {
     pub(crate) fn index() -> usize {
         0
     }
+
+    /// True on one call in `period` on the calling thread (the first call included).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn tick(period: u32) -> bool {
+        use std::cell::Cell;
+
+        thread_local! {
+            // `const` and without a destructor, as `INDEX` above: one thread-relative load.
+            static CALLS: Cell<u32> = const { Cell::new(0) };
+        }
+        CALLS.with(|calls| {
+            let count = calls.get();
+            calls.set(if count + 1 >= period { 0 } else { count + 1 });
+            count == 0
+        })
+    }
+
+    /// Under loom always true: a per-thread counter would make executions differ between
+    /// iterations, and the models should see the hand-over on every read.
+    #[cfg(loom)]
+    pub(crate) fn tick(_period: u32) -> bool {
+        true
+    }
 }
 
 /// One FIFO lane of the priority scheduler.

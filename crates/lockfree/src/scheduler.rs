@@ -538,7 +538,7 @@ mod tests {
     #[test]
     fn lanes_per_priority_match_sort_keys() {
         for priority in Priority::ALL {
-            for latency in [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold] {
+            for latency in LatencyTier::ALL {
                 for cost in [ResourceCost::Minimal, ResourceCost::Heavy] {
                     let key = usize::from(SchedulingHint::new(priority, latency, cost).sort_key());
                     assert_eq!(key / KEYS_PER_PRIORITY, priority.index());

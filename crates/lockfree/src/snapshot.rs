@@ -27,6 +27,8 @@ struct Versioned<T> {
     value: T,
     /// Lets loom check that `version` and `value` are published before they are read.
     written: Witness,
+    /// The next older version in the cell's limbo, while this one waits there after being replaced.
+    next_replaced: AtomicPtr<Versioned<T>>,
 }
 
 impl<T> Versioned<T> {
@@ -35,9 +37,17 @@ impl<T> Versioned<T> {
             version,
             value,
             written: Witness::new(),
+            next_replaced: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 }
+
+/// Every this many versions, the writer that replaces the last of them hands the cell's limbo to
+/// the collector: writers pay for the hand-over once per batch.
+const RETIRE_BATCH: u64 = 64;
+/// A thread that finds replaced versions waiting hands them over on one read in this many, so that
+/// reads pay for the hand-over rarely, yet a writer that went idle keeps nothing alive for long.
+const READS_PER_RETIRE: u32 = 128;
 
 /// Versioned shared state: lock-free reads, staged compare-and-swap commits, and read-copy-update.
 ///
@@ -59,20 +69,25 @@ impl<T> Versioned<T> {
 /// last [`Snapshot`] of them is dropped). Reclamation is deferred: a replaced value is dropped a little
 /// later, possibly on another thread, which is why `T` must be `Send + Sync + 'static`.
 ///
-/// How long a replaced version can stay alive is bounded: each write hands the version it replaced
-/// to crossbeam-epoch's global queue at once (it never waits in the writing thread's local bag), so
-/// it is dropped by the first collection after every thread pinned at the time of the write has
-/// unpinned. Collections happen on every write and on every 128th pin of any thread (each
-/// [`read`](Self::read), [`load`](Self::load) or [`version`](Self::version) pins), so a writer that
-/// goes idle keeps nothing alive while other threads go on using the cell; only a reader that stays
-/// pinned (a long [`read`](Self::read) closure) or a live [`Snapshot`] delays it. The flush costs
-/// each write one hand-over to the global queue (see the `snapshot_writes` bench).
+/// How long a replaced version can stay alive is bounded. A write puts the version it replaced in
+/// the cell's *limbo* (a lock-free stack on the cell, not the writing thread's local garbage bag,
+/// where it could wait for as long as that thread stays idle). The limbo is handed to
+/// crossbeam-epoch's global queue as a batch by the write that replaces every 64th version, and by
+/// any thread that finds it non-empty on one [`read`](Self::read) or [`load`](Self::load) in 128 of
+/// its own. From the global queue a version is dropped by the first collection (on every hand-over,
+/// and on every 128th pin of any thread) after every thread pinned when it was handed over has
+/// unpinned. So a writer that goes idle keeps at most 63 replaced versions alive only while no
+/// thread uses the cell, and none once another thread has made a few hundred reads; only a reader
+/// that stays pinned (a long [`read`](Self::read) closure) or a live [`Snapshot`] delays it.
 ///
 /// # Progress
 ///
 /// [`read`](Self::read), [`load`](Self::load), [`version`](Self::version) and [`stage`](Self::stage) are
-/// wait-free (apart from crossbeam-epoch's occasional garbage collection on pin).
-/// [`commit`](Self::commit) is wait-free: one compare-and-swap, success or conflict.
+/// wait-free (apart from crossbeam-epoch's occasional garbage collection on pin, and the occasional
+/// lock-free hand-over of replaced versions described above).
+/// [`commit`](Self::commit) decides with one compare-and-swap, success or conflict; a successful one
+/// then puts the replaced version in the limbo, which is lock-free (it retries only when another
+/// thread changed the limbo meanwhile).
 /// [`store`](Self::store), [`update`](Self::update) and [`try_update`](Self::try_update) are lock-free:
 /// a retry happens only because another write succeeded.
 ///
@@ -112,6 +127,10 @@ impl<T> Versioned<T> {
 pub struct SnapshotCell<T> {
     /// `Arc::into_raw` of the current version; the cell owns one strong reference to it.
     current: AtomicPtr<Versioned<T>>,
+    /// Replaced versions not yet handed to the collector, newest first, linked through
+    /// `next_replaced`; the cell still owns one strong reference to each. Next to `current`, so
+    /// checking it costs a read no extra cache miss.
+    limbo: AtomicPtr<Versioned<T>>,
     /// Replaced versions waiting until no pinned reader can see them.
     retired: Retired,
     /// The cell owns `Arc<Versioned<T>>`s: it is `Send`/`Sync` exactly when they are.
@@ -146,6 +165,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         let first = Arc::new(Versioned::new(version, value));
         Self {
             current: AtomicPtr::new(Arc::into_raw(first).cast_mut()),
+            limbo: AtomicPtr::new(std::ptr::null_mut()),
             retired: Retired::new(),
             _owns: PhantomData,
         }
@@ -171,7 +191,9 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// Calls `reader` with the current value and its version, and returns what it returns.
     ///
     /// This is the fast path: it pins the thread's epoch and follows one pointer; it writes no shared
-    /// memory (no reference count). The value is borrowed only for the call; use
+    /// memory (no reference count), except on one call in 128 while replaced versions wait in the
+    /// cell's limbo, which hands them to the collector (see [`SnapshotCell`]). The value is borrowed
+    /// only for the call; use
     /// [`load`](Self::load) to keep it. A long-running `reader` delays the reclamation of replaced
     /// versions (it keeps the epoch pinned), never a writer.
     ///
@@ -188,11 +210,12 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// ```
     #[inline]
     pub fn read<R>(&self, reader: impl FnOnce(&T, u64) -> R) -> R {
-        let _guard = epoch::pin();
+        let guard = epoch::pin();
         // SAFETY: `current` always points to a live `Versioned<T>` owned by the cell; a replaced version
-        // is only released after every guard pinned before its replacement is dropped, and `_guard`
+        // is only released after every guard pinned before its replacement is dropped, and `guard`
         // lives until after `reader` returns.
         let current = unsafe { published(self.current.load(Ordering::Acquire)) };
+        self.help_retire(&guard);
         reader(&current.value, current.version)
     }
 
@@ -213,7 +236,8 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!(*cell.load(), 2);
     /// ```
     pub fn load(&self) -> Snapshot<T> {
-        let _guard = epoch::pin();
+        let guard = epoch::pin();
+        self.help_retire(&guard);
         let current = self.current.load(Ordering::Acquire);
         // SAFETY: `current` came from `Arc::into_raw` and the cell's own strong reference cannot be
         // released while `_guard` is pinned (see `read`), so the count is at least one here and may be
@@ -258,7 +282,8 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     ///
     /// # Progress
     ///
-    /// Wait-free: a single compare-and-swap decides.
+    /// A single compare-and-swap decides; on success, putting the replaced version in the limbo is
+    /// lock-free.
     ///
     /// # Examples
     ///
@@ -420,20 +445,13 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
             .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(replaced) => {
-                let replaced = SendPtr(replaced.cast_const());
-                // SAFETY: `replaced` is unlinked: threads that pin from now on load `next` or later.
-                // Releasing the cell's reference is safe on any thread because `T: Send + Sync`.
-                unsafe {
-                    self.retired.defer(guard, move || {
-                        // SAFETY: this is the strong reference the cell held since `Arc::into_raw`.
-                        drop(Arc::from_raw(replaced.into_raw()));
-                    });
+                // SAFETY: `replaced` was current while `guard` is pinned (see `read`), and it is
+                // released only through the limbo, after `guard` is dropped.
+                let replaced_version = unsafe { published(replaced) }.version;
+                self.push_limbo(replaced);
+                if replaced_version % RETIRE_BATCH == RETIRE_BATCH - 1 {
+                    self.retire_limbo(guard);
                 }
-                // Hand the replaced version to the global collector now. Left in this thread's
-                // local bag it would wait for 63 more deferrals, a flush or the thread's exit: a
-                // writer that goes idle (a tokio worker after a burst of commits) would keep up to
-                // 63 old versions alive however much other threads read.
-                guard.flush();
                 Ok(())
             }
             Err(actual) => {
@@ -441,6 +459,71 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                 Err((actual, unsafe { Arc::from_raw(next) }))
             }
         }
+    }
+}
+
+impl<T: Send + Sync + 'static> SnapshotCell<T> {
+    /// Puts a version just replaced (unlinked from `current`) in the limbo, with the cell's strong
+    /// reference to it.
+    fn push_limbo(&self, replaced: *mut Versioned<T>) {
+        let mut head = self.limbo.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `replaced` is live: the cell still owns a strong reference to it, which only
+            // the limbo releases, and it is not in the limbo yet, so only this thread touches the
+            // link.
+            unsafe { &*replaced }
+                .next_replaced
+                .store(head, Ordering::Relaxed);
+            // Release: whoever takes the limbo sees the link. No ABA: `head` cannot be freed and
+            // reused while this thread is pinned (it is released only through the collector).
+            match self.limbo.compare_exchange_weak(
+                head,
+                replaced,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// On one call in [`READS_PER_RETIRE`] per thread, hands a non-empty limbo to the collector.
+    #[inline]
+    fn help_retire(&self, guard: &Guard) {
+        if !self.limbo.load(Ordering::Relaxed).is_null()
+            && crate::loom::thread::tick(READS_PER_RETIRE)
+        {
+            self.retire_limbo(guard);
+        }
+    }
+
+    /// Takes every version in the limbo and hands them to the collector, which releases the cell's
+    /// references once no thread pinned now can still see them.
+    #[cold]
+    fn retire_limbo(&self, guard: &Guard) {
+        let batch = self.limbo.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if batch.is_null() {
+            return;
+        }
+        let batch = SendPtr(batch.cast_const());
+        let free = move || {
+            let mut next = batch.into_raw();
+            while !next.is_null() {
+                // SAFETY: each node holds the strong reference the cell took with `Arc::into_raw`,
+                // and this batch is its only owner; the link is read before it is released.
+                let node = unsafe { Arc::from_raw(next) };
+                next = node.next_replaced.load(Ordering::Relaxed).cast_const();
+                drop(node);
+            }
+        };
+        // SAFETY: every version in the batch was unlinked from `current` before it entered the
+        // limbo, and the swap took them all out of it, so threads that pin from now on cannot reach
+        // them and nobody else releases them. Releasing on any thread is fine: `T: Send + Sync`.
+        unsafe { self.retired.defer(guard, free) };
+        // Into the global queue now: left in this thread's local bag, the batch would wait for 63
+        // more deferrals, a flush or the thread's exit.
+        guard.flush();
     }
 }
 
@@ -474,6 +557,15 @@ impl<T> Drop for SnapshotCell<T> {
         // the cell's own strong reference from `Arc::into_raw`, released exactly once here. Versions
         // replaced earlier were released (or are pending release) through `retired`.
         drop(unsafe { Arc::from_raw(current) });
+        // The limbo: `&mut self` means no reader is inside `read` or `load`, so nothing can still
+        // see these versions through the cell (a `Snapshot` holds its own reference).
+        let mut next = self.limbo.load(Ordering::Acquire);
+        while !next.is_null() {
+            // SAFETY: the cell's strong reference from `Arc::into_raw`, released exactly once.
+            let node = unsafe { Arc::from_raw(next) };
+            next = node.next_replaced.load(Ordering::Relaxed);
+            drop(node);
+        }
     }
 }
 

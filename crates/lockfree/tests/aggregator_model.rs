@@ -7,33 +7,21 @@ use hivekit_lockfree::{
 };
 use proptest::prelude::*;
 
+mod support;
+
+use support::ProposalSpace;
+
+/// Random proposals over 10 keys (up to 3 reads and 2 writes each), with `Sum` payloads.
 fn proposals(max: usize) -> impl Strategy<Value = Vec<Proposal<u8, Sum<u64>>>> {
-    let spec = (
-        proptest::collection::vec(0u8..10, 0..4),
-        proptest::collection::vec(0u8..10, 0..3),
-        0usize..4,
-        1u64..1000,
-    );
-    proptest::collection::vec(spec, 0..max)
-        .prop_flat_map(|specs| {
-            let n = specs.len();
-            (
-                Just(specs),
-                Just((0..n as u64).collect::<Vec<_>>()).prop_shuffle(),
-            )
-        })
-        .prop_map(|(specs, ids)| {
-            specs
-                .into_iter()
-                .zip(ids)
-                .map(|((reads, writes, priority, value), id)| {
-                    Proposal::new(id, Sum(value))
-                        .reads(reads)
-                        .writes(writes)
-                        .priority(Priority::ALL[priority])
-                })
-                .collect()
-        })
+    support::proposals(
+        ProposalSpace {
+            max,
+            keys: 10,
+            reads: 4,
+            writes: 3,
+        },
+        Sum,
+    )
 }
 
 fn resolution() -> impl Strategy<Value = Resolution> {

@@ -27,20 +27,27 @@ fn proposal(id: u64, space: u64) -> Proposal<u64, Sum<u64>> {
         .priority(Priority::ALL[(id % 4) as usize])
 }
 
-/// Submits `per_thread` proposals from each of THREADS threads released together.
-fn submit_concurrently(aggregator: &Aggregator<u64, Sum<u64>>, per_thread: u64, space: u64) {
+/// Runs `body(thread)` on each of THREADS threads, released together by a barrier.
+fn on_threads(body: impl Fn(u64) + Sync) {
     let barrier = Barrier::new(THREADS as usize);
     std::thread::scope(|scope| {
         for thread in 0..THREADS {
-            let barrier = &barrier;
+            let (barrier, body) = (&barrier, &body);
             scope.spawn(move || {
                 barrier.wait();
-                for i in 0..per_thread {
-                    aggregator
-                        .submit(proposal(thread * per_thread + i, space))
-                        .unwrap();
-                }
+                body(thread);
             });
+        }
+    });
+}
+
+/// Submits `per_thread` proposals from each of THREADS threads released together.
+fn submit_concurrently(aggregator: &Aggregator<u64, Sum<u64>>, per_thread: u64, space: u64) {
+    on_threads(|thread| {
+        for i in 0..per_thread {
+            aggregator
+                .submit(proposal(thread * per_thread + i, space))
+                .unwrap();
         }
     });
 }
@@ -123,18 +130,10 @@ fn contended_first_submitted_honours_each_threads_order() {
     // first proposal that thread submitted, whatever the interleaving across threads.
     for threshold in [0, usize::MAX] {
         let aggregator = Aggregator::with_parallel_threshold(threshold);
-        let barrier = Barrier::new(THREADS as usize);
-        std::thread::scope(|scope| {
-            for thread in 0..THREADS {
-                let (aggregator, barrier) = (&aggregator, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    for i in (0..500_u64).rev() {
-                        let proposal =
-                            Proposal::new(thread * 1000 + i, Sum(1_u64)).writes([thread]);
-                        aggregator.submit(proposal).unwrap();
-                    }
-                });
+        on_threads(|thread| {
+            for i in (0..500_u64).rev() {
+                let proposal = Proposal::new(thread * 1000 + i, Sum(1_u64)).writes([thread]);
+                aggregator.submit(proposal).unwrap();
             }
         });
         let outcome = aggregator.finish(Resolution::FirstSubmitted);
@@ -152,20 +151,13 @@ fn highest_priority_ties_are_deterministic_under_contention() {
     for round in 0..3 {
         let aggregator =
             Aggregator::with_parallel_threshold(if round == 0 { usize::MAX } else { 0 });
-        let barrier = Barrier::new(THREADS as usize);
-        std::thread::scope(|scope| {
-            for thread in 0..THREADS {
-                let (aggregator, barrier) = (&aggregator, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    for i in 0..250_u64 {
-                        // Thread 3 holds the lowest ids but submits them last.
-                        let id = 1000 - (thread * 250 + i);
-                        aggregator
-                            .submit(Proposal::new(id, ()).writes(["k"]))
-                            .unwrap();
-                    }
-                });
+        on_threads(|thread| {
+            for i in 0..250_u64 {
+                // Thread 3 holds the lowest ids but submits them last.
+                let id = 1000 - (thread * 250 + i);
+                aggregator
+                    .submit(Proposal::new(id, ()).writes(["k"]))
+                    .unwrap();
             }
         });
         let outcome = aggregator.finish(Resolution::HighestPriority);
@@ -216,24 +208,16 @@ fn concurrent_duplicates_are_refused_exactly_once_per_copy() {
     let aggregator: Aggregator<u64, ()> = Aggregator::new();
     let accepted = AtomicUsize::new(0);
     let refused = AtomicUsize::new(0);
-    let barrier = Barrier::new(THREADS as usize);
-    std::thread::scope(|scope| {
-        for _ in 0..THREADS {
-            let (aggregator, accepted, refused, barrier) =
-                (&aggregator, &accepted, &refused, &barrier);
-            scope.spawn(move || {
-                barrier.wait();
-                for id in 0..1_000_u64 {
-                    match aggregator.submit(Proposal::new(id, ()).writes([id])) {
-                        Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
-                        Err(ProposalError::DuplicateId(dup)) => {
-                            assert_eq!(dup, ProposalId(id));
-                            refused.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(other) => panic!("unexpected error {other}"),
-                    };
+    on_threads(|_| {
+        for id in 0..1_000_u64 {
+            match aggregator.submit(Proposal::new(id, ()).writes([id])) {
+                Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
+                Err(ProposalError::DuplicateId(dup)) => {
+                    assert_eq!(dup, ProposalId(id));
+                    refused.fetch_add(1, Ordering::Relaxed)
                 }
-            });
+                Err(other) => panic!("unexpected error {other}"),
+            };
         }
     });
     assert_eq!(accepted.load(Ordering::Relaxed), 1_000);

@@ -8,31 +8,21 @@ use hivekit_lockfree::{
 };
 use proptest::prelude::*;
 
-type Spec = (Vec<u8>, Vec<u8>);
+mod support;
 
-/// Proposals with distinct (shuffled) ids over a small key space, so keys collide often.
+use support::ProposalSpace;
+
+/// Random proposals over 12 keys (up to 4 reads and 4 writes each).
 fn proposals(max: usize) -> impl Strategy<Value = Vec<Proposal<u8, ()>>> {
-    let spec = (
-        proptest::collection::vec(0u8..12, 0..5),
-        proptest::collection::vec(0u8..12, 0..5),
-    );
-    proptest::collection::vec(spec, 0..max)
-        .prop_flat_map(|specs: Vec<Spec>| {
-            let n = specs.len();
-            (
-                Just(specs),
-                Just((0..n as u64).collect::<Vec<_>>()).prop_shuffle(),
-            )
-        })
-        .prop_map(|(specs, ids)| {
-            specs
-                .into_iter()
-                .zip(ids)
-                .map(|((reads, writes), id)| {
-                    Proposal::new(id * 3 + 1, ()).reads(reads).writes(writes)
-                })
-                .collect()
-        })
+    support::proposals(
+        ProposalSpace {
+            max,
+            keys: 12,
+            reads: 5,
+            writes: 5,
+        },
+        |_| (),
+    )
 }
 
 /// What the report must say, computed pairwise: the keys some pair conflicts on, with every

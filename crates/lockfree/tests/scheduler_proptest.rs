@@ -31,13 +31,8 @@ fn op() -> impl Strategy<Value = Op> {
 fn hint(priority: usize, latency: usize, cost: usize) -> SchedulingHint {
     SchedulingHint::new(
         Priority::ALL[priority],
-        [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold][latency],
-        [
-            ResourceCost::Minimal,
-            ResourceCost::Light,
-            ResourceCost::Moderate,
-            ResourceCost::Heavy,
-        ][cost],
+        LatencyTier::ALL[latency],
+        ResourceCost::ALL[cost],
     )
 }
 

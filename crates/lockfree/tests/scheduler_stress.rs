@@ -14,13 +14,8 @@ const ITEMS_PER_PRODUCER: usize = 20_000;
 /// A hint chosen from the item number, so all 48 lanes are used.
 fn hint_for(item: usize) -> SchedulingHint {
     let priority = Priority::ALL[item % 4];
-    let latency = [LatencyTier::Hot, LatencyTier::Warm, LatencyTier::Cold][(item / 4) % 3];
-    let cost = [
-        ResourceCost::Minimal,
-        ResourceCost::Light,
-        ResourceCost::Moderate,
-        ResourceCost::Heavy,
-    ][(item / 12) % 4];
+    let latency = LatencyTier::ALL[(item / 4) % 3];
+    let cost = ResourceCost::ALL[(item / 12) % 4];
     SchedulingHint::new(priority, latency, cost)
 }
 

@@ -54,3 +54,24 @@ fn replaced_versions_are_not_kept_alive_by_an_idle_writer() {
     // The current version is still alive.
     drop(cell);
 }
+
+#[test]
+fn a_writer_alone_keeps_at_most_63_replaced_versions_in_its_limbo() {
+    const WRITES: usize = 200;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let cell = SnapshotCell::new(Tracked(Arc::clone(&drops)));
+    for _ in 0..WRITES {
+        cell.store(Tracked(Arc::clone(&drops)));
+    }
+    // Without a single read of the cell, only the collector runs (as other structures' pins would
+    // run it); versions 0..=191 were handed over in batches of 64, the last 8 wait in the limbo.
+    let handed_over = WRITES / 64 * 64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while drops.load(Ordering::SeqCst) < handed_over && Instant::now() < deadline {
+        crossbeam_epoch::pin().flush();
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), handed_over);
+    // Dropping the cell releases the limbo and the current version at once.
+    drop(cell);
+    assert_eq!(drops.load(Ordering::SeqCst), WRITES + 1);
+}

@@ -373,7 +373,7 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
             return Err(RuntimeError::Build {
                 source: std::io::Error::other(format!(
                     "tokio panicked while building the runtime: {}",
-                    panic_text(&*panic)
+                    crate::task::panic_message(&*panic)
                 )),
             })
         }
@@ -408,17 +408,6 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
         config: Some(config),
         owned: Mutex::new(owned),
     })
-}
-
-/// The text of a caught panic's payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text
-    } else {
-        "a panic with a non-string payload"
-    }
 }
 
 /// Runs on every thread the global runtime starts: their tokio context is the global runtime.

@@ -3,7 +3,11 @@
 //! What is measured and why:
 //!
 //! - `pipeline_execution`: no-op chains of 3 to 1k stages and the six-stage shape of the seed
-//!   project: the per-stage overhead of the run driver (target: at most 0.5 us per stage).
+//!   project: the per-stage overhead of the run driver (target: at most 0.5 us per stage). Beside
+//!   them, hivekit only (the peers have no such shapes that run the same way): `routed/100`, a
+//!   router choosing one of two 49-stage branches that join again (the other branch pruned), and
+//!   `loop/10x10`, a loop stage running a 10-stage chain ten times: routing and loops must keep
+//!   the same per-stage overhead.
 //! - `concurrent_execution`: `1 -> n -> 1` fans, the cost of many stages ready at once.
 //! - `dependency_resolution`: resolving a random DAG of 100 to 100k stages once its stages are added
 //!   (`build()`: names to indices, topological order, cycle check; dagrs: `check_loop_and_partition`).
@@ -33,8 +37,8 @@ use benches_common::{sizes, AllocationStats};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dagrs::{Action, DefaultNode, EnvVar, Graph, InChannels, Node, NodeTable, OutChannels, Output};
 use hivekit_swarm::{
-    Backoff, FanOut, LatencyTier, Pipeline, PipelineBuilder, Priority, ResourceCost, RetryPolicy,
-    RunOptions, SchedulingHint, StageContext, StageError,
+    Backoff, FanOut, LatencyTier, LoopPolicy, Pipeline, PipelineBuilder, Priority, ResourceCost,
+    RetryPolicy, Route, RunOptions, SchedulingHint, StageContext, StageError,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Semaphore};
@@ -274,7 +278,53 @@ fn pipeline_execution(c: &mut Criterion) {
         );
     }
     compare_runs(&mut group, &runtime, &dags::six_stage(), "six-stage");
+
+    let routed = routed_pipeline(49);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function(BenchmarkId::new("hivekit", "routed/100"), |b| {
+        b.to_async(&runtime).iter(|| routed.run());
+    });
+    let looped = loop_pipeline(10, 10);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function(BenchmarkId::new("hivekit", "loop/10x10"), |b| {
+        b.to_async(&runtime).iter(|| looped.run());
+    });
     group.finish();
+}
+
+/// A router choosing branch `a` of two `branch`-stage chains, which join in a last stage.
+fn routed_pipeline(branch: usize) -> Pipeline {
+    let mut builder = Pipeline::builder()
+        .router("route", |_: StageContext| async {
+            Ok::<_, StageError>(Route::to(["a0"]))
+        })
+        .into_builder();
+    for side in ["a", "b"] {
+        for index in 0..branch {
+            let previous = match index {
+                0 => "route".to_owned(),
+                _ => format!("{side}{}", index - 1),
+            };
+            builder = builder
+                .stage(format!("{side}{index}"), noop)
+                .after([previous])
+                .into_builder();
+        }
+    }
+    builder
+        .stage("join", noop)
+        .after([format!("a{}", branch - 1), format!("b{}", branch - 1)])
+        .build()
+        .expect("the routed pipeline is valid")
+}
+
+/// A loop stage running a `body`-stage chain `iterations` times.
+fn loop_pipeline(body: usize, iterations: u32) -> Pipeline {
+    let body = hivekit_pipeline(&dags::chain(body), StageOptions::default());
+    Pipeline::builder()
+        .repeat("loop", body, LoopPolicy::new(iterations))
+        .build()
+        .expect("the loop pipeline is valid")
 }
 
 fn concurrent_execution(c: &mut Criterion) {

@@ -12,9 +12,12 @@ use serde::Serialize;
 
 use crate::context::StageContext;
 use crate::error::{BuildError, StageError};
+use crate::events::AttemptFailure;
+use crate::looping::{LoopPolicy, LoopReport};
 use crate::names::NameIndex;
-use crate::pipeline::{Artifact, Pipeline, PipelineInner, StageFn, StageSpec};
+use crate::pipeline::{Artifact, Pipeline, PipelineInner, StageFn, StageKind, StageSpec};
 use crate::retry::RetryPolicy;
+use crate::route::Route;
 
 /// Collects the stages of a pipeline; [`build`](PipelineBuilder::build) checks and resolves them.
 ///
@@ -53,7 +56,15 @@ use crate::retry::RetryPolicy;
 /// checks the options, deduplicates the indices and orders the stages, in time linear in stages
 /// plus dependencies.
 #[derive(Default)]
+#[must_use = "a pipeline builder does nothing until `build` is called"]
 pub struct PipelineBuilder {
+    /// The pipeline's name (`pipeline` if unset).
+    name: Option<Arc<str>>,
+    /// Applied at `build` to stages that set no retry policy or timeout of their own.
+    default_retry: Option<RetryPolicy>,
+    default_timeout: Option<Duration>,
+    /// Declared reads, by reader, resolved and checked by `build`.
+    read_names: Vec<(u32, Box<str>)>,
     drafts: Vec<StageSpec>,
     /// Every stage name, back to back, and where each ends: resolving names against this dense copy
     /// touches far fewer cache lines than following each stage's own allocation.
@@ -109,6 +120,7 @@ impl std::fmt::Debug for PipelineBuilder {
 ///
 /// It also has [`stage`](StageBuilder::stage) and [`build`](StageBuilder::build), so a pipeline reads
 /// as one chain.
+#[must_use = "a stage builder does nothing until the pipeline is built"]
 pub struct StageBuilder<T> {
     builder: PipelineBuilder,
     _output: PhantomData<fn() -> T>,
@@ -140,10 +152,60 @@ impl PipelineBuilder {
         }
     }
 
+    /// Names the pipeline: the name appears in tracing spans, Mermaid and DOT exports.
+    pub fn name(self, name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// The retry policy of every stage that sets none of its own with
+    /// [`retry`](StageBuilder::retry).
+    pub fn default_retry(self, policy: RetryPolicy) -> Self {
+        Self {
+            default_retry: Some(policy),
+            ..self
+        }
+    }
+
+    /// The per-attempt timeout of every stage that sets none of its own with
+    /// [`timeout`](StageBuilder::timeout) (a stage opts out with [`no_timeout`](StageBuilder::no_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hivekit_swarm::{Backoff, Pipeline, RetryPolicy, StageContext, StageError, StageStatus};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .default_retry(RetryPolicy::attempts(3).with_backoff(Backoff::NONE))
+    ///     .default_timeout(Duration::from_secs(10))
+    ///     .stage("flaky", |ctx: StageContext| async move {
+    ///         if ctx.attempt() < 3 { Err(StageError::msg("busy")) } else { Ok(()) }
+    ///     })
+    ///     .stage("once", |_: StageContext| async { Err::<(), _>(StageError::msg("no")) })
+    ///     .retry(RetryPolicy::NONE) // overrides the default
+    ///     .build()?;
+    /// let report = pipeline.run().await;
+    /// assert_eq!(report.status("flaky"), Some(&StageStatus::Succeeded { attempts: 3 }));
+    /// assert_eq!(report.status("once").map(|status| status.attempts()), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn default_timeout(self, timeout: Duration) -> Self {
+        Self {
+            default_timeout: Some(timeout),
+            ..self
+        }
+    }
+
     /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
     /// the stage's output. The output becomes the stage's artifact, shared with dependents without
     /// copying.
-    pub fn stage<F, Fut, T>(mut self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<T>
+    pub fn stage<F, Fut, T>(self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<T>
     where
         F: Fn(StageContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, StageError>> + Send + 'static,
@@ -153,7 +215,119 @@ impl PipelineBuilder {
         let func: Box<StageFn> = Box::new(move |context: StageContext| {
             f(context).map(|result| result.map(into_artifact)).boxed()
         });
-        let name: Arc<str> = name.into();
+        self.push_stage(name.into(), func, StageKind::Plain)
+    }
+
+    /// Adds a router: a stage whose output, a [`Route`], chooses which of its dependents run.
+    /// Dependents it does not choose end [`Skipped`](crate::StageStatus::Skipped) with
+    /// [`SkipReason::RouteNotTaken`](crate::SkipReason::RouteNotTaken), and so does everything
+    /// below them whose every dependency was skipped that way; a join below a router runs when
+    /// the dependencies that were taken succeeded. The run still succeeds. A route naming a stage
+    /// that is not a dependent fails the router with [`StageError::InvalidRoute`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{Pipeline, Route, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .router("triage", |ctx: StageContext| async move {
+    ///         let findings = *ctx.run_input::<usize>()?;
+    ///         Ok::<_, StageError>(if findings > 0 { Route::to(["post"]) } else { Route::to(["approve"]) })
+    ///     })
+    ///     .stage("post", |_: StageContext| async { Ok::<_, StageError>("posted") })
+    ///     .after(["triage"])
+    ///     .stage("approve", |_: StageContext| async { Ok::<_, StageError>("approved") })
+    ///     .after(["triage"])
+    ///     .stage("done", |_: StageContext| async { Ok::<_, StageError>(()) })
+    ///     .after(["post", "approve"]) // a join: runs after whichever was taken
+    ///     .build()?;
+    /// let report = pipeline.run_with(hivekit_swarm::RunOptions::default().with_input(0usize)).await;
+    /// assert!(report.is_success());
+    /// assert!(report.artifact::<&str>("post").is_err());
+    /// assert_eq!(report.explain("post").unwrap(), "post skipped because route not taken by triage");
+    /// assert!(report.status("done").unwrap().is_success());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn router<F, Fut>(self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<Route>
+    where
+        F: Fn(StageContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Route, StageError>> + Send + 'static,
+    {
+        let func: Box<StageFn> = Box::new(move |context: StageContext| {
+            f(context).map(|result| result.map(into_artifact)).boxed()
+        });
+        self.push_stage(name.into(), func, StageKind::Router)
+    }
+
+    /// Adds a loop: each attempt runs `body` (a whole pipeline) again and again, up to
+    /// `policy.max_iterations` times, until `policy`'s stop condition holds for an iteration's
+    /// report. Each iteration's run gets an [`Iteration`](crate::Iteration) as its input (its number, the previous
+    /// iteration's report, and this stage's context for reading the outer run). The stage's artifact
+    /// is a [`LoopReport`] and every iteration's report is listed in the stage's report
+    /// ([`StageReport::iterations`](crate::StageReport::iterations)). An iteration that fails
+    /// fails the stage with [`StageError::Iteration`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{Iteration, LoopPolicy, LoopReport, LoopStop, Pipeline, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Each iteration revises the previous draft; stop once it is long enough.
+    /// let body = Pipeline::builder()
+    ///     .stage("revise", |ctx: StageContext| async move {
+    ///         let iteration = ctx.run_input::<Iteration>()?;
+    ///         let previous = match iteration.previous() {
+    ///             Some(report) => report.artifact::<String>("revise")?.to_string(),
+    ///             None => iteration.parent().input::<String>("draft")?.to_string(),
+    ///         };
+    ///         Ok::<_, StageError>(previous + "!")
+    ///     })
+    ///     .build()?;
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("draft", |_: StageContext| async { Ok::<_, StageError>(String::from("hi")) })
+    ///     .repeat("polish", body, LoopPolicy::new(10).until(|report| {
+    ///         report.artifact::<String>("revise").is_ok_and(|text| text.len() >= 5)
+    ///     }))
+    ///     .after(["draft"])
+    ///     .build()?;
+    /// let report = pipeline.run().await;
+    /// let polished = report.artifact::<LoopReport>("polish")?;
+    /// assert_eq!(polished.stopped, LoopStop::Condition);
+    /// assert_eq!(polished.iterations.len(), 3);
+    /// assert_eq!(*polished.last().unwrap().artifact::<String>("revise")?, "hi!!!");
+    /// assert_eq!(report.stage("polish").unwrap().iterations.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn repeat(
+        self,
+        name: impl Into<Arc<str>>,
+        body: Pipeline,
+        policy: LoopPolicy,
+    ) -> StageBuilder<LoopReport> {
+        let func: Box<StageFn> = Box::new(move |context: StageContext| {
+            crate::looping::run_loop(context, body.clone(), policy.clone())
+                .map(|result| result.map(into_artifact))
+                .boxed()
+        });
+        self.push_stage(name.into(), func, StageKind::Loop)
+    }
+
+    fn push_stage<T>(
+        mut self,
+        name: Arc<str>,
+        func: Box<StageFn>,
+        kind: StageKind,
+    ) -> StageBuilder<T>
+    where
+        T: Send + Sync + 'static,
+    {
         let position = self.drafts.len();
         let (names, ends) = (&self.stage_names, &self.stage_name_ends);
         let inserted = self.index.insert(&name, position as u32, |stage| {
@@ -171,9 +345,14 @@ impl PipelineBuilder {
             retry: RetryPolicy::NONE,
             hint: SchedulingHint::default(),
             spawn: None,
+            kind,
+            blocking: false,
+            retry_set: false,
+            timeout_set: false,
             func,
             output_type: std::any::type_name::<T>(),
             exporter: None,
+            extras: None,
         });
         StageBuilder {
             builder: self,
@@ -189,10 +368,16 @@ impl PipelineBuilder {
     /// [`BuildError::Empty`] without stages, [`BuildError::DuplicateStage`] when two stages share a
     /// name, [`BuildError::UnknownDependency`] for a dependency that names no stage,
     /// [`BuildError::Cycle`] with the cycle's stages in order, [`BuildError::InvalidRetryPolicy`] and
-    /// [`BuildError::ZeroTimeout`] for stage options no run could follow.
+    /// [`BuildError::ZeroTimeout`] for stage options no run could follow,
+    /// [`BuildError::UnknownRead`] and [`BuildError::NotAnAncestor`] for a declared
+    /// [`reads`](StageBuilder::reads) that names no stage or a stage that is not an ancestor.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         let PipelineBuilder {
-            drafts,
+            name,
+            default_retry,
+            default_timeout,
+            read_names,
+            mut drafts,
             stage_names,
             stage_name_ends,
             index,
@@ -206,6 +391,14 @@ impl PipelineBuilder {
             return Err(BuildError::Empty);
         }
         let count = drafts.len();
+        for draft in &mut drafts {
+            if let (Some(retry), false) = (default_retry, draft.retry_set) {
+                draft.retry = retry;
+            }
+            if let (Some(timeout), false) = (default_timeout, draft.timeout_set) {
+                draft.timeout = Some(timeout);
+            }
+        }
         for (position, draft) in drafts.iter().enumerate() {
             if first_duplicate == Some(position) {
                 return Err(BuildError::DuplicateStage(draft.name.to_string()));
@@ -306,7 +499,19 @@ impl PipelineBuilder {
             });
         }
 
+        resolve_reads(
+            &mut drafts,
+            read_names,
+            |read| index.get(read, name_of),
+            &dependency_start,
+            &dependency_list,
+        )?;
+        let routing = drafts
+            .iter()
+            .any(|draft| draft.kind == StageKind::Router || draft.condition().is_some());
         Ok(Pipeline::from_inner(PipelineInner {
+            name: name.unwrap_or_else(|| Arc::from("pipeline")),
+            routing,
             stages: drafts,
             index,
             dependency_start,
@@ -318,6 +523,65 @@ impl PipelineBuilder {
             order,
         }))
     }
+}
+
+/// Resolves declared reads to stage indices, checking that each names an ancestor of its reader
+/// (a walk up the reader's dependencies, done only for stages that declare reads).
+fn resolve_reads(
+    drafts: &mut [StageSpec],
+    read_names: Vec<(u32, Box<str>)>,
+    lookup: impl Fn(&str) -> Option<u32>,
+    dependency_start: &[u32],
+    dependency_list: &[u32],
+) -> Result<(), BuildError> {
+    if read_names.is_empty() {
+        return Ok(());
+    }
+    let mut seen = vec![u32::MAX; drafts.len()];
+    let mut work = Vec::new();
+    for (generation, (reader, read)) in read_names.into_iter().enumerate() {
+        let generation = generation as u32;
+        let reader_name = || drafts[reader as usize].name.to_string();
+        let Some(target) = lookup(&read) else {
+            return Err(BuildError::UnknownRead {
+                stage: reader_name(),
+                read: read.into(),
+            });
+        };
+        work.clear();
+        work.push(reader);
+        let mut found = false;
+        while let Some(stage) = work.pop() {
+            let row = dependency_start[stage as usize] as usize
+                ..dependency_start[stage as usize + 1] as usize;
+            for &dependency in &dependency_list[row] {
+                if dependency == target {
+                    found = true;
+                    break;
+                }
+                if seen[dependency as usize] != generation {
+                    seen[dependency as usize] = generation;
+                    work.push(dependency);
+                }
+            }
+            if found {
+                break;
+            }
+        }
+        if !found {
+            return Err(BuildError::NotAnAncestor {
+                stage: reader_name(),
+                read: read.into(),
+            });
+        }
+        let extras = drafts[reader as usize]
+            .extras
+            .get_or_insert_with(Default::default);
+        if !extras.reads.contains(&target) {
+            extras.reads.push(target);
+        }
+    }
+    Ok(())
 }
 
 /// A cycle among the stages Kahn's algorithm could not order (`remaining > 0`): every such stage has
@@ -395,20 +659,186 @@ impl<T> StageBuilder<T> {
         self
     }
 
+    /// Declares that this stage reads the artifacts of `stages` ([`StageContext::input`]), which
+    /// need not be direct dependencies but must be ancestors (reached through `after`), so they
+    /// have finished when this stage runs. [`build`](PipelineBuilder::build) checks each read:
+    /// a misspelled name is [`BuildError::UnknownRead`], a stage that is not an ancestor
+    /// [`BuildError::NotAnAncestor`], both naming the reader and the read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{BuildError, Pipeline, StageContext, StageError};
+    ///
+    /// async fn text(_: StageContext) -> Result<String, StageError> { Ok("a b c".into()) }
+    /// async fn count(ctx: StageContext) -> Result<usize, StageError> {
+    ///     Ok(ctx.input::<String>("fetch")?.split(' ').count())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("fetch", text)
+    ///     .stage("parse", text).after(["fetch"])
+    ///     .stage("count", count).after(["parse"]).reads(["fetch"]) // a grandparent
+    ///     .build()?;
+    /// assert_eq!(*pipeline.run().await.artifact::<usize>("count")?, 3);
+    ///
+    /// let error = Pipeline::builder()
+    ///     .stage("fetch", text)
+    ///     .stage("count", count).reads(["fetch"]) // not an ancestor
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(error, BuildError::NotAnAncestor { stage: "count".into(), read: "fetch".into() });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reads<I>(mut self, stages: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let reader = (self.builder.drafts.len() - 1) as u32;
+        for stage in stages {
+            self.builder
+                .read_names
+                .push((reader, stage.as_ref().into()));
+        }
+        self
+    }
+
     /// Gives each attempt at most `timeout`; an attempt that takes longer is dropped and counts as
-    /// timed out (retried if the retry policy allows).
+    /// timed out (retried if the retry policy allows). Overrides the pipeline's
+    /// [`default_timeout`](PipelineBuilder::default_timeout).
     ///
     /// Edges: zero is [`BuildError::ZeroTimeout`](crate::BuildError::ZeroTimeout) when built;
     /// `Duration::MAX`, or any limit the clock cannot represent from the attempt's start, means no
     /// limit; 1 ns is a real limit (an attempt that does not finish on its first poll times out).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.draft().timeout = Some(timeout);
+        let draft = self.draft();
+        draft.timeout = Some(timeout);
+        draft.timeout_set = true;
         self
     }
 
-    /// Retries failed and timed-out attempts according to `policy`.
+    /// No timeout for this stage, whatever the pipeline's
+    /// [`default_timeout`](PipelineBuilder::default_timeout).
+    pub fn no_timeout(mut self) -> Self {
+        let draft = self.draft();
+        draft.timeout = None;
+        draft.timeout_set = true;
+        self
+    }
+
+    /// Retries failed and timed-out attempts according to `policy`. Overrides the pipeline's
+    /// [`default_retry`](PipelineBuilder::default_retry).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.draft().retry = policy;
+        let draft = self.draft();
+        draft.retry = policy;
+        draft.retry_set = true;
+        self
+    }
+
+    /// Retries a failed attempt only when `predicate` says so (and the error is retryable at all:
+    /// permanent errors never are), so a stage does not retry what cannot succeed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use hivekit_swarm::{AttemptFailure, Backoff, Pipeline, RetryPolicy, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("lint", |_: StageContext| async {
+    ///         Err::<(), _>(io::Error::new(io::ErrorKind::NotFound, "no linter").into())
+    ///     })
+    ///     .retry(RetryPolicy::attempts(5).with_backoff(Backoff::NONE))
+    ///     .retry_on(|failure| match failure {
+    ///         AttemptFailure::Error { error } => error
+    ///             .downcast_ref::<io::Error>()
+    ///             .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut),
+    ///         _ => true,
+    ///     })
+    ///     .build()?;
+    /// let report = pipeline.run().await;
+    /// assert_eq!(report.status("lint").unwrap().attempts(), 1); // not found: not retried
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn retry_on(
+        mut self,
+        predicate: impl Fn(&AttemptFailure) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.draft()
+            .extras
+            .get_or_insert_with(Default::default)
+            .retry_on = Some(Arc::new(predicate));
+        self
+    }
+
+    /// Runs this stage only if `condition` holds when it becomes ready (it sees the stage's context:
+    /// the run's input, the dependencies' artifacts). If not, the stage ends
+    /// [`Skipped`](crate::StageStatus::Skipped) with [`SkipReason::ConditionFalse`](crate::SkipReason::ConditionFalse),
+    /// what depends only on it is pruned too, and the run still succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("post", |_: StageContext| async { Ok::<_, StageError>(()) })
+    ///     .when(|ctx| ctx.run_input::<bool>().is_ok_and(|post| *post))
+    ///     .stage("notify", |_: StageContext| async { Ok::<_, StageError>(()) })
+    ///     .after(["post"])
+    ///     .build()?;
+    /// let report = pipeline.run_with(RunOptions::default().with_input(false)).await;
+    /// assert!(report.is_success());
+    /// assert_eq!(report.explain("notify").unwrap(),
+    ///     "notify skipped because post was skipped because its condition was false");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn when(
+        mut self,
+        condition: impl Fn(&StageContext) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.draft()
+            .extras
+            .get_or_insert_with(Default::default)
+            .condition = Some(Arc::new(condition));
+        self
+    }
+
+    /// Runs each attempt on tokio's blocking pool (`spawn_blocking`), for stages that do
+    /// synchronous work (hashing, parsing, a blocking client) without holding up the run or other
+    /// stages. A timed-out attempt is abandoned, but its thread runs on to its end (threads cannot
+    /// be interrupted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{Pipeline, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("hash", |_: StageContext| async {
+    ///         let sum: u64 = (0..1_000u64).map(|n| n.wrapping_mul(n)).sum(); // synchronous work
+    ///         Ok::<_, StageError>(sum)
+    ///     })
+    ///     .blocking()
+    ///     .build()?;
+    /// assert!(pipeline.run().await.is_success());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn blocking(mut self) -> Self {
+        self.draft().blocking = true;
         self
     }
 
@@ -443,6 +873,25 @@ impl<T> StageBuilder<T> {
     {
         self.draft().exporter = Some(export_as::<T>);
         self
+    }
+
+    /// Adds a router next (see [`PipelineBuilder::router`]).
+    pub fn router<F, Fut>(self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<Route>
+    where
+        F: Fn(StageContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Route, StageError>> + Send + 'static,
+    {
+        self.builder.router(name, f)
+    }
+
+    /// Adds a loop next (see [`PipelineBuilder::repeat`]).
+    pub fn repeat(
+        self,
+        name: impl Into<Arc<str>>,
+        body: Pipeline,
+        policy: LoopPolicy,
+    ) -> StageBuilder<LoopReport> {
+        self.builder.repeat(name, body, policy)
     }
 
     /// Adds the next stage (see [`PipelineBuilder::stage`]).
@@ -486,7 +935,7 @@ fn into_artifact<T: Send + Sync + 'static>(value: T) -> Artifact {
     Arc::new(value)
 }
 
-fn export_as<T: Serialize + 'static>(
+pub(crate) fn export_as<T: Serialize + 'static>(
     artifact: &(dyn Any + Send + Sync),
 ) -> Option<Result<serde_json::Value, serde_json::Error>> {
     artifact.downcast_ref::<T>().map(serde_json::to_value)

@@ -2,14 +2,16 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ArtifactError, StageError};
-use crate::events::EventSink;
+use crate::events::{EventSink, StageEvent};
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
+use crate::input::RunInput;
 use crate::pipeline::{Artifact, PipelineInner};
-use crate::report::downcast;
+use crate::report::{downcast, RunReport};
 use crate::seed::{mix, stage_seed};
 
 /// State one run shares with its stages (which may run on other threads).
@@ -19,7 +21,12 @@ pub(crate) struct RunShared {
     pub(crate) cancel: CancellationToken,
     pub(crate) events: Option<EventSink>,
     pub(crate) seed: u64,
+    pub(crate) input: Option<RunInput>,
+    /// The run's start, which attempt records are timed from.
+    pub(crate) start: Instant,
     pub(crate) fan_outs: parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
+    /// Loop stages' iteration reports, by stage.
+    pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, RunReport)>>,
 }
 
 /// Handed to a stage's function on every attempt: read dependencies' artifacts, learn the attempt
@@ -46,6 +53,7 @@ pub(crate) struct RunShared {
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct StageContext {
     shared: Arc<RunShared>,
     stage: u32,
@@ -86,18 +94,71 @@ impl StageContext {
         mix(stage_seed(self.shared.seed, self.stage) ^ u64::from(self.attempt))
     }
 
-    /// The output of dependency `stage`, shared without copying.
+    /// The name of the pipeline this stage belongs to.
+    pub fn pipeline_name(&self) -> &str {
+        &self.shared.pipeline.name
+    }
+
+    /// The run's input ([`RunOptions::with_input`](crate::RunOptions::with_input)), shared without
+    /// copying.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::NoRunInput`] if the run has none, [`ArtifactError::RunInputWrongType`] if
+    /// it is not a `T`. Converts into [`StageError::Input`], so `?` works in a stage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{ArtifactError, Pipeline, RunOptions, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("greet", |ctx: StageContext| async move {
+    ///         assert!(matches!(ctx.run_input::<u32>(), Err(ArtifactError::RunInputWrongType { .. })));
+    ///         Ok::<_, StageError>(format!("hello {}", ctx.run_input::<&str>()?))
+    ///     })
+    ///     .build()?;
+    /// let report = pipeline.run_with(RunOptions::default().with_input("pr-42")).await;
+    /// assert_eq!(*report.artifact::<String>("greet")?, "hello pr-42");
+    /// assert!(!pipeline.run().await.is_success()); // no input: a typed error in the stage
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_input<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, ArtifactError> {
+        let input = self
+            .shared
+            .input
+            .as_ref()
+            .ok_or_else(|| ArtifactError::NoRunInput {
+                stage: self.name().to_owned(),
+            })?;
+        input
+            .get::<T>()
+            .ok_or_else(|| ArtifactError::RunInputWrongType {
+                stage: self.name().to_owned(),
+                expected: std::any::type_name::<T>().to_owned(),
+                actual: input.type_name().to_owned(),
+            })
+    }
+
+    /// The output of `stage`, shared without copying: a dependency, or an ancestor this stage
+    /// declared with [`reads`](crate::StageBuilder::reads).
     ///
     /// # Errors
     ///
     /// [`ArtifactError::UnknownStage`] if no stage has that name, [`ArtifactError::NotADependency`]
-    /// if this stage does not depend on it, [`ArtifactError::WrongType`] if its output is not a `T`.
-    /// Converts into [`StageError::Input`], so `?` works in a stage.
+    /// if this stage neither depends on it nor declared a read of it, [`ArtifactError::Missing`]
+    /// if it produced nothing (a route not taken), [`ArtifactError::WrongType`] if its output is
+    /// not a `T`. Converts into [`StageError::Input`], so `?` works in a stage.
     pub fn input<T: Send + Sync + 'static>(&self, stage: &str) -> Result<Arc<T>, ArtifactError> {
         let pipeline = &self.shared.pipeline;
+        let spec = &pipeline.stages[self.stage as usize];
         let dependency = pipeline
             .dependencies(self.stage as usize)
             .iter()
+            .chain(spec.reads())
             .map(|&dependency| dependency as usize)
             .find(|&dependency| &*pipeline.stages[dependency].name == stage);
         let Some(dependency) = dependency else {
@@ -124,10 +185,69 @@ impl StageContext {
         self.shared.cancel.is_cancelled()
     }
 
-    /// The run's cancellation token (a child of [`RunOptions::cancel`](crate::RunOptions::cancel)),
-    /// cancelled when the run stops early; hand it to work the stage spawns itself.
+    /// The run's own cancellation token, cancelled when the run stops early (fail-fast, the
+    /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
+    /// watches); hand it to work the stage spawns itself.
     pub fn cancellation(&self) -> CancellationToken {
         self.shared.cancel.clone()
+    }
+
+    /// Reports this stage's own progress (`done` of `total` units of work) as a
+    /// [`StageEvent::Progress`] to the run's event sink; free when the run has none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{EventSink, Pipeline, RunOptions, StageContext, StageError, StageEvent};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("download", |ctx: StageContext| async move {
+    ///         for chunk in 1..=4 {
+    ///             ctx.progress(chunk, 4);
+    ///         }
+    ///         Ok::<_, StageError>(())
+    ///     })
+    ///     .build()?;
+    /// let (sink, mut events) = EventSink::channel();
+    /// let _ = pipeline.run_with(RunOptions::default().with_events(sink)).await;
+    /// let mut progress = Vec::new();
+    /// while let Ok(event) = events.try_recv() {
+    ///     if let StageEvent::Progress { done, total, .. } = event {
+    ///         progress.push((done, total));
+    ///     }
+    /// }
+    /// assert_eq!(progress, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn progress(&self, done: u64, total: u64) {
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Progress {
+                stage: self.shared.pipeline.stages[self.stage as usize]
+                    .name
+                    .clone(),
+                done,
+                total,
+            });
+        }
+    }
+
+    pub(crate) fn record_iteration(&self, iteration: u32, report: &RunReport) {
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::IterationFinished {
+                stage: self.shared.pipeline.stages[self.stage as usize]
+                    .name
+                    .clone(),
+                iteration,
+                outcome: report.outcome(),
+            });
+        }
+        self.shared
+            .iterations
+            .lock()
+            .push((self.stage, iteration, report.clone()));
     }
 
     /// Runs `f` on every item, at most `policy.width` at once, and succeeds when at least
@@ -135,6 +255,11 @@ impl StageContext {
     /// a panicking sub-task counts as failed. Unless [`FanOut::wait_all`] is set, it stops as soon as
     /// the outcome is certain and drops the sub-tasks still running (reported as not run). The
     /// stage's report lists a [`FanOutSummary`] of every fan-out.
+    ///
+    /// With [`FanOut::retry`], a failed item is retried alone (a clone of the item, after the
+    /// policy's backoff, during which it holds no place in the width); the stage's own retry
+    /// would rerun every item. Each item's start and finish is a [`StageEvent::ItemStarted`] and
+    /// [`StageEvent::ItemFinished`] to the run's event sink.
     ///
     /// # Errors
     ///
@@ -171,10 +296,20 @@ impl StageContext {
     ) -> Result<FanOutReport<T>, StageError>
     where
         I: IntoIterator,
+        I::Item: Clone,
         F: FnMut(I::Item) -> Fut,
         Fut: Future<Output = Result<T, StageError>>,
     {
-        let (result, summary) = fan_out::run(items, policy, self.attempt, f).await;
+        let events = self.shared.events.as_ref().map(|events| {
+            (
+                events,
+                self.shared.pipeline.stages[self.stage as usize]
+                    .name
+                    .clone(),
+            )
+        });
+        let (result, summary) =
+            fan_out::run(items, policy, self.attempt, self.seed(), events, f).await;
         self.shared.fan_outs.lock().push((self.stage, summary));
         result
     }

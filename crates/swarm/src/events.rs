@@ -3,32 +3,63 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::error::StageError;
-use crate::report::{SkipReason, StageStatus};
+use crate::report::{RunOutcome, SkipReason, StageStatus};
 
-/// Why an attempt failed: an error, or the stage's timeout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Why an attempt failed: an error, or the stage's timeout. Serialized internally tagged by
+/// `failure` (`{"failure": "timed_out", "after_us": 5000}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AttemptFailure {
     /// The stage returned (or panicked with) an error.
-    Error(StageError),
+    Error {
+        /// The error.
+        error: StageError,
+    },
     /// The attempt took longer than the stage's timeout.
-    TimedOut(Duration),
+    TimedOut {
+        /// The timeout.
+        #[serde(rename = "after_us", with = "crate::micros")]
+        after: Duration,
+    },
+}
+
+impl AttemptFailure {
+    /// The error, if the attempt failed with one.
+    pub fn error(&self) -> Option<&StageError> {
+        match self {
+            Self::Error { error } => Some(error),
+            Self::TimedOut { .. } => None,
+        }
+    }
+
+    /// Whether another attempt may succeed (timeouts may; errors as [`StageError::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Error { error } => error.is_retryable(),
+            Self::TimedOut { .. } => true,
+        }
+    }
 }
 
 impl std::fmt::Display for AttemptFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Error(error) => write!(f, "{error}"),
-            Self::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            Self::Error { error } => write!(f, "{error}"),
+            Self::TimedOut { after } => write!(f, "timed out after {after:?}"),
         }
     }
 }
 
-/// Something that happened to a stage during a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Something that happened during a run. Events that end a stage carry the run's progress:
+/// `done` stages decided of `total`. Serialized internally tagged by `event`, durations in whole
+/// microseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StageEvent {
     /// The stage's first attempt started.
@@ -45,6 +76,7 @@ pub enum StageEvent {
         /// Why the previous attempt failed.
         failure: AttemptFailure,
         /// The wait before the next attempt.
+        #[serde(rename = "delay_us", with = "crate::micros")]
         delay: Duration,
     },
     /// The stage finished: succeeded, failed or timed out.
@@ -54,7 +86,12 @@ pub enum StageEvent {
         /// How it finished.
         status: StageStatus,
         /// From its first attempt's start to its end.
+        #[serde(rename = "elapsed_us", with = "crate::micros")]
         elapsed: Duration,
+        /// Stages decided so far, this one included.
+        done: usize,
+        /// Stages in the pipeline.
+        total: usize,
     },
     /// The stage will not run.
     Skipped {
@@ -62,11 +99,61 @@ pub enum StageEvent {
         stage: Arc<str>,
         /// Why.
         because: SkipReason,
+        /// Stages decided so far, this one included.
+        done: usize,
+        /// Stages in the pipeline.
+        total: usize,
     },
     /// The stage was running when the run stopped (fail-fast, deadline or cancellation).
     Cancelled {
         /// The stage.
         stage: Arc<str>,
+        /// Stages decided so far, this one included.
+        done: usize,
+        /// Stages in the pipeline.
+        total: usize,
+    },
+    /// The stage reported its own progress ([`StageContext::progress`](crate::StageContext::progress)).
+    Progress {
+        /// The stage.
+        stage: Arc<str>,
+        /// Units of work done.
+        done: u64,
+        /// Units of work in all.
+        total: u64,
+    },
+    /// A fan-out item's first attempt started.
+    ItemStarted {
+        /// The stage running the fan-out.
+        stage: Arc<str>,
+        /// The item's index.
+        item: usize,
+        /// Items in the fan-out.
+        total: usize,
+    },
+    /// A fan-out item finished (after its retries).
+    ItemFinished {
+        /// The stage running the fan-out.
+        stage: Arc<str>,
+        /// The item's index.
+        item: usize,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// Attempts it took.
+        attempts: u32,
+        /// Items finished so far, this one included.
+        done: usize,
+        /// Items in the fan-out.
+        total: usize,
+    },
+    /// An iteration of a loop stage finished.
+    IterationFinished {
+        /// The loop stage.
+        stage: Arc<str>,
+        /// The iteration, 1 for the first.
+        iteration: u32,
+        /// How the iteration's run ended.
+        outcome: RunOutcome,
     },
 }
 
@@ -78,7 +165,11 @@ impl StageEvent {
             | Self::Retried { stage, .. }
             | Self::Finished { stage, .. }
             | Self::Skipped { stage, .. }
-            | Self::Cancelled { stage } => stage,
+            | Self::Cancelled { stage, .. }
+            | Self::Progress { stage, .. }
+            | Self::ItemStarted { stage, .. }
+            | Self::ItemFinished { stage, .. }
+            | Self::IterationFinished { stage, .. } => stage,
         }
     }
 }
@@ -97,7 +188,7 @@ impl StageEvent {
 ///     .stage("only", |_: StageContext| async { Ok::<_, StageError>(()) })
 ///     .build()?;
 /// let (sink, mut events) = EventSink::channel();
-/// pipeline.run_with(RunOptions::default().with_events(sink)).await;
+/// let _report = pipeline.run_with(RunOptions::default().with_events(sink)).await;
 /// assert!(matches!(events.recv().await, Some(StageEvent::Started { .. })));
 /// assert!(matches!(events.recv().await, Some(StageEvent::Finished { .. })));
 /// # Ok(())

@@ -4,12 +4,16 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hivekit_runtime::panic_message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
+use crate::events::{EventSink, StageEvent};
+use crate::retry::RetryPolicy;
+use crate::seed::stage_seed;
 
 /// How a [`StageContext::fan_out`](crate::StageContext::fan_out) runs its sub-tasks.
 ///
@@ -21,14 +25,21 @@ use crate::error::StageError;
 /// let policy = FanOut::new(8).require(3);
 /// assert_eq!((policy.width, policy.required), (8, Some(3)));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use = "a fan-out policy does nothing until `StageContext::fan_out` uses it"]
+#[non_exhaustive]
 pub struct FanOut {
-    /// The most sub-tasks running at once; at least 1.
+    /// The most sub-tasks running at once; at least 1 (0 is
+    /// [`StageError::InvalidFanOut`]); `usize::MAX` bounds nothing beyond the number of items.
     pub width: usize,
-    /// Successes needed (`None`: all of them).
+    /// Successes needed (`None`: all of them). `Some(0)` is met before anything runs, so nothing is
+    /// started (every sub-task is run only with [`wait_all`](Self::wait_all)); more than the number
+    /// of items is [`StageError::InvalidFanOut`].
     pub required: Option<usize>,
     /// Run every sub-task even when the outcome is already certain.
     pub wait_all: bool,
+    /// Attempts per item and the backoff between them ([`RetryPolicy::NONE`]: one attempt).
+    pub retry: RetryPolicy,
 }
 
 impl FanOut {
@@ -38,6 +49,46 @@ impl FanOut {
             width,
             required: None,
             wait_all: false,
+            retry: RetryPolicy::NONE,
+        }
+    }
+
+    /// Retries each failed item on its own according to `policy` (retryable errors only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use hivekit_swarm::{Backoff, FanOut, Pipeline, RetryPolicy, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// static CALLS: AtomicU32 = AtomicU32::new(0);
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("files", |ctx: StageContext| async move {
+    ///         let policy = FanOut::new(4).retry(RetryPolicy::attempts(3).with_backoff(Backoff::NONE));
+    ///         let sizes = ctx
+    ///             .fan_out(["a.rs", "b.rs", "c.rs"], policy, |file| async move {
+    ///                 // b.rs fails once; only b.rs is tried again.
+    ///                 if file == "b.rs" && CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+    ///                     return Err(StageError::msg("flaky"));
+    ///                 }
+    ///                 Ok(file.len())
+    ///             })
+    ///             .await?;
+    ///         Ok::<_, StageError>(sizes.into_successes().sum::<usize>())
+    ///     })
+    ///     .build()?;
+    /// let report = pipeline.run().await;
+    /// assert_eq!(*report.artifact::<usize>("files")?, 12);
+    /// assert_eq!(report.stage("files").unwrap().fan_out[0].retried, [(1, 2)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn retry(self, policy: RetryPolicy) -> Self {
+        Self {
+            retry: policy,
+            ..self
         }
     }
 
@@ -60,6 +111,7 @@ impl FanOut {
 
 /// How one sub-task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubtaskOutcome<T> {
     /// It succeeded with this value.
     Succeeded(T),
@@ -93,7 +145,7 @@ impl<T> FanOutReport<T> {
 }
 
 /// A fan-out as the stage report lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FanOutSummary {
     /// The stage attempt that ran it.
@@ -108,6 +160,9 @@ pub struct FanOutSummary {
     pub failures: Vec<(usize, StageError)>,
     /// Sub-tasks not started or dropped unfinished.
     pub not_run: usize,
+    /// Items that took more than one attempt, with their index and attempt count.
+    #[serde(default)]
+    pub retried: Vec<(usize, u32)>,
 }
 
 impl fmt::Display for FanOutSummary {
@@ -120,22 +175,35 @@ impl fmt::Display for FanOutSummary {
             self.required,
             self.failures.len(),
             self.not_run
-        )
+        )?;
+        if !self.retried.is_empty() {
+            write!(f, ", {} retried", self.retried.len())?;
+        }
+        Ok(())
     }
+}
+
+/// How one running entry of the fan-out ended: an item's attempt, or the backoff before its next.
+enum Step<T> {
+    Attempt(usize, std::thread::Result<Result<T, StageError>>),
+    WaitOver(usize),
 }
 
 pub(crate) async fn run<I, F, Fut, T>(
     items: I,
     policy: FanOut,
     attempt: u32,
+    seed: u64,
+    events: Option<(&EventSink, std::sync::Arc<str>)>,
     mut f: F,
 ) -> (Result<FanOutReport<T>, StageError>, FanOutSummary)
 where
     I: IntoIterator,
+    I::Item: Clone,
     F: FnMut(I::Item) -> Fut,
     Fut: Future<Output = Result<T, StageError>>,
 {
-    let items: Vec<I::Item> = items.into_iter().collect();
+    let mut items: Vec<Option<I::Item>> = items.into_iter().map(Some).collect();
     let count = items.len();
     let required = policy.required.unwrap_or(count);
     let mut summary = FanOutSummary {
@@ -145,6 +213,7 @@ where
         succeeded: 0,
         failures: Vec::new(),
         not_run: count,
+        retried: Vec::new(),
     };
     if policy.width == 0 || required > count {
         let error = StageError::InvalidFanOut {
@@ -154,53 +223,112 @@ where
         };
         return (Err(error), summary);
     }
+    let max_attempts = policy.retry.max_attempts.max(1);
 
     let mut outcomes: Vec<SubtaskOutcome<T>> = (0..count).map(|_| SubtaskOutcome::NotRun).collect();
-    let mut pending = items.into_iter().enumerate();
+    let mut attempts = vec![0u32; count];
+    // Items whose backoff is over, to start again before new items.
+    let mut again: Vec<usize> = Vec::new();
+    let mut next_item = 0;
     let mut running = FuturesUnordered::new();
+    // Attempts in flight (backoff waits in `running` hold no place in the width).
+    let mut in_flight = 0;
     let mut failed = 0;
+    let mut finished = 0;
     loop {
         let settled = summary.succeeded >= required || failed > count - required;
         if settled && !policy.wait_all {
             break;
         }
-        while running.len() < policy.width {
-            let Some((index, item)) = pending.next() else {
-                break;
+        while in_flight < policy.width {
+            let index = match again.pop() {
+                Some(index) => index,
+                None if next_item < count => {
+                    next_item += 1;
+                    next_item - 1
+                }
+                None => break,
             };
+            attempts[index] += 1;
+            // The last attempt an item can get takes the item; earlier ones clone it.
+            let item = if attempts[index] >= max_attempts {
+                items[index].take()
+            } else {
+                items[index].clone()
+            };
+            let Some(item) = item else { continue };
+            if attempts[index] == 1 {
+                if let Some((events, stage)) = &events {
+                    events.emit(StageEvent::ItemStarted {
+                        stage: stage.clone(),
+                        item: index,
+                        total: count,
+                    });
+                }
+            }
             match std::panic::catch_unwind(AssertUnwindSafe(|| f(item))) {
-                Ok(future) => running.push(
-                    AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .map(move |result| (index, result)),
-                ),
+                Ok(future) => {
+                    in_flight += 1;
+                    running.push(Either::Left(
+                        AssertUnwindSafe(future)
+                            .catch_unwind()
+                            .map(move |result| Step::Attempt(index, result)),
+                    ));
+                }
                 Err(panic) => {
                     failed += 1;
+                    finished += 1;
                     outcomes[index] =
                         SubtaskOutcome::Failed(StageError::Panicked(panic_message(&*panic)));
+                    emit_finished(&events, index, false, attempts[index], finished, count);
                 }
             }
         }
-        let Some((index, result)) = running.next().await else {
-            if pending.len() == 0 {
+        let Some(step) = running.next().await else {
+            if next_item == count && again.is_empty() {
                 break;
             }
             continue;
         };
-        outcomes[index] = match result {
-            Ok(Ok(value)) => {
-                summary.succeeded += 1;
-                SubtaskOutcome::Succeeded(value)
+        let (index, result) = match step {
+            Step::WaitOver(index) => {
+                again.push(index);
+                continue;
             }
-            Ok(Err(error)) => {
-                failed += 1;
-                SubtaskOutcome::Failed(error)
-            }
-            Err(panic) => {
-                failed += 1;
-                SubtaskOutcome::Failed(StageError::Panicked(panic_message(&*panic)))
+            Step::Attempt(index, result) => {
+                in_flight -= 1;
+                (index, result)
             }
         };
+        let error = match result {
+            Ok(Ok(value)) => {
+                summary.succeeded += 1;
+                finished += 1;
+                outcomes[index] = SubtaskOutcome::Succeeded(value);
+                emit_finished(&events, index, true, attempts[index], finished, count);
+                continue;
+            }
+            Ok(Err(error)) => error,
+            Err(panic) => StageError::Panicked(panic_message(&*panic)),
+        };
+        if error.is_retryable() && attempts[index] < max_attempts {
+            let delay = policy
+                .retry
+                .backoff
+                .delay(attempts[index], stage_seed(seed, index as u32));
+            if delay.is_zero() {
+                again.push(index);
+            } else {
+                running.push(Either::Right(
+                    tokio::time::sleep(delay).map(move |()| Step::WaitOver(index)),
+                ));
+            }
+            continue;
+        }
+        failed += 1;
+        finished += 1;
+        outcomes[index] = SubtaskOutcome::Failed(error);
+        emit_finished(&events, index, false, attempts[index], finished, count);
     }
     drop(running);
 
@@ -211,6 +339,12 @@ where
             SubtaskOutcome::Failed(error) => Some((index, error.clone())),
             _ => None,
         })
+        .collect();
+    summary.retried = attempts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &attempts)| attempts > 1)
+        .map(|(index, &attempts)| (index, attempts))
         .collect();
     summary.not_run = count - summary.succeeded - failed;
     let result = if summary.succeeded >= required {
@@ -227,4 +361,24 @@ where
         })
     };
     (result, summary)
+}
+
+fn emit_finished(
+    events: &Option<(&EventSink, std::sync::Arc<str>)>,
+    item: usize,
+    succeeded: bool,
+    attempts: u32,
+    done: usize,
+    total: usize,
+) {
+    if let Some((events, stage)) = events {
+        events.emit(StageEvent::ItemFinished {
+            stage: stage.clone(),
+            item,
+            succeeded,
+            attempts,
+            done,
+            total,
+        });
+    }
 }

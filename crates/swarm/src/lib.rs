@@ -18,6 +18,80 @@
 //!
 //! - [`hive_stage`] runs a hive round (`Hive::decide`) as a stage whose artifact is the decision.
 //!
+//! # Build once, run many
+//!
+//! - **Per-run input:** [`RunOptions::with_input`] gives a run its input (a pull request, a
+//!   document), shared as an `Arc`; stages read it with [`StageContext::run_input`]. One pipeline
+//!   runs concurrently with different inputs.
+//! - **Reads from any ancestor:** [`StageBuilder::reads`] declares what a stage reads beyond its
+//!   direct dependencies; `build` checks that each read is an ancestor ([`BuildError::UnknownRead`],
+//!   [`BuildError::NotAnAncestor`]).
+//! - **Errors that keep their source:** `?` works on any `std::error::Error + Send + Sync` in a
+//!   stage ([`StageError::Source`]); the report keeps the error whole, downcastable through its
+//!   source chain ([`StageError::downcast_ref`]). [`StageBuilder::retry_on`] decides retries from
+//!   the error; [`PipelineBuilder::default_retry`] and [`PipelineBuilder::default_timeout`] set
+//!   pipeline-wide defaults that stages override.
+//! - **Routing and loops:** a [`router`](PipelineBuilder::router) returns a [`Route`] choosing which
+//!   successors run (the others are skipped, "route not taken", and the run still succeeds; a join
+//!   runs after the parents that were taken); [`when`](StageBuilder::when) makes a stage
+//!   conditional; [`repeat`](PipelineBuilder::repeat) runs a sub-pipeline as a bounded loop with a
+//!   stop condition ([`LoopPolicy`]), each iteration's report kept.
+//! - **Scheduling honesty:** a stage waiting out its retry backoff holds no concurrency slot;
+//!   [`blocking`](StageBuilder::blocking) stages run on tokio's blocking pool; a long run of inline
+//!   stages yields to the runtime every 128 stages, so it never starves other tasks.
+//! - **Progress and tracing:** events carry `done`/`total`, fan-out items report their start and
+//!   finish, [`StageContext::progress`] reports a stage's own progress; `info` spans name the
+//!   pipeline ([`PipelineBuilder::name`]) and the stage, and a failed stage is a `warn!`.
+//! - **A report you can read back:** [`RunReport`] and [`StageEvent`] serialize both ways
+//!   ([`RunReport::to_json`], [`RunReport::from_json`]): whole microseconds, internally tagged
+//!   enums, every failed attempt with its error, duration and backoff ([`AttemptRecord`]).
+//!   [`FanOut::retry`] retries a fan-out item alone. [`RunReport::to_mermaid`], [`RunReport::to_dot`]
+//!   and [`RunReport::to_chrome_trace`] (Perfetto) draw a run.
+//!
+//! ```
+//! use hivekit_swarm::{Pipeline, Route, RunOptions, RunReport, StageContext, StageError, StageStatus};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pipeline = Pipeline::builder()
+//!     .name("triage")
+//!     .stage("parse", |ctx: StageContext| async move {
+//!         let count: u32 = ctx.run_input::<String>()?.trim().parse()?; // any error, kept whole
+//!         Ok::<_, StageError>(count)
+//!     })
+//!     .router("route", |ctx: StageContext| async move {
+//!         let count = *ctx.input::<u32>("parse")?;
+//!         Ok::<_, StageError>(Route::to([if count > 0 { "report" } else { "skip" }]))
+//!     })
+//!     .after(["parse"])
+//!     .stage("report", |ctx: StageContext| async move {
+//!         Ok::<_, StageError>(format!("{} findings", ctx.input::<u32>("parse")?))
+//!     })
+//!     .after(["route"])
+//!     .reads(["parse"])
+//!     .export()
+//!     .stage("skip", |_: StageContext| async { Ok::<_, StageError>(()) })
+//!     .after(["route"])
+//!     .build()?;
+//!
+//! // Built once, run with different inputs.
+//! let found = pipeline.run_with(RunOptions::default().with_input(String::from("3"))).await;
+//! assert_eq!(*found.artifact::<String>("report")?, "3 findings");
+//! let clean = pipeline.run_with(RunOptions::default().with_input(String::from("0"))).await;
+//! assert!(clean.is_success());
+//! assert_eq!(clean.explain("report").unwrap(), "report skipped because route not taken by route");
+//! let broken = pipeline.run_with(RunOptions::default().with_input(String::from("x"))).await;
+//! let Some(StageStatus::Failed { error, .. }) = broken.status("parse") else { unreachable!() };
+//! assert!(error.downcast_ref::<std::num::ParseIntError>().is_some());
+//!
+//! // The report, read back from JSON, still explains and draws the run.
+//! let back = RunReport::from_json(&found.to_json()?)?;
+//! assert_eq!(back.artifact_json("report")?, "3 findings");
+//! assert!(back.to_mermaid().contains("skip<br/>route not taken"));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Execution model
 //!
 //! The run is one future. Cheap stages are polled inline by it (no task, no channel per stage), which
@@ -62,16 +136,22 @@ mod builder;
 mod context;
 mod error;
 mod events;
+mod export;
 mod fan_out;
 mod hive;
+mod input;
+mod looping;
+mod micros;
 mod names;
 mod options;
 mod pipeline;
 mod ready;
 mod report;
 mod retry;
+mod route;
 mod run;
 mod seed;
+mod source;
 mod stage;
 
 pub use builder::{PipelineBuilder, StageBuilder};
@@ -81,10 +161,14 @@ pub use events::{AttemptFailure, EventSink, StageEvent};
 pub use fan_out::{FanOut, FanOutReport, FanOutSummary, SubtaskOutcome};
 pub use hive::hive_stage;
 pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError};
+pub use input::RunInput;
+pub use looping::{Iteration, LoopPolicy, LoopReport, LoopStop};
 pub use options::{FailurePolicy, RunOptions};
 pub use pipeline::Pipeline;
-pub use report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
+pub use report::{AttemptRecord, RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
 pub use retry::{Backoff, RetryPolicy};
+pub use route::Route;
+pub use source::{RecordedError, SourceError};
 pub use tokio_util::sync::CancellationToken;
 
 pub use hivekit_lockfree::{LatencyTier, Priority, ResourceCost, SchedulingHint};

@@ -6,9 +6,12 @@ use hivekit_runtime::ConcurrencyLimit;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
+use crate::input::RunInput;
 
 /// What a run does when a stage fails (after its retries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Stop the run: running stages are cancelled, stages not started are skipped.
     #[default]
@@ -37,6 +40,7 @@ pub enum FailurePolicy {
 /// # Ok::<(), hivekit_swarm::ConcurrencyLimitError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "options do nothing until a run is started with them"]
 pub struct RunOptions {
     /// The most stages in flight at once (default: [`ConcurrencyLimit::Unbounded`]). Ready stages
     /// beyond it wait in a priority scheduler ordered by their hints.
@@ -56,6 +60,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Where stage events go (`None`: nowhere, at no cost).
     pub events: Option<EventSink>,
+    /// The run's input, read by stages with [`StageContext::run_input`](crate::StageContext::run_input).
+    pub input: Option<RunInput>,
 }
 
 impl RunOptions {
@@ -89,6 +95,19 @@ impl RunOptions {
     pub fn with_seed(self, seed: u64) -> Self {
         Self {
             seed: Some(seed),
+            ..self
+        }
+    }
+
+    /// These options with `input` as the run's input (see [`RunInput`]).
+    pub fn with_input<T: Send + Sync + 'static>(self, input: T) -> Self {
+        self.with_run_input(RunInput::new(input))
+    }
+
+    /// These options with a prepared [`RunInput`] (shared, or serializable).
+    pub fn with_run_input(self, input: RunInput) -> Self {
+        Self {
+            input: Some(input),
             ..self
         }
     }

@@ -10,6 +10,7 @@ use hivekit_lockfree::SchedulingHint;
 use crate::builder::PipelineBuilder;
 use crate::context::StageContext;
 use crate::error::StageError;
+use crate::events::AttemptFailure;
 use crate::names::NameIndex;
 use crate::options::RunOptions;
 use crate::report::RunReport;
@@ -26,6 +27,23 @@ pub(crate) type StageFn =
 pub(crate) type Exporter =
     fn(&(dyn Any + Send + Sync)) -> Option<Result<serde_json::Value, serde_json::Error>>;
 
+/// Decides whether a failed attempt is retried (on top of [`StageError::is_retryable`]).
+pub(crate) type RetryPredicate = dyn Fn(&AttemptFailure) -> bool + Send + Sync;
+
+/// Decides, when a conditional stage becomes ready, whether it runs.
+pub(crate) type Condition = dyn Fn(&StageContext) -> bool + Send + Sync;
+
+/// What kind of stage this is, for the run's routing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StageKind {
+    /// Its dependents all run after it succeeds.
+    Plain,
+    /// Its artifact is a [`Route`](crate::Route): only the dependents it names run.
+    Router,
+    /// It runs a sub-pipeline repeatedly; its iterations' reports go into its stage report.
+    Loop,
+}
+
 pub(crate) struct StageSpec {
     pub(crate) name: Arc<str>,
     pub(crate) timeout: Option<Duration>,
@@ -33,9 +51,26 @@ pub(crate) struct StageSpec {
     pub(crate) hint: SchedulingHint,
     /// `None`: decided by the hint's cost.
     pub(crate) spawn: Option<bool>,
+    pub(crate) kind: StageKind,
+    /// Each attempt runs on tokio's blocking pool.
+    pub(crate) blocking: bool,
+    /// Whether the stage set its own retry policy and timeout (the pipeline's defaults apply
+    /// otherwise).
+    pub(crate) retry_set: bool,
+    pub(crate) timeout_set: bool,
     pub(crate) func: Box<StageFn>,
     pub(crate) output_type: &'static str,
     pub(crate) exporter: Option<Exporter>,
+    /// Options most stages do not use, out of line to keep the spec small.
+    pub(crate) extras: Option<Box<StageExtras>>,
+}
+
+#[derive(Default)]
+pub(crate) struct StageExtras {
+    /// Ancestors (beyond the direct dependencies) whose artifacts the stage reads.
+    pub(crate) reads: Vec<u32>,
+    pub(crate) retry_on: Option<Arc<RetryPredicate>>,
+    pub(crate) condition: Option<Arc<Condition>>,
 }
 
 impl StageSpec {
@@ -44,9 +79,25 @@ impl StageSpec {
         self.spawn
             .unwrap_or(self.hint.cost >= hivekit_lockfree::ResourceCost::Moderate)
     }
+
+    pub(crate) fn reads(&self) -> &[u32] {
+        self.extras.as_ref().map_or(&[], |extras| &extras.reads)
+    }
+
+    pub(crate) fn retry_on(&self) -> Option<&RetryPredicate> {
+        self.extras.as_ref()?.retry_on.as_deref()
+    }
+
+    pub(crate) fn condition(&self) -> Option<&Condition> {
+        self.extras.as_ref()?.condition.as_deref()
+    }
 }
 
 pub(crate) struct PipelineInner {
+    /// The pipeline's name, in tracing spans and exports.
+    pub(crate) name: Arc<str>,
+    /// Whether any stage is a router or conditional (the run then counts pruned dependencies).
+    pub(crate) routing: bool,
     pub(crate) stages: Vec<StageSpec>,
     pub(crate) index: NameIndex,
     pub(crate) dependency_start: Vec<u32>,
@@ -132,10 +183,19 @@ impl Pipeline {
         PipelineBuilder::new()
     }
 
+    pub(crate) fn inner(&self) -> &PipelineInner {
+        &self.inner
+    }
+
     pub(crate) fn from_inner(inner: PipelineInner) -> Self {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The pipeline's name (set with [`PipelineBuilder::name`]; `pipeline` by default).
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The number of stages.
@@ -185,6 +245,7 @@ impl Pipeline {
     ///
     /// Dropping the future cancels the run: inline stages are dropped with it and spawned stages are
     /// aborted.
+    #[must_use = "a run's report says whether it failed"]
     pub async fn run(&self) -> RunReport {
         self.run_with(RunOptions::default()).await
     }
@@ -196,6 +257,7 @@ impl Pipeline {
     ///
     /// As [`run`](Pipeline::run). Cancelling `options.cancel` instead ends the run cleanly and returns
     /// a report naming the cancelled stages.
+    #[must_use = "a run's report says whether it failed"]
     pub async fn run_with(&self, options: RunOptions) -> RunReport {
         crate::run::execute(&self.inner, options).await
     }

@@ -7,8 +7,6 @@ use hivekit_lockfree::{PriorityScheduler, SchedulingHint};
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
     scheduler: Option<PriorityScheduler<u32>>,
-    /// Stages an (unexpectedly) full scheduler handed back; popped after it, never dropped.
-    overflow: Vec<u32>,
     waiting: usize,
 }
 
@@ -16,9 +14,8 @@ impl ReadyQueue {
     pub(crate) fn push(&mut self, hint: SchedulingHint, stage: u32) {
         self.waiting += 1;
         let scheduler = self.scheduler.get_or_insert_with(PriorityScheduler::new);
-        // An unbounded scheduler is never full; if it were, the stage still runs.
-        if let Err(full) = scheduler.push(hint, stage) {
-            self.overflow.push(full.into_inner());
+        if scheduler.push(hint, stage).is_err() {
+            unreachable!("a PriorityScheduler built without a capacity is never full");
         }
     }
 
@@ -26,11 +23,7 @@ impl ReadyQueue {
         if self.waiting == 0 {
             return None;
         }
-        let stage = self
-            .scheduler
-            .as_ref()
-            .and_then(PriorityScheduler::pop)
-            .or_else(|| self.overflow.pop())?;
+        let stage = self.scheduler.as_ref().and_then(PriorityScheduler::pop)?;
         self.waiting -= 1;
         Some(stage)
     }

@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::ser::SerializeStruct;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{ArtifactError, StageError};
+use crate::events::AttemptFailure;
 use crate::fan_out::FanOutSummary;
 use crate::pipeline::{Artifact, PipelineInner};
 
@@ -21,8 +21,16 @@ use crate::pipeline::{Artifact, PipelineInner};
 /// let failed = StageStatus::Failed { error: StageError::msg("no route"), attempts: 2 };
 /// assert_eq!(failed.to_string(), "failed: no route (after 2 attempts)");
 /// assert_eq!(StageStatus::TimedOut { attempts: 3 }.to_string(), "failed: timed out after 3 attempts");
+///
+/// // Serialized internally tagged by `status`, and read back.
+/// let json = serde_json::to_string(&StageStatus::Succeeded { attempts: 1 })?;
+/// assert_eq!(json, r#"{"status":"succeeded","attempts":1}"#);
+/// assert_eq!(serde_json::from_str::<StageStatus>(&json)?, StageStatus::Succeeded { attempts: 1 });
+/// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StageStatus {
     /// The stage produced its artifact, on attempt number `attempts`.
     Succeeded {
@@ -115,7 +123,8 @@ impl fmt::Display for StageStatus {
 /// };
 /// assert_eq!(direct.to_string(), "parse failed: timed out after 3 attempts");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SkipReason {
     /// A dependency did not succeed: `dependency` directly, and `root` is where the chain of skips
@@ -143,6 +152,30 @@ pub enum SkipReason {
         /// Why the runtime could not be built.
         error: String,
     },
+    /// A router before this stage chose other successors. Not a failure: the run still succeeds.
+    RouteNotTaken {
+        /// The router.
+        router: String,
+    },
+    /// The stage's [`when`](crate::StageBuilder::when) condition was false. Not a failure.
+    ConditionFalse,
+    /// Every dependency of the stage was itself pruned (a route not taken, a false condition), so
+    /// there was nothing to run after. Not a failure.
+    Pruned {
+        /// The (last) dependency that was pruned.
+        dependency: String,
+    },
+}
+
+impl SkipReason {
+    /// Whether the stage was pruned by routing (a route not taken, a false condition) rather
+    /// than skipped because something failed or the run stopped.
+    pub fn is_pruned(&self) -> bool {
+        matches!(
+            self,
+            Self::RouteNotTaken { .. } | Self::ConditionFalse | Self::Pruned { .. }
+        )
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -165,14 +198,19 @@ impl fmt::Display for SkipReason {
             Self::Cancelled => f.write_str("the run was cancelled"),
             Self::DeadlineExceeded => f.write_str("the run's deadline passed"),
             Self::NoRuntime { error } => write!(f, "no tokio runtime is available: {error}"),
+            Self::RouteNotTaken { router } => write!(f, "route not taken by {router}"),
+            Self::ConditionFalse => f.write_str("its condition was false"),
+            Self::Pruned { dependency } => write!(f, "{dependency} was pruned"),
         }
     }
 }
 
 /// How a whole run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunOutcome {
-    /// Every stage succeeded.
+    /// Every stage succeeded (or was pruned by routing).
     Succeeded,
     /// At least one stage failed or timed out (with its dependents skipped).
     Failed,
@@ -182,8 +220,27 @@ pub enum RunOutcome {
     DeadlineExceeded,
 }
 
+/// One failed attempt of a stage, as its report keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AttemptRecord {
+    /// The attempt's number, 1 for the first.
+    pub attempt: u32,
+    /// When it started, from the run's start. Serialized as `started_us`.
+    #[serde(rename = "started_us", with = "crate::micros")]
+    pub started: Duration,
+    /// How long it ran. Serialized as `elapsed_us`.
+    #[serde(rename = "elapsed_us", with = "crate::micros")]
+    pub elapsed: Duration,
+    /// Why it failed.
+    pub failure: AttemptFailure,
+    /// The wait before the next attempt (zero after the last). Serialized as `backoff_us`.
+    #[serde(rename = "backoff_us", with = "crate::micros")]
+    pub backoff: Duration,
+}
+
 /// One stage's part of a [`RunReport`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StageReport {
     /// The stage's name.
@@ -191,34 +248,80 @@ pub struct StageReport {
     /// How it ended.
     pub status: StageStatus,
     /// When its first attempt started, from the run's start (`None` if it never started).
-    /// Serialized as `started_us`, in microseconds.
-    #[serde(rename = "started_us", serialize_with = "optional_micros")]
+    /// Serialized as `started_us`, in whole microseconds.
+    #[serde(rename = "started_us", with = "crate::micros::option")]
     pub started: Option<Duration>,
     /// From its first attempt's start to its end, backoff waits included (`None` if it never
-    /// started). Serialized as `elapsed_us`, in microseconds.
-    #[serde(rename = "elapsed_us", serialize_with = "optional_micros")]
+    /// started). Serialized as `elapsed_us`, in whole microseconds.
+    #[serde(rename = "elapsed_us", with = "crate::micros::option")]
     pub elapsed: Option<Duration>,
+    /// Every failed attempt, in order: its error, when it ran and the backoff after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<AttemptRecord>,
     /// The sub-tasks of its fan-outs, if it launched any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fan_out: Vec<FanOutSummary>,
+    /// For a loop stage, the report of each iteration, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iterations: Vec<RunReport>,
 }
 
 /// The result of a run: every stage's status and timings, the artifacts, and the outcome. Stages are
 /// listed in declaration order.
 ///
-/// `Serialize` writes the outcome, the timings, every stage, and the artifacts of stages registered
-/// with [`export`](crate::StageBuilder::export); [`to_json`](RunReport::to_json) is the shortcut.
+/// It serializes both ways: `Serialize` writes the pipeline's name, the outcome, the timings (whole
+/// microseconds), every stage with its failed attempts, the dependency edges, and the artifacts of
+/// stages registered with [`export`](crate::StageBuilder::export) ([`to_json`](RunReport::to_json)
+/// is the shortcut); [`from_json`](RunReport::from_json) reads it back. A report read back has no
+/// live artifacts ([`artifact`](RunReport::artifact) says [`ArtifactError::NotLive`]) but keeps the
+/// exported ones ([`artifact_json`](RunReport::artifact_json)), the statuses, the errors' messages
+/// and source chains, and the graph ([`to_mermaid`](RunReport::to_mermaid)).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_swarm::{Pipeline, RunReport, StageContext, StageError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pipeline = Pipeline::builder()
+///     .stage("count", |_: StageContext| async { Ok::<_, StageError>(3u32) })
+///     .export()
+///     .build()?;
+/// let report = pipeline.run().await;
+/// let json = report.to_json()?;
+/// let back = RunReport::from_json(&json)?;
+/// assert_eq!(back.outcome(), report.outcome());
+/// assert_eq!(back.stages()[0].status, report.stages()[0].status);
+/// assert_eq!(back.artifact_json("count")?, serde_json::json!(3));
+/// assert_eq!(back.to_json()?, json);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
+#[must_use = "a run's report says whether it failed"]
 pub struct RunReport {
-    pub(crate) pipeline: Arc<PipelineInner>,
+    /// The pipeline that ran (`None` for a report read back from JSON).
+    pub(crate) pipeline: Option<Arc<PipelineInner>>,
+    pub(crate) name: Arc<str>,
     pub(crate) outcome: RunOutcome,
     pub(crate) elapsed: Duration,
     pub(crate) stages: Vec<StageReport>,
     pub(crate) artifacts: Box<[std::sync::OnceLock<Artifact>]>,
+    /// For a report read back: the dependency edges and the exported artifacts it was written with.
+    pub(crate) recorded: Option<Arc<Recorded>>,
+}
+
+/// What a report read back from JSON keeps instead of the pipeline.
+pub(crate) struct Recorded {
+    pub(crate) edges: Vec<(String, String)>,
+    pub(crate) artifacts: serde_json::Map<String, serde_json::Value>,
 }
 
 impl fmt::Debug for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunReport")
+            .field("pipeline", &self.name)
             .field("outcome", &self.outcome)
             .field("elapsed", &self.elapsed)
             .field("stages", &self.stages)
@@ -227,6 +330,41 @@ impl fmt::Debug for RunReport {
 }
 
 impl RunReport {
+    /// The name of the pipeline that ran.
+    pub fn pipeline_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The position of a stage by name.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        match &self.pipeline {
+            Some(pipeline) => pipeline.lookup(name),
+            None => self.stages.iter().position(|stage| &*stage.name == name),
+        }
+    }
+
+    /// The dependency edges `(from, to)`: `to` runs after `from`.
+    pub fn edges(&self) -> Vec<(&str, &str)> {
+        match (&self.pipeline, &self.recorded) {
+            (Some(pipeline), _) => (0..pipeline.stages.len())
+                .flat_map(|stage| {
+                    pipeline.dependencies(stage).iter().map(move |&dependency| {
+                        (
+                            &*pipeline.stages[dependency as usize].name,
+                            &*pipeline.stages[stage].name,
+                        )
+                    })
+                })
+                .collect(),
+            (None, Some(recorded)) => recorded
+                .edges
+                .iter()
+                .map(|(from, to)| (from.as_str(), to.as_str()))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// How the run ended.
     pub fn outcome(&self) -> RunOutcome {
         self.outcome
@@ -249,7 +387,7 @@ impl RunReport {
 
     /// One stage's report.
     pub fn stage(&self, name: &str) -> Option<&StageReport> {
-        self.pipeline.lookup(name).map(|stage| &self.stages[stage])
+        self.index_of(name).map(|stage| &self.stages[stage])
     }
 
     /// One stage's status.
@@ -270,15 +408,20 @@ impl RunReport {
     /// # Errors
     ///
     /// [`ArtifactError::UnknownStage`], [`ArtifactError::Missing`] if the stage did not succeed,
-    /// [`ArtifactError::WrongType`] if `T` is not its output type.
+    /// [`ArtifactError::WrongType`] if `T` is not its output type, [`ArtifactError::NotLive`] for
+    /// a report read back from JSON.
     pub fn artifact<T: Send + Sync + 'static>(&self, name: &str) -> Result<Arc<T>, ArtifactError> {
         let stage = self
-            .pipeline
-            .lookup(name)
+            .index_of(name)
             .ok_or_else(|| ArtifactError::UnknownStage {
                 stage: name.to_owned(),
             })?;
-        downcast(&self.pipeline, stage, self.artifacts[stage].get())
+        let Some(pipeline) = &self.pipeline else {
+            return Err(ArtifactError::NotLive {
+                stage: name.to_owned(),
+            });
+        };
+        downcast(pipeline, stage, self.artifacts[stage].get())
     }
 
     /// The artifacts of stages registered with [`export`](crate::StageBuilder::export), as JSON
@@ -290,8 +433,15 @@ impl RunReport {
     pub fn export_artifacts(
         &self,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ArtifactError> {
+        let Some(pipeline) = &self.pipeline else {
+            return Ok(self
+                .recorded
+                .as_ref()
+                .map(|recorded| recorded.artifacts.clone())
+                .unwrap_or_default());
+        };
         let mut exported = serde_json::Map::new();
-        for (stage, spec) in self.pipeline.stages.iter().enumerate() {
+        for (stage, spec) in pipeline.stages.iter().enumerate() {
             let (Some(exporter), Some(artifact)) = (spec.exporter, self.artifacts[stage].get())
             else {
                 continue;
@@ -320,12 +470,20 @@ impl RunReport {
     /// registered with [`export`](crate::StageBuilder::export).
     pub fn artifact_json(&self, name: &str) -> Result<serde_json::Value, ArtifactError> {
         let stage = self
-            .pipeline
-            .lookup(name)
+            .index_of(name)
             .ok_or_else(|| ArtifactError::UnknownStage {
                 stage: name.to_owned(),
             })?;
-        let spec = &self.pipeline.stages[stage];
+        let Some(pipeline) = &self.pipeline else {
+            return self
+                .recorded
+                .as_ref()
+                .and_then(|recorded| recorded.artifacts.get(name).cloned())
+                .ok_or_else(|| ArtifactError::NotExported {
+                    stage: name.to_owned(),
+                });
+        };
+        let spec = &pipeline.stages[stage];
         let exporter = spec.exporter.ok_or_else(|| ArtifactError::NotExported {
             stage: name.to_owned(),
         })?;
@@ -355,21 +513,34 @@ impl RunReport {
         serde_json::to_string_pretty(self)
     }
 
+    /// Reads a report written by [`to_json`](RunReport::to_json) (or any `Serialize` of it) back.
+    ///
+    /// # Errors
+    ///
+    /// serde_json's error for text that is not such a report.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
     /// A stage's status with the whole chain of skips spelled out:
     /// `"report skipped because render was skipped because parse failed: timed out after 3 attempts"`.
+    ///
+    /// Stages pruned by routing read the same way: `"post skipped because route not taken by
+    /// triage"`, `"notify skipped because post was skipped because its condition was false"`.
     pub fn explain(&self, name: &str) -> Option<String> {
-        let mut stage = self.pipeline.lookup(name)?;
+        let mut stage = self.index_of(name)?;
         let mut text = format!("{name} ");
         // Each step moves to a dependency, so the walk ends within the number of stages.
         for _ in 0..=self.stages.len() {
             match &self.stages[stage].status {
                 StageStatus::Skipped {
-                    because: SkipReason::Dependency { dependency, .. },
+                    because:
+                        SkipReason::Dependency { dependency, .. } | SkipReason::Pruned { dependency },
                 } => {
                     text.push_str("skipped because ");
                     text.push_str(dependency);
                     text.push(' ');
-                    match self.pipeline.lookup(dependency) {
+                    match self.index_of(dependency) {
                         Some(next)
                             if matches!(self.stages[next].status, StageStatus::Skipped { .. }) =>
                         {
@@ -392,17 +563,6 @@ impl RunReport {
     }
 }
 
-fn micros(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e6
-}
-
-fn optional_micros<S: Serializer>(
-    duration: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    duration.map(micros).serialize(serializer)
-}
-
 pub(crate) fn downcast<T: Send + Sync + 'static>(
     pipeline: &PipelineInner,
     stage: usize,
@@ -416,20 +576,63 @@ pub(crate) fn downcast<T: Send + Sync + 'static>(
         .downcast::<T>()
         .map_err(|_| ArtifactError::WrongType {
             stage: spec.name.to_string(),
-            expected: std::any::type_name::<T>(),
-            actual: spec.output_type,
+            expected: std::any::type_name::<T>().to_owned(),
+            actual: spec.output_type.to_owned(),
         })
+}
+
+/// The serialized shape of a [`RunReport`].
+#[derive(Serialize, Deserialize)]
+struct ReportRepr<'a> {
+    pipeline: std::borrow::Cow<'a, str>,
+    outcome: RunOutcome,
+    elapsed_us: u64,
+    stages: std::borrow::Cow<'a, [StageReport]>,
+    #[serde(default)]
+    edges: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    #[serde(default)]
+    artifacts: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Serialize for RunReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let artifacts = self.export_artifacts().map_err(serde::ser::Error::custom)?;
-        let mut report = serializer.serialize_struct("RunReport", 4)?;
-        report.serialize_field("outcome", &self.outcome)?;
-        report.serialize_field("elapsed_us", &micros(self.elapsed))?;
-        report.serialize_field("stages", &self.stages)?;
-        report.serialize_field("artifacts", &artifacts)?;
-        report.end()
+        ReportRepr {
+            pipeline: std::borrow::Cow::Borrowed(&self.name),
+            outcome: self.outcome,
+            elapsed_us: crate::micros::micros(self.elapsed),
+            stages: std::borrow::Cow::Borrowed(&self.stages),
+            edges: self
+                .edges()
+                .into_iter()
+                .map(|(from, to)| (from.into(), to.into()))
+                .collect(),
+            artifacts,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunReport {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = ReportRepr::deserialize(deserializer)?;
+        let stages = repr.stages.into_owned();
+        Ok(Self {
+            pipeline: None,
+            name: Arc::from(&*repr.pipeline),
+            outcome: repr.outcome,
+            elapsed: Duration::from_micros(repr.elapsed_us),
+            artifacts: Box::new([]),
+            recorded: Some(Arc::new(Recorded {
+                edges: repr
+                    .edges
+                    .into_iter()
+                    .map(|(from, to)| (from.into_owned(), to.into_owned()))
+                    .collect(),
+                artifacts: repr.artifacts,
+            })),
+            stages,
+        })
     }
 }
 
@@ -452,6 +655,16 @@ impl fmt::Display for RunReport {
             writeln!(f, "{:width$}  {timing}  {}", stage.name, stage.status)?;
             for fan_out in &stage.fan_out {
                 writeln!(f, "{:width$}    fan-out: {fan_out}", "")?;
+            }
+            for record in &stage.failed_attempts {
+                writeln!(
+                    f,
+                    "{:width$}    attempt {} failed after {:.3?}: {}",
+                    "", record.attempt, record.elapsed, record.failure
+                )?;
+            }
+            if !stage.iterations.is_empty() {
+                writeln!(f, "{:width$}    iterations: {}", "", stage.iterations.len())?;
             }
         }
         write!(f, "run {:?} in {:.3?}", self.outcome, self.elapsed)

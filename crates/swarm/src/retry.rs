@@ -11,6 +11,13 @@ use crate::seed::mix;
 /// `jitter` (so that stages failing together do not retry in lock step, yet a run with a given seed
 /// always waits the same).
 ///
+/// Edges: a zero `initial` or `max` waits not at all; `Duration::MAX` waits indefinitely (use a
+/// run deadline to bound it); `multiplier` must be finite and at least 1 and `jitter` within 0 to 1,
+/// else the pipeline's build fails with
+/// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy) (NaN, infinities,
+/// negatives and subnormals included). [`delay`](Self::delay) saturates: however large the attempt
+/// number or the product, it never exceeds `max`.
+///
 /// # Examples
 ///
 /// ```
@@ -28,6 +35,7 @@ use crate::seed::mix;
 /// assert_eq!(backoff.delay(4, 0), Duration::from_millis(50)); // capped
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[must_use = "a backoff does nothing until a retry policy uses it"]
 pub struct Backoff {
     /// The wait after the first failed attempt.
     pub initial: Duration,
@@ -114,8 +122,11 @@ impl Backoff {
 /// assert_eq!(RetryPolicy::default().max_attempts, 1);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[must_use = "a retry policy does nothing until a stage or fan-out uses it"]
 pub struct RetryPolicy {
-    /// Attempts in total, the first included; at least 1.
+    /// Attempts in total, the first included; at least 1 (0 fails the build with
+    /// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy)); `u32::MAX` is that
+    /// many attempts.
     pub max_attempts: u32,
     /// The waits between attempts.
     pub backoff: Backoff,

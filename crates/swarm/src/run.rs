@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -15,23 +16,32 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use hivekit_runtime::InlineOrSpawned;
+use hivekit_runtime::{panic_message, InlineOrSpawned};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::context::RunShared;
+use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::StageEvent;
 use crate::options::{FailurePolicy, RunOptions};
-use crate::pipeline::PipelineInner;
+use crate::pipeline::{PipelineInner, StageKind};
 use crate::ready::ReadyQueue;
 use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
+use crate::route::Route;
 use crate::seed::stage_seed;
-use crate::stage::{deadline_after, StageFuture, StageOutcome};
+use crate::stage::{deadline_after, StageFuture, StageOutcome, StageStep};
+
+/// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
+/// run of stages that finish at once does not starve other tasks on the same thread.
+const INLINE_BUDGET: u32 = 128;
 
 pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
-    let span = tracing::info_span!("pipeline_run", stages = pipeline.stages.len());
+    let span = tracing::info_span!(
+        "pipeline_run",
+        pipeline = &*pipeline.name,
+        stages = pipeline.stages.len()
+    );
     execute_in_span(pipeline, options).instrument(span).await
 }
 
@@ -90,27 +100,90 @@ enum Stop {
 /// A launched stage: polled inline, or a spawned task (aborted when dropped).
 struct StageTask {
     stage: u32,
-    work: InlineOrSpawned<StageFuture>,
+    work: InlineOrSpawned<InlineStage>,
+}
+
+/// What a launched stage ends with: the stage's end, or a backoff with the stage handed back (so
+/// that the run can park it outside its slot).
+enum LaunchedStep {
+    Done(StageOutcome),
+    Backoff(Duration, StageFuture),
+}
+
+/// A stage polled in place, handing itself back when it must back off.
+struct InlineStage(Option<StageFuture>);
+
+impl Future for InlineStage {
+    type Output = LaunchedStep;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LaunchedStep> {
+        let slot = &mut self.get_mut().0;
+        let Some(future) = slot.as_mut() else {
+            // Handed back already; the run does not poll it again.
+            return Poll::Pending;
+        };
+        Pin::new(future).poll(cx).map(|step| match step {
+            StageStep::Done(outcome) => LaunchedStep::Done(outcome),
+            StageStep::Backoff(delay) => match slot.take() {
+                Some(future) => LaunchedStep::Backoff(delay, future),
+                None => unreachable!("the slot held the future just polled"),
+            },
+        })
+    }
+}
+
+/// What the run learns from a launched stage.
+enum TaskStep {
+    Done(StageOutcome),
+    /// Cancelled (a spawned stage aborted).
+    Cancelled,
+    /// The stage waits `Duration` before its next attempt, outside its slot.
+    Backoff(Duration, StageFuture),
 }
 
 impl Future for StageTask {
-    /// The stage and its outcome; `None` if it was cancelled.
-    type Output = (u32, Option<StageOutcome>);
+    type Output = (u32, TaskStep);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         Pin::new(&mut this.work).poll(cx).map(|joined| {
-            let outcome = match joined {
-                Ok(outcome) => Some(outcome),
-                Err(error) if error.is_cancelled() => None,
+            let step = match joined {
+                Ok(LaunchedStep::Done(outcome)) => TaskStep::Done(outcome),
+                Ok(LaunchedStep::Backoff(delay, future)) => TaskStep::Backoff(delay, future),
+                Err(error) if error.is_cancelled() => TaskStep::Cancelled,
                 // The stage future catches the stage's panics; this is a panic while dropping.
-                Err(error) => Some(StageOutcome::Failed {
+                Err(error) => TaskStep::Done(StageOutcome::Failed {
                     error: StageError::Panicked(error.to_string()),
                     attempts: 1,
+                    failed: Vec::new(),
                 }),
             };
-            (this.stage, outcome)
+            (this.stage, step)
         })
+    }
+}
+
+/// A stage waiting out its backoff, holding no concurrency slot.
+struct BackoffWait {
+    stage: u32,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    future: Option<StageFuture>,
+}
+
+impl Future for BackoffWait {
+    type Output = (u32, Option<StageFuture>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        Poll::Ready((self.stage, self.future.take()))
+    }
+}
+
+/// Runs a stage on a task of its own until it ends or must back off.
+async fn spawned(mut future: StageFuture) -> LaunchedStep {
+    match (&mut future).await {
+        StageStep::Done(outcome) => LaunchedStep::Done(outcome),
+        StageStep::Backoff(delay) => LaunchedStep::Backoff(delay, future),
     }
 }
 
@@ -131,6 +204,13 @@ struct Run {
     /// Stages that just became ready, not yet queued.
     batch: Vec<u32>,
     running: FuturesUnordered<StageTask>,
+    /// Stages waiting out a backoff, and those whose wait is over (to be launched again).
+    backoffs: FuturesUnordered<BackoffWait>,
+    parked: Vec<(u32, StageFuture)>,
+    /// For routing pipelines: how many of each stage's dependencies were pruned.
+    pruned: Vec<u32>,
+    /// Inline stages this poll may still launch before yielding.
+    budget: u32,
     in_flight: usize,
     unfinished: usize,
     failed: bool,
@@ -151,15 +231,18 @@ impl Run {
             cancel: CancellationToken::new(),
             events: options.events.clone(),
             seed: options.seed.unwrap_or(0),
+            input: options.input.clone(),
+            start: Instant::now(),
             fan_outs: parking_lot::Mutex::new(Vec::new()),
+            iterations: parking_lot::Mutex::new(Vec::new()),
         });
         Self {
             pipeline: pipeline.clone(),
-            shared,
+            shared: shared.clone(),
             failure: options.failure,
             limit: options.max_concurrency.slots(),
             seed: options.seed,
-            start: Instant::now(),
+            start: shared.start,
             remaining: pipeline.in_degree.clone(),
             stages: pipeline
                 .stages
@@ -169,7 +252,9 @@ impl Run {
                     status: StageStatus::Cancelled,
                     started: None,
                     elapsed: None,
+                    failed_attempts: Vec::new(),
                     fan_out: Vec::new(),
+                    iterations: Vec::new(),
                 })
                 .collect(),
             decided: vec![false; count],
@@ -177,6 +262,14 @@ impl Run {
             direct: VecDeque::new(),
             batch: pipeline.roots.clone(),
             running: FuturesUnordered::new(),
+            backoffs: FuturesUnordered::new(),
+            parked: Vec::new(),
+            pruned: if pipeline.routing {
+                vec![0; count]
+            } else {
+                Vec::new()
+            },
+            budget: INLINE_BUDGET,
             in_flight: 0,
             unfinished: count,
             failed: false,
@@ -187,29 +280,58 @@ impl Run {
     }
 
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.budget = INLINE_BUDGET;
         loop {
-            self.pump(cx);
+            if self.pump(cx).is_pending() {
+                // Out of budget: let other tasks run, and come back at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if self.stop.is_some() || self.unfinished == 0 {
                 return Poll::Ready(());
             }
-            match self.running.poll_next_unpin(cx) {
-                Poll::Ready(Some((stage, outcome))) => {
-                    self.in_flight -= 1;
-                    match outcome {
-                        Some(outcome) => self.complete(stage, outcome),
-                        // Only `drain` aborts tasks, and it does not poll through here.
+            if !self.backoffs.is_empty() {
+                if let Poll::Ready(Some((stage, future))) = self.backoffs.poll_next_unpin(cx) {
+                    match future {
+                        Some(future) => {
+                            // Ready again: it queues for a slot like any ready stage.
+                            self.parked.push((stage, future));
+                            self.batch.push(stage);
+                        }
                         None => self.cancelled(stage),
                     }
+                    continue;
                 }
-                // Nothing runs and nothing can start: every stage has been decided.
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+            }
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((stage, step))) => {
+                    self.in_flight -= 1;
+                    match step {
+                        TaskStep::Done(outcome) => self.complete(stage, outcome),
+                        TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
+                        // Only `drain` aborts tasks, and it does not poll through here.
+                        TaskStep::Cancelled => self.cancelled(stage),
+                    }
+                }
+                // Nothing runs and nothing can start: every stage has been decided (or waits
+                // out a backoff, whose timer wakes the run).
+                Poll::Ready(None) if self.backoffs.is_empty() => return Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
     }
 
-    /// Queues what became ready and launches as much as the slots allow.
-    fn pump(&mut self, cx: &mut Context<'_>) {
+    fn back_off(&mut self, stage: u32, delay: Duration, future: StageFuture) {
+        self.backoffs.push(BackoffWait {
+            stage,
+            sleep: Box::pin(tokio::time::sleep(delay)),
+            future: Some(future),
+        });
+    }
+
+    /// Queues what became ready and launches as much as the slots allow; `Pending` when the
+    /// inline budget of this poll ran out.
+    fn pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if !self.batch.is_empty() {
                 self.dispatch_batch();
@@ -219,14 +341,18 @@ impl Run {
             } else if self.in_flight < self.limit {
                 match self.ready.pop() {
                     Some(stage) => stage,
-                    None => return,
+                    None => return Poll::Ready(()),
                 }
             } else {
-                return;
+                return Poll::Ready(());
             };
             self.launch(next, cx);
             if self.stop.is_some() {
-                return;
+                return Poll::Ready(());
+            }
+            self.budget -= 1;
+            if self.budget == 0 {
+                return Poll::Pending;
             }
         }
     }
@@ -257,25 +383,58 @@ impl Run {
 
     fn launch(&mut self, stage: u32, cx: &mut Context<'_>) {
         let spec = &self.pipeline.stages[stage as usize];
-        let started = self.completed_at.take().unwrap_or_else(Instant::now);
-        self.stages[stage as usize].started = Some(started.saturating_duration_since(self.start));
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::Started {
-                stage: spec.name.clone(),
-            });
-        }
-        let mut future = StageFuture::new(self.shared.clone(), stage);
+        let resumed = match self.parked.iter().position(|(parked, _)| *parked == stage) {
+            Some(position) => Some(self.parked.swap_remove(position).1),
+            None => None,
+        };
+        let mut future = match resumed {
+            Some(future) => future,
+            None => {
+                if let Some(condition) = spec.condition() {
+                    let context = StageContext::new(self.shared.clone(), stage, 1);
+                    match catch_unwind(AssertUnwindSafe(|| condition(&context))) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.prune(stage as usize, SkipReason::ConditionFalse);
+                            return;
+                        }
+                        Err(panic) => {
+                            let error = StageError::Panicked(panic_message(&*panic));
+                            self.complete(
+                                stage,
+                                StageOutcome::Failed {
+                                    error,
+                                    attempts: 0,
+                                    failed: Vec::new(),
+                                },
+                            );
+                            return;
+                        }
+                    }
+                }
+                let started = self.completed_at.take().unwrap_or_else(Instant::now);
+                self.stages[stage as usize].started =
+                    Some(started.saturating_duration_since(self.start));
+                if let Some(events) = &self.shared.events {
+                    events.emit(StageEvent::Started {
+                        stage: spec.name.clone(),
+                    });
+                }
+                StageFuture::new(self.shared.clone(), stage)
+            }
+        };
         if spec.spawns() {
-            let work = InlineOrSpawned::spawn(future);
+            let work = InlineOrSpawned::spawn(spawned(future));
             self.running.push(StageTask { stage, work });
             self.in_flight += 1;
             return;
         }
         // A stage that finishes on its first poll never enters the set.
         match Pin::new(&mut future).poll(cx) {
-            Poll::Ready(outcome) => self.complete(stage, outcome),
+            Poll::Ready(StageStep::Done(outcome)) => self.complete(stage, outcome),
+            Poll::Ready(StageStep::Backoff(delay)) => self.back_off(stage, delay, future),
             Poll::Pending => {
-                let work = InlineOrSpawned::Inline(future);
+                let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
                 self.running.push(StageTask { stage, work });
                 self.in_flight += 1;
             }
@@ -289,14 +448,49 @@ impl Run {
         let elapsed = self.elapsed(index, now);
         self.stages[index].elapsed = elapsed;
         self.unfinished -= 1;
-        let status = match outcome {
-            StageOutcome::Succeeded { artifact, attempts } => {
+        let mut route = None;
+        let (status, mut failed) = match outcome {
+            StageOutcome::Succeeded {
+                artifact,
+                attempts,
+                failed,
+            } => {
+                if self.pipeline.stages[index].kind == StageKind::Router {
+                    route = Some(artifact.clone());
+                }
                 // Each stage completes once, so the cell is empty.
                 let _ = self.shared.artifacts[index].set(artifact);
-                StageStatus::Succeeded { attempts }
+                (StageStatus::Succeeded { attempts }, failed)
             }
-            StageOutcome::Failed { error, attempts } => StageStatus::Failed { error, attempts },
-            StageOutcome::TimedOut { attempts } => StageStatus::TimedOut { attempts },
+            StageOutcome::Failed {
+                error,
+                attempts,
+                failed,
+            } => (StageStatus::Failed { error, attempts }, failed),
+            StageOutcome::TimedOut { attempts, failed } => {
+                (StageStatus::TimedOut { attempts }, failed)
+            }
+        };
+        // A stage without retries did not time its one attempt: it ran the whole stage.
+        if let [record] = &mut failed[..] {
+            if record.elapsed.is_zero() && record.started.is_zero() {
+                record.started = self.stages[index].started.unwrap_or_default();
+                record.elapsed = elapsed.unwrap_or_default();
+            }
+        }
+        self.stages[index].failed_attempts = failed;
+        let (status, taken) = match route {
+            Some(route) => match self.resolve_route(index, &*route) {
+                Ok(taken) => (status, Some(taken)),
+                Err(error) => (
+                    StageStatus::Failed {
+                        error,
+                        attempts: status.attempts(),
+                    },
+                    None,
+                ),
+            },
+            None => (status, None),
         };
         let succeeded = status.is_success();
         if let Some(events) = &self.shared.events {
@@ -304,15 +498,32 @@ impl Run {
                 stage: self.pipeline.stages[index].name.clone(),
                 status: status.clone(),
                 elapsed: elapsed.unwrap_or_default(),
+                done: self.stages.len() - self.unfinished,
+                total: self.stages.len(),
             });
         }
         if !succeeded {
-            tracing::debug!(stage = &*self.pipeline.stages[index].name, %status, "stage failed");
+            tracing::warn!(
+                pipeline = &*self.pipeline.name,
+                stage = &*self.pipeline.stages[index].name,
+                %status,
+                "stage failed"
+            );
         }
         self.stages[index].status = status;
         self.decided[index] = true;
         if succeeded {
-            for &dependent in self.pipeline.dependents(index) {
+            let pipeline = self.pipeline.clone();
+            for (position, &dependent) in pipeline.dependents(index).iter().enumerate() {
+                if taken.as_ref().is_some_and(|taken| !taken[position]) {
+                    self.release_pruned(
+                        dependent,
+                        SkipReason::RouteNotTaken {
+                            router: pipeline.stages[index].name.to_string(),
+                        },
+                    );
+                    continue;
+                }
                 let remaining = &mut self.remaining[dependent as usize];
                 *remaining -= 1;
                 if *remaining == 0 && !self.decided[dependent as usize] {
@@ -325,6 +536,79 @@ impl Run {
             if self.failure == FailurePolicy::FailFast && self.stop.is_none() {
                 self.stop = Some(Stop::FailFast(stage));
             }
+        }
+    }
+
+    /// Which of a router's dependents its route takes, by position among its dependents.
+    fn resolve_route(
+        &self,
+        router: usize,
+        route: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<Vec<bool>, StageError> {
+        let dependents = self.pipeline.dependents(router);
+        let name = |stage: u32| &*self.pipeline.stages[stage as usize].name;
+        let Some(route) = route.downcast_ref::<Route>() else {
+            return Ok(vec![true; dependents.len()]);
+        };
+        if let Some(target) = route.targets.iter().find(|target| {
+            !dependents
+                .iter()
+                .any(|&dependent| name(dependent) == *target)
+        }) {
+            return Err(StageError::InvalidRoute {
+                router: self.pipeline.stages[router].name.to_string(),
+                target: target.clone(),
+            });
+        }
+        Ok(dependents
+            .iter()
+            .map(|&dependent| route.takes(name(dependent)))
+            .collect())
+    }
+
+    /// One dependency of `stage` was pruned (`because` says how, for a direct dependent): the
+    /// stage runs if another dependency succeeded, else it is pruned too, and so on downwards.
+    fn release_pruned(&mut self, stage: u32, because: SkipReason) {
+        let mut work = vec![(stage, because)];
+        while let Some((stage, because)) = work.pop() {
+            let index = stage as usize;
+            if self.decided[index] {
+                continue;
+            }
+            self.remaining[index] -= 1;
+            self.pruned[index] += 1;
+            if self.remaining[index] > 0 {
+                continue;
+            }
+            if self.pruned[index] < self.pipeline.in_degree[index] {
+                self.batch.push(stage);
+                continue;
+            }
+            self.skip(index, because);
+            let name = self.pipeline.stages[index].name.to_string();
+            for &dependent in self.pipeline.dependents(index) {
+                work.push((
+                    dependent,
+                    SkipReason::Pruned {
+                        dependency: name.clone(),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Prunes a stage whose condition was false, and releases its dependents.
+    fn prune(&mut self, index: usize, because: SkipReason) {
+        self.skip(index, because);
+        let name = self.pipeline.stages[index].name.to_string();
+        let pipeline = self.pipeline.clone();
+        for &dependent in pipeline.dependents(index) {
+            self.release_pruned(
+                dependent,
+                SkipReason::Pruned {
+                    dependency: name.clone(),
+                },
+            );
         }
     }
 
@@ -345,6 +629,8 @@ impl Run {
         if let Some(events) = &self.shared.events {
             events.emit(StageEvent::Cancelled {
                 stage: self.pipeline.stages[index].name.clone(),
+                done: self.stages.len() - self.unfinished,
+                total: self.stages.len(),
             });
         }
     }
@@ -375,15 +661,20 @@ impl Run {
     }
 
     fn skip(&mut self, index: usize, because: SkipReason) {
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::Skipped {
-                stage: self.pipeline.stages[index].name.clone(),
-                because: because.clone(),
-            });
-        }
         self.stages[index].status = StageStatus::Skipped { because };
         self.decided[index] = true;
         self.unfinished -= 1;
+        if let Some(events) = &self.shared.events {
+            let StageStatus::Skipped { because } = &self.stages[index].status else {
+                return;
+            };
+            events.emit(StageEvent::Skipped {
+                stage: self.pipeline.stages[index].name.clone(),
+                because: because.clone(),
+                done: self.stages.len() - self.unfinished,
+                total: self.stages.len(),
+            });
+        }
     }
 
     /// Stops the run: cancels what is running (dropping inline stages, aborting spawned ones and
@@ -393,6 +684,13 @@ impl Run {
         // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
         // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
         let mut aborted = FuturesUnordered::new();
+        for wait in std::mem::take(&mut self.backoffs) {
+            self.cancelled(wait.stage);
+        }
+        for (stage, future) in std::mem::take(&mut self.parked) {
+            drop(future);
+            self.cancelled(stage);
+        }
         for task in std::mem::take(&mut self.running) {
             self.in_flight -= 1;
             match &task.work {
@@ -407,11 +705,11 @@ impl Run {
                 }
             }
         }
-        while let Some((stage, outcome)) = aborted.next().await {
-            match outcome {
+        while let Some((stage, step)) = aborted.next().await {
+            match step {
                 // A spawned stage that finished before the abort landed keeps its real outcome.
-                Some(outcome) => self.complete(stage, outcome),
-                None => self.cancelled(stage),
+                TaskStep::Done(outcome) => self.complete(stage, outcome),
+                TaskStep::Backoff(..) | TaskStep::Cancelled => self.cancelled(stage),
             }
         }
         let because = match stop {
@@ -449,6 +747,7 @@ impl Run {
             None => RunOutcome::Succeeded,
         };
         let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
+        let mut iterations = std::mem::take(&mut *self.shared.iterations.lock());
         let artifacts = match Arc::try_unwrap(self.shared) {
             Ok(shared) => shared.artifacts,
             // A stage kept its context alive (in a task of its own making): share the artifacts.
@@ -466,12 +765,18 @@ impl Run {
         for (stage, summary) in fan_outs {
             stages[stage as usize].fan_out.push(summary);
         }
+        iterations.sort_by_key(|(stage, iteration, _)| (*stage, *iteration));
+        for (stage, _, report) in iterations {
+            stages[stage as usize].iterations.push(report);
+        }
         RunReport {
-            pipeline: self.pipeline,
+            name: self.pipeline.name.clone(),
+            pipeline: Some(self.pipeline),
             outcome,
             elapsed: self.start.elapsed(),
             stages,
             artifacts,
+            recorded: None,
         }
     }
 }

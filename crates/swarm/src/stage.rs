@@ -3,15 +3,19 @@
 //! Written as a hand-rolled state machine rather than an `async fn` so that the run can name its type
 //! (one `FuturesUnordered` of it, no extra box) and so that the timeout's timer is only created when
 //! an attempt actually waits: a stage that finishes on its first poll pays nothing for its timeout.
+//!
+//! A backoff wait is not spent in here: the future returns [`StageStep::Backoff`] and the run holds
+//! it parked, outside its concurrency slots, until the wait is over.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use hivekit_runtime::panic_message;
 use tokio::time::{Instant, Sleep};
 
@@ -19,13 +23,31 @@ use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::pipeline::Artifact;
+use crate::report::AttemptRecord;
 use crate::seed::stage_seed;
 
-/// How a stage ended, as the run sees it.
+/// How a stage ended, as the run sees it, with its failed attempts.
 pub(crate) enum StageOutcome {
-    Succeeded { artifact: Artifact, attempts: u32 },
-    Failed { error: StageError, attempts: u32 },
-    TimedOut { attempts: u32 },
+    Succeeded {
+        artifact: Artifact,
+        attempts: u32,
+        failed: Vec<AttemptRecord>,
+    },
+    Failed {
+        error: StageError,
+        attempts: u32,
+        failed: Vec<AttemptRecord>,
+    },
+    TimedOut {
+        attempts: u32,
+        failed: Vec<AttemptRecord>,
+    },
+}
+
+/// What one poll of a stage came to: the stage ended, or it must wait before its next attempt.
+pub(crate) enum StageStep {
+    Done(StageOutcome),
+    Backoff(Duration),
 }
 
 enum AttemptState {
@@ -36,7 +58,6 @@ enum AttemptState {
         deadline: Option<Instant>,
         timeout: Option<Pin<Box<Sleep>>>,
     },
-    Backoff(Pin<Box<Sleep>>),
     Done,
 }
 
@@ -50,13 +71,18 @@ struct Attempts {
     stage: u32,
     attempt: u32,
     state: AttemptState,
+    /// When the current attempt started (read only for stages that may retry: the run knows when
+    /// a single attempt started).
+    attempt_started: Option<std::time::Instant>,
+    failed: Vec<AttemptRecord>,
 }
 
 impl StageFuture {
     pub(crate) fn new(shared: Arc<RunShared>, stage: u32) -> Self {
-        let span = tracing::debug_span!(
+        let span = tracing::info_span!(
             "stage",
-            name = &*shared.pipeline.stages[stage as usize].name
+            pipeline = &*shared.pipeline.name,
+            stage = &*shared.pipeline.stages[stage as usize].name
         );
         Self {
             attempts: Attempts {
@@ -64,6 +90,8 @@ impl StageFuture {
                 stage,
                 attempt: 1,
                 state: AttemptState::Start,
+                attempt_started: None,
+                failed: Vec::new(),
             },
             span,
         }
@@ -71,46 +99,102 @@ impl StageFuture {
 }
 
 impl Attempts {
-    /// Records a failed attempt: schedules a retry (`None`) or ends the stage.
-    fn fail(&mut self, failure: AttemptFailure) -> Option<StageOutcome> {
+    /// Records a failed attempt: schedules a retry (`Backoff`, or `None` to start it at once) or
+    /// ends the stage.
+    fn fail(&mut self, failure: AttemptFailure) -> Option<StageStep> {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
-        let retryable = match &failure {
-            AttemptFailure::Error(error) => error.is_retryable(),
-            AttemptFailure::TimedOut(_) => true,
+        let retryable =
+            failure.is_retryable() && spec.retry_on().is_none_or(|predicate| predicate(&failure));
+        let now = std::time::Instant::now();
+        let (started, elapsed) = match self.attempt_started {
+            Some(started) => (
+                started.saturating_duration_since(self.shared.start),
+                now.saturating_duration_since(started),
+            ),
+            // A stage without retries: the run fills in its one attempt's times.
+            None => (Duration::ZERO, Duration::ZERO),
         };
         if retryable && self.attempt < spec.retry.max_attempts {
             let jitter_seed = stage_seed(self.shared.seed, self.stage);
             let delay = spec.retry.backoff.delay(self.attempt, jitter_seed);
-            tracing::debug!(attempt = self.attempt, %failure, ?delay, "attempt failed, retrying");
+            tracing::info!(attempt = self.attempt, %failure, ?delay, "attempt failed, retrying");
             if let Some(events) = &self.shared.events {
                 events.emit(StageEvent::Retried {
                     stage: spec.name.clone(),
                     next_attempt: self.attempt + 1,
-                    failure,
+                    failure: failure.clone(),
                     delay,
                 });
             }
+            self.failed.push(AttemptRecord {
+                attempt: self.attempt,
+                started,
+                elapsed,
+                failure,
+                backoff: delay,
+            });
             self.attempt += 1;
-            self.state = if delay.is_zero() {
-                AttemptState::Start
-            } else {
-                AttemptState::Backoff(Box::pin(tokio::time::sleep(delay)))
-            };
-            return None;
+            self.state = AttemptState::Start;
+            return (!delay.is_zero()).then_some(StageStep::Backoff(delay));
         }
         self.state = AttemptState::Done;
         let attempts = self.attempt;
-        Some(match failure {
-            AttemptFailure::Error(error) => StageOutcome::Failed { error, attempts },
-            AttemptFailure::TimedOut(_) => StageOutcome::TimedOut { attempts },
-        })
+        let failed = {
+            let mut failed = std::mem::take(&mut self.failed);
+            failed.push(AttemptRecord {
+                attempt: self.attempt,
+                started,
+                elapsed,
+                failure: failure.clone(),
+                backoff: Duration::ZERO,
+            });
+            failed
+        };
+        Some(StageStep::Done(match failure {
+            AttemptFailure::Error { error } => StageOutcome::Failed {
+                error,
+                attempts,
+                failed,
+            },
+            AttemptFailure::TimedOut { .. } => StageOutcome::TimedOut { attempts, failed },
+        }))
+    }
+
+    /// Starts the current attempt's future (on the blocking pool for a blocking stage).
+    fn start(&mut self) -> Result<BoxFuture<'static, Result<Artifact, StageError>>, StageError> {
+        let spec = &self.shared.pipeline.stages[self.stage as usize];
+        if spec.retry.max_attempts > 1 {
+            self.attempt_started = Some(std::time::Instant::now());
+        }
+        let context = StageContext::new(self.shared.clone(), self.stage, self.attempt);
+        let func = &spec.func;
+        let future = catch_unwind(AssertUnwindSafe(|| func(context)))
+            .map_err(|panic| StageError::Panicked(panic_message(&*panic)))?;
+        if !spec.blocking {
+            return Ok(future);
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|error| {
+            StageError::permanent(format!("a blocking stage needs a tokio runtime: {error}"))
+        })?;
+        let on_pool = handle.clone();
+        let joined = tokio::task::spawn_blocking(move || on_pool.block_on(future));
+        Ok(async move {
+            match joined.await {
+                Ok(result) => result,
+                Err(error) if error.is_panic() => {
+                    Err(StageError::Panicked(panic_message(&*error.into_panic())))
+                }
+                Err(error) => Err(StageError::msg(error)),
+            }
+        }
+        .boxed())
     }
 }
 
 impl Future for StageFuture {
-    type Output = StageOutcome;
+    type Output = StageStep;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StageOutcome> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StageStep> {
         let StageFuture { attempts, span } = self.get_mut();
         let _entered = span.enter();
         attempts.poll(cx)
@@ -118,30 +202,24 @@ impl Future for StageFuture {
 }
 
 impl Attempts {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StageOutcome> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StageStep> {
         let this = self;
         loop {
             let spec = &this.shared.pipeline.stages[this.stage as usize];
             let failure = match &mut this.state {
-                AttemptState::Start => {
-                    let context = StageContext::new(this.shared.clone(), this.stage, this.attempt);
-                    let func = &spec.func;
-                    match catch_unwind(AssertUnwindSafe(|| func(context))) {
-                        Ok(future) => {
-                            this.state = AttemptState::Running {
-                                future,
-                                deadline: spec
-                                    .timeout
-                                    .and_then(|limit| deadline_after(Instant::now(), limit)),
-                                timeout: None,
-                            };
-                            continue;
-                        }
-                        Err(panic) => {
-                            AttemptFailure::Error(StageError::Panicked(panic_message(&*panic)))
-                        }
+                AttemptState::Start => match this.start() {
+                    Ok(future) => {
+                        let timeout = this.shared.pipeline.stages[this.stage as usize].timeout;
+                        this.state = AttemptState::Running {
+                            future,
+                            deadline: timeout
+                                .and_then(|limit| deadline_after(Instant::now(), limit)),
+                            timeout: None,
+                        };
+                        continue;
                     }
-                }
+                    Err(error) => AttemptFailure::Error { error },
+                },
                 AttemptState::Running {
                     future,
                     deadline,
@@ -149,15 +227,16 @@ impl Attempts {
                 } => match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                     Ok(Poll::Ready(Ok(artifact))) => {
                         this.state = AttemptState::Done;
-                        return Poll::Ready(StageOutcome::Succeeded {
+                        return Poll::Ready(StageStep::Done(StageOutcome::Succeeded {
                             artifact,
                             attempts: this.attempt,
-                        });
+                            failed: std::mem::take(&mut this.failed),
+                        }));
                     }
-                    Ok(Poll::Ready(Err(error))) => AttemptFailure::Error(error),
-                    Err(panic) => {
-                        AttemptFailure::Error(StageError::Panicked(panic_message(&*panic)))
-                    }
+                    Ok(Poll::Ready(Err(error))) => AttemptFailure::Error { error },
+                    Err(panic) => AttemptFailure::Error {
+                        error: StageError::Panicked(panic_message(&*panic)),
+                    },
                     Ok(Poll::Pending) => {
                         let (Some(limit), Some(deadline)) = (spec.timeout, *deadline) else {
                             return Poll::Pending;
@@ -168,21 +247,16 @@ impl Attempts {
                         if sleep.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
-                        AttemptFailure::TimedOut(limit)
+                        AttemptFailure::TimedOut { after: limit }
                     }
                 },
-                AttemptState::Backoff(sleep) => {
-                    ready!(sleep.as_mut().poll(cx));
-                    this.state = AttemptState::Start;
-                    continue;
-                }
                 // The run never polls a finished stage again.
                 AttemptState::Done => return Poll::Pending,
             };
             // Drops the failed attempt's future before anything else happens.
             this.state = AttemptState::Done;
-            if let Some(outcome) = this.fail(failure) {
-                return Poll::Ready(outcome);
+            if let Some(step) = this.fail(failure) {
+                return Poll::Ready(step);
             }
         }
     }

@@ -287,7 +287,10 @@ proptest! {
         wait_all in any::<bool>(),
         items in 0_usize..4,
     ) {
-        let policy = FanOut { width, required, wait_all };
+        // `FanOut` is non-exhaustive: built from `new`, its public fields set.
+        let mut policy = FanOut::new(width);
+        policy.required = required;
+        policy.wait_all = wait_all;
         let pipeline = Pipeline::builder()
             .stage("fan", move |ctx: StageContext| async move {
                 let report = ctx

@@ -36,7 +36,7 @@ async fn every_stage_event_is_reported_in_order() {
         let log = log.clone();
         move |event| log.lock().push(event)
     });
-    pipeline
+    let _report = pipeline
         .run_with(RunOptions::default().with_events(sink))
         .await;
     let events = log.lock().clone();
@@ -52,7 +52,9 @@ async fn every_stage_event_is_reported_in_order() {
             } => {
                 assert_eq!(
                     *failure,
-                    AttemptFailure::Error(StageError::msg("first try"))
+                    AttemptFailure::Error {
+                        error: StageError::msg("first try")
+                    }
                 );
                 format!("retried {stage} {next_attempt} {delay:?}")
             }
@@ -60,7 +62,7 @@ async fn every_stage_event_is_reported_in_order() {
                 format!("finished {stage} {}", status.is_success())
             }
             StageEvent::Skipped { stage, .. } => format!("skipped {stage}"),
-            StageEvent::Cancelled { stage } => format!("cancelled {stage}"),
+            StageEvent::Cancelled { stage, .. } => format!("cancelled {stage}"),
             other => format!("{other:?}"),
         })
         .collect();
@@ -96,7 +98,7 @@ async fn cancelled_stages_are_reported_through_a_channel() {
     assert_eq!(report.status("sleeps"), Some(&StageStatus::Cancelled));
     let mut cancelled = Vec::new();
     while let Ok(event) = receiver.try_recv() {
-        if let StageEvent::Cancelled { stage } = event {
+        if let StageEvent::Cancelled { stage, .. } = event {
             cancelled.push(stage.to_string());
         }
     }

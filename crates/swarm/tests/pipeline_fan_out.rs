@@ -92,6 +92,7 @@ proptest! {
                     SubtaskOutcome::Succeeded(value) => prop_assert_eq!(*value, item),
                     SubtaskOutcome::Failed(_) => prop_assert!(failing.contains(&item)),
                     SubtaskOutcome::NotRun => prop_assert!(!wait_all),
+                    other => prop_assert!(false, "unexpected outcome {:?}", other),
                 }
             }
         } else {

@@ -1,0 +1,148 @@
+//! Instruction counts of hivekit-hive's single-thread hot paths, for `cargo xtask bench
+//! --instructions` (gungraun on Valgrind's callgrind).
+//!
+//! - `ballot_tally/*/votes_1k`: casting 1000 votes on a majority ballot over four candidates and
+//!   tallying (`hivekit`), against inserting them into a `HashMap` and counting (`baseline`, the
+//!   criterion suite's peer without its `Mutex`, since one thread needs none).
+//! - `decide/hivekit/agents_10`: one `decide` round of 10 agents, two of them conflicting (settled by
+//!   vote), on a current-thread tokio runtime so that every task of the round runs on the counted
+//!   thread. The hive and the runtime are built in the `#[bench]` argument, outside the count.
+
+// gungraun's macros generate a public module per benchmark and group, without docs.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use benches_common::agents::{agent_set, vote_stream, AgentSpec};
+use benches_common::workload::DEFAULT_SEED;
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use hivekit_hive::{
+    Agent, AgentError, AgentId, Ballot, ConsensusPolicy, Contest, Electorate, Hive, Priority,
+    Proposal, ProposalId, ResolutionStrategy, Snapshot, State, Vote,
+};
+use tokio::runtime::Runtime;
+
+const CANDIDATES: usize = 4;
+
+/// The votes of a ballot, cast by agents `0..votes`.
+struct Votes {
+    electorate: Arc<Electorate>,
+    stream: Vec<(u64, Option<usize>)>,
+}
+
+fn votes(count: usize) -> Votes {
+    Votes {
+        electorate: Arc::new(
+            Electorate::equal((0..count as u64).map(AgentId)).expect("an electorate"),
+        ),
+        stream: vote_stream(count, CANDIDATES, DEFAULT_SEED),
+    }
+}
+
+fn candidates() -> impl Iterator<Item = ProposalId> {
+    (0..CANDIDATES as u64).map(ProposalId)
+}
+
+#[library_benchmark]
+#[bench::votes_1k(votes(1_000))]
+fn hivekit(input: Votes) -> Option<ProposalId> {
+    let mut ballot = Ballot::new(
+        ConsensusPolicy::majority(),
+        Arc::clone(&input.electorate),
+        candidates(),
+    )
+    .expect("a ballot");
+    for &(voter, choice) in &input.stream {
+        let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId(c as u64)));
+        ballot.cast(AgentId(voter), vote).expect("a valid vote");
+    }
+    ballot.tally().winner()
+}
+
+#[library_benchmark]
+#[bench::votes_1k(votes(1_000))]
+fn baseline(input: Votes) -> Option<usize> {
+    let mut ballot: HashMap<u64, Option<usize>> = HashMap::new();
+    for &(voter, choice) in &input.stream {
+        ballot.insert(voter, choice);
+    }
+    let mut counts = [0usize; CANDIDATES];
+    for choice in ballot.values().flatten() {
+        counts[*choice] += 1;
+    }
+    let cast: usize = counts.iter().sum();
+    counts.iter().position(|&count| count * 2 > black_box(cast))
+}
+
+library_benchmark_group!(name = ballot_tally, benchmarks = [hivekit, baseline]);
+
+/// A small state: a round's cost is the coordination, not the copy.
+#[derive(Debug, Clone, Default)]
+struct Board {
+    checksum: u64,
+}
+
+impl State for Board {
+    type Key = u64;
+    type Change = u64;
+
+    fn apply(&mut self, key: &u64) {
+        self.checksum = self.checksum.wrapping_mul(31).wrapping_add(*key);
+    }
+}
+
+/// Proposes its spec's key; votes for the contest's preferred candidate.
+struct SpecAgent(AgentSpec);
+
+impl Agent<Board> for SpecAgent {
+    async fn propose(&self, _: &Snapshot<Board>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+        let spec = &self.0;
+        Ok(Some(
+            Proposal::new(ProposalId(spec.proposal), spec.key)
+                .writes([spec.key])
+                .priority(Priority::ALL[usize::from(spec.priority.min(3))]),
+        ))
+    }
+
+    async fn vote(
+        &self,
+        _: &Snapshot<Board>,
+        contest: &Contest<Board>,
+    ) -> Result<Vote, AgentError> {
+        Ok(contest.preferred().map_or(Vote::Abstain, Vote::For))
+    }
+}
+
+/// A hive of `agents` agents (20% conflicting in pairs) and the current-thread runtime it runs on.
+fn hive_of(agents: usize) -> (Runtime, Hive<Board>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let hive = Hive::builder(Board::default())
+        .resolution(ResolutionStrategy::Vote)
+        .build()
+        .expect("a valid configuration");
+    for spec in agent_set(agents, 20, DEFAULT_SEED) {
+        hive.spawn(SpecAgent(spec));
+    }
+    // One round first: the counted round sees warm caches and grown buffers, as every round but a
+    // hive's first does.
+    runtime.block_on(hive.decide()).expect("a round");
+    (runtime, hive)
+}
+
+#[library_benchmark]
+#[bench::agents_10(hive_of(10))]
+fn hivekit_decide(input: (Runtime, Hive<Board>)) -> (Runtime, Hive<Board>) {
+    let (runtime, hive) = input;
+    black_box(runtime.block_on(hive.decide()).expect("a round"));
+    // Returned so that dropping the runtime and the hive is not counted.
+    (runtime, hive)
+}
+
+library_benchmark_group!(name = decide, benchmarks = [hivekit_decide]);
+
+main!(library_benchmark_groups = ballot_tally, decide);

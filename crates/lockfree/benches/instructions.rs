@@ -1,0 +1,177 @@
+//! Instruction counts of hivekit-lockfree's single-thread hot paths and their single-thread peers,
+//! for `cargo xtask bench --instructions` (gungraun on Valgrind's callgrind).
+//!
+//! Counts are deterministic, so these rows are the regression gate and their ratios do not move with
+//! the machine's load (docs/BENCHMARKS.md). Inputs are built in the `#[bench]` arguments, which
+//! gungraun runs outside the measurement.
+//!
+//! - `snapshot_read/*/ops_1k`: 1000 reads of a `SnapshotCell` (`hivekit-read`; `hivekit-load`, an
+//!   owned snapshot) against `ArcSwap::load`.
+//! - `snapshot_write/*/ops_1k`: 1000 replacements (`hivekit-store`: `store`; `hivekit-commit`: `stage`
+//!   then `commit`) against `ArcSwap::store`.
+//! - `scheduler_push_pop/*/depth_1k`: 1000 push+pop pairs on a queue holding 1000 items, against a
+//!   `BinaryHeap` and four `SegQueue` lanes (the same queues as the criterion suite).
+//! - `conflict_detection/*/{n_1k,n_100k}`: `detect_conflicts` against the `FxHashMap` index.
+
+// gungraun's macros generate a public module per benchmark and group, without docs.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use hivekit_lockfree::{detect_conflicts, Proposal, SchedulingHint, SnapshotCell};
+
+mod support;
+
+use crate::support::conflict_index::proposals;
+use crate::support::queues::{
+    hints, pair, prefill, Hivekit, Queue, SegQueueFourLanes, StdBinaryHeap,
+};
+
+/// Operations per snapshot and scheduler row: enough that the call into the row is noise.
+const OPS: u64 = 1_000;
+
+/// The value shared in the snapshot rows, as in the criterion suite.
+type Value = [u64; 8];
+
+fn value(seed: u64) -> Value {
+    std::array::from_fn(|index| seed + index as u64)
+}
+
+#[library_benchmark]
+#[bench::ops_1k(SnapshotCell::new(value(0)))]
+fn hivekit_read(cell: SnapshotCell<Value>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..OPS {
+        sum ^= black_box(&cell).read(|value, version| value[3] ^ version);
+    }
+    sum
+}
+
+#[library_benchmark]
+#[bench::ops_1k(SnapshotCell::new(value(0)))]
+fn hivekit_load(cell: SnapshotCell<Value>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..OPS {
+        sum ^= black_box(&cell).load().value()[3];
+    }
+    sum
+}
+
+#[library_benchmark]
+#[bench::ops_1k(ArcSwap::from_pointee(value(0)))]
+fn arc_swap_load(cell: ArcSwap<Value>) -> u64 {
+    let mut sum = 0;
+    for _ in 0..OPS {
+        sum ^= black_box(&cell).load()[3];
+    }
+    sum
+}
+
+library_benchmark_group!(
+    name = snapshot_read,
+    benchmarks = [hivekit_read, hivekit_load, arc_swap_load]
+);
+
+#[library_benchmark]
+#[bench::ops_1k(SnapshotCell::new(value(0)))]
+fn hivekit_store(cell: SnapshotCell<Value>) -> u64 {
+    let mut version = 0;
+    for seed in 0..OPS {
+        version = black_box(&cell).store(value(seed));
+    }
+    version
+}
+
+#[library_benchmark]
+#[bench::ops_1k(SnapshotCell::new(value(0)))]
+fn hivekit_commit(cell: SnapshotCell<Value>) -> u64 {
+    let mut version = 0;
+    for seed in 0..OPS {
+        // Single thread: nothing commits in between, so every commit succeeds.
+        version = cell.commit(cell.stage(value(seed))).unwrap_or(version);
+    }
+    version
+}
+
+#[library_benchmark]
+#[bench::ops_1k(ArcSwap::from_pointee(value(0)))]
+fn arc_swap_store(cell: ArcSwap<Value>) -> u64 {
+    for seed in 0..OPS {
+        black_box(&cell).store(Arc::new(value(seed)));
+    }
+    cell.load()[0]
+}
+
+library_benchmark_group!(
+    name = snapshot_write,
+    benchmarks = [hivekit_store, hivekit_commit, arc_swap_store]
+);
+
+/// A queue in its steady state at `depth` items, with the hint stream it was filled from.
+fn filled<Q: Queue>(queue: Q, depth: usize) -> (Q, Vec<SchedulingHint>) {
+    let hints = hints();
+    prefill(&queue, &hints, depth);
+    (queue, hints)
+}
+
+fn push_pop(queue: &dyn Queue, hints: &[SchedulingHint]) -> u64 {
+    let mut sum = 0;
+    for round in 0..OPS {
+        sum ^= pair(black_box(queue), hints, round).unwrap_or_default();
+    }
+    sum
+}
+
+#[library_benchmark]
+#[bench::depth_1k(filled(Hivekit::new(Some(8)), 1_000))]
+fn hivekit_scheduler(input: (Hivekit, Vec<SchedulingHint>)) -> u64 {
+    push_pop(&input.0, &input.1)
+}
+
+#[library_benchmark]
+#[bench::depth_1k(filled(StdBinaryHeap::default(), 1_000))]
+fn binaryheap(input: (StdBinaryHeap, Vec<SchedulingHint>)) -> u64 {
+    push_pop(&input.0, &input.1)
+}
+
+#[library_benchmark]
+#[bench::depth_1k(filled(SegQueueFourLanes::default(), 1_000))]
+fn segqueue_4_lanes(input: (SegQueueFourLanes, Vec<SchedulingHint>)) -> u64 {
+    push_pop(&input.0, &input.1)
+}
+
+library_benchmark_group!(
+    name = scheduler_push_pop,
+    benchmarks = [hivekit_scheduler, binaryheap, segqueue_4_lanes]
+);
+
+#[library_benchmark]
+#[bench::n_1k(proposals(1_000))]
+#[bench::n_100k(proposals(100_000))]
+fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> usize {
+    detect_conflicts(black_box(&input)).map_or(0, |report| report.groups.len())
+}
+
+#[library_benchmark]
+#[bench::n_1k(proposals(1_000))]
+#[bench::n_100k(proposals(100_000))]
+fn fxhashmap_index(input: Vec<Proposal<u64, ()>>) -> usize {
+    crate::support::conflict_index::fxhashmap_index(black_box(&input))
+        .groups
+        .len()
+}
+
+library_benchmark_group!(
+    name = conflict_detection,
+    benchmarks = [hivekit_detect, fxhashmap_index]
+);
+
+main!(
+    library_benchmark_groups = snapshot_read,
+    snapshot_write,
+    scheduler_push_pop,
+    conflict_detection
+);

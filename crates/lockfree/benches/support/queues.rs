@@ -1,0 +1,204 @@
+//! The queues the scheduler benches compare, shared by the criterion suite (`scheduler.rs`) and the
+//! instruction counts (`instructions.rs`): the hivekit scheduler and its peers behind one `Queue`
+//! trait, the hint stream, and the steady-state prefill.
+
+// Each bench binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use benches_common::hints::hint_stream;
+use benches_common::workload::DEFAULT_SEED;
+use crossbeam_queue::SegQueue;
+use crossbeam_skiplist::SkipMap;
+use hivekit_lockfree::{PriorityScheduler, SchedulerConfig, SchedulingHint};
+use parking_lot::Mutex;
+
+/// Hints cycled through by every operation (a power of two, indexed with a mask).
+pub(crate) const STREAM: usize = 4_096;
+
+pub(crate) use super::to_hint;
+
+pub(crate) fn hints() -> Vec<SchedulingHint> {
+    hint_stream(STREAM, DEFAULT_SEED)
+        .into_iter()
+        .map(to_hint)
+        .collect()
+}
+
+/// A priority queue of `u64` items under test.
+pub(crate) trait Queue {
+    fn push(&self, hint: SchedulingHint, item: u64);
+    fn pop(&self) -> Option<u64>;
+}
+
+pub(crate) struct Hivekit(pub(crate) PriorityScheduler<u64>);
+
+impl Hivekit {
+    pub(crate) fn new(max_bypass: Option<u32>) -> Self {
+        let config = SchedulerConfig {
+            capacity: None,
+            max_bypass,
+        };
+        match PriorityScheduler::with_config(config) {
+            Ok(scheduler) => Self(scheduler),
+            Err(error) => panic!("bench config refused: {error}"),
+        }
+    }
+}
+
+impl Queue for Hivekit {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        // Unbounded: never full.
+        let _ = self.0.push(hint, item);
+    }
+    fn pop(&self) -> Option<u64> {
+        self.0.pop()
+    }
+}
+
+/// Heap entry: highest key first, then lowest sequence (FIFO).
+pub(crate) type Entry = (u8, Reverse<u64>, u64);
+
+#[derive(Default)]
+pub(crate) struct StdBinaryHeap {
+    heap: RefCell<BinaryHeap<Entry>>,
+    sequence: RefCell<u64>,
+}
+
+impl Queue for StdBinaryHeap {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let mut sequence = self.sequence.borrow_mut();
+        *sequence += 1;
+        self.heap
+            .borrow_mut()
+            .push((hint.sort_key(), Reverse(*sequence), item));
+    }
+    fn pop(&self) -> Option<u64> {
+        self.heap.borrow_mut().pop().map(|(_, _, item)| item)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct MutexBinaryHeap(Mutex<(BinaryHeap<Entry>, u64)>);
+
+impl Queue for MutexBinaryHeap {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let mut guard = self.0.lock();
+        let (heap, sequence) = &mut *guard;
+        *sequence += 1;
+        heap.push((hint.sort_key(), Reverse(*sequence), item));
+    }
+    fn pop(&self) -> Option<u64> {
+        self.0.lock().0.pop().map(|(_, _, item)| item)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct SegQueueFourLanes([SegQueue<u64>; 4]);
+
+impl Queue for SegQueueFourLanes {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        self.0[hint.priority.index()].push(item);
+    }
+    fn pop(&self) -> Option<u64> {
+        self.0.iter().rev().find_map(SegQueue::pop)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct SkipList {
+    map: SkipMap<(Reverse<u8>, u64), u64>,
+    sequence: AtomicU64,
+}
+
+impl Queue for SkipList {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        self.map.insert((Reverse(hint.sort_key()), sequence), item);
+    }
+    fn pop(&self) -> Option<u64> {
+        self.map.pop_front().map(|entry| *entry.value())
+    }
+}
+
+/// The design the lane scheduler was measured against: four locked heaps with a shared sequence;
+/// push goes to a shard chosen round-robin, pop peeks every shard's top and takes the best.
+#[derive(Default)]
+pub(crate) struct ShardedHeap {
+    shards: [Mutex<BinaryHeap<Entry>>; 4],
+    sequence: AtomicU64,
+    next_shard: AtomicUsize,
+}
+
+impl Queue for ShardedHeap {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.shards[shard]
+            .lock()
+            .push((hint.sort_key(), Reverse(sequence), item));
+    }
+    fn pop(&self) -> Option<u64> {
+        loop {
+            let best = self
+                .shards
+                .iter()
+                .enumerate()
+                .filter_map(|(index, shard)| shard.lock().peek().map(|top| (top.0, top.1, index)))
+                .max()?;
+            // Take the best top if it is still there; otherwise another pop won it: look again.
+            let mut shard = self.shards[best.2].lock();
+            if shard.peek().map(|top| (top.0, top.1)) == Some((best.0, best.1)) {
+                return shard.pop().map(|(_, _, item)| item);
+            }
+        }
+    }
+}
+
+/// A queue the multi-thread rows can share.
+pub(crate) trait SyncQueue: Queue + Sync {}
+impl<T: Queue + Sync> SyncQueue for T {}
+
+/// Fresh, empty instances of every queue that can be shared between threads.
+pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
+    vec![
+        ("hivekit", Box::new(Hivekit::new(Some(8)))),
+        ("hivekit-strict", Box::new(Hivekit::new(None))),
+        ("mutex-binaryheap", Box::<MutexBinaryHeap>::default()),
+        ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
+        ("crossbeam-skiplist", Box::<SkipList>::default()),
+        ("hivekit-sharded-heap", Box::<ShardedHeap>::default()),
+    ]
+}
+
+/// The shared queues plus the single-thread `BinaryHeap`.
+pub(crate) fn single_thread_queues() -> Vec<(&'static str, Box<dyn Queue>)> {
+    let mut all: Vec<(&'static str, Box<dyn Queue>)> = shared_queues()
+        .into_iter()
+        .map(|(function, queue)| (function, queue as Box<dyn Queue>))
+        .collect();
+    all.insert(1, ("binaryheap", Box::<StdBinaryHeap>::default()));
+    all
+}
+
+/// Fills `queue` to `depth` items, then runs one push and pop per hint of the stream, so every lane
+/// and node pool has been touched: the measured pairs see the steady state, not first allocations.
+pub(crate) fn prefill(queue: &dyn Queue, hints: &[SchedulingHint], depth: usize) {
+    for item in 0..depth {
+        queue.push(hints[item % STREAM], item as u64);
+    }
+    for round in 0..STREAM as u64 {
+        std::hint::black_box(pair(queue, hints, round));
+    }
+}
+
+/// One push then one pop, cycling through the hint stream.
+#[inline]
+pub(crate) fn pair(queue: &dyn Queue, hints: &[SchedulingHint], round: u64) -> Option<u64> {
+    queue.push(hints[round as usize & (STREAM - 1)], round);
+    queue.pop()
+}

@@ -1,0 +1,106 @@
+//! Instruction counts of hivekit-swarm's single-thread hot path, for `cargo xtask bench
+//! --instructions` (gungraun on Valgrind's callgrind).
+//!
+//! - `chain_run/*/stages_100`: one run of a 100-stage chain of no-op stages on a current-thread
+//!   tokio runtime (so every task of the run executes on the counted thread): `hivekit`
+//!   (`Pipeline::run`) against `dagrs` (`Graph::async_start` on the same chain). The pipeline, the
+//!   graph and the runtime are built in the `#[bench]` argument, outside the count; dagrs consumes
+//!   its graph, so its row counts one run of a fresh graph.
+
+// gungraun's macros generate a public module per benchmark and group, without docs.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use ::dagrs::{
+    Action, DefaultNode, EnvVar, Graph, InChannels, Node, NodeTable, OutChannels, Output,
+};
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use hivekit_swarm::{Pipeline, PipelineBuilder, StageContext, StageError};
+use tokio::runtime::Runtime;
+
+const STAGES: usize = 100;
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn name(stage: usize) -> String {
+    format!("stage-{stage}")
+}
+
+async fn noop(_: StageContext) -> Result<(), StageError> {
+    Ok(())
+}
+
+/// A chain of `stages` no-op stages and a runtime, after one warm-up run.
+fn hivekit_chain(stages: usize) -> (Runtime, Pipeline) {
+    let mut builder = PipelineBuilder::with_capacity(stages);
+    for stage in 0..stages {
+        let after: Vec<String> = stage.checked_sub(1).map(name).into_iter().collect();
+        builder = builder
+            .stage(name(stage), noop)
+            .after(&after)
+            .into_builder();
+    }
+    let pipeline = builder.build().expect("a chain is a valid pipeline");
+    let runtime = current_thread();
+    drop(black_box(runtime.block_on(pipeline.run())));
+    (runtime, pipeline)
+}
+
+#[library_benchmark]
+#[bench::stages_100(hivekit_chain(STAGES))]
+fn hivekit(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
+    let (runtime, pipeline) = input;
+    drop(black_box(runtime.block_on(pipeline.run())));
+    // Returned so that dropping the runtime and the pipeline is not counted.
+    (runtime, pipeline)
+}
+
+struct DagrsNoop;
+
+#[::dagrs::async_trait::async_trait]
+impl Action for DagrsNoop {
+    async fn run(&self, _: &mut InChannels, _: &mut OutChannels, _: Arc<EnvVar>) -> Output {
+        Output::empty()
+    }
+}
+
+/// The same chain as a dagrs graph, and a runtime.
+fn dagrs_chain(stages: usize) -> (Runtime, Graph) {
+    let mut table = NodeTable::default();
+    let nodes: Vec<DefaultNode> = (0..stages)
+        .map(|stage| DefaultNode::with_action(name(stage), DagrsNoop, &mut table))
+        .collect();
+    let ids: Vec<_> = nodes.iter().map(Node::id).collect();
+    let mut graph = Graph::new();
+    for node in nodes {
+        graph.add_node(node).expect("dagrs accepts the node");
+    }
+    for pair in ids.windows(2) {
+        graph
+            .add_edge(pair[0], [pair[1]])
+            .expect("dagrs accepts the edge");
+    }
+    graph.set_env(EnvVar::new(table));
+    (current_thread(), graph)
+}
+
+#[library_benchmark]
+#[bench::stages_100(dagrs_chain(STAGES))]
+fn dagrs(input: (Runtime, Graph)) -> (Runtime, Graph) {
+    let (runtime, mut graph) = input;
+    runtime.block_on(async {
+        graph.async_start().await.expect("the dagrs graph runs");
+    });
+    (runtime, graph)
+}
+
+library_benchmark_group!(name = chain_run, benchmarks = [hivekit, dagrs]);
+
+main!(library_benchmark_groups = chain_run);
