@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use hivekit_hive::{Agent, AgentError, Hive, Snapshot};
+use hivekit_hive::{Agent, AgentContext, AgentError, Hive, Snapshot};
 use support::{add, Ledger, LedgerProposal};
 
 /// Proposes one change and records which runtime and thread it was asked on.
@@ -19,6 +19,7 @@ struct Recorder {
 impl Agent<Ledger> for Recorder {
     async fn propose(
         &self,
+        _ctx: &AgentContext,
         _view: &Snapshot<Ledger>,
     ) -> Result<Option<LedgerProposal>, AgentError> {
         tokio::task::yield_now().await;
