@@ -19,8 +19,8 @@ use benches_common::agents::{agent_set, vote_stream, AgentSpec};
 use benches_common::workload::DEFAULT_SEED;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use hivekit_hive::{
-    Agent, AgentError, AgentId, Ballot, ConsensusPolicy, Contest, Electorate, Hive, Priority,
-    Proposal, ProposalId, ResolutionStrategy, Snapshot, State, Vote,
+    Agent, AgentContext, AgentError, AgentId, Ballot, ConsensusPolicy, Contest, Electorate, Hive,
+    Priority, Proposal, ProposalId, ResolutionStrategy, Snapshot, State, Vote,
 };
 use tokio::runtime::Runtime;
 
@@ -97,7 +97,11 @@ impl State for Board {
 struct SpecAgent(AgentSpec);
 
 impl Agent<Board> for SpecAgent {
-    async fn propose(&self, _: &Snapshot<Board>) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+    async fn propose(
+        &self,
+        _: &AgentContext,
+        _: &Snapshot<Board>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
         let spec = &self.0;
         Ok(Some(
             Proposal::new(ProposalId(spec.proposal), spec.key)
@@ -108,6 +112,7 @@ impl Agent<Board> for SpecAgent {
 
     async fn vote(
         &self,
+        _: &AgentContext,
         _: &Snapshot<Board>,
         contest: &Contest<Board>,
     ) -> Result<Vote, AgentError> {

@@ -259,7 +259,7 @@ pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
 pub trait Agent<S: State>: Send + Sync + 'static {
     /// Looks at the state and proposes at most one change (`Ok(None)`: nothing to propose).
     ///
-    /// Use the id the hive assigned ([`AgentContext::proposal`]), or choose one below 2^63: ids
+    /// Use the id the hive assigned ([`AgentContext::proposal`]), or choose one below 2^52: ids
     /// must be unique within a round, and a proposal whose id another agent already used in the
     /// same round is dropped and recorded as this agent's failure
     /// ([`FailureKind::DuplicateProposal`](crate::FailureKind::DuplicateProposal), naming both

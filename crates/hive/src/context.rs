@@ -14,9 +14,15 @@ use crate::hive::DEFAULT_AGENT_TIMEOUT;
 use crate::lockfree::{Proposal, ProposalId};
 use crate::state::State;
 
-/// Hive-assigned proposal ids have this bit set, so they never clash with ids agents choose below
-/// it.
-pub(crate) const ASSIGNED_PROPOSAL_ID: u64 = 1 << 63;
+/// Hive-assigned proposal ids are this plus a serial below it: in [2^52, 2^53), so they never
+/// clash with ids agents choose below 2^52, and stay exact as JSON numbers (which lose precision
+/// past 2^53).
+pub(crate) const ASSIGNED_PROPOSAL_ID: u64 = 1 << 52;
+
+/// A hive-assigned id for `serial` (wrapping past 2^52 serials, far more than a hive proposes).
+pub(crate) fn assigned_proposal_id(serial: u64) -> ProposalId {
+    ProposalId(ASSIGNED_PROPOSAL_ID | (serial & (ASSIGNED_PROPOSAL_ID - 1)))
+}
 
 /// Shows a proposal id as its `Display` does (`#7`), and a hive-assigned one by its serial
 /// (`#h7`) instead of a 19-digit number.
@@ -24,8 +30,8 @@ pub(crate) fn label(id: ProposalId) -> impl fmt::Display {
     struct Label(ProposalId);
     impl fmt::Display for Label {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            if self.0 .0 & ASSIGNED_PROPOSAL_ID != 0 {
-                write!(f, "#h{}", self.0 .0 & !ASSIGNED_PROPOSAL_ID)
+            if self.0 .0 >> 52 == 1 {
+                write!(f, "#h{}", self.0 .0 & (ASSIGNED_PROPOSAL_ID - 1))
             } else {
                 write!(f, "{}", self.0)
             }
@@ -137,7 +143,7 @@ impl AgentContext {
         let shared = Arc::new(RoundShared::new(round, None));
         AgentContext::for_round(
             agent,
-            ProposalId(ASSIGNED_PROPOSAL_ID | agent.0),
+            assigned_proposal_id(agent.0),
             Instant::now() + DEFAULT_AGENT_TIMEOUT,
             &shared,
         )
@@ -197,7 +203,7 @@ impl AgentContext {
     }
 
     /// The id the hive assigned to this agent's proposal in this round: unique in the hive, and
-    /// never equal to an id below 2^63 that an agent chooses itself. A decision's `Display` shows
+    /// never equal to an id below 2^52 that an agent chooses itself. A decision's `Display` shows
     /// it as `#h` and its serial (`#h12`).
     pub fn proposal_id(&self) -> ProposalId {
         self.proposal_id

@@ -157,8 +157,8 @@ async fn hive_assigned_proposal_ids_are_unique_across_agents_and_rounds() {
                     "{:?} reused",
                     call.proposal_id
                 );
-                // Never equal to an id an agent picks below 2^63.
-                assert!(call.proposal_id.0 >= 1 << 63);
+                // Never equal to an id an agent picks below 2^52, and exact as a JSON number.
+                assert!((1 << 52..1 << 53).contains(&call.proposal_id.0));
             }
         }
     }

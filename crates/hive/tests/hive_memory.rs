@@ -9,7 +9,7 @@ use hivekit_hive::{
     AgentId, CommitRequest, Committed, Hive, HiveError, LocalMemory, Memory, MemoryError,
     ProposalId, Snapshot,
 };
-use parking_lot::Mutex;
+use std::sync::Mutex;
 use support::{Ledger, Writer};
 
 /// What a [`Recording`] memory saw of one commit.
@@ -55,7 +55,7 @@ impl Memory<Ledger> for Recording {
                 "connection refused",
             )));
         }
-        self.seen.lock().push(Seen {
+        self.seen.lock().unwrap().push(Seen {
             decision_id: request.decision_id,
             round: request.round,
             base: request.base,
@@ -88,7 +88,7 @@ async fn a_hive_on_another_memory_commits_each_decision_through_it_with_its_prop
     let decision = hive.decide().await.unwrap();
     assert_eq!((decision.base_version, decision.version), (0, 1));
     let memory = hive.memory().downcast_ref::<Recording>().unwrap();
-    let seen = memory.seen.lock().clone();
+    let seen = memory.seen.lock().unwrap().clone();
     assert_eq!(
         seen,
         [Seen {
@@ -104,7 +104,7 @@ async fn a_hive_on_another_memory_commits_each_decision_through_it_with_its_prop
     // Every decision carries a fresh id.
     let next = hive.decide().await.unwrap();
     assert_ne!(next.id, decision.id);
-    assert_eq!(memory.seen.lock()[1].decision_id, next.id);
+    assert_eq!(memory.seen.lock().unwrap()[1].decision_id, next.id);
 }
 
 #[tokio::test]

@@ -82,6 +82,8 @@ pub struct PipelineBuilder {
     /// each ends; `build` resolves them.
     pending_names: String,
     pending_ends: Vec<usize>,
+    /// Every stage must be checkpointable (see `PipelineBuilder::durable`).
+    durable: bool,
 }
 
 /// One dependency as `after` recorded it: 8 bytes, as compact as the name it replaces (the list
@@ -149,6 +151,16 @@ impl PipelineBuilder {
             index: NameIndex::with_capacity(stages),
             dependency_ends: Vec::with_capacity(stages),
             ..Self::default()
+        }
+    }
+
+    /// Declares the pipeline durable: [`build`](PipelineBuilder::build) then checks that every
+    /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`),
+    /// so a [`checkpoint::Durable`](crate::checkpoint::Durable) run can restore every stage.
+    pub fn durable(self) -> Self {
+        Self {
+            durable: true,
+            ..self
         }
     }
 
@@ -386,6 +398,7 @@ impl PipelineBuilder {
             dependency_ends,
             pending_names,
             pending_ends,
+            durable,
         } = self;
         if drafts.is_empty() {
             return Err(BuildError::Empty);
@@ -412,6 +425,12 @@ impl PipelineBuilder {
             if draft.timeout.is_some_and(|timeout| timeout.is_zero()) {
                 return Err(BuildError::ZeroTimeout {
                     stage: draft.name.to_string(),
+                });
+            }
+            if durable && draft.codec().is_none() {
+                return Err(BuildError::NotDurable {
+                    stage: draft.name.to_string(),
+                    output_type: draft.output_type,
                 });
             }
         }
@@ -872,6 +891,21 @@ impl<T> StageBuilder<T> {
         T: Serialize + 'static,
     {
         self.draft().exporter = Some(export_as::<T>);
+        self
+    }
+
+    /// Declares this stage's artifact durable: a [`checkpoint::Durable`](crate::checkpoint::Durable)
+    /// run writes it (as JSON) with the stage's status once the stage succeeds, and a resumed run
+    /// reads it back instead of running the stage again. Stages returning `()` are durable without
+    /// it; other stages of a durable run that do not declare it run again when the run resumes.
+    pub fn durable(mut self) -> Self
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.draft()
+            .extras
+            .get_or_insert_with(Default::default)
+            .codec = Some(crate::hooks::Codec::of::<T>());
         self
     }
 

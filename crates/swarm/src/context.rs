@@ -27,6 +27,8 @@ pub(crate) struct RunShared {
     pub(crate) fan_outs: parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
     /// Loop stages' iteration reports, by stage.
     pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, RunReport)>>,
+    /// Set for a durable run: records each finished stage, restores earlier ones.
+    pub(crate) hooks: Option<Arc<dyn crate::hooks::RunHooks>>,
 }
 
 /// Handed to a stage's function on every attempt: read dependencies' artifacts, learn the attempt
@@ -76,6 +78,11 @@ impl StageContext {
             stage,
             attempt,
         }
+    }
+
+    /// The run's hooks and this stage's index (for checkpoint interrupts).
+    pub(crate) fn hooks(&self) -> (Option<&Arc<dyn crate::hooks::RunHooks>>, u32) {
+        (self.shared.hooks.as_ref(), self.stage)
     }
 
     /// This stage's name.

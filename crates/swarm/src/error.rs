@@ -78,6 +78,16 @@ pub enum BuildError {
         /// The stage.
         stage: String,
     },
+    /// A [`durable`](crate::PipelineBuilder::durable) pipeline has a stage whose artifact cannot be
+    /// checkpointed: it is not `()` and the stage did not declare it
+    /// [`durable`](crate::StageBuilder::durable) (which needs `Serialize + DeserializeOwned`).
+    #[error("stage `{stage}` of a durable pipeline has an artifact of type `{output_type}` that is not declared durable")]
+    NotDurable {
+        /// The stage.
+        stage: String,
+        /// Its artifact's type.
+        output_type: &'static str,
+    },
 }
 
 /// Why one attempt of a stage failed. Returned by the stage's function, or made by the pipeline for a

@@ -133,12 +133,14 @@
 //! ```
 
 mod builder;
+pub mod checkpoint;
 mod context;
 mod error;
 mod events;
 mod export;
 mod fan_out;
 mod hive;
+mod hooks;
 mod input;
 mod looping;
 mod micros;

@@ -71,6 +71,8 @@ pub(crate) struct StageExtras {
     pub(crate) reads: Vec<u32>,
     pub(crate) retry_on: Option<Arc<RetryPredicate>>,
     pub(crate) condition: Option<Arc<Condition>>,
+    /// How a durable stage's artifact is checkpointed (see `StageBuilder::durable`).
+    pub(crate) codec: Option<crate::hooks::Codec>,
 }
 
 impl StageSpec {
@@ -90,6 +92,15 @@ impl StageSpec {
 
     pub(crate) fn condition(&self) -> Option<&Condition> {
         self.extras.as_ref()?.condition.as_deref()
+    }
+
+    /// The artifact's codec: declared with `durable`, or implied by a `()` output.
+    pub(crate) fn codec(&self) -> Option<crate::hooks::Codec> {
+        match self.extras.as_ref().and_then(|extras| extras.codec) {
+            Some(codec) => Some(codec),
+            None => (self.output_type == std::any::type_name::<()>())
+                .then(crate::hooks::Codec::of::<()>),
+        }
     }
 }
 
@@ -184,6 +195,10 @@ impl Pipeline {
     }
 
     pub(crate) fn inner(&self) -> &PipelineInner {
+        &self.inner
+    }
+
+    pub(crate) fn shared_inner(&self) -> &Arc<PipelineInner> {
         &self.inner
     }
 

@@ -264,6 +264,10 @@ pub struct StageReport {
     /// For a loop stage, the report of each iteration, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iterations: Vec<RunReport>,
+    /// Restored from a checkpoint by a resumed run (see [`checkpoint`](crate::checkpoint)): it did
+    /// not run again, its artifact was read back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// The result of a run: every stage's status and timings, the artifacts, and the outcome. Stages are

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::StageEvent;
+use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::ready::ReadyQueue;
@@ -37,26 +38,42 @@ use crate::stage::{deadline_after, StageFuture, StageOutcome, StageStep};
 const INLINE_BUDGET: u32 = 128;
 
 pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+    execute_hooked(pipeline, options, None).await
+}
+
+/// A run with checkpoint hooks (`None`: a plain run).
+pub(crate) async fn execute_hooked(
+    pipeline: &Arc<PipelineInner>,
+    options: RunOptions,
+    hooks: Option<Arc<dyn RunHooks>>,
+) -> RunReport {
     let span = tracing::info_span!(
         "pipeline_run",
         pipeline = &*pipeline.name,
         stages = pipeline.stages.len()
     );
-    execute_in_span(pipeline, options).instrument(span).await
+    execute_in_span(pipeline, options, hooks)
+        .instrument(span)
+        .await
 }
 
-async fn execute_in_span(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+async fn execute_in_span(
+    pipeline: &Arc<PipelineInner>,
+    options: RunOptions,
+    hooks: Option<Arc<dyn RunHooks>>,
+) -> RunReport {
     // Timers and spawned stages need a tokio runtime: the caller's, else hivekit's global one,
     // entered for the duration of each poll (so the run works on any executor).
     let fallback = match Handle::try_current() {
         Ok(_) => None,
         Err(_) => match hivekit_runtime::try_handle() {
             Ok(handle) => Some(handle),
-            Err(error) => return Run::new(pipeline, &options).without_runtime(&error),
+            Err(error) => return Run::new(pipeline, &options, hooks).without_runtime(&error),
         },
     };
     let external_cancel = options.cancel.clone();
-    let mut run = Run::new(pipeline, &options);
+    let mut run = Run::new(pipeline, &options, hooks);
+    run.restore();
     let mut cancelled = pin!(external_cancel.cancelled());
     let deadline_at = options
         .deadline
@@ -219,10 +236,16 @@ struct Run {
     /// The time the last stage completed, reused as the start time of the next stage launched
     /// right after it (one clock read per stage instead of two).
     completed_at: Option<Instant>,
+    /// Completing stages restored from a checkpoint (which are not recorded again).
+    restoring: bool,
 }
 
 impl Run {
-    fn new(pipeline: &Arc<PipelineInner>, options: &RunOptions) -> Self {
+    fn new(
+        pipeline: &Arc<PipelineInner>,
+        options: &RunOptions,
+        hooks: Option<Arc<dyn RunHooks>>,
+    ) -> Self {
         let count = pipeline.stages.len();
         let shared = Arc::new(RunShared {
             pipeline: pipeline.clone(),
@@ -235,6 +258,7 @@ impl Run {
             start: Instant::now(),
             fan_outs: parking_lot::Mutex::new(Vec::new()),
             iterations: parking_lot::Mutex::new(Vec::new()),
+            hooks,
         });
         Self {
             pipeline: pipeline.clone(),
@@ -255,6 +279,7 @@ impl Run {
                     failed_attempts: Vec::new(),
                     fan_out: Vec::new(),
                     iterations: Vec::new(),
+                    resumed: false,
                 })
                 .collect(),
             decided: vec![false; count],
@@ -276,7 +301,31 @@ impl Run {
             stop: None,
             scratch: Vec::new(),
             completed_at: None,
+            restoring: false,
         }
+    }
+
+    /// Completes the stages a checkpoint restored, before anything runs: their dependents are
+    /// released as if they had just succeeded, and they are not launched.
+    fn restore(&mut self) {
+        let Some(hooks) = self.shared.hooks.clone() else {
+            return;
+        };
+        self.restoring = true;
+        for restored in hooks.take_restored() {
+            self.stages[restored.stage as usize].resumed = true;
+            self.complete(
+                restored.stage,
+                StageOutcome::Succeeded {
+                    artifact: restored.artifact,
+                    attempts: restored.attempts,
+                    failed: restored.failed,
+                },
+            );
+        }
+        self.restoring = false;
+        let decided = &self.decided;
+        self.batch.retain(|&stage| !decided[stage as usize]);
     }
 
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -492,6 +541,23 @@ impl Run {
             },
             None => (status, None),
         };
+        // A durable run records the stage before any dependent can start.
+        let status = match (&self.shared.hooks, self.restoring) {
+            (Some(hooks), false) => match hooks.finished(
+                &self.pipeline,
+                stage,
+                &status,
+                &self.stages[index].failed_attempts,
+                self.shared.artifacts[index].get(),
+            ) {
+                Ok(()) => status,
+                Err(error) => StageStatus::Failed {
+                    error,
+                    attempts: status.attempts(),
+                },
+            },
+            _ => status,
+        };
         let succeeded = status.is_success();
         if let Some(events) = &self.shared.events {
             events.emit(StageEvent::Finished {
@@ -513,15 +579,16 @@ impl Run {
         self.stages[index].status = status;
         self.decided[index] = true;
         if succeeded {
-            let pipeline = self.pipeline.clone();
-            for (position, &dependent) in pipeline.dependents(index).iter().enumerate() {
-                if taken.as_ref().is_some_and(|taken| !taken[position]) {
-                    self.release_pruned(
-                        dependent,
-                        SkipReason::RouteNotTaken {
-                            router: pipeline.stages[index].name.to_string(),
-                        },
-                    );
+            // Positions into the dependents' list rather than a borrow of it (or a clone of the
+            // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent
+            // needs `self` mutably.
+            let first = self.pipeline.dependent_start[index] as usize;
+            let end = self.pipeline.dependent_start[index + 1] as usize;
+            for slot in first..end {
+                let dependent = self.pipeline.dependent_list[slot];
+                if taken.as_ref().is_some_and(|taken| !taken[slot - first]) {
+                    let router = self.pipeline.stages[index].name.to_string();
+                    self.release_pruned(dependent, SkipReason::RouteNotTaken { router });
                     continue;
                 }
                 let remaining = &mut self.remaining[dependent as usize];

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::agent::{AgentId, DynAgent, ProposalOf};
 use crate::ballot::Tally;
 use crate::call::{later, Limit};
-use crate::context::{AgentContext, DecideOptions, RoundShared, ASSIGNED_PROPOSAL_ID};
+use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
 use crate::decision::{
     AgentFailure, BallotRecord, Decision, FailureKind, Phase, RejectReason, ResolutionStrategy,
 };
@@ -296,8 +296,7 @@ impl<S: State> Hive<S> {
             .into_iter()
             .enumerate()
             .map(|(offset, (id, agent, weight, heavy, votes))| {
-                let serial = base.wrapping_add(offset as u64) & !ASSIGNED_PROPOSAL_ID;
-                let proposal_id = ProposalId(ASSIGNED_PROPOSAL_ID | serial);
+                let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
                 RoundMember {
                     id,
                     agent,

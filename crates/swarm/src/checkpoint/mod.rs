@@ -1,0 +1,560 @@
+//! Durable runs: every finished stage checkpointed, a crashed or interrupted run resumed where it
+//! stopped.
+//!
+//! - A [`CheckpointStore`] keeps runs: [`MemoryStore`] in memory, `RedbStore` in one file on disk
+//!   (with the `durable` feature, which builds the database; off by default).
+//! - [`Durable::start`] runs a pipeline under a run id. The run's input (made with
+//!   [`RunInput::serializable`](crate::RunInput::serializable)) and the pipeline's shape (stage
+//!   names, dependencies, kinds, artifact types, and their fingerprint) are written first; then each
+//!   stage, when it ends, is written as one atomic record (status, attempts, failed attempts, and the
+//!   artifact of a stage declared [`durable`](crate::StageBuilder::durable)) *before* any of its
+//!   dependents starts.
+//! - [`Durable::resume`] reads the checkpoint back: stages that succeeded are not run again (their
+//!   artifacts are decoded and handed to their dependents, their reports marked
+//!   [`resumed`](crate::StageReport::resumed)), everything else runs. The report equals an
+//!   uninterrupted run's apart from timings and the `resumed` marks.
+//! - [`StageContext::interrupt`](crate::StageContext::interrupt) pauses a run for outside input;
+//!   [`Durable::resume_with`] continues it with a value.
+//!
+//! # What "exactly once" means here
+//!
+//! A stage whose record was written is never run again by a resume. A stage that was running
+//! when the process died (started, not recorded) runs again, so *its* side effects may happen twice:
+//! make such effects idempotent, or split them into a stage of their own. Because a record is
+//! written before dependents are released, no stage ever runs on an artifact that was not recorded.
+//! Stages that are not declared durable (and do not return `()`) have no artifact to read back and
+//! run again on resume; [`PipelineBuilder::durable`](crate::PipelineBuilder::durable) makes that a
+//! [`BuildError`](crate::BuildError). A loop stage restored this way keeps its artifact but not its
+//! per-iteration reports; fan-out items are not checkpointed one by one (a stage's fan-out reruns
+//! whole).
+//!
+//! # Retention
+//!
+//! [`Retention`]: a store keeps at most `max_runs` runs (1024 by default); starting a run deletes
+//! the oldest beyond that, and [`Durable::prune`] does it on demand. With `delete_succeeded` a run
+//! that ends successfully is deleted at once. [`Durable::runs`] lists runs and [`Durable::delete`]
+//! deletes one.
+//!
+//! # Examples
+//!
+//! ```
+//! use hivekit_swarm::checkpoint::{Durable, MemoryStore};
+//! use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pipeline = Pipeline::builder()
+//!     .stage("draft", |_: StageContext| async { Ok::<_, StageError>(String::from("text")) })
+//!     .durable()
+//!     .stage("publish", |ctx: StageContext| async move {
+//!         match ctx.resume_value::<bool>()? {
+//!             Some(approved) => Ok::<_, StageError>(approved),
+//!             None => Err(ctx.interrupt("needs an editor's approval")),
+//!         }
+//!     })
+//!     .durable()
+//!     .after(["draft"])
+//!     .build()?;
+//! let durable = Durable::new(MemoryStore::new());
+//! let first = durable.start(&pipeline, "post-1", RunOptions::default()).await?;
+//! assert_eq!(first.interrupted_stage(), Some("publish"));
+//! let second = durable.resume_with(&pipeline, "post-1", true, RunOptions::default()).await?;
+//! let report = second.report();
+//! assert!(report.is_success());
+//! assert!(report.stage("draft").unwrap().resumed); // not run again
+//! assert!(*report.artifact::<bool>("publish")?);
+//! # Ok(())
+//! # }
+//! ```
+
+mod journal;
+mod record;
+#[cfg(feature = "durable")]
+mod redb_store;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use record::CheckpointError;
+#[cfg(feature = "durable")]
+pub use redb_store::RedbStore;
+pub use store::{CheckpointStore, MemoryStore, RunEntry, StoreError, StoredRun};
+
+use crate::hooks::Restored;
+use crate::input::RunInput;
+use crate::options::RunOptions;
+use crate::pipeline::Pipeline;
+use crate::report::RunReport;
+use journal::Journal;
+use record::{Header, StageRecord, FORMAT, STAGE_PREFIX, VALUE_PREFIX};
+
+/// How long a store keeps runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// The most runs kept; starting a run deletes the oldest beyond it.
+    pub max_runs: usize,
+    /// Delete a run as soon as it ends successfully.
+    pub delete_succeeded: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_runs: 1024,
+            delete_succeeded: false,
+        }
+    }
+}
+
+impl Retention {
+    /// At most `max_runs` runs, succeeded runs kept.
+    pub fn max_runs(max_runs: usize) -> Self {
+        Self {
+            max_runs,
+            ..Self::default()
+        }
+    }
+
+    /// This policy, deleting runs that succeed.
+    #[must_use]
+    pub fn delete_succeeded(self) -> Self {
+        Self {
+            delete_succeeded: true,
+            ..self
+        }
+    }
+}
+
+/// How a durable run ended.
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use = "a run's outcome says whether it finished"]
+pub enum DurableOutcome {
+    /// The run ended (succeeded, failed, cancelled: the report says which).
+    Finished(RunReport),
+    /// A stage paused the run with [`StageContext::interrupt`](crate::StageContext::interrupt);
+    /// [`Durable::resume_with`] continues it.
+    Interrupted {
+        /// The stage that paused the run.
+        stage: String,
+        /// Why, as the stage said.
+        reason: String,
+        /// The run's report so far (the stage shows as failed with the interrupt).
+        report: RunReport,
+    },
+}
+
+impl DurableOutcome {
+    /// The run's report.
+    pub fn report(&self) -> &RunReport {
+        match self {
+            Self::Finished(report) | Self::Interrupted { report, .. } => report,
+        }
+    }
+
+    /// The run's report, by value.
+    pub fn into_report(self) -> RunReport {
+        match self {
+            Self::Finished(report) | Self::Interrupted { report, .. } => report,
+        }
+    }
+
+    /// The stage that interrupted the run, if one did.
+    pub fn interrupted_stage(&self) -> Option<&str> {
+        match self {
+            Self::Interrupted { stage, .. } => Some(stage),
+            Self::Finished(_) => None,
+        }
+    }
+}
+
+type InputDecoder = fn(serde_json::Value) -> Result<RunInput, serde_json::Error>;
+
+fn decode_input<T>(value: serde_json::Value) -> Result<RunInput, serde_json::Error>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    serde_json::from_value::<T>(value).map(RunInput::serializable)
+}
+
+/// Runs pipelines durably on a [`CheckpointStore`] (see the [module docs](self)).
+#[derive(Clone)]
+pub struct Durable {
+    store: Arc<dyn CheckpointStore>,
+    retention: Retention,
+    input: Option<InputDecoder>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl Durable {
+    /// Durable runs on `store`, with the default [`Retention`].
+    pub fn new(store: impl CheckpointStore) -> Self {
+        Self {
+            store: Arc::new(store),
+            retention: Retention::default(),
+            input: None,
+        }
+    }
+
+    /// This handle with another retention policy.
+    #[must_use]
+    pub fn with_retention(self, retention: Retention) -> Self {
+        Self { retention, ..self }
+    }
+
+    /// This handle, reading runs' inputs back as `T` when it resumes them (the type the stages
+    /// read with [`run_input`](crate::StageContext::run_input)).
+    #[must_use]
+    pub fn with_input<T>(self) -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        Self {
+            input: Some(decode_input::<T>),
+            ..self
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn CheckpointStore {
+        &*self.store
+    }
+
+    /// Starts run `run` of `pipeline` with `options`, checkpointing every stage as it ends.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::RunExists`] when the store has a run of that id,
+    /// [`CheckpointError::InputNotSerializable`] for an input not made with
+    /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written. A
+    /// stage whose record cannot be written fails (and the report says why).
+    pub async fn start(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        options: RunOptions,
+    ) -> Result<DurableOutcome, CheckpointError> {
+        if self.store.load_run(run)?.is_some() {
+            return Err(CheckpointError::RunExists {
+                run: run.to_owned(),
+            });
+        }
+        let input = match &options.input {
+            None => None,
+            Some(input) => match input.to_json() {
+                Some(Ok(value)) => Some(value),
+                Some(Err(error)) => {
+                    return Err(CheckpointError::InputNotSerializable {
+                        run: run.to_owned(),
+                        reason: error.to_string(),
+                    })
+                }
+                None => {
+                    return Err(CheckpointError::InputNotSerializable {
+                        run: run.to_owned(),
+                        reason: format!(
+                            "an input of type `{}` not made with RunInput::serializable",
+                            input.type_name()
+                        ),
+                    })
+                }
+            },
+        };
+        let shape = record::shape(pipeline.inner());
+        let header = Header {
+            format: FORMAT,
+            pipeline: pipeline.name().to_owned(),
+            fingerprint: record::fingerprint(&shape),
+            shape,
+            input,
+        };
+        let bytes =
+            serde_json::to_vec(&header).map_err(|error| CheckpointError::InputNotSerializable {
+                run: run.to_owned(),
+                reason: error.to_string(),
+            })?;
+        self.store.create_run(run, now_ms(), &bytes)?;
+        self.prune()?;
+        Ok(self
+            .execute(pipeline, run, options, Vec::new(), HashMap::new())
+            .await)
+    }
+
+    /// Resumes run `run`: stages that succeeded are restored, not run; the rest run. The run's
+    /// input is read back from the checkpoint (replacing `options.input`).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::UnknownRun`], [`CheckpointError::ShapeMismatch`] naming the first
+    /// difference when `pipeline` is not the one checkpointed, [`CheckpointError::CorruptHeader`]
+    /// and [`CheckpointError::CorruptRecord`] (naming the stage) for unreadable records,
+    /// [`CheckpointError::InputNotReadable`], [`CheckpointError::Store`].
+    pub async fn resume(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        options: RunOptions,
+    ) -> Result<DurableOutcome, CheckpointError> {
+        self.resume_inner(pipeline, run, None, options).await
+    }
+
+    /// Resumes run `run` as [`resume`](Durable::resume) does, handing `value` to the stages that
+    /// interrupted it (each reads it with [`resume_value`](crate::StageContext::resume_value)). The
+    /// value is checkpointed first, so a crash after this call keeps it.
+    ///
+    /// # Errors
+    ///
+    /// As [`resume`](Durable::resume), and [`CheckpointError::NotInterrupted`] when no stage of the
+    /// run interrupted it, [`CheckpointError::ValueNotSerializable`].
+    pub async fn resume_with<V: Serialize>(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        value: V,
+        options: RunOptions,
+    ) -> Result<DurableOutcome, CheckpointError> {
+        let value =
+            serde_json::to_value(value).map_err(|error| CheckpointError::ValueNotSerializable {
+                run: run.to_owned(),
+                reason: error.to_string(),
+            })?;
+        self.resume_inner(pipeline, run, Some(value), options).await
+    }
+
+    async fn resume_inner(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        value: Option<serde_json::Value>,
+        mut options: RunOptions,
+    ) -> Result<DurableOutcome, CheckpointError> {
+        let loaded = self.load(pipeline, run)?;
+        options.input = loaded.input;
+        let mut values = loaded.values;
+        if let Some(value) = value {
+            if loaded.interrupted.is_empty() {
+                return Err(CheckpointError::NotInterrupted {
+                    run: run.to_owned(),
+                });
+            }
+            let bytes = serde_json::to_vec(&value).map_err(|error| {
+                CheckpointError::ValueNotSerializable {
+                    run: run.to_owned(),
+                    reason: error.to_string(),
+                }
+            })?;
+            for stage in loaded.interrupted {
+                let name = &pipeline.inner().stages[stage as usize].name;
+                self.store
+                    .put_record(run, &format!("{VALUE_PREFIX}{name}"), &bytes)?;
+                values.insert(stage, value.clone());
+            }
+        }
+        Ok(self
+            .execute(pipeline, run, options, loaded.restored, values)
+            .await)
+    }
+
+    /// Reads run `run`'s checkpoint and checks it against `pipeline`.
+    fn load(&self, pipeline: &Pipeline, run: &str) -> Result<Loaded, CheckpointError> {
+        let Some(stored) = self.store.load_run(run)? else {
+            return Err(CheckpointError::UnknownRun {
+                run: run.to_owned(),
+            });
+        };
+        let corrupt_header = |reason: String| CheckpointError::CorruptHeader {
+            run: run.to_owned(),
+            reason,
+        };
+        let header: Header = serde_json::from_slice(&stored.header)
+            .map_err(|error| corrupt_header(error.to_string()))?;
+        if header.format != FORMAT {
+            return Err(corrupt_header(format!(
+                "unknown format {} (this build reads {FORMAT})",
+                header.format
+            )));
+        }
+        let inner = pipeline.inner();
+        let shape = record::shape(inner);
+        if header.shape != shape || header.fingerprint != record::fingerprint(&shape) {
+            return Err(CheckpointError::ShapeMismatch {
+                run: run.to_owned(),
+                difference: record::first_difference(&header.shape, &shape),
+            });
+        }
+        let input = match (header.input, self.input) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(CheckpointError::InputNotReadable {
+                    run: run.to_owned(),
+                    reason:
+                        "the Durable handle was not told the input's type (Durable::with_input)"
+                            .to_owned(),
+                })
+            }
+            (Some(value), Some(decode)) => {
+                Some(
+                    decode(value).map_err(|error| CheckpointError::InputNotReadable {
+                        run: run.to_owned(),
+                        reason: error.to_string(),
+                    })?,
+                )
+            }
+        };
+        let mut loaded = Loaded {
+            input,
+            restored: Vec::new(),
+            interrupted: Vec::new(),
+            values: HashMap::new(),
+        };
+        for (key, bytes) in stored.records {
+            let (name, is_value) = if let Some(name) = key.strip_prefix(STAGE_PREFIX) {
+                (name, false)
+            } else if let Some(name) = key.strip_prefix(VALUE_PREFIX) {
+                (name, true)
+            } else {
+                continue;
+            };
+            let corrupt = |reason: String| CheckpointError::CorruptRecord {
+                run: run.to_owned(),
+                stage: name.to_owned(),
+                reason,
+            };
+            let Some(stage) = inner.lookup(name) else {
+                return Err(corrupt("the pipeline has no such stage".to_owned()));
+            };
+            let stage = stage as u32;
+            if is_value {
+                let value = serde_json::from_slice(&bytes)
+                    .map_err(|error| corrupt(format!("resume value: {error}")))?;
+                loaded.values.insert(stage, value);
+                continue;
+            }
+            let record: StageRecord =
+                serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
+            if record.interrupt.is_some() {
+                loaded.interrupted.push(stage);
+            }
+            let spec = &inner.stages[stage as usize];
+            let (true, Some(codec)) = (record.status.is_success(), spec.codec()) else {
+                continue;
+            };
+            let artifact = (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null))
+                .map_err(|error| {
+                    corrupt(format!("artifact of type `{}`: {error}", spec.output_type))
+                })?;
+            loaded.restored.push(Restored {
+                stage,
+                artifact,
+                attempts: record.status.attempts(),
+                failed: record.failed_attempts,
+            });
+        }
+        let mut position = vec![0_usize; inner.stages.len()];
+        for (at, &stage) in inner.order.iter().enumerate() {
+            position[stage as usize] = at;
+        }
+        loaded
+            .restored
+            .sort_by_key(|restored| position[restored.stage as usize]);
+        Ok(loaded)
+    }
+
+    async fn execute(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        options: RunOptions,
+        restored: Vec<Restored>,
+        values: HashMap<u32, serde_json::Value>,
+    ) -> DurableOutcome {
+        let journal = Arc::new(Journal {
+            store: self.store.clone(),
+            run: run.to_owned(),
+            restored: Mutex::new(restored),
+            values,
+            interrupts: Mutex::new(Vec::new()),
+        });
+        let report =
+            crate::run::execute_hooked(pipeline.shared_inner(), options, Some(journal.clone()))
+                .await;
+        let interrupt = journal.interrupts.lock().first().cloned();
+        match interrupt {
+            Some((stage, reason)) => DurableOutcome::Interrupted {
+                stage: pipeline.inner().stages[stage as usize].name.to_string(),
+                reason,
+                report,
+            },
+            None => {
+                if self.retention.delete_succeeded && report.is_success() {
+                    // The run is done; failing to forget it only costs space.
+                    if let Err(error) = self.store.delete_run(run) {
+                        tracing::warn!(run, %error, "could not delete a succeeded run");
+                    }
+                }
+                DurableOutcome::Finished(report)
+            }
+        }
+    }
+
+    /// Every run in the store, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Store`] when the store fails.
+    pub fn runs(&self) -> Result<Vec<RunEntry>, CheckpointError> {
+        Ok(self.store.runs()?)
+    }
+
+    /// Deletes run `run`; whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Store`] when the store fails.
+    pub fn delete(&self, run: &str) -> Result<bool, CheckpointError> {
+        Ok(self.store.delete_run(run)?)
+    }
+
+    /// Applies the retention policy: deletes the oldest runs beyond `max_runs`; how many it deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Store`] when the store fails.
+    pub fn prune(&self) -> Result<usize, CheckpointError> {
+        let runs = self.store.runs()?;
+        let excess = runs.len().saturating_sub(self.retention.max_runs);
+        for entry in &runs[..excess] {
+            self.store.delete_run(&entry.run)?;
+        }
+        Ok(excess)
+    }
+}
+
+/// A checkpoint read back and checked.
+struct Loaded {
+    input: Option<RunInput>,
+    restored: Vec<Restored>,
+    interrupted: Vec<u32>,
+    values: HashMap<u32, serde_json::Value>,
+}

@@ -1,0 +1,210 @@
+//! What a checkpoint holds: the run's header (input, the pipeline's shape and its fingerprint) and
+//! one record per finished stage, all JSON; and [`CheckpointError`].
+
+use serde::{Deserialize, Serialize};
+
+use super::store::StoreError;
+use crate::pipeline::{PipelineInner, StageKind};
+use crate::report::{AttemptRecord, StageStatus};
+
+/// The version of the record layout written here.
+pub(crate) const FORMAT: u32 = 1;
+
+/// Record keys: a stage's record, and the value a resume hands an interrupted stage.
+pub(crate) const STAGE_PREFIX: &str = "s:";
+pub(crate) const VALUE_PREFIX: &str = "v:";
+
+/// A checkpoint could not be written or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `start` was given the id of a run the store already has.
+    #[error("run `{run}` already exists in the checkpoint store")]
+    RunExists {
+        /// The run.
+        run: String,
+    },
+    /// `resume` was given the id of a run the store does not have.
+    #[error("no checkpoint for run `{run}`")]
+    UnknownRun {
+        /// The run.
+        run: String,
+    },
+    /// The run's input cannot be checkpointed: it was not made with
+    /// [`RunInput::serializable`](crate::RunInput::serializable), or serializing it failed.
+    #[error("the input of run `{run}` cannot be checkpointed: {reason}")]
+    InputNotSerializable {
+        /// The run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint has an input and the [`Durable`](super::Durable) handle was not told its
+    /// type ([`Durable::with_input`](super::Durable::with_input)), or it does not decode as it.
+    #[error("the input of run `{run}` cannot be read back: {reason}")]
+    InputNotReadable {
+        /// The run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
+    /// The pipeline resumed is not the one checkpointed.
+    #[error("run `{run}` was checkpointed with another pipeline: {difference}")]
+    ShapeMismatch {
+        /// The run.
+        run: String,
+        /// The first difference found, in words.
+        difference: String,
+    },
+    /// The run's header is unreadable (corrupt, truncated, or of an unknown format).
+    #[error("checkpoint of run `{run}` has a corrupt header: {reason}")]
+    CorruptHeader {
+        /// The run.
+        run: String,
+        /// What failed to decode.
+        reason: String,
+    },
+    /// A stage's record is unreadable (corrupt or truncated), or its artifact does not decode as
+    /// the stage's type.
+    #[error("checkpoint of run `{run}` has a corrupt record for stage `{stage}`: {reason}")]
+    CorruptRecord {
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+        /// What failed to decode.
+        reason: String,
+    },
+    /// `resume_with` was called on a run no stage of which is waiting for a value.
+    #[error("run `{run}` has no interrupted stage to hand a value to")]
+    NotInterrupted {
+        /// The run.
+        run: String,
+    },
+    /// The value for an interrupted stage cannot be serialized.
+    #[error("the resume value for run `{run}` cannot be serialized: {reason}")]
+    ValueNotSerializable {
+        /// The run.
+        run: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One stage of the pipeline's shape: what a resume compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShapeStage {
+    pub(crate) name: String,
+    pub(crate) after: Vec<String>,
+    pub(crate) kind: String,
+    pub(crate) output: String,
+}
+
+/// A run's header.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub(crate) format: u32,
+    pub(crate) pipeline: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) shape: Vec<ShapeStage>,
+    pub(crate) input: Option<serde_json::Value>,
+}
+
+/// A finished stage's record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StageRecord {
+    pub(crate) status: StageStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) failed_attempts: Vec<AttemptRecord>,
+    /// The artifact of a durable stage that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) artifact: Option<serde_json::Value>,
+    /// Why the stage interrupted the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) interrupt: Option<String>,
+}
+
+/// The pipeline's shape: stage names in declaration order, their dependencies, kinds and artifact
+/// types.
+pub(crate) fn shape(pipeline: &PipelineInner) -> Vec<ShapeStage> {
+    (0..pipeline.stages.len())
+        .map(|index| {
+            let spec = &pipeline.stages[index];
+            ShapeStage {
+                name: spec.name.to_string(),
+                after: pipeline
+                    .dependencies(index)
+                    .iter()
+                    .map(|&dependency| pipeline.stages[dependency as usize].name.to_string())
+                    .collect(),
+                kind: match spec.kind {
+                    StageKind::Plain => "stage",
+                    StageKind::Router => "router",
+                    StageKind::Loop => "loop",
+                }
+                .to_owned(),
+                output: spec.output_type.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// FNV-1a over the shape's JSON: stable across Rust releases (unlike `DefaultHasher`).
+pub(crate) fn fingerprint(shape: &[ShapeStage]) -> u64 {
+    let bytes = serde_json::to_vec(shape).unwrap_or_default();
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The first difference between a checkpoint's shape and a pipeline's, in words.
+pub(crate) fn first_difference(stored: &[ShapeStage], current: &[ShapeStage]) -> String {
+    for (position, (old, new)) in stored.iter().zip(current).enumerate() {
+        if old.name != new.name {
+            return format!(
+                "stage {} is `{}` in the checkpoint but `{}` in the pipeline",
+                position + 1,
+                old.name,
+                new.name
+            );
+        }
+        if old.after != new.after {
+            return format!(
+                "stage `{}` runs after [{}] in the checkpoint but after [{}] in the pipeline",
+                old.name,
+                old.after.join(", "),
+                new.after.join(", ")
+            );
+        }
+        if old.kind != new.kind {
+            return format!(
+                "stage `{}` is a {} in the checkpoint but a {} in the pipeline",
+                old.name, old.kind, new.kind
+            );
+        }
+        if old.output != new.output {
+            return format!(
+                "stage `{}` has artifact type `{}` in the checkpoint but `{}` in the pipeline",
+                old.name, old.output, new.output
+            );
+        }
+    }
+    match (stored.get(current.len()), current.get(stored.len())) {
+        (Some(extra), _) => format!(
+            "the checkpoint has {} stages, the pipeline {} (first missing: `{}`)",
+            stored.len(),
+            current.len(),
+            extra.name
+        ),
+        (_, Some(extra)) => format!(
+            "the checkpoint has {} stages, the pipeline {} (first new: `{}`)",
+            stored.len(),
+            current.len(),
+            extra.name
+        ),
+        (None, None) => "the fingerprints differ".to_owned(),
+    }
+}
