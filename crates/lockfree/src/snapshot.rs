@@ -147,7 +147,22 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!((*cell.load(), cell.version()), (42, 0));
     /// ```
     pub fn new(value: T) -> Self {
-        let first = Arc::new(Versioned::new(0, value));
+        Self::with_version(value, 0)
+    }
+
+    /// A cell holding `value` at `version`: for a cell that mirrors versions numbered elsewhere (a
+    /// memory shared between processes opens at the version its store already holds). Writes go on
+    /// from there, one version at a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::with_version("opened", 41);
+    /// assert_eq!(cell.version(), 41);
+    /// assert_eq!(cell.store("next"), 42);
+    /// ```
+    pub fn with_version(value: T, version: u64) -> Self {
+        let first = Arc::new(Versioned::new(version, value));
         Self {
             current: AtomicPtr::new(Arc::into_raw(first).cast_mut()),
             limbo: AtomicPtr::new(std::ptr::null_mut()),

@@ -1,0 +1,194 @@
+//! Where the etcd cluster is, under which key prefix a memory lives, and how long to wait.
+
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+
+use crate::error::{unreachable_now, EtcdError};
+
+/// etcd's default `--max-request-bytes`: the largest request it accepts (1.5 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// etcd's default `--max-txn-ops`: the most operations one transaction may hold.
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+
+/// How to reach etcd and where a hive's keys live.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use hivekit_etcd::EtcdConfig;
+///
+/// let config = EtcdConfig::new(["http://127.0.0.1:2379"], "/hivekit/inventory")
+///     .connect_timeout(Duration::from_secs(2))
+///     .commit_timeout(Duration::from_secs(5));
+/// assert_eq!(config.prefix(), "/hivekit/inventory/");
+/// ```
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) prefix: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) commit_timeout: Duration,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_txn_ops: usize,
+}
+
+impl EtcdConfig {
+    /// A configuration for the cluster at `endpoints` (`http://host:port`) and the memory under
+    /// `prefix` (a `/` is appended when missing). Timeouts: connect 3 s, request 5 s, commit 15 s.
+    pub fn new<E: Into<String>>(endpoints: impl IntoIterator<Item = E>, prefix: &str) -> Self {
+        let mut prefix = prefix.to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        EtcdConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            prefix,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(15),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+        }
+    }
+
+    /// How long connecting may take before [`EtcdError::Unreachable`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one request may take.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long a commit may take in all, retries after conflicts and the read-back of an
+    /// ambiguous outcome included.
+    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.commit_timeout = timeout;
+        self
+    }
+
+    /// The cluster's `--max-request-bytes`, when it is not etcd's default.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// The cluster's `--max-txn-ops`, when it is not etcd's default.
+    pub fn max_txn_ops(mut self, operations: usize) -> Self {
+        self.max_txn_ops = operations;
+        self
+    }
+
+    /// The key prefix, ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The endpoints.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), EtcdError> {
+        if self.endpoints.is_empty() {
+            return Err(EtcdError::NoEndpoints);
+        }
+        if self.prefix == "/" {
+            return Err(EtcdError::InvalidPrefix {
+                prefix: self.prefix.clone(),
+                reason: "a memory needs a prefix of its own, not the whole keyspace",
+            });
+        }
+        Ok(())
+    }
+
+    /// Connects and checks that the cluster answers, within the connect timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::Unreachable`] when no endpoint answers in time.
+    pub async fn connect(&self) -> Result<Client, EtcdError> {
+        self.validate()?;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            // A member that stops answering (a partition; a killed process closes its sockets and
+            // is noticed at once) is noticed within about 8 s, even on an idle watch stream. etcd
+            // closes connections that ping more often than its `--grpc-keepalive-min-time` (5 s).
+            .with_keep_alive(Duration::from_secs(6), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        let unreachable = |detail: String| EtcdError::Unreachable {
+            endpoints: self.endpoints.join(","),
+            waited: self.connect_timeout,
+            detail,
+        };
+        let client = match tokio::time::timeout(
+            self.connect_timeout,
+            Client::connect(&self.endpoints, Some(options)),
+        )
+        .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(unreachable(error.to_string())),
+            Err(_) => return Err(unreachable("connect timed out".into())),
+        };
+        // Connecting is lazy: one small read proves that a member answers.
+        let probe = client.kv_client();
+        let probing = EtcdConfig {
+            request_timeout: self.connect_timeout,
+            ..self.clone()
+        };
+        match probing
+            .request("connect", || {
+                let mut kv = probe.clone();
+                async move { kv.get("\0", None).await }
+            })
+            .await
+        {
+            Ok(_) => Ok(client),
+            Err(error) => Err(unreachable(error.to_string())),
+        }
+    }
+
+    /// Runs one request under the request timeout. A request that could not be sent because its
+    /// endpoint refused the connection (a dead member the client's balancer picked) is sent again,
+    /// to any member, until the timeout: it cannot have been applied, so resending is safe.
+    pub(crate) async fn request<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, EtcdError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match tokio::time::timeout_at(deadline, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source))
+                    if unreachable_now(&source)
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Ok(Err(source)) => return Err(EtcdError::client(operation, source)),
+                Err(_) => {
+                    return Err(EtcdError::Timeout {
+                        operation,
+                        waited: self.request_timeout,
+                    })
+                }
+            }
+        }
+    }
+}

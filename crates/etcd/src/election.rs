@@ -1,0 +1,232 @@
+//! [`Election`]: one leader at a time among the processes sharing a prefix, on etcd's election API.
+
+use std::fmt;
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, LeaderKey, ResignOptions, WatchOptions};
+
+use crate::config::EtcdConfig;
+use crate::error::EtcdError;
+use crate::layout::Keys;
+use crate::lease::KeptLease;
+use crate::membership::check_segment;
+
+/// An election among the processes sharing a prefix, for work that must run in one place at a
+/// time (such as driving scheduled rounds).
+///
+/// Candidates [`campaign`](Self::campaign) with a lease; etcd elects them one at a time, in the
+/// order they campaigned. A leader that dies stops renewing its lease and the next candidate is
+/// elected once the lease's TTL has passed.
+#[derive(Clone)]
+pub struct Election {
+    client: Client,
+    config: EtcdConfig,
+    name: String,
+}
+
+impl fmt::Debug for Election {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Election")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// This process's leadership, won by [`Election::campaign`]. Dropping it stops renewing its lease
+/// and revokes it, handing leadership on.
+pub struct Leadership {
+    client: Client,
+    config: EtcdConfig,
+    leader: LeaderKey,
+    lease: KeptLease,
+    deleted: tokio::task::JoinHandle<()>,
+    deleted_signal: tokio::sync::watch::Receiver<bool>,
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("key", &String::from_utf8_lossy(self.leader.key()))
+            .field("lease", &self.lease.id)
+            .field("held", &self.is_leader())
+            .finish()
+    }
+}
+
+impl Election {
+    /// The election `name` under `config`'s prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::InvalidName`] for an empty name or one containing `/`.
+    pub fn new(client: Client, config: &EtcdConfig, name: &str) -> Result<Self, EtcdError> {
+        config.validate()?;
+        check_segment(name)?;
+        Ok(Election {
+            client,
+            config: config.clone(),
+            name: Keys::new(&config.prefix).election(name),
+        })
+    }
+
+    /// Campaigns as `candidate` with a lease of `ttl`, and waits until elected.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError`] when etcd fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling drops the lease (revoking it), which withdraws the candidacy.
+    pub async fn campaign(&self, candidate: &str, ttl: Duration) -> Result<Leadership, EtcdError> {
+        let lease = KeptLease::grant(&self.client, &self.config, ttl).await?;
+        let mut election = self.client.election_client();
+        let campaign = election.campaign(self.name.clone(), candidate, lease.id);
+        let response = tokio::select! {
+            response = campaign => response.map_err(|source| EtcdError::client("campaign", source))?,
+            () = lease.lost() => {
+                return Err(EtcdError::LeaseLost {
+                    lease: lease.id,
+                    detail: "lost while campaigning".into(),
+                })
+            }
+        };
+        let leader = response
+            .leader()
+            .cloned()
+            .ok_or_else(|| EtcdError::LeaseLost {
+                lease: lease.id,
+                detail: "etcd elected no leader key".into(),
+            })?;
+        let (sender, deleted_signal) = tokio::sync::watch::channel(false);
+        let deleted = tokio::spawn(watch_deletion(
+            self.client.clone(),
+            leader.key().to_vec(),
+            sender,
+        ));
+        Ok(Leadership {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            leader,
+            lease,
+            deleted,
+            deleted_signal,
+        })
+    }
+
+    /// The current leader's candidate value, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError`] when etcd fails.
+    pub async fn leader(&self) -> Result<Option<String>, EtcdError> {
+        let election = self.client.election_client();
+        match self
+            .config
+            .request("read leader", || {
+                let mut election = election.clone();
+                let name = self.name.clone();
+                async move { election.leader(name).await }
+            })
+            .await
+        {
+            Ok(response) => Ok(response
+                .kv()
+                .map(|pair| String::from_utf8_lossy(pair.value()).into_owned())),
+            Err(EtcdError::Client { source, .. }) if source.to_string().contains("no leader") => {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Signals once the leader key is deleted (resigned, or its lease expired).
+async fn watch_deletion(client: Client, key: Vec<u8>, deleted: tokio::sync::watch::Sender<bool>) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let mut watch_client = client.watch_client();
+        let mut kv = client.kv_client();
+        // The key may be gone already (watching from now on would miss its deletion).
+        match kv.get(key.clone(), None).await {
+            Ok(response) if response.kvs().is_empty() => {
+                let _ = deleted.send(true);
+                return;
+            }
+            Ok(response) => {
+                let revision = response.header().map_or(0, |header| header.revision()) + 1;
+                let options = WatchOptions::new().with_start_revision(revision);
+                if let Ok(mut stream) = watch_client.watch(key.clone(), Some(options)).await {
+                    backoff = Duration::from_millis(20);
+                    while let Ok(Some(message)) = stream.message().await {
+                        if message
+                            .events()
+                            .iter()
+                            .any(|event| event.event_type() == EventType::Delete)
+                        {
+                            let _ = deleted.send(true);
+                            return;
+                        }
+                        if message.canceled() {
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+impl Leadership {
+    /// Whether this process is still the leader: its lease is renewed and its leader key exists.
+    pub fn is_leader(&self) -> bool {
+        self.lease.is_alive() && !*self.deleted_signal.borrow()
+    }
+
+    /// Waits until leadership is lost: the lease was not renewed within its TTL, or the leader key
+    /// was deleted. Work that must run in one place stops when this returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn lost(&self) {
+        let mut deleted = self.deleted_signal.clone();
+        tokio::select! {
+            () = self.lease.lost() => {}
+            _ = deleted.wait_for(|deleted| *deleted) => {}
+        }
+    }
+
+    /// The candidate value this leader campaigned with.
+    pub fn key(&self) -> String {
+        String::from_utf8_lossy(self.leader.key()).into_owned()
+    }
+
+    /// Hands leadership on.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError`] when etcd fails (leadership then ends when the lease expires).
+    pub async fn resign(self) -> Result<(), EtcdError> {
+        self.deleted.abort();
+        let election = self.client.election_client();
+        let options = ResignOptions::new().with_leader(self.leader.clone());
+        self.config
+            .request("resign", || {
+                let mut election = election.clone();
+                let options = options.clone();
+                async move { election.resign(Some(options)).await }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.deleted.abort();
+    }
+}

@@ -1,0 +1,241 @@
+//! What can go wrong talking to etcd, and how it maps onto the hive's [`MemoryError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_hive::MemoryError;
+
+/// Why an etcd memory, membership or election could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdError {
+    /// A process or election name that cannot be one segment of a key.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The configuration names no endpoint.
+    #[error("no etcd endpoint configured")]
+    NoEndpoints,
+    /// The prefix is empty or not a plain key prefix.
+    #[error("invalid key prefix `{prefix}`: {reason}")]
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No endpoint answered within the connect timeout; nothing was written.
+    #[error("etcd at {endpoints} unreachable within {waited:?}: {detail}")]
+    Unreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The last failure seen.
+        detail: String,
+    },
+    /// A request did not complete in time.
+    #[error("etcd {operation} timed out after {waited:?}")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// etcd refused or failed a request.
+    #[error("etcd {operation} failed: {source}")]
+    Client {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// A commit larger than etcd accepts in one request (`--max-request-bytes`, 1.5 MiB by default).
+    #[error("commit of {bytes} bytes exceeds etcd's request limit of {limit} bytes")]
+    TooLarge {
+        /// The size of the transaction.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A commit with more operations than etcd accepts in one transaction (`--max-txn-ops`, 128 by
+    /// default).
+    #[error("commit of {operations} operations exceeds etcd's limit of {limit} per transaction")]
+    TooManyOperations {
+        /// The operations the commit needs.
+        operations: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A stored value does not deserialize.
+    #[error("value at `{key}` does not deserialize: {source}")]
+    Corrupt {
+        /// The etcd key.
+        key: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A state or change does not serialize.
+    #[error("{what} does not serialize: {source}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The prefix holds keys but no hivekit memory marker, or a marker of another format.
+    #[error("prefix `{prefix}` holds data that is not a hivekit memory ({found})")]
+    NotAMemory {
+        /// The prefix.
+        prefix: String,
+        /// What was found there.
+        found: String,
+    },
+    /// The memory at the prefix was created with another state layout.
+    #[error("memory at `{prefix}` uses the `{stored}` layout, not `{requested}`")]
+    LayoutMismatch {
+        /// The prefix.
+        prefix: String,
+        /// The layout stored in the memory's marker.
+        stored: String,
+        /// The layout this process asked for.
+        requested: &'static str,
+    },
+    /// The history has a hole: a version is missing where the next one was expected.
+    #[error("history at `{prefix}` jumps from version {expected} to {found}")]
+    HistoryGap {
+        /// The prefix.
+        prefix: String,
+        /// The version expected next.
+        expected: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// A commit was sent but its outcome could not be read back before the deadline: it may or may
+    /// not have landed. [`EtcdMemory::resolve`](crate::EtcdMemory::resolve) settles it for good.
+    #[error("outcome of decision {decision_id:#x} unknown after {waited:?}: {detail}")]
+    OutcomeUnknown {
+        /// The decision.
+        decision_id: u128,
+        /// How long resolution was tried.
+        waited: Duration,
+        /// The last failure seen.
+        detail: String,
+    },
+    /// The decision was fenced off by [`EtcdMemory::resolve`](crate::EtcdMemory::resolve) and can
+    /// never commit.
+    #[error("decision {decision_id:#x} was fenced off and cannot commit")]
+    Fenced {
+        /// The decision.
+        decision_id: u128,
+    },
+    /// The lease behind a membership or leadership expired or was revoked.
+    #[error("lease {lease:#x} lost: {detail}")]
+    LeaseLost {
+        /// The lease id.
+        lease: i64,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl EtcdError {
+    /// Wraps a client error from `operation`.
+    pub(crate) fn client(operation: &'static str, source: etcd_client::Error) -> Self {
+        EtcdError::Client { operation, source }
+    }
+
+    /// Whether etcd refused the request for its size (`--max-request-bytes`).
+    pub(crate) fn is_request_too_large(&self) -> bool {
+        matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.message().contains("request is too large"))
+    }
+}
+
+/// gRPC status codes, by number (`tonic::Code` is reached only through the statuses etcd-client
+/// hands back, so this crate needs no direct tonic dependency).
+mod grpc_code {
+    pub(super) const NOT_FOUND: i32 = 5;
+    pub(super) const ALREADY_EXISTS: i32 = 6;
+    pub(super) const INVALID_ARGUMENT: i32 = 3;
+    pub(super) const PERMISSION_DENIED: i32 = 7;
+    pub(super) const RESOURCE_EXHAUSTED: i32 = 8;
+    pub(super) const FAILED_PRECONDITION: i32 = 9;
+    pub(super) const OUT_OF_RANGE: i32 = 11;
+    pub(super) const UNIMPLEMENTED: i32 = 12;
+    pub(super) const UNAVAILABLE: i32 = 14;
+    pub(super) const UNAUTHENTICATED: i32 = 16;
+}
+
+/// Whether a client error means the request was certainly not applied: a connection that could not
+/// be made, or a status etcd returns only for requests it rejected. Anything else (a timeout, a
+/// reset connection, "leader changed") may have been applied.
+pub(crate) fn not_applied(error: &etcd_client::Error) -> bool {
+    use etcd_client::Error;
+    match error {
+        Error::GRpcStatus(status) => {
+            use grpc_code::*;
+            match status.code() as i32 {
+                INVALID_ARGUMENT | FAILED_PRECONDITION | RESOURCE_EXHAUSTED | PERMISSION_DENIED
+                | UNAUTHENTICATED | OUT_OF_RANGE | UNIMPLEMENTED | NOT_FOUND | ALREADY_EXISTS => {
+                    true
+                }
+                UNAVAILABLE => unreachable_now(error),
+                _ => false,
+            }
+        }
+        Error::TransportError(_) => unreachable_now(error),
+        Error::InvalidArgs(_)
+        | Error::InvalidUri(_)
+        | Error::Utf8Error(_)
+        | Error::InvalidMetadataValue(_)
+        | Error::EndpointError(_)
+        | Error::EndpointsNotManaged => true,
+        _ => false,
+    }
+}
+
+/// Whether the error says no connection to etcd could be made (so the request never left).
+pub(crate) fn unreachable_now(error: &etcd_client::Error) -> bool {
+    let message = match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            if status.code() as i32 != grpc_code::UNAVAILABLE {
+                return false;
+            }
+            format!("{} {:?}", status.message(), status)
+        }
+        etcd_client::Error::TransportError(error) => format!("{error} {error:?}"),
+        _ => return false,
+    };
+    let message = message.to_ascii_lowercase();
+    message.contains("connection refused")
+        || message.contains("tcp connect error")
+        || message.contains("error trying to connect")
+}
+
+impl From<EtcdError> for MemoryError {
+    fn from(error: EtcdError) -> Self {
+        match error {
+            EtcdError::TooLarge { bytes, limit } => MemoryError::TooLarge { bytes, limit },
+            EtcdError::Corrupt { key, source } => MemoryError::Corrupt {
+                key,
+                source: Arc::new(source),
+            },
+            error @ (EtcdError::Unreachable { .. } | EtcdError::Timeout { .. }) => {
+                MemoryError::Unavailable {
+                    source: Arc::new(error),
+                }
+            }
+            error => MemoryError::Backend {
+                source: Arc::new(error),
+            },
+        }
+    }
+}

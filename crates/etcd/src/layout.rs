@@ -1,0 +1,375 @@
+//! The key layout under a memory's prefix, the records stored there, and how a state is laid out
+//! over keys ([`Whole`] or [`Keyed`]).
+//!
+//! ```text
+//! <prefix>meta                     marker: {"format":"hivekit-memory","format_version":1,"layout":..}
+//! <prefix>head                     {"version":V,"decision":"<hex>"}: the counter every commit compares
+//! <prefix>state/<key>              the state at version V (one key, or one key per entry)
+//! <prefix>history/<V, 20 digits>   one entry per version: the accepted changes and who proposed them
+//! <prefix>decisions/<id, 32 hex>   the version a decision created ("fenced" when it never may)
+//! <prefix>members/<process>/<agent> one key per live agent, under its process's lease
+//! <prefix>election/<name>          etcd's election keys
+//! ```
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use hivekit_hive::{AcceptedChange, State};
+
+use crate::error::EtcdError;
+
+/// What the marker's `format` field says.
+pub(crate) const FORMAT: &str = "hivekit-memory";
+/// The layout version this crate writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The value of a decision key fenced off by `resolve`.
+pub(crate) const FENCED: &str = "fenced";
+
+/// Every key of one memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub(crate) fn meta(&self) -> String {
+        format!("{}meta", self.prefix)
+    }
+
+    pub(crate) fn head(&self) -> String {
+        format!("{}head", self.prefix)
+    }
+
+    pub(crate) fn state_prefix(&self) -> String {
+        format!("{}state/", self.prefix)
+    }
+
+    pub(crate) fn state(&self, relative: &str) -> String {
+        format!("{}state/{relative}", self.prefix)
+    }
+
+    pub(crate) fn history_prefix(&self) -> String {
+        format!("{}history/", self.prefix)
+    }
+
+    pub(crate) fn history(&self, version: u64) -> String {
+        format!("{}history/{version:020}", self.prefix)
+    }
+
+    pub(crate) fn decision(&self, decision_id: u128) -> String {
+        format!("{}decisions/{decision_id:032x}", self.prefix)
+    }
+
+    pub(crate) fn members_prefix(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+
+    pub(crate) fn election(&self, name: &str) -> String {
+        format!("{}election/{name}", self.prefix)
+    }
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's `range_end`).
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The marker that says a prefix holds a hivekit memory.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub(crate) format: String,
+    pub(crate) format_version: u32,
+    pub(crate) layout: String,
+}
+
+/// The version counter.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Head {
+    pub(crate) version: u64,
+    pub(crate) decision: String,
+}
+
+/// One version in a memory's history: what the decision that created it accepted, and who
+/// proposed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "C: DeserializeOwned"))]
+pub struct HistoryEntry<C> {
+    /// The version this entry created.
+    pub version: u64,
+    /// The decision that created it (hexadecimal, as in its key).
+    pub decision_id: String,
+    /// The deciding hive's round number.
+    pub round: u64,
+    /// The version the round read.
+    pub base: u64,
+    /// Whether the changes were applied to a newer version than the one read.
+    pub rebased: bool,
+    /// Milliseconds since the Unix epoch when the commit was sent.
+    pub time_ms: u64,
+    /// The accepted changes, in the order they were applied.
+    pub changes: Vec<HistoryChange<C>>,
+}
+
+/// One accepted change in a [`HistoryEntry`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryChange<C> {
+    /// The proposal's id.
+    pub proposal: u64,
+    /// The agent that proposed it, when an agent did.
+    pub proposer: Option<u64>,
+    /// The change.
+    pub change: C,
+}
+
+/// The serialized form of a history entry, borrowing the changes being committed.
+#[derive(Serialize)]
+pub(crate) struct HistoryEntryRef<'a, C> {
+    pub(crate) version: u64,
+    pub(crate) decision_id: &'a str,
+    pub(crate) round: u64,
+    pub(crate) base: u64,
+    pub(crate) rebased: bool,
+    pub(crate) time_ms: u64,
+    pub(crate) changes: &'a [HistoryChange<&'a C>],
+}
+
+/// How a state is laid out over etcd keys: the whole state under one key ([`Whole`]), or one key
+/// per entry so that a commit writes only the entries it touched ([`Keyed`]).
+pub trait Layout<S: State>: Send + Sync + 'static {
+    /// The name stored in the memory's marker; opening with another layout fails.
+    const NAME: &'static str;
+
+    /// The whole state as (key below `state/`, value) pairs.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::Serialize`] when a value does not serialize.
+    fn encode_state(state: &S) -> Result<Vec<(String, Vec<u8>)>, EtcdError>;
+
+    /// The state from every pair stored below `state/` (`key_of` gives a pair's full etcd key for
+    /// error messages).
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::Corrupt`] naming the key whose value does not deserialize.
+    fn decode_state(
+        pairs: Vec<(String, Vec<u8>)>,
+        key_of: &dyn Fn(&str) -> String,
+    ) -> Result<S, EtcdError>;
+
+    /// What a commit writes below `state/` once `accepted` is applied and the state is `next`:
+    /// `Some(value)` to put, `None` to delete.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::Serialize`] when a value does not serialize.
+    #[allow(clippy::type_complexity)] // a pair list, named by the doc above
+    fn encode_commit(
+        next: &S,
+        accepted: &[AcceptedChange<'_, S>],
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, EtcdError>;
+}
+
+/// The whole state as one JSON value under `state/value`: simple, and a commit rewrites all of it
+/// (so the state must stay under etcd's request limit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Whole;
+
+impl<S> Layout<S> for Whole
+where
+    S: State + Serialize + DeserializeOwned,
+{
+    const NAME: &'static str = "whole";
+
+    fn encode_state(state: &S) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        let value = serde_json::to_vec(state).map_err(|source| EtcdError::Serialize {
+            what: "state",
+            source,
+        })?;
+        Ok(vec![("value".to_string(), value)])
+    }
+
+    fn decode_state(
+        pairs: Vec<(String, Vec<u8>)>,
+        key_of: &dyn Fn(&str) -> String,
+    ) -> Result<S, EtcdError> {
+        let Some((key, value)) = pairs.into_iter().find(|(key, _)| key == "value") else {
+            return Err(EtcdError::NotAMemory {
+                prefix: key_of(""),
+                found: "a memory marker without its state".into(),
+            });
+        };
+        serde_json::from_slice(&value).map_err(|source| EtcdError::Corrupt {
+            key: key_of(&key),
+            source,
+        })
+    }
+
+    fn encode_commit(
+        next: &S,
+        _accepted: &[AcceptedChange<'_, S>],
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, EtcdError> {
+        Ok(Self::encode_state(next)?
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect())
+    }
+}
+
+/// A state made of entries by key, stored one etcd key per entry with [`Keyed`].
+///
+/// A commit writes, for every key the accepted proposals declare in `writes`, that entry's value
+/// after the changes (or deletes it when the state no longer has it), so its cost grows with what
+/// it touched, not with the state. Changes must therefore touch only the keys they declare.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use hivekit_etcd::KeyedState;
+/// use hivekit_hive::State;
+///
+/// #[derive(Clone, Default)]
+/// struct Stock(BTreeMap<String, i64>);
+///
+/// impl State for Stock {
+///     type Key = String;
+///     type Change = (String, i64);
+///     fn apply(&mut self, (item, delta): &(String, i64)) {
+///         *self.0.entry(item.clone()).or_default() += delta;
+///     }
+/// }
+///
+/// impl KeyedState for Stock {
+///     type Value = i64;
+///     fn entry(&self, key: &String) -> Option<i64> {
+///         self.0.get(key).copied()
+///     }
+///     fn entries(&self) -> Vec<(String, i64)> {
+///         self.0.iter().map(|(key, value)| (key.clone(), *value)).collect()
+///     }
+///     fn from_entries(entries: Vec<(String, i64)>) -> Self {
+///         Stock(entries.into_iter().collect())
+///     }
+/// }
+/// ```
+pub trait KeyedState: State
+where
+    Self::Key: Serialize + DeserializeOwned,
+{
+    /// One entry's value.
+    type Value: Serialize + DeserializeOwned;
+
+    /// The entry at `key`, if any.
+    fn entry(&self, key: &Self::Key) -> Option<Self::Value>;
+
+    /// Every entry.
+    fn entries(&self) -> Vec<(Self::Key, Self::Value)>;
+
+    /// The state holding exactly `entries`.
+    fn from_entries(entries: Vec<(Self::Key, Self::Value)>) -> Self;
+}
+
+/// One etcd key per entry of a [`KeyedState`] (`state/<key as JSON>`): a commit writes only the
+/// entries its proposals declare they write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keyed;
+
+fn json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, EtcdError> {
+    serde_json::to_vec(value).map_err(|source| EtcdError::Serialize { what, source })
+}
+
+fn key_name<K: Serialize>(key: &K) -> Result<String, EtcdError> {
+    serde_json::to_string(key).map_err(|source| EtcdError::Serialize {
+        what: "state key",
+        source,
+    })
+}
+
+impl<S> Layout<S> for Keyed
+where
+    S: KeyedState,
+    S::Key: Serialize + DeserializeOwned,
+{
+    const NAME: &'static str = "keyed";
+
+    fn encode_state(state: &S) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        state
+            .entries()
+            .iter()
+            .map(|(key, value)| Ok((key_name(key)?, json("state entry", value)?)))
+            .collect()
+    }
+
+    fn decode_state(
+        pairs: Vec<(String, Vec<u8>)>,
+        key_of: &dyn Fn(&str) -> String,
+    ) -> Result<S, EtcdError> {
+        let corrupt = |name: &str, source| EtcdError::Corrupt {
+            key: key_of(name),
+            source,
+        };
+        let entries = pairs
+            .into_iter()
+            .map(|(name, value)| {
+                let key = serde_json::from_str(&name).map_err(|source| corrupt(&name, source))?;
+                let value =
+                    serde_json::from_slice(&value).map_err(|source| corrupt(&name, source))?;
+                Ok((key, value))
+            })
+            .collect::<Result<Vec<_>, EtcdError>>()?;
+        Ok(S::from_entries(entries))
+    }
+
+    fn encode_commit(
+        next: &S,
+        accepted: &[AcceptedChange<'_, S>],
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, EtcdError> {
+        let mut written: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for change in accepted {
+            for key in &change.proposal.writes {
+                let name = key_name(key)?;
+                if written.iter().any(|(seen, _)| *seen == name) {
+                    continue;
+                }
+                let value = next
+                    .entry(key)
+                    .map(|value| json("state entry", &value))
+                    .transpose()?;
+                written.push((name, value));
+            }
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_key_after_every_key_with_the_prefix() {
+        assert_eq!(prefix_end("a/"), b"a0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+        assert_eq!(prefix_end(""), vec![0]);
+    }
+
+    #[test]
+    fn history_keys_sort_by_version_and_parse_back() {
+        let keys = Keys::new("/hive/");
+        assert!(keys.history(9) < keys.history(10));
+    }
+}

@@ -1,0 +1,151 @@
+//! A lease kept alive by a background task, that says when it can no longer be sure it is alive.
+
+use std::time::Duration;
+
+use etcd_client::Client;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::EtcdConfig;
+use crate::error::EtcdError;
+
+/// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
+/// lease (in the background, when a tokio runtime is there), so that its keys go at once.
+pub(crate) struct KeptLease {
+    pub(crate) id: i64,
+    pub(crate) ttl: Duration,
+    alive: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+    client: Client,
+}
+
+impl std::fmt::Debug for KeptLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptLease")
+            .field("id", &self.id)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl KeptLease {
+    /// Grants a lease of `ttl` (whole seconds, at least one) and starts renewing it every third of
+    /// it.
+    pub(crate) async fn grant(
+        client: &Client,
+        config: &EtcdConfig,
+        ttl: Duration,
+    ) -> Result<Self, EtcdError> {
+        let seconds = ttl.as_secs_f64().ceil().max(1.0) as i64;
+        let ttl = Duration::from_secs(seconds as u64);
+        let lease_client = client.lease_client();
+        let granted = config
+            .request("grant lease", || {
+                let mut lease_client = lease_client.clone();
+                async move { lease_client.grant(seconds, None).await }
+            })
+            .await?;
+        let id = granted.id();
+        let (sender, alive) = watch::channel(true);
+        let task = tokio::spawn(renew(client.clone(), id, ttl, sender));
+        Ok(KeptLease {
+            id,
+            ttl,
+            alive,
+            task,
+            client: client.clone(),
+        })
+    }
+
+    /// Whether the lease is known to be alive: renewed less than a TTL ago.
+    pub(crate) fn is_alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
+    /// Waits until the lease is lost (not renewed within its TTL, or expired).
+    pub(crate) async fn lost(&self) {
+        let mut alive = self.alive.clone();
+        // An error means the renewing task ended, which it does only once the lease is lost.
+        let _ = alive.wait_for(|alive| !*alive).await;
+    }
+
+    /// Stops renewing and revokes the lease now.
+    pub(crate) async fn revoke(self, config: &EtcdConfig) -> Result<(), EtcdError> {
+        self.task.abort();
+        let lease_client = self.client.lease_client();
+        let id = self.id;
+        config
+            .request("revoke lease", || {
+                let mut lease_client = lease_client.clone();
+                async move { lease_client.revoke(id).await }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for KeptLease {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut lease_client = self.client.lease_client();
+            let id = self.id;
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(id)).await;
+            });
+        }
+    }
+}
+
+/// Renews the lease every third of its TTL; marks it lost once a TTL has passed since the last
+/// renewal etcd acknowledged was sent (etcd counts the TTL from when it received that renewal, so
+/// the lease is never thought alive after etcd let it expire), or when etcd says it expired.
+async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
+    let interval = ttl / 3;
+    let mut last_renewal_sent = Instant::now();
+    let mut stream = None;
+    loop {
+        let deadline = last_renewal_sent + ttl;
+        let sent = Instant::now();
+        let renewed = tokio::time::timeout_at(deadline.min(sent + interval), async {
+            if stream.is_none() {
+                let mut lease_client = client.lease_client();
+                stream = Some(lease_client.keep_alive(id).await?);
+                // Opening the stream sends a renewal and reads its answer.
+                return Ok::<_, etcd_client::Error>(Some(1));
+            }
+            let Some((keeper, responses)) = stream.as_mut() else {
+                return Ok(None);
+            };
+            keeper.keep_alive().await?;
+            Ok(responses.message().await?.map(|response| response.ttl()))
+        })
+        .await;
+        match renewed {
+            Ok(Ok(Some(remaining))) if remaining > 0 => last_renewal_sent = sent,
+            Ok(Ok(Some(_))) => {
+                tracing::warn!(lease = id, "lease expired");
+                let _ = alive.send(false);
+                return;
+            }
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(message)))
+                if message.contains("not found") =>
+            {
+                tracing::warn!(lease = id, "lease expired");
+                let _ = alive.send(false);
+                return;
+            }
+            outcome => {
+                tracing::debug!(lease = id, ?outcome, "lease renewal failed; retrying");
+                stream = None;
+            }
+        }
+        if Instant::now() >= last_renewal_sent + ttl {
+            tracing::warn!(lease = id, ?ttl, "lease not renewed within its ttl");
+            let _ = alive.send(false);
+            return;
+        }
+        let next = (Instant::now() + interval).min(last_renewal_sent + ttl);
+        tokio::time::sleep_until(next).await;
+    }
+}

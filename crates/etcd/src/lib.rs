@@ -1,0 +1,33 @@
+//! A hive's collective memory, history, membership and leader election on etcd, for hives that
+//! span processes and machines.
+//!
+//! - [`EtcdMemory`] implements the hive's [`Memory`](hivekit_hive::Memory) seam on an etcd cluster:
+//!   every process that opens the same prefix shares one gapless history of versions. A commit is
+//!   one etcd transaction; reads stay local and lock-free, following commits made elsewhere through
+//!   a watch.
+//! - [`Membership`] registers a process's agents under a lease with keep-alive, so that a process
+//!   that dies drops out within the lease's TTL, and lists the agents of every process.
+//! - [`Election`] elects one process (etcd's election API) for work that must run in one place at a
+//!   time; a leader that loses its lease notices within the TTL.
+//!
+//! The in-process [`LocalMemory`](hivekit_hive::LocalMemory) stays the default; nothing changes for
+//! hives that do not ask for etcd. The key layout, the commit protocol and what happens on each
+//! fault are described in `docs/ARCHITECTURE.md`.
+
+mod config;
+mod election;
+mod error;
+mod layout;
+mod lease;
+mod membership;
+mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use crate::config::{EtcdConfig, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS};
+pub use crate::election::{Election, Leadership};
+pub use crate::error::EtcdError;
+pub use crate::layout::{HistoryChange, HistoryEntry, Keyed, KeyedState, Layout, Whole};
+pub use crate::membership::{Member, Membership};
+pub use crate::memory::{EtcdMemory, EtcdMemoryStats};
+pub use etcd_client::Client;

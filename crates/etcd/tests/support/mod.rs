@@ -1,0 +1,130 @@
+//! A test state, commit helpers and etcd servers shared by the hivekit-etcd integration tests.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hivekit_etcd::testing::EtcdServer;
+use hivekit_etcd::{EtcdConfig, KeyedState};
+use hivekit_hive::{
+    AcceptedChange, AgentId, CommitRequest, Committed, Memory, MemoryError, Proposal, ProposalId,
+    ProposalOf, State,
+};
+use serde::{Deserialize, Serialize};
+
+pub mod child;
+
+/// Counters by key, and how many changes were applied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub counters: BTreeMap<u64, i64>,
+    pub applied: u64,
+}
+
+/// Adds `delta` to counter `key`; `id` names the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Add {
+    pub id: u64,
+    pub key: u64,
+    pub delta: i64,
+}
+
+impl State for Ledger {
+    type Key = u64;
+    type Change = Add;
+    fn apply(&mut self, change: &Add) {
+        *self.counters.entry(change.key).or_default() += change.delta;
+        self.applied += 1;
+    }
+}
+
+/// A keyed state: one etcd key per counter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters(pub BTreeMap<u64, i64>);
+
+impl State for Counters {
+    type Key = u64;
+    type Change = Add;
+    fn apply(&mut self, change: &Add) {
+        let entry = self.0.entry(change.key).or_default();
+        *entry += change.delta;
+        if *entry == 0 {
+            self.0.remove(&change.key);
+        }
+    }
+}
+
+impl KeyedState for Counters {
+    type Value = i64;
+    fn entry(&self, key: &u64) -> Option<i64> {
+        self.0.get(key).copied()
+    }
+    fn entries(&self) -> Vec<(u64, i64)> {
+        self.0.iter().map(|(key, value)| (*key, *value)).collect()
+    }
+    fn from_entries(entries: Vec<(u64, i64)>) -> Self {
+        Counters(entries.into_iter().collect())
+    }
+}
+
+/// A proposal adding `delta` to `key`, named `id`.
+pub fn add(id: u64, key: u64, delta: i64) -> ProposalOf<Ledger> {
+    Proposal::new(ProposalId(id), Add { id, key, delta }).writes([key])
+}
+
+/// Commits `proposals` (each proposed by the agent of the same index in `proposers`) as decision
+/// `decision_id` on top of `base`.
+pub async fn commit<S, M>(
+    memory: &M,
+    decision_id: u128,
+    base: u64,
+    proposals: &[ProposalOf<S>],
+    proposer: u64,
+) -> Result<Committed, MemoryError>
+where
+    S: State,
+    M: Memory<S>,
+{
+    let accepted: Vec<AcceptedChange<'_, S>> = proposals
+        .iter()
+        .map(|proposal| AcceptedChange {
+            proposal,
+            proposer: Some(AgentId(proposer)),
+        })
+        .collect();
+    memory
+        .commit(CommitRequest {
+            decision_id,
+            round: base + 1,
+            base,
+            accepted: &accepted,
+        })
+        .await
+}
+
+/// A prefix no other test uses.
+pub fn unique_prefix(test: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "/hivekit-test/{test}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A single etcd for one test; fails (never skips) when etcd is missing.
+pub fn etcd() -> EtcdServer {
+    match EtcdServer::start() {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// A configuration for `endpoints` under a fresh prefix, with short timeouts for tests.
+pub fn config(endpoints: Vec<String>, test: &str) -> EtcdConfig {
+    EtcdConfig::new(endpoints, &unique_prefix(test))
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
+        .commit_timeout(Duration::from_secs(10))
+}
