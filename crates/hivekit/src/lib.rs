@@ -18,3 +18,8 @@ pub use hivekit_hive as hive;
 /// DAG pipelines of async stages: the `hivekit-swarm` crate.
 #[cfg(feature = "swarm")]
 pub use hivekit_swarm as swarm;
+
+/// The hive's collective memory, history, membership and election on etcd: the `hivekit-etcd`
+/// crate.
+#[cfg(feature = "etcd")]
+pub use hivekit_etcd as etcd;
