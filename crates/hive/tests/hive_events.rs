@@ -2,12 +2,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{FailureKind, Hive, HiveEvent, HiveEventSink, Phase, ProposalId};
-use parking_lot::Mutex;
 use support::{Behaviour, Ledger, Writer};
 
 #[tokio::test(start_paused = true)]
@@ -78,61 +75,5 @@ async fn a_round_reports_each_step_as_it_happens() {
     assert_eq!(
         seen.last().unwrap().to_string(),
         "round 1: committed 1 changes as version 1"
-    );
-}
-
-/// Collects what a `tracing-subscriber` formatter writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn at_info_level_a_round_logs_its_failures_and_its_commit_in_a_named_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let hive = Hive::builder(Ledger::default())
-        .name("reviewers")
-        .agent_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    hive.spawn(Writer::new(1, 7));
-    hive.spawn(Writer::silent().proposing(Behaviour::Fail));
-    hive.spawn(Writer::silent().proposing(Behaviour::Never));
-    hive.decide().await.unwrap();
-
-    let log = String::from_utf8(captured.0.lock().clone()).unwrap();
-    let lines: Vec<&str> = log.lines().collect();
-    let warnings: Vec<&&str> = lines.iter().filter(|line| line.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 2, "{log}");
-    assert!(warnings
-        .iter()
-        .any(|line| line.contains("returned an error: agent failed on purpose in propose")));
-    assert!(warnings
-        .iter()
-        .any(|line| line.contains("timed out in propose")));
-    let committed = lines
-        .iter()
-        .find(|line| line.contains("committed"))
-        .unwrap_or_else(|| panic!("{log}"));
-    assert!(committed.contains("INFO"), "{committed}");
-    assert!(
-        committed.contains("hive_round{hive=reviewers round=1}"),
-        "{committed}"
     );
 }
