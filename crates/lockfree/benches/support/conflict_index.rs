@@ -10,7 +10,7 @@ use std::hash::Hash;
 use benches_common::proposals::{proposal_specs, ProposalSpec};
 use benches_common::skewed::{path_key, same_keys_specs, skewed_specs};
 use benches_common::workload::DEFAULT_SEED;
-use hivekit_lockfree::{ConflictGroup, ConflictKind, ConflictReport, Proposal, ProposalId};
+use hivekit_lockfree::{Access, ConflictGroup, ConflictKind, ConflictReport, Proposal, ProposalId};
 use rustc_hash::FxHashMap;
 
 /// The uniform workload: `n` proposals of 4 keys, 10 % in conflict.
@@ -91,6 +91,10 @@ where
                         in_group[index as usize] = true;
                         proposals[index as usize].id
                     })
+                    .collect(),
+                access: members
+                    .iter()
+                    .map(|&(_, writes)| if writes { Access::Write } else { Access::Read })
                     .collect(),
             }
         })
