@@ -28,7 +28,9 @@ use crate::decision::{
 use crate::error::HiveError;
 use crate::events::HiveEvent;
 use crate::hive::{Config, Hive};
-use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
+use crate::lockfree::{
+    self, detect_conflicts, resolve_conflicts, ConflictGroup, ProposalId, Resolution, Snapshot,
+};
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
 
@@ -455,11 +457,10 @@ impl<'h, S: State> Round<'h, S> {
                     settled.votes_counted += record.votes;
                     settled.votes_cancelled += record.cancelled;
                     match record.tally.winner() {
-                        Some(winner) => settle::<S>(
+                        Some(winner) => settle(
                             group,
                             winner,
                             RejectReason::LostVote { winner },
-                            proposals,
                             position,
                             rejected,
                         ),
@@ -475,32 +476,23 @@ impl<'h, S: State> Round<'h, S> {
                     settled.ballots.push(record);
                 }
             }
-            ResolutionStrategy::HighestPriority | ResolutionStrategy::FirstProposed => {
-                let by_priority = self.config().resolution == ResolutionStrategy::HighestPriority;
-                for group in &report.groups {
-                    let winner = if by_priority {
-                        group.members.iter().copied().max_by(|a, b| {
-                            let (pa, pb) = (&proposals[position[a]], &proposals[position[b]]);
-                            pa.priority.cmp(&pb.priority).then(b.cmp(a))
-                        })
-                    } else {
-                        group.members.iter().copied().min_by_key(|id| position[id])
+            ResolutionStrategy::HighestPriority
+            | ResolutionStrategy::FirstProposed
+            | ResolutionStrategy::RejectAll => {
+                let policy = match self.config().resolution {
+                    ResolutionStrategy::HighestPriority => Resolution::HighestPriority,
+                    ResolutionStrategy::FirstProposed => Resolution::FirstSubmitted,
+                    _ => Resolution::RejectAll,
+                };
+                let priority_of = |id: ProposalId| proposals[position[&id]].priority;
+                for (id, reason) in resolve_conflicts(&report.groups, policy, priority_of) {
+                    let reason = match reason {
+                        lockfree::RejectReason::LostTo { winner, .. } => {
+                            RejectReason::ConflictWith { winner }
+                        }
+                        _ => RejectReason::Contested,
                     };
-                    if let Some(winner) = winner {
-                        settle::<S>(
-                            group,
-                            winner,
-                            RejectReason::ConflictWith { winner },
-                            proposals,
-                            position,
-                            rejected,
-                        );
-                    }
-                }
-            }
-            ResolutionStrategy::RejectAll => {
-                for group in &report.groups {
-                    reject_all(group, &RejectReason::Contested, position, rejected);
+                    rejected[position[&id]].get_or_insert(reason);
                 }
             }
         }
@@ -614,26 +606,18 @@ impl<'h, S: State> Round<'h, S> {
     }
 }
 
-/// Rejects every member of `group` that conflicts with `winner` on the group's key: all of them if
-/// the winner writes the key, the other writers if it only reads it.
-fn settle<S: State>(
-    group: &ConflictGroup<S::Key>,
+/// Rejects every member of `group` that conflicts with `winner` on the group's key (lockfree's
+/// resolution rule, [`ConflictGroup::losers_to`]): all of them if the winner writes the key, the
+/// other writers if it only reads it.
+fn settle<K>(
+    group: &ConflictGroup<K>,
     winner: ProposalId,
     reason: RejectReason,
-    proposals: &[ProposalOf<S>],
     position: &FxHashMap<ProposalId, usize>,
     rejected: &mut [Option<RejectReason>],
 ) {
-    let writes = |id: ProposalId| proposals[position[&id]].writes.contains(&group.key);
-    let winner_writes = writes(winner);
-    for &member in &group.members {
-        if member == winner || !(winner_writes || writes(member)) {
-            continue;
-        }
-        let slot = &mut rejected[position[&member]];
-        if slot.is_none() {
-            *slot = Some(reason.clone());
-        }
+    for member in group.losers_to(winner) {
+        rejected[position[&member]].get_or_insert_with(|| reason.clone());
     }
 }
 
