@@ -20,8 +20,14 @@
 //! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
 //!   (`hivekit-early`), or inserting into a `Mutex<HashMap>` and counting (`baseline`).
 //!
+//! - `kameo`, `ractor` (in `agent_spawning`, `memory_overhead`, `consensus_latency` and
+//!   `orchestration_throughput`): the two tokio actor frameworks, one actor per agent and a board
+//!   actor owning the state, each written as its documentation teaches (see `actors/mod.rs`). In
+//!   `consensus_latency` they do the propose phase only (ask every agent, gather the replies)
+//!   against the hive's whole round.
+//!
 //! Async work runs on the global hivekit runtime through `hivekit_runtime::execute`, the same for
-//! hivekit and the baseline.
+//! hivekit, the baseline and the actor frameworks.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -47,6 +53,10 @@ use semver::Version;
 mod packs;
 
 use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
+
+// The kameo and ractor peers, in a file of their own (a folder, so cargo does not take it for a
+// bench target).
+mod actors;
 
 benches_common::install_counting_allocator!();
 
@@ -321,6 +331,9 @@ fn consensus_latency(c: &mut Criterion) {
             })
         });
         drop(hive);
+        let specs = agent_set(agents, 0, DEFAULT_SEED);
+        actors::propose::<actors::Kameo>(&mut group, &specs);
+        actors::propose::<actors::Ractor>(&mut group, &specs);
         if agents == 10_000 && benches_common::is_quick() {
             // Conflicts at 10k agents mean 500 ballots of 10k voters: full runs only.
             continue;
@@ -389,6 +402,8 @@ fn agent_spawning(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        actors::spawning::<actors::Kameo>(&mut group, &specs);
+        actors::spawning::<actors::Ractor>(&mut group, &specs);
     }
     group.finish();
 }
@@ -539,6 +554,8 @@ fn memory_overhead(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        actors::memory::<actors::Kameo>(&mut group, &specs);
+        actors::memory::<actors::Ractor>(&mut group, &specs);
     }
     group.finish();
 }
@@ -598,6 +615,8 @@ fn orchestration_throughput(c: &mut Criterion) {
                 })
             },
         );
+        actors::rounds::<actors::Kameo>(&mut group, &specs, concurrent, ROUNDS);
+        actors::rounds::<actors::Ractor>(&mut group, &specs, concurrent, ROUNDS);
     }
     group.finish();
 }
