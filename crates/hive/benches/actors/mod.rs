@@ -47,8 +47,9 @@ impl PeerProposal {
     }
 }
 
-/// Every contest of a round, each a list of candidates (proposal id, priority).
-type Contests = Arc<[Vec<(u64, u8)>]>;
+/// Every contest of a round, each a list of candidates (proposal id, priority, key), as the
+/// baseline round hands them to its voters.
+type Contests = Arc<[Vec<(u64, u8, u64)>]>;
 
 fn votes_of(spec: &AgentSpec, contests: &Contests) -> Vec<u64> {
     contests
@@ -112,7 +113,10 @@ pub(crate) async fn round<P: ActorPeer>(peer: &P) -> usize {
             .map(|members| {
                 members
                     .iter()
-                    .map(|&member| (proposals[member].id, proposals[member].priority))
+                    .map(|&member| {
+                        let proposal = &proposals[member];
+                        (proposal.id, proposal.priority, proposal.key)
+                    })
                     .collect()
             })
             .collect();
