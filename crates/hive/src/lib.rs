@@ -90,6 +90,7 @@ mod round;
 #[cfg(feature = "serde")]
 mod serde_support;
 mod state;
+mod supervision;
 
 use hivekit_lockfree as lockfree;
 
@@ -109,6 +110,7 @@ pub use crate::memory::{
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
+pub use crate::supervision::{RestartHook, Supervised, Supervision, SupervisionAction};
 pub use hivekit_lockfree::{
     ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
     Snapshot, SnapshotCell,

@@ -5,6 +5,7 @@
 //! members, [`vote`] holds the ballots, and this module settles and commits.
 
 mod propose;
+mod supervise;
 mod vote;
 
 use std::future::{poll_fn, Future};
@@ -41,6 +42,8 @@ struct RoundMember<S: State> {
     weight: f64,
     heavy: bool,
     votes: bool,
+    /// Its failed rounds in a row when the round started (see [`Supervision`](crate::Supervision)).
+    strikes: u32,
     /// What the member's calls in the current phase see.
     context: AgentContext,
 }
@@ -53,6 +56,7 @@ impl<S: State> Clone for RoundMember<S> {
             weight: self.weight,
             heavy: self.heavy,
             votes: self.votes,
+            strikes: self.strikes,
             context: self.context.clone(),
         }
     }
@@ -224,7 +228,7 @@ impl<S: State> Hive<S> {
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
         let _end = EndOnDrop(Arc::clone(&shared));
-        let members = self.round_members(&shared, limit.deadline_from_now());
+        let members = self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
             return Err(HiveError::NoAgents);
         }
@@ -275,18 +279,35 @@ impl<S: State> Hive<S> {
     }
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
-    /// with its context for the propose phase and its hive-assigned proposal id.
-    fn round_members(&self, shared: &Arc<RoundShared>, deadline: Instant) -> Arc<[RoundMember<S>]> {
+    /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
+    /// without the members quarantined for round `number`.
+    fn round_members(
+        &self,
+        number: u64,
+        shared: &Arc<RoundShared>,
+        deadline: Instant,
+    ) -> Arc<[RoundMember<S>]> {
         // Sorted before the contexts are made: sorting small entries moves far less memory.
         let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
+        let supervised = self.inner.config.supervision.is_some();
         for entry in self.inner.agents.iter() {
             let member = entry.value();
+            let strikes = if supervised {
+                let health = &member.health;
+                if health.quarantined_until.load(Ordering::Relaxed) >= number {
+                    continue;
+                }
+                health.failures.load(Ordering::Relaxed)
+            } else {
+                0
+            };
             entries.push((
                 *entry.key(),
                 Arc::clone(&member.agent),
                 member.weight,
                 member.heavy,
                 member.votes,
+                strikes,
             ));
         }
         entries.sort_unstable_by_key(|entry| entry.0);
@@ -295,7 +316,7 @@ impl<S: State> Hive<S> {
         entries
             .into_iter()
             .enumerate()
-            .map(|(offset, (id, agent, weight, heavy, votes))| {
+            .map(|(offset, (id, agent, weight, heavy, votes, strikes))| {
                 let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
                 RoundMember {
                     id,
@@ -303,6 +324,7 @@ impl<S: State> Hive<S> {
                     weight,
                     heavy,
                     votes,
+                    strikes,
                     context: AgentContext::for_round(id, proposal_id, deadline, shared),
                 }
             })
@@ -310,8 +332,8 @@ impl<S: State> Hive<S> {
     }
 }
 
-/// A member before its context is made: id, agent, weight, heavy, votes.
-type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool);
+/// A member before its context is made: id, agent, weight, heavy, votes, strikes.
+type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool, u32);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
@@ -587,6 +609,8 @@ impl<'h, S: State> Round<'h, S> {
             counter.fetch_add(1, Ordering::Relaxed);
         }
 
+        let supervised = self.supervise();
+
         let decision = Decision {
             id,
             round: self.number,
@@ -604,6 +628,7 @@ impl<'h, S: State> Round<'h, S> {
             rejected: rejections,
             ballots: settled.ballots,
             failures: self.failures,
+            supervised,
             elapsed: self.started.elapsed(),
         };
         let memory = &self.hive.inner.memory;
