@@ -10,7 +10,9 @@
 //!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
 //! - `configuration_analysis`: the pack-resolution workload of the `resolve_packs` example (one
 //!   resolver agent per requirement, conflicts on pack versions and namespaces settled by vote),
-//!   hivekit vs the baseline over the same resolvers. The agents are the example's own, from
+//!   hivekit vs the baseline over the same resolvers. The resolvers declare their interest (their
+//!   pack and namespace keys); `hivekit-all-voters` wraps them so that every resolver is asked
+//!   about every contest, as the baseline does (the design before interested voters). The agents are the example's own, from
 //!   `examples/src/packs.rs`, included below by path (no dependency on the examples package).
 //! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
 //!   same agents declared light (polled one after another by the round): shows the round uses every
@@ -438,6 +440,29 @@ impl PlainAgent for Resolver {
     }
 }
 
+/// A resolver asked about every contest (the default `Interest::All`), as all agents were before
+/// interested voters.
+struct EveryContest(Resolver);
+
+impl Agent<Lockfile> for EveryContest {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
+        Agent::propose(&self.0, ctx, view).await
+    }
+
+    async fn vote(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+        contest: &Contest<Lockfile>,
+    ) -> Result<Vote, AgentError> {
+        Agent::vote(&self.0, ctx, view, contest).await
+    }
+}
+
 /// One resolver per generated requirement, as in the example.
 fn pack_resolvers(packs: &[PackSpec]) -> Vec<Resolver> {
     packs
@@ -473,6 +498,16 @@ fn configuration_analysis(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("hivekit", packs), &packs, |b, _| {
             b.iter(|| execute(hive.decide()).expect("a round"))
         });
+        // The design before interested voters: every resolver asked about every contest.
+        let hive = Hive::new(Lockfile::default());
+        for resolver in &resolvers {
+            hive.spawn(EveryContest(resolver.clone()));
+        }
+        group.bench_with_input(
+            BenchmarkId::new("hivekit-all-voters", packs),
+            &packs,
+            |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
+        );
         let plain = plain_agents(&resolvers);
         let state = Mutex::new(Vec::new());
         group.bench_with_input(BenchmarkId::new("baseline", packs), &packs, |b, _| {

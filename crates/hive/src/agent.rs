@@ -296,6 +296,74 @@ pub trait Agent<S: State>: Send + Sync + 'static {
     fn cost(&self) -> ResourceCost {
         ResourceCost::Light
     }
+
+    /// Which contests this agent votes in, read once when it is spawned. Defaults to
+    /// [`Interest::All`]: asked about every contest. An agent is never asked about a contest it
+    /// has no interest in, and is not in that contest's electorate (the quorum and threshold count
+    /// only the interested voters; a contest nobody is interested in ends without quorum).
+    fn interest(&self) -> Interest<S::Key> {
+        Interest::All
+    }
+
+    /// For an agent of [`Interest::Matching`]: whether to ask it about `contest` (called once per
+    /// contest, before the round asks it to vote). Defaults to `true`.
+    fn interested(&self, contest: &Contest<S>) -> bool {
+        let _ = contest;
+        true
+    }
+}
+
+/// Which contests an agent votes in ([`Agent::interest`]).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{Agent, AgentContext, AgentError, Contest, Hive, Interest, ProposalOf, Snapshot, State};
+///
+/// #[derive(Clone, Default)]
+/// struct Settings;
+/// impl State for Settings {
+///     type Key = &'static str;
+///     type Change = u8;
+///     fn apply(&mut self, _: &u8) {}
+/// }
+///
+/// /// Proposes `level` for `key`, and votes only on `key`.
+/// struct Owner { key: &'static str, level: u8 }
+///
+/// impl Agent<Settings> for Owner {
+///     async fn propose(&self, ctx: &AgentContext, _: &Snapshot<Settings>)
+///         -> Result<Option<ProposalOf<Settings>>, AgentError>
+///     {
+///         Ok(Some(ctx.proposal(self.level).writes([self.key])))
+///     }
+///     fn interest(&self) -> Interest<&'static str> {
+///         Interest::Keys(vec![self.key])
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hive = Hive::new(Settings);
+/// hive.spawn(Owner { key: "threads", level: 4 });
+/// hive.spawn(Owner { key: "threads", level: 8 });
+/// hive.spawn(Owner { key: "cache", level: 1 });
+/// let decision = hive.decide().await?;
+/// // Only the two agents interested in "threads" voted on it.
+/// assert_eq!(decision.ballots[0].voters().count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Interest<K> {
+    /// Every contest (the default).
+    #[default]
+    All,
+    /// Only contests on one of these keys (the round finds them through an index: no call per
+    /// contest).
+    Keys(Vec<K>),
+    /// The contests [`Agent::interested`] accepts (one call per contest, before asking).
+    Matching,
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -314,6 +382,8 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         view: &'a Snapshot<S>,
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
+
+    fn interested_dyn(&self, contest: &Contest<S>) -> bool;
 
     /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
     fn vote_slot<'a>(
@@ -399,6 +469,10 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
         Box::pin(self.vote(ctx, view, contest))
+    }
+
+    fn interested_dyn(&self, contest: &Contest<S>) -> bool {
+        self.interested(contest)
     }
 
     fn vote_slot<'a>(

@@ -10,7 +10,7 @@ use hivekit_lockfree::ResourceCost;
 use hivekit_runtime::ConcurrencyLimit;
 use rustc_hash::FxBuildHasher;
 
-use crate::agent::{Agent, AgentId, DynAgent, Role};
+use crate::agent::{Agent, AgentId, DynAgent, Interest, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
@@ -33,6 +33,35 @@ pub(crate) struct Member<S: State> {
     pub(crate) votes: bool,
     /// Its supervision record.
     pub(crate) health: Health,
+    /// The contests it votes in.
+    pub(crate) interest: Interested<S::Key>,
+}
+
+/// An agent's [`Interest`], as rounds read it (cheap to clone).
+pub(crate) enum Interested<K> {
+    All,
+    Keys(Arc<[K]>),
+    Matching,
+}
+
+impl<K> Clone for Interested<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::All => Self::All,
+            Self::Keys(keys) => Self::Keys(Arc::clone(keys)),
+            Self::Matching => Self::Matching,
+        }
+    }
+}
+
+impl<K> From<Interest<K>> for Interested<K> {
+    fn from(interest: Interest<K>) -> Self {
+        match interest {
+            Interest::All => Self::All,
+            Interest::Keys(keys) => Self::Keys(keys.into()),
+            Interest::Matching => Self::Matching,
+        }
+    }
 }
 
 /// Configuration fixed when the hive is built.
@@ -406,6 +435,7 @@ impl<S: State> Hive<S> {
     fn insert<A: Agent<S>>(&self, agent: Arc<A>, weight: f64) -> AgentId {
         let role = agent.role();
         let heavy = agent.cost() >= ResourceCost::Moderate;
+        let interest = agent.interest().into();
         let votes = self
             .inner
             .config
@@ -422,6 +452,7 @@ impl<S: State> Hive<S> {
                 heavy,
                 votes,
                 health: Health::default(),
+                interest,
             },
         );
         id

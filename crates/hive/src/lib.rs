@@ -94,7 +94,9 @@ mod supervision;
 
 use hivekit_lockfree as lockfree;
 
-pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
+pub use crate::agent::{
+    Agent, AgentError, AgentId, Candidate, Contest, Interest, ProposalOf, Role, Vote,
+};
 pub use crate::ballot::{Ballot, BallotError, Electorate, Tally, VoterChoice, VoterRecord};
 pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{

@@ -28,7 +28,7 @@ use crate::decision::{
 };
 use crate::error::HiveError;
 use crate::events::HiveEvent;
-use crate::hive::{Config, Hive};
+use crate::hive::{Config, Hive, Interested};
 use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
@@ -44,6 +44,8 @@ struct RoundMember<S: State> {
     votes: bool,
     /// Its failed rounds in a row when the round started (see [`Supervision`](crate::Supervision)).
     strikes: u32,
+    /// The contests it votes in.
+    interest: Interested<S::Key>,
     /// What the member's calls in the current phase see.
     context: AgentContext,
 }
@@ -57,6 +59,7 @@ impl<S: State> Clone for RoundMember<S> {
             heavy: self.heavy,
             votes: self.votes,
             strikes: self.strikes,
+            interest: self.interest.clone(),
             context: self.context.clone(),
         }
     }
@@ -308,6 +311,7 @@ impl<S: State> Hive<S> {
                 member.heavy,
                 member.votes,
                 strikes,
+                member.interest.clone(),
             ));
         }
         entries.sort_unstable_by_key(|entry| entry.0);
@@ -316,24 +320,35 @@ impl<S: State> Hive<S> {
         entries
             .into_iter()
             .enumerate()
-            .map(|(offset, (id, agent, weight, heavy, votes, strikes))| {
-                let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
-                RoundMember {
-                    id,
-                    agent,
-                    weight,
-                    heavy,
-                    votes,
-                    strikes,
-                    context: AgentContext::for_round(id, proposal_id, deadline, shared),
-                }
-            })
+            .map(
+                |(offset, (id, agent, weight, heavy, votes, strikes, interest))| {
+                    let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
+                    RoundMember {
+                        id,
+                        agent,
+                        weight,
+                        heavy,
+                        votes,
+                        strikes,
+                        interest,
+                        context: AgentContext::for_round(id, proposal_id, deadline, shared),
+                    }
+                },
+            )
             .collect()
     }
 }
 
-/// A member before its context is made: id, agent, weight, heavy, votes, strikes.
-type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool, u32);
+/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest.
+type MemberEntry<S> = (
+    AgentId,
+    Arc<dyn DynAgent<S>>,
+    f64,
+    bool,
+    bool,
+    u32,
+    Interested<<S as State>::Key>,
+);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
