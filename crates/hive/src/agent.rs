@@ -284,6 +284,35 @@ pub trait Agent<S: State>: Send + Sync + 'static {
         std::future::ready(Ok(vote))
     }
 
+    /// Whether the round asks this agent about all of its contests in one call
+    /// ([`Agent::vote_all`]) instead of one call per contest, read once when it is spawned.
+    /// Defaults to `false`. An agent whose every call costs a prompt or a request answers a round
+    /// in one call this way. Batch voters are asked first, all at once; the other voters then vote
+    /// on the ballots the batch votes have not settled.
+    fn batch_votes(&self) -> bool {
+        false
+    }
+
+    /// Votes in every one of `contests` in one call: one vote per contest, in the same order
+    /// (called instead of [`Agent::vote`] when [`Agent::batch_votes`] is true). The default asks
+    /// [`Agent::vote`] about each contest, one after another. An answer with too few or too many
+    /// votes is recorded as [`FailureKind::WrongVoteCount`](crate::FailureKind::WrongVoteCount)
+    /// (the votes given for the first contests still count).
+    fn vote_all(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<S>,
+        contests: &[&Contest<S>],
+    ) -> impl Future<Output = Result<Vec<Vote>, AgentError>> + Send {
+        async move {
+            let mut votes = Vec::with_capacity(contests.len());
+            for contest in contests {
+                votes.push(self.vote(ctx, view, contest).await?);
+            }
+            Ok(votes)
+        }
+    }
+
     /// The agent's role, read once when it is spawned. Defaults to [`Role::Analyzer`].
     fn role(&self) -> Role {
         Role::Analyzer
@@ -385,6 +414,13 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool;
 
+    fn vote_all_boxed<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contests: &'a [&'a Contest<S>],
+    ) -> BoxFuture<'a, Result<Vec<Vote>, AgentError>>;
+
     /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
     fn vote_slot<'a>(
         &'a self,
@@ -473,6 +509,15 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool {
         self.interested(contest)
+    }
+
+    fn vote_all_boxed<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contests: &'a [&'a Contest<S>],
+    ) -> BoxFuture<'a, Result<Vec<Vote>, AgentError>> {
+        Box::pin(self.vote_all(ctx, view, contests))
     }
 
     fn vote_slot<'a>(

@@ -112,6 +112,14 @@ pub enum FailureKind {
         /// The proposal voted for.
         candidate: ProposalId,
     },
+    /// A batch vote ([`Agent::vote_all`](crate::Agent::vote_all)) answered with a number of votes
+    /// other than the number of contests asked about.
+    WrongVoteCount {
+        /// Contests asked about.
+        contests: usize,
+        /// Votes answered.
+        votes: usize,
+    },
 }
 
 /// One agent's failure in a round.
@@ -363,6 +371,10 @@ impl fmt::Display for FailureKind {
                 f,
                 "proposed {}, an id {holder} already proposed",
                 label(*id)
+            ),
+            FailureKind::WrongVoteCount { contests, votes } => write!(
+                f,
+                "answered {votes} votes for {contests} contests in a batch vote"
             ),
             FailureKind::InvalidVote { candidate } => {
                 write!(

@@ -35,6 +35,8 @@ pub(crate) struct Member<S: State> {
     pub(crate) health: Health,
     /// The contests it votes in.
     pub(crate) interest: Interested<S::Key>,
+    /// True when it votes on all its contests in one call.
+    pub(crate) batch: bool,
 }
 
 /// An agent's [`Interest`], as rounds read it (cheap to clone).
@@ -436,6 +438,7 @@ impl<S: State> Hive<S> {
         let role = agent.role();
         let heavy = agent.cost() >= ResourceCost::Moderate;
         let interest = agent.interest().into();
+        let batch = agent.batch_votes();
         let votes = self
             .inner
             .config
@@ -453,6 +456,7 @@ impl<S: State> Hive<S> {
                 votes,
                 health: Health::default(),
                 interest,
+                batch,
             },
         );
         id

@@ -4,6 +4,7 @@
 //! snapshot, the limits, the failures so far); the phases are its methods: [`propose`] asks the
 //! members, [`vote`] holds the ballots, and this module settles and commits.
 
+mod batch;
 mod propose;
 mod supervise;
 mod vote;
@@ -46,6 +47,8 @@ struct RoundMember<S: State> {
     strikes: u32,
     /// The contests it votes in.
     interest: Interested<S::Key>,
+    /// True when it answers all its contests in one call (`Agent::batch_votes`).
+    batch: bool,
     /// What the member's calls in the current phase see.
     context: AgentContext,
 }
@@ -60,6 +63,7 @@ impl<S: State> Clone for RoundMember<S> {
             votes: self.votes,
             strikes: self.strikes,
             interest: self.interest.clone(),
+            batch: self.batch,
             context: self.context.clone(),
         }
     }
@@ -312,6 +316,7 @@ impl<S: State> Hive<S> {
                 member.votes,
                 strikes,
                 member.interest.clone(),
+                member.batch,
             ));
         }
         entries.sort_unstable_by_key(|entry| entry.0);
@@ -321,7 +326,7 @@ impl<S: State> Hive<S> {
             .into_iter()
             .enumerate()
             .map(
-                |(offset, (id, agent, weight, heavy, votes, strikes, interest))| {
+                |(offset, (id, agent, weight, heavy, votes, strikes, interest, batch))| {
                     let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
                     RoundMember {
                         id,
@@ -331,6 +336,7 @@ impl<S: State> Hive<S> {
                         votes,
                         strikes,
                         interest,
+                        batch,
                         context: AgentContext::for_round(id, proposal_id, deadline, shared),
                     }
                 },
@@ -339,7 +345,8 @@ impl<S: State> Hive<S> {
     }
 }
 
-/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest.
+/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest,
+/// batch.
 type MemberEntry<S> = (
     AgentId,
     Arc<dyn DynAgent<S>>,
@@ -348,6 +355,7 @@ type MemberEntry<S> = (
     bool,
     u32,
     Interested<<S as State>::Key>,
+    bool,
 );
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
@@ -617,9 +625,9 @@ impl<'h, S: State> Round<'h, S> {
                 FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
                 FailureKind::Panicked { .. } => &counters.panics,
                 FailureKind::Errored { .. } => &counters.errors,
-                FailureKind::DuplicateProposal { .. } | FailureKind::InvalidVote { .. } => {
-                    &counters.invalid
-                }
+                FailureKind::DuplicateProposal { .. }
+                | FailureKind::InvalidVote { .. }
+                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }

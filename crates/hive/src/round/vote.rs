@@ -20,6 +20,7 @@ use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
+use crate::round::batch::batch_votes;
 use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
@@ -93,11 +94,13 @@ pub(super) struct Proposed<'p, S: State> {
 }
 
 /// A contest and the voters asked about it.
-struct Asked<S: State> {
-    contest: Arc<Contest<S>>,
+pub(super) struct Asked<S: State> {
+    pub(super) contest: Arc<Contest<S>>,
     /// The interested voters, as indices into the round's voters, lowest first; `None`: every
     /// voter.
-    voters: Option<Arc<[u32]>>,
+    pub(super) voters: Option<Arc<[u32]>>,
+    /// How many of them are batch voters, asked before the others (see `round::batch`).
+    pub(super) batched: usize,
 }
 
 impl<S: State> Clone for Asked<S> {
@@ -105,6 +108,7 @@ impl<S: State> Clone for Asked<S> {
         Self {
             contest: Arc::clone(&self.contest),
             voters: self.voters.clone(),
+            batched: self.batched,
         }
     }
 }
@@ -140,6 +144,7 @@ fn interested_voters<S: State>(
             .map(|contest| Asked {
                 contest,
                 voters: None,
+                batched: 0,
             })
             .collect();
     }
@@ -172,7 +177,11 @@ fn interested_voters<S: State>(
             list.sort_unstable();
             list.dedup();
             let voters = (list.len() != voters.len()).then(|| list.into());
-            Asked { contest, voters }
+            Asked {
+                contest,
+                voters,
+                batched: 0,
+            }
         })
         .collect()
 }
@@ -228,7 +237,7 @@ impl<S: State> Round<'_, S> {
                 })
             })
             .collect();
-        let asked = interested_voters(&voters, contests);
+        let mut asked = interested_voters(&voters, contests);
         let policy = self.config().policy;
         let ballots: Vec<Option<Ballot>> = groups
             .iter()
@@ -249,6 +258,19 @@ impl<S: State> Round<'_, S> {
             .collect();
 
         let max_in_flight = self.config().max_in_flight;
+        let mut ballots = ballots;
+        if voters.iter().any(|voter| voter.batch) {
+            let failures = batch_votes(
+                &voters,
+                &self.view,
+                &mut asked,
+                &mut ballots,
+                max_in_flight,
+                limit,
+            )
+            .await;
+            self.failures.extend(failures);
+        }
         let pairs: usize = asked.iter().map(|asked| asked.count(voters.len())).sum();
         let chunks = (pairs / VOTE_PAIRS_PER_CHUNK)
             .min(self.workers())
@@ -343,17 +365,19 @@ async fn vote_groups<S: State>(
     let mut failures = Vec::new();
     let mut state: Vec<GroupVote> = ballots
         .into_iter()
-        .map(|ballot| GroupVote {
+        .zip(contests)
+        .map(|(ballot, contest)| GroupVote {
             settled: ballot.as_ref().is_none_or(Ballot::is_settled),
             ballot,
             in_flight: 0,
-            asked: 0,
+            // Batch voters have answered already.
+            asked: contest.batched,
             cancelled: 0,
         })
         .collect();
     for (index, group) in state.iter_mut().enumerate() {
         if group.settled {
-            group.cancelled = count(index);
+            group.cancelled = count(index) - group.asked;
         }
     }
     let cancelled: Vec<AtomicBool> = state
@@ -419,8 +443,11 @@ async fn vote_groups<S: State>(
                 if next_voter == asked {
                     (next_group, next_voter) = (group + 1, 0);
                 }
-                state[group].asked += 1;
                 let voter = contests[group].voter(position);
+                if voters[voter].batch {
+                    continue;
+                }
+                state[group].asked += 1;
                 let started = start_vote(
                     &voters[voter],
                     &mut slots[voter],
