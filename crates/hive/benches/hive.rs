@@ -19,6 +19,8 @@
 //!   core.
 //! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs task-per-agent.
 //! - `orchestration_throughput`: rounds per second on a 10-agent hive, one or four rounds at once.
+//! - `waiting_agents`: rounds whose agents wait on real timers (see `waiting.rs`): time above the
+//!   floor of the slowest proposal plus the slowest vote, one call per vote or one batch per agent.
 //! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
 //!   (`hivekit-early`), or inserting into a `Mutex<HashMap>` and counting (`baseline`).
 //!
@@ -49,6 +51,9 @@ use semver::Version;
 mod packs;
 
 use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
+
+// Rounds whose agents wait on real timers: in a file of their own.
+mod waiting;
 
 benches_common::install_counting_allocator!();
 
@@ -710,6 +715,7 @@ criterion_group! {
     name = benches;
     config = benches_common::criterion();
     targets = consensus_latency, agent_spawning, conflict_resolution, configuration_analysis,
-        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally
+        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally,
+        waiting::waiting_agents
 }
 criterion_main!(benches);
