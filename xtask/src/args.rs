@@ -128,9 +128,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
     };
     match command.as_str() {
         "help" => Ok(Command::Help),
-        "bench" => parse_bench(&mut parser).map(Command::Bench),
-        "test" => parse_ci(&mut parser).map(Command::Test),
-        "ci" => parse_ci(&mut parser).map(Command::Ci),
+        "bench" => parse_bench(&mut parser).map(|args| args.map_or(Command::Help, Command::Bench)),
+        "test" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Test)),
+        "ci" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Ci)),
         _ => Err(UsageError::UnknownCommand(command)),
     }
 }
@@ -197,11 +197,13 @@ fn unknown(arg: &Arg<'_>) -> UsageError {
     }
 }
 
-fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
+/// `Ok(None)`: `-h` or `--help` was given, print the usage.
+fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
     let mut parsed = BenchArgs::default();
     let mut threshold_given = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
             Arg::Long("quick") => parsed.quick = true,
             Arg::Long("list") => parsed.list = true,
             Arg::Long("fail-on-regression") => parsed.fail_on_regression = true,
@@ -263,20 +265,22 @@ fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
     if parsed.fail_on_regression && parsed.baseline.is_none() {
         return Err(UsageError::FailWithoutBaseline);
     }
-    Ok(parsed)
+    Ok(Some(parsed))
 }
 
-fn parse_ci(parser: &mut Parser) -> Result<CiArgs, UsageError> {
+/// `Ok(None)`: `-h` or `--help` was given, print the usage.
+fn parse_ci(parser: &mut Parser) -> Result<Option<CiArgs>, UsageError> {
     let mut parsed = CiArgs::default();
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
             Arg::Long("manifest-path") => {
                 parsed.manifest_path = Some(value(parser, "--manifest-path")?.into());
             }
             other => return Err(unknown(&other)),
         }
     }
-    Ok(parsed)
+    Ok(Some(parsed))
 }
 
 /// A baseline name becomes a file name, so it may not contain path separators or start with a dot.
@@ -326,6 +330,19 @@ mod tests {
         assert_eq!(parse_str("help"), Ok(Command::Help));
         assert_eq!(parse_str("--help"), Ok(Command::Help));
         assert_eq!(parse_str("-h"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn help_after_a_command_prints_usage_instead_of_an_unknown_option() {
+        for line in [
+            "bench --help",
+            "bench -h",
+            "bench --quick --help",
+            "ci --help",
+            "test -h",
+        ] {
+            assert_eq!(parse_str(line), Ok(Command::Help), "{line}");
+        }
     }
 
     #[test]

@@ -423,7 +423,8 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.markdown {
-        let markdown = render_markdown(&report, &info, args.quick, &command, &outcomes);
+        let notes: Vec<String> = skip_note.iter().cloned().collect();
+        let markdown = render_markdown(&report, &info, args.quick, &command, &outcomes, &notes);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|error| XtaskError::io("create directory", dir, error))?;

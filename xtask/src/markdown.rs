@@ -14,13 +14,15 @@ fn table_row(cells: impl IntoIterator<Item = String>) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-/// The whole document.
+/// The whole document. `notes` (suites left out, and why) are shown under the header, so a reader of
+/// the file learns what the terminal said.
 pub(crate) fn render_markdown(
     report: &Report<'_>,
     info: &RunInfo,
     quick: bool,
     command: &str,
     outcomes: &[Outcome],
+    notes: &[String],
 ) -> String {
     let mut out = String::new();
     out.push_str("# hivekit performance\n\n");
@@ -73,6 +75,9 @@ pub(crate) fn render_markdown(
         out.push_str(&table_row([key.to_owned(), value]));
     }
     out.push('\n');
+    for note in notes {
+        out.push_str(&format!("> **Note:** {note}\n\n"));
+    }
     out.push_str(
         "Times are criterion's median per iteration with its 95% confidence interval. \"vs peers\" is \
          peer median / hivekit median in the same group and parameter: above 1x hivekit is faster.\n\n",
@@ -170,6 +175,11 @@ mod tests {
             true,
             "cargo xtask bench --quick",
             &outcomes,
+            &["skipped hivekit-etcd: protoc missing".to_owned()],
+        );
+        assert!(
+            md.contains("> **Note:** skipped hivekit-etcd: protoc missing\n"),
+            "{md}"
         );
         assert!(md.contains("do not edit by hand"));
         assert!(md.contains("| commit | `7ad05da-dirty` |"));
