@@ -10,6 +10,7 @@ use regex::Regex;
 
 use crate::args::BenchArgs;
 use crate::baseline::Baseline;
+use crate::binaries::{build_args, describe, executables, suite_command, BenchBinary};
 use crate::criterion::{collect_results, parse_list, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
@@ -55,7 +56,7 @@ pub(crate) fn validate_filter(pattern: &str) -> Result<(), XtaskError> {
         })
 }
 
-/// The arguments after `cargo bench -p CRATE --bench NAME --`.
+/// The arguments a suite binary gets after `--bench`.
 pub(crate) fn criterion_args(filter: Option<&str>, list: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--color".into(), "never".into()];
     if list {
@@ -64,20 +65,6 @@ pub(crate) fn criterion_args(filter: Option<&str>, list: bool) -> Vec<OsString> 
     if let Some(pattern) = filter {
         args.push(criterion_filter(pattern).into());
     }
-    args
-}
-
-/// `cargo bench -p CRATE --bench NAME -- <criterion args>`.
-fn suite_args(suite: &Suite, filter: Option<&str>, list: bool) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec![
-        "bench".into(),
-        "-p".into(),
-        suite.krate.clone().into(),
-        "--bench".into(),
-        suite.bench.clone().into(),
-        "--".into(),
-    ];
-    args.extend(criterion_args(filter, list));
     args
 }
 
@@ -107,37 +94,54 @@ fn unique_crates(suites: &[Suite]) -> Vec<String> {
     crates
 }
 
-/// Builds every selected bench binary with one `cargo bench --no-run`: with no `-p`, as
-/// `--workspace` (less the skipped packages), the same selection as CI's `cargo bench --workspace
-/// --no-run`, so that features resolve the same and nothing is built twice.
+/// Builds the selected suites with one `cargo bench --no-run --workspace` (see [`crate::binaries`])
+/// and returns their executables in the order of `suites`.
 fn build(
     workspace: &Workspace,
     suites: &[Suite],
     selected: bool,
     skipped: &[String],
-) -> Result<(), XtaskError> {
+) -> Result<Vec<BenchBinary>, XtaskError> {
     let crates = unique_crates(suites);
-    let mut args: Vec<OsString> = vec!["bench".into(), "--no-run".into()];
+    let mut benches: Vec<String> = Vec::new();
     if selected {
-        for krate in &crates {
-            args.extend(["-p".into(), krate.into()]);
-        }
-    } else {
-        args.push("--workspace".into());
-        for package in skipped {
-            args.extend(["--exclude".into(), package.into()]);
+        for suite in suites {
+            if !benches.contains(&suite.bench) {
+                benches.push(suite.bench.clone());
+            }
         }
     }
+    let args = build_args(&benches, skipped);
     let description = display_command(&crate::workspace::cargo(), &args);
     println!("building benches of {} ...", crates.join(", "));
     let mut output = Vec::new();
+    let mut messages = Vec::new();
     let status = run_captured(
         &mut cargo_command(&workspace.root, &args),
         &description,
-        |_, line| output.push(line.to_owned()),
+        |stream, line| match stream {
+            Stream::Stdout => messages.push(line.to_owned()),
+            Stream::Stderr => output.push(line.to_owned()),
+        },
     )?;
     if status.success() {
-        return Ok(());
+        let built = executables(workspace, messages.iter().map(String::as_str));
+        let mut ordered = Vec::new();
+        for suite in suites {
+            match built.iter().find(|binary| binary.suite == *suite) {
+                Some(binary) => ordered.push(binary.clone()),
+                None => {
+                    return Err(XtaskError::CommandFailed {
+                        command: description,
+                        outcome: format!(
+                            "succeeded but named no executable for {} (bench `{}`)",
+                            suite.krate, suite.bench
+                        ),
+                    })
+                }
+            }
+        }
+        return Ok(ordered);
     }
     let failed = failed_crates(&output);
     let culprits = if failed.is_empty() {
@@ -153,14 +157,15 @@ fn build(
 }
 
 /// `--list`: every benchmark of every selected suite, without measuring.
-fn list(workspace: &Workspace, suites: &[Suite], filter: Option<&str>) -> Result<(), XtaskError> {
-    for suite in suites {
-        let args = suite_args(suite, filter, true);
-        let description = display_command(&crate::workspace::cargo(), &args);
+fn list(binaries: &[BenchBinary], filter: Option<&str>) -> Result<(), XtaskError> {
+    for binary in binaries {
+        let suite = &binary.suite;
+        let args = criterion_args(filter, true);
+        let description = describe(binary, &args);
         let mut stdout = String::new();
         let mut everything = Vec::new();
         let status = run_captured(
-            &mut cargo_command(&workspace.root, &args),
+            &mut suite_command(binary, &args),
             &description,
             |stream, line| {
                 if stream == Stream::Stdout {
@@ -219,13 +224,14 @@ enum SuiteRun {
 /// Runs one suite with the progress display.
 fn run_suite(
     workspace: &Workspace,
-    suite: &Suite,
+    binary: &BenchBinary,
     position: (usize, usize),
     args: &BenchArgs,
 ) -> Result<SuiteRun, XtaskError> {
-    let suite_args = suite_args(suite, args.filter.as_deref(), false);
-    let description = display_command(&crate::workspace::cargo(), &suite_args);
-    let mut command = cargo_command(&workspace.root, &suite_args);
+    let suite = &binary.suite;
+    let suite_args = criterion_args(args.filter.as_deref(), false);
+    let description = describe(binary, &suite_args);
+    let mut command = suite_command(binary, &suite_args);
     command
         .env("CRITERION_HOME", workspace.criterion_home())
         .env("HIVEKIT_EXTRAS_DIR", workspace.extras_dir());
@@ -324,9 +330,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         None => None,
     };
 
-    build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
+    let binaries = build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
     if args.list {
-        return list(&workspace, &suites, args.filter.as_deref());
+        return list(&binaries, args.filter.as_deref());
     }
 
     let mut info = RunInfo::gather(&workspace.root);
@@ -336,8 +342,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     clear_extras(&workspace.extras_dir())?;
     let mut ran: Vec<(String, String)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    for (index, suite) in suites.iter().enumerate() {
-        let run = run_suite(&workspace, suite, (index + 1, suites.len()), args)?;
+    for (index, binary) in binaries.iter().enumerate() {
+        let suite = &binary.suite;
+        let run = run_suite(&workspace, binary, (index + 1, binaries.len()), args)?;
         info.sample_load();
         match run {
             SuiteRun::Completed(titles) => {
@@ -498,31 +505,13 @@ mod tests {
     }
 
     #[test]
-    fn suite_command_line() {
-        let suite = Suite {
-            krate: "hivekit-lockfree".into(),
-            bench: "snapshot".into(),
-        };
-        let args: Vec<String> = suite_args(&suite, Some("reads"), false)
+    fn criterion_gets_the_filter_last() {
+        let args: Vec<String> = criterion_args(Some("reads"), false)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            args,
-            [
-                "bench",
-                "-p",
-                "hivekit-lockfree",
-                "--bench",
-                "snapshot",
-                "--",
-                "--color",
-                "never",
-                "reads"
-            ]
-        );
-        let list = suite_args(&suite, None, true);
-        assert!(list.iter().any(|a| a == "--list"));
+        assert_eq!(args, ["--color", "never", "reads"]);
+        assert!(criterion_args(None, true).iter().any(|a| a == "--list"));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod args;
 mod baseline;
 mod bench;
+mod binaries;
 mod ci;
 mod criterion;
 mod error;
