@@ -26,6 +26,8 @@ cargo xtask bench [options]
   --save-baseline NAME     save the results as target/hivekit-baselines/NAME.json
   --baseline NAME          compare against a saved baseline (change and verdict columns)
   --threshold PCT          change that counts as a regression or improvement (default 10)
+  --rounds N               paired rounds for ratio targets and for re-measuring rows flagged as
+                           regressed (default 5; 0: judge on the main pass alone)
   --fail-on-regression     exit 1 if any benchmark regressed against --baseline
   --json PATH              write the results in the baseline schema to PATH
   --markdown PATH          write the tables of docs/PERFORMANCE.md to PATH
@@ -39,6 +41,9 @@ cargo xtask test [--manifest-path PATH]
 cargo xtask ci [--manifest-path PATH]
 
 see docs/BENCHMARKS.md for how to run the benches and read the results";
+
+/// The most paired rounds `--rounds` accepts (each round re-runs every ratio row).
+pub(crate) const MAX_ROUNDS: usize = 50;
 
 /// The default regression threshold, in percent of the baseline median.
 pub(crate) const DEFAULT_THRESHOLD_PCT: f64 = 10.0;
@@ -75,6 +80,8 @@ pub(crate) struct BenchArgs {
     pub(crate) threshold_pct: f64,
     /// Exit 1 when a benchmark regressed.
     pub(crate) fail_on_regression: bool,
+    /// Paired rounds after the main pass (ratio targets, re-measuring flagged rows).
+    pub(crate) rounds: usize,
     /// Where to write the results as JSON.
     pub(crate) json: Option<PathBuf>,
     /// Where to write the markdown report.
@@ -100,6 +107,7 @@ impl Default for BenchArgs {
             baseline: None,
             threshold_pct: DEFAULT_THRESHOLD_PCT,
             fail_on_regression: false,
+            rounds: crate::paired::DEFAULT_ROUNDS,
             json: None,
             markdown: None,
             targets: None,
@@ -201,6 +209,7 @@ fn unknown(arg: &Arg<'_>) -> UsageError {
 fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
     let mut parsed = BenchArgs::default();
     let mut threshold_given = false;
+    let mut rounds_given = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(None),
@@ -223,6 +232,14 @@ fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
             Arg::Long("threshold") => {
                 parsed.threshold_pct = threshold(&string_value(parser, "--threshold")?)?;
                 threshold_given = true;
+            }
+            Arg::Long("rounds") => {
+                let text = string_value(parser, "--rounds")?;
+                parsed.rounds = match text.parse::<usize>() {
+                    Ok(rounds) if rounds <= MAX_ROUNDS => rounds,
+                    _ => return Err(UsageError::BadRounds(text)),
+                };
+                rounds_given = true;
             }
             Arg::Long("json") => parsed.json = Some(value(parser, "--json")?.into()),
             Arg::Long("markdown") => parsed.markdown = Some(value(parser, "--markdown")?.into()),
@@ -252,6 +269,7 @@ fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
             ("--save-baseline", parsed.save_baseline.is_some()),
             ("--baseline", parsed.baseline.is_some()),
             ("--threshold", threshold_given),
+            ("--rounds", rounds_given),
             ("--fail-on-regression", parsed.fail_on_regression),
             ("--markdown", parsed.markdown.is_some()),
             ("--targets", parsed.targets.is_some()),
@@ -444,6 +462,25 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn rounds_are_a_small_count() {
+        assert_eq!(bench("bench").rounds, 5);
+        assert_eq!(bench("bench --rounds 0").rounds, 0);
+        assert_eq!(bench("bench --rounds=9").rounds, 9);
+        for value in ["-1", "x", "2.5", "51"] {
+            let line = format!("bench --rounds={value}");
+            assert_eq!(
+                parse_str(&line),
+                Err(UsageError::BadRounds(value.into())),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_str("bench --instructions --rounds 3"),
+            Err(UsageError::InstructionsWith("--rounds".into()))
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: build the suites once, run them with a one-line-per-benchmark progress
 //! display, then print the table, check the targets, and save or compare baselines.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -19,8 +19,9 @@ use crate::markdown::render_markdown;
 use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
 use crate::provision::{Tools, INSTALL_COMMAND};
 use crate::report::Report;
+use crate::rounds::{measure_rounds, Settings};
 use crate::table::{legend, render_table};
-use crate::targets::{evaluate, format_summary, load_targets};
+use crate::targets::{evaluate_paired, format_summary, load_targets, paired_ids};
 use crate::units::format_ns;
 use crate::verdict::format_change;
 use crate::workspace::{Suite, Workspace};
@@ -341,6 +342,8 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     clear_extras(&workspace.extras_dir())?;
     let mut ran: Vec<(String, String)> = Vec::new();
+    // Which binary ran each benchmark, for the rounds after the main pass.
+    let mut binary_of: HashMap<String, usize> = HashMap::new();
     let mut failed: Vec<String> = Vec::new();
     for (index, binary) in binaries.iter().enumerate() {
         let suite = &binary.suite;
@@ -348,7 +351,10 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         info.sample_load();
         match run {
             SuiteRun::Completed(titles) => {
-                ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone())))
+                for title in titles {
+                    binary_of.entry(title.clone()).or_insert(index);
+                    ran.push((title, suite.krate.clone()));
+                }
             }
             SuiteRun::Failed => failed.push(format!("{} (bench `{}`)", suite.krate, suite.bench)),
         }
@@ -376,7 +382,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     join_extras(&mut results, &extras);
 
-    let report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
+    let mut report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
     // Targets of crates that did not run in this run (`-p`) would all read "not measured": leave them out.
     let ran_crates: std::collections::HashSet<&str> =
         results.iter().map(|result| result.krate.as_str()).collect();
@@ -384,7 +390,61 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         .into_iter()
         .filter(|target| ran_crates.contains(target.krate.as_str()))
         .collect();
-    let outcomes = evaluate(&targets, &results);
+    let rows_of = |ids: Vec<String>| -> Vec<(String, usize)> {
+        ids.into_iter()
+            .filter_map(|id| binary_of.get(&id).map(|&binary| (id, binary)))
+            .collect()
+    };
+    let paired_rows = rows_of(paired_ids(&targets, &results));
+    let paired_rounds = if args.rounds == 0 || paired_rows.is_empty() {
+        Vec::new()
+    } else {
+        println!(
+            "\npaired rounds: {} rows of the ratio targets, {} rounds (quick settings)",
+            paired_rows.len(),
+            args.rounds
+        );
+        let rounds = measure_rounds(
+            &workspace.target_dir,
+            &binaries,
+            &paired_rows,
+            args.rounds,
+            Settings::Quick,
+            "paired",
+        )?;
+        info.sample_load();
+        rounds
+    };
+    let outcomes = evaluate_paired(&targets, &results, &paired_rounds);
+    // A row flagged as regressed is measured again before the verdict stands.
+    let flagged: Vec<String> = report
+        .regressions()
+        .into_iter()
+        .map(|index| results[index].id.clone())
+        .collect();
+    if let (Some(baseline), false, true) = (&baseline, flagged.is_empty(), args.rounds > 0) {
+        let rows = rows_of(flagged);
+        println!(
+            "\nre-measuring {} row(s) flagged as regressed, {} rounds",
+            rows.len(),
+            args.rounds
+        );
+        let settings = if args.quick {
+            Settings::Quick
+        } else {
+            Settings::Full
+        };
+        let rounds = measure_rounds(
+            &workspace.target_dir,
+            &binaries,
+            &rows,
+            args.rounds,
+            settings,
+            "re-measure",
+        )?;
+        info.sample_load();
+        report.confirm_regressions(baseline, &rounds, args.threshold_pct);
+    }
     println!();
     print!("{}", render_table(&report));
     println!();
@@ -459,10 +519,14 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             let row = &results[index];
             let change = report.comparison(index).and_then(|c| c.change_pct);
             println!(
-                "  {}  {}  {}",
+                "  {}  {}  {}{}",
                 row.id,
                 format_ns(row.median_ns),
-                format_change(change)
+                format_change(change),
+                report
+                    .remeasured(index)
+                    .map(|note| format!("  ({note})"))
+                    .unwrap_or_default()
             );
         }
         if args.fail_on_regression {

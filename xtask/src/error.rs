@@ -23,6 +23,9 @@ pub(crate) enum UsageError {
     /// The threshold is not a positive finite number.
     #[error("threshold `{0}` is not a positive number of percent")]
     BadThreshold(String),
+    /// `--rounds` is not a whole number from 0 to 50.
+    #[error("rounds `{0}` is not a whole number from 0 to 50")]
+    BadRounds(String),
     /// A baseline name that cannot be a plain file name.
     #[error(
         "baseline name `{name}` given to `{flag}` may only hold letters, digits, `-`, `_` and `.`"

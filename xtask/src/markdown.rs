@@ -2,7 +2,7 @@
 
 use crate::machine::RunInfo;
 use crate::report::Report;
-use crate::targets::{Outcome, Status};
+use crate::targets::{count_line, Outcome, Status};
 
 /// Escapes a table cell (`|` would end the cell).
 fn cell(text: &str) -> String {
@@ -104,14 +104,7 @@ pub(crate) fn render_markdown(
     if outcomes.is_empty() {
         out.push_str("No targets defined (docs/targets.json).\n");
     } else {
-        let count = |status: Status| outcomes.iter().filter(|o| o.status == status).count();
-        out.push_str(&format!(
-            "{} of {} targets met, {} not met, {} not measured.\n\n",
-            count(Status::Met),
-            outcomes.len(),
-            count(Status::NotMet),
-            count(Status::NotMeasured)
-        ));
+        out.push_str(&format!("Targets: {}.\n\n", count_line(outcomes)));
         out.push_str("| crate | target | measured | status | note |\n|---|---|---|---|---|\n");
         for outcome in outcomes {
             let status = match outcome.status {
@@ -189,7 +182,7 @@ mod tests {
         assert!(md.contains("## hivekit-lockfree\n\n### snapshot_reads\n"));
         assert!(md.contains("| function | parameter | median |"));
         assert!(md.contains("| arc-swap | 1\\|r | 6.00 ns |"), "{md}");
-        assert!(md.contains("1 of 1 targets met, 0 not met, 0 not measured."));
+        assert!(md.contains("Targets: 1 of 1 met, 0 not met, 0 unclear, 0 not measured."));
         assert!(md.contains("| hivekit-lockfree | reads 2x faster than arc-swap | 3.00x faster"));
     }
 }
