@@ -48,7 +48,7 @@ pub(crate) fn render_markdown(
             if quick {
                 "quick (10 samples, ~0.5 s per benchmark; noisier)".to_owned()
             } else {
-                "full (50 samples, 3 s per benchmark)".to_owned()
+                "full (50 samples, 0.5 s warm-up and 2 s per benchmark)".to_owned()
             },
         ),
         ("command", format!("`{command}`")),
