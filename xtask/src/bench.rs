@@ -11,6 +11,7 @@ use regex::Regex;
 use crate::args::BenchArgs;
 use crate::baseline::Baseline;
 use crate::binaries::{build_args, describe, executables, suite_command, BenchBinary};
+use crate::charts::{write_charts, CHART_DIR};
 use crate::criterion::{collect_results, parse_list, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
@@ -491,7 +492,14 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     if let Some(path) = &args.markdown {
         let notes: Vec<String> = skip_note.iter().cloned().collect();
-        let markdown = render_markdown(&report, &info, args.quick, &command, &outcomes, &notes);
+        let chart_dir = path
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new(""))
+            .join(CHART_DIR);
+        let charts = write_charts(&chart_dir, &report, &outcomes)?;
+        let markdown = render_markdown(
+            &report, &info, args.quick, &command, &outcomes, &notes, &charts,
+        );
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|error| XtaskError::io("create directory", dir, error))?;

@@ -96,6 +96,14 @@ pub(crate) enum XtaskError {
         /// What is wrong with it.
         message: String,
     },
+    /// plotters could not draw a chart.
+    #[error("cannot draw chart {path}: {message}")]
+    Chart {
+        /// The SVG file.
+        path: PathBuf,
+        /// plotters' error.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -166,6 +174,7 @@ impl XtaskError {
             | Self::MissingBaseline { .. }
             | Self::BadInputFile { .. } => 2,
             Self::Io { .. }
+            | Self::Chart { .. }
             | Self::CommandFailed { .. }
             | Self::Metadata(_)
             | Self::BenchBuild { .. }

@@ -20,6 +20,7 @@ mod args;
 mod baseline;
 mod bench;
 mod binaries;
+mod charts;
 mod ci;
 mod criterion;
 mod error;

@@ -129,7 +129,10 @@ impl<'a> Report<'a> {
             if medians.is_empty() {
                 continue;
             }
-            let (confirmed, interval) = confirm(base.median_ns, &medians, threshold_pct);
+            // Against the upper end of the baseline's interval: the baseline is one run too, and
+            // an unluckily fast baseline must not turn every later run into a regression.
+            let reference = base.ci_high_ns.max(base.median_ns);
+            let (confirmed, interval) = confirm(reference, &medians, threshold_pct);
             comparisons[index].remeasured = interval;
             if !confirmed {
                 comparisons[index].verdict = Verdict::WithinNoise;
@@ -391,11 +394,11 @@ mod tests {
         assert_eq!(report.regressions(), [3]);
         assert_eq!(
             report.cell(0, Column::Verdict),
-            "within noise (re-measured 5 rounds: +0.0% (+0.0%..+0.0%))"
+            "within noise (re-measured 5 rounds: -1.0% (-1.0%..-1.0%))"
         );
         assert_eq!(
             report.remeasured(3).as_deref(),
-            Some("re-measured 5 rounds: +50.0% (+50.0%..+50.0%)")
+            Some("re-measured 5 rounds: +48.5% (+48.5%..+48.5%)")
         );
     }
 }

@@ -53,20 +53,18 @@ pub(crate) struct Comparison {
 }
 
 /// Whether re-measured medians confirm a regression: the lower end of the interval of
-/// `median / baseline median` over the rounds is beyond the threshold. Also returns that interval
+/// `median / reference` over the rounds is beyond the threshold. The reference is the baseline's
+/// median or, more cautiously (as the report does), the upper end of its confidence interval. Also returns that interval
 /// (`None` when no round measured the row: the flag is then not confirmed either).
 pub(crate) fn confirm(
-    baseline_median_ns: f64,
+    reference_ns: f64,
     remeasured_ns: &[f64],
     threshold_pct: f64,
 ) -> (bool, Option<PairedRatio>) {
-    if !(baseline_median_ns.is_finite() && baseline_median_ns > 0.0) {
+    if !(reference_ns.is_finite() && reference_ns > 0.0) {
         return (false, None);
     }
-    let ratios: Vec<f64> = remeasured_ns
-        .iter()
-        .map(|ns| ns / baseline_median_ns)
-        .collect();
+    let ratios: Vec<f64> = remeasured_ns.iter().map(|ns| ns / reference_ns).collect();
     let interval = median_interval(&ratios);
     let confirmed = interval.is_some_and(|i| (i.low - 1.0) * 100.0 > threshold_pct);
     (confirmed, interval)
