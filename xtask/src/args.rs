@@ -16,6 +16,8 @@ commands:
   bench    run the criterion suites and print one table with ratios against peers
   test     provision etcd and protoc when missing, then cargo test --workspace --locked
   ci       everything CI runs, in order (the list is in docs/BENCHMARKS.md and README.md)
+  aa-test  the regression verdict tested for real: 5 A/A comparisons must flag nothing, a planted
+           25% slowdown must be caught (one quick row; CI runs it)
   help     print this text
 
 cargo xtask bench [options]
@@ -39,6 +41,7 @@ cargo xtask bench [options]
 
 cargo xtask test [--manifest-path PATH]
 cargo xtask ci [--manifest-path PATH]
+cargo xtask aa-test [--manifest-path PATH]
 
 see docs/BENCHMARKS.md for how to run the benches and read the results";
 
@@ -54,11 +57,13 @@ pub(crate) enum Command {
     /// Print the usage text.
     Help,
     /// `cargo xtask bench`.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// `cargo xtask test`.
     Test(CiArgs),
     /// `cargo xtask ci`.
     Ci(CiArgs),
+    /// `cargo xtask aa-test`.
+    AaTest(CiArgs),
 }
 
 /// Options of `cargo xtask bench`.
@@ -94,6 +99,9 @@ pub(crate) struct BenchArgs {
     pub(crate) bless: bool,
     /// The workspace manifest (default: found by cargo from the current directory).
     pub(crate) manifest_path: Option<PathBuf>,
+    /// Environment for the bench binaries beyond xtask's own (not a command-line option: the A/A
+    /// self-test plants its slowdown with it).
+    pub(crate) extra_env: Vec<(String, String)>,
 }
 
 impl Default for BenchArgs {
@@ -114,6 +122,7 @@ impl Default for BenchArgs {
             instructions: false,
             bless: false,
             manifest_path: None,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -136,9 +145,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
     };
     match command.as_str() {
         "help" => Ok(Command::Help),
-        "bench" => parse_bench(&mut parser).map(|args| args.map_or(Command::Help, Command::Bench)),
+        "bench" => parse_bench(&mut parser)
+            .map(|args| args.map_or(Command::Help, |args| Command::Bench(Box::new(args)))),
         "test" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Test)),
         "ci" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Ci)),
+        "aa-test" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::AaTest)),
         _ => Err(UsageError::UnknownCommand(command)),
     }
 }
@@ -337,7 +348,7 @@ mod tests {
 
     fn bench(line: &str) -> BenchArgs {
         match parse_str(line) {
-            Ok(Command::Bench(args)) => args,
+            Ok(Command::Bench(args)) => *args,
             other => panic!("`{line}` did not parse as bench: {other:?}"),
         }
     }
@@ -525,6 +536,12 @@ mod tests {
             parse_str("bench --bless"),
             Err(UsageError::BlessWithoutInstructions)
         );
+    }
+
+    #[test]
+    fn aa_test_parses() {
+        assert_eq!(parse_str("aa-test"), Ok(Command::AaTest(CiArgs::default())));
+        assert_eq!(parse_str("aa-test --help"), Ok(Command::Help));
     }
 
     #[test]

@@ -242,6 +242,7 @@ fn run_suite(
     } else {
         command.env_remove("HIVEKIT_BENCH_QUICK");
     }
+    command.envs(args.extra_env.iter().map(|(k, v)| (k, v)));
     let prefix = format!(
         "[{}/{} {} {}]",
         position.0, position.1, suite.krate, suite.bench
@@ -295,6 +296,20 @@ fn typed_command(raw_args: &[String]) -> String {
 
 /// Runs `cargo xtask bench`. `raw_args` are the arguments as typed (for the report header).
 pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), XtaskError> {
+    bench_run(args, raw_args).map(|_| ())
+}
+
+/// What a comparison against a baseline concluded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Judged {
+    /// Ids of the rows that regressed (after re-measuring).
+    pub(crate) regressed: Vec<String>,
+    /// Whether the load went above the core count during the run.
+    pub(crate) too_busy: bool,
+}
+
+/// [`run_bench`], returning the verdict against the baseline for callers that judge it themselves.
+pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged, XtaskError> {
     // Everything the user can get wrong is checked before the long part starts.
     if let Some(pattern) = &args.filter {
         validate_filter(pattern)?;
@@ -321,7 +336,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     if suites.is_empty() {
         println!("no crate in this workspace has bench targets");
-        return Ok(());
+        return Ok(Judged::default());
     }
     let default_targets = workspace.root.join("docs").join("targets.json");
     let targets = load_targets(args.targets.as_deref(), &default_targets)?;
@@ -334,7 +349,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
 
     let binaries = build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
     if args.list {
-        return list(&binaries, args.filter.as_deref());
+        return list(&binaries, args.filter.as_deref()).map(|()| Judged::default());
     }
 
     let mut info = RunInfo::gather(&workspace.root);
@@ -412,22 +427,24 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             args.rounds,
             Settings::Quick,
             "paired",
+            &args.extra_env,
         )?;
         info.sample_load();
         rounds
     };
     let outcomes = evaluate_paired(&targets, &results, &paired_rounds);
-    // A row flagged as regressed is measured again before the verdict stands.
+    // A row slower than the threshold is measured again before the verdict stands.
     let flagged: Vec<String> = report
-        .regressions()
+        .regression_candidates()
         .into_iter()
         .map(|index| results[index].id.clone())
         .collect();
     if let (Some(baseline), false, true) = (&baseline, flagged.is_empty(), args.rounds > 0) {
         let rows = rows_of(flagged);
         println!(
-            "\nre-measuring {} row(s) flagged as regressed, {} rounds",
+            "\nre-measuring {} row(s) slower than the baseline by more than {}%, {} rounds",
             rows.len(),
+            args.threshold_pct,
             args.rounds
         );
         let settings = if args.quick {
@@ -442,6 +459,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             args.rounds,
             settings,
             "re-measure",
+            &args.extra_env,
         )?;
         info.sample_load();
         report.confirm_regressions(baseline, &rounds, args.threshold_pct);
@@ -545,7 +563,13 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         // Not regressed does not mean not slower when the machine was too busy to tell.
         return Err(too_busy_or(&info, XtaskError::Regressed(0)));
     }
-    Ok(())
+    Ok(Judged {
+        regressed: regressions
+            .iter()
+            .map(|&index| results[index].id.clone())
+            .collect(),
+        too_busy: info.too_busy(),
+    })
 }
 
 /// With `--fail-on-regression`, a run whose load went above the core count is not judged either way:

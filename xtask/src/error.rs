@@ -96,6 +96,9 @@ pub(crate) enum XtaskError {
         /// What is wrong with it.
         message: String,
     },
+    /// `cargo xtask aa-test` saw a false alarm or missed the planted slowdown.
+    #[error("aa-test failed: {0}")]
+    AaTest(String),
     /// plotters could not draw a chart.
     #[error("cannot draw chart {path}: {message}")]
     Chart {
@@ -175,6 +178,7 @@ impl XtaskError {
             | Self::BadInputFile { .. } => 2,
             Self::Io { .. }
             | Self::Chart { .. }
+            | Self::AaTest(_)
             | Self::CommandFailed { .. }
             | Self::Metadata(_)
             | Self::BenchBuild { .. }

@@ -14,6 +14,7 @@ pub(crate) struct Report<'a> {
     pub(crate) results: &'a [BenchResult],
     ratios: Vec<RatioCell>,
     comparisons: Option<Vec<Comparison>>,
+    threshold_pct: f64,
 }
 
 /// The columns a report may show (after `group`, which the renderers place themselves).
@@ -85,6 +86,7 @@ impl<'a> Report<'a> {
             ratios: ratio_cells(results),
             comparisons: baseline
                 .map(|(baseline, threshold)| compare_all(results, baseline, threshold)),
+            threshold_pct: baseline.map_or(0.0, |(_, threshold)| threshold),
         }
     }
 
@@ -105,15 +107,27 @@ impl<'a> Report<'a> {
             .collect()
     }
 
-    /// Re-judges the rows flagged as regressed on `rounds` of re-measurement: a flag the rounds do
-    /// not confirm becomes "within noise". Rows no round measured keep their flag.
+    /// Indices of the rows slower than the baseline by more than the threshold, intervals aside:
+    /// the rows to measure again before judging.
+    pub(crate) fn regression_candidates(&self) -> Vec<usize> {
+        (0..self.results.len())
+            .filter(|&i| {
+                self.comparison(i)
+                    .is_some_and(|c| c.is_candidate(self.threshold_pct))
+            })
+            .collect()
+    }
+
+    /// Re-judges the candidates ([`Self::regression_candidates`]) on `rounds` of re-measurement:
+    /// `regressed` when the rounds confirm the slowdown, "within noise" otherwise. Rows no round
+    /// measured keep their first verdict.
     pub(crate) fn confirm_regressions(
         &mut self,
         baseline: &Baseline,
         rounds: &[Round],
         threshold_pct: f64,
     ) {
-        let flagged = self.regressions();
+        let flagged = self.regression_candidates();
         let Some(comparisons) = self.comparisons.as_mut() else {
             return;
         };
@@ -129,14 +143,13 @@ impl<'a> Report<'a> {
             if medians.is_empty() {
                 continue;
             }
-            // Against the upper end of the baseline's interval: the baseline is one run too, and
-            // an unluckily fast baseline must not turn every later run into a regression.
-            let reference = base.ci_high_ns.max(base.median_ns);
-            let (confirmed, interval) = confirm(reference, &medians, threshold_pct);
+            let (confirmed, interval) = confirm(base.median_ns, &medians, threshold_pct);
             comparisons[index].remeasured = interval;
-            if !confirmed {
-                comparisons[index].verdict = Verdict::WithinNoise;
-            }
+            comparisons[index].verdict = if confirmed {
+                Verdict::Regressed
+            } else {
+                Verdict::WithinNoise
+            };
         }
     }
 
@@ -394,11 +407,11 @@ mod tests {
         assert_eq!(report.regressions(), [3]);
         assert_eq!(
             report.cell(0, Column::Verdict),
-            "within noise (re-measured 5 rounds: -1.0% (-1.0%..-1.0%))"
+            "within noise (re-measured 5 rounds: +0.0% (+0.0%..+0.0%))"
         );
         assert_eq!(
             report.remeasured(3).as_deref(),
-            Some("re-measured 5 rounds: +48.5% (+48.5%..+48.5%)")
+            Some("re-measured 5 rounds: +50.0% (+50.0%..+50.0%)")
         );
     }
 }

@@ -42,6 +42,7 @@ pub(crate) fn measure_rounds(
     rounds: usize,
     settings: Settings,
     what: &str,
+    env: &[(String, String)],
 ) -> Result<Vec<Round>, XtaskError> {
     let home = target_dir.join("hivekit-rounds");
     let mut by_binary: Vec<(usize, Vec<&str>)> = Vec::new();
@@ -66,7 +67,7 @@ pub(crate) fn measure_rounds(
             let Some(binary) = binaries.get(*index) else {
                 continue;
             };
-            medians.extend(measure_once(&home, binary, ids, settings)?);
+            medians.extend(measure_once(&home, binary, ids, settings, env)?);
         }
         println!(
             "{what} round {}/{rounds}: {} of {} rows in {:.1} s",
@@ -87,6 +88,7 @@ fn measure_once(
     binary: &BenchBinary,
     ids: &[&str],
     settings: Settings,
+    env: &[(String, String)],
 ) -> Result<HashMap<String, f64>, XtaskError> {
     let args: Vec<OsString> = vec!["--color".into(), "never".into(), exact_filter(ids).into()];
     let description = describe(binary, &args);
@@ -98,6 +100,7 @@ fn measure_once(
         Settings::Quick => command.env("HIVEKIT_BENCH_QUICK", "1"),
         Settings::Full => command.env_remove("HIVEKIT_BENCH_QUICK"),
     };
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let mut parser = ProgressParser::default();
     let mut titles = Vec::new();
     let mut tail = Vec::new();

@@ -52,9 +52,18 @@ pub(crate) struct Comparison {
     pub(crate) remeasured: Option<PairedRatio>,
 }
 
+impl Comparison {
+    /// Slower than the threshold, whatever the intervals: worth measuring again. With re-measuring
+    /// (the default), this and not the interval test is what sends a row to be re-measured, and
+    /// the rounds decide.
+    pub(crate) fn is_candidate(&self, threshold_pct: f64) -> bool {
+        self.change_pct.is_some_and(|change| change > threshold_pct)
+    }
+}
+
 /// Whether re-measured medians confirm a regression: the lower end of the interval of
-/// `median / reference` over the rounds is beyond the threshold. The reference is the baseline's
-/// median or, more cautiously (as the report does), the upper end of its confidence interval. Also returns that interval
+/// `median / reference` over the rounds is beyond the threshold; the reference is the baseline's
+/// median. Also returns that interval
 /// (`None` when no round measured the row: the flag is then not confirmed either).
 pub(crate) fn confirm(
     reference_ns: f64,
