@@ -96,24 +96,15 @@ fn unique_crates(suites: &[Suite]) -> Vec<String> {
     crates
 }
 
-/// Builds the selected suites with one `cargo bench --no-run --workspace` (see [`crate::binaries`])
-/// and returns their executables in the order of `suites`.
+/// Builds every suite with one `cargo bench --no-run --workspace` (see [`crate::binaries`]) and
+/// returns the executables of the selected ones, in the order of `suites`.
 fn build(
     workspace: &Workspace,
     suites: &[Suite],
-    selected: bool,
     skipped: &[String],
 ) -> Result<Vec<BenchBinary>, XtaskError> {
     let crates = unique_crates(suites);
-    let mut benches: Vec<String> = Vec::new();
-    if selected {
-        for suite in suites {
-            if !benches.contains(&suite.bench) {
-                benches.push(suite.bench.clone());
-            }
-        }
-    }
-    let args = build_args(&benches, skipped);
+    let args = build_args(skipped);
     let description = display_command(&crate::workspace::cargo(), &args);
     println!("building benches of {} ...", crates.join(", "));
     let mut output = Vec::new();
@@ -347,7 +338,7 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         None => None,
     };
 
-    let binaries = build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
+    let binaries = build(&workspace, &suites, &skipped)?;
     if args.list {
         return list(&binaries, args.filter.as_deref()).map(|()| Judged::default());
     }

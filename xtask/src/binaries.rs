@@ -2,10 +2,12 @@
 //!
 //! `cargo bench -p X --bench Y` resolves features for package X alone, which is not how
 //! `cargo bench --workspace --no-run` (CI's build) resolves them: it would rebuild a suite at run time
-//! and could measure a differently configured binary. So xtask builds with `--workspace` (less the
-//! skipped packages; `--bench NAME` narrows the targets when `-p` selects crates, never the
-//! packages), reads the executables from cargo's JSON messages, and runs each one itself the way
-//! `cargo bench` would: in its package's directory, with `--bench`.
+//! and could measure a differently configured binary. So xtask always builds every bench target of
+//! the workspace (less the skipped packages), exactly CI's build, even when `-p` selects crates:
+//! narrowing with `--bench NAME` would change which dev-dependencies' features unify (resolver 2
+//! activates only the dev-dependencies of the targets being built) and so rebuild criterion and
+//! friends with other features. It reads the executables from cargo's JSON messages and runs each
+//! one itself the way `cargo bench` would: in its package's directory, with `--bench`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,17 +28,12 @@ pub(crate) struct BenchBinary {
     pub(crate) dir: PathBuf,
 }
 
-/// `cargo bench --no-run --workspace [--exclude P].. [--bench B].. --message-format=...`.
-///
-/// `benches` is empty for every suite; otherwise it names the bench targets to build. The package
-/// set stays the workspace either way, so features resolve as in CI's `cargo bench --workspace`.
-pub(crate) fn build_args(benches: &[String], skipped: &[String]) -> Vec<OsString> {
+/// `cargo bench --no-run --workspace [--exclude P].. --message-format=...`: CI's build, so features
+/// resolve as there and nothing is built twice.
+pub(crate) fn build_args(skipped: &[String]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["bench".into(), "--no-run".into(), "--workspace".into()];
     for package in skipped {
         args.extend(["--exclude".into(), package.into()]);
-    }
-    for bench in benches {
-        args.extend(["--bench".into(), bench.into()]);
     }
     // Diagnostics rendered on stderr as usual; stdout carries one JSON message per line.
     args.push("--message-format=json-render-diagnostics".into());
@@ -203,12 +200,12 @@ mod tests {
                 .join(" ")
         };
         assert_eq!(
-            text(build_args(&[], &["hivekit-etcd".into()])),
+            text(build_args(&["hivekit-etcd".into()])),
             "bench --no-run --workspace --exclude hivekit-etcd --message-format=json-render-diagnostics"
         );
         assert_eq!(
-            text(build_args(&["snapshot".into()], &[])),
-            "bench --no-run --workspace --bench snapshot --message-format=json-render-diagnostics"
+            text(build_args(&[])),
+            "bench --no-run --workspace --message-format=json-render-diagnostics"
         );
     }
 }
