@@ -233,6 +233,7 @@ fn run_suite(
     } else {
         command.env_remove("HIVEKIT_BENCH_QUICK");
     }
+    command.env_remove("HIVEKIT_BENCH_FULL_SIZES");
     command.envs(args.extra_env.iter().map(|(k, v)| (k, v)));
     let prefix = format!(
         "[{}/{} {} {}]",
@@ -416,7 +417,12 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
             &binaries,
             &paired_rows,
             args.rounds,
-            Settings::Quick,
+            // Quick timing, but the sizes of the run: a full run's targets compare full-only rows.
+            if args.quick {
+                Settings::Quick
+            } else {
+                Settings::QuickFullSizes
+            },
             "paired",
             &args.extra_env,
         )?;

@@ -22,6 +22,9 @@ use crate::process::{run_captured, Stream};
 pub(crate) enum Settings {
     /// `HIVEKIT_BENCH_QUICK=1`.
     Quick,
+    /// Quick timing with the full size lists (`HIVEKIT_BENCH_FULL_SIZES=1`): the paired rounds of
+    /// a full run, whose targets compare rows only full mode has.
+    QuickFullSizes,
     /// Full settings.
     Full,
 }
@@ -97,7 +100,12 @@ fn measure_once(
         .env("CRITERION_HOME", home.join("criterion"))
         .env("HIVEKIT_EXTRAS_DIR", home.join("extras"));
     match settings {
-        Settings::Quick => command.env("HIVEKIT_BENCH_QUICK", "1"),
+        Settings::Quick => command
+            .env("HIVEKIT_BENCH_QUICK", "1")
+            .env_remove("HIVEKIT_BENCH_FULL_SIZES"),
+        Settings::QuickFullSizes => command
+            .env("HIVEKIT_BENCH_QUICK", "1")
+            .env("HIVEKIT_BENCH_FULL_SIZES", "1"),
         Settings::Full => command.env_remove("HIVEKIT_BENCH_QUICK"),
     };
     command.envs(env.iter().map(|(k, v)| (k, v)));
