@@ -13,6 +13,11 @@ pub(crate) const FORMAT: u32 = 1;
 /// Record keys: a stage's record, and the value a resume hands an interrupted stage.
 pub(crate) const STAGE_PREFIX: &str = "s:";
 pub(crate) const VALUE_PREFIX: &str = "v:";
+/// An item of a durable fan-out: `i:{stage index}:{fan-out number}:{items}:{item}`.
+pub(crate) const ITEM_PREFIX: &str = "i:";
+/// The records of one iteration of a loop stage: `l:{stage index}:{body fingerprint}:{iteration}/`
+/// and then the iteration's own keys (stages, items, nested loops).
+pub(crate) const LOOP_PREFIX: &str = "l:";
 
 /// A checkpoint could not be written or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
