@@ -403,7 +403,29 @@ fn kill_and_resume(
             .stderr(Stdio::null())
             .spawn()
             .expect("the child starts");
-        std::thread::sleep(Duration::from_millis(rng.gen_range(20..90)));
+        // Kill once a seeded number of units have run (watching the effect log, not the clock,
+        // so that a slow start under load does not move the kill before the stage).
+        let count = units.clone().count();
+        let kill_after = rng.gen_range(1..count / 2);
+        let started = std::time::Instant::now();
+        while effects(&dir.path().join("effects.log"))
+            .values()
+            .sum::<usize>()
+            < kill_after
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "seed {seed}: the child never got going"
+            );
+            if process
+                .try_wait()
+                .expect("the child can be waited on")
+                .is_some()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
         // SIGKILL on Unix.
         process.kill().expect("the child is killed");
         process.wait().expect("the child is reaped");
@@ -450,7 +472,6 @@ fn kill_and_resume(
             "seed {seed}: only the {unit} in flight at the kill runs again, {repeated} did"
         );
         let ran_before = before.len();
-        let count = units.clone().count();
         eprintln!("seed {seed}: {ran_before} of {count} {unit}s had run before the kill");
         if (2..count).contains(&ran_before) {
             resumed_mid_stage += 1;

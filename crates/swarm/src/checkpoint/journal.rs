@@ -48,7 +48,7 @@ impl Journal {
         stage: u32,
         iteration: u32,
     ) -> Result<Self, CheckpointError> {
-        let fingerprint = record::fingerprint(&record::shape(body));
+        let fingerprint = record::shape_cache(body).fingerprint;
         let prefix = format!(
             "{}{LOOP_PREFIX}{stage}:{fingerprint:016x}:{iteration}/",
             self.prefix

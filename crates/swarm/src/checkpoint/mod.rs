@@ -105,6 +105,7 @@ use crate::pipeline::PipelineInner;
 use crate::report::{RunOutcome, RunReport};
 pub(crate) use journal::run_iteration;
 use journal::Journal;
+pub(crate) use record::ShapeCache;
 use record::{Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX, VALUE_PREFIX};
 
 /// How long a store keeps runs.
@@ -299,20 +300,17 @@ impl Durable {
                 }
             },
         };
-        let shape = record::shape(pipeline.inner());
-        let header = Header {
-            format: FORMAT,
-            pipeline: pipeline.name().to_owned(),
-            fingerprint: record::fingerprint(&shape),
-            shape,
-            input,
+        let inner = pipeline.inner();
+        let cache = record::shape_cache(inner);
+        let fresh;
+        let bytes = match &input {
+            None => &cache.header,
+            Some(input) => {
+                fresh = record::header(inner, &cache.shape, cache.fingerprint, Some(input));
+                &fresh
+            }
         };
-        let bytes =
-            serde_json::to_vec(&header).map_err(|error| CheckpointError::InputNotSerializable {
-                run: run.to_owned(),
-                reason: error.to_string(),
-            })?;
-        self.store.create_run(run, now_ms(), &bytes)?;
+        self.store.create_run(run, now_ms(), bytes)?;
         self.prune()?;
         Ok(self
             .execute(
@@ -421,11 +419,11 @@ impl Durable {
             )));
         }
         let inner = pipeline.inner();
-        let shape = record::shape(inner);
-        if header.shape != shape || header.fingerprint != record::fingerprint(&shape) {
+        let cache = record::shape_cache(inner);
+        if header.fingerprint != cache.fingerprint || header.shape != cache.shape {
             return Err(CheckpointError::ShapeMismatch {
                 run: run.to_owned(),
-                difference: record::first_difference(&header.shape, &shape),
+                difference: record::first_difference(&header.shape, &cache.shape),
             });
         }
         let input = match (header.input, self.input) {

@@ -118,6 +118,57 @@ pub(crate) struct Header {
     pub(crate) input: Option<serde_json::Value>,
 }
 
+/// A run's header as written (borrowing what the pipeline caches).
+#[derive(Serialize)]
+pub(crate) struct HeaderRef<'a> {
+    pub(crate) format: u32,
+    pub(crate) pipeline: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) shape: &'a [ShapeStage],
+    pub(crate) input: Option<&'a serde_json::Value>,
+}
+
+/// What a pipeline's checkpoints record of its shape, worked out once per pipeline (by its first
+/// durable run) rather than once per run: the shape, its fingerprint, and the header of a run
+/// without input, ready to write.
+pub(crate) struct ShapeCache {
+    pub(crate) shape: Vec<ShapeStage>,
+    pub(crate) fingerprint: u64,
+    pub(crate) header: Vec<u8>,
+}
+
+/// The pipeline's cached shape.
+pub(crate) fn shape_cache(pipeline: &PipelineInner) -> &ShapeCache {
+    pipeline.checkpoint_shape.get_or_init(|| {
+        let shape = shape(pipeline);
+        let fingerprint = fingerprint(&shape);
+        let header = header(pipeline, &shape, fingerprint, None);
+        ShapeCache {
+            shape,
+            fingerprint,
+            header,
+        }
+    })
+}
+
+/// A run's header as bytes.
+pub(crate) fn header(
+    pipeline: &PipelineInner,
+    shape: &[ShapeStage],
+    fingerprint: u64,
+    input: Option<&serde_json::Value>,
+) -> Vec<u8> {
+    let header = HeaderRef {
+        format: FORMAT,
+        pipeline: &pipeline.name,
+        fingerprint,
+        shape,
+        input,
+    };
+    // Strings, numbers and a JSON value: nothing here can fail to serialize.
+    serde_json::to_vec(&header).unwrap_or_default()
+}
+
 /// A finished stage's record.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct StageRecord {
