@@ -8,7 +8,7 @@
 //!   records its allocations and bytes per operation where `cargo xtask bench` reads them.
 //! - [`threads`]: timing N threads that run the same operation together (`iter_custom`).
 //! - [`workload`]: seeded workload generators (CPU work, and per-crate generators in their own modules:
-//!   [`proposals`], [`dags`], [`agents`]), so every run of a bench sees the same input.
+//!   [`proposals`], [`skewed`], [`dags`], [`agents`]), so every run of a bench sees the same input.
 //!
 //! # Examples
 //!
@@ -35,6 +35,7 @@ pub mod dags;
 mod extras;
 pub mod hints;
 pub mod proposals;
+pub mod skewed;
 pub mod threads;
 pub mod workload;
 
