@@ -9,8 +9,13 @@
 //! `segqueue-4-lanes` (four bare crossbeam `SegQueue`s, one per priority: no finer key, no FIFO
 //! guarantee across lanes, no bitmap, no counts), `crossbeam-skiplist` (`SkipMap` keyed by
 //! (key, sequence)) and `hivekit-sharded-heap`, the design the lane scheduler was chosen over (four
-//! locked binary heaps, pop takes the best of their tops). Allocations per pair are recorded for the
-//! single-thread rows.
+//! locked binary heaps, pop takes the best of their tops). `hivekit-fenced-set` is another design
+//! kept as a row: `hivekit-strict`'s lanes and bitmap, but a push writes the bitmap only when its
+//! bit reads clear, after a `SeqCst` fence (the protocol the scheduler used before its
+//! always-set one; under load from parallel builds it measured about 1.15x slower than
+//! `hivekit-strict` at `mpmc-2t` and on one thread, and no better at `mpmc-4t`: the fence costs
+//! more than the shared write it skips).
+//! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth
 //! from 0 to 1M, and what `len` (`hivekit-len`) and `depth_by_priority` (`hivekit-depth-by-priority`)
