@@ -11,7 +11,9 @@
 //!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
 //! - `configuration_analysis`: the pack-resolution workload of the `resolve_packs` example (one
 //!   resolver agent per requirement, conflicts on pack versions and namespaces settled by vote),
-//!   hivekit vs the baseline over the same resolvers. The agents are the example's own, from
+//!   hivekit vs the baseline over the same resolvers. The resolvers declare their interest (their
+//!   pack and namespace keys); `hivekit-all-voters` wraps them so that every resolver is asked
+//!   about every contest, as the baseline does (the design before interested voters). The agents are the example's own, from
 //!   `examples/src/packs.rs`, included below by path (no dependency on the examples package).
 //! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
 //!   same agents declared light (polled one after another by the round): shows the round uses every
@@ -19,6 +21,8 @@
 //! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs
 //!   task-per-agent vs actor-per-agent.
 //! - `orchestration_throughput`: rounds per second on a 10-agent hive, one or four rounds at once.
+//! - `waiting_agents`: rounds whose agents wait on real timers (see `rows/waiting.rs`): time above the
+//!   floor of the slowest proposal plus the slowest vote, one call per vote or one batch per agent.
 //! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
 //!   (`hivekit-early`), or the baseline.
 //!
@@ -68,6 +72,10 @@ use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
 // The kameo and ractor peers, in a file of their own (a folder, so cargo does not take it for a
 // bench target).
 mod actors;
+// Rounds whose agents wait on real timers: in a file of their own (in a folder, so that cargo does
+// not take it for a bench target of its own).
+#[path = "rows/waiting.rs"]
+mod waiting;
 
 benches_common::install_counting_allocator!();
 
@@ -461,6 +469,29 @@ impl PlainAgent for Resolver {
     }
 }
 
+/// A resolver asked about every contest (the default `Interest::All`), as all agents were before
+/// interested voters.
+struct EveryContest(Resolver);
+
+impl Agent<Lockfile> for EveryContest {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
+        Agent::propose(&self.0, ctx, view).await
+    }
+
+    async fn vote(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+        contest: &Contest<Lockfile>,
+    ) -> Result<Vote, AgentError> {
+        Agent::vote(&self.0, ctx, view, contest).await
+    }
+}
+
 /// One resolver per generated requirement, as in the example.
 fn pack_resolvers(packs: &[PackSpec]) -> Vec<Resolver> {
     packs
@@ -496,6 +527,16 @@ fn configuration_analysis(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("hivekit", packs), &packs, |b, _| {
             b.iter(|| execute(hive.decide()).expect("a round"))
         });
+        // The design before interested voters: every resolver asked about every contest.
+        let hive = Hive::new(Lockfile::default());
+        for resolver in &resolvers {
+            hive.spawn(EveryContest(resolver.clone()));
+        }
+        group.bench_with_input(
+            BenchmarkId::new("hivekit-all-voters", packs),
+            &packs,
+            |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
+        );
         let plain = plain_agents(&resolvers);
         let state = Mutex::new(Vec::new());
         group.bench_with_input(BenchmarkId::new("baseline", packs), &packs, |b, _| {
@@ -700,6 +741,7 @@ criterion_group! {
     name = benches;
     config = benches_common::criterion();
     targets = consensus_latency, agent_spawning, conflict_resolution, configuration_analysis,
-        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally
+        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally,
+        waiting::waiting_agents
 }
 criterion_main!(benches);

@@ -3,31 +3,21 @@
 //! `snapshot_reads`: the cost of one read of the current value with 1 reader (`1r`), 2 readers at
 //! once (`2r`), and 1 reader beside a thread that stores new values without pause (`1r1w`). `hivekit`
 //! is `SnapshotCell::read` (epoch pin, no reference count), `hivekit-load` is `SnapshotCell::load` (an
-//! owned snapshot: one reference count increment and decrement), against the peers below. Readers
-//! are where shared state is hot in a hive (every agent reads the collective memory every round), so
-//! this is the number that matters; allocations per read are recorded for `1r`.
+//! owned snapshot: one reference count increment and decrement), against `arc-swap` (`ArcSwap::load`,
+//! a guard), `arc-swap-full` (`load_full`, an owned `Arc`), `parking-lot-rwlock` and `std-rwlock`
+//! (`RwLock<Arc<T>>`: read lock, clone the `Arc`, unlock: what a user writes to get an owned
+//! snapshot, the peer of `hivekit-load`), and `parking-lot-rwlock-borrow` (`RwLock<T>`: read in
+//! place under the lock, no clone: what a user writes for a borrowing read like `hivekit`'s, so the
+//! stronger peer for it). Readers are where shared state is hot in a
+//! hive (every agent reads the collective memory every round), so this is the number that matters;
+//! allocations per read are recorded for `1r`.
 //!
 //! `snapshot_writes`: one `store`, one `commit` (stage on the current version, then compare-and-swap)
 //! and one `update` (read-copy-update), single thread, `hivekit` against `arc-swap` (`store`,
 //! `compare_and_swap`, `rcu`): writers pay for reclamation, and this shows how much.
-//!
-//! Peers, each what a competent user would write first for the same read or write:
-//!
-//! - `arc-swap`: `ArcSwap::load` (a guard) to read, `store(Arc::new(..))`, `compare_and_swap`, `rcu`
-//!   to write: the crate's documented calls, written as a user would.
-//! - `arc-swap-full`: `ArcSwap::load_full` (an owned `Arc`, the peer of `hivekit-load`), written as
-//!   a user would.
-//! - `parking-lot-rwlock`: `parking_lot::RwLock<T>`, the field read under the read guard and the
-//!   value replaced under the write guard (the peer of `hivekit`'s borrowed read), written as a user
-//!   would.
-//! - `std-rwlock`: the same with `std::sync::RwLock<T>` (a poisoned lock still read), written as a
-//!   user would.
-//! - `parking-lot-rwlock-arc`: `parking_lot::RwLock<Arc<T>>` read, `Arc` cloned, unlocked: what a
-//!   user writes to hold an owned snapshot across an await (the peer of `hivekit-load`), written as
-//!   a user would.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -62,12 +52,12 @@ struct HivekitLoad(SnapshotCell<Value>);
 struct ArcSwapLoad(ArcSwap<Value>);
 /// `ArcSwap::load_full`.
 struct ArcSwapFull(ArcSwap<Value>);
-/// `parking_lot::RwLock<Value>`: read under the guard.
-struct ParkingLotRwLock(parking_lot::RwLock<Value>);
-/// `std::sync::RwLock<Value>`: read under the guard.
-struct StdRwLock(std::sync::RwLock<Value>);
-/// `parking_lot::RwLock<Arc<Value>>`: read, clone, unlock (an owned snapshot).
-struct ParkingLotRwLockArc(parking_lot::RwLock<Arc<Value>>);
+/// `parking_lot::RwLock<Arc<Value>>`: read, clone, unlock.
+struct ParkingLotRwLock(parking_lot::RwLock<Arc<Value>>);
+/// `parking_lot::RwLock<Value>`: read in place under the lock, no clone.
+struct ParkingLotRwLockBorrow(parking_lot::RwLock<Value>);
+/// `std::sync::RwLock<Arc<Value>>`: read, clone, unlock.
+struct StdRwLock(std::sync::RwLock<Arc<Value>>);
 
 impl Shared for HivekitRead {
     fn read(&self) -> u64 {
@@ -108,6 +98,16 @@ impl Shared for ArcSwapFull {
 
 impl Shared for ParkingLotRwLock {
     fn read(&self) -> u64 {
+        let value = Arc::clone(&self.0.read());
+        value[3]
+    }
+    fn store(&self, next: Value) {
+        *self.0.write() = Arc::new(next);
+    }
+}
+
+impl Shared for ParkingLotRwLockBorrow {
+    fn read(&self) -> u64 {
         self.0.read()[3]
     }
     fn store(&self, next: Value) {
@@ -117,20 +117,17 @@ impl Shared for ParkingLotRwLock {
 
 impl Shared for StdRwLock {
     fn read(&self) -> u64 {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)[3]
-    }
-    fn store(&self, next: Value) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = next;
-    }
-}
-
-impl Shared for ParkingLotRwLockArc {
-    fn read(&self) -> u64 {
-        let value = Arc::clone(&self.0.read());
+        let value = match self.0.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
         value[3]
     }
     fn store(&self, next: Value) {
-        *self.0.write() = Arc::new(next);
+        match self.0.write() {
+            Ok(mut guard) => *guard = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
     }
 }
 
@@ -154,17 +151,17 @@ fn implementations() -> Vec<(&'static str, Box<dyn Shared>)> {
         ),
         (
             "parking-lot-rwlock",
-            Box::new(ParkingLotRwLock(parking_lot::RwLock::new(value(0)))),
+            Box::new(ParkingLotRwLock(parking_lot::RwLock::new(Arc::new(value(
+                0,
+            ))))),
+        ),
+        (
+            "parking-lot-rwlock-borrow",
+            Box::new(ParkingLotRwLockBorrow(parking_lot::RwLock::new(value(0)))),
         ),
         (
             "std-rwlock",
-            Box::new(StdRwLock(std::sync::RwLock::new(value(0)))),
-        ),
-        (
-            "parking-lot-rwlock-arc",
-            Box::new(ParkingLotRwLockArc(parking_lot::RwLock::new(Arc::new(
-                value(0),
-            )))),
+            Box::new(StdRwLock(std::sync::RwLock::new(Arc::new(value(0))))),
         ),
     ]
 }

@@ -1,17 +1,23 @@
 //! hivekit-swarm durable runs: what checkpointing costs.
 //!
-//! `checkpoint_overhead`, all on a 100-stage chain whose stages return a `u64` declared durable:
+//! `checkpoint_overhead`, all on a 100-stage chain whose stages return a `u64` declared durable;
+//! ids are `checkpoint_overhead/<function>/<parameter>`:
 //!
-//! - `off/100`: the plain run, no checkpoints.
-//! - `memory/100`, `redb_tmpfs/100`, `redb_disk/100`: the same run started durably (a header, then
-//!   one record per stage) on the in-memory store, on redb in /dev/shm, and on redb on disk (the
-//!   system temp dir). Each iteration deletes the previous run first, outside the measurement.
-//! - `store_only_memory/100`, `store_only_redb_tmpfs/100`, `store_only_redb_disk/100`: the floor,
-//!   the store's own cost for the same writes (one header, 100 records of the same size), no
-//!   pipeline. Target: checkpointing adds at most 1.2x the store's own write cost; the in-memory
-//!   store adds under 1 us per stage.
-//! - `resume_1k_999_finished_tmpfs`: resuming a 1k-stage run whose first 999 stages are recorded
-//!   (the last fails again each time, so the checkpoint stays the same). Target: under 10 ms.
+//! - `no-checkpoints/100`: the plain run, no checkpoints (the peer the others add to).
+//! - `hivekit-memory/100`, `hivekit-redb-tmpfs/100`, `hivekit-redb-disk/100`: the same run started
+//!   durably (a header, then one record per stage) on the in-memory store, on redb in /dev/shm, and
+//!   on redb on disk (the system temp dir). Each iteration deletes the previous run first, outside
+//!   the measurement.
+//! - `store-memory/100`, `store-redb-tmpfs/100`, `store-redb-disk/100`: the floor, each store's own
+//!   cost for the same writes (one header, 100 records of the same size), no pipeline. Targets:
+//!   checkpointing adds at most 1.2x the store's own write cost; the in-memory store adds under
+//!   1 us per stage (`hivekit-memory/100` minus `no-checkpoints/100`, under 100 us).
+//! - `hivekit-resume-redb-tmpfs/1k-999-finished`: resuming a 1k-stage run whose first 999 stages
+//!   are recorded (the last fails again each time, so the checkpoint stays the same). Target:
+//!   under 10 ms.
+//!
+//! The peers are what a user would measure first: the same run without checkpoints, and the
+//! store's own writes of records of the same size.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,24 +76,26 @@ fn checkpoint_overhead(c: &mut Criterion) {
     let runtime = runtime();
     let pipeline = chain(100, false);
     let mut group = c.benchmark_group("checkpoint_overhead");
-    group.bench_function("off/100", |b| b.to_async(&runtime).iter(|| pipeline.run()));
+    group.bench_function("no-checkpoints/100", |b| {
+        b.to_async(&runtime).iter(|| pipeline.run())
+    });
 
     let tmpfs_dir = dir_in(&tmpfs());
     let disk_dir = dir_in(&std::env::temp_dir());
     let stores: Vec<(&str, Arc<dyn CheckpointStore>)> = vec![
         ("memory", Arc::new(MemoryStore::new())),
         (
-            "redb_tmpfs",
+            "redb-tmpfs",
             Arc::new(RedbStore::open(tmpfs_dir.path().join("runs.redb")).expect("store")),
         ),
         (
-            "redb_disk",
+            "redb-disk",
             Arc::new(RedbStore::open(disk_dir.path().join("runs.redb")).expect("store")),
         ),
     ];
     for (name, store) in &stores {
         let durable = Durable::new(store.clone());
-        group.bench_function(format!("{name}/100"), |b| {
+        group.bench_function(format!("hivekit-{name}/100"), |b| {
             b.to_async(&runtime).iter_batched(
                 || {
                     durable.delete("bench").expect("the store deletes");
@@ -101,7 +109,7 @@ fn checkpoint_overhead(c: &mut Criterion) {
                 BatchSize::PerIteration,
             );
         });
-        group.bench_function(format!("store_only_{name}/100"), |b| {
+        group.bench_function(format!("store-{name}/100"), |b| {
             b.iter_batched(
                 || {
                     store.delete_run("floor").expect("the store deletes");
@@ -135,7 +143,7 @@ fn checkpoint_overhead(c: &mut Criterion) {
             .count(),
         999
     );
-    group.bench_function("resume_1k_999_finished_tmpfs", |b| {
+    group.bench_function("hivekit-resume-redb-tmpfs/1k-999-finished", |b| {
         b.to_async(&runtime).iter(|| async {
             durable
                 .resume(&long, "long", RunOptions::default())

@@ -6,6 +6,9 @@
 //!   (`Pipeline::run`) against `dagrs` (`Graph::async_start` on the same chain). The pipeline, the
 //!   graph and the runtime are built in the `#[bench]` argument, outside the count; dagrs consumes
 //!   its graph, so its row counts one run of a fresh graph.
+//! - `checkpoint_run/hivekit_memory/stages_100`: the same chain started durably on a
+//!   [`MemoryStore`] (the header with the pipeline's shape, then one record per stage): against
+//!   `chain_run/hivekit/stages_100`, what checkpointing costs per stage (target: under 1 us).
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -17,7 +20,8 @@ use ::dagrs::{
     Action, DefaultNode, EnvVar, Graph, InChannels, Node, NodeTable, OutChannels, Output,
 };
 use gungraun::{library_benchmark, library_benchmark_group, main};
-use hivekit_swarm::{Pipeline, PipelineBuilder, StageContext, StageError};
+use hivekit_swarm::checkpoint::{Durable, MemoryStore};
+use hivekit_swarm::{Pipeline, PipelineBuilder, RunOptions, StageContext, StageError};
 use tokio::runtime::Runtime;
 
 const STAGES: usize = 100;
@@ -103,4 +107,28 @@ fn dagrs(input: (Runtime, Graph)) -> (Runtime, Graph) {
 
 library_benchmark_group!(name = chain_run, benchmarks = [hivekit, dagrs]);
 
-main!(library_benchmark_groups = chain_run);
+/// The chain, a runtime and a durable handle on an empty in-memory store, after one warm-up run
+/// (on another store).
+fn durable_chain(stages: usize) -> (Runtime, Pipeline, Durable) {
+    let (runtime, pipeline) = hivekit_chain(stages);
+    let warm = Durable::new(MemoryStore::new());
+    drop(black_box(runtime.block_on(warm.start(
+        &pipeline,
+        "warm-up",
+        RunOptions::default(),
+    ))));
+    (runtime, pipeline, Durable::new(MemoryStore::new()))
+}
+
+#[library_benchmark]
+#[bench::stages_100(durable_chain(STAGES))]
+fn hivekit_memory(input: (Runtime, Pipeline, Durable)) -> (Runtime, Pipeline, Durable) {
+    let (runtime, pipeline, durable) = input;
+    let outcome = runtime.block_on(durable.start(&pipeline, "run", RunOptions::default()));
+    drop(black_box(outcome.expect("the run starts")));
+    (runtime, pipeline, durable)
+}
+
+library_benchmark_group!(name = checkpoint_run, benchmarks = [hivekit_memory]);
+
+main!(library_benchmark_groups = chain_run, checkpoint_run);

@@ -24,6 +24,10 @@
 //! - `cpu_parallelism`: two independent CPU-bound stages must use both cores, so the run takes about
 //!   half the time of running the two one after the other.
 //!
+//! `hivekit-spawn` rows run the same pipelines with every stage marked `.spawn()` (a task per
+//! stage, as the tokio baseline has); `cargo-lock` is a real dependency graph, the registry
+//! packages of this workspace's `Cargo.lock` (about 250 stages).
+//!
 //! Peers, same groups, same inputs, same runtime, each what a competent user would write first:
 //!
 //! - `dagrs`: its `Graph` of `DefaultNode`s with no-op `Action`s, built outside the measurement like
@@ -83,6 +87,8 @@ struct StageOptions {
     timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
     yields: bool,
+    /// Every stage marked `.spawn()`: a task of its own, like the tokio baseline's.
+    spawn: bool,
 }
 
 fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
@@ -129,6 +135,9 @@ fn hivekit_builder(stages: &StageList, options: StageOptions) -> PipelineBuilder
         }
         if let Some(retry) = options.retry {
             stage = stage.retry(retry);
+        }
+        if options.spawn {
+            stage = stage.spawn();
         }
         builder = stage.into_builder();
     }
@@ -278,6 +287,16 @@ fn compare_runs(
             );
         });
     }
+    let spawned = hivekit_pipeline(
+        shape,
+        StageOptions {
+            spawn: true,
+            ..StageOptions::default()
+        },
+    );
+    group.bench_function(BenchmarkId::new("hivekit-spawn", parameter), |b| {
+        b.to_async(runtime).iter(|| spawned.run());
+    });
     let baseline = Baseline::new(shape);
     group.bench_function(BenchmarkId::new("tokio-baseline", parameter), |b| {
         b.to_async(runtime)
@@ -297,6 +316,7 @@ fn pipeline_execution(c: &mut Criterion) {
         );
     }
     compare_runs(&mut group, &runtime, &dags::six_stage(), "six-stage");
+    compare_runs(&mut group, &runtime, &cargo_lock_graph(), "cargo-lock");
 
     let routed = routed_pipeline(49);
     group.throughput(Throughput::Elements(100));
@@ -309,6 +329,109 @@ fn pipeline_execution(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| looped.run());
     });
     group.finish();
+}
+
+/// A real dependency graph: the registry packages of this workspace's `Cargo.lock` (about 250),
+/// each stage after the packages it depends on. (Workspace members are left out: their
+/// dev-dependencies on each other make cycles.)
+fn cargo_lock_graph() -> DagShape {
+    let lock = include_str!("../../../Cargo.lock");
+    let mut packages: Vec<(String, String, Vec<String>)> = Vec::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|line| {
+                line.strip_prefix(key).map(|value| {
+                    value
+                        .trim_matches(|c| c == ' ' || c == '=' || c == '"')
+                        .to_owned()
+                })
+            })
+        };
+        let (Some(name), Some(version), Some(_registry)) =
+            (field("name"), field("version"), field("source"))
+        else {
+            continue;
+        };
+        let dependencies = match block.split_once("dependencies = [") {
+            Some((_, rest)) => rest
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .lines()
+                .map(|line| {
+                    line.trim()
+                        .trim_end_matches(',')
+                        .trim_matches('"')
+                        .to_owned()
+                })
+                .filter(|line| !line.is_empty())
+                .collect(),
+            None => Vec::new(),
+        };
+        packages.push((name, version, dependencies));
+    }
+    // A dependency is `name` or, when several versions are locked, `name version`.
+    let position = |dependency: &str| {
+        let mut words = dependency.split(' ');
+        let name = words.next().unwrap_or_default();
+        let version = words.next();
+        packages
+            .iter()
+            .position(|(candidate, candidate_version, _)| {
+                candidate == name && version.is_none_or(|version| version == candidate_version)
+            })
+    };
+    let dependencies: Vec<Vec<usize>> = packages
+        .iter()
+        .map(|(_, _, dependencies)| {
+            dependencies
+                .iter()
+                .filter_map(|dependency| position(dependency))
+                .collect()
+        })
+        .collect();
+    // A shape lists its stages in a topological order: depth-first, dependencies first.
+    let mut order = Vec::with_capacity(packages.len());
+    let mut placed = vec![usize::MAX; packages.len()];
+    let mut visiting = vec![false; packages.len()];
+    for root in 0..packages.len() {
+        let mut stack = vec![(root, 0)];
+        while let Some((package, next)) = stack.pop() {
+            if placed[package] != usize::MAX {
+                continue;
+            }
+            visiting[package] = true;
+            match dependencies[package].get(next) {
+                Some(&dependency) => {
+                    stack.push((package, next + 1));
+                    // (A cycle, which a lock file of registry packages never has, loses an edge.)
+                    if placed[dependency] == usize::MAX && !visiting[dependency] {
+                        stack.push((dependency, 0));
+                    }
+                }
+                None => {
+                    placed[package] = order.len();
+                    order.push(package);
+                }
+            }
+        }
+    }
+    DagShape {
+        names: order
+            .iter()
+            .map(|&package| format!("{}@{}", packages[package].0, packages[package].1))
+            .collect(),
+        dependencies: order
+            .iter()
+            .map(|&package| {
+                dependencies[package]
+                    .iter()
+                    .map(|&dependency| placed[dependency])
+                    .filter(|&dependency| dependency < placed[package])
+                    .collect()
+            })
+            .collect(),
+    }
 }
 
 /// A router choosing branch `a` of two `branch`-stage chains, which join in a last stage.

@@ -540,6 +540,7 @@ impl PipelineBuilder {
             in_degree,
             roots,
             order,
+            checkpoint_shape: std::sync::OnceLock::new(),
         }))
     }
 }

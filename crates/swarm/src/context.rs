@@ -307,6 +307,25 @@ impl StageContext {
         F: FnMut(I::Item) -> Fut,
         Fut: Future<Output = Result<T, StageError>>,
     {
+        self.fan_out_with(items, policy, fan_out::volatile(), f)
+            .await
+    }
+
+    /// A fan-out that restores and records items as `durability` says.
+    pub(crate) async fn fan_out_with<I, F, Fut, T, R>(
+        &self,
+        items: I,
+        policy: FanOut,
+        durability: fan_out::Durability<T, R>,
+        f: F,
+    ) -> Result<FanOutReport<T>, StageError>
+    where
+        I: IntoIterator,
+        I::Item: Clone,
+        F: FnMut(I::Item) -> Fut,
+        Fut: Future<Output = Result<T, StageError>>,
+        R: FnMut(usize, &T) -> Result<(), StageError>,
+    {
         let events = self.shared.events.as_ref().map(|events| {
             (
                 events,
@@ -315,8 +334,16 @@ impl StageContext {
                     .clone(),
             )
         });
-        let (result, summary) =
-            fan_out::run(items, policy, self.attempt, self.seed(), events, f).await;
+        let (result, summary) = fan_out::run(
+            items,
+            policy,
+            self.attempt,
+            self.seed(),
+            events,
+            durability,
+            f,
+        )
+        .await;
         self.shared.fan_outs.lock().push((self.stage, summary));
         result
     }

@@ -174,6 +174,14 @@ pub enum StageError {
         /// How that stage ended.
         status: String,
     },
+    /// The stage paused the run for outside input
+    /// ([`StageContext::interrupt`](crate::StageContext::interrupt)); never retried. In a
+    /// [durable](crate::checkpoint::Durable) run the stage ends
+    /// [`StageStatus::Interrupted`](crate::StageStatus::Interrupted), elsewhere failed with this.
+    Interrupted {
+        /// Why, as the stage said.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StageError {
@@ -208,6 +216,7 @@ impl fmt::Display for StageError {
                 stage,
                 status,
             } => write!(f, "iteration {iteration} failed: {stage} {status}"),
+            Self::Interrupted { reason } => write!(f, "interrupted: {reason}"),
         }
     }
 }
@@ -362,6 +371,9 @@ enum StageErrorRepr {
         stage: String,
         status: String,
     },
+    Interrupted {
+        reason: String,
+    },
 }
 
 impl Serialize for StageError {
@@ -402,6 +414,7 @@ impl Serialize for StageError {
                 stage,
                 status,
             },
+            Self::Interrupted { reason } => StageErrorRepr::Interrupted { reason },
         };
         repr.serialize(serializer)
     }
@@ -445,6 +458,7 @@ impl<'de> Deserialize<'de> for StageError {
                 stage,
                 status,
             },
+            StageErrorRepr::Interrupted { reason } => Self::Interrupted { reason },
         })
     }
 }

@@ -163,6 +163,14 @@ pub struct FanOutSummary {
     /// Items that took more than one attempt, with their index and attempt count.
     #[serde(default)]
     pub retried: Vec<(usize, u32)>,
+    /// Items of a [`durable_fan_out`](crate::StageContext::durable_fan_out) read back from the
+    /// run's checkpoint instead of run again (counted in `succeeded` too).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 impl fmt::Display for FanOutSummary {
@@ -179,6 +187,9 @@ impl fmt::Display for FanOutSummary {
         if !self.retried.is_empty() {
             write!(f, ", {} retried", self.retried.len())?;
         }
+        if self.resumed > 0 {
+            write!(f, ", {} read back from the checkpoint", self.resumed)?;
+        }
         Ok(())
     }
 }
@@ -189,12 +200,34 @@ enum Step<T> {
     WaitOver(usize),
 }
 
-pub(crate) async fn run<I, F, Fut, T>(
+/// Items a checkpoint already has (by index, with their values), and what records an item that
+/// succeeds (an error fails the item, for good).
+pub(crate) struct Durability<T, R> {
+    pub(crate) resumed: Vec<(usize, T)>,
+    pub(crate) record: R,
+}
+
+/// Records nothing.
+pub(crate) type NoRecord<T> = fn(usize, &T) -> Result<(), StageError>;
+
+/// A fan-out that checkpoints nothing.
+pub(crate) fn volatile<T>() -> Durability<T, NoRecord<T>> {
+    fn nothing<T>(_: usize, _: &T) -> Result<(), StageError> {
+        Ok(())
+    }
+    Durability {
+        resumed: Vec::new(),
+        record: nothing::<T>,
+    }
+}
+
+pub(crate) async fn run<I, F, Fut, T, R>(
     items: I,
     policy: FanOut,
     attempt: u32,
     seed: u64,
     events: Option<(&EventSink, std::sync::Arc<str>)>,
+    durability: Durability<T, R>,
     mut f: F,
 ) -> (Result<FanOutReport<T>, StageError>, FanOutSummary)
 where
@@ -202,7 +235,12 @@ where
     I::Item: Clone,
     F: FnMut(I::Item) -> Fut,
     Fut: Future<Output = Result<T, StageError>>,
+    R: FnMut(usize, &T) -> Result<(), StageError>,
 {
+    let Durability {
+        resumed,
+        mut record,
+    } = durability;
     let mut items: Vec<Option<I::Item>> = items.into_iter().map(Some).collect();
     let count = items.len();
     let required = policy.required.unwrap_or(count);
@@ -214,6 +252,7 @@ where
         failures: Vec::new(),
         not_run: count,
         retried: Vec::new(),
+        resumed: 0,
     };
     if policy.width == 0 || required > count {
         let error = StageError::InvalidFanOut {
@@ -235,6 +274,21 @@ where
     let mut in_flight = 0;
     let mut failed = 0;
     let mut finished = 0;
+    // Items read back from a checkpoint are done: not started again.
+    let mut done_before = Vec::new();
+    if !resumed.is_empty() {
+        done_before = vec![false; count];
+        for (index, value) in resumed {
+            if index < count && !done_before[index] {
+                done_before[index] = true;
+                items[index] = None;
+                outcomes[index] = SubtaskOutcome::Succeeded(value);
+                summary.succeeded += 1;
+                summary.resumed += 1;
+                finished += 1;
+            }
+        }
+    }
     loop {
         let settled = summary.succeeded >= required || failed > count - required;
         if settled && !policy.wait_all {
@@ -245,6 +299,9 @@ where
                 Some(index) => index,
                 None if next_item < count => {
                     next_item += 1;
+                    if done_before.get(next_item - 1) == Some(&true) {
+                        continue;
+                    }
                     next_item - 1
                 }
                 None => break,
@@ -301,13 +358,23 @@ where
             }
         };
         let error = match result {
-            Ok(Ok(value)) => {
-                summary.succeeded += 1;
-                finished += 1;
-                outcomes[index] = SubtaskOutcome::Succeeded(value);
-                emit_finished(&events, index, true, attempts[index], finished, count);
-                continue;
-            }
+            Ok(Ok(value)) => match record(index, &value) {
+                Ok(()) => {
+                    summary.succeeded += 1;
+                    finished += 1;
+                    outcomes[index] = SubtaskOutcome::Succeeded(value);
+                    emit_finished(&events, index, true, attempts[index], finished, count);
+                    continue;
+                }
+                // Its checkpoint failed: done, but unrecorded; retrying it would repeat its effects.
+                Err(error) => {
+                    failed += 1;
+                    finished += 1;
+                    outcomes[index] = SubtaskOutcome::Failed(error);
+                    emit_finished(&events, index, false, attempts[index], finished, count);
+                    continue;
+                }
+            },
             Ok(Err(error)) => error,
             Err(panic) => StageError::Panicked(panic_message(&*panic)),
         };

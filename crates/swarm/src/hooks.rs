@@ -38,10 +38,19 @@ pub(crate) trait RunHooks: Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// Encodes a stage's whole checkpoint record (status, failed attempts, artifact) as JSON in one
+/// pass, the artifact typed (no intermediate `serde_json::Value`).
+pub(crate) type RecordEncoder = fn(
+    &StageStatus,
+    &[AttemptRecord],
+    Option<&(dyn Any + Send + Sync)>,
+) -> Result<Vec<u8>, serde_json::Error>;
+
 /// Writes and reads back one stage's artifact as JSON.
 #[derive(Clone, Copy)]
 pub(crate) struct Codec {
-    pub(crate) encode: crate::pipeline::Exporter,
+    /// The record with the artifact when it is a `T` (`None`, or another type: no artifact).
+    pub(crate) encode: RecordEncoder,
     pub(crate) decode: fn(serde_json::Value) -> Result<Artifact, serde_json::Error>,
 }
 
@@ -51,10 +60,37 @@ impl Codec {
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
         Self {
-            encode: crate::builder::export_as::<T>,
+            encode: encode_record::<T>,
             decode: decode_as::<T>,
         }
     }
+}
+
+/// A stage's record as written: the layout `checkpoint`'s `StageRecord` reads back.
+#[derive(serde::Serialize)]
+struct RecordRef<'a, T> {
+    status: &'a StageStatus,
+    #[serde(skip_serializing_if = "<[AttemptRecord]>::is_empty")]
+    failed_attempts: &'a [AttemptRecord],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact: Option<&'a T>,
+}
+
+/// The record of a stage whose artifact is a `T`.
+pub(crate) fn encode_record<T: serde::Serialize + 'static>(
+    status: &StageStatus,
+    failed_attempts: &[AttemptRecord],
+    artifact: Option<&(dyn Any + Send + Sync)>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let record = RecordRef {
+        status,
+        failed_attempts,
+        artifact: artifact.and_then(|artifact| artifact.downcast_ref::<T>()),
+    };
+    // A succeeded stage with a small artifact fits without growing.
+    let mut bytes = Vec::with_capacity(96);
+    serde_json::to_writer(&mut bytes, &record)?;
+    Ok(bytes)
 }
 
 fn decode_as<T>(value: serde_json::Value) -> Result<Artifact, serde_json::Error>

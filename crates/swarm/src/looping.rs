@@ -138,7 +138,7 @@ pub(crate) async fn run_loop(
             .with_cancel(context.cancellation().child_token())
             .with_seed(context.seed() ^ u64::from(number))
             .with_run_input(RunInput::new(input));
-        let report = body.run_with(options).await;
+        let report = crate::checkpoint::run_iteration(&context, &body, number, options).await?;
         context.record_iteration(number, &report);
         if !report.is_success() {
             let (stage, status) = report

@@ -118,6 +118,8 @@ pub(crate) struct PipelineInner {
     pub(crate) in_degree: Vec<u32>,
     pub(crate) roots: Vec<u32>,
     pub(crate) order: Vec<u32>,
+    /// The pipeline's shape as a checkpoint records it, worked out by the first durable run.
+    pub(crate) checkpoint_shape: std::sync::OnceLock<crate::checkpoint::ShapeCache>,
 }
 
 impl PipelineInner {

@@ -56,6 +56,15 @@ pub enum StageStatus {
     },
     /// The stage was running when the run stopped (fail-fast, deadline or cancellation).
     Cancelled,
+    /// The stage paused a [durable](crate::checkpoint::Durable) run for outside input
+    /// ([`StageContext::interrupt`](crate::StageContext::interrupt)): not a failure, the run waits
+    /// for [`Durable::resume_with`](crate::checkpoint::Durable::resume_with).
+    Interrupted {
+        /// Why, as the stage said ("needs an editor's approval").
+        reason: String,
+        /// Attempts made, the interrupting one included.
+        attempts: u32,
+    },
 }
 
 impl StageStatus {
@@ -69,7 +78,8 @@ impl StageStatus {
         match self {
             Self::Succeeded { attempts }
             | Self::Failed { attempts, .. }
-            | Self::TimedOut { attempts } => *attempts,
+            | Self::TimedOut { attempts }
+            | Self::Interrupted { attempts, .. } => *attempts,
             Self::Skipped { .. } | Self::Cancelled => 0,
         }
     }
@@ -105,6 +115,9 @@ impl fmt::Display for StageStatus {
             }
             Self::Skipped { because } => write!(f, "skipped because {because}"),
             Self::Cancelled => f.write_str("was cancelled"),
+            Self::Interrupted { reason, .. } => {
+                write!(f, "interrupted, waiting for input: {reason}")
+            }
         }
     }
 }
@@ -218,6 +231,10 @@ pub enum RunOutcome {
     Cancelled,
     /// The run's deadline passed.
     DeadlineExceeded,
+    /// A stage paused the run for outside input and nothing failed: the run is not over, it waits
+    /// for [`Durable::resume_with`](crate::checkpoint::Durable::resume_with) (see
+    /// [`RunReport::interrupted`]).
+    Interrupted,
 }
 
 /// One failed attempt of a stage, as its report keeps it.
@@ -372,6 +389,16 @@ impl RunReport {
     /// How the run ended.
     pub fn outcome(&self) -> RunOutcome {
         self.outcome
+    }
+
+    /// The first stage (in declaration order) that paused the run for outside input, with its
+    /// reason: `Some` whenever the outcome is [`RunOutcome::Interrupted`] (a run that also had a
+    /// failure reads [`RunOutcome::Failed`] and may still list an interrupted stage here).
+    pub fn interrupted(&self) -> Option<(&str, &str)> {
+        self.stages.iter().find_map(|stage| match &stage.status {
+            StageStatus::Interrupted { reason, .. } => Some((&*stage.name, reason.as_str())),
+            _ => None,
+        })
     }
 
     /// Whether every stage succeeded.
@@ -671,6 +698,13 @@ impl fmt::Display for RunReport {
                 writeln!(f, "{:width$}    iterations: {}", "", stage.iterations.len())?;
             }
         }
-        write!(f, "run {:?} in {:.3?}", self.outcome, self.elapsed)
+        match (self.outcome, self.interrupted()) {
+            (RunOutcome::Interrupted, Some((stage, reason))) => write!(
+                f,
+                "run Interrupted (paused at stage {stage}, waiting for input: {reason}) in {:.3?}",
+                self.elapsed
+            ),
+            (outcome, _) => write!(f, "run {outcome:?} in {:.3?}", self.elapsed),
+        }
     }
 }

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
-use crate::events::StageEvent;
+use crate::events::{AttemptFailure, StageEvent};
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
 use crate::pipeline::{PipelineInner, StageKind};
@@ -231,6 +231,8 @@ struct Run {
     in_flight: usize,
     unfinished: usize,
     failed: bool,
+    /// A stage paused the run for outside input (a durable run only).
+    interrupted: bool,
     stop: Option<Stop>,
     scratch: Vec<u32>,
     /// The time the last stage completed, reused as the start time of the next stage launched
@@ -298,6 +300,7 @@ impl Run {
             in_flight: 0,
             unfinished: count,
             failed: false,
+            interrupted: false,
             stop: None,
             scratch: Vec::new(),
             completed_at: None,
@@ -511,6 +514,26 @@ impl Run {
                 let _ = self.shared.artifacts[index].set(artifact);
                 (StageStatus::Succeeded { attempts }, failed)
             }
+            // A durable run pauses at an interrupt; elsewhere nothing could resume it: a failure.
+            StageOutcome::Failed {
+                error: StageError::Interrupted { reason },
+                attempts,
+                failed,
+            } if self.shared.hooks.is_some() => {
+                let mut failed = failed;
+                // The interrupting attempt paused the stage: it is not a failed attempt.
+                if failed.last().is_some_and(|record| {
+                    matches!(
+                        &record.failure,
+                        AttemptFailure::Error {
+                            error: StageError::Interrupted { .. }
+                        }
+                    )
+                }) {
+                    failed.pop();
+                }
+                (StageStatus::Interrupted { reason, attempts }, failed)
+            }
             StageOutcome::Failed {
                 error,
                 attempts,
@@ -568,7 +591,15 @@ impl Run {
                 total: self.stages.len(),
             });
         }
-        if !succeeded {
+        let interrupted = matches!(status, StageStatus::Interrupted { .. });
+        if interrupted {
+            tracing::info!(
+                pipeline = &*self.pipeline.name,
+                stage = &*self.pipeline.stages[index].name,
+                %status,
+                "stage paused the run"
+            );
+        } else if !succeeded {
             tracing::warn!(
                 pipeline = &*self.pipeline.name,
                 stage = &*self.pipeline.stages[index].name,
@@ -597,6 +628,10 @@ impl Run {
                     self.batch.push(dependent);
                 }
             }
+        } else if interrupted {
+            // Not a failure: what does not depend on the stage still runs (and is checkpointed).
+            self.interrupted = true;
+            self.skip_dependents(stage);
         } else {
             self.failed = true;
             self.skip_dependents(stage);
@@ -811,6 +846,7 @@ impl Run {
             Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,
             Some(Stop::FailFast(_)) => RunOutcome::Failed,
             None if self.failed => RunOutcome::Failed,
+            None if self.interrupted => RunOutcome::Interrupted,
             None => RunOutcome::Succeeded,
         };
         let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());

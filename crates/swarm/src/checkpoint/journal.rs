@@ -1,30 +1,91 @@
 //! A durable run's hooks: each finished stage written to the store before its dependents start,
-//! and the interrupts and resume values its stages see through their context.
+//! the interrupts and resume values its stages see through their context, and the finer records:
+//! each iteration of a loop stage (a nested journal under a key prefix) and each item of a
+//! [`durable_fan_out`](StageContext::durable_fan_out).
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
+use std::future::Future;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::record::{StageRecord, STAGE_PREFIX};
+use super::record::{self, CheckpointError, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX};
 use super::store::CheckpointStore;
 use crate::context::StageContext;
 use crate::error::StageError;
+use crate::fan_out::{Durability, FanOut, FanOutReport};
 use crate::hooks::{Restored, RunHooks};
-use crate::pipeline::{Artifact, PipelineInner};
-use crate::report::{AttemptRecord, StageStatus};
+use crate::options::RunOptions;
+use crate::pipeline::{Artifact, Pipeline, PipelineInner};
+use crate::report::{AttemptRecord, RunReport, StageStatus};
 
 pub(crate) struct Journal {
     pub(crate) store: Arc<dyn CheckpointStore>,
     pub(crate) run: String,
+    /// What this journal's keys start with: empty for the run itself; for an iteration of a loop
+    /// stage, its parent's prefix and `l:{stage}:{body fingerprint}:{iteration}/`.
+    pub(crate) prefix: String,
     pub(crate) restored: Mutex<Vec<Restored>>,
     /// Values handed to interrupted stages by `resume_with`, by stage.
     pub(crate) values: HashMap<u32, serde_json::Value>,
-    /// Stages that interrupted the run, with their reasons.
-    pub(crate) interrupts: Mutex<Vec<(u32, String)>>,
+    /// The records of loop iterations and fan-out items, by key from the run's root: as loaded,
+    /// and as written since (so that a retried stage restores what its earlier attempt finished).
+    pub(crate) memo: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// Durable fan-outs started so far by each (stage, attempt): a fan-out's key is its place.
+    pub(crate) fan_outs: Mutex<HashMap<(u32, u32), u32>>,
+}
+
+impl Journal {
+    /// The journal of iteration `iteration` of loop stage `stage`, whose body is `body`: the
+    /// body's stages that an earlier run (or attempt) finished in that iteration are restored.
+    fn iteration(
+        &self,
+        body: &PipelineInner,
+        stage: u32,
+        iteration: u32,
+    ) -> Result<Self, CheckpointError> {
+        let fingerprint = record::shape_cache(body).fingerprint;
+        let prefix = format!(
+            "{}{LOOP_PREFIX}{stage}:{fingerprint:016x}:{iteration}/",
+            self.prefix
+        );
+        let stages = format!("{prefix}{STAGE_PREFIX}");
+        let mut restored = Vec::new();
+        for (key, bytes) in self
+            .memo
+            .lock()
+            .range(stages.clone()..)
+            .take_while(|(key, _)| key.starts_with(&stages))
+        {
+            let name = &key[stages.len()..];
+            if let (_, _, Some(stage)) = super::decode_stage(&self.run, body, name, bytes)? {
+                restored.push(stage);
+            }
+        }
+        super::topological(body, &mut restored);
+        Ok(Self {
+            store: self.store.clone(),
+            run: self.run.clone(),
+            prefix,
+            restored: Mutex::new(restored),
+            values: HashMap::new(),
+            memo: self.memo.clone(),
+            fan_outs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Writes one record; those below the run's own stages are remembered in `memo` too.
+    fn put(&self, key: String, bytes: Vec<u8>) -> Result<(), super::StoreError> {
+        self.store.put_record(&self.run, &key, &bytes)?;
+        if !self.prefix.is_empty() || key.starts_with(ITEM_PREFIX) {
+            self.memo.lock().insert(key, bytes);
+        }
+        Ok(())
+    }
 }
 
 impl RunHooks for Journal {
@@ -41,40 +102,22 @@ impl RunHooks for Journal {
         artifact: Option<&Artifact>,
     ) -> Result<(), StageError> {
         let spec = &pipeline.stages[stage as usize];
-        let interrupt = self
-            .interrupts
-            .lock()
-            .iter()
-            .find(|(interrupted, _)| *interrupted == stage)
-            .map(|(_, reason)| reason.clone());
-        let artifact = match (status.is_success(), spec.codec(), artifact) {
-            (true, Some(codec), Some(artifact)) => match (codec.encode)(&**artifact) {
-                Some(Ok(value)) => Some(value),
-                Some(Err(error)) => {
-                    return Err(StageError::permanent(format!(
-                    "checkpoint of run `{}`: cannot serialize the artifact of stage `{}`: {error}",
-                    self.run, spec.name
-                )))
-                }
-                // The codec was made for the stage's own output type.
-                None => None,
-            },
-            _ => None,
+        // One pass from the typed artifact to the record's bytes; stages without a codec record
+        // their status alone.
+        let (encode, artifact) = match (status.is_success(), spec.codec()) {
+            (true, Some(codec)) => (codec.encode, artifact.map(|artifact| &**artifact)),
+            _ => (
+                crate::hooks::encode_record::<()> as crate::hooks::RecordEncoder,
+                None,
+            ),
         };
-        let record = StageRecord {
-            status: status.clone(),
-            failed_attempts: failed.to_vec(),
-            artifact,
-            interrupt,
-        };
-        let bytes = serde_json::to_vec(&record).map_err(|error| {
+        let bytes = encode(status, failed, artifact).map_err(|error| {
             StageError::permanent(format!(
                 "checkpoint of run `{}`: cannot serialize the record of stage `{}`: {error}",
                 self.run, spec.name
             ))
         })?;
-        self.store
-            .put_record(&self.run, &format!("{STAGE_PREFIX}{}", spec.name), &bytes)
+        self.put(format!("{}{STAGE_PREFIX}{}", self.prefix, spec.name), bytes)
             .map_err(|error| StageError::permanent(format!("checkpoint write failed: {error}")))
     }
 
@@ -84,7 +127,7 @@ impl RunHooks for Journal {
 }
 
 impl StageContext {
-    fn journal(&self) -> (Option<&Journal>, u32) {
+    pub(crate) fn journal(&self) -> (Option<&Journal>, u32) {
         let (hooks, stage) = self.hooks();
         (
             hooks.and_then(|hooks| hooks.as_any().downcast_ref::<Journal>()),
@@ -94,12 +137,16 @@ impl StageContext {
 
     /// Pauses a [durable](crate::checkpoint::Durable) run for outside input (an approval, a human
     /// edit): return the error this gives (`return Err(ctx.interrupt("needs approval"))`). The stage
-    /// ends failed and is never retried, the run ends
-    /// [`DurableOutcome::Interrupted`](crate::checkpoint::DurableOutcome::Interrupted) with the
-    /// stage checkpointed as interrupted, and [`Durable::resume_with`](crate::checkpoint::Durable::resume_with)
-    /// runs the stage again with a value it reads with [`resume_value`](StageContext::resume_value).
+    /// is never retried and ends [`StageStatus::Interrupted`](crate::StageStatus::Interrupted) (not
+    /// failed), its dependents wait (skipped), stages independent of it still run, and the run ends
+    /// [`RunOutcome::Interrupted`](crate::RunOutcome::Interrupted) (unless another stage failed),
+    /// that is [`DurableOutcome::Interrupted`](crate::checkpoint::DurableOutcome::Interrupted), with
+    /// the stage checkpointed as interrupted.
+    /// [`Durable::resume_with`](crate::checkpoint::Durable::resume_with) runs the stage again with a
+    /// value it reads with [`resume_value`](StageContext::resume_value).
     ///
-    /// Outside a durable run it is a permanent failure with the same message.
+    /// Outside a durable run nothing could resume it: the stage fails with this
+    /// [`StageError::Interrupted`] (message `interrupted: <reason>`).
     ///
     /// # Examples
     ///
@@ -115,11 +162,9 @@ impl StageContext {
     /// }
     /// ```
     pub fn interrupt(&self, reason: impl Display) -> StageError {
-        let reason = reason.to_string();
-        if let (Some(journal), stage) = self.journal() {
-            journal.interrupts.lock().push((stage, reason.clone()));
+        StageError::Interrupted {
+            reason: reason.to_string(),
         }
-        StageError::permanent(format!("interrupted: {reason}"))
     }
 
     /// The value a [`resume_with`](crate::checkpoint::Durable::resume_with) handed this stage after
@@ -145,4 +190,130 @@ impl StageContext {
                 ))
             })
     }
+
+    /// [`fan_out`](StageContext::fan_out) with every item checkpointed on its own: in a
+    /// [durable](crate::checkpoint::Durable) run, each item that succeeds is written to the store
+    /// (its value as JSON) as it finishes, and when the stage runs again (a resume after a crash,
+    /// or a retry of the stage) the items already written are read back instead of run: a crash
+    /// after 5 of 8 items runs only the other 3. Items are matched by position (and count), so the
+    /// stage must fan out over the same items in the same order, as it does when they come from
+    /// its inputs; the fan-outs of one stage attempt are told apart by their order. An item whose
+    /// record cannot be written fails (not retried: its effects happened). Outside a durable run,
+    /// exactly `fan_out`.
+    ///
+    /// The stage's [`FanOutSummary`](crate::FanOutSummary) counts the items read back in
+    /// `resumed`.
+    ///
+    /// # Errors
+    ///
+    /// As [`fan_out`](StageContext::fan_out), and [`StageError::Permanent`] naming the run, stage
+    /// and item when a checkpointed item does not decode as a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::checkpoint::{Durable, MemoryStore};
+    /// use hivekit_swarm::{FanOut, Pipeline, RunOptions, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("review", |ctx: StageContext| async move {
+    ///         let files = ["a.rs", "b.rs", "c.rs"];
+    ///         let reviews = ctx
+    ///             .durable_fan_out(files, FanOut::new(2), |file| async move {
+    ///                 Ok::<_, StageError>(format!("{file}: fine"))
+    ///             })
+    ///             .await?;
+    ///         Ok::<_, StageError>(reviews.into_successes().collect::<Vec<_>>())
+    ///     })
+    ///     .durable()
+    ///     .build()?;
+    /// let outcome = Durable::new(MemoryStore::new())
+    ///     .start(&pipeline, "pr-1", RunOptions::default())
+    ///     .await?;
+    /// assert_eq!(outcome.report().artifact::<Vec<String>>("review")?.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn durable_fan_out<I, F, Fut, T>(
+        &self,
+        items: I,
+        policy: FanOut,
+        f: F,
+    ) -> Result<FanOutReport<T>, StageError>
+    where
+        I: IntoIterator,
+        I::Item: Clone,
+        F: FnMut(I::Item) -> Fut,
+        Fut: Future<Output = Result<T, StageError>>,
+        T: Serialize + DeserializeOwned,
+    {
+        let (Some(journal), stage) = self.journal() else {
+            return self.fan_out(items, policy, f).await;
+        };
+        let items: Vec<I::Item> = items.into_iter().collect();
+        let sequence = {
+            let mut started = journal.fan_outs.lock();
+            let next = started.entry((stage, self.attempt())).or_insert(0);
+            *next += 1;
+            *next - 1
+        };
+        let keys = format!(
+            "{}{ITEM_PREFIX}{stage}:{sequence}:{}:",
+            journal.prefix,
+            items.len()
+        );
+        let mut resumed = Vec::new();
+        for (key, bytes) in journal
+            .memo
+            .lock()
+            .range(keys.clone()..)
+            .take_while(|(key, _)| key.starts_with(&keys))
+        {
+            let Ok(index) = key[keys.len()..].parse::<usize>() else {
+                continue;
+            };
+            let value = serde_json::from_slice::<T>(bytes).map_err(|error| {
+                StageError::permanent(format!(
+                    "checkpoint of run `{}`: item {index} of stage `{}` is not a {}: {error}",
+                    journal.run,
+                    self.name(),
+                    std::any::type_name::<T>()
+                ))
+            })?;
+            resumed.push((index, value));
+        }
+        let record = |index: usize, value: &T| {
+            let bytes = serde_json::to_vec(value).map_err(|error| {
+                StageError::permanent(format!(
+                    "checkpoint of run `{}`: cannot serialize item {index} of stage `{}`: {error}",
+                    journal.run,
+                    self.name()
+                ))
+            })?;
+            journal
+                .put(format!("{keys}{index}"), bytes)
+                .map_err(|error| StageError::permanent(format!("checkpoint write failed: {error}")))
+        };
+        self.fan_out_with(items, policy, Durability { resumed, record }, f)
+            .await
+    }
+}
+
+/// Runs one iteration of a loop stage's body: in a durable run under a journal of its own, so
+/// that its stages are checkpointed and an iteration an earlier run finished is read back.
+pub(crate) async fn run_iteration(
+    context: &StageContext,
+    body: &Pipeline,
+    iteration: u32,
+    options: RunOptions,
+) -> Result<RunReport, StageError> {
+    let (Some(journal), stage) = context.journal() else {
+        return Ok(body.run_with(options).await);
+    };
+    let nested = journal
+        .iteration(body.inner(), stage, iteration)
+        .map_err(|error| StageError::permanent(format!("iteration {iteration}: {error}")))?;
+    Ok(crate::run::execute_hooked(body.shared_inner(), options, Some(Arc::new(nested))).await)
 }

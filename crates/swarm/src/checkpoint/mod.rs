@@ -24,9 +24,21 @@
 //! written before dependents are released, no stage ever runs on an artifact that was not recorded.
 //! Stages that are not declared durable (and do not return `()`) have no artifact to read back and
 //! run again on resume; [`PipelineBuilder::durable`](crate::PipelineBuilder::durable) makes that a
-//! [`BuildError`](crate::BuildError). A loop stage restored this way keeps its artifact but not its
-//! per-iteration reports; fan-out items are not checkpointed one by one (a stage's fan-out reruns
-//! whole).
+//! [`BuildError`](crate::BuildError).
+//!
+//! # Finer than a stage: loop iterations and fan-out items
+//!
+//! - Each iteration of a loop stage ([`PipelineBuilder::repeat`](crate::PipelineBuilder::repeat))
+//!   runs its body under a journal of its own (keys `l:{stage}:{body fingerprint}:{iteration}/…`
+//!   in the same run): the body's durable stages are recorded as they end. A loop stage that runs
+//!   again (a resume, a retry) reads back every iteration an earlier run finished (their reports
+//!   are live, artifacts included, their stages marked `resumed`) and resumes the iteration it
+//!   was in at its first unfinished body stage: a crash in iteration 3 does not run 1 and 2 again.
+//! - [`StageContext::durable_fan_out`](crate::StageContext::durable_fan_out) records each item
+//!   that succeeds (keys `i:{stage}:{fan-out}:{items}:{item}`); the stage run again reads those
+//!   items back and runs only the others: a crash after 5 of 8 items runs 3.
+//!
+//! Either way the unit in flight at the crash (an item, a body stage) may run twice, as a stage does.
 //!
 //! # Retention
 //!
@@ -73,7 +85,7 @@ mod record;
 mod redb_store;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -89,9 +101,12 @@ use crate::hooks::Restored;
 use crate::input::RunInput;
 use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
-use crate::report::RunReport;
+use crate::pipeline::PipelineInner;
+use crate::report::{RunOutcome, RunReport};
+pub(crate) use journal::run_iteration;
 use journal::Journal;
-use record::{Header, StageRecord, FORMAT, STAGE_PREFIX, VALUE_PREFIX};
+pub(crate) use record::ShapeCache;
+use record::{Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX, VALUE_PREFIX};
 
 /// How long a store keeps runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,16 +151,20 @@ impl Retention {
 #[non_exhaustive]
 #[must_use = "a run's outcome says whether it finished"]
 pub enum DurableOutcome {
-    /// The run ended (succeeded, failed, cancelled: the report says which).
+    /// The run ended (succeeded, failed, cancelled: the report says which). A run in which a stage
+    /// interrupted *and* another failed ends here, [`RunOutcome::Failed`]; the interrupted stage
+    /// still takes a value from [`Durable::resume_with`].
     Finished(RunReport),
-    /// A stage paused the run with [`StageContext::interrupt`](crate::StageContext::interrupt);
-    /// [`Durable::resume_with`] continues it.
+    /// A stage paused the run with [`StageContext::interrupt`](crate::StageContext::interrupt) and
+    /// nothing failed; [`Durable::resume_with`] continues it. Exactly when the report's outcome is
+    /// [`RunOutcome::Interrupted`].
     Interrupted {
-        /// The stage that paused the run.
+        /// The stage that paused the run (the first in declaration order, if several did).
         stage: String,
         /// Why, as the stage said.
         reason: String,
-        /// The run's report so far (the stage shows as failed with the interrupt).
+        /// The run's report so far: outcome [`RunOutcome::Interrupted`], the stage
+        /// [`StageStatus::Interrupted`](crate::StageStatus::Interrupted), its dependents skipped.
         report: RunReport,
     },
 }
@@ -281,23 +300,27 @@ impl Durable {
                 }
             },
         };
-        let shape = record::shape(pipeline.inner());
-        let header = Header {
-            format: FORMAT,
-            pipeline: pipeline.name().to_owned(),
-            fingerprint: record::fingerprint(&shape),
-            shape,
-            input,
+        let inner = pipeline.inner();
+        let cache = record::shape_cache(inner);
+        let fresh;
+        let bytes = match &input {
+            None => &cache.header,
+            Some(input) => {
+                fresh = record::header(inner, &cache.shape, cache.fingerprint, Some(input));
+                &fresh
+            }
         };
-        let bytes =
-            serde_json::to_vec(&header).map_err(|error| CheckpointError::InputNotSerializable {
-                run: run.to_owned(),
-                reason: error.to_string(),
-            })?;
-        self.store.create_run(run, now_ms(), &bytes)?;
+        self.store.create_run(run, now_ms(), bytes)?;
         self.prune()?;
         Ok(self
-            .execute(pipeline, run, options, Vec::new(), HashMap::new())
+            .execute(
+                pipeline,
+                run,
+                options,
+                Vec::new(),
+                HashMap::new(),
+                BTreeMap::new(),
+            )
             .await)
     }
 
@@ -372,7 +395,7 @@ impl Durable {
             }
         }
         Ok(self
-            .execute(pipeline, run, options, loaded.restored, values)
+            .execute(pipeline, run, options, loaded.restored, values, loaded.memo)
             .await)
     }
 
@@ -396,11 +419,11 @@ impl Durable {
             )));
         }
         let inner = pipeline.inner();
-        let shape = record::shape(inner);
-        if header.shape != shape || header.fingerprint != record::fingerprint(&shape) {
+        let cache = record::shape_cache(inner);
+        if header.fingerprint != cache.fingerprint || header.shape != cache.shape {
             return Err(CheckpointError::ShapeMismatch {
                 run: run.to_owned(),
-                difference: record::first_difference(&header.shape, &shape),
+                difference: record::first_difference(&header.shape, &cache.shape),
             });
         }
         let input = match (header.input, self.input) {
@@ -427,6 +450,7 @@ impl Durable {
             restored: Vec::new(),
             interrupted: Vec::new(),
             values: HashMap::new(),
+            memo: BTreeMap::new(),
         };
         for (key, bytes) in stored.records {
             let (name, is_value) = if let Some(name) = key.strip_prefix(STAGE_PREFIX) {
@@ -434,50 +458,37 @@ impl Durable {
             } else if let Some(name) = key.strip_prefix(VALUE_PREFIX) {
                 (name, true)
             } else {
+                if key.starts_with(ITEM_PREFIX) || key.starts_with(LOOP_PREFIX) {
+                    // Read when the fan-out or the loop iteration runs again.
+                    loaded.memo.insert(key, bytes);
+                }
                 continue;
             };
-            let corrupt = |reason: String| CheckpointError::CorruptRecord {
-                run: run.to_owned(),
-                stage: name.to_owned(),
-                reason,
-            };
-            let Some(stage) = inner.lookup(name) else {
-                return Err(corrupt("the pipeline has no such stage".to_owned()));
-            };
-            let stage = stage as u32;
             if is_value {
-                let value = serde_json::from_slice(&bytes)
-                    .map_err(|error| corrupt(format!("resume value: {error}")))?;
-                loaded.values.insert(stage, value);
+                let Some(stage) = inner.lookup(name) else {
+                    return Err(CheckpointError::CorruptRecord {
+                        run: run.to_owned(),
+                        stage: name.to_owned(),
+                        reason: "the pipeline has no such stage".to_owned(),
+                    });
+                };
+                let value = serde_json::from_slice(&bytes).map_err(|error| {
+                    CheckpointError::CorruptRecord {
+                        run: run.to_owned(),
+                        stage: name.to_owned(),
+                        reason: format!("resume value: {error}"),
+                    }
+                })?;
+                loaded.values.insert(stage as u32, value);
                 continue;
             }
-            let record: StageRecord =
-                serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
-            if record.interrupt.is_some() {
+            let (stage, interrupted, restored) = decode_stage(run, inner, name, &bytes)?;
+            if interrupted {
                 loaded.interrupted.push(stage);
             }
-            let spec = &inner.stages[stage as usize];
-            let (true, Some(codec)) = (record.status.is_success(), spec.codec()) else {
-                continue;
-            };
-            let artifact = (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null))
-                .map_err(|error| {
-                    corrupt(format!("artifact of type `{}`: {error}", spec.output_type))
-                })?;
-            loaded.restored.push(Restored {
-                stage,
-                artifact,
-                attempts: record.status.attempts(),
-                failed: record.failed_attempts,
-            });
+            loaded.restored.extend(restored);
         }
-        let mut position = vec![0_usize; inner.stages.len()];
-        for (at, &stage) in inner.order.iter().enumerate() {
-            position[stage as usize] = at;
-        }
-        loaded
-            .restored
-            .sort_by_key(|restored| position[restored.stage as usize]);
+        topological(inner, &mut loaded.restored);
         Ok(loaded)
     }
 
@@ -488,21 +499,28 @@ impl Durable {
         options: RunOptions,
         restored: Vec<Restored>,
         values: HashMap<u32, serde_json::Value>,
+        memo: BTreeMap<String, Vec<u8>>,
     ) -> DurableOutcome {
         let journal = Arc::new(Journal {
             store: self.store.clone(),
             run: run.to_owned(),
+            prefix: String::new(),
             restored: Mutex::new(restored),
             values,
-            interrupts: Mutex::new(Vec::new()),
+            memo: Arc::new(Mutex::new(memo)),
+            fan_outs: Mutex::new(HashMap::new()),
         });
         let report =
-            crate::run::execute_hooked(pipeline.shared_inner(), options, Some(journal.clone()))
-                .await;
-        let interrupt = journal.interrupts.lock().first().cloned();
+            crate::run::execute_hooked(pipeline.shared_inner(), options, Some(journal)).await;
+        let interrupt = match (report.outcome(), report.interrupted()) {
+            (RunOutcome::Interrupted, Some((stage, reason))) => {
+                Some((stage.to_owned(), reason.to_owned()))
+            }
+            _ => None,
+        };
         match interrupt {
             Some((stage, reason)) => DurableOutcome::Interrupted {
-                stage: pipeline.inner().stages[stage as usize].name.to_string(),
+                stage,
                 reason,
                 report,
             },
@@ -551,10 +569,56 @@ impl Durable {
     }
 }
 
+/// One stage record read back: the stage, whether it waits for a resume value, and what restores
+/// it when it succeeded with an artifact that can be read back.
+pub(crate) fn decode_stage(
+    run: &str,
+    inner: &PipelineInner,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(u32, bool, Option<Restored>), CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::CorruptRecord {
+        run: run.to_owned(),
+        stage: name.to_owned(),
+        reason,
+    };
+    let Some(stage) = inner.lookup(name) else {
+        return Err(corrupt("the pipeline has no such stage".to_owned()));
+    };
+    let record: StageRecord =
+        serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+    let interrupted = record.interrupt.is_some()
+        || matches!(record.status, crate::StageStatus::Interrupted { .. });
+    let spec = &inner.stages[stage];
+    let (true, Some(codec)) = (record.status.is_success(), spec.codec()) else {
+        return Ok((stage as u32, interrupted, None));
+    };
+    let artifact = (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null))
+        .map_err(|error| corrupt(format!("artifact of type `{}`: {error}", spec.output_type)))?;
+    let restored = Restored {
+        stage: stage as u32,
+        artifact,
+        attempts: record.status.attempts(),
+        failed: record.failed_attempts,
+    };
+    Ok((stage as u32, interrupted, Some(restored)))
+}
+
+/// Puts restored stages in the pipeline's topological order (the order the run completes them).
+pub(crate) fn topological(inner: &PipelineInner, restored: &mut [Restored]) {
+    let mut position = vec![0_usize; inner.stages.len()];
+    for (at, &stage) in inner.order.iter().enumerate() {
+        position[stage as usize] = at;
+    }
+    restored.sort_by_key(|restored| position[restored.stage as usize]);
+}
+
 /// A checkpoint read back and checked.
 struct Loaded {
     input: Option<RunInput>,
     restored: Vec<Restored>,
     interrupted: Vec<u32>,
     values: HashMap<u32, serde_json::Value>,
+    /// Records of loop iterations and fan-out items.
+    memo: BTreeMap<String, Vec<u8>>,
 }

@@ -13,6 +13,11 @@ pub(crate) const FORMAT: u32 = 1;
 /// Record keys: a stage's record, and the value a resume hands an interrupted stage.
 pub(crate) const STAGE_PREFIX: &str = "s:";
 pub(crate) const VALUE_PREFIX: &str = "v:";
+/// An item of a durable fan-out: `i:{stage index}:{fan-out number}:{items}:{item}`.
+pub(crate) const ITEM_PREFIX: &str = "i:";
+/// The records of one iteration of a loop stage: `l:{stage index}:{body fingerprint}:{iteration}/`
+/// and then the iteration's own keys (stages, items, nested loops).
+pub(crate) const LOOP_PREFIX: &str = "l:";
 
 /// A checkpoint could not be written or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +116,57 @@ pub(crate) struct Header {
     pub(crate) fingerprint: u64,
     pub(crate) shape: Vec<ShapeStage>,
     pub(crate) input: Option<serde_json::Value>,
+}
+
+/// A run's header as written (borrowing what the pipeline caches).
+#[derive(Serialize)]
+pub(crate) struct HeaderRef<'a> {
+    pub(crate) format: u32,
+    pub(crate) pipeline: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) shape: &'a [ShapeStage],
+    pub(crate) input: Option<&'a serde_json::Value>,
+}
+
+/// What a pipeline's checkpoints record of its shape, worked out once per pipeline (by its first
+/// durable run) rather than once per run: the shape, its fingerprint, and the header of a run
+/// without input, ready to write.
+pub(crate) struct ShapeCache {
+    pub(crate) shape: Vec<ShapeStage>,
+    pub(crate) fingerprint: u64,
+    pub(crate) header: Vec<u8>,
+}
+
+/// The pipeline's cached shape.
+pub(crate) fn shape_cache(pipeline: &PipelineInner) -> &ShapeCache {
+    pipeline.checkpoint_shape.get_or_init(|| {
+        let shape = shape(pipeline);
+        let fingerprint = fingerprint(&shape);
+        let header = header(pipeline, &shape, fingerprint, None);
+        ShapeCache {
+            shape,
+            fingerprint,
+            header,
+        }
+    })
+}
+
+/// A run's header as bytes.
+pub(crate) fn header(
+    pipeline: &PipelineInner,
+    shape: &[ShapeStage],
+    fingerprint: u64,
+    input: Option<&serde_json::Value>,
+) -> Vec<u8> {
+    let header = HeaderRef {
+        format: FORMAT,
+        pipeline: &pipeline.name,
+        fingerprint,
+        shape,
+        input,
+    };
+    // Strings, numbers and a JSON value: nothing here can fail to serialize.
+    serde_json::to_vec(&header).unwrap_or_default()
 }
 
 /// A finished stage's record.
