@@ -7,8 +7,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use criterion::Bencher;
 
@@ -114,12 +114,42 @@ impl AllocationStats {
     }
 }
 
+/// Time the allocation count of one benchmark may take, at most (beyond one probe operation): enough
+/// for thousands of operations of a fast row, and one or two of a row of tens of milliseconds.
+pub const ALLOCATION_BUDGET: Duration = Duration::from_millis(20);
+
+/// The most operations an allocation count runs.
+const MAX_COUNTED_OPS: u64 = 10_000;
+
+/// How many operations to count when one takes `probe`: as many as fit in [`ALLOCATION_BUDGET`],
+/// at least 1 and at most 10,000. A row of tens of milliseconds counts one operation, not 100.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use benches_common::alloc::counted_ops;
+///
+/// assert_eq!(counted_ops(Duration::from_millis(30)), 1);
+/// assert_eq!(counted_ops(Duration::from_micros(100)), 200);
+/// assert_eq!(counted_ops(Duration::from_nanos(5)), 10_000);
+/// ```
+pub fn counted_ops(probe: Duration) -> u64 {
+    let per_op = probe.as_nanos().max(1);
+    let fit = ALLOCATION_BUDGET.as_nanos() / per_op;
+    u64::try_from(fit)
+        .unwrap_or(MAX_COUNTED_OPS)
+        .clamp(1, MAX_COUNTED_OPS)
+}
+
 /// Times `op` like `Bencher::iter` and, once per benchmark, records its allocations per operation.
 ///
 /// `key` must name the benchmark as criterion does (group, function id, parameter; `""` when there is
-/// no parameter) so that `cargo xtask bench` can put the figures in the same row. The allocation run
-/// happens once per benchmark and process, on the first call from criterion (during warm-up),
-/// outside the timed loop.
+/// no parameter) so that `cargo xtask bench` can put the figures in the same row. The allocation count
+/// happens once per benchmark and process, on the first call from criterion (during warm-up), outside
+/// the timed loop: one uncounted probe operation (which also takes one-time allocations out of the
+/// count) sizes it to [`counted_ops`] operations, so it costs about [`ALLOCATION_BUDGET`] plus one
+/// operation whatever the row's speed.
 pub fn iter_with_allocations<O>(
     bencher: &mut Bencher<'_>,
     key: impl Into<BenchKey>,
@@ -130,14 +160,48 @@ pub fn iter_with_allocations<O>(
     bencher.iter_custom(|iterations| {
         if pending {
             pending = false;
-            AllocationStats::measure(iterations.clamp(100, 10_000), &mut op).record(key.clone());
+            let probe = Instant::now();
+            std::hint::black_box(op());
+            let ops = counted_ops(probe.elapsed());
+            AllocationStats::measure(ops, &mut op).record(key.clone());
         }
         let start = Instant::now();
         for _ in 0..iterations {
             std::hint::black_box(op());
         }
-        start.elapsed()
+        planted_slowdown(&key, start.elapsed())
     });
+}
+
+/// `HIVEKIT_BENCH_SLOWDOWN=<id>=<factor>`: the measured time of the benchmark whose id
+/// (`group/function/parameter`) is `<id>` is multiplied by `<factor>`. A test-only knob: it plants a
+/// known regression in a real row so that the regression verdict of `cargo xtask bench` can be
+/// tested end to end (see docs/BENCHMARKS.md). Unset, it costs one cached lookup per sample.
+pub const SLOWDOWN_ENV: &str = "HIVEKIT_BENCH_SLOWDOWN";
+
+/// The `(id, factor)` of [`SLOWDOWN_ENV`], read once; `None` when unset or malformed.
+fn slowdown() -> Option<&'static (String, f64)> {
+    static PLANTED: OnceLock<Option<(String, f64)>> = OnceLock::new();
+    PLANTED
+        .get_or_init(|| {
+            let text = std::env::var(SLOWDOWN_ENV).ok()?;
+            parse_slowdown(&text)
+        })
+        .as_ref()
+}
+
+/// `id=factor` with a positive finite factor.
+fn parse_slowdown(text: &str) -> Option<(String, f64)> {
+    let (id, factor) = text.rsplit_once('=')?;
+    let factor: f64 = factor.trim().parse().ok()?;
+    (factor.is_finite() && factor > 0.0 && !id.is_empty()).then(|| (id.to_owned(), factor))
+}
+
+fn planted_slowdown(key: &BenchKey, elapsed: Duration) -> Duration {
+    match slowdown() {
+        Some((id, factor)) if *id == key.id() => elapsed.mul_f64(*factor),
+        _ => elapsed,
+    }
 }
 
 /// True the first time `key` is seen in this process.
@@ -148,4 +212,46 @@ fn first_time(key: &BenchKey) -> bool {
     recorded
         .get_or_insert_with(HashSet::new)
         .insert(key.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_rows_count_one_operation_fast_rows_thousands() {
+        assert_eq!(counted_ops(Duration::from_secs(2)), 1);
+        assert_eq!(counted_ops(Duration::from_millis(10)), 2);
+        assert_eq!(counted_ops(Duration::ZERO), MAX_COUNTED_OPS);
+    }
+
+    #[test]
+    fn the_slowdown_knob_parses_id_and_factor() {
+        assert_eq!(
+            parse_slowdown("snapshot_reads/hivekit/1r=1.25"),
+            Some(("snapshot_reads/hivekit/1r".to_owned(), 1.25))
+        );
+        assert_eq!(
+            parse_slowdown("g/f/a=b=2"),
+            Some(("g/f/a=b".to_owned(), 2.0))
+        );
+        for bad in [
+            "",
+            "g/f/1",
+            "g/f/1=",
+            "=2",
+            "g/f/1=-1",
+            "g/f/1=NaN",
+            "g/f/1=x",
+        ] {
+            assert_eq!(parse_slowdown(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn counting_sees_allocations_per_operation() {
+        // Without the counting allocator installed (unit tests), figures are zero, never garbage.
+        let stats = AllocationStats::measure(10, || vec![1u8; 16]);
+        assert!(stats.allocations_per_op == 0.0 || stats.allocations_per_op >= 1.0);
+    }
 }

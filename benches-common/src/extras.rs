@@ -19,6 +19,27 @@ pub struct BenchKey {
     pub parameter: String,
 }
 
+impl BenchKey {
+    /// The id criterion gives the benchmark: `group/function/parameter`, empty parts left out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use benches_common::BenchKey;
+    ///
+    /// assert_eq!(BenchKey::from(("g", "hivekit", "1k")).id(), "g/hivekit/1k");
+    /// assert_eq!(BenchKey::from(("g", "hivekit", "")).id(), "g/hivekit");
+    /// ```
+    pub fn id(&self) -> String {
+        [&self.group, &self.function, &self.parameter]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| part.as_str())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
 impl<G: Into<String>, F: Into<String>, P: ToString> From<(G, F, P)> for BenchKey {
     fn from((group, function, parameter): (G, F, P)) -> Self {
         Self {

@@ -8,7 +8,7 @@
 //!   records its allocations and bytes per operation where `cargo xtask bench` reads them.
 //! - [`threads`]: timing N threads that run the same operation together (`iter_custom`).
 //! - [`workload`]: seeded workload generators (CPU work, and per-crate generators in their own modules:
-//!   [`proposals`], [`dags`], [`agents`]), so every run of a bench sees the same input.
+//!   [`proposals`], [`skewed`], [`dags`], [`agents`]), so every run of a bench sees the same input.
 //!
 //! # Examples
 //!
@@ -35,6 +35,7 @@ pub mod dags;
 mod extras;
 pub mod hints;
 pub mod proposals;
+pub mod skewed;
 pub mod threads;
 pub mod workload;
 
@@ -55,25 +56,33 @@ pub fn is_quick() -> bool {
 
 /// The criterion configuration every hivekit suite uses.
 ///
-/// Full mode: 50 samples, 1 s warm-up, 3 s measurement. Quick mode (`HIVEKIT_BENCH_QUICK=1`): 10 samples,
-/// 150 ms warm-up, 350 ms measurement, sized so that `cargo xtask bench --quick` over the whole workspace
-/// stays within ten minutes on a 2-core machine. Command-line arguments (filters, `--save-baseline`)
-/// still apply on top.
+/// Full mode: 50 samples, 0.5 s warm-up, 2 s measurement. Quick mode (`HIVEKIT_BENCH_QUICK=1`): 10
+/// samples, 150 ms warm-up, 350 ms measurement, sized so that `cargo xtask bench --quick` over the
+/// whole workspace stays within ten minutes on a 2-core machine. Both bootstrap the confidence
+/// intervals from 20,000 resamples instead of criterion's 100,000: the interval of a median moves in
+/// its third digit, and the analysis no longer costs a noticeable share of a full run. Rows slower
+/// than the measurement time allows get criterion's flat sampling (its default `Auto` mode), and the
+/// suites cut the sample size of their multi-second rows to 10. Command-line arguments (filters,
+/// `--save-baseline`) still apply on top.
 pub fn criterion() -> Criterion {
     let base = Criterion::default()
         .noise_threshold(0.03)
-        .confidence_level(0.95);
+        .confidence_level(0.95)
+        .nresamples(RESAMPLES);
     let tuned = if is_quick() {
         base.sample_size(10)
             .warm_up_time(Duration::from_millis(150))
             .measurement_time(Duration::from_millis(350))
     } else {
         base.sample_size(50)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
     };
     tuned.configure_from_args()
 }
+
+/// Bootstrap resamples per analysis (criterion's default is 100,000).
+const RESAMPLES: usize = 20_000;
 
 /// Picks the quick or the full variant of a size list: large inputs are kept out of quick runs.
 ///

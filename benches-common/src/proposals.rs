@@ -147,7 +147,7 @@ pub fn payload_values(
 }
 
 /// A bijective mix (splitmix64's finaliser): distinct counters give distinct, scattered keys.
-fn scatter(counter: u64) -> u64 {
+pub(crate) fn scatter(counter: u64) -> u64 {
     let mut x = counter.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, Contest, Proposal, ProposalId, Role, Snapshot, State, Vote,
+    Agent, AgentContext, AgentError, Contest, Interest, Proposal, ProposalId, Role, Snapshot,
+    State, Vote,
 };
 use semver::{Version, VersionReq};
 
@@ -177,5 +178,11 @@ impl Agent<Lockfile> for Resolver {
 
     fn role(&self) -> Role {
         Role::Resolver
+    }
+
+    /// A resolver votes only on its own pack's version and its own namespace's owner: elsewhere it
+    /// has no opinion, and asking it would only cost a call.
+    fn interest(&self) -> Interest<PackKey> {
+        Interest::Keys(self.requirement.keys().to_vec())
     }
 }

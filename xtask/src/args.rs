@@ -16,6 +16,8 @@ commands:
   bench    run the criterion suites and print one table with ratios against peers
   test     provision etcd and protoc when missing, then cargo test --workspace --locked
   ci       everything CI runs, in order (the list is in docs/BENCHMARKS.md and README.md)
+  aa-test  the regression verdict tested for real: 5 A/A comparisons must flag nothing, a planted
+           25% slowdown must be caught (one quick row; CI runs it)
   help     print this text
 
 cargo xtask bench [options]
@@ -26,6 +28,8 @@ cargo xtask bench [options]
   --save-baseline NAME     save the results as target/hivekit-baselines/NAME.json
   --baseline NAME          compare against a saved baseline (change and verdict columns)
   --threshold PCT          change that counts as a regression or improvement (default 10)
+  --rounds N               paired rounds for ratio targets and for re-measuring rows flagged as
+                           regressed (default 5; 0: judge on the main pass alone)
   --fail-on-regression     exit 1 if any benchmark regressed against --baseline
   --json PATH              write the results in the baseline schema to PATH
   --markdown PATH          write the tables of docs/PERFORMANCE.md to PATH
@@ -37,8 +41,12 @@ cargo xtask bench [options]
 
 cargo xtask test [--manifest-path PATH]
 cargo xtask ci [--manifest-path PATH]
+cargo xtask aa-test [--manifest-path PATH]
 
 see docs/BENCHMARKS.md for how to run the benches and read the results";
+
+/// The most paired rounds `--rounds` accepts (each round re-runs every ratio row).
+pub(crate) const MAX_ROUNDS: usize = 50;
 
 /// The default regression threshold, in percent of the baseline median.
 pub(crate) const DEFAULT_THRESHOLD_PCT: f64 = 10.0;
@@ -49,11 +57,13 @@ pub(crate) enum Command {
     /// Print the usage text.
     Help,
     /// `cargo xtask bench`.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// `cargo xtask test`.
     Test(CiArgs),
     /// `cargo xtask ci`.
     Ci(CiArgs),
+    /// `cargo xtask aa-test`.
+    AaTest(CiArgs),
 }
 
 /// Options of `cargo xtask bench`.
@@ -75,6 +85,8 @@ pub(crate) struct BenchArgs {
     pub(crate) threshold_pct: f64,
     /// Exit 1 when a benchmark regressed.
     pub(crate) fail_on_regression: bool,
+    /// Paired rounds after the main pass (ratio targets, re-measuring flagged rows).
+    pub(crate) rounds: usize,
     /// Where to write the results as JSON.
     pub(crate) json: Option<PathBuf>,
     /// Where to write the markdown report.
@@ -87,6 +99,9 @@ pub(crate) struct BenchArgs {
     pub(crate) bless: bool,
     /// The workspace manifest (default: found by cargo from the current directory).
     pub(crate) manifest_path: Option<PathBuf>,
+    /// Environment for the bench binaries beyond xtask's own (not a command-line option: the A/A
+    /// self-test plants its slowdown with it).
+    pub(crate) extra_env: Vec<(String, String)>,
 }
 
 impl Default for BenchArgs {
@@ -100,12 +115,14 @@ impl Default for BenchArgs {
             baseline: None,
             threshold_pct: DEFAULT_THRESHOLD_PCT,
             fail_on_regression: false,
+            rounds: crate::paired::DEFAULT_ROUNDS,
             json: None,
             markdown: None,
             targets: None,
             instructions: false,
             bless: false,
             manifest_path: None,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -128,9 +145,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, UsageError> {
     };
     match command.as_str() {
         "help" => Ok(Command::Help),
-        "bench" => parse_bench(&mut parser).map(Command::Bench),
-        "test" => parse_ci(&mut parser).map(Command::Test),
-        "ci" => parse_ci(&mut parser).map(Command::Ci),
+        "bench" => parse_bench(&mut parser)
+            .map(|args| args.map_or(Command::Help, |args| Command::Bench(Box::new(args)))),
+        "test" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Test)),
+        "ci" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::Ci)),
+        "aa-test" => parse_ci(&mut parser).map(|args| args.map_or(Command::Help, Command::AaTest)),
         _ => Err(UsageError::UnknownCommand(command)),
     }
 }
@@ -197,11 +216,14 @@ fn unknown(arg: &Arg<'_>) -> UsageError {
     }
 }
 
-fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
+/// `Ok(None)`: `-h` or `--help` was given, print the usage.
+fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
     let mut parsed = BenchArgs::default();
     let mut threshold_given = false;
+    let mut rounds_given = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
             Arg::Long("quick") => parsed.quick = true,
             Arg::Long("list") => parsed.list = true,
             Arg::Long("fail-on-regression") => parsed.fail_on_regression = true,
@@ -221,6 +243,14 @@ fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
             Arg::Long("threshold") => {
                 parsed.threshold_pct = threshold(&string_value(parser, "--threshold")?)?;
                 threshold_given = true;
+            }
+            Arg::Long("rounds") => {
+                let text = string_value(parser, "--rounds")?;
+                parsed.rounds = match text.parse::<usize>() {
+                    Ok(rounds) if rounds <= MAX_ROUNDS => rounds,
+                    _ => return Err(UsageError::BadRounds(text)),
+                };
+                rounds_given = true;
             }
             Arg::Long("json") => parsed.json = Some(value(parser, "--json")?.into()),
             Arg::Long("markdown") => parsed.markdown = Some(value(parser, "--markdown")?.into()),
@@ -250,6 +280,7 @@ fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
             ("--save-baseline", parsed.save_baseline.is_some()),
             ("--baseline", parsed.baseline.is_some()),
             ("--threshold", threshold_given),
+            ("--rounds", rounds_given),
             ("--fail-on-regression", parsed.fail_on_regression),
             ("--markdown", parsed.markdown.is_some()),
             ("--targets", parsed.targets.is_some()),
@@ -263,20 +294,22 @@ fn parse_bench(parser: &mut Parser) -> Result<BenchArgs, UsageError> {
     if parsed.fail_on_regression && parsed.baseline.is_none() {
         return Err(UsageError::FailWithoutBaseline);
     }
-    Ok(parsed)
+    Ok(Some(parsed))
 }
 
-fn parse_ci(parser: &mut Parser) -> Result<CiArgs, UsageError> {
+/// `Ok(None)`: `-h` or `--help` was given, print the usage.
+fn parse_ci(parser: &mut Parser) -> Result<Option<CiArgs>, UsageError> {
     let mut parsed = CiArgs::default();
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(None),
             Arg::Long("manifest-path") => {
                 parsed.manifest_path = Some(value(parser, "--manifest-path")?.into());
             }
             other => return Err(unknown(&other)),
         }
     }
-    Ok(parsed)
+    Ok(Some(parsed))
 }
 
 /// A baseline name becomes a file name, so it may not contain path separators or start with a dot.
@@ -315,7 +348,7 @@ mod tests {
 
     fn bench(line: &str) -> BenchArgs {
         match parse_str(line) {
-            Ok(Command::Bench(args)) => args,
+            Ok(Command::Bench(args)) => *args,
             other => panic!("`{line}` did not parse as bench: {other:?}"),
         }
     }
@@ -326,6 +359,19 @@ mod tests {
         assert_eq!(parse_str("help"), Ok(Command::Help));
         assert_eq!(parse_str("--help"), Ok(Command::Help));
         assert_eq!(parse_str("-h"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn help_after_a_command_prints_usage_instead_of_an_unknown_option() {
+        for line in [
+            "bench --help",
+            "bench -h",
+            "bench --quick --help",
+            "ci --help",
+            "test -h",
+        ] {
+            assert_eq!(parse_str(line), Ok(Command::Help), "{line}");
+        }
     }
 
     #[test]
@@ -430,6 +476,25 @@ mod tests {
     }
 
     #[test]
+    fn rounds_are_a_small_count() {
+        assert_eq!(bench("bench").rounds, 5);
+        assert_eq!(bench("bench --rounds 0").rounds, 0);
+        assert_eq!(bench("bench --rounds=9").rounds, 9);
+        for value in ["-1", "x", "2.5", "51"] {
+            let line = format!("bench --rounds={value}");
+            assert_eq!(
+                parse_str(&line),
+                Err(UsageError::BadRounds(value.into())),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_str("bench --instructions --rounds 3"),
+            Err(UsageError::InstructionsWith("--rounds".into()))
+        );
+    }
+
+    #[test]
     fn bad_baseline_names() {
         for name in ["../x", "a/b", ".hidden", "sp ace"] {
             let args = vec!["bench".to_owned(), format!("--baseline={name}")];
@@ -471,6 +536,12 @@ mod tests {
             parse_str("bench --bless"),
             Err(UsageError::BlessWithoutInstructions)
         );
+    }
+
+    #[test]
+    fn aa_test_parses() {
+        assert_eq!(parse_str("aa-test"), Ok(Command::AaTest(CiArgs::default())));
+        assert_eq!(parse_str("aa-test --help"), Ok(Command::Help));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: build the suites once, run them with a one-line-per-benchmark progress
 //! display, then print the table, check the targets, and save or compare baselines.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ use regex::Regex;
 
 use crate::args::BenchArgs;
 use crate::baseline::Baseline;
+use crate::binaries::{build_args, describe, executables, suite_command, BenchBinary};
+use crate::charts::{write_charts, CHART_DIR};
 use crate::criterion::{collect_results, parse_list, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
@@ -18,8 +20,9 @@ use crate::markdown::render_markdown;
 use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
 use crate::provision::{Tools, INSTALL_COMMAND};
 use crate::report::Report;
+use crate::rounds::{measure_rounds, Settings};
 use crate::table::{legend, render_table};
-use crate::targets::{evaluate, format_summary, load_targets};
+use crate::targets::{evaluate_paired, format_summary, load_targets, paired_ids};
 use crate::units::format_ns;
 use crate::verdict::format_change;
 use crate::workspace::{Suite, Workspace};
@@ -55,7 +58,7 @@ pub(crate) fn validate_filter(pattern: &str) -> Result<(), XtaskError> {
         })
 }
 
-/// The arguments after `cargo bench -p CRATE --bench NAME --`.
+/// The arguments a suite binary gets after `--bench`.
 pub(crate) fn criterion_args(filter: Option<&str>, list: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--color".into(), "never".into()];
     if list {
@@ -64,20 +67,6 @@ pub(crate) fn criterion_args(filter: Option<&str>, list: bool) -> Vec<OsString> 
     if let Some(pattern) = filter {
         args.push(criterion_filter(pattern).into());
     }
-    args
-}
-
-/// `cargo bench -p CRATE --bench NAME -- <criterion args>`.
-fn suite_args(suite: &Suite, filter: Option<&str>, list: bool) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec![
-        "bench".into(),
-        "-p".into(),
-        suite.krate.clone().into(),
-        "--bench".into(),
-        suite.bench.clone().into(),
-        "--".into(),
-    ];
-    args.extend(criterion_args(filter, list));
     args
 }
 
@@ -107,37 +96,45 @@ fn unique_crates(suites: &[Suite]) -> Vec<String> {
     crates
 }
 
-/// Builds every selected bench binary with one `cargo bench --no-run`: with no `-p`, as
-/// `--workspace` (less the skipped packages), the same selection as CI's `cargo bench --workspace
-/// --no-run`, so that features resolve the same and nothing is built twice.
+/// Builds every suite with one `cargo bench --no-run --workspace` (see [`crate::binaries`]) and
+/// returns the executables of the selected ones, in the order of `suites`.
 fn build(
     workspace: &Workspace,
     suites: &[Suite],
-    selected: bool,
     skipped: &[String],
-) -> Result<(), XtaskError> {
+) -> Result<Vec<BenchBinary>, XtaskError> {
     let crates = unique_crates(suites);
-    let mut args: Vec<OsString> = vec!["bench".into(), "--no-run".into()];
-    if selected {
-        for krate in &crates {
-            args.extend(["-p".into(), krate.into()]);
-        }
-    } else {
-        args.push("--workspace".into());
-        for package in skipped {
-            args.extend(["--exclude".into(), package.into()]);
-        }
-    }
+    let args = build_args(skipped);
     let description = display_command(&crate::workspace::cargo(), &args);
     println!("building benches of {} ...", crates.join(", "));
     let mut output = Vec::new();
+    let mut messages = Vec::new();
     let status = run_captured(
         &mut cargo_command(&workspace.root, &args),
         &description,
-        |_, line| output.push(line.to_owned()),
+        |stream, line| match stream {
+            Stream::Stdout => messages.push(line.to_owned()),
+            Stream::Stderr => output.push(line.to_owned()),
+        },
     )?;
     if status.success() {
-        return Ok(());
+        let built = executables(workspace, messages.iter().map(String::as_str));
+        let mut ordered = Vec::new();
+        for suite in suites {
+            match built.iter().find(|binary| binary.suite == *suite) {
+                Some(binary) => ordered.push(binary.clone()),
+                None => {
+                    return Err(XtaskError::CommandFailed {
+                        command: description,
+                        outcome: format!(
+                            "succeeded but named no executable for {} (bench `{}`)",
+                            suite.krate, suite.bench
+                        ),
+                    })
+                }
+            }
+        }
+        return Ok(ordered);
     }
     let failed = failed_crates(&output);
     let culprits = if failed.is_empty() {
@@ -153,14 +150,15 @@ fn build(
 }
 
 /// `--list`: every benchmark of every selected suite, without measuring.
-fn list(workspace: &Workspace, suites: &[Suite], filter: Option<&str>) -> Result<(), XtaskError> {
-    for suite in suites {
-        let args = suite_args(suite, filter, true);
-        let description = display_command(&crate::workspace::cargo(), &args);
+fn list(binaries: &[BenchBinary], filter: Option<&str>) -> Result<(), XtaskError> {
+    for binary in binaries {
+        let suite = &binary.suite;
+        let args = criterion_args(filter, true);
+        let description = describe(binary, &args);
         let mut stdout = String::new();
         let mut everything = Vec::new();
         let status = run_captured(
-            &mut cargo_command(&workspace.root, &args),
+            &mut suite_command(binary, &args),
             &description,
             |stream, line| {
                 if stream == Stream::Stdout {
@@ -219,13 +217,14 @@ enum SuiteRun {
 /// Runs one suite with the progress display.
 fn run_suite(
     workspace: &Workspace,
-    suite: &Suite,
+    binary: &BenchBinary,
     position: (usize, usize),
     args: &BenchArgs,
 ) -> Result<SuiteRun, XtaskError> {
-    let suite_args = suite_args(suite, args.filter.as_deref(), false);
-    let description = display_command(&crate::workspace::cargo(), &suite_args);
-    let mut command = cargo_command(&workspace.root, &suite_args);
+    let suite = &binary.suite;
+    let suite_args = criterion_args(args.filter.as_deref(), false);
+    let description = describe(binary, &suite_args);
+    let mut command = suite_command(binary, &suite_args);
     command
         .env("CRITERION_HOME", workspace.criterion_home())
         .env("HIVEKIT_EXTRAS_DIR", workspace.extras_dir());
@@ -234,6 +233,8 @@ fn run_suite(
     } else {
         command.env_remove("HIVEKIT_BENCH_QUICK");
     }
+    command.env_remove("HIVEKIT_BENCH_FULL_SIZES");
+    command.envs(args.extra_env.iter().map(|(k, v)| (k, v)));
     let prefix = format!(
         "[{}/{} {} {}]",
         position.0, position.1, suite.krate, suite.bench
@@ -287,6 +288,20 @@ fn typed_command(raw_args: &[String]) -> String {
 
 /// Runs `cargo xtask bench`. `raw_args` are the arguments as typed (for the report header).
 pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), XtaskError> {
+    bench_run(args, raw_args).map(|_| ())
+}
+
+/// What a comparison against a baseline concluded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Judged {
+    /// Ids of the rows that regressed (after re-measuring).
+    pub(crate) regressed: Vec<String>,
+    /// Whether the load went above the core count during the run.
+    pub(crate) too_busy: bool,
+}
+
+/// [`run_bench`], returning the verdict against the baseline for callers that judge it themselves.
+pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged, XtaskError> {
     // Everything the user can get wrong is checked before the long part starts.
     if let Some(pattern) = &args.filter {
         validate_filter(pattern)?;
@@ -313,7 +328,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     if suites.is_empty() {
         println!("no crate in this workspace has bench targets");
-        return Ok(());
+        return Ok(Judged::default());
     }
     let default_targets = workspace.root.join("docs").join("targets.json");
     let targets = load_targets(args.targets.as_deref(), &default_targets)?;
@@ -324,9 +339,9 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         None => None,
     };
 
-    build(&workspace, &suites, !args.packages.is_empty(), &skipped)?;
+    let binaries = build(&workspace, &suites, &skipped)?;
     if args.list {
-        return list(&workspace, &suites, args.filter.as_deref());
+        return list(&binaries, args.filter.as_deref()).map(|()| Judged::default());
     }
 
     let mut info = RunInfo::gather(&workspace.root);
@@ -335,13 +350,19 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     clear_extras(&workspace.extras_dir())?;
     let mut ran: Vec<(String, String)> = Vec::new();
+    // Which binary ran each benchmark, for the rounds after the main pass.
+    let mut binary_of: HashMap<String, usize> = HashMap::new();
     let mut failed: Vec<String> = Vec::new();
-    for (index, suite) in suites.iter().enumerate() {
-        let run = run_suite(&workspace, suite, (index + 1, suites.len()), args)?;
+    for (index, binary) in binaries.iter().enumerate() {
+        let suite = &binary.suite;
+        let run = run_suite(&workspace, binary, (index + 1, binaries.len()), args)?;
         info.sample_load();
         match run {
             SuiteRun::Completed(titles) => {
-                ran.extend(titles.into_iter().map(|t| (t, suite.krate.clone())))
+                for title in titles {
+                    binary_of.entry(title.clone()).or_insert(index);
+                    ran.push((title, suite.krate.clone()));
+                }
             }
             SuiteRun::Failed => failed.push(format!("{} (bench `{}`)", suite.krate, suite.bench)),
         }
@@ -369,7 +390,7 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
     }
     join_extras(&mut results, &extras);
 
-    let report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
+    let mut report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
     // Targets of crates that did not run in this run (`-p`) would all read "not measured": leave them out.
     let ran_crates: std::collections::HashSet<&str> =
         results.iter().map(|result| result.krate.as_str()).collect();
@@ -377,7 +398,69 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         .into_iter()
         .filter(|target| ran_crates.contains(target.krate.as_str()))
         .collect();
-    let outcomes = evaluate(&targets, &results);
+    let rows_of = |ids: Vec<String>| -> Vec<(String, usize)> {
+        ids.into_iter()
+            .filter_map(|id| binary_of.get(&id).map(|&binary| (id, binary)))
+            .collect()
+    };
+    let paired_rows = rows_of(paired_ids(&targets, &results));
+    let paired_rounds = if args.rounds == 0 || paired_rows.is_empty() {
+        Vec::new()
+    } else {
+        println!(
+            "\npaired rounds: {} rows of the ratio targets, {} rounds (quick settings)",
+            paired_rows.len(),
+            args.rounds
+        );
+        let rounds = measure_rounds(
+            &workspace.target_dir,
+            &binaries,
+            &paired_rows,
+            args.rounds,
+            // Quick timing, but the sizes of the run: a full run's targets compare full-only rows.
+            if args.quick {
+                Settings::Quick
+            } else {
+                Settings::QuickFullSizes
+            },
+            "paired",
+            &args.extra_env,
+        )?;
+        info.sample_load();
+        rounds
+    };
+    let outcomes = evaluate_paired(&targets, &results, &paired_rounds);
+    // A row slower than the threshold is measured again before the verdict stands.
+    let flagged: Vec<String> = report
+        .regression_candidates()
+        .into_iter()
+        .map(|index| results[index].id.clone())
+        .collect();
+    if let (Some(baseline), false, true) = (&baseline, flagged.is_empty(), args.rounds > 0) {
+        let rows = rows_of(flagged);
+        println!(
+            "\nre-measuring {} row(s) slower than the baseline by more than {}%, {} rounds",
+            rows.len(),
+            args.threshold_pct,
+            args.rounds
+        );
+        let settings = if args.quick {
+            Settings::Quick
+        } else {
+            Settings::Full
+        };
+        let rounds = measure_rounds(
+            &workspace.target_dir,
+            &binaries,
+            &rows,
+            args.rounds,
+            settings,
+            "re-measure",
+            &args.extra_env,
+        )?;
+        info.sample_load();
+        report.confirm_regressions(baseline, &rounds, args.threshold_pct);
+    }
     println!();
     print!("{}", render_table(&report));
     println!();
@@ -423,7 +506,15 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.markdown {
-        let markdown = render_markdown(&report, &info, args.quick, &command, &outcomes);
+        let notes: Vec<String> = skip_note.iter().cloned().collect();
+        let chart_dir = path
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new(""))
+            .join(CHART_DIR);
+        let charts = write_charts(&chart_dir, &report, &outcomes)?;
+        let markdown = render_markdown(
+            &report, &info, args.quick, &command, &outcomes, &notes, &charts,
+        );
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|error| XtaskError::io("create directory", dir, error))?;
@@ -451,10 +542,14 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
             let row = &results[index];
             let change = report.comparison(index).and_then(|c| c.change_pct);
             println!(
-                "  {}  {}  {}",
+                "  {}  {}  {}{}",
                 row.id,
                 format_ns(row.median_ns),
-                format_change(change)
+                format_change(change),
+                report
+                    .remeasured(index)
+                    .map(|note| format!("  ({note})"))
+                    .unwrap_or_default()
             );
         }
         if args.fail_on_regression {
@@ -465,7 +560,13 @@ pub(crate) fn run_bench(args: &BenchArgs, raw_args: &[String]) -> Result<(), Xta
         // Not regressed does not mean not slower when the machine was too busy to tell.
         return Err(too_busy_or(&info, XtaskError::Regressed(0)));
     }
-    Ok(())
+    Ok(Judged {
+        regressed: regressions
+            .iter()
+            .map(|&index| results[index].id.clone())
+            .collect(),
+        too_busy: info.too_busy(),
+    })
 }
 
 /// With `--fail-on-regression`, a run whose load went above the core count is not judged either way:
@@ -497,31 +598,13 @@ mod tests {
     }
 
     #[test]
-    fn suite_command_line() {
-        let suite = Suite {
-            krate: "hivekit-lockfree".into(),
-            bench: "snapshot".into(),
-        };
-        let args: Vec<String> = suite_args(&suite, Some("reads"), false)
+    fn criterion_gets_the_filter_last() {
+        let args: Vec<String> = criterion_args(Some("reads"), false)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            args,
-            [
-                "bench",
-                "-p",
-                "hivekit-lockfree",
-                "--bench",
-                "snapshot",
-                "--",
-                "--color",
-                "never",
-                "reads"
-            ]
-        );
-        let list = suite_args(&suite, None, true);
-        assert!(list.iter().any(|a| a == "--list"));
+        assert_eq!(args, ["--color", "never", "reads"]);
+        assert!(criterion_args(None, true).iter().any(|a| a == "--list"));
     }
 
     #[test]

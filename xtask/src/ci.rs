@@ -80,6 +80,8 @@ pub(crate) enum Step {
     Instructions,
     /// `cargo xtask bench --quick` on one group, end to end.
     QuickBench,
+    /// `cargo xtask aa-test`: 5 A/A comparisons flag nothing, a planted 25% slowdown is caught.
+    AaTest,
 }
 
 impl Step {
@@ -101,6 +103,10 @@ impl Step {
                     .to_owned()
             }
             Self::QuickBench => format!("cargo xtask bench --quick --filter '{QUICK_BENCH_FILTER}'"),
+            Self::AaTest => {
+                "cargo xtask aa-test (5 A/A comparisons flag nothing, a planted 25% slowdown is caught)"
+                    .to_owned()
+            }
         }
     }
 }
@@ -167,6 +173,7 @@ pub(crate) fn steps(
         ])),
         Step::Instructions,
         Step::QuickBench,
+        Step::AaTest,
     ]);
     steps
 }
@@ -344,6 +351,7 @@ fn run_step(workspace: &Workspace, step: &Step, ci: &CiArgs) -> Result<(), Xtask
             let raw = ["bench", "--quick", "--filter", QUICK_BENCH_FILTER].map(str::to_owned);
             crate::bench::run_bench(&args, &raw)
         }
+        Step::AaTest => crate::aa_test::run(ci),
     }
 }
 
@@ -400,6 +408,7 @@ mod tests {
                 "cargo bench --workspace --no-run --locked",
                 "cargo xtask bench --instructions (gate: no hivekit row > 2% over docs/instructions.json)",
                 "cargo xtask bench --quick --filter '^execute_baseline/'",
+                "cargo xtask aa-test (5 A/A comparisons flag nothing, a planted 25% slowdown is caught)",
             ]
         );
     }

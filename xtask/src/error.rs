@@ -23,6 +23,9 @@ pub(crate) enum UsageError {
     /// The threshold is not a positive finite number.
     #[error("threshold `{0}` is not a positive number of percent")]
     BadThreshold(String),
+    /// `--rounds` is not a whole number from 0 to 50.
+    #[error("rounds `{0}` is not a whole number from 0 to 50")]
+    BadRounds(String),
     /// A baseline name that cannot be a plain file name.
     #[error(
         "baseline name `{name}` given to `{flag}` may only hold letters, digits, `-`, `_` and `.`"
@@ -91,6 +94,17 @@ pub(crate) enum XtaskError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        message: String,
+    },
+    /// `cargo xtask aa-test` saw a false alarm or missed the planted slowdown.
+    #[error("aa-test failed: {0}")]
+    AaTest(String),
+    /// plotters could not draw a chart.
+    #[error("cannot draw chart {path}: {message}")]
+    Chart {
+        /// The SVG file.
+        path: PathBuf,
+        /// plotters' error.
         message: String,
     },
     /// A file could not be read or written.
@@ -163,6 +177,8 @@ impl XtaskError {
             | Self::MissingBaseline { .. }
             | Self::BadInputFile { .. } => 2,
             Self::Io { .. }
+            | Self::Chart { .. }
+            | Self::AaTest(_)
             | Self::CommandFailed { .. }
             | Self::Metadata(_)
             | Self::BenchBuild { .. }

@@ -9,6 +9,8 @@
 //! - `cargo xtask test`: installs etcd and protoc when a package needs them and they are missing,
 //!   then `cargo test --workspace --locked`.
 //! - `cargo xtask ci`: everything CI checks, in order (`.ci/run` calls it): see [`ci::steps`].
+//! - `cargo xtask aa-test`: five A/A comparisons must flag nothing and a planted 25% slowdown must
+//!   be caught: the wall-clock regression verdict tested on this machine (see [`aa_test`]).
 //!
 //! Exit codes: 0 success, 1 a failure (build, suite, regression, ci step), 2 bad input (arguments,
 //! unknown crate, bad regex, missing baseline, malformed targets file), 3 `--fail-on-regression`
@@ -16,9 +18,12 @@
 //!
 //! See docs/BENCHMARKS.md for how to run the benches and read the results.
 
+mod aa_test;
 mod args;
 mod baseline;
 mod bench;
+mod binaries;
+mod charts;
 mod ci;
 mod criterion;
 mod error;
@@ -27,11 +32,13 @@ mod instruction_counts;
 mod instructions;
 mod machine;
 mod markdown;
+mod paired;
 mod process;
 mod provision;
 mod ratio;
 mod report;
 mod results;
+mod rounds;
 mod table;
 mod targets;
 mod units;
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
                 Command::Bench(bench_args) => bench::run_bench(&bench_args, &raw_args),
                 Command::Test(test_args) => ci::run_test(&test_args),
                 Command::Ci(ci_args) => ci::run_ci(&ci_args),
+                Command::AaTest(ci_args) => aa_test::run(&ci_args),
             });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

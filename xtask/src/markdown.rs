@@ -1,8 +1,9 @@
 //! `--markdown PATH`: the tables docs/PERFORMANCE.md holds, generated from one run.
 
+use crate::charts::{Charts, CHART_DIR, SUMMARY_CHART};
 use crate::machine::RunInfo;
 use crate::report::Report;
-use crate::targets::{Outcome, Status};
+use crate::targets::{count_line, Outcome, Status};
 
 /// Escapes a table cell (`|` would end the cell).
 fn cell(text: &str) -> String {
@@ -14,13 +15,16 @@ fn table_row(cells: impl IntoIterator<Item = String>) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-/// The whole document.
+/// The whole document. `notes` (suites left out, and why) are shown under the header, so a reader of
+/// the file learns what the terminal said.
 pub(crate) fn render_markdown(
     report: &Report<'_>,
     info: &RunInfo,
     quick: bool,
     command: &str,
     outcomes: &[Outcome],
+    notes: &[String],
+    charts: &Charts,
 ) -> String {
     let mut out = String::new();
     out.push_str("# hivekit performance\n\n");
@@ -46,7 +50,7 @@ pub(crate) fn render_markdown(
             if quick {
                 "quick (10 samples, ~0.5 s per benchmark; noisier)".to_owned()
             } else {
-                "full (50 samples, 3 s per benchmark)".to_owned()
+                "full (50 samples, 0.5 s warm-up and 2 s per benchmark)".to_owned()
             },
         ),
         ("command", format!("`{command}`")),
@@ -73,11 +77,22 @@ pub(crate) fn render_markdown(
         out.push_str(&table_row([key.to_owned(), value]));
     }
     out.push('\n');
+    for note in notes {
+        out.push_str(&format!("> **Note:** {note}\n\n"));
+    }
     out.push_str(
         "Times are criterion's median per iteration with its 95% confidence interval. \"vs peers\" is \
          peer median / hivekit median in the same group and parameter: above 1x hivekit is faster.\n\n",
     );
 
+    if charts.summary {
+        out.push_str(&format!(
+            "![ratio targets: paired interval over what each target needs]({CHART_DIR}/{SUMMARY_CHART})\n\n\
+             Every ratio target judged on paired rounds: its interval divided by what it needs (above \
+             1 it is met; green met, red NOT met, orange unclear). `#` is the row of the Targets table \
+             below.\n\n"
+        ));
+    }
     if report.results.is_empty() {
         out.push_str("No benchmark ran.\n\n");
     }
@@ -85,6 +100,9 @@ pub(crate) fn render_markdown(
         out.push_str(&format!("## {}\n\n", section.krate));
         for group in &section.groups {
             out.push_str(&format!("### {}\n\n", group.group));
+            if let Some(file) = charts.group_file(&group.group) {
+                out.push_str(&format!("![{}]({CHART_DIR}/{file})\n\n", group.group));
+            }
             let columns = report.columns_for(&group.rows);
             out.push_str(&table_row(columns.iter().map(|c| c.header().to_owned())));
             out.push_str(&table_row(columns.iter().map(|_| "---".to_owned())));
@@ -99,21 +117,17 @@ pub(crate) fn render_markdown(
     if outcomes.is_empty() {
         out.push_str("No targets defined (docs/targets.json).\n");
     } else {
-        let count = |status: Status| outcomes.iter().filter(|o| o.status == status).count();
-        out.push_str(&format!(
-            "{} of {} targets met, {} not met, {} not measured.\n\n",
-            count(Status::Met),
-            outcomes.len(),
-            count(Status::NotMet),
-            count(Status::NotMeasured)
-        ));
-        out.push_str("| crate | target | measured | status | note |\n|---|---|---|---|---|\n");
-        for outcome in outcomes {
+        out.push_str(&format!("Targets: {}.\n\n", count_line(outcomes)));
+        out.push_str(
+            "| # | crate | target | measured | status | note |\n|---|---|---|---|---|---|\n",
+        );
+        for (number, outcome) in outcomes.iter().enumerate() {
             let status = match outcome.status {
                 Status::NotMet => "**NOT met**".to_owned(),
                 other => other.label().to_owned(),
             };
             out.push_str(&table_row([
+                (number + 1).to_string(),
                 outcome.target.krate.clone(),
                 outcome.target.target.clone(),
                 outcome.measured.clone(),
@@ -170,6 +184,20 @@ mod tests {
             true,
             "cargo xtask bench --quick",
             &outcomes,
+            &["skipped hivekit-etcd: protoc missing".to_owned()],
+            &Charts {
+                groups: vec![("snapshot_reads".into(), "snapshot_reads.svg".into())],
+                summary: true,
+            },
+        );
+        assert!(
+            md.contains("![snapshot_reads](charts/snapshot_reads.svg)\n\n| function"),
+            "{md}"
+        );
+        assert!(md.contains("](charts/targets.svg)"), "{md}");
+        assert!(
+            md.contains("> **Note:** skipped hivekit-etcd: protoc missing\n"),
+            "{md}"
         );
         assert!(md.contains("do not edit by hand"));
         assert!(md.contains("| commit | `7ad05da-dirty` |"));
@@ -179,7 +207,9 @@ mod tests {
         assert!(md.contains("## hivekit-lockfree\n\n### snapshot_reads\n"));
         assert!(md.contains("| function | parameter | median |"));
         assert!(md.contains("| arc-swap | 1\\|r | 6.00 ns |"), "{md}");
-        assert!(md.contains("1 of 1 targets met, 0 not met, 0 not measured."));
-        assert!(md.contains("| hivekit-lockfree | reads 2x faster than arc-swap | 3.00x faster"));
+        assert!(md.contains("Targets: 1 of 1 met, 0 not met, 0 unclear, 0 not measured."));
+        assert!(
+            md.contains("| 1 | hivekit-lockfree | reads 2x faster than arc-swap | 3.00x faster")
+        );
     }
 }

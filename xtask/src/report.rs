@@ -1,10 +1,11 @@
 //! The rows of a run made presentable: one set of cells shared by the terminal table and markdown.
 
 use crate::baseline::Baseline;
+use crate::paired::Round;
 use crate::ratio::{format_ratio_cell, ratio_cells, RatioCell};
 use crate::results::BenchResult;
 use crate::units::{format_count, format_ns, format_throughput};
-use crate::verdict::{compare_all, format_change, Comparison, Verdict};
+use crate::verdict::{compare_all, confirm, format_change, format_remeasured, Comparison, Verdict};
 
 /// A run's results with everything derived from them.
 #[derive(Debug)]
@@ -13,6 +14,7 @@ pub(crate) struct Report<'a> {
     pub(crate) results: &'a [BenchResult],
     ratios: Vec<RatioCell>,
     comparisons: Option<Vec<Comparison>>,
+    threshold_pct: f64,
 }
 
 /// The columns a report may show (after `group`, which the renderers place themselves).
@@ -84,6 +86,7 @@ impl<'a> Report<'a> {
             ratios: ratio_cells(results),
             comparisons: baseline
                 .map(|(baseline, threshold)| compare_all(results, baseline, threshold)),
+            threshold_pct: baseline.map_or(0.0, |(_, threshold)| threshold),
         }
     }
 
@@ -102,6 +105,59 @@ impl<'a> Report<'a> {
                     .is_some_and(|c| c.verdict == Verdict::Regressed)
             })
             .collect()
+    }
+
+    /// Indices of the rows slower than the baseline by more than the threshold, intervals aside:
+    /// the rows to measure again before judging.
+    pub(crate) fn regression_candidates(&self) -> Vec<usize> {
+        (0..self.results.len())
+            .filter(|&i| {
+                self.comparison(i)
+                    .is_some_and(|c| c.is_candidate(self.threshold_pct))
+            })
+            .collect()
+    }
+
+    /// Re-judges the candidates ([`Self::regression_candidates`]) on `rounds` of re-measurement:
+    /// `regressed` when the rounds confirm the slowdown, "within noise" otherwise. Rows no round
+    /// measured keep their first verdict.
+    pub(crate) fn confirm_regressions(
+        &mut self,
+        baseline: &Baseline,
+        rounds: &[Round],
+        threshold_pct: f64,
+    ) {
+        let flagged = self.regression_candidates();
+        let Some(comparisons) = self.comparisons.as_mut() else {
+            return;
+        };
+        for index in flagged {
+            let row = &self.results[index];
+            let Some(base) = baseline.get(&row.id) else {
+                continue;
+            };
+            let medians: Vec<f64> = rounds
+                .iter()
+                .filter_map(|round| round.get(&row.id).copied())
+                .collect();
+            if medians.is_empty() {
+                continue;
+            }
+            let (confirmed, interval) = confirm(base.median_ns, &medians, threshold_pct);
+            comparisons[index].remeasured = interval;
+            comparisons[index].verdict = if confirmed {
+                Verdict::Regressed
+            } else {
+                Verdict::WithinNoise
+            };
+        }
+    }
+
+    /// How row `index` fared when re-measured, if it was.
+    pub(crate) fn remeasured(&self, index: usize) -> Option<String> {
+        self.comparison(index)
+            .and_then(|c| c.remeasured)
+            .map(|ratio| format_remeasured(&ratio))
     }
 
     /// The columns worth showing for the whole run: empty ones (no throughput, no allocations, no
@@ -174,7 +230,10 @@ impl<'a> Report<'a> {
             Column::Change => format_change(self.comparison(index).and_then(|c| c.change_pct)),
             Column::Verdict => self
                 .comparison(index)
-                .map(|c| c.verdict.to_string())
+                .map(|c| match c.remeasured {
+                    Some(ratio) => format!("{} ({})", c.verdict, format_remeasured(&ratio)),
+                    None => c.verdict.to_string(),
+                })
                 .unwrap_or_default(),
         }
     }
@@ -321,5 +380,38 @@ mod tests {
         assert_eq!(report.cell(3, Column::Verdict), "regressed");
         assert_eq!(report.cell(0, Column::Verdict), "within noise");
         assert_eq!(report.regressions(), [3]);
+    }
+
+    #[test]
+    fn a_flag_the_rounds_do_not_confirm_is_noise() {
+        let rows = rows();
+        let mut old = rows.clone();
+        for index in [0, 3] {
+            old[index].median_ns /= 1.5;
+            old[index].ci_low_ns = old[index].median_ns * 0.99;
+            old[index].ci_high_ns = old[index].median_ns * 1.01;
+        }
+        let baseline = Baseline::new(String::new(), String::new(), String::new(), true, &old[..]);
+        let mut report = Report::new(&rows, Some((&baseline, 10.0)));
+        assert_eq!(report.regressions(), [0, 3]);
+        // Row 0 comes back at its baseline; row 3 stays 50% slower.
+        let rounds: Vec<Round> = (0..5)
+            .map(|_| {
+                Round::from([
+                    (rows[0].id.clone(), old[0].median_ns),
+                    (rows[3].id.clone(), rows[3].median_ns),
+                ])
+            })
+            .collect();
+        report.confirm_regressions(&baseline, &rounds, 10.0);
+        assert_eq!(report.regressions(), [3]);
+        assert_eq!(
+            report.cell(0, Column::Verdict),
+            "within noise (re-measured 5 rounds: +0.0% (+0.0%..+0.0%))"
+        );
+        assert_eq!(
+            report.remeasured(3).as_deref(),
+            Some("re-measured 5 rounds: +50.0% (+50.0%..+50.0%)")
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::XtaskError;
+use crate::paired::{judge, median_interval, round_ratios, PairedRatio, Round, Side};
 use crate::results::BenchResult;
 use crate::units::{format_count, format_ns};
 
@@ -77,16 +78,19 @@ pub(crate) enum Status {
     Met,
     /// The check failed.
     NotMet,
+    /// The paired rounds' interval straddles the limit: this run cannot tell.
+    Unclear,
     /// A benchmark (or extra) it needs did not run.
     NotMeasured,
 }
 
 impl Status {
-    /// `met`, `NOT met`, `not measured`.
+    /// `met`, `NOT met`, `unclear`, `not measured`.
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Met => "met",
             Self::NotMet => "NOT met",
+            Self::Unclear => "unclear",
             Self::NotMeasured => "not measured",
         }
     }
@@ -101,6 +105,9 @@ pub(crate) struct Outcome {
     pub(crate) status: Status,
     /// What was measured against what was needed, or what is missing.
     pub(crate) measured: String,
+    /// For a ratio target judged on paired rounds: the ratio (as the check states it: speed-up for
+    /// `faster_than`, slow-down for `within`) with its interval.
+    pub(crate) paired: Option<PairedRatio>,
 }
 
 /// Parses a targets file and checks its numbers are usable.
@@ -168,7 +175,11 @@ fn find_peer<'a>(
 
 /// Ratios next to a limit get two decimals, so `1.04x` against `1.1x` is not shown as `1.0x`.
 fn precise_ratio(ratio: f64) -> String {
-    format!("{ratio:.2}x")
+    if ratio >= 100.0 {
+        format!("{ratio:.0}x")
+    } else {
+        format!("{ratio:.2}x")
+    }
 }
 
 fn status(ok: bool) -> Status {
@@ -183,8 +194,97 @@ fn not_measured(what: &str) -> (Status, String) {
     (Status::NotMeasured, format!("`{what}` did not run"))
 }
 
-/// Evaluates one check.
-fn evaluate_check(check: &Check, results: &[BenchResult]) -> (Status, String) {
+/// The paired ratio of a check, as it states it, when the rounds measured both rows.
+fn paired_ratio(rounds: &[Round], faster: bool, ours: &str, theirs: &str) -> Option<PairedRatio> {
+    let samples = if faster {
+        round_ratios(rounds, theirs, ours)
+    } else {
+        round_ratios(rounds, ours, theirs)
+    };
+    median_interval(&samples)
+}
+
+/// The ids of the rows the ratio targets compare (ours and the peer), both of which ran in the main
+/// pass: what the paired rounds re-measure.
+pub(crate) fn paired_ids(targets: &[Target], results: &[BenchResult]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for target in targets {
+        let (Check::FasterThan { id, peer, .. } | Check::Within { id, peer, .. }) = &target.check
+        else {
+            continue;
+        };
+        let Some(ours) = find(results, id) else {
+            continue;
+        };
+        let Some(theirs) = find_peer(results, ours, peer) else {
+            continue;
+        };
+        for id in [&ours.id, &theirs.id] {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// Evaluates one check: a ratio on the paired rounds when they measured both rows (three-way
+/// verdict), otherwise on the main pass's medians.
+fn evaluate_check(
+    check: &Check,
+    results: &[BenchResult],
+    rounds: &[Round],
+) -> (Status, String, Option<PairedRatio>) {
+    if let Some((status, measured, ratio)) = evaluate_paired_check(check, results, rounds) {
+        return (status, measured, Some(ratio));
+    }
+    let (status, measured) = evaluate_single(check, results);
+    (status, measured, None)
+}
+
+/// A ratio check judged on the paired rounds, if they measured both of its rows.
+fn evaluate_paired_check(
+    check: &Check,
+    results: &[BenchResult],
+    rounds: &[Round],
+) -> Option<(Status, String, PairedRatio)> {
+    let (Check::FasterThan { id, peer, factor } | Check::Within { id, peer, factor }) = check
+    else {
+        return None;
+    };
+    let ours = find(results, id)?;
+    let theirs = find_peer(results, ours, peer)?;
+    let peer_label = if peer.contains('/') {
+        theirs.id.as_str()
+    } else {
+        theirs.function.as_str()
+    };
+    let faster = matches!(check, Check::FasterThan { .. });
+    let ratio = paired_ratio(rounds, faster, &ours.id, &theirs.id)?;
+    let status = match judge(&ratio, *factor, faster) {
+        Side::Met => Status::Met,
+        Side::NotMet => Status::NotMet,
+        Side::Unclear => Status::Unclear,
+    };
+    let (what, need) = if faster {
+        (format!("faster than {peer_label}"), ">=")
+    } else {
+        (format!("the time of {peer_label}"), "<=")
+    };
+    let measured = format!(
+        "{} {what} (paired, {} rounds: {}..{}, {:.0}% interval; needs {need} {})",
+        precise_ratio(ratio.median),
+        ratio.rounds,
+        precise_ratio(ratio.low),
+        precise_ratio(ratio.high),
+        ratio.coverage * 100.0,
+        precise_ratio(*factor)
+    );
+    Some((status, measured, ratio))
+}
+
+/// A check judged on the main pass's medians alone (two-way).
+fn evaluate_single(check: &Check, results: &[BenchResult]) -> (Status, String) {
     match check {
         Check::FasterThan { id, peer, factor } | Check::Within { id, peer, factor } => {
             let Some(ours) = find(results, id) else {
@@ -250,19 +350,44 @@ fn evaluate_check(check: &Check, results: &[BenchResult]) -> (Status, String) {
     }
 }
 
-/// Evaluates every target against a run.
+/// Evaluates every target against a run, without paired rounds.
+#[cfg(test)]
 pub(crate) fn evaluate(targets: &[Target], results: &[BenchResult]) -> Vec<Outcome> {
+    evaluate_paired(targets, results, &[])
+}
+
+/// Evaluates every target against a run; ratio targets whose rows were measured in `rounds` are
+/// judged on those paired rounds.
+pub(crate) fn evaluate_paired(
+    targets: &[Target],
+    results: &[BenchResult],
+    rounds: &[Round],
+) -> Vec<Outcome> {
     targets
         .iter()
         .map(|target| {
-            let (status, measured) = evaluate_check(&target.check, results);
+            let (status, measured, paired) = evaluate_check(&target.check, results, rounds);
             Outcome {
                 target: target.clone(),
                 status,
                 measured,
+                paired,
             }
         })
         .collect()
+}
+
+/// `3 of 5 met, 1 not met, 1 unclear, 0 not measured`.
+pub(crate) fn count_line(outcomes: &[Outcome]) -> String {
+    let count = |status: Status| outcomes.iter().filter(|o| o.status == status).count();
+    format!(
+        "{} of {} met, {} not met, {} unclear, {} not measured",
+        count(Status::Met),
+        outcomes.len(),
+        count(Status::NotMet),
+        count(Status::Unclear),
+        count(Status::NotMeasured)
+    )
 }
 
 /// The targets summary printed after the table.
@@ -270,14 +395,7 @@ pub(crate) fn format_summary(outcomes: &[Outcome]) -> String {
     if outcomes.is_empty() {
         return "targets: none defined (docs/targets.json)\n".to_owned();
     }
-    let count = |status: Status| outcomes.iter().filter(|o| o.status == status).count();
-    let mut out = format!(
-        "targets: {} of {} met, {} not met, {} not measured\n",
-        count(Status::Met),
-        outcomes.len(),
-        count(Status::NotMet),
-        count(Status::NotMeasured)
-    );
+    let mut out = format!("targets: {}\n", count_line(outcomes));
     for outcome in outcomes {
         out.push_str(&format!(
             "  [{}] {}: {} -- {}\n",
@@ -356,7 +474,7 @@ mod tests {
         assert_eq!(outcomes[3].measured, "allocs_per_op 0 (needs <= 0)");
         let summary = format_summary(&outcomes);
         assert!(
-            summary.starts_with("targets: 2 of 5 met, 2 not met, 1 not measured"),
+            summary.starts_with("targets: 2 of 5 met, 2 not met, 0 unclear, 1 not measured"),
             "{summary}"
         );
         assert!(summary.contains("note: writes copy the value"), "{summary}");
@@ -364,6 +482,55 @@ mod tests {
             summary.contains("[not measured] hivekit-swarm"),
             "{summary}"
         );
+    }
+
+    #[test]
+    fn ratio_targets_judged_on_paired_rounds_are_three_way() {
+        let targets = parse_targets(
+            r#"[{"crate": "c", "target": "2x faster",
+                 "check": {"faster_than": {"id": "g/hivekit/1", "peer": "p", "factor": 2}}},
+                {"crate": "c", "target": "within 1.1x",
+                 "check": {"within": {"id": "g/hivekit/1", "peer": "q", "factor": 1.1}}},
+                {"crate": "c", "target": "10x faster",
+                 "check": {"faster_than": {"id": "g/hivekit/1", "peer": "p", "factor": 10}}}]"#,
+            Path::new("t.json"),
+        )
+        .expect("parses");
+        let rows = [
+            row("g", "hivekit", "1", 10.0),
+            row("g", "p", "1", 30.0),
+            row("g", "q", "1", 10.0),
+        ];
+        assert_eq!(
+            paired_ids(&targets, &rows),
+            ["g/hivekit/1", "g/p/1", "g/q/1"]
+        );
+        // The main pass alone says 3x and 1.0x; the rounds say 2.5x..3.5x and 0.9x..1.3x.
+        let rounds: Vec<Round> = [(10.0, 25.0, 9.0), (10.0, 35.0, 13.0), (10.0, 30.0, 10.0)]
+            .iter()
+            .map(|&(ours, p, q)| {
+                Round::from([
+                    ("g/hivekit/1".to_owned(), ours),
+                    ("g/p/1".to_owned(), p),
+                    ("g/q/1".to_owned(), q),
+                ])
+            })
+            .collect();
+        let outcomes = evaluate_paired(&targets, &rows, &rounds);
+        let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [Status::Met, Status::Unclear, Status::NotMet]);
+        assert_eq!(
+            outcomes[0].measured,
+            "3.00x faster than p (paired, 3 rounds: 2.50x..3.50x, 75% interval; needs >= 2.00x)"
+        );
+        assert!(outcomes[1]
+            .paired
+            .is_some_and(|r| r.high > 1.1 && r.low < 1.1));
+        assert!(format_summary(&outcomes).contains("[unclear] c: within 1.1x"));
+        // Without rounds the same targets are judged two-way on the main pass.
+        let single = evaluate(&targets, &rows);
+        assert!(single.iter().all(|o| o.paired.is_none()));
+        assert_eq!(single[1].status, Status::Met);
     }
 
     #[test]

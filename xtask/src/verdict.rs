@@ -4,10 +4,17 @@
 //! threshold, and the two confidence intervals of the median do not overlap. Either alone is noise on
 //! a shared 2-core machine: a big change with overlapping intervals is an unlucky sample, and a
 //! separated but tiny change is not worth a red build. Improvements are judged the same way.
+//!
+//! Both intervals describe one run each, not the spread between runs, so two runs of the same commit
+//! a minute apart can still pass both tests. A row flagged as regressed is therefore measured again,
+//! round after round ([`confirm`]), and stays regressed only when the whole interval of the
+//! re-measured median (order statistics over the rounds, see [`crate::paired`]) is beyond the
+//! threshold: a spike does not repeat, a real slowdown does.
 
 use std::fmt;
 
 use crate::baseline::{Baseline, BaselineEntry};
+use crate::paired::{median_interval, PairedRatio};
 use crate::results::BenchResult;
 
 /// The outcome for one row.
@@ -41,6 +48,47 @@ pub(crate) struct Comparison {
     pub(crate) change_pct: Option<f64>,
     /// The verdict.
     pub(crate) verdict: Verdict,
+    /// For a row flagged as regressed and measured again: its time over the baseline's, per round.
+    pub(crate) remeasured: Option<PairedRatio>,
+}
+
+impl Comparison {
+    /// Slower than the threshold, whatever the intervals: worth measuring again. With re-measuring
+    /// (the default), this and not the interval test is what sends a row to be re-measured, and
+    /// the rounds decide.
+    pub(crate) fn is_candidate(&self, threshold_pct: f64) -> bool {
+        self.change_pct.is_some_and(|change| change > threshold_pct)
+    }
+}
+
+/// Whether re-measured medians confirm a regression: the lower end of the interval of
+/// `median / reference` over the rounds is beyond the threshold; the reference is the baseline's
+/// median. Also returns that interval
+/// (`None` when no round measured the row: the flag is then not confirmed either).
+pub(crate) fn confirm(
+    reference_ns: f64,
+    remeasured_ns: &[f64],
+    threshold_pct: f64,
+) -> (bool, Option<PairedRatio>) {
+    if !(reference_ns.is_finite() && reference_ns > 0.0) {
+        return (false, None);
+    }
+    let ratios: Vec<f64> = remeasured_ns.iter().map(|ns| ns / reference_ns).collect();
+    let interval = median_interval(&ratios);
+    let confirmed = interval.is_some_and(|i| (i.low - 1.0) * 100.0 > threshold_pct);
+    (confirmed, interval)
+}
+
+/// `re-measured 5 rounds: +24.1% (+20.3%..+27.9%)`.
+pub(crate) fn format_remeasured(ratio: &PairedRatio) -> String {
+    let pct = |r: f64| format_change(Some((r - 1.0) * 100.0));
+    format!(
+        "re-measured {} rounds: {} ({}..{})",
+        ratio.rounds,
+        pct(ratio.median),
+        pct(ratio.low),
+        pct(ratio.high)
+    )
 }
 
 /// Compares one row with its baseline entry (`None`: the row is new).
@@ -53,6 +101,7 @@ pub(crate) fn compare(
         return Comparison {
             change_pct: None,
             verdict: Verdict::New,
+            remeasured: None,
         };
     };
     if !base.median_ns.is_finite() || base.median_ns <= 0.0 || !current.median_ns.is_finite() {
@@ -60,6 +109,7 @@ pub(crate) fn compare(
         return Comparison {
             change_pct: None,
             verdict: Verdict::WithinNoise,
+            remeasured: None,
         };
     }
     let change_pct = (current.median_ns - base.median_ns) / base.median_ns * 100.0;
@@ -75,6 +125,7 @@ pub(crate) fn compare(
     Comparison {
         change_pct: Some(change_pct),
         verdict,
+        remeasured: None,
     }
 }
 
@@ -198,6 +249,52 @@ mod tests {
             .map(|c| c.verdict)
             .collect();
         assert_eq!(verdicts, [Verdict::Regressed, Verdict::New]);
+    }
+
+    /// A deterministic stand-in for the machine: medians scattered around `true_ns` by up to
+    /// `spread` (a fraction), with an occasional spike of +60% like the ones A/A runs showed.
+    fn noisy_medians(true_ns: f64, spread: f64, seed: u64, count: usize) -> Vec<f64> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let spike = if state % 7 == 0 { 1.6 } else { 1.0 };
+                true_ns * (1.0 + spread * (2.0 * unit - 1.0)) * spike
+            })
+            .collect()
+    }
+
+    #[test]
+    fn five_a_a_comparisons_flag_nothing_and_a_planted_25_percent_slowdown_is_caught() {
+        for seed in 0..5 {
+            // The first measurement was a spike (that is why the row got flagged); the rounds are not.
+            let rounds = noisy_medians(100.0, 0.06, seed, 5);
+            let (confirmed, interval) = confirm(100.0, &rounds, 10.0);
+            assert!(!confirmed, "A/A {seed}: {interval:?} from {rounds:?}");
+        }
+        for seed in 0..5 {
+            let rounds = noisy_medians(125.0, 0.06, seed + 100, 5);
+            let (confirmed, interval) = confirm(100.0, &rounds, 10.0);
+            assert!(confirmed, "planted {seed}: {interval:?} from {rounds:?}");
+        }
+    }
+
+    #[test]
+    fn a_flag_needs_rounds_and_a_usable_baseline() {
+        assert_eq!(confirm(100.0, &[], 10.0), (false, None));
+        assert_eq!(confirm(0.0, &[200.0], 10.0), (false, None));
+        let (confirmed, interval) = confirm(100.0, &[130.0, 131.0, 129.0], 10.0);
+        assert!(confirmed);
+        let text = format_remeasured(&interval.expect("interval"));
+        assert_eq!(text, "re-measured 3 rounds: +30.0% (+29.0%..+31.0%)");
+        // One round back at the baseline keeps the interval's low end inside the threshold.
+        let (confirmed, _) = confirm(100.0, &[130.0, 101.0, 129.0, 131.0, 132.0], 10.0);
+        assert!(!confirmed);
     }
 
     #[test]

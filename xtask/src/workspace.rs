@@ -38,6 +38,8 @@ pub(crate) struct Package {
     pub(crate) examples: Vec<String>,
     /// Whether it depends on `etcd-client`: it then needs `protoc` to build and `etcd` to test.
     pub(crate) needs_etcd: bool,
+    /// The directory of its `Cargo.toml`: where cargo would run its bench binaries.
+    pub(crate) dir: PathBuf,
 }
 
 /// One bench target of one package: what `cargo bench -p CRATE --bench NAME` runs.
@@ -105,6 +107,10 @@ impl Workspace {
                     needs_etcd: package.dependencies.iter().any(|dependency| {
                         dependency.name == ETCD_CLIENT && dependency.kind != DependencyKind::Build
                     }),
+                    dir: package
+                        .manifest_path
+                        .parent()
+                        .map_or_else(PathBuf::new, |dir| dir.to_path_buf().into_std_path_buf()),
                 }
             })
             .collect();
@@ -291,6 +297,7 @@ pub(crate) mod tests {
         assert_eq!(ws.loom_packages(), ["hivekit-lockfree"]);
         assert_eq!(ws.packages[3].examples, ["pipeline", "bridge"]);
         assert_eq!(ws.etcd_packages(), ["hivekit-etcd"]);
+        assert_eq!(ws.packages[1].dir, PathBuf::from("/w/crates/lockfree"));
         assert_eq!(
             ws.instructions_baseline(),
             PathBuf::from("/w/docs/instructions.json")

@@ -33,11 +33,18 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn help_prints_usage_and_succeeds() {
-    for args in [&[][..], &["help"][..], &["--help"][..]] {
+    for args in [
+        &[][..],
+        &["help"][..],
+        &["--help"][..],
+        &["bench", "--help"][..],
+        &["ci", "-h"][..],
+    ] {
         let output = xtask(args);
         assert_eq!(output.status.code(), Some(0), "{args:?}");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.starts_with("usage: cargo xtask"), "{stdout}");
+        assert!(!stderr(&output).contains("unknown option"), "{args:?}");
     }
 }
 

@@ -1,27 +1,48 @@
 //! The hive suite: what a round of consensus costs, from spawning agents to committing a decision,
-//! beside a straightforward implementation of the same work.
+//! beside a straightforward implementation of the same work and two actor frameworks.
 //!
 //! - `consensus_latency`: one `decide` round over N agents. `hivekit`: every proposal independent;
 //!   `hivekit-conflicts`: 10% of the proposals conflict in pairs, so every agent votes on each pair;
-//!   `baseline`: the same conflicting input, done the straightforward way (each agent a spawned
-//!   task, votes in a `Mutex<HashMap>`, a pairwise conflict scan).
-//! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per agent.
+//!   `baseline`: the same conflicting input, done the straightforward way; `kameo`, `ractor`: the
+//!   propose phase only (every agent actor asked for its proposal, the replies gathered).
+//! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per
+//!   agent, or an actor per agent.
 //! - `conflict_resolution`: a round where every proposal is contested (groups of five), settled by
 //!   vote (`hivekit`), by priority (`hivekit-priority`) or by the baseline.
 //! - `configuration_analysis`: the pack-resolution workload of the `resolve_packs` example (one
 //!   resolver agent per requirement, conflicts on pack versions and namespaces settled by vote),
-//!   hivekit vs the baseline over the same resolvers. The agents are the example's own, from
+//!   hivekit vs the baseline over the same resolvers. The resolvers declare their interest (their
+//!   pack and namespace keys); `hivekit-all-voters` wraps them so that every resolver is asked
+//!   about every contest, as the baseline does (the design before interested voters). The agents are the example's own, from
 //!   `examples/src/packs.rs`, included below by path (no dependency on the examples package).
 //! - `parallel_agents`: CPU-bound agents declared heavy (a task each, spread over the workers) vs the
 //!   same agents declared light (polled one after another by the round): shows the round uses every
 //!   core.
-//! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs task-per-agent.
+//! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs
+//!   task-per-agent vs actor-per-agent.
 //! - `orchestration_throughput`: rounds per second on a 10-agent hive, one or four rounds at once.
+//! - `waiting_agents`: rounds whose agents wait on real timers (see `rows/waiting.rs`): time above the
+//!   floor of the slowest proposal plus the slowest vote, one call per vote or one batch per agent.
 //! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
-//!   (`hivekit-early`), or inserting into a `Mutex<HashMap>` and counting (`baseline`).
+//!   (`hivekit-early`), or the baseline.
+//!
+//! Peers, each what a competent user would write first for the same work:
+//!
+//! - `baseline` (rounds: `consensus_latency`, `conflict_resolution`, `configuration_analysis`,
+//!   `orchestration_throughput`): a spawned task per agent to propose, proposals grouped by key in a
+//!   `HashMap`, a spawned task per agent returning its votes on every contest, one counting pass,
+//!   the accepted payloads appended to a `Mutex<Vec>` state; written as a user would.
+//! - `baseline` (`agent_spawning`, `memory_overhead`): a tokio task per agent waiting on its own
+//!   bounded mpsc channel, the usual task-per-agent shape; written as a user would.
+//! - `baseline` (`ballot_tally`): a `HashMap` from voter to choice (a later vote replaces an
+//!   earlier one) presized to the electorate, then one counting pass; written as a user would.
+//! - `kameo`, `ractor`: one actor per agent and a board actor owning the state, each written as the
+//!   framework's documentation teaches (see `actors/mod.rs`).
+//! - `sequential` (`parallel_agents`) is hivekit itself with the agents declared light, not a
+//!   hand-written peer.
 //!
 //! Async work runs on the global hivekit runtime through `hivekit_runtime::execute`, the same for
-//! hivekit and the baseline.
+//! hivekit, the baseline and the actor frameworks.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -47,6 +68,14 @@ use semver::Version;
 mod packs;
 
 use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
+
+// The kameo and ractor peers, in a file of their own (a folder, so cargo does not take it for a
+// bench target).
+mod actors;
+// Rounds whose agents wait on real timers: in a file of their own (in a folder, so that cargo does
+// not take it for a bench target of its own).
+#[path = "rows/waiting.rs"]
+mod waiting;
 
 benches_common::install_counting_allocator!();
 
@@ -90,7 +119,8 @@ impl SpecAgent {
     }
 }
 
-fn seeded_choice(spec: &AgentSpec, candidates: &[(u64, u8)]) -> u64 {
+/// The candidate `spec` votes for among (id, priority, payload) candidates.
+fn seeded_choice<P>(spec: &AgentSpec, candidates: &[(u64, u8, P)]) -> u64 {
     if spec.loyal {
         // Highest priority, then lowest id: what `Contest::preferred` picks.
         candidates
@@ -161,7 +191,7 @@ type PlainProposal<K, P> = (u64, Vec<K>, u8, P);
 /// An agent as the baseline sees it: a proposal (id, keys, priority, payload) and a vote among
 /// candidates (id, priority, payload).
 trait PlainAgent: Send + Sync + 'static {
-    type Key: PartialEq + Send + Sync + 'static;
+    type Key: Eq + std::hash::Hash + Send + Sync + 'static;
     type Payload: Clone + Send + Sync + 'static;
 
     fn propose(&self) -> Option<PlainProposal<Self::Key, Self::Payload>>;
@@ -177,14 +207,14 @@ impl PlainAgent for AgentSpec {
     }
 
     fn vote(&self, candidates: &[(u64, u8, u64)]) -> Option<u64> {
-        let candidates: Vec<(u64, u8)> = candidates.iter().map(|c| (c.0, c.1)).collect();
-        Some(seeded_choice(self, &candidates))
+        Some(seeded_choice(self, candidates))
     }
 }
 
-/// One round done the straightforward way: a spawned task per agent to propose, a pairwise conflict
-/// scan, a spawned task per agent to vote on every conflict into a `Mutex<HashMap>`, a count, and
-/// the accepted payloads appended to the state under a lock.
+/// One round done the straightforward way: a spawned task per agent to propose, the proposals
+/// grouped by key in a `HashMap` (a proposal joins the group of the first earlier proposal it
+/// shares a key with), a spawned task per agent that votes on every contest and returns its votes,
+/// one counting pass, and the accepted payloads appended to the state under a lock.
 async fn baseline_round<A: PlainAgent>(
     agents: &Arc<Vec<Arc<A>>>,
     state: &Mutex<Vec<A::Payload>>,
@@ -209,25 +239,26 @@ async fn baseline_round<A: PlainAgent>(
         }
         proposals
     };
-    // Pairwise scan: a proposal joins the group of the first earlier proposal it shares a key with.
+    // Group by key: the first proposal to write a key owns it; a later proposal sharing keys
+    // joins the group of the earliest owner among them.
+    let mut owner_of: HashMap<&A::Key, usize> = HashMap::with_capacity(proposals.len());
     let mut group_of = vec![usize::MAX; proposals.len()];
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..proposals.len() {
-        for j in i + 1..proposals.len() {
-            if proposals[i]
-                .1
-                .iter()
-                .any(|key| proposals[j].1.contains(key))
-            {
-                if group_of[i] == usize::MAX {
-                    group_of[i] = groups.len();
-                    groups.push(vec![i]);
-                }
-                if group_of[j] == usize::MAX {
-                    group_of[j] = group_of[i];
-                    groups[group_of[i]].push(j);
-                }
+    for (index, (_, keys, _, _)) in proposals.iter().enumerate() {
+        let mut earliest: Option<usize> = None;
+        for key in keys {
+            let owner = *owner_of.entry(key).or_insert(index);
+            if owner != index {
+                earliest = Some(earliest.map_or(owner, |earliest| earliest.min(owner)));
             }
+        }
+        if let Some(owner) = earliest {
+            if group_of[owner] == usize::MAX {
+                group_of[owner] = groups.len();
+                groups.push(vec![owner]);
+            }
+            group_of[index] = group_of[owner];
+            groups[group_of[owner]].push(index);
         }
     }
     type Candidates<P> = Vec<Vec<(u64, u8, P)>>;
@@ -245,38 +276,33 @@ async fn baseline_round<A: PlainAgent>(
             })
             .collect(),
     );
-    let votes: Arc<Mutex<HashMap<(usize, usize), u64>>> = Arc::default();
+    // votes[group]: the choices cast in that contest.
+    let mut votes: Vec<Vec<u64>> = vec![Vec::with_capacity(agents.len()); groups.len()];
     if !contests.is_empty() {
         let handles: Vec<_> = agents
             .iter()
-            .enumerate()
-            .map(|(voter, agent)| {
-                let (agent, contests, votes) =
-                    (Arc::clone(agent), Arc::clone(&contests), Arc::clone(&votes));
+            .map(|agent| {
+                let (agent, contests) = (Arc::clone(agent), Arc::clone(&contests));
                 tokio::spawn(async move {
-                    for (group, candidates) in contests.iter().enumerate() {
-                        if let Some(choice) = agent.vote(candidates) {
-                            votes
-                                .lock()
-                                .expect("baseline votes")
-                                .insert((group, voter), choice);
-                        }
-                    }
+                    contests
+                        .iter()
+                        .map(|candidates| agent.vote(candidates))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         for handle in handles {
-            handle.await.expect("baseline voter");
+            let ballot = handle.await.expect("baseline voter");
+            for (group, choice) in ballot.into_iter().enumerate() {
+                votes[group].extend(choice);
+            }
         }
     }
     let mut rejected = vec![false; proposals.len()];
-    let votes = votes.lock().expect("baseline votes");
-    for (group, members) in groups.iter().enumerate() {
-        let mut counts: HashMap<u64, usize> = HashMap::new();
-        for ((voted_group, _), choice) in votes.iter() {
-            if *voted_group == group {
-                *counts.entry(*choice).or_default() += 1;
-            }
+    for (members, choices) in groups.iter().zip(&votes) {
+        let mut counts: HashMap<u64, usize> = HashMap::with_capacity(members.len());
+        for choice in choices {
+            *counts.entry(*choice).or_default() += 1;
         }
         let winner = counts
             .iter()
@@ -321,6 +347,9 @@ fn consensus_latency(c: &mut Criterion) {
             })
         });
         drop(hive);
+        let specs = agent_set(agents, 0, DEFAULT_SEED);
+        actors::propose::<actors::Kameo>(&mut group, &specs);
+        actors::propose::<actors::Ractor>(&mut group, &specs);
         if agents == 10_000 && benches_common::is_quick() {
             // Conflicts at 10k agents mean 500 ballots of 10k voters: full runs only.
             continue;
@@ -389,6 +418,8 @@ fn agent_spawning(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        actors::spawning::<actors::Kameo>(&mut group, &specs);
+        actors::spawning::<actors::Ractor>(&mut group, &specs);
     }
     group.finish();
 }
@@ -438,6 +469,29 @@ impl PlainAgent for Resolver {
     }
 }
 
+/// A resolver asked about every contest (the default `Interest::All`), as all agents were before
+/// interested voters.
+struct EveryContest(Resolver);
+
+impl Agent<Lockfile> for EveryContest {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+    ) -> Result<Option<Proposal<PackKey, Pin>>, AgentError> {
+        Agent::propose(&self.0, ctx, view).await
+    }
+
+    async fn vote(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<Lockfile>,
+        contest: &Contest<Lockfile>,
+    ) -> Result<Vote, AgentError> {
+        Agent::vote(&self.0, ctx, view, contest).await
+    }
+}
+
 /// One resolver per generated requirement, as in the example.
 fn pack_resolvers(packs: &[PackSpec]) -> Vec<Resolver> {
     packs
@@ -473,6 +527,16 @@ fn configuration_analysis(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("hivekit", packs), &packs, |b, _| {
             b.iter(|| execute(hive.decide()).expect("a round"))
         });
+        // The design before interested voters: every resolver asked about every contest.
+        let hive = Hive::new(Lockfile::default());
+        for resolver in &resolvers {
+            hive.spawn(EveryContest(resolver.clone()));
+        }
+        group.bench_with_input(
+            BenchmarkId::new("hivekit-all-voters", packs),
+            &packs,
+            |b, _| b.iter(|| execute(hive.decide()).expect("a round")),
+        );
         let plain = plain_agents(&resolvers);
         let state = Mutex::new(Vec::new());
         group.bench_with_input(BenchmarkId::new("baseline", packs), &packs, |b, _| {
@@ -539,6 +603,8 @@ fn memory_overhead(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        actors::memory::<actors::Kameo>(&mut group, &specs);
+        actors::memory::<actors::Ractor>(&mut group, &specs);
     }
     group.finish();
 }
@@ -598,6 +664,8 @@ fn orchestration_throughput(c: &mut Criterion) {
                 })
             },
         );
+        actors::rounds::<actors::Kameo>(&mut group, &specs, concurrent, ROUNDS);
+        actors::rounds::<actors::Ractor>(&mut group, &specs, concurrent, ROUNDS);
     }
     group.finish();
 }
@@ -652,15 +720,13 @@ fn ballot_tally(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("baseline", votes), &votes, |b, _| {
             b.iter(|| {
-                let ballot: Mutex<HashMap<u64, Option<usize>>> = Mutex::new(HashMap::new());
+                // One vote per voter (a later vote replaces an earlier one), like a ballot.
+                let mut ballot: HashMap<u64, Option<usize>> = HashMap::with_capacity(votes);
                 for &(voter, choice) in &stream {
-                    ballot
-                        .lock()
-                        .expect("baseline ballot")
-                        .insert(voter, choice);
+                    ballot.insert(voter, choice);
                 }
                 let mut counts = [0usize; CANDIDATES];
-                for choice in ballot.lock().expect("baseline ballot").values().flatten() {
+                for choice in ballot.values().flatten() {
                     counts[*choice] += 1;
                 }
                 let cast: usize = counts.iter().sum();
@@ -675,6 +741,7 @@ criterion_group! {
     name = benches;
     config = benches_common::criterion();
     targets = consensus_latency, agent_spawning, conflict_resolution, configuration_analysis,
-        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally
+        parallel_agents, memory_overhead, orchestration_throughput, ballot_tally,
+        waiting::waiting_agents
 }
 criterion_main!(benches);

@@ -284,6 +284,35 @@ pub trait Agent<S: State>: Send + Sync + 'static {
         std::future::ready(Ok(vote))
     }
 
+    /// Whether the round asks this agent about all of its contests in one call
+    /// ([`Agent::vote_all`]) instead of one call per contest, read once when it is spawned.
+    /// Defaults to `false`. An agent whose every call costs a prompt or a request answers a round
+    /// in one call this way. Batch voters are asked first, all at once; the other voters then vote
+    /// on the ballots the batch votes have not settled.
+    fn batch_votes(&self) -> bool {
+        false
+    }
+
+    /// Votes in every one of `contests` in one call: one vote per contest, in the same order
+    /// (called instead of [`Agent::vote`] when [`Agent::batch_votes`] is true). The default asks
+    /// [`Agent::vote`] about each contest, one after another. An answer with too few or too many
+    /// votes is recorded as [`FailureKind::WrongVoteCount`](crate::FailureKind::WrongVoteCount)
+    /// (the votes given for the first contests still count).
+    fn vote_all(
+        &self,
+        ctx: &AgentContext,
+        view: &Snapshot<S>,
+        contests: &[&Contest<S>],
+    ) -> impl Future<Output = Result<Vec<Vote>, AgentError>> + Send {
+        async move {
+            let mut votes = Vec::with_capacity(contests.len());
+            for contest in contests {
+                votes.push(self.vote(ctx, view, contest).await?);
+            }
+            Ok(votes)
+        }
+    }
+
     /// The agent's role, read once when it is spawned. Defaults to [`Role::Analyzer`].
     fn role(&self) -> Role {
         Role::Analyzer
@@ -296,6 +325,74 @@ pub trait Agent<S: State>: Send + Sync + 'static {
     fn cost(&self) -> ResourceCost {
         ResourceCost::Light
     }
+
+    /// Which contests this agent votes in, read once when it is spawned. Defaults to
+    /// [`Interest::All`]: asked about every contest. An agent is never asked about a contest it
+    /// has no interest in, and is not in that contest's electorate (the quorum and threshold count
+    /// only the interested voters; a contest nobody is interested in ends without quorum).
+    fn interest(&self) -> Interest<S::Key> {
+        Interest::All
+    }
+
+    /// For an agent of [`Interest::Matching`]: whether to ask it about `contest` (called once per
+    /// contest, before the round asks it to vote). Defaults to `true`.
+    fn interested(&self, contest: &Contest<S>) -> bool {
+        let _ = contest;
+        true
+    }
+}
+
+/// Which contests an agent votes in ([`Agent::interest`]).
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::{Agent, AgentContext, AgentError, Contest, Hive, Interest, ProposalOf, Snapshot, State};
+///
+/// #[derive(Clone, Default)]
+/// struct Settings;
+/// impl State for Settings {
+///     type Key = &'static str;
+///     type Change = u8;
+///     fn apply(&mut self, _: &u8) {}
+/// }
+///
+/// /// Proposes `level` for `key`, and votes only on `key`.
+/// struct Owner { key: &'static str, level: u8 }
+///
+/// impl Agent<Settings> for Owner {
+///     async fn propose(&self, ctx: &AgentContext, _: &Snapshot<Settings>)
+///         -> Result<Option<ProposalOf<Settings>>, AgentError>
+///     {
+///         Ok(Some(ctx.proposal(self.level).writes([self.key])))
+///     }
+///     fn interest(&self) -> Interest<&'static str> {
+///         Interest::Keys(vec![self.key])
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hive = Hive::new(Settings);
+/// hive.spawn(Owner { key: "threads", level: 4 });
+/// hive.spawn(Owner { key: "threads", level: 8 });
+/// hive.spawn(Owner { key: "cache", level: 1 });
+/// let decision = hive.decide().await?;
+/// // Only the two agents interested in "threads" voted on it.
+/// assert_eq!(decision.ballots[0].voters().count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Interest<K> {
+    /// Every contest (the default).
+    #[default]
+    All,
+    /// Only contests on one of these keys (the round finds them through an index: no call per
+    /// contest).
+    Keys(Vec<K>),
+    /// The contests [`Agent::interested`] accepts (one call per contest, before asking).
+    Matching,
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -314,6 +411,15 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         view: &'a Snapshot<S>,
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
+
+    fn interested_dyn(&self, contest: &Contest<S>) -> bool;
+
+    fn vote_all_boxed<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contests: &'a [&'a Contest<S>],
+    ) -> BoxFuture<'a, Result<Vec<Vote>, AgentError>>;
 
     /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
     fn vote_slot<'a>(
@@ -399,6 +505,19 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
         Box::pin(self.vote(ctx, view, contest))
+    }
+
+    fn interested_dyn(&self, contest: &Contest<S>) -> bool {
+        self.interested(contest)
+    }
+
+    fn vote_all_boxed<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contests: &'a [&'a Contest<S>],
+    ) -> BoxFuture<'a, Result<Vec<Vote>, AgentError>> {
+        Box::pin(self.vote_all(ctx, view, contests))
     }
 
     fn vote_slot<'a>(

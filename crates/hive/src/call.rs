@@ -223,14 +223,14 @@ impl<T> Future for Call<'_, T> {
 
 /// A call tagged with its slot, which yields `None` without polling the call once its ballot has
 /// settled (the call is then dropped, cancelling it).
-pub(crate) struct Tagged<'a, T> {
+pub(crate) struct Tagged<'a, T, I = usize> {
     pub(crate) call: Call<'a, T>,
-    pub(crate) slot: usize,
+    pub(crate) slot: I,
     pub(crate) cancelled: Option<&'a AtomicBool>,
 }
 
-impl<T> Future for Tagged<'_, T> {
-    type Output = (usize, Option<CallResult<T>>);
+impl<T, I: Copy + Unpin> Future for Tagged<'_, T, I> {
+    type Output = (I, Option<CallResult<T>>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

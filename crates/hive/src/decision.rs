@@ -8,6 +8,7 @@ use crate::ballot::{BallotChoices, Tally, VoterChoice, VoterRecord};
 use crate::context::label;
 use crate::lockfree::{ConflictKind, ProposalId};
 use crate::state::State;
+use crate::supervision::Supervised;
 
 /// How a round settles a group of conflicting proposals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -111,6 +112,14 @@ pub enum FailureKind {
         /// The proposal voted for.
         candidate: ProposalId,
     },
+    /// A batch vote ([`Agent::vote_all`](crate::Agent::vote_all)) answered with a number of votes
+    /// other than the number of contests asked about.
+    WrongVoteCount {
+        /// Contests asked about.
+        contests: usize,
+        /// Votes answered.
+        votes: usize,
+    },
 }
 
 /// One agent's failure in a round.
@@ -200,7 +209,7 @@ impl<K: fmt::Debug> fmt::Display for BallotRecord<K> {
 /// The outcome of one round, [`Hive::decide`](crate::Hive::decide).
 ///
 /// `Display` writes one line per item (accepted and rejected proposals with their proposers,
-/// ballots, failures); `{:#}` adds every voter's choice under its ballot. With the `serde` feature
+/// ballots, failures, supervision); `{:#}` adds every voter's choice under its ballot. With the `serde` feature
 /// a decision serializes both ways (its id as 32 hex digits).
 #[derive(Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -241,6 +250,10 @@ pub struct Decision<S: State> {
     pub ballots: Vec<BallotRecord<S::Key>>,
     /// Agents that timed out, panicked, erred or answered invalidly.
     pub failures: Vec<AgentFailure>,
+    /// Agents that supervision quarantined or removed after this round
+    /// ([`HiveBuilder::supervision`](crate::HiveBuilder::supervision)).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub supervised: Vec<Supervised>,
     /// How long the round took, on tokio's clock (so a test with paused time sees the simulated
     /// time: a round that waited for a timeout reports exactly that timeout).
     pub elapsed: Duration,
@@ -261,6 +274,7 @@ impl<S: State> fmt::Debug for Decision<S> {
             .field("rejected", &self.rejected)
             .field("ballots", &self.ballots)
             .field("failures", &self.failures)
+            .field("supervised", &self.supervised)
             .field("elapsed", &self.elapsed)
             .finish()
     }
@@ -330,6 +344,9 @@ impl<S: State> fmt::Display for Decision<S> {
         for failure in &self.failures {
             write!(f, "\n  failed: {failure}")?;
         }
+        for record in &self.supervised {
+            write!(f, "\n  supervised: {record}")?;
+        }
         Ok(())
     }
 }
@@ -354,6 +371,10 @@ impl fmt::Display for FailureKind {
                 f,
                 "proposed {}, an id {holder} already proposed",
                 label(*id)
+            ),
+            FailureKind::WrongVoteCount { contests, votes } => write!(
+                f,
+                "answered {votes} votes for {contests} contests in a batch vote"
             ),
             FailureKind::InvalidVote { candidate } => {
                 write!(

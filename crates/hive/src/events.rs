@@ -10,6 +10,7 @@ use crate::ballot::Tally;
 use crate::context::label;
 use crate::decision::AgentFailure;
 use crate::lockfree::{ConflictKind, ProposalId};
+use crate::supervision::Supervised;
 
 /// Something that happened in a round ([`Hive::decide`](crate::Hive::decide)), in the order it
 /// happened.
@@ -63,6 +64,13 @@ pub enum HiveEvent<K> {
         /// Who, in which call, and how.
         failure: AgentFailure,
     },
+    /// Supervision quarantined or removed an agent that kept failing.
+    AgentSupervised {
+        /// The round.
+        round: u64,
+        /// Who, and what was done.
+        record: Supervised,
+    },
     /// The round's accepted changes were committed.
     Committed {
         /// The round.
@@ -90,6 +98,7 @@ impl<K> HiveEvent<K> {
             | Self::ConflictFound { round, .. }
             | Self::BallotSettled { round, .. }
             | Self::AgentFailed { round, .. }
+            | Self::AgentSupervised { round, .. }
             | Self::Committed { round, .. }
             | Self::NothingToCommit { round } => *round,
         }
@@ -130,6 +139,7 @@ impl<K: fmt::Debug> fmt::Display for HiveEvent<K> {
                 "round {round}: ballot on {key:?} {tally} ({votes} votes)"
             ),
             Self::AgentFailed { round, failure } => write!(f, "round {round}: {failure}"),
+            Self::AgentSupervised { round, record } => write!(f, "round {round}: {record}"),
             Self::Committed {
                 round,
                 version,

@@ -10,7 +10,7 @@ use hivekit_lockfree::ResourceCost;
 use hivekit_runtime::ConcurrencyLimit;
 use rustc_hash::FxBuildHasher;
 
-use crate::agent::{Agent, AgentId, DynAgent, Role};
+use crate::agent::{Agent, AgentId, DynAgent, Interest, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
@@ -19,6 +19,7 @@ use crate::hive_memory::HiveMemory;
 use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
 use crate::state::State;
+use crate::supervision::{Health, RestartHook, Supervised, Supervision};
 
 /// The default per-call agent timeout.
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +31,39 @@ pub(crate) struct Member<S: State> {
     pub(crate) role: Role,
     pub(crate) heavy: bool,
     pub(crate) votes: bool,
+    /// Its supervision record.
+    pub(crate) health: Health,
+    /// The contests it votes in.
+    pub(crate) interest: Interested<S::Key>,
+    /// True when it votes on all its contests in one call.
+    pub(crate) batch: bool,
+}
+
+/// An agent's [`Interest`], as rounds read it (cheap to clone).
+pub(crate) enum Interested<K> {
+    All,
+    Keys(Arc<[K]>),
+    Matching,
+}
+
+impl<K> Clone for Interested<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::All => Self::All,
+            Self::Keys(keys) => Self::Keys(Arc::clone(keys)),
+            Self::Matching => Self::Matching,
+        }
+    }
+}
+
+impl<K> From<Interest<K>> for Interested<K> {
+    fn from(interest: Interest<K>) -> Self {
+        match interest {
+            Interest::All => Self::All,
+            Interest::Keys(keys) => Self::Keys(keys.into()),
+            Interest::Matching => Self::Matching,
+        }
+    }
 }
 
 /// Configuration fixed when the hive is built.
@@ -42,6 +76,7 @@ pub(crate) struct Config {
     /// The calls allowed in flight ([`ConcurrencyLimit::slots`]: `usize::MAX` when unbounded).
     pub(crate) max_in_flight: usize,
     pub(crate) voting_roles: Option<Vec<Role>>,
+    pub(crate) supervision: Option<Supervision>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +94,8 @@ pub(crate) struct Counters {
     pub(crate) panics: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) invalid: AtomicU64,
+    pub(crate) quarantines: AtomicU64,
+    pub(crate) removals: AtomicU64,
 }
 
 /// Counters over the hive's life, read with [`Hive::stats`].
@@ -91,6 +128,12 @@ pub struct HiveStats {
     pub errors: u64,
     /// Invalid answers (duplicate proposal ids, votes for non-candidates).
     pub invalid: u64,
+    /// Agents quarantined by supervision ([`HiveBuilder::supervision`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub quarantines: u64,
+    /// Agents removed by supervision.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub removals: u64,
 }
 
 pub(crate) struct Inner<S: State> {
@@ -102,6 +145,7 @@ pub(crate) struct Inner<S: State> {
     pub(crate) config: Config,
     pub(crate) counters: Counters,
     pub(crate) events: Option<HiveEventSink<S::Key>>,
+    pub(crate) restart: Option<RestartHook<S>>,
 }
 
 /// A queen and its agents reaching decisions on shared state.
@@ -179,6 +223,7 @@ pub struct HiveBuilder<S: State> {
     memory: HiveMemory<S>,
     config: Config,
     events: Option<HiveEventSink<S::Key>>,
+    restart: Option<RestartHook<S>>,
 }
 
 impl<S: State> fmt::Debug for HiveBuilder<S> {
@@ -247,6 +292,43 @@ impl<S: State> HiveBuilder<S> {
         self
     }
 
+    /// What to do with agents that keep failing (default: nothing, they are asked every round).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{Hive, Supervision};
+    /// # #[derive(Clone, Default)]
+    /// # struct Counter(u64);
+    /// # impl hivekit_hive::State for Counter {
+    /// #     type Key = ();
+    /// #     type Change = u64;
+    /// #     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// # }
+    ///
+    /// // Three failed rounds in a row: sit out the next two.
+    /// let hive = Hive::builder(Counter::default())
+    ///     .supervision(Supervision::quarantine(3, 2))
+    ///     .on_restart(|_hive, record| eprintln!("{record}"))
+    ///     .build()?;
+    /// assert_eq!(hive.supervision(), Some(Supervision::quarantine(3, 2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn supervision(mut self, policy: Supervision) -> Self {
+        self.config.supervision = Some(policy);
+        self
+    }
+
+    /// Called after supervision quarantined or removed an agent (see [`RestartHook`]): reset what
+    /// the agent depends on, or spawn a fresh agent in place of a removed one.
+    pub fn on_restart(
+        mut self,
+        hook: impl Fn(&Hive<S>, &Supervised) + Send + Sync + 'static,
+    ) -> Self {
+        self.restart = Some(Arc::new(hook));
+        self
+    }
+
     /// Builds the hive on its memory (for [`Hive::builder`], at version 0 holding the initial state).
     ///
     /// # Errors
@@ -266,6 +348,7 @@ impl<S: State> HiveBuilder<S> {
                 config: self.config,
                 counters: Counters::default(),
                 events: self.events,
+                restart: self.restart,
             }),
         })
     }
@@ -301,6 +384,7 @@ impl<S: State> Hive<S> {
         HiveBuilder {
             memory: HiveMemory::new(memory),
             events: None,
+            restart: None,
             config: Config {
                 name: Arc::from("hive"),
                 policy: ConsensusPolicy::default(),
@@ -308,6 +392,7 @@ impl<S: State> Hive<S> {
                 agent_timeout: DEFAULT_AGENT_TIMEOUT,
                 max_in_flight: ConcurrencyLimit::Unbounded.slots(),
                 voting_roles: None,
+                supervision: None,
             },
         }
     }
@@ -352,6 +437,8 @@ impl<S: State> Hive<S> {
     fn insert<A: Agent<S>>(&self, agent: Arc<A>, weight: f64) -> AgentId {
         let role = agent.role();
         let heavy = agent.cost() >= ResourceCost::Moderate;
+        let interest = agent.interest().into();
+        let batch = agent.batch_votes();
         let votes = self
             .inner
             .config
@@ -367,6 +454,9 @@ impl<S: State> Hive<S> {
                 role,
                 heavy,
                 votes,
+                health: Health::default(),
+                interest,
+                batch,
             },
         );
         id
@@ -466,6 +556,25 @@ impl<S: State> Hive<S> {
         self.inner.config.agent_timeout
     }
 
+    /// The supervision policy, if any (see [`HiveBuilder::supervision`]).
+    pub fn supervision(&self) -> Option<Supervision> {
+        self.inner.config.supervision
+    }
+
+    /// The last round an agent sits out under a supervision quarantine, if it is a member and is
+    /// quarantined for rounds not yet started.
+    pub fn quarantined_until(&self, id: AgentId) -> Option<u64> {
+        let until = self
+            .inner
+            .agents
+            .get(&id)?
+            .health
+            .quarantined_until
+            .load(Ordering::Relaxed);
+        let started = self.inner.counters.rounds.load(Ordering::Relaxed);
+        (until > started).then_some(until)
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> HiveStats {
         let c = &self.inner.counters;
@@ -484,6 +593,8 @@ impl<S: State> Hive<S> {
             panics: load(&c.panics),
             errors: load(&c.errors),
             invalid: load(&c.invalid),
+            quarantines: load(&c.quarantines),
+            removals: load(&c.removals),
         }
     }
 }

@@ -15,6 +15,12 @@
 //!   polled by its own task, so that a round uses every core.
 //! - A panicking, failing or hanging agent is recorded and the round goes on; every call runs under
 //!   the hive's `agent_timeout`.
+//! - Agents that keep failing can be quarantined for some rounds or removed
+//!   ([`HiveBuilder::supervision`], with a restart hook: [`HiveBuilder::on_restart`]); what was done
+//!   is in [`Decision::supervised`] and [`HiveStats`].
+//! - An agent votes only on the contests it declares ([`Agent::interest`]: by key or by a predicate),
+//!   and may answer all of them in one call ([`Agent::batch_votes`], [`Agent::vote_all`]), as an
+//!   agent behind an LLM prompt or a service call would.
 //! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of
 //!   threshold, quorum and tie-break, and early settlement ([`Ballot::is_settled`]).
 //!
@@ -90,10 +96,13 @@ mod round;
 #[cfg(feature = "serde")]
 mod serde_support;
 mod state;
+mod supervision;
 
 use hivekit_lockfree as lockfree;
 
-pub use crate::agent::{Agent, AgentError, AgentId, Candidate, Contest, ProposalOf, Role, Vote};
+pub use crate::agent::{
+    Agent, AgentError, AgentId, Candidate, Contest, Interest, ProposalOf, Role, Vote,
+};
 pub use crate::ballot::{Ballot, BallotError, Electorate, Tally, VoterChoice, VoterRecord};
 pub use crate::context::{AgentContext, DecideOptions};
 pub use crate::decision::{
@@ -109,6 +118,7 @@ pub use crate::memory::{
 };
 pub use crate::policy::{ConsensusPolicy, PolicyError, Threshold, TieBreak};
 pub use crate::state::State;
+pub use crate::supervision::{RestartHook, Supervised, Supervision, SupervisionAction};
 pub use hivekit_lockfree::{
     ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
     Snapshot, SnapshotCell,

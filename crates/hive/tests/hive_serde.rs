@@ -92,3 +92,30 @@ fn a_decision_id_that_is_not_hex_is_refused_naming_it() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_decision_with_a_supervised_agent_survives_a_json_round_trip() {
+    let hive = Hive::builder(Ledger::default())
+        .supervision(hivekit_hive::Supervision::quarantine(1, 3))
+        .build()
+        .unwrap();
+    hive.spawn(Writer::new(1, 1).proposing(Behaviour::Fail));
+    hive.spawn(Writer::new(2, 2));
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.supervised.len(), 1);
+    let json = serde_json::to_string(&decision).unwrap();
+    let back: Decision<Ledger> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.supervised, decision.supervised);
+    assert_eq!(back.to_string(), decision.to_string());
+
+    let stats = hive.stats();
+    assert_eq!(stats.quarantines, 1);
+    let json = serde_json::to_string(&stats).unwrap();
+    assert_eq!(serde_json::from_str::<HiveStats>(&json).unwrap(), stats);
+    // Stats written before supervision existed still read.
+    let old = r#"{"rounds":1,"commits":0,"rebases":0,"proposals":0,"accepted":0,"rejected":0,"conflicts":0,"votes":0,"cancelled_votes":0,"timeouts":0,"panics":0,"errors":0,"invalid":0}"#;
+    assert_eq!(
+        serde_json::from_str::<HiveStats>(old).unwrap().quarantines,
+        0
+    );
+}

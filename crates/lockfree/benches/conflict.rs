@@ -4,10 +4,20 @@
 //! 10 % of them in conflict, from `benches_common::proposals::proposal_specs`), producing the full
 //! `ConflictReport` (groups in first-appearance order, independent ids). `hivekit` is
 //! `detect_conflicts` (one pass, pre-sized map of borrowed keys to dense slots, no allocation per
-//! key); `fxhashmap-index` is the straightforward one-pass index a user would write first
-//! (`FxHashMap<key, Vec<(index, writes)>>`, then a scan of the map); `pairwise` compares every pair
-//! of proposals, the quadratic approach hash-based detection replaces (n <= 1k, and 10k in full mode
-//! only). Every implementation's report is checked against `hivekit`'s before timing.
+//! key); `fxhashmap-index` is the straightforward one-pass index a competent user would write first
+//! (`FxHashMap<&key, Vec<(index, writes)>>`, then a scan of the map and a `sort_by_cached_key` of the
+//! contested keys into first-appearance order, each group's position found once); `pairwise`
+//! compares every pair of proposals, the quadratic approach hash-based detection replaces (n <= 1k,
+//! and 10k in full mode only). Every implementation's report is checked against `hivekit`'s before
+//! timing.
+//!
+//! `conflict_detection_skewed`: the same two on `benches_common::skewed`'s history-like workload
+//! (heavy-tailed key popularity and proposal width, up to 4,096 keys; almost every proposal in a
+//! group, hot groups of thousands of members), with `u64` keys and with path-like `String` keys.
+//! `conflict_detection_width`: two proposals writing the same k keys (throughput in key
+//! occurrences, so the time per occurrence is read across k); the peer's first-appearance sort is
+//! quadratic in the width there (each of the k groups searches a k-key list), so it runs up to
+//! k = 16,384 only.
 //!
 //! `proposal_merging`: merge n accepted payloads into one with `Merge`: `Sum<u64>` (a counter),
 //! `BTreeSet<u64>` (8 values each, a tag set) and `BTreeMap<u64, Sum<u64>>` (8 counters each).
@@ -26,13 +36,18 @@ use hivekit_lockfree::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::support::conflict_index::{fxhashmap_index, into_report, proposals};
+use crate::support::conflict_index::{
+    fxhashmap_index, into_report, proposals, same_keys_proposals, skewed_path_proposals,
+    skewed_proposals,
+};
 
 mod support;
 
 benches_common::install_counting_allocator!();
 
 const DETECTION: &str = "conflict_detection";
+const SKEWED: &str = "conflict_detection_skewed";
+const WIDTH: &str = "conflict_detection_width";
 const MERGING: &str = "proposal_merging";
 
 /// Every pair of proposals compared key by key.
@@ -68,6 +83,78 @@ fn pairwise(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
         })
         .collect();
     into_report(proposals, groups)
+}
+
+/// A conflict detector under test.
+type Detector<K> = fn(&[Proposal<K, ()>]) -> ConflictReport<K>;
+
+/// Benches `hivekit` and `fxhashmap-index` on `input` in `group` as `parameter` (checking first
+/// that both give the same report), with allocation counts up to 10k proposals.
+fn bench_detectors<K: std::hash::Hash + Eq + Clone + Sync + std::fmt::Debug>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    parameter: &str,
+    input: &[Proposal<K, ()>],
+    with_peer: bool,
+) {
+    let expected = detect_conflicts(input).expect("generated ids are distinct");
+    let count_allocations = input.len() <= 10_000;
+    let mut functions: Vec<(&str, Detector<K>)> = vec![("hivekit", |input| {
+        detect_conflicts(input).expect("generated ids are distinct")
+    })];
+    if with_peer {
+        assert!(
+            fxhashmap_index(input) == expected,
+            "fxhashmap-index disagrees at {name}/{parameter}"
+        );
+        functions.push(("fxhashmap-index", fxhashmap_index::<K>));
+    }
+    for (function, detect) in functions {
+        group.bench_with_input(BenchmarkId::new(function, parameter), input, |b, input| {
+            if count_allocations {
+                benches_common::iter_with_allocations(b, (name, function, parameter), || {
+                    detect(black_box(input))
+                });
+            } else {
+                b.iter(|| detect(black_box(input)));
+            }
+        });
+    }
+}
+
+fn conflict_detection_skewed(c: &mut Criterion) {
+    let mut group = c.benchmark_group(SKEWED);
+    for &n in &[1_000, 10_000, 100_000] {
+        let label = benches_common::size_label(n);
+        let input = skewed_proposals(n);
+        let occurrences: usize = input.iter().map(|p| p.writes.len() + p.reads.len()).sum();
+        group.throughput(Throughput::Elements(occurrences as u64));
+        bench_detectors(&mut group, SKEWED, &format!("u64-{label}"), &input, true);
+        drop(input);
+        let input = skewed_path_proposals(n);
+        bench_detectors(&mut group, SKEWED, &format!("str-{label}"), &input, true);
+    }
+    group.finish();
+}
+
+fn conflict_detection_width(c: &mut Criterion) {
+    let mut group = c.benchmark_group(WIDTH);
+    let widths = benches_common::sizes(
+        &[16, 1_024, 16_384, 65_536],
+        &[16, 256, 1_024, 4_096, 16_384, 65_536],
+    );
+    for &width in widths {
+        let input = same_keys_proposals(width);
+        group.throughput(Throughput::Elements(2 * width as u64));
+        bench_detectors(
+            &mut group,
+            WIDTH,
+            &format!("2x{width}"),
+            &input,
+            width <= 16_384,
+        );
+    }
+    group.finish();
 }
 
 fn conflict_detection(c: &mut Criterion) {
@@ -217,6 +304,6 @@ fn proposal_merging(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = benches_common::criterion();
-    targets = conflict_detection, proposal_merging
+    targets = conflict_detection, conflict_detection_skewed, conflict_detection_width, proposal_merging
 }
 criterion_main!(benches);

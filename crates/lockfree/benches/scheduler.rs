@@ -4,13 +4,9 @@
 //! `100k` items on one thread, and the same pair on 2 and 4 threads at once sharing one queue kept
 //! at depth 1k (`mpmc-2t`, `mpmc-4t`). `hivekit` orders by the full 48-value sort key, FIFO within a
 //! key, with anti-starvation on (`max_bypass: Some(8)`); `hivekit-strict` is the same without
-//! anti-starvation, to show what fairness costs. Peers: `binaryheap` (std `BinaryHeap` in a
-//! `RefCell`, one thread only), `mutex-binaryheap` (`parking_lot::Mutex<BinaryHeap>`),
-//! `segqueue-4-lanes` (four bare crossbeam `SegQueue`s, one per priority: no finer key, no FIFO
-//! guarantee across lanes, no bitmap, no counts), `crossbeam-skiplist` (`SkipMap` keyed by
-//! (key, sequence)) and `hivekit-sharded-heap`, the design the lane scheduler was chosen over (four
-//! locked binary heaps, pop takes the best of their tops). Allocations per pair are recorded for the
-//! single-thread rows.
+//! anti-starvation, to show what fairness costs; `hivekit-sharded-heap` is the design the lane
+//! scheduler was chosen over (four locked binary heaps, pop takes the best of their tops).
+//! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth
 //! from 0 to 1M, and what `len` (`hivekit-len`) and `depth_by_priority` (`hivekit-depth-by-priority`)
@@ -18,6 +14,21 @@
 //!
 //! `scheduling_hint_sorting`: sorting 100 to 5k hints by `sort_key()` (`hivekit`, one byte compare)
 //! against sorting by the (priority, latency, cost) comparison it encodes (`tuple-compare`).
+//!
+//! Peers (in `support/queues.rs`), each what a competent user would write first for a priority
+//! queue of (sort key, FIFO sequence) entries:
+//!
+//! - `binaryheap`: std `BinaryHeap` and its sequence counter in one `RefCell`, one thread only;
+//!   written as a user would.
+//! - `mutex-binaryheap`: the heap and counter in one `parking_lot::Mutex`, one lock per push or
+//!   pop; written as a user would.
+//! - `segqueue-4-lanes`: four bare crossbeam `SegQueue`s, one per priority, pop scanning from the
+//!   highest (no finer key, no FIFO across lanes, no counts: the floor, not a full peer); written as
+//!   a user would.
+//! - `crossbeam-skiplist`: a `SkipMap` keyed by (key, sequence), `pop_front` to pop; written as a
+//!   user would.
+//! - `tuple-compare`: `sort_by` with the (priority, latency, cost) comparison; written as a user
+//!   would.
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 

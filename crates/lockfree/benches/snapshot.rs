@@ -5,7 +5,10 @@
 //! is `SnapshotCell::read` (epoch pin, no reference count), `hivekit-load` is `SnapshotCell::load` (an
 //! owned snapshot: one reference count increment and decrement), against `arc-swap` (`ArcSwap::load`,
 //! a guard), `arc-swap-full` (`load_full`, an owned `Arc`), `parking-lot-rwlock` and `std-rwlock`
-//! (`RwLock<Arc<T>>`: read lock, clone the `Arc`, unlock). Readers are where shared state is hot in a
+//! (`RwLock<Arc<T>>`: read lock, clone the `Arc`, unlock: what a user writes to get an owned
+//! snapshot, the peer of `hivekit-load`), and `parking-lot-rwlock-borrow` (`RwLock<T>`: read in
+//! place under the lock, no clone: what a user writes for a borrowing read like `hivekit`'s, so the
+//! stronger peer for it). Readers are where shared state is hot in a
 //! hive (every agent reads the collective memory every round), so this is the number that matters;
 //! allocations per read are recorded for `1r`.
 //!
@@ -51,6 +54,8 @@ struct ArcSwapLoad(ArcSwap<Value>);
 struct ArcSwapFull(ArcSwap<Value>);
 /// `parking_lot::RwLock<Arc<Value>>`: read, clone, unlock.
 struct ParkingLotRwLock(parking_lot::RwLock<Arc<Value>>);
+/// `parking_lot::RwLock<Value>`: read in place under the lock, no clone.
+struct ParkingLotRwLockBorrow(parking_lot::RwLock<Value>);
 /// `std::sync::RwLock<Arc<Value>>`: read, clone, unlock.
 struct StdRwLock(std::sync::RwLock<Arc<Value>>);
 
@@ -101,6 +106,15 @@ impl Shared for ParkingLotRwLock {
     }
 }
 
+impl Shared for ParkingLotRwLockBorrow {
+    fn read(&self) -> u64 {
+        self.0.read()[3]
+    }
+    fn store(&self, next: Value) {
+        *self.0.write() = next;
+    }
+}
+
 impl Shared for StdRwLock {
     fn read(&self) -> u64 {
         let value = match self.0.read() {
@@ -140,6 +154,10 @@ fn implementations() -> Vec<(&'static str, Box<dyn Shared>)> {
             Box::new(ParkingLotRwLock(parking_lot::RwLock::new(Arc::new(value(
                 0,
             ))))),
+        ),
+        (
+            "parking-lot-rwlock-borrow",
+            Box::new(ParkingLotRwLockBorrow(parking_lot::RwLock::new(value(0)))),
         ),
         (
             "std-rwlock",

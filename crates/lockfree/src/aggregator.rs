@@ -9,113 +9,13 @@ use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::conflict::{
-    check_ids, check_occurrences, key_lists, scan, scan_parallel, ConflictReport, Scan,
-    MAX_OCCURRENCES, MAX_PROPOSALS, WRITER,
+    check_ids, check_occurrences, key_lists, loses, pick_winner, scan, scan_parallel, Access,
+    ConflictReport, Scan, MAX_OCCURRENCES, MAX_PROPOSALS, WRITER,
 };
+use crate::conflict::{RejectReason, Resolution};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::merge::{merge_parallel, Merge};
 use crate::proposal::{Proposal, ProposalError, ProposalId};
-
-/// How a conflict group picks its winner.
-///
-/// Whatever the rule, ties are broken by the lower [`ProposalId`].
-///
-/// # Progress
-///
-/// Plain data without synchronisation: every method is wait-free.
-///
-/// # Send and Sync
-///
-/// `Send` and `Sync`: it holds no references.
-///
-/// # Examples
-///
-/// ```
-/// use hivekit_lockfree::Resolution;
-///
-/// assert_eq!(Resolution::default(), Resolution::HighestPriority);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Resolution {
-    /// The member with the highest [`Priority`](crate::Priority) wins; ties go to the lower id.
-    #[default]
-    HighestPriority,
-    /// The member submitted first wins (for [`aggregate`], the first in the input).
-    FirstSubmitted,
-    /// Nobody wins: every member of every conflict group is rejected.
-    RejectAll,
-}
-
-/// Why a proposal was rejected.
-///
-/// Displays in lower case, naming the key (with its `Debug` form) and the winner.
-///
-/// # Progress
-///
-/// Plain data without synchronisation: every method is wait-free.
-///
-/// # Send and Sync
-///
-/// `Send`/`Sync` exactly when its type parameters are.
-///
-/// # Examples
-///
-/// ```
-/// use hivekit_lockfree::{ProposalId, RejectReason};
-///
-/// let lost = RejectReason::LostTo { winner: ProposalId(3), key: "limits" };
-/// assert_eq!(lost.to_string(), "lost to #3 on key \"limits\"");
-/// let all = RejectReason::RejectAll { key: 7 };
-/// assert_eq!(all.to_string(), "in conflict on key 7, and the resolution rejects every conflicting proposal");
-/// assert_eq!(all.key(), &7);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
-pub enum RejectReason<K> {
-    /// The proposal lost the conflict group of `key` to `winner`.
-    LostTo {
-        /// The winner of that group.
-        winner: ProposalId,
-        /// The contested key.
-        key: K,
-    },
-    /// The proposal contends for `key` and the resolution was [`Resolution::RejectAll`].
-    RejectAll {
-        /// The contested key.
-        key: K,
-    },
-}
-
-impl<K> RejectReason<K> {
-    /// The contested key the proposal was rejected on.
-    pub fn key(&self) -> &K {
-        match self {
-            RejectReason::LostTo { key, .. } | RejectReason::RejectAll { key } => key,
-        }
-    }
-
-    /// The proposal that won, if one did.
-    pub fn winner(&self) -> Option<ProposalId> {
-        match self {
-            RejectReason::LostTo { winner, .. } => Some(*winner),
-            RejectReason::RejectAll { .. } => None,
-        }
-    }
-}
-
-impl<K: fmt::Debug> fmt::Display for RejectReason<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RejectReason::LostTo { winner, key } => write!(f, "lost to {winner} on key {key:?}"),
-            RejectReason::RejectAll { key } => write!(
-                f,
-                "in conflict on key {key:?}, and the resolution rejects every conflicting proposal"
-            ),
-        }
-    }
-}
 
 /// The outcome of an aggregation: the merged payload, who was accepted and who was not, and why.
 ///
@@ -454,7 +354,8 @@ impl<K, P> Aggregator<K, P> {
     /// ```
     pub fn submit(&self, proposal: Proposal<K, P>) -> Result<(), ProposalError> {
         let occurrences = proposal.writes.len() + proposal.reads.len();
-        let budget = MAX_OCCURRENCES / self.shards.len();
+        // The shard count is a power of two: a shift, not a division on every submit.
+        let budget = MAX_OCCURRENCES >> self.shards.len().trailing_zeros();
         let mut shard = self.shard(proposal.id);
         if !shard.ids.insert(proposal.id) {
             return Err(ProposalError::DuplicateId(proposal.id));
@@ -699,39 +600,28 @@ fn decide<K, P>(
     resolution: Resolution,
 ) -> Vec<Loss> {
     let mut losses: Vec<Loss> = vec![None; proposals.len()];
+    let access = |member: u32| {
+        if member & WRITER != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        }
+    };
     for (group_index, group) in scan.groups.iter().enumerate() {
         let members = scan.members_of(group);
-        let best = match resolution {
-            Resolution::RejectAll => {
-                for &member in members {
-                    losses[(member & !WRITER) as usize].get_or_insert((group_index, None));
-                }
-                continue;
+        let rank = |member: u32| {
+            let proposal = &proposals[(member & !WRITER) as usize];
+            (proposal.priority, proposal.id)
+        };
+        let Some(best) = pick_winner(resolution, members, rank) else {
+            for &member in members {
+                losses[(member & !WRITER) as usize].get_or_insert((group_index, None));
             }
-            // Members are in submission order, and in submission order ids are distinct, so the
-            // first member is the earliest submitted.
-            Resolution::FirstSubmitted => members[0],
-            Resolution::HighestPriority => {
-                let rank = |member: u32| {
-                    let proposal = &proposals[(member & !WRITER) as usize];
-                    (std::cmp::Reverse(proposal.priority), proposal.id)
-                };
-                members
-                    .iter()
-                    .copied()
-                    .min_by_key(|&member| rank(member))
-                    .unwrap_or(members[0])
-            }
+            continue;
         };
         let winner = proposals[(best & !WRITER) as usize].id;
-        let writer_won = best & WRITER != 0;
         for &member in members {
-            let loses = if writer_won {
-                member != best
-            } else {
-                member & WRITER != 0
-            };
-            if loses {
+            if loses(access(best), member == best, access(member)) {
                 losses[(member & !WRITER) as usize].get_or_insert((group_index, Some(winner)));
             }
         }

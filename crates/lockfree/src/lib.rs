@@ -75,8 +75,11 @@ mod proposal;
 mod scheduler;
 mod snapshot;
 
-pub use aggregator::{aggregate, Aggregate, Aggregator, RejectReason, Resolution};
-pub use conflict::{detect_conflicts, ConflictGroup, ConflictKind, ConflictReport};
+pub use aggregator::{aggregate, Aggregate, Aggregator};
+pub use conflict::{
+    detect_conflicts, resolve_conflicts, Access, ConflictGroup, ConflictKind, ConflictReport,
+    RejectReason, Resolution,
+};
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
 pub use merge::{
     merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, PARALLEL_MERGE_THRESHOLD,

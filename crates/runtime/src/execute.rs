@@ -10,7 +10,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinHandle;
 
 use crate::global::{global_handle, is_shut_down};
-use crate::stats::{bump, Counter, THREAD};
+use crate::stats::{bump, bump_fast_path, on_fast_path, Counter, THREAD};
 use crate::RuntimeError;
 
 /// Runs `future` to completion on the global runtime and returns its output; callable from any
@@ -110,39 +110,31 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 /// # Ok::<(), RuntimeError>(())
 /// ```
 pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
-    // The shutdown check waits for the slow paths: a future ready at once needs no runtime.
-    let global = global_handle()?;
     let mut future = pin!(future);
     // The fast path, for threads whose context is the global runtime: poll in place, reading
-    // nothing but this thread's own state. One thread-local access covers the check, the poll and
-    // the count.
-    let in_place = THREAD.try_with(|thread| {
-        if !thread.base_is_global.get() {
-            return None;
-        }
+    // nothing but this thread's own state (one `const` thread-local, which also says that the
+    // global runtime exists). The shutdown check waits for the slow paths: a future ready at once
+    // needs no runtime.
+    let (polled, checked) = if on_fast_path() {
         let polled = poll_once(future.as_mut());
         if polled.is_ready() {
-            thread.bump(Counter::FastPathHits);
+            bump_fast_path();
         }
-        Some(polled)
-    });
-    let (polled, checked) = match in_place {
-        Ok(Some(polled)) => (polled, false),
+        (polled, false)
+    } else {
         // First call on this thread, a foreign runtime's thread, or a thread-local destructor.
-        _ => {
-            let first_poll = route(global)?;
-            let polled = match first_poll {
-                FirstPoll::InPlace => poll_once(future.as_mut()),
-                FirstPoll::EnterGlobal => {
-                    let _context = global.enter();
-                    poll_once(future.as_mut())
-                }
-            };
-            if polled.is_ready() {
-                bump(Counter::FastPathHits);
+        let global = global_handle()?;
+        let polled = match route(global)? {
+            FirstPoll::InPlace => poll_once(future.as_mut()),
+            FirstPoll::EnterGlobal => {
+                let _context = global.enter();
+                poll_once(future.as_mut())
             }
-            (polled, true)
+        };
+        if polled.is_ready() {
+            bump(Counter::FastPathHits);
         }
+        (polled, true)
     };
     match polled {
         Poll::Ready(output) => Ok(output),
@@ -154,6 +146,7 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
                 return Err(RuntimeError::ShutDown);
             }
             bump(Counter::SlowPath);
+            let global = global_handle()?;
             // `block_in_place` is free where blocking is already allowed (it just calls the
             // closure) and hands this worker's tasks to another thread on a multi-thread worker;
             // current-thread schedulers, where it would panic, were refused above.
@@ -240,7 +233,7 @@ fn route(global: &'static Handle) -> Result<FirstPoll, RuntimeError> {
                 // stack (any context entered later nests above it and is left before it). tokio
                 // releases its handle reference when the thread exits.
                 std::mem::forget(global.enter());
-                thread.base_is_global.set(true);
+                thread.mark_base_global();
             });
             match entered {
                 Ok(()) => Ok(FirstPoll::InPlace),

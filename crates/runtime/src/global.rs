@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-use crate::stats::THREAD;
+use crate::stats::{ThreadState, THREAD};
 use crate::{Flavor, RuntimeConfig, RuntimeError};
 
 /// The global runtime. The handle lives in a `static` until the process exits, so code holding it
@@ -412,5 +412,5 @@ fn build(config: &RuntimeConfig) -> Result<Global, RuntimeError> {
 
 /// Runs on every thread the global runtime starts: their tokio context is the global runtime.
 fn mark_global_thread() {
-    let _ = THREAD.try_with(|thread| thread.base_is_global.set(true));
+    let _ = THREAD.try_with(ThreadState::mark_base_global);
 }

@@ -161,9 +161,6 @@ impl ThreadCounters {
 #[derive(Debug)]
 pub(crate) struct ThreadState {
     counters: Arc<ThreadCounters>,
-    /// True when the bottom of this thread's tokio context stack is the global runtime: a thread
-    /// the global runtime started, or a plain thread `execute` entered the global runtime on.
-    pub(crate) base_is_global: Cell<bool>,
 }
 
 impl ThreadState {
@@ -174,19 +171,26 @@ impl ThreadState {
             .unwrap_or_else(PoisonError::into_inner)
             .live
             .push(Arc::clone(&counters));
-        Self {
-            counters,
-            base_is_global: Cell::new(false),
-        }
+        Self { counters }
     }
 
     pub(crate) fn bump(&self, counter: Counter) {
         self.counters.bump(counter);
     }
+
+    /// Records that the bottom of this thread's tokio context stack is the global runtime (a thread
+    /// the global runtime started, or a plain thread `execute` entered the global runtime on), which
+    /// opens [`try_execute`](crate::try_execute)'s fast path on this thread.
+    pub(crate) fn mark_base_global(&self) {
+        let counter: *const AtomicU64 = &self.counters.fast_path_hits;
+        FAST_PATH.with(|fast| fast.set(counter));
+    }
 }
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
+        // First, so that nothing reaches the counters through `FAST_PATH` once they may be freed.
+        FAST_PATH.with(|fast| fast.set(std::ptr::null()));
         let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
         registry.retired.add(&self.counters.snapshot());
         registry
@@ -197,6 +201,34 @@ impl Drop for ThreadState {
 
 thread_local! {
     pub(crate) static THREAD: ThreadState = ThreadState::register();
+
+    /// This thread's fast-path hit counter while the thread sits in the global runtime's context
+    /// ([`ThreadState::mark_base_global`]), null otherwise. `const`-initialised and without a
+    /// destructor, so reading it is one thread-pointer-relative load with no initialisation or
+    /// teardown check: the whole test of [`try_execute`](crate::try_execute)'s fast path. The
+    /// pointer targets the counters `THREAD` owns, and `THREAD`'s destructor nulls it first.
+    static FAST_PATH: Cell<*const AtomicU64> = const { Cell::new(std::ptr::null()) };
+}
+
+/// True when the calling thread sits in the global runtime's context and its counters are alive:
+/// [`try_execute`](crate::try_execute) may poll in place.
+#[inline]
+pub(crate) fn on_fast_path() -> bool {
+    !FAST_PATH.with(Cell::get).is_null()
+}
+
+/// Counts a fast-path hit for the calling thread (nothing if its counters are gone).
+#[inline]
+pub(crate) fn bump_fast_path() {
+    let counter = FAST_PATH.with(Cell::get);
+    if counter.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `FAST_PATH` points to the `fast_path_hits` of the `Arc<ThreadCounters>` that
+    // this thread's live `THREAD` owns; `THREAD`'s destructor nulls it before that `Arc` can go.
+    let counter = unsafe { &*counter };
+    // Only the owning thread writes (see `ThreadCounters::bump`).
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// Bumps `counter` for the calling thread; a thread whose locals are already destroyed is not

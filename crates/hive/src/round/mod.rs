@@ -4,7 +4,9 @@
 //! snapshot, the limits, the failures so far); the phases are its methods: [`propose`] asks the
 //! members, [`vote`] holds the ballots, and this module settles and commits.
 
+mod batch;
 mod propose;
+mod supervise;
 mod vote;
 
 use std::future::{poll_fn, Future};
@@ -27,7 +29,7 @@ use crate::decision::{
 };
 use crate::error::HiveError;
 use crate::events::HiveEvent;
-use crate::hive::{Config, Hive};
+use crate::hive::{Config, Hive, Interested};
 use crate::lockfree::{detect_conflicts, ConflictGroup, ProposalId, Snapshot};
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
@@ -41,6 +43,12 @@ struct RoundMember<S: State> {
     weight: f64,
     heavy: bool,
     votes: bool,
+    /// Its failed rounds in a row when the round started (see [`Supervision`](crate::Supervision)).
+    strikes: u32,
+    /// The contests it votes in.
+    interest: Interested<S::Key>,
+    /// True when it answers all its contests in one call (`Agent::batch_votes`).
+    batch: bool,
     /// What the member's calls in the current phase see.
     context: AgentContext,
 }
@@ -53,6 +61,9 @@ impl<S: State> Clone for RoundMember<S> {
             weight: self.weight,
             heavy: self.heavy,
             votes: self.votes,
+            strikes: self.strikes,
+            interest: self.interest.clone(),
+            batch: self.batch,
             context: self.context.clone(),
         }
     }
@@ -224,7 +235,7 @@ impl<S: State> Hive<S> {
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
         let _end = EndOnDrop(Arc::clone(&shared));
-        let members = self.round_members(&shared, limit.deadline_from_now());
+        let members = self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
             return Err(HiveError::NoAgents);
         }
@@ -275,18 +286,37 @@ impl<S: State> Hive<S> {
     }
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
-    /// with its context for the propose phase and its hive-assigned proposal id.
-    fn round_members(&self, shared: &Arc<RoundShared>, deadline: Instant) -> Arc<[RoundMember<S>]> {
+    /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
+    /// without the members quarantined for round `number`.
+    fn round_members(
+        &self,
+        number: u64,
+        shared: &Arc<RoundShared>,
+        deadline: Instant,
+    ) -> Arc<[RoundMember<S>]> {
         // Sorted before the contexts are made: sorting small entries moves far less memory.
         let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
+        let supervised = self.inner.config.supervision.is_some();
         for entry in self.inner.agents.iter() {
             let member = entry.value();
+            let strikes = if supervised {
+                let health = &member.health;
+                if health.quarantined_until.load(Ordering::Relaxed) >= number {
+                    continue;
+                }
+                health.failures.load(Ordering::Relaxed)
+            } else {
+                0
+            };
             entries.push((
                 *entry.key(),
                 Arc::clone(&member.agent),
                 member.weight,
                 member.heavy,
                 member.votes,
+                strikes,
+                member.interest.clone(),
+                member.batch,
             ));
         }
         entries.sort_unstable_by_key(|entry| entry.0);
@@ -295,23 +325,38 @@ impl<S: State> Hive<S> {
         entries
             .into_iter()
             .enumerate()
-            .map(|(offset, (id, agent, weight, heavy, votes))| {
-                let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
-                RoundMember {
-                    id,
-                    agent,
-                    weight,
-                    heavy,
-                    votes,
-                    context: AgentContext::for_round(id, proposal_id, deadline, shared),
-                }
-            })
+            .map(
+                |(offset, (id, agent, weight, heavy, votes, strikes, interest, batch))| {
+                    let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
+                    RoundMember {
+                        id,
+                        agent,
+                        weight,
+                        heavy,
+                        votes,
+                        strikes,
+                        interest,
+                        batch,
+                        context: AgentContext::for_round(id, proposal_id, deadline, shared),
+                    }
+                },
+            )
             .collect()
     }
 }
 
-/// A member before its context is made: id, agent, weight, heavy, votes.
-type MemberEntry<S> = (AgentId, Arc<dyn DynAgent<S>>, f64, bool, bool);
+/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest,
+/// batch.
+type MemberEntry<S> = (
+    AgentId,
+    Arc<dyn DynAgent<S>>,
+    f64,
+    bool,
+    bool,
+    u32,
+    Interested<<S as State>::Key>,
+    bool,
+);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
@@ -580,12 +625,14 @@ impl<'h, S: State> Round<'h, S> {
                 FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
                 FailureKind::Panicked { .. } => &counters.panics,
                 FailureKind::Errored { .. } => &counters.errors,
-                FailureKind::DuplicateProposal { .. } | FailureKind::InvalidVote { .. } => {
-                    &counters.invalid
-                }
+                FailureKind::DuplicateProposal { .. }
+                | FailureKind::InvalidVote { .. }
+                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+
+        let supervised = self.supervise();
 
         let decision = Decision {
             id,
@@ -604,6 +651,7 @@ impl<'h, S: State> Round<'h, S> {
             rejected: rejections,
             ballots: settled.ballots,
             failures: self.failures,
+            supervised,
             elapsed: self.started.elapsed(),
         };
         let memory = &self.hive.inner.memory;

@@ -109,7 +109,7 @@ impl<S: State> Round<'_, S> {
 /// Runs `count` calls, at most `bound` at once, each started by `start(index)`; returns
 /// `(index, result)` in completion order. Each call is polled once as it starts, so calls that
 /// answer at once never enter the `FuturesUnordered` (no allocation for them).
-async fn run_calls<'a, T: 'a>(
+pub(super) async fn run_calls<'a, T: 'a>(
     count: usize,
     bound: usize,
     mut start: impl FnMut(usize) -> Call<'a, T>,

@@ -2,6 +2,7 @@
 //! each ballot settled as early as its outcome is known.
 
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
 use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
+use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
+use crate::round::batch::batch_votes;
 use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
@@ -90,6 +93,99 @@ pub(super) struct Proposed<'p, S: State> {
     pub(super) proposers: &'p [usize],
 }
 
+/// A contest and the voters asked about it.
+pub(super) struct Asked<S: State> {
+    pub(super) contest: Arc<Contest<S>>,
+    /// The interested voters, as indices into the round's voters, lowest first; `None`: every
+    /// voter.
+    pub(super) voters: Option<Arc<[u32]>>,
+    /// How many of them are batch voters, asked before the others (see `round::batch`).
+    pub(super) batched: usize,
+}
+
+impl<S: State> Clone for Asked<S> {
+    fn clone(&self) -> Self {
+        Self {
+            contest: Arc::clone(&self.contest),
+            voters: self.voters.clone(),
+            batched: self.batched,
+        }
+    }
+}
+
+impl<S: State> Asked<S> {
+    /// How many voters are asked, of `all`.
+    fn count(&self, all: usize) -> usize {
+        self.voters.as_ref().map_or(all, |voters| voters.len())
+    }
+
+    /// The round's index of the voter at `position` in this contest's electorate.
+    fn voter(&self, position: usize) -> usize {
+        self.voters
+            .as_ref()
+            .map_or(position, |voters| voters[position] as usize)
+    }
+}
+
+/// Pairs each contest with the voters interested in it ([`Agent::interest`](crate::Agent::interest)):
+/// agents of [`Interest::All`](crate::Interest::All) in every contest, those of `Keys` through an
+/// index of their keys, those of `Matching` as their predicate says (a panicking predicate counts as
+/// no interest).
+fn interested_voters<S: State>(
+    voters: &[RoundMember<S>],
+    contests: Vec<Arc<Contest<S>>>,
+) -> Vec<Asked<S>> {
+    if voters
+        .iter()
+        .all(|voter| matches!(voter.interest, Interested::All))
+    {
+        return contests
+            .into_iter()
+            .map(|contest| Asked {
+                contest,
+                voters: None,
+                batched: 0,
+            })
+            .collect();
+    }
+    let mut everyone: Vec<u32> = Vec::new();
+    let mut matching: Vec<u32> = Vec::new();
+    let mut by_key: FxHashMap<&S::Key, Vec<u32>> = FxHashMap::default();
+    for (index, voter) in voters.iter().enumerate() {
+        let index = index as u32;
+        match &voter.interest {
+            Interested::All => everyone.push(index),
+            Interested::Keys(keys) => {
+                for key in keys.iter() {
+                    by_key.entry(key).or_default().push(index);
+                }
+            }
+            Interested::Matching => matching.push(index),
+        }
+    }
+    contests
+        .into_iter()
+        .map(|contest| {
+            let mut list = everyone.clone();
+            if let Some(keyed) = by_key.get(&contest.key) {
+                list.extend_from_slice(keyed);
+            }
+            list.extend(matching.iter().copied().filter(|&voter| {
+                let agent = &voters[voter as usize].agent;
+                catch_unwind(AssertUnwindSafe(|| agent.interested_dyn(&contest))).unwrap_or(false)
+            }));
+            list.sort_unstable();
+            list.dedup();
+            let voters = (list.len() != voters.len()).then(|| list.into());
+            Asked {
+                contest,
+                voters,
+                batched: 0,
+            }
+        })
+        .collect()
+}
+
 impl<S: State> Round<'_, S> {
     /// Holds a ballot on every conflict group among the voting members, concurrently, and returns
     /// one record per group in the order of `groups`.
@@ -141,22 +237,41 @@ impl<S: State> Round<'_, S> {
                 })
             })
             .collect();
+        let mut asked = interested_voters(&voters, contests);
         let policy = self.config().policy;
         let ballots: Vec<Option<Ballot>> = groups
             .iter()
-            .map(|group| match &electorate {
-                Ok(electorate) => Ballot::new(
-                    policy,
-                    Arc::clone(electorate),
-                    group.members.iter().copied(),
-                )
-                .ok(),
-                Err(_) => None,
+            .zip(&asked)
+            .map(|(group, asked)| {
+                let electorate = match &asked.voters {
+                    None => electorate.as_ref().ok().map(Arc::clone),
+                    // Only the interested voters make up the contest's electorate.
+                    Some(list) => Electorate::new(list.iter().map(|&voter| {
+                        let voter = &voters[voter as usize];
+                        (voter.id, voter.weight)
+                    }))
+                    .ok()
+                    .map(Arc::new),
+                };
+                Ballot::new(policy, electorate?, group.members.iter().copied()).ok()
             })
             .collect();
 
         let max_in_flight = self.config().max_in_flight;
-        let pairs = groups.len().saturating_mul(voters.len());
+        let mut ballots = ballots;
+        if voters.iter().any(|voter| voter.batch) {
+            let failures = batch_votes(
+                &voters,
+                &self.view,
+                &mut asked,
+                &mut ballots,
+                max_in_flight,
+                limit,
+            )
+            .await;
+            self.failures.extend(failures);
+        }
+        let pairs: usize = asked.iter().map(|asked| asked.count(voters.len())).sum();
         let chunks = (pairs / VOTE_PAIRS_PER_CHUNK)
             .min(self.workers())
             .min(groups.len())
@@ -166,14 +281,14 @@ impl<S: State> Round<'_, S> {
         let mut outcomes = Vec::with_capacity(groups.len());
         if chunks == 1 {
             let (chunk_outcomes, chunk_failures) =
-                vote_groups(&voters, view, &contests, ballots, max_in_flight, limit).await;
+                vote_groups(&voters, view, &asked, ballots, max_in_flight, limit).await;
             outcomes.extend(chunk_outcomes);
             self.failures.extend(chunk_failures);
         } else {
             let bound = (max_in_flight / chunks).max(1);
             let size = groups.len().div_ceil(chunks);
             let mut ballots = ballots.into_iter();
-            let mut parts: Vec<_> = contests
+            let mut parts: Vec<_> = asked
                 .chunks(size)
                 .map(|chunk| (chunk.to_vec(), ballots.by_ref().take(chunk.len()).collect()))
                 .collect();
@@ -241,25 +356,28 @@ impl<S: State> Round<'_, S> {
 async fn vote_groups<S: State>(
     voters: &[RoundMember<S>],
     view: &Snapshot<S>,
-    contests: &[Arc<Contest<S>>],
+    contests: &[Asked<S>],
     ballots: Vec<Option<Ballot>>,
     bound: usize,
     limit: Limit,
 ) -> (Vec<Outcome>, Vec<AgentFailure>) {
+    let count = |group: usize| contests[group].count(voters.len());
     let mut failures = Vec::new();
     let mut state: Vec<GroupVote> = ballots
         .into_iter()
-        .map(|ballot| GroupVote {
+        .zip(contests)
+        .map(|(ballot, contest)| GroupVote {
             settled: ballot.as_ref().is_none_or(Ballot::is_settled),
             ballot,
             in_flight: 0,
-            asked: 0,
+            // Batch voters have answered already.
+            asked: contest.batched,
             cancelled: 0,
         })
         .collect();
-    for group in &mut state {
+    for (index, group) in state.iter_mut().enumerate() {
         if group.settled {
-            group.cancelled = voters.len();
+            group.cancelled = count(index) - group.asked;
         }
     }
     let cancelled: Vec<AtomicBool> = state
@@ -273,7 +391,7 @@ async fn vote_groups<S: State>(
         // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
         // freed.
         let record = |group: usize,
-                      voter: usize,
+                      position: usize,
                       result: CallResult<Vote>,
                       state: &mut [GroupVote],
                       failures: &mut Vec<AgentFailure>|
@@ -283,7 +401,7 @@ async fn vote_groups<S: State>(
                 return 0;
             };
             let failure = match result {
-                Ok(vote) => match ballot.cast_at(voter, vote) {
+                Ok(vote) => match ballot.cast_at(position, vote) {
                     Ok(_) => None,
                     Err(BallotError::UnknownCandidate { candidate }) => {
                         Some(FailureKind::InvalidVote { candidate })
@@ -293,9 +411,9 @@ async fn vote_groups<S: State>(
                 Err(kind) => Some(kind),
             };
             if let Some(kind) = failure {
-                ballot.mark_absent(voter);
+                ballot.mark_absent(position);
                 failures.push(AgentFailure {
-                    agent: voters[voter].id,
+                    agent: voters[contests[group].voter(position)].id,
                     phase: Phase::Vote,
                     kind,
                 });
@@ -305,7 +423,7 @@ async fn vote_groups<S: State>(
                 cancelled[group].store(true, Ordering::Relaxed);
                 // Calls still running and voters not yet asked are no longer waited for.
                 let freed = entry.in_flight;
-                entry.cancelled += freed + (voters.len() - entry.asked);
+                entry.cancelled += freed + (count(group) - entry.asked);
                 entry.in_flight = 0;
                 return freed;
             }
@@ -315,34 +433,39 @@ async fn vote_groups<S: State>(
         let (mut next_group, mut next_voter) = (0, 0);
         poll_fn(|cx| loop {
             while next_group < contests.len() && in_flight < bound {
-                let (group, voter) = (next_group, next_voter);
-                if state[group].settled || voters.is_empty() {
+                let (group, position) = (next_group, next_voter);
+                let asked = count(group);
+                if state[group].settled || asked == 0 {
                     (next_group, next_voter) = (group + 1, 0);
                     continue;
                 }
                 next_voter += 1;
-                if next_voter == voters.len() {
+                if next_voter == asked {
                     (next_group, next_voter) = (group + 1, 0);
+                }
+                let voter = contests[group].voter(position);
+                if voters[voter].batch {
+                    continue;
                 }
                 state[group].asked += 1;
                 let started = start_vote(
                     &voters[voter],
                     &mut slots[voter],
                     view,
-                    &contests[group],
+                    &contests[group].contest,
                     limit,
                     cx,
                 );
                 match started {
                     Started::Done(result) => {
-                        in_flight -= record(group, voter, result, &mut state, &mut failures);
+                        in_flight -= record(group, position, result, &mut state, &mut failures);
                     }
                     Started::Running(call) => {
                         state[group].in_flight += 1;
                         in_flight += 1;
                         pending.push(Tagged {
                             call,
-                            slot: group * voters.len() + voter,
+                            slot: (group, position),
                             cancelled: Some(&cancelled[group]),
                         });
                     }
@@ -350,11 +473,10 @@ async fn vote_groups<S: State>(
             }
             let all_asked = next_group >= contests.len();
             match pending.poll_next_unpin(cx) {
-                Poll::Ready(Some((slot, Some(result)))) => {
-                    let (group, voter) = (slot / voters.len(), slot % voters.len());
+                Poll::Ready(Some(((group, position), Some(result)))) => {
                     state[group].in_flight -= 1;
                     in_flight -= 1;
-                    in_flight -= record(group, voter, result, &mut state, &mut failures);
+                    in_flight -= record(group, position, result, &mut state, &mut failures);
                 }
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}

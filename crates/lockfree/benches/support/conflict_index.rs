@@ -4,11 +4,16 @@
 // Each bench binary uses a part of this module.
 #![allow(dead_code)]
 
-use benches_common::proposals::proposal_specs;
+use std::borrow::Borrow;
+use std::hash::Hash;
+
+use benches_common::proposals::{proposal_specs, ProposalSpec};
+use benches_common::skewed::{path_key, same_keys_specs, skewed_specs};
 use benches_common::workload::DEFAULT_SEED;
-use hivekit_lockfree::{ConflictGroup, ConflictKind, ConflictReport, Proposal};
+use hivekit_lockfree::{Access, ConflictGroup, ConflictKind, ConflictReport, Proposal, ProposalId};
 use rustc_hash::FxHashMap;
 
+/// The uniform workload: `n` proposals of 4 keys, 10 % in conflict.
 pub(crate) fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
     proposal_specs(n, 4, 0.1, DEFAULT_SEED)
         .into_iter()
@@ -16,29 +21,65 @@ pub(crate) fn proposals(n: usize) -> Vec<Proposal<u64, ()>> {
         .collect()
 }
 
-/// Puts contested keys in first-appearance order (the order `detect_conflicts` reports), given each
-/// group's first member index and the key.
-pub(crate) fn into_report(
-    proposals: &[Proposal<u64, ()>],
-    mut groups: Vec<(u64, Vec<(u32, bool)>)>,
-) -> ConflictReport<u64> {
-    let position = |index: u32, key: u64| {
+/// The skewed, history-like workload with `u64` keys.
+pub(crate) fn skewed_proposals(n: usize) -> Vec<Proposal<u64, ()>> {
+    skewed_specs(n, DEFAULT_SEED)
+        .into_iter()
+        .map(|spec| super::to_proposal(spec, |_| ()))
+        .collect()
+}
+
+/// The skewed workload with the same keys as path-like strings.
+pub(crate) fn skewed_path_proposals(n: usize) -> Vec<Proposal<String, ()>> {
+    skewed_specs(n, DEFAULT_SEED)
+        .into_iter()
+        .map(to_path_proposal)
+        .collect()
+}
+
+/// Two proposals writing the same `width` keys.
+pub(crate) fn same_keys_proposals(width: usize) -> Vec<Proposal<u64, ()>> {
+    same_keys_specs(2, width)
+        .into_iter()
+        .map(|spec| super::to_proposal(spec, |_| ()))
+        .collect()
+}
+
+fn to_path_proposal(spec: ProposalSpec) -> Proposal<String, ()> {
+    Proposal::new(ProposalId(spec.id), ())
+        .writes(spec.writes.into_iter().map(path_key))
+        .reads(spec.reads.into_iter().map(path_key))
+}
+
+/// Puts contested keys in first-appearance order (the order `detect_conflicts` reports): by each
+/// group's first member, then by the key's first position in that member's lists, computed once per
+/// group (`sort_by_cached_key`), as a user would.
+pub(crate) fn into_report<K, Q>(
+    proposals: &[Proposal<K, ()>],
+    mut groups: Vec<(Q, Vec<(u32, bool)>)>,
+) -> ConflictReport<K>
+where
+    K: Eq + Clone,
+    Q: Borrow<K>,
+{
+    let position = |index: u32, key: &K| {
         let proposal = &proposals[index as usize];
         proposal
             .writes
             .iter()
             .chain(&proposal.reads)
-            .position(|touched| *touched == key)
+            .position(|touched| touched == key)
             .unwrap_or(usize::MAX)
     };
-    groups.sort_unstable_by_key(|(key, members)| (members[0].0, position(members[0].0, *key)));
+    groups
+        .sort_by_cached_key(|(key, members)| (members[0].0, position(members[0].0, key.borrow())));
     let mut in_group = vec![false; proposals.len()];
     let groups = groups
         .into_iter()
         .map(|(key, members)| {
             let writers = members.iter().filter(|(_, writes)| *writes).count();
             ConflictGroup {
-                key,
+                key: key.borrow().clone(),
                 kind: if writers >= 2 {
                     ConflictKind::WriteWrite
                 } else {
@@ -50,6 +91,10 @@ pub(crate) fn into_report(
                         in_group[index as usize] = true;
                         proposals[index as usize].id
                     })
+                    .collect(),
+                access: members
+                    .iter()
+                    .map(|&(_, writes)| if writes { Access::Write } else { Access::Read })
                     .collect(),
             }
         })
@@ -66,9 +111,12 @@ pub(crate) fn into_report(
     }
 }
 
-/// The straightforward one-pass index: a `Vec` of touchers per key, then a scan of the map.
-pub(crate) fn fxhashmap_index(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
-    let mut index: FxHashMap<u64, Vec<(u32, bool)>> = FxHashMap::default();
+/// The straightforward one-pass index: a `Vec` of touchers per borrowed key, then a scan of the
+/// map and a sort of the contested keys into first-appearance order.
+pub(crate) fn fxhashmap_index<K: Hash + Eq + Clone>(
+    proposals: &[Proposal<K, ()>],
+) -> ConflictReport<K> {
+    let mut index: FxHashMap<&K, Vec<(u32, bool)>> = FxHashMap::default();
     for (position, proposal) in proposals.iter().enumerate() {
         let position = position as u32;
         let touches = proposal
@@ -77,7 +125,7 @@ pub(crate) fn fxhashmap_index(proposals: &[Proposal<u64, ()>]) -> ConflictReport
             .map(|key| (key, true))
             .chain(proposal.reads.iter().map(|key| (key, false)));
         for (key, writes) in touches {
-            let touchers = index.entry(*key).or_default();
+            let touchers = index.entry(key).or_default();
             match touchers.last_mut() {
                 Some((last, last_writes)) if *last == position => *last_writes |= writes,
                 _ => touchers.push((position, writes)),

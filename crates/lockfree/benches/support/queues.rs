@@ -63,22 +63,20 @@ impl Queue for Hivekit {
 /// Heap entry: highest key first, then lowest sequence (FIFO).
 pub(crate) type Entry = (u8, Reverse<u64>, u64);
 
+/// One thread: the heap and its sequence counter behind one `RefCell` (the `Queue` trait takes
+/// `&self`), one borrow per operation.
 #[derive(Default)]
-pub(crate) struct StdBinaryHeap {
-    heap: RefCell<BinaryHeap<Entry>>,
-    sequence: RefCell<u64>,
-}
+pub(crate) struct StdBinaryHeap(RefCell<(BinaryHeap<Entry>, u64)>);
 
 impl Queue for StdBinaryHeap {
     fn push(&self, hint: SchedulingHint, item: u64) {
-        let mut sequence = self.sequence.borrow_mut();
+        let mut guard = self.0.borrow_mut();
+        let (heap, sequence) = &mut *guard;
         *sequence += 1;
-        self.heap
-            .borrow_mut()
-            .push((hint.sort_key(), Reverse(*sequence), item));
+        heap.push((hint.sort_key(), Reverse(*sequence), item));
     }
     fn pop(&self) -> Option<u64> {
-        self.heap.borrow_mut().pop().map(|(_, _, item)| item)
+        self.0.borrow_mut().0.pop().map(|(_, _, item)| item)
     }
 }
 

@@ -1,0 +1,41 @@
+//! After the commit: supervision of the members that failed (see [`Supervision`](crate::Supervision)).
+
+use std::sync::atomic::Ordering;
+
+use crate::events::HiveEvent;
+use crate::round::Round;
+use crate::state::State;
+use crate::supervision::{call_hook, supervise, Supervised, SupervisionAction};
+
+impl<S: State> Round<'_, S> {
+    /// Updates the members' supervision records from the round's failures and quarantines or
+    /// removes those that reached the policy's limit (logged, counted, sent as events and passed to
+    /// the restart hook); returns what was done. Without a policy, nothing.
+    pub(super) fn supervise(&self) -> Vec<Supervised> {
+        let Some(policy) = self.config().supervision else {
+            return Vec::new();
+        };
+        let members = self
+            .members
+            .iter()
+            .map(|member| (member.id, member.strikes));
+        let done = supervise(self.hive, policy, self.number, members, &self.failures);
+        let counters = &self.hive.inner.counters;
+        for record in &done {
+            tracing::warn!(agent = record.agent.0, "{record}");
+            let counter = match record.action {
+                SupervisionAction::Quarantine { .. } => &counters.quarantines,
+                SupervisionAction::Remove => &counters.removals,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.emit(|| HiveEvent::AgentSupervised {
+                round: self.number,
+                record: record.clone(),
+            });
+            if let Some(hook) = &self.hive.inner.restart {
+                call_hook(hook, self.hive, record);
+            }
+        }
+        done
+    }
+}

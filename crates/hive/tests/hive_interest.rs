@@ -1,0 +1,169 @@
+//! Interested voters: an agent declares which contests it votes on (by key or by a predicate) and is
+//! not asked otherwise; a contest's electorate is the agents interested in it.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Interest, RejectReason,
+    Snapshot, Tally, Vote,
+};
+use support::{add, Ledger, LedgerProposal};
+
+/// Proposes `id` writing `key` (if any), votes for the preferred candidate, declares `interest`
+/// (keys, or a predicate: contests on even keys), and counts the contests it is asked about.
+struct Voter {
+    proposal: Option<(u64, u64)>,
+    interest: Interest<u64>,
+    asked: Arc<AtomicUsize>,
+    panics: bool,
+}
+
+impl Voter {
+    fn new(proposal: Option<(u64, u64)>, interest: Interest<u64>) -> (Self, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let voter = Self {
+            proposal,
+            interest,
+            asked: Arc::clone(&asked),
+            panics: false,
+        };
+        (voter, asked)
+    }
+}
+
+impl Agent<Ledger> for Voter {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        Ok(self.proposal.map(|(id, key)| add(id, key, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        Ok(contest.preferred().map_or(Vote::Abstain, Vote::For))
+    }
+
+    fn interest(&self) -> Interest<u64> {
+        self.interest.clone()
+    }
+
+    fn interested(&self, contest: &Contest<Ledger>) -> bool {
+        assert!(!self.panics, "predicate exploded");
+        contest.key % 2 == 0
+    }
+}
+
+/// A hive with two contested keys (1 and 2, two proposals each) and no other voters, under
+/// unanimity (so that no ballot settles before every interested voter is asked).
+fn contested_hive() -> Hive<Ledger> {
+    let hive = Hive::builder(Ledger::default())
+        .policy(ConsensusPolicy::unanimous())
+        .build()
+        .unwrap();
+    for (id, key) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+        hive.spawn(Voter::new(Some((id, key)), Interest::Keys(vec![key])).0);
+    }
+    hive
+}
+
+#[tokio::test]
+async fn an_agent_interested_in_some_keys_is_asked_only_about_contests_on_them() {
+    let hive = contested_hive();
+    let (by_key, asked_by_key) = Voter::new(None, Interest::Keys(vec![2, 2, 7]));
+    let (everything, asked_everything) = Voter::new(None, Interest::All);
+    let by_key = hive.spawn(by_key);
+    let everything = hive.spawn(everything);
+
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.ballots.len(), 2);
+    assert_eq!(asked_by_key.load(Ordering::SeqCst), 1);
+    assert_eq!(asked_everything.load(Ordering::SeqCst), 2);
+    for ballot in &decision.ballots {
+        // The two proposers of the key, the agent of every contest, and the one keyed on 2.
+        let voters: Vec<_> = ballot.voters().map(|record| record.voter).collect();
+        assert_eq!(voters.len(), if ballot.key == 2 { 4 } else { 3 });
+        assert!(voters.contains(&everything));
+        assert_eq!(voters.contains(&by_key), ballot.key == 2);
+    }
+    assert_eq!(decision.accepted.len(), 2);
+    assert_eq!(decision.rejected.len(), 2);
+}
+
+#[tokio::test]
+async fn an_agent_matching_by_predicate_is_asked_only_where_it_says() {
+    let hive = contested_hive();
+    let (matching, asked) = Voter::new(None, Interest::Matching);
+    let matching = hive.spawn(matching);
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    let on_two = decision.ballots.iter().find(|b| b.key == 2).unwrap();
+    assert!(on_two.choice_of(matching).is_some());
+    let on_one = decision.ballots.iter().find(|b| b.key == 1).unwrap();
+    assert!(on_one.choice_of(matching).is_none());
+}
+
+#[tokio::test]
+async fn a_panicking_predicate_counts_as_no_interest() {
+    let hive = contested_hive();
+    let (mut matching, asked) = Voter::new(None, Interest::Matching);
+    matching.panics = true;
+    hive.spawn(matching);
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(decision.accepted.len(), 2);
+}
+
+#[tokio::test]
+async fn a_contest_nobody_is_interested_in_ends_without_quorum() {
+    let hive = Hive::new(Ledger::default());
+    let (first, asked_first) = Voter::new(Some((1, 5)), Interest::Keys(vec![9]));
+    let (second, asked_second) = Voter::new(Some((2, 5)), Interest::Keys(vec![]));
+    hive.spawn(first);
+    hive.spawn(second);
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(asked_first.load(Ordering::SeqCst), 0);
+    assert_eq!(asked_second.load(Ordering::SeqCst), 0);
+    assert!(matches!(decision.ballots[0].tally, Tally::NoQuorum { .. }));
+    assert_eq!(
+        decision.rejection(hive_id(1)),
+        Some(&RejectReason::NoQuorum)
+    );
+    assert!(decision.accepted.is_empty());
+}
+
+#[tokio::test]
+async fn the_quorum_counts_only_the_interested_voters() {
+    // Unanimity among the interested: ten bystanders with no interest do not block it.
+    let hive = Hive::builder(Ledger::default())
+        .policy(ConsensusPolicy::unanimous())
+        .build()
+        .unwrap();
+    hive.spawn(Voter::new(Some((1, 3)), Interest::Keys(vec![3])).0);
+    hive.spawn(Voter::new(Some((2, 3)), Interest::Keys(vec![3])).0);
+    let mut bystanders = Vec::new();
+    for _ in 0..10 {
+        let (voter, asked) = Voter::new(None, Interest::Keys(vec![100]));
+        hive.spawn(voter);
+        bystanders.push(asked);
+    }
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.ballots[0].voters().count(), 2);
+    assert_eq!(decision.accepted, vec![hive_id(1)]);
+    assert!(bystanders
+        .iter()
+        .all(|asked| asked.load(Ordering::SeqCst) == 0));
+}
+
+fn hive_id(id: u64) -> hivekit_hive::ProposalId {
+    hivekit_hive::ProposalId(id)
+}

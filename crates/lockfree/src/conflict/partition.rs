@@ -1,0 +1,222 @@
+//! The partitioning of large inputs: occurrences routed by hash into cache-sized partitions,
+//! scanned one by one or on the rayon pool, and their groups put back in first-appearance order.
+
+use std::hash::{BuildHasher, Hash};
+
+use rayon::prelude::*;
+use rustc_hash::FxBuildHasher;
+
+use super::scan::{
+    prefetch_keys, scan_one, table_hash, RawGroup, Scan, ScanState, PREFETCH_DISTANCE,
+};
+use super::{KeyLists, WRITER};
+
+/// Distinct keys per partition the partitioned scan aims for: the partition's table (8 bytes per
+/// entry at most two-thirds full), slots and key references then fit in a 512 KiB L2 cache.
+pub(super) const KEYS_PER_PARTITION: usize = 8 * 1024;
+
+/// The most partitions (write streams while routing) the scan uses.
+pub(super) const MAX_PARTITIONS: usize = 256;
+
+/// One key occurrence, hashed and routed to its partition.
+///
+/// 16 bytes: routing writes one per key occurrence and the scan reads it back, so at 100k
+/// proposals these streams are megabytes; only the half of the hash the table uses is kept (the
+/// partition's bits are implied by which partition holds it).
+#[derive(Debug)]
+struct Occurrence<'a, K> {
+    key: &'a K,
+    /// The low half of the key's hash ([`table_hash`]).
+    hash: u32,
+    /// The proposal index, packed with [`WRITER`].
+    member: u32,
+}
+
+// Manual impls: a derive would require `K: Clone`/`K: Copy`.
+impl<K> Clone for Occurrence<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Occurrence<'_, K> {}
+
+/// Finds every contested key in `lists` (one entry per proposal, in input order), on the
+/// calling thread.
+///
+/// Small inputs go through one table. Larger ones are first routed by the high bits of each key's
+/// hash into partitions small enough for their tables to stay in cache (a sequential write per
+/// occurrence instead of a cache miss per table probe), each partition is scanned on its own, and
+/// the partitions' groups are put back in first-appearance order.
+///
+/// The caller has checked the proposal and occurrence limits.
+pub(crate) fn scan<'a, K>(lists: &[KeyLists<'a, K>], occurrences: usize) -> Scan<'a, K>
+where
+    K: Hash + Eq + 'a,
+{
+    let parts = partitions(occurrences, 1);
+    if parts == 1 {
+        return scan_one(lists, occurrences);
+    }
+    let routed = [route(lists, 0, parts.trailing_zeros(), occurrences)];
+    // One state for every partition: its buffers are allocated once per call, not once per
+    // partition (each partition's table and slots are a few hundred KiB, and fresh allocations of
+    // that size cost page faults on every call).
+    let mut state = ScanState::with_capacity(0);
+    let scans = (0..parts)
+        .map(|part| scan_partition(&mut state, &routed, part))
+        .collect();
+    combine(scans, lists)
+}
+
+/// [`scan`] on the rayon pool: routing runs on chunks of proposals and the partitions (at least
+/// one per thread) are scanned in parallel. The result is the same as [`scan`]'s.
+pub(crate) fn scan_parallel<'a, K>(lists: &[KeyLists<'a, K>], occurrences: usize) -> Scan<'a, K>
+where
+    K: Hash + Eq + Sync + 'a,
+{
+    let threads = rayon::current_num_threads().max(1);
+    let parts = partitions(occurrences, threads);
+    if parts == 1 {
+        return scan_one(lists, occurrences);
+    }
+    let bits = parts.trailing_zeros();
+    let chunk = lists.len().div_ceil(threads * 4).max(1);
+    let chunk_occurrences = occurrences / lists.len().div_ceil(chunk).max(1);
+    let routed: Vec<Vec<Vec<Occurrence<'a, K>>>> = lists
+        .par_chunks(chunk)
+        .enumerate()
+        .map(|(number, lists)| route(lists, number * chunk, bits, chunk_occurrences))
+        .collect();
+    let scans = (0..parts)
+        .into_par_iter()
+        .map_init(
+            // Reused across the partitions one rayon job scans, as in `scan`.
+            || ScanState::with_capacity(0),
+            |state, part| scan_partition(state, &routed, part),
+        )
+        .collect();
+    combine(scans, lists)
+}
+
+/// The number of partitions for `occurrences`: a power of two, at least `at_least` (rounded up),
+/// aiming at no more than [`KEYS_PER_PARTITION`] keys each, at most [`MAX_PARTITIONS`].
+///
+/// Below two partitions' worth one table is used. Above, the count is rounded up, never down: at
+/// 10k proposals of 4 keys, rounding down gave 4 partitions of 10k keys whose tables and slots
+/// no longer fit in L2, and the scan ran at half the speed of 8 partitions of 5k keys (measured).
+pub(super) fn partitions(occurrences: usize, at_least: usize) -> usize {
+    let wanted = if occurrences < 2 * KEYS_PER_PARTITION {
+        1
+    } else {
+        occurrences.div_ceil(KEYS_PER_PARTITION)
+    };
+    wanted.max(at_least).next_power_of_two().min(MAX_PARTITIONS)
+}
+
+/// Scans one partition: its occurrences from every routed chunk, in chunk (input) order.
+fn scan_partition<'a, K: Hash + Eq>(
+    state: &mut ScanState<'a, K>,
+    routed: &[Vec<Vec<Occurrence<'a, K>>>],
+    part: usize,
+) -> Scan<'a, K> {
+    let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
+    state.reset(count);
+    for chunk in routed {
+        for occurrence in &chunk[part] {
+            state.touch(
+                occurrence.hash,
+                occurrence.key,
+                occurrence.member & !WRITER,
+                occurrence.member & WRITER,
+            );
+        }
+    }
+    state.finish()
+}
+
+/// Hashes the occurrences of `lists` (proposals numbered from `first_index`) into `2^bits`
+/// partitions, keeping input order (and written keys before read keys) inside each.
+fn route<'a, K: Hash>(
+    lists: &[KeyLists<'a, K>],
+    first_index: usize,
+    bits: u32,
+    occurrences: usize,
+) -> Vec<Vec<Occurrence<'a, K>>> {
+    let parts = 1 << bits;
+    let expected = occurrences / parts + occurrences / (parts * 4) + 4;
+    let mut routed: Vec<Vec<Occurrence<'a, K>>> =
+        (0..parts).map(|_| Vec::with_capacity(expected)).collect();
+    for (offset, &(writes, reads)) in lists.iter().enumerate() {
+        prefetch_keys(lists, offset + PREFETCH_DISTANCE);
+        // Bounded by MAX_PROPOSALS, checked by every caller.
+        let index = (first_index + offset) as u32;
+        let keys = writes
+            .iter()
+            .map(|key| (key, index | WRITER))
+            .chain(reads.iter().map(|key| (key, index)));
+        for (key, member) in keys {
+            let hash = FxBuildHasher.hash_one(key);
+            // The high bits choose the partition; the table inside uses the low bits.
+            routed[(hash >> (64 - bits)) as usize].push(Occurrence {
+                key,
+                hash: table_hash(hash),
+                member,
+            });
+        }
+    }
+    routed
+}
+
+/// Puts the groups of several partitions back in first-appearance order: by the first member, then
+/// by the key's first position inside that member's lists (written keys first).
+///
+/// The position is read from the group's key reference, which is the first member's first
+/// occurrence of the key (partitions keep input order, written keys first): its offset inside the
+/// member's lists is address arithmetic, O(1) per group. Searching the member's lists for the key
+/// instead made this step quadratic in the width of one proposal (two proposals of 65,536 shared
+/// keys took seconds).
+fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
+    let mut order: Vec<(u32, usize, usize, usize)> = Vec::new();
+    for (part, scan) in scans.iter().enumerate() {
+        for (index, group) in scan.groups.iter().enumerate() {
+            let first = scan.members[group.start] & !WRITER;
+            let position = position_in(lists[first as usize], group.key);
+            order.push((first, position, part, index));
+        }
+    }
+    order.sort_unstable();
+    let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
+    let mut members = Vec::with_capacity(total);
+    let groups = order
+        .into_iter()
+        .map(|(_, _, part, index)| {
+            let group = &scans[part].groups[index];
+            let start = members.len();
+            members.extend_from_slice(scans[part].members_of(group));
+            RawGroup {
+                key: group.key,
+                kind: group.kind,
+                start,
+                end: members.len(),
+            }
+        })
+        .collect();
+    Scan { groups, members }
+}
+
+/// Where `key`, a reference into `writes` or `reads`, sits in `writes` followed by `reads`.
+///
+/// Plain address arithmetic, no comparison of keys. Zero-sized keys are all equal, so they form
+/// one group at most and any position orders it.
+fn position_in<K>((writes, reads): KeyLists<'_, K>, key: &K) -> usize {
+    let size = std::mem::size_of::<K>().max(1);
+    let address = key as *const K as usize;
+    let offset_in = |list: &[K]| {
+        let start = list.as_ptr() as usize;
+        (address >= start && address < start + list.len() * size).then(|| (address - start) / size)
+    };
+    offset_in(writes)
+        .or_else(|| offset_in(reads).map(|offset| writes.len() + offset))
+        .unwrap_or(usize::MAX)
+}

@@ -1,0 +1,202 @@
+//! Unit tests of the scan, the partitioning and the report.
+
+use super::partition::{partitions, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS};
+use super::scan::scan_one;
+use super::*;
+use crate::Priority;
+
+fn ids(raw: &[u64]) -> Vec<ProposalId> {
+    raw.iter().copied().map(ProposalId).collect()
+}
+
+#[test]
+fn empty_input_gives_empty_report() {
+    let proposals: [Proposal<u32, ()>; 0] = [];
+    let report = detect_conflicts(&proposals).unwrap();
+    assert_eq!(report, ConflictReport::default());
+    assert!(report.is_conflict_free());
+}
+
+#[test]
+fn read_modify_write_does_not_conflict_with_itself() {
+    let proposals = [
+        Proposal::new(1, ()).reads(["a", "a"]).writes(["a", "a"]),
+        Proposal::new(2, ()).reads(["b"]),
+        Proposal::new(3, ()).reads(["b"]),
+    ];
+    let report = detect_conflicts(&proposals).unwrap();
+    assert!(report.is_conflict_free());
+    assert_eq!(report.independent, ids(&[1, 2, 3]));
+}
+
+#[test]
+fn interleaved_writes_give_one_group_per_key() {
+    let proposals = [
+        Proposal::new(10, ()).writes(["r1"]),
+        Proposal::new(11, ()).writes(["r2"]),
+        Proposal::new(12, ()).writes(["r1"]),
+        Proposal::new(13, ()).writes(["r2"]),
+    ];
+    let report = detect_conflicts(&proposals).unwrap();
+    assert_eq!(report.groups.len(), 2);
+    assert_eq!(report.groups[0].key, "r1");
+    assert_eq!(report.groups[0].members, ids(&[10, 12]));
+    assert_eq!(report.groups[0].kind, ConflictKind::WriteWrite);
+    assert_eq!(report.groups[1].key, "r2");
+    assert_eq!(report.groups[1].members, ids(&[11, 13]));
+    assert!(report.independent.is_empty());
+    assert_eq!(report.conflicting_ids(), ids(&[10, 11, 12, 13]));
+}
+
+#[test]
+fn read_before_write_is_found_as_read_write() {
+    let proposals = [
+        Proposal::new(1, ()).reads(["k"]),
+        Proposal::new(2, ()).reads(["k"]),
+        Proposal::new(3, ()).writes(["k"]).priority(Priority::High),
+    ];
+    let report = detect_conflicts(&proposals).unwrap();
+    assert_eq!(report.groups.len(), 1);
+    assert_eq!(report.groups[0].kind, ConflictKind::ReadWrite);
+    assert_eq!(report.groups[0].members, ids(&[1, 2, 3]));
+}
+
+#[test]
+fn readers_alone_never_conflict() {
+    let proposals = [
+        Proposal::new(1, ()).reads(["k"]),
+        Proposal::new(2, ()).reads(["k"]),
+    ];
+    assert!(detect_conflicts(&proposals).unwrap().is_conflict_free());
+}
+
+#[test]
+fn duplicate_ids_are_an_error_in_any_order() {
+    let proposals = [
+        Proposal::new(5, ()).writes(["a"]),
+        Proposal::new(2, ()).writes(["b"]),
+        Proposal::new(5, ()).writes(["c"]),
+    ];
+    assert_eq!(
+        detect_conflicts(&proposals),
+        Err(ProposalError::DuplicateId(ProposalId(5)))
+    );
+}
+
+/// Proposals over a key space small enough for many conflicts, large enough to be routed
+/// through several partitions.
+fn many(n: u64, space: u64) -> Vec<Proposal<u64, ()>> {
+    (0..n)
+        .map(|id| {
+            let key = |slot: u64| (id.wrapping_mul(0x9e37_79b9) ^ (slot << 40)) % space;
+            Proposal::new(id, ())
+                .writes([key(0), key(1)])
+                .reads([key(2), key(1), key(3)])
+        })
+        .collect()
+}
+
+#[test]
+fn partitioned_scans_match_the_single_table() {
+    for (n, space) in [(12_000, 40_000), (10_000, 4_000), (9_000, 1 << 40)] {
+        let proposals = many(n, space);
+        let (lists, occurrences) = key_lists(proposals.iter());
+        assert!(
+            partitions(occurrences, 1) > 1,
+            "the input must be partitioned"
+        );
+        let id_of = |index: usize| proposals[index].id;
+        let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+        let sequential = scan(&lists, occurrences).into_report(proposals.len(), id_of);
+        let parallel = scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of);
+        assert_eq!(sequential, reference);
+        assert_eq!(parallel, reference);
+        assert!(space > 1 << 20 || !reference.groups.is_empty());
+    }
+}
+
+#[test]
+fn large_inputs_take_the_parallel_path_with_the_same_report() {
+    let proposals = many(20_000, 60_000);
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(
+        occurrences >= PARALLEL_OCCURRENCES,
+        "the input must be large"
+    );
+    let id_of = |index: usize| proposals[index].id;
+    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    assert!(!reference.groups.is_empty());
+    assert_eq!(detect_conflicts(&proposals), Ok(reference));
+}
+
+#[test]
+fn partitions_hold_at_most_the_aimed_keys() {
+    assert_eq!(partitions(0, 1), 1);
+    assert_eq!(partitions(2 * KEYS_PER_PARTITION - 1, 1), 1);
+    // 10k proposals of 4 keys: rounding down gave 4 partitions of 10k keys.
+    assert_eq!(partitions(40_000, 1), 8);
+    assert_eq!(partitions(40_000, 16), 16);
+    for occurrences in (2 * KEYS_PER_PARTITION..MAX_PARTITIONS * KEYS_PER_PARTITION)
+        .step_by(KEYS_PER_PARTITION / 3)
+    {
+        let parts = partitions(occurrences, 1);
+        assert!(parts.is_power_of_two() && parts <= MAX_PARTITIONS);
+        assert!(
+            occurrences.div_ceil(parts) <= KEYS_PER_PARTITION,
+            "{occurrences}"
+        );
+    }
+    assert_eq!(partitions(usize::MAX / 2, 1), MAX_PARTITIONS);
+}
+
+/// Regression: putting partitioned groups back in order searched each group's key in its first
+/// member's lists, quadratic in the width of one proposal.
+#[test]
+fn wide_proposals_keep_first_appearance_order_across_partitions() {
+    let width = 20_000_u64;
+    let keys = |offset: u64| (0..width).map(move |key| key.wrapping_mul(0x9e37_79b9) + offset);
+    let proposals = [
+        // Written keys, then read keys that the second proposal writes: both lists are used.
+        Proposal::new(1, ()).writes(keys(0)).reads(keys(1 << 40)),
+        Proposal::new(2, ()).writes(keys(1 << 40)).reads(keys(0)),
+    ];
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(
+        partitions(occurrences, 1) > 1,
+        "the input must be partitioned"
+    );
+    let id_of = |index: usize| proposals[index].id;
+    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    assert_eq!(reference.groups.len(), 2 * width as usize);
+    assert_eq!(reference.groups[0].key, 0);
+    assert_eq!(reference.groups[width as usize].key, 1 << 40);
+    assert_eq!(scan(&lists, occurrences).into_report(2, id_of), reference);
+    assert_eq!(
+        scan_parallel(&lists, occurrences).into_report(2, id_of),
+        reference
+    );
+}
+
+#[test]
+fn table_grows_past_a_short_estimate() {
+    let proposals = many(3_000, 1 << 40);
+    let (lists, _) = key_lists(proposals.iter());
+    let id_of = |index: usize| proposals[index].id;
+    // A capacity estimate of zero forces the table to grow many times.
+    let grown = scan_one(&lists, 0).into_report(proposals.len(), id_of);
+    let sized = scan_one(&lists, 15_000).into_report(proposals.len(), id_of);
+    assert_eq!(grown, sized);
+}
+
+#[test]
+fn groups_of_lists_every_group_of_a_member() {
+    let proposals = [
+        Proposal::new(1, ()).writes(["a", "b"]),
+        Proposal::new(2, ()).reads(["a"]),
+        Proposal::new(3, ()).writes(["b"]),
+    ];
+    let report = detect_conflicts(&proposals).unwrap();
+    let keys: Vec<_> = report.groups_of(ProposalId(1)).map(|g| g.key).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(report.groups_of(ProposalId(2)).count(), 1);
+}
