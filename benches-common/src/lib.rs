@@ -49,6 +49,11 @@ pub use extras::{extras_path, record_extra, BenchKey};
 /// Environment variable that switches every suite to quick settings (`cargo xtask bench --quick`).
 pub const QUICK_ENV: &str = "HIVEKIT_BENCH_QUICK";
 
+/// Environment variable that keeps the full size lists of [`sizes`] in quick mode: `cargo xtask
+/// bench` sets it for the paired rounds of a full run, which time with quick settings but must
+/// measure the rows (1M proposals, 100k stages) the full run's targets compare.
+pub const FULL_SIZES_ENV: &str = "HIVEKIT_BENCH_FULL_SIZES";
+
 /// True when `HIVEKIT_BENCH_QUICK=1` (or any value but `0` and the empty string) is set.
 pub fn is_quick() -> bool {
     std::env::var(QUICK_ENV).is_ok_and(|value| !value.is_empty() && value != "0")
@@ -84,7 +89,8 @@ pub fn criterion() -> Criterion {
 /// Bootstrap resamples per analysis (criterion's default is 100,000).
 const RESAMPLES: usize = 20_000;
 
-/// Picks the quick or the full variant of a size list: large inputs are kept out of quick runs.
+/// Picks the quick or the full variant of a size list: large inputs are kept out of quick runs
+/// (unless [`FULL_SIZES_ENV`] is set).
 ///
 /// # Examples
 ///
@@ -93,7 +99,8 @@ const RESAMPLES: usize = 20_000;
 /// assert!(sizes.len() >= 2);
 /// ```
 pub fn sizes<'a, T>(quick: &'a [T], full: &'a [T]) -> &'a [T] {
-    if is_quick() {
+    let full_sizes = std::env::var(FULL_SIZES_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    if is_quick() && !full_sizes {
         quick
     } else {
         full

@@ -2,8 +2,8 @@
 //! --instructions` (gungraun on Valgrind's callgrind).
 //!
 //! - `ballot_tally/*/votes_1k`: casting 1000 votes on a majority ballot over four candidates and
-//!   tallying (`hivekit`), against inserting them into a `HashMap` and counting (`baseline`, the
-//!   criterion suite's peer without its `Mutex`, since one thread needs none).
+//!   tallying (`hivekit`), against inserting them into a `HashMap` presized to the electorate and
+//!   counting (`baseline`, the criterion suite's peer; written as a user would).
 //! - `decide/hivekit/agents_10`: one `decide` round of 10 agents, two of them conflicting (settled by
 //!   vote), on a current-thread tokio runtime so that every task of the round runs on the counted
 //!   thread. The hive and the runtime are built in the `#[bench]` argument, outside the count.
@@ -64,7 +64,7 @@ fn hivekit(input: Votes) -> Option<ProposalId> {
 #[library_benchmark]
 #[bench::votes_1k(votes(1_000))]
 fn baseline(input: Votes) -> Option<usize> {
-    let mut ballot: HashMap<u64, Option<usize>> = HashMap::new();
+    let mut ballot: HashMap<u64, Option<usize>> = HashMap::with_capacity(input.stream.len());
     for &(voter, choice) in &input.stream {
         ballot.insert(voter, choice);
     }

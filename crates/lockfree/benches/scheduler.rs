@@ -5,7 +5,12 @@
 //! at depth 1k (`mpmc-2t`, `mpmc-4t`). `hivekit` orders by the full 48-value sort key, FIFO within a
 //! key, with anti-starvation on (`max_bypass: Some(8)`); `hivekit-strict` is the same without
 //! anti-starvation, to show what fairness costs; `hivekit-sharded-heap` is the design the lane
-//! scheduler was chosen over (four locked binary heaps, pop takes the best of their tops).
+//! scheduler was chosen over (four locked binary heaps, pop takes the best of their tops), and
+//! `hivekit-fenced-set` another design kept as a row: `hivekit-strict`'s lanes and bitmap, but a
+//! push writes the bitmap only when its bit reads clear, after a `SeqCst` fence (the protocol the
+//! scheduler used before its always-set one; under load from parallel builds it measured about
+//! 1.15x slower than `hivekit-strict` at `mpmc-2t` and on one thread, and no better at `mpmc-4t`:
+//! the fence costs more than the shared write it skips).
 //! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth

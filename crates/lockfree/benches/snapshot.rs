@@ -2,19 +2,27 @@
 //!
 //! `snapshot_reads`: the cost of one read of the current value with 1 reader (`1r`), 2 readers at
 //! once (`2r`), and 1 reader beside a thread that stores new values without pause (`1r1w`). `hivekit`
-//! is `SnapshotCell::read` (epoch pin, no reference count), `hivekit-load` is `SnapshotCell::load` (an
-//! owned snapshot: one reference count increment and decrement), against `arc-swap` (`ArcSwap::load`,
-//! a guard), `arc-swap-full` (`load_full`, an owned `Arc`), `parking-lot-rwlock` and `std-rwlock`
-//! (`RwLock<Arc<T>>`: read lock, clone the `Arc`, unlock: what a user writes to get an owned
-//! snapshot, the peer of `hivekit-load`), and `parking-lot-rwlock-borrow` (`RwLock<T>`: read in
-//! place under the lock, no clone: what a user writes for a borrowing read like `hivekit`'s, so the
-//! stronger peer for it). Readers are where shared state is hot in a
-//! hive (every agent reads the collective memory every round), so this is the number that matters;
-//! allocations per read are recorded for `1r`.
+//! is `SnapshotCell::read` (epoch pin, no reference count, a borrowing read), `hivekit-load` is
+//! `SnapshotCell::load` (an owned snapshot: one reference count increment and decrement). Readers
+//! are where shared state is hot in a hive (every agent reads the collective memory every round), so
+//! this is the number that matters; allocations per read are recorded for `1r`.
 //!
 //! `snapshot_writes`: one `store`, one `commit` (stage on the current version, then compare-and-swap)
 //! and one `update` (read-copy-update), single thread, `hivekit` against `arc-swap` (`store`,
 //! `compare_and_swap`, `rcu`): writers pay for reclamation, and this shows how much.
+//!
+//! Peers, each what a competent user would write first for the same read or write:
+//!
+//! - `arc-swap`: `ArcSwap::load` (a guard) to read; `store(Arc::new(..))`, `compare_and_swap` and
+//!   `rcu` to write: the crate's documented calls, written as a user would.
+//! - `arc-swap-full`: `ArcSwap::load_full`, an owned `Arc` (the peer of `hivekit-load`), written as
+//!   a user would.
+//! - `parking-lot-rwlock-borrow`: `parking_lot::RwLock<T>`, the field read in place under the read
+//!   guard and the value replaced under the write guard: the peer of `hivekit`'s borrowing read,
+//!   written as a user would.
+//! - `parking-lot-rwlock`, `std-rwlock`: `RwLock<Arc<T>>` read, the `Arc` cloned, unlocked: what a
+//!   user writes to hold an owned snapshot (across an await), the peer of `hivekit-load`, written as
+//!   a user would.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

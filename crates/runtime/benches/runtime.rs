@@ -28,6 +28,18 @@
 //!   creation included for all). Process start-up itself is not in the figure.
 //! - `memory_pressure/*/{ready,command}`: allocations and bytes per call (recorded for xtask).
 //! - `error_handling/*/{would-deadlock,future-err}`: the cost of the error paths.
+//!
+//! Peers, each the one call a user writes to run a future from sync code:
+//!
+//! - `pollster`: `pollster::block_on(future)`, as its README shows; written as a user would.
+//! - `futures-executor`: `futures::executor::block_on(future)`; written as a user would.
+//! - `handle-block-on`, `tokio`: `Handle::block_on` on the same global runtime's handle, fetched
+//!   once (what a user who keeps a runtime handle around writes); written as a user would.
+//! - `runtime-per-call`, `runtime-per-call-multi-thread`, `runtime-per-call-current-thread`:
+//!   `Builder::new_*().enable_all().build()` then `block_on` on every call, the naive pattern this
+//!   crate replaces, written as users write it (not a strawman: it is the common first version).
+//! - `tokio-multi-thread`, `tokio-current-thread` (`startup_time`): one `Builder::build` with
+//!   `enable_all`, the first thing a tokio program does; written as a user would.
 
 use std::hint::black_box;
 use std::process::Command;

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 use benches_common::hints::hint_stream;
 use benches_common::workload::DEFAULT_SEED;
@@ -157,6 +157,66 @@ impl Queue for ShardedHeap {
     }
 }
 
+/// A design tried against the scheduler's bitmap protocol and kept as a row: the scheduler's 48
+/// lanes and bitmap in strict order (compare with `hivekit-strict`), but a push sets its lane's bit
+/// only when it reads clear, after a `SeqCst` fence, and a pop that empties a lane clears the bit,
+/// fences, then re-checks. Pushes to a lane whose bit is set then write no shared cache line, at the
+/// price of a fence (a locked instruction on the thread's own stack) on every push.
+pub(crate) struct FencedSetLanes {
+    lanes: Box<[SegQueue<u64>]>,
+    nonempty: crossbeam_utils::CachePadded<AtomicU64>,
+}
+
+impl Default for FencedSetLanes {
+    fn default() -> Self {
+        Self {
+            lanes: (0..SchedulingHint::KEYS).map(|_| SegQueue::new()).collect(),
+            nonempty: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl FencedSetLanes {
+    fn clear(&self, key: usize) {
+        let bit = 1_u64 << key;
+        self.nonempty.fetch_and(!bit, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !self.lanes[key].is_empty() {
+            self.nonempty.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Queue for FencedSetLanes {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let key = usize::from(hint.sort_key());
+        self.lanes[key].push(item);
+        // Either this fence precedes a clearing pop's fence (whose re-check then sees the item) or
+        // follows it (and this load sees the clear, so the bit is set here).
+        fence(Ordering::SeqCst);
+        let bit = 1_u64 << key;
+        if self.nonempty.load(Ordering::Relaxed) & bit == 0 {
+            self.nonempty.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+    fn pop(&self) -> Option<u64> {
+        loop {
+            let bits = self.nonempty.load(Ordering::Relaxed);
+            if bits == 0 {
+                return self.lanes.iter().rev().find_map(SegQueue::pop);
+            }
+            let key = 63 - bits.leading_zeros() as usize;
+            if let Some(item) = self.lanes[key].pop() {
+                if self.lanes[key].is_empty() {
+                    self.clear(key);
+                }
+                return Some(item);
+            }
+            self.clear(key);
+        }
+    }
+}
+
 /// A queue the multi-thread rows can share.
 pub(crate) trait SyncQueue: Queue + Sync {}
 impl<T: Queue + Sync> SyncQueue for T {}
@@ -170,6 +230,7 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
         ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
         ("crossbeam-skiplist", Box::<SkipList>::default()),
         ("hivekit-sharded-heap", Box::<ShardedHeap>::default()),
+        ("hivekit-fenced-set", Box::<FencedSetLanes>::default()),
     ]
 }
 
