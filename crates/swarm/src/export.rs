@@ -15,17 +15,19 @@ fn class(status: &StageStatus) -> &'static str {
         StageStatus::Failed { .. } | StageStatus::TimedOut { .. } => "failed",
         StageStatus::Skipped { because } if because.is_pruned() => "pruned",
         StageStatus::Skipped { .. } => "skipped",
+        StageStatus::Interrupted { .. } => "interrupted",
         _ => "cancelled",
     }
 }
 
 /// Fill and stroke colours per class, shared by both formats.
-const CLASSES: [(&str, &str, &str); 5] = [
+const CLASSES: [(&str, &str, &str); 6] = [
     ("succeeded", "#d4edda", "#28a745"),
     ("failed", "#f8d7da", "#dc3545"),
     ("skipped", "#fff3cd", "#ffc107"),
     ("pruned", "#e2e3e5", "#6c757d"),
     ("cancelled", "#d6d8d9", "#343a40"),
+    ("interrupted", "#cce5ff", "#007bff"),
 ];
 
 /// A short status label for a node.
@@ -42,6 +44,7 @@ fn label(status: &StageStatus) -> String {
         StageStatus::Succeeded { .. } => "succeeded".to_owned(),
         StageStatus::Failed { .. } => "failed".to_owned(),
         StageStatus::TimedOut { .. } => "timed out".to_owned(),
+        StageStatus::Interrupted { .. } => "waiting for input".to_owned(),
         _ => "cancelled".to_owned(),
     }
 }

@@ -254,3 +254,18 @@ async fn a_run_with_an_interrupt_and_a_failure_reads_failed_and_still_takes_the_
         Some(&StageStatus::Succeeded { attempts: 1 })
     );
 }
+
+#[tokio::test]
+async fn the_pictures_of_an_interrupted_run_show_the_stage_waiting_for_input() {
+    let pipeline = review(Arc::new(AtomicUsize::new(0)));
+    let outcome = Durable::new(MemoryStore::new())
+        .start(&pipeline, "notes", RunOptions::default())
+        .await
+        .expect("started");
+    let mermaid = outcome.report().to_mermaid();
+    assert!(
+        mermaid.contains("approve<br/>waiting for input"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("class s1 interrupted"), "{mermaid}");
+}
