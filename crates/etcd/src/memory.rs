@@ -887,8 +887,12 @@ where
                     }
                 }
                 Ok(None) | Err(_) => {
+                    // No catch-up here: the new watch starts after the last entry installed, so
+                    // etcd replays what was missed, or says the start was compacted, and that path
+                    // reloads and counts it (a reload here would hide the compaction).
                     tracing::debug!("history watch ended; resuming");
-                    let _ = shared.catch_up().await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     break;
                 }
             }
