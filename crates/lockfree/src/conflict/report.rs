@@ -168,7 +168,7 @@ impl<K> ConflictGroup<K> {
     }
 }
 
-/// The result of [`detect_conflicts`]: one group per contested key and the proposals in none.
+/// The result of [`detect_conflicts`](crate::detect_conflicts): one group per contested key and the proposals in none.
 ///
 /// Groups are ordered by where their key first appears in the input: by the first proposal that
 /// touches it and, inside that proposal, written keys before read keys, each in list order.
