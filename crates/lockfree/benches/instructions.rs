@@ -11,8 +11,10 @@
 //!   then `commit`) against `ArcSwap::store`.
 //! - `scheduler_push_pop/*/depth_1k`: 1000 push+pop pairs on a queue holding 1000 items, against a
 //!   `BinaryHeap` and four `SegQueue` lanes (the same queues as the criterion suite).
-//! - `conflict_detection/*/{n_1k,n_100k,skewed_10k,width_4k}`: `detect_conflicts` against the
-//!   `FxHashMap` index, on the uniform, the skewed (history-like) and the 2 x 4,096-key workloads.
+//! - `conflict_detection/*/{n_1k,n_100k,skewed_10k}`: `detect_conflicts` against the
+//!   `FxHashMap` index, on the uniform and the skewed (history-like) workloads. The 2 x 4,096-key
+//!   width row is measured by the criterion suite only: its count moved 2.7% between two runs of the
+//!   same commit, too much for a 2% gate.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -26,7 +28,7 @@ use hivekit_lockfree::{detect_conflicts, Proposal, SchedulingHint, SnapshotCell}
 
 mod support;
 
-use crate::support::conflict_index::{proposals, same_keys_proposals, skewed_proposals};
+use crate::support::conflict_index::{proposals, skewed_proposals};
 use crate::support::queues::{
     hints, pair, prefill, Hivekit, Queue, SegQueueFourLanes, StdBinaryHeap,
 };
@@ -153,7 +155,6 @@ library_benchmark_group!(
 #[bench::n_1k(proposals(1_000))]
 #[bench::n_100k(proposals(100_000))]
 #[bench::skewed_10k(skewed_proposals(10_000))]
-#[bench::width_4k(same_keys_proposals(4_096))]
 fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> usize {
     detect_conflicts(black_box(&input)).map_or(0, |report| report.groups.len())
 }
@@ -162,7 +163,6 @@ fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> usize {
 #[bench::n_1k(proposals(1_000))]
 #[bench::n_100k(proposals(100_000))]
 #[bench::skewed_10k(skewed_proposals(10_000))]
-#[bench::width_4k(same_keys_proposals(4_096))]
 fn fxhashmap_index(input: Vec<Proposal<u64, ()>>) -> usize {
     crate::support::conflict_index::fxhashmap_index(black_box(&input))
         .groups
