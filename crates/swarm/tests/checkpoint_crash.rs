@@ -1,19 +1,22 @@
 //! Real processes, real crashes: a child process (this test binary, re-executed) runs a durable
 //! pipeline on the on-disk store and is SIGKILLed; the run resumes where it stopped.
 //!
-//! The store lives on /dev/shm when there is one (a process crash, not a power cut, is what is
-//! tested, so tmpfs shows the same atomicity and keeps the file fast).
+//! The store lives on /dev/shm when there is one (see `support::crash`).
+
+mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use hivekit_swarm::checkpoint::{CheckpointStore, Durable, RedbStore};
 use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use support::crash::{
+    child_role, current_thread as runtime, effect, effect_lines as effects, scratch,
+};
 
 const CHILD: &str = "HIVEKIT_CHECKPOINT_CHILD";
 const DIR: &str = "HIVEKIT_CHECKPOINT_DIR";
@@ -28,34 +31,6 @@ fn log_path(dir: &Path) -> PathBuf {
     dir.join("effects.log")
 }
 
-fn scratch() -> tempfile::TempDir {
-    match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").expect("tempdir"),
-        false => tempfile::tempdir().expect("tempdir"),
-    }
-}
-
-/// Appends one line to the side-effect log (one `write` on an append-only file: whole or absent).
-fn effect(log: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("the effect log opens");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("the effect log takes a line");
-}
-
-fn effects(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A 50-stage chain: each stage logs its side effect, works a little, and derives its artifact
-/// from its parent's.
 fn chain(log: PathBuf) -> Pipeline {
     let mut builder = Pipeline::builder().name("crash").durable();
     for index in 0..STAGES {
@@ -84,13 +59,6 @@ fn chain(log: PathBuf) -> Pipeline {
     builder.build().expect("a valid chain")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 fn artifacts(report: &hivekit_swarm::RunReport) -> Vec<u64> {
     (0..STAGES)
         .map(|index| {
@@ -102,29 +70,15 @@ fn artifacts(report: &hivekit_swarm::RunReport) -> Vec<u64> {
 }
 
 fn child(mode: &str, dir: &Path) -> Command {
-    let mut command = Command::new(std::env::current_exe().expect("the test binary"));
-    command
-        .args([
-            "--exact",
-            "child_process_entry_point",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, mode)
-        .env(DIR, dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    command
+    support::crash::child(CHILD, mode, DIR, dir)
 }
 
 /// What the child processes do; a no-op in the normal test run.
 #[test]
 fn child_process_entry_point() {
-    let (Ok(mode), Ok(dir)) = (std::env::var(CHILD), std::env::var(DIR)) else {
+    let Some((mode, dir)) = child_role(CHILD, DIR) else {
         return;
     };
-    let dir = PathBuf::from(dir);
     let store = RedbStore::open(store_path(&dir)).expect("the store opens");
     match mode.as_str() {
         "run" => {

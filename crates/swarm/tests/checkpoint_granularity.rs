@@ -1,12 +1,14 @@
 //! Checkpoints finer than a stage: each item of a durable fan-out and each iteration of a loop stage
 //! is recorded on its own, so a run that stops inside a stage resumes inside it. First with the
 //! in-memory store (a failure stops the run), then with real processes SIGKILLed on the on-disk
-//! store (this test binary re-executed as the child, as in `checkpoint_crash.rs`).
+//! store (this test binary re-executed as the child, as in `checkpoint_crash.rs`; see
+//! `support::crash`).
+
+mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,9 @@ use hivekit_swarm::{
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use support::crash::{
+    child_role, current_thread as runtime, effect, effect_counts as effects, scratch,
+};
 
 /// Calls per item (or iteration), and which one fails while `broken` is set.
 #[derive(Clone, Default)]
@@ -283,31 +288,6 @@ const DIR: &str = "HIVEKIT_GRANULARITY_DIR";
 const ITEMS: u32 = 40;
 const ITERATIONS: u32 = 30;
 
-fn scratch() -> tempfile::TempDir {
-    match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").expect("tempdir"),
-        false => tempfile::tempdir().expect("tempdir"),
-    }
-}
-
-fn effect(log: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("the effect log opens");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("the effect log takes a line");
-}
-
-fn effects(log: &Path) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        *counts.entry(line.to_owned()).or_default() += 1;
-    }
-    counts
-}
-
 /// One stage fanning out over 40 items, one at a time, each logging its side effect.
 fn item_pipeline(log: PathBuf) -> Pipeline {
     Pipeline::builder()
@@ -357,20 +337,12 @@ fn loop_pipeline(log: PathBuf) -> Pipeline {
         .expect("a valid pipeline")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// What the child processes do; a no-op in the normal test run.
 #[test]
 fn child_process_entry_point() {
-    let (Ok(mode), Ok(dir)) = (std::env::var(CHILD), std::env::var(DIR)) else {
+    let Some((mode, dir)) = child_role(CHILD, DIR) else {
         return;
     };
-    let dir = PathBuf::from(dir);
     let store = RedbStore::open(dir.join("runs.redb")).expect("the store opens");
     let pipeline = match mode.as_str() {
         "items" => item_pipeline(dir.join("effects.log")),
@@ -394,13 +366,8 @@ fn kill_and_resume(
     for seed in 0..8u64 {
         let dir = scratch();
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut process = Command::new(std::env::current_exe().expect("the test binary"))
-            .args(["--exact", "child_process_entry_point", "--test-threads=1"])
-            .env(CHILD, mode)
-            .env(DIR, dir.path())
-            .stdin(Stdio::null())
+        let mut process = support::crash::child(CHILD, mode, DIR, dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("the child starts");
         // Kill once a seeded number of units have run (watching the effect log, not the clock,

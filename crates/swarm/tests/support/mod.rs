@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
+pub mod crash;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
