@@ -109,6 +109,9 @@ pub(crate) struct PipelineInner {
     pub(crate) name: Arc<str>,
     /// Whether any stage is a router or conditional (the run then counts pruned dependencies).
     pub(crate) routing: bool,
+    /// Whether any stage runs on a task of its own ([`StageSpec::spawns`]): the run then drives
+    /// itself from a runtime worker (see `run::execute_hooked`).
+    pub(crate) spawning: bool,
     pub(crate) stages: Vec<StageSpec>,
     pub(crate) index: NameIndex,
     pub(crate) dependency_start: Vec<u32>,

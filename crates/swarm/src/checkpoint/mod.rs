@@ -80,9 +80,11 @@
 //! ```
 
 mod journal;
+mod outcome;
 mod record;
 #[cfg(feature = "durable")]
 mod redb_store;
+mod retention;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,9 +94,11 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use outcome::DurableOutcome;
 pub use record::CheckpointError;
 #[cfg(feature = "durable")]
 pub use redb_store::RedbStore;
+pub use retention::Retention;
 pub use store::{CheckpointStore, MemoryStore, RunEntry, StoreError, StoredRun};
 
 use crate::hooks::Restored;
@@ -102,96 +106,11 @@ use crate::input::RunInput;
 use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
 use crate::pipeline::PipelineInner;
-use crate::report::{RunOutcome, RunReport};
+use crate::report::RunOutcome;
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
 use record::{Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX, VALUE_PREFIX};
-
-/// How long a store keeps runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Retention {
-    /// The most runs kept; starting a run deletes the oldest beyond it.
-    pub max_runs: usize,
-    /// Delete a run as soon as it ends successfully.
-    pub delete_succeeded: bool,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            max_runs: 1024,
-            delete_succeeded: false,
-        }
-    }
-}
-
-impl Retention {
-    /// At most `max_runs` runs, succeeded runs kept.
-    pub fn max_runs(max_runs: usize) -> Self {
-        Self {
-            max_runs,
-            ..Self::default()
-        }
-    }
-
-    /// This policy, deleting runs that succeed.
-    #[must_use]
-    pub fn delete_succeeded(self) -> Self {
-        Self {
-            delete_succeeded: true,
-            ..self
-        }
-    }
-}
-
-/// How a durable run ended.
-#[derive(Debug)]
-#[non_exhaustive]
-#[must_use = "a run's outcome says whether it finished"]
-pub enum DurableOutcome {
-    /// The run ended (succeeded, failed, cancelled: the report says which). A run in which a stage
-    /// interrupted *and* another failed ends here, [`RunOutcome::Failed`]; the interrupted stage
-    /// still takes a value from [`Durable::resume_with`].
-    Finished(RunReport),
-    /// A stage paused the run with [`StageContext::interrupt`](crate::StageContext::interrupt) and
-    /// nothing failed; [`Durable::resume_with`] continues it. Exactly when the report's outcome is
-    /// [`RunOutcome::Interrupted`].
-    Interrupted {
-        /// The stage that paused the run (the first in declaration order, if several did).
-        stage: String,
-        /// Why, as the stage said.
-        reason: String,
-        /// The run's report so far: outcome [`RunOutcome::Interrupted`], the stage
-        /// [`StageStatus::Interrupted`](crate::StageStatus::Interrupted), its dependents skipped.
-        report: RunReport,
-    },
-}
-
-impl DurableOutcome {
-    /// The run's report.
-    pub fn report(&self) -> &RunReport {
-        match self {
-            Self::Finished(report) | Self::Interrupted { report, .. } => report,
-        }
-    }
-
-    /// The run's report, by value.
-    pub fn into_report(self) -> RunReport {
-        match self {
-            Self::Finished(report) | Self::Interrupted { report, .. } => report,
-        }
-    }
-
-    /// The stage that interrupted the run, if one did.
-    pub fn interrupted_stage(&self) -> Option<&str> {
-        match self {
-            Self::Interrupted { stage, .. } => Some(stage),
-            Self::Finished(_) => None,
-        }
-    }
-}
 
 type InputDecoder = fn(serde_json::Value) -> Result<RunInput, serde_json::Error>;
 

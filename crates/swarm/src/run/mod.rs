@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use hivekit_runtime::{panic_message, InlineOrSpawned};
+use hivekit_runtime::{panic_message, AbortOnDrop, InlineOrSpawned};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -28,10 +28,15 @@ use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::ready::ReadyQueue;
-use crate::report::{RunOutcome, RunReport, SkipReason, StageReport, StageStatus};
-use crate::route::Route;
+use crate::report::{RunReport, SkipReason, StageReport, StageStatus};
 use crate::seed::stage_seed;
 use crate::stage::{deadline_after, StageFuture, StageOutcome, StageStep};
+
+mod end;
+mod launched;
+mod skip;
+
+use launched::{spawned, BackoffWait, InlineStage, StageTask, TaskStep};
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
 /// run of stages that finish at once does not starve other tasks on the same thread.
@@ -52,9 +57,47 @@ pub(crate) async fn execute_hooked(
         pipeline = &*pipeline.name,
         stages = pipeline.stages.len()
     );
+    if pipeline.spawning && on_multi_thread_runtime() {
+        return execute_on_worker(pipeline, options, hooks, span).await;
+    }
     execute_in_span(pipeline, options, hooks)
         .instrument(span)
         .await
+}
+
+/// Whether the caller runs inside a multi-thread tokio runtime.
+fn on_multi_thread_runtime() -> bool {
+    Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// A run of a pipeline with spawned stages, driven from a task of its own on the caller's
+/// multi-thread runtime. Driven from the caller's thread (a `block_on` outside the workers, say),
+/// every spawned stage went to the runtime's shared queue and woke a parked worker, and every
+/// finished one woke the caller's thread back: two thread wake-ups per stage. From a worker, a
+/// stage the driver spawns lands in that worker's next-task slot, and the stage's completion
+/// wakes the driver into the same slot: the driver and its stages take turns on one worker (the
+/// other worker steals when several are ready), as tasks that wake each other through channels
+/// do. The driver task is aborted when the run's future is dropped (which drops and aborts its
+/// stages, as dropping an inline run does).
+async fn execute_on_worker(
+    pipeline: &Arc<PipelineInner>,
+    options: RunOptions,
+    hooks: Option<Arc<dyn RunHooks>>,
+    span: tracing::Span,
+) -> RunReport {
+    let owned = pipeline.clone();
+    let kept = options.clone();
+    let driver = AbortOnDrop::new(tokio::spawn(
+        async move { execute_in_span(&owned, options, hooks).await }.instrument(span),
+    ));
+    match driver.await {
+        Ok(report) => report,
+        // The driver catches every stage's panic; a panic of its own is the caller's.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // The runtime shut down under the run: nothing more runs.
+        Err(_) => Run::new(pipeline, &kept, None).cancelled_from_outside(),
+    }
 }
 
 async fn execute_in_span(
@@ -112,96 +155,6 @@ enum Stop {
     FailFast(u32),
     Cancelled,
     Deadline,
-}
-
-/// A launched stage: polled inline, or a spawned task (aborted when dropped).
-struct StageTask {
-    stage: u32,
-    work: InlineOrSpawned<InlineStage>,
-}
-
-/// What a launched stage ends with: the stage's end, or a backoff with the stage handed back (so
-/// that the run can park it outside its slot).
-enum LaunchedStep {
-    Done(StageOutcome),
-    Backoff(Duration, StageFuture),
-}
-
-/// A stage polled in place, handing itself back when it must back off.
-struct InlineStage(Option<StageFuture>);
-
-impl Future for InlineStage {
-    type Output = LaunchedStep;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LaunchedStep> {
-        let slot = &mut self.get_mut().0;
-        let Some(future) = slot.as_mut() else {
-            // Handed back already; the run does not poll it again.
-            return Poll::Pending;
-        };
-        Pin::new(future).poll(cx).map(|step| match step {
-            StageStep::Done(outcome) => LaunchedStep::Done(outcome),
-            StageStep::Backoff(delay) => match slot.take() {
-                Some(future) => LaunchedStep::Backoff(delay, future),
-                None => unreachable!("the slot held the future just polled"),
-            },
-        })
-    }
-}
-
-/// What the run learns from a launched stage.
-enum TaskStep {
-    Done(StageOutcome),
-    /// Cancelled (a spawned stage aborted).
-    Cancelled,
-    /// The stage waits `Duration` before its next attempt, outside its slot.
-    Backoff(Duration, StageFuture),
-}
-
-impl Future for StageTask {
-    type Output = (u32, TaskStep);
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        Pin::new(&mut this.work).poll(cx).map(|joined| {
-            let step = match joined {
-                Ok(LaunchedStep::Done(outcome)) => TaskStep::Done(outcome),
-                Ok(LaunchedStep::Backoff(delay, future)) => TaskStep::Backoff(delay, future),
-                Err(error) if error.is_cancelled() => TaskStep::Cancelled,
-                // The stage future catches the stage's panics; this is a panic while dropping.
-                Err(error) => TaskStep::Done(StageOutcome::Failed {
-                    error: StageError::Panicked(error.to_string()),
-                    attempts: 1,
-                    failed: Vec::new(),
-                }),
-            };
-            (this.stage, step)
-        })
-    }
-}
-
-/// A stage waiting out its backoff, holding no concurrency slot.
-struct BackoffWait {
-    stage: u32,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    future: Option<StageFuture>,
-}
-
-impl Future for BackoffWait {
-    type Output = (u32, Option<StageFuture>);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready((self.stage, self.future.take()))
-    }
-}
-
-/// Runs a stage on a task of its own until it ends or must back off.
-async fn spawned(mut future: StageFuture) -> LaunchedStep {
-    match (&mut future).await {
-        StageStep::Done(outcome) => LaunchedStep::Done(outcome),
-        StageStep::Backoff(delay) => LaunchedStep::Backoff(delay, future),
-    }
 }
 
 struct Run {
@@ -641,79 +594,6 @@ impl Run {
         }
     }
 
-    /// Which of a router's dependents its route takes, by position among its dependents.
-    fn resolve_route(
-        &self,
-        router: usize,
-        route: &(dyn std::any::Any + Send + Sync),
-    ) -> Result<Vec<bool>, StageError> {
-        let dependents = self.pipeline.dependents(router);
-        let name = |stage: u32| &*self.pipeline.stages[stage as usize].name;
-        let Some(route) = route.downcast_ref::<Route>() else {
-            return Ok(vec![true; dependents.len()]);
-        };
-        if let Some(target) = route.targets.iter().find(|target| {
-            !dependents
-                .iter()
-                .any(|&dependent| name(dependent) == *target)
-        }) {
-            return Err(StageError::InvalidRoute {
-                router: self.pipeline.stages[router].name.to_string(),
-                target: target.clone(),
-            });
-        }
-        Ok(dependents
-            .iter()
-            .map(|&dependent| route.takes(name(dependent)))
-            .collect())
-    }
-
-    /// One dependency of `stage` was pruned (`because` says how, for a direct dependent): the
-    /// stage runs if another dependency succeeded, else it is pruned too, and so on downwards.
-    fn release_pruned(&mut self, stage: u32, because: SkipReason) {
-        let mut work = vec![(stage, because)];
-        while let Some((stage, because)) = work.pop() {
-            let index = stage as usize;
-            if self.decided[index] {
-                continue;
-            }
-            self.remaining[index] -= 1;
-            self.pruned[index] += 1;
-            if self.remaining[index] > 0 {
-                continue;
-            }
-            if self.pruned[index] < self.pipeline.in_degree[index] {
-                self.batch.push(stage);
-                continue;
-            }
-            self.skip(index, because);
-            let name = self.pipeline.stages[index].name.to_string();
-            for &dependent in self.pipeline.dependents(index) {
-                work.push((
-                    dependent,
-                    SkipReason::Pruned {
-                        dependency: name.clone(),
-                    },
-                ));
-            }
-        }
-    }
-
-    /// Prunes a stage whose condition was false, and releases its dependents.
-    fn prune(&mut self, index: usize, because: SkipReason) {
-        self.skip(index, because);
-        let name = self.pipeline.stages[index].name.to_string();
-        let pipeline = self.pipeline.clone();
-        for &dependent in pipeline.dependents(index) {
-            self.release_pruned(
-                dependent,
-                SkipReason::Pruned {
-                    dependency: name.clone(),
-                },
-            );
-        }
-    }
-
     /// From a stage's start to `now`.
     fn elapsed(&self, index: usize, now: Instant) -> Option<Duration> {
         let since_start = now.saturating_duration_since(self.start);
@@ -734,152 +614,6 @@ impl Run {
                 done: self.stages.len() - self.unfinished,
                 total: self.stages.len(),
             });
-        }
-    }
-
-    /// Skips everything downstream of a stage that did not succeed (iteratively: chains may be long).
-    fn skip_dependents(&mut self, root: u32) {
-        let root_name = self.pipeline.stages[root as usize].name.to_string();
-        let root_status = self.stages[root as usize].status.to_string();
-        let pipeline = self.pipeline.clone();
-        let mut work = std::mem::take(&mut self.scratch);
-        work.push(root);
-        while let Some(from) = work.pop() {
-            for &dependent in pipeline.dependents(from as usize) {
-                let index = dependent as usize;
-                if self.decided[index] {
-                    continue;
-                }
-                let because = SkipReason::Dependency {
-                    dependency: self.pipeline.stages[from as usize].name.to_string(),
-                    root: root_name.clone(),
-                    root_status: root_status.clone(),
-                };
-                self.skip(index, because);
-                work.push(dependent);
-            }
-        }
-        self.scratch = work;
-    }
-
-    fn skip(&mut self, index: usize, because: SkipReason) {
-        self.stages[index].status = StageStatus::Skipped { because };
-        self.decided[index] = true;
-        self.unfinished -= 1;
-        if let Some(events) = &self.shared.events {
-            let StageStatus::Skipped { because } = &self.stages[index].status else {
-                return;
-            };
-            events.emit(StageEvent::Skipped {
-                stage: self.pipeline.stages[index].name.clone(),
-                because: because.clone(),
-                done: self.stages.len() - self.unfinished,
-                total: self.stages.len(),
-            });
-        }
-    }
-
-    /// Stops the run: cancels what is running (dropping inline stages, aborting spawned ones and
-    /// waiting for them to end, so no task outlives the run), then skips what never started.
-    async fn drain(&mut self, stop: Stop) {
-        self.stop = Some(stop);
-        // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
-        // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
-        let mut aborted = FuturesUnordered::new();
-        for wait in std::mem::take(&mut self.backoffs) {
-            self.cancelled(wait.stage);
-        }
-        for (stage, future) in std::mem::take(&mut self.parked) {
-            drop(future);
-            self.cancelled(stage);
-        }
-        for task in std::mem::take(&mut self.running) {
-            self.in_flight -= 1;
-            match &task.work {
-                InlineOrSpawned::Inline(_) => {
-                    let stage = task.stage;
-                    drop(task);
-                    self.cancelled(stage);
-                }
-                InlineOrSpawned::Spawned(handle) => {
-                    handle.abort();
-                    aborted.push(task);
-                }
-            }
-        }
-        while let Some((stage, step)) = aborted.next().await {
-            match step {
-                // A spawned stage that finished before the abort landed keeps its real outcome.
-                TaskStep::Done(outcome) => self.complete(stage, outcome),
-                TaskStep::Backoff(..) | TaskStep::Cancelled => self.cancelled(stage),
-            }
-        }
-        let because = match stop {
-            Stop::FailFast(stage) => SkipReason::FailFast {
-                stage: self.pipeline.stages[stage as usize].name.to_string(),
-            },
-            Stop::Cancelled => SkipReason::Cancelled,
-            Stop::Deadline => SkipReason::DeadlineExceeded,
-        };
-        for index in 0..self.decided.len() {
-            if !self.decided[index] {
-                self.skip(index, because.clone());
-            }
-        }
-    }
-
-    /// The report of a run that could not start: no tokio runtime, and hivekit's could not be built.
-    fn without_runtime(mut self, error: &hivekit_runtime::RuntimeError) -> RunReport {
-        self.failed = true;
-        let because = SkipReason::NoRuntime {
-            error: error.to_string(),
-        };
-        for index in 0..self.decided.len() {
-            self.skip(index, because.clone());
-        }
-        self.into_report(None)
-    }
-
-    fn into_report(self, stop: Option<Stop>) -> RunReport {
-        let outcome = match stop {
-            Some(Stop::Cancelled) => RunOutcome::Cancelled,
-            Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,
-            Some(Stop::FailFast(_)) => RunOutcome::Failed,
-            None if self.failed => RunOutcome::Failed,
-            None if self.interrupted => RunOutcome::Interrupted,
-            None => RunOutcome::Succeeded,
-        };
-        let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
-        let mut iterations = std::mem::take(&mut *self.shared.iterations.lock());
-        let artifacts = match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared.artifacts,
-            // A stage kept its context alive (in a task of its own making): share the artifacts.
-            Err(shared) => shared
-                .artifacts
-                .iter()
-                .map(|artifact| match artifact.get() {
-                    Some(artifact) => OnceLock::from(artifact.clone()),
-                    None => OnceLock::new(),
-                })
-                .collect(),
-        };
-        let mut stages = self.stages;
-        fan_outs.sort_by_key(|(stage, summary)| (*stage, summary.attempt));
-        for (stage, summary) in fan_outs {
-            stages[stage as usize].fan_out.push(summary);
-        }
-        iterations.sort_by_key(|(stage, iteration, _)| (*stage, *iteration));
-        for (stage, _, report) in iterations {
-            stages[stage as usize].iterations.push(report);
-        }
-        RunReport {
-            name: self.pipeline.name.clone(),
-            pipeline: Some(self.pipeline),
-            outcome,
-            elapsed: self.start.elapsed(),
-            stages,
-            artifacts,
-            recorded: None,
         }
     }
 }

@@ -1,0 +1,39 @@
+//! How long a store keeps runs.
+
+/// How long a store keeps runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// The most runs kept; starting a run deletes the oldest beyond it.
+    pub max_runs: usize,
+    /// Delete a run as soon as it ends successfully.
+    pub delete_succeeded: bool,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_runs: 1024,
+            delete_succeeded: false,
+        }
+    }
+}
+
+impl Retention {
+    /// At most `max_runs` runs, succeeded runs kept.
+    pub fn max_runs(max_runs: usize) -> Self {
+        Self {
+            max_runs,
+            ..Self::default()
+        }
+    }
+
+    /// This policy, deleting runs that succeed.
+    #[must_use]
+    pub fn delete_succeeded(self) -> Self {
+        Self {
+            delete_succeeded: true,
+            ..self
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The end of a run: draining it when it stops early, and its report.
+
+use std::sync::{Arc, OnceLock};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use hivekit_runtime::InlineOrSpawned;
+
+use super::{Run, Stop, TaskStep};
+use crate::report::{RunOutcome, RunReport, SkipReason};
+
+impl Run {
+    /// Stops the run: cancels what is running (dropping inline stages, aborting spawned ones and
+    /// waiting for them to end, so no task outlives the run), then skips what never started.
+    pub(super) async fn drain(&mut self, stop: Stop) {
+        self.stop = Some(stop);
+        // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
+        // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
+        let mut aborted = FuturesUnordered::new();
+        for wait in std::mem::take(&mut self.backoffs) {
+            self.cancelled(wait.stage);
+        }
+        for (stage, future) in std::mem::take(&mut self.parked) {
+            drop(future);
+            self.cancelled(stage);
+        }
+        for task in std::mem::take(&mut self.running) {
+            self.in_flight -= 1;
+            match &task.work {
+                InlineOrSpawned::Inline(_) => {
+                    let stage = task.stage;
+                    drop(task);
+                    self.cancelled(stage);
+                }
+                InlineOrSpawned::Spawned(handle) => {
+                    handle.abort();
+                    aborted.push(task);
+                }
+            }
+        }
+        while let Some((stage, step)) = aborted.next().await {
+            match step {
+                // A spawned stage that finished before the abort landed keeps its real outcome.
+                TaskStep::Done(outcome) => self.complete(stage, outcome),
+                TaskStep::Backoff(..) | TaskStep::Cancelled => self.cancelled(stage),
+            }
+        }
+        let because = match stop {
+            Stop::FailFast(stage) => SkipReason::FailFast {
+                stage: self.pipeline.stages[stage as usize].name.to_string(),
+            },
+            Stop::Cancelled => SkipReason::Cancelled,
+            Stop::Deadline => SkipReason::DeadlineExceeded,
+        };
+        for index in 0..self.decided.len() {
+            if !self.decided[index] {
+                self.skip(index, because.clone());
+            }
+        }
+    }
+
+    /// The report of a run whose driver was cancelled from outside (its runtime shut down): every
+    /// stage reads as skipped for that reason.
+    pub(super) fn cancelled_from_outside(mut self) -> RunReport {
+        for index in 0..self.decided.len() {
+            self.skip(index, SkipReason::Cancelled);
+        }
+        self.into_report(Some(Stop::Cancelled))
+    }
+
+    /// The report of a run that could not start: no tokio runtime, and hivekit's could not be built.
+    pub(super) fn without_runtime(mut self, error: &hivekit_runtime::RuntimeError) -> RunReport {
+        self.failed = true;
+        let because = SkipReason::NoRuntime {
+            error: error.to_string(),
+        };
+        for index in 0..self.decided.len() {
+            self.skip(index, because.clone());
+        }
+        self.into_report(None)
+    }
+
+    pub(super) fn into_report(self, stop: Option<Stop>) -> RunReport {
+        let outcome = match stop {
+            Some(Stop::Cancelled) => RunOutcome::Cancelled,
+            Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,
+            Some(Stop::FailFast(_)) => RunOutcome::Failed,
+            None if self.failed => RunOutcome::Failed,
+            None if self.interrupted => RunOutcome::Interrupted,
+            None => RunOutcome::Succeeded,
+        };
+        let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
+        let mut iterations = std::mem::take(&mut *self.shared.iterations.lock());
+        let artifacts = match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared.artifacts,
+            // A stage kept its context alive (in a task of its own making): share the artifacts.
+            Err(shared) => shared
+                .artifacts
+                .iter()
+                .map(|artifact| match artifact.get() {
+                    Some(artifact) => OnceLock::from(artifact.clone()),
+                    None => OnceLock::new(),
+                })
+                .collect(),
+        };
+        let mut stages = self.stages;
+        fan_outs.sort_by_key(|(stage, summary)| (*stage, summary.attempt));
+        for (stage, summary) in fan_outs {
+            stages[stage as usize].fan_out.push(summary);
+        }
+        iterations.sort_by_key(|(stage, iteration, _)| (*stage, *iteration));
+        for (stage, _, report) in iterations {
+            stages[stage as usize].iterations.push(report);
+        }
+        RunReport {
+            name: self.pipeline.name.clone(),
+            pipeline: Some(self.pipeline),
+            outcome,
+            elapsed: self.start.elapsed(),
+            stages,
+            artifacts,
+            recorded: None,
+        }
+    }
+}
