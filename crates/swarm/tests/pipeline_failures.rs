@@ -361,6 +361,45 @@ async fn dropping_the_run_aborts_spawned_stages() {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+/// A pipeline with spawned stages on a multi-thread runtime is driven from a task of its own:
+/// dropping the run's future must still abort the stages it spawned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_run_driven_from_a_worker_aborts_its_spawned_stages() {
+    let (started, started_here) = tokio::sync::oneshot::channel::<()>();
+    let (held, dropped_here) = tokio::sync::oneshot::channel::<()>();
+    let ends = Arc::new(parking_lot::Mutex::new(Some((started, held))));
+    let pipeline = Pipeline::builder()
+        .stage("first", noop)
+        .spawn()
+        .stage("forever", move |_: StageContext| {
+            let ends = ends.lock().take();
+            async move {
+                // Kept until the stage's future is dropped.
+                let _held = ends.map(|(started, held)| {
+                    let _ = started.send(());
+                    held
+                });
+                std::future::pending::<()>().await;
+                Ok::<_, StageError>(())
+            }
+        })
+        .after(["first"])
+        .spawn()
+        .build()
+        .unwrap();
+    let mut run = Box::pin(pipeline.run());
+    tokio::select! {
+        _ = &mut run => panic!("the run cannot end while a stage is pending"),
+        started = started_here => started.expect("the second stage starts"),
+    }
+    drop(run);
+    let dropped = tokio::time::timeout(Duration::from_secs(10), dropped_here).await;
+    assert!(
+        matches!(dropped, Ok(Err(_))),
+        "the spawned stage was aborted and dropped"
+    );
+}
+
 #[tokio::test]
 async fn panicking_stages_are_failures() {
     let pipeline = Pipeline::builder()
