@@ -129,16 +129,24 @@ pub(crate) async fn run_loop(
 ) -> Result<LoopReport, StageError> {
     let mut iterations: Vec<RunReport> = Vec::new();
     for number in 1..=policy.max_iterations {
-        let input = Iteration {
+        // The previous report is lent to the iteration, not copied: it moves into the input and
+        // back once the run has let go of it (a copy only when a stage kept its context alive).
+        let input = Arc::new(Iteration {
             number,
-            previous: iterations.last().cloned(),
+            previous: iterations.pop(),
             parent: context.clone(),
-        };
+        });
         let options = RunOptions::default()
             .with_cancel(context.cancellation().child_token())
             .with_seed(context.seed() ^ u64::from(number))
-            .with_run_input(RunInput::new(input));
-        let report = crate::checkpoint::run_iteration(&context, &body, number, options).await?;
+            .with_run_input(RunInput::from_arc(input.clone()));
+        let report = crate::checkpoint::run_iteration(&context, &body, number, options).await;
+        let previous = match Arc::try_unwrap(input) {
+            Ok(input) => input.previous,
+            Err(shared) => shared.previous.clone(),
+        };
+        iterations.extend(previous);
+        let report = report?;
         context.record_iteration(number, &report);
         if !report.is_success() {
             let (stage, status) = report
