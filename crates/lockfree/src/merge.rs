@@ -110,6 +110,9 @@ pub fn merge_all<P: Merge + Send>(payloads: Vec<P>) -> Option<P> {
 /// next to the timed fold.
 pub const MERGE_PROBE: usize = 1024;
 
+// The probe is drained from inputs of at least PARALLEL_MERGE_THRESHOLD payloads.
+const _: () = assert!(MERGE_PROBE <= PARALLEL_MERGE_THRESHOLD);
+
 /// The estimated sequential work from which [`merge_all`] hands the rest to the rayon pool.
 ///
 /// Waking the pool and merging the partial results cost a few tens of microseconds on the 2-core
