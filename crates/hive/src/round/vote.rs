@@ -219,17 +219,18 @@ impl<S: State> Round<'_, S> {
                 Arc::new(Contest {
                     key: group.key.clone(),
                     kind: group.kind,
+                    // Each member's access comes from the conflict report: lockfree already
+                    // knows who writes the key, and a write set may be long.
                     candidates: group
-                        .members
-                        .iter()
-                        .map(|id| {
-                            let index = proposed.position[id];
+                        .members_with_access()
+                        .map(|(id, access)| {
+                            let index = proposed.position[&id];
                             let proposal = &proposed.proposals[index];
                             Candidate {
-                                id: *id,
+                                id,
                                 proposer: self.members[proposed.proposers[index]].id,
                                 priority: proposal.priority,
-                                writes_key: proposal.writes.contains(&group.key),
+                                writes_key: access.is_write(),
                                 change: proposal.payload.clone(),
                             }
                         })
