@@ -9,9 +9,14 @@
 //! aggregation itself; concurrent submission is measured on its own in `proposal_submission`.
 //!
 //! Functions: `hivekit` is an `Aggregator` finished with the default parallel threshold
-//! (partitioned conflict detection on the rayon pool and a parallel merge above it); `sequential`
-//! is the same `Aggregator` with the parallel threshold off, so the ratio shows what the parallel
-//! path buys on this machine; `mutex-vec` is the baseline a user would write first: one
+//! (partitioned conflict detection on the rayon pool and a parallel merge above it);
+//! `sequential` is the single-threaded loop a competent user would write by hand, as a user would
+//! write it: the proposals pushed into a `Vec`, one presized `FxHashMap<key, summary>` pass that keeps per
+//! key its best toucher (by the same winner rule), its member count and whether anyone writes it,
+//! then one pass that rejects every proposal losing a contested key and folds the rest (no lock, no
+//! `Vec` per key, no conflict report); `hivekit-sequential` is hivekit's own `Aggregator` with the
+//! parallel threshold off, so the pair shows what the parallel path buys on this machine;
+//! `mutex-vec` is the baseline a user would write first: one
 //! `Mutex<(Vec<_>, HashSet<id>)>`, then a std `HashMap<key, Vec<index>>` index, the same winner
 //! rule, and a sequential fold (up to 100k proposals, 10k in quick mode). 1M proposals run in full
 //! mode only. The input is cloned outside the timing (`iter_batched`).
@@ -33,6 +38,7 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use hivekit_lockfree::{Aggregator, Max, Merge, Proposal, ProposalId, Resolution, Sum};
+use rustc_hash::FxHashMap;
 
 use crate::support::to_proposal;
 
@@ -63,8 +69,94 @@ fn hivekit(input: Input) -> Outcome {
     round_on(Aggregator::new(), input)
 }
 
-fn sequential(input: Input) -> Outcome {
+fn hivekit_sequential(input: Input) -> Outcome {
     round_on(Aggregator::with_parallel_threshold(usize::MAX), input)
+}
+
+/// What the sequential peer keeps per key.
+#[derive(Clone, Copy)]
+struct KeySummary {
+    /// The best toucher so far (position in submission order) and whether it writes the key.
+    best: u32,
+    best_writes: bool,
+    /// The last toucher, so a proposal that both writes and reads the key counts once.
+    last: u32,
+    /// Distinct touchers, and whether any of them writes.
+    members: u32,
+    any_writes: bool,
+}
+
+/// The hand-written single-threaded round: no lock, one summary per key, one decision pass.
+fn sequential(input: Input) -> Outcome {
+    let mut proposals = Vec::new();
+    for proposal in input {
+        proposals.push(proposal);
+    }
+    // Higher priority first, then the lower id: smaller is better.
+    let rank =
+        |proposal: &Proposal<u64, Payload>| (std::cmp::Reverse(proposal.priority), proposal.id);
+    // Presized for the worst case (every key occurrence a distinct key): no rehash while indexing.
+    let occurrences = proposals
+        .iter()
+        .map(|proposal| proposal.writes.len() + proposal.reads.len())
+        .sum();
+    let mut keys: FxHashMap<u64, KeySummary> =
+        FxHashMap::with_capacity_and_hasher(occurrences, Default::default());
+    for (position, proposal) in proposals.iter().enumerate() {
+        let position = position as u32;
+        let touches = proposal
+            .writes
+            .iter()
+            .map(|key| (*key, true))
+            .chain(proposal.reads.iter().map(|key| (*key, false)));
+        for (key, writes) in touches {
+            let summary = keys.entry(key).or_insert(KeySummary {
+                best: position,
+                best_writes: writes,
+                last: position,
+                members: 0,
+                any_writes: false,
+            });
+            summary.any_writes |= writes;
+            if summary.last == position && summary.members > 0 {
+                if summary.best == position {
+                    summary.best_writes |= writes;
+                }
+                continue;
+            }
+            summary.members += 1;
+            summary.last = position;
+            if rank(proposal) < rank(&proposals[summary.best as usize]) {
+                summary.best = position;
+                summary.best_writes = writes;
+            }
+        }
+    }
+    // A proposal loses a contested key (two or more touchers, one of them writing) unless it is
+    // the key's best toucher, or both it and the best toucher only read the key.
+    let loses = |position: u32, key: &u64, writes: bool| {
+        let summary = &keys[key];
+        summary.members > 1
+            && summary.any_writes
+            && summary.best != position
+            && (summary.best_writes || writes)
+    };
+    let mut accepted = Vec::new();
+    let mut merged: Option<Payload> = None;
+    for (position, proposal) in proposals.into_iter().enumerate() {
+        let position = position as u32;
+        let rejected = proposal.writes.iter().any(|key| loses(position, key, true))
+            || proposal.reads.iter().any(|key| loses(position, key, false));
+        if !rejected {
+            accepted.push(proposal.id);
+            match &mut merged {
+                Some(total) => total.merge(proposal.payload),
+                None => merged = Some(proposal.payload),
+            }
+        }
+    }
+    accepted.sort_unstable();
+    (accepted, merged)
 }
 
 /// Submits `input` to `aggregator` and finishes the round.
@@ -146,7 +238,7 @@ fn bench_round(
     input: &Input,
 ) {
     // Every implementation must reach the same decision before any of them is timed.
-    let (mut expected_ids, expected_merged) = sequential(input.clone());
+    let (mut expected_ids, expected_merged) = hivekit_sequential(input.clone());
     expected_ids.sort_unstable();
     let (mut ids, merged) = hivekit(input.clone());
     ids.sort_unstable();
@@ -154,6 +246,11 @@ fn bench_round(
         (&ids, &merged),
         (&expected_ids, &expected_merged),
         "hivekit disagrees at {parameter}"
+    );
+    assert_eq!(
+        sequential(input.clone()),
+        (expected_ids.clone(), expected_merged),
+        "sequential disagrees at {parameter}"
     );
     // The baseline is slow (one lock, SipHash, a `Vec` per key): keep its largest inputs out of
     // quick runs.
@@ -172,7 +269,11 @@ fn bench_round(
         );
     }
     group.throughput(Throughput::Elements(input.len() as u64));
-    let mut functions: Vec<(&str, Round)> = vec![("hivekit", hivekit), ("sequential", sequential)];
+    let mut functions: Vec<(&str, Round)> = vec![
+        ("hivekit", hivekit),
+        ("sequential", sequential),
+        ("hivekit-sequential", hivekit_sequential),
+    ];
     if small_enough {
         functions.push(("mutex-vec", mutex_vec));
     }

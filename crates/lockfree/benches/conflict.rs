@@ -21,9 +21,11 @@
 //!
 //! `proposal_merging`: merge n accepted payloads into one with `Merge`: `Sum<u64>` (a counter),
 //! `BTreeSet<u64>` (8 values each, a tag set) and `BTreeMap<u64, Sum<u64>>` (8 counters each).
-//! `sequential` is a fold on one thread, `rayon` always splits across the pool, `hivekit` is
-//! `merge_all`, which picks one of the two by `PARALLEL_MERGE_THRESHOLD`; the `sum` rows around the
-//! threshold are where it was measured.
+//! `sequential` is the fold on one thread a user would write by hand (`into_iter().reduce` with
+//! `Merge::merge`), `rayon` is hivekit's parallel path forced on (`merge_all_with_threshold(_, 0)`),
+//! `hivekit` is `merge_all`, which from `PARALLEL_MERGE_THRESHOLD` payloads up times a probe of
+//! `MERGE_PROBE` merges and goes parallel only when the rest would take longer than
+//! `PARALLEL_MERGE_WORK`; the `sum` rows around the threshold are where it was measured.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
@@ -239,18 +241,31 @@ fn bench_merge<P: Merge + Send + Clone>(
     with_rayon: bool,
 ) {
     group.throughput(Throughput::Elements(payloads.len() as u64));
-    let mut functions: Vec<(&str, usize)> = vec![("sequential", usize::MAX)];
+    // The hand-written fold a user would write.
+    group.bench_with_input(
+        BenchmarkId::new("sequential", parameter),
+        payloads,
+        |b, payloads| {
+            b.iter_batched(
+                || payloads.to_vec(),
+                |payloads| {
+                    payloads.into_iter().reduce(|mut total, payload| {
+                        total.merge(payload);
+                        total
+                    })
+                },
+                BatchSize::LargeInput,
+            );
+        },
+    );
     if with_rayon {
-        functions.push(("rayon", 0));
-    }
-    for (function, threshold) in functions {
         group.bench_with_input(
-            BenchmarkId::new(function, parameter),
+            BenchmarkId::new("rayon", parameter),
             payloads,
             |b, payloads| {
                 b.iter_batched(
                     || payloads.to_vec(),
-                    |payloads| merge_all_with_threshold(payloads, threshold),
+                    |payloads| merge_all_with_threshold(payloads, 0),
                     BatchSize::LargeInput,
                 );
             },

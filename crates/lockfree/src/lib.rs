@@ -82,7 +82,8 @@ pub use conflict::{
 };
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
 pub use merge::{
-    merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, PARALLEL_MERGE_THRESHOLD,
+    merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, MERGE_PROBE,
+    PARALLEL_MERGE_THRESHOLD, PARALLEL_MERGE_WORK,
 };
 pub use proposal::{Proposal, ProposalError, ProposalId};
 pub use scheduler::{Full, PriorityScheduler, SchedulerConfig, SchedulerError};

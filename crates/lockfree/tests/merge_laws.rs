@@ -138,3 +138,19 @@ fn nested_maps_merge_deeply() {
         BTreeMap::from([("alice", Sum(3)), ("bob", Sum(5))])
     );
 }
+
+#[test]
+fn merge_all_above_the_threshold_agrees_with_a_fold_whichever_path_the_probe_picks() {
+    // Cheap payloads (integer sums, which the probe keeps on one thread) and costly ones (sets of
+    // distinct values, which it hands to the pool): both must equal a plain fold, probe included.
+    let count = hivekit_lockfree::PARALLEL_MERGE_THRESHOLD * 2 + 7;
+    let sums: Vec<Sum<u64>> = (0..count as u64).map(Sum).collect();
+    assert_eq!(merge_all(sums.clone()), sums.into_iter().reduce(merged));
+    let sets: Vec<BTreeSet<u64>> = (0..count as u64)
+        .map(|i| (0..8).map(|j| i * 8 + j).collect())
+        .collect();
+    let expected = sets.iter().cloned().reduce(merged);
+    let total = merge_all(sets).expect("the input is not empty");
+    assert_eq!(total.len(), count * 8);
+    assert_eq!(Some(total), expected);
+}

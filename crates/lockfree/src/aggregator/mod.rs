@@ -1,4 +1,8 @@
 //! Concurrent aggregation: many threads submit proposals, one call resolves conflicts and merges.
+//!
+//! This file holds the [`Aggregator`] (sharded submission, then `finish`); `outcome.rs` the
+//! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
+//! detect the conflicts, decide every group, record who lost where.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -8,144 +12,19 @@ use crossbeam_utils::CachePadded;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
-use crate::conflict::{
-    check_ids, check_occurrences, key_lists, loses, pick_winner, scan, scan_parallel, Access,
-    ConflictReport, Scan, MAX_OCCURRENCES, MAX_PROPOSALS, WRITER,
-};
-use crate::conflict::{RejectReason, Resolution};
+use crate::conflict::Resolution;
+use crate::conflict::{MAX_OCCURRENCES, MAX_PROPOSALS};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
-use crate::merge::{merge_parallel, Merge};
+use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
-/// The outcome of an aggregation: the merged payload, who was accepted and who was not, and why.
-///
-/// Every proposal appears exactly once, either in `accepted` or in `rejected`, both in submission
-/// order. No two accepted proposals conflict.
-///
-/// # Progress
-///
-/// Plain data without synchronisation: every method is wait-free.
-///
-/// # Send and Sync
-///
-/// `Send`/`Sync` exactly when its type parameters are.
-///
-/// # Examples
-///
-/// ```
-/// use hivekit_lockfree::{aggregate, Priority, Proposal, ProposalId, RejectReason, Resolution, Sum};
-///
-/// let outcome = aggregate(
-///     vec![
-///         Proposal::new(1, Sum(10_u64)).writes(["budget"]),
-///         Proposal::new(2, Sum(5)).writes(["budget"]).priority(Priority::High),
-///         Proposal::new(3, Sum(1)).writes(["notes"]),
-///     ],
-///     Resolution::HighestPriority,
-/// )?;
-/// assert_eq!(outcome.merged, Some(Sum(6)));
-/// assert_eq!(outcome.accepted, [ProposalId(2), ProposalId(3)]);
-/// assert_eq!(
-///     outcome.rejected,
-///     [(ProposalId(1), RejectReason::LostTo { winner: ProposalId(2), key: "budget" })]
-/// );
-/// assert!(outcome.is_accepted(ProposalId(3)));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Aggregate<K, P> {
-    /// The accepted payloads merged into one; `None` when nothing was accepted.
-    pub merged: Option<P>,
-    /// Accepted proposals, in submission order.
-    pub accepted: Vec<ProposalId>,
-    /// Rejected proposals with the reason, in submission order.
-    pub rejected: Vec<(ProposalId, RejectReason<K>)>,
-    /// Every conflict that was found (before resolution).
-    pub conflicts: ConflictReport<K>,
-}
+mod decide;
+mod outcome;
+#[cfg(test)]
+mod tests;
 
-impl<K, P> Aggregate<K, P> {
-    /// True if `id` was accepted.
-    pub fn is_accepted(&self, id: ProposalId) -> bool {
-        self.accepted.contains(&id)
-    }
-
-    /// Why `id` was rejected, if it was.
-    pub fn rejection(&self, id: ProposalId) -> Option<&RejectReason<K>> {
-        self.rejected
-            .iter()
-            .find(|(rejected, _)| *rejected == id)
-            .map(|(_, reason)| reason)
-    }
-}
-
-/// Resolves conflicts among `proposals` and merges the accepted payloads, on the calling thread
-/// (and the rayon pool for large inputs), exactly as [`Aggregator::finish`] does. The input order is
-/// the submission order for [`Resolution::FirstSubmitted`].
-///
-/// # Errors
-///
-/// [`ProposalError::DuplicateId`] if two proposals share an id; [`ProposalError::TooManyProposals`]
-/// beyond 2^31 - 1 proposals; [`ProposalError::TooManyKeys`] beyond 2^32 - 2 key occurrences.
-///
-/// # Progress
-///
-/// Blocking: returns when the aggregate is complete.
-///
-/// # Examples
-///
-/// ```
-/// use hivekit_lockfree::{aggregate, Proposal, ProposalId, Resolution, Sum};
-///
-/// let outcome = aggregate(
-///     vec![
-///         Proposal::new(1, Sum(1_u32)).writes(["a"]),
-///         Proposal::new(2, Sum(2)).writes(["a"]),
-///     ],
-///     Resolution::FirstSubmitted,
-/// )?;
-/// assert_eq!(outcome.accepted, [ProposalId(1)]);
-/// assert_eq!(outcome.merged, Some(Sum(1)));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn aggregate<K, P>(
-    proposals: Vec<Proposal<K, P>>,
-    resolution: Resolution,
-) -> Result<Aggregate<K, P>, ProposalError>
-where
-    K: Hash + Eq + Clone + Send + Sync,
-    P: Merge + Send,
-{
-    check_ids(&proposals)?;
-    check_occurrences(
-        proposals
-            .iter()
-            .map(|proposal| proposal.writes.len() + proposal.reads.len())
-            .sum(),
-    )?;
-    let parallel = proposals.len() >= Aggregator::<K, P>::DEFAULT_PARALLEL_THRESHOLD;
-    let decided = decide_all(&proposals.iter().collect::<Vec<_>>(), resolution, parallel);
-    let losses = &decided.losses;
-    let merged = if parallel {
-        // Rejected payloads become `None`s, which the merge skips; the per-thread fold also
-        // frees the proposals' key lists in parallel.
-        merge_parallel(
-            proposals
-                .into_par_iter()
-                .zip(losses.par_iter())
-                .map(|(proposal, loss)| loss.is_none().then_some(proposal.payload)),
-        )
-        .flatten()
-    } else {
-        proposals
-            .into_iter()
-            .zip(losses)
-            .filter_map(|(proposal, loss)| loss.is_none().then_some(proposal.payload))
-            .reduce(merged)
-    };
-    Ok(decided.into_aggregate(merged))
-}
+use decide::{decide_all, merged};
+pub use outcome::{aggregate, Aggregate};
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
 ///
@@ -521,165 +400,4 @@ fn shard_count() -> usize {
         let threads = std::thread::available_parallelism().map_or(4, usize::from);
         (threads * 4).next_power_of_two().clamp(8, 256)
     })
-}
-
-/// Where a proposal lost: the group index, and the winner (`None` under `RejectAll`).
-type Loss = Option<(usize, Option<ProposalId>)>;
-
-/// Every proposal's fate, before the payloads are merged.
-struct Decided<K> {
-    /// Ids in submission order.
-    ids: Vec<ProposalId>,
-    /// Per proposal, in submission order: `None` if accepted, else where it lost.
-    losses: Vec<Loss>,
-    conflicts: ConflictReport<K>,
-}
-
-impl<K: Clone> Decided<K> {
-    fn into_aggregate<P>(self, merged: Option<P>) -> Aggregate<K, P> {
-        let accepted_count = self.losses.iter().filter(|loss| loss.is_none()).count();
-        let mut accepted = Vec::with_capacity(accepted_count);
-        let mut rejected = Vec::with_capacity(self.ids.len() - accepted_count);
-        for (id, loss) in self.ids.into_iter().zip(self.losses) {
-            match loss {
-                None => accepted.push(id),
-                Some((group, winner)) => {
-                    let key = self.conflicts.groups[group].key.clone();
-                    let reason = match winner {
-                        Some(winner) => RejectReason::LostTo { winner, key },
-                        None => RejectReason::RejectAll { key },
-                    };
-                    rejected.push((id, reason));
-                }
-            }
-        }
-        Aggregate {
-            merged,
-            accepted,
-            rejected,
-            conflicts: self.conflicts,
-        }
-    }
-}
-
-/// Detects and resolves the conflicts among `proposals` (in submission order, distinct ids).
-fn decide_all<K, P>(
-    proposals: &[&Proposal<K, P>],
-    resolution: Resolution,
-    parallel: bool,
-) -> Decided<K>
-where
-    K: Hash + Eq + Clone + Sync,
-{
-    let (lists, occurrences) = key_lists(proposals.iter().copied());
-    let scan = if parallel {
-        scan_parallel(&lists, occurrences)
-    } else {
-        scan(&lists, occurrences)
-    };
-    drop(lists);
-    let losses = decide(proposals, &scan, resolution);
-    let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
-    let conflicts = scan.into_report(ids.len(), |index| ids[index]);
-    Decided {
-        ids,
-        losses,
-        conflicts,
-    }
-}
-
-fn merged<P: Merge>(mut left: P, right: P) -> P {
-    left.merge(right);
-    left
-}
-
-/// Decides every group on its own and records, per proposal, the first group it lost.
-fn decide<K, P>(
-    proposals: &[&Proposal<K, P>],
-    scan: &Scan<'_, K>,
-    resolution: Resolution,
-) -> Vec<Loss> {
-    let mut losses: Vec<Loss> = vec![None; proposals.len()];
-    let access = |member: u32| {
-        if member & WRITER != 0 {
-            Access::Write
-        } else {
-            Access::Read
-        }
-    };
-    for (group_index, group) in scan.groups.iter().enumerate() {
-        let members = scan.members_of(group);
-        let rank = |member: u32| {
-            let proposal = &proposals[(member & !WRITER) as usize];
-            (proposal.priority, proposal.id)
-        };
-        let Some(best) = pick_winner(resolution, members, rank) else {
-            for &member in members {
-                losses[(member & !WRITER) as usize].get_or_insert((group_index, None));
-            }
-            continue;
-        };
-        let winner = proposals[(best & !WRITER) as usize].id;
-        for &member in members {
-            if loses(access(best), member == best, access(member)) {
-                losses[(member & !WRITER) as usize].get_or_insert((group_index, Some(winner)));
-            }
-        }
-    }
-    losses
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Priority, Sum};
-
-    #[test]
-    fn reader_winner_keeps_every_reader() {
-        let outcome = aggregate(
-            vec![
-                Proposal::new(1, Sum(1_u32))
-                    .reads(["k"])
-                    .priority(Priority::High),
-                Proposal::new(2, Sum(2)).writes(["k"]),
-                Proposal::new(3, Sum(4)).reads(["k"]),
-            ],
-            Resolution::HighestPriority,
-        )
-        .unwrap();
-        assert_eq!(outcome.accepted, [ProposalId(1), ProposalId(3)]);
-        assert_eq!(
-            outcome.rejected,
-            [(
-                ProposalId(2),
-                RejectReason::LostTo {
-                    winner: ProposalId(1),
-                    key: "k"
-                }
-            )]
-        );
-        assert_eq!(outcome.merged, Some(Sum(5)));
-    }
-
-    #[test]
-    fn ties_go_to_the_lower_id() {
-        let outcome = aggregate(
-            vec![
-                Proposal::new(9, ()).writes(["k"]),
-                Proposal::new(4, ()).writes(["k"]),
-            ],
-            Resolution::HighestPriority,
-        )
-        .unwrap();
-        assert_eq!(outcome.accepted, [ProposalId(4)]);
-    }
-
-    #[test]
-    fn empty_aggregator_gives_empty_outcome() {
-        let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
-        let outcome = aggregator.finish(Resolution::HighestPriority);
-        assert_eq!(outcome.merged, None);
-        assert!(outcome.accepted.is_empty() && outcome.rejected.is_empty());
-        assert!(outcome.conflicts.is_conflict_free());
-    }
 }

@@ -1,0 +1,55 @@
+//! Unit tests of the aggregator's decision rule on small rounds.
+
+use super::*;
+use crate::conflict::{RejectReason, Resolution};
+use crate::proposal::ProposalId;
+use crate::{Priority, Sum};
+
+#[test]
+fn reader_winner_keeps_every_reader() {
+    let outcome = aggregate(
+        vec![
+            Proposal::new(1, Sum(1_u32))
+                .reads(["k"])
+                .priority(Priority::High),
+            Proposal::new(2, Sum(2)).writes(["k"]),
+            Proposal::new(3, Sum(4)).reads(["k"]),
+        ],
+        Resolution::HighestPriority,
+    )
+    .unwrap();
+    assert_eq!(outcome.accepted, [ProposalId(1), ProposalId(3)]);
+    assert_eq!(
+        outcome.rejected,
+        [(
+            ProposalId(2),
+            RejectReason::LostTo {
+                winner: ProposalId(1),
+                key: "k"
+            }
+        )]
+    );
+    assert_eq!(outcome.merged, Some(Sum(5)));
+}
+
+#[test]
+fn ties_go_to_the_lower_id() {
+    let outcome = aggregate(
+        vec![
+            Proposal::new(9, ()).writes(["k"]),
+            Proposal::new(4, ()).writes(["k"]),
+        ],
+        Resolution::HighestPriority,
+    )
+    .unwrap();
+    assert_eq!(outcome.accepted, [ProposalId(4)]);
+}
+
+#[test]
+fn empty_aggregator_gives_empty_outcome() {
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let outcome = aggregator.finish(Resolution::HighestPriority);
+    assert_eq!(outcome.merged, None);
+    assert!(outcome.accepted.is_empty() && outcome.rejected.is_empty());
+    assert!(outcome.conflicts.is_conflict_free());
+}
