@@ -10,7 +10,17 @@
 //! push writes the bitmap only when its bit reads clear, after a `SeqCst` fence (the protocol the
 //! scheduler used before its always-set one; under load from parallel builds it measured about
 //! 1.15x slower than `hivekit-strict` at `mpmc-2t` and on one thread, and no better at `mpmc-4t`:
-//! the fence costs more than the shared write it skips).
+//! the fence costs more than the shared write it skips). `hivekit-priority-words` is a third: the
+//! bitmap split into one word per priority on its own cache line, so that pushes at different
+//! priorities write different lines (measured slower on one thread and no better at 2 or 4
+//! threads, under load: a pop reads all four lines, so the sharing comes back on the read side).
+//!
+//! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
+//! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. "4x
+//! `mutex-binaryheap` at `mpmc-2t`" therefore needs a 2-thread pair under a quarter of the locked
+//! heap's, which is below what the scheduler's pair costs on one thread with no contention at all
+//! (compare `hivekit-strict/1k` with `mutex-binaryheap/mpmc-2t` in one run), and a pop that keeps
+//! strict order has to arbitrate with the other thread's pops through a shared read-modify-write.
 //! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth

@@ -179,6 +179,41 @@ fn scheduler_push_vs_pop_never_strands_an_item() {
     });
 }
 
+fn critical() -> SchedulingHint {
+    SchedulingHint::with_priority(Priority::Critical)
+}
+
+/// A push at a higher priority races a pop that empties a lower lane and clears its bit. Whichever
+/// item the pop takes, nothing is stranded and what is left drains in key order (critical, high,
+/// low).
+#[test]
+fn scheduler_push_at_another_priority_vs_pop_never_strands_an_item() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        scheduler.push(high(), 1_u32).expect("unbounded");
+        scheduler.push(low(), 9).expect("unbounded");
+        let popper = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.pop())
+        };
+        let pusher = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.push(critical(), 2).expect("unbounded"))
+        };
+        let taken = popper.join().expect("popper panicked");
+        pusher.join().expect("pusher panicked");
+        let rest: Vec<u32> = std::iter::from_fn(|| scheduler.pop()).collect();
+        match taken {
+            // The pop ran before the critical push was visible: it took the best item then.
+            Some(1) => assert_eq!(rest, [2, 9], "critical, then low"),
+            // The pop saw the critical push.
+            Some(2) => assert_eq!(rest, [1, 9], "high, then low"),
+            other => panic!("the pop must take the high or the critical item, took {other:?}"),
+        }
+        assert!(scheduler.is_empty());
+    });
+}
+
 /// Two producers and a consumer on a scheduler of capacity 1: the capacity is never exceeded, a
 /// refused push gets its item back, and every accepted item is popped exactly once.
 #[test]

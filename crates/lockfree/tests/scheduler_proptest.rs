@@ -3,7 +3,7 @@
 //! counts (`len`, `depth_by_priority`) must match after every step.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use hivekit_lockfree::{
     LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulingHint,
@@ -77,6 +77,38 @@ proptest! {
         }
     }
 
+    /// With anti-starvation on, one thread's pops follow the documented rule exactly: the top lane
+    /// at most `k` times in a row while a lower lane waits, then a forced pop walking the waiting
+    /// lanes downwards round-robin (`SchedulerConfig::max_bypass`). The model keeps one FIFO per
+    /// sort key.
+    #[test]
+    fn anti_starvation_matches_sequential_model(
+        max_bypass in 1_u32..5,
+        ops in proptest::collection::vec(op(), 1..160),
+    ) {
+        let scheduler = PriorityScheduler::with_config(SchedulerConfig { capacity: None, max_bypass: Some(max_bypass) })
+            .expect("max_bypass is at least 1");
+        let mut model = AgingModel::new(max_bypass);
+        for (item, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Push { priority, latency, cost } => {
+                    let hint = hint(priority, latency, cost);
+                    scheduler.push(hint, item).expect("unbounded");
+                    model.lanes[usize::from(hint.sort_key())].push_back(item);
+                }
+                Op::Pop => prop_assert_eq!(scheduler.pop(), model.pop()),
+            }
+            prop_assert_eq!(scheduler.len(), model.lanes.iter().map(VecDeque::len).sum::<usize>());
+        }
+        loop {
+            let expected = model.pop();
+            prop_assert_eq!(scheduler.pop(), expected);
+            if expected.is_none() {
+                break;
+            }
+        }
+    }
+
     /// With anti-starvation the order changes but nothing is lost, duplicated or invented.
     #[test]
     fn anti_starvation_pops_exactly_what_was_pushed(
@@ -99,5 +131,51 @@ proptest! {
         popped.extend(std::iter::from_fn(|| scheduler.pop()));
         popped.sort_unstable();
         prop_assert_eq!(popped, pushed);
+    }
+}
+
+/// The anti-starvation rule of `SchedulerConfig::max_bypass` for one consumer, written plainly.
+struct AgingModel {
+    lanes: Vec<VecDeque<usize>>,
+    max_bypass: u32,
+    bypassed: u32,
+    /// The lane of the last forced pop; `None` before the first.
+    cursor: Option<usize>,
+}
+
+impl AgingModel {
+    fn new(max_bypass: u32) -> Self {
+        Self {
+            lanes: vec![VecDeque::new(); SchedulingHint::KEYS],
+            max_bypass,
+            bypassed: 0,
+            cursor: None,
+        }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        let waiting: Vec<usize> = (0..self.lanes.len())
+            .filter(|&key| !self.lanes[key].is_empty())
+            .collect();
+        let top = *waiting.last()?;
+        let below: Vec<usize> = waiting.iter().copied().filter(|&key| key < top).collect();
+        let lane = if below.is_empty() {
+            self.bypassed = 0;
+            top
+        } else if self.bypassed < self.max_bypass {
+            self.bypassed += 1;
+            top
+        } else {
+            self.bypassed = 0;
+            let under_cursor = below
+                .iter()
+                .copied()
+                .filter(|&key| self.cursor.is_none_or(|cursor| key < cursor))
+                .max();
+            let lane = under_cursor.or(below.last().copied())?;
+            self.cursor = Some(lane);
+            lane
+        };
+        self.lanes[lane].pop_front()
     }
 }

@@ -195,3 +195,57 @@ fn starvation_bound_holds_under_concurrent_producers() {
         });
     }
 }
+
+/// The bench's pattern with each thread at its own priority plus one thread spread over all of
+/// them: push-then-pop pairs on a queue kept at a steady depth. Every item
+/// pushed is popped exactly once, by the pairs or by the final drain.
+#[test]
+fn push_pop_pairs_at_several_priorities_pop_every_item_exactly_once() {
+    const THREADS: usize = 4;
+    const PAIRS: usize = 20_000;
+    const DEPTH: usize = 200;
+    let scheduler = PriorityScheduler::with_config(SchedulerConfig {
+        capacity: None,
+        max_bypass: Some(8),
+    })
+    .expect("valid config");
+    let total = DEPTH + THREADS * PAIRS;
+    let seen: Vec<AtomicUsize> = (0..total).map(|_| AtomicUsize::new(0)).collect();
+    for item in 0..DEPTH {
+        scheduler.push(hint_for(item), item).ok();
+    }
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (scheduler, seen) = (&scheduler, &seen);
+            scope.spawn(move || {
+                for pair in 0..PAIRS {
+                    let item = DEPTH + thread * PAIRS + pair;
+                    let hint = if thread < 3 {
+                        SchedulingHint::new(
+                            Priority::ALL[thread + 1],
+                            LatencyTier::ALL[pair % 3],
+                            ResourceCost::ALL[pair % 4],
+                        )
+                    } else {
+                        hint_for(pair)
+                    };
+                    scheduler.push(hint, item).ok();
+                    // Never empty: each pair pushes before it pops, and the queue starts at DEPTH.
+                    let popped = scheduler.pop().expect("a pair's pop found the queue empty");
+                    seen[popped].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    for item in std::iter::from_fn(|| scheduler.pop()) {
+        seen[item].fetch_add(1, Ordering::Relaxed);
+    }
+    let wrong: Vec<(usize, usize)> = seen
+        .iter()
+        .map(|count| count.load(Ordering::Relaxed))
+        .enumerate()
+        .filter(|&(_, count)| count != 1)
+        .collect();
+    assert!(wrong.is_empty(), "items not popped exactly once: {wrong:?}");
+    assert!(scheduler.is_empty());
+}

@@ -13,12 +13,18 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 
 use crate::loom::cell::Witness;
-use crate::loom::epoch::{self, Guard, Retired, SendPtr};
+use crate::loom::epoch::{self, Guard, Retired};
 use crate::loom::sync::atomic::{AtomicPtr, Ordering};
 use crate::loom::sync::Arc;
+
+mod handles;
+mod limbo;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use handles::{CommitError, Snapshot, Staged};
 
 /// One version of the value: what the cell points to and what a [`Snapshot`] shares.
 #[derive(Debug)]
@@ -462,71 +468,6 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> SnapshotCell<T> {
-    /// Puts a version just replaced (unlinked from `current`) in the limbo, with the cell's strong
-    /// reference to it.
-    fn push_limbo(&self, replaced: *mut Versioned<T>) {
-        let mut head = self.limbo.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: `replaced` is live: the cell still owns a strong reference to it, which only
-            // the limbo releases, and it is not in the limbo yet, so only this thread touches the
-            // link.
-            unsafe { &*replaced }
-                .next_replaced
-                .store(head, Ordering::Relaxed);
-            // Release: whoever takes the limbo sees the link. No ABA: `head` cannot be freed and
-            // reused while this thread is pinned (it is released only through the collector).
-            match self.limbo.compare_exchange_weak(
-                head,
-                replaced,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(actual) => head = actual,
-            }
-        }
-    }
-
-    /// On one call in [`READS_PER_RETIRE`] per thread, hands a non-empty limbo to the collector.
-    #[inline]
-    fn help_retire(&self, guard: &Guard) {
-        if !self.limbo.load(Ordering::Relaxed).is_null()
-            && crate::loom::thread::tick(READS_PER_RETIRE)
-        {
-            self.retire_limbo(guard);
-        }
-    }
-
-    /// Takes every version in the limbo and hands them to the collector, which releases the cell's
-    /// references once no thread pinned now can still see them.
-    #[cold]
-    fn retire_limbo(&self, guard: &Guard) {
-        let batch = self.limbo.swap(std::ptr::null_mut(), Ordering::Acquire);
-        if batch.is_null() {
-            return;
-        }
-        let batch = SendPtr(batch.cast_const());
-        let free = move || {
-            let mut next = batch.into_raw();
-            while !next.is_null() {
-                // SAFETY: each node holds the strong reference the cell took with `Arc::into_raw`,
-                // and this batch is its only owner; the link is read before it is released.
-                let node = unsafe { Arc::from_raw(next) };
-                next = node.next_replaced.load(Ordering::Relaxed).cast_const();
-                drop(node);
-            }
-        };
-        // SAFETY: every version in the batch was unlinked from `current` before it entered the
-        // limbo, and the swap took them all out of it, so threads that pin from now on cannot reach
-        // them and nobody else releases them. Releasing on any thread is fine: `T: Send + Sync`.
-        unsafe { self.retired.defer(guard, free) };
-        // Into the global queue now: left in this thread's local bag, the batch would wait for 63
-        // more deferrals, a flush or the thread's exit.
-        guard.flush();
-    }
-}
-
 /// The version `pointer` points to, as loaded from [`SnapshotCell::current`] by a pinned thread.
 ///
 /// # Safety
@@ -592,204 +533,5 @@ impl<T: fmt::Debug + Send + Sync + 'static> fmt::Debug for SnapshotCell<T> {
                 .field("value", value)
                 .finish()
         })
-    }
-}
-
-/// An owned snapshot of one version of a [`SnapshotCell`]: the value as it was, and its version.
-///
-/// Dereferences to the value. Cloning is one reference count increment; the version stays alive (and
-/// unchanged) until the last clone is dropped, however many writes happen meanwhile. `Send` and `Sync`
-/// when `T` is, so it can be held across `.await`s in a multi-thread runtime.
-///
-/// # Examples
-///
-/// ```
-/// let cell = hivekit_lockfree::SnapshotCell::new(vec![1, 2, 3]);
-/// let snapshot = cell.load();
-/// cell.store(vec![]);
-/// assert_eq!(snapshot.iter().sum::<i32>(), 6);
-/// assert_eq!(snapshot.version(), 0);
-/// ```
-pub struct Snapshot<T> {
-    node: Arc<Versioned<T>>,
-}
-
-impl<T> Snapshot<T> {
-    /// The version this snapshot holds.
-    pub fn version(&self) -> u64 {
-        self.node.version
-    }
-
-    /// The value (also reachable through `Deref`).
-    pub fn value(&self) -> &T {
-        &self.node.value
-    }
-
-    /// Stages `value` on this snapshot's version: the commit succeeds only if nobody wrote since this
-    /// snapshot was taken.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let cell = hivekit_lockfree::SnapshotCell::new(1);
-    /// let seen = cell.load();
-    /// cell.store(5);
-    /// // Computed from an outdated view: refused.
-    /// assert!(cell.commit(seen.stage(*seen + 1)).is_err());
-    /// ```
-    pub fn stage(&self, value: T) -> Staged<T> {
-        Staged::new(self.version(), value)
-    }
-
-    /// True when both snapshots share the same version of the same cell.
-    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
-        Arc::ptr_eq(&this.node, &other.node)
-    }
-}
-
-impl<T> Clone for Snapshot<T> {
-    fn clone(&self) -> Self {
-        Self {
-            node: Arc::clone(&self.node),
-        }
-    }
-}
-
-impl<T> Deref for Snapshot<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.node.value
-    }
-}
-
-impl<T> AsRef<T> for Snapshot<T> {
-    fn as_ref(&self) -> &T {
-        &self.node.value
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Snapshot<T> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("Snapshot")
-            .field("version", &self.node.version)
-            .field("value", &self.node.value)
-            .finish()
-    }
-}
-
-/// A value staged for [`SnapshotCell::commit`], with the version it is based on.
-///
-/// # Examples
-///
-/// ```
-/// use hivekit_lockfree::{SnapshotCell, Staged};
-///
-/// let cell = SnapshotCell::new("draft");
-/// let staged = Staged::new(cell.version(), "final");
-/// assert_eq!((staged.base(), *staged.value()), (0, "final"));
-/// assert_eq!(cell.commit(staged).ok(), Some(1));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staged<T> {
-    base: u64,
-    value: T,
-}
-
-impl<T> Staged<T> {
-    /// `value`, to be committed only if the cell is still at version `base`.
-    pub fn new(base: u64, value: T) -> Self {
-        Self { base, value }
-    }
-
-    /// The version the commit expects to replace.
-    pub fn base(&self) -> u64 {
-        self.base
-    }
-
-    /// The staged value.
-    pub fn value(&self) -> &T {
-        &self.value
-    }
-
-    /// The staged value, mutably (the base stays).
-    pub fn value_mut(&mut self) -> &mut T {
-        &mut self.value
-    }
-
-    /// Gives the staged value back without committing it.
-    pub fn into_value(self) -> T {
-        self.value
-    }
-}
-
-/// Why [`SnapshotCell::commit`] refused a staged value. The value is always given back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommitError<T> {
-    /// Another write happened since the staged base version.
-    #[error("commit based on version {base} conflicts with current version {current}")]
-    Conflict {
-        /// The version the staged value was based on.
-        base: u64,
-        /// The version current when the commit was refused: different from `base`, and greater
-        /// than it whenever `base` came from this cell ([`SnapshotCell::stage`],
-        /// [`Snapshot::stage`]); a hand-built [`Staged`] may name a base the cell has not reached.
-        current: u64,
-        /// The staged value, untouched.
-        value: T,
-    },
-}
-
-impl<T> CommitError<T> {
-    /// The refused value.
-    pub fn into_value(self) -> T {
-        match self {
-            Self::Conflict { value, .. } => value,
-        }
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smoke() {
-        let cell = SnapshotCell::new(1);
-        assert_eq!(cell.version(), 0);
-        assert_eq!(cell.store(2), 1);
-        assert_eq!(cell.update(|value| value * 10), 2);
-        assert_eq!(cell.read(|value, version| (*value, version)), (20, 2));
-        let staged = cell.stage(7);
-        assert_eq!(cell.commit(staged), Ok(3));
-        assert_eq!(*cell.load(), 7);
-    }
-
-    #[test]
-    fn commit_error_names_both_versions() {
-        let error = CommitError::Conflict {
-            base: 3,
-            current: 5,
-            value: (),
-        };
-        assert_eq!(
-            error.to_string(),
-            "commit based on version 3 conflicts with current version 5"
-        );
-    }
-
-    #[test]
-    fn debug_shows_version_and_value() {
-        let cell = SnapshotCell::new("x");
-        cell.store("y");
-        assert_eq!(
-            format!("{cell:?}"),
-            r#"SnapshotCell { version: 1, value: "y" }"#
-        );
-        assert_eq!(
-            format!("{:?}", cell.load()),
-            r#"Snapshot { version: 1, value: "y" }"#
-        );
     }
 }
