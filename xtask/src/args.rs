@@ -25,6 +25,8 @@ cargo xtask bench [options]
   -p, --package CRATE      only this crate (repeatable; `runtime` means `hivekit-runtime`)
   --filter REGEX           only benchmarks whose id `group/function/parameter` matches
   --list                   list the suites and their benchmarks without measuring
+  --plan                   print the time plan of a full run (printed before every full run too)
+                           without measuring
   --save-baseline NAME     save the results as target/hivekit-baselines/NAME.json
   --baseline NAME          compare against a saved baseline (change and verdict columns)
   --threshold PCT          change that counts as a regression or improvement (default 10)
@@ -77,6 +79,8 @@ pub(crate) struct BenchArgs {
     pub(crate) filter: Option<String>,
     /// List instead of measuring.
     pub(crate) list: bool,
+    /// Print the full run's time plan instead of measuring.
+    pub(crate) plan: bool,
     /// Baseline name to save this run under.
     pub(crate) save_baseline: Option<String>,
     /// Baseline name to compare against.
@@ -111,6 +115,7 @@ impl Default for BenchArgs {
             packages: Vec::new(),
             filter: None,
             list: false,
+            plan: false,
             save_baseline: None,
             baseline: None,
             threshold_pct: DEFAULT_THRESHOLD_PCT,
@@ -226,6 +231,7 @@ fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
             Arg::Short('h') | Arg::Long("help") => return Ok(None),
             Arg::Long("quick") => parsed.quick = true,
             Arg::Long("list") => parsed.list = true,
+            Arg::Long("plan") => parsed.plan = true,
             Arg::Long("fail-on-regression") => parsed.fail_on_regression = true,
             Arg::Long("instructions") => parsed.instructions = true,
             Arg::Long("bless") => parsed.bless = true,
@@ -261,7 +267,7 @@ fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
             other => return Err(unknown(&other)),
         }
     }
-    if parsed.list {
+    if parsed.list || parsed.plan {
         let results_options = [
             ("--save-baseline", parsed.save_baseline.is_some()),
             ("--baseline", parsed.baseline.is_some()),
@@ -277,6 +283,7 @@ fn parse_bench(parser: &mut Parser) -> Result<Option<BenchArgs>, UsageError> {
         let wall_clock_options = [
             ("--quick", parsed.quick),
             ("--list", parsed.list),
+            ("--plan", parsed.plan),
             ("--save-baseline", parsed.save_baseline.is_some()),
             ("--baseline", parsed.baseline.is_some()),
             ("--threshold", threshold_given),
@@ -516,6 +523,11 @@ mod tests {
             Err(UsageError::ListWith("--save-baseline".into()))
         );
         assert!(bench("bench --list -p runtime --filter reads").list);
+        assert!(bench("bench --plan -p runtime").plan);
+        assert_eq!(
+            parse_str("bench --plan --json out.json"),
+            Err(UsageError::ListWith("--json".into()))
+        );
     }
 
     #[test]

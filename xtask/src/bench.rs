@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: build the suites once, run them with a one-line-per-benchmark progress
 //! display, then print the table, check the targets, and save or compare baselines.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,19 +10,21 @@ use regex::Regex;
 
 use crate::args::BenchArgs;
 use crate::baseline::Baseline;
-use crate::binaries::{build_args, describe, executables, suite_command, BenchBinary};
+use crate::binaries::{build_args, describe, executables, suite_command, BenchBinary, Harness};
 use crate::charts::{write_charts, CHART_DIR};
-use crate::criterion::{collect_results, parse_list, started, ProgressParser};
+use crate::criterion::{collect_results, parse_list, recorded_medians, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
 use crate::machine::RunInfo;
 use crate::markdown::render_markdown;
+use crate::plan::Plan;
 use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
 use crate::provision::{Tools, INSTALL_COMMAND};
 use crate::report::Report;
+use crate::results::BenchResult;
 use crate::rounds::{measure_rounds, Settings};
 use crate::table::{legend, render_table};
-use crate::targets::{evaluate_paired, format_summary, load_targets, paired_ids};
+use crate::targets::{evaluate_paired, format_summary, load_targets, paired_ids, Target};
 use crate::units::format_ns;
 use crate::verdict::format_change;
 use crate::workspace::{Suite, Workspace};
@@ -118,7 +120,11 @@ fn build(
         },
     )?;
     if status.success() {
-        let built = executables(workspace, messages.iter().map(String::as_str));
+        let built = executables(
+            workspace,
+            Harness::Criterion,
+            messages.iter().map(String::as_str),
+        );
         let mut ordered = Vec::new();
         for suite in suites {
             match built.iter().find(|binary| binary.suite == *suite) {
@@ -149,33 +155,46 @@ fn build(
     Err(XtaskError::BenchBuild { crates: culprits })
 }
 
+/// The benchmark ids of one suite, as `--list` prints them (full sizes unless `quick`).
+fn list_ids(
+    binary: &BenchBinary,
+    filter: Option<&str>,
+    quick: bool,
+) -> Result<Vec<String>, XtaskError> {
+    let suite = &binary.suite;
+    let args = criterion_args(filter, true);
+    let description = describe(binary, &args);
+    let mut stdout = String::new();
+    let mut everything = Vec::new();
+    let mut command = suite_command(binary, &args);
+    command.env_remove("HIVEKIT_BENCH_FULL_SIZES");
+    if quick {
+        command.env("HIVEKIT_BENCH_QUICK", "1");
+    } else {
+        command.env_remove("HIVEKIT_BENCH_QUICK");
+    }
+    let status = run_captured(&mut command, &description, |stream, line| {
+        if stream == Stream::Stdout {
+            stdout.push_str(line);
+            stdout.push('\n');
+        }
+        everything.push(line.to_owned());
+    })?;
+    if !status.success() {
+        print_failure(suite, &everything);
+        return Err(XtaskError::SuitesFailed(format!(
+            "{} {}",
+            suite.krate, suite.bench
+        )));
+    }
+    Ok(parse_list(&stdout))
+}
+
 /// `--list`: every benchmark of every selected suite, without measuring.
-fn list(binaries: &[BenchBinary], filter: Option<&str>) -> Result<(), XtaskError> {
+fn list(binaries: &[BenchBinary], filter: Option<&str>, quick: bool) -> Result<(), XtaskError> {
     for binary in binaries {
         let suite = &binary.suite;
-        let args = criterion_args(filter, true);
-        let description = describe(binary, &args);
-        let mut stdout = String::new();
-        let mut everything = Vec::new();
-        let status = run_captured(
-            &mut suite_command(binary, &args),
-            &description,
-            |stream, line| {
-                if stream == Stream::Stdout {
-                    stdout.push_str(line);
-                    stdout.push('\n');
-                }
-                everything.push(line.to_owned());
-            },
-        )?;
-        if !status.success() {
-            print_failure(suite, &everything);
-            return Err(XtaskError::SuitesFailed(format!(
-                "{} {}",
-                suite.krate, suite.bench
-            )));
-        }
-        let ids = parse_list(&stdout);
+        let ids = list_ids(binary, filter, quick)?;
         let plural = if ids.len() == 1 { "" } else { "s" };
         println!(
             "{} (bench `{}`): {} benchmark{plural}",
@@ -194,6 +213,46 @@ fn list(binaries: &[BenchBinary], filter: Option<&str>) -> Result<(), XtaskError
         }
     }
     Ok(())
+}
+
+/// The time plan of a full run over `binaries` (see [`crate::plan`]): every row `--list` names,
+/// timed from the last results in the criterion home, plus the paired rounds of `targets`.
+fn full_plan(
+    workspace: &Workspace,
+    binaries: &[BenchBinary],
+    args: &BenchArgs,
+    targets: &[Target],
+) -> Result<Plan, XtaskError> {
+    let mut ids = Vec::new();
+    let mut listed = Vec::new();
+    for binary in binaries {
+        for id in list_ids(binary, args.filter.as_deref(), false)? {
+            listed.push(planned_result(&binary.suite.krate, &id));
+            ids.push(id);
+        }
+    }
+    let iterations = recorded_medians(&workspace.criterion_home());
+    let paired = paired_ids(targets, &listed);
+    Ok(Plan::new(&ids, &iterations, &paired, args.rounds))
+}
+
+/// A listed row as a result with no measurement, for [`paired_ids`], which needs only the ids.
+fn planned_result(krate: &str, id: &str) -> BenchResult {
+    let mut parts = id.splitn(3, '/');
+    let mut next = || parts.next().unwrap_or_default().to_owned();
+    let (group, function, parameter) = (next(), next(), next());
+    BenchResult {
+        krate: krate.to_owned(),
+        id: id.to_owned(),
+        group,
+        function,
+        parameter,
+        median_ns: 0.0,
+        ci_low_ns: 0.0,
+        ci_high_ns: 0.0,
+        throughput: None,
+        extras: BTreeMap::new(),
+    }
 }
 
 fn print_failure(suite: &Suite, output: &[String]) {
@@ -341,7 +400,21 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
 
     let binaries = build(&workspace, &suites, &skipped)?;
     if args.list {
-        return list(&binaries, args.filter.as_deref()).map(|()| Judged::default());
+        return list(&binaries, args.filter.as_deref(), args.quick).map(|()| Judged::default());
+    }
+    if !args.quick || args.plan {
+        let targets: Vec<Target> = targets
+            .iter()
+            .filter(|target| suites.iter().any(|suite| suite.krate == target.krate))
+            .cloned()
+            .collect();
+        print!(
+            "{}",
+            full_plan(&workspace, &binaries, args, &targets)?.render()
+        );
+        if args.plan {
+            return Ok(Judged::default());
+        }
     }
 
     let mut info = RunInfo::gather(&workspace.root);

@@ -8,6 +8,10 @@
 //! activates only the dev-dependencies of the targets being built) and so rebuild criterion and
 //! friends with other features. It reads the executables from cargo's JSON messages and runs each
 //! one itself the way `cargo bench` would: in its package's directory, with `--bench`.
+//!
+//! The gungraun instruction suites go the same way ([`Harness::Instructions`]): built once by
+//! [`instruction_build_args`], then run directly, so `--instructions` never rebuilds a suite for one
+//! package's feature set either.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,22 @@ pub(crate) struct BenchBinary {
     pub(crate) dir: PathBuf,
 }
 
+/// Which bench harness a binary belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Harness {
+    /// The criterion suites: every bench target but [`INSTRUCTIONS_BENCH`].
+    Criterion,
+    /// The gungraun suites: the bench targets named [`INSTRUCTIONS_BENCH`].
+    Instructions,
+}
+
+impl Harness {
+    /// Whether a bench target of this name belongs to this harness.
+    fn owns(self, target: &str) -> bool {
+        (target == INSTRUCTIONS_BENCH) == (self == Harness::Instructions)
+    }
+}
+
 /// `cargo bench --no-run --workspace [--exclude P].. --message-format=...`: CI's build, so features
 /// resolve as there and nothing is built twice.
 pub(crate) fn build_args(skipped: &[String]) -> Vec<OsString> {
@@ -40,11 +60,21 @@ pub(crate) fn build_args(skipped: &[String]) -> Vec<OsString> {
     args
 }
 
-/// The bench executables among cargo's JSON messages (one per stdout line), matched to the
-/// workspace's packages by manifest directory. Instruction suites are left out; lines that are not
-/// messages are skipped.
+/// The instruction suites' build: [`build_args`] narrowed to the bench targets named
+/// [`INSTRUCTIONS_BENCH`] (the selection `--instructions` has always built, so a CI build of them
+/// stays fresh).
+pub(crate) fn instruction_build_args(skipped: &[String]) -> Vec<OsString> {
+    let mut args = build_args(skipped);
+    let at = args.len() - 1;
+    args.splice(at..at, ["--bench".into(), INSTRUCTIONS_BENCH.into()]);
+    args
+}
+
+/// The bench executables of `harness` among cargo's JSON messages (one per stdout line), matched to
+/// the workspace's packages by manifest directory. Lines that are not messages are skipped.
 pub(crate) fn executables<'a>(
     workspace: &Workspace,
+    harness: Harness,
     lines: impl IntoIterator<Item = &'a str>,
 ) -> Vec<BenchBinary> {
     let mut found: Vec<BenchBinary> = Vec::new();
@@ -55,7 +85,7 @@ pub(crate) fn executables<'a>(
         let Some(executable) = artifact.executable else {
             continue;
         };
-        if !artifact.target.is_bench() || artifact.target.name == INSTRUCTIONS_BENCH {
+        if !artifact.target.is_bench() || !harness.owns(&artifact.target.name) {
             continue;
         }
         let manifest_dir = artifact
@@ -163,7 +193,11 @@ mod tests {
             "   Compiling hivekit-lockfree v0.1.0".to_owned(),
             r#"{"reason":"build-finished","success":true}"#.to_owned(),
         ];
-        let found = executables(&workspace, lines.iter().map(String::as_str));
+        let found = executables(
+            &workspace,
+            Harness::Criterion,
+            lines.iter().map(String::as_str),
+        );
         assert_eq!(
             found,
             [
@@ -189,6 +223,22 @@ mod tests {
             describe(&found[0], &["--list".into()]),
             "target/release/deps/snapshot-0123abcd --bench --list"
         );
+        let counted = executables(
+            &workspace,
+            Harness::Instructions,
+            lines.iter().map(String::as_str),
+        );
+        assert_eq!(
+            counted,
+            [BenchBinary {
+                suite: Suite {
+                    krate: "hivekit-runtime".into(),
+                    bench: "instructions".into()
+                },
+                executable: "/w/target/release/deps/instructions-99".into(),
+                dir: "/w/crates/runtime".into(),
+            }]
+        );
     }
 
     #[test]
@@ -206,6 +256,11 @@ mod tests {
         assert_eq!(
             text(build_args(&[])),
             "bench --no-run --workspace --message-format=json-render-diagnostics"
+        );
+        assert_eq!(
+            text(instruction_build_args(&["hivekit-etcd".into()])),
+            "bench --no-run --workspace --exclude hivekit-etcd --bench instructions \
+             --message-format=json-render-diagnostics"
         );
     }
 }

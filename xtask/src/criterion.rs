@@ -305,6 +305,26 @@ pub(crate) fn collect_results(
     Ok((results, missing))
 }
 
+/// The last recorded median time per iteration (nanoseconds) of every benchmark in the criterion
+/// home, by full id: what [`crate::plan`] plans a row with. Unreadable entries are skipped (the plan
+/// counts their rows as not measured).
+pub(crate) fn recorded_medians(criterion_home: &Path) -> HashMap<String, f64> {
+    let mut new_dirs = Vec::new();
+    if find_new_dirs(criterion_home, &mut new_dirs).is_err() {
+        return HashMap::new();
+    }
+    new_dirs
+        .iter()
+        .filter_map(|dir| {
+            let meta =
+                parse_benchmark_json(&fs::read_to_string(dir.join("benchmark.json")).ok()?).ok()?;
+            let estimate =
+                parse_estimates_json(&fs::read_to_string(dir.join("estimates.json")).ok()?).ok()?;
+            Some((meta.full_id, estimate.median_ns))
+        })
+        .collect()
+}
+
 /// Every directory named `new` below `dir` (criterion's latest results), skipping its `report` tree.
 fn find_new_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), XtaskError> {
     let entries = match fs::read_dir(dir) {

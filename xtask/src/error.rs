@@ -36,8 +36,8 @@ pub(crate) enum UsageError {
         /// The rejected name.
         name: String,
     },
-    /// `--list` measures nothing, so an option about results makes no sense beside it.
-    #[error("`--list` measures nothing, so `{0}` cannot be used with it")]
+    /// `--list` and `--plan` measure nothing, so an option about results makes no sense beside them.
+    #[error("`--list` and `--plan` measure nothing, so `{0}` cannot be used with them")]
     ListWith(String),
     /// An option about wall-clock runs given with `--instructions`.
     #[error("`--instructions` counts instructions against docs/instructions.json, so `{0}` cannot be used with it")]

@@ -5,7 +5,8 @@
 //! gungraun's library hands the measuring over to the `gungraun-runner` binary, which must be the
 //! same version as the library; xtask installs it with `cargo install --locked` into
 //! `<target>/gungraun-runner` when no matching runner is found, and points the suites at it with
-//! `GUNGRAUN_RUNNER`.
+//! `GUNGRAUN_RUNNER` and `PATH`. The suites are built once and their binaries run directly, like the
+//! criterion suites (see [`crate::binaries`]), not through `cargo bench -p X`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ use serde_json::Value;
 
 use crate::args::BenchArgs;
 use crate::bench::validate_filter;
+use crate::binaries::{
+    describe, executables, instruction_build_args, suite_command, BenchBinary, Harness,
+};
 use crate::error::XtaskError;
 use crate::instruction_counts::{
     changes, regressions, render, InstructionBaseline, InstructionRow, GATE_PCT,
@@ -163,60 +167,82 @@ pub(crate) fn parse_summary_line(line: &str, krate: &str) -> Option<InstructionR
     })
 }
 
-/// Builds the instruction suites with the same package selection as `cargo bench --workspace
-/// --no-run`, so that nothing is built twice.
-fn build(workspace: &Workspace, exclude: &[String]) -> Result<(), XtaskError> {
-    let mut args: Vec<OsString> = vec![
-        "bench".into(),
-        "--workspace".into(),
-        "--no-run".into(),
-        "--bench".into(),
-        INSTRUCTIONS_BENCH.into(),
-    ];
-    for package in exclude {
-        args.extend(["--exclude".into(), package.into()]);
-    }
+/// Builds the instruction suites with one cargo command (see [`instruction_build_args`]) and
+/// returns the executables of `suites`, in their order.
+fn build(
+    workspace: &Workspace,
+    suites: &[Suite],
+    exclude: &[String],
+) -> Result<Vec<BenchBinary>, XtaskError> {
+    let args = instruction_build_args(exclude);
     let description = display_command(&OsString::from("cargo"), &args);
     println!("building the instruction suites ...");
     let mut output = Vec::new();
+    let mut messages = Vec::new();
     let status = run_captured(
         &mut cargo_command(&workspace.root, &args),
         &description,
-        |_, line| output.push(line.to_owned()),
+        |stream, line| match stream {
+            Stream::Stdout => messages.push(line.to_owned()),
+            Stream::Stderr => output.push(line.to_owned()),
+        },
     )?;
-    if status.success() {
-        return Ok(());
+    if !status.success() {
+        eprintln!("--- `{description}` failed ({status}); last lines of its output:");
+        for line in tail(&output, 40) {
+            eprintln!("    {line}");
+        }
+        return Err(XtaskError::BenchBuild {
+            crates: "the instruction suites".to_owned(),
+        });
     }
-    eprintln!("--- `{description}` failed ({status}); last lines of its output:");
-    for line in tail(&output, 40) {
-        eprintln!("    {line}");
-    }
-    Err(XtaskError::BenchBuild {
-        crates: "the instruction suites".to_owned(),
-    })
+    let built = executables(
+        workspace,
+        Harness::Instructions,
+        messages.iter().map(String::as_str),
+    );
+    suites
+        .iter()
+        .map(|suite| {
+            built
+                .iter()
+                .find(|binary| binary.suite == *suite)
+                .cloned()
+                .ok_or_else(|| XtaskError::CommandFailed {
+                    command: description.clone(),
+                    outcome: format!(
+                        "succeeded but named no executable for {} (bench `{}`)",
+                        suite.krate, suite.bench
+                    ),
+                })
+        })
+        .collect()
 }
 
-/// Runs one suite and returns its rows.
-fn run_suite(
-    workspace: &Workspace,
-    suite: &Suite,
-    runner: &Path,
-) -> Result<Vec<InstructionRow>, XtaskError> {
-    let args: Vec<OsString> = [
-        "bench",
-        "-p",
-        &suite.krate,
-        "--bench",
-        &suite.bench,
-        "--",
-        "--output-format=json",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    let description = display_command(&OsString::from("cargo"), &args);
-    let mut command = cargo_command(&workspace.root, &args);
+/// The command that runs one built suite as `cargo bench` would, pointed at `runner`.
+///
+/// gungraun reads `GUNGRAUN_RUNNER` with `option_env!`, at compile time, so setting it only here
+/// would not reach a binary built without it (and setting it for the build would make the build
+/// differ from CI's `cargo bench --workspace --no-run`, rebuilding the suites each time). A binary
+/// built without it starts `gungraun-runner` from `PATH`: the runner's directory goes first there.
+fn suite_run_command(binary: &BenchBinary, runner: &Path) -> Command {
+    let mut command = suite_command(binary, &[OsString::from("--output-format=json")]);
+    let mut path: Vec<PathBuf> = runner.parent().map(Path::to_path_buf).into_iter().collect();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    if let Ok(joined) = std::env::join_paths(path) {
+        command.env("PATH", joined);
+    }
     command.env("GUNGRAUN_RUNNER", runner);
+    command
+}
+
+/// Runs one built suite and returns its rows.
+fn run_suite(binary: &BenchBinary, runner: &Path) -> Result<Vec<InstructionRow>, XtaskError> {
+    let suite = &binary.suite;
+    let description = describe(binary, &[OsString::from("--output-format=json")]);
+    let mut command = suite_run_command(binary, runner);
     let mut rows = Vec::new();
     let mut output = Vec::new();
     let status = run_captured(&mut command, &description, |stream, line| {
@@ -236,7 +262,7 @@ fn run_suite(
     })?;
     if !status.success() {
         eprintln!(
-            "--- {} (bench `{}`) failed; last lines of its output:",
+            "--- {} (bench `{}`, `{description}`) failed; last lines of its output:",
             suite.krate, suite.bench
         );
         for line in tail(&output, 40) {
@@ -276,10 +302,10 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), XtaskError> {
         return Ok(());
     }
     let runner = ensure_runner(&workspace, &library_version(&workspace)?)?;
-    build(&workspace, &skipped)?;
+    let binaries = build(&workspace, &suites, &skipped)?;
     let mut rows = Vec::new();
-    for suite in &suites {
-        rows.extend(run_suite(&workspace, suite, &runner)?);
+    for binary in &binaries {
+        rows.extend(run_suite(binary, &runner)?);
     }
     if let Some(filter) = &filter {
         rows.retain(|row| filter.is_match(&row.id));

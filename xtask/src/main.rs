@@ -33,6 +33,7 @@ mod instructions;
 mod machine;
 mod markdown;
 mod paired;
+mod plan;
 mod process;
 mod provision;
 mod ratio;

@@ -233,9 +233,62 @@ impl From<EtcdError> for MemoryError {
                     source: Arc::new(error),
                 }
             }
+            // "Maybe committed" must stay apart from "failed": a caller that retried it as a new
+            // decision could apply it twice.
+            error @ EtcdError::OutcomeUnknown { decision_id, .. } => MemoryError::OutcomeUnknown {
+                decision_id,
+                source: Arc::new(error),
+            },
             error => MemoryError::Backend {
                 source: Arc::new(error),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_outcome_becomes_memory_outcome_unknown_not_backend() {
+        let error = MemoryError::from(EtcdError::OutcomeUnknown {
+            decision_id: 0xabc,
+            waited: Duration::from_secs(3),
+            detail: "connection reset".to_owned(),
+        });
+        assert!(error.may_have_committed(), "{error:?}");
+        match &error {
+            MemoryError::OutcomeUnknown {
+                decision_id,
+                source,
+            } => {
+                assert_eq!(*decision_id, 0xabc);
+                assert!(matches!(
+                    source.downcast_ref::<EtcdError>(),
+                    Some(EtcdError::OutcomeUnknown { .. })
+                ));
+            }
+            other => panic!("expected OutcomeUnknown, got {other:?}"),
+        }
+        assert_eq!(
+            error.to_string(),
+            "outcome of decision 0xabc unknown, it may have committed: \
+             outcome of decision 0xabc unknown after 3s: connection reset"
+        );
+    }
+
+    #[test]
+    fn errors_that_committed_nothing_do_not_claim_they_may_have() {
+        let unreachable = MemoryError::from(EtcdError::Unreachable {
+            endpoints: "http://127.0.0.1:1".to_owned(),
+            waited: Duration::from_secs(1),
+            detail: "connection refused".to_owned(),
+        });
+        assert!(matches!(unreachable, MemoryError::Unavailable { .. }));
+        assert!(!unreachable.may_have_committed());
+        let fenced = MemoryError::from(EtcdError::Fenced { decision_id: 1 });
+        assert!(matches!(fenced, MemoryError::Backend { .. }));
+        assert!(!fenced.may_have_committed());
     }
 }

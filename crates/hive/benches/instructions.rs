@@ -122,6 +122,12 @@ impl Agent<Board> for SpecAgent {
 
 /// A hive of `agents` agents (20% conflicting in pairs) and the current-thread runtime it runs on.
 fn hive_of(agents: usize) -> (Runtime, Hive<Board>) {
+    hive_with(agents, 20)
+}
+
+/// A hive of `agents` agents (`conflicting` percent of them conflicting in pairs) and the
+/// current-thread runtime it runs on.
+fn hive_with(agents: usize, conflicting: u32) -> (Runtime, Hive<Board>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,7 +136,7 @@ fn hive_of(agents: usize) -> (Runtime, Hive<Board>) {
         .resolution(ResolutionStrategy::Vote)
         .build()
         .expect("a valid configuration");
-    for spec in agent_set(agents, 20, DEFAULT_SEED) {
+    for spec in agent_set(agents, conflicting, DEFAULT_SEED) {
         hive.spawn(SpecAgent(spec));
     }
     // One round first: the counted round sees warm caches and grown buffers, as every round but a
@@ -141,6 +147,7 @@ fn hive_of(agents: usize) -> (Runtime, Hive<Board>) {
 
 #[library_benchmark]
 #[bench::agents_10(hive_of(10))]
+#[bench::independent_1k(hive_with(1_000, 0))]
 fn hivekit_decide(input: (Runtime, Hive<Board>)) -> (Runtime, Hive<Board>) {
     let (runtime, hive) = input;
     black_box(runtime.block_on(hive.decide()).expect("a round"));

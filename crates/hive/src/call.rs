@@ -1,6 +1,7 @@
 //! One guarded agent call: a panic, an error or a timeout becomes a [`FailureKind`], and a heavy
 //! agent's call runs as its own runtime task.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -49,10 +50,11 @@ impl Limit {
 /// An agent's future under a timeout, with panics caught.
 ///
 /// The timer starts at the first poll that finds the call pending, so an agent that answers at once
-/// never touches the timer wheel.
+/// never touches the timer wheel. A call without a limit is timed by its owner (see
+/// [`Deadlines`]).
 pub(crate) struct Guarded<'a, T> {
     call: Option<BoxFuture<'a, Result<T, AgentError>>>,
-    limit: Limit,
+    limit: Option<Limit>,
     timer: Option<Pin<Box<Sleep>>>,
     span: tracing::Span,
 }
@@ -65,7 +67,7 @@ impl<'a, T> Guarded<'a, T> {
     ) -> Self {
         Self {
             call: Some(call),
-            limit,
+            limit: Some(limit),
             timer: None,
             span,
         }
@@ -73,17 +75,18 @@ impl<'a, T> Guarded<'a, T> {
 }
 
 impl<'a, T> Guarded<'a, T> {
-    /// Guards a call that a first poll found pending, with the timer that poll started.
+    /// Guards a call that a first poll found pending, with the timer that poll started (none when
+    /// its owner times it).
     fn running(
         call: BoxFuture<'a, Result<T, AgentError>>,
-        limit: Limit,
-        timer: Pin<Box<Sleep>>,
+        limit: Option<Limit>,
+        timer: Option<Pin<Box<Sleep>>>,
         span: tracing::Span,
     ) -> Self {
         Self {
             call: Some(call),
             limit,
-            timer: Some(timer),
+            timer,
             span,
         }
     }
@@ -97,13 +100,14 @@ pub(crate) enum Started<'a, T> {
 
 /// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
 /// voter has none) and polls it once, under the same guard as [`Guarded`] (span, panic catching;
-/// the timer starts only if the call is pending). An answer at once costs no allocation and leaves
-/// the slot for the voter's next call; a pending call takes the slot with it.
+/// with a `limit`, the timer starts only if the call is pending; without, the caller times it). An
+/// answer at once costs no allocation and leaves the slot for the voter's next call; a pending call
+/// takes the slot with it.
 pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Box<dyn VoteSlot<'a, S> + 'a>>,
     new_slot: impl FnOnce() -> Box<dyn VoteSlot<'a, S> + 'a>,
     contest: &'a Contest<S>,
-    limit: Limit,
+    limit: Option<Limit>,
     span: tracing::Span,
     cx: &mut Context<'_>,
 ) -> Started<'a, Vote> {
@@ -122,11 +126,17 @@ pub(crate) fn start_in_slot<'a, S: State>(
         }
         Ok(Poll::Pending) => {
             // As `Guarded::poll` does on a pending call: start the timer and poll it once.
-            let mut timer = limit.timer();
-            if timer.as_mut().poll(cx).is_ready() {
-                drop_quietly(call);
-                return Started::Done(Err(FailureKind::TimedOut));
-            }
+            let timer = match limit {
+                Some(limit) => {
+                    let mut timer = limit.timer();
+                    if timer.as_mut().poll(cx).is_ready() {
+                        drop_quietly(call);
+                        return Started::Done(Err(FailureKind::TimedOut));
+                    }
+                    Some(timer)
+                }
+                None => None,
+            };
             let call: Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a> = call;
             Started::Running(Call::inline(Guarded::running(
                 Box::into_pin(call),
@@ -161,7 +171,10 @@ impl<T> Future for Guarded<'_, T> {
                 Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
             }
             Ok(Poll::Pending) => {
-                let limit = this.limit;
+                let Some(limit) = this.limit else {
+                    // Timed by its owner.
+                    return Poll::Pending;
+                };
                 let timer = this.timer.get_or_insert_with(|| limit.timer());
                 if timer.as_mut().poll(cx).is_ready() {
                     drop_quietly(this.call.take());
@@ -222,11 +235,15 @@ impl<T> Future for Call<'_, T> {
 }
 
 /// A call tagged with its slot, which yields `None` without polling the call once its ballot has
-/// settled (the call is then dropped, cancelling it).
+/// settled (the call is then dropped, cancelling it) or once its owner timed it out.
 pub(crate) struct Tagged<'a, T, I = usize> {
     pub(crate) call: Call<'a, T>,
     pub(crate) slot: I,
     pub(crate) cancelled: Option<&'a AtomicBool>,
+    /// Its group in the owner's [`Deadlines`], if the owner times it.
+    pub(crate) deadline: Option<u32>,
+    /// Set by the owner when the call's deadline passed (the timeout is already recorded).
+    pub(crate) expired: bool,
 }
 
 impl<T, I: Copy + Unpin> Future for Tagged<'_, T, I> {
@@ -234,14 +251,74 @@ impl<T, I: Copy + Unpin> Future for Tagged<'_, T, I> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this
-            .cancelled
-            .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
+        if this.expired
+            || this
+                .cancelled
+                .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
         {
             return Poll::Ready((this.slot, None));
         }
         Pin::new(&mut this.call)
             .poll(cx)
             .map(|result| (this.slot, Some(result)))
+    }
+}
+
+/// One timer for many calls: the calls of one phase (or chunk) whose deadlines fall within the
+/// same millisecond share a group, and only the earliest group's deadline is on the timer wheel.
+///
+/// A timer per call cost an allocation and two timer-wheel operations (insert, and remove when the
+/// call answers) per waiting call, under the time driver's lock; with 100k calls in flight that
+/// dominated the round. Calls start in order, so their deadlines arrive in order and the groups
+/// form a queue. A group's deadline is its last call's, so a call may time out up to a millisecond
+/// late: the resolution of tokio's timers anyway.
+pub(crate) struct Deadlines {
+    /// Each group's first deadline, the deadline it fires at (its last call's) and its id,
+    /// earliest first.
+    groups: VecDeque<(Instant, Instant, u32)>,
+    next: u32,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Deadlines {
+    pub(crate) fn new() -> Self {
+        Self {
+            groups: VecDeque::new(),
+            next: 0,
+            timer: None,
+        }
+    }
+
+    /// The group of a call that must answer by `at`.
+    pub(crate) fn add(&mut self, at: Instant) -> u32 {
+        if let Some((first, fire, id)) = self.groups.back_mut() {
+            // Within a millisecond of the group's first deadline (not its last, so that a group
+            // cannot keep growing).
+            if at <= *first + Duration::from_millis(1) {
+                *fire = (*fire).max(at);
+                return *id;
+            }
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.groups.push_back((at, at, id));
+        id
+    }
+
+    /// The next group whose deadline has passed, if any; otherwise the timer is armed for the
+    /// earliest one.
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<u32> {
+        let &(_, at, id) = self.groups.front()?;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            self.groups.pop_front();
+            return Some(id);
+        }
+        None
     }
 }

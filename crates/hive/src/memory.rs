@@ -128,6 +128,19 @@ pub enum MemoryError {
         #[source]
         source: BoxError,
     },
+    /// A commit was sent but its outcome could not be learned: it may or may not have landed.
+    ///
+    /// Unlike every other variant this does not say the commit failed, so a caller must not simply
+    /// retry it as a new decision. The backend can settle it (the etcd backend:
+    /// `EtcdMemory::resolve(decision_id)`, which reports the version it created or fences it off).
+    #[error("outcome of decision {decision_id:#x} unknown, it may have committed: {source}")]
+    OutcomeUnknown {
+        /// The decision whose commit is in doubt.
+        decision_id: u128,
+        /// Why its outcome could not be learned.
+        #[source]
+        source: BoxError,
+    },
     /// Any other backend failure.
     #[error("memory backend failed: {source}")]
     Backend {
@@ -158,6 +171,25 @@ impl MemoryError {
         MemoryError::Backend {
             source: Arc::new(error),
         }
+    }
+
+    /// Whether the commit may have landed despite the error ([`MemoryError::OutcomeUnknown`]); for
+    /// every other variant nothing was committed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::MemoryError;
+    ///
+    /// let lost = MemoryError::OutcomeUnknown {
+    ///     decision_id: 7,
+    ///     source: std::sync::Arc::new(std::io::Error::other("connection reset")),
+    /// };
+    /// assert!(lost.may_have_committed());
+    /// assert!(!MemoryError::backend(std::io::Error::other("refused")).may_have_committed());
+    /// ```
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, MemoryError::OutcomeUnknown { .. })
     }
 }
 

@@ -177,15 +177,17 @@ pub(crate) fn supervise<S: State>(
             health.failures.store(0, Ordering::Relaxed);
             continue;
         };
-        let failures = health.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < limit {
+        // One atomic step counts the failure and, at the limit, clears the record: of concurrent
+        // rounds that fail the same agent, exactly one sees the count reach the limit and acts (an
+        // increment followed by a separate reset let two rounds both act on one crossing).
+        let Some(failures) = strike(&health.failures, limit) else {
             continue;
-        }
-        health.failures.store(0, Ordering::Relaxed);
+        };
         let until_round = match policy.action {
             SupervisionAction::Quarantine { rounds } => {
                 let until = round.saturating_add(u64::from(rounds));
-                health.quarantined_until.store(until, Ordering::Relaxed);
+                // A concurrent round with a later end must not be shortened by this one.
+                health.quarantined_until.fetch_max(until, Ordering::Relaxed);
                 Some(until)
             }
             SupervisionAction::Remove => None,
@@ -198,12 +200,28 @@ pub(crate) fn supervise<S: State>(
             last: last.clone(),
         });
     }
-    for record in &done {
-        if record.action == SupervisionAction::Remove {
-            agents.remove(&record.agent);
-        }
-    }
+    // A member removed by a concurrent round in between is not reported twice.
+    done.retain(|record| {
+        record.action != SupervisionAction::Remove || agents.remove(&record.agent).is_some()
+    });
     done
+}
+
+/// Counts one failed round on `failures`; at `limit` clears it in the same atomic step and returns
+/// the count that reached the limit, else `None`.
+fn strike(failures: &AtomicU32, limit: u32) -> Option<u32> {
+    let mut reached = None;
+    let _ = failures.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+        let count = count.saturating_add(1);
+        if count >= limit {
+            reached = Some(count);
+            Some(0)
+        } else {
+            reached = None;
+            Some(count)
+        }
+    });
+    reached
 }
 
 /// Calls the restart hook, catching a panic in it.
@@ -214,5 +232,45 @@ pub(crate) fn call_hook<S: State>(hook: &RestartHook<S>, hive: &Hive<S>, record:
             panic = %panic_message(panic.as_ref()),
             "the restart hook panicked"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strike_clears_the_record_when_it_reaches_the_limit() {
+        let failures = AtomicU32::new(0);
+        assert_eq!(strike(&failures, 3), None);
+        assert_eq!(strike(&failures, 3), None);
+        assert_eq!(strike(&failures, 3), Some(3));
+        assert_eq!(failures.load(Ordering::Relaxed), 0);
+        assert_eq!(strike(&failures, 1), Some(1));
+    }
+
+    /// Regression: a failure was double-counted when rounds ran concurrently (an increment, then a
+    /// separate reset, let two rounds act on one crossing of the limit).
+    #[test]
+    fn concurrent_strikes_act_once_per_crossing_of_the_limit() {
+        const THREADS: u32 = 4;
+        const STRIKES: u32 = 20_000;
+        const LIMIT: u32 = 3;
+        let failures = AtomicU32::new(0);
+        let actions: u32 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..STRIKES)
+                            .filter(|_| strike(&failures, LIMIT).is_some())
+                            .count() as u32
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        let total = THREADS * STRIKES;
+        assert_eq!(actions, total / LIMIT);
+        assert_eq!(failures.load(Ordering::Relaxed), total % LIMIT);
     }
 }

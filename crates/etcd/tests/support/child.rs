@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use hivekit_etcd::testing::ChildGuard;
-use hivekit_etcd::{EtcdConfig, EtcdError, EtcdMemory, HistoryEntry, Membership};
+use hivekit_etcd::{EtcdConfig, EtcdMemory, HistoryEntry, Membership};
 use hivekit_hive::{
     Agent, AgentContext, AgentError, Hive, HiveError, Memory, MemoryError, ProposalOf, Snapshot,
     State,
@@ -96,13 +96,8 @@ async fn client(plan: ClientPlan) {
     for _ in 0..plan.decisions {
         match hive.decide().await {
             Ok(decision) => report(&format!("ok {} {}", decision.id, decision.version)),
-            Err(HiveError::Memory(MemoryError::Backend { source })) => {
-                match source.downcast_ref::<EtcdError>() {
-                    Some(EtcdError::OutcomeUnknown { decision_id, .. }) => {
-                        report(&format!("unknown {decision_id}"))
-                    }
-                    _ => report(&format!("failed {source}")),
-                }
+            Err(HiveError::Memory(MemoryError::OutcomeUnknown { decision_id, .. })) => {
+                report(&format!("unknown {decision_id}"))
             }
             Err(error) => report(&format!("failed {error}")),
         }

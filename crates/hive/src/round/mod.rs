@@ -579,7 +579,12 @@ impl<'h, S: State> Round<'h, S> {
             let committed = match self.hive.inner.memory.commit(request).await {
                 Ok(committed) => committed,
                 Err(error) => {
-                    tracing::warn!(%error, "commit failed; nothing applied");
+                    if error.may_have_committed() {
+                        // Not retried here: a retry would commit the decision a second time.
+                        tracing::warn!(%error, decision = id, "commit outcome unknown; it may have applied");
+                    } else {
+                        tracing::warn!(%error, "commit failed; nothing applied");
+                    }
                     return Err(error.into());
                 }
             };

@@ -126,6 +126,8 @@ pub(super) async fn run_calls<'a, T: 'a>(
                     call,
                     slot: next,
                     cancelled: None,
+                    deadline: None,
+                    expired: false,
                 }),
             }
             next += 1;

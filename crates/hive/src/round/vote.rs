@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
 use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
-use crate::call::{start_in_slot, Call, CallResult, Guarded, Limit, Started, Tagged};
+use crate::call::{start_in_slot, Call, CallResult, Deadlines, Guarded, Limit, Started, Tagged};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
@@ -27,9 +27,10 @@ use crate::state::State;
 /// A light voter's reusable [`VoteSlot`], if it has one now.
 type SlotOf<'a, S> = Option<Box<dyn VoteSlot<'a, S> + 'a>>;
 
-/// Starts one `vote` call and polls it once: a heavy voter's call as its own task, a light voter's
-/// in its reusable `slot` (no allocation when it answers at once, the common case: a round asks
-/// every voter about every contest).
+/// Starts one `vote` call and polls it once: a heavy voter's call as its own task (under its own
+/// timer), a light voter's in its reusable `slot` (no allocation when it answers at once, the
+/// common case: a round asks every voter about every contest) and without a timer: the caller
+/// times it through its [`Deadlines`].
 fn start_vote<'a, S: State>(
     member: &'a RoundMember<S>,
     slot: &mut SlotOf<'a, S>,
@@ -56,7 +57,7 @@ fn start_vote<'a, S: State>(
             slot,
             || member.agent.vote_slot(&member.context, view),
             contest,
-            limit,
+            None,
             span,
             cx,
         )
@@ -219,17 +220,18 @@ impl<S: State> Round<'_, S> {
                 Arc::new(Contest {
                     key: group.key.clone(),
                     kind: group.kind,
+                    // Each member's access comes from the conflict report: lockfree already
+                    // knows who writes the key, and a write set may be long.
                     candidates: group
-                        .members
-                        .iter()
-                        .map(|id| {
-                            let index = proposed.position[id];
+                        .members_with_access()
+                        .map(|(id, access)| {
+                            let index = proposed.position[&id];
                             let proposal = &proposed.proposals[index];
                             Candidate {
-                                id: *id,
+                                id,
                                 proposer: self.members[proposed.proposers[index]].id,
                                 priority: proposal.priority,
-                                writes_key: proposal.writes.contains(&group.key),
+                                writes_key: access.is_write(),
                                 change: proposal.payload.clone(),
                             }
                         })
@@ -386,6 +388,7 @@ async fn vote_groups<S: State>(
         .collect();
     let mut slots: Vec<SlotOf<'_, S>> = voters.iter().map(|_| None).collect();
     let mut pending = FuturesUnordered::new();
+    let mut deadlines = Deadlines::new();
     let mut in_flight = 0;
     {
         // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
@@ -463,10 +466,14 @@ async fn vote_groups<S: State>(
                     Started::Running(call) => {
                         state[group].in_flight += 1;
                         in_flight += 1;
+                        let deadline = (!voters[voter].heavy)
+                            .then(|| deadlines.add(limit.deadline_from_now()));
                         pending.push(Tagged {
                             call,
                             slot: (group, position),
                             cancelled: Some(&cancelled[group]),
+                            deadline,
+                            expired: false,
                         });
                     }
                 }
@@ -483,7 +490,32 @@ async fn vote_groups<S: State>(
                 Poll::Ready(None) if all_asked => return Poll::Ready(()),
                 Poll::Ready(None) => {}
                 Poll::Pending if in_flight == 0 && all_asked => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let Some(expired) = deadlines.poll_expired(cx) else {
+                        return Poll::Pending;
+                    };
+                    // Every call of the group still waited for times out; a call whose ballot
+                    // settled was freed then.
+                    for tagged in pending.iter_mut() {
+                        let (group, position) = tagged.slot;
+                        if tagged.expired
+                            || tagged.deadline != Some(expired)
+                            || state[group].settled
+                        {
+                            continue;
+                        }
+                        tagged.expired = true;
+                        state[group].in_flight -= 1;
+                        in_flight -= 1;
+                        in_flight -= record(
+                            group,
+                            position,
+                            Err(FailureKind::TimedOut),
+                            &mut state,
+                            &mut failures,
+                        );
+                    }
+                }
             }
         })
         .await;

@@ -1,0 +1,197 @@
+//! One commit: a compare-and-swap transaction on the head, retried after conflicts and resent
+//! with the same decision id when its answer is lost, until the commit timeout.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl<S, L> Shared<S, L>
+where
+    S: State,
+    S::Change: Serialize + DeserializeOwned,
+    L: Layout<S>,
+{
+    /// Commits `request` (see the module doc).
+    pub(super) async fn commit(
+        &self,
+        request: &CommitRequest<'_, S>,
+    ) -> Result<Committed, EtcdError> {
+        let started = Instant::now();
+        let deadline = started + self.config.commit_timeout;
+        let decision_hex = format!("{:032x}", request.decision_id);
+        let decision_key = self.keys.decision(request.decision_id);
+        let head_key = self.keys.head();
+        let changes: Vec<HistoryChange<&S::Change>> = request
+            .accepted
+            .iter()
+            .map(|accepted| HistoryChange {
+                proposal: accepted.proposal.id.0,
+                proposer: accepted.proposer.map(|agent| agent.0),
+                change: &accepted.proposal.payload,
+            })
+            .collect();
+        let time_ms = now_ms();
+        // The last failure after which the commit may have landed, and the last one after which it
+        // cannot have.
+        let mut ambiguous: Option<String> = None;
+        let mut unreachable: Option<EtcdError> = None;
+        let mut backoff = Duration::from_millis(20);
+        let mut kv = self.client.kv_client();
+        while Instant::now() < deadline {
+            let (current, revision) = self.position();
+            let version = current.version() + 1;
+            let rebased = current.version() != request.base;
+            let next = request.apply_to(&current);
+            drop(current);
+            let entry = json(
+                "history entry",
+                &HistoryEntryRef {
+                    version,
+                    decision_id: &decision_hex,
+                    round: request.round,
+                    base: request.base,
+                    rebased,
+                    time_ms,
+                    changes: &changes,
+                },
+            )?;
+            let head = json(
+                "head",
+                &Head {
+                    version,
+                    decision: decision_hex.clone(),
+                },
+            )?;
+            let history_key = self.keys.history(version);
+            let mut bytes = head_key.len()
+                + head.len()
+                + history_key.len()
+                + entry.len()
+                + decision_key.len() * 2
+                + 20
+                + 3 * OPERATION_OVERHEAD;
+            let mut operations = vec![
+                TxnOp::put(head_key.clone(), head, None),
+                TxnOp::put(history_key, entry, None),
+                TxnOp::put(decision_key.clone(), version.to_string(), None),
+            ];
+            for (relative, value) in L::encode_commit(&next, request.accepted)? {
+                let key = self.keys.state(&relative);
+                bytes += key.len() + value.as_ref().map_or(0, Vec::len) + OPERATION_OVERHEAD;
+                operations.push(match value {
+                    Some(value) => TxnOp::put(key, value, None),
+                    None => TxnOp::delete(key, None),
+                });
+            }
+            check_limits(&self.config, bytes, operations.len())?;
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(head_key.clone(), CompareOp::Equal, revision),
+                    Compare::version(decision_key.clone(), CompareOp::Equal, 0),
+                ])
+                .and_then(operations)
+                .or_else([
+                    TxnOp::get(head_key.clone(), None),
+                    TxnOp::get(decision_key.clone(), None),
+                ]);
+            let wait = self
+                .config
+                .request_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, kv.txn(txn)).await {
+                Ok(Ok(response)) if response.succeeded() => {
+                    let revision = response.header().map_or(0, |header| header.revision());
+                    // The commit landed: whatever happens locally, it is reported committed
+                    // (the follower installs it from the history if this could not).
+                    if let Err(error) = self.install(version, revision, false, |_| next) {
+                        tracing::error!(%error, version, "a committed version could not be installed here");
+                    }
+                    bump(&self.counters.commits);
+                    if rebased {
+                        bump(&self.counters.rebased);
+                    }
+                    return Ok(Committed::new(version, rebased));
+                }
+                Ok(Ok(response)) => {
+                    if let Some(found) = first_kv(&response.op_responses(), 1) {
+                        // An earlier attempt whose answer was lost did land.
+                        let Ok(landed) = decided_version(&found)? else {
+                            return Err(EtcdError::Fenced {
+                                decision_id: request.decision_id,
+                            });
+                        };
+                        let _ = self.catch_up().await;
+                        bump(&self.counters.commits);
+                        let rebased = landed != request.base + 1;
+                        if rebased {
+                            bump(&self.counters.rebased);
+                        }
+                        return Ok(Committed::new(landed, rebased));
+                    }
+                    // Another commit landed first: read it, then re-apply on top of it.
+                    bump(&self.counters.conflicts);
+                    match self.catch_up().await {
+                        Ok(()) => {}
+                        // Stored data that cannot be read: retrying cannot help.
+                        Err(error @ (EtcdError::Corrupt { .. } | EtcdError::HistoryGap { .. })) => {
+                            return Err(error)
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "catching up after a conflict failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_millis(500));
+                        }
+                    }
+                }
+                Ok(Err(source)) => {
+                    let error = EtcdError::client("commit", source);
+                    if error.is_request_too_large() {
+                        return Err(EtcdError::TooLarge {
+                            bytes,
+                            limit: self.config.max_request_bytes,
+                        });
+                    }
+                    let EtcdError::Client { source, .. } = &error else {
+                        return Err(error);
+                    };
+                    if unreachable_now(source) {
+                        unreachable = Some(error);
+                    } else if not_applied(source) {
+                        return Err(error);
+                    } else {
+                        if ambiguous.is_none() {
+                            bump(&self.counters.ambiguous);
+                        }
+                        tracing::warn!(decision = %decision_hex, %error, "commit outcome lost; reading it back");
+                        ambiguous = Some(error.to_string());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(_) => {
+                    if ambiguous.is_none() {
+                        bump(&self.counters.ambiguous);
+                    }
+                    tracing::warn!(decision = %decision_hex, "commit timed out; reading it back");
+                    ambiguous = Some(format!("commit timed out after {wait:?}"));
+                }
+            }
+        }
+        let waited = started.elapsed();
+        Err(match (ambiguous, unreachable) {
+            (Some(detail), _) => EtcdError::OutcomeUnknown {
+                decision_id: request.decision_id,
+                waited,
+                detail,
+            },
+            (None, Some(error)) => EtcdError::Unreachable {
+                endpoints: self.config.endpoints.join(","),
+                waited,
+                detail: error.to_string(),
+            },
+            (None, None) => EtcdError::Timeout {
+                operation: "commit",
+                waited,
+            },
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! The follower: a watch on the history that installs every version committed elsewhere.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Follows the history through a watch: installs every version committed elsewhere, resumes
+/// after a lost connection, and reloads when it fell behind etcd's compaction.
+pub(super) async fn follow<S, L>(shared: Arc<Shared<S, L>>)
+where
+    S: State,
+    S::Change: Serialize + DeserializeOwned,
+    L: Layout<S>,
+{
+    let history_prefix = shared.keys.history_prefix();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let start = shared.position.lock().seen_through + 1;
+        let options = etcd_client::WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start);
+        let mut watch_client = shared.client.watch_client();
+        let watched = tokio::time::timeout(
+            shared.config.connect_timeout,
+            watch_client.watch(history_prefix.clone(), Some(options)),
+        )
+        .await;
+        let mut stream = match watched {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "history watch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("history watch timed out; retrying");
+                continue;
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(response)) => {
+                    if response.compact_revision() > 0 {
+                        bump(&shared.counters.reloads);
+                        tracing::warn!(
+                            prefix = %shared.keys.prefix,
+                            compacted = response.compact_revision(),
+                            resume = start,
+                            "follower fell behind etcd's compaction; reloading from the history"
+                        );
+                    }
+                    if response.canceled() {
+                        if let Err(error) = shared.catch_up().await {
+                            tracing::warn!(%error, "reloading the history failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                        }
+                        break;
+                    }
+                    backoff = Duration::from_millis(20);
+                    for event in response.events() {
+                        if event.event_type() != etcd_client::EventType::Put {
+                            continue;
+                        }
+                        let Some(pair) = event.kv() else { continue };
+                        let installed = decode::<HistoryEntry<S::Change>>(pair.key(), pair.value())
+                            .and_then(|entry| shared.install_entry(pair, &entry));
+                        match installed {
+                            Ok(_) => {}
+                            Err(EtcdError::HistoryGap { .. }) => {
+                                if let Err(error) = shared.catch_up().await {
+                                    tracing::warn!(%error, "catching up failed");
+                                }
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, "history entry cannot be installed");
+                            }
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    // No catch-up here: the new watch starts after the last entry installed, so
+                    // etcd replays what was missed, or says the start was compacted, and that path
+                    // reloads and counts it (a reload here would hide the compaction).
+                    tracing::debug!("history watch ended; resuming");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Reading a memory from etcd: a range page by page at one revision, creating a memory at an
+//! empty prefix, and loading its marker, head and state together; and the request limits.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Reads `[start, end)` page by page at one revision (`0`: the current one); returns the pairs and
+/// the revision read.
+pub(super) async fn read_range(
+    client: &Client,
+    config: &EtcdConfig,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    revision: i64,
+) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+    let kv = client.kv_client();
+    let mut pairs = Vec::new();
+    let mut start = start;
+    let mut revision = revision;
+    loop {
+        let options = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(PAGE)
+            .with_revision(revision);
+        let mut response = config
+            .request("range read", || {
+                let mut kv = kv.clone();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
+        if revision == 0 {
+            revision = response.header().map_or(0, |header| header.revision());
+        }
+        let more = response.more();
+        let page = response.take_kvs();
+        let Some(last) = page.last() else { break };
+        start = last.key().to_vec();
+        start.push(0);
+        pairs.extend(page);
+        if !more {
+            break;
+        }
+    }
+    Ok((pairs, revision))
+}
+
+/// Creates the memory (marker, head at version 0, initial state) when the prefix is empty.
+pub(super) async fn initialize<S: State, L: Layout<S>>(
+    client: &Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+    initial: &S,
+) -> Result<(), EtcdError> {
+    let kv = client.kv_client();
+    let marker = config
+        .request("read marker", || {
+            let mut kv = kv.clone();
+            let key = keys.meta();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
+    if !marker.kvs().is_empty() {
+        return Ok(());
+    }
+    let others = config
+        .request("scan prefix", || {
+            let mut kv = kv.clone();
+            let prefix = keys.prefix.clone();
+            async move {
+                kv.get(
+                    prefix,
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await
+            }
+        })
+        .await?;
+    if others.count() > 0 {
+        // Another process may have created the memory since the marker was read (its marker and
+        // state are written in one transaction, so a marker now means the keys are its).
+        let marker = config
+            .request("read marker", || {
+                let mut kv = kv.clone();
+                let key = keys.meta();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
+        if !marker.kvs().is_empty() {
+            return Ok(());
+        }
+        return Err(EtcdError::NotAMemory {
+            prefix: keys.prefix.clone(),
+            found: format!("{} keys and no hivekit marker", others.count()),
+        });
+    }
+    let meta = json(
+        "memory marker",
+        &Meta {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            layout: L::NAME.into(),
+        },
+    )?;
+    let head = json(
+        "head",
+        &Head {
+            version: 0,
+            decision: String::new(),
+        },
+    )?;
+    let mut operations = vec![
+        TxnOp::put(keys.meta(), meta, None),
+        TxnOp::put(keys.head(), head, None),
+    ];
+    let mut bytes = 0;
+    for (relative, value) in L::encode_state(initial)? {
+        let key = keys.state(&relative);
+        bytes += key.len() + value.len() + OPERATION_OVERHEAD;
+        operations.push(TxnOp::put(key, value, None));
+    }
+    check_limits(config, bytes, operations.len())?;
+    // Only the first process to get here creates it; the others load what it wrote.
+    let txn = Txn::new()
+        .when([Compare::create_revision(keys.meta(), CompareOp::Equal, 0)])
+        .and_then(operations);
+    let kv = client.kv_client();
+    config
+        .request("create memory", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+    Ok(())
+}
+
+pub(super) fn check_limits(
+    config: &EtcdConfig,
+    bytes: usize,
+    operations: usize,
+) -> Result<(), EtcdError> {
+    if bytes > config.max_request_bytes {
+        return Err(EtcdError::TooLarge {
+            bytes,
+            limit: config.max_request_bytes,
+        });
+    }
+    if operations > config.max_txn_ops {
+        return Err(EtcdError::TooManyOperations {
+            operations,
+            limit: config.max_txn_ops,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the marker, the head and the state at one revision.
+pub(super) async fn load<S: State, L: Layout<S>>(
+    client: &Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+) -> Result<Loaded<S>, EtcdError> {
+    let kv = client.kv_client();
+    let txn = Txn::new().and_then([TxnOp::get(keys.meta(), None), TxnOp::get(keys.head(), None)]);
+    let response = config
+        .request("read head", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+    let read_revision = response.header().map_or(0, |header| header.revision());
+    let responses = response.op_responses();
+    let not_a_memory = |found: &str| EtcdError::NotAMemory {
+        prefix: keys.prefix.clone(),
+        found: found.to_string(),
+    };
+    let meta = first_kv(&responses, 0).ok_or_else(|| not_a_memory("no hivekit marker"))?;
+    let meta: Meta = serde_json::from_slice(meta.value())
+        .map_err(|_| not_a_memory("a `meta` key that is not a hivekit marker"))?;
+    if meta.format != FORMAT || meta.format_version != FORMAT_VERSION {
+        return Err(not_a_memory(&format!(
+            "format `{}` version {}",
+            meta.format, meta.format_version
+        )));
+    }
+    if meta.layout != L::NAME {
+        return Err(EtcdError::LayoutMismatch {
+            prefix: keys.prefix.clone(),
+            stored: meta.layout,
+            requested: L::NAME,
+        });
+    }
+    let head_pair = first_kv(&responses, 1).ok_or_else(|| not_a_memory("a marker and no head"))?;
+    let head: Head = decode(head_pair.key(), head_pair.value())?;
+    let state_prefix = keys.state_prefix();
+    let (pairs, _) = read_range(
+        client,
+        config,
+        state_prefix.clone().into_bytes(),
+        prefix_end(&state_prefix),
+        read_revision,
+    )
+    .await?;
+    let pairs = pairs
+        .into_iter()
+        .map(|pair| {
+            let (key, value) = pair.into_key_value();
+            let relative = String::from_utf8_lossy(&key[state_prefix.len()..]).into_owned();
+            (relative, value)
+        })
+        .collect();
+    let state = L::decode_state(pairs, &|relative| keys.state(relative))?;
+    Ok(Loaded {
+        state,
+        version: head.version,
+        head_revision: head_pair.mod_revision(),
+        read_revision,
+    })
+}
