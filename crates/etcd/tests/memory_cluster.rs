@@ -123,7 +123,7 @@ async fn a_stopped_etcd_fails_decide_with_a_typed_error_within_its_timeout_and_a
     assert!(
         matches!(
             error,
-            MemoryError::Unavailable { .. } | MemoryError::Backend { .. }
+            MemoryError::Unavailable { .. } | MemoryError::OutcomeUnknown { .. }
         ),
         "{error}"
     );
