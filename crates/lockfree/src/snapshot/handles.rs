@@ -8,7 +8,7 @@ use std::ops::Deref;
 use super::Versioned;
 use crate::loom::sync::Arc;
 
-/// An owned snapshot of one version of a [`SnapshotCell`]: the value as it was, and its version.
+/// An owned snapshot of one version of a [`SnapshotCell`](crate::SnapshotCell): the value as it was, and its version.
 ///
 /// Dereferences to the value. Cloning is one reference count increment; the version stays alive (and
 /// unchanged) until the last clone is dropped, however many writes happen meanwhile. `Send` and `Sync`
@@ -92,7 +92,7 @@ impl<T: fmt::Debug> fmt::Debug for Snapshot<T> {
     }
 }
 
-/// A value staged for [`SnapshotCell::commit`], with the version it is based on.
+/// A value staged for [`SnapshotCell::commit`](crate::SnapshotCell::commit), with the version it is based on.
 ///
 /// # Examples
 ///
@@ -137,7 +137,7 @@ impl<T> Staged<T> {
     }
 }
 
-/// Why [`SnapshotCell::commit`] refused a staged value. The value is always given back.
+/// Why [`SnapshotCell::commit`](crate::SnapshotCell::commit) refused a staged value. The value is always given back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError<T> {
     /// Another write happened since the staged base version.
@@ -146,7 +146,7 @@ pub enum CommitError<T> {
         /// The version the staged value was based on.
         base: u64,
         /// The version current when the commit was refused: different from `base`, and greater
-        /// than it whenever `base` came from this cell ([`SnapshotCell::stage`],
+        /// than it whenever `base` came from this cell ([`SnapshotCell::stage`](crate::SnapshotCell::stage),
         /// [`Snapshot::stage`]); a hand-built [`Staged`] may name a base the cell has not reached.
         current: u64,
         /// The staged value, untouched.

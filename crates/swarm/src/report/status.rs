@@ -136,7 +136,7 @@ impl fmt::Display for StageStatus {
 #[non_exhaustive]
 pub enum SkipReason {
     /// A dependency did not succeed: `dependency` directly, and `root` is where the chain of skips
-    /// started (the same stage when the dependency itself failed). [`RunReport::explain`] prints the
+    /// started (the same stage when the dependency itself failed). [`RunReport::explain`](crate::RunReport::explain) prints the
     /// whole chain.
     Dependency {
         /// The direct dependency that did not succeed.
@@ -228,6 +228,6 @@ pub enum RunOutcome {
     DeadlineExceeded,
     /// A stage paused the run for outside input and nothing failed: the run is not over, it waits
     /// for [`Durable::resume_with`](crate::checkpoint::Durable::resume_with) (see
-    /// [`RunReport::interrupted`]).
+    /// [`RunReport::interrupted`](crate::RunReport::interrupted)).
     Interrupted,
 }
