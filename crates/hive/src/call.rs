@@ -322,3 +322,50 @@ impl Deadlines {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::Deadlines;
+
+    /// Polls `deadlines` once: the group that expired, if any.
+    async fn expired(deadlines: &mut Deadlines) -> Option<u32> {
+        poll_fn(|cx| Poll::Ready(deadlines.poll_expired(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_within_a_millisecond_of_a_group_share_it_and_groups_expire_in_order() {
+        let start = Instant::now();
+        let at = |micros: u64| start + Duration::from_micros(micros);
+        let mut deadlines = Deadlines::new();
+        let first = deadlines.add(at(10_000));
+        assert_eq!(deadlines.add(at(10_400)), first);
+        assert_eq!(
+            deadlines.add(at(11_000)),
+            first,
+            "1 ms after the group's first deadline"
+        );
+        let second = deadlines.add(at(11_001));
+        assert_ne!(second, first);
+        assert_eq!(deadlines.add(at(11_500)), second);
+
+        // Nothing expires before the first group's last deadline (its calls may answer until then).
+        assert_eq!(expired(&mut deadlines).await, None);
+        tokio::time::advance(Duration::from_micros(10_999)).await;
+        assert_eq!(expired(&mut deadlines).await, None);
+        tokio::time::advance(Duration::from_micros(1)).await;
+        assert_eq!(expired(&mut deadlines).await, Some(first));
+        assert_eq!(expired(&mut deadlines).await, None);
+        // tokio's timers tick in whole milliseconds: 11.5 ms fires at 12.
+        tokio::time::advance(Duration::from_micros(999)).await;
+        assert_eq!(expired(&mut deadlines).await, None);
+        tokio::time::advance(Duration::from_micros(1)).await;
+        assert_eq!(expired(&mut deadlines).await, Some(second));
+        assert_eq!(expired(&mut deadlines).await, None, "no group is left");
+    }
+}
