@@ -131,4 +131,42 @@ fn hivekit_memory(input: (Runtime, Pipeline, Durable)) -> (Runtime, Pipeline, Du
 
 library_benchmark_group!(name = checkpoint_run, benchmarks = [hivekit_memory]);
 
-main!(library_benchmark_groups = chain_run, checkpoint_run);
+/// The random DAG of `pipeline_construction` as a user holds it before building: each stage's
+/// name and the names of the stages it runs after.
+fn random_stage_list(stages: usize) -> Vec<(String, Vec<String>)> {
+    let shape = benches_common::dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
+    shape
+        .names
+        .iter()
+        .zip(&shape.dependencies)
+        .map(|(name, dependencies)| {
+            let after = dependencies
+                .iter()
+                .map(|&dependency| shape.names[dependency].clone());
+            (name.clone(), after.collect())
+        })
+        .collect()
+}
+
+#[library_benchmark]
+#[bench::stages_100k(random_stage_list(100_000))]
+fn hivekit_build(list: Vec<(String, Vec<String>)>) -> (Vec<(String, Vec<String>)>, Pipeline) {
+    let mut builder = PipelineBuilder::with_capacity(list.len());
+    for (name, after) in &list {
+        builder = builder
+            .stage(name.as_str(), noop)
+            .after(after)
+            .into_builder();
+    }
+    let pipeline = builder.build().expect("the shape is acyclic");
+    // Returned so that dropping the list and the pipeline is not counted.
+    (list, black_box(pipeline))
+}
+
+library_benchmark_group!(name = pipeline_build, benchmarks = [hivekit_build]);
+
+main!(
+    library_benchmark_groups = chain_run,
+    checkpoint_run,
+    pipeline_build
+);

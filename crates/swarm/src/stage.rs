@@ -205,18 +205,33 @@ impl Attempts {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StageStep> {
         let this = self;
         loop {
-            let spec = &this.shared.pipeline.stages[this.stage as usize];
+            let limit = this.shared.pipeline.stages[this.stage as usize].timeout;
             let failure = match &mut this.state {
                 AttemptState::Start => match this.start() {
-                    Ok(future) => {
-                        let timeout = this.shared.pipeline.stages[this.stage as usize].timeout;
-                        this.state = AttemptState::Running {
-                            future,
-                            deadline: timeout
-                                .and_then(|limit| deadline_after(Instant::now(), limit)),
-                            timeout: None,
-                        };
-                        continue;
+                    Ok(mut future) => {
+                        let deadline =
+                            limit.and_then(|limit| deadline_after(Instant::now(), limit));
+                        // The first poll happens before the future is stored: an attempt that
+                        // finishes at once never enters `Running`.
+                        match poll_attempt(&mut future, cx) {
+                            Poll::Ready(Ok(artifact)) => {
+                                return Poll::Ready(this.succeeded(artifact))
+                            }
+                            Poll::Ready(Err(failure)) => failure,
+                            Poll::Pending => {
+                                let mut timeout = None;
+                                let timed_out = poll_timeout(limit, deadline, &mut timeout, cx);
+                                this.state = AttemptState::Running {
+                                    future,
+                                    deadline,
+                                    timeout,
+                                };
+                                match timed_out {
+                                    Some(failure) => failure,
+                                    None => return Poll::Pending,
+                                }
+                            }
+                        }
                     }
                     Err(error) => AttemptFailure::Error { error },
                 },
@@ -224,31 +239,16 @@ impl Attempts {
                     future,
                     deadline,
                     timeout,
-                } => match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-                    Ok(Poll::Ready(Ok(artifact))) => {
+                } => match poll_attempt(future, cx) {
+                    Poll::Ready(Ok(artifact)) => {
                         this.state = AttemptState::Done;
-                        return Poll::Ready(StageStep::Done(StageOutcome::Succeeded {
-                            artifact,
-                            attempts: this.attempt,
-                            failed: std::mem::take(&mut this.failed),
-                        }));
+                        return Poll::Ready(this.succeeded(artifact));
                     }
-                    Ok(Poll::Ready(Err(error))) => AttemptFailure::Error { error },
-                    Err(panic) => AttemptFailure::Error {
-                        error: StageError::Panicked(panic_message(&*panic)),
+                    Poll::Ready(Err(failure)) => failure,
+                    Poll::Pending => match poll_timeout(limit, *deadline, timeout, cx) {
+                        Some(failure) => failure,
+                        None => return Poll::Pending,
                     },
-                    Ok(Poll::Pending) => {
-                        let (Some(limit), Some(deadline)) = (spec.timeout, *deadline) else {
-                            return Poll::Pending;
-                        };
-                        // The timer is created on the first wait only.
-                        let sleep = timeout
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                        if sleep.as_mut().poll(cx).is_pending() {
-                            return Poll::Pending;
-                        }
-                        AttemptFailure::TimedOut { after: limit }
-                    }
                 },
                 // The run never polls a finished stage again.
                 AttemptState::Done => return Poll::Pending,
@@ -260,6 +260,49 @@ impl Attempts {
             }
         }
     }
+
+    fn succeeded(&mut self, artifact: Artifact) -> StageStep {
+        self.state = AttemptState::Done;
+        StageStep::Done(StageOutcome::Succeeded {
+            artifact,
+            attempts: self.attempt,
+            failed: std::mem::take(&mut self.failed),
+        })
+    }
+}
+
+/// Polls an attempt's future, a panic caught as a failure.
+fn poll_attempt(
+    future: &mut BoxFuture<'static, Result<Artifact, StageError>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Artifact, AttemptFailure>> {
+    match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+        Ok(Poll::Ready(Ok(artifact))) => Poll::Ready(Ok(artifact)),
+        Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(AttemptFailure::Error { error })),
+        Err(panic) => Poll::Ready(Err(AttemptFailure::Error {
+            error: StageError::Panicked(panic_message(&*panic)),
+        })),
+        Ok(Poll::Pending) => Poll::Pending,
+    }
+}
+
+/// After an attempt's future returned `Pending`: the timeout it ran into, if any. The timer is
+/// created on the first wait only, so an attempt that never waits pays nothing for its timeout.
+fn poll_timeout(
+    limit: Option<Duration>,
+    deadline: Option<Instant>,
+    timeout: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Option<AttemptFailure> {
+    let (Some(limit), Some(deadline)) = (limit, deadline) else {
+        return None;
+    };
+    let sleep = timeout.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    sleep
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+        .then_some(AttemptFailure::TimedOut { after: limit })
 }
 
 /// `start + limit`, or `None` when the clock cannot represent that instant: a limit that far away

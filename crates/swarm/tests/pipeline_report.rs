@@ -269,3 +269,65 @@ async fn the_chrome_trace_has_a_track_per_stage_with_attempts_and_backoffs() {
         .filter(|event| event["ph"] == "X")
         .all(|event| event["ts"].is_u64() && event["dur"].is_u64()));
 }
+
+/// A run nobody watches takes a short path through a succeeded stage's end; a watched one (an
+/// event sink) the general path. Both must record the same statuses, artifacts, start times and
+/// durations, and run every stage of a chain exactly once, in order.
+#[tokio::test]
+async fn a_watched_and_an_unwatched_run_report_succeeded_stages_the_same_way() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let mut builder = Pipeline::builder();
+    for stage in 0..50u32 {
+        let runs = runs.clone();
+        let after: Vec<String> = stage
+            .checked_sub(1)
+            .map(|previous| format!("s{previous}"))
+            .into_iter()
+            .collect();
+        builder = builder
+            .stage(format!("s{stage}"), move |_: StageContext| {
+                let order = runs.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, StageError>(order) }
+            })
+            .after(after)
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    let quiet = pipeline.run().await;
+    let watched = pipeline
+        .run_with(RunOptions::default().with_events(EventSink::callback(|_| {})))
+        .await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        100,
+        "every stage ran once per run"
+    );
+    for (run, report) in [(0u32, &quiet), (1, &watched)] {
+        assert!(report.is_success());
+        let mut previous_end = Duration::ZERO;
+        for stage in 0..50u32 {
+            let name = format!("s{stage}");
+            assert_eq!(
+                report.status(&name),
+                Some(&StageStatus::Succeeded { attempts: 1 })
+            );
+            assert_eq!(
+                *report.artifact::<u32>(&name).unwrap(),
+                run * 50 + stage,
+                "in chain order"
+            );
+            let stage_report = report.stage(&name).unwrap();
+            let started = stage_report.started.expect("a stage that ran has a start");
+            let elapsed = stage_report
+                .elapsed
+                .expect("a stage that ran has a duration");
+            assert!(
+                started >= previous_end,
+                "{name} started before its dependency ended"
+            );
+            assert!(stage_report.failed_attempts.is_empty());
+            previous_end = started + elapsed;
+        }
+        assert!(previous_end <= report.elapsed());
+    }
+}

@@ -63,6 +63,15 @@ pub use stage::StageBuilder;
 #[derive(Default)]
 #[must_use = "a pipeline builder does nothing until `build` is called"]
 pub struct PipelineBuilder {
+    /// Boxed: the builder moves by value through every `stage(..).after(..).into_builder()`, and
+    /// moving a pointer instead of the whole state saved about 300 instructions per stage (several
+    /// copies of some 330 bytes) in `pipeline_build/hivekit-build/stages_100k`.
+    state: Box<BuilderState>,
+}
+
+/// What a [`PipelineBuilder`] has collected so far.
+#[derive(Default)]
+struct BuilderState {
     /// The pipeline's name (`pipeline` if unset).
     name: Option<Arc<str>>,
     /// Applied at `build` to stages that set no retry policy or timeout of their own.
@@ -116,7 +125,12 @@ impl std::fmt::Debug for PipelineBuilder {
         f.debug_struct("PipelineBuilder")
             .field(
                 "stages",
-                &self.drafts.iter().map(|d| &*d.name).collect::<Vec<_>>(),
+                &self
+                    .state
+                    .drafts
+                    .iter()
+                    .map(|d| &*d.name)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -132,39 +146,35 @@ impl PipelineBuilder {
     /// it from thousands of stages on).
     pub fn with_capacity(stages: usize) -> Self {
         Self {
-            drafts: Vec::with_capacity(stages),
-            stage_name_ends: Vec::with_capacity(stages),
-            index: NameIndex::with_capacity(stages),
-            dependency_ends: Vec::with_capacity(stages),
-            ..Self::default()
+            state: Box::new(BuilderState {
+                drafts: Vec::with_capacity(stages),
+                stage_name_ends: Vec::with_capacity(stages),
+                index: NameIndex::with_capacity(stages),
+                dependency_ends: Vec::with_capacity(stages),
+                ..BuilderState::default()
+            }),
         }
     }
 
     /// Declares the pipeline durable: [`build`](PipelineBuilder::build) then checks that every
     /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`),
     /// so a [`checkpoint::Durable`](crate::checkpoint::Durable) run can restore every stage.
-    pub fn durable(self) -> Self {
-        Self {
-            durable: true,
-            ..self
-        }
+    pub fn durable(mut self) -> Self {
+        self.state.durable = true;
+        self
     }
 
     /// Names the pipeline: the name appears in tracing spans, Mermaid and DOT exports.
-    pub fn name(self, name: impl Into<Arc<str>>) -> Self {
-        Self {
-            name: Some(name.into()),
-            ..self
-        }
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.state.name = Some(name.into());
+        self
     }
 
     /// The retry policy of every stage that sets none of its own with
     /// [`retry`](StageBuilder::retry).
-    pub fn default_retry(self, policy: RetryPolicy) -> Self {
-        Self {
-            default_retry: Some(policy),
-            ..self
-        }
+    pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
+        self.state.default_retry = Some(policy);
+        self
     }
 
     /// The per-attempt timeout of every stage that sets none of its own with
@@ -193,11 +203,9 @@ impl PipelineBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn default_timeout(self, timeout: Duration) -> Self {
-        Self {
-            default_timeout: Some(timeout),
-            ..self
-        }
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.state.default_timeout = Some(timeout);
+        self
     }
 
     /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
@@ -326,18 +334,22 @@ impl PipelineBuilder {
     where
         T: Send + Sync + 'static,
     {
-        let position = self.drafts.len();
-        let (names, ends) = (&self.stage_names, &self.stage_name_ends);
-        let inserted = self.index.insert(&name, position as u32, |stage| {
+        let position = self.state.drafts.len();
+        let (names, ends) = (&self.state.stage_names, &self.state.stage_name_ends);
+        let inserted = self.state.index.insert(&name, position as u32, |stage| {
             nth_name(names, ends, stage as usize)
         });
-        if inserted.is_err() && self.first_duplicate.is_none() {
-            self.first_duplicate = Some(position);
+        if inserted.is_err() && self.state.first_duplicate.is_none() {
+            self.state.first_duplicate = Some(position);
         }
-        self.stage_names.push_str(&name);
-        self.stage_name_ends.push(self.stage_names.len());
-        self.dependency_ends.push(self.dependencies.len());
-        self.drafts.push(StageSpec {
+        self.state.stage_names.push_str(&name);
+        self.state
+            .stage_name_ends
+            .push(self.state.stage_names.len());
+        self.state
+            .dependency_ends
+            .push(self.state.dependencies.len());
+        self.state.drafts.push(StageSpec {
             name,
             timeout: None,
             retry: RetryPolicy::NONE,
@@ -370,7 +382,7 @@ impl PipelineBuilder {
     /// [`BuildError::UnknownRead`] and [`BuildError::NotAnAncestor`] for a declared
     /// [`reads`](StageBuilder::reads) that names no stage or a stage that is not an ancestor.
     pub fn build(self) -> Result<Pipeline, BuildError> {
-        let PipelineBuilder {
+        let BuilderState {
             name,
             default_retry,
             default_timeout,
@@ -385,7 +397,7 @@ impl PipelineBuilder {
             pending_names,
             pending_ends,
             durable,
-        } = self;
+        } = *self.state;
         if drafts.is_empty() {
             return Err(BuildError::Empty);
         }

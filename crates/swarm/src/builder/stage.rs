@@ -32,7 +32,7 @@ pub struct StageBuilder<T> {
 impl<T> std::fmt::Debug for StageBuilder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StageBuilder")
-            .field("stage", &self.builder.drafts.last().map(|d| &*d.name))
+            .field("stage", &self.builder.state.drafts.last().map(|d| &*d.name))
             .finish()
     }
 }
@@ -40,6 +40,7 @@ impl<T> std::fmt::Debug for StageBuilder<T> {
 impl<T> StageBuilder<T> {
     fn draft(&mut self) -> &mut StageSpec {
         self.builder
+            .state
             .drafts
             .last_mut()
             .expect("a StageBuilder always holds the stage it was created for")
@@ -51,7 +52,7 @@ impl<T> StageBuilder<T> {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let builder = &mut self.builder;
+        let builder = &mut *self.builder.state;
         let (names, ends) = (&builder.stage_names, &builder.stage_name_ends);
         let name_of = |stage: u32| nth_name(names, ends, stage as usize);
         for dependency in dependencies {
@@ -115,9 +116,10 @@ impl<T> StageBuilder<T> {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let reader = (self.builder.drafts.len() - 1) as u32;
+        let reader = (self.builder.state.drafts.len() - 1) as u32;
         for stage in stages {
             self.builder
+                .state
                 .read_names
                 .push((reader, stage.as_ref().into()));
         }

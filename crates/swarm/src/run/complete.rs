@@ -1,0 +1,223 @@
+//! A stage's end as the run records it: its status and timings, its artifact, the checkpoint
+//! record and events, and the release of its dependents (or their skipping).
+
+use std::time::{Duration, Instant};
+
+use super::{Run, Stop};
+use crate::error::StageError;
+use crate::events::{AttemptFailure, StageEvent};
+use crate::options::FailurePolicy;
+use crate::pipeline::StageKind;
+use crate::report::{SkipReason, StageStatus};
+use crate::stage::StageOutcome;
+
+impl Run {
+    pub(super) fn complete(&mut self, stage: u32, outcome: StageOutcome) {
+        let index = stage as usize;
+        let now = self.since_start();
+        self.completed_at = Some(now);
+        let elapsed = self.elapsed(index, now);
+        self.stages[index].elapsed = elapsed;
+        self.unfinished -= 1;
+        match outcome {
+            // The common end, kept short: a plain stage succeeded in a run nobody watches (no
+            // events, no checkpoint), so there is no route to resolve, no record to write and
+            // nothing to emit.
+            StageOutcome::Succeeded {
+                artifact,
+                attempts,
+                failed,
+            } if self.quiet
+                && failed.is_empty()
+                && self.pipeline.stages[index].kind != StageKind::Router =>
+            {
+                // Each stage completes once, so the cell is empty.
+                let _ = self.shared.artifacts[index].set(artifact);
+                let report = &mut self.stages[index];
+                report.status = StageStatus::Succeeded { attempts };
+                report.failed_attempts = failed;
+                self.decided[index] = true;
+                self.release_dependents(index, None);
+            }
+            outcome => self.complete_watched(index, outcome, elapsed),
+        }
+    }
+
+    /// The end of a stage in general: a router's route, a checkpoint record, events, failures.
+    fn complete_watched(&mut self, index: usize, outcome: StageOutcome, elapsed: Option<Duration>) {
+        let stage = index as u32;
+        let mut route = None;
+        let (status, mut failed) = match outcome {
+            StageOutcome::Succeeded {
+                artifact,
+                attempts,
+                failed,
+            } => {
+                if self.pipeline.stages[index].kind == StageKind::Router {
+                    route = Some(artifact.clone());
+                }
+                // Each stage completes once, so the cell is empty.
+                let _ = self.shared.artifacts[index].set(artifact);
+                (StageStatus::Succeeded { attempts }, failed)
+            }
+            // A durable run pauses at an interrupt; elsewhere nothing could resume it: a failure.
+            StageOutcome::Failed {
+                error: StageError::Interrupted { reason },
+                attempts,
+                failed,
+            } if self.shared.hooks.is_some() => {
+                let mut failed = failed;
+                // The interrupting attempt paused the stage: it is not a failed attempt.
+                if failed.last().is_some_and(|record| {
+                    matches!(
+                        &record.failure,
+                        AttemptFailure::Error {
+                            error: StageError::Interrupted { .. }
+                        }
+                    )
+                }) {
+                    failed.pop();
+                }
+                (StageStatus::Interrupted { reason, attempts }, failed)
+            }
+            StageOutcome::Failed {
+                error,
+                attempts,
+                failed,
+            } => (StageStatus::Failed { error, attempts }, failed),
+            StageOutcome::TimedOut { attempts, failed } => {
+                (StageStatus::TimedOut { attempts }, failed)
+            }
+        };
+        // A stage without retries did not time its one attempt: it ran the whole stage.
+        if let [record] = &mut failed[..] {
+            if record.elapsed.is_zero() && record.started.is_zero() {
+                record.started = self.stages[index].started.unwrap_or_default();
+                record.elapsed = elapsed.unwrap_or_default();
+            }
+        }
+        self.stages[index].failed_attempts = failed;
+        let (status, taken) = match route {
+            Some(route) => match self.resolve_route(index, &*route) {
+                Ok(taken) => (status, Some(taken)),
+                Err(error) => (
+                    StageStatus::Failed {
+                        error,
+                        attempts: status.attempts(),
+                    },
+                    None,
+                ),
+            },
+            None => (status, None),
+        };
+        // A durable run records the stage before any dependent can start.
+        let status = match (&self.shared.hooks, self.restoring) {
+            (Some(hooks), false) => match hooks.finished(
+                &self.pipeline,
+                stage,
+                &status,
+                &self.stages[index].failed_attempts,
+                self.shared.artifacts[index].get(),
+            ) {
+                Ok(()) => status,
+                Err(error) => StageStatus::Failed {
+                    error,
+                    attempts: status.attempts(),
+                },
+            },
+            _ => status,
+        };
+        let succeeded = status.is_success();
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Finished {
+                stage: self.pipeline.stages[index].name.clone(),
+                status: status.clone(),
+                elapsed: elapsed.unwrap_or_default(),
+                done: self.stages.len() - self.unfinished,
+                total: self.stages.len(),
+            });
+        }
+        let interrupted = matches!(status, StageStatus::Interrupted { .. });
+        if interrupted {
+            tracing::info!(
+                pipeline = &*self.pipeline.name,
+                stage = &*self.pipeline.stages[index].name,
+                %status,
+                "stage paused the run"
+            );
+        } else if !succeeded {
+            tracing::warn!(
+                pipeline = &*self.pipeline.name,
+                stage = &*self.pipeline.stages[index].name,
+                %status,
+                "stage failed"
+            );
+        }
+        self.stages[index].status = status;
+        self.decided[index] = true;
+        if succeeded {
+            self.release_dependents(index, taken.as_deref());
+        } else if interrupted {
+            // Not a failure: what does not depend on the stage still runs (and is checkpointed).
+            self.interrupted = true;
+            self.skip_dependents(stage);
+        } else {
+            self.failed = true;
+            self.skip_dependents(stage);
+            if self.failure == FailurePolicy::FailFast && self.stop.is_none() {
+                self.stop = Some(Stop::FailFast(stage));
+            }
+        }
+    }
+
+    /// Counts down the dependencies of a succeeded stage's dependents and queues those that
+    /// became ready; `taken` (a router's) says, by position, which dependents its route took.
+    fn release_dependents(&mut self, index: usize, taken: Option<&[bool]>) {
+        // Positions into the dependents' list rather than a borrow of it (or a clone of the
+        // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent needs
+        // `self` mutably.
+        let first = self.pipeline.dependent_start[index] as usize;
+        let end = self.pipeline.dependent_start[index + 1] as usize;
+        for slot in first..end {
+            let dependent = self.pipeline.dependent_list[slot];
+            if taken.is_some_and(|taken| !taken[slot - first]) {
+                let router = self.pipeline.stages[index].name.to_string();
+                self.release_pruned(dependent, SkipReason::RouteNotTaken { router });
+                continue;
+            }
+            let remaining = &mut self.remaining[dependent as usize];
+            *remaining -= 1;
+            if *remaining == 0 && !self.decided[dependent as usize] {
+                self.batch.push(dependent);
+            }
+        }
+    }
+
+    /// The time since the run's start: one clock read and one subtraction, the only ones a
+    /// stage that finishes at once pays for (its start is the previous stage's end).
+    pub(super) fn since_start(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    /// From a stage's start to `now` (both from the run's start).
+    fn elapsed(&self, index: usize, now: Duration) -> Option<Duration> {
+        self.stages[index]
+            .started
+            .map(|started| now.saturating_sub(started))
+    }
+
+    pub(super) fn cancelled(&mut self, stage: u32) {
+        let index = stage as usize;
+        self.stages[index].elapsed = self.elapsed(index, self.since_start());
+        self.stages[index].status = StageStatus::Cancelled;
+        self.decided[index] = true;
+        self.unfinished -= 1;
+        if let Some(events) = &self.shared.events {
+            events.emit(StageEvent::Cancelled {
+                stage: self.pipeline.stages[index].name.clone(),
+                done: self.stages.len() - self.unfinished,
+                total: self.stages.len(),
+            });
+        }
+    }
+}

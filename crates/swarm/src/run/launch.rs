@@ -1,0 +1,187 @@
+//! Driving a run: stages that became ready are queued, launched while slots and the poll's inline
+//! budget allow (an inline stage is polled at once, a spawning one gets a task), and the launched
+//! ones are polled until they end or must back off.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hivekit_runtime::{panic_message, InlineOrSpawned};
+
+use super::launched::{spawned, BackoffWait, InlineStage, StageTask, TaskStep};
+use super::{Run, INLINE_BUDGET};
+use crate::context::StageContext;
+use crate::error::StageError;
+use crate::events::StageEvent;
+use crate::report::SkipReason;
+use crate::seed::stage_seed;
+use crate::stage::{StageFuture, StageOutcome, StageStep};
+
+impl Run {
+    pub(super) fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.budget = INLINE_BUDGET;
+        loop {
+            if self.pump(cx).is_pending() {
+                // Out of budget: let other tasks run, and come back at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if self.stop.is_some() || self.unfinished == 0 {
+                return Poll::Ready(());
+            }
+            if !self.backoffs.is_empty() {
+                if let Poll::Ready(Some((stage, future))) = self.backoffs.poll_next_unpin(cx) {
+                    match future {
+                        Some(future) => {
+                            // Ready again: it queues for a slot like any ready stage.
+                            self.parked.push((stage, future));
+                            self.batch.push(stage);
+                        }
+                        None => self.cancelled(stage),
+                    }
+                    continue;
+                }
+            }
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((stage, step))) => {
+                    self.in_flight -= 1;
+                    match step {
+                        TaskStep::Done(outcome) => self.complete(stage, outcome),
+                        TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
+                        // Only `drain` aborts tasks, and it does not poll through here.
+                        TaskStep::Cancelled => self.cancelled(stage),
+                    }
+                }
+                // Nothing runs and nothing can start: every stage has been decided (or waits
+                // out a backoff, whose timer wakes the run).
+                Poll::Ready(None) if self.backoffs.is_empty() => return Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn back_off(&mut self, stage: u32, delay: Duration, future: StageFuture) {
+        self.backoffs.push(BackoffWait {
+            stage,
+            sleep: Box::pin(tokio::time::sleep(delay)),
+            future: Some(future),
+        });
+    }
+
+    /// Queues what became ready and launches as much as the slots allow; `Pending` when the
+    /// inline budget of this poll ran out.
+    fn pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if !self.batch.is_empty() {
+                self.dispatch_batch();
+            }
+            let next = if let Some(stage) = self.direct.pop_front() {
+                stage
+            } else if self.in_flight < self.limit {
+                match self.ready.pop() {
+                    Some(stage) => stage,
+                    None => return Poll::Ready(()),
+                }
+            } else {
+                return Poll::Ready(());
+            };
+            self.launch(next, cx);
+            if self.stop.is_some() {
+                return Poll::Ready(());
+            }
+            self.budget -= 1;
+            if self.budget == 0 {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn dispatch_batch(&mut self) {
+        if let Some(seed) = self.seed {
+            if self.batch.len() > 1 {
+                self.batch
+                    .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
+            }
+        }
+        let reserved = self.in_flight + self.direct.len();
+        if self.ready.is_empty() && reserved.saturating_add(self.batch.len()) <= self.limit {
+            if let [stage] = self.batch[..] {
+                // The common case (a chain): no iterator machinery.
+                self.direct.push_back(stage);
+                self.batch.clear();
+            } else {
+                self.direct.extend(self.batch.drain(..));
+            }
+        } else {
+            for stage in self.batch.drain(..) {
+                self.ready
+                    .push(self.pipeline.stages[stage as usize].hint, stage);
+            }
+        }
+    }
+
+    fn launch(&mut self, stage: u32, cx: &mut Context<'_>) {
+        let spec = &self.pipeline.stages[stage as usize];
+        let resumed = match self.parked.iter().position(|(parked, _)| *parked == stage) {
+            Some(position) => Some(self.parked.swap_remove(position).1),
+            None => None,
+        };
+        let mut future = match resumed {
+            Some(future) => future,
+            None => {
+                if let Some(condition) = spec.condition() {
+                    let context = StageContext::new(self.shared.clone(), stage, 1);
+                    match catch_unwind(AssertUnwindSafe(|| condition(&context))) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.prune(stage as usize, SkipReason::ConditionFalse);
+                            return;
+                        }
+                        Err(panic) => {
+                            let error = StageError::Panicked(panic_message(&*panic));
+                            self.complete(
+                                stage,
+                                StageOutcome::Failed {
+                                    error,
+                                    attempts: 0,
+                                    failed: Vec::new(),
+                                },
+                            );
+                            return;
+                        }
+                    }
+                }
+                let started = match self.completed_at.take() {
+                    Some(completed_at) => completed_at,
+                    None => self.since_start(),
+                };
+                self.stages[stage as usize].started = Some(started);
+                if let Some(events) = &self.shared.events {
+                    events.emit(StageEvent::Started {
+                        stage: spec.name.clone(),
+                    });
+                }
+                StageFuture::new(self.shared.clone(), stage)
+            }
+        };
+        if spec.spawns() {
+            let work = InlineOrSpawned::spawn(spawned(future));
+            self.running.push(StageTask { stage, work });
+            self.in_flight += 1;
+            return;
+        }
+        // A stage that finishes on its first poll never enters the set.
+        match Pin::new(&mut future).poll(cx) {
+            Poll::Ready(StageStep::Done(outcome)) => self.complete(stage, outcome),
+            Poll::Ready(StageStep::Backoff(delay)) => self.back_off(stage, delay, future),
+            Poll::Pending => {
+                let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
+                self.running.push(StageTask { stage, work });
+                self.in_flight += 1;
+            }
+        }
+    }
+}
