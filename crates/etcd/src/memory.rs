@@ -82,11 +82,14 @@ struct Position {
 /// A hive's collective memory in etcd: every process that opens the same prefix shares one history.
 ///
 /// - [`snapshot`](Memory::snapshot) is local and lock-free: a [`SnapshotCell`] that follows
-///   commits made elsewhere through an etcd watch on the history.
+///   commits made elsewhere through an etcd watch on the history; a process further behind than
+///   the history keeps reloads the whole state ([`EtcdMemoryStats::reloads`]).
 /// - [`commit`](Memory::commit) is one etcd transaction, conditioned on the revision of the version
 ///   it applies to, that writes the new state (or only the entries it touched, with
-///   [`Keyed`](crate::Keyed)), a history entry and the decision's id. A commit that loses to another
-///   reads the newer versions, re-applies its changes on top and retries (reported `rebased`).
+///   [`Keyed`](crate::Keyed)), a history entry and the decision's id, and deletes the history entry
+///   that falls out of the newest [`history_depth`](EtcdConfig::history_depth) versions. A
+///   commit that loses to another reads the newer versions, re-applies its changes on top and
+///   retries (reported `rebased`).
 /// - A commit whose answer is lost (connection dropped, leader changed, timeout) is retried with
 ///   the same decision id; the transaction only applies while that id is absent, so it lands at most
 ///   once, and a retry that finds the id reports the version it created.
