@@ -37,9 +37,8 @@ pub mod hints;
 pub mod proposals;
 pub mod skewed;
 pub mod threads;
+pub mod timing;
 pub mod workload;
-
-use std::time::Duration;
 
 use criterion::Criterion;
 
@@ -61,9 +60,9 @@ pub fn is_quick() -> bool {
 
 /// The criterion configuration every hivekit suite uses.
 ///
-/// Full mode: 50 samples, 0.5 s warm-up, 2 s measurement. Quick mode (`HIVEKIT_BENCH_QUICK=1`): 10
-/// samples, 150 ms warm-up, 350 ms measurement, sized so that `cargo xtask bench --quick` over the
-/// whole workspace stays within ten minutes on a 2-core machine. Both bootstrap the confidence
+/// Full mode: [`timing::FULL`] (50 samples, 0.3 s warm-up, 1.2 s measurement), sized so that a full
+/// `cargo xtask bench` stays within 30 minutes on a 2-core machine. Quick mode
+/// (`HIVEKIT_BENCH_QUICK=1`): [`timing::QUICK`] (10 samples, 150 ms warm-up, 350 ms measurement). Both bootstrap the confidence
 /// intervals from 20,000 resamples instead of criterion's 100,000: the interval of a median moves in
 /// its third digit, and the analysis no longer costs a noticeable share of a full run. Rows slower
 /// than the measurement time allows get criterion's flat sampling (its default `Auto` mode), and the
@@ -74,16 +73,15 @@ pub fn criterion() -> Criterion {
         .noise_threshold(0.03)
         .confidence_level(0.95)
         .nresamples(RESAMPLES);
-    let tuned = if is_quick() {
-        base.sample_size(10)
-            .warm_up_time(Duration::from_millis(150))
-            .measurement_time(Duration::from_millis(350))
+    let timing = if is_quick() {
+        timing::QUICK
     } else {
-        base.sample_size(50)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
+        timing::FULL
     };
-    tuned.configure_from_args()
+    base.sample_size(usize::try_from(timing.samples).unwrap_or(usize::MAX))
+        .warm_up_time(timing.warm_up)
+        .measurement_time(timing.measurement)
+        .configure_from_args()
 }
 
 /// Bootstrap resamples per analysis (criterion's default is 100,000).

@@ -15,6 +15,16 @@ fn table_row(cells: impl IntoIterator<Item = String>) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
+/// A suite timing as the page's `mode` line gives it: `50 samples, 0.3 s warm-up, 1.2 s measurement`.
+fn describe_timing(timing: crate::plan::Timing) -> String {
+    format!(
+        "{} samples, {} s warm-up, {} s measurement per benchmark",
+        timing.samples,
+        timing.warm_up.as_secs_f64(),
+        timing.measurement.as_secs_f64()
+    )
+}
+
 /// The whole document. `notes` (suites left out, and why) are shown under the header, so a reader of
 /// the file learns what the terminal said.
 pub(crate) fn render_markdown(
@@ -48,9 +58,9 @@ pub(crate) fn render_markdown(
         (
             "mode",
             if quick {
-                "quick (10 samples, ~0.5 s per benchmark; noisier)".to_owned()
+                format!("quick ({}; noisier)", describe_timing(crate::plan::QUICK))
             } else {
-                "full (50 samples, 0.5 s warm-up and 2 s per benchmark)".to_owned()
+                format!("full ({})", describe_timing(crate::plan::FULL))
             },
         ),
         ("command", format!("`{command}`")),

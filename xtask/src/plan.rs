@@ -6,7 +6,7 @@
 //! `Auto` sampling measures `n(n+1)/2` iterations (linear) while that fits in twice the target time,
 //! and otherwise `n` samples of at least one iteration each (flat). [`row_cost`] models exactly that,
 //! so the plan needs per row only its timing (the suite defaults of `benches_common::criterion()`,
-//! or a group's own, [`timing_of`]) and its time per iteration, read from the last results in the
+//! [`FULL`], or a group's own, [`timing_of`]) and its time per iteration, read from the last results in the
 //! criterion home (a row never measured counts as fast: the plan says how many those are).
 //!
 //! The paired rounds after the main pass run quick settings on the full sizes and are planned the
@@ -23,30 +23,16 @@ pub(crate) const BUDGET: Duration = Duration::from_secs(25 * 60);
 /// 20 ms plus one operation), the 20,000-resample bootstrap and the report.
 const ROW_OVERHEAD: Duration = Duration::from_millis(250);
 
-/// The timing criterion applies to one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Timing {
-    /// Samples per row.
-    pub(crate) samples: u64,
-    /// Warm-up time per row.
-    pub(crate) warm_up: Duration,
-    /// Target measurement time per row.
-    pub(crate) measurement: Duration,
-}
+/// The suites' timings (`benches-common/src/timing.rs`, shared by path so that the plan and
+/// `benches_common::criterion()` read the same numbers).
+#[path = "../../benches-common/src/timing.rs"]
+#[allow(
+    unreachable_pub,
+    reason = "a public module of benches-common, included here as a private one"
+)]
+mod timing;
 
-/// `benches_common::criterion()` in full mode: 50 samples, 0.5 s warm-up, 2 s measurement.
-pub(crate) const FULL: Timing = Timing {
-    samples: 50,
-    warm_up: Duration::from_millis(500),
-    measurement: Duration::from_secs(2),
-};
-
-/// `benches_common::criterion()` in quick mode (the paired rounds): 10 samples, 150 + 350 ms.
-pub(crate) const QUICK: Timing = Timing {
-    samples: 10,
-    warm_up: Duration::from_millis(150),
-    measurement: Duration::from_millis(350),
-};
+pub(crate) use timing::{Timing, FULL, QUICK};
 
 /// The full-mode timing of the row `group/function/parameter`: the suites' defaults, or the
 /// settings a suite gives the group (each line names the bench file that sets it; keep them in
@@ -213,9 +199,9 @@ mod tests {
 
     #[test]
     fn a_fast_row_costs_its_configured_times() {
-        // 50 ns: whole linear passes of 63.75 us up to the 2 s target.
+        // 50 ns: whole linear passes of 63.75 us up to the 1.2 s target.
         let fast = measurement_cost(FULL, Duration::from_nanos(50));
-        assert!((fast.as_secs_f64() - 2.0).abs() < 1e-3, "{fast:?}");
+        assert!((fast.as_secs_f64() - 1.2).abs() < 1e-3, "{fast:?}");
         assert_eq!(
             row_cost(FULL, Duration::ZERO),
             FULL.warm_up + FULL.measurement + ROW_OVERHEAD
@@ -227,9 +213,15 @@ mod tests {
         // 100 ms per iteration, 50 samples: linear would need 1,275 iterations (127 s), so flat: 50.
         let flat = measurement_cost(FULL, 100 * MS);
         assert!((flat.as_secs_f64() - 5.0).abs() < 1e-6, "{flat:?}");
-        // 1 ms: linear needs 1.275 s (within 2x the 2 s target), so two passes of it: 2.55 s.
+        // 1 ms: linear needs 1.275 s (within 2x the 1.2 s target), so one pass of it.
         let linear = measurement_cost(FULL, MS);
-        assert!((linear.as_secs_f64() - 2.55).abs() < 1e-6, "{linear:?}");
+        assert!((linear.as_secs_f64() - 1.275).abs() < 1e-6, "{linear:?}");
+        // 2 ms: linear would need 2.55 s, more than 2x the target, so flat: 50 samples of 12.
+        let flat_many = measurement_cost(FULL, 2 * MS);
+        assert!(
+            (flat_many.as_secs_f64() - 1.2).abs() < 1e-6,
+            "{flat_many:?}"
+        );
         // A 1M-proposal row (10 samples) of 400 ms: 10 iterations, 4 s.
         let big = measurement_cost(timing_of("commutative_aggregation/hivekit/1m"), 400 * MS);
         assert!((big.as_secs_f64() - 4.0).abs() < 1e-6, "{big:?}");
@@ -270,8 +262,8 @@ mod tests {
         );
         assert!(plan.render().starts_with("plan: 3 rows in 2 groups"));
         assert!(!plan.render().contains("OVER BUDGET"));
-        // 600 default rows of 2.75 s each: 27.5 min.
-        let many: Vec<String> = (0..600).map(|i| format!("g/hivekit/{i}")).collect();
+        // 1,000 default rows of 1.75 s each: 29 min.
+        let many: Vec<String> = (0..1_000).map(|i| format!("g/hivekit/{i}")).collect();
         let over = Plan::new(&many, &HashMap::new(), &[], 0);
         assert!(over.total() > BUDGET);
         assert!(over.render().contains("OVER BUDGET"));
