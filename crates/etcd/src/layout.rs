@@ -418,6 +418,54 @@ mod tests {
     }
 
     #[test]
+    fn a_head_carries_its_entry_only_at_depth_zero_and_reads_back_either_way() {
+        let changes = [HistoryChange {
+            proposal: 7,
+            proposer: Some(1),
+            change: &5_i64,
+        }];
+        let entry = HistoryEntryRef {
+            version: 3,
+            decision_id: "00ff",
+            round: 3,
+            base: 2,
+            rebased: false,
+            time_ms: 0,
+            changes: &changes,
+        };
+        let carrying = serde_json::to_vec(&HeadRef {
+            version: 3,
+            decision: "00ff",
+            entry: Some(&entry),
+        })
+        .unwrap();
+        let head: HeadWithEntry<i64> = serde_json::from_slice(&carrying).unwrap();
+        let read = head.entry.expect("the entry travels in the head");
+        assert_eq!(
+            (head.version, read.version, read.changes[0].change),
+            (3, 3, 5)
+        );
+
+        let plain = serde_json::to_vec(&HeadRef::<HistoryEntryRef<'_, i64>> {
+            version: 3,
+            decision: "00ff",
+            entry: None,
+        })
+        .unwrap();
+        assert_eq!(
+            plain, br#"{"version":3,"decision":"00ff"}"#,
+            "without an entry, a head is written as before"
+        );
+        let head: HeadWithEntry<i64> = serde_json::from_slice(&plain).unwrap();
+        assert!(head.entry.is_none());
+        let head: Head = serde_json::from_slice(&carrying).unwrap();
+        assert_eq!(
+            head.version, 3,
+            "the loader reads a head that carries an entry"
+        );
+    }
+
+    #[test]
     fn history_keys_sort_by_version_and_parse_back() {
         let keys = Keys::new("/hive/");
         assert!(keys.history(9) < keys.history(10));
