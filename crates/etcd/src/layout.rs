@@ -77,7 +77,7 @@ impl Keys {
     /// The first version a `depth`-version window ending at `version` keeps.
     pub(crate) fn oldest_kept(version: u64, depth: usize) -> u64 {
         let depth = u64::try_from(depth).unwrap_or(u64::MAX);
-        version.saturating_sub(depth) + 1
+        version.saturating_sub(depth).saturating_add(1)
     }
 
     pub(crate) fn decision(&self, decision_id: u128) -> String {
