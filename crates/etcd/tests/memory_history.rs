@@ -155,15 +155,7 @@ async fn a_follower_whose_next_entry_was_trimmed_reloads_the_whole_state_once() 
     for id in 2..=11 {
         commit_next(&writer, id).await;
     }
-    let mut client = writer.client().clone();
-    let revision = client
-        .get("\0", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    client.compact(revision, None).await.unwrap();
+    support::compact_now(writer.client()).await;
     let kept = writer.history(1, u64::MAX - 1).await.unwrap();
     assert_eq!(kept.first().map(|entry| entry.version), Some(9));
     tokio::task::block_in_place(|| cluster.member_mut(2).unwrap().restart().unwrap());
