@@ -105,6 +105,10 @@ impl EtcdConfig {
     /// every version. Processes sharing a prefix should use the same depth: each commit trims by
     /// the committing process's depth.
     ///
+    /// The decision keys that make a resent commit land at most once are not trimmed: they still
+    /// grow by one small key per commit (`decisions/<32 hex digits>` under the prefix, holding a
+    /// version number).
+    ///
     /// # Examples
     ///
     /// ```
