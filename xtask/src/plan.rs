@@ -61,11 +61,7 @@ pub(crate) fn timing_of(id: &str) -> Timing {
         // crates/swarm/benches/swarm.rs
         "dependency_resolution" | "pipeline_construction" => ten,
         // crates/lockfree/benches/aggregation.rs: `limit_samples` from 1M proposals on
-        "commutative_aggregation" | "conditional_aggregation" | "proposal_merging"
-            if parameter.contains("1m") =>
-        {
-            ten
-        }
+        "commutative_aggregation" if parameter.contains("1m") => ten,
         // crates/lockfree/benches/conflict.rs: the quadratic peer beyond 1k proposals
         "conflict_detection" if id.contains("/pairwise/") && !parameter.ends_with("00") => ten,
         _ => FULL,

@@ -39,7 +39,8 @@
 //! - `kameo`, `ractor`: one actor per agent and a board actor owning the state, each written as the
 //!   framework's documentation teaches (see `actors/mod.rs`).
 //! - `sequential` (`parallel_agents`) is hivekit itself with the agents declared light, not a
-//!   hand-written peer.
+//!   hand-written peer; `tokio-spawn` (`parallel_agents`) is the same work as bare tokio tasks
+//!   spawned and joined from the caller's thread: the floor of handing work to the workers.
 //!
 //! Async work runs on the global hivekit runtime through `hivekit_runtime::execute`, the same for
 //! hivekit, the baseline and the actor frameworks.
@@ -566,6 +567,24 @@ fn parallel_agents(c: &mut Criterion) {
                 b.iter(|| execute(hive.decide()).expect("a round"))
             });
         }
+        // The floor of spreading the work over the workers: the same spins as bare tokio tasks
+        // (spawned from the caller's thread and joined), no round around them.
+        group.bench_with_input(
+            BenchmarkId::new("tokio-spawn", agents),
+            &agents,
+            |b, &agents| {
+                b.iter(|| {
+                    execute(async move {
+                        let tasks: Vec<_> = (0..agents)
+                            .map(|_| tokio::spawn(async { black_box(spin(WORK)) }))
+                            .collect();
+                        for task in tasks {
+                            black_box(task.await.expect("a spinning task"));
+                        }
+                    })
+                })
+            },
+        );
     }
     group.finish();
 }

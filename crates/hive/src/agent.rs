@@ -321,7 +321,10 @@ pub trait Agent<S: State>: Send + Sync + 'static {
     /// What one call to this agent costs, read once when it is spawned. Agents of
     /// [`ResourceCost::Moderate`] or [`ResourceCost::Heavy`] cost run as their own runtime tasks, so a
     /// round spreads them over every worker thread; cheaper agents are polled by the round itself,
-    /// which is far cheaper than a task each. Defaults to [`ResourceCost::Light`].
+    /// which is far cheaper than a task each. When every agent of a round is heavy and the round is
+    /// polled by a thread blocked on it (`block_on`, `hivekit_runtime::execute`) rather than by a
+    /// task, that thread runs the last agent's call itself instead of waiting idle for the workers.
+    /// Defaults to [`ResourceCost::Light`].
     fn cost(&self) -> ResourceCost {
         ResourceCost::Light
     }

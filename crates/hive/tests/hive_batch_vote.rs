@@ -65,7 +65,7 @@ impl Agent<Ledger> for Batcher {
         contest: &Contest<Ledger>,
     ) -> Result<Vote, AgentError> {
         self.votes.fetch_add(1, Ordering::SeqCst);
-        Ok(contest.preferred().map_or(Vote::Abstain, Vote::For))
+        Ok(support::preferred(contest))
     }
 
     fn batch_votes(&self) -> bool {
@@ -79,11 +79,7 @@ impl Agent<Ledger> for Batcher {
         contests: &[&Contest<Ledger>],
     ) -> Result<Vec<Vote>, AgentError> {
         self.batches.fetch_add(1, Ordering::SeqCst);
-        let preferred = || {
-            contests
-                .iter()
-                .map(|contest| contest.preferred().map_or(Vote::Abstain, Vote::For))
-        };
+        let preferred = || contests.iter().map(|contest| support::preferred(contest));
         match self.answer {
             Answer::Preferred => Ok(preferred().collect()),
             Answer::Default => {
@@ -100,11 +96,7 @@ impl Agent<Ledger> for Batcher {
     }
 
     fn cost(&self) -> ResourceCost {
-        if self.heavy {
-            ResourceCost::Heavy
-        } else {
-            ResourceCost::Light
-        }
+        support::cost(self.heavy)
     }
 }
 
@@ -129,7 +121,7 @@ impl Agent<Ledger> for DefaultBatcher {
         contest: &Contest<Ledger>,
     ) -> Result<Vote, AgentError> {
         self.votes.fetch_add(1, Ordering::SeqCst);
-        Ok(contest.preferred().map_or(Vote::Abstain, Vote::For))
+        Ok(support::preferred(contest))
     }
 
     fn batch_votes(&self) -> bool {

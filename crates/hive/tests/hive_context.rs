@@ -80,11 +80,7 @@ impl Agent<Ledger> for Reporter {
     }
 
     fn cost(&self) -> ResourceCost {
-        if self.heavy {
-            ResourceCost::Heavy
-        } else {
-            ResourceCost::Light
-        }
+        support::cost(self.heavy)
     }
 }
 

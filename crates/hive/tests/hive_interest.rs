@@ -50,7 +50,7 @@ impl Agent<Ledger> for Voter {
         contest: &Contest<Ledger>,
     ) -> Result<Vote, AgentError> {
         self.asked.fetch_add(1, Ordering::SeqCst);
-        Ok(contest.preferred().map_or(Vote::Abstain, Vote::For))
+        Ok(support::preferred(contest))
     }
 
     fn interest(&self) -> Interest<u64> {

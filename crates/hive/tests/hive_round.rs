@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, ConcurrencyLimit, ConsensusPolicy, FailureKind, Hive,
-    HiveError, Phase, PolicyError, Priority, ProposalId, RejectReason, ResolutionStrategy,
-    ResourceCost, Role, Snapshot, Tally, Threshold,
+    HiveError, Phase, PolicyError, Priority, ProposalId, RejectReason, ResolutionStrategy, Role,
+    Snapshot, Tally, Threshold,
 };
 use support::{add, Behaviour, Choice, Ledger, LedgerProposal, Writer};
 
@@ -539,64 +539,6 @@ fn invalid_weights_are_rejected() {
     );
 }
 
-/// An agent that declares itself heavy, so each call runs as its own task.
-struct Heavy {
-    id: u64,
-    behaviour: Behaviour,
-}
-
-impl Agent<Ledger> for Heavy {
-    async fn propose(
-        &self,
-        _ctx: &AgentContext,
-        _: &Snapshot<Ledger>,
-    ) -> Result<Option<LedgerProposal>, AgentError> {
-        match self.behaviour {
-            Behaviour::Panic => panic!("heavy agent exploded"),
-            Behaviour::Never => std::future::pending().await,
-            _ => Ok(Some(add(self.id, self.id, 1))),
-        }
-    }
-
-    fn cost(&self) -> ResourceCost {
-        ResourceCost::Heavy
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heavy_agents_run_as_tasks_with_the_same_guarantees() {
-    let hive = Hive::builder(Ledger::default())
-        .agent_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    for id in 0..8 {
-        hive.spawn(Heavy {
-            id,
-            behaviour: Behaviour::Instant,
-        });
-    }
-    hive.spawn(Heavy {
-        id: 100,
-        behaviour: Behaviour::Panic,
-    });
-    hive.spawn(Heavy {
-        id: 101,
-        behaviour: Behaviour::Never,
-    });
-    let decision = hive.decide().await.unwrap();
-    assert_eq!(decision.accepted.len(), 8);
-    let mut kinds: Vec<String> = decision
-        .failures
-        .iter()
-        .map(|f| format!("{:?}", f.kind))
-        .collect();
-    kinds.sort();
-    assert_eq!(
-        kinds,
-        ["Panicked { message: \"heavy agent exploded\" }", "TimedOut"]
-    );
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_policy_the_agents_can_never_satisfy_rejects_without_waiting() {
     // Unanimity among agents that disagree: settled (undecided) as soon as the quorum is met and
@@ -624,53 +566,6 @@ async fn a_policy_the_agents_can_never_satisfy_rejects_without_waiting() {
     assert_eq!(decision.ballots[0].tally, Tally::Undecided);
     assert_eq!(decision.ballots[0].cancelled, 3);
     assert_eq!(decision.elapsed, Duration::ZERO);
-}
-
-/// Blocks its worker thread until `peers` agents have arrived (or a generous deadlock guard runs
-/// out), and proposes whether it met them all: only agents running at the same time on different
-/// threads can.
-struct Rendezvous {
-    id: u64,
-    peers: usize,
-    arrived: Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
-}
-
-impl Agent<Ledger> for Rendezvous {
-    async fn propose(
-        &self,
-        _ctx: &AgentContext,
-        _: &Snapshot<Ledger>,
-    ) -> Result<Option<LedgerProposal>, AgentError> {
-        let (count, all_here) = &*self.arrived;
-        let mut count = count.lock().unwrap();
-        *count += 1;
-        all_here.notify_all();
-        let (count, _) = all_here
-            .wait_timeout_while(count, Duration::from_secs(20), |count| *count < self.peers)
-            .unwrap();
-        let met_everyone = *count >= self.peers;
-        Ok(met_everyone.then(|| add(self.id, self.id, 1)))
-    }
-
-    fn cost(&self) -> ResourceCost {
-        ResourceCost::Heavy
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heavy_agents_run_in_parallel_on_the_workers() {
-    let hive = Hive::new(Ledger::default());
-    let arrived = Arc::default();
-    for id in 0..2 {
-        hive.spawn(Rendezvous {
-            id,
-            peers: 2,
-            arrived: Arc::clone(&arrived),
-        });
-    }
-    let decision = hive.decide().await.unwrap();
-    // Both proposed, so both were blocked at the same time on different threads.
-    assert_eq!(decision.accepted.len(), 2);
 }
 
 #[tokio::test(start_paused = true)]

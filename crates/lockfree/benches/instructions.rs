@@ -15,6 +15,10 @@
 //!   `FxHashMap` index, on the uniform and the skewed (history-like) workloads. The 2 x 4,096-key
 //!   width row is measured by the criterion suite only: its count moved 2.7% between two runs of the
 //!   same commit, too much for a 2% gate.
+//! - `aggregation_round/*/{n_10,n_1k_10pct}`: a whole aggregation round (submit from this thread,
+//!   `finish` with `HighestPriority`) below the parallel threshold, against the hand-written
+//!   sequential loop of the criterion suite's `sequential` peer; the fixed cost per round shows at
+//!   10 proposals.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -28,6 +32,7 @@ use hivekit_lockfree::{detect_conflicts, Proposal, SchedulingHint, SnapshotCell}
 
 mod support;
 
+use crate::support::aggregation::{self, round_on, sequential, Input};
 use crate::support::conflict_index::{proposals, skewed_proposals};
 use crate::support::queues::{
     hints, pair, prefill, Hivekit, Queue, SegQueueFourLanes, StdBinaryHeap,
@@ -174,9 +179,37 @@ library_benchmark_group!(
     benchmarks = [hivekit_detect, fxhashmap_index]
 );
 
+/// The round's input, after one `Aggregator` was built: the shard count is computed once per
+/// process (it reads cgroup files), so the first aggregator would count it and later ones not.
+fn warmed(input: Input) -> Input {
+    drop(hivekit_lockfree::Aggregator::<u64, aggregation::Payload>::new());
+    input
+}
+
+#[library_benchmark]
+#[bench::n_10(warmed(aggregation::proposals(10, 0.0)))]
+#[bench::n_1k_10pct(warmed(aggregation::proposals(1_000, 0.1)))]
+fn hivekit_round(input: Input) -> usize {
+    let (accepted, _) = round_on(hivekit_lockfree::Aggregator::new(), black_box(input));
+    accepted.len()
+}
+
+#[library_benchmark]
+#[bench::n_10(aggregation::proposals(10, 0.0))]
+#[bench::n_1k_10pct(aggregation::proposals(1_000, 0.1))]
+fn sequential_round(input: Input) -> usize {
+    sequential(black_box(input)).0.len()
+}
+
+library_benchmark_group!(
+    name = aggregation_round,
+    benchmarks = [hivekit_round, sequential_round]
+);
+
 main!(
     library_benchmark_groups = snapshot_read,
     snapshot_write,
     scheduler_push_pop,
-    conflict_detection
+    conflict_detection,
+    aggregation_round
 );

@@ -14,6 +14,9 @@
 //! bitmap split into one word per priority on its own cache line, so that pushes at different
 //! priorities write different lines (measured slower on one thread and no better at 2 or 4
 //! threads, under load: a pop reads all four lines, so the sharing comes back on the read side).
+//! `shared-word-floor` is not a queue: only the bitmap's two read-modify-writes per pair on one
+//! shared word (see `support/queues.rs`), the floor that any design with one shared summary word
+//! pays on top of its lanes at `mpmc-2t` and `mpmc-4t`.
 //!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
 //! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. "4x

@@ -77,8 +77,8 @@ mod snapshot;
 
 pub use aggregator::{aggregate, Aggregate, Aggregator};
 pub use conflict::{
-    detect_conflicts, resolve_conflicts, Access, ConflictGroup, ConflictKind, ConflictReport,
-    RejectReason, Resolution,
+    detect_conflicts, resolve_conflicts, Access, Accesses, ConflictGroup, ConflictKind,
+    ConflictReport, RejectReason, Resolution,
 };
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
 pub use merge::{

@@ -89,7 +89,42 @@ pub(crate) mod epoch {
     }
 
     #[cfg(not(loom))]
-    pub(crate) use crossbeam_epoch::{pin, Guard};
+    pub(crate) use crossbeam_epoch::Guard;
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        /// This crate's participant in crossbeam-epoch's default collector, one per thread that
+        /// pins through [`pin`].
+        static HANDLE: crossbeam_epoch::LocalHandle =
+            crossbeam_epoch::default_collector().register();
+    }
+
+    /// Pins the calling thread in crossbeam-epoch's default collector.
+    ///
+    /// Not `crossbeam_epoch::pin()`: that goes through crossbeam's `with_handle`, which carries a
+    /// second, cold copy of the pin (for a thread whose handle is already destroyed). That makes it
+    /// large enough that LLVM inlines it into `SnapshotCell::load` in one build and calls it in
+    /// another: 9 instructions per read apart (call, return, three saved registers), which is how
+    /// the instruction row `snapshot_read/hivekit-load/ops_1k` counted either 61,108 or 70,106 for
+    /// one commit. Here the fast path (a thread-local access and `LocalHandle::pin`) is small and
+    /// always inlined, and the fallback is an out-of-line call.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn pin() -> Guard {
+        match HANDLE.try_with(crossbeam_epoch::LocalHandle::pin) {
+            Ok(guard) => guard,
+            Err(_) => pin_without_handle(),
+        }
+    }
+
+    /// [`pin`] on a thread whose handle was already destroyed (a read from another thread-local's
+    /// destructor at thread exit): crossbeam's own `pin`, which registers a temporary participant.
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    fn pin_without_handle() -> Guard {
+        crossbeam_epoch::pin()
+    }
 
     /// Memory retired by one structure. On `std` it is handed to crossbeam-epoch's global collector and
     /// this type is empty; the structure needs no drop logic for it.

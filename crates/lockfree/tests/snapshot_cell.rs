@@ -240,3 +240,45 @@ fn stress_readers_see_consistent_monotonic_versions() {
     });
     assert_eq!(cell.version(), 2 * WRITES);
 }
+
+/// Reads a cell when its thread's thread-locals are torn down, and reports what it saw.
+struct ReadOnThreadExit {
+    cell: std::sync::Arc<SnapshotCell<u64>>,
+    seen: std::sync::mpsc::Sender<(u64, u64, u64)>,
+}
+
+impl Drop for ReadOnThreadExit {
+    fn drop(&mut self) {
+        let read = self.cell.read(|value, version| (*value, version));
+        let loaded = *self.cell.load();
+        let _ = self.seen.send((read.0, read.1, loaded));
+    }
+}
+
+thread_local! {
+    static READ_ON_EXIT: std::cell::RefCell<Option<ReadOnThreadExit>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn reads_from_a_thread_local_destructor_after_the_pin_handle_is_gone_still_see_the_value() {
+    // Thread-local destructors run in reverse order of registration: this thread-local is
+    // registered before the cell's first read registers the epoch handle, so at thread exit the
+    // handle is destroyed first and the destructor's reads take the fallback pin.
+    let cell = std::sync::Arc::new(SnapshotCell::new(1_u64));
+    let (seen, received) = std::sync::mpsc::channel();
+    let worker_cell = std::sync::Arc::clone(&cell);
+    std::thread::spawn(move || {
+        READ_ON_EXIT.with(|slot| {
+            *slot.borrow_mut() = Some(ReadOnThreadExit {
+                cell: std::sync::Arc::clone(&worker_cell),
+                seen,
+            })
+        });
+        assert_eq!(worker_cell.store(7), 1);
+        assert_eq!(worker_cell.read(|value, _| *value), 7);
+    })
+    .join()
+    .expect("the worker thread does not panic");
+    assert_eq!(received.recv().ok(), Some((7, 1, 7)));
+}

@@ -7,27 +7,31 @@ use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use hivekit_runtime::AbortOnDrop;
+use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
 use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
-use crate::decision::{FailureKind, Phase};
-use crate::lockfree::Snapshot;
-use crate::round::{call_span, Round, RoundMember};
+use crate::decision::{AgentFailure, FailureKind, Phase};
+use crate::events::HiveEvent;
+use crate::lockfree::{ProposalId, Snapshot};
+use crate::round::{call_span, Proposals, Round, RoundMember};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
 /// them into one chunk per worker so that their polling uses every core.
 const LIGHT_AGENTS_PER_CHUNK: usize = 256;
 
-/// Starts one `propose` call: polled inline for light agents, as its own task for heavy ones.
+/// Starts one `propose` call: polled inline for light agents (and for the heavy one the caller's
+/// thread runs itself, `in_place`), as its own task for heavy ones.
 fn propose_call<'a, S: State>(
     member: &'a RoundMember<S>,
     view: &'a Snapshot<S>,
     limit: Limit,
+    in_place: bool,
 ) -> Call<'a, Option<ProposalOf<S>>> {
     let span = call_span(member.id, Phase::Propose);
-    if member.heavy {
+    if member.heavy && !in_place {
         let agent = Arc::clone(&member.agent);
         let context = member.context.clone();
         let view = view.clone();
@@ -41,6 +45,21 @@ fn propose_call<'a, S: State>(
             span,
         ))
     }
+}
+
+/// The member whose heavy call the round's own thread runs in place of a task, if any: the last
+/// one, when every member is heavy and the round is polled outside any runtime task.
+///
+/// Outside a task the round is polled by a thread blocked on it (`block_on`, `execute`, a test's
+/// body), which would only wait while the workers run the heavy calls. Handing a call to a worker
+/// costs a wake-up to start it and another to report back, each tens of microseconds on a virtual
+/// machine; a caller that runs one call itself saves both for that call, and starts it only after
+/// every other call has gone to the workers. Inside a task the round runs on a worker, and the
+/// last task it spawns waits in that worker's LIFO slot, which other workers cannot steal from:
+/// running a call in place there would put the two calls one after the other.
+fn heavy_in_place<S: State>(members: &[RoundMember<S>]) -> Option<usize> {
+    let all_heavy = !members.is_empty() && members.iter().all(|member| member.heavy);
+    (all_heavy && tokio::task::try_id().is_none()).then(|| members.len() - 1)
 }
 
 impl<S: State> Round<'_, S> {
@@ -57,8 +76,9 @@ impl<S: State> Round<'_, S> {
             .min(max_in_flight)
             .max(1);
         if chunks == 1 {
+            let in_place = heavy_in_place(members);
             return run_calls(members.len(), max_in_flight, |index| {
-                propose_call(&members[index], view, limit)
+                propose_call(&members[index], view, limit, Some(index) == in_place)
             })
             .await;
         }
@@ -77,7 +97,7 @@ impl<S: State> Round<'_, S> {
                     self.handle.spawn(
                         async move {
                             run_calls(count, bound, |index| {
-                                propose_call(&members[offset + index], &view, limit)
+                                propose_call(&members[offset + index], &view, limit, false)
                             })
                             .await
                         }
@@ -88,7 +108,7 @@ impl<S: State> Round<'_, S> {
             })
             .collect();
         let mut answers = run_calls(size.min(members.len()), bound, |index| {
-            propose_call(&members[index], view, limit)
+            propose_call(&members[index], view, limit, false)
         })
         .await;
         for (range, task) in spawned {
@@ -142,4 +162,52 @@ pub(super) async fn run_calls<'a, T: 'a>(
     })
     .await;
     results
+}
+
+impl<S: State> Round<'_, S> {
+    /// Asks every member to propose and keeps the valid proposals.
+    pub(super) async fn propose(&mut self) -> Proposals<S> {
+        let answers = self.ask_proposals().await;
+        let mut proposals: Vec<ProposalOf<S>> = Vec::with_capacity(answers.len());
+        let mut proposers: Vec<usize> = Vec::with_capacity(answers.len());
+        let mut position: FxHashMap<ProposalId, usize> =
+            FxHashMap::with_capacity_and_hasher(answers.len(), Default::default());
+        for (member, answer) in answers {
+            match answer {
+                Ok(Some(proposal)) => {
+                    if let Some(&held) = position.get(&proposal.id) {
+                        self.failures.push(AgentFailure {
+                            agent: self.members[member].id,
+                            phase: Phase::Propose,
+                            kind: FailureKind::DuplicateProposal {
+                                id: proposal.id,
+                                holder: self.members[proposers[held]].id,
+                            },
+                        });
+                        continue;
+                    }
+                    position.insert(proposal.id, proposals.len());
+                    proposals.push(proposal);
+                    proposers.push(member);
+                }
+                Ok(None) => {}
+                Err(kind) => self.failures.push(AgentFailure {
+                    agent: self.members[member].id,
+                    phase: Phase::Propose,
+                    kind,
+                }),
+            }
+        }
+        self.report_failures(0);
+        tracing::debug!(proposals = proposals.len(), "proposals in");
+        self.emit(|| HiveEvent::ProposalsIn {
+            round: self.number,
+            proposals: proposals.len(),
+        });
+        Proposals {
+            proposals,
+            proposers,
+            position,
+        }
+    }
 }

@@ -13,6 +13,21 @@ use hivekit_hive::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+/// The cost a test agent declares: `Heavy` (its calls run as tasks) or `Light` (polled by the
+/// round).
+pub fn cost(heavy: bool) -> ResourceCost {
+    if heavy {
+        ResourceCost::Heavy
+    } else {
+        ResourceCost::Light
+    }
+}
+
+/// The vote for a contest's preferred candidate, or an abstention when it has none.
+pub fn preferred(contest: &Contest<Ledger>) -> Vote {
+    contest.preferred().map_or(Vote::Abstain, Vote::For)
+}
+
 /// A ledger: counters by key, and the log of every change applied, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
@@ -187,7 +202,7 @@ impl Agent<Ledger> for Writer {
         self.vote.perform().await?;
         self.votes_made.fetch_add(1, Ordering::SeqCst);
         Ok(match self.choice {
-            Choice::Preferred => contest.preferred().map_or(Vote::Abstain, Vote::For),
+            Choice::Preferred => preferred(contest),
             Choice::For(id) => contest
                 .candidate(ProposalId(id))
                 .map_or(Vote::Abstain, |candidate| Vote::For(candidate.id)),
@@ -226,10 +241,6 @@ impl Agent<Ledger> for Incrementer {
     }
 
     fn cost(&self) -> ResourceCost {
-        if self.heavy {
-            ResourceCost::Heavy
-        } else {
-            ResourceCost::Light
-        }
+        cost(self.heavy)
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each suite uses the parts it needs
 
+pub(crate) mod aggregation;
 pub(crate) mod conflict_index;
 pub(crate) mod queues;
 

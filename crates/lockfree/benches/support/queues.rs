@@ -289,6 +289,28 @@ impl Queue for PriorityWordLanes {
     }
 }
 
+/// Not a queue: what the scheduler's bitmap costs on its own, the floor of any design that keeps
+/// one shared summary word. A push sets its key's bit in one shared, cache-padded word with a
+/// `Release` `fetch_or` (as the scheduler's push always does) and a pop reads the word and clears
+/// its highest bit with an `Acquire` `fetch_and` (as the scheduler's pop does when it takes a
+/// lane's last item, the usual case at this bench's steady state, where an item pushed above the
+/// deepest lane is popped at once). At `mpmc-2t` both read-modify-writes usually find the line in
+/// the other core's cache. Compare it with `segqueue-4-lanes` and `hivekit-strict` in one run.
+#[derive(Default)]
+pub(crate) struct SharedWordFloor(crossbeam_utils::CachePadded<AtomicU64>);
+
+impl Queue for SharedWordFloor {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        self.0.fetch_or(1_u64 << hint.sort_key(), Ordering::Release);
+        std::hint::black_box(item);
+    }
+    fn pop(&self) -> Option<u64> {
+        let bits = self.0.load(Ordering::Acquire);
+        let top = 1_u64 << (63 - (bits | 1).leading_zeros());
+        Some(self.0.fetch_and(!top, Ordering::Acquire))
+    }
+}
+
 /// A queue the multi-thread rows can share.
 pub(crate) trait SyncQueue: Queue + Sync {}
 impl<T: Queue + Sync> SyncQueue for T {}
@@ -307,6 +329,7 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
             "hivekit-priority-words",
             Box::<PriorityWordLanes>::default(),
         ),
+        ("shared-word-floor", Box::<SharedWordFloor>::default()),
     ]
 }
 

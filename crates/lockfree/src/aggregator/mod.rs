@@ -99,33 +99,87 @@ pub struct Aggregator<K, P> {
 type PaddedShard<K, P> = CachePadded<Mutex<Shard<K, P>>>;
 
 struct Shard<K, P> {
+    /// The ids stored here once the shard holds more than [`SMALL_SHARD`] proposals; below that,
+    /// duplicates are found by scanning the shard's few entries, so a small round allocates no
+    /// hash table per shard.
     ids: FxHashSet<ProposalId>,
     /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
     /// within what one conflict check indexes.
     occurrences: usize,
-    /// `(submission number, proposal)` in chunks that never move once allocated, so a growing
-    /// shard does not copy every proposal it holds (a `Vec` doubling would).
-    entries: Vec<Vec<(u64, Proposal<K, P>)>>,
+    /// The first chunk of `(submission number, proposal)` entries, kept apart from the others so
+    /// that a shard holding few proposals costs one allocation.
+    first: Vec<(u64, Proposal<K, P>)>,
+    /// The further chunks, which never move once allocated, so a growing shard does not copy
+    /// every proposal it holds (a `Vec` doubling would).
+    more: Vec<Vec<(u64, Proposal<K, P>)>>,
     /// Proposals stored.
     len: usize,
 }
 
 /// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`].
-const FIRST_CHUNK: usize = 16;
+const FIRST_CHUNK: usize = 8;
 
 /// The largest chunk: big enough to amortise the allocation, small enough not to overshoot much.
 const MAX_CHUNK: usize = 4096;
 
+/// Up to this many proposals a shard checks for duplicate ids by scanning its entries; past it,
+/// with a hash set. A scan of a few ids costs less than allocating and filling a table, and small
+/// rounds (a handful of proposals spread over the shards) are where that allocation showed.
+const SMALL_SHARD: usize = 16;
+
 impl<K, P> Shard<K, P> {
+    fn new() -> Self {
+        Shard {
+            ids: FxHashSet::default(),
+            occurrences: 0,
+            first: Vec::new(),
+            more: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Every stored entry, in the order this shard stored them.
+    fn entries(&self) -> impl Iterator<Item = &(u64, Proposal<K, P>)> + '_ {
+        self.first.iter().chain(self.more.iter().flatten())
+    }
+
+    /// Every stored entry, by value.
+    fn into_entries(self) -> impl Iterator<Item = (u64, Proposal<K, P>)> {
+        self.first
+            .into_iter()
+            .chain(self.more.into_iter().flatten())
+    }
+
+    /// Records `id`, or returns false if this shard already holds it.
+    fn insert_id(&mut self, id: ProposalId) -> bool {
+        if self.len < SMALL_SHARD {
+            return !self.entries().any(|(_, proposal)| proposal.id == id);
+        }
+        if self.len == SMALL_SHARD && self.ids.is_empty() {
+            let known = self.first.iter().chain(self.more.iter().flatten());
+            self.ids.reserve(SMALL_SHARD * 2);
+            self.ids.extend(known.map(|(_, proposal)| proposal.id));
+        }
+        self.ids.insert(id)
+    }
+
     fn push(&mut self, entry: (u64, Proposal<K, P>)) {
-        match self.entries.last_mut() {
-            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(entry),
-            last => {
-                let capacity =
-                    last.map_or(FIRST_CHUNK, |chunk| (chunk.capacity() * 2).min(MAX_CHUNK));
-                let mut chunk = Vec::with_capacity(capacity);
-                chunk.push(entry);
-                self.entries.push(chunk);
+        if self.more.is_empty() && self.first.len() < FIRST_CHUNK {
+            if self.first.capacity() == 0 {
+                self.first.reserve_exact(FIRST_CHUNK);
+            }
+            self.first.push(entry);
+        } else {
+            match self.more.last_mut() {
+                Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(entry),
+                last => {
+                    let capacity = last.map_or(FIRST_CHUNK * 2, |chunk| {
+                        (chunk.capacity() * 2).min(MAX_CHUNK)
+                    });
+                    let mut chunk = Vec::with_capacity(capacity);
+                    chunk.push(entry);
+                    self.more.push(chunk);
+                }
             }
         }
         self.len += 1;
@@ -192,14 +246,7 @@ impl<K, P> Aggregator<K, P> {
         let shards = shard_count();
         Aggregator {
             shards: (0..shards)
-                .map(|_| {
-                    CachePadded::new(Mutex::new(Shard {
-                        ids: FxHashSet::default(),
-                        occurrences: 0,
-                        entries: Vec::new(),
-                        len: 0,
-                    }))
-                })
+                .map(|_| CachePadded::new(Mutex::new(Shard::new())))
                 .collect(),
             sequence: CachePadded::new(AtomicU64::new(0)),
             parallel_threshold: threshold,
@@ -236,11 +283,12 @@ impl<K, P> Aggregator<K, P> {
         // The shard count is a power of two: a shift, not a division on every submit.
         let budget = MAX_OCCURRENCES >> self.shards.len().trailing_zeros();
         let mut shard = self.shard(proposal.id);
-        if !shard.ids.insert(proposal.id) {
+        if !shard.insert_id(proposal.id) {
             return Err(ProposalError::DuplicateId(proposal.id));
         }
         // The limits below are checked after the insert so that the common path hashes the id
-        // once; the id is taken back out on the (practically unreachable) refusals.
+        // once; the id is taken back out on the (practically unreachable) refusals (a no-op
+        // while the shard is small and keeps no set).
         if occurrences > budget - shard.occurrences {
             shard.ids.remove(&proposal.id);
             return Err(ProposalError::TooManyKeys { max: budget });
@@ -325,27 +373,40 @@ impl<K, P> Aggregator<K, P> {
         let parallel = count >= parallel_threshold;
 
         // The proposals stay where they are; only references are put in submission order.
-        let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
-        for shard in &shards {
-            for (sequence, proposal) in shard.entries.iter().flatten() {
-                // Stored numbers are below `taken`: refused submissions are never stored.
-                placed[*sequence as usize] = Some(proposal);
+        let (ordered, renumbered) = if count == taken {
+            // Submission numbers are dense (nothing was refused): every position is written
+            // once, so the vector is filled with any one proposal and overwritten in place.
+            let any = shards
+                .iter()
+                .find_map(|shard| shard.entries().next().map(|(_, proposal)| proposal));
+            let mut ordered: Vec<&Proposal<K, P>> =
+                any.map_or_else(Vec::new, |any| vec![any; taken]);
+            for shard in &shards {
+                for (sequence, proposal) in shard.entries() {
+                    ordered[*sequence as usize] = proposal;
+                }
             }
-        }
-        // Submission numbers are dense unless a submission was refused for being over the limit;
-        // then they are renumbered densely.
-        let renumbered: Option<Vec<u32>> = (count != taken).then(|| {
+            (ordered, None)
+        } else {
+            let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
+            for shard in &shards {
+                for (sequence, proposal) in shard.entries() {
+                    // Stored numbers are below `taken`: refused submissions are never stored.
+                    placed[*sequence as usize] = Some(proposal);
+                }
+            }
+            // A submission refused for being over the limit left a gap: renumber densely.
             let mut next = 0;
-            placed
+            let renumbered: Vec<u32> = placed
                 .iter()
                 .map(|slot| {
                     let index = next;
                     next += u32::from(slot.is_some());
                     index
                 })
-                .collect()
-        });
-        let ordered: Vec<&Proposal<K, P>> = placed.into_iter().flatten().collect();
+                .collect();
+            (placed.into_iter().flatten().collect(), Some(renumbered))
+        };
         let decided = decide_all(&ordered, resolution, parallel);
         drop(ordered);
 
@@ -353,9 +414,7 @@ impl<K, P> Aggregator<K, P> {
         let renumbered = renumbered.as_deref();
         let accepted_payloads = |shard: Shard<K, P>| {
             shard
-                .entries
-                .into_iter()
-                .flatten()
+                .into_entries()
                 .filter_map(|(sequence, proposal)| {
                     let index = renumbered.map_or(sequence as usize, |renumbered| {
                         renumbered[sequence as usize] as usize

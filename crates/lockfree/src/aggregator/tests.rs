@@ -53,3 +53,27 @@ fn empty_aggregator_gives_empty_outcome() {
     assert!(outcome.accepted.is_empty() && outcome.rejected.is_empty());
     assert!(outcome.conflicts.is_conflict_free());
 }
+
+#[test]
+fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entries() {
+    // 8 to 256 shards: 40 proposals leave most shards below `SMALL_SHARD` (duplicates found by
+    // scanning), 2,000 push every shard past it (duplicates found by the id set built then).
+    for count in [40_u64, 2_000] {
+        let aggregator = Aggregator::new();
+        for id in 0..count {
+            let proposal = Proposal::new(id, Sum(1_u64)).writes([id]);
+            assert_eq!(aggregator.submit(proposal), Ok(()));
+        }
+        for id in (0..count).rev() {
+            let again = aggregator.submit(Proposal::new(id, Sum(1_u64)).writes([id]));
+            assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
+        }
+        assert_eq!(aggregator.len(), count as usize);
+        let outcome = aggregator.finish(Resolution::FirstSubmitted);
+        assert_eq!(
+            outcome.accepted,
+            (0..count).map(ProposalId).collect::<Vec<_>>()
+        );
+        assert_eq!(outcome.merged, Some(Sum(count)));
+    }
+}

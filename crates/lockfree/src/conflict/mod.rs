@@ -32,7 +32,7 @@ mod scan;
 mod tests;
 
 pub(crate) use partition::{scan, scan_parallel};
-pub use report::{Access, ConflictGroup, ConflictKind, ConflictReport};
+pub use report::{Access, Accesses, ConflictGroup, ConflictKind, ConflictReport};
 pub(crate) use resolve::{loses, pick_winner};
 pub use resolve::{resolve_conflicts, RejectReason, Resolution};
 pub(crate) use scan::Scan;

@@ -117,6 +117,7 @@ impl fmt::Display for Access {
 /// assert_eq!(group.kind, ConflictKind::ReadWrite);
 /// assert_eq!(group.members, [ProposalId(1), ProposalId(2)]);
 /// assert_eq!(group.access, [Access::Read, Access::Write]);
+/// assert_eq!(group.access[1], Access::Write);
 /// assert_eq!(group.access_of(ProposalId(2)), Some(Access::Write));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -130,7 +131,7 @@ pub struct ConflictGroup<K> {
     /// Every proposal that reads or writes the key, once each, in input order.
     pub members: Vec<ProposalId>,
     /// Each member's access to the key, in the order of [`members`](Self::members).
-    pub access: Vec<Access>,
+    pub access: Accesses,
 }
 
 impl<K> ConflictGroup<K> {
@@ -141,10 +142,7 @@ impl<K> ConflictGroup<K> {
 
     /// The members with their access, in input order.
     pub fn members_with_access(&self) -> impl Iterator<Item = (ProposalId, Access)> + '_ {
-        self.members
-            .iter()
-            .copied()
-            .zip(self.access.iter().copied())
+        self.members.iter().copied().zip(self.access.iter())
     }
 
     /// How `id` touches the key, or `None` if it is not a member.
@@ -165,6 +163,207 @@ impl<K> ConflictGroup<K> {
                 None => false,
             })
             .map(|(member, _)| member)
+    }
+}
+
+/// Each member's [`Access`] in a [`ConflictGroup`], in member order: one bit per member.
+///
+/// Up to 64 members the bits live inline, so the common small group costs one allocation (its
+/// members) instead of two; a report of many small groups (wide proposals, hot keys) spent a
+/// large share of its time allocating and freeing these lists. It reads like a slice of
+/// `Access`: [`len`](Self::len), [`get`](Self::get), [`iter`](Self::iter), indexing, and
+/// comparison with slices, arrays and vectors of `Access`. With the `serde` feature it
+/// serializes as a sequence of accesses.
+///
+/// # Progress
+///
+/// Plain data without synchronisation: every method is wait-free.
+///
+/// # Send and Sync
+///
+/// `Send` and `Sync`: it holds no references.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_lockfree::{Access, Accesses};
+///
+/// let access: Accesses = [Access::Read, Access::Write, Access::Read].into_iter().collect();
+/// assert_eq!(access.len(), 3);
+/// assert_eq!(access[1], Access::Write);
+/// assert_eq!(access.get(3), None);
+/// assert_eq!(access, [Access::Read, Access::Write, Access::Read]);
+/// assert_eq!(access.iter().filter(|a| a.is_write()).count(), 1);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Accesses {
+    /// The number of members.
+    len: usize,
+    /// Bit `i` set when member `i` writes; bits at and above `len` are always clear, so the
+    /// derived equality compares contents.
+    bits: AccessBits,
+}
+
+/// Where the bits of [`Accesses`] live: inline up to 64 members, else on the heap. Which one is
+/// decided by the length alone, so equal lists always use the same variant.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum AccessBits {
+    Inline(u64),
+    Heap(Box<[u64]>),
+}
+
+impl Default for AccessBits {
+    fn default() -> Self {
+        AccessBits::Inline(0)
+    }
+}
+
+impl Accesses {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `len` accesses, member `i` writing when `writes(i)` is true.
+    pub(crate) fn from_fn(len: usize, mut writes: impl FnMut(usize) -> bool) -> Self {
+        if len <= 64 {
+            let mut bits = 0_u64;
+            for index in 0..len {
+                bits |= u64::from(writes(index)) << index;
+            }
+            return Accesses {
+                len,
+                bits: AccessBits::Inline(bits),
+            };
+        }
+        let mut words = vec![0_u64; len.div_ceil(64)].into_boxed_slice();
+        for index in 0..len {
+            words[index / 64] |= u64::from(writes(index)) << (index % 64);
+        }
+        Accesses {
+            len,
+            bits: AccessBits::Heap(words),
+        }
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The access of member `index`, or `None` past the end.
+    pub fn get(&self, index: usize) -> Option<Access> {
+        if index >= self.len {
+            return None;
+        }
+        let word = match &self.bits {
+            AccessBits::Inline(bits) => *bits,
+            AccessBits::Heap(words) => words[index / 64],
+        };
+        Some(if word >> (index % 64) & 1 == 1 {
+            Access::Write
+        } else {
+            Access::Read
+        })
+    }
+
+    /// The accesses in member order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Access> + DoubleEndedIterator + '_ {
+        (0..self.len).map(|index| {
+            // In range: `index < len`.
+            self.get(index).unwrap_or(Access::Read)
+        })
+    }
+
+    /// The accesses as a vector.
+    pub fn to_vec(&self) -> Vec<Access> {
+        self.iter().collect()
+    }
+}
+
+impl fmt::Debug for Accesses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl std::ops::Index<usize> for Accesses {
+    type Output = Access;
+
+    /// # Panics
+    ///
+    /// If `index` is out of range, as a slice's indexing does.
+    fn index(&self, index: usize) -> &Access {
+        match self.get(index) {
+            Some(Access::Write) => &Access::Write,
+            Some(Access::Read) => &Access::Read,
+            None => panic!(
+                "index out of bounds: the len is {} but the index is {index}",
+                self.len
+            ),
+        }
+    }
+}
+
+impl FromIterator<Access> for Accesses {
+    fn from_iter<I: IntoIterator<Item = Access>>(iter: I) -> Self {
+        let accesses: Vec<Access> = iter.into_iter().collect();
+        Accesses::from_fn(accesses.len(), |index| accesses[index].is_write())
+    }
+}
+
+impl From<Vec<Access>> for Accesses {
+    fn from(accesses: Vec<Access>) -> Self {
+        Accesses::from_fn(accesses.len(), |index| accesses[index].is_write())
+    }
+}
+
+impl From<&[Access]> for Accesses {
+    fn from(accesses: &[Access]) -> Self {
+        Accesses::from_fn(accesses.len(), |index| accesses[index].is_write())
+    }
+}
+
+impl PartialEq<[Access]> for Accesses {
+    fn eq(&self, other: &[Access]) -> bool {
+        self.len == other.len() && self.iter().eq(other.iter().copied())
+    }
+}
+
+impl<const N: usize> PartialEq<[Access; N]> for Accesses {
+    fn eq(&self, other: &[Access; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl PartialEq<Vec<Access>> for Accesses {
+    fn eq(&self, other: &Vec<Access>) -> bool {
+        *self == other[..]
+    }
+}
+
+impl PartialEq<&[Access]> for Accesses {
+    fn eq(&self, other: &&[Access]) -> bool {
+        *self == **other
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Accesses {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Accesses {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Access>::deserialize(deserializer).map(Accesses::from)
     }
 }
 

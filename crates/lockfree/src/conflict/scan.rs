@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash};
 
 use rustc_hash::FxBuildHasher;
 
-use super::report::{Access, ConflictGroup, ConflictKind, ConflictReport};
+use super::report::{Accesses, ConflictGroup, ConflictKind, ConflictReport};
 use super::{KeyLists, WRITER};
 use crate::proposal::ProposalId;
 
@@ -90,16 +90,7 @@ impl<'a, K> Scan<'a, K> {
                             id_of(index)
                         })
                         .collect(),
-                    access: members
-                        .iter()
-                        .map(|&member| {
-                            if member & WRITER != 0 {
-                                Access::Write
-                            } else {
-                                Access::Read
-                            }
-                        })
-                        .collect(),
+                    access: Accesses::from_fn(members.len(), |index| members[index] & WRITER != 0),
                 }
             })
             .collect();

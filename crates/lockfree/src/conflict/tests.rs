@@ -200,3 +200,59 @@ fn groups_of_lists_every_group_of_a_member() {
     assert_eq!(keys, ["a", "b"]);
     assert_eq!(report.groups_of(ProposalId(2)).count(), 1);
 }
+
+#[test]
+fn accesses_read_like_a_slice_inline_and_on_the_heap() {
+    for len in [0, 1, 63, 64, 65, 128, 130] {
+        let expected: Vec<Access> = (0..len)
+            .map(|index| {
+                if index % 3 == 1 {
+                    Access::Write
+                } else {
+                    Access::Read
+                }
+            })
+            .collect();
+        let accesses = Accesses::from_fn(len, |index| index % 3 == 1);
+        assert_eq!(accesses, expected, "len {len}");
+        assert_eq!(accesses.len(), len);
+        assert_eq!(accesses.is_empty(), len == 0);
+        assert_eq!(accesses.get(len), None);
+        assert_eq!(accesses.iter().rev().collect::<Vec<_>>(), {
+            let mut reversed = expected.clone();
+            reversed.reverse();
+            reversed
+        });
+        for (index, access) in expected.iter().enumerate() {
+            assert_eq!(accesses[index], *access);
+            assert_eq!(accesses.get(index), Some(*access));
+        }
+        assert_eq!(Accesses::from(expected.clone()), accesses);
+        assert_eq!(expected.iter().copied().collect::<Accesses>(), accesses);
+        assert_eq!(format!("{accesses:?}"), format!("{expected:?}"));
+    }
+    assert_ne!(
+        Accesses::from_fn(65, |index| index == 64),
+        Accesses::from_fn(65, |_| false)
+    );
+}
+
+#[test]
+fn groups_of_more_than_64_members_report_each_members_access() {
+    let proposals: Vec<Proposal<u64, ()>> = (0..150)
+        .map(|id| {
+            if id % 7 == 0 {
+                Proposal::new(id, ()).writes([1_u64])
+            } else {
+                Proposal::new(id, ()).reads([1_u64])
+            }
+        })
+        .collect();
+    let report = detect_conflicts(&proposals).unwrap();
+    assert_eq!(report.groups.len(), 1);
+    let group = &report.groups[0];
+    assert_eq!(group.access.len(), 150);
+    for (id, access) in group.members_with_access() {
+        assert_eq!(access.is_write(), id.0 % 7 == 0, "member {id}");
+    }
+}

@@ -192,6 +192,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// cell.store("b");
     /// assert_eq!(cell.version(), 1);
     /// ```
+    #[inline]
     pub fn version(&self) -> u64 {
         self.read(|_, version| version)
     }
@@ -276,6 +277,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!(staged.base(), 0);
     /// assert_eq!(cell.commit(staged).ok(), Some(1));
     /// ```
+    #[inline]
     pub fn stage(&self, value: T) -> Staged<T> {
         Staged::new(self.version(), value)
     }
@@ -307,6 +309,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     ///     other => panic!("expected a conflict, got {other:?}"),
     /// }
     /// ```
+    #[inline]
     pub fn commit(&self, staged: Staged<T>) -> Result<u64, CommitError<T>> {
         let Staged { base, value } = staged;
         let guard = epoch::pin();
@@ -417,6 +420,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!(cell.store('b'), 1);
     /// assert_eq!(cell.read(|value, version| (*value, version)), ('b', 1));
     /// ```
+    #[inline]
     pub fn store(&self, value: T) -> u64 {
         let guard = epoch::pin();
         let mut current = self.current.load(Ordering::Acquire);

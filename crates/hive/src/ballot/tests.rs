@@ -1,0 +1,126 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::agent::{AgentId, Vote};
+use crate::lockfree::ProposalId;
+use crate::policy::{ConsensusPolicy, Threshold, TieBreak};
+
+fn threshold() -> impl Strategy<Value = Threshold> {
+    prop_oneof![
+        Just(Threshold::Plurality),
+        Just(Threshold::Majority),
+        Just(Threshold::Unanimous),
+        (1u32..=4, 0u32..=3).prop_map(|(num, extra)| Threshold::Supermajority {
+            num,
+            den: num + extra
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Voters that fail (marked absent, as the hive does) never make settlement wrong: once a
+    /// ballot says it is settled, the outcome when every voter has voted or failed is the same.
+    #[test]
+    fn settlement_holds_with_absent_voters(
+        threshold in threshold(),
+        quorum in prop_oneof![Just(0.25), Just(0.5), Just(1.0)],
+        weights in prop::collection::vec(1u8..=3, 1..10),
+        actions in prop::collection::vec(prop::option::of(prop::option::of(0usize..3)), 10),
+        candidates in 1usize..4,
+    ) {
+        let policy = ConsensusPolicy { threshold, quorum, weighted: true, tie_break: TieBreak::LowestId };
+        let electorate = Electorate::new(
+            weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+        ).unwrap();
+        let mut ballot = Ballot::new(policy, electorate, (0..candidates as u64).map(ProposalId)).unwrap();
+        let mut settled: Option<Tally> = None;
+        for (voter, action) in actions.iter().take(weights.len()).enumerate() {
+            match action {
+                // Fails: never votes.
+                None => ballot.mark_absent(voter),
+                Some(choice) => {
+                    let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId((c % candidates) as u64)));
+                    ballot.cast_at(voter, vote).unwrap();
+                }
+            }
+            if settled.is_none() && ballot.is_settled() {
+                settled = Some(ballot.tally());
+            }
+        }
+        prop_assert!(ballot.is_settled());
+        let settled = settled.unwrap();
+        prop_assert!(settled.same_outcome(&ballot.tally()), "settled {:?}, final {:?}", settled, ballot.tally());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The O(1) answer of `is_settled` (the quiet bound) never hides a settled ballot: whenever
+    /// the bound says "not yet", the full check agrees, through votes, abstentions, absences,
+    /// absent voters voting after all, and re-votes.
+    #[test]
+    fn the_quiet_bound_never_hides_a_settled_ballot(
+        threshold in threshold(),
+        quorum in prop_oneof![Just(0.25), Just(0.5), Just(1.0)],
+        weighted in any::<bool>(),
+        weights in prop::collection::vec(0u8..=3, 1..40),
+        actions in prop::collection::vec((0usize..40, prop::option::of(prop::option::of(0usize..4))), 0..80),
+        candidates in 1usize..5,
+    ) {
+        let policy = ConsensusPolicy { threshold, quorum, weighted, tie_break: TieBreak::LowestId };
+        let electorate = Electorate::new(
+            weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+        ).unwrap();
+        let Ok(mut ballot) = Ballot::new(policy, electorate, (0..candidates as u64).map(ProposalId)) else {
+            // Every voter weighs zero.
+            return Ok(());
+        };
+        for (voter, action) in actions {
+            let voter = voter % weights.len();
+            match action {
+                None => ballot.mark_absent(voter),
+                Some(choice) => {
+                    let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId((c % candidates) as u64)));
+                    ballot.cast_at(voter, vote).unwrap();
+                }
+            }
+            if ballot.quiet > 0 {
+                prop_assert!(!ballot.settled_now(), "quiet {} on a settled ballot {:?}", ballot.quiet, ballot);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_large_ballot_answers_not_settled_without_a_full_check_early_on() {
+    let electorate = Arc::new(Electorate::equal((0..1_000).map(AgentId)).unwrap());
+    let mut ballot = Ballot::new(
+        ConsensusPolicy::majority(),
+        electorate,
+        [ProposalId(1), ProposalId(2)],
+    )
+    .unwrap();
+    assert!(ballot.quiet > 0);
+    for voter in 0..600 {
+        ballot.cast_at(voter, Vote::For(ProposalId(1))).unwrap();
+        assert_eq!(ballot.is_settled(), ballot.settled_now());
+    }
+    // 600 of 1000 for #1: the other 400 cannot change the outcome.
+    assert!(ballot.is_settled());
+}
+
+#[test]
+fn an_absent_voter_who_votes_after_all_is_counted_once() {
+    let electorate = Electorate::equal((0..3).map(AgentId)).unwrap();
+    let mut ballot = Ballot::new(ConsensusPolicy::majority(), electorate, [ProposalId(1)]).unwrap();
+    ballot.mark_absent(0);
+    ballot.mark_absent(0);
+    ballot.cast_at(0, Vote::For(ProposalId(1))).unwrap();
+    assert_eq!(ballot.votes_cast(), 1);
+    assert_eq!(ballot.support(ProposalId(1)), Some(1.0));
+    ballot.mark_absent(0);
+    assert_eq!(ballot.votes_cast(), 1);
+}

@@ -1,0 +1,128 @@
+//! Committing a round: the accepted changes applied as one new version, the counters, the
+//! decision.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::decision::{Decision, FailureKind};
+use crate::error::HiveError;
+use crate::events::HiveEvent;
+use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
+use crate::state::State;
+
+use crate::round::{Proposals, Round, Settled};
+
+impl<S: State> Round<'_, S> {
+    /// Applies and commits the accepted changes, counts the round, and writes its decision.
+    pub(super) async fn commit(
+        self,
+        (proposed, settled): (Proposals<S>, Settled<S::Key>),
+    ) -> Result<Decision<S>, HiveError> {
+        let Proposals {
+            proposals,
+            proposers,
+            ..
+        } = &proposed;
+        let mut accepted = Vec::with_capacity(proposals.len());
+        let mut rejections = Vec::new();
+        for (index, (proposal, rejection)) in proposals.iter().zip(settled.rejected).enumerate() {
+            match rejection {
+                None => accepted.push(AcceptedChange {
+                    proposal,
+                    proposer: Some(self.members[proposers[index]].id),
+                }),
+                Some(reason) => rejections.push((proposal.id, reason)),
+            }
+        }
+        let base_version = self.view.version();
+        let id = new_decision_id();
+        let (version, rebased) = if accepted.is_empty() {
+            (base_version, false)
+        } else {
+            let request = CommitRequest {
+                decision_id: id,
+                round: self.number,
+                base: base_version,
+                accepted: &accepted,
+            };
+            let committed = match self.hive.inner.memory.commit(request).await {
+                Ok(committed) => committed,
+                Err(error) => {
+                    if error.may_have_committed() {
+                        // Not retried here: a retry would commit the decision a second time.
+                        tracing::warn!(%error, decision = id, "commit outcome unknown; it may have applied");
+                    } else {
+                        tracing::warn!(%error, "commit failed; nothing applied");
+                    }
+                    return Err(error.into());
+                }
+            };
+            (committed.version, committed.rebased)
+        };
+        if accepted.is_empty() {
+            tracing::info!(proposals = proposals.len(), "nothing to commit");
+            self.emit(|| HiveEvent::NothingToCommit { round: self.number });
+        } else {
+            tracing::info!(version, accepted = accepted.len(), rebased, "committed");
+            self.emit(|| HiveEvent::Committed {
+                round: self.number,
+                version,
+                accepted: accepted.len(),
+                rebased,
+            });
+        }
+
+        let counters = &self.hive.inner.counters;
+        let add = |counter: &AtomicU64, value: usize| {
+            if value > 0 {
+                counter.fetch_add(value as u64, Ordering::Relaxed);
+            }
+        };
+        add(&counters.commits, usize::from(!accepted.is_empty()));
+        add(&counters.rebases, usize::from(rebased));
+        add(&counters.proposals, proposals.len());
+        add(&counters.accepted, accepted.len());
+        add(&counters.rejected, rejections.len());
+        add(&counters.conflicts, settled.conflicts);
+        add(&counters.votes, settled.votes_counted);
+        add(&counters.cancelled_votes, settled.votes_cancelled);
+        for failure in &self.failures {
+            let counter = match failure.kind {
+                FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
+                FailureKind::Panicked { .. } => &counters.panics,
+                FailureKind::Errored { .. } => &counters.errors,
+                FailureKind::DuplicateProposal { .. }
+                | FailureKind::InvalidVote { .. }
+                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+
+        let supervised = self.supervise();
+
+        let decision = Decision {
+            id,
+            round: self.number,
+            base_version,
+            version,
+            rebased,
+            agents: self.members.len(),
+            proposals: proposals.len(),
+            proposers: proposals
+                .iter()
+                .zip(proposers)
+                .map(|(proposal, &member)| (proposal.id, self.members[member].id))
+                .collect(),
+            accepted: accepted.iter().map(|change| change.proposal.id).collect(),
+            rejected: rejections,
+            ballots: settled.ballots,
+            failures: self.failures,
+            supervised,
+            elapsed: self.started.elapsed(),
+        };
+        let memory = &self.hive.inner.memory;
+        if !accepted.is_empty() && memory.depth() > 0 {
+            memory.remember(memory.load(), &decision);
+        }
+        Ok(decision)
+    }
+}

@@ -1,0 +1,275 @@
+//! Holding a round: [`Hive::decide`], its runtime, cancellation, and the round's members.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::agent::{AgentId, DynAgent};
+use crate::call::{later, Limit};
+use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
+use crate::decision::Decision;
+use crate::error::HiveError;
+use crate::events::HiveEvent;
+use crate::hive::{Hive, Interested};
+use crate::state::State;
+
+use crate::round::{EndOnDrop, Round, RoundMember};
+
+impl<S: State> Hive<S> {
+    /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
+    /// accepted changes and commit them as a new version.
+    ///
+    /// Agents are asked concurrently, at most `max_in_flight` at once, each call under
+    /// `agent_timeout`; an agent that panics, errs or times out is recorded in
+    /// [`Decision::failures`] and the round goes on. Proposals that conflict with no other are
+    /// accepted; each conflict group is settled by the hive's [`ResolutionStrategy`]. Under
+    /// [`ResolutionStrategy::Vote`] every voting agent is asked about every contested key, and the
+    /// round stops waiting for a ballot's remaining voters (and cancels their calls) as soon as they
+    /// can no longer change its outcome; a quorum that cannot be met ends with
+    /// [`RejectReason::NoQuorum`] once the missing voters have failed or timed out, never a hang.
+    ///
+    /// A proposal in several conflict groups is accepted only if no group rejects it, so the accepted
+    /// set never contains two conflicting proposals.
+    ///
+    /// **Concurrent rounds.** The accepted changes go to the hive's [`Memory`](crate::Memory) in one
+    /// [`CommitRequest`] against the snapshot's version. If another round (here or, for a shared
+    /// backend, in another process) committed in between, the accepted changes are re-applied on
+    /// top of the newer state instead (read-copy-update) and [`Decision::rebased`] is set: no
+    /// committed change is ever lost, and every accepted change is applied exactly once.
+    ///
+    /// **Runtime.** The round runs on the caller's tokio runtime; outside one (a plain thread, or
+    /// another executor) it uses hivekit's global runtime for its timers and tasks, as a swarm run
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// [`HiveError::NoAgents`] for a hive without agents; [`HiveError::Memory`] when the memory
+    /// cannot commit (nothing of the decision was applied); [`HiveError::NoRuntime`] outside a tokio
+    /// runtime when the global runtime cannot be built.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it commits abandons the round: nothing is committed, and agent
+    /// calls running as their own tasks are aborted. For the in-process memory the commit and the
+    /// end of the future happen in one poll; for a remote memory, dropping the future while its
+    /// commit is in flight leaves the outcome to the memory (it either committed the whole decision
+    /// or none of it). To stop a round cleanly use [`Hive::decide_with`] and a cancellation token.
+    pub async fn decide(&self) -> Result<Decision<S>, HiveError> {
+        self.decide_with(DecideOptions::default()).await
+    }
+
+    /// [`Hive::decide`] with a deadline for the round's agent calls and a cancellation token.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Hive::decide`], and [`HiveError::Cancelled`] when the token is cancelled before
+    /// the round commits (then nothing is committed; agent calls still running are dropped and the
+    /// agents' [`AgentContext::cancellation`] is cancelled).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Hive::decide`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{CancellationToken, DecideOptions, Hive, HiveError, State};
+    /// # use hivekit_hive::{Agent, AgentContext, AgentError, ProposalOf, Snapshot};
+    /// # #[derive(Clone, Default)]
+    /// # struct Counter(u64);
+    /// # impl State for Counter {
+    /// #     type Key = ();
+    /// #     type Change = u64;
+    /// #     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// # }
+    /// # struct Bump;
+    /// # impl Agent<Counter> for Bump {
+    /// #     async fn propose(&self, ctx: &AgentContext, _: &Snapshot<Counter>)
+    /// #         -> Result<Option<ProposalOf<Counter>>, AgentError> { Ok(Some(ctx.proposal(1))) }
+    /// # }
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hive = Hive::builder(Counter::default()).build()?;
+    /// hive.spawn(Bump);
+    /// let cancel = CancellationToken::new();
+    /// cancel.cancel();
+    /// let outcome = hive.decide_with(DecideOptions::default().with_cancel(cancel)).await;
+    /// assert_eq!(outcome.unwrap_err(), HiveError::Cancelled { round: 1 });
+    /// assert_eq!(hive.memory().version(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn decide_with(&self, options: DecideOptions) -> Result<Decision<S>, HiveError> {
+        let number = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let span =
+            tracing::info_span!("hive_round", hive = %self.inner.config.name, round = number);
+        // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
+        // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
+        if let Ok(handle) = Handle::try_current() {
+            return self
+                .run_round(number, options, handle)
+                .instrument(span)
+                .await;
+        }
+        let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
+            reason: error.to_string(),
+        })?;
+        let mut running = pin!(self
+            .run_round(number, options, global.clone())
+            .instrument(span));
+        poll_fn(|cx| {
+            let _entered = global.enter();
+            running.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    async fn run_round(
+        &self,
+        number: u64,
+        options: DecideOptions,
+        handle: Handle,
+    ) -> Result<Decision<S>, HiveError> {
+        let started = Instant::now();
+        let config = &self.inner.config;
+        let limit = Limit {
+            timeout: config.agent_timeout,
+            deadline: options.deadline.map(|deadline| later(started, deadline)),
+        };
+        let cancel = options.cancel;
+        let shared = Arc::new(RoundShared::new(number, cancel.clone()));
+        let _end = EndOnDrop(Arc::clone(&shared));
+        let members = self.round_members(number, &shared, limit.deadline_from_now());
+        if members.is_empty() {
+            return Err(HiveError::NoAgents);
+        }
+        let view = self.inner.memory.load();
+        tracing::debug!(
+            agents = members.len(),
+            version = view.version(),
+            "round started"
+        );
+        if let Some(events) = &self.inner.events {
+            events.emit(HiveEvent::RoundStarted {
+                round: number,
+                agents: members.len(),
+                version: view.version(),
+            });
+        }
+        let mut round = Round {
+            hive: self,
+            number,
+            handle,
+            started,
+            members,
+            view,
+            shared,
+            limit,
+            failures: Vec::new(),
+        };
+        // Cancellation stops the gathering of answers, never a commit in flight.
+        let gathered = match &cancel {
+            None => round.gather().await,
+            Some(token) => {
+                let mut gather = pin!(round.gather());
+                let mut cancelled = pin!(token.cancelled());
+                let gathered = poll_fn(|cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    gather.as_mut().poll(cx).map(Some)
+                })
+                .await;
+                gathered.ok_or_else(|| {
+                    tracing::info!("round cancelled");
+                    HiveError::Cancelled { round: number }
+                })?
+            }
+        }?;
+        round.commit(gathered).await
+    }
+
+    /// The members, lowest id first (so that rounds over the same agents are reproducible), each
+    /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
+    /// without the members quarantined for round `number`.
+    fn round_members(
+        &self,
+        number: u64,
+        shared: &Arc<RoundShared>,
+        deadline: Instant,
+    ) -> Arc<[RoundMember<S>]> {
+        // Sorted before the contexts are made: sorting small entries moves far less memory.
+        let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
+        let supervised = self.inner.config.supervision.is_some();
+        for entry in self.inner.agents.iter() {
+            let member = entry.value();
+            let strikes = if supervised {
+                let health = &member.health;
+                if health.quarantined_until.load(Ordering::Relaxed) >= number {
+                    continue;
+                }
+                health.failures.load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            entries.push((
+                *entry.key(),
+                Arc::clone(&member.agent),
+                member.weight,
+                member.heavy,
+                member.votes,
+                strikes,
+                member.interest.clone(),
+                member.batch,
+            ));
+        }
+        entries.sort_unstable_by_key(|entry| entry.0);
+        // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
+        let base = next_ids(&self.inner.next_proposal, entries.len());
+        entries
+            .into_iter()
+            .enumerate()
+            .map(
+                |(offset, (id, agent, weight, heavy, votes, strikes, interest, batch))| {
+                    let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
+                    RoundMember {
+                        id,
+                        agent,
+                        weight,
+                        heavy,
+                        votes,
+                        strikes,
+                        interest,
+                        batch,
+                        context: AgentContext::for_round(id, proposal_id, deadline, shared),
+                    }
+                },
+            )
+            .collect()
+    }
+}
+
+/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest,
+/// batch.
+type MemberEntry<S> = (
+    AgentId,
+    Arc<dyn DynAgent<S>>,
+    f64,
+    bool,
+    bool,
+    u32,
+    Interested<<S as State>::Key>,
+    bool,
+);
+
+/// Reserves `count` consecutive ids from `counter` and returns the first.
+fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
+    counter.fetch_add(count as u64, Ordering::Relaxed)
+}

@@ -1,0 +1,144 @@
+//! Settling the conflicts among a round's proposals: by ballot or by the hive's resolution rule.
+
+use rustc_hash::FxHashMap;
+
+use crate::ballot::Tally;
+use crate::decision::{RejectReason, ResolutionStrategy};
+use crate::error::HiveError;
+use crate::events::HiveEvent;
+use crate::lockfree::{
+    self, detect_conflicts, resolve_conflicts, ConflictGroup, ProposalId, Resolution,
+};
+use crate::state::State;
+
+use crate::round::vote::Proposed;
+use crate::round::{Proposals, Round, Settled};
+
+impl<S: State> Round<'_, S> {
+    /// Detects the conflicts among the proposals and settles each group.
+    pub(super) async fn settle(
+        &mut self,
+        proposed: &Proposals<S>,
+    ) -> Result<Settled<S::Key>, HiveError> {
+        let Proposals {
+            proposals,
+            proposers,
+            position,
+        } = proposed;
+        let report = detect_conflicts(proposals)?;
+        let mut settled = Settled {
+            rejected: vec![None; proposals.len()],
+            ballots: Vec::new(),
+            conflicts: report.groups.len(),
+            votes_counted: 0,
+            votes_cancelled: 0,
+        };
+        if report.groups.is_empty() {
+            return Ok(settled);
+        }
+        for group in &report.groups {
+            tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
+            self.emit(|| HiveEvent::ConflictFound {
+                round: self.number,
+                key: group.key.clone(),
+                kind: group.kind,
+                candidates: group.members.clone(),
+            });
+        }
+        let rejected = &mut settled.rejected;
+        match self.config().resolution {
+            ResolutionStrategy::Vote => {
+                let failed_before = self.failures.len();
+                let records = self
+                    .hold_ballots(
+                        &report.groups,
+                        Proposed {
+                            proposals,
+                            position,
+                            proposers,
+                        },
+                    )
+                    .await;
+                self.report_failures(failed_before);
+                for (group, record) in report.groups.iter().zip(records) {
+                    tracing::debug!(key = ?record.key, tally = %record.tally, votes = record.votes, "ballot settled");
+                    self.emit(|| HiveEvent::BallotSettled {
+                        round: self.number,
+                        key: record.key.clone(),
+                        tally: record.tally.clone(),
+                        votes: record.votes,
+                    });
+                    settled.votes_counted += record.votes;
+                    settled.votes_cancelled += record.cancelled;
+                    match record.tally.winner() {
+                        Some(winner) => settle(
+                            group,
+                            winner,
+                            RejectReason::LostVote { winner },
+                            position,
+                            rejected,
+                        ),
+                        None => {
+                            let reason = match record.tally {
+                                Tally::NoQuorum { .. } => RejectReason::NoQuorum,
+                                Tally::Tie { .. } => RejectReason::Tie,
+                                _ => RejectReason::Undecided,
+                            };
+                            reject_all(group, &reason, position, rejected);
+                        }
+                    }
+                    settled.ballots.push(record);
+                }
+            }
+            ResolutionStrategy::HighestPriority
+            | ResolutionStrategy::FirstProposed
+            | ResolutionStrategy::RejectAll => {
+                let policy = match self.config().resolution {
+                    ResolutionStrategy::HighestPriority => Resolution::HighestPriority,
+                    ResolutionStrategy::FirstProposed => Resolution::FirstSubmitted,
+                    _ => Resolution::RejectAll,
+                };
+                let priority_of = |id: ProposalId| proposals[position[&id]].priority;
+                for (id, reason) in resolve_conflicts(&report.groups, policy, priority_of) {
+                    let reason = match reason {
+                        lockfree::RejectReason::LostTo { winner, .. } => {
+                            RejectReason::ConflictWith { winner }
+                        }
+                        _ => RejectReason::Contested,
+                    };
+                    rejected[position[&id]].get_or_insert(reason);
+                }
+            }
+        }
+        Ok(settled)
+    }
+}
+
+/// Rejects every member of `group` that conflicts with `winner` on the group's key (lockfree's
+/// resolution rule, [`ConflictGroup::losers_to`]): all of them if the winner writes the key, the
+/// other writers if it only reads it.
+fn settle<K>(
+    group: &ConflictGroup<K>,
+    winner: ProposalId,
+    reason: RejectReason,
+    position: &FxHashMap<ProposalId, usize>,
+    rejected: &mut [Option<RejectReason>],
+) {
+    for member in group.losers_to(winner) {
+        rejected[position[&member]].get_or_insert_with(|| reason.clone());
+    }
+}
+
+fn reject_all<K>(
+    group: &ConflictGroup<K>,
+    reason: &RejectReason,
+    position: &FxHashMap<ProposalId, usize>,
+    rejected: &mut [Option<RejectReason>],
+) {
+    for member in &group.members {
+        let slot = &mut rejected[position[member]];
+        if slot.is_none() {
+            *slot = Some(reason.clone());
+        }
+    }
+}
