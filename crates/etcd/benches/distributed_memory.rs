@@ -145,7 +145,8 @@ fn round(group: &mut Group<'_>, setup: &Setup) -> Vec<usize> {
 
     // The same transaction a round sends, without hivekit: read back what the last round wrote
     // (head, history entry, decision key, state) and write values of the same sizes under the
-    // same kind of compare.
+    // same kind of compare, deleting one key as a round trims the entry that falls out of the
+    // history's window.
     let config = setup.config();
     let prefix = config.prefix().to_string();
     let mut client = setup
@@ -188,7 +189,7 @@ fn round(group: &mut Group<'_>, setup: &Setup) -> Vec<usize> {
             let revision = Arc::clone(&revision);
             async move {
                 let compare = revision.load(Ordering::Relaxed) as i64;
-                let operations: Vec<TxnOp> = sizes
+                let mut operations: Vec<TxnOp> = sizes
                     .iter()
                     .enumerate()
                     .map(|(index, size)| {
@@ -200,6 +201,7 @@ fn round(group: &mut Group<'_>, setup: &Setup) -> Vec<usize> {
                         TxnOp::put(key, vec![b'x'; *size], None)
                     })
                     .collect();
+                operations.push(TxnOp::delete(format!("{prefix}trimmed"), None));
                 let txn = Txn::new()
                     .when([Compare::mod_revision(head, CompareOp::Equal, compare)])
                     .and_then(operations);

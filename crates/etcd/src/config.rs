@@ -13,6 +13,11 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// etcd's default `--max-txn-ops`: the most operations one transaction may hold.
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 
+/// How many versions a memory's history keeps unless told otherwise
+/// ([`EtcdConfig::history`]): enough for a commit that lost to a few others, or a follower whose
+/// watch reconnected, to catch up from the history; a follower further behind reloads the state.
+pub const DEFAULT_HISTORY: usize = 100;
+
 /// How to reach etcd and where a hive's keys live.
 ///
 /// # Examples
@@ -35,6 +40,7 @@ pub struct EtcdConfig {
     pub(crate) commit_timeout: Duration,
     pub(crate) max_request_bytes: usize,
     pub(crate) max_txn_ops: usize,
+    pub(crate) history_depth: usize,
 }
 
 impl EtcdConfig {
@@ -53,6 +59,7 @@ impl EtcdConfig {
             commit_timeout: Duration::from_secs(15),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            history_depth: DEFAULT_HISTORY,
         }
     }
 
@@ -85,6 +92,40 @@ impl EtcdConfig {
     pub fn max_txn_ops(mut self, operations: usize) -> Self {
         self.max_txn_ops = operations;
         self
+    }
+
+    /// How many versions the history keeps (default: [`DEFAULT_HISTORY`]): the entries of the
+    /// newest `depth` versions, read back with [`EtcdMemory::history`](crate::EtcdMemory::history).
+    /// Each commit deletes the entry that falls out of this window in its own transaction, so
+    /// etcd holds at most `depth` entries per memory however many versions are committed (plus
+    /// what older processes with a deeper history left, until the next open trims it).
+    ///
+    /// `0` keeps none: each commit then carries its changes in the `head` key for the processes
+    /// that follow it, and a process that falls behind reloads the whole state. `usize::MAX` keeps
+    /// every version. Processes sharing a prefix should use the same depth: each commit trims by
+    /// the committing process's depth.
+    ///
+    /// The decision keys that make a resent commit land at most once are not trimmed: they still
+    /// grow by one small key per commit (`decisions/<32 hex digits>` under the prefix, holding a
+    /// version number).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_etcd::{EtcdConfig, DEFAULT_HISTORY};
+    ///
+    /// let config = EtcdConfig::new(["http://127.0.0.1:2379"], "/hivekit/inventory");
+    /// assert_eq!(config.history_depth(), DEFAULT_HISTORY);
+    /// assert_eq!(config.history(0).history_depth(), 0);
+    /// ```
+    pub fn history(mut self, depth: usize) -> Self {
+        self.history_depth = depth;
+        self
+    }
+
+    /// How many versions the history keeps ([`history`](Self::history)).
+    pub fn history_depth(&self) -> usize {
+        self.history_depth
     }
 
     /// The key prefix, ending in `/`.

@@ -4,8 +4,10 @@
 //! ```text
 //! <prefix>meta                     marker: {"format":"hivekit-memory","format_version":1,"layout":..}
 //! <prefix>head                     {"version":V,"decision":"<hex>"}: the counter every commit compares
+//!                                  (with a history depth of 0 also "entry": version V's history entry)
 //! <prefix>state/<key>              the state at version V (one key, or one key per entry)
-//! <prefix>history/<V, 20 digits>   one entry per version: the accepted changes and who proposed them
+//! <prefix>history/<V, 20 digits>   one entry per version: the accepted changes and who proposed them;
+//!                                  only the newest `depth` versions are kept (`EtcdConfig::history`)
 //! <prefix>decisions/<id, 32 hex>   the version a decision created ("fenced" when it never may)
 //! <prefix>members/<process>/<agent> one key per live agent, under its process's lease
 //! <prefix>election/<name>          etcd's election keys
@@ -62,6 +64,22 @@ impl Keys {
         format!("{}history/{version:020}", self.prefix)
     }
 
+    /// The version whose history entry falls out of a `depth`-version window when `version` is
+    /// committed (version 0 has no entry; with depth 0 nothing is written, so nothing falls out).
+    pub(crate) fn trimmed_by(version: u64, depth: usize) -> Option<u64> {
+        let depth = u64::try_from(depth).unwrap_or(u64::MAX);
+        match version.checked_sub(depth) {
+            Some(trimmed) if trimmed > 0 && depth > 0 => Some(trimmed),
+            _ => None,
+        }
+    }
+
+    /// The first version a `depth`-version window ending at `version` keeps.
+    pub(crate) fn oldest_kept(version: u64, depth: usize) -> u64 {
+        let depth = u64::try_from(depth).unwrap_or(u64::MAX);
+        version.saturating_sub(depth).saturating_add(1)
+    }
+
     pub(crate) fn decision(&self, decision_id: u128) -> String {
         format!("{}decisions/{decision_id:032x}", self.prefix)
     }
@@ -100,6 +118,25 @@ pub(crate) struct Meta {
 pub(crate) struct Head {
     pub(crate) version: u64,
     pub(crate) decision: String,
+}
+
+/// The head as a commit writes it: with a history depth of 0 it carries the new version's history
+/// entry, which followers then read from the head's watch events.
+#[derive(Serialize)]
+pub(crate) struct HeadRef<'a, E> {
+    pub(crate) version: u64,
+    pub(crate) decision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) entry: Option<&'a E>,
+}
+
+/// The head as a follower reads it: the version, and its history entry when the head carries it.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "C: DeserializeOwned"))]
+pub(crate) struct HeadWithEntry<C> {
+    pub(crate) version: u64,
+    /// Absent unless the history depth is 0 (serde reads a missing `Option` as `None`).
+    pub(crate) entry: Option<HistoryEntry<C>>,
 }
 
 /// One version in a memory's history: what the decision that created it accepted, and who
@@ -365,6 +402,67 @@ mod tests {
         assert_eq!(prefix_end("a/"), b"a0".to_vec());
         assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
         assert_eq!(prefix_end(""), vec![0]);
+    }
+
+    #[test]
+    fn a_commit_trims_the_entry_that_falls_out_of_the_window_and_nothing_at_depth_zero() {
+        assert_eq!(Keys::trimmed_by(1, 1), None, "version 0 has no entry");
+        assert_eq!(Keys::trimmed_by(2, 1), Some(1));
+        assert_eq!(Keys::trimmed_by(103, 100), Some(3));
+        assert_eq!(Keys::trimmed_by(5, 0), None);
+        assert_eq!(Keys::trimmed_by(u64::MAX, usize::MAX), None);
+        assert_eq!(Keys::oldest_kept(103, 100), 4);
+        assert_eq!(Keys::oldest_kept(5, 0), 6);
+        assert_eq!(Keys::oldest_kept(5, 100), 1);
+        assert_eq!(Keys::oldest_kept(5, usize::MAX), 1);
+    }
+
+    #[test]
+    fn a_head_carries_its_entry_only_at_depth_zero_and_reads_back_either_way() {
+        let changes = [HistoryChange {
+            proposal: 7,
+            proposer: Some(1),
+            change: &5_i64,
+        }];
+        let entry = HistoryEntryRef {
+            version: 3,
+            decision_id: "00ff",
+            round: 3,
+            base: 2,
+            rebased: false,
+            time_ms: 0,
+            changes: &changes,
+        };
+        let carrying = serde_json::to_vec(&HeadRef {
+            version: 3,
+            decision: "00ff",
+            entry: Some(&entry),
+        })
+        .unwrap();
+        let head: HeadWithEntry<i64> = serde_json::from_slice(&carrying).unwrap();
+        let read = head.entry.expect("the entry travels in the head");
+        assert_eq!(
+            (head.version, read.version, read.changes[0].change),
+            (3, 3, 5)
+        );
+
+        let plain = serde_json::to_vec(&HeadRef::<HistoryEntryRef<'_, i64>> {
+            version: 3,
+            decision: "00ff",
+            entry: None,
+        })
+        .unwrap();
+        assert_eq!(
+            plain, br#"{"version":3,"decision":"00ff"}"#,
+            "without an entry, a head is written as before"
+        );
+        let head: HeadWithEntry<i64> = serde_json::from_slice(&plain).unwrap();
+        assert!(head.entry.is_none());
+        let head: Head = serde_json::from_slice(&carrying).unwrap();
+        assert_eq!(
+            head.version, 3,
+            "the loader reads a head that carries an entry"
+        );
     }
 
     #[test]

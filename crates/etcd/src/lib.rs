@@ -24,7 +24,9 @@ mod memory;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use crate::config::{EtcdConfig, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS};
+pub use crate::config::{
+    EtcdConfig, DEFAULT_HISTORY, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
+};
 pub use crate::election::{Election, Leadership};
 pub use crate::error::EtcdError;
 pub use crate::layout::{HistoryChange, HistoryEntry, Keyed, KeyedState, Layout, Whole};

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,8 +20,8 @@ use hivekit_hive::{CommitRequest, Committed, Memory, MemoryError, Snapshot, Snap
 use crate::config::EtcdConfig;
 use crate::error::{not_applied, unreachable_now, EtcdError};
 use crate::layout::{
-    prefix_end, Head, HistoryChange, HistoryEntry, HistoryEntryRef, Keys, Layout, Meta, Whole,
-    FENCED, FORMAT, FORMAT_VERSION,
+    prefix_end, Head, HeadRef, HeadWithEntry, HistoryChange, HistoryEntry, HistoryEntryRef, Keys,
+    Layout, Meta, Whole, FENCED, FORMAT, FORMAT_VERSION,
 };
 
 /// Keys read per request when scanning a range.
@@ -48,7 +50,8 @@ pub struct EtcdMemoryStats {
     pub ambiguous: u64,
     /// Versions committed elsewhere and installed here.
     pub followed: u64,
-    /// Times the follower fell behind etcd's compaction and reloaded.
+    /// Times this process fell behind and reloaded: its follower behind etcd's compaction (reading
+    /// the history again), or its next history entry trimmed (reading the whole state).
     pub reloads: u64,
 }
 
@@ -79,11 +82,14 @@ struct Position {
 /// A hive's collective memory in etcd: every process that opens the same prefix shares one history.
 ///
 /// - [`snapshot`](Memory::snapshot) is local and lock-free: a [`SnapshotCell`] that follows
-///   commits made elsewhere through an etcd watch on the history.
+///   commits made elsewhere through an etcd watch on the history; a process further behind than
+///   the history keeps reloads the whole state ([`EtcdMemoryStats::reloads`]).
 /// - [`commit`](Memory::commit) is one etcd transaction, conditioned on the revision of the version
 ///   it applies to, that writes the new state (or only the entries it touched, with
-///   [`Keyed`](crate::Keyed)), a history entry and the decision's id. A commit that loses to another
-///   reads the newer versions, re-applies its changes on top and retries (reported `rebased`).
+///   [`Keyed`](crate::Keyed)), a history entry and the decision's id, and deletes the history entry
+///   that falls out of the newest [`history_depth`](EtcdConfig::history_depth) versions. A
+///   commit that loses to another reads the newer versions, re-applies its changes on top and
+///   retries (reported `rebased`).
 /// - A commit whose answer is lost (connection dropped, leader changed, timeout) is retried with
 ///   the same decision id; the transaction only applies while that id is absent, so it lands at most
 ///   once, and a retry that finds the id reports the version it created.
@@ -128,7 +134,8 @@ where
 {
     /// Connects and opens the memory under `config`'s prefix, creating it with `initial` at
     /// version 0 when the prefix is empty; otherwise `initial` is ignored and the stored state is
-    /// loaded.
+    /// loaded. History entries older than the configured depth ([`EtcdConfig::history`]) are
+    /// trimmed.
     ///
     /// # Errors
     ///
@@ -173,6 +180,10 @@ where
             counters: Counters::default(),
             _layout: PhantomData,
         });
+        if let Err(error) = shared.trim_history(loaded.version).await {
+            // Housekeeping: the next open, or the commits' own trimming, removes them later.
+            tracing::warn!(%error, "trimming the history's older entries failed");
+        }
         let follower = tokio::spawn(follow(Arc::clone(&shared)));
         Ok(EtcdMemory { shared, follower })
     }
@@ -206,7 +217,11 @@ where
         &self.shared.client
     }
 
-    /// The history entries for versions `from..=to`, read from etcd, in order.
+    /// The history entries for versions `from..=to` that etcd still holds, read in order.
+    ///
+    /// The history keeps the newest [`history_depth`](EtcdConfig::history_depth) versions: older
+    /// ones are trimmed, so the first entry returned may be later than `from`, and with a depth of
+    /// 0 none is returned.
     ///
     /// # Errors
     ///
@@ -404,8 +419,10 @@ where
         })
     }
 
-    /// Reads and installs every version newer than the local one.
-    async fn catch_up(&self) -> Result<(), EtcdError> {
+    /// Reads and installs every version newer than the local one, from the history while it holds
+    /// them, otherwise by reloading the whole state; returns whether it reloaded (the caller counts
+    /// it, see [`EtcdMemoryStats::reloads`]).
+    async fn catch_up(&self) -> Result<bool, EtcdError> {
         let from = self.cell.version() + 1;
         let (pairs, read_revision) = read_range(
             &self.client,
@@ -417,10 +434,97 @@ where
         .await?;
         for pair in &pairs {
             let entry: HistoryEntry<S::Change> = decode(pair.key(), pair.value())?;
-            self.install_entry(pair, &entry)?;
+            match self.install_entry(pair, &entry) {
+                Ok(_) => {}
+                // The entry after the local version was trimmed (the first one kept is later).
+                Err(EtcdError::HistoryGap { .. }) => return self.reload().await,
+                Err(error) => return Err(error),
+            }
+        }
+        if pairs.is_empty() {
+            // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
+            // newer entry was trimmed). The head at the same revision tells which.
+            let kv = self.client.kv_client();
+            let key = self.keys.head();
+            let response = self
+                .config
+                .request("read head", || {
+                    let mut kv = kv.clone();
+                    let key = key.clone();
+                    let options = GetOptions::new().with_revision(read_revision);
+                    async move { kv.get(key, Some(options)).await }
+                })
+                .await?;
+            if let Some(pair) = response.kvs().first() {
+                let head: HeadWithEntry<S::Change> = decode(pair.key(), pair.value())?;
+                if head.version >= from {
+                    match head.entry {
+                        Some(entry) if head.version == from => {
+                            self.install_entry(pair, &entry)?;
+                        }
+                        _ => return self.reload().await,
+                    }
+                }
+            }
         }
         let mut position = self.position.lock();
         position.seen_through = position.seen_through.max(read_revision);
+        Ok(false)
+    }
+
+    /// Loads the whole state and installs it when it is newer than the local one (returned): for a
+    /// process whose next history entry is no longer stored.
+    async fn reload(&self) -> Result<bool, EtcdError> {
+        let loaded = load::<S, L>(&self.client, &self.config, &self.keys).await?;
+        tracing::info!(
+            prefix = %self.keys.prefix,
+            local = self.cell.version(),
+            loaded = loaded.version,
+            "the history no longer holds the next version; reloaded the whole state"
+        );
+        let installed = {
+            let mut position = self.position.lock();
+            // The only writer: the lock is held, so nothing lands between the check and the store.
+            let installed = self.cell.store_at(loaded.version, loaded.state).is_ok();
+            if installed {
+                position.revision = loaded.head_revision;
+            }
+            position.seen_through = position.seen_through.max(loaded.read_revision);
+            installed
+        };
+        if installed {
+            self.changed.notify_waiters();
+        }
+        Ok(installed)
+    }
+
+    /// Catches up and counts a reload.
+    async fn catch_up_counted(&self) -> Result<(), EtcdError> {
+        if self.catch_up().await? {
+            bump(&self.counters.reloads);
+        }
+        Ok(())
+    }
+
+    /// Deletes the history entries older than this process's window (left by a deeper history
+    /// before, or by processes with another depth), once, when the memory is opened.
+    async fn trim_history(&self, version: u64) -> Result<(), EtcdError> {
+        let keep_from = Keys::oldest_kept(version, self.config.history_depth);
+        if keep_from <= 1 {
+            return Ok(());
+        }
+        let kv = self.client.kv_client();
+        let (start, end) = (self.keys.history_prefix(), self.keys.history(keep_from));
+        self.config
+            .request("trim history", || {
+                let mut kv = kv.clone();
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    kv.delete(start, Some(DeleteOptions::new().with_range(end)))
+                        .await
+                }
+            })
+            .await?;
         Ok(())
     }
 }

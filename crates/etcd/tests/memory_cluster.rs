@@ -166,15 +166,7 @@ async fn a_follower_behind_compaction_reloads_from_the_history_and_says_so() {
             .await
             .unwrap();
     }
-    let mut client = writer.client().clone();
-    let revision = client
-        .get("\0", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    client.compact(revision, None).await.unwrap();
+    support::compact_now(writer.client()).await;
     tokio::task::block_in_place(|| cluster.member_mut(2).unwrap().restart().unwrap());
 
     let caught_up = tokio::time::timeout(Duration::from_secs(15), async {

@@ -135,13 +135,7 @@ async fn a_keyed_memory_writes_only_the_entries_a_commit_touched() {
         .unwrap();
     let mut client = memory.client().clone();
     let state_prefix = format!("{}state/", config.prefix());
-    let revision_before = client
-        .get("\0", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let revision_before = support::current_revision(&client).await;
 
     let proposal = Proposal::new(
         ProposalId(1),

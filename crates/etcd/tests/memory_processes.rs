@@ -76,14 +76,7 @@ fn a_client_killed_mid_run_leaves_no_partial_commit_and_its_members_go_within_th
     let (members_before, mut deletions, _client) = runtime.block_on(async {
         let client = config.connect().await.unwrap();
         let members = Membership::list(&client, &config).await.unwrap();
-        let revision = client
-            .clone()
-            .get("\0", None)
-            .await
-            .unwrap()
-            .header()
-            .unwrap()
-            .revision();
+        let revision = support::current_revision(&client).await;
         let watch = client
             .watch_client()
             .watch(

@@ -42,38 +42,44 @@ where
             let rebased = current.version() != request.base;
             let next = request.apply_to(&current);
             drop(current);
-            let entry = json(
-                "history entry",
-                &HistoryEntryRef {
-                    version,
-                    decision_id: &decision_hex,
-                    round: request.round,
-                    base: request.base,
-                    rebased,
-                    time_ms,
-                    changes: &changes,
-                },
-            )?;
+            let entry = HistoryEntryRef {
+                version,
+                decision_id: &decision_hex,
+                round: request.round,
+                base: request.base,
+                rebased,
+                time_ms,
+                changes: &changes,
+            };
+            // With a history depth of 0 the head carries the entry to the followers; otherwise the
+            // entry gets its key, and the one that falls out of the window goes in the same
+            // transaction, so the history never holds more than `depth` entries.
+            let keep = self.config.history_depth > 0;
             let head = json(
                 "head",
-                &Head {
+                &HeadRef {
                     version,
-                    decision: decision_hex.clone(),
+                    decision: &decision_hex,
+                    entry: (!keep).then_some(&entry),
                 },
             )?;
-            let history_key = self.keys.history(version);
-            let mut bytes = head_key.len()
-                + head.len()
-                + history_key.len()
-                + entry.len()
-                + decision_key.len() * 2
-                + 20
-                + 3 * OPERATION_OVERHEAD;
+            let mut bytes =
+                head_key.len() + head.len() + decision_key.len() * 2 + 20 + 2 * OPERATION_OVERHEAD;
             let mut operations = vec![
                 TxnOp::put(head_key.clone(), head, None),
-                TxnOp::put(history_key, entry, None),
                 TxnOp::put(decision_key.clone(), version.to_string(), None),
             ];
+            if keep {
+                let history_key = self.keys.history(version);
+                let entry = json("history entry", &entry)?;
+                bytes += history_key.len() + entry.len() + OPERATION_OVERHEAD;
+                operations.push(TxnOp::put(history_key, entry, None));
+            }
+            if let Some(trimmed) = Keys::trimmed_by(version, self.config.history_depth) {
+                let trimmed = self.keys.history(trimmed);
+                bytes += trimmed.len() + OPERATION_OVERHEAD;
+                operations.push(TxnOp::delete(trimmed, None));
+            }
             for (relative, value) in L::encode_commit(&next, request.accepted)? {
                 let key = self.keys.state(&relative);
                 bytes += key.len() + value.as_ref().map_or(0, Vec::len) + OPERATION_OVERHEAD;
@@ -119,7 +125,7 @@ where
                                 decision_id: request.decision_id,
                             });
                         };
-                        let _ = self.catch_up().await;
+                        let _ = self.catch_up_counted().await;
                         bump(&self.counters.commits);
                         let rebased = landed != request.base + 1;
                         if rebased {
@@ -129,7 +135,7 @@ where
                     }
                     // Another commit landed first: read it, then re-apply on top of it.
                     bump(&self.counters.conflicts);
-                    match self.catch_up().await {
+                    match self.catch_up_counted().await {
                         Ok(()) => {}
                         // Stored data that cannot be read: retrying cannot help.
                         Err(error @ (EtcdError::Corrupt { .. } | EtcdError::HistoryGap { .. })) => {

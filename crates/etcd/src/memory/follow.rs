@@ -3,25 +3,29 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Follows the history through a watch: installs every version committed elsewhere, resumes
-/// after a lost connection, and reloads when it fell behind etcd's compaction.
+/// Follows the head and the history through a watch: installs every version committed elsewhere,
+/// resumes after a lost connection, and reloads when it fell behind etcd's compaction or finds its
+/// next entry trimmed.
 pub(super) async fn follow<S, L>(shared: Arc<Shared<S, L>>)
 where
     S: State,
     S::Change: Serialize + DeserializeOwned,
     L: Layout<S>,
 {
-    let history_prefix = shared.keys.history_prefix();
+    // One range holds the head and the history: `head` sorts just before `history/`, and nothing
+    // else under the prefix sorts between them.
+    let head_key = shared.keys.head();
+    let watched_end = prefix_end(&shared.keys.history_prefix());
     let mut backoff = Duration::from_millis(20);
     loop {
         let start = shared.position.lock().seen_through + 1;
         let options = etcd_client::WatchOptions::new()
-            .with_prefix()
+            .with_range(watched_end.clone())
             .with_start_revision(start);
         let mut watch_client = shared.client.watch_client();
         let watched = tokio::time::timeout(
             shared.config.connect_timeout,
-            watch_client.watch(history_prefix.clone(), Some(options)),
+            watch_client.watch(head_key.clone(), Some(options)),
         )
         .await;
         let mut stream = match watched {
@@ -50,10 +54,18 @@ where
                         );
                     }
                     if response.canceled() {
-                        if let Err(error) = shared.catch_up().await {
-                            tracing::warn!(%error, "reloading the history failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                        match shared.catch_up().await {
+                            // A compaction was counted above, whichever way it caught up.
+                            Ok(reloaded) => {
+                                if reloaded && response.compact_revision() == 0 {
+                                    bump(&shared.counters.reloads);
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "reloading the history failed; retrying");
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(1));
+                            }
                         }
                         break;
                     }
@@ -63,12 +75,23 @@ where
                             continue;
                         }
                         let Some(pair) = event.kv() else { continue };
-                        let installed = decode::<HistoryEntry<S::Change>>(pair.key(), pair.value())
-                            .and_then(|entry| shared.install_entry(pair, &entry));
+                        let installed = if pair.key() == head_key.as_bytes() {
+                            // The head carries the entry only when the committing process keeps
+                            // no history; otherwise the entry's own key follows in this response.
+                            decode::<HeadWithEntry<S::Change>>(pair.key(), pair.value()).and_then(
+                                |head| match head.entry {
+                                    Some(entry) => shared.install_entry(pair, &entry),
+                                    None => Ok(false),
+                                },
+                            )
+                        } else {
+                            decode::<HistoryEntry<S::Change>>(pair.key(), pair.value())
+                                .and_then(|entry| shared.install_entry(pair, &entry))
+                        };
                         match installed {
                             Ok(_) => {}
                             Err(EtcdError::HistoryGap { .. }) => {
-                                if let Err(error) = shared.catch_up().await {
+                                if let Err(error) = shared.catch_up_counted().await {
                                     tracing::warn!(%error, "catching up failed");
                                 }
                             }

@@ -71,7 +71,9 @@ async fn client(plan: ClientPlan) {
     let config = EtcdConfig::new(plan.endpoints.clone(), &plan.prefix)
         .connect_timeout(Duration::from_secs(2))
         .request_timeout(Duration::from_secs(2))
-        .commit_timeout(Duration::from_secs(15));
+        .commit_timeout(Duration::from_secs(15))
+        // `verify` audits every version, so no process may trim any.
+        .history(usize::MAX);
     let memory = EtcdMemory::<Ledger>::open(config.clone(), Ledger::default())
         .await
         .unwrap();
@@ -280,7 +282,9 @@ pub async fn verify(
     clients: &[Client],
     agents: usize,
 ) -> Vec<HistoryEntry<Add>> {
-    let memory = EtcdMemory::<Ledger>::open(config.clone(), Ledger::default())
+    // Every version is audited: opening with a shorter history would trim it.
+    let config = config.clone().history(usize::MAX);
+    let memory = EtcdMemory::<Ledger>::open(config, Ledger::default())
         .await
         .unwrap();
     let history = memory.history(1, u64::MAX - 1).await.unwrap();

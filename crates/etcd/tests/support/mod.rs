@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hivekit_etcd::testing::EtcdServer;
-use hivekit_etcd::{EtcdConfig, KeyedState};
+use hivekit_etcd::{Client, EtcdConfig, KeyedState};
 use hivekit_hive::{
     AcceptedChange, AgentId, CommitRequest, Committed, Memory, MemoryError, Proposal, ProposalId,
     ProposalOf, State,
@@ -101,6 +101,18 @@ where
             accepted: &accepted,
         })
         .await
+}
+
+/// etcd's current revision.
+pub async fn current_revision(client: &Client) -> i64 {
+    let response = client.clone().get("\0", None).await.unwrap();
+    response.header().unwrap().revision()
+}
+
+/// Compacts etcd's history up to its current revision: a watch that starts before it is cancelled.
+pub async fn compact_now(client: &Client) {
+    let revision = current_revision(client).await;
+    client.clone().compact(revision, None).await.unwrap();
 }
 
 /// A prefix no other test uses.

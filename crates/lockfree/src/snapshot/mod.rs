@@ -21,6 +21,7 @@ use crate::loom::sync::Arc;
 
 mod handles;
 mod limbo;
+mod store_at;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -57,7 +58,8 @@ const READS_PER_RETIRE: u32 = 128;
 
 /// Versioned shared state: lock-free reads, staged compare-and-swap commits, and read-copy-update.
 ///
-/// Every write installs a new version (the previous one plus one; a new cell is version 0). Reads
+/// Every write installs a new version (the previous one plus one, or a later one with
+/// [`store_at`](Self::store_at); a new cell is version 0). Reads
 /// never block writers and writers never block readers:
 ///
 /// - [`read`](Self::read) lends the current value and its version to a closure. It is the fast path:
