@@ -144,6 +144,17 @@ pub(crate) fn steps(
             "warnings",
         ])),
         Step::Test,
+        // README's etcd snippet is a doctest of the facade's `etcd` feature, which the workspace
+        // test run leaves off.
+        Step::Cargo(CargoStep::new(&[
+            "test",
+            "-p",
+            "hivekit",
+            "--features",
+            "etcd",
+            "--doc",
+            "--locked",
+        ])),
         Step::Cargo(doc),
         Step::Examples,
     ];
@@ -402,6 +413,7 @@ mod tests {
                 "cargo fmt --all -- --check",
                 "cargo clippy --workspace --all-targets --locked -- -D warnings",
                 "cargo xtask test (cargo test --workspace --locked)",
+                "cargo test -p hivekit --features etcd --doc --locked",
                 "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
                 "every example: cargo build --workspace --examples --locked, then each one runs",
                 "RUSTFLAGS='--cfg loom' cargo test -p hivekit-lockfree --release --locked --test loom",
