@@ -28,17 +28,17 @@ impl<S: State> Hive<S> {
     /// Agents are asked concurrently, at most `max_in_flight` at once, each call under
     /// `agent_timeout`; an agent that panics, errs or times out is recorded in
     /// [`Decision::failures`] and the round goes on. Proposals that conflict with no other are
-    /// accepted; each conflict group is settled by the hive's [`ResolutionStrategy`]. Under
-    /// [`ResolutionStrategy::Vote`] every voting agent is asked about every contested key, and the
+    /// accepted; each conflict group is settled by the hive's [`ResolutionStrategy`](crate::ResolutionStrategy). Under
+    /// [`ResolutionStrategy::Vote`](crate::ResolutionStrategy::Vote) every voting agent is asked about every contested key, and the
     /// round stops waiting for a ballot's remaining voters (and cancels their calls) as soon as they
     /// can no longer change its outcome; a quorum that cannot be met ends with
-    /// [`RejectReason::NoQuorum`] once the missing voters have failed or timed out, never a hang.
+    /// [`RejectReason::NoQuorum`](crate::RejectReason::NoQuorum) once the missing voters have failed or timed out, never a hang.
     ///
     /// A proposal in several conflict groups is accepted only if no group rejects it, so the accepted
     /// set never contains two conflicting proposals.
     ///
     /// **Concurrent rounds.** The accepted changes go to the hive's [`Memory`](crate::Memory) in one
-    /// [`CommitRequest`] against the snapshot's version. If another round (here or, for a shared
+    /// [`CommitRequest`](crate::CommitRequest) against the snapshot's version. If another round (here or, for a shared
     /// backend, in another process) committed in between, the accepted changes are re-applied on
     /// top of the newer state instead (read-copy-update) and [`Decision::rebased`] is set: no
     /// committed change is ever lost, and every accepted change is applied exactly once.
