@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use regex::Regex;
 
@@ -15,7 +16,7 @@ use crate::charts::{write_charts, CHART_DIR};
 use crate::criterion::{collect_results, parse_list, recorded_medians, started, ProgressParser};
 use crate::error::XtaskError;
 use crate::extras::{clear_extras, join_extras, read_extras};
-use crate::machine::RunInfo;
+use crate::machine::{RunInfo, RunTimings};
 use crate::markdown::render_markdown;
 use crate::plan::Plan;
 use crate::process::{cargo_command, display_command, run_captured, shell_quote, tail, Stream};
@@ -398,7 +399,9 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         None => None,
     };
 
+    let build_started = Instant::now();
     let binaries = build(&workspace, &suites, &skipped)?;
+    let build_time = build_started.elapsed();
     if args.list {
         return list(&binaries, args.filter.as_deref(), args.quick).map(|()| Judged::default());
     }
@@ -418,6 +421,7 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
     }
 
     let mut info = RunInfo::gather(&workspace.root);
+    let main_started = Instant::now();
     if let Some(warning) = info.load_warning() {
         eprintln!("warning: {warning}");
     }
@@ -476,6 +480,8 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
             .filter_map(|id| binary_of.get(&id).map(|&binary| (id, binary)))
             .collect()
     };
+    let main_pass = main_started.elapsed();
+    let rounds_started = Instant::now();
     let paired_rows = rows_of(paired_ids(&targets, &results));
     let paired_rounds = if args.rounds == 0 || paired_rows.is_empty() {
         Vec::new()
@@ -559,7 +565,15 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         // Repeated here: the first warning scrolled away with the progress lines.
         println!("note: {warning}");
     }
+    info.timings = Some(RunTimings {
+        build: build_time,
+        main_pass,
+        rounds: rounds_started.elapsed(),
+    });
     println!("{}", info.load_line());
+    if let Some(timings) = &info.timings {
+        println!("run time: {}", timings.describe());
+    }
     if let Some(note) = &skip_note {
         println!("note: {note}");
     }

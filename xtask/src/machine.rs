@@ -28,6 +28,34 @@ pub(crate) struct RunInfo {
     /// The highest 1-minute load average sampled while the run went on (after every suite), if any
     /// sample was taken: the load *during* the run, which the start alone does not show.
     pub(crate) load_max: Option<f64>,
+    /// How long the run took, once it is over: building the suites, the main pass, and the
+    /// rounds after it (paired rounds and re-measuring).
+    pub(crate) timings: Option<RunTimings>,
+}
+
+/// Wall-clock time of the parts of one `cargo xtask bench` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunTimings {
+    /// Building the bench binaries (little when they are up to date).
+    pub(crate) build: std::time::Duration,
+    /// Every suite once, at the run's settings.
+    pub(crate) main_pass: std::time::Duration,
+    /// The paired rounds and the re-measuring of flagged rows.
+    pub(crate) rounds: std::time::Duration,
+}
+
+impl RunTimings {
+    /// `26.4 min (build 1.2, main pass 17.0, rounds 8.2)`.
+    pub(crate) fn describe(&self) -> String {
+        let minutes = |d: std::time::Duration| d.as_secs_f64() / 60.0;
+        format!(
+            "{:.1} min (build {:.1}, main pass {:.1}, rounds {:.1})",
+            minutes(self.build + self.main_pass + self.rounds),
+            minutes(self.build),
+            minutes(self.main_pass),
+            minutes(self.rounds)
+        )
+    }
 }
 
 impl RunInfo {
@@ -55,6 +83,7 @@ impl RunInfo {
             date: format_utc(SystemTime::now()),
             load_average: current_load(),
             load_max: None,
+            timings: None,
         }
     }
 
@@ -226,6 +255,7 @@ mod tests {
             date: "d".into(),
             load_average: Some(8.4),
             load_max: None,
+            timings: None,
         };
         assert!(info
             .load_warning()
@@ -248,6 +278,7 @@ mod tests {
             date: "d".into(),
             load_average: Some(0.5),
             load_max: Some(1.9),
+            timings: None,
         };
         assert!(!info.too_busy());
         info.load_max = Some(2.5);

@@ -83,6 +83,11 @@ pub(crate) fn render_markdown(
                 |load| format!("{load:.2} at most (sampled after every suite)"),
             ),
         ),
+        (
+            "run time",
+            info.timings
+                .map_or_else(|| "not recorded".to_owned(), |timings| timings.describe()),
+        ),
     ] {
         out.push_str(&table_row([key.to_owned(), value]));
     }
@@ -168,6 +173,11 @@ mod tests {
             date: "2026-11-23 16:00 UTC".into(),
             load_average: Some(0.5),
             load_max: Some(1.25),
+            timings: Some(crate::machine::RunTimings {
+                build: std::time::Duration::from_secs(60),
+                main_pass: std::time::Duration::from_secs(900),
+                rounds: std::time::Duration::from_secs(480),
+            }),
         }
     }
 
@@ -214,6 +224,10 @@ mod tests {
         assert!(md.contains("| mode | quick"));
         assert!(md.contains("| load at start | 0.50 "));
         assert!(md.contains("| load during run | 1.25 at most "), "{md}");
+        assert!(
+            md.contains("| run time | 24.0 min (build 1.0, main pass 15.0, rounds 8.0) |"),
+            "{md}"
+        );
         assert!(md.contains("## hivekit-lockfree\n\n### snapshot_reads\n"));
         assert!(md.contains("| function | parameter | median |"));
         assert!(md.contains("| arc-swap | 1\\|r | 6.00 ns |"), "{md}");
