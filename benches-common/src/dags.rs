@@ -34,6 +34,21 @@ impl DagShape {
         self.dependencies.iter().map(Vec::len).sum()
     }
 
+    /// The DAG as a user holds it before building a pipeline (parsed from a config file, say): each
+    /// stage's name and the names of the stages it runs after, in stage order.
+    pub fn stage_list(&self) -> Vec<(String, Vec<String>)> {
+        self.names
+            .iter()
+            .zip(&self.dependencies)
+            .map(|(name, dependencies)| {
+                let after = dependencies
+                    .iter()
+                    .map(|&dependency| self.names[dependency].clone());
+                (name.clone(), after.collect())
+            })
+            .collect()
+    }
+
     /// For each stage, the stages that depend on it (the reverse edges).
     pub fn dependents(&self) -> Vec<Vec<usize>> {
         let mut dependents = vec![Vec::new(); self.len()];

@@ -35,9 +35,9 @@ use benches_common::threads::time_threads;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use hivekit_lockfree::{Aggregator, Merge, Proposal, ProposalId};
+use hivekit_lockfree::{Aggregator, Proposal, ProposalId};
 
-use crate::support::aggregation::{proposals, round_on, sequential, Input, Outcome, Payload};
+use crate::support::aggregation::{fold, proposals, round_on, sequential, Input, Outcome, Payload};
 
 const COMMUTATIVE: &str = "commutative_aggregation";
 const CONDITIONAL: &str = "conditional_aggregation";
@@ -104,19 +104,12 @@ fn mutex_vec(input: Input) -> Outcome {
             }
         }
     }
-    let mut accepted = Vec::new();
-    let mut merged: Option<Payload> = None;
-    for (proposal, rejected) in proposals.into_iter().zip(rejected) {
-        if !rejected {
-            accepted.push(proposal.id);
-            match &mut merged {
-                Some(total) => total.merge(proposal.payload),
-                None => merged = Some(proposal.payload),
-            }
-        }
-    }
-    accepted.sort_unstable();
-    (accepted, merged)
+    let survivors = proposals
+        .into_iter()
+        .zip(rejected)
+        .filter(|(_, rejected)| !rejected)
+        .map(|(proposal, _)| proposal);
+    fold(survivors)
 }
 
 fn bench_round(

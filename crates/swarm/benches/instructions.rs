@@ -134,18 +134,7 @@ library_benchmark_group!(name = checkpoint_run, benchmarks = [hivekit_memory]);
 /// The random DAG of `pipeline_construction` as a user holds it before building: each stage's
 /// name and the names of the stages it runs after.
 fn random_stage_list(stages: usize) -> Vec<(String, Vec<String>)> {
-    let shape = benches_common::dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
-    shape
-        .names
-        .iter()
-        .zip(&shape.dependencies)
-        .map(|(name, dependencies)| {
-            let after = dependencies
-                .iter()
-                .map(|&dependency| shape.names[dependency].clone());
-            (name.clone(), after.collect())
-        })
-        .collect()
+    benches_common::dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED).stage_list()
 }
 
 #[library_benchmark]

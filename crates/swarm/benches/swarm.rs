@@ -92,7 +92,7 @@ struct StageOptions {
 }
 
 fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
-    hivekit_builder(&stage_list(shape), options)
+    hivekit_builder(&shape.stage_list(), options)
         .build()
         .expect("bench shapes are valid pipelines")
 }
@@ -102,20 +102,6 @@ fn hivekit_pipeline(shape: &DagShape, options: StageOptions) -> Pipeline {
 /// the measurement: turning the shape's dependency indices back into names means reading 100k
 /// scattered `String`s at random, a cost of this bench's input format, not of building a pipeline.
 type StageList = Vec<(String, Vec<String>)>;
-
-fn stage_list(shape: &DagShape) -> StageList {
-    shape
-        .names
-        .iter()
-        .zip(&shape.dependencies)
-        .map(|(name, dependencies)| {
-            let after = dependencies
-                .iter()
-                .map(|&dependency| shape.names[dependency].clone());
-            (name.clone(), after.collect())
-        })
-        .collect()
-}
 
 /// The stages of `stages` added to a builder, not yet built. Names are passed as `&str`, as a user
 /// holding them would: the builder copies what it keeps (one `Arc<str>` per stage name) and reads
@@ -485,7 +471,7 @@ fn dependency_resolution(c: &mut Criterion) {
     // 100k is measured end to end in `pipeline_construction` in every mode; here in full runs only.
     for &stages in sizes(&[100, 1_000, 10_000], &[100, 1_000, 10_000, 100_000]) {
         let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
-        let (list, dependents) = (stage_list(&shape), shape.dependents());
+        let (list, dependents) = (shape.stage_list(), shape.dependents());
         group.throughput(Throughput::Elements(stages as u64));
         // Resolution only: the stages are added outside the measurement (`build()` is timed).
         group.bench_function(BenchmarkId::new("hivekit", stages), |b| {
@@ -535,7 +521,7 @@ fn pipeline_construction(c: &mut Criterion) {
     for &stages in &[100, 1_000, 10_000, 100_000] {
         let shape = dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED);
         // The inputs as each library takes them, prepared outside the measurement.
-        let (list, dependents) = (stage_list(&shape), shape.dependents());
+        let (list, dependents) = (shape.stage_list(), shape.dependents());
         group.throughput(Throughput::Elements(stages as u64));
         // Everything a user pays: adding the stages and building.
         group.bench_function(BenchmarkId::new("hivekit", stages), |b| {

@@ -105,18 +105,28 @@ pub(crate) fn sequential(input: Input) -> Outcome {
             && summary.best != position
             && (summary.best_writes || writes)
     };
+    let survivors = proposals
+        .into_iter()
+        .enumerate()
+        .filter(|(position, proposal)| {
+            let position = *position as u32;
+            !(proposal.writes.iter().any(|key| loses(position, key, true))
+                || proposal.reads.iter().any(|key| loses(position, key, false)))
+        })
+        .map(|(_, proposal)| proposal);
+    fold(survivors)
+}
+
+/// The outcome of a round whose accepted proposals are `survivors`: their ids sorted and their
+/// payloads merged in submission order (every peer's last step).
+pub(crate) fn fold(survivors: impl Iterator<Item = Proposal<u64, Payload>>) -> Outcome {
     let mut accepted = Vec::new();
     let mut merged: Option<Payload> = None;
-    for (position, proposal) in proposals.into_iter().enumerate() {
-        let position = position as u32;
-        let rejected = proposal.writes.iter().any(|key| loses(position, key, true))
-            || proposal.reads.iter().any(|key| loses(position, key, false));
-        if !rejected {
-            accepted.push(proposal.id);
-            match &mut merged {
-                Some(total) => total.merge(proposal.payload),
-                None => merged = Some(proposal.payload),
-            }
+    for proposal in survivors {
+        accepted.push(proposal.id);
+        match &mut merged {
+            Some(total) => total.merge(proposal.payload),
+            None => merged = Some(proposal.payload),
         }
     }
     accepted.sort_unstable();
