@@ -146,11 +146,7 @@ async fn a_follower_behind_compaction_reloads_from_the_history_and_says_so() {
     let mut cluster = cluster();
     let endpoints = cluster.endpoints();
     let prefix = support::unique_prefix("compaction");
-    let config_for = |endpoint: &str| {
-        EtcdConfig::new([endpoint.to_string()], &prefix)
-            .connect_timeout(Duration::from_secs(2))
-            .request_timeout(Duration::from_secs(2))
-    };
+    let config_for = |endpoint: &str| support::config_under(vec![endpoint.to_string()], &prefix);
     let writer = LedgerMemory::open(config_for(&endpoints[0]), Ledger::default())
         .await
         .unwrap();

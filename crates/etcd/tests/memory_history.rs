@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use etcd_client::GetOptions;
 use hivekit_etcd::testing::EtcdCluster;
-use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
+use hivekit_etcd::{EtcdMemory, Whole};
 use hivekit_hive::{Committed, Memory, Snapshot};
 use support::{add, commit, config, etcd, Ledger};
 
@@ -134,12 +134,8 @@ async fn a_follower_whose_next_entry_was_trimmed_reloads_the_whole_state_once() 
     let mut cluster = EtcdCluster::start(3).unwrap_or_else(|error| panic!("{error}"));
     let endpoints = cluster.endpoints();
     let prefix = support::unique_prefix("trimmed");
-    let config_for = |endpoint: &str| {
-        EtcdConfig::new([endpoint.to_string()], &prefix)
-            .connect_timeout(Duration::from_secs(2))
-            .request_timeout(Duration::from_secs(2))
-            .history(3)
-    };
+    let config_for =
+        |endpoint: &str| support::config_under(vec![endpoint.to_string()], &prefix).history(3);
     let writer = LedgerMemory::open(config_for(&endpoints[0]), Ledger::default())
         .await
         .unwrap();

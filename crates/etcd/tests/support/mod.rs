@@ -135,8 +135,13 @@ pub fn etcd() -> EtcdServer {
 
 /// A configuration for `endpoints` under a fresh prefix, with short timeouts for tests.
 pub fn config(endpoints: Vec<String>, test: &str) -> EtcdConfig {
-    EtcdConfig::new(endpoints, &unique_prefix(test))
+    config_under(endpoints, &unique_prefix(test)).commit_timeout(Duration::from_secs(10))
+}
+
+/// A configuration for `endpoints` under `prefix` (shared by processes or members of one test),
+/// with short connect and request timeouts.
+pub fn config_under(endpoints: Vec<String>, prefix: &str) -> EtcdConfig {
+    EtcdConfig::new(endpoints, prefix)
         .connect_timeout(Duration::from_secs(2))
         .request_timeout(Duration::from_secs(2))
-        .commit_timeout(Duration::from_secs(10))
 }
