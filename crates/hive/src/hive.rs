@@ -18,6 +18,7 @@ use crate::events::HiveEventSink;
 use crate::hive_memory::HiveMemory;
 use crate::memory::{LocalMemory, Memory};
 use crate::policy::ConsensusPolicy;
+use crate::roster::Roster;
 use crate::state::State;
 use crate::supervision::{Health, RestartHook, Supervised, Supervision};
 
@@ -139,6 +140,8 @@ pub struct HiveStats {
 pub(crate) struct Inner<S: State> {
     pub(crate) memory: HiveMemory<S>,
     pub(crate) agents: DashMap<AgentId, Member<S>, FxBuildHasher>,
+    /// The members sorted by id, as rounds read them (rebuilt after changes to `agents`).
+    pub(crate) roster: Roster<S>,
     pub(crate) next_agent: AtomicU64,
     /// The next hive-assigned proposal id (without its marker bit).
     pub(crate) next_proposal: AtomicU64,
@@ -146,6 +149,17 @@ pub(crate) struct Inner<S: State> {
     pub(crate) counters: Counters,
     pub(crate) events: Option<HiveEventSink<S::Key>>,
     pub(crate) restart: Option<RestartHook<S>>,
+}
+
+impl<S: State> Inner<S> {
+    /// Removes a member; true if it was one.
+    pub(crate) fn remove_member(&self, id: AgentId) -> bool {
+        let removed = self.agents.remove(&id).is_some();
+        if removed {
+            self.roster.removed();
+        }
+        removed
+    }
 }
 
 /// A queen and its agents reaching decisions on shared state.
@@ -343,6 +357,7 @@ impl<S: State> HiveBuilder<S> {
             inner: Arc::new(Inner {
                 memory: self.memory,
                 agents: DashMap::with_hasher(FxBuildHasher),
+                roster: Roster::new(),
                 next_agent: AtomicU64::new(0),
                 next_proposal: AtomicU64::new(0),
                 config: self.config,
@@ -459,12 +474,13 @@ impl<S: State> Hive<S> {
                 batch,
             },
         );
+        self.inner.roster.changed();
         id
     }
 
     /// Removes an agent; true if it was a member. A round already running keeps asking it.
     pub fn remove(&self, id: AgentId) -> bool {
-        self.inner.agents.remove(&id).is_some()
+        self.inner.remove_member(id)
     }
 
     /// True if the agent is a member.
@@ -527,6 +543,8 @@ impl<S: State> Hive<S> {
             .get_mut(&id)
             .ok_or(HiveError::UnknownAgent { agent: id })?;
         member.weight = weight;
+        drop(member);
+        self.inner.roster.changed();
         Ok(())
     }
 

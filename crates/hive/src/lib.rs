@@ -92,6 +92,7 @@ mod hive;
 mod hive_memory;
 mod memory;
 mod policy;
+mod roster;
 mod round;
 #[cfg(feature = "serde")]
 mod serde_support;

@@ -202,7 +202,7 @@ pub(crate) fn supervise<S: State>(
     }
     // A member removed by a concurrent round in between is not reported twice.
     done.retain(|record| {
-        record.action != SupervisionAction::Remove || agents.remove(&record.agent).is_some()
+        record.action != SupervisionAction::Remove || hive.inner.remove_member(record.agent)
     });
     done
 }

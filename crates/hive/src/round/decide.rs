@@ -10,13 +10,13 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{AgentId, DynAgent};
 use crate::call::{later, Limit};
 use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
 use crate::decision::Decision;
 use crate::error::HiveError;
 use crate::events::HiveEvent;
-use crate::hive::{Hive, Interested};
+use crate::hive::Hive;
+use crate::roster::Listed;
 use crate::state::State;
 
 use crate::round::{EndOnDrop, Round, RoundMember};
@@ -205,69 +205,59 @@ impl<S: State> Hive<S> {
         shared: &Arc<RoundShared>,
         deadline: Instant,
     ) -> Arc<[RoundMember<S>]> {
-        // Sorted before the contexts are made: sorting small entries moves far less memory.
-        let mut entries: Vec<MemberEntry<S>> = Vec::with_capacity(self.inner.agents.len());
-        let supervised = self.inner.config.supervision.is_some();
-        for entry in self.inner.agents.iter() {
-            let member = entry.value();
-            let strikes = if supervised {
-                let health = &member.health;
-                if health.quarantined_until.load(Ordering::Relaxed) >= number {
-                    continue;
-                }
-                health.failures.load(Ordering::Relaxed)
-            } else {
-                0
-            };
-            entries.push((
-                *entry.key(),
-                Arc::clone(&member.agent),
-                member.weight,
-                member.heavy,
-                member.votes,
-                strikes,
-                member.interest.clone(),
-                member.batch,
-            ));
-        }
-        entries.sort_unstable_by_key(|entry| entry.0);
+        // The roster is sorted once per change of the membership, not once per round.
+        let roster = self.inner.roster.current(&self.inner.agents);
+        let member = |listed: &Listed<S>, strikes: u32, proposal_id| RoundMember {
+            id: listed.id,
+            agent: Arc::clone(&listed.agent),
+            weight: listed.weight,
+            heavy: listed.heavy,
+            votes: listed.votes,
+            strikes,
+            interest: listed.interest.clone(),
+            batch: listed.batch,
+            context: AgentContext::for_round(listed.id, proposal_id, deadline, shared),
+        };
         // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
-        let base = next_ids(&self.inner.next_proposal, entries.len());
-        entries
+        if self.inner.config.supervision.is_none() {
+            let base = next_ids(&self.inner.next_proposal, roster.len());
+            return roster
+                .iter()
+                .enumerate()
+                .map(|(offset, listed)| {
+                    member(
+                        listed,
+                        0,
+                        assigned_proposal_id(base.wrapping_add(offset as u64)),
+                    )
+                })
+                .collect();
+        }
+        // Under supervision each member's health is read now: its strikes, and whether it sits
+        // this round out. A member removed since the roster was read is left out.
+        let present: Vec<(&Listed<S>, u32)> = roster
+            .iter()
+            .filter_map(|listed| {
+                let entry = self.inner.agents.get(&listed.id)?;
+                let health = &entry.health;
+                (health.quarantined_until.load(Ordering::Relaxed) < number)
+                    .then(|| (listed, health.failures.load(Ordering::Relaxed)))
+            })
+            .collect();
+        let base = next_ids(&self.inner.next_proposal, present.len());
+        present
             .into_iter()
             .enumerate()
-            .map(
-                |(offset, (id, agent, weight, heavy, votes, strikes, interest, batch))| {
-                    let proposal_id = assigned_proposal_id(base.wrapping_add(offset as u64));
-                    RoundMember {
-                        id,
-                        agent,
-                        weight,
-                        heavy,
-                        votes,
-                        strikes,
-                        interest,
-                        batch,
-                        context: AgentContext::for_round(id, proposal_id, deadline, shared),
-                    }
-                },
-            )
+            .map(|(offset, (listed, strikes))| {
+                member(
+                    listed,
+                    strikes,
+                    assigned_proposal_id(base.wrapping_add(offset as u64)),
+                )
+            })
             .collect()
     }
 }
-
-/// A member before its context is made: id, agent, weight, heavy, votes, strikes, interest,
-/// batch.
-type MemberEntry<S> = (
-    AgentId,
-    Arc<dyn DynAgent<S>>,
-    f64,
-    bool,
-    bool,
-    u32,
-    Interested<<S as State>::Key>,
-    bool,
-);
 
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
