@@ -21,6 +21,8 @@
 //! - `memory_overhead`: bytes per idle agent (recorded as `bytes_per_agent`), hive vs
 //!   task-per-agent vs actor-per-agent.
 //! - `orchestration_throughput`: rounds per second on a 10-agent hive, one or four rounds at once.
+//!   `harness-floor`: the same streams spawned and joined with no round in them (the time every
+//!   row of the group pays for spawning its streams and waking the caller, not a peer).
 //! - `waiting_agents`: rounds whose agents wait on real timers (see `rows/waiting.rs`): time above the
 //!   floor of the slowest proposal plus the slowest vote, one call per vote or one batch per agent.
 //! - `ballot_tally`: counting N votes: all of them (`hivekit`), stopping once settled
@@ -678,6 +680,24 @@ fn orchestration_throughput(c: &mut Criterion) {
                             .collect();
                         for stream in streams {
                             stream.await.expect("a stream of rounds");
+                        }
+                    })
+                })
+            },
+        );
+        // The harness alone: the same streams spawned and joined, each doing no round. What is
+        // left of a row above this floor is the rounds' own time.
+        group.bench_with_input(
+            BenchmarkId::new("harness-floor", concurrent),
+            &concurrent,
+            |b, _| {
+                b.iter(|| {
+                    execute(async {
+                        let streams: Vec<_> = (0..concurrent)
+                            .map(|_| tokio::spawn(async move { black_box(ROUNDS / concurrent) }))
+                            .collect();
+                        for stream in streams {
+                            stream.await.expect("a stream");
                         }
                     })
                 })

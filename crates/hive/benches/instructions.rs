@@ -7,6 +7,9 @@
 //! - `decide/hivekit/agents_10`: one `decide` round of 10 agents, two of them conflicting (settled by
 //!   vote), on a current-thread tokio runtime so that every task of the round runs on the counted
 //!   thread. The hive and the runtime are built in the `#[bench]` argument, outside the count.
+//!   `independent_1k`: 1,000 agents, no conflict (the criterion row `consensus_latency/hivekit/1000`);
+//!   `conflicts_1k`: 1,000 agents, 10% of them conflicting in pairs, so every agent votes on 50
+//!   contests (`consensus_latency/hivekit-conflicts/1000`).
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -148,6 +151,7 @@ fn hive_with(agents: usize, conflicting: u32) -> (Runtime, Hive<Board>) {
 #[library_benchmark]
 #[bench::agents_10(hive_of(10))]
 #[bench::independent_1k(hive_with(1_000, 0))]
+#[bench::conflicts_1k(hive_with(1_000, 10))]
 fn hivekit_decide(input: (Runtime, Hive<Board>)) -> (Runtime, Hive<Board>) {
     let (runtime, hive) = input;
     black_box(runtime.block_on(hive.decide()).expect("a round"));
