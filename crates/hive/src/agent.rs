@@ -7,11 +7,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Context;
 
 use hivekit_lockfree::{Priority, ResourceCost};
 
 use crate::context::AgentContext;
 use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
+use crate::spare::{start_in_spare, First, Spare};
 use crate::state::State;
 
 /// Identifies an agent within its hive; ids are never reused.
@@ -408,6 +410,15 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         view: &'a Snapshot<S>,
     ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>>;
 
+    /// Starts a `propose` call in `spare`'s block and polls it once (see [`start_in_spare`]).
+    fn propose_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Option<ProposalOf<S>>, AgentError>>>;
+
     fn vote_boxed<'a>(
         &'a self,
         ctx: &'a AgentContext,
@@ -499,6 +510,16 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         view: &'a Snapshot<S>,
     ) -> BoxFuture<'a, Result<Option<ProposalOf<S>>, AgentError>> {
         Box::pin(self.propose(ctx, view))
+    }
+
+    fn propose_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Option<ProposalOf<S>>, AgentError>>> {
+        start_in_spare(self.propose(ctx, view), spare, cx)
     }
 
     fn vote_boxed<'a>(

@@ -3,47 +3,65 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::AbortOnDrop;
+use hivekit_runtime::{panic_message, AbortOnDrop};
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
-use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
+use crate::call::{Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{ProposalId, Snapshot};
 use crate::round::{call_span, Proposals, Round, RoundMember};
+use crate::spare::{First, Spare};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
 /// them into one chunk per worker so that their polling uses every core.
 const LIGHT_AGENTS_PER_CHUNK: usize = 256;
 
-/// Starts one `propose` call: polled inline for light agents (and for the heavy one the caller's
-/// thread runs itself, `in_place`), as its own task for heavy ones.
-fn propose_call<'a, S: State>(
+/// Starts one `propose` call and polls it once: inline for light agents (and for the heavy one
+/// the caller's thread runs itself, `in_place`), built in `spare`'s block so that an answer at once
+/// costs no allocation (see [`start_in_spare`](crate::spare::start_in_spare)); as its own task for
+/// heavy ones.
+fn start_propose<'a, S: State>(
     member: &'a RoundMember<S>,
     view: &'a Snapshot<S>,
     limit: Limit,
     in_place: bool,
-) -> Call<'a, Option<ProposalOf<S>>> {
+    spare: &mut Spare,
+    cx: &mut Context<'_>,
+) -> Started<'a, Option<ProposalOf<S>>> {
     let span = call_span(member.id, Phase::Propose);
     if member.heavy && !in_place {
         let agent = Arc::clone(&member.agent);
         let context = member.context.clone();
         let view = view.clone();
-        Call::spawn(
-            async move { Guarded::new(agent.propose_boxed(&context, &view), limit, span).await },
-        )
-    } else {
-        Call::inline(Guarded::new(
-            member.agent.propose_boxed(&member.context, view),
-            limit,
-            span,
-        ))
+        let mut call = Call::spawn(async move {
+            Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
+        });
+        return match Pin::new(&mut call).poll(cx) {
+            Poll::Ready(result) => Started::Done(result),
+            Poll::Pending => Started::Running(call),
+        };
+    }
+    let first = {
+        let _entered = span.enter();
+        member.agent.propose_first(&member.context, view, spare, cx)
+    };
+    match first {
+        Ok(First::Ready(answer)) => {
+            Started::Done(answer.map_err(|error| FailureKind::Errored { error }))
+        }
+        // Guarded from its next poll on, which starts its timer (the `FuturesUnordered` it joins
+        // polls it at once).
+        Ok(First::Pending(call)) => Started::Running(Call::inline(Guarded::new(call, limit, span))),
+        Err(panic) => Started::Done(Err(FailureKind::Panicked {
+            message: panic_message(panic.as_ref()),
+        })),
     }
 }
 
@@ -77,8 +95,15 @@ impl<S: State> Round<'_, S> {
             .max(1);
         if chunks == 1 {
             let in_place = heavy_in_place(members);
-            return run_calls(members.len(), max_in_flight, |index| {
-                propose_call(&members[index], view, limit, Some(index) == in_place)
+            return run_calls(members.len(), max_in_flight, |index, spare, cx| {
+                start_propose(
+                    &members[index],
+                    view,
+                    limit,
+                    Some(index) == in_place,
+                    spare,
+                    cx,
+                )
             })
             .await;
         }
@@ -96,8 +121,15 @@ impl<S: State> Round<'_, S> {
                 let task = AbortOnDrop::new(
                     self.handle.spawn(
                         async move {
-                            run_calls(count, bound, |index| {
-                                propose_call(&members[offset + index], &view, limit, false)
+                            run_calls(count, bound, |index, spare, cx| {
+                                start_propose(
+                                    &members[offset + index],
+                                    &view,
+                                    limit,
+                                    false,
+                                    spare,
+                                    cx,
+                                )
                             })
                             .await
                         }
@@ -107,8 +139,8 @@ impl<S: State> Round<'_, S> {
                 (range, task)
             })
             .collect();
-        let mut answers = run_calls(size.min(members.len()), bound, |index| {
-            propose_call(&members[index], view, limit, false)
+        let mut answers = run_calls(size.min(members.len()), bound, |index, spare, cx| {
+            start_propose(&members[index], view, limit, false, spare, cx)
         })
         .await;
         for (range, task) in spawned {
@@ -126,23 +158,24 @@ impl<S: State> Round<'_, S> {
     }
 }
 
-/// Runs `count` calls, at most `bound` at once, each started by `start(index)`; returns
-/// `(index, result)` in completion order. Each call is polled once as it starts, so calls that
-/// answer at once never enter the `FuturesUnordered` (no allocation for them).
+/// Runs `count` calls, at most `bound` at once, each started and polled once by
+/// `start(index, spare, cx)`; returns `(index, result)` in completion order. Calls that answer at
+/// once never enter the `FuturesUnordered`, and reuse one heap block for their futures (`spare`):
+/// no allocation for them.
 pub(super) async fn run_calls<'a, T: 'a>(
     count: usize,
     bound: usize,
-    mut start: impl FnMut(usize) -> Call<'a, T>,
+    mut start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let mut results = Vec::with_capacity(count);
     let mut pending = FuturesUnordered::new();
+    let mut spare = Spare::new();
     let mut next = 0;
     poll_fn(|cx| loop {
         while next < count && pending.len() < bound {
-            let mut call = start(next);
-            match Pin::new(&mut call).poll(cx) {
-                Poll::Ready(result) => results.push((next, result)),
-                Poll::Pending => pending.push(Tagged {
+            match start(next, &mut spare, cx) {
+                Started::Done(result) => results.push((next, result)),
+                Started::Running(call) => pending.push(Tagged {
                     call,
                     slot: next,
                     cancelled: None,
