@@ -168,24 +168,34 @@ pub(super) async fn run_calls<'a, T: 'a>(
     mut start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let mut results = Vec::with_capacity(count);
-    let mut pending = FuturesUnordered::new();
+    // Made when the first call is still pending after its first poll: most rounds never need
+    // one, and making one costs an allocation.
+    let mut pending: Option<FuturesUnordered<Tagged<'a, T>>> = None;
     let mut spare = Spare::new();
     let mut next = 0;
     poll_fn(|cx| loop {
-        while next < count && pending.len() < bound {
+        while next < count && pending.as_ref().map_or(0, FuturesUnordered::len) < bound {
             match start(next, &mut spare, cx) {
                 Started::Done(result) => results.push((next, result)),
-                Started::Running(call) => pending.push(Tagged {
-                    call,
-                    slot: next,
-                    cancelled: None,
-                    deadline: None,
-                    expired: false,
-                }),
+                Started::Running(call) => {
+                    pending
+                        .get_or_insert_with(FuturesUnordered::new)
+                        .push(Tagged {
+                            call,
+                            slot: next,
+                            cancelled: None,
+                            deadline: None,
+                            expired: false,
+                        })
+                }
             }
             next += 1;
         }
-        match pending.poll_next_unpin(cx) {
+        // Without a pending call the loop above ran to the end.
+        let Some(running) = pending.as_mut() else {
+            return Poll::Ready(());
+        };
+        match running.poll_next_unpin(cx) {
             Poll::Ready(Some((slot, Some(result)))) => results.push((slot, result)),
             Poll::Ready(Some((_, None))) => {}
             Poll::Ready(None) if next >= count => return Poll::Ready(()),
