@@ -115,6 +115,10 @@ pub(super) fn partitions(occurrences: usize, at_least: usize) -> usize {
 }
 
 /// Scans one partition: its occurrences from every routed chunk, in chunk (input) order.
+///
+/// Never inlined (one call per partition, so it costs nothing): the instruction suite counts it by
+/// name on the rayon pool's threads.
+#[inline(never)]
 fn scan_partition<'a, K: Hash + Eq>(
     state: &mut ScanState<'a, K>,
     routed: &[Vec<Vec<Occurrence<'a, K>>>],
@@ -137,6 +141,9 @@ fn scan_partition<'a, K: Hash + Eq>(
 
 /// Hashes the occurrences of `lists` (proposals numbered from `first_index`) into `2^bits`
 /// partitions, keeping input order (and written keys before read keys) inside each.
+///
+/// Never inlined, as [`scan_partition`].
+#[inline(never)]
 fn route<'a, K: Hash>(
     lists: &[KeyLists<'a, K>],
     first_index: usize,
