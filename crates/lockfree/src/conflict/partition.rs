@@ -184,20 +184,31 @@ fn route<'a, K: Hash>(
 /// instead made this step quadratic in the width of one proposal (two proposals of 65,536 shared
 /// keys took seconds).
 fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
-    let mut order: Vec<(u32, usize, usize, usize)> = Vec::new();
+    // Sorted by one packed key (first member, position; both below 2^32: the caller bounds
+    // proposals and occurrences), then the partition and the group's index in it, 16 bytes each.
+    // Each partition's groups already come in first-appearance order, so the stable sort finds
+    // one run per partition and merges them, instead of sorting from scratch.
+    let mut order: Vec<(u64, u32, u32)> =
+        Vec::with_capacity(scans.iter().map(|scan| scan.groups.len()).sum());
     for (part, scan) in scans.iter().enumerate() {
         for (index, group) in scan.groups.iter().enumerate() {
             let first = scan.members[group.start] & !WRITER;
-            let position = position_in(lists[first as usize], group.key);
-            order.push((first, position, part, index));
+            let position = position_in(lists[first as usize], group.key).min(u32::MAX as usize);
+            // Partitions are at most MAX_PARTITIONS, groups per partition at most the key occurrences.
+            order.push((
+                (u64::from(first) << 32) | position as u64,
+                part as u32,
+                index as u32,
+            ));
         }
     }
-    order.sort_unstable();
+    order.sort();
     let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
     let mut members = Vec::with_capacity(total);
     let groups = order
         .into_iter()
-        .map(|(_, _, part, index)| {
+        .map(|(_, part, index)| {
+            let (part, index) = (part as usize, index as usize);
             let group = &scans[part].groups[index];
             let start = members.len();
             members.extend_from_slice(scans[part].members_of(group));
