@@ -262,7 +262,7 @@ fn accesses_from_packed_members_match_accesses_from_fn() {
     for len in [0, 1, 63, 64, 65, 128, 130, 1_000] {
         let writes = |index: usize| index % 5 == 2 || index % 7 == 0;
         let members: Vec<u32> = (0..len as u32)
-            .map(|index| index * 3 | if writes(index as usize) { WRITER } else { 0 })
+            .map(|index| (index * 3) | if writes(index as usize) { WRITER } else { 0 })
             .collect();
         assert_eq!(
             Accesses::from_packed(&members),
