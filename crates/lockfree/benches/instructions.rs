@@ -11,7 +11,7 @@
 //!   then `commit`) against `ArcSwap::store`.
 //! - `scheduler_push_pop/*/depth_1k`: 1000 push+pop pairs on a queue holding 1000 items, against a
 //!   `BinaryHeap` and four `SegQueue` lanes (the same queues as the criterion suite).
-//! - `conflict_detection/*/{n_1k,n_100k,skewed_10k}`: `detect_conflicts` against the
+//! - `conflict_detection/*/{n_1k,n_100k,skewed_1k,skewed_10k}`: `detect_conflicts` against the
 //!   `FxHashMap` index, on the uniform and the skewed (history-like) workloads, counting the rayon
 //!   pool's share of the larger rows too (`conflict_config`), not the input's drop. The 2 x 4,096-key
 //!   width row is measured by the criterion suite only: its count moved 2.7% between two runs of the
@@ -183,6 +183,7 @@ fn conflict_config() -> LibraryBenchmarkConfig {
 #[library_benchmark(config = conflict_config())]
 #[bench::n_1k(proposals(1_000))]
 #[bench::n_100k(proposals(100_000))]
+#[bench::skewed_1k(skewed_proposals(1_000))]
 #[bench::skewed_10k(skewed_proposals(10_000))]
 fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> (usize, Vec<Proposal<u64, ()>>) {
     let groups = detect_conflicts(black_box(&input)).map_or(0, |report| report.groups.len());
@@ -192,6 +193,7 @@ fn hivekit_detect(input: Vec<Proposal<u64, ()>>) -> (usize, Vec<Proposal<u64, ()
 #[library_benchmark(config = conflict_config())]
 #[bench::n_1k(proposals(1_000))]
 #[bench::n_100k(proposals(100_000))]
+#[bench::skewed_1k(skewed_proposals(1_000))]
 #[bench::skewed_10k(skewed_proposals(10_000))]
 fn fxhashmap_index(input: Vec<Proposal<u64, ()>>) -> (usize, Vec<Proposal<u64, ()>>) {
     let groups = crate::support::conflict_index::fxhashmap_index(black_box(&input))
