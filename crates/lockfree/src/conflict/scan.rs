@@ -322,9 +322,9 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
 
     /// The contested keys found so far; the state is left to be [`reset`](Self::reset).
     pub(super) fn finish(&mut self) -> Scan<'a, K> {
-        // Sized exactly: every slot touched again is a group unless nobody writes it, and the
-        // members are the first toucher of each plus the later ones (growing these vectors by
-        // doubling copied them a few times per partition).
+        // Sized up front from upper bounds: every slot touched again is a group unless nobody
+        // writes it, and a group's members are its first toucher plus its nodes (growing these
+        // vectors by doubling copied them a few times per partition).
         let contested: usize = self
             .touched_again
             .iter()
