@@ -51,9 +51,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 
-use benches_common::agents::{
-    agent_set, contested_set, pack_set, vote_stream, AgentSpec, PackSpec,
-};
+use benches_common::agents::{agent_set, contested_set, pack_set, vote_stream, AgentSpec};
 use benches_common::workload::{spin, DEFAULT_SEED};
 use benches_common::{iter_with_allocations, record_extra, sizes, AllocationStats, BenchKey};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -62,15 +60,14 @@ use hivekit_hive::{
     ResolutionStrategy, ResourceCost, Snapshot, State, Vote,
 };
 use hivekit_runtime::execute;
-use semver::Version;
 
-// The example's pack workload, compiled into this bench as a module of its own: the bench cannot
-// depend on the examples package (it depends on this crate), and a copy would drift.
-#[allow(dead_code, unreachable_pub)] // the example uses what the bench does not
-#[path = "../../../examples/src/packs.rs"]
+// The example's pack workload and its resolvers, shared with the instruction suite (in a folder,
+// so that cargo does not take it for a bench target of its own).
+#[path = "rows/packs.rs"]
 mod packs;
 
-use packs::{Lockfile, PackKey, Pin, Requirement, Resolver};
+use packs::example::{Lockfile, PackKey, Pin, Resolver};
+use packs::pack_resolvers;
 
 // The kameo and ractor peers, in a file of their own (a folder, so cargo does not take it for a
 // bench target).
@@ -493,29 +490,6 @@ impl Agent<Lockfile> for EveryContest {
     ) -> Result<Vote, AgentError> {
         Agent::vote(&self.0, ctx, view, contest).await
     }
-}
-
-/// One resolver per generated requirement, as in the example.
-fn pack_resolvers(packs: &[PackSpec]) -> Vec<Resolver> {
-    packs
-        .iter()
-        .enumerate()
-        .map(|(index, pack)| Resolver {
-            id: ProposalId(index as u64),
-            requirement: Requirement::new(
-                &format!("project-{index}"),
-                &pack.name,
-                &pack.requirement,
-                &pack.namespace,
-            )
-            .expect("generated requirements parse"),
-            published: pack
-                .published
-                .iter()
-                .map(|version| Version::parse(version).expect("generated versions parse"))
-                .collect(),
-        })
-        .collect()
 }
 
 fn configuration_analysis(c: &mut Criterion) {

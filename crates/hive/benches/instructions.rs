@@ -10,6 +10,8 @@
 //!   `independent_1k`: 1,000 agents, no conflict (the criterion row `consensus_latency/hivekit/1000`);
 //!   `conflicts_1k`: 1,000 agents, 10% of them conflicting in pairs, so every agent votes on 50
 //!   contests (`consensus_latency/hivekit-conflicts/1000`).
+//! - `decide/hivekit-packs/packs_200`: one round of the 200-pack configuration analysis
+//!   (`configuration_analysis/hivekit/200`), on a current-thread runtime as above.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -18,7 +20,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use benches_common::agents::{agent_set, vote_stream, AgentSpec};
+use benches_common::agents::{agent_set, pack_set, vote_stream, AgentSpec};
 use benches_common::workload::DEFAULT_SEED;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use hivekit_hive::{
@@ -26,6 +28,14 @@ use hivekit_hive::{
     Priority, Proposal, ProposalId, ResolutionStrategy, Snapshot, State, Vote,
 };
 use tokio::runtime::Runtime;
+
+// The example's pack workload, shared with the criterion suite (in a folder, so that cargo does not
+// take it for a bench target of its own).
+#[path = "rows/packs.rs"]
+mod packs;
+
+use packs::example::Lockfile;
+use packs::pack_resolvers;
 
 const CANDIDATES: usize = 4;
 
@@ -159,6 +169,31 @@ fn hivekit_decide(input: (Runtime, Hive<Board>)) -> (Runtime, Hive<Board>) {
     (runtime, hive)
 }
 
-library_benchmark_group!(name = decide, benchmarks = [hivekit_decide]);
+/// The 200-pack configuration analysis of the criterion suite (`configuration_analysis/hivekit/200`:
+/// one resolver per requirement, voting only on the contests they declare interest in) and the
+/// current-thread runtime it runs on.
+fn packs_hive(packs: usize) -> (Runtime, Hive<Lockfile>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let hive = Hive::new(Lockfile::default());
+    for resolver in pack_resolvers(&pack_set(packs, DEFAULT_SEED)) {
+        hive.spawn(resolver);
+    }
+    // As `hive_with`: the counted round is not the hive's first.
+    runtime.block_on(hive.decide()).expect("a round");
+    (runtime, hive)
+}
+
+#[library_benchmark]
+#[bench::packs_200(packs_hive(200))]
+fn hivekit_packs(input: (Runtime, Hive<Lockfile>)) -> (Runtime, Hive<Lockfile>) {
+    let (runtime, hive) = input;
+    black_box(runtime.block_on(hive.decide()).expect("a round"));
+    (runtime, hive)
+}
+
+library_benchmark_group!(name = decide, benchmarks = [hivekit_decide, hivekit_packs]);
 
 main!(library_benchmark_groups = ballot_tally, decide);
