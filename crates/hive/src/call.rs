@@ -116,7 +116,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
         let _entered = span.enter();
         catch_unwind(AssertUnwindSafe(|| {
             call.start(contest);
-            poll_unconstrained(Pin::new(&mut call), cx)
+            Pin::new(&mut call).poll(cx)
         }))
     };
     match polled {
@@ -129,7 +129,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
             let timer = match limit {
                 Some(limit) => {
                     let mut timer = limit.timer();
-                    if poll_unconstrained(timer.as_mut(), cx).is_ready() {
+                    if timer.as_mut().poll(cx).is_ready() {
                         drop_quietly(call);
                         return Started::Done(Err(FailureKind::TimedOut));
                     }
@@ -165,7 +165,7 @@ impl<T> Future for Guarded<'_, T> {
             // Polled after completion: nothing more will come.
             return Poll::Pending;
         };
-        match catch_unwind(AssertUnwindSafe(|| poll_unconstrained(call.as_mut(), cx))) {
+        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
             Ok(Poll::Ready(result)) => {
                 this.call = None;
                 Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
@@ -176,7 +176,7 @@ impl<T> Future for Guarded<'_, T> {
                     return Poll::Pending;
                 };
                 let timer = this.timer.get_or_insert_with(|| limit.timer());
-                if poll_unconstrained(timer.as_mut(), cx).is_ready() {
+                if timer.as_mut().poll(cx).is_ready() {
                     drop_quietly(this.call.take());
                     Poll::Ready(Err(FailureKind::TimedOut))
                 } else {
@@ -193,7 +193,7 @@ impl<T> Future for Guarded<'_, T> {
     }
 }
 
-/// Polls one agent call (or its timer) outside tokio's cooperative budget.
+/// Runs a loop that polls many agent calls (and starts them) outside tokio's cooperative budget.
 ///
 /// A round polls thousands of calls from one task, and tokio lets a task complete 128 operations
 /// on its resources (timers, channels, sockets) per poll. Once the round had spent that, every
@@ -201,13 +201,11 @@ impl<T> Future for Guarded<'_, T> {
 /// trip of the round through the scheduler took at most 128 answers: a chunk of 50k waiting vote
 /// calls needed about 390 trips, each a wake-up of a worker thread, and the round ended a second
 /// above its floor. A call is a task in all but name and is not held to the round's budget; the
-/// round itself returns to the scheduler whenever no call is ready (a call that never yields
-/// holds the round up either way: such an agent should be declared heavy).
-fn poll_unconstrained<F: Future + ?Sized>(
-    future: Pin<&mut F>,
-    cx: &mut Context<'_>,
-) -> Poll<F::Output> {
-    Pin::new(&mut tokio::task::unconstrained(future)).poll(cx)
+/// loop itself returns to the scheduler whenever no call is ready (a call that never yields holds
+/// the round up either way: such an agent should be declared heavy). Applied to the whole loop,
+/// not to each call, so that the light path pays for it once per poll of the round.
+pub(crate) fn unbudgeted<F: Future>(calls: F) -> impl Future<Output = F::Output> {
+    tokio::task::unconstrained(calls)
 }
 
 /// Drops an agent's future, swallowing a panic from its destructor: a broken agent must not take
