@@ -18,6 +18,7 @@ struct Sleeper {
     id: u64,
     key: u64,
     wait: Duration,
+    batch: bool,
     starved: Arc<AtomicUsize>,
 }
 
@@ -50,13 +51,32 @@ impl Agent<Ledger> for Sleeper {
         self.wait().await;
         Ok(support::preferred(contest))
     }
+
+    fn batch_votes(&self) -> bool {
+        self.batch
+    }
+
+    async fn vote_all(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contests: &[&Contest<Ledger>],
+    ) -> Result<Vec<Vote>, AgentError> {
+        self.wait().await;
+        Ok(contests
+            .iter()
+            .map(|contest| support::preferred(contest))
+            .collect())
+    }
 }
 
-/// A hive of `agents` sleepers (sleeping 1 to 5 ms, or all 1 ms when `together`), at most
-/// `in_flight` calls at once, the first four proposing in two contested pairs.
+/// A hive of `agents` sleepers (sleeping 1 to 5 ms, or all 1 ms when `together`; voting in batches
+/// when `batch`), at most `in_flight` calls at once, the first four proposing in two contested
+/// pairs.
 fn sleepers(
     agents: u64,
     together: bool,
+    batch: bool,
     in_flight: ConcurrencyLimit,
 ) -> (Hive<Ledger>, Arc<AtomicUsize>) {
     let hive = Hive::builder(Ledger::default())
@@ -71,6 +91,7 @@ fn sleepers(
             id,
             key,
             wait,
+            batch,
             starved: Arc::clone(&starved),
         });
     }
@@ -84,7 +105,12 @@ fn sleepers(
 // in flight answer at the same instant, and the round starts a new call for each answer it takes.
 #[tokio::test(start_paused = true)]
 async fn calls_started_after_the_round_spent_its_cooperative_budget_still_get_their_own() {
-    let (hive, starved) = sleepers(600, true, ConcurrencyLimit::new(200).expect("not zero"));
+    let (hive, starved) = sleepers(
+        600,
+        true,
+        false,
+        ConcurrencyLimit::new(200).expect("not zero"),
+    );
     let decision = hive.decide().await.expect("a round");
     assert_eq!(decision.ballots.len(), 2, "both pairs are contested");
     assert_eq!(decision.failures.len(), 0);
@@ -97,7 +123,7 @@ async fn calls_started_after_the_round_spent_its_cooperative_budget_still_get_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_waiting_vote_calls_on_two_workers_all_answer_and_settle_their_ballots() {
-    let (hive, starved) = sleepers(3_000, false, ConcurrencyLimit::Unbounded);
+    let (hive, starved) = sleepers(3_000, false, false, ConcurrencyLimit::Unbounded);
     let decision = hive.decide().await.expect("a round");
     assert_eq!(decision.ballots.len(), 2);
     assert_eq!(decision.failures.len(), 0);
@@ -108,5 +134,19 @@ async fn thousands_of_waiting_vote_calls_on_two_workers_all_answer_and_settle_th
             "a majority of the 3,000 voters answered"
         );
     }
+    assert_eq!(starved.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_calls_started_after_the_round_spent_its_cooperative_budget_still_get_their_own() {
+    let (hive, starved) = sleepers(
+        600,
+        true,
+        true,
+        ConcurrencyLimit::new(200).expect("not zero"),
+    );
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 2);
+    assert_eq!(decision.failures.len(), 0);
     assert_eq!(starved.load(Ordering::SeqCst), 0);
 }
