@@ -132,6 +132,7 @@
 //! # }
 //! ```
 
+mod artifact_cell;
 mod builder;
 pub mod checkpoint;
 mod context;

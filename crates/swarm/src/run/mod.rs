@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::artifact_cell::ArtifactCell;
 use crate::context::RunShared;
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
@@ -209,7 +210,7 @@ impl Run {
         let count = pipeline.stages.len();
         let shared = Arc::new(RunShared {
             pipeline: pipeline.clone(),
-            artifacts: (0..count).map(|_| OnceLock::new()).collect(),
+            artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
             cancel: CancellationToken::new(),
             events: options.events.clone(),
