@@ -33,9 +33,8 @@ impl Run {
             {
                 // Each stage completes once, so the cell is empty.
                 let _ = self.shared.artifacts[index].set(artifact);
-                let report = &mut self.stages[index];
-                report.status = StageStatus::Succeeded { attempts };
-                report.failed_attempts = failed;
+                // `failed` is empty, like the report's list: nothing to move.
+                self.stages[index].status = StageStatus::Succeeded { attempts };
                 self.decided[index] = true;
                 self.release_dependents(index, None);
             }
