@@ -2,11 +2,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact_cell::ArtifactCell;
+use crate::clock::RunClock;
 use crate::error::{ArtifactError, StageError};
 use crate::events::{EventSink, StageEvent};
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
@@ -23,8 +23,8 @@ pub(crate) struct RunShared {
     pub(crate) events: Option<EventSink>,
     pub(crate) seed: u64,
     pub(crate) input: Option<RunInput>,
-    /// The run's start, which attempt records are timed from.
-    pub(crate) start: Instant,
+    /// The run's clock, started with the run: attempt records and stages are timed on it.
+    pub(crate) clock: RunClock,
     pub(crate) fan_outs: parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
     /// Loop stages' iteration reports, by stage.
     pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, RunReport)>>,

@@ -135,6 +135,7 @@
 mod artifact_cell;
 mod builder;
 pub mod checkpoint;
+mod clock;
 mod context;
 mod error;
 mod events;

@@ -73,7 +73,7 @@ struct Attempts {
     state: AttemptState,
     /// When the current attempt started (read only for stages that may retry: the run knows when
     /// a single attempt started).
-    attempt_started: Option<std::time::Instant>,
+    attempt_started: Option<Duration>,
     failed: Vec<AttemptRecord>,
 }
 
@@ -185,12 +185,8 @@ impl Attempts {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
         let retryable =
             failure.is_retryable() && spec.retry_on().is_none_or(|predicate| predicate(&failure));
-        let now = std::time::Instant::now();
         let (started, elapsed) = match self.attempt_started {
-            Some(started) => (
-                started.saturating_duration_since(self.shared.start),
-                now.saturating_duration_since(started),
-            ),
+            Some(started) => (started, self.shared.clock.now().saturating_sub(started)),
             // A stage without retries: the run fills in its one attempt's times.
             None => (Duration::ZERO, Duration::ZERO),
         };
@@ -244,7 +240,7 @@ impl Attempts {
     fn start(&mut self) -> Result<BoxFuture<'static, Result<Artifact, StageError>>, StageError> {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
         if spec.retry.max_attempts > 1 {
-            self.attempt_started = Some(std::time::Instant::now());
+            self.attempt_started = Some(self.shared.clock.now());
         }
         let context = StageContext::new(self.shared.clone(), self.stage, self.attempt);
         let func = &spec.func;

@@ -117,7 +117,7 @@ impl Run {
             name: self.pipeline.name.clone(),
             pipeline: Some(self.pipeline),
             outcome,
-            elapsed: self.start.elapsed(),
+            elapsed: self.clock.now(),
             stages,
             artifacts,
             recorded: None,

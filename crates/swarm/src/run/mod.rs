@@ -16,7 +16,7 @@ use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use hivekit_runtime::AbortOnDrop;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::artifact_cell::ArtifactCell;
+use crate::clock::RunClock;
 use crate::context::RunShared;
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
@@ -166,7 +167,7 @@ struct Run {
     failure: FailurePolicy,
     limit: usize,
     seed: Option<u64>,
-    start: Instant,
+    clock: RunClock,
     remaining: Vec<u32>,
     /// The report being filled in: statuses are placeholders until `decided`.
     stages: Vec<StageReport>,
@@ -216,7 +217,7 @@ impl Run {
             events: options.events.clone(),
             seed: options.seed.unwrap_or(0),
             input: options.input.clone(),
-            start: Instant::now(),
+            clock: RunClock::start(),
             fan_outs: parking_lot::Mutex::new(Vec::new()),
             iterations: parking_lot::Mutex::new(Vec::new()),
             hooks,
@@ -227,7 +228,7 @@ impl Run {
             failure: options.failure,
             limit: options.max_concurrency.slots(),
             seed: options.seed,
-            start: shared.start,
+            clock: shared.clock,
             remaining: pipeline.in_degree.clone(),
             stages: pipeline
                 .stages
