@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
-use crate::call::{Call, CallResult, Guarded, Limit, Started, Tagged};
+use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{ProposalId, Snapshot};
@@ -173,7 +173,7 @@ pub(super) async fn run_calls<'a, T: 'a>(
     let mut pending: Option<FuturesUnordered<Tagged<'a, T>>> = None;
     let mut spare = Spare::new();
     let mut next = 0;
-    poll_fn(|cx| loop {
+    unbudgeted(poll_fn(|cx| loop {
         while next < count && pending.as_ref().map_or(0, FuturesUnordered::len) < bound {
             match start(next, &mut spare, cx) {
                 Started::Done(result) => results.push((next, result)),
@@ -202,7 +202,7 @@ pub(super) async fn run_calls<'a, T: 'a>(
             Poll::Ready(None) => {}
             Poll::Pending => return Poll::Pending,
         }
-    })
+    }))
     .await;
     results
 }
