@@ -77,3 +77,27 @@ fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entr
         assert_eq!(outcome.merged, Some(Sum(count)));
     }
 }
+
+#[test]
+fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
+    // Increasing ids are accepted by one comparison with the shard's highest; these arrive
+    // interleaved high and low, so every shard also takes the scan and then the id set (built
+    // once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and duplicates are
+    // offered after each id in all three states.
+    for count in [40_u64, 2_000] {
+        let aggregator = Aggregator::new();
+        let order: Vec<u64> = (0..count / 2).flat_map(|i| [count - 1 - i, i]).collect();
+        for (position, &id) in order.iter().enumerate() {
+            let proposal = Proposal::new(id, Sum(1_u64)).writes([id]);
+            assert_eq!(aggregator.submit(proposal), Ok(()));
+            let earlier = order[position / 2];
+            let again = aggregator.submit(Proposal::new(earlier, Sum(1_u64)));
+            assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(earlier))));
+        }
+        assert_eq!(aggregator.len(), count as usize);
+        let outcome = aggregator.finish(Resolution::FirstSubmitted);
+        let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+        assert_eq!(outcome.accepted, expected);
+        assert_eq!(outcome.merged, Some(Sum(count)));
+    }
+}
