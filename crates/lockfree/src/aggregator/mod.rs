@@ -12,8 +12,9 @@ use crossbeam_utils::CachePadded;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
-use crate::conflict::Resolution;
+use crate::conflict::{key_lists, KeyLists, Resolution};
 use crate::conflict::{MAX_OCCURRENCES, MAX_PROPOSALS};
+use crate::hint::Priority;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
@@ -151,11 +152,11 @@ impl<K, P> Shard<K, P> {
         self.first.iter().chain(self.more.iter().flatten())
     }
 
-    /// Every stored entry, by value.
-    fn into_entries(self) -> impl Iterator<Item = (u64, Proposal<K, P>)> {
-        self.first
+    /// Every stored entry, by value, leaving the shard empty.
+    fn take_entries(&mut self) -> impl Iterator<Item = (u64, Proposal<K, P>)> {
+        std::mem::take(&mut self.first)
             .into_iter()
-            .chain(self.more.into_iter().flatten())
+            .chain(std::mem::take(&mut self.more).into_iter().flatten())
     }
 
     /// Records `id`, or returns false if this shard already holds it.
@@ -384,35 +385,33 @@ impl<K, P> Aggregator<K, P> {
     {
         let parallel_threshold = self.parallel_threshold;
         let taken = self.len();
-        let shards: Vec<Shard<K, P>> = self
-            .shards
-            .into_vec()
-            .into_iter()
-            .map(|shard| {
-                shard
-                    .into_inner()
-                    .into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-            })
-            .collect();
-        let count: usize = shards.iter().map(|shard| shard.len).sum();
+        // The shards stay in their box (moving them out into a vector was an allocation and a
+        // copy per round).
+        let mut shards = self.shards;
+        let count: usize = shards.iter_mut().map(|shard| unlocked(shard).len).sum();
+        let occurrences: usize = shards
+            .iter_mut()
+            .map(|shard| unlocked(shard).occurrences)
+            .sum();
         let parallel = count >= parallel_threshold;
+        let shards: Vec<&mut Shard<K, P>> = shards.iter_mut().map(unlocked).collect();
 
-        // The proposals stay where they are; only references are put in submission order.
-        let (ordered, renumbered) = if count == taken {
-            // Submission numbers are dense (nothing was refused): every position is written
-            // once, so the vector is filled with any one proposal and overwritten in place.
-            let any = shards
-                .iter()
-                .find_map(|shard| shard.entries().next().map(|(_, proposal)| proposal));
-            let mut ordered: Vec<&Proposal<K, P>> =
-                any.map_or_else(Vec::new, |any| vec![any; taken]);
+        // The proposals stay where they are; their key lists, ids and priorities are put in
+        // submission order.
+        let (lists, ids, priorities, renumbered) = if count == taken {
+            // Submission numbers are dense (nothing was refused): every position is written once.
+            let mut lists: Vec<KeyLists<'_, K>> = vec![(&[], &[]); taken];
+            let mut ids = vec![ProposalId(0); taken];
+            let mut priorities = vec![Priority::Low; taken];
             for shard in &shards {
                 for (sequence, proposal) in shard.entries() {
-                    ordered[*sequence as usize] = proposal;
+                    let index = *sequence as usize;
+                    lists[index] = (&proposal.writes, &proposal.reads);
+                    ids[index] = proposal.id;
+                    priorities[index] = proposal.priority;
                 }
             }
-            (ordered, None)
+            (lists, ids, priorities, None)
         } else {
             let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
             for shard in &shards {
@@ -431,21 +430,29 @@ impl<K, P> Aggregator<K, P> {
                     index
                 })
                 .collect();
-            (placed.into_iter().flatten().collect(), Some(renumbered))
+            let placed = || placed.iter().flatten();
+            let (lists, _) = key_lists(placed().copied());
+            let ids = placed().map(|proposal| proposal.id).collect();
+            let priorities = placed().map(|proposal| proposal.priority).collect();
+            (lists, ids, priorities, Some(renumbered))
         };
-        let decided = decide_all(&ordered, resolution, parallel);
-        drop(ordered);
-
-        let losses = &decided.losses;
+        let priority = |index: usize| priorities[index];
+        let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
+        drop(priorities);
         let renumbered = renumbered.as_deref();
-        let accepted_payloads = |shard: Shard<K, P>| {
+        let index_of = |sequence: u64| {
+            renumbered.map_or(sequence as usize, |renumbered| {
+                renumbered[sequence as usize] as usize
+            })
+        };
+
+        let accepted_payloads = |shard: &mut Shard<K, P>| {
             shard
-                .into_entries()
+                .take_entries()
                 .filter_map(|(sequence, proposal)| {
-                    let index = renumbered.map_or(sequence as usize, |renumbered| {
-                        renumbered[sequence as usize] as usize
-                    });
-                    losses[index].is_none().then_some(proposal.payload)
+                    decided
+                        .accepts(index_of(sequence))
+                        .then_some(proposal.payload)
                 })
                 .reduce(merged)
         };
@@ -474,6 +481,12 @@ impl<K, P> Aggregator<K, P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The shard behind an exclusively borrowed lock. A panic cannot leave a shard half-updated (see
+/// `Aggregator::shard`), so a poisoned lock is still consistent.
+fn unlocked<K, P>(shard: &mut PaddedShard<K, P>) -> &mut Shard<K, P> {
+    shard.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Shards per aggregator: four per hardware thread (so that concurrent submitters rarely meet),
