@@ -3,6 +3,7 @@
 
 use std::hash::Hash;
 
+use super::tiny::{contested, TINY_OCCURRENCES};
 use super::Aggregate;
 use crate::conflict::{
     loses, pick_winner, scan, scan_parallel, Access, ConflictReport, KeyLists, RejectReason,
@@ -83,6 +84,22 @@ pub(super) fn decide_all<'a, K>(
 where
     K: Hash + Eq + Clone + Sync + 'a,
 {
+    // Nothing contested: every proposal is independent and accepted.
+    let undisputed = |ids: Vec<ProposalId>| {
+        let conflicts = ConflictReport {
+            groups: Vec::new(),
+            independent: ids.clone(),
+        };
+        Decided {
+            ids,
+            losses: Vec::new(),
+            winners: Vec::new(),
+            conflicts,
+        }
+    };
+    if occurrences <= TINY_OCCURRENCES && !contested(&lists) {
+        return undisputed(ids);
+    }
     let scan = if parallel {
         scan_parallel(&lists, occurrences)
     } else {
@@ -90,17 +107,7 @@ where
     };
     drop(lists);
     if scan.groups.is_empty() {
-        // Nothing contested: every proposal is independent and accepted.
-        let conflicts = ConflictReport {
-            groups: Vec::new(),
-            independent: ids.clone(),
-        };
-        return Decided {
-            ids,
-            losses: Vec::new(),
-            winners: Vec::new(),
-            conflicts,
-        };
+        return undisputed(ids);
     }
     let rank = |index: usize| (priority(index), ids[index]);
     let (losses, winners) = decide(ids.len(), &scan, resolution, rank);

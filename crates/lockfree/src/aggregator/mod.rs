@@ -2,7 +2,8 @@
 //!
 //! This file holds the [`Aggregator`] (sharded submission, then `finish`); `outcome.rs` the
 //! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
-//! detect the conflicts, decide every group, record who lost where.
+//! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
+//! lets a tiny round without conflicts skip the full scan.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -23,6 +24,7 @@ mod decide;
 mod outcome;
 #[cfg(test)]
 mod tests;
+mod tiny;
 
 use decide::{decide_all, merged};
 pub use outcome::{aggregate, Aggregate};

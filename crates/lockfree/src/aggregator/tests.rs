@@ -101,3 +101,39 @@ fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
         assert_eq!(outcome.merged, Some(Sum(count)));
     }
 }
+
+#[test]
+fn the_tiny_check_finds_a_contested_key_exactly_when_the_full_scan_does() {
+    // Every mix of up to 16 proposals of up to 4 keys from a small key space (so that keys
+    // repeat within and across proposals), from a fixed pseudo-random sequence.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let mut contested_rounds = 0;
+    for _ in 0..2_000 {
+        let universe = 1 + next(12);
+        let proposals: Vec<(Vec<u64>, Vec<u64>)> = (0..next(17))
+            .map(|_| {
+                let writes = (0..next(3)).map(|_| next(universe)).collect();
+                let reads = (0..next(3)).map(|_| next(universe)).collect();
+                (writes, reads)
+            })
+            .collect();
+        let lists: Vec<(&[u64], &[u64])> = proposals
+            .iter()
+            .map(|(writes, reads)| (&writes[..], &reads[..]))
+            .collect();
+        let occurrences = proposals.iter().map(|(w, r)| w.len() + r.len()).sum();
+        assert!(occurrences <= tiny::TINY_OCCURRENCES);
+        let full = crate::conflict::scan(&lists, occurrences);
+        let found = tiny::contested(&lists);
+        assert_eq!(found, !full.groups.is_empty(), "{proposals:?}");
+        contested_rounds += usize::from(found);
+    }
+    // Both answers occur.
+    assert!(contested_rounds > 100 && contested_rounds < 1_900);
+}
