@@ -14,8 +14,10 @@ use rustc_hash::FxBuildHasher;
 use crate::conflict::KeyLists;
 
 /// The most key occurrences the check takes (16 proposals of 4 keys); distinct keys are at most
-/// this many, so slot numbers fit in a `u8`. Above it the full scan's fixed costs are spread over
-/// enough keys not to matter (measured with `aggregation_round`).
+/// this many, so slot numbers fit in a `u8`. Measured at the limit with `aggregation_round` rows
+/// of 16 proposals: without conflicts the round took 18,620 instructions with the check and
+/// 22,874 without; with half of them in conflict (the check finds a contested key, then the full
+/// scan runs) 30,156 against 29,694, 1.5 % more. Larger limits were not measured.
 pub(super) const TINY_OCCURRENCES: usize = 64;
 
 /// Entries of the open-addressing table: twice the most distinct keys, so it is at most half
