@@ -15,10 +15,11 @@
 //!   `FxHashMap` index, on the uniform and the skewed (history-like) workloads. The 2 x 4,096-key
 //!   width row is measured by the criterion suite only: its count moved 2.7% between two runs of the
 //!   same commit, too much for a 2% gate.
-//! - `aggregation_round/*/{n_10,n_1k_10pct,n_10k}`: a whole aggregation round (submit from this
-//!   thread, `finish` with `HighestPriority`) below the parallel threshold, against the hand-written
-//!   sequential loop of the criterion suite's `sequential` peer; the fixed cost per round shows at
-//!   10 proposals, the cost per proposal at 10k (no conflicts, the largest sequential round).
+//! - `aggregation_round/*/{n_10,n_1k_10pct,n_10k}`: a whole aggregation round (submit from
+//!   this thread, `finish` with `HighestPriority`) below the parallel threshold, against the
+//!   hand-written sequential loop of the criterion suite's `sequential` peer; the fixed cost per
+//!   round shows at 10 proposals, the cost per proposal at 10k (no conflicts, the largest
+//!   sequential round).
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]

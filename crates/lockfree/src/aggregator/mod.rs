@@ -58,8 +58,8 @@ pub use outcome::{aggregate, Aggregate};
 ///
 /// `submit` is blocking but short: it locks one of several cache-padded shards (chosen by the
 /// proposal id) for a duplicate check (one comparison when ids arrive in increasing order, else a
-/// scan of a small shard or a hash-set insert) and a push, and takes its place in the submission order with
-/// one atomic increment. `len` is wait-free. `finish` is blocking.
+/// scan of a small shard or a hash-set insert) and a push, and takes its place in the submission
+/// order with one atomic increment. `len` is wait-free. `finish` is blocking.
 ///
 /// # Send and Sync
 ///
