@@ -256,3 +256,52 @@ fn groups_of_more_than_64_members_report_each_members_access() {
         assert_eq!(access.is_write(), id.0 % 7 == 0, "member {id}");
     }
 }
+
+#[test]
+fn accesses_from_packed_members_match_accesses_from_fn() {
+    for len in [0, 1, 63, 64, 65, 128, 130, 1_000] {
+        let writes = |index: usize| index % 5 == 2 || index % 7 == 0;
+        let members: Vec<u32> = (0..len as u32)
+            .map(|index| (index * 3) | if writes(index as usize) { WRITER } else { 0 })
+            .collect();
+        assert_eq!(
+            Accesses::from_packed(&members),
+            Accesses::from_fn(len, writes),
+            "len {len}"
+        );
+    }
+}
+
+/// Hot keys touched by thousands of proposals and cold ones touched once, as in a commit history:
+/// groups larger than 64 members, most slots never contested, both partitioned paths.
+#[test]
+fn hot_and_cold_keys_give_the_same_report_on_every_path() {
+    let proposals: Vec<Proposal<u64, ()>> = (0..20_000_u64)
+        .map(|id| {
+            let hot = id.wrapping_mul(0x9e37_79b9) % 97;
+            let cold = |slot: u64| (1 << 40) + id * 4 + slot;
+            let proposal = Proposal::new(id, ()).writes([cold(0), cold(1)]);
+            if id % 3 == 0 {
+                proposal.writes([hot]).reads([cold(2), hot % 7])
+            } else {
+                proposal.reads([hot, cold(3)])
+            }
+        })
+        .collect();
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(
+        occurrences >= PARALLEL_OCCURRENCES,
+        "the input must be large"
+    );
+    let id_of = |index: usize| proposals[index].id;
+    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    assert!(reference
+        .groups
+        .iter()
+        .any(|group| group.members.len() > 64));
+    assert_eq!(
+        scan(&lists, occurrences).into_report(proposals.len(), id_of),
+        reference
+    );
+    assert_eq!(detect_conflicts(&proposals), Ok(reference));
+}
