@@ -193,6 +193,21 @@ impl<T> Future for Guarded<'_, T> {
     }
 }
 
+/// Runs a loop that polls many agent calls (and starts them) outside tokio's cooperative budget.
+///
+/// A round polls thousands of calls from one task, and tokio lets a task complete 128 operations
+/// on its resources (timers, channels, sockets) per poll. Once the round had spent that, every
+/// timer an agent awaited answered `Pending` without being set and woke the round again, so each
+/// trip of the round through the scheduler took at most 128 answers: a chunk of 50k waiting vote
+/// calls needed about 390 trips, each a wake-up of a worker thread, and the round ended a second
+/// above its floor. A call is a task in all but name and is not held to the round's budget; the
+/// loop itself returns to the scheduler whenever no call is ready (a call that never yields holds
+/// the round up either way: such an agent should be declared heavy). Applied to the whole loop,
+/// not to each call, so that the light path pays for it once per poll of the round.
+pub(crate) fn unbudgeted<F: Future>(calls: F) -> impl Future<Output = F::Output> {
+    tokio::task::unconstrained(calls)
+}
+
 /// Drops an agent's future, swallowing a panic from its destructor: a broken agent must not take
 /// the round down.
 fn drop_quietly<T>(value: T) {

@@ -1,29 +1,30 @@
 //! What a stage sees while it runs: its inputs, its attempt, the run's cancellation.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::artifact_cell::ArtifactCell;
+use crate::clock::RunClock;
 use crate::error::{ArtifactError, StageError};
 use crate::events::{EventSink, StageEvent};
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
 use crate::input::RunInput;
-use crate::pipeline::{Artifact, PipelineInner};
+use crate::pipeline::PipelineInner;
 use crate::report::{downcast, RunReport};
 use crate::seed::{mix, stage_seed};
 
 /// State one run shares with its stages (which may run on other threads).
 pub(crate) struct RunShared {
     pub(crate) pipeline: Arc<PipelineInner>,
-    pub(crate) artifacts: Box<[OnceLock<Artifact>]>,
+    pub(crate) artifacts: Box<[ArtifactCell]>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: Option<EventSink>,
     pub(crate) seed: u64,
     pub(crate) input: Option<RunInput>,
-    /// The run's start, which attempt records are timed from.
-    pub(crate) start: Instant,
+    /// The run's clock, started with the run: attempt records and stages are timed on it.
+    pub(crate) clock: RunClock,
     pub(crate) fan_outs: parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
     /// Loop stages' iteration reports, by stage.
     pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, RunReport)>>,

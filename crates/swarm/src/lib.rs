@@ -132,8 +132,10 @@
 //! # }
 //! ```
 
+mod artifact_cell;
 mod builder;
 pub mod checkpoint;
+mod clock;
 mod context;
 mod error;
 mod events;

@@ -73,23 +73,103 @@ struct Attempts {
     state: AttemptState,
     /// When the current attempt started (read only for stages that may retry: the run knows when
     /// a single attempt started).
-    attempt_started: Option<std::time::Instant>,
+    attempt_started: Option<Duration>,
     failed: Vec<AttemptRecord>,
+}
+
+/// What the first poll of a stage with a single attempt came to (see [`poll_single_attempt`]).
+pub(crate) enum FirstPoll {
+    /// The stage ended on its first poll.
+    Done(StageOutcome),
+    /// It did not: the stage, to be polled again when woken.
+    Pending(StageFuture),
+}
+
+/// Whether a stage can start through [`poll_single_attempt`]: one attempt, no timeout (whose
+/// deadline is taken when the attempt starts) and not on the blocking pool.
+pub(crate) fn single_attempt(spec: &crate::pipeline::StageSpec) -> bool {
+    spec.retry.max_attempts <= 1 && spec.timeout.is_none() && !spec.blocking
+}
+
+/// Starts a stage that [`single_attempt`] accepts and polls it once, without building its
+/// [`StageFuture`] unless it has to wait: a stage that ends at once (most no-op and cheap
+/// stages) pays for no state machine and no clone of the run's shared state. The attempt runs in
+/// the stage's span, panics are caught, and a failure is recorded as `StageFuture` would.
+pub(crate) fn poll_single_attempt(
+    shared: &Arc<RunShared>,
+    stage: u32,
+    cx: &mut Context<'_>,
+) -> FirstPoll {
+    let span = stage_span(shared, stage);
+    let entered = span.enter();
+    let func = &shared.pipeline.stages[stage as usize].func;
+    let context = StageContext::new(shared.clone(), stage, 1);
+    let failure = match catch_unwind(AssertUnwindSafe(|| func(context))) {
+        Ok(mut future) => match poll_attempt(&mut future, cx) {
+            Poll::Ready(Ok(artifact)) => {
+                return FirstPoll::Done(StageOutcome::Succeeded {
+                    artifact,
+                    attempts: 1,
+                    failed: Vec::new(),
+                })
+            }
+            Poll::Ready(Err(failure)) => failure,
+            Poll::Pending => {
+                drop(entered);
+                let state = AttemptState::Running {
+                    future,
+                    deadline: None,
+                    timeout: None,
+                };
+                return FirstPoll::Pending(StageFuture::with_state(
+                    shared.clone(),
+                    stage,
+                    state,
+                    span,
+                ));
+            }
+        },
+        Err(panic) => AttemptFailure::Error {
+            error: StageError::Panicked(panic_message(&*panic)),
+        },
+    };
+    drop(entered);
+    let mut future = StageFuture::with_state(shared.clone(), stage, AttemptState::Done, span);
+    match future.attempts.fail(failure) {
+        Some(StageStep::Done(outcome)) => FirstPoll::Done(outcome),
+        // With one attempt allowed a failure ends the stage; were a retry scheduled, the next
+        // attempt starts when the run first polls the stage.
+        _ => FirstPoll::Pending(future),
+    }
+}
+
+/// The span a stage's attempts run in.
+fn stage_span(shared: &RunShared, stage: u32) -> tracing::Span {
+    tracing::info_span!(
+        "stage",
+        pipeline = &*shared.pipeline.name,
+        stage = &*shared.pipeline.stages[stage as usize].name
+    )
 }
 
 impl StageFuture {
     pub(crate) fn new(shared: Arc<RunShared>, stage: u32) -> Self {
-        let span = tracing::info_span!(
-            "stage",
-            pipeline = &*shared.pipeline.name,
-            stage = &*shared.pipeline.stages[stage as usize].name
-        );
+        let span = stage_span(&shared, stage);
+        Self::with_state(shared, stage, AttemptState::Start, span)
+    }
+
+    fn with_state(
+        shared: Arc<RunShared>,
+        stage: u32,
+        state: AttemptState,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             attempts: Attempts {
                 shared,
                 stage,
                 attempt: 1,
-                state: AttemptState::Start,
+                state,
                 attempt_started: None,
                 failed: Vec::new(),
             },
@@ -105,12 +185,8 @@ impl Attempts {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
         let retryable =
             failure.is_retryable() && spec.retry_on().is_none_or(|predicate| predicate(&failure));
-        let now = std::time::Instant::now();
         let (started, elapsed) = match self.attempt_started {
-            Some(started) => (
-                started.saturating_duration_since(self.shared.start),
-                now.saturating_duration_since(started),
-            ),
+            Some(started) => (started, self.shared.clock.now().saturating_sub(started)),
             // A stage without retries: the run fills in its one attempt's times.
             None => (Duration::ZERO, Duration::ZERO),
         };
@@ -164,7 +240,7 @@ impl Attempts {
     fn start(&mut self) -> Result<BoxFuture<'static, Result<Artifact, StageError>>, StageError> {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
         if spec.retry.max_attempts > 1 {
-            self.attempt_started = Some(std::time::Instant::now());
+            self.attempt_started = Some(self.shared.clock.now());
         }
         let context = StageContext::new(self.shared.clone(), self.stage, self.attempt);
         let func = &spec.func;

@@ -505,3 +505,49 @@ async fn regression_cancelling_pending_inline_stages_does_not_hang() {
     .expect("the cancelled run ends");
     assert_eq!(report.status("forever"), Some(&StageStatus::Cancelled));
 }
+
+#[tokio::test]
+async fn a_single_attempt_stage_that_fails_at_once_is_recorded_like_one_that_waited_first() {
+    // A stage with one attempt and no timeout starts without its state machine (and gets one
+    // only if it waits): whichever way it ends, the report must read the same.
+    let pipeline = Pipeline::builder()
+        .stage("at_once", |_: StageContext| async {
+            Err::<(), _>(StageError::msg("no"))
+        })
+        .stage("after_a_wait", |_: StageContext| async {
+            tokio::task::yield_now().await;
+            Err::<(), _>(StageError::msg("no"))
+        })
+        .stage("waits_then_succeeds", |_: StageContext| async {
+            tokio::task::yield_now().await;
+            Ok::<_, StageError>(7u32)
+        })
+        .build()
+        .unwrap();
+    let report = pipeline
+        .run_with(RunOptions::default().with_failure(FailurePolicy::ContinueIndependent))
+        .await;
+    for name in ["at_once", "after_a_wait"] {
+        assert_eq!(
+            report.status(name),
+            Some(&StageStatus::Failed {
+                error: StageError::msg("no"),
+                attempts: 1
+            }),
+            "{name}"
+        );
+        let stage = report.stage(name).unwrap();
+        let [record] = &stage.failed_attempts[..] else {
+            panic!("{name} has one failed attempt: {:?}", stage.failed_attempts);
+        };
+        assert_eq!(record.attempt, 1, "{name}");
+        assert_eq!(Some(record.started), stage.started, "{name}");
+        assert_eq!(Some(record.elapsed), stage.elapsed, "{name}");
+        assert_eq!(record.backoff, Duration::ZERO, "{name}");
+    }
+    assert_eq!(
+        report.status("waits_then_succeeds"),
+        Some(&StageStatus::Succeeded { attempts: 1 })
+    );
+    assert_eq!(*report.artifact::<u32>("waits_then_succeeds").unwrap(), 7);
+}

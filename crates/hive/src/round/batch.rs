@@ -9,7 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::agent::{Contest, Vote};
 use crate::ballot::{Ballot, BallotError};
-use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
+use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Tagged};
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::lockfree::Snapshot;
 use crate::round::vote::Asked;
@@ -104,7 +104,7 @@ pub(super) async fn batch_votes<S: State>(
         .count();
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
-    poll_fn(|cx| loop {
+    unbudgeted(poll_fn(|cx| loop {
         if open == 0 {
             return Poll::Ready(());
         }
@@ -134,7 +134,7 @@ pub(super) async fn batch_votes<S: State>(
             Poll::Ready(None) => {}
             Poll::Pending => return Poll::Pending,
         }
-    })
+    }))
     .await;
     failures
 }

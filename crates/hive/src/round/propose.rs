@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
-use crate::call::{Call, CallResult, Guarded, Limit, Tagged};
+use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Tagged};
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{ProposalId, Snapshot};
@@ -137,7 +137,7 @@ pub(super) async fn run_calls<'a, T: 'a>(
     let mut results = Vec::with_capacity(count);
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
-    poll_fn(|cx| loop {
+    unbudgeted(poll_fn(|cx| loop {
         while next < count && pending.len() < bound {
             let mut call = start(next);
             match Pin::new(&mut call).poll(cx) {
@@ -159,7 +159,7 @@ pub(super) async fn run_calls<'a, T: 'a>(
             Poll::Ready(None) => {}
             Poll::Pending => return Poll::Pending,
         }
-    })
+    }))
     .await;
     results
 }

@@ -15,7 +15,9 @@ use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
 use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
-use crate::call::{start_in_slot, Call, CallResult, Deadlines, Guarded, Limit, Started, Tagged};
+use crate::call::{
+    start_in_slot, unbudgeted, Call, CallResult, Deadlines, Guarded, Limit, Started, Tagged,
+};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
@@ -434,7 +436,7 @@ async fn vote_groups<S: State>(
         };
         // Voters are asked group by group, so that early ballots settle while later ones start.
         let (mut next_group, mut next_voter) = (0, 0);
-        poll_fn(|cx| loop {
+        unbudgeted(poll_fn(|cx| loop {
             while next_group < contests.len() && in_flight < bound {
                 let (group, position) = (next_group, next_voter);
                 let asked = count(group);
@@ -517,7 +519,7 @@ async fn vote_groups<S: State>(
                     }
                 }
             }
-        })
+        }))
         .await;
     }
     drop(pending);

@@ -106,7 +106,7 @@ pub struct RunReport {
     pub(crate) outcome: RunOutcome,
     pub(crate) elapsed: Duration,
     pub(crate) stages: Vec<StageReport>,
-    pub(crate) artifacts: Box<[std::sync::OnceLock<Artifact>]>,
+    pub(crate) artifacts: Box<[crate::artifact_cell::ArtifactCell]>,
     /// For a report read back: the dependency edges and the exported artifacts it was written with.
     pub(crate) recorded: Option<Arc<Recorded>>,
 }

@@ -1,12 +1,13 @@
 //! The end of a run: draining it when it stops early, and its report.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use hivekit_runtime::InlineOrSpawned;
 
 use super::{Run, Stop, TaskStep};
+use crate::artifact_cell::ArtifactCell;
 use crate::report::{RunOutcome, RunReport, SkipReason};
 
 impl Run {
@@ -98,8 +99,8 @@ impl Run {
                 .artifacts
                 .iter()
                 .map(|artifact| match artifact.get() {
-                    Some(artifact) => OnceLock::from(artifact.clone()),
-                    None => OnceLock::new(),
+                    Some(artifact) => ArtifactCell::from(artifact.clone()),
+                    None => ArtifactCell::new(),
                 })
                 .collect(),
         };
@@ -116,7 +117,7 @@ impl Run {
             name: self.pipeline.name.clone(),
             pipeline: Some(self.pipeline),
             outcome,
-            elapsed: self.start.elapsed(),
+            elapsed: self.clock.now(),
             stages,
             artifacts,
             recorded: None,

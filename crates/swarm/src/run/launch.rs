@@ -18,7 +18,9 @@ use crate::error::StageError;
 use crate::events::StageEvent;
 use crate::report::SkipReason;
 use crate::seed::stage_seed;
-use crate::stage::{StageFuture, StageOutcome, StageStep};
+use crate::stage::{
+    poll_single_attempt, single_attempt, FirstPoll, StageFuture, StageOutcome, StageStep,
+};
 
 impl Run {
     pub(super) fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -163,6 +165,18 @@ impl Run {
                     events.emit(StageEvent::Started {
                         stage: spec.name.clone(),
                     });
+                }
+                if !spec.spawns() && single_attempt(spec) {
+                    // Polled at once without its state machine; kept only if it must wait.
+                    match poll_single_attempt(&self.shared, stage, cx) {
+                        FirstPoll::Done(outcome) => self.complete(stage, outcome),
+                        FirstPoll::Pending(future) => {
+                            let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
+                            self.running.push(StageTask { stage, work });
+                            self.in_flight += 1;
+                        }
+                    }
+                    return;
                 }
                 StageFuture::new(self.shared.clone(), stage)
             }

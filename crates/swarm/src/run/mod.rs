@@ -14,9 +14,9 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use hivekit_runtime::AbortOnDrop;
@@ -24,6 +24,8 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::artifact_cell::ArtifactCell;
+use crate::clock::RunClock;
 use crate::context::RunShared;
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunOptions};
@@ -165,7 +167,7 @@ struct Run {
     failure: FailurePolicy,
     limit: usize,
     seed: Option<u64>,
-    start: Instant,
+    clock: RunClock,
     remaining: Vec<u32>,
     /// The report being filled in: statuses are placeholders until `decided`.
     stages: Vec<StageReport>,
@@ -209,13 +211,13 @@ impl Run {
         let count = pipeline.stages.len();
         let shared = Arc::new(RunShared {
             pipeline: pipeline.clone(),
-            artifacts: (0..count).map(|_| OnceLock::new()).collect(),
+            artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
             cancel: CancellationToken::new(),
             events: options.events.clone(),
             seed: options.seed.unwrap_or(0),
             input: options.input.clone(),
-            start: Instant::now(),
+            clock: RunClock::start(),
             fan_outs: parking_lot::Mutex::new(Vec::new()),
             iterations: parking_lot::Mutex::new(Vec::new()),
             hooks,
@@ -226,7 +228,7 @@ impl Run {
             failure: options.failure,
             limit: options.max_concurrency.slots(),
             seed: options.seed,
-            start: shared.start,
+            clock: shared.clock,
             remaining: pipeline.in_degree.clone(),
             stages: pipeline
                 .stages

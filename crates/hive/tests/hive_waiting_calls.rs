@@ -1,0 +1,152 @@
+//! Rounds whose agents really wait (on timers, as LLM or service calls do), with more calls in
+//! flight than one task may poll tokio resources in one go.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_hive::{
+    Agent, AgentContext, AgentError, ConcurrencyLimit, Contest, Hive, Snapshot, Vote,
+};
+use support::{add, Ledger, LedgerProposal};
+
+/// Proposes on `key` and votes for the preferred candidate, each after sleeping `wait`; counts the
+/// calls that started with tokio's cooperative budget already spent.
+struct Sleeper {
+    id: u64,
+    key: u64,
+    wait: Duration,
+    batch: bool,
+    starved: Arc<AtomicUsize>,
+}
+
+impl Sleeper {
+    /// Notes whether this call starts starved, then sleeps.
+    async fn wait(&self) {
+        if !tokio::task::coop::has_budget_remaining() {
+            self.starved.fetch_add(1, Ordering::SeqCst);
+        }
+        tokio::time::sleep(self.wait).await;
+    }
+}
+
+impl Agent<Ledger> for Sleeper {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        self.wait().await;
+        Ok(Some(add(self.id, self.key, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        self.wait().await;
+        Ok(support::preferred(contest))
+    }
+
+    fn batch_votes(&self) -> bool {
+        self.batch
+    }
+
+    async fn vote_all(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contests: &[&Contest<Ledger>],
+    ) -> Result<Vec<Vote>, AgentError> {
+        self.wait().await;
+        Ok(contests
+            .iter()
+            .map(|contest| support::preferred(contest))
+            .collect())
+    }
+}
+
+/// A hive of `agents` sleepers (sleeping 1 to 5 ms, or all 1 ms when `together`; voting in batches
+/// when `batch`), at most `in_flight` calls at once, the first four proposing in two contested
+/// pairs.
+fn sleepers(
+    agents: u64,
+    together: bool,
+    batch: bool,
+    in_flight: ConcurrencyLimit,
+) -> (Hive<Ledger>, Arc<AtomicUsize>) {
+    let hive = Hive::builder(Ledger::default())
+        .max_in_flight(in_flight)
+        .build()
+        .expect("a valid configuration");
+    let starved = Arc::new(AtomicUsize::new(0));
+    for id in 0..agents {
+        let key = if id < 4 { id / 2 } else { 1_000 + id };
+        let wait = Duration::from_millis(if together { 1 } else { 1 + id % 5 });
+        hive.spawn(Sleeper {
+            id,
+            key,
+            wait,
+            batch,
+            starved: Arc::clone(&starved),
+        });
+    }
+    (hive, starved)
+}
+
+// Regression: the round polls every call from one task, and tokio allows a task 128 completed
+// operations on its timers and channels per poll. Past that, every timer an agent awaited answered
+// `Pending` (without being set) and woke the round again, so the round advanced 128 calls per trip
+// through the scheduler: 100k waiting vote calls ended a second above their floor. Here 200 calls
+// in flight answer at the same instant, and the round starts a new call for each answer it takes.
+#[tokio::test(start_paused = true)]
+async fn calls_started_after_the_round_spent_its_cooperative_budget_still_get_their_own() {
+    let (hive, starved) = sleepers(
+        600,
+        true,
+        false,
+        ConcurrencyLimit::new(200).expect("not zero"),
+    );
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 2, "both pairs are contested");
+    assert_eq!(decision.failures.len(), 0);
+    assert_eq!(
+        starved.load(Ordering::SeqCst),
+        0,
+        "no propose or vote call starts without a budget of its own"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_waiting_vote_calls_on_two_workers_all_answer_and_settle_their_ballots() {
+    let (hive, starved) = sleepers(3_000, false, false, ConcurrencyLimit::Unbounded);
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 2);
+    assert_eq!(decision.failures.len(), 0);
+    assert_eq!(decision.accepted.len(), 3_000 - 2, "one of each pair wins");
+    for ballot in &decision.ballots {
+        assert!(
+            ballot.votes > 1_500,
+            "a majority of the 3,000 voters answered"
+        );
+    }
+    assert_eq!(starved.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_calls_started_after_the_round_spent_its_cooperative_budget_still_get_their_own() {
+    let (hive, starved) = sleepers(
+        600,
+        true,
+        true,
+        ConcurrencyLimit::new(200).expect("not zero"),
+    );
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 2);
+    assert_eq!(decision.failures.len(), 0);
+    assert_eq!(starved.load(Ordering::SeqCst), 0);
+}
