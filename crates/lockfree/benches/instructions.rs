@@ -16,10 +16,11 @@
 //!   pool's share of the larger rows too (`conflict_config`), not the input's drop. The 2 x 4,096-key
 //!   width row is measured by the criterion suite only: its count moved 2.7% between two runs of the
 //!   same commit, too much for a 2% gate.
-//! - `aggregation_round/*/{n_10,n_1k_10pct}`: a whole aggregation round (submit from this thread,
-//!   `finish` with `HighestPriority`) below the parallel threshold, against the hand-written
-//!   sequential loop of the criterion suite's `sequential` peer; the fixed cost per round shows at
-//!   10 proposals.
+//! - `aggregation_round/*/{n_10,n_1k_10pct,n_10k}`: a whole aggregation round (submit from
+//!   this thread, `finish` with `HighestPriority`) below the parallel threshold, against the
+//!   hand-written sequential loop of the criterion suite's `sequential` peer; the fixed cost per
+//!   round shows at 10 proposals, the cost per proposal at 10k (no conflicts, the largest
+//!   sequential round).
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -217,6 +218,7 @@ fn warmed(input: Input) -> Input {
 #[library_benchmark]
 #[bench::n_10(warmed(aggregation::proposals(10, 0.0)))]
 #[bench::n_1k_10pct(warmed(aggregation::proposals(1_000, 0.1)))]
+#[bench::n_10k(warmed(aggregation::proposals(10_000, 0.0)))]
 fn hivekit_round(input: Input) -> usize {
     let (accepted, _) = round_on(hivekit_lockfree::Aggregator::new(), black_box(input));
     accepted.len()
@@ -225,6 +227,7 @@ fn hivekit_round(input: Input) -> usize {
 #[library_benchmark]
 #[bench::n_10(aggregation::proposals(10, 0.0))]
 #[bench::n_1k_10pct(aggregation::proposals(1_000, 0.1))]
+#[bench::n_10k(aggregation::proposals(10_000, 0.0))]
 fn sequential_round(input: Input) -> usize {
     sequential(black_box(input)).0.len()
 }

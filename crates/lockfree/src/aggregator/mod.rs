@@ -2,7 +2,8 @@
 //!
 //! This file holds the [`Aggregator`] (sharded submission, then `finish`); `outcome.rs` the
 //! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
-//! detect the conflicts, decide every group, record who lost where.
+//! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
+//! lets a tiny round without conflicts skip the full scan.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -12,8 +13,9 @@ use crossbeam_utils::CachePadded;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
-use crate::conflict::Resolution;
+use crate::conflict::{key_lists, KeyLists, Resolution};
 use crate::conflict::{MAX_OCCURRENCES, MAX_PROPOSALS};
+use crate::hint::Priority;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
@@ -22,6 +24,7 @@ mod decide;
 mod outcome;
 #[cfg(test)]
 mod tests;
+mod tiny;
 
 use decide::{decide_all, merged};
 pub use outcome::{aggregate, Aggregate};
@@ -54,8 +57,9 @@ pub use outcome::{aggregate, Aggregate};
 /// # Progress
 ///
 /// `submit` is blocking but short: it locks one of several cache-padded shards (chosen by the
-/// proposal id) for a hash-set insert and a push, and takes its place in the submission order with
-/// one atomic increment. `len` is wait-free. `finish` is blocking.
+/// proposal id) for a duplicate check (one comparison when ids arrive in increasing order, else a
+/// scan of a small shard or a hash-set insert) and a push, and takes its place in the submission
+/// order with one atomic increment. `len` is wait-free. `finish` is blocking.
 ///
 /// # Send and Sync
 ///
@@ -99,10 +103,14 @@ pub struct Aggregator<K, P> {
 type PaddedShard<K, P> = CachePadded<Mutex<Shard<K, P>>>;
 
 struct Shard<K, P> {
-    /// The ids stored here once the shard holds more than [`SMALL_SHARD`] proposals; below that,
-    /// duplicates are found by scanning the shard's few entries, so a small round allocates no
-    /// hash table per shard.
+    /// Every id stored here once `indexed`; empty before.
     ids: FxHashSet<ProposalId>,
+    /// Whether `ids` holds the shard's ids. Until an id arrives that is not above every stored
+    /// one while the shard holds [`SMALL_SHARD`] proposals or more, duplicates are found without
+    /// a hash set (see [`insert_id`](Shard::insert_id)).
+    indexed: bool,
+    /// At least every id stored here (`None` before the first); only read while not `indexed`.
+    top: Option<ProposalId>,
     /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
     /// within what one conflict check indexes.
     occurrences: usize,
@@ -122,15 +130,18 @@ const FIRST_CHUNK: usize = 8;
 /// The largest chunk: big enough to amortise the allocation, small enough not to overshoot much.
 const MAX_CHUNK: usize = 4096;
 
-/// Up to this many proposals a shard checks for duplicate ids by scanning its entries; past it,
-/// with a hash set. A scan of a few ids costs less than allocating and filling a table, and small
-/// rounds (a handful of proposals spread over the shards) are where that allocation showed.
+/// Below this many proposals a shard checks an id that is not above every stored one by scanning
+/// its entries; from it on, with a hash set. A scan of a few ids costs less than allocating and
+/// filling a table, and small rounds (a handful of proposals spread over the shards) are where
+/// that allocation showed.
 const SMALL_SHARD: usize = 16;
 
 impl<K, P> Shard<K, P> {
     fn new() -> Self {
         Shard {
             ids: FxHashSet::default(),
+            indexed: false,
+            top: None,
             occurrences: 0,
             first: Vec::new(),
             more: Vec::new(),
@@ -143,24 +154,43 @@ impl<K, P> Shard<K, P> {
         self.first.iter().chain(self.more.iter().flatten())
     }
 
-    /// Every stored entry, by value.
-    fn into_entries(self) -> impl Iterator<Item = (u64, Proposal<K, P>)> {
-        self.first
+    /// Every stored entry, by value, leaving the shard empty.
+    fn take_entries(&mut self) -> impl Iterator<Item = (u64, Proposal<K, P>)> {
+        std::mem::take(&mut self.first)
             .into_iter()
-            .chain(self.more.into_iter().flatten())
+            .chain(std::mem::take(&mut self.more).into_iter().flatten())
     }
 
     /// Records `id`, or returns false if this shard already holds it.
+    ///
+    /// Ids handed out by a counter arrive in increasing order (from one thread always, from many
+    /// mostly), and an id above every stored one is new: one comparison, no hashing. An id that is
+    /// not is checked by scanning the entries while the shard is small, and past that by a hash
+    /// set of every stored id, built then and kept from then on. At 1k and 10k proposals the set
+    /// (inserts and rehashes) was about a tenth of a round's instructions.
     fn insert_id(&mut self, id: ProposalId) -> bool {
-        if self.len < SMALL_SHARD {
-            return !self.entries().any(|(_, proposal)| proposal.id == id);
-        }
-        if self.len == SMALL_SHARD && self.ids.is_empty() {
+        if !self.indexed {
+            if self.top.is_none_or(|top| id > top) {
+                self.top = Some(id);
+                return true;
+            }
+            if self.len < SMALL_SHARD {
+                return !self.entries().any(|(_, proposal)| proposal.id == id);
+            }
             let known = self.first.iter().chain(self.more.iter().flatten());
-            self.ids.reserve(SMALL_SHARD * 2);
+            self.ids.reserve(self.len * 2);
             self.ids.extend(known.map(|(_, proposal)| proposal.id));
+            self.indexed = true;
         }
         self.ids.insert(id)
+    }
+
+    /// Takes back an id [`insert_id`](Shard::insert_id) accepted but that was refused after all.
+    /// Unindexed, nothing to undo: the id was not stored, and `top` stays an upper bound.
+    fn forget_id(&mut self, id: ProposalId) {
+        if self.indexed {
+            self.ids.remove(&id);
+        }
     }
 
     fn push(&mut self, entry: (u64, Proposal<K, P>)) {
@@ -264,7 +294,7 @@ impl<K, P> Aggregator<K, P> {
     ///
     /// # Progress
     ///
-    /// Blocking on one shard's lock, held for a hash-set insert and a push.
+    /// Blocking on one shard's lock, held for a duplicate check and a push.
     ///
     /// # Examples
     ///
@@ -286,18 +316,17 @@ impl<K, P> Aggregator<K, P> {
         if !shard.insert_id(proposal.id) {
             return Err(ProposalError::DuplicateId(proposal.id));
         }
-        // The limits below are checked after the insert so that the common path hashes the id
-        // once; the id is taken back out on the (practically unreachable) refusals (a no-op
-        // while the shard is small and keeps no set).
+        // The limits below are checked after the insert so that the common path looks at the id
+        // once; the id is taken back out on the (practically unreachable) refusals.
         if occurrences > budget - shard.occurrences {
-            shard.ids.remove(&proposal.id);
+            shard.forget_id(proposal.id);
             return Err(ProposalError::TooManyKeys { max: budget });
         }
         // Relaxed is enough: the number only orders submissions, and `finish` reads the entries
         // after every submitting thread has released its shard lock (it owns `self`).
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         if sequence >= MAX_PROPOSALS as u64 {
-            shard.ids.remove(&proposal.id);
+            shard.forget_id(proposal.id);
             return Err(ProposalError::TooManyProposals {
                 count: MAX_PROPOSALS.saturating_add(1),
                 max: MAX_PROPOSALS,
@@ -358,35 +387,33 @@ impl<K, P> Aggregator<K, P> {
     {
         let parallel_threshold = self.parallel_threshold;
         let taken = self.len();
-        let shards: Vec<Shard<K, P>> = self
-            .shards
-            .into_vec()
-            .into_iter()
-            .map(|shard| {
-                shard
-                    .into_inner()
-                    .into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-            })
-            .collect();
-        let count: usize = shards.iter().map(|shard| shard.len).sum();
+        // The shards stay in their box (moving them out into a vector was an allocation and a
+        // copy per round).
+        let mut shards = self.shards;
+        let count: usize = shards.iter_mut().map(|shard| unlocked(shard).len).sum();
+        let occurrences: usize = shards
+            .iter_mut()
+            .map(|shard| unlocked(shard).occurrences)
+            .sum();
         let parallel = count >= parallel_threshold;
+        let shards: Vec<&mut Shard<K, P>> = shards.iter_mut().map(unlocked).collect();
 
-        // The proposals stay where they are; only references are put in submission order.
-        let (ordered, renumbered) = if count == taken {
-            // Submission numbers are dense (nothing was refused): every position is written
-            // once, so the vector is filled with any one proposal and overwritten in place.
-            let any = shards
-                .iter()
-                .find_map(|shard| shard.entries().next().map(|(_, proposal)| proposal));
-            let mut ordered: Vec<&Proposal<K, P>> =
-                any.map_or_else(Vec::new, |any| vec![any; taken]);
+        // The proposals stay where they are; their key lists, ids and priorities are put in
+        // submission order.
+        let (lists, ids, priorities, renumbered) = if count == taken {
+            // Submission numbers are dense (nothing was refused): every position is written once.
+            let mut lists: Vec<KeyLists<'_, K>> = vec![(&[], &[]); taken];
+            let mut ids = vec![ProposalId(0); taken];
+            let mut priorities = vec![Priority::Low; taken];
             for shard in &shards {
                 for (sequence, proposal) in shard.entries() {
-                    ordered[*sequence as usize] = proposal;
+                    let index = *sequence as usize;
+                    lists[index] = (&proposal.writes, &proposal.reads);
+                    ids[index] = proposal.id;
+                    priorities[index] = proposal.priority;
                 }
             }
-            (ordered, None)
+            (lists, ids, priorities, None)
         } else {
             let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
             for shard in &shards {
@@ -405,21 +432,29 @@ impl<K, P> Aggregator<K, P> {
                     index
                 })
                 .collect();
-            (placed.into_iter().flatten().collect(), Some(renumbered))
+            let placed = || placed.iter().flatten();
+            let (lists, _) = key_lists(placed().copied());
+            let ids = placed().map(|proposal| proposal.id).collect();
+            let priorities = placed().map(|proposal| proposal.priority).collect();
+            (lists, ids, priorities, Some(renumbered))
         };
-        let decided = decide_all(&ordered, resolution, parallel);
-        drop(ordered);
-
-        let losses = &decided.losses;
+        let priority = |index: usize| priorities[index];
+        let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
+        drop(priorities);
         let renumbered = renumbered.as_deref();
-        let accepted_payloads = |shard: Shard<K, P>| {
+        let index_of = |sequence: u64| {
+            renumbered.map_or(sequence as usize, |renumbered| {
+                renumbered[sequence as usize] as usize
+            })
+        };
+
+        let accepted_payloads = |shard: &mut Shard<K, P>| {
             shard
-                .into_entries()
+                .take_entries()
                 .filter_map(|(sequence, proposal)| {
-                    let index = renumbered.map_or(sequence as usize, |renumbered| {
-                        renumbered[sequence as usize] as usize
-                    });
-                    losses[index].is_none().then_some(proposal.payload)
+                    decided
+                        .accepts(index_of(sequence))
+                        .then_some(proposal.payload)
                 })
                 .reduce(merged)
         };
@@ -448,6 +483,12 @@ impl<K, P> Aggregator<K, P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The shard behind an exclusively borrowed lock. A panic cannot leave a shard half-updated (see
+/// `Aggregator::shard`), so a poisoned lock is still consistent.
+fn unlocked<K, P>(shard: &mut PaddedShard<K, P>) -> &mut Shard<K, P> {
+    shard.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Shards per aggregator: four per hardware thread (so that concurrent submitters rarely meet),

@@ -6,7 +6,9 @@ use rayon::prelude::*;
 
 use super::decide::{decide_all, merged};
 use super::Aggregator;
-use crate::conflict::{check_ids, check_occurrences, ConflictReport, RejectReason, Resolution};
+use crate::conflict::{
+    check_ids, check_occurrences, key_lists, ConflictReport, RejectReason, Resolution,
+};
 use crate::merge::{merge_parallel, Merge};
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
@@ -111,30 +113,28 @@ where
     P: Merge + Send,
 {
     check_ids(&proposals)?;
-    check_occurrences(
-        proposals
-            .iter()
-            .map(|proposal| proposal.writes.len() + proposal.reads.len())
-            .sum(),
-    )?;
+    let (lists, occurrences) = key_lists(proposals.iter());
+    check_occurrences(occurrences)?;
     let parallel = proposals.len() >= Aggregator::<K, P>::DEFAULT_PARALLEL_THRESHOLD;
-    let decided = decide_all(&proposals.iter().collect::<Vec<_>>(), resolution, parallel);
-    let losses = &decided.losses;
+    let ids = proposals.iter().map(|proposal| proposal.id).collect();
+    let priority = |index: usize| proposals[index].priority;
+    let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
     let merged = if parallel {
         // Rejected payloads become `None`s, which the merge skips; the per-thread fold also
         // frees the proposals' key lists in parallel.
+        let decided = &decided;
         merge_parallel(
             proposals
                 .into_par_iter()
-                .zip(losses.par_iter())
-                .map(|(proposal, loss)| loss.is_none().then_some(proposal.payload)),
+                .enumerate()
+                .map(|(index, proposal)| decided.accepts(index).then_some(proposal.payload)),
         )
         .flatten()
     } else {
         proposals
             .into_iter()
-            .zip(losses)
-            .filter_map(|(proposal, loss)| loss.is_none().then_some(proposal.payload))
+            .enumerate()
+            .filter_map(|(index, proposal)| decided.accepts(index).then_some(proposal.payload))
             .reduce(merged)
     };
     Ok(decided.into_aggregate(merged))

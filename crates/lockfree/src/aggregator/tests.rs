@@ -77,3 +77,63 @@ fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entr
         assert_eq!(outcome.merged, Some(Sum(count)));
     }
 }
+
+#[test]
+fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
+    // Increasing ids are accepted by one comparison with the shard's highest; these arrive
+    // interleaved high and low, so every shard also takes the scan and then the id set (built
+    // once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and duplicates are
+    // offered after each id in all three states.
+    for count in [40_u64, 2_000] {
+        let aggregator = Aggregator::new();
+        let order: Vec<u64> = (0..count / 2).flat_map(|i| [count - 1 - i, i]).collect();
+        for (position, &id) in order.iter().enumerate() {
+            let proposal = Proposal::new(id, Sum(1_u64)).writes([id]);
+            assert_eq!(aggregator.submit(proposal), Ok(()));
+            let earlier = order[position / 2];
+            let again = aggregator.submit(Proposal::new(earlier, Sum(1_u64)));
+            assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(earlier))));
+        }
+        assert_eq!(aggregator.len(), count as usize);
+        let outcome = aggregator.finish(Resolution::FirstSubmitted);
+        let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+        assert_eq!(outcome.accepted, expected);
+        assert_eq!(outcome.merged, Some(Sum(count)));
+    }
+}
+
+#[test]
+fn the_tiny_check_finds_a_contested_key_exactly_when_the_full_scan_does() {
+    // Every mix of up to 16 proposals of up to 4 keys from a small key space (so that keys
+    // repeat within and across proposals), from a fixed pseudo-random sequence.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let mut contested_rounds = 0;
+    for _ in 0..2_000 {
+        let universe = 1 + next(12);
+        let proposals: Vec<(Vec<u64>, Vec<u64>)> = (0..next(17))
+            .map(|_| {
+                let writes = (0..next(3)).map(|_| next(universe)).collect();
+                let reads = (0..next(3)).map(|_| next(universe)).collect();
+                (writes, reads)
+            })
+            .collect();
+        let lists: Vec<(&[u64], &[u64])> = proposals
+            .iter()
+            .map(|(writes, reads)| (&writes[..], &reads[..]))
+            .collect();
+        let occurrences = proposals.iter().map(|(w, r)| w.len() + r.len()).sum();
+        assert!(occurrences <= tiny::TINY_OCCURRENCES);
+        let full = crate::conflict::scan(&lists, occurrences);
+        let found = tiny::contested(&lists);
+        assert_eq!(found, !full.groups.is_empty(), "{proposals:?}");
+        contested_rounds += usize::from(found);
+    }
+    // Both answers occur.
+    assert!(contested_rounds > 100 && contested_rounds < 1_900);
+}
