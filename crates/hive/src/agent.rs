@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 
 use hivekit_lockfree::{Priority, ResourceCost};
 
@@ -440,66 +440,82 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         &'a self,
         ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
-    ) -> Box<dyn VoteSlot<'a, S> + 'a>;
+    ) -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>;
 }
 
 /// A reusable home for one light voter's `vote` calls in a round.
 ///
 /// A round asks every voter about every contest, and most calls answer at once; boxing each call's
 /// future cost one heap allocation and free per (contest, voter) pair, a large part of a round with
-/// many contests. A slot is allocated once and holds one call at a time: [`VoteSlot::start`] puts
-/// a new call in place of the finished one, reusing the allocation. The slot is itself the call's
-/// future (it yields the call's answer), so a call that is still pending after its first poll takes
-/// the whole slot with it and the voter gets a new slot for its next call.
+/// many contests. A slot is allocated once and holds one call at a time:
+/// [`VoteSlot::start_poll`] puts a new call in place of the finished one, reusing the allocation.
+/// The slot is itself the call's future (it yields the call's answer), so a call that is still
+/// pending after its first poll takes the whole slot with it and the voter gets a new slot for its
+/// next call. The call lives inside the slot's one allocation (the slot is pinned), so a waiting
+/// call costs one allocation, not one for the slot and one for its future.
 pub(crate) trait VoteSlot<'a, S: State>:
-    Future<Output = Result<Vote, AgentError>> + Send + Unpin + 'a
+    Future<Output = Result<Vote, AgentError>> + Send + 'a
 {
-    /// Starts a call about `contest`, dropping the previous call if it has not finished.
-    fn start(&mut self, contest: &'a Contest<S>);
+    /// Starts a call about `contest`, dropping the previous call if it has not finished, and polls
+    /// it once (one dynamic call for both: most calls answer at once).
+    fn start_poll(
+        self: Pin<&mut Self>,
+        contest: &'a Contest<S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vote, AgentError>>;
 }
 
 /// The [`VoteSlot`] of an agent type: `make` starts a call, `call` holds the current one (pinned
-/// in the slot's one allocation; `None` once it has answered).
+/// with the slot; `None` once it has answered).
 struct Slot<M, F> {
     make: M,
-    call: Pin<Box<Option<F>>>,
+    call: Option<F>,
 }
 
-/// Ties the slot's future type to what `make` returns (it cannot be named).
-fn slot<'a, S: State, M, F>(make: M) -> Slot<M, F>
-where
-    M: Fn(&'a Contest<S>) -> F,
-{
-    Slot {
-        make,
-        call: Box::pin(None),
+impl<M, F: Future> Slot<M, F> {
+    /// The slot's call, pinned as the slot is.
+    fn call(self: Pin<&mut Self>) -> Pin<&mut Option<F>> {
+        // SAFETY: `call` is structurally pinned: it is never moved out of a pinned slot (it is only
+        // replaced in place through `Pin::set`, which drops the old call where it lies), `Slot` has
+        // no `Drop` impl and is `Unpin` only when `F` (and `make`) is. `make` is never pinned.
+        unsafe { self.map_unchecked_mut(|slot| &mut slot.call) }
+    }
+
+    /// Polls the current call, dropping it once it has answered.
+    fn poll_call(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(call) = self.as_mut().call().as_pin_mut() else {
+            // Nothing started, or polled after the answer: nothing more will come.
+            return Poll::Pending;
+        };
+        let answer = std::task::ready!(call.poll(cx));
+        // Drop the finished call now, so that the slot holds no borrow of its contest.
+        self.call().set(None);
+        Poll::Ready(answer)
     }
 }
 
 impl<'a, S, M, F> VoteSlot<'a, S> for Slot<M, F>
 where
     S: State,
-    M: Fn(&'a Contest<S>) -> F + Send + Unpin + 'a,
+    M: Fn(&'a Contest<S>) -> F + Send + 'a,
     F: Future<Output = Result<Vote, AgentError>> + Send + 'a,
 {
-    fn start(&mut self, contest: &'a Contest<S>) {
-        self.call.set(Some((self.make)(contest)));
+    fn start_poll(
+        mut self: Pin<&mut Self>,
+        contest: &'a Contest<S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vote, AgentError>> {
+        let call = (self.make)(contest);
+        self.as_mut().call().set(Some(call));
+        self.poll_call(cx)
     }
 }
 
-impl<M: Unpin, F: Future> Future for Slot<M, F> {
+impl<M, F: Future> Future for Slot<M, F> {
     type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
-        let this = self.get_mut();
-        let Some(call) = this.call.as_mut().as_pin_mut() else {
-            // Nothing started, or polled after the answer: nothing more will come.
-            return std::task::Poll::Pending;
-        };
-        let answer = std::task::ready!(call.poll(cx));
-        // Drop the finished call now, so that the slot holds no borrow of its contest.
-        this.call.set(None);
-        std::task::Poll::Ready(answer)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.poll_call(cx)
     }
 }
 
@@ -548,9 +564,10 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         &'a self,
         ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
-    ) -> Box<dyn VoteSlot<'a, S> + 'a> {
-        Box::new(slot(move |contest: &'a Contest<S>| {
-            self.vote(ctx, view, contest)
-        }))
+    ) -> Pin<Box<dyn VoteSlot<'a, S> + 'a>> {
+        Box::pin(Slot {
+            make: move |contest: &'a Contest<S>| self.vote(ctx, view, contest),
+            call: None,
+        })
     }
 }

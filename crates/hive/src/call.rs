@@ -104,8 +104,8 @@ pub(crate) enum Started<'a, T> {
 /// answer at once costs no allocation and leaves the slot for the voter's next call; a pending call
 /// takes the slot with it.
 pub(crate) fn start_in_slot<'a, S: State>(
-    slot: &mut Option<Box<dyn VoteSlot<'a, S> + 'a>>,
-    new_slot: impl FnOnce() -> Box<dyn VoteSlot<'a, S> + 'a>,
+    slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
+    new_slot: impl FnOnce() -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>,
     contest: &'a Contest<S>,
     limit: Option<Limit>,
     span: tracing::Span,
@@ -114,10 +114,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
     let mut call = slot.take().unwrap_or_else(new_slot);
     let polled = {
         let _entered = span.enter();
-        catch_unwind(AssertUnwindSafe(|| {
-            call.start(contest);
-            Pin::new(&mut call).poll(cx)
-        }))
+        catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx)))
     };
     match polled {
         Ok(Poll::Ready(result)) => {
@@ -137,13 +134,8 @@ pub(crate) fn start_in_slot<'a, S: State>(
                 }
                 None => None,
             };
-            let call: Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a> = call;
-            Started::Running(Call::inline(Guarded::running(
-                Box::into_pin(call),
-                limit,
-                timer,
-                span,
-            )))
+            let call: Pin<Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a>> = call;
+            Started::Running(Call::inline(Guarded::running(call, limit, timer, span)))
         }
         Err(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.

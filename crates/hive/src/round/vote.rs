@@ -27,7 +27,7 @@ use crate::round::{call_span, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
-type SlotOf<'a, S> = Option<Box<dyn VoteSlot<'a, S> + 'a>>;
+type SlotOf<'a, S> = Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>;
 
 /// Starts one `vote` call and polls it once: a heavy voter's call as its own task (under its own
 /// timer), a light voter's in its reusable `slot` (no allocation when it answers at once, the
