@@ -246,6 +246,37 @@ impl Ballot {
         Ok(previous_vote)
     }
 
+    /// A round's cast: as [`Ballot::cast_at`] without returning the earlier vote, and with a short
+    /// path for a voter's first vote (a round asks each voter once per ballot). A vote for a
+    /// proposal that is not a candidate is rejected with that proposal; the ballot is unchanged.
+    #[inline]
+    pub(crate) fn cast_once_at(&mut self, position: usize, vote: Vote) -> Result<(), ProposalId> {
+        let code = match vote {
+            Vote::Abstain => ABSTAINED,
+            Vote::For(candidate) => match self.candidate_position(candidate) {
+                Some(code) => code as u32,
+                None => return Err(candidate),
+            },
+        };
+        if self.votes[position] != NOT_VOTED {
+            // A re-vote or a voter marked absent: the general path keeps the sums right.
+            // It cannot fail: the candidate was found above.
+            let _ = self.cast_at(position, vote);
+            return Ok(());
+        }
+        self.votes[position] = code;
+        let weight = self.weight_at(position);
+        self.voted += 1;
+        self.turnout += weight;
+        // An abstention's code is past every candidate.
+        if let Some(support) = self.support.get_mut(code as usize) {
+            *support += weight;
+            self.cast_for_candidates += weight;
+        }
+        self.count_down();
+        Ok(())
+    }
+
     /// Records that the voter at `position`, who has not voted, never will (their call failed), so
     /// that settlement no longer waits for them.
     pub(crate) fn mark_absent(&mut self, position: usize) {

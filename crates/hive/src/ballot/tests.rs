@@ -124,3 +124,48 @@ fn an_absent_voter_who_votes_after_all_is_counted_once() {
     ballot.mark_absent(0);
     assert_eq!(ballot.votes_cast(), 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The round's cast (`cast_once_at`, with its short path for a first vote) counts exactly as
+    /// `cast_at` does, for first votes, re-votes, votes of voters marked absent and votes for
+    /// proposals that are not candidates (rejected, the ballot unchanged).
+    #[test]
+    fn the_rounds_cast_counts_as_cast_at(
+        threshold in threshold(),
+        weights in prop::collection::vec(1u8..=3, 1..40),
+        actions in prop::collection::vec((0usize..40, prop::option::of(prop::option::of(0u64..4))), 0..80),
+    ) {
+        let policy = ConsensusPolicy { threshold, quorum: 0.5, weighted: true, tie_break: TieBreak::LowestId };
+        let electorate = Electorate::new(
+            weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+        ).unwrap();
+        let mut ours = Ballot::new(policy, electorate, (0..3).map(ProposalId)).unwrap();
+        let mut model = ours.clone();
+        for &(voter, action) in &actions {
+            let voter = voter % weights.len();
+            match action {
+                None => {
+                    ours.mark_absent(voter);
+                    model.mark_absent(voter);
+                }
+                Some(choice) => {
+                    // Candidate 3 is not on the ballot.
+                    let vote = choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId(c)));
+                    let expected = model.cast_at(voter, vote).map(drop).map_err(|error| match error {
+                        BallotError::UnknownCandidate { candidate } => candidate,
+                        other => panic!("unexpected {other:?}"),
+                    });
+                    prop_assert_eq!(ours.cast_once_at(voter, vote), expected);
+                }
+            }
+            prop_assert_eq!(ours.votes_cast(), model.votes_cast());
+            prop_assert_eq!(ours.is_settled(), model.is_settled());
+            prop_assert!(ours.tally().same_outcome(&model.tally()));
+            for candidate in 0..3 {
+                prop_assert_eq!(ours.support(ProposalId(candidate)), model.support(ProposalId(candidate)));
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
-use crate::ballot::{Ballot, BallotChoices, BallotError, Electorate, Tally};
+use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
     start_in_slot, unbudgeted, Call, CallResult, Deadlines, Guarded, Limit, Started, Tagged,
 };
@@ -406,13 +406,10 @@ async fn vote_groups<S: State>(
                 return 0;
             };
             let failure = match result {
-                Ok(vote) => match ballot.cast_at(position, vote) {
-                    Ok(_) => None,
-                    Err(BallotError::UnknownCandidate { candidate }) => {
-                        Some(FailureKind::InvalidVote { candidate })
-                    }
-                    Err(_) => None,
-                },
+                Ok(vote) => ballot
+                    .cast_once_at(position, vote)
+                    .err()
+                    .map(|candidate| FailureKind::InvalidVote { candidate }),
                 Err(kind) => Some(kind),
             };
             if let Some(kind) = failure {
