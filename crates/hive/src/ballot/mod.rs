@@ -434,6 +434,7 @@ impl Ballot {
     /// Assumes voters who voted do not vote again (a re-vote can change any outcome). The check is
     /// conservative: it may answer false for a ballot that a finer argument would call settled, never
     /// true for one that can still change.
+    #[inline]
     pub fn is_settled(&self) -> bool {
         if self.quiet > 0 {
             // Too few voters have voted since the bound was computed for anything to have changed.
@@ -499,6 +500,7 @@ impl Ballot {
         self.turnout + self.total * 1e-12 >= self.policy.quorum * self.total
     }
 
+    #[inline]
     fn weight_at(&self, position: usize) -> f64 {
         if self.policy.weighted {
             self.electorate.voters[position].1
@@ -518,6 +520,7 @@ impl Ballot {
         best
     }
 
+    #[inline]
     fn candidate_position(&self, candidate: ProposalId) -> Option<usize> {
         match &self.lookup {
             Some(positions) => positions.get(&candidate).map(|&position| position as usize),
