@@ -435,46 +435,48 @@ async fn vote_groups<S: State>(
         let (mut next_group, mut next_voter) = (0, 0);
         unbudgeted(poll_fn(|cx| loop {
             while next_group < contests.len() && in_flight < bound {
-                let (group, position) = (next_group, next_voter);
-                let asked = count(group);
-                if state[group].settled || asked == 0 {
-                    (next_group, next_voter) = (group + 1, 0);
-                    continue;
-                }
-                next_voter += 1;
-                if next_voter == asked {
-                    (next_group, next_voter) = (group + 1, 0);
-                }
-                let voter = contests[group].voter(position);
-                if voters[voter].batch {
-                    continue;
-                }
-                state[group].asked += 1;
-                let started = start_vote(
-                    &voters[voter],
-                    &mut slots[voter],
-                    view,
-                    &contests[group].contest,
-                    limit,
-                    cx,
-                );
-                match started {
-                    Started::Done(result) => {
-                        in_flight -= record(group, position, result, &mut state, &mut failures);
+                let group = next_group;
+                let contest = &contests[group];
+                let asked = contest.count(voters.len());
+                // Asks this group's voters until it settles, the bound is reached or all are
+                // asked (the group's data looked up once, not per voter).
+                while next_voter < asked && in_flight < bound && !state[group].settled {
+                    let position = next_voter;
+                    next_voter += 1;
+                    let voter = contest.voter(position);
+                    if voters[voter].batch {
+                        continue;
                     }
-                    Started::Running(call) => {
-                        state[group].in_flight += 1;
-                        in_flight += 1;
-                        let deadline = (!voters[voter].heavy)
-                            .then(|| deadlines.add(limit.deadline_from_now()));
-                        pending.push(Tagged {
-                            call,
-                            slot: (group, position),
-                            cancelled: Some(&cancelled[group]),
-                            deadline,
-                            expired: false,
-                        });
+                    state[group].asked += 1;
+                    let started = start_vote(
+                        &voters[voter],
+                        &mut slots[voter],
+                        view,
+                        &contest.contest,
+                        limit,
+                        cx,
+                    );
+                    match started {
+                        Started::Done(result) => {
+                            in_flight -= record(group, position, result, &mut state, &mut failures);
+                        }
+                        Started::Running(call) => {
+                            state[group].in_flight += 1;
+                            in_flight += 1;
+                            let deadline = (!voters[voter].heavy)
+                                .then(|| deadlines.add(limit.deadline_from_now()));
+                            pending.push(Tagged {
+                                call,
+                                slot: (group, position),
+                                cancelled: Some(&cancelled[group]),
+                                deadline,
+                                expired: false,
+                            });
+                        }
                     }
+                }
+                if next_voter >= asked || state[group].settled {
+                    (next_group, next_voter) = (group + 1, 0);
                 }
             }
             let all_asked = next_group >= contests.len();
