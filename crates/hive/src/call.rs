@@ -111,17 +111,26 @@ pub(crate) fn start_in_slot<'a, S: State>(
     span: tracing::Span,
     cx: &mut Context<'_>,
 ) -> Started<'a, Vote> {
-    let mut call = slot.take().unwrap_or_else(new_slot);
+    // The slot stays in place for a call that answers at once (the common case); a pending or
+    // panicking call takes it out.
+    let call = slot.get_or_insert_with(new_slot);
     let polled = {
         let _entered = span.enter();
         catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx)))
     };
-    match polled {
+    let panicked = match polled {
         Ok(Poll::Ready(result)) => {
-            *slot = Some(call);
-            Started::Done(result.map_err(|error| FailureKind::Errored { error }))
+            return Started::Done(result.map_err(|error| FailureKind::Errored { error }))
         }
-        Ok(Poll::Pending) => {
+        Ok(Poll::Pending) => None,
+        Err(panic) => Some(panic),
+    };
+    let Some(call) = slot.take() else {
+        // Cannot happen: the slot was filled above.
+        return Started::Done(Err(FailureKind::Cancelled));
+    };
+    match panicked {
+        None => {
             // As `Guarded::poll` does on a pending call: start the timer and poll it once.
             let timer = match limit {
                 Some(limit) => {
@@ -137,7 +146,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
             let call: Pin<Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a>> = call;
             Started::Running(Call::inline(Guarded::running(call, limit, timer, span)))
         }
-        Err(panic) => {
+        Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.
             drop_quietly(call);
             Started::Done(Err(FailureKind::Panicked {
