@@ -249,7 +249,9 @@ impl Ballot {
     /// A round's cast: as [`Ballot::cast_at`] without returning the earlier vote, and with a short
     /// path for a voter's first vote (a round asks each voter once per ballot). A vote for a
     /// proposal that is not a candidate is rejected with that proposal; the ballot is unchanged.
-    #[inline]
+    // Always inlined: it runs once a vote in the round's generic call loop, where LLVM left it out
+    // of line (a call across the crate boundary and a spilled result each vote).
+    #[inline(always)]
     pub(crate) fn cast_once_at(&mut self, position: usize, vote: Vote) -> Result<(), ProposalId> {
         let code = match vote {
             Vote::Abstain => ABSTAINED,
