@@ -465,31 +465,28 @@ pub(crate) trait VoteSlot<'a, S: State>:
     ) -> Poll<Result<Vote, AgentError>>;
 }
 
-/// The [`VoteSlot`] of an agent type: `make` starts a call, `call` holds the current one (pinned
-/// with the slot; `None` once it has answered).
-struct Slot<M, F> {
-    make: M,
-    call: Option<F>,
+pin_project_lite::pin_project! {
+    /// The [`VoteSlot`] of an agent type: `make` starts a call, `call` holds the current one
+    /// (pinned with the slot; `None` once it has answered).
+    struct Slot<M, F> {
+        make: M,
+        // Structurally pinned: replaced only in place (`Pin::set` drops the old call where it lies).
+        #[pin]
+        call: Option<F>,
+    }
 }
 
 impl<M, F: Future> Slot<M, F> {
-    /// The slot's call, pinned as the slot is.
-    fn call(self: Pin<&mut Self>) -> Pin<&mut Option<F>> {
-        // SAFETY: `call` is structurally pinned: it is never moved out of a pinned slot (it is only
-        // replaced in place through `Pin::set`, which drops the old call where it lies), `Slot` has
-        // no `Drop` impl and is `Unpin` only when `F` (and `make`) is. `make` is never pinned.
-        unsafe { self.map_unchecked_mut(|slot| &mut slot.call) }
-    }
-
     /// Polls the current call, dropping it once it has answered.
-    fn poll_call(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let Some(call) = self.as_mut().call().as_pin_mut() else {
+    fn poll_call(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut call = self.project().call;
+        let Some(running) = call.as_mut().as_pin_mut() else {
             // Nothing started, or polled after the answer: nothing more will come.
             return Poll::Pending;
         };
-        let answer = std::task::ready!(call.poll(cx));
+        let answer = std::task::ready!(running.poll(cx));
         // Drop the finished call now, so that the slot holds no borrow of its contest.
-        self.call().set(None);
+        call.set(None);
         Poll::Ready(answer)
     }
 }
@@ -505,8 +502,8 @@ where
         contest: &'a Contest<S>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Vote, AgentError>> {
-        let call = (self.make)(contest);
-        self.as_mut().call().set(Some(call));
+        let mut this = self.as_mut().project();
+        this.call.set(Some((this.make)(contest)));
         self.poll_call(cx)
     }
 }
