@@ -228,3 +228,58 @@ async fn voters_that_answer_at_once_are_asked_one_contest_after_the_other() {
         assert_eq!(ballot.cancelled, 49);
     }
 }
+
+/// Yields once (as a call that waits a moment does), then votes for the preferred candidate;
+/// counts its vote calls.
+struct Yielder {
+    id: u64,
+    key: u64,
+    votes: Arc<AtomicUsize>,
+}
+
+impl Agent<Ledger> for Yielder {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        Ok(Some(add(self.id, self.key, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        self.votes.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        Ok(support::preferred(contest))
+    }
+}
+
+// The vote loop starts at most 1,024 calls before it handles the answers in: a ballot that the
+// first calls settle leaves its later voters unasked, where starting every call first asked all.
+#[tokio::test]
+async fn a_ballot_settled_by_the_answers_of_earlier_calls_leaves_its_later_voters_unasked() {
+    let hive = Hive::new(Ledger::default());
+    let votes = Arc::new(AtomicUsize::new(0));
+    for id in 0..3_000 {
+        hive.spawn(Yielder {
+            id,
+            key: if id < 2 { 0 } else { 1_000 + id },
+            votes: Arc::clone(&votes),
+        });
+    }
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 1);
+    assert_eq!(decision.failures.len(), 0);
+    let ballot = &decision.ballots[0];
+    assert_eq!(ballot.votes, 1_501, "the ballot settles at its majority");
+    assert_eq!(ballot.votes + ballot.cancelled, 3_000);
+    let asked = votes.load(Ordering::SeqCst);
+    assert!(
+        asked < 3_000,
+        "{asked} of the 3,000 voters were asked though the ballot settled"
+    );
+}

@@ -458,6 +458,9 @@ async fn vote_groups<S: State>(
         let mut open: Vec<usize> = (0..contests.len()).collect();
         let mut turn = 0;
         let mut starts = STARTS_PER_POLL;
+        // Whether the loop yielded after its last batch of starts (it handles the answers in
+        // before it starts the next).
+        let mut yielded = false;
         unbudgeted(poll_fn(|cx| loop {
             while !open.is_empty() && in_flight < bound && starts > 0 {
                 if turn >= open.len() {
@@ -529,14 +532,19 @@ async fn vote_groups<S: State>(
                 Poll::Ready(Some((_, None))) => {}
                 Poll::Ready(None) if all_asked => return Poll::Ready(()),
                 // Nothing is in flight: the next calls may start at once.
-                Poll::Ready(None) => starts = STARTS_PER_POLL,
+                Poll::Ready(None) => (starts, yielded) = (STARTS_PER_POLL, false),
                 Poll::Pending if in_flight == 0 && all_asked => return Poll::Ready(()),
                 Poll::Pending => {
                     let Some(expired) = deadlines.poll_expired(cx) else {
                         if starts == 0 && !all_asked && in_flight < bound {
-                            // More calls to start once the runtime has run its timers (the
-                            // answers of the calls started so far) and its other tasks.
-                            starts = STARTS_PER_POLL;
+                            if yielded {
+                                // The answers that came in are handled: the next batch starts.
+                                (starts, yielded) = (STARTS_PER_POLL, false);
+                                continue;
+                            }
+                            // More calls to start once the runtime has run its timers and its
+                            // other tasks, and this loop has handled the answers in.
+                            yielded = true;
                             if pin!(tokio::task::yield_now()).poll(cx).is_ready() {
                                 continue;
                             }
