@@ -3,7 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -69,6 +69,8 @@ fn start_vote<'a, S: State>(
 
 struct GroupVote {
     ballot: Option<Ballot>,
+    /// The position of the next voter to ask.
+    next: usize,
     in_flight: usize,
     asked: usize,
     settled: bool,
@@ -87,6 +89,23 @@ struct Outcome {
 /// split into one chunk per worker, each held by its own task (a ballot never spans two tasks, so
 /// settling and cancelling stay local).
 const VOTE_PAIRS_PER_CHUNK: usize = 2_048;
+
+/// How many waiting calls one group starts in a turn before the next group's voters are asked.
+///
+/// A ballot settles once its majority is known, about when the median voter answers, and the
+/// voters not asked by then are not asked at all. Asking every voter of the first group, then
+/// every voter of the next, started the last group's calls only after all the others (50k calls
+/// in a chunk of the 1,000-agent, 100-pair bench), so every ballot waited for its voters' answers
+/// after that and every call was started. In turns, every group has voters waiting from the start,
+/// ballots settle while the calls of later turns start, and the settled groups' later voters are
+/// never asked (about 35% fewer calls in that bench). Voters that answer at once do not end a
+/// turn: a round of such voters asks them group by group, as before.
+const WAITING_PER_TURN: usize = 16;
+
+/// How many calls one poll of the vote loop starts before it handles the answers in (and, with
+/// calls waiting, lets the runtime run its timers and other tasks): without a limit, every call of
+/// a chunk started before any answer was handled, and no ballot could settle early.
+const STARTS_PER_POLL: usize = 1_024;
 
 /// What the vote phase needs to know about the round's proposals.
 pub(super) struct Proposed<'p, S: State> {
@@ -490,6 +509,7 @@ async fn vote_groups<S: State>(
         .map(|(ballot, contest)| GroupVote {
             settled: ballot.as_ref().is_none_or(Ballot::is_settled),
             ballot,
+            next: 0,
             in_flight: 0,
             // Batch voters have answered already.
             asked: contest.batched,
@@ -548,23 +568,41 @@ async fn vote_groups<S: State>(
             }
             0
         };
-        // Voters are asked group by group, so that early ballots settle while later ones start.
-        let (mut next_group, mut next_voter) = (0, 0);
+        // Voters are asked group by group, and a group whose voters wait hands over to the next
+        // after `WAITING_PER_TURN` waiting calls; `open` lists the groups with voters left to ask,
+        // `turn` is the position in it of the group asked now. At most `STARTS_PER_POLL` calls
+        // start before the answers in are handled.
+        let mut open: Vec<usize> = (0..contests.len()).collect();
+        let mut turn = 0;
+        let mut starts = STARTS_PER_POLL;
         unbudgeted(poll_fn(|cx| loop {
-            while next_group < contests.len() && in_flight < bound {
-                let group = next_group;
+            while !open.is_empty() && in_flight < bound && starts > 0 {
+                if turn >= open.len() {
+                    // A new pass: drop the groups asked in full or settled.
+                    open.retain(|&group| state[group].next < count(group) && !state[group].settled);
+                    turn = 0;
+                    continue;
+                }
+                let group = open[turn];
                 let contest = &contests[group];
                 let asked = contest.count(voters.len());
-                // Asks this group's voters until it settles, the bound is reached or all are
-                // asked (the group's data looked up once, not per voter).
-                while next_voter < asked && in_flight < bound && !state[group].settled {
-                    let position = next_voter;
-                    next_voter += 1;
+                let mut waiting = WAITING_PER_TURN;
+                // Asks this group's voters until it settles, the bound is reached, all are asked
+                // or its turn is over (the group's data looked up once, not per voter).
+                while state[group].next < asked
+                    && in_flight < bound
+                    && waiting > 0
+                    && starts > 0
+                    && !state[group].settled
+                {
+                    let position = state[group].next;
+                    state[group].next += 1;
                     let voter = contest.voter(position);
                     if voters[voter].batch {
                         continue;
                     }
                     state[group].asked += 1;
+                    starts -= 1;
                     let started = start_vote(
                         &voters[voter],
                         &mut slots[voter],
@@ -580,6 +618,7 @@ async fn vote_groups<S: State>(
                         Started::Running(call) => {
                             state[group].in_flight += 1;
                             in_flight += 1;
+                            waiting -= 1;
                             let deadline = (!voters[voter].heavy)
                                 .then(|| deadlines.add(limit.deadline_from_now()));
                             pending.push(Tagged {
@@ -592,11 +631,11 @@ async fn vote_groups<S: State>(
                         }
                     }
                 }
-                if next_voter >= asked || state[group].settled {
-                    (next_group, next_voter) = (group + 1, 0);
+                if waiting == 0 || state[group].next >= asked || state[group].settled {
+                    turn += 1;
                 }
             }
-            let all_asked = next_group >= contests.len();
+            let all_asked = open.is_empty();
             match pending.poll_next_unpin(cx) {
                 Poll::Ready(Some(((group, position), Some(result)))) => {
                     state[group].in_flight -= 1;
@@ -606,10 +645,19 @@ async fn vote_groups<S: State>(
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}
                 Poll::Ready(None) if all_asked => return Poll::Ready(()),
-                Poll::Ready(None) => {}
+                // Nothing is in flight: the next calls may start at once.
+                Poll::Ready(None) => starts = STARTS_PER_POLL,
                 Poll::Pending if in_flight == 0 && all_asked => return Poll::Ready(()),
                 Poll::Pending => {
                     let Some(expired) = deadlines.poll_expired(cx) else {
+                        if starts == 0 && !all_asked && in_flight < bound {
+                            // More calls to start once the runtime has run its timers (the
+                            // answers of the calls started so far) and its other tasks.
+                            starts = STARTS_PER_POLL;
+                            if pin!(tokio::task::yield_now()).poll(cx).is_ready() {
+                                continue;
+                            }
+                        }
                         return Poll::Pending;
                     };
                     // Every call of the group still waited for times out; a call whose ballot
