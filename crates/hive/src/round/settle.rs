@@ -23,12 +23,17 @@ impl<S: State> Round<'_, S> {
         let Proposals {
             proposals,
             proposers,
-            position,
+            position: positions,
         } = proposed;
         let report = detect_conflicts(proposals)?;
         let mut settled = Settled {
             rejected: vec![None; proposals.len()],
-            ballots: Vec::new(),
+            // One record per group under a vote: sized once, not grown record by record (each
+            // regrowth past a kibibyte makes glibc consolidate every small block freed so far).
+            ballots: match self.config().resolution {
+                ResolutionStrategy::Vote => Vec::with_capacity(report.groups.len()),
+                _ => Vec::new(),
+            },
             conflicts: report.groups.len(),
             votes_counted: 0,
             votes_cancelled: 0,
@@ -36,6 +41,7 @@ impl<S: State> Round<'_, S> {
         if report.groups.is_empty() {
             return Ok(settled);
         }
+        let position = positions.of(proposals);
         for group in &report.groups {
             tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
             self.emit(|| HiveEvent::ConflictFound {

@@ -11,6 +11,7 @@ use std::task::Poll;
 use futures::stream::{FuturesUnordered, StreamExt};
 use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
@@ -170,6 +171,22 @@ fn interested_voters<S: State>(
             })
             .collect();
     }
+    if voters
+        .iter()
+        .all(|voter| matches!(voter.interest, Interested::Keys(_)))
+    {
+        if let Some(asked) = keyed_voters(voters, &contests) {
+            return contests
+                .into_iter()
+                .zip(asked)
+                .map(|(contest, list)| Asked {
+                    contest,
+                    voters: (list.len() != voters.len()).then_some(list),
+                    batched: 0,
+                })
+                .collect();
+        }
+    }
     let mut everyone: Vec<u32> = Vec::new();
     let mut matching: Vec<u32> = Vec::new();
     let mut by_key: FxHashMap<&S::Key, Vec<u32>> = FxHashMap::default();
@@ -208,7 +225,111 @@ fn interested_voters<S: State>(
         .collect()
 }
 
+/// The interested voters of each of `contests` when every voter declared its keys
+/// ([`Interest::Keys`](crate::Interest::Keys)), each list lowest first and without repeats; `None`
+/// if two contests share a key (a conflict report has one group per key, so never in a round).
+///
+/// The contests are indexed by key (one hash per contest) and each voter's keys looked up in that
+/// index, so a voter key no contest is about costs one lookup and no allocation; the (contest,
+/// voter) pairs found are then sorted by contest with a counting sort that keeps the voter order.
+/// One allocation per contest (its list), a few for the whole round.
+fn keyed_voters<S: State>(
+    voters: &[RoundMember<S>],
+    contests: &[Arc<Contest<S>>],
+) -> Option<Vec<Arc<[u32]>>> {
+    let mut by_key: FxHashMap<&S::Key, u32> =
+        FxHashMap::with_capacity_and_hasher(contests.len(), Default::default());
+    for (index, contest) in contests.iter().enumerate() {
+        if by_key.insert(&contest.key, index as u32).is_some() {
+            return None;
+        }
+    }
+    // (contest, voter) pairs, voters in ascending order, and how many each contest got.
+    let declared: usize = voters
+        .iter()
+        .map(|voter| match &voter.interest {
+            Interested::Keys(keys) => keys.len(),
+            _ => 0,
+        })
+        .sum();
+    // Room for every declared key up to a bound (a voter may declare many keys no contest is
+    // about; past the bound the list grows as usual).
+    let mut pairs: Vec<(u32, u32)> =
+        Vec::with_capacity(declared.min(2 * (voters.len() + contests.len())));
+    let mut ends: Vec<usize> = vec![0; contests.len() + 1];
+    for (voter, member) in voters.iter().enumerate() {
+        let Interested::Keys(keys) = &member.interest else {
+            continue;
+        };
+        for key in keys.iter() {
+            if let Some(&contest) = by_key.get(key) {
+                pairs.push((contest, voter as u32));
+                ends[contest as usize + 1] += 1;
+            }
+        }
+    }
+    drop(by_key);
+    for contest in 0..contests.len() {
+        ends[contest + 1] += ends[contest];
+    }
+    // `ends[contest]` is the contest's start; filling moves it to the contest's end.
+    let starts: Vec<usize> = ends[..contests.len()].to_vec();
+    let mut flat = vec![0_u32; pairs.len()];
+    for (contest, voter) in pairs {
+        let (start, end) = (starts[contest as usize], &mut ends[contest as usize]);
+        // A voter that lists a key twice is asked once.
+        if *end > start && flat[*end - 1] == voter {
+            continue;
+        }
+        flat[*end] = voter;
+        *end += 1;
+    }
+    Some(
+        starts
+            .iter()
+            .zip(&ends)
+            .map(|(&start, &end)| Arc::from(&flat[start..end]))
+            .collect(),
+    )
+}
+
 impl<S: State> Round<'_, S> {
+    /// The voting members, each with a context for the vote phase (its `deadline`).
+    ///
+    /// When every member votes and the round holds the only reference to its members (the propose
+    /// phase is over), the members are the voters: their contexts are replaced in place, with no
+    /// new list (a copy of every member costs an allocation for the list and three reference
+    /// counts per member, and as many again to drop it).
+    fn voters(&mut self, deadline: Instant) -> Arc<[RoundMember<S>]> {
+        let shared = &self.shared;
+        if self.members.iter().all(|member| member.votes) {
+            if let Some(members) = Arc::get_mut(&mut self.members) {
+                for member in members.iter_mut() {
+                    member.context = AgentContext::for_round(
+                        member.id,
+                        member.context.proposal_id(),
+                        deadline,
+                        shared,
+                    );
+                }
+                return Arc::clone(&self.members);
+            }
+        }
+        self.members
+            .iter()
+            .filter(|member| member.votes)
+            .map(|member| RoundMember {
+                context: AgentContext::for_round(
+                    member.id,
+                    member.context.proposal_id(),
+                    deadline,
+                    shared,
+                ),
+                ..member.clone()
+            })
+            .collect()
+    }
+
     /// Holds a ballot on every conflict group among the voting members, concurrently, and returns
     /// one record per group in the order of `groups`.
     pub(super) async fn hold_ballots(
@@ -219,20 +340,7 @@ impl<S: State> Round<'_, S> {
         let limit = self.limit;
         // Voters see the vote phase's own deadline.
         let deadline = limit.deadline_from_now();
-        let voters: Arc<[RoundMember<S>]> = self
-            .members
-            .iter()
-            .filter(|member| member.votes)
-            .map(|member| RoundMember {
-                context: AgentContext::for_round(
-                    member.id,
-                    member.context.proposal_id(),
-                    deadline,
-                    &self.shared,
-                ),
-                ..member.clone()
-            })
-            .collect();
+        let voters = self.voters(deadline);
         let electorate =
             Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new);
         let contests: Vec<Arc<Contest<S>>> = groups
@@ -262,6 +370,9 @@ impl<S: State> Round<'_, S> {
             .collect();
         let mut asked = interested_voters(&voters, contests);
         let policy = self.config().policy;
+        // Contests with the same interested voters (a pack's version and its namespace, wanted by
+        // the same requirements) share one electorate.
+        let mut electorates: FxHashMap<&[u32], Option<Arc<Electorate>>> = FxHashMap::default();
         let ballots: Vec<Option<Ballot>> = groups
             .iter()
             .zip(&asked)
@@ -269,16 +380,22 @@ impl<S: State> Round<'_, S> {
                 let electorate = match &asked.voters {
                     None => electorate.as_ref().ok().map(Arc::clone),
                     // Only the interested voters make up the contest's electorate.
-                    Some(list) => Electorate::new(list.iter().map(|&voter| {
-                        let voter = &voters[voter as usize];
-                        (voter.id, voter.weight)
-                    }))
-                    .ok()
-                    .map(Arc::new),
+                    Some(list) => electorates
+                        .entry(&**list)
+                        .or_insert_with(|| {
+                            Electorate::new(list.iter().map(|&voter| {
+                                let voter = &voters[voter as usize];
+                                (voter.id, voter.weight)
+                            }))
+                            .ok()
+                            .map(Arc::new)
+                        })
+                        .clone(),
                 };
                 Ballot::new(policy, electorate?, group.members.iter().copied()).ok()
             })
             .collect();
+        drop(electorates);
 
         let max_in_flight = self.config().max_in_flight;
         let mut ballots = ballots;
