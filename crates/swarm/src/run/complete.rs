@@ -192,6 +192,13 @@ impl Run {
                 self.release_pruned(dependent, SkipReason::RouteNotTaken { router });
                 continue;
             }
+            if let Some(fleet) = &self.fleet {
+                // Tasks count the same dependencies down: the shared counters decide.
+                if fleet.0.release(dependent) {
+                    self.batch.push(dependent);
+                }
+                continue;
+            }
             let remaining = &mut self.remaining[dependent as usize];
             *remaining -= 1;
             if *remaining == 0 && !self.decided[dependent as usize] {
