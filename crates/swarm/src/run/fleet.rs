@@ -3,11 +3,12 @@
 //!
 //! In such a run a spawned stage that succeeds does, on its own task, what the driver would do:
 //! it sets its artifact, counts down its dependents' dependency counters (atomics shared by every
-//! task and the driver) and spawns the dependents that became ready, handing its concurrency slot
-//! to the first and taking free slots from the shared counter for the others. The driver is not
-//! woken for it: the stage leaves a note (its times and attempts) that the driver reads in bulk,
-//! so a chain of spawned stages costs a task per stage and no round trip through the driver, as
-//! tasks that wake each other through oneshot channels do.
+//! task and the driver) and launches the dependents that became ready. The first runs next on the
+//! same task, with the finished stage's concurrency slot (the task is free, and a new one would
+//! cost a spawn and a wake-up); the others are spawned, each taking a free slot from the shared
+//! counter. The driver is not woken for it: the stage leaves a note (its times and attempts) that
+//! the driver reads in bulk, so a chain of spawned stages costs no round trip through the driver
+//! and no task per stage.
 //!
 //! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
 //! stage that became ready while the driver holds stages waiting for a slot (so that slots are
@@ -219,7 +220,14 @@ impl Fleet {
     }
 
     /// A stage ended on its task: the short path for a plain success, else a note for the driver.
-    fn finish(self: &Arc<Self>, stage: u32, started: Duration, outcome: StageOutcome) {
+    /// Returns the dependent that runs next on the same task (with the finished stage's slot)
+    /// and its start time.
+    fn finish(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        outcome: StageOutcome,
+    ) -> Option<(u32, Duration)> {
         let index = stage as usize;
         let pipeline = &*self.shared.pipeline;
         let (artifact, attempts) = match outcome {
@@ -232,18 +240,19 @@ impl Fleet {
             }
             step => {
                 let step = TaskStep::Done(step);
-                return self.report(Note::Step {
+                self.report(Note::Step {
                     stage,
                     started,
                     step,
                 });
+                return None;
             }
         };
         let completed = self.shared.clock.now();
         // Each stage completes once, so the cell is empty. Set before any dependent is launched:
         // the dependents' counters (acquire-release) carry it to whichever task launches them.
         let _ = self.shared.artifacts[index].set(artifact);
-        let mut slot = true;
+        let mut next = None;
         let mut wake = false;
         self.notes.lock().push(Note::Succeeded {
             stage,
@@ -257,9 +266,13 @@ impl Fleet {
                 // Not ready, or the run stopped: a stopped run skips what never started.
                 continue;
             }
-            if self.waiting.load(Ordering::SeqCst) == 0 && (slot || self.try_take_slot()) {
-                // The finished stage's own slot goes to the first ready dependent.
-                slot = false;
+            // While the driver holds stages waiting for a slot, ready stages queue behind them.
+            let queue = self.waiting.load(Ordering::SeqCst) > 0;
+            if !queue && next.is_none() {
+                // The first ready dependent takes the finished stage's slot and its task: no
+                // spawn, no wake-up.
+                next = Some((dependent, completed));
+            } else if !queue && self.try_take_slot() {
                 self.spawn_locked(&mut tasks, dependent, completed, None);
             } else {
                 self.waiting.fetch_add(1, Ordering::SeqCst);
@@ -268,12 +281,13 @@ impl Fleet {
             }
         }
         drop(tasks);
-        if slot {
+        if next.is_none() {
             self.release_slot();
         }
         if wake {
             self.driver.wake();
         }
+        next
     }
 }
 
@@ -308,30 +322,43 @@ impl Drop for Unreported {
     }
 }
 
-/// A fleet task: runs one stage, then reports it (and launches what it made ready).
-async fn run_stage(mut guard: Unreported, resumed: Option<StageFuture>) {
-    let stage = guard.stage;
-    let mut future = match resumed {
-        Some(future) => future,
-        None => {
-            let _entered = guard.fleet.span.enter();
-            StageFuture::new(guard.fleet.shared.clone(), stage)
+/// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
+/// of those itself (on the finished stage's slot), and so on.
+async fn run_stage(mut guard: Unreported, mut resumed: Option<StageFuture>) {
+    loop {
+        let stage = guard.stage;
+        let mut future = match resumed.take() {
+            Some(future) => future,
+            None => {
+                let _entered = guard.fleet.span.enter();
+                StageFuture::new(guard.fleet.shared.clone(), stage)
+            }
+        };
+        let step = (&mut future).await;
+        guard.armed = false;
+        let (fleet, started) = (&guard.fleet, guard.started);
+        match step {
+            StageStep::Done(outcome) => {
+                // The stage's state (its context, its attempts) goes before anything is released.
+                drop(future);
+                let Some((next, next_started)) = fleet.finish(stage, started, outcome) else {
+                    return;
+                };
+                guard.stage = next;
+                guard.started = next_started;
+                guard.armed = true;
+            }
+            StageStep::Backoff(delay) => {
+                return fleet.report(Note::Step {
+                    stage,
+                    started,
+                    step: TaskStep::Backoff(delay, future),
+                })
+            }
         }
-    };
-    let step = (&mut future).await;
-    guard.armed = false;
-    let (fleet, started) = (&guard.fleet, guard.started);
-    match step {
-        StageStep::Done(outcome) => {
-            // The stage's state (its context, its attempts) goes before anything is released.
-            drop(future);
-            fleet.finish(stage, started, outcome);
-        }
-        StageStep::Backoff(delay) => fleet.report(Note::Step {
-            stage,
-            started,
-            step: TaskStep::Backoff(delay, future),
-        }),
+        // The next stage runs on this task; once the task has used its cooperative budget it
+        // lets other tasks run first (a long chain does not hold the worker).
+        tokio::task::consume_budget().await;
     }
 }
 
