@@ -183,6 +183,9 @@ impl Run {
         // Positions into the dependents' list rather than a borrow of it (or a clone of the
         // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent needs
         // `self` mutably.
+        if self.fleet.is_some() {
+            return self.release_on_fleet(index);
+        }
         let first = self.pipeline.dependent_start[index] as usize;
         let end = self.pipeline.dependent_start[index + 1] as usize;
         for slot in first..end {
@@ -190,13 +193,6 @@ impl Run {
             if taken.is_some_and(|taken| !taken[slot - first]) {
                 let router = self.pipeline.stages[index].name.to_string();
                 self.release_pruned(dependent, SkipReason::RouteNotTaken { router });
-                continue;
-            }
-            if let Some(fleet) = &self.fleet {
-                // Tasks count the same dependencies down: the shared counters decide.
-                if fleet.0.release(dependent) {
-                    self.batch.push(dependent);
-                }
                 continue;
             }
             let remaining = &mut self.remaining[dependent as usize];

@@ -378,6 +378,7 @@ impl super::Run {
     /// The driver's side of the fleet: reads the tasks' notes. `Ready(true)` when that made
     /// progress (or a slot came free for a waiting stage), `Ready(false)` when no launched stage
     /// runs any more, `Pending` (woken by a task) otherwise; `Ready(false)` without a fleet.
+    #[inline(never)]
     pub(super) fn poll_fleet(&mut self, cx: &mut Context<'_>) -> std::task::Poll<bool> {
         let Some(FleetGuard(fleet)) = &self.fleet else {
             return std::task::Poll::Ready(false);
@@ -437,19 +438,47 @@ impl super::Run {
         }
     }
 
-    /// Launches a spawned stage on the fleet (its slot taken); false without a fleet.
+    /// Launches a spawned stage on the fleet (its slot taken). Out of line, like the fleet's
+    /// other driver steps, to keep the inline stages' path short.
+    #[inline(never)]
     pub(super) fn launch_on_fleet(
         &self,
         stage: u32,
         started: Duration,
         resumed: Option<StageFuture>,
-    ) -> bool {
-        match &self.fleet {
-            Some(FleetGuard(fleet)) => {
-                fleet.launch(stage, started, resumed);
-                true
+    ) {
+        if let Some(FleetGuard(fleet)) = &self.fleet {
+            fleet.launch(stage, started, resumed);
+        }
+    }
+
+    /// Queues the stages that became ready: `direct` holds those with a slot taken for them.
+    #[inline(never)]
+    pub(super) fn dispatch_on_fleet(&mut self) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        for stage in self.batch.drain(..) {
+            if self.ready.is_empty() && fleet.try_take_slot() {
+                self.direct.push_back(stage);
+            } else {
+                self.ready
+                    .push(self.pipeline.stages[stage as usize].hint, stage);
             }
-            None => false,
+        }
+    }
+
+    /// Counts down the dependencies of a stage the driver saw succeed; tasks count the same
+    /// counters down, and whoever brings one to zero launches the stage.
+    #[inline(never)]
+    pub(super) fn release_on_fleet(&mut self, index: usize) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        for &dependent in self.pipeline.dependents(index) {
+            if fleet.release(dependent) {
+                self.batch.push(dependent);
+            }
         }
     }
 

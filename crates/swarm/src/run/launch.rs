@@ -47,10 +47,12 @@ impl Run {
                     continue;
                 }
             }
-            match self.poll_fleet(cx) {
-                Poll::Ready(true) => continue,
-                Poll::Ready(false) => {}
-                Poll::Pending => return Poll::Pending,
+            if self.fleet.is_some() {
+                match self.poll_fleet(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
             }
             match self.running.poll_next_unpin(cx) {
                 Poll::Ready(Some((stage, step))) => {
@@ -122,17 +124,8 @@ impl Run {
                     .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
             }
         }
-        if let Some(fleet) = &self.fleet {
-            // `direct` holds stages with a slot taken for them.
-            for stage in self.batch.drain(..) {
-                if self.ready.is_empty() && fleet.0.try_take_slot() {
-                    self.direct.push_back(stage);
-                } else {
-                    self.ready
-                        .push(self.pipeline.stages[stage as usize].hint, stage);
-                }
-            }
-            return;
+        if self.fleet.is_some() {
+            return self.dispatch_on_fleet();
         }
         let reserved = self.in_flight + self.direct.len();
         if self.ready.is_empty() && reserved.saturating_add(self.batch.len()) <= self.limit {
@@ -198,8 +191,8 @@ impl Run {
                         stage: spec.name.clone(),
                     });
                 }
-                if self.launch_on_fleet(stage, started, None) {
-                    return;
+                if self.fleet.is_some() {
+                    return self.launch_on_fleet(stage, started, None);
                 }
                 if !spec.spawns() && single_attempt(spec) {
                     // Polled at once without its state machine; kept only if it must wait.
