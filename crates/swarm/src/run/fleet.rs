@@ -18,7 +18,7 @@
 //! anything more. A task that is aborted or panics before reporting its stage leaves a note
 //! saying so, so every launched stage is accounted for exactly once.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
@@ -76,6 +76,8 @@ pub(super) struct Fleet {
     /// become ready to the driver instead of taking slots before them.
     waiting: AtomicUsize,
     tasks: Mutex<Tasks>,
+    /// `tasks.stopping`, readable without the lock (checked again under it before a spawn).
+    stopping: AtomicBool,
     /// Taken after `tasks` when both are held.
     notes: Mutex<Vec<Note>>,
     driver: AtomicWaker,
@@ -113,6 +115,7 @@ impl Fleet {
                 stopping: false,
                 list: Vec::new(),
             }),
+            stopping: AtomicBool::new(false),
             notes: Mutex::new(Vec::new()),
             driver: AtomicWaker::new(),
         })
@@ -209,6 +212,7 @@ impl Fleet {
     pub(super) fn stop(&self) -> Vec<(u32, JoinHandle<()>)> {
         let mut tasks = self.tasks.lock();
         tasks.stopping = true;
+        self.stopping.store(true, Ordering::Release);
         std::mem::take(&mut tasks.list)
     }
 
@@ -260,9 +264,8 @@ impl Fleet {
             completed,
             attempts,
         });
-        let mut tasks = self.tasks.lock();
         for &dependent in pipeline.dependents(index) {
-            if !self.release(dependent) || tasks.stopping {
+            if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
                 // Not ready, or the run stopped: a stopped run skips what never started.
                 continue;
             }
@@ -273,14 +276,21 @@ impl Fleet {
                 // spawn, no wake-up.
                 next = Some((dependent, completed));
             } else if !queue && self.try_take_slot() {
-                self.spawn_locked(&mut tasks, dependent, completed, None);
+                // Locked per spawn, not around the loop: a wide fan-out does not hold up the
+                // tasks that finish meanwhile (which need the lock only to spawn).
+                let mut tasks = self.tasks.lock();
+                if tasks.stopping {
+                    drop(tasks);
+                    self.release_slot();
+                } else {
+                    self.spawn_locked(&mut tasks, dependent, completed, None);
+                }
             } else {
                 self.waiting.fetch_add(1, Ordering::SeqCst);
                 self.notes.lock().push(Note::Ready(dependent));
                 wake = true;
             }
         }
-        drop(tasks);
         if next.is_none() {
             self.release_slot();
         }
