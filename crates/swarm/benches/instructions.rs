@@ -6,6 +6,11 @@
 //!   (`Pipeline::run`) against `dagrs` (`Graph::async_start` on the same chain). The pipeline, the
 //!   graph and the runtime are built in the `#[bench]` argument, outside the count; dagrs consumes
 //!   its graph, so its row counts one run of a fresh graph.
+//! - `chain_run/hivekit-spawn/stages_100`: the same chain with every stage marked `.spawn()`,
+//!   against `chain_run/tokio-baseline/stages_100`: a task per stage and a oneshot channel per
+//!   edge, all spawned at once, each awaiting its dependency's oneshot (the pipelines' tokio
+//!   baseline, written as a user would). On one thread this counts the work, not the wake-ups
+//!   between workers that the criterion rows also pay.
 //! - `checkpoint_run/hivekit_memory/stages_100`: the same chain started durably on a
 //!   [`MemoryStore`] (the header with the pipeline's shape, then one record per stage): against
 //!   `chain_run/hivekit/stages_100`, what checkpointing costs per stage (target: under 1 us).
@@ -43,13 +48,17 @@ async fn noop(_: StageContext) -> Result<(), StageError> {
 
 /// A chain of `stages` no-op stages and a runtime, after one warm-up run.
 fn hivekit_chain(stages: usize) -> (Runtime, Pipeline) {
+    chain_of(stages, false)
+}
+
+/// A chain of `stages` no-op stages (each on a task of its own if `spawn`) and a runtime, after
+/// one warm-up run.
+fn chain_of(stages: usize, spawn: bool) -> (Runtime, Pipeline) {
     let mut builder = PipelineBuilder::with_capacity(stages);
     for stage in 0..stages {
         let after: Vec<String> = stage.checked_sub(1).map(name).into_iter().collect();
-        builder = builder
-            .stage(name(stage), noop)
-            .after(&after)
-            .into_builder();
+        let added = builder.stage(name(stage), noop).after(&after);
+        builder = if spawn { added.spawn() } else { added }.into_builder();
     }
     let pipeline = builder.build().expect("a chain is a valid pipeline");
     let runtime = current_thread();
@@ -64,6 +73,40 @@ fn hivekit(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
     drop(black_box(runtime.block_on(pipeline.run())));
     // Returned so that dropping the runtime and the pipeline is not counted.
     (runtime, pipeline)
+}
+
+#[library_benchmark]
+#[bench::stages_100(chain_of(STAGES, true))]
+fn hivekit_spawn(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
+    let (runtime, pipeline) = input;
+    drop(black_box(runtime.block_on(pipeline.run())));
+    (runtime, pipeline)
+}
+
+/// The tokio baseline's chain: a task per stage, a oneshot per edge, every task spawned at once.
+async fn tokio_chain(stages: usize) {
+    let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
+    let mut tasks = Vec::with_capacity(stages);
+    for _ in 0..stages {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let dependency = previous.replace(receiver);
+        tasks.push(tokio::spawn(async move {
+            if let Some(dependency) = dependency {
+                dependency.await.expect("dependencies never fail");
+            }
+            let _ = sender.send(());
+        }));
+    }
+    for task in tasks {
+        task.await.expect("baseline stages do not panic");
+    }
+}
+
+#[library_benchmark]
+#[bench::stages_100(current_thread())]
+fn tokio_baseline(runtime: Runtime) -> Runtime {
+    runtime.block_on(tokio_chain(black_box(STAGES)));
+    runtime
 }
 
 struct DagrsNoop;
@@ -105,7 +148,10 @@ fn dagrs(input: (Runtime, Graph)) -> (Runtime, Graph) {
     (runtime, graph)
 }
 
-library_benchmark_group!(name = chain_run, benchmarks = [hivekit, dagrs]);
+library_benchmark_group!(
+    name = chain_run,
+    benchmarks = [hivekit, dagrs, hivekit_spawn, tokio_baseline]
+);
 
 /// The chain, a runtime and a durable handle on an empty in-memory store, after one warm-up run
 /// (on another store).

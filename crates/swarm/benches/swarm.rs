@@ -283,6 +283,12 @@ fn compare_runs(
     group.bench_function(BenchmarkId::new("hivekit-spawn", parameter), |b| {
         b.to_async(runtime).iter(|| spawned.run());
     });
+    // The design before spawned stages launched each other: a seeded run keeps every launch in
+    // the driver, a round trip through it per stage.
+    group.bench_function(BenchmarkId::new("hivekit-spawn-driven", parameter), |b| {
+        b.to_async(runtime)
+            .iter(|| spawned.run_with(RunOptions::default().with_seed(0)));
+    });
     let baseline = Baseline::new(shape);
     group.bench_function(BenchmarkId::new("tokio-baseline", parameter), |b| {
         b.to_async(runtime)

@@ -28,6 +28,11 @@ impl ReadyQueue {
         Some(stage)
     }
 
+    /// How many stages wait.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.waiting == 0
     }

@@ -271,7 +271,8 @@ impl<T> StageBuilder<T> {
 
     /// Runs this stage on a runtime task of its own, so that it runs in parallel with the pipeline's
     /// other stages on another worker thread. Without it, cheap stages are polled inline by the run
-    /// itself, which costs no task and no channel.
+    /// itself, which costs no task and no channel. (A task whose stage has finished may run one of
+    /// its dependents next, instead of spawning a task for it: never two stages at once.)
     pub fn spawn(mut self) -> Self {
         self.draft().spawn = Some(true);
         self

@@ -183,6 +183,9 @@ impl Run {
         // Positions into the dependents' list rather than a borrow of it (or a clone of the
         // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent needs
         // `self` mutably.
+        if self.fleet.is_some() {
+            return self.release_on_fleet(index);
+        }
         let first = self.pipeline.dependent_start[index] as usize;
         let end = self.pipeline.dependent_start[index + 1] as usize;
         for slot in first..end {

@@ -46,6 +46,7 @@ impl Run {
                 TaskStep::Backoff(..) | TaskStep::Cancelled => self.cancelled(stage),
             }
         }
+        self.drain_fleet().await;
         let because = match stop {
             Stop::FailFast(stage) => SkipReason::FailFast {
                 stage: self.pipeline.stages[stage as usize].name.to_string(),
@@ -81,7 +82,9 @@ impl Run {
         self.into_report(None)
     }
 
-    pub(super) fn into_report(self, stop: Option<Stop>) -> RunReport {
+    pub(super) fn into_report(mut self, stop: Option<Stop>) -> RunReport {
+        // The fleet holds the shared state too; its tasks have all ended.
+        self.fleet = None;
         let outcome = match stop {
             Some(Stop::Cancelled) => RunOutcome::Cancelled,
             Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,

@@ -47,6 +47,13 @@ impl Run {
                     continue;
                 }
             }
+            if self.fleet.is_some() {
+                match self.poll_fleet(cx) {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
             match self.running.poll_next_unpin(cx) {
                 Poll::Ready(Some((stage, step))) => {
                     self.in_flight -= 1;
@@ -65,7 +72,7 @@ impl Run {
         }
     }
 
-    fn back_off(&mut self, stage: u32, delay: Duration, future: StageFuture) {
+    pub(super) fn back_off(&mut self, stage: u32, delay: Duration, future: StageFuture) {
         self.backoffs.push(BackoffWait {
             stage,
             sleep: Box::pin(tokio::time::sleep(delay)),
@@ -82,7 +89,7 @@ impl Run {
             }
             let next = if let Some(stage) = self.direct.pop_front() {
                 stage
-            } else if self.in_flight < self.limit {
+            } else if self.take_slot() {
                 match self.ready.pop() {
                     Some(stage) => stage,
                     None => return Poll::Ready(()),
@@ -101,12 +108,24 @@ impl Run {
         }
     }
 
+    /// Whether a slot is free for a stage of the ready queue. On the fleet it is taken here (tasks
+    /// take slots too), only when a stage waits for it.
+    fn take_slot(&self) -> bool {
+        match &self.fleet {
+            Some(fleet) => !self.ready.is_empty() && fleet.0.try_take_slot(),
+            None => self.in_flight < self.limit,
+        }
+    }
+
     fn dispatch_batch(&mut self) {
         if let Some(seed) = self.seed {
             if self.batch.len() > 1 {
                 self.batch
                     .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
             }
+        }
+        if self.fleet.is_some() {
+            return self.dispatch_on_fleet();
         }
         let reserved = self.in_flight + self.direct.len();
         if self.ready.is_empty() && reserved.saturating_add(self.batch.len()) <= self.limit {
@@ -132,7 +151,13 @@ impl Run {
             None => None,
         };
         let mut future = match resumed {
-            Some(future) => future,
+            Some(future) => match self.stages[stage as usize].started {
+                Some(started) if self.fleet.is_some() => {
+                    self.launch_on_fleet(stage, started, Some(future));
+                    return;
+                }
+                _ => future,
+            },
             None => {
                 if let Some(condition) = spec.condition() {
                     let context = StageContext::new(self.shared.clone(), stage, 1);
@@ -165,6 +190,9 @@ impl Run {
                     events.emit(StageEvent::Started {
                         stage: spec.name.clone(),
                     });
+                }
+                if self.fleet.is_some() {
+                    return self.launch_on_fleet(stage, started, None);
                 }
                 if !spec.spawns() && single_attempt(spec) {
                     // Polled at once without its state machine; kept only if it must wait.

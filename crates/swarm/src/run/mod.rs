@@ -36,10 +36,12 @@ use crate::stage::{deadline_after, StageFuture, StageOutcome};
 
 mod complete;
 mod end;
+mod fleet;
 mod launch;
 mod launched;
 mod skip;
 
+use fleet::{Fleet, FleetGuard, Note};
 use launched::{BackoffWait, StageTask, TaskStep};
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
@@ -150,6 +152,8 @@ async fn execute_in_span(
     if let Some(stop) = stop {
         run.shared.cancel.cancel();
         run.drain(stop).await;
+    } else {
+        run.join_fleet().await;
     }
     run.into_report(stop)
 }
@@ -200,6 +204,10 @@ struct Run {
     quiet: bool,
     /// Completing stages restored from a checkpoint (which are not recorded again).
     restoring: bool,
+    /// Spawned stages that launch their dependents themselves (see `fleet.rs`), in runs that
+    /// allow it; the run's dependency counters then live there.
+    fleet: Option<FleetGuard>,
+    notes: Vec<Note>,
 }
 
 impl Run {
@@ -222,11 +230,15 @@ impl Run {
             iterations: parking_lot::Mutex::new(Vec::new()),
             hooks,
         });
+        let quiet = options.events.is_none() && shared.hooks.is_none();
+        let limit = options.max_concurrency.slots();
+        let fleet = Fleet::suits(pipeline, quiet, options.seed.is_some())
+            .then(|| FleetGuard(Fleet::new(shared.clone(), limit)));
         Self {
             pipeline: pipeline.clone(),
             shared: shared.clone(),
             failure: options.failure,
-            limit: options.max_concurrency.slots(),
+            limit,
             seed: options.seed,
             clock: shared.clock,
             remaining: pipeline.in_degree.clone(),
@@ -264,8 +276,10 @@ impl Run {
             stop: None,
             scratch: Vec::new(),
             completed_at: None,
-            quiet: options.events.is_none() && shared.hooks.is_none(),
+            quiet,
             restoring: false,
+            fleet,
+            notes: Vec::new(),
         }
     }
 

@@ -1,0 +1,538 @@
+//! Spawned stages that launch each other: the fleet of a run whose stages all run on tasks of
+//! their own and that nobody watches (no event sink, no checkpoint, no routing, no seed).
+//!
+//! In such a run a spawned stage that succeeds does, on its own task, what the driver would do:
+//! it sets its artifact, counts down its dependents' dependency counters (atomics shared by every
+//! task and the driver) and launches the dependents that became ready. The first runs next on the
+//! same task, with the finished stage's concurrency slot (the task is free, and a new one would
+//! cost a spawn and a wake-up); the others are spawned, each taking a free slot from the shared
+//! counter. The driver is not woken for it: the stage leaves a note (its times and attempts) that
+//! the driver reads in bulk, so a chain of spawned stages costs no round trip through the driver
+//! and no task per stage.
+//!
+//! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
+//! stage that became ready while the driver holds stages waiting for a slot (so that slots are
+//! taken in the order of the stages' scheduling hints). Every task's handle is kept in the
+//! fleet's task list, so that stopping the run (fail-fast, cancellation, the deadline, dropping the
+//! run) aborts stages spawned by other stages too; once the list is stopped no task spawns
+//! anything more. A task that is aborted or panics before reporting its stage leaves a note
+//! saying so, so every launched stage is accounted for exactly once.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::launched::TaskStep;
+use crate::context::RunShared;
+use crate::error::StageError;
+use crate::pipeline::{PipelineInner, StageKind};
+use crate::stage::{StageFuture, StageOutcome, StageStep};
+
+/// What a fleet task tells the driver.
+pub(super) enum Note {
+    /// The stage succeeded on the short path: its artifact is set and its dependents released.
+    Succeeded {
+        stage: u32,
+        started: Duration,
+        completed: Duration,
+        attempts: u32,
+    },
+    /// The stage ended otherwise, must back off, or was cancelled: the driver records it as it
+    /// records the stages it polls itself.
+    Step {
+        stage: u32,
+        started: Duration,
+        step: TaskStep,
+    },
+    /// Every dependency of the stage succeeded, but the task did not launch it (no free slot, the
+    /// driver holds stages waiting for one, or the stage must be launched by the driver).
+    Ready(u32),
+}
+
+/// The fleet's tasks. A task is spawned with this lock held, so that stopping the fleet (which
+/// takes the list) cannot miss one; a task dropped inside `tokio::spawn` (a runtime shutting
+/// down) reports through the other lock, `notes`, so it cannot deadlock on this one.
+struct Tasks {
+    /// The run stopped (or was dropped): nothing more is spawned.
+    stopping: bool,
+    list: Vec<(u32, JoinHandle<()>)>,
+}
+
+pub(super) struct Fleet {
+    shared: Arc<RunShared>,
+    /// The run's span, entered when a task builds its stage's future (whose span it parents).
+    span: tracing::Span,
+    /// Dependencies not yet succeeded, per stage; whoever brings one to zero launches the stage.
+    remaining: Box<[AtomicU32]>,
+    limit: usize,
+    /// Slots taken: stages launched and not yet ended (a backoff gives its slot back).
+    in_flight: AtomicUsize,
+    /// Stages the driver holds waiting for a slot. While any wait, tasks hand the stages that
+    /// become ready to the driver instead of taking slots before them.
+    waiting: AtomicUsize,
+    tasks: Mutex<Tasks>,
+    /// `tasks.stopping`, readable without the lock (checked again under it before a spawn).
+    stopping: AtomicBool,
+    /// Taken after `tasks` when both are held.
+    notes: Mutex<Vec<Note>>,
+    driver: AtomicWaker,
+}
+
+impl Fleet {
+    /// Whether a run may use the fleet: every stage spawns, and nothing needs the driver to see
+    /// a stage end before its dependents start.
+    pub(super) fn suits(pipeline: &PipelineInner, quiet: bool, seeded: bool) -> bool {
+        pipeline.spawning
+            && quiet
+            && !seeded
+            && !pipeline.routing
+            && pipeline
+                .stages
+                .iter()
+                .all(|spec| spec.spawns() && spec.condition().is_none())
+    }
+
+    pub(super) fn new(shared: Arc<RunShared>, limit: usize) -> Arc<Self> {
+        let remaining = shared
+            .pipeline
+            .in_degree
+            .iter()
+            .map(|&count| AtomicU32::new(count))
+            .collect();
+        Arc::new(Self {
+            shared,
+            span: tracing::Span::current(),
+            remaining,
+            limit,
+            in_flight: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            tasks: Mutex::new(Tasks {
+                stopping: false,
+                list: Vec::new(),
+            }),
+            stopping: AtomicBool::new(false),
+            notes: Mutex::new(Vec::new()),
+            driver: AtomicWaker::new(),
+        })
+    }
+
+    /// Takes a concurrency slot if one is free.
+    pub(super) fn try_take_slot(&self) -> bool {
+        let mut taken = self.in_flight.load(Ordering::SeqCst);
+        while taken < self.limit {
+            match self.in_flight.compare_exchange_weak(
+                taken,
+                taken + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => taken = now,
+            }
+        }
+        false
+    }
+
+    /// Whether a slot looks free (a hint for the driver, which then tries to take one).
+    pub(super) fn slot_free(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) < self.limit
+    }
+
+    /// Whether no launched stage is still running.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// Gives a slot back, waking the driver when it waits for one or for the run's end.
+    fn release_slot(&self) {
+        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Sequentially consistent against the driver's store of `waiting` and its own check of
+        // `in_flight`: one of the two sides sees the other.
+        if before == 1 || self.waiting.load(Ordering::SeqCst) > 0 {
+            self.driver.wake();
+        }
+    }
+
+    /// Counts down one dependency of `stage`; true when that was its last.
+    pub(super) fn release(&self, stage: u32) -> bool {
+        self.remaining[stage as usize].fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// How many stages the driver holds waiting for a slot.
+    pub(super) fn set_waiting(&self, waiting: usize) {
+        self.waiting.store(waiting, Ordering::SeqCst);
+    }
+
+    /// Registers the driver's waker, before it reads the notes.
+    pub(super) fn register(&self, cx: &Context<'_>) {
+        self.driver.register(cx.waker());
+    }
+
+    /// Moves the notes left since the last call into `into`.
+    pub(super) fn take_notes(&self, into: &mut Vec<Note>) {
+        std::mem::swap(&mut *self.notes.lock(), into);
+    }
+
+    /// Launches `stage` (holding a slot taken for it) on a task of its own; `resumed` is its
+    /// future after a backoff.
+    pub(super) fn launch(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        resumed: Option<StageFuture>,
+    ) {
+        let mut tasks = self.tasks.lock();
+        self.spawn_locked(&mut tasks, stage, started, resumed);
+    }
+
+    fn spawn_locked(
+        self: &Arc<Self>,
+        tasks: &mut Tasks,
+        stage: u32,
+        started: Duration,
+        resumed: Option<StageFuture>,
+    ) {
+        let guard = Unreported {
+            fleet: self.clone(),
+            stage,
+            started,
+            armed: true,
+        };
+        tasks
+            .list
+            .push((stage, tokio::spawn(run_stage(guard, resumed))));
+    }
+
+    /// Stops the fleet (nothing more is spawned) and hands over the tasks spawned so far.
+    pub(super) fn stop(&self) -> Vec<(u32, JoinHandle<()>)> {
+        let mut tasks = self.tasks.lock();
+        tasks.stopping = true;
+        self.stopping.store(true, Ordering::Release);
+        std::mem::take(&mut tasks.list)
+    }
+
+    /// Records a note the driver must act on, gives the stage's slot back and wakes the driver.
+    fn report(&self, note: Note) {
+        self.notes.lock().push(note);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.driver.wake();
+    }
+
+    /// A stage ended on its task: the short path for a plain success, else a note for the driver.
+    /// Returns the dependent that runs next on the same task (with the finished stage's slot)
+    /// and its start time.
+    fn finish(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        outcome: StageOutcome,
+    ) -> Option<(u32, Duration)> {
+        let index = stage as usize;
+        let pipeline = &*self.shared.pipeline;
+        let (artifact, attempts) = match outcome {
+            StageOutcome::Succeeded {
+                artifact,
+                attempts,
+                failed,
+            } if failed.is_empty() && pipeline.stages[index].kind != StageKind::Router => {
+                (artifact, attempts)
+            }
+            step => {
+                let step = TaskStep::Done(step);
+                self.report(Note::Step {
+                    stage,
+                    started,
+                    step,
+                });
+                return None;
+            }
+        };
+        let completed = self.shared.clock.now();
+        // Each stage completes once, so the cell is empty. Set before any dependent is launched:
+        // the dependents' counters (acquire-release) carry it to whichever task launches them.
+        let _ = self.shared.artifacts[index].set(artifact);
+        let mut next = None;
+        let mut wake = false;
+        self.notes.lock().push(Note::Succeeded {
+            stage,
+            started,
+            completed,
+            attempts,
+        });
+        for &dependent in pipeline.dependents(index) {
+            if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
+                // Not ready, or the run stopped: a stopped run skips what never started.
+                continue;
+            }
+            // While the driver holds stages waiting for a slot, ready stages queue behind them.
+            let queue = self.waiting.load(Ordering::SeqCst) > 0;
+            if !queue && next.is_none() {
+                // The first ready dependent takes the finished stage's slot and its task: no
+                // spawn, no wake-up.
+                next = Some((dependent, completed));
+            } else if !queue && self.try_take_slot() {
+                // Locked per spawn, not around the loop: a wide fan-out does not hold up the
+                // tasks that finish meanwhile (which need the lock only to spawn).
+                let mut tasks = self.tasks.lock();
+                if tasks.stopping {
+                    drop(tasks);
+                    self.release_slot();
+                } else {
+                    self.spawn_locked(&mut tasks, dependent, completed, None);
+                }
+            } else {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                self.notes.lock().push(Note::Ready(dependent));
+                wake = true;
+            }
+        }
+        if next.is_none() {
+            self.release_slot();
+        }
+        if wake {
+            self.driver.wake();
+        }
+        next
+    }
+}
+
+/// A launched stage not yet reported: dropped armed (its task aborted, or a panic outside the
+/// stage's own code), it reports the stage cancelled or failed and gives its slot back.
+struct Unreported {
+    fleet: Arc<Fleet>,
+    stage: u32,
+    started: Duration,
+    armed: bool,
+}
+
+impl Drop for Unreported {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let step = if std::thread::panicking() {
+            TaskStep::Done(StageOutcome::Failed {
+                error: StageError::Panicked(String::from("the stage's task panicked")),
+                attempts: 1,
+                failed: Vec::new(),
+            })
+        } else {
+            TaskStep::Cancelled
+        };
+        self.fleet.report(Note::Step {
+            stage: self.stage,
+            started: self.started,
+            step,
+        });
+    }
+}
+
+/// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
+/// of those itself (on the finished stage's slot), and so on.
+async fn run_stage(mut guard: Unreported, mut resumed: Option<StageFuture>) {
+    loop {
+        let stage = guard.stage;
+        let mut future = match resumed.take() {
+            Some(future) => future,
+            None => {
+                let _entered = guard.fleet.span.enter();
+                StageFuture::new(guard.fleet.shared.clone(), stage)
+            }
+        };
+        let step = (&mut future).await;
+        guard.armed = false;
+        let (fleet, started) = (&guard.fleet, guard.started);
+        match step {
+            StageStep::Done(outcome) => {
+                // The stage's state (its context, its attempts) goes before anything is released.
+                drop(future);
+                let Some((next, next_started)) = fleet.finish(stage, started, outcome) else {
+                    return;
+                };
+                guard.stage = next;
+                guard.started = next_started;
+                guard.armed = true;
+            }
+            StageStep::Backoff(delay) => {
+                return fleet.report(Note::Step {
+                    stage,
+                    started,
+                    step: TaskStep::Backoff(delay, future),
+                })
+            }
+        }
+        // The next stage runs on this task; once the task has used its cooperative budget it
+        // lets other tasks run first (a long chain does not hold the worker).
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// The driver's hold on its fleet: dropped with the run (its future dropped before the end), it
+/// stops the fleet and aborts every task still running, as dropping a spawned stage's handle does.
+pub(super) struct FleetGuard(pub(super) Arc<Fleet>);
+
+impl Drop for FleetGuard {
+    fn drop(&mut self) {
+        for (_, task) in self.0.stop() {
+            task.abort();
+        }
+    }
+}
+
+impl super::Run {
+    /// The driver's side of the fleet: reads the tasks' notes. `Ready(true)` when that made
+    /// progress (or a slot came free for a waiting stage), `Ready(false)` when no launched stage
+    /// runs any more, `Pending` (woken by a task) otherwise; `Ready(false)` without a fleet.
+    #[inline(never)]
+    pub(super) fn poll_fleet(&mut self, cx: &mut Context<'_>) -> std::task::Poll<bool> {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return std::task::Poll::Ready(false);
+        };
+        let fleet = fleet.clone();
+        fleet.register(cx);
+        // Read before the notes: a task leaves its note before giving its slot back, so once
+        // no slot is taken every note is in.
+        let idle = fleet.idle();
+        let mut notes = std::mem::take(&mut self.notes);
+        fleet.take_notes(&mut notes);
+        let progressed = !notes.is_empty();
+        for note in notes.drain(..) {
+            self.take_note(note);
+        }
+        self.notes = notes;
+        fleet.set_waiting(self.ready.len() + self.batch.len());
+        if progressed || (!self.ready.is_empty() && fleet.slot_free()) {
+            std::task::Poll::Ready(true)
+        } else if idle {
+            std::task::Poll::Ready(false)
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Records what a fleet task noted.
+    fn take_note(&mut self, note: Note) {
+        match note {
+            Note::Succeeded {
+                stage,
+                started,
+                completed,
+                attempts,
+            } => {
+                let index = stage as usize;
+                let report = &mut self.stages[index];
+                report.started = Some(started);
+                report.elapsed = Some(completed.saturating_sub(started));
+                report.status = crate::report::StageStatus::Succeeded { attempts };
+                self.decided[index] = true;
+                self.unfinished -= 1;
+            }
+            Note::Step {
+                stage,
+                started,
+                step,
+            } => {
+                self.stages[stage as usize].started.get_or_insert(started);
+                match step {
+                    TaskStep::Done(outcome) => self.complete(stage, outcome),
+                    TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
+                    TaskStep::Cancelled => self.cancelled(stage),
+                }
+            }
+            Note::Ready(stage) => self.batch.push(stage),
+        }
+    }
+
+    /// Launches a spawned stage on the fleet (its slot taken). Out of line, like the fleet's
+    /// other driver steps, to keep the inline stages' path short.
+    #[inline(never)]
+    pub(super) fn launch_on_fleet(
+        &self,
+        stage: u32,
+        started: Duration,
+        resumed: Option<StageFuture>,
+    ) {
+        if let Some(FleetGuard(fleet)) = &self.fleet {
+            fleet.launch(stage, started, resumed);
+        }
+    }
+
+    /// Queues the stages that became ready: `direct` holds those with a slot taken for them.
+    #[inline(never)]
+    pub(super) fn dispatch_on_fleet(&mut self) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        for stage in self.batch.drain(..) {
+            if self.ready.is_empty() && fleet.try_take_slot() {
+                self.direct.push_back(stage);
+            } else {
+                self.ready
+                    .push(self.pipeline.stages[stage as usize].hint, stage);
+            }
+        }
+    }
+
+    /// Counts down the dependencies of a stage the driver saw succeed; tasks count the same
+    /// counters down, and whoever brings one to zero launches the stage.
+    #[inline(never)]
+    pub(super) fn release_on_fleet(&mut self, index: usize) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        for &dependent in self.pipeline.dependents(index) {
+            if fleet.release(dependent) {
+                self.batch.push(dependent);
+            }
+        }
+    }
+
+    /// The end of a run that was not stopped: waits for the fleet's tasks to end (every stage
+    /// has been reported; they are past that), so that no task outlives the run.
+    pub(super) async fn join_fleet(&mut self) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        for (_, task) in fleet.stop() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stopping a run: aborts every fleet task (those that other stages spawned included) and
+    /// waits for them to end, then records what they noted. A stage that ended before its abort
+    /// landed keeps its real outcome; what was ready but not launched is skipped with the rest.
+    pub(super) async fn drain_fleet(&mut self) {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return;
+        };
+        let fleet = fleet.clone();
+        let tasks = fleet.stop();
+        for (_, task) in &tasks {
+            task.abort();
+        }
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+        let mut notes = Vec::new();
+        fleet.take_notes(&mut notes);
+        for note in notes {
+            match note {
+                Note::Ready(_) => {}
+                Note::Step {
+                    stage,
+                    started,
+                    step: TaskStep::Backoff(..),
+                } => {
+                    self.stages[stage as usize].started.get_or_insert(started);
+                    self.cancelled(stage);
+                }
+                note => self.take_note(note),
+            }
+        }
+    }
+}

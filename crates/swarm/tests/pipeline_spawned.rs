@@ -1,0 +1,368 @@
+//! Pipelines whose stages all run on tasks of their own (`.spawn()`): in a quiet run such stages
+//! launch their ready dependents from their own tasks. These tests count that every stage runs
+//! exactly once, after its dependencies, within the concurrency bound, and that stopping a run
+//! (cancellation, fail-fast, the deadline) reaches stages that other stages spawned.
+
+mod support;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivekit_swarm::{
+    Backoff, FailurePolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome, SkipReason,
+    StageContext, StageError, StageStatus,
+};
+use support::name;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Counters one run's stages share.
+#[derive(Default)]
+struct Counts {
+    runs: Vec<AtomicUsize>,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    violations: AtomicUsize,
+}
+
+/// `dag` as a pipeline of spawned stages: each counts its runs and the stages running beside it,
+/// checks its dependencies' artifacts (their indices, read across tasks), yields `yields(stage)`
+/// times and returns its own index.
+fn counted(dag: &[Vec<usize>], counts: &Arc<Counts>, yields: fn(usize) -> usize) -> Pipeline {
+    let mut builder = Pipeline::builder();
+    for (stage, dependencies) in dag.iter().enumerate() {
+        let counts = counts.clone();
+        let dependencies = dependencies.clone();
+        let after: Vec<String> = dependencies.iter().map(|&d| name(d)).collect();
+        builder = builder
+            .stage(name(stage), move |ctx: StageContext| {
+                let counts = counts.clone();
+                let dependencies = dependencies.clone();
+                async move {
+                    counts.runs[stage].fetch_add(1, Ordering::SeqCst);
+                    let now = counts.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    counts.peak.fetch_max(now, Ordering::SeqCst);
+                    for &dependency in &dependencies {
+                        let seen = ctx.input::<usize>(&name(dependency)).ok().map(|v| *v);
+                        if seen != Some(dependency) {
+                            counts.violations.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    for _ in 0..yields(stage) {
+                        tokio::task::yield_now().await;
+                    }
+                    counts.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, StageError>(stage)
+                }
+            })
+            .after(after)
+            .spawn()
+            .into_builder();
+    }
+    builder.build().unwrap()
+}
+
+#[test]
+fn every_spawned_stage_runs_exactly_once_after_its_dependencies_and_within_the_bound() {
+    let runtime = multi_thread();
+    for round in 0..48u64 {
+        let stages = 1 + (round as usize * 37) % 150;
+        let edge_probability = [0.0, 0.02, 0.1, 0.3][round as usize % 4];
+        let dag = support::random_dag(stages, edge_probability, round);
+        let limit = [1, 2, 3, 8, usize::MAX][round as usize % 5];
+        let counts = Arc::new(Counts {
+            runs: (0..stages).map(|_| AtomicUsize::new(0)).collect(),
+            ..Counts::default()
+        });
+        let pipeline = counted(&dag, &counts, |stage| stage % 3);
+        let options = match NonZeroUsize::new(limit).filter(|_| limit != usize::MAX) {
+            Some(limit) => RunOptions::default().with_max_concurrency(limit),
+            None => RunOptions::default(),
+        };
+        let report = runtime.block_on(pipeline.run_with(options));
+        assert!(report.is_success(), "round {round}: {:?}", report.outcome());
+        for (stage, runs) in counts.runs.iter().enumerate() {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "round {round}: stage {stage}"
+            );
+            let stage_report = &report.stages()[stage];
+            assert!(stage_report.started.is_some() && stage_report.elapsed.is_some());
+        }
+        assert_eq!(counts.violations.load(Ordering::SeqCst), 0, "round {round}");
+        let peak = counts.peak.load(Ordering::SeqCst);
+        assert!(
+            peak <= limit,
+            "round {round}: peak {peak} over the limit {limit}"
+        );
+        assert_eq!(
+            *report.artifact::<usize>(&name(stages - 1)).unwrap(),
+            stages - 1
+        );
+    }
+}
+
+#[test]
+fn a_long_chain_and_a_wide_fan_of_spawned_stages_each_run_every_stage_once() {
+    let runtime = multi_thread();
+    let chain: Vec<Vec<usize>> = (0..2_000)
+        .map(|stage| if stage == 0 { vec![] } else { vec![stage - 1] })
+        .collect();
+    let fan: Vec<Vec<usize>> = std::iter::once(vec![])
+        .chain((1..=2_000).map(|_| vec![0]))
+        .chain(std::iter::once((1..=2_000).collect()))
+        .collect();
+    for (dag, limit) in [(&chain, 4), (&fan, 7), (&fan, usize::MAX)] {
+        let counts = Arc::new(Counts {
+            runs: (0..dag.len()).map(|_| AtomicUsize::new(0)).collect(),
+            ..Counts::default()
+        });
+        let pipeline = counted(dag, &counts, |stage| stage % 2);
+        let options = if limit == usize::MAX {
+            RunOptions::default()
+        } else {
+            RunOptions::default().with_max_concurrency(NonZeroUsize::new(limit).unwrap())
+        };
+        let report = runtime.block_on(pipeline.run_with(options));
+        assert!(report.is_success());
+        assert!(counts
+            .runs
+            .iter()
+            .all(|runs| runs.load(Ordering::SeqCst) == 1));
+        assert_eq!(counts.violations.load(Ordering::SeqCst), 0);
+        assert!(counts.peak.load(Ordering::SeqCst) <= limit);
+    }
+}
+
+/// Counts the stage futures dropped, so a test sees that a cancelled stage stopped.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `root -> hang0..hang{width} -> sink`, all spawned: the hanging stages count their starts (and
+/// notify `all_started` when the last starts), then wait forever, counting their drops.
+fn hanging_fan(
+    width: usize,
+    started: &Arc<AtomicUsize>,
+    dropped: &Arc<AtomicUsize>,
+    all_started: &Arc<Notify>,
+) -> hivekit_swarm::PipelineBuilder {
+    let mut builder = Pipeline::builder()
+        .stage("root", support::noop)
+        .spawn()
+        .into_builder();
+    for hang in 0..width {
+        let (started, dropped, all_started) =
+            (started.clone(), dropped.clone(), all_started.clone());
+        builder = builder
+            .stage(format!("hang{hang}"), move |_: StageContext| {
+                let guard = DropCount(dropped.clone());
+                if started.fetch_add(1, Ordering::SeqCst) + 1 == width {
+                    all_started.notify_one();
+                }
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<Result<(), StageError>>().await
+                }
+            })
+            .after(["root"])
+            .spawn()
+            .into_builder();
+    }
+    builder
+        .stage("sink", support::noop)
+        .after((0..width).map(|hang| format!("hang{hang}")))
+        .spawn()
+        .into_builder()
+}
+
+#[test]
+fn cancelling_a_run_reaches_stages_spawned_by_other_stages() {
+    let runtime = multi_thread();
+    let (started, dropped, all_started) = Default::default();
+    let pipeline = hanging_fan(50, &started, &dropped, &all_started)
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let report = runtime.block_on(async {
+        let run = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                pipeline
+                    .run_with(RunOptions::default().with_cancel(cancel))
+                    .await
+            }
+        });
+        all_started.notified().await;
+        cancel.cancel();
+        run.await.unwrap()
+    });
+    assert_eq!(report.outcome(), RunOutcome::Cancelled);
+    assert!(report.status("root").unwrap().is_success());
+    for hang in 0..50 {
+        assert_eq!(
+            report.status(&format!("hang{hang}")),
+            Some(&StageStatus::Cancelled)
+        );
+    }
+    assert!(matches!(
+        report.status("sink"),
+        Some(StageStatus::Skipped {
+            because: SkipReason::Cancelled
+        })
+    ));
+    assert_eq!(started.load(Ordering::SeqCst), 50);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        50,
+        "every hanging stage was dropped"
+    );
+}
+
+#[test]
+fn failing_fast_aborts_stages_spawned_by_other_stages() {
+    let runtime = multi_thread();
+    let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =
+        Default::default();
+    let waiter = all_started.clone();
+    let pipeline = hanging_fan(20, &started, &dropped, &all_started)
+        .stage("fails", move |_: StageContext| {
+            let waiter = waiter.clone();
+            async move {
+                waiter.notified().await;
+                Err::<(), _>(StageError::permanent("broken"))
+            }
+        })
+        .after(["root"])
+        .spawn()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(pipeline.run_with(RunOptions::default()));
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+    assert!(matches!(
+        report.status("fails"),
+        Some(StageStatus::Failed { .. })
+    ));
+    for hang in 0..20 {
+        assert_eq!(
+            report.status(&format!("hang{hang}")),
+            Some(&StageStatus::Cancelled)
+        );
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 20);
+}
+
+#[test]
+fn a_deadline_reaches_stages_spawned_by_other_stages() {
+    let runtime = multi_thread();
+    let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =
+        Default::default();
+    let pipeline = hanging_fan(10, &started, &dropped, &all_started)
+        .build()
+        .unwrap();
+    let report = runtime.block_on(
+        pipeline.run_with(RunOptions::default().with_deadline(Duration::from_millis(50))),
+    );
+    assert_eq!(report.outcome(), RunOutcome::DeadlineExceeded);
+    assert_eq!(report.count(|status| *status == StageStatus::Cancelled), 10);
+    assert_eq!(dropped.load(Ordering::SeqCst), 10);
+}
+
+#[test]
+fn a_spawned_stage_that_retries_after_a_backoff_releases_its_dependents_once() {
+    let runtime = multi_thread();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let after_runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .stage("first", support::noop)
+        .spawn()
+        .stage("flaky", {
+            let calls = calls.clone();
+            move |_: StageContext| {
+                let call = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if call < 2 {
+                        Err(StageError::msg("not yet"))
+                    } else {
+                        Ok(call)
+                    }
+                }
+            }
+        })
+        .after(["first"])
+        .retry(RetryPolicy::attempts(3).with_backoff(Backoff::fixed(Duration::from_millis(1))))
+        .spawn()
+        .stage("after", {
+            let after_runs = after_runs.clone();
+            move |ctx: StageContext| {
+                after_runs.fetch_add(1, Ordering::SeqCst);
+                let flaky = ctx.input::<usize>("flaky").map(|value| *value);
+                async move { flaky.map_err(StageError::msg) }
+            }
+        })
+        .after(["flaky"])
+        .spawn()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(pipeline.run());
+    assert!(report.is_success());
+    assert_eq!(
+        report.status("flaky"),
+        Some(&StageStatus::Succeeded { attempts: 3 })
+    );
+    assert_eq!(report.stage("flaky").unwrap().failed_attempts.len(), 2);
+    assert_eq!(after_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(*report.artifact::<usize>("after").unwrap(), 2);
+}
+
+#[test]
+fn a_spawned_stage_that_times_out_skips_its_dependents_and_others_still_run() {
+    let runtime = multi_thread();
+    let pipeline = Pipeline::builder()
+        .stage("root", support::noop)
+        .spawn()
+        .stage("slow", |_: StageContext| async {
+            std::future::pending::<Result<(), StageError>>().await
+        })
+        .after(["root"])
+        .timeout(Duration::from_millis(5))
+        .spawn()
+        .stage("behind", support::noop)
+        .after(["slow"])
+        .spawn()
+        .stage("beside", support::noop)
+        .after(["root"])
+        .spawn()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(
+        pipeline.run_with(RunOptions::default().with_failure(FailurePolicy::ContinueIndependent)),
+    );
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+    assert!(matches!(
+        report.status("slow"),
+        Some(StageStatus::TimedOut { attempts: 1 })
+    ));
+    assert!(matches!(
+        report.status("behind"),
+        Some(StageStatus::Skipped {
+            because: SkipReason::Dependency { .. }
+        })
+    ));
+    assert!(report.status("beside").unwrap().is_success());
+}
