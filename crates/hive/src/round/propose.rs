@@ -16,8 +16,8 @@ use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{ProposalId, Snapshot};
 use crate::round::{call_span, Proposals, Round, RoundMember};
-use crate::spare::{First, Spare};
 use crate::state::State;
+use hivekit_runtime::{First, Spare};
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
 /// them into one chunk per worker so that their polling uses every core.
@@ -25,7 +25,7 @@ const LIGHT_AGENTS_PER_CHUNK: usize = 256;
 
 /// Starts one `propose` call and polls it once: inline for light agents (and for the heavy one
 /// the caller's thread runs itself, `in_place`), built in `spare`'s block so that an answer at once
-/// costs no allocation (see [`start_in_spare`](crate::spare::start_in_spare)); as its own task for
+/// costs no allocation (see [`start_in_spare`](hivekit_runtime::start_in_spare)); as its own task for
 /// heavy ones.
 fn start_propose<'a, S: State>(
     member: &'a RoundMember<S>,
