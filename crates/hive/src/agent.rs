@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hivekit_lockfree::{Priority, ResourceCost};
+use hivekit_runtime::{start_in_spare, First, Spare};
 
 use crate::context::AgentContext;
 use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
 use crate::state::State;
-use hivekit_runtime::{start_in_spare, First, Spare};
 
 /// Identifies an agent within its hive; ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

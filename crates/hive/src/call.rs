@@ -103,6 +103,9 @@ pub(crate) enum Started<'a, T> {
 /// with a `limit`, the timer starts only if the call is pending; without, the caller times it). An
 /// answer at once costs no allocation and leaves the slot for the voter's next call; a pending call
 /// takes the slot with it.
+// Always inlined into the round's vote loop (its one caller): left to the inliner it is sometimes
+// a call of its own, about 18 instructions more per vote (decide conflicts_1k +5.7%).
+#[inline(always)]
 pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
     new_slot: impl FnOnce() -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>,

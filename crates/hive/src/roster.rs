@@ -7,6 +7,10 @@
 //! the sorted list with the generation it was built at; a spawn, a removal or a weight change
 //! bumps the generation (one atomic add: spawning stays cheap), and the next round that finds the
 //! list older than the generation rebuilds it.
+//!
+//! The list also keeps what a finished round hands to the next one over the same members (its
+//! member array and its answers' vector, see [`RoundSpare`]): dropped with the list, so a removed
+//! agent is not kept alive by it either.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::agent::{AgentId, DynAgent};
 use crate::hive::{Interested, Member};
+use crate::round::RoundSpare;
 use crate::state::State;
 
 /// A member as every round reads it (what is fixed between changes of the membership).
@@ -34,6 +39,8 @@ pub(crate) struct Listed<S: State> {
 struct Built<S: State> {
     generation: u64,
     list: Arc<[Listed<S>]>,
+    /// Left by the last round over `list` for the next one.
+    spare: Option<RoundSpare<S>>,
 }
 
 /// The sorted member list, rebuilt by the first round after a change.
@@ -73,15 +80,18 @@ impl<S: State> Roster<S> {
     /// A change recorded before this call is always in the list. One made while the list is being
     /// rebuilt may or may not be, and leaves the list older than the generation, so the next call
     /// rebuilds it.
+    ///
+    /// With the cached list comes what the last round over it left for the next one, if any
+    /// (taken: two rounds at once never share it).
     pub(crate) fn current(
         &self,
         agents: &DashMap<AgentId, Member<S>, FxBuildHasher>,
-    ) -> Arc<[Listed<S>]> {
+    ) -> (Arc<[Listed<S>]>, Option<RoundSpare<S>>) {
         let mut cached = self.cached.lock();
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(built) = cached.as_ref() {
+        if let Some(built) = cached.as_mut() {
             if built.generation == generation {
-                return Arc::clone(&built.list);
+                return (Arc::clone(&built.list), built.spare.take());
             }
         }
         let mut list: Vec<Listed<S>> = agents
@@ -105,9 +115,25 @@ impl<S: State> Roster<S> {
         let old = cached.replace(Built {
             generation,
             list: Arc::clone(&list),
+            spare: None,
         });
         drop(cached);
         drop(old);
-        list
+        (list, None)
+    }
+
+    /// Keeps `spare`, left by a round over `list`, for the next round, if `list` is still the
+    /// current one and nothing is kept yet; else drops it (after releasing the lock).
+    pub(crate) fn keep(&self, list: &Arc<[Listed<S>]>, spare: RoundSpare<S>) {
+        let mut cached = self.cached.lock();
+        let rejected = match cached.as_mut() {
+            Some(built) if Arc::ptr_eq(&built.list, list) && built.spare.is_none() => {
+                built.spare = Some(spare);
+                None
+            }
+            _ => Some(spare),
+        };
+        drop(cached);
+        drop(rejected);
     }
 }

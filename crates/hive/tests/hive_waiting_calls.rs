@@ -150,3 +150,81 @@ async fn batch_calls_started_after_the_round_spent_its_cooperative_budget_still_
     assert_eq!(decision.failures.len(), 0);
     assert_eq!(starved.load(Ordering::SeqCst), 0);
 }
+
+/// Votes for the preferred candidate, after sleeping `wait` (if any), and logs the key of each
+/// contest it is asked about, in the order the calls start.
+struct Logger {
+    id: u64,
+    key: u64,
+    wait: Option<Duration>,
+    asked: Arc<parking_lot::Mutex<Vec<u64>>>,
+}
+
+impl Agent<Ledger> for Logger {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        Ok(Some(add(self.id, self.key, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        self.asked.lock().push(contest.key);
+        if let Some(wait) = self.wait {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(support::preferred(contest))
+    }
+}
+
+/// The contest keys 100 loggers (the first four in two contested pairs) were asked about, in order,
+/// and the round's decision.
+async fn logged_round(wait: Option<Duration>) -> (Vec<u64>, hivekit_hive::Decision<Ledger>) {
+    let hive = Hive::new(Ledger::default());
+    let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    for id in 0..100 {
+        hive.spawn(Logger {
+            id,
+            key: if id < 4 { id / 2 } else { 1_000 + id },
+            wait,
+            asked: Arc::clone(&asked),
+        });
+    }
+    let decision = hive.decide().await.expect("a round");
+    let asked = asked.lock().clone();
+    (asked, decision)
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_voters_are_asked_about_the_contests_in_turns_of_sixteen_calls() {
+    let (asked, decision) = logged_round(Some(Duration::from_millis(10))).await;
+    assert_eq!(decision.ballots.len(), 2);
+    assert_eq!(decision.failures.len(), 0);
+    let first = asked[0];
+    let second = if first == 0 { 1 } else { 0 };
+    assert!(asked[..16].iter().all(|&key| key == first), "{asked:?}");
+    assert!(asked[16..32].iter().all(|&key| key == second), "{asked:?}");
+    assert!(asked[32..48].iter().all(|&key| key == first), "{asked:?}");
+    for ballot in &decision.ballots {
+        assert!(ballot.votes > 50, "a majority of the 100 voters answered");
+        assert_eq!(ballot.votes + ballot.cancelled, 100);
+    }
+}
+
+#[tokio::test]
+async fn voters_that_answer_at_once_are_asked_one_contest_after_the_other() {
+    let (asked, decision) = logged_round(None).await;
+    assert_eq!(decision.ballots.len(), 2);
+    let changes = asked.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert_eq!(changes, 1, "{asked:?}");
+    for ballot in &decision.ballots {
+        assert_eq!(ballot.votes, 51, "the ballot settles at its majority");
+        assert_eq!(ballot.cancelled, 49);
+    }
+}

@@ -9,7 +9,7 @@ use crate::events::HiveEvent;
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
 
-use crate::round::{Proposals, Round, Settled};
+use crate::round::{Proposals, Round, RoundSpare, Settled};
 
 impl<S: State> Round<'_, S> {
     /// Applies and commits the accepted changes, counts the round, and writes its decision.
@@ -123,6 +123,7 @@ impl<S: State> Round<'_, S> {
         if !accepted.is_empty() && memory.depth() > 0 {
             memory.remember(memory.load(), &decision);
         }
+        RoundSpare::leave(self.hive, &self.roster, self.members, self.answers);
         Ok(decision)
     }
 }

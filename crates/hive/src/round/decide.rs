@@ -19,7 +19,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{EndOnDrop, Round, RoundMember};
+use crate::round::{Answers, EndOnDrop, Round, RoundMember, RoundSpare};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -146,7 +146,8 @@ impl<S: State> Hive<S> {
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
         let _end = EndOnDrop(Arc::clone(&shared));
-        let members = self.round_members(number, &shared, limit.deadline_from_now());
+        let (roster, members, answers) =
+            self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
             return Err(HiveError::NoAgents);
         }
@@ -168,7 +169,9 @@ impl<S: State> Hive<S> {
             number,
             handle,
             started,
+            roster,
             members,
+            answers,
             view,
             shared,
             limit,
@@ -198,15 +201,19 @@ impl<S: State> Hive<S> {
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
     /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
-    /// without the members quarantined for round `number`.
+    /// without the members quarantined for round `number`. Also the roster list they were read
+    /// from, and an empty vector for the answers.
+    ///
+    /// Without supervision, the member array and the answers' vector the last round over the same
+    /// roster list left are reused ([`RoundSpare`]): only each member's context is rewritten.
     fn round_members(
         &self,
         number: u64,
         shared: &Arc<RoundShared>,
         deadline: Instant,
-    ) -> Arc<[RoundMember<S>]> {
+    ) -> (Arc<[Listed<S>]>, Arc<[RoundMember<S>]>, Answers<S>) {
         // The roster is sorted once per change of the membership, not once per round.
-        let roster = self.inner.roster.current(&self.inner.agents);
+        let (roster, spare) = self.inner.roster.current(&self.inner.agents);
         let member = |listed: &Listed<S>, strikes: u32, proposal_id| RoundMember {
             id: listed.id,
             agent: Arc::clone(&listed.agent),
@@ -221,17 +228,28 @@ impl<S: State> Hive<S> {
         // Hive-assigned proposal ids: a block per round, one id per member, unique in the hive.
         if self.inner.config.supervision.is_none() {
             let base = next_ids(&self.inner.next_proposal, roster.len());
-            return roster
+            let id_of = |offset: usize| assigned_proposal_id(base.wrapping_add(offset as u64));
+            if let Some(RoundSpare {
+                mut members,
+                answers,
+            }) = spare
+            {
+                if let Some(reused) = Arc::get_mut(&mut members) {
+                    if reused.len() == roster.len() {
+                        for (offset, member) in reused.iter_mut().enumerate() {
+                            member.context =
+                                AgentContext::for_round(member.id, id_of(offset), deadline, shared);
+                        }
+                        return (roster, members, answers);
+                    }
+                }
+            }
+            let members = roster
                 .iter()
                 .enumerate()
-                .map(|(offset, listed)| {
-                    member(
-                        listed,
-                        0,
-                        assigned_proposal_id(base.wrapping_add(offset as u64)),
-                    )
-                })
+                .map(|(offset, listed)| member(listed, 0, id_of(offset)))
                 .collect();
+            return (roster, members, Vec::new());
         }
         // Under supervision each member's health is read now: its strikes, and whether it sits
         // this round out. A member removed since the roster was read is left out.
@@ -245,7 +263,7 @@ impl<S: State> Hive<S> {
             })
             .collect();
         let base = next_ids(&self.inner.next_proposal, present.len());
-        present
+        let members = present
             .into_iter()
             .enumerate()
             .map(|(offset, (listed, strikes))| {
@@ -255,7 +273,8 @@ impl<S: State> Hive<S> {
                     assigned_proposal_id(base.wrapping_add(offset as u64)),
                 )
             })
-            .collect()
+            .collect();
+        (roster, members, Vec::new())
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{panic_message, AbortOnDrop};
+use hivekit_runtime::{panic_message, AbortOnDrop, First, Spare};
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
@@ -15,9 +15,8 @@ use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged}
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{ProposalId, Snapshot};
-use crate::round::{call_span, Proposals, Round, RoundMember};
+use crate::round::{call_span, Answers, Proposals, Round, RoundMember};
 use crate::state::State;
-use hivekit_runtime::{First, Spare};
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
 /// them into one chunk per worker so that their polling uses every core.
@@ -81,8 +80,9 @@ fn heavy_in_place<S: State>(members: &[RoundMember<S>]) -> Option<usize> {
 }
 
 impl<S: State> Round<'_, S> {
-    /// Asks every member to propose; returns `(member index, answer)` in arrival order.
-    pub(super) async fn ask_proposals(&self) -> Vec<(usize, CallResult<Option<ProposalOf<S>>>)> {
+    /// Asks every member to propose; returns `(member index, answer)` in arrival order, in
+    /// `answers` (empty; its capacity is reused).
+    pub(super) async fn ask_proposals(&self, answers: Answers<S>) -> Answers<S> {
         let members = &self.members;
         let view = &self.view;
         let limit = self.limit;
@@ -95,7 +95,7 @@ impl<S: State> Round<'_, S> {
             .max(1);
         if chunks == 1 {
             let in_place = heavy_in_place(members);
-            return run_calls(members.len(), max_in_flight, |index, spare, cx| {
+            return run_calls(answers, members.len(), max_in_flight, |index, spare, cx| {
                 start_propose(
                     &members[index],
                     view,
@@ -121,7 +121,7 @@ impl<S: State> Round<'_, S> {
                 let task = AbortOnDrop::new(
                     self.handle.spawn(
                         async move {
-                            run_calls(count, bound, |index, spare, cx| {
+                            run_calls(Vec::new(), count, bound, |index, spare, cx| {
                                 start_propose(
                                     &members[offset + index],
                                     &view,
@@ -139,9 +139,12 @@ impl<S: State> Round<'_, S> {
                 (range, task)
             })
             .collect();
-        let mut answers = run_calls(size.min(members.len()), bound, |index, spare, cx| {
-            start_propose(&members[index], view, limit, false, spare, cx)
-        })
+        let mut answers = run_calls(
+            answers,
+            size.min(members.len()),
+            bound,
+            |index, spare, cx| start_propose(&members[index], view, limit, false, spare, cx),
+        )
         .await;
         for (range, task) in spawned {
             match task.await {
@@ -159,15 +162,17 @@ impl<S: State> Round<'_, S> {
 }
 
 /// Runs `count` calls, at most `bound` at once, each started and polled once by
-/// `start(index, spare, cx)`; returns `(index, result)` in completion order. Calls that answer at
+/// `start(index, spare, cx)`; returns `(index, result)` in completion order, in `results` (empty;
+/// its capacity is reused). Calls that answer at
 /// once never enter the `FuturesUnordered`, and reuse one heap block for their futures (`spare`):
 /// no allocation for them.
 pub(super) async fn run_calls<'a, T: 'a>(
+    mut results: Vec<(usize, CallResult<T>)>,
     count: usize,
     bound: usize,
     mut start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
-    let mut results = Vec::with_capacity(count);
+    results.reserve(count);
     // Made when the first call is still pending after its first poll: most rounds never need
     // one, and making one costs an allocation.
     let mut pending: Option<FuturesUnordered<Tagged<'a, T>>> = None;
@@ -210,12 +215,13 @@ pub(super) async fn run_calls<'a, T: 'a>(
 impl<S: State> Round<'_, S> {
     /// Asks every member to propose and keeps the valid proposals.
     pub(super) async fn propose(&mut self) -> Proposals<S> {
-        let answers = self.ask_proposals().await;
+        let kept = std::mem::take(&mut self.answers);
+        let mut answers = self.ask_proposals(kept).await;
         let mut proposals: Vec<ProposalOf<S>> = Vec::with_capacity(answers.len());
         let mut proposers: Vec<usize> = Vec::with_capacity(answers.len());
         let mut position: FxHashMap<ProposalId, usize> =
             FxHashMap::with_capacity_and_hasher(answers.len(), Default::default());
-        for (member, answer) in answers {
+        for (member, answer) in answers.drain(..) {
             match answer {
                 Ok(Some(proposal)) => {
                     if let Some(&held) = position.get(&proposal.id) {
@@ -241,6 +247,8 @@ impl<S: State> Round<'_, S> {
                 }),
             }
         }
+        // Empty, kept for the next round.
+        self.answers = answers;
         self.report_failures(0);
         tracing::debug!(proposals = proposals.len(), "proposals in");
         self.emit(|| HiveEvent::ProposalsIn {

@@ -28,7 +28,12 @@ impl<S: State> Round<'_, S> {
         let report = detect_conflicts(proposals)?;
         let mut settled = Settled {
             rejected: vec![None; proposals.len()],
-            ballots: Vec::new(),
+            // One record per group under a vote: sized once, not grown record by record (each
+            // regrowth past a kibibyte makes glibc consolidate every small block freed so far).
+            ballots: match self.config().resolution {
+                ResolutionStrategy::Vote => Vec::with_capacity(report.groups.len()),
+                _ => Vec::new(),
+            },
             conflicts: report.groups.len(),
             votes_counted: 0,
             votes_cancelled: 0,

@@ -115,17 +115,42 @@ fn partitioned_scans_match_the_single_table() {
     }
 }
 
-#[test]
-fn large_inputs_take_the_parallel_path_with_the_same_report() {
-    let proposals = many(20_000, 60_000);
+/// The report of the single-table scan (the reference every other path must match) for an input
+/// large enough that `detect_conflicts` takes the parallel path.
+fn large_reference_report(proposals: &[Proposal<u64, ()>]) -> ConflictReport<u64> {
     let (lists, occurrences) = key_lists(proposals.iter());
     assert!(
         occurrences >= PARALLEL_OCCURRENCES,
         "the input must be large"
     );
-    let id_of = |index: usize| proposals[index].id;
-    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    scan_one(&lists, occurrences).into_report(proposals.len(), |index| proposals[index].id)
+}
+
+#[test]
+fn large_inputs_take_the_parallel_path_with_the_same_report() {
+    let proposals = many(20_000, 60_000);
+    let reference = large_reference_report(&proposals);
     assert!(!reference.groups.is_empty());
+    assert_eq!(detect_conflicts(&proposals), Ok(reference));
+}
+
+/// Nearly every proposal in some group: the groups' member lists are built on the rayon pool.
+#[test]
+fn many_members_are_listed_on_the_pool_with_the_same_report() {
+    let proposals = many(20_000, 20_000);
+    let reference = large_reference_report(&proposals);
+    let members: usize = reference
+        .groups
+        .iter()
+        .map(|group| group.members.len())
+        .sum();
+    assert!(members >= PARALLEL_MEMBERS, "{members} members");
+    let (lists, occurrences) = key_lists(proposals.iter());
+    let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
+    assert_eq!(
+        scan_parallel(&lists, occurrences).into_report_parallel(&ids),
+        reference
+    );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
 
@@ -288,19 +313,14 @@ fn hot_and_cold_keys_give_the_same_report_on_every_path() {
             }
         })
         .collect();
-    let (lists, occurrences) = key_lists(proposals.iter());
-    assert!(
-        occurrences >= PARALLEL_OCCURRENCES,
-        "the input must be large"
-    );
-    let id_of = |index: usize| proposals[index].id;
-    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    let reference = large_reference_report(&proposals);
     assert!(reference
         .groups
         .iter()
         .any(|group| group.members.len() > 64));
+    let (lists, occurrences) = key_lists(proposals.iter());
     assert_eq!(
-        scan(&lists, occurrences).into_report(proposals.len(), id_of),
+        scan(&lists, occurrences).into_report(proposals.len(), |index| proposals[index].id),
         reference
     );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
