@@ -19,7 +19,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{Answers, EndOnDrop, Round, RoundMember, RoundSpare};
+use crate::round::{EndOnDrop, Round, RoundMember, RoundSpare};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -146,7 +146,7 @@ impl<S: State> Hive<S> {
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
         let _end = EndOnDrop(Arc::clone(&shared));
-        let (roster, members, answers) =
+        let (roster, RoundSpare { members, answers }) =
             self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
             return Err(HiveError::NoAgents);
@@ -201,8 +201,8 @@ impl<S: State> Hive<S> {
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
     /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
-    /// without the members quarantined for round `number`. Also the roster list they were read
-    /// from, and an empty vector for the answers.
+    /// without the members quarantined for round `number`; with the roster list they were read
+    /// from and an empty vector for the answers.
     ///
     /// Without supervision, the member array and the answers' vector the last round over the same
     /// roster list left are reused ([`RoundSpare`]): only each member's context is rewritten.
@@ -211,7 +211,7 @@ impl<S: State> Hive<S> {
         number: u64,
         shared: &Arc<RoundShared>,
         deadline: Instant,
-    ) -> (Arc<[Listed<S>]>, Arc<[RoundMember<S>]>, Answers<S>) {
+    ) -> (Arc<[Listed<S>]>, RoundSpare<S>) {
         // The roster is sorted once per change of the membership, not once per round.
         let (roster, spare) = self.inner.roster.current(&self.inner.agents);
         let member = |listed: &Listed<S>, strikes: u32, proposal_id| RoundMember {
@@ -240,7 +240,7 @@ impl<S: State> Hive<S> {
                             member.context =
                                 AgentContext::for_round(member.id, id_of(offset), deadline, shared);
                         }
-                        return (roster, members, answers);
+                        return (roster, RoundSpare { members, answers });
                     }
                 }
             }
@@ -249,7 +249,8 @@ impl<S: State> Hive<S> {
                 .enumerate()
                 .map(|(offset, listed)| member(listed, 0, id_of(offset)))
                 .collect();
-            return (roster, members, Vec::new());
+            let answers = Vec::new();
+            return (roster, RoundSpare { members, answers });
         }
         // Under supervision each member's health is read now: its strikes, and whether it sits
         // this round out. A member removed since the roster was read is left out.
@@ -274,7 +275,8 @@ impl<S: State> Hive<S> {
                 )
             })
             .collect();
-        (roster, members, Vec::new())
+        let answers = Vec::new();
+        (roster, RoundSpare { members, answers })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -14,8 +14,8 @@ use crate::agent::ProposalOf;
 use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
-use crate::lockfree::{ProposalId, Snapshot};
-use crate::round::{call_span, Answers, Proposals, Round, RoundMember};
+use crate::lockfree::{Proposal, ProposalId, Snapshot};
+use crate::round::{call_span, Answers, Positions, Proposals, Round, RoundMember};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
@@ -212,6 +212,15 @@ pub(super) async fn run_calls<'a, T: 'a>(
     results
 }
 
+/// Each proposal's position in `proposals`, by id.
+pub(super) fn positions<K, P>(proposals: &[Proposal<K, P>]) -> FxHashMap<ProposalId, usize> {
+    let mut position = FxHashMap::with_capacity_and_hasher(proposals.len(), Default::default());
+    for (index, proposal) in proposals.iter().enumerate() {
+        position.insert(proposal.id, index);
+    }
+    position
+}
+
 impl<S: State> Round<'_, S> {
     /// Asks every member to propose and keeps the valid proposals.
     pub(super) async fn propose(&mut self) -> Proposals<S> {
@@ -219,23 +228,29 @@ impl<S: State> Round<'_, S> {
         let mut answers = self.ask_proposals(kept).await;
         let mut proposals: Vec<ProposalOf<S>> = Vec::with_capacity(answers.len());
         let mut proposers: Vec<usize> = Vec::with_capacity(answers.len());
-        let mut position: FxHashMap<ProposalId, usize> =
-            FxHashMap::with_capacity_and_hasher(answers.len(), Default::default());
+        // Ids in increasing order (as hive-assigned ids and most counters hand them out) are
+        // distinct without hashing: the map is built only when an id breaks the order.
+        let mut seen: Option<FxHashMap<ProposalId, usize>> = None;
         for (member, answer) in answers.drain(..) {
             match answer {
                 Ok(Some(proposal)) => {
-                    if let Some(&held) = position.get(&proposal.id) {
-                        self.failures.push(AgentFailure {
-                            agent: self.members[member].id,
-                            phase: Phase::Propose,
-                            kind: FailureKind::DuplicateProposal {
-                                id: proposal.id,
-                                holder: self.members[proposers[held]].id,
-                            },
-                        });
-                        continue;
+                    let in_order =
+                        seen.is_none() && proposals.last().is_none_or(|last| last.id < proposal.id);
+                    if !in_order {
+                        let seen = seen.get_or_insert_with(|| positions(&proposals));
+                        if let Some(&held) = seen.get(&proposal.id) {
+                            self.failures.push(AgentFailure {
+                                agent: self.members[member].id,
+                                phase: Phase::Propose,
+                                kind: FailureKind::DuplicateProposal {
+                                    id: proposal.id,
+                                    holder: self.members[proposers[held]].id,
+                                },
+                            });
+                            continue;
+                        }
+                        seen.insert(proposal.id, proposals.len());
                     }
-                    position.insert(proposal.id, proposals.len());
                     proposals.push(proposal);
                     proposers.push(member);
                 }
@@ -258,7 +273,7 @@ impl<S: State> Round<'_, S> {
         Proposals {
             proposals,
             proposers,
-            position,
+            position: Positions(seen.map_or_else(OnceLock::new, OnceLock::from)),
         }
     }
 }

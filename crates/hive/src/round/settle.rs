@@ -23,7 +23,7 @@ impl<S: State> Round<'_, S> {
         let Proposals {
             proposals,
             proposers,
-            position,
+            position: positions,
         } = proposed;
         let report = detect_conflicts(proposals)?;
         let mut settled = Settled {
@@ -41,6 +41,7 @@ impl<S: State> Round<'_, S> {
         if report.groups.is_empty() {
             return Ok(settled);
         }
+        let position = positions.of(proposals);
         for group in &report.groups {
             tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
             self.emit(|| HiveEvent::ConflictFound {

@@ -92,7 +92,8 @@ where
         return Ok(scan.into_report(proposals.len(), |index| proposals[index].id));
     }
     let scan = scan_parallel(&lists, occurrences);
-    if scan.members.len() < PARALLEL_MEMBERS {
+    let members = scan.members.len();
+    if members < PARALLEL_MEMBERS || members < MEMBERS_PER_PARALLEL_GROUP * scan.groups.len() {
         return Ok(scan.into_report(proposals.len(), |index| proposals[index].id));
     }
     // The pool's threads read the ids from their own list: `Proposal` need not be `Sync`.
@@ -106,6 +107,15 @@ where
 /// Below, the list of ids the pool needs costs about as much as it saves: 100k uniform proposals
 /// of 4 keys have 10k members (serial), 10k skewed ones about 70k (parallel).
 const PARALLEL_MEMBERS: usize = 1 << 15;
+
+/// The fewest members per group, on average, for which [`detect_conflicts`] builds the member
+/// lists on the rayon pool.
+///
+/// A group's fixed costs (its allocation, the key's clone, the hand-back from the pool, and a free
+/// on the caller's thread of a block another thread allocated) dominate groups of two or three:
+/// the width rows (two proposals sharing every key, two members per group) keep the serial path,
+/// the skewed ones (about 9 members per group) take the parallel one.
+const MEMBERS_PER_PARALLEL_GROUP: usize = 4;
 
 /// From this many key occurrences up, [`detect_conflicts`] routes and scans on the rayon pool.
 ///

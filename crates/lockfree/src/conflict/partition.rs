@@ -183,6 +183,10 @@ fn route<'a, K: Hash>(
     routed
 }
 
+/// Groups per partition, on average, from which [`combine`] merges the partitions' sorted runs
+/// instead of sorting the groups from scratch.
+const LONG_RUNS: usize = 128;
+
 /// Puts the groups of several partitions back in first-appearance order: by the first member, then
 /// by the key's first position inside that member's lists (written keys first).
 ///
@@ -194,8 +198,7 @@ fn route<'a, K: Hash>(
 fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
     // Sorted by one packed key (first member, position; both below 2^32: the caller bounds
     // proposals and occurrences), then the partition and the group's index in it, 16 bytes each.
-    // Each partition's groups already come in first-appearance order, so the stable sort finds
-    // one run per partition and merges them, instead of sorting from scratch.
+    // Each partition's groups already come in first-appearance order: one sorted run each.
     let mut order: Vec<(u64, u32, u32)> =
         Vec::with_capacity(scans.iter().map(|scan| scan.groups.len()).sum());
     for (part, scan) in scans.iter().enumerate() {
@@ -210,7 +213,17 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
             ));
         }
     }
-    order.sort();
+    // Packed keys are distinct (one group per key, at its first occurrence), so both sorts give
+    // the same order; which one is cheaper depends on the runs. Long runs (skewed inputs: 7.5k
+    // groups in 16 partitions at 10k proposals) are merged by the stable sort; short ones (3.3k
+    // groups in 64 partitions at 100k uniform proposals) are too short for it to find, and the
+    // unstable sort on the packed key alone costs 400k instructions less (the other way round
+    // it costs 240k more).
+    if order.len() >= LONG_RUNS * scans.len() {
+        order.sort();
+    } else {
+        order.sort_unstable_by_key(|&(key, _, _)| key);
+    }
     let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
     let mut members = Vec::with_capacity(total);
     let groups = order

@@ -134,17 +134,22 @@ fn large_inputs_take_the_parallel_path_with_the_same_report() {
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
 
-/// Nearly every proposal in some group: the groups' member lists are built on the rayon pool.
+/// Nearly every proposal in some group, several per group: the groups' member lists are built on
+/// the rayon pool.
 #[test]
 fn many_members_are_listed_on_the_pool_with_the_same_report() {
-    let proposals = many(20_000, 20_000);
+    let proposals = many(20_000, 10_000);
     let reference = large_reference_report(&proposals);
     let members: usize = reference
         .groups
         .iter()
         .map(|group| group.members.len())
         .sum();
-    assert!(members >= PARALLEL_MEMBERS, "{members} members");
+    let groups = reference.groups.len();
+    assert!(
+        members >= PARALLEL_MEMBERS && members >= MEMBERS_PER_PARALLEL_GROUP * groups,
+        "{members} members in {groups} groups"
+    );
     let (lists, occurrences) = key_lists(proposals.iter());
     let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
     assert_eq!(
