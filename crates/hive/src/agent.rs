@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hivekit_lockfree::{Priority, ResourceCost};
+use hivekit_runtime::{start_in_spare, First, Spare};
 
 use crate::context::AgentContext;
 use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
-use crate::spare::{start_in_spare, First, Spare};
 use crate::state::State;
 
 /// Identifies an agent within its hive; ids are never reused.

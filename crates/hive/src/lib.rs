@@ -96,7 +96,6 @@ mod roster;
 mod round;
 #[cfg(feature = "serde")]
 mod serde_support;
-mod spare;
 mod state;
 mod supervision;
 

@@ -22,7 +22,9 @@
 //!   shared cache line.
 //! - **Task helpers** for the crates above: [`AbortOnDrop`] (a task that dies with its handle),
 //!   [`InlineOrSpawned`] (work polled in place or spawned, awaited alike), [`panic_message`] (a
-//!   caught panic as text) and [`ConcurrencyLimit`] (how many operations may be in flight).
+//!   caught panic as text), [`ConcurrencyLimit`] (how many operations may be in flight) and
+//!   [`start_in_spare`] (a call's future built and polled once in a reused heap block, so that a
+//!   call that finishes at once costs no allocation).
 //!
 //! # Examples
 //!
@@ -55,6 +57,7 @@ mod error;
 mod execute;
 mod global;
 mod limit;
+mod spare;
 mod stats;
 mod task;
 
@@ -65,5 +68,6 @@ pub use global::{
     active_config, configure, handle, is_initialized, shutdown, try_handle, RuntimeSetup,
 };
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
+pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};
 pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};

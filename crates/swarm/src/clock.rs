@@ -24,6 +24,7 @@ impl RunClock {
     }
 
     /// The time since the clock's zero.
+    #[inline]
     pub(crate) fn now(&self) -> Duration {
         Duration::from_nanos(monotonic_nanos().saturating_sub(self.origin))
     }

@@ -157,6 +157,7 @@ mod run;
 mod seed;
 mod source;
 mod stage;
+mod stage_fn;
 
 pub use builder::{PipelineBuilder, StageBuilder};
 pub use context::StageContext;

@@ -4,30 +4,26 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use hivekit_lockfree::SchedulingHint;
 
 use crate::builder::PipelineBuilder;
 use crate::context::StageContext;
-use crate::error::StageError;
 use crate::events::AttemptFailure;
 use crate::names::NameIndex;
 use crate::options::RunOptions;
 use crate::report::RunReport;
 use crate::retry::RetryPolicy;
+use crate::stage_fn::StageFn;
 
 /// A stage's output, shared with its dependents and the report without copying.
 pub(crate) type Artifact = Arc<dyn Any + Send + Sync>;
-
-/// A stage's function with its output type erased.
-pub(crate) type StageFn =
-    dyn Fn(StageContext) -> BoxFuture<'static, Result<Artifact, StageError>> + Send + Sync;
 
 /// Serializes an artifact of the stage's output type (`None` if it is another type).
 pub(crate) type Exporter =
     fn(&(dyn Any + Send + Sync)) -> Option<Result<serde_json::Value, serde_json::Error>>;
 
-/// Decides whether a failed attempt is retried (on top of [`StageError::is_retryable`]).
+/// Decides whether a failed attempt is retried (on top of
+/// [`StageError::is_retryable`](crate::StageError::is_retryable)).
 pub(crate) type RetryPredicate = dyn Fn(&AttemptFailure) -> bool + Send + Sync;
 
 /// Decides, when a conditional stage becomes ready, whether it runs.
@@ -58,7 +54,7 @@ pub(crate) struct StageSpec {
     /// otherwise).
     pub(crate) retry_set: bool,
     pub(crate) timeout_set: bool,
-    pub(crate) func: Box<StageFn>,
+    pub(crate) func: Box<dyn StageFn>,
     pub(crate) output_type: &'static str,
     pub(crate) exporter: Option<Exporter>,
     /// Options most stages do not use, out of line to keep the spec small.

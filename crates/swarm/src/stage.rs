@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use hivekit_runtime::panic_message;
+use hivekit_runtime::{panic_message, First, Spare};
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{RunShared, StageContext};
@@ -79,7 +79,9 @@ struct Attempts {
 
 /// What the first poll of a stage with a single attempt came to (see [`poll_single_attempt`]).
 pub(crate) enum FirstPoll {
-    /// The stage ended on its first poll.
+    /// The stage succeeded on its first poll (one attempt, none failed), with this artifact.
+    Succeeded(Artifact),
+    /// The stage ended otherwise on its first poll.
     Done(StageOutcome),
     /// It did not: the stage, to be polled again when woken.
     Pending(StageFuture),
@@ -93,42 +95,32 @@ pub(crate) fn single_attempt(spec: &crate::pipeline::StageSpec) -> bool {
 
 /// Starts a stage that [`single_attempt`] accepts and polls it once, without building its
 /// [`StageFuture`] unless it has to wait: a stage that ends at once (most no-op and cheap
-/// stages) pays for no state machine and no clone of the run's shared state. The attempt runs in
-/// the stage's span, panics are caught, and a failure is recorded as `StageFuture` would.
+/// stages) pays for no state machine, no clone of the run's shared state and no allocation of
+/// its future (built in `spare`'s block). The attempt runs in the stage's span, panics are
+/// caught, and a failure is recorded as `StageFuture` would.
 pub(crate) fn poll_single_attempt(
     shared: &Arc<RunShared>,
     stage: u32,
+    spare: &mut Spare,
     cx: &mut Context<'_>,
 ) -> FirstPoll {
     let span = stage_span(shared, stage);
     let entered = span.enter();
     let func = &shared.pipeline.stages[stage as usize].func;
     let context = StageContext::new(shared.clone(), stage, 1);
-    let failure = match catch_unwind(AssertUnwindSafe(|| func(context))) {
-        Ok(mut future) => match poll_attempt(&mut future, cx) {
-            Poll::Ready(Ok(artifact)) => {
-                return FirstPoll::Done(StageOutcome::Succeeded {
-                    artifact,
-                    attempts: 1,
-                    failed: Vec::new(),
-                })
-            }
-            Poll::Ready(Err(failure)) => failure,
-            Poll::Pending => {
-                drop(entered);
-                let state = AttemptState::Running {
-                    future,
-                    deadline: None,
-                    timeout: None,
-                };
-                return FirstPoll::Pending(StageFuture::with_state(
-                    shared.clone(),
-                    stage,
-                    state,
-                    span,
-                ));
-            }
-        },
+    // Built and polled in the run's spare block: an attempt that ends at once costs no allocation.
+    let failure = match func.start_in(context, spare, cx) {
+        Ok(First::Ready(Ok(artifact))) => return FirstPoll::Succeeded(artifact),
+        Ok(First::Ready(Err(error))) => AttemptFailure::Error { error },
+        Ok(First::Pending(future)) => {
+            drop(entered);
+            let state = AttemptState::Running {
+                future,
+                deadline: None,
+                timeout: None,
+            };
+            return FirstPoll::Pending(StageFuture::with_state(shared.clone(), stage, state, span));
+        }
         Err(panic) => AttemptFailure::Error {
             error: StageError::Panicked(panic_message(&*panic)),
         },
@@ -244,7 +236,7 @@ impl Attempts {
         }
         let context = StageContext::new(self.shared.clone(), self.stage, self.attempt);
         let func = &spec.func;
-        let future = catch_unwind(AssertUnwindSafe(|| func(context)))
+        let future = catch_unwind(AssertUnwindSafe(|| func.call(context)))
             .map_err(|panic| StageError::Panicked(panic_message(&*panic)))?;
         if !spec.blocking {
             return Ok(future);

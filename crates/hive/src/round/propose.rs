@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{panic_message, AbortOnDrop};
+use hivekit_runtime::{panic_message, AbortOnDrop, First, Spare};
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
@@ -16,7 +16,6 @@ use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::round::{call_span, Answers, Positions, Proposals, Round, RoundMember};
-use crate::spare::{First, Spare};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
@@ -25,7 +24,7 @@ const LIGHT_AGENTS_PER_CHUNK: usize = 256;
 
 /// Starts one `propose` call and polls it once: inline for light agents (and for the heavy one
 /// the caller's thread runs itself, `in_place`), built in `spare`'s block so that an answer at once
-/// costs no allocation (see [`start_in_spare`](crate::spare::start_in_spare)); as its own task for
+/// costs no allocation (see [`start_in_spare`](hivekit_runtime::start_in_spare)); as its own task for
 /// heavy ones.
 fn start_propose<'a, S: State>(
     member: &'a RoundMember<S>,

@@ -1,12 +1,11 @@
 //! Building a pipeline: stages, their options, and the one-time dependency resolution.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use hivekit_lockfree::SchedulingHint;
 use serde::Serialize;
 
@@ -14,9 +13,10 @@ use crate::context::StageContext;
 use crate::error::{BuildError, StageError};
 use crate::looping::{LoopPolicy, LoopReport};
 use crate::names::NameIndex;
-use crate::pipeline::{Artifact, Pipeline, PipelineInner, StageFn, StageKind, StageSpec};
+use crate::pipeline::{Pipeline, PipelineInner, StageKind, StageSpec};
 use crate::retry::RetryPolicy;
 use crate::route::Route;
+use crate::stage_fn::{StageFn, TypedStage};
 
 mod resolve;
 mod stage;
@@ -218,10 +218,7 @@ impl PipelineBuilder {
         T: Send + Sync + 'static,
     {
         // A closure that captures nothing is zero-sized, and boxing it allocates nothing.
-        let func: Box<StageFn> = Box::new(move |context: StageContext| {
-            f(context).map(|result| result.map(into_artifact)).boxed()
-        });
-        self.push_stage(name.into(), func, StageKind::Plain)
+        self.push_stage(name.into(), Box::new(TypedStage(f)), StageKind::Plain)
     }
 
     /// Adds a router: a stage whose output, a [`Route`], chooses which of its dependents run.
@@ -263,10 +260,7 @@ impl PipelineBuilder {
         F: Fn(StageContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Route, StageError>> + Send + 'static,
     {
-        let func: Box<StageFn> = Box::new(move |context: StageContext| {
-            f(context).map(|result| result.map(into_artifact)).boxed()
-        });
-        self.push_stage(name.into(), func, StageKind::Router)
+        self.push_stage(name.into(), Box::new(TypedStage(f)), StageKind::Router)
     }
 
     /// Adds a loop: each attempt runs `body` (a whole pipeline) again and again, up to
@@ -317,18 +311,16 @@ impl PipelineBuilder {
         body: Pipeline,
         policy: LoopPolicy,
     ) -> StageBuilder<LoopReport> {
-        let func: Box<StageFn> = Box::new(move |context: StageContext| {
+        let func = TypedStage(move |context: StageContext| {
             crate::looping::run_loop(context, body.clone(), policy.clone())
-                .map(|result| result.map(into_artifact))
-                .boxed()
         });
-        self.push_stage(name.into(), func, StageKind::Loop)
+        self.push_stage(name.into(), Box::new(func), StageKind::Loop)
     }
 
     fn push_stage<T>(
         mut self,
         name: Arc<str>,
-        func: Box<StageFn>,
+        func: Box<dyn StageFn>,
         kind: StageKind,
     ) -> StageBuilder<T>
     where
@@ -543,16 +535,6 @@ impl PipelineBuilder {
             checkpoint_shape: std::sync::OnceLock::new(),
         }))
     }
-}
-
-/// Wraps a stage's output for sharing. Every `()` is the same value, so unit outputs (stages run
-/// for their effects) share one allocation instead of making one per run.
-fn into_artifact<T: Send + Sync + 'static>(value: T) -> Artifact {
-    static UNIT: OnceLock<Artifact> = OnceLock::new();
-    if TypeId::of::<T>() == TypeId::of::<()>() {
-        return UNIT.get_or_init(|| Arc::new(())).clone();
-    }
-    Arc::new(value)
 }
 
 pub(crate) fn export_as<T: Serialize + 'static>(

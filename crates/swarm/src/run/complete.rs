@@ -7,22 +7,16 @@ use super::{Run, Stop};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::options::FailurePolicy;
-use crate::pipeline::StageKind;
+use crate::pipeline::{Artifact, StageKind};
 use crate::report::{SkipReason, StageStatus};
 use crate::stage::StageOutcome;
 
 impl Run {
     pub(super) fn complete(&mut self, stage: u32, outcome: StageOutcome) {
         let index = stage as usize;
-        let now = self.since_start();
-        self.completed_at = Some(now);
-        let elapsed = self.elapsed(index, now);
-        self.stages[index].elapsed = elapsed;
-        self.unfinished -= 1;
+        let elapsed = self.ended(index);
         match outcome {
-            // The common end, kept short: a plain stage succeeded in a run nobody watches (no
-            // events, no checkpoint), so there is no route to resolve, no record to write and
-            // nothing to emit.
+            // The common end, kept short (no events, no checkpoint, no route).
             StageOutcome::Succeeded {
                 artifact,
                 attempts,
@@ -31,23 +25,59 @@ impl Run {
                 && failed.is_empty()
                 && self.pipeline.stages[index].kind != StageKind::Router =>
             {
-                // Each stage completes once, so the cell is empty.
-                let _ = self.shared.artifacts[index].set(artifact);
                 // `failed` is empty, like the report's list: nothing to move.
-                let placeholder = std::mem::replace(
-                    &mut self.stages[index].status,
-                    StageStatus::Succeeded { attempts },
-                );
-                // The placeholder of an undecided stage holds nothing to free: forgetting it
-                // saves an out-of-line drop per stage.
-                if matches!(placeholder, StageStatus::Cancelled) {
-                    std::mem::forget(placeholder);
-                }
-                self.decided[index] = true;
-                self.release_dependents(index, None);
+                self.succeeded_quietly(index, artifact, attempts);
             }
             outcome => self.complete_watched(index, outcome, elapsed),
         }
+    }
+
+    /// `complete` for an inline stage whose first attempt succeeded on its first poll, without
+    /// building (and taking apart) a `StageOutcome`.
+    pub(super) fn succeeded_at_once(&mut self, stage: u32, artifact: Artifact) {
+        let index = stage as usize;
+        if !self.quiet || self.pipeline.stages[index].kind == StageKind::Router {
+            let outcome = StageOutcome::Succeeded {
+                artifact,
+                attempts: 1,
+                failed: Vec::new(),
+            };
+            return self.complete(stage, outcome);
+        }
+        self.ended(index);
+        self.succeeded_quietly(index, artifact, 1);
+    }
+
+    /// Times a stage's end (its elapsed time, the start of the next stage launched) and counts it
+    /// finished.
+    #[inline]
+    fn ended(&mut self, index: usize) -> Option<Duration> {
+        let now = self.since_start();
+        self.completed_at = Some(now);
+        let elapsed = self.elapsed(index, now);
+        self.stages[index].elapsed = elapsed;
+        self.unfinished -= 1;
+        elapsed
+    }
+
+    /// The common end, kept short: a plain stage succeeded without a failed attempt in a run
+    /// nobody watches (no event sink, no checkpoint hooks), so there is no route to resolve, no
+    /// record to write and nothing to emit.
+    #[inline]
+    fn succeeded_quietly(&mut self, index: usize, artifact: Artifact, attempts: u32) {
+        // Each stage completes once, so the cell is empty.
+        let _ = self.shared.artifacts[index].set(artifact);
+        let placeholder = std::mem::replace(
+            &mut self.stages[index].status,
+            StageStatus::Succeeded { attempts },
+        );
+        // The placeholder of an undecided stage holds nothing to free: forgetting it saves an
+        // out-of-line drop per stage.
+        if matches!(placeholder, StageStatus::Cancelled) {
+            std::mem::forget(placeholder);
+        }
+        self.decided[index] = true;
+        self.release_dependents(index, None);
     }
 
     /// The end of a stage in general: a router's route, a checkpoint record, events, failures.

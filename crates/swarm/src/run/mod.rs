@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
-use hivekit_runtime::AbortOnDrop;
+use hivekit_runtime::{AbortOnDrop, Spare};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -182,6 +182,9 @@ struct Run {
     /// Stages that just became ready, not yet queued.
     batch: Vec<u32>,
     running: FuturesUnordered<StageTask>,
+    /// The heap block inline stages' first attempts are built and polled in (see
+    /// `poll_single_attempt`): one allocation per run, not per stage.
+    spare: Spare,
     /// Stages waiting out a backoff, and those whose wait is over (to be launched again).
     backoffs: FuturesUnordered<BackoffWait>,
     parked: Vec<(u32, StageFuture)>,
@@ -261,6 +264,7 @@ impl Run {
             direct: VecDeque::new(),
             batch: pipeline.roots.clone(),
             running: FuturesUnordered::new(),
+            spare: Spare::new(),
             backoffs: FuturesUnordered::new(),
             parked: Vec::new(),
             pruned: if pipeline.routing {

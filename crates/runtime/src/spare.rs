@@ -1,12 +1,13 @@
-//! A heap block kept from one agent call to the next, so that calls that answer at once cost no
-//! allocation.
+//! A heap block kept from one call to the next, so that futures that finish on their first poll
+//! cost no allocation.
 //!
-//! A hive holds agents of any type behind `dyn`, so each call's future has to live on the heap:
-//! boxing it cost an allocation and a free per agent per round, about a tenth of a 1,000-agent
-//! round. Most agents answer on their first poll. [`start_in_spare`] builds the future in a block
-//! kept from the previous call (the same layout: in practice, the same agent type), polls it once
-//! in place, and, if it answered, drops it in place and keeps the block for the next call. A
-//! future still pending takes the block with it as an ordinary `Box`.
+//! A caller that holds work of any type behind `dyn` (a hive's agents, a pipeline's stages) has to
+//! keep each call's future on the heap: boxing it costs an allocation and a free per call, about a
+//! tenth of a 1,000-agent round and a sixth of a no-op pipeline stage. Most such futures finish on
+//! their first poll. [`start_in_spare`] builds the future in a block kept from the previous call
+//! (the same layout: in practice, the same future type), polls it once in place, and, if it
+//! finished, drops it in place and keeps the block for the next call. A future still pending takes
+//! the block with it as an ordinary `Box`.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::future::Future;
@@ -15,10 +16,41 @@ use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::task::{Context, Poll};
 
-use crate::agent::BoxFuture;
+/// A pinned, boxed future that can move between threads (what a pending call becomes).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An empty heap block of some layout, or none.
-pub(crate) struct Spare {
+/// An empty heap block of some layout, or none: the memory [`start_in_spare`] reuses.
+///
+/// Keep one per caller that starts calls one after another (a round, a run); it frees its block
+/// when dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::future::{poll_fn, ready};
+/// use std::task::Poll;
+///
+/// use hivekit_runtime::{start_in_spare, First, Spare};
+///
+/// # pollster::block_on(async {
+/// let mut spare = Spare::new();
+/// let sum = poll_fn(|cx| {
+///     let mut sum = 0;
+///     for n in 0..3u64 {
+///         // One block serves all three calls: each finishes on its first poll.
+///         match start_in_spare(async move { n + 1 }, &mut spare, cx) {
+///             Ok(First::Ready(value)) => sum += value,
+///             Ok(First::Pending(_)) => unreachable!("an async block without awaits is ready"),
+///             Err(panic) => std::panic::resume_unwind(panic),
+///         }
+///     }
+///     Poll::Ready(sum)
+/// })
+/// .await;
+/// assert_eq!(sum, 6);
+/// # });
+/// ```
+pub struct Spare {
     block: Option<(NonNull<u8>, Layout)>,
 }
 
@@ -26,29 +58,52 @@ pub(crate) struct Spare {
 // use and free.
 unsafe impl Send for Spare {}
 
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spare")
+            .field("layout", &self.block.map(|(_, layout)| layout))
+            .finish()
+    }
+}
+
+impl Default for Spare {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Spare {
-    pub(crate) fn new() -> Self {
+    /// No block yet: the first call allocates one.
+    pub const fn new() -> Self {
         Self { block: None }
     }
 
     /// A block for `layout` (not zero-sized): the spare one if it has that layout, else a new one
     /// (the spare one, of another layout, is freed).
+    #[inline]
     fn take(&mut self, layout: Layout) -> NonNull<u8> {
         match self.block.take() {
             Some((block, held)) if held == layout => block,
-            other => {
-                if let Some((block, held)) = other {
-                    // SAFETY: `block` was allocated by `alloc` with `held` and holds no value.
-                    unsafe { dealloc(block.as_ptr(), held) };
-                }
-                // SAFETY: `layout` is not zero-sized (checked by the caller).
-                let block = unsafe { alloc(layout) };
-                NonNull::new(block).unwrap_or_else(|| handle_alloc_error(layout))
-            }
+            other => Self::fresh(other, layout),
         }
     }
 
+    /// A new block for `layout` (not zero-sized), after freeing `old`: out of line, so that the
+    /// reuse above stays small where it is inlined.
+    #[cold]
+    #[inline(never)]
+    fn fresh(old: Option<(NonNull<u8>, Layout)>, layout: Layout) -> NonNull<u8> {
+        if let Some((block, held)) = old {
+            // SAFETY: `block` was allocated by `alloc` with `held` and holds no value.
+            unsafe { dealloc(block.as_ptr(), held) };
+        }
+        // SAFETY: `layout` is not zero-sized (checked by the caller).
+        let block = unsafe { alloc(layout) };
+        NonNull::new(block).unwrap_or_else(|| handle_alloc_error(layout))
+    }
+
     /// Keeps an empty block of `layout` for the next call.
+    #[inline]
     fn keep(&mut self, block: NonNull<u8>, layout: Layout) {
         if let Some((old, held)) = self.block.replace((block, layout)) {
             // SAFETY: as in `take`.
@@ -67,15 +122,36 @@ impl Drop for Spare {
 }
 
 /// A call after its first poll: its answer, or its future, still pending, on the heap.
-pub(crate) enum First<'a, T> {
+pub enum First<'a, T> {
+    /// The future finished on its first poll (and was dropped; the block is kept).
     Ready(T),
+    /// The future is pending: it took the block with it, to be polled again when woken.
     Pending(BoxFuture<'a, T>),
 }
 
-/// Builds `future` in `spare`'s block and polls it once (see the module docs). A panic in the
-/// poll is returned as `Err` with the future dropped (a panic in that drop is swallowed: a broken
-/// agent must not take the round down) and the block kept.
-pub(crate) fn start_in_spare<'a, F>(
+impl<T: std::fmt::Debug> std::fmt::Debug for First<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(value) => f.debug_tuple("Ready").field(value).finish(),
+            Self::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
+
+/// Builds `future` in `spare`'s block and polls it once: a future that finishes is dropped in
+/// place and the block kept for the next call; a pending one takes the block as its `Box`. A
+/// zero-sized future allocates nothing either way.
+///
+/// # Errors
+///
+/// A panic in the poll is returned as `Err` (the payload, as `catch_unwind` gives it) with the
+/// future dropped and the block kept; a panic in that drop is swallowed, so that a broken call
+/// cannot take its caller down.
+///
+/// # Examples
+///
+/// See [`Spare`].
+pub fn start_in_spare<'a, F>(
     future: F,
     spare: &mut Spare,
     cx: &mut Context<'_>,
