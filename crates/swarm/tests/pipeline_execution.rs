@@ -13,7 +13,7 @@ use hivekit_swarm::{
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
-use support::{add, name, noop};
+use support::{add, multi_thread, name, noop};
 
 #[tokio::test]
 async fn smoke() {
@@ -199,14 +199,6 @@ fn checked_dag(dag: &[Vec<usize>], yields: &[u8], spawn_every: usize) -> Checked
         peak,
         started,
     }
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 proptest! {

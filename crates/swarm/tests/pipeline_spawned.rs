@@ -14,17 +14,9 @@ use hivekit_swarm::{
     Backoff, FailurePolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome, SkipReason,
     StageContext, StageError, StageStatus,
 };
-use support::name;
+use support::{multi_thread, name};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Counters one run's stages share.
 #[derive(Default)]

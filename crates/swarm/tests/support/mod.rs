@@ -82,3 +82,12 @@ impl Drop for LiveGuard {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// A two-worker multi-thread runtime, the shape of the 2-core machines the tests run on.
+pub fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
