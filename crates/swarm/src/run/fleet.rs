@@ -48,7 +48,7 @@ pub(super) enum Note {
     },
     /// The stage ended otherwise, must back off, or was cancelled: the driver records it as it
     /// records the stages it polls itself. Boxed: these are rare, and a note per stage of a wide
-    /// fan is written to fresh memory (40 bytes a note, not the 180 a `TaskStep` would make it).
+    /// fan is written to fresh memory (48 bytes a note, not the 180 a `TaskStep` would make it).
     Step {
         stage: u32,
         started: Duration,
@@ -421,36 +421,47 @@ async fn run_stage(mut guard: Unreported, mut resumed: Option<Box<StageFuture>>)
     // The stage whose slot holds this task's handle.
     let spawned_for = guard.stage;
     loop {
-        let stage = guard.stage;
-        let mut future = match resumed.take() {
-            Some(future) => *future,
-            None => {
-                let _entered = guard.fleet.span.enter();
-                StageFuture::new(guard.fleet.shared.clone(), stage)
+        // The stage's future and its step live in this block only, so the task's state does
+        // not keep room for them across the budget's await below (a smaller task per stage).
+        let ended = {
+            let stage = guard.stage;
+            let mut future = match resumed.take() {
+                Some(future) => *future,
+                None => {
+                    let _entered = guard.fleet.span.enter();
+                    StageFuture::new(guard.fleet.shared.clone(), stage)
+                }
+            };
+            let step = (&mut future).await;
+            guard.armed = false;
+            let (fleet, started) = (&guard.fleet, guard.started);
+            match step {
+                StageStep::Done(outcome) => {
+                    // The stage's state (its context, its attempts) goes before anything is
+                    // released.
+                    drop(future);
+                    match fleet.finish(stage, started, outcome) {
+                        Some((next, next_started)) => {
+                            guard.stage = next;
+                            guard.started = next_started;
+                            guard.armed = true;
+                            false
+                        }
+                        None => true,
+                    }
+                }
+                StageStep::Backoff(delay) => {
+                    fleet.report(Note::Step {
+                        stage,
+                        started,
+                        step: Box::new(TaskStep::Backoff(delay, future)),
+                    });
+                    true
+                }
             }
         };
-        let step = (&mut future).await;
-        guard.armed = false;
-        let (fleet, started) = (&guard.fleet, guard.started);
-        match step {
-            StageStep::Done(outcome) => {
-                // The stage's state (its context, its attempts) goes before anything is released.
-                drop(future);
-                let Some((next, next_started)) = fleet.finish(stage, started, outcome) else {
-                    return fleet.forget(spawned_for);
-                };
-                guard.stage = next;
-                guard.started = next_started;
-                guard.armed = true;
-            }
-            StageStep::Backoff(delay) => {
-                fleet.report(Note::Step {
-                    stage,
-                    started,
-                    step: Box::new(TaskStep::Backoff(delay, future)),
-                });
-                return fleet.forget(spawned_for);
-            }
+        if ended {
+            return guard.fleet.forget(spawned_for);
         }
         // The next stage runs on this task; once the task has used its cooperative budget it
         // lets other tasks run first (a long chain does not hold the worker).
