@@ -15,7 +15,7 @@
 //! stage (about a quarter of its time). Callgrind does not see this: under Valgrind the call is
 //! a system call it counts as ten instructions. The scale is calibrated against `CLOCK_MONOTONIC`
 //! from the first run's start to a later run's start at least [`CALIBRATION_SPAN`] after it
-//! (each run's start re-measures it over the longer span), so a process's first runs read the
+//! (measured again whenever that span has doubled), so a process's first runs read the
 //! kernel's clock. A run's counter origin is taken together with its `CLOCK_MONOTONIC` origin,
 //! so readings of one run from any thread share one zero; past [`FAST_WINDOW`] a reading goes
 //! back to `clock_gettime`, which bounds the counter's drift from the (NTP-slewed) monotonic
@@ -119,6 +119,10 @@ mod ticks {
 
     /// Nanoseconds per counter tick, as a 32.32 fixed-point number; 0 until calibrated.
     static SCALE: AtomicU64 = AtomicU64::new(0);
+    /// [`FAST_WINDOW`] in ticks at [`SCALE`].
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    /// The span (nanoseconds from the anchor) over which [`SCALE`] was measured; 0 before.
+    static MEASURED_SPAN: AtomicU64 = AtomicU64::new(0);
     /// The first good paired reading (`CLOCK_MONOTONIC` nanoseconds, counter), if the counter
     /// is usable at all.
     static ANCHOR: OnceLock<Option<(u64, u64)>> = OnceLock::new();
@@ -227,21 +231,29 @@ mod ticks {
         let Some(anchor) = anchor else {
             return Ticks::DISABLED;
         };
-        let scale = match scale_between(anchor, (nanos, counter)) {
-            Some(scale) => {
+        // Measured again once the span since the anchor has doubled since the last measurement
+        // (each time twice as precise), not at every start: the two 128-bit divisions cost about
+        // as much as the counter saves on a three-stage chain.
+        let span = nanos.saturating_sub(anchor.0);
+        if span >= MEASURED_SPAN.load(Ordering::Relaxed).saturating_mul(2) {
+            if let Some(scale) = scale_between(anchor, (nanos, counter)) {
+                let window = (u128::from(FAST_WINDOW.as_nanos() as u64) << 32) / u128::from(scale);
+                // A start on another thread may read a window of the previous scale with this
+                // scale (or the reverse): the window is only where readings fall back, and the
+                // two scales differ by a fraction of a percent.
+                WINDOW.store(window as u64, Ordering::Relaxed);
                 SCALE.store(scale, Ordering::Relaxed);
-                scale
+                MEASURED_SPAN.store(span, Ordering::Relaxed);
             }
-            None => SCALE.load(Ordering::Relaxed),
-        };
+        }
+        let scale = SCALE.load(Ordering::Relaxed);
         if scale == 0 {
             return Ticks::DISABLED;
         }
-        let window = ((u128::from(FAST_WINDOW.as_nanos() as u64) << 32) / u128::from(scale)) as u64;
         Ticks {
             origin: counter,
             scale,
-            window,
+            window: WINDOW.load(Ordering::Relaxed),
         }
     }
 
