@@ -18,7 +18,8 @@
 //! What these counts miss: the run reads its clock once per stage, and under Valgrind
 //! `clock_gettime` is a system call counted as about ten instructions, while natively it is the
 //! vDSO reading the time-stamp counter fenced (about 29 ns on the 2-core VM, a quarter of a no-op
-//! chain's time before the run clock read the counter itself; see `crates/swarm/src/clock.rs`).
+//! chain's time before the run clock read the counter through `quanta`; see
+//! `crates/swarm/src/clock.rs`).
 //! Cache misses and wake-ups are not counted either: `pipeline_execution` is the wall-time row.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
