@@ -199,6 +199,13 @@ impl EtcdConfig {
                 reason: "a memory needs a prefix of its own, not the whole keyspace",
             });
         }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and what only a memory needs: a decision window no shorter
+    /// than the commit timeout (membership and elections commit nothing).
+    pub(crate) fn validate_memory(&self) -> Result<(), EtcdError> {
+        self.validate()?;
         if self.decision_window < self.commit_timeout {
             return Err(EtcdError::DecisionWindowTooShort {
                 window: self.decision_window,

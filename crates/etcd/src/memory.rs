@@ -146,6 +146,8 @@ where
     ///
     /// # Errors
     ///
+    /// [`EtcdError::DecisionWindowTooShort`] when the configured
+    /// [decision window](EtcdConfig::decision_window) is shorter than the commit timeout;
     /// [`EtcdError::Unreachable`] when etcd does not answer within the connect timeout;
     /// [`EtcdError::NotAMemory`] when the prefix holds other data; [`EtcdError::LayoutMismatch`]
     /// when the memory was created with another layout; [`EtcdError::Corrupt`] naming the key of a
@@ -155,6 +157,8 @@ where
     ///
     /// Cancel safe: a cancelled open leaves at most an initialized, empty memory.
     pub async fn open(config: EtcdConfig, initial: S) -> Result<Self, EtcdError> {
+        // Before connecting: a configuration that cannot work fails at once, etcd up or not.
+        config.validate_memory()?;
         let client = config.connect().await?;
         Self::open_with_client(client, config, initial).await
     }
@@ -169,7 +173,7 @@ where
         config: EtcdConfig,
         initial: S,
     ) -> Result<Self, EtcdError> {
-        config.validate()?;
+        config.validate_memory()?;
         let keys = Keys::new(&config.prefix);
         initialize::<S, L>(&client, &config, &keys, &initial).await?;
         drop(initial);
