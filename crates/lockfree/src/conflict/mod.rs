@@ -5,7 +5,9 @@
 //! key itself); each slot is a small state machine (first toucher, last toucher, number of distinct
 //! writers) plus an intrusive linked list of later touchers threaded through one flat node array.
 //! No per-key allocation happens, a key touched by a single proposal costs one table insert and one
-//! slot push, and the keys are borrowed from the input, never cloned, until a contested key is
+//! slot push (in a partition of a large input, where each routed occurrence can be read back by its
+//! number, only the table insert: the entry names the occurrence, and the slot is made when a second
+//! proposal touches the key), and the keys are borrowed from the input, never cloned, until a contested key is
 //! reported.
 //!
 //! Large inputs are first routed by the high bits of the hash into partitions whose tables fit in

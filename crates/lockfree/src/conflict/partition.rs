@@ -126,14 +126,31 @@ fn scan_partition<'a, K: Hash + Eq>(
 ) -> Scan<'a, K> {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
     state.reset(count);
+    // The occurrence numbered `at` (counting through the chunks' runs of this partition in
+    // order): read back only for a key's second toucher, so a walk over the few chunks will do.
+    let occurrence = |at: u32| {
+        let mut at = at as usize;
+        for chunk in routed {
+            let run = &chunk[part];
+            if at < run.len() {
+                return (run[at].key, run[at].member);
+            }
+            at -= run.len();
+        }
+        unreachable!("occurrence numbers are counted over this partition's runs")
+    };
+    // Numbers stay below the occurrence count, bounded by every caller (MAX_OCCURRENCES).
+    let mut at = 0_u32;
     for chunk in routed {
-        for occurrence in &chunk[part] {
-            state.touch(
-                occurrence.hash,
-                occurrence.key,
-                occurrence.member & !WRITER,
-                occurrence.member & WRITER,
+        for occurrence_here in &chunk[part] {
+            state.touch_numbered(
+                occurrence_here.hash,
+                occurrence_here.key,
+                occurrence_here.member,
+                at,
+                occurrence,
             );
+            at += 1;
         }
     }
     state.finish()
@@ -183,10 +200,6 @@ fn route<'a, K: Hash>(
     routed
 }
 
-/// Groups per partition, on average, from which [`combine`] merges the partitions' sorted runs
-/// instead of sorting the groups from scratch.
-const LONG_RUNS: usize = 128;
-
 /// Puts the groups of several partitions back in first-appearance order: by the first member, then
 /// by the key's first position inside that member's lists (written keys first).
 ///
@@ -198,7 +211,8 @@ const LONG_RUNS: usize = 128;
 fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
     // Sorted by one packed key (first member, position; both below 2^32: the caller bounds
     // proposals and occurrences), then the partition and the group's index in it, 16 bytes each.
-    // Each partition's groups already come in first-appearance order: one sorted run each.
+    // Each partition's groups come in the order of their keys' second touch (`touch_numbered`),
+    // which is mostly first-appearance order: nearly one sorted run each.
     let mut order: Vec<(u64, u32, u32)> =
         Vec::with_capacity(scans.iter().map(|scan| scan.groups.len()).sum());
     for (part, scan) in scans.iter().enumerate() {
@@ -213,17 +227,12 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
             ));
         }
     }
-    // Packed keys are distinct (one group per key, at its first occurrence), so both sorts give
-    // the same order; which one is cheaper depends on the runs. Long runs (skewed inputs: 7.5k
-    // groups in 16 partitions at 10k proposals) are merged by the stable sort; short ones (3.3k
-    // groups in 64 partitions at 100k uniform proposals) are too short for it to find, and the
-    // unstable sort on the packed key alone costs 400k instructions less (the other way round
-    // it costs 240k more).
-    if order.len() >= LONG_RUNS * scans.len() {
-        order.sort();
-    } else {
-        order.sort_unstable_by_key(|&(key, _, _)| key);
-    }
+    // Packed keys are distinct (one group per key, at its first occurrence), so an unstable sort
+    // on them alone gives the one order. Partitions' groups used to come in first-appearance
+    // order, long runs (skewed inputs: 7.5k groups in 16 partitions at 10k proposals) that the
+    // stable sort merged; since slots are made on a key's second touch they no longer do, and the
+    // stable sort cost about twice the unstable one on skewed_10k (1.8M instructions, 0.86M).
+    order.sort_unstable_by_key(|&(key, _, _)| key);
     let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
     let mut members = Vec::with_capacity(total);
     let groups = order

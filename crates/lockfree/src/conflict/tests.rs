@@ -330,3 +330,78 @@ fn hot_and_cold_keys_give_the_same_report_on_every_path() {
     );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
+
+/// A key whose hash keeps only 12 bits of it: thousands of keys share a partition and a table tag,
+/// so probes meet other keys' entries, both those touched once and those with a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Colliding(u32);
+
+impl std::hash::Hash for Colliding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0 % 4_096).hash(state);
+    }
+}
+
+/// `n` proposals of 0 to 3 written and 0 to 3 read keys out of `space`, repeats inside a proposal
+/// allowed, from `seed` (splitmix64).
+fn random_proposals<K>(
+    n: u64,
+    space: u64,
+    seed: u64,
+    key: impl Fn(u64) -> K,
+) -> Vec<Proposal<K, ()>> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n)
+        .map(|id| {
+            let writes: Vec<K> = (0..next() % 4).map(|_| key(next() % space)).collect();
+            let reads: Vec<K> = (0..next() % 4).map(|_| key(next() % space)).collect();
+            Proposal::new(id, ()).writes(writes).reads(reads)
+        })
+        .collect()
+}
+
+/// The partitioned scans' reports against the single table's, for an input that is partitioned.
+fn assert_partitioned_scans_match<K: Hash + Eq + Clone + Sync + std::fmt::Debug>(
+    proposals: &[Proposal<K, ()>],
+) {
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(
+        partitions(occurrences, 1) > 1,
+        "the input must be partitioned"
+    );
+    let id_of = |index: usize| proposals[index].id;
+    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    assert_eq!(
+        scan(&lists, occurrences).into_report(proposals.len(), id_of),
+        reference
+    );
+    assert_eq!(
+        scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of),
+        reference
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+    /// Keys touched once have no slot in a partition's scan (the entry names the occurrence), and
+    /// a slot is made on the second proposal's touch: repeats inside one proposal, hot keys, keys
+    /// touched once and keys sharing a tag must all give the single table's report.
+    #[test]
+    fn partitioned_scans_match_the_single_table_whatever_the_repeats(
+        seed in proptest::prelude::any::<u64>(),
+        space in proptest::sample::select(vec![48_u64, 6_000, 1 << 30]),
+    ) {
+        assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| key));
+        assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| {
+            Colliding(key as u32)
+        }));
+    }
+}
