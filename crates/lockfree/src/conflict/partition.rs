@@ -126,31 +126,45 @@ fn scan_partition<'a, K: Hash + Eq>(
 ) -> Scan<'a, K> {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
     state.reset(count);
-    // The occurrence numbered `at` (counting through the chunks' runs of this partition in
-    // order): read back only for a key's second toucher, so a walk over the few chunks will do.
-    let occurrence = |at: u32| {
-        let mut at = at as usize;
+    // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
+    // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
+    let longest = routed
+        .iter()
+        .map(|chunk| chunk[part].len())
+        .max()
+        .unwrap_or(0);
+    let shift = longest.next_power_of_two().trailing_zeros();
+    if (routed.len() as u64) << shift > u64::from(u32::MAX) {
+        // Numbers would not fit in 32 bits (runs of millions of occurrences in one partition):
+        // a slot for every key, as in the single table.
         for chunk in routed {
-            let run = &chunk[part];
-            if at < run.len() {
-                return (run[at].key, run[at].member);
+            for occurrence in &chunk[part] {
+                state.touch(
+                    occurrence.hash,
+                    occurrence.key,
+                    occurrence.member & !WRITER,
+                    occurrence.member & WRITER,
+                );
             }
-            at -= run.len();
         }
-        unreachable!("occurrence numbers are counted over this partition's runs")
+        return state.finish();
+    }
+    let offsets = (1_u32 << shift) - 1;
+    let occurrence = |at: u32| {
+        let occurrence = routed[(at >> shift) as usize][part][(at & offsets) as usize];
+        (occurrence.key, occurrence.member)
     };
-    // Numbers stay below the occurrence count, bounded by every caller (MAX_OCCURRENCES).
-    let mut at = 0_u32;
-    for chunk in routed {
-        for occurrence_here in &chunk[part] {
+    for (number, chunk) in routed.iter().enumerate() {
+        // Checked above: every number fits in 32 bits.
+        let base = (number as u32) << shift;
+        for (offset, occurrence_here) in chunk[part].iter().enumerate() {
             state.touch_numbered(
                 occurrence_here.hash,
                 occurrence_here.key,
                 occurrence_here.member,
-                at,
+                base | offset as u32,
                 occurrence,
             );
-            at += 1;
         }
     }
     state.finish()

@@ -337,8 +337,8 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
         }
     }
 
-    /// [`touch`](Self::touch) for a scan whose occurrences are numbered (`at`, counting from zero
-    /// in scan order) and can be read back by number (`occurrence(at)`: the key and the packed
+    /// [`touch`](Self::touch) for a scan whose occurrences are numbered (`at`, distinct for every
+    /// occurrence) and can be read back by number (`occurrence(at)`: the key and the packed
     /// member), as a partition's routed occurrences can. `member` is packed with [`WRITER`].
     ///
     /// A key's first touch only writes its table entry (marked [`SINGLE`], holding `at`); its slot
