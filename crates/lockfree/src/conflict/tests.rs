@@ -1,6 +1,8 @@
 //! Unit tests of the scan, the partitioning and the report.
 
-use super::partition::{partitions, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS};
+use super::partition::{
+    mostly_once, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS,
+};
 use super::scan::scan_one;
 use super::*;
 use crate::Priority;
@@ -397,11 +399,30 @@ proptest::proptest! {
     #[test]
     fn partitioned_scans_match_the_single_table_whatever_the_repeats(
         seed in proptest::prelude::any::<u64>(),
-        space in proptest::sample::select(vec![48_u64, 6_000, 1 << 30]),
+        space in proptest::sample::select(vec![48_u64, 6_000, 400_000, 1 << 30]),
     ) {
         assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| key));
         assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| {
             Colliding(key as u32)
         }));
+    }
+}
+
+#[test]
+fn partitions_of_keys_touched_once_are_scanned_without_a_slot_per_key_and_hot_ones_with() {
+    for (space, once) in [(1_u64 << 30, true), (400_000, true), (48, false)] {
+        let proposals = random_proposals(7_000, space, 7, |key| key);
+        let (lists, occurrences) = key_lists(proposals.iter());
+        let bits = partitions(occurrences, 1).trailing_zeros();
+        // Two chunks, as the parallel scan routes them.
+        let (front, back) = lists.split_at(lists.len() / 2);
+        let routed = [
+            route(front, 0, bits, occurrences / 2),
+            route(back, front.len(), bits, occurrences / 2),
+        ];
+        for part in 0..1 << bits {
+            let count = routed.iter().map(|chunk| chunk[part].len()).sum();
+            assert_eq!(mostly_once(&routed, part, count), once, "space {space}");
+        }
     }
 }
