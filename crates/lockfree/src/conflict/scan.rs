@@ -235,10 +235,6 @@ pub(super) struct ScanState<'a, K> {
     /// slots was about a tenth of the partitioned scan's instructions). Sized by the table, which
     /// always has more entries than there are slots.
     touched_again: Vec<u64>,
-    /// Occupied table entries, counted by [`touch_numbered`](Self::touch_numbered) only (slots
-    /// plus keys touched once; [`touch`](Self::touch) makes a slot for every entry and counts
-    /// those).
-    filled: usize,
 }
 
 /// The tag of a table entry: the key's [`table_hash`] (31 bits), above the entry's low half.
@@ -288,7 +284,6 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             slots: Vec::with_capacity(keys),
             nodes: Vec::new(),
             touched_again: vec![0; bitset_words(table_size(keys))],
-            filled: 0,
         }
     }
 
@@ -331,7 +326,6 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             tail: NONE,
             writers: u32::from(writer != 0),
         });
-        // Here every entry has a slot: `filled` is left to `touch_numbered`.
         if self.slots.len() * 3 > self.table.len() * 2 {
             self.grow();
         }
@@ -349,7 +343,9 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
     /// first, so [`finish`](Self::finish)'s groups are not in first-appearance order: the
     /// partitions' groups are sorted anyway when they are combined.
     ///
-    /// Do not mix with [`touch`](Self::touch) between two [`reset`](Self::reset)s.
+    /// Do not mix with [`touch`](Self::touch) between two [`reset`](Self::reset)s, and
+    /// [`reset`](Self::reset) for at least as many keys as there are occurrences: the table does
+    /// not grow here.
     #[inline(always)]
     pub(super) fn touch_numbered(
         &mut self,
@@ -402,11 +398,10 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             }
             position = (position + 1) & mask;
         }
+        // No growth check: the caller reset the state for at least as many keys as it has
+        // occurrences, so the table never gets past two-thirds full (a store and a compare less
+        // per key, most of which are touched once).
         self.table[position] = SINGLE | tag | u64::from(at);
-        self.filled += 1;
-        if self.filled * 3 > self.table.len() * 2 {
-            self.grow();
-        }
     }
 
     /// A later touch of a known key: counted once per proposal.
@@ -460,7 +455,6 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
         self.nodes.clear();
         cleared_with_room(&mut self.touched_again, bitset_words(table_len));
         self.touched_again.resize(bitset_words(table_len), 0);
-        self.filled = 0;
     }
 
     /// The contested keys found so far; the state is left to be [`reset`](Self::reset).
