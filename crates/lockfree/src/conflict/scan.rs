@@ -237,22 +237,22 @@ pub(super) struct ScanState<'a, K> {
     touched_again: Vec<u64>,
 }
 
-/// The tag of a table entry: the key's [`table_hash`] (31 bits), above the entry's low half.
+/// The tag of a table entry in a numbered scan ([`ScanState::touch_numbered`]): the low 31 bits
+/// of the key's [`table_hash`], above the entry's low half. [`ScanState::touch`] keeps all 32.
 const TAG: u64 = 0x7fff_ffff_0000_0000;
 
 /// Set in an entry of a key touched by one proposal only so far, in a numbered scan: the low half
 /// is then the number of that first occurrence instead of a slot number plus one.
 const SINGLE: u64 = 1 << 63;
 
-/// The part of a key's 64-bit FxHash that the table uses: the low 31 bits, FxHasher's best mixed.
-/// They give the home position (their low bits) and the tag (all 31, so the tag still settles
-/// almost every mismatch inside a probe run, whose entries mostly have distinct homes), and the
-/// 32nd bit of the entry's upper half is left for [`SINGLE`]. Since an entry holds all the bits
-/// its home position is taken from, growing the table never reads or re-hashes a key. Routing uses
-/// the high bits, so the partitions and the table positions stay independent.
+/// The half of a key's 64-bit FxHash that the table uses: the low 32 bits, FxHasher's best mixed.
+/// They give the home position (their low bits) and the tag (all 32, or 31 in a numbered scan,
+/// so the tag still settles almost every mismatch inside a probe run, whose entries mostly have
+/// distinct homes). Routing uses the high bits, so the partitions and the table positions stay
+/// independent.
 #[inline]
 pub(super) fn table_hash(hash: u64) -> u32 {
-    hash as u32 & 0x7fff_ffff
+    hash as u32
 }
 
 /// The words of a bitset with one bit per entry of a table of `table_len` entries.
@@ -300,7 +300,7 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             if entry == 0 {
                 break;
             }
-            // Never a SINGLE entry: this scan makes none (see `touch_numbered`).
+            // The whole upper half is the tag here: this scan makes no SINGLE entries.
             if entry & (TAG | SINGLE) == tag {
                 let slot = (entry as u32 - 1) as usize;
                 // `black_box` hides that `key` is dereferenceable: otherwise the compiler hoists
@@ -357,7 +357,8 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
     ) {
         let mask = self.table.len() - 1;
         let mut position = hash as usize & mask;
-        let tag = u64::from(hash) << 32;
+        // The top bit of the upper half is SINGLE's.
+        let tag = (u64::from(hash) << 32) & TAG;
         let index = member & !WRITER;
         loop {
             let entry = self.table[position];
@@ -433,9 +434,10 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
     fn grow(&mut self) {
         let mut table = vec![0; self.table.len() * 2];
         let mask = table.len() - 1;
-        // The entry holds its key's table hash (the tag): no key is read again.
+        // The entry holds its key's whole table hash (the tag; only `touch` grows the table, and
+        // its entries have no SINGLE bit): no key is read again.
         for &entry in self.table.iter().filter(|&&entry| entry != 0) {
-            let mut position = ((entry & TAG) >> 32) as usize & mask;
+            let mut position = (entry >> 32) as usize & mask;
             while table[position] != 0 {
                 position = (position + 1) & mask;
             }
