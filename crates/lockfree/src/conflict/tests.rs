@@ -101,18 +101,7 @@ fn many(n: u64, space: u64) -> Vec<Proposal<u64, ()>> {
 #[test]
 fn partitioned_scans_match_the_single_table() {
     for (n, space) in [(12_000, 40_000), (10_000, 4_000), (9_000, 1 << 40)] {
-        let proposals = many(n, space);
-        let (lists, occurrences) = key_lists(proposals.iter());
-        assert!(
-            partitions(occurrences, 1) > 1,
-            "the input must be partitioned"
-        );
-        let id_of = |index: usize| proposals[index].id;
-        let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
-        let sequential = scan(&lists, occurrences).into_report(proposals.len(), id_of);
-        let parallel = scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of);
-        assert_eq!(sequential, reference);
-        assert_eq!(parallel, reference);
+        let reference = assert_partitioned_scans_match(&many(n, space));
         assert!(space > 1 << 20 || !reference.groups.is_empty());
     }
 }
@@ -192,21 +181,10 @@ fn wide_proposals_keep_first_appearance_order_across_partitions() {
         Proposal::new(1, ()).writes(keys(0)).reads(keys(1 << 40)),
         Proposal::new(2, ()).writes(keys(1 << 40)).reads(keys(0)),
     ];
-    let (lists, occurrences) = key_lists(proposals.iter());
-    assert!(
-        partitions(occurrences, 1) > 1,
-        "the input must be partitioned"
-    );
-    let id_of = |index: usize| proposals[index].id;
-    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    let reference = assert_partitioned_scans_match(&proposals);
     assert_eq!(reference.groups.len(), 2 * width as usize);
     assert_eq!(reference.groups[0].key, 0);
     assert_eq!(reference.groups[width as usize].key, 1 << 40);
-    assert_eq!(scan(&lists, occurrences).into_report(2, id_of), reference);
-    assert_eq!(
-        scan_parallel(&lists, occurrences).into_report(2, id_of),
-        reference
-    );
 }
 
 #[test]
@@ -369,10 +347,11 @@ fn random_proposals<K>(
         .collect()
 }
 
-/// The partitioned scans' reports against the single table's, for an input that is partitioned.
+/// The partitioned scans' reports against the single table's, for an input that is partitioned;
+/// the report.
 fn assert_partitioned_scans_match<K: Hash + Eq + Clone + Sync + std::fmt::Debug>(
     proposals: &[Proposal<K, ()>],
-) {
+) -> ConflictReport<K> {
     let (lists, occurrences) = key_lists(proposals.iter());
     assert!(
         partitions(occurrences, 1) > 1,
@@ -388,6 +367,7 @@ fn assert_partitioned_scans_match<K: Hash + Eq + Clone + Sync + std::fmt::Debug>
         scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of),
         reference
     );
+    reference
 }
 
 proptest::proptest! {
@@ -401,8 +381,8 @@ proptest::proptest! {
         seed in proptest::prelude::any::<u64>(),
         space in proptest::sample::select(vec![48_u64, 6_000, 400_000, 1 << 30]),
     ) {
-        assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| key));
-        assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| {
+        let _ = assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| key));
+        let _ = assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| {
             Colliding(key as u32)
         }));
     }
