@@ -12,6 +12,13 @@
 //!   contests (`consensus_latency/hivekit-conflicts/1000`).
 //! - `decide/hivekit-packs/packs_200`: one round of the 200-pack configuration analysis
 //!   (`configuration_analysis/hivekit/200`), on a current-thread runtime as above.
+//!
+//! Reading the callgrind files of the `decide` rows: the counts (instructions and the rest) are
+//! those of the measured round alone, but the `calls=` figures also hold the calls of the setup
+//! round in the `#[bench]` argument, made while collection was off (callgrind still records the
+//! call arcs then, at zero cost). So `independent_1k` shows 2,000 agent calls and `packs_200` 400
+//! `start_propose` calls; the measured function itself calls `block_on` once. Halve call counts
+//! below the round before dividing a cost by them.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
