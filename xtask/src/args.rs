@@ -24,7 +24,8 @@ cargo xtask bench [options]
   --quick                  short runs (HIVEKIT_BENCH_QUICK=1: 10 samples, ~0.5 s per bench)
   -p, --package CRATE      only this crate (repeatable; `runtime` means `hivekit-runtime`)
   --filter REGEX           only benchmarks whose id `group/function/parameter` matches
-                           (with --instructions: only the rows shown; -p narrows what runs)
+                           (with --instructions too: only the matching rows run, and --bless
+                           rewrites only them, keeping every other row of docs/instructions.json)
   --list                   list the suites and their benchmarks without measuring
   --plan                   print the time plan of a full run (printed before every full run too)
                            without measuring

@@ -25,6 +25,7 @@ use crate::error::XtaskError;
 use crate::instruction_counts::{
     changes, regressions, render, InstructionBaseline, InstructionRow, GATE_PCT,
 };
+use crate::instruction_filter::{parse_list, select, Listed, Selection};
 use crate::machine::RunInfo;
 use crate::process::{cargo_command, display_command, run_captured, tail, Stream};
 use crate::provision::{Tools, INSTALL_COMMAND};
@@ -219,14 +220,14 @@ fn build(
         .collect()
 }
 
-/// The command that runs one built suite as `cargo bench` would, pointed at `runner`.
+/// The command that runs one built suite as `cargo bench` would with `args`, pointed at `runner`.
 ///
 /// gungraun reads `GUNGRAUN_RUNNER` with `option_env!`, at compile time, so setting it only here
 /// would not reach a binary built without it (and setting it for the build would make the build
 /// differ from CI's `cargo bench --workspace --no-run`, rebuilding the suites each time). A binary
 /// built without it starts `gungraun-runner` from `PATH`: the runner's directory goes first there.
-fn suite_run_command(binary: &BenchBinary, runner: &Path) -> Command {
-    let mut command = suite_command(binary, &[OsString::from("--output-format=json")]);
+fn suite_run_command(binary: &BenchBinary, runner: &Path, args: &[OsString]) -> Command {
+    let mut command = suite_command(binary, args);
     let mut path: Vec<PathBuf> = runner.parent().map(Path::to_path_buf).into_iter().collect();
     path.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
@@ -238,11 +239,65 @@ fn suite_run_command(binary: &BenchBinary, runner: &Path) -> Command {
     command
 }
 
-/// Runs one built suite and returns its rows.
-fn run_suite(binary: &BenchBinary, runner: &Path) -> Result<Vec<InstructionRow>, XtaskError> {
+/// The benchmarks one built suite holds (`--list`), to map `--filter` onto them.
+fn list_suite(binary: &BenchBinary, runner: &Path) -> Result<Vec<Listed>, XtaskError> {
+    let args = [OsString::from("--list")];
+    let description = describe(binary, &args);
+    let mut command = suite_run_command(binary, runner, &args);
+    let mut output = String::new();
+    let status = run_captured(&mut command, &description, |_, line| {
+        output.push_str(line);
+        output.push('\n');
+    })?;
+    if !status.success() {
+        let lines: Vec<String> = output.lines().map(str::to_owned).collect();
+        eprintln!("--- `{description}` failed; last lines of its output:");
+        for line in tail(&lines, 40) {
+            eprintln!("    {line}");
+        }
+        return Err(XtaskError::SuitesFailed(format!(
+            "{} (bench `{}`)",
+            binary.suite.krate, binary.suite.bench
+        )));
+    }
+    Ok(parse_list(&output))
+}
+
+/// Runs what `filter` selects of one built suite and returns its rows.
+fn run_selected(
+    binary: &BenchBinary,
+    runner: &Path,
+    filter: Option<&Regex>,
+) -> Result<Vec<InstructionRow>, XtaskError> {
+    let selection = match filter {
+        Some(_) => select(&list_suite(binary, runner)?, filter),
+        None => Selection::Everything,
+    };
+    match selection {
+        Selection::Everything => run_suite(binary, runner, None),
+        Selection::Nothing => Ok(Vec::new()),
+        Selection::Patterns(patterns) => {
+            let mut rows = Vec::new();
+            for pattern in &patterns {
+                rows.extend(run_suite(binary, runner, Some(pattern))?);
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// Runs one built suite, or only its benchmarks that match gungraun `pattern`, and returns their
+/// rows.
+fn run_suite(
+    binary: &BenchBinary,
+    runner: &Path,
+    pattern: Option<&str>,
+) -> Result<Vec<InstructionRow>, XtaskError> {
     let suite = &binary.suite;
-    let description = describe(binary, &[OsString::from("--output-format=json")]);
-    let mut command = suite_run_command(binary, runner);
+    let mut args = vec![OsString::from("--output-format=json")];
+    args.extend(pattern.map(OsString::from));
+    let description = describe(binary, &args);
+    let mut command = suite_run_command(binary, runner, &args);
     let mut rows = Vec::new();
     let mut output = Vec::new();
     let status = run_captured(&mut command, &description, |stream, line| {
@@ -305,10 +360,20 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), XtaskError> {
     let binaries = build(&workspace, &suites, &skipped)?;
     let mut rows = Vec::new();
     for binary in &binaries {
-        rows.extend(run_suite(binary, &runner)?);
+        rows.extend(run_selected(binary, &runner, filter.as_ref())?);
     }
+    // The suites ran only the selected rows; this also keeps out of the report a row whose
+    // summary names it otherwise than the listing did.
     if let Some(filter) = &filter {
         rows.retain(|row| filter.is_match(&row.id));
+        if rows.is_empty() {
+            // Nothing ran: nothing to show, compare or bless.
+            println!(
+                "no instruction row matches `--filter {}` (row ids are `group/function/parameter`, a function's `_` written `-`)",
+                filter.as_str()
+            );
+            return Ok(());
+        }
     }
     let changes = changes(&rows, baseline.as_ref());
     println!();

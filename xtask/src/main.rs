@@ -29,6 +29,7 @@ mod criterion;
 mod error;
 mod extras;
 mod instruction_counts;
+mod instruction_filter;
 mod instructions;
 mod machine;
 mod markdown;

@@ -18,6 +18,16 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// watch reconnected, to catch up from the history; a follower further behind reloads the state.
 pub const DEFAULT_HISTORY: usize = 100;
 
+/// How long a decision key lives unless told otherwise ([`EtcdConfig::decision_window`]): ten
+/// minutes, forty times the default commit timeout, and time enough to
+/// [`resolve`](crate::EtcdMemory::resolve) a commit that ended in
+/// [`EtcdError::OutcomeUnknown`].
+pub const DEFAULT_DECISION_WINDOW: Duration = Duration::from_secs(600);
+
+/// etcd's longest lease (`MaxLeaseTTL`, in seconds): a window that needs a longer one keeps the
+/// decision keys forever.
+pub(crate) const MAX_LEASE_TTL_SECONDS: u64 = 9_000_000_000;
+
 /// How to reach etcd and where a hive's keys live.
 ///
 /// # Examples
@@ -41,6 +51,7 @@ pub struct EtcdConfig {
     pub(crate) max_request_bytes: usize,
     pub(crate) max_txn_ops: usize,
     pub(crate) history_depth: usize,
+    pub(crate) decision_window: Duration,
 }
 
 impl EtcdConfig {
@@ -60,6 +71,7 @@ impl EtcdConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             history_depth: DEFAULT_HISTORY,
+            decision_window: DEFAULT_DECISION_WINDOW,
         }
     }
 
@@ -105,9 +117,8 @@ impl EtcdConfig {
     /// every version. Processes sharing a prefix should use the same depth: each commit trims by
     /// the committing process's depth.
     ///
-    /// The decision keys that make a resent commit land at most once are not trimmed: they still
-    /// grow by one small key per commit (`decisions/<32 hex digits>` under the prefix, holding a
-    /// version number).
+    /// The decision keys that make a resent commit land at most once are bounded by time, not by
+    /// this depth: see [`decision_window`](Self::decision_window).
     ///
     /// # Examples
     ///
@@ -121,6 +132,46 @@ impl EtcdConfig {
     pub fn history(mut self, depth: usize) -> Self {
         self.history_depth = depth;
         self
+    }
+
+    /// How long each decision key lives (default: [`DEFAULT_DECISION_WINDOW`]): the window within
+    /// which a resent commit is recognised and lands at most once, and within which
+    /// [`EtcdMemory::resolve`](crate::EtcdMemory::resolve) answers for a decision.
+    ///
+    /// A commit writes `decisions/<32 hex digits>` under the prefix (the version it created) in
+    /// its own transaction, and every copy of that transaction sent again after a lost answer
+    /// compares that key's absence, so a decision lands at most once. The key is written under an
+    /// etcd lease that is never renewed, so etcd deletes it between `window` and about
+    /// `1.25 x window + commit timeout` after it was written: the keys stay bounded by the commit
+    /// rate times the window, whatever the history depth (a depth bounds versions, but whether a
+    /// copy may still be resent is a matter of time). The process grants a fresh lease every
+    /// quarter window (one extra request then) and shares it between the commits of that quarter.
+    ///
+    /// The window must be at least the [commit timeout](Self::commit_timeout), after which a
+    /// commit stops resending; [`resolve`](crate::EtcdMemory::resolve) must be called within the
+    /// window after the commit gave up (later, a landed decision's key is gone and the answer
+    /// comes from the history entries still held). A window longer than etcd's longest lease
+    /// (`Duration::MAX`, say) keeps the keys forever, as versions before this one did.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hivekit_etcd::{EtcdConfig, DEFAULT_DECISION_WINDOW};
+    ///
+    /// let config = EtcdConfig::new(["http://127.0.0.1:2379"], "/hivekit/inventory");
+    /// assert_eq!(config.decision_window_length(), DEFAULT_DECISION_WINDOW);
+    /// let hour = config.decision_window(Duration::from_secs(3600));
+    /// assert_eq!(hour.decision_window_length(), Duration::from_secs(3600));
+    /// ```
+    pub fn decision_window(mut self, window: Duration) -> Self {
+        self.decision_window = window;
+        self
+    }
+
+    /// How long each decision key lives ([`decision_window`](Self::decision_window)).
+    pub fn decision_window_length(&self) -> Duration {
+        self.decision_window
     }
 
     /// How many versions the history keeps ([`history`](Self::history)).
@@ -146,6 +197,19 @@ impl EtcdConfig {
             return Err(EtcdError::InvalidPrefix {
                 prefix: self.prefix.clone(),
                 reason: "a memory needs a prefix of its own, not the whole keyspace",
+            });
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and what only a memory needs: a decision window no shorter
+    /// than the commit timeout (membership and elections commit nothing).
+    pub(crate) fn validate_memory(&self) -> Result<(), EtcdError> {
+        self.validate()?;
+        if self.decision_window < self.commit_timeout {
+            return Err(EtcdError::DecisionWindowTooShort {
+                window: self.decision_window,
+                commit_timeout: self.commit_timeout,
             });
         }
         Ok(())

@@ -28,6 +28,18 @@ pub enum EtcdError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The decision window is shorter than the commit timeout: a commit could still be resending
+    /// a copy after its decision key expired, and that copy could land a second time.
+    #[error(
+        "decision window {window:?} is shorter than the commit timeout {commit_timeout:?}: \
+         a resent commit could land twice"
+    )]
+    DecisionWindowTooShort {
+        /// The window configured.
+        window: Duration,
+        /// The commit timeout configured.
+        commit_timeout: Duration,
+    },
     /// No endpoint answered within the connect timeout; nothing was written.
     #[error("etcd at {endpoints} unreachable within {waited:?}: {detail}")]
     Unreachable {
@@ -200,6 +212,14 @@ pub(crate) fn not_applied(error: &etcd_client::Error) -> bool {
         | Error::EndpointsNotManaged => true,
         _ => false,
     }
+}
+
+/// Whether etcd refused a request because a lease it names does not exist (expired, or lost when
+/// the cluster was restored from a backup); nothing of the request was applied.
+pub(crate) fn lease_not_found(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status)
+        if status.code() as i32 == grpc_code::NOT_FOUND
+            && status.message().contains("lease not found"))
 }
 
 /// Whether the error says no connection to etcd could be made (so the request never left).

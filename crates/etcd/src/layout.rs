@@ -2,13 +2,15 @@
 //! over keys ([`Whole`] or [`Keyed`]).
 //!
 //! ```text
-//! <prefix>meta                     marker: {"format":"hivekit-memory","format_version":1,"layout":..}
+//! <prefix>meta                     marker: {"format":"hivekit-memory","format_version":1,"layout":..,
+//!                                  "decisions":"leased"}
 //! <prefix>head                     {"version":V,"decision":"<hex>"}: the counter every commit compares
 //!                                  (with a history depth of 0 also "entry": version V's history entry)
 //! <prefix>state/<key>              the state at version V (one key, or one key per entry)
 //! <prefix>history/<V, 20 digits>   one entry per version: the accepted changes and who proposed them;
 //!                                  only the newest `depth` versions are kept (`EtcdConfig::history`)
-//! <prefix>decisions/<id, 32 hex>   the version a decision created ("fenced" when it never may)
+//! <prefix>decisions/<id, 32 hex>   the version a decision created ("fenced" when it never may),
+//!                                  under a lease that expires after `EtcdConfig::decision_window`
 //! <prefix>members/<process>/<agent> one key per live agent, under its process's lease
 //! <prefix>election/<name>          etcd's election keys
 //! ```
@@ -24,6 +26,8 @@ use crate::error::EtcdError;
 pub(crate) const FORMAT: &str = "hivekit-memory";
 /// The layout version this crate writes and reads.
 pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The marker's `decisions` field in a memory whose decision keys all expire.
+pub(crate) const DECISIONS_LEASED: &str = "leased";
 /// The value of a decision key fenced off by `resolve`.
 pub(crate) const FENCED: &str = "fenced";
 
@@ -80,6 +84,10 @@ impl Keys {
         version.saturating_sub(depth).saturating_add(1)
     }
 
+    pub(crate) fn decisions_prefix(&self) -> String {
+        format!("{}decisions/", self.prefix)
+    }
+
     pub(crate) fn decision(&self, decision_id: u128) -> String {
         format!("{}decisions/{decision_id:032x}", self.prefix)
     }
@@ -111,6 +119,10 @@ pub(crate) struct Meta {
     pub(crate) format: String,
     pub(crate) format_version: u32,
     pub(crate) layout: String,
+    /// [`DECISIONS_LEASED`] once every decision key is written under a lease: absent in memories
+    /// created before decision keys expired, whose old keys the next open attaches to a lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) decisions: Option<String>,
 }
 
 /// The version counter.

@@ -4,7 +4,12 @@
 //! - [`EtcdMemory`] implements the hive's [`Memory`](hivekit_hive::Memory) seam on an etcd cluster:
 //!   every process that opens the same prefix shares one gapless history of versions. A commit is
 //!   one etcd transaction; reads stay local and lock-free, following commits made elsewhere through
-//!   a watch.
+//!   a watch. What etcd holds per memory stays bounded: the newest
+//!   [`history`](EtcdConfig::history) versions, and the decision keys that make a resent commit
+//!   land at most once, which expire with a lease after the
+//!   [decision window](EtcdConfig::decision_window) (ten minutes by default). They are bounded by
+//!   time rather than trimmed with the history because whether a lost commit may still be resent
+//!   is a matter of time (its commit timeout), not of how many versions others committed since.
 //! - [`Membership`] registers a process's agents under a lease with keep-alive, so that a process
 //!   that dies drops out within the lease's TTL, and lists the agents of every process.
 //! - [`Election`] elects one process (etcd's election API) for work that must run in one place at a
@@ -25,7 +30,8 @@ mod memory;
 pub mod testing;
 
 pub use crate::config::{
-    EtcdConfig, DEFAULT_HISTORY, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
+    EtcdConfig, DEFAULT_DECISION_WINDOW, DEFAULT_HISTORY, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_TXN_OPS,
 };
 pub use crate::election::{Election, Leadership};
 pub use crate::error::EtcdError;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -18,15 +19,18 @@ use tokio::sync::Notify;
 use hivekit_hive::{CommitRequest, Committed, Memory, MemoryError, Snapshot, SnapshotCell, State};
 
 use crate::config::EtcdConfig;
-use crate::error::{not_applied, unreachable_now, EtcdError};
+use crate::error::{lease_not_found, not_applied, unreachable_now, EtcdError};
 use crate::layout::{
     prefix_end, Head, HeadRef, HeadWithEntry, HistoryChange, HistoryEntry, HistoryEntryRef, Keys,
-    Layout, Meta, Whole, FENCED, FORMAT, FORMAT_VERSION,
+    Layout, Meta, Whole, DECISIONS_LEASED, FENCED, FORMAT, FORMAT_VERSION,
 };
 
 /// Keys read per request when scanning a range.
 mod commit;
+mod decisions;
 mod follow;
+
+use decisions::{lease_old_decisions, DecisionLeases};
 mod load;
 
 use follow::follow;
@@ -92,7 +96,9 @@ struct Position {
 ///   retries (reported `rebased`).
 /// - A commit whose answer is lost (connection dropped, leader changed, timeout) is retried with
 ///   the same decision id; the transaction only applies while that id is absent, so it lands at most
-///   once, and a retry that finds the id reports the version it created.
+///   once, and a retry that finds the id reports the version it created. The id's key lives for the
+///   [decision window](EtcdConfig::decision_window) (ten minutes by default, at least the commit
+///   timeout), then etcd deletes it: the keys stay bounded however many commits are made.
 ///
 /// Dropping the memory stops its follower task.
 pub struct EtcdMemory<S, L = Whole> {
@@ -108,6 +114,7 @@ struct Shared<S, L> {
     position: Mutex<Position>,
     changed: Notify,
     counters: Counters,
+    decision_leases: DecisionLeases,
     _layout: PhantomData<fn() -> L>,
 }
 
@@ -139,6 +146,8 @@ where
     ///
     /// # Errors
     ///
+    /// [`EtcdError::DecisionWindowTooShort`] when the configured
+    /// [decision window](EtcdConfig::decision_window) is shorter than the commit timeout;
     /// [`EtcdError::Unreachable`] when etcd does not answer within the connect timeout;
     /// [`EtcdError::NotAMemory`] when the prefix holds other data; [`EtcdError::LayoutMismatch`]
     /// when the memory was created with another layout; [`EtcdError::Corrupt`] naming the key of a
@@ -148,6 +157,8 @@ where
     ///
     /// Cancel safe: a cancelled open leaves at most an initialized, empty memory.
     pub async fn open(config: EtcdConfig, initial: S) -> Result<Self, EtcdError> {
+        // Before connecting: a configuration that cannot work fails at once, etcd up or not.
+        config.validate_memory()?;
         let client = config.connect().await?;
         Self::open_with_client(client, config, initial).await
     }
@@ -162,7 +173,7 @@ where
         config: EtcdConfig,
         initial: S,
     ) -> Result<Self, EtcdError> {
-        config.validate()?;
+        config.validate_memory()?;
         let keys = Keys::new(&config.prefix);
         initialize::<S, L>(&client, &config, &keys, &initial).await?;
         drop(initial);
@@ -178,11 +189,29 @@ where
             }),
             changed: Notify::new(),
             counters: Counters::default(),
+            decision_leases: DecisionLeases::default(),
             _layout: PhantomData,
         });
         if let Err(error) = shared.trim_history(loaded.version).await {
             // Housekeeping: the next open, or the commits' own trimming, removes them later.
             tracing::warn!(%error, "trimming the history's older entries failed");
+        }
+        match lease_old_decisions(
+            &shared.client,
+            &shared.config,
+            &shared.keys,
+            &shared.decision_leases,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(attached) => tracing::info!(
+                prefix = %shared.keys.prefix,
+                attached,
+                "decision keys written before they expired now expire after the decision window"
+            ),
+            // Housekeeping: the next open tries again.
+            Err(error) => tracing::warn!(%error, "attaching old decision keys to a lease failed"),
         }
         let follower = tokio::spawn(follow(Arc::clone(&shared)));
         Ok(EtcdMemory { shared, follower })
@@ -251,18 +280,28 @@ where
     /// it off so that it can never commit (for a decision whose commit returned
     /// [`EtcdError::OutcomeUnknown`]).
     ///
+    /// Call it within the [decision window](EtcdConfig::decision_window) after the commit gave up:
+    /// the decision's key then still says whether it landed. Later the key may have expired; the
+    /// history entries still held (and the head) are searched for the decision then, and a
+    /// decision that landed before all of them is reported `None` although it committed.
+    ///
     /// # Errors
     ///
     /// [`EtcdError`] when etcd cannot be reached; then nothing is settled.
     pub async fn resolve(&self, decision_id: u128) -> Result<Option<u64>, EtcdError> {
-        let key = self.shared.keys.decision(decision_id);
+        let shared = &self.shared;
+        let key = shared.keys.decision(decision_id);
+        let lease = shared
+            .decision_leases
+            .lease(&shared.client, &shared.config)
+            .await?;
+        let options = lease.map(|id| PutOptions::new().with_lease(id));
         let txn = Txn::new()
             .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), FENCED, None)])
+            .and_then([TxnOp::put(key.clone(), FENCED, options.clone())])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let kv = self.shared.client.kv_client();
-        let response = self
-            .shared
+        let kv = shared.client.kv_client();
+        let response = shared
             .config
             .request("resolve decision", || {
                 let mut kv = kv.clone();
@@ -270,13 +309,27 @@ where
                 async move { kv.txn(txn).await }
             })
             .await?;
-        if response.succeeded() {
+        if !response.succeeded() {
+            return match first_kv(&response.op_responses(), 0) {
+                Some(found) => decided_version(&found).map(|outcome| outcome.ok()),
+                None => Ok(None),
+            };
+        }
+        // The key was absent and is fenced now: the decision never landed, or it landed longer
+        // than the window ago and its key expired. No copy of it can land any more either way.
+        let Some(version) = shared.find_decided(decision_id).await? else {
             return Ok(None);
-        }
-        match first_kv(&response.op_responses(), 0) {
-            Some(found) => decided_version(&found).map(|outcome| outcome.ok()),
-            None => Ok(None),
-        }
+        };
+        // It landed: the key says so again, for the next `resolve`.
+        shared
+            .config
+            .request("resolve decision", || {
+                let mut kv = kv.clone();
+                let (key, options) = (key.clone(), options.clone());
+                async move { kv.put(key, version.to_string(), options).await }
+            })
+            .await?;
+        Ok(Some(version))
     }
 }
 
@@ -308,6 +361,13 @@ where
             notified.await;
         }
     }
+}
+
+/// The fields of a history entry that name its decision (the changes are skipped unread).
+#[derive(serde::Deserialize)]
+struct Decided {
+    version: u64,
+    decision_id: String,
 }
 
 /// A loaded memory: the state at `version`, created at `head_revision`, read at `read_revision`.
@@ -504,6 +564,40 @@ where
             bump(&self.counters.reloads);
         }
         Ok(())
+    }
+
+    /// The version `decision_id` created, when a history entry still held or the head names it.
+    async fn find_decided(&self, decision_id: u128) -> Result<Option<u64>, EtcdError> {
+        let hex = format!("{decision_id:032x}");
+        let (pairs, _) = read_range(
+            &self.client,
+            &self.config,
+            self.keys.head().into_bytes(),
+            prefix_end(&self.keys.head()),
+            0,
+        )
+        .await?;
+        for pair in &pairs {
+            let head: Head = decode(pair.key(), pair.value())?;
+            if head.decision == hex {
+                return Ok(Some(head.version));
+            }
+        }
+        let (pairs, _) = read_range(
+            &self.client,
+            &self.config,
+            self.keys.history_prefix().into_bytes(),
+            prefix_end(&self.keys.history_prefix()),
+            0,
+        )
+        .await?;
+        for pair in &pairs {
+            let entry: Decided = decode(pair.key(), pair.value())?;
+            if entry.decision_id == hex {
+                return Ok(Some(entry.version));
+            }
+        }
+        Ok(None)
     }
 
     /// Deletes the history entries older than this process's window (left by a deeper history

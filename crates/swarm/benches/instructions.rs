@@ -14,6 +14,13 @@
 //! - `checkpoint_run/hivekit_memory/stages_100`: the same chain started durably on a
 //!   [`MemoryStore`] (the header with the pipeline's shape, then one record per stage): against
 //!   `chain_run/hivekit/stages_100`, what checkpointing costs per stage (target: under 1 us).
+//!
+//! What these counts miss: the run reads its clock once per stage, and under Valgrind
+//! `clock_gettime` is a system call counted as about ten instructions, while natively it is the
+//! vDSO reading the time-stamp counter fenced (about 29 ns on the 2-core VM, a quarter of a no-op
+//! chain's time before the run clock read the counter through `quanta`; see
+//! `crates/swarm/src/clock.rs`).
+//! Cache misses and wake-ups are not counted either: `pipeline_execution` is the wall-time row.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]

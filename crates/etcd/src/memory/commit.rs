@@ -37,6 +37,19 @@ where
         let mut backoff = Duration::from_millis(20);
         let mut kv = self.client.kv_client();
         while Instant::now() < deadline {
+            // The decision key goes under a lease that outlives this commit's resends by the
+            // decision window (`decisions.rs`).
+            let lease = match self.decision_leases.lease(&self.client, &self.config).await {
+                Ok(lease) => lease,
+                // A grant cannot commit anything: with no copy sent yet, that is the outcome.
+                Err(error) if ambiguous.is_none() => return Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, "granting a decision lease failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+            };
             let (current, revision) = self.position();
             let version = current.version() + 1;
             let rebased = current.version() != request.base;
@@ -67,7 +80,11 @@ where
                 head_key.len() + head.len() + decision_key.len() * 2 + 20 + 2 * OPERATION_OVERHEAD;
             let mut operations = vec![
                 TxnOp::put(head_key.clone(), head, None),
-                TxnOp::put(decision_key.clone(), version.to_string(), None),
+                TxnOp::put(
+                    decision_key.clone(),
+                    version.to_string(),
+                    lease.map(|id| PutOptions::new().with_lease(id)),
+                ),
             ];
             if keep {
                 let history_key = self.keys.history(version);
@@ -159,6 +176,13 @@ where
                     let EtcdError::Client { source, .. } = &error else {
                         return Err(error);
                     };
+                    if let (Some(id), true) = (lease, lease_not_found(source)) {
+                        // etcd lost the lease (restored from a backup, say): nothing was
+                        // applied; the next attempt grants a new one.
+                        self.decision_leases.forget(id);
+                        unreachable = Some(error);
+                        continue;
+                    }
                     if unreachable_now(source) {
                         unreachable = Some(error);
                     } else if not_applied(source) {

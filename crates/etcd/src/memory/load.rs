@@ -100,6 +100,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             layout: L::NAME.into(),
+            decisions: Some(DECISIONS_LEASED.into()),
         },
     )?;
     let head = json(

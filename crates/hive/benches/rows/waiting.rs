@@ -6,12 +6,15 @@
 //! waiting once). The floor is the slowest proposal plus the slowest vote: what the round would
 //! take with no coordination cost at all. Besides criterion's time per round, each row records
 //! `above_floor_ms` (median of a few rounds, minus the floor) and `us_per_call` (that excess per
-//! vote call) in the extras. No peer: the floor is the reference.
+//! vote call) in the extras, and the signals that stay stable when the machine is loaded (the time
+//! above the floor does not): `cpu_ms_per_round` (CPU time of every thread of the process, per
+//! round), `allocs_per_round`, and `votes_per_round` (answers counted; the calls that a ballot's
+//! early settlement saved are not). No peer: the floor is the reference.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches_common::{record_extra, BenchKey};
+use benches_common::{record_extra, AllocationStats, BenchKey};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hivekit_hive::{
     Agent, AgentContext, AgentError, Contest, Hive, ProposalOf, Snapshot, State, Vote,
@@ -110,6 +113,22 @@ fn waiting_hive(agents: usize, pairs: usize, batch: bool) -> (Hive<Tally>, Durat
     (hive, slowest_proposal + slowest_vote)
 }
 
+/// CPU time spent so far by the threads of this process that are still running (the runtime's
+/// workers among them), from `/proc/self/task/*/schedstat` (nanoseconds); zero where that is not
+/// readable.
+fn process_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
 pub(crate) fn waiting_agents(c: &mut Criterion) {
     let mut group = c.benchmark_group("waiting_agents");
     group.sample_size(10);
@@ -128,25 +147,40 @@ pub(crate) fn waiting_agents(c: &mut Criterion) {
         group.throughput(Throughput::Elements(calls as u64));
         let (hive, floor) = waiting_hive(agents, pairs, batch);
         // Time above the floor, measured apart from criterion's samples: the median of five rounds.
+        let (cpu_before, mut votes) = (process_cpu(), 0);
         let mut rounds: Vec<Duration> = (0..5)
             .map(|_| {
                 let start = Instant::now();
                 let decision = execute(hive.decide()).expect("a round");
+                let elapsed = start.elapsed();
                 assert_eq!(decision.ballots.len(), pairs, "every pair is contested");
-                start.elapsed()
+                votes += decision
+                    .ballots
+                    .iter()
+                    .map(|ballot| ballot.votes)
+                    .sum::<usize>();
+                elapsed
             })
             .collect();
+        let cpu_per_round = process_cpu().saturating_sub(cpu_before) / 5;
+        let allocations = AllocationStats::measure(1, || execute(hive.decide()).expect("a round"));
         rounds.sort();
         let above = rounds[2].as_secs_f64() - floor.as_secs_f64();
         let key = BenchKey::from(("waiting_agents", function, &parameter));
         record_extra(&key, "floor_ms", floor.as_secs_f64() * 1e3);
         record_extra(&key, "above_floor_ms", above * 1e3);
         record_extra(&key, "us_per_call", above * 1e6 / calls as f64);
+        record_extra(&key, "cpu_ms_per_round", cpu_per_round.as_secs_f64() * 1e3);
+        record_extra(&key, "allocs_per_round", allocations.allocations_per_op);
+        record_extra(&key, "votes_per_round", votes as f64 / 5.0);
         eprintln!(
-            "waiting_agents/{function}/{parameter}: floor {floor:.1?}, median round {:.1?}, {:.1} ms above the floor ({:.2} us per call)",
+            "waiting_agents/{function}/{parameter}: floor {floor:.1?}, median round {:.1?}, {:.1} ms above the floor ({:.2} us per call); per round: {:.1?} CPU, {:.0} allocations, {} votes",
             rounds[2],
             above * 1e3,
-            above * 1e6 / calls as f64
+            above * 1e6 / calls as f64,
+            cpu_per_round,
+            allocations.allocations_per_op,
+            votes / 5,
         );
         group.bench_with_input(BenchmarkId::new(function, &parameter), &calls, |b, _| {
             b.iter(|| black_box(execute(hive.decide()).expect("a round")))

@@ -5,7 +5,9 @@
 //! key itself); each slot is a small state machine (first toucher, last toucher, number of distinct
 //! writers) plus an intrusive linked list of later touchers threaded through one flat node array.
 //! No per-key allocation happens, a key touched by a single proposal costs one table insert and one
-//! slot push, and the keys are borrowed from the input, never cloned, until a contested key is
+//! slot push (in a partition of a large input, where each routed occurrence can be read back by its
+//! number, only the table insert: the entry names the occurrence, and the slot is made when a second
+//! proposal touches the key), and the keys are borrowed from the input, never cloned, until a contested key is
 //! reported.
 //!
 //! Large inputs are first routed by the high bits of the hash into partitions whose tables fit in
@@ -84,8 +86,13 @@ pub fn detect_conflicts<K, P>(
 where
     K: Hash + Eq + Clone + Sync,
 {
-    check_ids(proposals)?;
-    let (lists, occurrences) = key_lists(proposals.iter());
+    check_count(proposals)?;
+    // One pass over the proposals for their key lists and the fast path of the id check: at 100k
+    // proposals they are megabytes, past the cache, and each pass was a serial read of all of it.
+    let (lists, occurrences, increasing) = key_lists_and_order(proposals);
+    if !increasing {
+        check_ids(proposals)?;
+    }
     check_occurrences(occurrences)?;
     if occurrences < PARALLEL_OCCURRENCES {
         let scan = scan(&lists, occurrences);
@@ -147,14 +154,20 @@ pub(crate) fn check_occurrences(occurrences: usize) -> Result<(), ProposalError>
     Ok(())
 }
 
-/// Fails on a duplicate id or on more proposals than indices can address.
-pub(crate) fn check_ids<K, P>(proposals: &[Proposal<K, P>]) -> Result<(), ProposalError> {
+/// Fails on more proposals than indices can address.
+fn check_count<K, P>(proposals: &[Proposal<K, P>]) -> Result<(), ProposalError> {
     if proposals.len() > MAX_PROPOSALS {
         return Err(ProposalError::TooManyProposals {
             count: proposals.len(),
             max: MAX_PROPOSALS,
         });
     }
+    Ok(())
+}
+
+/// Fails on a duplicate id or on more proposals than indices can address.
+pub(crate) fn check_ids<K, P>(proposals: &[Proposal<K, P>]) -> Result<(), ProposalError> {
+    check_count(proposals)?;
     // Fast path: ids handed out by a counter are strictly increasing, which proves them distinct
     // without hashing anything.
     if proposals.windows(2).all(|pair| pair[0].id < pair[1].id) {
@@ -172,6 +185,26 @@ pub(crate) fn check_ids<K, P>(proposals: &[Proposal<K, P>]) -> Result<(), Propos
 
 /// One proposal's key lists as the scan reads them: `(writes, reads)`.
 pub(crate) type KeyLists<'a, K> = (&'a [K], &'a [K]);
+
+/// [`key_lists`] of a slice, and whether its ids are strictly increasing (which proves them
+/// distinct), in one pass.
+fn key_lists_and_order<K, P>(proposals: &[Proposal<K, P>]) -> (Vec<KeyLists<'_, K>>, usize, bool) {
+    let mut occurrences = 0;
+    let mut increasing = true;
+    let mut previous = None;
+    // A mapped collect, not a loop of pushes: the pushes' capacity checks cost about 13
+    // instructions more per proposal.
+    let lists = proposals
+        .iter()
+        .map(|proposal| {
+            occurrences += proposal.writes.len() + proposal.reads.len();
+            increasing &= previous.is_none_or(|previous| previous < proposal.id);
+            previous = Some(proposal.id);
+            (&proposal.writes[..], &proposal.reads[..])
+        })
+        .collect();
+    (lists, occurrences, increasing)
+}
 
 /// The key lists of every proposal, and their total length.
 pub(crate) fn key_lists<'a, K: 'a, P: 'a>(

@@ -24,7 +24,7 @@ pub(super) const MAX_PARTITIONS: usize = 256;
 /// proposals these streams are megabytes; only the half of the hash the table uses is kept (the
 /// partition's bits are implied by which partition holds it).
 #[derive(Debug)]
-struct Occurrence<'a, K> {
+pub(super) struct Occurrence<'a, K> {
     key: &'a K,
     /// The low half of the key's hash ([`table_hash`]).
     hash: u32,
@@ -116,6 +116,9 @@ pub(super) fn partitions(occurrences: usize, at_least: usize) -> usize {
 
 /// Scans one partition: its occurrences from every routed chunk, in chunk (input) order.
 ///
+/// Keys touched by one proposal only get no slot when most keys look so ([`mostly_once`]): the
+/// table entry names the routed occurrence instead ([`ScanState::touch_numbered`]).
+///
 /// Never inlined (one call per partition, so it costs nothing): the instruction suite counts it by
 /// name on the rayon pool's threads.
 #[inline(never)]
@@ -126,17 +129,86 @@ fn scan_partition<'a, K: Hash + Eq>(
 ) -> Scan<'a, K> {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
     state.reset(count);
-    for chunk in routed {
-        for occurrence in &chunk[part] {
-            state.touch(
-                occurrence.hash,
-                occurrence.key,
-                occurrence.member & !WRITER,
-                occurrence.member & WRITER,
+    // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
+    // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
+    let longest = routed
+        .iter()
+        .map(|chunk| chunk[part].len())
+        .max()
+        .unwrap_or(0);
+    let shift = longest.next_power_of_two().trailing_zeros();
+    // A slot for every key, as in the single table, when the numbers would not fit in 32 bits
+    // (runs of millions of occurrences in one partition), or when most keys look touched more
+    // than once: then nearly every key gets a slot anyway, and reading its first occurrence back
+    // costs more than the slots saved (skewed_10k: 6.9M instructions in the scans against 6.0M).
+    if (routed.len() as u64) << shift > u64::from(u32::MAX) || !mostly_once(routed, part, count) {
+        for chunk in routed {
+            for occurrence in &chunk[part] {
+                state.touch(
+                    occurrence.hash,
+                    occurrence.key,
+                    occurrence.member & !WRITER,
+                    occurrence.member & WRITER,
+                );
+            }
+        }
+        return state.finish();
+    }
+    let offsets = (1_u32 << shift) - 1;
+    let occurrence = |at: u32| {
+        let occurrence = routed[(at >> shift) as usize][part][(at & offsets) as usize];
+        (occurrence.key, occurrence.member)
+    };
+    for (number, chunk) in routed.iter().enumerate() {
+        // Checked above: every number fits in 32 bits.
+        let base = (number as u32) << shift;
+        for (offset, occurrence_here) in chunk[part].iter().enumerate() {
+            state.touch_numbered(
+                occurrence_here.hash,
+                occurrence_here.key,
+                occurrence_here.member,
+                base | offset as u32,
+                occurrence,
             );
         }
     }
     state.finish()
+}
+
+/// Occurrences [`mostly_once`] samples from a partition.
+const SAMPLES: usize = 64;
+
+/// Whether the keys of partition `part` (`count` occurrences) look touched once mostly: at most
+/// one in 16 of [`SAMPLES`] evenly spaced occurrences shares its table hash with another sample.
+///
+/// On a uniform input (100k proposals of 4 keys, 10 % of them in groups of 2 to 4) almost no
+/// sample repeats; on a skewed one a few hot keys make up most occurrences, and most samples do.
+/// Deterministic (no state carried between partitions), so the instruction counts do not depend
+/// on which rayon job scanned which partition. About 2k instructions per partition.
+pub(super) fn mostly_once<K>(
+    routed: &[Vec<Vec<Occurrence<'_, K>>>],
+    part: usize,
+    count: usize,
+) -> bool {
+    if count < SAMPLES {
+        return false;
+    }
+    let step = count / SAMPLES;
+    let mut hashes = [0_u32; SAMPLES];
+    let (mut taken, mut next, mut passed) = (0, 0, 0);
+    for chunk in routed {
+        let run = &chunk[part];
+        while taken < SAMPLES && next < passed + run.len() {
+            hashes[taken] = run[next - passed].hash;
+            taken += 1;
+            next += step;
+        }
+        passed += run.len();
+    }
+    let hashes = &mut hashes[..taken];
+    hashes.sort_unstable();
+    let repeats = hashes.windows(2).filter(|pair| pair[0] == pair[1]).count();
+    repeats * 16 <= taken
 }
 
 /// Hashes the occurrences of `lists` (proposals numbered from `first_index`) into `2^bits`
@@ -144,7 +216,7 @@ fn scan_partition<'a, K: Hash + Eq>(
 ///
 /// Never inlined, as [`scan_partition`].
 #[inline(never)]
-fn route<'a, K: Hash>(
+pub(super) fn route<'a, K: Hash>(
     lists: &[KeyLists<'a, K>],
     first_index: usize,
     bits: u32,
@@ -198,7 +270,9 @@ const LONG_RUNS: usize = 128;
 fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
     // Sorted by one packed key (first member, position; both below 2^32: the caller bounds
     // proposals and occurrences), then the partition and the group's index in it, 16 bytes each.
-    // Each partition's groups already come in first-appearance order: one sorted run each.
+    // Each partition's groups come in first-appearance order (one sorted run each) when it was
+    // scanned with a slot per key, and in the order of their keys' second touch otherwise
+    // (`ScanState::touch_numbered`; these partitions have few groups).
     let mut order: Vec<(u64, u32, u32)> =
         Vec::with_capacity(scans.iter().map(|scan| scan.groups.len()).sum());
     for (part, scan) in scans.iter().enumerate() {
@@ -215,10 +289,10 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
     }
     // Packed keys are distinct (one group per key, at its first occurrence), so both sorts give
     // the same order; which one is cheaper depends on the runs. Long runs (skewed inputs: 7.5k
-    // groups in 16 partitions at 10k proposals) are merged by the stable sort; short ones (3.3k
-    // groups in 64 partitions at 100k uniform proposals) are too short for it to find, and the
-    // unstable sort on the packed key alone costs 400k instructions less (the other way round
-    // it costs 240k more).
+    // groups in 16 partitions at 10k proposals, scanned with a slot per key) are merged by the
+    // stable sort; short ones (3.3k groups in 64 partitions at 100k uniform proposals) are too
+    // short for it to find, and the unstable sort on the packed key alone costs 400k
+    // instructions less (the other way round it costs 240k more).
     if order.len() >= LONG_RUNS * scans.len() {
         order.sort();
     } else {

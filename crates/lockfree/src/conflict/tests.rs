@@ -1,6 +1,8 @@
 //! Unit tests of the scan, the partitioning and the report.
 
-use super::partition::{partitions, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS};
+use super::partition::{
+    mostly_once, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS,
+};
 use super::scan::scan_one;
 use super::*;
 use crate::Priority;
@@ -99,18 +101,7 @@ fn many(n: u64, space: u64) -> Vec<Proposal<u64, ()>> {
 #[test]
 fn partitioned_scans_match_the_single_table() {
     for (n, space) in [(12_000, 40_000), (10_000, 4_000), (9_000, 1 << 40)] {
-        let proposals = many(n, space);
-        let (lists, occurrences) = key_lists(proposals.iter());
-        assert!(
-            partitions(occurrences, 1) > 1,
-            "the input must be partitioned"
-        );
-        let id_of = |index: usize| proposals[index].id;
-        let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
-        let sequential = scan(&lists, occurrences).into_report(proposals.len(), id_of);
-        let parallel = scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of);
-        assert_eq!(sequential, reference);
-        assert_eq!(parallel, reference);
+        let reference = assert_partitioned_scans_match(&many(n, space));
         assert!(space > 1 << 20 || !reference.groups.is_empty());
     }
 }
@@ -190,21 +181,10 @@ fn wide_proposals_keep_first_appearance_order_across_partitions() {
         Proposal::new(1, ()).writes(keys(0)).reads(keys(1 << 40)),
         Proposal::new(2, ()).writes(keys(1 << 40)).reads(keys(0)),
     ];
-    let (lists, occurrences) = key_lists(proposals.iter());
-    assert!(
-        partitions(occurrences, 1) > 1,
-        "the input must be partitioned"
-    );
-    let id_of = |index: usize| proposals[index].id;
-    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    let reference = assert_partitioned_scans_match(&proposals);
     assert_eq!(reference.groups.len(), 2 * width as usize);
     assert_eq!(reference.groups[0].key, 0);
     assert_eq!(reference.groups[width as usize].key, 1 << 40);
-    assert_eq!(scan(&lists, occurrences).into_report(2, id_of), reference);
-    assert_eq!(
-        scan_parallel(&lists, occurrences).into_report(2, id_of),
-        reference
-    );
 }
 
 #[test]
@@ -329,4 +309,100 @@ fn hot_and_cold_keys_give_the_same_report_on_every_path() {
         reference
     );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
+}
+
+/// A key whose hash keeps only 12 bits of it: thousands of keys share a partition and a table tag,
+/// so probes meet other keys' entries, both those touched once and those with a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Colliding(u32);
+
+impl std::hash::Hash for Colliding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0 % 4_096).hash(state);
+    }
+}
+
+/// `n` proposals of 0 to 3 written and 0 to 3 read keys out of `space`, repeats inside a proposal
+/// allowed, from `seed` (splitmix64).
+fn random_proposals<K>(
+    n: u64,
+    space: u64,
+    seed: u64,
+    key: impl Fn(u64) -> K,
+) -> Vec<Proposal<K, ()>> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n)
+        .map(|id| {
+            let writes: Vec<K> = (0..next() % 4).map(|_| key(next() % space)).collect();
+            let reads: Vec<K> = (0..next() % 4).map(|_| key(next() % space)).collect();
+            Proposal::new(id, ()).writes(writes).reads(reads)
+        })
+        .collect()
+}
+
+/// The partitioned scans' reports against the single table's, for an input that is partitioned;
+/// the report.
+fn assert_partitioned_scans_match<K: Hash + Eq + Clone + Sync + std::fmt::Debug>(
+    proposals: &[Proposal<K, ()>],
+) -> ConflictReport<K> {
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(
+        partitions(occurrences, 1) > 1,
+        "the input must be partitioned"
+    );
+    let id_of = |index: usize| proposals[index].id;
+    let reference = scan_one(&lists, occurrences).into_report(proposals.len(), id_of);
+    assert_eq!(
+        scan(&lists, occurrences).into_report(proposals.len(), id_of),
+        reference
+    );
+    assert_eq!(
+        scan_parallel(&lists, occurrences).into_report(proposals.len(), id_of),
+        reference
+    );
+    reference
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+    /// Keys touched once have no slot in a partition's scan (the entry names the occurrence), and
+    /// a slot is made on the second proposal's touch: repeats inside one proposal, hot keys, keys
+    /// touched once and keys sharing a tag must all give the single table's report.
+    #[test]
+    fn partitioned_scans_match_the_single_table_whatever_the_repeats(
+        seed in proptest::prelude::any::<u64>(),
+        space in proptest::sample::select(vec![48_u64, 6_000, 400_000, 1 << 30]),
+    ) {
+        let _ = assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| key));
+        let _ = assert_partitioned_scans_match(&random_proposals(7_000, space, seed, |key| {
+            Colliding(key as u32)
+        }));
+    }
+}
+
+#[test]
+fn partitions_of_keys_touched_once_are_scanned_without_a_slot_per_key_and_hot_ones_with() {
+    for (space, once) in [(1_u64 << 30, true), (400_000, true), (48, false)] {
+        let proposals = random_proposals(7_000, space, 7, |key| key);
+        let (lists, occurrences) = key_lists(proposals.iter());
+        let bits = partitions(occurrences, 1).trailing_zeros();
+        // Two chunks, as the parallel scan routes them.
+        let (front, back) = lists.split_at(lists.len() / 2);
+        let routed = [
+            route(front, 0, bits, occurrences / 2),
+            route(back, front.len(), bits, occurrences / 2),
+        ];
+        for part in 0..1 << bits {
+            let count = routed.iter().map(|chunk| chunk[part].len()).sum();
+            assert_eq!(mostly_once(&routed, part, count), once, "space {space}");
+        }
+    }
 }
