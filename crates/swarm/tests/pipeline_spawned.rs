@@ -358,3 +358,51 @@ fn a_spawned_stage_that_times_out_skips_its_dependents_and_others_still_run() {
     ));
     assert!(report.status("beside").unwrap().is_success());
 }
+
+/// Counts its drops: an artifact that says when the last holder let it go.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn no_spawned_stage_task_outlives_the_run_so_artifacts_go_with_the_report() {
+    // Fleet tasks drop their own handles as they end, and the run waits for them through a
+    // count of live tasks: the count must fall only after a task let go of the run's state
+    // (which holds every artifact), or an artifact would outlive the report.
+    let runtime = multi_thread();
+    let width = 300;
+    for _ in 0..20 {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let mut builder = Pipeline::builder()
+            .stage("root", support::noop)
+            .spawn()
+            .into_builder();
+        for stage in 0..width {
+            let dropped = dropped.clone();
+            builder = builder
+                .stage(name(stage), move |_: StageContext| {
+                    let dropped = dropped.clone();
+                    async move { Ok::<_, StageError>(Dropped(dropped)) }
+                })
+                .after(["root"])
+                .spawn()
+                .into_builder();
+        }
+        let pipeline = builder
+            .stage("join", support::noop)
+            .after((0..width).map(name))
+            .spawn()
+            .build()
+            .unwrap();
+        let report = runtime.block_on(pipeline.run());
+        assert!(report.is_success());
+        assert_eq!(dropped.load(Ordering::SeqCst), 0);
+        drop(report);
+        drop(pipeline);
+        assert_eq!(dropped.load(Ordering::SeqCst), width);
+    }
+}

@@ -12,11 +12,15 @@
 //!
 //! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
 //! stage that became ready while the driver holds stages waiting for a slot (so that slots are
-//! taken in the order of the stages' scheduling hints). Every task's handle is kept in the
-//! fleet's task list, so that stopping the run (fail-fast, cancellation, the deadline, dropping the
-//! run) aborts stages spawned by other stages too; once the list is stopped no task spawns
-//! anything more. A task that is aborted or panics before reporting its stage leaves a note
-//! saying so, so every launched stage is accounted for exactly once.
+//! taken in the order of the stages' scheduling hints). Every task's handle is kept in its
+//! stage's handle slot, so that stopping the run (fail-fast, cancellation, the deadline, dropping
+//! the run) aborts stages spawned by other stages too; once the fleet is stopped no task spawns
+//! anything more. A task drops its own handle when it ends, so its memory is freed (and reused by
+//! the next spawn) as it ends, not all at once when the run ends: a wide fan kept 10,000 task
+//! cells alive, and the allocator gave the memory back to the system and faulted it in again on
+//! every run. The run waits for its tasks through a count of live tasks instead of their handles.
+//! A task that is aborted or panics before reporting its stage leaves a note saying so, so every
+//! launched stage is accounted for exactly once.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,24 +47,54 @@ pub(super) enum Note {
         attempts: u32,
     },
     /// The stage ended otherwise, must back off, or was cancelled: the driver records it as it
-    /// records the stages it polls itself.
+    /// records the stages it polls itself. Boxed: these are rare, and a note per stage of a wide
+    /// fan is written to fresh memory (48 bytes a note, not the 180 a `TaskStep` would make it).
     Step {
         stage: u32,
         started: Duration,
-        step: TaskStep,
+        step: Box<TaskStep>,
     },
     /// Every dependency of the stage succeeded, but the task did not launch it (no free slot, the
     /// driver holds stages waiting for one, or the stage must be launched by the driver).
     Ready(u32),
 }
 
-/// The fleet's tasks. A task is spawned with this lock held, so that stopping the fleet (which
-/// takes the list) cannot miss one; a task dropped inside `tokio::spawn` (a runtime shutting
-/// down) reports through the other lock, `notes`, so it cannot deadlock on this one.
-struct Tasks {
-    /// The run stopped (or was dropped): nothing more is spawned.
-    stopping: bool,
-    list: Vec<(u32, JoinHandle<()>)>,
+/// The fleet's tasks still alive, counted apart from the fleet: a task counts itself out after
+/// its future (which holds the run's shared state) is dropped, so a run that saw the count reach
+/// zero leaves no task holding the stages' artifacts.
+#[derive(Default)]
+struct Live {
+    count: AtomicUsize,
+    /// The driver, waiting for the count to reach zero.
+    waiter: AtomicWaker,
+}
+
+/// Counts its task out when dropped (after the task's future, the field before it).
+struct LiveGuard(Arc<Live>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.waiter.wake();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A fleet task's future: the task's work, then its guard (struct fields drop in order).
+    struct Tracked<F> {
+        #[pin]
+        future: F,
+        live: LiveGuard,
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Tracked<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<()> {
+        self.project().future.poll(cx)
+    }
 }
 
 pub(super) struct Fleet {
@@ -75,10 +109,14 @@ pub(super) struct Fleet {
     /// Stages the driver holds waiting for a slot. While any wait, tasks hand the stages that
     /// become ready to the driver instead of taking slots before them.
     waiting: AtomicUsize,
-    tasks: Mutex<Tasks>,
-    /// `tasks.stopping`, readable without the lock (checked again under it before a spawn).
+    /// Each stage's task handle, while its task runs (the task takes its own out as it ends).
+    /// A task is spawned with its slot's lock held and `stopping` checked under it, so stopping
+    /// the fleet (which sets `stopping`, then empties every slot) cannot miss one.
+    handles: Box<[Mutex<Option<JoinHandle<()>>>]>,
+    live: Arc<Live>,
+    /// The run stopped (or was dropped): nothing more is spawned.
     stopping: AtomicBool,
-    /// Taken after `tasks` when both are held.
+    /// Taken after a handle slot when both are held.
     notes: Mutex<Vec<Note>>,
     driver: AtomicWaker,
 }
@@ -98,6 +136,7 @@ impl Fleet {
     }
 
     pub(super) fn new(shared: Arc<RunShared>, limit: usize) -> Arc<Self> {
+        let stages = shared.pipeline.stages.len();
         let remaining = shared
             .pipeline
             .in_degree
@@ -111,12 +150,12 @@ impl Fleet {
             limit,
             in_flight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            tasks: Mutex::new(Tasks {
-                stopping: false,
-                list: Vec::new(),
-            }),
+            handles: (0..stages).map(|_| Mutex::new(None)).collect(),
+            live: Arc::default(),
             stopping: AtomicBool::new(false),
-            notes: Mutex::new(Vec::new()),
+            // Sized for every stage at once (pages are only touched as they fill): a wide fan
+            // writes a note per stage, and growing by doubling copied the list several times.
+            notes: Mutex::new(Vec::with_capacity(stages)),
             driver: AtomicWaker::new(),
         })
     }
@@ -173,9 +212,13 @@ impl Fleet {
         self.driver.register(cx.waker());
     }
 
-    /// Moves the notes left since the last call into `into`.
+    /// Moves the notes left since the last call into `into` (empty). The two vectors are
+    /// swapped, and only when there are notes, so the capacity the list started with stays in use.
     pub(super) fn take_notes(&self, into: &mut Vec<Note>) {
-        std::mem::swap(&mut *self.notes.lock(), into);
+        let mut notes = self.notes.lock();
+        if !notes.is_empty() {
+            std::mem::swap(&mut *notes, into);
+        }
     }
 
     /// Launches `stage` (holding a slot taken for it) on a task of its own; `resumed` is its
@@ -186,34 +229,80 @@ impl Fleet {
         started: Duration,
         resumed: Option<StageFuture>,
     ) {
-        let mut tasks = self.tasks.lock();
-        self.spawn_locked(&mut tasks, stage, started, resumed);
+        // Boxed: a parameter of the task's future takes room in every task, resumed or not.
+        let resumed = resumed.map(Box::new);
+        // The driver launches only while the run goes on, as it did when the fleet kept a list.
+        self.spawn(stage, started, resumed, false);
     }
 
-    fn spawn_locked(
+    /// Spawns the task of `stage`; false (nothing spawned) when `check_stopping` and the fleet
+    /// is stopped.
+    fn spawn(
         self: &Arc<Self>,
-        tasks: &mut Tasks,
         stage: u32,
         started: Duration,
-        resumed: Option<StageFuture>,
-    ) {
+        resumed: Option<Box<StageFuture>>,
+        check_stopping: bool,
+    ) -> bool {
+        let mut slot = self.handles[stage as usize].lock();
+        if check_stopping && self.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
         let guard = Unreported {
             fleet: self.clone(),
             stage,
             started,
             armed: true,
         };
-        tasks
-            .list
-            .push((stage, tokio::spawn(run_stage(guard, resumed))));
+        self.live.count.fetch_add(1, Ordering::Relaxed);
+        let task = Tracked {
+            future: run_stage(guard, resumed),
+            live: LiveGuard(self.live.clone()),
+        };
+        // A handle left in the slot belongs to an earlier task of this stage (launched again
+        // after a backoff) that has reported and is ending: dropping it only detaches that end.
+        let _ended = slot.replace(tokio::spawn(task));
+        true
     }
 
-    /// Stops the fleet (nothing more is spawned) and hands over the tasks spawned so far.
-    pub(super) fn stop(&self) -> Vec<(u32, JoinHandle<()>)> {
-        let mut tasks = self.tasks.lock();
-        tasks.stopping = true;
-        self.stopping.store(true, Ordering::Release);
-        std::mem::take(&mut tasks.list)
+    /// Drops the handle of the running task, spawned for `stage`, if its slot holds it (the
+    /// spawner may not have stored it yet): the task's memory is freed as soon as it ends.
+    fn forget(&self, stage: u32) {
+        let Some(id) = tokio::task::try_id() else {
+            return;
+        };
+        let handle = {
+            let mut slot = self.handles[stage as usize].lock();
+            if slot.as_ref().is_some_and(|handle| handle.id() == id) {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        drop(handle);
+    }
+
+    /// Stops the fleet (nothing more is spawned) and hands over the handles of the tasks still
+    /// running (and of some that just ended).
+    pub(super) fn stop(&self) -> Vec<JoinHandle<()>> {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.handles
+            .iter()
+            .filter_map(|slot| slot.lock().take())
+            .collect()
+    }
+
+    /// Waits until every task spawned has ended (its future dropped).
+    async fn ended(&self) {
+        std::future::poll_fn(|cx| {
+            self.live.waiter.register(cx.waker());
+            if self.live.count.load(Ordering::Acquire) == 0 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Records a note the driver must act on, gives the stage's slot back and wakes the driver.
@@ -243,7 +332,7 @@ impl Fleet {
                 (artifact, attempts)
             }
             step => {
-                let step = TaskStep::Done(step);
+                let step = Box::new(TaskStep::Done(step));
                 self.report(Note::Step {
                     stage,
                     started,
@@ -276,14 +365,8 @@ impl Fleet {
                 // spawn, no wake-up.
                 next = Some((dependent, completed));
             } else if !queue && self.try_take_slot() {
-                // Locked per spawn, not around the loop: a wide fan-out does not hold up the
-                // tasks that finish meanwhile (which need the lock only to spawn).
-                let mut tasks = self.tasks.lock();
-                if tasks.stopping {
-                    drop(tasks);
+                if !self.spawn(dependent, completed, None, true) {
                     self.release_slot();
-                } else {
-                    self.spawn_locked(&mut tasks, dependent, completed, None);
                 }
             } else {
                 self.waiting.fetch_add(1, Ordering::SeqCst);
@@ -327,44 +410,58 @@ impl Drop for Unreported {
         self.fleet.report(Note::Step {
             stage: self.stage,
             started: self.started,
-            step,
+            step: Box::new(step),
         });
     }
 }
 
 /// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
 /// of those itself (on the finished stage's slot), and so on.
-async fn run_stage(mut guard: Unreported, mut resumed: Option<StageFuture>) {
+async fn run_stage(mut guard: Unreported, mut resumed: Option<Box<StageFuture>>) {
+    // The stage whose slot holds this task's handle.
+    let spawned_for = guard.stage;
     loop {
-        let stage = guard.stage;
-        let mut future = match resumed.take() {
-            Some(future) => future,
-            None => {
-                let _entered = guard.fleet.span.enter();
-                StageFuture::new(guard.fleet.shared.clone(), stage)
+        // The stage's future and its step live in this block only, so the task's state does
+        // not keep room for them across the budget's await below (a smaller task per stage).
+        let ended = {
+            let stage = guard.stage;
+            let mut future = match resumed.take() {
+                Some(future) => *future,
+                None => {
+                    let _entered = guard.fleet.span.enter();
+                    StageFuture::new(guard.fleet.shared.clone(), stage)
+                }
+            };
+            let step = (&mut future).await;
+            guard.armed = false;
+            let (fleet, started) = (&guard.fleet, guard.started);
+            match step {
+                StageStep::Done(outcome) => {
+                    // The stage's state (its context, its attempts) goes before anything is
+                    // released.
+                    drop(future);
+                    match fleet.finish(stage, started, outcome) {
+                        Some((next, next_started)) => {
+                            guard.stage = next;
+                            guard.started = next_started;
+                            guard.armed = true;
+                            false
+                        }
+                        None => true,
+                    }
+                }
+                StageStep::Backoff(delay) => {
+                    fleet.report(Note::Step {
+                        stage,
+                        started,
+                        step: Box::new(TaskStep::Backoff(delay, future)),
+                    });
+                    true
+                }
             }
         };
-        let step = (&mut future).await;
-        guard.armed = false;
-        let (fleet, started) = (&guard.fleet, guard.started);
-        match step {
-            StageStep::Done(outcome) => {
-                // The stage's state (its context, its attempts) goes before anything is released.
-                drop(future);
-                let Some((next, next_started)) = fleet.finish(stage, started, outcome) else {
-                    return;
-                };
-                guard.stage = next;
-                guard.started = next_started;
-                guard.armed = true;
-            }
-            StageStep::Backoff(delay) => {
-                return fleet.report(Note::Step {
-                    stage,
-                    started,
-                    step: TaskStep::Backoff(delay, future),
-                })
-            }
+        if ended {
+            return guard.fleet.forget(spawned_for);
         }
         // The next stage runs on this task; once the task has used its cooperative budget it
         // lets other tasks run first (a long chain does not hold the worker).
@@ -378,7 +475,11 @@ pub(super) struct FleetGuard(pub(super) Arc<Fleet>);
 
 impl Drop for FleetGuard {
     fn drop(&mut self) {
-        for (_, task) in self.0.stop() {
+        // A fleet already stopped (the run joined or drained it) has no task left to abort.
+        if self.0.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        for task in self.0.stop() {
             task.abort();
         }
     }
@@ -438,7 +539,7 @@ impl super::Run {
                 step,
             } => {
                 self.stages[stage as usize].started.get_or_insert(started);
-                match step {
+                match *step {
                     TaskStep::Done(outcome) => self.complete(stage, outcome),
                     TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
                     TaskStep::Cancelled => self.cancelled(stage),
@@ -498,9 +599,12 @@ impl super::Run {
         let Some(FleetGuard(fleet)) = &self.fleet else {
             return;
         };
-        for (_, task) in fleet.stop() {
-            let _ = task.await;
-        }
+        let fleet = fleet.clone();
+        // Every stage has been reported; the tasks are past that and spawn nothing more. The
+        // count of live tasks says when they have all ended; the handles some left in their
+        // slots go with the fleet.
+        fleet.stopping.store(true, Ordering::SeqCst);
+        fleet.ended().await;
     }
 
     /// Stopping a run: aborts every fleet task (those that other stages spawned included) and
@@ -511,13 +615,11 @@ impl super::Run {
             return;
         };
         let fleet = fleet.clone();
-        let tasks = fleet.stop();
-        for (_, task) in &tasks {
+        for task in fleet.stop() {
             task.abort();
         }
-        for (_, task) in tasks {
-            let _ = task.await;
-        }
+        // An aborted task's future is dropped (its note left) before it counts itself out.
+        fleet.ended().await;
         let mut notes = Vec::new();
         fleet.take_notes(&mut notes);
         for note in notes {
@@ -526,8 +628,8 @@ impl super::Run {
                 Note::Step {
                     stage,
                     started,
-                    step: TaskStep::Backoff(..),
-                } => {
+                    step,
+                } if matches!(*step, TaskStep::Backoff(..)) => {
                     self.stages[stage as usize].started.get_or_insert(started);
                     self.cancelled(stage);
                 }
