@@ -25,17 +25,16 @@ use crate::layout::{
     Layout, Meta, Whole, DECISIONS_LEASED, FENCED, FORMAT, FORMAT_VERSION,
 };
 
-/// Keys read per request when scanning a range.
 mod commit;
 mod decisions;
 mod follow;
-
-use decisions::{lease_old_decisions, DecisionLeases};
 mod load;
 
+use decisions::{lease_old_decisions, DecisionLeases};
 use follow::follow;
 use load::{check_limits, initialize, load, read_range};
 
+/// Keys read per request when scanning a range.
 const PAGE: i64 = 256;
 /// Bytes counted per operation on top of its key and value, for etcd's request limit.
 const OPERATION_OVERHEAD: usize = 16;
