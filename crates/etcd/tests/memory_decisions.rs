@@ -254,3 +254,39 @@ async fn opening_a_memory_from_before_decision_keys_expired_attaches_its_old_key
     let marker = marker.kvs()[0].value_str().unwrap().to_owned();
     assert!(marker.contains(r#""decisions":"leased""#), "{marker}");
 }
+
+/// Regression: the first commit of a process grants the decision lease, and a grant that timed out
+/// (the cluster busy electing a leader after a member went away, as in `memory_cluster.rs`) failed
+/// the commit at once, where the transaction itself is retried until the commit's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_lease_grant_that_times_out_is_retried_until_the_commit_deadline() {
+    let server = etcd();
+    // Requests time out after 2 s; the commit may take 10 s in all.
+    let config = config(vec![server.endpoint()], "grant-retried");
+    let memory = std::sync::Arc::new(LedgerMemory::open(config, Ledger::default()).await.unwrap());
+    assert!(decision_keys(&memory).await.is_empty(), "no commit yet");
+    let pid = server.pid().expect("the server runs").to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+
+    // The server stops answering before the first commit asks for a lease, and answers again
+    // after the grant's request has timed out but well inside the commit's deadline.
+    signal("-STOP");
+    let committing = tokio::spawn({
+        let memory = std::sync::Arc::clone(&memory);
+        async move { commit(&*memory, 1, 0, &[add(1, 1, 1)], 1).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal("-CONT");
+
+    let committed = committing.await.unwrap().unwrap();
+    assert_eq!(committed.version, 1);
+    let keys = decision_keys(&memory).await;
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0].1, 0, "the key is under a lease");
+}

@@ -41,10 +41,23 @@ where
             // decision window (`decisions.rs`).
             let lease = match self.decision_leases.lease(&self.client, &self.config).await {
                 Ok(lease) => lease,
-                // A grant cannot commit anything: with no copy sent yet, that is the outcome.
-                Err(error) if ambiguous.is_none() => return Err(error),
                 Err(error) => {
+                    // A grant applies nothing. One that timed out or found no member (a leader
+                    // election after a member went away, say) is retried like an unreachable
+                    // cluster until the commit's deadline, as the transaction itself would be;
+                    // any other failure with no copy sent yet is the outcome.
+                    let transient = match &error {
+                        EtcdError::Timeout { .. } => true,
+                        EtcdError::Client { source, .. } => unreachable_now(source),
+                        _ => false,
+                    };
+                    if ambiguous.is_none() && !transient {
+                        return Err(error);
+                    }
                     tracing::debug!(%error, "granting a decision lease failed; retrying");
+                    if ambiguous.is_none() {
+                        unreachable = Some(error);
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                     continue;
