@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use parking_lot::Mutex;
 
-use super::load::read_range;
+use super::load::{read_marker, read_range};
 use crate::config::{EtcdConfig, MAX_LEASE_TTL_SECONDS};
 use crate::error::EtcdError;
 use crate::layout::{prefix_end, Keys, Meta, DECISIONS_LEASED};
@@ -106,13 +106,7 @@ pub(crate) async fn lease_old_decisions(
     leases: &DecisionLeases,
 ) -> Result<usize, EtcdError> {
     let kv = client.kv_client();
-    let marker = config
-        .request("read marker", || {
-            let mut kv = kv.clone();
-            let key = keys.meta();
-            async move { kv.get(key, None).await }
-        })
-        .await?;
+    let marker = read_marker(client, config, keys).await?;
     let Some(pair) = marker.kvs().first() else {
         return Ok(0);
     };

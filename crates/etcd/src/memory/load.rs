@@ -45,6 +45,22 @@ pub(super) async fn read_range(
     Ok((pairs, revision))
 }
 
+/// The memory's marker key (`meta`), as etcd holds it now: no pairs when there is none.
+pub(super) async fn read_marker(
+    client: &Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+) -> Result<etcd_client::GetResponse, EtcdError> {
+    let kv = client.kv_client();
+    config
+        .request("read marker", || {
+            let mut kv = kv.clone();
+            let key = keys.meta();
+            async move { kv.get(key, None).await }
+        })
+        .await
+}
+
 /// Creates the memory (marker, head at version 0, initial state) when the prefix is empty.
 pub(super) async fn initialize<S: State, L: Layout<S>>(
     client: &Client,
@@ -53,13 +69,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
     initial: &S,
 ) -> Result<(), EtcdError> {
     let kv = client.kv_client();
-    let marker = config
-        .request("read marker", || {
-            let mut kv = kv.clone();
-            let key = keys.meta();
-            async move { kv.get(key, None).await }
-        })
-        .await?;
+    let marker = read_marker(client, config, keys).await?;
     if !marker.kvs().is_empty() {
         return Ok(());
     }
@@ -79,13 +89,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
     if others.count() > 0 {
         // Another process may have created the memory since the marker was read (its marker and
         // state are written in one transaction, so a marker now means the keys are its).
-        let marker = config
-            .request("read marker", || {
-                let mut kv = kv.clone();
-                let key = keys.meta();
-                async move { kv.get(key, None).await }
-            })
-            .await?;
+        let marker = read_marker(client, config, keys).await?;
         if !marker.kvs().is_empty() {
             return Ok(());
         }
