@@ -6,11 +6,16 @@
 //! costs the run. Here a stage's artifact is written by one party only (the run, when the stage
 //! ends), and nobody ever waits for it (a dependent starts after its dependencies ended), so one
 //! compare-and-swap to claim the slot and one release store to publish it are enough.
+//!
+//! A unit output (`()`, a stage run for its effects) is a state of its own, not a stored `Arc`:
+//! every unit output is the one shared artifact of [`unit_artifact`], so storing it would only
+//! clone that `Arc` (an atomic read-modify-write) and dropping the cell would undo it (another).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::pipeline::Artifact;
+use crate::stage_fn::{unit_artifact, Output};
 
 /// Nothing written.
 const EMPTY: u8 = 0;
@@ -18,12 +23,15 @@ const EMPTY: u8 = 0;
 const WRITING: u8 = 1;
 /// Written and published: readable, never written again.
 const SET: u8 = 2;
+/// Holds the unit output (the value stays `None`): readable, never written again.
+const UNIT: u8 = 3;
 
 /// Holds at most one artifact, set once and then read by any thread.
 ///
 /// # Progress
 ///
-/// Wait-free: `set` is one compare-and-swap and a store, `get` one load.
+/// Wait-free: `set` is one compare-and-swap and a store (`set_output` of a unit output a load and
+/// a store), `get` one load.
 pub(crate) struct ArtifactCell {
     state: AtomicU8,
     value: UnsafeCell<Option<Artifact>>,
@@ -32,7 +40,7 @@ pub(crate) struct ArtifactCell {
 // SAFETY: the value is written only by the one `set` that moved the state from EMPTY to WRITING
 // (so never by two threads), and read only after an acquire load saw SET, which the writer stores
 // with release after its write: every read happens after the write, and no write follows a read.
-// `Artifact` is `Send + Sync`.
+// A cell in the UNIT state was never written. `Artifact` is `Send + Sync`.
 unsafe impl Sync for ArtifactCell {}
 
 impl ArtifactCell {
@@ -59,14 +67,36 @@ impl ArtifactCell {
         Ok(())
     }
 
-    /// The artifact, once `set` has returned (`None` before, and while a `set` is under way).
-    pub(crate) fn get(&self) -> Option<&Artifact> {
-        if self.state.load(Ordering::Acquire) != SET {
-            return None;
+    /// Stores a stage's output if nothing was stored before; otherwise hands it back. A unit
+    /// output is stored as the state alone, with a load and a store: no value is written, so
+    /// there is nothing to claim. The run records each stage's end once, so its cells have one
+    /// writer; were a unit stored while another store is under way, either output may be the one
+    /// read afterwards, and every read stays sound (the value is still written at most once,
+    /// by the one `set` that claimed the cell, and never read before SET is seen).
+    pub(crate) fn set_output(&self, output: Output) -> Result<(), Output> {
+        match output {
+            Output::Value(artifact) => self.set(artifact).map_err(Output::Value),
+            Output::Unit => {
+                if self.state.load(Ordering::Relaxed) != EMPTY {
+                    return Err(Output::Unit);
+                }
+                self.state.store(UNIT, Ordering::Release);
+                Ok(())
+            }
         }
-        // SAFETY: SET was stored with release after the value's only write, and the acquire load
-        // above saw it: the write happened before this read, and none follows.
-        unsafe { (*self.value.get()).as_ref() }
+    }
+
+    /// The artifact, once `set` or `set_output` has returned (`None` before, and while a `set` is
+    /// under way).
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Artifact> {
+        match self.state.load(Ordering::Acquire) {
+            // SAFETY: SET was stored with release after the value's only write, and the acquire
+            // load above saw it: the write happened before this read, and none follows.
+            SET => unsafe { (*self.value.get()).as_ref() },
+            UNIT => Some(unit_artifact()),
+            _ => None,
+        }
     }
 }
 
@@ -117,6 +147,23 @@ mod tests {
             .and_then(|artifact| artifact.downcast_ref::<u32>());
         assert_eq!(value, Some(&1));
         assert!(ArtifactCell::new().clone().get().is_none());
+    }
+
+    #[test]
+    fn a_unit_output_reads_as_the_shared_unit_artifact_and_keeps_the_cell_taken() {
+        let cell = ArtifactCell::new();
+        assert!(cell.set_output(Output::Unit).is_ok());
+        let unit = cell.get().expect("a unit output is readable");
+        assert!(Arc::ptr_eq(unit, unit_artifact()));
+        assert!(unit.downcast_ref::<()>().is_some());
+        assert!(cell.set(Arc::new(2u32)).is_err());
+        assert!(matches!(cell.set_output(Output::Unit), Err(Output::Unit)));
+        assert!(cell.clone().get().is_some_and(|copy| copy.is::<()>()));
+
+        let taken = ArtifactCell::new();
+        assert!(taken.set_output(Output::of(7u32)).is_ok());
+        assert!(matches!(taken.set_output(Output::Unit), Err(Output::Unit)));
+        assert_eq!(taken.get().and_then(|a| a.downcast_ref::<u32>()), Some(&7));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::events::{AttemptFailure, StageEvent};
 use crate::pipeline::Artifact;
 use crate::report::AttemptRecord;
 use crate::seed::stage_seed;
+use crate::stage_fn::{AttemptResult, Output};
 
 /// How a stage ended, as the run sees it, with its failed attempts.
 pub(crate) enum StageOutcome {
@@ -53,7 +54,7 @@ pub(crate) enum StageStep {
 enum AttemptState {
     Start,
     Running {
-        future: BoxFuture<'static, Result<Artifact, StageError>>,
+        future: BoxFuture<'static, AttemptResult>,
         /// When the attempt times out; `None` without a timeout or with one past the clock's end.
         deadline: Option<Instant>,
         timeout: Option<Pin<Box<Sleep>>>,
@@ -79,8 +80,8 @@ struct Attempts {
 
 /// What the first poll of a stage with a single attempt came to (see [`poll_single_attempt`]).
 pub(crate) enum FirstPoll {
-    /// The stage succeeded on its first poll (one attempt, none failed), with this artifact.
-    Succeeded(Artifact),
+    /// The stage succeeded on its first poll (one attempt, none failed), with this output.
+    Succeeded(Output),
     /// The stage ended otherwise on its first poll.
     Done(StageOutcome),
     /// It did not: the stage, to be polled again when woken.
@@ -229,7 +230,7 @@ impl Attempts {
     }
 
     /// Starts the current attempt's future (on the blocking pool for a blocking stage).
-    fn start(&mut self) -> Result<BoxFuture<'static, Result<Artifact, StageError>>, StageError> {
+    fn start(&mut self) -> Result<BoxFuture<'static, AttemptResult>, StageError> {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
         if spec.retry.max_attempts > 1 {
             self.attempt_started = Some(self.shared.clock.now());
@@ -329,10 +330,10 @@ impl Attempts {
         }
     }
 
-    fn succeeded(&mut self, artifact: Artifact) -> StageStep {
+    fn succeeded(&mut self, output: Output) -> StageStep {
         self.state = AttemptState::Done;
         StageStep::Done(StageOutcome::Succeeded {
-            artifact,
+            artifact: output.into_artifact(),
             attempts: self.attempt,
             failed: std::mem::take(&mut self.failed),
         })
@@ -341,9 +342,9 @@ impl Attempts {
 
 /// Polls an attempt's future, a panic caught as a failure.
 fn poll_attempt(
-    future: &mut BoxFuture<'static, Result<Artifact, StageError>>,
+    future: &mut BoxFuture<'static, AttemptResult>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Artifact, AttemptFailure>> {
+) -> Poll<Result<Output, AttemptFailure>> {
     match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
         Ok(Poll::Ready(Ok(artifact))) => Poll::Ready(Ok(artifact)),
         Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(AttemptFailure::Error { error })),

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hivekit_swarm::{
-    ArtifactError, LatencyTier, Pipeline, Priority, ResourceCost, RunOptions, RunOutcome,
-    SchedulingHint, StageContext, StageError, StageStatus,
+    ArtifactError, Backoff, LatencyTier, Pipeline, Priority, ResourceCost, RetryPolicy, RunOptions,
+    RunOutcome, SchedulingHint, StageContext, StageError, StageStatus,
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
@@ -31,6 +31,61 @@ async fn smoke() {
         assert_eq!(*report.artifact::<u32>("b").unwrap(), 2);
         assert!(report.stage("b").unwrap().elapsed.is_some());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unit_outputs_read_as_unit_artifacts_however_their_stage_ran() {
+    // A unit output is kept as a state of the artifact cell, not as a stored `Arc`: dependents,
+    // the report and a second run must still read `()` from every way a stage can end.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let sources = ["at-once", "waits", "spawned", "retried", "timed"];
+    let pipeline = Pipeline::builder()
+        .stage("at-once", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
+        .stage("waits", |_: StageContext| async {
+            tokio::task::yield_now().await;
+            Ok::<_, StageError>(())
+        })
+        .stage("spawned", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
+        .spawn()
+        .stage("retried", move |_: StageContext| {
+            let first = counted.fetch_add(1, Ordering::SeqCst) % 2 == 0;
+            async move {
+                if first {
+                    return Err(StageError::msg("once"));
+                }
+                Ok::<_, StageError>(())
+            }
+        })
+        .retry(RetryPolicy::attempts(2).with_backoff(Backoff::NONE))
+        .stage("timed", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .timeout(std::time::Duration::from_secs(60))
+        .stage("reader", move |ctx: StageContext| async move {
+            for source in sources {
+                let _: Arc<()> = ctx.input::<()>(source)?;
+                assert!(matches!(
+                    ctx.input::<u32>(source),
+                    Err(ArtifactError::WrongType { .. })
+                ));
+            }
+            Ok::<_, StageError>(())
+        })
+        .after(sources)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let report = pipeline.run().await;
+        assert_eq!(report.outcome(), RunOutcome::Succeeded, "{report:?}");
+        for stage in sources.into_iter().chain(["reader"]) {
+            assert!(report.artifact::<()>(stage).is_ok(), "{stage}");
+            assert!(report.artifact::<u32>(stage).is_err(), "{stage}");
+        }
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]

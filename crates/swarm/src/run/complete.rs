@@ -7,9 +7,10 @@ use super::{Run, Stop};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::options::FailurePolicy;
-use crate::pipeline::{Artifact, StageKind};
+use crate::pipeline::StageKind;
 use crate::report::{SkipReason, StageStatus};
 use crate::stage::StageOutcome;
+use crate::stage_fn::Output;
 
 impl Run {
     pub(super) fn complete(&mut self, stage: u32, outcome: StageOutcome) {
@@ -26,26 +27,26 @@ impl Run {
                 && self.pipeline.stages[index].kind != StageKind::Router =>
             {
                 // `failed` is empty, like the report's list: nothing to move.
-                self.succeeded_quietly(index, artifact, attempts);
+                self.succeeded_quietly(index, Output::Value(artifact), attempts);
             }
             outcome => self.complete_watched(index, outcome, elapsed),
         }
     }
 
     /// `complete` for an inline stage whose first attempt succeeded on its first poll, without
-    /// building (and taking apart) a `StageOutcome`.
-    pub(super) fn succeeded_at_once(&mut self, stage: u32, artifact: Artifact) {
+    /// building (and taking apart) a `StageOutcome`, nor making an artifact of a unit output.
+    pub(super) fn succeeded_at_once(&mut self, stage: u32, output: Output) {
         let index = stage as usize;
         if !self.quiet || self.pipeline.stages[index].kind == StageKind::Router {
             let outcome = StageOutcome::Succeeded {
-                artifact,
+                artifact: output.into_artifact(),
                 attempts: 1,
                 failed: Vec::new(),
             };
             return self.complete(stage, outcome);
         }
         self.ended(index);
-        self.succeeded_quietly(index, artifact, 1);
+        self.succeeded_quietly(index, output, 1);
     }
 
     /// Times a stage's end (its elapsed time, the start of the next stage launched) and counts it
@@ -64,9 +65,9 @@ impl Run {
     /// nobody watches (no event sink, no checkpoint hooks), so there is no route to resolve, no
     /// record to write and nothing to emit.
     #[inline]
-    fn succeeded_quietly(&mut self, index: usize, artifact: Artifact, attempts: u32) {
+    fn succeeded_quietly(&mut self, index: usize, output: Output, attempts: u32) {
         // Each stage completes once, so the cell is empty.
-        let _ = self.shared.artifacts[index].set(artifact);
+        let _ = self.shared.artifacts[index].set_output(output);
         let placeholder = std::mem::replace(
             &mut self.stages[index].status,
             StageStatus::Succeeded { attempts },
