@@ -5,6 +5,8 @@
 //!   `hivekit-conflicts`: 10% of the proposals conflict in pairs, so every agent votes on each pair;
 //!   `baseline`: the same conflicting input, done the straightforward way; `kameo`, `ractor`: the
 //!   propose phase only (every agent actor asked for its proposal, the replies gathered).
+//!   `hivekit-one-thread` (1k agents and up): the `hivekit` round on a current-thread runtime, which
+//!   never splits a round over workers: not a peer, the measure of what the split gains or costs.
 //! - `agent_spawning`: adding N agents to a hive vs spawning a tokio task (with its channel) per
 //!   agent, or an actor per agent.
 //! - `conflict_resolution`: a round where every proposal is contested (groups of five), settled by
@@ -346,6 +348,21 @@ fn consensus_latency(c: &mut Criterion) {
                 execute(hive.decide()).expect("a round")
             })
         });
+        if agents >= 1_000 {
+            // The same round on one thread: a current-thread runtime never splits a round, so
+            // beside `hivekit` (whose propose phase is split over both workers from 512 light
+            // agents on, LIGHT_AGENTS_PER_CHUNK in src/round/propose.rs) this row shows what the
+            // split gains or costs at this size.
+            let one_thread = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+            group.bench_with_input(
+                BenchmarkId::new("hivekit-one-thread", agents),
+                &agents,
+                |b, _| b.iter(|| one_thread.block_on(hive.decide()).expect("a round")),
+            );
+        }
         drop(hive);
         let specs = agent_set(agents, 0, DEFAULT_SEED);
         actors::propose::<actors::Kameo>(&mut group, &specs);

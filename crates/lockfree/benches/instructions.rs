@@ -163,10 +163,11 @@ library_benchmark_group!(
 /// The conflict rows' callgrind options: besides the benchmark function, count the partitioned
 /// scan's two steps, and the report's member lists when they are built in parallel, wherever they
 /// run. From 65,536 key occurrences `detect_conflicts` routes and scans on the rayon pool (and from
-/// 32,768 group members builds the groups' member lists there), and the default toggle (the
-/// benchmark function, on this thread) left that work out of the count: the 100k and skewed rows
-/// counted only the calling thread's part. The three functions are `#[inline(never)]` and run
-/// only on pool threads there (this thread waits), and each routes one fixed chunk, scans one
+/// 32,768 group members builds the groups' member lists there; from 16,384 proposals it reads
+/// their key lists there too), and the default toggle (the benchmark function, on this thread)
+/// left that work out of the count: the 100k and skewed rows counted only the calling thread's
+/// part. The four functions are `#[inline(never)]` and run only on pool threads there (this
+/// thread waits), and each reads one fixed run of proposals, routes one fixed chunk, scans one
 /// fixed partition or lists one group's members, so the sum over threads does not depend on which
 /// thread ran which job (the pool's own scheduling stays out). No row's input
 /// falls in 16,384..65,535 occurrences, where both steps run on this thread inside the benchmark
@@ -174,6 +175,7 @@ library_benchmark_group!(
 fn conflict_config() -> LibraryBenchmarkConfig {
     let mut config = LibraryBenchmarkConfig::default();
     config.tool(Callgrind::with_args([
+        "--toggle-collect=hivekit_lockfree::conflict::read_key_lists*",
         "--toggle-collect=hivekit_lockfree::conflict::partition::route*",
         "--toggle-collect=hivekit_lockfree::conflict::partition::scan_partition*",
         "--toggle-collect=hivekit_lockfree::conflict::scan::group_members*",

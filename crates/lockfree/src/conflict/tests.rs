@@ -125,6 +125,41 @@ fn large_inputs_take_the_parallel_path_with_the_same_report() {
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
 
+/// The key lists and id order read on the pool are the serial read's, run boundaries included.
+#[test]
+fn key_lists_read_on_the_pool_match_the_serial_read() {
+    let mut proposals = many(PARALLEL_PROPOSALS as u64 + 5, 60_000);
+    const { assert!(PARALLEL_PROPOSALS > 2 * KEY_LIST_RUN, "several runs") };
+    let same = |proposals: &[Proposal<u64, ()>]| {
+        let (serial, serial_occurrences, serial_increasing) = key_lists_and_order(proposals);
+        let (pooled, pooled_occurrences, pooled_increasing) =
+            key_lists_and_order_parallel(proposals);
+        assert_eq!(pooled_occurrences, serial_occurrences);
+        assert_eq!(pooled_increasing, serial_increasing);
+        assert_eq!(pooled.len(), serial.len());
+        for ((pooled_writes, pooled_reads), (writes, reads)) in pooled.iter().zip(&serial) {
+            assert!(std::ptr::eq(*pooled_writes, *writes) && std::ptr::eq(*pooled_reads, *reads));
+        }
+        pooled_increasing
+    };
+    assert!(same(&proposals));
+    // The only decrease sits across the boundary of two runs read by different jobs.
+    proposals.swap(KEY_LIST_RUN - 1, KEY_LIST_RUN);
+    assert!(!same(&proposals));
+}
+
+/// Regression guard for the pooled read: a repeated id at a run boundary is still found.
+#[test]
+fn a_duplicate_id_across_two_pooled_runs_is_an_error() {
+    let mut proposals = many(PARALLEL_PROPOSALS as u64 + 5, 60_000);
+    let repeated = proposals[KEY_LIST_RUN - 1].id;
+    proposals[KEY_LIST_RUN].id = repeated;
+    assert_eq!(
+        detect_conflicts(&proposals),
+        Err(ProposalError::DuplicateId(repeated))
+    );
+}
+
 /// Nearly every proposal in some group, several per group: the groups' member lists are built on
 /// the rayon pool.
 #[test]
