@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hivekit_runtime::{panic_message, InlineOrSpawned};
+use tokio::task::JoinError;
 use tokio::time::{Instant, Sleep};
 
 use crate::agent::{AgentError, BoxFuture, Contest, Vote, VoteSlot};
@@ -74,35 +75,60 @@ impl<'a, T> Guarded<'a, T> {
     }
 }
 
-impl<'a, T> Guarded<'a, T> {
-    /// Guards a call that a first poll found pending, with the timer that poll started (none when
-    /// its owner times it).
-    fn running(
-        call: BoxFuture<'a, Result<T, AgentError>>,
-        limit: Option<Limit>,
-        timer: Option<Pin<Box<Sleep>>>,
-        span: tracing::Span,
-    ) -> Self {
-        Self {
-            call: Some(call),
-            limit,
-            timer,
-            span,
+/// A call after its first poll: answered, or still running (as `R`).
+pub(crate) enum Polled<T, R> {
+    Done(CallResult<T>),
+    Running(R),
+}
+
+/// A guarded call after its first poll.
+pub(crate) type Started<'a, T> = Polled<T, Call<'a, T>>;
+
+/// A light voter's `vote` call still running in its slot after its first poll, timed by its owner
+/// (the round's [`Deadlines`]), under the same guard as [`Guarded`] (span, panic catching).
+///
+/// Small on purpose: a round keeps one per waiting call in a `FuturesUnordered` (up to 100k in
+/// flight), which moves it into a heap block of its own. Wrapped in [`Call`] and [`Guarded`] the
+/// call took 140 bytes with its tags (a span, a limit and a timer the round never uses), copied
+/// with `memcpy` on every push and allocated in glibc's slower size classes.
+pub(crate) struct SlotCall<'a, S: State> {
+    /// `None` once it has answered or panicked.
+    slot: Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
+    /// The call's span, boxed and only when a subscriber records it (a disabled span is 40 bytes
+    /// of nothing that every waiting call would carry).
+    span: Option<Box<tracing::Span>>,
+}
+
+impl<S: State> Future for SlotCall<'_, S> {
+    type Output = CallResult<Vote>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let _entered = this.span.as_deref().map(tracing::Span::enter);
+        let Some(call) = this.slot.as_mut() else {
+            // Polled after completion: nothing more will come.
+            return Poll::Pending;
+        };
+        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+            Ok(Poll::Ready(result)) => {
+                this.slot = None;
+                Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                drop_quietly(this.slot.take());
+                Poll::Ready(Err(FailureKind::Panicked {
+                    message: panic_message(panic.as_ref()),
+                }))
+            }
         }
     }
 }
 
-/// A call after its first poll: answered, or still running.
-pub(crate) enum Started<'a, T> {
-    Done(CallResult<T>),
-    Running(Call<'a, T>),
-}
-
 /// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
 /// voter has none) and polls it once, under the same guard as [`Guarded`] (span, panic catching;
-/// with a `limit`, the timer starts only if the call is pending; without, the caller times it). An
-/// answer at once costs no allocation and leaves the slot for the voter's next call; a pending call
-/// takes the slot with it.
+/// no timer: the caller times a pending call). An answer at once costs no allocation and leaves
+/// the slot for the voter's next call; a pending call takes the slot with it.
 // Always inlined into the round's vote loop (its one caller): left to the inliner it is sometimes
 // a call of its own, about 18 instructions more per vote (decide conflicts_1k +5.7%).
 #[inline(always)]
@@ -110,10 +136,9 @@ pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
     new_slot: impl FnOnce() -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>,
     contest: &'a Contest<S>,
-    limit: Option<Limit>,
     span: tracing::Span,
     cx: &mut Context<'_>,
-) -> Started<'a, Vote> {
+) -> Polled<Vote, SlotCall<'a, S>> {
     // The slot stays in place for a call that answers at once (the common case); a pending or
     // panicking call takes it out.
     let call = slot.get_or_insert_with(new_slot);
@@ -123,36 +148,24 @@ pub(crate) fn start_in_slot<'a, S: State>(
     };
     let panicked = match polled {
         Ok(Poll::Ready(result)) => {
-            return Started::Done(result.map_err(|error| FailureKind::Errored { error }))
+            return Polled::Done(result.map_err(|error| FailureKind::Errored { error }))
         }
         Ok(Poll::Pending) => None,
         Err(panic) => Some(panic),
     };
     let Some(call) = slot.take() else {
         // Cannot happen: the slot was filled above.
-        return Started::Done(Err(FailureKind::Cancelled));
+        return Polled::Done(Err(FailureKind::Cancelled));
     };
     match panicked {
-        None => {
-            // As `Guarded::poll` does on a pending call: start the timer and poll it once.
-            let timer = match limit {
-                Some(limit) => {
-                    let mut timer = limit.timer();
-                    if timer.as_mut().poll(cx).is_ready() {
-                        drop_quietly(call);
-                        return Started::Done(Err(FailureKind::TimedOut));
-                    }
-                    Some(timer)
-                }
-                None => None,
-            };
-            let call: Pin<Box<dyn Future<Output = Result<Vote, AgentError>> + Send + 'a>> = call;
-            Started::Running(Call::inline(Guarded::running(call, limit, timer, span)))
-        }
+        None => Polled::Running(SlotCall {
+            slot: Some(call),
+            span: (!span.is_disabled()).then(|| Box::new(span)),
+        }),
         Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.
             drop_quietly(call);
-            Started::Done(Err(FailureKind::Panicked {
+            Polled::Done(Err(FailureKind::Panicked {
                 message: panic_message(panic.as_ref()),
             }))
         }
@@ -239,30 +252,31 @@ impl<T> Future for Call<'_, T> {
     type Output = CallResult<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|error| {
-                Err(if error.is_panic() {
-                    FailureKind::Panicked {
-                        message: panic_message(&*error.into_panic()),
-                    }
-                } else {
-                    FailureKind::Cancelled
-                })
-            })
-        })
+        Pin::new(&mut self.get_mut().0).poll(cx).map(joined)
     }
 }
 
-/// A call tagged with its slot, which yields `None` without polling the call once its ballot has
-/// settled (the call is then dropped, cancelling it) or once its owner timed it out.
+/// What a call run as its own task answered: a panic or a cancellation of the task (the runtime
+/// shutting down) becomes a [`FailureKind`].
+pub(crate) fn joined<T>(joined: Result<CallResult<T>, JoinError>) -> CallResult<T> {
+    joined.unwrap_or_else(|error| {
+        Err(if error.is_panic() {
+            FailureKind::Panicked {
+                message: panic_message(&*error.into_panic()),
+            }
+        } else {
+            FailureKind::Cancelled
+        })
+    })
+}
+
+/// A call tagged with its slot, which yields `None` without polling the call once its owner set
+/// `cancelled` (the call is then dropped, cancelling it). The vote phase's calls have their own,
+/// smaller entry (`round::vote`'s `Waiting`).
 pub(crate) struct Tagged<'a, T, I = usize> {
     pub(crate) call: Call<'a, T>,
     pub(crate) slot: I,
     pub(crate) cancelled: Option<&'a AtomicBool>,
-    /// Its group in the owner's [`Deadlines`], if the owner times it.
-    pub(crate) deadline: Option<u32>,
-    /// Set by the owner when the call's deadline passed (the timeout is already recorded).
-    pub(crate) expired: bool,
 }
 
 impl<T, I: Copy + Unpin> Future for Tagged<'_, T, I> {
@@ -270,10 +284,9 @@ impl<T, I: Copy + Unpin> Future for Tagged<'_, T, I> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.expired
-            || this
-                .cancelled
-                .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
+        if this
+            .cancelled
+            .is_some_and(|cancelled| cancelled.load(Ordering::Relaxed))
         {
             return Poll::Ready((this.slot, None));
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, ConcurrencyLimit, Contest, Hive, Snapshot, Vote,
+    Agent, AgentContext, AgentError, ConcurrencyLimit, Contest, FailureKind, Hive, Snapshot, Vote,
 };
 use support::{add, Ledger, LedgerProposal};
 
@@ -282,4 +282,78 @@ async fn a_ballot_settled_by_the_answers_of_earlier_calls_leaves_its_later_voter
         asked < 3_000,
         "{asked} of the 3,000 voters were asked though the ballot settled"
     );
+}
+
+/// Proposes nothing; votes by panicking or failing, after sleeping 1 ms (so the call is already
+/// waiting in the round when it breaks).
+struct BreaksAfterWaiting {
+    panics: bool,
+}
+
+impl Agent<Ledger> for BreaksAfterWaiting {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        Ok(None)
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        _contest: &Contest<Ledger>,
+    ) -> Result<Vote, AgentError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if self.panics {
+            panic!("voter broke after waiting");
+        }
+        Err(AgentError::msg("voter failed after waiting"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vote_call_that_panics_or_fails_after_waiting_is_recorded_and_its_ballot_still_settles() {
+    let hive = Hive::new(Ledger::default());
+    let starved = Arc::new(AtomicUsize::new(0));
+    for id in 0..4 {
+        hive.spawn(Sleeper {
+            id,
+            key: id / 2,
+            wait: Duration::from_millis(5),
+            batch: false,
+            starved: Arc::clone(&starved),
+        });
+    }
+    let panicking = hive.spawn(BreaksAfterWaiting { panics: true });
+    let failing = hive.spawn(BreaksAfterWaiting { panics: false });
+    let decision = hive.decide().await.expect("a round");
+    assert_eq!(decision.ballots.len(), 2, "both pairs are contested");
+    for ballot in &decision.ballots {
+        // The breaking voters count as absent; the sleepers' votes settle the ballot (it may
+        // settle before the last of them answers).
+        assert!(ballot.votes >= 3, "{ballot:?}");
+    }
+    assert_eq!(decision.accepted.len(), 2, "one of each pair wins");
+    let mut kinds: Vec<_> = decision
+        .failures
+        .iter()
+        .map(|failure| (failure.agent, failure.kind.clone()))
+        .collect();
+    kinds.sort_by_key(|(agent, _)| *agent == failing);
+    let panicked = FailureKind::Panicked {
+        message: "voter broke after waiting".into(),
+    };
+    assert_eq!(kinds.len(), 4, "one failure per breaking voter and contest");
+    for (agent, kind) in &kinds[..2] {
+        assert_eq!((*agent, kind), (panicking, &panicked));
+    }
+    for (agent, kind) in &kinds[2..] {
+        assert_eq!(*agent, failing);
+        assert!(
+            matches!(kind, FailureKind::Errored { error } if error.to_string() == "voter failed after waiting"),
+            "{kind:?}"
+        );
+    }
 }

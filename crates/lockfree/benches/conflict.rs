@@ -23,9 +23,11 @@
 //! `BTreeSet<u64>` (8 values each, a tag set) and `BTreeMap<u64, Sum<u64>>` (8 counters each).
 //! `sequential` is the fold on one thread a user would write by hand (`into_iter().reduce` with
 //! `Merge::merge`), `rayon` is hivekit's parallel path forced on (`merge_all_with_threshold(_, 0)`),
-//! `hivekit` is `merge_all`, which from `PARALLEL_MERGE_THRESHOLD` payloads up times a probe of
-//! `MERGE_PROBE` merges and goes parallel only when the rest would take longer than
-//! `PARALLEL_MERGE_WORK`; the `sum` rows around the threshold are where it was measured.
+//! `hivekit` is `merge_all`, which folds plain data (no drop glue) under `PLAIN_MERGE_BYTES` on the
+//! calling thread without timing anything (every `sum` row), and otherwise from
+//! `PARALLEL_MERGE_THRESHOLD` payloads up times a probe of `MERGE_PROBE` merges and goes parallel
+//! only when the rest would take longer than `PARALLEL_MERGE_WORK` (a second probe confirming);
+//! the `sum` rows around the threshold are where that was measured.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;

@@ -21,6 +21,9 @@
 //!   hand-written sequential loop of the criterion suite's `sequential` peer; the fixed cost per
 //!   round shows at 10 proposals, the cost per proposal at 10k (no conflicts, the largest
 //!   sequential round).
+//! - `payload_merging/*/sum_100k`: `merge_all` over 100k `Sum<u64>` against the fold a user would
+//!   write (`into_iter().reduce` with `Merge::merge`), the criterion suite's
+//!   `proposal_merging/*/sum-100k` pair; the payloads' buffer is freed inside both.
 
 // gungraun's macros generate a public module per benchmark and group, without docs.
 #![allow(missing_docs)]
@@ -32,7 +35,9 @@ use arc_swap::ArcSwap;
 use gungraun::{
     library_benchmark, library_benchmark_group, main, Callgrind, LibraryBenchmarkConfig,
 };
-use hivekit_lockfree::{detect_conflicts, Proposal, SchedulingHint, SnapshotCell};
+use hivekit_lockfree::{
+    detect_conflicts, merge_all, Merge, Proposal, SchedulingHint, SnapshotCell, Sum,
+};
 
 mod support;
 
@@ -242,10 +247,38 @@ library_benchmark_group!(
     benchmarks = [hivekit_round, sequential_round]
 );
 
+/// `n` counters, as in the criterion suite's `sum` rows.
+fn sums(n: u64) -> Vec<Sum<u64>> {
+    (0..n).map(Sum).collect()
+}
+
+#[library_benchmark]
+#[bench::sum_100k(sums(100_000))]
+fn hivekit_merge_all(payloads: Vec<Sum<u64>>) -> Option<Sum<u64>> {
+    merge_all(black_box(payloads))
+}
+
+#[library_benchmark]
+#[bench::sum_100k(sums(100_000))]
+fn sequential_fold(payloads: Vec<Sum<u64>>) -> Option<Sum<u64>> {
+    black_box(payloads)
+        .into_iter()
+        .reduce(|mut total, payload| {
+            total.merge(payload);
+            total
+        })
+}
+
+library_benchmark_group!(
+    name = payload_merging,
+    benchmarks = [hivekit_merge_all, sequential_fold]
+);
+
 main!(
     library_benchmark_groups = snapshot_read,
     snapshot_write,
     scheduler_push_pop,
     conflict_detection,
-    aggregation_round
+    aggregation_round,
+    payload_merging
 );

@@ -83,7 +83,7 @@ pub use conflict::{
 pub use hint::{LatencyTier, Priority, ResourceCost, SchedulingHint};
 pub use merge::{
     merge_all, merge_all_with_threshold, Max, Merge, Min, Sum, MERGE_PROBE,
-    PARALLEL_MERGE_THRESHOLD, PARALLEL_MERGE_WORK,
+    PARALLEL_MERGE_THRESHOLD, PARALLEL_MERGE_WORK, PLAIN_MERGE_BYTES,
 };
 pub use proposal::{Proposal, ProposalError, ProposalId};
 pub use scheduler::{Full, PriorityScheduler, SchedulerConfig, SchedulerError};

@@ -260,6 +260,48 @@ fn failing_fast_aborts_stages_spawned_by_other_stages() {
 }
 
 #[test]
+fn failing_fast_while_a_wide_fan_is_still_being_spawned_leaves_no_stage_running() {
+    // A fan this wide is spawned by helper tasks besides the root's own task; a failure stops
+    // them part-way: every fan stage ends cancelled (spawned) or skipped (not yet), and none is
+    // still running, or started later, once the run has returned.
+    let runtime = multi_thread();
+    let width = 3_000;
+    for _ in 0..5 {
+        let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =
+            Default::default();
+        let pipeline = hanging_fan(width, &started, &dropped, &all_started)
+            .stage("fails", |_: StageContext| async {
+                Err::<(), _>(StageError::permanent("broken"))
+            })
+            .after(["root"])
+            .spawn()
+            .build()
+            .unwrap();
+        let report = runtime.block_on(pipeline.run());
+        assert_eq!(report.outcome(), RunOutcome::Failed);
+        assert!(matches!(
+            report.status("fails"),
+            Some(StageStatus::Failed { .. })
+        ));
+        for hang in 0..width {
+            let status = report.status(&format!("hang{hang}"));
+            assert!(
+                matches!(
+                    status,
+                    Some(StageStatus::Cancelled | StageStatus::Skipped { .. })
+                ),
+                "hang{hang} ended {status:?}"
+            );
+        }
+        let started_at_return = started.load(Ordering::SeqCst);
+        assert_eq!(dropped.load(Ordering::SeqCst), started_at_return);
+        drop(report);
+        runtime.block_on(tokio::task::yield_now());
+        assert_eq!(started.load(Ordering::SeqCst), started_at_return);
+    }
+}
+
+#[test]
 fn a_deadline_reaches_stages_spawned_by_other_stages() {
     let runtime = multi_thread();
     let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =

@@ -113,8 +113,6 @@ pub(super) async fn batch_votes<S: State>(
                 call: start(next),
                 slot: next,
                 cancelled: None,
-                deadline: None,
-                expired: false,
             });
             next += 1;
         }

@@ -189,8 +189,6 @@ pub(super) async fn run_calls<'a, T: 'a>(
                             call,
                             slot: next,
                             cancelled: None,
-                            deadline: None,
-                            expired: false,
                         })
                 }
             }

@@ -5,6 +5,7 @@
 //! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
 //! lets a tiny round without conflicts skip the full scan.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -397,30 +398,25 @@ impl<K, P> Aggregator<K, P> {
             .sum();
         let parallel = count >= parallel_threshold;
         let shards: Vec<&mut Shard<K, P>> = shards.iter_mut().map(unlocked).collect();
+        let entries = || shards.iter().flat_map(|shard| shard.entries());
 
-        // The proposals stay where they are; their key lists, ids and priorities are put in
-        // submission order.
-        let (lists, ids, priorities, renumbered) = if count == taken {
+        // The proposals stay where they are; their key lists and ids are put in submission order,
+        // their priorities only when a conflict needs them (a round without conflicts never does).
+        let (lists, ids, renumbered) = if count == taken {
             // Submission numbers are dense (nothing was refused): every position is written once.
             let mut lists: Vec<KeyLists<'_, K>> = vec![(&[], &[]); taken];
             let mut ids = vec![ProposalId(0); taken];
-            let mut priorities = vec![Priority::Low; taken];
-            for shard in &shards {
-                for (sequence, proposal) in shard.entries() {
-                    let index = *sequence as usize;
-                    lists[index] = (&proposal.writes, &proposal.reads);
-                    ids[index] = proposal.id;
-                    priorities[index] = proposal.priority;
-                }
+            for (sequence, proposal) in entries() {
+                let index = *sequence as usize;
+                lists[index] = (&proposal.writes, &proposal.reads);
+                ids[index] = proposal.id;
             }
-            (lists, ids, priorities, None)
+            (lists, ids, None)
         } else {
             let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
-            for shard in &shards {
-                for (sequence, proposal) in shard.entries() {
-                    // Stored numbers are below `taken`: refused submissions are never stored.
-                    placed[*sequence as usize] = Some(proposal);
-                }
+            for (sequence, proposal) in entries() {
+                // Stored numbers are below `taken`: refused submissions are never stored.
+                placed[*sequence as usize] = Some(proposal);
             }
             // A submission refused for being over the limit left a gap: renumber densely.
             let mut next = 0;
@@ -435,18 +431,26 @@ impl<K, P> Aggregator<K, P> {
             let placed = || placed.iter().flatten();
             let (lists, _) = key_lists(placed().copied());
             let ids = placed().map(|proposal| proposal.id).collect();
-            let priorities = placed().map(|proposal| proposal.priority).collect();
-            (lists, ids, priorities, Some(renumbered))
+            (lists, ids, Some(renumbered))
         };
-        let priority = |index: usize| priorities[index];
-        let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
-        drop(priorities);
         let renumbered = renumbered.as_deref();
         let index_of = |sequence: u64| {
             renumbered.map_or(sequence as usize, |renumbered| {
                 renumbered[sequence as usize] as usize
             })
         };
+        let priorities = OnceCell::new();
+        let priority = |index: usize| {
+            priorities.get_or_init(|| {
+                let mut priorities = vec![Priority::Low; count];
+                for (sequence, proposal) in entries() {
+                    priorities[index_of(*sequence)] = proposal.priority;
+                }
+                priorities
+            })[index]
+        };
+        let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
+        drop(priorities);
 
         let accepted_payloads = |shard: &mut Shard<K, P>| {
             shard

@@ -10,6 +10,14 @@
 //! the driver reads in bulk, so a chain of spawned stages costs no round trip through the driver
 //! and no task per stage.
 //!
+//! A stage with many dependents (a wide fan) does not spawn them all from its own task: in a run
+//! whose concurrency limit can never refuse a slot, it keeps the first `SHARE` and hands the
+//! rest to helper tasks, half each, which halve their range again. A worker that takes a helper
+//! spawns that half into its own queue, where those tasks run, instead of one worker spawning
+//! 10,000 tasks while the other steals them from it. Helpers run no user code, are counted with
+//! the live tasks (the run waits for them) and spawn nothing once the fleet is stopped. Under a
+//! limit, launches keep the dependents' order (slots are taken in the order of the hints).
+//!
 //! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
 //! stage that became ready while the driver holds stages waiting for a slot (so that slots are
 //! taken in the order of the stages' scheduling hints). Every task's handle is kept in its
@@ -353,7 +361,14 @@ impl Fleet {
             completed,
             attempts,
         });
-        for &dependent in pipeline.dependents(index) {
+        let dependents = pipeline.dependents(index);
+        let mut own = dependents.len();
+        if self.limit >= pipeline.stages.len() {
+            // No slot is ever refused, so the order of launches is not seen: a wide fan's
+            // spawning is shared with the other workers (a helper task per half).
+            own = self.hand_out(stage, completed, 0, own);
+        }
+        for &dependent in &dependents[..own] {
             if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
                 // Not ready, or the run stopped: a stopped run skips what never started.
                 continue;
@@ -364,14 +379,8 @@ impl Fleet {
                 // The first ready dependent takes the finished stage's slot and its task: no
                 // spawn, no wake-up.
                 next = Some((dependent, completed));
-            } else if !queue && self.try_take_slot() {
-                if !self.spawn(dependent, completed, None, true) {
-                    self.release_slot();
-                }
             } else {
-                self.waiting.fetch_add(1, Ordering::SeqCst);
-                self.notes.lock().push(Note::Ready(dependent));
-                wake = true;
+                wake |= self.launch_ready(dependent, completed, queue);
             }
         }
         if next.is_none() {
@@ -382,7 +391,74 @@ impl Fleet {
         }
         next
     }
+
+    /// Launches `dependent`, ready, on a task of its own if a slot is free and the driver holds
+    /// no stage waiting for one (`queue` false), else hands it to the driver; true when the
+    /// driver must be woken for it.
+    fn launch_ready(self: &Arc<Self>, dependent: u32, completed: Duration, queue: bool) -> bool {
+        if !queue && self.try_take_slot() {
+            if !self.spawn(dependent, completed, None, true) {
+                self.release_slot();
+            }
+            false
+        } else {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            self.notes.lock().push(Note::Ready(dependent));
+            true
+        }
+    }
+
+    /// Hands the dependents of `stage` from `start` to `end` but the first `SHARE` to helper
+    /// tasks, halving the range at each: another worker that takes a helper spawns that half
+    /// from its own queue, where its tasks run (one worker spawning 10,000 tasks kept the other
+    /// stealing them from it). Returns where the caller's own share ends.
+    fn hand_out(
+        self: &Arc<Self>,
+        stage: u32,
+        completed: Duration,
+        start: usize,
+        mut end: usize,
+    ) -> usize {
+        while end - start > SHARE {
+            let middle = start + (end - start) / 2;
+            let fleet = self.clone();
+            self.live.count.fetch_add(1, Ordering::Relaxed);
+            let helper = Tracked {
+                future: async move { fleet.release_range(stage, completed, middle, end) },
+                live: LiveGuard(self.live.clone()),
+            };
+            // Detached: the helper runs no user code and spawns nothing once the fleet stops.
+            drop(tokio::spawn(helper));
+            end = middle;
+        }
+        end
+    }
+
+    /// A helper's share: releases the dependents of `stage` from `start` to `end` and launches
+    /// those that became ready (the helper holds no slot of its own).
+    fn release_range(self: &Arc<Self>, stage: u32, completed: Duration, start: usize, end: usize) {
+        if self.stopping.load(Ordering::Acquire) {
+            // A stopped run skips what never started; nothing to hand out.
+            return;
+        }
+        let end = self.hand_out(stage, completed, start, end);
+        let dependents = &self.shared.pipeline.dependents(stage as usize)[start..end];
+        let mut wake = false;
+        for &dependent in dependents {
+            if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
+                continue;
+            }
+            let queue = self.waiting.load(Ordering::SeqCst) > 0;
+            wake |= self.launch_ready(dependent, completed, queue);
+        }
+        if wake {
+            self.driver.wake();
+        }
+    }
 }
+
+/// How many dependents of one stage a task launches itself before handing the rest out.
+const SHARE: usize = 128;
 
 /// A launched stage not yet reported: dropped armed (its task aborted, or a panic outside the
 /// stage's own code), it reports the stage cancelled or failed and gives its slot back.
