@@ -105,23 +105,7 @@ impl<S: State> Future for SlotCall<'_, S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let _entered = this.span.as_deref().map(tracing::Span::enter);
-        let Some(call) = this.slot.as_mut() else {
-            // Polled after completion: nothing more will come.
-            return Poll::Pending;
-        };
-        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
-            Ok(Poll::Ready(result)) => {
-                this.slot = None;
-                Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
-            }
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => {
-                drop_quietly(this.slot.take());
-                Poll::Ready(Err(FailureKind::Panicked {
-                    message: panic_message(panic.as_ref()),
-                }))
-            }
-        }
+        poll_caught(&mut this.slot, cx)
     }
 }
 
@@ -178,34 +162,49 @@ impl<T> Future for Guarded<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let _entered = this.span.enter();
-        let Some(call) = this.call.as_mut() else {
+        if this.call.is_none() {
             // Polled after completion: nothing more will come.
             return Poll::Pending;
+        }
+        if let Poll::Ready(result) = poll_caught(&mut this.call, cx) {
+            return Poll::Ready(result);
+        }
+        let Some(limit) = this.limit else {
+            // Timed by its owner.
+            return Poll::Pending;
         };
-        match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
-            Ok(Poll::Ready(result)) => {
-                this.call = None;
-                Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
-            }
-            Ok(Poll::Pending) => {
-                let Some(limit) = this.limit else {
-                    // Timed by its owner.
-                    return Poll::Pending;
-                };
-                let timer = this.timer.get_or_insert_with(|| limit.timer());
-                if timer.as_mut().poll(cx).is_ready() {
-                    drop_quietly(this.call.take());
-                    Poll::Ready(Err(FailureKind::TimedOut))
-                } else {
-                    Poll::Pending
-                }
-            }
-            Err(panic) => {
-                drop_quietly(this.call.take());
-                Poll::Ready(Err(FailureKind::Panicked {
-                    message: panic_message(panic.as_ref()),
-                }))
-            }
+        let timer = this.timer.get_or_insert_with(|| limit.timer());
+        if timer.as_mut().poll(cx).is_ready() {
+            drop_quietly(this.call.take());
+            Poll::Ready(Err(FailureKind::TimedOut))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Polls a running agent call once under the panic guard: its answer (the call is dropped), a
+/// panic as [`FailureKind::Panicked`] (the call is dropped quietly), or pending (the call stays).
+/// Pending once the call is gone: nothing more will come.
+#[inline]
+fn poll_caught<T, F>(call: &mut Option<Pin<Box<F>>>, cx: &mut Context<'_>) -> Poll<CallResult<T>>
+where
+    F: Future<Output = Result<T, AgentError>> + ?Sized,
+{
+    let Some(running) = call.as_mut() else {
+        return Poll::Pending;
+    };
+    match catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx))) {
+        Ok(Poll::Ready(result)) => {
+            *call = None;
+            Poll::Ready(result.map_err(|error| FailureKind::Errored { error }))
+        }
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => {
+            drop_quietly(call.take());
+            Poll::Ready(Err(FailureKind::Panicked {
+                message: panic_message(panic.as_ref()),
+            }))
         }
     }
 }
