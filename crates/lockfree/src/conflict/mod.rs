@@ -119,9 +119,7 @@ where
     match ids {
         Some(ids) if serial_report => Ok(scan.into_report(ids.len(), |index| ids[index])),
         Some(ids) => Ok(scan.into_report_parallel(&ids)),
-        None if serial_report => {
-            Ok(scan.into_report(proposals.len(), |index| proposals[index].id))
-        }
+        None if serial_report => Ok(scan.into_report(proposals.len(), |index| proposals[index].id)),
         None => {
             // The pool's threads read the ids from their own list: `Proposal` need not be `Sync`.
             let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
@@ -249,9 +247,7 @@ fn key_lists_and_order_parallel<K: Sync, P>(
         .par_chunks_mut(KEY_LIST_RUN)
         .zip(ids.spare_capacity_mut()[..proposals.len()].par_chunks_mut(KEY_LIST_RUN))
         .enumerate()
-        .map(|(number, (run, id_run))| {
-            read_key_lists(&shared, number * KEY_LIST_RUN, run, id_run)
-        })
+        .map(|(number, (run, id_run))| read_key_lists(&shared, number * KEY_LIST_RUN, run, id_run))
         .reduce(
             || (0, true),
             |(left, left_increasing), (right, right_increasing)| {

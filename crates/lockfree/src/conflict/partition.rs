@@ -255,12 +255,10 @@ pub(super) fn route<'a, K: Hash>(
     let expected = occurrences / parts + occurrences / (parts * 4) + 4;
     let mut routed: Vec<Vec<Occurrence<'a, K>>> =
         (0..parts).map(|_| Vec::with_capacity(expected)).collect();
-    // Bounded by MAX_PARTITIONS (at most 8 bits), so never 64.
-    let shift = (64 - bits) & 63;
     // One write cursor per partition in a local array, instead of a push on each partition's
     // vector in memory (its length reloaded, checked and stored per occurrence; 37 instructions
     // per occurrence at 100k proposals of 4 keys).
-    let mut cursors: Vec<Cursor<'a, K>> = routed.iter_mut().enumerate().map(Cursor::new).collect();
+    let mut cursors: Vec<Cursor<'a, K>> = routed.iter_mut().map(Cursor::new).collect();
     let cursors = &mut cursors[..parts];
     for (offset, &(writes, reads)) in lists.iter().enumerate() {
         prefetch_keys(lists, offset + PREFETCH_DISTANCE);
@@ -268,27 +266,44 @@ pub(super) fn route<'a, K: Hash>(
         let index = (first_index + offset) as u32;
         for key in writes {
             let hash = FxBuildHasher.hash_one(key);
-            // The high bits choose the partition; the table inside uses the low bits.
-            let cursor = &mut cursors[(hash >> shift) as usize & (parts - 1)];
-            cursor.push(Occurrence::new(key, table_hash(hash), index | WRITER), &mut routed);
+            let part = partition_of(hash, parts);
+            cursors[part].push(
+                Occurrence::new(key, table_hash(hash), index | WRITER),
+                &mut routed,
+                part,
+            );
         }
         for key in reads {
             let hash = FxBuildHasher.hash_one(key);
-            let cursor = &mut cursors[(hash >> shift) as usize & (parts - 1)];
-            cursor.push(Occurrence::new(key, table_hash(hash), index), &mut routed);
+            let part = partition_of(hash, parts);
+            cursors[part].push(
+                Occurrence::new(key, table_hash(hash), index),
+                &mut routed,
+                part,
+            );
         }
     }
-    for cursor in cursors.iter() {
-        cursor.finish(&mut routed);
+    for (part, cursor) in cursors.iter().enumerate() {
+        cursor.finish(&mut routed[part]);
     }
     routed
+}
+
+/// The partition of a key whose 64-bit FxHash is `hash`, of `parts` (a power of two, at most
+/// [`MAX_PARTITIONS`]): the low bits of the hash's top byte.
+///
+/// The table inside uses the hash's low 32 bits, so the partitions and the table positions stay
+/// independent. A constant shift, where the top `log2(parts)` bits took a shift by a variable
+/// count (on x86-64, one more register pinned in a loop already short of them).
+#[inline(always)]
+pub(super) fn partition_of(hash: u64, parts: usize) -> usize {
+    const { assert!(MAX_PARTITIONS <= 256, "the partition comes from one byte") };
+    (hash >> 56) as usize & (parts - 1)
 }
 
 /// Where [`route`] writes the next occurrence of one partition: into the spare capacity of that
 /// partition's vector, whose length is set once, at the end ([`finish`](Self::finish)).
 struct Cursor<'a, K> {
-    /// The partition (its vector's index in the routed list).
-    part: usize,
     /// The next entry to write, in the vector's spare capacity.
     next: *mut Occurrence<'a, K>,
     /// The end of the vector's capacity.
@@ -296,25 +311,29 @@ struct Cursor<'a, K> {
 }
 
 impl<'a, K> Cursor<'a, K> {
-    /// A cursor at the start of `routed`, an empty vector; `routed` is the `part`th of the list
-    /// later passed to [`push`](Self::push) and [`finish`](Self::finish), and nothing else
-    /// touches it until then.
-    fn new((part, routed): (usize, &mut Vec<Occurrence<'a, K>>)) -> Self {
+    /// A cursor at the start of `routed`, an empty vector; nothing else touches the vector until
+    /// the cursor is [`finish`](Self::finish)ed.
+    fn new(routed: &mut Vec<Occurrence<'a, K>>) -> Self {
         debug_assert!(routed.is_empty());
         let next = routed.as_mut_ptr();
         Cursor {
-            part,
             next,
             // In bounds of (one past) the allocation: the capacity's end.
             end: next.wrapping_add(routed.capacity()),
         }
     }
 
-    /// Appends `occurrence` to the partition, growing its vector (in `routed`) when full.
+    /// Appends `occurrence` to partition `part`, growing its vector (`routed[part]`, the vector
+    /// the cursor was made for) when full.
     #[inline(always)]
-    fn push(&mut self, occurrence: Occurrence<'a, K>, routed: &mut [Vec<Occurrence<'a, K>>]) {
+    fn push(
+        &mut self,
+        occurrence: Occurrence<'a, K>,
+        routed: &mut [Vec<Occurrence<'a, K>>],
+        part: usize,
+    ) {
         if self.next == self.end {
-            self.grow(routed);
+            self.grow(&mut routed[part]);
         }
         // SAFETY: `next` is below `end`, so it points to spare capacity of the partition's vector
         // (`new` and `grow` set both from that vector's buffer and capacity, and nothing else
@@ -330,9 +349,8 @@ impl<'a, K> Cursor<'a, K> {
     /// doubles its capacity.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, routed: &mut [Vec<Occurrence<'a, K>>]) {
-        let vec = &mut routed[self.part];
-        self.finish_vec(vec);
+    fn grow(&mut self, vec: &mut Vec<Occurrence<'a, K>>) {
+        self.finish(vec);
         vec.reserve(vec.len().max(4));
         // SAFETY: `len` is at most the capacity, so the pointer stays in (or one past) the
         // allocation.
@@ -340,12 +358,9 @@ impl<'a, K> Cursor<'a, K> {
         self.end = vec.as_mut_ptr().wrapping_add(vec.capacity());
     }
 
-    /// Gives the partition's vector the entries written through the cursor as its length.
-    fn finish(&self, routed: &mut [Vec<Occurrence<'a, K>>]) {
-        self.finish_vec(&mut routed[self.part]);
-    }
-
-    fn finish_vec(&self, vec: &mut Vec<Occurrence<'a, K>>) {
+    /// Gives the partition's vector (the one the cursor was made for) the entries written
+    /// through the cursor as its length.
+    fn finish(&self, vec: &mut Vec<Occurrence<'a, K>>) {
         // SAFETY: `next` and the vector's buffer point into the same allocation (`new` and `grow`
         // set `next` from it and it was not reallocated since), `next` is not below it.
         let written = unsafe { self.next.offset_from(vec.as_ptr()) };

@@ -1,7 +1,8 @@
 //! Unit tests of the scan, the partitioning and the report.
 
 use super::partition::{
-    mostly_once, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS,
+    mostly_once, partition_of, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION,
+    MAX_PARTITIONS,
 };
 use super::scan::scan_one;
 use super::*;
@@ -452,7 +453,12 @@ fn partitions_of_keys_touched_once_are_scanned_without_a_slot_per_key_and_hot_on
 #[test]
 fn routing_keeps_every_occurrence_in_order_whatever_the_estimate() {
     use std::hash::BuildHasher;
-    for (space, estimate) in [(1_u64 << 30, None), (1 << 30, Some(0)), (1, Some(0)), (48, None)] {
+    for (space, estimate) in [
+        (1_u64 << 30, None),
+        (1 << 30, Some(0)),
+        (1, Some(0)),
+        (48, None),
+    ] {
         let proposals = random_proposals(3_000, space, 11, |key| key);
         let (lists, occurrences) = key_lists(proposals.iter());
         let bits = 3;
@@ -463,7 +469,7 @@ fn routing_keeps_every_occurrence_in_order_whatever_the_estimate() {
             let touches = writes.iter().map(|key| (key, index | WRITER));
             for (key, member) in touches.chain(reads.iter().map(|key| (key, index))) {
                 let hash = rustc_hash::FxBuildHasher.hash_one(key);
-                expected[(hash >> (64 - bits)) as usize].push((*key, hash as u32, member));
+                expected[partition_of(hash, 1 << bits)].push((*key, hash as u32, member));
             }
         }
         let got: Vec<Vec<(u64, u32, u32)>> = routed
