@@ -117,13 +117,13 @@ where
         || members < PARALLEL_MEMBERS
         || members < MEMBERS_PER_PARALLEL_GROUP * scan.groups.len();
     match ids {
-        Some(ids) if serial_report => Ok(scan.into_report(ids.len(), |index| ids[index])),
-        Some(ids) => Ok(scan.into_report_parallel(&ids)),
+        Some(ids) if serial_report => Ok(scan.into_report_with_ids(ids)),
+        Some(ids) => Ok(scan.into_report_parallel(ids)),
         None if serial_report => Ok(scan.into_report(proposals.len(), |index| proposals[index].id)),
         None => {
             // The pool's threads read the ids from their own list: `Proposal` need not be `Sync`.
             let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
-            Ok(scan.into_report_parallel(&ids))
+            Ok(scan.into_report_parallel(ids))
         }
     }
 }

@@ -4,7 +4,7 @@ use super::partition::{
     mostly_once, partition_of, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION,
     MAX_PARTITIONS,
 };
-use super::scan::scan_one;
+use super::scan::{independent, keep_independent, scan_one};
 use super::*;
 use crate::Priority;
 
@@ -183,7 +183,7 @@ fn many_members_are_listed_on_the_pool_with_the_same_report() {
     let (lists, occurrences) = key_lists(proposals.iter());
     let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
     assert_eq!(
-        scan_parallel(&lists, occurrences).into_report_parallel(&ids),
+        scan_parallel(&lists, occurrences).into_report_parallel(ids),
         reference
     );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
@@ -482,4 +482,21 @@ fn routing_keeps_every_occurrence_in_order_whatever_the_estimate() {
             .collect();
         assert_eq!(got, expected, "space {space}, estimate {estimate:?}");
     }
+}
+
+/// The in-place compaction of the id list into the independent list keeps exactly the ids not in
+/// a group, in order, whichever ends are grouped, as the list built afresh does.
+#[test]
+fn the_independent_list_keeps_the_ungrouped_ids_in_order() {
+    let all = ids(&[10, 11, 12, 13, 14]);
+    for (grouped, kept) in [
+        (vec![false; 5], ids(&[10, 11, 12, 13, 14])),
+        (vec![true; 5], ids(&[])),
+        (vec![true, false, false, false, true], ids(&[11, 12, 13])),
+        (vec![false, true, false, true, false], ids(&[10, 12, 14])),
+    ] {
+        assert_eq!(keep_independent(all.clone(), &grouped), kept);
+        assert_eq!(independent(&grouped, |index| all[index]), kept);
+    }
+    assert_eq!(keep_independent(Vec::new(), &[]), ids(&[]));
 }
