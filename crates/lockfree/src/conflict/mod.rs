@@ -93,27 +93,39 @@ where
     check_count(proposals)?;
     // One pass over the proposals for their key lists and the fast path of the id check: at 100k
     // proposals they are megabytes, past the cache, and each pass was a serial read of all of it.
-    let (lists, occurrences, increasing) = if proposals.len() < PARALLEL_PROPOSALS {
-        key_lists_and_order(proposals)
+    // The parallel read also copies the ids into a list of their own: the report reads the id of
+    // every proposal (the independent ones), and reading them from the proposals was another
+    // serial pass over those megabytes on the calling thread (at 100k proposals, ~90k cache misses).
+    let (lists, ids, occurrences, increasing) = if proposals.len() < PARALLEL_PROPOSALS {
+        let (lists, occurrences, increasing) = key_lists_and_order(proposals);
+        (lists, None, occurrences, increasing)
     } else {
-        key_lists_and_order_parallel(proposals)
+        let (lists, ids, occurrences, increasing) = key_lists_and_order_parallel(proposals);
+        (lists, Some(ids), occurrences, increasing)
     };
     if !increasing {
         check_ids(proposals)?;
     }
     check_occurrences(occurrences)?;
-    if occurrences < PARALLEL_OCCURRENCES {
-        let scan = scan(&lists, occurrences);
-        return Ok(scan.into_report(proposals.len(), |index| proposals[index].id));
-    }
-    let scan = scan_parallel(&lists, occurrences);
+    let scan = if occurrences < PARALLEL_OCCURRENCES {
+        scan(&lists, occurrences)
+    } else {
+        scan_parallel(&lists, occurrences)
+    };
     let members = scan.members.len();
-    if members < PARALLEL_MEMBERS || members < MEMBERS_PER_PARALLEL_GROUP * scan.groups.len() {
-        return Ok(scan.into_report(proposals.len(), |index| proposals[index].id));
+    let serial_report = occurrences < PARALLEL_OCCURRENCES
+        || members < PARALLEL_MEMBERS
+        || members < MEMBERS_PER_PARALLEL_GROUP * scan.groups.len();
+    match ids {
+        Some(ids) if serial_report => Ok(scan.into_report_with_ids(ids)),
+        Some(ids) => Ok(scan.into_report_parallel(ids)),
+        None if serial_report => Ok(scan.into_report(proposals.len(), |index| proposals[index].id)),
+        None => {
+            // The pool's threads read the ids from their own list: `Proposal` need not be `Sync`.
+            let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
+            Ok(scan.into_report_parallel(ids))
+        }
     }
-    // The pool's threads read the ids from their own list: `Proposal` need not be `Sync`.
-    let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
-    Ok(scan.into_report_parallel(&ids))
 }
 
 /// From this many group members up (after a parallel scan), [`detect_conflicts`] builds the
@@ -227,31 +239,38 @@ fn key_lists_and_order<K, P>(proposals: &[Proposal<K, P>]) -> (Vec<KeyLists<'_, 
 /// reading a run of [`KEY_LIST_RUN`] proposals into its part of the list ([`read_key_lists`]).
 fn key_lists_and_order_parallel<K: Sync, P>(
     proposals: &[Proposal<K, P>],
-) -> (Vec<KeyLists<'_, K>>, usize, bool) {
+) -> (Vec<KeyLists<'_, K>>, Vec<ProposalId>, usize, bool) {
     let shared = SharedKeys(proposals);
     let mut lists: Vec<KeyLists<'_, K>> = Vec::with_capacity(proposals.len());
+    let mut ids: Vec<ProposalId> = Vec::with_capacity(proposals.len());
     let (occurrences, increasing) = lists.spare_capacity_mut()[..proposals.len()]
         .par_chunks_mut(KEY_LIST_RUN)
+        .zip(ids.spare_capacity_mut()[..proposals.len()].par_chunks_mut(KEY_LIST_RUN))
         .enumerate()
-        .map(|(number, run)| read_key_lists(&shared, number * KEY_LIST_RUN, run))
+        .map(|(number, (run, id_run))| read_key_lists(&shared, number * KEY_LIST_RUN, run, id_run))
         .reduce(
             || (0, true),
             |(left, left_increasing), (right, right_increasing)| {
                 (left + right, left_increasing && right_increasing)
             },
         );
-    // SAFETY: the runs cover the first `proposals.len()` entries of the spare capacity exactly,
-    // and `read_key_lists` wrote every entry of its run (a panic there would not get here).
-    unsafe { lists.set_len(proposals.len()) };
-    (lists, occurrences, increasing)
+    // SAFETY: the runs of both lists cover the first `proposals.len()` entries of their spare
+    // capacity exactly (the same run length over the same count, zipped run for run), and
+    // `read_key_lists` wrote every entry of both its runs (a panic there would not get here).
+    unsafe {
+        lists.set_len(proposals.len());
+        ids.set_len(proposals.len());
+    }
+    (lists, ids, occurrences, increasing)
 }
 
 /// Proposals per pool job in [`key_lists_and_order_parallel`]: big enough that a job's start is
 /// noise against its cache misses, small enough for a few jobs per thread.
 const KEY_LIST_RUN: usize = 4096;
 
-/// Writes the key lists of the proposals from `first` into `run`; returns their key occurrences
-/// and whether their ids increase strictly (from the proposal before `first`, if any).
+/// Writes the key lists of the proposals from `first` into `run` and their ids into `id_run` (of
+/// the same length); returns their key occurrences and whether their ids increase strictly (from
+/// the proposal before `first`, if any).
 ///
 /// Never inlined: the instruction suite counts it by name on the pool's threads.
 #[inline(never)]
@@ -259,11 +278,12 @@ fn read_key_lists<'a, K, P>(
     shared: &SharedKeys<'a, K, P>,
     first: usize,
     run: &mut [MaybeUninit<KeyLists<'a, K>>],
+    id_run: &mut [MaybeUninit<ProposalId>],
 ) -> (usize, bool) {
     let mut occurrences = 0;
     let mut increasing = true;
     let mut previous = first.checked_sub(1).map(|index| shared.id(index));
-    for (offset, slot) in run.iter_mut().enumerate() {
+    for (offset, (slot, id_slot)) in run.iter_mut().zip(id_run.iter_mut()).enumerate() {
         let index = first + offset;
         let (writes, reads) = shared.lists(index);
         let id = shared.id(index);
@@ -271,6 +291,7 @@ fn read_key_lists<'a, K, P>(
         increasing &= previous.is_none_or(|previous| previous < id);
         previous = Some(id);
         slot.write((writes, reads));
+        id_slot.write(id);
     }
     (occurrences, increasing)
 }

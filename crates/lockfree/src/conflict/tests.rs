@@ -1,9 +1,10 @@
 //! Unit tests of the scan, the partitioning and the report.
 
 use super::partition::{
-    mostly_once, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION, MAX_PARTITIONS,
+    mostly_once, partition_of, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION,
+    MAX_PARTITIONS,
 };
-use super::scan::scan_one;
+use super::scan::{independent, keep_independent, scan_one};
 use super::*;
 use crate::Priority;
 
@@ -125,15 +126,18 @@ fn large_inputs_take_the_parallel_path_with_the_same_report() {
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
 
-/// The key lists and id order read on the pool are the serial read's, run boundaries included.
+/// The key lists, ids and id order read on the pool are the serial read's, run boundaries
+/// included.
 #[test]
 fn key_lists_read_on_the_pool_match_the_serial_read() {
     let mut proposals = many(PARALLEL_PROPOSALS as u64 + 5, 60_000);
     const { assert!(PARALLEL_PROPOSALS > 2 * KEY_LIST_RUN, "several runs") };
     let same = |proposals: &[Proposal<u64, ()>]| {
         let (serial, serial_occurrences, serial_increasing) = key_lists_and_order(proposals);
-        let (pooled, pooled_occurrences, pooled_increasing) =
+        let (pooled, pooled_ids, pooled_occurrences, pooled_increasing) =
             key_lists_and_order_parallel(proposals);
+        let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
+        assert_eq!(pooled_ids, ids);
         assert_eq!(pooled_occurrences, serial_occurrences);
         assert_eq!(pooled_increasing, serial_increasing);
         assert_eq!(pooled.len(), serial.len());
@@ -179,7 +183,7 @@ fn many_members_are_listed_on_the_pool_with_the_same_report() {
     let (lists, occurrences) = key_lists(proposals.iter());
     let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
     assert_eq!(
-        scan_parallel(&lists, occurrences).into_report_parallel(&ids),
+        scan_parallel(&lists, occurrences).into_report_parallel(ids),
         reference
     );
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
@@ -440,4 +444,59 @@ fn partitions_of_keys_touched_once_are_scanned_without_a_slot_per_key_and_hot_on
             assert_eq!(mostly_once(&routed, part, count), once, "space {space}");
         }
     }
+}
+
+/// Routing writes through per-partition cursors into spare capacity and grows a partition when
+/// its estimate is short: every occurrence lands once, in input order (written keys first), in
+/// the partition of its hash, whether the estimate is right, far too small (every partition
+/// grows several times) or the keys are all one (one partition takes everything).
+#[test]
+fn routing_keeps_every_occurrence_in_order_whatever_the_estimate() {
+    use std::hash::BuildHasher;
+    for (space, estimate) in [
+        (1_u64 << 30, None),
+        (1 << 30, Some(0)),
+        (1, Some(0)),
+        (48, None),
+    ] {
+        let proposals = random_proposals(3_000, space, 11, |key| key);
+        let (lists, occurrences) = key_lists(proposals.iter());
+        let bits = 3;
+        let routed = route(&lists, 100, bits, estimate.unwrap_or(occurrences));
+        let mut expected: Vec<Vec<(u64, u32, u32)>> = vec![Vec::new(); 1 << bits];
+        for (offset, (writes, reads)) in lists.iter().enumerate() {
+            let index = 100 + offset as u32;
+            let touches = writes.iter().map(|key| (key, index | WRITER));
+            for (key, member) in touches.chain(reads.iter().map(|key| (key, index))) {
+                let hash = rustc_hash::FxBuildHasher.hash_one(key);
+                expected[partition_of(hash, 1 << bits)].push((*key, hash as u32, member));
+            }
+        }
+        let got: Vec<Vec<(u64, u32, u32)>> = routed
+            .iter()
+            .map(|part| {
+                part.iter()
+                    .map(|occurrence| (*occurrence.key(), occurrence.hash(), occurrence.member()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, expected, "space {space}, estimate {estimate:?}");
+    }
+}
+
+/// The in-place compaction of the id list into the independent list keeps exactly the ids not in
+/// a group, in order, whichever ends are grouped, as the list built afresh does.
+#[test]
+fn the_independent_list_keeps_the_ungrouped_ids_in_order() {
+    let all = ids(&[10, 11, 12, 13, 14]);
+    for (grouped, kept) in [
+        (vec![false; 5], ids(&[10, 11, 12, 13, 14])),
+        (vec![true; 5], ids(&[])),
+        (vec![true, false, false, false, true], ids(&[11, 12, 13])),
+        (vec![false, true, false, true, false], ids(&[10, 12, 14])),
+    ] {
+        assert_eq!(keep_independent(all.clone(), &grouped), kept);
+        assert_eq!(independent(&grouped, |index| all[index]), kept);
+    }
+    assert_eq!(keep_independent(Vec::new(), &[]), ids(&[]));
 }
