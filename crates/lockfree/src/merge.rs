@@ -118,7 +118,7 @@ pub fn merge_all<P: Merge + Send>(payloads: Vec<P>) -> Option<P> {
 /// iteration) whose speed does not depend on where the linker puts it. The `into_iter().reduce`
 /// loop of unknown length is a 29-byte loop of 4 payloads that ran 1.3x slower on the 2-core
 /// development machine (AMD EPYC, Zen 4) when it straddled a 64-byte boundary (100k `Sum<u64>`:
-/// 13.6 µs against 10.4 µs), and two builds of the same source place it differently: that, not the
+/// 13.6 µs against 10.4 µs; 2x when the input came from L3), and two builds of the same source place it differently: that, not the
 /// instructions (the same ones), made `proposal_merging/hivekit/sum-100k` slower than the
 /// hand-written fold in one build and faster in the next.
 fn fold_in_runs<P: Merge>(mut payloads: Vec<P>) -> Option<P> {
