@@ -60,14 +60,15 @@ pub trait Merge {
 /// (payloads without drop glue, such as [`Sum`], [`Max`] or tuples of them) under
 /// [`PLAIN_MERGE_BYTES`] in total: folding those is one pass over their bytes, cheaper than waking
 /// the pool, and no clock is read (plain data is folded in runs of a fixed length, which compile
-/// to an unrolled loop whose speed does not depend on its place in the binary). Otherwise the path is picked by measured cost, not by count
-/// alone: the last [`MERGE_PROBE`] payloads are folded on the calling thread and timed, and the
-/// rest go to the rayon pool (one contiguous run per thread folded sequentially, then the partial
-/// results merged) only if, at that rate, they would take longer than [`PARALLEL_MERGE_WORK`];
-/// otherwise the sequential fold simply goes on. A probe that says "parallel" is confirmed by a
-/// second one (the faster rate counts), so a probe the scheduler interrupted does not send cheap
-/// payloads to the pool. Costly payloads (sets, maps) split from a few thousand. Because [`Merge`]
-/// is associative and commutative, every path gives the same result.
+/// to an unrolled loop whose speed does not depend on its place in the binary). Otherwise the
+/// path is picked by measured cost, not by count alone: the last [`MERGE_PROBE`] payloads are
+/// folded on the calling thread and timed, and the rest go to the rayon pool (one contiguous run
+/// per thread folded sequentially, then the partial results merged) only if, at that rate, they
+/// would take longer than [`PARALLEL_MERGE_WORK`]; otherwise the sequential fold simply goes on.
+/// A probe that says "parallel" is confirmed by a second one (the faster rate counts), so a probe
+/// the scheduler interrupted does not send cheap payloads to the pool. Costly payloads (sets,
+/// maps) split from a few thousand. Because [`Merge`] is associative and commutative, every path
+/// gives the same result.
 ///
 /// A plain-data payload whose merge costs much more than a pass over its bytes should be merged
 /// with [`merge_all_with_threshold`], which splits by count.
@@ -118,9 +119,10 @@ pub fn merge_all<P: Merge + Send>(payloads: Vec<P>) -> Option<P> {
 /// iteration) whose speed does not depend on where the linker puts it. The `into_iter().reduce`
 /// loop of unknown length is a 29-byte loop of 4 payloads that ran 1.3x slower on the 2-core
 /// development machine (AMD EPYC, Zen 4) when it straddled a 64-byte boundary (100k `Sum<u64>`:
-/// 13.6 µs against 10.4 µs; 2x when the input came from L3), and two builds of the same source place it differently: that, not the
-/// instructions (the same ones), made `proposal_merging/hivekit/sum-100k` slower than the
-/// hand-written fold in one build and faster in the next.
+/// 13.6 µs against 10.4 µs; 2x when the input came from L3), and two builds of the same source
+/// place it differently: that, not the instructions (the same ones), made
+/// `proposal_merging/hivekit/sum-100k` slower than the hand-written fold in one build and faster
+/// in the next.
 fn fold_in_runs<P: Merge>(mut payloads: Vec<P>) -> Option<P> {
     let long = fold_runs::<P, LONG_RUN>(&mut payloads);
     let short = fold_runs::<P, SHORT_RUN>(&mut payloads);
