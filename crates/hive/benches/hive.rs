@@ -350,9 +350,9 @@ fn consensus_latency(c: &mut Criterion) {
         });
         if agents >= 1_000 {
             // The same round on one thread: a current-thread runtime never splits a round, so
-            // beside `hivekit` (whose propose phase is split over both workers from 512 light
-            // agents on, LIGHT_AGENTS_PER_CHUNK in src/round/propose.rs) this row shows what the
-            // split gains or costs at this size.
+            // beside `hivekit` (whose propose phase may be split over both workers from 512 light
+            // agents on, when the first 256 say the rest will take long enough: SPLIT_WORTH in
+            // src/round/propose.rs) this row shows what the split, or deciding it, costs here.
             let one_thread = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
