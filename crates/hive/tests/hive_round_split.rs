@@ -1,6 +1,7 @@
 //! How a large round spreads its light agents over the workers: split when their calls cost real
 //! CPU time (judged from the first agents), inside a task as well as from a thread blocked on the
-//! round, with every agent asked exactly once and every answer recorded.
+//! round, with every agent asked exactly once and every answer recorded; and how a round inside a
+//! task spreads large ballots over the workers.
 
 mod support;
 
@@ -154,4 +155,60 @@ async fn the_first_agents_waiting_do_not_hold_back_the_asking_of_the_rest() {
     let decision = hive.decide().await.unwrap();
     assert!(decision.failures.is_empty(), "{:?}", decision.failures);
     assert_eq!(decision.accepted.len(), agents);
+}
+
+/// Proposes on key `index / 2` (so agents 2k and 2k + 1 contest key k); votes for the contest's
+/// preferred candidate after spinning for `work`, recording the thread that polled the vote.
+struct BusyVoter {
+    index: u64,
+    work: Duration,
+    threads: Arc<Mutex<HashSet<ThreadId>>>,
+}
+
+impl hivekit_hive::Agent<Ledger> for BusyVoter {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        Ok(Some(add(self.index, self.index / 2, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _: &Snapshot<Ledger>,
+        contest: &hivekit_hive::Contest<Ledger>,
+    ) -> Result<hivekit_hive::Vote, AgentError> {
+        let started = Instant::now();
+        while started.elapsed() < self.work {
+            std::hint::spin_loop();
+        }
+        self.threads.lock().insert(std::thread::current().id());
+        Ok(support::preferred(contest))
+    }
+}
+
+#[test]
+fn a_round_inside_a_task_votes_on_large_ballots_on_both_workers() {
+    // 200 voters on 100 contests: 20,000 (contest, voter) pairs, split into one chunk per worker.
+    // Inside a task every chunk is spawned, so the spawning worker's LIFO slot does not keep them
+    // on one thread, one after the other.
+    let runtime = two_workers();
+    let hive = Hive::new(Ledger::default());
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    hive.spawn_many(200, |index| BusyVoter {
+        index: index as u64,
+        work: Duration::from_micros(5),
+        threads: Arc::clone(&threads),
+    });
+    let decision = runtime.block_on(async move {
+        tokio::spawn(async move { hive.decide().await.unwrap() })
+            .await
+            .unwrap()
+    });
+    assert!(decision.failures.is_empty(), "{:?}", decision.failures);
+    assert_eq!(decision.ballots.len(), 100);
+    assert_eq!(decision.accepted.len(), 100, "one winner per contested key");
+    assert!(threads.lock().len() >= 2, "voted on one thread only");
 }

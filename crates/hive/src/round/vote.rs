@@ -478,7 +478,12 @@ impl<S: State> Round<'_, S> {
                 .chunks(size)
                 .map(|chunk| (chunk.to_vec(), ballots.by_ref().take(chunk.len()).collect()))
                 .collect();
-            let (first_contests, first_ballots) = parts.remove(0);
+            // A thread blocked on the round votes on the first chunk itself. Inside a task every
+            // chunk is spawned: a task spawned from a worker waits in that worker's LIFO slot,
+            // which other workers cannot steal from, so a chunk voted on in place would run first
+            // and the spawned one after it, on the same worker; a second spawn pushes the first
+            // out of the slot into the stealable queue and wakes an idle worker.
+            let first = tokio::task::try_id().is_none().then(|| parts.remove(0));
             let spawned: Vec<_> = parts
                 .into_iter()
                 .map(|(contests, ballots)| {
@@ -496,10 +501,12 @@ impl<S: State> Round<'_, S> {
                     (count, task)
                 })
                 .collect();
-            let (first_outcomes, first_failures) =
-                vote_groups(&voters, view, &first_contests, first_ballots, bound, limit).await;
-            outcomes.extend(first_outcomes);
-            self.failures.extend(first_failures);
+            if let Some((first_contests, first_ballots)) = first {
+                let (first_outcomes, first_failures) =
+                    vote_groups(&voters, view, &first_contests, first_ballots, bound, limit).await;
+                outcomes.extend(first_outcomes);
+                self.failures.extend(first_failures);
+            }
             for (count, task) in spawned {
                 match task.await {
                     Ok((chunk_outcomes, chunk_failures)) => {
