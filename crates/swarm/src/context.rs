@@ -12,6 +12,7 @@ use crate::events::{EventSink, StageEvent};
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
 use crate::input::RunInput;
 use crate::pipeline::PipelineInner;
+use crate::prepaid_arc::PrepaidArc;
 use crate::report::{downcast, RunReport};
 use crate::seed::{mix, stage_seed};
 
@@ -19,7 +20,7 @@ use crate::seed::{mix, stage_seed};
 pub(crate) struct RunShared {
     pub(crate) pipeline: Arc<PipelineInner>,
     pub(crate) artifacts: Box<[ArtifactCell]>,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: crate::run_cancel::RunCancel,
     pub(crate) events: Option<EventSink>,
     pub(crate) seed: u64,
     pub(crate) input: Option<RunInput>,
@@ -58,7 +59,7 @@ pub(crate) struct RunShared {
 /// ```
 #[derive(Clone)]
 pub struct StageContext {
-    shared: Arc<RunShared>,
+    shared: PrepaidArc<RunShared>,
     stage: u32,
     attempt: u32,
 }
@@ -73,7 +74,7 @@ impl std::fmt::Debug for StageContext {
 }
 
 impl StageContext {
-    pub(crate) fn new(shared: Arc<RunShared>, stage: u32, attempt: u32) -> Self {
+    pub(crate) fn new(shared: PrepaidArc<RunShared>, stage: u32, attempt: u32) -> Self {
         Self {
             shared,
             stage,
@@ -197,7 +198,7 @@ impl StageContext {
     /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
     /// watches); hand it to work the stage spawns itself.
     pub fn cancellation(&self) -> CancellationToken {
-        self.shared.cancel.clone()
+        self.shared.cancel.token()
     }
 
     /// Reports this stage's own progress (`done` of `total` units of work) as a
