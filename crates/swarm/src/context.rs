@@ -12,7 +12,6 @@ use crate::events::{EventSink, StageEvent};
 use crate::fan_out::{self, FanOut, FanOutReport, FanOutSummary};
 use crate::input::RunInput;
 use crate::pipeline::PipelineInner;
-use crate::prepaid_arc::PrepaidArc;
 use crate::report::{downcast, RunReport};
 use crate::seed::{mix, stage_seed};
 
@@ -59,7 +58,7 @@ pub(crate) struct RunShared {
 /// ```
 #[derive(Clone)]
 pub struct StageContext {
-    shared: PrepaidArc<RunShared>,
+    shared: Arc<RunShared>,
     stage: u32,
     attempt: u32,
 }
@@ -74,7 +73,7 @@ impl std::fmt::Debug for StageContext {
 }
 
 impl StageContext {
-    pub(crate) fn new(shared: PrepaidArc<RunShared>, stage: u32, attempt: u32) -> Self {
+    pub(crate) fn new(shared: Arc<RunShared>, stage: u32, attempt: u32) -> Self {
         Self {
             shared,
             stage,

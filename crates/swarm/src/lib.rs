@@ -149,7 +149,6 @@ mod micros;
 mod names;
 mod options;
 mod pipeline;
-mod prepaid_arc;
 mod ready;
 mod report;
 mod retry;

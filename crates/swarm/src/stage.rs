@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +23,6 @@ use crate::context::{RunShared, StageContext};
 use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::pipeline::Artifact;
-use crate::prepaid_arc::PrepaidArc;
 use crate::report::AttemptRecord;
 use crate::seed::stage_seed;
 use crate::stage_fn::{AttemptResult, Output};
@@ -68,7 +68,7 @@ pub(crate) struct StageFuture {
 }
 
 struct Attempts {
-    shared: PrepaidArc<RunShared>,
+    shared: Arc<RunShared>,
     stage: u32,
     attempt: u32,
     state: AttemptState,
@@ -100,18 +100,15 @@ pub(crate) fn single_attempt(spec: &crate::pipeline::StageSpec) -> bool {
 /// its future (built in `spare`'s block). The attempt runs in the stage's span, panics are
 /// caught, and a failure is recorded as `StageFuture` would.
 pub(crate) fn poll_single_attempt(
-    shared: &mut PrepaidArc<RunShared>,
+    shared: &Arc<RunShared>,
     stage: u32,
     spare: &mut Spare,
     cx: &mut Context<'_>,
 ) -> FirstPoll {
     let span = stage_span(shared, stage);
     let entered = span.enter();
-    // A reference paid for in advance, with no atomic operation (see `prepaid_arc.rs`): the run's
-    // handle pays for as many as the pipeline has stages at a time.
-    let batch = shared.pipeline.stages.len();
-    let context = StageContext::new(shared.prepaid_clone(batch), stage, 1);
     let func = &shared.pipeline.stages[stage as usize].func;
+    let context = StageContext::new(shared.clone(), stage, 1);
     // Built and polled in the run's spare block: an attempt that ends at once costs no allocation.
     let failure = match func.start_in(context, spare, cx) {
         Ok(First::Ready(Ok(artifact))) => return FirstPoll::Succeeded(artifact),
@@ -149,13 +146,13 @@ fn stage_span(shared: &RunShared, stage: u32) -> tracing::Span {
 }
 
 impl StageFuture {
-    pub(crate) fn new(shared: PrepaidArc<RunShared>, stage: u32) -> Self {
+    pub(crate) fn new(shared: Arc<RunShared>, stage: u32) -> Self {
         let span = stage_span(&shared, stage);
         Self::with_state(shared, stage, AttemptState::Start, span)
     }
 
     fn with_state(
-        shared: PrepaidArc<RunShared>,
+        shared: Arc<RunShared>,
         stage: u32,
         state: AttemptState,
         span: tracing::Span,

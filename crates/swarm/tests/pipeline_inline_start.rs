@@ -211,9 +211,8 @@ async fn concurrent_runs_each_drop_every_stage_future_once_and_keep_their_own_ar
     assert_eq!(drops.load(Ordering::SeqCst), runs * stages);
 }
 
-/// Inline stages' contexts hold references to the run's state paid for in advance (see
-/// `prepaid_arc.rs`): contexts kept past the run (cloned into a thread, say) must stay readable
-/// after the run ended and its report is gone, and the run's state freed once they are dropped.
+/// Contexts kept past the run (cloned into a thread, say) stay readable after the run ended and
+/// its report is gone (and handed its stage list back to the pipeline), over several runs.
 #[tokio::test]
 async fn contexts_kept_past_the_run_stay_readable_after_the_report_is_dropped() {
     let kept = Arc::new(std::sync::Mutex::new(Vec::<StageContext>::new()));

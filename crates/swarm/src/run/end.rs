@@ -1,5 +1,7 @@
 //! The end of a run: draining it when it stops early, and its report.
 
+use std::sync::Arc;
+
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use hivekit_runtime::InlineOrSpawned;
@@ -91,7 +93,7 @@ impl Run {
             None if self.interrupted => RunOutcome::Interrupted,
             None => RunOutcome::Succeeded,
         };
-        let (artifacts, mut fan_outs, mut iterations) = match self.shared.try_unwrap() {
+        let (artifacts, mut fan_outs, mut iterations) = match Arc::try_unwrap(self.shared) {
             // The usual end: the run holds the last reference, so nothing is locked.
             Ok(shared) => (
                 shared.artifacts,

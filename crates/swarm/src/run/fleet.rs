@@ -43,7 +43,6 @@ use super::launched::TaskStep;
 use crate::context::RunShared;
 use crate::error::StageError;
 use crate::pipeline::{PipelineInner, StageKind};
-use crate::prepaid_arc::PrepaidArc;
 use crate::stage::{StageFuture, StageOutcome, StageStep};
 
 /// What a fleet task tells the driver.
@@ -107,7 +106,7 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Tracked<F> {
 }
 
 pub(super) struct Fleet {
-    shared: PrepaidArc<RunShared>,
+    shared: Arc<RunShared>,
     /// The run's span, entered when a task builds its stage's future (whose span it parents).
     span: tracing::Span,
     /// Dependencies not yet succeeded, per stage; whoever brings one to zero launches the stage.
@@ -144,7 +143,7 @@ impl Fleet {
                 .all(|spec| spec.spawns() && spec.condition().is_none())
     }
 
-    pub(super) fn new(shared: PrepaidArc<RunShared>, limit: usize) -> Arc<Self> {
+    pub(super) fn new(shared: Arc<RunShared>, limit: usize) -> Arc<Self> {
         let stages = shared.pipeline.stages.len();
         let remaining = shared
             .pipeline

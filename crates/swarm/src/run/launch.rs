@@ -195,7 +195,7 @@ impl Run {
                 }
                 if !spec.spawns() && single_attempt(spec) {
                     // Polled at once without its state machine; kept only if it must wait.
-                    match poll_single_attempt(&mut self.shared, stage, &mut self.spare, cx) {
+                    match poll_single_attempt(&self.shared, stage, &mut self.spare, cx) {
                         FirstPoll::Succeeded(output) => self.succeeded_at_once(stage, output),
                         FirstPoll::Done(outcome) => self.complete(stage, outcome),
                         FirstPoll::Pending(future) => {

@@ -29,7 +29,6 @@ use crate::context::RunShared;
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunSettings};
 use crate::pipeline::PipelineInner;
-use crate::prepaid_arc::PrepaidArc;
 use crate::ready::ReadyQueue;
 use crate::report::{RunReport, SpareStages, StageReport};
 use crate::run_cancel::RunCancel;
@@ -172,7 +171,7 @@ enum Stop {
 
 struct Run {
     pipeline: Arc<PipelineInner>,
-    shared: PrepaidArc<RunShared>,
+    shared: Arc<RunShared>,
     failure: FailurePolicy,
     limit: usize,
     seed: Option<u64>,
@@ -225,7 +224,7 @@ impl Run {
         hooks: Option<Arc<dyn RunHooks>>,
     ) -> Self {
         let count = pipeline.stages.len();
-        let shared = PrepaidArc::new(RunShared {
+        let shared = Arc::new(RunShared {
             pipeline: pipeline.clone(),
             artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
