@@ -154,6 +154,7 @@ mod report;
 mod retry;
 mod route;
 mod run;
+mod run_cancel;
 mod seed;
 mod source;
 mod stage;

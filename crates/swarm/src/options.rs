@@ -120,3 +120,65 @@ impl RunOptions {
         }
     }
 }
+
+/// [`RunOptions`] as a run reads them, the cancellation token optional: [`Pipeline::run`] has none
+/// to watch, and making one (`RunOptions::default()` does) is a heap node behind a mutex, made and
+/// dropped again by every run.
+///
+/// [`Pipeline::run`]: crate::Pipeline::run
+#[derive(Clone, Default)]
+pub(crate) struct RunSettings {
+    pub(crate) max_concurrency: ConcurrencyLimit,
+    pub(crate) failure: FailurePolicy,
+    pub(crate) deadline: Option<Duration>,
+    /// `None`: nothing cancels the run from outside.
+    pub(crate) cancel: Option<CancellationToken>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) events: Option<EventSink>,
+    pub(crate) input: Option<RunInput>,
+}
+
+impl From<RunOptions> for RunSettings {
+    fn from(options: RunOptions) -> Self {
+        let RunOptions {
+            max_concurrency,
+            failure,
+            deadline,
+            cancel,
+            seed,
+            events,
+            input,
+        } = options;
+        Self {
+            max_concurrency,
+            failure,
+            deadline,
+            cancel: Some(cancel),
+            seed,
+            events,
+            input,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_run_has_the_default_options_without_a_token() {
+        let plain = RunSettings::default();
+        let defaults = RunSettings::from(RunOptions::default());
+        assert_eq!(
+            plain.max_concurrency.slots(),
+            defaults.max_concurrency.slots()
+        );
+        assert_eq!(plain.failure, defaults.failure);
+        assert_eq!(plain.deadline, defaults.deadline);
+        assert_eq!(plain.seed, defaults.seed);
+        assert_eq!(plain.events.is_some(), defaults.events.is_some());
+        assert_eq!(plain.input.is_some(), defaults.input.is_some());
+        assert!(plain.cancel.is_none());
+        assert!(defaults.cancel.is_some_and(|token| !token.is_cancelled()));
+    }
+}

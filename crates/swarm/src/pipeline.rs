@@ -119,6 +119,8 @@ pub(crate) struct PipelineInner {
     pub(crate) order: Vec<u32>,
     /// The pipeline's shape as a checkpoint records it, worked out by the first durable run.
     pub(crate) checkpoint_shape: std::sync::OnceLock<crate::checkpoint::ShapeCache>,
+    /// A dropped report's stage list, for the next run (see `report/spare.rs`).
+    pub(crate) spare_stages: crate::report::SpareStages,
 }
 
 impl PipelineInner {
@@ -263,7 +265,8 @@ impl Pipeline {
     /// aborted.
     #[must_use = "a run's report says whether it failed"]
     pub async fn run(&self) -> RunReport {
-        self.run_with(RunOptions::default()).await
+        // Not `run_with(RunOptions::default())`: that would make a cancellation token nobody holds.
+        crate::run::execute(&self.inner, crate::options::RunSettings::default()).await
     }
 
     /// Runs the pipeline with `options`: a concurrency limit, a failure policy, a deadline, a
@@ -275,6 +278,6 @@ impl Pipeline {
     /// a report naming the cancelled stages.
     #[must_use = "a run's report says whether it failed"]
     pub async fn run_with(&self, options: RunOptions) -> RunReport {
-        crate::run::execute(&self.inner, options).await
+        crate::run::execute(&self.inner, options.into()).await
     }
 }

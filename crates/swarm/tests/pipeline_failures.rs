@@ -551,3 +551,54 @@ async fn a_single_attempt_stage_that_fails_at_once_is_recorded_like_one_that_wai
     );
     assert_eq!(*report.artifact::<u32>("waits_then_succeeds").unwrap(), 7);
 }
+
+/// The run's cancellation token is made only when a stage asks for it (see `run_cancel.rs`): a
+/// token taken before a fail-fast stop is cancelled by it, and one asked for afterwards (through
+/// a context kept past the stop) is cancelled already.
+#[tokio::test]
+async fn the_run_token_is_cancelled_by_a_fail_fast_stop_whenever_it_was_taken() {
+    let taken = Arc::new(std::sync::Mutex::new(None::<CancellationToken>));
+    let kept = Arc::new(std::sync::Mutex::new(None::<StageContext>));
+    let (take, keep) = (taken.clone(), kept.clone());
+    let pipeline = Pipeline::builder()
+        .stage("takes", move |ctx: StageContext| {
+            *take.lock().unwrap() = Some(ctx.cancellation());
+            *keep.lock().unwrap() = Some(ctx.clone());
+            async move {
+                assert!(!ctx.is_cancelled());
+                Ok::<_, StageError>(())
+            }
+        })
+        .stage("fails", |_: StageContext| async {
+            Err::<(), _>(StageError::permanent("no"))
+        })
+        .after(["takes"])
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    assert!(!report.is_success());
+    let token = taken
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the stage took the token");
+    assert!(token.is_cancelled(), "taken before the stop");
+    let context = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the stage kept its context");
+    assert!(context.is_cancelled());
+    assert!(context.cancellation().is_cancelled(), "made after the stop");
+
+    // A run that ends without stopping early cancels nothing.
+    let calm = Pipeline::builder()
+        .stage("takes", |ctx: StageContext| async move {
+            Ok::<_, StageError>(ctx.cancellation())
+        })
+        .build()
+        .unwrap();
+    let report = calm.run().await;
+    let token = report.artifact::<CancellationToken>("takes").unwrap();
+    assert!(!token.is_cancelled());
+}

@@ -210,3 +210,45 @@ async fn concurrent_runs_each_drop_every_stage_future_once_and_keep_their_own_ar
     }
     assert_eq!(drops.load(Ordering::SeqCst), runs * stages);
 }
+
+/// Contexts kept past the run (cloned into a thread, say) stay readable after the run ended and
+/// its report is gone (and handed its stage list back to the pipeline), over several runs.
+#[tokio::test]
+async fn contexts_kept_past_the_run_stay_readable_after_the_report_is_dropped() {
+    let kept = Arc::new(std::sync::Mutex::new(Vec::<StageContext>::new()));
+    let mut builder = Pipeline::builder().name("keeper");
+    for stage in 0..20 {
+        let kept = kept.clone();
+        let after: Vec<String> = (stage > 0)
+            .then(|| format!("s{}", stage - 1))
+            .into_iter()
+            .collect();
+        builder = builder
+            .stage(format!("s{stage}"), move |ctx: StageContext| {
+                if stage % 3 == 0 {
+                    kept.lock().unwrap().push(ctx.clone());
+                }
+                async move { Ok::<_, StageError>(ctx.attempt()) }
+            })
+            .after(after)
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    for _ in 0..3 {
+        let report = pipeline.run().await;
+        assert!(report.is_success());
+        assert_eq!(*report.artifact::<u32>("s19").unwrap(), 1);
+        drop(report);
+    }
+    let contexts = std::mem::take(&mut *kept.lock().unwrap());
+    assert_eq!(contexts.len(), 21, "7 stages of 20, three runs");
+    let reader = std::thread::spawn(move || {
+        for context in &contexts {
+            assert_eq!(context.pipeline_name(), "keeper");
+            assert!(!context.is_cancelled());
+            assert!(context.name().starts_with('s'));
+        }
+        drop(contexts);
+    });
+    reader.join().expect("the contexts stay readable");
+}

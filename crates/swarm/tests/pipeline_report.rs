@@ -331,3 +331,73 @@ async fn a_watched_and_an_unwatched_run_report_succeeded_stages_the_same_way() {
         assert!(previous_end <= report.elapsed());
     }
 }
+
+/// Dropping a report hands its stage list back to the pipeline for the next run (see
+/// `report/spare.rs`): the next run's report must start from a clean list all the same.
+#[tokio::test]
+async fn a_run_after_a_dropped_report_reports_only_what_it_did() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let body = Pipeline::builder().stage("step", noop).build().unwrap();
+    let flaky = failing.clone();
+    let pipeline = Pipeline::builder()
+        .stage("flaky", move |_: StageContext| {
+            let failing = flaky.load(Ordering::SeqCst);
+            async move {
+                if failing {
+                    return Err(StageError::msg("down"));
+                }
+                Ok(())
+            }
+        })
+        .retry(RetryPolicy::attempts(2).with_backoff(Backoff::NONE))
+        .stage("after_flaky", noop)
+        .after(["flaky"])
+        .stage("fan", |ctx: StageContext| async move {
+            ctx.fan_out(vec![1u32, 2], FanOut::new(2), |item| async move {
+                Ok::<_, StageError>(item)
+            })
+            .await?;
+            Ok::<_, StageError>(())
+        })
+        .repeat("loop", body, LoopPolicy::new(2))
+        .build()
+        .unwrap();
+    let options = || RunOptions::default().with_failure(FailurePolicy::ContinueIndependent);
+
+    let first = pipeline.run_with(options()).await;
+    assert_eq!(first.stage("flaky").unwrap().failed_attempts.len(), 2);
+    assert!(matches!(
+        first.status("after_flaky"),
+        Some(StageStatus::Skipped { .. })
+    ));
+    assert_eq!(first.stage("fan").unwrap().fan_out.len(), 1);
+    assert_eq!(first.stage("loop").unwrap().iterations.len(), 2);
+    drop(first);
+
+    failing.store(false, Ordering::SeqCst);
+    let second = pipeline.run_with(options()).await;
+    assert!(second.is_success(), "{second}");
+    let flaky = second.stage("flaky").unwrap();
+    assert_eq!(flaky.status, StageStatus::Succeeded { attempts: 1 });
+    assert!(
+        flaky.failed_attempts.is_empty(),
+        "{:?}",
+        flaky.failed_attempts
+    );
+    assert!(second.stage("after_flaky").unwrap().started.is_some());
+    assert_eq!(second.stage("fan").unwrap().fan_out.len(), 1);
+    assert_eq!(second.stage("loop").unwrap().iterations.len(), 2);
+    assert!(second.stages().iter().all(|stage| !stage.resumed));
+    // A clone of the report is dropped too: the pipeline keeps one list, the other is freed.
+    let copy = second.clone();
+    drop(second);
+    drop(copy);
+
+    failing.store(true, Ordering::SeqCst);
+    let third = pipeline.run_with(options()).await;
+    let after = third.stage("after_flaky").unwrap();
+    assert!(matches!(after.status, StageStatus::Skipped { .. }));
+    assert_eq!((after.started, after.elapsed), (None, None));
+    assert_eq!(third.stage("flaky").unwrap().failed_attempts.len(), 2);
+    assert_eq!(third.stage("loop").unwrap().iterations.len(), 2);
+}

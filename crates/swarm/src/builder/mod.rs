@@ -533,6 +533,7 @@ impl PipelineBuilder {
             roots,
             order,
             checkpoint_shape: std::sync::OnceLock::new(),
+            spare_stages: crate::report::SpareStages::default(),
         }))
     }
 }

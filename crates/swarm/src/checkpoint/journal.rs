@@ -321,5 +321,8 @@ pub(crate) async fn run_iteration(
     let nested = journal
         .iteration(body.inner(), stage, iteration)
         .map_err(|error| StageError::permanent(format!("iteration {iteration}: {error}")))?;
-    Ok(crate::run::execute_hooked(body.shared_inner(), options, Some(Arc::new(nested))).await)
+    Ok(
+        crate::run::execute_hooked(body.shared_inner(), options.into(), Some(Arc::new(nested)))
+            .await,
+    )
 }

@@ -430,7 +430,8 @@ impl Durable {
             fan_outs: Mutex::new(HashMap::new()),
         });
         let report =
-            crate::run::execute_hooked(pipeline.shared_inner(), options, Some(journal)).await;
+            crate::run::execute_hooked(pipeline.shared_inner(), options.into(), Some(journal))
+                .await;
         let interrupt = match (report.outcome(), report.interrupted()) {
             (RunOutcome::Interrupted, Some((stage, reason))) => {
                 Some((stage.to_owned(), reason.to_owned()))

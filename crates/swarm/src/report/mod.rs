@@ -11,7 +11,10 @@ use crate::events::AttemptFailure;
 use crate::fan_out::FanOutSummary;
 use crate::pipeline::{Artifact, PipelineInner};
 
+mod spare;
 mod status;
+
+pub(crate) use spare::SpareStages;
 
 pub use status::{RunOutcome, SkipReason, StageStatus};
 
@@ -135,6 +138,12 @@ impl Drop for RunReport {
     /// and most of what dropping a no-op chain's report costs: such stages only drop their name
     /// here, the others their whole report.
     fn drop(&mut self) {
+        // The pipeline's next run reuses the list (see `spare.rs`).
+        if let Some(pipeline) = &self.pipeline {
+            if SpareStages::keep(pipeline, &mut self.stages) {
+                return;
+            }
+        }
         let stages = &mut self.stages;
         let count = stages.len();
         let first = stages.as_mut_ptr();

@@ -18,14 +18,14 @@ impl Run {
         // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
         // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
         let mut aborted = FuturesUnordered::new();
-        for wait in std::mem::take(&mut self.backoffs) {
+        for wait in self.backoffs.take() {
             self.cancelled(wait.stage);
         }
         for (stage, future) in std::mem::take(&mut self.parked) {
             drop(future);
             self.cancelled(stage);
         }
-        for task in std::mem::take(&mut self.running) {
+        for task in self.running.take() {
             self.in_flight -= 1;
             match &task.work {
                 InlineOrSpawned::Inline(_) => {
@@ -93,19 +93,26 @@ impl Run {
             None if self.interrupted => RunOutcome::Interrupted,
             None => RunOutcome::Succeeded,
         };
-        let mut fan_outs = std::mem::take(&mut *self.shared.fan_outs.lock());
-        let mut iterations = std::mem::take(&mut *self.shared.iterations.lock());
-        let artifacts = match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared.artifacts,
+        let (artifacts, mut fan_outs, mut iterations) = match Arc::try_unwrap(self.shared) {
+            // The usual end: the run holds the last reference, so nothing is locked.
+            Ok(shared) => (
+                shared.artifacts,
+                shared.fan_outs.into_inner(),
+                shared.iterations.into_inner(),
+            ),
             // A stage kept its context alive (in a task of its own making): share the artifacts.
-            Err(shared) => shared
-                .artifacts
-                .iter()
-                .map(|artifact| match artifact.get() {
-                    Some(artifact) => ArtifactCell::from(artifact.clone()),
-                    None => ArtifactCell::new(),
-                })
-                .collect(),
+            Err(shared) => (
+                shared
+                    .artifacts
+                    .iter()
+                    .map(|artifact| match artifact.get() {
+                        Some(artifact) => ArtifactCell::from(artifact.clone()),
+                        None => ArtifactCell::new(),
+                    })
+                    .collect(),
+                std::mem::take(&mut *shared.fan_outs.lock()),
+                std::mem::take(&mut *shared.iterations.lock()),
+            ),
         };
         let mut stages = self.stages;
         fan_outs.sort_by_key(|(stage, summary)| (*stage, summary.attempt));

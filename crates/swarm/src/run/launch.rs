@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::StreamExt;
 use hivekit_runtime::{panic_message, InlineOrSpawned};
 
 use super::launched::{spawned, BackoffWait, InlineStage, StageTask, TaskStep};

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
 use hivekit_runtime::{AbortOnDrop, Spare};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -28,10 +27,11 @@ use crate::artifact_cell::ArtifactCell;
 use crate::clock::RunClock;
 use crate::context::RunShared;
 use crate::hooks::RunHooks;
-use crate::options::{FailurePolicy, RunOptions};
+use crate::options::{FailurePolicy, RunSettings};
 use crate::pipeline::PipelineInner;
 use crate::ready::ReadyQueue;
-use crate::report::{RunReport, StageReport, StageStatus};
+use crate::report::{RunReport, SpareStages, StageReport};
+use crate::run_cancel::RunCancel;
 use crate::stage::{deadline_after, StageFuture, StageOutcome};
 
 mod complete;
@@ -39,23 +39,25 @@ mod end;
 mod fleet;
 mod launch;
 mod launched;
+mod lazy_set;
 mod skip;
 
 use fleet::{Fleet, FleetGuard, Note};
 use launched::{BackoffWait, StageTask, TaskStep};
+use lazy_set::LazySet;
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
 /// run of stages that finish at once does not starve other tasks on the same thread.
 const INLINE_BUDGET: u32 = 128;
 
-pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunOptions) -> RunReport {
+pub(crate) async fn execute(pipeline: &Arc<PipelineInner>, options: RunSettings) -> RunReport {
     execute_hooked(pipeline, options, None).await
 }
 
 /// A run with checkpoint hooks (`None`: a plain run).
 pub(crate) async fn execute_hooked(
     pipeline: &Arc<PipelineInner>,
-    options: RunOptions,
+    options: RunSettings,
     hooks: Option<Arc<dyn RunHooks>>,
 ) -> RunReport {
     let span = tracing::info_span!(
@@ -88,7 +90,7 @@ fn on_multi_thread_runtime() -> bool {
 /// stages, as dropping an inline run does).
 async fn execute_on_worker(
     pipeline: &Arc<PipelineInner>,
-    options: RunOptions,
+    options: RunSettings,
     hooks: Option<Arc<dyn RunHooks>>,
     span: tracing::Span,
 ) -> RunReport {
@@ -108,7 +110,7 @@ async fn execute_on_worker(
 
 async fn execute_in_span(
     pipeline: &Arc<PipelineInner>,
-    options: RunOptions,
+    options: RunSettings,
     hooks: Option<Arc<dyn RunHooks>>,
 ) -> RunReport {
     // Timers and spawned stages need a tokio runtime: the caller's, else hivekit's global one,
@@ -120,10 +122,10 @@ async fn execute_in_span(
             Err(error) => return Run::new(pipeline, &options, hooks).without_runtime(&error),
         },
     };
-    let external_cancel = options.cancel.clone();
+    let external_cancel = options.cancel.as_ref();
     let mut run = Run::new(pipeline, &options, hooks);
     run.restore();
-    let mut cancelled = pin!(external_cancel.cancelled());
+    let mut cancelled = pin!(external_cancel.map(CancellationToken::cancelled));
     let deadline_at = options
         .deadline
         .and_then(|deadline| deadline_after(tokio::time::Instant::now(), deadline));
@@ -131,7 +133,7 @@ async fn execute_in_span(
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);
         // An atomic load per poll; the token's waiter list is only touched when the run must wait.
-        if external_cancel.is_cancelled() {
+        if external_cancel.is_some_and(CancellationToken::is_cancelled) {
             return Poll::Ready(Some(Stop::Cancelled));
         }
         if let Some(at) = deadline_at {
@@ -143,8 +145,10 @@ async fn execute_in_span(
         if run.poll_progress(cx).is_ready() {
             return Poll::Ready(run.stop);
         }
-        if cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Stop::Cancelled));
+        if let Some(cancelled) = cancelled.as_mut().as_pin_mut() {
+            if cancelled.poll(cx).is_ready() {
+                return Poll::Ready(Some(Stop::Cancelled));
+            }
         }
         Poll::Pending
     })
@@ -181,12 +185,12 @@ struct Run {
     direct: VecDeque<u32>,
     /// Stages that just became ready, not yet queued.
     batch: Vec<u32>,
-    running: FuturesUnordered<StageTask>,
+    running: LazySet<StageTask>,
     /// The heap block inline stages' first attempts are built and polled in (see
     /// `poll_single_attempt`): one allocation per run, not per stage.
     spare: Spare,
     /// Stages waiting out a backoff, and those whose wait is over (to be launched again).
-    backoffs: FuturesUnordered<BackoffWait>,
+    backoffs: LazySet<BackoffWait>,
     parked: Vec<(u32, StageFuture)>,
     /// For routing pipelines: how many of each stage's dependencies were pruned.
     pruned: Vec<u32>,
@@ -216,7 +220,7 @@ struct Run {
 impl Run {
     fn new(
         pipeline: &Arc<PipelineInner>,
-        options: &RunOptions,
+        options: &RunSettings,
         hooks: Option<Arc<dyn RunHooks>>,
     ) -> Self {
         let count = pipeline.stages.len();
@@ -224,7 +228,7 @@ impl Run {
             pipeline: pipeline.clone(),
             artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
-            cancel: CancellationToken::new(),
+            cancel: RunCancel::new(),
             events: options.events.clone(),
             seed: options.seed.unwrap_or(0),
             input: options.input.clone(),
@@ -239,33 +243,20 @@ impl Run {
             .then(|| FleetGuard(Fleet::new(shared.clone(), limit)));
         Self {
             pipeline: pipeline.clone(),
-            shared: shared.clone(),
+            clock: shared.clock,
+            shared,
             failure: options.failure,
             limit,
             seed: options.seed,
-            clock: shared.clock,
             remaining: pipeline.in_degree.clone(),
-            stages: pipeline
-                .stages
-                .iter()
-                .map(|spec| StageReport {
-                    name: spec.name.clone(),
-                    status: StageStatus::Cancelled,
-                    started: None,
-                    elapsed: None,
-                    failed_attempts: Vec::new(),
-                    fan_out: Vec::new(),
-                    iterations: Vec::new(),
-                    resumed: false,
-                })
-                .collect(),
+            stages: SpareStages::take(pipeline),
             decided: vec![false; count],
             ready: ReadyQueue::default(),
             direct: VecDeque::new(),
             batch: pipeline.roots.clone(),
-            running: FuturesUnordered::new(),
+            running: LazySet::new(),
             spare: Spare::new(),
-            backoffs: FuturesUnordered::new(),
+            backoffs: LazySet::new(),
             parked: Vec::new(),
             pruned: if pipeline.routing {
                 vec![0; count]
