@@ -78,26 +78,10 @@ fn reset(stage: &mut StageReport) {
         iterations,
         resumed,
     } = stage;
-    let placeholder = std::mem::replace(status, StageStatus::Cancelled);
-    // Most statuses hold no data: forgetting them saves an out-of-line drop per stage.
-    if matches!(
-        placeholder,
-        StageStatus::Succeeded { .. } | StageStatus::Cancelled | StageStatus::TimedOut { .. }
-    ) {
-        std::mem::forget(placeholder);
-    } else {
-        drop(placeholder);
-    }
-    // A list that never held anything has nothing to free; the others are dropped.
-    if failed_attempts.capacity() != 0 {
-        *failed_attempts = Vec::new();
-    }
-    if fan_out.capacity() != 0 {
-        *fan_out = Vec::new();
-    }
-    if iterations.capacity() != 0 {
-        *iterations = Vec::new();
-    }
+    *status = StageStatus::Cancelled;
+    *failed_attempts = Vec::new();
+    *fan_out = Vec::new();
+    *iterations = Vec::new();
     *started = None::<Duration>;
     *elapsed = None;
     *resumed = false;
