@@ -74,6 +74,39 @@ impl<'a, K> Scan<'a, K> {
     where
         K: Clone,
     {
+        let (groups, in_group) = self.report_groups(count, &id_of);
+        ConflictReport {
+            groups,
+            independent: independent(&in_group, id_of),
+        }
+    }
+
+    /// [`into_report`](Self::into_report) with the id of every proposal in a list of its own
+    /// (`ids[index]` is the id of proposal `index`), which becomes the report's independent list:
+    /// the grouped ids are squeezed out in place, so the list of about as many ids as there are
+    /// proposals is neither allocated again nor written to fresh pages (at 100k proposals, a
+    /// 720 KB allocation and a branch per proposal).
+    pub(crate) fn into_report_with_ids(self, ids: Vec<ProposalId>) -> ConflictReport<K>
+    where
+        K: Clone,
+    {
+        let (groups, in_group) = self.report_groups(ids.len(), |index| ids[index]);
+        ConflictReport {
+            groups,
+            independent: keep_independent(ids, &in_group),
+        }
+    }
+
+    /// The report's groups (member ids from `id_of`, keys cloned) and, for each of the `count`
+    /// scanned proposals, whether it is in one.
+    fn report_groups(
+        &self,
+        count: usize,
+        id_of: impl Fn(usize) -> ProposalId,
+    ) -> (Vec<ConflictGroup<K>>, Vec<bool>)
+    where
+        K: Clone,
+    {
         let mut in_group = vec![false; count];
         let groups = self
             .groups
@@ -95,46 +128,7 @@ impl<'a, K> Scan<'a, K> {
                 }
             })
             .collect();
-        ConflictReport {
-            groups,
-            independent: independent(&in_group, id_of),
-        }
-    }
-
-    /// [`into_report`](Self::into_report) with the id of every proposal in a list of its own
-    /// (`ids[index]` is the id of proposal `index`), which becomes the report's independent list:
-    /// the grouped ids are squeezed out in place, so the list of about as many ids as there are
-    /// proposals is neither allocated again nor written to fresh pages (at 100k proposals, a
-    /// 720 KB allocation and a branch per proposal).
-    pub(crate) fn into_report_with_ids(self, ids: Vec<ProposalId>) -> ConflictReport<K>
-    where
-        K: Clone,
-    {
-        let mut in_group = vec![false; ids.len()];
-        let groups = self
-            .groups
-            .iter()
-            .map(|group| {
-                let members = self.members_of(group);
-                ConflictGroup {
-                    key: group.key.clone(),
-                    kind: group.kind,
-                    members: members
-                        .iter()
-                        .map(|&member| {
-                            let index = (member & !WRITER) as usize;
-                            in_group[index] = true;
-                            ids[index]
-                        })
-                        .collect(),
-                    access: Accesses::from_packed(members),
-                }
-            })
-            .collect();
-        ConflictReport {
-            groups,
-            independent: keep_independent(ids, &in_group),
-        }
+        (groups, in_group)
     }
 
     /// [`into_report`](Self::into_report) with the groups' member and access lists built on the
