@@ -24,7 +24,8 @@
 //!   [`InlineOrSpawned`] (work polled in place or spawned, awaited alike), [`panic_message`] (a
 //!   caught panic as text), [`ConcurrencyLimit`] (how many operations may be in flight) and
 //!   [`start_in_spare`] (a call's future built and polled once in a reused heap block, so that a
-//!   call that finishes at once costs no allocation).
+//!   call that finishes at once costs no allocation) and [`LazyCancel`] (a cancellation flag that
+//!   makes its `CancellationToken` only when asked for one).
 //!
 //! # Examples
 //!
@@ -56,6 +57,7 @@ mod config;
 mod error;
 mod execute;
 mod global;
+mod lazy_cancel;
 mod limit;
 mod spare;
 mod stats;
@@ -67,6 +69,7 @@ pub use execute::{execute, spawn, spawn_blocking, try_execute};
 pub use global::{
     active_config, configure, handle, is_initialized, shutdown, try_handle, RuntimeSetup,
 };
+pub use lazy_cancel::LazyCancel;
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};

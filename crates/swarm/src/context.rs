@@ -19,7 +19,7 @@ use crate::seed::{mix, stage_seed};
 pub(crate) struct RunShared {
     pub(crate) pipeline: Arc<PipelineInner>,
     pub(crate) artifacts: Box<[ArtifactCell]>,
-    pub(crate) cancel: crate::run_cancel::RunCancel,
+    pub(crate) cancel: hivekit_runtime::LazyCancel,
     pub(crate) events: Option<EventSink>,
     pub(crate) seed: u64,
     pub(crate) input: Option<RunInput>,
@@ -197,7 +197,7 @@ impl StageContext {
     /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
     /// watches); hand it to work the stage spawns itself.
     pub fn cancellation(&self) -> CancellationToken {
-        self.shared.cancel.token()
+        self.shared.cancel.token().clone()
     }
 
     /// Reports this stage's own progress (`done` of `total` units of work) as a

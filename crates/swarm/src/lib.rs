@@ -154,7 +154,6 @@ mod report;
 mod retry;
 mod route;
 mod run;
-mod run_cancel;
 mod seed;
 mod source;
 mod stage;

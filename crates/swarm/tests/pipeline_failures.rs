@@ -552,9 +552,9 @@ async fn a_single_attempt_stage_that_fails_at_once_is_recorded_like_one_that_wai
     assert_eq!(*report.artifact::<u32>("waits_then_succeeds").unwrap(), 7);
 }
 
-/// The run's cancellation token is made only when a stage asks for it (see `run_cancel.rs`): a
-/// token taken before a fail-fast stop is cancelled by it, and one asked for afterwards (through
-/// a context kept past the stop) is cancelled already.
+/// The run's cancellation token is made only when a stage asks for it
+/// (`hivekit_runtime::LazyCancel`): a token taken before a fail-fast stop is cancelled by it, and
+/// one asked for afterwards (through a context kept past the stop) is cancelled already.
 #[tokio::test]
 async fn the_run_token_is_cancelled_by_a_fail_fast_stop_whenever_it_was_taken() {
     let taken = Arc::new(std::sync::Mutex::new(None::<CancellationToken>));

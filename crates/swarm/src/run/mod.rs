@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use hivekit_runtime::{AbortOnDrop, Spare};
+use hivekit_runtime::{AbortOnDrop, LazyCancel, Spare};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,7 +31,6 @@ use crate::options::{FailurePolicy, RunSettings};
 use crate::pipeline::PipelineInner;
 use crate::ready::ReadyQueue;
 use crate::report::{RunReport, SpareStages, StageReport};
-use crate::run_cancel::RunCancel;
 use crate::stage::{deadline_after, StageFuture, StageOutcome};
 
 mod complete;
@@ -228,7 +227,7 @@ impl Run {
             pipeline: pipeline.clone(),
             artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
-            cancel: RunCancel::new(),
+            cancel: LazyCancel::new(),
             events: options.events.clone(),
             seed: options.seed.unwrap_or(0),
             input: options.input.clone(),
