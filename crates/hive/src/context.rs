@@ -2,10 +2,10 @@
 //! round still wants the answer; and the options of one round ([`DecideOptions`]).
 
 use std::fmt;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use hivekit_runtime::LazyCancel;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -40,62 +40,33 @@ pub(crate) fn label(id: ProposalId) -> impl fmt::Display {
     Label(id)
 }
 
-/// What every call of one round shares.
+/// What every call of one round shares: its number, and whether the round still wants answers
+/// (cancelled when it ends, or by the caller's token, [`DecideOptions::cancel`]; the agents' token
+/// is made only when one asks for it).
 pub(crate) struct RoundShared {
     round: u64,
-    /// The caller's token ([`DecideOptions::cancel`]), if any.
-    parent: Option<CancellationToken>,
-    /// The agents' token, made on first use: most rounds never need one, and a token costs an
-    /// allocation and a lock to make, more than a light round's agent calls.
-    token: OnceLock<CancellationToken>,
-    ended: AtomicBool,
+    cancel: LazyCancel,
 }
 
 impl RoundShared {
     pub(crate) fn new(round: u64, parent: Option<CancellationToken>) -> Self {
         RoundShared {
             round,
-            parent,
-            token: OnceLock::new(),
-            ended: AtomicBool::new(false),
+            cancel: parent.map_or_else(LazyCancel::new, LazyCancel::child_of),
         }
     }
 
     fn token(&self) -> &CancellationToken {
-        let token = self.token.get_or_init(|| {
-            self.parent
-                .as_ref()
-                .map_or_else(CancellationToken::new, CancellationToken::child_token)
-        });
-        // Pairs with the fence in `end`: either `end` sees the token and cancels it, or this sees
-        // that the round ended (cancelling twice is harmless).
-        fence(Ordering::SeqCst);
-        if self.ended.load(Ordering::Relaxed) {
-            token.cancel();
-        }
-        token
+        self.cancel.token()
     }
 
     fn is_cancelled(&self) -> bool {
-        match self.token.get() {
-            Some(token) => token.is_cancelled(),
-            None => {
-                self.ended.load(Ordering::Relaxed)
-                    || self
-                        .parent
-                        .as_ref()
-                        .is_some_and(CancellationToken::is_cancelled)
-            }
-        }
+        self.cancel.is_cancelled()
     }
 
     /// The round is over: nobody waits for an answer any more.
     pub(crate) fn end(&self) {
-        self.ended.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if let Some(token) = self.token.get() {
-            token.cancel();
-        }
+        self.cancel.cancel();
     }
 }
 
