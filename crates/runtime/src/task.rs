@@ -76,7 +76,11 @@ impl<T> Future for AbortOnDrop<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().handle).poll(cx)
+        // Outside tokio's cooperative budget: a poll is one look at the task's state, and a
+        // `FuturesUnordered` of many handles (a wide fan's spawned stages) must not turn each poll
+        // past the budget into a deferred wake-up that has the set poll every handle again, once
+        // per budget's worth of handles (quadratic in the number of handles).
+        Pin::new(&mut tokio::task::unconstrained(&mut self.get_mut().handle)).poll(cx)
     }
 }
 

@@ -11,6 +11,12 @@
 //!   edge, all spawned at once, each awaiting its dependency's oneshot (the pipelines' tokio
 //!   baseline, written as a user would). On one thread this counts the work, not the wake-ups
 //!   between workers that the criterion rows also pay.
+//! - `fan_run/hivekit-spawn-seeded/stages_1k`: one seeded run of a `1 -> 1,000 -> 1` fan of
+//!   `.spawn()` stages: the run's driver launches every stage and awaits the 1,000 tasks' handles
+//!   in one set (the count grew with the square of the width while each handle's poll took
+//!   tokio's cooperative budget).
+//! - `pipeline_build/hivekit-build/fan_in_10k`: building 10,000 stages and one after all of them
+//!   (its dependency list was searched per entry for duplicates, quadratic in its length).
 //! - `checkpoint_run/hivekit_memory/stages_100`: the same chain started durably on a
 //!   [`MemoryStore`] (the header with the pipeline's shape, then one record per stage): against
 //!   `chain_run/hivekit/stages_100`, what checkpointing costs per stage (target: under 1 us).
@@ -190,8 +196,17 @@ fn random_stage_list(stages: usize) -> Vec<(String, Vec<String>)> {
     benches_common::dags::random(stages, 0.2, benches_common::workload::DEFAULT_SEED).stage_list()
 }
 
+/// A fan-in: `width` stages and one stage after all of them (its dependency list is the row a
+/// duplicate check must not search per entry).
+fn fan_in_list(width: usize) -> Vec<(String, Vec<String>)> {
+    let mut list: Vec<(String, Vec<String>)> = (0..width).map(|s| (name(s), Vec::new())).collect();
+    list.push(("sink".to_owned(), (0..width).map(name).collect()));
+    list
+}
+
 #[library_benchmark]
 #[bench::stages_100k(random_stage_list(100_000))]
+#[bench::fan_in_10k(fan_in_list(10_000))]
 fn hivekit_build(list: Vec<(String, Vec<String>)>) -> (Vec<(String, Vec<String>)>, Pipeline) {
     let mut builder = PipelineBuilder::with_capacity(list.len());
     for (name, after) in &list {
@@ -207,8 +222,45 @@ fn hivekit_build(list: Vec<(String, Vec<String>)>) -> (Vec<(String, Vec<String>)
 
 library_benchmark_group!(name = pipeline_build, benchmarks = [hivekit_build]);
 
+/// A `1 -> width -> 1` fan of `.spawn()` stages and a runtime, after one warm-up run.
+fn spawned_fan(width: usize) -> (Runtime, Pipeline) {
+    let mut builder = PipelineBuilder::with_capacity(width + 2);
+    builder = builder.stage("source", noop).spawn().into_builder();
+    for stage in 0..width {
+        builder = builder
+            .stage(name(stage), noop)
+            .after(["source"])
+            .spawn()
+            .into_builder();
+    }
+    let middle: Vec<String> = (0..width).map(name).collect();
+    builder = builder
+        .stage("sink", noop)
+        .after(&middle)
+        .spawn()
+        .into_builder();
+    let pipeline = builder.build().expect("a fan is a valid pipeline");
+    let runtime = current_thread();
+    drop(black_box(runtime.block_on(pipeline.run())));
+    (runtime, pipeline)
+}
+
+// A seeded run launches every stage from the run's driver and awaits each task's handle there:
+// the wide fan's 1,000 handles in one set.
+#[library_benchmark]
+#[bench::stages_1k(spawned_fan(1_000))]
+fn hivekit_spawn_seeded(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
+    let (runtime, pipeline) = input;
+    let options = RunOptions::default().with_seed(7);
+    drop(black_box(runtime.block_on(pipeline.run_with(options))));
+    (runtime, pipeline)
+}
+
+library_benchmark_group!(name = fan_run, benchmarks = [hivekit_spawn_seeded]);
+
 main!(
     library_benchmark_groups = chain_run,
     checkpoint_run,
-    pipeline_build
+    pipeline_build,
+    fan_run
 );

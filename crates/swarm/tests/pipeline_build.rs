@@ -113,7 +113,7 @@ fn zero_timeout_is_rejected() {
 fn build_resolves_a_topological_order() {
     let pipeline = Pipeline::builder()
         .stage("report", noop)
-        .after(["render", "parse"])
+        .after(["render", "parse", "render"])
         .stage("render", noop)
         .after(["parse", "parse"])
         .stage("parse", noop)
@@ -128,6 +128,8 @@ fn build_resolves_a_topological_order() {
         ["parse"],
         "a dependency named twice counts once"
     );
+    let dependencies: Vec<&str> = pipeline.dependencies("report").unwrap().collect();
+    assert_eq!(dependencies, ["render", "parse"], "and in the order first named");
     assert!(pipeline.dependencies("nope").is_none());
 }
 

@@ -430,10 +430,12 @@ impl PipelineBuilder {
         let mut dependency_start = Vec::with_capacity(count + 1);
         let mut dependency_list: Vec<u32> = Vec::with_capacity(dependencies.len());
         let mut dependent_count = vec![0u32; count];
+        // The row each stage was last listed in as a dependency: a dependency named twice in one
+        // row counts once, found in O(1) (a search of the row was quadratic in a wide fan-in).
+        let mut listed_in = vec![u32::MAX; count];
         dependency_start.push(0u32);
         let mut row_begin = 0;
         for (stage, &row_end) in dependency_ends.iter().enumerate() {
-            let row_start = dependency_list.len();
             for &dependency in &dependencies[row_begin..row_end] {
                 let dependency = match dependency {
                     Dependency::Stage(dependency) => dependency,
@@ -448,8 +450,9 @@ impl PipelineBuilder {
                         dependency
                     }
                 };
-                // A dependency named twice counts once.
-                if !dependency_list[row_start..].contains(&dependency) {
+                let listed = &mut listed_in[dependency as usize];
+                if *listed != stage as u32 {
+                    *listed = stage as u32;
                     dependency_list.push(dependency);
                     dependent_count[dependency as usize] += 1;
                 }
