@@ -129,7 +129,11 @@ fn build_resolves_a_topological_order() {
         "a dependency named twice counts once"
     );
     let dependencies: Vec<&str> = pipeline.dependencies("report").unwrap().collect();
-    assert_eq!(dependencies, ["render", "parse"], "and in the order first named");
+    assert_eq!(
+        dependencies,
+        ["render", "parse"],
+        "and in the order first named"
+    );
     assert!(pipeline.dependencies("nope").is_none());
 }
 

@@ -94,6 +94,52 @@ async fn backoff_waits_between_attempts() {
     assert_eq!(start.elapsed(), Duration::from_secs(6));
 }
 
+/// A wide fan whose stages all fail once and back off together: each is launched again once its
+/// wait is over (some queue for a slot meanwhile), and each runs exactly twice; with a deadline
+/// that falls inside the backoff, none runs a second time and none is left undecided.
+#[tokio::test(start_paused = true)]
+async fn a_wide_fan_backing_off_at_once_retries_every_stage_once() {
+    const WIDTH: usize = 2_000;
+    let limit = |slots| std::num::NonZeroUsize::new(slots).unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let retry = RetryPolicy::attempts(2).with_backoff(Backoff::fixed(Duration::from_secs(1)));
+    let mut builder = Pipeline::builder().stage("source", noop).into_builder();
+    for stage in 0..WIDTH {
+        builder = builder
+            .stage(format!("flaky-{stage}"), flaky(&calls, 2))
+            .after(["source"])
+            .retry(retry)
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    for options in [
+        RunOptions::default(),
+        RunOptions::default().with_max_concurrency(limit(64)),
+        RunOptions::default().with_seed(3).with_max_concurrency(limit(7)),
+    ] {
+        calls.store(0, Ordering::SeqCst);
+        let report = pipeline.run_with(options).await;
+        assert!(report.is_success(), "{:?}", report.outcome());
+        assert_eq!(calls.load(Ordering::SeqCst), 2 * WIDTH as u32);
+        for stage in 0..WIDTH {
+            let status = report.status(&format!("flaky-{stage}"));
+            assert_eq!(status, Some(&StageStatus::Succeeded { attempts: 2 }));
+        }
+    }
+
+    calls.store(0, Ordering::SeqCst);
+    let options = RunOptions::default()
+        .with_max_concurrency(limit(64))
+        .with_deadline(Duration::from_millis(500));
+    let report = pipeline.run_with(options).await;
+    assert!(!report.is_success());
+    assert_eq!(calls.load(Ordering::SeqCst), WIDTH as u32, "no second attempt");
+    for stage in 0..WIDTH {
+        let status = report.status(&format!("flaky-{stage}")).unwrap();
+        assert!(!status.is_success(), "flaky-{stage}: {status:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn permanent_errors_are_not_retried() {
     let calls = Arc::new(AtomicU32::new(0));

@@ -21,8 +21,10 @@ impl Run {
         for wait in self.backoffs.take() {
             self.cancelled(wait.stage);
         }
-        for (stage, future) in std::mem::take(&mut self.parked) {
-            drop(future);
+        let mut parked: Vec<u32> = std::mem::take(&mut self.parked).into_keys().collect();
+        // In stage order, not the map's: a seeded run's events stay the same from run to run.
+        parked.sort_unstable();
+        for stage in parked {
             self.cancelled(stage);
         }
         for task in self.running.take() {

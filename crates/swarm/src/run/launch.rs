@@ -38,7 +38,7 @@ impl Run {
                     match future {
                         Some(future) => {
                             // Ready again: it queues for a slot like any ready stage.
-                            self.parked.push((stage, future));
+                            self.parked.insert(stage, future);
                             self.batch.push(stage);
                         }
                         None => self.cancelled(stage),
@@ -145,9 +145,10 @@ impl Run {
 
     fn launch(&mut self, stage: u32, cx: &mut Context<'_>) {
         let spec = &self.pipeline.stages[stage as usize];
-        let resumed = match self.parked.iter().position(|(parked, _)| *parked == stage) {
-            Some(position) => Some(self.parked.swap_remove(position).1),
-            None => None,
+        let resumed = if self.parked.is_empty() {
+            None
+        } else {
+            self.parked.remove(&stage)
         };
         let mut future = match resumed {
             Some(future) => match self.stages[stage as usize].started {

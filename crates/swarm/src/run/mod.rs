@@ -19,6 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use hivekit_runtime::{AbortOnDrop, LazyCancel, Spare};
+use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -190,7 +191,9 @@ struct Run {
     spare: Spare,
     /// Stages waiting out a backoff, and those whose wait is over (to be launched again).
     backoffs: LazySet<BackoffWait>,
-    parked: Vec<(u32, StageFuture)>,
+    /// Stages whose backoff is over, by stage, until launched again (a map: a wide fan that backs
+    /// off at once must not search a list per launch).
+    parked: FxHashMap<u32, StageFuture>,
     /// For routing pipelines: how many of each stage's dependencies were pruned.
     pruned: Vec<u32>,
     /// Inline stages this poll may still launch before yielding.
@@ -256,7 +259,7 @@ impl Run {
             running: LazySet::new(),
             spare: Spare::new(),
             backoffs: LazySet::new(),
-            parked: Vec::new(),
+            parked: FxHashMap::default(),
             pruned: if pipeline.routing {
                 vec![0; count]
             } else {
