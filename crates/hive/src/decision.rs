@@ -281,12 +281,14 @@ impl<S: State> fmt::Debug for Decision<S> {
 }
 
 impl<S: State> Decision<S> {
-    /// True when the proposal was accepted.
+    /// True when the proposal was accepted. A search of `accepted` (O(accepted)): to ask about
+    /// many ids, collect `accepted` into a set once.
     pub fn is_accepted(&self, id: ProposalId) -> bool {
         self.accepted.contains(&id)
     }
 
-    /// The agent that proposed `id`, if a proposal of the round has that id.
+    /// The agent that proposed `id`, if a proposal of the round has that id. A search of
+    /// `proposers` (O(proposals)).
     pub fn proposer(&self, id: ProposalId) -> Option<AgentId> {
         self.proposers
             .iter()
@@ -294,7 +296,7 @@ impl<S: State> Decision<S> {
             .map(|(_, agent)| *agent)
     }
 
-    /// The reason the proposal was rejected, if it was.
+    /// The reason the proposal was rejected, if it was. A search of `rejected` (O(rejected)).
     pub fn rejection(&self, id: ProposalId) -> Option<&RejectReason> {
         self.rejected
             .iter()

@@ -115,7 +115,9 @@ async fn a_wide_fan_backing_off_at_once_retries_every_stage_once() {
     for options in [
         RunOptions::default(),
         RunOptions::default().with_max_concurrency(limit(64)),
-        RunOptions::default().with_seed(3).with_max_concurrency(limit(7)),
+        RunOptions::default()
+            .with_seed(3)
+            .with_max_concurrency(limit(7)),
     ] {
         calls.store(0, Ordering::SeqCst);
         let report = pipeline.run_with(options).await;
@@ -133,7 +135,11 @@ async fn a_wide_fan_backing_off_at_once_retries_every_stage_once() {
         .with_deadline(Duration::from_millis(500));
     let report = pipeline.run_with(options).await;
     assert!(!report.is_success());
-    assert_eq!(calls.load(Ordering::SeqCst), WIDTH as u32, "no second attempt");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        WIDTH as u32,
+        "no second attempt"
+    );
     for stage in 0..WIDTH {
         let status = report.status(&format!("flaky-{stage}")).unwrap();
         assert!(!status.is_success(), "flaky-{stage}: {status:?}");

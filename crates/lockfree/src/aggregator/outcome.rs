@@ -61,12 +61,13 @@ pub struct Aggregate<K, P> {
 }
 
 impl<K, P> Aggregate<K, P> {
-    /// True if `id` was accepted.
+    /// True if `id` was accepted. A search of `accepted` (O(accepted)): to ask about many ids,
+    /// collect `accepted` into a set once.
     pub fn is_accepted(&self, id: ProposalId) -> bool {
         self.accepted.contains(&id)
     }
 
-    /// Why `id` was rejected, if it was.
+    /// Why `id` was rejected, if it was. A search of `rejected` (O(rejected)).
     pub fn rejection(&self, id: ProposalId) -> Option<&RejectReason<K>> {
         self.rejected
             .iter()

@@ -465,7 +465,8 @@ impl<K> ConflictReport<K> {
         ids
     }
 
-    /// The groups `id` belongs to, in report order.
+    /// The groups `id` belongs to, in report order. A scan of every group's members (O(members of
+    /// all groups)): to ask about many ids, build a map from `groups` once.
     pub fn groups_of(&self, id: ProposalId) -> impl Iterator<Item = &ConflictGroup<K>> + '_ {
         self.groups.iter().filter(move |group| group.contains(id))
     }
