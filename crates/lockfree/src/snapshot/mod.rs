@@ -244,6 +244,11 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!((*before, before.version()), (1, 0));
     /// assert_eq!(*cell.load(), 2);
     /// ```
+    // `#[inline]` as on `read`: without it the caller's crate holds one copy of the instance, in
+    // whichever codegen unit the partitioning puts it, and LLVM inlined it into a caller in some
+    // builds and called it in others, as unrelated edits to this crate reshuffled the partition
+    // (`snapshot_read/hivekit-load/ops_1k` flipped between 52,109 and 59,133 instructions).
+    #[inline]
     pub fn load(&self) -> Snapshot<T> {
         let guard = epoch::pin();
         self.help_retire(&guard);
