@@ -110,7 +110,7 @@ impl<S: State> Future for SlotCall<'_, S> {
 }
 
 /// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
-/// voter has none) and polls it once, under the same guard as [`Guarded`] (span, panic catching;
+/// voter has none) and polls it once, under the same guard as [`Guarded`] (its `span` if recorded, panic catching;
 /// no timer: the caller times a pending call). An answer at once costs no allocation and leaves
 /// the slot for the voter's next call; a pending call takes the slot with it.
 // Always inlined into the round's vote loop (its one caller): left to the inliner it is sometimes
@@ -120,14 +120,14 @@ pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
     new_slot: impl FnOnce() -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>,
     contest: &'a Contest<S>,
-    span: tracing::Span,
+    span: Option<tracing::Span>,
     cx: &mut Context<'_>,
 ) -> Polled<Vote, SlotCall<'a, S>> {
     // The slot stays in place for a call that answers at once (the common case); a pending or
     // panicking call takes it out.
     let call = slot.get_or_insert_with(new_slot);
     let polled = {
-        let _entered = span.enter();
+        let _entered = span.as_ref().map(tracing::Span::enter);
         catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx)))
     };
     let panicked = match polled {
@@ -144,7 +144,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
     match panicked {
         None => Polled::Running(SlotCall {
             slot: Some(call),
-            span: (!span.is_disabled()).then(|| Box::new(span)),
+            span: span.map(Box::new),
         }),
         Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.

@@ -196,3 +196,19 @@ impl<'h, S: State> Round<'h, S> {
 fn call_span(agent: AgentId, phase: Phase) -> tracing::Span {
     tracing::debug_span!("agent_call", agent = agent.0, ?phase)
 }
+
+/// The span of one light vote call, or `None` when nothing records it.
+///
+/// The vote loop makes a call per (contest, voter) pair, 25k in a 1,000-agent round with 50
+/// contests: a disabled span built out of line, carried through the call (40 bytes) and entered
+/// cost about 12 instructions of the call's 336. The level is checked here, inline, with one
+/// load; `call_span` then checks the callsite as before, so a subscriber sees the same spans.
+#[inline]
+fn vote_call_span(agent: AgentId) -> Option<tracing::Span> {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    let level = tracing::Level::DEBUG;
+    if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
+        return None;
+    }
+    Some(call_span(agent, Phase::Vote)).filter(|span| !span.is_disabled())
+}

@@ -24,16 +24,19 @@ use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, Round, RoundMember};
+use crate::round::{call_span, vote_call_span, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
 type SlotOf<'a, S> = Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>;
 
 /// Starts one `vote` call and polls it once: a heavy voter's call as its own task (under its own
-/// timer), a light voter's in its reusable `slot` (no allocation when it answers at once, the
-/// common case: a round asks every voter about every contest) and without a timer: the caller
-/// times it through its [`Deadlines`].
+/// timer, [`start_heavy_vote`]), a light voter's in its reusable `slot` (no allocation when it
+/// answers at once, the common case: a round asks every voter about every contest) and without a
+/// timer: the caller times it through its [`Deadlines`].
+// Always inlined into the round's vote loop (its one caller), so that a light call's answer goes
+// straight to its ballot instead of through the returned `Polled` in memory.
+#[inline(always)]
 fn start_vote<'a, S: State>(
     member: &'a RoundMember<S>,
     slot: &mut SlotOf<'a, S>,
@@ -42,30 +45,41 @@ fn start_vote<'a, S: State>(
     limit: Limit,
     cx: &mut std::task::Context<'_>,
 ) -> Polled<Vote, VoteCall<'a, S>> {
-    let span = call_span(member.id, Phase::Vote);
     if member.heavy {
-        let agent = Arc::clone(&member.agent);
-        let context = member.context.clone();
-        let view = view.clone();
-        let contest = Arc::clone(contest);
-        let mut task = AbortOnDrop::new(tokio::spawn(async move {
-            Guarded::new(agent.vote_boxed(&context, &view, &contest), limit, span).await
-        }));
-        match Pin::new(&mut task).poll(cx) {
-            Poll::Ready(result) => Polled::Done(joined(result)),
-            Poll::Pending => Polled::Running(VoteCall::Task(task)),
-        }
-    } else {
-        match start_in_slot(
-            slot,
-            || member.agent.vote_slot(&member.context, view),
-            contest,
-            span,
-            cx,
-        ) {
-            Polled::Done(result) => Polled::Done(result),
-            Polled::Running(call) => Polled::Running(VoteCall::Slot(call)),
-        }
+        return start_heavy_vote(member, view, contest, limit, cx);
+    }
+    match start_in_slot(
+        slot,
+        || member.agent.vote_slot(&member.context, view),
+        contest,
+        vote_call_span(member.id),
+        cx,
+    ) {
+        Polled::Done(result) => Polled::Done(result),
+        Polled::Running(call) => Polled::Running(VoteCall::Slot(call)),
+    }
+}
+
+/// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
+#[inline(never)]
+fn start_heavy_vote<'a, S: State>(
+    member: &'a RoundMember<S>,
+    view: &'a Snapshot<S>,
+    contest: &'a Arc<Contest<S>>,
+    limit: Limit,
+    cx: &mut std::task::Context<'_>,
+) -> Polled<Vote, VoteCall<'a, S>> {
+    let span = call_span(member.id, Phase::Vote);
+    let agent = Arc::clone(&member.agent);
+    let context = member.context.clone();
+    let view = view.clone();
+    let contest = Arc::clone(contest);
+    let mut task = AbortOnDrop::new(tokio::spawn(async move {
+        Guarded::new(agent.vote_boxed(&context, &view, &contest), limit, span).await
+    }));
+    match Pin::new(&mut task).poll(cx) {
+        Poll::Ready(result) => Polled::Done(joined(result)),
+        Poll::Pending => Polled::Running(VoteCall::Task(task)),
     }
 }
 
@@ -585,13 +599,13 @@ async fn vote_groups<S: State>(
     {
         // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
         // freed.
-        let record = |group: usize,
+        // Takes the group's entry, not the whole state: the vote loop holds it across a turn.
+        let record = |entry: &mut GroupVote,
+                      group: usize,
                       position: usize,
                       result: CallResult<Vote>,
-                      state: &mut [GroupVote],
                       failures: &mut Vec<AgentFailure>|
          -> usize {
-            let entry = &mut state[group];
             let Some(ballot) = entry.ballot.as_mut() else {
                 return 0;
             };
@@ -642,23 +656,28 @@ async fn vote_groups<S: State>(
                 let group = open[turn];
                 let contest = &contests[group];
                 let asked = contest.count(voters.len());
+                let entry = &mut state[group];
                 let mut waiting = WAITING_PER_TURN;
+                // The counters in locals for the turn: the closure holds `starts` and `in_flight`
+                // by reference, and through a reference every call between their uses made the
+                // compiler store and reload them.
+                let (mut starts_left, mut flying) = (starts, in_flight);
                 // Asks this group's voters until it settles, the bound is reached, all are asked
                 // or its turn is over (the group's data looked up once, not per voter).
-                while state[group].next < asked
-                    && in_flight < bound
+                while entry.next < asked
+                    && flying < bound
                     && waiting > 0
-                    && starts > 0
-                    && !state[group].settled
+                    && starts_left > 0
+                    && !entry.settled
                 {
-                    let position = state[group].next;
-                    state[group].next += 1;
+                    let position = entry.next;
+                    entry.next += 1;
                     let voter = contest.voter(position);
                     if voters[voter].batch {
                         continue;
                     }
-                    state[group].asked += 1;
-                    starts -= 1;
+                    entry.asked += 1;
+                    starts_left -= 1;
                     let started = start_vote(
                         &voters[voter],
                         &mut slots[voter],
@@ -669,11 +688,11 @@ async fn vote_groups<S: State>(
                     );
                     match started {
                         Polled::Done(result) => {
-                            in_flight -= record(group, position, result, &mut state, &mut failures);
+                            flying -= record(entry, group, position, result, &mut failures);
                         }
                         Polled::Running(call) => {
-                            state[group].in_flight += 1;
-                            in_flight += 1;
+                            entry.in_flight += 1;
+                            flying += 1;
                             waiting -= 1;
                             let deadline = match call {
                                 VoteCall::Slot(_) => deadlines.add(limit.deadline_from_now()),
@@ -691,7 +710,8 @@ async fn vote_groups<S: State>(
                         }
                     }
                 }
-                if waiting == 0 || state[group].next >= asked || state[group].settled {
+                (starts, in_flight) = (starts_left, flying);
+                if waiting == 0 || entry.next >= asked || entry.settled {
                     turn += 1;
                 }
             }
@@ -700,7 +720,7 @@ async fn vote_groups<S: State>(
                 Poll::Ready(Some(((group, position), Some(result)))) => {
                     state[group].in_flight -= 1;
                     in_flight -= 1;
-                    in_flight -= record(group, position, result, &mut state, &mut failures);
+                    in_flight -= record(&mut state[group], group, position, result, &mut failures);
                 }
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}
@@ -740,10 +760,10 @@ async fn vote_groups<S: State>(
                         state[group].in_flight -= 1;
                         in_flight -= 1;
                         in_flight -= record(
+                            &mut state[group],
                             group,
                             position,
                             Err(FailureKind::TimedOut),
-                            &mut state,
                             &mut failures,
                         );
                     }
