@@ -137,6 +137,78 @@ struct GroupVote {
     cancelled: usize,
 }
 
+/// What counting an answer on its group's ballot needs besides the group's [`GroupVote`].
+struct Counting<'a, S: State> {
+    voters: &'a [RoundMember<S>],
+    contests: &'a [Asked<S>],
+    /// Each group's flag, set when its ballot settles.
+    cancelled: &'a [AtomicBool],
+}
+
+impl<S: State> Counting<'_, S> {
+    /// Counts the vote (or the failure) of the voter at `position` in `group` (whose entry is
+    /// `entry`) and returns how many in-flight calls its ballot's settlement freed.
+    // Always inlined into the vote loop: a call answered at once is counted where it answered,
+    // without its result passed through memory to a call (about 30 instructions a vote).
+    #[inline(always)]
+    fn record(
+        &self,
+        entry: &mut GroupVote,
+        group: usize,
+        position: usize,
+        result: CallResult<Vote>,
+        failures: &mut Vec<AgentFailure>,
+    ) -> usize {
+        let Some(ballot) = entry.ballot.as_mut() else {
+            return 0;
+        };
+        let failure = match result {
+            Ok(vote) => ballot
+                .cast_once_at(position, vote)
+                .err()
+                .map(|candidate| FailureKind::InvalidVote { candidate }),
+            Err(kind) => Some(kind),
+        };
+        if let Some(kind) = failure {
+            ballot.mark_absent(position);
+            self.record_failure(group, position, kind, failures);
+        }
+        if !entry.settled && ballot.is_settled() {
+            return self.settle(entry, group);
+        }
+        0
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_failure(
+        &self,
+        group: usize,
+        position: usize,
+        kind: FailureKind,
+        failures: &mut Vec<AgentFailure>,
+    ) {
+        failures.push(AgentFailure {
+            agent: self.voters[self.contests[group].voter(position)].id,
+            phase: Phase::Vote,
+            kind,
+        });
+    }
+
+    /// Marks `group`'s ballot settled; returns how many of its calls were in flight.
+    #[cold]
+    #[inline(never)]
+    fn settle(&self, entry: &mut GroupVote, group: usize) -> usize {
+        entry.settled = true;
+        self.cancelled[group].store(true, Ordering::Relaxed);
+        // Calls still running and voters not yet asked are no longer waited for.
+        let freed = entry.in_flight;
+        entry.cancelled += freed + (self.contests[group].count(self.voters.len()) - entry.asked);
+        entry.in_flight = 0;
+        freed
+    }
+}
+
 /// A ballot's outcome, before it is paired with its key.
 struct Outcome {
     tally: Tally,
@@ -597,43 +669,10 @@ async fn vote_groups<S: State>(
     let mut deadlines = Deadlines::new();
     let mut in_flight = 0;
     {
-        // Counts a vote (or a failure) and returns how many in-flight calls its ballot's settlement
-        // freed.
-        // Takes the group's entry, not the whole state: the vote loop holds it across a turn.
-        let record = |entry: &mut GroupVote,
-                      group: usize,
-                      position: usize,
-                      result: CallResult<Vote>,
-                      failures: &mut Vec<AgentFailure>|
-         -> usize {
-            let Some(ballot) = entry.ballot.as_mut() else {
-                return 0;
-            };
-            let failure = match result {
-                Ok(vote) => ballot
-                    .cast_once_at(position, vote)
-                    .err()
-                    .map(|candidate| FailureKind::InvalidVote { candidate }),
-                Err(kind) => Some(kind),
-            };
-            if let Some(kind) = failure {
-                ballot.mark_absent(position);
-                failures.push(AgentFailure {
-                    agent: voters[contests[group].voter(position)].id,
-                    phase: Phase::Vote,
-                    kind,
-                });
-            }
-            if !entry.settled && ballot.is_settled() {
-                entry.settled = true;
-                cancelled[group].store(true, Ordering::Relaxed);
-                // Calls still running and voters not yet asked are no longer waited for.
-                let freed = entry.in_flight;
-                entry.cancelled += freed + (count(group) - entry.asked);
-                entry.in_flight = 0;
-                return freed;
-            }
-            0
+        let counting = Counting {
+            voters,
+            contests,
+            cancelled: &cancelled,
         };
         // Voters are asked group by group, and a group whose voters wait hands over to the next
         // after `WAITING_PER_TURN` waiting calls; `open` lists the groups with voters left to ask,
@@ -688,7 +727,8 @@ async fn vote_groups<S: State>(
                     );
                     match started {
                         Polled::Done(result) => {
-                            flying -= record(entry, group, position, result, &mut failures);
+                            flying -=
+                                counting.record(entry, group, position, result, &mut failures);
                         }
                         Polled::Running(call) => {
                             entry.in_flight += 1;
@@ -720,7 +760,8 @@ async fn vote_groups<S: State>(
                 Poll::Ready(Some(((group, position), Some(result)))) => {
                     state[group].in_flight -= 1;
                     in_flight -= 1;
-                    in_flight -= record(&mut state[group], group, position, result, &mut failures);
+                    in_flight -=
+                        counting.record(&mut state[group], group, position, result, &mut failures);
                 }
                 // A cancelled call: its slot was freed when its ballot settled.
                 Poll::Ready(Some((_, None))) => {}
@@ -759,7 +800,7 @@ async fn vote_groups<S: State>(
                         waiting.expired = true;
                         state[group].in_flight -= 1;
                         in_flight -= 1;
-                        in_flight -= record(
+                        in_flight -= counting.record(
                             &mut state[group],
                             group,
                             position,
