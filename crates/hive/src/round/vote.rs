@@ -22,9 +22,9 @@ use crate::call::{
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
-use crate::lockfree::{ConflictGroup, ProposalId, Snapshot};
+use crate::lockfree::{ConflictGroup, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, vote_call_span, Round, RoundMember};
+use crate::round::{call_span, vote_call_span, PositionOf, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
@@ -243,7 +243,7 @@ const STARTS_PER_POLL: usize = 1_024;
 pub(super) struct Proposed<'p, S: State> {
     pub(super) proposals: &'p [ProposalOf<S>],
     /// Each proposal's position in `proposals`.
-    pub(super) position: &'p FxHashMap<ProposalId, usize>,
+    pub(super) position: PositionOf<'p, S::Key, S::Change>,
     /// Each proposal's proposer, as an index into the round's members.
     pub(super) proposers: &'p [usize],
 }
@@ -486,7 +486,7 @@ impl<S: State> Round<'_, S> {
                     candidates: group
                         .members_with_access()
                         .map(|(id, access)| {
-                            let index = proposed.position[&id];
+                            let index = proposed.position.at(id);
                             let proposal = &proposed.proposals[index];
                             Candidate {
                                 id,
