@@ -665,7 +665,9 @@ async fn vote_groups<S: State>(
         .map(|group| AtomicBool::new(group.settled))
         .collect();
     let mut slots: Vec<SlotOf<'_, S>> = voters.iter().map(|_| None).collect();
-    let mut pending = FuturesUnordered::new();
+    // Made when the first call is still pending after its first poll: a round of voters that
+    // answer at once never needs one, and making one costs an allocation.
+    let mut pending: Option<FuturesUnordered<Waiting<'_, S>>> = None;
     let mut deadlines = Deadlines::new();
     let mut in_flight = 0;
     {
@@ -739,14 +741,16 @@ async fn vote_groups<S: State>(
                                 // Never matches an expired group: a heavy call times itself.
                                 VoteCall::Task(_) => u32::MAX,
                             };
-                            pending.push(Waiting {
-                                call,
-                                cancelled: &cancelled[group],
-                                group: group as u32,
-                                position: position as u32,
-                                deadline,
-                                expired: false,
-                            });
+                            pending
+                                .get_or_insert_with(FuturesUnordered::new)
+                                .push(Waiting {
+                                    call,
+                                    cancelled: &cancelled[group],
+                                    group: group as u32,
+                                    position: position as u32,
+                                    deadline,
+                                    expired: false,
+                                });
                         }
                     }
                 }
@@ -756,7 +760,11 @@ async fn vote_groups<S: State>(
                 }
             }
             let all_asked = open.is_empty();
-            match pending.poll_next_unpin(cx) {
+            let polled = match pending.as_mut() {
+                Some(pending) => pending.poll_next_unpin(cx),
+                None => Poll::Ready(None),
+            };
+            match polled {
                 Poll::Ready(Some(((group, position), Some(result)))) => {
                     state[group].in_flight -= 1;
                     in_flight -= 1;
@@ -788,7 +796,7 @@ async fn vote_groups<S: State>(
                     };
                     // Every call of the group still waited for times out; a call whose ballot
                     // settled was freed then.
-                    for waiting in pending.iter_mut() {
+                    for waiting in pending.iter_mut().flat_map(FuturesUnordered::iter_mut) {
                         let (group, position) = (waiting.group as usize, waiting.position as usize);
                         if waiting.expired
                             || waiting.deadline != expired
