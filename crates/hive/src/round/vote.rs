@@ -473,8 +473,13 @@ impl<S: State> Round<'_, S> {
         // Voters see the vote phase's own deadline.
         let deadline = limit.deadline_from_now();
         let voters = self.voters(deadline);
-        let electorate =
-            Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new);
+        let electorate = match &self.electorate {
+            Some(electorate) => Ok(Arc::clone(electorate)),
+            None => {
+                Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new)
+            }
+        };
+        self.electorate = electorate.as_ref().ok().cloned();
         let contests: Vec<Arc<Contest<S>>> = groups
             .iter()
             .map(|group| {
