@@ -269,17 +269,25 @@ fn call_span(agent: AgentId, phase: Phase) -> tracing::Span {
     tracing::debug_span!("agent_call", agent = agent.0, ?phase)
 }
 
-/// The span of one light vote call, or `None` when nothing records it.
+/// Whether a subscriber may want the agent calls' spans (DEBUG): one load, read by the vote loop
+/// once per group's turn instead of once per call.
+#[inline]
+fn call_spans_enabled() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    let level = tracing::Level::DEBUG;
+    level <= STATIC_MAX_LEVEL && level <= LevelFilter::current()
+}
+
+/// The span of one light vote call, or `None` when nothing records it (`enabled`: what
+/// [`call_spans_enabled`] answered for the call's turn).
 ///
 /// The vote loop makes a call per (contest, voter) pair, 25k in a 1,000-agent round with 50
 /// contests: a disabled span built out of line, carried through the call (40 bytes) and entered
-/// cost about 12 instructions of the call's 336. The level is checked here, inline, with one
-/// load; `call_span` then checks the callsite as before, so a subscriber sees the same spans.
+/// cost about 12 instructions of the call's 336, and the level's load 4 more. Once the level is
+/// on, `call_span` checks the callsite as before, so a subscriber sees the same spans.
 #[inline]
-fn vote_call_span(agent: AgentId) -> Option<tracing::Span> {
-    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
-    let level = tracing::Level::DEBUG;
-    if level > STATIC_MAX_LEVEL || level > LevelFilter::current() {
+fn vote_call_span(agent: AgentId, enabled: bool) -> Option<tracing::Span> {
+    if !enabled {
         return None;
     }
     Some(call_span(agent, Phase::Vote)).filter(|span| !span.is_disabled())

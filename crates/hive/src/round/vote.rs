@@ -24,7 +24,7 @@ use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, vote_call_span, PositionOf, Round, RoundMember};
+use crate::round::{call_span, call_spans_enabled, vote_call_span, PositionOf, Round, RoundMember};
 use crate::state::State;
 
 /// A light voter's reusable [`VoteSlot`], if it has one now.
@@ -43,6 +43,8 @@ fn start_vote<'a, S: State>(
     view: &'a Snapshot<S>,
     contest: &'a Arc<Contest<S>>,
     limit: Limit,
+    // Whether calls get spans now (see `vote_call_span`).
+    spans: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Polled<Vote, VoteCall<'a, S>> {
     if member.heavy {
@@ -52,7 +54,7 @@ fn start_vote<'a, S: State>(
         slot,
         || member.agent.vote_slot(&member.context, view),
         contest,
-        vote_call_span(member.id),
+        vote_call_span(member.id, spans),
         cx,
     ) {
         Polled::Done(result) => Polled::Done(result),
@@ -179,6 +181,7 @@ impl<S: State> Counting<'_, S> {
         0
     }
 
+    /// Records the failure of the voter at `position` in `group`.
     #[cold]
     #[inline(never)]
     fn record_failure(
@@ -708,6 +711,7 @@ async fn vote_groups<S: State>(
                 // by reference, and through a reference every call between their uses made the
                 // compiler store and reload them.
                 let (mut starts_left, mut flying) = (starts, in_flight);
+                let spans = call_spans_enabled();
                 // Asks this group's voters until it settles, the bound is reached, all are asked
                 // or its turn is over (the group's data looked up once, not per voter).
                 while entry.next < asked
@@ -730,6 +734,7 @@ async fn vote_groups<S: State>(
                         view,
                         &contest.contest,
                         limit,
+                        spans,
                         cx,
                     );
                     match started {
