@@ -18,6 +18,7 @@ use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
     joined, start_in_slot, unbudgeted, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall,
+    SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
@@ -30,39 +31,9 @@ use crate::state::State;
 /// A light voter's reusable [`VoteSlot`], if it has one now.
 type SlotOf<'a, S> = Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>;
 
-/// Starts one `vote` call and polls it once: a heavy voter's call as its own task (under its own
-/// timer, [`start_heavy_vote`]), a light voter's in its reusable `slot` (no allocation when it
-/// answers at once, the common case: a round asks every voter about every contest) and without a
-/// timer: the caller times it through its [`Deadlines`].
-// Always inlined into the round's vote loop (its one caller), so that a light call's answer goes
-// straight to its ballot instead of through the returned `Polled` in memory.
-#[inline(always)]
-fn start_vote<'a, S: State>(
-    member: &'a RoundMember<S>,
-    slot: &mut SlotOf<'a, S>,
-    view: &'a Snapshot<S>,
-    contest: &'a Arc<Contest<S>>,
-    limit: Limit,
-    // Whether calls get spans now (see `vote_call_span`).
-    spans: bool,
-    cx: &mut std::task::Context<'_>,
-) -> Polled<Vote, VoteCall<'a, S>> {
-    if member.heavy {
-        return start_heavy_vote(member, view, contest, limit, cx);
-    }
-    match start_in_slot(
-        slot,
-        || member.agent.vote_slot(&member.context, view),
-        contest,
-        vote_call_span(member.id, spans),
-        cx,
-    ) {
-        Polled::Done(result) => Polled::Done(result),
-        Polled::Running(call) => Polled::Running(VoteCall::Slot(call)),
-    }
-}
-
 /// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
+/// (The vote loop starts a light voter's call itself, in the voter's reusable slot: no allocation
+/// when it answers at once, the common case, as a round asks every voter about every contest.)
 #[inline(never)]
 fn start_heavy_vote<'a, S: State>(
     member: &'a RoundMember<S>,
@@ -728,41 +699,68 @@ async fn vote_groups<S: State>(
                     }
                     entry.asked += 1;
                     starts_left -= 1;
-                    let started = start_vote(
-                        &voters[voter],
-                        &mut slots[voter],
-                        view,
-                        &contest.contest,
-                        limit,
-                        spans,
-                        cx,
-                    );
-                    match started {
-                        Polled::Done(result) => {
-                            flying -=
-                                counting.record(entry, group, position, result, &mut failures);
+                    let member = &voters[voter];
+                    // A heavy voter's call runs as its own task; a light voter's in its slot,
+                    // without a timer (the round times it through its `Deadlines`).
+                    let call = if member.heavy {
+                        match start_heavy_vote(member, view, &contest.contest, limit, cx) {
+                            Polled::Done(result) => {
+                                flying -=
+                                    counting.record(entry, group, position, result, &mut failures);
+                                continue;
+                            }
+                            Polled::Running(call) => call,
                         }
-                        Polled::Running(call) => {
-                            entry.in_flight += 1;
-                            flying += 1;
-                            waiting -= 1;
-                            let deadline = match call {
-                                VoteCall::Slot(_) => deadlines.add(limit.deadline_from_now()),
-                                // Never matches an expired group: a heavy call times itself.
-                                VoteCall::Task(_) => u32::MAX,
-                            };
-                            pending
-                                .get_or_insert_with(FuturesUnordered::new)
-                                .push(Waiting {
-                                    call,
-                                    cancelled: &cancelled[group],
-                                    group: group as u32,
-                                    position: position as u32,
-                                    deadline,
-                                    expired: false,
-                                });
+                    } else {
+                        match start_in_slot(
+                            &mut slots[voter],
+                            || member.agent.vote_slot(&member.context, view),
+                            &contest.contest,
+                            vote_call_span(member.id, spans),
+                            cx,
+                        ) {
+                            // The common case: counted straight from the agent's answer.
+                            SlotPolled::Voted(vote) => {
+                                flying -= counting.record(
+                                    entry,
+                                    group,
+                                    position,
+                                    Ok(vote),
+                                    &mut failures,
+                                );
+                                continue;
+                            }
+                            SlotPolled::Failed(kind) => {
+                                flying -= counting.record(
+                                    entry,
+                                    group,
+                                    position,
+                                    Err(kind),
+                                    &mut failures,
+                                );
+                                continue;
+                            }
+                            SlotPolled::Running(call) => VoteCall::Slot(call),
                         }
-                    }
+                    };
+                    entry.in_flight += 1;
+                    flying += 1;
+                    waiting -= 1;
+                    let deadline = match call {
+                        VoteCall::Slot(_) => deadlines.add(limit.deadline_from_now()),
+                        // Never matches an expired group: a heavy call times itself.
+                        VoteCall::Task(_) => u32::MAX,
+                    };
+                    pending
+                        .get_or_insert_with(FuturesUnordered::new)
+                        .push(Waiting {
+                            call,
+                            cancelled: &cancelled[group],
+                            group: group as u32,
+                            position: position as u32,
+                            deadline,
+                            expired: false,
+                        });
                 }
                 (starts, in_flight) = (starts_left, flying);
                 if waiting == 0 || entry.next >= asked || entry.settled {
