@@ -410,13 +410,10 @@ impl<S: State> Round<'_, S> {
         let shared = &self.shared;
         if self.members.iter().all(|member| member.votes) {
             if let Some(members) = Arc::get_mut(&mut self.members) {
+                // The same round: only the deadline changes (no clone and drop of the round's
+                // shared state per member).
                 for member in members.iter_mut() {
-                    member.context = AgentContext::for_round(
-                        member.id,
-                        member.context.proposal_id(),
-                        deadline,
-                        shared,
-                    );
+                    member.context.set_deadline(deadline);
                 }
                 return Arc::clone(&self.members);
             }
