@@ -84,6 +84,15 @@ pub(crate) enum Polled<T, R> {
 /// A guarded call after its first poll.
 pub(crate) type Started<'a, T> = Polled<T, Call<'a, T>>;
 
+/// A light voter's `vote` call after its first poll in its slot: a vote apart from a failure, so
+/// that the vote loop counts a vote straight from the agent's answer (a `CallResult` in between
+/// re-encoded every vote's tag into `FailureKind`'s niche and back).
+pub(crate) enum SlotPolled<'a, S: State> {
+    Voted(Vote),
+    Failed(FailureKind),
+    Running(SlotCall<'a, S>),
+}
+
 /// A light voter's `vote` call still running in its slot after its first poll, timed by its owner
 /// (the round's [`Deadlines`]), under the same guard as [`Guarded`] (span, panic catching).
 ///
@@ -110,7 +119,7 @@ impl<S: State> Future for SlotCall<'_, S> {
 }
 
 /// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
-/// voter has none) and polls it once, under the same guard as [`Guarded`] (span, panic catching;
+/// voter has none) and polls it once, under the same guard as [`Guarded`] (its `span` if recorded, panic catching;
 /// no timer: the caller times a pending call). An answer at once costs no allocation and leaves
 /// the slot for the voter's next call; a pending call takes the slot with it.
 // Always inlined into the round's vote loop (its one caller): left to the inliner it is sometimes
@@ -120,38 +129,41 @@ pub(crate) fn start_in_slot<'a, S: State>(
     slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
     new_slot: impl FnOnce() -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>,
     contest: &'a Contest<S>,
-    span: tracing::Span,
+    span: Option<tracing::Span>,
     cx: &mut Context<'_>,
-) -> Polled<Vote, SlotCall<'a, S>> {
+) -> SlotPolled<'a, S> {
     // The slot stays in place for a call that answers at once (the common case); a pending or
     // panicking call takes it out.
     let call = slot.get_or_insert_with(new_slot);
     let polled = {
-        let _entered = span.enter();
+        let _entered = span.as_ref().map(tracing::Span::enter);
         catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx)))
     };
     let panicked = match polled {
         Ok(Poll::Ready(result)) => {
-            return Polled::Done(result.map_err(|error| FailureKind::Errored { error }))
+            return match result {
+                Ok(vote) => SlotPolled::Voted(vote),
+                Err(error) => SlotPolled::Failed(FailureKind::Errored { error }),
+            }
         }
         Ok(Poll::Pending) => None,
         Err(panic) => Some(panic),
     };
     let Some(call) = slot.take() else {
         // Cannot happen: the slot was filled above.
-        return Polled::Done(Err(FailureKind::Cancelled));
+        return SlotPolled::Failed(FailureKind::Cancelled);
     };
     match panicked {
-        None => Polled::Running(SlotCall {
+        None => SlotPolled::Running(SlotCall {
             slot: Some(call),
-            span: (!span.is_disabled()).then(|| Box::new(span)),
+            span: span.map(Box::new),
         }),
         Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.
             drop_quietly(call);
-            Polled::Done(Err(FailureKind::Panicked {
+            SlotPolled::Failed(FailureKind::Panicked {
                 message: panic_message(panic.as_ref()),
-            }))
+            })
         }
     }
 }

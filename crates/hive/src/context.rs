@@ -134,6 +134,11 @@ impl AgentContext {
         }
     }
 
+    /// This context for the next phase of the same round, which has its own deadline.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
     /// The agent's own id in its hive.
     pub fn agent(&self) -> AgentId {
         self.agent

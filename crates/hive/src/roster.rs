@@ -9,8 +9,8 @@
 //! list older than the generation rebuilds it.
 //!
 //! The list also keeps what a finished round hands to the next one over the same members (its
-//! member array and its answers' vector, see [`RoundSpare`]): dropped with the list, so a removed
-//! agent is not kept alive by it either.
+//! member array, its answers' vector and its voters' electorate, see [`RoundSpare`]): dropped with
+//! the list, so a removed agent is not kept alive by it either.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

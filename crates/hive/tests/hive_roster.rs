@@ -116,3 +116,24 @@ async fn a_weight_changed_between_rounds_counts_in_the_next_ballot() {
     assert!(weights(&decision).contains(&(a, 3.0)));
     assert_eq!(decision.accepted, vec![ProposalId(1)]);
 }
+
+#[tokio::test]
+async fn an_agent_spawned_or_removed_between_rounds_is_in_or_out_of_the_next_ballots_electorate() {
+    let hive = Hive::new(Ledger::default());
+    let a = hive.spawn(Writer::new(1, 7));
+    let b = hive.spawn(Writer::new(2, 7));
+    // Every voter of the ballot, in the electorate's order (those not waited for included).
+    let electorate = |decision: &hivekit_hive::Decision<Ledger>| -> Vec<AgentId> {
+        decision.ballots[0]
+            .voters()
+            .map(|record| record.voter)
+            .collect()
+    };
+    assert_eq!(electorate(&hive.decide().await.unwrap()), vec![a, b]);
+    assert_eq!(electorate(&hive.decide().await.unwrap()), vec![a, b]);
+    // A round over the same members reuses the last round's electorate; a change makes a new one.
+    let c = hive.spawn(Writer::new(3, 7));
+    assert_eq!(electorate(&hive.decide().await.unwrap()), vec![a, b, c]);
+    assert!(hive.remove(a));
+    assert_eq!(electorate(&hive.decide().await.unwrap()), vec![b, c]);
+}

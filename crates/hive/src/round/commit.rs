@@ -123,7 +123,13 @@ impl<S: State> Round<'_, S> {
         if !accepted.is_empty() && memory.depth() > 0 {
             memory.remember(memory.load(), &decision);
         }
-        RoundSpare::leave(self.hive, &self.roster, self.members, self.answers);
+        RoundSpare::leave(
+            self.hive,
+            &self.roster,
+            self.members,
+            self.answers,
+            self.electorate,
+        );
         Ok(decision)
     }
 }

@@ -146,8 +146,14 @@ impl<S: State> Hive<S> {
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
         let _end = EndOnDrop(Arc::clone(&shared));
-        let (roster, RoundSpare { members, answers }) =
-            self.round_members(number, &shared, limit.deadline_from_now());
+        let (
+            roster,
+            RoundSpare {
+                members,
+                answers,
+                electorate,
+            },
+        ) = self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
             return Err(HiveError::NoAgents);
         }
@@ -172,6 +178,7 @@ impl<S: State> Hive<S> {
             roster,
             members,
             answers,
+            electorate,
             view,
             shared,
             limit,
@@ -232,6 +239,7 @@ impl<S: State> Hive<S> {
             if let Some(RoundSpare {
                 mut members,
                 answers,
+                electorate,
             }) = spare
             {
                 if let Some(reused) = Arc::get_mut(&mut members) {
@@ -240,7 +248,13 @@ impl<S: State> Hive<S> {
                             member.context =
                                 AgentContext::for_round(member.id, id_of(offset), deadline, shared);
                         }
-                        return (roster, RoundSpare { members, answers });
+                        // The same members: the same voters, so the same electorate.
+                        let spare = RoundSpare {
+                            members,
+                            answers,
+                            electorate,
+                        };
+                        return (roster, spare);
                     }
                 }
             }
@@ -249,8 +263,12 @@ impl<S: State> Hive<S> {
                 .enumerate()
                 .map(|(offset, listed)| member(listed, 0, id_of(offset)))
                 .collect();
-            let answers = Vec::new();
-            return (roster, RoundSpare { members, answers });
+            let spare = RoundSpare {
+                members,
+                answers: Vec::new(),
+                electorate: None,
+            };
+            return (roster, spare);
         }
         // Under supervision each member's health is read now: its strikes, and whether it sits
         // this round out. A member removed since the roster was read is left out.
@@ -275,8 +293,12 @@ impl<S: State> Hive<S> {
                 )
             })
             .collect();
-        let answers = Vec::new();
-        (roster, RoundSpare { members, answers })
+        let spare = RoundSpare {
+            members,
+            answers: Vec::new(),
+            electorate: None,
+        };
+        (roster, spare)
     }
 }
 

@@ -326,7 +326,10 @@ impl<S: State> Round<'_, S> {
         Proposals {
             proposals,
             proposers,
-            position: Positions(seen.map_or_else(OnceLock::new, OnceLock::from)),
+            position: Positions {
+                sorted: seen.is_none(),
+                map: seen.map_or_else(OnceLock::new, OnceLock::from),
+            },
         }
     }
 }

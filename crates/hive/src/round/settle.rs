@@ -1,7 +1,5 @@
 //! Settling the conflicts among a round's proposals: by ballot or by the hive's resolution rule.
 
-use rustc_hash::FxHashMap;
-
 use crate::ballot::Tally;
 use crate::decision::{RejectReason, ResolutionStrategy};
 use crate::error::HiveError;
@@ -12,7 +10,7 @@ use crate::lockfree::{
 use crate::state::State;
 
 use crate::round::vote::Proposed;
-use crate::round::{Proposals, Round, Settled};
+use crate::round::{PositionOf, Proposals, Round, Settled};
 
 impl<S: State> Round<'_, S> {
     /// Detects the conflicts among the proposals and settles each group.
@@ -41,7 +39,13 @@ impl<S: State> Round<'_, S> {
         if report.groups.is_empty() {
             return Ok(settled);
         }
-        let position = positions.of(proposals);
+        // Each group's members are looked up about twice (its contest, its outcome).
+        let lookups = 2 * report
+            .groups
+            .iter()
+            .map(|group| group.members.len())
+            .sum::<usize>();
+        let position = positions.of(proposals, lookups);
         for group in &report.groups {
             tracing::debug!(key = ?group.key, kind = %group.kind, candidates = group.members.len(), "conflict found");
             self.emit(|| HiveEvent::ConflictFound {
@@ -104,7 +108,7 @@ impl<S: State> Round<'_, S> {
                     ResolutionStrategy::FirstProposed => Resolution::FirstSubmitted,
                     _ => Resolution::RejectAll,
                 };
-                let priority_of = |id: ProposalId| proposals[position[&id]].priority;
+                let priority_of = |id: ProposalId| proposals[position.at(id)].priority;
                 for (id, reason) in resolve_conflicts(&report.groups, policy, priority_of) {
                     let reason = match reason {
                         lockfree::RejectReason::LostTo { winner, .. } => {
@@ -112,7 +116,7 @@ impl<S: State> Round<'_, S> {
                         }
                         _ => RejectReason::Contested,
                     };
-                    rejected[position[&id]].get_or_insert(reason);
+                    rejected[position.at(id)].get_or_insert(reason);
                 }
             }
         }
@@ -123,26 +127,26 @@ impl<S: State> Round<'_, S> {
 /// Rejects every member of `group` that conflicts with `winner` on the group's key (lockfree's
 /// resolution rule, [`ConflictGroup::losers_to`]): all of them if the winner writes the key, the
 /// other writers if it only reads it.
-fn settle<K>(
+fn settle<K, P>(
     group: &ConflictGroup<K>,
     winner: ProposalId,
     reason: RejectReason,
-    position: &FxHashMap<ProposalId, usize>,
+    position: PositionOf<'_, K, P>,
     rejected: &mut [Option<RejectReason>],
 ) {
     for member in group.losers_to(winner) {
-        rejected[position[&member]].get_or_insert_with(|| reason.clone());
+        rejected[position.at(member)].get_or_insert_with(|| reason.clone());
     }
 }
 
-fn reject_all<K>(
+fn reject_all<K, P>(
     group: &ConflictGroup<K>,
     reason: &RejectReason,
-    position: &FxHashMap<ProposalId, usize>,
+    position: PositionOf<'_, K, P>,
     rejected: &mut [Option<RejectReason>],
 ) {
     for member in &group.members {
-        let slot = &mut rejected[position[member]];
+        let slot = &mut rejected[position.at(*member)];
         if slot.is_none() {
             *slot = Some(reason.clone());
         }
