@@ -4,38 +4,14 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::Hive;
-use parking_lot::Mutex;
-use support::{Behaviour, Ledger, Writer};
-
-/// Collects what a `tracing-subscriber` formatter writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{capture_logs, Behaviour, Ledger, Writer};
 
 #[tokio::test(start_paused = true)]
 async fn at_info_level_a_round_logs_its_failures_and_its_commit_in_a_named_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs(tracing::Level::INFO);
 
     let hive = Hive::builder(Ledger::default())
         .name("reviewers")
@@ -47,7 +23,7 @@ async fn at_info_level_a_round_logs_its_failures_and_its_commit_in_a_named_span(
     hive.spawn(Writer::silent().proposing(Behaviour::Never));
     hive.decide().await.unwrap();
 
-    let log = String::from_utf8(captured.0.lock().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log.lines().collect();
     let warnings: Vec<&&str> = lines.iter().filter(|line| line.contains("WARN")).collect();
     assert_eq!(warnings.len(), 2, "{log}");

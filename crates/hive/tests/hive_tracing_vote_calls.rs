@@ -4,27 +4,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{Agent, AgentContext, AgentError, Contest, Hive, Snapshot, Vote};
-use parking_lot::Mutex;
-use support::{Behaviour, Ledger, LedgerProposal, Writer};
-
-/// Collects what a `tracing-subscriber` formatter writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{capture_logs, Behaviour, Ledger, LedgerProposal, Writer};
 
 /// A [`Writer`] that logs when it is asked to vote and when it answers.
 struct Logging(Writer);
@@ -53,14 +36,7 @@ impl Agent<Ledger> for Logging {
 
 #[tokio::test(start_paused = true)]
 async fn at_debug_level_every_light_vote_call_logs_in_its_agent_call_span() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs(tracing::Level::DEBUG);
 
     let hive = Hive::builder(Ledger::default())
         .agent_timeout(Duration::from_secs(5))
@@ -75,7 +51,7 @@ async fn at_debug_level_every_light_vote_call_logs_in_its_agent_call_span() {
     let decision = hive.decide().await.unwrap();
     assert_eq!(decision.ballots.len(), 1);
 
-    let log = String::from_utf8(captured.0.lock().clone()).unwrap();
+    let log = captured.text();
     for (agent, message) in [
         (at_once, "asked to vote"),
         (at_once, "answered"),

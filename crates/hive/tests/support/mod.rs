@@ -244,3 +244,37 @@ impl Agent<Ledger> for Incrementer {
         cost(self.heavy)
     }
 }
+
+/// Collects what a `tracing-subscriber` formatter writes (see [`capture_logs`]).
+#[derive(Clone, Default)]
+pub struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().clone()).expect("the formatter writes UTF-8")
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Formats this thread's events at `level` and above, without colours, into the returned
+/// [`Captured`] while the guard lives.
+pub fn capture_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
