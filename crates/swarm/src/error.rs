@@ -32,6 +32,12 @@ pub enum BuildError {
     /// Two stages share a name.
     #[error("stage `{0}` is defined more than once")]
     DuplicateStage(String),
+    /// A stage's name is empty: nothing could depend on it, read it, or find it in a report.
+    #[error("stage {position} (counting from 0 in declaration order) has an empty name")]
+    EmptyStageName {
+        /// The stage's place in declaration order, from 0.
+        position: usize,
+    },
     /// A stage depends on a stage that does not exist.
     #[error("stage `{stage}` depends on unknown stage `{missing}`")]
     UnknownDependency {

@@ -13,6 +13,28 @@ fn empty_pipeline_is_rejected() {
 }
 
 #[test]
+fn a_stage_with_an_empty_name_is_rejected_with_its_position() {
+    let error = Pipeline::builder()
+        .stage("fetch", noop)
+        .stage("", noop)
+        .after(["fetch"])
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::EmptyStageName { position: 1 });
+    assert_eq!(
+        error.to_string(),
+        "stage 1 (counting from 0 in declaration order) has an empty name"
+    );
+    // Two empty names are an empty name first, not a duplicate.
+    let error = Pipeline::builder()
+        .stage("", noop)
+        .stage("", noop)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, BuildError::EmptyStageName { position: 0 });
+}
+
+#[test]
 fn duplicate_stage_is_rejected() {
     let error = Pipeline::builder()
         .stage("parse", noop)

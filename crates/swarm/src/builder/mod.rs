@@ -367,9 +367,9 @@ impl PipelineBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::Empty`] without stages, [`BuildError::DuplicateStage`] when two stages share a
-    /// name, [`BuildError::UnknownDependency`] for a dependency that names no stage,
-    /// [`BuildError::Cycle`] with the cycle's stages in order, [`BuildError::InvalidRetryPolicy`] and
+    /// [`BuildError::Empty`] without stages, [`BuildError::EmptyStageName`] for a stage named `""`,
+    /// [`BuildError::DuplicateStage`] when two stages share a name, [`BuildError::UnknownDependency`]
+    /// for a dependency that names no stage, [`BuildError::Cycle`] with the cycle's stages in order, [`BuildError::InvalidRetryPolicy`] and
     /// [`BuildError::ZeroTimeout`] for stage options no run could follow,
     /// [`BuildError::UnknownRead`] and [`BuildError::NotAnAncestor`] for a declared
     /// [`reads`](StageBuilder::reads) that names no stage or a stage that is not an ancestor.
@@ -403,6 +403,9 @@ impl PipelineBuilder {
             }
         }
         for (position, draft) in drafts.iter().enumerate() {
+            if draft.name.is_empty() {
+                return Err(BuildError::EmptyStageName { position });
+            }
             if first_duplicate == Some(position) {
                 return Err(BuildError::DuplicateStage(draft.name.to_string()));
             }
