@@ -26,7 +26,9 @@ impl Run {
         self.budget = INLINE_BUDGET;
         loop {
             if self.pump(cx).is_pending() {
-                // Out of budget: let other tasks run, and come back at once.
+                // Out of budget: take in the stages that ended meanwhile, let other tasks run,
+                // and come back at once.
+                self.take_finished(cx);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -54,19 +56,38 @@ impl Run {
                 }
             }
             match self.running.poll_next_unpin(cx) {
-                Poll::Ready(Some((stage, step))) => {
-                    self.in_flight -= 1;
-                    match step {
-                        TaskStep::Done(outcome) => self.complete(stage, outcome),
-                        TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
-                        // Only `drain` aborts tasks, and it does not poll through here.
-                        TaskStep::Cancelled => self.cancelled(stage),
-                    }
-                }
+                Poll::Ready(Some((stage, step))) => self.take_step(stage, step),
                 // Nothing runs and nothing can start: every stage has been decided (or waits
                 // out a backoff, whose timer wakes the run).
                 Poll::Ready(None) if self.backoffs.is_empty() => return Poll::Ready(()),
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Records a launched stage's step.
+    fn take_step(&mut self, stage: u32, step: TaskStep) {
+        self.in_flight -= 1;
+        match step {
+            TaskStep::Done(outcome) => self.complete(stage, outcome),
+            TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
+            // Only `drain` aborts tasks, and it does not poll through here.
+            TaskStep::Cancelled => self.cancelled(stage),
+        }
+    }
+
+    /// Takes in the launched stages that have ended, at most a budget's worth, between launches:
+    /// a wide fan is launched over many polls of the run, and a spawned stage's task (its memory)
+    /// lives until the run has taken its step, so taking steps only once every stage is launched
+    /// kept a task per stage alive at once (10,000 stages: 4.9 MB, which the allocator gave back to
+    /// the system after every run and faulted in again on the next: 2,000 page faults a run).
+    #[cold]
+    #[inline(never)]
+    fn take_finished(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..INLINE_BUDGET {
+            match self.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((stage, step))) => self.take_step(stage, step),
+                Poll::Ready(None) | Poll::Pending => return,
             }
         }
     }

@@ -93,9 +93,15 @@ impl Future for BackoffWait {
 }
 
 /// Runs a stage on a task of its own until it ends or must back off.
-pub(super) async fn spawned(mut future: StageFuture) -> LaunchedStep {
-    match (&mut future).await {
-        StageStep::Done(outcome) => LaunchedStep::Done(outcome),
-        StageStep::Backoff(delay) => LaunchedStep::Backoff(delay, future),
+///
+/// An `async` block that borrows the stage it captured, not an `async fn` awaiting its argument:
+/// such an `async fn` keeps the argument and its moved copy apart (288 bytes against 152), which
+/// made each spawned stage's task a 512-1,024-byte allocation instead of a 256-512-byte one.
+pub(super) fn spawned(mut future: StageFuture) -> impl Future<Output = LaunchedStep> {
+    async move {
+        match (&mut future).await {
+            StageStep::Done(outcome) => LaunchedStep::Done(outcome),
+            StageStep::Backoff(delay) => LaunchedStep::Backoff(delay, future),
+        }
     }
 }
