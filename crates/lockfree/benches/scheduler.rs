@@ -34,9 +34,13 @@
 //! calls inside `SegQueue::pop` for `hivekit` at 2 threads (0-12,500 for `hivekit-strict`, up to
 //! 5,700 for `segqueue-4-lanes`), about 52,000 at 4 threads (5,700 strict, 15,400 lanes), and at
 //! most 2 for the stamped rows. Under load (3.7 to 5 on 2 cores) their medians were no better than
-//! `hivekit`'s: the quiet full runs will tell whether the stalls are what costs there. The rings are
-//! bounded (8,192 items per key), so these rows skip the 100k depth; see `support/queues.rs` for
-//! why they are a bench row and not a scheduler.
+//! `hivekit`'s: the quiet full runs will tell whether the stalls are what costs there. On one
+//! thread they are cheaper: callgrind over 100k pairs at depth 1k (through the bench's `Queue`
+//! trait) counted 150 instructions per pair for `hivekit-stamped-lanes` and 140 for its strict row,
+//! against 273 for `hivekit`, 254 for `hivekit-strict` and 274 for `hivekit-unforced` (so on one
+//! thread anti-starvation costs 19 instructions per pair, all of them its bookkeeping).
+//! The rings are bounded (8,192 items per key), so these rows skip the 100k depth; see
+//! `support/queues.rs` for why they are a bench row and not a scheduler.
 //!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
 //! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. "4x
