@@ -30,10 +30,14 @@
 //! lane waits for it, and if that pusher is descheduled the popper spins and then calls
 //! `sched_yield` until it runs again. At `mpmc-2t` between 0 and 10% of pops met such a slot
 //! (counted in the stamped rows, varying from one queue instance to the next, with or without
-//! anti-starvation). Counted under load, over runs of 2.4M to 6M pairs per thread: 1,300-55,000 `sched_yield`
-//! calls inside `SegQueue::pop` for `hivekit` at 2 threads (0-12,500 for `hivekit-strict`, up to
-//! 5,700 for `segqueue-4-lanes`), about 52,000 at 4 threads (5,700 strict, 15,400 lanes), and at
-//! most 2 for the stamped rows. Under load (3.7 to 5 on 2 cores) their medians were no better than
+//! anti-starvation). Counted under load, over runs of 2.4M to 6M pairs per thread: 1,300-55,000
+//! `sched_yield` calls inside `SegQueue::pop` for `hivekit` at 2 threads (0-12,500 for
+//! `hivekit-strict`, up to 5,700 for `segqueue-4-lanes`), about 52,000 at 4 threads (5,700
+//! strict, 15,400 lanes), and 0-2 for the stamped rows. A ring has a stall of its own, rarer: a
+//! push waits for the pop a lap behind it that claimed its slot and has not released it (one
+//! `--quick` run of `hivekit-stamped-lanes/mpmc-4t` made 68 and another 430 `sched_yield` calls,
+//! against 21,477 and 4 for `hivekit`; with 2,048 slots per key instead of 8,192 it made 2,960
+//! against 923). Under load (3.7 to 6 on 2 cores) the stamped rows' medians were no better than
 //! `hivekit`'s: the quiet full runs will tell whether the stalls are what costs there. On one
 //! thread they are cheaper: callgrind over 100k pairs at depth 1k (through the bench's `Queue`
 //! trait) counted 150 instructions per pair for `hivekit-stamped-lanes` and 140 for its strict row,
