@@ -18,12 +18,43 @@
 //! shared word (see `support/queues.rs`), the floor that any design with one shared summary word
 //! pays on top of its lanes at `mpmc-2t` and `mpmc-4t`.
 //!
+//! `hivekit-unforced` is `hivekit` with `max_bypass: Some(u32::MAX - 1)`: the anti-starvation
+//! bookkeeping on every pop (a per-thread stripe on its own cache line, plain loads and stores, no
+//! read-modify-write, no scan) without the forced pops themselves, to tell the two costs apart.
+//!
+//! `hivekit-stamped-lanes` (and `hivekit-stamped-lanes-strict`, without anti-starvation) tries a
+//! lane for the stalls of the `mpmc` rows: `hivekit`'s bitmap and per-thread anti-starvation over
+//! stamped rings (Vyukov's bounded queue, one per key), whose pop claims a slot only once its stamp
+//! says the value is written and otherwise tries the lanes below. A crossbeam `SegQueue` pop claims
+//! the head slot first and then waits for its value, so a pop that meets a push in flight in its
+//! lane waits for it, and if that pusher is descheduled the popper spins and then calls
+//! `sched_yield` until it runs again. At `mpmc-2t` between 0 and 10% of pops met such a slot
+//! (counted in the stamped rows, varying from one queue instance to the next, with or without
+//! anti-starvation). Counted under load, over runs of 2.4M to 6M pairs per thread: 1,300-55,000
+//! `sched_yield` calls inside `SegQueue::pop` for `hivekit` at 2 threads (0-12,500 for
+//! `hivekit-strict`, up to 5,700 for `segqueue-4-lanes`), about 52,000 at 4 threads (5,700
+//! strict, 15,400 lanes), and 0-2 for the stamped rows. A ring has a stall of its own, rarer: a
+//! push waits for the pop a lap behind it that claimed its slot and has not released it (one
+//! `--quick` run of `hivekit-stamped-lanes/mpmc-4t` made 68 and another 430 `sched_yield` calls,
+//! against 21,477 and 4 for `hivekit`; with 2,048 slots per key instead of 8,192 it made 2,960
+//! against 923). Under load (3.7 to 6 on 2 cores) the stamped rows' medians were no better than
+//! `hivekit`'s: the quiet full runs will tell whether the stalls are what costs there. On one
+//! thread they are cheaper: callgrind over 100k pairs at depth 1k (through the bench's `Queue`
+//! trait) counted 150 instructions per pair for `hivekit-stamped-lanes` and 140 for its strict row,
+//! against 273 for `hivekit`, 254 for `hivekit-strict` and 274 for `hivekit-unforced` (so on one
+//! thread anti-starvation costs 19 instructions per pair, all of them its bookkeeping).
+//! The rings are bounded (8,192 items per key), so these rows skip the 100k depth; see
+//! `support/queues.rs` for why they are a bench row and not a scheduler.
+//!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
 //! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. "4x
-//! `mutex-binaryheap` at `mpmc-2t`" therefore needs a 2-thread pair under a quarter of the locked
-//! heap's, which is below what the scheduler's pair costs on one thread with no contention at all
-//! (compare `hivekit-strict/1k` with `mutex-binaryheap/mpmc-2t` in one run), and a pop that keeps
-//! strict order has to arbitrate with the other thread's pops through a shared read-modify-write.
+//! `mutex-binaryheap` at `mpmc-2t`" needs a 2-thread pair under a quarter of the locked heap's,
+//! which is above the scheduler's uncontended 1-thread pair (about 20 ns), so it is not out of
+//! reach by construction: in the full run of 6dee00f the heap took 216 ns and `hivekit-strict`
+//! 39.6 ns (5.4x). But the `mpmc-2t` rows of `hivekit` and `hivekit-strict` are bimodal, about
+//! 40-65 ns or 105-155 ns per run (seven full runs up to 6dee00f: `hivekit` 43.7-155 ns, five of
+//! seven in the slow mode; `hivekit-strict` 39.4-149 ns, two of seven), and so is the heap
+//! (127-216 ns), so the ratio swings with the modes of both.
 //! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth
@@ -57,7 +88,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use hivekit_lockfree::SchedulingHint;
 
 use crate::support::queues::{
-    hints, pair, prefill, shared_queues, single_thread_queues, to_hint, Hivekit, MutexBinaryHeap,
+    fits_depth, hints, pair, prefill, shared_queues, single_thread_queues, to_hint, Hivekit,
+    MutexBinaryHeap,
 };
 
 mod support;
@@ -74,6 +106,9 @@ fn priority_scheduling(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (parameter, depth) in [("10", 10), ("1k", 1_000), ("100k", 100_000)] {
         for (function, queue) in single_thread_queues() {
+            if !fits_depth(function, depth) {
+                continue;
+            }
             prefill(queue.as_ref(), &hints, depth);
             let mut round = 0_u64;
             group.bench_function(BenchmarkId::new(function, parameter), |b| {

@@ -85,7 +85,7 @@ pub struct SchedulerConfig {
     /// Anti-starvation: `Some(k)` lets the highest non-empty lane be served at most `k` times in a row
     /// while a lower lane waits; `None` (the default) is strict priority order. Must not be `Some(0)`
     /// ([`SchedulerError::ZeroMaxBypass`]); `Some(1)` alternates with waiting lower lanes;
-    /// `Some(u32::MAX)` forces a lower lane in only after four billion pops in a row.
+    /// `Some(u32::MAX)` is strict order, as `None` (the bound is never reached).
     ///
     /// Precisely: a *lane* is a sort key ([`SchedulingHint::sort_key`]). A pop that takes from the
     /// highest non-empty lane while some lower lane is non-empty *bypasses* the lower lanes. After `k`

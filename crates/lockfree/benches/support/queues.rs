@@ -311,6 +311,229 @@ impl Queue for SharedWordFloor {
     }
 }
 
+/// One lane of [`StampedLanes`]: Vyukov's bounded ring, each slot stamped with the position it
+/// holds. A pop claims the head slot only once its stamp says the value is written, so it never
+/// waits for a pusher that reserved the slot and was descheduled before writing it: it reports
+/// [`LanePop::NotReady`] instead and the scheduler tries another lane.
+struct StampedLane {
+    head: crossbeam_utils::CachePadded<AtomicUsize>,
+    tail: crossbeam_utils::CachePadded<AtomicUsize>,
+    /// Slot `i` of the ring: its stamp and its value (a `u64`, so an atomic: no unsafe here).
+    slots: Box<[(AtomicUsize, AtomicU64)]>,
+}
+
+/// What a [`StampedLane`] pop found.
+enum LanePop {
+    Item(u64),
+    Empty,
+    /// The head slot is reserved by a push that has not written it yet.
+    NotReady,
+}
+
+/// Slots per stamped lane: far above the depth of 1k spread over 48 lanes that the multi-thread
+/// rows keep, too few for the 100k row (which skips these queues, see [`fits_depth`]).
+const STAMPED_LANE_CAPACITY: usize = 8_192;
+
+/// Whether the queue named `function` can hold a steady depth of `depth` items: the bounded
+/// stamped-lane rows cannot hold 100k (all in a few lanes).
+pub(crate) fn fits_depth(function: &str, depth: usize) -> bool {
+    !function.starts_with("hivekit-stamped") || depth <= STAMPED_LANE_CAPACITY
+}
+
+impl StampedLane {
+    fn new() -> Self {
+        Self {
+            head: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            tail: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            slots: (0..STAMPED_LANE_CAPACITY)
+                .map(|index| (AtomicUsize::new(index), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    fn push(&self, item: u64) {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let (stamp, value) = &self.slots[tail & (STAMPED_LANE_CAPACITY - 1)];
+            let seen = stamp.load(Ordering::Acquire);
+            if seen == tail {
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    tail + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        value.store(item, Ordering::Relaxed);
+                        stamp.store(tail + 1, Ordering::Release);
+                        return;
+                    }
+                    Err(actual) => tail = actual,
+                }
+            } else if seen < tail {
+                // The slot still holds the item of the lap before: either the lane is full (the
+                // bench keeps far fewer items per lane, see the capacity) or the pop that claimed it
+                // was descheduled before releasing it, a full lap of this lane ago. Wait for it.
+                std::thread::yield_now();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn pop(&self) -> LanePop {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (stamp, value) = &self.slots[head & (STAMPED_LANE_CAPACITY - 1)];
+            let seen = stamp.load(Ordering::Acquire);
+            if seen == head + 1 {
+                match self.head.compare_exchange_weak(
+                    head,
+                    head + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let item = value.load(Ordering::Relaxed);
+                        stamp.store(head + STAMPED_LANE_CAPACITY, Ordering::Release);
+                        return LanePop::Item(item);
+                    }
+                    Err(actual) => head = actual,
+                }
+            } else if seen > head + 1 {
+                // Another pop took it: look at the new head.
+                head = self.head.load(Ordering::Relaxed);
+            } else {
+                // Not written for this lap: empty, or a push reserved it and has not written it
+                // yet (or waits for the pop of the lap before to release it).
+                return if self.tail.load(Ordering::Acquire) == head {
+                    LanePop::Empty
+                } else {
+                    LanePop::NotReady
+                };
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+    }
+}
+
+/// A lane design tried for the stalls of the `mpmc` rows: `hivekit`'s 48 lanes, always-set bitmap
+/// and anti-starvation (`max_bypass`: the same bypass count and round-robin cursor, kept per thread
+/// in a thread-local), but each lane a stamped ring ([`StampedLane`]) whose pop never claims a slot
+/// before its value is written. A pop that finds its lane's head not ready tries the lanes below (a
+/// push still in flight need not be served yet) and starts over only when none below has an item.
+/// Not a scheduler: bounded (8,192 items per lane; a push into a full lane waits), and a pop may
+/// pass over a completed push's item queued behind a slot still being written in the same lane, so
+/// strict order holds only between completed operations that do not overlap such a write.
+pub(crate) struct StampedLanes {
+    lanes: Box<[StampedLane]>,
+    nonempty: crossbeam_utils::CachePadded<AtomicU64>,
+    max_bypass: u32,
+}
+
+impl StampedLanes {
+    pub(crate) fn new(max_bypass: Option<u32>) -> Self {
+        Self {
+            lanes: (0..SchedulingHint::KEYS)
+                .map(|_| StampedLane::new())
+                .collect(),
+            nonempty: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
+            max_bypass: max_bypass.unwrap_or(u32::MAX),
+        }
+    }
+
+    fn clear(&self, key: usize) {
+        let bit = 1_u64 << key;
+        self.nonempty.fetch_and(!bit, Ordering::Acquire);
+        if !self.lanes[key].is_empty() {
+            self.nonempty.fetch_or(bit, Ordering::Release);
+        }
+    }
+
+    /// The scheduler's lane choice, with its per-thread bypass count and cursor.
+    fn choose(&self, bits: u64) -> usize {
+        thread_local! {
+            static AGING: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 64)) };
+        }
+        let top = 63 - bits.leading_zeros();
+        if self.max_bypass == u32::MAX {
+            return top as usize;
+        }
+        let below_top = bits & ((1_u64 << top) - 1);
+        AGING.with(|aging| {
+            let (bypassed, cursor) = aging.get();
+            if below_top == 0 {
+                aging.set((0, cursor));
+                return top as usize;
+            }
+            if bypassed < self.max_bypass {
+                aging.set((bypassed + 1, cursor));
+                return top as usize;
+            }
+            let below_cursor = if cursor >= 64 {
+                below_top
+            } else {
+                below_top & ((1_u64 << cursor) - 1)
+            };
+            let candidates = if below_cursor == 0 {
+                below_top
+            } else {
+                below_cursor
+            };
+            let lane = 63 - candidates.leading_zeros();
+            aging.set((0, lane));
+            lane as usize
+        })
+    }
+}
+
+impl Queue for StampedLanes {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        let key = usize::from(hint.sort_key());
+        self.lanes[key].push(item);
+        self.nonempty.fetch_or(1_u64 << key, Ordering::Release);
+    }
+    fn pop(&self) -> Option<u64> {
+        loop {
+            let mut bits = self.nonempty.load(Ordering::Acquire);
+            if bits == 0 {
+                return self.lanes.iter().rev().find_map(|lane| match lane.pop() {
+                    LanePop::Item(item) => Some(item),
+                    LanePop::Empty | LanePop::NotReady => None,
+                });
+            }
+            let mut key = self.choose(bits);
+            loop {
+                match self.lanes[key].pop() {
+                    LanePop::Item(item) => {
+                        if self.lanes[key].is_empty() {
+                            self.clear(key);
+                        }
+                        return Some(item);
+                    }
+                    LanePop::Empty => {
+                        self.clear(key);
+                        break;
+                    }
+                    LanePop::NotReady => {
+                        // Its pusher sets the bit again when done: look below, then start over.
+                        bits &= (1_u64 << key) - 1;
+                        if bits == 0 {
+                            std::hint::spin_loop();
+                            break;
+                        }
+                        key = 63 - bits.leading_zeros() as usize;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A queue the multi-thread rows can share.
 pub(crate) trait SyncQueue: Queue + Sync {}
 impl<T: Queue + Sync> SyncQueue for T {}
@@ -320,6 +543,10 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
     vec![
         ("hivekit", Box::new(Hivekit::new(Some(8)))),
         ("hivekit-strict", Box::new(Hivekit::new(None))),
+        (
+            "hivekit-unforced",
+            Box::new(Hivekit::new(Some(u32::MAX - 1))),
+        ),
         ("mutex-binaryheap", Box::<MutexBinaryHeap>::default()),
         ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
         ("crossbeam-skiplist", Box::<SkipList>::default()),
@@ -330,6 +557,14 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
             Box::<PriorityWordLanes>::default(),
         ),
         ("shared-word-floor", Box::<SharedWordFloor>::default()),
+        (
+            "hivekit-stamped-lanes",
+            Box::new(StampedLanes::new(Some(8))),
+        ),
+        (
+            "hivekit-stamped-lanes-strict",
+            Box::new(StampedLanes::new(None)),
+        ),
     ]
 }
 
