@@ -311,6 +311,58 @@ async fn fail_fast_cancels_running_stages() {
     );
 }
 
+/// A seeded run launches a wide fan over many polls (a budget of launches each); a fail-fast run
+/// takes in the failures of the stages launched so far before it launches more, instead of
+/// launching the whole fan first. On a current-thread runtime the order is fixed: the first
+/// poll launches a budget's worth, those stages run (and fail), and the next poll stops the run.
+#[test]
+fn fail_fast_stops_a_wide_seeded_fan_of_spawned_stages_before_launching_all_of_it() {
+    const WIDTH: usize = 2_000;
+    let called = Arc::new(AtomicUsize::new(0));
+    let mut builder = Pipeline::builder().stage("root", noop).into_builder();
+    for index in 0..WIDTH {
+        let called = called.clone();
+        builder = builder
+            .stage(format!("s{index}"), move |_| {
+                called.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(StageError::msg("down")) }
+            })
+            .spawn()
+            .after(["root"])
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(pipeline.run_with(RunOptions::default().with_seed(3)));
+    assert_eq!(report.outcome(), RunOutcome::Failed);
+    let called = called.load(Ordering::SeqCst);
+    let failed = report.count(|status| matches!(status, StageStatus::Failed { .. }));
+    let cancelled = report.count(|status| matches!(status, StageStatus::Cancelled));
+    let skipped = report.count(|status| {
+        matches!(
+            status,
+            StageStatus::Skipped {
+                because: SkipReason::FailFast { .. }
+            }
+        )
+    });
+    assert!(called >= 1, "a stage ran");
+    assert_eq!(
+        failed, called,
+        "every stage that ran failed and is reported so"
+    );
+    // Launched: ran, or still queued on the runtime when the run stopped (aborted).
+    let launched = called + cancelled;
+    assert!(
+        launched <= 256,
+        "{launched} of {WIDTH} stages were launched before the run took in the first failures"
+    );
+    assert_eq!(skipped, WIDTH - launched, "the rest were never launched");
+}
+
 #[tokio::test(start_paused = true)]
 async fn continue_independent_skips_only_dependents() {
     let live = Arc::new(AtomicUsize::new(0));
