@@ -25,8 +25,11 @@
 //!   half the time of running the two one after the other.
 //!
 //! `hivekit-spawn` rows run the same pipelines with every stage marked `.spawn()` (a task per
-//! stage, as the tokio baseline has); `cargo-lock` is a real dependency graph, the registry
-//! packages of this workspace's `Cargo.lock` (277 stages when written).
+//! stage, as the tokio baseline has); `hivekit-spawn-watched` the same with an event sink (a
+//! callback dropping each event); `hivekit-spawn-driven` the same with a seed (every launch made
+//! by the run's driver, as before spawned stages launched each other). `cargo-lock` is a real
+//! dependency graph, the registry packages of this workspace's `Cargo.lock` (277 stages when
+//! written).
 //!
 //! Peers, same groups, same inputs, same runtime, each what a competent user would write first:
 //!
@@ -52,8 +55,8 @@ use benches_common::{sizes, AllocationStats};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dagrs::{Action, DefaultNode, EnvVar, Graph, InChannels, Node, NodeTable, OutChannels, Output};
 use hivekit_swarm::{
-    Backoff, FanOut, LatencyTier, LoopPolicy, Pipeline, PipelineBuilder, Priority, ResourceCost,
-    RetryPolicy, Route, RunOptions, SchedulingHint, StageContext, StageError,
+    Backoff, EventSink, FanOut, LatencyTier, LoopPolicy, Pipeline, PipelineBuilder, Priority,
+    ResourceCost, RetryPolicy, Route, RunOptions, SchedulingHint, StageContext, StageError,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Semaphore};
@@ -282,6 +285,14 @@ fn compare_runs(
     );
     group.bench_function(BenchmarkId::new("hivekit-spawn", parameter), |b| {
         b.to_async(runtime).iter(|| spawned.run());
+    });
+    // Watched: an event sink (a callback that drops each event) on the same pipeline; the
+    // stages' tasks announce what they launch and end.
+    group.bench_function(BenchmarkId::new("hivekit-spawn-watched", parameter), |b| {
+        b.to_async(runtime).iter(|| {
+            let sink = EventSink::callback(|event| drop(std::hint::black_box(event)));
+            spawned.run_with(RunOptions::default().with_events(sink))
+        });
     });
     // The design before spawned stages launched each other: a seeded run keeps every launch in
     // the driver, a round trip through it per stage.

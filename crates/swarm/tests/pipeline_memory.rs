@@ -1,5 +1,5 @@
 //! How much memory a run keeps alive at once: a wide fan of spawned stages run through the driver
-//! (any run with a seed, an event sink, a checkpoint or routing) frees each stage's task as the
+//! (any run with a seed, a checkpoint or routing) frees each stage's task as the
 //! stage ends, not all of them when the last stage was launched.
 //!
 //! The counts are per thread (the allocator below counts what the test's own thread allocates and

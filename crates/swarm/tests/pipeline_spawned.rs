@@ -1,7 +1,8 @@
-//! Pipelines whose stages all run on tasks of their own (`.spawn()`): in a quiet run such stages
-//! launch their ready dependents from their own tasks. These tests count that every stage runs
-//! exactly once, after its dependencies, within the concurrency bound, and that stopping a run
-//! (cancellation, fail-fast, the deadline) reaches stages that other stages spawned.
+//! Pipelines whose stages all run on tasks of their own (`.spawn()`): in a run without a seed,
+//! checkpoints or routes such stages launch their ready dependents from their own tasks. These
+//! tests count that every stage runs exactly once, after its dependencies, within the concurrency
+//! bound, that stopping a run (cancellation, fail-fast, the deadline) reaches stages that other
+//! stages spawned, and that a watched run's events keep their order.
 
 mod support;
 
@@ -14,7 +15,7 @@ use hivekit_swarm::{
     Backoff, FailurePolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome, SkipReason,
     StageContext, StageError, StageStatus,
 };
-use support::{multi_thread, name};
+use support::{multi_thread, name, noop};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -446,5 +447,165 @@ fn no_spawned_stage_task_outlives_the_run_so_artifacts_go_with_the_report() {
         drop(report);
         drop(pipeline);
         assert_eq!(dropped.load(Ordering::SeqCst), width);
+    }
+}
+
+/// A watched run (an event sink) of spawned stages: the stages' tasks launch their dependents and
+/// announce them, and every event the sink sees keeps the order a driver would give: each stage
+/// that ran starts once, after the `Finished` of each of its dependencies and before its own
+/// decision; the events that decide a stage count 1, 2, ... total in the order received. With
+/// fail-fast too, where the stop cancels stages that other stages' tasks launched.
+#[test]
+fn a_watched_run_of_spawned_stages_keeps_its_events_in_order() {
+    use hivekit_swarm::{EventSink, StageEvent};
+    use std::collections::{HashMap, HashSet};
+
+    const WIDTH: usize = 300;
+    const CHAIN: usize = 50;
+    // root -> WIDTH fan stages -> join -> a chain of CHAIN stages of 200 us each; fan stage 7
+    // fails after its retry's 1 ms backoff (its dependent `after-7` is skipped; under fail-fast
+    // the stop finds the chain running), fan stage 9 fails once and succeeds on its retry.
+    let mut builder = Pipeline::builder()
+        .stage("root", noop)
+        .spawn()
+        .into_builder();
+    let fan: Vec<String> = (0..WIDTH).map(name).collect();
+    for (index, stage) in fan.iter().enumerate() {
+        builder = builder
+            .stage(stage.as_str(), move |context: StageContext| async move {
+                match index {
+                    7 => Err(StageError::msg("down")),
+                    9 if context.attempt() == 1 => Err(StageError::msg("once")),
+                    _ => Ok(()),
+                }
+            })
+            .spawn()
+            .retry(RetryPolicy::attempts(2).with_backoff(Backoff::fixed(Duration::from_millis(1))))
+            .after(["root"])
+            .into_builder();
+    }
+    builder = builder
+        .stage("after-7", noop)
+        .spawn()
+        .after(["s7"])
+        .into_builder();
+    let healthy: Vec<&str> = fan
+        .iter()
+        .map(String::as_str)
+        .filter(|stage| *stage != "s7")
+        .collect();
+    builder = builder
+        .stage("join", noop)
+        .spawn()
+        .after(healthy)
+        .into_builder();
+    let mut previous = String::from("join");
+    for link in 0..CHAIN {
+        let stage = format!("link{link}");
+        builder = builder
+            .stage(stage.as_str(), |_: StageContext| async {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                Ok(())
+            })
+            .spawn()
+            .after([previous.as_str()])
+            .into_builder();
+        previous = stage;
+    }
+    let pipeline = builder.build().unwrap();
+    let total = WIDTH + CHAIN + 3;
+
+    let runtime = multi_thread();
+    for (round, failure) in [FailurePolicy::ContinueIndependent, FailurePolicy::FailFast]
+        .into_iter()
+        .cycle()
+        .take(8)
+        .enumerate()
+    {
+        let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = EventSink::callback({
+            let log = log.clone();
+            move |event| log.lock().push((tokio::task::try_id(), event))
+        });
+        let report = runtime.block_on(
+            pipeline.run_with(
+                RunOptions::default()
+                    .with_events(sink)
+                    .with_failure(failure),
+            ),
+        );
+        assert_eq!(report.outcome(), RunOutcome::Failed);
+        let events = log.lock().clone();
+
+        let mut started: HashMap<&str, usize> = HashMap::new();
+        let mut decided: HashMap<&str, usize> = HashMap::new();
+        let mut announcers = HashSet::new();
+        let mut counted = 0;
+        for (position, (task, event)) in events.iter().enumerate() {
+            let stage = event.stage();
+            match event {
+                StageEvent::Started { .. } => {
+                    assert!(
+                        started.insert(stage, position).is_none(),
+                        "{stage} started twice"
+                    );
+                    announcers.insert(*task);
+                }
+                StageEvent::Finished {
+                    done, total: of, ..
+                }
+                | StageEvent::Skipped {
+                    done, total: of, ..
+                }
+                | StageEvent::Cancelled {
+                    done, total: of, ..
+                } => {
+                    counted += 1;
+                    assert_eq!((*done, *of), (counted, total), "the count at {stage}");
+                    assert!(
+                        decided.insert(stage, position).is_none(),
+                        "{stage} decided twice"
+                    );
+                }
+                StageEvent::Retried { .. } => assert!(["s7", "s9"].contains(&stage), "{stage}"),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert_eq!(counted, total, "every stage decided once");
+        if failure == FailurePolicy::FailFast {
+            let stopped = report.count(|status| {
+                matches!(status, StageStatus::Cancelled | StageStatus::Skipped { .. })
+            });
+            assert!(stopped > 1, "round {round}: the stop cut the chain short");
+        }
+        for stage in report.stages() {
+            let name = &*stage.name;
+            let decision = decided[name];
+            match &stage.status {
+                StageStatus::Skipped { .. } => {
+                    assert!(!started.contains_key(name), "a skipped stage never starts");
+                }
+                status => {
+                    if failure == FailurePolicy::ContinueIndependent {
+                        assert!(status.is_success() || name == "s7", "{name}: {status}");
+                    }
+                    let start = *started
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{name} ({status}) never started"));
+                    assert!(start < decision, "{name} decided before it started");
+                    for dependency in pipeline.dependencies(name).unwrap() {
+                        assert!(
+                            decided[dependency] < start,
+                            "{name} started before {dependency} was decided"
+                        );
+                    }
+                }
+            }
+        }
+        // The stages' own tasks announced the stages they launched (not the driver alone).
+        assert!(
+            announcers.len() > 1,
+            "round {round}: every stage was announced by one task"
+        );
     }
 }

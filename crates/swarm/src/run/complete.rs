@@ -166,13 +166,13 @@ impl Run {
             _ => status,
         };
         let succeeded = status.is_success();
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::Finished {
+        if self.shared.events.is_some() {
+            self.emit_decided(|done, total| StageEvent::Finished {
                 stage: self.pipeline.stages[index].name.clone(),
                 status: status.clone(),
                 elapsed: elapsed.unwrap_or_default(),
-                done: self.stages.len() - self.unfinished,
-                total: self.stages.len(),
+                done,
+                total,
             });
         }
         let interrupted = matches!(status, StageStatus::Interrupted { .. });
@@ -253,12 +253,27 @@ impl Run {
         self.stages[index].status = StageStatus::Cancelled;
         self.decided[index] = true;
         self.unfinished -= 1;
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::Cancelled {
+        if self.shared.events.is_some() {
+            self.emit_decided(|done, total| StageEvent::Cancelled {
                 stage: self.pipeline.stages[index].name.clone(),
-                done: self.stages.len() - self.unfinished,
-                total: self.stages.len(),
+                done,
+                total,
             });
+        }
+    }
+
+    /// Emits, if the run has an event sink, the event that decides a stage, built from the count
+    /// of stages decided so far (this one included) and the total: the fleet's count when the
+    /// run has one (its tasks emit such events too), else the driver's.
+    #[inline(never)]
+    pub(super) fn emit_decided(&self, make: impl FnOnce(usize, usize) -> StageEvent) {
+        let Some(events) = &self.shared.events else {
+            return;
+        };
+        let total = self.stages.len();
+        match &self.fleet {
+            Some(fleet) => fleet.0.emit_decided(|done| make(done, total)),
+            None => events.emit(make(total - self.unfinished, total)),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Spawned stages that launch each other: the fleet of a run whose stages all run on tasks of
-//! their own and that nobody watches (no event sink, no checkpoint, no routing, no seed).
+//! their own and that needs no stage's end to pass through the driver (no checkpoint, no routing,
+//! no conditions, no seed).
 //!
 //! In such a run a spawned stage that succeeds does, on its own task, what the driver would do:
 //! it sets its artifact, counts down its dependents' dependency counters (atomics shared by every
@@ -17,6 +18,12 @@
 //! 10,000 tasks while the other steals them from it. Helpers run no user code, are counted with
 //! the live tasks (the run waits for them) and spawn nothing once the fleet is stopped. Under a
 //! limit, launches keep the dependents' order (slots are taken in the order of the hints).
+//!
+//! A run with an event sink uses the fleet too: a task announces each stage it launches itself
+//! (`Started`, after the `Finished` of the stage that made it ready) and the success of each
+//! stage it ends on the short path (`Finished`). The events that decide a stage carry the count of
+//! stages decided so far; the driver emits its own (failures, skips, cancellations) through the
+//! same count, under one lock, so the counts a sink sees rise by one at each such event.
 //!
 //! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
 //! stage that became ready while the driver holds stages waiting for a slot (so that slots are
@@ -42,7 +49,9 @@ use tokio::task::JoinHandle;
 use super::launched::TaskStep;
 use crate::context::RunShared;
 use crate::error::StageError;
+use crate::events::{EventSink, StageEvent};
 use crate::pipeline::{PipelineInner, StageKind};
+use crate::report::StageStatus;
 use crate::stage::{StageFuture, StageOutcome, StageStep};
 
 /// What a fleet task tells the driver.
@@ -127,14 +136,20 @@ pub(super) struct Fleet {
     /// Taken after a handle slot when both are held.
     notes: Mutex<Vec<Note>>,
     driver: AtomicWaker,
+    /// The run's event sink, if it has one.
+    events: Option<EventSink>,
+    /// Stages decided so far, as the events that decide a stage count them; held while such an
+    /// event is emitted, by the tasks and the driver alike, so the counts reach the sink in order.
+    decided: Mutex<usize>,
 }
 
 impl Fleet {
     /// Whether a run may use the fleet: every stage spawns, and nothing needs the driver to see
-    /// a stage end before its dependents start.
-    pub(super) fn suits(pipeline: &PipelineInner, quiet: bool, seeded: bool) -> bool {
+    /// a stage end before its dependents start (no checkpoint hooks, no seed, no routes, no
+    /// conditions).
+    pub(super) fn suits(pipeline: &PipelineInner, hooked: bool, seeded: bool) -> bool {
         pipeline.spawning
-            && quiet
+            && !hooked
             && !seeded
             && !pipeline.routing
             && pipeline
@@ -152,6 +167,8 @@ impl Fleet {
             .map(|&count| AtomicU32::new(count))
             .collect();
         Arc::new(Self {
+            events: shared.events.clone(),
+            decided: Mutex::new(0),
             shared,
             span: tracing::Span::current(),
             remaining,
@@ -166,6 +183,40 @@ impl Fleet {
             notes: Mutex::new(Vec::with_capacity(stages)),
             driver: AtomicWaker::new(),
         })
+    }
+
+    /// Emits the event `make` builds from the count of stages decided with this one, if the run
+    /// has an event sink.
+    pub(super) fn emit_decided(&self, make: impl FnOnce(usize) -> StageEvent) {
+        if let Some(events) = &self.events {
+            let mut decided = self.decided.lock();
+            *decided += 1;
+            events.emit(make(*decided));
+        }
+    }
+
+    /// Emits `Finished` for a stage that succeeded on a task's short path (out of line: an
+    /// unwatched run only tests for the sink).
+    #[inline(never)]
+    fn emit_succeeded(&self, stage: u32, attempts: u32, elapsed: Duration) {
+        let pipeline = &*self.shared.pipeline;
+        self.emit_decided(|done| StageEvent::Finished {
+            stage: pipeline.stages[stage as usize].name.clone(),
+            status: StageStatus::Succeeded { attempts },
+            elapsed,
+            done,
+            total: pipeline.stages.len(),
+        });
+    }
+
+    /// Emits `Started` for a stage a task launched (the driver announces those it launches).
+    #[inline(never)]
+    fn announce(&self, stage: u32) {
+        if let Some(events) = &self.events {
+            events.emit(StageEvent::Started {
+                stage: self.shared.pipeline.stages[stage as usize].name.clone(),
+            });
+        }
     }
 
     /// Takes a concurrency slot if one is free.
@@ -243,18 +294,25 @@ impl Fleet {
         self.spawn(stage, started, resumed, false);
     }
 
-    /// Spawns the task of `stage`; false (nothing spawned) when `check_stopping` and the fleet
-    /// is stopped.
+    /// Spawns the task of `stage`. Launched `from_task` (not by the driver), it is not spawned
+    /// (false) once the fleet is stopped, and is announced here.
     fn spawn(
         self: &Arc<Self>,
         stage: u32,
         started: Duration,
         resumed: Option<Box<StageFuture>>,
-        check_stopping: bool,
+        from_task: bool,
     ) -> bool {
         let mut slot = self.handles[stage as usize].lock();
-        if check_stopping && self.stopping.load(Ordering::SeqCst) {
-            return false;
+        if from_task {
+            if self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.events.is_some() {
+                // Before the task can emit anything, and only for a stage that will be decided
+                // (run, or cancelled if the run stops first), as the driver announces at launch.
+                self.announce(stage);
+            }
         }
         let guard = Unreported {
             fleet: self.clone(),
@@ -353,6 +411,10 @@ impl Fleet {
         // Each stage completes once, so the cell is empty. Set before any dependent is launched:
         // the dependents' counters (acquire-release) carry it to whichever task launches them.
         let _ = self.shared.artifacts[index].set(artifact);
+        if self.events.is_some() {
+            // Before any dependent is launched (and announced).
+            self.emit_succeeded(stage, attempts, completed.saturating_sub(started));
+        }
         let mut next = None;
         let mut wake = false;
         self.notes.lock().push(Note::Succeeded {
@@ -378,6 +440,9 @@ impl Fleet {
             if !queue && next.is_none() {
                 // The first ready dependent takes the finished stage's slot and its task: no
                 // spawn, no wake-up.
+                if self.events.is_some() {
+                    self.announce(dependent);
+                }
                 next = Some((dependent, completed));
             } else {
                 wake |= self.launch_ready(dependent, completed, queue);
@@ -605,7 +670,13 @@ impl super::Run {
                 let report = &mut self.stages[index];
                 report.started = Some(started);
                 report.elapsed = Some(completed.saturating_sub(started));
-                report.status = crate::report::StageStatus::Succeeded { attempts };
+                let placeholder =
+                    std::mem::replace(&mut report.status, StageStatus::Succeeded { attempts });
+                // The placeholder of an undecided stage holds nothing to free: forgetting it
+                // saves an out-of-line drop per stage (as `succeeded_quietly` does).
+                if matches!(placeholder, StageStatus::Cancelled) {
+                    std::mem::forget(placeholder);
+                }
                 self.decided[index] = true;
                 self.unfinished -= 1;
             }

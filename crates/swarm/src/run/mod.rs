@@ -241,7 +241,7 @@ impl Run {
         });
         let quiet = options.events.is_none() && shared.hooks.is_none();
         let limit = options.max_concurrency.slots();
-        let fleet = Fleet::suits(pipeline, quiet, options.seed.is_some())
+        let fleet = Fleet::suits(pipeline, shared.hooks.is_some(), options.seed.is_some())
             .then(|| FleetGuard(Fleet::new(shared.clone(), limit)));
         Self {
             pipeline: pipeline.clone(),

@@ -110,15 +110,15 @@ impl Run {
         self.stages[index].status = StageStatus::Skipped { because };
         self.decided[index] = true;
         self.unfinished -= 1;
-        if let Some(events) = &self.shared.events {
+        if self.shared.events.is_some() {
             let StageStatus::Skipped { because } = &self.stages[index].status else {
                 return;
             };
-            events.emit(StageEvent::Skipped {
+            self.emit_decided(|done, total| StageEvent::Skipped {
                 stage: self.pipeline.stages[index].name.clone(),
                 because: because.clone(),
-                done: self.stages.len() - self.unfinished,
-                total: self.stages.len(),
+                done,
+                total,
             });
         }
     }
