@@ -177,6 +177,12 @@ impl StageEvent {
 /// Where a run sends its [`StageEvent`]s: a callback (called on the thread that observed the event;
 /// keep it short) or an unbounded channel.
 ///
+/// Stages on tasks of their own emit their events from those tasks, so a callback may be called
+/// from several threads at once. The order a run promises holds all the same: a stage's `Started`
+/// comes after the event that decided each of its dependencies and before its own, and the events
+/// that decide a stage (`Finished`, `Skipped`, `Cancelled`) arrive one at a time, their `done`
+/// counts rising by one.
+///
 /// # Examples
 ///
 /// ```
