@@ -444,13 +444,13 @@ impl<S: State> Round<'_, S> {
         // Voters see the vote phase's own deadline.
         let deadline = limit.deadline_from_now();
         let voters = self.voters(deadline);
-        let electorate = match &self.electorate {
+        let electorate = match &self.electorates.all {
             Some(electorate) => Ok(Arc::clone(electorate)),
             None => {
                 Electorate::new(voters.iter().map(|voter| (voter.id, voter.weight))).map(Arc::new)
             }
         };
-        self.electorate = electorate.as_ref().ok().cloned();
+        self.electorates.all = electorate.as_ref().ok().cloned();
         let contests: Vec<Arc<Contest<S>>> = groups
             .iter()
             .map(|group| {
@@ -479,31 +479,37 @@ impl<S: State> Round<'_, S> {
         let mut asked = interested_voters(&voters, contests);
         let policy = self.config().policy;
         // Contests with the same interested voters (a pack's version and its namespace, wanted by
-        // the same requirements) share one electorate.
-        let mut electorates: FxHashMap<&[u32], Option<Arc<Electorate>>> = FxHashMap::default();
+        // the same requirements) share one electorate, kept for the next round over the same
+        // members (see `Electorates`).
+        let mut electorates = asked
+            .iter()
+            .any(|asked| asked.voters.is_some())
+            .then(|| self.electorates.interested(groups.len()));
         let ballots: Vec<Option<Ballot>> = groups
             .iter()
             .zip(&asked)
             .map(|(group, asked)| {
                 let electorate = match &asked.voters {
                     None => electorate.as_ref().ok().map(Arc::clone),
-                    // Only the interested voters make up the contest's electorate.
-                    Some(list) => electorates
-                        .entry(&**list)
-                        .or_insert_with(|| {
-                            Electorate::new(list.iter().map(|&voter| {
+                    // Only the interested voters make up the contest's electorate. (The map is
+                    // always there for a contest with a list: made above.)
+                    Some(list) => match electorates.as_mut()?.get(list) {
+                        Some(electorate) => electorate.clone(),
+                        None => {
+                            let made = Electorate::new(list.iter().map(|&voter| {
                                 let voter = &voters[voter as usize];
                                 (voter.id, voter.weight)
                             }))
                             .ok()
-                            .map(Arc::new)
-                        })
-                        .clone(),
+                            .map(Arc::new);
+                            electorates.as_mut()?.insert(Arc::clone(list), made.clone());
+                            made
+                        }
+                    },
                 };
                 Ballot::new(policy, electorate?, group.members.iter().copied()).ok()
             })
             .collect();
-        drop(electorates);
 
         let max_in_flight = self.config().max_in_flight;
         let mut ballots = ballots;
