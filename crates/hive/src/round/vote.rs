@@ -599,8 +599,18 @@ impl<S: State> Round<'_, S> {
         groups
             .iter()
             .zip(outcomes)
-            .map(|(group, outcome)| BallotRecord {
-                key: group.key.clone(),
+            .zip(asked)
+            .map(|((group, outcome), asked)| BallotRecord {
+                // A key that owns memory (a `String`) is moved out of the contest, not copied
+                // again: the round holds the only reference to a contest now (its chunk's copy
+                // went with its task; an agent may clone the contest, never the `Arc`). A plain
+                // key (an integer) is cheaper copied than unwrapped.
+                key: if std::mem::needs_drop::<S::Key>() {
+                    Arc::try_unwrap(asked.contest)
+                        .map_or_else(|_| group.key.clone(), |contest| contest.key)
+                } else {
+                    group.key.clone()
+                },
                 kind: group.kind,
                 candidates: group.members.clone(),
                 tally: outcome.tally,
