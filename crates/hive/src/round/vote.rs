@@ -725,13 +725,19 @@ async fn vote_groups<S: State>(
                             Polled::Running(call) => call,
                         }
                     } else {
-                        match start_in_slot(
-                            &mut slots[voter],
-                            || member.agent.vote_slot(&member.context, view),
-                            &contest.contest,
-                            vote_call_span(member.id, spans),
-                            cx,
-                        ) {
+                        let slot = &mut slots[voter];
+                        let new_slot = || member.agent.vote_slot(&member.context, view);
+                        // Started in one of two copies, so that the common one (no subscriber
+                        // records the call's span) passes a constant `None` into the inlined
+                        // start: about 2 instructions less a vote call (decide conflicts_1k
+                        // -0.7%); LLVM still keeps part of the span's handling shared.
+                        let polled = if spans {
+                            let span = vote_call_span(member.id, true);
+                            start_in_slot(slot, new_slot, &contest.contest, span, cx)
+                        } else {
+                            start_in_slot(slot, new_slot, &contest.contest, None, cx)
+                        };
+                        match polled {
                             // The common case: counted straight from the agent's answer.
                             SlotPolled::Voted(vote) => {
                                 flying -= counting.record(
