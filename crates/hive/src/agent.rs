@@ -426,6 +426,16 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
 
+    /// Starts a `vote` call in `spare`'s block and polls it once (see [`start_in_spare`]).
+    fn vote_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Vote, AgentError>>>;
+
     fn interested_dyn(&self, contest: &Contest<S>) -> bool;
 
     fn vote_all_boxed<'a>(
@@ -542,6 +552,17 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
         Box::pin(self.vote(ctx, view, contest))
+    }
+
+    fn vote_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Vote, AgentError>>> {
+        start_in_spare(self.vote(ctx, view, contest), spare, cx)
     }
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool {

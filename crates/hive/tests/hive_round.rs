@@ -661,6 +661,57 @@ async fn voters_pending_or_panicking_in_one_contest_vote_correctly_in_the_next()
     assert_eq!(decision.elapsed, Duration::from_secs(1));
 }
 
+/// As above over twelve contests: from 8 (contest, voter) pairs a voter, light voters start their
+/// calls in slots of their own, below (the test above) in one block for the whole round; both
+/// must count every voter once per ballot whatever its earlier calls did.
+#[tokio::test(start_paused = true)]
+async fn voters_pending_or_panicking_over_many_contests_are_counted_once_per_ballot() {
+    const CONTESTS: u64 = 12;
+    let hive = hive_with(ConsensusPolicy::majority());
+    let (proposals, votes) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+    for key in 1..=CONTESTS {
+        hive.spawn(
+            Writer::new(key * 10, key)
+                .with_priority(Priority::High)
+                .voting(Behaviour::Slow(Duration::from_secs(1)))
+                .counting(&proposals, &votes),
+        );
+        hive.spawn(
+            Writer::new(key * 10 + 1, key)
+                .choosing(Choice::For(key * 10 + 1))
+                .counting(&proposals, &votes),
+        );
+    }
+    let panicking = hive.spawn(Writer::silent().voting(Behaviour::Panic));
+    let decision = hive.decide().await.unwrap();
+    let expected: Vec<ProposalId> = (1..=CONTESTS).map(|key| ProposalId(key * 10)).collect();
+    assert_eq!(decision.accepted, expected);
+    assert_eq!(decision.ballots.len(), CONTESTS as usize);
+    let mut counted = 0;
+    for ballot in &decision.ballots {
+        // Every counting voter is either counted or no longer waited for; the panicking one
+        // failed.
+        assert_eq!(
+            ballot.votes + ballot.cancelled,
+            2 * CONTESTS as usize,
+            "{ballot:?}"
+        );
+        counted += ballot.votes;
+    }
+    // Each vote counted is a call that ran to its end, once.
+    assert_eq!(votes.load(Ordering::SeqCst), counted);
+    assert_eq!(decision.failures.len(), CONTESTS as usize);
+    assert!(decision
+        .failures
+        .iter()
+        .all(|failure| failure.agent == panicking
+            && failure.phase == Phase::Vote
+            && failure.kind
+                == FailureKind::Panicked {
+                    message: "agent exploded".into()
+                }));
+}
+
 /// Names by key: a state whose keys own memory (the ballot record's key is moved out of the
 /// round's contest rather than copied).
 #[derive(Debug, Clone, Default)]
