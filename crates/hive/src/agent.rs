@@ -438,6 +438,9 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool;
 
+    /// The agent's type: agents of one type make vote calls of one layout.
+    fn agent_type(&self) -> std::any::TypeId;
+
     fn vote_all_boxed<'a>(
         &'a self,
         ctx: &'a AgentContext,
@@ -563,6 +566,10 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         cx: &mut Context<'_>,
     ) -> std::thread::Result<First<'a, Result<Vote, AgentError>>> {
         start_in_spare(self.vote(ctx, view, contest), spare, cx)
+    }
+
+    fn agent_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<A>()
     }
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool {

@@ -70,7 +70,8 @@ impl<S: State> Clone for RoundMember<S> {
 type Answers<S> = Vec<(usize, CallResult<Option<ProposalOf<S>>>)>;
 
 /// The electorates a round's ballots were held over, kept for the next round over the same
-/// members: the same voters (their ids and weights) make the same electorates.
+/// members: the same voters (their ids and weights) make the same electorates; and, as the
+/// same members have the same types, whether the light voters are of one type.
 #[derive(Default)]
 struct Electorates {
     /// Every voter's, if a round with conflicts made it (making one costs an allocation and a pass
@@ -83,6 +84,9 @@ struct Electorates {
     /// interested voters repeat from round to round). Boxed: most rounds have none, and the
     /// spare moves with every round.
     interested: Option<Box<InterestedElectorates>>,
+    /// Whether the light voters are agents of one type (`vote::one_light_type`), once a round
+    /// with conflicts asked: one dynamic call per voter, made once per member array.
+    one_light_type: Option<bool>,
 }
 
 /// The electorates of contests asked of their interested voters only, by the voters' list.

@@ -528,11 +528,23 @@ impl<S: State> Round<'_, S> {
             .min(groups.len())
             .min(max_in_flight)
             .max(1);
+        let one_type = *self
+            .electorates
+            .one_light_type
+            .get_or_insert_with(|| one_light_type(&voters));
         let view = &self.view;
         let mut outcomes = Vec::with_capacity(groups.len());
         if chunks == 1 {
-            let (chunk_outcomes, chunk_failures) =
-                vote_groups(&voters, view, &asked, ballots, max_in_flight, limit).await;
+            let (chunk_outcomes, chunk_failures) = vote_groups(
+                &voters,
+                view,
+                &asked,
+                ballots,
+                max_in_flight,
+                limit,
+                one_type,
+            )
+            .await;
             outcomes.extend(chunk_outcomes);
             self.failures.extend(chunk_failures);
         } else {
@@ -558,7 +570,11 @@ impl<S: State> Round<'_, S> {
                     let task = AbortOnDrop::new(
                         self.handle.spawn(
                             async move {
-                                vote_groups(&voters, &view, &contests, ballots, bound, limit).await
+                                let (voters, view) = (&voters, &view);
+                                vote_groups(
+                                    voters, view, &contests, ballots, bound, limit, one_type,
+                                )
+                                .await
                             }
                             .instrument(span),
                         ),
@@ -567,8 +583,16 @@ impl<S: State> Round<'_, S> {
                 })
                 .collect();
             if let Some((first_contests, first_ballots)) = first {
-                let (first_outcomes, first_failures) =
-                    vote_groups(&voters, view, &first_contests, first_ballots, bound, limit).await;
+                let (first_outcomes, first_failures) = vote_groups(
+                    &voters,
+                    view,
+                    &first_contests,
+                    first_ballots,
+                    bound,
+                    limit,
+                    one_type,
+                )
+                .await;
                 outcomes.extend(first_outcomes);
                 self.failures.extend(first_failures);
             }
@@ -628,12 +652,13 @@ async fn vote_groups<S: State>(
     ballots: Vec<Option<Ballot>>,
     bound: usize,
     limit: Limit,
+    one_type: bool,
 ) -> (Vec<Outcome>, Vec<AgentFailure>) {
     let pairs: usize = contests
         .iter()
         .map(|contest| contest.count(voters.len()))
         .sum();
-    if pairs >= SLOT_PAIRS_PER_VOTER * voters.len() {
+    if pairs >= SLOT_PAIRS_PER_VOTER * voters.len() || !one_type {
         vote_groups_with::<S, Slots<'_, S>>(voters, view, contests, ballots, bound, limit).await
     } else {
         vote_groups_with::<S, Shared>(voters, view, contests, ballots, bound, limit).await
@@ -641,7 +666,8 @@ async fn vote_groups<S: State>(
 }
 
 /// From this many (contest, voter) pairs per voter on, a round's light voters start their vote
-/// calls in slots of their own ([`Slots`]), below in one block for all ([`Shared`]).
+/// calls in slots of their own ([`Slots`]), below in one block for all ([`Shared`]) if they are
+/// agents of one type ([`one_light_type`]).
 ///
 /// A voter's slot costs an allocation and a free a round (about 175 instructions), a call in the
 /// shared block about 30 instructions more than in a slot (a layout check, the block taken and
@@ -650,6 +676,23 @@ async fn vote_groups<S: State>(
 /// pairs a voter) 6.85M instructions with slots, 7.36M shared; agents_10 (1 pair a voter) 30.3k
 /// with slots, 28.6k shared; packs_200 (about 1.5) 2.20M with slots, 2.13M shared.
 const SLOT_PAIRS_PER_VOTER: usize = 8;
+
+/// Whether the light voters (those whose calls [`LightStarts`] starts) are all agents of one type.
+///
+/// The shared block keeps one layout: calls of two types one after the other would free it and
+/// allocate another on every call, an allocation per call where slots cost one per voter. So a
+/// round of mixed types keeps the slots (one dynamic call per voter to find out, made once per
+/// member array: kept with the electorates, `round::Electorates`).
+fn one_light_type<S: State>(voters: &[RoundMember<S>]) -> bool {
+    let mut light = voters
+        .iter()
+        .filter(|voter| !voter.heavy && !voter.batch)
+        .map(|voter| voter.agent.agent_type());
+    match light.next() {
+        Some(first) => light.all(|other| other == first),
+        None => true,
+    }
+}
 
 /// Where a chunk's light voters start their vote calls (see [`SLOT_PAIRS_PER_VOTER`]). The vote
 /// loop is compiled once for each, so that neither pays for the other's choice per call.
