@@ -426,7 +426,20 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>>;
 
+    /// Starts a `vote` call in `spare`'s block and polls it once (see [`start_in_spare`]).
+    fn vote_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Vote, AgentError>>>;
+
     fn interested_dyn(&self, contest: &Contest<S>) -> bool;
+
+    /// The agent's type: agents of one type make vote calls of one layout.
+    fn agent_type(&self) -> std::any::TypeId;
 
     fn vote_all_boxed<'a>(
         &'a self,
@@ -542,6 +555,21 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         contest: &'a Contest<S>,
     ) -> BoxFuture<'a, Result<Vote, AgentError>> {
         Box::pin(self.vote(ctx, view, contest))
+    }
+
+    fn vote_first<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        view: &'a Snapshot<S>,
+        contest: &'a Contest<S>,
+        spare: &mut Spare,
+        cx: &mut Context<'_>,
+    ) -> std::thread::Result<First<'a, Result<Vote, AgentError>>> {
+        start_in_spare(self.vote(ctx, view, contest), spare, cx)
+    }
+
+    fn agent_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<A>()
     }
 
     fn interested_dyn(&self, contest: &Contest<S>) -> bool {

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hivekit_runtime::{panic_message, InlineOrSpawned};
+use hivekit_runtime::{panic_message, First, InlineOrSpawned, Spare};
 use tokio::task::JoinError;
 use tokio::time::{Instant, Sleep};
 
-use crate::agent::{AgentError, BoxFuture, Contest, Vote, VoteSlot};
+use crate::agent::{AgentError, BoxFuture, Contest, DynAgent, Vote, VoteSlot};
+use crate::context::AgentContext;
 use crate::decision::FailureKind;
+use crate::lockfree::Snapshot;
 use crate::state::State;
 
 pub(crate) type CallResult<T> = Result<T, FailureKind>;
@@ -84,44 +86,45 @@ pub(crate) enum Polled<T, R> {
 /// A guarded call after its first poll.
 pub(crate) type Started<'a, T> = Polled<T, Call<'a, T>>;
 
-/// A light voter's `vote` call after its first poll in its slot: a vote apart from a failure, so
-/// that the vote loop counts a vote straight from the agent's answer (a `CallResult` in between
-/// re-encoded every vote's tag into `FailureKind`'s niche and back).
-pub(crate) enum SlotPolled<'a, S: State> {
+/// A light voter's `vote` call after its first poll (in its slot or the round's spare block): a
+/// vote apart from a failure, so that the vote loop counts a vote straight from the agent's answer (a
+/// `CallResult` in between re-encoded every vote's tag into `FailureKind`'s niche and back).
+pub(crate) enum SlotPolled<'a> {
     Voted(Vote),
     Failed(FailureKind),
-    Running(SlotCall<'a, S>),
+    Running(SlotCall<'a>),
 }
 
-/// A light voter's `vote` call still running in its slot after its first poll, timed by its owner
-/// (the round's [`Deadlines`]), under the same guard as [`Guarded`] (span, panic catching).
+/// A light voter's `vote` call still running after its first poll (it took its slot, or the
+/// round's spare block, as its `Box`), timed by its owner (the round's [`Deadlines`]), under the same guard as
+/// [`Guarded`] (span, panic catching).
 ///
 /// Small on purpose: a round keeps one per waiting call in a `FuturesUnordered` (up to 100k in
 /// flight), which moves it into a heap block of its own. Wrapped in [`Call`] and [`Guarded`] the
 /// call took 140 bytes with its tags (a span, a limit and a timer the round never uses), copied
 /// with `memcpy` on every push and allocated in glibc's slower size classes.
-pub(crate) struct SlotCall<'a, S: State> {
+pub(crate) struct SlotCall<'a> {
     /// `None` once it has answered or panicked.
-    slot: Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
+    call: Option<BoxFuture<'a, Result<Vote, AgentError>>>,
     /// The call's span, boxed and only when a subscriber records it (a disabled span is 40 bytes
     /// of nothing that every waiting call would carry).
     span: Option<Box<tracing::Span>>,
 }
 
-impl<S: State> Future for SlotCall<'_, S> {
+impl Future for SlotCall<'_> {
     type Output = CallResult<Vote>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let _entered = this.span.as_deref().map(tracing::Span::enter);
-        poll_caught(&mut this.slot, cx)
+        poll_caught(&mut this.call, cx)
     }
 }
 
 /// Starts a vote about `contest` in a light voter's reusable `slot` (made by `new_slot` if the
-/// voter has none) and polls it once, under the same guard as [`Guarded`] (its `span` if recorded, panic catching;
-/// no timer: the caller times a pending call). An answer at once costs no allocation and leaves
-/// the slot for the voter's next call; a pending call takes the slot with it.
+/// voter has none) and polls it once, under the same guard as [`Guarded`] (its `span` if recorded,
+/// panic catching; no timer: the caller times a pending call). An answer at once costs no
+/// allocation and leaves the slot for the voter's next call; a pending call takes the slot with it.
 // Always inlined into the round's vote loop (its one caller): left to the inliner it is sometimes
 // a call of its own, about 18 instructions more per vote (decide conflicts_1k +5.7%).
 #[inline(always)]
@@ -131,7 +134,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
     contest: &'a Contest<S>,
     span: Option<tracing::Span>,
     cx: &mut Context<'_>,
-) -> SlotPolled<'a, S> {
+) -> SlotPolled<'a> {
     // The slot stays in place for a call that answers at once (the common case); a pending or
     // panicking call takes it out.
     let call = slot.get_or_insert_with(new_slot);
@@ -154,8 +157,9 @@ pub(crate) fn start_in_slot<'a, S: State>(
         return SlotPolled::Failed(FailureKind::Cancelled);
     };
     match panicked {
+        // The slot is the call's future: it goes on running as one.
         None => SlotPolled::Running(SlotCall {
-            slot: Some(call),
+            call: Some(call),
             span: span.map(Box::new),
         }),
         Some(panic) => {
@@ -165,6 +169,40 @@ pub(crate) fn start_in_slot<'a, S: State>(
                 message: panic_message(panic.as_ref()),
             })
         }
+    }
+}
+
+/// Starts `agent`'s vote about `contest` in the round's `spare` block and polls it once, under the
+/// same guard as [`Guarded`] (its `span` if recorded, panic catching; no timer: the caller times a
+/// pending call). An answer at once leaves the block for the next call, whoever's (one block
+/// serves the whole round, always in cache; no allocation per voter); a pending call takes the
+/// block with it, and the next call gets a new one.
+// Always inlined into the round's vote loop (its one caller).
+#[inline(always)]
+pub(crate) fn start_vote_in_spare<'a, S: State>(
+    agent: &'a dyn DynAgent<S>,
+    ctx: &'a AgentContext,
+    view: &'a Snapshot<S>,
+    contest: &'a Contest<S>,
+    spare: &mut Spare,
+    span: Option<tracing::Span>,
+    cx: &mut Context<'_>,
+) -> SlotPolled<'a> {
+    let polled = {
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        agent.vote_first(ctx, view, contest, spare, cx)
+    };
+    match polled {
+        Ok(First::Ready(Ok(vote))) => SlotPolled::Voted(vote),
+        Ok(First::Ready(Err(error))) => SlotPolled::Failed(FailureKind::Errored { error }),
+        Ok(First::Pending(call)) => SlotPolled::Running(SlotCall {
+            call: Some(call),
+            span: span.map(Box::new),
+        }),
+        // The call was dropped (quietly) where it stood; the block is kept.
+        Err(panic) => SlotPolled::Failed(FailureKind::Panicked {
+            message: panic_message(panic.as_ref()),
+        }),
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, Interest, RejectReason,
-    Snapshot, Tally, Vote,
+    Agent, AgentContext, AgentError, AgentId, ConsensusPolicy, Contest, Hive, Interest,
+    RejectReason, Snapshot, Tally, Vote,
 };
 use support::{add, Ledger, LedgerProposal};
 
@@ -166,4 +166,43 @@ async fn the_quorum_counts_only_the_interested_voters() {
 
 fn hive_id(id: u64) -> hivekit_hive::ProposalId {
     hivekit_hive::ProposalId(id)
+}
+
+#[tokio::test]
+async fn an_interested_voters_electorate_follows_spawns_removals_and_weight_changes_between_rounds()
+{
+    // A round over the same members reuses the last round's electorates of interested voters;
+    // a spawn, a removal or a weight change makes new ones.
+    let hive = Hive::builder(Ledger::default())
+        .policy(ConsensusPolicy::majority().with_weighted(true))
+        .build()
+        .unwrap();
+    let a = hive.spawn(Voter::new(Some((1, 3)), Interest::Keys(vec![3])).0);
+    let b = hive.spawn(Voter::new(Some((2, 3)), Interest::Keys(vec![3])).0);
+    // Not interested: the contest is asked of its interested voters only.
+    hive.spawn(Voter::new(None, Interest::Keys(vec![100])).0);
+    let electorate = |decision: &hivekit_hive::Decision<Ledger>| -> Vec<(AgentId, f64)> {
+        assert_eq!(decision.ballots.len(), 1);
+        decision.ballots[0]
+            .voters()
+            .map(|record| (record.voter, record.weight))
+            .collect()
+    };
+    for _ in 0..2 {
+        let decision = hive.decide().await.unwrap();
+        assert_eq!(electorate(&decision), vec![(a, 1.0), (b, 1.0)]);
+    }
+    hive.set_weight(a, 3.0).unwrap();
+    for _ in 0..2 {
+        let decision = hive.decide().await.unwrap();
+        assert_eq!(electorate(&decision), vec![(a, 3.0), (b, 1.0)]);
+    }
+    let c = hive.spawn(Voter::new(None, Interest::Keys(vec![3])).0);
+    for _ in 0..2 {
+        let decision = hive.decide().await.unwrap();
+        assert_eq!(electorate(&decision), vec![(a, 3.0), (b, 1.0), (c, 1.0)]);
+    }
+    assert!(hive.remove(c));
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(electorate(&decision), vec![(a, 3.0), (b, 1.0)]);
 }

@@ -660,3 +660,143 @@ async fn voters_pending_or_panicking_in_one_contest_vote_correctly_in_the_next()
                 }));
     assert_eq!(decision.elapsed, Duration::from_secs(1));
 }
+
+/// As above over twelve contests: from 8 (contest, voter) pairs a voter, light voters start their
+/// calls in slots of their own, below (the test above) in one block for the whole round; both
+/// must count every voter once per ballot whatever its earlier calls did.
+#[tokio::test(start_paused = true)]
+async fn voters_pending_or_panicking_over_many_contests_are_counted_once_per_ballot() {
+    const CONTESTS: u64 = 12;
+    let hive = hive_with(ConsensusPolicy::majority());
+    let (proposals, votes) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+    for key in 1..=CONTESTS {
+        hive.spawn(
+            Writer::new(key * 10, key)
+                .with_priority(Priority::High)
+                .voting(Behaviour::Slow(Duration::from_secs(1)))
+                .counting(&proposals, &votes),
+        );
+        hive.spawn(
+            Writer::new(key * 10 + 1, key)
+                .choosing(Choice::For(key * 10 + 1))
+                .counting(&proposals, &votes),
+        );
+    }
+    let panicking = hive.spawn(Writer::silent().voting(Behaviour::Panic));
+    let decision = hive.decide().await.unwrap();
+    let expected: Vec<ProposalId> = (1..=CONTESTS).map(|key| ProposalId(key * 10)).collect();
+    assert_eq!(decision.accepted, expected);
+    assert_eq!(decision.ballots.len(), CONTESTS as usize);
+    let mut counted = 0;
+    for ballot in &decision.ballots {
+        // Every counting voter is either counted or no longer waited for; the panicking one
+        // failed.
+        assert_eq!(
+            ballot.votes + ballot.cancelled,
+            2 * CONTESTS as usize,
+            "{ballot:?}"
+        );
+        counted += ballot.votes;
+    }
+    // Each vote counted is a call that ran to its end, once.
+    assert_eq!(votes.load(Ordering::SeqCst), counted);
+    assert_eq!(decision.failures.len(), CONTESTS as usize);
+    assert!(decision
+        .failures
+        .iter()
+        .all(|failure| failure.agent == panicking
+            && failure.phase == Phase::Vote
+            && failure.kind
+                == FailureKind::Panicked {
+                    message: "agent exploded".into()
+                }));
+}
+
+/// Names by key: a state whose keys own memory (the ballot record's key is moved out of the
+/// round's contest rather than copied).
+#[derive(Debug, Clone, Default)]
+struct Names {
+    names: std::collections::BTreeMap<String, u64>,
+}
+
+impl hivekit_hive::State for Names {
+    type Key = String;
+    type Change = (String, u64);
+
+    fn apply(&mut self, (key, value): &(String, u64)) {
+        self.names.insert(key.clone(), *value);
+    }
+}
+
+/// Proposes `value` for `key`; votes for the lowest candidate id.
+struct Namer {
+    key: &'static str,
+    value: u64,
+}
+
+impl Agent<Names> for Namer {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Names>,
+    ) -> Result<Option<hivekit_hive::Proposal<String, (String, u64)>>, AgentError> {
+        Ok(Some(
+            hivekit_hive::Proposal::new(ProposalId(self.value), (self.key.to_owned(), self.value))
+                .writes([self.key.to_owned()]),
+        ))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Names>,
+        contest: &hivekit_hive::Contest<Names>,
+    ) -> Result<hivekit_hive::Vote, AgentError> {
+        let lowest = contest
+            .candidates
+            .iter()
+            .map(|candidate| candidate.id)
+            .min();
+        Ok(lowest.map_or(hivekit_hive::Vote::Abstain, hivekit_hive::Vote::For))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ballot_on_a_key_that_owns_memory_records_its_key_round_after_round() {
+    let hive = Hive::builder(Names::default())
+        .agent_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    for (key, value) in [
+        ("alpha", 1),
+        ("alpha", 2),
+        ("beta", 3),
+        ("beta", 4),
+        ("gamma", 5),
+    ] {
+        hive.spawn(Namer { key, value });
+    }
+    for _ in 0..2 {
+        let decision = hive.decide().await.unwrap();
+        // Each record's key is its own contest's.
+        let mut ballots: Vec<(&str, Vec<ProposalId>)> = decision
+            .ballots
+            .iter()
+            .map(|ballot| (ballot.key.as_str(), ballot.candidates.clone()))
+            .collect();
+        ballots.sort_unstable();
+        assert_eq!(
+            ballots,
+            [
+                ("alpha", vec![ProposalId(1), ProposalId(2)]),
+                ("beta", vec![ProposalId(3), ProposalId(4)])
+            ]
+        );
+        let mut accepted = decision.accepted.clone();
+        accepted.sort();
+        assert_eq!(accepted, [ProposalId(1), ProposalId(3), ProposalId(5)]);
+    }
+    let names = &hive.memory().load().names;
+    assert_eq!(names["alpha"], 1);
+    assert_eq!(names["beta"], 3);
+}

@@ -128,7 +128,7 @@ impl<S: State> Round<'_, S> {
             &self.roster,
             self.members,
             self.answers,
-            self.electorate,
+            self.electorates,
         );
         Ok(decision)
     }

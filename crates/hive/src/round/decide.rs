@@ -19,7 +19,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{EndOnDrop, Round, RoundMember, RoundSpare};
+use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -151,7 +151,7 @@ impl<S: State> Hive<S> {
             RoundSpare {
                 members,
                 answers,
-                electorate,
+                electorates,
             },
         ) = self.round_members(number, &shared, limit.deadline_from_now());
         if members.is_empty() {
@@ -178,7 +178,7 @@ impl<S: State> Hive<S> {
             roster,
             members,
             answers,
-            electorate,
+            electorates,
             view,
             shared,
             limit,
@@ -239,7 +239,7 @@ impl<S: State> Hive<S> {
             if let Some(RoundSpare {
                 mut members,
                 answers,
-                electorate,
+                electorates,
             }) = spare
             {
                 if let Some(reused) = Arc::get_mut(&mut members) {
@@ -248,11 +248,11 @@ impl<S: State> Hive<S> {
                             member.context =
                                 AgentContext::for_round(member.id, id_of(offset), deadline, shared);
                         }
-                        // The same members: the same voters, so the same electorate.
+                        // The same members: the same voters, so the same electorates.
                         let spare = RoundSpare {
                             members,
                             answers,
-                            electorate,
+                            electorates,
                         };
                         return (roster, spare);
                     }
@@ -266,7 +266,7 @@ impl<S: State> Hive<S> {
             let spare = RoundSpare {
                 members,
                 answers: Vec::new(),
-                electorate: None,
+                electorates: Electorates::default(),
             };
             return (roster, spare);
         }
@@ -296,7 +296,7 @@ impl<S: State> Hive<S> {
         let spare = RoundSpare {
             members,
             answers: Vec::new(),
-            electorate: None,
+            electorates: Electorates::default(),
         };
         (roster, spare)
     }

@@ -69,17 +69,50 @@ impl<S: State> Clone for RoundMember<S> {
 /// The propose phase's answers: `(member index, answer)` in arrival order.
 type Answers<S> = Vec<(usize, CallResult<Option<ProposalOf<S>>>)>;
 
+/// The electorates a round's ballots were held over, kept for the next round over the same
+/// members: the same voters (their ids and weights) make the same electorates; and, as the
+/// same members have the same types, whether the light voters are of one type.
+#[derive(Default)]
+struct Electorates {
+    /// Every voter's, if a round with conflicts made it (making one costs an allocation and a pass
+    /// over the voters: about 600 instructions of a 10-agent round with a ballot).
+    all: Option<Arc<Electorate>>,
+    /// Those of contests asked of their interested voters only, by the voters' list (indices into
+    /// the round's voters, as `vote::Asked` holds them); `None`: the list makes no electorate.
+    /// Making one costs a few allocations and a map of the voters' ids (about 1,000 instructions
+    /// each, 90 of them a round in the 200-pack configuration analysis, whose contests and their
+    /// interested voters repeat from round to round). Boxed: most rounds have none, and the
+    /// spare moves with every round.
+    interested: Option<Box<InterestedElectorates>>,
+    /// Whether the light voters are agents of one type (`vote::one_light_type`), once a round
+    /// with conflicts asked: one dynamic call per voter, made once per member array.
+    one_light_type: Option<bool>,
+}
+
+/// The electorates of contests asked of their interested voters only, by the voters' list.
+type InterestedElectorates = FxHashMap<Arc<[u32]>, Option<Arc<Electorate>>>;
+
+impl Electorates {
+    /// The interested voters' electorates, for a round of `contests` contests: emptied first when
+    /// there are many more of them than such a round can use (rounds whose contests change keep
+    /// no more than that).
+    fn interested(&mut self, contests: usize) -> &mut InterestedElectorates {
+        let interested = self.interested.get_or_insert_with(Box::default);
+        if interested.len() > 2 * contests + 64 {
+            interested.clear();
+        }
+        interested
+    }
+}
+
 /// What a finished round leaves to the next round over the same roster list (kept in the
 /// [`Roster`](crate::roster::Roster)): its member array, rewritten in place with the next round's
 /// contexts (no clone of each agent's handle and interest, no 100 KB allocation for 1,000
-/// members), and its answers' vector, empty.
+/// members), its answers' vector, empty, and its voters' electorates.
 pub(crate) struct RoundSpare<S: State> {
     members: Arc<[RoundMember<S>]>,
     answers: Answers<S>,
-    /// The electorate of every voter of the members, if a round with conflicts made it: the same
-    /// members give the same electorate, and making one cost an allocation and a pass over the
-    /// voters (about 600 instructions of a 10-agent round with a ballot).
-    electorate: Option<Arc<Electorate>>,
+    electorates: Electorates,
 }
 
 impl<S: State> RoundSpare<S> {
@@ -91,7 +124,7 @@ impl<S: State> RoundSpare<S> {
         roster: &Arc<[Listed<S>]>,
         mut members: Arc<[RoundMember<S>]>,
         mut answers: Answers<S>,
-        electorate: Option<Arc<Electorate>>,
+        electorates: Electorates,
     ) {
         if Arc::get_mut(&mut members).is_none() {
             return;
@@ -102,7 +135,7 @@ impl<S: State> RoundSpare<S> {
             RoundSpare {
                 members,
                 answers,
-                electorate,
+                electorates,
             },
         );
     }
@@ -129,9 +162,9 @@ struct Round<'h, S: State> {
     members: Arc<[RoundMember<S>]>,
     /// An empty vector for the propose phase's answers (kept from the last round when it can be).
     answers: Answers<S>,
-    /// The electorate of every voter (kept from the last round over the same members, else made
+    /// The electorates of the voters (kept from the last round over the same members, else made
     /// by the vote phase).
-    electorate: Option<Arc<Electorate>>,
+    electorates: Electorates,
     view: Snapshot<S>,
     shared: Arc<RoundShared>,
     limit: Limit,
