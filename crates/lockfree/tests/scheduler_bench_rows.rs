@@ -7,77 +7,20 @@
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-
-use hivekit_lockfree::{LatencyTier, Priority, ResourceCost, SchedulingHint};
-
 use support::queues::{shared_queues, SyncQueue};
 
-const PRODUCERS: usize = 3;
-const CONSUMERS: usize = 3;
-const ITEMS_PER_PRODUCER: usize = 20_000;
+#[path = "support/mpmc.rs"]
+mod mpmc;
 
-/// A hint chosen from the item number, so all 48 lanes are used.
-fn hint_for(item: usize) -> SchedulingHint {
-    let priority = Priority::ALL[item % 4];
-    let latency = LatencyTier::ALL[(item / 4) % 3];
-    let cost = ResourceCost::ALL[(item / 12) % 4];
-    SchedulingHint::new(priority, latency, cost)
-}
+use mpmc::run_mpmc;
 
 /// Runs producers and consumers together on `queue`; returns how many times each item was popped.
-fn run(name: &str, queue: &dyn SyncQueue) -> Vec<u64> {
-    let total = PRODUCERS * ITEMS_PER_PRODUCER;
-    let seen: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
-    let popped = AtomicUsize::new(0);
-    let producers_done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|producer| {
-                scope.spawn(move || {
-                    for index in 0..ITEMS_PER_PRODUCER {
-                        let item = producer * ITEMS_PER_PRODUCER + index;
-                        queue.push(hint_for(item), item as u64);
-                    }
-                })
-            })
-            .collect();
-        for _ in 0..CONSUMERS {
-            scope.spawn(|| {
-                // Per (producer, lane): the last item popped, to check FIFO within a lane.
-                let mut last = vec![None::<usize>; PRODUCERS * SchedulingHint::KEYS];
-                loop {
-                    match queue.pop() {
-                        Some(item) => {
-                            let item = item as usize;
-                            seen[item].fetch_add(1, Ordering::Relaxed);
-                            popped.fetch_add(1, Ordering::Relaxed);
-                            let producer = item / ITEMS_PER_PRODUCER;
-                            let lane = usize::from(hint_for(item).sort_key());
-                            let slot = &mut last[producer * SchedulingHint::KEYS + lane];
-                            if let Some(previous) = *slot {
-                                assert!(previous < item, "{name}: FIFO broken in lane {lane}");
-                            }
-                            *slot = Some(item);
-                        }
-                        None if producers_done.load(Ordering::Acquire)
-                            && popped.load(Ordering::Relaxed) == total =>
-                        {
-                            break
-                        }
-                        None => std::thread::yield_now(),
-                    }
-                }
-            });
-        }
-        for producer in producers {
-            producer.join().expect("producer panicked");
-        }
-        producers_done.store(true, Ordering::Release);
-    });
-    seen.iter()
-        .map(|count| count.load(Ordering::Relaxed))
-        .collect()
+fn run(name: &str, queue: &dyn SyncQueue) -> Vec<usize> {
+    run_mpmc(
+        name,
+        |hint, item| queue.push(hint, item as u64),
+        || queue.pop().map(|item| item as usize),
+    )
 }
 
 #[test]

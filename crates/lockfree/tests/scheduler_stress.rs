@@ -7,78 +7,28 @@ use hivekit_lockfree::{
     LatencyTier, Priority, PriorityScheduler, ResourceCost, SchedulerConfig, SchedulingHint,
 };
 
-const PRODUCERS: usize = 3;
-const CONSUMERS: usize = 3;
-const ITEMS_PER_PRODUCER: usize = 20_000;
+#[path = "support/mpmc.rs"]
+mod mpmc;
 
-/// A hint chosen from the item number, so all 48 lanes are used.
-fn hint_for(item: usize) -> SchedulingHint {
-    let priority = Priority::ALL[item % 4];
-    let latency = LatencyTier::ALL[(item / 4) % 3];
-    let cost = ResourceCost::ALL[(item / 12) % 4];
-    SchedulingHint::new(priority, latency, cost)
-}
+use mpmc::{hint_for, run_mpmc};
 
 /// Runs producers and consumers together; returns how many times each item was popped.
 fn run(scheduler: &PriorityScheduler<usize>, capacity: Option<usize>) -> Vec<usize> {
-    let total = PRODUCERS * ITEMS_PER_PRODUCER;
-    let seen: Vec<AtomicUsize> = (0..total).map(|_| AtomicUsize::new(0)).collect();
-    let popped = AtomicUsize::new(0);
-    let producers_done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|producer| {
-                scope.spawn(move || {
-                    for index in 0..ITEMS_PER_PRODUCER {
-                        let item = producer * ITEMS_PER_PRODUCER + index;
-                        let mut pending = item;
-                        // A bounded scheduler may be full: retry with the item it gives back.
-                        while let Err(full) = scheduler.push(hint_for(item), pending) {
-                            pending = full.into_inner();
-                            std::thread::yield_now();
-                        }
-                        if let Some(capacity) = capacity {
-                            assert!(scheduler.len() <= capacity, "len above capacity");
-                        }
-                    }
-                })
-            })
-            .collect();
-        for _ in 0..CONSUMERS {
-            scope.spawn(|| {
-                // Per (producer, lane): the last index popped, to check FIFO within a lane.
-                let mut last = vec![None::<usize>; PRODUCERS * SchedulingHint::KEYS];
-                loop {
-                    match scheduler.pop() {
-                        Some(item) => {
-                            seen[item].fetch_add(1, Ordering::Relaxed);
-                            popped.fetch_add(1, Ordering::Relaxed);
-                            let producer = item / ITEMS_PER_PRODUCER;
-                            let lane = usize::from(hint_for(item).sort_key());
-                            let slot = &mut last[producer * SchedulingHint::KEYS + lane];
-                            if let Some(previous) = *slot {
-                                assert!(previous < item, "FIFO broken in lane {lane}");
-                            }
-                            *slot = Some(item);
-                        }
-                        None if producers_done.load(Ordering::Acquire)
-                            && popped.load(Ordering::Relaxed) == total =>
-                        {
-                            break
-                        }
-                        None => std::thread::yield_now(),
-                    }
-                }
-            });
-        }
-        for producer in producers {
-            producer.join().expect("producer panicked");
-        }
-        producers_done.store(true, Ordering::Release);
-    });
-    seen.iter()
-        .map(|count| count.load(Ordering::Relaxed))
-        .collect()
+    run_mpmc(
+        "the scheduler",
+        |hint, item| {
+            let mut pending = item;
+            // A bounded scheduler may be full: retry with the item it gives back.
+            while let Err(full) = scheduler.push(hint, pending) {
+                pending = full.into_inner();
+                std::thread::yield_now();
+            }
+            if let Some(capacity) = capacity {
+                assert!(scheduler.len() <= capacity, "len above capacity");
+            }
+        },
+        || scheduler.pop(),
+    )
 }
 
 #[test]
