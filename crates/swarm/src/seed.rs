@@ -14,6 +14,25 @@ pub(crate) fn stage_seed(run_seed: u64, stage: u32) -> u64 {
     mix(run_seed ^ mix(u64::from(stage)))
 }
 
+/// Puts `stages` (distinct) in the seeded order of a run seeded with `run_seed`: by their
+/// [`stage_seed`]s, which are distinct, so the order is total and the same on every run.
+///
+/// Each key is computed once, into `keyed` (emptied, its capacity kept for the next call):
+/// `sort_unstable_by_key` computes two keys per comparison, about 10 per stage for a batch of
+/// 1,000, a quarter of a seeded 1,000-stage fan's instructions.
+pub(crate) fn seeded_order(run_seed: u64, stages: &mut [u32], keyed: &mut Vec<(u64, u32)>) {
+    keyed.clear();
+    keyed.extend(
+        stages
+            .iter()
+            .map(|&stage| (stage_seed(run_seed, stage), stage)),
+    );
+    keyed.sort_unstable();
+    for (slot, &(_, stage)) in stages.iter_mut().zip(keyed.iter()) {
+        *slot = stage;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +47,17 @@ mod tests {
     fn the_same_run_seed_and_stage_give_the_same_seed() {
         assert_eq!(stage_seed(42, 3), stage_seed(42, 3));
         assert_ne!(stage_seed(42, 3), stage_seed(43, 3));
+    }
+
+    #[test]
+    fn the_seeded_order_is_the_order_of_the_stages_seeds() {
+        let mut keyed = Vec::new();
+        for (run_seed, count) in [(0, 0), (7, 1), (7, 2), (42, 37), (u64::MAX, 1_000)] {
+            let mut stages: Vec<u32> = (0..count).map(|stage| stage * 3 + 1).collect();
+            let mut expected = stages.clone();
+            expected.sort_by_key(|&stage| stage_seed(run_seed, stage));
+            seeded_order(run_seed, &mut stages, &mut keyed);
+            assert_eq!(stages, expected, "run seed {run_seed}, {count} stages");
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::context::StageContext;
 use crate::error::StageError;
 use crate::events::StageEvent;
 use crate::report::SkipReason;
-use crate::seed::stage_seed;
+use crate::seed::seeded_order;
 use crate::stage::{
     poll_single_attempt, single_attempt, FirstPoll, StageFuture, StageOutcome, StageStep,
 };
@@ -146,8 +146,7 @@ impl Run {
     fn dispatch_batch(&mut self) {
         if let Some(seed) = self.seed {
             if self.batch.len() > 1 {
-                self.batch
-                    .sort_unstable_by_key(|&stage| stage_seed(seed, stage));
+                seeded_order(seed, &mut self.batch, &mut self.keyed);
             }
         }
         if self.fleet.is_some() {

@@ -205,6 +205,8 @@ struct Run {
     interrupted: bool,
     stop: Option<Stop>,
     scratch: Vec<u32>,
+    /// The seeded order's keys of `batch` (seeded runs only; see `seeded_order`).
+    keyed: Vec<(u64, u32)>,
     /// The time (from the run's start) the last stage completed, reused as the start time of the
     /// next stage launched right after it (one clock read per stage instead of two).
     completed_at: Option<Duration>,
@@ -272,6 +274,7 @@ impl Run {
             interrupted: false,
             stop: None,
             scratch: Vec::new(),
+            keyed: Vec::new(),
             completed_at: None,
             quiet,
             restoring: false,
