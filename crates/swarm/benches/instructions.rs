@@ -14,7 +14,10 @@
 //! - `fan_run/hivekit-spawn-seeded/stages_1k`: one seeded run of a `1 -> 1,000 -> 1` fan of
 //!   `.spawn()` stages: the run's driver launches every stage and awaits the 1,000 tasks' handles
 //!   in one set (the count grew with the square of the width while each handle's poll took
-//!   tokio's cooperative budget).
+//!   tokio's cooperative budget); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
+//!   (on the fleet: each task launches the dependents it releases), against
+//!   `fan_run/tokio-baseline-fan/stages_1k`, the tokio baseline's fan (a task per stage, a oneshot
+//!   per edge).
 //! - `pipeline_build/hivekit-build/fan_in_10k`: building 10,000 stages and one after all of them
 //!   (its dependency list was searched per entry for duplicates, quadratic in its length).
 //! - `checkpoint_run/hivekit_memory/stages_100`: the same chain started durably on a
@@ -256,7 +259,61 @@ fn hivekit_spawn_seeded(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
     (runtime, pipeline)
 }
 
-library_benchmark_group!(name = fan_run, benchmarks = [hivekit_spawn_seeded]);
+// Unseeded, the same fan runs on the fleet: each task launches the dependents it releases.
+#[library_benchmark]
+#[bench::stages_1k(spawned_fan(1_000))]
+fn hivekit_spawn_fan(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
+    let (runtime, pipeline) = input;
+    drop(black_box(runtime.block_on(pipeline.run())));
+    (runtime, pipeline)
+}
+
+/// The tokio baseline's `1 -> width -> 1` fan: a task per stage, a oneshot per edge, every task
+/// spawned at once, each awaiting its dependencies' oneshots.
+async fn tokio_fan(width: usize) {
+    let mut from_source = Vec::with_capacity(width);
+    let mut to_sink = Vec::with_capacity(width);
+    let mut tasks = Vec::with_capacity(width + 2);
+    let mut middle = Vec::with_capacity(width);
+    for _ in 0..width {
+        let (to_middle, middle_waits) = tokio::sync::oneshot::channel::<()>();
+        let (done, sink_waits) = tokio::sync::oneshot::channel::<()>();
+        from_source.push(to_middle);
+        to_sink.push(sink_waits);
+        middle.push((middle_waits, done));
+    }
+    tasks.push(tokio::spawn(async move {
+        for sender in from_source {
+            let _ = sender.send(());
+        }
+    }));
+    for (dependency, done) in middle {
+        tasks.push(tokio::spawn(async move {
+            dependency.await.expect("dependencies never fail");
+            let _ = done.send(());
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
+        for dependency in to_sink {
+            dependency.await.expect("dependencies never fail");
+        }
+    }));
+    for task in tasks {
+        task.await.expect("baseline stages do not panic");
+    }
+}
+
+#[library_benchmark]
+#[bench::stages_1k(current_thread())]
+fn tokio_baseline_fan(runtime: Runtime) -> Runtime {
+    runtime.block_on(tokio_fan(black_box(1_000)));
+    runtime
+}
+
+library_benchmark_group!(
+    name = fan_run,
+    benchmarks = [hivekit_spawn_seeded, hivekit_spawn_fan, tokio_baseline_fan]
+);
 
 main!(
     library_benchmark_groups = chain_run,

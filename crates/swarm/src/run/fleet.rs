@@ -558,55 +558,68 @@ impl Drop for Unreported {
 
 /// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
 /// of those itself (on the finished stage's slot), and so on.
-async fn run_stage(mut guard: Unreported, mut resumed: Option<Box<StageFuture>>) {
-    // The stage whose slot holds this task's handle.
-    let spawned_for = guard.stage;
-    loop {
-        // The stage's future and its step live in this block only, so the task's state does
-        // not keep room for them across the budget's await below (a smaller task per stage).
-        let ended = {
-            let stage = guard.stage;
-            let mut future = match resumed.take() {
-                Some(future) => *future,
-                None => {
-                    let _entered = guard.fleet.span.enter();
-                    StageFuture::new(guard.fleet.shared.clone(), stage)
-                }
-            };
-            let step = (&mut future).await;
-            guard.armed = false;
-            let (fleet, started) = (&guard.fleet, guard.started);
-            match step {
-                StageStep::Done(outcome) => {
-                    // The stage's state (its context, its attempts) goes before anything is
-                    // released.
-                    drop(future);
-                    match fleet.finish(stage, started, outcome) {
-                        Some((next, next_started)) => {
-                            guard.stage = next;
-                            guard.started = next_started;
-                            guard.armed = true;
-                            false
+///
+/// An `async` block over its captures, not an `async fn`, for the reason given at
+/// [`spawned`](super::launched::spawned): as an `async fn` its state kept the arguments and their
+/// moved copies apart (240 bytes against 200), and the task's cell is allocated per stage.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "the async fn stores its arguments twice (above)"
+)]
+fn run_stage(
+    mut guard: Unreported,
+    mut resumed: Option<Box<StageFuture>>,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        // The stage whose slot holds this task's handle.
+        let spawned_for = guard.stage;
+        loop {
+            // The stage's future and its step live in this block only, so the task's state does
+            // not keep room for them across the budget's await below (a smaller task per stage).
+            let ended = {
+                let stage = guard.stage;
+                let mut future = match resumed.take() {
+                    Some(future) => *future,
+                    None => {
+                        let _entered = guard.fleet.span.enter();
+                        StageFuture::new(guard.fleet.shared.clone(), stage)
+                    }
+                };
+                let step = (&mut future).await;
+                guard.armed = false;
+                let (fleet, started) = (&guard.fleet, guard.started);
+                match step {
+                    StageStep::Done(outcome) => {
+                        // The stage's state (its context, its attempts) goes before anything is
+                        // released.
+                        drop(future);
+                        match fleet.finish(stage, started, outcome) {
+                            Some((next, next_started)) => {
+                                guard.stage = next;
+                                guard.started = next_started;
+                                guard.armed = true;
+                                false
+                            }
+                            None => true,
                         }
-                        None => true,
+                    }
+                    StageStep::Backoff(delay) => {
+                        fleet.report(Note::Step {
+                            stage,
+                            started,
+                            step: Box::new(TaskStep::Backoff(delay, future)),
+                        });
+                        true
                     }
                 }
-                StageStep::Backoff(delay) => {
-                    fleet.report(Note::Step {
-                        stage,
-                        started,
-                        step: Box::new(TaskStep::Backoff(delay, future)),
-                    });
-                    true
-                }
+            };
+            if ended {
+                return guard.fleet.forget(spawned_for);
             }
-        };
-        if ended {
-            return guard.fleet.forget(spawned_for);
+            // The next stage runs on this task; once the task has used its cooperative budget it
+            // lets other tasks run first (a long chain does not hold the worker).
+            tokio::task::consume_budget().await;
         }
-        // The next stage runs on this task; once the task has used its cooperative budget it
-        // lets other tasks run first (a long chain does not hold the worker).
-        tokio::task::consume_budget().await;
     }
 }
 
@@ -785,3 +798,4 @@ impl super::Run {
         }
     }
 }
+
