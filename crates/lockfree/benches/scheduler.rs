@@ -47,14 +47,12 @@
 //! `support/queues.rs` for why they are a bench row and not a scheduler.
 //!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
-//! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. "4x
-//! `mutex-binaryheap` at `mpmc-2t`" needs a 2-thread pair under a quarter of the locked heap's,
-//! which is above the scheduler's uncontended 1-thread pair (about 20 ns), so it is not out of
-//! reach by construction: in the full run of 6dee00f the heap took 216 ns and `hivekit-strict`
-//! 39.6 ns (5.4x). But the `mpmc-2t` rows of `hivekit` and `hivekit-strict` are bimodal, about
-//! 40-65 ns or 105-155 ns per run (seven full runs up to 6dee00f: `hivekit` 43.7-155 ns, five of
-//! seven in the slow mode; `hivekit-strict` 39.4-149 ns, two of seven), and so is the heap
-//! (127-216 ns), so the ratio swings with the modes of both.
+//! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. Its threads are pinned
+//! to distinct CPUs (see `benches_common::threads`): before they were, these rows were bimodal
+//! (seven full runs up to 6dee00f: `hivekit` 43.7-155 ns, `hivekit-strict` 39.4-149 ns, the heap
+//! 127-216 ns), and the fast mode was the two threads running one after the other on one vCPU:
+//! exactly twice the one-thread pair (42.2 and 38.4 ns against 20.8 and 19.4 ns in the quiet run
+//! of 2e16992), no contention at all. Pinned, every run measures the pair while both threads run.
 //! Allocations per pair are recorded for the single-thread rows.
 //!
 //! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth
