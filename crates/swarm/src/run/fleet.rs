@@ -798,4 +798,3 @@ impl super::Run {
         }
     }
 }
-
