@@ -542,7 +542,8 @@ fn configuration_analysis(c: &mut Criterion) {
 
 fn parallel_agents(c: &mut Criterion) {
     let mut group = c.benchmark_group("parallel_agents");
-    // About 20 us of CPU per agent call.
+    // About 75 us of CPU per agent call on the 2-core VM (sequential/2: 148 us in the quiet run of
+    // 2e16992).
     const WORK: u64 = 40_000;
     for &agents in &[2usize, 8, 32] {
         group.throughput(Throughput::Elements(agents as u64));
