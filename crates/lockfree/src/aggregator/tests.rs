@@ -56,9 +56,10 @@ fn empty_aggregator_gives_empty_outcome() {
 
 #[test]
 fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entries() {
-    // 8 to 256 shards: 40 proposals leave most shards below `SMALL_SHARD` (duplicates found by
-    // scanning), 2,000 push every shard past it (duplicates found by the id set built then).
-    for count in [40_u64, 2_000] {
+    // Ids share a shard in blocks of 64: 10 proposals leave their one shard below `SMALL_SHARD`
+    // (duplicates found by scanning), 40 push it past it (duplicates found by the id set built
+    // then), 2,000 fill 32 blocks spread over the 8 to 256 shards.
+    for count in [10_u64, 40, 2_000] {
         let aggregator = Aggregator::new();
         for id in 0..count {
             let proposal = Proposal::new(id, Sum(1_u64)).writes([id]);
@@ -81,7 +82,7 @@ fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entr
 #[test]
 fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
     // Increasing ids are accepted by one comparison with the shard's highest; these arrive
-    // interleaved high and low, so every shard also takes the scan and then the id set (built
+    // interleaved high and low, so every shard in use also takes the scan and then the id set (built
     // once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and duplicates are
     // offered after each id in all three states.
     for count in [40_u64, 2_000] {
