@@ -3,7 +3,8 @@
 //! This file holds the [`Aggregator`] (sharded submission, then `finish`); `outcome.rs` the
 //! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
 //! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
-//! lets a tiny round without conflicts skip the full scan.
+//! lets a tiny round without conflicts skip the full scan; `ids.rs` the id blocks that pick a
+//! shard and the set a shard checks duplicates against.
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -12,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crossbeam_utils::CachePadded;
 use rayon::prelude::*;
-use rustc_hash::{FxBuildHasher, FxHashSet};
+use rustc_hash::FxBuildHasher;
 
 use crate::conflict::{key_lists, KeyLists, Resolution};
 use crate::conflict::{MAX_OCCURRENCES, MAX_PROPOSALS};
@@ -22,12 +23,14 @@ use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
 mod decide;
+mod ids;
 mod outcome;
 #[cfg(test)]
 mod tests;
 mod tiny;
 
 use decide::{decide_all, merged};
+use ids::{block_of, BlockIds};
 pub use outcome::{aggregate, Aggregate};
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
@@ -60,11 +63,11 @@ pub use outcome::{aggregate, Aggregate};
 ///
 /// `submit` is blocking but short: it locks one of several cache-padded shards (chosen by the
 /// proposal id's block of 64 consecutive ids) for a duplicate check (one comparison when ids
-/// arrive in increasing order, else a scan of a small shard or a hash-set insert) and a push, and
-/// takes its place in the submission order with one atomic increment. Threads that submit from
-/// ranges of ids of their own rarely share a shard; threads whose ids interleave (drawn from one
-/// shared counter) mostly take the same shard's lock in turn. `len` is wait-free. `finish` is
-/// blocking.
+/// arrive in increasing order, else a scan of a small shard or a bit of a per-block bitmap) and a
+/// push, and takes its place in the submission order with one atomic increment. Threads that
+/// submit from ranges of ids of their own rarely share a shard; threads whose ids interleave
+/// (drawn from one shared counter) mostly take the same shard's lock in turn. `len` is
+/// wait-free. `finish` is blocking.
 ///
 /// # Send and Sync
 ///
@@ -108,14 +111,8 @@ pub struct Aggregator<K, P> {
 type PaddedShard<K, P> = CachePadded<Mutex<Shard<K, P>>>;
 
 struct Shard<K, P> {
-    /// Every id stored here once `indexed`; empty before.
-    ids: FxHashSet<ProposalId>,
-    /// Whether `ids` holds the shard's ids. Until an id arrives that is not above every stored
-    /// one while the shard holds [`SMALL_SHARD`] proposals or more, duplicates are found without
-    /// a hash set (see [`insert_id`](Shard::insert_id)).
-    indexed: bool,
-    /// At least every id stored here (`None` before the first); only read while not `indexed`.
-    top: Option<ProposalId>,
+    /// How duplicates are found (see [`insert_id`](Shard::insert_id)).
+    seen: Seen,
     /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
     /// within what one conflict check indexes.
     occurrences: usize,
@@ -129,6 +126,18 @@ struct Shard<K, P> {
     len: usize,
 }
 
+/// How a shard finds a duplicate id. One field, not a set beside a highest id: a shard fits in
+/// 128 bytes, the cache padding (with both, it took 256, and the larger box of shards cost a
+/// round of 10 proposals 1,600 instructions in the allocator).
+enum Seen {
+    /// Every id so far arrived above the ones before it; `top` is the highest (`None` before the
+    /// first). Until an id arrives that is not above it while the shard holds [`SMALL_SHARD`]
+    /// proposals or more, duplicates are found without an index.
+    Increasing { top: Option<ProposalId> },
+    /// Every id stored here.
+    Indexed(BlockIds),
+}
+
 /// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`].
 const FIRST_CHUNK: usize = 8;
 
@@ -136,7 +145,7 @@ const FIRST_CHUNK: usize = 8;
 const MAX_CHUNK: usize = 4096;
 
 /// Below this many proposals a shard checks an id that is not above every stored one by scanning
-/// its entries; from it on, with a hash set. A scan of a few ids costs less than allocating and
+/// its entries; from it on, with a [`BlockIds`]. A scan of a few ids costs less than allocating and
 /// filling a table, and small rounds (a handful of proposals spread over the shards) are where
 /// that allocation showed.
 const SMALL_SHARD: usize = 16;
@@ -144,9 +153,7 @@ const SMALL_SHARD: usize = 16;
 impl<K, P> Shard<K, P> {
     fn new() -> Self {
         Shard {
-            ids: FxHashSet::default(),
-            indexed: false,
-            top: None,
+            seen: Seen::Increasing { top: None },
             occurrences: 0,
             first: Vec::new(),
             more: Vec::new(),
@@ -170,31 +177,46 @@ impl<K, P> Shard<K, P> {
     ///
     /// Ids handed out by a counter arrive in increasing order (from one thread always, from many
     /// mostly), and an id above every stored one is new: one comparison, no hashing. An id that is
-    /// not is checked by scanning the entries while the shard is small, and past that by a hash
-    /// set of every stored id, built then and kept from then on. At 1k and 10k proposals the set
-    /// (inserts and rehashes) was about a tenth of a round's instructions.
+    /// not is checked by scanning the entries while the shard is small, and past that by a
+    /// [`BlockIds`] of every stored id (a bit per id), built then and kept from then on. The
+    /// comparison comes first because at 1k and 10k proposals the hash set of ids that preceded
+    /// the bitmaps (inserts and rehashes) was about a tenth of a round's instructions. Two
+    /// threads submitting their own ranges put every shard they share on the indexed path (one
+    /// thread's ids are below the other's).
+    #[inline]
     fn insert_id(&mut self, id: ProposalId) -> bool {
-        if !self.indexed {
-            if self.top.is_none_or(|top| id > top) {
-                self.top = Some(id);
+        if let Seen::Increasing { top } = &mut self.seen {
+            if top.is_none_or(|top| id > top) {
+                *top = Some(id);
                 return true;
             }
-            if self.len < SMALL_SHARD {
-                return !self.entries().any(|(_, proposal)| proposal.id == id);
-            }
-            let known = self.first.iter().chain(self.more.iter().flatten());
-            self.ids.reserve(self.len * 2);
-            self.ids.extend(known.map(|(_, proposal)| proposal.id));
-            self.indexed = true;
         }
-        self.ids.insert(id)
+        self.insert_unordered_id(id)
+    }
+
+    /// [`insert_id`](Shard::insert_id) for an id not above every stored one, or in an indexed
+    /// shard. Out of line, so that the comparison inlined into `submit` stays small.
+    #[inline(never)]
+    fn insert_unordered_id(&mut self, id: ProposalId) -> bool {
+        if let Seen::Indexed(ids) = &mut self.seen {
+            return ids.insert(id);
+        }
+        if self.len < SMALL_SHARD {
+            return !self.entries().any(|(_, proposal)| proposal.id == id);
+        }
+        let mut ids = BlockIds::default();
+        ids.reserve(self.len);
+        ids.extend(self.entries().map(|(_, proposal)| proposal.id));
+        let new = ids.insert(id);
+        self.seen = Seen::Indexed(ids);
+        new
     }
 
     /// Takes back an id [`insert_id`](Shard::insert_id) accepted but that was refused after all.
     /// Unindexed, nothing to undo: the id was not stored, and `top` stays an upper bound.
     fn forget_id(&mut self, id: ProposalId) {
-        if self.indexed {
-            self.ids.remove(&id);
+        if let Seen::Indexed(ids) = &mut self.seen {
+            ids.remove(id);
         }
     }
 
@@ -482,9 +504,9 @@ impl<K, P> Aggregator<K, P> {
         decided.into_aggregate(merged)
     }
 
-    /// The shard of `id`'s block, locked. See [`SHARD_BLOCK_BITS`] for why blocks, not ids.
+    /// The shard of `id`'s block, locked. See [`block_of`] for why blocks, not ids.
     fn shard(&self, id: ProposalId) -> MutexGuard<'_, Shard<K, P>> {
-        let hash = FxBuildHasher.hash_one(id.0 >> SHARD_BLOCK_BITS);
+        let hash = FxBuildHasher.hash_one(block_of(id));
         let index = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
         // A panic cannot leave a shard half-updated (insert and push are each complete or not),
         // so a poisoned lock is still consistent.
@@ -499,19 +521,6 @@ impl<K, P> Aggregator<K, P> {
 fn unlocked<K, P>(shard: &mut PaddedShard<K, P>) -> &mut Shard<K, P> {
     shard.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// Shards are chosen by blocks of `2^SHARD_BLOCK_BITS` consecutive ids, not by single ids.
-///
-/// A thread submitting its own range of ids (a counter per thread, the common pattern) then
-/// stays on one shard for 64 submissions, and two such threads rarely write the same shard's lock,
-/// fields and entries. Hashing single ids sent every thread across every shard, so half of the
-/// shard lines a submit touched had last been written by the other core: with 2 threads,
-/// `proposal_submission/hivekit/2t` took about 180 ns a round (mutex-vec 240 ns) against about
-/// 70 to 100 ns by blocks. A small round (fewer than 64 increasing ids) now fills one shard, one
-/// or two chunk allocations instead of one per shard: 9 % fewer instructions in
-/// `aggregation_round/hivekit-round/n_10`. The cost: threads whose ids interleave (one shared
-/// counter) submit into the same shard at the same time (`hivekit-interleaved-ids` rows).
-const SHARD_BLOCK_BITS: u32 = 6;
 
 /// Shards per aggregator: four per hardware thread (so that concurrent submitters rarely meet),
 /// a power of two between 8 and 256. Computed once: `available_parallelism` reads cgroup files

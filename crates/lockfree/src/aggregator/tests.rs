@@ -138,3 +138,59 @@ fn the_tiny_check_finds_a_contested_key_exactly_when_the_full_scan_does() {
     // Both answers occur.
     assert!(contested_rounds > 100 && contested_rounds < 1_900);
 }
+
+#[test]
+fn block_ids_agree_with_a_set_of_single_ids() {
+    // Inserts and removals in a fixed pseudo-random order, of ids from neighbouring blocks, far
+    // apart and at the top of the id range, checked against a plain set after every step.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let bases = [0, 64, 1 << 40, u64::MAX - 127];
+    let mut ids = ids::BlockIds::default();
+    ids.reserve(100);
+    let mut model = std::collections::HashSet::new();
+    for _ in 0..20_000 {
+        let id = ProposalId(bases[next(4) as usize] + next(128));
+        if next(4) == 0 {
+            ids.remove(id);
+            model.remove(&id);
+        } else {
+            assert_eq!(ids.insert(id), model.insert(id), "{id}");
+        }
+    }
+    assert!(model.len() > 100);
+}
+
+#[test]
+fn shards_refuse_duplicates_when_two_increasing_streams_share_them() {
+    // Two counters' ids alternate (as two threads of their own ranges would): each stream
+    // increases, but a shard holding the higher stream's blocks sees the lower one's ids below
+    // its highest, so shards move to their block bitmaps, and every id offered again is refused.
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let order: Vec<u64> = (0..2_000_u64).flat_map(|i| [i, 100_000 + i]).collect();
+    for &id in &order {
+        assert_eq!(aggregator.submit(Proposal::new(id, Sum(1_u64))), Ok(()));
+    }
+    for &id in order.iter().rev() {
+        let again = aggregator.submit(Proposal::new(id, Sum(1_u64)));
+        assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
+    }
+    assert_eq!(aggregator.len(), order.len());
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+    assert_eq!(outcome.accepted, expected);
+    assert_eq!(outcome.merged, Some(Sum(order.len() as u64)));
+}
+
+#[test]
+fn a_locked_shard_fits_its_cache_padding() {
+    // `CachePadded` rounds a shard up to 128 bytes on x86-64: one byte more doubles the box of
+    // shards that every aggregator allocates (see `Seen`).
+    let size = std::mem::size_of::<std::sync::Mutex<Shard<String, Sum<u64>>>>();
+    assert!(size <= 128, "a locked shard takes {size} bytes");
+}
