@@ -19,10 +19,11 @@ const NO_BLOCK: u64 = u64::MAX;
 /// the same shard's lock, fields and entries. Hashing single ids sent every thread across every
 /// shard, and half of the shard lines a submit touched had last been written by the other core.
 /// A small round (fewer than 64 increasing ids) also fills one shard: one or two chunk
-/// allocations instead of one per shard (9 % fewer instructions in
-/// `aggregation_round/hivekit-round/n_10`). The cost: threads whose ids interleave (drawn from
-/// one shared counter) submit into the same shard at the same time (the
-/// `proposal_submission/hivekit-interleaved-ids` rows).
+/// allocations instead of one per shard (`aggregation_round/hivekit-round/n_10`: 13,631 to
+/// 12,398 instructions). Threads whose ids interleave (drawn from one shared counter) submit
+/// into the same shard at the same time instead (the
+/// `proposal_submission/hivekit-interleaved-ids` rows); with [`BlockIds`] they still cost less
+/// than hashed shards with a set of ids did.
 #[inline]
 pub(super) fn block_of(id: ProposalId) -> u64 {
     id.0 >> BLOCK_BITS
@@ -42,7 +43,10 @@ fn bit_of(id: ProposalId) -> u64 {
 /// move to another block touches the map, once per 64 ids for a thread filling its own blocks.
 /// A hash set of single ids, which this replaces, hashed and probed on every insert and grew
 /// (rehashing every id) as the shard filled; two threads submitting increasing ids of their own
-/// put every shard they shared on that path, since one's ids are below the other's.
+/// put every shard they shared on that path, since one's ids are below the other's. With 2
+/// threads of 200k submits each, the set's inserts and rehashes were 14 % of the run (perf,
+/// cpu-clock); a submit took about 80 ns of CPU with hashed shards and the set, about 45 ns with
+/// shards by block and these bitmaps.
 #[derive(Debug)]
 pub(super) struct BlockIds {
     /// Per block, its bitmap (bit `id % 64` set when the id is held); for `hot_block`, a copy

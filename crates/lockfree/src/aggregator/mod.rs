@@ -312,6 +312,11 @@ impl<K, P> Aggregator<K, P> {
 
     /// Adds a proposal. Safe to call from many threads at once.
     ///
+    /// The proposal takes its place in the submission order before `submit` returns: a
+    /// submission that returned before another one started (in the same thread, or in another
+    /// one that synchronised with it) comes first. Duplicates are refused across threads too:
+    /// of two concurrent submissions of one id, exactly one is stored.
+    ///
     /// # Errors
     ///
     /// [`ProposalError::DuplicateId`] if a proposal with the same id was already submitted (the

@@ -82,9 +82,9 @@ fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entr
 #[test]
 fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
     // Increasing ids are accepted by one comparison with the shard's highest; these arrive
-    // interleaved high and low, so every shard in use also takes the scan and then the id set (built
-    // once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and duplicates are
-    // offered after each id in all three states.
+    // interleaved high and low, so every shard in use also takes the scan and then the block
+    // bitmaps (built once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and
+    // duplicates are offered after each id in all three states.
     for count in [40_u64, 2_000] {
         let aggregator = Aggregator::new();
         let order: Vec<u64> = (0..count / 2).flat_map(|i| [count - 1 - i, i]).collect();
