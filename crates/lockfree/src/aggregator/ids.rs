@@ -35,43 +35,57 @@ fn bit_of(id: ProposalId) -> u64 {
     1 << (id.0 & ((1 << BLOCK_BITS) - 1))
 }
 
-/// A set of ids as one bitmap per block, the block last inserted into kept apart.
+/// A set of ids as one bitmap per block, the position of the block last inserted into kept.
 ///
 /// Ids of one block arrive together (a thread submitting increasing ids fills a block before it
 /// moves on, and every thread whose ids fall in a block uses the same shard), so most inserts
-/// test and set a bit of the kept block: a comparison and two bit operations, no hashing. Only a
-/// move to another block touches the map, once per 64 ids for a thread filling its own blocks.
+/// test and set a bit of the kept block's bitmap: a comparison and two bit operations, no
+/// hashing. Only a move to another block looks the block up, once per 64 ids for a thread filling
+/// its own blocks. (Ids scattered over the whole range would each take a lookup and a bitmap:
+/// a shard that finds its ids so sparse keeps a set of single ids instead, see `Seen`.)
 /// A hash set of single ids, which this replaces, hashed and probed on every insert and grew
 /// (rehashing every id) as the shard filled; two threads submitting increasing ids of their own
 /// put every shard they shared on that path, since one's ids are below the other's. With 2
 /// threads of 200k submits each, the set's inserts and rehashes were 14 % of the run (perf,
 /// cpu-clock); a submit took about 80 ns of CPU with hashed shards and the set, about 45 ns with
 /// shards by block and these bitmaps.
+///
+/// Bitmaps live in a vector the map points into, not in the map, so that a move to another block
+/// is one lookup (keeping the last block's bitmap apart and writing it back took two).
 #[derive(Debug)]
 pub(super) struct BlockIds {
-    /// Per block, its bitmap (bit `id % 64` set when the id is held); for `hot_block`, a copy
-    /// that may be stale: `hot_bits` is current.
-    cold: FxHashMap<u64, u64>,
+    /// Per block holding an id, the position of its bitmap in `bitmaps`.
+    positions: FxHashMap<u64, usize>,
+    /// Bit `id % 64` of its block's bitmap is set when the id is held.
+    bitmaps: Vec<u64>,
     /// The block last inserted into, or [`NO_BLOCK`].
     hot_block: u64,
-    /// `hot_block`'s bitmap.
-    hot_bits: u64,
+    /// The position of `hot_block`'s bitmap.
+    hot: usize,
 }
 
 impl Default for BlockIds {
     fn default() -> Self {
         BlockIds {
-            cold: FxHashMap::default(),
+            positions: FxHashMap::default(),
+            bitmaps: Vec::new(),
             hot_block: NO_BLOCK,
-            hot_bits: 0,
+            hot: 0,
         }
     }
 }
 
 impl BlockIds {
+    /// The number of blocks holding an id (or that did).
+    pub(super) fn blocks(&self) -> usize {
+        self.bitmaps.len()
+    }
+
     /// Makes room for the blocks of `ids` more ids, if they are dense.
     pub(super) fn reserve(&mut self, ids: usize) {
-        self.cold.reserve(ids.div_ceil(1 << BLOCK_BITS));
+        let blocks = ids.div_ceil(1 << BLOCK_BITS);
+        self.positions.reserve(blocks);
+        self.bitmaps.reserve(blocks);
     }
 
     /// Records `id`; false if it was already held.
@@ -81,30 +95,36 @@ impl BlockIds {
         if block != self.hot_block {
             self.switch_to(block);
         }
+        let bits = &mut self.bitmaps[self.hot];
         let bit = bit_of(id);
-        let new = self.hot_bits & bit == 0;
-        self.hot_bits |= bit;
+        let new = *bits & bit == 0;
+        *bits |= bit;
         new
     }
 
     /// Takes `id` out (it may be absent).
     pub(super) fn remove(&mut self, id: ProposalId) {
         let block = block_of(id);
-        if block == self.hot_block {
-            self.hot_bits &= !bit_of(id);
-        } else if let Some(bits) = self.cold.get_mut(&block) {
-            *bits &= !bit_of(id);
+        let position = if block == self.hot_block {
+            Some(self.hot)
+        } else {
+            self.positions.get(&block).copied()
+        };
+        if let Some(position) = position {
+            self.bitmaps[position] &= !bit_of(id);
         }
     }
 
-    /// Writes the kept block back and keeps `block` instead. Out of line: the common insert is
-    /// the bit test, and this runs once per block.
+    /// Keeps `block`'s bitmap position, adding an empty bitmap for a new block. Out of line: the
+    /// common insert is the bit test, and this runs once per block.
     #[inline(never)]
     fn switch_to(&mut self, block: u64) {
-        if self.hot_block != NO_BLOCK {
-            self.cold.insert(self.hot_block, self.hot_bits);
+        let next = self.bitmaps.len();
+        let position = *self.positions.entry(block).or_insert(next);
+        if position == next {
+            self.bitmaps.push(0);
         }
-        self.hot_bits = self.cold.get(&block).copied().unwrap_or(0);
+        self.hot = position;
         self.hot_block = block;
     }
 }

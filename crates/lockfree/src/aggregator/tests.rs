@@ -181,10 +181,40 @@ fn shards_refuse_duplicates_when_two_increasing_streams_share_them() {
         assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
     }
     assert_eq!(aggregator.len(), order.len());
+    assert!(aggregator
+        .shards
+        .iter()
+        .any(|shard| matches!(shard.lock().unwrap().seen, Seen::Blocks(_))));
     let outcome = aggregator.finish(Resolution::FirstSubmitted);
     let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
     assert_eq!(outcome.accepted, expected);
     assert_eq!(outcome.merged, Some(Sum(order.len() as u64)));
+}
+
+#[test]
+fn shards_refuse_duplicates_among_scattered_ids() {
+    // Ids spread over the whole range (as hashes would be) leave about one id a block: shards
+    // keep them one by one, and refuse every id offered again.
+    let scatter = |i: u64| {
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 29)
+    };
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let order: Vec<u64> = (0..2_000).map(scatter).collect();
+    for &id in &order {
+        assert_eq!(aggregator.submit(Proposal::new(id, Sum(1_u64))), Ok(()));
+    }
+    for &id in order.iter().rev() {
+        let again = aggregator.submit(Proposal::new(id, Sum(1_u64)));
+        assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
+    }
+    assert!(aggregator
+        .shards
+        .iter()
+        .any(|shard| matches!(shard.lock().unwrap().seen, Seen::Scattered(_))));
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+    assert_eq!(outcome.accepted, expected);
 }
 
 #[test]
