@@ -154,9 +154,9 @@ const FIRST_CHUNK: usize = 8;
 const MAX_CHUNK: usize = 4096;
 
 /// Below this many proposals a shard checks an id that is not above every stored one by scanning
-/// its entries; from it on, with a [`BlockIds`]. A scan of a few ids costs less than allocating and
-/// filling a table, and small rounds (a handful of proposals spread over the shards) are where
-/// that allocation showed.
+/// its entries; from it on, with an index of its ids (see [`Seen`]). A scan of a few ids costs
+/// less than allocating and filling a table, and small rounds (a handful of proposals spread over
+/// the shards) are where that allocation showed.
 const SMALL_SHARD: usize = 16;
 
 impl<K, P> Shard<K, P> {
