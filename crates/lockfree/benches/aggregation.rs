@@ -22,9 +22,12 @@
 //! mode only. The input is cloned outside the timing (`iter_batched`).
 //!
 //! `proposal_submission`: the cost of one `submit` while 1 or 2 threads (`1t`, `2t`) submit
-//! without pause: `hivekit` (`Aggregator::submit`: a shard lock chosen by id, a duplicate check in
-//! the shard's id set, one atomic increment for the submission order) against `mutex-vec` (one
-//! `Mutex<(Vec<_>, HashSet<id>)>`), the measurement behind the aggregator's sharded design.
+//! without pause: `hivekit` (`Aggregator::submit`: a shard lock chosen by the id's block of 64
+//! ids, a duplicate check in the shard, one atomic increment for the submission order; each thread
+//! submits its own range of ids) against `mutex-vec` (one `Mutex<(Vec<_>, HashSet<id>)>`), the
+//! measurement behind the aggregator's sharded design. `hivekit-interleaved-ids` submits ids
+//! interleaved across the threads (as if drawn from one shared counter), so concurrent submits
+//! fall in the same id block and shard: the case the shard choice by blocks does worst.
 
 mod support;
 
@@ -228,6 +231,23 @@ fn proposal_submission(c: &mut Criterion) {
                 })
             });
         });
+        // Ids drawn as if from one counter shared by the threads: both threads' ids fall in the
+        // same id blocks at the same time, the worst case for the aggregator's shard choice.
+        group.bench_function(
+            BenchmarkId::new("hivekit-interleaved-ids", &parameter),
+            |b| {
+                b.iter_custom(|iterations| {
+                    let aggregator = Aggregator::new();
+                    time_threads(threads, iterations, |thread, iterations| {
+                        for i in 0..iterations {
+                            let id = i * threads as u64 + thread as u64;
+                            let submitted = aggregator.submit(Proposal::<u64, u64>::new(id, i));
+                            assert!(submitted.is_ok(), "ids are distinct");
+                        }
+                    })
+                });
+            },
+        );
         group.bench_function(BenchmarkId::new("mutex-vec", &parameter), |b| {
             b.iter_custom(|iterations| {
                 let shared: Locked<u64> = Mutex::new((Vec::new(), HashSet::new()));

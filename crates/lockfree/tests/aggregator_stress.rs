@@ -1,9 +1,10 @@
 //! The `Aggregator` under concurrent submission: smoke, single producer, contended producers, and
 //! a stress run with counted invariants (every proposal decided exactly once, no lost submission,
-//! duplicate ids refused exactly once, the accepted set conflict-free).
+//! duplicate ids refused exactly once, the accepted set conflict-free, submission order
+//! respecting happens-before).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use hivekit_lockfree::{
@@ -226,4 +227,66 @@ fn concurrent_duplicates_are_refused_exactly_once_per_copy() {
     let outcome = aggregator.finish(Resolution::HighestPriority);
     let ids: BTreeSet<u64> = outcome.accepted.iter().map(|id| id.0).collect();
     assert_eq!(ids, (0..1_000).collect());
+}
+
+#[test]
+fn interleaved_ids_are_each_stored_once_and_their_second_copy_refused() {
+    // Thread t owns the ids i * THREADS + t (as if drawn from one shared counter, so concurrent
+    // submits fall in the same id block and shard) and also offers its neighbour's id of the same
+    // i: of the two copies of every id exactly one is stored, whichever thread got there first.
+    const PER_THREAD: u64 = 5_000;
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let accepted = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    on_threads(|thread| {
+        for i in 0..PER_THREAD {
+            let neighbour = (thread + 1) % THREADS;
+            for id in [i * THREADS + thread, i * THREADS + neighbour] {
+                match aggregator.submit(Proposal::new(id, Sum(id)).writes([id])) {
+                    Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
+                    Err(ProposalError::DuplicateId(dup)) => {
+                        assert_eq!(dup, ProposalId(id));
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(other) => panic!("unexpected error {other}"),
+                };
+            }
+        }
+    });
+    let total = THREADS * PER_THREAD;
+    assert_eq!(accepted.load(Ordering::Relaxed) as u64, total);
+    assert_eq!(refused.load(Ordering::Relaxed) as u64, total);
+    assert_eq!(aggregator.len() as u64, total);
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    assert!(outcome.rejected.is_empty());
+    let ids: BTreeSet<u64> = outcome.accepted.iter().map(|id| id.0).collect();
+    assert_eq!(ids, (0..total).collect());
+    assert_eq!(outcome.merged, Some(Sum(total * (total - 1) / 2)));
+}
+
+#[test]
+fn submission_order_follows_happens_before_across_threads() {
+    // A relay: submission n is made by thread n % THREADS only after submission n - 1 returned
+    // (a release store of the turn, an acquire load by the next thread), so the submissions form
+    // one happens-before chain across threads and shards. Every proposal writes the same key, so
+    // under FirstSubmitted the outcome lists them in submission order: it must be the relay's.
+    // The ids jump between id blocks (and so shards) and back, out of increasing order.
+    const STEPS: u64 = 2_000;
+    let id_of = |step: u64| (step * 7_919) % 10_007;
+    let aggregator: Aggregator<&str, Sum<u64>> = Aggregator::new();
+    let turn = AtomicU64::new(0);
+    on_threads(|thread| {
+        for step in (thread..STEPS).step_by(THREADS as usize) {
+            while turn.load(Ordering::Acquire) != step {
+                std::thread::yield_now();
+            }
+            let proposal = Proposal::new(id_of(step), Sum(1)).writes(["relay"]);
+            aggregator.submit(proposal).unwrap();
+            turn.store(step + 1, Ordering::Release);
+        }
+    });
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    assert_eq!(outcome.accepted, [ProposalId(id_of(0))]);
+    let order: Vec<u64> = outcome.rejected.iter().map(|(id, _)| id.0).collect();
+    assert_eq!(order, (1..STEPS).map(id_of).collect::<Vec<_>>());
 }

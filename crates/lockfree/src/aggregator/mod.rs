@@ -3,7 +3,8 @@
 //! This file holds the [`Aggregator`] (sharded submission, then `finish`); `outcome.rs` the
 //! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
 //! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
-//! lets a tiny round without conflicts skip the full scan.
+//! lets a tiny round without conflicts skip the full scan; `ids.rs` the id blocks that pick a
+//! shard and the set a shard checks duplicates against.
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -22,12 +23,14 @@ use crate::merge::Merge;
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 
 mod decide;
+mod ids;
 mod outcome;
 #[cfg(test)]
 mod tests;
 mod tiny;
 
 use decide::{decide_all, merged};
+use ids::{block_of, BlockIds};
 pub use outcome::{aggregate, Aggregate};
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
@@ -35,8 +38,9 @@ pub use outcome::{aggregate, Aggregate};
 /// [`submit`](Aggregator::submit) takes `&self`, so any number of threads submit at once.
 /// [`finish`](Aggregator::finish) consumes the aggregator and:
 ///
-/// 1. puts the proposals in submission order (the order in which `submit` calls took their turn;
-///    for calls from one thread, program order);
+/// 1. puts the proposals in submission order (the order in which `submit` calls took their turn,
+///    consistent with happens-before: a `submit` that returned before another one started comes
+///    first, so for calls from one thread it is program order);
 /// 2. finds every conflict group ([`detect_conflicts`](crate::detect_conflicts));
 /// 3. resolves each group on its own by the [`Resolution`]: the group's best member is its winner
 ///    (highest priority, or submitted first; ties go to the lower id). If the winner writes the key it
@@ -58,9 +62,12 @@ pub use outcome::{aggregate, Aggregate};
 /// # Progress
 ///
 /// `submit` is blocking but short: it locks one of several cache-padded shards (chosen by the
-/// proposal id) for a duplicate check (one comparison when ids arrive in increasing order, else a
-/// scan of a small shard or a hash-set insert) and a push, and takes its place in the submission
-/// order with one atomic increment. `len` is wait-free. `finish` is blocking.
+/// proposal id's block of 64 consecutive ids) for a duplicate check (one comparison when ids
+/// arrive in increasing order, else a scan of a small shard or a bit of a per-block bitmap) and a
+/// push, and takes its place in the submission order with one atomic increment. Threads that
+/// submit from ranges of ids of their own rarely share a shard; threads whose ids interleave
+/// (drawn from one shared counter) mostly take the same shard's lock in turn. `len` is
+/// wait-free. `finish` is blocking.
 ///
 /// # Send and Sync
 ///
@@ -104,14 +111,8 @@ pub struct Aggregator<K, P> {
 type PaddedShard<K, P> = CachePadded<Mutex<Shard<K, P>>>;
 
 struct Shard<K, P> {
-    /// Every id stored here once `indexed`; empty before.
-    ids: FxHashSet<ProposalId>,
-    /// Whether `ids` holds the shard's ids. Until an id arrives that is not above every stored
-    /// one while the shard holds [`SMALL_SHARD`] proposals or more, duplicates are found without
-    /// a hash set (see [`insert_id`](Shard::insert_id)).
-    indexed: bool,
-    /// At least every id stored here (`None` before the first); only read while not `indexed`.
-    top: Option<ProposalId>,
+    /// How duplicates are found (see [`insert_id`](Shard::insert_id)).
+    seen: Seen,
     /// Key occurrences stored here, at most [`MAX_OCCURRENCES`] / shards so that the total stays
     /// within what one conflict check indexes.
     occurrences: usize,
@@ -125,6 +126,27 @@ struct Shard<K, P> {
     len: usize,
 }
 
+/// How a shard finds a duplicate id. One field, not a set beside a highest id: a shard fits in
+/// 128 bytes, the cache padding (with both, it took 256, and the larger box of shards cost a
+/// round of 10 proposals 1,600 instructions in the allocator).
+enum Seen {
+    /// Every id so far arrived above the ones before it; `top` is the highest (`None` before the
+    /// first). Until an id arrives that is not above it while the shard holds [`SMALL_SHARD`]
+    /// proposals or more, duplicates are found without an index.
+    Increasing { top: Option<ProposalId> },
+    /// Every id stored here, by block: ids that come in runs (counters), where most inserts
+    /// are a bit test. Boxed, as the next: the sets are larger than the rest of the shard.
+    Blocks(Box<BlockIds>),
+    /// Every id stored here, one by one: ids scattered over the id range (hashes), which would
+    /// cost a block lookup and a bitmap each (about 100 ns of CPU per submit of random ids from
+    /// one thread, against 75 with this set).
+    Scattered(Box<FxHashSet<ProposalId>>),
+}
+
+/// When a shard starts indexing, it keeps its ids by block if its blocks hold at least this many
+/// of them on average, else one by one ([`Seen::Scattered`]).
+const DENSE_BLOCK: usize = 4;
+
 /// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`].
 const FIRST_CHUNK: usize = 8;
 
@@ -132,17 +154,15 @@ const FIRST_CHUNK: usize = 8;
 const MAX_CHUNK: usize = 4096;
 
 /// Below this many proposals a shard checks an id that is not above every stored one by scanning
-/// its entries; from it on, with a hash set. A scan of a few ids costs less than allocating and
-/// filling a table, and small rounds (a handful of proposals spread over the shards) are where
-/// that allocation showed.
+/// its entries; from it on, with an index of its ids (see [`Seen`]). A scan of a few ids costs
+/// less than allocating and filling a table, and small rounds (a handful of proposals spread over
+/// the shards) are where that allocation showed.
 const SMALL_SHARD: usize = 16;
 
 impl<K, P> Shard<K, P> {
     fn new() -> Self {
         Shard {
-            ids: FxHashSet::default(),
-            indexed: false,
-            top: None,
+            seen: Seen::Increasing { top: None },
             occurrences: 0,
             first: Vec::new(),
             more: Vec::new(),
@@ -166,31 +186,60 @@ impl<K, P> Shard<K, P> {
     ///
     /// Ids handed out by a counter arrive in increasing order (from one thread always, from many
     /// mostly), and an id above every stored one is new: one comparison, no hashing. An id that is
-    /// not is checked by scanning the entries while the shard is small, and past that by a hash
-    /// set of every stored id, built then and kept from then on. At 1k and 10k proposals the set
-    /// (inserts and rehashes) was about a tenth of a round's instructions.
+    /// not is checked by scanning the entries while the shard is small, and past that by a
+    /// [`BlockIds`] of every stored id (a bit per id), built then and kept from then on. The
+    /// comparison comes first because at 1k and 10k proposals the hash set of ids that preceded
+    /// the bitmaps (inserts and rehashes) was about a tenth of a round's instructions. Two
+    /// threads submitting their own ranges put every shard they share on the indexed path (one
+    /// thread's ids are below the other's).
+    #[inline]
     fn insert_id(&mut self, id: ProposalId) -> bool {
-        if !self.indexed {
-            if self.top.is_none_or(|top| id > top) {
-                self.top = Some(id);
+        if let Seen::Increasing { top } = &mut self.seen {
+            if top.is_none_or(|top| id > top) {
+                *top = Some(id);
                 return true;
             }
-            if self.len < SMALL_SHARD {
-                return !self.entries().any(|(_, proposal)| proposal.id == id);
-            }
-            let known = self.first.iter().chain(self.more.iter().flatten());
-            self.ids.reserve(self.len * 2);
-            self.ids.extend(known.map(|(_, proposal)| proposal.id));
-            self.indexed = true;
         }
-        self.ids.insert(id)
+        self.insert_unordered_id(id)
+    }
+
+    /// [`insert_id`](Shard::insert_id) for an id not above every stored one, or in an indexed
+    /// shard. Out of line, so that the comparison inlined into `submit` stays small.
+    #[inline(never)]
+    fn insert_unordered_id(&mut self, id: ProposalId) -> bool {
+        match &mut self.seen {
+            Seen::Blocks(ids) => return ids.insert(id),
+            Seen::Scattered(ids) => return ids.insert(id),
+            Seen::Increasing { .. } => {}
+        }
+        if self.len < SMALL_SHARD {
+            return !self.entries().any(|(_, proposal)| proposal.id == id);
+        }
+        let known = || self.entries().map(|(_, proposal)| proposal.id);
+        let mut blocks = Box::new(BlockIds::default());
+        blocks.reserve(self.len);
+        blocks.extend(known());
+        let (new, seen) = if blocks.blocks() * DENSE_BLOCK <= self.len {
+            (blocks.insert(id), Seen::Blocks(blocks))
+        } else {
+            let mut ids = Box::new(FxHashSet::default());
+            ids.reserve(self.len * 2);
+            ids.extend(known());
+            (ids.insert(id), Seen::Scattered(ids))
+        };
+        self.seen = seen;
+        new
     }
 
     /// Takes back an id [`insert_id`](Shard::insert_id) accepted but that was refused after all.
     /// Unindexed, nothing to undo: the id was not stored, and `top` stays an upper bound.
     fn forget_id(&mut self, id: ProposalId) {
-        if self.indexed {
-            self.ids.remove(&id);
+        match &mut self.seen {
+            Seen::Blocks(ids) => ids.remove(id),
+            Seen::Scattered(ids) => {
+                ids.remove(&id);
+            }
+            Seen::Increasing { .. } => {}
         }
     }
 
@@ -285,6 +334,11 @@ impl<K, P> Aggregator<K, P> {
     }
 
     /// Adds a proposal. Safe to call from many threads at once.
+    ///
+    /// The proposal takes its place in the submission order before `submit` returns: a
+    /// submission that returned before another one started (in the same thread, or in another
+    /// one that synchronised with it) comes first. Duplicates are refused across threads too:
+    /// of two concurrent submissions of one id, exactly one is stored.
     ///
     /// # Errors
     ///
@@ -478,8 +532,9 @@ impl<K, P> Aggregator<K, P> {
         decided.into_aggregate(merged)
     }
 
+    /// The shard of `id`'s block, locked. See [`block_of`] for why blocks, not ids.
     fn shard(&self, id: ProposalId) -> MutexGuard<'_, Shard<K, P>> {
-        let hash = FxBuildHasher.hash_one(id);
+        let hash = FxBuildHasher.hash_one(block_of(id));
         let index = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
         // A panic cannot leave a shard half-updated (insert and push are each complete or not),
         // so a poisoned lock is still consistent.

@@ -56,9 +56,10 @@ fn empty_aggregator_gives_empty_outcome() {
 
 #[test]
 fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entries() {
-    // 8 to 256 shards: 40 proposals leave most shards below `SMALL_SHARD` (duplicates found by
-    // scanning), 2,000 push every shard past it (duplicates found by the id set built then).
-    for count in [40_u64, 2_000] {
+    // Ids share a shard in blocks of 64: 10 proposals leave their one shard below `SMALL_SHARD`
+    // (duplicates found by scanning), 40 push it past it (duplicates found by the id set built
+    // then), 2,000 fill 32 blocks spread over the 8 to 256 shards.
+    for count in [10_u64, 40, 2_000] {
         let aggregator = Aggregator::new();
         for id in 0..count {
             let proposal = Proposal::new(id, Sum(1_u64)).writes([id]);
@@ -81,9 +82,9 @@ fn shards_refuse_duplicates_before_and_after_they_outgrow_the_scan_of_their_entr
 #[test]
 fn shards_refuse_duplicates_among_ids_that_arrive_out_of_order() {
     // Increasing ids are accepted by one comparison with the shard's highest; these arrive
-    // interleaved high and low, so every shard also takes the scan and then the id set (built
-    // once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and duplicates are
-    // offered after each id in all three states.
+    // interleaved high and low, so every shard in use also takes the scan and then the block
+    // bitmaps (built once an out-of-order id reaches a shard of `SMALL_SHARD` or more), and
+    // duplicates are offered after each id in all three states.
     for count in [40_u64, 2_000] {
         let aggregator = Aggregator::new();
         let order: Vec<u64> = (0..count / 2).flat_map(|i| [count - 1 - i, i]).collect();
@@ -136,4 +137,90 @@ fn the_tiny_check_finds_a_contested_key_exactly_when_the_full_scan_does() {
     }
     // Both answers occur.
     assert!(contested_rounds > 100 && contested_rounds < 1_900);
+}
+
+#[test]
+fn block_ids_agree_with_a_set_of_single_ids() {
+    // Inserts and removals in a fixed pseudo-random order, of ids from neighbouring blocks, far
+    // apart and at the top of the id range, checked against a plain set after every step.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let bases = [0, 64, 1 << 40, u64::MAX - 127];
+    let mut ids = ids::BlockIds::default();
+    ids.reserve(100);
+    let mut model = std::collections::HashSet::new();
+    for _ in 0..20_000 {
+        let id = ProposalId(bases[next(4) as usize] + next(128));
+        if next(4) == 0 {
+            ids.remove(id);
+            model.remove(&id);
+        } else {
+            assert_eq!(ids.insert(id), model.insert(id), "{id}");
+        }
+    }
+    assert!(model.len() > 100);
+}
+
+#[test]
+fn shards_refuse_duplicates_when_two_increasing_streams_share_them() {
+    // Two counters' ids alternate (as two threads of their own ranges would): each stream
+    // increases, but a shard holding the higher stream's blocks sees the lower one's ids below
+    // its highest, so shards move to their block bitmaps, and every id offered again is refused.
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let order: Vec<u64> = (0..2_000_u64).flat_map(|i| [i, 100_000 + i]).collect();
+    for &id in &order {
+        assert_eq!(aggregator.submit(Proposal::new(id, Sum(1_u64))), Ok(()));
+    }
+    for &id in order.iter().rev() {
+        let again = aggregator.submit(Proposal::new(id, Sum(1_u64)));
+        assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
+    }
+    assert_eq!(aggregator.len(), order.len());
+    assert!(aggregator
+        .shards
+        .iter()
+        .any(|shard| matches!(shard.lock().unwrap().seen, Seen::Blocks(_))));
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+    assert_eq!(outcome.accepted, expected);
+    assert_eq!(outcome.merged, Some(Sum(order.len() as u64)));
+}
+
+#[test]
+fn shards_refuse_duplicates_among_scattered_ids() {
+    // Ids spread over the whole range (as hashes would be) leave about one id a block: shards
+    // keep them one by one, and refuse every id offered again.
+    let scatter = |i: u64| {
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^ (x >> 29)
+    };
+    let aggregator: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let order: Vec<u64> = (0..2_000).map(scatter).collect();
+    for &id in &order {
+        assert_eq!(aggregator.submit(Proposal::new(id, Sum(1_u64))), Ok(()));
+    }
+    for &id in order.iter().rev() {
+        let again = aggregator.submit(Proposal::new(id, Sum(1_u64)));
+        assert_eq!(again, Err(ProposalError::DuplicateId(ProposalId(id))));
+    }
+    assert!(aggregator
+        .shards
+        .iter()
+        .any(|shard| matches!(shard.lock().unwrap().seen, Seen::Scattered(_))));
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    let expected: Vec<ProposalId> = order.iter().copied().map(ProposalId).collect();
+    assert_eq!(outcome.accepted, expected);
+}
+
+#[test]
+fn a_locked_shard_fits_its_cache_padding() {
+    // `CachePadded` rounds a shard up to 128 bytes on x86-64: one byte more doubles the box of
+    // shards that every aggregator allocates (see `Seen`).
+    let size = std::mem::size_of::<std::sync::Mutex<Shard<String, Sum<u64>>>>();
+    assert!(size <= 128, "a locked shard takes {size} bytes");
 }
