@@ -17,8 +17,8 @@ use tracing::Instrument;
 use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
-    joined, start_in_slot, start_vote_in_spare, unbudgeted, CallResult, Deadlines, Guarded, Limit,
-    Polled, SlotCall, SlotPolled,
+    joined, slot_answer, start_in_slot, start_vote_in_spare, unbudgeted, CallResult, Deadlines,
+    Guarded, Limit, Polled, SlotCall, SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
@@ -711,6 +711,41 @@ trait LightStarts<'a, S: State> {
         spans: bool,
         cx: &mut std::task::Context<'_>,
     ) -> SlotPolled<'a>;
+
+    /// Asks the voters of `contest` from `entry.next` on, up to `budget` of them, and counts on
+    /// its ballot the votes that come at once, until one answers otherwise (returned for the loop
+    /// to count), the next needs the loop's own start ([`Run::General`]), the ballot may have
+    /// settled or the budget is spent. Only for turns whose calls have no span.
+    ///
+    /// The default starts nothing: the loop asks every voter itself.
+    #[inline(always)]
+    fn run(
+        &mut self,
+        contest: &'a Asked<S>,
+        entry: &mut GroupVote,
+        budget: usize,
+        cx: &mut std::task::Context<'_>,
+    ) -> Run<'a> {
+        let _ = (contest, entry, budget, cx);
+        Run::General
+    }
+}
+
+/// Where a run of calls that answer at once ([`LightStarts::run`]) stopped.
+enum Run<'a> {
+    /// Its budget is spent: every voter it asked voted and was counted.
+    Counted,
+    /// Its last vote may have settled the ballot (not yet marked settled).
+    MaySettle,
+    /// The next voter is one the loop asks itself (a heavy or batch voter, or one whose call
+    /// needs a new slot); it was not asked.
+    General,
+    /// The voter at `position` answered otherwise than with a vote counted at once: a failure,
+    /// a call still running or a vote the ballot refused (the loop counts it as usual).
+    Answered {
+        position: usize,
+        polled: SlotPolled<'a>,
+    },
 }
 
 /// A reusable slot per voter, allocated on its first call in the round.
@@ -743,6 +778,65 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
             start_in_slot(slot, new_slot, contest, None, cx)
         }
     }
+
+    /// The vote loop's hot path in a function of its own: a round of voters that answer at once
+    /// spends most of its instructions here, one dynamic call (the slot's start and poll) and a few
+    /// counter updates per vote, with few values live (inlined into the loop, the answer and the
+    /// ballot's fields went through the stack several times per vote).
+    #[inline(never)]
+    fn run(
+        &mut self,
+        contest: &'a Asked<S>,
+        entry: &mut GroupVote,
+        budget: usize,
+        cx: &mut std::task::Context<'_>,
+    ) -> Run<'a> {
+        let Some(ballot) = entry.ballot.as_mut() else {
+            return Run::General;
+        };
+        let end = entry.next + budget;
+        while entry.next < end {
+            let position = entry.next;
+            let slot = &mut self.0[contest.voter(position)];
+            // Only a light voter that does not vote in batches has a slot (made by `start`, on
+            // the loop's own path): the voter is not looked up.
+            let Some(call) = slot.as_mut() else {
+                return Run::General;
+            };
+            entry.next += 1;
+            entry.asked += 1;
+            // The answer is matched where it is made (a temporary of this statement): kept in a
+            // variable, its drop check came after the ballot's calls, which LLVM must assume may
+            // change it (the panic guard took its address).
+            let polled = match catch_unwind(AssertUnwindSafe(|| {
+                call.as_mut().start_poll(&contest.contest, cx)
+            })) {
+                Ok(Poll::Ready(Ok(vote))) => Ok(vote),
+                other => Err(other),
+            };
+            let polled = match polled {
+                Ok(vote) => match ballot.cast_once_at(position, vote) {
+                    Ok(()) if ballot.is_settled() => return Run::MaySettle,
+                    Ok(()) => continue,
+                    // Refused (not a candidate): the loop records the failure.
+                    Err(_) => SlotPolled::Voted(vote),
+                },
+                Err(other) => answered(slot, other),
+            };
+            return Run::Answered { position, polled };
+        }
+        Run::Counted
+    }
+}
+
+/// [`slot_answer`] out of line, for the answers [`Slots::run`] does not count itself.
+#[cold]
+#[inline(never)]
+fn answered<'a, S: State>(
+    slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
+    polled: std::thread::Result<Poll<Result<Vote, crate::agent::AgentError>>>,
+) -> SlotPolled<'a> {
+    slot_answer(slot, polled, None)
 }
 
 /// One block for every call that answers at once, whoever's.
@@ -848,34 +942,62 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                 let spans = call_spans_enabled();
                 // Asks this group's voters until it settles, the bound is reached, all are asked
                 // or its turn is over (the group's data looked up once, not per voter).
-                while entry.next < asked
+                'ask: while entry.next < asked
                     && flying < bound
                     && waiting > 0
                     && starts_left > 0
                     && !entry.settled
                 {
-                    let position = entry.next;
-                    entry.next += 1;
-                    let voter = contest.voter(position);
-                    if voters[voter].batch {
-                        continue;
-                    }
-                    entry.asked += 1;
-                    starts_left -= 1;
-                    let member = &voters[voter];
-                    // A heavy voter's call runs as its own task; a light voter's in its slot,
-                    // without a timer (the round times it through its `Deadlines`).
-                    let call = if member.heavy {
-                        match start_heavy_vote(member, view, &contest.contest, limit, cx) {
-                            Polled::Done(result) => {
-                                flying -=
-                                    counting.record(entry, group, position, result, &mut failures);
-                                continue;
+                    let (position, call) = 'call: {
+                        let (position, polled) = 'light: {
+                            if !spans {
+                                // Runs of calls that answer at once are counted in `L::run`.
+                                let from = entry.next;
+                                let budget = (asked - from).min(starts_left);
+                                let run = light.run(contest, entry, budget, cx);
+                                starts_left -= entry.next - from;
+                                match run {
+                                    Run::Counted => continue 'ask,
+                                    Run::MaySettle => {
+                                        flying -= counting.settle(entry, group);
+                                        continue 'ask;
+                                    }
+                                    Run::General => {}
+                                    Run::Answered { position, polled } => {
+                                        break 'light (position, polled)
+                                    }
+                                }
                             }
-                            Polled::Running(call) => call,
-                        }
-                    } else {
-                        let polled = light.start(voter, member, view, &contest.contest, spans, cx);
+                            let position = entry.next;
+                            entry.next += 1;
+                            let voter = contest.voter(position);
+                            if voters[voter].batch {
+                                continue 'ask;
+                            }
+                            entry.asked += 1;
+                            starts_left -= 1;
+                            let member = &voters[voter];
+                            // A heavy voter's call runs as its own task; a light voter's in its
+                            // slot, without a timer (the round times it through its `Deadlines`).
+                            if member.heavy {
+                                match start_heavy_vote(member, view, &contest.contest, limit, cx) {
+                                    Polled::Done(result) => {
+                                        flying -= counting.record(
+                                            entry,
+                                            group,
+                                            position,
+                                            result,
+                                            &mut failures,
+                                        );
+                                        continue 'ask;
+                                    }
+                                    Polled::Running(call) => break 'call (position, call),
+                                }
+                            }
+                            let polled =
+                                light.start(voter, member, view, &contest.contest, spans, cx);
+                            (position, polled)
+                        };
                         match polled {
                             // The common case: counted straight from the agent's answer.
                             SlotPolled::Voted(vote) => {
@@ -886,7 +1008,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                                     Ok(vote),
                                     &mut failures,
                                 );
-                                continue;
+                                continue 'ask;
                             }
                             SlotPolled::Failed(kind) => {
                                 flying -= counting.record(
@@ -896,9 +1018,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                                     Err(kind),
                                     &mut failures,
                                 );
-                                continue;
+                                continue 'ask;
                             }
-                            SlotPolled::Running(call) => VoteCall::Slot(call),
+                            SlotPolled::Running(call) => (position, VoteCall::Slot(call)),
                         }
                     };
                     entry.in_flight += 1;
