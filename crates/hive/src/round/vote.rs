@@ -731,6 +731,25 @@ trait LightStarts<'a, S: State> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by the tests that compare the vote loop's own path with [`LightStarts::run`]: the loop
+    /// on this thread asks every voter itself.
+    pub(super) static GENERAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many votes [`LightStarts::run`] counted on this thread (the tests check that the path
+    /// they compare was taken).
+    pub(super) static RUN_VOTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the vote loop asks every voter itself (only ever in tests, see `GENERAL_ONLY`).
+#[inline(always)]
+fn general_only() -> bool {
+    #[cfg(test)]
+    return GENERAL_ONLY.get();
+    #[cfg(not(test))]
+    false
+}
+
 /// Where a run of calls that answer at once ([`LightStarts::run`]) stopped.
 enum Run<'a> {
     /// Its budget is spent: every voter it asked voted and was counted.
@@ -816,8 +835,14 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
             };
             let polled = match polled {
                 Ok(vote) => match ballot.cast_once_at(position, vote) {
-                    Ok(()) if ballot.is_settled() => return Run::MaySettle,
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        #[cfg(test)]
+                        RUN_VOTES.set(RUN_VOTES.get() + 1);
+                        if ballot.is_settled() {
+                            return Run::MaySettle;
+                        }
+                        continue;
+                    }
                     // Refused (not a candidate): the loop records the failure.
                     Err(_) => SlotPolled::Voted(vote),
                 },
@@ -950,7 +975,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                 {
                     let (position, call) = 'call: {
                         let (position, polled) = 'light: {
-                            if !spans {
+                            if !spans && !general_only() {
                                 // Runs of calls that answer at once are counted in `L::run`.
                                 let from = entry.next;
                                 let budget = (asked - from).min(starts_left);
