@@ -697,6 +697,10 @@ fn one_light_type<S: State>(voters: &[RoundMember<S>]) -> bool {
 /// Where a chunk's light voters start their vote calls (see [`SLOT_PAIRS_PER_VOTER`]). The vote
 /// loop is compiled once for each, so that neither pays for the other's choice per call.
 trait LightStarts<'a, S: State> {
+    /// Whether [`LightStarts::run`] counts runs of calls (the loop compiled without the branch
+    /// to it otherwise).
+    const RUNS: bool = false;
+
     /// Room for `voters` voters' calls.
     fn new(voters: usize) -> Self;
 
@@ -771,6 +775,8 @@ enum Run<'a> {
 struct Slots<'a, S: State>(Vec<Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>>);
 
 impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
+    const RUNS: bool = true;
+
     fn new(voters: usize) -> Self {
         Self((0..voters).map(|_| None).collect())
     }
@@ -974,79 +980,100 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     && !entry.settled
                 {
                     let (position, call) = 'call: {
-                        let (position, polled) = 'light: {
-                            if !spans && !general_only() {
-                                // Runs of calls that answer at once are counted in `L::run`.
-                                let from = entry.next;
-                                let budget = (asked - from).min(starts_left);
-                                let run = light.run(contest, entry, budget, cx);
-                                starts_left -= entry.next - from;
-                                match run {
-                                    Run::Counted => continue 'ask,
-                                    Run::MaySettle => {
-                                        flying -= counting.settle(entry, group);
-                                        continue 'ask;
-                                    }
-                                    Run::General => {}
-                                    Run::Answered { position, polled } => {
-                                        break 'light (position, polled)
-                                    }
+                        if L::RUNS && !spans && !general_only() {
+                            // Runs of calls that answer at once are counted in `L::run`.
+                            let from = entry.next;
+                            let budget = (asked - from).min(starts_left);
+                            let run = light.run(contest, entry, budget, cx);
+                            starts_left -= entry.next - from;
+                            match run {
+                                Run::Counted => continue 'ask,
+                                Run::MaySettle => {
+                                    flying -= counting.settle(entry, group);
+                                    continue 'ask;
                                 }
-                            }
-                            let position = entry.next;
-                            entry.next += 1;
-                            let voter = contest.voter(position);
-                            if voters[voter].batch {
-                                continue 'ask;
-                            }
-                            entry.asked += 1;
-                            starts_left -= 1;
-                            let member = &voters[voter];
-                            // A heavy voter's call runs as its own task; a light voter's in its
-                            // slot, without a timer (the round times it through its `Deadlines`).
-                            if member.heavy {
-                                match start_heavy_vote(member, view, &contest.contest, limit, cx) {
-                                    Polled::Done(result) => {
+                                Run::General => {}
+                                Run::Answered { position, polled } => match polled {
+                                    SlotPolled::Voted(vote) => {
                                         flying -= counting.record(
                                             entry,
                                             group,
                                             position,
-                                            result,
+                                            Ok(vote),
                                             &mut failures,
                                         );
                                         continue 'ask;
                                     }
-                                    Polled::Running(call) => break 'call (position, call),
-                                }
+                                    SlotPolled::Failed(kind) => {
+                                        flying -= counting.record(
+                                            entry,
+                                            group,
+                                            position,
+                                            Err(kind),
+                                            &mut failures,
+                                        );
+                                        continue 'ask;
+                                    }
+                                    SlotPolled::Running(call) => {
+                                        break 'call (position, VoteCall::Slot(call))
+                                    }
+                                },
                             }
+                        }
+                        let position = entry.next;
+                        entry.next += 1;
+                        let voter = contest.voter(position);
+                        if voters[voter].batch {
+                            continue 'ask;
+                        }
+                        entry.asked += 1;
+                        starts_left -= 1;
+                        let member = &voters[voter];
+                        // A heavy voter's call runs as its own task; a light voter's in its slot,
+                        // without a timer (the round times it through its `Deadlines`).
+                        let call = if member.heavy {
+                            match start_heavy_vote(member, view, &contest.contest, limit, cx) {
+                                Polled::Done(result) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        result,
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                Polled::Running(call) => call,
+                            }
+                        } else {
                             let polled =
                                 light.start(voter, member, view, &contest.contest, spans, cx);
-                            (position, polled)
+                            match polled {
+                                // The common case: counted straight from the agent's answer.
+                                SlotPolled::Voted(vote) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        Ok(vote),
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                SlotPolled::Failed(kind) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        Err(kind),
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                SlotPolled::Running(call) => VoteCall::Slot(call),
+                            }
                         };
-                        match polled {
-                            // The common case: counted straight from the agent's answer.
-                            SlotPolled::Voted(vote) => {
-                                flying -= counting.record(
-                                    entry,
-                                    group,
-                                    position,
-                                    Ok(vote),
-                                    &mut failures,
-                                );
-                                continue 'ask;
-                            }
-                            SlotPolled::Failed(kind) => {
-                                flying -= counting.record(
-                                    entry,
-                                    group,
-                                    position,
-                                    Err(kind),
-                                    &mut failures,
-                                );
-                                continue 'ask;
-                            }
-                            SlotPolled::Running(call) => (position, VoteCall::Slot(call)),
-                        }
+                        (position, call)
                     };
                     entry.in_flight += 1;
                     flying += 1;
