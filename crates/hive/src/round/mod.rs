@@ -14,8 +14,6 @@ mod propose;
 mod settle;
 mod supervise;
 mod vote;
-#[cfg(test)]
-mod vote_runs_tests;
 
 use std::sync::{Arc, OnceLock};
 

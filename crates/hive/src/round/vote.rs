@@ -1,6 +1,10 @@
 //! The vote phase: a ballot on every conflict group among the voting members, asked concurrently,
 //! each ballot settled as early as its outcome is known.
 
+mod light;
+#[cfg(test)]
+mod runs_tests;
+
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
@@ -9,24 +13,27 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{AbortOnDrop, Spare};
+use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
+use crate::agent::{Candidate, Contest, ProposalOf, Vote};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
-    joined, slot_answer, start_in_slot, start_vote_in_spare, unbudgeted, CallResult, Deadlines,
-    Guarded, Limit, Polled, SlotCall, SlotPolled,
+    joined, unbudgeted, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall, SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, call_spans_enabled, vote_call_span, PositionOf, Round, RoundMember};
+use crate::round::{call_span, call_spans_enabled, PositionOf, Round, RoundMember};
 use crate::state::State;
+
+use self::light::{
+    general_only, one_light_type, LightStarts, Run, Shared, Slots, SLOT_PAIRS_PER_VOTER,
+};
 
 /// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
 /// (The vote loop starts a light voter's call itself, in the voter's reusable slot: no allocation
@@ -662,239 +669,6 @@ async fn vote_groups<S: State>(
         vote_groups_with::<S, Slots<'_, S>>(voters, view, contests, ballots, bound, limit).await
     } else {
         vote_groups_with::<S, Shared>(voters, view, contests, ballots, bound, limit).await
-    }
-}
-
-/// From this many (contest, voter) pairs per voter on, a round's light voters start their vote
-/// calls in slots of their own ([`Slots`]), below in one block for all ([`Shared`]) if they are
-/// agents of one type ([`one_light_type`]).
-///
-/// A voter's slot costs an allocation and a free a round (about 175 instructions), a call in the
-/// shared block about 30 instructions more than in a slot (a layout check, the block taken and
-/// kept, the answer passed back through a wider enum); and ballots settle after about half their
-/// voters, so a voter in `n` pairs is asked about `n / 2` times. Measured: `decide` conflicts_1k (50
-/// pairs a voter) 6.85M instructions with slots, 7.36M shared; agents_10 (1 pair a voter) 30.3k
-/// with slots, 28.6k shared; packs_200 (about 1.5) 2.20M with slots, 2.13M shared.
-const SLOT_PAIRS_PER_VOTER: usize = 8;
-
-/// Whether the light voters (those whose calls [`LightStarts`] starts) are all agents of one type.
-///
-/// The shared block keeps one layout: calls of two types one after the other would free it and
-/// allocate another on every call, an allocation per call where slots cost one per voter. So a
-/// round of mixed types keeps the slots (one dynamic call per voter to find out, made once per
-/// member array: kept with the electorates, `round::Electorates`).
-fn one_light_type<S: State>(voters: &[RoundMember<S>]) -> bool {
-    let mut light = voters
-        .iter()
-        .filter(|voter| !voter.heavy && !voter.batch)
-        .map(|voter| voter.agent.agent_type());
-    match light.next() {
-        Some(first) => light.all(|other| other == first),
-        None => true,
-    }
-}
-
-/// Where a chunk's light voters start their vote calls (see [`SLOT_PAIRS_PER_VOTER`]). The vote
-/// loop is compiled once for each, so that neither pays for the other's choice per call.
-trait LightStarts<'a, S: State> {
-    /// Whether [`LightStarts::run`] counts runs of calls (the loop compiled without the branch
-    /// to it otherwise).
-    const RUNS: bool = false;
-
-    /// Room for `voters` voters' calls.
-    fn new(voters: usize) -> Self;
-
-    /// Starts the vote of `member` (the voter at index `voter`) about `contest` and polls it once,
-    /// in its `agent_call` span if `spans` (what [`call_spans_enabled`] answered for the turn).
-    fn start(
-        &mut self,
-        voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a>;
-
-    /// Asks the voters of `contest` from `entry.next` on, up to `budget` of them, and counts on
-    /// its ballot the votes that come at once, until one answers otherwise (returned for the loop
-    /// to count), the next needs the loop's own start ([`Run::General`]), the ballot may have
-    /// settled or the budget is spent. Only for turns whose calls have no span.
-    ///
-    /// The default starts nothing: the loop asks every voter itself.
-    #[inline(always)]
-    fn run(
-        &mut self,
-        contest: &'a Asked<S>,
-        entry: &mut GroupVote,
-        budget: usize,
-        cx: &mut std::task::Context<'_>,
-    ) -> Run<'a> {
-        let _ = (contest, entry, budget, cx);
-        Run::General
-    }
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Set by the tests that compare the vote loop's own path with [`LightStarts::run`]: the loop
-    /// on this thread asks every voter itself.
-    pub(super) static GENERAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// How many votes [`LightStarts::run`] counted on this thread (the tests check that the path
-    /// they compare was taken).
-    pub(super) static RUN_VOTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether the vote loop asks every voter itself (only ever in tests, see `GENERAL_ONLY`).
-#[inline(always)]
-fn general_only() -> bool {
-    #[cfg(test)]
-    return GENERAL_ONLY.get();
-    #[cfg(not(test))]
-    false
-}
-
-/// Where a run of calls that answer at once ([`LightStarts::run`]) stopped.
-enum Run<'a> {
-    /// Its budget is spent: every voter it asked voted and was counted.
-    Counted,
-    /// Its last vote may have settled the ballot (not yet marked settled).
-    MaySettle,
-    /// The next voter is one the loop asks itself (a heavy or batch voter, or one whose call
-    /// needs a new slot); it was not asked.
-    General,
-    /// The voter at `position` answered otherwise than with a vote counted at once: a failure,
-    /// a call still running or a vote the ballot refused (the loop counts it as usual).
-    Answered {
-        position: usize,
-        polled: SlotPolled<'a>,
-    },
-}
-
-/// A reusable slot per voter, allocated on its first call in the round.
-struct Slots<'a, S: State>(Vec<Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>>);
-
-impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
-    const RUNS: bool = true;
-
-    fn new(voters: usize) -> Self {
-        Self((0..voters).map(|_| None).collect())
-    }
-
-    #[inline(always)]
-    fn start(
-        &mut self,
-        voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a> {
-        let slot = &mut self.0[voter];
-        let new_slot = || member.agent.vote_slot(&member.context, view);
-        // Started in one of two copies, so that the common one (no subscriber records the call's
-        // span) passes a constant `None` into the inlined start: about 2 instructions less a vote
-        // call (decide conflicts_1k -0.7%).
-        if spans {
-            let span = vote_call_span(member.id, true);
-            start_in_slot(slot, new_slot, contest, span, cx)
-        } else {
-            start_in_slot(slot, new_slot, contest, None, cx)
-        }
-    }
-
-    /// The vote loop's hot path in a function of its own: a round of voters that answer at once
-    /// spends most of its instructions here, one dynamic call (the slot's start and poll) and a few
-    /// counter updates per vote, with few values live (inlined into the loop, the answer and the
-    /// ballot's fields went through the stack several times per vote).
-    #[inline(never)]
-    fn run(
-        &mut self,
-        contest: &'a Asked<S>,
-        entry: &mut GroupVote,
-        budget: usize,
-        cx: &mut std::task::Context<'_>,
-    ) -> Run<'a> {
-        let Some(ballot) = entry.ballot.as_mut() else {
-            return Run::General;
-        };
-        let end = entry.next + budget;
-        while entry.next < end {
-            let position = entry.next;
-            let slot = &mut self.0[contest.voter(position)];
-            // Only a light voter that does not vote in batches has a slot (made by `start`, on
-            // the loop's own path): the voter is not looked up.
-            let Some(call) = slot.as_mut() else {
-                return Run::General;
-            };
-            entry.next += 1;
-            entry.asked += 1;
-            // The answer is matched where it is made (a temporary of this statement): kept in a
-            // variable, its drop check came after the ballot's calls, which LLVM must assume may
-            // change it (the panic guard took its address).
-            let polled = match catch_unwind(AssertUnwindSafe(|| {
-                call.as_mut().start_poll(&contest.contest, cx)
-            })) {
-                Ok(Poll::Ready(Ok(vote))) => Ok(vote),
-                other => Err(other),
-            };
-            let polled = match polled {
-                Ok(vote) => match ballot.cast_once_at(position, vote) {
-                    Ok(()) => {
-                        #[cfg(test)]
-                        RUN_VOTES.set(RUN_VOTES.get() + 1);
-                        if ballot.is_settled() {
-                            return Run::MaySettle;
-                        }
-                        continue;
-                    }
-                    // Refused (not a candidate): the loop records the failure.
-                    Err(_) => SlotPolled::Voted(vote),
-                },
-                Err(other) => answered(slot, other),
-            };
-            return Run::Answered { position, polled };
-        }
-        Run::Counted
-    }
-}
-
-/// [`slot_answer`] out of line, for the answers [`Slots::run`] does not count itself.
-#[cold]
-#[inline(never)]
-fn answered<'a, S: State>(
-    slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
-    polled: std::thread::Result<Poll<Result<Vote, crate::agent::AgentError>>>,
-) -> SlotPolled<'a> {
-    slot_answer(slot, polled, None)
-}
-
-/// One block for every call that answers at once, whoever's.
-struct Shared(Spare);
-
-impl<'a, S: State> LightStarts<'a, S> for Shared {
-    fn new(_voters: usize) -> Self {
-        Self(Spare::new())
-    }
-
-    #[inline(always)]
-    fn start(
-        &mut self,
-        _voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a> {
-        let (agent, context, spare) = (&*member.agent, &member.context, &mut self.0);
-        if spans {
-            let span = vote_call_span(member.id, true);
-            start_vote_in_spare(agent, context, view, contest, spare, span, cx)
-        } else {
-            start_vote_in_spare(agent, context, view, contest, spare, None, cx)
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::FxBuildHasher;
 
-use super::vote::{GENERAL_ONLY, RUN_VOTES};
+use super::light::{GENERAL_ONLY, RUN_VOTES};
 use crate::agent::{Agent, AgentError, Contest, Vote};
 use crate::context::AgentContext;
 use crate::decision::Decision;
