@@ -169,17 +169,23 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
         let Some(ballot) = entry.ballot.as_mut() else {
             return Run::General;
         };
-        let end = entry.next + budget;
-        while entry.next < end {
-            let position = entry.next;
+        // The position in a local (written back once the run stops): in the group's entry it
+        // was stored and reloaded around every call.
+        let from = entry.next;
+        let end = from + budget;
+        let mut next = from;
+        let stop = loop {
+            if next == end {
+                break Run::Counted;
+            }
+            let position = next;
             let slot = &mut self.0[contest.voter(position)];
             // Only a light voter that does not vote in batches has a slot (made by `start`, on
             // the loop's own path): the voter is not looked up.
             let Some(call) = slot.as_mut() else {
-                return Run::General;
+                break Run::General;
             };
-            entry.next += 1;
-            entry.asked += 1;
+            next += 1;
             // The answer is matched where it is made (a temporary of this statement): kept in a
             // variable, its drop check came after the ballot's calls, which LLVM must assume may
             // change it (the panic guard took its address).
@@ -195,7 +201,7 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
                         #[cfg(test)]
                         RUN_VOTES.set(RUN_VOTES.get() + 1);
                         if ballot.is_settled() {
-                            return Run::MaySettle;
+                            break Run::MaySettle;
                         }
                         continue;
                     }
@@ -204,9 +210,12 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
                 },
                 Err(other) => answered(slot, other),
             };
-            return Run::Answered { position, polled };
-        }
-        Run::Counted
+            break Run::Answered { position, polled };
+        };
+        // Every voter from `from` to `next` was asked.
+        entry.asked += next - from;
+        entry.next = next;
+        stop
     }
 }
 
