@@ -142,6 +142,18 @@ pub(crate) fn start_in_slot<'a, S: State>(
         let _entered = span.as_ref().map(tracing::Span::enter);
         catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx)))
     };
+    slot_answer(slot, polled, span)
+}
+
+/// What the first poll of a call in `slot` answered (`polled`: the poll under the panic guard),
+/// as the vote loop counts it: a pending or panicking call takes the slot with it (a panicking
+/// one is dropped quietly, the voter gets a new slot).
+#[inline(always)]
+pub(crate) fn slot_answer<'a, S: State>(
+    slot: &mut Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>,
+    polled: std::thread::Result<Poll<Result<Vote, AgentError>>>,
+    span: Option<tracing::Span>,
+) -> SlotPolled<'a> {
     let panicked = match polled {
         Ok(Poll::Ready(result)) => {
             return match result {
@@ -153,7 +165,7 @@ pub(crate) fn start_in_slot<'a, S: State>(
         Err(panic) => Some(panic),
     };
     let Some(call) = slot.take() else {
-        // Cannot happen: the slot was filled above.
+        // Cannot happen: the slot was filled when the call started.
         return SlotPolled::Failed(FailureKind::Cancelled);
     };
     match panicked {

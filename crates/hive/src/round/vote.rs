@@ -1,6 +1,10 @@
 //! The vote phase: a ballot on every conflict group among the voting members, asked concurrently,
 //! each ballot settled as early as its outcome is known.
 
+mod light;
+#[cfg(test)]
+mod runs_tests;
+
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
@@ -9,24 +13,27 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{AbortOnDrop, Spare};
+use hivekit_runtime::AbortOnDrop;
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::{Candidate, Contest, ProposalOf, Vote, VoteSlot};
+use crate::agent::{Candidate, Contest, ProposalOf, Vote};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
-    joined, start_in_slot, start_vote_in_spare, unbudgeted, CallResult, Deadlines, Guarded, Limit,
-    Polled, SlotCall, SlotPolled,
+    joined, unbudgeted, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall, SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, call_spans_enabled, vote_call_span, PositionOf, Round, RoundMember};
+use crate::round::{call_span, call_spans_enabled, PositionOf, Round, RoundMember};
 use crate::state::State;
+
+use self::light::{
+    general_only, one_light_type, LightStarts, Run, Shared, Slots, SLOT_PAIRS_PER_VOTER,
+};
 
 /// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
 /// (The vote loop starts a light voter's call itself, in the voter's reusable slot: no allocation
@@ -665,114 +672,6 @@ async fn vote_groups<S: State>(
     }
 }
 
-/// From this many (contest, voter) pairs per voter on, a round's light voters start their vote
-/// calls in slots of their own ([`Slots`]), below in one block for all ([`Shared`]) if they are
-/// agents of one type ([`one_light_type`]).
-///
-/// A voter's slot costs an allocation and a free a round (about 175 instructions), a call in the
-/// shared block about 30 instructions more than in a slot (a layout check, the block taken and
-/// kept, the answer passed back through a wider enum); and ballots settle after about half their
-/// voters, so a voter in `n` pairs is asked about `n / 2` times. Measured: `decide` conflicts_1k (50
-/// pairs a voter) 6.85M instructions with slots, 7.36M shared; agents_10 (1 pair a voter) 30.3k
-/// with slots, 28.6k shared; packs_200 (about 1.5) 2.20M with slots, 2.13M shared.
-const SLOT_PAIRS_PER_VOTER: usize = 8;
-
-/// Whether the light voters (those whose calls [`LightStarts`] starts) are all agents of one type.
-///
-/// The shared block keeps one layout: calls of two types one after the other would free it and
-/// allocate another on every call, an allocation per call where slots cost one per voter. So a
-/// round of mixed types keeps the slots (one dynamic call per voter to find out, made once per
-/// member array: kept with the electorates, `round::Electorates`).
-fn one_light_type<S: State>(voters: &[RoundMember<S>]) -> bool {
-    let mut light = voters
-        .iter()
-        .filter(|voter| !voter.heavy && !voter.batch)
-        .map(|voter| voter.agent.agent_type());
-    match light.next() {
-        Some(first) => light.all(|other| other == first),
-        None => true,
-    }
-}
-
-/// Where a chunk's light voters start their vote calls (see [`SLOT_PAIRS_PER_VOTER`]). The vote
-/// loop is compiled once for each, so that neither pays for the other's choice per call.
-trait LightStarts<'a, S: State> {
-    /// Room for `voters` voters' calls.
-    fn new(voters: usize) -> Self;
-
-    /// Starts the vote of `member` (the voter at index `voter`) about `contest` and polls it once,
-    /// in its `agent_call` span if `spans` (what [`call_spans_enabled`] answered for the turn).
-    fn start(
-        &mut self,
-        voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a>;
-}
-
-/// A reusable slot per voter, allocated on its first call in the round.
-struct Slots<'a, S: State>(Vec<Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>>);
-
-impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
-    fn new(voters: usize) -> Self {
-        Self((0..voters).map(|_| None).collect())
-    }
-
-    #[inline(always)]
-    fn start(
-        &mut self,
-        voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a> {
-        let slot = &mut self.0[voter];
-        let new_slot = || member.agent.vote_slot(&member.context, view);
-        // Started in one of two copies, so that the common one (no subscriber records the call's
-        // span) passes a constant `None` into the inlined start: about 2 instructions less a vote
-        // call (decide conflicts_1k -0.7%).
-        if spans {
-            let span = vote_call_span(member.id, true);
-            start_in_slot(slot, new_slot, contest, span, cx)
-        } else {
-            start_in_slot(slot, new_slot, contest, None, cx)
-        }
-    }
-}
-
-/// One block for every call that answers at once, whoever's.
-struct Shared(Spare);
-
-impl<'a, S: State> LightStarts<'a, S> for Shared {
-    fn new(_voters: usize) -> Self {
-        Self(Spare::new())
-    }
-
-    #[inline(always)]
-    fn start(
-        &mut self,
-        _voter: usize,
-        member: &'a RoundMember<S>,
-        view: &'a Snapshot<S>,
-        contest: &'a Contest<S>,
-        spans: bool,
-        cx: &mut std::task::Context<'_>,
-    ) -> SlotPolled<'a> {
-        let (agent, context, spare) = (&*member.agent, &member.context, &mut self.0);
-        if spans {
-            let span = vote_call_span(member.id, true);
-            start_vote_in_spare(agent, context, view, contest, spare, span, cx)
-        } else {
-            start_vote_in_spare(agent, context, view, contest, spare, None, cx)
-        }
-    }
-}
-
 /// [`vote_groups`] with the light voters' calls started in `L`.
 async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
     voters: &'a [RoundMember<S>],
@@ -848,58 +747,107 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                 let spans = call_spans_enabled();
                 // Asks this group's voters until it settles, the bound is reached, all are asked
                 // or its turn is over (the group's data looked up once, not per voter).
-                while entry.next < asked
+                'ask: while entry.next < asked
                     && flying < bound
                     && waiting > 0
                     && starts_left > 0
                     && !entry.settled
                 {
-                    let position = entry.next;
-                    entry.next += 1;
-                    let voter = contest.voter(position);
-                    if voters[voter].batch {
-                        continue;
-                    }
-                    entry.asked += 1;
-                    starts_left -= 1;
-                    let member = &voters[voter];
-                    // A heavy voter's call runs as its own task; a light voter's in its slot,
-                    // without a timer (the round times it through its `Deadlines`).
-                    let call = if member.heavy {
-                        match start_heavy_vote(member, view, &contest.contest, limit, cx) {
-                            Polled::Done(result) => {
-                                flying -=
-                                    counting.record(entry, group, position, result, &mut failures);
-                                continue;
+                    let (position, call) = 'call: {
+                        if L::RUNS && !spans && !general_only() {
+                            // Runs of calls that answer at once are counted in `L::run`.
+                            let from = entry.next;
+                            let budget = (asked - from).min(starts_left);
+                            let run = light.run(contest, entry, budget, cx);
+                            starts_left -= entry.next - from;
+                            match run {
+                                Run::Counted => continue 'ask,
+                                Run::MaySettle => {
+                                    flying -= counting.settle(entry, group);
+                                    continue 'ask;
+                                }
+                                Run::General => {}
+                                Run::Answered { position, polled } => match polled {
+                                    SlotPolled::Voted(vote) => {
+                                        flying -= counting.record(
+                                            entry,
+                                            group,
+                                            position,
+                                            Ok(vote),
+                                            &mut failures,
+                                        );
+                                        continue 'ask;
+                                    }
+                                    SlotPolled::Failed(kind) => {
+                                        flying -= counting.record(
+                                            entry,
+                                            group,
+                                            position,
+                                            Err(kind),
+                                            &mut failures,
+                                        );
+                                        continue 'ask;
+                                    }
+                                    SlotPolled::Running(call) => {
+                                        break 'call (position, VoteCall::Slot(call))
+                                    }
+                                },
                             }
-                            Polled::Running(call) => call,
                         }
-                    } else {
-                        let polled = light.start(voter, member, view, &contest.contest, spans, cx);
-                        match polled {
-                            // The common case: counted straight from the agent's answer.
-                            SlotPolled::Voted(vote) => {
-                                flying -= counting.record(
-                                    entry,
-                                    group,
-                                    position,
-                                    Ok(vote),
-                                    &mut failures,
-                                );
-                                continue;
-                            }
-                            SlotPolled::Failed(kind) => {
-                                flying -= counting.record(
-                                    entry,
-                                    group,
-                                    position,
-                                    Err(kind),
-                                    &mut failures,
-                                );
-                                continue;
-                            }
-                            SlotPolled::Running(call) => VoteCall::Slot(call),
+                        let position = entry.next;
+                        entry.next += 1;
+                        let voter = contest.voter(position);
+                        if voters[voter].batch {
+                            continue 'ask;
                         }
+                        entry.asked += 1;
+                        starts_left -= 1;
+                        let member = &voters[voter];
+                        // A heavy voter's call runs as its own task; a light voter's in its slot,
+                        // without a timer (the round times it through its `Deadlines`).
+                        let call = if member.heavy {
+                            match start_heavy_vote(member, view, &contest.contest, limit, cx) {
+                                Polled::Done(result) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        result,
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                Polled::Running(call) => call,
+                            }
+                        } else {
+                            let polled =
+                                light.start(voter, member, view, &contest.contest, spans, cx);
+                            match polled {
+                                // The common case: counted straight from the agent's answer.
+                                SlotPolled::Voted(vote) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        Ok(vote),
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                SlotPolled::Failed(kind) => {
+                                    flying -= counting.record(
+                                        entry,
+                                        group,
+                                        position,
+                                        Err(kind),
+                                        &mut failures,
+                                    );
+                                    continue 'ask;
+                                }
+                                SlotPolled::Running(call) => VoteCall::Slot(call),
+                            }
+                        };
+                        (position, call)
                     };
                     entry.in_flight += 1;
                     flying += 1;

@@ -1,0 +1,192 @@
+//! The vote loop's two ways of asking light voters give the same decision: runs of calls that
+//! answer at once counted in `LightStarts::run`, and the loop asking every voter itself (as it
+//! does when call spans are recorded). Scripted voters answer at once, abstain, vote for a
+//! non-candidate, fail, panic or answer after a yield, by a seeded roll per (voter, contest); some
+//! voters are heavy and some vote in batches, so that runs stop and resume around them.
+
+use std::hash::BuildHasher;
+
+use rustc_hash::FxBuildHasher;
+
+use super::light::{GENERAL_ONLY, RUN_VOTES};
+use crate::agent::{Agent, AgentError, Contest, Vote};
+use crate::context::AgentContext;
+use crate::decision::Decision;
+use crate::hive::Hive;
+use crate::lockfree::{Proposal, ProposalId, ResourceCost, Snapshot};
+use crate::state::State;
+
+#[derive(Debug, Clone, Default)]
+struct Board {
+    sum: u64,
+}
+
+impl State for Board {
+    type Key = u64;
+    type Change = u64;
+
+    fn apply(&mut self, change: &u64) {
+        self.sum = self.sum.wrapping_add(*change);
+    }
+}
+
+/// Proposes on its key (if any) and answers each contest as its roll says.
+struct Scripted {
+    index: u64,
+    seed: u64,
+    proposal: Option<(u64, u64)>,
+    heavy: bool,
+    batch: bool,
+}
+
+impl Scripted {
+    /// 0..100, fixed by the seed, the voter and the contest's key.
+    fn roll(&self, contest: &Contest<Board>) -> u64 {
+        FxBuildHasher.hash_one((self.seed, self.index, contest.key)) % 100
+    }
+
+    async fn answer(&self, contest: &Contest<Board>) -> Result<Vote, AgentError> {
+        let roll = self.roll(contest);
+        match roll {
+            0..=2 => panic!("scripted voter {} panics", self.index),
+            3..=5 => Err(AgentError::msg("scripted failure")),
+            6..=8 => Ok(Vote::For(ProposalId(u64::MAX))),
+            9..=14 => {
+                tokio::task::yield_now().await;
+                Ok(Vote::For(contest.candidates[0].id))
+            }
+            15..=22 => Ok(Vote::Abstain),
+            _ => {
+                let candidates = &contest.candidates;
+                Ok(Vote::For(candidates[roll as usize % candidates.len()].id))
+            }
+        }
+    }
+}
+
+impl Agent<Board> for Scripted {
+    async fn propose(
+        &self,
+        _: &AgentContext,
+        _: &Snapshot<Board>,
+    ) -> Result<Option<Proposal<u64, u64>>, AgentError> {
+        Ok(self
+            .proposal
+            .map(|(id, key)| Proposal::new(ProposalId(id), key).writes([key])))
+    }
+
+    async fn vote(
+        &self,
+        _: &AgentContext,
+        _: &Snapshot<Board>,
+        contest: &Contest<Board>,
+    ) -> Result<Vote, AgentError> {
+        self.answer(contest).await
+    }
+
+    fn batch_votes(&self) -> bool {
+        self.batch
+    }
+
+    async fn vote_all(
+        &self,
+        _: &AgentContext,
+        _: &Snapshot<Board>,
+        contests: &[&Contest<Board>],
+    ) -> Result<Vec<Vote>, AgentError> {
+        let mut votes = Vec::with_capacity(contests.len());
+        for contest in contests {
+            votes.push(self.answer(contest).await.unwrap_or(Vote::Abstain));
+        }
+        Ok(votes)
+    }
+
+    fn cost(&self) -> ResourceCost {
+        if self.heavy {
+            ResourceCost::Heavy
+        } else {
+            ResourceCost::Light
+        }
+    }
+}
+
+/// A round of `voters` scripted voters over `contests` keys, each proposed on by three of them.
+async fn round(
+    seed: u64,
+    voters: u64,
+    contests: u64,
+    mixed: bool,
+    general: bool,
+) -> Decision<Board> {
+    let hive = Hive::builder(Board::default()).build().expect("a hive");
+    for index in 0..voters {
+        hive.spawn(Scripted {
+            index,
+            seed,
+            proposal: (index < 3 * contests).then_some((index, index % contests)),
+            heavy: mixed && index % 7 == 3,
+            batch: mixed && index % 11 == 5,
+        });
+    }
+    GENERAL_ONLY.set(general);
+    let decision = hive.decide().await.expect("a round");
+    GENERAL_ONLY.set(false);
+    decision
+}
+
+/// Everything a decision says about its ballots and failures, comparable.
+fn audit(decision: &Decision<Board>) -> Vec<String> {
+    let mut lines: Vec<String> = decision
+        .ballots
+        .iter()
+        .map(|ballot| {
+            let voters: Vec<_> = ballot.voters().collect();
+            format!(
+                "key {} {:?} votes {} cancelled {} {voters:?}",
+                ballot.key, ballot.tally, ballot.votes, ballot.cancelled
+            )
+        })
+        .collect();
+    lines.extend(
+        decision
+            .failures
+            .iter()
+            .map(|failure| format!("{failure:?}")),
+    );
+    lines.push(format!(
+        "accepted {:?} rejected {:?}",
+        decision.accepted, decision.rejected
+    ));
+    lines
+}
+
+async fn both_paths_agree(voters: u64, contests: u64, mixed: bool) {
+    for seed in 0..12 {
+        RUN_VOTES.set(0);
+        let runs = round(seed, voters, contests, mixed, false).await;
+        let counted_in_runs = RUN_VOTES.get();
+        let general = round(seed, voters, contests, mixed, true).await;
+        assert!(
+            counted_in_runs > 0,
+            "seed {seed}: no vote was counted in a run"
+        );
+        assert_eq!(
+            RUN_VOTES.get(),
+            counted_in_runs,
+            "seed {seed}: the general path ran runs"
+        );
+        assert_eq!(runs.ballots.len() as u64, contests);
+        assert_eq!(audit(&runs), audit(&general), "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn runs_and_the_general_path_give_the_same_ballots_choices_and_failures() {
+    // 10 contests a voter: the light voters' calls start in slots of their own, where runs are.
+    both_paths_agree(60, 10, false).await;
+}
+
+#[tokio::test]
+async fn runs_stop_and_resume_around_heavy_and_batch_voters_with_the_same_outcome() {
+    both_paths_agree(60, 10, true).await;
+}
