@@ -151,6 +151,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for First<'_, T> {
 /// # Examples
 ///
 /// See [`Spare`].
+#[inline]
 pub fn start_in_spare<'a, F>(
     future: F,
     spare: &mut Spare,
