@@ -72,6 +72,13 @@
 //! - `segqueue-4-lanes`: four bare crossbeam `SegQueue`s, one per priority, pop scanning from the
 //!   highest (no finer key, no FIFO across lanes, no counts: the floor, not a full peer); written as
 //!   a user would.
+//! - `segqueue-48-lanes`: one bare `SegQueue` per sort key (48), pop scanning from the highest:
+//!   the floor of the full-key order `hivekit` keeps (no summary word, no FIFO across lanes, no
+//!   counts). Measured while both threads run (pinned), the 48-key order is what costs at
+//!   `mpmc-2t`: a probe at depth 1k put `hivekit` at 30-36 ns a pair on hints of 4 keys (priority
+//!   only) against the 4 lanes' 33-42 ns, and at 71-216 ns (mostly about 158) on the stream's 48
+//!   keys, against 205-217 ns for 48 bare lanes: the highest non-empty lane changes from pair to
+//!   pair, so each pair moves other lanes' lines between the cores.
 //! - `crossbeam-skiplist`: a `SkipMap` keyed by (key, sequence), `pop_front` to pop; written as a
 //!   user would.
 //! - `tuple-compare`: `sort_by` with the (priority, latency, cost) comparison; written as a user

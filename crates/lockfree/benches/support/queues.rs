@@ -107,6 +107,27 @@ impl Queue for SegQueueFourLanes {
     }
 }
 
+/// The bare floor of a lane design that orders by the full sort key, as `hivekit` does: one
+/// `SegQueue` per key (48), pop scanning from the highest (no summary word, no counts, no
+/// anti-starvation). `segqueue-4-lanes` orders by priority alone, so on the bench's stream of 48
+/// keys it does less than `hivekit`; this row does the same ordering work.
+pub(crate) struct SegQueueKeyLanes(Box<[SegQueue<u64>]>);
+
+impl Default for SegQueueKeyLanes {
+    fn default() -> Self {
+        Self((0..SchedulingHint::KEYS).map(|_| SegQueue::new()).collect())
+    }
+}
+
+impl Queue for SegQueueKeyLanes {
+    fn push(&self, hint: SchedulingHint, item: u64) {
+        self.0[usize::from(hint.sort_key())].push(item);
+    }
+    fn pop(&self) -> Option<u64> {
+        self.0.iter().rev().find_map(SegQueue::pop)
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct SkipList {
     map: SkipMap<(Reverse<u8>, u64), u64>,
@@ -549,6 +570,7 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
         ),
         ("mutex-binaryheap", Box::<MutexBinaryHeap>::default()),
         ("segqueue-4-lanes", Box::<SegQueueFourLanes>::default()),
+        ("segqueue-48-lanes", Box::<SegQueueKeyLanes>::default()),
         ("crossbeam-skiplist", Box::<SkipList>::default()),
         ("hivekit-sharded-heap", Box::<ShardedHeap>::default()),
         ("hivekit-fenced-set", Box::<FencedSetLanes>::default()),
