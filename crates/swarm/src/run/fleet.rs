@@ -48,11 +48,14 @@ use tokio::task::JoinHandle;
 
 use super::launched::TaskStep;
 use crate::context::RunShared;
-use crate::error::StageError;
 use crate::events::{EventSink, StageEvent};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::report::StageStatus;
-use crate::stage::{StageFuture, StageOutcome, StageStep};
+use crate::stage::{StageFuture, StageOutcome};
+use crate::stage_fn::Output;
+use task::{run_stage, Unreported};
+
+mod task;
 
 /// What a fleet task tells the driver.
 pub(super) enum Note {
@@ -286,10 +289,8 @@ impl Fleet {
         self: &Arc<Self>,
         stage: u32,
         started: Duration,
-        resumed: Option<StageFuture>,
+        resumed: Option<Box<StageFuture>>,
     ) {
-        // Boxed: a parameter of the task's future takes room in every task, resumed or not.
-        let resumed = resumed.map(Box::new);
         // The driver launches only while the run goes on, as it did when the fleet kept a list.
         self.spawn(stage, started, resumed, false);
     }
@@ -389,13 +390,13 @@ impl Fleet {
     ) -> Option<(u32, Duration)> {
         let index = stage as usize;
         let pipeline = &*self.shared.pipeline;
-        let (artifact, attempts) = match outcome {
+        match outcome {
             StageOutcome::Succeeded {
                 artifact,
                 attempts,
                 failed,
             } if failed.is_empty() && pipeline.stages[index].kind != StageKind::Router => {
-                (artifact, attempts)
+                self.succeeded(stage, started, Output::Value(artifact), attempts)
             }
             step => {
                 let step = Box::new(TaskStep::Done(step));
@@ -404,13 +405,45 @@ impl Fleet {
                     started,
                     step,
                 });
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// A stage that succeeded at its first attempt's first poll, with its output (a unit output
+    /// is stored as such: no clone of the shared unit artifact, and no drop of it later).
+    fn succeeded_at_once(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        output: Output,
+    ) -> Option<(u32, Duration)> {
+        if self.shared.pipeline.stages[stage as usize].kind == StageKind::Router {
+            let outcome = StageOutcome::Succeeded {
+                artifact: output.into_artifact(),
+                attempts: 1,
+                failed: Vec::new(),
+            };
+            return self.finish(stage, started, outcome);
+        }
+        self.succeeded(stage, started, output, 1)
+    }
+
+    /// The short path of a plain success: stores the output, leaves a note, releases the
+    /// dependents and launches those that became ready.
+    fn succeeded(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        output: Output,
+        attempts: u32,
+    ) -> Option<(u32, Duration)> {
+        let index = stage as usize;
+        let pipeline = &*self.shared.pipeline;
         let completed = self.shared.clock.now();
         // Each stage completes once, so the cell is empty. Set before any dependent is launched:
         // the dependents' counters (acquire-release) carry it to whichever task launches them.
-        let _ = self.shared.artifacts[index].set(artifact);
+        let _ = self.shared.artifacts[index].set_output(output);
         if self.events.is_some() {
             // Before any dependent is launched (and announced).
             self.emit_succeeded(stage, attempts, completed.saturating_sub(started));
@@ -525,104 +558,6 @@ impl Fleet {
 /// How many dependents of one stage a task launches itself before handing the rest out.
 const SHARE: usize = 128;
 
-/// A launched stage not yet reported: dropped armed (its task aborted, or a panic outside the
-/// stage's own code), it reports the stage cancelled or failed and gives its slot back.
-struct Unreported {
-    fleet: Arc<Fleet>,
-    stage: u32,
-    started: Duration,
-    armed: bool,
-}
-
-impl Drop for Unreported {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let step = if std::thread::panicking() {
-            TaskStep::Done(StageOutcome::Failed {
-                error: StageError::Panicked(String::from("the stage's task panicked")),
-                attempts: 1,
-                failed: Vec::new(),
-            })
-        } else {
-            TaskStep::Cancelled
-        };
-        self.fleet.report(Note::Step {
-            stage: self.stage,
-            started: self.started,
-            step: Box::new(step),
-        });
-    }
-}
-
-/// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
-/// of those itself (on the finished stage's slot), and so on.
-///
-/// An `async` block over its captures, not an `async fn`, for the reason given at
-/// [`spawned`](super::launched::spawned): as an `async fn` its state kept the arguments and their
-/// moved copies apart (240 bytes against 200), and the task's cell is allocated per stage.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "the async fn stores its arguments twice (above)"
-)]
-fn run_stage(
-    mut guard: Unreported,
-    mut resumed: Option<Box<StageFuture>>,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        // The stage whose slot holds this task's handle.
-        let spawned_for = guard.stage;
-        loop {
-            // The stage's future and its step live in this block only, so the task's state does
-            // not keep room for them across the budget's await below (a smaller task per stage).
-            let ended = {
-                let stage = guard.stage;
-                let mut future = match resumed.take() {
-                    Some(future) => *future,
-                    None => {
-                        let _entered = guard.fleet.span.enter();
-                        StageFuture::new(guard.fleet.shared.clone(), stage)
-                    }
-                };
-                let step = (&mut future).await;
-                guard.armed = false;
-                let (fleet, started) = (&guard.fleet, guard.started);
-                match step {
-                    StageStep::Done(outcome) => {
-                        // The stage's state (its context, its attempts) goes before anything is
-                        // released.
-                        drop(future);
-                        match fleet.finish(stage, started, outcome) {
-                            Some((next, next_started)) => {
-                                guard.stage = next;
-                                guard.started = next_started;
-                                guard.armed = true;
-                                false
-                            }
-                            None => true,
-                        }
-                    }
-                    StageStep::Backoff(delay) => {
-                        fleet.report(Note::Step {
-                            stage,
-                            started,
-                            step: Box::new(TaskStep::Backoff(delay, future)),
-                        });
-                        true
-                    }
-                }
-            };
-            if ended {
-                return guard.fleet.forget(spawned_for);
-            }
-            // The next stage runs on this task; once the task has used its cooperative budget it
-            // lets other tasks run first (a long chain does not hold the worker).
-            tokio::task::consume_budget().await;
-        }
-    }
-}
-
 /// The driver's hold on its fleet: dropped with the run (its future dropped before the end), it
 /// stops the fleet and aborts every task still running, as dropping a spawned stage's handle does.
 pub(super) struct FleetGuard(pub(super) Arc<Fleet>);
@@ -716,7 +651,7 @@ impl super::Run {
         &self,
         stage: u32,
         started: Duration,
-        resumed: Option<StageFuture>,
+        resumed: Option<Box<StageFuture>>,
     ) {
         if let Some(FleetGuard(fleet)) = &self.fleet {
             fleet.launch(stage, started, resumed);
