@@ -8,6 +8,7 @@
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use super::{Fleet, Note};
@@ -61,17 +62,36 @@ pub(super) fn run_stage(
     mut resumed: Option<Box<StageFuture>>,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        // The stage whose slot holds this task's handle.
-        let spawned_for = guard.stage;
         loop {
             let ended = {
                 let stage = guard.stage;
                 // The stage's future, boxed, if it had to wait (or resumes after a backoff).
                 let mut waiting = resumed.take();
                 let fleet = &guard.fleet;
-                let polled =
-                    poll_fn(|cx| poll_stage(&fleet.shared, &fleet.span, stage, &mut waiting, cx))
-                        .await;
+                // Whether the stage left its task's waker for stopping to wake.
+                let mut left_waker = false;
+                let polled = poll_fn(|cx| {
+                    if fleet.stopped() {
+                        return Poll::Ready(None);
+                    }
+                    let polled = poll_stage(&fleet.shared, &fleet.span, stage, &mut waiting, cx);
+                    if polled.is_pending() && !left_waker {
+                        // A tokio task's waker stays the same from poll to poll.
+                        fleet.wait(stage, cx.waker());
+                        left_waker = true;
+                    }
+                    polled.map(Some)
+                })
+                .await;
+                if left_waker {
+                    guard.fleet.waited(stage);
+                }
+                let Some(polled) = polled else {
+                    // Stopped: the stage is cancelled (its future dropped first, then the armed
+                    // guard reports it).
+                    drop(waiting);
+                    return;
+                };
                 guard.armed = false;
                 let (fleet, started) = (&guard.fleet, guard.started);
                 let next = match polled {
@@ -105,7 +125,7 @@ pub(super) fn run_stage(
                 }
             };
             if ended {
-                return guard.fleet.forget(spawned_for);
+                return;
             }
             // The next stage runs on this task; once the task has used its cooperative budget it
             // lets other tasks run first (a long chain does not hold the worker).
