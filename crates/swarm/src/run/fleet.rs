@@ -137,9 +137,9 @@ pub(super) struct Fleet {
     /// what it found) cannot miss a waiting stage.
     wakers: Box<[Mutex<Option<Waker>>]>,
     live: Arc<Live>,
-    /// The run stopped (or was dropped): nothing more is spawned.
+    /// The run stopped (or was dropped): nothing more is spawned, and no stage polled again.
     stopping: AtomicBool,
-    /// Taken after a handle slot when both are held.
+    /// The notes tasks leave for the driver (never taken with a waker slot held).
     notes: Mutex<Vec<Note>>,
     driver: AtomicWaker,
     /// The run's event sink, if it has one.
