@@ -84,8 +84,9 @@ pub(crate) enum FirstPoll {
     Succeeded(Output),
     /// The stage ended otherwise on its first poll.
     Done(StageOutcome),
-    /// It did not: the stage, to be polled again when woken.
-    Pending(StageFuture),
+    /// It did not: the stage, to be polled again when woken (boxed: it is kept in a set or a task
+    /// while it waits, and only a pointer is moved there).
+    Pending(Box<StageFuture>),
 }
 
 /// Whether a stage can start through [`poll_single_attempt`]: one attempt, no timeout (whose
@@ -120,7 +121,8 @@ pub(crate) fn poll_single_attempt(
                 deadline: None,
                 timeout: None,
             };
-            return FirstPoll::Pending(StageFuture::with_state(shared.clone(), stage, state, span));
+            let future = StageFuture::with_state(shared.clone(), stage, state, span);
+            return FirstPoll::Pending(Box::new(future));
         }
         Err(panic) => AttemptFailure::Error {
             error: StageError::Panicked(panic_message(&*panic)),
@@ -132,7 +134,7 @@ pub(crate) fn poll_single_attempt(
         Some(StageStep::Done(outcome)) => FirstPoll::Done(outcome),
         // With one attempt allowed a failure ends the stage; were a retry scheduled, the next
         // attempt starts when the run first polls the stage.
-        _ => FirstPoll::Pending(future),
+        _ => FirstPoll::Pending(Box::new(future)),
     }
 }
 

@@ -303,6 +303,33 @@ fn failing_fast_while_a_wide_fan_is_still_being_spawned_leaves_no_stage_running(
 }
 
 #[test]
+fn dropping_a_run_stops_the_waiting_stages_that_other_stages_spawned() {
+    // Fleet tasks are detached: dropping the run wakes the tasks of the stages that wait, and
+    // each drops its stage's future and ends without polling it again.
+    let runtime = multi_thread();
+    let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =
+        Default::default();
+    let pipeline = hanging_fan(40, &started, &dropped, &all_started)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let run = tokio::spawn(async move { pipeline.run().await });
+        all_started.notified().await;
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while dropped.load(Ordering::SeqCst) < 40 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every waiting stage's future is dropped once the run is");
+    });
+    assert_eq!(started.load(Ordering::SeqCst), 40);
+    assert_eq!(dropped.load(Ordering::SeqCst), 40);
+}
+
+#[test]
 fn a_deadline_reaches_stages_spawned_by_other_stages() {
     let runtime = multi_thread();
     let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =

@@ -27,32 +27,37 @@
 //!
 //! Everything else goes through the driver, as in any run: a failure, a retry's backoff, and a
 //! stage that became ready while the driver holds stages waiting for a slot (so that slots are
-//! taken in the order of the stages' scheduling hints). Every task's handle is kept in its
-//! stage's handle slot, so that stopping the run (fail-fast, cancellation, the deadline, dropping
-//! the run) aborts stages spawned by other stages too; once the fleet is stopped no task spawns
-//! anything more. A task drops its own handle when it ends, so its memory is freed (and reused by
-//! the next spawn) as it ends, not all at once when the run ends: a wide fan kept 10,000 task
-//! cells alive, and the allocator gave the memory back to the system and faulted it in again on
-//! every run. The run waits for its tasks through a count of live tasks instead of their handles.
-//! A task that is aborted or panics before reporting its stage leaves a note saying so, so every
-//! launched stage is accounted for exactly once.
+//! taken in the order of the stages' scheduling hints). Stopping the run (fail-fast,
+//! cancellation, the deadline, dropping the run) reaches stages spawned by other stages too,
+//! without a handle per task: a task checks the fleet's `stopping` flag before each poll of its
+//! stage and cancels the stage when it is set, and a stage that waits leaves its task's waker in
+//! its slot, which stopping wakes. Once the fleet is stopped no task spawns anything more. Tasks
+//! are detached, so a task's memory is freed (and reused by the next spawn) as it ends, and a
+//! stage that waited takes its waker back as it ends (a wide fan that kept 10,000 task cells
+//! alive had the allocator give the memory back to the system and fault it in again on every
+//! run). Keeping each task's handle, and dropping it from the task, cost a lock and a handle's
+//! bookkeeping twice per stage, 5% of a wide fan. The run waits for its tasks through a count of
+//! live tasks. A task that is cancelled or panics before reporting its stage leaves a note saying
+//! so, so every launched stage is accounted for exactly once.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::task::JoinHandle;
 
 use super::launched::TaskStep;
 use crate::context::RunShared;
-use crate::error::StageError;
 use crate::events::{EventSink, StageEvent};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::report::StageStatus;
-use crate::stage::{StageFuture, StageOutcome, StageStep};
+use crate::stage::{StageFuture, StageOutcome};
+use crate::stage_fn::Output;
+use task::{run_stage, Unreported};
+
+mod task;
 
 /// What a fleet task tells the driver.
 pub(super) enum Note {
@@ -126,14 +131,15 @@ pub(super) struct Fleet {
     /// Stages the driver holds waiting for a slot. While any wait, tasks hand the stages that
     /// become ready to the driver instead of taking slots before them.
     waiting: AtomicUsize,
-    /// Each stage's task handle, while its task runs (the task takes its own out as it ends).
-    /// A task is spawned with its slot's lock held and `stopping` checked under it, so stopping
-    /// the fleet (which sets `stopping`, then empties every slot) cannot miss one.
-    handles: Box<[Mutex<Option<JoinHandle<()>>>]>,
+    /// The waker of each stage's task while the stage waits (left at its first pending poll,
+    /// taken back as it ends). A task leaves it with the slot's lock held and `stopping` checked
+    /// under it, so stopping the fleet (which sets `stopping`, then empties every slot and wakes
+    /// what it found) cannot miss a waiting stage.
+    wakers: Box<[Mutex<Option<Waker>>]>,
     live: Arc<Live>,
-    /// The run stopped (or was dropped): nothing more is spawned.
+    /// The run stopped (or was dropped): nothing more is spawned, and no stage polled again.
     stopping: AtomicBool,
-    /// Taken after a handle slot when both are held.
+    /// The notes tasks leave for the driver (never taken with a waker slot held).
     notes: Mutex<Vec<Note>>,
     driver: AtomicWaker,
     /// The run's event sink, if it has one.
@@ -175,7 +181,7 @@ impl Fleet {
             limit,
             in_flight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            handles: (0..stages).map(|_| Mutex::new(None)).collect(),
+            wakers: (0..stages).map(|_| Mutex::new(None)).collect(),
             live: Arc::default(),
             stopping: AtomicBool::new(false),
             // Sized for every stage at once (pages are only touched as they fill): a wide fan
@@ -286,10 +292,8 @@ impl Fleet {
         self: &Arc<Self>,
         stage: u32,
         started: Duration,
-        resumed: Option<StageFuture>,
+        resumed: Option<Box<StageFuture>>,
     ) {
-        // Boxed: a parameter of the task's future takes room in every task, resumed or not.
-        let resumed = resumed.map(Box::new);
         // The driver launches only while the run goes on, as it did when the fleet kept a list.
         self.spawn(stage, started, resumed, false);
     }
@@ -303,7 +307,6 @@ impl Fleet {
         resumed: Option<Box<StageFuture>>,
         from_task: bool,
     ) -> bool {
-        let mut slot = self.handles[stage as usize].lock();
         if from_task {
             if self.stopping.load(Ordering::SeqCst) {
                 return false;
@@ -325,37 +328,46 @@ impl Fleet {
             future: run_stage(guard, resumed),
             live: LiveGuard(self.live.clone()),
         };
-        // A handle left in the slot belongs to an earlier task of this stage (launched again
-        // after a backoff) that has reported and is ending: dropping it only detaches that end.
-        let _ended = slot.replace(tokio::spawn(task));
+        // Detached: stopping reaches the task through `stopping` and the waker it leaves (a task
+        // spawned just after the fleet stopped sees the flag at its first poll).
+        drop(tokio::spawn(task));
         true
     }
 
-    /// Drops the handle of the running task, spawned for `stage`, if its slot holds it (the
-    /// spawner may not have stored it yet): the task's memory is freed as soon as it ends.
-    fn forget(&self, stage: u32) {
-        let Some(id) = tokio::task::try_id() else {
-            return;
-        };
-        let handle = {
-            let mut slot = self.handles[stage as usize].lock();
-            if slot.as_ref().is_some_and(|handle| handle.id() == id) {
-                slot.take()
-            } else {
-                None
-            }
-        };
-        drop(handle);
+    /// Whether the fleet is stopped: a task cancels its stage instead of polling it.
+    fn stopped(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Stops the fleet (nothing more is spawned) and hands over the handles of the tasks still
-    /// running (and of some that just ended).
-    pub(super) fn stop(&self) -> Vec<JoinHandle<()>> {
+    /// Leaves the waker of the task running `stage`, whose poll was pending, for stopping to
+    /// wake. If the fleet stopped meanwhile, wakes the task at once instead (its next poll sees
+    /// the flag).
+    fn wait(&self, stage: u32, waker: &Waker) {
+        let mut slot = self.wakers[stage as usize].lock();
+        if self.stopping.load(Ordering::SeqCst) {
+            drop(slot);
+            waker.wake_by_ref();
+        } else {
+            slot.replace(waker.clone());
+        }
+    }
+
+    /// Takes back the waker `stage` left (its task's memory is then freed as soon as it ends).
+    fn waited(&self, stage: u32) {
+        let waker = self.wakers[stage as usize].lock().take();
+        drop(waker);
+    }
+
+    /// Stops the fleet (nothing more is spawned, no stage polled again) and wakes the tasks of
+    /// the stages that wait, so that they cancel them.
+    pub(super) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.handles
-            .iter()
-            .filter_map(|slot| slot.lock().take())
-            .collect()
+        for slot in self.wakers.iter() {
+            let waker = slot.lock().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
     }
 
     /// Waits until every task spawned has ended (its future dropped).
@@ -389,13 +401,13 @@ impl Fleet {
     ) -> Option<(u32, Duration)> {
         let index = stage as usize;
         let pipeline = &*self.shared.pipeline;
-        let (artifact, attempts) = match outcome {
+        match outcome {
             StageOutcome::Succeeded {
                 artifact,
                 attempts,
                 failed,
             } if failed.is_empty() && pipeline.stages[index].kind != StageKind::Router => {
-                (artifact, attempts)
+                self.succeeded(stage, started, Output::Value(artifact), attempts)
             }
             step => {
                 let step = Box::new(TaskStep::Done(step));
@@ -404,13 +416,45 @@ impl Fleet {
                     started,
                     step,
                 });
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// A stage that succeeded at its first attempt's first poll, with its output (a unit output
+    /// is stored as such: no clone of the shared unit artifact, and no drop of it later).
+    fn succeeded_at_once(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        output: Output,
+    ) -> Option<(u32, Duration)> {
+        if self.shared.pipeline.stages[stage as usize].kind == StageKind::Router {
+            let outcome = StageOutcome::Succeeded {
+                artifact: output.into_artifact(),
+                attempts: 1,
+                failed: Vec::new(),
+            };
+            return self.finish(stage, started, outcome);
+        }
+        self.succeeded(stage, started, output, 1)
+    }
+
+    /// The short path of a plain success: stores the output, leaves a note, releases the
+    /// dependents and launches those that became ready.
+    fn succeeded(
+        self: &Arc<Self>,
+        stage: u32,
+        started: Duration,
+        output: Output,
+        attempts: u32,
+    ) -> Option<(u32, Duration)> {
+        let index = stage as usize;
+        let pipeline = &*self.shared.pipeline;
         let completed = self.shared.clock.now();
         // Each stage completes once, so the cell is empty. Set before any dependent is launched:
         // the dependents' counters (acquire-release) carry it to whichever task launches them.
-        let _ = self.shared.artifacts[index].set(artifact);
+        let _ = self.shared.artifacts[index].set_output(output);
         if self.events.is_some() {
             // Before any dependent is launched (and announced).
             self.emit_succeeded(stage, attempts, completed.saturating_sub(started));
@@ -525,117 +569,18 @@ impl Fleet {
 /// How many dependents of one stage a task launches itself before handing the rest out.
 const SHARE: usize = 128;
 
-/// A launched stage not yet reported: dropped armed (its task aborted, or a panic outside the
-/// stage's own code), it reports the stage cancelled or failed and gives its slot back.
-struct Unreported {
-    fleet: Arc<Fleet>,
-    stage: u32,
-    started: Duration,
-    armed: bool,
-}
-
-impl Drop for Unreported {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let step = if std::thread::panicking() {
-            TaskStep::Done(StageOutcome::Failed {
-                error: StageError::Panicked(String::from("the stage's task panicked")),
-                attempts: 1,
-                failed: Vec::new(),
-            })
-        } else {
-            TaskStep::Cancelled
-        };
-        self.fleet.report(Note::Step {
-            stage: self.stage,
-            started: self.started,
-            step: Box::new(step),
-        });
-    }
-}
-
-/// A fleet task: runs a stage, reports it and launches what it made ready, then runs the first
-/// of those itself (on the finished stage's slot), and so on.
-///
-/// An `async` block over its captures, not an `async fn`, for the reason given at
-/// [`spawned`](super::launched::spawned): as an `async fn` its state kept the arguments and their
-/// moved copies apart (240 bytes against 200), and the task's cell is allocated per stage.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "the async fn stores its arguments twice (above)"
-)]
-fn run_stage(
-    mut guard: Unreported,
-    mut resumed: Option<Box<StageFuture>>,
-) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        // The stage whose slot holds this task's handle.
-        let spawned_for = guard.stage;
-        loop {
-            // The stage's future and its step live in this block only, so the task's state does
-            // not keep room for them across the budget's await below (a smaller task per stage).
-            let ended = {
-                let stage = guard.stage;
-                let mut future = match resumed.take() {
-                    Some(future) => *future,
-                    None => {
-                        let _entered = guard.fleet.span.enter();
-                        StageFuture::new(guard.fleet.shared.clone(), stage)
-                    }
-                };
-                let step = (&mut future).await;
-                guard.armed = false;
-                let (fleet, started) = (&guard.fleet, guard.started);
-                match step {
-                    StageStep::Done(outcome) => {
-                        // The stage's state (its context, its attempts) goes before anything is
-                        // released.
-                        drop(future);
-                        match fleet.finish(stage, started, outcome) {
-                            Some((next, next_started)) => {
-                                guard.stage = next;
-                                guard.started = next_started;
-                                guard.armed = true;
-                                false
-                            }
-                            None => true,
-                        }
-                    }
-                    StageStep::Backoff(delay) => {
-                        fleet.report(Note::Step {
-                            stage,
-                            started,
-                            step: Box::new(TaskStep::Backoff(delay, future)),
-                        });
-                        true
-                    }
-                }
-            };
-            if ended {
-                return guard.fleet.forget(spawned_for);
-            }
-            // The next stage runs on this task; once the task has used its cooperative budget it
-            // lets other tasks run first (a long chain does not hold the worker).
-            tokio::task::consume_budget().await;
-        }
-    }
-}
-
 /// The driver's hold on its fleet: dropped with the run (its future dropped before the end), it
-/// stops the fleet and aborts every task still running, as dropping a spawned stage's handle does.
+/// stops the fleet, so every task still running cancels its stage, as dropping a spawned stage's
+/// handle aborts it.
 pub(super) struct FleetGuard(pub(super) Arc<Fleet>);
 
 impl Drop for FleetGuard {
     fn drop(&mut self) {
-        // A fleet already stopped (the run joined or drained it) has no task left to abort.
+        // A fleet already stopped (the run joined or drained it) has no task left to stop.
         if self.0.stopping.load(Ordering::SeqCst) {
             return;
         }
-        for task in self.0.stop() {
-            task.abort();
-        }
+        self.0.stop();
     }
 }
 
@@ -716,7 +661,7 @@ impl super::Run {
         &self,
         stage: u32,
         started: Duration,
-        resumed: Option<StageFuture>,
+        resumed: Option<Box<StageFuture>>,
     ) {
         if let Some(FleetGuard(fleet)) = &self.fleet {
             fleet.launch(stage, started, resumed);
@@ -761,24 +706,22 @@ impl super::Run {
         };
         let fleet = fleet.clone();
         // Every stage has been reported; the tasks are past that and spawn nothing more. The
-        // count of live tasks says when they have all ended; the handles some left in their
-        // slots go with the fleet.
+        // count of live tasks says when they have all ended.
         fleet.stopping.store(true, Ordering::SeqCst);
         fleet.ended().await;
     }
 
-    /// Stopping a run: aborts every fleet task (those that other stages spawned included) and
-    /// waits for them to end, then records what they noted. A stage that ended before its abort
-    /// landed keeps its real outcome; what was ready but not launched is skipped with the rest.
+    /// Stopping a run: stops the fleet, so every task cancels its stage (those that other stages
+    /// spawned included), and waits for them to end, then records what they noted. A stage that
+    /// ended before its task saw the stop keeps its real outcome; what was ready but not launched
+    /// is skipped with the rest.
     pub(super) async fn drain_fleet(&mut self) {
         let Some(FleetGuard(fleet)) = &self.fleet else {
             return;
         };
         let fleet = fleet.clone();
-        for task in fleet.stop() {
-            task.abort();
-        }
-        // An aborted task's future is dropped (its note left) before it counts itself out.
+        fleet.stop();
+        // A cancelled stage's note is left before its task counts itself out.
         fleet.ended().await;
         let mut notes = Vec::new();
         fleet.take_notes(&mut notes);

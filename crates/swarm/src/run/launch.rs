@@ -95,7 +95,7 @@ impl Run {
         }
     }
 
-    pub(super) fn back_off(&mut self, stage: u32, delay: Duration, future: StageFuture) {
+    pub(super) fn back_off(&mut self, stage: u32, delay: Duration, future: Box<StageFuture>) {
         self.backoffs.push(BackoffWait {
             stage,
             sleep: Box::pin(tokio::time::sleep(delay)),
@@ -182,6 +182,7 @@ impl Run {
                     self.launch_on_fleet(stage, started, Some(future));
                     return;
                 }
+                _ if spec.spawns() => return self.spawn_stage(stage, Some(future)),
                 _ => future,
             },
             None => {
@@ -220,37 +221,51 @@ impl Run {
                 if self.fleet.is_some() {
                     return self.launch_on_fleet(stage, started, None);
                 }
-                if !spec.spawns() && single_attempt(spec) {
+                if spec.spawns() {
+                    return self.spawn_stage(stage, None);
+                }
+                if single_attempt(spec) {
                     // Polled at once without its state machine; kept only if it must wait.
                     match poll_single_attempt(&self.shared, stage, &mut self.spare, cx) {
                         FirstPoll::Succeeded(output) => self.succeeded_at_once(stage, output),
                         FirstPoll::Done(outcome) => self.complete(stage, outcome),
-                        FirstPoll::Pending(future) => {
-                            let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
-                            self.running.push(StageTask { stage, work });
-                            self.in_flight += 1;
-                        }
+                        FirstPoll::Pending(future) => self.keep_running(stage, future),
                     }
                     return;
                 }
-                StageFuture::new(self.shared.clone(), stage)
+                // Built and polled in place; boxed only if it must wait.
+                let mut future = StageFuture::new(self.shared.clone(), stage);
+                match Pin::new(&mut future).poll(cx) {
+                    Poll::Ready(StageStep::Done(outcome)) => self.complete(stage, outcome),
+                    Poll::Ready(StageStep::Backoff(delay)) => {
+                        self.back_off(stage, delay, Box::new(future))
+                    }
+                    Poll::Pending => self.keep_running(stage, Box::new(future)),
+                }
+                return;
             }
         };
-        if spec.spawns() {
-            let work = InlineOrSpawned::spawn(spawned(future));
-            self.running.push(StageTask { stage, work });
-            self.in_flight += 1;
-            return;
-        }
         // A stage that finishes on its first poll never enters the set.
-        match Pin::new(&mut future).poll(cx) {
+        match Pin::new(&mut *future).poll(cx) {
             Poll::Ready(StageStep::Done(outcome)) => self.complete(stage, outcome),
             Poll::Ready(StageStep::Backoff(delay)) => self.back_off(stage, delay, future),
-            Poll::Pending => {
-                let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
-                self.running.push(StageTask { stage, work });
-                self.in_flight += 1;
-            }
+            Poll::Pending => self.keep_running(stage, future),
         }
+    }
+
+    /// Starts `stage` on a task of its own (the stage is built there, not moved there), `resumed`
+    /// its future after a backoff.
+    fn spawn_stage(&mut self, stage: u32, resumed: Option<Box<StageFuture>>) {
+        let task = spawned(self.shared.clone(), self.span.clone(), stage, resumed);
+        let work = InlineOrSpawned::spawn(task);
+        self.running.push(StageTask { stage, work });
+        self.in_flight += 1;
+    }
+
+    /// Keeps an inline stage that must wait in the set of running stages.
+    fn keep_running(&mut self, stage: u32, future: Box<StageFuture>) {
+        let work = InlineOrSpawned::Inline(InlineStage(Some(future)));
+        self.running.push(StageTask { stage, work });
+        self.in_flight += 1;
     }
 }

@@ -193,7 +193,10 @@ struct Run {
     backoffs: LazySet<BackoffWait>,
     /// Stages whose backoff is over, by stage, until launched again (a map: a wide fan that backs
     /// off at once must not search a list per launch).
-    parked: FxHashMap<u32, StageFuture>,
+    parked: FxHashMap<u32, Box<StageFuture>>,
+    /// The run's span (the current one when the run starts): parents the spans of the stages
+    /// started on tasks of their own.
+    span: tracing::Span,
     /// For routing pipelines: how many of each stage's dependencies were pruned.
     pruned: Vec<u32>,
     /// Inline stages this poll may still launch before yielding.
@@ -262,6 +265,7 @@ impl Run {
             spare: Spare::new(),
             backoffs: LazySet::new(),
             parked: FxHashMap::default(),
+            span: tracing::Span::current(),
             pruned: if pipeline.routing {
                 vec![0; count]
             } else {
