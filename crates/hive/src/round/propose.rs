@@ -277,10 +277,13 @@ pub(super) fn positions<K, P>(proposals: &[Proposal<K, P>]) -> FxHashMap<Proposa
 impl<S: State> Round<'_, S> {
     /// Asks every member to propose and keeps the valid proposals.
     pub(super) async fn propose(&mut self) -> Proposals<S> {
-        let kept = std::mem::take(&mut self.answers);
+        let kept = std::mem::take(&mut self.buffers.answers);
         let mut answers = self.ask_proposals(kept).await;
-        let mut proposals: Vec<ProposalOf<S>> = Vec::with_capacity(answers.len());
-        let mut proposers: Vec<usize> = Vec::with_capacity(answers.len());
+        // Empty, with the capacity an earlier round left them.
+        let mut proposals = std::mem::take(&mut self.buffers.proposals);
+        let mut proposers = std::mem::take(&mut self.buffers.proposers);
+        proposals.reserve(answers.len());
+        proposers.reserve(answers.len());
         // Ids in increasing order (as hive-assigned ids and most counters hand them out) are
         // distinct without hashing: the map is built only when an id breaks the order.
         let mut seen: Option<FxHashMap<ProposalId, usize>> = None;
@@ -316,7 +319,7 @@ impl<S: State> Round<'_, S> {
             }
         }
         // Empty, kept for the next round.
-        self.answers = answers;
+        self.buffers.answers = answers;
         self.report_failures(0);
         tracing::debug!(proposals = proposals.len(), "proposals in");
         self.emit(|| HiveEvent::ProposalsIn {
