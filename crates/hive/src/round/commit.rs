@@ -45,7 +45,7 @@ impl<S: State> Round<'_, S> {
                 base: base_version,
                 accepted: &accepted,
             };
-            let committed = match self.hive.inner.memory.commit(request).await {
+            let committed = match self.hive.inner.memory.commit(&self.view, request).await {
                 Ok(committed) => committed,
                 Err(error) => {
                     if error.may_have_committed() {
