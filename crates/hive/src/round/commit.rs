@@ -130,6 +130,7 @@ impl<S: State> Round<'_, S> {
             proposals: proposed.proposals,
             proposers: proposed.proposers,
             rejected,
+            spare: self.buffers.spare,
         };
         RoundSpare::leave(
             self.hive,

@@ -17,6 +17,8 @@ mod vote;
 
 use std::sync::{Arc, OnceLock};
 
+use hivekit_runtime::Spare;
+use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::Instant;
@@ -118,6 +120,10 @@ struct Buffers<S: State> {
     proposers: Vec<usize>,
     /// Each proposal's rejection, if any ([`Settled::rejected`]).
     rejected: Vec<Option<RejectReason>>,
+    /// The block the propose calls' futures are built in (see [`propose::run_calls_in`]).
+    /// Behind a lock only because a `Spare` is not `Sync` (the round is shared across its
+    /// awaits); only ever reached through `get_mut`, without locking.
+    spare: Mutex<Spare>,
 }
 
 // Manual impl: a derive would require `S: Default`.
@@ -128,6 +134,7 @@ impl<S: State> Default for Buffers<S> {
             proposals: Vec::new(),
             proposers: Vec::new(),
             rejected: Vec::new(),
+            spare: Mutex::new(Spare::new()),
         }
     }
 }
