@@ -282,14 +282,15 @@ impl<S: State> HiveMemory<S> {
         }
     }
 
-    /// Commits a round's accepted changes: at once for [`LocalMemory`], through the backend
-    /// otherwise.
+    /// Commits a round's accepted changes: at once for [`LocalMemory`] (from `view`, the round's
+    /// snapshot of this memory, see [`LocalMemory::commit_from`]), through the backend otherwise.
     pub(crate) async fn commit(
         &self,
+        view: &Snapshot<S>,
         request: CommitRequest<'_, S>,
     ) -> Result<Committed, MemoryError> {
         match &self.backend {
-            Backend::Local(local) => Ok(local.commit_now(&request)),
+            Backend::Local(local) => Ok(local.commit_from(view, &request)),
             Backend::Remote(remote) => remote.commit_boxed(request).await,
         }
     }

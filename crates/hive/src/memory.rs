@@ -285,9 +285,23 @@ impl<S: State> LocalMemory<S> {
 
     /// Commits without waiting (the in-process commit never blocks).
     pub fn commit_now(&self, request: &CommitRequest<'_, S>) -> Committed {
-        let view = self.cell.load();
-        let committed = if view.version() == request.base {
-            match self.cell.commit(view.stage(request.apply_to(&view))) {
+        self.commit_from(&self.cell.load(), request)
+    }
+
+    /// [`commit_now`](Self::commit_now) with `view`, a snapshot of this memory the caller already
+    /// holds (a round's): applied to `view` when the memory is still at the request's base and
+    /// `view` is that version, else to the newer state.
+    ///
+    /// The round holds the snapshot it read its base from; loading another one here cost a
+    /// second reference count increment and decrement on the current version, a cache line that
+    /// every round running at once writes. Checking the version only reads it.
+    pub(crate) fn commit_from(
+        &self,
+        view: &Snapshot<S>,
+        request: &CommitRequest<'_, S>,
+    ) -> Committed {
+        let committed = if view.version() == request.base && self.cell.version() == request.base {
+            match self.cell.commit(view.stage(request.apply_to(view))) {
                 Ok(version) => Committed::new(version, false),
                 Err(_) => Committed::new(self.cell.update(|state| request.apply_to(state)), true),
             }
@@ -371,6 +385,39 @@ mod tests {
         );
         let snapshot = memory.snapshot();
         assert_eq!((snapshot.version(), snapshot.0), (2, 10));
+    }
+
+    /// A round commits from the snapshot it read its base from: applied to that snapshot while
+    /// the memory is still at its version, rebased onto the newer state (the change applied once,
+    /// on top of the other commit's) when another commit landed since.
+    #[test]
+    fn a_commit_from_a_held_view_is_rebased_exactly_when_another_commit_landed_since() {
+        let memory = LocalMemory::new(Counter(1));
+        let proposal = Proposal::new(ProposalId(1), 5).writes([0]);
+        let accepted = [AcceptedChange {
+            proposal: &proposal,
+            proposer: None,
+        }];
+        let view = memory.snapshot();
+        assert_eq!(
+            memory.commit_from(&view, &request(0, &accepted)),
+            Committed::new(1, false)
+        );
+        assert_eq!(memory.snapshot().0, 6);
+        // `view` is now stale: the same request lands on version 1, not on the view's state.
+        assert_eq!(
+            memory.commit_from(&view, &request(0, &accepted)),
+            Committed::new(2, true)
+        );
+        let snapshot = memory.snapshot();
+        assert_eq!((snapshot.version(), snapshot.0), (2, 11));
+        // A view at the current version commits without a rebase.
+        let current = memory.snapshot();
+        assert_eq!(
+            memory.commit_from(&current, &request(2, &accepted)),
+            Committed::new(3, false)
+        );
+        assert_eq!(memory.snapshot().0, 16);
     }
 
     #[tokio::test]

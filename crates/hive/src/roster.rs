@@ -10,7 +10,11 @@
 //!
 //! The list also keeps what a finished round hands to the next one over the same members (its
 //! member array, its answers' vector and its voters' electorate, see [`RoundSpare`]): dropped with
-//! the list, so a removed agent is not kept alive by it either.
+//! the list, so a removed agent is not kept alive by it either. It keeps one per round running at
+//! once (up to [`MAX_SPARES`]): with a single one, of four rounds at once only one found it, and
+//! the other three each cloned every member's handle and interest (atomic adds on reference counts
+//! the other rounds' threads share), allocated a member array and made their electorates again,
+//! then dropped all of it when they ended and found the place taken.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,12 +39,17 @@ pub(crate) struct Listed<S: State> {
     pub(crate) batch: bool,
 }
 
+/// The most [`RoundSpare`]s a roster list keeps: one per round running at once, up to this many
+/// (each holds a member array as long as the list).
+const MAX_SPARES: usize = 8;
+
 /// A sorted member list and the generation it was built at.
 struct Built<S: State> {
     generation: u64,
     list: Arc<[Listed<S>]>,
-    /// Left by the last round over `list` for the next one.
-    spare: Option<RoundSpare<S>>,
+    /// Left by the last rounds over `list` for the next ones, at most [`MAX_SPARES`] (its
+    /// capacity is allocated once, when the list is built).
+    spares: Vec<RoundSpare<S>>,
 }
 
 /// The sorted member list, rebuilt by the first round after a change.
@@ -81,8 +90,8 @@ impl<S: State> Roster<S> {
     /// rebuilt may or may not be, and leaves the list older than the generation, so the next call
     /// rebuilds it.
     ///
-    /// With the cached list comes what the last round over it left for the next one, if any
-    /// (taken: two rounds at once never share it).
+    /// With the cached list comes what a round over it left for the next one, if any (taken: two
+    /// rounds at once never share one).
     pub(crate) fn current(
         &self,
         agents: &DashMap<AgentId, Member<S>, FxBuildHasher>,
@@ -91,7 +100,7 @@ impl<S: State> Roster<S> {
         let generation = self.generation.load(Ordering::Acquire);
         if let Some(built) = cached.as_mut() {
             if built.generation == generation {
-                return (Arc::clone(&built.list), built.spare.take());
+                return (Arc::clone(&built.list), built.spares.pop());
             }
         }
         let mut list: Vec<Listed<S>> = agents
@@ -115,20 +124,21 @@ impl<S: State> Roster<S> {
         let old = cached.replace(Built {
             generation,
             list: Arc::clone(&list),
-            spare: None,
+            spares: Vec::with_capacity(MAX_SPARES),
         });
         drop(cached);
         drop(old);
         (list, None)
     }
 
-    /// Keeps `spare`, left by a round over `list`, for the next round, if `list` is still the
-    /// current one and nothing is kept yet; else drops it (after releasing the lock).
+    /// Keeps `spare`, left by a round over `list`, for a next round, if `list` is still the
+    /// current one and fewer than [`MAX_SPARES`] are kept; else drops it (after releasing the
+    /// lock).
     pub(crate) fn keep(&self, list: &Arc<[Listed<S>]>, spare: RoundSpare<S>) {
         let mut cached = self.cached.lock();
         let rejected = match cached.as_mut() {
-            Some(built) if Arc::ptr_eq(&built.list, list) && built.spare.is_none() => {
-                built.spare = Some(spare);
+            Some(built) if Arc::ptr_eq(&built.list, list) && built.spares.len() < MAX_SPARES => {
+                built.spares.push(spare);
                 None
             }
             _ => Some(spare),

@@ -77,6 +77,55 @@ async fn every_round_over_the_same_members_gives_each_agent_that_rounds_context(
         .any(|&(round, agent, _)| agent == late && round == decision.round));
 }
 
+/// Rounds running at once each take a member array of their own from what earlier rounds left
+/// (one per round at once), so every round's agents still see that round's contexts, and no id
+/// is handed out twice, however the rounds interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_at_once_over_the_same_members_each_give_every_agent_their_own_context() {
+    let hive = Hive::new(Ledger::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let agents: Vec<AgentId> = (0..5)
+        .map(|_| {
+            hive.spawn(Recorder {
+                seen: Arc::clone(&seen),
+            })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for _ in 0..6 {
+        let rounds: Vec<_> = (0..4)
+            .map(|_| {
+                let hive = hive.clone();
+                tokio::spawn(async move { hive.decide().await.unwrap() })
+            })
+            .collect();
+        for round in rounds {
+            decisions.push(round.await.unwrap());
+        }
+    }
+    let calls = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(calls.len(), decisions.len() * agents.len());
+    for decision in &decisions {
+        let own: Vec<_> = calls
+            .iter()
+            .filter(|(round, _, _)| *round == decision.round)
+            .map(|&(_, agent, id)| (id, agent))
+            .collect();
+        assert_eq!(own.len(), agents.len(), "round {}", decision.round);
+        for pair in &own {
+            assert!(
+                decision.proposers.contains(pair),
+                "round {} saw a context of another round",
+                decision.round
+            );
+        }
+    }
+    let mut ids: Vec<ProposalId> = calls.iter().map(|&(_, _, id)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), calls.len(), "a proposal id was handed out twice");
+}
+
 #[tokio::test]
 async fn a_duplicate_of_an_earlier_id_after_ids_in_increasing_order_is_reported_naming_its_holder()
 {

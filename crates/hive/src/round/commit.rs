@@ -9,7 +9,7 @@ use crate::events::HiveEvent;
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
 
-use crate::round::{Proposals, Round, RoundSpare, Settled};
+use crate::round::{Buffers, Proposals, Round, RoundSpare, Settled};
 
 impl<S: State> Round<'_, S> {
     /// Applies and commits the accepted changes, counts the round, and writes its decision.
@@ -24,7 +24,8 @@ impl<S: State> Round<'_, S> {
         } = &proposed;
         let mut accepted = Vec::with_capacity(proposals.len());
         let mut rejections = Vec::new();
-        for (index, (proposal, rejection)) in proposals.iter().zip(settled.rejected).enumerate() {
+        let mut rejected = settled.rejected;
+        for (index, (proposal, rejection)) in proposals.iter().zip(rejected.drain(..)).enumerate() {
             match rejection {
                 None => accepted.push(AcceptedChange {
                     proposal,
@@ -44,7 +45,7 @@ impl<S: State> Round<'_, S> {
                 base: base_version,
                 accepted: &accepted,
             };
-            let committed = match self.hive.inner.memory.commit(request).await {
+            let committed = match self.hive.inner.memory.commit(&self.view, request).await {
                 Ok(committed) => committed,
                 Err(error) => {
                     if error.may_have_committed() {
@@ -123,11 +124,19 @@ impl<S: State> Round<'_, S> {
         if !accepted.is_empty() && memory.depth() > 0 {
             memory.remember(memory.load(), &decision);
         }
+        drop(accepted);
+        let buffers = Buffers {
+            answers: self.buffers.answers,
+            proposals: proposed.proposals,
+            proposers: proposed.proposers,
+            rejected,
+            spare: self.buffers.spare,
+        };
         RoundSpare::leave(
             self.hive,
             &self.roster,
             self.members,
-            self.answers,
+            buffers,
             self.electorates,
         );
         Ok(decision)

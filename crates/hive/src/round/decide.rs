@@ -19,7 +19,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
+use crate::round::{Buffers, Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -150,7 +150,7 @@ impl<S: State> Hive<S> {
             roster,
             RoundSpare {
                 members,
-                answers,
+                buffers,
                 electorates,
             },
         ) = self.round_members(number, &shared, limit.deadline_from_now());
@@ -177,7 +177,7 @@ impl<S: State> Hive<S> {
             started,
             roster,
             members,
-            answers,
+            buffers,
             electorates,
             view,
             shared,
@@ -209,9 +209,9 @@ impl<S: State> Hive<S> {
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
     /// with its context for the propose phase and its hive-assigned proposal id; under supervision,
     /// without the members quarantined for round `number`; with the roster list they were read
-    /// from and an empty vector for the answers.
+    /// from and empty working vectors.
     ///
-    /// Without supervision, the member array and the answers' vector the last round over the same
+    /// Without supervision, the member array and the working vectors the last round over the same
     /// roster list left are reused ([`RoundSpare`]): only each member's context is rewritten.
     fn round_members(
         &self,
@@ -238,7 +238,7 @@ impl<S: State> Hive<S> {
             let id_of = |offset: usize| assigned_proposal_id(base.wrapping_add(offset as u64));
             if let Some(RoundSpare {
                 mut members,
-                answers,
+                buffers,
                 electorates,
             }) = spare
             {
@@ -251,7 +251,7 @@ impl<S: State> Hive<S> {
                         // The same members: the same voters, so the same electorates.
                         let spare = RoundSpare {
                             members,
-                            answers,
+                            buffers,
                             electorates,
                         };
                         return (roster, spare);
@@ -265,7 +265,7 @@ impl<S: State> Hive<S> {
                 .collect();
             let spare = RoundSpare {
                 members,
-                answers: Vec::new(),
+                buffers: Buffers::default(),
                 electorates: Electorates::default(),
             };
             return (roster, spare);
@@ -295,7 +295,7 @@ impl<S: State> Hive<S> {
             .collect();
         let spare = RoundSpare {
             members,
-            answers: Vec::new(),
+            buffers: Buffers::default(),
             electorates: Electorates::default(),
         };
         (roster, spare)

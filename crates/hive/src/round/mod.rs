@@ -17,6 +17,8 @@ mod vote;
 
 use std::sync::{Arc, OnceLock};
 
+use hivekit_runtime::Spare;
+use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::Instant;
@@ -105,36 +107,78 @@ impl Electorates {
     }
 }
 
+/// A round's working vectors, empty, kept from round to round with their capacity: each was an
+/// allocation and a free per round (about 100 instructions each in a 10-agent round, where
+/// glibc's allocator often consolidates its free blocks on the way; for 1,000 agents the
+/// proposals' vector alone is 72 KB).
+struct Buffers<S: State> {
+    /// The propose phase's answers.
+    answers: Answers<S>,
+    /// The valid proposals ([`Proposals::proposals`]).
+    proposals: Vec<ProposalOf<S>>,
+    /// Their proposers ([`Proposals::proposers`]).
+    proposers: Vec<usize>,
+    /// Each proposal's rejection, if any ([`Settled::rejected`]).
+    rejected: Vec<Option<RejectReason>>,
+    /// The block the propose calls' futures are built in (see [`propose::run_calls_in`]).
+    /// Behind a lock only because a `Spare` is not `Sync` (the round is shared across its
+    /// awaits); only ever reached through `get_mut`, without locking.
+    spare: Mutex<Spare>,
+}
+
+// Manual impl: a derive would require `S: Default`.
+impl<S: State> Default for Buffers<S> {
+    fn default() -> Self {
+        Self {
+            answers: Vec::new(),
+            proposals: Vec::new(),
+            proposers: Vec::new(),
+            rejected: Vec::new(),
+            spare: Mutex::new(Spare::new()),
+        }
+    }
+}
+
+impl<S: State> Buffers<S> {
+    /// Empties every vector, keeping its capacity.
+    fn clear(&mut self) {
+        self.answers.clear();
+        self.proposals.clear();
+        self.proposers.clear();
+        self.rejected.clear();
+    }
+}
+
 /// What a finished round leaves to the next round over the same roster list (kept in the
 /// [`Roster`](crate::roster::Roster)): its member array, rewritten in place with the next round's
 /// contexts (no clone of each agent's handle and interest, no 100 KB allocation for 1,000
-/// members), its answers' vector, empty, and its voters' electorates.
+/// members), its working vectors, empty, and its voters' electorates.
 pub(crate) struct RoundSpare<S: State> {
     members: Arc<[RoundMember<S>]>,
-    answers: Answers<S>,
+    buffers: Buffers<S>,
     electorates: Electorates,
 }
 
 impl<S: State> RoundSpare<S> {
-    /// Leaves a finished round's member array (read from `roster`) and its answers' vector
+    /// Leaves a finished round's member array (read from `roster`) and its working vectors
     /// (emptied here) to the next round over the same roster list, when nothing else holds the
     /// array any more.
     fn leave(
         hive: &Hive<S>,
         roster: &Arc<[Listed<S>]>,
         mut members: Arc<[RoundMember<S>]>,
-        mut answers: Answers<S>,
+        mut buffers: Buffers<S>,
         electorates: Electorates,
     ) {
         if Arc::get_mut(&mut members).is_none() {
             return;
         }
-        answers.clear();
+        buffers.clear();
         hive.inner.roster.keep(
             roster,
             RoundSpare {
                 members,
-                answers,
+                buffers,
                 electorates,
             },
         );
@@ -160,8 +204,8 @@ struct Round<'h, S: State> {
     /// The roster list the members were read from.
     roster: Arc<[Listed<S>]>,
     members: Arc<[RoundMember<S>]>,
-    /// An empty vector for the propose phase's answers (kept from the last round when it can be).
-    answers: Answers<S>,
+    /// Empty working vectors (kept from the last round when they can be).
+    buffers: Buffers<S>,
     /// The electorates of the voters (kept from the last round over the same members, else made
     /// by the vote phase).
     electorates: Electorates,

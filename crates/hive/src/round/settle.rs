@@ -24,8 +24,11 @@ impl<S: State> Round<'_, S> {
             position: positions,
         } = proposed;
         let report = detect_conflicts(proposals)?;
+        // Empty, with the capacity an earlier round left it.
+        let mut rejected = std::mem::take(&mut self.buffers.rejected);
+        rejected.resize(proposals.len(), None);
         let mut settled = Settled {
-            rejected: vec![None; proposals.len()],
+            rejected,
             // One record per group under a vote: sized once, not grown record by record (each
             // regrowth past a kibibyte makes glibc consolidate every small block freed so far).
             ballots: match self.config().resolution {

@@ -5,6 +5,7 @@ use super::partition::{
     MAX_PARTITIONS,
 };
 use super::scan::{independent, keep_independent, scan_one};
+use super::small::{detect_small, occurrences_and_order, SMALL_OCCURRENCES, SMALL_PROPOSALS};
 use super::*;
 use crate::Priority;
 
@@ -499,4 +500,86 @@ fn the_independent_list_keeps_the_ungrouped_ids_in_order() {
         assert_eq!(independent(&grouped, |index| all[index]), kept);
     }
     assert_eq!(keep_independent(Vec::new(), &[]), ids(&[]));
+}
+
+/// The small path's report against the table scan's, for an input the small path takes; the
+/// report.
+fn assert_small_path_matches<K: Hash + Eq + Clone + Sync + std::fmt::Debug>(
+    proposals: &[Proposal<K, ()>],
+) -> ConflictReport<K> {
+    let (lists, occurrences) = key_lists(proposals.iter());
+    assert!(occurrences <= SMALL_OCCURRENCES && proposals.len() <= SMALL_PROPOSALS);
+    let reference =
+        scan_one(&lists, occurrences).into_report(proposals.len(), |index| proposals[index].id);
+    assert_eq!(detect_small(proposals), reference);
+    assert_eq!(detect_conflicts(proposals).as_ref(), Ok(&reference));
+    reference
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// A handful of proposals (reads, writes, repeats inside a proposal, keys sharing a hash, ids
+    /// in any order) get the table scan's report from the small path, group for group.
+    #[test]
+    fn the_small_path_matches_the_table_scan_whatever_the_input(
+        seed in proptest::prelude::any::<u64>(),
+        count in 0_u64..=12,
+        space in proptest::sample::select(vec![1_u64, 2, 3, 5, 8, 64]),
+        reversed in proptest::prelude::any::<bool>(),
+    ) {
+        let mut proposals = random_proposals(count, space, seed, |key| key);
+        if reversed {
+            proposals.reverse();
+        }
+        let (occurrences, _) = occurrences_and_order(&proposals);
+        proptest::prop_assume!(occurrences <= SMALL_OCCURRENCES);
+        let _ = assert_small_path_matches(&proposals);
+        // Every key hashes alike: the small path must compare the keys themselves.
+        let colliding: Vec<Proposal<Colliding, ()>> = proposals
+            .iter()
+            .map(|proposal| Proposal {
+                id: proposal.id,
+                priority: proposal.priority,
+                reads: proposal.reads.iter().map(|&key| Colliding(key as u32 * 4_096)).collect(),
+                writes: proposal.writes.iter().map(|&key| Colliding(key as u32 * 4_096)).collect(),
+                payload: (),
+            })
+            .collect();
+        let _ = assert_small_path_matches(&colliding);
+    }
+}
+
+/// The small path's bounds: 64 proposals (most without keys) and 32 occurrences are taken, with
+/// the ungrouped ids in input order; a duplicate id among unordered ids is still an error.
+#[test]
+fn the_small_path_takes_up_to_its_bounds_and_still_checks_ids() {
+    let mut proposals: Vec<Proposal<u64, ()>> = (0..SMALL_PROPOSALS as u64)
+        .rev()
+        .map(|id| Proposal::new(id, ()))
+        .collect();
+    for (index, proposal) in proposals.iter_mut().take(16).enumerate() {
+        proposal.writes.push(index as u64 % 4);
+        proposal.reads.push(index as u64 % 5);
+    }
+    assert_eq!(
+        occurrences_and_order(&proposals),
+        (SMALL_OCCURRENCES, false)
+    );
+    let report = assert_small_path_matches(&proposals);
+    // Keys 0 to 3 are written; key 4 is only read.
+    assert_eq!(report.groups.len(), 4);
+    assert_eq!(report.independent.len(), SMALL_PROPOSALS - 16);
+    assert_eq!(
+        report.independent[0],
+        ProposalId(SMALL_PROPOSALS as u64 - 17)
+    );
+
+    proposals[40].id = ProposalId(SMALL_PROPOSALS as u64 - 3);
+    assert_eq!(
+        detect_conflicts(&proposals),
+        Err(ProposalError::DuplicateId(ProposalId(
+            SMALL_PROPOSALS as u64 - 3
+        )))
+    );
 }
