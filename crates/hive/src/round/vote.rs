@@ -32,8 +32,7 @@ use crate::round::{call_span, call_spans_enabled, PositionOf, Round, RoundMember
 use crate::state::State;
 
 use self::light::{
-    general_only, one_light_type, sweeps_allowed, LightStarts, Run, Shared, Slots, Sweep,
-    SLOT_PAIRS_PER_VOTER,
+    general_only, one_light_type, LightStarts, Run, Shared, Slots, SLOT_PAIRS_PER_VOTER,
 };
 
 /// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
@@ -728,64 +727,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
         // Whether the loop yielded after its last batch of starts (it handles the answers in
         // before it starts the next).
         let mut yielded = false;
-        // Whether the voters are asked voter by voter ([`LightStarts::sweep`]): while every call
-        // so far answered at once, in a chunk whose contests all ask every voter. The first call
-        // that waits (or a heavy voter) ends the sweep for the chunk, and the groups are asked in
-        // turns from where the sweep left them.
-        let mut sweeping = L::SWEEPS
-            && sweeps_allowed()
-            && contests.iter().all(|contest| contest.voters.is_none());
         unbudgeted(poll_fn(|cx| loop {
-            while sweeping && !open.is_empty() && starts > 0 {
-                if pending.is_some() || call_spans_enabled() {
-                    sweeping = false;
-                    break;
-                }
-                let stop = light.sweep(voters, view, contests, &mut state, &open, &mut starts, cx);
-                let (group, position, polled) = match stop {
-                    Sweep::Spent => continue,
-                    // Nothing is in flight (no call waits while sweeping).
-                    Sweep::Finished => {
-                        open.clear();
-                        continue;
-                    }
-                    Sweep::MaySettle { group } => {
-                        in_flight -= counting.settle(&mut state[group], group);
-                        continue;
-                    }
-                    Sweep::Off => {
-                        sweeping = false;
-                        continue;
-                    }
-                    Sweep::Answered {
-                        group,
-                        position,
-                        polled,
-                    } => (group, position, polled),
-                };
-                let entry = &mut state[group];
-                let result = match polled {
-                    SlotPolled::Voted(vote) => Ok(vote),
-                    SlotPolled::Failed(kind) => Err(kind),
-                    SlotPolled::Running(call) => {
-                        entry.in_flight += 1;
-                        in_flight += 1;
-                        pending
-                            .get_or_insert_with(FuturesUnordered::new)
-                            .push(Waiting {
-                                call: VoteCall::Slot(call),
-                                cancelled: &cancelled[group],
-                                group: group as u32,
-                                position: position as u32,
-                                deadline: deadlines.add(limit.deadline_from_now()),
-                                expired: false,
-                            });
-                        sweeping = false;
-                        continue;
-                    }
-                };
-                in_flight -= counting.record(entry, group, position, result, &mut failures);
-            }
             while !open.is_empty() && in_flight < bound && starts > 0 {
                 if turn >= open.len() {
                     // A new pass: drop the groups asked in full or settled.

@@ -83,54 +83,6 @@ pub(super) trait LightStarts<'a, S: State> {
         let _ = (contest, entry, budget, cx);
         Run::General
     }
-
-    /// Whether [`LightStarts::sweep`] asks voter by voter (the loop compiled without the branch
-    /// to it otherwise).
-    const SWEEPS: bool = false;
-
-    /// Asks the voters of the `open` groups voter by voter: the lowest `next` position first, and
-    /// each voter about every open group at that position, in the order of `open`, before the
-    /// next voter (every contest of the chunk asks every voter: `voters: None`). Counts the votes
-    /// that come at once until a voter answers otherwise (returned for the loop to count), a
-    /// ballot may have settled, a voter needs the loop's own start ([`Sweep::Off`]), every group
-    /// is done or `budget` (decremented per call started) is spent. Only for turns whose calls
-    /// have no span and while no call of the chunk waits.
-    ///
-    /// The default sweeps nothing.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn sweep(
-        &mut self,
-        voters: &'a [RoundMember<S>],
-        view: &'a Snapshot<S>,
-        contests: &'a [Asked<S>],
-        state: &mut [GroupVote],
-        open: &[usize],
-        budget: &mut usize,
-        cx: &mut std::task::Context<'_>,
-    ) -> Sweep<'a> {
-        let _ = (voters, view, contests, state, open, budget, cx);
-        Sweep::Off
-    }
-}
-
-/// Where a sweep ([`LightStarts::sweep`]) stopped.
-pub(super) enum Sweep<'a> {
-    /// Its budget is spent.
-    Spent,
-    /// Every open group is settled or has asked every voter.
-    Finished,
-    /// The last vote counted on `group`'s ballot may have settled it (not yet marked settled).
-    MaySettle { group: usize },
-    /// The next voter is one only the loop asks (a heavy voter): the sweep stops for the chunk.
-    Off,
-    /// The voter at `position` in `group` answered otherwise than with a vote counted at once
-    /// (as [`Run::Answered`]).
-    Answered {
-        group: usize,
-        position: usize,
-        polled: SlotPolled<'a>,
-    },
 }
 
 #[cfg(test)]
@@ -141,19 +93,6 @@ thread_local! {
     /// How many votes [`LightStarts::run`] counted on this thread (the tests check that the path
     /// they compare was taken).
     pub(super) static RUN_VOTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// Set by the tests that compare runs with the general path: no sweep on this thread.
-    pub(super) static NO_SWEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// How many calls [`LightStarts::sweep`] started on this thread.
-    pub(super) static SWEEP_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether the vote loop may sweep (only ever off in tests, see `NO_SWEEP`).
-#[inline(always)]
-pub(super) fn sweeps_allowed() -> bool {
-    #[cfg(test)]
-    return !NO_SWEEP.get() && !GENERAL_ONLY.get();
-    #[cfg(not(test))]
-    true
 }
 
 /// Whether the vote loop asks every voter itself (only ever in tests, see `GENERAL_ONLY`).
@@ -277,100 +216,6 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
         entry.asked += next - from;
         entry.next = next;
         stop
-    }
-
-    const SWEEPS: bool = true;
-
-    /// Voter by voter, each voter's slot and agent stay in cache while it is asked about every
-    /// open contest (contest by contest, a 1,000-voter round touched every voter's slot once per
-    /// contest, missing the first-level cache on nearly every call).
-    #[inline(never)]
-    fn sweep(
-        &mut self,
-        voters: &'a [RoundMember<S>],
-        view: &'a Snapshot<S>,
-        contests: &'a [Asked<S>],
-        state: &mut [GroupVote],
-        open: &[usize],
-        budget: &mut usize,
-        cx: &mut std::task::Context<'_>,
-    ) -> Sweep<'a> {
-        let all = voters.len();
-        // The lowest position a group still to ask is at: a sweep that stopped part way through a
-        // voter left the groups before the stop one position ahead.
-        let Some(mut position) = open
-            .iter()
-            .map(|&group| &state[group])
-            .filter(|entry| !entry.settled && entry.next < all)
-            .map(|entry| entry.next)
-            .min()
-        else {
-            return Sweep::Finished;
-        };
-        loop {
-            let mut active = false;
-            for &group in open {
-                let entry = &mut state[group];
-                if entry.settled || entry.next >= all {
-                    continue;
-                }
-                active = true;
-                if entry.next != position {
-                    continue;
-                }
-                // An unsettled group always has its ballot.
-                let Some(ballot) = entry.ballot.as_mut() else {
-                    continue;
-                };
-                if *budget == 0 {
-                    return Sweep::Spent;
-                }
-                let contest = &*contests[group].contest;
-                let polled = if let Some(call) = self.0[position].as_mut() {
-                    match catch_unwind(AssertUnwindSafe(|| call.as_mut().start_poll(contest, cx))) {
-                        Ok(Poll::Ready(Ok(vote))) => Ok(vote),
-                        other => Err(answered(&mut self.0[position], other)),
-                    }
-                } else {
-                    let member = &voters[position];
-                    if member.heavy {
-                        return Sweep::Off;
-                    }
-                    if member.batch {
-                        // Asked already, in its batch.
-                        entry.next += 1;
-                        continue;
-                    }
-                    match self.start(position, member, view, contest, false, cx) {
-                        SlotPolled::Voted(vote) => Ok(vote),
-                        other => Err(other),
-                    }
-                };
-                entry.next += 1;
-                entry.asked += 1;
-                *budget -= 1;
-                #[cfg(test)]
-                SWEEP_CALLS.set(SWEEP_CALLS.get() + 1);
-                let polled = match polled {
-                    Ok(vote) => match ballot.cast_once_at(position, vote) {
-                        Ok(()) if ballot.is_settled() => return Sweep::MaySettle { group },
-                        Ok(()) => continue,
-                        // Refused (not a candidate): the loop records the failure.
-                        Err(_) => SlotPolled::Voted(vote),
-                    },
-                    Err(polled) => polled,
-                };
-                return Sweep::Answered {
-                    group,
-                    position,
-                    polled,
-                };
-            }
-            if !active {
-                return Sweep::Finished;
-            }
-            position += 1;
-        }
     }
 }
 
