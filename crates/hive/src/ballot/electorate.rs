@@ -39,6 +39,12 @@ pub struct Electorate {
 }
 
 impl Electorate {
+    /// The weight of the voter at `position`.
+    #[inline(always)]
+    pub(crate) fn weight_at(&self, position: usize) -> f64 {
+        self.voters[position].1
+    }
+
     /// An electorate of voters with weights.
     ///
     /// # Errors

@@ -10,6 +10,7 @@ use hivekit_runtime::Spare;
 
 use super::{Asked, GroupVote};
 use crate::agent::{Contest, Vote, VoteSlot};
+use crate::ballot::{Ballot, ABSTAIN_CODE};
 use crate::call::{slot_answer, start_in_slot, start_vote_in_spare, SlotPolled};
 use crate::lockfree::Snapshot;
 use crate::round::{vote_call_span, RoundMember};
@@ -169,17 +170,77 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
         let Some(ballot) = entry.ballot.as_mut() else {
             return Run::General;
         };
+        let from = entry.next;
+        let weights = ballot.weights();
+        // One copy of the loop per way of finding the voter at a position and its weight, so
+        // that neither is decided again on every vote (the electorate's list and the policy were
+        // read through the ballot after every call, about 6 instructions a vote).
+        let (next, stop) = match (&contest.voters, &weights) {
+            (None, None) => self.run_with(contest, ballot, from, budget, cx, |p| p, |_| 1.0),
+            (None, Some(electorate)) => self.run_with(
+                contest,
+                ballot,
+                from,
+                budget,
+                cx,
+                |p| p,
+                |p| electorate.weight_at(p),
+            ),
+            (Some(list), None) => self.run_with(
+                contest,
+                ballot,
+                from,
+                budget,
+                cx,
+                |p| list[p] as usize,
+                |_| 1.0,
+            ),
+            (Some(list), Some(electorate)) => self.run_with(
+                contest,
+                ballot,
+                from,
+                budget,
+                cx,
+                |p| list[p] as usize,
+                |p| electorate.weight_at(p),
+            ),
+        };
+        // Every voter from `from` to `next` was asked.
+        entry.asked += next - from;
+        entry.next = next;
+        stop
+    }
+}
+
+impl<'a, S: State> Slots<'a, S> {
+    /// [`LightStarts::run`]'s loop, with the voter at a position (`voter_at`) and its weight
+    /// (`weight_at`) found as the round's lists say; returns where the run stopped and why.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &mut self,
+        contest: &'a Asked<S>,
+        ballot: &mut Ballot,
+        from: usize,
+        budget: usize,
+        cx: &mut std::task::Context<'_>,
+        voter_at: impl Fn(usize) -> usize,
+        weight_at: impl Fn(usize) -> f64,
+    ) -> (usize, Run<'a>) {
         // The position in a local (written back once the run stops): in the group's entry it
         // was stored and reloaded around every call.
-        let from = entry.next;
         let end = from + budget;
         let mut next = from;
+        // The last vote counted and its candidate's code: a ballot's voters mostly back the same
+        // candidate one after the other, and comparing the vote costs less than finding the
+        // candidate (an abstention's code is always known).
+        let mut last: (Vote, u32) = (Vote::Abstain, ABSTAIN_CODE);
         let stop = loop {
             if next == end {
                 break Run::Counted;
             }
             let position = next;
-            let slot = &mut self.0[contest.voter(position)];
+            let slot = &mut self.0[voter_at(position)];
             // Only a light voter that does not vote in batches has a slot (made by `start`, on
             // the loop's own path): the voter is not looked up.
             let Some(call) = slot.as_mut() else {
@@ -196,26 +257,32 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
                 other => Err(other),
             };
             let polled = match polled {
-                Ok(vote) => match ballot.cast_once_at(position, vote) {
-                    Ok(()) => {
-                        #[cfg(test)]
-                        RUN_VOTES.set(RUN_VOTES.get() + 1);
-                        if ballot.is_settled() {
-                            break Run::MaySettle;
+                Ok(vote) => {
+                    let code = if vote == last.0 {
+                        Ok(last.1)
+                    } else {
+                        ballot.code_of(vote)
+                    };
+                    match code {
+                        Ok(code) => {
+                            last = (vote, code);
+                            ballot.cast_code_once_at(position, code, weight_at(position));
+                            #[cfg(test)]
+                            RUN_VOTES.set(RUN_VOTES.get() + 1);
+                            if ballot.is_settled() {
+                                break Run::MaySettle;
+                            }
+                            continue;
                         }
-                        continue;
+                        // Refused (not a candidate): the loop records the failure.
+                        Err(_) => SlotPolled::Voted(vote),
                     }
-                    // Refused (not a candidate): the loop records the failure.
-                    Err(_) => SlotPolled::Voted(vote),
-                },
+                }
                 Err(other) => answered(slot, other),
             };
             break Run::Answered { position, polled };
         };
-        // Every voter from `from` to `next` was asked.
-        entry.asked += next - from;
-        entry.next = next;
-        stop
+        (next, stop)
     }
 }
 
