@@ -231,10 +231,16 @@ impl<'a, S: State> Slots<'a, S> {
         // was stored and reloaded around every call.
         let end = from + budget;
         let mut next = from;
-        // The last vote counted and its candidate's code: a ballot's voters mostly back the same
-        // candidate one after the other, and comparing the vote costs less than finding the
-        // candidate (an abstention's code is always known).
-        let mut last: (Vote, u32) = (Vote::Abstain, ABSTAIN_CODE);
+        // The candidate of the last vote for one and its code: a ballot's voters mostly back the
+        // same candidate one after the other, and comparing the id costs less than finding the
+        // candidate. Starts at the first candidate (a ballot has at least one).
+        let mut last = match ballot.candidates().first() {
+            Some(&candidate) => match ballot.code_of(Vote::For(candidate)) {
+                Ok(code) => (candidate, code),
+                Err(_) => return (from, Run::General),
+            },
+            None => return (from, Run::General),
+        };
         let stop = loop {
             if next == end {
                 break Run::Counted;
@@ -258,14 +264,15 @@ impl<'a, S: State> Slots<'a, S> {
             };
             let polled = match polled {
                 Ok(vote) => {
-                    let code = if vote == last.0 {
-                        Ok(last.1)
-                    } else {
-                        ballot.code_of(vote)
+                    let code = match vote {
+                        Vote::For(candidate) if candidate == last.0 => Ok(last.1),
+                        Vote::For(candidate) => ballot.code_of(vote).inspect(|&code| {
+                            last = (candidate, code);
+                        }),
+                        Vote::Abstain => Ok(ABSTAIN_CODE),
                     };
                     match code {
                         Ok(code) => {
-                            last = (vote, code);
                             ballot.cast_code_once_at(position, code, weight_at(position));
                             #[cfg(test)]
                             RUN_VOTES.set(RUN_VOTES.get() + 1);
