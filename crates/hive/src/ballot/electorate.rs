@@ -39,10 +39,11 @@ pub struct Electorate {
 }
 
 impl Electorate {
-    /// The weight of the voter at `position`.
+    /// The voters and their weights, by position (a run of casts reads a voter's weight here,
+    /// its bounds known once for the run).
     #[inline(always)]
-    pub(crate) fn weight_at(&self, position: usize) -> f64 {
-        self.voters[position].1
+    pub(crate) fn weighted_voters(&self) -> &[(AgentId, f64)] {
+        &self.voters
     }
 
     /// An electorate of voters with weights.
