@@ -171,6 +171,12 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
             return Run::General;
         };
         let from = entry.next;
+        if self.0.get(contest.voter(from)).is_none_or(Option::is_none) {
+            // The next voter has no slot (its first call of the round, or a heavy or batch voter):
+            // the loop asks it, before anything is set up for a run (in a round's first contest,
+            // every voter).
+            return Run::General;
+        }
         let electorate = ballot.weights();
         let weights = electorate.as_deref().map(Electorate::weighted_voters);
         // A run asks no position past its electorate (as long as the contest's list of voters):
