@@ -39,6 +39,13 @@ pub struct Electorate {
 }
 
 impl Electorate {
+    /// The voters and their weights, by position (a run of casts reads a voter's weight here,
+    /// its bounds known once for the run).
+    #[inline(always)]
+    pub(crate) fn weighted_voters(&self) -> &[(AgentId, f64)] {
+        &self.voters
+    }
+
     /// An electorate of voters with weights.
     ///
     /// # Errors

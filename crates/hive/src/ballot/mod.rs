@@ -34,6 +34,8 @@ const LINEAR_LOOKUP: usize = 16;
 const SMALL_ELECTORATE: usize = if cfg!(test) { 0 } else { 32 };
 const NOT_VOTED: u32 = u32::MAX;
 const ABSTAINED: u32 = u32::MAX - 1;
+/// An abstention as [`Ballot::code_of`] names it.
+pub(crate) const ABSTAIN_CODE: u32 = ABSTAINED;
 const ABSENT: u32 = u32::MAX - 2;
 
 /// A vote counter over candidate proposals and an [`Electorate`].
@@ -253,21 +255,45 @@ impl Ballot {
     // of line (a call across the crate boundary and a spilled result each vote).
     #[inline(always)]
     pub(crate) fn cast_once_at(&mut self, position: usize, vote: Vote) -> Result<(), ProposalId> {
-        let code = match vote {
-            Vote::Abstain => ABSTAINED,
+        let code = self.code_of(vote)?;
+        self.cast_code_once_at(position, code, self.weight_at(position));
+        Ok(())
+    }
+
+    /// How [`Ballot::cast_code_once_at`] names `vote`; a vote for a proposal that is not a
+    /// candidate gives that proposal.
+    #[inline(always)]
+    pub(crate) fn code_of(&self, vote: Vote) -> Result<u32, ProposalId> {
+        match vote {
+            Vote::Abstain => Ok(ABSTAINED),
             Vote::For(candidate) => match self.candidate_position(candidate) {
-                Some(code) => code as u32,
-                None => return Err(candidate),
+                Some(code) => Ok(code as u32),
+                None => Err(candidate),
             },
-        };
+        }
+    }
+
+    /// The voters' weights by position, for a weighted ballot (`None`: every voter counts 1).
+    /// A run of casts reads them once instead of the policy and the electorate on every cast.
+    pub(crate) fn weights(&self) -> Option<Arc<Electorate>> {
+        self.policy.weighted.then(|| Arc::clone(&self.electorate))
+    }
+
+    /// As [`Ballot::cast_once_at`], with the vote already named by [`Ballot::code_of`] and the
+    /// voter's `weight` known (its weight in [`Ballot::weights`], or 1).
+    #[inline(always)]
+    pub(crate) fn cast_code_once_at(&mut self, position: usize, code: u32, weight: f64) {
         if self.votes[position] != NOT_VOTED {
             // A re-vote or a voter marked absent: the general path keeps the sums right.
-            // It cannot fail: the candidate was found above.
+            // It cannot fail: the code names a candidate or an abstention.
+            let vote = match self.candidates.get(code as usize) {
+                Some(&candidate) => Vote::For(candidate),
+                None => Vote::Abstain,
+            };
             let _ = self.cast_at(position, vote);
-            return Ok(());
+            return;
         }
         self.votes[position] = code;
-        let weight = self.weight_at(position);
         self.voted += 1;
         self.turnout += weight;
         // An abstention's code is past every candidate.
@@ -276,7 +302,6 @@ impl Ballot {
             self.cast_for_candidates += weight;
         }
         self.count_down();
-        Ok(())
     }
 
     /// Records that the voter at `position`, who has not voted, never will (their call failed), so

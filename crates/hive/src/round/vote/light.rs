@@ -10,6 +10,7 @@ use hivekit_runtime::Spare;
 
 use super::{Asked, GroupVote};
 use crate::agent::{Contest, Vote, VoteSlot};
+use crate::ballot::{Ballot, Electorate, ABSTAIN_CODE};
 use crate::call::{slot_answer, start_in_slot, start_vote_in_spare, SlotPolled};
 use crate::lockfree::Snapshot;
 use crate::round::{vote_call_span, RoundMember};
@@ -169,17 +170,97 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
         let Some(ballot) = entry.ballot.as_mut() else {
             return Run::General;
         };
+        let from = entry.next;
+        if self.0.get(contest.voter(from)).is_none_or(Option::is_none) {
+            // The next voter has no slot (its first call of the round, or a heavy or batch voter):
+            // the loop asks it, before anything is set up for a run (in a round's first contest,
+            // every voter).
+            return Run::General;
+        }
+        let electorate = ballot.weights();
+        let weights = electorate.as_deref().map(Electorate::weighted_voters);
+        // A run asks no position past its electorate (as long as the contest's list of voters):
+        // ending it there also tells the compiler that every weight it reads is in bounds.
+        let budget = match weights {
+            Some(weights) => budget.min(weights.len().saturating_sub(from)),
+            None => budget,
+        };
+        // One copy of the loop per way of finding the voter at a position and its weight, so
+        // that neither is decided again on every vote (the electorate's list and the policy were
+        // read through the ballot after every call, about 6 instructions a vote).
+        let (next, stop) = match (&contest.voters, weights) {
+            (None, None) => self.run_with(contest, ballot, from, budget, cx, |p| p, |_| 1.0),
+            (None, Some(weights)) => {
+                self.run_with(contest, ballot, from, budget, cx, |p| p, |p| weights[p].1)
+            }
+            (Some(list), None) => self.run_with(
+                contest,
+                ballot,
+                from,
+                budget,
+                cx,
+                |p| list[p] as usize,
+                |_| 1.0,
+            ),
+            (Some(list), Some(weights)) => self.run_with(
+                contest,
+                ballot,
+                from,
+                budget,
+                cx,
+                |p| list[p] as usize,
+                |p| weights[p].1,
+            ),
+        };
+        // Every voter from `from` to `next` was asked.
+        entry.asked += next - from;
+        entry.next = next;
+        stop
+    }
+}
+
+impl<'a, S: State> Slots<'a, S> {
+    /// [`LightStarts::run`]'s loop, with the voter at a position (`voter_at`) and its weight
+    /// (`weight_at`) found as the round's lists say; returns where the run stopped and why.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &mut self,
+        contest: &'a Asked<S>,
+        ballot: &mut Ballot,
+        from: usize,
+        budget: usize,
+        cx: &mut std::task::Context<'_>,
+        voter_at: impl Fn(usize) -> usize,
+        weight_at: impl Fn(usize) -> f64,
+    ) -> (usize, Run<'a>) {
         // The position in a local (written back once the run stops): in the group's entry it
         // was stored and reloaded around every call.
-        let from = entry.next;
-        let end = from + budget;
+        // Every position is below the number of slots (one per voter of the round): ending the run
+        // there, too, spares the bounds check of every slot it reads (when positions are voters).
+        let end = (from + budget).min(self.0.len());
+        if end <= from {
+            // Cannot happen (the loop asks for a run with voters left to ask); had it, the loop
+            // asks the voter itself rather than asking for the same empty run again.
+            return (from, Run::General);
+        }
         let mut next = from;
+        // The candidate of the last vote for one and its code: a ballot's voters mostly back the
+        // same candidate one after the other, and comparing the id costs less than finding the
+        // candidate. Starts at the first candidate (a ballot has at least one).
+        let mut last = match ballot.candidates().first() {
+            Some(&candidate) => match ballot.code_of(Vote::For(candidate)) {
+                Ok(code) => (candidate, code),
+                Err(_) => return (from, Run::General),
+            },
+            None => return (from, Run::General),
+        };
         let stop = loop {
-            if next == end {
+            if next >= end {
                 break Run::Counted;
             }
             let position = next;
-            let slot = &mut self.0[contest.voter(position)];
+            let slot = &mut self.0[voter_at(position)];
             // Only a light voter that does not vote in batches has a slot (made by `start`, on
             // the loop's own path): the voter is not looked up.
             let Some(call) = slot.as_mut() else {
@@ -196,26 +277,33 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
                 other => Err(other),
             };
             let polled = match polled {
-                Ok(vote) => match ballot.cast_once_at(position, vote) {
-                    Ok(()) => {
-                        #[cfg(test)]
-                        RUN_VOTES.set(RUN_VOTES.get() + 1);
-                        if ballot.is_settled() {
-                            break Run::MaySettle;
+                Ok(vote) => {
+                    let code = match vote {
+                        Vote::For(candidate) if candidate == last.0 => Ok(last.1),
+                        Vote::For(candidate) => ballot.code_of(vote).inspect(|&code| {
+                            last = (candidate, code);
+                        }),
+                        Vote::Abstain => Ok(ABSTAIN_CODE),
+                    };
+                    match code {
+                        Ok(code) => {
+                            ballot.cast_code_once_at(position, code, weight_at(position));
+                            #[cfg(test)]
+                            RUN_VOTES.set(RUN_VOTES.get() + 1);
+                            if ballot.is_settled() {
+                                break Run::MaySettle;
+                            }
+                            continue;
                         }
-                        continue;
+                        // Refused (not a candidate): the loop records the failure.
+                        Err(_) => SlotPolled::Voted(vote),
                     }
-                    // Refused (not a candidate): the loop records the failure.
-                    Err(_) => SlotPolled::Voted(vote),
-                },
+                }
                 Err(other) => answered(slot, other),
             };
             break Run::Answered { position, polled };
         };
-        // Every voter from `from` to `next` was asked.
-        entry.asked += next - from;
-        entry.next = next;
-        stop
+        (next, stop)
     }
 }
 

@@ -2,18 +2,21 @@
 //! answer at once counted in `LightStarts::run`, and the loop asking every voter itself (as it
 //! does when call spans are recorded). Scripted voters answer at once, abstain, vote for a
 //! non-candidate, fail, panic or answer after a yield, by a seeded roll per (voter, contest); some
-//! voters are heavy and some vote in batches, so that runs stop and resume around them.
+//! voters are heavy and some vote in batches, so that runs stop and resume around them. Rounds
+//! with varied weights, an unweighted policy and interested voters (each contest its own list of
+//! voters) take each of the run's ways of finding a voter and its weight.
 
 use std::hash::BuildHasher;
 
 use rustc_hash::FxBuildHasher;
 
 use super::light::{GENERAL_ONLY, RUN_VOTES};
-use crate::agent::{Agent, AgentError, Contest, Vote};
+use crate::agent::{Agent, AgentError, Contest, Interest, Vote};
 use crate::context::AgentContext;
 use crate::decision::Decision;
 use crate::hive::Hive;
 use crate::lockfree::{Proposal, ProposalId, ResourceCost, Snapshot};
+use crate::policy::ConsensusPolicy;
 use crate::state::State;
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,8 @@ struct Scripted {
     proposal: Option<(u64, u64)>,
     heavy: bool,
     batch: bool,
+    /// The contest keys it is asked about (`None`: every contest).
+    keys: Option<Vec<u64>>,
 }
 
 impl Scripted {
@@ -101,6 +106,13 @@ impl Agent<Board> for Scripted {
         Ok(votes)
     }
 
+    fn interest(&self) -> Interest<u64> {
+        match &self.keys {
+            Some(keys) => Interest::Keys(keys.clone()),
+            None => Interest::All,
+        }
+    }
+
     fn cost(&self) -> ResourceCost {
         if self.heavy {
             ResourceCost::Heavy
@@ -110,23 +122,56 @@ impl Agent<Board> for Scripted {
     }
 }
 
-/// A round of `voters` scripted voters over `contests` keys, each proposed on by three of them.
-async fn round(
+/// How a round's voters are weighted and which contests each is asked about.
+#[derive(Clone, Copy)]
+struct Electorates {
+    /// Voters of weights 1 to 4 (otherwise 1).
+    varied_weights: bool,
+    /// The policy counts heads, not weights.
+    unweighted: bool,
+    /// Each voter is asked about about two thirds of the contests (`Interest::Keys`).
+    interested: bool,
+}
+
+const EVERY_VOTER_ALIKE: Electorates = Electorates {
+    varied_weights: false,
+    unweighted: false,
+    interested: false,
+};
+
+/// A round of `voters` scripted voters over `contests` keys, each proposed on by three of them,
+/// weighted and interested as `electorates` says.
+async fn round_of(
     seed: u64,
     voters: u64,
     contests: u64,
     mixed: bool,
+    electorates: Electorates,
     general: bool,
 ) -> Decision<Board> {
-    let hive = Hive::builder(Board::default()).build().expect("a hive");
+    let policy = ConsensusPolicy::majority().with_weighted(!electorates.unweighted);
+    let hive = Hive::builder(Board::default())
+        .policy(policy)
+        .build()
+        .expect("a hive");
     for index in 0..voters {
-        hive.spawn(Scripted {
+        let keys = electorates
+            .interested
+            .then(|| (0..contests).filter(|key| (index + key) % 3 != 0).collect());
+        let agent = Scripted {
             index,
             seed,
             proposal: (index < 3 * contests).then_some((index, index % contests)),
             heavy: mixed && index % 7 == 3,
             batch: mixed && index % 11 == 5,
-        });
+            keys,
+        };
+        let weight = if electorates.varied_weights {
+            1.0 + (index % 4) as f64
+        } else {
+            1.0
+        };
+        hive.spawn_weighted(agent, weight).expect("a valid weight");
     }
     GENERAL_ONLY.set(general);
     let decision = hive.decide().await.expect("a round");
@@ -161,11 +206,15 @@ fn audit(decision: &Decision<Board>) -> Vec<String> {
 }
 
 async fn both_paths_agree(voters: u64, contests: u64, mixed: bool) {
+    both_paths_agree_with(voters, contests, mixed, EVERY_VOTER_ALIKE).await;
+}
+
+async fn both_paths_agree_with(voters: u64, contests: u64, mixed: bool, electorates: Electorates) {
     for seed in 0..12 {
         RUN_VOTES.set(0);
-        let runs = round(seed, voters, contests, mixed, false).await;
+        let runs = round_of(seed, voters, contests, mixed, electorates, false).await;
         let counted_in_runs = RUN_VOTES.get();
-        let general = round(seed, voters, contests, mixed, true).await;
+        let general = round_of(seed, voters, contests, mixed, electorates, true).await;
         assert!(
             counted_in_runs > 0,
             "seed {seed}: no vote was counted in a run"
@@ -189,4 +238,47 @@ async fn runs_and_the_general_path_give_the_same_ballots_choices_and_failures() 
 #[tokio::test]
 async fn runs_stop_and_resume_around_heavy_and_batch_voters_with_the_same_outcome() {
     both_paths_agree(60, 10, true).await;
+}
+
+#[tokio::test]
+async fn runs_count_weighted_votes_as_the_general_path_does() {
+    let varied = Electorates {
+        varied_weights: true,
+        ..EVERY_VOTER_ALIKE
+    };
+    both_paths_agree_with(60, 10, false, varied).await;
+    both_paths_agree_with(60, 10, true, varied).await;
+}
+
+#[tokio::test]
+async fn runs_count_heads_under_an_unweighted_policy_as_the_general_path_does() {
+    let unweighted = Electorates {
+        varied_weights: true,
+        unweighted: true,
+        ..EVERY_VOTER_ALIKE
+    };
+    both_paths_agree_with(60, 10, false, unweighted).await;
+    both_paths_agree_with(60, 10, true, unweighted).await;
+}
+
+#[tokio::test]
+async fn runs_over_interested_voters_give_the_same_ballots_as_the_general_path() {
+    // Each contest asks its own list of voters: the run finds each voter through the list, with
+    // and without weights.
+    for electorates in [
+        Electorates {
+            interested: true,
+            varied_weights: true,
+            unweighted: false,
+        },
+        Electorates {
+            interested: true,
+            varied_weights: true,
+            unweighted: true,
+        },
+    ] {
+        // 15 contests, about 10 a voter: enough pairs for the voters' own slots, where runs are.
+        both_paths_agree_with(90, 15, false, electorates).await;
+        both_paths_agree_with(90, 15, true, electorates).await;
+    }
 }
