@@ -1,6 +1,14 @@
 //! Spawned stages that launch each other: the fleet of a run whose stages all run on tasks of
 //! their own and that needs no stage's end to pass through the driver (no checkpoint, no routing,
-//! no conditions, no seed).
+//! no conditions).
+//!
+//! A seeded run uses the fleet too, but its driver launches every stage, so that what became
+//! ready together is launched in the seeded order: a task that succeeds releases its dependents'
+//! counters and hands each one that became ready to the driver in a note (as it does while the
+//! driver holds stages waiting for a slot), never runs or spawns one itself. Its stages report
+//! through the notes the driver reads in bulk, not through a join handle per stage polled in a
+//! set (the set's node per future and its wake-ups were a quarter of a seeded wide fan's
+//! instructions).
 //!
 //! In such a run a spawned stage that succeeds does, on its own task, what the driver would do:
 //! it sets its artifact, counts down its dependents' dependency counters (atomics shared by every
@@ -147,16 +155,19 @@ pub(super) struct Fleet {
     /// Stages decided so far, as the events that decide a stage count them; held while such an
     /// event is emitted, by the tasks and the driver alike, so the counts reach the sink in order.
     decided: Mutex<usize>,
+    /// A seeded run: the driver launches every stage (in the seeded order of what became ready
+    /// together), so a task hands every dependent it makes ready to the driver as a note, and
+    /// runs none itself.
+    seeded: bool,
 }
 
 impl Fleet {
     /// Whether a run may use the fleet: every stage spawns, and nothing needs the driver to see
-    /// a stage end before its dependents start (no checkpoint hooks, no seed, no routes, no
-    /// conditions).
-    pub(super) fn suits(pipeline: &PipelineInner, hooked: bool, seeded: bool) -> bool {
+    /// a stage end before its dependents start (no checkpoint hooks, no routes, no conditions;
+    /// a seeded run's tasks hand what they make ready to the driver).
+    pub(super) fn suits(pipeline: &PipelineInner, hooked: bool) -> bool {
         pipeline.spawning
             && !hooked
-            && !seeded
             && !pipeline.routing
             && pipeline
                 .stages
@@ -164,7 +175,7 @@ impl Fleet {
                 .all(|spec| spec.spawns() && spec.condition().is_none())
     }
 
-    pub(super) fn new(shared: Arc<RunShared>, limit: usize) -> Arc<Self> {
+    pub(super) fn new(shared: Arc<RunShared>, limit: usize, seeded: bool) -> Arc<Self> {
         let stages = shared.pipeline.stages.len();
         let remaining = shared
             .pipeline
@@ -188,6 +199,7 @@ impl Fleet {
             // writes a note per stage, and growing by doubling copied the list several times.
             notes: Mutex::new(Vec::with_capacity(stages)),
             driver: AtomicWaker::new(),
+            seeded,
         })
     }
 
@@ -469,7 +481,7 @@ impl Fleet {
         });
         let dependents = pipeline.dependents(index);
         let mut own = dependents.len();
-        if self.limit >= pipeline.stages.len() {
+        if self.limit >= pipeline.stages.len() && !self.seeded {
             // No slot is ever refused, so the order of launches is not seen: a wide fan's
             // spawning is shared with the other workers (a helper task per half).
             own = self.hand_out(stage, completed, 0, own);
@@ -480,7 +492,8 @@ impl Fleet {
                 continue;
             }
             // While the driver holds stages waiting for a slot, ready stages queue behind them.
-            let queue = self.waiting.load(Ordering::SeqCst) > 0;
+            // A seeded run's driver launches every stage, in the seeded order.
+            let queue = self.seeded || self.waiting.load(Ordering::SeqCst) > 0;
             if !queue && next.is_none() {
                 // The first ready dependent takes the finished stage's slot and its task: no
                 // spawn, no wake-up.
