@@ -4,9 +4,9 @@
 //! timings). Inline stages are polled once when launched and, if not finished, kept in one
 //! `FuturesUnordered` polled by the run itself: a stage costs no task and no channel. Stages that
 //! want a thread of their own are spawned: when every stage spawns (and no checkpoint, route or
-//! condition needs the driver), on the fleet (`fleet.rs`), whose tasks report through notes the run
-//! reads in bulk, seeded runs included; otherwise their join handles sit in the same set. A stage that
-//! finishes releases its dependents immediately, in the same poll.
+//! condition needs the driver), on the fleet (`fleet.rs`), whose tasks report through notes the
+//! run reads in bulk, seeded runs included; otherwise their join handles sit in the same set. A
+//! stage that finishes releases its dependents immediately, in the same poll.
 //!
 //! Here: the entry points, the run's state and its start. `launch.rs` drives the run (queues,
 //! launches and polls stages), `complete.rs` records a stage's end and releases its dependents,
