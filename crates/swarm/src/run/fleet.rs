@@ -471,6 +471,9 @@ impl Fleet {
             // Before any dependent is launched (and announced).
             self.emit_succeeded(stage, attempts, completed.saturating_sub(started));
         }
+        if self.seeded {
+            return self.succeeded_seeded(stage, started, completed, attempts);
+        }
         let mut next = None;
         let mut wake = false;
         self.notes.lock().push(Note::Succeeded {
@@ -481,7 +484,7 @@ impl Fleet {
         });
         let dependents = pipeline.dependents(index);
         let mut own = dependents.len();
-        if self.limit >= pipeline.stages.len() && !self.seeded {
+        if self.limit >= pipeline.stages.len() {
             // No slot is ever refused, so the order of launches is not seen: a wide fan's
             // spawning is shared with the other workers (a helper task per half).
             own = self.hand_out(stage, completed, 0, own);
@@ -492,8 +495,7 @@ impl Fleet {
                 continue;
             }
             // While the driver holds stages waiting for a slot, ready stages queue behind them.
-            // A seeded run's driver launches every stage, in the seeded order.
-            let queue = self.seeded || self.waiting.load(Ordering::SeqCst) > 0;
+            let queue = self.waiting.load(Ordering::SeqCst) > 0;
             if !queue && next.is_none() {
                 // The first ready dependent takes the finished stage's slot and its task: no
                 // spawn, no wake-up.
@@ -512,6 +514,46 @@ impl Fleet {
             self.driver.wake();
         }
         next
+    }
+
+    /// A seeded run's short path of a plain success (its output stored): notes the success and
+    /// each dependent that became ready, under one lock, for the driver to launch in the seeded
+    /// order, and gives the stage's slot back. Nothing runs next on the task.
+    fn succeeded_seeded(
+        &self,
+        stage: u32,
+        started: Duration,
+        completed: Duration,
+        attempts: u32,
+    ) -> Option<(u32, Duration)> {
+        let mut ready = 0;
+        {
+            let mut notes = self.notes.lock();
+            notes.push(Note::Succeeded {
+                stage,
+                started,
+                completed,
+                attempts,
+            });
+            for &dependent in self.shared.pipeline.dependents(stage as usize) {
+                // A stopped run skips what never started.
+                if self.release(dependent) && !self.stopping.load(Ordering::Acquire) {
+                    notes.push(Note::Ready(dependent));
+                    ready += 1;
+                }
+            }
+            if ready > 0 {
+                // Counted as waiting until the driver has read them (it resets the count after
+                // taking the notes, so this is added under their lock), as `launch_ready` does.
+                self.waiting.fetch_add(ready, Ordering::SeqCst);
+            }
+        }
+        // After the notes: once no slot is taken, every note is in.
+        self.release_slot();
+        if ready > 0 {
+            self.driver.wake();
+        }
+        None
     }
 
     /// Launches `dependent`, ready, on a task of its own if a slot is free and the driver holds
