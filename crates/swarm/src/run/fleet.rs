@@ -737,6 +737,9 @@ impl super::Run {
                     .push(self.pipeline.stages[stage as usize].hint, stage);
             }
         }
+        // What still waits for a slot: a batch that took slots for all its stages (a seeded wide
+        // fan) no longer counts, so the tasks that end no longer wake the driver for it.
+        fleet.set_waiting(self.ready.len());
     }
 
     /// Counts down the dependencies of a stage the driver saw succeed; tasks count the same
