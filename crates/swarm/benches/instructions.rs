@@ -12,9 +12,9 @@
 //!   baseline, written as a user would). On one thread this counts the work, not the wake-ups
 //!   between workers that the criterion rows also pay.
 //! - `fan_run/hivekit-spawn-seeded/stages_1k`: one seeded run of a `1 -> 1,000 -> 1` fan of
-//!   `.spawn()` stages: the run's driver launches every stage and awaits the 1,000 tasks' handles
-//!   in one set (the count grew with the square of the width while each handle's poll took
-//!   tokio's cooperative budget); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
+//!   `.spawn()` stages: the run's driver launches every stage, in the seeded order, and the tasks
+//!   report through the fleet's notes (they awaited the 1,000 tasks' handles in one set, a quarter
+//!   more instructions); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
 //!   (on the fleet: each task launches the dependents it releases), against
 //!   `fan_run/tokio-baseline-fan/stages_1k`, the tokio baseline's fan (a task per stage, a oneshot
 //!   per edge).
@@ -248,8 +248,8 @@ fn spawned_fan(width: usize) -> (Runtime, Pipeline) {
     (runtime, pipeline)
 }
 
-// A seeded run launches every stage from the run's driver and awaits each task's handle there:
-// the wide fan's 1,000 handles in one set.
+// A seeded run launches every stage from the run's driver; the tasks report through the fleet's
+// notes, which the driver reads in bulk.
 #[library_benchmark]
 #[bench::stages_1k(spawned_fan(1_000))]
 fn hivekit_spawn_seeded(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {

@@ -307,21 +307,55 @@ fn recording_fan(
     width: usize,
     hints: impl Fn(usize) -> SchedulingHint,
 ) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
+    recording_fan_of(width, hints, false)
+}
+
+/// Records the order in which stages start; every stage on a task of its own if `spawn`.
+fn recording_fan_of(
+    width: usize,
+    hints: impl Fn(usize) -> SchedulingHint,
+    spawn: bool,
+) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut builder = Pipeline::builder().stage("root", noop).into_builder();
+    let root = Pipeline::builder().stage("root", noop);
+    let mut builder = if spawn { root.spawn() } else { root }.into_builder();
     for leaf in 0..width {
         let log = log.clone();
-        builder = builder
+        let stage = builder
             .stage(name(leaf), move |ctx: StageContext| {
                 log.lock().push(ctx.name().to_owned());
                 async { Ok::<_, StageError>(()) }
             })
             .after(["root"])
-            .priority(hints(leaf))
-            .inline()
-            .into_builder();
+            .priority(hints(leaf));
+        builder = if spawn { stage.spawn() } else { stage.inline() }.into_builder();
     }
     (builder.build().unwrap(), log)
+}
+
+/// A seeded run of spawned stages (which the driver launches, their tasks reporting through
+/// notes) launches what became ready together in the same seeded order as a run of inline
+/// stages, on a multi-thread runtime too, run after run.
+#[test]
+fn a_seed_orders_spawned_stages_as_it_orders_inline_ones() {
+    let runtime = multi_thread();
+    let (inline, inline_log) = recording_fan_of(40, |_| SchedulingHint::default(), false);
+    let (spawned, spawned_log) = recording_fan_of(40, |_| SchedulingHint::default(), true);
+    let one = NonZeroUsize::new(1).unwrap();
+    for seed in [3u64, 4, 3] {
+        let options = || {
+            RunOptions::default()
+                .with_seed(seed)
+                .with_max_concurrency(one)
+        };
+        inline_log.lock().clear();
+        assert!(runtime.block_on(inline.run_with(options())).is_success());
+        spawned_log.lock().clear();
+        assert!(runtime.block_on(spawned.run_with(options())).is_success());
+        let expected = inline_log.lock().clone();
+        assert_eq!(expected.len(), 40);
+        assert_eq!(*spawned_log.lock(), expected, "seed {seed}");
+    }
 }
 
 #[tokio::test]

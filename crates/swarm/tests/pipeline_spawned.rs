@@ -186,6 +186,15 @@ fn hanging_fan(
 
 #[test]
 fn cancelling_a_run_reaches_stages_spawned_by_other_stages() {
+    cancelling_a_run_reaches_stages_spawned_by_other_stages_in(None);
+}
+
+#[test]
+fn cancelling_a_run_reaches_stages_spawned_by_other_stages_in_a_seeded_run() {
+    cancelling_a_run_reaches_stages_spawned_by_other_stages_in(Some(5));
+}
+
+fn cancelling_a_run_reaches_stages_spawned_by_other_stages_in(seed: Option<u64>) {
     let runtime = multi_thread();
     let (started, dropped, all_started) = Default::default();
     let pipeline = hanging_fan(50, &started, &dropped, &all_started)
@@ -195,11 +204,7 @@ fn cancelling_a_run_reaches_stages_spawned_by_other_stages() {
     let report = runtime.block_on(async {
         let run = tokio::spawn({
             let cancel = cancel.clone();
-            async move {
-                pipeline
-                    .run_with(RunOptions::default().with_cancel(cancel))
-                    .await
-            }
+            async move { pipeline.run_with(seeded(seed).with_cancel(cancel)).await }
         });
         all_started.notified().await;
         cancel.cancel();
@@ -229,6 +234,15 @@ fn cancelling_a_run_reaches_stages_spawned_by_other_stages() {
 
 #[test]
 fn failing_fast_aborts_stages_spawned_by_other_stages() {
+    failing_fast_aborts_stages_spawned_by_other_stages_in(None);
+}
+
+#[test]
+fn failing_fast_aborts_stages_spawned_by_other_stages_in_a_seeded_run() {
+    failing_fast_aborts_stages_spawned_by_other_stages_in(Some(5));
+}
+
+fn failing_fast_aborts_stages_spawned_by_other_stages_in(seed: Option<u64>) {
     let runtime = multi_thread();
     let (started, dropped, all_started): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>) =
         Default::default();
@@ -245,7 +259,7 @@ fn failing_fast_aborts_stages_spawned_by_other_stages() {
         .spawn()
         .build()
         .unwrap();
-    let report = runtime.block_on(pipeline.run_with(RunOptions::default()));
+    let report = runtime.block_on(pipeline.run_with(seeded(seed)));
     assert_eq!(report.outcome(), RunOutcome::Failed);
     assert!(matches!(
         report.status("fails"),
@@ -381,15 +395,23 @@ fn a_spawned_stage_that_retries_after_a_backoff_releases_its_dependents_once() {
         .spawn()
         .build()
         .unwrap();
-    let report = runtime.block_on(pipeline.run());
-    assert!(report.is_success());
-    assert_eq!(
-        report.status("flaky"),
-        Some(&StageStatus::Succeeded { attempts: 3 })
-    );
-    assert_eq!(report.stage("flaky").unwrap().failed_attempts.len(), 2);
-    assert_eq!(after_runs.load(Ordering::SeqCst), 1);
-    assert_eq!(*report.artifact::<usize>("after").unwrap(), 2);
+    // Unseeded, then seeded (the driver launches every stage).
+    for (round, options) in [RunOptions::default(), RunOptions::default().with_seed(11)]
+        .into_iter()
+        .enumerate()
+    {
+        calls.store(0, Ordering::SeqCst);
+        after_runs.store(0, Ordering::SeqCst);
+        let report = runtime.block_on(pipeline.run_with(options));
+        assert!(report.is_success(), "round {round}");
+        assert_eq!(
+            report.status("flaky"),
+            Some(&StageStatus::Succeeded { attempts: 3 })
+        );
+        assert_eq!(report.stage("flaky").unwrap().failed_attempts.len(), 2);
+        assert_eq!(after_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(*report.artifact::<usize>("after").unwrap(), 2);
+    }
 }
 
 #[test]
@@ -554,13 +576,17 @@ fn a_watched_run_of_spawned_stages_keeps_its_events_in_order() {
             let log = log.clone();
             move |event| log.lock().push((tokio::task::try_id(), event))
         });
-        let report = runtime.block_on(
-            pipeline.run_with(
-                RunOptions::default()
-                    .with_events(sink)
-                    .with_failure(failure),
-            ),
-        );
+        // The last rounds are seeded: the driver launches every stage (and announces it).
+        let seeded = round >= 4;
+        let options = RunOptions::default()
+            .with_events(sink)
+            .with_failure(failure);
+        let options = if seeded {
+            options.with_seed(round as u64)
+        } else {
+            options
+        };
+        let report = runtime.block_on(pipeline.run_with(options));
         assert_eq!(report.outcome(), RunOutcome::Failed);
         let events = log.lock().clone();
 
@@ -629,10 +655,27 @@ fn a_watched_run_of_spawned_stages_keeps_its_events_in_order() {
                 }
             }
         }
-        // The stages' own tasks announced the stages they launched (not the driver alone).
-        assert!(
-            announcers.len() > 1,
-            "round {round}: every stage was announced by one task"
-        );
+        // Unseeded, the stages' own tasks announced the stages they launched (not the driver
+        // alone); seeded, the driver launched (and announced) every stage.
+        if seeded {
+            assert_eq!(
+                announcers.len(),
+                1,
+                "round {round}: seeded, only the driver announces"
+            );
+        } else {
+            assert!(
+                announcers.len() > 1,
+                "round {round}: every stage was announced by one task"
+            );
+        }
+    }
+}
+
+/// Default options, seeded with `seed` if it is one (a seeded run's driver launches every stage).
+fn seeded(seed: Option<u64>) -> RunOptions {
+    match seed {
+        Some(seed) => RunOptions::default().with_seed(seed),
+        None => RunOptions::default(),
     }
 }

@@ -1,6 +1,14 @@
 //! Spawned stages that launch each other: the fleet of a run whose stages all run on tasks of
 //! their own and that needs no stage's end to pass through the driver (no checkpoint, no routing,
-//! no conditions, no seed).
+//! no conditions).
+//!
+//! A seeded run uses the fleet too, but its driver launches every stage, so that what became
+//! ready together is launched in the seeded order: a task that succeeds releases its dependents'
+//! counters and hands each one that became ready to the driver in a note (as it does while the
+//! driver holds stages waiting for a slot), never runs or spawns one itself. Its stages report
+//! through the notes the driver reads in bulk, not through a join handle per stage polled in a
+//! set (the set's node per future and its wake-ups were a quarter of a seeded wide fan's
+//! instructions).
 //!
 //! In such a run a spawned stage that succeeds does, on its own task, what the driver would do:
 //! it sets its artifact, counts down its dependents' dependency counters (atomics shared by every
@@ -147,16 +155,19 @@ pub(super) struct Fleet {
     /// Stages decided so far, as the events that decide a stage count them; held while such an
     /// event is emitted, by the tasks and the driver alike, so the counts reach the sink in order.
     decided: Mutex<usize>,
+    /// A seeded run: the driver launches every stage (in the seeded order of what became ready
+    /// together), so a task hands every dependent it makes ready to the driver as a note, and
+    /// runs none itself.
+    seeded: bool,
 }
 
 impl Fleet {
     /// Whether a run may use the fleet: every stage spawns, and nothing needs the driver to see
-    /// a stage end before its dependents start (no checkpoint hooks, no seed, no routes, no
-    /// conditions).
-    pub(super) fn suits(pipeline: &PipelineInner, hooked: bool, seeded: bool) -> bool {
+    /// a stage end before its dependents start (no checkpoint hooks, no routes, no conditions;
+    /// a seeded run's tasks hand what they make ready to the driver).
+    pub(super) fn suits(pipeline: &PipelineInner, hooked: bool) -> bool {
         pipeline.spawning
             && !hooked
-            && !seeded
             && !pipeline.routing
             && pipeline
                 .stages
@@ -164,7 +175,7 @@ impl Fleet {
                 .all(|spec| spec.spawns() && spec.condition().is_none())
     }
 
-    pub(super) fn new(shared: Arc<RunShared>, limit: usize) -> Arc<Self> {
+    pub(super) fn new(shared: Arc<RunShared>, limit: usize, seeded: bool) -> Arc<Self> {
         let stages = shared.pipeline.stages.len();
         let remaining = shared
             .pipeline
@@ -188,6 +199,7 @@ impl Fleet {
             // writes a note per stage, and growing by doubling copied the list several times.
             notes: Mutex::new(Vec::with_capacity(stages)),
             driver: AtomicWaker::new(),
+            seeded,
         })
     }
 
@@ -459,6 +471,9 @@ impl Fleet {
             // Before any dependent is launched (and announced).
             self.emit_succeeded(stage, attempts, completed.saturating_sub(started));
         }
+        if self.seeded {
+            return self.succeeded_seeded(stage, started, completed, attempts);
+        }
         let mut next = None;
         let mut wake = false;
         self.notes.lock().push(Note::Succeeded {
@@ -499,6 +514,46 @@ impl Fleet {
             self.driver.wake();
         }
         next
+    }
+
+    /// A seeded run's short path of a plain success (its output stored): notes the success and
+    /// each dependent that became ready, under one lock, for the driver to launch in the seeded
+    /// order, and gives the stage's slot back. Nothing runs next on the task.
+    fn succeeded_seeded(
+        &self,
+        stage: u32,
+        started: Duration,
+        completed: Duration,
+        attempts: u32,
+    ) -> Option<(u32, Duration)> {
+        let mut ready = 0;
+        {
+            let mut notes = self.notes.lock();
+            notes.push(Note::Succeeded {
+                stage,
+                started,
+                completed,
+                attempts,
+            });
+            for &dependent in self.shared.pipeline.dependents(stage as usize) {
+                // A stopped run skips what never started.
+                if self.release(dependent) && !self.stopping.load(Ordering::Acquire) {
+                    notes.push(Note::Ready(dependent));
+                    ready += 1;
+                }
+            }
+            if ready > 0 {
+                // Counted as waiting until the driver has read them (it resets the count after
+                // taking the notes, so this is added under their lock), as `launch_ready` does.
+                self.waiting.fetch_add(ready, Ordering::SeqCst);
+            }
+        }
+        // After the notes: once no slot is taken, every note is in.
+        self.release_slot();
+        if ready > 0 {
+            self.driver.wake();
+        }
+        None
     }
 
     /// Launches `dependent`, ready, on a task of its own if a slot is free and the driver holds
@@ -682,6 +737,9 @@ impl super::Run {
                     .push(self.pipeline.stages[stage as usize].hint, stage);
             }
         }
+        // What still waits for a slot: a batch that took slots for all its stages (a seeded wide
+        // fan) no longer counts, so the tasks that end no longer wake the driver for it.
+        fleet.set_waiting(self.ready.len());
     }
 
     /// Counts down the dependencies of a stage the driver saw succeed; tasks count the same

@@ -87,6 +87,10 @@ impl Run {
     #[cold]
     #[inline(never)]
     fn take_finished(&mut self, cx: &mut Context<'_>) {
+        if self.fleet.is_some() {
+            // The notes of the fleet's tasks (a seeded run's driver launches the fan itself).
+            let _ = self.poll_fleet(cx);
+        }
         for _ in 0..INLINE_BUDGET {
             match self.running.poll_next_unpin(cx) {
                 Poll::Ready(Some((stage, step))) => self.take_step(stage, step),

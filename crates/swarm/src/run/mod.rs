@@ -3,8 +3,10 @@
 //! Per-run state lives in flat vectors indexed by stage (remaining-dependency counters, statuses,
 //! timings). Inline stages are polled once when launched and, if not finished, kept in one
 //! `FuturesUnordered` polled by the run itself: a stage costs no task and no channel. Stages that
-//! want a thread of their own are spawned and their join handles sit in the same set. A stage that
-//! finishes releases its dependents immediately, in the same poll.
+//! want a thread of their own are spawned: when every stage spawns (and no checkpoint, route or
+//! condition needs the driver), on the fleet (`fleet.rs`), whose tasks report through notes the
+//! run reads in bulk, seeded runs included; otherwise their join handles sit in the same set. A
+//! stage that finishes releases its dependents immediately, in the same poll.
 //!
 //! Here: the entry points, the run's state and its start. `launch.rs` drives the run (queues,
 //! launches and polls stages), `complete.rs` records a stage's end and releases its dependents,
@@ -246,8 +248,8 @@ impl Run {
         });
         let quiet = options.events.is_none() && shared.hooks.is_none();
         let limit = options.max_concurrency.slots();
-        let fleet = Fleet::suits(pipeline, shared.hooks.is_some(), options.seed.is_some())
-            .then(|| FleetGuard(Fleet::new(shared.clone(), limit)));
+        let fleet = Fleet::suits(pipeline, shared.hooks.is_some())
+            .then(|| FleetGuard(Fleet::new(shared.clone(), limit, options.seed.is_some())));
         Self {
             pipeline: pipeline.clone(),
             clock: shared.clock,
