@@ -492,6 +492,10 @@ fn no_spawned_stage_task_outlives_the_run_so_artifacts_go_with_the_report() {
             .unwrap();
         let report = runtime.block_on(pipeline.run());
         assert!(report.is_success());
+        // Every stage ran: the root's helpers (the fan is wider than a task's share) launched
+        // theirs before the run ended.
+        let succeeded = report.count(|status| matches!(status, StageStatus::Succeeded { .. }));
+        assert_eq!(succeeded, width + 2);
         assert_eq!(dropped.load(Ordering::SeqCst), 0);
         drop(report);
         drop(pipeline);

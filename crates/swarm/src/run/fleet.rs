@@ -24,7 +24,11 @@
 //! rest to helper tasks, half each, which halve their range again. A worker that takes a helper
 //! spawns that half into its own queue, where those tasks run, instead of one worker spawning
 //! 10,000 tasks while the other steals them from it. Helpers run no user code, are counted with
-//! the live tasks (the run waits for them) and spawn nothing once the fleet is stopped. Under a
+//! the live tasks (the run waits for them) and spawn nothing once the fleet is stopped. A helper
+//! also holds a place in the count of stages in flight from its spawn until it has launched its
+//! share (a [`HelperHold`]): the driver ends a run when that count is zero and no note is left,
+//! and a helper not yet polled when the stages launched beside it had all ended was a run that
+//! ended, reported successful, with its share never launched (their stages left `Cancelled`). Under a
 //! limit, launches keep the dependents' order (slots are taken in the order of the hints).
 //!
 //! A run with an event sink uses the fleet too: a task announces each stage it launches itself
@@ -585,10 +589,12 @@ impl Fleet {
     ) -> usize {
         while end - start > SHARE {
             let middle = start + (end - start) / 2;
-            let fleet = self.clone();
+            // Taken before the spawn, given back when the helper's future ends or is dropped.
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let hold = HelperHold(self.clone());
             self.live.count.fetch_add(1, Ordering::Relaxed);
             let helper = Tracked {
-                future: async move { fleet.release_range(stage, completed, middle, end) },
+                future: async move { hold.0.release_range(stage, completed, middle, end) },
                 live: LiveGuard(self.live.clone()),
             };
             // Detached: the helper runs no user code and spawns nothing once the fleet stops.
@@ -623,6 +629,17 @@ impl Fleet {
 
 /// How many dependents of one stage a task launches itself before handing the rest out.
 const SHARE: usize = 128;
+
+/// A helper task's place in the count of stages in flight: the fleet is not idle while a helper
+/// has dependents left to launch (the stages it launches take their own places first, and a note
+/// it leaves is in before this one is given back).
+struct HelperHold(Arc<Fleet>);
+
+impl Drop for HelperHold {
+    fn drop(&mut self) {
+        self.0.release_slot();
+    }
+}
 
 /// The driver's hold on its fleet: dropped with the run (its future dropped before the end), it
 /// stops the fleet, so every task still running cancels its stage, as dropping a spawned stage's
