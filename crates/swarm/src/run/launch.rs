@@ -61,7 +61,16 @@ impl Run {
                 Poll::Ready(Some((stage, step))) => self.take_step(stage, step),
                 // Nothing runs and nothing can start: every stage has been decided (or waits
                 // out a backoff, whose timer wakes the run).
-                Poll::Ready(None) if self.backoffs.is_empty() => return Poll::Ready(()),
+                Poll::Ready(None) if self.backoffs.is_empty() => {
+                    // A stage neither run nor skipped here would end the run with its placeholder
+                    // status and the run's outcome unaware of it (a helper task's share once did):
+                    // loud in debug builds.
+                    debug_assert_eq!(
+                        self.unfinished, 0,
+                        "a run ends with stages neither run nor skipped"
+                    );
+                    return Poll::Ready(());
+                }
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
