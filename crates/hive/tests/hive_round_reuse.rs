@@ -14,7 +14,7 @@ use support::{Add, Ledger, LedgerProposal, Writer};
 
 /// Proposes with the hive-assigned id, and records the context of every call.
 struct Recorder {
-    seen: Arc<Mutex<Vec<(u64, AgentId, ProposalId)>>>,
+    seen: Seen,
 }
 
 impl Agent<Ledger> for Recorder {
@@ -34,17 +34,26 @@ impl Agent<Ledger> for Recorder {
     }
 }
 
-#[tokio::test]
-async fn every_round_over_the_same_members_gives_each_agent_that_rounds_context() {
+/// What every [`Recorder`] of a hive saw: (round, agent, proposal id) per call.
+type Seen = Arc<Mutex<Vec<(u64, AgentId, ProposalId)>>>;
+
+/// A hive of `count` recorders sharing one record of what they saw.
+fn hive_of_recorders(count: usize) -> (Hive<Ledger>, Seen, Vec<AgentId>) {
     let hive = Hive::new(Ledger::default());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents: Vec<AgentId> = (0..5)
+    let seen = Seen::default();
+    let agents = (0..count)
         .map(|_| {
             hive.spawn(Recorder {
                 seen: Arc::clone(&seen),
             })
         })
         .collect();
+    (hive, seen, agents)
+}
+
+#[tokio::test]
+async fn every_round_over_the_same_members_gives_each_agent_that_rounds_context() {
+    let (hive, seen, agents) = hive_of_recorders(5);
     let mut all_ids = Vec::new();
     for round in 1..=4u64 {
         let decision = hive.decide().await.unwrap();
@@ -82,15 +91,7 @@ async fn every_round_over_the_same_members_gives_each_agent_that_rounds_context(
 /// is handed out twice, however the rounds interleave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rounds_at_once_over_the_same_members_each_give_every_agent_their_own_context() {
-    let hive = Hive::new(Ledger::default());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let agents: Vec<AgentId> = (0..5)
-        .map(|_| {
-            hive.spawn(Recorder {
-                seen: Arc::clone(&seen),
-            })
-        })
-        .collect();
+    let (hive, seen, agents) = hive_of_recorders(5);
     let mut decisions = Vec::new();
     for _ in 0..6 {
         let rounds: Vec<_> = (0..4)
