@@ -194,14 +194,20 @@ fn not_measured(what: &str) -> (Status, String) {
     (Status::NotMeasured, format!("`{what}` did not run"))
 }
 
-/// The paired ratio of a check, as it states it, when the rounds measured both rows.
-fn paired_ratio(rounds: &[Round], faster: bool, ours: &str, theirs: &str) -> Option<PairedRatio> {
+/// The paired ratio of a check, as it states it, when the rounds measured both rows, with the
+/// rounds' own ratios in round order.
+fn paired_ratio(
+    rounds: &[Round],
+    faster: bool,
+    ours: &str,
+    theirs: &str,
+) -> Option<(PairedRatio, Vec<f64>)> {
     let samples = if faster {
         round_ratios(rounds, theirs, ours)
     } else {
         round_ratios(rounds, ours, theirs)
     };
-    median_interval(&samples)
+    Some((median_interval(&samples)?, samples))
 }
 
 /// The ids of the rows the ratio targets compare (ours and the peer), both of which ran in the main
@@ -260,7 +266,7 @@ fn evaluate_paired_check(
         theirs.function.as_str()
     };
     let faster = matches!(check, Check::FasterThan { .. });
-    let ratio = paired_ratio(rounds, faster, &ours.id, &theirs.id)?;
+    let (ratio, samples) = paired_ratio(rounds, faster, &ours.id, &theirs.id)?;
     let status = match judge(&ratio, *factor, faster) {
         Side::Met => Status::Met,
         Side::NotMet => Status::NotMet,
@@ -271,7 +277,7 @@ fn evaluate_paired_check(
     } else {
         (format!("the time of {peer_label}"), "<=")
     };
-    let measured = format!(
+    let mut measured = format!(
         "{} {what} (paired, {} rounds: {}..{}, {:.0}% interval; needs {need} {})",
         precise_ratio(ratio.median),
         ratio.rounds,
@@ -280,6 +286,21 @@ fn evaluate_paired_check(
         ratio.coverage * 100.0,
         precise_ratio(*factor)
     );
+    if status != Status::Met {
+        // A reader of a verdict that is not met needs what it stands on: a lone bad round, a
+        // drift over the rounds, or a main pass that disagrees with every round.
+        let main_pass = if faster {
+            theirs.median_ns / ours.median_ns
+        } else {
+            ours.median_ns / theirs.median_ns
+        };
+        let each: Vec<String> = samples.iter().map(|&r| precise_ratio(r)).collect();
+        measured.push_str(&format!(
+            "; rounds in order {}; main pass {}",
+            each.join(", "),
+            precise_ratio(main_pass)
+        ));
+    }
     Some((status, measured, ratio))
 }
 
@@ -526,6 +547,15 @@ mod tests {
         assert!(outcomes[1]
             .paired
             .is_some_and(|r| r.high > 1.1 && r.low < 1.1));
+        // A verdict that is not met shows each round's ratio, in round order, and the main pass's.
+        assert!(
+            outcomes[1]
+                .measured
+                .ends_with("; rounds in order 1.11x, 0.77x, 1.00x; main pass 1.00x"),
+            "{}",
+            outcomes[1].measured
+        );
+        assert!(outcomes[2].measured.contains("; rounds in order "));
         assert!(format_summary(&outcomes).contains("[unclear] c: within 1.1x"));
         // Without rounds the same targets are judged two-way on the main pass.
         let single = evaluate(&targets, &rows);
