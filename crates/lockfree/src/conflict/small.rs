@@ -91,9 +91,13 @@ where
         for (key, writer) in touches.chain(proposal.reads.iter().map(|key| (key, 0))) {
             let hash = FxBuildHasher.hash_one(key);
             let found = slots[..slot_count]
-                .iter()
-                .position(|slot| slot.is_some_and(|slot| slot.hash == hash && *slot.key == *key));
-            let Some(number) = found else {
+                .iter_mut()
+                .enumerate()
+                .find_map(|(number, slot)| {
+                    let slot = slot.as_mut()?;
+                    (slot.hash == hash && *slot.key == *key).then_some((number, slot))
+                });
+            let Some((number, slot)) = found else {
                 slots[slot_count] = Some(SmallSlot {
                     key,
                     hash,
@@ -103,9 +107,6 @@ where
                     later: 0,
                 });
                 slot_count += 1;
-                continue;
-            };
-            let Some(slot) = slots[number].as_mut() else {
                 continue;
             };
             if slot.last == index {
