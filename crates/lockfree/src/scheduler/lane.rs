@@ -190,7 +190,8 @@ impl<T> CompactLane<T> {
     pub(crate) fn push(&self, item: T) {
         let mut state = State(self.state.load(Ordering::Relaxed));
         loop {
-            let next = if state.ring_open() {
+            let into_ring = state.ring_open() && self.slot_free(state.tail());
+            let next = if into_ring {
                 state.with_tail(state.tail().wrapping_add(1))
             } else if state.spilled() < SPILL_MAX {
                 State(state.0 + SPILL_ONE)
@@ -205,11 +206,20 @@ impl<T> CompactLane<T> {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) if state.ring_open() => return self.write(state.tail(), item),
+                Ok(_) if into_ring => return self.write(state.tail(), item),
                 Ok(_) => return self.overflow.push(item),
                 Err(actual) => state = State(actual),
             }
         }
+    }
+
+    /// Whether the slot of ring position `position` is free for its push: not while the pop of the
+    /// lap before has claimed it and not yet read it. A push that finds it taken spills instead of
+    /// waiting for that pop (which may have been descheduled; every push and pop of the lane would
+    /// then queue up behind it).
+    #[inline]
+    fn slot_free(&self, position: u32) -> bool {
+        self.stamps[(position % RING) as usize].load(Ordering::Acquire) == position
     }
 
     /// Writes the item of the reserved ring position `position`.
@@ -217,7 +227,9 @@ impl<T> CompactLane<T> {
         let slot = (position % RING) as usize;
         let stamp = &self.stamps[slot];
         let wait = Wait::new();
-        // `Acquire`: the pop of the lap before has read the slot before it stamped it free.
+        // `Acquire`: the pop of the lap before has read the slot before it stamped it free. The push
+        // checked the stamp before reserving, so this waits only if the state word came back to the
+        // same value meanwhile (256 positions later).
         while stamp.load(Ordering::Acquire) != position {
             wait.snooze();
         }
