@@ -10,7 +10,9 @@
 //!   crossbeam-epoch (which loom cannot see): the publication protocol (compare-and-swap on the
 //!   current pointer) is what the models check, reclamation is crossbeam's;
 //! - [`lane::Lane`] is a `Mutex<VecDeque<T>>` instead of a crossbeam `SegQueue` (whose internal spin
-//!   waits loom cannot preempt): the models check the scheduler's bitmap protocol around the lanes.
+//!   waits loom cannot preempt): it is the overflow of each scheduler lane, so the models check the
+//!   lane's own ring and state-word protocol (on loom's atomics and cells, with a 2-slot ring) and
+//!   the scheduler's bitmap protocol around the lanes.
 
 pub(crate) mod sync {
     #[cfg(loom)]
@@ -282,7 +284,7 @@ pub(crate) mod thread {
     }
 }
 
-/// One FIFO lane of the priority scheduler.
+/// The overflow queue of a priority scheduler lane (`scheduler/lane.rs`).
 pub(crate) mod lane {
     /// An unbounded multi-producer multi-consumer FIFO queue.
     #[cfg(not(loom))]
