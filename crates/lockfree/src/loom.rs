@@ -290,13 +290,11 @@ pub(crate) mod lane {
     #[cfg(not(loom))]
     pub(crate) type Lane<T> = crossbeam_queue::SegQueue<T>;
 
-    /// Under loom: `SegQueue`'s interface over a locked `VecDeque`, with the emptiness that the
-    /// scheduler's bitmap protocol reads kept in a separate atomic count, read without the lock. A
-    /// lock-based `is_empty` would synchronise with every push and hide a missing fence in the
-    /// protocol; this lane gives no more ordering than the real one. A push publishes its item by
-    /// incrementing the count after storing it (as `SegQueue` publishes its tail index); a pop first
-    /// claims an item by decrementing the count, then takes one from the deque, which must hold it. So,
-    /// as with `SegQueue`, a pop finds nothing only when `is_empty` would have said so.
+    /// Under loom: `SegQueue`'s `push` and `pop` over a locked `VecDeque`, with an atomic count of
+    /// the items. A push publishes its item by incrementing the count after storing it (as `SegQueue`
+    /// publishes its tail index); a pop first claims an item by decrementing the count, then takes
+    /// one from the deque, which must hold it. (The scheduler lane keeps its own emptiness in its
+    /// state word, so this queue's emptiness is not read.)
     #[cfg(loom)]
     #[derive(Debug)]
     pub(crate) struct Lane<T> {
@@ -344,12 +342,5 @@ pub(crate) mod lane {
             self.items().pop_front()
         }
 
-        pub(crate) fn is_empty(&self) -> bool {
-            self.len() == 0
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.count.load(std::sync::atomic::Ordering::Acquire)
-        }
     }
 }
