@@ -363,11 +363,13 @@ impl<T> PriorityScheduler<T> {
                 return self.pop_slow();
             }
             let key = self.choose_lane(bits);
-            if let Some(item) = self.lanes[key].pop() {
+            if let Some((item, emptied)) = self.lanes[key].take() {
                 if self.is_bounded() {
                     self.len.fetch_sub(1, Ordering::Relaxed);
                 }
-                if self.lanes[key].is_empty() {
+                // Empty as this pop's own update of the lane left it: a push after that update
+                // is seen by the re-check in `clear_lane_bit`.
+                if emptied {
                     self.clear_lane_bit(key);
                 }
                 return Some(item);

@@ -241,6 +241,13 @@ impl<T> CompactLane<T> {
 
     /// Takes the oldest item, or `None` when the lane holds none (reserved pushes count as held).
     pub(crate) fn pop(&self) -> Option<T> {
+        self.take().map(|(item, _)| item)
+    }
+
+    /// As [`pop`](Self::pop), and whether this pop left the lane empty (as its own update of the
+    /// state word saw it): the scheduler then clears the lane's bit without reading the word again.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<(T, bool)> {
         let mut state = State(self.state.load(Ordering::Acquire));
         loop {
             if state.ring_len() != 0 {
@@ -252,12 +259,12 @@ impl<T> CompactLane<T> {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => return Some(self.read(position)),
+                    Ok(_) => return Some((self.read(position), next.is_empty())),
                     Err(actual) => state = State(actual),
                 }
             } else if state.spilled() != 0 {
-                if let Some(item) = self.pop_overflow(state) {
-                    return Some(item);
+                if let Some(taken) = self.pop_overflow(state) {
+                    return Some(taken);
                 }
                 state = State(self.state.load(Ordering::Acquire));
             } else {
@@ -292,7 +299,7 @@ impl<T> CompactLane<T> {
     /// push has reserved and not yet pushed, or another pop took the last item): the caller
     /// re-reads the state.
     #[cold]
-    fn pop_overflow(&self, state: State) -> Option<T> {
+    fn pop_overflow(&self, state: State) -> Option<(T, bool)> {
         if state.poppers() == POPPERS_MAX {
             Wait::new().snooze();
             return None;
@@ -309,11 +316,11 @@ impl<T> CompactLane<T> {
         let item = self.overflow.pop();
         let leave = POPPER_ONE + if item.is_some() { SPILL_ONE } else { 0 };
         // `Release`: a push that then finds the ring open comes after this pop.
-        self.state.fetch_sub(leave, Ordering::AcqRel);
+        let left = State(self.state.fetch_sub(leave, Ordering::AcqRel) - leave);
         if item.is_none() {
             Wait::new().snooze();
         }
-        item
+        item.map(|item| (item, left.is_empty()))
     }
 
     /// True when no item is held (an item counts from its push's reservation until its pop's claim).
