@@ -341,6 +341,5 @@ pub(crate) mod lane {
             // Claimed: every counted item was stored before it was counted.
             self.items().pop_front()
         }
-
     }
 }

@@ -42,10 +42,13 @@ fn stamped_lanes_pop_every_item_exactly_once_in_fifo_order_within_a_key() {
 }
 
 #[test]
-fn compact_and_shared_ends_lanes_pop_every_item_exactly_once() {
+fn compact_segqueue_and_shared_ends_lanes_pop_every_item_exactly_once() {
     for _ in 0..5 {
         for (name, queue) in shared_queues() {
-            if !(name.starts_with("hivekit-compact") || name == "hivekit-stamped-shared-ends") {
+            if !(name.starts_with("hivekit-compact")
+                || name.starts_with("hivekit-segqueue-lanes")
+                || name == "hivekit-stamped-shared-ends")
+            {
                 continue;
             }
             let counts = run(name, queue.as_ref());

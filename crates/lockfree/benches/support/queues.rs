@@ -492,6 +492,27 @@ impl<E: Ends> RingLane for StampedLane<E> {
     }
 }
 
+/// A bare `SegQueue` as a lane of [`StampedLanes`]: with it, that scheduler is the design the
+/// compact lanes replaced (`hivekit-segqueue-lanes`, `-strict`: `SegQueue` lanes under the always-set
+/// bitmap and per-thread anti-starvation). Its pop waits inside `SegQueue` for a slot claimed and
+/// not yet written, so it never reports [`LanePop::NotReady`].
+pub(crate) struct SegQueueLane(SegQueue<u64>);
+
+impl RingLane for SegQueueLane {
+    fn new() -> Self {
+        Self(SegQueue::new())
+    }
+    fn push(&self, item: u64) {
+        self.0.push(item);
+    }
+    fn pop(&self) -> LanePop {
+        self.0.pop().map_or(LanePop::Empty, LanePop::Item)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Slots in a [`CompactLane`]'s inline ring: with its three counters, 120 bytes, one 128-byte line.
 const COMPACT_SLOTS: usize = 6;
 
@@ -764,6 +785,14 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
         (
             "hivekit-stamped-shared-ends",
             Box::new(StampedLanes::<StampedLane<SharedLineEnds>>::new(Some(8))),
+        ),
+        (
+            "hivekit-segqueue-lanes",
+            Box::new(StampedLanes::<SegQueueLane>::new(Some(8))),
+        ),
+        (
+            "hivekit-segqueue-lanes-strict",
+            Box::new(StampedLanes::<SegQueueLane>::new(None)),
         ),
         (
             "hivekit-compact-lanes",
