@@ -46,6 +46,46 @@
 //! The rings are bounded (8,192 items per key), so these rows skip the 100k depth; see
 //! `support/queues.rs` for why they are a bench row and not a scheduler.
 //!
+//! The lanes: `hivekit` and `hivekit-strict` run the scheduler's compact lanes (`src/scheduler/lane.rs`:
+//! a state word with head, tail, spill count and overflow pops in flight, and an 8-slot stamped
+//! ring, on one 128-byte line; an overflow `SegQueue` past it). Why: in these rows 97% of pops take
+//! the item their own pair just pushed, on 1, 2 and 4 threads, for `hivekit-strict` and the heap
+//! alike (65% for `hivekit`, whose forced pops take a lower lane's item; 34% take another of their
+//! own thread's items, 1-2% another thread's; counted by `where_the_popped_items_come_from` in
+//! `tests/scheduler_bench_rows.rs`). So almost every push lands in a sparse lane above the backlog and
+//! the next pop takes it back out: with `SegQueue` lanes that pair touched the lane's padded tail,
+//! its padded head and its block (three or four lines, each last written by whichever core used
+//! the lane last), with a compact lane one line. Probed first as bench rows over the stamped rows'
+//! scheduler (`hivekit-compact-lanes`, `-strict`: a 6-slot ring and its counters on one line, an
+//! overflow `SegQueue`; FIFO not exact between racing pushes, so a probe only) beside
+//! `hivekit-stamped-shared-ends` (the stamped rings with head and tail sharing one line, slots
+//! elsewhere). Four alternating `--quick` runs under load 6.2-6.5 on 2 cores, medians: at `mpmc-2t`
+//! the compact rows 100 ns (`max_bypass` 8) and 75 ns (strict) against 127 and 105 for the
+//! `SegQueue` scheduler and 195 for the heap; at `mpmc-4t` 144 and 151 against 222 and 184 (heap
+//! 394); at 1k on one thread 27 and 23.5 against 31.5 and 30; the shared-ends rings were no better
+//! than the padded ones (2t 100-146 ns, 4t 173-253). The scheduler's own version keeps exact FIFO
+//! (an overflow pop registers in the state word, which keeps pushes out of the ring while it is in
+//! flight) and waits where `SegQueue` waits (a pop for a reserved, unwritten slot). Its first
+//! version also let a push wait for a slow pop of the ring's lap before: under load that stalled
+//! every thread behind a descheduled one (`mpmc-4t` 507-998 ns against 172-224 for the `SegQueue`
+//! lanes); a push now checks the slot first and spills instead. A/B against main's binary, four
+//! alternating `--quick` runs under load 7.4-11, medians (main -> compact lanes): `hivekit` 1k
+//! 32.8 -> 25.5 ns, 10 32.8 -> 24.1, 100k 34.2 -> 29.6, `mpmc-2t` 110 -> 85, `mpmc-4t` 218 -> 200;
+//! `hivekit-strict` 1k 29.8 -> 24.6, `mpmc-2t` 106 -> 89, `mpmc-4t` 158 -> 130; the heap, unchanged
+//! code, 78/78 at 1k, 235/222 at `mpmc-2t`, 392/387 at `mpmc-4t`. Under such load the heap's lock
+//! holder is often descheduled and it loses to every lane design; whether the lanes now pass it on a
+//! quiet machine (the quiet run before them: heap 123 ns at `mpmc-2t`, 228 at `mpmc-4t`, against 164
+//! and 280 for `hivekit`) the next quiet full run will tell.
+//! `hivekit-segqueue-lanes` (and `-strict`) keep the design they replaced as rows: the same bitmap
+//! and anti-starvation over bare `SegQueue` lanes (the stamped rows' scheduler, its per-thread
+//! aging in a thread-local rather than the scheduler's stripes). In one binary, four `--quick` runs
+//! under load 3.0-4.3, medians: `hivekit` 76 ns at `mpmc-2t` and 184 at `mpmc-4t` against 117 and
+//! 230 for `hivekit-segqueue-lanes`; `hivekit-strict` 92 and 140 against 115 and 174; the four bare
+//! lanes 87 and 155, the heap 198 and 393; at 1k on one thread 25.5 against 27.8. In
+//! `scheduler_queue_depth` (two A/B runs, load 5) no depth got slower, and `len` and
+//! `depth_by_priority` got cheaper (one load of a lane's state word per non-empty lane: at 100k
+//! 6-8 ns against 15-16 for `len`).
+//!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
 //! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. Its threads are pinned
 //! to distinct CPUs (see `benches_common::threads`): before they were, these rows were bimodal

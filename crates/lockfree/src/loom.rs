@@ -10,7 +10,9 @@
 //!   crossbeam-epoch (which loom cannot see): the publication protocol (compare-and-swap on the
 //!   current pointer) is what the models check, reclamation is crossbeam's;
 //! - [`lane::Lane`] is a `Mutex<VecDeque<T>>` instead of a crossbeam `SegQueue` (whose internal spin
-//!   waits loom cannot preempt): the models check the scheduler's bitmap protocol around the lanes.
+//!   waits loom cannot preempt): it is the overflow of each scheduler lane, so the models check the
+//!   lane's own ring and state-word protocol (on loom's atomics and cells, with a 2-slot ring) and
+//!   the scheduler's bitmap protocol around the lanes.
 
 pub(crate) mod sync {
     #[cfg(loom)]
@@ -282,19 +284,17 @@ pub(crate) mod thread {
     }
 }
 
-/// One FIFO lane of the priority scheduler.
+/// The overflow queue of a priority scheduler lane (`scheduler/lane.rs`).
 pub(crate) mod lane {
     /// An unbounded multi-producer multi-consumer FIFO queue.
     #[cfg(not(loom))]
     pub(crate) type Lane<T> = crossbeam_queue::SegQueue<T>;
 
-    /// Under loom: `SegQueue`'s interface over a locked `VecDeque`, with the emptiness that the
-    /// scheduler's bitmap protocol reads kept in a separate atomic count, read without the lock. A
-    /// lock-based `is_empty` would synchronise with every push and hide a missing fence in the
-    /// protocol; this lane gives no more ordering than the real one. A push publishes its item by
-    /// incrementing the count after storing it (as `SegQueue` publishes its tail index); a pop first
-    /// claims an item by decrementing the count, then takes one from the deque, which must hold it. So,
-    /// as with `SegQueue`, a pop finds nothing only when `is_empty` would have said so.
+    /// Under loom: `SegQueue`'s `push` and `pop` over a locked `VecDeque`, with an atomic count of
+    /// the items. A push publishes its item by incrementing the count after storing it (as `SegQueue`
+    /// publishes its tail index); a pop first claims an item by decrementing the count, then takes
+    /// one from the deque, which must hold it. (The scheduler lane keeps its own emptiness in its
+    /// state word, so this queue's emptiness is not read.)
     #[cfg(loom)]
     #[derive(Debug)]
     pub(crate) struct Lane<T> {
@@ -340,14 +340,6 @@ pub(crate) mod lane {
             }
             // Claimed: every counted item was stored before it was counted.
             self.items().pop_front()
-        }
-
-        pub(crate) fn is_empty(&self) -> bool {
-            self.len() == 0
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.count.load(std::sync::atomic::Ordering::Acquire)
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! # Design
 //!
-//! A [`SchedulingHint`] has 48 distinct sort keys, so the scheduler keeps 48 lanes (crossbeam
-//! `SegQueue`s), lane `k` holding the items whose hint has sort key `k`, and a 64-bit bitmap whose bit
+//! A [`SchedulingHint`] has 48 distinct sort keys, so the scheduler keeps 48 lanes (FIFO queues whose
+//! state and first slots share one cache line, with an overflow `SegQueue`: see [`lane`]), lane `k`
+//! holding the items whose hint has sort key `k`, and a 64-bit bitmap whose bit
 //! `k` says "lane `k` may hold items". `pop` reads the bitmap, takes the highest set bit (one
 //! `leading_zeros`) and pops that lane: ordering by the full key costs no comparison at all, and FIFO
 //! among equal keys is the lane's own order. This design was chosen by measurement against a sharded
@@ -49,10 +50,12 @@
 
 use std::fmt;
 
+mod lane;
+
 use crossbeam_utils::CachePadded;
 
+use self::lane::CompactLane;
 use crate::hint::{Priority, SchedulingHint};
-use crate::loom::lane::Lane;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::thread;
 
@@ -172,12 +175,21 @@ struct Aging {
 ///
 /// # Progress
 ///
-/// [`push`](Self::push) and [`pop`](Self::pop) are lock-free (the lanes are crossbeam `SegQueue`s;
-/// a bounded `push` adds a compare-and-swap loop on the item count). [`len`](Self::len),
+/// [`push`](Self::push) and [`pop`](Self::pop) are lock-free in the sense crossbeam's `SegQueue` is
+/// (a pop may wait for a push that has reserved its slot and not yet written it, and a push for a
+/// pop of the ring's lap before; see the lane module); a bounded `push` adds a compare-and-swap loop
+/// on the item count. [`len`](Self::len),
 /// [`is_empty`](Self::is_empty) and [`depth_by_priority`](Self::depth_by_priority) are O(1) whatever
 /// the number of items and exact when no push or pop is in flight: a bounded scheduler keeps an item
 /// count (it needs one to enforce the capacity); an unbounded one sums the lengths of its non-empty
 /// lanes (at most 48) instead, so that its push and pop share no counter.
+///
+/// # Memory
+///
+/// Each of the 48 lanes keeps 8 item slots inline (beside its counters, on one cache line for items
+/// of up to 8 bytes) and its overflow queue, so an empty scheduler holds 18 KiB for items of up to 8
+/// bytes and about 384 bytes more per further byte of item size (48 lanes of 8 slots); box large
+/// items.
 ///
 /// # Examples
 ///
@@ -200,7 +212,7 @@ struct Aging {
 /// ```
 pub struct PriorityScheduler<T> {
     /// Lane `k` holds the items with sort key `k`, in push order.
-    lanes: Box<[Lane<T>]>,
+    lanes: Box<[CompactLane<T>]>,
     /// Bit `k` is set whenever lane `k` holds an item whose push has returned (see the module docs).
     nonempty: CachePadded<AtomicU64>,
     /// Bounded schedulers only: items reserved by pushes and not yet taken by pops.
@@ -257,7 +269,7 @@ impl<T> PriorityScheduler<T> {
 
     fn build(config: SchedulerConfig) -> Self {
         Self {
-            lanes: (0..LANES).map(|_| Lane::new()).collect(),
+            lanes: (0..LANES).map(|_| CompactLane::new()).collect(),
             nonempty: CachePadded::new(AtomicU64::new(0)),
             len: CachePadded::new(AtomicUsize::new(0)),
             aging: if config.max_bypass.is_some() {
@@ -358,11 +370,13 @@ impl<T> PriorityScheduler<T> {
                 return self.pop_slow();
             }
             let key = self.choose_lane(bits);
-            if let Some(item) = self.lanes[key].pop() {
+            if let Some((item, emptied)) = self.lanes[key].take() {
                 if self.is_bounded() {
                     self.len.fetch_sub(1, Ordering::Relaxed);
                 }
-                if self.lanes[key].is_empty() {
+                // Empty as this pop's own update of the lane left it: a push after that update
+                // is seen by the re-check in `clear_lane_bit`.
+                if emptied {
                     self.clear_lane_bit(key);
                 }
                 return Some(item);
@@ -428,13 +442,13 @@ impl<T> PriorityScheduler<T> {
         if self.is_bounded() && self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        // `is_empty` first: a `SegQueue::pop` that finds nothing pays a fence, 48 of them would show.
+        // `is_empty` first: one load of each lane's state word, on the line a pop would touch anyway.
         let item = self
             .lanes
             .iter()
             .rev()
             .filter(|lane| !lane.is_empty())
-            .find_map(Lane::pop)?;
+            .find_map(CompactLane::pop)?;
         if self.is_bounded() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
@@ -475,7 +489,7 @@ impl<T> PriorityScheduler<T> {
 
     /// The lanes whose bit is set, with their keys. When no push or pop is in flight, every lane
     /// holding an item is among them (see the module docs), so counting these lanes is exact then.
-    fn marked_lanes(&self) -> impl Iterator<Item = (usize, &Lane<T>)> {
+    fn marked_lanes(&self) -> impl Iterator<Item = (usize, &CompactLane<T>)> {
         let mut bits = self.nonempty.load(Ordering::Acquire);
         std::iter::from_fn(move || {
             if bits == 0 {
@@ -533,6 +547,13 @@ impl<T> fmt::Debug for PriorityScheduler<T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lane_of_small_items_is_three_lines_and_the_documented_size() {
+        // State word, stamps and 8 slots of 8 bytes on one 128-byte line; the overflow on two more.
+        assert_eq!(std::mem::size_of::<CompactLane<u64>>(), 384);
+        assert_eq!(std::mem::size_of::<CompactLane<()>>(), 384);
+    }
     use crate::hint::{LatencyTier, ResourceCost};
 
     #[test]

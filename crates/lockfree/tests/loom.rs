@@ -4,7 +4,8 @@
 //!
 //! Under loom the crate's `loom` shim swaps in loom's atomics, `Arc` and `Mutex`, keeps retired
 //! snapshot versions until the cell is dropped (crossbeam-epoch is not loom-aware) and makes each
-//! scheduler lane a locked `VecDeque`, so what is explored is the protocol around them.
+//! scheduler lane's overflow a locked `VecDeque`, so what is explored is the lane's ring and state
+//! word (2 slots under loom) and the protocol around the lanes.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -278,6 +279,116 @@ fn scheduler_pop_vs_pop_takes_each_item_once() {
         assert_eq!(taken, [1, 7]);
         assert_eq!(scheduler.pop(), Some(8));
         assert_eq!(scheduler.pop(), None);
+        assert!(scheduler.is_empty());
+    });
+}
+
+/// The scheduler's lane past its inline ring (2 slots under loom): a push that must spill into the
+/// overflow races a pop. The pop always takes the oldest item, and the rest drain in push order.
+#[test]
+fn scheduler_lane_spill_push_vs_pop_keeps_fifo() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        scheduler.push(high(), 1_u32).expect("unbounded");
+        scheduler.push(high(), 2).expect("unbounded");
+        let popper = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.pop())
+        };
+        let pusher = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.push(high(), 3).expect("unbounded"))
+        };
+        assert_eq!(popper.join().expect("popper panicked"), Some(1));
+        pusher.join().expect("pusher panicked");
+        let rest: Vec<u32> = std::iter::from_fn(|| scheduler.pop()).collect();
+        assert_eq!(rest, [2, 3]);
+        assert!(scheduler.is_empty());
+    });
+}
+
+/// The lane's ring is empty and its overflow holds the oldest item: a pop of the overflow races
+/// pushes that may find the ring open again once the overflow drains. The racing pop takes the
+/// overflow's item (the oldest throughout), and the pushed items drain after it in push order.
+#[test]
+fn scheduler_lane_overflow_pop_vs_ring_reopening_keeps_fifo() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        for item in 1..=3_u32 {
+            scheduler.push(high(), item).expect("unbounded");
+        }
+        // 1 and 2 filled the ring, 3 spilled: take the ring's two, so only the overflow holds one.
+        assert_eq!(scheduler.pop(), Some(1));
+        assert_eq!(scheduler.pop(), Some(2));
+        let popper = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.pop())
+        };
+        let pusher = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || {
+                scheduler.push(high(), 4).expect("unbounded");
+                scheduler.push(high(), 5).expect("unbounded");
+            })
+        };
+        assert_eq!(popper.join().expect("popper panicked"), Some(3));
+        pusher.join().expect("pusher panicked");
+        let rest: Vec<u32> = std::iter::from_fn(|| scheduler.pop()).collect();
+        assert_eq!(rest, [4, 5]);
+        assert!(scheduler.is_empty());
+    });
+}
+
+/// Two pops race over a lane whose ring holds one item and whose overflow holds the next, while a
+/// push adds a third: each item is taken once, and a pop never takes a newer item while an older
+/// one waits (whichever pop takes 2 or 3, 1 was taken by the other).
+#[test]
+fn scheduler_lane_two_pops_across_ring_and_overflow() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        for item in 0..=2_u32 {
+            scheduler.push(high(), item).expect("unbounded");
+        }
+        // Ring [0, 1], overflow [2]; take 0, so the ring holds 1 and the overflow 2.
+        assert_eq!(scheduler.pop(), Some(0));
+        let poppers: Vec<_> = (0..2)
+            .map(|_| {
+                let scheduler = Arc::clone(&scheduler);
+                thread::spawn(move || scheduler.pop())
+            })
+            .collect();
+        scheduler.push(high(), 3).expect("unbounded");
+        let mut taken: Vec<u32> = poppers
+            .into_iter()
+            .filter_map(|popper| popper.join().expect("popper panicked"))
+            .collect();
+        taken.sort_unstable();
+        assert_eq!(taken, [1, 2], "the two oldest, once each");
+        let rest: Vec<u32> = std::iter::from_fn(|| scheduler.pop()).collect();
+        assert_eq!(rest, [3]);
+        assert!(scheduler.is_empty());
+    });
+}
+
+/// A pop races the push of the only item into an empty lane's ring: it takes the item or finds the
+/// scheduler empty, and when it takes it, the push's write of the slot is visible to the pop's read
+/// (loom checks the slot cell; with a `Relaxed` written-stamp this model fails).
+#[test]
+fn scheduler_lane_ring_push_vs_pop_publishes_the_item() {
+    model(|| {
+        let scheduler = Arc::new(PriorityScheduler::new());
+        let pusher = {
+            let scheduler = Arc::clone(&scheduler);
+            thread::spawn(move || scheduler.push(high(), 1_u32).expect("unbounded"))
+        };
+        let taken = scheduler.pop();
+        pusher.join().expect("pusher panicked");
+        let rest: Vec<u32> = std::iter::from_fn(|| scheduler.pop()).collect();
+        match taken {
+            Some(1) => assert!(rest.is_empty()),
+            None => assert_eq!(rest, [1]),
+            other => panic!("took {other:?}"),
+        }
         assert!(scheduler.is_empty());
     });
 }

@@ -40,3 +40,101 @@ fn stamped_lanes_pop_every_item_exactly_once_in_fifo_order_within_a_key() {
         }
     }
 }
+
+/// The compact-lane probe rows (`hivekit-compact-lanes`) are left out: their FIFO order is exact
+/// only between pushes that do not race (see `CompactLane` in `benches/support/queues.rs`), and the
+/// harness asserts it; the scheduler's own compact lanes keep it exactly (`scheduler_lane_spill.rs`).
+#[test]
+fn segqueue_and_shared_ends_lanes_pop_every_item_exactly_once() {
+    for _ in 0..5 {
+        for (name, queue) in shared_queues() {
+            if !(name.starts_with("hivekit-segqueue-lanes")
+                || name == "hivekit-stamped-shared-ends")
+            {
+                continue;
+            }
+            let counts = run(name, queue.as_ref());
+            assert!(
+                counts.iter().all(|&count| count == 1),
+                "{name}: an item was lost or duplicated"
+            );
+            assert_eq!(queue.pop(), None, "{name}: an item left behind");
+        }
+    }
+}
+
+#[test]
+fn compact_lanes_keep_fifo_across_the_spill_on_one_thread() {
+    use hivekit_lockfree::SchedulingHint;
+    for (name, queue) in shared_queues() {
+        if !name.starts_with("hivekit-compact") {
+            continue;
+        }
+        // Far past the inline ring: the overflow fills and drains while the ring refills.
+        for item in 0..100 {
+            queue.push(SchedulingHint::default(), item);
+        }
+        for item in 0..50 {
+            assert_eq!(queue.pop(), Some(item), "{name}");
+        }
+        for item in 100..130 {
+            queue.push(SchedulingHint::default(), item);
+        }
+        for item in 50..130 {
+            assert_eq!(queue.pop(), Some(item), "{name}");
+        }
+        assert_eq!(queue.pop(), None, "{name}");
+    }
+}
+
+/// Not a check but a measurement for the bench's module doc: in the `mpmc` rows' loop (pinned
+/// threads, depth 1k, push-then-pop pairs), which item each pop takes: the one its own pair just
+/// pushed, another of its own thread's, another thread's, or a prefill item. Run with
+/// `cargo test --release -p hivekit-lockfree --test scheduler_bench_rows -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, printed; run it with --ignored --nocapture"]
+fn where_the_popped_items_come_from() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use support::queues::{hints, pair, prefill};
+
+    const PAIRS: u64 = 400_000;
+    const STRIDE: u64 = 1 << 40;
+    let hints = hints();
+    for threads in [1, 2, 4] {
+        for (name, queue) in shared_queues() {
+            prefill(queue.as_ref(), &hints, 1_000);
+            // [own pair, own thread, other thread, prefill]
+            let counts: [AtomicU64; 4] = std::array::from_fn(|_| AtomicU64::new(0));
+            benches_common::threads::time_threads(threads, PAIRS, |thread, iterations| {
+                let base = (thread as u64 + 1) * STRIDE;
+                let mut local = [0_u64; 4];
+                for round in 0..iterations {
+                    let item = base + round;
+                    let source = match pair(queue.as_ref(), &hints, item) {
+                        Some(popped) if popped == item => 0,
+                        Some(popped) if popped / STRIDE == thread as u64 + 1 => 1,
+                        Some(popped) if popped >= STRIDE => 2,
+                        _ => 3,
+                    };
+                    local[source] += 1;
+                }
+                for (count, value) in counts.iter().zip(local) {
+                    count.fetch_add(value, Ordering::Relaxed);
+                }
+            });
+            let total = PAIRS * threads as u64;
+            let percent: Vec<String> = counts
+                .iter()
+                .map(|count| {
+                    format!(
+                        "{:.1}%",
+                        100.0 * count.load(Ordering::Relaxed) as f64 / total as f64
+                    )
+                })
+                .collect();
+            println!(
+                "{threads}t {name}: own pair / own thread / other thread / prefill = {percent:?}"
+            );
+        }
+    }
+}

@@ -336,15 +336,66 @@ impl Queue for SharedWordFloor {
 /// holds. A pop claims the head slot only once its stamp says the value is written, so it never
 /// waits for a pusher that reserved the slot and was descheduled before writing it: it reports
 /// [`LanePop::NotReady`] instead and the scheduler tries another lane.
-struct StampedLane {
-    head: crossbeam_utils::CachePadded<AtomicUsize>,
-    tail: crossbeam_utils::CachePadded<AtomicUsize>,
+pub(crate) struct StampedLane<E = PaddedEnds> {
+    /// The head and tail positions: on two padded lines ([`PaddedEnds`]) or sharing one
+    /// ([`SharedLineEnds`]).
+    ends: E,
     /// Slot `i` of the ring: its stamp and its value (a `u64`, so an atomic: no unsafe here).
     slots: Box<[(AtomicUsize, AtomicU64)]>,
 }
 
+/// Where a ring lane keeps its head and tail positions.
+pub(crate) trait Ends: Sync {
+    fn new() -> Self;
+    fn head(&self) -> &AtomicUsize;
+    fn tail(&self) -> &AtomicUsize;
+}
+
+/// Head and tail each on its own padded cache line: right for one hot queue.
+pub(crate) struct PaddedEnds([crossbeam_utils::CachePadded<AtomicUsize>; 2]);
+
+/// Head and tail on one padded line: a sparse lane's push then pop touch one line, not two (the
+/// `hivekit-stamped-shared-ends` probe).
+pub(crate) struct SharedLineEnds(crossbeam_utils::CachePadded<[AtomicUsize; 2]>);
+
+impl Ends for PaddedEnds {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| {
+            crossbeam_utils::CachePadded::new(AtomicUsize::new(0))
+        }))
+    }
+    fn head(&self) -> &AtomicUsize {
+        &self.0[0]
+    }
+    fn tail(&self) -> &AtomicUsize {
+        &self.0[1]
+    }
+}
+
+impl Ends for SharedLineEnds {
+    fn new() -> Self {
+        Self(crossbeam_utils::CachePadded::new(std::array::from_fn(
+            |_| AtomicUsize::new(0),
+        )))
+    }
+    fn head(&self) -> &AtomicUsize {
+        &self.0[0]
+    }
+    fn tail(&self) -> &AtomicUsize {
+        &self.0[1]
+    }
+}
+
+/// What the lane scheduler of the stamped rows ([`StampedLanes`]) needs of a lane.
+pub(crate) trait RingLane: Sync {
+    fn new() -> Self;
+    fn push(&self, item: u64);
+    fn pop(&self) -> LanePop;
+    fn is_empty(&self) -> bool;
+}
+
 /// What a [`StampedLane`] pop found.
-enum LanePop {
+pub(crate) enum LanePop {
     Item(u64),
     Empty,
     /// The head slot is reserved by a push that has not written it yet.
@@ -361,11 +412,10 @@ pub(crate) fn fits_depth(function: &str, depth: usize) -> bool {
     !function.starts_with("hivekit-stamped") || depth <= STAMPED_LANE_CAPACITY
 }
 
-impl StampedLane {
+impl<E: Ends> RingLane for StampedLane<E> {
     fn new() -> Self {
         Self {
-            head: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
-            tail: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            ends: E::new(),
             slots: (0..STAMPED_LANE_CAPACITY)
                 .map(|index| (AtomicUsize::new(index), AtomicU64::new(0)))
                 .collect(),
@@ -373,12 +423,12 @@ impl StampedLane {
     }
 
     fn push(&self, item: u64) {
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = self.ends.tail().load(Ordering::Relaxed);
         loop {
             let (stamp, value) = &self.slots[tail & (STAMPED_LANE_CAPACITY - 1)];
             let seen = stamp.load(Ordering::Acquire);
             if seen == tail {
-                match self.tail.compare_exchange_weak(
+                match self.ends.tail().compare_exchange_weak(
                     tail,
                     tail + 1,
                     Ordering::Relaxed,
@@ -396,20 +446,20 @@ impl StampedLane {
                 // bench keeps far fewer items per lane, see the capacity) or the pop that claimed it
                 // was descheduled before releasing it, a full lap of this lane ago. Wait for it.
                 std::thread::yield_now();
-                tail = self.tail.load(Ordering::Relaxed);
+                tail = self.ends.tail().load(Ordering::Relaxed);
             } else {
-                tail = self.tail.load(Ordering::Relaxed);
+                tail = self.ends.tail().load(Ordering::Relaxed);
             }
         }
     }
 
     fn pop(&self) -> LanePop {
-        let mut head = self.head.load(Ordering::Relaxed);
+        let mut head = self.ends.head().load(Ordering::Relaxed);
         loop {
             let (stamp, value) = &self.slots[head & (STAMPED_LANE_CAPACITY - 1)];
             let seen = stamp.load(Ordering::Acquire);
             if seen == head + 1 {
-                match self.head.compare_exchange_weak(
+                match self.ends.head().compare_exchange_weak(
                     head,
                     head + 1,
                     Ordering::Relaxed,
@@ -424,11 +474,11 @@ impl StampedLane {
                 }
             } else if seen > head + 1 {
                 // Another pop took it: look at the new head.
-                head = self.head.load(Ordering::Relaxed);
+                head = self.ends.head().load(Ordering::Relaxed);
             } else {
                 // Not written for this lap: empty, or a push reserved it and has not written it
                 // yet (or waits for the pop of the lap before to release it).
-                return if self.tail.load(Ordering::Acquire) == head {
+                return if self.ends.tail().load(Ordering::Acquire) == head {
                     LanePop::Empty
                 } else {
                     LanePop::NotReady
@@ -438,7 +488,154 @@ impl StampedLane {
     }
 
     fn is_empty(&self) -> bool {
+        self.ends.head().load(Ordering::Acquire) == self.ends.tail().load(Ordering::Acquire)
+    }
+}
+
+/// A bare `SegQueue` as a lane of [`StampedLanes`]: with it, that scheduler is the design the
+/// compact lanes replaced (`hivekit-segqueue-lanes`, `-strict`: `SegQueue` lanes under the always-set
+/// bitmap and per-thread anti-starvation). Its pop waits inside `SegQueue` for a slot claimed and
+/// not yet written, so it never reports [`LanePop::NotReady`].
+pub(crate) struct SegQueueLane(SegQueue<u64>);
+
+impl RingLane for SegQueueLane {
+    fn new() -> Self {
+        Self(SegQueue::new())
+    }
+    fn push(&self, item: u64) {
+        self.0.push(item);
+    }
+    fn pop(&self) -> LanePop {
+        self.0.pop().map_or(LanePop::Empty, LanePop::Item)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Slots in a [`CompactLane`]'s inline ring: with its three counters, 120 bytes, one 128-byte line.
+const COMPACT_SLOTS: usize = 6;
+
+/// The compact-lane probe (`hivekit-compact-lanes`): a lane whose head, tail, spill count and first
+/// [`COMPACT_SLOTS`] slots share one 128-byte line, for the sparse lanes of the `mpmc` rows (an item
+/// pushed above the backlog is popped by the next pop, so a push then pop touch this one line, where
+/// a `SegQueue` lane touches its padded head, its padded tail and its block). The ring is Vyukov's,
+/// as [`StampedLane`]'s. A push that finds the ring full, or items spilled before it, goes to an
+/// overflow `SegQueue`; a pop takes the ring first, then the overflow. While anything is spilled no
+/// push enters the ring, so FIFO holds sequentially; between racing pushes it is not exact (a push
+/// that read "nothing spilled" may enter the ring after a racing push spilled), which is why it is
+/// a probe and not a lane of the scheduler.
+#[repr(C, align(128))]
+pub(crate) struct CompactLane {
+    head: AtomicUsize,
+    tail: AtomicUsize,
+    /// Items counted into the overflow and not yet popped from it (counted before the push).
+    spilled: AtomicUsize,
+    slots: [(AtomicUsize, AtomicU64); COMPACT_SLOTS],
+    overflow: SegQueue<u64>,
+}
+
+impl CompactLane {
+    fn try_push_ring(&self, item: u64) -> bool {
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let (stamp, value) = &self.slots[tail % COMPACT_SLOTS];
+            let seen = stamp.load(Ordering::Acquire);
+            if seen == tail {
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    tail + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        value.store(item, Ordering::Relaxed);
+                        stamp.store(tail + 1, Ordering::Release);
+                        return true;
+                    }
+                    Err(actual) => tail = actual,
+                }
+            } else if seen < tail {
+                // Full (or a pop of the lap before still holds the slot): spill.
+                return false;
+            } else {
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn pop_ring(&self) -> LanePop {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (stamp, value) = &self.slots[head % COMPACT_SLOTS];
+            let seen = stamp.load(Ordering::Acquire);
+            if seen == head + 1 {
+                match self.head.compare_exchange_weak(
+                    head,
+                    head + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let item = value.load(Ordering::Relaxed);
+                        stamp.store(head + COMPACT_SLOTS, Ordering::Release);
+                        return LanePop::Item(item);
+                    }
+                    Err(actual) => head = actual,
+                }
+            } else if seen > head + 1 {
+                head = self.head.load(Ordering::Relaxed);
+            } else {
+                return if self.tail.load(Ordering::Acquire) == head {
+                    LanePop::Empty
+                } else {
+                    LanePop::NotReady
+                };
+            }
+        }
+    }
+}
+
+impl RingLane for CompactLane {
+    fn new() -> Self {
+        Self {
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            spilled: AtomicUsize::new(0),
+            slots: std::array::from_fn(|index| (AtomicUsize::new(index), AtomicU64::new(0))),
+            overflow: SegQueue::new(),
+        }
+    }
+
+    fn push(&self, item: u64) {
+        if self.spilled.load(Ordering::Acquire) == 0 && self.try_push_ring(item) {
+            return;
+        }
+        self.spilled.fetch_add(1, Ordering::AcqRel);
+        self.overflow.push(item);
+    }
+
+    fn pop(&self) -> LanePop {
+        match self.pop_ring() {
+            LanePop::Empty => {}
+            other => return other,
+        }
+        if self.spilled.load(Ordering::Acquire) == 0 {
+            return LanePop::Empty;
+        }
+        match self.overflow.pop() {
+            Some(item) => {
+                self.spilled.fetch_sub(1, Ordering::Release);
+                LanePop::Item(item)
+            }
+            // Counted, not yet pushed.
+            None => LanePop::NotReady,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
         self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+            && self.spilled.load(Ordering::Acquire) == 0
     }
 }
 
@@ -450,18 +647,16 @@ impl StampedLane {
 /// Not a scheduler: bounded (8,192 items per lane; a push into a full lane waits), and a pop may
 /// pass over a completed push's item queued behind a slot still being written in the same lane, so
 /// strict order holds only between completed operations that do not overlap such a write.
-pub(crate) struct StampedLanes {
-    lanes: Box<[StampedLane]>,
+pub(crate) struct StampedLanes<L = StampedLane> {
+    lanes: Box<[L]>,
     nonempty: crossbeam_utils::CachePadded<AtomicU64>,
     max_bypass: u32,
 }
 
-impl StampedLanes {
+impl<L: RingLane> StampedLanes<L> {
     pub(crate) fn new(max_bypass: Option<u32>) -> Self {
         Self {
-            lanes: (0..SchedulingHint::KEYS)
-                .map(|_| StampedLane::new())
-                .collect(),
+            lanes: (0..SchedulingHint::KEYS).map(|_| L::new()).collect(),
             nonempty: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
             max_bypass: max_bypass.unwrap_or(u32::MAX),
         }
@@ -512,7 +707,7 @@ impl StampedLanes {
     }
 }
 
-impl Queue for StampedLanes {
+impl<L: RingLane> Queue for StampedLanes<L> {
     fn push(&self, hint: SchedulingHint, item: u64) {
         let key = usize::from(hint.sort_key());
         self.lanes[key].push(item);
@@ -581,11 +776,31 @@ pub(crate) fn shared_queues() -> Vec<(&'static str, Box<dyn SyncQueue>)> {
         ("shared-word-floor", Box::<SharedWordFloor>::default()),
         (
             "hivekit-stamped-lanes",
-            Box::new(StampedLanes::new(Some(8))),
+            Box::new(StampedLanes::<StampedLane>::new(Some(8))),
         ),
         (
             "hivekit-stamped-lanes-strict",
-            Box::new(StampedLanes::new(None)),
+            Box::new(StampedLanes::<StampedLane>::new(None)),
+        ),
+        (
+            "hivekit-stamped-shared-ends",
+            Box::new(StampedLanes::<StampedLane<SharedLineEnds>>::new(Some(8))),
+        ),
+        (
+            "hivekit-segqueue-lanes",
+            Box::new(StampedLanes::<SegQueueLane>::new(Some(8))),
+        ),
+        (
+            "hivekit-segqueue-lanes-strict",
+            Box::new(StampedLanes::<SegQueueLane>::new(None)),
+        ),
+        (
+            "hivekit-compact-lanes",
+            Box::new(StampedLanes::<CompactLane>::new(Some(8))),
+        ),
+        (
+            "hivekit-compact-lanes-strict",
+            Box::new(StampedLanes::<CompactLane>::new(None)),
         ),
     ]
 }
