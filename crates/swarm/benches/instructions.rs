@@ -13,9 +13,10 @@
 //!   between workers that the criterion rows also pay. `chain_run/hivekit-spawn-driven/stages_100`:
 //!   the same spawned chain seeded (`hivekit-spawn-driven` in the criterion rows).
 //! - `fan_run/hivekit-spawn-seeded/stages_1k`: one seeded run of a `1 -> 1,000 -> 1` fan of
-//!   `.spawn()` stages: the run's driver launches every stage, in the seeded order, and the tasks
-//!   report through the fleet's notes (they awaited the 1,000 tasks' handles in one set, a quarter
-//!   more instructions); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
+//!   `.spawn()` stages: the run's driver launches what became ready together, in the seeded
+//!   order (the fan's stages; the sink, made ready alone, runs on its last dependency's task),
+//!   and the tasks report through the fleet's notes (they awaited the 1,000 tasks' handles in
+//!   one set, a quarter more instructions); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
 //!   (on the fleet: each task launches the dependents it releases), against
 //!   `fan_run/tokio-baseline-fan/stages_1k`, the tokio baseline's fan (a task per stage, a oneshot
 //!   per edge).
@@ -178,7 +179,13 @@ fn dagrs(input: (Runtime, Graph)) -> (Runtime, Graph) {
 
 library_benchmark_group!(
     name = chain_run,
-    benchmarks = [hivekit, dagrs, hivekit_spawn, hivekit_spawn_driven, tokio_baseline]
+    benchmarks = [
+        hivekit,
+        dagrs,
+        hivekit_spawn,
+        hivekit_spawn_driven,
+        tokio_baseline
+    ]
 );
 
 /// The chain, a runtime and a durable handle on an empty in-memory store, after one warm-up run
@@ -260,8 +267,8 @@ fn spawned_fan(width: usize) -> (Runtime, Pipeline) {
     (runtime, pipeline)
 }
 
-// A seeded run launches every stage from the run's driver; the tasks report through the fleet's
-// notes, which the driver reads in bulk.
+// A seeded run launches the fan's stages from the run's driver; the tasks report through the
+// fleet's notes, which the driver reads in bulk.
 #[library_benchmark]
 #[bench::stages_1k(spawned_fan(1_000))]
 fn hivekit_spawn_seeded(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
