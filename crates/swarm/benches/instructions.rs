@@ -10,11 +10,13 @@
 //!   against `chain_run/tokio-baseline/stages_100`: a task per stage and a oneshot channel per
 //!   edge, all spawned at once, each awaiting its dependency's oneshot (the pipelines' tokio
 //!   baseline, written as a user would). On one thread this counts the work, not the wake-ups
-//!   between workers that the criterion rows also pay.
+//!   between workers that the criterion rows also pay. `chain_run/hivekit-spawn-driven/stages_100`:
+//!   the same spawned chain seeded (`hivekit-spawn-driven` in the criterion rows).
 //! - `fan_run/hivekit-spawn-seeded/stages_1k`: one seeded run of a `1 -> 1,000 -> 1` fan of
-//!   `.spawn()` stages: the run's driver launches every stage, in the seeded order, and the tasks
-//!   report through the fleet's notes (they awaited the 1,000 tasks' handles in one set, a quarter
-//!   more instructions); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
+//!   `.spawn()` stages: the run's driver launches what became ready together, in the seeded
+//!   order (the fan's stages; the sink, made ready alone, runs on its last dependency's task),
+//!   and the tasks report through the fleet's notes (they awaited the 1,000 tasks' handles in
+//!   one set, a quarter more instructions); `fan_run/hivekit-spawn-fan/stages_1k`, the same fan unseeded
 //!   (on the fleet: each task launches the dependents it releases), against
 //!   `fan_run/tokio-baseline-fan/stages_1k`, the tokio baseline's fan (a task per stage, a oneshot
 //!   per edge).
@@ -99,6 +101,17 @@ fn hivekit_spawn(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
     (runtime, pipeline)
 }
 
+// The same chain seeded (the criterion rows' `hivekit-spawn-driven`): what a stage made ready by
+// a task costs in a seeded run beyond the unseeded fleet's.
+#[library_benchmark]
+#[bench::stages_100(chain_of(STAGES, true))]
+fn hivekit_spawn_driven(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {
+    let (runtime, pipeline) = input;
+    let options = RunOptions::default().with_seed(7);
+    drop(black_box(runtime.block_on(pipeline.run_with(options))));
+    (runtime, pipeline)
+}
+
 /// The tokio baseline's chain: a task per stage, a oneshot per edge, every task spawned at once.
 async fn tokio_chain(stages: usize) {
     let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
@@ -166,7 +179,13 @@ fn dagrs(input: (Runtime, Graph)) -> (Runtime, Graph) {
 
 library_benchmark_group!(
     name = chain_run,
-    benchmarks = [hivekit, dagrs, hivekit_spawn, tokio_baseline]
+    benchmarks = [
+        hivekit,
+        dagrs,
+        hivekit_spawn,
+        hivekit_spawn_driven,
+        tokio_baseline
+    ]
 );
 
 /// The chain, a runtime and a durable handle on an empty in-memory store, after one warm-up run
@@ -248,8 +267,8 @@ fn spawned_fan(width: usize) -> (Runtime, Pipeline) {
     (runtime, pipeline)
 }
 
-// A seeded run launches every stage from the run's driver; the tasks report through the fleet's
-// notes, which the driver reads in bulk.
+// A seeded run launches the fan's stages from the run's driver; the tasks report through the
+// fleet's notes, which the driver reads in bulk.
 #[library_benchmark]
 #[bench::stages_1k(spawned_fan(1_000))]
 fn hivekit_spawn_seeded(input: (Runtime, Pipeline)) -> (Runtime, Pipeline) {

@@ -26,10 +26,11 @@
 //!
 //! `hivekit-spawn` rows run the same pipelines with every stage marked `.spawn()` (a task per
 //! stage, as the tokio baseline has); `hivekit-spawn-watched` the same with an event sink (a
-//! callback dropping each event); `hivekit-spawn-driven` the same with a seed (every launch made
-//! by the run's driver, as before spawned stages launched each other). `cargo-lock` is a real
-//! dependency graph, the registry packages of this workspace's `Cargo.lock` (277 stages when
-//! written).
+//! callback dropping each event); `hivekit-spawn-driven` the same with a seed (the run's driver
+//! launches what became ready together, in the seeded order; a lone stage made ready while
+//! nothing waits runs next on the task of the stage that made it ready, as unseeded).
+//! `cargo-lock` is a real dependency graph, the registry packages of this workspace's
+//! `Cargo.lock` (277 stages when written).
 //!
 //! Peers, same groups, same inputs, same runtime, each what a competent user would write first:
 //!

@@ -358,6 +358,61 @@ fn a_seed_orders_spawned_stages_as_it_orders_inline_ones() {
     }
 }
 
+/// A random DAG of stages that log their start, with mixed scheduling hints; every stage on a
+/// task of its own if `spawn`.
+fn recording_dag(dag: &[Vec<usize>], spawn: bool) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
+    let priorities = [Priority::Low, Priority::Normal, Priority::High];
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut builder = Pipeline::builder();
+    for (stage, dependencies) in dag.iter().enumerate() {
+        let log = log.clone();
+        let added = builder
+            .stage(name(stage), move |ctx: StageContext| {
+                log.lock().push(ctx.name().to_owned());
+                async { Ok::<_, StageError>(()) }
+            })
+            .after(dependencies.iter().map(|&dependency| name(dependency)))
+            .priority(SchedulingHint::new(
+                priorities[stage % 3],
+                LatencyTier::Warm,
+                ResourceCost::Light,
+            ));
+        builder = if spawn { added.spawn() } else { added.inline() }.into_builder();
+    }
+    (builder.build().unwrap(), log)
+}
+
+/// A seeded run of spawned stages whose tasks run a lone stage they made ready themselves (a
+/// chain's next stage, while the driver holds nothing waiting) starts its stages in the same
+/// order run after run: random DAGs, sparse enough to hold chains, with mixed hints, one slot.
+/// (The order is the one the driver gave when it launched every stage; it differs from an inline
+/// run's on some of these DAGs, as it did then.)
+#[test]
+fn a_seeded_run_of_spawned_stages_running_lone_ready_stages_repeats_its_order() {
+    let runtime = multi_thread();
+    let one = NonZeroUsize::new(1).unwrap();
+    for dag_seed in 0..12u64 {
+        let dag = support::random_dag(40, 0.06, dag_seed);
+        let (spawned, log) = recording_dag(&dag, true);
+        for seed in [5u64, 6] {
+            let options = || {
+                RunOptions::default()
+                    .with_seed(seed)
+                    .with_max_concurrency(one)
+            };
+            let mut first = None;
+            for _ in 0..3 {
+                log.lock().clear();
+                assert!(runtime.block_on(spawned.run_with(options())).is_success());
+                let order = log.lock().clone();
+                assert_eq!(order.len(), 40);
+                let first = first.get_or_insert_with(|| order.clone());
+                assert_eq!(*first, order, "dag {dag_seed}, seed {seed}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_seed_makes_the_order_of_ready_stages_reproducible() {
     let (pipeline, log) = recording_fan(30, |_| SchedulingHint::default());
