@@ -556,7 +556,9 @@ impl Fleet {
             }
             // Read under the notes' lock: a task that noted a stage counted it there.
             if ready == 1 && self.waiting.load(Ordering::SeqCst) == 0 {
-                if let Some(Note::Ready(lone)) = notes.pop() {
+                // The lone dependent's note is the last one pushed.
+                if let Some(&Note::Ready(lone)) = notes.last() {
+                    notes.pop();
                     drop(notes);
                     if self.events.is_some() {
                         self.announce(lone);
@@ -564,7 +566,6 @@ impl Fleet {
                     // This stage's slot goes to the next one; the driver is not woken.
                     return Some((lone, completed));
                 }
-                unreachable!("the lone ready dependent's note is the last one");
             }
             if ready > 0 {
                 // Counted as waiting until the driver has read them (it resets the count after
