@@ -67,7 +67,7 @@ impl Codes {
     }
 
     /// The code of the voter at `position`.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn get(&self, position: usize) -> u32 {
         match self {
             Codes::Narrow(codes) => widen(codes[position]),

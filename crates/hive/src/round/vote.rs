@@ -31,6 +31,7 @@ use crate::round::batch::batch_votes;
 use crate::round::{call_span, call_spans_enabled, PositionOf, Round, RoundMember};
 use crate::state::State;
 
+pub(super) use self::light::LightSpare;
 use self::light::{
     general_only, one_light_type, LightStarts, Run, Shared, Slots, SLOT_PAIRS_PER_VOTER,
 };
@@ -541,8 +542,13 @@ impl<S: State> Round<'_, S> {
             .get_or_insert_with(|| one_light_type(&voters));
         let view = &self.view;
         let mut outcomes = Vec::with_capacity(groups.len());
+        // What each chunk of the last round kept (see `LightSpare`), by chunk.
+        // Each chunk's is taken from here and put back when the chunk is done (the list is kept,
+        // not made again).
+        let mut kept = std::mem::take(self.buffers.light.get_mut());
+        kept.resize_with(chunks, LightSpare::default);
         if chunks == 1 {
-            let (chunk_outcomes, chunk_failures) = vote_groups(
+            let (chunk_outcomes, chunk_failures, chunk_kept) = vote_groups(
                 &voters,
                 view,
                 &asked,
@@ -550,10 +556,12 @@ impl<S: State> Round<'_, S> {
                 max_in_flight,
                 limit,
                 one_type,
+                std::mem::take(&mut kept[0]),
             )
             .await;
             outcomes.extend(chunk_outcomes);
             self.failures.extend(chunk_failures);
+            kept[0] = chunk_kept;
         } else {
             let bound = (max_in_flight / chunks).max(1);
             let size = groups.len().div_ceil(chunks);
@@ -567,30 +575,38 @@ impl<S: State> Round<'_, S> {
             // which other workers cannot steal from, so a chunk voted on in place would run first
             // and the spawned one after it, on the same worker; a second spawn pushes the first
             // out of the slot into the stealable queue and wakes an idle worker.
-            let first = tokio::task::try_id().is_none().then(|| parts.remove(0));
+            let first = tokio::task::try_id()
+                .is_none()
+                .then(|| (parts.remove(0), std::mem::take(&mut kept[0])));
+            // The spawned chunks' indices into `kept`.
+            let spawned_from = usize::from(first.is_some());
             let spawned: Vec<_> = parts
                 .into_iter()
-                .map(|(contests, ballots)| {
+                .enumerate()
+                .map(|(index, (contests, ballots))| {
                     let (voters, view) = (Arc::clone(&voters), view.clone());
                     let count = contests.len();
                     let span = tracing::Span::current();
+                    let chunk = spawned_from + index;
+                    let chunk_kept = std::mem::take(&mut kept[chunk]);
                     let task = AbortOnDrop::new(
                         self.handle.spawn(
                             async move {
                                 let (voters, view) = (&voters, &view);
                                 vote_groups(
                                     voters, view, &contests, ballots, bound, limit, one_type,
+                                    chunk_kept,
                                 )
                                 .await
                             }
                             .instrument(span),
                         ),
                     );
-                    (count, task)
+                    (chunk, count, task)
                 })
                 .collect();
-            if let Some((first_contests, first_ballots)) = first {
-                let (first_outcomes, first_failures) = vote_groups(
+            if let Some(((first_contests, first_ballots), first_kept)) = first {
+                let (first_outcomes, first_failures, first_kept) = vote_groups(
                     &voters,
                     view,
                     &first_contests,
@@ -598,16 +614,19 @@ impl<S: State> Round<'_, S> {
                     bound,
                     limit,
                     one_type,
+                    first_kept,
                 )
                 .await;
                 outcomes.extend(first_outcomes);
                 self.failures.extend(first_failures);
+                kept[0] = first_kept;
             }
-            for (count, task) in spawned {
+            for (chunk, count, task) in spawned {
                 match task.await {
-                    Ok((chunk_outcomes, chunk_failures)) => {
+                    Ok((chunk_outcomes, chunk_failures, chunk_kept)) => {
                         outcomes.extend(chunk_outcomes);
                         self.failures.extend(chunk_failures);
+                        kept[chunk] = chunk_kept;
                     }
                     // The chunk's task cannot panic (every call is guarded), so it was cancelled:
                     // the runtime is shutting down and its ballots end without votes.
@@ -624,6 +643,7 @@ impl<S: State> Round<'_, S> {
             }
         }
 
+        *self.buffers.light.get_mut() = kept;
         groups
             .iter()
             .zip(outcomes)
@@ -660,15 +680,17 @@ async fn vote_groups<S: State>(
     bound: usize,
     limit: Limit,
     one_type: bool,
-) -> (Vec<Outcome>, Vec<AgentFailure>) {
+    kept: LightSpare,
+) -> (Vec<Outcome>, Vec<AgentFailure>, LightSpare) {
     let pairs: usize = contests
         .iter()
         .map(|contest| contest.count(voters.len()))
         .sum();
     if pairs >= SLOT_PAIRS_PER_VOTER * voters.len() || !one_type {
-        vote_groups_with::<S, Slots<'_, S>>(voters, view, contests, ballots, bound, limit).await
+        vote_groups_with::<S, Slots<'_, S>>(voters, view, contests, ballots, bound, limit, kept)
+            .await
     } else {
-        vote_groups_with::<S, Shared>(voters, view, contests, ballots, bound, limit).await
+        vote_groups_with::<S, Shared>(voters, view, contests, ballots, bound, limit, kept).await
     }
 }
 
@@ -680,7 +702,8 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
     ballots: Vec<Option<Ballot>>,
     bound: usize,
     limit: Limit,
-) -> (Vec<Outcome>, Vec<AgentFailure>) {
+    kept: LightSpare,
+) -> (Vec<Outcome>, Vec<AgentFailure>, LightSpare) {
     let count = |group: usize| contests[group].count(voters.len());
     let mut failures = Vec::new();
     let mut state: Vec<GroupVote> = ballots
@@ -705,7 +728,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
         .iter()
         .map(|group| AtomicBool::new(group.settled))
         .collect();
-    let mut light = L::new(voters.len());
+    let mut light = L::new(voters.len(), kept);
     // Made when the first call is still pending after its first poll: a round of voters that
     // answer at once never needs one, and making one costs an allocation.
     let mut pending: Option<FuturesUnordered<Waiting<'_>>> = None;
@@ -936,6 +959,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
         .await;
     }
     drop(pending);
+    let kept = light.finish();
     let outcomes = state
         .into_iter()
         .map(|entry| match entry.ballot {
@@ -956,7 +980,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
             },
         })
         .collect();
-    (outcomes, failures)
+    (outcomes, failures, kept)
 }
 
 #[cfg(test)]
