@@ -135,7 +135,10 @@ mod tests {
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert!(block.is_kept());
         let second = block.boxed(Counted(Arc::clone(&drops), [2; 4]));
-        assert_eq!(&*second as *const Counted as usize, address, "the same block");
+        assert_eq!(
+            &*second as *const Counted as usize, address,
+            "the same block"
+        );
         assert_eq!(second.1, [2; 4]);
         assert!(!block.is_kept());
         // Another layout: a new allocation, the kept block stays.

@@ -541,7 +541,7 @@ impl<S: State> Round<'_, S> {
             .one_light_type
             .get_or_insert_with(|| one_light_type(&voters));
         let view = &self.view;
-        let mut outcomes = Vec::with_capacity(groups.len());
+        let mut outcomes = Vec::new();
         // What each chunk of the last round kept (see `LightSpare`), by chunk.
         // Each chunk's is taken from here and put back when the chunk is done (the list is kept,
         // not made again).
@@ -559,10 +559,12 @@ impl<S: State> Round<'_, S> {
                 std::mem::take(&mut kept[0]),
             )
             .await;
-            outcomes.extend(chunk_outcomes);
+            // One chunk: its outcomes are the round's, as they are.
+            outcomes = chunk_outcomes;
             self.failures.extend(chunk_failures);
             kept[0] = chunk_kept;
         } else {
+            outcomes.reserve_exact(groups.len());
             let bound = (max_in_flight / chunks).max(1);
             let size = groups.len().div_ceil(chunks);
             let mut ballots = ballots.into_iter();
@@ -960,26 +962,27 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
     }
     drop(pending);
     let kept = light.finish();
-    let outcomes = state
-        .into_iter()
-        .map(|entry| match entry.ballot {
-            Some(ballot) => Outcome {
-                tally: ballot.tally(),
-                votes: ballot.votes_cast(),
-                cancelled: entry.cancelled,
-                choices: Some(ballot.into_choices()),
+    // A new list of the outcomes' size: collected in place from `state`'s list (larger
+    // entries), it was shrunk by a reallocation, an allocation, a copy and a free (about 400
+    // instructions of a 10-agent round).
+    let mut outcomes = Vec::with_capacity(state.len());
+    outcomes.extend(state.into_iter().map(|entry| match entry.ballot {
+        Some(ballot) => Outcome {
+            tally: ballot.tally(),
+            votes: ballot.votes_cast(),
+            cancelled: entry.cancelled,
+            choices: Some(ballot.into_choices()),
+        },
+        None => Outcome {
+            tally: Tally::NoQuorum {
+                turnout: 0.0,
+                required: 0.0,
             },
-            None => Outcome {
-                tally: Tally::NoQuorum {
-                    turnout: 0.0,
-                    required: 0.0,
-                },
-                votes: 0,
-                cancelled: entry.cancelled,
-                choices: None,
-            },
-        })
-        .collect();
+            votes: 0,
+            cancelled: entry.cancelled,
+            choices: None,
+        },
+    }));
     (outcomes, failures, kept)
 }
 

@@ -216,7 +216,11 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
             return Run::General;
         };
         let from = entry.next;
-        if self.slots.get(contest.voter(from)).is_none_or(Option::is_none) {
+        if self
+            .slots
+            .get(contest.voter(from))
+            .is_none_or(Option::is_none)
+        {
             // The next voter has no slot (its first call of the round, or a heavy or batch voter):
             // the loop asks it, before anything is set up for a run (in a round's first contest,
             // every voter).
