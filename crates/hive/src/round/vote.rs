@@ -674,6 +674,7 @@ impl<S: State> Round<'_, S> {
 
 /// Holds the ballots of `contests` among `voters`: asks them group by group, at most `bound` calls
 /// at once, and stops asking (and cancels the calls still running) for a ballot once it settles.
+#[allow(clippy::too_many_arguments)]
 async fn vote_groups<S: State>(
     voters: &[RoundMember<S>],
     view: &Snapshot<S>,
