@@ -14,6 +14,7 @@ use hivekit_runtime::{start_in_spare, First, Spare};
 
 use crate::context::AgentContext;
 use crate::lockfree::{ConflictKind, Proposal, ProposalId, Snapshot};
+use crate::slot_block::SlotBlock;
 use crate::state::State;
 
 /// Identifies an agent within its hive; ids are never reused.
@@ -448,11 +449,13 @@ pub(crate) trait DynAgent<S: State>: Send + Sync + 'static {
         contests: &'a [&'a Contest<S>],
     ) -> BoxFuture<'a, Result<Vec<Vote>, AgentError>>;
 
-    /// An empty [`VoteSlot`] for this agent's vote calls on `view`.
-    fn vote_slot<'a>(
+    /// An empty [`VoteSlot`] for this agent's vote calls on `view`, in `block` if it has the
+    /// slot's layout (the block of this agent's slot in an earlier round).
+    fn vote_slot_in<'a>(
         &'a self,
         ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
+        block: &mut SlotBlock,
     ) -> Pin<Box<dyn VoteSlot<'a, S> + 'a>>;
 }
 
@@ -585,12 +588,13 @@ impl<S: State, A: Agent<S>> DynAgent<S> for A {
         Box::pin(self.vote_all(ctx, view, contests))
     }
 
-    fn vote_slot<'a>(
+    fn vote_slot_in<'a>(
         &'a self,
         ctx: &'a AgentContext,
         view: &'a Snapshot<S>,
+        block: &mut SlotBlock,
     ) -> Pin<Box<dyn VoteSlot<'a, S> + 'a>> {
-        Box::pin(Slot {
+        block.boxed(Slot {
             make: move |contest: &'a Contest<S>| self.vote(ctx, view, contest),
             call: None,
         })

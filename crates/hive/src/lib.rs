@@ -96,6 +96,7 @@ mod roster;
 mod round;
 #[cfg(feature = "serde")]
 mod serde_support;
+mod slot_block;
 mod state;
 mod supervision;
 

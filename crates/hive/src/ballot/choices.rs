@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::agent::AgentId;
 #[cfg(feature = "serde")]
 use crate::ballot::BallotError;
-use crate::ballot::{Ballot, Electorate, ABSENT, ABSTAINED, NOT_VOTED};
+use crate::ballot::{Ballot, Codes, Electorate, ABSENT, ABSTAINED, NOT_VOTED};
 use crate::context::label;
 use crate::lockfree::ProposalId;
 
@@ -58,7 +58,7 @@ impl fmt::Display for VoterRecord {
 pub(crate) struct BallotChoices {
     electorate: Arc<Electorate>,
     weighted: bool,
-    codes: Vec<u32>,
+    codes: Codes,
 }
 
 impl BallotChoices {
@@ -72,7 +72,7 @@ impl BallotChoices {
         let electorate = Arc::new(Electorate::new(
             records.iter().map(|record| (record.voter, record.weight)),
         )?);
-        let codes = records
+        let codes: Vec<u32> = records
             .iter()
             .map(|record| match record.choice {
                 VoterChoice::For(candidate) => candidates
@@ -88,7 +88,7 @@ impl BallotChoices {
         Ok(BallotChoices {
             electorate,
             weighted,
-            codes,
+            codes: Codes::from_codes(codes, candidates.len()),
         })
     }
 
@@ -99,8 +99,8 @@ impl BallotChoices {
         self.electorate
             .voters
             .iter()
-            .zip(&self.codes)
-            .map(move |(&(voter, weight), &code)| VoterRecord {
+            .zip(self.codes.iter())
+            .map(move |(&(voter, weight), code)| VoterRecord {
                 voter,
                 weight: if self.weighted { weight } else { 1.0 },
                 choice: decode(code, candidates),
@@ -137,8 +137,8 @@ impl Ballot {
         self.electorate
             .voters
             .iter()
-            .zip(&self.votes)
-            .map(move |(&(voter, weight), &code)| VoterRecord {
+            .zip(self.votes.iter())
+            .map(move |(&(voter, weight), code)| VoterRecord {
                 voter,
                 weight: if weighted { weight } else { 1.0 },
                 choice: decode(code, &self.candidates),

@@ -4,6 +4,7 @@
 //! outcome in `tally`, the per-voter records a decision keeps in `choices`, the error in `error`.
 
 mod choices;
+mod codes;
 mod electorate;
 mod error;
 mod tally;
@@ -20,6 +21,7 @@ use crate::policy::{ConsensusPolicy, Threshold, TieBreak};
 
 pub(crate) use self::choices::BallotChoices;
 pub use self::choices::{VoterChoice, VoterRecord};
+use self::codes::Codes;
 pub(crate) use self::electorate::valid_weight;
 pub use self::electorate::Electorate;
 pub use self::error::BallotError;
@@ -75,8 +77,8 @@ pub struct Ballot {
     /// Candidate positions by id, for ballots with many candidates (a linear scan is faster below).
     lookup: Option<FxHashMap<ProposalId, u32>>,
     support: Vec<f64>,
-    /// Per voter: `NOT_VOTED`, `ABSTAINED` or the candidate's position.
-    votes: Vec<u32>,
+    /// Per voter: `NOT_VOTED`, `ABSTAINED`, `ABSENT` or the candidate's position.
+    votes: Codes,
     voted: usize,
     turnout: f64,
     cast_for_candidates: f64,
@@ -140,7 +142,7 @@ impl Ballot {
         Ok(Self {
             policy,
             support: vec![0.0; candidates.len()],
-            votes: vec![NOT_VOTED; electorate.len()],
+            votes: Codes::not_voted(electorate.len(), candidates.len()),
             candidates,
             lookup,
             electorate,
@@ -214,7 +216,7 @@ impl Ballot {
             }
         };
         let weight = self.weight_at(position);
-        let previous = std::mem::replace(&mut self.votes[position], code);
+        let previous = self.votes.replace(position, code);
         let previous_vote = match previous {
             ABSENT => {
                 self.absent -= 1;
@@ -283,7 +285,7 @@ impl Ballot {
     /// voter's `weight` known (its weight in [`Ballot::weights`], or 1).
     #[inline(always)]
     pub(crate) fn cast_code_once_at(&mut self, position: usize, code: u32, weight: f64) {
-        if self.votes[position] != NOT_VOTED {
+        if !self.votes.set_if_not_voted(position, code) {
             // A re-vote or a voter marked absent: the general path keeps the sums right.
             // It cannot fail: the code names a candidate or an abstention.
             let vote = match self.candidates.get(code as usize) {
@@ -293,7 +295,6 @@ impl Ballot {
             let _ = self.cast_at(position, vote);
             return;
         }
-        self.votes[position] = code;
         self.voted += 1;
         self.turnout += weight;
         // An abstention's code is past every candidate.
@@ -307,8 +308,7 @@ impl Ballot {
     /// Records that the voter at `position`, who has not voted, never will (their call failed), so
     /// that settlement no longer waits for them.
     pub(crate) fn mark_absent(&mut self, position: usize) {
-        if self.votes[position] == NOT_VOTED {
-            self.votes[position] = ABSENT;
+        if self.votes.set_if_not_voted(position, ABSENT) {
             self.absent += 1;
             self.absent_weight += self.weight_at(position);
             self.count_down();

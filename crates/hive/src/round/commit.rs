@@ -131,6 +131,7 @@ impl<S: State> Round<'_, S> {
             proposers: proposed.proposers,
             rejected,
             spare: self.buffers.spare,
+            light: self.buffers.light,
         };
         RoundSpare::leave(
             self.hive,

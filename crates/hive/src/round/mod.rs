@@ -33,6 +33,7 @@ use crate::events::HiveEvent;
 use crate::hive::{Config, Hive, Interested};
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::roster::Listed;
+use crate::round::vote::LightSpare;
 use crate::state::State;
 
 /// A member as a round sees it.
@@ -124,6 +125,9 @@ struct Buffers<S: State> {
     /// Behind a lock only because a `Spare` is not `Sync` (the round is shared across its
     /// awaits); only ever reached through `get_mut`, without locking.
     spare: Mutex<Spare>,
+    /// What each chunk of the vote phase keeps for the next round (its voters' slot blocks, its
+    /// shared block), by chunk; behind a lock as `spare`.
+    light: Mutex<Vec<LightSpare>>,
 }
 
 // Manual impl: a derive would require `S: Default`.
@@ -135,6 +139,7 @@ impl<S: State> Default for Buffers<S> {
             proposers: Vec::new(),
             rejected: Vec::new(),
             spare: Mutex::new(Spare::new()),
+            light: Mutex::new(Vec::new()),
         }
     }
 }

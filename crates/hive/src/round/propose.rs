@@ -17,7 +17,9 @@ use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged}
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
-use crate::round::{call_span, Answers, Positions, Proposals, Round, RoundMember};
+use crate::round::{
+    call_span, call_spans_enabled, Answers, Positions, Proposals, Round, RoundMember,
+};
 use crate::state::State;
 
 /// Below this many light agents per worker thread, one task polls them all; above, the round splits
@@ -43,7 +45,13 @@ fn start_propose<'a, S: State>(
     spare: &mut Spare,
     cx: &mut Context<'_>,
 ) -> Started<'a, Option<ProposalOf<S>>> {
-    let span = call_span(member.id, Phase::Propose);
+    // Built only when a subscriber may record it (one load of the level): otherwise a span that
+    // is none, as `call_span` would give, without its call and callsite check per agent.
+    let span = if call_spans_enabled() {
+        call_span(member.id, Phase::Propose)
+    } else {
+        tracing::Span::none()
+    };
     if member.heavy && !in_place {
         let agent = Arc::clone(&member.agent);
         let context = member.context.clone();

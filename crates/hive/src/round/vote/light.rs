@@ -14,6 +14,7 @@ use crate::ballot::{Ballot, Electorate, ABSTAIN_CODE};
 use crate::call::{slot_answer, start_in_slot, start_vote_in_spare, SlotPolled};
 use crate::lockfree::Snapshot;
 use crate::round::{vote_call_span, RoundMember};
+use crate::slot_block::SlotBlock;
 use crate::state::State;
 
 /// From this many (contest, voter) pairs per voter on, a round's light voters start their vote
@@ -52,8 +53,12 @@ pub(super) trait LightStarts<'a, S: State> {
     /// to it otherwise).
     const RUNS: bool = false;
 
-    /// Room for `voters` voters' calls.
-    fn new(voters: usize) -> Self;
+    /// Room for `voters` voters' calls, in the memory an earlier round's chunk kept (`kept`).
+    fn new(voters: usize, kept: LightSpare) -> Self;
+
+    /// The memory to keep for the next round's chunk: the voters' slot blocks (their slots
+    /// dropped) and the shared block.
+    fn finish(self) -> LightSpare;
 
     /// Starts the vote of `member` (the voter at index `voter`) about `contest` and polls it once,
     /// in its `agent_call` span if `spans` (what [`call_spans_enabled`](crate::round::call_spans_enabled) answered for the turn).
@@ -122,14 +127,53 @@ pub(super) enum Run<'a> {
     },
 }
 
-/// A reusable slot per voter, allocated on its first call in the round.
-pub(super) struct Slots<'a, S: State>(Vec<Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>>);
+/// What a chunk of the vote phase keeps for the same chunk of the next round over the same
+/// members (in the round's working buffers): each voter's slot block, and the shared block.
+#[derive(Debug, Default)]
+pub(crate) struct LightSpare {
+    /// By voter (as many as the chunk's voters when it finished).
+    slots: Vec<SlotBlock>,
+    shared: Spare,
+}
+
+/// A reusable slot per voter, made on its first call in the round (in the block of the voter's
+/// slot in the last round, when kept).
+pub(super) struct Slots<'a, S: State> {
+    slots: Vec<Option<Pin<Box<dyn VoteSlot<'a, S> + 'a>>>>,
+    /// Each voter's kept slot block (see [`SlotBlock`]).
+    blocks: Vec<SlotBlock>,
+    /// Kept for the next round's [`Shared`].
+    shared: Spare,
+}
 
 impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
     const RUNS: bool = true;
 
-    fn new(voters: usize) -> Self {
-        Self((0..voters).map(|_| None).collect())
+    fn new(voters: usize, kept: LightSpare) -> Self {
+        let mut blocks = kept.slots;
+        blocks.resize_with(voters, SlotBlock::new);
+        Self {
+            slots: (0..voters).map(|_| None).collect(),
+            blocks,
+            shared: kept.shared,
+        }
+    }
+
+    fn finish(self) -> LightSpare {
+        let Slots {
+            slots,
+            mut blocks,
+            shared,
+        } = self;
+        for (slot, block) in slots.into_iter().zip(&mut blocks) {
+            if let Some(slot) = slot {
+                block.keep(slot);
+            }
+        }
+        LightSpare {
+            slots: blocks,
+            shared,
+        }
     }
 
     #[inline(always)]
@@ -142,8 +186,9 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
         spans: bool,
         cx: &mut std::task::Context<'_>,
     ) -> SlotPolled<'a> {
-        let slot = &mut self.0[voter];
-        let new_slot = || member.agent.vote_slot(&member.context, view);
+        let slot = &mut self.slots[voter];
+        let block = &mut self.blocks[voter];
+        let new_slot = || member.agent.vote_slot_in(&member.context, view, block);
         // Started in one of two copies, so that the common one (no subscriber records the call's
         // span) passes a constant `None` into the inlined start: about 2 instructions less a vote
         // call (decide conflicts_1k -0.7%).
@@ -171,7 +216,11 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
             return Run::General;
         };
         let from = entry.next;
-        if self.0.get(contest.voter(from)).is_none_or(Option::is_none) {
+        if self
+            .slots
+            .get(contest.voter(from))
+            .is_none_or(Option::is_none)
+        {
             // The next voter has no slot (its first call of the round, or a heavy or batch voter):
             // the loop asks it, before anything is set up for a run (in a round's first contest,
             // every voter).
@@ -238,7 +287,7 @@ impl<'a, S: State> Slots<'a, S> {
         // was stored and reloaded around every call.
         // Every position is below the number of slots (one per voter of the round): ending the run
         // there, too, spares the bounds check of every slot it reads (when positions are voters).
-        let end = (from + budget).min(self.0.len());
+        let end = (from + budget).min(self.slots.len());
         if end <= from {
             // Cannot happen (the loop asks for a run with voters left to ask); had it, the loop
             // asks the voter itself rather than asking for the same empty run again.
@@ -260,7 +309,7 @@ impl<'a, S: State> Slots<'a, S> {
                 break Run::Counted;
             }
             let position = next;
-            let slot = &mut self.0[voter_at(position)];
+            let slot = &mut self.slots[voter_at(position)];
             // Only a light voter that does not vote in batches has a slot (made by `start`, on
             // the loop's own path): the voter is not looked up.
             let Some(call) = slot.as_mut() else {
@@ -317,12 +366,17 @@ fn answered<'a, S: State>(
     slot_answer(slot, polled, None)
 }
 
-/// One block for every call that answers at once, whoever's.
-pub(super) struct Shared(Spare);
+/// One block for every call that answers at once, whoever's (kept from round to round, with
+/// the slot blocks a round of [`Slots`] left).
+pub(super) struct Shared(LightSpare);
 
 impl<'a, S: State> LightStarts<'a, S> for Shared {
-    fn new(_voters: usize) -> Self {
-        Self(Spare::new())
+    fn new(_voters: usize, kept: LightSpare) -> Self {
+        Self(kept)
+    }
+
+    fn finish(self) -> LightSpare {
+        self.0
     }
 
     #[inline(always)]
@@ -335,7 +389,7 @@ impl<'a, S: State> LightStarts<'a, S> for Shared {
         spans: bool,
         cx: &mut std::task::Context<'_>,
     ) -> SlotPolled<'a> {
-        let (agent, context, spare) = (&*member.agent, &member.context, &mut self.0);
+        let (agent, context, spare) = (&*member.agent, &member.context, &mut self.0.shared);
         if spans {
             let span = vote_call_span(member.id, true);
             start_vote_in_spare(agent, context, view, contest, spare, span, cx)
