@@ -42,10 +42,17 @@ impl NameIndex {
 
     /// Doubles the table when one more name would fill it more than 7/8, re-placing every name
     /// (the slots keep only the high half of a hash, so the names are hashed again).
+    #[inline]
     fn reserve_one<'a>(&mut self, name_of: impl Fn(u32) -> &'a str) {
-        if (self.len + 1) * 8 <= self.slots.len() * 7 {
-            return;
+        if (self.len + 1) * 8 > self.slots.len() * 7 {
+            self.grow(name_of);
         }
+    }
+
+    /// Doubles the table (see `reserve_one`): rare, kept out of the insert path.
+    #[cold]
+    #[inline(never)]
+    fn grow<'a>(&mut self, name_of: impl Fn(u32) -> &'a str) {
         let capacity = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![0; capacity]);
         self.mask = capacity - 1;

@@ -211,6 +211,7 @@ impl PipelineBuilder {
     /// Adds a stage: `f` is called with a [`StageContext`] for every attempt and returns a future of
     /// the stage's output. The output becomes the stage's artifact, shared with dependents without
     /// copying.
+    #[inline]
     pub fn stage<F, Fut, T>(self, name: impl Into<Arc<str>>, f: F) -> StageBuilder<T>
     where
         F: Fn(StageContext) -> Fut + Send + Sync + 'static,
