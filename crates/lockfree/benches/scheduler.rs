@@ -22,6 +22,26 @@
 //! bookkeeping on every pop (a per-thread stripe on its own cache line, plain loads and stores, no
 //! read-modify-write, no scan) without the forced pops themselves, to tell the two costs apart.
 //!
+//! Where anti-starvation's extra time goes at `mpmc` (`where_the_pair_time_goes` in
+//! `tests/scheduler_bench_rows.rs`: each pair timed by `rdtsc`, 2.6 GHz TSC, split by what its pop
+//! took; 4M pairs per thread, several runs under load 2-4.5). `hivekit`'s pops: 65% its own pair's
+//! item, 10.3% a forced pop (a lower lane), 20-22% an item of its own thread from a higher lane
+//! (the cascade: the item a forced pop left behind), 2.8% an older item of the pushed lane, and
+//! 0.2-2.5% another thread's item from a higher lane (at most 0.1% for `hivekit-strict`). A forced
+//! pop costs 1.6-1.7x an own pair on 1, 2 and 4 threads (71 against 42 cycles on one thread, 88-165
+//! against 52-100 at 2t, 234 against 146 at 4t): it serves a backlog lane, whose oldest item sits
+//! in the overflow `SegQueue` (registration, `SegQueue` pop and leave: three read-modify-writes
+//! where a ring pop takes one) on lines every thread's forced pops and spills share. The cascade
+//! pops cost no more than own pairs (50 against 42 cycles on one thread, 54-77 against 52-100 at
+//! 2t): the item left behind is on a line the same thread wrote. A pop that takes another
+//! thread's item from a higher lane costs 1,100-1,250 cycles, in every row (strict too): the
+//! lane's line, the bitmap's and the owner's next attempt all cross cores. The items forced pops
+//! leave behind are the queue's highest, so another thread's pop must take them when they are;
+//! that and the forced pops' overflow traffic are most of the gap to `hivekit-strict`, and both
+//! follow from the documented order, not from how it is kept. The rest is the per-pop bookkeeping,
+//! 7.8 instructions per pair cheaper since its stripes became a fixed array behind one `Option`
+//! (`scheduler_push_pop/hivekit-scheduler/depth_1k`: 284,368 -> 276,571 per 1,000 pairs).
+//!
 //! `hivekit-stamped-lanes` (and `hivekit-stamped-lanes-strict`, without anti-starvation) tries a
 //! lane for the stalls of the `mpmc` rows: `hivekit`'s bitmap and per-thread anti-starvation over
 //! stamped rings (Vyukov's bounded queue, one per key), whose pop claims a slot only once its stamp

@@ -217,8 +217,10 @@ pub struct PriorityScheduler<T> {
     nonempty: CachePadded<AtomicU64>,
     /// Bounded schedulers only: items reserved by pushes and not yet taken by pops.
     len: CachePadded<AtomicUsize>,
-    /// `AGING_STRIPES` entries when anti-starvation is on, none otherwise.
-    aging: Box<[CachePadded<Aging>]>,
+    /// The anti-starvation stripes; `None` in strict order (`max_bypass` `None` or `Some(u32::MAX)`),
+    /// so that a pop's one test of this field both skips the bookkeeping in strict order and, being a
+    /// fixed-size array, indexes a stripe without a bounds check.
+    aging: Option<Box<[CachePadded<Aging>; AGING_STRIPES]>>,
     /// `usize::MAX` when unbounded.
     capacity: usize,
     /// `u32::MAX` when anti-starvation is off (a count that is never reached).
@@ -272,17 +274,16 @@ impl<T> PriorityScheduler<T> {
             lanes: (0..LANES).map(|_| CompactLane::new()).collect(),
             nonempty: CachePadded::new(AtomicU64::new(0)),
             len: CachePadded::new(AtomicUsize::new(0)),
-            aging: if config.max_bypass.is_some() {
-                (0..AGING_STRIPES)
-                    .map(|_| {
+            aging: match config.max_bypass {
+                Some(max_bypass) if max_bypass != u32::MAX => {
+                    Some(Box::new(std::array::from_fn(|_| {
                         CachePadded::new(Aging {
                             bypassed: AtomicU32::new(0),
                             cursor: AtomicU32::new(LANES as u32),
                         })
-                    })
-                    .collect()
-            } else {
-                Box::default()
+                    })))
+                }
+                _ => None,
             },
             capacity: config.capacity.unwrap_or(usize::MAX),
             max_bypass: config.max_bypass.unwrap_or(u32::MAX),
@@ -389,25 +390,27 @@ impl<T> PriorityScheduler<T> {
     #[inline]
     fn choose_lane(&self, bits: u64) -> usize {
         let top = 63 - bits.leading_zeros();
-        let below_top = bits & ((1_u64 << top) - 1);
-        if self.max_bypass == u32::MAX {
+        let Some(aging) = &self.aging else {
             return top as usize;
-        }
-        let aging = &*self.aging[thread::index() % AGING_STRIPES];
-        if below_top == 0 {
+        };
+        let aging = &*aging[thread::index() % AGING_STRIPES];
+        let bypassed = aging.bypassed.load(Ordering::Relaxed);
+        // `bits` less its lowest set bit is zero exactly when the top bit is the only one set
+        // (cheaper than masking the bits below the top, which only a forced pop needs).
+        if bits & (bits - 1) == 0 {
             // Nothing waits below: nothing is bypassed.
-            if aging.bypassed.load(Ordering::Relaxed) != 0 {
+            if bypassed != 0 {
                 aging.bypassed.store(0, Ordering::Relaxed);
             }
             return top as usize;
         }
-        let bypassed = aging.bypassed.load(Ordering::Relaxed);
         if bypassed < self.max_bypass {
             aging.bypassed.store(bypassed + 1, Ordering::Relaxed);
             return top as usize;
         }
         // A forced pop: the highest waiting lane below the previous forced one, wrapping around.
         aging.bypassed.store(0, Ordering::Relaxed);
+        let below_top = bits ^ (1_u64 << top);
         let cursor = aging.cursor.load(Ordering::Relaxed);
         let below_cursor = if cursor >= 64 {
             below_top
@@ -579,6 +582,87 @@ mod tests {
             .starts_with("scheduler max_bypass must be at least 1"));
         assert_eq!(Full(3).to_string(), "scheduler is full");
         assert_eq!(format!("{:?}", Full(3)), "Full(..)");
+    }
+
+    /// The lane choice as it was written before its bookkeeping was trimmed (the bits below the
+    /// top masked first, the strict test on `max_bypass`): `(lane, bypassed, cursor)` after a pop
+    /// that saw `bits`, from the stripe's `bypassed` and `cursor`.
+    fn reference_choice(bits: u64, bypassed: u32, cursor: u32, max_bypass: u32) -> (u32, u32, u32) {
+        let top = 63 - bits.leading_zeros();
+        let below_top = bits & ((1_u64 << top) - 1);
+        if max_bypass == u32::MAX {
+            return (top, bypassed, cursor);
+        }
+        if below_top == 0 {
+            return (top, 0, cursor);
+        }
+        if bypassed < max_bypass {
+            return (top, bypassed + 1, cursor);
+        }
+        let below_cursor = if cursor >= 64 {
+            below_top
+        } else {
+            below_top & ((1_u64 << cursor) - 1)
+        };
+        let candidates = if below_cursor == 0 {
+            below_top
+        } else {
+            below_cursor
+        };
+        let lane = 63 - candidates.leading_zeros();
+        (lane, 0, lane)
+    }
+
+    #[test]
+    fn lane_choice_matches_the_untrimmed_reference() {
+        for max_bypass in [
+            None,
+            Some(1),
+            Some(2),
+            Some(8),
+            Some(u32::MAX - 1),
+            Some(u32::MAX),
+        ] {
+            let scheduler = PriorityScheduler::<()>::with_config(SchedulerConfig {
+                capacity: None,
+                max_bypass,
+            })
+            .expect("valid config");
+            let limit = max_bypass.unwrap_or(u32::MAX);
+            let (mut bypassed, mut cursor) = (0, LANES as u32);
+            // A fixed pseudo-random walk over bitmaps of the 48 lanes, sparse and dense, with
+            // single-lane bitmaps (nothing below the top) mixed in.
+            let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+            for step in 0..20_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mask = (1_u64 << LANES) - 1;
+                let bits = match step % 4 {
+                    0 => 1_u64 << (seed % LANES as u64),
+                    1 => seed & (seed >> 17) & mask,
+                    _ => seed & mask,
+                };
+                if bits == 0 {
+                    continue;
+                }
+                let (lane, next_bypassed, next_cursor) =
+                    reference_choice(bits, bypassed, cursor, limit);
+                assert_eq!(scheduler.choose_lane(bits), lane as usize, "bits {bits:#x}");
+                (bypassed, cursor) = (next_bypassed, next_cursor);
+                if let Some(aging) = &scheduler.aging {
+                    let stripe = &aging[thread::index() % AGING_STRIPES];
+                    assert_eq!(stripe.bypassed.load(Ordering::Relaxed), bypassed);
+                    assert_eq!(stripe.cursor.load(Ordering::Relaxed), cursor);
+                }
+            }
+            // Strict order keeps no stripes at all, `Some(u32::MAX)` included.
+            assert_eq!(
+                scheduler.aging.is_none(),
+                limit == u32::MAX,
+                "{max_bypass:?}"
+            );
+        }
     }
 
     #[test]

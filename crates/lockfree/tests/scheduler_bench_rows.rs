@@ -138,3 +138,82 @@ fn where_the_popped_items_come_from() {
         }
     }
 }
+
+/// Not a check but a measurement: the `mpmc` rows' pair, timed one by one (`rdtsc`), split by what
+/// its pop took: the item its own push just pushed, an item of a lower lane than that push's (a
+/// forced pop), an older item of the push's own lane (the push queued behind a backlog), an item of
+/// a higher lane pushed by the same thread (the cascade: an item a forced pop left behind) or by
+/// another thread (or the prefill). Says which pops the extra time of anti-starvation goes to.
+/// Run with `cargo test --release -p hivekit-lockfree --test scheduler_bench_rows -- --ignored --nocapture`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "a measurement, printed; run it with --ignored --nocapture"]
+fn where_the_pair_time_goes() {
+    use std::arch::x86_64::_rdtsc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use support::queues::{hints, pair, prefill, STREAM};
+
+    const PAIRS: u64 = 4_000_000;
+    const STRIDE: u64 = 1 << 40;
+    let hints = hints();
+    let lane_of = |item: u64| usize::from(hints[item as usize & (STREAM - 1)].sort_key());
+    for threads in [1, 2, 4] {
+        for (name, queue) in shared_queues() {
+            if !matches!(name, "hivekit" | "hivekit-strict" | "hivekit-unforced") {
+                continue;
+            }
+            prefill(queue.as_ref(), &hints, 1_000);
+            // [count, TSC cycles] per class (see `classes` below).
+            let counts: [AtomicU64; 10] = std::array::from_fn(|_| AtomicU64::new(0));
+            benches_common::threads::time_threads(threads, PAIRS, |thread, iterations| {
+                let base = (thread as u64 + 1) * STRIDE;
+                let mut local = [0_u64; 10];
+                for round in 0..iterations {
+                    let item = base + round;
+                    // SAFETY: `rdtsc` has no preconditions on x86-64.
+                    let start = unsafe { _rdtsc() };
+                    let popped = pair(queue.as_ref(), &hints, item);
+                    // SAFETY: as above.
+                    let cycles = unsafe { _rdtsc() } - start;
+                    let class = match popped {
+                        Some(popped) if popped == item => 0,
+                        Some(popped) if lane_of(popped) < lane_of(item) => 1,
+                        Some(popped) if lane_of(popped) == lane_of(item) => 2,
+                        Some(popped) if popped / STRIDE == thread as u64 + 1 => 3,
+                        _ => 4,
+                    };
+                    // Drop preemptions (a time slice lost inside the pair).
+                    if cycles < 200_000 {
+                        local[2 * class] += 1;
+                        local[2 * class + 1] += cycles;
+                    }
+                }
+                for (count, value) in counts.iter().zip(local) {
+                    count.fetch_add(value, Ordering::Relaxed);
+                }
+            });
+            let total: u64 = (0..5)
+                .map(|class| counts[2 * class].load(Ordering::Relaxed))
+                .sum();
+            let mut line = format!("{threads}t {name}:");
+            let classes = [
+                "own",
+                "forced",
+                "same-lane-older",
+                "own-thread-higher",
+                "other-higher",
+            ];
+            for (class, label) in classes.iter().enumerate() {
+                let count = counts[2 * class].load(Ordering::Relaxed);
+                let cycles = counts[2 * class + 1].load(Ordering::Relaxed);
+                line += &format!(
+                    " {label} {:.1}% x {:.0} cyc = {:.1} cyc/pair;",
+                    100.0 * count as f64 / total as f64,
+                    cycles as f64 / count.max(1) as f64,
+                    cycles as f64 / total as f64
+                );
+            }
+            println!("{line}");
+        }
+    }
+}
