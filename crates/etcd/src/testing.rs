@@ -79,10 +79,28 @@ pub fn require_etcd() -> Result<(), HarnessError> {
     }
 }
 
-/// A free loopback port (bound and released: another process could take it before etcd does,
-/// which is why starting retries with fresh ports).
+/// Ports this process has handed to a member: a member keeps its ports across restarts, and
+/// while it is killed its ports are free, so another member started meanwhile (tests run in
+/// parallel) must not be given them.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// A free loopback port, never one handed out before in this process (bound and released: another
+/// process could take it before etcd does, which is why starting retries with fresh ports).
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "64 free ports in a row had been handed out already",
+    ))
 }
 
 /// One member's fixed identity: its name and ports, kept across restarts.
@@ -312,9 +330,20 @@ impl EtcdServer {
     ///
     /// [`HarnessError`] when it does not come back.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
-        self.kill();
-        self.launch("existing")?;
-        self.wait_healthy()
+        // Its ports were free while it was down: a connection of another process may hold one
+        // for a moment (etcd then exits with "address already in use"), so try a few times.
+        let mut attempts = 0;
+        loop {
+            self.kill();
+            self.launch("existing")?;
+            match self.wait_healthy() {
+                Err(_) if self.child.is_none() && attempts < 10 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
     }
 }
 
