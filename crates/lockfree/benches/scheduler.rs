@@ -2,8 +2,8 @@
 //!
 //! `priority_scheduling`: one push followed by one pop (a pair) at a steady depth of `10`, `1k` and
 //! `100k` items on one thread, and the same pair on 2 and 4 threads at once sharing one queue kept
-//! at depth 1k (`mpmc-2t`, `mpmc-4t`). `hivekit` orders by the full 48-value sort key, FIFO within a
-//! key, with anti-starvation on (`max_bypass: Some(8)`); `hivekit-strict` is the same without
+//! at depth 1k (`mpmc-2t`, `mpmc-4t`). `hivekit` orders by the full 48-value sort key, FIFO within
+//! a key, with anti-starvation on (`max_bypass: Some(8)`); `hivekit-strict` is the same without
 //! anti-starvation, to show what fairness costs; `hivekit-sharded-heap` is the design the lane
 //! scheduler was chosen over (four locked binary heaps, pop takes the best of their tops), and
 //! `hivekit-fenced-set` another design kept as a row: `hivekit-strict`'s lanes and bitmap, but a
@@ -12,8 +12,8 @@
 //! 1.15x slower than `hivekit-strict` at `mpmc-2t` and on one thread, and no better at `mpmc-4t`:
 //! the fence costs more than the shared write it skips). `hivekit-priority-words` is a third: the
 //! bitmap split into one word per priority on its own cache line, so that pushes at different
-//! priorities write different lines (measured slower on one thread and no better at 2 or 4
-//! threads, under load: a pop reads all four lines, so the sharing comes back on the read side).
+//! priorities write different lines (measured slower on one thread and no better at 2 or 4 threads,
+//! under load: a pop reads all four lines, so the sharing comes back on the read side).
 //! `shared-word-floor` is not a queue: only the bitmap's two read-modify-writes per pair on one
 //! shared word (see `support/queues.rs`), the floor that any design with one shared summary word
 //! pays on top of its lanes at `mpmc-2t` and `mpmc-4t`.
@@ -22,24 +22,25 @@
 //! bookkeeping on every pop (a per-thread stripe on its own cache line, plain loads and stores, no
 //! read-modify-write, no scan) without the forced pops themselves, to tell the two costs apart.
 //!
-//! Where anti-starvation's extra time goes at `mpmc` (`where_the_pair_time_goes` in
-//! `tests/scheduler_bench_rows.rs`: each pair timed by `rdtsc`, 2.6 GHz TSC, split by what its pop
-//! took; 4M pairs per thread, several runs under load 2-4.5). `hivekit`'s pops: 65% its own pair's
-//! item, 10.3% a forced pop (a lower lane), 20-22% an item of its own thread from a higher lane
-//! (the cascade: the item a forced pop left behind), 2.8% an older item of the pushed lane, and
-//! 0.2-2.5% another thread's item from a higher lane (at most 0.1% for `hivekit-strict`). A forced
-//! pop costs 1.6-1.7x an own pair on 1, 2 and 4 threads (71 against 42 cycles on one thread, 88-165
-//! against 52-100 at 2t, 234 against 146 at 4t): it serves a backlog lane, whose oldest item sits
-//! in the overflow `SegQueue` (registration, `SegQueue` pop and leave: three read-modify-writes
-//! where a ring pop takes one) on lines every thread's forced pops and spills share. The cascade
-//! pops cost no more than own pairs (50 against 42 cycles on one thread, 54-77 against 52-100 at
-//! 2t): the item left behind is on a line the same thread wrote. A pop that takes another
-//! thread's item from a higher lane costs 1,100-1,250 cycles, in every row (strict too): the
-//! lane's line, the bitmap's and the owner's next attempt all cross cores. The items forced pops
-//! leave behind are the queue's highest, so another thread's pop must take them when they are;
-//! that and the forced pops' overflow traffic are most of the gap to `hivekit-strict`, and both
-//! follow from the documented order, not from how it is kept. The rest is the per-pop bookkeeping,
-//! 7.8 instructions per pair cheaper since its stripes became a fixed array behind one `Option`
+//! Where anti-starvation's extra time goes at `mpmc` (a one-off probe, `where_the_pair_time_goes`,
+//! in `tests/scheduler_bench_rows.rs` at commit 7c4190c, removed since: timings do not belong in
+//! the tests; each pair timed by `rdtsc`, 2.6 GHz TSC, split by what its pop took; 4M pairs per
+//! thread, several runs under load 2-4.5). `hivekit`'s pops: 65% its own pair's item, 10.3% a
+//! forced pop (a lower lane), 20-22% an item of its own thread from a higher lane (the cascade: the
+//! item a forced pop left behind), 2.8% an older item of the pushed lane, and 0.2-2.5% another
+//! thread's item from a higher lane (at most 0.1% for `hivekit-strict`). A forced pop costs
+//! 1.6-1.7x an own pair on 1, 2 and 4 threads (71 against 42 cycles on one thread, 88-165 against
+//! 52-100 at 2t, 234 against 146 at 4t): it serves a backlog lane, whose oldest item sits in the
+//! overflow `SegQueue` (registration, `SegQueue` pop and leave: three read-modify-writes where a
+//! ring pop takes one) on lines every thread's forced pops and spills share. The cascade pops cost
+//! no more than own pairs (50 against 42 cycles on one thread, 54-77 against 52-100 at 2t): the
+//! item left behind is on a line the same thread wrote. A pop that takes another thread's item from
+//! a higher lane costs 1,100-1,250 cycles, in every row (strict too): the lane's line, the bitmap's
+//! and the owner's next attempt all cross cores. The items forced pops leave behind are the queue's
+//! highest, so another thread's pop must take them when they are; that and the forced pops'
+//! overflow traffic are most of the gap to `hivekit-strict`, and both follow from the documented
+//! order, not from how it is kept. The rest is the per-pop bookkeeping, 7.8 instructions per pair
+//! cheaper since its stripes became a fixed array behind one `Option`
 //! (`scheduler_push_pop/hivekit-scheduler/depth_1k`: 284,368 -> 276,571 per 1,000 pairs).
 //!
 //! `hivekit-stamped-lanes` (and `hivekit-stamped-lanes-strict`, without anti-starvation) tries a
@@ -66,18 +67,19 @@
 //! The rings are bounded (8,192 items per key), so these rows skip the 100k depth; see
 //! `support/queues.rs` for why they are a bench row and not a scheduler.
 //!
-//! The lanes: `hivekit` and `hivekit-strict` run the scheduler's compact lanes (`src/scheduler/lane.rs`:
-//! a state word with head, tail, spill count and overflow pops in flight, and an 8-slot stamped
-//! ring, on one 128-byte line; an overflow `SegQueue` past it). Why: in these rows 97% of pops take
-//! the item their own pair just pushed, on 1, 2 and 4 threads, for `hivekit-strict` and the heap
-//! alike (65% for `hivekit`, whose forced pops take a lower lane's item; 34% take another of their
-//! own thread's items, 1-2% another thread's; counted by `where_the_popped_items_come_from` in
-//! `tests/scheduler_bench_rows.rs`). So almost every push lands in a sparse lane above the backlog and
-//! the next pop takes it back out: with `SegQueue` lanes that pair touched the lane's padded tail,
-//! its padded head and its block (three or four lines, each last written by whichever core used
-//! the lane last), with a compact lane one line. Probed first as bench rows over the stamped rows'
-//! scheduler (`hivekit-compact-lanes`, `-strict`: a 6-slot ring and its counters on one line, an
-//! overflow `SegQueue`; FIFO not exact between racing pushes, so a probe only) beside
+//! The lanes: `hivekit` and `hivekit-strict` run the scheduler's compact lanes
+//! (`src/scheduler/lane.rs`: a state word with head, tail, spill count and overflow pops in flight,
+//! and an 8-slot stamped ring, on one 128-byte line; an overflow `SegQueue` past it). Why: in these
+//! rows 97% of pops take the item their own pair just pushed, on 1, 2 and 4 threads, for
+//! `hivekit-strict` and the heap alike (65% for `hivekit`, whose forced pops take a lower lane's
+//! item; 34% take another of their own thread's items, 1-2% another thread's; counted by a one-off
+//! probe, `where_the_popped_items_come_from` in `tests/scheduler_bench_rows.rs` at commit dc66d75).
+//! So almost every push lands in a sparse lane above the backlog and the next pop takes it back
+//! out: with `SegQueue` lanes that pair touched the lane's padded tail, its padded head and its
+//! block (three or four lines, each last written by whichever core used the lane last), with a
+//! compact lane one line. Probed first as bench rows over the stamped rows' scheduler
+//! (`hivekit-compact-lanes`, `-strict`: a 6-slot ring and its counters on one line, an overflow
+//! `SegQueue`; FIFO not exact between racing pushes, so a probe only) beside
 //! `hivekit-stamped-shared-ends` (the stamped rings with head and tail sharing one line, slots
 //! elsewhere). Four alternating `--quick` runs under load 6.2-6.5 on 2 cores, medians: at `mpmc-2t`
 //! the compact rows 100 ns (`max_bypass` 8) and 75 ns (strict) against 127 and 105 for the
@@ -89,22 +91,22 @@
 //! version also let a push wait for a slow pop of the ring's lap before: under load that stalled
 //! every thread behind a descheduled one (`mpmc-4t` 507-998 ns against 172-224 for the `SegQueue`
 //! lanes); a push now checks the slot first and spills instead. A/B against main's binary, four
-//! alternating `--quick` runs under load 7.4-11, medians (main -> compact lanes): `hivekit` 1k
-//! 32.8 -> 25.5 ns, 10 32.8 -> 24.1, 100k 34.2 -> 29.6, `mpmc-2t` 110 -> 85, `mpmc-4t` 218 -> 200;
+//! alternating `--quick` runs under load 7.4-11, medians (main -> compact lanes): `hivekit` 1k 32.8
+//! -> 25.5 ns, 10 32.8 -> 24.1, 100k 34.2 -> 29.6, `mpmc-2t` 110 -> 85, `mpmc-4t` 218 -> 200;
 //! `hivekit-strict` 1k 29.8 -> 24.6, `mpmc-2t` 106 -> 89, `mpmc-4t` 158 -> 130; the heap, unchanged
 //! code, 78/78 at 1k, 235/222 at `mpmc-2t`, 392/387 at `mpmc-4t`. Under such load the heap's lock
-//! holder is often descheduled and it loses to every lane design; whether the lanes now pass it on a
-//! quiet machine (the quiet run before them: heap 123 ns at `mpmc-2t`, 228 at `mpmc-4t`, against 164
-//! and 280 for `hivekit`) the next quiet full run will tell.
-//! `hivekit-segqueue-lanes` (and `-strict`) keep the design they replaced as rows: the same bitmap
-//! and anti-starvation over bare `SegQueue` lanes (the stamped rows' scheduler, its per-thread
-//! aging in a thread-local rather than the scheduler's stripes). In one binary, four `--quick` runs
-//! under load 3.0-4.3, medians: `hivekit` 76 ns at `mpmc-2t` and 184 at `mpmc-4t` against 117 and
-//! 230 for `hivekit-segqueue-lanes`; `hivekit-strict` 92 and 140 against 115 and 174; the four bare
-//! lanes 87 and 155, the heap 198 and 393; at 1k on one thread 25.5 against 27.8. In
+//! holder is often descheduled and it loses to every lane design; whether the lanes now pass it on
+//! a quiet machine (the quiet run before them: heap 123 ns at `mpmc-2t`, 228 at `mpmc-4t`, against
+//! 164 and 280 for `hivekit`) the next quiet full run will tell. `hivekit-segqueue-lanes` (and
+//! `-strict`) keep the design they replaced as rows: the same bitmap and anti-starvation over bare
+//! `SegQueue` lanes (the stamped rows' scheduler, its per-thread aging in a thread-local rather
+//! than the scheduler's stripes). In one binary, four `--quick` runs under load 3.0-4.3, medians:
+//! `hivekit` 76 ns at `mpmc-2t` and 184 at `mpmc-4t` against 117 and 230 for
+//! `hivekit-segqueue-lanes`; `hivekit-strict` 92 and 140 against 115 and 174; the four bare lanes
+//! 87 and 155, the heap 198 and 393; at 1k on one thread 25.5 against 27.8. In
 //! `scheduler_queue_depth` (two A/B runs, load 5) no depth got slower, and `len` and
-//! `depth_by_priority` got cheaper (one load of a lane's state word per non-empty lane: at 100k
-//! 6-8 ns against 15-16 for `len`).
+//! `depth_by_priority` got cheaper (one load of a lane's state word per non-empty lane: at 100k 6-8
+//! ns against 15-16 for `len`).
 //!
 //! The `mpmc-2t` budget: [`time_threads`] reports the time of one pair per thread, so perfect
 //! scaling leaves a 2-thread pair as slow as a 1-thread pair, never faster. Its threads are pinned
@@ -115,9 +117,10 @@
 //! of 2e16992), no contention at all. Pinned, every run measures the pair while both threads run.
 //! Allocations per pair are recorded for the single-thread rows.
 //!
-//! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with depth
-//! from 0 to 1M, and what `len` (`hivekit-len`) and `depth_by_priority` (`hivekit-depth-by-priority`)
-//! cost at those depths: the lane design should be flat where a heap grows with log(depth).
+//! `scheduler_queue_depth`: how the pair cost of `hivekit` (and `mutex-binaryheap`) changes with
+//! depth from 0 to 1M, and what `len` (`hivekit-len`) and `depth_by_priority`
+//! (`hivekit-depth-by-priority`) cost at those depths: the lane design should be flat where a heap
+//! grows with log(depth).
 //!
 //! `scheduling_hint_sorting`: sorting 100 to 5k hints by `sort_key()` (`hivekit`, one byte compare)
 //! against sorting by the (priority, latency, cost) comparison it encodes (`tuple-compare`).
