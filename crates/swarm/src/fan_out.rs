@@ -385,6 +385,10 @@ where
                 .delay(attempts[index], stage_seed(seed, index as u32));
             if delay.is_zero() {
                 again.push(index);
+                // Relaunched in this same poll: a unit of tokio's cooperative budget per retry
+                // makes items that fail at once hand the thread back now and then, so the run sees
+                // its deadline and cancellation instead of spinning through every attempt.
+                tokio::task::coop::consume_budget().await;
             } else {
                 running.push(Either::Right(
                     tokio::time::sleep(delay).map(move |()| Step::WaitOver(index)),

@@ -129,6 +129,10 @@ pub(crate) async fn run_loop(
 ) -> Result<LoopReport, StageError> {
     let mut iterations: Vec<RunReport> = Vec::new();
     for number in 1..=policy.max_iterations {
+        // An iteration whose stages finish at once is ready at its first poll: a unit of tokio's
+        // cooperative budget per iteration makes a long loop hand the thread back now and then, so
+        // the outer run sees its deadline and cancellation (and the loop stops there).
+        tokio::task::coop::consume_budget().await;
         // The previous report is lent to the iteration, not copied: it moves into the input and
         // back once the run has let go of it (a copy only when a stage kept its context alive).
         let input = Arc::new(Iteration {

@@ -329,6 +329,14 @@ impl Attempts {
             if let Some(step) = this.fail(failure) {
                 return Poll::Ready(step);
             }
+            // A retry without backoff starts in this same poll. Each one spends a unit of tokio's
+            // cooperative budget, so a stage that fails at once on every attempt hands the thread
+            // back now and then: the run sees its deadline and its cancellation between attempts
+            // instead of spinning through `u32::MAX` of them.
+            match tokio::task::coop::poll_proceed(cx) {
+                Poll::Ready(restore) => restore.made_progress(),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 

@@ -245,6 +245,12 @@ impl RunReport {
     }
 
     /// The run's wall time.
+    ///
+    /// The report's times (this one and every stage's) are read from the process's monotonic
+    /// clock (the CPU's counter where it has an invariant one), so they are real time: a test that
+    /// pauses tokio's clock (`tokio::time::pause`, `start_paused`) does not stop them, while the
+    /// run's deadline, its stages' timeouts and backoffs follow tokio's clock. A run stopped by a
+    /// 50 ms deadline under a paused clock reports the microseconds it really took.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
