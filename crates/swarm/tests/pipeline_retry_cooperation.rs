@@ -1,9 +1,10 @@
-//! A stage that fails at once on every attempt, retried without backoff up to `u32::MAX` times,
-//! still ends at the run's deadline or soon after its cancellation: each retry spends a unit of
-//! tokio's cooperative budget, so the stage hands the thread back and the run sees both between
-//! attempts (before, every attempt ran in one poll and only the attempt cap ended the run).
-//! The stage gives up with a permanent error after 100,000 attempts, so a regression fails the
-//! test (outcome `Failed`) instead of hanging it.
+//! A stage that fails at once on every attempt, retried without backoff up to `u32::MAX` times
+//! (inline or on a task of its own), still ends at the run's deadline or soon after its
+//! cancellation: each retry spends a unit of tokio's cooperative budget, so the stage hands the
+//! thread back and the run sees both between attempts (before, every attempt ran in one poll and
+//! only the attempt cap ended the run; a spawned stage's abort never landed). The stage gives up
+//! with a permanent error after 100,000 attempts, so a regression fails the test (outcome
+//! `Failed`) instead of hanging it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
@@ -110,4 +111,29 @@ fn unbounded_retries_without_backoff_end_when_the_run_is_cancelled() {
         report.status("hopeless")
     );
     assert_eq!(report.status("hopeless"), Some(&StageStatus::Cancelled));
+}
+
+#[test]
+fn a_spawned_stage_retrying_instantly_without_backoff_is_stopped_by_the_run_deadline() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let pipeline = Pipeline::builder()
+        .stage("hopeless", always_failing(&calls))
+        .spawn()
+        .retry(RetryPolicy::attempts(u32::MAX).with_backoff(Backoff::NONE))
+        .build()
+        .expect("valid pipeline");
+    let report = run_bounded(
+        pipeline,
+        RunOptions::default().with_deadline(Duration::from_millis(20)),
+        Duration::from_secs(5),
+    )
+    .expect("no hang");
+    assert_eq!(report.outcome(), RunOutcome::DeadlineExceeded);
+    assert_eq!(
+        report.status("hopeless"),
+        Some(&StageStatus::Cancelled),
+        "{} attempts",
+        calls.load(Ordering::Relaxed)
+    );
+    assert!(calls.load(Ordering::Relaxed) < ATTEMPT_CAP);
 }
