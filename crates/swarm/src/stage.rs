@@ -262,6 +262,14 @@ impl Attempts {
     }
 }
 
+impl StageFuture {
+    /// The attempts that failed so far, taken out (for a stage the run stops before it ends: its
+    /// report keeps them).
+    pub(crate) fn take_failed(&mut self) -> Vec<AttemptRecord> {
+        std::mem::take(&mut self.attempts.failed)
+    }
+}
+
 impl Future for StageFuture {
     type Output = StageStep;
 

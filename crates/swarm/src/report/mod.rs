@@ -53,7 +53,10 @@ pub struct StageReport {
     /// started). Serialized as `elapsed_us`, in whole microseconds.
     #[serde(rename = "elapsed_us", with = "crate::micros::option")]
     pub elapsed: Option<Duration>,
-    /// Every failed attempt, in order: its error, when it ran and the backoff after it.
+    /// Every failed attempt, in order: its error, when it ran and the backoff after it. A stage
+    /// the run stopped (deadline, cancellation, fail-fast) keeps the attempts that failed before
+    /// the stop, except a stage on a task of its own stopped in the middle of an attempt: its task
+    /// is aborted, and its records with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<AttemptRecord>,
     /// The sub-tasks of its fan-outs, if it launched any.

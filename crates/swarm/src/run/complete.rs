@@ -8,7 +8,7 @@ use crate::error::StageError;
 use crate::events::{AttemptFailure, StageEvent};
 use crate::options::FailurePolicy;
 use crate::pipeline::StageKind;
-use crate::report::{SkipReason, StageStatus};
+use crate::report::{AttemptRecord, SkipReason, StageStatus};
 use crate::stage::StageOutcome;
 use crate::stage_fn::Output;
 
@@ -248,7 +248,14 @@ impl Run {
     }
 
     pub(super) fn cancelled(&mut self, stage: u32) {
+        self.cancelled_after(stage, Vec::new());
+    }
+
+    /// A stage stopped by the run after the attempts in `failed` had failed: its report keeps
+    /// them, with their errors and backoffs, as a finished stage's does.
+    pub(super) fn cancelled_after(&mut self, stage: u32, failed: Vec<AttemptRecord>) {
         let index = stage as usize;
+        self.stages[index].failed_attempts = failed;
         self.stages[index].elapsed = self.elapsed(index, self.since_start());
         self.stages[index].status = StageStatus::Cancelled;
         self.decided[index] = true;

@@ -9,6 +9,7 @@ use hivekit_runtime::InlineOrSpawned;
 use super::{Run, Stop, TaskStep};
 use crate::artifact_cell::ArtifactCell;
 use crate::report::{RunOutcome, RunReport, SkipReason};
+use crate::stage::StageFuture;
 
 impl Run {
     /// Stops the run: cancels what is running (dropping inline stages, aborting spawned ones and
@@ -18,22 +19,27 @@ impl Run {
         // A future replaced inside a `FuturesUnordered` would not be polled again until woken, so
         // the set is taken apart: inline stages are dropped here, spawned ones aborted and awaited.
         let mut aborted = FuturesUnordered::new();
-        for wait in self.backoffs.take() {
-            self.cancelled(wait.stage);
+        // A stopped stage's report keeps the attempts that failed before the stop wherever the
+        // run still holds its future (inline, waiting out a backoff, or handed back by its task).
+        for mut wait in self.backoffs.take() {
+            let failed = wait.future.as_mut().map(|f| f.take_failed());
+            self.cancelled_after(wait.stage, failed.unwrap_or_default());
         }
-        let mut parked: Vec<u32> = std::mem::take(&mut self.parked).into_keys().collect();
+        let mut parked: Vec<(u32, Box<StageFuture>)> =
+            std::mem::take(&mut self.parked).into_iter().collect();
         // In stage order, not the map's: a seeded run's events stay the same from run to run.
-        parked.sort_unstable();
-        for stage in parked {
-            self.cancelled(stage);
+        parked.sort_unstable_by_key(|(stage, _)| *stage);
+        for (stage, mut future) in parked {
+            self.cancelled_after(stage, future.take_failed());
         }
-        for task in self.running.take() {
+        for mut task in self.running.take() {
             self.in_flight -= 1;
-            match &task.work {
-                InlineOrSpawned::Inline(_) => {
+            match &mut task.work {
+                InlineOrSpawned::Inline(inline) => {
+                    let failed = inline.0.as_mut().map(|f| f.take_failed());
                     let stage = task.stage;
                     drop(task);
-                    self.cancelled(stage);
+                    self.cancelled_after(stage, failed.unwrap_or_default());
                 }
                 InlineOrSpawned::Spawned(handle) => {
                     handle.abort();
@@ -45,7 +51,11 @@ impl Run {
             match step {
                 // A spawned stage that finished before the abort landed keeps its real outcome.
                 TaskStep::Done(outcome) => self.complete(stage, outcome),
-                TaskStep::Backoff(..) | TaskStep::Cancelled => self.cancelled(stage),
+                TaskStep::Backoff(_, mut future) => {
+                    self.cancelled_after(stage, future.take_failed());
+                }
+                // Aborted mid-attempt: its task dropped the attempts with the future.
+                TaskStep::Cancelled => self.cancelled(stage),
             }
         }
         self.drain_fleet().await;
