@@ -176,10 +176,22 @@ impl StageFuture {
 impl Attempts {
     /// Records a failed attempt: schedules a retry (`Backoff`, or `None` to start it at once) or
     /// ends the stage.
-    fn fail(&mut self, failure: AttemptFailure) -> Option<StageStep> {
+    fn fail(&mut self, mut failure: AttemptFailure) -> Option<StageStep> {
         let spec = &self.shared.pipeline.stages[self.stage as usize];
-        let retryable =
-            failure.is_retryable() && spec.retry_on().is_none_or(|predicate| predicate(&failure));
+        let mut retryable = failure.is_retryable();
+        if let (true, Some(predicate)) = (retryable, spec.retry_on()) {
+            // The predicate is the user's code: a panic in it fails the stage (not retried), as a
+            // panic in the stage itself does, instead of unwinding through the run.
+            match catch_unwind(AssertUnwindSafe(|| predicate(&failure))) {
+                Ok(retry) => retryable = retry,
+                Err(panic) => {
+                    failure = AttemptFailure::Error {
+                        error: StageError::Panicked(panic_message(&*panic)),
+                    };
+                    retryable = false;
+                }
+            }
+        }
         let (started, elapsed) = match self.attempt_started {
             Some(started) => (started, self.shared.clock.now().saturating_sub(started)),
             // A stage without retries: the run fills in its one attempt's times.

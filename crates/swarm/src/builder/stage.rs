@@ -159,7 +159,9 @@ impl<T> StageBuilder<T> {
     }
 
     /// Retries a failed attempt only when `predicate` says so (and the error is retryable at all:
-    /// permanent errors never are), so a stage does not retry what cannot succeed.
+    /// permanent errors never are), so a stage does not retry what cannot succeed. A predicate that
+    /// panics fails the stage with [`StageError::Panicked`](crate::StageError::Panicked), not
+    /// retried.
     ///
     /// # Examples
     ///
