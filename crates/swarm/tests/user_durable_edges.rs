@@ -52,3 +52,96 @@ async fn empty_and_unicode_run_ids_start_and_resume() {
     );
     assert_eq!(durable.runs().expect("runs").len(), 3);
 }
+
+#[tokio::test]
+async fn a_failed_durable_run_resumed_after_the_fix_reruns_only_the_failed_stage_and_its_dependents(
+) {
+    use hivekit_swarm::{FailurePolicy, RunOutcome, StageStatus};
+    use std::sync::atomic::AtomicBool;
+
+    let healthy = Arc::new(AtomicBool::new(false));
+    let calls: Arc<Vec<AtomicUsize>> = Arc::new((0..4).map(|_| AtomicUsize::new(0)).collect());
+    let counted = |index: usize| {
+        let calls = calls.clone();
+        move || {
+            calls[index].fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let (fetch, other, flaky, report) = (counted(0), counted(1), counted(2), counted(3));
+    let gate = healthy.clone();
+    let pipeline = Pipeline::builder()
+        .stage("fetch", move |_: StageContext| {
+            fetch();
+            std::future::ready(Ok::<_, StageError>(2u64))
+        })
+        .durable()
+        .stage("other", move |_: StageContext| {
+            other();
+            std::future::ready(Ok::<_, StageError>(5u64))
+        })
+        .durable()
+        .stage("flaky", move |ctx: StageContext| {
+            flaky();
+            let up = gate.load(Ordering::SeqCst);
+            async move {
+                if !up {
+                    return Err(StageError::msg("service down"));
+                }
+                Ok::<_, StageError>(*ctx.input::<u64>("fetch")? * 10)
+            }
+        })
+        .after(["fetch"])
+        .durable()
+        .stage("report", move |ctx: StageContext| {
+            report();
+            async move { Ok::<_, StageError>(*ctx.input::<u64>("flaky")? + 1) }
+        })
+        .after(["flaky"])
+        .durable()
+        .build()
+        .expect("valid durable pipeline");
+    let durable = Durable::new(MemoryStore::new());
+    let options = || RunOptions::default().with_failure(FailurePolicy::ContinueIndependent);
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        durable.start(&pipeline, "job", options()),
+    )
+    .await
+    .expect("no hang")
+    .expect("started");
+    assert_eq!(first.report().outcome(), RunOutcome::Failed);
+    healthy.store(true, Ordering::SeqCst);
+    let second = tokio::time::timeout(
+        Duration::from_secs(5),
+        durable.resume(&pipeline, "job", options()),
+    )
+    .await
+    .expect("no hang")
+    .expect("resumed");
+    let report = second.report();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(*report.artifact::<u64>("report").expect("artifact"), 21);
+    assert!(report.stage("fetch").expect("known").resumed);
+    assert!(report.stage("other").expect("known").resumed);
+    assert!(!report.stage("flaky").expect("known").resumed);
+    assert_eq!(
+        report.status("flaky"),
+        Some(&StageStatus::Succeeded { attempts: 1 })
+    );
+    let counts: Vec<usize> = calls
+        .iter()
+        .map(|count| count.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(counts, [1, 1, 2, 1], "fetch, other, flaky, report");
+    // Resuming the finished run runs nothing again.
+    let third = durable
+        .resume(&pipeline, "job", options())
+        .await
+        .expect("resumed");
+    assert!(third.report().is_success());
+    let again: Vec<usize> = calls
+        .iter()
+        .map(|count| count.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(again, counts);
+}
