@@ -145,3 +145,68 @@ async fn a_failed_durable_run_resumed_after_the_fix_reruns_only_the_failed_stage
         .collect();
     assert_eq!(again, counts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_of_one_durable_pipeline_at_once_keep_their_own_inputs_and_records() {
+    use hivekit_swarm::RunInput;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let pipeline = Pipeline::builder()
+        .stage("double", move |ctx: StageContext| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::task::yield_now().await;
+                Ok::<_, StageError>(*ctx.run_input::<u64>()? * 2)
+            }
+        })
+        .durable()
+        .spawn()
+        .stage("plus", |ctx: StageContext| async move {
+            Ok::<_, StageError>(*ctx.input::<u64>("double")? + 1)
+        })
+        .after(["double"])
+        .durable()
+        .build()
+        .expect("valid durable pipeline");
+    let durable = Durable::new(MemoryStore::new()).with_input::<u64>();
+    let runs: Vec<_> = (0..16u64)
+        .map(|input| {
+            let (durable, pipeline) = (durable.clone(), pipeline.clone());
+            tokio::spawn(async move {
+                let outcome = durable
+                    .start(
+                        &pipeline,
+                        &format!("job-{input}"),
+                        RunOptions::default().with_run_input(RunInput::serializable(input)),
+                    )
+                    .await
+                    .expect("started");
+                *outcome.report().artifact::<u64>("plus").expect("artifact")
+            })
+        })
+        .collect();
+    for (input, run) in runs.into_iter().enumerate() {
+        let plus = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("no hang")
+            .expect("no panic");
+        assert_eq!(plus, input as u64 * 2 + 1);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 16);
+    for input in 0..16u64 {
+        let resumed = durable
+            .resume(&pipeline, &format!("job-{input}"), RunOptions::default())
+            .await
+            .expect("resumed");
+        assert_eq!(
+            *resumed.report().artifact::<u64>("plus").expect("artifact"),
+            input * 2 + 1
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        16,
+        "resuming finished runs runs nothing"
+    );
+}
