@@ -11,48 +11,78 @@ use hivekit_swarm::{
     StageContext, StageError, StageStatus,
 };
 
-/// How long the blocking work below takes; the run must return well before it ends.
-const WORK: Duration = Duration::from_millis(300);
+/// Blocking work that ends only when the test releases it (or after 10 s): the run must return
+/// long before, without waiting for the thread; the test then releases it so that the runtime's
+/// shutdown does not wait either.
+#[derive(Clone)]
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
 
-fn sleeper() -> Pipeline {
+impl Gate {
+    fn new() -> Self {
+        Self(Arc::new((
+            std::sync::Mutex::new(false),
+            std::sync::Condvar::new(),
+        )))
+    }
+
+    fn wait(&self) {
+        let (open, signal) = &*self.0;
+        let guard = open.lock().expect("no poison");
+        let _ = signal
+            .wait_timeout_while(guard, Duration::from_secs(10), |open| !*open)
+            .expect("no poison");
+    }
+
+    fn open(&self) {
+        let (open, signal) = &*self.0;
+        *open.lock().expect("no poison") = true;
+        signal.notify_all();
+    }
+}
+
+/// Far below the gate's 10 s: a run that waited for the thread would take that long.
+const PROMPT: Duration = Duration::from_secs(3);
+
+fn gated(gate: &Gate) -> hivekit_swarm::StageBuilder<()> {
+    let gate = gate.clone();
     Pipeline::builder()
-        .stage("sync", |_: StageContext| async {
-            std::thread::sleep(WORK);
-            Ok::<_, StageError>(())
+        .stage("sync", move |_: StageContext| {
+            let gate = gate.clone();
+            async move {
+                gate.wait();
+                Ok::<_, StageError>(())
+            }
         })
         .blocking()
-        .timeout(Duration::from_millis(10))
-        .build()
-        .expect("valid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_blocking_stage_is_abandoned_and_the_run_does_not_wait_for_its_thread() {
+    let gate = Gate::new();
+    let pipeline = gated(&gate)
+        .timeout(Duration::from_millis(10))
+        .build()
+        .expect("valid");
     let start = Instant::now();
-    let report = tokio::time::timeout(Duration::from_secs(5), sleeper().run())
+    let report = tokio::time::timeout(Duration::from_secs(15), pipeline.run())
         .await
         .expect("no hang");
     let elapsed = start.elapsed();
+    gate.open();
     assert_eq!(
         report.status("sync"),
         Some(&StageStatus::TimedOut { attempts: 1 })
     );
     assert!(
-        elapsed < WORK * 3 / 4,
+        elapsed < PROMPT,
         "the run waited {elapsed:?} for an abandoned thread"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_blocking_stage_is_abandoned_and_the_run_ends_at_once() {
-    let pipeline = Pipeline::builder()
-        .stage("sync", |_: StageContext| async {
-            std::thread::sleep(WORK);
-            Ok::<_, StageError>(())
-        })
-        .blocking()
-        .build()
-        .expect("valid");
+    let gate = Gate::new();
+    let pipeline = gated(&gate).build().expect("valid");
     let cancel = CancellationToken::new();
     let canceller = cancel.clone();
     let start = Instant::now();
@@ -60,7 +90,7 @@ async fn a_cancelled_blocking_stage_is_abandoned_and_the_run_ends_at_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         canceller.cancel();
     };
-    let (report, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+    let (report, ()) = tokio::time::timeout(Duration::from_secs(15), async {
         tokio::join!(
             pipeline.run_with(RunOptions::default().with_cancel(cancel)),
             stop
@@ -69,10 +99,11 @@ async fn a_cancelled_blocking_stage_is_abandoned_and_the_run_ends_at_once() {
     .await
     .expect("no hang");
     let elapsed = start.elapsed();
+    gate.open();
     assert_eq!(report.outcome(), RunOutcome::Cancelled);
     assert_eq!(report.status("sync"), Some(&StageStatus::Cancelled));
     assert!(
-        elapsed < WORK * 3 / 4,
+        elapsed < PROMPT,
         "the run waited {elapsed:?} for a cancelled thread"
     );
 }
