@@ -157,7 +157,6 @@ fn scan_partition<'a, K: Hash + Eq>(
     part: usize,
 ) -> Scan<'a, K> {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
-    state.reset(count);
     // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
     // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
     let longest = routed
@@ -171,6 +170,11 @@ fn scan_partition<'a, K: Hash + Eq>(
     // than once: then nearly every key gets a slot anyway, and reading its first occurrence back
     // costs more than the slots saved (skewed_10k: 6.9M instructions in the scans against 6.0M).
     if (routed.len() as u64) << shift > u64::from(u32::MAX) || !mostly_once(routed, part, count) {
+        // Sized for the keys such a partition holds, not for its occurrences (the table grows
+        // past a short estimate): skewed_10k's partitions hold about 6k occurrences of 1.2k
+        // keys, and a table for 6k keys (128 KiB, zeroed on every call, and past glibc's mmap
+        // threshold when freshly allocated) was 1.7M of the row's 20.1M instructions in memset.
+        state.reset_for_slots(count);
         for chunk in routed {
             for occurrence in &chunk[part] {
                 state.touch(
@@ -183,6 +187,7 @@ fn scan_partition<'a, K: Hash + Eq>(
         }
         return state.finish();
     }
+    state.reset(count);
     let offsets = (1_u32 << shift) - 1;
     let occurrence = |at: u32| {
         let occurrence = routed[(at >> shift) as usize][part][(at & offsets) as usize];
