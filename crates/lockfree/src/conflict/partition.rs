@@ -428,20 +428,30 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
     } else {
         order.sort_unstable_by_key(|&(key, _, _)| key);
     }
-    let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
+    // The partitions' member lists are appended whole, in partition order, and each group's
+    // range is moved by its partition's base: one copy per partition instead of one per group
+    // (copying group by group in report order was 0.45M instructions at skewed_10k, 70k members
+    // of 7.5k groups, on the calling thread). Users read a group's members through its range.
+    let mut bases = Vec::with_capacity(scans.len());
+    let mut total = 0;
+    for scan in &scans {
+        bases.push(total);
+        total += scan.members.len();
+    }
     let mut members = Vec::with_capacity(total);
+    for scan in &scans {
+        members.extend_from_slice(&scan.members);
+    }
     let groups = order
         .into_iter()
         .map(|(_, part, index)| {
             let (part, index) = (part as usize, index as usize);
             let group = &scans[part].groups[index];
-            let start = members.len();
-            members.extend_from_slice(scans[part].members_of(group));
             RawGroup {
                 key: group.key,
                 kind: group.kind,
-                start,
-                end: members.len(),
+                start: bases[part] + group.start,
+                end: bases[part] + group.end,
             }
         })
         .collect();

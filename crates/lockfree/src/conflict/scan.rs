@@ -55,6 +55,8 @@ pub(crate) struct Scan<'a, K> {
     /// One entry per contested key.
     pub(crate) groups: Vec<RawGroup<'a, K>>,
     /// Members of all groups, each a proposal index packed with [`WRITER`], in input order per group.
+    /// A group's members are its range ([`members_of`](Self::members_of)); the ranges need not
+    /// follow the groups' order (a combined scan keeps each partition's members together).
     pub(crate) members: Vec<u32>,
 }
 
