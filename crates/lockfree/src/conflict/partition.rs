@@ -157,7 +157,6 @@ fn scan_partition<'a, K: Hash + Eq>(
     part: usize,
 ) -> Scan<'a, K> {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
-    state.reset(count);
     // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
     // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
     let longest = routed
@@ -171,6 +170,11 @@ fn scan_partition<'a, K: Hash + Eq>(
     // than once: then nearly every key gets a slot anyway, and reading its first occurrence back
     // costs more than the slots saved (skewed_10k: 6.9M instructions in the scans against 6.0M).
     if (routed.len() as u64) << shift > u64::from(u32::MAX) || !mostly_once(routed, part, count) {
+        // Sized for the keys such a partition holds, not for its occurrences (the table grows
+        // past a short estimate): skewed_10k's partitions hold about 6k occurrences of 1.2k
+        // keys, and a table for 6k keys (128 KiB, zeroed on every call, and past glibc's mmap
+        // threshold when freshly allocated) was 1.7M of the row's 20.1M instructions in memset.
+        state.reset_for_slots(count);
         for chunk in routed {
             for occurrence in &chunk[part] {
                 state.touch(
@@ -183,6 +187,7 @@ fn scan_partition<'a, K: Hash + Eq>(
         }
         return state.finish();
     }
+    state.reset(count);
     let offsets = (1_u32 << shift) - 1;
     let occurrence = |at: u32| {
         let occurrence = routed[(at >> shift) as usize][part][(at & offsets) as usize];
@@ -411,29 +416,99 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
     // stable sort; short ones (3.3k groups in 64 partitions at 100k uniform proposals) are too
     // short for it to find, and the unstable sort on the packed key alone costs 400k
     // instructions less (the other way round it costs 240k more).
-    if order.len() >= LONG_RUNS * scans.len() {
+    //
+    // When there are about as many groups as proposals (skewed inputs: 7.5k groups of 10k
+    // proposals), counting the groups of each first member and sorting only inside each member's
+    // bucket beats both sorts: the stable sort was 0.96M instructions at skewed_10k, on the calling
+    // thread while the pool waits.
+    if bucketed(order.len(), lists.len()) {
+        order = sorted_by_buckets(order, lists.len());
+    } else if order.len() >= LONG_RUNS * scans.len() {
         order.sort();
     } else {
         order.sort_unstable_by_key(|&(key, _, _)| key);
     }
-    let total: usize = scans.iter().map(|scan| scan.members.len()).sum();
+    // The partitions' member lists are appended whole, in partition order, and each group's
+    // range is moved by its partition's base: one copy per partition instead of one per group
+    // (copying group by group in report order was 0.45M instructions at skewed_10k, 70k members
+    // of 7.5k groups, on the calling thread). Users read a group's members through its range.
+    let mut bases = Vec::with_capacity(scans.len());
+    let mut total = 0;
+    for scan in &scans {
+        bases.push(total);
+        total += scan.members.len();
+    }
     let mut members = Vec::with_capacity(total);
+    for scan in &scans {
+        members.extend_from_slice(&scan.members);
+    }
     let groups = order
         .into_iter()
         .map(|(_, part, index)| {
             let (part, index) = (part as usize, index as usize);
             let group = &scans[part].groups[index];
-            let start = members.len();
-            members.extend_from_slice(scans[part].members_of(group));
             RawGroup {
                 key: group.key,
                 kind: group.kind,
-                start,
-                end: members.len(),
+                start: bases[part] + group.start,
+                end: bases[part] + group.end,
             }
         })
         .collect();
     Scan { groups, members }
+}
+
+/// The most groups per proposal, and proposals per group, for which [`combine`] puts the groups
+/// in order by buckets ([`sorted_by_buckets`]).
+///
+/// Outside, a bucket per proposal is either mostly empty (100k uniform proposals have 3.3k
+/// groups: the sort of 3.3k keys is cheaper than counting over 100k buckets) or holds thousands
+/// of groups (two proposals sharing 16k keys: one bucket, sorted anyway).
+const BUCKET_SPREAD: usize = 4;
+
+/// Whether [`combine`] orders `groups` groups of `proposals` proposals by buckets.
+pub(super) fn bucketed(groups: usize, proposals: usize) -> bool {
+    groups <= proposals.saturating_mul(BUCKET_SPREAD)
+        && proposals <= groups.saturating_mul(BUCKET_SPREAD)
+}
+
+/// `order` (packed keys `first member << 32 | position`, distinct, members below `proposals`)
+/// sorted by packed key: a counting sort on the first member, then a sort inside each member's
+/// bucket (most hold one group).
+pub(super) fn sorted_by_buckets(
+    order: Vec<(u64, u32, u32)>,
+    proposals: usize,
+) -> Vec<(u64, u32, u32)> {
+    let bucket = |key: u64| (key >> 32) as usize;
+    // `starts[member]`: where the member's bucket starts, then (while scattering) where its next
+    // group goes.
+    let mut starts = vec![0_u32; proposals + 1];
+    for &(key, _, _) in &order {
+        starts[bucket(key) + 1] += 1;
+    }
+    let mut sum = 0;
+    for start in &mut starts {
+        sum += *start;
+        *start = sum;
+    }
+    let mut sorted: Vec<(u64, u32, u32)> = Vec::with_capacity(order.len());
+    let spare = &mut sorted.spare_capacity_mut()[..order.len()];
+    for &entry in &order {
+        let next = &mut starts[bucket(entry.0)];
+        spare[*next as usize].write(entry);
+        *next += 1;
+    }
+    // SAFETY: the buckets' starts are the prefix sums of their counts, so the places handed out
+    // (each bucket's start up to its start plus its count, one place per entry of the bucket) are
+    // `0..order.len()`, each exactly once: every entry of the first `order.len()` places was
+    // written above.
+    unsafe { sorted.set_len(order.len()) };
+    for run in sorted.chunk_by_mut(|a, b| bucket(a.0) == bucket(b.0)) {
+        if run.len() > 1 {
+            run.sort_unstable_by_key(|&(key, _, _)| key);
+        }
+    }
+    sorted
 }
 
 /// Where `key`, a reference into `writes` or `reads`, sits in `writes` followed by `reads`.

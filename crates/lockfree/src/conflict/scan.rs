@@ -55,6 +55,8 @@ pub(crate) struct Scan<'a, K> {
     /// One entry per contested key.
     pub(crate) groups: Vec<RawGroup<'a, K>>,
     /// Members of all groups, each a proposal index packed with [`WRITER`], in input order per group.
+    /// A group's members are its range ([`members_of`](Self::members_of)); the ranges need not
+    /// follow the groups' order (a combined scan keeps each partition's members together).
     pub(crate) members: Vec<u32>,
 }
 
@@ -326,6 +328,13 @@ fn cleared_with_room<T>(vec: &mut Vec<T>, len: usize) {
     }
 }
 
+/// The occurrences per distinct key [`ScanState::reset_for_slots`] sizes the table for.
+///
+/// Its partitions are those whose sampled occurrences repeat ([`mostly_once`](super::partition::mostly_once)
+/// says no): on the skewed workload 5 to 6 occurrences per key (skewed_10k: 97k occurrences of
+/// 18k keys), more in the partition of a hot key. A lower ratio only costs a table growth or two.
+const OCCURRENCES_PER_REPEATED_KEY: usize = 4;
+
 /// A power-of-two table size that keeps `keys` entries at most about two-thirds full.
 fn table_size(keys: usize) -> usize {
     (keys + keys / 2).max(16).next_power_of_two()
@@ -517,6 +526,18 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
         self.nodes.clear();
         cleared_with_room(&mut self.touched_again, bitset_words(table_len));
         self.touched_again.resize(bitset_words(table_len), 0);
+    }
+
+    /// Empties the state for a scan with a slot per key ([`touch`](Self::touch) only) of
+    /// `occurrences` key occurrences whose keys mostly repeat, keeping its buffers.
+    ///
+    /// The table is sized for [`OCCURRENCES_PER_REPEATED_KEY`] times fewer keys than
+    /// occurrences (it grows past that), and the nodes (one per later toucher, at most one per
+    /// occurrence) get room for every occurrence up front instead of doubling a few times.
+    #[inline(never)]
+    pub(super) fn reset_for_slots(&mut self, occurrences: usize) {
+        self.reset(occurrences.div_ceil(OCCURRENCES_PER_REPEATED_KEY));
+        cleared_with_room(&mut self.nodes, occurrences);
     }
 
     /// The contested keys found so far; the state is left to be [`reset`](Self::reset).

@@ -1,8 +1,8 @@
 //! Unit tests of the scan, the partitioning and the report.
 
 use super::partition::{
-    mostly_once, partition_of, partitions, route, scan, scan_parallel, KEYS_PER_PARTITION,
-    MAX_PARTITIONS,
+    bucketed, mostly_once, partition_of, partitions, route, scan, scan_parallel, sorted_by_buckets,
+    KEYS_PER_PARTITION, MAX_PARTITIONS,
 };
 use super::scan::{independent, keep_independent, scan_one};
 use super::small::{detect_small, occurrences_and_order, SMALL_OCCURRENCES, SMALL_PROPOSALS};
@@ -582,4 +582,52 @@ fn the_small_path_takes_up_to_its_bounds_and_still_checks_ids() {
             SMALL_PROPOSALS as u64 - 3
         )))
     );
+}
+
+/// The bucketed order of the partitions' groups is the sort's, whatever the buckets: empty, one
+/// bucket of many groups, many buckets of one, a mix, entries given in any order.
+#[test]
+fn ordering_by_buckets_matches_the_sort() {
+    let mut state = 11_u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    for (proposals, groups) in [(1, 0), (1, 500), (2, 3_000), (10_000, 7_500), (50, 120)] {
+        let mut seen = std::collections::HashSet::new();
+        let order: Vec<(u64, u32, u32)> = (0..groups)
+            .map(|index| loop {
+                let key = ((next() % proposals) << 32) | (next() % 4_096);
+                if seen.insert(key) {
+                    break (key, (next() % 16) as u32, index as u32);
+                }
+            })
+            .collect();
+        let mut expected = order.clone();
+        expected.sort();
+        assert_eq!(
+            sorted_by_buckets(order, proposals as usize),
+            expected,
+            "{proposals} proposals"
+        );
+    }
+}
+
+/// The skewed workload (about as many groups as proposals, hot keys) is where the partitions'
+/// groups are ordered by buckets: the same report as the single table on both partitioned scans.
+#[test]
+fn skewed_inputs_order_their_groups_by_buckets_with_the_same_report() {
+    let proposals: Vec<Proposal<u64, ()>> = benches_common::skewed::skewed_specs(10_000, 7)
+        .into_iter()
+        .map(|spec| {
+            Proposal::new(spec.id, ())
+                .writes(spec.writes)
+                .reads(spec.reads)
+        })
+        .collect();
+    let reference = assert_partitioned_scans_match(&proposals);
+    assert!(bucketed(reference.groups.len(), proposals.len()));
+    assert_eq!(detect_conflicts(&proposals), Ok(reference));
 }
