@@ -342,6 +342,10 @@ impl StageContext {
             self.seed(),
             events,
             durability,
+            Some(fan_out::Unfinished {
+                fan_outs: &self.shared.fan_outs,
+                stage: self.stage,
+            }),
             f,
         )
         .await;

@@ -145,7 +145,7 @@ impl<T> FanOutReport<T> {
 }
 
 /// A fan-out as the stage report lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FanOutSummary {
     /// The stage attempt that ran it.
@@ -221,6 +221,58 @@ pub(crate) fn volatile<T>() -> Durability<T, NoRecord<T>> {
     }
 }
 
+/// Where a fan-out's summary goes when its stage is dropped before the fan-out ends (the run
+/// stopped it: deadline, cancellation, fail-fast): the run's list of fan-outs, under its stage.
+pub(crate) struct Unfinished<'a> {
+    pub(crate) fan_outs: &'a parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
+    pub(crate) stage: u32,
+}
+
+/// A fan-out's items so far. Dropped before the fan-out ends, it records what finished (the rest
+/// not run) as the stage's fan-out summary, as a loop stage keeps the iterations it finished.
+struct Progress<'a, T> {
+    outcomes: Vec<SubtaskOutcome<T>>,
+    attempts: Vec<u32>,
+    summary: FanOutSummary,
+    unfinished: Option<Unfinished<'a>>,
+}
+
+impl<T> Progress<'_, T> {
+    /// Fills in the summary's failures, retried items and items not run from the outcomes.
+    fn summarize(&mut self) {
+        let summary = &mut self.summary;
+        summary.failures = self
+            .outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, outcome)| match outcome {
+                SubtaskOutcome::Failed(error) => Some((index, error.clone())),
+                _ => None,
+            })
+            .collect();
+        summary.retried = self
+            .attempts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &attempts)| attempts > 1)
+            .map(|(index, &attempts)| (index, attempts))
+            .collect();
+        summary.not_run = summary.items - summary.succeeded - summary.failures.len();
+    }
+}
+
+impl<T> Drop for Progress<'_, T> {
+    fn drop(&mut self) {
+        if let Some(unfinished) = self.unfinished.take() {
+            self.summarize();
+            let summary = std::mem::take(&mut self.summary);
+            unfinished.fan_outs.lock().push((unfinished.stage, summary));
+        }
+    }
+}
+
+// One caller (`StageContext::fan_out_with`), which hands over its stage's pieces one by one.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<I, F, Fut, T, R>(
     items: I,
     policy: FanOut,
@@ -228,6 +280,7 @@ pub(crate) async fn run<I, F, Fut, T, R>(
     seed: u64,
     events: Option<(&EventSink, std::sync::Arc<str>)>,
     durability: Durability<T, R>,
+    unfinished: Option<Unfinished<'_>>,
     mut f: F,
 ) -> (Result<FanOutReport<T>, StageError>, FanOutSummary)
 where
@@ -244,7 +297,7 @@ where
     let mut items: Vec<Option<I::Item>> = items.into_iter().map(Some).collect();
     let count = items.len();
     let required = policy.required.unwrap_or(count);
-    let mut summary = FanOutSummary {
+    let summary = FanOutSummary {
         attempt,
         items: count,
         required,
@@ -264,8 +317,12 @@ where
     }
     let max_attempts = policy.retry.max_attempts.max(1);
 
-    let mut outcomes: Vec<SubtaskOutcome<T>> = (0..count).map(|_| SubtaskOutcome::NotRun).collect();
-    let mut attempts = vec![0u32; count];
+    let mut progress = Progress {
+        outcomes: (0..count).map(|_| SubtaskOutcome::NotRun).collect(),
+        attempts: vec![0u32; count],
+        summary,
+        unfinished,
+    };
     // Items whose backoff is over, to start again before new items.
     let mut again: Vec<usize> = Vec::new();
     let mut next_item = 0;
@@ -282,15 +339,15 @@ where
             if index < count && !done_before[index] {
                 done_before[index] = true;
                 items[index] = None;
-                outcomes[index] = SubtaskOutcome::Succeeded(value);
-                summary.succeeded += 1;
-                summary.resumed += 1;
+                progress.outcomes[index] = SubtaskOutcome::Succeeded(value);
+                progress.summary.succeeded += 1;
+                progress.summary.resumed += 1;
                 finished += 1;
             }
         }
     }
     loop {
-        let settled = summary.succeeded >= required || failed > count - required;
+        let settled = progress.summary.succeeded >= required || failed > count - required;
         if settled && !policy.wait_all {
             break;
         }
@@ -306,15 +363,15 @@ where
                 }
                 None => break,
             };
-            attempts[index] += 1;
+            progress.attempts[index] += 1;
             // The last attempt an item can get takes the item; earlier ones clone it.
-            let item = if attempts[index] >= max_attempts {
+            let item = if progress.attempts[index] >= max_attempts {
                 items[index].take()
             } else {
                 items[index].clone()
             };
             let Some(item) = item else { continue };
-            if attempts[index] == 1 {
+            if progress.attempts[index] == 1 {
                 if let Some((events, stage)) = &events {
                     events.emit(StageEvent::ItemStarted {
                         stage: stage.clone(),
@@ -335,9 +392,16 @@ where
                 Err(panic) => {
                     failed += 1;
                     finished += 1;
-                    outcomes[index] =
+                    progress.outcomes[index] =
                         SubtaskOutcome::Failed(StageError::Panicked(panic_message(&*panic)));
-                    emit_finished(&events, index, false, attempts[index], finished, count);
+                    emit_finished(
+                        &events,
+                        index,
+                        false,
+                        progress.attempts[index],
+                        finished,
+                        count,
+                    );
                 }
             }
         }
@@ -360,29 +424,43 @@ where
         let error = match result {
             Ok(Ok(value)) => match record(index, &value) {
                 Ok(()) => {
-                    summary.succeeded += 1;
+                    progress.summary.succeeded += 1;
                     finished += 1;
-                    outcomes[index] = SubtaskOutcome::Succeeded(value);
-                    emit_finished(&events, index, true, attempts[index], finished, count);
+                    progress.outcomes[index] = SubtaskOutcome::Succeeded(value);
+                    emit_finished(
+                        &events,
+                        index,
+                        true,
+                        progress.attempts[index],
+                        finished,
+                        count,
+                    );
                     continue;
                 }
                 // Its checkpoint failed: done, but unrecorded; retrying it would repeat its effects.
                 Err(error) => {
                     failed += 1;
                     finished += 1;
-                    outcomes[index] = SubtaskOutcome::Failed(error);
-                    emit_finished(&events, index, false, attempts[index], finished, count);
+                    progress.outcomes[index] = SubtaskOutcome::Failed(error);
+                    emit_finished(
+                        &events,
+                        index,
+                        false,
+                        progress.attempts[index],
+                        finished,
+                        count,
+                    );
                     continue;
                 }
             },
             Ok(Err(error)) => error,
             Err(panic) => StageError::Panicked(panic_message(&*panic)),
         };
-        if error.is_retryable() && attempts[index] < max_attempts {
+        if error.is_retryable() && progress.attempts[index] < max_attempts {
             let delay = policy
                 .retry
                 .backoff
-                .delay(attempts[index], stage_seed(seed, index as u32));
+                .delay(progress.attempts[index], stage_seed(seed, index as u32));
             if delay.is_zero() {
                 again.push(index);
                 // Relaunched in this same poll: a unit of tokio's cooperative budget per retry
@@ -398,26 +476,23 @@ where
         }
         failed += 1;
         finished += 1;
-        outcomes[index] = SubtaskOutcome::Failed(error);
-        emit_finished(&events, index, false, attempts[index], finished, count);
+        progress.outcomes[index] = SubtaskOutcome::Failed(error);
+        emit_finished(
+            &events,
+            index,
+            false,
+            progress.attempts[index],
+            finished,
+            count,
+        );
     }
     drop(running);
 
-    summary.failures = outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(index, outcome)| match outcome {
-            SubtaskOutcome::Failed(error) => Some((index, error.clone())),
-            _ => None,
-        })
-        .collect();
-    summary.retried = attempts
-        .iter()
-        .enumerate()
-        .filter(|&(_, &attempts)| attempts > 1)
-        .map(|(index, &attempts)| (index, attempts))
-        .collect();
-    summary.not_run = count - summary.succeeded - failed;
+    // Ended here: nothing left for the drop to record.
+    progress.unfinished = None;
+    progress.summarize();
+    let outcomes = std::mem::take(&mut progress.outcomes);
+    let summary = std::mem::take(&mut progress.summary);
     let result = if summary.succeeded >= required {
         Ok(FanOutReport {
             outcomes,

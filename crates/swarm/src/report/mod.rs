@@ -59,7 +59,8 @@ pub struct StageReport {
     /// is aborted, and its records with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<AttemptRecord>,
-    /// The sub-tasks of its fan-outs, if it launched any.
+    /// The sub-tasks of its fan-outs, if it launched any. A stage the run stopped keeps the
+    /// summary of the fan-out it was running: the items finished so far, the rest not run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fan_out: Vec<FanOutSummary>,
     /// For a loop stage, the report of each iteration, in order.
