@@ -7,6 +7,7 @@ mod choices;
 mod codes;
 mod electorate;
 mod error;
+mod quiet_run;
 mod tally;
 #[cfg(test)]
 mod tests;
@@ -549,9 +550,20 @@ impl Ballot {
 
     #[inline]
     fn candidate_position(&self, candidate: ProposalId) -> Option<usize> {
-        match &self.lookup {
-            Some(positions) => positions.get(&candidate).map(|&position| position as usize),
-            None => self.candidates.iter().position(|&c| c == candidate),
-        }
+        position_in(&self.candidates, self.lookup.as_ref(), candidate)
+    }
+}
+
+/// The position of `candidate` among `candidates` (found in `lookup`, the positions by id, when
+/// the ballot keeps one).
+#[inline]
+fn position_in(
+    candidates: &[ProposalId],
+    lookup: Option<&FxHashMap<ProposalId, u32>>,
+    candidate: ProposalId,
+) -> Option<usize> {
+    match lookup {
+        Some(positions) => positions.get(&candidate).map(|&position| position as usize),
+        None => candidates.iter().position(|&c| c == candidate),
     }
 }

@@ -169,3 +169,67 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A quiet run (`cast_quiet_run`) counts exactly as one `cast_code_once_at` per vote would,
+    /// stops where it must (a voter with a code, a vote for a proposal that is not a candidate, a
+    /// voter who gives no vote, the end, the settlement bound) and never passes a vote after which
+    /// the ballot is settled.
+    #[test]
+    fn a_quiet_run_counts_as_one_cast_per_vote_and_never_passes_a_settlement(
+        threshold in threshold(),
+        weighted in any::<bool>(),
+        weights in prop::collection::vec(1u8..=3, 1..120),
+        before in prop::collection::vec((0usize..120, prop::option::of(0u64..3)), 0..40),
+        from in 0usize..120,
+        length in 0usize..130,
+        votes in prop::collection::vec(prop::option::of(prop::option::of(0u64..4)), 130),
+    ) {
+        let policy = ConsensusPolicy { threshold, quorum: 0.5, weighted, tie_break: TieBreak::LowestId };
+        let electorate = Electorate::new(
+            weights.iter().enumerate().map(|(voter, &w)| (AgentId(voter as u64), f64::from(w))),
+        ).unwrap();
+        let mut ours = Ballot::new(policy, electorate, (0..3).map(ProposalId)).unwrap();
+        for &(voter, choice) in &before {
+            let voter = voter % weights.len();
+            match choice {
+                None => ours.mark_absent(voter),
+                Some(c) => ours.cast_once_at(voter, Vote::For(ProposalId(c))).unwrap(),
+            }
+        }
+        let from = from % weights.len();
+        let end = (from + length).min(weights.len());
+        let weight_at = |position: usize| if weighted { f64::from(weights[position]) } else { 1.0 };
+        // `votes[i]`: the answer of the voter at `from + i` (`None`: no vote to count now; a
+        // vote for proposal 3 is refused).
+        let answer = |position: usize| {
+            votes[position - from].map(|choice| choice.map_or(Vote::Abstain, |c| Vote::For(ProposalId(c))))
+        };
+        let mut model = ours.clone();
+        let mut last = (ProposalId(0), 0);
+        let (reached, refused) = ours.cast_quiet_run(from, end, &mut last, |position| {
+            answer(position).map(|vote| (vote, weight_at(position)))
+        });
+        // The model: one cast a vote, while the bound says no vote can settle the ballot.
+        let mut position = from;
+        let mut expected_refused = None;
+        while position < end && model.quiet > 1 && model.votes.get(position) == NOT_VOTED {
+            let Some(vote) = answer(position) else { break };
+            let Ok(code) = model.code_of(vote) else {
+                expected_refused = Some(vote);
+                break;
+            };
+            model.cast_code_once_at(position, code, weight_at(position));
+            prop_assert!(!model.settled_now(), "a run passed a settlement");
+            position += 1;
+        }
+        prop_assert_eq!(reached, position);
+        prop_assert_eq!(refused, expected_refused);
+        prop_assert_eq!(format!("{ours:?}"), format!("{model:?}"));
+        if let Some((candidate, code)) = (reached > from).then_some(last) {
+            prop_assert_eq!(model.code_of(Vote::For(candidate)), Ok(code));
+        }
+    }
+}

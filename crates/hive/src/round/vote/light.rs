@@ -99,6 +99,8 @@ thread_local! {
     /// How many votes [`LightStarts::run`] counted on this thread (the tests check that the path
     /// they compare was taken).
     pub(super) static RUN_VOTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many of those it counted without a settlement check each (`Ballot::cast_quiet_run`).
+    pub(super) static QUIET_VOTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether the vote loop asks every voter itself (only ever in tests, see `GENERAL_ONLY`).
@@ -271,6 +273,13 @@ impl<'a, S: State> LightStarts<'a, S> for Slots<'a, S> {
 impl<'a, S: State> Slots<'a, S> {
     /// [`LightStarts::run`]'s loop, with the voter at a position (`voter_at`) and its weight
     /// (`weight_at`) found as the round's lists say; returns where the run stopped and why.
+    ///
+    /// Most votes are counted in quiet runs (`Ballot::cast_quiet_run`): while the ballot's bound
+    /// says no vote can settle it, a vote is a store and three sums with no settlement check, the
+    /// ballot's codes and sums held across the calls (about 53 instructions a vote with the call,
+    /// 62 one vote at a time: decide conflicts_1k 4.43M to 4.22M instructions). How the run's
+    /// values are carried (a refused vote in a variable, the latest candidate in a local) moved
+    /// this by 0.1M either way: measure any change here.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn run_with(
@@ -307,6 +316,59 @@ impl<'a, S: State> Slots<'a, S> {
         let stop = loop {
             if next >= end {
                 break Run::Counted;
+            }
+            // First the votes that cannot settle the ballot, counted without a settlement check
+            // each (see `Ballot::cast_quiet_run`); then one vote the usual way, which may.
+            let mut stopped = None;
+            let (reached, refused) = ballot.cast_quiet_run(next, end, &mut last, |position| {
+                let slot = &mut self.slots[voter_at(position)];
+                let Some(call) = slot.as_mut() else {
+                    stopped = Some(Run::General);
+                    return None;
+                };
+                // Matched where it is made, as below.
+                let polled = match catch_unwind(AssertUnwindSafe(|| {
+                    call.as_mut().start_poll(&contest.contest, cx)
+                })) {
+                    Ok(Poll::Ready(Ok(vote))) => Ok(vote),
+                    other => Err(other),
+                };
+                match polled {
+                    Ok(vote) => Some((vote, weight_at(position))),
+                    Err(other) => {
+                        stopped = Some(Run::Answered {
+                            position,
+                            polled: answered(slot, other),
+                        });
+                        None
+                    }
+                }
+            });
+            #[cfg(test)]
+            {
+                RUN_VOTES.set(RUN_VOTES.get() + (reached - next));
+                QUIET_VOTES.set(QUIET_VOTES.get() + (reached - next));
+            }
+            next = reached;
+            if let Some(vote) = refused {
+                // Refused (not a candidate): the loop records the failure. The voter at `next`
+                // was asked.
+                let position = next;
+                next += 1;
+                break Run::Answered {
+                    position,
+                    polled: SlotPolled::Voted(vote),
+                };
+            }
+            match stopped {
+                Some(Run::General) => break Run::General,
+                Some(stop) => {
+                    // The voter at `next` was asked.
+                    next += 1;
+                    break stop;
+                }
+                None if next >= end => break Run::Counted,
+                None => {}
             }
             let position = next;
             let slot = &mut self.slots[voter_at(position)];

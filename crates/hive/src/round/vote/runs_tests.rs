@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::FxBuildHasher;
 
-use super::light::{GENERAL_ONLY, RUN_VOTES};
+use super::light::{GENERAL_ONLY, QUIET_VOTES, RUN_VOTES};
 use crate::agent::{Agent, AgentError, Contest, Interest, Vote};
 use crate::context::AgentContext;
 use crate::decision::Decision;
@@ -237,8 +237,13 @@ async fn both_paths_agree(voters: u64, contests: u64, mixed: bool) {
 async fn both_paths_agree_with(voters: u64, contests: u64, mixed: bool, electorates: Electorates) {
     for seed in 0..12 {
         RUN_VOTES.set(0);
+        QUIET_VOTES.set(0);
         let runs = round_of(seed, voters, contests, mixed, electorates, false).await;
         let counted_in_runs = RUN_VOTES.get();
+        assert!(
+            QUIET_VOTES.get() > 0,
+            "seed {seed}: no vote was counted without a settlement check"
+        );
         let general = round_of(seed, voters, contests, mixed, electorates, true).await;
         assert!(
             counted_in_runs > 0,
