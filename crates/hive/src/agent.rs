@@ -341,7 +341,10 @@ pub trait Agent<S: State>: Send + Sync + 'static {
     }
 
     /// For an agent of [`Interest::Matching`]: whether to ask it about `contest` (called once per
-    /// contest, before the round asks it to vote). Defaults to `true`.
+    /// contest, before the round asks it to vote). Defaults to `true`. A predicate that panics is
+    /// the agent's failure in the round's vote phase ([`FailureKind::Panicked`](crate::FailureKind::Panicked)
+    /// in [`Decision::failures`](crate::Decision::failures), counted by supervision), and the agent
+    /// sits out the round's remaining contests.
     fn interested(&self, contest: &Contest<S>) -> bool {
         let _ = contest;
         true

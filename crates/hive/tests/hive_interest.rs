@@ -113,14 +113,27 @@ async fn an_agent_matching_by_predicate_is_asked_only_where_it_says() {
 }
 
 #[tokio::test]
-async fn a_panicking_predicate_counts_as_no_interest() {
+async fn a_panicking_predicate_is_the_agents_failure_once_and_counts_as_no_interest() {
     let hive = contested_hive();
     let (mut matching, asked) = Voter::new(None, Interest::Matching);
     matching.panics = true;
-    hive.spawn(matching);
+    let id = hive.spawn(matching);
     let decision = hive.decide().await.unwrap();
     assert_eq!(asked.load(Ordering::SeqCst), 0);
     assert_eq!(decision.accepted.len(), 2);
+    // One failure for the round, not one per contest: its predicate is not called again.
+    let failures: Vec<_> = decision
+        .failures
+        .iter()
+        .filter(|failure| failure.agent == id)
+        .collect();
+    assert_eq!(failures.len(), 1, "{:?}", decision.failures);
+    assert_eq!(failures[0].phase, hivekit_hive::Phase::Vote);
+    assert!(matches!(
+        failures[0].kind,
+        hivekit_hive::FailureKind::Panicked { .. }
+    ));
+    assert_eq!(hive.stats().panics, 1);
 }
 
 #[tokio::test]

@@ -106,7 +106,7 @@ impl Agent<Sum> for PickyPanics {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_agent_whose_interest_predicate_panics_is_left_out_and_the_round_decides() {
+async fn an_agent_whose_interest_predicate_panics_is_left_out_recorded_and_the_round_decides() {
     let hive = Hive::builder(Sum::default())
         .policy(ConsensusPolicy::majority())
         .agent_timeout(Duration::from_secs(5))
@@ -125,6 +125,12 @@ async fn an_agent_whose_interest_predicate_panics_is_left_out_and_the_round_deci
         decision.ballots[0].choice_of(picky),
         None,
         "an agent whose predicate panicked is not in the electorate"
+    );
+    assert!(
+        decision.failures.iter().any(|failure| failure.agent == picky
+            && matches!(&failure.kind, FailureKind::Panicked { message } if message.contains("predicate exploded"))),
+        "the panic is the agent's failure: {:?}",
+        decision.failures
     );
     assert!(hive.contains(picky));
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::AbortOnDrop;
+use hivekit_runtime::{panic_message, AbortOnDrop};
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -263,8 +263,9 @@ impl<S: State> Asked<S> {
 
 /// Pairs each contest with the voters interested in it ([`Agent::interest`](crate::Agent::interest)):
 /// agents of [`Interest::All`](crate::Interest::All) in every contest, those of `Keys` through an
-/// index of their keys, those of `Matching` as their predicate says (a panicking predicate counts as
-/// no interest).
+/// index of their keys, those of `Matching` as their predicate says. A predicate that panics is the
+/// agent's failure, recorded once in `failures` (vote phase, `Panicked`), and the agent sits out
+/// the round's remaining contests (its predicate is not called again this round).
 ///
 /// The contests come from `contests`, made once each: when every voter is interested in every
 /// contest (the common case) straight into the list of [`Asked`], with no list of their own
@@ -272,6 +273,7 @@ impl<S: State> Asked<S> {
 fn interested_voters<S: State>(
     voters: &[RoundMember<S>],
     contests: impl ExactSizeIterator<Item = Arc<Contest<S>>>,
+    failures: &mut Vec<AgentFailure>,
 ) -> Vec<Asked<S>> {
     if voters
         .iter()
@@ -317,6 +319,8 @@ fn interested_voters<S: State>(
             Interested::Matching => matching.push(index),
         }
     }
+    // Voters whose predicate panicked this round, by position in `matching`.
+    let mut panicked = vec![false; matching.len()];
     contests
         .into_iter()
         .map(|contest| {
@@ -324,10 +328,26 @@ fn interested_voters<S: State>(
             if let Some(keyed) = by_key.get(&contest.key) {
                 list.extend_from_slice(keyed);
             }
-            list.extend(matching.iter().copied().filter(|&voter| {
-                let agent = &voters[voter as usize].agent;
-                catch_unwind(AssertUnwindSafe(|| agent.interested_dyn(&contest))).unwrap_or(false)
-            }));
+            for (slot, &voter) in matching.iter().enumerate() {
+                if panicked[slot] {
+                    continue;
+                }
+                let member = &voters[voter as usize];
+                match catch_unwind(AssertUnwindSafe(|| member.agent.interested_dyn(&contest))) {
+                    Ok(true) => list.push(voter),
+                    Ok(false) => {}
+                    Err(panic) => {
+                        panicked[slot] = true;
+                        failures.push(AgentFailure {
+                            agent: member.id,
+                            phase: Phase::Vote,
+                            kind: FailureKind::Panicked {
+                                message: panic_message(panic.as_ref()),
+                            },
+                        });
+                    }
+                }
+            }
             list.sort_unstable();
             list.dedup();
             let voters = (list.len() != voters.len()).then(|| list.into());
@@ -482,7 +502,7 @@ impl<S: State> Round<'_, S> {
                     .collect(),
             })
         });
-        let mut asked = interested_voters(&voters, contests);
+        let mut asked = interested_voters(&voters, contests, &mut self.failures);
         let policy = self.config().policy;
         // Contests with the same interested voters (a pack's version and its namespace, wanted by
         // the same requirements) share one electorate, kept for the next round over the same
