@@ -260,6 +260,26 @@ impl Fleet {
         false
     }
 
+    /// Takes `count` concurrency slots if that many are free, else none.
+    pub(super) fn try_take_slots(&self, count: usize) -> bool {
+        let mut taken = self.in_flight.load(Ordering::SeqCst);
+        while let Some(after) = taken
+            .checked_add(count)
+            .filter(|&after| after <= self.limit)
+        {
+            match self.in_flight.compare_exchange_weak(
+                taken,
+                after,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => taken = now,
+            }
+        }
+        false
+    }
+
     /// Whether a slot looks free (a hint for the driver, which then tries to take one).
     pub(super) fn slot_free(&self) -> bool {
         self.in_flight.load(Ordering::SeqCst) < self.limit
@@ -691,13 +711,7 @@ impl super::Run {
         // Read before the notes: a task leaves its note before giving its slot back, so once
         // no slot is taken every note is in.
         let idle = fleet.idle();
-        let mut notes = std::mem::take(&mut self.notes);
-        fleet.take_notes(&mut notes);
-        let progressed = !notes.is_empty();
-        for note in notes.drain(..) {
-            self.take_note(note);
-        }
-        self.notes = notes;
+        let progressed = self.take_fleet_notes(&fleet);
         fleet.set_waiting(self.ready.len() + self.batch.len());
         if progressed || (!self.ready.is_empty() && fleet.slot_free()) {
             std::task::Poll::Ready(true)
@@ -705,6 +719,33 @@ impl super::Run {
             std::task::Poll::Ready(false)
         } else {
             std::task::Poll::Pending
+        }
+    }
+
+    /// Records the notes the fleet's tasks left since the last call; true if there were any.
+    fn take_fleet_notes(&mut self, fleet: &Fleet) -> bool {
+        let mut notes = std::mem::take(&mut self.notes);
+        fleet.take_notes(&mut notes);
+        let progressed = !notes.is_empty();
+        for note in notes.drain(..) {
+            self.take_note(note);
+        }
+        self.notes = notes;
+        progressed
+    }
+
+    /// Before a queued stage takes the slot the driver just took: records the notes left so far,
+    /// whose ready stages queue (the queue is not empty) beside those waiting. A task notes the
+    /// stages it made ready before it gives its slot back, so the slot's stage is chosen among
+    /// all of them by their hints, as in a run of inline stages, where a stage's end releases its
+    /// dependents before anything else is launched (choosing first, the driver started a stage
+    /// it held before a dependent with a higher hint that the task had just noted).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn take_fleet_notes_for_slot(&mut self) {
+        if let Some(FleetGuard(fleet)) = &self.fleet {
+            let fleet = fleet.clone();
+            self.take_fleet_notes(&fleet);
         }
     }
 
@@ -767,10 +808,14 @@ impl super::Run {
         let Some(FleetGuard(fleet)) = &self.fleet else {
             return;
         };
-        for stage in self.batch.drain(..) {
-            if self.ready.is_empty() && fleet.try_take_slot() {
-                self.direct.push_back(stage);
-            } else {
+        // As for inline stages: the batch goes straight to launch only if nothing waits and it
+        // fits in the free slots whole; else all of it queues, and slots go by the hints (taking
+        // slots for the first stages of the seeded order and queueing the rest started those
+        // first, whatever their hints, where an inline run starts the highest hints first).
+        if self.ready.is_empty() && fleet.try_take_slots(self.batch.len()) {
+            self.direct.extend(self.batch.drain(..));
+        } else {
+            for stage in self.batch.drain(..) {
                 self.ready
                     .push(self.pipeline.stages[stage as usize].hint, stage);
             }

@@ -129,6 +129,17 @@ impl Run {
             let next = if let Some(stage) = self.direct.pop_front() {
                 stage
             } else if self.take_slot() {
+                if self.fleet.is_some() {
+                    // What the tasks made ready before giving this slot back competes for it.
+                    self.take_fleet_notes_for_slot();
+                    if self.stop.is_some() {
+                        return Poll::Ready(());
+                    }
+                    if !self.batch.is_empty() {
+                        // The queue is not empty: the batch joins it, in the seeded order.
+                        self.dispatch_batch();
+                    }
+                }
                 match self.ready.pop() {
                     Some(stage) => stage,
                     None => return Poll::Ready(()),
