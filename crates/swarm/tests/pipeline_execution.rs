@@ -264,19 +264,26 @@ proptest! {
         stages in 1usize..40,
         edge_probability in 0.0f64..0.4,
         dag_seed in any::<u64>(),
-        limit in 1usize..6,
+        limit in 0usize..6,
         yields in proptest::collection::vec(0u8..3, 1..5),
         spawn_every in 0usize..4,
+        seed in proptest::option::of(any::<u64>()),
     ) {
         let dag = support::random_dag(stages, edge_probability, dag_seed);
         let checked = checked_dag(&dag, &yields, spawn_every);
         let runtime = multi_thread();
-        let report = runtime.block_on(checked.pipeline.run_with(
-            RunOptions::default().with_max_concurrency(NonZeroUsize::new(limit).unwrap()),
-        ));
+        // Limit 0: none (a seeded run's tasks then launch what they make ready together).
+        let mut options = RunOptions::default();
+        if let Some(limit) = NonZeroUsize::new(limit) {
+            options = options.with_max_concurrency(limit);
+        }
+        if let Some(seed) = seed {
+            options = options.with_seed(seed);
+        }
+        let report = runtime.block_on(checked.pipeline.run_with(options));
         prop_assert!(report.is_success());
         prop_assert_eq!(checked.violations.load(Ordering::SeqCst), 0);
-        prop_assert!(checked.peak.load(Ordering::SeqCst) <= limit);
+        prop_assert!(limit == 0 || checked.peak.load(Ordering::SeqCst) <= limit);
         prop_assert_eq!(checked.started.load(Ordering::SeqCst), stages, "every stage runs exactly once");
         prop_assert_eq!(report.count(StageStatus::is_success), stages);
     }
@@ -488,6 +495,29 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (inline, spawned) = inline_and_spawned_orders(&runtime, &fan_dag(width), &hints, seed, limit);
         prop_assert_eq!(spawned, inline);
+    }
+
+    /// Without a limit, a seeded run's tasks launch the stages they make ready together (in the
+    /// seeded order): on a current-thread runtime the start order is the same run after run.
+    #[test]
+    fn without_a_limit_a_seed_repeats_the_start_order_of_spawned_stages(
+        stages in 1usize..60,
+        edge_probability in 0.0f64..0.3,
+        dag_seed in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let dag = support::random_dag(stages, edge_probability, dag_seed);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (spawned, log) = recording_dag_hinted(&dag, &[1], true);
+        let mut first = None;
+        for _ in 0..3 {
+            log.lock().clear();
+            prop_assert!(runtime.block_on(spawned.run_with(RunOptions::default().with_seed(seed))).is_success());
+            let order = log.lock().clone();
+            prop_assert_eq!(order.len(), stages);
+            let first = first.get_or_insert_with(|| order.clone());
+            prop_assert_eq!(&*first, &order);
+        }
     }
 }
 
