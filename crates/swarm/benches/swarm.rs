@@ -26,9 +26,10 @@
 //!
 //! `hivekit-spawn` rows run the same pipelines with every stage marked `.spawn()` (a task per
 //! stage, as the tokio baseline has); `hivekit-spawn-watched` the same with an event sink (a
-//! callback dropping each event); `hivekit-spawn-driven` the same with a seed (the run's driver
-//! launches what became ready together, in the seeded order; a lone stage made ready while
-//! nothing waits runs next on the task of the stage that made it ready, as unseeded).
+//! callback dropping each event); `hivekit-spawn-driven` the same with a seed (what became ready
+//! together is launched in the seeded order: by the run's driver, or, up to 128 stages and no
+//! limit, by the task of the stage that made them ready; a lone stage made ready while nothing
+//! waits runs next on that task, as unseeded).
 //! `cargo-lock` is a real dependency graph, the registry packages of this workspace's
 //! `Cargo.lock` (277 stages when written).
 //!

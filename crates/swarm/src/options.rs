@@ -57,6 +57,14 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Orders stages that become ready together (a seeded shuffle; `None`: declaration order) and
     /// seeds retry jitter, so a run is reproducible.
+    ///
+    /// What a seed guarantees: stages that become ready together, or wait for a slot together,
+    /// start by their scheduling hints, then in the seed's order among equal hints, whether each
+    /// is inline or `.spawn()`. With one slot (`max_concurrency` 1) and no retry backing off, that
+    /// fixes the whole run's start order, the same for inline and spawned stages and on every run
+    /// with the seed. With more slots, which running stage ends first (and so what becomes ready
+    /// next) is up to the stages and, for spawned ones, the runtime's threads; an inline stage
+    /// that ends on its first poll releases its dependents before the next stage is launched.
     pub seed: Option<u64>,
     /// Where stage events go (`None`: nowhere, at no cost).
     pub events: Option<EventSink>,

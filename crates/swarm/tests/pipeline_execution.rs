@@ -264,19 +264,26 @@ proptest! {
         stages in 1usize..40,
         edge_probability in 0.0f64..0.4,
         dag_seed in any::<u64>(),
-        limit in 1usize..6,
+        limit in 0usize..6,
         yields in proptest::collection::vec(0u8..3, 1..5),
         spawn_every in 0usize..4,
+        seed in proptest::option::of(any::<u64>()),
     ) {
         let dag = support::random_dag(stages, edge_probability, dag_seed);
         let checked = checked_dag(&dag, &yields, spawn_every);
         let runtime = multi_thread();
-        let report = runtime.block_on(checked.pipeline.run_with(
-            RunOptions::default().with_max_concurrency(NonZeroUsize::new(limit).unwrap()),
-        ));
+        // Limit 0: none (a seeded run's tasks then launch what they make ready together).
+        let mut options = RunOptions::default();
+        if let Some(limit) = NonZeroUsize::new(limit) {
+            options = options.with_max_concurrency(limit);
+        }
+        if let Some(seed) = seed {
+            options = options.with_seed(seed);
+        }
+        let report = runtime.block_on(checked.pipeline.run_with(options));
         prop_assert!(report.is_success());
         prop_assert_eq!(checked.violations.load(Ordering::SeqCst), 0);
-        prop_assert!(checked.peak.load(Ordering::SeqCst) <= limit);
+        prop_assert!(limit == 0 || checked.peak.load(Ordering::SeqCst) <= limit);
         prop_assert_eq!(checked.started.load(Ordering::SeqCst), stages, "every stage runs exactly once");
         prop_assert_eq!(report.count(StageStatus::is_success), stages);
     }
@@ -361,6 +368,16 @@ fn a_seed_orders_spawned_stages_as_it_orders_inline_ones() {
 /// A random DAG of stages that log their start, with mixed scheduling hints; every stage on a
 /// task of its own if `spawn`.
 fn recording_dag(dag: &[Vec<usize>], spawn: bool) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
+    recording_dag_hinted(dag, &[0, 1, 2], spawn)
+}
+
+/// A random DAG of stages that log their start; stage `i`'s priority is `Low`, `Normal` or `High`
+/// as `hints[i % hints.len()]` is 0, 1 or 2; every stage on a task of its own if `spawn`.
+fn recording_dag_hinted(
+    dag: &[Vec<usize>],
+    hints: &[u8],
+    spawn: bool,
+) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
     let priorities = [Priority::Low, Priority::Normal, Priority::High];
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut builder = Pipeline::builder();
@@ -373,7 +390,7 @@ fn recording_dag(dag: &[Vec<usize>], spawn: bool) -> (Pipeline, Arc<Mutex<Vec<St
             })
             .after(dependencies.iter().map(|&dependency| name(dependency)))
             .priority(SchedulingHint::new(
-                priorities[stage % 3],
+                priorities[usize::from(hints[stage % hints.len()]) % 3],
                 LatencyTier::Warm,
                 ResourceCost::Light,
             ));
@@ -385,8 +402,7 @@ fn recording_dag(dag: &[Vec<usize>], spawn: bool) -> (Pipeline, Arc<Mutex<Vec<St
 /// A seeded run of spawned stages whose tasks run a lone stage they made ready themselves (a
 /// chain's next stage, while the driver holds nothing waiting) starts its stages in the same
 /// order run after run: random DAGs, sparse enough to hold chains, with mixed hints, one slot.
-/// (The order is the one the driver gave when it launched every stage; it differs from an inline
-/// run's on some of these DAGs, as it did then.)
+/// (It is also the inline run's order: see `with_one_slot_a_seed_starts_spawned_stages_in_the_inline_order`.)
 #[test]
 fn a_seeded_run_of_spawned_stages_running_lone_ready_stages_repeats_its_order() {
     let runtime = multi_thread();
@@ -409,6 +425,98 @@ fn a_seeded_run_of_spawned_stages_running_lone_ready_stages_repeats_its_order() 
                 let first = first.get_or_insert_with(|| order.clone());
                 assert_eq!(*first, order, "dag {dag_seed}, seed {seed}");
             }
+        }
+    }
+}
+
+/// The start order of a seeded run of `dag` with `limit` slots on `runtime`: its stages inline,
+/// then spawned.
+fn inline_and_spawned_orders(
+    runtime: &tokio::runtime::Runtime,
+    dag: &[Vec<usize>],
+    hints: &[u8],
+    seed: u64,
+    limit: usize,
+) -> (Vec<String>, Vec<String>) {
+    let options = || {
+        RunOptions::default()
+            .with_seed(seed)
+            .with_max_concurrency(NonZeroUsize::new(limit).unwrap())
+    };
+    let mut orders = [true, false].map(|spawn| {
+        let (pipeline, log) = recording_dag_hinted(dag, hints, spawn);
+        assert!(runtime.block_on(pipeline.run_with(options())).is_success());
+        let order = log.lock().clone();
+        assert_eq!(order.len(), dag.len());
+        order
+    });
+    let [spawned, inline] = std::mem::take(&mut orders);
+    (inline, spawned)
+}
+
+/// A fan: a root, then `width` stages after it.
+fn fan_dag(width: usize) -> Vec<Vec<usize>> {
+    std::iter::once(vec![])
+        .chain((0..width).map(|_| vec![0]))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A seed fixes the order stages start in whatever each one's placement: with one slot,
+    /// spawned stages (on the fleet, on a multi-thread runtime) start in the order inline ones do,
+    /// on random DAGs with mixed scheduling hints (stages made ready together by their hints, then
+    /// the seeded order among equal hints).
+    #[test]
+    fn with_one_slot_a_seed_starts_spawned_stages_in_the_inline_order(
+        stages in 1usize..40,
+        edge_probability in 0.0f64..0.3,
+        dag_seed in any::<u64>(),
+        hints in proptest::collection::vec(0u8..3, 1..8),
+        seed in any::<u64>(),
+    ) {
+        let dag = support::random_dag(stages, edge_probability, dag_seed);
+        let runtime = multi_thread();
+        let (inline, spawned) = inline_and_spawned_orders(&runtime, &dag, &hints, seed, 1);
+        prop_assert_eq!(spawned, inline);
+    }
+
+    /// With more than one slot, the order is defined where stages wait for slots together (a
+    /// fan wider than the limit: by hints, then the seeded order) and spawned stages start in
+    /// the order they are launched (a current-thread runtime): it is the inline order.
+    #[test]
+    fn with_slots_a_seed_starts_a_spawned_fan_in_the_inline_order(
+        width in 1usize..60,
+        limit in 2usize..8,
+        hints in proptest::collection::vec(0u8..3, 1..8),
+        seed in any::<u64>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (inline, spawned) = inline_and_spawned_orders(&runtime, &fan_dag(width), &hints, seed, limit);
+        prop_assert_eq!(spawned, inline);
+    }
+
+    /// Without a limit, a seeded run's tasks launch the stages they make ready together (in the
+    /// seeded order): on a current-thread runtime the start order is the same run after run.
+    #[test]
+    fn without_a_limit_a_seed_repeats_the_start_order_of_spawned_stages(
+        stages in 1usize..60,
+        edge_probability in 0.0f64..0.3,
+        dag_seed in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let dag = support::random_dag(stages, edge_probability, dag_seed);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (spawned, log) = recording_dag_hinted(&dag, &[1], true);
+        let mut first = None;
+        for _ in 0..3 {
+            log.lock().clear();
+            prop_assert!(runtime.block_on(spawned.run_with(RunOptions::default().with_seed(seed))).is_success());
+            let order = log.lock().clone();
+            prop_assert_eq!(order.len(), stages);
+            let first = first.get_or_insert_with(|| order.clone());
+            prop_assert_eq!(&*first, &order);
         }
     }
 }

@@ -692,6 +692,95 @@ fn a_watched_run_of_spawned_stages_keeps_its_events_in_order() {
     }
 }
 
+/// A watched seeded run without a limit, whose stages make small batches ready together (which
+/// their tasks launch, in the seeded order, and announce): every stage starts once, after the
+/// `Finished` of each of its dependencies and before its own, and the decisions count 1, 2, ...
+/// total, run after run.
+#[test]
+fn a_watched_seeded_run_whose_tasks_launch_small_batches_keeps_its_events_in_order() {
+    use hivekit_swarm::{EventSink, StageEvent};
+    use std::collections::HashMap;
+
+    // root -> 3 x (a fan of 20 -> a join), each join before the next fan: batches of 20.
+    let mut builder = Pipeline::builder()
+        .stage("root", noop)
+        .spawn()
+        .into_builder();
+    let mut previous = String::from("root");
+    for level in 0..3 {
+        let fan: Vec<String> = (0..20).map(|leaf| format!("f{level}-{leaf}")).collect();
+        for stage in &fan {
+            builder = builder
+                .stage(stage.as_str(), noop)
+                .spawn()
+                .after([previous.as_str()])
+                .into_builder();
+        }
+        previous = format!("join{level}");
+        builder = builder
+            .stage(previous.as_str(), noop)
+            .spawn()
+            .after(fan.iter().map(String::as_str))
+            .into_builder();
+    }
+    let pipeline = builder.build().unwrap();
+    let total = 1 + 3 * 21;
+    let runtime = multi_thread();
+    for round in 0..20u64 {
+        let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = EventSink::callback({
+            let log = log.clone();
+            move |event| log.lock().push(event)
+        });
+        let options = RunOptions::default().with_events(sink).with_seed(round);
+        assert!(runtime.block_on(pipeline.run_with(options)).is_success());
+        let events = log.lock().clone();
+        let mut started = HashMap::new();
+        let mut finished = HashMap::new();
+        for (position, event) in events.iter().enumerate() {
+            match event {
+                StageEvent::Started { stage } => {
+                    assert!(
+                        started.insert(stage.clone(), position).is_none(),
+                        "{stage} started twice"
+                    );
+                }
+                StageEvent::Finished {
+                    stage,
+                    done,
+                    total: of,
+                    ..
+                } => {
+                    assert_eq!(
+                        (*done, *of),
+                        (finished.len() + 1, total),
+                        "the count at {stage}"
+                    );
+                    assert!(
+                        finished.insert(stage.clone(), position).is_none(),
+                        "{stage} finished twice"
+                    );
+                }
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert_eq!(finished.len(), total, "round {round}");
+        for stage in pipeline.stage_names() {
+            let start = started[stage];
+            assert!(
+                start < finished[stage],
+                "round {round}: {stage} finished before it started"
+            );
+            for dependency in pipeline.dependencies(stage).unwrap() {
+                assert!(
+                    finished[dependency] < start,
+                    "round {round}: {stage} started before {dependency} finished"
+                );
+            }
+        }
+    }
+}
+
 /// Default options, seeded with `seed` if it is one (a seeded run's driver launches what becomes
 /// ready together).
 fn seeded(seed: Option<u64>) -> RunOptions {

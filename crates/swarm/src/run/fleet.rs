@@ -2,13 +2,16 @@
 //! their own and that needs no stage's end to pass through the driver (no checkpoint, no routing,
 //! no conditions).
 //!
-//! A seeded run uses the fleet too, but its driver launches what became ready together, so that
-//! it is launched in the seeded order: a task that succeeds releases its dependents' counters and
-//! hands those that became ready to the driver in notes (as it does while the driver holds stages
-//! waiting for a slot), never spawns one itself. A lone dependent made ready while the driver holds
-//! nothing waiting (a chain's next stage) has no order to keep: it runs next on the same task, as
-//! in an unseeded run (the driver's note, wake-up, pass and spawn for it were 82% of a seeded
-//! 100-stage chain's instructions). Its stages report through the notes the driver reads in
+//! A seeded run uses the fleet too, but what became ready together is launched in the seeded
+//! order: a task that succeeds releases its dependents' counters and hands those that became
+//! ready to the driver in notes (as it does while the driver holds stages waiting for a slot),
+//! which queues them as it queues inline stages (the whole batch launched at once if it fits in
+//! the free slots, else queued and launched by hints), so a seed gives spawned stages the start
+//! order of inline ones. A lone dependent made ready while the driver holds nothing waiting (a
+//! chain's next stage) has no order to keep: it runs next on the same task, as in an unseeded run
+//! (the driver's note, wake-up, pass and spawn for it were 82% of a seeded 100-stage chain's
+//! instructions). In a run whose limit never refuses a slot, a task also launches up to `SHARE`
+//! dependents it made ready together while nothing waits, in the seeded order, as the driver would. Its stages report through the notes the driver reads in
 //! bulk, not through a join handle per stage polled in a set (the set's node per future and its
 //! wake-ups were a quarter of a seeded wide fan's instructions).
 //!
@@ -67,6 +70,7 @@ use crate::context::RunShared;
 use crate::events::{EventSink, StageEvent};
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::report::StageStatus;
+use crate::seed::stage_seed;
 use crate::stage::{StageFuture, StageOutcome};
 use crate::stage_fn::Output;
 use task::{run_stage, Unreported};
@@ -161,9 +165,9 @@ pub(super) struct Fleet {
     /// Stages decided so far, as the events that decide a stage count them; held while such an
     /// event is emitted, by the tasks and the driver alike, so the counts reach the sink in order.
     decided: Mutex<usize>,
-    /// A seeded run: the driver launches what became ready together (in the seeded order), so a
-    /// task hands the dependents it makes ready to the driver as notes, and runs only a lone one
-    /// itself (when nothing waits), spawning none.
+    /// A seeded run: what became ready together is launched in the seeded order, so a task hands
+    /// the dependents it makes ready to the driver as notes, and runs only a lone one itself (when
+    /// nothing waits), or, when no slot can be refused, up to `SHARE` of them in that order.
     seeded: bool,
 }
 
@@ -250,6 +254,26 @@ impl Fleet {
             match self.in_flight.compare_exchange_weak(
                 taken,
                 taken + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => taken = now,
+            }
+        }
+        false
+    }
+
+    /// Takes `count` concurrency slots if that many are free, else none.
+    pub(super) fn try_take_slots(&self, count: usize) -> bool {
+        let mut taken = self.in_flight.load(Ordering::SeqCst);
+        while let Some(after) = taken
+            .checked_add(count)
+            .filter(|&after| after <= self.limit)
+        {
+            match self.in_flight.compare_exchange_weak(
+                taken,
+                after,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
@@ -531,8 +555,14 @@ impl Fleet {
     /// would launch it at once on the slot this stage gives back. It runs next on this task
     /// instead, as in an unseeded run: a note, a wake-up and a pass of the driver and a spawn per
     /// stage of a chain were 82% of a seeded 100-stage chain's instructions.
+    ///
+    /// In a run whose limit never refuses a slot, stages made ready together (at most `SHARE`)
+    /// while nothing waits are launched from this task too, in the seeded order (the first runs
+    /// next here, the others are spawned in order): with every one of them given a slot at once
+    /// the driver would launch them in that order and nothing else, and its note, wake-up, pass
+    /// and spawns were what a seeded run of the Cargo.lock graph paid beyond an unseeded one.
     fn succeeded_seeded(
-        &self,
+        self: &Arc<Self>,
         stage: u32,
         started: Duration,
         completed: Duration,
@@ -567,6 +597,11 @@ impl Fleet {
                     return Some((lone, completed));
                 }
             }
+            let unlimited = self.limit >= self.shared.pipeline.stages.len();
+            if ready > 1 && ready <= SHARE && unlimited && self.waiting.load(Ordering::SeqCst) == 0
+            {
+                return self.launch_together(notes, ready, completed);
+            }
             if ready > 0 {
                 // Counted as waiting until the driver has read them (it resets the count after
                 // taking the notes, so this is added under their lock), as `launch_ready` does.
@@ -579,6 +614,45 @@ impl Fleet {
             self.driver.wake();
         }
         None
+    }
+
+    /// Launches the `ready` stages (at most `SHARE`) a seeded run's task made ready together, the
+    /// last notes in `notes`, in the seeded order: the first runs next on the task (with its
+    /// finished stage's slot), the others are spawned in order. Out of line: its key array is
+    /// not set up on a chain's path.
+    #[inline(never)]
+    fn launch_together(
+        self: &Arc<Self>,
+        mut notes: parking_lot::MutexGuard<'_, Vec<Note>>,
+        ready: usize,
+        completed: Duration,
+    ) -> Option<(u32, Duration)> {
+        let mut keyed = [(0u64, 0u32); SHARE];
+        let mut count = 0;
+        let first = notes.len() - ready;
+        for note in notes.drain(first..) {
+            if let Note::Ready(dependent) = note {
+                keyed[count] = (stage_seed(self.shared.seed, dependent), dependent);
+                count += 1;
+            }
+        }
+        drop(notes);
+        let together = &mut keyed[..count];
+        // The keys are distinct (see `seeded_order`).
+        together.sort_unstable_by_key(|&(key, _)| key);
+        let (&(_, first), others) = together.split_first()?;
+        if self.events.is_some() {
+            self.announce(first);
+        }
+        let mut wake = false;
+        for &(_, dependent) in others {
+            // The limit refuses no slot: spawned (else noted for the driver).
+            wake |= self.launch_ready(dependent, completed, false);
+        }
+        if wake {
+            self.driver.wake();
+        }
+        Some((first, completed))
     }
 
     /// Launches `dependent`, ready, on a task of its own if a slot is free and the driver holds
@@ -691,13 +765,7 @@ impl super::Run {
         // Read before the notes: a task leaves its note before giving its slot back, so once
         // no slot is taken every note is in.
         let idle = fleet.idle();
-        let mut notes = std::mem::take(&mut self.notes);
-        fleet.take_notes(&mut notes);
-        let progressed = !notes.is_empty();
-        for note in notes.drain(..) {
-            self.take_note(note);
-        }
-        self.notes = notes;
+        let progressed = self.take_fleet_notes(&fleet);
         fleet.set_waiting(self.ready.len() + self.batch.len());
         if progressed || (!self.ready.is_empty() && fleet.slot_free()) {
             std::task::Poll::Ready(true)
@@ -706,6 +774,43 @@ impl super::Run {
         } else {
             std::task::Poll::Pending
         }
+    }
+
+    /// Records the notes the fleet's tasks left since the last call; true if there were any.
+    fn take_fleet_notes(&mut self, fleet: &Fleet) -> bool {
+        let mut notes = std::mem::take(&mut self.notes);
+        fleet.take_notes(&mut notes);
+        let progressed = !notes.is_empty();
+        for note in notes.drain(..) {
+            self.take_note(note);
+        }
+        self.notes = notes;
+        progressed
+    }
+
+    /// Before a queued stage takes the slot the driver just took: records the notes left so far,
+    /// whose ready stages queue (the queue is not empty) beside those waiting; true if that
+    /// stopped the run. A task notes the
+    /// stages it made ready before it gives its slot back, so the slot's stage is chosen among
+    /// all of them by their hints, as in a run of inline stages, where a stage's end releases its
+    /// dependents before anything else is launched (choosing first, the driver started a stage
+    /// it held before a dependent with a higher hint that the task had just noted).
+    #[inline(never)]
+    pub(super) fn notes_before_slot(&mut self) -> bool {
+        let Some(FleetGuard(fleet)) = &self.fleet else {
+            return false;
+        };
+        let fleet = fleet.clone();
+        self.take_fleet_notes(&fleet);
+        if self.stop.is_some() {
+            // The run stops: the slot is not given back (nothing more is launched).
+            return true;
+        }
+        if !self.batch.is_empty() {
+            // The queue is not empty: the batch joins it, in the seeded order.
+            self.dispatch_batch();
+        }
+        false
     }
 
     /// Records what a fleet task noted.
@@ -767,10 +872,14 @@ impl super::Run {
         let Some(FleetGuard(fleet)) = &self.fleet else {
             return;
         };
-        for stage in self.batch.drain(..) {
-            if self.ready.is_empty() && fleet.try_take_slot() {
-                self.direct.push_back(stage);
-            } else {
+        // As for inline stages: the batch goes straight to launch only if nothing waits and it
+        // fits in the free slots whole; else all of it queues, and slots go by the hints (taking
+        // slots for the first stages of the seeded order and queueing the rest started those
+        // first, whatever their hints, where an inline run starts the highest hints first).
+        if self.ready.is_empty() && fleet.try_take_slots(self.batch.len()) {
+            self.direct.extend(self.batch.drain(..));
+        } else {
+            for stage in self.batch.drain(..) {
                 self.ready
                     .push(self.pipeline.stages[stage as usize].hint, stage);
             }
