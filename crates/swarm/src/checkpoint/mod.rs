@@ -183,7 +183,9 @@ impl Durable {
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::RunExists`] when the store has a run of that id,
+    /// [`CheckpointError::RunExists`] when the store has a run of that id (the run is created with
+    /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
+    /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
     /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written. A
     /// stage whose record cannot be written fails (and the report says why).
@@ -193,11 +195,6 @@ impl Durable {
         run: &str,
         options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        if self.store.load_run(run)?.is_some() {
-            return Err(CheckpointError::RunExists {
-                run: run.to_owned(),
-            });
-        }
         let input = match &options.input {
             None => None,
             Some(input) => match input.to_json() {
@@ -229,7 +226,11 @@ impl Durable {
                 &fresh
             }
         };
-        self.store.create_run(run, now_ms(), bytes)?;
+        if !self.store.create_run_if_absent(run, now_ms(), bytes)? {
+            return Err(CheckpointError::RunExists {
+                run: run.to_owned(),
+            });
+        }
         self.prune()?;
         Ok(self
             .execute(
