@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::record::{self, CheckpointError, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX};
+use super::record::{
+    self, CheckpointError, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX, VALUE_PREFIX,
+};
 use super::store::CheckpointStore;
 use crate::context::StageContext;
 use crate::error::StageError;
@@ -178,7 +180,11 @@ impl StageContext {
     ///
     /// # Errors
     ///
-    /// [`StageError::Permanent`] when the value does not decode as a `T`.
+    /// [`StageError::Permanent`] when the value does not decode as a `T`. The value is then
+    /// dropped from the checkpoint, so that the run can be given the right one: a
+    /// [`resume_with`](crate::checkpoint::Durable::resume_with) hands the stage a new value (the
+    /// stage counts as interrupted again), and a plain
+    /// [`resume`](crate::checkpoint::Durable::resume) runs it without one (`None`: it asks again).
     pub fn resume_value<T: DeserializeOwned>(&self) -> Result<Option<T>, StageError> {
         let (Some(journal), stage) = self.journal() else {
             return Ok(None);
@@ -189,8 +195,20 @@ impl StageContext {
         serde_json::from_value(value.clone())
             .map(Some)
             .map_err(|error| {
+                // Kept, the value would be handed back to every later resume and fail it again.
+                let dropped = journal
+                    .store
+                    .put_record(
+                        &journal.run,
+                        &format!("{VALUE_PREFIX}{}", self.name()),
+                        REJECTED_VALUE,
+                    )
+                    .map_or_else(
+                        |error| format!(" (dropping it from the checkpoint failed: {error})"),
+                        |()| String::new(),
+                    );
                 StageError::permanent(format!(
-                    "the resume value of stage `{}` is not a {}: {error}",
+                    "the resume value of stage `{}` is not a {}: {error}{dropped}",
                     self.name(),
                     std::any::type_name::<T>()
                 ))

@@ -114,7 +114,10 @@ use crate::report::RunOutcome;
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
-use record::{Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX, VALUE_PREFIX};
+use record::{
+    Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX,
+    VALUE_PREFIX,
+};
 
 type InputDecoder = fn(serde_json::Value) -> Result<RunInput, serde_json::Error>;
 
@@ -303,7 +306,10 @@ impl Durable {
 
     /// Resumes run `run` as [`resume`](Durable::resume) does, handing `value` to the stages that
     /// interrupted it (each reads it with [`resume_value`](crate::StageContext::resume_value)). The
-    /// value is checkpointed first, so a crash after this call keeps it.
+    /// value is checkpointed first, so a crash after this call keeps it. A stage that failed
+    /// because the value it was handed did not decode (see
+    /// [`resume_value`](crate::StageContext::resume_value)) counts as interrupted: this hands it
+    /// the new value.
     ///
     /// # Errors
     ///
@@ -405,6 +411,8 @@ impl Durable {
                 )
             }
         };
+        // Stages that failed to decode the value they were handed: they may be handed another.
+        let mut rejected = Vec::new();
         let mut loaded = Loaded {
             input,
             restored: Vec::new(),
@@ -432,6 +440,10 @@ impl Durable {
                         reason: "the pipeline has no such stage".to_owned(),
                     });
                 };
+                if bytes == REJECTED_VALUE {
+                    rejected.push(stage as u32);
+                    continue;
+                }
                 let value = serde_json::from_slice(&bytes).map_err(|error| {
                     CheckpointError::CorruptRecord {
                         run: run.to_owned(),
@@ -447,6 +459,17 @@ impl Durable {
                 loaded.interrupted.push(stage);
             }
             loaded.restored.extend(restored);
+        }
+        for stage in rejected {
+            // Unless it recovered and succeeded (restored) or interrupted again (already there).
+            if !loaded
+                .restored
+                .iter()
+                .any(|restored| restored.stage == stage)
+                && !loaded.interrupted.contains(&stage)
+            {
+                loaded.interrupted.push(stage);
+            }
         }
         topological(inner, &mut loaded.restored);
         Ok(loaded)

@@ -13,6 +13,9 @@ pub(crate) const FORMAT: u32 = 1;
 /// Record keys: a stage's record, and the value a resume hands an interrupted stage.
 pub(crate) const STAGE_PREFIX: &str = "s:";
 pub(crate) const VALUE_PREFIX: &str = "v:";
+/// The value record of a stage that failed to decode the value it was handed: no value (empty,
+/// which no JSON value is), and the stage may be handed another as if it had interrupted.
+pub(crate) const REJECTED_VALUE: &[u8] = b"";
 /// An item of a durable fan-out: `i:{stage index}:{fan-out number}:{items}:{item}`.
 pub(crate) const ITEM_PREFIX: &str = "i:";
 /// The records of one iteration of a loop stage: `l:{stage index}:{body fingerprint}:{iteration}/`
