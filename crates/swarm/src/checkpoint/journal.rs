@@ -106,9 +106,10 @@ impl RunHooks for Journal {
         let spec = &pipeline.stages[stage as usize];
         // One pass from the typed artifact to the record's bytes; stages without a codec record
         // their status alone.
-        let (encode, artifact) = match (status.is_success(), spec.codec()) {
-            (true, Some(codec)) => (codec.encode, artifact.map(|artifact| &**artifact)),
-            _ => (
+        let codec = status.is_success().then(|| spec.codec()).flatten();
+        let (encode, artifact) = match codec {
+            Some(codec) => (codec.encode, artifact.map(|artifact| &**artifact)),
+            None => (
                 crate::hooks::encode_record::<()> as crate::hooks::RecordEncoder,
                 None,
             ),
@@ -119,6 +120,20 @@ impl RunHooks for Journal {
                 self.run, spec.name
             ))
         })?;
+        // A record that would not read back is not written as if it would: every resume would
+        // fail on it. The stage fails instead (not recorded, it runs again on resume).
+        if let Some(codec) = codec.filter(|codec| codec.verify) {
+            if record::may_hold_null(&bytes) {
+                record::reads_back(&codec, &bytes).map_err(|error| {
+                    StageError::permanent(format!(
+                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) would not \
+                         read back, so it is not recorded (a non-finite float is written as \
+                         JSON null): {error}",
+                        self.run, spec.name, spec.output_type
+                    ))
+                })?;
+            }
+        }
         // Pushed rather than `format!`ed: the formatting machinery cost ~800 instructions a stage.
         let mut key =
             String::with_capacity(self.prefix.len() + STAGE_PREFIX.len() + spec.name.len());
@@ -222,8 +237,9 @@ impl StageContext {
     /// after 5 of 8 items runs only the other 3. Items are matched by position (and count), so the
     /// stage must fan out over the same items in the same order, as it does when they come from
     /// its inputs; the fan-outs of one stage attempt are told apart by their order. An item whose
-    /// record cannot be written fails (not retried: its effects happened). Outside a durable run,
-    /// exactly `fan_out`.
+    /// record cannot be written fails (not retried: its effects happened), as does an item whose
+    /// JSON would not read back as a `T` (a non-finite float, written as `null`): it is not
+    /// recorded. Outside a durable run, exactly `fan_out`.
     ///
     /// The stage's [`FanOutSummary`](crate::FanOutSummary) counts the items read back in
     /// `resumed`.
@@ -316,6 +332,18 @@ impl StageContext {
                     self.name()
                 ))
             })?;
+            // As for a stage's artifact: an item that would not read back is not recorded.
+            if record::may_hold_null(&bytes) {
+                if let Err(error) = serde_json::from_slice::<T>(&bytes) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: item {index} of stage `{}` would not read back, \
+                         so it is not recorded (a non-finite float is written as JSON null): \
+                         {error}",
+                        journal.run,
+                        self.name()
+                    )));
+                }
+            }
             journal
                 .put(format!("{keys}{index}"), bytes)
                 .map_err(|error| StageError::permanent(format!("checkpoint write failed: {error}")))

@@ -40,6 +40,14 @@
 //!
 //! Either way the unit in flight at the crash (an item, a body stage) may run twice, as a stage does.
 //!
+//! # Values that would not read back
+//!
+//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads. A
+//! record holding `null` is decoded before it is written (only those: the check costs nothing on
+//! other records); an artifact or item that would not read back is not recorded and fails its
+//! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
+//! checkpoint never holds a record that would fail every resume.
+//!
 //! # Retention
 //!
 //! [`Retention`]: a store keeps at most `max_runs` runs (1024 by default); starting a run deletes
