@@ -114,7 +114,7 @@ impl RunHooks for Journal {
                 None,
             ),
         };
-        let bytes = encode(status, failed, artifact).map_err(|error| {
+        let (bytes, artifact_at) = encode(status, failed, artifact).map_err(|error| {
             StageError::permanent(format!(
                 "checkpoint of run `{}`: cannot serialize the record of stage `{}`: {error}",
                 self.run, spec.name
@@ -123,7 +123,7 @@ impl RunHooks for Journal {
         // A record that would not read back is not written as if it would: every resume would
         // fail on it. The stage fails instead (not recorded, it runs again on resume).
         if let Some(codec) = codec.filter(|codec| codec.verify) {
-            if record::may_hold_null(&bytes) {
+            if record::may_hold_null(&bytes[artifact_at..]) {
                 record::reads_back(&codec, &bytes).map_err(|error| {
                     StageError::permanent(format!(
                         "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) would not \
