@@ -39,12 +39,14 @@ pub(crate) trait RunHooks: Send + Sync {
 }
 
 /// Encodes a stage's whole checkpoint record (status, failed attempts, artifact) as JSON in one
-/// pass, the artifact typed (no intermediate `serde_json::Value`).
+/// pass, the artifact typed (no intermediate `serde_json::Value`); with the record, where the
+/// artifact's JSON starts in it (its length when there is none), so that the check for a value
+/// that would not read back looks at the artifact alone.
 pub(crate) type RecordEncoder = fn(
     &StageStatus,
     &[AttemptRecord],
     Option<&(dyn Any + Send + Sync)>,
-) -> Result<Vec<u8>, serde_json::Error>;
+) -> Result<(Vec<u8>, usize), serde_json::Error>;
 
 /// Writes and reads back one stage's artifact as JSON.
 #[derive(Clone, Copy)]
@@ -52,6 +54,10 @@ pub(crate) struct Codec {
     /// The record with the artifact when it is a `T` (`None`, or another type: no artifact).
     pub(crate) encode: RecordEncoder,
     pub(crate) decode: fn(serde_json::Value) -> Result<Artifact, serde_json::Error>,
+    /// Whether a record holding `null` is decoded before it is written, to check that it reads
+    /// back: serde_json writes a non-finite float as `null` (no error), which no `f64` reads.
+    /// Not for `()`, whose artifact is always `null` and always reads back.
+    pub(crate) verify: bool,
 }
 
 impl Codec {
@@ -62,6 +68,7 @@ impl Codec {
         Self {
             encode: encode_record::<T>,
             decode: decode_as::<T>,
+            verify: std::any::TypeId::of::<T>() != std::any::TypeId::of::<()>(),
         }
     }
 }
@@ -76,21 +83,31 @@ struct RecordRef<'a, T> {
     artifact: Option<&'a T>,
 }
 
-/// The record of a stage whose artifact is a `T`.
+/// The record of a stage whose artifact is a `T`, and where the artifact starts in it.
 pub(crate) fn encode_record<T: serde::Serialize + 'static>(
     status: &StageStatus,
     failed_attempts: &[AttemptRecord],
     artifact: Option<&(dyn Any + Send + Sync)>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let record = RecordRef {
+) -> Result<(Vec<u8>, usize), serde_json::Error> {
+    let record = RecordRef::<T> {
         status,
         failed_attempts,
-        artifact: artifact.and_then(|artifact| artifact.downcast_ref::<T>()),
+        artifact: None,
     };
     // A succeeded stage with a small artifact fits without growing.
     let mut bytes = Vec::with_capacity(96);
     serde_json::to_writer(&mut bytes, &record)?;
-    Ok(bytes)
+    let Some(artifact) = artifact.and_then(|artifact| artifact.downcast_ref::<T>()) else {
+        let end = bytes.len();
+        return Ok((bytes, end));
+    };
+    // The artifact is the record's last field: it takes the place of the closing brace.
+    bytes.pop();
+    bytes.extend_from_slice(br#","artifact":"#);
+    let start = bytes.len();
+    serde_json::to_writer(&mut bytes, artifact)?;
+    bytes.push(b'}');
+    Ok((bytes, start))
 }
 
 fn decode_as<T>(value: serde_json::Value) -> Result<Artifact, serde_json::Error>

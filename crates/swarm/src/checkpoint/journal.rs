@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::record::{self, CheckpointError, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX};
+use super::record::{
+    self, CheckpointError, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX, VALUE_PREFIX,
+};
 use super::store::CheckpointStore;
 use crate::context::StageContext;
 use crate::error::StageError;
@@ -104,19 +106,34 @@ impl RunHooks for Journal {
         let spec = &pipeline.stages[stage as usize];
         // One pass from the typed artifact to the record's bytes; stages without a codec record
         // their status alone.
-        let (encode, artifact) = match (status.is_success(), spec.codec()) {
-            (true, Some(codec)) => (codec.encode, artifact.map(|artifact| &**artifact)),
-            _ => (
+        let codec = status.is_success().then(|| spec.codec()).flatten();
+        let (encode, artifact) = match codec {
+            Some(codec) => (codec.encode, artifact.map(|artifact| &**artifact)),
+            None => (
                 crate::hooks::encode_record::<()> as crate::hooks::RecordEncoder,
                 None,
             ),
         };
-        let bytes = encode(status, failed, artifact).map_err(|error| {
+        let (bytes, artifact_at) = encode(status, failed, artifact).map_err(|error| {
             StageError::permanent(format!(
                 "checkpoint of run `{}`: cannot serialize the record of stage `{}`: {error}",
                 self.run, spec.name
             ))
         })?;
+        // A record that would not read back is not written as if it would: every resume would
+        // fail on it. The stage fails instead (not recorded, it runs again on resume).
+        if let Some(codec) = codec.filter(|codec| codec.verify) {
+            if record::may_hold_null(&bytes[artifact_at..]) {
+                record::reads_back(&codec, &bytes).map_err(|error| {
+                    StageError::permanent(format!(
+                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) would not \
+                         read back, so it is not recorded (a non-finite float is written as \
+                         JSON null): {error}",
+                        self.run, spec.name, spec.output_type
+                    ))
+                })?;
+            }
+        }
         // Pushed rather than `format!`ed: the formatting machinery cost ~800 instructions a stage.
         let mut key =
             String::with_capacity(self.prefix.len() + STAGE_PREFIX.len() + spec.name.len());
@@ -178,7 +195,11 @@ impl StageContext {
     ///
     /// # Errors
     ///
-    /// [`StageError::Permanent`] when the value does not decode as a `T`.
+    /// [`StageError::Permanent`] when the value does not decode as a `T`. The value is then
+    /// dropped from the checkpoint, so that the run can be given the right one: a
+    /// [`resume_with`](crate::checkpoint::Durable::resume_with) hands the stage a new value (the
+    /// stage counts as interrupted again), and a plain
+    /// [`resume`](crate::checkpoint::Durable::resume) runs it without one (`None`: it asks again).
     pub fn resume_value<T: DeserializeOwned>(&self) -> Result<Option<T>, StageError> {
         let (Some(journal), stage) = self.journal() else {
             return Ok(None);
@@ -189,8 +210,20 @@ impl StageContext {
         serde_json::from_value(value.clone())
             .map(Some)
             .map_err(|error| {
+                // Kept, the value would be handed back to every later resume and fail it again.
+                let dropped = journal
+                    .store
+                    .put_record(
+                        &journal.run,
+                        &format!("{VALUE_PREFIX}{}", self.name()),
+                        REJECTED_VALUE,
+                    )
+                    .map_or_else(
+                        |error| format!(" (dropping it from the checkpoint failed: {error})"),
+                        |()| String::new(),
+                    );
                 StageError::permanent(format!(
-                    "the resume value of stage `{}` is not a {}: {error}",
+                    "the resume value of stage `{}` is not a {}: {error}{dropped}",
                     self.name(),
                     std::any::type_name::<T>()
                 ))
@@ -204,8 +237,9 @@ impl StageContext {
     /// after 5 of 8 items runs only the other 3. Items are matched by position (and count), so the
     /// stage must fan out over the same items in the same order, as it does when they come from
     /// its inputs; the fan-outs of one stage attempt are told apart by their order. An item whose
-    /// record cannot be written fails (not retried: its effects happened). Outside a durable run,
-    /// exactly `fan_out`.
+    /// record cannot be written fails (not retried: its effects happened), as does an item whose
+    /// JSON would not read back as a `T` (a non-finite float, written as `null`): it is not
+    /// recorded. Outside a durable run, exactly `fan_out`.
     ///
     /// The stage's [`FanOutSummary`](crate::FanOutSummary) counts the items read back in
     /// `resumed`.
@@ -298,6 +332,18 @@ impl StageContext {
                     self.name()
                 ))
             })?;
+            // As for a stage's artifact: an item that would not read back is not recorded.
+            if record::may_hold_null(&bytes) {
+                if let Err(error) = serde_json::from_slice::<T>(&bytes) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: item {index} of stage `{}` would not read back, \
+                         so it is not recorded (a non-finite float is written as JSON null): \
+                         {error}",
+                        journal.run,
+                        self.name()
+                    )));
+                }
+            }
             journal
                 .put(format!("{keys}{index}"), bytes)
                 .map_err(|error| StageError::permanent(format!("checkpoint write failed: {error}")))

@@ -40,12 +40,24 @@
 //!
 //! Either way the unit in flight at the crash (an item, a body stage) may run twice, as a stage does.
 //!
+//! # Values that would not read back
+//!
+//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads. A
+//! record holding `null` is decoded before it is written (only those: the check costs nothing on
+//! other records); an artifact or item that would not read back is not recorded and fails its
+//! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
+//! checkpoint never holds a record that would fail every resume.
+//!
 //! # Retention
 //!
 //! [`Retention`]: a store keeps at most `max_runs` runs (1024 by default); starting a run deletes
-//! the oldest beyond that, and [`Durable::prune`] does it on demand. With `delete_succeeded` a run
-//! that ends successfully is deleted at once. [`Durable::runs`] lists runs and [`Durable::delete`]
-//! deletes one.
+//! the oldest beyond that, and [`Durable::prune`] does it on demand. Neither ever deletes the run
+//! being started (it counts among the `max_runs`, so `max_runs(0)` keeps it alone, as 1 would) nor
+//! a run in progress on the same [`Durable`] handle or its clones (started or resumed and not yet
+//! ended): the store may hold more than `max_runs` runs while those run. Runs in progress in
+//! another process or on another handle cannot be told from ended ones and may be deleted (they
+//! then fail at their next checkpoint write). With `delete_succeeded` a run that ends successfully
+//! is deleted at once. [`Durable::runs`] lists runs and [`Durable::delete`] deletes one.
 //!
 //! # Examples
 //!
@@ -110,7 +122,10 @@ use crate::report::RunOutcome;
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
-use record::{Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, STAGE_PREFIX, VALUE_PREFIX};
+use record::{
+    Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX,
+    VALUE_PREFIX,
+};
 
 type InputDecoder = fn(serde_json::Value) -> Result<RunInput, serde_json::Error>;
 
@@ -127,6 +142,31 @@ pub struct Durable {
     store: Arc<dyn CheckpointStore>,
     retention: Retention,
     input: Option<InputDecoder>,
+    /// The runs in progress on this handle and its clones (one entry per `start` or `resume`
+    /// under way): retention never deletes them.
+    active: Arc<Mutex<Vec<String>>>,
+}
+
+/// A run registered as in progress for as long as this lives (a dropped run future included).
+struct InProgress<'a> {
+    active: &'a Mutex<Vec<String>>,
+    run: &'a str,
+}
+
+impl<'a> InProgress<'a> {
+    fn new(active: &'a Mutex<Vec<String>>, run: &'a str) -> Self {
+        active.lock().push(run.to_owned());
+        Self { active, run }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        let mut active = self.active.lock();
+        if let Some(at) = active.iter().position(|run| run == self.run) {
+            active.swap_remove(at);
+        }
+    }
 }
 
 impl std::fmt::Debug for Durable {
@@ -152,10 +192,12 @@ impl Durable {
             store: Arc::new(store),
             retention: Retention::default(),
             input: None,
+            active: Arc::default(),
         }
     }
 
-    /// This handle with another retention policy.
+    /// This handle with another retention policy (see [`Retention`]; `max_runs(0)` is allowed: a
+    /// start keeps the run it starts, and [`prune`](Durable::prune) keeps only runs in progress).
     #[must_use]
     pub fn with_retention(self, retention: Retention) -> Self {
         Self { retention, ..self }
@@ -183,21 +225,26 @@ impl Durable {
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::RunExists`] when the store has a run of that id,
+    /// [`CheckpointError::RunExists`] when the store has a run of that id (the run is created with
+    /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
+    /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
-    /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written. A
-    /// stage whose record cannot be written fails (and the report says why).
+    /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written or
+    /// the retention's deletions fail. A stage whose record cannot be written fails (and the
+    /// report says why).
+    ///
+    /// After creating the run it applies the [`Retention`]: the oldest other runs are deleted
+    /// until at most `max_runs` remain, this one included (at least this one: `max_runs(0)` acts
+    /// as 1 here); runs in progress on this handle are kept.
     pub async fn start(
         &self,
         pipeline: &Pipeline,
         run: &str,
         options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        if self.store.load_run(run)?.is_some() {
-            return Err(CheckpointError::RunExists {
-                run: run.to_owned(),
-            });
-        }
+        // Registered before the run exists, so a concurrent start's retention never sees it
+        // ended.
+        let _in_progress = InProgress::new(&self.active, run);
         let input = match &options.input {
             None => None,
             Some(input) => match input.to_json() {
@@ -229,8 +276,12 @@ impl Durable {
                 &fresh
             }
         };
-        self.store.create_run(run, now_ms(), bytes)?;
-        self.prune()?;
+        if !self.store.create_run_if_absent(run, now_ms(), bytes)? {
+            return Err(CheckpointError::RunExists {
+                run: run.to_owned(),
+            });
+        }
+        self.prune_to(self.retention.max_runs.max(1))?;
         Ok(self
             .execute(
                 pipeline,
@@ -263,7 +314,10 @@ impl Durable {
 
     /// Resumes run `run` as [`resume`](Durable::resume) does, handing `value` to the stages that
     /// interrupted it (each reads it with [`resume_value`](crate::StageContext::resume_value)). The
-    /// value is checkpointed first, so a crash after this call keeps it.
+    /// value is checkpointed first, so a crash after this call keeps it. A stage that failed
+    /// because the value it was handed did not decode (see
+    /// [`resume_value`](crate::StageContext::resume_value)) counts as interrupted: this hands it
+    /// the new value.
     ///
     /// # Errors
     ///
@@ -291,6 +345,7 @@ impl Durable {
         value: Option<serde_json::Value>,
         mut options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
+        let _in_progress = InProgress::new(&self.active, run);
         let loaded = self.load(pipeline, run)?;
         options.input = loaded.input;
         let mut values = loaded.values;
@@ -364,6 +419,8 @@ impl Durable {
                 )
             }
         };
+        // Stages that failed to decode the value they were handed: they may be handed another.
+        let mut rejected = Vec::new();
         let mut loaded = Loaded {
             input,
             restored: Vec::new(),
@@ -391,6 +448,10 @@ impl Durable {
                         reason: "the pipeline has no such stage".to_owned(),
                     });
                 };
+                if bytes == REJECTED_VALUE {
+                    rejected.push(stage as u32);
+                    continue;
+                }
                 let value = serde_json::from_slice(&bytes).map_err(|error| {
                     CheckpointError::CorruptRecord {
                         run: run.to_owned(),
@@ -406,6 +467,17 @@ impl Durable {
                 loaded.interrupted.push(stage);
             }
             loaded.restored.extend(restored);
+        }
+        for stage in rejected {
+            // Unless it recovered and succeeded (restored) or interrupted again (already there).
+            if !loaded
+                .restored
+                .iter()
+                .any(|restored| restored.stage == stage)
+                && !loaded.interrupted.contains(&stage)
+            {
+                loaded.interrupted.push(stage);
+            }
         }
         topological(inner, &mut loaded.restored);
         Ok(loaded)
@@ -474,18 +546,41 @@ impl Durable {
         Ok(self.store.delete_run(run)?)
     }
 
-    /// Applies the retention policy: deletes the oldest runs beyond `max_runs`; how many it deleted.
+    /// Applies the retention policy: deletes the oldest runs beyond `max_runs` (all of them with
+    /// `max_runs(0)`), except the runs in progress on this handle and its clones, which are
+    /// skipped (the store then keeps more than `max_runs`); how many it deleted.
     ///
     /// # Errors
     ///
     /// [`CheckpointError::Store`] when the store fails.
     pub fn prune(&self) -> Result<usize, CheckpointError> {
+        self.prune_to(self.retention.max_runs)
+    }
+
+    /// Deletes the oldest runs not in progress until at most `max_runs` remain (or none of those
+    /// is left); how many it deleted.
+    fn prune_to(&self, max_runs: usize) -> Result<usize, CheckpointError> {
         let runs = self.store.runs()?;
-        let excess = runs.len().saturating_sub(self.retention.max_runs);
-        for entry in &runs[..excess] {
-            self.store.delete_run(&entry.run)?;
+        let mut excess = runs.len().saturating_sub(max_runs);
+        if excess == 0 {
+            return Ok(0);
         }
-        Ok(excess)
+        // A copy: the store's deletions are not made under the lock.
+        let active = self.active.lock().clone();
+        let mut deleted = 0;
+        for entry in &runs {
+            if excess == 0 {
+                break;
+            }
+            if active.contains(&entry.run) {
+                continue;
+            }
+            excess -= 1;
+            if self.store.delete_run(&entry.run)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -135,6 +135,30 @@ impl CheckpointStore for RedbStore {
         txn.commit().map_err(|error| fail(&error))
     }
 
+    /// Atomic: the check and the insertion are one write transaction (redb runs one at a time).
+    fn create_run_if_absent(
+        &self,
+        run: &str,
+        created_ms: u64,
+        header: &[u8],
+    ) -> Result<bool, StoreError> {
+        let fail = backend(run);
+        let txn = self.db.begin_write().map_err(|error| fail(&error))?;
+        {
+            let mut runs = txn.open_table(RUNS).map_err(|error| fail(&error))?;
+            if runs.get(run).map_err(|error| fail(&error))?.is_some() {
+                // Nothing written: dropping the transaction aborts it.
+                return Ok(false);
+            }
+            runs.insert(run, (created_ms, header))
+                .map_err(|error| fail(&error))?;
+            // Records never outlive their run (`delete_run` removes them in its transaction), so
+            // there are none to clear.
+        }
+        txn.commit().map_err(|error| fail(&error))?;
+        Ok(true)
+    }
+
     fn put_record(&self, run: &str, key: &str, record: &[u8]) -> Result<(), StoreError> {
         let fail = backend(run);
         let txn = self.db.begin_write().map_err(|error| fail(&error))?;

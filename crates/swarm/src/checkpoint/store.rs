@@ -69,6 +69,33 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// [`StoreError`] when the store fails.
     fn create_run(&self, run: &str, created_ms: u64, header: &[u8]) -> Result<(), StoreError>;
 
+    /// Creates run `run` with `header` unless the store has a run of that id; whether it created
+    /// it (`false`: the run existed and was left as it was).
+    /// [`Durable::start`](super::Durable::start) creates runs with this, so that two starts of one
+    /// run id (two workers taking the same job) start it once.
+    ///
+    /// The provided implementation is [`load_run`](CheckpointStore::load_run) then
+    /// [`create_run`](CheckpointStore::create_run): it is **not atomic**, two callers racing on
+    /// one id may both see it absent and both create it (the second replacing the first). Stores
+    /// shared between threads or processes override it with one atomic step, as [`MemoryStore`]
+    /// (one lock) and `RedbStore` (one write transaction) do.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store fails.
+    fn create_run_if_absent(
+        &self,
+        run: &str,
+        created_ms: u64,
+        header: &[u8],
+    ) -> Result<bool, StoreError> {
+        if self.load_run(run)?.is_some() {
+            return Ok(false);
+        }
+        self.create_run(run, created_ms, header)?;
+        Ok(true)
+    }
+
     /// Writes (or replaces) one record of run `run`, atomically.
     ///
     /// # Errors
@@ -102,6 +129,14 @@ pub trait CheckpointStore: Send + Sync + 'static {
 impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
     fn create_run(&self, run: &str, created_ms: u64, header: &[u8]) -> Result<(), StoreError> {
         (**self).create_run(run, created_ms, header)
+    }
+    fn create_run_if_absent(
+        &self,
+        run: &str,
+        created_ms: u64,
+        header: &[u8],
+    ) -> Result<bool, StoreError> {
+        (**self).create_run_if_absent(run, created_ms, header)
     }
     fn put_record(&self, run: &str, key: &str, record: &[u8]) -> Result<(), StoreError> {
         (**self).put_record(run, key, record)
@@ -164,6 +199,26 @@ impl CheckpointStore for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    /// Atomic: the check and the insertion happen under one lock.
+    fn create_run_if_absent(
+        &self,
+        run: &str,
+        created_ms: u64,
+        header: &[u8],
+    ) -> Result<bool, StoreError> {
+        match self.runs.lock().entry(run.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(MemoryRun {
+                    created_ms,
+                    header: header.to_vec(),
+                    records: BTreeMap::new(),
+                });
+                Ok(true)
+            }
+        }
     }
 
     fn put_record(&self, run: &str, key: &str, record: &[u8]) -> Result<(), StoreError> {
