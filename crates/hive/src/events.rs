@@ -2,8 +2,10 @@
 //! to a callback or a channel, for progress bars and live logs.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use hivekit_runtime::panic_message;
 use tokio::sync::mpsc;
 
 use crate::ballot::Tally;
@@ -213,10 +215,19 @@ impl<K> fmt::Debug for HiveEventSink<K> {
 }
 
 impl<K: Send + 'static> HiveEventSink<K> {
-    /// Calls `callback` with every event.
+    /// Calls `callback` with every event. A callback that panics does not stop the round: the
+    /// panic is caught and logged (`tracing`, at ERROR), and that event is lost.
     pub fn callback(callback: impl Fn(HiveEvent<K>) + Send + Sync + 'static) -> Self {
         Self {
-            deliver: Arc::new(callback),
+            deliver: Arc::new(move |event| {
+                // The callback is the user's code: a panic in it costs its event, not the round.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(event))) {
+                    tracing::error!(
+                        panic = %panic_message(&*panic),
+                        "an event callback panicked; its event is lost"
+                    );
+                }
+            }),
         }
     }
 

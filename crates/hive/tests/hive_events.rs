@@ -77,3 +77,27 @@ async fn a_round_reports_each_step_as_it_happens() {
         "round 1: committed 1 changes as version 1"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_callback_that_panics_loses_its_events_not_the_round() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = HiveEventSink::callback({
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            panic!("the dashboard broke");
+        }
+    });
+    let hive = Hive::builder(Ledger::default())
+        .agent_timeout(Duration::from_secs(1))
+        .events(sink)
+        .build()
+        .unwrap();
+    hive.spawn(Writer::new(1, 7));
+    hive.spawn(Writer::new(2, 7));
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.accepted.len(), 1);
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    // The hive stays usable: the next round decides too.
+    hive.decide().await.unwrap();
+}

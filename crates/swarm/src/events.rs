@@ -1,8 +1,10 @@
 //! Stage events: started, retried, finished, skipped, cancelled; to a callback or a channel.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hivekit_runtime::panic_message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -212,10 +214,19 @@ impl std::fmt::Debug for EventSink {
 }
 
 impl EventSink {
-    /// Calls `callback` with every event.
+    /// Calls `callback` with every event. A callback that panics does not stop the run: the
+    /// panic is caught and logged (`tracing`, at ERROR), and that event is lost.
     pub fn callback(callback: impl Fn(StageEvent) + Send + Sync + 'static) -> Self {
         Self {
-            deliver: Arc::new(callback),
+            deliver: Arc::new(move |event| {
+                // The callback is the user's code: a panic in it costs its event, not the run.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(event))) {
+                    tracing::error!(
+                        panic = %panic_message(&*panic),
+                        "an event callback panicked; its event is lost"
+                    );
+                }
+            }),
         }
     }
 

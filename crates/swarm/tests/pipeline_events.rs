@@ -104,3 +104,30 @@ async fn cancelled_stages_are_reported_through_a_channel() {
     }
     assert_eq!(cancelled, ["sleeps"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_callback_that_panics_loses_its_events_not_the_run() {
+    let pipeline = Pipeline::builder()
+        .stage("first", noop)
+        .stage("spawned", noop)
+        .spawn()
+        .after(["first"])
+        .stage("last", noop)
+        .after(["spawned"])
+        .build()
+        .unwrap();
+    let calls = Arc::new(Mutex::new(0));
+    let sink = EventSink::callback({
+        let calls = calls.clone();
+        move |_| {
+            *calls.lock() += 1;
+            panic!("the progress bar broke");
+        }
+    });
+    let report = pipeline
+        .run_with(RunOptions::default().with_events(sink))
+        .await;
+    assert!(report.is_success(), "{report}");
+    // Every event was still offered: a start and a finish per stage.
+    assert_eq!(*calls.lock(), 6);
+}
