@@ -6,38 +6,37 @@
 //! regression fails the test instead of hanging it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_swarm::{
-    Backoff, FanOut, LoopPolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome, RunReport,
-    StageContext, StageError, StageStatus,
+    Backoff, FanOut, LoopPolicy, Pipeline, RetryPolicy, RunOptions, RunOutcome, StageContext,
+    StageError, StageStatus,
 };
+use support::run_bounded;
+
+mod support;
 
 /// The most iterations the instant body below allows before it fails on purpose, so that a loop
 /// that never notices its deadline ends (as a failure, which the tests tell apart) instead of
 /// growing without bound.
 const BODY_CAP: u32 = 100_000;
 
-fn run_bounded(pipeline: Pipeline, options: RunOptions, limit: Duration) -> Option<RunReport> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let report = runtime.block_on(pipeline.run_with(options));
-        let _ = sender.send(report);
-    });
-    receiver.recv_timeout(limit).ok()
-}
-
-fn instant_body(iterations: &Arc<AtomicU32>) -> Pipeline {
+/// A body that finishes at once; with `cancel`, its 1,000th iteration cancels that token (the
+/// run's), so the test needs no timing.
+fn instant_body(
+    iterations: &Arc<AtomicU32>,
+    cancel: Option<hivekit_swarm::CancellationToken>,
+) -> Pipeline {
     let iterations = iterations.clone();
     Pipeline::builder()
         .stage("step", move |_: StageContext| {
             let count = iterations.fetch_add(1, Ordering::Relaxed) + 1;
+            if count == 1_000 {
+                if let Some(cancel) = &cancel {
+                    cancel.cancel();
+                }
+            }
             std::future::ready(if count >= BODY_CAP {
                 Err(StageError::msg("the loop never noticed its deadline"))
             } else {
@@ -54,7 +53,7 @@ fn a_loop_of_u32_max_iterations_with_an_instant_body_ends_at_the_run_deadline() 
     let pipeline = Pipeline::builder()
         .repeat(
             "forever",
-            instant_body(&iterations),
+            instant_body(&iterations, None),
             LoopPolicy::new(u32::MAX),
         )
         .build()
@@ -78,20 +77,15 @@ fn a_loop_of_u32_max_iterations_with_an_instant_body_ends_at_the_run_deadline() 
 #[test]
 fn a_loop_of_u32_max_iterations_with_an_instant_body_ends_when_cancelled() {
     let iterations = Arc::new(AtomicU32::new(0));
+    let cancel = hivekit_swarm::CancellationToken::new();
     let pipeline = Pipeline::builder()
         .repeat(
             "forever",
-            instant_body(&iterations),
+            instant_body(&iterations, Some(cancel.clone())),
             LoopPolicy::new(u32::MAX),
         )
         .build()
         .expect("valid");
-    let cancel = hivekit_swarm::CancellationToken::new();
-    let canceller = cancel.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        canceller.cancel();
-    });
     let report = run_bounded(
         pipeline,
         RunOptions::default().with_cancel(cancel),

@@ -7,34 +7,21 @@
 //! `Failed`) instead of hanging it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_swarm::{
-    Backoff, CancellationToken, Pipeline, RetryPolicy, RunOptions, RunOutcome, RunReport,
-    SkipReason, StageContext, StageError, StageStatus,
+    Backoff, CancellationToken, Pipeline, RetryPolicy, RunOptions, RunOutcome, SkipReason,
+    StageContext, StageError, StageStatus,
 };
+use support::run_bounded;
+
+mod support;
 
 /// Attempts after which the always failing stage below gives up with a permanent error, so that a
 /// retry loop that never notices its deadline ends (as a failure the tests tell apart) instead of
 /// recording attempts without bound.
 const ATTEMPT_CAP: u32 = 100_000;
-
-/// Runs `pipeline` with `options` on a fresh multi-thread runtime in its own thread, and gives up
-/// after `limit` (the test then fails instead of hanging).
-fn run_bounded(pipeline: Pipeline, options: RunOptions, limit: Duration) -> Option<RunReport> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let report = runtime.block_on(pipeline.run_with(options));
-        let _ = sender.send(report);
-    });
-    receiver.recv_timeout(limit).ok()
-}
 
 fn always_failing(
     calls: &Arc<AtomicU32>,
@@ -86,17 +73,20 @@ fn unbounded_retries_of_an_instantly_failing_stage_without_backoff_end_at_the_de
 #[test]
 fn unbounded_retries_without_backoff_end_when_the_run_is_cancelled() {
     let calls = Arc::new(AtomicU32::new(0));
+    let cancel = CancellationToken::new();
+    let failing = always_failing(&calls);
+    // The 1,000th attempt cancels the run's token itself, so the test needs no timing.
+    let canceller = cancel.clone();
     let pipeline = Pipeline::builder()
-        .stage("hopeless", always_failing(&calls))
+        .stage("hopeless", move |ctx: StageContext| {
+            if ctx.attempt() == 1_000 {
+                canceller.cancel();
+            }
+            failing(ctx)
+        })
         .retry(RetryPolicy::attempts(u32::MAX).with_backoff(Backoff::NONE))
         .build()
         .expect("valid pipeline");
-    let cancel = CancellationToken::new();
-    let canceller = cancel.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        canceller.cancel();
-    });
     let report = run_bounded(
         pipeline,
         RunOptions::default().with_cancel(cancel),

@@ -3,29 +3,16 @@
 //! after the run was cancelled; panics with odd payloads. Every wait is bounded so a hang fails.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_swarm::{
-    Backoff, CancellationToken, Pipeline, RetryPolicy, RunOptions, RunOutcome, RunReport,
-    StageContext, StageError, StageStatus,
+    Backoff, CancellationToken, Pipeline, RetryPolicy, RunOptions, RunOutcome, StageContext,
+    StageError, StageStatus,
 };
+use support::run_bounded;
 
-/// Runs `pipeline` with `options` on a fresh multi-thread runtime in its own thread, and gives up
-/// after `limit` (the test then fails instead of hanging).
-fn run_bounded(pipeline: Pipeline, options: RunOptions, limit: Duration) -> Option<RunReport> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let report = runtime.block_on(pipeline.run_with(options));
-        let _ = sender.send(report);
-    });
-    receiver.recv_timeout(limit).ok()
-}
+mod support;
 
 #[test]
 fn unbounded_retries_of_a_stage_that_always_times_out_end_at_the_deadline() {

@@ -7,7 +7,7 @@ pub mod crash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hivekit_swarm::{Pipeline, PipelineBuilder, StageContext, StageError};
+use hivekit_swarm::{Pipeline, PipelineBuilder, RunOptions, RunReport, StageContext, StageError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -90,4 +90,20 @@ pub fn multi_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Runs `pipeline` with `options` on a fresh two-worker runtime in a thread of its own and waits at
+/// most `limit` for its report: `None` when it did not end in time, so a test of a run that must
+/// end fails instead of hanging.
+pub fn run_bounded(
+    pipeline: Pipeline,
+    options: RunOptions,
+    limit: std::time::Duration,
+) -> Option<RunReport> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let report = multi_thread().block_on(pipeline.run_with(options));
+        let _ = sender.send(report);
+    });
+    receiver.recv_timeout(limit).ok()
 }
