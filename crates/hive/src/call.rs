@@ -46,7 +46,7 @@ impl Limit {
 
     /// A timer for a call that starts now.
     fn timer(self) -> Pin<Box<Sleep>> {
-        Box::pin(tokio::time::sleep_until(self.deadline_from_now()))
+        Box::pin(hivekit_runtime::sleep_until(self.deadline_from_now()))
     }
 }
 
@@ -404,7 +404,7 @@ impl Deadlines {
         let &(_, at, id) = self.groups.front()?;
         let timer = self
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            .get_or_insert_with(|| Box::pin(hivekit_runtime::sleep_until(at)));
         if timer.deadline() != at {
             timer.as_mut().reset(at);
         }

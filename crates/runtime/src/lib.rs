@@ -25,7 +25,8 @@
 //!   caught panic as text), [`ConcurrencyLimit`] (how many operations may be in flight) and
 //!   [`start_in_spare`] (a call's future built and polled once in a reused heap block, so that a
 //!   call that finishes at once costs no allocation) and [`LazyCancel`] (a cancellation flag that
-//!   makes its `CancellationToken` only when asked for one).
+//!   makes its `CancellationToken` only when asked for one), and [`sleep`] and [`sleep_until`]
+//!   (timers that work on a runtime built without timers, through the global runtime's).
 //!
 //! # Examples
 //!
@@ -62,6 +63,7 @@ mod limit;
 mod spare;
 mod stats;
 mod task;
+mod timer;
 
 pub use config::{Flavor, RuntimeConfig, WORKER_THREADS_ENV};
 pub use error::RuntimeError;
@@ -74,3 +76,4 @@ pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};
 pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};
+pub use timer::{sleep, sleep_until};

@@ -469,7 +469,7 @@ where
                 tokio::task::coop::consume_budget().await;
             } else {
                 running.push(Either::Right(
-                    tokio::time::sleep(delay).map(move |()| Step::WaitOver(index)),
+                    hivekit_runtime::sleep(delay).map(move |()| Step::WaitOver(index)),
                 ));
             }
             continue;

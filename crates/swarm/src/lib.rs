@@ -98,7 +98,8 @@
 //! keeps a no-op stage well under a microsecond; stages marked [`spawn`](StageBuilder::spawn), or
 //! whose hint's cost is `Moderate` or `Heavy`, run on tasks of their own on the caller's tokio
 //! runtime so CPU-bound stages use every worker. Timers and spawned stages use the caller's tokio
-//! runtime (it needs timers enabled); polled anywhere else, a run uses `hivekit-runtime`'s global
+//! runtime (timers come from the global runtime if it was built without them, see
+//! [`hivekit_runtime::sleep_until`]); polled anywhere else, a run uses `hivekit-runtime`'s global
 //! runtime, so `hivekit_runtime::execute(pipeline.run())` works from synchronous code.
 //!
 //! # Examples

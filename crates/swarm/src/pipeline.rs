@@ -252,7 +252,8 @@ impl Pipeline {
 
     /// Runs the pipeline with [`RunOptions::default`]: no concurrency limit, fail fast.
     ///
-    /// Timers and spawned stages run on the caller's tokio runtime (any flavour, timers enabled);
+    /// Timers and spawned stages run on the caller's tokio runtime (any flavour; timers come from
+    /// the global runtime if it has none);
     /// polled outside one, the run enters `hivekit-runtime`'s global runtime instead, so
     /// `hivekit_runtime::execute(pipeline.run())` works from synchronous code. If neither exists
     /// (the global runtime cannot be built), every stage is skipped with [`SkipReason::NoRuntime`].

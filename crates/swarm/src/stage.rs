@@ -396,7 +396,7 @@ fn poll_timeout(
     let (Some(limit), Some(deadline)) = (limit, deadline) else {
         return None;
     };
-    let sleep = timeout.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    let sleep = timeout.get_or_insert_with(|| Box::pin(hivekit_runtime::sleep_until(deadline)));
     sleep
         .as_mut()
         .poll(cx)

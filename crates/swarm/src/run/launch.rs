@@ -111,7 +111,7 @@ impl Run {
     pub(super) fn back_off(&mut self, stage: u32, delay: Duration, future: Box<StageFuture>) {
         self.backoffs.push(BackoffWait {
             stage,
-            sleep: Box::pin(tokio::time::sleep(delay)),
+            sleep: Box::pin(hivekit_runtime::sleep(delay)),
             future: Some(future),
         });
     }

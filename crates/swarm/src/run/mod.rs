@@ -139,7 +139,7 @@ async fn execute_in_span(
             return Poll::Ready(Some(Stop::Cancelled));
         }
         if let Some(at) = deadline_at {
-            let sleep = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            let sleep = deadline.get_or_insert_with(|| Box::pin(hivekit_runtime::sleep_until(at)));
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Some(Stop::Deadline));
             }

@@ -1,0 +1,69 @@
+//! Timers that work on any tokio runtime, including one built without `enable_time`.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// A [`Sleep`] until `deadline`, on the current runtime's timer when it has one, else on the
+/// global runtime's.
+///
+/// Inside a tokio runtime built without timers (no `enable_time`/`enable_all`), tokio's own
+/// `sleep_until` panics ("timers are disabled"). A library that times its callers' work (a stage's
+/// timeout, a run's deadline, an agent's call) should not take the caller down for that, so this
+/// catches the panic and registers the timer with the global runtime instead: the `Sleep` still
+/// wakes the task polling it, wherever that runs. The caller's runtime keeps its timer whenever it
+/// has one, so `tokio::time::pause` and paused test runtimes keep controlling hivekit's timers.
+///
+/// Outside any runtime it also uses the global runtime's timer.
+///
+/// # Panics
+///
+/// With tokio's message when neither the current runtime nor the global one can time it: the
+/// global runtime cannot be built, was [shut down](crate::shutdown), or is an adopted runtime that
+/// has no timers either. Tokio's panic hook message is printed once per fallback (the panic is
+/// caught, not hidden): enable timers on the runtime to silence it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// // A runtime built without timers: tokio's own `sleep` would panic here.
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// runtime.block_on(async {
+///     let at = tokio::time::Instant::now() + Duration::from_millis(1);
+///     hivekit_runtime::sleep_until(at).await;
+/// });
+/// ```
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    match catch_unwind(AssertUnwindSafe(|| tokio::time::sleep_until(deadline))) {
+        Ok(sleep) => sleep,
+        Err(panic) => match crate::try_handle() {
+            Ok(global) => {
+                let _entered = global.enter();
+                catch_unwind(AssertUnwindSafe(|| tokio::time::sleep_until(deadline)))
+                    .unwrap_or_else(|_| resume_unwind(panic))
+            }
+            Err(_) => resume_unwind(panic),
+        },
+    }
+}
+
+/// A [`Sleep`] for `duration` from now, timed as [`sleep_until`] does (on the global runtime's
+/// timer when the current runtime has none). A duration too long to add to now (such as
+/// `Duration::MAX`) sleeps for about 30 years, as tokio's own `sleep` does.
+///
+/// # Panics
+///
+/// As [`sleep_until`].
+pub fn sleep(duration: Duration) -> Sleep {
+    let now = Instant::now();
+    sleep_until(
+        now.checked_add(duration)
+            .unwrap_or_else(|| now + FAR_FUTURE),
+    )
+}
+
+/// Tokio's own "far future" for durations that overflow an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
