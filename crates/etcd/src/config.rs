@@ -274,7 +274,9 @@ impl EtcdConfig {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        // A request timeout of `Duration::MAX` means no limit.
+        let deadline =
+            hivekit_runtime::instant_after(tokio::time::Instant::now(), self.request_timeout);
         let mut backoff = Duration::from_millis(10);
         loop {
             match tokio::time::timeout_at(deadline, call()).await {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hivekit_runtime::{panic_message, First, InlineOrSpawned, Spare};
+use hivekit_runtime::{instant_after, panic_message, First, InlineOrSpawned, Spare};
 use tokio::task::JoinError;
 use tokio::time::{Instant, Sleep};
 
@@ -20,14 +20,6 @@ use crate::lockfree::Snapshot;
 use crate::state::State;
 
 pub(crate) type CallResult<T> = Result<T, FailureKind>;
-
-/// `start + wait`, or about 30 years from `start` when that is past what the clock can represent
-/// (as tokio's own timers do): a timeout of `Duration::MAX` means no limit.
-pub(crate) fn later(start: Instant, wait: Duration) -> Instant {
-    start
-        .checked_add(wait)
-        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30))
-}
 
 /// How long a call may run: the hive's agent timeout from the call's start, but never past the
 /// round's deadline.
@@ -40,7 +32,7 @@ pub(crate) struct Limit {
 impl Limit {
     /// The instant a call starting now must answer by.
     pub(crate) fn deadline_from_now(self) -> Instant {
-        let at = later(Instant::now(), self.timeout);
+        let at = instant_after(Instant::now(), self.timeout);
         self.deadline.map_or(at, |deadline| deadline.min(at))
     }
 

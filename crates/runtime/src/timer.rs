@@ -58,11 +58,29 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 ///
 /// As [`sleep_until`].
 pub fn sleep(duration: Duration) -> Sleep {
-    let now = Instant::now();
-    sleep_until(
-        now.checked_add(duration)
-            .unwrap_or_else(|| now + FAR_FUTURE),
-    )
+    sleep_until(instant_after(Instant::now(), duration))
+}
+
+/// The instant `wait` after `start`, or about 30 years after it when that does not fit in an
+/// `Instant` (`Duration::MAX` as a timeout means "no limit"), as tokio does for its own timers.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use hivekit_runtime::instant_after;
+/// use tokio::time::Instant;
+///
+/// let now = Instant::now();
+/// assert_eq!(instant_after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert!(instant_after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
+/// ```
+#[must_use]
+pub fn instant_after(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + FAR_FUTURE)
 }
 
 /// Tokio's own "far future" for durations that overflow an `Instant`.

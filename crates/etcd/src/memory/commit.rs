@@ -16,7 +16,9 @@ where
         request: &CommitRequest<'_, S>,
     ) -> Result<Committed, EtcdError> {
         let started = Instant::now();
-        let deadline = started + self.config.commit_timeout;
+        // A commit timeout of `Duration::MAX` means no limit.
+        let deadline =
+            hivekit_runtime::instant_after(started.into(), self.config.commit_timeout).into_std();
         let decision_hex = format!("{:032x}", request.decision_id);
         let decision_key = self.keys.decision(request.decision_id);
         let head_key = self.keys.head();

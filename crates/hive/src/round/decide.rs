@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::call::{later, Limit};
+use crate::call::Limit;
 use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
 use crate::decision::Decision;
 use crate::error::HiveError;
@@ -18,6 +18,7 @@ use crate::events::HiveEvent;
 use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
+use hivekit_runtime::instant_after;
 
 use crate::round::{Buffers, Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
 
@@ -141,7 +142,9 @@ impl<S: State> Hive<S> {
         let config = &self.inner.config;
         let limit = Limit {
             timeout: config.agent_timeout,
-            deadline: options.deadline.map(|deadline| later(started, deadline)),
+            deadline: options
+                .deadline
+                .map(|deadline| instant_after(started, deadline)),
         };
         let cancel = options.cancel;
         let shared = Arc::new(RoundShared::new(number, cancel.clone()));
