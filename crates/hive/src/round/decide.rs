@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
+use hivekit_runtime::instant_after;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,7 +19,6 @@ use crate::events::HiveEvent;
 use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
-use hivekit_runtime::instant_after;
 
 use crate::round::{Buffers, Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
 
