@@ -245,7 +245,7 @@ impl EtcdConfig {
             Err(_) => return Err(unreachable("connect timed out".into())),
         };
         // Connecting is lazy: one small read proves that a member answers.
-        let probe = client.kv_client();
+        let probe = crate::clients::kv(&client);
         let probing = EtcdConfig {
             request_timeout: self.connect_timeout,
             ..self.clone()

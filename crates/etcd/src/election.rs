@@ -145,8 +145,8 @@ impl Election {
 async fn watch_deletion(client: Client, key: Vec<u8>, deleted: tokio::sync::watch::Sender<bool>) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let mut watch_client = client.watch_client();
-        let mut kv = client.kv_client();
+        let mut watch_client = crate::clients::watch(&client);
+        let mut kv = crate::clients::kv(&client);
         // The key may be gone already (watching from now on would miss its deletion).
         match kv.get(key.clone(), None).await {
             Ok(response) if response.kvs().is_empty() => {

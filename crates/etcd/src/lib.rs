@@ -19,6 +19,7 @@
 //! hives that do not ask for etcd. The key layout, the commit protocol and what happens on each
 //! fault are described in `docs/ARCHITECTURE.md`.
 
+mod clients;
 mod config;
 mod election;
 mod error;

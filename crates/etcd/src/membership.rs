@@ -135,7 +135,7 @@ impl Membership {
             what: "member",
             source,
         })?;
-        let kv = self.client.kv_client();
+        let kv = crate::clients::kv(&self.client);
         let options = PutOptions::new().with_lease(self.lease.id);
         let key = self.key(agent);
         self.config
@@ -165,7 +165,7 @@ impl Membership {
     ///
     /// [`EtcdError`] when etcd fails.
     pub async fn deregister(&self, agent: AgentId) -> Result<(), EtcdError> {
-        let kv = self.client.kv_client();
+        let kv = crate::clients::kv(&self.client);
         let key = self.key(agent);
         self.config
             .request("deregister agent", || {
@@ -193,7 +193,7 @@ impl Membership {
     /// [`EtcdError`] when etcd fails or an entry does not deserialize.
     pub async fn list(client: &Client, config: &EtcdConfig) -> Result<Vec<Member>, EtcdError> {
         let prefix = Keys::new(&config.prefix).members_prefix();
-        let kv = client.kv_client();
+        let kv = crate::clients::kv(client);
         let options = GetOptions::new().with_range(prefix_end(&prefix));
         let response = config
             .request("list members", || {

@@ -299,7 +299,7 @@ where
             .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), FENCED, options.clone())])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let kv = shared.client.kv_client();
+        let kv = crate::clients::kv(&shared.client);
         let response = shared
             .config
             .request("resolve decision", || {
@@ -503,7 +503,7 @@ where
         if pairs.is_empty() {
             // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
             // newer entry was trimmed). The head at the same revision tells which.
-            let kv = self.client.kv_client();
+            let kv = crate::clients::kv(&self.client);
             let key = self.keys.head();
             let response = self
                 .config
@@ -606,7 +606,7 @@ where
         if keep_from <= 1 {
             return Ok(());
         }
-        let kv = self.client.kv_client();
+        let kv = crate::clients::kv(&self.client);
         let (start, end) = (self.keys.history_prefix(), self.keys.history(keep_from));
         self.config
             .request("trim history", || {

@@ -37,7 +37,7 @@ where
         let mut ambiguous: Option<String> = None;
         let mut unreachable: Option<EtcdError> = None;
         let mut backoff = Duration::from_millis(20);
-        let mut kv = self.client.kv_client();
+        let mut kv = crate::clients::kv(&self.client);
         while Instant::now() < deadline {
             // The decision key goes under a lease that outlives this commit's resends by the
             // decision window (`decisions.rs`).

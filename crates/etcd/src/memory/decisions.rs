@@ -105,7 +105,7 @@ pub(crate) async fn lease_old_decisions(
     keys: &Keys,
     leases: &DecisionLeases,
 ) -> Result<usize, EtcdError> {
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     let marker = read_marker(client, config, keys).await?;
     let Some(pair) = marker.kvs().first() else {
         return Ok(0);

@@ -22,7 +22,7 @@ where
         let options = etcd_client::WatchOptions::new()
             .with_range(watched_end.clone())
             .with_start_revision(start);
-        let mut watch_client = shared.client.watch_client();
+        let mut watch_client = crate::clients::watch(&shared.client);
         let watched = tokio::time::timeout(
             shared.config.connect_timeout,
             watch_client.watch(head_key.clone(), Some(options)),

@@ -13,7 +13,7 @@ pub(super) async fn read_range(
     end: Vec<u8>,
     revision: i64,
 ) -> Result<(Vec<KeyValue>, i64), EtcdError> {
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     let mut pairs = Vec::new();
     let mut start = start;
     let mut revision = revision;
@@ -51,7 +51,7 @@ pub(super) async fn read_marker(
     config: &EtcdConfig,
     keys: &Keys,
 ) -> Result<etcd_client::GetResponse, EtcdError> {
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     config
         .request("read marker", || {
             let mut kv = kv.clone();
@@ -68,7 +68,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
     keys: &Keys,
     initial: &S,
 ) -> Result<(), EtcdError> {
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     let marker = read_marker(client, config, keys).await?;
     if !marker.kvs().is_empty() {
         return Ok(());
@@ -129,7 +129,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
     let txn = Txn::new()
         .when([Compare::create_revision(keys.meta(), CompareOp::Equal, 0)])
         .and_then(operations);
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     config
         .request("create memory", || {
             let mut kv = kv.clone();
@@ -166,7 +166,7 @@ pub(super) async fn load<S: State, L: Layout<S>>(
     config: &EtcdConfig,
     keys: &Keys,
 ) -> Result<Loaded<S>, EtcdError> {
-    let kv = client.kv_client();
+    let kv = crate::clients::kv(client);
     let txn = Txn::new().and_then([TxnOp::get(keys.meta(), None), TxnOp::get(keys.head(), None)]);
     let response = config
         .request("read head", || {
