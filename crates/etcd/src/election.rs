@@ -38,6 +38,7 @@ pub struct Leadership {
     client: Client,
     config: EtcdConfig,
     leader: LeaderKey,
+    candidate: String,
     lease: KeptLease,
     deleted: tokio::task::JoinHandle<()>,
     deleted_signal: tokio::sync::watch::Receiver<bool>,
@@ -46,6 +47,7 @@ pub struct Leadership {
 impl fmt::Debug for Leadership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Leadership")
+            .field("candidate", &self.candidate)
             .field("key", &String::from_utf8_lossy(self.leader.key()))
             .field("lease", &self.lease.id)
             .field("held", &self.is_leader())
@@ -108,6 +110,7 @@ impl Election {
             client: self.client.clone(),
             config: self.config.clone(),
             leader,
+            candidate: candidate.to_owned(),
             lease,
             deleted,
             deleted_signal,
@@ -200,7 +203,14 @@ impl Leadership {
         }
     }
 
-    /// The candidate value this leader campaigned with.
+    /// The candidate value this leader campaigned with (what [`Election::leader`] reports while
+    /// it leads).
+    pub fn candidate(&self) -> &str {
+        &self.candidate
+    }
+
+    /// The etcd key that holds this leadership: the election's prefix and the lease's id. An
+    /// operator who deletes it ends the leadership ([`lost`](Self::lost) returns at once).
     pub fn key(&self) -> String {
         String::from_utf8_lossy(self.leader.key()).into_owned()
     }
