@@ -102,6 +102,17 @@ pub enum EtcdError {
         #[source]
         source: serde_json::Error,
     },
+    /// A state or change serializes to JSON that does not read back (serde_json writes a NaN or
+    /// infinite float as `null`, which no float reads): nothing was written, since every follower
+    /// and every later open would fail on it.
+    #[error("{what} does not read back from its JSON ({source}); a NaN or infinite float is written as null")]
+    Unreadable {
+        /// What was being serialized.
+        what: &'static str,
+        /// Why reading it back failed.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The prefix holds keys but no hivekit memory marker, or a marker of another format.
     #[error("prefix `{prefix}` holds data that is not a hivekit memory ({found})")]
     NotAMemory {

@@ -205,7 +205,8 @@ pub trait Layout<S: State>: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`EtcdError::Serialize`] when a value does not serialize.
+    /// [`EtcdError::Serialize`] when a value does not serialize, [`EtcdError::Unreadable`] when it
+    /// would not read back.
     fn encode_state(state: &S) -> Result<Vec<(String, Vec<u8>)>, EtcdError>;
 
     /// The state from every pair stored below `state/` (`key_of` gives a pair's full etcd key for
@@ -224,7 +225,8 @@ pub trait Layout<S: State>: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`EtcdError::Serialize`] when a value does not serialize.
+    /// [`EtcdError::Serialize`] when a value does not serialize, [`EtcdError::Unreadable`] when it
+    /// would not read back.
     #[allow(clippy::type_complexity)] // a pair list, named by the doc above
     fn encode_commit(
         next: &S,
@@ -244,11 +246,7 @@ where
     const NAME: &'static str = "whole";
 
     fn encode_state(state: &S) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
-        let value = serde_json::to_vec(state).map_err(|source| EtcdError::Serialize {
-            what: "state",
-            source,
-        })?;
-        Ok(vec![("value".to_string(), value)])
+        Ok(vec![("value".to_string(), json::<S, S>("state", state)?)])
     }
 
     fn decode_state(
@@ -337,8 +335,23 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Keyed;
 
-fn json<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, EtcdError> {
-    serde_json::to_vec(value).map_err(|source| EtcdError::Serialize { what, source })
+/// `value` as JSON, refused with [`EtcdError::Unreadable`] when it would not read back as an `R`.
+///
+/// serde_json writes a NaN or infinite float as `null`, which no float reads: etcd would accept
+/// the commit, and then every follower and every later open would fail on it. Checked only when
+/// the text holds `null`, so values without one pay a scan, not a parse.
+pub(crate) fn json<T, R>(what: &'static str, value: &T) -> Result<Vec<u8>, EtcdError>
+where
+    T: Serialize + ?Sized,
+    R: DeserializeOwned,
+{
+    let bytes =
+        serde_json::to_vec(value).map_err(|source| EtcdError::Serialize { what, source })?;
+    if bytes.windows(4).any(|window| window == b"null") {
+        serde_json::from_slice::<R>(&bytes)
+            .map_err(|source| EtcdError::Unreadable { what, source })?;
+    }
+    Ok(bytes)
 }
 
 fn key_name<K: Serialize>(key: &K) -> Result<String, EtcdError> {
@@ -359,7 +372,7 @@ where
         state
             .entries()
             .iter()
-            .map(|(key, value)| Ok((key_name(key)?, json("state entry", value)?)))
+            .map(|(key, value)| Ok((key_name(key)?, json::<_, S::Value>("state entry", value)?)))
             .collect()
     }
 
@@ -396,7 +409,7 @@ where
                 }
                 let value = next
                     .entry(key)
-                    .map(|value| json("state entry", &value))
+                    .map(|value| json::<_, S::Value>("state entry", &value))
                     .transpose()?;
                 written.push((name, value));
             }

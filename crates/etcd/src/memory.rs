@@ -21,8 +21,8 @@ use hivekit_hive::{CommitRequest, Committed, Memory, MemoryError, Snapshot, Snap
 use crate::config::EtcdConfig;
 use crate::error::{lease_not_found, not_applied, unreachable_now, EtcdError};
 use crate::layout::{
-    prefix_end, Head, HeadRef, HeadWithEntry, HistoryChange, HistoryEntry, HistoryEntryRef, Keys,
-    Layout, Meta, Whole, DECISIONS_LEASED, FENCED, FORMAT, FORMAT_VERSION,
+    json, prefix_end, Head, HeadRef, HeadWithEntry, HistoryChange, HistoryEntry, HistoryEntryRef,
+    Keys, Layout, Meta, Whole, DECISIONS_LEASED, FENCED, FORMAT, FORMAT_VERSION,
 };
 
 mod commit;
@@ -382,10 +382,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>, EtcdError> {
-    serde_json::to_vec(value).map_err(|source| EtcdError::Serialize { what, source })
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, EtcdError> {

@@ -83,7 +83,7 @@ where
             // entry gets its key, and the one that falls out of the window goes in the same
             // transaction, so the history never holds more than `depth` entries.
             let keep = self.config.history_depth > 0;
-            let head = json(
+            let head = json::<_, HeadWithEntry<S::Change>>(
                 "head",
                 &HeadRef {
                     version,
@@ -103,7 +103,7 @@ where
             ];
             if keep {
                 let history_key = self.keys.history(version);
-                let entry = json("history entry", &entry)?;
+                let entry = json::<_, HistoryEntry<S::Change>>("history entry", &entry)?;
                 bytes += history_key.len() + entry.len() + OPERATION_OVERHEAD;
                 operations.push(TxnOp::put(history_key, entry, None));
             }

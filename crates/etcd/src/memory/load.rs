@@ -98,7 +98,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
             found: format!("{} keys and no hivekit marker", others.count()),
         });
     }
-    let meta = json(
+    let meta = json::<_, Meta>(
         "memory marker",
         &Meta {
             format: FORMAT.into(),
@@ -107,7 +107,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
             decisions: Some(DECISIONS_LEASED.into()),
         },
     )?;
-    let head = json(
+    let head = json::<_, Head>(
         "head",
         &Head {
             version: 0,
