@@ -73,20 +73,39 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
     if !marker.kvs().is_empty() {
         return Ok(());
     }
-    let others = config
+    // Keys of the prefix that are not the memory's: everything but what membership and elections
+    // on the same prefix write (a process may join or campaign before the memory exists).
+    let count = |prefix: String| {
+        TxnOp::get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+    };
+    let counts = Txn::new().and_then([
+        count(keys.prefix.clone()),
+        count(keys.members_prefix()),
+        count(keys.election("")),
+    ]);
+    let counted = config
         .request("scan prefix", || {
             let mut kv = kv.clone();
-            let prefix = keys.prefix.clone();
-            async move {
-                kv.get(
-                    prefix,
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                )
-                .await
-            }
+            let counts = counts.clone();
+            async move { kv.txn(counts).await }
         })
         .await?;
-    if others.count() > 0 {
+    let counts: Vec<i64> = counted
+        .op_responses()
+        .iter()
+        .map(|response| match response {
+            TxnOpResponse::Get(get) => get.count(),
+            _ => 0,
+        })
+        .collect();
+    let others = match counts[..] {
+        [all, members, elections] => all - members - elections,
+        _ => 0,
+    };
+    if others > 0 {
         // Another process may have created the memory since the marker was read (its marker and
         // state are written in one transaction, so a marker now means the keys are its).
         let marker = read_marker(client, config, keys).await?;
@@ -95,7 +114,7 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
         }
         return Err(EtcdError::NotAMemory {
             prefix: keys.prefix.clone(),
-            found: format!("{} keys and no hivekit marker", others.count()),
+            found: format!("{others} keys and no hivekit marker"),
         });
     }
     let meta = json::<_, Meta>(
