@@ -499,6 +499,10 @@ where
             succeeded: summary.succeeded,
             failed,
         })
+    } else if let Some(error) = interrupted(&outcomes) {
+        // The stage cannot succeed until an item gets its outside input: the stage waits for it
+        // (in a durable run it ends interrupted, and its resume value reaches the items).
+        Err(error)
     } else {
         Err(StageError::FanOut {
             required,
@@ -507,6 +511,22 @@ where
         })
     };
     (result, summary)
+}
+
+/// The first item that paused for outside input ([`crate::StageContext::interrupt`]), as the stage's own
+/// interrupt naming the item.
+fn interrupted<T>(outcomes: &[SubtaskOutcome<T>]) -> Option<StageError> {
+    outcomes
+        .iter()
+        .enumerate()
+        .find_map(|(item, outcome)| match outcome {
+            SubtaskOutcome::Failed(StageError::Interrupted { reason }) => {
+                Some(StageError::Interrupted {
+                    reason: format!("item {item}: {reason}"),
+                })
+            }
+            _ => None,
+        })
 }
 
 fn emit_finished(

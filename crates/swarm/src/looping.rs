@@ -10,7 +10,7 @@ use crate::error::StageError;
 use crate::input::RunInput;
 use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
-use crate::report::{RunReport, StageStatus};
+use crate::report::{RunOutcome, RunReport, StageStatus};
 
 /// When a loop stage ([`PipelineBuilder::repeat`](crate::PipelineBuilder::repeat)) stops: after
 /// at most `max_iterations` iterations, or as soon as the stop condition holds for an iteration's
@@ -152,6 +152,14 @@ pub(crate) async fn run_loop(
         iterations.extend(previous);
         let report = report?;
         context.record_iteration(number, &report);
+        if let Some(reason) = interrupted(&report) {
+            // The body waits for outside input: so does the loop. In a durable run the loop stage
+            // ends interrupted, and a resume re-enters this iteration, where the body's stage that
+            // asked gets the value (`Journal::iteration`).
+            return Err(StageError::Interrupted {
+                reason: format!("iteration {number}: {reason}"),
+            });
+        }
         if !report.is_success() {
             let (stage, status) = report
                 .stages()
@@ -189,4 +197,21 @@ pub(crate) async fn run_loop(
         iterations,
         stopped: LoopStop::MaxIterations,
     })
+}
+
+/// Why the iteration paused, when it ended interrupted (one of its stages asked for outside input,
+/// and nothing failed).
+fn interrupted(report: &RunReport) -> Option<String> {
+    if report.outcome() != RunOutcome::Interrupted {
+        return None;
+    }
+    report
+        .stages()
+        .iter()
+        .find_map(|stage| match &stage.status {
+            StageStatus::Interrupted { reason, .. } => {
+                Some(format!("stage `{}`: {reason}", stage.name))
+            }
+            _ => None,
+        })
 }

@@ -57,6 +57,10 @@ impl Journal {
         );
         let stages = format!("{prefix}{STAGE_PREFIX}");
         let mut restored = Vec::new();
+        // A resume value handed to the loop stage goes to the body's stages that interrupted this
+        // iteration (the loop stage was interrupted because they were).
+        let value = self.values.get(&stage);
+        let mut values = HashMap::new();
         for (key, bytes) in self
             .memo
             .lock()
@@ -64,8 +68,11 @@ impl Journal {
             .take_while(|(key, _)| key.starts_with(&stages))
         {
             let name = &key[stages.len()..];
-            if let (_, _, Some(stage)) = super::decode_stage(&self.run, body, name, bytes)? {
-                restored.push(stage);
+            let (body_stage, interrupted, finished) =
+                super::decode_stage(&self.run, body, name, bytes)?;
+            restored.extend(finished);
+            if let (true, Some(value)) = (interrupted, value) {
+                values.insert(body_stage, value.clone());
             }
         }
         super::topological(body, &mut restored);
@@ -74,7 +81,7 @@ impl Journal {
             run: self.run.clone(),
             prefix,
             restored: Mutex::new(restored),
-            values: HashMap::new(),
+            values,
             memo: self.memo.clone(),
             fan_outs: Mutex::new(HashMap::new()),
         })
@@ -167,6 +174,14 @@ impl StageContext {
     /// the stage checkpointed as interrupted.
     /// [`Durable::resume_with`](crate::checkpoint::Durable::resume_with) runs the stage again with a
     /// value it reads with [`resume_value`](StageContext::resume_value).
+    ///
+    /// In a loop's body ([`repeat`](crate::PipelineBuilder::repeat)) the loop stage is interrupted
+    /// with it; a resume re-enters the iteration it paused in (the iterations finished before are
+    /// read back, not run) and hands the value to the body's stage that asked. An item of a
+    /// [fan-out](StageContext::fan_out) that interrupts interrupts its stage when the stage cannot
+    /// succeed without it (the fan-out's error is then this interrupt, naming the item); the items
+    /// read the stage's own resume value, and a [durable fan-out](StageContext::durable_fan_out)
+    /// runs only the items not recorded before.
     ///
     /// Outside a durable run nothing could resume it: the stage fails with this
     /// [`StageError::Interrupted`] (message `interrupted: <reason>`).
