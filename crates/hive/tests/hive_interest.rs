@@ -219,3 +219,35 @@ async fn an_interested_voters_electorate_follows_spawns_removals_and_weight_chan
     let decision = hive.decide().await.unwrap();
     assert_eq!(electorate(&decision), vec![(a, 3.0), (b, 1.0)]);
 }
+
+#[tokio::test]
+async fn later_rounds_over_the_same_members_ask_the_same_interested_voters_as_the_first() {
+    // The round keeps its list of contests and their voters from round to round (emptied after
+    // each vote phase): no contest of an earlier round may be asked again, or its voters reused.
+    let hive = contested_hive();
+    let (by_key, asked_by_key) = Voter::new(None, Interest::Keys(vec![2]));
+    let (matching, asked_matching) = Voter::new(None, Interest::Matching);
+    let (everything, asked_everything) = Voter::new(None, Interest::All);
+    hive.spawn(by_key);
+    hive.spawn(matching);
+    hive.spawn(everything);
+    let voters_of = |decision: &hivekit_hive::Decision<Ledger>| {
+        let mut ballots: Vec<(u64, Vec<AgentId>)> = decision
+            .ballots
+            .iter()
+            .map(|ballot| (ballot.key, ballot.voters().map(|r| r.voter).collect()))
+            .collect();
+        ballots.sort();
+        ballots
+    };
+    let first = voters_of(&hive.decide().await.unwrap());
+    assert_eq!(first.len(), 2);
+    for round in 2..=4 {
+        let decision = hive.decide().await.unwrap();
+        assert_eq!(voters_of(&decision), first, "round {round}");
+        assert_eq!(decision.accepted.len(), 2);
+        assert_eq!(asked_by_key.load(Ordering::SeqCst), round);
+        assert_eq!(asked_matching.load(Ordering::SeqCst), round);
+        assert_eq!(asked_everything.load(Ordering::SeqCst), 2 * round);
+    }
+}

@@ -9,7 +9,7 @@ use crate::events::HiveEvent;
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
 use crate::state::State;
 
-use crate::round::{Buffers, Proposals, Round, RoundSpare, Settled};
+use crate::round::{Proposals, Round, RoundSpare, Settled};
 
 impl<S: State> Round<'_, S> {
     /// Applies and commits the accepted changes, counts the round, and writes its decision.
@@ -125,14 +125,10 @@ impl<S: State> Round<'_, S> {
             memory.remember(memory.load(), &decision);
         }
         drop(accepted);
-        let buffers = Buffers {
-            answers: self.buffers.answers,
-            proposals: proposed.proposals,
-            proposers: proposed.proposers,
-            rejected,
-            spare: self.buffers.spare,
-            light: self.buffers.light,
-        };
+        let mut buffers = self.buffers;
+        buffers.proposals = proposed.proposals;
+        buffers.proposers = proposed.proposers;
+        buffers.rejected = rejected;
         RoundSpare::leave(
             self.hive,
             &self.roster,

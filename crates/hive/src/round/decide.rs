@@ -20,7 +20,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{Buffers, Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
+use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -268,7 +268,7 @@ impl<S: State> Hive<S> {
                 .collect();
             let spare = RoundSpare {
                 members,
-                buffers: Buffers::default(),
+                buffers: Box::default(),
                 electorates: Electorates::default(),
             };
             return (roster, spare);
@@ -298,7 +298,7 @@ impl<S: State> Hive<S> {
             .collect();
         let spare = RoundSpare {
             members,
-            buffers: Buffers::default(),
+            buffers: Box::default(),
             electorates: Electorates::default(),
         };
         (roster, spare)

@@ -33,7 +33,7 @@ use crate::events::HiveEvent;
 use crate::hive::{Config, Hive, Interested};
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::roster::Listed;
-use crate::round::vote::LightSpare;
+use crate::round::vote::{Asked, LightSpare};
 use crate::state::State;
 
 /// A member as a round sees it.
@@ -121,6 +121,8 @@ struct Buffers<S: State> {
     proposers: Vec<usize>,
     /// Each proposal's rejection, if any ([`Settled::rejected`]).
     rejected: Vec<Option<RejectReason>>,
+    /// The vote phase's contests and the voters asked about each (`vote::interested_voters`).
+    asked: Vec<Asked<S>>,
     /// The block the propose calls' futures are built in (see [`propose::run_calls_in`]).
     /// Behind a lock only because a `Spare` is not `Sync` (the round is shared across its
     /// awaits); only ever reached through `get_mut`, without locking.
@@ -138,6 +140,7 @@ impl<S: State> Default for Buffers<S> {
             proposals: Vec::new(),
             proposers: Vec::new(),
             rejected: Vec::new(),
+            asked: Vec::new(),
             spare: Mutex::new(Spare::new()),
             light: Mutex::new(Vec::new()),
         }
@@ -151,6 +154,7 @@ impl<S: State> Buffers<S> {
         self.proposals.clear();
         self.proposers.clear();
         self.rejected.clear();
+        self.asked.clear();
     }
 }
 
@@ -160,7 +164,10 @@ impl<S: State> Buffers<S> {
 /// members), its working vectors, empty, and its voters' electorates.
 pub(crate) struct RoundSpare<S: State> {
     members: Arc<[RoundMember<S>]>,
-    buffers: Buffers<S>,
+    /// Boxed: the spare and the round move it whole several times a round (out of the roster,
+    /// into the round, back into the roster), and each move of the vectors themselves was a
+    /// copy of about 200 bytes.
+    buffers: Box<Buffers<S>>,
     electorates: Electorates,
 }
 
@@ -172,7 +179,7 @@ impl<S: State> RoundSpare<S> {
         hive: &Hive<S>,
         roster: &Arc<[Listed<S>]>,
         mut members: Arc<[RoundMember<S>]>,
-        mut buffers: Buffers<S>,
+        mut buffers: Box<Buffers<S>>,
         electorates: Electorates,
     ) {
         if Arc::get_mut(&mut members).is_none() {
@@ -210,7 +217,7 @@ struct Round<'h, S: State> {
     roster: Arc<[Listed<S>]>,
     members: Arc<[RoundMember<S>]>,
     /// Empty working vectors (kept from the last round when they can be).
-    buffers: Buffers<S>,
+    buffers: Box<Buffers<S>>,
     /// The electorates of the voters (kept from the last round over the same members, else made
     /// by the vote phase).
     electorates: Electorates,

@@ -269,39 +269,43 @@ impl<S: State> Asked<S> {
 ///
 /// The contests come from `contests`, made once each: when every voter is interested in every
 /// contest (the common case) straight into the list of [`Asked`], with no list of their own
-/// (an allocation and a free of a 10-agent round's 26k instructions).
+/// (an allocation and a free of a 10-agent round's 26k instructions). The pairs are appended to
+/// `asked`, a list (empty) that the round's buffers keep from round to round with its capacity
+/// (the vote phase empties it when its ballots are recorded).
 fn interested_voters<S: State>(
     voters: &[RoundMember<S>],
     contests: impl ExactSizeIterator<Item = Arc<Contest<S>>>,
     failures: &mut Vec<AgentFailure>,
-) -> Vec<Asked<S>> {
+    asked: &mut Vec<Asked<S>>,
+) {
     if voters
         .iter()
         .all(|voter| matches!(voter.interest, Interested::All))
     {
-        return contests
-            .map(|contest| Asked {
-                contest,
-                voters: None,
-                batched: 0,
-            })
-            .collect();
+        asked.extend(contests.map(|contest| Asked {
+            contest,
+            voters: None,
+            batched: 0,
+        }));
+        return;
     }
     let contests: Vec<Arc<Contest<S>>> = contests.collect();
     if voters
         .iter()
         .all(|voter| matches!(voter.interest, Interested::Keys(_)))
     {
-        if let Some(asked) = keyed_voters(voters, &contests) {
-            return contests
-                .into_iter()
-                .zip(asked)
-                .map(|(contest, list)| Asked {
-                    contest,
-                    voters: (list.len() != voters.len()).then_some(list),
-                    batched: 0,
-                })
-                .collect();
+        if let Some(lists) = keyed_voters(voters, &contests) {
+            asked.extend(
+                contests
+                    .into_iter()
+                    .zip(lists)
+                    .map(|(contest, list)| Asked {
+                        contest,
+                        voters: (list.len() != voters.len()).then_some(list),
+                        batched: 0,
+                    }),
+            );
+            return;
         }
     }
     let mut everyone: Vec<u32> = Vec::new();
@@ -321,43 +325,40 @@ fn interested_voters<S: State>(
     }
     // Voters whose predicate panicked this round, by position in `matching`.
     let mut panicked = vec![false; matching.len()];
-    contests
-        .into_iter()
-        .map(|contest| {
-            let mut list = everyone.clone();
-            if let Some(keyed) = by_key.get(&contest.key) {
-                list.extend_from_slice(keyed);
+    asked.extend(contests.into_iter().map(|contest| {
+        let mut list = everyone.clone();
+        if let Some(keyed) = by_key.get(&contest.key) {
+            list.extend_from_slice(keyed);
+        }
+        for (slot, &voter) in matching.iter().enumerate() {
+            if panicked[slot] {
+                continue;
             }
-            for (slot, &voter) in matching.iter().enumerate() {
-                if panicked[slot] {
-                    continue;
-                }
-                let member = &voters[voter as usize];
-                match catch_unwind(AssertUnwindSafe(|| member.agent.interested_dyn(&contest))) {
-                    Ok(true) => list.push(voter),
-                    Ok(false) => {}
-                    Err(panic) => {
-                        panicked[slot] = true;
-                        failures.push(AgentFailure {
-                            agent: member.id,
-                            phase: Phase::Vote,
-                            kind: FailureKind::Panicked {
-                                message: panic_message(panic.as_ref()),
-                            },
-                        });
-                    }
+            let member = &voters[voter as usize];
+            match catch_unwind(AssertUnwindSafe(|| member.agent.interested_dyn(&contest))) {
+                Ok(true) => list.push(voter),
+                Ok(false) => {}
+                Err(panic) => {
+                    panicked[slot] = true;
+                    failures.push(AgentFailure {
+                        agent: member.id,
+                        phase: Phase::Vote,
+                        kind: FailureKind::Panicked {
+                            message: panic_message(panic.as_ref()),
+                        },
+                    });
                 }
             }
-            list.sort_unstable();
-            list.dedup();
-            let voters = (list.len() != voters.len()).then(|| list.into());
-            Asked {
-                contest,
-                voters,
-                batched: 0,
-            }
-        })
-        .collect()
+        }
+        list.sort_unstable();
+        list.dedup();
+        let voters = (list.len() != voters.len()).then(|| list.into());
+        Asked {
+            contest,
+            voters,
+            batched: 0,
+        }
+    }));
 }
 
 /// The interested voters of each of `contests` when every voter declared its keys
@@ -502,7 +503,9 @@ impl<S: State> Round<'_, S> {
                     .collect(),
             })
         });
-        let mut asked = interested_voters(&voters, contests, &mut self.failures);
+        // Empty, with the capacity an earlier round left it (given back below).
+        let mut asked = std::mem::take(&mut self.buffers.asked);
+        interested_voters(&voters, contests, &mut self.failures, &mut asked);
         let policy = self.config().policy;
         // Contests with the same interested voters (a pack's version and its namespace, wanted by
         // the same requirements) share one electorate, kept for the next round over the same
@@ -667,10 +670,10 @@ impl<S: State> Round<'_, S> {
         }
 
         *self.buffers.light.get_mut() = kept;
-        groups
+        let records = groups
             .iter()
             .zip(outcomes)
-            .zip(asked)
+            .zip(asked.drain(..))
             .map(|((group, outcome), asked)| BallotRecord {
                 // A key that owns memory (a `String`) is moved out of the contest, not copied
                 // again: the round holds the only reference to a contest now (its chunk's copy
@@ -689,7 +692,9 @@ impl<S: State> Round<'_, S> {
                 cancelled: outcome.cancelled,
                 choices: outcome.choices,
             })
-            .collect()
+            .collect();
+        self.buffers.asked = asked;
+        records
     }
 }
 
