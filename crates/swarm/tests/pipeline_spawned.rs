@@ -138,6 +138,48 @@ fn a_long_chain_and_a_wide_fan_of_spawned_stages_each_run_every_stage_once() {
     }
 }
 
+#[test]
+fn fans_around_a_tasks_share_run_every_stage_once_on_either_runtime() {
+    // Past a task's share (128 dependents) the rest of a fan is handed to a relay of helper
+    // tasks, each keeping the next share: widths at and around the share's multiples, and one
+    // many shares wide, on two workers and on one thread (where the relay's helpers queue behind
+    // the stages spawned before them).
+    let runtimes = [
+        multi_thread(),
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    ];
+    for runtime in &runtimes {
+        for width in [1, 127, 128, 129, 255, 256, 257, 385, 1_000] {
+            let fan: Vec<Vec<usize>> = std::iter::once(vec![])
+                .chain((1..=width).map(|_| vec![0]))
+                .chain(std::iter::once((1..=width).collect()))
+                .collect();
+            let counts = Arc::new(Counts {
+                runs: (0..fan.len()).map(|_| AtomicUsize::new(0)).collect(),
+                ..Counts::default()
+            });
+            let pipeline = counted(&fan, &counts, |stage| stage % 2);
+            let report = runtime.block_on(pipeline.run());
+            assert!(report.is_success(), "width {width}");
+            assert!(
+                counts
+                    .runs
+                    .iter()
+                    .all(|runs| runs.load(Ordering::SeqCst) == 1),
+                "width {width}"
+            );
+            assert_eq!(counts.violations.load(Ordering::SeqCst), 0, "width {width}");
+            assert_eq!(
+                *report.artifact::<usize>(&name(width + 1)).unwrap(),
+                width + 1
+            );
+        }
+    }
+}
+
 /// Counts the stage futures dropped, so a test sees that a cancelled stage stopped.
 struct DropCount(Arc<AtomicUsize>);
 
