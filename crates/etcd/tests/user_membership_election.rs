@@ -175,8 +175,22 @@ async fn dropping_a_leadership_hands_it_on_at_once_not_after_the_ttl() {
     let contender = election.clone();
     let second = tokio::spawn(async move { contender.campaign("beta", ttl).await });
     // The second candidate's campaign is pending behind the first; wait until etcd shows it.
+    wait_for_candidates(&config, "rounds", 2).await;
+    drop(first);
+    let dropped = Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(3), second)
+        .await
+        .unwrap_or_else(|_| panic!("not handed on {:?} after the drop", dropped.elapsed()))
+        .unwrap()
+        .unwrap();
+    assert!(second.is_leader());
+    assert_eq!(election.leader().await.unwrap().as_deref(), Some("beta"));
+}
+
+/// Waits until `count` candidates stand in election `name` under `config`'s prefix.
+async fn wait_for_candidates(config: &hivekit_etcd::EtcdConfig, name: &str, count: usize) {
     let client = config.connect().await.unwrap();
-    let election_prefix = format!("{}election/rounds", config.prefix());
+    let election_prefix = format!("{}election/{name}/", config.prefix());
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let candidates = client
@@ -187,23 +201,40 @@ async fn dropping_a_leadership_hands_it_on_at_once_not_after_the_ttl() {
                 )
                 .await
                 .unwrap();
-            if candidates.kvs().len() == 2 {
+            if candidates.kvs().len() == count {
                 return;
             }
             tokio::task::yield_now().await;
         }
     })
     .await
-    .expect("the second candidate campaigned");
-    drop(first);
-    let dropped = Instant::now();
-    let second = tokio::time::timeout(Duration::from_secs(3), second)
+    .unwrap_or_else(|_| panic!("{count} candidates never stood"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_campaign_withdraws_and_the_next_candidate_is_elected_after_the_leader() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "cancelled-campaign");
+    let ttl = Duration::from_secs(10);
+    let election = Election::new(config.connect().await.unwrap(), &config, "rounds").unwrap();
+    let first = election.campaign("alpha", ttl).await.unwrap();
+    let quitter = election.clone();
+    let quitting = tokio::spawn(async move { quitter.campaign("beta", ttl).await });
+    wait_for_candidates(&config, "rounds", 2).await;
+    quitting.abort();
+    assert!(quitting.await.unwrap_err().is_cancelled());
+    wait_for_candidates(&config, "rounds", 1).await;
+    let patient = election.clone();
+    let third = tokio::spawn(async move { patient.campaign("gamma", ttl).await });
+    wait_for_candidates(&config, "rounds", 2).await;
+    first.resign().await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(3), third)
         .await
-        .unwrap_or_else(|_| panic!("not handed on {:?} after the drop", dropped.elapsed()))
+        .expect("the candidate after the withdrawn one was elected at once")
         .unwrap()
         .unwrap();
-    assert!(second.is_leader());
-    assert_eq!(election.leader().await.unwrap().as_deref(), Some("beta"));
+    assert!(third.is_leader());
+    assert_eq!(election.leader().await.unwrap().as_deref(), Some("gamma"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

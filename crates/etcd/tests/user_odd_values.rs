@@ -286,3 +286,50 @@ async fn history_ranges_that_are_empty_reversed_or_open_ended_answer_without_err
     );
     assert_eq!(versions(memory.history(2, u64::MAX).await.unwrap()), [2, 3]);
 }
+
+/// Proposes a document of `sizes[round - 1]` bytes.
+struct Writer {
+    sizes: Vec<usize>,
+}
+
+impl hivekit_hive::Agent<Doc> for Writer {
+    async fn propose(
+        &self,
+        ctx: &hivekit_hive::AgentContext,
+        _view: &hivekit_hive::Snapshot<Doc>,
+    ) -> Result<Option<ProposalOf<Doc>>, hivekit_hive::AgentError> {
+        let size = self.sizes[ctx.round() as usize - 1];
+        Ok(Some(replace(ctx.round(), "w".repeat(size))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hive_round_too_large_for_etcd_is_a_typed_error_and_the_next_round_commits() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "hive-too-large");
+    let memory = EtcdMemory::<Doc, Whole>::open(config, Doc::default())
+        .await
+        .unwrap();
+    let hive = hivekit_hive::Hive::builder_with_memory(memory)
+        .build()
+        .unwrap();
+    hive.spawn(Writer {
+        sizes: vec![2 << 20, 10],
+    });
+    let error = hive.decide().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            hivekit_hive::HiveError::Memory(MemoryError::TooLarge { .. })
+        ),
+        "{error}"
+    );
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.version, 1, "the refused round used no version");
+    let memory = hive
+        .memory()
+        .downcast_ref::<EtcdMemory<Doc, Whole>>()
+        .unwrap();
+    assert_eq!(memory.snapshot().text.len(), 10);
+    assert_eq!(memory.snapshot().edits, 1);
+}
