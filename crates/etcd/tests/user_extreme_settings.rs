@@ -112,3 +112,29 @@ async fn a_leader_whose_key_is_deleted_behind_its_back_knows_at_once_and_the_nex
         .unwrap();
     assert!(next.is_leader());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_lease_an_operator_revokes_knows_within_a_renewal_and_refuses_to_register() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "lease-revoked");
+    let ttl = Duration::from_secs(3);
+    let membership = Membership::join(config.connect().await.unwrap(), &config, "proc", ttl)
+        .await
+        .unwrap();
+    membership.register(AgentId(1), "scout").await.unwrap();
+    let mut client = config.connect().await.unwrap();
+    let member_key = format!("{}members/proc/1", config.prefix());
+    let lease = client.get(member_key, None).await.unwrap().kvs()[0].lease();
+    // etcdctl lease revoke
+    client.lease_revoke(lease).await.unwrap();
+    assert!(Membership::list(&client, &config).await.unwrap().is_empty());
+    let revoked = Instant::now();
+    // Renewals go every third of the TTL; the next one finds the lease gone.
+    tokio::time::timeout(ttl / 3 + Duration::from_secs(1), membership.lost())
+        .await
+        .unwrap_or_else(|_| panic!("still alive {:?} after the revoke", revoked.elapsed()));
+    assert!(!membership.is_alive());
+    let error = membership.register(AgentId(2), "late").await.unwrap_err();
+    assert!(matches!(error, EtcdError::LeaseLost { .. }), "{error}");
+    assert!(Membership::list(&client, &config).await.unwrap().is_empty());
+}
