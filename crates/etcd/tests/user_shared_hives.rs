@@ -38,7 +38,10 @@ async fn two_hives_deciding_at_once_on_one_memory_lose_no_update_and_share_one_h
         let config = config.clone();
         async move {
             let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
-            let hive = Hive::builder_with_memory(memory).build().unwrap();
+            let hive = Hive::builder_with_memory(memory)
+                .history(64)
+                .build()
+                .unwrap();
             hive.spawn(Incrementer {
                 key: 1,
                 ids: (index + 1) * 1_000,
@@ -63,7 +66,22 @@ async fn two_hives_deciding_at_once_on_one_memory_lose_no_update_and_share_one_h
     )
     .await
     .expect("both hives finished");
-    let decisions: Vec<_> = decisions.into_iter().flat_map(Result::unwrap).collect();
+    let per_hive: Vec<Vec<_>> = decisions.into_iter().map(Result::unwrap).collect();
+    // Each hive's own history holds the state exactly at the versions it committed, never a later
+    // one followed from the other hive.
+    for (hive, decisions) in hives.iter().zip(&per_hive) {
+        let mut kept = 0;
+        for decision in decisions {
+            if let Some(entry) = hive.memory().at(decision.version) {
+                kept += 1;
+                assert_eq!(entry.snapshot.version(), decision.version);
+                assert_eq!(entry.snapshot.applied, decision.version);
+                assert_eq!(entry.decision.id, decision.id);
+            }
+        }
+        assert!(kept > 0, "the hive's history kept none of its versions");
+    }
+    let decisions: Vec<_> = per_hive.into_iter().flatten().collect();
 
     let versions: BTreeSet<u64> = decisions.iter().map(|decision| decision.version).collect();
     assert_eq!(
