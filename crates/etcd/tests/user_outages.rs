@@ -193,3 +193,38 @@ async fn opening_against_a_stopped_etcd_is_unreachable_within_the_connect_timeou
     assert!(matches!(error, EtcdError::Unreachable { .. }), "{error}");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_keeps_its_leadership_through_an_etcd_restart_shorter_than_its_ttl() {
+    let mut server = etcd();
+    let config = config(vec![server.endpoint()], "leader-restart");
+    let ttl = Duration::from_secs(4);
+    let election = Election::new(config.connect().await.unwrap(), &config, "rounds").unwrap();
+    let leadership = election.campaign("alpha", ttl).await.unwrap();
+    let contender = election.clone();
+    let waiting = tokio::spawn(async move { contender.campaign("beta", ttl).await });
+    tokio::task::block_in_place(|| {
+        server.kill();
+        server.restart().unwrap();
+    });
+    let lapsed = tokio::time::timeout(ttl + Duration::from_secs(1), leadership.lost()).await;
+    assert!(lapsed.is_err(), "the leadership was given up");
+    assert!(leadership.is_leader());
+    assert_eq!(election.leader().await.unwrap().as_deref(), Some("alpha"));
+    if waiting.is_finished() {
+        // A campaign waiting when etcd went away may end with an error (the caller campaigns
+        // again); it must not have won while the leader held on.
+        let outcome = waiting.await.unwrap();
+        assert!(outcome.is_err(), "a second leader was elected: {outcome:?}");
+        leadership.resign().await.unwrap();
+        assert_eq!(election.leader().await.unwrap(), None);
+        return;
+    }
+    leadership.resign().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("the waiting candidate, still campaigning after the restart, was elected")
+        .unwrap()
+        .unwrap();
+    assert!(next.is_leader());
+}
