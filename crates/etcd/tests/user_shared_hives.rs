@@ -185,3 +185,42 @@ async fn a_watcher_on_another_handle_reading_the_history_sees_every_version_once
         .unwrap();
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
 }
+
+/// Proposes nothing.
+struct Idle;
+
+impl Agent<Ledger> for Idle {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<ProposalOf<Ledger>>, AgentError> {
+        Ok(None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_that_accepts_nothing_writes_nothing_to_etcd_and_uses_no_version() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "idle-round");
+    let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
+    let client = memory.client().clone();
+    let hive = Hive::builder_with_memory(memory).build().unwrap();
+    let idle = hive.spawn(Idle);
+    let before = support::current_revision(&client).await;
+    let decision = hive.decide().await.unwrap();
+    assert_eq!((decision.base_version, decision.version), (0, 0));
+    assert!(decision.accepted.is_empty());
+    assert_eq!(
+        support::current_revision(&client).await,
+        before,
+        "etcd untouched"
+    );
+
+    hive.remove(idle);
+    hive.spawn(Incrementer { key: 1, ids: 0 });
+    let decision = hive.decide().await.unwrap();
+    assert_eq!(decision.version, 1, "the next accepted round is version 1");
+    let memory = hive.memory().downcast_ref::<LedgerMemory>().unwrap();
+    assert_eq!(memory.history(0, 10).await.unwrap().len(), 1);
+}
