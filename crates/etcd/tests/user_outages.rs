@@ -228,3 +228,69 @@ async fn a_leader_keeps_its_leadership_through_an_etcd_restart_shorter_than_its_
         .unwrap();
     assert!(next.is_leader());
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to the etcd process, as a partition or a stalled disk would
+/// freeze it: connections stay open and nothing answers.
+fn signal(server: &hivekit_etcd::testing::EtcdServer, signal: &str) {
+    let pid = server.pid().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_etcd_gives_typed_errors_in_bounded_time_and_an_unknown_commit_resolves_after_it_thaws(
+) {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "frozen")
+        .request_timeout(REQUEST)
+        .commit_timeout(Duration::from_secs(2));
+    let memory = LedgerMemory::open(config.clone(), Ledger::default())
+        .await
+        .unwrap();
+    commit(&memory, 1, 0, &[add(1, 1, 1)], 1).await.unwrap();
+
+    signal(&server, "STOP");
+    let (history, took) = bounded("history", REQUEST * 3, memory.history(1, 1)).await;
+    let error = history.unwrap_err();
+    assert!(matches!(error, EtcdError::Timeout { .. }), "{error}");
+    assert!(took >= REQUEST / 2, "{took:?}");
+    let (outcome, _) = bounded(
+        "commit",
+        Duration::from_secs(4),
+        commit(&memory, 2, 1, &[add(2, 1, 1)], 1),
+    )
+    .await;
+    let error = outcome.unwrap_err();
+    // Sent and never answered: it may have landed.
+    assert!(error.may_have_committed(), "{error}");
+    signal(&server, "CONT");
+
+    let (resolved, _) = bounded("resolve", Duration::from_secs(5), memory.resolve(2)).await;
+    let resolved = resolved.unwrap();
+    let (next, _) = bounded(
+        "next commit",
+        Duration::from_secs(5),
+        commit(&memory, 3, 1, &[add(3, 1, 1)], 1),
+    )
+    .await;
+    let next = next.unwrap();
+    let history = memory.history(1, 10).await.unwrap();
+    let decisions: Vec<(u64, u64)> = history
+        .iter()
+        .map(|entry| (entry.version, entry.changes[0].proposal))
+        .collect();
+    match resolved {
+        Some(version) => {
+            assert_eq!(version, 2);
+            assert_eq!(decisions, [(1, 1), (2, 2), (3, 3)]);
+            assert_eq!(next.version, 3);
+        }
+        None => {
+            assert_eq!(decisions, [(1, 1), (2, 3)]);
+            assert_eq!(next.version, 2);
+        }
+    }
+}
