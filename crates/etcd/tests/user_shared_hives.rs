@@ -224,3 +224,72 @@ async fn a_round_that_accepts_nothing_writes_nothing_to_etcd_and_uses_no_version
     let memory = hive.memory().downcast_ref::<LedgerMemory>().unwrap();
     assert_eq!(memory.history(0, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_committing_to_one_keyed_memory_at_once_agree_with_a_sequential_model() {
+    use hivekit_etcd::Keyed;
+    use hivekit_hive::{Proposal, ProposalId};
+    use support::{Add, Counters};
+
+    type CounterMemory = EtcdMemory<Counters, Keyed>;
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "keyed-concurrent");
+    let handles = [
+        CounterMemory::open(config.clone(), Counters::default())
+            .await
+            .unwrap(),
+        CounterMemory::open(config.clone(), Counters::default())
+            .await
+            .unwrap(),
+    ];
+    // Deltas that bring counters back to zero (their keys are then deleted) and up again.
+    let change = |id: u64| Add {
+        id,
+        key: id % 3,
+        delta: if id % 2 == 0 { 1 } else { -1 },
+    };
+    let per_handle = 15_u64;
+    let commits = handles
+        .iter()
+        .enumerate()
+        .map(|(index, memory)| async move {
+            for n in 0..per_handle {
+                let id = index as u64 * 1_000 + n;
+                let proposal = Proposal::new(ProposalId(id), change(id)).writes([id % 3]);
+                let base = hivekit_hive::Memory::snapshot(memory).version();
+                support::commit(memory, u128::from(id + 1), base, &[proposal], 1)
+                    .await
+                    .unwrap();
+            }
+        });
+    tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(commits))
+        .await
+        .expect("the commits ended");
+
+    let mut model = Counters::default();
+    for index in 0..2_u64 {
+        for n in 0..per_handle {
+            hivekit_hive::State::apply(&mut model, &change(index * 1_000 + n));
+        }
+    }
+    let total = 2 * per_handle;
+    for memory in &handles {
+        let followed = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut snapshot = hivekit_hive::Memory::snapshot(memory);
+            while snapshot.version() < total {
+                snapshot = hivekit_hive::Memory::changed(memory, snapshot.version())
+                    .await
+                    .unwrap();
+            }
+            snapshot
+        })
+        .await
+        .expect("each handle followed the other");
+        assert_eq!(followed.0, model.0);
+    }
+    let reopened = CounterMemory::open(config, Counters::default())
+        .await
+        .unwrap();
+    assert_eq!(hivekit_hive::Memory::snapshot(&reopened).version(), total);
+    assert_eq!(hivekit_hive::Memory::snapshot(&reopened).0, model.0);
+}
