@@ -333,3 +333,41 @@ async fn a_hive_round_too_large_for_etcd_is_a_typed_error_and_the_next_round_com
     assert_eq!(memory.snapshot().text.len(), 10);
     assert_eq!(memory.snapshot().edits, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_nested_inside_another_memorys_prefix_is_refused_and_leaves_it_untouched() {
+    let server = etcd();
+    let outer = support::unique_prefix("nested");
+    let open = |prefix: String| {
+        EtcdMemory::<Doc, Whole>::open(
+            support::config_under(vec![server.endpoint()], &prefix),
+            Doc::default(),
+        )
+    };
+    let memory = open(outer.clone()).await.unwrap();
+    commit(&memory, 1, 0, &[replace(1, "outer".into())], 1)
+        .await
+        .unwrap();
+    // Inside the outer memory's own keys: its state, its history.
+    for inner in [format!("{outer}/state"), format!("{outer}/history")] {
+        let error = open(inner.clone()).await.unwrap_err();
+        assert!(
+            matches!(error, EtcdError::NotAMemory { .. }),
+            "{inner}: {error}"
+        );
+    }
+    // Around an existing memory: the outer prefix holds its keys and no marker of its own.
+    let inner_only = format!("{outer}-x/inner");
+    drop(open(inner_only).await.unwrap());
+    let error = open(format!("{outer}-x")).await.unwrap_err();
+    assert!(matches!(error, EtcdError::NotAMemory { .. }), "{error}");
+
+    let reopened = open(outer).await.unwrap();
+    assert_eq!(
+        (
+            reopened.snapshot().version(),
+            reopened.snapshot().text.as_str()
+        ),
+        (1, "outer")
+    );
+}
