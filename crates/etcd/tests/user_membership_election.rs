@@ -265,3 +265,74 @@ async fn election_and_process_names_etcd_would_misread_are_refused() {
     );
     drop(leadership);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_restarted_under_the_same_name_keeps_its_agents_when_the_old_lease_expires() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "restarted");
+    // The old incarnation dies without revoking: its runtime stops, its lease runs out later.
+    let old_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let old = {
+        let config = config.clone();
+        old_runtime
+            .spawn(async move {
+                let client = config.connect().await.unwrap();
+                let old = Membership::join(client, &config, "proc", TTL)
+                    .await
+                    .unwrap();
+                for agent in [1, 3] {
+                    old.register(AgentId(agent), "old").await.unwrap();
+                }
+                old
+            })
+            .await
+            .unwrap()
+    };
+    tokio::task::block_in_place(|| old_runtime.shutdown_background());
+    std::mem::forget(old);
+
+    let client = config.connect().await.unwrap();
+    let revision = support::current_revision(&client).await;
+    let new = Membership::join(client.clone(), &config, "proc", TTL)
+        .await
+        .unwrap();
+    for agent in [1, 2] {
+        new.register(AgentId(agent), "new").await.unwrap();
+    }
+    // Wait for the old lease to expire: agent 3, registered only by the old incarnation, goes.
+    let mut watch = client
+        .watch_client()
+        .watch(
+            format!("{}members/proc/3", config.prefix()),
+            Some(etcd_client::WatchOptions::new().with_start_revision(revision)),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(TTL + Duration::from_secs(2), async {
+        loop {
+            let message = watch.message().await.unwrap().unwrap();
+            if message
+                .events()
+                .iter()
+                .any(|event| event.event_type() == etcd_client::EventType::Delete)
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the old lease expired");
+    let members: Vec<(u64, String)> = new
+        .members()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|member| (member.agent, member.info))
+        .collect();
+    assert_eq!(members, [(1, "new".to_string()), (2, "new".to_string())]);
+    assert!(new.is_alive());
+}
