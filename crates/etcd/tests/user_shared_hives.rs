@@ -286,6 +286,7 @@ async fn two_handles_committing_to_one_keyed_memory_at_once_agree_with_a_sequent
         .await
         .expect("each handle followed the other");
         assert_eq!(followed.0, model.0);
+        assert_eq!(memory.stats().commits, per_handle);
     }
     let reopened = CounterMemory::open(config, Counters::default())
         .await
