@@ -371,3 +371,41 @@ async fn a_memory_nested_inside_another_memorys_prefix_is_refused_and_leaves_it_
         (1, "outer")
     );
 }
+
+/// Counters by key, one etcd key per counter (shared with the other tests through `support`).
+type CounterMemory = EtcdMemory<support::Counters, Keyed>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_memory_of_600_entries_built_in_batches_reopens_whole_across_read_pages() {
+    let server = etcd();
+    let config = config(vec![server.endpoint()], "keyed-pages");
+    let memory = CounterMemory::open(config.clone(), support::Counters::default())
+        .await
+        .unwrap();
+    // 100 keys per commit stays under etcd's 128 operations per transaction.
+    for batch in 0..6_u64 {
+        let proposals: Vec<_> = (0..100_u64)
+            .map(|n| {
+                let key = batch * 100 + n;
+                Proposal::new(
+                    ProposalId(key),
+                    support::Add {
+                        id: key,
+                        key,
+                        delta: 1,
+                    },
+                )
+                .writes([key])
+            })
+            .collect();
+        commit(&memory, u128::from(batch + 1), batch, &proposals, 1)
+            .await
+            .unwrap();
+    }
+    let reopened = CounterMemory::open(config, support::Counters::default())
+        .await
+        .unwrap();
+    assert_eq!(reopened.snapshot().version(), 6);
+    let expected: BTreeMap<u64, i64> = (0..600).map(|key| (key, 1)).collect();
+    assert_eq!(reopened.snapshot().0, expected);
+}
