@@ -141,6 +141,19 @@ pub enum EtcdError {
         /// The version found.
         found: u64,
     },
+    /// The memory in etcd went back under this process: its head was deleted, or created again
+    /// (the prefix wiped and the memory recreated, or etcd restored from an older backup). The
+    /// local copy holds versions etcd no longer has, so this handle stops following and refuses to
+    /// commit; open the memory again to continue from what etcd holds.
+    #[error("the memory at `{prefix}` went back under this process (it holds version {local}; etcd {})", stored.map_or_else(|| "holds no memory".to_string(), |version| format!("a memory recreated since, at version {version}")))]
+    WentBack {
+        /// The prefix.
+        prefix: String,
+        /// The version this process holds.
+        local: u64,
+        /// The version of the memory etcd holds now, when it holds one.
+        stored: Option<u64>,
+    },
     /// A commit was sent but its outcome could not be read back before the deadline: it may or may
     /// not have landed. [`EtcdMemory::resolve`](crate::EtcdMemory::resolve) settles it for good.
     #[error("outcome of decision {decision_id:#x} unknown after {waited:?}: {detail}")]

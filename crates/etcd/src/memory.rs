@@ -80,6 +80,12 @@ struct Position {
     revision: i64,
     /// Every history entry up to this revision is installed: where the watch resumes.
     seen_through: i64,
+    /// The `head` key's `create_revision`: the memory's identity. A head created at another
+    /// revision belongs to a memory created since (the prefix wiped, or etcd restored).
+    head_created: i64,
+    /// Set once the memory went back under this process ([`EtcdError::WentBack`]): the version
+    /// etcd holds now, if any. Nothing is installed after it.
+    went_back: Option<Option<u64>>,
 }
 
 /// A hive's collective memory in etcd: every process that opens the same prefix shares one history.
@@ -185,6 +191,8 @@ where
             position: Mutex::new(Position {
                 revision: loaded.head_revision,
                 seen_through: loaded.read_revision,
+                head_created: loaded.head_created,
+                went_back: None,
             }),
             changed: Notify::new(),
             counters: Counters::default(),
@@ -357,6 +365,8 @@ where
             if snapshot.version() > after {
                 return Ok(snapshot);
             }
+            // No newer version will ever come to this handle.
+            self.shared.check_not_gone_back()?;
             notified.await;
         }
     }
@@ -374,6 +384,7 @@ struct Loaded<S> {
     state: S,
     version: u64,
     head_revision: i64,
+    head_created: i64,
     read_revision: i64,
 }
 
@@ -420,6 +431,52 @@ where
         (self.cell.load(), position.revision)
     }
 
+    /// The error of a memory that went back under this process.
+    fn went_back_error(&self, local: u64, stored: Option<u64>) -> EtcdError {
+        EtcdError::WentBack {
+            prefix: self.keys.prefix.clone(),
+            local,
+            stored,
+        }
+    }
+
+    /// Records that the memory went back under this process (its head deleted, or created again
+    /// at another revision, holding version `stored`): from now on nothing is installed and
+    /// commits fail with [`EtcdError::WentBack`].
+    fn mark_went_back(&self, stored: Option<u64>) -> EtcdError {
+        let local = self.cell.version();
+        let mut position = self.position.lock();
+        if position.went_back.is_none() {
+            tracing::error!(
+                prefix = %self.keys.prefix,
+                local,
+                ?stored,
+                "the memory went back under this process (deleted or recreated); reopen it"
+            );
+            position.went_back = Some(stored);
+        }
+        drop(position);
+        self.changed.notify_waiters();
+        self.went_back_error(local, stored)
+    }
+
+    /// [`EtcdError::WentBack`] once the memory went back under this process.
+    fn check_not_gone_back(&self) -> Result<(), EtcdError> {
+        match self.position.lock().went_back {
+            Some(stored) => Err(self.went_back_error(self.cell.version(), stored)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a `head` key read or watched belongs to the memory this process opened; marks the
+    /// memory gone back when not.
+    fn check_head(&self, pair: &KeyValue, version: u64) -> Result<(), EtcdError> {
+        if pair.create_revision() == self.position.lock().head_created {
+            return Ok(());
+        }
+        Err(self.mark_went_back(Some(version)))
+    }
+
     /// Installs `version`, computed from the version before it by `next`, when it is the next one;
     /// returns whether it was installed (false: already there).
     /// `followed` says whether the version was committed elsewhere (counted before waiters wake,
@@ -434,6 +491,9 @@ where
         let installed = {
             let mut position = self.position.lock();
             let current = self.cell.load();
+            if let Some(stored) = position.went_back {
+                return Err(self.went_back_error(current.version(), stored));
+            }
             if version <= current.version() {
                 false
             } else if version != current.version() + 1 {
@@ -478,6 +538,7 @@ where
     /// them, otherwise by reloading the whole state; returns whether it reloaded (the caller counts
     /// it, see [`EtcdMemoryStats::reloads`]).
     async fn catch_up(&self) -> Result<bool, EtcdError> {
+        self.check_not_gone_back()?;
         let from = self.cell.version() + 1;
         let (pairs, read_revision) = read_range(
             &self.client,
@@ -510,8 +571,12 @@ where
                     async move { kv.get(key, Some(options)).await }
                 })
                 .await?;
-            if let Some(pair) = response.kvs().first() {
+            let Some(pair) = response.kvs().first() else {
+                return Err(self.mark_went_back(None));
+            };
+            {
                 let head: HeadWithEntry<S::Change> = decode(pair.key(), pair.value())?;
+                self.check_head(pair, head.version)?;
                 if head.version >= from {
                     match head.entry {
                         Some(entry) if head.version == from => {
@@ -531,6 +596,9 @@ where
     /// process whose next history entry is no longer stored.
     async fn reload(&self) -> Result<bool, EtcdError> {
         let loaded = load::<S, L>(&self.client, &self.config, &self.keys).await?;
+        if loaded.head_created != self.position.lock().head_created {
+            return Err(self.mark_went_back(Some(loaded.version)));
+        }
         tracing::info!(
             prefix = %self.keys.prefix,
             local = self.cell.version(),

@@ -15,6 +15,7 @@ where
         &self,
         request: &CommitRequest<'_, S>,
     ) -> Result<Committed, EtcdError> {
+        self.check_not_gone_back()?;
         let started = Instant::now();
         // A commit timeout of `Duration::MAX` means no limit.
         let deadline =
@@ -170,9 +171,11 @@ where
                     match self.catch_up_counted().await {
                         Ok(()) => {}
                         // Stored data that cannot be read: retrying cannot help.
-                        Err(error @ (EtcdError::Corrupt { .. } | EtcdError::HistoryGap { .. })) => {
-                            return Err(error)
-                        }
+                        Err(
+                            error @ (EtcdError::Corrupt { .. }
+                            | EtcdError::HistoryGap { .. }
+                            | EtcdError::WentBack { .. }),
+                        ) => return Err(error),
                         Err(error) => {
                             tracing::debug!(%error, "catching up after a conflict failed; retrying");
                             tokio::time::sleep(backoff).await;

@@ -18,6 +18,9 @@ where
     let watched_end = prefix_end(&shared.keys.history_prefix());
     let mut backoff = Duration::from_millis(20);
     loop {
+        if shared.check_not_gone_back().is_err() {
+            return;
+        }
         let start = shared.position.lock().seen_through + 1;
         let options = etcd_client::WatchOptions::new()
             .with_range(watched_end.clone())
@@ -61,6 +64,7 @@ where
                                     bump(&shared.counters.reloads);
                                 }
                             }
+                            Err(EtcdError::WentBack { .. }) => return,
                             Err(error) => {
                                 tracing::warn!(%error, "reloading the history failed; retrying");
                                 tokio::time::sleep(backoff).await;
@@ -71,17 +75,26 @@ where
                     }
                     backoff = Duration::from_millis(20);
                     for event in response.events() {
+                        let Some(pair) = event.kv() else { continue };
+                        let is_head = pair.key() == head_key.as_bytes();
                         if event.event_type() != etcd_client::EventType::Put {
+                            if is_head {
+                                // Nothing of hivekit's deletes the head: the memory is gone.
+                                shared.mark_went_back(None);
+                                return;
+                            }
                             continue;
                         }
-                        let Some(pair) = event.kv() else { continue };
-                        let installed = if pair.key() == head_key.as_bytes() {
+                        let installed = if is_head {
                             // The head carries the entry only when the committing process keeps
                             // no history; otherwise the entry's own key follows in this response.
                             decode::<HeadWithEntry<S::Change>>(pair.key(), pair.value()).and_then(
-                                |head| match head.entry {
-                                    Some(entry) => shared.install_entry(pair, &entry),
-                                    None => Ok(false),
+                                |head| {
+                                    shared.check_head(pair, head.version)?;
+                                    match head.entry {
+                                        Some(entry) => shared.install_entry(pair, &entry),
+                                        None => Ok(false),
+                                    }
                                 },
                             )
                         } else {
@@ -90,9 +103,13 @@ where
                         };
                         match installed {
                             Ok(_) => {}
+                            // Nothing more to follow: this handle must be reopened.
+                            Err(EtcdError::WentBack { .. }) => return,
                             Err(EtcdError::HistoryGap { .. }) => {
-                                if let Err(error) = shared.catch_up_counted().await {
-                                    tracing::warn!(%error, "catching up failed");
+                                match shared.catch_up_counted().await {
+                                    Ok(()) => {}
+                                    Err(EtcdError::WentBack { .. }) => return,
+                                    Err(error) => tracing::warn!(%error, "catching up failed"),
                                 }
                             }
                             Err(error) => {

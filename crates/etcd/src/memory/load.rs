@@ -240,6 +240,7 @@ pub(super) async fn load<S: State, L: Layout<S>>(
         state,
         version: head.version,
         head_revision: head_pair.mod_revision(),
+        head_created: head_pair.create_revision(),
         read_revision,
     })
 }
