@@ -103,7 +103,7 @@ pub(super) struct CallBuffers {
 }
 
 impl CallBuffers {
-    const EMPTY: Self = CallBuffers {
+    pub(super) const EMPTY: Self = CallBuffers {
         routes: Vec::new(),
         outputs: Vec::new(),
         lists: Vec::new(),
@@ -172,7 +172,7 @@ impl CallBuffers {
 
     /// Frees the buffers past [`CALL_BYTES`], in order: the calling thread's own first, then
     /// the partitions' results, then the routes (most of the bytes, and reused whole).
-    fn bound(&mut self) {
+    pub(super) fn bound(&mut self) {
         let mut budget = CALL_BYTES;
         let mut fits = |bytes: usize| {
             let fits = bytes <= budget;
@@ -272,4 +272,31 @@ impl<K> Drop for LentState<'_, K> {
             let _ = STATE.try_with(|kept| kept.set(state));
         }
     }
+}
+
+/// Bytes of `buffers`' allocations.
+#[cfg(test)]
+pub(super) fn call_bytes(buffers: &CallBuffers) -> usize {
+    let routes: usize = buffers
+        .routes
+        .iter()
+        .map(|chunk| bytes(chunk) + chunk.iter().map(bytes).sum::<usize>())
+        .sum();
+    let outputs: usize = buffers
+        .outputs
+        .iter()
+        .map(|output| bytes(&output.groups) + bytes(&output.members))
+        .sum();
+    routes
+        + bytes(&buffers.routes)
+        + outputs
+        + bytes(&buffers.outputs)
+        + bytes(&buffers.lists)
+        + bytes(&buffers.order)
+        + bytes(&buffers.sorted)
+        + bytes(&buffers.starts)
+        + bytes(&buffers.scan.groups)
+        + bytes(&buffers.scan.members)
+        + bytes(&buffers.in_group)
+        + bytes(&buffers.built)
 }
