@@ -117,17 +117,8 @@ impl<'a, K> Scan<'a, K> {
     /// (`ids[index]` is the id of proposal `index`), which becomes the report's independent list:
     /// the grouped ids are squeezed out in place, so the list of about as many ids as there are
     /// proposals is neither allocated again nor written to fresh pages (at 100k proposals, a
-    /// 720 KB allocation and a branch per proposal).
-    #[cfg(test)]
-    pub(crate) fn into_report_with_ids(self, ids: Vec<ProposalId>) -> ConflictReport<K>
-    where
-        K: Clone,
-    {
-        self.report_with_ids(ids, &mut Vec::new())
-    }
-
-    /// [`into_report_with_ids`](Self::into_report_with_ids) with `in_group`'s allocation (kept
-    /// between calls) for the per-proposal flags.
+    /// 720 KB allocation and a branch per proposal). `in_group`'s allocation (kept between calls)
+    /// holds the per-proposal flags.
     pub(crate) fn report_with_ids(
         &self,
         ids: Vec<ProposalId>,
@@ -179,14 +170,7 @@ impl<'a, K> Scan<'a, K> {
         groups
     }
 
-    /// [`into_report`](Self::into_report) with the groups' member and access lists built on the
-    /// rayon pool (`ids[index]` is the id of proposal `index`); the same report. `ids` becomes
-    /// the independent list, as in [`into_report_with_ids`](Self::into_report_with_ids).
-    ///
-    /// For scans with tens of thousands of members (skewed inputs, where nearly every proposal is
-    /// in a group): building those lists, one allocation each, was most of the calling thread's
-    /// serial work after the parallel scan (on 10k skewed proposals, about 3.3M of its 7.5M
-    /// instructions). The keys are still cloned on the calling thread: `K` need not be `Send`.
+    /// [`report_parallel`](Self::report_parallel) with fresh buffers.
     #[cfg(test)]
     pub(crate) fn into_report_parallel(self, ids: Vec<ProposalId>) -> ConflictReport<K>
     where
@@ -195,9 +179,16 @@ impl<'a, K> Scan<'a, K> {
         self.report_parallel(ids, &mut Vec::new(), &mut Vec::new())
     }
 
-    /// [`into_report_parallel`](Self::into_report_parallel) with the allocations of `in_group`
-    /// and `built` (kept between calls) for the per-proposal flags and the lists built on the
-    /// pool before they join their groups.
+    /// [`report`](Self::report) with the groups' member and access lists built on the rayon pool
+    /// (`ids[index]` is the id of proposal `index`); the same report. `ids` becomes the
+    /// independent list, as in [`report_with_ids`](Self::report_with_ids). The allocations of
+    /// `in_group` and `built` (kept between calls) hold the per-proposal flags and the lists built
+    /// on the pool before they join their groups.
+    ///
+    /// For scans with tens of thousands of members (skewed inputs, where nearly every proposal is
+    /// in a group): building those lists, one allocation each, was most of the calling thread's
+    /// serial work after the parallel scan (on 10k skewed proposals, about 3.3M of its 7.5M
+    /// instructions). The keys are still cloned on the calling thread: `K` need not be `Send`.
     pub(crate) fn report_parallel(
         &self,
         ids: Vec<ProposalId>,
