@@ -119,7 +119,10 @@ where
         .lend_outputs(parts)
         .into_iter()
         .enumerate()
-        .map(|(part, into)| scan_partition(&mut state, &routed, part, into))
+        .map(|(part, mut into)| {
+            scan_partition(&mut state, &routed, part, &mut into);
+            into
+        })
         .collect();
     drop(state);
     kept.keep_routes(routed);
@@ -178,7 +181,10 @@ where
         .map_init(
             // Reused across the partitions one rayon job scans, as in `scan`.
             LentState::take,
-            |state, (part, into)| scan_partition(state, &routed, part, into),
+            |state, (part, mut into)| {
+                scan_partition(state, &routed, part, &mut into);
+                into
+            },
         )
         .collect();
     kept.keep_routes(routed);
@@ -207,6 +213,8 @@ pub(super) fn partitions(occurrences: usize, at_least: usize) -> usize {
 /// Keys touched by one proposal only get no slot when most keys look so ([`mostly_once`]): the
 /// table entry names the routed occurrence instead ([`ScanState::touch_numbered`]).
 ///
+/// The partition's groups and members go into `into`'s allocations (kept between calls).
+///
 /// Never inlined (one call per partition, so it costs nothing): the instruction suite counts it by
 /// name on the rayon pool's threads.
 #[inline(never)]
@@ -214,8 +222,8 @@ fn scan_partition<'a, K: Hash + Eq>(
     state: &mut ScanState<'a, K>,
     routed: &[Vec<Vec<Occurrence<'a, K>>>],
     part: usize,
-    into: Scan<'a, K>,
-) -> Scan<'a, K> {
+    into: &mut Scan<'a, K>,
+) {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
     // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
     // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
@@ -245,7 +253,8 @@ fn scan_partition<'a, K: Hash + Eq>(
                 );
             }
         }
-        return state.finish_into(into);
+        state.finish_into(into);
+        return;
     }
     state.reset(count);
     let offsets = (1_u32 << shift) - 1;
@@ -266,7 +275,7 @@ fn scan_partition<'a, K: Hash + Eq>(
             );
         }
     }
-    state.finish_into(into)
+    state.finish_into(into);
 }
 
 /// Occurrences [`mostly_once`] samples from a partition.
@@ -339,10 +348,29 @@ pub(super) fn route_into<'a, K: Hash>(
     for part in &mut routed[..parts] {
         cleared_with_room(part, expected);
     }
+    fill_routes(&mut routed[..parts], lists, first_index);
+    routed
+}
+
+/// The loop of [`route_into`]: appends the occurrences of `lists` (proposals numbered from
+/// `first_index`) to their partitions in `routed` (a power of two of them, each empty with room
+/// for its estimate).
+///
+/// Never inlined, and apart from the buffers' preparation: the loop is short of registers, and in
+/// one function with it (the kept buffers' recycling) it cost 0.1M instructions more at
+/// skewed_10k. Not named `route…`: the instruction suite counts `route*` functions by toggling
+/// collection on their entry and exit, and a nested one would toggle it off.
+#[inline(never)]
+fn fill_routes<'a, K: Hash>(
+    routed: &mut [Vec<Occurrence<'a, K>>],
+    lists: &[KeyLists<'a, K>],
+    first_index: usize,
+) {
+    let parts = routed.len();
     // One write cursor per partition in a local array, instead of a push on each partition's
     // vector in memory (its length reloaded, checked and stored per occurrence; 37 instructions
     // per occurrence at 100k proposals of 4 keys).
-    let mut cursors: Vec<Cursor<'a, K>> = routed[..parts].iter_mut().map(Cursor::new).collect();
+    let mut cursors: Vec<Cursor<'a, K>> = routed.iter_mut().map(Cursor::new).collect();
     let cursors = &mut cursors[..parts];
     for (offset, &(writes, reads)) in lists.iter().enumerate() {
         prefetch_keys(lists, offset + PREFETCH_DISTANCE);
@@ -353,24 +381,19 @@ pub(super) fn route_into<'a, K: Hash>(
             let part = partition_of(hash, parts);
             cursors[part].push(
                 Occurrence::new(key, table_hash(hash), index | WRITER),
-                &mut routed,
+                routed,
                 part,
             );
         }
         for key in reads {
             let hash = FxBuildHasher.hash_one(key);
             let part = partition_of(hash, parts);
-            cursors[part].push(
-                Occurrence::new(key, table_hash(hash), index),
-                &mut routed,
-                part,
-            );
+            cursors[part].push(Occurrence::new(key, table_hash(hash), index), routed, part);
         }
     }
     for (part, cursor) in cursors.iter().enumerate() {
         cursor.finish(&mut routed[part]);
     }
-    routed
 }
 
 /// The partition of a key whose 64-bit FxHash is `hash`, of `parts` (a power of two, at most

@@ -631,12 +631,14 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
 
     /// The contested keys found so far; the state is left to be [`reset`](Self::reset).
     pub(super) fn finish(&mut self) -> Scan<'a, K> {
-        self.finish_into(Scan::EMPTY)
+        let mut scan = Scan::EMPTY;
+        self.finish_into(&mut scan);
+        scan
     }
 
-    /// [`finish`](Self::finish) into the allocations of `into` (emptied, and replaced when too
+    /// [`finish`](Self::finish) into `into`, in its allocations (emptied, and replaced when too
     /// small): a partition's result in buffers kept between calls.
-    pub(super) fn finish_into(&mut self, into: Scan<'a, K>) -> Scan<'a, K> {
+    pub(super) fn finish_into(&mut self, into: &mut Scan<'a, K>) {
         // Sized up front from upper bounds: every slot touched again is a group unless nobody
         // writes it, and a group's members are its first toucher plus its nodes (growing these
         // vectors by doubling copied them a few times per partition).
@@ -645,12 +647,9 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             .iter()
             .map(|word| word.count_ones() as usize)
             .sum();
-        let Scan {
-            mut groups,
-            mut members,
-        } = into;
-        cleared_with_room(&mut groups, contested);
-        cleared_with_room(&mut members, contested + self.nodes.len());
+        let Scan { groups, members } = into;
+        cleared_with_room(groups, contested);
+        cleared_with_room(members, contested + self.nodes.len());
         // Slots touched by a second proposal, in slot (first-appearance) order.
         for (word_index, &word) in self.touched_again.iter().enumerate() {
             let mut word = word;
@@ -682,6 +681,5 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
                 });
             }
         }
-        Scan { groups, members }
     }
 }
