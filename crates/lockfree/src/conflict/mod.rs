@@ -66,6 +66,15 @@ pub(crate) use scan::Scan;
 /// [`ProposalError::TooManyProposals`] beyond 2^31 - 1 proposals, and
 /// [`ProposalError::TooManyKeys`] beyond 2^32 - 2 key occurrences.
 ///
+/// # Memory
+///
+/// Past the handful of proposals that need no buffers, the scratch buffers of a call (key lists,
+/// routed occurrences, partition tables, group lists) are kept by the threads that used them for
+/// their next call instead of being freed: freed every call, their pages went back to the kernel
+/// and were faulted in again (hundreds to thousands of page faults a call, nearly half the CPU
+/// time of a 10k-proposal skewed input). A calling thread keeps at most 16 MiB, a rayon pool thread at most 4 MiB; a
+/// larger call frees the excess when it returns.
+///
 /// # Progress
 ///
 /// Non-blocking. Below 16,384 proposals and 65,536 key occurrences it runs on the caller's thread
