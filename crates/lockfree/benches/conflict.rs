@@ -34,7 +34,7 @@ use std::hint::black_box;
 
 use benches_common::proposals::payload_values;
 use benches_common::workload::DEFAULT_SEED;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use hivekit_lockfree::{
     detect_conflicts, merge_all, merge_all_with_threshold, ConflictReport, Merge, Proposal, Sum,
 };
@@ -323,4 +323,77 @@ criterion_group! {
     config = benches_common::criterion();
     targets = conflict_detection, conflict_detection_skewed, conflict_detection_width, proposal_merging
 }
-criterion_main!(benches);
+/// `HIVEKIT_FAULT_PROBE=1 cargo bench -p hivekit-lockfree --bench conflict`: instead of the
+/// suite, prints the minor page faults per `detect_conflicts` call (the process's `minflt`, as
+/// `getrusage(RUSAGE_SELF).ru_minflt`, from `/proc/self/stat`) on the rows whose slow rounds were
+/// page faults, each after a few uncounted calls, twice round (a row's faults depend on what ran
+/// before it). The calls run on the main thread with this suite's allocator, as the timed rows do.
+///
+/// Any other value than `1` probes only the rows whose name holds it (`HIVEKIT_FAULT_PROBE=2x`).
+fn fault_probe(only: &str) {
+    /// The process's minor faults and user and system CPU time (in clock ticks) so far.
+    fn minor_faults() -> Option<[u64; 3]> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After the command name's closing parenthesis: state (field 3) ... minflt (field 10),
+        // utime (14), stime (15).
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let field = |index: usize| fields.get(index)?.parse().ok();
+        Some([field(7)?, field(11)?, field(12)?])
+    }
+    let probe = |row: &str, input: &dyn Fn() -> usize| {
+        if only != "1" && !row.contains(only) {
+            return;
+        }
+        const CALLS: u64 = 200;
+        for _ in 0..5 {
+            black_box(input());
+        }
+        let before = minor_faults();
+        for _ in 0..CALLS {
+            black_box(input());
+        }
+        match (before, minor_faults()) {
+            // Clock ticks are 10 ms on Linux: CPU time per call in ms is ticks * 10 / CALLS.
+            (Some(before), Some(after)) => println!(
+                "{row}: {:.1} minor page faults per call, CPU {:.2} ms user + {:.2} ms system per call",
+                (after[0] - before[0]) as f64 / CALLS as f64,
+                (after[1] - before[1]) as f64 * 10.0 / CALLS as f64,
+                (after[2] - before[2]) as f64 * 10.0 / CALLS as f64,
+            ),
+            _ => println!("{row}: no /proc/self/stat here"),
+        }
+    };
+    fn groups<K: std::hash::Hash + Eq + Clone + Sync>(input: &[Proposal<K, ()>]) -> usize {
+        detect_conflicts(black_box(input)).map_or(0, |report| report.groups.len())
+    }
+    let uniform = proposals(100_000);
+    let skewed_10k = skewed_proposals(10_000);
+    let skewed_100k = skewed_proposals(100_000);
+    let skewed_str = skewed_path_proposals(10_000);
+    let width = same_keys_proposals(65_536);
+    for round in 1..=2 {
+        println!("round {round}");
+        probe("conflict_detection/hivekit/100k", &|| groups(&uniform));
+        probe("conflict_detection_skewed/hivekit/u64-10k", &|| {
+            groups(&skewed_10k)
+        });
+        probe("conflict_detection_skewed/hivekit/str-10k", &|| {
+            groups(&skewed_str)
+        });
+        probe("conflict_detection_skewed/hivekit/u64-100k", &|| {
+            groups(&skewed_100k)
+        });
+        probe("conflict_detection_width/hivekit/2x65536", &|| {
+            groups(&width)
+        });
+    }
+}
+
+fn main() {
+    if let Ok(only) = std::env::var("HIVEKIT_FAULT_PROBE") {
+        fault_probe(&only);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

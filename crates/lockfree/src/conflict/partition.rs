@@ -7,8 +7,10 @@ use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 
 use super::scan::{
-    prefetch_keys, scan_one, table_hash, RawGroup, Scan, ScanState, PREFETCH_DISTANCE,
+    cleared_with_room, prefetch_keys, scan_one, table_hash, RawGroup, Scan, ScanState,
+    PREFETCH_DISTANCE,
 };
+use super::scratch::{give_call_buffers, recycle, take_call_buffers, CallBuffers, LentState};
 use super::{KeyLists, WRITER};
 
 /// Distinct keys per partition the partitioned scan aims for: the partition's table (8 bytes per
@@ -83,24 +85,75 @@ pub(crate) fn scan<'a, K>(lists: &[KeyLists<'a, K>], occurrences: usize) -> Scan
 where
     K: Hash + Eq + 'a,
 {
+    let mut kept = take_call_buffers();
+    let scan = scan_in(lists, occurrences, &mut kept);
+    give_call_buffers(kept);
+    scan
+}
+
+/// [`scan`] with the calling thread's kept buffers, `kept` (`scratch`): fresh allocations of a
+/// few hundred KiB each cost page faults on every call. One state for every partition, as in
+/// [`scan_parallel_in`].
+pub(super) fn scan_in<'a, K>(
+    lists: &[KeyLists<'a, K>],
+    occurrences: usize,
+    kept: &mut CallBuffers,
+) -> Scan<'a, K>
+where
+    K: Hash + Eq + 'a,
+{
     let parts = partitions(occurrences, 1);
     if parts == 1 {
         return scan_one(lists, occurrences);
     }
-    let routed = [route(lists, 0, parts.trailing_zeros(), occurrences)];
-    // One state for every partition: its buffers are allocated once per call, not once per
-    // partition (each partition's table and slots are a few hundred KiB, and fresh allocations of
-    // that size cost page faults on every call).
-    let mut state = ScanState::with_capacity(0);
-    let scans = (0..parts)
-        .map(|part| scan_partition(&mut state, &routed, part))
+    let buffers = kept.lend_routes(1).pop().unwrap_or_default();
+    let routed = [route_into(
+        buffers,
+        lists,
+        0,
+        parts.trailing_zeros(),
+        occurrences,
+    )];
+    let mut state = LentState::take();
+    let scans: Vec<Scan<'a, K>> = kept
+        .lend_outputs(parts)
+        .into_iter()
+        .enumerate()
+        .map(|(part, mut into)| {
+            scan_partition(&mut state, &routed, part, &mut into);
+            into
+        })
         .collect();
-    combine(scans, lists)
+    drop(state);
+    kept.keep_routes(routed);
+    let scan = combine(&scans, lists, kept);
+    kept.keep_outputs(scans);
+    scan
 }
 
 /// [`scan`] on the rayon pool: routing runs on chunks of proposals and the partitions (at least
 /// one per thread) are scanned in parallel. The result is the same as [`scan`]'s.
+///
+/// The routing and result buffers are the calling thread's kept ones, lent to the pool's jobs,
+/// and each job scans with its thread's kept state (`scratch`): allocated on the pool's threads
+/// and freed every call, they were handed back to the kernel by glibc and faulted in again on the
+/// next call.
 pub(crate) fn scan_parallel<'a, K>(lists: &[KeyLists<'a, K>], occurrences: usize) -> Scan<'a, K>
+where
+    K: Hash + Eq + Sync + 'a,
+{
+    let mut kept = take_call_buffers();
+    let scan = scan_parallel_in(lists, occurrences, &mut kept);
+    give_call_buffers(kept);
+    scan
+}
+
+/// [`scan_parallel`] with the calling thread's kept buffers, `kept`.
+pub(super) fn scan_parallel_in<'a, K>(
+    lists: &[KeyLists<'a, K>],
+    occurrences: usize,
+    kept: &mut CallBuffers,
+) -> Scan<'a, K>
 where
     K: Hash + Eq + Sync + 'a,
 {
@@ -111,21 +164,33 @@ where
     }
     let bits = parts.trailing_zeros();
     let chunk = lists.len().div_ceil(threads * 4).max(1);
-    let chunk_occurrences = occurrences / lists.len().div_ceil(chunk).max(1);
+    let chunks = lists.len().div_ceil(chunk);
+    let chunk_occurrences = occurrences / chunks.max(1);
     let routed: Vec<Vec<Vec<Occurrence<'a, K>>>> = lists
         .par_chunks(chunk)
+        .zip(kept.lend_routes(chunks))
         .enumerate()
-        .map(|(number, lists)| route(lists, number * chunk, bits, chunk_occurrences))
+        .map(|(number, (lists, buffers))| {
+            route_into(buffers, lists, number * chunk, bits, chunk_occurrences)
+        })
         .collect();
-    let scans = (0..parts)
+    let scans: Vec<Scan<'a, K>> = kept
+        .lend_outputs(parts)
         .into_par_iter()
+        .enumerate()
         .map_init(
             // Reused across the partitions one rayon job scans, as in `scan`.
-            || ScanState::with_capacity(0),
-            |state, part| scan_partition(state, &routed, part),
+            LentState::take,
+            |state, (part, mut into)| {
+                scan_partition(state, &routed, part, &mut into);
+                into
+            },
         )
         .collect();
-    combine(scans, lists)
+    kept.keep_routes(routed);
+    let scan = combine(&scans, lists, kept);
+    kept.keep_outputs(scans);
+    scan
 }
 
 /// The number of partitions for `occurrences`: a power of two, at least `at_least` (rounded up),
@@ -148,6 +213,8 @@ pub(super) fn partitions(occurrences: usize, at_least: usize) -> usize {
 /// Keys touched by one proposal only get no slot when most keys look so ([`mostly_once`]): the
 /// table entry names the routed occurrence instead ([`ScanState::touch_numbered`]).
 ///
+/// The partition's groups and members go into `into`'s allocations (kept between calls).
+///
 /// Never inlined (one call per partition, so it costs nothing): the instruction suite counts it by
 /// name on the rayon pool's threads.
 #[inline(never)]
@@ -155,7 +222,8 @@ fn scan_partition<'a, K: Hash + Eq>(
     state: &mut ScanState<'a, K>,
     routed: &[Vec<Vec<Occurrence<'a, K>>>],
     part: usize,
-) -> Scan<'a, K> {
+    into: &mut Scan<'a, K>,
+) {
     let count: usize = routed.iter().map(|chunk| chunk[part].len()).sum();
     // An occurrence is numbered by its chunk (the high bits) and its offset in that chunk's run
     // (the low `shift` bits), so reading it back for a key's second toucher is two indexings.
@@ -185,7 +253,8 @@ fn scan_partition<'a, K: Hash + Eq>(
                 );
             }
         }
-        return state.finish();
+        state.finish_into(into);
+        return;
     }
     state.reset(count);
     let offsets = (1_u32 << shift) - 1;
@@ -206,7 +275,7 @@ fn scan_partition<'a, K: Hash + Eq>(
             );
         }
     }
-    state.finish()
+    state.finish_into(into);
 }
 
 /// Occurrences [`mostly_once`] samples from a partition.
@@ -247,10 +316,24 @@ pub(super) fn mostly_once<K>(
 
 /// Hashes the occurrences of `lists` (proposals numbered from `first_index`) into `2^bits`
 /// partitions, keeping input order (and written keys before read keys) inside each.
+#[cfg(test)]
+pub(super) fn route<'a, K: Hash>(
+    lists: &[KeyLists<'a, K>],
+    first_index: usize,
+    bits: u32,
+    occurrences: usize,
+) -> Vec<Vec<Occurrence<'a, K>>> {
+    route_into(Vec::new(), lists, first_index, bits, occurrences)
+}
+
+/// [`route`] into the allocations of `buffers` (kept between calls, one per partition; each
+/// replaced when too small, missing ones allocated). Entries past the `2^bits` partitions are left
+/// in the result, empty.
 ///
 /// Never inlined, as [`scan_partition`].
 #[inline(never)]
-pub(super) fn route<'a, K: Hash>(
+pub(super) fn route_into<'a, K: Hash>(
+    buffers: Vec<Vec<Occurrence<'static, ()>>>,
     lists: &[KeyLists<'a, K>],
     first_index: usize,
     bits: u32,
@@ -258,8 +341,32 @@ pub(super) fn route<'a, K: Hash>(
 ) -> Vec<Vec<Occurrence<'a, K>>> {
     let parts = 1 << bits;
     let expected = occurrences / parts + occurrences / (parts * 4) + 4;
-    let mut routed: Vec<Vec<Occurrence<'a, K>>> =
-        (0..parts).map(|_| Vec::with_capacity(expected)).collect();
+    let mut routed: Vec<Vec<Occurrence<'a, K>>> = buffers.into_iter().map(recycle).collect();
+    if routed.len() < parts {
+        routed.resize_with(parts, Vec::new);
+    }
+    for part in &mut routed[..parts] {
+        cleared_with_room(part, expected);
+    }
+    fill_routes(&mut routed[..parts], lists, first_index);
+    routed
+}
+
+/// The loop of [`route_into`]: appends the occurrences of `lists` (proposals numbered from
+/// `first_index`) to their partitions in `routed` (a power of two of them, each empty with room
+/// for its estimate).
+///
+/// Never inlined, and apart from the buffers' preparation: the loop is short of registers, and in
+/// one function with it (the kept buffers' recycling) it cost 0.1M instructions more at
+/// skewed_10k. Not named `route…`: the instruction suite counts `route*` functions by toggling
+/// collection on their entry and exit, and a nested one would toggle it off.
+#[inline(never)]
+fn fill_routes<'a, K: Hash>(
+    routed: &mut [Vec<Occurrence<'a, K>>],
+    lists: &[KeyLists<'a, K>],
+    first_index: usize,
+) {
+    let parts = routed.len();
     // One write cursor per partition in a local array, instead of a push on each partition's
     // vector in memory (its length reloaded, checked and stored per occurrence; 37 instructions
     // per occurrence at 100k proposals of 4 keys).
@@ -274,24 +381,19 @@ pub(super) fn route<'a, K: Hash>(
             let part = partition_of(hash, parts);
             cursors[part].push(
                 Occurrence::new(key, table_hash(hash), index | WRITER),
-                &mut routed,
+                routed,
                 part,
             );
         }
         for key in reads {
             let hash = FxBuildHasher.hash_one(key);
             let part = partition_of(hash, parts);
-            cursors[part].push(
-                Occurrence::new(key, table_hash(hash), index),
-                &mut routed,
-                part,
-            );
+            cursors[part].push(Occurrence::new(key, table_hash(hash), index), routed, part);
         }
     }
     for (part, cursor) in cursors.iter().enumerate() {
         cursor.finish(&mut routed[part]);
     }
-    routed
 }
 
 /// The partition of a key whose 64-bit FxHash is `hash`, of `parts` (a power of two, at most
@@ -390,14 +492,20 @@ const LONG_RUNS: usize = 128;
 /// member's lists is address arithmetic, O(1) per group. Searching the member's lists for the key
 /// instead made this step quadratic in the width of one proposal (two proposals of 65,536 shared
 /// keys took seconds).
-fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a, K> {
+///
+/// Its buffers (the order, and the result's groups and members) are `kept`'s.
+fn combine<'a, K>(
+    scans: &[Scan<'a, K>],
+    lists: &[KeyLists<'a, K>],
+    kept: &mut CallBuffers,
+) -> Scan<'a, K> {
     // Sorted by one packed key (first member, position; both below 2^32: the caller bounds
     // proposals and occurrences), then the partition and the group's index in it, 16 bytes each.
     // Each partition's groups come in first-appearance order (one sorted run each) when it was
     // scanned with a slot per key, and in the order of their keys' second touch otherwise
     // (`ScanState::touch_numbered`; these partitions have few groups).
-    let mut order: Vec<(u64, u32, u32)> =
-        Vec::with_capacity(scans.iter().map(|scan| scan.groups.len()).sum());
+    let mut order = std::mem::take(&mut kept.order);
+    cleared_with_room(&mut order, scans.iter().map(|scan| scan.groups.len()).sum());
     for (part, scan) in scans.iter().enumerate() {
         for (index, group) in scan.groups.iter().enumerate() {
             let first = scan.members[group.start] & !WRITER;
@@ -422,7 +530,8 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
     // bucket beats both sorts: the stable sort was 0.96M instructions at skewed_10k, on the calling
     // thread while the pool waits.
     if bucketed(order.len(), lists.len()) {
-        order = sorted_by_buckets(order, lists.len());
+        sorted_by_buckets_into(&order, lists.len(), &mut kept.starts, &mut kept.sorted);
+        std::mem::swap(&mut order, &mut kept.sorted);
     } else if order.len() >= LONG_RUNS * scans.len() {
         order.sort();
     } else {
@@ -434,27 +543,30 @@ fn combine<'a, K>(scans: Vec<Scan<'a, K>>, lists: &[KeyLists<'a, K>]) -> Scan<'a
     // of 7.5k groups, on the calling thread). Users read a group's members through its range.
     let mut bases = Vec::with_capacity(scans.len());
     let mut total = 0;
-    for scan in &scans {
+    for scan in scans {
         bases.push(total);
         total += scan.members.len();
     }
-    let mut members = Vec::with_capacity(total);
-    for scan in &scans {
+    let Scan {
+        mut groups,
+        mut members,
+    } = std::mem::replace(&mut kept.scan, Scan::EMPTY).recycle();
+    cleared_with_room(&mut members, total);
+    for scan in scans {
         members.extend_from_slice(&scan.members);
     }
-    let groups = order
-        .into_iter()
-        .map(|(_, part, index)| {
-            let (part, index) = (part as usize, index as usize);
-            let group = &scans[part].groups[index];
-            RawGroup {
-                key: group.key,
-                kind: group.kind,
-                start: bases[part] + group.start,
-                end: bases[part] + group.end,
-            }
-        })
-        .collect();
+    cleared_with_room(&mut groups, order.len());
+    groups.extend(order.iter().map(|&(_, part, index)| {
+        let (part, index) = (part as usize, index as usize);
+        let group = &scans[part].groups[index];
+        RawGroup {
+            key: group.key,
+            kind: group.kind,
+            start: bases[part] + group.start,
+            end: bases[part] + group.end,
+        }
+    }));
+    kept.order = order;
     Scan { groups, members }
 }
 
@@ -475,25 +587,40 @@ pub(super) fn bucketed(groups: usize, proposals: usize) -> bool {
 /// `order` (packed keys `first member << 32 | position`, distinct, members below `proposals`)
 /// sorted by packed key: a counting sort on the first member, then a sort inside each member's
 /// bucket (most hold one group).
+#[cfg(test)]
 pub(super) fn sorted_by_buckets(
     order: Vec<(u64, u32, u32)>,
     proposals: usize,
 ) -> Vec<(u64, u32, u32)> {
+    let mut sorted = Vec::new();
+    sorted_by_buckets_into(&order, proposals, &mut Vec::new(), &mut sorted);
+    sorted
+}
+
+/// [`sorted_by_buckets`] into `sorted`, with `starts` for the buckets (both emptied first; kept
+/// between calls).
+pub(super) fn sorted_by_buckets_into(
+    order: &[(u64, u32, u32)],
+    proposals: usize,
+    starts: &mut Vec<u32>,
+    sorted: &mut Vec<(u64, u32, u32)>,
+) {
     let bucket = |key: u64| (key >> 32) as usize;
     // `starts[member]`: where the member's bucket starts, then (while scattering) where its next
     // group goes.
-    let mut starts = vec![0_u32; proposals + 1];
-    for &(key, _, _) in &order {
+    starts.clear();
+    starts.resize(proposals + 1, 0);
+    for &(key, _, _) in order {
         starts[bucket(key) + 1] += 1;
     }
     let mut sum = 0;
-    for start in &mut starts {
+    for start in starts.iter_mut() {
         sum += *start;
         *start = sum;
     }
-    let mut sorted: Vec<(u64, u32, u32)> = Vec::with_capacity(order.len());
+    cleared_with_room(sorted, order.len());
     let spare = &mut sorted.spare_capacity_mut()[..order.len()];
-    for &entry in &order {
+    for &entry in order {
         let next = &mut starts[bucket(entry.0)];
         spare[*next as usize].write(entry);
         *next += 1;
@@ -508,7 +635,6 @@ pub(super) fn sorted_by_buckets(
             run.sort_unstable_by_key(|&(key, _, _)| key);
         }
     }
-    sorted
 }
 
 /// Where `key`, a reference into `writes` or `reads`, sits in `writes` followed by `reads`.

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 
 use super::report::{Accesses, ConflictGroup, ConflictKind, ConflictReport};
+use super::scratch::{bytes, recycle};
 use super::{KeyLists, WRITER};
 use crate::proposal::ProposalId;
 
@@ -61,6 +62,21 @@ pub(crate) struct Scan<'a, K> {
 }
 
 impl<'a, K> Scan<'a, K> {
+    /// No groups, nothing allocated.
+    pub(super) const EMPTY: Self = Scan {
+        groups: Vec::new(),
+        members: Vec::new(),
+    };
+
+    /// The same allocations, emptied, for keys of another lifetime and type
+    /// ([`recycle`](super::scratch::recycle)).
+    pub(super) fn recycle<'b, L>(self) -> Scan<'b, L> {
+        Scan {
+            groups: recycle(self.groups),
+            members: recycle(self.members),
+        }
+    }
+
     /// The packed members of one group.
     pub(crate) fn members_of(&self, group: &RawGroup<'a, K>) -> &[u32] {
         &self.members[group.start..group.end]
@@ -76,10 +92,24 @@ impl<'a, K> Scan<'a, K> {
     where
         K: Clone,
     {
-        let (groups, in_group) = self.report_groups(count, &id_of);
+        self.report(count, id_of, &mut Vec::new())
+    }
+
+    /// [`into_report`](Self::into_report) with `in_group`'s allocation (kept between calls) for
+    /// the per-proposal flags.
+    pub(crate) fn report(
+        &self,
+        count: usize,
+        id_of: impl Fn(usize) -> ProposalId,
+        in_group: &mut Vec<bool>,
+    ) -> ConflictReport<K>
+    where
+        K: Clone,
+    {
+        let groups = self.report_groups(count, &id_of, in_group);
         ConflictReport {
             groups,
-            independent: independent(&in_group, id_of),
+            independent: independent(in_group, id_of),
         }
     }
 
@@ -87,29 +117,36 @@ impl<'a, K> Scan<'a, K> {
     /// (`ids[index]` is the id of proposal `index`), which becomes the report's independent list:
     /// the grouped ids are squeezed out in place, so the list of about as many ids as there are
     /// proposals is neither allocated again nor written to fresh pages (at 100k proposals, a
-    /// 720 KB allocation and a branch per proposal).
-    pub(crate) fn into_report_with_ids(self, ids: Vec<ProposalId>) -> ConflictReport<K>
+    /// 720 KB allocation and a branch per proposal). `in_group`'s allocation (kept between calls)
+    /// holds the per-proposal flags.
+    pub(crate) fn report_with_ids(
+        &self,
+        ids: Vec<ProposalId>,
+        in_group: &mut Vec<bool>,
+    ) -> ConflictReport<K>
     where
         K: Clone,
     {
-        let (groups, in_group) = self.report_groups(ids.len(), |index| ids[index]);
+        let groups = self.report_groups(ids.len(), |index| ids[index], in_group);
         ConflictReport {
             groups,
-            independent: keep_independent(ids, &in_group),
+            independent: keep_independent(ids, in_group),
         }
     }
 
-    /// The report's groups (member ids from `id_of`, keys cloned) and, for each of the `count`
-    /// scanned proposals, whether it is in one.
+    /// The report's groups (member ids from `id_of`, keys cloned), and in `in_group` (emptied
+    /// first), for each of the `count` scanned proposals, whether it is in one.
     fn report_groups(
         &self,
         count: usize,
         id_of: impl Fn(usize) -> ProposalId,
-    ) -> (Vec<ConflictGroup<K>>, Vec<bool>)
+        in_group: &mut Vec<bool>,
+    ) -> Vec<ConflictGroup<K>>
     where
         K: Clone,
     {
-        let mut in_group = vec![false; count];
+        in_group.clear();
+        in_group.resize(count, false);
         let groups = self
             .groups
             .iter()
@@ -130,35 +167,51 @@ impl<'a, K> Scan<'a, K> {
                 }
             })
             .collect();
-        (groups, in_group)
+        groups
     }
 
-    /// [`into_report`](Self::into_report) with the groups' member and access lists built on the
-    /// rayon pool (`ids[index]` is the id of proposal `index`); the same report. `ids` becomes
-    /// the independent list, as in [`into_report_with_ids`](Self::into_report_with_ids).
+    /// [`report_parallel`](Self::report_parallel) with fresh buffers.
+    #[cfg(test)]
+    pub(crate) fn into_report_parallel(self, ids: Vec<ProposalId>) -> ConflictReport<K>
+    where
+        K: Clone + Sync,
+    {
+        self.report_parallel(ids, &mut Vec::new(), &mut Vec::new())
+    }
+
+    /// [`report`](Self::report) with the groups' member and access lists built on the rayon pool
+    /// (`ids[index]` is the id of proposal `index`); the same report. `ids` becomes the
+    /// independent list, as in [`report_with_ids`](Self::report_with_ids). The allocations of
+    /// `in_group` and `built` (kept between calls) hold the per-proposal flags and the lists built
+    /// on the pool before they join their groups.
     ///
     /// For scans with tens of thousands of members (skewed inputs, where nearly every proposal is
     /// in a group): building those lists, one allocation each, was most of the calling thread's
     /// serial work after the parallel scan (on 10k skewed proposals, about 3.3M of its 7.5M
     /// instructions). The keys are still cloned on the calling thread: `K` need not be `Send`.
-    pub(crate) fn into_report_parallel(self, ids: Vec<ProposalId>) -> ConflictReport<K>
+    pub(crate) fn report_parallel(
+        &self,
+        ids: Vec<ProposalId>,
+        in_group: &mut Vec<bool>,
+        built: &mut Vec<(Vec<ProposalId>, Accesses)>,
+    ) -> ConflictReport<K>
     where
         K: Clone + Sync,
     {
-        let built: Vec<(Vec<ProposalId>, Accesses)> = self
-            .groups
+        self.groups
             .par_iter()
             .with_min_len(64)
             .map(|group| group_members(self.members_of(group), &ids))
-            .collect();
-        let mut in_group = vec![false; ids.len()];
+            .collect_into_vec(built);
+        in_group.clear();
+        in_group.resize(ids.len(), false);
         for &member in &self.members {
             in_group[(member & !WRITER) as usize] = true;
         }
         let groups = self
             .groups
             .iter()
-            .zip(built)
+            .zip(built.drain(..))
             .map(|(group, (members, access))| ConflictGroup {
                 key: group.key.clone(),
                 kind: group.kind,
@@ -168,7 +221,7 @@ impl<'a, K> Scan<'a, K> {
             .collect();
         ConflictReport {
             groups,
-            independent: keep_independent(ids, &in_group),
+            independent: keep_independent(ids, in_group),
         }
     }
 }
@@ -321,7 +374,7 @@ fn bitset_words(table_len: usize) -> usize {
 /// reallocates, and the allocator copies the whole old block although none of it is used (at
 /// 100k proposals, a partition larger than every earlier one on its thread cost about 0.9M
 /// instructions of copying per thread).
-fn cleared_with_room<T>(vec: &mut Vec<T>, len: usize) {
+pub(super) fn cleared_with_room<T>(vec: &mut Vec<T>, len: usize) {
     vec.clear();
     if vec.capacity() < len {
         *vec = Vec::with_capacity(len);
@@ -338,6 +391,42 @@ const OCCURRENCES_PER_REPEATED_KEY: usize = 4;
 /// A power-of-two table size that keeps `keys` entries at most about two-thirds full.
 fn table_size(keys: usize) -> usize {
     (keys + keys / 2).max(16).next_power_of_two()
+}
+
+impl<'a, K> ScanState<'a, K> {
+    /// No buffers: [`reset`](Self::reset) before use.
+    pub(super) const EMPTY: Self = ScanState {
+        table: Vec::new(),
+        keys: Vec::new(),
+        slots: Vec::new(),
+        nodes: Vec::new(),
+        touched_again: Vec::new(),
+    };
+
+    /// The same buffers, emptied, for keys of another lifetime and type
+    /// ([`recycle`](super::scratch::recycle)): [`reset`](Self::reset) before use.
+    pub(super) fn recycle<'b, L>(self) -> ScanState<'b, L> {
+        let mut table = self.table;
+        table.clear();
+        let mut touched_again = self.touched_again;
+        touched_again.clear();
+        ScanState {
+            table,
+            keys: recycle(self.keys),
+            slots: recycle(self.slots),
+            nodes: recycle(self.nodes),
+            touched_again,
+        }
+    }
+
+    /// Bytes of the buffers' allocations.
+    pub(super) fn bytes(&self) -> usize {
+        bytes(&self.table)
+            + bytes(&self.keys)
+            + bytes(&self.slots)
+            + bytes(&self.nodes)
+            + bytes(&self.touched_again)
+    }
 }
 
 impl<'a, K: Hash + Eq> ScanState<'a, K> {
@@ -542,6 +631,14 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
 
     /// The contested keys found so far; the state is left to be [`reset`](Self::reset).
     pub(super) fn finish(&mut self) -> Scan<'a, K> {
+        let mut scan = Scan::EMPTY;
+        self.finish_into(&mut scan);
+        scan
+    }
+
+    /// [`finish`](Self::finish) into `into`, in its allocations (emptied, and replaced when too
+    /// small): a partition's result in buffers kept between calls.
+    pub(super) fn finish_into(&mut self, into: &mut Scan<'a, K>) {
         // Sized up front from upper bounds: every slot touched again is a group unless nobody
         // writes it, and a group's members are its first toucher plus its nodes (growing these
         // vectors by doubling copied them a few times per partition).
@@ -550,8 +647,9 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
             .iter()
             .map(|word| word.count_ones() as usize)
             .sum();
-        let mut groups = Vec::with_capacity(contested);
-        let mut members = Vec::with_capacity(contested + self.nodes.len());
+        let Scan { groups, members } = into;
+        cleared_with_room(groups, contested);
+        cleared_with_room(members, contested + self.nodes.len());
         // Slots touched by a second proposal, in slot (first-appearance) order.
         for (word_index, &word) in self.touched_again.iter().enumerate() {
             let mut word = word;
@@ -583,6 +681,5 @@ impl<'a, K: Hash + Eq> ScanState<'a, K> {
                 });
             }
         }
-        Scan { groups, members }
     }
 }

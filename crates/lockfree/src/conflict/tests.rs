@@ -134,9 +134,10 @@ fn key_lists_read_on_the_pool_match_the_serial_read() {
     let mut proposals = many(PARALLEL_PROPOSALS as u64 + 5, 60_000);
     const { assert!(PARALLEL_PROPOSALS > 2 * KEY_LIST_RUN, "several runs") };
     let same = |proposals: &[Proposal<u64, ()>]| {
-        let (serial, serial_occurrences, serial_increasing) = key_lists_and_order(proposals);
+        let (serial, serial_occurrences, serial_increasing) =
+            key_lists_and_order(proposals, Vec::new());
         let (pooled, pooled_ids, pooled_occurrences, pooled_increasing) =
-            key_lists_and_order_parallel(proposals);
+            key_lists_and_order_parallel(proposals, Vec::new());
         let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
         assert_eq!(pooled_ids, ids);
         assert_eq!(pooled_occurrences, serial_occurrences);
@@ -630,4 +631,24 @@ fn skewed_inputs_order_their_groups_by_buckets_with_the_same_report() {
     let reference = assert_partitioned_scans_match(&proposals);
     assert!(bucketed(reference.groups.len(), proposals.len()));
     assert_eq!(detect_conflicts(&proposals), Ok(reference));
+}
+
+/// What a thread keeps between calls stays under its bound however large the call was: the
+/// buffers past [`CALL_BYTES`](super::scratch::CALL_BYTES) are freed, those that fit are kept
+/// (emptied, their allocations whole).
+#[test]
+fn kept_call_buffers_are_bounded() {
+    use super::scratch::{call_bytes, CallBuffers, CALL_BYTES};
+    let mut buffers = CallBuffers::EMPTY;
+    // Routes of 8 chunks of 64 partitions, 1 MiB each: 512 MiB, far past the bound.
+    buffers.routes = (0..8)
+        .map(|_| (0..64).map(|_| Vec::with_capacity(1 << 16)).collect())
+        .collect();
+    buffers.lists = Vec::with_capacity(1 << 16);
+    buffers.in_group = Vec::with_capacity(1 << 20);
+    buffers.bound();
+    let kept = call_bytes(&buffers);
+    assert!(kept <= CALL_BYTES, "{kept} bytes kept");
+    assert!(kept >= CALL_BYTES / 2, "only {kept} bytes kept");
+    assert!(buffers.lists.capacity() >= 1 << 16 && buffers.in_group.capacity() >= 1 << 20);
 }
