@@ -2,6 +2,7 @@
 //! prefix.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -298,22 +299,19 @@ where
     pub async fn resolve(&self, decision_id: u128) -> Result<Option<u64>, EtcdError> {
         let shared = &self.shared;
         let key = shared.keys.decision(decision_id);
-        let lease = shared
-            .decision_leases
-            .lease(&shared.client, &shared.config)
-            .await?;
-        let options = lease.map(|id| PutOptions::new().with_lease(id));
-        let txn = Txn::new()
-            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), FENCED, options.clone())])
-            .or_else([TxnOp::get(key.clone(), None)]);
         let kv = crate::clients::kv(&shared.client);
         let response = shared
-            .config
-            .request("resolve decision", || {
-                let mut kv = kv.clone();
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
+            .with_decision_lease(|options| {
+                let kv = kv.clone();
+                let txn = Txn::new()
+                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), FENCED, options)])
+                    .or_else([TxnOp::get(key.clone(), None)]);
+                shared.config.request("resolve decision", move || {
+                    let mut kv = kv.clone();
+                    let txn = txn.clone();
+                    async move { kv.txn(txn).await }
+                })
             })
             .await?;
         if !response.succeeded() {
@@ -329,11 +327,13 @@ where
         };
         // It landed: the key says so again, for the next `resolve`.
         shared
-            .config
-            .request("resolve decision", || {
-                let mut kv = kv.clone();
-                let (key, options) = (key.clone(), options.clone());
-                async move { kv.put(key, version.to_string(), options).await }
+            .with_decision_lease(|options| {
+                let (kv, key) = (kv.clone(), key.clone());
+                shared.config.request("resolve decision", move || {
+                    let mut kv = kv.clone();
+                    let (key, options) = (key.clone(), options.clone());
+                    async move { kv.put(key, version.to_string(), options).await }
+                })
             })
             .await?;
         Ok(Some(version))
@@ -429,6 +429,34 @@ where
     fn position(&self) -> (Snapshot<S>, i64) {
         let position = self.position.lock();
         (self.cell.load(), position.revision)
+    }
+
+    /// Runs `request` with the put options of the decision lease; when etcd no longer knows that
+    /// lease (restored from a backup, revoked by an operator), forgets it and runs `request` once
+    /// more with a new one (nothing was applied: etcd refuses the whole request).
+    async fn with_decision_lease<T, F, Fut>(&self, mut request: F) -> Result<T, EtcdError>
+    where
+        F: FnMut(Option<PutOptions>) -> Fut,
+        Fut: Future<Output = Result<T, EtcdError>>,
+    {
+        let mut retried = false;
+        loop {
+            let lease = self
+                .decision_leases
+                .lease(&self.client, &self.config)
+                .await?;
+            match request(lease.map(|id| PutOptions::new().with_lease(id))).await {
+                Err(EtcdError::Client { source, .. })
+                    if !retried && lease.is_some() && lease_not_found(&source) =>
+                {
+                    if let Some(id) = lease {
+                        self.decision_leases.forget(id);
+                    }
+                    retried = true;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// The error of a memory that went back under this process.
