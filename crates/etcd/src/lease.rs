@@ -10,13 +10,15 @@ use crate::config::EtcdConfig;
 use crate::error::EtcdError;
 
 /// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
-/// lease (in the background, when a tokio runtime is there), so that its keys go at once.
+/// lease in the background, on the runtime it was granted on (so also when dropped outside any
+/// runtime, while that one runs), so that its keys go at once.
 pub(crate) struct KeptLease {
     pub(crate) id: i64,
     pub(crate) ttl: Duration,
     alive: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for KeptLease {
@@ -54,6 +56,7 @@ impl KeptLease {
             alive,
             task,
             client: client.clone(),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -87,13 +90,12 @@ impl KeptLease {
 impl Drop for KeptLease {
     fn drop(&mut self) {
         self.task.abort();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mut lease_client = self.client.lease_client();
-            let id = self.id;
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(id)).await;
-            });
-        }
+        let mut lease_client = self.client.lease_client();
+        let id = self.id;
+        // A runtime that has shut down drops the revoke unrun: the lease then expires by its TTL.
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(id)).await;
+        });
     }
 }
 

@@ -27,4 +27,3 @@ async fn resolve_and_commit_work_after_the_decision_lease_is_revoked() {
     assert_eq!(committed.version, 2);
     assert_eq!(memory.resolve(2).await.unwrap(), Some(2));
 }
-
