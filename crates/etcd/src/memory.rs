@@ -121,6 +121,10 @@ struct Shared<S, L> {
     changed: Notify,
     counters: Counters,
     decision_leases: DecisionLeases,
+    /// The decisions this process is committing (hexadecimal, as in the history): the follower
+    /// may install one before its commit hears back (etcd notifies watchers first), and must not
+    /// count it as followed.
+    committing: Mutex<Vec<String>>,
     _layout: PhantomData<fn() -> L>,
 }
 
@@ -197,6 +201,7 @@ where
             }),
             changed: Notify::new(),
             counters: Counters::default(),
+            committing: Mutex::new(Vec::new()),
             decision_leases: DecisionLeases::default(),
             _layout: PhantomData,
         });
@@ -553,7 +558,8 @@ where
         pair: &KeyValue,
         entry: &HistoryEntry<S::Change>,
     ) -> Result<bool, EtcdError> {
-        self.install(entry.version, pair.mod_revision(), true, |state| {
+        let followed = !self.committing.lock().contains(&entry.decision_id);
+        self.install(entry.version, pair.mod_revision(), followed, |state| {
             let mut next = state.clone();
             for change in &entry.changes {
                 next.apply(&change.change);

@@ -21,6 +21,7 @@ where
         let deadline =
             hivekit_runtime::instant_after(started.into(), self.config.commit_timeout).into_std();
         let decision_hex = format!("{:032x}", request.decision_id);
+        let _committing = Committing::new(&self.committing, &decision_hex);
         let decision_key = self.keys.decision(request.decision_id);
         let head_key = self.keys.head();
         let changes: Vec<HistoryChange<&S::Change>> = request
@@ -241,5 +242,30 @@ where
                 waited,
             },
         })
+    }
+}
+
+/// A decision in [`Shared::committing`] for as long as its commit runs, however that ends.
+struct Committing<'a> {
+    list: &'a Mutex<Vec<String>>,
+    decision: String,
+}
+
+impl<'a> Committing<'a> {
+    fn new(list: &'a Mutex<Vec<String>>, decision: &str) -> Self {
+        list.lock().push(decision.to_owned());
+        Self {
+            list,
+            decision: decision.to_owned(),
+        }
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        let mut list = self.list.lock();
+        if let Some(at) = list.iter().position(|decision| *decision == self.decision) {
+            list.swap_remove(at);
+        }
     }
 }
