@@ -67,17 +67,20 @@ pub enum EtcdError {
         #[source]
         source: etcd_client::Error,
     },
-    /// A commit larger than etcd accepts in one request (`--max-request-bytes`, 1.5 MiB by default).
-    #[error("commit of {bytes} bytes exceeds etcd's request limit of {limit} bytes")]
+    /// A commit (or the transaction creating a memory with its initial state) larger than etcd
+    /// accepts in one request (`--max-request-bytes`, 1.5 MiB by default).
+    #[error("transaction of {bytes} bytes exceeds etcd's request limit of {limit} bytes")]
     TooLarge {
         /// The size of the transaction.
         bytes: usize,
         /// The limit.
         limit: usize,
     },
-    /// A commit with more operations than etcd accepts in one transaction (`--max-txn-ops`, 128 by
-    /// default).
-    #[error("commit of {operations} operations exceeds etcd's limit of {limit} per transaction")]
+    /// A commit (or the transaction creating a memory with its initial state) with more operations
+    /// than etcd accepts in one transaction (`--max-txn-ops`, 128 by default).
+    #[error(
+        "transaction of {operations} operations exceeds etcd's limit of {limit} per transaction"
+    )]
     TooManyOperations {
         /// The operations the commit needs.
         operations: usize,

@@ -161,7 +161,13 @@ where
     /// [`EtcdError::Unreachable`] when etcd does not answer within the connect timeout;
     /// [`EtcdError::NotAMemory`] when the prefix holds other data; [`EtcdError::LayoutMismatch`]
     /// when the memory was created with another layout; [`EtcdError::Corrupt`] naming the key of a
-    /// stored value that does not deserialize.
+    /// stored value that does not deserialize; [`EtcdError::TooManyOperations`] or
+    /// [`EtcdError::TooLarge`] when the prefix is empty and `initial` does not fit in the one
+    /// transaction that creates the memory (its marker, head and state together, so that no process
+    /// ever sees half of it): with [`Keyed`](crate::Keyed), one operation per entry, so at most
+    /// etcd's `--max-txn-ops` less two (126 by default). Create a larger keyed state with fewer
+    /// entries and add the rest by commits, or raise etcd's limit and
+    /// [`max_txn_ops`](EtcdConfig::max_txn_ops).
     ///
     /// # Cancel safety
     ///
