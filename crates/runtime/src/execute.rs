@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Wake, Waker};
@@ -116,7 +117,14 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
     // global runtime exists). The shutdown check waits for the slow paths: a future ready at once
     // needs no runtime.
     let (polled, checked) = if on_fast_path() {
-        let polled = poll_once(future.as_mut());
+        // After `shutdown` this thread still sits in the stopped runtime's context, and a future
+        // that touches its timers or I/O panics inside tokio ("being shutdown"): that is the
+        // typed error, not the caller's panic. Catching costs nothing until something panics.
+        let polled = match catch_unwind(AssertUnwindSafe(|| poll_once(future.as_mut()))) {
+            Ok(polled) => polled,
+            Err(_) if is_shut_down() => return Err(RuntimeError::ShutDown),
+            Err(panic) => resume_unwind(panic),
+        };
         if polled.is_ready() {
             bump_fast_path();
         }
