@@ -242,6 +242,9 @@ impl Ballot {
             self.support[code as usize] += weight;
             self.cast_for_candidates += weight;
         }
+        if let Some(Vote::For(_)) = previous_vote {
+            self.settle_residue(previous as usize);
+        }
         if previous_vote.is_none() {
             self.count_down();
         } else if self.quiet > 0 {
@@ -431,7 +434,12 @@ impl Ballot {
             return Tally::Undecided;
         }
         let support = (top_support / self.cast_for_candidates).min(1.0);
-        let tied = self.support.iter().filter(|&&s| s == top_support).count();
+        let slack = self.slack();
+        let tied = self
+            .support
+            .iter()
+            .filter(|&&s| top_support - s <= slack)
+            .count();
         if tied == 1 {
             return Tally::Decided {
                 winner: self.candidates[top],
@@ -442,7 +450,7 @@ impl Ballot {
             .candidates
             .iter()
             .zip(&self.support)
-            .filter(|(_, &s)| s == top_support)
+            .filter(|(_, &s)| top_support - s <= slack)
             .map(|(candidate, _)| *candidate)
             .collect();
         candidates.sort_unstable();
@@ -535,6 +543,34 @@ impl Ballot {
         } else {
             1.0
         }
+    }
+
+    /// After a vote was taken from the candidate at `position`: floating-point subtraction leaves a
+    /// residue (0.1 + 0.2 + 0.7 - 0.2 - 0.1 - 0.7 is 1.1e-16, not 0), which would let a candidate
+    /// nobody votes for lead. A sum within the slack of zero is summed again from the votes (exactly
+    /// 0 when nobody votes for it); re-votes are rare, so the scan costs the rounds nothing.
+    #[cold]
+    fn settle_residue(&mut self, position: usize) {
+        let slack = self.slack();
+        if self.support[position] <= slack {
+            let code = position as u32;
+            self.support[position] = self
+                .votes
+                .iter()
+                .enumerate()
+                .filter(|&(_, voted)| voted == code)
+                .map(|(voter, _)| self.weight_at(voter))
+                .sum();
+        }
+        if self.cast_for_candidates <= slack {
+            self.cast_for_candidates = self.support.iter().sum();
+        }
+    }
+
+    /// How far apart two sums of weights may be and still count as equal: sums of fractional
+    /// weights that are equal in exact arithmetic differ by rounding (0.1 + 0.2 against 0.3).
+    fn slack(&self) -> f64 {
+        self.total * 1e-12
     }
 
     /// The candidate with the most support (lowest position among equals), if anyone has support.

@@ -25,6 +25,8 @@ pub enum Tally {
         required: f64,
     },
     /// Candidates tied at the top and the policy's tie-break is [`TieBreak::NoDecision`](crate::TieBreak::NoDecision).
+    /// Supports count as tied when they differ by no more than rounding (a millionth of a millionth
+    /// of the electorate's weight), so weights of 0.1 and 0.2 tie with one of 0.3.
     Tie {
         /// The tied candidates, lowest id first.
         candidates: Vec<ProposalId>,
