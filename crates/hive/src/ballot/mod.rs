@@ -374,7 +374,9 @@ impl Ballot {
                 runner_up = support;
             }
         }
-        let mut leader = needs(runner_up + remaining - top, 2.0 * step);
+        // Beyond reach by more than rounding (of `remaining` and of the sums; see `slack`): a lead
+        // of exactly the remaining weight can still be tied.
+        let mut leader = needs(runner_up + remaining + 2.0 * self.slack() - top, 2.0 * step);
         let cast = self.cast_for_candidates;
         let ratio = match self.policy.threshold {
             Threshold::Plurality => None,
@@ -504,7 +506,9 @@ impl Ballot {
                 .filter(|&(position, _)| position != top)
                 .map(|(_, &s)| s)
                 .fold(0.0_f64, f64::max);
-            if top_support > runner_up + remaining
+            // A lead beyond the remaining weight by more than rounding: 0.1 + 0.3 against 0.2 with
+            // 0.4 left computes `remaining` as 0.3999999999999999, and the last voter can tie.
+            if top_support > runner_up + remaining + 2.0 * self.slack()
                 && self.policy.meets_threshold(top_support, cast + remaining)
             {
                 return true;
