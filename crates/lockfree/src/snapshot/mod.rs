@@ -169,6 +169,9 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// assert_eq!(cell.version(), 41);
     /// assert_eq!(cell.store("next"), 42);
     /// ```
+    ///
+    /// A cell at `u64::MAX` can be read but not written: a write would have no version to take,
+    /// and panics saying so (rather than wrapping to 0 under readers who expect versions to grow).
     pub fn with_version(value: T, version: u64) -> Self {
         let first = Arc::new(Versioned::new(version, value));
         Self {
@@ -328,7 +331,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                 value,
             });
         }
-        let version = base + 1;
+        let version = next_version(base);
         let next = Arc::new(Versioned::new(version, value));
         match self.publish(current, next, &guard) {
             Ok(()) => Ok(version),
@@ -403,7 +406,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         loop {
             // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
             let node = unsafe { published(current) };
-            let version = node.version + 1;
+            let version = next_version(node.version);
             let next = Arc::new(Versioned::new(version, update(&node.value)?));
             match self.publish(current, next, &guard) {
                 Ok(()) => return Ok(version),
@@ -432,7 +435,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         let mut next = Arc::new(Versioned::new(0, value));
         loop {
             // SAFETY: `current` was loaded while `guard` is pinned (see `read`).
-            let version = unsafe { published(current) }.version + 1;
+            let version = next_version(unsafe { published(current) }.version);
             match Arc::get_mut(&mut next) {
                 Some(unpublished) => unpublished.version = version,
                 None => unreachable!("an unpublished version has a single owner"),
@@ -545,4 +548,19 @@ impl<T: fmt::Debug + Send + Sync + 'static> fmt::Debug for SnapshotCell<T> {
                 .finish()
         })
     }
+}
+
+/// The version a write after `version` takes.
+#[inline]
+fn next_version(version: u64) -> u64 {
+    match version.checked_add(1) {
+        Some(next) => next,
+        None => version_overflow(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn version_overflow() -> ! {
+    panic!("SnapshotCell version overflow: a cell at version u64::MAX cannot be written")
 }
