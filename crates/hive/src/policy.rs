@@ -183,17 +183,22 @@ impl ConsensusPolicy {
 
     /// True when `support` out of `cast` meets the threshold (for [`Threshold::Plurality`], always,
     /// as long as something was cast).
+    ///
+    /// Sums of fractional weights carry rounding (0.1 + 0.2 is 0.30000000000000004), so the
+    /// comparisons allow a relative `ROUNDING`: exactly two thirds of 0.9 meets a two-thirds
+    /// supermajority, and 0.1 + 0.2 out of 0.6 is half, not a majority.
     pub(crate) fn meets_threshold(&self, support: f64, cast: f64) -> bool {
+        const ROUNDING: f64 = 1e-12;
         if cast <= 0.0 || support <= 0.0 {
             return false;
         }
         match self.threshold {
             Threshold::Plurality => true,
-            Threshold::Majority => support * 2.0 > cast,
+            Threshold::Majority => support * 2.0 > cast * (1.0 + ROUNDING),
             Threshold::Supermajority { num, den } => {
-                support * f64::from(den) >= cast * f64::from(num)
+                support * f64::from(den) * (1.0 + ROUNDING) >= cast * f64::from(num)
             }
-            Threshold::Unanimous => support >= cast,
+            Threshold::Unanimous => support * (1.0 + ROUNDING) >= cast,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! and does not win (floating-point subtraction left 1.1e-16, and it won with support 1.0), and
 //! weights whose sums are equal in exact arithmetic (0.1 + 0.2 against 0.3) tie, and a ballot the
 //! last voter can still tie is not settled though rounding put the lead a hair past the remaining
-//! weight (found by qa3).
+//! weight, and thresholds met exactly by fractional weights are met (two thirds of 0.9) or not
+//! (half of 0.6 is no majority) as in exact arithmetic (found by qa3).
 
 use hivekit_hive::{
     AgentId, Ballot, ConsensusPolicy, Electorate, ProposalId, Tally, Threshold, TieBreak, Vote,
@@ -90,4 +91,30 @@ fn a_ballot_the_last_voter_can_still_tie_and_win_is_not_settled() {
         !ballot.is_settled(),
         "the last voter can still change the winner"
     );
+}
+
+#[test]
+fn exactly_two_thirds_by_fractional_weights_meets_a_two_thirds_supermajority() {
+    let electorate =
+        Electorate::new([(AgentId(0), 0.1), (AgentId(1), 0.2), (AgentId(2), 0.6)]).unwrap();
+    let policy = ConsensusPolicy::new(Threshold::Supermajority { num: 2, den: 3 }, 0.5).unwrap();
+    let (a, b) = (ProposalId(1), ProposalId(2));
+    let mut ballot = Ballot::new(policy, electorate, [a, b]).unwrap();
+    ballot.cast(AgentId(0), Vote::For(b)).unwrap();
+    ballot.cast(AgentId(1), Vote::For(b)).unwrap();
+    ballot.cast(AgentId(2), Vote::For(a)).unwrap();
+    assert_eq!(ballot.tally().winner(), Some(a), "{:?}", ballot.tally());
+}
+
+#[test]
+fn half_by_fractional_weights_is_not_a_majority() {
+    let electorate =
+        Electorate::new([(AgentId(0), 0.1), (AgentId(1), 0.2), (AgentId(2), 0.3)]).unwrap();
+    let policy = ConsensusPolicy::new(Threshold::Majority, 0.5).unwrap();
+    let (a, b) = (ProposalId(1), ProposalId(2));
+    let mut ballot = Ballot::new(policy, electorate, [a, b]).unwrap();
+    ballot.cast(AgentId(0), Vote::For(a)).unwrap();
+    ballot.cast(AgentId(1), Vote::For(a)).unwrap();
+    ballot.cast(AgentId(2), Vote::For(b)).unwrap();
+    assert_eq!(ballot.tally(), Tally::Undecided);
 }
