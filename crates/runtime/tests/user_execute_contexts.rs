@@ -21,11 +21,9 @@ fn bounded<T: Send + 'static>(case: impl FnOnce() -> T + Send + 'static) -> std:
         .expect("the case hung")
 }
 
-fn timer_then(value: u32) -> impl std::future::Future<Output = u32> {
-    async move {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        value
-    }
+async fn timer_then(value: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    value
 }
 
 #[test]
