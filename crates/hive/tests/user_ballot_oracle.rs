@@ -308,12 +308,29 @@ impl Rng {
 
 #[test]
 fn large_ballots_once_settled_keep_their_outcome_whatever_follows() {
+    settled_outcomes_stay(&[0.5, 1.0, 2.0, 5.0], 0x9E37_79B9_7F4A_7C15);
+}
+
+#[test]
+fn large_ballots_with_extreme_weights_once_settled_keep_their_outcome() {
+    // Totals that overflow or underflow: the electorate is scaled (and the lightest may vanish).
+    settled_outcomes_stay(&[f64::MAX, f64::MAX / 3.0, 1.0, 0.0], 0x0123_4567_89AB_CDEF);
+    settled_outcomes_stay(&[1e-310, 5e-324, 3e-320, 0.0], 0x0FED_CBA9_8765_4321);
+    settled_outcomes_stay(&[0.1, 0.2, 0.3, 0.7], 0x5555_AAAA_5555_AAAA);
+}
+
+fn settled_outcomes_stay(weight_choices: &[f64], seed: u64) {
     let candidates = [A, B, C];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(seed);
     for policy in policies() {
         for round in 0..4 {
             let n = 40 + round * 7;
-            let weights: Vec<f64> = (0..n).map(|_| [0.5, 1.0, 2.0, 5.0][rng.below(4)]).collect();
+            let weights: Vec<f64> = (0..n)
+                .map(|_| weight_choices[rng.below(weight_choices.len())])
+                .collect();
+            if policy.weighted && weights.iter().all(|&w| w == 0.0) {
+                continue;
+            }
             let mut b = ballot(policy, &weights, &candidates);
             // A biased electorate so that some ballots settle early.
             let favourite = rng.below(3);
