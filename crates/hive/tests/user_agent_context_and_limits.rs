@@ -300,3 +300,83 @@ async fn max_in_flight_is_never_exceeded_and_every_agent_is_asked() {
         }
     }
 }
+
+/// Proposes a write to key 0 (so every agent contests it) and votes slowly, counting the calls
+/// in flight across both phases.
+struct BusyVoter {
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    heavy: bool,
+}
+
+impl BusyVoter {
+    async fn busy(&self) {
+        /// Counts the call out even when the round drops it (a settled ballot stops waiting).
+        struct Out<'a>(&'a AtomicUsize);
+        impl Drop for Out<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        let _out = Out(&self.now);
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Agent<Ledger> for BusyVoter {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        self.busy().await;
+        Ok(Some(add(ctx.proposal_id().0, 0, 1)))
+    }
+
+    async fn vote(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &hivekit_hive::Contest<Ledger>,
+    ) -> Result<hivekit_hive::Vote, AgentError> {
+        self.busy().await;
+        Ok(support::preferred(contest))
+    }
+
+    fn cost(&self) -> ResourceCost {
+        cost(self.heavy)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_in_flight_also_bounds_the_vote_phase() {
+    for heavy in [false, true] {
+        for limit in [1_usize, 2] {
+            let hive = Hive::builder(Ledger::default())
+                .max_in_flight(std::num::NonZeroUsize::new(limit).unwrap())
+                .build()
+                .unwrap();
+            let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            hive.spawn_many(8, |_| BusyVoter {
+                now: Arc::clone(&now),
+                most: Arc::clone(&most),
+                heavy,
+            });
+            let decision = tokio::time::timeout(Duration::from_secs(10), hive.decide())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(decision.failures.is_empty(), "{:?}", decision.failures);
+            assert_eq!(decision.ballots.len(), 1, "{decision}");
+            assert_eq!(decision.accepted.len(), 1, "{decision}");
+            assert_eq!(
+                most.load(Ordering::SeqCst),
+                limit,
+                "heavy {heavy} limit {limit}"
+            );
+            assert_eq!(now.load(Ordering::SeqCst), 0);
+        }
+    }
+}
