@@ -316,3 +316,50 @@ fn a_cell_at_the_last_version_refuses_or_stays_monotonic() {
     }
     assert_eq!(cell.version(), u64::MAX);
 }
+
+#[test]
+fn concurrent_readers_never_see_a_version_go_back_or_a_value_of_another_version() {
+    // Every write keeps value == version, whichever write path it takes.
+    let cell = SnapshotCell::new(0_u64);
+    let writers_done = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for writer in 0..3 {
+            let (cell, writers_done) = (&cell, &writers_done);
+            scope.spawn(move || {
+                for i in 0..1_000_u64 {
+                    match (writer + i) % 3 {
+                        0 => {
+                            cell.update(|value| value + 1);
+                        }
+                        1 => {
+                            let snapshot = cell.load();
+                            let _ = cell.commit(snapshot.stage(snapshot.version() + 1));
+                        }
+                        _ => {
+                            let version = cell.version();
+                            let _ = cell.store_at(version + 2, version + 2);
+                        }
+                    }
+                }
+                writers_done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        for _ in 0..2 {
+            let (cell, writers_done) = (&cell, &writers_done);
+            scope.spawn(move || {
+                let mut last = 0;
+                while writers_done.load(Ordering::SeqCst) < 3 {
+                    let (value, version) = cell.read(|value, version| (*value, version));
+                    assert_eq!(value, version);
+                    assert!(version >= last, "version went back: {last} then {version}");
+                    last = version;
+                    let snapshot = cell.load();
+                    assert_eq!(*snapshot.value(), snapshot.version());
+                    assert!(snapshot.version() >= last);
+                }
+            });
+        }
+    });
+    assert!(cell.version() >= 2_000, "{}", cell.version());
+    assert_eq!(*cell.load(), cell.version());
+}
