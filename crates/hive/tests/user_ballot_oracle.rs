@@ -363,3 +363,67 @@ fn settled_outcomes_stay(weight_choices: &[f64], seed: u64) {
         }
     }
 }
+
+#[test]
+fn votes_for_every_candidate_position_count_on_ballots_of_any_size() {
+    // Around the compact vote codes' limits and the candidate lookup's switch to a map.
+    for count in [
+        1_u64, 2, 15, 16, 17, 126, 127, 128, 129, 130, 253, 254, 255, 256, 257, 300,
+    ] {
+        let candidates: Vec<ProposalId> = (0..count).map(|i| ProposalId(1_000 + i * 7)).collect();
+        let voters = count as usize + 2;
+        let electorate = Electorate::equal((0..voters as u64).map(AgentId)).unwrap();
+        let policy = ConsensusPolicy::new(Threshold::Plurality, 1.0)
+            .unwrap()
+            .with_tie_break(TieBreak::NoDecision);
+        let mut b = Ballot::new(policy, electorate, candidates.iter().copied()).unwrap();
+        // Voter i votes for candidate i; the last two vote for the last candidate, then one of
+        // them abstains and votes again.
+        for (i, &candidate) in candidates.iter().enumerate() {
+            assert_eq!(
+                b.cast(AgentId(i as u64), Vote::For(candidate)).unwrap(),
+                None
+            );
+        }
+        let last = *candidates.last().unwrap();
+        let (extra, other) = (AgentId(count), AgentId(count + 1));
+        b.cast(extra, Vote::For(last)).unwrap();
+        assert_eq!(b.cast(other, Vote::Abstain).unwrap(), None);
+        assert_eq!(b.cast(other, Vote::For(last)).unwrap(), Some(Vote::Abstain));
+        assert_eq!(b.cast(extra, Vote::Abstain).unwrap(), Some(Vote::For(last)));
+        assert_eq!(b.cast(extra, Vote::For(last)).unwrap(), Some(Vote::Abstain));
+        assert_eq!(b.votes_cast(), voters, "{count} candidates");
+        for (i, &candidate) in candidates.iter().enumerate() {
+            let expected = if i + 1 == candidates.len() { 3.0 } else { 1.0 };
+            assert_eq!(
+                b.support(candidate),
+                Some(expected),
+                "{count}: candidate {i}"
+            );
+        }
+        assert_eq!(b.tally().winner(), Some(last), "{count} candidates");
+        assert!(b.is_settled());
+        assert_eq!(
+            b.cast(AgentId(0), Vote::For(ProposalId(3))),
+            Err(BallotError::UnknownCandidate {
+                candidate: ProposalId(3)
+            })
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_candidate_is_refused_on_ballots_of_any_size() {
+    for count in [2_u64, 16, 17, 200] {
+        let mut candidates: Vec<ProposalId> = (0..count).map(ProposalId).collect();
+        candidates.push(ProposalId(count / 2));
+        let electorate = Electorate::equal([AgentId(0)]).unwrap();
+        let error = Ballot::new(ConsensusPolicy::majority(), electorate, candidates).unwrap_err();
+        assert_eq!(
+            error,
+            BallotError::DuplicateCandidate {
+                candidate: ProposalId(count / 2)
+            }
+        );
+    }
+}
