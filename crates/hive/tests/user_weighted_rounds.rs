@@ -156,3 +156,25 @@ async fn a_two_thirds_supermajority_and_unanimity_by_weight() {
     let decision = hive(unanimous, &weights, &backs).decide().await.unwrap();
     assert_eq!(decision.ballots[0].tally, Tally::Undecided, "{decision}");
 }
+
+#[tokio::test]
+async fn weights_changed_between_rounds_change_the_next_outcome() {
+    // Agent 0's side: 0, 2 (1 + 1); agent 1's side: 1, 3 (1 + 3): agent 1's proposal wins.
+    let weights = [1.0, 1.0, 1.0, 3.0];
+    let backs = [Some(0), Some(1), Some(0), Some(1)];
+    let hive = hive(ConsensusPolicy::majority(), &weights, &backs);
+    let proposer_of_accepted = |decision: &hivekit_hive::Decision<Ledger>| {
+        decision.proposer(decision.accepted[0]).unwrap()
+    };
+    let first = hive.decide().await.unwrap();
+    assert_eq!(proposer_of_accepted(&first), AgentId(1), "{first}");
+    // Now agent 2 weighs 5: agent 0's side has 6 of 10.
+    hive.set_weight(AgentId(2), 5.0).unwrap();
+    let second = hive.decide().await.unwrap();
+    assert_eq!(proposer_of_accepted(&second), AgentId(0), "{second}");
+    // Agent 2 leaves: 1 against 4.
+    assert!(hive.remove(AgentId(2)));
+    let third = hive.decide().await.unwrap();
+    assert_eq!(proposer_of_accepted(&third), AgentId(1), "{third}");
+    assert_eq!(third.ballots[0].voters().count(), 3);
+}
