@@ -380,3 +380,65 @@ async fn max_in_flight_also_bounds_the_vote_phase() {
         }
     }
 }
+
+/// Proposes to key 0 after `delay`, and records the time its vote call is told it has.
+struct Timed {
+    delay: Duration,
+    vote_remaining: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Agent<Ledger> for Timed {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(Some(add(ctx.proposal_id().0, 0, 1)))
+    }
+
+    async fn vote(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+        contest: &hivekit_hive::Contest<Ledger>,
+    ) -> Result<hivekit_hive::Vote, AgentError> {
+        self.vote_remaining.lock().push(ctx.remaining());
+        Ok(support::preferred(contest))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_vote_phase_has_its_own_timeout_capped_by_the_round_deadline() {
+    for (round_deadline, expected) in [
+        (None, Duration::from_secs(1)),
+        (
+            Some(Duration::from_millis(1_500)),
+            Duration::from_millis(600),
+        ),
+    ] {
+        let hive = Hive::builder(Ledger::default())
+            .agent_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for delay in [900, 100] {
+            hive.spawn(Timed {
+                delay: Duration::from_millis(delay),
+                vote_remaining: Arc::clone(&seen),
+            });
+        }
+        let options = match round_deadline {
+            Some(deadline) => DecideOptions::default().with_deadline(deadline),
+            None => DecideOptions::default(),
+        };
+        let decision = hive.decide_with(options).await.unwrap();
+        assert!(decision.failures.is_empty(), "{decision}");
+        let seen = seen.lock().clone();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|&remaining| remaining == expected),
+            "round deadline {round_deadline:?}: {seen:?}"
+        );
+    }
+}
