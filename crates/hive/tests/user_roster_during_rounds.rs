@@ -119,3 +119,50 @@ async fn removed_agents_leave_the_next_round_and_their_ids_are_not_reused() {
     assert!(!ids.contains(&fresh), "ids are never reused");
     assert_eq!(hive.agents(), vec![ids[0], ids[2], fresh]);
 }
+
+/// Records the proposal id the hive assigned it in each call.
+struct IdRecorder {
+    ids: Arc<parking_lot::Mutex<Vec<(u64, hivekit_hive::ProposalId)>>>,
+}
+
+impl Agent<Ledger> for IdRecorder {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Ledger>,
+    ) -> Result<Option<LedgerProposal>, AgentError> {
+        self.ids.lock().push((ctx.round(), ctx.proposal_id()));
+        Ok(Some(add(ctx.proposal_id().0, ctx.agent().0, 1)))
+    }
+}
+
+#[tokio::test]
+async fn assigned_proposal_ids_are_unique_across_rounds_and_roster_changes() {
+    for supervised in [false, true] {
+        let mut builder = Hive::builder(Ledger::default());
+        if supervised {
+            builder = builder.supervision(hivekit_hive::Supervision::quarantine(3, 1));
+        }
+        let hive = builder.build().unwrap();
+        let ids = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let recorder = || IdRecorder {
+            ids: Arc::clone(&ids),
+        };
+        let mut members = hive.spawn_many(3, |_| recorder());
+        for round in 0..6 {
+            let decision = hive.decide().await.unwrap();
+            assert_eq!(decision.accepted.len(), members.len(), "{decision}");
+            // Change the roster between rounds.
+            if round % 2 == 0 {
+                members.push(hive.spawn(recorder()));
+            } else {
+                assert!(hive.remove(members.remove(0)));
+            }
+        }
+        let ids = ids.lock().clone();
+        let mut unique: Vec<_> = ids.iter().map(|(_, id)| *id).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "supervised {supervised}: {ids:?}");
+    }
+}
