@@ -363,3 +363,35 @@ fn concurrent_readers_never_see_a_version_go_back_or_a_value_of_another_version(
     assert!(cell.version() >= 2_000, "{}", cell.version());
     assert_eq!(*cell.load(), cell.version());
 }
+
+#[test]
+fn items_left_in_a_dropped_scheduler_are_dropped_exactly_once() {
+    for capacity in [None, Some(40)] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let scheduler = PriorityScheduler::with_config(SchedulerConfig {
+            capacity,
+            max_bypass: Some(2),
+        })
+        .unwrap();
+        let hints: Vec<SchedulingHint> = SchedulingHint::all().collect();
+        let mut refused = 0;
+        // 100 items over 3 lanes: each lane spills past its inline slots.
+        for i in 0..100_u32 {
+            if let Err(full) =
+                scheduler.push(hints[(i % 3) as usize * 7], Counted(drops.clone(), i))
+            {
+                refused += 1;
+                drop(full.into_inner());
+            }
+        }
+        assert_eq!(refused, if capacity.is_some() { 60 } else { 0 });
+        let mut popped = 0;
+        for _ in 0..30 {
+            drop(scheduler.pop().unwrap());
+            popped += 1;
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), refused + popped);
+        drop(scheduler);
+        assert_eq!(drops.load(Ordering::SeqCst), 100, "capacity {capacity:?}");
+    }
+}
