@@ -173,3 +173,56 @@ fn configure_after_first_use_is_refused() {
         "{result:?}"
     );
 }
+
+#[test]
+fn inside_a_current_thread_runtime_even_a_ready_future_is_refused_on_a_fresh_thread() {
+    let (refused, polls) = bounded(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&polls);
+        let refused = runtime.block_on(async move {
+            try_execute(async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                1
+            })
+        });
+        (refused, polls.load(Ordering::SeqCst))
+    })
+    .unwrap();
+    assert!(
+        matches!(refused, Err(RuntimeError::WouldDeadlock)),
+        "{refused:?}"
+    );
+    assert_eq!(polls, 0, "documented: dropped unpolled (the fast-path exception needs a thread that used execute before)");
+}
+
+#[test]
+fn on_a_thread_that_used_execute_a_current_thread_runtime_gets_the_documented_exception() {
+    let (ready, pending, polls) = bounded(|| {
+        assert_eq!(execute(async { 0 }), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&polls);
+        runtime.block_on(async move {
+            let ready = try_execute(async { 1 });
+            let pending = try_execute(async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                timer_then(2).await
+            });
+            (ready, pending, polls.load(Ordering::SeqCst))
+        })
+    })
+    .unwrap();
+    assert_eq!(ready.unwrap(), 1, "a future ready at once is run");
+    assert!(
+        matches!(pending, Err(RuntimeError::WouldDeadlock)),
+        "{pending:?}"
+    );
+    assert_eq!(polls, 1, "polled once, then dropped");
+}
