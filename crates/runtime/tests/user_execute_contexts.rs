@@ -226,3 +226,36 @@ fn on_a_thread_that_used_execute_a_current_thread_runtime_gets_the_documented_ex
     );
     assert_eq!(polls, 1, "polled once, then dropped");
 }
+
+#[test]
+fn a_future_panicking_inside_execute_on_a_worker_fails_that_task_only() {
+    let (payload, after) = bounded(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let failed = tokio::spawn(async {
+                execute(async {
+                    timer_then(1).await;
+                    std::panic::panic_any(23_u32)
+                })
+            })
+            .await
+            .unwrap_err();
+            let payload = failed
+                .into_panic()
+                .downcast::<u32>()
+                .map(|value| *value)
+                .ok();
+            let after = tokio::spawn(async { execute(timer_then(4)) })
+                .await
+                .unwrap();
+            (payload, after)
+        })
+    })
+    .unwrap();
+    assert_eq!(payload, Some(23));
+    assert_eq!(after, 4);
+}
