@@ -178,3 +178,51 @@ async fn weights_changed_between_rounds_change_the_next_outcome() {
     assert_eq!(proposer_of_accepted(&third), AgentId(1), "{third}");
     assert_eq!(third.ballots[0].voters().count(), 3);
 }
+
+#[test]
+fn hand_assembled_invalid_policies_are_refused_by_the_hive_and_the_ballot() {
+    use hivekit_hive::{Ballot, BallotError, Electorate, HiveError, PolicyError, ProposalId};
+    let bad = [
+        ConsensusPolicy {
+            quorum: f64::NAN,
+            ..ConsensusPolicy::default()
+        },
+        ConsensusPolicy {
+            quorum: 0.0,
+            ..ConsensusPolicy::default()
+        },
+        ConsensusPolicy {
+            quorum: 1.0 + f64::EPSILON,
+            ..ConsensusPolicy::default()
+        },
+        ConsensusPolicy {
+            threshold: Threshold::Supermajority { num: 0, den: 3 },
+            ..ConsensusPolicy::default()
+        },
+        ConsensusPolicy {
+            threshold: Threshold::Supermajority { num: 1, den: 0 },
+            ..ConsensusPolicy::default()
+        },
+    ];
+    for policy in bad {
+        let built = Hive::builder(Ledger::default()).policy(policy).build();
+        assert!(
+            matches!(built, Err(HiveError::Policy(_))),
+            "{policy:?}: {:?}",
+            built.err()
+        );
+        let electorate = Electorate::equal([AgentId(0)]).unwrap();
+        let ballot = Ballot::new(policy, electorate, [ProposalId(1)]);
+        assert!(
+            matches!(
+                ballot,
+                Err(BallotError::Policy(
+                    PolicyError::QuorumOutOfRange { .. }
+                        | PolicyError::FractionOutOfRange { .. }
+                        | PolicyError::ZeroDenominator { .. }
+                ))
+            ),
+            "{policy:?}"
+        );
+    }
+}
