@@ -151,7 +151,10 @@ impl AgentContext {
 
     /// When the call stops counting: the phase's start plus the hive's agent timeout, or the
     /// round's deadline ([`DecideOptions::deadline`]) if that is earlier. A call that the hive's
-    /// `max_in_flight` made wait to start may run a little past it, never less.
+    /// `max_in_flight` made wait for a slot is timed from its own start (a whole agent timeout,
+    /// still capped by the round's deadline), so it may run up to one agent timeout past this
+    /// instant, never less: for such a call this deadline, and [`remaining`](Self::remaining),
+    /// understate its time.
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
