@@ -11,24 +11,7 @@ use std::time::Duration;
 
 use hivekit_etcd::{EtcdMemory, Keyed, KeyedState, Whole};
 use hivekit_hive::{Memory, Proposal, ProposalId, ProposalOf, State};
-use serde::{Deserialize, Serialize};
-use support::{commit, config, etcd};
-
-/// A document replaced whole by each change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Doc {
-    text: String,
-    edits: u64,
-}
-
-impl State for Doc {
-    type Key = u64;
-    type Change = String;
-    fn apply(&mut self, change: &String) {
-        self.text.clone_from(change);
-        self.edits += 1;
-    }
-}
+use support::{commit, config, etcd, replace, Doc};
 
 /// Blobs by slot, one etcd key per slot.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,7 +53,7 @@ async fn the_history_of_many_large_commits_reads_back_whole_and_in_order() {
     // 14 commits of 400 KiB: each ~800 KiB (state and entry), the history ~5.6 MiB.
     for id in 1..=14_u64 {
         let text = char::from(b'a' + id as u8).to_string().repeat(BLOB);
-        let proposal: ProposalOf<Doc> = Proposal::new(ProposalId(id), text).writes([0]);
+        let proposal = replace(id, text);
         commit(&memory, u128::from(id), id - 1, &[proposal], 1)
             .await
             .unwrap();
@@ -131,7 +114,7 @@ async fn a_follower_cut_off_while_large_commits_landed_catches_up_when_it_reconn
     tokio::task::block_in_place(|| cluster.member_mut(2).unwrap().kill());
     for id in 1..=14_u64 {
         let text = char::from(b'a' + id as u8).to_string().repeat(BLOB);
-        let proposal: ProposalOf<Doc> = Proposal::new(ProposalId(id), text).writes([0]);
+        let proposal = replace(id, text);
         commit(&writer, u128::from(id), id - 1, &[proposal], 1)
             .await
             .unwrap();

@@ -8,20 +8,20 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hivekit_etcd::{EtcdMemory, Whole};
+use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
 use hivekit_hive::Memory;
 use support::{add, commit, config, etcd, Ledger};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_ahead_of_a_rolled_back_memory_gets_a_prompt_typed_error_not_a_timeout() {
-    let server = etcd();
-    let config =
-        config(vec![server.endpoint()], "rolled-back").commit_timeout(Duration::from_secs(3));
-    let memory = EtcdMemory::<Ledger, Whole>::open(config.clone(), Ledger::default())
+type LedgerMemory = EtcdMemory<Ledger, Whole>;
+
+/// A memory that commits versions 1..=3, then is wiped and created again under it (as by a restore
+/// from an older backup): the old handle, and a handle on the new memory at version 0.
+async fn rolled_back(config: &EtcdConfig) -> (LedgerMemory, LedgerMemory) {
+    let old = LedgerMemory::open(config.clone(), Ledger::default())
         .await
         .unwrap();
     for id in 1..=3_u64 {
-        commit(&memory, u128::from(id), id - 1, &[add(id, 1, 1)], 1)
+        commit(&old, u128::from(id), id - 1, &[add(id, 1, 1)], 1)
             .await
             .unwrap();
     }
@@ -33,9 +33,18 @@ async fn a_process_ahead_of_a_rolled_back_memory_gets_a_prompt_typed_error_not_a
         )
         .await
         .unwrap();
-    let restored = EtcdMemory::<Ledger, Whole>::open(config.clone(), Ledger::default())
+    let restored = LedgerMemory::open(config.clone(), Ledger::default())
         .await
         .unwrap();
+    (old, restored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_ahead_of_a_rolled_back_memory_gets_a_prompt_typed_error_not_a_timeout() {
+    let server = etcd();
+    let config =
+        config(vec![server.endpoint()], "rolled-back").commit_timeout(Duration::from_secs(3));
+    let (memory, restored) = rolled_back(&config).await;
     assert_eq!(restored.snapshot().version(), 0);
 
     let started = Instant::now();
@@ -65,25 +74,7 @@ async fn a_process_ahead_of_a_rolled_back_memory_gets_a_prompt_typed_error_not_a
 async fn a_process_ahead_of_a_rolled_back_memory_never_reports_a_state_etcd_does_not_hold() {
     let server = etcd();
     let config = config(vec![server.endpoint()], "diverge");
-    let old = EtcdMemory::<Ledger, Whole>::open(config.clone(), Ledger::default())
-        .await
-        .unwrap();
-    for id in 1..=3_u64 {
-        commit(&old, u128::from(id), id - 1, &[add(id, 1, 1)], 1)
-            .await
-            .unwrap();
-    }
-    let mut client = config.connect().await.unwrap();
-    client
-        .delete(
-            config.prefix(),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
-    let restored = EtcdMemory::<Ledger, Whole>::open(config.clone(), Ledger::default())
-        .await
-        .unwrap();
+    let (old, restored) = rolled_back(&config).await;
     for id in 1..=4_u64 {
         commit(
             &restored,

@@ -7,28 +7,7 @@ use std::collections::BTreeMap;
 
 use hivekit_etcd::{EtcdConfig, EtcdError, EtcdMemory, Keyed, KeyedState, Whole};
 use hivekit_hive::{Memory, MemoryError, Proposal, ProposalId, ProposalOf, State};
-use serde::{Deserialize, Serialize};
-use support::{commit, config, etcd};
-
-/// A document replaced whole by each change: its size is the change's size.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Doc {
-    text: String,
-    edits: u64,
-}
-
-impl State for Doc {
-    type Key = u64;
-    type Change = String;
-    fn apply(&mut self, change: &String) {
-        self.text.clone_from(change);
-        self.edits += 1;
-    }
-}
-
-fn replace(id: u64, text: String) -> ProposalOf<Doc> {
-    Proposal::new(ProposalId(id), text).writes([0])
-}
+use support::{commit, config, etcd, replace, Doc};
 
 /// Labels by name, one etcd key per name.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -68,6 +68,27 @@ impl KeyedState for Counters {
     }
 }
 
+/// A document replaced whole by each change: its size is the change's size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Doc {
+    pub text: String,
+    pub edits: u64,
+}
+
+impl State for Doc {
+    type Key = u64;
+    type Change = String;
+    fn apply(&mut self, change: &String) {
+        self.text.clone_from(change);
+        self.edits += 1;
+    }
+}
+
+/// A proposal replacing the document with `text`, named `id`.
+pub fn replace(id: u64, text: String) -> ProposalOf<Doc> {
+    Proposal::new(ProposalId(id), text).writes([0])
+}
+
 /// A proposal adding `delta` to `key`, named `id`.
 pub fn add(id: u64, key: u64, delta: i64) -> ProposalOf<Ledger> {
     Proposal::new(ProposalId(id), Add { id, key, delta }).writes([key])
