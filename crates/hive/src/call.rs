@@ -36,6 +36,14 @@ impl Limit {
         self.deadline.map_or(at, |deadline| deadline.min(at))
     }
 
+    /// `context` for a call that starts now after waiting for a slot (`max_in_flight`): its
+    /// deadline counted from now, as the call's timer is, not from the phase's start.
+    pub(crate) fn context_for_waited(self, context: &AgentContext) -> AgentContext {
+        let mut context = context.clone();
+        context.set_deadline(self.deadline_from_now());
+        context
+    }
+
     /// A timer for a call that starts now.
     fn timer(self) -> Pin<Box<Sleep>> {
         Box::pin(hivekit_runtime::sleep_until(self.deadline_from_now()))
@@ -173,6 +181,25 @@ pub(crate) fn slot_answer<'a, S: State>(
                 message: panic_message(panic.as_ref()),
             })
         }
+    }
+}
+
+/// A light voter's `vote` call that waited for a slot (`max_in_flight`), with its own `context`
+/// (see [`Limit::context_for_waited`]): built now, started at its first poll, under the same guard
+/// as [`Guarded`] and timed by its owner. Off the round's fast path: only a round whose calls
+/// filled `max_in_flight` makes one.
+pub(crate) fn waited_vote<'a, S: State>(
+    agent: &'a dyn DynAgent<S>,
+    context: AgentContext,
+    view: &'a Snapshot<S>,
+    contest: &'a Contest<S>,
+    span: Option<tracing::Span>,
+) -> SlotCall<'a> {
+    SlotCall {
+        call: Some(Box::pin(async move {
+            agent.vote_boxed(&context, view, contest).await
+        })),
+        span: span.map(Box::new),
     }
 }
 

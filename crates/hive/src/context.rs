@@ -73,7 +73,8 @@ impl RoundShared {
 /// The context of one agent call (`propose` or `vote`): the agent's own id, the round, the call's
 /// deadline, a cancellation token, and the id the hive assigned to the agent's proposal.
 ///
-/// Cheap to pass: the hive builds one per agent per phase and lends it to every call.
+/// Cheap to pass: the hive builds one per agent per phase and lends it to every call (a call that
+/// waited for a slot under `max_in_flight` gets one of its own, with its own deadline).
 ///
 /// # Examples
 ///
@@ -149,12 +150,10 @@ impl AgentContext {
         self.shared.round
     }
 
-    /// When the call stops counting: the phase's start plus the hive's agent timeout, or the
+    /// When the call stops counting: the call's start plus the hive's agent timeout, or the
     /// round's deadline ([`DecideOptions::deadline`]) if that is earlier. A call that the hive's
-    /// `max_in_flight` made wait for a slot is timed from its own start (a whole agent timeout,
-    /// still capped by the round's deadline), so it may run up to one agent timeout past this
-    /// instant, never less: for such a call this deadline, and [`remaining`](Self::remaining),
-    /// understate its time.
+    /// `max_in_flight` made wait for a slot is timed, and told its deadline, from when it got its
+    /// slot: it has a whole agent timeout (still capped by the round's deadline).
     pub fn deadline(&self) -> Instant {
         self.deadline
     }

@@ -71,12 +71,18 @@ pub(super) async fn batch_votes<S: State>(
                 .collect()
         })
         .collect();
-    let start = |index: usize| {
+    // A call that `waited` for a slot (`max_in_flight`) gets a context of its own (see
+    // `Limit::context_for_waited`).
+    let start = |index: usize, waited: bool| {
         let member = &voters[plans[index].voter];
         let span = call_span(member.id, Phase::Vote);
         if member.heavy {
             let agent = Arc::clone(&member.agent);
-            let context = member.context.clone();
+            let context = if waited {
+                limit.context_for_waited(&member.context)
+            } else {
+                member.context.clone()
+            };
             let view = view.clone();
             let contests: Vec<Arc<Contest<S>>> = plans[index]
                 .contests
@@ -87,6 +93,14 @@ pub(super) async fn batch_votes<S: State>(
                 let refs: Vec<&Contest<S>> = contests.iter().map(|contest| &**contest).collect();
                 Guarded::new(agent.vote_all_boxed(&context, &view, &refs), limit, span).await
             })
+        } else if waited {
+            let context = limit.context_for_waited(&member.context);
+            let (agent, refs) = (&member.agent, &refs[index]);
+            Call::inline(Guarded::new(
+                Box::pin(async move { agent.vote_all_boxed(&context, view, refs).await }),
+                limit,
+                span,
+            ))
         } else {
             Call::inline(Guarded::new(
                 member
@@ -104,18 +118,20 @@ pub(super) async fn batch_votes<S: State>(
         .count();
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
+    let mut waited = false;
     unbudgeted(poll_fn(|cx| loop {
         if open == 0 {
             return Poll::Ready(());
         }
         while next < plans.len() && pending.len() < bound {
             pending.push(Tagged {
-                call: start(next),
+                call: start(next, waited),
                 slot: next,
                 cancelled: None,
             });
             next += 1;
         }
+        waited |= next < plans.len();
         match pending.poll_next_unpin(cx) {
             Poll::Ready(Some((index, Some(answer)))) => {
                 cast(

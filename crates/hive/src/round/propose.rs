@@ -36,12 +36,14 @@ const SPLIT_WORTH: Duration = Duration::from_millis(2);
 /// Starts one `propose` call and polls it once: inline for light agents (and for the heavy one
 /// the caller's thread runs itself, `in_place`), built in `spare`'s block so that an answer at once
 /// costs no allocation (see [`start_in_spare`](hivekit_runtime::start_in_spare)); as its own task for
-/// heavy ones.
+/// heavy ones. A call that `waited` for a slot (`max_in_flight`) gets a context of its own, whose
+/// deadline counts from now as its timer does.
 fn start_propose<'a, S: State>(
     member: &'a RoundMember<S>,
     view: &'a Snapshot<S>,
     limit: Limit,
     in_place: bool,
+    waited: bool,
     spare: &mut Spare,
     cx: &mut Context<'_>,
 ) -> Started<'a, Option<ProposalOf<S>>> {
@@ -54,7 +56,11 @@ fn start_propose<'a, S: State>(
     };
     if member.heavy && !in_place {
         let agent = Arc::clone(&member.agent);
-        let context = member.context.clone();
+        let context = if waited {
+            limit.context_for_waited(&member.context)
+        } else {
+            member.context.clone()
+        };
         let view = view.clone();
         let mut call = Call::spawn(async move {
             Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
@@ -63,6 +69,13 @@ fn start_propose<'a, S: State>(
             Poll::Ready(result) => Started::Done(result),
             Poll::Pending => Started::Running(call),
         };
+    }
+    if waited {
+        let context = limit.context_for_waited(&member.context);
+        let agent = &member.agent;
+        let call = Box::pin(async move { agent.propose_boxed(&context, view).await });
+        // Polled (and its timer started) by the `FuturesUnordered` it joins.
+        return Started::Running(Call::inline(Guarded::new(call, limit, span)));
     }
     let first = {
         let _entered = span.enter();
@@ -118,12 +131,13 @@ impl<S: State> Round<'_, S> {
                 spare,
                 0..members.len(),
                 max_in_flight,
-                |index, spare, cx| {
+                |index, waited, spare, cx| {
                     start_propose(
                         &members[index],
                         view,
                         limit,
                         Some(index) == in_place,
+                        waited,
                         spare,
                         cx,
                     )
@@ -137,9 +151,14 @@ impl<S: State> Round<'_, S> {
         let bound = (max_in_flight / chunks).max(1);
         let probed = LIGHT_AGENTS_PER_CHUNK.min(members.len());
         let probe_started = Instant::now();
-        let mut probe = pin!(run_calls(answers, 0..probed, bound, |index, spare, cx| {
-            start_propose(&members[index], view, limit, false, spare, cx)
-        }));
+        let mut probe = pin!(run_calls(
+            answers,
+            0..probed,
+            bound,
+            |index, waited, spare, cx| {
+                start_propose(&members[index], view, limit, false, waited, spare, cx)
+            }
+        ));
         let first = poll_fn(|cx| Poll::Ready(probe.as_mut().poll(cx))).await;
         let rest = probed..members.len();
         let answers = match first {
@@ -152,8 +171,8 @@ impl<S: State> Round<'_, S> {
             .elapsed()
             .mul_f64(rest.len() as f64 / probed as f64);
         if estimate < SPLIT_WORTH {
-            return run_calls(answers, rest, max_in_flight, |index, spare, cx| {
-                start_propose(&members[index], view, limit, false, spare, cx)
+            return run_calls(answers, rest, max_in_flight, |index, waited, spare, cx| {
+                start_propose(&members[index], view, limit, false, waited, spare, cx)
             })
             .await;
         }
@@ -166,8 +185,8 @@ impl<S: State> Round<'_, S> {
         // A thread blocked on the round polls the first chunk itself.
         let own = rest.start..rest.start + rest.len().div_ceil(chunks);
         let rest = own.end..rest.end;
-        let own = run_calls(answers, own, bound, |index, spare, cx| {
-            start_propose(&members[index], view, limit, false, spare, cx)
+        let own = run_calls(answers, own, bound, |index, waited, spare, cx| {
+            start_propose(&members[index], view, limit, false, waited, spare, cx)
         });
         self.ask_split(own, rest, chunks - 1, bound).await
     }
@@ -201,8 +220,16 @@ impl<S: State> Round<'_, S> {
                 let task = AbortOnDrop::new(
                     self.handle.spawn(
                         async move {
-                            run_calls(Vec::new(), indices, bound, |index, spare, cx| {
-                                start_propose(&members[index], &view, limit, false, spare, cx)
+                            run_calls(Vec::new(), indices, bound, |index, waited, spare, cx| {
+                                start_propose(
+                                    &members[index],
+                                    &view,
+                                    limit,
+                                    false,
+                                    waited,
+                                    spare,
+                                    cx,
+                                )
                             })
                             .await
                         }
@@ -226,7 +253,7 @@ impl<S: State> Round<'_, S> {
 }
 
 /// Runs the calls of `indices`, at most `bound` at once, each started and polled once by
-/// `start(index, spare, cx)`; appends `(index, result)` in completion order to `results` (its
+/// `start(index, waited, spare, cx)` (`waited`: the call waited for a slot); appends `(index, result)` in completion order to `results` (its
 /// capacity is reused). Calls that answer at
 /// once never enter the `FuturesUnordered`, and reuse one heap block for their futures (`spare`):
 /// no allocation for them.
@@ -234,7 +261,7 @@ pub(super) async fn run_calls<'a, T: 'a>(
     results: Vec<(usize, CallResult<T>)>,
     indices: Range<usize>,
     bound: usize,
-    start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    start: impl FnMut(usize, bool, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let mut spare = Spare::new();
     run_calls_in(results, &mut spare, indices, bound, start).await
@@ -248,7 +275,7 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
     spare: &mut Spare,
     indices: Range<usize>,
     bound: usize,
-    mut start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    mut start: impl FnMut(usize, bool, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let count = indices.end;
     results.reserve(indices.len());
@@ -256,9 +283,11 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
     // one, and making one costs an allocation.
     let mut pending: Option<FuturesUnordered<Tagged<'a, T>>> = None;
     let mut next = indices.start;
+    // Whether the calls started from now on waited for a slot: `bound` was reached.
+    let mut waited = false;
     unbudgeted(poll_fn(|cx| loop {
         while next < count && pending.as_ref().map_or(0, FuturesUnordered::len) < bound {
-            match start(next, spare, cx) {
+            match start(next, waited, spare, cx) {
                 Started::Done(result) => results.push((next, result)),
                 Started::Running(call) => {
                     pending
@@ -272,6 +301,7 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
             }
             next += 1;
         }
+        waited |= next < count;
         // Without a pending call the loop above ran to the end.
         let Some(running) = pending.as_mut() else {
             return Poll::Ready(());

@@ -21,14 +21,15 @@ use tracing::Instrument;
 use crate::agent::{Candidate, Contest, ProposalOf, Vote};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
-    joined, unbudgeted, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall, SlotPolled,
+    joined, unbudgeted, waited_vote, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall,
+    SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
 use crate::hive::Interested;
 use crate::lockfree::{ConflictGroup, Snapshot};
 use crate::round::batch::batch_votes;
-use crate::round::{call_span, call_spans_enabled, PositionOf, Round, RoundMember};
+use crate::round::{call_span, call_spans_enabled, vote_call_span, PositionOf, Round, RoundMember};
 use crate::state::State;
 
 pub(super) use self::light::LightSpare;
@@ -36,7 +37,8 @@ use self::light::{
     general_only, one_light_type, LightStarts, Run, Shared, Slots, SLOT_PAIRS_PER_VOTER,
 };
 
-/// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once.
+/// Starts a heavy voter's `vote` call as its own task, under its own timer, and polls it once
+/// (with a context of its own if it `waited` for a slot, see [`Limit::context_for_waited`]).
 /// (The vote loop starts a light voter's call itself, in the voter's reusable slot: no allocation
 /// when it answers at once, the common case, as a round asks every voter about every contest.)
 #[inline(never)]
@@ -45,11 +47,16 @@ fn start_heavy_vote<'a, S: State>(
     view: &'a Snapshot<S>,
     contest: &'a Arc<Contest<S>>,
     limit: Limit,
+    waited: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Polled<Vote, VoteCall<'a>> {
     let span = call_span(member.id, Phase::Vote);
     let agent = Arc::clone(&member.agent);
-    let context = member.context.clone();
+    let context = if waited {
+        limit.context_for_waited(&member.context)
+    } else {
+        member.context.clone()
+    };
     let view = view.clone();
     let contest = Arc::clone(contest);
     let mut task = AbortOnDrop::new(tokio::spawn(async move {
@@ -763,6 +770,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
     let mut pending: Option<FuturesUnordered<Waiting<'_>>> = None;
     let mut deadlines = Deadlines::new();
     let mut in_flight = 0;
+    // Whether the calls started from now on waited for a slot (`bound` was reached): each gets a
+    // context whose deadline counts from its own start, off the fast path.
+    let mut waited = false;
     {
         let counting = Counting {
             voters,
@@ -810,7 +820,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     && !entry.settled
                 {
                     let (position, call) = 'call: {
-                        if L::RUNS && !spans && !general_only() {
+                        if L::RUNS && !spans && !general_only() && !waited {
                             // Runs of calls that answer at once are counted in `L::run`.
                             let from = entry.next;
                             let budget = (asked - from).min(starts_left);
@@ -862,7 +872,14 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                         // A heavy voter's call runs as its own task; a light voter's in its slot,
                         // without a timer (the round times it through its `Deadlines`).
                         let call = if member.heavy {
-                            match start_heavy_vote(member, view, &contest.contest, limit, cx) {
+                            match start_heavy_vote(
+                                member,
+                                view,
+                                &contest.contest,
+                                limit,
+                                waited,
+                                cx,
+                            ) {
                                 Polled::Done(result) => {
                                     flying -= counting.record(
                                         entry,
@@ -875,6 +892,14 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                                 }
                                 Polled::Running(call) => call,
                             }
+                        } else if waited {
+                            VoteCall::Slot(waited_vote(
+                                &*member.agent,
+                                limit.context_for_waited(&member.context),
+                                view,
+                                &contest.contest,
+                                vote_call_span(member.id, spans),
+                            ))
                         } else {
                             let polled =
                                 light.start(voter, member, view, &contest.contest, spans, cx);
@@ -925,6 +950,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                         });
                 }
                 (starts, in_flight) = (starts_left, flying);
+                waited |= flying >= bound && entry.next < asked && !entry.settled;
                 if waiting == 0 || entry.next >= asked || entry.settled {
                     turn += 1;
                 }
