@@ -38,6 +38,7 @@ impl Limit {
 
     /// `context` for a call that starts now after waiting for a slot (`max_in_flight`): its
     /// deadline counted from now, as the call's timer is, not from the phase's start.
+    #[inline(never)]
     pub(crate) fn context_for_waited(self, context: &AgentContext) -> AgentContext {
         let mut context = context.clone();
         context.set_deadline(self.deadline_from_now());
@@ -188,6 +189,8 @@ pub(crate) fn slot_answer<'a, S: State>(
 /// (see [`Limit::context_for_waited`]): built now, started at its first poll, under the same guard
 /// as [`Guarded`] and timed by its owner. Off the round's fast path: only a round whose calls
 /// filled `max_in_flight` makes one.
+#[cold]
+#[inline(never)]
 pub(crate) fn waited_vote<'a, S: State>(
     agent: &'a dyn DynAgent<S>,
     context: AgentContext,

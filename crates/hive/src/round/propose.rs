@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::agent::ProposalOf;
 use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged};
+use crate::context::AgentContext;
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
@@ -36,46 +37,18 @@ const SPLIT_WORTH: Duration = Duration::from_millis(2);
 /// Starts one `propose` call and polls it once: inline for light agents (and for the heavy one
 /// the caller's thread runs itself, `in_place`), built in `spare`'s block so that an answer at once
 /// costs no allocation (see [`start_in_spare`](hivekit_runtime::start_in_spare)); as its own task for
-/// heavy ones. A call that `waited` for a slot (`max_in_flight`) gets a context of its own, whose
-/// deadline counts from now as its timer does.
+/// heavy ones.
 fn start_propose<'a, S: State>(
     member: &'a RoundMember<S>,
     view: &'a Snapshot<S>,
     limit: Limit,
     in_place: bool,
-    waited: bool,
     spare: &mut Spare,
     cx: &mut Context<'_>,
 ) -> Started<'a, Option<ProposalOf<S>>> {
-    // Built only when a subscriber may record it (one load of the level): otherwise a span that
-    // is none, as `call_span` would give, without its call and callsite check per agent.
-    let span = if call_spans_enabled() {
-        call_span(member.id, Phase::Propose)
-    } else {
-        tracing::Span::none()
-    };
+    let span = propose_span(member);
     if member.heavy && !in_place {
-        let agent = Arc::clone(&member.agent);
-        let context = if waited {
-            limit.context_for_waited(&member.context)
-        } else {
-            member.context.clone()
-        };
-        let view = view.clone();
-        let mut call = Call::spawn(async move {
-            Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
-        });
-        return match Pin::new(&mut call).poll(cx) {
-            Poll::Ready(result) => Started::Done(result),
-            Poll::Pending => Started::Running(call),
-        };
-    }
-    if waited {
-        let context = limit.context_for_waited(&member.context);
-        let agent = &member.agent;
-        let call = Box::pin(async move { agent.propose_boxed(&context, view).await });
-        // Polled (and its timer started) by the `FuturesUnordered` it joins.
-        return Started::Running(Call::inline(Guarded::new(call, limit, span)));
+        return spawn_propose(member, member.context.clone(), view, limit, span, cx);
     }
     let first = {
         let _entered = span.enter();
@@ -91,6 +64,62 @@ fn start_propose<'a, S: State>(
         Err(panic) => Started::Done(Err(FailureKind::Panicked {
             message: panic_message(panic.as_ref()),
         })),
+    }
+}
+
+/// Starts one `propose` call that waited for a slot (`max_in_flight`), with a context of its own
+/// whose deadline counts from now, as its timer does (see [`Limit::context_for_waited`]): a heavy
+/// agent's as its own task, a light agent's polled (and its timer started) by the
+/// `FuturesUnordered` it joins. Kept out of line: only a round whose calls filled `max_in_flight`
+/// starts one.
+#[cold]
+#[inline(never)]
+fn start_waited_propose<'a, S: State>(
+    member: &'a RoundMember<S>,
+    view: &'a Snapshot<S>,
+    limit: Limit,
+    cx: &mut Context<'_>,
+) -> Started<'a, Option<ProposalOf<S>>> {
+    let span = propose_span(member);
+    let context = limit.context_for_waited(&member.context);
+    if member.heavy {
+        return spawn_propose(member, context, view, limit, span, cx);
+    }
+    let agent = &member.agent;
+    let call = Box::pin(async move { agent.propose_boxed(&context, view).await });
+    Started::Running(Call::inline(Guarded::new(call, limit, span)))
+}
+
+/// The span of a `propose` call, built only when a subscriber may record it (one load of the
+/// level): otherwise a span that is none, as `call_span` would give, without its call and
+/// callsite check per agent.
+fn propose_span<S: State>(member: &RoundMember<S>) -> tracing::Span {
+    if call_spans_enabled() {
+        call_span(member.id, Phase::Propose)
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// Starts a heavy agent's `propose` call with `context` as its own task and polls it once (out of
+/// line: a task's spawn dwarfs the call).
+#[inline(never)]
+fn spawn_propose<'a, S: State>(
+    member: &'a RoundMember<S>,
+    context: AgentContext,
+    view: &'a Snapshot<S>,
+    limit: Limit,
+    span: tracing::Span,
+    cx: &mut Context<'_>,
+) -> Started<'a, Option<ProposalOf<S>>> {
+    let agent = Arc::clone(&member.agent);
+    let view = view.clone();
+    let mut call = Call::spawn(async move {
+        Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
+    });
+    match Pin::new(&mut call).poll(cx) {
+        Poll::Ready(result) => Started::Done(result),
+        Poll::Pending => Started::Running(call),
     }
 }
 
@@ -131,17 +160,17 @@ impl<S: State> Round<'_, S> {
                 spare,
                 0..members.len(),
                 max_in_flight,
-                |index, waited, spare, cx| {
+                |index, spare, cx| {
                     start_propose(
                         &members[index],
                         view,
                         limit,
                         Some(index) == in_place,
-                        waited,
                         spare,
                         cx,
                     )
                 },
+                |index, cx| start_waited_propose(&members[index], view, limit, cx),
             )
             .await;
         }
@@ -155,9 +184,8 @@ impl<S: State> Round<'_, S> {
             answers,
             0..probed,
             bound,
-            |index, waited, spare, cx| {
-                start_propose(&members[index], view, limit, false, waited, spare, cx)
-            }
+            |index, spare, cx| start_propose(&members[index], view, limit, false, spare, cx),
+            |index, cx| start_waited_propose(&members[index], view, limit, cx),
         ));
         let first = poll_fn(|cx| Poll::Ready(probe.as_mut().poll(cx))).await;
         let rest = probed..members.len();
@@ -171,9 +199,13 @@ impl<S: State> Round<'_, S> {
             .elapsed()
             .mul_f64(rest.len() as f64 / probed as f64);
         if estimate < SPLIT_WORTH {
-            return run_calls(answers, rest, max_in_flight, |index, waited, spare, cx| {
-                start_propose(&members[index], view, limit, false, waited, spare, cx)
-            })
+            return run_calls(
+                answers,
+                rest,
+                max_in_flight,
+                |index, spare, cx| start_propose(&members[index], view, limit, false, spare, cx),
+                |index, cx| start_waited_propose(&members[index], view, limit, cx),
+            )
             .await;
         }
         if tokio::task::try_id().is_some() {
@@ -185,9 +217,13 @@ impl<S: State> Round<'_, S> {
         // A thread blocked on the round polls the first chunk itself.
         let own = rest.start..rest.start + rest.len().div_ceil(chunks);
         let rest = own.end..rest.end;
-        let own = run_calls(answers, own, bound, |index, waited, spare, cx| {
-            start_propose(&members[index], view, limit, false, waited, spare, cx)
-        });
+        let own = run_calls(
+            answers,
+            own,
+            bound,
+            |index, spare, cx| start_propose(&members[index], view, limit, false, spare, cx),
+            |index, cx| start_waited_propose(&members[index], view, limit, cx),
+        );
         self.ask_split(own, rest, chunks - 1, bound).await
     }
 
@@ -220,17 +256,15 @@ impl<S: State> Round<'_, S> {
                 let task = AbortOnDrop::new(
                     self.handle.spawn(
                         async move {
-                            run_calls(Vec::new(), indices, bound, |index, waited, spare, cx| {
-                                start_propose(
-                                    &members[index],
-                                    &view,
-                                    limit,
-                                    false,
-                                    waited,
-                                    spare,
-                                    cx,
-                                )
-                            })
+                            run_calls(
+                                Vec::new(),
+                                indices,
+                                bound,
+                                |index, spare, cx| {
+                                    start_propose(&members[index], &view, limit, false, spare, cx)
+                                },
+                                |index, cx| start_waited_propose(&members[index], &view, limit, cx),
+                            )
                             .await
                         }
                         .instrument(span),
@@ -253,7 +287,7 @@ impl<S: State> Round<'_, S> {
 }
 
 /// Runs the calls of `indices`, at most `bound` at once, each started and polled once by
-/// `start(index, waited, spare, cx)` (`waited`: the call waited for a slot); appends `(index, result)` in completion order to `results` (its
+/// `start(index, spare, cx)`, or by `start_waited(index, cx)` once calls wait for a slot; appends `(index, result)` in completion order to `results` (its
 /// capacity is reused). Calls that answer at
 /// once never enter the `FuturesUnordered`, and reuse one heap block for their futures (`spare`):
 /// no allocation for them.
@@ -261,10 +295,11 @@ pub(super) async fn run_calls<'a, T: 'a>(
     results: Vec<(usize, CallResult<T>)>,
     indices: Range<usize>,
     bound: usize,
-    start: impl FnMut(usize, bool, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    start_waited: impl FnMut(usize, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let mut spare = Spare::new();
-    run_calls_in(results, &mut spare, indices, bound, start).await
+    run_calls_in(results, &mut spare, indices, bound, start, start_waited).await
 }
 
 /// [`run_calls`] with the futures' block taken from `spare` and left there: a round's block is
@@ -275,7 +310,8 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
     spare: &mut Spare,
     indices: Range<usize>,
     bound: usize,
-    mut start: impl FnMut(usize, bool, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    mut start: impl FnMut(usize, &mut Spare, &mut Context<'_>) -> Started<'a, T>,
+    mut start_waited: impl FnMut(usize, &mut Context<'_>) -> Started<'a, T>,
 ) -> Vec<(usize, CallResult<T>)> {
     let count = indices.end;
     results.reserve(indices.len());
@@ -285,23 +321,24 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
     let mut next = indices.start;
     // Whether the calls started from now on waited for a slot: `bound` was reached.
     let mut waited = false;
+    let room = |pending: &Option<FuturesUnordered<Tagged<'a, T>>>| {
+        pending.as_ref().map_or(0, FuturesUnordered::len) < bound
+    };
     unbudgeted(poll_fn(|cx| loop {
-        while next < count && pending.as_ref().map_or(0, FuturesUnordered::len) < bound {
-            match start(next, waited, spare, cx) {
-                Started::Done(result) => results.push((next, result)),
-                Started::Running(call) => {
-                    pending
-                        .get_or_insert_with(FuturesUnordered::new)
-                        .push(Tagged {
-                            call,
-                            slot: next,
-                            cancelled: None,
-                        })
-                }
+        // Two loops, so that the first calls' (most rounds': all calls') loop does not test
+        // `waited` per call.
+        if waited {
+            while next < count && room(&pending) {
+                keep(next, start_waited(next, cx), &mut results, &mut pending);
+                next += 1;
             }
-            next += 1;
+        } else {
+            while next < count && room(&pending) {
+                keep(next, start(next, spare, cx), &mut results, &mut pending);
+                next += 1;
+            }
+            waited = next < count;
         }
-        waited |= next < count;
         // Without a pending call the loop above ran to the end.
         let Some(running) = pending.as_mut() else {
             return Poll::Ready(());
@@ -316,6 +353,27 @@ pub(super) async fn run_calls_in<'a, T: 'a>(
     }))
     .await;
     results
+}
+
+/// Keeps a call `run_calls_in` started: its result if it answered at once, else the call among
+/// the `pending` ones.
+#[inline(always)]
+fn keep<'a, T>(
+    slot: usize,
+    started: Started<'a, T>,
+    results: &mut Vec<(usize, CallResult<T>)>,
+    pending: &mut Option<FuturesUnordered<Tagged<'a, T>>>,
+) {
+    match started {
+        Started::Done(result) => results.push((slot, result)),
+        Started::Running(call) => pending
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(Tagged {
+                call,
+                slot,
+                cancelled: None,
+            }),
+    }
 }
 
 /// Each proposal's position in `proposals`, by id.

@@ -811,6 +811,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                 // compiler store and reload them.
                 let (mut starts_left, mut flying) = (starts, in_flight);
                 let spans = call_spans_enabled();
+                // Runs of calls that answer at once, counted in `L::run` (not for calls that
+                // waited for a slot: each of those gets a context of its own).
+                let runs = L::RUNS && !spans && !general_only() && !waited;
                 // Asks this group's voters until it settles, the bound is reached, all are asked
                 // or its turn is over (the group's data looked up once, not per voter).
                 'ask: while entry.next < asked
@@ -820,8 +823,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     && !entry.settled
                 {
                     let (position, call) = 'call: {
-                        if L::RUNS && !spans && !general_only() && !waited {
-                            // Runs of calls that answer at once are counted in `L::run`.
+                        if runs {
                             let from = entry.next;
                             let budget = (asked - from).min(starts_left);
                             let run = light.run(contest, entry, budget, cx);
@@ -950,11 +952,12 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                         });
                 }
                 (starts, in_flight) = (starts_left, flying);
-                waited |= flying >= bound && entry.next < asked && !entry.settled;
                 if waiting == 0 || entry.next >= asked || entry.settled {
                     turn += 1;
                 }
             }
+            // Calls started from now on, if any, waited for a slot.
+            waited |= in_flight >= bound;
             let all_asked = open == 0;
             let polled = match pending.as_mut() {
                 Some(pending) => pending.poll_next_unpin(cx),
