@@ -172,8 +172,10 @@ pub fn configure(setup: impl Into<RuntimeSetup>) -> Result<(), RuntimeError> {
 ///
 /// # Errors
 ///
-/// [`RuntimeError::ShutdownInAsyncContext`] on a thread that runs async code (a runtime worker,
-/// a current-thread runtime's `block_on`); nothing is stopped.
+/// [`RuntimeError::ShutdownInAsyncContext`] on a thread that drives a scheduler (a runtime
+/// worker, a current-thread runtime's `block_on`); nothing is stopped. The body of a
+/// multi-thread runtime's `block_on` (such as `#[tokio::main]`'s main) drives none: there the
+/// runtime stops as anywhere else.
 ///
 /// # Examples
 ///
@@ -193,10 +195,20 @@ pub fn shutdown(timeout: Duration) -> Result<(), RuntimeError> {
     if crate::execute::drives_scheduler() {
         return Err(RuntimeError::ShutdownInAsyncContext);
     }
+    // The body of a multi-thread runtime's `block_on` (`#[tokio::main]`'s main, or a future in
+    // `execute`'s own wait) drives no scheduler but sits in that runtime's context, where tokio
+    // forbids blocking: it would panic after stopping the workers. `block_in_place` leaves the
+    // context for the wait; anywhere else it only runs the closure.
+    tokio::task::block_in_place(|| stop(timeout));
+    Ok(())
+}
+
+/// [`shutdown`] on a thread that may block.
+fn stop(timeout: Duration) {
     let _building = BUILD_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     SHUT_DOWN.store(true, Ordering::Release);
     let Some(global) = GLOBAL.get() else {
-        return Ok(());
+        return;
     };
     let owned = std::mem::replace(
         &mut *global.owned.lock().unwrap_or_else(PoisonError::into_inner),
@@ -213,7 +225,6 @@ pub fn shutdown(timeout: Duration) -> Result<(), RuntimeError> {
         }
         Owned::Adopted | Owned::Nothing => {}
     }
-    Ok(())
 }
 
 /// True once [`shutdown`] was called.
