@@ -49,8 +49,8 @@ impl<T> Versioned<T> {
     }
 }
 
-/// Every this many versions, the writer that replaces the last of them hands the cell's limbo to
-/// the collector: writers pay for the hand-over once per batch.
+/// Every this many versions, the writer whose new version crosses a multiple of it hands the cell's
+/// limbo to the collector: writers pay for the hand-over once per batch.
 const RETIRE_BATCH: u64 = 64;
 /// A thread that finds replaced versions waiting hands them over on one read in this many, so that
 /// reads pay for the hand-over rarely, yet a writer that went idle keeps nothing alive for long.
@@ -80,7 +80,9 @@ const READS_PER_RETIRE: u32 = 128;
 /// How long a replaced version can stay alive is bounded. A write puts the version it replaced in
 /// the cell's *limbo* (a lock-free stack on the cell, not the writing thread's local garbage bag,
 /// where it could wait for as long as that thread stays idle). The limbo is handed to
-/// crossbeam-epoch's global queue as a batch by the write that replaces every 64th version, and by
+/// crossbeam-epoch's global queue as a batch by the write whose new version crosses a multiple of 64
+/// (under [`store`](Self::store), every 64th write; under `store_at`, which may skip versions, at
+/// least as often), and by
 /// any thread that finds it non-empty on one [`read`](Self::read) or [`load`](Self::load) in 128 of
 /// its own. From the global queue a version is dropped by the first collection (on every hand-over,
 /// and on every 128th pin of any thread) after every thread pinned when it was handed over has
@@ -459,6 +461,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
         next: Arc<Versioned<T>>,
         guard: &Guard,
     ) -> Result<(), (*mut Versioned<T>, Arc<Versioned<T>>)> {
+        let next_version = next.version;
         let next = Arc::into_raw(next).cast_mut();
         match self
             .current
@@ -469,7 +472,10 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                 // released only through the limbo, after `guard` is dropped.
                 let replaced_version = unsafe { published(replaced) }.version;
                 self.push_limbo(replaced);
-                if replaced_version % RETIRE_BATCH == RETIRE_BATCH - 1 {
+                // Once per multiple of `RETIRE_BATCH` the versions cross: the write that replaces
+                // its last version under `store`, and as often under `store_at`, which may skip
+                // versions (and so the one ending the batch).
+                if replaced_version / RETIRE_BATCH != next_version / RETIRE_BATCH {
                     self.retire_limbo(guard);
                 }
                 Ok(())
