@@ -34,7 +34,8 @@ pub enum ResolutionStrategy {
 pub enum RejectReason {
     /// Another proposal won the vote on a key they share.
     LostVote {
-        /// The winner.
+        /// The winner of the vote (which, like [`RejectReason::ConflictWith`]'s winner, may have
+        /// lost a group on another key).
         winner: ProposalId,
     },
     /// The vote on a key it shares did not reach the quorum.
@@ -44,8 +45,12 @@ pub enum RejectReason {
     /// The vote on a key it shares reached the quorum but no candidate reached the threshold.
     Undecided,
     /// Another proposal won a conflict settled by priority or arrival order.
+    ///
+    /// Each conflict group is settled on its own, and a proposal in several groups is accepted
+    /// only if it wins every one: the winner named here may itself have lost a group on another
+    /// key, and then neither is applied (see [`Decision::is_accepted`]).
     ConflictWith {
-        /// The winner.
+        /// The winner of the conflict on the key they share.
         winner: ProposalId,
     },
     /// It conflicted with another proposal under [`ResolutionStrategy::RejectAll`].
@@ -62,7 +67,7 @@ impl fmt::Display for RejectReason {
             RejectReason::Tie => f.write_str("the vote ended in a tie"),
             RejectReason::Undecided => f.write_str("no candidate reached the threshold"),
             RejectReason::ConflictWith { winner } => {
-                write!(f, "conflicts with accepted proposal {}", label(*winner))
+                write!(f, "lost a conflict to proposal {}", label(*winner))
             }
             RejectReason::Contested => f.write_str("conflicting proposals are all rejected"),
         }
