@@ -112,6 +112,15 @@ pub(crate) struct SlotCall<'a> {
     span: Option<Box<tracing::Span>>,
 }
 
+/// As [`Guarded`]'s: a call dropped unfinished is dropped quietly.
+impl Drop for SlotCall<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            drop_quietly(call);
+        }
+    }
+}
+
 impl Future for SlotCall<'_> {
     type Output = CallResult<Vote>;
 
@@ -155,7 +164,7 @@ pub(crate) fn slot_answer<'a, S: State>(
     polled: std::thread::Result<Poll<Result<Vote, AgentError>>>,
     span: Option<tracing::Span>,
 ) -> SlotPolled<'a> {
-    let panicked = match polled {
+    let caught = match polled {
         Ok(Poll::Ready(result)) => {
             return match result {
                 Ok(vote) => SlotPolled::Voted(vote),
@@ -169,7 +178,7 @@ pub(crate) fn slot_answer<'a, S: State>(
         // Cannot happen: the slot was filled when the call started.
         return SlotPolled::Failed(FailureKind::Cancelled);
     };
-    match panicked {
+    match caught {
         // The slot is the call's future: it goes on running as one.
         None => SlotPolled::Running(SlotCall {
             call: Some(call),
@@ -178,9 +187,7 @@ pub(crate) fn slot_answer<'a, S: State>(
         Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.
             drop_quietly(call);
-            SlotPolled::Failed(FailureKind::Panicked {
-                message: panic_message(panic.as_ref()),
-            })
+            SlotPolled::Failed(panicked(panic.as_ref()))
         }
     }
 }
@@ -234,9 +241,16 @@ pub(crate) fn start_vote_in_spare<'a, S: State>(
             span: span.map(Box::new),
         }),
         // The call was dropped (quietly) where it stood; the block is kept.
-        Err(panic) => SlotPolled::Failed(FailureKind::Panicked {
-            message: panic_message(panic.as_ref()),
-        }),
+        Err(panic) => SlotPolled::Failed(panicked(panic.as_ref())),
+    }
+}
+
+/// A call dropped unfinished (its round cancelled or dropped) is dropped quietly, as on a timeout.
+impl<T> Drop for Guarded<'_, T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            drop_quietly(call);
+        }
     }
 }
 
@@ -258,13 +272,37 @@ impl<T> Future for Guarded<'_, T> {
             return Poll::Pending;
         };
         let timer = this.timer.get_or_insert_with(|| limit.timer());
-        if timer.as_mut().poll(cx).is_ready() {
-            drop_quietly(this.call.take());
-            Poll::Ready(Err(FailureKind::TimedOut))
-        } else {
-            Poll::Pending
+        match poll_timer(timer.as_mut(), cx) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                drop_quietly(this.call.take());
+                Poll::Ready(Err(FailureKind::TimedOut))
+            }
+            Err(failure) => {
+                drop_quietly(this.call.take());
+                Poll::Ready(Err(failure))
+            }
         }
     }
+}
+
+/// The failure of a call whose owner stopped waiting at its deadline: timed out, or cancelled
+/// once the runtime is shut down (its timers then end at once).
+pub(crate) fn cut_short() -> FailureKind {
+    if hivekit_runtime::is_shut_down() {
+        FailureKind::Cancelled
+    } else {
+        FailureKind::TimedOut
+    }
+}
+
+/// Polls a call's timer; tokio panics there once the runtime that drives it is shut down, and the
+/// call is then cut short: `Err` with its failure (see [`panicked`]).
+pub(crate) fn poll_timer(
+    timer: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+) -> Result<Poll<()>, FailureKind> {
+    catch_unwind(AssertUnwindSafe(|| timer.poll(cx))).map_err(|panic| panicked(panic.as_ref()))
 }
 
 /// Polls a running agent call once under the panic guard: its answer (the call is dropped), a
@@ -286,9 +324,7 @@ where
         Ok(Poll::Pending) => Poll::Pending,
         Err(panic) => {
             drop_quietly(call.take());
-            Poll::Ready(Err(FailureKind::Panicked {
-                message: panic_message(panic.as_ref()),
-            }))
+            Poll::Ready(Err(panicked(panic.as_ref())))
         }
     }
 }
@@ -306,6 +342,19 @@ where
 /// not to each call, so that the light path pays for it once per poll of the round.
 pub(crate) fn unbudgeted<F: Future>(calls: F) -> impl Future<Output = F::Output> {
     tokio::task::unconstrained(calls)
+}
+
+/// The failure of a call that panicked. Once the runtime is shut down, a call cut short panics
+/// inside tokio (its timer or socket finds the runtime "being shutdown"): that call is
+/// [`FailureKind::Cancelled`], as a heavy call's task is, not a panic of the agent's own.
+pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> FailureKind {
+    if hivekit_runtime::is_shut_down() {
+        FailureKind::Cancelled
+    } else {
+        FailureKind::Panicked {
+            message: panic_message(panic),
+        }
+    }
 }
 
 /// Drops an agent's future, swallowing a panic from its destructor: a broken agent must not take
@@ -430,7 +479,9 @@ impl Deadlines {
         if timer.deadline() != at {
             timer.as_mut().reset(at);
         }
-        if timer.as_mut().poll(cx).is_ready() {
+        // A timer the shut-down runtime can no longer drive ends the group's wait as well: its
+        // calls are recorded as the vote loop records an expiry (see `cut_short`).
+        if poll_timer(timer.as_mut(), cx).map_or(true, |polled| polled.is_ready()) {
             self.groups.pop_front();
             return Some(id);
         }

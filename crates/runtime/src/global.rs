@@ -227,8 +227,18 @@ fn stop(timeout: Duration) {
     }
 }
 
-/// True once [`shutdown`] was called.
-pub(crate) fn is_shut_down() -> bool {
+/// True once [`shutdown`] was called: the global runtime is gone for the rest of the process.
+///
+/// A future polled while the runtime stops may panic inside tokio ("A Tokio 1.x context was found,
+/// but it is being shutdown", on a timer or a socket); a caller that catches panics can tell such
+/// a cut-off from a bug of its own with this.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!hivekit_runtime::is_shut_down());
+/// ```
+pub fn is_shut_down() -> bool {
     SHUT_DOWN.load(Ordering::Acquire)
 }
 

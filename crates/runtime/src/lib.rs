@@ -69,7 +69,8 @@ pub use config::{Flavor, RuntimeConfig, WORKER_THREADS_ENV};
 pub use error::RuntimeError;
 pub use execute::{execute, spawn, spawn_blocking, try_execute};
 pub use global::{
-    active_config, configure, handle, is_initialized, shutdown, try_handle, RuntimeSetup,
+    active_config, configure, handle, is_initialized, is_shut_down, shutdown, try_handle,
+    RuntimeSetup,
 };
 pub use lazy_cancel::LazyCancel;
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};

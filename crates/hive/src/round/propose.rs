@@ -8,12 +8,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{panic_message, AbortOnDrop, First, Spare};
+use hivekit_runtime::{AbortOnDrop, First, Spare};
 use rustc_hash::FxHashMap;
 use tracing::Instrument;
 
 use crate::agent::ProposalOf;
-use crate::call::{unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged};
+use crate::call::{panicked, unbudgeted, Call, CallResult, Guarded, Limit, Started, Tagged};
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, FailureKind, Phase};
 use crate::events::HiveEvent;
@@ -61,9 +61,7 @@ fn start_propose<'a, S: State>(
         // Guarded from its next poll on, which starts its timer (the `FuturesUnordered` it joins
         // polls it at once).
         Ok(First::Pending(call)) => Started::Running(Call::inline(Guarded::new(call, limit, span))),
-        Err(panic) => Started::Done(Err(FailureKind::Panicked {
-            message: panic_message(panic.as_ref()),
-        })),
+        Err(panic) => Started::Done(Err(panicked(panic.as_ref()))),
     }
 }
 

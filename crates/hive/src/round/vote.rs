@@ -21,8 +21,8 @@ use tracing::Instrument;
 use crate::agent::{Candidate, Contest, ProposalOf, Vote};
 use crate::ballot::{Ballot, BallotChoices, Electorate, Tally};
 use crate::call::{
-    joined, unbudgeted, waited_vote, CallResult, Deadlines, Guarded, Limit, Polled, SlotCall,
-    SlotPolled,
+    cut_short, joined, unbudgeted, waited_vote, CallResult, Deadlines, Guarded, Limit, Polled,
+    SlotCall, SlotPolled,
 };
 use crate::context::AgentContext;
 use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase};
@@ -1011,7 +1011,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                             &mut state[group],
                             group,
                             position,
-                            Err(FailureKind::TimedOut),
+                            Err(cut_short()),
                             &mut failures,
                         );
                     }
