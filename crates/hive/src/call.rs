@@ -265,7 +265,12 @@ impl<T> Future for Guarded<'_, T> {
             return Poll::Pending;
         }
         if let Poll::Ready(result) = poll_caught(&mut this.call, cx) {
-            return Poll::Ready(result);
+            // An answer that comes after the deadline (the call held its thread past it, or the
+            // timer was not polled in time) is a timeout all the same.
+            return Poll::Ready(match &this.timer {
+                Some(timer) if Instant::now() >= timer.deadline() => Err(FailureKind::TimedOut),
+                _ => result,
+            });
         }
         let Some(limit) = this.limit else {
             // Timed by its owner.
@@ -364,19 +369,35 @@ fn drop_quietly<T>(value: T) {
 }
 
 /// A call polled by the round itself, or running as its own task (aborted when dropped).
-pub(crate) struct Call<'a, T>(InlineOrSpawned<Guarded<'a, T>>);
+pub(crate) struct Call<'a, T> {
+    call: InlineOrSpawned<Guarded<'a, T>>,
+    /// A spawned call's timer on the round's side (`None` for an inline call, which its
+    /// [`Guarded`] times as the round polls it): a call that holds its worker (a heavy agent
+    /// computing in one poll) never lets its task see its own timer.
+    timer: Option<Pin<Box<Sleep>>>,
+}
 
 impl<'a, T: Send + 'static> Call<'a, T> {
-    /// A heavy agent's call, run as its own task.
-    pub(crate) fn spawn(call: impl Future<Output = CallResult<T>> + Send + 'static) -> Self {
-        Self(InlineOrSpawned::spawn(call))
+    /// A heavy agent's call, run as its own task, which times itself under `limit`; the round
+    /// times it as well, and takes an answer that comes after its deadline as a timeout.
+    pub(crate) fn spawn(
+        call: impl Future<Output = CallResult<T>> + Send + 'static,
+        limit: Limit,
+    ) -> Self {
+        Self {
+            call: InlineOrSpawned::spawn(call),
+            timer: Some(limit.timer()),
+        }
     }
 }
 
 impl<'a, T> Call<'a, T> {
     /// A light agent's call, polled by the round.
     pub(crate) fn inline(call: Guarded<'a, T>) -> Self {
-        Self(InlineOrSpawned::Inline(call))
+        Self {
+            call: InlineOrSpawned::Inline(call),
+            timer: None,
+        }
     }
 }
 
@@ -384,7 +405,22 @@ impl<T> Future for Call<'_, T> {
     type Output = CallResult<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx).map(joined)
+        let this = self.get_mut();
+        if let Poll::Ready(result) = Pin::new(&mut this.call).poll(cx) {
+            return Poll::Ready(match &this.timer {
+                Some(timer) if Instant::now() >= timer.deadline() => Err(FailureKind::TimedOut),
+                _ => joined(result),
+            });
+        }
+        let Some(timer) = this.timer.as_mut() else {
+            return Poll::Pending;
+        };
+        // Past its deadline the call is dropped by its owner, which aborts its task.
+        match poll_timer(timer.as_mut(), cx) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => Poll::Ready(Err(FailureKind::TimedOut)),
+            Err(failure) => Poll::Ready(Err(failure)),
+        }
     }
 }
 

@@ -89,10 +89,14 @@ pub(super) async fn batch_votes<S: State>(
                 .iter()
                 .map(|&(group, _)| Arc::clone(&asked[group].contest))
                 .collect();
-            Call::spawn(async move {
-                let refs: Vec<&Contest<S>> = contests.iter().map(|contest| &**contest).collect();
-                Guarded::new(agent.vote_all_boxed(&context, &view, &refs), limit, span).await
-            })
+            Call::spawn(
+                async move {
+                    let refs: Vec<&Contest<S>> =
+                        contests.iter().map(|contest| &**contest).collect();
+                    Guarded::new(agent.vote_all_boxed(&context, &view, &refs), limit, span).await
+                },
+                limit,
+            )
         } else if waited {
             let context = limit.context_for_waited(&member.context);
             let (agent, refs) = (&member.agent, &refs[index]);

@@ -112,9 +112,10 @@ fn spawn_propose<'a, S: State>(
 ) -> Started<'a, Option<ProposalOf<S>>> {
     let agent = Arc::clone(&member.agent);
     let view = view.clone();
-    let mut call = Call::spawn(async move {
-        Guarded::new(agent.propose_boxed(&context, &view), limit, span).await
-    });
+    let mut call = Call::spawn(
+        async move { Guarded::new(agent.propose_boxed(&context, &view), limit, span).await },
+        limit,
+    );
     match Pin::new(&mut call).poll(cx) {
         Poll::Ready(result) => Started::Done(result),
         Poll::Pending => Started::Running(call),

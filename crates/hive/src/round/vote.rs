@@ -89,7 +89,7 @@ struct Waiting<'a> {
     group: u32,
     /// The voter's position in the contest's electorate.
     position: u32,
-    /// Its group in the round's [`Deadlines`] (a light call's; a heavy call times itself).
+    /// Its group in the round's [`Deadlines`] (a heavy call times itself in its task as well).
     deadline: u32,
     /// Set by the round when the call's deadline passed (the timeout is already recorded).
     expired: bool,
@@ -935,11 +935,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     entry.in_flight += 1;
                     flying += 1;
                     waiting -= 1;
-                    let deadline = match call {
-                        VoteCall::Slot(_) => deadlines.add(limit.deadline_from_now()),
-                        // Never matches an expired group: a heavy call times itself.
-                        VoteCall::Task(_) => u32::MAX,
-                    };
+                    // A heavy call times itself in its task, and the round times it too: a
+                    // call that holds its worker never lets its task see its own timer.
+                    let deadline = deadlines.add(limit.deadline_from_now());
                     pending
                         .get_or_insert_with(FuturesUnordered::new)
                         .push(Waiting {
@@ -997,11 +995,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     // settled was freed then.
                     for waiting in pending.iter_mut().flat_map(FuturesUnordered::iter_mut) {
                         let (group, position) = (waiting.group as usize, waiting.position as usize);
-                        if waiting.expired
-                            || waiting.deadline != expired
-                            || matches!(waiting.call, VoteCall::Task(_))
-                            || state[group].settled
-                        {
+                        if waiting.expired || waiting.deadline != expired || state[group].settled {
                             continue;
                         }
                         waiting.expired = true;
