@@ -103,8 +103,11 @@ pub struct SchedulerConfig {
     /// no written cache line: each thread that pops never bypasses a waiting lower lane more than `k`
     /// times in a row among its own pops. With one consumer that is the whole order; with `c`
     /// consumers popping at once, the top lane may be served up to `c * k` times in a row overall.
-    /// (Threads are spread over 16 counters; past 16 consumers, threads that share a counter share
-    /// its bound.)
+    /// (Threads are spread over 16 counters by the order in which they first popped in the process,
+    /// a number never reused: past 16 consumers, or after threads that popped have exited and new
+    /// ones taken their place, two consumers may share a counter, and then share its bound: between
+    /// them the top lane is served at most `k` times in a row, though one of them may take all `k`.
+    /// The overall bound above holds either way.)
     pub max_bypass: Option<u32>,
 }
 
