@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, ConsensusPolicy, Contest, FailureKind, Hive, Phase,
-    ProposalOf, ResourceCost, Snapshot, State, Tally, Vote, VoterChoice,
+    Agent, AgentContext, AgentError, CancellationToken, ConsensusPolicy, Contest, DecideOptions,
+    FailureKind, Hive, HiveError, Phase, ProposalOf, ResourceCost, Snapshot, State, Tally, Vote,
+    VoterChoice,
 };
 use tokio::sync::mpsc;
 
@@ -176,5 +177,34 @@ async fn a_hung_voter_a_unanimous_ballot_needs_is_timed_out_in_the_vote_phase_an
     tokio::time::timeout(BOUND, dropped.recv())
         .await
         .expect("the timed-out vote call is dropped")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_round_while_a_hung_voter_is_asked_commits_nothing_and_drops_the_call() {
+    let (hive, (mut started, mut dropped)) = hive(
+        ConsensusPolicy::unanimous().with_weighted(false),
+        Duration::from_secs(60),
+    );
+    let cancel = CancellationToken::new();
+    let round = hive.decide_with(DecideOptions::default().with_cancel(cancel.clone()));
+    let trigger = async {
+        tokio::time::timeout(BOUND, started.recv())
+            .await
+            .expect("the hung voter was asked")
+            .unwrap();
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::time::timeout(BOUND, async { tokio::join!(round, trigger) })
+        .await
+        .expect("a cancelled round ends");
+    assert!(
+        matches!(outcome, Err(HiveError::Cancelled { round: 1 })),
+        "{outcome:?}"
+    );
+    assert_eq!(hive.memory().version(), 0);
+    tokio::time::timeout(BOUND, dropped.recv())
+        .await
+        .expect("the hung vote call is dropped")
         .unwrap();
 }
