@@ -71,7 +71,7 @@ fn rounds_decide_on_a_current_thread_global_runtime_from_several_threads() {
     })
     .expect("configured before first use");
     let hive = Hive::builder(Count::default())
-        .agent_timeout(Duration::from_millis(100))
+        .agent_timeout(Duration::from_millis(400))
         .build()
         .unwrap();
     for key in 0..6 {

@@ -10,7 +10,7 @@ use hivekit_hive::{
     FailureKind, Hive, HiveError, Phase, ProposalOf, ResourceCost, Snapshot, State, Tally, Vote,
     VoterChoice,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -25,10 +25,11 @@ impl State for Count {
     }
 }
 
-/// Proposes `change` on key 1 when `change > 0`; votes, after a short think, for the candidate
-/// with the lowest change.
+/// Proposes `change` on key 1 when `change > 0`; votes, once the hung voter has been asked (so
+/// that the ballot cannot settle before its call runs), for the candidate with the lowest change.
 struct Member {
     change: u64,
+    asked: watch::Receiver<bool>,
 }
 
 impl Agent<Count> for Member {
@@ -46,8 +47,8 @@ impl Agent<Count> for Member {
         _view: &Snapshot<Count>,
         contest: &Contest<Count>,
     ) -> Result<Vote, AgentError> {
-        // Long enough for the hung voter's call, a task of its own, to have started.
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        let mut asked = self.asked.clone();
+        let _ = tokio::time::timeout(BOUND, asked.wait_for(|asked| *asked)).await;
         let lowest = contest
             .candidates
             .iter()
@@ -70,6 +71,7 @@ impl Drop for DropSignal {
 struct HungVoter {
     dropped: mpsc::UnboundedSender<()>,
     started: mpsc::UnboundedSender<()>,
+    asked: watch::Sender<bool>,
 }
 
 impl Agent<Count> for HungVoter {
@@ -89,6 +91,7 @@ impl Agent<Count> for HungVoter {
     ) -> Result<Vote, AgentError> {
         let _signal = DropSignal(self.dropped.clone());
         let _ = self.started.send(());
+        self.asked.send_replace(true);
         std::future::pending().await
     }
 
@@ -105,14 +108,20 @@ fn hive(policy: ConsensusPolicy, timeout: Duration) -> (Hive<Count>, Signals) {
         .agent_timeout(timeout)
         .build()
         .unwrap();
-    hive.spawn(Member { change: 2 });
-    hive.spawn(Member { change: 3 });
-    for _ in 0..3 {
-        hive.spawn(Member { change: 0 });
+    let (asked, asked_rx) = watch::channel(false);
+    for change in [2, 3, 0, 0, 0] {
+        hive.spawn(Member {
+            change,
+            asked: asked_rx.clone(),
+        });
     }
     let (dropped, dropped_rx) = mpsc::unbounded_channel();
     let (started, started_rx) = mpsc::unbounded_channel();
-    hive.spawn(HungVoter { dropped, started });
+    hive.spawn(HungVoter {
+        dropped,
+        started,
+        asked,
+    });
     (hive, (started_rx, dropped_rx))
 }
 
