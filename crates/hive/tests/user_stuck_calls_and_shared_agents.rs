@@ -329,3 +329,61 @@ async fn ten_thousand_agents_each_on_its_own_key_are_all_accepted_in_one_version
         assert_eq!(state.0.get(&key), Some(&(key + 1)), "key {key}");
     }
 }
+
+/// Holds a clone of a shared counter for as long as its `propose` call lives.
+struct StuckHolding(Arc<()>);
+
+impl Agent<Tally> for StuckHolding {
+    async fn propose(
+        &self,
+        _ctx: &AgentContext,
+        _view: &Snapshot<Tally>,
+    ) -> Result<Option<ProposalOf<Tally>>, AgentError> {
+        let _held = Arc::clone(&self.0);
+        std::future::pending().await
+    }
+}
+
+/// Large hives split their light agents into chunks polled by tasks of their own: dropping the
+/// round (here: aborting the task running it) must end every chunk's calls, not leave tasks behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_round_of_a_thousand_stuck_light_agents_leaves_no_call_running() {
+    const AGENTS: usize = 1_000;
+    let hive = Hive::builder(Tally::default())
+        .agent_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let held = Arc::new(());
+    hive.spawn_many(AGENTS, |_| StuckHolding(Arc::clone(&held)));
+    let agents_only = Arc::strong_count(&held);
+    assert_eq!(agents_only, AGENTS + 1);
+    let round = tokio::spawn({
+        let hive = hive.clone();
+        async move { hive.decide().await }
+    });
+    // Wait until every call holds its clone (the round is fully under way).
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while Arc::strong_count(&held) < agents_only + AGENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the calls never all started"
+        );
+        tokio::task::yield_now().await;
+    }
+    round.abort();
+    assert!(tokio::time::timeout(BOUND, round)
+        .await
+        .unwrap()
+        .unwrap_err()
+        .is_cancelled());
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while Arc::strong_count(&held) > agents_only {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} calls still running after their round was dropped",
+            Arc::strong_count(&held) - agents_only
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(hive.memory().version(), 0);
+}
