@@ -1,6 +1,8 @@
 //! Calls that `max_in_flight` made wait for a slot get contexts of their own: those must still name
 //! the agent, the round and the proposal id the hive assigned it (the decision attributes the
-//! proposal to it), follow the round's cancellation, and never run past the round's deadline.
+//! proposal to it; a waited voter finds its own candidate), follow the round's cancellation, and
+//! never run past the round's deadline; with and without supervision (which assigns ids on its
+//! own path).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +60,17 @@ impl Agent<Count> for Recorder {
 }
 
 async fn check(heavy: bool) {
+    check_with(heavy, false).await;
+    check_with(heavy, true).await;
+}
+
+async fn check_with(heavy: bool, supervised: bool) {
     let seen: Seen = Arc::default();
-    let hive = Hive::builder(Count::default())
+    let mut builder = Hive::builder(Count::default());
+    if supervised {
+        builder = builder.supervision(hivekit_hive::Supervision::quarantine(3, 1));
+    }
+    let hive = builder
         .agent_timeout(Duration::from_secs(1))
         .max_in_flight(hivekit_hive::ConcurrencyLimit::new(1).unwrap())
         .build()
@@ -114,4 +125,68 @@ async fn waited_light_calls_keep_their_identity_token_and_the_round_deadline() {
 #[tokio::test(start_paused = true)]
 async fn waited_heavy_calls_keep_their_identity_token_and_the_round_deadline() {
     check(true).await;
+}
+
+/// Both propose on key 9 and vote for their own candidate; votes are recorded with their context.
+struct SelfVoter {
+    votes: Arc<Mutex<Vec<(AgentId, Option<ProposalId>)>>>,
+}
+
+impl Agent<Count> for SelfVoter {
+    async fn propose(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Count>,
+    ) -> Result<Option<ProposalOf<Count>>, AgentError> {
+        Ok(Some(ctx.proposal(1).writes([9])))
+    }
+
+    async fn vote(
+        &self,
+        ctx: &AgentContext,
+        _view: &Snapshot<Count>,
+        contest: &hivekit_hive::Contest<Count>,
+    ) -> Result<hivekit_hive::Vote, AgentError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let own = ctx.own(contest).map(|candidate| candidate.id);
+        self.votes.lock().push((ctx.agent(), own));
+        Ok(own.map_or(hivekit_hive::Vote::Abstain, hivekit_hive::Vote::For))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waited_voters_find_their_own_candidate() {
+    for supervised in [false, true] {
+        let votes = Arc::new(Mutex::new(Vec::new()));
+        let mut builder = Hive::builder(Count::default());
+        if supervised {
+            builder = builder.supervision(hivekit_hive::Supervision::quarantine(3, 1));
+        }
+        let hive = builder
+            .policy(hivekit_hive::ConsensusPolicy::unanimous().with_weighted(false))
+            .max_in_flight(hivekit_hive::ConcurrencyLimit::new(1).unwrap())
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            hive.spawn(SelfVoter {
+                votes: Arc::clone(&votes),
+            });
+        }
+        let decision = tokio::time::timeout(Duration::from_secs(10), hive.decide())
+            .await
+            .unwrap()
+            .unwrap();
+        let votes = votes.lock().clone();
+        assert_eq!(votes.len(), 3, "supervised {supervised}");
+        for (agent, own) in votes {
+            let own = own.unwrap_or_else(|| {
+                panic!("supervised {supervised}: {agent} found no own candidate")
+            });
+            assert_eq!(
+                decision.proposer(own),
+                Some(agent),
+                "supervised {supervised}"
+            );
+        }
+    }
 }
