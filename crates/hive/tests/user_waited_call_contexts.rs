@@ -127,9 +127,12 @@ async fn waited_heavy_calls_keep_their_identity_token_and_the_round_deadline() {
     check(true).await;
 }
 
-/// Both propose on key 9 and vote for their own candidate; votes are recorded with their context.
+/// Each voter and the candidate its context says is its own.
+type Votes = Arc<Mutex<Vec<(AgentId, Option<ProposalId>)>>>;
+
+/// Proposes on key 9 and votes for its own candidate, recording what its context says.
 struct SelfVoter {
-    votes: Arc<Mutex<Vec<(AgentId, Option<ProposalId>)>>>,
+    votes: Votes,
 }
 
 impl Agent<Count> for SelfVoter {
@@ -157,7 +160,7 @@ impl Agent<Count> for SelfVoter {
 #[tokio::test(start_paused = true)]
 async fn waited_voters_find_their_own_candidate() {
     for supervised in [false, true] {
-        let votes = Arc::new(Mutex::new(Vec::new()));
+        let votes: Votes = Arc::default();
         let mut builder = Hive::builder(Count::default());
         if supervised {
             builder = builder.supervision(hivekit_hive::Supervision::quarantine(3, 1));
