@@ -65,15 +65,18 @@ async fn a_removed_dependency_an_added_stage_and_a_changed_artifact_type_are_nam
         error,
         CheckpointError::ShapeMismatch {
             run: "r".to_owned(),
-            difference: "stage `join` runs after [a, b] in the checkpoint but after [a] in the pipeline"
-                .to_owned()
+            difference:
+                "stage `join` runs after [a, b] in the checkpoint but after [a] in the pipeline"
+                    .to_owned()
         }
     );
 
     let retyped = Pipeline::builder()
         .stage("a", number)
         .durable()
-        .stage("b", |_: StageContext| async { Ok::<_, StageError>(String::new()) })
+        .stage("b", |_: StageContext| async {
+            Ok::<_, StageError>(String::new())
+        })
         .durable()
         .stage("join", number)
         .durable()
