@@ -94,3 +94,53 @@ async fn a_nested_loop_resumes_from_the_inner_iteration_that_failed() {
         [11, 12, 13, 21, 22, 23, 31, 32, 33]
     );
 }
+
+#[tokio::test]
+async fn an_interrupt_two_loops_deep_is_answered_by_resume_with() {
+    let inner = Pipeline::builder()
+        .stage("cell", |ctx: StageContext| async move {
+            let inner = ctx.run_input::<Iteration>()?;
+            let outer = inner.parent().run_input::<Iteration>()?.number();
+            if (outer, inner.number()) != (2, 2) {
+                return Ok::<_, StageError>(format!("{outer}{}", inner.number()));
+            }
+            match ctx.resume_value::<String>()? {
+                Some(answer) => Ok(answer),
+                None => Err(ctx.interrupt("cell 2,2 needs a value")),
+            }
+        })
+        .durable()
+        .build()
+        .unwrap();
+    let outer = Pipeline::builder()
+        .repeat("row", inner, LoopPolicy::new(2))
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::builder()
+        .repeat("grid", outer, LoopPolicy::new(2))
+        .build()
+        .unwrap();
+    let durable = Durable::new(MemoryStore::new());
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        durable.start(&pipeline, "r", RunOptions::default()),
+    )
+    .await
+    .expect("ended")
+    .expect("started");
+    assert_eq!(first.interrupted_stage(), Some("grid"), "{first:?}");
+    let done = tokio::time::timeout(
+        Duration::from_secs(5),
+        durable.resume_with(&pipeline, "r", "answered", RunOptions::default()),
+    )
+    .await
+    .expect("ended")
+    .expect("resumed");
+    assert!(done.report().is_success(), "{done:?}");
+    let grid = done.report().artifact::<LoopReport>("grid").unwrap();
+    let row = grid.iterations[1].artifact::<LoopReport>("row").unwrap();
+    assert_eq!(
+        *row.iterations[1].artifact::<String>("cell").unwrap(),
+        "answered"
+    );
+}
