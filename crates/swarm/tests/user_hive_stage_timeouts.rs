@@ -8,9 +8,7 @@ use std::time::Duration;
 use hivekit_hive::{
     Agent, AgentContext, AgentError, Decision, Hive, Proposal, ProposalId, Snapshot, State,
 };
-use hivekit_swarm::{
-    hive_stage, Backoff, Pipeline, RetryPolicy, StageContext, StageError, StageStatus,
-};
+use hivekit_swarm::{hive_stage, Backoff, Pipeline, RetryPolicy, StageStatus};
 
 #[derive(Clone, Default, Debug)]
 struct Tally(Vec<u64>);
