@@ -2,12 +2,13 @@
 //! run): a consumer looping `while let Some(event) = events.recv().await` must not hang, whatever
 //! kinds of stages the run had and however it ended. The events deciding stages equal the report.
 
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use hivekit_swarm::checkpoint::{Durable, MemoryStore};
 use hivekit_swarm::{
-    EventSink, FanOut, LoopPolicy, Pipeline, Route, RunOptions, RunReport, StageContext,
-    StageError, StageEvent, StageStatus,
+    EventSink, FanOut, LoopPolicy, Pipeline, Route, RunOptions, RunOutcome, RunReport,
+    StageContext, StageError, StageEvent, StageStatus,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -216,4 +217,55 @@ async fn the_stream_of_a_failed_fail_fast_run_ends_with_the_run() {
     assert!(!report.is_success());
     let events = drain(events).await;
     check_against(&report, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_of_a_run_that_abandoned_a_blocking_stage_ends_with_the_run() {
+    let (release, released) = mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
+    let pipeline = Pipeline::builder()
+        .stage("sync", move |_: StageContext| {
+            let released = released.clone();
+            async move {
+                // Synchronous work that ends when the test says so (at most ten seconds).
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+                Ok::<_, StageError>(())
+            }
+        })
+        .blocking()
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let (sink, mut events) = EventSink::channel();
+    let run = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            pipeline
+                .run_with(RunOptions::default().with_cancel(cancel).with_events(sink))
+                .await
+        }
+    });
+    let started = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event")
+        .expect("live");
+    assert!(matches!(started, StageEvent::Started { .. }));
+    cancel.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the run ended at once")
+        .unwrap();
+    assert_eq!(report.outcome(), RunOutcome::Cancelled);
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while events.recv().await.is_some() {}
+    })
+    .await;
+    let _ = release.send(());
+    assert!(
+        drained.is_ok(),
+        "the event stream stayed open after the run ended"
+    );
 }
