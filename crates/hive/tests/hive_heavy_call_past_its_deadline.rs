@@ -3,23 +3,15 @@
 //! answers it has; a late answer is not accepted (qa5's case: a round with a 150 ms deadline took
 //! as long as the agent, 400 ms, and accepted its answer).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, DecideOptions, FailureKind, Hive, ProposalOf, ResourceCost,
-    Snapshot, State,
+    Snapshot,
 };
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
+use support::Count;
 
 /// CPU-bound work that holds its worker for 800 ms in one poll.
 struct Busy;

@@ -3,24 +3,16 @@
 //! the round must not unwind. Light calls (polled by the round, kept in reused blocks) and heavy
 //! ones (their own tasks), round after round. Every wait is bounded.
 
+mod support;
+
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, Contest, Hive, ProposalOf, ResourceCost, Snapshot, State, Vote,
+    Agent, AgentContext, AgentError, Contest, Hive, ProposalOf, ResourceCost, Snapshot, Vote,
 };
+use support::Count;
 
 const BOUND: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
 
 /// Panics when dropped, unless already unwinding.
 struct ExplodesOnDrop;
@@ -105,4 +97,63 @@ async fn calls_whose_futures_panic_when_dropped_unfinished_do_not_unwind_the_rou
         assert_eq!(decision.rejected.len(), 5);
         assert_eq!(hive.memory().load().0, round);
     }
+}
+
+// The round cancelled by its token, or dropped half way (qa5's case: the calls' futures were
+// dropped unguarded there and the panic unwound out of decide_with).
+fn hive_with_slow_members() -> Hive<Count> {
+    let hive = Hive::builder(Count::default())
+        .agent_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    hive.spawn(Member {
+        slow: false,
+        heavy: false,
+    });
+    for heavy in [false, true] {
+        hive.spawn(Member { slow: true, heavy });
+    }
+    hive
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_round_whose_calls_panic_when_dropped_returns_cancelled() {
+    let hive = hive_with_slow_members();
+    let cancel = hivekit_hive::CancellationToken::new();
+    let cancelled = tokio::spawn({
+        let (hive, cancel) = (hive.clone(), cancel.clone());
+        async move {
+            hive.decide_with(hivekit_hive::DecideOptions::default().with_cancel(cancel))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    cancel.cancel();
+    let outcome = tokio::time::timeout(BOUND, cancelled)
+        .await
+        .expect("the cancelled round ends")
+        .expect("cancelling must not panic");
+    assert!(matches!(
+        outcome,
+        Err(hivekit_hive::HiveError::Cancelled { .. })
+    ));
+    assert_eq!(hive.memory().version(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_round_whose_calls_panic_when_dropped_does_not_unwind() {
+    let hive = hive_with_slow_members();
+    let dropped = tokio::spawn({
+        let hive = hive.clone();
+        async move {
+            let round = tokio::time::timeout(Duration::from_millis(20), hive.decide()).await;
+            round.is_err()
+        }
+    });
+    let timed_out = tokio::time::timeout(BOUND, dropped)
+        .await
+        .expect("the dropping task ends")
+        .expect("dropping a round must not panic");
+    assert!(timed_out);
+    assert_eq!(hive.memory().version(), 0);
 }

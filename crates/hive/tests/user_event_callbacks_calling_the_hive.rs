@@ -3,26 +3,18 @@
 //! it fails, and spawns one when a round starts. None of that may deadlock, and what it reads must
 //! agree with the event (the committed version is there to be read). Every wait is bounded.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
-    Agent, AgentContext, AgentError, Hive, HiveEvent, HiveEventSink, ProposalOf, Snapshot, State,
+    Agent, AgentContext, AgentError, Hive, HiveEvent, HiveEventSink, ProposalOf, Snapshot,
 };
 use parking_lot::Mutex;
+use support::Count;
 
 const BOUND: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
 
 /// Adds 1 on key `key`.
 struct Bump {

@@ -3,23 +3,15 @@
 //! without quorum, `NothingToCommit` instead of `Committed`, and supervision removing the failing
 //! voter, each reported once and matching the decision. Every wait is bounded.
 
+mod support;
+
 use std::time::Duration;
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, ConsensusPolicy, Contest, Hive, HiveEvent, HiveEventSink,
-    Phase, ProposalOf, Snapshot, State, Supervision, SupervisionAction, Tally, Vote,
+    Phase, ProposalOf, Snapshot, Supervision, SupervisionAction, Tally, Vote,
 };
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
+use support::Count;
 
 /// Proposes 1 on key 3; votes for the preferred candidate.
 struct Writer;

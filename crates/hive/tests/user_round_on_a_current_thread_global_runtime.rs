@@ -2,24 +2,15 @@
 //! thread) and decides from synchronous code: heavy agents run on that driver, timeouts fire,
 //! rounds from several threads at once all end. One test: the runtime is process-wide.
 
+mod support;
+
 use std::time::Duration;
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, FailureKind, Hive, Phase, ProposalOf, ResourceCost, Snapshot,
-    State,
 };
 use hivekit_runtime::{configure, execute, Flavor, RuntimeConfig};
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
+use support::Count;
 
 /// Adds 1 on its own key after a short timer; heavy or not.
 struct Worker {

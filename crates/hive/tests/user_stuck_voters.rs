@@ -3,27 +3,19 @@
 //! as a failure) and drops its call; when the ballot needs it, it is timed out in the vote phase,
 //! recorded as failed, and its call dropped too. Every wait is bounded.
 
+mod support;
+
 use std::time::Duration;
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, CancellationToken, ConsensusPolicy, Contest, DecideOptions,
-    FailureKind, Hive, HiveError, Phase, ProposalOf, ResourceCost, Snapshot, State, Tally, Vote,
+    FailureKind, Hive, HiveError, Phase, ProposalOf, ResourceCost, Snapshot, Tally, Vote,
     VoterChoice,
 };
+use support::Count;
 use tokio::sync::{mpsc, watch};
 
 const BOUND: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
 
 /// Proposes `change` on key 1 when `change > 0`; votes, once the hung voter has been asked (so
 /// that the ballot cannot settle before its call runs), for the candidate with the lowest change.

@@ -4,26 +4,18 @@
 //! never run past the round's deadline; with and without supervision (which assigns ids on its
 //! own path).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
     Agent, AgentContext, AgentError, AgentId, DecideOptions, Hive, ProposalId, ProposalOf,
-    ResourceCost, Snapshot, State,
+    ResourceCost, Snapshot,
 };
 use parking_lot::Mutex;
+use support::Count;
 use tokio::time::Instant;
-
-#[derive(Clone, Default, Debug)]
-struct Count(u64);
-
-impl State for Count {
-    type Key = u64;
-    type Change = u64;
-    fn apply(&mut self, change: &u64) {
-        self.0 += change;
-    }
-}
 
 type Seen = Arc<Mutex<Vec<(AgentId, u64, ProposalId, Instant, AgentContext)>>>;
 

@@ -278,3 +278,15 @@ pub fn capture_logs(level: tracing::Level) -> (Captured, tracing::subscriber::De
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
 }
+
+/// A counter: each change adds to it (keys name what a proposal touches).
+#[derive(Clone, Default, Debug)]
+pub struct Count(pub u64);
+
+impl State for Count {
+    type Key = u64;
+    type Change = u64;
+    fn apply(&mut self, change: &u64) {
+        self.0 += change;
+    }
+}
