@@ -33,7 +33,7 @@ mod load;
 
 use decisions::{lease_old_decisions, DecisionLeases};
 use follow::follow;
-use load::{check_limits, initialize, load, read_range};
+use load::{check_limits, initialize, load, read_head_and_range, read_range};
 
 /// Keys read per request when scanning a range.
 const PAGE: i64 = 256;
@@ -577,18 +577,29 @@ where
     /// Reads and installs every version newer than the local one, from the history while it holds
     /// them, otherwise by reloading the whole state; returns whether it reloaded (the caller counts
     /// it, see [`EtcdMemoryStats::reloads`]).
+    ///
+    /// The head is read with the entries, at the same revision, and checked first: entries under a
+    /// head created at another revision belong to a memory created since (the prefix wiped while
+    /// this process was cut off, and etcd compacted the head's delete away), and installed onto this
+    /// process's state they would make a state no memory ever held, which its next commit would
+    /// write.
     async fn catch_up(&self) -> Result<bool, EtcdError> {
         self.check_not_gone_back()?;
         let from = self.cell.version() + 1;
-        let (pairs, read_revision) = read_range(
+        let read = read_head_and_range(
             &self.client,
             &self.config,
+            self.keys.head(),
             self.keys.history(from).into_bytes(),
             prefix_end(&self.keys.history_prefix()),
-            0,
         )
         .await?;
-        for pair in &pairs {
+        let Some(head_pair) = &read.head else {
+            return Err(self.mark_went_back(None));
+        };
+        let head: HeadWithEntry<S::Change> = decode(head_pair.key(), head_pair.value())?;
+        self.check_head(head_pair, head.version)?;
+        for pair in &read.pairs {
             let entry: HistoryEntry<S::Change> = decode(pair.key(), pair.value())?;
             match self.install_entry(pair, &entry) {
                 Ok(_) => {}
@@ -597,38 +608,18 @@ where
                 Err(error) => return Err(error),
             }
         }
-        if pairs.is_empty() {
-            // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
-            // newer entry was trimmed). The head at the same revision tells which.
-            let kv = crate::clients::kv(&self.client);
-            let key = self.keys.head();
-            let response = self
-                .config
-                .request("read head", || {
-                    let mut kv = kv.clone();
-                    let key = key.clone();
-                    let options = GetOptions::new().with_revision(read_revision);
-                    async move { kv.get(key, Some(options)).await }
-                })
-                .await?;
-            let Some(pair) = response.kvs().first() else {
-                return Err(self.mark_went_back(None));
-            };
-            {
-                let head: HeadWithEntry<S::Change> = decode(pair.key(), pair.value())?;
-                self.check_head(pair, head.version)?;
-                if head.version >= from {
-                    match head.entry {
-                        Some(entry) if head.version == from => {
-                            self.install_entry(pair, &entry)?;
-                        }
-                        _ => return self.reload().await,
-                    }
+        // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
+        // newer entry was trimmed). The head tells which.
+        if read.pairs.is_empty() && head.version >= from {
+            match head.entry {
+                Some(entry) if head.version == from => {
+                    self.install_entry(head_pair, &entry)?;
                 }
+                _ => return self.reload().await,
             }
         }
         let mut position = self.position.lock();
-        position.seen_through = position.seen_through.max(read_revision);
+        position.seen_through = position.seen_through.max(read.revision);
         Ok(false)
     }
 

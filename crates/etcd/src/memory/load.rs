@@ -45,6 +45,57 @@ pub(super) async fn read_range(
     Ok((pairs, revision))
 }
 
+/// A range and the memory's `head` key, read at one revision.
+pub(super) struct HeadAndRange {
+    /// The head, when etcd holds one.
+    pub(super) head: Option<KeyValue>,
+    /// The range's pairs, in key order.
+    pub(super) pairs: Vec<KeyValue>,
+    /// The revision read.
+    pub(super) revision: i64,
+}
+
+/// Reads `head` and `[start, end)` at one revision, the current one: the head comes in one
+/// transaction with the range's first page, so that it says what the range belongs to (a head
+/// created at another revision than the one opened: another memory's keys) and which version is
+/// the newest.
+pub(super) async fn read_head_and_range(
+    client: &Client,
+    config: &EtcdConfig,
+    head: String,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<HeadAndRange, EtcdError> {
+    let kv = crate::clients::kv(client);
+    let page = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+    let txn = Txn::new().and_then([TxnOp::get(head, None), TxnOp::get(start, Some(page))]);
+    let response = config
+        .request("read head and range", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+    let revision = response.header().map_or(0, |header| header.revision());
+    let mut responses = response.op_responses();
+    let head = first_kv(&responses, 0);
+    let (mut pairs, more) = match responses.get_mut(1) {
+        Some(TxnOpResponse::Get(get)) => (get.take_kvs(), get.more()),
+        _ => (Vec::new(), false),
+    };
+    if let (true, Some(last)) = (more, pairs.last()) {
+        let mut next = last.key().to_vec();
+        next.push(0);
+        let (rest, _) = read_range(client, config, next, end, revision).await?;
+        pairs.extend(rest);
+    }
+    Ok(HeadAndRange {
+        head,
+        pairs,
+        revision,
+    })
+}
+
 /// The memory's marker key (`meta`), as etcd holds it now: no pairs when there is none.
 pub(super) async fn read_marker(
     client: &Client,
