@@ -608,11 +608,14 @@ where
                 Err(error) => return Err(error),
             }
         }
-        // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
-        // newer entry was trimmed). The head tells which.
-        if read.pairs.is_empty() && head.version >= from {
+        // The head may be newer than every entry read: nothing is stored for its version when its
+        // committer keeps no history (depth 0: the head carries the entry), or the newer entries
+        // were trimmed. Stopping short of it would leave this process a version behind for good:
+        // the follower's watch resumes after the revision read.
+        let local = self.cell.version();
+        if head.version > local {
             match head.entry {
-                Some(entry) if head.version == from => {
+                Some(entry) if head.version == local + 1 => {
                     self.install_entry(head_pair, &entry)?;
                 }
                 _ => return self.reload().await,
