@@ -191,6 +191,13 @@ impl EtcdError {
         EtcdError::Client { operation, source }
     }
 
+    /// Whether etcd refused a read at a revision it has compacted away.
+    pub(crate) fn is_compacted(&self) -> bool {
+        matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.code() as i32 == grpc_code::OUT_OF_RANGE
+                && status.message().contains("compacted"))
+    }
+
     /// Whether etcd refused the request for its size (`--max-request-bytes`).
     pub(crate) fn is_request_too_large(&self) -> bool {
         matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }

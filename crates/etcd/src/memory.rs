@@ -286,7 +286,6 @@ where
             &self.shared.config,
             keys.history(from).into_bytes(),
             end.into_bytes(),
-            0,
         )
         .await?;
         pairs
@@ -671,7 +670,6 @@ where
             &self.config,
             self.keys.head().into_bytes(),
             prefix_end(&self.keys.head()),
-            0,
         )
         .await?;
         for pair in &pairs {
@@ -685,7 +683,6 @@ where
             &self.config,
             self.keys.history_prefix().into_bytes(),
             prefix_end(&self.keys.history_prefix()),
-            0,
         )
         .await?;
         for pair in &pairs {
