@@ -145,7 +145,9 @@ pub enum EtcdError {
         found: u64,
     },
     /// The memory in etcd went back under this process: its head was deleted, or created again
-    /// (the prefix wiped and the memory recreated, or etcd restored from an older backup). The
+    /// (the prefix wiped and the memory recreated), or etcd holds an older version, or another
+    /// version than the local one at its number or after it (etcd restored from an older backup).
+    /// The
     /// local copy holds versions etcd no longer has, so this handle stops following and refuses to
     /// commit; open the memory again to continue from what etcd holds.
     #[error("the memory at `{prefix}` went back under this process (it holds version {local}; etcd {})", stored.map_or_else(|| "holds no memory".to_string(), |version| format!("a memory recreated since, at version {version}")))]

@@ -74,11 +74,15 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// Where the local copy stands in etcd's revisions. Changed only with the cell, under one lock.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Position {
     /// The revision of the transaction that created the cell's version (the `head` key's
     /// `mod_revision`): what the next commit compares.
     revision: i64,
+    /// The decision that created the cell's version (hexadecimal; empty for version 0): which
+    /// version it is in etcd's chain of versions, where a revision cannot say (an etcd restored
+    /// from a backup commits other decisions at the same revisions again).
+    decision: String,
     /// Every history entry up to this revision is installed: where the watch resumes.
     seen_through: i64,
     /// The `head` key's `create_revision`: the memory's identity. A head created at another
@@ -201,6 +205,7 @@ where
             cell: SnapshotCell::with_version(loaded.state, loaded.version),
             position: Mutex::new(Position {
                 revision: loaded.head_revision,
+                decision: loaded.decision,
                 seen_through: loaded.read_revision,
                 head_created: loaded.head_created,
                 went_back: None,
@@ -389,10 +394,12 @@ struct Decided {
     decision_id: String,
 }
 
-/// A loaded memory: the state at `version`, created at `head_revision`, read at `read_revision`.
+/// A loaded memory: the state at `version`, created by `decision` at `head_revision`, read at
+/// `read_revision`.
 struct Loaded<S> {
     state: S,
     version: u64,
+    decision: String,
     head_revision: i64,
     head_created: i64,
     read_revision: i64,
@@ -435,10 +442,15 @@ where
     S::Change: Serialize + DeserializeOwned,
     L: Layout<S>,
 {
-    /// The cell's version, its state and the revision that created it, read together.
-    fn position(&self) -> (Snapshot<S>, i64) {
+    /// The cell's version, its state, the revision and the decision that created it, read
+    /// together.
+    fn position(&self) -> (Snapshot<S>, i64, String) {
         let position = self.position.lock();
-        (self.cell.load(), position.revision)
+        (
+            self.cell.load(),
+            position.revision,
+            position.decision.clone(),
+        )
     }
 
     /// Runs `request` with the put options of the decision lease; when etcd no longer knows that
@@ -515,6 +527,58 @@ where
         Err(self.mark_went_back(Some(version)))
     }
 
+    /// Checks that a version etcd holds, read after the local version `base` was installed,
+    /// belongs to the chain of versions this process holds: `version`, created by `decision`,
+    /// following the version created by `previous` (when known). One older than `base`, or at `base`
+    /// or `base + 1` but of another chain, means that etcd went back under this process (restored
+    /// from an older backup: the head created at the same revision, its versions committed again by
+    /// other decisions), and marks it so. Nothing is checked once the local version moved past
+    /// `base` (what moved it read a newer version).
+    fn check_chain(
+        &self,
+        base: u64,
+        version: u64,
+        decision: &str,
+        previous: Option<&str>,
+    ) -> Result<(), EtcdError> {
+        let position = self.position.lock();
+        if self.cell.version() != base {
+            return Ok(());
+        }
+        let ours = if version < base {
+            false
+        } else if version == base {
+            decision == position.decision
+        } else if version == base + 1 {
+            previous.is_none_or(|previous| previous == position.decision)
+        } else {
+            true
+        };
+        drop(position);
+        if ours {
+            Ok(())
+        } else {
+            Err(self.mark_went_back(Some(version)))
+        }
+    }
+
+    /// [`check_chain`](Self::check_chain) for a head put the follower watched: one after every
+    /// revision seen is newer than the local version in a healthy etcd.
+    fn check_watched_head(
+        &self,
+        pair: &KeyValue,
+        head: &HeadWithEntry<S::Change>,
+    ) -> Result<(), EtcdError> {
+        let base = {
+            let position = self.position.lock();
+            if pair.mod_revision() <= position.seen_through {
+                return Ok(());
+            }
+            self.cell.version()
+        };
+        self.check_chain(base, head.version, &head.decision, head.previous.as_deref())
+    }
+
     /// Installs `version`, computed from the version before it by `next`, when it is the next one;
     /// returns whether it was installed (false: already there).
     /// `followed` says whether the version was committed elsewhere (counted before waiters wake,
@@ -523,6 +587,7 @@ where
         &self,
         version: u64,
         revision: i64,
+        decision: &str,
         followed: bool,
         next: impl FnOnce(&S) -> S,
     ) -> Result<bool, EtcdError> {
@@ -544,6 +609,7 @@ where
                 // The only writer: the lock is held, so the store lands exactly at `version`.
                 self.cell.store(next(&current));
                 position.revision = revision;
+                decision.clone_into(&mut position.decision);
                 position.seen_through = position.seen_through.max(revision);
                 true
             }
@@ -564,13 +630,19 @@ where
         entry: &HistoryEntry<S::Change>,
     ) -> Result<bool, EtcdError> {
         let followed = !self.committing.lock().contains(&entry.decision_id);
-        self.install(entry.version, pair.mod_revision(), followed, |state| {
-            let mut next = state.clone();
-            for change in &entry.changes {
-                next.apply(&change.change);
-            }
-            next
-        })
+        self.install(
+            entry.version,
+            pair.mod_revision(),
+            &entry.decision_id,
+            followed,
+            |state| {
+                let mut next = state.clone();
+                for change in &entry.changes {
+                    next.apply(&change.change);
+                }
+                next
+            },
+        )
     }
 
     /// Reads and installs every version newer than the local one, from the history while it holds
@@ -584,12 +656,13 @@ where
     /// write.
     async fn catch_up(&self) -> Result<bool, EtcdError> {
         self.check_not_gone_back()?;
-        let from = self.cell.version() + 1;
+        // From the local version's own entry, which says whether etcd still holds that version.
+        let base = self.cell.version();
         let read = read_head_and_range(
             &self.client,
             &self.config,
             self.keys.head(),
-            self.keys.history(from).into_bytes(),
+            self.keys.history(base).into_bytes(),
             prefix_end(&self.keys.history_prefix()),
         )
         .await?;
@@ -598,8 +671,13 @@ where
         };
         let head: HeadWithEntry<S::Change> = decode(head_pair.key(), head_pair.value())?;
         self.check_head(head_pair, head.version)?;
+        self.check_chain(base, head.version, &head.decision, head.previous.as_deref())?;
         for pair in &read.pairs {
             let entry: HistoryEntry<S::Change> = decode(pair.key(), pair.value())?;
+            if entry.version == base {
+                self.check_chain(base, entry.version, &entry.decision_id, None)?;
+                continue;
+            }
             match self.install_entry(pair, &entry) {
                 Ok(_) => {}
                 // The entry after the local version was trimmed (the first one kept is later).
@@ -628,10 +706,12 @@ where
     /// Loads the whole state and installs it when it is newer than the local one (returned): for a
     /// process whose next history entry is no longer stored.
     async fn reload(&self) -> Result<bool, EtcdError> {
+        let base = self.cell.version();
         let loaded = load::<S, L>(&self.client, &self.config, &self.keys).await?;
         if loaded.head_created != self.position.lock().head_created {
             return Err(self.mark_went_back(Some(loaded.version)));
         }
+        self.check_chain(base, loaded.version, &loaded.decision, None)?;
         tracing::info!(
             prefix = %self.keys.prefix,
             local = self.cell.version(),
@@ -644,6 +724,7 @@ where
             let installed = self.cell.store_at(loaded.version, loaded.state).is_ok();
             if installed {
                 position.revision = loaded.head_revision;
+                position.decision = loaded.decision;
             }
             position.seen_through = position.seen_through.max(loaded.read_revision);
             installed

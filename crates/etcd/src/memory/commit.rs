@@ -67,7 +67,7 @@ where
                     continue;
                 }
             };
-            let (current, revision) = self.position();
+            let (current, revision, previous) = self.position();
             let version = current.version() + 1;
             let rebased = current.version() != request.base;
             let next = request.apply_to(&current);
@@ -90,6 +90,7 @@ where
                 &HeadRef {
                     version,
                     decision: &decision_hex,
+                    previous: &previous,
                     entry: (!keep).then_some(&entry),
                 },
             )?;
@@ -142,7 +143,9 @@ where
                     let revision = response.header().map_or(0, |header| header.revision());
                     // The commit landed: whatever happens locally, it is reported committed
                     // (the follower installs it from the history if this could not).
-                    if let Err(error) = self.install(version, revision, false, |_| next) {
+                    if let Err(error) =
+                        self.install(version, revision, &decision_hex, false, |_| next)
+                    {
                         tracing::error!(%error, version, "a committed version could not be installed here");
                     }
                     bump(&self.counters.commits);

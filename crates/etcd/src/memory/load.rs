@@ -348,6 +348,7 @@ async fn load_once<S: State, L: Layout<S>>(
     Ok(Loaded {
         state,
         version: head.version,
+        decision: head.decision,
         head_revision: head_pair.mod_revision(),
         head_created: head_pair.create_revision(),
         read_revision,
