@@ -193,6 +193,12 @@ impl EtcdError {
         EtcdError::Client { operation, source }
     }
 
+    /// Whether etcd refused a transaction for its number of operations (`--max-txn-ops`).
+    pub(crate) fn is_too_many_operations(&self) -> bool {
+        matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.message().contains("too many operations in txn request"))
+    }
+
     /// Whether etcd refused a read at a revision it has compacted away.
     pub(crate) fn is_compacted(&self) -> bool {
         matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }

@@ -123,7 +123,8 @@ where
                     None => TxnOp::delete(key, None),
                 });
             }
-            check_limits(&self.config, bytes, operations.len())?;
+            let operation_count = operations.len();
+            check_limits(&self.config, bytes, operation_count)?;
             let txn = Txn::new()
                 .when([
                     Compare::mod_revision(head_key.clone(), CompareOp::Equal, revision),
@@ -189,10 +190,17 @@ where
                 }
                 Ok(Err(source)) => {
                     let error = EtcdError::client("commit", source);
+                    // Limits lower than configured: etcd refused the whole transaction.
                     if error.is_request_too_large() {
                         return Err(EtcdError::TooLarge {
                             bytes,
                             limit: self.config.max_request_bytes,
+                        });
+                    }
+                    if error.is_too_many_operations() {
+                        return Err(EtcdError::TooManyOperations {
+                            operations: operation_count,
+                            limit: self.config.max_txn_ops,
                         });
                     }
                     let EtcdError::Client { source, .. } = &error else {
