@@ -228,6 +228,37 @@ mod grpc_code {
     pub(super) const UNAUTHENTICATED: i32 = 16;
 }
 
+/// Whether etcd refused a request for what it asks (its arguments, a permission, a missing lease),
+/// so that sending it again can only fail again; a lost connection, a member gone or a leader
+/// change is not such a refusal.
+pub(crate) fn refused_for_good(error: &etcd_client::Error) -> bool {
+    use etcd_client::Error;
+    match error {
+        Error::GRpcStatus(status) => {
+            use grpc_code::*;
+            matches!(
+                status.code() as i32,
+                INVALID_ARGUMENT
+                    | FAILED_PRECONDITION
+                    | RESOURCE_EXHAUSTED
+                    | PERMISSION_DENIED
+                    | UNAUTHENTICATED
+                    | OUT_OF_RANGE
+                    | UNIMPLEMENTED
+                    | NOT_FOUND
+                    | ALREADY_EXISTS
+            )
+        }
+        Error::InvalidArgs(_)
+        | Error::InvalidUri(_)
+        | Error::Utf8Error(_)
+        | Error::InvalidMetadataValue(_)
+        | Error::EndpointError(_)
+        | Error::EndpointsNotManaged => true,
+        _ => false,
+    }
+}
+
 /// Whether a client error means the request was certainly not applied: a connection that could not
 /// be made, or a status etcd returns only for requests it rejected. Anything else (a timeout, a
 /// reset connection, "leader changed") may have been applied.
