@@ -6,7 +6,7 @@ use std::time::Duration;
 use etcd_client::{Client, EventType, LeaderKey, ResignOptions, WatchOptions};
 
 use crate::config::EtcdConfig;
-use crate::error::EtcdError;
+use crate::error::{lease_not_found, refused_for_good, EtcdError};
 use crate::layout::Keys;
 use crate::lease::KeptLease;
 use crate::membership::check_segment;
@@ -73,24 +73,48 @@ impl Election {
 
     /// Campaigns as `candidate` with a lease of `ttl`, and waits until elected.
     ///
+    /// A candidate waits through a failover of etcd's members: when its campaign request is cut
+    /// (the member serving it stopped, a Raft leader change), it stands again with the same lease,
+    /// which etcd keys the candidacy by, so it keeps its place in the queue.
+    ///
     /// # Errors
     ///
-    /// [`EtcdError`] when etcd fails.
+    /// [`EtcdError::LeaseLost`] when the lease is lost while waiting (etcd unreachable for its
+    /// TTL); [`EtcdError`] when etcd refuses the campaign.
     ///
     /// # Cancel safety
     ///
     /// Cancelling drops the lease (revoking it), which withdraws the candidacy.
     pub async fn campaign(&self, candidate: &str, ttl: Duration) -> Result<Leadership, EtcdError> {
         let lease = KeptLease::grant(&self.client, &self.config, ttl).await?;
-        let mut election = self.client.election_client();
-        let campaign = election.campaign(self.name.clone(), candidate, lease.id);
-        let response = tokio::select! {
-            response = campaign => response.map_err(|source| EtcdError::client("campaign", source))?,
-            () = lease.lost() => {
-                return Err(EtcdError::LeaseLost {
-                    lease: lease.id,
-                    detail: "lost while campaigning".into(),
-                })
+        let lost = |detail: &str| EtcdError::LeaseLost {
+            lease: lease.id,
+            detail: detail.into(),
+        };
+        let mut backoff = Duration::from_millis(20);
+        let response = loop {
+            let mut election = self.client.election_client();
+            let campaign = election.campaign(self.name.clone(), candidate, lease.id);
+            let outcome = tokio::select! {
+                outcome = campaign => outcome,
+                () = lease.lost() => return Err(lost("lost while campaigning")),
+            };
+            match outcome {
+                Ok(response) => break response,
+                Err(source) if lease_not_found(&source) => {
+                    return Err(lost("etcd no longer has it"));
+                }
+                Err(source) if refused_for_good(&source) => {
+                    return Err(EtcdError::client("campaign", source));
+                }
+                Err(source) => {
+                    tracing::debug!(%source, "campaign cut; standing again with the same lease");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = lease.lost() => return Err(lost("lost while campaigning")),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
         };
         let leader = response

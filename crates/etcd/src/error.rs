@@ -145,7 +145,9 @@ pub enum EtcdError {
         found: u64,
     },
     /// The memory in etcd went back under this process: its head was deleted, or created again
-    /// (the prefix wiped and the memory recreated, or etcd restored from an older backup). The
+    /// (the prefix wiped and the memory recreated), or etcd holds an older version, or another
+    /// version than the local one at its number or after it (etcd restored from an older backup).
+    /// The
     /// local copy holds versions etcd no longer has, so this handle stops following and refuses to
     /// commit; open the memory again to continue from what etcd holds.
     #[error("the memory at `{prefix}` went back under this process (it holds version {local}; etcd {})", stored.map_or_else(|| "holds no memory".to_string(), |version| format!("a memory recreated since, at version {version}")))]
@@ -191,6 +193,19 @@ impl EtcdError {
         EtcdError::Client { operation, source }
     }
 
+    /// Whether etcd refused a transaction for its number of operations (`--max-txn-ops`).
+    pub(crate) fn is_too_many_operations(&self) -> bool {
+        matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.message().contains("too many operations in txn request"))
+    }
+
+    /// Whether etcd refused a read at a revision it has compacted away.
+    pub(crate) fn is_compacted(&self) -> bool {
+        matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
+            if status.code() as i32 == grpc_code::OUT_OF_RANGE
+                && status.message().contains("compacted"))
+    }
+
     /// Whether etcd refused the request for its size (`--max-request-bytes`).
     pub(crate) fn is_request_too_large(&self) -> bool {
         matches!(self, EtcdError::Client { source: etcd_client::Error::GRpcStatus(status), .. }
@@ -211,6 +226,37 @@ mod grpc_code {
     pub(super) const UNIMPLEMENTED: i32 = 12;
     pub(super) const UNAVAILABLE: i32 = 14;
     pub(super) const UNAUTHENTICATED: i32 = 16;
+}
+
+/// Whether etcd refused a request for what it asks (its arguments, a permission, a missing lease),
+/// so that sending it again can only fail again; a lost connection, a member gone or a leader
+/// change is not such a refusal.
+pub(crate) fn refused_for_good(error: &etcd_client::Error) -> bool {
+    use etcd_client::Error;
+    match error {
+        Error::GRpcStatus(status) => {
+            use grpc_code::*;
+            matches!(
+                status.code() as i32,
+                INVALID_ARGUMENT
+                    | FAILED_PRECONDITION
+                    | RESOURCE_EXHAUSTED
+                    | PERMISSION_DENIED
+                    | UNAUTHENTICATED
+                    | OUT_OF_RANGE
+                    | UNIMPLEMENTED
+                    | NOT_FOUND
+                    | ALREADY_EXISTS
+            )
+        }
+        Error::InvalidArgs(_)
+        | Error::InvalidUri(_)
+        | Error::Utf8Error(_)
+        | Error::InvalidMetadataValue(_)
+        | Error::EndpointError(_)
+        | Error::EndpointsNotManaged => true,
+        _ => false,
+    }
 }
 
 /// Whether a client error means the request was certainly not applied: a connection that could not

@@ -138,6 +138,11 @@ pub(crate) struct Head {
 pub(crate) struct HeadRef<'a, E> {
     pub(crate) version: u64,
     pub(crate) decision: &'a str,
+    /// The decision that created the version before: what links the versions into one chain, so
+    /// that a process ahead of an etcd restored from an older backup (the head created at the same
+    /// revision, its versions committed again by other decisions) sees that its own version is not
+    /// the one this version follows.
+    pub(crate) previous: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) entry: Option<&'a E>,
 }
@@ -147,6 +152,10 @@ pub(crate) struct HeadRef<'a, E> {
 #[serde(bound(deserialize = "C: DeserializeOwned"))]
 pub(crate) struct HeadWithEntry<C> {
     pub(crate) version: u64,
+    #[serde(default)]
+    pub(crate) decision: String,
+    /// Absent in heads written before it was (serde reads a missing `Option` as `None`).
+    pub(crate) previous: Option<String>,
     /// Absent unless the history depth is 0 (serde reads a missing `Option` as `None`).
     pub(crate) entry: Option<HistoryEntry<C>>,
 }
@@ -461,6 +470,7 @@ mod tests {
         let carrying = serde_json::to_vec(&HeadRef {
             version: 3,
             decision: "00ff",
+            previous: "00fe",
             entry: Some(&entry),
         })
         .unwrap();
@@ -474,15 +484,20 @@ mod tests {
         let plain = serde_json::to_vec(&HeadRef::<HistoryEntryRef<'_, i64>> {
             version: 3,
             decision: "00ff",
+            previous: "00fe",
             entry: None,
         })
         .unwrap();
         assert_eq!(
-            plain, br#"{"version":3,"decision":"00ff"}"#,
-            "without an entry, a head is written as before"
+            plain, br#"{"version":3,"decision":"00ff","previous":"00fe"}"#,
+            "without an entry, a head is written as before, with the decision before it"
         );
         let head: HeadWithEntry<i64> = serde_json::from_slice(&plain).unwrap();
         assert!(head.entry.is_none());
+        assert_eq!(head.previous.as_deref(), Some("00fe"));
+        let older: HeadWithEntry<i64> =
+            serde_json::from_slice(br#"{"version":3,"decision":"00ff"}"#).unwrap();
+        assert_eq!((older.decision.as_str(), older.previous), ("00ff", None));
         let head: Head = serde_json::from_slice(&carrying).unwrap();
         assert_eq!(
             head.version, 3,

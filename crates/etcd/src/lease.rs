@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::EtcdConfig;
-use crate::error::EtcdError;
+use crate::error::{lease_not_found, EtcdError};
 
 /// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
 /// lease in the background, on the runtime it was granted on (so also when dropped outside any
@@ -72,18 +72,23 @@ impl KeptLease {
         let _ = alive.wait_for(|alive| !*alive).await;
     }
 
-    /// Stops renewing and revokes the lease now.
+    /// Stops renewing and revokes the lease now. A lease etcd no longer knows (expired, or revoked
+    /// by an operator) is gone already, its keys with it: that is what revoking asks, so it is `Ok`.
     pub(crate) async fn revoke(self, config: &EtcdConfig) -> Result<(), EtcdError> {
         self.task.abort();
         let lease_client = self.client.lease_client();
         let id = self.id;
-        config
+        let revoked = config
             .request("revoke lease", || {
                 let mut lease_client = lease_client.clone();
                 async move { lease_client.revoke(id).await }
             })
-            .await?;
-        Ok(())
+            .await;
+        match revoked {
+            Ok(_) => Ok(()),
+            Err(EtcdError::Client { source, .. }) if lease_not_found(&source) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 

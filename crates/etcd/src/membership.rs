@@ -214,7 +214,9 @@ impl Membership {
             .collect()
     }
 
-    /// Leaves: revokes the lease, so that every agent of this process goes at once.
+    /// Leaves: revokes the lease, so that every agent of this process goes at once. After the lease
+    /// was lost (expired, or revoked by an operator) its agents are gone already, and leaving is
+    /// `Ok`.
     ///
     /// # Errors
     ///

@@ -30,10 +30,11 @@ mod commit;
 mod decisions;
 mod follow;
 mod load;
+mod went_back;
 
 use decisions::{lease_old_decisions, DecisionLeases};
 use follow::follow;
-use load::{check_limits, initialize, load, read_range};
+use load::{check_limits, initialize, load, read_head_and_range, read_range};
 
 /// Keys read per request when scanning a range.
 const PAGE: i64 = 256;
@@ -74,11 +75,15 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// Where the local copy stands in etcd's revisions. Changed only with the cell, under one lock.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Position {
     /// The revision of the transaction that created the cell's version (the `head` key's
     /// `mod_revision`): what the next commit compares.
     revision: i64,
+    /// The decision that created the cell's version (hexadecimal; empty for version 0): which
+    /// version it is in etcd's chain of versions, where a revision cannot say (an etcd restored
+    /// from a backup commits other decisions at the same revisions again).
+    decision: String,
     /// Every history entry up to this revision is installed: where the watch resumes.
     seen_through: i64,
     /// The `head` key's `create_revision`: the memory's identity. A head created at another
@@ -201,6 +206,7 @@ where
             cell: SnapshotCell::with_version(loaded.state, loaded.version),
             position: Mutex::new(Position {
                 revision: loaded.head_revision,
+                decision: loaded.decision,
                 seen_through: loaded.read_revision,
                 head_created: loaded.head_created,
                 went_back: None,
@@ -286,7 +292,6 @@ where
             &self.shared.config,
             keys.history(from).into_bytes(),
             end.into_bytes(),
-            0,
         )
         .await?;
         pairs
@@ -390,10 +395,12 @@ struct Decided {
     decision_id: String,
 }
 
-/// A loaded memory: the state at `version`, created at `head_revision`, read at `read_revision`.
+/// A loaded memory: the state at `version`, created by `decision` at `head_revision`, read at
+/// `read_revision`.
 struct Loaded<S> {
     state: S,
     version: u64,
+    decision: String,
     head_revision: i64,
     head_created: i64,
     read_revision: i64,
@@ -436,10 +443,15 @@ where
     S::Change: Serialize + DeserializeOwned,
     L: Layout<S>,
 {
-    /// The cell's version, its state and the revision that created it, read together.
-    fn position(&self) -> (Snapshot<S>, i64) {
+    /// The cell's version, its state, the revision and the decision that created it, read
+    /// together.
+    fn position(&self) -> (Snapshot<S>, i64, String) {
         let position = self.position.lock();
-        (self.cell.load(), position.revision)
+        (
+            self.cell.load(),
+            position.revision,
+            position.decision.clone(),
+        )
     }
 
     /// Runs `request` with the put options of the decision lease; when etcd no longer knows that
@@ -470,52 +482,6 @@ where
         }
     }
 
-    /// The error of a memory that went back under this process.
-    fn went_back_error(&self, local: u64, stored: Option<u64>) -> EtcdError {
-        EtcdError::WentBack {
-            prefix: self.keys.prefix.clone(),
-            local,
-            stored,
-        }
-    }
-
-    /// Records that the memory went back under this process (its head deleted, or created again
-    /// at another revision, holding version `stored`): from now on nothing is installed and
-    /// commits fail with [`EtcdError::WentBack`].
-    fn mark_went_back(&self, stored: Option<u64>) -> EtcdError {
-        let local = self.cell.version();
-        let mut position = self.position.lock();
-        if position.went_back.is_none() {
-            tracing::error!(
-                prefix = %self.keys.prefix,
-                local,
-                ?stored,
-                "the memory went back under this process (deleted or recreated); reopen it"
-            );
-            position.went_back = Some(stored);
-        }
-        drop(position);
-        self.changed.notify_waiters();
-        self.went_back_error(local, stored)
-    }
-
-    /// [`EtcdError::WentBack`] once the memory went back under this process.
-    fn check_not_gone_back(&self) -> Result<(), EtcdError> {
-        match self.position.lock().went_back {
-            Some(stored) => Err(self.went_back_error(self.cell.version(), stored)),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether a `head` key read or watched belongs to the memory this process opened; marks the
-    /// memory gone back when not.
-    fn check_head(&self, pair: &KeyValue, version: u64) -> Result<(), EtcdError> {
-        if pair.create_revision() == self.position.lock().head_created {
-            return Ok(());
-        }
-        Err(self.mark_went_back(Some(version)))
-    }
-
     /// Installs `version`, computed from the version before it by `next`, when it is the next one;
     /// returns whether it was installed (false: already there).
     /// `followed` says whether the version was committed elsewhere (counted before waiters wake,
@@ -524,6 +490,7 @@ where
         &self,
         version: u64,
         revision: i64,
+        decision: &str,
         followed: bool,
         next: impl FnOnce(&S) -> S,
     ) -> Result<bool, EtcdError> {
@@ -545,6 +512,7 @@ where
                 // The only writer: the lock is held, so the store lands exactly at `version`.
                 self.cell.store(next(&current));
                 position.revision = revision;
+                decision.clone_into(&mut position.decision);
                 position.seen_through = position.seen_through.max(revision);
                 true
             }
@@ -565,31 +533,54 @@ where
         entry: &HistoryEntry<S::Change>,
     ) -> Result<bool, EtcdError> {
         let followed = !self.committing.lock().contains(&entry.decision_id);
-        self.install(entry.version, pair.mod_revision(), followed, |state| {
-            let mut next = state.clone();
-            for change in &entry.changes {
-                next.apply(&change.change);
-            }
-            next
-        })
+        self.install(
+            entry.version,
+            pair.mod_revision(),
+            &entry.decision_id,
+            followed,
+            |state| {
+                let mut next = state.clone();
+                for change in &entry.changes {
+                    next.apply(&change.change);
+                }
+                next
+            },
+        )
     }
 
     /// Reads and installs every version newer than the local one, from the history while it holds
     /// them, otherwise by reloading the whole state; returns whether it reloaded (the caller counts
     /// it, see [`EtcdMemoryStats::reloads`]).
+    ///
+    /// The head is read with the entries, at the same revision, and checked first: entries under a
+    /// head created at another revision belong to a memory created since (the prefix wiped while
+    /// this process was cut off, and etcd compacted the head's delete away), and installed onto this
+    /// process's state they would make a state no memory ever held, which its next commit would
+    /// write.
     async fn catch_up(&self) -> Result<bool, EtcdError> {
         self.check_not_gone_back()?;
-        let from = self.cell.version() + 1;
-        let (pairs, read_revision) = read_range(
+        // From the local version's own entry, which says whether etcd still holds that version.
+        let base = self.cell.version();
+        let read = read_head_and_range(
             &self.client,
             &self.config,
-            self.keys.history(from).into_bytes(),
+            self.keys.head(),
+            self.keys.history(base).into_bytes(),
             prefix_end(&self.keys.history_prefix()),
-            0,
         )
         .await?;
-        for pair in &pairs {
+        let Some(head_pair) = &read.head else {
+            return Err(self.mark_went_back(None));
+        };
+        let head: HeadWithEntry<S::Change> = decode(head_pair.key(), head_pair.value())?;
+        self.check_head(head_pair, head.version)?;
+        self.check_chain(base, head.version, &head.decision, head.previous.as_deref())?;
+        for pair in &read.pairs {
             let entry: HistoryEntry<S::Change> = decode(pair.key(), pair.value())?;
+            if entry.version == base {
+                self.check_chain(base, entry.version, &entry.decision_id, None)?;
+                continue;
+            }
             match self.install_entry(pair, &entry) {
                 Ok(_) => {}
                 // The entry after the local version was trimmed (the first one kept is later).
@@ -597,48 +588,33 @@ where
                 Err(error) => return Err(error),
             }
         }
-        if pairs.is_empty() {
-            // No entry is newer: either nothing is, or the history keeps none (depth 0, or every
-            // newer entry was trimmed). The head at the same revision tells which.
-            let kv = crate::clients::kv(&self.client);
-            let key = self.keys.head();
-            let response = self
-                .config
-                .request("read head", || {
-                    let mut kv = kv.clone();
-                    let key = key.clone();
-                    let options = GetOptions::new().with_revision(read_revision);
-                    async move { kv.get(key, Some(options)).await }
-                })
-                .await?;
-            let Some(pair) = response.kvs().first() else {
-                return Err(self.mark_went_back(None));
-            };
-            {
-                let head: HeadWithEntry<S::Change> = decode(pair.key(), pair.value())?;
-                self.check_head(pair, head.version)?;
-                if head.version >= from {
-                    match head.entry {
-                        Some(entry) if head.version == from => {
-                            self.install_entry(pair, &entry)?;
-                        }
-                        _ => return self.reload().await,
-                    }
+        // The head may be newer than every entry read: nothing is stored for its version when its
+        // committer keeps no history (depth 0: the head carries the entry), or the newer entries
+        // were trimmed. Stopping short of it would leave this process a version behind for good:
+        // the follower's watch resumes after the revision read.
+        let local = self.cell.version();
+        if head.version > local {
+            match head.entry {
+                Some(entry) if head.version == local + 1 => {
+                    self.install_entry(head_pair, &entry)?;
                 }
+                _ => return self.reload().await,
             }
         }
         let mut position = self.position.lock();
-        position.seen_through = position.seen_through.max(read_revision);
+        position.seen_through = position.seen_through.max(read.revision);
         Ok(false)
     }
 
     /// Loads the whole state and installs it when it is newer than the local one (returned): for a
     /// process whose next history entry is no longer stored.
     async fn reload(&self) -> Result<bool, EtcdError> {
+        let base = self.cell.version();
         let loaded = load::<S, L>(&self.client, &self.config, &self.keys).await?;
         if loaded.head_created != self.position.lock().head_created {
             return Err(self.mark_went_back(Some(loaded.version)));
         }
+        self.check_chain(base, loaded.version, &loaded.decision, None)?;
         tracing::info!(
             prefix = %self.keys.prefix,
             local = self.cell.version(),
@@ -651,6 +627,7 @@ where
             let installed = self.cell.store_at(loaded.version, loaded.state).is_ok();
             if installed {
                 position.revision = loaded.head_revision;
+                position.decision = loaded.decision;
             }
             position.seen_through = position.seen_through.max(loaded.read_revision);
             installed
@@ -677,7 +654,6 @@ where
             &self.config,
             self.keys.head().into_bytes(),
             prefix_end(&self.keys.head()),
-            0,
         )
         .await?;
         for pair in &pairs {
@@ -691,7 +667,6 @@ where
             &self.config,
             self.keys.history_prefix().into_bytes(),
             prefix_end(&self.keys.history_prefix()),
-            0,
         )
         .await?;
         for pair in &pairs {

@@ -6,12 +6,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hivekit_etcd::testing::EtcdCluster;
-use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
+use hivekit_etcd::{EtcdMemory, Whole};
 use hivekit_hive::{
     Agent, AgentContext, AgentError, Hive, HiveError, Memory, MemoryError, ProposalOf, Snapshot,
 };
 use support::child::{run_if_child, verify, Client, ClientPlan};
-use support::{add, commit, config, etcd, Ledger};
+use support::{add, commit, config, etcd, leader_index, Ledger};
 
 type LedgerMemory = EtcdMemory<Ledger, Whole>;
 
@@ -32,21 +32,6 @@ impl Agent<Ledger> for Incrementer {
 
 fn cluster() -> EtcdCluster {
     EtcdCluster::start(3).unwrap_or_else(|error| panic!("{error}"))
-}
-
-/// The index of the member that is the Raft leader now.
-async fn leader_index(cluster: &EtcdCluster) -> usize {
-    for (index, endpoint) in cluster.endpoints().iter().enumerate() {
-        let mut client = EtcdConfig::new([endpoint.clone()], "/probe")
-            .connect()
-            .await
-            .unwrap();
-        let status = client.status().await.unwrap();
-        if status.leader() == status.header().unwrap().member_id() {
-            return index;
-        }
-    }
-    panic!("the cluster has no leader");
 }
 
 #[test]

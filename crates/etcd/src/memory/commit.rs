@@ -67,7 +67,7 @@ where
                     continue;
                 }
             };
-            let (current, revision) = self.position();
+            let (current, revision, previous) = self.position();
             let version = current.version() + 1;
             let rebased = current.version() != request.base;
             let next = request.apply_to(&current);
@@ -90,6 +90,7 @@ where
                 &HeadRef {
                     version,
                     decision: &decision_hex,
+                    previous: &previous,
                     entry: (!keep).then_some(&entry),
                 },
             )?;
@@ -122,7 +123,8 @@ where
                     None => TxnOp::delete(key, None),
                 });
             }
-            check_limits(&self.config, bytes, operations.len())?;
+            let operation_count = operations.len();
+            check_limits(&self.config, bytes, operation_count)?;
             let txn = Txn::new()
                 .when([
                     Compare::mod_revision(head_key.clone(), CompareOp::Equal, revision),
@@ -142,7 +144,9 @@ where
                     let revision = response.header().map_or(0, |header| header.revision());
                     // The commit landed: whatever happens locally, it is reported committed
                     // (the follower installs it from the history if this could not).
-                    if let Err(error) = self.install(version, revision, false, |_| next) {
+                    if let Err(error) =
+                        self.install(version, revision, &decision_hex, false, |_| next)
+                    {
                         tracing::error!(%error, version, "a committed version could not be installed here");
                     }
                     bump(&self.counters.commits);
@@ -186,10 +190,17 @@ where
                 }
                 Ok(Err(source)) => {
                     let error = EtcdError::client("commit", source);
+                    // Limits lower than configured: etcd refused the whole transaction.
                     if error.is_request_too_large() {
                         return Err(EtcdError::TooLarge {
                             bytes,
                             limit: self.config.max_request_bytes,
+                        });
+                    }
+                    if error.is_too_many_operations() {
+                        return Err(EtcdError::TooManyOperations {
+                            operations: operation_count,
+                            limit: self.config.max_txn_ops,
                         });
                     }
                     let EtcdError::Client { source, .. } = &error else {

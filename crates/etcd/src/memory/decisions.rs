@@ -129,7 +129,6 @@ pub(crate) async fn lease_old_decisions(
         config,
         prefix.clone().into_bytes(),
         prefix_end(&prefix),
-        0,
     )
     .await?;
     let unleased: Vec<Vec<u8>> = pairs

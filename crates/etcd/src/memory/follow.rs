@@ -91,6 +91,7 @@ where
                             decode::<HeadWithEntry<S::Change>>(pair.key(), pair.value()).and_then(
                                 |head| {
                                     shared.check_head(pair, head.version)?;
+                                    shared.check_watched_head(pair, &head)?;
                                     match head.entry {
                                         Some(entry) => shared.install_entry(pair, &entry),
                                         None => Ok(false),

@@ -1,12 +1,49 @@
-//! Reading a memory from etcd: a range page by page at one revision, creating a memory at an
-//! empty prefix, and loading its marker, head and state together; and the request limits.
+//! Reading a memory from etcd: a range page by page at one revision (read again at the current one
+//! when etcd compacts that revision under it), creating a memory at an empty prefix, and loading its
+//! marker, head and state together; and the request limits.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// How many times in a row a read at one revision starts again when etcd compacted that revision
+/// under it before its error is returned: each restart needs another compaction within the few
+/// requests of one read.
+const COMPACTED_RESTARTS: u32 = 16;
+
+/// Runs `read`, a read of several requests at the revision its first request picks (the current
+/// one), again from the start when etcd compacted that revision between its requests. Compaction
+/// (`--auto-compaction-retention`, on a schedule in production) removes no current key, only the
+/// older revisions such a read pins, so the read taken again at the current revision finds them all.
+async fn restarting_when_compacted<T, F, Fut>(mut read: F) -> Result<T, EtcdError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, EtcdError>>,
+{
+    let mut restarts = 0;
+    loop {
+        match read().await {
+            Err(error) if error.is_compacted() && restarts < COMPACTED_RESTARTS => {
+                restarts += 1;
+                tracing::debug!(%error, restarts, "etcd compacted the revision of a read; reading again");
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Reads `[start, end)` at one revision, the current one; returns the pairs and the revision read.
+pub(super) async fn read_range(
+    client: &Client,
+    config: &EtcdConfig,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+    restarting_when_compacted(|| read_pages(client, config, start.clone(), end.clone(), 0)).await
+}
+
 /// Reads `[start, end)` page by page at one revision (`0`: the current one); returns the pairs and
 /// the revision read.
-pub(super) async fn read_range(
+async fn read_pages(
     client: &Client,
     config: &EtcdConfig,
     start: Vec<u8>,
@@ -43,6 +80,70 @@ pub(super) async fn read_range(
         }
     }
     Ok((pairs, revision))
+}
+
+/// A range and the memory's `head` key, read at one revision.
+pub(super) struct HeadAndRange {
+    /// The head, when etcd holds one.
+    pub(super) head: Option<KeyValue>,
+    /// The range's pairs, in key order.
+    pub(super) pairs: Vec<KeyValue>,
+    /// The revision read.
+    pub(super) revision: i64,
+}
+
+/// Reads `head` and `[start, end)` at one revision, the current one: the head comes in one
+/// transaction with the range's first page, so that it says what the range belongs to (a head
+/// created at another revision than the one opened: another memory's keys) and which version is
+/// the newest.
+pub(super) async fn read_head_and_range(
+    client: &Client,
+    config: &EtcdConfig,
+    head: String,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<HeadAndRange, EtcdError> {
+    restarting_when_compacted(|| {
+        read_head_and_range_once(client, config, head.clone(), start.clone(), end.clone())
+    })
+    .await
+}
+
+async fn read_head_and_range_once(
+    client: &Client,
+    config: &EtcdConfig,
+    head: String,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> Result<HeadAndRange, EtcdError> {
+    let kv = crate::clients::kv(client);
+    let page = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+    let txn = Txn::new().and_then([TxnOp::get(head, None), TxnOp::get(start, Some(page))]);
+    let response = config
+        .request("read head and range", || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
+    let revision = response.header().map_or(0, |header| header.revision());
+    let mut responses = response.op_responses();
+    let head = first_kv(&responses, 0);
+    let (mut pairs, more) = match responses.get_mut(1) {
+        Some(TxnOpResponse::Get(get)) => (get.take_kvs(), get.more()),
+        _ => (Vec::new(), false),
+    };
+    if let (true, Some(last)) = (more, pairs.last()) {
+        let mut next = last.key().to_vec();
+        next.push(0);
+        let (rest, _) = read_pages(client, config, next, end, revision).await?;
+        pairs.extend(rest);
+    }
+    Ok(HeadAndRange {
+        head,
+        pairs,
+        revision,
+    })
 }
 
 /// The memory's marker key (`meta`), as etcd holds it now: no pairs when there is none.
@@ -179,8 +280,16 @@ pub(super) fn check_limits(
     Ok(())
 }
 
-/// Reads the marker, the head and the state at one revision.
+/// Reads the marker, the head and the state at one revision, the current one.
 pub(super) async fn load<S: State, L: Layout<S>>(
+    client: &Client,
+    config: &EtcdConfig,
+    keys: &Keys,
+) -> Result<Loaded<S>, EtcdError> {
+    restarting_when_compacted(|| load_once::<S, L>(client, config, keys)).await
+}
+
+async fn load_once<S: State, L: Layout<S>>(
     client: &Client,
     config: &EtcdConfig,
     keys: &Keys,
@@ -219,7 +328,7 @@ pub(super) async fn load<S: State, L: Layout<S>>(
     let head_pair = first_kv(&responses, 1).ok_or_else(|| not_a_memory("a marker and no head"))?;
     let head: Head = decode(head_pair.key(), head_pair.value())?;
     let state_prefix = keys.state_prefix();
-    let (pairs, _) = read_range(
+    let (pairs, _) = read_pages(
         client,
         config,
         state_prefix.clone().into_bytes(),
@@ -239,6 +348,7 @@ pub(super) async fn load<S: State, L: Layout<S>>(
     Ok(Loaded {
         state,
         version: head.version,
+        decision: head.decision,
         head_revision: head_pair.mod_revision(),
         head_created: head_pair.create_revision(),
         read_revision,

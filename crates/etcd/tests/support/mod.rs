@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hivekit_etcd::testing::EtcdServer;
+use hivekit_etcd::testing::{EtcdCluster, EtcdServer};
 use hivekit_etcd::{Client, EtcdConfig, KeyedState};
 use hivekit_hive::{
     AcceptedChange, AgentId, CommitRequest, Committed, Memory, MemoryError, Proposal, ProposalId,
@@ -152,6 +152,21 @@ pub fn etcd() -> EtcdServer {
         Ok(server) => server,
         Err(error) => panic!("{error}"),
     }
+}
+
+/// The index of the member that is the Raft leader now.
+pub async fn leader_index(cluster: &EtcdCluster) -> usize {
+    for (index, endpoint) in cluster.endpoints().iter().enumerate() {
+        let mut client = EtcdConfig::new([endpoint.clone()], "/probe")
+            .connect()
+            .await
+            .unwrap();
+        let status = client.status().await.unwrap();
+        if status.leader() == status.header().unwrap().member_id() {
+            return index;
+        }
+    }
+    panic!("the cluster has no leader");
 }
 
 /// A configuration for `endpoints` under a fresh prefix, with short timeouts for tests.
