@@ -600,7 +600,7 @@ pub(crate) fn decode_stage(
     let Some(stage) = inner.lookup(name) else {
         return Err(corrupt("the pipeline has no such stage".to_owned()));
     };
-    let record: StageRecord =
+    let mut record: StageRecord =
         serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
     let interrupted = record.interrupt.is_some()
         || matches!(record.status, crate::StageStatus::Interrupted { .. });
@@ -608,13 +608,20 @@ pub(crate) fn decode_stage(
     let (true, Some(codec)) = (record.status.is_success(), spec.codec()) else {
         return Ok((stage as u32, interrupted, None));
     };
-    let artifact = (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null))
+    let attempts = record.status.attempts();
+    let failed = std::mem::take(&mut record.failed_attempts);
+    // A record without an artifact (the stage was not durable when it ran) restores nothing: the
+    // stage runs again, as a stage without a codec does.
+    let Some(artifact) = record.artifact_for(&codec) else {
+        return Ok((stage as u32, interrupted, None));
+    };
+    let artifact = (codec.decode)(artifact)
         .map_err(|error| corrupt(format!("artifact of type `{}`: {error}", spec.output_type)))?;
     let restored = Restored {
         stage: stage as u32,
         artifact,
-        attempts: record.status.attempts(),
-        failed: record.failed_attempts,
+        attempts,
+        failed,
     };
     Ok((stage as u32, interrupted, Some(restored)))
 }
