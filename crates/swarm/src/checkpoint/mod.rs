@@ -496,6 +496,7 @@ impl Durable {
             store: self.store.clone(),
             run: run.to_owned(),
             prefix: String::new(),
+            enclosing_values: Vec::new(),
             restored: Mutex::new(restored),
             values,
             memo: Arc::new(Mutex::new(memo)),
