@@ -46,7 +46,9 @@
 //! record holding `null` is decoded before it is written (only those: the check costs nothing on
 //! other records); an artifact or item that would not read back is not recorded and fails its
 //! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
-//! checkpoint never holds a record that would fail every resume.
+//! checkpoint never holds a record that would fail every resume. A run input holding `null` is
+//! decoded as the handle's input type ([`Durable::with_input`]) before the run is created, and
+//! refused with [`CheckpointError::InputNotSerializable`] when it would not read back.
 //!
 //! # Retention
 //!
@@ -229,9 +231,11 @@ impl Durable {
     /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
     /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
-    /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written or
-    /// the retention's deletions fail. A stage whose record cannot be written fails (and the
-    /// report says why).
+    /// [`RunInput::serializable`] or one that would not read back as the type given to
+    /// [`with_input`](Durable::with_input) (a non-finite float, which JSON writes as `null`; checked
+    /// only when the handle has that type), [`CheckpointError::Store`] when the store cannot list
+    /// or create runs or the header cannot be written. A stage whose record cannot be written
+    /// fails (and the report says why).
     ///
     /// After creating the run it applies the [`Retention`]: the oldest other runs are deleted
     /// until at most `max_runs` remain, this one included (at least this one: `max_runs(0)` acts
@@ -266,6 +270,21 @@ impl Durable {
                 }
             },
         };
+        if let (Some(value), Some(decode)) = (&input, self.input) {
+            // As for records: an input that would not read back is refused rather than written,
+            // or every resume would fail on it.
+            if holds_null(value) {
+                if let Err(error) = decode(value.clone()) {
+                    return Err(CheckpointError::InputNotSerializable {
+                        run: run.to_owned(),
+                        reason: format!(
+                            "it would not read back (a non-finite float is written as JSON \
+                             null): {error}"
+                        ),
+                    });
+                }
+            }
+        }
         let inner = pipeline.inner();
         let cache = record::shape_cache(inner);
         let fresh;
@@ -625,6 +644,17 @@ pub(crate) fn decode_stage(
         failed,
     };
     Ok((stage as u32, interrupted, Some(restored)))
+}
+
+/// Whether a JSON value holds a `null` anywhere: the only way serde_json writes a value that does
+/// not read back (a non-finite float).
+fn holds_null(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(values) => values.iter().any(holds_null),
+        serde_json::Value::Object(fields) => fields.values().any(holds_null),
+        _ => false,
+    }
 }
 
 /// Puts restored stages in the pipeline's topological order (the order the run completes them).
