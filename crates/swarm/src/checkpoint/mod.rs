@@ -239,7 +239,10 @@ impl Durable {
     ///
     /// After creating the run it applies the [`Retention`]: the oldest other runs are deleted
     /// until at most `max_runs` remain, this one included (at least this one: `max_runs(0)` acts
-    /// as 1 here); runs in progress on this handle are kept.
+    /// as 1 here); runs in progress on this handle are kept. The run exists by then, so a
+    /// deletion that fails does not fail the start (which could then not be retried: the run
+    /// exists): it is logged (`tracing` warning) and only costs space until the next start or
+    /// [`prune`](Durable::prune).
     pub async fn start(
         &self,
         pipeline: &Pipeline,
@@ -300,7 +303,9 @@ impl Durable {
                 run: run.to_owned(),
             });
         }
-        self.prune_to(self.retention.max_runs.max(1))?;
+        if let Err(error) = self.prune_to(self.retention.max_runs.max(1)) {
+            tracing::warn!(run, %error, "could not apply the retention policy");
+        }
         Ok(self
             .execute(
                 pipeline,
