@@ -253,13 +253,15 @@ pub(crate) fn shape(pipeline: &PipelineInner) -> Vec<ShapeStage> {
     (0..pipeline.stages.len())
         .map(|index| {
             let spec = &pipeline.stages[index];
+            let mut after: Vec<String> = pipeline
+                .dependencies(index)
+                .iter()
+                .map(|&dependency| pipeline.stages[dependency as usize].name.to_string())
+                .collect();
+            after.sort_unstable();
             ShapeStage {
                 name: spec.name.to_string(),
-                after: pipeline
-                    .dependencies(index)
-                    .iter()
-                    .map(|&dependency| pipeline.stages[dependency as usize].name.to_string())
-                    .collect(),
+                after,
                 kind: match spec.kind {
                     StageKind::Plain => "stage",
                     StageKind::Router => "router",
@@ -278,6 +280,14 @@ pub(crate) fn fingerprint(shape: &[ShapeStage]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A shape read from a checkpoint as `shape` makes it now: checkpoints written before
+/// dependencies were sorted list them in the order they were declared.
+pub(crate) fn normalize(shape: &mut [ShapeStage]) {
+    for stage in shape {
+        stage.after.sort_unstable();
+    }
 }
 
 /// The first difference between a checkpoint's shape and a pipeline's, in words.
