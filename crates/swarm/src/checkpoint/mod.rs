@@ -53,7 +53,8 @@
 //! # Retention
 //!
 //! [`Retention`]: a store keeps at most `max_runs` runs (1024 by default); starting a run deletes
-//! the oldest beyond that, and [`Durable::prune`] does it on demand. Neither ever deletes the run
+//! the oldest beyond that (by [`RunEntry::created_ms`], which the starts of one process keep
+//! strictly increasing, so that runs started in one millisecond keep their order), and [`Durable::prune`] does it on demand. Neither ever deletes the run
 //! being started (it counts among the `max_runs`, so `max_runs(0)` keeps it alone, as 1 would) nor
 //! a run in progress on the same [`Durable`] handle or its clones (started or resumed and not yet
 //! ended): the store may hold more than `max_runs` runs while those run. Runs in progress in
@@ -102,6 +103,7 @@ mod retention;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -179,12 +181,26 @@ impl std::fmt::Debug for Durable {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+/// A run's creation stamp: milliseconds since the Unix epoch, strictly increasing within the
+/// process. Retention deletes the oldest runs first and stores break ties by run id, so runs
+/// started in the same millisecond (a worker taking quick jobs) would otherwise be deleted in id
+/// order, the newer before the older; a start in the millisecond of the last one is stamped a
+/// millisecond after it instead (a burst of starts runs ahead of the wall clock by as much).
+fn creation_stamp() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
+        });
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let stamp = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, stamp, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return stamp,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 impl Durable {
@@ -298,7 +314,10 @@ impl Durable {
                 &fresh
             }
         };
-        if !self.store.create_run_if_absent(run, now_ms(), bytes)? {
+        if !self
+            .store
+            .create_run_if_absent(run, creation_stamp(), bytes)?
+        {
             return Err(CheckpointError::RunExists {
                 run: run.to_owned(),
             });
