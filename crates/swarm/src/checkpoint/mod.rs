@@ -162,6 +162,16 @@ impl<'a> InProgress<'a> {
         active.lock().push(run.to_owned());
         Self { active, run }
     }
+
+    /// Registers `run` unless it is in progress already (`None`).
+    fn alone(active: &'a Mutex<Vec<String>>, run: &'a str) -> Option<Self> {
+        let mut runs = active.lock();
+        if runs.iter().any(|running| running == run) {
+            return None;
+        }
+        runs.push(run.to_owned());
+        Some(Self { active, run })
+    }
 }
 
 impl Drop for InProgress<'_> {
@@ -342,8 +352,10 @@ impl Durable {
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::UnknownRun`], [`CheckpointError::ShapeMismatch`] naming the first
-    /// difference when `pipeline` is not the one checkpointed, [`CheckpointError::CorruptHeader`]
+    /// [`CheckpointError::UnknownRun`], [`CheckpointError::RunInProgress`] when the run is being
+    /// started or resumed on this handle (or a clone) at the time,
+    /// [`CheckpointError::ShapeMismatch`] naming the first difference when `pipeline` is not the
+    /// one checkpointed, [`CheckpointError::CorruptHeader`]
     /// and [`CheckpointError::CorruptRecord`] (naming the stage) for unreadable records,
     /// [`CheckpointError::InputNotReadable`], [`CheckpointError::Store`].
     pub async fn resume(
@@ -388,7 +400,13 @@ impl Durable {
         value: Option<serde_json::Value>,
         mut options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        let _in_progress = InProgress::new(&self.active, run);
+        // A run in progress on this handle is not resumed beside itself: its stage in flight would
+        // run twice. (Runs in progress elsewhere cannot be seen, as for retention.)
+        let Some(_in_progress) = InProgress::alone(&self.active, run) else {
+            return Err(CheckpointError::RunInProgress {
+                run: run.to_owned(),
+            });
+        };
         let loaded = self.load(pipeline, run)?;
         options.input = loaded.input;
         let mut values = loaded.values;

@@ -35,6 +35,13 @@ pub enum CheckpointError {
         /// The run.
         run: String,
     },
+    /// `resume` was given the id of a run in progress on the same [`Durable`](super::Durable)
+    /// handle (or a clone): resumed beside itself, its stage in flight would run twice.
+    #[error("run `{run}` is in progress: it cannot be resumed before it ends")]
+    RunInProgress {
+        /// The run.
+        run: String,
+    },
     /// `resume` was given the id of a run the store does not have.
     #[error("no checkpoint for run `{run}`")]
     UnknownRun {
