@@ -119,6 +119,9 @@ pub(crate) struct PipelineInner {
     pub(crate) order: Vec<u32>,
     /// The pipeline's shape as a checkpoint records it, worked out by the first durable run.
     pub(crate) checkpoint_shape: std::sync::OnceLock<crate::checkpoint::ShapeCache>,
+    /// Whether a durable run can restore every stage: each has a codec (declared durable, or
+    /// `()`) or is a loop over a body of which this holds (its iterations are restored).
+    pub(crate) restorable: bool,
     /// A dropped report's stage list, for the next run (see `report/spare.rs`).
     pub(crate) spare_stages: crate::report::SpareStages,
 }

@@ -98,6 +98,8 @@ struct BuilderState {
     pending_ends: Vec<usize>,
     /// Every stage must be checkpointable (see `PipelineBuilder::durable`).
     durable: bool,
+    /// The positions of the loop stages whose body a durable run cannot restore wholly.
+    unrestorable_loops: Vec<usize>,
 }
 
 /// One dependency as `after` recorded it: 8 bytes, as compact as the name it replaces (the list
@@ -157,7 +159,9 @@ impl PipelineBuilder {
     }
 
     /// Declares the pipeline durable: [`build`](PipelineBuilder::build) then checks that every
-    /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`),
+    /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`;
+    /// a [loop](PipelineBuilder::repeat) stage, restored iteration by iteration, passes when every
+    /// stage of its body does),
     /// so a [`checkpoint::Durable`](crate::checkpoint::Durable) run can restore every stage.
     pub fn durable(mut self) -> Self {
         self.state.durable = true;
@@ -307,11 +311,15 @@ impl PipelineBuilder {
     /// # }
     /// ```
     pub fn repeat(
-        self,
+        mut self,
         name: impl Into<Arc<str>>,
         body: Pipeline,
         policy: LoopPolicy,
     ) -> StageBuilder<LoopReport> {
+        if !body.inner().restorable {
+            let position = self.state.drafts.len();
+            self.state.unrestorable_loops.push(position);
+        }
         let func = TypedStage(move |context: StageContext| {
             crate::looping::run_loop(context, body.clone(), policy.clone())
         });
@@ -390,6 +398,7 @@ impl PipelineBuilder {
             pending_names,
             pending_ends,
             durable,
+            unrestorable_loops,
         } = *self.state;
         if drafts.is_empty() {
             return Err(BuildError::Empty);
@@ -403,6 +412,14 @@ impl PipelineBuilder {
                 draft.timeout = Some(timeout);
             }
         }
+        // A loop stage has no codec: a durable run restores it iteration by iteration, wholly
+        // when its body restores every stage.
+        let restorable = |position: usize| {
+            drafts[position].codec().is_some()
+                || (drafts[position].kind == StageKind::Loop
+                    && !unrestorable_loops.contains(&position))
+        };
+        let every_stage_restorable = (0..drafts.len()).all(restorable);
         for (position, draft) in drafts.iter().enumerate() {
             if draft.name.is_empty() {
                 return Err(BuildError::EmptyStageName { position });
@@ -421,7 +438,7 @@ impl PipelineBuilder {
                     stage: draft.name.to_string(),
                 });
             }
-            if durable && draft.codec().is_none() {
+            if durable && !restorable(position) {
                 return Err(BuildError::NotDurable {
                     stage: draft.name.to_string(),
                     output_type: draft.output_type,
@@ -540,6 +557,7 @@ impl PipelineBuilder {
             roots,
             order,
             checkpoint_shape: std::sync::OnceLock::new(),
+            restorable: every_stage_restorable,
             spare_stages: crate::report::SpareStages::default(),
         }))
     }
