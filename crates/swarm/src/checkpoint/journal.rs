@@ -174,6 +174,16 @@ impl RunHooks for Journal {
         // fail on it. The stage fails instead (not recorded, it runs again on resume).
         if let Some(codec) = codec.filter(|codec| codec.verify) {
             if record::may_hold_null(&bytes[artifact_at..]) {
+                // A non-finite float below an `Option` (or a defaulted field) reads back as
+                // another value, which decoding the record cannot tell.
+                if artifact.is_some_and(|artifact| (codec.non_finite)(artifact)) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) holds a \
+                         non-finite float, written as JSON null, which would not read back as \
+                         itself, so it is not recorded",
+                        self.run, spec.name, spec.output_type
+                    )));
+                }
                 record::reads_back(&codec, &bytes).map_err(|error| {
                     StageError::permanent(format!(
                         "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) would not \
@@ -385,6 +395,15 @@ impl StageContext {
             })?;
             // As for a stage's artifact: an item that would not read back is not recorded.
             if record::may_hold_null(&bytes) {
+                if super::holds_non_finite(value) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: item {index} of stage `{}` holds a non-finite \
+                         float, written as JSON null, which would not read back as itself, so it \
+                         is not recorded",
+                        journal.run,
+                        self.name()
+                    )));
+                }
                 if let Err(error) = serde_json::from_slice::<T>(&bytes) {
                     return Err(StageError::permanent(format!(
                         "checkpoint of run `{}`: item {index} of stage `{}` would not read back, \

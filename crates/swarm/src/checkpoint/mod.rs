@@ -42,12 +42,15 @@
 //!
 //! # Values that would not read back
 //!
-//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads. A
-//! record holding `null` is decoded before it is written (only those: the check costs nothing on
-//! other records); an artifact or item that would not read back is not recorded and fails its
+//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads, and
+//! which reads back as another value below an `Option` (`Some(NaN)` as `None`). A record holding
+//! `null` is decoded before it is written, and its value searched for non-finite floats (only
+//! those records: the checks cost nothing on others); an artifact or item that would not read
+//! back as itself is not recorded and fails its
 //! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
-//! checkpoint never holds a record that would fail every resume. A run input holding `null` is
-//! decoded as the handle's input type ([`Durable::with_input`]) before the run is created, and
+//! checkpoint never holds a record that would fail every resume. A run input whose JSON holds
+//! `null` is checked the same way before the run is created (searched for non-finite floats,
+//! and decoded as the handle's input type, [`Durable::with_input`], when it has one), and
 //! refused with [`CheckpointError::InputNotSerializable`] when it would not read back.
 //!
 //! # Retention
@@ -94,6 +97,7 @@
 //! # }
 //! ```
 
+mod finite;
 mod journal;
 mod outcome;
 mod record;
@@ -123,6 +127,7 @@ use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
 use crate::pipeline::PipelineInner;
 use crate::report::RunOutcome;
+pub(crate) use finite::holds_non_finite;
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
@@ -257,9 +262,9 @@ impl Durable {
     /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
     /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
-    /// [`RunInput::serializable`] or one that would not read back as the type given to
-    /// [`with_input`](Durable::with_input) (a non-finite float, which JSON writes as `null`; checked
-    /// only when the handle has that type), [`CheckpointError::Store`] when the store cannot list
+    /// [`RunInput::serializable`], one holding a non-finite float (which JSON writes as `null`, so
+    /// it would not read back as itself), or one whose JSON does not read back as the type given
+    /// to [`with_input`](Durable::with_input) (checked when the handle has that type), [`CheckpointError::Store`] when the store cannot list
     /// or create runs or the header cannot be written. A stage whose record cannot be written
     /// fails (and the report says why).
     ///
@@ -299,19 +304,26 @@ impl Durable {
                 }
             },
         };
-        if let (Some(value), Some(decode)) = (&input, self.input) {
-            // As for records: an input that would not read back is refused rather than written,
-            // or every resume would fail on it.
-            if holds_null(value) {
-                if let Err(error) = decode(value.clone()) {
-                    return Err(CheckpointError::InputNotSerializable {
-                        run: run.to_owned(),
-                        reason: format!(
-                            "it would not read back (a non-finite float is written as JSON \
-                             null): {error}"
-                        ),
-                    });
-                }
+        if let Some(value) = input.as_ref().filter(|value| holds_null(value)) {
+            // As for records: an input that would not read back as itself is refused rather than
+            // written, or every resume would fail on it or read another value.
+            if options
+                .input
+                .as_ref()
+                .is_some_and(RunInput::holds_non_finite)
+            {
+                return Err(CheckpointError::InputNotSerializable {
+                    run: run.to_owned(),
+                    reason: "it holds a non-finite float, written as JSON null, which would not \
+                             read back as itself"
+                        .to_owned(),
+                });
+            }
+            if let Some(Err(error)) = self.input.map(|decode| decode(value.clone())) {
+                return Err(CheckpointError::InputNotSerializable {
+                    run: run.to_owned(),
+                    reason: format!("it would not read back: {error}"),
+                });
             }
         }
         let inner = pipeline.inner();
