@@ -99,7 +99,7 @@ struct BuilderState {
     /// Every stage must be checkpointable (see `PipelineBuilder::durable`).
     durable: bool,
     /// The positions of the loop stages whose body a durable run cannot restore wholly.
-    unrestorable_loops: Vec<usize>,
+    unrestorable_loops: Vec<u32>,
 }
 
 /// One dependency as `after` recorded it: 8 bytes, as compact as the name it replaces (the list
@@ -316,8 +316,8 @@ impl PipelineBuilder {
         body: Pipeline,
         policy: LoopPolicy,
     ) -> StageBuilder<LoopReport> {
-        if !body.inner().restorable {
-            let position = self.state.drafts.len();
+        if !body.inner().restores_every_stage() {
+            let position = self.state.drafts.len() as u32;
             self.state.unrestorable_loops.push(position);
         }
         let func = TypedStage(move |context: StageContext| {
@@ -414,12 +414,8 @@ impl PipelineBuilder {
         }
         // A loop stage has no codec: a durable run restores it iteration by iteration, wholly
         // when its body restores every stage.
-        let restorable = |position: usize| {
-            drafts[position].codec().is_some()
-                || (drafts[position].kind == StageKind::Loop
-                    && !unrestorable_loops.contains(&position))
-        };
-        let every_stage_restorable = (0..drafts.len()).all(restorable);
+        let restorable =
+            |position: usize| restorable(&drafts[position], position, &unrestorable_loops);
         for (position, draft) in drafts.iter().enumerate() {
             if draft.name.is_empty() {
                 return Err(BuildError::EmptyStageName { position });
@@ -557,7 +553,7 @@ impl PipelineBuilder {
             roots,
             order,
             checkpoint_shape: std::sync::OnceLock::new(),
-            restorable: every_stage_restorable,
+            unrestorable_loops,
             spare_stages: crate::report::SpareStages::default(),
         }))
     }
@@ -567,4 +563,11 @@ pub(crate) fn export_as<T: Serialize + 'static>(
     artifact: &(dyn Any + Send + Sync),
 ) -> Option<Result<serde_json::Value, serde_json::Error>> {
     artifact.downcast_ref::<T>().map(serde_json::to_value)
+}
+
+/// Whether a durable run restores stage `spec` at `position`: it has a codec, or it is a loop
+/// stage over a body that restores every stage (not among `unrestorable_loops`).
+pub(crate) fn restorable(spec: &StageSpec, position: usize, unrestorable_loops: &[u32]) -> bool {
+    spec.codec().is_some()
+        || (spec.kind == StageKind::Loop && !unrestorable_loops.contains(&(position as u32)))
 }
