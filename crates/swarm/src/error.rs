@@ -86,7 +86,9 @@ pub enum BuildError {
     },
     /// A [`durable`](crate::PipelineBuilder::durable) pipeline has a stage whose artifact cannot be
     /// checkpointed: it is not `()` and the stage did not declare it
-    /// [`durable`](crate::StageBuilder::durable) (which needs `Serialize + DeserializeOwned`).
+    /// [`durable`](crate::StageBuilder::durable) (which needs `Serialize + DeserializeOwned`); or a
+    /// loop stage whose body has such a stage (a loop stage is restored iteration by iteration,
+    /// from its body's checkpointed stages).
     #[error("stage `{stage}` of a durable pipeline has an artifact of type `{output_type}` that is not declared durable")]
     NotDurable {
         /// The stage.

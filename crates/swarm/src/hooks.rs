@@ -54,6 +54,9 @@ pub(crate) struct Codec {
     /// The record with the artifact when it is a `T` (`None`, or another type: no artifact).
     pub(crate) encode: RecordEncoder,
     pub(crate) decode: fn(serde_json::Value) -> Result<Artifact, serde_json::Error>,
+    /// Whether an artifact (when it is a `T`) holds a non-finite float: written as `null`, it
+    /// may read back as another value (`Some(NaN)` as `None`) rather than fail.
+    pub(crate) non_finite: fn(&(dyn Any + Send + Sync)) -> bool,
     /// Whether a record holding `null` is decoded before it is written, to check that it reads
     /// back: serde_json writes a non-finite float as `null` (no error), which no `f64` reads.
     /// Not for `()`, whose artifact is always `null` and always reads back.
@@ -68,6 +71,7 @@ impl Codec {
         Self {
             encode: encode_record::<T>,
             decode: decode_as::<T>,
+            non_finite: non_finite_as::<T>,
             verify: std::any::TypeId::of::<T>() != std::any::TypeId::of::<()>(),
         }
     }
@@ -108,6 +112,12 @@ pub(crate) fn encode_record<T: serde::Serialize + 'static>(
     serde_json::to_writer(&mut bytes, artifact)?;
     bytes.push(b'}');
     Ok((bytes, start))
+}
+
+fn non_finite_as<T: serde::Serialize + 'static>(artifact: &(dyn Any + Send + Sync)) -> bool {
+    artifact
+        .downcast_ref::<T>()
+        .is_some_and(crate::checkpoint::holds_non_finite)
 }
 
 fn decode_as<T>(value: serde_json::Value) -> Result<Artifact, serde_json::Error>

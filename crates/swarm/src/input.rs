@@ -43,6 +43,8 @@ pub struct RunInput {
     value: Arc<dyn Any + Send + Sync>,
     type_name: &'static str,
     exporter: Option<Exporter>,
+    /// Whether the value (a `Serialize` one) holds a non-finite float, which JSON writes as `null`.
+    non_finite: Option<fn(&(dyn Any + Send + Sync)) -> bool>,
 }
 
 impl fmt::Debug for RunInput {
@@ -65,6 +67,7 @@ impl RunInput {
             value,
             type_name: std::any::type_name::<T>(),
             exporter: None,
+            non_finite: None,
         }
     }
 
@@ -72,6 +75,11 @@ impl RunInput {
     pub fn serializable<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
         Self {
             exporter: Some(crate::builder::export_as::<T>),
+            non_finite: Some(|value| {
+                value
+                    .downcast_ref::<T>()
+                    .is_some_and(crate::checkpoint::holds_non_finite)
+            }),
             ..Self::new(value)
         }
     }
@@ -84,6 +92,13 @@ impl RunInput {
     /// The input's type name.
     pub fn type_name(&self) -> &'static str {
         self.type_name
+    }
+
+    /// Whether the input holds a non-finite float (`false` for one not made with
+    /// [`RunInput::serializable`]): its JSON holds `null` there, which reads back as another
+    /// value or not at all.
+    pub(crate) fn holds_non_finite(&self) -> bool {
+        self.non_finite.is_some_and(|probe| probe(&*self.value))
     }
 
     /// The input as JSON, if it was made with [`RunInput::serializable`].

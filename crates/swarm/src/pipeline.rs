@@ -119,6 +119,9 @@ pub(crate) struct PipelineInner {
     pub(crate) order: Vec<u32>,
     /// The pipeline's shape as a checkpoint records it, worked out by the first durable run.
     pub(crate) checkpoint_shape: std::sync::OnceLock<crate::checkpoint::ShapeCache>,
+    /// The loop stages whose body a durable run cannot restore wholly (see
+    /// `restores_every_stage`); empty in most pipelines, so building one costs nothing more.
+    pub(crate) unrestorable_loops: Vec<u32>,
     /// A dropped report's stage list, for the next run (see `report/spare.rs`).
     pub(crate) spare_stages: crate::report::SpareStages,
 }
@@ -132,6 +135,15 @@ impl PipelineInner {
     pub(crate) fn dependents(&self, stage: usize) -> &[u32] {
         &self.dependent_list
             [self.dependent_start[stage] as usize..self.dependent_start[stage + 1] as usize]
+    }
+
+    /// Whether a durable run can restore every stage: each has a codec (declared durable, or
+    /// `()`) or is a loop over a body of which this holds (its iterations are restored). Asked
+    /// when the pipeline becomes a loop's body, not worked out for every build.
+    pub(crate) fn restores_every_stage(&self) -> bool {
+        self.stages.iter().enumerate().all(|(position, spec)| {
+            crate::builder::restorable(spec, position, &self.unrestorable_loops)
+        })
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<usize> {

@@ -98,6 +98,8 @@ struct BuilderState {
     pending_ends: Vec<usize>,
     /// Every stage must be checkpointable (see `PipelineBuilder::durable`).
     durable: bool,
+    /// The positions of the loop stages whose body a durable run cannot restore wholly.
+    unrestorable_loops: Vec<u32>,
 }
 
 /// One dependency as `after` recorded it: 8 bytes, as compact as the name it replaces (the list
@@ -157,7 +159,9 @@ impl PipelineBuilder {
     }
 
     /// Declares the pipeline durable: [`build`](PipelineBuilder::build) then checks that every
-    /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`),
+    /// stage's artifact can be checkpointed (declared [`durable`](StageBuilder::durable), or `()`;
+    /// a [loop](PipelineBuilder::repeat) stage, restored iteration by iteration, passes when every
+    /// stage of its body does),
     /// so a [`checkpoint::Durable`](crate::checkpoint::Durable) run can restore every stage.
     pub fn durable(mut self) -> Self {
         self.state.durable = true;
@@ -307,11 +311,15 @@ impl PipelineBuilder {
     /// # }
     /// ```
     pub fn repeat(
-        self,
+        mut self,
         name: impl Into<Arc<str>>,
         body: Pipeline,
         policy: LoopPolicy,
     ) -> StageBuilder<LoopReport> {
+        if !body.inner().restores_every_stage() {
+            let position = self.state.drafts.len() as u32;
+            self.state.unrestorable_loops.push(position);
+        }
         let func = TypedStage(move |context: StageContext| {
             crate::looping::run_loop(context, body.clone(), policy.clone())
         });
@@ -390,6 +398,7 @@ impl PipelineBuilder {
             pending_names,
             pending_ends,
             durable,
+            unrestorable_loops,
         } = *self.state;
         if drafts.is_empty() {
             return Err(BuildError::Empty);
@@ -403,6 +412,10 @@ impl PipelineBuilder {
                 draft.timeout = Some(timeout);
             }
         }
+        // A loop stage has no codec: a durable run restores it iteration by iteration, wholly
+        // when its body restores every stage.
+        let restorable =
+            |position: usize| restorable(&drafts[position], position, &unrestorable_loops);
         for (position, draft) in drafts.iter().enumerate() {
             if draft.name.is_empty() {
                 return Err(BuildError::EmptyStageName { position });
@@ -421,7 +434,7 @@ impl PipelineBuilder {
                     stage: draft.name.to_string(),
                 });
             }
-            if durable && draft.codec().is_none() {
+            if durable && !restorable(position) {
                 return Err(BuildError::NotDurable {
                     stage: draft.name.to_string(),
                     output_type: draft.output_type,
@@ -540,6 +553,7 @@ impl PipelineBuilder {
             roots,
             order,
             checkpoint_shape: std::sync::OnceLock::new(),
+            unrestorable_loops,
             spare_stages: crate::report::SpareStages::default(),
         }))
     }
@@ -549,4 +563,11 @@ pub(crate) fn export_as<T: Serialize + 'static>(
     artifact: &(dyn Any + Send + Sync),
 ) -> Option<Result<serde_json::Value, serde_json::Error>> {
     artifact.downcast_ref::<T>().map(serde_json::to_value)
+}
+
+/// Whether a durable run restores stage `spec` at `position`: it has a codec, or it is a loop
+/// stage over a body that restores every stage (not among `unrestorable_loops`).
+pub(crate) fn restorable(spec: &StageSpec, position: usize, unrestorable_loops: &[u32]) -> bool {
+    spec.codec().is_some()
+        || (spec.kind == StageKind::Loop && !unrestorable_loops.contains(&(position as u32)))
 }

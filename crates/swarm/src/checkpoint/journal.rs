@@ -31,6 +31,10 @@ pub(crate) struct Journal {
     /// What this journal's keys start with: empty for the run itself; for an iteration of a loop
     /// stage, its parent's prefix and `l:{stage}:{body fingerprint}:{iteration}/`.
     pub(crate) prefix: String,
+    /// The keys of the resume values of the loop stages this journal's iteration runs in, from
+    /// the run's root down (empty for the run itself): a value a body stage rejects came to it
+    /// through them, so each is marked rejected with it (see `resume_value`).
+    pub(crate) enclosing_values: Vec<String>,
     pub(crate) restored: Mutex<Vec<Restored>>,
     /// Values handed to interrupted stages by `resume_with`, by stage.
     pub(crate) values: HashMap<u32, serde_json::Value>,
@@ -42,12 +46,14 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// The journal of iteration `iteration` of loop stage `stage`, whose body is `body`: the
-    /// body's stages that an earlier run (or attempt) finished in that iteration are restored.
+    /// The journal of iteration `iteration` of loop stage `stage` (named `name`), whose body is
+    /// `body`: the body's stages that an earlier run (or attempt) finished in that iteration are
+    /// restored.
     fn iteration(
         &self,
         body: &PipelineInner,
         stage: u32,
+        name: &str,
         iteration: u32,
     ) -> Result<Self, CheckpointError> {
         let fingerprint = record::shape_cache(body).fingerprint;
@@ -56,35 +62,72 @@ impl Journal {
             self.prefix
         );
         let stages = format!("{prefix}{STAGE_PREFIX}");
+        let rejections = format!("{prefix}{VALUE_PREFIX}");
         let mut restored = Vec::new();
         // A resume value handed to the loop stage goes to the body's stages that interrupted this
-        // iteration (the loop stage was interrupted because they were).
+        // iteration (the loop stage was interrupted because they were), and to those that
+        // rejected the value they were handed (they may be handed another, as at the root).
         let value = self.values.get(&stage);
-        let mut values = HashMap::new();
-        for (key, bytes) in self
-            .memo
-            .lock()
-            .range(stages.clone()..)
-            .take_while(|(key, _)| key.starts_with(&stages))
+        let mut waiting = Vec::new();
         {
-            let name = &key[stages.len()..];
-            let (body_stage, interrupted, finished) =
-                super::decode_stage(&self.run, body, name, bytes)?;
-            restored.extend(finished);
-            if let (true, Some(value)) = (interrupted, value) {
-                values.insert(body_stage, value.clone());
+            let memo = self.memo.lock();
+            for (key, bytes) in memo
+                .range(stages.clone()..)
+                .take_while(|(key, _)| key.starts_with(&stages))
+            {
+                let name = &key[stages.len()..];
+                let (body_stage, interrupted, finished) =
+                    super::decode_stage(&self.run, body, name, bytes)?;
+                restored.extend(finished);
+                if interrupted {
+                    waiting.push(body_stage);
+                }
+            }
+            for (key, _) in memo
+                .range(rejections.clone()..)
+                .take_while(|(key, _)| key.starts_with(&rejections))
+            {
+                // Written by this crate for a stage of `body` (same fingerprint): a name it does
+                // not know is skipped, as the root skips records it does not read.
+                if let Some(body_stage) = body.lookup(&key[rejections.len()..]) {
+                    waiting.push(body_stage as u32);
+                }
+            }
+        }
+        let mut values = HashMap::new();
+        if let Some(value) = value {
+            for body_stage in waiting {
+                if !restored.iter().any(|done| done.stage == body_stage) {
+                    values.insert(body_stage, value.clone());
+                }
             }
         }
         super::topological(body, &mut restored);
+        let mut enclosing_values = self.enclosing_values.clone();
+        enclosing_values.push(format!("{}{VALUE_PREFIX}{name}", self.prefix));
         Ok(Self {
             store: self.store.clone(),
             run: self.run.clone(),
             prefix,
+            enclosing_values,
             restored: Mutex::new(restored),
             values,
             memo: self.memo.clone(),
             fan_outs: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Drops the resume value of stage `name` from the checkpoint: marks it rejected, and so the
+    /// values of the loop stages it came through (at the root, the run counts as interrupted by
+    /// the outermost loop stage again; in each iteration, the stage it went to waits for one).
+    fn reject_value(&self, name: &str) -> Result<(), super::StoreError> {
+        for key in &self.enclosing_values {
+            self.put(key.clone(), REJECTED_VALUE.to_vec())?;
+        }
+        self.put(
+            format!("{}{VALUE_PREFIX}{name}", self.prefix),
+            REJECTED_VALUE.to_vec(),
+        )
     }
 
     /// Writes one record; those below the run's own stages are remembered in `memo` too.
@@ -131,6 +174,16 @@ impl RunHooks for Journal {
         // fail on it. The stage fails instead (not recorded, it runs again on resume).
         if let Some(codec) = codec.filter(|codec| codec.verify) {
             if record::may_hold_null(&bytes[artifact_at..]) {
+                // A non-finite float below an `Option` (or a defaulted field) reads back as
+                // another value, which decoding the record cannot tell.
+                if artifact.is_some_and(|artifact| (codec.non_finite)(artifact)) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) holds a \
+                         non-finite float, written as JSON null, which would not read back as \
+                         itself, so it is not recorded",
+                        self.run, spec.name, spec.output_type
+                    )));
+                }
                 record::reads_back(&codec, &bytes).map_err(|error| {
                     StageError::permanent(format!(
                         "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) would not \
@@ -226,17 +279,10 @@ impl StageContext {
             .map(Some)
             .map_err(|error| {
                 // Kept, the value would be handed back to every later resume and fail it again.
-                let dropped = journal
-                    .store
-                    .put_record(
-                        &journal.run,
-                        &format!("{VALUE_PREFIX}{}", self.name()),
-                        REJECTED_VALUE,
-                    )
-                    .map_or_else(
-                        |error| format!(" (dropping it from the checkpoint failed: {error})"),
-                        |()| String::new(),
-                    );
+                let dropped = journal.reject_value(self.name()).map_or_else(
+                    |error| format!(" (dropping it from the checkpoint failed: {error})"),
+                    |()| String::new(),
+                );
                 StageError::permanent(format!(
                     "the resume value of stage `{}` is not a {}: {error}{dropped}",
                     self.name(),
@@ -349,6 +395,15 @@ impl StageContext {
             })?;
             // As for a stage's artifact: an item that would not read back is not recorded.
             if record::may_hold_null(&bytes) {
+                if super::holds_non_finite(value) {
+                    return Err(StageError::permanent(format!(
+                        "checkpoint of run `{}`: item {index} of stage `{}` holds a non-finite \
+                         float, written as JSON null, which would not read back as itself, so it \
+                         is not recorded",
+                        journal.run,
+                        self.name()
+                    )));
+                }
                 if let Err(error) = serde_json::from_slice::<T>(&bytes) {
                     return Err(StageError::permanent(format!(
                         "checkpoint of run `{}`: item {index} of stage `{}` would not read back, \
@@ -380,7 +435,7 @@ pub(crate) async fn run_iteration(
         return Ok(body.run_with(options).await);
     };
     let nested = journal
-        .iteration(body.inner(), stage, iteration)
+        .iteration(body.inner(), stage, context.name(), iteration)
         .map_err(|error| StageError::permanent(format!("iteration {iteration}: {error}")))?;
     Ok(
         crate::run::execute_hooked(body.shared_inner(), options.into(), Some(Arc::new(nested)))

@@ -42,16 +42,22 @@
 //!
 //! # Values that would not read back
 //!
-//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads. A
-//! record holding `null` is decoded before it is written (only those: the check costs nothing on
-//! other records); an artifact or item that would not read back is not recorded and fails its
+//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads, and
+//! which reads back as another value below an `Option` (`Some(NaN)` as `None`). A record holding
+//! `null` is decoded before it is written, and its value searched for non-finite floats (only
+//! those records: the checks cost nothing on others); an artifact or item that would not read
+//! back as itself is not recorded and fails its
 //! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
-//! checkpoint never holds a record that would fail every resume.
+//! checkpoint never holds a record that would fail every resume. A run input whose JSON holds
+//! `null` is checked the same way before the run is created (searched for non-finite floats,
+//! and decoded as the handle's input type, [`Durable::with_input`], when it has one), and
+//! refused with [`CheckpointError::InputNotSerializable`] when it would not read back.
 //!
 //! # Retention
 //!
 //! [`Retention`]: a store keeps at most `max_runs` runs (1024 by default); starting a run deletes
-//! the oldest beyond that, and [`Durable::prune`] does it on demand. Neither ever deletes the run
+//! the oldest beyond that (by [`RunEntry::created_ms`], which the starts of one process keep
+//! strictly increasing, so that runs started in one millisecond keep their order), and [`Durable::prune`] does it on demand. Neither ever deletes the run
 //! being started (it counts among the `max_runs`, so `max_runs(0)` keeps it alone, as 1 would) nor
 //! a run in progress on the same [`Durable`] handle or its clones (started or resumed and not yet
 //! ended): the store may hold more than `max_runs` runs while those run. Runs in progress in
@@ -91,6 +97,7 @@
 //! # }
 //! ```
 
+mod finite;
 mod journal;
 mod outcome;
 mod record;
@@ -100,6 +107,7 @@ mod retention;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -119,6 +127,7 @@ use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
 use crate::pipeline::PipelineInner;
 use crate::report::RunOutcome;
+pub(crate) use finite::holds_non_finite;
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
@@ -158,6 +167,16 @@ impl<'a> InProgress<'a> {
         active.lock().push(run.to_owned());
         Self { active, run }
     }
+
+    /// Registers `run` unless it is in progress already (`None`).
+    fn alone(active: &'a Mutex<Vec<String>>, run: &'a str) -> Option<Self> {
+        let mut runs = active.lock();
+        if runs.iter().any(|running| running == run) {
+            return None;
+        }
+        runs.push(run.to_owned());
+        Some(Self { active, run })
+    }
 }
 
 impl Drop for InProgress<'_> {
@@ -177,12 +196,26 @@ impl std::fmt::Debug for Durable {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+/// A run's creation stamp: milliseconds since the Unix epoch, strictly increasing within the
+/// process. Retention deletes the oldest runs first and stores break ties by run id, so runs
+/// started in the same millisecond (a worker taking quick jobs) would otherwise be deleted in id
+/// order, the newer before the older; a start in the millisecond of the last one is stamped a
+/// millisecond after it instead (a burst of starts runs ahead of the wall clock by as much).
+fn creation_stamp() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
+        });
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let stamp = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, stamp, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return stamp,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 impl Durable {
@@ -229,13 +262,18 @@ impl Durable {
     /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
     /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
-    /// [`RunInput::serializable`], [`CheckpointError::Store`] when the header cannot be written or
-    /// the retention's deletions fail. A stage whose record cannot be written fails (and the
-    /// report says why).
+    /// [`RunInput::serializable`], one holding a non-finite float (which JSON writes as `null`, so
+    /// it would not read back as itself), or one whose JSON does not read back as the type given
+    /// to [`with_input`](Durable::with_input) (checked when the handle has that type), [`CheckpointError::Store`] when the store cannot list
+    /// or create runs or the header cannot be written. A stage whose record cannot be written
+    /// fails (and the report says why).
     ///
     /// After creating the run it applies the [`Retention`]: the oldest other runs are deleted
     /// until at most `max_runs` remain, this one included (at least this one: `max_runs(0)` acts
-    /// as 1 here); runs in progress on this handle are kept.
+    /// as 1 here); runs in progress on this handle are kept. The run exists by then, so a
+    /// deletion that fails does not fail the start (which could then not be retried: the run
+    /// exists): it is logged (`tracing` warning) and only costs space until the next start or
+    /// [`prune`](Durable::prune).
     pub async fn start(
         &self,
         pipeline: &Pipeline,
@@ -266,6 +304,28 @@ impl Durable {
                 }
             },
         };
+        if let Some(value) = input.as_ref().filter(|value| holds_null(value)) {
+            // As for records: an input that would not read back as itself is refused rather than
+            // written, or every resume would fail on it or read another value.
+            if options
+                .input
+                .as_ref()
+                .is_some_and(RunInput::holds_non_finite)
+            {
+                return Err(CheckpointError::InputNotSerializable {
+                    run: run.to_owned(),
+                    reason: "it holds a non-finite float, written as JSON null, which would not \
+                             read back as itself"
+                        .to_owned(),
+                });
+            }
+            if let Some(Err(error)) = self.input.map(|decode| decode(value.clone())) {
+                return Err(CheckpointError::InputNotSerializable {
+                    run: run.to_owned(),
+                    reason: format!("it would not read back: {error}"),
+                });
+            }
+        }
         let inner = pipeline.inner();
         let cache = record::shape_cache(inner);
         let fresh;
@@ -276,12 +336,17 @@ impl Durable {
                 &fresh
             }
         };
-        if !self.store.create_run_if_absent(run, now_ms(), bytes)? {
+        if !self
+            .store
+            .create_run_if_absent(run, creation_stamp(), bytes)?
+        {
             return Err(CheckpointError::RunExists {
                 run: run.to_owned(),
             });
         }
-        self.prune_to(self.retention.max_runs.max(1))?;
+        if let Err(error) = self.prune_to(self.retention.max_runs.max(1)) {
+            tracing::warn!(run, %error, "could not apply the retention policy");
+        }
         Ok(self
             .execute(
                 pipeline,
@@ -299,8 +364,10 @@ impl Durable {
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::UnknownRun`], [`CheckpointError::ShapeMismatch`] naming the first
-    /// difference when `pipeline` is not the one checkpointed, [`CheckpointError::CorruptHeader`]
+    /// [`CheckpointError::UnknownRun`], [`CheckpointError::RunInProgress`] when the run is being
+    /// started or resumed on this handle (or a clone) at the time,
+    /// [`CheckpointError::ShapeMismatch`] naming the first difference when `pipeline` is not the
+    /// one checkpointed, [`CheckpointError::CorruptHeader`]
     /// and [`CheckpointError::CorruptRecord`] (naming the stage) for unreadable records,
     /// [`CheckpointError::InputNotReadable`], [`CheckpointError::Store`].
     pub async fn resume(
@@ -345,7 +412,13 @@ impl Durable {
         value: Option<serde_json::Value>,
         mut options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        let _in_progress = InProgress::new(&self.active, run);
+        // A run in progress on this handle is not resumed beside itself: its stage in flight would
+        // run twice. (Runs in progress elsewhere cannot be seen, as for retention.)
+        let Some(_in_progress) = InProgress::alone(&self.active, run) else {
+            return Err(CheckpointError::RunInProgress {
+                run: run.to_owned(),
+            });
+        };
         let loaded = self.load(pipeline, run)?;
         options.input = loaded.input;
         let mut values = loaded.values;
@@ -384,7 +457,7 @@ impl Durable {
             run: run.to_owned(),
             reason,
         };
-        let header: Header = serde_json::from_slice(&stored.header)
+        let mut header: Header = serde_json::from_slice(&stored.header)
             .map_err(|error| corrupt_header(error.to_string()))?;
         if header.format != FORMAT {
             return Err(corrupt_header(format!(
@@ -395,10 +468,15 @@ impl Durable {
         let inner = pipeline.inner();
         let cache = record::shape_cache(inner);
         if header.fingerprint != cache.fingerprint || header.shape != cache.shape {
-            return Err(CheckpointError::ShapeMismatch {
-                run: run.to_owned(),
-                difference: record::first_difference(&header.shape, &cache.shape),
-            });
+            // The shapes decide (the fingerprint is a hash of the shape): a checkpoint written
+            // before dependencies were sorted has another fingerprint for the same graph.
+            record::normalize(&mut header.shape);
+            if header.shape != cache.shape {
+                return Err(CheckpointError::ShapeMismatch {
+                    run: run.to_owned(),
+                    difference: record::first_difference(&header.shape, &cache.shape),
+                });
+            }
         }
         let input = match (header.input, self.input) {
             (None, _) => None,
@@ -496,6 +574,7 @@ impl Durable {
             store: self.store.clone(),
             run: run.to_owned(),
             prefix: String::new(),
+            enclosing_values: Vec::new(),
             restored: Mutex::new(restored),
             values,
             memo: Arc::new(Mutex::new(memo)),
@@ -600,7 +679,7 @@ pub(crate) fn decode_stage(
     let Some(stage) = inner.lookup(name) else {
         return Err(corrupt("the pipeline has no such stage".to_owned()));
     };
-    let record: StageRecord =
+    let mut record: StageRecord =
         serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
     let interrupted = record.interrupt.is_some()
         || matches!(record.status, crate::StageStatus::Interrupted { .. });
@@ -608,15 +687,33 @@ pub(crate) fn decode_stage(
     let (true, Some(codec)) = (record.status.is_success(), spec.codec()) else {
         return Ok((stage as u32, interrupted, None));
     };
-    let artifact = (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null))
+    let attempts = record.status.attempts();
+    let failed = std::mem::take(&mut record.failed_attempts);
+    // A record without an artifact (the stage was not durable when it ran) restores nothing: the
+    // stage runs again, as a stage without a codec does.
+    let Some(artifact) = record.artifact_for(&codec) else {
+        return Ok((stage as u32, interrupted, None));
+    };
+    let artifact = (codec.decode)(artifact)
         .map_err(|error| corrupt(format!("artifact of type `{}`: {error}", spec.output_type)))?;
     let restored = Restored {
         stage: stage as u32,
         artifact,
-        attempts: record.status.attempts(),
-        failed: record.failed_attempts,
+        attempts,
+        failed,
     };
     Ok((stage as u32, interrupted, Some(restored)))
+}
+
+/// Whether a JSON value holds a `null` anywhere: the only way serde_json writes a value that does
+/// not read back (a non-finite float).
+fn holds_null(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(values) => values.iter().any(holds_null),
+        serde_json::Value::Object(fields) => fields.values().any(holds_null),
+        _ => false,
+    }
 }
 
 /// Puts restored stages in the pipeline's topological order (the order the run completes them).

@@ -35,6 +35,13 @@ pub enum CheckpointError {
         /// The run.
         run: String,
     },
+    /// `resume` was given the id of a run in progress on the same [`Durable`](super::Durable)
+    /// handle (or a clone): resumed beside itself, its stage in flight would run twice.
+    #[error("run `{run}` is in progress: it cannot be resumed before it ends")]
+    RunInProgress {
+        /// The run.
+        run: String,
+    },
     /// `resume` was given the id of a run the store does not have.
     #[error("no checkpoint for run `{run}`")]
     UnknownRun {
@@ -131,7 +138,10 @@ pub(crate) fn reads_back(
     bytes: &[u8],
 ) -> Result<(), serde_json::Error> {
     let record: StageRecord = serde_json::from_slice(bytes)?;
-    (codec.decode)(record.artifact.unwrap_or(serde_json::Value::Null)).map(drop)
+    match record.artifact_for(codec) {
+        Some(artifact) => (codec.decode)(artifact).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// One stage of the pipeline's shape: what a resume compares.
@@ -210,27 +220,55 @@ pub(crate) struct StageRecord {
     pub(crate) status: StageStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) failed_attempts: Vec<AttemptRecord>,
-    /// The artifact of a durable stage that succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The artifact of a durable stage that succeeded: `None` when the record has none (the
+    /// stage was not durable when it ran), `Some(Null)` for an artifact written as `null` (a
+    /// `None`, a `()`): the two must not be confused, or a stage made durable after it ran would
+    /// be restored with a `null` it never returned.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub(crate) artifact: Option<serde_json::Value>,
     /// Why the stage interrupted the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) interrupt: Option<String>,
 }
 
-/// The pipeline's shape: stage names in declaration order, their dependencies, kinds and artifact
+impl StageRecord {
+    /// The artifact to decode with `codec`, or `None` when the record holds none to restore.
+    /// A `()` stage's artifact is always `null`, written or not.
+    pub(crate) fn artifact_for(self, codec: &crate::hooks::Codec) -> Option<serde_json::Value> {
+        match self.artifact {
+            None if !codec.verify => Some(serde_json::Value::Null),
+            artifact => artifact,
+        }
+    }
+}
+
+/// Reads a field that is there as `Some`, `null` included (a missing one is `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// The pipeline's shape: stage names in declaration order, their dependencies (a set: sorted by
+/// name, so that `after(["b", "a"])` is the graph `after(["a", "b"])` is), kinds and artifact
 /// types.
 pub(crate) fn shape(pipeline: &PipelineInner) -> Vec<ShapeStage> {
     (0..pipeline.stages.len())
         .map(|index| {
             let spec = &pipeline.stages[index];
+            let mut after: Vec<String> = pipeline
+                .dependencies(index)
+                .iter()
+                .map(|&dependency| pipeline.stages[dependency as usize].name.to_string())
+                .collect();
+            after.sort_unstable();
             ShapeStage {
                 name: spec.name.to_string(),
-                after: pipeline
-                    .dependencies(index)
-                    .iter()
-                    .map(|&dependency| pipeline.stages[dependency as usize].name.to_string())
-                    .collect(),
+                after,
                 kind: match spec.kind {
                     StageKind::Plain => "stage",
                     StageKind::Router => "router",
@@ -249,6 +287,14 @@ pub(crate) fn fingerprint(shape: &[ShapeStage]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A shape read from a checkpoint as `shape` makes it now: checkpoints written before
+/// dependencies were sorted list them in the order they were declared.
+pub(crate) fn normalize(shape: &mut [ShapeStage]) {
+    for stage in shape {
+        stage.after.sort_unstable();
+    }
 }
 
 /// The first difference between a checkpoint's shape and a pipeline's, in words.

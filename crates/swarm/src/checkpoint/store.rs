@@ -12,7 +12,9 @@ pub struct RunEntry {
     /// The run's id.
     pub run: String,
     /// When the run was started, in milliseconds since the Unix epoch (retention removes the
-    /// oldest runs first).
+    /// oldest runs first). [`Durable::start`](super::Durable::start) keeps these strictly
+    /// increasing within a process: a run started in the same millisecond as the one before is
+    /// stamped a millisecond later, so runs keep their start order.
     pub created_ms: u64,
 }
 
