@@ -9,27 +9,18 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use hivekit_etcd::{EtcdMemory, Whole};
+use hivekit_etcd::testing::EtcdServer;
+use hivekit_etcd::{EtcdConfig, EtcdMemory, Whole};
 use hivekit_hive::Memory;
-use support::{add, commit, config, etcd, Ledger};
+use support::{add, backup, commit, config, etcd, Ledger};
 
 type LedgerMemory = EtcdMemory<Ledger, Whole>;
 
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_ahead_of_a_restored_backup_never_reports_or_commits_a_state_etcd_never_held() {
+/// A process that commits versions 1 and 2, then (after etcd's data directory is saved) 3 to 5,
+/// before etcd is restored from the saved copy, which holds version 2.
+async fn ahead_of_a_restored_backup() -> (EtcdServer, EtcdConfig, LedgerMemory) {
     let mut server = etcd();
     let config = config(vec![server.endpoint()], "restored-backup")
         .request_timeout(Duration::from_millis(500))
@@ -42,13 +33,7 @@ async fn a_process_ahead_of_a_restored_backup_never_reports_or_commits_a_state_e
             .await
             .unwrap();
     }
-    let backup = tempfile::tempdir().unwrap();
-    let saved = backup.path().join("data");
-    tokio::task::block_in_place(|| {
-        server.kill();
-        copy_dir(server.data_dir(), &saved);
-        server.restart().unwrap();
-    });
+    let saved = tokio::task::block_in_place(|| backup::save(&mut server));
     for id in 3..=5_u64 {
         let committed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -63,13 +48,13 @@ async fn a_process_ahead_of_a_restored_backup_never_reports_or_commits_a_state_e
         assert_eq!(committed.version, id);
     }
     // The backup comes back: etcd holds version 2 again.
-    tokio::task::block_in_place(|| {
-        server.kill();
-        let data = server.data_dir().to_path_buf();
-        std::fs::remove_dir_all(&data).unwrap();
-        copy_dir(&saved, &data);
-        server.restart().unwrap();
-    });
+    tokio::task::block_in_place(|| backup::restore(&mut server, &saved));
+    (server, config, ahead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_ahead_of_a_restored_backup_never_reports_or_commits_a_state_etcd_never_held() {
+    let (_server, config, ahead) = ahead_of_a_restored_backup().await;
     let other = LedgerMemory::open(config.clone(), Ledger::default())
         .await
         .unwrap();
@@ -104,46 +89,7 @@ async fn a_process_ahead_of_a_restored_backup_never_reports_or_commits_a_state_e
 /// conflicting transactions in 3 s, then said Unavailable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_ahead_of_a_restored_backup_gets_a_prompt_typed_error_not_a_spin() {
-    let mut server = etcd();
-    let config = config(vec![server.endpoint()], "restored-backup")
-        .request_timeout(Duration::from_millis(500))
-        .commit_timeout(Duration::from_secs(3));
-    let ahead = LedgerMemory::open(config.clone(), Ledger::default())
-        .await
-        .unwrap();
-    for id in 1..=2_u64 {
-        commit(&ahead, u128::from(id), id - 1, &[add(id, 1, 1)], 1)
-            .await
-            .unwrap();
-    }
-    let backup = tempfile::tempdir().unwrap();
-    let saved = backup.path().join("data");
-    tokio::task::block_in_place(|| {
-        server.kill();
-        copy_dir(server.data_dir(), &saved);
-        server.restart().unwrap();
-    });
-    for id in 3..=5_u64 {
-        let committed = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match commit(&ahead, u128::from(id), id - 1, &[add(id, 1, 1)], 1).await {
-                    Ok(committed) => return committed,
-                    Err(error) => eprintln!("commit {id} after the restart: {error}"),
-                }
-            }
-        })
-        .await
-        .expect("commits go on after the restart");
-        assert_eq!(committed.version, id);
-    }
-    // The backup comes back: etcd holds version 2 again.
-    tokio::task::block_in_place(|| {
-        server.kill();
-        let data = server.data_dir().to_path_buf();
-        std::fs::remove_dir_all(&data).unwrap();
-        copy_dir(&saved, &data);
-        server.restart().unwrap();
-    });
+    let (_server, _config, ahead) = ahead_of_a_restored_backup().await;
     let conflicts_before = ahead.stats().conflicts;
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(

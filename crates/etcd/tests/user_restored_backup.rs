@@ -6,24 +6,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use hivekit_etcd::{EtcdError, EtcdMemory, Membership, Whole};
 use hivekit_hive::{AgentId, Memory};
-use support::{add, commit, config, etcd, Ledger};
+use support::{add, backup, commit, config, etcd, Ledger};
 
 type LedgerMemory = EtcdMemory<Ledger, Whole>;
-
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restore_new_processes_hold_the_backup_and_later_leases_are_reported_lost() {
@@ -41,13 +30,7 @@ async fn after_a_restore_new_processes_hold_the_backup_and_later_leases_are_repo
                 .unwrap();
         }
     }
-    let backup = tempfile::tempdir().unwrap();
-    let saved = backup.path().join("data");
-    tokio::task::block_in_place(|| {
-        server.kill();
-        copy_dir(server.data_dir(), &saved);
-        server.restart().unwrap();
-    });
+    let saved = tokio::task::block_in_place(|| backup::save(&mut server));
     let ttl = Duration::from_secs(3);
     let membership = Membership::join(config.connect().await.unwrap(), &config, "late", ttl)
         .await
@@ -59,13 +42,7 @@ async fn after_a_restore_new_processes_hold_the_backup_and_later_leases_are_repo
             .unwrap();
         commit(&memory, 3, 2, &[add(3, 1, 1)], 1).await.unwrap();
     }
-    tokio::task::block_in_place(|| {
-        server.kill();
-        let data = server.data_dir().to_path_buf();
-        std::fs::remove_dir_all(&data).unwrap();
-        copy_dir(&saved, &data);
-        server.restart().unwrap();
-    });
+    tokio::task::block_in_place(|| backup::restore(&mut server, &saved));
 
     let reopened = LedgerMemory::open(config.clone(), Ledger::default())
         .await

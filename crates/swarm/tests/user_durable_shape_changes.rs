@@ -115,3 +115,16 @@ async fn a_removed_dependency_an_added_stage_and_a_changed_artifact_type_are_nam
         .expect("resumed");
     assert!(resumed.report().is_success(), "{resumed:?}");
 }
+
+// Dependencies are a set in a checkpoint's shape (qa4's case: the resume failed ShapeMismatch
+// "runs after [a, b] in the checkpoint but after [b, a]").
+#[tokio::test]
+async fn listing_the_same_dependencies_in_another_order_is_the_same_pipeline() {
+    let durable = Durable::new(MemoryStore::new());
+    failed_run(&durable, &join(["a", "b"], true)).await;
+    let resumed = bounded(durable.resume(&join(["b", "a"], false), "r", RunOptions::default()))
+        .await
+        .expect("the same graph resumes");
+    assert!(resumed.report().is_success(), "{resumed:?}");
+    assert!(resumed.report().stage("a").unwrap().resumed);
+}

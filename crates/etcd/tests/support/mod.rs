@@ -13,6 +13,7 @@ use hivekit_hive::{
 };
 use serde::{Deserialize, Serialize};
 
+pub mod backup;
 pub mod child;
 
 /// Counters by key, and how many changes were applied.
