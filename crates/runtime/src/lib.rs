@@ -77,4 +77,4 @@ pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};
 pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};
-pub use timer::{instant_after, sleep, sleep_until};
+pub use timer::{instant_after, poll_sleep, sleep, sleep_until};

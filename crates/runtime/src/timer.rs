@@ -1,9 +1,14 @@
 //! Timers that work on any tokio runtime, including one built without `enable_time`.
 
+use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+
+use crate::RuntimeError;
 
 /// A [`Sleep`] until `deadline`, on the current runtime's timer when it has one, else on the
 /// global runtime's.
@@ -47,6 +52,48 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
             }
             Err(_) => resume_unwind(panic),
         },
+    }
+}
+
+/// Polls `sleep` as [`Future::poll`] does, but answers `Err(RuntimeError::ShutDown)` where tokio
+/// panics because the runtime whose timer holds `sleep` is shut down ("A Tokio 1.x context was
+/// found, but it is being shutdown"): a run or a round driven by another executor, timed on the
+/// global runtime, meets that panic when the program shuts the runtime down under it, and should
+/// end rather than unwind through its caller. Any other panic goes on unwinding.
+///
+/// tokio's panic hook message is still printed for the caught panic; a caller that knows its
+/// timer lives on the global runtime checks [`is_shut_down`](crate::is_shut_down) first.
+///
+/// # Errors
+///
+/// [`RuntimeError::ShutDown`] once the timer's runtime is shut down.
+///
+/// # Examples
+///
+/// ```
+/// use std::pin::pin;
+/// use std::task::Poll;
+/// use std::time::Duration;
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// runtime.block_on(async {
+///     let mut sleep = pin!(hivekit_runtime::sleep(Duration::from_millis(1)));
+///     let polled = std::future::poll_fn(|cx| match hivekit_runtime::poll_sleep(sleep.as_mut(), cx) {
+///         Ok(Poll::Pending) => Poll::Pending,
+///         ended => Poll::Ready(ended),
+///     });
+///     assert!(polled.await.is_ok());
+/// });
+/// ```
+pub fn poll_sleep(sleep: Pin<&mut Sleep>, cx: &mut Context<'_>) -> Result<Poll<()>, RuntimeError> {
+    match catch_unwind(AssertUnwindSafe(|| sleep.poll(cx))) {
+        Ok(poll) => Ok(poll),
+        Err(panic)
+            if crate::is_shut_down() || crate::panic_message(&*panic).contains("shutdown") =>
+        {
+            Err(RuntimeError::ShutDown)
+        }
+        Err(panic) => resume_unwind(panic),
     }
 }
 

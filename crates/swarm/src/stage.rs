@@ -397,11 +397,15 @@ fn poll_timeout(
         return None;
     };
     let sleep = timeout.get_or_insert_with(|| Box::pin(hivekit_runtime::sleep_until(deadline)));
-    sleep
-        .as_mut()
-        .poll(cx)
-        .is_ready()
-        .then_some(AttemptFailure::TimedOut { after: limit })
+    match hivekit_runtime::poll_sleep(sleep.as_mut(), cx) {
+        Ok(Poll::Ready(())) => Some(AttemptFailure::TimedOut { after: limit }),
+        Ok(Poll::Pending) => None,
+        // The runtime timing the attempt was shut down under the run (a run driven by another
+        // executor notices that first and ends cancelled; this is the race with that check).
+        Err(error) => Some(AttemptFailure::Error {
+            error: StageError::Permanent(format!("its timeout could not be timed: {error}")),
+        }),
+    }
 }
 
 /// `start + limit`, or `None` when the clock cannot represent that instant: a limit that far away

@@ -251,6 +251,16 @@ impl Run {
         self.cancelled_after(stage, Vec::new());
     }
 
+    /// A stage cancelled by something other than the run's own stop (its task's runtime shut
+    /// down, its timer gone with it): the run stops too, cancelled, instead of going on to report
+    /// success with a stage that never ran to its end.
+    pub(super) fn stage_cancelled_from_outside(&mut self, stage: u32) {
+        self.cancelled(stage);
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Cancelled);
+        }
+    }
+
     /// A stage stopped by the run after the attempts in `failed` had failed: its report keeps
     /// them, with their errors and backoffs, as a finished stage's does.
     pub(super) fn cancelled_after(&mut self, stage: u32, failed: Vec<AttemptRecord>) {

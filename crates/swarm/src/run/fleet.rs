@@ -856,7 +856,7 @@ impl super::Run {
                 match *step {
                     TaskStep::Done(outcome) => self.complete(stage, outcome),
                     TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
-                    TaskStep::Cancelled => self.cancelled(stage),
+                    TaskStep::Cancelled => self.stage_cancelled_from_outside(stage),
                 }
             }
             Note::Ready(stage) => self.batch.push(stage),

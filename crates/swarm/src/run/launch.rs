@@ -45,7 +45,8 @@ impl Run {
                             self.parked.insert(stage, future);
                             self.batch.push(stage);
                         }
-                        None => self.cancelled(stage),
+                        // Its timer's runtime was shut down (see `BackoffWait`).
+                        None => self.stage_cancelled_from_outside(stage),
                     }
                     continue;
                 }
@@ -82,8 +83,9 @@ impl Run {
         match step {
             TaskStep::Done(outcome) => self.complete(stage, outcome),
             TaskStep::Backoff(delay, future) => self.back_off(stage, delay, future),
-            // Only `drain` aborts tasks, and it does not poll through here.
-            TaskStep::Cancelled => self.cancelled(stage),
+            // Only `drain` aborts tasks, and it does not poll through here: this task was cancelled
+            // from outside (its runtime shut down).
+            TaskStep::Cancelled => self.stage_cancelled_from_outside(stage),
         }
     }
 

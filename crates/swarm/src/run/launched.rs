@@ -95,8 +95,14 @@ impl Future for BackoffWait {
     type Output = (u32, Option<Box<StageFuture>>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready((self.stage, self.future.take()))
+        match hivekit_runtime::poll_sleep(self.sleep.as_mut(), cx) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => Poll::Ready((self.stage, self.future.take())),
+            // The runtime timing the wait was shut down under the run (a run driven by another
+            // executor notices that first and ends cancelled; this is the race with that
+            // check): no next attempt, the stage is cancelled.
+            Err(_) => Poll::Ready((self.stage, None)),
+        }
     }
 }
 

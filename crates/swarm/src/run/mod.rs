@@ -135,13 +135,18 @@ async fn execute_in_span(
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);
         // An atomic load per poll; the token's waiter list is only touched when the run must wait.
-        if external_cancel.is_some_and(CancellationToken::is_cancelled) {
+        // A run timed on the global runtime ends with it: its timers and spawned stages are gone.
+        if external_cancel.is_some_and(CancellationToken::is_cancelled)
+            || (fallback.is_some() && hivekit_runtime::is_shut_down())
+        {
             return Poll::Ready(Some(Stop::Cancelled));
         }
         if let Some(at) = deadline_at {
             let sleep = deadline.get_or_insert_with(|| Box::pin(hivekit_runtime::sleep_until(at)));
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Stop::Deadline));
+            match hivekit_runtime::poll_sleep(sleep.as_mut(), cx) {
+                Ok(Poll::Ready(())) => return Poll::Ready(Some(Stop::Deadline)),
+                Ok(Poll::Pending) => {}
+                Err(_) => return Poll::Ready(Some(Stop::Cancelled)),
             }
         }
         if run.poll_progress(cx).is_ready() {
