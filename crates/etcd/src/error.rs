@@ -150,7 +150,7 @@ pub enum EtcdError {
     /// The
     /// local copy holds versions etcd no longer has, so this handle stops following and refuses to
     /// commit; open the memory again to continue from what etcd holds.
-    #[error("the memory at `{prefix}` went back under this process (it holds version {local}; etcd {})", stored.map_or_else(|| "holds no memory".to_string(), |version| format!("a memory recreated since, at version {version}")))]
+    #[error("the memory at `{prefix}` went back under this process (it holds version {local}; etcd {})", stored.map_or_else(|| "holds no memory".to_string(), |version| format!("holds another chain of versions, at version {version}: recreated, or restored from an older backup")))]
     WentBack {
         /// The prefix.
         prefix: String,

@@ -301,13 +301,13 @@ pub(crate) fn cut_short() -> FailureKind {
     }
 }
 
-/// Polls a call's timer; tokio panics there once the runtime that drives it is shut down, and the
-/// call is then cut short: `Err` with its failure (see [`panicked`]).
+/// Polls a call's timer; once the runtime that drives it is shut down (where tokio panics) the
+/// call is cut short: `Err` with [`FailureKind::Cancelled`], as a heavy call's task is.
 pub(crate) fn poll_timer(
     timer: Pin<&mut Sleep>,
     cx: &mut Context<'_>,
 ) -> Result<Poll<()>, FailureKind> {
-    catch_unwind(AssertUnwindSafe(|| timer.poll(cx))).map_err(|panic| panicked(panic.as_ref()))
+    hivekit_runtime::poll_sleep(timer, cx).map_err(|_| FailureKind::Cancelled)
 }
 
 /// Polls a running agent call once under the panic guard: its answer (the call is dropped), a

@@ -32,7 +32,7 @@ where
                 prefix = %self.keys.prefix,
                 local,
                 ?stored,
-                "the memory went back under this process (deleted or recreated); reopen it"
+                "the memory went back under this process (deleted, recreated or restored from an older backup); reopen it"
             );
             position.went_back = Some(stored);
         }
