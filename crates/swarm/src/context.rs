@@ -26,8 +26,8 @@ pub(crate) struct RunShared {
     /// The run's clock, started with the run: attempt records and stages are timed on it.
     pub(crate) clock: RunClock,
     pub(crate) fan_outs: parking_lot::Mutex<Vec<(u32, FanOutSummary)>>,
-    /// Loop stages' iteration reports, by stage.
-    pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, RunReport)>>,
+    /// Loop stages' iteration reports: stage, attempt, iteration.
+    pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, u32, RunReport)>>,
     /// Set for a durable run: records each finished stage, restores earlier ones.
     pub(crate) hooks: Option<Arc<dyn crate::hooks::RunHooks>>,
 }
@@ -255,7 +255,7 @@ impl StageContext {
         self.shared
             .iterations
             .lock()
-            .push((self.stage, iteration, report.clone()));
+            .push((self.stage, self.attempt, iteration, report.clone()));
     }
 
     /// Runs `f` on every item, at most `policy.width` at once, and succeeds when at least

@@ -351,6 +351,9 @@ where
         if settled && !policy.wait_all {
             break;
         }
+        // An item whose closure panicked before it gave a future: a failed attempt like any other
+        // (retried, or counted against the fan-out), handled below before waiting for more.
+        let mut panicked_at_start = None;
         while in_flight < policy.width {
             let index = match again.pop() {
                 Some(index) => index,
@@ -390,35 +393,29 @@ where
                     ));
                 }
                 Err(panic) => {
-                    failed += 1;
-                    finished += 1;
-                    progress.outcomes[index] =
-                        SubtaskOutcome::Failed(StageError::Panicked(panic_message(&*panic)));
-                    emit_finished(
-                        &events,
-                        index,
-                        false,
-                        progress.attempts[index],
-                        finished,
-                        count,
-                    );
+                    panicked_at_start = Some((index, StageError::Panicked(panic_message(&*panic))));
+                    break;
                 }
             }
         }
-        let Some(step) = running.next().await else {
-            if next_item == count && again.is_empty() {
-                break;
-            }
-            continue;
-        };
-        let (index, result) = match step {
-            Step::WaitOver(index) => {
-                again.push(index);
+        let (index, result) = if let Some((index, error)) = panicked_at_start {
+            (index, Ok(Err(error)))
+        } else {
+            let Some(step) = running.next().await else {
+                if next_item == count && again.is_empty() {
+                    break;
+                }
                 continue;
-            }
-            Step::Attempt(index, result) => {
-                in_flight -= 1;
-                (index, result)
+            };
+            match step {
+                Step::WaitOver(index) => {
+                    again.push(index);
+                    continue;
+                }
+                Step::Attempt(index, result) => {
+                    in_flight -= 1;
+                    (index, result)
+                }
             }
         };
         let error = match result {

@@ -161,19 +161,24 @@ pub(crate) async fn run_loop(
             });
         }
         if !report.is_success() {
-            let (stage, status) = report
-                .stages()
+            // The cause: a stage that failed or timed out, before one cancelled because of it (a
+            // fail-fast body cancels its other stages) or skipped.
+            let stages = report.stages();
+            let (stage, status) = stages
                 .iter()
                 .find(|stage| {
-                    !stage.status.is_success()
-                        && !matches!(stage.status, StageStatus::Skipped { .. })
+                    matches!(
+                        stage.status,
+                        StageStatus::Failed { .. } | StageStatus::TimedOut { .. }
+                    )
                 })
                 .or_else(|| {
-                    report
-                        .stages()
-                        .iter()
-                        .find(|stage| !stage.status.is_success())
+                    stages.iter().find(|stage| {
+                        !stage.status.is_success()
+                            && !matches!(stage.status, StageStatus::Skipped { .. })
+                    })
                 })
+                .or_else(|| stages.iter().find(|stage| !stage.status.is_success()))
                 .map_or_else(
                     || (String::new(), format!("{:?}", report.outcome())),
                     |stage| (stage.name.to_string(), stage.status.to_string()),

@@ -81,6 +81,11 @@ impl Backoff {
     /// The wait after failed attempt number `failed_attempt` (1-based), for jitter drawn from
     /// `jitter_seed`. Never longer than `max`.
     pub fn delay(&self, failed_attempt: u32, jitter_seed: u64) -> Duration {
+        // A zero `initial` waits not at all, however many attempts failed: the growth factor alone
+        // overflows to infinity past about a thousand of them, and zero times infinity is NaN.
+        if self.initial.is_zero() {
+            return Duration::ZERO;
+        }
         let exponent = failed_attempt.saturating_sub(1).min(i32::MAX as u32) as i32;
         let raw = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = match Duration::try_from_secs_f64(raw) {

@@ -63,7 +63,8 @@ pub struct StageReport {
     /// summary of the fan-out it was running: the items finished so far, the rest not run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fan_out: Vec<FanOutSummary>,
-    /// For a loop stage, the report of each iteration, in order.
+    /// For a loop stage, the report of each iteration, in order; a retried loop stage lists each
+    /// attempt's iterations in turn (the failed attempts' first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub iterations: Vec<RunReport>,
     /// Restored from a checkpoint by a resumed run (see [`checkpoint`](crate::checkpoint)): it did

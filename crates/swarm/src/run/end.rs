@@ -131,8 +131,9 @@ impl Run {
         for (stage, summary) in fan_outs {
             stages[stage as usize].fan_out.push(summary);
         }
-        iterations.sort_by_key(|(stage, iteration, _)| (*stage, *iteration));
-        for (stage, _, report) in iterations {
+        // A retried loop stage lists each attempt's iterations in turn, as its fan-outs are listed.
+        iterations.sort_by_key(|(stage, attempt, iteration, _)| (*stage, *attempt, *iteration));
+        for (stage, _, _, report) in iterations {
             stages[stage as usize].iterations.push(report);
         }
         RunReport {
