@@ -39,9 +39,15 @@ async fn events_agree_with_the_decision_in_a_round_with_conflicts_and_failures()
     while let Ok(event) = events.try_recv() {
         all.push(event);
     }
-    assert!(matches!(all.first(), Some(HiveEvent::RoundStarted { .. })), "{all:#?}");
     assert!(
-        matches!(all.last(), Some(HiveEvent::Committed { .. } | HiveEvent::NothingToCommit { .. })),
+        matches!(all.first(), Some(HiveEvent::RoundStarted { .. })),
+        "{all:#?}"
+    );
+    assert!(
+        matches!(
+            all.last(),
+            Some(HiveEvent::Committed { .. } | HiveEvent::NothingToCommit { .. })
+        ),
         "{all:#?}"
     );
     let started_agents = all.iter().find_map(|event| match event {
@@ -71,14 +77,24 @@ async fn events_agree_with_the_decision_in_a_round_with_conflicts_and_failures()
     assert_eq!(settled.len(), decision.ballots.len(), "{all:#?}");
     for ballot in &decision.ballots {
         let event = settled.iter().find(|(key, _)| *key == ballot.key);
-        assert_eq!(event.map(|(_, tally)| tally), Some(&ballot.tally), "key {}", ballot.key);
+        assert_eq!(
+            event.map(|(_, tally)| tally),
+            Some(&ballot.tally),
+            "key {}",
+            ballot.key
+        );
     }
 
     let failed_events = all
         .iter()
         .filter(|event| matches!(event, HiveEvent::AgentFailed { .. }))
         .count();
-    assert_eq!(failed_events, decision.failures.len(), "{all:#?}\n{:#?}", decision.failures);
+    assert_eq!(
+        failed_events,
+        decision.failures.len(),
+        "{all:#?}\n{:#?}",
+        decision.failures
+    );
     assert!(decision
         .failures
         .iter()
@@ -86,11 +102,16 @@ async fn events_agree_with_the_decision_in_a_round_with_conflicts_and_failures()
             && matches!(failure.kind, FailureKind::Panicked { .. })));
 
     let committed = all.iter().find_map(|event| match event {
-        HiveEvent::Committed { accepted, version, .. } => Some((*accepted, *version)),
+        HiveEvent::Committed {
+            accepted, version, ..
+        } => Some((*accepted, *version)),
         _ => None,
     });
     assert_eq!(committed, Some((decision.accepted.len(), decision.version)));
-    assert_eq!(decision.accepted.len() + decision.rejected.len(), decision.proposals);
+    assert_eq!(
+        decision.accepted.len() + decision.rejected.len(),
+        decision.proposals
+    );
     assert_eq!(hive.memory().load().log.len(), decision.accepted.len());
 }
 
@@ -101,9 +122,10 @@ async fn a_zero_round_deadline_times_out_every_call_and_commits_nothing() {
     let hive = Hive::builder(Ledger::default()).build().unwrap();
     hive.spawn(Writer::new(1, 10).proposing(Behaviour::Slow(Duration::from_millis(100))));
     hive.spawn(Writer::new(2, 11).proposing(Behaviour::Never));
-    let decision = bounded(hive.decide_with(DecideOptions::default().with_deadline(Duration::ZERO)))
-        .await
-        .unwrap();
+    let decision =
+        bounded(hive.decide_with(DecideOptions::default().with_deadline(Duration::ZERO)))
+            .await
+            .unwrap();
     assert_eq!(decision.accepted, []);
     assert_eq!(decision.version, 0);
     assert_eq!(decision.failures.len(), 2, "{:#?}", decision.failures);
@@ -141,9 +163,12 @@ async fn a_conflict_among_agents_that_all_weigh_zero_is_rejected_not_an_error() 
     let decision = bounded(hive.decide()).await.unwrap();
     assert_eq!(decision.accepted, [hivekit_hive::ProposalId(3)]);
     assert_eq!(decision.rejected.len(), 2, "{:?}", decision.rejected);
-    assert!(decision
-        .rejected
-        .iter()
-        .all(|(_, reason)| matches!(reason, RejectReason::NoQuorum)),
-        "{:?}", decision.rejected);
+    assert!(
+        decision
+            .rejected
+            .iter()
+            .all(|(_, reason)| matches!(reason, RejectReason::NoQuorum)),
+        "{:?}",
+        decision.rejected
+    );
 }

@@ -57,7 +57,10 @@ async fn a_fan_out_item_whose_closure_panics_stops_the_fan_out_like_a_failing_it
     let report = tokio::time::timeout(Duration::from_secs(5), pipeline.run())
         .await
         .expect("run hung");
-    assert!(matches!(report.status("fan"), Some(StageStatus::Failed { .. })));
+    assert!(matches!(
+        report.status("fan"),
+        Some(StageStatus::Failed { .. })
+    ));
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
@@ -94,10 +97,16 @@ async fn a_fan_out_item_that_fails_stops_the_fan_out() {
         })
         .build()
         .unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(5), pipeline.run_with(RunOptions::default()))
-        .await
-        .expect("run hung");
-    assert!(matches!(report.status("fan"), Some(StageStatus::Failed { .. })));
+    let report = tokio::time::timeout(
+        Duration::from_secs(5),
+        pipeline.run_with(RunOptions::default()),
+    )
+    .await
+    .expect("run hung");
+    assert!(matches!(
+        report.status("fan"),
+        Some(StageStatus::Failed { .. })
+    ));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -112,9 +121,8 @@ async fn a_fan_out_item_whose_closure_panics_once_is_retried() {
         .stage("fan", move |ctx: StageContext| {
             let calls = seen.clone();
             async move {
-                let policy = FanOut::new(2).retry(
-                    hivekit_swarm::RetryPolicy::attempts(3).with_backoff(Backoff::NONE),
-                );
+                let policy = FanOut::new(2)
+                    .retry(hivekit_swarm::RetryPolicy::attempts(3).with_backoff(Backoff::NONE));
                 let report = ctx
                     .fan_out([0u32, 1], policy, |item| {
                         if item == 0 && calls.fetch_add(1, Ordering::SeqCst) == 0 {

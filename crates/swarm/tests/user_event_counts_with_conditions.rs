@@ -13,9 +13,13 @@ fn pipeline() -> Pipeline {
         .stage("off", |_: StageContext| async { Ok::<_, StageError>(()) })
         .after(["a"])
         .when(|_| false)
-        .stage("below_off", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .stage("below_off", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
         .after(["off"])
-        .router("route", |_: StageContext| async { Ok::<_, StageError>(Route::none()) })
+        .router("route", |_: StageContext| async {
+            Ok::<_, StageError>(Route::none())
+        })
         .after(["a"])
         .stage("x", |_: StageContext| async { Ok::<_, StageError>(()) })
         .after(["route"])
@@ -25,12 +29,18 @@ fn pipeline() -> Pipeline {
             tokio::time::sleep(Duration::from_millis(5)).await;
             Err::<(), _>(StageError::permanent("no"))
         })
-        .stage("after_fail", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .stage("after_fail", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
         .after(["fail", "join"])
-        .stage("panicky", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .stage("panicky", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
         .after(["a"])
         .when(|_| panic!("condition exploded"))
-        .stage("below_panicky", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .stage("below_panicky", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
         .after(["panicky"])
         .build()
         .unwrap()
@@ -71,16 +81,27 @@ async fn every_stage_is_decided_once_with_done_rising_to_the_total() {
             dones.push(done);
             *decided.entry(event.stage().to_string()).or_default() += 1;
         }
-        assert_eq!(dones, (1..=total).collect::<Vec<_>>(), "limit {limit}: {all:#?}");
+        assert_eq!(
+            dones,
+            (1..=total).collect::<Vec<_>>(),
+            "limit {limit}: {all:#?}"
+        );
         for stage in report.stages() {
-            assert_eq!(decided.get(&*stage.name), Some(&1), "limit {limit}: {}", stage.name);
+            assert_eq!(
+                decided.get(&*stage.name),
+                Some(&1),
+                "limit {limit}: {}",
+                stage.name
+            );
         }
         // What the report says matches the last event of each stage.
         for stage in report.stages() {
             let last = all
                 .iter()
                 .rev()
-                .find(|event| event.stage() == &*stage.name && !matches!(event, StageEvent::Started { .. }))
+                .find(|event| {
+                    event.stage() == &*stage.name && !matches!(event, StageEvent::Started { .. })
+                })
                 .unwrap();
             match last {
                 StageEvent::Finished { status, .. } => assert_eq!(status, &stage.status),
@@ -90,6 +111,13 @@ async fn every_stage_is_decided_once_with_done_rising_to_the_total() {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(report.explain("join").as_deref().map(|s| s.contains("skipped")), Some(false), "{report}");
+        assert_eq!(
+            report
+                .explain("join")
+                .as_deref()
+                .map(|s| s.contains("skipped")),
+            Some(false),
+            "{report}"
+        );
     }
 }

@@ -77,7 +77,8 @@ async fn iteration_events_are_numbered_in_order_before_the_loop_finishes() {
         .repeat(
             "loop",
             body,
-            LoopPolicy::new(10).until(|report| report.artifact::<u32>("tick").is_ok_and(|n| *n >= 4)),
+            LoopPolicy::new(10)
+                .until(|report| report.artifact::<u32>("tick").is_ok_and(|n| *n >= 4)),
         )
         .stage("after", |_: StageContext| async { Ok::<_, StageError>(()) })
         .after(["loop"])
@@ -159,7 +160,12 @@ async fn a_failed_iteration_names_the_stage_that_failed_not_one_it_cancelled() {
     let Some(hivekit_swarm::StageStatus::Failed { error, .. }) = report.status("loop") else {
         panic!("{report}");
     };
-    let StageError::Iteration { iteration, stage, status } = error else {
+    let StageError::Iteration {
+        iteration,
+        stage,
+        status,
+    } = error
+    else {
         panic!("{error:?}");
     };
     assert_eq!(*iteration, 1);

@@ -33,9 +33,13 @@ async fn a_complex_report_round_trips_through_json_unchanged() {
         .name("complex \"one\"")
         .repeat("loop", body, LoopPolicy::new(2))
         .retry(RetryPolicy::attempts(2).with_backoff(Backoff::NONE))
-        .router("route", |_: StageContext| async { Ok::<_, StageError>(Route::to(["left"])) })
+        .router("route", |_: StageContext| async {
+            Ok::<_, StageError>(Route::to(["left"]))
+        })
         .after(["loop"])
-        .stage("left", |_: StageContext| async { Ok::<_, StageError>(String::from("L")) })
+        .stage("left", |_: StageContext| async {
+            Ok::<_, StageError>(String::from("L"))
+        })
         .after(["route"])
         .export()
         .stage("right", |_: StageContext| async { Ok::<_, StageError>(()) })
@@ -48,7 +52,9 @@ async fn a_complex_report_round_trips_through_json_unchanged() {
             }
         })
         .retry(RetryPolicy::attempts(4).with_backoff(Backoff::fixed(Duration::from_millis(1))))
-        .stage("after_broken", |_: StageContext| async { Ok::<_, StageError>(()) })
+        .stage("after_broken", |_: StageContext| async {
+            Ok::<_, StageError>(())
+        })
         .after(["broken"])
         .build()
         .unwrap();
@@ -71,10 +77,20 @@ async fn a_complex_report_round_trips_through_json_unchanged() {
         let attempts = |records: &[hivekit_swarm::AttemptRecord]| {
             records
                 .iter()
-                .map(|record| (record.attempt, record.failure.clone(), record.backoff.as_micros()))
+                .map(|record| {
+                    (
+                        record.attempt,
+                        record.failure.clone(),
+                        record.backoff.as_micros(),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
-        assert_eq!(attempts(&other.failed_attempts), attempts(&stage.failed_attempts), "{name}");
+        assert_eq!(
+            attempts(&other.failed_attempts),
+            attempts(&stage.failed_attempts),
+            "{name}"
+        );
         assert_eq!(other.fan_out, stage.fan_out, "{name}");
         assert_eq!(other.iterations.len(), stage.iterations.len(), "{name}");
     }

@@ -43,7 +43,9 @@ fn in_child(name: &str, case: fn()) {
 }
 
 /// A stage that says it started, then waits on a future nothing wakes.
-fn hanging(started: mpsc::Sender<()>) -> impl Fn(StageContext) -> futures::future::BoxFuture<'static, Result<(), StageError>>
+fn hanging(
+    started: mpsc::Sender<()>,
+) -> impl Fn(StageContext) -> futures::future::BoxFuture<'static, Result<(), StageError>>
        + Send
        + Sync
        + 'static {
@@ -123,7 +125,9 @@ fn assert_cancelled(report: &RunReport, stage: &str) {
 fn an_inline_stage_with_a_timeout() {
     let (started_tx, started) = mpsc::channel();
     let pipeline = Pipeline::builder()
-        .stage("first", |_: StageContext| async { Ok::<_, StageError>(1_u32) })
+        .stage("first", |_: StageContext| async {
+            Ok::<_, StageError>(1_u32)
+        })
         .into_builder()
         .stage("hangs", hanging(started_tx))
         .after(["first"])
@@ -199,7 +203,9 @@ fn a_stage_waiting_out_its_backoff_ends_with_the_runtime() {
 fn a_spawned_stage_among_inline_ones() {
     let (started_tx, started) = mpsc::channel();
     let pipeline = Pipeline::builder()
-        .stage("first", |_: StageContext| async { Ok::<_, StageError>(1_u32) })
+        .stage("first", |_: StageContext| async {
+            Ok::<_, StageError>(1_u32)
+        })
         .into_builder()
         .stage("hangs", hanging(started_tx))
         .after(["first"])
@@ -222,7 +228,9 @@ fn a_spawned_stage_ends_with_the_runtime() {
 fn spawned_stages_only() {
     let (started_tx, started) = mpsc::channel();
     let pipeline = Pipeline::builder()
-        .stage("first", |_: StageContext| async { Ok::<_, StageError>(1_u32) })
+        .stage("first", |_: StageContext| async {
+            Ok::<_, StageError>(1_u32)
+        })
         .spawn()
         .into_builder()
         .stage("hangs", hanging(started_tx))
