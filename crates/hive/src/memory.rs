@@ -257,8 +257,9 @@ pub trait Memory<S: State>: Send + Sync + 'static {
 
 /// The in-process memory: a [`SnapshotCell`], lock-free reads and a compare-and-swap commit.
 pub struct LocalMemory<S> {
+    /// Wakes `committed`'s waiters after every write, through this memory or through the cell.
     cell: SnapshotCell<S>,
-    committed: Notify,
+    committed: Arc<Notify>,
 }
 
 impl<S: State> fmt::Debug for LocalMemory<S> {
@@ -272,13 +273,16 @@ impl<S: State> fmt::Debug for LocalMemory<S> {
 impl<S: State> LocalMemory<S> {
     /// A memory at version 0 holding `initial`.
     pub fn new(initial: S) -> Self {
+        let committed = Arc::new(Notify::new());
+        let wake = committed.clone();
         LocalMemory {
-            cell: SnapshotCell::new(initial),
-            committed: Notify::new(),
+            cell: SnapshotCell::with_watcher(initial, 0, move |_| wake.notify_waiters()),
+            committed,
         }
     }
 
-    /// The cell that holds the versions.
+    /// The cell that holds the versions. A write through it is a new version like a round's
+    /// commit: [`changed`](Memory::changed) waiters wake for it.
     pub fn cell(&self) -> &SnapshotCell<S> {
         &self.cell
     }
@@ -308,7 +312,7 @@ impl<S: State> LocalMemory<S> {
         } else {
             Committed::new(self.cell.update(|state| request.apply_to(state)), true)
         };
-        self.committed.notify_waiters();
+        // The cell's watcher has woken `changed`'s waiters.
         committed
     }
 }

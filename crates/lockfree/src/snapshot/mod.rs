@@ -143,6 +143,8 @@ pub struct SnapshotCell<T> {
     limbo: AtomicPtr<Versioned<T>>,
     /// Replaced versions waiting until no pinned reader can see them.
     retired: Retired,
+    /// Called with the new version after each write lands ([`with_watcher`](Self::with_watcher)).
+    on_write: Option<Box<dyn Fn(u64) + Send + Sync>>,
     /// The cell owns `Arc<Versioned<T>>`s: it is `Send`/`Sync` exactly when they are.
     _owns: PhantomData<Arc<Versioned<T>>>,
 }
@@ -180,8 +182,43 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
             current: AtomicPtr::new(Arc::into_raw(first).cast_mut()),
             limbo: AtomicPtr::new(std::ptr::null_mut()),
             retired: Retired::new(),
+            on_write: None,
             _owns: PhantomData,
         }
+    }
+
+    /// A cell holding `value` at `version` that calls `on_write` with the new version after each
+    /// write lands, whichever method wrote it ([`commit`](Self::commit), [`store`](Self::store),
+    /// [`update`](Self::update), [`try_update`](Self::try_update), [`store_at`](Self::store_at)):
+    /// the hook of a memory whose followers wait for new versions, so that a write through the
+    /// cell itself wakes them too. It runs on the writing thread, once the new version is visible
+    /// to readers; it must be quick and must not panic (a panic unwinds out of the write, which has
+    /// landed). A cell without a watcher pays one untaken branch per write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let watcher = seen.clone();
+    /// let cell = hivekit_lockfree::SnapshotCell::with_watcher("a", 0, move |version| {
+    ///     watcher.store(version, Ordering::Release);
+    /// });
+    /// cell.store("b");
+    /// assert_eq!(seen.load(Ordering::Acquire), 1);
+    /// cell.update(|_| "c");
+    /// assert_eq!(seen.load(Ordering::Acquire), 2);
+    /// ```
+    pub fn with_watcher(
+        value: T,
+        version: u64,
+        on_write: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Self {
+        let mut cell = Self::with_version(value, version);
+        cell.on_write = Some(Box::new(on_write));
+        cell
     }
 
     /// The current version: 0 for a new cell, plus one for every successful write.
@@ -477,6 +514,9 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                 // versions (and so the one ending the batch).
                 if replaced_version / RETIRE_BATCH != next_version / RETIRE_BATCH {
                     self.retire_limbo(guard);
+                }
+                if let Some(on_write) = &self.on_write {
+                    on_write(next_version);
                 }
                 Ok(())
             }
