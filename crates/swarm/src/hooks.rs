@@ -6,6 +6,7 @@
 
 use std::any::Any;
 
+use crate::checkpoint::LossyNull;
 use crate::error::StageError;
 use crate::pipeline::{Artifact, PipelineInner};
 use crate::report::{AttemptRecord, StageStatus};
@@ -53,13 +54,16 @@ pub(crate) type RecordEncoder = fn(
 pub(crate) struct Codec {
     /// The record with the artifact when it is a `T` (`None`, or another type: no artifact).
     pub(crate) encode: RecordEncoder,
-    pub(crate) decode: fn(serde_json::Value) -> Result<Artifact, serde_json::Error>,
-    /// Whether an artifact (when it is a `T`) holds a non-finite float: written as `null`, it
-    /// may read back as another value (`Some(NaN)` as `None`) rather than fail.
-    pub(crate) non_finite: fn(&(dyn Any + Send + Sync)) -> bool,
-    /// Whether a record holding `null` is decoded before it is written, to check that it reads
-    /// back: serde_json writes a non-finite float as `null` (no error), which no `f64` reads.
-    /// Not for `()`, whose artifact is always `null` and always reads back.
+    /// The artifact from its JSON text (straight into a `T`: no `serde_json::Value` between,
+    /// which cannot hold integers beyond 64 bits).
+    pub(crate) decode: fn(&str) -> Result<Artifact, serde_json::Error>,
+    /// What an artifact (when it is a `T`) holds whose JSON `null` would read back as another
+    /// value rather than fail (`Some(NaN)`, `Some(None)`: both as `None`), if anything.
+    pub(crate) lossy_null: fn(&(dyn Any + Send + Sync)) -> Option<LossyNull>,
+    /// Whether a record holding `null` is checked before it is written, to see that it reads
+    /// back as itself: serde_json writes a non-finite float as `null` (no error), which no `f64`
+    /// reads, and a `Some(None)` as the `null` of a `None`. Not for `()`, whose artifact is
+    /// always `null` and always reads back.
     pub(crate) verify: bool,
 }
 
@@ -71,7 +75,7 @@ impl Codec {
         Self {
             encode: encode_record::<T>,
             decode: decode_as::<T>,
-            non_finite: non_finite_as::<T>,
+            lossy_null: lossy_null_as::<T>,
             verify: std::any::TypeId::of::<T>() != std::any::TypeId::of::<()>(),
         }
     }
@@ -114,15 +118,17 @@ pub(crate) fn encode_record<T: serde::Serialize + 'static>(
     Ok((bytes, start))
 }
 
-fn non_finite_as<T: serde::Serialize + 'static>(artifact: &(dyn Any + Send + Sync)) -> bool {
+fn lossy_null_as<T: serde::Serialize + 'static>(
+    artifact: &(dyn Any + Send + Sync),
+) -> Option<LossyNull> {
     artifact
         .downcast_ref::<T>()
-        .is_some_and(crate::checkpoint::holds_non_finite)
+        .and_then(crate::checkpoint::lossy_null)
 }
 
-fn decode_as<T>(value: serde_json::Value) -> Result<Artifact, serde_json::Error>
+fn decode_as<T>(json: &str) -> Result<Artifact, serde_json::Error>
 where
     T: serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    serde_json::from_value::<T>(value).map(|artifact| std::sync::Arc::new(artifact) as Artifact)
+    serde_json::from_str::<T>(json).map(|artifact| std::sync::Arc::new(artifact) as Artifact)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::checkpoint::LossyNull;
 use crate::pipeline::Exporter;
 
 /// The input of one run, shared by every stage as an `Arc` (never copied): the pull request to
@@ -43,8 +44,9 @@ pub struct RunInput {
     value: Arc<dyn Any + Send + Sync>,
     type_name: &'static str,
     exporter: Option<Exporter>,
-    /// Whether the value (a `Serialize` one) holds a non-finite float, which JSON writes as `null`.
-    non_finite: Option<fn(&(dyn Any + Send + Sync)) -> bool>,
+    /// What the value (a `Serialize` one) holds whose JSON `null` would read back as another
+    /// value (a non-finite float, a `Some(None)`), if anything.
+    lossy_null: Option<fn(&(dyn Any + Send + Sync)) -> Option<LossyNull>>,
 }
 
 impl fmt::Debug for RunInput {
@@ -67,7 +69,7 @@ impl RunInput {
             value,
             type_name: std::any::type_name::<T>(),
             exporter: None,
-            non_finite: None,
+            lossy_null: None,
         }
     }
 
@@ -75,10 +77,10 @@ impl RunInput {
     pub fn serializable<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
         Self {
             exporter: Some(crate::builder::export_as::<T>),
-            non_finite: Some(|value| {
+            lossy_null: Some(|value| {
                 value
                     .downcast_ref::<T>()
-                    .is_some_and(crate::checkpoint::holds_non_finite)
+                    .and_then(crate::checkpoint::lossy_null)
             }),
             ..Self::new(value)
         }
@@ -94,11 +96,11 @@ impl RunInput {
         self.type_name
     }
 
-    /// Whether the input holds a non-finite float (`false` for one not made with
-    /// [`RunInput::serializable`]): its JSON holds `null` there, which reads back as another
-    /// value or not at all.
-    pub(crate) fn holds_non_finite(&self) -> bool {
-        self.non_finite.is_some_and(|probe| probe(&*self.value))
+    /// What the input holds whose JSON `null` reads back as another value or not at all (a
+    /// non-finite float, a `Some(None)`), if anything (`None` for an input not made with
+    /// [`RunInput::serializable`]).
+    pub(crate) fn lossy_null(&self) -> Option<LossyNull> {
+        self.lossy_null.and_then(|probe| probe(&*self.value))
     }
 
     /// The input as JSON, if it was made with [`RunInput::serializable`].

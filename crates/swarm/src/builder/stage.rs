@@ -302,8 +302,9 @@ impl<T> StageBuilder<T> {
     /// reads it back instead of running the stage again. Stages returning `()` are durable without
     /// it; other stages of a durable run that do not declare it run again when the run resumes.
     ///
-    /// An artifact whose JSON would not read back as a `T` (a non-finite float, which serde_json
-    /// writes as `null`) is not recorded: the stage fails with a [`StageError::Permanent`] naming
+    /// An artifact whose JSON would not read back as itself (a non-finite float, which serde_json
+    /// writes as `null`; a `Some(None)` or `Some(())`, written as `null` like a `None`) is not
+    /// recorded: the stage fails with a [`StageError::Permanent`] naming
     /// the run, the stage and the reason, and a resume runs it again.
     pub fn durable(mut self) -> Self
     where

@@ -1,24 +1,69 @@
-//! Whether a value holds a non-finite float. serde_json writes one as `null` without an error, and
-//! below an `Option` (or a field with a default) that `null` reads back as another value
-//! (`Some(NaN)` as `None`) instead of failing: decoding the record cannot tell, walking the value
-//! can.
+//! Whether a value holds a `null` that reads back as another value. serde_json writes a
+//! non-finite float as `null` without an error, and a `Some` of a value written as `null` (a
+//! `Some(None)`, a `Some(())`) as that `null` alone; an `Option` reads either back as `None`
+//! instead of failing, so decoding the record cannot tell: walking the value can.
 
 use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-/// Whether serializing `value` meets a NaN or an infinity.
-pub(crate) fn holds_non_finite<T: Serialize + ?Sized>(value: &T) -> bool {
-    matches!(value.serialize(Probe), Err(Found::NonFinite))
+/// What a value holds whose JSON `null` would not read back as itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossyNull {
+    /// A NaN or an infinity: no float reads `null`, an `Option` reads it as `None`.
+    NonFinite,
+    /// A `Some` of a value written as `null` (`Some(None)`, `Some(())`): read back as `None`.
+    SomeOfNull,
 }
 
-/// A serializer that writes nothing and stops at the first non-finite float.
-struct Probe;
+impl fmt::Display for LossyNull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NonFinite => {
+                "a non-finite float, written as JSON null, which would not read back as itself"
+            }
+            Self::SomeOfNull => {
+                "a `Some` of a value written as JSON null (a `Some(None)`, a `Some(())`), which \
+                 would read back as `None`"
+            }
+        })
+    }
+}
+
+/// The first value `value` holds whose JSON `null` would not read back as itself, if any.
+pub(crate) fn lossy_null<T: Serialize + ?Sized>(value: &T) -> Option<LossyNull> {
+    match value.serialize(Probe::default()) {
+        Err(Found::NonFinite) => Some(LossyNull::NonFinite),
+        Err(Found::SomeOfNull) => Some(LossyNull::SomeOfNull),
+        Ok(()) | Err(Found::Other) => None,
+    }
+}
+
+/// A serializer that writes nothing and stops at the first non-finite float or `Some` of a
+/// `null`.
+#[derive(Default)]
+struct Probe {
+    /// Whether the value serialized is a `Some`'s (through newtype structs, which JSON writes as
+    /// their field): a `null` here reads back as the `None` around it.
+    below_some: bool,
+}
+
+impl Probe {
+    /// A `null` written here: lost when the value is a `Some`'s.
+    fn null(self) -> Result<(), Found> {
+        if self.below_some {
+            Err(Found::SomeOfNull)
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// Why the walk stopped.
 #[derive(Debug)]
 enum Found {
     NonFinite,
+    SomeOfNull,
     /// The value's own serialization failed (its encoding fails the same way).
     Other,
 }
@@ -27,6 +72,7 @@ impl fmt::Display for Found {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::NonFinite => "a non-finite float",
+            Self::SomeOfNull => "a `Some` of a value written as null",
             Self::Other => "the value failed to serialize",
         })
     }
@@ -63,7 +109,7 @@ impl ser::Serializer for Probe {
         serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
         serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
         serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
-        serialize_str: &str, serialize_bytes: &[u8], serialize_unit_struct: &'static str,
+        serialize_str: &str, serialize_bytes: &[u8],
     }
 
     fn serialize_f32(self, value: f32) -> Result<(), Found> {
@@ -83,15 +129,19 @@ impl ser::Serializer for Probe {
     }
 
     fn serialize_none(self) -> Result<(), Found> {
-        Ok(())
+        self.null()
     }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Found> {
-        value.serialize(self)
+        value.serialize(Self { below_some: true })
     }
 
     fn serialize_unit(self) -> Result<(), Found> {
-        Ok(())
+        self.null()
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Found> {
+        self.null()
     }
 
     fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Found> {
@@ -113,7 +163,8 @@ impl ser::Serializer for Probe {
         _: &'static str,
         value: &T,
     ) -> Result<(), Found> {
-        value.serialize(self)
+        // Written `{"variant":value}`: no longer the `Some`'s value itself.
+        value.serialize(Self::default())
     }
 
     fn serialize_seq(self, _: Option<usize>) -> Result<Self, Found> {
@@ -164,7 +215,7 @@ macro_rules! elements {
             type Error = Found;
 
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Found> {
-                value.serialize(Probe)
+                value.serialize(Probe::default())
             }
 
             fn end(self) -> Result<(), Found> {
@@ -192,7 +243,7 @@ macro_rules! fields {
                 _: &'static str,
                 value: &T,
             ) -> Result<(), Found> {
-                value.serialize(Probe)
+                value.serialize(Probe::default())
             }
 
             fn end(self) -> Result<(), Found> {
@@ -209,11 +260,11 @@ impl ser::SerializeMap for Probe {
     type Error = Found;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Found> {
-        key.serialize(Probe)
+        key.serialize(Probe::default())
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Found> {
-        value.serialize(Probe)
+        value.serialize(Probe::default())
     }
 
     fn end(self) -> Result<(), Found> {
@@ -225,20 +276,57 @@ impl ser::SerializeMap for Probe {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::holds_non_finite;
+    use super::{lossy_null, LossyNull};
 
     #[test]
     fn finds_non_finite_floats_wherever_they_are() {
-        assert!(holds_non_finite(&f64::NAN));
-        assert!(holds_non_finite(&Some(f64::INFINITY)));
-        assert!(holds_non_finite(&vec![1.0, f64::NEG_INFINITY]));
-        assert!(holds_non_finite(&(1_u8, Some(f32::NAN))));
-        assert!(holds_non_finite(&BTreeMap::from([("a", f64::NAN)])));
-        assert!(!holds_non_finite(&Some(1.5_f64)));
-        assert!(!holds_non_finite(&None::<f64>));
-        assert!(!holds_non_finite(&(
-            String::from("x"),
-            vec![Some(2.0_f32), None]
-        )));
+        let found = Some(LossyNull::NonFinite);
+        assert_eq!(lossy_null(&f64::NAN), found);
+        assert_eq!(lossy_null(&Some(f64::INFINITY)), found);
+        assert_eq!(lossy_null(&vec![1.0, f64::NEG_INFINITY]), found);
+        assert_eq!(lossy_null(&(1_u8, Some(f32::NAN))), found);
+        assert_eq!(lossy_null(&BTreeMap::from([("a", f64::NAN)])), found);
+        assert_eq!(lossy_null(&Some(1.5_f64)), None);
+        assert_eq!(lossy_null(&None::<f64>), None);
+        assert_eq!(
+            lossy_null(&(String::from("x"), vec![Some(2.0_f32), None])),
+            None
+        );
+    }
+
+    /// A unit struct, and a newtype struct around a `None`: both written as `null`.
+    #[derive(serde::Serialize)]
+    struct Unit;
+
+    #[derive(serde::Serialize)]
+    struct Wrapper(Option<u8>);
+
+    #[derive(serde::Serialize)]
+    enum Choice {
+        Maybe(Option<u8>),
+    }
+
+    #[test]
+    fn finds_a_some_of_a_value_written_as_null_wherever_it_is() {
+        let found = Some(LossyNull::SomeOfNull);
+        assert_eq!(lossy_null(&Some(None::<u8>)), found);
+        assert_eq!(lossy_null(&Some(())), found);
+        assert_eq!(lossy_null(&Some(Unit)), found);
+        assert_eq!(lossy_null(&Some(Wrapper(None))), found);
+        assert_eq!(lossy_null(&Some(Some(None::<u8>))), found);
+        assert_eq!(lossy_null(&vec![Some(Some(1_u8)), Some(None), None]), found);
+        assert_eq!(lossy_null(&BTreeMap::from([("a", Some(()))])), found);
+    }
+
+    #[test]
+    fn a_null_that_reads_back_as_itself_is_not_reported() {
+        assert_eq!(lossy_null(&()), None);
+        assert_eq!(lossy_null(&None::<Option<u8>>), None);
+        assert_eq!(lossy_null(&Some(Some(1_u8))), None);
+        assert_eq!(lossy_null(&Some(vec![None::<u8>])), None);
+        assert_eq!(lossy_null(&Some((None::<u8>, 1_u8))), None);
+        assert_eq!(lossy_null(&Some(Choice::Maybe(None))), None);
+        assert_eq!(lossy_null(&Wrapper(None)), None);
+        assert_eq!(lossy_null(&Unit), None);
     }
 }

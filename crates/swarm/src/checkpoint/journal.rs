@@ -174,13 +174,12 @@ impl RunHooks for Journal {
         // fail on it. The stage fails instead (not recorded, it runs again on resume).
         if let Some(codec) = codec.filter(|codec| codec.verify) {
             if record::may_hold_null(&bytes[artifact_at..]) {
-                // A non-finite float below an `Option` (or a defaulted field) reads back as
-                // another value, which decoding the record cannot tell.
-                if artifact.is_some_and(|artifact| (codec.non_finite)(artifact)) {
+                // A non-finite float or a `Some(None)` below an `Option` reads back as another
+                // value (`None`), which decoding the record cannot tell: walking the value can.
+                if let Some(lossy) = artifact.and_then(|artifact| (codec.lossy_null)(artifact)) {
                     return Err(StageError::permanent(format!(
-                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) holds a \
-                         non-finite float, written as JSON null, which would not read back as \
-                         itself, so it is not recorded",
+                        "checkpoint of run `{}`: the artifact of stage `{}` (a `{}`) holds \
+                         {lossy}, so it is not recorded",
                         self.run, spec.name, spec.output_type
                     )));
                 }
@@ -299,8 +298,8 @@ impl StageContext {
     /// stage must fan out over the same items in the same order, as it does when they come from
     /// its inputs; the fan-outs of one stage attempt are told apart by their order. An item whose
     /// record cannot be written fails (not retried: its effects happened), as does an item whose
-    /// JSON would not read back as a `T` (a non-finite float, written as `null`): it is not
-    /// recorded. Outside a durable run, exactly `fan_out`.
+    /// JSON would not read back as itself (a non-finite float, or a `Some(None)`, both written as
+    /// `null`): it is not recorded. Outside a durable run, exactly `fan_out`.
     ///
     /// The stage's [`FanOutSummary`](crate::FanOutSummary) counts the items read back in
     /// `resumed`.
@@ -395,13 +394,13 @@ impl StageContext {
             })?;
             // As for a stage's artifact: an item that would not read back is not recorded.
             if record::may_hold_null(&bytes) {
-                if super::holds_non_finite(value) {
+                if let Some(lossy) = super::lossy_null(value) {
                     return Err(StageError::permanent(format!(
-                        "checkpoint of run `{}`: item {index} of stage `{}` holds a non-finite \
-                         float, written as JSON null, which would not read back as itself, so it \
-                         is not recorded",
+                        "checkpoint of run `{}`: item {index} of stage `{}` (a `{}`) holds \
+                         {lossy}, so it is not recorded",
                         journal.run,
-                        self.name()
+                        self.name(),
+                        std::any::type_name::<T>()
                     )));
                 }
                 if let Err(error) = serde_json::from_slice::<T>(&bytes) {

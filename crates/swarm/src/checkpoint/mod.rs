@@ -40,18 +40,28 @@
 //!
 //! Either way the unit in flight at the crash (an item, a body stage) may run twice, as a stage does.
 //!
-//! # Values that would not read back
+//! # What reads back
 //!
-//! serde_json writes a non-finite float (`NaN`, infinities) as `null`, which no `f64` reads, and
-//! which reads back as another value below an `Option` (`Some(NaN)` as `None`). A record holding
-//! `null` is decoded before it is written, and its value searched for non-finite floats (only
-//! those records: the checks cost nothing on others); an artifact or item that would not read
-//! back as itself is not recorded and fails its
-//! stage or item with a [`StageError::Permanent`](crate::StageError::Permanent) saying so, so a
-//! checkpoint never holds a record that would fail every resume. A run input whose JSON holds
-//! `null` is checked the same way before the run is created (searched for non-finite floats,
-//! and decoded as the handle's input type, [`Durable::with_input`], when it has one), and
-//! refused with [`CheckpointError::InputNotSerializable`] when it would not read back.
+//! Artifacts and fan-out items are read back from the JSON text written, straight into their
+//! type: integers of every width (128-bit ones included) and floats (bit for bit) read back as
+//! the values the stage returned. The run input is kept as a `serde_json::Value`, which holds
+//! floats bit for bit but no integer beyond 64 bits: such an input is refused at start
+//! ([`CheckpointError::InputNotSerializable`]). An input that is `null` itself (a `None`, a `()`)
+//! reads back as itself.
+//!
+//! JSON's `null` is where values get lost. serde_json writes a non-finite float (`NaN`,
+//! infinities) as `null`, which no `f64` reads and an `Option` reads as `None` (`Some(NaN)` as
+//! `None`), and a `Some` of a value written as `null` (the `Some(None)` of a nested `Option`, a
+//! `Some(())`) as that `null` alone, which reads back as `None`. A record holding `null` (only
+//! those records: the checks cost nothing on others) has its value searched for both and is
+//! decoded before it is written; an artifact or item that would not read back as itself is not
+//! recorded and fails its stage or item with a
+//! [`StageError::Permanent`](crate::StageError::Permanent) naming the stage (or item), its type
+//! and why, so a checkpoint never holds a record that would fail every resume or read back as
+//! another value. A run input whose JSON holds `null` is checked the same way before the run is
+//! created (searched, and decoded as the handle's input type, [`Durable::with_input`], when it
+//! has one), and refused with [`CheckpointError::InputNotSerializable`] when it would not read
+//! back as itself.
 //!
 //! # Retention
 //!
@@ -127,7 +137,7 @@ use crate::options::RunOptions;
 use crate::pipeline::Pipeline;
 use crate::pipeline::PipelineInner;
 use crate::report::RunOutcome;
-pub(crate) use finite::holds_non_finite;
+pub(crate) use finite::{lossy_null, LossyNull};
 pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
@@ -262,11 +272,12 @@ impl Durable {
     /// [`CheckpointStore::create_run_if_absent`], so of two starts of one id racing on a store
     /// that makes it atomic, as [`MemoryStore`] and `RedbStore` do, exactly one runs),
     /// [`CheckpointError::InputNotSerializable`] for an input not made with
-    /// [`RunInput::serializable`], one holding a non-finite float (which JSON writes as `null`, so
-    /// it would not read back as itself), or one whose JSON does not read back as the type given
-    /// to [`with_input`](Durable::with_input) (checked when the handle has that type), [`CheckpointError::Store`] when the store cannot list
-    /// or create runs or the header cannot be written. A stage whose record cannot be written
-    /// fails (and the report says why).
+    /// [`RunInput::serializable`], one holding a non-finite float or a `Some` of a value written
+    /// as `null` (a `Some(None)`: JSON writes either as `null`, so it would not read back as
+    /// itself), one holding an integer beyond 64 bits, or one whose JSON does not read back as
+    /// the type given to [`with_input`](Durable::with_input) (checked when the handle has that
+    /// type), [`CheckpointError::Store`] when the store cannot list or create runs or the header
+    /// cannot be written. A stage whose record cannot be written fails (and the report says why).
     ///
     /// After creating the run it applies the [`Retention`]: the oldest other runs are deleted
     /// until at most `max_runs` remain, this one included (at least this one: `max_runs(0)` acts
@@ -307,16 +318,10 @@ impl Durable {
         if let Some(value) = input.as_ref().filter(|value| holds_null(value)) {
             // As for records: an input that would not read back as itself is refused rather than
             // written, or every resume would fail on it or read another value.
-            if options
-                .input
-                .as_ref()
-                .is_some_and(RunInput::holds_non_finite)
-            {
+            if let Some(lossy) = options.input.as_ref().and_then(RunInput::lossy_null) {
                 return Err(CheckpointError::InputNotSerializable {
                     run: run.to_owned(),
-                    reason: "it holds a non-finite float, written as JSON null, which would not \
-                             read back as itself"
-                        .to_owned(),
+                    reason: format!("it holds {lossy}"),
                 });
             }
             if let Some(Err(error)) = self.input.map(|decode| decode(value.clone())) {
@@ -459,11 +464,15 @@ impl Durable {
         };
         let mut header: Header = serde_json::from_slice(&stored.header)
             .map_err(|error| corrupt_header(error.to_string()))?;
-        if header.format != FORMAT {
+        if !(1..=FORMAT).contains(&header.format) {
             return Err(corrupt_header(format!(
-                "unknown format {} (this build reads {FORMAT})",
+                "unknown format {} (this build reads 1 to {FORMAT})",
                 header.format
             )));
+        }
+        if header.format == 1 {
+            // Format 1 wrote a run without input as `"input":null` (see `FORMAT`).
+            header.input = header.input.filter(|input| !input.is_null());
         }
         let inner = pipeline.inner();
         let cache = record::shape_cache(inner);
@@ -706,7 +715,7 @@ pub(crate) fn decode_stage(
 }
 
 /// Whether a JSON value holds a `null` anywhere: the only way serde_json writes a value that does
-/// not read back (a non-finite float).
+/// not read back (a non-finite float, a `Some` of a value written as `null`).
 fn holds_null(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::Null => true,

@@ -2,13 +2,16 @@
 //! one record per finished stage, all JSON; and [`CheckpointError`].
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::store::StoreError;
 use crate::pipeline::{PipelineInner, StageKind};
 use crate::report::{AttemptRecord, StageStatus};
 
-/// The version of the record layout written here.
-pub(crate) const FORMAT: u32 = 1;
+/// The version of the record layout written here. Format 1 wrote the header of a run without
+/// input with `"input":null`, so it could not tell that run from one whose input is `null`;
+/// format 2 leaves the field out instead. Both are read (format 1's `null` as no input).
+pub(crate) const FORMAT: u32 = 2;
 
 /// Record keys: a stage's record, and the value a resume hands an interrupted stage.
 pub(crate) const STAGE_PREFIX: &str = "s:";
@@ -110,7 +113,8 @@ pub enum CheckpointError {
 }
 
 /// Whether JSON `bytes` may hold a `null`: the only way serde_json writes a value that does not
-/// read back (a non-finite float), so the only records worth decoding before they are written.
+/// read back (a non-finite float, a `Some` of a value written as `null`), so the only records
+/// worth checking before they are written.
 /// Looks for a byte `n` eight bytes at a time (a few instructions per word; most records hold
 /// none), then for `null` itself.
 pub(crate) fn may_hold_null(bytes: &[u8]) -> bool {
@@ -160,6 +164,13 @@ pub(crate) struct Header {
     pub(crate) pipeline: String,
     pub(crate) fingerprint: u64,
     pub(crate) shape: Vec<ShapeStage>,
+    /// The run's input: `None` when the header has none (the run was started without one),
+    /// `Some(Null)` for an input written as `null` (a `None`, a `()`), as for an artifact.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub(crate) input: Option<serde_json::Value>,
 }
 
@@ -170,6 +181,7 @@ pub(crate) struct HeaderRef<'a> {
     pub(crate) pipeline: &'a str,
     pub(crate) fingerprint: u64,
     pub(crate) shape: &'a [ShapeStage],
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) input: Option<&'a serde_json::Value>,
 }
 
@@ -220,37 +232,41 @@ pub(crate) struct StageRecord {
     pub(crate) status: StageStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) failed_attempts: Vec<AttemptRecord>,
-    /// The artifact of a durable stage that succeeded: `None` when the record has none (the
-    /// stage was not durable when it ran), `Some(Null)` for an artifact written as `null` (a
-    /// `None`, a `()`): the two must not be confused, or a stage made durable after it ran would
-    /// be restored with a `null` it never returned.
+    /// The artifact of a durable stage that succeeded, as the JSON text written (decoded
+    /// straight into the stage's type, so that what no `serde_json::Value` holds, such as a
+    /// 128-bit integer, reads back): `None` when the record has none (the stage was not durable
+    /// when it ran), `Some` of the text `null` for an artifact written as `null` (a `None`, a
+    /// `()`): the two must not be confused, or a stage made durable after it ran would be
+    /// restored with a `null` it never returned.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present"
     )]
-    pub(crate) artifact: Option<serde_json::Value>,
+    pub(crate) artifact: Option<Box<RawValue>>,
     /// Why the stage interrupted the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) interrupt: Option<String>,
 }
 
 impl StageRecord {
-    /// The artifact to decode with `codec`, or `None` when the record holds none to restore.
-    /// A `()` stage's artifact is always `null`, written or not.
-    pub(crate) fn artifact_for(self, codec: &crate::hooks::Codec) -> Option<serde_json::Value> {
-        match self.artifact {
-            None if !codec.verify => Some(serde_json::Value::Null),
-            artifact => artifact,
+    /// The artifact's JSON to decode with `codec`, or `None` when the record holds none to
+    /// restore. A `()` stage's artifact is always `null`, written or not.
+    pub(crate) fn artifact_for(&self, codec: &crate::hooks::Codec) -> Option<&str> {
+        match &self.artifact {
+            None if !codec.verify => Some("null"),
+            artifact => artifact.as_deref().map(RawValue::get),
         }
     }
 }
 
 /// Reads a field that is there as `Some`, `null` included (a missing one is `None` by `default`).
-fn present<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// The pipeline's shape: stage names in declaration order, their dependencies (a set: sorted by
