@@ -37,7 +37,7 @@ pub(crate) struct Journal {
     pub(crate) enclosing_values: Vec<String>,
     pub(crate) restored: Mutex<Vec<Restored>>,
     /// Values handed to interrupted stages by `resume_with`, by stage.
-    pub(crate) values: HashMap<u32, serde_json::Value>,
+    pub(crate) values: HashMap<u32, Box<serde_json::value::RawValue>>,
     /// The records of loop iterations and fan-out items, by key from the run's root: as loaded,
     /// and as written since (so that a retried stage restores what its earlier attempt finished).
     pub(crate) memo: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
@@ -274,7 +274,7 @@ impl StageContext {
         let Some(value) = journal.values.get(&stage) else {
             return Ok(None);
         };
-        serde_json::from_value(value.clone())
+        serde_json::from_str(value.get())
             .map(Some)
             .map_err(|error| {
                 // Kept, the value would be handed back to every later resume and fail it again.

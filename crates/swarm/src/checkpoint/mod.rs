@@ -42,8 +42,8 @@
 //!
 //! # What reads back
 //!
-//! Artifacts and fan-out items are read back from the JSON text written, straight into their
-//! type: integers of every width (128-bit ones included) and floats (bit for bit) read back as
+//! Artifacts, fan-out items and resume values are read back from the JSON text written, straight
+//! into their type: integers of every width (128-bit ones included) and floats (bit for bit) read back as
 //! the values the stage returned. The run input is kept as a `serde_json::Value`, which holds
 //! floats bit for bit but no integer beyond 64 bits: such an input is refused at start
 //! ([`CheckpointError::InputNotSerializable`]). An input that is `null` itself (a `None`, a `()`)
@@ -61,7 +61,8 @@
 //! another value. A run input whose JSON holds `null` is checked the same way before the run is
 //! created (searched, and decoded as the handle's input type, [`Durable::with_input`], when it
 //! has one), and refused with [`CheckpointError::InputNotSerializable`] when it would not read
-//! back as itself.
+//! back as itself; a resume value, searched the same way, is refused with
+//! [`CheckpointError::ValueNotSerializable`] before anything is written.
 //!
 //! # Retention
 //!
@@ -123,6 +124,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 pub use outcome::DurableOutcome;
 pub use record::CheckpointError;
@@ -402,11 +404,22 @@ impl Durable {
         value: V,
         options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
+        let not_serializable = |reason: String| CheckpointError::ValueNotSerializable {
+            run: run.to_owned(),
+            reason,
+        };
+        // Kept as JSON text and decoded straight into the type the stage asks for: no
+        // `serde_json::Value` between, which holds no integer past 64 bits.
+        let json =
+            serde_json::to_string(&value).map_err(|error| not_serializable(error.to_string()))?;
+        // As for records: a value that would read back as another one is refused.
+        if record::may_hold_null(json.as_bytes()) {
+            if let Some(lossy) = lossy_null(&value) {
+                return Err(not_serializable(format!("it holds {lossy}")));
+            }
+        }
         let value =
-            serde_json::to_value(value).map_err(|error| CheckpointError::ValueNotSerializable {
-                run: run.to_owned(),
-                reason: error.to_string(),
-            })?;
+            RawValue::from_string(json).map_err(|error| not_serializable(error.to_string()))?;
         self.resume_inner(pipeline, run, Some(value), options).await
     }
 
@@ -414,7 +427,7 @@ impl Durable {
         &self,
         pipeline: &Pipeline,
         run: &str,
-        value: Option<serde_json::Value>,
+        value: Option<Box<RawValue>>,
         mut options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
         // A run in progress on this handle is not resumed beside itself: its stage in flight would
@@ -433,16 +446,11 @@ impl Durable {
                     run: run.to_owned(),
                 });
             }
-            let bytes = serde_json::to_vec(&value).map_err(|error| {
-                CheckpointError::ValueNotSerializable {
-                    run: run.to_owned(),
-                    reason: error.to_string(),
-                }
-            })?;
+            let bytes = value.get().as_bytes();
             for stage in loaded.interrupted {
                 let name = &pipeline.inner().stages[stage as usize].name;
                 self.store
-                    .put_record(run, &format!("{VALUE_PREFIX}{name}"), &bytes)?;
+                    .put_record(run, &format!("{VALUE_PREFIX}{name}"), bytes)?;
                 values.insert(stage, value.clone());
             }
         }
@@ -539,7 +547,7 @@ impl Durable {
                     rejected.push(stage as u32);
                     continue;
                 }
-                let value = serde_json::from_slice(&bytes).map_err(|error| {
+                let value: Box<RawValue> = serde_json::from_slice(&bytes).map_err(|error| {
                     CheckpointError::CorruptRecord {
                         run: run.to_owned(),
                         stage: name.to_owned(),
@@ -576,7 +584,7 @@ impl Durable {
         run: &str,
         options: RunOptions,
         restored: Vec<Restored>,
-        values: HashMap<u32, serde_json::Value>,
+        values: HashMap<u32, Box<RawValue>>,
         memo: BTreeMap<String, Vec<u8>>,
     ) -> DurableOutcome {
         let journal = Arc::new(Journal {
@@ -739,7 +747,7 @@ struct Loaded {
     input: Option<RunInput>,
     restored: Vec<Restored>,
     interrupted: Vec<u32>,
-    values: HashMap<u32, serde_json::Value>,
+    values: HashMap<u32, Box<RawValue>>,
     /// Records of loop iterations and fan-out items.
     memo: BTreeMap<String, Vec<u8>>,
 }
