@@ -18,7 +18,7 @@
 //!   back, and drawn as a Mermaid flowchart and a Chrome trace (open it in Perfetto).
 //!
 //! Everything is simulated in process (no network) and the example runs in well under a second.
-//! Run it with `cargo run -p hivekit-swarm --example code_review`.
+//! Run it with `cargo run -p hivekit-examples --example code_review`.
 
 use std::collections::HashSet;
 use std::io;

@@ -3,7 +3,7 @@
 //! resumes the run from the checkpoint on disk. Stages that finished before the kill are not called
 //! again; the one in flight is.
 //!
-//! Run with `cargo run -p hivekit-swarm --example durable_resume` (a second or two).
+//! Run with `cargo run -p hivekit-examples --example durable_resume` (a second or two).
 
 use std::path::Path;
 use std::process::Command;

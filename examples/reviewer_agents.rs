@@ -3,7 +3,7 @@
 //! fails. The round is followed live (tracing at info, and the hive's events), the decision is
 //! printed with `Display` and exported as JSON.
 //!
-//! Run with `cargo run -p hivekit-hive --features serde --example reviewer_agents`
+//! Run with `cargo run -p hivekit-examples --example reviewer_agents`
 //! (`RUST_LOG=debug` shows every step).
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use regex::Regex;
@@ -382,22 +382,31 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
             tools.missing().join(" and ")
         )
     });
-    suites.retain(|suite| !skipped.contains(&suite.krate));
-    if let Some(note) = &skip_note {
-        eprintln!("note: {note}");
-    }
-    if suites.is_empty() {
-        println!("no crate in this workspace has bench targets");
-        return Ok(Judged::default());
-    }
     let default_targets = workspace.root.join("docs").join("targets.json");
+    let targets_path = args.targets.as_deref().unwrap_or(&default_targets);
     let targets = load_targets(args.targets.as_deref(), &default_targets)?;
+    workspace.check_target_crates(&targets, targets_path)?;
     let baseline_path =
         |name: &str| -> PathBuf { workspace.baselines_dir().join(format!("{name}.json")) };
     let baseline = match &args.baseline {
         Some(name) => Some(Baseline::load(&baseline_path(name), name)?),
         None => None,
     };
+    if !args.list && !args.plan {
+        prepare_outputs(args)?;
+    }
+    let selected = !suites.is_empty();
+    suites.retain(|suite| !skipped.contains(&suite.krate));
+    if let Some(note) = &skip_note {
+        eprintln!("note: {note}");
+    }
+    if suites.is_empty() {
+        if let (true, Some(note)) = (selected, skip_note) {
+            return Err(XtaskError::AllSkipped { note });
+        }
+        println!("no crate in this workspace has bench targets");
+        return Ok(Judged::default());
+    }
 
     let build_started = Instant::now();
     let binaries = build(&workspace, &suites, &skipped)?;
@@ -467,6 +476,15 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
     }
     join_extras(&mut results, &extras);
 
+    if let Some(baseline) = &baseline {
+        warn_unmeasured(
+            baseline,
+            &results,
+            &binaries,
+            args.filter.as_deref(),
+            &failed,
+        );
+    }
     let mut report = Report::new(&results, baseline.as_ref().map(|b| (b, args.threshold_pct)));
     // Targets of crates that did not run in this run (`-p`) would all read "not measured": leave them out.
     let ran_crates: std::collections::HashSet<&str> =
@@ -588,6 +606,20 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         args.quick,
         &results,
     );
+    // Saved first: a baseline is the run's record, whatever happens to the outputs after it.
+    if let Some(name) = &args.save_baseline {
+        if !failed.is_empty() {
+            eprintln!("not saving baseline `{name}`: some suites failed, it would be incomplete");
+        } else if results.is_empty() {
+            eprintln!(
+                "not saving baseline `{name}`: nothing was measured (see --filter), it would replace the saved one with no rows"
+            );
+        } else {
+            let path = baseline_path(name);
+            document.save(&path)?;
+            println!("saved baseline `{name}` to {}", path.display());
+        }
+    }
     if let Some(path) = &args.json {
         document.save(path)?;
         println!("wrote {}", path.display());
@@ -608,15 +640,6 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         }
         std::fs::write(path, markdown).map_err(|error| XtaskError::io("write", path, error))?;
         println!("wrote {}", path.display());
-    }
-    if let Some(name) = &args.save_baseline {
-        if failed.is_empty() {
-            let path = baseline_path(name);
-            document.save(&path)?;
-            println!("saved baseline `{name}` to {}", path.display());
-        } else {
-            eprintln!("not saving baseline `{name}`: some suites failed, it would be incomplete");
-        }
     }
 
     if !failed.is_empty() {
@@ -664,6 +687,79 @@ fn too_busy_or(info: &RunInfo, verdict: XtaskError) -> XtaskError {
     } else {
         verdict
     }
+}
+
+/// Creates the directories `--json` and `--markdown` (and its charts) write into, and checks that
+/// neither path is a directory: an output that cannot be written fails the run before anything is
+/// built or measured, not after.
+fn prepare_outputs(args: &BenchArgs) -> Result<(), XtaskError> {
+    let parent = |path: &Path| -> PathBuf {
+        path.parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let mut dirs = Vec::new();
+    for path in [&args.json, &args.markdown].into_iter().flatten() {
+        if path.is_dir() {
+            return Err(XtaskError::io(
+                "write",
+                path,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory"),
+            ));
+        }
+        dirs.push(parent(path));
+    }
+    if let Some(markdown) = &args.markdown {
+        dirs.push(parent(markdown).join(CHART_DIR));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)
+            .map_err(|error| XtaskError::io("create directory", &dir, error))?;
+    }
+    Ok(())
+}
+
+/// Warns about the baseline's rows this run should have measured and did not (a row renamed,
+/// removed, or lost with its suite): they drop out of the comparison, which must not go unsaid.
+/// Only rows of the crates this run measured, matching `--filter`, count.
+fn warn_unmeasured(
+    baseline: &Baseline,
+    results: &[BenchResult],
+    binaries: &[BenchBinary],
+    filter: Option<&str>,
+    failed: &[String],
+) {
+    let filter = filter.and_then(|pattern| Regex::new(pattern).ok());
+    let measured: HashSet<&str> = results.iter().map(|result| result.id.as_str()).collect();
+    let missing: Vec<&str> = baseline
+        .results
+        .iter()
+        .filter(|row| {
+            binaries
+                .iter()
+                .any(|binary| binary.suite.krate == row.krate)
+        })
+        .filter(|row| {
+            filter
+                .as_ref()
+                .is_none_or(|filter| filter.is_match(&row.id))
+        })
+        .map(|row| row.id.as_str())
+        .filter(|id| !measured.contains(id))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let failed_note = if failed.is_empty() {
+        String::new()
+    } else {
+        format!(" (suites failed: {})", failed.join(", "))
+    };
+    eprintln!(
+        "warning: {} row(s) of the baseline were not measured in this run and are not compared{failed_note}: {}",
+        missing.len(),
+        missing.join(", ")
+    );
 }
 
 #[cfg(test)]

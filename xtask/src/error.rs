@@ -64,13 +64,21 @@ pub(crate) enum XtaskError {
         /// The crates that have bench targets, comma separated.
         known: String,
     },
-    /// `-p` named a workspace crate without bench targets.
-    #[error("crate `{name}` has no bench targets; crates with benches: {known}")]
+    /// `-p` named a workspace crate without the benches this command runs.
+    #[error("crate `{name}` has no {what}; crates with one: {known}")]
     NoBenches {
         /// The name given.
         name: String,
-        /// The crates that have bench targets, comma separated.
+        /// What it lacks: criterion bench targets, or an instruction-count suite.
+        what: &'static str,
+        /// The crates that have them, comma separated.
         known: String,
+    },
+    /// Every crate selected with `-p` was left out because a tool it needs is missing.
+    #[error("nothing to measure: {note}")]
+    AllSkipped {
+        /// Which crates were skipped, what is missing and how to install it.
+        note: String,
     },
     /// `--filter` is not a valid regex.
     #[error("filter `{pattern}` is not a valid regex: {message}")]
@@ -173,6 +181,7 @@ impl XtaskError {
             Self::Usage(_)
             | Self::UnknownCrate { .. }
             | Self::NoBenches { .. }
+            | Self::AllSkipped { .. }
             | Self::BadFilter { .. }
             | Self::MissingBaseline { .. }
             | Self::BadInputFile { .. } => 2,

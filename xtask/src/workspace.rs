@@ -121,19 +121,46 @@ impl Workspace {
         }
     }
 
-    /// Packages that have at least one criterion bench target.
-    fn bench_packages(&self) -> impl Iterator<Item = &Package> {
-        self.packages
-            .iter()
-            .filter(|p| p.benches.iter().any(|b| b != INSTRUCTIONS_BENCH))
+    fn known_bench_crates(&self) -> String {
+        self.crates_with(|bench| bench != INSTRUCTIONS_BENCH)
     }
 
-    fn known_bench_crates(&self) -> String {
-        let names: Vec<&str> = self.bench_packages().map(|p| p.name.as_str()).collect();
+    /// The packages with a bench target `wanted` accepts, comma separated, or "none".
+    fn crates_with(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let names: Vec<&str> = self
+            .packages
+            .iter()
+            .filter(|p| p.benches.iter().any(|bench| wanted(bench)))
+            .map(|p| p.name.as_str())
+            .collect();
         if names.is_empty() {
             "none".to_owned()
         } else {
             names.join(", ")
+        }
+    }
+
+    /// Checks that every target of the targets file `path` names a crate of this workspace: a
+    /// misspelt crate would leave its target out of every run without a word.
+    pub(crate) fn check_target_crates(
+        &self,
+        targets: &[crate::targets::Target],
+        path: &std::path::Path,
+    ) -> Result<(), XtaskError> {
+        match targets
+            .iter()
+            .find(|target| !self.packages.iter().any(|p| p.name == target.krate))
+        {
+            Some(target) => Err(XtaskError::BadInputFile {
+                path: path.to_owned(),
+                message: format!(
+                    "the target \"{}\" names crate `{}`, which is not in this workspace (crates with benches: {})",
+                    target.target,
+                    target.krate,
+                    self.known_bench_crates()
+                ),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -149,18 +176,23 @@ impl Workspace {
     /// The criterion suites of the selected crates (all crates with benches when `selected` is
     /// empty), in workspace order. A name may be a package name or its short form without `hivekit-`.
     pub(crate) fn suites(&self, selected: &[String]) -> Result<Vec<Suite>, XtaskError> {
-        self.select(selected, |bench| bench != INSTRUCTIONS_BENCH)
+        self.select(selected, "criterion bench target", |bench| {
+            bench != INSTRUCTIONS_BENCH
+        })
     }
 
     /// The instruction-count suites (bench targets named [`INSTRUCTIONS_BENCH`]) of the selected
     /// crates, all when `selected` is empty.
     pub(crate) fn instruction_suites(&self, selected: &[String]) -> Result<Vec<Suite>, XtaskError> {
-        self.select(selected, |bench| bench == INSTRUCTIONS_BENCH)
+        self.select(selected, "instruction-count suite", |bench| {
+            bench == INSTRUCTIONS_BENCH
+        })
     }
 
     fn select(
         &self,
         selected: &[String],
+        what: &'static str,
         wanted: impl Fn(&str) -> bool,
     ) -> Result<Vec<Suite>, XtaskError> {
         let mut chosen: Vec<&Package> = Vec::new();
@@ -171,10 +203,13 @@ impl Workspace {
                     known: self.known_bench_crates(),
                 });
             };
-            if package.benches.is_empty() {
+            // A crate whose only bench is one this command does not run (the instruction-count
+            // suite, for a criterion run) has nothing to measure here.
+            if !package.benches.iter().any(|bench| wanted(bench)) {
                 return Err(XtaskError::NoBenches {
                     name: name.clone(),
-                    known: self.known_bench_crates(),
+                    what,
+                    known: self.crates_with(&wanted),
                 });
             }
             chosen.push(package);
@@ -333,10 +368,14 @@ pub(crate) mod tests {
                 bench: "instructions".into()
             }]
         );
-        assert!(ws
+        let error = ws
             .instruction_suites(&["lockfree".into()])
-            .expect("suites")
-            .is_empty());
+            .expect_err("lockfree has no instruction-count suite");
+        assert!(
+            matches!(&error, XtaskError::NoBenches { name, what: "instruction-count suite", known }
+                if name == "lockfree" && known == "hivekit-runtime"),
+            "{error}"
+        );
     }
 
     #[test]
