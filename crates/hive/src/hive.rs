@@ -294,6 +294,12 @@ impl<S: State> HiveBuilder<S> {
 
     /// At most this many agent calls run at once in a round (default:
     /// [`ConcurrencyLimit::Unbounded`]).
+    ///
+    /// A call the round stops (its deadline passed, or its ballot settled without it) is over
+    /// before another starts in its slot: a light agent's call is dropped there and then. A heavy
+    /// agent's call runs as a task of its own, which is aborted and stops at its next await: until
+    /// the runtime has run the abort (or, for a call that computes without awaiting, until it
+    /// awaits) it may run beside the call started in its slot. The round never waits for it.
     pub fn max_in_flight(mut self, limit: impl Into<ConcurrencyLimit>) -> Self {
         self.config.max_in_flight = limit.into().slots();
         self

@@ -74,6 +74,17 @@ enum VoteCall<'a> {
     Slot(SlotCall<'a>),
     /// A heavy voter's, as its own task under its own timer (aborted when dropped).
     Task(AbortOnDrop<CallResult<Vote>>),
+    /// Ended by the round (its ballot settled or its deadline passed, see [`end_calls`]).
+    Ended,
+}
+
+/// What a [`Waiting`] call comes to.
+enum Answer {
+    /// The call's answer.
+    Vote(CallResult<Vote>),
+    /// The round no longer waits for it (its ballot settled, or its deadline passed): its slot
+    /// was freed then.
+    Ended,
 }
 
 /// A vote call waiting for its answer, as the round's `FuturesUnordered` holds it: the call and
@@ -95,20 +106,44 @@ struct Waiting<'a> {
     expired: bool,
 }
 
+impl Waiting<'_> {
+    /// Whether the round no longer waits for this call.
+    fn abandoned(&self) -> bool {
+        self.expired || self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
 impl Future for Waiting<'_> {
-    type Output = ((usize, usize), Option<CallResult<Vote>>);
+    type Output = ((usize, usize), Answer);
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let slot = (this.group as usize, this.position as usize);
-        if this.expired || this.cancelled.load(Ordering::Relaxed) {
-            return Poll::Ready((slot, None));
+        if this.abandoned() {
+            return Poll::Ready((slot, Answer::Ended));
         }
         match &mut this.call {
             VoteCall::Slot(call) => Pin::new(call).poll(cx),
             VoteCall::Task(task) => Pin::new(task).poll(cx).map(joined),
+            VoteCall::Ended => return Poll::Ready((slot, Answer::Ended)),
         }
-        .map(|result| (slot, Some(result)))
+        .map(|result| (slot, Answer::Vote(result)))
+    }
+}
+
+/// Ends the calls the round no longer waits for (their ballot settled, or their deadline
+/// passed) now, before any other call starts in their slots, not when their next wake-up comes
+/// (until then a settled ballot's calls went on running beside the calls started in their
+/// slots, past `max_in_flight`): a light call is dropped here, a heavy call's task aborted. A
+/// heavy task stops at its next await: one that computes without awaiting holds its worker
+/// until it does, as the round cannot wait for it past its deadline.
+#[cold]
+#[inline(never)]
+fn end_calls(pending: Option<&mut FuturesUnordered<Waiting<'_>>>) {
+    for waiting in pending.into_iter().flat_map(FuturesUnordered::iter_mut) {
+        if waiting.abandoned() && !matches!(waiting.call, VoteCall::Ended) {
+            waiting.call = VoteCall::Ended;
+        }
     }
 }
 
@@ -128,6 +163,9 @@ struct Counting<'a, S: State> {
     contests: &'a [Asked<S>],
     /// Each group's flag, set when its ballot settles.
     cancelled: &'a [AtomicBool],
+    /// Set when a ballot settled with calls in flight: [`end_calls`] ends them before the next
+    /// call starts.
+    to_end: AtomicBool,
 }
 
 impl<S: State> Counting<'_, S> {
@@ -191,6 +229,9 @@ impl<S: State> Counting<'_, S> {
         let freed = entry.in_flight;
         entry.cancelled += freed + (self.contests[group].count(self.voters.len()) - entry.asked);
         entry.in_flight = 0;
+        if freed > 0 {
+            self.to_end.store(true, Ordering::Relaxed);
+        }
         freed
     }
 }
@@ -778,6 +819,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
             voters,
             contests,
             cancelled: &cancelled,
+            to_end: AtomicBool::new(false),
         };
         // Voters are asked group by group, and a group whose voters wait hands over to the next
         // after `WAITING_PER_TURN` waiting calls; `open` counts the groups with voters left to
@@ -793,6 +835,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
         let mut yielded = false;
         unbudgeted(poll_fn(|cx| loop {
             while open > 0 && in_flight < bound && starts > 0 {
+                if counting.to_end.swap(false, Ordering::Relaxed) {
+                    end_calls(pending.as_mut());
+                }
                 if turn >= contests.len() {
                     // A new pass: count the groups not asked in full nor settled.
                     open = (0..contests.len())
@@ -954,6 +999,9 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                     turn += 1;
                 }
             }
+            if counting.to_end.swap(false, Ordering::Relaxed) {
+                end_calls(pending.as_mut());
+            }
             // Calls started from now on, if any, waited for a slot.
             waited |= in_flight >= bound;
             let all_asked = open == 0;
@@ -962,14 +1010,14 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                 None => Poll::Ready(None),
             };
             match polled {
-                Poll::Ready(Some(((group, position), Some(result)))) => {
+                Poll::Ready(Some(((group, position), Answer::Vote(result)))) => {
                     state[group].in_flight -= 1;
                     in_flight -= 1;
                     in_flight -=
                         counting.record(&mut state[group], group, position, result, &mut failures);
                 }
-                // A cancelled call: its slot was freed when its ballot settled.
-                Poll::Ready(Some((_, None))) => {}
+                // A call the round ended: its slot was freed then.
+                Poll::Ready(Some((_, Answer::Ended))) => {}
                 Poll::Ready(None) if all_asked => return Poll::Ready(()),
                 // Nothing is in flight: the next calls may start at once.
                 Poll::Ready(None) => (starts, yielded) = (STARTS_PER_POLL, false),
@@ -999,6 +1047,7 @@ async fn vote_groups_with<'a, S: State, L: LightStarts<'a, S>>(
                             continue;
                         }
                         waiting.expired = true;
+                        counting.to_end.store(true, Ordering::Relaxed);
                         state[group].in_flight -= 1;
                         in_flight -= 1;
                         in_flight -= counting.record(
