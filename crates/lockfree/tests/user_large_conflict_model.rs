@@ -29,17 +29,18 @@ impl Rng {
 
 type Group = (u32, ConflictKind, Vec<(ProposalId, Access)>);
 
+/// A key's first appearance (proposal, position in its key list) and its members with access.
+type KeyEntry = ((usize, usize), Vec<(usize, Access)>);
+
 fn model(proposals: &[Proposal<u32, ()>]) -> (Vec<Group>, Vec<ProposalId>) {
-    // key -> (first appearance, members with access)
-    let mut keys: HashMap<u32, ((usize, usize), Vec<(usize, Access)>)> = HashMap::new();
+    let mut keys: HashMap<u32, KeyEntry> = HashMap::new();
     for (index, proposal) in proposals.iter().enumerate() {
-        let mut position = 0;
         let touched = proposal
             .writes
             .iter()
             .map(|key| (*key, Access::Write))
             .chain(proposal.reads.iter().map(|key| (*key, Access::Read)));
-        for (key, access) in touched {
+        for (position, (key, access)) in touched.enumerate() {
             let entry = keys
                 .entry(key)
                 .or_insert_with(|| ((index, position), Vec::new()));
@@ -47,7 +48,6 @@ fn model(proposals: &[Proposal<u32, ()>]) -> (Vec<Group>, Vec<ProposalId>) {
                 Some((last, _)) if *last == index => {}
                 _ => entry.1.push((index, access)),
             }
-            position += 1;
         }
     }
     let mut groups: Vec<((usize, usize), Group)> = keys

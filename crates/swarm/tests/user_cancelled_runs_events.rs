@@ -23,11 +23,12 @@ fn build(stages: usize, seed: u64, all_spawned: bool, live: Arc<AtomicUsize>) ->
     let deps = random_dag(stages, 0.2, seed);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x51);
     let mut builder = Pipeline::builder();
-    for stage in 0..stages {
+    for (stage, my_deps) in deps.iter().enumerate() {
+        let after: Vec<String> = my_deps.iter().map(|&d| name(d)).collect();
+        let my_deps = my_deps.clone();
         let spawn = all_spawned || rng.gen_bool(0.5);
         let retry = rng.gen_bool(0.25);
         let sleep_us: u64 = rng.gen_range(0..1500);
-        let my_deps = deps[stage].clone();
         let live = live.clone();
         let mut sb = builder
             .stage(name(stage), move |ctx: StageContext| {
@@ -54,7 +55,7 @@ fn build(stages: usize, seed: u64, all_spawned: bool, live: Arc<AtomicUsize>) ->
                     Ok::<_, StageError>(sum)
                 }
             })
-            .after(deps[stage].iter().map(|&d| name(d)));
+            .after(after);
         if spawn {
             sb = sb.spawn();
         }
@@ -72,9 +73,9 @@ fn build(stages: usize, seed: u64, all_spawned: bool, live: Arc<AtomicUsize>) ->
 fn expected(stages: usize, seed: u64, input: u64) -> Vec<u64> {
     let deps = random_dag(stages, 0.2, seed);
     let mut out = Vec::with_capacity(stages);
-    for stage in 0..stages {
+    for (stage, deps) in deps.iter().enumerate() {
         let mut sum = input + stage as u64;
-        for &d in &deps[stage] {
+        for &d in deps {
             sum = sum.wrapping_add(out[d]);
         }
         out.push(sum);
@@ -204,14 +205,13 @@ async fn one_run(
     let _ = live;
     // Artifacts belong to this run's input.
     let want = expected(stages, seed, input);
-    for stage in 0..stages {
+    for (stage, want) in want.iter().enumerate() {
         if let Some(StageStatus::Succeeded { .. }) = report.status(&name(stage)) {
             match report.artifact::<u64>(&name(stage)) {
-                Ok(v) if *v == want[stage] => {}
+                Ok(v) if *v == *want => {}
                 other => problems.push(format!(
-                    "{label}: {} artifact {other:?}, want {}",
-                    name(stage),
-                    want[stage]
+                    "{label}: {} artifact {other:?}, want {want}",
+                    name(stage)
                 )),
             }
         }

@@ -53,9 +53,10 @@ async fn a_128_bit_resume_value_reaches_the_stage_whole() {
 async fn a_resume_value_that_would_read_back_as_another_is_refused_by_name() {
     let pipeline = waiting_for::<Option<Option<u8>>>();
     let durable = Durable::new(MemoryStore::new());
-    bounded(durable.start(&pipeline, "run", RunOptions::default()))
+    let started = bounded(durable.start(&pipeline, "run", RunOptions::default()))
         .await
         .expect("started");
+    assert_eq!(started.interrupted_stage(), Some("answer"));
     let refused =
         bounded(durable.resume_with(&pipeline, "run", Some(None::<u8>), RunOptions::default()))
             .await;
