@@ -71,7 +71,7 @@ pub enum EtcdError {
     /// accepts in one request (`--max-request-bytes`, 1.5 MiB by default).
     #[error("transaction of {bytes} bytes exceeds etcd's request limit of {limit} bytes")]
     TooLarge {
-        /// The size of the transaction.
+        /// The transaction's size, estimated from above (etcd counts at most this many bytes).
         bytes: usize,
         /// The limit.
         limit: usize,
@@ -105,10 +105,11 @@ pub enum EtcdError {
         #[source]
         source: serde_json::Error,
     },
-    /// A state or change serializes to JSON that does not read back (serde_json writes a NaN or
-    /// infinite float as `null`, which no float reads): nothing was written, since every follower
-    /// and every later open would fail on it.
-    #[error("{what} does not read back from its JSON ({source}); a NaN or infinite float is written as null")]
+    /// A state or change serializes to JSON that does not read back: serde_json writes a NaN or
+    /// infinite float as `null`, which no float reads, and a `u128` or `i128` inside an internally
+    /// tagged or untagged enum (or a flattened struct) does not read back at all. Nothing was
+    /// written, since every follower and every later open would fail on it.
+    #[error("{what} does not read back from its JSON: {source}")]
     Unreadable {
         /// What was being serialized.
         what: &'static str,

@@ -346,9 +346,11 @@ pub struct Keyed;
 
 /// `value` as JSON, refused with [`EtcdError::Unreadable`] when it would not read back as an `R`.
 ///
-/// serde_json writes a NaN or infinite float as `null`, which no float reads: etcd would accept
-/// the commit, and then every follower and every later open would fail on it. Checked only when
-/// the text holds `null`, so values without one pay a scan, not a parse.
+/// etcd would accept it, and then every follower and every later open would fail on it. What does
+/// not read back cannot be told from the text (a NaN or infinite float is written as `null`, but a
+/// `u128` inside an internally tagged enum is written as a plain number that serde cannot buffer,
+/// and a type's own `Serialize` and `Deserialize` may disagree), so every value written is read
+/// back: a parse per value, beside the commit's round trip to etcd.
 pub(crate) fn json<T, R>(what: &'static str, value: &T) -> Result<Vec<u8>, EtcdError>
 where
     T: Serialize + ?Sized,
@@ -356,18 +358,13 @@ where
 {
     let bytes =
         serde_json::to_vec(value).map_err(|source| EtcdError::Serialize { what, source })?;
-    if bytes.windows(4).any(|window| window == b"null") {
-        serde_json::from_slice::<R>(&bytes)
-            .map_err(|source| EtcdError::Unreadable { what, source })?;
-    }
+    serde_json::from_slice::<R>(&bytes).map_err(|source| EtcdError::Unreadable { what, source })?;
     Ok(bytes)
 }
 
-fn key_name<K: Serialize>(key: &K) -> Result<String, EtcdError> {
-    serde_json::to_string(key).map_err(|source| EtcdError::Serialize {
-        what: "state key",
-        source,
-    })
+fn key_name<K: Serialize + DeserializeOwned>(key: &K) -> Result<String, EtcdError> {
+    // serde_json writes UTF-8: nothing is lost.
+    Ok(String::from_utf8_lossy(&json::<K, K>("state key", key)?).into_owned())
 }
 
 impl<S> Layout<S> for Keyed
@@ -502,6 +499,30 @@ mod tests {
         assert_eq!(
             head.version, 3,
             "the loader reads a head that carries an entry"
+        );
+    }
+
+    #[test]
+    fn a_value_whose_json_does_not_read_back_is_refused_with_or_without_a_null() {
+        // serde buffers an internally tagged enum's fields, and that buffer has no 128-bit
+        // integers: the JSON holds no null, yet no `u128` field reads back.
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        enum Tagged {
+            Big { id: u128 },
+            Small { id: u64 },
+        }
+        assert!(matches!(
+            json::<_, Tagged>("change", &Tagged::Big { id: 7 }),
+            Err(EtcdError::Unreadable { what: "change", .. })
+        ));
+        assert!(matches!(
+            json::<_, f64>("change", &f64::NAN),
+            Err(EtcdError::Unreadable { .. })
+        ));
+        assert_eq!(
+            json::<_, Tagged>("change", &Tagged::Small { id: 7 }).unwrap(),
+            br#"{"kind":"Small","id":7}"#
         );
     }
 

@@ -29,17 +29,17 @@ use crate::layout::{
 mod commit;
 mod decisions;
 mod follow;
+mod limits;
 mod load;
 mod went_back;
 
 use decisions::{lease_old_decisions, DecisionLeases};
 use follow::follow;
-use load::{check_limits, initialize, load, read_head_and_range, read_range};
+use limits::TxnSize;
+use load::{initialize, load, read_head_and_range, read_range};
 
 /// Keys read per request when scanning a range.
 const PAGE: i64 = 256;
-/// Bytes counted per operation on top of its key and value, for etcd's request limit.
-const OPERATION_OVERHEAD: usize = 16;
 
 /// Counters of what an [`EtcdMemory`] did, since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,6 +92,10 @@ struct Position {
     /// Set once the memory went back under this process ([`EtcdError::WentBack`]): the version
     /// etcd holds now, if any. Nothing is installed after it.
     went_back: Option<Option<u64>>,
+    /// Set while the follower is stopped at a stored value it cannot read (the key, and why):
+    /// the next version cannot be installed, so `changed` reports it rather than wait. Cleared
+    /// when a newer version is installed (a reload past it).
+    unreadable: Option<(String, Arc<serde_json::Error>)>,
 }
 
 /// A hive's collective memory in etcd: every process that opens the same prefix shares one history.
@@ -110,6 +114,9 @@ struct Position {
 ///   once, and a retry that finds the id reports the version it created. The id's key lives for the
 ///   [decision window](EtcdConfig::decision_window) (ten minutes by default, at least the commit
 ///   timeout), then etcd deletes it: the keys stay bounded however many commits are made.
+/// - A version committed elsewhere that this process cannot read (a change type that differs
+///   between processes, say) stops the follower there: [`changed`](Memory::changed) then fails
+///   with [`MemoryError::Corrupt`] naming the key, and commits with [`EtcdError::Corrupt`].
 ///
 /// Dropping the memory stops its follower task.
 pub struct EtcdMemory<S, L = Whole> {
@@ -210,6 +217,7 @@ where
                 seen_through: loaded.read_revision,
                 head_created: loaded.head_created,
                 went_back: None,
+                unreadable: None,
             }),
             changed: Notify::new(),
             counters: Counters::default(),
@@ -306,12 +314,14 @@ where
     ///
     /// Call it within the [decision window](EtcdConfig::decision_window) after the commit gave up:
     /// the decision's key then still says whether it landed. Later the key may have expired; the
-    /// history entries still held (and the head) are searched for the decision then, and a
-    /// decision that landed before all of them is reported `None` although it committed.
+    /// history entries still held (and the head) are searched for the decision whenever its key
+    /// is found fenced (by this call, or by one that failed midway or runs at the same time), and
+    /// a decision that landed before all of them is reported `None` although it committed.
     ///
     /// # Errors
     ///
-    /// [`EtcdError`] when etcd cannot be reached; then nothing is settled.
+    /// [`EtcdError`] when etcd cannot be reached; then nothing is settled: a later call answers as
+    /// this one would have.
     pub async fn resolve(&self, decision_id: u128) -> Result<Option<u64>, EtcdError> {
         let shared = &self.shared;
         let key = shared.keys.decision(decision_id);
@@ -331,13 +341,16 @@ where
             })
             .await?;
         if !response.succeeded() {
-            return match first_kv(&response.op_responses(), 0) {
-                Some(found) => decided_version(&found).map(|outcome| outcome.ok()),
-                None => Ok(None),
-            };
+            if let Some(found) = first_kv(&response.op_responses(), 0) {
+                if let Ok(version) = decided_version(&found)? {
+                    return Ok(Some(version));
+                }
+            }
         }
-        // The key was absent and is fenced now: the decision never landed, or it landed longer
-        // than the window ago and its key expired. No copy of it can land any more either way.
+        // The key is fenced now, by this call or an earlier one (which may have failed before it
+        // searched, or be searching now): the decision never landed, or it landed longer than the
+        // window ago and its key expired before the fence. No copy of it can land any more either
+        // way, so a history entry or head naming it says it landed before the fence.
         let Some(version) = shared.find_decided(decision_id).await? else {
             return Ok(None);
         };
@@ -383,6 +396,8 @@ where
             }
             // No newer version will ever come to this handle.
             self.shared.check_not_gone_back()?;
+            // None comes until the follower gets past a value it cannot read.
+            self.shared.check_followable()?;
             notified.await;
         }
     }
@@ -511,6 +526,7 @@ where
             } else {
                 // The only writer: the lock is held, so the store lands exactly at `version`.
                 self.cell.store(next(&current));
+                position.unreadable = None;
                 position.revision = revision;
                 decision.clone_into(&mut position.decision);
                 position.seen_through = position.seen_through.max(revision);
@@ -626,6 +642,7 @@ where
             // The only writer: the lock is held, so nothing lands between the check and the store.
             let installed = self.cell.store_at(loaded.version, loaded.state).is_ok();
             if installed {
+                position.unreadable = None;
                 position.revision = loaded.head_revision;
                 position.decision = loaded.decision;
             }

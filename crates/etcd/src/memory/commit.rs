@@ -18,8 +18,9 @@ where
         self.check_not_gone_back()?;
         let started = Instant::now();
         // A commit timeout of `Duration::MAX` means no limit.
-        let deadline =
-            hivekit_runtime::instant_after(started.into(), self.config.commit_timeout).into_std();
+        let timer_deadline =
+            hivekit_runtime::instant_after(started.into(), self.config.commit_timeout);
+        let deadline = timer_deadline.into_std();
         let decision_hex = format!("{:032x}", request.decision_id);
         let _committing = Committing::new(&self.committing, &decision_hex);
         let decision_key = self.keys.decision(request.decision_id);
@@ -43,9 +44,16 @@ where
         while Instant::now() < deadline {
             // The decision key goes under a lease that outlives this commit's resends by the
             // decision window (`decisions.rs`).
-            let lease = match self.decision_leases.lease(&self.client, &self.config).await {
-                Ok(lease) => lease,
-                Err(error) => {
+            let granted = tokio::time::timeout_at(
+                timer_deadline,
+                self.decision_leases.lease(&self.client, &self.config),
+            )
+            .await;
+            let lease = match granted {
+                Ok(Ok(lease)) => lease,
+                // The deadline passed during the grant: the commit ends as at any deadline.
+                Err(_) => break,
+                Ok(Err(error)) => {
                     // A grant applies nothing. One that timed out or found no member (a leader
                     // election after a member went away, say) is retried like an unreachable
                     // cluster until the commit's deadline, as the transaction itself would be;
@@ -62,8 +70,7 @@ where
                     if ambiguous.is_none() {
                         unreachable = Some(error);
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    back_off(&mut backoff, timer_deadline).await;
                     continue;
                 }
             };
@@ -94,37 +101,42 @@ where
                     entry: (!keep).then_some(&entry),
                 },
             )?;
-            let mut bytes =
-                head_key.len() + head.len() + decision_key.len() * 2 + 20 + 2 * OPERATION_OVERHEAD;
+            let decision_value = version.to_string();
+            let mut size = TxnSize::new();
+            size.compare(&head_key);
+            size.compare(&decision_key);
+            size.write(&head_key, Some(&head));
+            size.write(&decision_key, Some(decision_value.as_bytes()));
             let mut operations = vec![
                 TxnOp::put(head_key.clone(), head, None),
                 TxnOp::put(
                     decision_key.clone(),
-                    version.to_string(),
+                    decision_value,
                     lease.map(|id| PutOptions::new().with_lease(id)),
                 ),
             ];
             if keep {
                 let history_key = self.keys.history(version);
                 let entry = json::<_, HistoryEntry<S::Change>>("history entry", &entry)?;
-                bytes += history_key.len() + entry.len() + OPERATION_OVERHEAD;
+                size.write(&history_key, Some(&entry));
                 operations.push(TxnOp::put(history_key, entry, None));
             }
             if let Some(trimmed) = Keys::trimmed_by(version, self.config.history_depth) {
                 let trimmed = self.keys.history(trimmed);
-                bytes += trimmed.len() + OPERATION_OVERHEAD;
+                size.write(&trimmed, None);
                 operations.push(TxnOp::delete(trimmed, None));
             }
             for (relative, value) in L::encode_commit(&next, request.accepted)? {
                 let key = self.keys.state(&relative);
-                bytes += key.len() + value.as_ref().map_or(0, Vec::len) + OPERATION_OVERHEAD;
+                size.write(&key, value.as_deref());
                 operations.push(match value {
                     Some(value) => TxnOp::put(key, value, None),
                     None => TxnOp::delete(key, None),
                 });
             }
-            let operation_count = operations.len();
-            check_limits(&self.config, bytes, operation_count)?;
+            size.read(&head_key);
+            size.read(&decision_key);
+            size.check(&self.config)?;
             let txn = Txn::new()
                 .when([
                     Compare::mod_revision(head_key.clone(), CompareOp::Equal, revision),
@@ -163,7 +175,9 @@ where
                                 decision_id: request.decision_id,
                             });
                         };
-                        let _ = self.catch_up_counted().await;
+                        // Only for the local copy: the follower installs it otherwise.
+                        let _ =
+                            tokio::time::timeout_at(timer_deadline, self.catch_up_counted()).await;
                         bump(&self.counters.commits);
                         let rebased = landed != request.base + 1;
                         if rebased {
@@ -173,36 +187,26 @@ where
                     }
                     // Another commit landed first: read it, then re-apply on top of it.
                     bump(&self.counters.conflicts);
-                    match self.catch_up_counted().await {
-                        Ok(()) => {}
+                    match tokio::time::timeout_at(timer_deadline, self.catch_up_counted()).await {
+                        Ok(Ok(())) => {}
                         // Stored data that cannot be read: retrying cannot help.
-                        Err(
+                        Ok(Err(
                             error @ (EtcdError::Corrupt { .. }
                             | EtcdError::HistoryGap { .. }
                             | EtcdError::WentBack { .. }),
-                        ) => return Err(error),
-                        Err(error) => {
+                        )) => return Err(error),
+                        // The deadline passed while catching up.
+                        Err(_) => break,
+                        Ok(Err(error)) => {
                             tracing::debug!(%error, "catching up after a conflict failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_millis(500));
+                            back_off(&mut backoff, timer_deadline).await;
                         }
                     }
                 }
                 Ok(Err(source)) => {
-                    let error = EtcdError::client("commit", source);
-                    // Limits lower than configured: etcd refused the whole transaction.
-                    if error.is_request_too_large() {
-                        return Err(EtcdError::TooLarge {
-                            bytes,
-                            limit: self.config.max_request_bytes,
-                        });
-                    }
-                    if error.is_too_many_operations() {
-                        return Err(EtcdError::TooManyOperations {
-                            operations: operation_count,
-                            limit: self.config.max_txn_ops,
-                        });
-                    }
+                    // Limits lower than configured: etcd refused the whole transaction, which
+                    // is then `TooLarge` or `TooManyOperations`, like one the check refused.
+                    let error = size.refusal(&self.config, EtcdError::client("commit", source));
                     let EtcdError::Client { source, .. } = &error else {
                         return Err(error);
                     };
@@ -224,8 +228,7 @@ where
                         tracing::warn!(decision = %decision_hex, %error, "commit outcome lost; reading it back");
                         ambiguous = Some(error.to_string());
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    back_off(&mut backoff, timer_deadline).await;
                 }
                 Err(_) => {
                     if ambiguous.is_none() {
@@ -254,6 +257,13 @@ where
             },
         })
     }
+}
+
+/// Sleeps for `backoff`, or until `deadline` when that comes first, and doubles `backoff` (up to
+/// half a second).
+async fn back_off(backoff: &mut Duration, deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + *backoff)).await;
+    *backoff = (*backoff * 2).min(Duration::from_millis(500));
 }
 
 /// A decision in [`Shared::committing`] for as long as its commit runs, however that ends.

@@ -66,7 +66,8 @@ where
                             }
                             Err(EtcdError::WentBack { .. }) => return,
                             Err(error) => {
-                                tracing::warn!(%error, "reloading the history failed; retrying");
+                                shared
+                                    .follow_failed(error, "reloading the history failed; retrying");
                                 tokio::time::sleep(backoff).await;
                                 backoff = (backoff * 2).min(Duration::from_secs(1));
                             }
@@ -110,11 +111,11 @@ where
                                 match shared.catch_up_counted().await {
                                     Ok(()) => {}
                                     Err(EtcdError::WentBack { .. }) => return,
-                                    Err(error) => tracing::warn!(%error, "catching up failed"),
+                                    Err(error) => shared.follow_failed(error, "catching up failed"),
                                 }
                             }
                             Err(error) => {
-                                tracing::error!(%error, "history entry cannot be installed");
+                                shared.follow_failed(error, "history entry cannot be installed");
                             }
                         }
                     }
@@ -129,6 +130,37 @@ where
                     break;
                 }
             }
+        }
+    }
+}
+
+impl<S, L> Shared<S, L>
+where
+    S: State,
+    S::Change: Serialize + DeserializeOwned,
+    L: Layout<S>,
+{
+    /// Logs what stopped the follower; a stored value it cannot read ([`EtcdError::Corrupt`]) is
+    /// also kept for [`check_followable`](Self::check_followable): the follower cannot install
+    /// that version, nor any after it, until it reloads past it.
+    fn follow_failed(&self, error: EtcdError, what: &'static str) {
+        let EtcdError::Corrupt { key, source } = error else {
+            tracing::warn!(%error, "{what}");
+            return;
+        };
+        tracing::error!(%key, %source, "{what}: a stored value cannot be read; changed() reports it");
+        self.position.lock().unreadable = Some((key, Arc::new(source)));
+        self.changed.notify_waiters();
+    }
+
+    /// [`MemoryError::Corrupt`] naming the stored value the follower is stopped at, if any.
+    pub(super) fn check_followable(&self) -> Result<(), MemoryError> {
+        match &self.position.lock().unreadable {
+            Some((key, source)) => Err(MemoryError::Corrupt {
+                key: key.clone(),
+                source: Arc::clone(source) as _,
+            }),
+            None => Ok(()),
         }
     }
 }

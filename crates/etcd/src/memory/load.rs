@@ -234,17 +234,22 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
             decision: String::new(),
         },
     )?;
+    // The marker, the head and the state in one transaction, so that no process ever sees half of
+    // a memory: its size is all of them together.
+    let mut size = TxnSize::new();
+    size.compare(&keys.meta());
+    size.write(&keys.meta(), Some(&meta));
+    size.write(&keys.head(), Some(&head));
     let mut operations = vec![
         TxnOp::put(keys.meta(), meta, None),
         TxnOp::put(keys.head(), head, None),
     ];
-    let mut bytes = 0;
     for (relative, value) in L::encode_state(initial)? {
         let key = keys.state(&relative);
-        bytes += key.len() + value.len() + OPERATION_OVERHEAD;
+        size.write(&key, Some(&value));
         operations.push(TxnOp::put(key, value, None));
     }
-    check_limits(config, bytes, operations.len())?;
+    size.check(config)?;
     // Only the first process to get here creates it; the others load what it wrote.
     let txn = Txn::new()
         .when([Compare::create_revision(keys.meta(), CompareOp::Equal, 0)])
@@ -256,27 +261,8 @@ pub(super) async fn initialize<S: State, L: Layout<S>>(
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })
-        .await?;
-    Ok(())
-}
-
-pub(super) fn check_limits(
-    config: &EtcdConfig,
-    bytes: usize,
-    operations: usize,
-) -> Result<(), EtcdError> {
-    if bytes > config.max_request_bytes {
-        return Err(EtcdError::TooLarge {
-            bytes,
-            limit: config.max_request_bytes,
-        });
-    }
-    if operations > config.max_txn_ops {
-        return Err(EtcdError::TooManyOperations {
-            operations,
-            limit: config.max_txn_ops,
-        });
-    }
+        .await
+        .map_err(|error| size.refusal(config, error))?;
     Ok(())
 }
 
