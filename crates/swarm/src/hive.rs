@@ -10,7 +10,12 @@ use crate::error::StageError;
 /// A stage function that runs one round of `hive` ([`Hive::decide`]) per attempt; the stage's
 /// artifact is the [`Decision`]. Agents' failures are part of the decision (the round goes on);
 /// the stage fails only if the round itself cannot run: without agents or with an invalid policy
-/// ([`StageError::Permanent`], not retried), or for another [`HiveError`] ([`StageError::Failed`]).
+/// ([`StageError::Permanent`], not retried), or for another [`HiveError`] (retryable). A commit
+/// whose outcome is unknown ([`MemoryError::may_have_committed`]: the memory may hold the change)
+/// fails the stage for good too: a retry would be a new decision, and could apply the change a
+/// second time.
+///
+/// [`MemoryError::may_have_committed`]: hivekit_hive::MemoryError::may_have_committed
 ///
 /// The hive is cheap to clone and shared with the caller, so later stages (or the caller) can read
 /// its memory, which the round committed to. Add `.export()` to the stage to put the decision (who
@@ -68,6 +73,9 @@ pub fn hive_stage<S: State>(
 fn stage_error(error: HiveError) -> StageError {
     match error {
         HiveError::NoAgents | HiveError::Policy(_) => StageError::permanent(error),
+        HiveError::Memory(ref memory) if memory.may_have_committed() => {
+            StageError::permanent(error)
+        }
         other => StageError::from_error(other),
     }
 }
