@@ -109,6 +109,12 @@ impl Drop for KeptLease {
 /// the lease is never thought alive after etcd let it expire), or when etcd says it expired.
 async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
     let interval = ttl / 3;
+    // After a failed renewal the next try comes soon, not a whole interval later: a renewal sent
+    // to a member that just stopped fails, and two or three such tries an interval apart used up
+    // the TTL while the rest of the cluster was there to answer (a candidate lost its place in an
+    // election through a failover).
+    const FIRST_RETRY: Duration = Duration::from_millis(50);
+    let mut retry = FIRST_RETRY;
     let mut last_renewal_sent = Instant::now();
     let mut stream = None;
     loop {
@@ -128,8 +134,12 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
             Ok(responses.message().await?.map(|response| response.ttl()))
         })
         .await;
+        let mut wait = interval;
         match renewed {
-            Ok(Ok(Some(remaining))) if remaining > 0 => last_renewal_sent = sent,
+            Ok(Ok(Some(remaining))) if remaining > 0 => {
+                last_renewal_sent = sent;
+                retry = FIRST_RETRY;
+            }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(lease = id, "lease expired");
                 let _ = alive.send(false);
@@ -143,8 +153,15 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
                 return;
             }
             outcome => {
-                tracing::debug!(lease = id, ?outcome, "lease renewal failed; retrying");
+                tracing::debug!(
+                    lease = id,
+                    ?outcome,
+                    ?retry,
+                    "lease renewal failed; retrying"
+                );
                 stream = None;
+                wait = retry;
+                retry = (retry * 2).min(interval);
             }
         }
         if Instant::now() >= last_renewal_sent + ttl {
@@ -152,7 +169,7 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
             let _ = alive.send(false);
             return;
         }
-        let next = (Instant::now() + interval).min(last_renewal_sent + ttl);
+        let next = (Instant::now() + wait).min(last_renewal_sent + ttl);
         tokio::time::sleep_until(next).await;
     }
 }
