@@ -126,7 +126,29 @@ fn a_plain_thread_program_shares_one_memory_and_membership_through_execute() {
             .map(|leadership| leadership.candidate().to_string())
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // The second candidate stands in the queue before the leader's handle is dropped, so that
+    // the drop is what elects it.
+    let candidates = format!("{}election/sync-election/", config.prefix());
+    let started = Instant::now();
+    loop {
+        let standing = bounded(
+            "candidates",
+            limit,
+            client.clone().get(
+                candidates.clone(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            ),
+        )
+        .unwrap();
+        if standing.kvs().len() == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the second candidate never stood"
+        );
+        std::thread::yield_now();
+    }
     drop(first);
     let second = waiting.join().unwrap().unwrap();
     assert_eq!(second, "second");
