@@ -218,57 +218,35 @@ fn broken_baselines_exit_2_before_building() {
 }
 
 /// docs/BENCHMARKS.md: "Bad input is caught before anything is built or measured." A `--markdown`
-/// path that cannot be written (its parent is a regular file) is known from the command line, yet
-/// the whole run is built and measured first, and then its results (and `--save-baseline`) are lost.
+/// or `--json` path that cannot be written (its parent is a regular file) is known from the command
+/// line: it is refused before the run is built and measured, not after (which lost the results and
+/// `--save-baseline`).
 #[test]
-fn unwritable_markdown_path_is_refused_before_measuring() {
-    let fake = Fake::new();
-    let blocker = fake.root.join("not-a-dir");
-    std::fs::write(&blocker, "a file").unwrap();
-    let target = blocker.join("PERFORMANCE.md");
-    let output = fake.bench(
-        "g/hivekit/1=100",
-        &[
-            "--quick",
-            "--rounds",
-            "0",
-            "--markdown",
-            target.to_str().unwrap(),
-            "--save-baseline",
-            "kept",
-        ],
-    );
-    let (stdout, stderr) = text(&output);
-    assert_ne!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        !stdout.contains("g/hivekit/1"),
-        "measured before refusing the unwritable --markdown path:\n{stdout}\n{stderr}"
-    );
-}
-
-/// Same for `--json`: the path is checked only after the run.
-#[test]
-fn unwritable_json_path_is_refused_before_measuring() {
-    let fake = Fake::new();
-    let blocker = fake.root.join("not-a-dir");
-    std::fs::write(&blocker, "a file").unwrap();
-    let target = blocker.join("out.json");
-    let output = fake.bench(
-        "g/hivekit/1=100",
-        &[
-            "--quick",
-            "--rounds",
-            "0",
-            "--json",
-            target.to_str().unwrap(),
-        ],
-    );
-    let (stdout, stderr) = text(&output);
-    assert_ne!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        !stdout.contains("g/hivekit/1"),
-        "measured before refusing the unwritable --json path:\n{stdout}\n{stderr}"
-    );
+fn unwritable_output_paths_are_refused_before_measuring() {
+    for (flag, file) in [("--markdown", "PERFORMANCE.md"), ("--json", "out.json")] {
+        let fake = Fake::new();
+        let blocker = fake.root.join("not-a-dir");
+        std::fs::write(&blocker, "a file").unwrap();
+        let target = blocker.join(file);
+        let output = fake.bench(
+            "g/hivekit/1=100",
+            &[
+                "--quick",
+                "--rounds",
+                "0",
+                flag,
+                target.to_str().unwrap(),
+                "--save-baseline",
+                "kept",
+            ],
+        );
+        let (stdout, stderr) = text(&output);
+        assert_ne!(output.status.code(), Some(0), "{flag}: {stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("g/hivekit/1"),
+            "measured before refusing the unwritable {flag} path:\n{stdout}\n{stderr}"
+        );
+    }
 }
 
 /// `--list` on the fake workspace names its rows; run from a subdirectory of the workspace

@@ -152,15 +152,7 @@ async fn a_follower_behind_compaction_reloads_from_the_history_and_says_so() {
 
     // The snapshot is carried forward: waiting for a version after a fresh `snapshot()` would wait
     // for a 6th version if the 5th landed in between.
-    let caught_up = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut snapshot = follower.snapshot();
-        while snapshot.version() < 5 {
-            snapshot = follower.changed(snapshot.version()).await.unwrap();
-        }
-        snapshot
-    })
-    .await
-    .expect("the follower caught up");
+    let caught_up = support::caught_up(&follower, 5, Duration::from_secs(15)).await;
     assert_eq!(caught_up.applied, 5);
     assert_eq!(follower.stats().reloads, 1, "the follower said it reloaded");
 }

@@ -38,15 +38,7 @@ async fn commit_next(memory: &LedgerMemory, id: u64) -> Committed {
 
 /// Waits until `memory` has seen `version`.
 async fn seen(memory: &LedgerMemory, version: u64) -> Snapshot<Ledger> {
-    tokio::time::timeout(Duration::from_secs(15), async {
-        let mut snapshot = memory.snapshot();
-        while snapshot.version() < version {
-            snapshot = memory.changed(snapshot.version()).await.unwrap();
-        }
-        snapshot
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the memory reached version {version}"))
+    support::caught_up(memory, version, Duration::from_secs(15)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

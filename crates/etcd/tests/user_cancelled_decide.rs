@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hivekit_etcd::{EtcdMemory, Whole};
-use hivekit_hive::{Agent, AgentContext, AgentError, Hive, Memory, ProposalOf, Snapshot, State};
+use hivekit_hive::{Agent, AgentContext, AgentError, Hive, ProposalOf, Snapshot, State};
 use support::{add, config, etcd, Ledger};
 
 type LedgerMemory = EtcdMemory<Ledger, Whole>;
@@ -101,15 +101,7 @@ async fn decide_futures_dropped_mid_commit_leave_whole_decisions_and_a_hive_that
         hive.memory().downcast_ref::<LedgerMemory>().unwrap(),
         &observer,
     ] {
-        let snapshot = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut snapshot = handle.snapshot();
-            while snapshot.version() < top {
-                snapshot = handle.changed(snapshot.version()).await.unwrap();
-            }
-            snapshot
-        })
-        .await
-        .expect("caught up");
+        let snapshot = support::caught_up(handle, top, Duration::from_secs(5)).await;
         assert_eq!(*snapshot, replayed);
     }
 }

@@ -198,15 +198,8 @@ async fn stopping_the_raft_leader_mid_run_loses_no_commit_keeps_members_and_move
         "the run went on after the stop: {reported} of 40 committed ({outcomes:?})"
     );
     for memory in &memories {
-        let snapshot = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut snapshot = memory.snapshot();
-            while snapshot.version() < history.len() as u64 {
-                snapshot = memory.changed(snapshot.version()).await.unwrap();
-            }
-            snapshot
-        })
-        .await
-        .expect("both handles hold the last version");
+        let snapshot =
+            support::caught_up(&**memory, history.len() as u64, Duration::from_secs(10)).await;
         assert_eq!(snapshot.applied, history.len() as u64);
     }
 

@@ -46,20 +46,7 @@ where
     S::Change: Serialize + DeserializeOwned,
     L: hivekit_etcd::Layout<S>,
 {
-    tokio::time::timeout(Duration::from_secs(15), async {
-        let mut snapshot = memory.snapshot();
-        while snapshot.version() < version {
-            snapshot = memory.changed(snapshot.version()).await.unwrap();
-        }
-        snapshot
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "stuck at version {} waiting for {version}",
-            memory.version()
-        )
-    })
+    support::caught_up(memory, version, Duration::from_secs(15)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,15 +72,7 @@ async fn four_clients_committing_at_once_each_install_every_version_once_and_agr
 
     let everyone = memories.iter().map(|memory| &**memory).chain([&watcher]);
     for (index, memory) in everyone.enumerate() {
-        let snapshot = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut snapshot = memory.snapshot();
-            while snapshot.version() < total {
-                snapshot = memory.changed(snapshot.version()).await.unwrap();
-            }
-            snapshot
-        })
-        .await
-        .unwrap_or_else(|_| panic!("handle {index} stuck at {}", memory.version()));
+        let snapshot = support::caught_up(memory, total, Duration::from_secs(5)).await;
         assert_eq!(snapshot.applied, total, "handle {index}");
         for key in 0..handles {
             assert_eq!(

@@ -73,43 +73,11 @@ async fn every_too_large_commit_is_over_the_limit_and_the_largest_accepted_one_c
     let memory = DocMemory::open(config.clone(), Doc::default())
         .await
         .unwrap();
-    // The document travels twice (state and history entry): about half the limit each.
-    let mut low = 600 * 1024; // commits
-    let mut high = 800 * 1024; // refused by the check
-    let mut decision = 1_u128;
-    let mut outcomes = Vec::new();
-    while high - low > 1 {
-        let middle = (low + high) / 2;
-        let base = memory.snapshot().version();
-        decision += 1;
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(15),
-            commit(
-                &memory,
-                decision,
-                base,
-                &[replace(decision as u64, "y".repeat(middle))],
-                1,
-            ),
-        )
-        .await
-        .expect("commit answers in time");
-        match outcome {
-            Ok(_) => low = middle,
-            Err(MemoryError::TooLarge { bytes, limit }) => {
-                outcomes.push((middle, bytes, limit));
-                assert!(
-                    bytes > limit,
-                    "a document of {middle} bytes passed the size check but etcd refused it: \
-                     TooLarge {{ bytes: {bytes}, limit: {limit} }} reports a transaction under \
-                     the limit"
-                );
-                high = middle;
-            }
-            Err(other) => panic!("document of {middle} bytes: {other:?}"),
-        }
-    }
-    assert!(low >= 600 * 1024, "{outcomes:?}");
+    let largest = largest_committed_document(&memory).await;
+    assert!(
+        largest >= 600 * 1024,
+        "largest committed document: {largest} bytes"
+    );
 }
 
 /// The same at a long (but ordinary) prefix: the keys travel in the compares and the reads of the
@@ -123,6 +91,13 @@ async fn at_a_long_prefix_every_too_large_commit_is_over_the_limit() {
     let memory = DocMemory::open(config.clone(), Doc::default())
         .await
         .unwrap();
+    largest_committed_document(&memory).await;
+}
+
+/// Bisects between 600 KiB (commits: the document travels twice, as state and history entry,
+/// about half the limit each) and 800 KiB (refused) for the largest document `memory` commits,
+/// failing if a `TooLarge` reports a transaction under the limit or a commit fails otherwise.
+async fn largest_committed_document(memory: &DocMemory) -> usize {
     let mut low = 600 * 1024;
     let mut high = 800 * 1024;
     let mut decision = 1_u128;
@@ -133,10 +108,10 @@ async fn at_a_long_prefix_every_too_large_commit_is_over_the_limit() {
         let outcome = tokio::time::timeout(
             Duration::from_secs(15),
             commit(
-                &memory,
+                memory,
                 decision,
                 base,
-                &[replace(decision as u64, "z".repeat(middle))],
+                &[replace(decision as u64, "y".repeat(middle))],
                 1,
             ),
         )
@@ -148,13 +123,15 @@ async fn at_a_long_prefix_every_too_large_commit_is_over_the_limit() {
                 assert!(
                     bytes > limit,
                     "a document of {middle} bytes passed the size check but etcd refused it: \
-                     TooLarge {{ bytes: {bytes}, limit: {limit} }}"
+                     TooLarge {{ bytes: {bytes}, limit: {limit} }} reports a transaction under \
+                     the limit"
                 );
                 high = middle;
             }
             Err(other) => panic!("document of {middle} bytes: {other:?}"),
         }
     }
+    low
 }
 
 /// `open` with a configuration claiming a higher `--max-txn-ops` than the cluster has: the

@@ -29,20 +29,7 @@ async fn a_resolve_that_failed_midway_does_not_turn_a_landed_decision_into_never
         .await
         .unwrap();
     assert_eq!(landed.version, 1);
-    // Many large versions after it, all still held by the history (depth 1000).
-    let big = "b".repeat(12 * 1024);
-    for id in 100..250_u64 {
-        let base = memory.snapshot().version();
-        commit(
-            &memory,
-            u128::from(id),
-            base,
-            &[replace(id, big.clone())],
-            1,
-        )
-        .await
-        .unwrap();
-    }
+    commit_large_versions(&memory).await;
     let mut client = memory.client().clone();
     let key = format!("{}decisions/{decision:032x}", config.prefix());
 
@@ -129,19 +116,7 @@ async fn two_resolves_at_once_after_the_window_agree_that_a_landed_decision_land
     commit(&memory, decision, 0, &[replace(1, "first".into())], 1)
         .await
         .unwrap();
-    let big = "c".repeat(12 * 1024);
-    for id in 100..250_u64 {
-        let base = memory.snapshot().version();
-        commit(
-            &memory,
-            u128::from(id),
-            base,
-            &[replace(id, big.clone())],
-            1,
-        )
-        .await
-        .unwrap();
-    }
+    commit_large_versions(&memory).await;
     let other = DocMemory::open(config.clone(), Doc::default())
         .await
         .unwrap();
@@ -172,5 +147,17 @@ async fn two_resolves_at_once_after_the_window_agree_that_a_landed_decision_land
             (Some(1), Some(1)),
             "round {round}: two resolves of one landed decision disagree"
         );
+    }
+}
+
+/// Commits 150 versions of 12 KiB each after the decision in question (decisions 100..250), all
+/// still held by a history of depth 1,000.
+async fn commit_large_versions(memory: &DocMemory) {
+    let big = "b".repeat(12 * 1024);
+    for id in 100..250_u64 {
+        let base = memory.snapshot().version();
+        commit(memory, u128::from(id), base, &[replace(id, big.clone())], 1)
+            .await
+            .unwrap();
     }
 }

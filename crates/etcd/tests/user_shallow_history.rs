@@ -87,15 +87,7 @@ async fn race<S, L>(
     assert_eq!(all, (1..=total).collect(), "one version per commit, no gap");
     let everyone = memories.iter().map(|memory| &**memory).chain([&watcher]);
     for (index, memory) in everyone.enumerate() {
-        let snapshot = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut snapshot = memory.snapshot();
-            while snapshot.version() < total {
-                snapshot = memory.changed(snapshot.version()).await.unwrap();
-            }
-            snapshot
-        })
-        .await
-        .unwrap_or_else(|_| panic!("handle {index} stuck at {}", memory.version()));
+        let snapshot = support::caught_up(memory, total, Duration::from_secs(10)).await;
         assert_eq!(snapshot.version(), total, "handle {index}");
         for key in 0..handles {
             assert_eq!(

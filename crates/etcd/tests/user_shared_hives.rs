@@ -91,15 +91,7 @@ async fn two_hives_deciding_at_once_on_one_memory_lose_no_update_and_share_one_h
     );
     for hive in &hives {
         let memory = hive.memory().downcast_ref::<LedgerMemory>().unwrap();
-        let caught_up = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut snapshot = memory.snapshot();
-            while snapshot.version() < 2 * rounds {
-                snapshot = memory.changed(snapshot.version()).await.unwrap();
-            }
-            snapshot
-        })
-        .await
-        .expect("each hive follows the other's commits");
+        let caught_up = support::caught_up(memory, 2 * rounds, Duration::from_secs(5)).await;
         assert_eq!(caught_up.counters.get(&1), Some(&(2 * rounds as i64)));
         assert_eq!(caught_up.applied, 2 * rounds);
     }
@@ -274,17 +266,7 @@ async fn two_handles_committing_to_one_keyed_memory_at_once_agree_with_a_sequent
     }
     let total = 2 * per_handle;
     for memory in &handles {
-        let followed = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut snapshot = hivekit_hive::Memory::snapshot(memory);
-            while snapshot.version() < total {
-                snapshot = hivekit_hive::Memory::changed(memory, snapshot.version())
-                    .await
-                    .unwrap();
-            }
-            snapshot
-        })
-        .await
-        .expect("each handle followed the other");
+        let followed = support::caught_up(memory, total, Duration::from_secs(5)).await;
         assert_eq!(followed.0, model.0);
         assert_eq!(memory.stats().commits, per_handle);
     }

@@ -9,7 +9,7 @@ use hivekit_etcd::testing::{EtcdCluster, EtcdServer};
 use hivekit_etcd::{Client, EtcdConfig, KeyedState};
 use hivekit_hive::{
     AcceptedChange, AgentId, CommitRequest, Committed, Memory, MemoryError, Proposal, ProposalId,
-    ProposalOf, State,
+    ProposalOf, Snapshot, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +123,30 @@ where
             accepted: &accepted,
         })
         .await
+}
+
+/// Waits, for `within` at most, until `memory` holds `version` or a newer one, and returns that
+/// snapshot. The snapshot is carried forward: waiting for a version after a fresh `snapshot()`
+/// would wait for one more if it landed in between.
+pub async fn caught_up<S, M>(memory: &M, version: u64, within: Duration) -> Snapshot<S>
+where
+    S: State,
+    M: Memory<S>,
+{
+    tokio::time::timeout(within, async {
+        let mut snapshot = memory.snapshot();
+        while snapshot.version() < version {
+            snapshot = memory.changed(snapshot.version()).await.unwrap();
+        }
+        snapshot
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "stuck at version {} waiting for {version} ({within:?})",
+            memory.snapshot().version()
+        )
+    })
 }
 
 /// etcd's current revision.
