@@ -5,6 +5,9 @@ use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -535,7 +538,43 @@ impl<M, F: Future> Future for Slot<M, F> {
     }
 }
 
-impl<S: State, A: Agent<S>> DynAgent<S> for A {
+/// An agent as the hive holds it: its destructor runs under `catch_unwind`. The last handle on
+/// an agent is dropped wherever it happens to be (a round's end, [`Hive::remove`](crate::Hive::remove),
+/// a roster rebuild, the hive's own drop); an agent whose `Drop` panics would unwind from there,
+/// failing a round that had already committed, or leaving the rest of the hive's agents undropped.
+/// The panic is logged instead, like a panic in any other call of the agent's.
+pub(crate) struct Held<A>(ManuallyDrop<A>);
+
+impl<A> Held<A> {
+    pub(crate) fn new(agent: A) -> Self {
+        Held(ManuallyDrop::new(agent))
+    }
+}
+
+impl<A> Deref for Held<A> {
+    type Target = A;
+
+    fn deref(&self) -> &A {
+        &self.0
+    }
+}
+
+impl<A> Drop for Held<A> {
+    fn drop(&mut self) {
+        let agent = &mut self.0;
+        // SAFETY: the agent is dropped once, here, and never used again: `Held` is being dropped
+        // and gives no other access to it.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(agent) }));
+        if dropped.is_err() {
+            tracing::error!(
+                agent = std::any::type_name::<A>(),
+                "an agent panicked while being dropped; the panic was caught"
+            );
+        }
+    }
+}
+
+impl<S: State, A: Agent<S>> DynAgent<S> for Held<A> {
     fn propose_boxed<'a>(
         &'a self,
         ctx: &'a AgentContext,

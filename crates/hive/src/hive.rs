@@ -10,7 +10,7 @@ use hivekit_lockfree::ResourceCost;
 use hivekit_runtime::ConcurrencyLimit;
 use rustc_hash::FxBuildHasher;
 
-use crate::agent::{Agent, AgentId, DynAgent, Interest, Role};
+use crate::agent::{Agent, AgentId, DynAgent, Held, Interest, Role};
 use crate::ballot::valid_weight;
 use crate::decision::ResolutionStrategy;
 use crate::error::HiveError;
@@ -427,7 +427,7 @@ impl<S: State> Hive<S> {
 
     /// Adds an agent with weight 1. Cheap: no task is started until a round needs the agent.
     pub fn spawn(&self, agent: impl Agent<S>) -> AgentId {
-        self.insert(Arc::new(agent), 1.0)
+        self.insert(agent, 1.0)
     }
 
     /// Adds an agent whose vote weighs `weight` (under a weighted policy). Weights count by their
@@ -441,7 +441,7 @@ impl<S: State> Hive<S> {
         if !valid_weight(weight) {
             return Err(HiveError::InvalidWeight { weight });
         }
-        Ok(self.insert(Arc::new(agent), weight))
+        Ok(self.insert(agent, weight))
     }
 
     /// Adds `count` agents made by `make(index)`, each with weight 1, and returns their ids in order.
@@ -451,11 +451,11 @@ impl<S: State> Hive<S> {
         mut make: impl FnMut(usize) -> A,
     ) -> Vec<AgentId> {
         (0..count)
-            .map(|index| self.insert(Arc::new(make(index)), 1.0))
+            .map(|index| self.insert(make(index), 1.0))
             .collect()
     }
 
-    fn insert<A: Agent<S>>(&self, agent: Arc<A>, weight: f64) -> AgentId {
+    fn insert<A: Agent<S>>(&self, agent: A, weight: f64) -> AgentId {
         let role = agent.role();
         let heavy = agent.cost() >= ResourceCost::Moderate;
         let interest = agent.interest().into();
@@ -470,7 +470,7 @@ impl<S: State> Hive<S> {
         self.inner.agents.insert(
             id,
             Member {
-                agent,
+                agent: Arc::new(Held::new(agent)),
                 weight,
                 role,
                 heavy,
