@@ -149,9 +149,11 @@ const MAX_TOTAL_WEIGHT: f64 = f64::MAX / (1u64 << 40) as f64;
 const MIN_TOTAL_WEIGHT: f64 = f64::MIN_POSITIVE * (1u64 << 40) as f64;
 
 /// Scales every weight by the same power of two until their sum lies within
-/// `MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT`, and returns the new sum. A power of two is exact (short of
-/// a weight falling below the smallest subnormal, far beneath the total's precision), so every
-/// ratio, and with it every quorum and threshold, is the same as with the weights given.
+/// `MIN_TOTAL_WEIGHT..=MAX_TOTAL_WEIGHT`, and returns the new sum. A power of two is exact, so every
+/// ratio, and with it every quorum and threshold, is the same as with the weights given; short of
+/// a positive weight falling below the smallest subnormal (far beneath the total's precision),
+/// which is kept at that subnormal: it adds nothing the total can hold, but a voter whose weight
+/// was positive still gives its candidate support (only a weight of 0 counts for nothing).
 #[cold]
 fn normalise(voters: &mut [(AgentId, f64)], mut total: f64) -> f64 {
     let step = if total > MAX_TOTAL_WEIGHT {
@@ -165,7 +167,12 @@ fn normalise(voters: &mut [(AgentId, f64)], mut total: f64) -> f64 {
         total = voters.iter().map(|&(_, weight)| weight * scale).sum();
     }
     for (_, weight) in voters.iter_mut() {
-        *weight *= scale;
+        let scaled = *weight * scale;
+        *weight = if scaled == 0.0 && *weight > 0.0 {
+            f64::from_bits(1)
+        } else {
+            scaled
+        };
     }
     total
 }

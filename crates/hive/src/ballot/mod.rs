@@ -436,12 +436,12 @@ impl Ballot {
             return Tally::Undecided;
         }
         let support = (top_support / self.cast_for_candidates).min(1.0);
+        // Candidates level with the leader within rounding. Support of exactly 0 is no vote at
+        // all, not rounding (`settle_residue` keeps it exact): such a candidate never ties, however
+        // small the leader's support is beside the slack.
         let slack = self.slack();
-        let tied = self
-            .support
-            .iter()
-            .filter(|&&s| top_support - s <= slack)
-            .count();
+        let level = |s: f64| s > 0.0 && top_support - s <= slack;
+        let tied = self.support.iter().filter(|&&s| level(s)).count();
         if tied == 1 {
             return Tally::Decided {
                 winner: self.candidates[top],
@@ -452,7 +452,7 @@ impl Ballot {
             .candidates
             .iter()
             .zip(&self.support)
-            .filter(|(_, &s)| top_support - s <= slack)
+            .filter(|(_, &s)| level(s))
             .map(|(candidate, _)| *candidate)
             .collect();
         candidates.sort_unstable();
