@@ -62,6 +62,31 @@ enum AttemptState {
     Done,
 }
 
+impl AttemptState {
+    /// Ends the attempt in this state, dropping its future (the user's) here. A panic in that
+    /// future's destructor is caught and logged: an inline stage is dropped on the run's driver
+    /// (at its timeout, on fail-fast, cancellation or the deadline), and the panic would unwind
+    /// out of the run and lose its report; the stage's status stays what ended it.
+    fn end(&mut self) {
+        let ended = std::mem::replace(self, AttemptState::Done);
+        if let AttemptState::Running { .. } = ended {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(ended))) {
+                tracing::warn!(
+                    panic = %panic_message(&*panic),
+                    "a stage's future panicked while being dropped; the panic was caught"
+                );
+            }
+        }
+    }
+}
+
+/// A stage dropped while an attempt runs ends that attempt (see [`AttemptState::end`]).
+impl Drop for Attempts {
+    fn drop(&mut self) {
+        self.state.end();
+    }
+}
+
 pub(crate) struct StageFuture {
     attempts: Attempts,
     span: tracing::Span,
@@ -220,7 +245,7 @@ impl Attempts {
             self.state = AttemptState::Start;
             return (!delay.is_zero()).then_some(StageStep::Backoff(delay));
         }
-        self.state = AttemptState::Done;
+        self.state.end();
         let attempts = self.attempt;
         let failed = {
             let mut failed = std::mem::take(&mut self.failed);
@@ -332,7 +357,7 @@ impl Attempts {
                     timeout,
                 } => match poll_attempt(future, cx) {
                     Poll::Ready(Ok(artifact)) => {
-                        this.state = AttemptState::Done;
+                        this.state.end();
                         return Poll::Ready(this.succeeded(artifact));
                     }
                     Poll::Ready(Err(failure)) => failure,
@@ -345,7 +370,7 @@ impl Attempts {
                 AttemptState::Done => return Poll::Pending,
             };
             // Drops the failed attempt's future before anything else happens.
-            this.state = AttemptState::Done;
+            this.state.end();
             if let Some(step) = this.fail(failure) {
                 return Poll::Ready(step);
             }
@@ -361,7 +386,7 @@ impl Attempts {
     }
 
     fn succeeded(&mut self, output: Output) -> StageStep {
-        self.state = AttemptState::Done;
+        self.state.end();
         StageStep::Done(StageOutcome::Succeeded {
             artifact: output.into_artifact(),
             attempts: self.attempt,

@@ -16,7 +16,9 @@ impl Run {
     ) -> Result<Vec<bool>, StageError> {
         let dependents = self.pipeline.dependents(router);
         let name = |stage: u32| &*self.pipeline.stages[stage as usize].name;
-        let Some(route) = route.downcast_ref::<Route>() else {
+        let Some(route) = route.downcast_ref::<Route>().filter(|route| !route.all) else {
+            // Not a route, or one taking every dependent: its targets are ignored (as documented
+            // on `Route::targets`), not checked.
             return Ok(vec![true; dependents.len()]);
         };
         if let Some(target) = route.targets.iter().find(|target| {
