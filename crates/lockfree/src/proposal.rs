@@ -98,6 +98,14 @@ pub struct Proposal<K, P> {
 }
 
 impl<K, P> Proposal<K, P> {
+    /// Its key occurrences (reads and writes), saturating: with zero-sized keys the two lists can
+    /// each be `usize::MAX` long without allocating, and a saturated count is over every limit,
+    /// so it is refused with `TooManyKeys` rather than wrapping round to a small one.
+    #[inline]
+    pub(crate) fn occurrences(&self) -> usize {
+        self.writes.len().saturating_add(self.reads.len())
+    }
+
     /// A proposal with no keys and [`Priority::Normal`].
     ///
     /// # Examples

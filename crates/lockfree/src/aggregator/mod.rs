@@ -364,7 +364,7 @@ impl<K, P> Aggregator<K, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn submit(&self, proposal: Proposal<K, P>) -> Result<(), ProposalError> {
-        let occurrences = proposal.writes.len() + proposal.reads.len();
+        let occurrences = proposal.occurrences();
         // The shard count is a power of two: a shift, not a division on every submit.
         let budget = MAX_OCCURRENCES >> self.shards.len().trailing_zeros();
         let mut shard = self.shard(proposal.id);

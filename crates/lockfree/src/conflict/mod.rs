@@ -262,14 +262,14 @@ fn key_lists_and_order<'a, K, P>(
     proposals: &'a [Proposal<K, P>],
     mut lists: Vec<KeyLists<'a, K>>,
 ) -> (Vec<KeyLists<'a, K>>, usize, bool) {
-    let mut occurrences = 0;
+    let mut occurrences: usize = 0;
     let mut increasing = true;
     let mut previous = None;
     // A mapped extend (sized once from the slice), not a loop of pushes: the pushes' capacity
     // checks cost about 13 instructions more per proposal.
     lists.clear();
     lists.extend(proposals.iter().map(|proposal| {
-        occurrences += proposal.writes.len() + proposal.reads.len();
+        occurrences = occurrences.saturating_add(proposal.occurrences());
         increasing &= previous.is_none_or(|previous| previous < proposal.id);
         previous = Some(proposal.id);
         (&proposal.writes[..], &proposal.reads[..])
@@ -297,7 +297,10 @@ fn key_lists_and_order_parallel<'a, K: Sync, P>(
         .reduce(
             || (0, true),
             |(left, left_increasing), (right, right_increasing)| {
-                (left + right, left_increasing && right_increasing)
+                (
+                    left.saturating_add(right),
+                    left_increasing && right_increasing,
+                )
             },
         );
     // SAFETY: the runs of both lists cover the first `proposals.len()` entries of their spare
@@ -326,14 +329,14 @@ fn read_key_lists<'a, K, P>(
     run: &mut [MaybeUninit<KeyLists<'a, K>>],
     id_run: &mut [MaybeUninit<ProposalId>],
 ) -> (usize, bool) {
-    let mut occurrences = 0;
+    let mut occurrences: usize = 0;
     let mut increasing = true;
     let mut previous = first.checked_sub(1).map(|index| shared.id(index));
     for (offset, (slot, id_slot)) in run.iter_mut().zip(id_run.iter_mut()).enumerate() {
         let index = first + offset;
         let (writes, reads) = shared.lists(index);
         let id = shared.id(index);
-        occurrences += writes.len() + reads.len();
+        occurrences = occurrences.saturating_add(writes.len().saturating_add(reads.len()));
         increasing &= previous.is_none_or(|previous| previous < id);
         previous = Some(id);
         slot.write((writes, reads));
@@ -396,10 +399,10 @@ impl<'a, K, P> SharedKeys<'a, K, P> {
 pub(crate) fn key_lists<'a, K: 'a, P: 'a>(
     proposals: impl Iterator<Item = &'a Proposal<K, P>>,
 ) -> (Vec<KeyLists<'a, K>>, usize) {
-    let mut occurrences = 0;
+    let mut occurrences: usize = 0;
     let lists = proposals
         .map(|proposal| {
-            occurrences += proposal.writes.len() + proposal.reads.len();
+            occurrences = occurrences.saturating_add(proposal.occurrences());
             (&proposal.writes[..], &proposal.reads[..])
         })
         .collect();

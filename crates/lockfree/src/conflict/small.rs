@@ -55,10 +55,10 @@ impl<K> Copy for SmallSlot<'_, K> {}
 /// The key lists' occurrences and whether the ids are strictly increasing (which proves them
 /// distinct), in one pass over `proposals`, without collecting the key lists.
 pub(super) fn occurrences_and_order<K, P>(proposals: &[Proposal<K, P>]) -> (usize, bool) {
-    let mut occurrences = 0;
+    let mut occurrences: usize = 0;
     let mut increasing = true;
     for (index, proposal) in proposals.iter().enumerate() {
-        occurrences += proposal.writes.len() + proposal.reads.len();
+        occurrences = occurrences.saturating_add(proposal.occurrences());
         increasing &= index == 0 || proposals[index - 1].id < proposal.id;
     }
     (occurrences, increasing)

@@ -340,12 +340,23 @@ impl<T> Drop for CompactLane<T> {
     fn drop(&mut self) {
         // No push or pop is in flight (`&mut self`): every ring position from head to tail is written.
         let state = State(self.state.load(Ordering::Relaxed));
+        if state.ring_len() == 0 && state.spilled() == 0 {
+            return;
+        }
+        // The items are moved into one `Vec` and dropped with it: its drop goes on after an item
+        // that panics in its own drop, where dropping them in place one by one (or leaving the
+        // overflow to `SegQueue`'s drop, which stops at a panic) would leak the rest.
+        let mut held = Vec::with_capacity(state.ring_len() as usize + state.spilled() as usize);
         for offset in 0..state.ring_len() {
             let slot = (state.head().wrapping_add(offset) % RING) as usize;
-            // SAFETY: written by its push and not read by any pop (it lies between head and tail).
-            self.slots[slot].with_mut(|cell| unsafe { (*cell).assume_init_drop() });
+            // SAFETY: written by its push and not read by any pop (it lies between head and tail);
+            // read out once, here, and the ring is never read again.
+            held.push(self.slots[slot].with_mut(|cell| unsafe { (*cell).assume_init_read() }));
         }
-        // The overflow drops its own items.
+        while let Some(item) = self.overflow.pop() {
+            held.push(item);
+        }
+        drop(held);
     }
 }
 

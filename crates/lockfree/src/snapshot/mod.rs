@@ -553,11 +553,10 @@ fn unpublished_value<T>(node: Arc<Versioned<T>>) -> T {
 
 impl<T> Drop for SnapshotCell<T> {
     fn drop(&mut self) {
-        let current = self.current.load(Ordering::Acquire);
-        // SAFETY: `&mut self` means no reader is inside `read` or `load` on this cell; the pointer holds
-        // the cell's own strong reference from `Arc::into_raw`, released exactly once here. Versions
-        // replaced earlier were released (or are pending release) through `retired`.
-        drop(unsafe { Arc::from_raw(current) });
+        // Every version the cell still holds is released through one `Vec`, whose drop goes on
+        // after a value that panics in its own drop: released one by one, the first panic would
+        // leak the rest.
+        let mut held = Vec::new();
         // The limbo: `&mut self` means no reader is inside `read` or `load`, so nothing can still
         // see these versions through the cell (a `Snapshot` holds its own reference).
         let mut next = self.limbo.load(Ordering::Acquire);
@@ -565,8 +564,14 @@ impl<T> Drop for SnapshotCell<T> {
             // SAFETY: the cell's strong reference from `Arc::into_raw`, released exactly once.
             let node = unsafe { Arc::from_raw(next) };
             next = node.next_replaced.load(Ordering::Relaxed);
-            drop(node);
+            held.push(node);
         }
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: `&mut self` means no reader is inside `read` or `load` on this cell; the pointer holds
+        // the cell's own strong reference from `Arc::into_raw`, released exactly once here. Versions
+        // replaced earlier were released (or are pending release) through `retired`.
+        held.push(unsafe { Arc::from_raw(current) });
+        drop(held);
     }
 }
 

@@ -51,3 +51,14 @@ pub fn proposals<P: fmt::Debug>(
                 .collect()
         })
 }
+
+/// A vector of `len` zero-sized keys: no allocation, whatever the length (`vec![(); len]` would
+/// loop `len` times). Key counts past every limit, even past `usize::MAX` in sums, cost nothing.
+#[allow(clippy::uninit_vec)] // `()` has one value, needs no memory and no initialisation.
+pub fn zst_keys(len: usize) -> Vec<()> {
+    let mut keys: Vec<()> = Vec::new();
+    // SAFETY: a vector of a zero-sized type has capacity `usize::MAX` and needs no initialised
+    // memory; `()` has no invalid values and no drop glue.
+    unsafe { keys.set_len(len) };
+    keys
+}
