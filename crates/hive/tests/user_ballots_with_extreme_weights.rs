@@ -181,3 +181,27 @@ fn a_small_positive_weight_beside_a_huge_one_still_counts() {
         );
     }
 }
+
+/// "Every vote cast for the same candidate": under a weighted unanimous policy a dissenter of
+/// weight 1 beside a voter of weight 1e12 (or 1e15) is a dissent, not rounding, and the ballot is
+/// undecided; the dissenter's abstention instead leaves the heavy voter's candidate unanimous.
+#[test]
+fn a_light_dissenter_blocks_a_weighted_unanimous_ballot() {
+    for heavy in [1e12, 1e15, f64::MAX] {
+        let electorate = Electorate::new([(AgentId(0), heavy), (AgentId(1), 1.0)]).unwrap();
+        let policy = ConsensusPolicy {
+            weighted: true,
+            ..ConsensusPolicy::unanimous()
+        };
+        let mut ballot = Ballot::new(policy, electorate.clone(), CANDIDATES).unwrap();
+        ballot.cast(AgentId(0), Vote::For(CANDIDATES[0])).unwrap();
+        ballot.cast(AgentId(1), Vote::For(CANDIDATES[1])).unwrap();
+        assert_eq!(ballot.tally(), Tally::Undecided, "heavy weight {heavy:e}");
+        ballot.cast(AgentId(1), Vote::Abstain).unwrap();
+        assert_eq!(
+            ballot.tally().winner(),
+            Some(CANDIDATES[0]),
+            "heavy weight {heavy:e}, the dissenter abstains"
+        );
+    }
+}

@@ -435,6 +435,14 @@ impl Ballot {
         {
             return Tally::Undecided;
         }
+        // "Every vote cast for the same candidate": the threshold's rounding allowance must not
+        // let a light dissenter (weight 1 beside 1e12) pass for no vote. Support of exactly 0 is
+        // no vote at all (`settle_residue` keeps it exact), so any other is a dissent.
+        if self.policy.threshold == Threshold::Unanimous
+            && (self.support.iter().enumerate()).any(|(position, &s)| position != top && s > 0.0)
+        {
+            return Tally::Undecided;
+        }
         let support = (top_support / self.cast_for_candidates).min(1.0);
         // Candidates level with the leader within rounding. Support of exactly 0 is no vote at
         // all, not rounding (`settle_residue` keeps it exact): such a candidate never ties, however
