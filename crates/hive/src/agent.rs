@@ -221,7 +221,9 @@ pub type ProposalOf<S> = Proposal<<S as State>::Key, <S as State>::Change>;
 /// ([`AgentContext::proposal`]). Agents of different types live in one hive; the hive keeps them
 /// behind an internal object-safe adapter and asks them concurrently, each call under the hive's
 /// `agent_timeout`. A call that panics, errs or times out is recorded as a failure of that agent and
-/// the round goes on.
+/// the round goes on. An agent whose `Drop` panics is dropped under `catch_unwind` wherever its last
+/// handle goes (a removal, the end of a round that still held it, the hive's drop): the panic is
+/// logged and neither a round nor the hive's other agents are affected.
 ///
 /// # Examples
 ///
