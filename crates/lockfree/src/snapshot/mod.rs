@@ -555,7 +555,8 @@ impl<T> Drop for SnapshotCell<T> {
     fn drop(&mut self) {
         // Every version the cell still holds is released through one `Vec`, whose drop goes on
         // after a value that panics in its own drop: released one by one, the first panic would
-        // leak the rest.
+        // leak the rest. (With an empty limbo the current version is the only one, and the
+        // `Vec` never allocates.)
         let mut held = Vec::new();
         // The limbo: `&mut self` means no reader is inside `read` or `load`, so nothing can still
         // see these versions through the cell (a `Snapshot` holds its own reference).
@@ -570,8 +571,13 @@ impl<T> Drop for SnapshotCell<T> {
         // SAFETY: `&mut self` means no reader is inside `read` or `load` on this cell; the pointer holds
         // the cell's own strong reference from `Arc::into_raw`, released exactly once here. Versions
         // replaced earlier were released (or are pending release) through `retired`.
-        held.push(unsafe { Arc::from_raw(current) });
-        drop(held);
+        let current = unsafe { Arc::from_raw(current) };
+        if held.is_empty() {
+            drop(current);
+        } else {
+            held.push(current);
+            drop(held);
+        }
     }
 }
 
