@@ -84,18 +84,16 @@ impl Run {
     /// The end of a stage in general: a router's route, a checkpoint record, events, failures.
     fn complete_watched(&mut self, index: usize, outcome: StageOutcome, elapsed: Option<Duration>) {
         let stage = index as u32;
-        let mut route = None;
+        // Kept here until the stage's status is final: a router's invalid route or a durable
+        // stage's unrecordable artifact still fails it, and a failed stage has no artifact.
+        let mut artifact = None;
         let (status, mut failed) = match outcome {
             StageOutcome::Succeeded {
-                artifact,
+                artifact: output,
                 attempts,
                 failed,
             } => {
-                if self.pipeline.stages[index].kind == StageKind::Router {
-                    route = Some(artifact.clone());
-                }
-                // Each stage completes once, so the cell is empty.
-                let _ = self.shared.artifacts[index].set(artifact);
+                artifact = Some(output);
                 (StageStatus::Succeeded { attempts }, failed)
             }
             // A durable run pauses at an interrupt; elsewhere nothing could resume it: a failure.
@@ -135,8 +133,11 @@ impl Run {
             }
         }
         self.stages[index].failed_attempts = failed;
+        let route = artifact
+            .as_ref()
+            .filter(|_| self.pipeline.stages[index].kind == StageKind::Router);
         let (status, taken) = match route {
-            Some(route) => match self.resolve_route(index, &*route) {
+            Some(route) => match self.resolve_route(index, &**route) {
                 Ok(taken) => (status, Some(taken)),
                 Err(error) => (
                     StageStatus::Failed {
@@ -155,7 +156,7 @@ impl Run {
                 stage,
                 &status,
                 &self.stages[index].failed_attempts,
-                self.shared.artifacts[index].get(),
+                artifact.as_ref(),
             ) {
                 Ok(()) => status,
                 Err(error) => StageStatus::Failed {
@@ -166,6 +167,10 @@ impl Run {
             _ => status,
         };
         let succeeded = status.is_success();
+        if let Some(artifact) = artifact.filter(|_| succeeded) {
+            // Each stage completes once, so the cell is empty.
+            let _ = self.shared.artifacts[index].set(artifact);
+        }
         if self.shared.events.is_some() {
             self.emit_decided(|done, total| StageEvent::Finished {
                 stage: self.pipeline.stages[index].name.clone(),
