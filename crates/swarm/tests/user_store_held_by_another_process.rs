@@ -10,8 +10,8 @@ use std::time::Duration;
 use hivekit_swarm::checkpoint::{CheckpointStore, RedbStore, StoreError};
 use support::crash::{child, child_role};
 
-const MODE: &str = "HIVEKIT_QA4_HELD_MODE";
-const DIR: &str = "HIVEKIT_QA4_HELD_DIR";
+const MODE: &str = "HIVEKIT_TEST_HELD_MODE";
+const DIR: &str = "HIVEKIT_TEST_HELD_DIR";
 
 /// The child: tries to open the store and prints what happened.
 #[test]

@@ -521,26 +521,33 @@ impl Fleet {
             self.relay(stage, completed, SHARE, own);
             own = SHARE;
         }
+        // While the driver holds stages waiting for a slot, ready stages queue behind them.
+        let queue = self.waiting.load(Ordering::SeqCst) > 0;
+        // Where the limit can refuse a slot, the finished stage's slot goes to the ready dependent
+        // with the highest hint (the first of equals), as the driver gives scarce slots; the
+        // others take a free slot or queue for the driver. Without a limit, the order is not seen.
+        let limited = self.limit < pipeline.stages.len();
+        let hint = |stage: u32| pipeline.stages[stage as usize].hint.sort_key();
         for &dependent in &dependents[..own] {
             if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
                 // Not ready, or the run stopped: a stopped run skips what never started.
                 continue;
             }
-            // While the driver holds stages waiting for a slot, ready stages queue behind them.
-            let queue = self.waiting.load(Ordering::SeqCst) > 0;
-            if !queue && next.is_none() {
-                // The first ready dependent takes the finished stage's slot and its task: no
-                // spawn, no wake-up.
-                if self.events.is_some() {
-                    self.announce(dependent);
+            match next {
+                // The chosen dependent takes the finished stage's slot and its task: no spawn,
+                // no wake-up.
+                None if !queue => next = Some((dependent, completed)),
+                Some((chosen, _)) if limited && hint(dependent) > hint(chosen) => {
+                    wake |= self.launch_ready(chosen, completed, queue);
+                    next = Some((dependent, completed));
                 }
-                next = Some((dependent, completed));
-            } else {
-                wake |= self.launch_ready(dependent, completed, queue);
+                _ => wake |= self.launch_ready(dependent, completed, queue),
             }
         }
-        if next.is_none() {
-            self.release_slot();
+        match next {
+            Some((chosen, _)) if self.events.is_some() => self.announce(chosen),
+            Some(_) => {}
+            None => self.release_slot(),
         }
         if wake {
             self.driver.wake();
