@@ -340,7 +340,8 @@ impl<T> Drop for CompactLane<T> {
     fn drop(&mut self) {
         // No push or pop is in flight (`&mut self`): every ring position from head to tail is written.
         let state = State(self.state.load(Ordering::Relaxed));
-        if state.ring_len() == 0 && state.spilled() == 0 {
+        if !std::mem::needs_drop::<T>() || (state.ring_len() == 0 && state.spilled() == 0) {
+            // Nothing to drop (the overflow frees its own blocks).
             return;
         }
         // The items are moved into one `Vec` and dropped with it: its drop goes on after an item
