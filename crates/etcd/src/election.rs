@@ -1,9 +1,14 @@
-//! [`Election`]: one leader at a time among the processes sharing a prefix, on etcd's election API.
+//! [`Election`]: one leader at a time among the processes sharing a prefix, with the key layout of
+//! etcd's election API (its `leader` and `resign` calls serve them); the queue itself is waited on
+//! here (see [`Election::campaign`]).
 
 use std::fmt;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, LeaderKey, ResignOptions, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, LeaderKey, PutOptions, ResignOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
 
 use crate::config::EtcdConfig;
 use crate::error::{lease_not_found, refused_for_good, EtcdError};
@@ -73,9 +78,9 @@ impl Election {
 
     /// Campaigns as `candidate` with a lease of `ttl`, and waits until elected.
     ///
-    /// A candidate waits through a failover of etcd's members: when its campaign request is cut
-    /// (the member serving it stopped, a Raft leader change), it stands again with the same lease,
-    /// which etcd keys the candidacy by, so it keeps its place in the queue.
+    /// A candidate waits through a failover of etcd's members and through a connection reset: its
+    /// candidacy is a key on its lease, which stays in etcd while the lease lives, and a request
+    /// that was cut is sent again, so it keeps its place in the queue.
     ///
     /// # Errors
     ///
@@ -87,43 +92,66 @@ impl Election {
     /// Cancelling drops the lease (revoking it), which withdraws the candidacy.
     pub async fn campaign(&self, candidate: &str, ttl: Duration) -> Result<Leadership, EtcdError> {
         let lease = KeptLease::grant(&self.client, &self.config, ttl).await?;
-        let lost = |detail: &str| EtcdError::LeaseLost {
-            lease: lease.id,
-            detail: detail.into(),
+        // The candidacy is a key under the election's name keyed by the lease, put only if
+        // absent (a retry after a cut finds its own key), as etcd's election API keys it: its
+        // creation revision is the candidate's place in the queue. The queue is read here, not by
+        // etcd's Campaign call, which resigns the candidate's key when its request is cancelled
+        // (a connection reset), sending a candidate that stands again to the back of the queue.
+        let key = format!("{}/{:x}", self.name, lease.id);
+        let kv = crate::clients::kv(&self.client);
+        let stand = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                candidate,
+                Some(PutOptions::new().with_lease(lease.id)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let stood = until_answered(&lease, || {
+            let (mut kv, stand) = (kv.clone(), stand.clone());
+            async move { kv.txn(stand).await }
+        })
+        .await?;
+        let revision = if stood.succeeded() {
+            stood.header().map_or(0, |header| header.revision())
+        } else {
+            stood
+                .op_responses()
+                .iter()
+                .find_map(|response| match response {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision()),
+                    _ => None,
+                })
+                .unwrap_or(0)
         };
-        let mut backoff = Duration::from_millis(20);
-        let response = loop {
-            let mut election = self.client.election_client();
-            let campaign = election.campaign(self.name.clone(), candidate, lease.id);
-            let outcome = tokio::select! {
-                outcome = campaign => outcome,
-                () = lease.lost() => return Err(lost("lost while campaigning")),
+        // Elected once no candidate that stood before is left: wait for the deletion of the
+        // latest one before this, then look again.
+        let earlier = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(revision - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(1);
+        let prefix = format!("{}/", self.name);
+        loop {
+            let ahead = until_answered(&lease, || {
+                let (mut kv, prefix, earlier) = (kv.clone(), prefix.clone(), earlier.clone());
+                async move { kv.get(prefix, Some(earlier)).await }
+            })
+            .await?;
+            let Some(previous) = ahead.kvs().first() else {
+                break;
             };
-            match outcome {
-                Ok(response) => break response,
-                Err(source) if lease_not_found(&source) => {
-                    return Err(lost("etcd no longer has it"));
-                }
-                Err(source) if refused_for_good(&source) => {
-                    return Err(EtcdError::client("campaign", source));
-                }
-                Err(source) => {
-                    tracing::debug!(%source, "campaign cut; standing again with the same lease");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = lease.lost() => return Err(lost("lost while campaigning")),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+            let (gone, _) = tokio::sync::watch::channel(false);
+            tokio::select! {
+                () = watch_deletion(self.client.clone(), previous.key().to_vec(), gone) => {}
+                () = lease.lost() => return Err(lost(&lease, "lost while campaigning")),
             }
-        };
-        let leader = response
-            .leader()
-            .cloned()
-            .ok_or_else(|| EtcdError::LeaseLost {
-                lease: lease.id,
-                detail: "etcd elected no leader key".into(),
-            })?;
+        }
+        let leader = LeaderKey::new()
+            .with_name(self.name.clone())
+            .with_key(key)
+            .with_rev(revision)
+            .with_lease(lease.id);
         let (sender, deleted_signal) = tokio::sync::watch::channel(false);
         let deleted = tokio::spawn(watch_deletion(
             self.client.clone(),
@@ -164,6 +192,48 @@ impl Election {
                 Ok(None)
             }
             Err(error) => Err(error),
+        }
+    }
+}
+
+/// The error of a candidacy whose lease was lost.
+fn lost(lease: &KeptLease, detail: &str) -> EtcdError {
+    EtcdError::LeaseLost {
+        lease: lease.id,
+        detail: detail.into(),
+    }
+}
+
+/// Runs a campaign's request until etcd answers it, through the failover of etcd's members (a
+/// request cut by a member that stopped or a Raft leader change is sent again, after a backoff),
+/// while `lease` lives.
+async fn until_answered<T, F, Fut>(lease: &KeptLease, mut call: F) -> Result<T, EtcdError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let outcome = tokio::select! {
+            outcome = call() => outcome,
+            () = lease.lost() => return Err(lost(lease, "lost while campaigning")),
+        };
+        match outcome {
+            Ok(answer) => return Ok(answer),
+            Err(source) if lease_not_found(&source) => {
+                return Err(lost(lease, "etcd no longer has it"));
+            }
+            Err(source) if refused_for_good(&source) => {
+                return Err(EtcdError::client("campaign", source));
+            }
+            Err(source) => {
+                tracing::debug!(%source, "campaign request cut; sending it again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = lease.lost() => return Err(lost(lease, "lost while campaigning")),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }

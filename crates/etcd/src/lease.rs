@@ -14,8 +14,13 @@ use crate::error::{lease_not_found, EtcdError};
 /// runtime, while that one runs), so that its keys go at once.
 pub(crate) struct KeptLease {
     pub(crate) id: i64,
+    /// The TTL etcd granted (it raises one below its minimum, about three election timeouts).
     pub(crate) ttl: Duration,
-    alive: watch::Receiver<bool>,
+    /// Until when the lease is known alive: a TTL after the last renewal etcd acknowledged was
+    /// sent; `None` once it is lost. A deadline, not a flag: a holder whose runtime stalls (a
+    /// long synchronous call, a paused process) stops renewing, and a flag only the renewing task
+    /// clears would say alive while etcd has let the lease expire and elected a successor.
+    alive: watch::Receiver<Option<Instant>>,
     task: tokio::task::JoinHandle<()>,
     client: Client,
     runtime: tokio::runtime::Handle,
@@ -31,16 +36,16 @@ impl std::fmt::Debug for KeptLease {
 }
 
 impl KeptLease {
-    /// Grants a lease of `ttl` (whole seconds, at least one) and starts renewing it every third of
-    /// it.
+    /// Grants a lease of `ttl` (whole seconds, at least one; etcd may grant more) and starts
+    /// renewing it every third of the TTL granted.
     pub(crate) async fn grant(
         client: &Client,
         config: &EtcdConfig,
         ttl: Duration,
     ) -> Result<Self, EtcdError> {
         let seconds = ttl.as_secs_f64().ceil().max(1.0) as i64;
-        let ttl = Duration::from_secs(seconds as u64);
         let lease_client = client.lease_client();
+        let requested = Instant::now();
         let granted = config
             .request("grant lease", || {
                 let mut lease_client = lease_client.clone();
@@ -48,7 +53,10 @@ impl KeptLease {
             })
             .await?;
         let id = granted.id();
-        let (sender, alive) = watch::channel(true);
+        // Counted from before the grant was sent: etcd started the TTL after that.
+        let granted_at = requested;
+        let ttl = Duration::from_secs(granted.ttl().max(1) as u64);
+        let (sender, alive) = watch::channel(Some(granted_at + ttl));
         let task = tokio::spawn(renew(client.clone(), id, ttl, sender));
         Ok(KeptLease {
             id,
@@ -62,14 +70,28 @@ impl KeptLease {
 
     /// Whether the lease is known to be alive: renewed less than a TTL ago.
     pub(crate) fn is_alive(&self) -> bool {
-        *self.alive.borrow()
+        self.alive
+            .borrow()
+            .is_some_and(|until| Instant::now() < until)
     }
 
-    /// Waits until the lease is lost (not renewed within its TTL, or expired).
+    /// Waits until the lease is lost: not renewed within its TTL (also when the renewing task
+    /// could not run), or expired.
     pub(crate) async fn lost(&self) {
         let mut alive = self.alive.clone();
-        // An error means the renewing task ended, which it does only once the lease is lost.
-        let _ = alive.wait_for(|alive| !*alive).await;
+        loop {
+            let Some(until) = *alive.borrow_and_update() else {
+                return;
+            };
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                // An error means the renewing task ended, which it does only once the lease is lost.
+                changed = alive.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
     }
 
     /// Stops renewing and revokes the lease now. A lease etcd no longer knows (expired, or revoked
@@ -107,7 +129,7 @@ impl Drop for KeptLease {
 /// Renews the lease every third of its TTL; marks it lost once a TTL has passed since the last
 /// renewal etcd acknowledged was sent (etcd counts the TTL from when it received that renewal, so
 /// the lease is never thought alive after etcd let it expire), or when etcd says it expired.
-async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool>) {
+async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<Option<Instant>>) {
     let interval = ttl / 3;
     // After a failed renewal the next try comes soon, not a whole interval later: a renewal sent
     // to a member that just stopped fails, and two or three such tries an interval apart used up
@@ -115,7 +137,9 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
     // election through a failover).
     const FIRST_RETRY: Duration = Duration::from_millis(50);
     let mut retry = FIRST_RETRY;
-    let mut last_renewal_sent = Instant::now();
+    let mut last_renewal_sent = alive
+        .borrow()
+        .map_or_else(Instant::now, |until| until - ttl);
     let mut stream = None;
     loop {
         let deadline = last_renewal_sent + ttl;
@@ -138,18 +162,19 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
         match renewed {
             Ok(Ok(Some(remaining))) if remaining > 0 => {
                 last_renewal_sent = sent;
+                alive.send_replace(Some(sent + ttl));
                 retry = FIRST_RETRY;
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(lease = id, "lease expired");
-                let _ = alive.send(false);
+                alive.send_replace(None);
                 return;
             }
             Ok(Err(etcd_client::Error::LeaseKeepAliveError(message)))
                 if message.contains("not found") =>
             {
                 tracing::warn!(lease = id, "lease expired");
-                let _ = alive.send(false);
+                alive.send_replace(None);
                 return;
             }
             outcome => {
@@ -166,7 +191,7 @@ async fn renew(client: Client, id: i64, ttl: Duration, alive: watch::Sender<bool
         }
         if Instant::now() >= last_renewal_sent + ttl {
             tracing::warn!(lease = id, ?ttl, "lease not renewed within its ttl");
-            let _ = alive.send(false);
+            alive.send_replace(None);
             return;
         }
         let next = (Instant::now() + wait).min(last_renewal_sent + ttl);

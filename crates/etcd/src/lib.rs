@@ -12,8 +12,9 @@
 //!   is a matter of time (its commit timeout), not of how many versions others committed since.
 //! - [`Membership`] registers a process's agents under a lease with keep-alive, so that a process
 //!   that dies drops out within the lease's TTL, and lists the agents of every process.
-//! - [`Election`] elects one process (etcd's election API) for work that must run in one place at a
-//!   time; a leader that loses its lease notices within the TTL.
+//! - [`Election`] elects one process (candidates queued in campaign order, in the key layout of
+//!   etcd's election API) for work that must run in one place at a time; a leader that loses its
+//!   lease, or whose process stalls past its TTL, stops saying it leads within the TTL.
 //!
 //! The in-process [`LocalMemory`](hivekit_hive::LocalMemory) stays the default; nothing changes for
 //! hives that do not ask for etcd. The key layout, the commit protocol and what happens on each

@@ -62,7 +62,8 @@ pub(crate) fn check_segment(name: &str) -> Result<(), EtcdError> {
 
 impl Membership {
     /// Joins the hive under `config`'s prefix as `process` (unique among the processes sharing
-    /// it), with a lease of `ttl` (rounded up to whole seconds).
+    /// it), with a lease of `ttl` (rounded up to whole seconds; etcd raises a TTL below its minimum,
+    /// about three election timeouts, and [`ttl`](Membership::ttl) says what it granted).
     ///
     /// # Errors
     ///
@@ -91,7 +92,7 @@ impl Membership {
         &self.process
     }
 
-    /// The lease's TTL.
+    /// The lease's TTL as etcd granted it: how long the process stays listed after it stops.
     pub fn ttl(&self) -> Duration {
         self.lease.ttl
     }
