@@ -54,6 +54,10 @@ impl<S: State> Round<'_, S> {
                     } else {
                         tracing::warn!(%error, "commit failed; nothing applied");
                     }
+                    // The round's agent failures count whatever became of its commit: their
+                    // events were sent, and supervision counts a round in which an agent failed.
+                    self.count_failures();
+                    self.supervise();
                     return Err(error.into());
                 }
             };
@@ -86,17 +90,7 @@ impl<S: State> Round<'_, S> {
         add(&counters.conflicts, settled.conflicts);
         add(&counters.votes, settled.votes_counted);
         add(&counters.cancelled_votes, settled.votes_cancelled);
-        for failure in &self.failures {
-            let counter = match failure.kind {
-                FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
-                FailureKind::Panicked { .. } => &counters.panics,
-                FailureKind::Errored { .. } => &counters.errors,
-                FailureKind::DuplicateProposal { .. }
-                | FailureKind::InvalidVote { .. }
-                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_failures();
 
         let supervised = self.supervise();
 
@@ -137,5 +131,21 @@ impl<S: State> Round<'_, S> {
             self.electorates,
         );
         Ok(decision)
+    }
+
+    /// Counts the round's agent failures in the hive's stats, by kind.
+    fn count_failures(&self) {
+        let counters = &self.hive.inner.counters;
+        for failure in &self.failures {
+            let counter = match failure.kind {
+                FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
+                FailureKind::Panicked { .. } => &counters.panics,
+                FailureKind::Errored { .. } => &counters.errors,
+                FailureKind::DuplicateProposal { .. }
+                | FailureKind::InvalidVote { .. }
+                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
