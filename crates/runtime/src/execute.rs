@@ -84,7 +84,9 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 /// - [`RuntimeError::WouldDeadlock`] when called on a thread that drives a current-thread tokio
 ///   runtime (`#[tokio::main(flavor = "current_thread")]`, `#[tokio::test]`, or the global runtime
 ///   itself when built with [`Flavor::CurrentThread`](crate::Flavor::CurrentThread)); the future is
-///   dropped unpolled. One exception keeps the fast path free of checks: on a thread that already
+///   dropped unpolled. Also, for a future not ready on its first poll, wherever else tokio forbids
+///   blocking the thread: inside a `LocalSet` (on any runtime), or in a second thread's `block_on`
+///   of a current-thread runtime that another thread drives. One exception keeps the fast path free of checks: on a thread that already
 ///   sits in the global runtime's context (a thread it started, or one `execute` was called on
 ///   before) and has since started a current-thread runtime of its own, the future is polled once
 ///   first; if that finishes it, its output is returned (nothing could deadlock), otherwise it is
@@ -127,8 +129,7 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         // typed error, not the caller's panic. Catching costs nothing until something panics.
         let polled = match catch_unwind(AssertUnwindSafe(|| poll_once(future.as_mut()))) {
             Ok(polled) => polled,
-            Err(_) if is_shut_down() => return Err(RuntimeError::ShutDown),
-            Err(panic) => resume_unwind(panic),
+            Err(panic) => return Err(shut_down_or_resume(panic)),
         };
         if polled.is_ready() {
             bump_fast_path();
@@ -136,16 +137,26 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         (polled, false)
     } else {
         // First call on this thread, a foreign runtime's thread, or a thread-local destructor.
-        let global = global_handle()?;
-        let polled = match route(global)? {
-            FirstPoll::InPlace => poll_once(future.as_mut()),
-            FirstPoll::EnterGlobal => {
-                let _context = global.enter();
-                poll_once(future.as_mut())
-            }
+        // After `shutdown`, a future ready on its first poll still returns its output (it needs
+        // no runtime); any other is refused.
+        let (global, first) = match global_handle() {
+            Ok(global) => (Some(global), route(global)?),
+            Err(RuntimeError::ShutDown) => (None, FirstPoll::ShutDown),
+            Err(error) => return Err(error),
+        };
+        // One poll of the future here, and no generic function of this file taking it by
+        // reference: either kept the fast path from holding the future in registers (3
+        // instructions more a call).
+        let polled = {
+            let _context = global
+                .filter(|_| first == FirstPoll::EnterGlobal)
+                .map(Handle::enter);
+            poll_once(future.as_mut())
         };
         if polled.is_ready() {
             bump(Counter::FastPathHits);
+        } else if first == FirstPoll::ShutDown {
+            return Err(RuntimeError::ShutDown);
         }
         (polled, true)
     };
@@ -161,10 +172,53 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
             bump(Counter::SlowPath);
             let global = global_handle()?;
             // `block_in_place` is free where blocking is already allowed (it just calls the
-            // closure) and hands this worker's tasks to another thread on a multi-thread worker;
-            // current-thread schedulers, where it would panic, were refused above.
-            Ok(tokio::task::block_in_place(|| global.block_on(future)))
+            // closure) and hands this worker's tasks to another thread on a multi-thread worker.
+            // Current-thread schedulers were refused above; where tokio still refuses to block
+            // (inside a `LocalSet`, a second thread's `block_on` of a current-thread runtime that
+            // another thread drives) it panics before running the closure, which has not moved
+            // the future yet: that is the typed error. Catching costs nothing until a panic.
+            let mut waiting = false;
+            let waited = catch_unwind(AssertUnwindSafe(|| {
+                tokio::task::block_in_place(|| {
+                    waiting = true;
+                    global.block_on(future)
+                })
+            }));
+            match waited {
+                Ok(output) => Ok(output),
+                Err(panic) => Err(refused_or_resume(panic, waiting)),
+            }
         }
+    }
+}
+
+/// The error for a panic out of `try_execute`'s wait: tokio refusing to block (it panicked
+/// before the wait began), or its panic at a runtime another thread shut down; any other panic
+/// (the future's own) goes on with its payload.
+#[cold]
+#[inline(never)]
+fn refused_or_resume(panic: Box<dyn std::any::Any + Send>, waiting: bool) -> RuntimeError {
+    if !waiting {
+        bump(Counter::WouldDeadlock);
+        RuntimeError::WouldDeadlock
+    } else {
+        shut_down_or_resume(panic)
+    }
+}
+
+/// [`RuntimeError::ShutDown`] for tokio's panic at a stopped runtime (a future touching its timers
+/// or I/O after [`shutdown`](crate::shutdown)); any other panic (the future's own) goes on with its
+/// payload.
+#[cold]
+#[inline(never)]
+fn shut_down_or_resume(panic: Box<dyn std::any::Any + Send>) -> RuntimeError {
+    let message = crate::panic_message(&*panic);
+    if is_shut_down()
+        && (message.contains("being shutdown") || message.contains("no reactor running"))
+    {
+        RuntimeError::ShutDown
+    } else {
+        resume_unwind(panic)
     }
 }
 
@@ -226,6 +280,8 @@ enum FirstPoll {
     InPlace,
     /// Another runtime's context is current: enter the global one around the poll.
     EnterGlobal,
+    /// The global runtime was shut down: poll in no runtime's context.
+    ShutDown,
 }
 
 /// Decides where a thread that is not known to sit in the global runtime's context polls first,
@@ -233,7 +289,7 @@ enum FirstPoll {
 fn route(global: &'static Handle) -> Result<FirstPoll, RuntimeError> {
     refuse_if_scheduler()?;
     if is_shut_down() {
-        return Err(RuntimeError::ShutDown);
+        return Ok(FirstPoll::ShutDown);
     }
     match Handle::try_current() {
         // A thread of an adopted runtime: already in the global runtime's context.

@@ -173,7 +173,8 @@ pub fn configure(setup: impl Into<RuntimeSetup>) -> Result<(), RuntimeError> {
 /// # Errors
 ///
 /// [`RuntimeError::ShutdownInAsyncContext`] on a thread that drives a scheduler (a runtime
-/// worker, a current-thread runtime's `block_on`); nothing is stopped. The body of a
+/// worker, a current-thread runtime's `block_on`) or wherever else tokio forbids blocking (inside
+/// a `LocalSet`, a second thread's `block_on` of a current-thread runtime); nothing is stopped. The body of a
 /// multi-thread runtime's `block_on` (such as `#[tokio::main]`'s main) drives none: there the
 /// runtime stops as anywhere else.
 ///
@@ -199,8 +200,20 @@ pub fn shutdown(timeout: Duration) -> Result<(), RuntimeError> {
     // `execute`'s own wait) drives no scheduler but sits in that runtime's context, where tokio
     // forbids blocking: it would panic after stopping the workers. `block_in_place` leaves the
     // context for the wait; anywhere else it only runs the closure.
-    tokio::task::block_in_place(|| stop(timeout));
-    Ok(())
+    // Where tokio still refuses to block (inside a `LocalSet`, a second thread's `block_on` of a
+    // current-thread runtime that another thread drives), it panics before running the closure.
+    let mut stopping = false;
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            stopping = true;
+            stop(timeout);
+        });
+    }));
+    match stopped {
+        Ok(()) => Ok(()),
+        Err(_) if !stopping => Err(RuntimeError::ShutdownInAsyncContext),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// [`shutdown`] on a thread that may block.
