@@ -385,7 +385,34 @@ impl<T> PriorityScheduler<T> {
                 }
                 return Some(item);
             }
+            // The lane was empty (its bit outlived a pop that raced a push): this pop served
+            // nothing, so its choice must not count as a bypass or a forced pop. Undone, the next
+            // choice decides against the corrected bitmap as if this one never happened.
+            self.undo_choice(bits, key);
             self.clear_lane_bit(key);
+        }
+    }
+
+    /// Takes back what [`choose_lane`](Self::choose_lane) counted for choosing lane `key` from
+    /// `bits`, derived from the choice itself (so that the pop's fast path carries nothing for
+    /// it): the top lane with lanes waiting below was one more bypass; a lower lane was a forced
+    /// pop, taken when the count had reached `max_bypass`. (The top lane alone reset a count
+    /// that nothing waiting needed, and a forced pop's cursor may stay where it moved: the next
+    /// forced pop still serves the highest lane waiting below it, wrapping around.)
+    #[cold]
+    fn undo_choice(&self, bits: u64, key: usize) {
+        let Some(aging) = &self.aging else {
+            return;
+        };
+        let aging = &*aging[thread::index() % AGING_STRIPES];
+        let top = 63 - bits.leading_zeros() as usize;
+        if key != top {
+            aging.bypassed.store(self.max_bypass, Ordering::Relaxed);
+        } else if bits & (bits - 1) != 0 {
+            let bypassed = aging.bypassed.load(Ordering::Relaxed);
+            aging
+                .bypassed
+                .store(bypassed.saturating_sub(1), Ordering::Relaxed);
         }
     }
 
