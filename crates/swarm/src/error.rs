@@ -108,8 +108,8 @@ pub enum BuildError {
 /// `std::error::Error` (as `anyhow::Error` does not); it converts into `Box<dyn Error + Send + Sync>`,
 /// and [`as_error`](StageError::as_error) lends it as one.
 ///
-/// [`StageError::Permanent`], [`StageError::Input`], [`StageError::InvalidFanOut`] and
-/// [`StageError::InvalidRoute`] are never retried; everything else is, when the stage's
+/// [`StageError::Permanent`], [`StageError::Input`], [`StageError::InvalidFanOut`],
+/// [`StageError::InvalidFanOutRetry`] and [`StageError::InvalidRoute`] are never retried; everything else is, when the stage's
 /// [`RetryPolicy`](crate::RetryPolicy) allows another attempt (and its `retry_on` predicate agrees).
 ///
 /// # Examples
@@ -166,6 +166,14 @@ pub enum StageError {
         /// The number of items.
         items: usize,
     },
+    /// A fan-out was given a retry policy no run could follow (zero attempts, a backoff
+    /// multiplier below 1 or not finite, a jitter outside 0..=1), as
+    /// [`BuildError::InvalidRetryPolicy`](crate::BuildError::InvalidRetryPolicy) refuses on a
+    /// stage; nothing was run.
+    InvalidFanOutRetry {
+        /// What is wrong with the policy.
+        reason: String,
+    },
     /// A router chose a stage that is not one of its successors.
     InvalidRoute {
         /// The router.
@@ -215,6 +223,9 @@ impl fmt::Display for StageError {
                 f,
                 "invalid fan-out: width {width}, {required} required of {items} items"
             ),
+            Self::InvalidFanOutRetry { reason } => {
+                write!(f, "invalid fan-out retry policy: {reason}")
+            }
             Self::InvalidRoute { router, target } => write!(
                 f,
                 "router `{router}` chose `{target}`, which is not one of its successors"
@@ -370,6 +381,9 @@ enum StageErrorRepr {
         required: usize,
         items: usize,
     },
+    InvalidFanOutRetry {
+        reason: String,
+    },
     InvalidRoute {
         router: String,
         target: String,
@@ -410,6 +424,7 @@ impl Serialize for StageError {
                 required,
                 items,
             },
+            Self::InvalidFanOutRetry { reason } => StageErrorRepr::InvalidFanOutRetry { reason },
             Self::InvalidRoute { router, target } => {
                 StageErrorRepr::InvalidRoute { router, target }
             }
@@ -454,6 +469,7 @@ impl<'de> Deserialize<'de> for StageError {
                 required,
                 items,
             },
+            StageErrorRepr::InvalidFanOutRetry { reason } => Self::InvalidFanOutRetry { reason },
             StageErrorRepr::InvalidRoute { router, target } => {
                 Self::InvalidRoute { router, target }
             }

@@ -38,7 +38,8 @@ pub struct FanOut {
     pub required: Option<usize>,
     /// Run every sub-task even when the outcome is already certain.
     pub wait_all: bool,
-    /// Attempts per item and the backoff between them ([`RetryPolicy::NONE`]: one attempt).
+    /// Attempts per item and the backoff between them ([`RetryPolicy::NONE`]: one attempt). A
+    /// policy a stage's build would refuse is [`StageError::InvalidFanOutRetry`].
     pub retry: RetryPolicy,
 }
 
@@ -315,7 +316,13 @@ where
         };
         return (Err(error), summary);
     }
-    let max_attempts = policy.retry.max_attempts.max(1);
+    if let Err(reason) = policy.retry.validate() {
+        let error = StageError::InvalidFanOutRetry {
+            reason: reason.to_owned(),
+        };
+        return (Err(error), summary);
+    }
+    let max_attempts = policy.retry.max_attempts;
 
     let mut progress = Progress {
         outcomes: (0..count).map(|_| SubtaskOutcome::NotRun).collect(),

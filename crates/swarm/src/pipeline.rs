@@ -275,7 +275,11 @@ impl Pipeline {
     /// # Cancel safety
     ///
     /// Dropping the future cancels the run: inline stages are dropped with it and spawned stages are
-    /// aborted.
+    /// stopped, each dropped on the runtime's workers shortly after (not before the drop returns).
+    /// A run that ends on its own (its cancellation token, its deadline, fail-fast) waits for its
+    /// own spawned stages to end before it returns its report; a nested run inside one of its
+    /// stages (a loop's body, a pipeline a stage or a fan-out item runs) is dropped with that stage
+    /// and stops the same way, shortly after.
     #[must_use = "a run's report says whether it failed"]
     pub async fn run(&self) -> RunReport {
         // Not `run_with(RunOptions::default())`: that would make a cancellation token nobody holds.

@@ -88,8 +88,8 @@ fn on_multi_thread_runtime() -> bool {
 /// stage the driver spawns lands in that worker's next-task slot, and the stage's completion
 /// wakes the driver into the same slot: the driver and its stages take turns on one worker (the
 /// other worker steals when several are ready), as tasks that wake each other through channels
-/// do. The driver task is aborted when the run's future is dropped (which drops and aborts its
-/// stages, as dropping an inline run does).
+/// do. The driver task is aborted when the run's future is dropped; its stages stop when the
+/// aborted task is dropped on a worker, shortly after (see `Pipeline::run`'s cancel safety).
 async fn execute_on_worker(
     pipeline: &Arc<PipelineInner>,
     options: RunSettings,
