@@ -187,7 +187,7 @@ pub(crate) fn slot_answer<'a, S: State>(
         Some(panic) => {
             // The slot may be left mid-call: it is dropped, the voter gets a new one.
             drop_quietly(call);
-            SlotPolled::Failed(panicked(panic.as_ref()))
+            SlotPolled::Failed(panicked(panic))
         }
     }
 }
@@ -241,7 +241,7 @@ pub(crate) fn start_vote_in_spare<'a, S: State>(
             span: span.map(Box::new),
         }),
         // The call was dropped (quietly) where it stood; the block is kept.
-        Err(panic) => SlotPolled::Failed(panicked(panic.as_ref())),
+        Err(panic) => SlotPolled::Failed(panicked(panic)),
     }
 }
 
@@ -329,7 +329,7 @@ where
         Ok(Poll::Pending) => Poll::Pending,
         Err(panic) => {
             drop_quietly(call.take());
-            Poll::Ready(Err(panicked(panic.as_ref())))
+            Poll::Ready(Err(panicked(panic)))
         }
     }
 }
@@ -352,19 +352,23 @@ pub(crate) fn unbudgeted<F: Future>(calls: F) -> impl Future<Output = F::Output>
 /// The failure of a call that panicked. Once the runtime is shut down, a call cut short panics
 /// inside tokio (its timer or socket finds the runtime "being shutdown"): that call is
 /// [`FailureKind::Cancelled`], as a heavy call's task is, not a panic of the agent's own.
-pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> FailureKind {
-    if hivekit_runtime::is_shut_down() {
+pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> FailureKind {
+    let failure = if hivekit_runtime::is_shut_down() {
         FailureKind::Cancelled
     } else {
         FailureKind::Panicked {
-            message: panic_message(panic),
+            message: panic_message(&*panic),
         }
-    }
+    };
+    // The payload is the agent's too: a payload whose destructor panics must not take the round
+    // down.
+    drop_quietly(panic);
+    failure
 }
 
-/// Drops an agent's future, swallowing a panic from its destructor: a broken agent must not take
-/// the round down.
-fn drop_quietly<T>(value: T) {
+/// Drops an agent's future (or a panic's payload, or anything else of the user's), swallowing a
+/// panic from its destructor: broken user code must not take the round down.
+pub(crate) fn drop_quietly<T>(value: T) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
 }
 

@@ -89,6 +89,15 @@ pub enum HiveEvent<K> {
         /// The round.
         round: u64,
     },
+    /// The round ended without a decision: `decide` returned this error (cancelled, its commit
+    /// refused or failed, ...). Every round's events end with exactly one of `Committed`,
+    /// `NothingToCommit` and this.
+    RoundFailed {
+        /// The round.
+        round: u64,
+        /// The error `decide` returned, as text.
+        error: String,
+    },
 }
 
 impl<K> HiveEvent<K> {
@@ -102,7 +111,8 @@ impl<K> HiveEvent<K> {
             | Self::AgentFailed { round, .. }
             | Self::AgentSupervised { round, .. }
             | Self::Committed { round, .. }
-            | Self::NothingToCommit { round } => *round,
+            | Self::NothingToCommit { round }
+            | Self::RoundFailed { round, .. } => *round,
         }
     }
 }
@@ -158,6 +168,7 @@ impl<K: fmt::Debug> fmt::Display for HiveEvent<K> {
                 Ok(())
             }
             Self::NothingToCommit { round } => write!(f, "round {round}: nothing to commit"),
+            Self::RoundFailed { round, error } => write!(f, "round {round} failed: {error}"),
         }
     }
 }
@@ -226,6 +237,7 @@ impl<K: Send + 'static> HiveEventSink<K> {
                         panic = %panic_message(&*panic),
                         "an event callback panicked; its event is lost"
                     );
+                    crate::call::drop_quietly(panic);
                 }
             }),
         }

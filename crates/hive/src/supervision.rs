@@ -232,6 +232,7 @@ pub(crate) fn call_hook<S: State>(hook: &RestartHook<S>, hive: &Hive<S>, record:
             panic = %panic_message(panic.as_ref()),
             "the restart hook panicked"
         );
+        crate::call::drop_quietly(panic);
     }
 }
 

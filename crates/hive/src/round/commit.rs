@@ -54,11 +54,7 @@ impl<S: State> Round<'_, S> {
                     } else {
                         tracing::warn!(%error, "commit failed; nothing applied");
                     }
-                    // The round's agent failures count whatever became of its commit: their
-                    // events were sent, and supervision counts a round in which an agent failed.
-                    self.count_failures();
-                    self.supervise();
-                    return Err(error.into());
+                    return Err(self.end_failed(error.into()));
                 }
             };
             (committed.version, committed.rebased)
@@ -131,6 +127,20 @@ impl<S: State> Round<'_, S> {
             self.electorates,
         );
         Ok(decision)
+    }
+
+    /// Ends a round that returns `error` instead of a decision (cancelled, its commit refused or
+    /// failed): its agents' failures still count, in the stats and for supervision (their events
+    /// were sent, and supervision counts a round in which an agent failed), and the round's events
+    /// end with [`HiveEvent::RoundFailed`].
+    pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
+        self.count_failures();
+        self.supervise();
+        self.emit(|| HiveEvent::RoundFailed {
+            round: self.number,
+            error: error.to_string(),
+        });
+        error
     }
 
     /// Counts the round's agent failures in the hive's stats, by kind.

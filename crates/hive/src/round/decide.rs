@@ -189,7 +189,7 @@ impl<S: State> Hive<S> {
         };
         // Cancellation stops the gathering of answers, never a commit in flight.
         let gathered = match &cancel {
-            None => round.gather().await,
+            None => Some(round.gather().await),
             Some(token) => {
                 let mut gather = pin!(round.gather());
                 let mut cancelled = pin!(token.cancelled());
@@ -200,12 +200,19 @@ impl<S: State> Hive<S> {
                     gather.as_mut().poll(cx).map(Some)
                 })
                 .await;
-                gathered.ok_or_else(|| {
-                    tracing::info!("round cancelled");
-                    HiveError::Cancelled { round: number }
-                })?
+                // A token cancelled in the very poll that gathered the last answers (by an agent,
+                // or an event callback) still cancels the round: nothing is committed.
+                gathered.filter(|_| !token.is_cancelled())
             }
-        }?;
+        };
+        let gathered = match gathered {
+            Some(Ok(gathered)) => gathered,
+            Some(Err(error)) => return Err(round.end_failed(error)),
+            None => {
+                tracing::info!("round cancelled");
+                return Err(round.end_failed(HiveError::Cancelled { round: number }));
+            }
+        };
         round.commit(gathered).await
     }
 

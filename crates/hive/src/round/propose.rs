@@ -61,7 +61,7 @@ fn start_propose<'a, S: State>(
         // Guarded from its next poll on, which starts its timer (the `FuturesUnordered` it joins
         // polls it at once).
         Ok(First::Pending(call)) => Started::Running(Call::inline(Guarded::new(call, limit, span))),
-        Err(panic) => Started::Done(Err(panicked(panic.as_ref()))),
+        Err(panic) => Started::Done(Err(panicked(panic))),
     }
 }
 

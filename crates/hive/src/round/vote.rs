@@ -395,6 +395,7 @@ fn interested_voters<S: State>(
                             message: panic_message(panic.as_ref()),
                         },
                     });
+                    crate::call::drop_quietly(panic);
                 }
             }
         }
