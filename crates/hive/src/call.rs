@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hivekit_runtime::{instant_after, panic_message, First, InlineOrSpawned, Spare};
+use hivekit_runtime::{instant_after, take_panic_message, First, InlineOrSpawned, Spare};
 use tokio::task::JoinError;
 use tokio::time::{Instant, Sleep};
 
@@ -353,17 +353,13 @@ pub(crate) fn unbudgeted<F: Future>(calls: F) -> impl Future<Output = F::Output>
 /// inside tokio (its timer or socket finds the runtime "being shutdown"): that call is
 /// [`FailureKind::Cancelled`], as a heavy call's task is, not a panic of the agent's own.
 pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> FailureKind {
-    let failure = if hivekit_runtime::is_shut_down() {
+    // The payload is the agent's too: one whose destructor panics must not take the round down.
+    let message = take_panic_message(panic);
+    if hivekit_runtime::is_shut_down() {
         FailureKind::Cancelled
     } else {
-        FailureKind::Panicked {
-            message: panic_message(&*panic),
-        }
-    };
-    // The payload is the agent's too: a payload whose destructor panics must not take the round
-    // down.
-    drop_quietly(panic);
-    failure
+        FailureKind::Panicked { message }
+    }
 }
 
 /// Drops an agent's future (or a panic's payload, or anything else of the user's), swallowing a
@@ -434,7 +430,7 @@ pub(crate) fn joined<T>(joined: Result<CallResult<T>, JoinError>) -> CallResult<
     joined.unwrap_or_else(|error| {
         Err(if error.is_panic() {
             FailureKind::Panicked {
-                message: panic_message(&*error.into_panic()),
+                message: take_panic_message(error.into_panic()),
             }
         } else {
             FailureKind::Cancelled

@@ -5,7 +5,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use hivekit_runtime::panic_message;
+use hivekit_runtime::take_panic_message;
 use tokio::sync::mpsc;
 
 use crate::ballot::Tally;
@@ -233,11 +233,12 @@ impl<K: Send + 'static> HiveEventSink<K> {
             deliver: Arc::new(move |event| {
                 // The callback is the user's code: a panic in it costs its event, not the round.
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(event))) {
+                    // Taken before logging: tracing does not evaluate fields nobody records.
+                    let message = take_panic_message(panic);
                     tracing::error!(
-                        panic = %panic_message(&*panic),
+                        panic = %message,
                         "an event callback panicked; its event is lost"
                     );
-                    crate::call::drop_quietly(panic);
                 }
             }),
         }

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hivekit_runtime::panic_message;
+use hivekit_runtime::take_panic_message;
 use rustc_hash::FxHashMap;
 
 use crate::agent::AgentId;
@@ -227,12 +227,13 @@ fn strike(failures: &AtomicU32, limit: u32) -> Option<u32> {
 /// Calls the restart hook, catching a panic in it.
 pub(crate) fn call_hook<S: State>(hook: &RestartHook<S>, hive: &Hive<S>, record: &Supervised) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(hive, record))) {
+        // Taken before logging: tracing does not evaluate fields nobody records.
+        let message = take_panic_message(panic);
         tracing::warn!(
             agent = record.agent.0,
-            panic = %panic_message(panic.as_ref()),
+            panic = %message,
             "the restart hook panicked"
         );
-        crate::call::drop_quietly(panic);
     }
 }
 

@@ -76,5 +76,5 @@ pub use lazy_cancel::LazyCancel;
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
 pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};
-pub use task::{panic_message, AbortOnDrop, InlineOrSpawned};
+pub use task::{panic_message, take_panic_message, AbortOnDrop, InlineOrSpawned};
 pub use timer::{instant_after, poll_sleep, sleep, sleep_until};

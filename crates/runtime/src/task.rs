@@ -211,3 +211,35 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
         "a panic with a non-string payload".to_owned()
     }
 }
+
+/// [`panic_message`] of a caught panic's payload, which is dropped here: quietly, so that a payload
+/// whose own destructor panics (`panic_any` of a type that panics when dropped) does not unwind
+/// from where the first panic was caught.
+///
+/// # Examples
+///
+/// ```
+/// use std::panic::catch_unwind;
+///
+/// use hivekit_runtime::take_panic_message;
+///
+/// struct Bomb;
+/// impl Drop for Bomb {
+///     fn drop(&mut self) {
+///         panic!("dropped");
+///     }
+/// }
+///
+/// let payload = catch_unwind(|| std::panic::panic_any(Bomb)).unwrap_err();
+/// assert_eq!(take_panic_message(payload), "a panic with a non-string payload");
+/// ```
+pub fn take_panic_message(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(&*payload);
+    if let Err(again) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)))
+    {
+        // Its payload may be as broken: leaked, not dropped.
+        std::mem::forget(again);
+    }
+    message
+}

@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivekit_runtime::panic_message;
+use hivekit_runtime::take_panic_message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -221,8 +221,10 @@ impl EventSink {
             deliver: Arc::new(move |event| {
                 // The callback is the user's code: a panic in it costs its event, not the run.
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(event))) {
+                    // Taken before logging: tracing does not evaluate fields nobody records.
+                    let message = take_panic_message(panic);
                     tracing::error!(
-                        panic = %panic_message(&*panic),
+                        panic = %message,
                         "an event callback panicked; its event is lost"
                     );
                 }

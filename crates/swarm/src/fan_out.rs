@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use hivekit_runtime::panic_message;
+use hivekit_runtime::take_panic_message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
@@ -400,7 +400,8 @@ where
                     ));
                 }
                 Err(panic) => {
-                    panicked_at_start = Some((index, StageError::Panicked(panic_message(&*panic))));
+                    panicked_at_start =
+                        Some((index, StageError::Panicked(take_panic_message(panic))));
                     break;
                 }
             }
@@ -458,7 +459,7 @@ where
                 }
             },
             Ok(Err(error)) => error,
-            Err(panic) => StageError::Panicked(panic_message(&*panic)),
+            Err(panic) => StageError::Panicked(take_panic_message(panic)),
         };
         if error.is_retryable() && progress.attempts[index] < max_attempts {
             let delay = policy

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use hivekit_runtime::{panic_message, First, Spare};
+use hivekit_runtime::{take_panic_message, First, Spare};
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{RunShared, StageContext};
@@ -71,8 +71,10 @@ impl AttemptState {
         let ended = std::mem::replace(self, AttemptState::Done);
         if let AttemptState::Running { .. } = ended {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(ended))) {
+                // Taken before logging: tracing does not evaluate fields nobody records.
+                let message = take_panic_message(panic);
                 tracing::warn!(
-                    panic = %panic_message(&*panic),
+                    panic = %message,
                     "a stage's future panicked while being dropped; the panic was caught"
                 );
             }
@@ -150,7 +152,7 @@ pub(crate) fn poll_single_attempt(
             return FirstPoll::Pending(Box::new(future));
         }
         Err(panic) => AttemptFailure::Error {
-            error: StageError::Panicked(panic_message(&*panic)),
+            error: StageError::Panicked(take_panic_message(panic)),
         },
     };
     drop(entered);
@@ -211,7 +213,7 @@ impl Attempts {
                 Ok(retry) => retryable = retry,
                 Err(panic) => {
                     failure = AttemptFailure::Error {
-                        error: StageError::Panicked(panic_message(&*panic)),
+                        error: StageError::Panicked(take_panic_message(panic)),
                     };
                     retryable = false;
                 }
@@ -277,7 +279,7 @@ impl Attempts {
         let context = StageContext::new(self.shared.clone(), self.stage, self.attempt);
         let func = &spec.func;
         let future = catch_unwind(AssertUnwindSafe(|| func.call(context)))
-            .map_err(|panic| StageError::Panicked(panic_message(&*panic)))?;
+            .map_err(|panic| StageError::Panicked(take_panic_message(panic)))?;
         if !spec.blocking {
             return Ok(future);
         }
@@ -290,7 +292,7 @@ impl Attempts {
             match joined.await {
                 Ok(result) => result,
                 Err(error) if error.is_panic() => {
-                    Err(StageError::Panicked(panic_message(&*error.into_panic())))
+                    Err(StageError::Panicked(take_panic_message(error.into_panic())))
                 }
                 Err(error) => Err(StageError::msg(error)),
             }
@@ -404,7 +406,7 @@ fn poll_attempt(
         Ok(Poll::Ready(Ok(artifact))) => Poll::Ready(Ok(artifact)),
         Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(AttemptFailure::Error { error })),
         Err(panic) => Poll::Ready(Err(AttemptFailure::Error {
-            error: StageError::Panicked(panic_message(&*panic)),
+            error: StageError::Panicked(take_panic_message(panic)),
         })),
         Ok(Poll::Pending) => Poll::Pending,
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hivekit_runtime::{panic_message, AbortOnDrop};
+use hivekit_runtime::{take_panic_message, AbortOnDrop};
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -392,10 +392,9 @@ fn interested_voters<S: State>(
                         agent: member.id,
                         phase: Phase::Vote,
                         kind: FailureKind::Panicked {
-                            message: panic_message(panic.as_ref()),
+                            message: take_panic_message(panic),
                         },
                     });
-                    crate::call::drop_quietly(panic);
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hivekit_runtime::panic_message;
+use hivekit_runtime::take_panic_message;
 use redb::{Database, ReadableTable, TableDefinition, TableError};
 
 use super::store::{CheckpointStore, RunEntry, StoreError, StoredRun};
@@ -77,7 +77,7 @@ fn unwound<T, E>(
     catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
         Err(panicked(format!(
             "redb panicked (is the file damaged?): {}",
-            panic_message(&*panic)
+            take_panic_message(panic)
         )))
     })
 }

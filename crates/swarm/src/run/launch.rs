@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hivekit_runtime::{panic_message, InlineOrSpawned};
+use hivekit_runtime::{take_panic_message, InlineOrSpawned};
 
 use super::launched::{spawned, BackoffWait, InlineStage, StageTask, TaskStep};
 use super::{Run, INLINE_BUDGET};
@@ -217,7 +217,7 @@ impl Run {
                             return;
                         }
                         Err(panic) => {
-                            let error = StageError::Panicked(panic_message(&*panic));
+                            let error = StageError::Panicked(take_panic_message(panic));
                             self.complete(
                                 stage,
                                 StageOutcome::Failed {
