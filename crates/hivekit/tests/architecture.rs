@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 const EXTERNAL: &[&str] = &[
     "Arc",
     "FuturesUnordered",
+    "LocalSet",
     "block_in_place",
     "block_on",
     "catch_unwind",
