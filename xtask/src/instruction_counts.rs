@@ -146,10 +146,13 @@ pub(crate) fn changes(
 ) -> Vec<Change> {
     rows.iter()
         .map(|row| {
-            match baseline
-                .and_then(|b| b.get(&row.id))
-                .filter(|old| old.instructions > 0)
-            {
+            match baseline.and_then(|b| b.get(&row.id)) {
+                // From a count of 0: unchanged, or grown beyond any percentage.
+                Some(old) if old.instructions == 0 => Change::Percent(if row.instructions == 0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }),
                 Some(old) => Change::Percent(
                     (row.instructions as f64 - old.instructions as f64) / old.instructions as f64
                         * 100.0,
@@ -192,12 +195,12 @@ fn ratio_cell(rows: &[InstructionRow], index: usize) -> String {
         let (g, _, p) = other.parts();
         g == group && p == parameter && other.instructions > 0
     };
-    if row.is_hivekit() {
+    if row.is_hivekit() && row.instructions > 0 {
         let peers: Vec<String> = rows
             .iter()
             .filter(|other| !other.is_hivekit() && same_case(other))
             .map(|peer| {
-                let ratio = peer.instructions as f64 / row.instructions.max(1) as f64;
+                let ratio = peer.instructions as f64 / row.instructions as f64;
                 format!("{} {}", peer.parts().1, format_ratio(ratio))
             })
             .collect();

@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use crate::units::{beyond, reaches};
+
 /// Rounds of paired measurement after the main pass, unless `--rounds` says otherwise.
 pub(crate) const DEFAULT_ROUNDS: usize = 5;
 
@@ -103,9 +105,9 @@ pub(crate) enum Side {
 /// `at_least`: the ratio must be >= `limit` (a speed-up); otherwise <= `limit` (a slow-down).
 pub(crate) fn judge(ratio: &PairedRatio, limit: f64, at_least: bool) -> Side {
     let (all_good, all_bad) = if at_least {
-        (ratio.low >= limit, ratio.high < limit)
+        (reaches(ratio.low, limit), !reaches(ratio.high, limit))
     } else {
-        (ratio.high <= limit, ratio.low > limit)
+        (!beyond(ratio.high, limit), beyond(ratio.low, limit))
     };
     match (all_good, all_bad) {
         (true, _) => Side::Met,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::error::XtaskError;
 use crate::paired::{judge, median_interval, round_ratios, PairedRatio, Round, Side};
 use crate::results::BenchResult;
-use crate::units::{format_count, format_ns};
+use crate::units::{beyond, format_count, format_ns, reaches};
 
 /// One performance target.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -175,7 +175,8 @@ fn find_peer<'a>(
 
 /// Ratios next to a limit get two decimals, so `1.04x` against `1.1x` is not shown as `1.0x`.
 fn precise_ratio(ratio: f64) -> String {
-    if ratio >= 100.0 {
+    // 99.996 prints as `100x`, not `100.00x`.
+    if ratio >= 99.995 {
         format!("{ratio:.0}x")
     } else {
         format!("{ratio:.2}x")
@@ -326,7 +327,7 @@ fn evaluate_single(check: &Check, results: &[BenchResult]) -> (Status, String) {
             if matches!(check, Check::FasterThan { .. }) {
                 let speedup = theirs.median_ns / ours.median_ns;
                 (
-                    status(speedup >= *factor),
+                    status(reaches(speedup, *factor)),
                     format!(
                         "{} faster than {peer_label} (needs >= {})",
                         precise_ratio(speedup),
@@ -336,7 +337,7 @@ fn evaluate_single(check: &Check, results: &[BenchResult]) -> (Status, String) {
             } else {
                 let slowdown = ours.median_ns / theirs.median_ns;
                 (
-                    status(slowdown <= *factor),
+                    status(!beyond(slowdown, *factor)),
                     format!(
                         "{} the time of {peer_label} (needs <= {})",
                         precise_ratio(slowdown),

@@ -2,6 +2,22 @@
 
 use crate::results::Throughput;
 
+/// A figure measured against a limit counts as at the limit within a relative 1e-9: "a change of
+/// exactly the threshold is not beyond it", and 3.3 / 1.1 is 2.9999999999999996, not 3.
+fn slack(limit: f64) -> f64 {
+    limit.abs().max(1.0) * 1e-9
+}
+
+/// `value > limit`, a value at the limit (within [`slack`]) not beyond it.
+pub(crate) fn beyond(value: f64, limit: f64) -> bool {
+    value > limit + slack(limit)
+}
+
+/// `value >= limit`, a value at the limit (within [`slack`]) reaching it.
+pub(crate) fn reaches(value: f64, limit: f64) -> bool {
+    value >= limit - slack(limit)
+}
+
 /// Three significant digits: `4.41`, `44.1`, `441`.
 fn three_digits(value: f64) -> String {
     let magnitude = value.abs();
@@ -46,7 +62,9 @@ fn format_rate(per_second: f64, unit: &str, binary: bool) -> String {
     };
     let mut value = per_second;
     let mut index = 0;
-    while value >= base && index + 1 < prefixes.len() {
+    // Up a prefix where three digits would print the base itself (999.7 M is `1.00 G`, as a
+    // median of 999.6 ns is `1.00 us`).
+    while value >= base - 0.5 && index + 1 < prefixes.len() {
         value /= base;
         index += 1;
     }
@@ -80,9 +98,10 @@ pub(crate) fn format_count(value: f64) -> String {
 
 /// A ratio: `3.2x`, `0.85x`, `120x`.
 pub(crate) fn format_ratio(ratio: f64) -> String {
-    if ratio < 1.0 {
+    // Thresholds sit where rounding would add a digit (99.96 prints as `100x`, not `100.0x`).
+    if ratio < 0.995 {
         format!("{ratio:.2}x")
-    } else if ratio < 100.0 {
+    } else if ratio < 99.95 {
         format!("{ratio:.1}x")
     } else {
         format!("{ratio:.0}x")

@@ -16,6 +16,7 @@ use std::fmt;
 use crate::baseline::{Baseline, BaselineEntry};
 use crate::paired::{median_interval, PairedRatio};
 use crate::results::BenchResult;
+use crate::units::beyond;
 
 /// The outcome for one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,8 @@ impl Comparison {
     /// (the default), this and not the interval test is what sends a row to be re-measured, and
     /// the rounds decide.
     pub(crate) fn is_candidate(&self, threshold_pct: f64) -> bool {
-        self.change_pct.is_some_and(|change| change > threshold_pct)
+        self.change_pct
+            .is_some_and(|change| beyond(change, threshold_pct))
     }
 }
 
@@ -75,7 +77,7 @@ pub(crate) fn confirm(
     }
     let ratios: Vec<f64> = remeasured_ns.iter().map(|ns| ns / reference_ns).collect();
     let interval = median_interval(&ratios);
-    let confirmed = interval.is_some_and(|i| (i.low - 1.0) * 100.0 > threshold_pct);
+    let confirmed = interval.is_some_and(|i| beyond((i.low - 1.0) * 100.0, threshold_pct));
     (confirmed, interval)
 }
 
@@ -115,9 +117,9 @@ pub(crate) fn compare(
     let change_pct = (current.median_ns - base.median_ns) / base.median_ns * 100.0;
     let slower_apart = current.ci_low_ns > base.ci_high_ns;
     let faster_apart = current.ci_high_ns < base.ci_low_ns;
-    let verdict = if change_pct > threshold_pct && slower_apart {
+    let verdict = if beyond(change_pct, threshold_pct) && slower_apart {
         Verdict::Regressed
-    } else if change_pct < -threshold_pct && faster_apart {
+    } else if beyond(-change_pct, threshold_pct) && faster_apart {
         Verdict::Improved
     } else {
         Verdict::WithinNoise
