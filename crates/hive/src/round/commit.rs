@@ -133,6 +133,8 @@ impl<S: State> Round<'_, S> {
     /// failed): its agents' failures still count, in the stats and for supervision (their events
     /// were sent, and supervision counts a round in which an agent failed), and the round's events
     /// end with [`HiveEvent::RoundFailed`].
+    #[cold]
+    #[inline(never)]
     pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
         self.count_failures();
         self.supervise();

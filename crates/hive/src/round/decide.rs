@@ -189,29 +189,33 @@ impl<S: State> Hive<S> {
         };
         // Cancellation stops the gathering of answers, never a commit in flight.
         let gathered = match &cancel {
-            None => Some(round.gather().await),
+            None => round.gather().await,
             Some(token) => {
-                let mut gather = pin!(round.gather());
-                let mut cancelled = pin!(token.cancelled());
-                let gathered = poll_fn(|cx| {
-                    if cancelled.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(None);
-                    }
-                    gather.as_mut().poll(cx).map(Some)
-                })
-                .await;
+                let gathered = {
+                    let mut gather = pin!(round.gather());
+                    let mut cancelled = pin!(token.cancelled());
+                    poll_fn(|cx| {
+                        if cancelled.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(None);
+                        }
+                        gather.as_mut().poll(cx).map(Some)
+                    })
+                    .await
+                };
                 // A token cancelled in the very poll that gathered the last answers (by an agent,
                 // or an event callback) still cancels the round: nothing is committed.
-                gathered.filter(|_| !token.is_cancelled())
+                match gathered.filter(|_| !token.is_cancelled()) {
+                    Some(gathered) => gathered,
+                    None => {
+                        tracing::info!("round cancelled");
+                        return Err(round.end_failed(HiveError::Cancelled { round: number }));
+                    }
+                }
             }
         };
         let gathered = match gathered {
-            Some(Ok(gathered)) => gathered,
-            Some(Err(error)) => return Err(round.end_failed(error)),
-            None => {
-                tracing::info!("round cancelled");
-                return Err(round.end_failed(HiveError::Cancelled { round: number }));
-            }
+            Ok(gathered) => gathered,
+            Err(error) => return Err(round.end_failed(error)),
         };
         round.commit(gathered).await
     }
