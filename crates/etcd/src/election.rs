@@ -124,6 +124,11 @@ impl Election {
                 })
                 .unwrap_or(0)
         };
+        if revision <= 0 {
+            // etcd always says both; without them the queue cannot be read (every candidate,
+            // this one included, would look earlier).
+            return Err(lost(&lease, "etcd did not say where the candidacy stands"));
+        }
         // Elected once no candidate that stood before is left: wait for the deletion of the
         // latest one before this, then look again.
         let earlier = GetOptions::new()
