@@ -1,141 +1,18 @@
-//! `cargo xtask bench` baselines, end to end, on a tiny synthetic workspace whose one bench
-//! target is a fake criterion (no dependencies, builds in about a second): it lists and "measures"
-//! the rows named in `FAKE_ROWS` (`id=median_ns;id=median_ns`), writing criterion 0.8's
-//! `new/benchmark.json` and `new/estimates.json` under `CRITERION_HOME` and printing criterion's
-//! `time:` lines. Every run is `--quick --rounds 0`, so nothing real is measured.
+//! `cargo xtask bench` baselines, end to end, on the tiny synthetic workspace of `support` (a fake
+//! criterion "measuring" the rows named in `FAKE_ROWS`). Every run is `--quick --rounds 0`, so
+//! nothing real is measured.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Command;
 
-const FAKE_BENCH: &str = r#"
-use std::io::Write;
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let list = args.iter().any(|a| a == "--list");
-    let filter = args.last().filter(|a| !a.starts_with("--") && a.as_str() != "never").cloned();
-    let home = std::env::var("CRITERION_HOME").unwrap_or_else(|_| "target/criterion".into());
-    // The rounds after the main pass (their own criterion home) measure FAKE_ROUND_ROWS if set.
-    let rows = match std::env::var("FAKE_ROUND_ROWS") {
-        Ok(rows) if home.contains("hivekit-rounds") => rows,
-        _ => std::env::var("FAKE_ROWS").unwrap_or_default(),
-    };
-    // xtask's exact filters are `^(?:a|b)$` over regex-escaped ids; anything else is a substring.
-    let exact: Option<Vec<String>> = filter.as_ref().and_then(|f| f.strip_prefix("^(?:")?.strip_suffix(")$").map(|inner| inner.split('|').map(|id| id.replace('\\', "")).collect()));
-    for spec in rows.split(';').filter(|s| !s.is_empty()) {
-        let (id, median) = spec.split_once('=').unwrap();
-        match (&exact, &filter) {
-            (Some(ids), _) => if !ids.iter().any(|x| x == id) { continue; },
-            (None, Some(f)) => if !id.contains(f.as_str()) { continue; },
-            _ => {}
-        }
-        if list { println!("{id}: benchmark"); continue; }
-        let median: f64 = median.parse().unwrap();
-        let parts: Vec<&str> = id.split('/').collect();
-        let dir = std::path::Path::new(&home).join(id).join("new");
-        std::fs::create_dir_all(&dir).unwrap();
-        let value = if parts.len() > 2 { format!("\"{}\"", parts[2]) } else { "null".into() };
-        let function = if parts.len() > 1 { format!("\"{}\"", parts[1]) } else { "null".into() };
-        std::fs::write(dir.join("benchmark.json"), format!(
-            "{{\"group_id\":\"{}\",\"function_id\":{function},\"value_str\":{value},\"throughput\":null,\"full_id\":\"{id}\",\"directory_name\":\"{id}\",\"title\":\"{id}\"}}",
-            parts[0])).unwrap();
-        let (low, high) = (median * 0.99, median * 1.01);
-        std::fs::write(dir.join("estimates.json"), format!(
-            "{{\"median\":{{\"confidence_interval\":{{\"confidence_level\":0.95,\"lower_bound\":{low},\"upper_bound\":{high}}},\"point_estimate\":{median},\"standard_error\":0.1}}}}")).unwrap();
-        eprintln!("Benchmarking {id}");
-        println!("{id}\n                        time:   [{low:.4} ns {median:.4} ns {high:.4} ns]");
-        std::io::stdout().flush().unwrap();
-    }
-}
-"#;
+mod support;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh synthetic workspace with its own target directory.
-struct Fake {
-    root: PathBuf,
-}
-
-impl Fake {
-    fn new() -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "xtask-user-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        let package = root.join("fake");
-        std::fs::create_dir_all(package.join("benches")).unwrap();
-        std::fs::create_dir_all(package.join("src")).unwrap();
-        std::fs::write(
-            root.join("Cargo.toml"),
-            "[workspace]\nresolver = \"2\"\nmembers = [\"fake\"]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            package.join("Cargo.toml"),
-            "[package]\nname = \"fake-suite\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [[bench]]\nname = \"suite\"\nharness = false\n",
-        )
-        .unwrap();
-        std::fs::write(package.join("src/lib.rs"), "").unwrap();
-        std::fs::write(package.join("benches/suite.rs"), FAKE_BENCH).unwrap();
-        Self { root }
-    }
-
-    fn manifest(&self) -> String {
-        self.root.join("Cargo.toml").to_str().unwrap().to_owned()
-    }
-
-    fn baseline_path(&self, name: &str) -> PathBuf {
-        self.root
-            .join("target")
-            .join("hivekit-baselines")
-            .join(format!("{name}.json"))
-    }
-
-    /// `xtask bench <args> --manifest-path <fake>` with `FAKE_ROWS=rows`.
-    fn bench(&self, rows: &str, args: &[&str]) -> Output {
-        let mut all = vec!["bench"];
-        all.extend_from_slice(args);
-        let manifest = self.manifest();
-        all.extend_from_slice(&["--manifest-path", &manifest]);
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(&all)
-            .current_dir(&self.root)
-            .env("FAKE_ROWS", rows)
-            .env("CARGO_TARGET_DIR", self.root.join("target"))
-            .env("CARGO_INCREMENTAL", "0")
-            .output()
-            .expect("xtask starts")
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn save(fake: &Fake, rows: &str, name: &str) {
-    let output = fake.bench(rows, &["--quick", "--rounds", "0", "--save-baseline", name]);
-    let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(fake.baseline_path(name).is_file(), "{stdout}\n{stderr}");
-}
+use support::{text, Fake};
 
 /// Sanity: the harness works, and a clear slowdown reads `regressed`, a new row `new`.
 #[test]
 fn slowdown_reads_regressed_and_new_rows_read_new() {
     let fake = Fake::new();
-    save(&fake, "g/hivekit/1=100", "before");
+    fake.save("g/hivekit/1=100", "before");
     let output = fake.bench(
         "g/hivekit/1=150;g/hivekit/2=10",
         &["--quick", "--rounds", "0", "--baseline", "before"],
@@ -163,7 +40,7 @@ fn slowdown_reads_regressed_and_new_rows_read_new() {
 #[test]
 fn baseline_rows_missing_from_the_run_are_reported() {
     let fake = Fake::new();
-    save(&fake, "g/hivekit/1=100;g/hivekit/gone=100", "before");
+    fake.save("g/hivekit/1=100;g/hivekit/gone=100", "before");
     let output = fake.bench(
         "g/hivekit/1=100",
         &["--quick", "--rounds", "0", "--baseline", "before"],
@@ -278,7 +155,7 @@ fn list_from_a_subdirectory() {
 #[test]
 fn a_run_that_measured_nothing_does_not_clobber_the_baseline() {
     let fake = Fake::new();
-    save(&fake, "g/hivekit/1=100;g/peer/1=300", "main");
+    fake.save("g/hivekit/1=100;g/peer/1=300", "main");
     let before = std::fs::read_to_string(fake.baseline_path("main")).unwrap();
     let output = fake.bench(
         "g/hivekit/1=100;g/peer/1=300",
@@ -312,7 +189,7 @@ fn a_run_that_measured_nothing_does_not_clobber_the_baseline() {
 #[test]
 fn remeasuring_decides_the_verdict() {
     let fake = Fake::new();
-    save(&fake, "g/hivekit/1=100;g/hivekit/2=100", "before");
+    fake.save("g/hivekit/1=100;g/hivekit/2=100", "before");
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([
             "bench",

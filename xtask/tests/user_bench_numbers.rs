@@ -1,167 +1,14 @@
 //! The numbers `cargo xtask bench` prints (units, ratios, changes, verdicts, targets, markdown, JSON), end to end on a fake workspace.
 //!
-//! The fake suite "measures" the rows of `FAKE_ROWS`: `id=median[,low,high[,throughput]]` separated
-//! by `;` (times in ns; the interval defaults to +-1%; throughput `E<n>` elements, `B<n>` bytes,
-//! `D<n>` decimal bytes per iteration), and appends `FAKE_EXTRAS` (`id@name@value;...`) to
-//! `extras.jsonl`. Every run is `--quick --rounds 0` unless a test says otherwise.
+//! The fake suite of `support` "measures" the rows of `FAKE_ROWS` (with intervals and
+//! throughputs) and writes `FAKE_EXTRAS`. Every run is `--quick --rounds 0` unless a test says
+//! otherwise.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
 
-const FAKE_BENCH: &str = r#"
-use std::io::Write;
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let list = args.iter().any(|a| a == "--list");
-    let filter = args.last().filter(|a| !a.starts_with("--") && a.as_str() != "never").cloned();
-    let home = std::env::var("CRITERION_HOME").unwrap_or_else(|_| "target/criterion".into());
-    let rows = match std::env::var("FAKE_ROUND_ROWS") {
-        Ok(rows) if home.contains("hivekit-rounds") => rows,
-        _ => std::env::var("FAKE_ROWS").unwrap_or_default(),
-    };
-    let exact: Option<Vec<String>> = filter.as_ref().and_then(|f| f.strip_prefix("^(?:")?.strip_suffix(")$").map(|inner| inner.split('|').map(|id| id.replace('\\', "")).collect()));
-    let mut extras = String::new();
-    for spec in std::env::var("FAKE_EXTRAS").unwrap_or_default().split(';').filter(|s| !s.is_empty()) {
-        let parts: Vec<&str> = spec.split('@').collect();
-        let ids: Vec<&str> = parts[0].split('/').collect();
-        extras.push_str(&format!(
-            "{{\"group\":\"{}\",\"function\":\"{}\",\"parameter\":\"{}\",\"name\":\"{}\",\"value\":{}}}\n",
-            ids[0], ids.get(1).unwrap_or(&""), ids.get(2).unwrap_or(&""), parts[1], parts[2]));
-    }
-    if !list {
-        if let Ok(dir) = std::env::var("HIVEKIT_EXTRAS_DIR") {
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(std::path::Path::new(&dir).join("extras.jsonl")).unwrap();
-            file.write_all(extras.as_bytes()).unwrap();
-        }
-    }
-    for spec in rows.split(';').filter(|s| !s.is_empty()) {
-        let (id, numbers) = spec.split_once('=').unwrap();
-        match (&exact, &filter) {
-            (Some(ids), _) => if !ids.iter().any(|x| x == id) { continue; },
-            (None, Some(f)) => if !id.contains(f.as_str()) { continue; },
-            _ => {}
-        }
-        if list { println!("{id}: benchmark"); continue; }
-        let numbers: Vec<&str> = numbers.split(',').collect();
-        let median: f64 = numbers[0].parse().unwrap();
-        let (low, high): (f64, f64) = if numbers.len() >= 3 {
-            (numbers[1].parse().unwrap(), numbers[2].parse().unwrap())
-        } else {
-            (median * 0.99, median * 1.01)
-        };
-        let throughput = match numbers.get(3) {
-            Some(t) if t.starts_with('E') => format!("{{\"Elements\":{}}}", &t[1..]),
-            Some(t) if t.starts_with('B') => format!("{{\"Bytes\":{}}}", &t[1..]),
-            Some(t) if t.starts_with('D') => format!("{{\"BytesDecimal\":{}}}", &t[1..]),
-            _ => "null".to_owned(),
-        };
-        let parts: Vec<&str> = id.split('/').collect();
-        let dir = std::path::Path::new(&home).join(id.replace('|', "_")).join("new");
-        std::fs::create_dir_all(&dir).unwrap();
-        let value = if parts.len() > 2 { format!("\"{}\"", parts[2]) } else { "null".into() };
-        let function = if parts.len() > 1 { format!("\"{}\"", parts[1]) } else { "null".into() };
-        std::fs::write(dir.join("benchmark.json"), format!(
-            "{{\"group_id\":\"{}\",\"function_id\":{function},\"value_str\":{value},\"throughput\":{throughput},\"full_id\":\"{id}\",\"directory_name\":\"{id}\",\"title\":\"{id}\"}}",
-            parts[0])).unwrap();
-        std::fs::write(dir.join("estimates.json"), format!(
-            "{{\"median\":{{\"confidence_interval\":{{\"confidence_level\":0.95,\"lower_bound\":{low:?},\"upper_bound\":{high:?}}},\"point_estimate\":{median:?},\"standard_error\":0.1}}}}")).unwrap();
-        eprintln!("Benchmarking {id}");
-        println!("{id}\n                        time:   [{low:.4} ns {median:.4} ns {high:.4} ns]");
-        std::io::stdout().flush().unwrap();
-    }
-}
-"#;
+use std::process::Output;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh synthetic workspace with its own target directory.
-struct Fake {
-    root: PathBuf,
-}
-
-impl Fake {
-    fn new() -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "xtask-user-numbers-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        let package = root.join("fake");
-        std::fs::create_dir_all(package.join("benches")).unwrap();
-        std::fs::create_dir_all(package.join("src")).unwrap();
-        std::fs::write(
-            root.join("Cargo.toml"),
-            "[workspace]\nresolver = \"2\"\nmembers = [\"fake\"]\n",
-        )
-        .unwrap();
-        std::fs::write(
-            package.join("Cargo.toml"),
-            "[package]\nname = \"fake-suite\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [[bench]]\nname = \"suite\"\nharness = false\n",
-        )
-        .unwrap();
-        std::fs::write(package.join("src/lib.rs"), "").unwrap();
-        std::fs::write(package.join("benches/suite.rs"), FAKE_BENCH).unwrap();
-        Self { root }
-    }
-
-    fn baseline_path(&self, name: &str) -> PathBuf {
-        self.root
-            .join("target")
-            .join("hivekit-baselines")
-            .join(format!("{name}.json"))
-    }
-
-    fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
-        let mut all = vec!["bench"];
-        all.extend_from_slice(args);
-        let manifest = self.root.join("Cargo.toml");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command
-            .args(&all)
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .current_dir(&self.root)
-            .env("CARGO_TARGET_DIR", self.root.join("target"))
-            .env("CARGO_INCREMENTAL", "0")
-            .env_remove("FAKE_EXTRAS")
-            .env_remove("FAKE_ROUND_ROWS");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().expect("xtask starts")
-    }
-
-    /// `xtask bench --quick --rounds 0 <args>` with `FAKE_ROWS=rows`.
-    fn bench(&self, rows: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--quick", "--rounds", "0"];
-        all.extend_from_slice(args);
-        self.run(&[("FAKE_ROWS", rows)], &all)
-    }
-
-    fn save(&self, rows: &str, name: &str) {
-        let output = self.bench(rows, &["--save-baseline", name]);
-        let (stdout, stderr) = text(&output);
-        assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
-        assert!(self.baseline_path(name).is_file(), "{stdout}\n{stderr}");
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use support::{text, Fake};
 
 /// The table line of the row `function parameter` (the two words next to each other).
 fn row<'a>(stdout: &'a str, function: &str, parameter: &str) -> &'a str {
@@ -189,7 +36,7 @@ fn ok(output: &Output) -> String {
 #[test]
 fn ratio_direction_and_wording() {
     let fake = Fake::new();
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/1=100;g/slow/1=320;g/fast/1=50;g/hivekit/2=100;g/hivekit/3=100;g/slow/3=100",
         &[],
     ));
@@ -222,7 +69,7 @@ fn ratio_direction_and_wording() {
 #[test]
 fn median_units_and_their_boundaries() {
     let fake = Fake::new();
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/a=0.5;g/hivekit/b=999.4;g/hivekit/c=999.6;g/hivekit/d=1500000;g/hivekit/e=3600000000000",
         &[],
     ));
@@ -246,7 +93,7 @@ fn median_units_and_their_boundaries() {
 #[test]
 fn zero_median_row_is_kept_without_a_ratio() {
     let fake = Fake::new();
-    let stdout = ok(&fake.bench("g/hivekit/1=0,0,0;g/peer/1=10", &[]));
+    let stdout = ok(&fake.quick("g/hivekit/1=0,0,0;g/peer/1=10", &[]));
     let ours = row(&stdout, "hivekit", "1");
     assert!(!ours.contains("vs peer"), "{ours}");
     assert!(!ours.contains("inf") && !ours.contains("NaN"), "{ours}");
@@ -264,7 +111,7 @@ fn throughput_rounding_moves_up_a_unit() {
     let fake = Fake::new();
     // 1 element in 1.0004 ns: 999.6 M elements per second.
     // 1000 elements in 1.0004 us: the same; 2000 decimal bytes in 2.0008 us: 999.6 MB/s.
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/e=1.0004,1.0,1.001,E1;g/hivekit/d=2000.8,2000,2001,D2000;g/hivekit/s=1,0.99,1.01,E1",
         &[],
     ));
@@ -329,7 +176,7 @@ fn allocations_per_op() {
 fn change_of_exactly_the_threshold_is_within_noise() {
     let fake = Fake::new();
     fake.save("g/hivekit/up=7.0;g/hivekit/down=7.0", "before");
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/up=7.7;g/hivekit/down=6.3",
         &["--baseline", "before"],
     ));
@@ -372,7 +219,7 @@ fn change_and_verdict_per_row() {
         "g/hivekit/slow=100;g/hivekit/fast=100;g/hivekit/noisy=100,50,200;g/hivekit/small=100,99.9,100.1",
         "before",
     );
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/slow=150;g/hivekit/fast=50;g/hivekit/noisy=150,100,300;g/hivekit/small=105,104.9,105.1",
         &["--baseline", "before"],
     ));
@@ -400,21 +247,21 @@ fn threshold_edges() {
     let fake = Fake::new();
     fake.save("g/hivekit/1=100,99.9,100.1", "before");
     let rows = "g/hivekit/1=101,100.9,101.1";
-    let tiny = ok(&fake.bench(rows, &["--baseline", "before", "--threshold", "0.5"]));
+    let tiny = ok(&fake.quick(rows, &["--baseline", "before", "--threshold", "0.5"]));
     assert!(row(&tiny, "hivekit", "1").ends_with("regressed"), "{tiny}");
     assert!(tiny.contains("threshold 0.5%"), "{tiny}");
-    let huge = ok(&fake.bench(rows, &["--baseline", "before", "--threshold", "1e300"]));
+    let huge = ok(&fake.quick(rows, &["--baseline", "before", "--threshold", "1e300"]));
     assert!(
         row(&huge, "hivekit", "1").ends_with("within noise"),
         "{huge}"
     );
-    let percent = ok(&fake.bench(rows, &["--baseline", "before", "--threshold=0.5%"]));
+    let percent = ok(&fake.quick(rows, &["--baseline", "before", "--threshold=0.5%"]));
     assert!(
         row(&percent, "hivekit", "1").ends_with("regressed"),
         "{percent}"
     );
     for bad in ["0", "0.0", "-0", "nan", "-inf", "ten", "10%%", ""] {
-        let output = fake.bench(
+        let output = fake.quick(
             rows,
             &["--baseline", "before", &format!("--threshold={bad}")],
         );
@@ -431,7 +278,7 @@ fn threshold_edges() {
 fn fail_on_regression_exit_codes() {
     let fake = Fake::new();
     fake.save("g/hivekit/1=100;g/hivekit/2=100", "before");
-    let regressed = fake.bench(
+    let regressed = fake.quick(
         "g/hivekit/1=150;g/hivekit/2=100",
         &["--baseline", "before", "--fail-on-regression"],
     );
@@ -443,7 +290,7 @@ fn fail_on_regression_exit_codes() {
     if regressed.status.code() == Some(1) {
         assert!(stderr.contains("error: "), "{stderr}");
     }
-    let improved = fake.bench(
+    let improved = fake.quick(
         "g/hivekit/1=50;g/hivekit/2=100",
         &["--baseline", "before", "--fail-on-regression"],
     );
@@ -465,7 +312,7 @@ fn json_output_round_trips_as_a_baseline() {
     let fake = Fake::new();
     let rows = "g/hivekit/1=1.38,1.37,1.40,E1;g/peer/1=0.1;g/hivekit=123456.789;g/peer/2=0";
     let json = fake.root.join("out").join("run.json");
-    let stdout = ok(&fake.bench(rows, &["--json", json.to_str().unwrap()]));
+    let stdout = ok(&fake.quick(rows, &["--json", json.to_str().unwrap()]));
     assert!(stdout.contains("wrote "), "{stdout}");
     let text_json = std::fs::read_to_string(&json).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text_json).unwrap();
@@ -492,7 +339,7 @@ fn json_output_round_trips_as_a_baseline() {
     let path = fake.baseline_path("roundtrip");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::copy(&json, &path).unwrap();
-    let output = fake.bench(rows, &["--baseline", "roundtrip"]);
+    let output = fake.quick(rows, &["--baseline", "roundtrip"]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("not measured"), "{stderr}");
@@ -521,7 +368,7 @@ fn markdown_escapes_pipes_in_cells() {
     )
     .unwrap();
     let md = fake.root.join("docs").join("PERF.md");
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/a|b=10;g/peer/a|b=30",
         &[
             "--markdown",
@@ -646,7 +493,7 @@ fn paired_target_exactly_at_its_factor_is_met() {
 #[test]
 fn ratio_rounding_at_100x() {
     let fake = Fake::new();
-    let stdout = ok(&fake.bench(
+    let stdout = ok(&fake.quick(
         "g/hivekit/1=10;g/peer/1=999.6;g/hivekit/2=10;g/peer/2=1234",
         &[],
     ));
