@@ -506,6 +506,12 @@ impl Ballot {
             // and these thresholds stay reachable while the remaining outweigh what was cast.
             return false;
         }
+        if self.policy.threshold == Threshold::Unanimous {
+            // Any vote for another candidate is a dissent, however light (see `tally`): a winner
+            // is final only once everyone has voted (above), and two candidates with support
+            // are undecided for good.
+            return self.support.iter().filter(|&&s| s > 0.0).count() > 1;
+        }
         if let Some((top, top_support)) = self.leader() {
             let runner_up = self
                 .support

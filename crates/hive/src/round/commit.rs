@@ -59,19 +59,6 @@ impl<S: State> Round<'_, S> {
             };
             (committed.version, committed.rebased)
         };
-        if accepted.is_empty() {
-            tracing::info!(proposals = proposals.len(), "nothing to commit");
-            self.emit(|| HiveEvent::NothingToCommit { round: self.number });
-        } else {
-            tracing::info!(version, accepted = accepted.len(), rebased, "committed");
-            self.emit(|| HiveEvent::Committed {
-                round: self.number,
-                version,
-                accepted: accepted.len(),
-                rebased,
-            });
-        }
-
         let counters = &self.hive.inner.counters;
         let add = |counter: &AtomicU64, value: usize| {
             if value > 0 {
@@ -89,6 +76,20 @@ impl<S: State> Round<'_, S> {
         self.count_failures();
 
         let supervised = self.supervise();
+        // Last, after supervision's events: every round's events end with exactly one of
+        // `Committed`, `NothingToCommit` and `RoundFailed`.
+        if accepted.is_empty() {
+            tracing::info!(proposals = proposals.len(), "nothing to commit");
+            self.emit(|| HiveEvent::NothingToCommit { round: self.number });
+        } else {
+            tracing::info!(version, accepted = accepted.len(), rebased, "committed");
+            self.emit(|| HiveEvent::Committed {
+                round: self.number,
+                version,
+                accepted: accepted.len(),
+                rebased,
+            });
+        }
 
         let decision = Decision {
             id,

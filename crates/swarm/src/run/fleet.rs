@@ -523,25 +523,40 @@ impl Fleet {
         }
         // While the driver holds stages waiting for a slot, ready stages queue behind them.
         let queue = self.waiting.load(Ordering::SeqCst) > 0;
-        // Where the limit can refuse a slot, the finished stage's slot goes to the ready dependent
-        // with the highest hint (the first of equals), as the driver gives scarce slots; the
-        // others take a free slot or queue for the driver. Without a limit, the order is not seen.
-        let limited = self.limit < pipeline.stages.len();
-        let hint = |stage: u32| pipeline.stages[stage as usize].hint.sort_key();
-        for &dependent in &dependents[..own] {
-            if !self.release(dependent) || self.stopping.load(Ordering::Acquire) {
-                // Not ready, or the run stopped: a stopped run skips what never started.
-                continue;
-            }
-            match next {
-                // The chosen dependent takes the finished stage's slot and its task: no spawn,
-                // no wake-up.
-                None if !queue => next = Some((dependent, completed)),
-                Some((chosen, _)) if limited && hint(dependent) > hint(chosen) => {
-                    wake |= self.launch_ready(chosen, completed, queue);
+        let mut ready = dependents[..own]
+            .iter()
+            .copied()
+            // Not ready, or the run stopped: a stopped run skips what never started.
+            .filter(|&dependent| self.release(dependent) && !self.stopping.load(Ordering::Acquire));
+        {
+            // The first taker gets the finished stage's slot and its task (no spawn, no
+            // wake-up); the others a free slot or a place in the queue.
+            let mut take = |dependent: u32| {
+                if !queue && next.is_none() {
                     next = Some((dependent, completed));
+                } else {
+                    wake |= self.launch_ready(dependent, completed, queue);
                 }
-                _ => wake |= self.launch_ready(dependent, completed, queue),
+            };
+            if self.limit < pipeline.stages.len() {
+                // Where the limit can refuse a slot, stages made ready together take slots by
+                // their hints (the first of equals first), as the driver gives scarce slots.
+                // Handed out in declaration order, a lower stage took a free slot before a higher
+                // one declared after it was seen. (Without a limit the order is not seen.)
+                let first = ready.next();
+                let mut others: Vec<u32> = ready.collect();
+                if others.is_empty() {
+                    first.into_iter().for_each(&mut take);
+                } else {
+                    others.extend(first);
+                    others.rotate_right(1);
+                    others.sort_by_key(|&stage| {
+                        std::cmp::Reverse(pipeline.stages[stage as usize].hint.sort_key())
+                    });
+                    others.into_iter().for_each(&mut take);
+                }
+            } else {
+                ready.for_each(&mut take);
             }
         }
         match next {
