@@ -30,6 +30,8 @@ pub(crate) struct RunShared {
     pub(crate) iterations: parking_lot::Mutex<Vec<(u32, u32, u32, RunReport)>>,
     /// Set for a durable run: records each finished stage, restores earlier ones.
     pub(crate) hooks: Option<Arc<dyn crate::hooks::RunHooks>>,
+    /// The runs nested in this one's stages, and the run this one is nested in.
+    pub(crate) nesting: crate::run::Scopes,
 }
 
 /// Handed to a stage's function on every attempt: read dependencies' artifacts, learn the attempt

@@ -274,12 +274,18 @@ impl Pipeline {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future cancels the run: inline stages are dropped with it and spawned stages are
-    /// stopped, each dropped on the runtime's workers shortly after (not before the drop returns).
-    /// A run that ends on its own (its cancellation token, its deadline, fail-fast) waits for its
-    /// own spawned stages to end before it returns its report; a nested run inside one of its
-    /// stages (a loop's body, a pipeline a stage or a fan-out item runs) is dropped with that stage
-    /// and stops the same way, shortly after.
+    /// Dropping the future cancels the run: its token ([`StageContext::cancellation`]) is
+    /// cancelled, inline stages are dropped with it and spawned stages are stopped, each dropped on
+    /// the runtime's workers shortly after (not before the drop returns).
+    ///
+    /// A run that returns its report (after success, failure, its cancellation token, its
+    /// deadline or fail-fast) has no stage left running, nor any stage of a run nested in it: a
+    /// run first polled inside one of its stages (a loop's body, a pipeline a stage or a fan-out
+    /// item runs, at any depth) and dropped with that stage or by it (a `select!`, a fan-out
+    /// whose quorum is met) has ended too. A run a stage hands to a task of its own is not
+    /// nested: it is the stage's to wait for.
+    ///
+    /// [`StageContext::cancellation`]: crate::StageContext::cancellation
     #[must_use = "a run's report says whether it failed"]
     pub async fn run(&self) -> RunReport {
         // Not `run_with(RunOptions::default())`: that would make a cancellation token nobody holds.

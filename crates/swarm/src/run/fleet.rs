@@ -103,11 +103,13 @@ pub(super) enum Note {
 /// The fleet's tasks still alive, counted apart from the fleet: a task counts itself out after
 /// its future (which holds the run's shared state) is dropped, so a run that saw the count reach
 /// zero leaves no task holding the stages' artifacts.
-#[derive(Default)]
 struct Live {
     count: AtomicUsize,
     /// The driver, waiting for the count to reach zero.
     waiter: AtomicWaker,
+    /// The run's place in the run it is nested in: given back once the fleet and every task are
+    /// gone (here, not in the fleet, whose drop the tasks inline).
+    _nested: Option<Arc<super::Nested>>,
 }
 
 /// Counts its task out when dropped (after the task's future, the field before it).
@@ -186,7 +188,12 @@ impl Fleet {
                 .all(|spec| spec.spawns() && spec.condition().is_none())
     }
 
-    pub(super) fn new(shared: Arc<RunShared>, limit: usize, seeded: bool) -> Arc<Self> {
+    pub(super) fn new(
+        shared: Arc<RunShared>,
+        limit: usize,
+        seeded: bool,
+        nested: Option<Arc<super::Nested>>,
+    ) -> Arc<Self> {
         let stages = shared.pipeline.stages.len();
         let remaining = shared
             .pipeline
@@ -204,7 +211,11 @@ impl Fleet {
             in_flight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             wakers: (0..stages).map(|_| Mutex::new(None)).collect(),
-            live: Arc::default(),
+            live: Arc::new(Live {
+                count: AtomicUsize::new(0),
+                waiter: AtomicWaker::new(),
+                _nested: nested,
+            }),
             stopping: AtomicBool::new(false),
             // Sized for every stage at once (pages are only touched as they fill): a wide fan
             // writes a note per stage, and growing by doubling copied the list several times.

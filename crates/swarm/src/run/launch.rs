@@ -278,7 +278,8 @@ impl Run {
     /// Starts `stage` on a task of its own (the stage is built there, not moved there), `resumed`
     /// its future after a backoff.
     fn spawn_stage(&mut self, stage: u32, resumed: Option<Box<StageFuture>>) {
-        let task = spawned(self.shared.clone(), self.span.clone(), stage, resumed);
+        let nested = self.nested.clone();
+        let task = spawned(self.shared.clone(), self.span.clone(), stage, resumed, nested);
         let work = InlineOrSpawned::spawn(task);
         self.running.push(StageTask { stage, work });
         self.in_flight += 1;

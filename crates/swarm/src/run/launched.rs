@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hivekit_runtime::{InlineOrSpawned, Spare};
 
+use super::Polling;
 use crate::context::RunShared;
 use crate::error::StageError;
 use crate::stage::{
@@ -122,8 +123,11 @@ pub(super) fn spawned(
     span: tracing::Span,
     stage: u32,
     resumed: Option<Box<StageFuture>>,
+    nested: Option<Arc<super::Nested>>,
 ) -> impl Future<Output = LaunchedStep> {
     async move {
+        // A nested run's place stays taken until its spawned stages' tasks are gone.
+        let _nested = nested;
         let mut waiting = resumed;
         let polled = poll_fn(|cx| poll_stage(&shared, &span, stage, &mut waiting, cx)).await;
         match polled {
@@ -177,6 +181,8 @@ pub(super) fn poll_stage(
     waiting: &mut Option<Box<StageFuture>>,
     cx: &mut Context<'_>,
 ) -> Poll<Polled> {
+    // The stage is this run's: a run it starts is nested in it.
+    let _polling = Polling::enter(shared);
     if let Some(future) = waiting {
         return Pin::new(&mut **future).poll(cx).map(Polled::Step);
     }

@@ -42,11 +42,14 @@ mod fleet;
 mod launch;
 mod launched;
 mod lazy_set;
+mod nesting;
 mod skip;
 
 use fleet::{Fleet, FleetGuard, Note};
 use launched::{BackoffWait, StageTask, TaskStep};
 use lazy_set::LazySet;
+pub(crate) use nesting::{Polling, Scopes};
+use nesting::{nested_ended, nested_here, Nested};
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
 /// run of stages that finish at once does not starve other tasks on the same thread.
@@ -67,10 +70,13 @@ pub(crate) async fn execute_hooked(
         pipeline = &*pipeline.name,
         stages = pipeline.stages.len()
     );
+    // Taken here, in the poll of the stage that starts the run, if one does: a driver spawned
+    // below would not know it.
+    let nested = nested_here();
     if pipeline.spawning && on_multi_thread_runtime() {
-        return execute_on_worker(pipeline, options, hooks, span).await;
+        return execute_on_worker(pipeline, options, hooks, nested, span).await;
     }
-    execute_in_span(pipeline, options, hooks)
+    execute_in_span(pipeline, options, hooks, nested)
         .instrument(span)
         .await
 }
@@ -94,19 +100,20 @@ async fn execute_on_worker(
     pipeline: &Arc<PipelineInner>,
     options: RunSettings,
     hooks: Option<Arc<dyn RunHooks>>,
+    nested: Option<Arc<Nested>>,
     span: tracing::Span,
 ) -> RunReport {
     let owned = pipeline.clone();
     let kept = options.clone();
     let driver = AbortOnDrop::new(tokio::spawn(
-        async move { execute_in_span(&owned, options, hooks).await }.instrument(span),
+        async move { execute_in_span(&owned, options, hooks, nested).await }.instrument(span),
     ));
     match driver.await {
         Ok(report) => report,
         // The driver catches every stage's panic; a panic of its own is the caller's.
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         // The runtime shut down under the run: nothing more runs.
-        Err(_) => Run::new(pipeline, &kept, None).cancelled_from_outside(),
+        Err(_) => Run::new(pipeline, &kept, None, None).cancelled_from_outside(),
     }
 }
 
@@ -114,6 +121,7 @@ async fn execute_in_span(
     pipeline: &Arc<PipelineInner>,
     options: RunSettings,
     hooks: Option<Arc<dyn RunHooks>>,
+    nested: Option<Arc<Nested>>,
 ) -> RunReport {
     // Timers and spawned stages need a tokio runtime: the caller's, else hivekit's global one,
     // entered for the duration of each poll (so the run works on any executor).
@@ -121,11 +129,17 @@ async fn execute_in_span(
         Ok(_) => None,
         Err(_) => match hivekit_runtime::try_handle() {
             Ok(handle) => Some(handle),
-            Err(error) => return Run::new(pipeline, &options, hooks).without_runtime(&error),
+            Err(error) => {
+                return Run::new(pipeline, &options, hooks, nested).without_runtime(&error);
+            }
         },
     };
     let external_cancel = options.cancel.as_ref();
-    let mut run = Run::new(pipeline, &options, hooks);
+    let mut run = Run::new(pipeline, &options, hooks, nested);
+    // Dropped before it ends (by its caller, or with the stage that runs it as a loop body or a
+    // nested pipeline), the run is cancelled: so is its own token, which stages hand to work of
+    // their own (`StageContext::cancellation`).
+    let mut cancel_on_drop = CancelOnDrop(Some(run.shared.clone()));
     run.restore();
     let mut cancelled = pin!(external_cancel.map(CancellationToken::cancelled));
     let deadline_at = options
@@ -134,6 +148,8 @@ async fn execute_in_span(
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let stop = poll_fn(|cx| {
         let _entered = fallback.map(Handle::enter);
+        // The inline stages polled below are this run's: a run they start is nested in it.
+        let _polling = Polling::enter(&run.shared);
         // An atomic load per poll; the token's waiter list is only touched when the run must wait.
         // A run timed on the global runtime ends with it: its timers and spawned stages are gone.
         if external_cancel.is_some_and(CancellationToken::is_cancelled)
@@ -166,7 +182,22 @@ async fn execute_in_span(
     } else {
         run.join_fleet().await;
     }
+    // Runs nested in stages the run dropped (a fan-out met its quorum, the run stopped) may still
+    // be stopping theirs.
+    nested_ended(&run.shared).await;
+    cancel_on_drop.0 = None;
     run.into_report(stop)
+}
+
+/// Cancels a run's own token when dropped armed (see `execute_in_span`).
+struct CancelOnDrop(Option<Arc<RunShared>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.cancel.cancel();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +260,8 @@ struct Run {
     /// allow it; the run's dependency counters then live there.
     fleet: Option<FleetGuard>,
     notes: Vec<Note>,
+    /// The run's place in the run it is nested in (also held by its fleet and spawned tasks).
+    nested: Option<Arc<Nested>>,
 }
 
 impl Run {
@@ -236,6 +269,7 @@ impl Run {
         pipeline: &Arc<PipelineInner>,
         options: &RunSettings,
         hooks: Option<Arc<dyn RunHooks>>,
+        nested: Option<Arc<Nested>>,
     ) -> Self {
         let count = pipeline.stages.len();
         let shared = Arc::new(RunShared {
@@ -250,11 +284,15 @@ impl Run {
             fan_outs: parking_lot::Mutex::new(Vec::new()),
             iterations: parking_lot::Mutex::new(Vec::new()),
             hooks,
+            nesting: Scopes::new(nested.as_ref()),
         });
         let quiet = options.events.is_none() && shared.hooks.is_none();
         let limit = options.max_concurrency.slots();
         let fleet = Fleet::suits(pipeline, shared.hooks.is_some())
-            .then(|| FleetGuard(Fleet::new(shared.clone(), limit, options.seed.is_some())));
+            .then(|| {
+                let seeded = options.seed.is_some();
+                FleetGuard(Fleet::new(shared.clone(), limit, seeded, nested.clone()))
+            });
         Self {
             pipeline: pipeline.clone(),
             clock: shared.clock,
@@ -291,6 +329,7 @@ impl Run {
             restoring: false,
             fleet,
             notes: Vec::new(),
+            nested,
         }
     }
 
