@@ -301,7 +301,8 @@ impl StageError {
         Self::Permanent(message.to_string())
     }
 
-    /// A retryable failure from any error, kept whole with its source chain (what `?` does).
+    /// A failure from any error, kept whole with its source chain (what `?` does): retryable,
+    /// except an [`ArtifactError`], which becomes [`StageError::Input`] (never retried).
     ///
     /// # Examples
     ///
@@ -335,8 +336,9 @@ impl StageError {
         }
     }
 
-    /// The first error of type `E` in the kept error's chain (`None` for other variants, and for
-    /// reports read back from JSON, which keep only messages).
+    /// The first error of type `E` in the kept error's chain ([`StageError::Source`]), or the
+    /// [`ArtifactError`] of [`StageError::Input`]; `None` for other variants, and for reports
+    /// read back from JSON, which keep only messages.
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
             Self::Source(error) => error.downcast_ref::<E>(),

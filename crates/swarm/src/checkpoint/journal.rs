@@ -138,22 +138,15 @@ impl Journal {
         }
         Ok(())
     }
-}
 
-impl RunHooks for Journal {
-    fn take_restored(&self) -> Vec<Restored> {
-        std::mem::take(&mut *self.restored.lock())
-    }
-
-    fn finished(
+    /// The bytes of a finished stage's record, checked to read back.
+    fn record(
         &self,
-        pipeline: &PipelineInner,
-        stage: u32,
+        spec: &crate::pipeline::StageSpec,
         status: &StageStatus,
         failed: &[AttemptRecord],
         artifact: Option<&Artifact>,
-    ) -> Result<(), StageError> {
-        let spec = &pipeline.stages[stage as usize];
+    ) -> Result<Vec<u8>, StageError> {
         // One pass from the typed artifact to the record's bytes; stages without a codec record
         // their status alone.
         let codec = status.is_success().then(|| spec.codec()).flatten();
@@ -193,6 +186,37 @@ impl RunHooks for Journal {
                 })?;
             }
         }
+        Ok(bytes)
+    }
+}
+
+impl RunHooks for Journal {
+    fn take_restored(&self) -> Vec<Restored> {
+        std::mem::take(&mut *self.restored.lock())
+    }
+
+    fn finished(
+        &self,
+        pipeline: &PipelineInner,
+        stage: u32,
+        status: &StageStatus,
+        failed: &[AttemptRecord],
+        artifact: Option<&Artifact>,
+    ) -> Result<(), StageError> {
+        let spec = &pipeline.stages[stage as usize];
+        // The artifact's `Serialize` and `Deserialize` are the user's code: a panic in them fails
+        // the stage, as a panic in the stage itself does, instead of unwinding through the run.
+        let bytes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.record(spec, status, failed, artifact)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(StageError::permanent(format!(
+                "checkpoint of run `{}`: the serializer of stage `{}`'s record panicked: {}",
+                self.run,
+                spec.name,
+                hivekit_runtime::take_panic_message(panic)
+            )))
+        })?;
         // Pushed rather than `format!`ed: the formatting machinery cost ~800 instructions a stage.
         let mut key =
             String::with_capacity(self.prefix.len() + STAGE_PREFIX.len() + spec.name.len());
@@ -207,6 +231,7 @@ impl RunHooks for Journal {
         self
     }
 }
+
 
 impl StageContext {
     pub(crate) fn journal(&self) -> (Option<&Journal>, u32) {
