@@ -65,7 +65,8 @@ impl LazyCancel {
         }
     }
 
-    /// Whether [`cancel`](Self::cancel) was called, or the parent was cancelled.
+    /// Whether [`cancel`](Self::cancel) was called, the parent was cancelled, or the token handed
+    /// out was cancelled by whoever holds it.
     #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
@@ -73,6 +74,7 @@ impl LazyCancel {
                 .parent
                 .as_ref()
                 .is_some_and(CancellationToken::is_cancelled)
+            || self.token.get().is_some_and(CancellationToken::is_cancelled)
     }
 
     /// The token (made at the first call): cancelled by [`cancel`](Self::cancel), at once if that

@@ -438,7 +438,7 @@ impl Ballot {
         // "Every vote cast for the same candidate": the threshold's rounding allowance must not
         // let a light dissenter (weight 1 beside 1e12) pass for no vote. Support of exactly 0 is
         // no vote at all (`settle_residue` keeps it exact), so any other is a dissent.
-        if self.policy.threshold == Threshold::Unanimous
+        if self.needs_every_vote()
             && (self.support.iter().enumerate()).any(|(position, &s)| position != top && s > 0.0)
         {
             return Tally::Undecided;
@@ -506,7 +506,7 @@ impl Ballot {
             // and these thresholds stay reachable while the remaining outweigh what was cast.
             return false;
         }
-        if self.policy.threshold == Threshold::Unanimous {
+        if self.needs_every_vote() {
             // Any vote for another candidate is a dissent, however light (see `tally`): a winner
             // is final only once everyone has voted (above), and two candidates with support
             // are undecided for good.
@@ -549,9 +549,20 @@ impl Ballot {
         }
     }
 
+    /// True for the thresholds that ask for every vote cast: unanimity, and a supermajority whose
+    /// fraction is one (`num == den`).
+    fn needs_every_vote(&self) -> bool {
+        match self.policy.threshold {
+            Threshold::Unanimous => true,
+            Threshold::Supermajority { num, den } => num == den,
+            Threshold::Plurality | Threshold::Majority => false,
+        }
+    }
+
     fn quorum_met(&self) -> bool {
-        // A relative epsilon so that sums of fractional weights meet a quorum they reach exactly.
-        self.turnout + self.total * 1e-12 >= self.policy.quorum * self.total
+        // A relative epsilon so that sums of fractional weights meet a quorum they reach exactly;
+        // it never stands in for a turnout of nothing (a quorum of 1e-12 or less).
+        self.turnout > 0.0 && self.turnout + self.total * 1e-12 >= self.policy.quorum * self.total
     }
 
     #[inline]

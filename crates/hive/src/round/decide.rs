@@ -157,10 +157,22 @@ impl<S: State> Hive<S> {
                 electorates,
             },
         ) = self.round_members(number, &shared, limit.deadline_from_now());
+        let view = self.inner.memory.load();
         if members.is_empty() {
+            // A numbered round that returns: its events start and end as every round's do.
+            if let Some(events) = &self.inner.events {
+                events.emit(HiveEvent::RoundStarted {
+                    round: number,
+                    agents: 0,
+                    version: view.version(),
+                });
+                events.emit(HiveEvent::RoundFailed {
+                    round: number,
+                    error: HiveError::NoAgents.to_string(),
+                });
+            }
             return Err(HiveError::NoAgents);
         }
-        let view = self.inner.memory.load();
         tracing::debug!(
             agents = members.len(),
             version = view.version(),
