@@ -259,20 +259,35 @@ pub(crate) mod thread {
         0
     }
 
-    /// True on one call in `period` on the calling thread (the first call included).
+    /// True on about one call in `period` on the calling thread (the first call included), at
+    /// pseudo-random calls. Not on every `period`-th call: the calls come from every cell the
+    /// thread reads, and a fixed period fires on the same step of a repeating pattern of reads
+    /// (a reader that reads its memory three times and another cell once a turn would never help
+    /// the other cell).
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn tick(period: u32) -> bool {
         use std::cell::Cell;
 
         thread_local! {
-            // `const` and without a destructor, as `INDEX` above: one thread-relative load.
-            static CALLS: Cell<u32> = const { Cell::new(0) };
+            // `const` and without a destructor, as `INDEX` above: one thread-relative load. Zero
+            // until the first call, then a xorshift32 state (never zero).
+            static STATE: Cell<u32> = const { Cell::new(0) };
         }
-        CALLS.with(|calls| {
-            let count = calls.get();
-            calls.set(if count + 1 >= period { 0 } else { count + 1 });
-            count == 0
+        STATE.with(|state| {
+            let mut x = state.get();
+            if x == 0 {
+                // Seeded by the thread-local's address, so that threads do not fire in step.
+                let seed = (std::ptr::from_ref(state) as usize as u32).wrapping_mul(0x9E37_79B9);
+                state.set(seed | 1);
+                return true;
+            }
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            state.set(x);
+            // Below 2^32 / period: probability 1 / period.
+            (u64::from(x) * u64::from(period)) >> 32 == 0
         })
     }
 

@@ -169,7 +169,6 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
             if is_shut_down() {
                 return Err(RuntimeError::ShutDown);
             }
-            bump(Counter::SlowPath);
             let global = global_handle()?;
             // `block_in_place` is free where blocking is already allowed (it just calls the
             // closure) and hands this worker's tasks to another thread on a multi-thread worker.
@@ -181,6 +180,9 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
             let waited = catch_unwind(AssertUnwindSafe(|| {
                 tokio::task::block_in_place(|| {
                     waiting = true;
+                    // Counted once the wait begins: a call tokio refuses to block is a refusal
+                    // (`would_deadlock`), not an execute.
+                    bump(Counter::SlowPath);
                     global.block_on(future)
                 })
             }));

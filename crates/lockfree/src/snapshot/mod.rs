@@ -83,8 +83,9 @@ const READS_PER_RETIRE: u32 = 128;
 /// crossbeam-epoch's global queue as a batch by the write whose new version crosses a multiple of 64
 /// (under [`store`](Self::store), every 64th write; under `store_at`, which may skip versions, at
 /// least as often), and by
-/// any thread that finds it non-empty on one [`read`](Self::read) or [`load`](Self::load) in 128 of
-/// its own. From the global queue a version is dropped by the first collection (on every hand-over,
+/// any thread that finds it non-empty on about one [`read`](Self::read) or [`load`](Self::load) in
+/// 128 of its own, picked at random (so that no repeating pattern of reads over several cells
+/// always lands on the same cell). From the global queue a version is dropped by the first collection (on every hand-over,
 /// and on every 128th pin of any thread) after every thread pinned when it was handed over has
 /// unpinned. So a writer that goes idle keeps at most 63 replaced versions alive only while no
 /// thread uses the cell, and none once another thread has made a few hundred reads; only a reader
