@@ -219,7 +219,9 @@ impl EtcdConfig {
     ///
     /// # Errors
     ///
-    /// [`EtcdError::Unreachable`] when no endpoint answers in time.
+    /// [`EtcdError::Unreachable`] when no endpoint answers in time; [`EtcdError::NoEndpoints`] and
+    /// [`EtcdError::InvalidPrefix`] (before trying) for a config without endpoints or whose prefix
+    /// is the whole keyspace.
     pub async fn connect(&self) -> Result<Client, EtcdError> {
         self.validate()?;
         let options = ConnectOptions::new()

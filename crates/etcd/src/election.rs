@@ -38,7 +38,10 @@ impl fmt::Debug for Election {
 }
 
 /// This process's leadership, won by [`Election::campaign`]. Dropping it stops renewing its lease
-/// and revokes it, handing leadership on.
+/// and revokes it in the background (from a thread of its own), handing leadership on while the
+/// process lives on; a process that exits right after the drop may not get the revoke out, and
+/// leadership then passes after the TTL. Call [`resign`](Leadership::resign) before exiting to be
+/// sure.
 pub struct Leadership {
     client: Client,
     config: EtcdConfig,
@@ -65,7 +68,9 @@ impl Election {
     ///
     /// # Errors
     ///
-    /// [`EtcdError::InvalidName`] for an empty name or one containing `/`.
+    /// [`EtcdError::InvalidName`] for an empty name or one containing `/`;
+    /// [`EtcdError::NoEndpoints`] and [`EtcdError::InvalidPrefix`] for a config without endpoints
+    /// or whose prefix is the whole keyspace.
     pub fn new(client: Client, config: &EtcdConfig, name: &str) -> Result<Self, EtcdError> {
         config.validate()?;
         check_segment(name)?;

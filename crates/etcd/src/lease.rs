@@ -10,8 +10,9 @@ use crate::config::EtcdConfig;
 use crate::error::{lease_not_found, EtcdError};
 
 /// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
-/// lease in the background, on the runtime it was granted on (so also when dropped outside any
-/// runtime, while that one runs), so that its keys go at once.
+/// lease in the background, from a thread and a connection of the revoke's own (so also when
+/// dropped outside any runtime, or with the runtime it was granted on), so that its keys go at
+/// once while the process lives on.
 pub(crate) struct KeptLease {
     pub(crate) id: i64,
     /// The TTL etcd granted (it raises one below its minimum, about three election timeouts).
@@ -24,6 +25,8 @@ pub(crate) struct KeptLease {
     task: tokio::task::JoinHandle<()>,
     client: Client,
     runtime: tokio::runtime::Handle,
+    /// Where the revoke of a dropped lease reaches etcd (see `Drop`).
+    endpoints: Vec<String>,
 }
 
 impl std::fmt::Debug for KeptLease {
@@ -65,6 +68,7 @@ impl KeptLease {
             task,
             client: client.clone(),
             runtime: tokio::runtime::Handle::current(),
+            endpoints: config.endpoints().to_vec(),
         })
     }
 
@@ -114,15 +118,42 @@ impl KeptLease {
     }
 }
 
+/// How long the revoke of a dropped lease may take before the lease is left to expire by its TTL.
+const DROPPED_REVOKE: Duration = Duration::from_secs(2);
+
 impl Drop for KeptLease {
     fn drop(&mut self) {
         self.task.abort();
-        let mut lease_client = self.client.lease_client();
         let id = self.id;
-        // A runtime that has shut down drops the revoke unrun: the lease then expires by its TTL.
-        self.runtime.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), lease_client.revoke(id)).await;
-        });
+        // Not a task on the lease's runtime: a current-thread runtime runs it only inside a later
+        // `block_on` (none comes after the end of `main`), and a runtime being dropped cancels it
+        // before the request goes out. The client's connection lives on that runtime too, so the
+        // revoke connects on its own.
+        let endpoints = std::mem::take(&mut self.endpoints);
+        let revoking = std::thread::Builder::new()
+            .name("hivekit-etcd-revoke".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let _ = tokio::time::timeout(DROPPED_REVOKE, async {
+                        let mut client = Client::connect(&endpoints, None).await?;
+                        client.lease_revoke(id).await
+                    })
+                    .await;
+                });
+            });
+        if revoking.is_err() {
+            // No thread to be had: the lease's runtime, if it still runs; else the TTL.
+            let mut lease_client = self.client.lease_client();
+            self.runtime.spawn(async move {
+                let _ = tokio::time::timeout(DROPPED_REVOKE, lease_client.revoke(id)).await;
+            });
+        }
     }
 }
 

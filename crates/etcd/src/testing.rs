@@ -315,6 +315,35 @@ impl EtcdServer {
         self.child.is_some()
     }
 
+    /// Freezes the process (SIGSTOP), as a partition or a stalled disk would: it holds its
+    /// connections and answers nothing until [`thaw`](Self::thaw). Returns once every thread of
+    /// it has stopped (a signal stops each thread as it next runs, so on a loaded machine one may
+    /// otherwise still answer a request sent after the signal). Does nothing when not running.
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent, or the process does not stop within 5 s.
+    pub fn freeze(&self) {
+        let Some(pid) = self.pid() else { return };
+        send_signal(pid, libc::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !every_thread_stopped(pid) {
+            assert!(Instant::now() < deadline, "etcd {pid} never stopped");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Lets a [frozen](Self::freeze) process run again (SIGCONT). Does nothing when not running.
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent.
+    pub fn thaw(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, libc::SIGCONT);
+        }
+    }
+
     /// Kills the process with SIGKILL and reaps it; the data directory stays for a restart.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -519,4 +548,32 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`) to process `pid`.
+fn send_signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+    // SAFETY: kill(2) only reads its two integer arguments.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in /proc; a process that has gone
+/// has none left running either).
+fn every_thread_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+        })
+    })
 }

@@ -6,22 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use hivekit_etcd::testing::EtcdServer;
 use hivekit_etcd::{Election, Membership};
 use hivekit_hive::AgentId;
 use support::{config, etcd};
 
 const TTL: Duration = Duration::from_secs(1);
-
-/// Sends `signal` (`STOP`, `CONT`) to the etcd process.
-fn signal(server: &EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_and_resign_after_the_lease_expired_succeed() {
@@ -36,13 +25,13 @@ async fn leave_and_resign_after_the_lease_expired_succeed() {
     let election = Election::new(client.clone(), &config, "rounds").unwrap();
     let leadership = election.campaign("gone", TTL).await.unwrap();
 
-    signal(&server, "STOP");
+    server.freeze();
     let lost = tokio::time::timeout(TTL * 3, async {
         membership.lost().await;
         leadership.lost().await;
     })
     .await;
-    signal(&server, "CONT");
+    server.thaw();
     lost.expect("both lost their lease in the freeze");
     tokio::time::timeout(Duration::from_secs(5), async {
         while !Membership::list(&client, &config).await.unwrap().is_empty()

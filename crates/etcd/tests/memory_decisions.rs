@@ -265,24 +265,15 @@ async fn a_decision_lease_grant_that_times_out_is_retried_until_the_commit_deadl
     let config = config(vec![server.endpoint()], "grant-retried");
     let memory = std::sync::Arc::new(LedgerMemory::open(config, Ledger::default()).await.unwrap());
     assert!(decision_keys(&memory).await.is_empty(), "no commit yet");
-    let pid = server.pid().expect("the server runs").to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, pid.as_str()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {name} {pid}");
-    };
-
     // The server stops answering before the first commit asks for a lease, and answers again
     // after the grant's request has timed out but well inside the commit's deadline.
-    signal("-STOP");
+    server.freeze();
     let committing = tokio::spawn({
         let memory = std::sync::Arc::clone(&memory);
         async move { commit(&*memory, 1, 0, &[add(1, 1, 1)], 1).await }
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
-    signal("-CONT");
+    server.thaw();
 
     let committed = committing.await.unwrap().unwrap();
     assert_eq!(committed.version, 1);

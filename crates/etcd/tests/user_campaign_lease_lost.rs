@@ -6,21 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hivekit_etcd::testing::EtcdServer;
 use hivekit_etcd::{Election, EtcdError};
 use support::{config, etcd};
 
 const TTL: Duration = Duration::from_secs(1);
-
-/// Sends `signal` (`STOP`, `CONT`) to the etcd process.
-fn signal(server: &EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_candidate_whose_lease_is_lost_gets_a_typed_error_and_leaves_the_queue() {
@@ -54,10 +43,10 @@ async fn a_waiting_candidate_whose_lease_is_lost_gets_a_typed_error_and_leaves_t
     .await
     .expect("the second candidate stood");
 
-    signal(&server, "STOP");
+    server.freeze();
     let frozen = Instant::now();
     let outcome = tokio::time::timeout(TTL * 3, waiting).await;
-    signal(&server, "CONT");
+    server.thaw();
     let outcome = outcome
         .unwrap_or_else(|_| panic!("the campaign still waited {:?} in", frozen.elapsed()))
         .unwrap();

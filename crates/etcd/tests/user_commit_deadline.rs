@@ -18,21 +18,12 @@ const REQUEST: Duration = Duration::from_secs(5);
 /// Scheduling slack on top of the commit timeout.
 const SLACK: Duration = Duration::from_millis(1_500);
 
-fn signal(server: &hivekit_etcd::testing::EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Thaws the server however the test ends, so that its helper can stop it.
 struct Thaw<'a>(&'a hivekit_etcd::testing::EtcdServer);
 
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
-        signal(self.0, "CONT");
+        self.0.thaw();
     }
 }
 
@@ -45,7 +36,7 @@ async fn a_commit_that_sent_its_transaction_to_a_frozen_etcd_gives_up_within_the
     let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
     // The decision lease is granted by this first commit and reused by the next.
     commit(&memory, 1, 0, &[add(1, 1, 1)], 1).await.unwrap();
-    signal(&server, "STOP");
+    server.freeze();
     let _thaw = Thaw(&server);
     let started = Instant::now();
     let outcome = tokio::time::timeout(REQUEST * 3, commit(&memory, 2, 1, &[add(2, 1, 1)], 1))
@@ -66,7 +57,7 @@ async fn the_first_commit_of_a_process_against_a_frozen_etcd_gives_up_within_the
         .request_timeout(REQUEST)
         .commit_timeout(COMMIT);
     let memory = LedgerMemory::open(config, Ledger::default()).await.unwrap();
-    signal(&server, "STOP");
+    server.freeze();
     let _thaw = Thaw(&server);
     let started = Instant::now();
     let outcome = tokio::time::timeout(REQUEST * 3, commit(&memory, 1, 0, &[add(1, 1, 1)], 1))

@@ -4,22 +4,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hivekit_etcd::testing::EtcdServer;
 use hivekit_etcd::{Election, EtcdError, Membership};
 use hivekit_hive::AgentId;
 use support::{config, etcd};
 
 const REQUEST: Duration = Duration::from_millis(800);
 const TTL: Duration = Duration::from_secs(10);
-
-fn signal(server: &EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
     let limit = REQUEST * 3;
@@ -115,8 +105,8 @@ async fn session_calls_with_etcd_frozen_fail_typed_within_the_request_timeout() 
     let election = Election::new(client.clone(), &config, "work").unwrap();
     let leader = election.campaign("alpha", TTL).await.unwrap();
 
-    signal(&server, "STOP");
+    server.freeze();
     every_call_fails_typed_in_time(&config, &client, membership, leader).await;
-    signal(&server, "CONT");
+    server.thaw();
     works_again(&config).await;
 }

@@ -13,22 +13,12 @@ use support::{config, etcd};
 
 const TTL: Duration = Duration::from_secs(2);
 
-/// Sends `signal` (`STOP`, `CONT`) to the etcd process.
-fn signal(server: &EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Thaws etcd when dropped, so that a failing assertion does not leave it frozen.
 struct Thaw<'a>(&'a EtcdServer);
 
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
-        signal(self.0, "CONT");
+        self.0.thaw();
     }
 }
 
@@ -46,7 +36,7 @@ async fn a_freeze_past_the_ttl_ends_membership_and_leadership_and_both_can_start
     let leadership = election.campaign("sleeper", TTL).await.unwrap();
 
     let thaw = Thaw(&server);
-    signal(&server, "STOP");
+    server.freeze();
     let frozen = Instant::now();
     tokio::time::timeout(TTL + Duration::from_secs(1), async {
         membership.lost().await;
@@ -128,7 +118,7 @@ async fn a_freeze_shorter_than_the_ttl_keeps_membership_and_leadership() {
 
     {
         let _thaw = Thaw(&server);
-        signal(&server, "STOP");
+        server.freeze();
         // A freeze of a third of the TTL: at most one renewal goes unanswered.
         let napped = tokio::time::timeout(ttl / 3, async {
             tokio::select! {

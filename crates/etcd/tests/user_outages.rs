@@ -229,17 +229,6 @@ async fn a_leader_keeps_its_leadership_through_an_etcd_restart_shorter_than_its_
     assert!(next.is_leader());
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to the etcd process, as a partition or a stalled disk would
-/// freeze it: connections stay open and nothing answers.
-fn signal(server: &hivekit_etcd::testing::EtcdServer, signal: &str) {
-    let pid = server.pid().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_etcd_gives_typed_errors_in_bounded_time_and_an_unknown_commit_resolves_after_it_thaws(
 ) {
@@ -252,7 +241,7 @@ async fn a_frozen_etcd_gives_typed_errors_in_bounded_time_and_an_unknown_commit_
         .unwrap();
     commit(&memory, 1, 0, &[add(1, 1, 1)], 1).await.unwrap();
 
-    signal(&server, "STOP");
+    server.freeze();
     let (history, took) = bounded("history", REQUEST * 3, memory.history(1, 1)).await;
     let error = history.unwrap_err();
     assert!(matches!(error, EtcdError::Timeout { .. }), "{error}");
@@ -266,7 +255,7 @@ async fn a_frozen_etcd_gives_typed_errors_in_bounded_time_and_an_unknown_commit_
     let error = outcome.unwrap_err();
     // Sent and never answered: it may have landed.
     assert!(error.may_have_committed(), "{error}");
-    signal(&server, "CONT");
+    server.thaw();
 
     let (resolved, _) = bounded("resolve", Duration::from_secs(5), memory.resolve(2)).await;
     let resolved = resolved.unwrap();
