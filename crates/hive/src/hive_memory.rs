@@ -241,6 +241,44 @@ impl<S: State> HiveMemory<S> {
         }
     }
 
+    /// Runs `reader` on the current state and its version, as [`SnapshotCell::read`] does: for
+    /// [`LocalMemory`] without taking a snapshot (no reference count touched), for another backend
+    /// on the newest version it has followed.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free for [`LocalMemory`] (the cell's fast path); whatever the backend's
+    /// [`Memory::snapshot`] gives otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_hive::{Hive, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Counter(u64);
+    /// impl State for Counter {
+    ///     type Key = ();
+    ///     type Change = u64;
+    ///     fn apply(&mut self, change: &u64) { self.0 += change; }
+    /// }
+    ///
+    /// let hive = Hive::builder(Counter(7)).build()?;
+    /// assert_eq!(hive.memory().read(|counter, version| (counter.0, version)), (7, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`SnapshotCell::read`]: hivekit_lockfree::SnapshotCell::read
+    pub fn read<R>(&self, reader: impl FnOnce(&S, u64) -> R) -> R {
+        match &self.backend {
+            Backend::Local(local) => local.cell().read(reader),
+            Backend::Remote(remote) => {
+                let snapshot = remote.snapshot();
+                reader(&snapshot, snapshot.version())
+            }
+        }
+    }
+
     /// The current version number.
     pub fn version(&self) -> u64 {
         match &self.backend {

@@ -74,7 +74,10 @@ impl LazyCancel {
                 .parent
                 .as_ref()
                 .is_some_and(CancellationToken::is_cancelled)
-            || self.token.get().is_some_and(CancellationToken::is_cancelled)
+            || self
+                .token
+                .get()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// The token (made at the first call): cancelled by [`cancel`](Self::cancel), at once if that
