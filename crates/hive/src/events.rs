@@ -90,9 +90,9 @@ pub enum HiveEvent<K> {
         round: u64,
     },
     /// The round ended without a decision: `decide` returned this error (cancelled, its commit
-    /// refused or failed, ...). The events of every round that returns end with exactly one of
-    /// `Committed`, `NothingToCommit` and this (a round whose future is dropped, or that a
-    /// panicking memory unwinds, sends none).
+    /// refused or failed, ...). The events of every round end with exactly one of `Committed`,
+    /// `NothingToCommit` and this: a round whose future is dropped before it ends, or that a panic
+    /// (a memory's commit) unwinds, sends this too, with an error saying so.
     RoundFailed {
         /// The round.
         round: u64,

@@ -15,7 +15,7 @@ use crate::call::Limit;
 use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
 use crate::decision::Decision;
 use crate::error::HiveError;
-use crate::events::HiveEvent;
+use crate::events::{HiveEvent, HiveEventSink};
 use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
@@ -185,6 +185,12 @@ impl<S: State> Hive<S> {
                 version: view.version(),
             });
         }
+        // From here the round's events end with a terminal event, also when its future is dropped
+        // or a panic (a memory's commit) unwinds through it.
+        let unended = Unended {
+            events: self.inner.events.as_ref(),
+            round: number,
+        };
         let mut round = Round {
             hive: self,
             number,
@@ -220,6 +226,7 @@ impl<S: State> Hive<S> {
                     Some(gathered) => gathered,
                     None => {
                         tracing::info!("round cancelled");
+                        unended.ended();
                         return Err(round.end_failed(HiveError::Cancelled { round: number }));
                     }
                 }
@@ -227,9 +234,14 @@ impl<S: State> Hive<S> {
         };
         let gathered = match gathered {
             Ok(gathered) => gathered,
-            Err(error) => return Err(round.end_failed(error)),
+            Err(error) => {
+                unended.ended();
+                return Err(round.end_failed(error));
+            }
         };
-        round.commit(gathered).await
+        let decided = round.commit(gathered).await;
+        unended.ended();
+        decided
     }
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
@@ -331,4 +343,35 @@ impl<S: State> Hive<S> {
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
     counter.fetch_add(count as u64, Ordering::Relaxed)
+}
+
+/// A started round that has not sent its terminal event: dropped before [`ended`](Self::ended)
+/// (its future dropped, or a panic unwinding through it), it sends [`HiveEvent::RoundFailed`], so
+/// that whoever watches the events sees every round end.
+struct Unended<'a, K> {
+    events: Option<&'a HiveEventSink<K>>,
+    round: u64,
+}
+
+impl<K> Unended<'_, K> {
+    /// The round sends its terminal event itself (or has sent it).
+    fn ended(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<K> Drop for Unended<'_, K> {
+    #[cold]
+    fn drop(&mut self) {
+        let Some(events) = self.events else { return };
+        let error = if std::thread::panicking() {
+            "the round panicked before it ended"
+        } else {
+            "the round's future was dropped before it ended"
+        };
+        events.emit(HiveEvent::RoundFailed {
+            round: self.round,
+            error: error.to_string(),
+        });
+    }
 }
