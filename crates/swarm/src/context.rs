@@ -195,11 +195,14 @@ impl StageContext {
         self.shared.cancel.is_cancelled()
     }
 
-    /// The run's own cancellation token, cancelled when the run stops early (fail-fast, the
-    /// deadline, or [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run
-    /// watches); hand it to work the stage spawns itself.
+    /// A token cancelled when the run stops early (fail-fast, the deadline,
+    /// [`RunOptions::cancel`](crate::RunOptions::cancel) being cancelled, which the run watches,
+    /// or the run's future being dropped); hand it to work the stage spawns itself.
+    ///
+    /// A child of the run's own token: the stage may cancel it to stop its own work, which stops
+    /// neither the run nor other stages' work ([`is_cancelled`](Self::is_cancelled) stays false).
     pub fn cancellation(&self) -> CancellationToken {
-        self.shared.cancel.token().clone()
+        self.shared.cancel.token().child_token()
     }
 
     /// Reports this stage's own progress (`done` of `total` units of work) as a

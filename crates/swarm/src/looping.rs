@@ -141,7 +141,7 @@ pub(crate) async fn run_loop(
             parent: context.clone(),
         });
         let options = RunOptions::default()
-            .with_cancel(context.cancellation().child_token())
+            .with_cancel(context.cancellation())
             .with_seed(context.seed() ^ u64::from(number))
             .with_run_input(RunInput::from_arc(input.clone()));
         let report = crate::checkpoint::run_iteration(&context, &body, number, options).await;

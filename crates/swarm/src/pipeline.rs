@@ -279,11 +279,13 @@ impl Pipeline {
     /// the runtime's workers shortly after (not before the drop returns).
     ///
     /// A run that returns its report (after success, failure, its cancellation token, its
-    /// deadline or fail-fast) has no stage left running, nor any stage of a run nested in it: a
-    /// run first polled inside one of its stages (a loop's body, a pipeline a stage or a fan-out
-    /// item runs, at any depth) and dropped with that stage or by it (a `select!`, a fan-out
-    /// whose quorum is met) has ended too. A run a stage hands to a task of its own is not
-    /// nested: it is the stage's to wait for.
+    /// deadline or fail-fast) has no stage left running, nor any stage of a run nested in it and
+    /// dropped: a run first polled inside one of its stages (a loop's body, a pipeline a stage or
+    /// a fan-out item runs, at any depth) and dropped before it ended, with that stage or by it (a
+    /// `select!`, a fan-out whose quorum is met), has stopped its stages too. A nested run kept
+    /// alive beyond its stage (in an artifact, a task it was moved to, an agent's state) and a
+    /// run first polled on a task of its own (one the stage spawned, or a hive's heavy agent's
+    /// call) are their holder's to wait for.
     ///
     /// [`StageContext::cancellation`]: crate::StageContext::cancellation
     #[must_use = "a run's report says whether it failed"]

@@ -232,7 +232,6 @@ impl RunHooks for Journal {
     }
 }
 
-
 impl StageContext {
     pub(crate) fn journal(&self) -> (Option<&Journal>, u32) {
         let (hooks, stage) = self.hooks();

@@ -279,7 +279,13 @@ impl Run {
     /// its future after a backoff.
     fn spawn_stage(&mut self, stage: u32, resumed: Option<Box<StageFuture>>) {
         let nested = self.nested.clone();
-        let task = spawned(self.shared.clone(), self.span.clone(), stage, resumed, nested);
+        let task = spawned(
+            self.shared.clone(),
+            self.span.clone(),
+            stage,
+            resumed,
+            nested,
+        );
         let work = InlineOrSpawned::spawn(task);
         self.running.push(StageTask { stage, work });
         self.in_flight += 1;

@@ -48,8 +48,8 @@ mod skip;
 use fleet::{Fleet, FleetGuard, Note};
 use launched::{BackoffWait, StageTask, TaskStep};
 use lazy_set::LazySet;
+use nesting::{nested_ended, nested_here, DropWatch, Nested};
 pub(crate) use nesting::{Polling, Scopes};
-use nesting::{nested_ended, nested_here, Nested};
 
 /// Inline stages launched in one poll of the run before it yields to the runtime, so that a long
 /// run of stages that finish at once does not starve other tasks on the same thread.
@@ -73,12 +73,16 @@ pub(crate) async fn execute_hooked(
     // Taken here, in the poll of the stage that starts the run, if one does: a driver spawned
     // below would not know it.
     let nested = nested_here();
-    if pipeline.spawning && on_multi_thread_runtime() {
-        return execute_on_worker(pipeline, options, hooks, nested, span).await;
-    }
-    execute_in_span(pipeline, options, hooks, nested)
-        .instrument(span)
-        .await
+    let watch = DropWatch::new(nested.as_ref());
+    let report = if pipeline.spawning && on_multi_thread_runtime() {
+        execute_on_worker(pipeline, options, hooks, nested, span).await
+    } else {
+        execute_in_span(pipeline, options, hooks, nested)
+            .instrument(span)
+            .await
+    };
+    watch.finished();
+    report
 }
 
 /// Whether the caller runs inside a multi-thread tokio runtime.
@@ -288,11 +292,10 @@ impl Run {
         });
         let quiet = options.events.is_none() && shared.hooks.is_none();
         let limit = options.max_concurrency.slots();
-        let fleet = Fleet::suits(pipeline, shared.hooks.is_some())
-            .then(|| {
-                let seeded = options.seed.is_some();
-                FleetGuard(Fleet::new(shared.clone(), limit, seeded, nested.clone()))
-            });
+        let fleet = Fleet::suits(pipeline, shared.hooks.is_some()).then(|| {
+            let seeded = options.seed.is_some();
+            FleetGuard(Fleet::new(shared.clone(), limit, seeded, nested.clone()))
+        });
         Self {
             pipeline: pipeline.clone(),
             clock: shared.clock,

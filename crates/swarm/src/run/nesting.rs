@@ -1,21 +1,25 @@
 //! Runs started inside a stage of another run (a loop's body, a pipeline that a stage or a fan-out
-//! item runs): the outer run does not return its report before they have ended.
+//! item runs) and dropped before they end: the outer run does not return its report before their
+//! spawned stages have stopped.
 //!
 //! While a stage's attempt is polled, its thread notes the run the stage belongs to
-//! ([`Polling`]). A run whose first poll happens there is *nested* in that run: it takes a place
-//! ([`Nested`]) in the outer run's [`Scope`] and in every scope above it, and holds that place in
-//! its driver, its fleet and its spawned stages' tasks. The place is given back when the last of
-//! them is dropped. An outer run that stops drops its stages, and with them the nested runs in
-//! them, whose spawned stages then stop on the runtime's workers; at its end the outer run waits
-//! for its scope to empty ([`nested_ended`]), so no stage of a nested run outlives it.
+//! ([`Polling`]). A run whose first poll happens there is *nested* in that run ([`Nested`]: the
+//! outer run's [`Scope`], and every scope above it). Its driver, fleet and spawned stages' tasks
+//! share that `Nested`. Dropped before it ends ([`DropWatch`]), the nested run takes a place in
+//! every scope it is nested in, given back when the last of them is gone: its spawned stages stop
+//! on the runtime's workers, shortly after the drop. At its end the outer run waits for its scope
+//! to empty ([`nested_ended`]), so no stage of a run dropped inside it outlives it.
 //!
-//! A run first polled anywhere else (a task the stage spawned, another thread, a blocking stage's
-//! thread, which a stopping run abandons) is not nested: it is the caller's to wait for. Nothing here is paid by a run that nests nothing beyond a
-//! thread-local read when it starts and a thread-local write around each poll of a stage.
+//! A nested run kept alive (in an artifact, a task it was moved to after its first poll, an
+//! agent's state between rounds) takes no place: it is its holder's to wait for, and waiting for
+//! it could be waiting for the outer run's own report. A run first polled anywhere else (a task
+//! the stage spawned, another thread, a blocking stage's thread, which a stopping run abandons)
+//! is not nested at all. Nothing here is paid by a run that nests nothing beyond a thread-local
+//! read when it starts and a thread-local write around each poll of a stage.
 
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 
@@ -58,13 +62,33 @@ pub(crate) struct Scope {
     up: Option<Arc<Scope>>,
 }
 
-/// A nested run's place in the scopes it is nested in (its outer run's, and every one above).
+/// A nested run's link to the scopes it is nested in (its outer run's, and every one above), and
+/// its place in them once it was dropped before it ended.
 pub(crate) struct Nested {
     scope: Arc<Scope>,
+    /// The run was dropped before it ended: its place in the scopes is taken until this is.
+    counted: AtomicBool,
+}
+
+impl Nested {
+    /// Takes the run's place in every scope it is nested in (once).
+    fn dropped_unfinished(&self) {
+        if self.counted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut scope = Some(&self.scope);
+        while let Some(this) = scope {
+            this.count.fetch_add(1, Ordering::Relaxed);
+            scope = this.up.as_ref();
+        }
+    }
 }
 
 impl Drop for Nested {
     fn drop(&mut self) {
+        if !*self.counted.get_mut() {
+            return;
+        }
         let mut scope = Some(&self.scope);
         while let Some(this) = scope {
             if this.count.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -108,14 +132,34 @@ pub(crate) fn nested_here() -> Option<Arc<Nested>> {
             up: outer.nesting.up.clone(),
         })
     });
-    let mut counted = Some(scope);
-    while let Some(this) = counted {
-        this.count.fetch_add(1, Ordering::Relaxed);
-        counted = this.up.as_ref();
-    }
     Some(Arc::new(Nested {
         scope: scope.clone(),
+        counted: AtomicBool::new(false),
     }))
+}
+
+/// Held by a nested run's future: dropped before [`finished`](Self::finished) (the future dropped
+/// before the run ended), it takes the run's place in the scopes it is nested in, at once, before
+/// the outer stage's drop returns, for as long as the run's driver, fleet and tasks are alive.
+pub(crate) struct DropWatch(Option<Arc<Nested>>);
+
+impl DropWatch {
+    pub(crate) fn new(nested: Option<&Arc<Nested>>) -> Self {
+        Self(nested.cloned())
+    }
+
+    /// The run ended: nothing of it is left running.
+    pub(crate) fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DropWatch {
+    fn drop(&mut self) {
+        if let Some(nested) = self.0.take() {
+            nested.dropped_unfinished();
+        }
+    }
 }
 
 /// Waits until no run nested in `shared`'s run (at any depth) is left. Called when the run has
