@@ -36,6 +36,10 @@ impl<S: State> Round<'_, S> {
         }
         let base_version = self.view.version();
         let id = new_decision_id();
+        let memory = &self.hive.inner.memory;
+        // The committed version, for the history: read at once, before another round's commit
+        // overtakes it (read after the events, it was most versions under concurrent rounds).
+        let mut committed_view = None;
         let (version, rebased) = if accepted.is_empty() {
             (base_version, false)
         } else {
@@ -45,8 +49,13 @@ impl<S: State> Round<'_, S> {
                 base: base_version,
                 accepted: &accepted,
             };
-            let committed = match self.hive.inner.memory.commit(&self.view, request).await {
-                Ok(committed) => committed,
+            let committed = match memory.commit(&self.view, request).await {
+                Ok(committed) => {
+                    if memory.depth() > 0 {
+                        committed_view = Some(memory.load());
+                    }
+                    committed
+                }
                 Err(error) => {
                     if error.may_have_committed() {
                         // Not retried here: a retry would commit the decision a second time.
@@ -111,9 +120,8 @@ impl<S: State> Round<'_, S> {
             supervised,
             elapsed: self.started.elapsed(),
         };
-        let memory = &self.hive.inner.memory;
-        if !accepted.is_empty() && memory.depth() > 0 {
-            memory.remember(memory.load(), &decision);
+        if let Some(view) = committed_view {
+            memory.remember(view, &decision);
         }
         drop(accepted);
         let mut buffers = self.buffers;

@@ -108,20 +108,30 @@ impl<S: State> Hive<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub async fn decide_with(&self, options: DecideOptions) -> Result<Decision<S>, HiveError> {
+        // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
+        // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
+        // Looked up before the round is numbered: a round that cannot start is no round (no
+        // number, no events, not counted).
+        let (handle, entered) = match Handle::try_current() {
+            Ok(handle) => (handle, false),
+            Err(_) => {
+                let global =
+                    hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
+                        reason: error.to_string(),
+                    })?;
+                (global.clone(), true)
+            }
+        };
         let number = self.inner.counters.rounds.fetch_add(1, Ordering::Relaxed) + 1;
         let span =
             tracing::info_span!("hive_round", hive = %self.inner.config.name, round = number);
-        // Timers and spawned calls need a tokio runtime: the caller's, else hivekit's global one,
-        // entered for the duration of each poll (so a round runs on any executor), as a swarm run.
-        if let Ok(handle) = Handle::try_current() {
+        if !entered {
             return self
                 .run_round(number, options, handle)
                 .instrument(span)
                 .await;
         }
-        let global = hivekit_runtime::try_handle().map_err(|error| HiveError::NoRuntime {
-            reason: error.to_string(),
-        })?;
+        let global = &handle;
         let mut running = pin!(self
             .run_round(number, options, global.clone())
             .instrument(span));
