@@ -183,7 +183,11 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
                     // Counted once the wait begins: a call tokio refuses to block is a refusal
                     // (`would_deadlock`), not an execute.
                     bump(Counter::SlowPath);
-                    global.block_on(future)
+                    global.block_on(async move {
+                        let output = future.await;
+                        notify_outer_block_on().await;
+                        output
+                    })
                 })
             }));
             match waited {
@@ -192,6 +196,20 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
             }
         }
     }
+}
+
+/// Leaves this thread's parker a notification before a wait in `block_on` returns.
+///
+/// tokio parks every `block_on` of a thread on one thread-local parker. Called on a thread inside
+/// another `block_on` (a `#[tokio::test]` body that joins several futures, one of which calls
+/// `execute`), the wait here uses up a wake-up meant for the outer one: a future it polls was woken
+/// while this one waited, and the outer `block_on` would park for good once this returns. The
+/// notification makes it poll again (a spurious wake-up elsewhere is harmless).
+fn notify_outer_block_on() -> impl Future<Output = ()> {
+    std::future::poll_fn(|cx| {
+        cx.waker().wake_by_ref();
+        Poll::Ready(())
+    })
 }
 
 /// The error for a panic out of `try_execute`'s wait: tokio refusing to block (it panicked

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 ///
 /// # Progress
 ///
-/// [`is_cancelled`](Self::is_cancelled) is one load without a parent (with one it also asks the
-/// parent, which locks the parent's mutex). [`token`](Self::token) and [`cancel`](Self::cancel)
-/// lock the token's mutex when there is a token.
+/// [`is_cancelled`](Self::is_cancelled) is one load without a parent and before a token is
+/// handed out (with either, it also asks them: a token's holder may cancel it, and asking locks
+/// that token's mutex). [`token`](Self::token) and [`cancel`](Self::cancel) lock the token's mutex
+/// when there is a token.
 ///
 /// # Examples
 ///
