@@ -260,34 +260,39 @@ pub(crate) mod thread {
     }
 
     /// True on about one call in `period` on the calling thread (the first call included), at
-    /// pseudo-random calls. Not on every `period`-th call: the calls come from every cell the
-    /// thread reads, and a fixed period fires on the same step of a repeating pattern of reads
-    /// (a reader that reads its memory three times and another cell once a turn would never help
-    /// the other cell).
+    /// pseudo-random calls, and at the latest on the `2 * period`-th call after the last true one.
+    /// Not on every `period`-th call: the calls come from every cell the thread reads, and a fixed
+    /// period fires on the same step of a repeating pattern of reads (a reader that reads its
+    /// memory three times and another cell once a turn would never help the other cell). The
+    /// bound keeps a reader of one idle cell handing it over within a few hundred reads; where it
+    /// fires in a pattern depends on the random calls before it.
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn tick(period: u32) -> bool {
         use std::cell::Cell;
 
         thread_local! {
-            // `const` and without a destructor, as `INDEX` above: one thread-relative load. Zero
-            // until the first call, then a xorshift32 state (never zero).
-            static STATE: Cell<u32> = const { Cell::new(0) };
+            // `const` and without a destructor, as `INDEX` above: one thread-relative load. A
+            // xorshift32 state (zero until the first call, never zero after) and the calls since
+            // the last true one.
+            static STATE: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
         }
         STATE.with(|state| {
-            let mut x = state.get();
+            let (mut x, since) = state.get();
             if x == 0 {
                 // Seeded by the thread-local's address, so that threads do not fire in step.
                 let seed = (std::ptr::from_ref(state) as usize as u32).wrapping_mul(0x9E37_79B9);
-                state.set(seed | 1);
+                state.set((seed | 1, 0));
                 return true;
             }
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            state.set(x);
             // Below 2^32 / period: probability 1 / period.
-            (u64::from(x) * u64::from(period)) >> 32 == 0
+            let fire = (u64::from(x) * u64::from(period)) >> 32 == 0
+                || since + 1 >= period.saturating_mul(2);
+            state.set((x, if fire { 0 } else { since + 1 }));
+            fire
         })
     }
 
