@@ -10,9 +10,9 @@ use crate::config::EtcdConfig;
 use crate::error::{lease_not_found, EtcdError};
 
 /// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
-/// lease in the background, from a thread and a connection of the revoke's own (so also when
-/// dropped outside any runtime, or with the runtime it was granted on), so that its keys go at
-/// once while the process lives on.
+/// lease in the background, with the caller's client on the runtime it was granted on and from a
+/// thread and a connection of the revoke's own (so also when dropped outside any runtime, or with
+/// the runtime it was granted on), so that its keys go at once while the process lives on.
 pub(crate) struct KeptLease {
     pub(crate) id: i64,
     /// The TTL etcd granted (it raises one below its minimum, about three election timeouts).
@@ -27,6 +27,8 @@ pub(crate) struct KeptLease {
     runtime: tokio::runtime::Handle,
     /// Where the revoke of a dropped lease reaches etcd (see `Drop`).
     endpoints: Vec<String>,
+    /// Revoked by [`revoke`](Self::revoke): nothing left to do when dropped.
+    revoked: bool,
 }
 
 impl std::fmt::Debug for KeptLease {
@@ -69,6 +71,7 @@ impl KeptLease {
             client: client.clone(),
             runtime: tokio::runtime::Handle::current(),
             endpoints: config.endpoints().to_vec(),
+            revoked: false,
         })
     }
 
@@ -100,7 +103,7 @@ impl KeptLease {
 
     /// Stops renewing and revokes the lease now. A lease etcd no longer knows (expired, or revoked
     /// by an operator) is gone already, its keys with it: that is what revoking asks, so it is `Ok`.
-    pub(crate) async fn revoke(self, config: &EtcdConfig) -> Result<(), EtcdError> {
+    pub(crate) async fn revoke(mut self, config: &EtcdConfig) -> Result<(), EtcdError> {
         self.task.abort();
         let lease_client = self.client.lease_client();
         let id = self.id;
@@ -110,11 +113,14 @@ impl KeptLease {
                 async move { lease_client.revoke(id).await }
             })
             .await;
-        match revoked {
+        let revoked = match revoked {
             Ok(_) => Ok(()),
             Err(EtcdError::Client { source, .. }) if lease_not_found(&source) => Ok(()),
             Err(error) => Err(error),
-        }
+        };
+        // Failed, the drop tries again in the background.
+        self.revoked = revoked.is_ok();
+        revoked
     }
 }
 
@@ -124,13 +130,23 @@ const DROPPED_REVOKE: Duration = Duration::from_secs(2);
 impl Drop for KeptLease {
     fn drop(&mut self) {
         self.task.abort();
+        if self.revoked {
+            return;
+        }
         let id = self.id;
-        // Not a task on the lease's runtime: a current-thread runtime runs it only inside a later
-        // `block_on` (none comes after the end of `main`), and a runtime being dropped cancels it
-        // before the request goes out. The client's connection lives on that runtime too, so the
-        // revoke connects on its own.
+        // The caller's client carries its credentials and TLS: revoke with it, on the lease's
+        // runtime, wherever that runtime still runs tasks.
+        let mut lease_client = self.client.lease_client();
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(DROPPED_REVOKE, lease_client.revoke(id)).await;
+        });
+        // A current-thread runtime runs that task only inside a later `block_on` (none comes
+        // after the end of `main`), and a runtime being dropped cancels it before the request goes
+        // out; the client's connection lives on that runtime too. So the revoke is also sent
+        // from a thread and a connection of its own (a second revoke of a lease is harmless; this
+        // one reaches an etcd without authentication).
         let endpoints = std::mem::take(&mut self.endpoints);
-        let revoking = std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("hivekit-etcd-revoke".into())
             .spawn(move || {
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -147,13 +163,6 @@ impl Drop for KeptLease {
                     .await;
                 });
             });
-        if revoking.is_err() {
-            // No thread to be had: the lease's runtime, if it still runs; else the TTL.
-            let mut lease_client = self.client.lease_client();
-            self.runtime.spawn(async move {
-                let _ = tokio::time::timeout(DROPPED_REVOKE, lease_client.revoke(id)).await;
-            });
-        }
     }
 }
 
