@@ -30,8 +30,10 @@ use crate::RuntimeError;
 ///
 /// The future is first polled once in place, inside the global runtime's context (so it may call
 /// `tokio::spawn` or create timers). If that poll finishes it, the result is returned without any
-/// `block_on` round trip (the fast path, counted in [`RuntimeStats::fast_path_hits`]); otherwise the
-/// same pinned future goes to `block_on`, which polls it again at once, so no wake-up is lost.
+/// wait (the fast path, counted in [`RuntimeStats::fast_path_hits`]); otherwise the same pinned
+/// future is polled again at once, still in the global runtime's context, and between polls the
+/// thread parks on a parker of this call's own (not tokio's per-thread one, which an outer
+/// `block_on` on the same thread uses), so no wake-up is lost, this call's or anyone else's.
 ///
 /// The first call on a plain thread enters the global runtime's context on that thread and leaves
 /// it entered (like a thread the runtime started itself): later calls skip the context switch,
@@ -39,7 +41,7 @@ use crate::RuntimeError;
 /// on that thread then returns the global runtime. Should such a thread later enter another
 /// runtime's context (its own `Runtime::block_on`, `Handle::enter`), the first poll runs in that
 /// context, since telling contexts apart would cost the fast path its speed; later polls run in
-/// the global runtime's `block_on`.
+/// the global runtime's context.
 ///
 /// The future is polled on the calling thread only, so it need not be `Send` (an `Rc` or a
 /// `RefCell` borrow may live across its awaits). A panic inside it propagates to the caller with
@@ -183,11 +185,7 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
                     // Counted once the wait begins: a call tokio refuses to block is a refusal
                     // (`would_deadlock`), not an execute.
                     bump(Counter::SlowPath);
-                    global.block_on(async move {
-                        let output = future.await;
-                        notify_outer_block_on().await;
-                        output
-                    })
+                    wait_for(future, global)
                 })
             }));
             match waited {
@@ -198,18 +196,59 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
     }
 }
 
-/// Leaves this thread's parker a notification before a wait in `block_on` returns.
+/// Polls `future` until it is ready, in `global`'s context, parking this thread on a parker of
+/// this call's own between polls.
 ///
-/// tokio parks every `block_on` of a thread on one thread-local parker. Called on a thread inside
-/// another `block_on` (a `#[tokio::test]` body that joins several futures, one of which calls
-/// `execute`), the wait here uses up a wake-up meant for the outer one: a future it polls was woken
-/// while this one waited, and the outer `block_on` would park for good once this returns. The
-/// notification makes it poll again (a spurious wake-up elsewhere is harmless).
-fn notify_outer_block_on() -> impl Future<Output = ()> {
-    std::future::poll_fn(|cx| {
-        cx.waker().wake_by_ref();
-        Poll::Ready(())
-    })
+/// Not `Handle::block_on`: tokio parks every `block_on` of a thread on one thread-local parker, so
+/// a wait on a thread that is itself inside a `block_on` (a `#[tokio::test]` body that joins
+/// several futures, one of which calls `execute`) used up wake-ups meant for the outer one, which
+/// then parked for good. A parker per call shares nothing with any other wait on the thread.
+fn wait_for<F: Future>(mut future: Pin<&mut F>, global: &Handle) -> F::Output {
+    let _context = global.enter();
+    let parker = Arc::new(CallParker::default());
+    let waker = Waker::from(Arc::clone(&parker));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        parker.park();
+    }
+}
+
+/// One `execute` call's parker: a flag the future's waker sets and the waiting thread takes.
+#[derive(Default)]
+struct CallParker {
+    notified: std::sync::Mutex<bool>,
+    wakeup: std::sync::Condvar,
+}
+
+impl CallParker {
+    /// Waits until woken since the last wait (at once if that happened already).
+    fn park(&self) {
+        let mut notified = self.notified.lock().unwrap_or_else(|e| e.into_inner());
+        while !*notified {
+            notified = self
+                .wakeup
+                .wait(notified)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        *notified = false;
+    }
+}
+
+impl Wake for CallParker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut notified = self.notified.lock().unwrap_or_else(|e| e.into_inner());
+        if !*notified {
+            *notified = true;
+            self.wakeup.notify_one();
+        }
+    }
 }
 
 /// The error for a panic out of `try_execute`'s wait: tokio refusing to block (it panicked

@@ -16,8 +16,9 @@
 //!   deadlock). Inside a current-thread runtime it would deadlock, so [`try_execute`] returns
 //!   [`RuntimeError::WouldDeadlock`] and [`execute`] panics with that message.
 //! - **The fast path.** A future that is ready on its first poll (polled inside the runtime
-//!   context, so `tokio::spawn` and timers work) returns without a `block_on` round trip; a pending
-//!   one is handed, still pinned in place, to `block_on`.
+//!   context, so `tokio::spawn` and timers work) returns without a wait; a pending one is polled
+//!   again, still pinned in place, with the thread parked on a parker of the call's own between
+//!   polls.
 //! - **Stats.** [`stats`] sums per-thread counters ([`RuntimeStats`]); counting never writes a
 //!   shared cache line.
 //! - **Task helpers** for the crates above: [`AbortOnDrop`] (a task that dies with its handle),

@@ -86,7 +86,8 @@ impl<S: State> Round<'_, S> {
 
         let supervised = self.supervise();
         // Last, after supervision's events: every round's events end with exactly one of
-        // `Committed`, `NothingToCommit` and `RoundFailed`.
+        // `Committed`, `NothingToCommit` and `RoundFailed` (a panic after it adds none).
+        self.unended.ended();
         if accepted.is_empty() {
             tracing::info!(proposals = proposals.len(), "nothing to commit");
             self.emit(|| HiveEvent::NothingToCommit { round: self.number });
@@ -147,6 +148,7 @@ impl<S: State> Round<'_, S> {
     pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
         self.count_failures();
         self.supervise();
+        self.unended.ended();
         self.emit(|| HiveEvent::RoundFailed {
             round: self.number,
             error: error.to_string(),

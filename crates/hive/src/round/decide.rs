@@ -15,12 +15,12 @@ use crate::call::Limit;
 use crate::context::{assigned_proposal_id, AgentContext, DecideOptions, RoundShared};
 use crate::decision::Decision;
 use crate::error::HiveError;
-use crate::events::{HiveEvent, HiveEventSink};
+use crate::events::HiveEvent;
 use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare};
+use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare, Unended};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -197,11 +197,8 @@ impl<S: State> Hive<S> {
         }
         // From here the round's events end with a terminal event, also when its future is dropped
         // or a panic (a memory's commit) unwinds through it.
-        let unended = Unended {
-            events: self.inner.events.as_ref(),
-            round: number,
-        };
         let mut round = Round {
+            unended: Unended::new(self.inner.events.as_ref(), number),
             hive: self,
             number,
             handle,
@@ -236,7 +233,6 @@ impl<S: State> Hive<S> {
                     Some(gathered) => gathered,
                     None => {
                         tracing::info!("round cancelled");
-                        unended.ended();
                         return Err(round.end_failed(HiveError::Cancelled { round: number }));
                     }
                 }
@@ -244,14 +240,9 @@ impl<S: State> Hive<S> {
         };
         let gathered = match gathered {
             Ok(gathered) => gathered,
-            Err(error) => {
-                unended.ended();
-                return Err(round.end_failed(error));
-            }
+            Err(error) => return Err(round.end_failed(error)),
         };
-        let decided = round.commit(gathered).await;
-        unended.ended();
-        decided
+        round.commit(gathered).await
     }
 
     /// The members, lowest id first (so that rounds over the same agents are reproducible), each
@@ -353,35 +344,4 @@ impl<S: State> Hive<S> {
 /// Reserves `count` consecutive ids from `counter` and returns the first.
 fn next_ids(counter: &AtomicU64, count: usize) -> u64 {
     counter.fetch_add(count as u64, Ordering::Relaxed)
-}
-
-/// A started round that has not sent its terminal event: dropped before [`ended`](Self::ended)
-/// (its future dropped, or a panic unwinding through it), it sends [`HiveEvent::RoundFailed`], so
-/// that whoever watches the events sees every round end.
-struct Unended<'a, K> {
-    events: Option<&'a HiveEventSink<K>>,
-    round: u64,
-}
-
-impl<K> Unended<'_, K> {
-    /// The round sends its terminal event itself (or has sent it).
-    fn ended(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl<K> Drop for Unended<'_, K> {
-    #[cold]
-    fn drop(&mut self) {
-        let Some(events) = self.events else { return };
-        let error = if std::thread::panicking() {
-            "the round panicked before it ended"
-        } else {
-            "the round's future was dropped before it ended"
-        };
-        events.emit(HiveEvent::RoundFailed {
-            round: self.round,
-            error: error.to_string(),
-        });
-    }
 }

@@ -15,6 +15,7 @@ mod settle;
 mod supervise;
 mod vote;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use hivekit_runtime::Spare;
@@ -29,7 +30,7 @@ use crate::call::{CallResult, Limit};
 use crate::context::{AgentContext, RoundShared};
 use crate::decision::{AgentFailure, BallotRecord, Phase, RejectReason};
 use crate::error::HiveError;
-use crate::events::HiveEvent;
+use crate::events::{HiveEvent, HiveEventSink};
 use crate::hive::{Config, Hive, Interested};
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::roster::Listed;
@@ -207,8 +208,54 @@ impl Drop for EndOnDrop {
     }
 }
 
+/// A started round that has not sent its terminal event: dropped before [`ended`](Self::ended)
+/// (its future dropped, or a panic unwinding through it), it sends [`HiveEvent::RoundFailed`], so
+/// that whoever watches the events sees every round end, once.
+struct Unended<'a, K> {
+    events: Option<&'a HiveEventSink<K>>,
+    round: u64,
+    /// Set (only by the round's own future) once the terminal event goes out; atomic only so that
+    /// the round stays `Sync`.
+    ended: AtomicBool,
+}
+
+impl<'a, K> Unended<'a, K> {
+    fn new(events: Option<&'a HiveEventSink<K>>, round: u64) -> Self {
+        Self {
+            events,
+            round,
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// The round is about to send its terminal event: a panic after it adds none.
+    fn ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<K> Drop for Unended<'_, K> {
+    #[cold]
+    fn drop(&mut self) {
+        let Some(events) = self.events.filter(|_| !*self.ended.get_mut()) else {
+            return;
+        };
+        let error = if std::thread::panicking() {
+            "the round panicked before it ended"
+        } else {
+            "the round's future was dropped before it ended"
+        };
+        events.emit(HiveEvent::RoundFailed {
+            round: self.round,
+            error: error.to_string(),
+        });
+    }
+}
+
 /// One round in progress: what its phases share.
 struct Round<'h, S: State> {
+    /// Sends `RoundFailed` if the round ends without its terminal event.
+    unended: Unended<'h, S::Key>,
     hive: &'h Hive<S>,
     number: u64,
     handle: Handle,
