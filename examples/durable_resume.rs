@@ -5,8 +5,9 @@
 //!
 //! Run with `cargo run -p hivekit-examples --example durable_resume` (a second or two).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hivekit_swarm::checkpoint::{Durable, RedbStore};
@@ -14,6 +15,8 @@ use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
 
 const CHILD: &str = "HIVEKIT_DURABLE_EXAMPLE_STORE";
 const STAGES: usize = 30;
+/// The child is killed once it has started this many calls: part way, however slowly it started.
+const KILL_AFTER: usize = 14;
 
 /// Thirty "model calls" in a chain, each building on the last answer.
 fn pipeline() -> Pipeline {
@@ -67,8 +70,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("child process: starting run `nightly`");
     let mut child = Command::new(std::env::current_exe()?)
         .env(CHILD, &store_path)
+        .stdout(Stdio::piped())
         .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
+    // Part way: once the child has started its 14th call (a fixed sleep killed a child that was
+    // slow to start before its run had begun, and the resume found no run).
+    let calls = BufReader::new(child.stdout.take().ok_or("the child's output")?);
+    for line in calls.lines().take(KILL_AFTER) {
+        println!("{}", line?);
+    }
     child.kill()?; // SIGKILL: no destructor, no flush, no goodbye
     child.wait()?;
     println!("child process: killed\n\nthis process: resuming run `nightly`");

@@ -489,6 +489,7 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
     // Targets of crates that did not run in this run (`-p`) would all read "not measured": leave them out.
     let ran_crates: std::collections::HashSet<&str> =
         results.iter().map(|result| result.krate.as_str()).collect();
+    let defined = targets.len();
     let targets: Vec<_> = targets
         .into_iter()
         .filter(|target| ran_crates.contains(target.krate.as_str()))
@@ -596,7 +597,14 @@ pub(crate) fn bench_run(args: &BenchArgs, raw_args: &[String]) -> Result<Judged,
         println!("note: {note}");
     }
     println!();
-    print!("{}", format_summary(&outcomes));
+    if outcomes.is_empty() && defined > 0 {
+        println!(
+            "targets: none of the {defined} in {} concern a crate measured in this run",
+            targets_path.display()
+        );
+    } else {
+        print!("{}", format_summary(&outcomes));
+    }
 
     let command = typed_command(raw_args);
     let document = Baseline::new(
@@ -701,11 +709,10 @@ fn prepare_outputs(args: &BenchArgs) -> Result<(), XtaskError> {
     let mut dirs = Vec::new();
     for path in [&args.json, &args.markdown].into_iter().flatten() {
         if path.is_dir() {
-            return Err(XtaskError::io(
-                "write",
-                path,
-                std::io::Error::new(std::io::ErrorKind::IsADirectory, "it is a directory"),
-            ));
+            return Err(XtaskError::BadOutputPath {
+                path: path.clone(),
+                message: "it is a directory".to_owned(),
+            });
         }
         dirs.push(parent(path));
     }
@@ -713,8 +720,10 @@ fn prepare_outputs(args: &BenchArgs) -> Result<(), XtaskError> {
         dirs.push(parent(markdown).join(CHART_DIR));
     }
     for dir in dirs {
-        std::fs::create_dir_all(&dir)
-            .map_err(|error| XtaskError::io("create directory", &dir, error))?;
+        std::fs::create_dir_all(&dir).map_err(|error| XtaskError::BadOutputPath {
+            path: dir.clone(),
+            message: format!("cannot create its directory: {error}"),
+        })?;
     }
     Ok(())
 }

@@ -143,18 +143,9 @@ pub(crate) fn steps(
             "-D",
             "warnings",
         ])),
+        // The README's etcd snippet is a doctest of the facade's `etcd` feature, which the facade's
+        // dev-dependency on itself turns on in the test run.
         Step::Test,
-        // README's etcd snippet is a doctest of the facade's `etcd` feature, which the workspace
-        // test run leaves off.
-        Step::Cargo(CargoStep::new(&[
-            "test",
-            "-p",
-            "hivekit",
-            "--features",
-            "etcd",
-            "--doc",
-            "--locked",
-        ])),
         Step::Cargo(doc),
         Step::Examples,
     ];
@@ -413,7 +404,6 @@ mod tests {
                 "cargo fmt --all -- --check",
                 "cargo clippy --workspace --all-targets --locked -- -D warnings",
                 "cargo xtask test (cargo test --workspace --locked)",
-                "cargo test -p hivekit --features etcd --doc --locked",
                 "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
                 "every example: cargo build --workspace --examples --locked, then each one runs",
                 "RUSTFLAGS='--cfg loom' cargo test -p hivekit-lockfree --release --locked --test loom",

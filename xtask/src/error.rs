@@ -104,6 +104,14 @@ pub(crate) enum XtaskError {
         /// What is wrong with it.
         message: String,
     },
+    /// `--json` or `--markdown` names a path that cannot be written (checked before measuring).
+    #[error("cannot write {}: {message}", path.display())]
+    BadOutputPath {
+        /// The path.
+        path: PathBuf,
+        /// Why it cannot be written.
+        message: String,
+    },
     /// `cargo xtask aa-test` saw a false alarm or missed the planted slowdown.
     #[error("aa-test failed: {0}")]
     AaTest(String),
@@ -184,7 +192,8 @@ impl XtaskError {
             | Self::AllSkipped { .. }
             | Self::BadFilter { .. }
             | Self::MissingBaseline { .. }
-            | Self::BadInputFile { .. } => 2,
+            | Self::BadInputFile { .. }
+            | Self::BadOutputPath { .. } => 2,
             Self::Io { .. }
             | Self::Chart { .. }
             | Self::AaTest(_)
