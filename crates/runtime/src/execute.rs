@@ -31,9 +31,11 @@ use crate::RuntimeError;
 /// The future is first polled once in place, inside the global runtime's context (so it may call
 /// `tokio::spawn` or create timers). If that poll finishes it, the result is returned without any
 /// wait (the fast path, counted in [`RuntimeStats::fast_path_hits`]); otherwise the same pinned
-/// future is polled again at once, still in the global runtime's context, and between polls the
-/// thread parks on a parker of this call's own (not tokio's per-thread one, which an outer
-/// `block_on` on the same thread uses), so no wake-up is lost, this call's or anyone else's.
+/// future is polled again at once, still in the global runtime's context and, from then on, within
+/// tokio's cooperative budget, and between polls the thread parks on a parker of this call's own
+/// (not tokio's per-thread one, which an outer `block_on` on the same thread uses), so no wake-up
+/// is lost, this call's or anyone else's. The first poll runs outside the budget: a future that
+/// loops over always-ready tokio resources from its start should `tokio::task::yield_now()`.
 ///
 /// The first call on a plain thread enters the global runtime's context on that thread and leaves
 /// it entered (like a thread the runtime started itself): later calls skip the context switch,
@@ -199,17 +201,22 @@ pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
 /// Polls `future` until it is ready, in `global`'s context, parking this thread on a parker of
 /// this call's own between polls.
 ///
-/// Not `Handle::block_on`: tokio parks every `block_on` of a thread on one thread-local parker, so
-/// a wait on a thread that is itself inside a `block_on` (a `#[tokio::test]` body that joins
-/// several futures, one of which calls `execute`) used up wake-ups meant for the outer one, which
-/// then parked for good. A parker per call shares nothing with any other wait on the thread.
+/// Not one `Handle::block_on` over the whole wait: tokio parks every `block_on` of a thread on one
+/// thread-local parker, so a wait on a thread that is itself inside a `block_on` (a
+/// `#[tokio::test]` body that joins several futures, one of which calls `execute`) used up wake-ups
+/// meant for the outer one, which then parked for good. A parker per call shares nothing with any
+/// other wait on the thread. Each poll still runs inside `block_on` (of a future that is ready at
+/// once, so tokio's parker is never parked on): that gives the poll the runtime's context and
+/// tokio's cooperative budget, which a future looping over always-ready tokio resources (a busy
+/// channel under a `timeout`) needs in order to yield.
 fn wait_for<F: Future>(mut future: Pin<&mut F>, global: &Handle) -> F::Output {
-    let _context = global.enter();
     let parker = Arc::new(CallParker::default());
     let waker = Waker::from(Arc::clone(&parker));
-    let mut cx = Context::from_waker(&waker);
     loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        let polled = global.block_on(std::future::poll_fn(|_| {
+            Poll::Ready(future.as_mut().poll(&mut Context::from_waker(&waker)))
+        }));
+        if let Poll::Ready(output) = polled {
             return output;
         }
         parker.park();
@@ -392,7 +399,7 @@ fn refuse_if_scheduler() -> Result<(), RuntimeError> {
 
 fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     // A wake-up sent to this waker is not lost: on `Pending` the future is polled again at once by
-    // `block_on`, and a future must register the waker of its latest poll.
+    // the wait (`wait_for`), and a future must register the waker of its latest poll.
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
