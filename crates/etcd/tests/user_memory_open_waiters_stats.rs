@@ -84,15 +84,17 @@ async fn an_open_cancelled_at_any_point_leaves_nothing_or_an_initialized_empty_m
         .unwrap_or_else(|error| panic!("step {step}: the prefix cannot be opened again: {error}"));
         let state = reopened.snapshot();
         assert_eq!(state.version(), 0, "step {step}: empty, at version 0");
-        if stored == 0 {
-            nothing += 1;
-            assert_eq!(*state, Ledger::default(), "step {step}");
-        } else {
+        // Decided by what the reopen found, not by the keys counted before it: a cancelled open
+        // whose transaction was already sent may still land after the count (etcd applies it
+        // whole, or not at all).
+        if *state == marked(step) {
             created += 1;
+        } else {
+            nothing += 1;
             assert_eq!(
                 *state,
-                marked(step),
-                "step {step}: the cancelled open's initial state, whole"
+                Ledger::default(),
+                "step {step}: nothing, or the cancelled open's initial state, whole"
             );
         }
         assert!(reopened.history(0, u64::MAX - 1).await.unwrap().is_empty());
