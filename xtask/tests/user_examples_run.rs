@@ -105,17 +105,18 @@ fn run_with(name: &str, wrapper: &[&str], env: &[(&str, &str)], limit: Duration)
         let _ = stderr.read_to_end(&mut bytes);
         bytes
     });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+    // The child is waited for on a thread of its own; this one waits for that at most `limit`.
+    let pid = child.id();
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait().expect("wait"));
+    });
+    let status = match exited.recv_timeout(limit) {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("example `{name}` did not finish within {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     Output {
         status,
