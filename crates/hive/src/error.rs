@@ -1,5 +1,7 @@
 //! The hive's error type.
 
+use hivekit_runtime::ConcurrencyLimitError;
+
 use crate::agent::AgentId;
 use crate::lockfree::ProposalError;
 use crate::memory::MemoryError;
@@ -20,6 +22,9 @@ pub enum HiveError {
     /// An agent timeout of zero.
     #[error("agent timeout must be longer than zero")]
     ZeroTimeout,
+    /// A `max_in_flight` of zero or a negative number, which would never ask any agent.
+    #[error("invalid max_in_flight: {0}")]
+    MaxInFlight(ConcurrencyLimitError),
     /// A round in a hive without agents.
     #[error("the hive has no agents to decide")]
     NoAgents,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use hivekit_lockfree::ResourceCost;
-use hivekit_runtime::ConcurrencyLimit;
+use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
 use rustc_hash::FxBuildHasher;
 
 use crate::agent::{Agent, AgentId, DynAgent, Held, Interest, Role};
@@ -238,6 +238,8 @@ pub struct HiveBuilder<S: State> {
     config: Config,
     events: Option<HiveEventSink<S::Key>>,
     restart: Option<RestartHook<S>>,
+    /// A `max_in_flight` that is no limit (zero or negative), returned by `build`.
+    bad_limit: Option<ConcurrencyLimitError>,
 }
 
 impl<S: State> fmt::Debug for HiveBuilder<S> {
@@ -293,15 +295,24 @@ impl<S: State> HiveBuilder<S> {
     }
 
     /// At most this many agent calls run at once in a round (default:
-    /// [`ConcurrencyLimit::Unbounded`]).
+    /// [`ConcurrencyLimit::Unbounded`]): a number such as `.max_in_flight(8)`, a
+    /// [`ConcurrencyLimit`], a `NonZeroUsize` or an `Option<NonZeroUsize>` (see
+    /// [`IntoConcurrencyLimit`]). Zero or a negative number is [`HiveError::MaxInFlight`] when
+    /// built.
     ///
     /// A call the round stops (its deadline passed, or its ballot settled without it) is over
     /// before another starts in its slot: a light agent's call is dropped there and then. A heavy
     /// agent's call runs as a task of its own, which is aborted and stops at its next await: until
     /// the runtime has run the abort (or, for a call that computes without awaiting, until it
     /// awaits) it may run beside the call started in its slot. The round never waits for it.
-    pub fn max_in_flight(mut self, limit: impl Into<ConcurrencyLimit>) -> Self {
-        self.config.max_in_flight = limit.into().slots();
+    pub fn max_in_flight(mut self, limit: impl IntoConcurrencyLimit) -> Self {
+        match limit.into_concurrency_limit() {
+            Ok(limit) => {
+                self.config.max_in_flight = limit.slots();
+                self.bad_limit = None;
+            }
+            Err(error) => self.bad_limit = Some(error),
+        }
         self
     }
 
@@ -353,11 +364,15 @@ impl<S: State> HiveBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`].
+    /// [`HiveError::Policy`] for an invalid policy, [`HiveError::ZeroTimeout`],
+    /// [`HiveError::MaxInFlight`] for a `max_in_flight` of zero or below.
     pub fn build(self) -> Result<Hive<S>, HiveError> {
         self.config.policy.validate()?;
         if self.config.agent_timeout.is_zero() {
             return Err(HiveError::ZeroTimeout);
+        }
+        if let Some(error) = self.bad_limit {
+            return Err(HiveError::MaxInFlight(error));
         }
         Ok(Hive {
             inner: Arc::new(Inner {
@@ -406,6 +421,7 @@ impl<S: State> Hive<S> {
             memory: HiveMemory::new(memory),
             events: None,
             restart: None,
+            bad_limit: None,
             config: Config {
                 name: Arc::from("hive"),
                 policy: ConsensusPolicy::default(),

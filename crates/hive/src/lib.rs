@@ -125,5 +125,5 @@ pub use hivekit_lockfree::{
     ConflictGroup, ConflictKind, Priority, Proposal, ProposalError, ProposalId, ResourceCost,
     Snapshot, SnapshotCell,
 };
-pub use hivekit_runtime::ConcurrencyLimit;
+pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
 pub use tokio_util::sync::CancellationToken;

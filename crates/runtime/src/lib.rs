@@ -74,7 +74,7 @@ pub use global::{
     RuntimeSetup,
 };
 pub use lazy_cancel::LazyCancel;
-pub use limit::{ConcurrencyLimit, ConcurrencyLimitError};
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
 pub use spare::{start_in_spare, BoxFuture, First, Spare};
 pub use stats::{stats, RuntimeStats};
 pub use task::{panic_message, take_panic_message, AbortOnDrop, InlineOrSpawned};

@@ -95,6 +95,92 @@ impl TryFrom<usize> for ConcurrencyLimit {
     }
 }
 
+/// What a builder's limit setter takes: a [`ConcurrencyLimit`], a [`NonZeroUsize`], an
+/// `Option<NonZeroUsize>` (`None`: no limit) or a plain integer, such as `.max_in_flight(8)`.
+///
+/// A plain integer may be zero or negative, which is no limit at all: the setter keeps the
+/// [`ConcurrencyLimitError`], and the builder returns it when built, so a bad number never panics
+/// and is never silently turned into some other limit.
+///
+/// # Examples
+///
+/// ```
+/// use std::num::NonZeroUsize;
+///
+/// use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
+///
+/// assert_eq!(8.into_concurrency_limit()?.slots(), 8);
+/// assert_eq!(8_usize.into_concurrency_limit()?.slots(), 8);
+/// assert_eq!(NonZeroUsize::MIN.into_concurrency_limit()?.slots(), 1);
+/// assert!(None::<NonZeroUsize>.into_concurrency_limit()?.is_unbounded());
+/// assert_eq!(0.into_concurrency_limit(), Err(ConcurrencyLimitError::Zero));
+/// assert_eq!(
+///     (-3).into_concurrency_limit(),
+///     Err(ConcurrencyLimitError::Negative { limit: -3 })
+/// );
+/// # Ok::<(), ConcurrencyLimitError>(())
+/// ```
+pub trait IntoConcurrencyLimit {
+    /// This value as a limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ConcurrencyLimitError::Zero`] for a zero, [`ConcurrencyLimitError::Negative`] for a
+    /// negative number.
+    fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError>;
+}
+
+impl IntoConcurrencyLimit for ConcurrencyLimit {
+    fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError> {
+        Ok(self)
+    }
+}
+
+impl IntoConcurrencyLimit for NonZeroUsize {
+    fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError> {
+        Ok(self.into())
+    }
+}
+
+impl IntoConcurrencyLimit for Option<NonZeroUsize> {
+    fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError> {
+        Ok(self.into())
+    }
+}
+
+/// Unsigned integers: zero is [`ConcurrencyLimitError::Zero`]; a number above `usize::MAX` (a
+/// `u64` on a 32-bit target) is as good as no limit, and taken as `usize::MAX`.
+macro_rules! unsigned_limits {
+    ($($t:ty),*) => {$(
+        impl IntoConcurrencyLimit for $t {
+            fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError> {
+                ConcurrencyLimit::new(usize::try_from(self).unwrap_or(usize::MAX))
+            }
+        }
+    )*};
+}
+
+/// Signed integers (an untyped literal such as `8` is an `i32`): negative numbers are
+/// [`ConcurrencyLimitError::Negative`].
+macro_rules! signed_limits {
+    ($($t:ty),*) => {$(
+        impl IntoConcurrencyLimit for $t {
+            fn into_concurrency_limit(self) -> Result<ConcurrencyLimit, ConcurrencyLimitError> {
+                match usize::try_from(self) {
+                    Ok(limit) => ConcurrencyLimit::new(limit),
+                    Err(_) if self < 0 => Err(ConcurrencyLimitError::Negative {
+                        limit: i64::from(self),
+                    }),
+                    Err(_) => ConcurrencyLimit::new(usize::MAX),
+                }
+            }
+        }
+    )*};
+}
+
+unsigned_limits!(usize, u32, u64);
+signed_limits!(i32, i64);
+
 impl fmt::Display for ConcurrencyLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,4 +197,10 @@ pub enum ConcurrencyLimitError {
     /// A limit of zero, which would never start anything.
     #[error("a concurrency limit must be at least 1, got 0")]
     Zero,
+    /// A negative limit.
+    #[error("a concurrency limit must be at least 1, got {limit}")]
+    Negative {
+        /// The number given.
+        limit: i64,
+    },
 }
