@@ -7,6 +7,7 @@
 //! (`RUST_LOG=debug` shows every step).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use hivekit_hive::{
@@ -117,6 +118,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        // Colours only on a terminal: piped into a file or `grep`, the lines stay plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     let mut initial = Config::default();
