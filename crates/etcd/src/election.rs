@@ -38,8 +38,8 @@ impl fmt::Debug for Election {
 }
 
 /// This process's leadership, won by [`Election::campaign`]. Dropping it stops renewing its lease
-/// and revokes it in the background (from a thread of its own), handing leadership on while the
-/// process lives on; a process that exits right after the drop may not get the revoke out, and
+/// and revokes it in the background (from hivekit-etcd's revoke thread too), handing leadership on
+/// while the process lives on; a process that exits right after the drop may not get the revoke out, and
 /// leadership then passes after the TTL. Call [`resign`](Leadership::resign) before exiting to be
 /// sure.
 pub struct Leadership {

@@ -1,9 +1,10 @@
 //! A lease kept alive by a background task, that says when it can no longer be sure it is alive.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use etcd_client::Client;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::EtcdConfig;
@@ -143,26 +144,45 @@ impl Drop for KeptLease {
         // A current-thread runtime runs that task only inside a later `block_on` (none comes
         // after the end of `main`), and a runtime being dropped cancels it before the request goes
         // out; the client's connection lives on that runtime too. So the revoke is also sent
-        // from a thread and a connection of its own (a second revoke of a lease is harmless; this
-        // one reaches an etcd without authentication).
-        let endpoints = std::mem::take(&mut self.endpoints);
-        let _ = std::thread::Builder::new()
+        // from the process's revoke thread, on a connection of its own (a second revoke of a lease
+        // is harmless; this one reaches an etcd without authentication).
+        revoke_in_background(std::mem::take(&mut self.endpoints), id);
+    }
+}
+
+/// A revoke for the revoke thread: where etcd is, and the lease.
+type Revoke = (Vec<String>, i64);
+
+/// Sends a dropped lease's revoke to the process's revoke thread, started at the first drop: one
+/// thread with a current-thread runtime of its own, sending each revoke on a connection of its
+/// own, all at once, each for at most [`DROPPED_REVOKE`]. One thread, however many leases are
+/// dropped at once. If the thread cannot be started, the revoke with the caller's client is the
+/// only one, and the lease otherwise ends with its TTL.
+fn revoke_in_background(endpoints: Vec<String>, id: i64) {
+    static REVOKES: OnceLock<Option<mpsc::UnboundedSender<Revoke>>> = OnceLock::new();
+    let revokes = REVOKES.get_or_init(|| {
+        let (send, mut receive) = mpsc::unbounded_channel::<Revoke>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        std::thread::Builder::new()
             .name("hivekit-etcd-revoke".into())
             .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
                 runtime.block_on(async move {
-                    let _ = tokio::time::timeout(DROPPED_REVOKE, async {
-                        let mut client = Client::connect(&endpoints, None).await?;
-                        client.lease_revoke(id).await
-                    })
-                    .await;
+                    while let Some((endpoints, id)) = receive.recv().await {
+                        tokio::spawn(tokio::time::timeout(DROPPED_REVOKE, async move {
+                            let mut client = Client::connect(&endpoints, None).await?;
+                            client.lease_revoke(id).await
+                        }));
+                    }
                 });
-            });
+            })
+            .ok()?;
+        Some(send)
+    });
+    if let Some(revokes) = revokes {
+        let _ = revokes.send((endpoints, id));
     }
 }
 

@@ -29,8 +29,8 @@ pub struct Member {
 ///
 /// A process that stops renewing (it was killed, or lost etcd) drops out once the lease's TTL has
 /// passed: etcd deletes every key under the lease. Dropping the membership revokes the lease in the
-/// background (from a thread of its own, whatever runtime it is dropped on), so its agents go at
-/// once while the process lives on; a process that exits right after the drop (the end of `main`)
+/// background (from hivekit-etcd's revoke thread too, whatever runtime it is dropped on), so its
+/// agents go at once while the process lives on; a process that exits right after the drop (the end of `main`)
 /// may not get the revoke out, and its agents then go after the TTL. Call
 /// [`leave`](Membership::leave) before exiting to be sure.
 pub struct Membership {
