@@ -90,7 +90,8 @@ impl Election {
     /// # Errors
     ///
     /// [`EtcdError::LeaseLost`] when the lease is lost while waiting (etcd unreachable for its
-    /// TTL); [`EtcdError`] when etcd refuses the campaign.
+    /// TTL), or when the candidacy's key is deleted or its lease revoked (by an operator) while it
+    /// waits; [`EtcdError`] when etcd refuses the campaign.
     ///
     /// # Cancel safety
     ///
@@ -156,6 +157,19 @@ impl Election {
                 () = watch_deletion(self.client.clone(), previous.key().to_vec(), gone) => {}
                 () = lease.lost() => return Err(lost(&lease, "lost while campaigning")),
             }
+        }
+        // No candidate is ahead any more (none can stand ahead later), but this one is elected
+        // only if its own key is still the one it stood with: an operator may have deleted it, or
+        // revoked its lease (which deletes it) while it waited, before the renewals noticed. As
+        // etcd's own lock does, read it back: an unchanged creation revision means it was never
+        // deleted and put again.
+        let mine = until_answered(&lease, || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move { kv.get(key, None).await }
+        })
+        .await?;
+        if mine.kvs().first().map(|kv| kv.create_revision()) != Some(revision) {
+            return Err(lost(&lease, "the candidacy was deleted while waiting"));
         }
         let leader = LeaderKey::new()
             .with_name(self.name.clone())
