@@ -13,6 +13,7 @@ use etcd_client::{
 use crate::config::EtcdConfig;
 use crate::error::{lease_not_found, refused_for_good, EtcdError};
 use crate::layout::Keys;
+use crate::leader_observer::LeaderObserver;
 use crate::lease::KeptLease;
 use crate::membership::check_segment;
 
@@ -220,6 +221,23 @@ impl Election {
     }
 }
 
+impl Election {
+    /// Follows who leads, as etcd's `Observe` does: the returned observer holds the leader now,
+    /// and [`LeaderObserver::changed`] waits for the next one.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError`] when etcd could not be read within the request timeout.
+    pub async fn observe(&self) -> Result<LeaderObserver, EtcdError> {
+        LeaderObserver::start(
+            self.client.clone(),
+            self.config.clone(),
+            format!("{}/", self.name),
+        )
+        .await
+    }
+}
+
 /// The error of a candidacy whose lease was lost.
 fn lost(lease: &KeptLease, detail: &str) -> EtcdError {
     EtcdError::LeaseLost {
@@ -321,10 +339,46 @@ impl Leadership {
         }
     }
 
-    /// The candidate value this leader campaigned with (what [`Election::leader`] reports while
-    /// it leads).
+    /// The candidate value this leader campaigned with, or last [proclaimed](Self::proclaim)
+    /// (what [`Election::leader`] reports while it leads).
     pub fn candidate(&self) -> &str {
         &self.candidate
+    }
+
+    /// Changes the value this leader shows ([`Election::leader`], [`LeaderObserver`]) without
+    /// a new election, as etcd's `Proclaim` does: the leader key is rewritten only if it is still
+    /// the one this leadership won.
+    ///
+    /// # Errors
+    ///
+    /// [`EtcdError::LeaseLost`] when the leader key is gone (leadership lost: resigned from
+    /// elsewhere, deleted, or its lease expired); [`EtcdError`] when etcd fails.
+    pub async fn proclaim(&mut self, value: &str) -> Result<(), EtcdError> {
+        let key = self.leader.key().to_vec();
+        let rewrite = Txn::new()
+            .when([Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                self.leader.rev(),
+            )])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(self.lease.id)),
+            )]);
+        let kv = crate::clients::kv(&self.client);
+        let rewritten = self
+            .config
+            .request("proclaim", || {
+                let (mut kv, rewrite) = (kv.clone(), rewrite.clone());
+                async move { kv.txn(rewrite).await }
+            })
+            .await?;
+        if !rewritten.succeeded() {
+            return Err(lost(&self.lease, "the leader key is gone"));
+        }
+        value.clone_into(&mut self.candidate);
+        Ok(())
     }
 
     /// The etcd key that holds this leadership: the election's prefix and the lease's id. An

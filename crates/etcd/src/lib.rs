@@ -14,7 +14,8 @@
 //!   that dies drops out within the lease's TTL, and lists the agents of every process.
 //! - [`Election`] elects one process (candidates queued in campaign order, in the key layout of
 //!   etcd's election API) for work that must run in one place at a time; a leader that loses its
-//!   lease, or whose process stalls past its TTL, stops saying it leads within the TTL.
+//!   lease, or whose process stalls past its TTL, stops saying it leads within the TTL. A leader
+//!   may [proclaim](Leadership::proclaim) a new value, and a [`LeaderObserver`] follows who leads.
 //!
 //! The in-process [`LocalMemory`](hivekit_hive::LocalMemory) stays the default; nothing changes for
 //! hives that do not ask for etcd. The key layout, the commit protocol and what happens on each
@@ -25,6 +26,7 @@ mod config;
 mod election;
 mod error;
 mod layout;
+mod leader_observer;
 mod lease;
 mod membership;
 mod memory;
@@ -38,6 +40,7 @@ pub use crate::config::{
 pub use crate::election::{Election, Leadership};
 pub use crate::error::EtcdError;
 pub use crate::layout::{HistoryChange, HistoryEntry, Keyed, KeyedState, Layout, Whole};
+pub use crate::leader_observer::LeaderObserver;
 pub use crate::membership::{Member, Membership};
 pub use crate::memory::{EtcdMemory, EtcdMemoryStats};
 pub use etcd_client::Client;
