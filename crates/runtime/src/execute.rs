@@ -1,7 +1,7 @@
 //! The sync -> async bridge: [`execute`], [`try_execute`], [`spawn`], [`spawn_blocking`].
 
 use std::cell::Cell;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::{Arc, LazyLock};
@@ -15,7 +15,8 @@ use crate::stats::{bump, bump_fast_path, on_fast_path, Counter, THREAD};
 use crate::RuntimeError;
 
 /// Runs `future` to completion on the global runtime and returns its output; callable from any
-/// synchronous code.
+/// synchronous code. It takes what `.await` takes: a future, or anything that turns into one
+/// ([`IntoFuture`], such as a request builder).
 ///
 /// Where it is called from decides how it waits:
 ///
@@ -34,8 +35,11 @@ use crate::RuntimeError;
 /// future is polled again at once, still in the global runtime's context and, from then on, within
 /// tokio's cooperative budget, and between polls the thread parks on a parker of this call's own
 /// (not tokio's per-thread one, which an outer `block_on` on the same thread uses), so no wake-up
-/// is lost, this call's or anyone else's. The first poll runs outside the budget: a future that
-/// loops over always-ready tokio resources from its start should `tokio::task::yield_now()`.
+/// is lost, this call's or anyone else's. The first poll runs outside the budget (entering it
+/// would cost the fast path its speed): a future that loops over always-ready tokio resources from
+/// its very start, such as `timeout(d, async { loop { tx.send(1)?; rx.recv().await; } })`, never
+/// yields there, so its timeout never fires and it spins its thread for good. Such a future should
+/// begin with `tokio::task::yield_now().await`: its later polls are within the budget.
 ///
 /// The first call on a plain thread enters the global runtime's context on that thread and leaves
 /// it entered (like a thread the runtime started itself): later calls skip the context switch,
@@ -74,7 +78,7 @@ use crate::RuntimeError;
 // it out of line, 13 -> 37 instructions a call.
 #[inline]
 #[track_caller]
-pub fn execute<F: Future>(future: F) -> F::Output {
+pub fn execute<F: IntoFuture>(future: F) -> F::Output {
     match try_execute(future) {
         Ok(output) => output,
         Err(error) => panic!("{error}"),
@@ -121,8 +125,8 @@ pub fn execute<F: Future>(future: F) -> F::Output {
 /// # Ok::<(), RuntimeError>(())
 /// ```
 #[inline]
-pub fn try_execute<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
-    let mut future = pin!(future);
+pub fn try_execute<F: IntoFuture>(future: F) -> Result<F::Output, RuntimeError> {
+    let mut future = pin!(future.into_future());
     // The fast path, for threads whose context is the global runtime: poll in place, reading
     // nothing but this thread's own state (one `const` thread-local, which also says that the
     // global runtime exists). The shutdown check waits for the slow paths: a future ready at once
