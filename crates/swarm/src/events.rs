@@ -249,4 +249,35 @@ impl EventSink {
     pub(crate) fn emit(&self, event: StageEvent) {
         (self.deliver)(event);
     }
+
+    /// A sink forwarding to this one until the returned gate is dropped (when the run ends): then
+    /// it forwards nothing and lets go of this sink, so a channel's sender is dropped and the
+    /// channel closes, even while a stage's context outlives the run (a blocking attempt abandoned
+    /// at its timeout runs on in its thread).
+    pub(crate) fn gated(self) -> (Self, EventGate) {
+        let slot = Arc::new(parking_lot::RwLock::new(Some(self)));
+        let forward = slot.clone();
+        let sink = Self {
+            deliver: Arc::new(move |event| {
+                // Cloned out of the lock: the callback may start a run of its own that emits into
+                // this sink again.
+                let target = forward.read().clone();
+                if let Some(target) = target {
+                    target.emit(event);
+                }
+            }),
+        };
+        (sink, EventGate(slot))
+    }
+}
+
+/// Closes a run's gated event sink when dropped (see [`EventSink::gated`]).
+pub(crate) struct EventGate(Arc<parking_lot::RwLock<Option<EventSink>>>);
+
+impl Drop for EventGate {
+    fn drop(&mut self) {
+        // Taken out under the lock, dropped after it: the sink's own drop may run user code.
+        let sink = self.0.write().take();
+        drop(sink);
+    }
 }

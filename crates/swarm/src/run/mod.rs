@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::artifact_cell::ArtifactCell;
 use crate::clock::RunClock;
 use crate::context::RunShared;
+use crate::events::EventGate;
 use crate::hooks::RunHooks;
 use crate::options::{FailurePolicy, RunSettings};
 use crate::pipeline::PipelineInner;
@@ -266,6 +267,9 @@ struct Run {
     notes: Vec<Note>,
     /// The run's place in the run it is nested in (also held by its fleet and spawned tasks).
     nested: Option<Arc<Nested>>,
+    /// Closes the run's event sink when the run ends, so that no event comes after the run and a
+    /// channel closes (declared last: dropped last).
+    _events_gate: Option<EventGate>,
 }
 
 impl Run {
@@ -276,12 +280,19 @@ impl Run {
         nested: Option<Arc<Nested>>,
     ) -> Self {
         let count = pipeline.stages.len();
+        let (events, events_gate) = match options.events.clone() {
+            Some(sink) => {
+                let (sink, gate) = sink.gated();
+                (Some(sink), Some(gate))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(RunShared {
             pipeline: pipeline.clone(),
             artifacts: (0..count).map(|_| ArtifactCell::new()).collect(),
             // Cancelled whenever the run stops early, the external token included.
             cancel: LazyCancel::new(),
-            events: options.events.clone(),
+            events,
             seed: options.seed.unwrap_or(0),
             input: options.input.clone(),
             clock: RunClock::start(),
@@ -333,6 +344,7 @@ impl Run {
             fleet,
             notes: Vec::new(),
             nested,
+            _events_gate: events_gate,
         }
     }
 
