@@ -109,6 +109,7 @@
 //! ```
 
 mod finite;
+mod inspect;
 mod journal;
 mod outcome;
 mod record;
@@ -126,6 +127,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+pub use inspect::{RunState, StageState};
 pub use outcome::DurableOutcome;
 pub use record::CheckpointError;
 #[cfg(feature = "durable")]
@@ -144,8 +146,7 @@ pub(crate) use journal::run_iteration;
 use journal::Journal;
 pub(crate) use record::ShapeCache;
 use record::{
-    Header, StageRecord, FORMAT, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX,
-    VALUE_PREFIX,
+    Header, StageRecord, ITEM_PREFIX, LOOP_PREFIX, REJECTED_VALUE, STAGE_PREFIX, VALUE_PREFIX,
 };
 
 type InputDecoder = fn(serde_json::Value) -> Result<RunInput, serde_json::Error>;
@@ -466,22 +467,7 @@ impl Durable {
                 run: run.to_owned(),
             });
         };
-        let corrupt_header = |reason: String| CheckpointError::CorruptHeader {
-            run: run.to_owned(),
-            reason,
-        };
-        let mut header: Header = serde_json::from_slice(&stored.header)
-            .map_err(|error| corrupt_header(error.to_string()))?;
-        if !(1..=FORMAT).contains(&header.format) {
-            return Err(corrupt_header(format!(
-                "unknown format {} (this build reads 1 to {FORMAT})",
-                header.format
-            )));
-        }
-        if header.format == 1 {
-            // Format 1 wrote a run without input as `"input":null` (see `FORMAT`).
-            header.input = header.input.filter(|input| !input.is_null());
-        }
+        let mut header = Header::read(run, &stored.header)?;
         let inner = pipeline.inner();
         let cache = record::shape_cache(inner);
         if header.fingerprint != cache.fingerprint || header.shape != cache.shape {
@@ -622,6 +608,52 @@ impl Durable {
                 DurableOutcome::Finished(report)
             }
         }
+    }
+
+    /// Run `run` as the store holds it, read without its pipeline and without running anything:
+    /// each stage's recorded status, failed attempts, artifact, interrupt and the value a resume
+    /// would hand it (LangGraph's `get_state`). A stage running when the run stopped, or the
+    /// process died, has no status.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::UnknownRun`], [`CheckpointError::CorruptHeader`],
+    /// [`CheckpointError::CorruptRecord`] (naming the stage), [`CheckpointError::Store`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::checkpoint::{Durable, MemoryStore};
+    /// use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("draft", |_: StageContext| async { Ok::<_, StageError>(String::from("v1")) })
+    ///     .durable()
+    ///     .stage("approve", |ctx: StageContext| async move {
+    ///         match ctx.resume_value::<bool>()? {
+    ///             Some(true) => Ok(()),
+    ///             _ => Err(ctx.interrupt("waiting for a reviewer")),
+    ///         }
+    ///     })
+    ///     .after(["draft"])
+    ///     .build()?;
+    /// let durable = Durable::new(MemoryStore::new());
+    /// durable.start(&pipeline, "doc-7", RunOptions::default()).await?;
+    ///
+    /// let state = durable.inspect("doc-7")?;
+    /// let draft = state.stage("draft").unwrap();
+    /// assert!(draft.is_restored_on_resume());
+    /// assert_eq!(draft.artifact::<String>()?.as_deref(), Some("v1"));
+    /// let waiting: Vec<&str> = state.interrupted().map(|stage| stage.name.as_str()).collect();
+    /// assert_eq!(waiting, ["approve"]);
+    /// assert!(!state.is_complete());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inspect(&self, run: &str) -> Result<RunState, CheckpointError> {
+        inspect::inspect(&*self.store, run)
     }
 
     /// Every run in the store, oldest first.

@@ -174,6 +174,29 @@ pub(crate) struct Header {
     pub(crate) input: Option<serde_json::Value>,
 }
 
+impl Header {
+    /// Run `run`'s header from its bytes, of any format this build reads.
+    pub(crate) fn read(run: &str, bytes: &[u8]) -> Result<Self, CheckpointError> {
+        let corrupt = |reason: String| CheckpointError::CorruptHeader {
+            run: run.to_owned(),
+            reason,
+        };
+        let mut header: Header =
+            serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+        if !(1..=FORMAT).contains(&header.format) {
+            return Err(corrupt(format!(
+                "unknown format {} (this build reads 1 to {FORMAT})",
+                header.format
+            )));
+        }
+        if header.format == 1 {
+            // Format 1 wrote a run without input as `"input":null` (see `FORMAT`).
+            header.input = header.input.filter(|input| !input.is_null());
+        }
+        Ok(header)
+    }
+}
+
 /// A run's header as written (borrowing what the pipeline caches).
 #[derive(Serialize)]
 pub(crate) struct HeaderRef<'a> {
