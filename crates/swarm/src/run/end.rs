@@ -8,7 +8,7 @@ use hivekit_runtime::InlineOrSpawned;
 
 use super::{Run, Stop, TaskStep};
 use crate::artifact_cell::ArtifactCell;
-use crate::report::{RunOutcome, RunReport, SkipReason};
+use crate::report::{RunOutcome, RunReport, SkipReason, StageStatus};
 use crate::stage::StageFuture;
 
 impl Run {
@@ -97,6 +97,21 @@ impl Run {
     pub(super) fn into_report(mut self, stop: Option<Stop>) -> RunReport {
         // The fleet holds the shared state too; its tasks have all ended.
         self.fleet = None;
+        // A cancellation or deadline the run saw only after every stage had ended (a spawned
+        // stage's end reaches the driver at its next poll, which may find the token cancelled)
+        // cut nothing short: the run ended as its stages did, as a task aborted after it
+        // completed still gives its output.
+        let stop = match stop {
+            Some(Stop::Cancelled | Stop::Deadline)
+                if !self
+                    .stages
+                    .iter()
+                    .any(|stage| stopped_by_the_run(&stage.status)) =>
+            {
+                None
+            }
+            stop => stop,
+        };
         let outcome = match stop {
             Some(Stop::Cancelled) => RunOutcome::Cancelled,
             Some(Stop::Deadline) => RunOutcome::DeadlineExceeded,
@@ -146,4 +161,18 @@ impl Run {
             recorded: None,
         }
     }
+}
+
+/// Whether a stage did not end on its own because the run stopped.
+fn stopped_by_the_run(status: &StageStatus) -> bool {
+    matches!(
+        status,
+        StageStatus::Cancelled
+            | StageStatus::Skipped {
+                because: SkipReason::Cancelled
+                    | SkipReason::DeadlineExceeded
+                    | SkipReason::FailFast { .. }
+                    | SkipReason::NoRuntime { .. },
+            }
+    )
 }
