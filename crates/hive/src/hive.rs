@@ -442,6 +442,14 @@ impl<S: State> Hive<S> {
     }
 
     /// Adds an agent with weight 1. Cheap: no task is started until a round needs the agent.
+    ///
+    /// # Panics
+    ///
+    /// When the agent's own [`role`](Agent::role), [`cost`](Agent::cost),
+    /// [`interest`](Agent::interest) or [`batch_votes`](Agent::batch_votes), read here, panics:
+    /// the panic reaches the caller, nothing is registered and the hive is unaffected. The same
+    /// holds for [`spawn_weighted`](Self::spawn_weighted) and [`spawn_many`](Self::spawn_many),
+    /// which keeps the agents it made before.
     pub fn spawn(&self, agent: impl Agent<S>) -> AgentId {
         self.insert(agent, 1.0)
     }

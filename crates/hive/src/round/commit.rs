@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::decision::{Decision, FailureKind};
+use crate::decision::Decision;
 use crate::error::HiveError;
 use crate::events::HiveEvent;
 use crate::memory::{new_decision_id, AcceptedChange, CommitRequest};
@@ -82,8 +82,6 @@ impl<S: State> Round<'_, S> {
         add(&counters.conflicts, settled.conflicts);
         add(&counters.votes, settled.votes_counted);
         add(&counters.cancelled_votes, settled.votes_cancelled);
-        self.count_failures();
-
         let supervised = self.supervise();
         // Last, after supervision's events: every round's events end with exactly one of
         // `Committed`, `NothingToCommit` and `RoundFailed` (a panic after it adds none).
@@ -146,7 +144,6 @@ impl<S: State> Round<'_, S> {
     #[cold]
     #[inline(never)]
     pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
-        self.count_failures();
         self.supervise();
         self.unended.ended();
         self.emit(|| HiveEvent::RoundFailed {
@@ -154,21 +151,5 @@ impl<S: State> Round<'_, S> {
             error: error.to_string(),
         });
         error
-    }
-
-    /// Counts the round's agent failures in the hive's stats, by kind.
-    fn count_failures(&self) {
-        let counters = &self.hive.inner.counters;
-        for failure in &self.failures {
-            let counter = match failure.kind {
-                FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
-                FailureKind::Panicked { .. } => &counters.panics,
-                FailureKind::Errored { .. } => &counters.errors,
-                FailureKind::DuplicateProposal { .. }
-                | FailureKind::InvalidVote { .. }
-                | FailureKind::WrongVoteCount { .. } => &counters.invalid,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

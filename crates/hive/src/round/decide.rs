@@ -20,7 +20,7 @@ use crate::hive::Hive;
 use crate::roster::Listed;
 use crate::state::State;
 
-use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare, Unended};
+use crate::round::{Electorates, EndOnDrop, Round, RoundMember, RoundSpare, Unended, Unsupervised};
 
 impl<S: State> Hive<S> {
     /// Holds one round: snapshot the memory, ask every agent to propose, settle conflicts, apply the
@@ -198,6 +198,7 @@ impl<S: State> Hive<S> {
         // From here the round's events end with a terminal event, also when its future is dropped
         // or a panic (a memory's commit) unwinds through it.
         let mut round = Round {
+            unsupervised: Unsupervised::new(self, number),
             unended: Unended::new(self.inner.events.as_ref(), number),
             hive: self,
             number,

@@ -28,14 +28,15 @@ use crate::agent::{AgentId, DynAgent, ProposalOf};
 use crate::ballot::Electorate;
 use crate::call::{CallResult, Limit};
 use crate::context::{AgentContext, RoundShared};
-use crate::decision::{AgentFailure, BallotRecord, Phase, RejectReason};
+use crate::decision::{AgentFailure, BallotRecord, FailureKind, Phase, RejectReason};
 use crate::error::HiveError;
 use crate::events::{HiveEvent, HiveEventSink};
-use crate::hive::{Config, Hive, Interested};
+use crate::hive::{Config, Counters, Hive, Interested};
 use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::roster::Listed;
 use crate::round::vote::{Asked, LightSpare};
 use crate::state::State;
+use crate::supervision::supervise;
 
 /// A member as a round sees it.
 struct RoundMember<S: State> {
@@ -252,8 +253,82 @@ impl<K> Drop for Unended<'_, K> {
     }
 }
 
+/// Counts one agent failure in the hive's stats, by kind.
+fn count_failure(counters: &Counters, kind: &FailureKind) {
+    let counter = match kind {
+        FailureKind::TimedOut | FailureKind::Cancelled => &counters.timeouts,
+        FailureKind::Panicked { .. } => &counters.panics,
+        FailureKind::Errored { .. } => &counters.errors,
+        FailureKind::DuplicateProposal { .. }
+        | FailureKind::InvalidVote { .. }
+        | FailureKind::WrongVoteCount { .. } => &counters.invalid,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The failures a round reported (sent as `AgentFailed`) while it has not yet run supervision:
+/// dropped with some (the round's future dropped, or a panic unwinding through it), it hands them
+/// to supervision as a round that returns an error does. Only the agents that failed are struck;
+/// nobody's record is cleared by a round that did not end.
+struct Unsupervised<'h, S: State> {
+    hive: &'h Hive<S>,
+    round: u64,
+    /// `None` once the round ran supervision itself (or without a supervision policy).
+    failures: Mutex<Option<Vec<AgentFailure>>>,
+}
+
+impl<'h, S: State> Unsupervised<'h, S> {
+    fn new(hive: &'h Hive<S>, round: u64) -> Self {
+        let failures = hive.inner.config.supervision.map(|_| Vec::new());
+        Self {
+            hive,
+            round,
+            failures: Mutex::new(failures),
+        }
+    }
+
+    fn reported(&self, failures: &[AgentFailure]) {
+        if failures.is_empty() {
+            return;
+        }
+        if let Some(kept) = self.failures.lock().as_mut() {
+            kept.extend_from_slice(failures);
+        }
+    }
+
+    /// The round runs supervision itself.
+    fn disarm(&self) {
+        self.failures.lock().take();
+    }
+}
+
+impl<S: State> Drop for Unsupervised<'_, S> {
+    #[cold]
+    fn drop(&mut self) {
+        let (Some(failures), Some(policy)) = (
+            self.failures.get_mut().take(),
+            self.hive.inner.config.supervision,
+        ) else {
+            return;
+        };
+        if failures.is_empty() {
+            return;
+        }
+        let mut failed: Vec<AgentId> = failures.iter().map(|failure| failure.agent).collect();
+        failed.sort_unstable();
+        failed.dedup();
+        // Each failed member is passed with a nonzero count so that supervision looks it up.
+        let members = failed.into_iter().map(|agent| (agent, 1));
+        let done = supervise(self.hive, policy, self.round, members, &failures);
+        supervise::act(self.hive, self.round, &done);
+    }
+}
+
 /// One round in progress: what its phases share.
 struct Round<'h, S: State> {
+    /// Hands the reported failures to supervision if the round ends without running it (declared
+    /// before `unended`: its events come before `RoundFailed`).
+    unsupervised: Unsupervised<'h, S>,
     /// Sends `RoundFailed` if the round ends without its terminal event.
     unended: Unended<'h, S::Key>,
     hive: &'h Hive<S>,
@@ -382,15 +457,20 @@ impl<'h, S: State> Round<'h, S> {
         }
     }
 
-    /// Logs and reports the failures recorded since `from`.
+    /// Logs and reports the failures recorded since `from`, and counts them in the hive's stats
+    /// (as they are reported, so that a round whose future is dropped later counts what its
+    /// events said).
     fn report_failures(&self, from: usize) {
-        for failure in &self.failures[from..] {
+        let reported = &self.failures[from..];
+        for failure in reported {
             tracing::warn!(agent = failure.agent.0, phase = %failure.phase, "{failure}");
+            count_failure(&self.hive.inner.counters, &failure.kind);
             self.emit(|| HiveEvent::AgentFailed {
                 round: self.number,
                 failure: failure.clone(),
             });
         }
+        self.unsupervised.reported(reported);
     }
 
     /// The propose and settle phases: everything before the commit, which cancellation may stop.

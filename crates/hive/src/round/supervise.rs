@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::events::HiveEvent;
+use crate::hive::Hive;
 use crate::round::Round;
 use crate::state::State;
 use crate::supervision::{call_hook, supervise, Supervised, SupervisionAction};
@@ -19,23 +20,32 @@ impl<S: State> Round<'_, S> {
             .members
             .iter()
             .map(|member| (member.id, member.strikes));
+        self.unsupervised.disarm();
         let done = supervise(self.hive, policy, self.number, members, &self.failures);
-        let counters = &self.hive.inner.counters;
-        for record in &done {
-            tracing::warn!(agent = record.agent.0, "{record}");
-            let counter = match record.action {
-                SupervisionAction::Quarantine { .. } => &counters.quarantines,
-                SupervisionAction::Remove => &counters.removals,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            self.emit(|| HiveEvent::AgentSupervised {
-                round: self.number,
+        act(self.hive, self.number, &done);
+        done
+    }
+}
+
+/// Logs, counts, reports (as events) and passes to the restart hook what supervision did in
+/// round `number`.
+pub(super) fn act<S: State>(hive: &Hive<S>, number: u64, done: &[Supervised]) {
+    let counters = &hive.inner.counters;
+    for record in done {
+        tracing::warn!(agent = record.agent.0, "{record}");
+        let counter = match record.action {
+            SupervisionAction::Quarantine { .. } => &counters.quarantines,
+            SupervisionAction::Remove => &counters.removals,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(events) = &hive.inner.events {
+            events.emit(HiveEvent::AgentSupervised {
+                round: number,
                 record: record.clone(),
             });
-            if let Some(hook) = &self.hive.inner.restart {
-                call_hook(hook, self.hive, record);
-            }
         }
-        done
+        if let Some(hook) = &hive.inner.restart {
+            call_hook(hook, hive, record);
+        }
     }
 }
