@@ -384,7 +384,8 @@ impl Durable {
         run: &str,
         options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        self.resume_inner(pipeline, run, None, options).await
+        self.resume_inner(pipeline, run, Handed::None, options)
+            .await
     }
 
     /// Resumes run `run` as [`resume`](Durable::resume) does, handing `value` to the stages that
@@ -405,30 +406,82 @@ impl Durable {
         value: V,
         options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
-        let not_serializable = |reason: String| CheckpointError::ValueNotSerializable {
-            run: run.to_owned(),
-            reason,
-        };
-        // Kept as JSON text and decoded straight into the type the stage asks for: no
-        // `serde_json::Value` between, which holds no integer past 64 bits.
-        let json =
-            serde_json::to_string(&value).map_err(|error| not_serializable(error.to_string()))?;
-        // As for records: a value that would read back as another one is refused.
-        if record::may_hold_null(json.as_bytes()) {
-            if let Some(lossy) = lossy_null(&value) {
-                return Err(not_serializable(format!("it holds {lossy}")));
-            }
-        }
-        let value =
-            RawValue::from_string(json).map_err(|error| not_serializable(error.to_string()))?;
-        self.resume_inner(pipeline, run, Some(value), options).await
+        let value = resume_json(run, &value)?;
+        self.resume_inner(pipeline, run, Handed::All(value), options)
+            .await
+    }
+
+    /// Resumes run `run` as [`resume`](Durable::resume) does, handing each named stage its own
+    /// value (LangGraph's resume map): two stages that interrupted the run side by side, such as
+    /// two reviewers asked at once, get different answers. An interrupted stage given no value
+    /// runs again without one (and may interrupt again). Values are checkpointed first.
+    ///
+    /// # Errors
+    ///
+    /// As [`resume_with`](Durable::resume_with), and [`CheckpointError::StageNotInterrupted`]
+    /// naming a stage that is not waiting for a value (nothing is written or run then).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::checkpoint::{Durable, MemoryStore};
+    /// use hivekit_swarm::{Pipeline, RunOptions, StageContext, StageError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ask = |question: &'static str| {
+    ///     move |ctx: StageContext| async move {
+    ///         match ctx.resume_value::<String>()? {
+    ///             Some(answer) => Ok(answer),
+    ///             None => Err(ctx.interrupt(question)),
+    ///         }
+    ///     }
+    /// };
+    /// let pipeline = Pipeline::builder()
+    ///     .stage("legal", ask("may we ship?"))
+    ///     .durable()
+    ///     .stage("design", ask("is it pretty?"))
+    ///     .durable()
+    ///     .build()?;
+    /// let durable = Durable::new(MemoryStore::new());
+    /// durable.start(&pipeline, "launch", RunOptions::default()).await?;
+    /// let outcome = durable
+    ///     .resume_with_values(
+    ///         &pipeline,
+    ///         "launch",
+    ///         [("legal", "yes"), ("design", "very")],
+    ///         RunOptions::default(),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(*outcome.report().artifact::<String>("legal")?, "yes");
+    /// assert_eq!(*outcome.report().artifact::<String>("design")?, "very");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn resume_with_values<N, V>(
+        &self,
+        pipeline: &Pipeline,
+        run: &str,
+        values: impl IntoIterator<Item = (N, V)>,
+        options: RunOptions,
+    ) -> Result<DurableOutcome, CheckpointError>
+    where
+        N: AsRef<str>,
+        V: Serialize,
+    {
+        let values = values
+            .into_iter()
+            .map(|(stage, value)| Ok((stage.as_ref().to_owned(), resume_json(run, &value)?)))
+            .collect::<Result<Vec<_>, CheckpointError>>()?;
+        self.resume_inner(pipeline, run, Handed::Each(values), options)
+            .await
     }
 
     async fn resume_inner(
         &self,
         pipeline: &Pipeline,
         run: &str,
-        value: Option<Box<RawValue>>,
+        handed: Handed,
         mut options: RunOptions,
     ) -> Result<DurableOutcome, CheckpointError> {
         // A run in progress on this handle is not resumed beside itself: its stage in flight would
@@ -441,19 +494,45 @@ impl Durable {
         let loaded = self.load(pipeline, run)?;
         options.input = loaded.input;
         let mut values = loaded.values;
-        if let Some(value) = value {
-            if loaded.interrupted.is_empty() {
-                return Err(CheckpointError::NotInterrupted {
-                    run: run.to_owned(),
-                });
+        let handed: Vec<(u32, Box<RawValue>)> = match handed {
+            Handed::None => Vec::new(),
+            Handed::All(value) => {
+                if loaded.interrupted.is_empty() {
+                    return Err(CheckpointError::NotInterrupted {
+                        run: run.to_owned(),
+                    });
+                }
+                (loaded.interrupted.iter())
+                    .map(|&stage| (stage, value.clone()))
+                    .collect()
             }
-            let bytes = value.get().as_bytes();
-            for stage in loaded.interrupted {
-                let name = &pipeline.inner().stages[stage as usize].name;
-                self.store
-                    .put_record(run, &format!("{VALUE_PREFIX}{name}"), bytes)?;
-                values.insert(stage, value.clone());
+            Handed::Each(each) => {
+                // Every name checked before anything is written.
+                let mut handed = Vec::with_capacity(each.len());
+                for (name, value) in each {
+                    match pipeline.inner().lookup(&name) {
+                        Some(stage) if loaded.interrupted.contains(&(stage as u32)) => {
+                            handed.push((stage as u32, value));
+                        }
+                        _ => {
+                            return Err(CheckpointError::StageNotInterrupted {
+                                run: run.to_owned(),
+                                stage: name,
+                            })
+                        }
+                    }
+                }
+                handed
             }
+        };
+        for (stage, value) in handed {
+            let name = &pipeline.inner().stages[stage as usize].name;
+            self.store.put_record(
+                run,
+                &format!("{VALUE_PREFIX}{name}"),
+                value.get().as_bytes(),
+            )?;
+            values.insert(stage, value);
         }
         Ok(self
             .execute(pipeline, run, options, loaded.restored, values, loaded.memo)
@@ -752,6 +831,36 @@ pub(crate) fn decode_stage(
         failed,
     };
     Ok((stage as u32, interrupted, Some(restored)))
+}
+
+/// What a resume hands the stages that interrupted the run.
+enum Handed {
+    /// Nothing.
+    None,
+    /// One value, to every one of them.
+    All(Box<RawValue>),
+    /// A value per stage, by name.
+    Each(Vec<(String, Box<RawValue>)>),
+}
+
+/// A resume value as the JSON text checkpointed for run `run`: kept as text and decoded straight
+/// into the type the stage asks for, with no `serde_json::Value` between (which holds no integer
+/// past 64 bits). As for records, a value that would read back as another one is refused.
+fn resume_json<V: Serialize + ?Sized>(
+    run: &str,
+    value: &V,
+) -> Result<Box<RawValue>, CheckpointError> {
+    let not_serializable = |reason: String| CheckpointError::ValueNotSerializable {
+        run: run.to_owned(),
+        reason,
+    };
+    let json = serde_json::to_string(value).map_err(|error| not_serializable(error.to_string()))?;
+    if record::may_hold_null(json.as_bytes()) {
+        if let Some(lossy) = lossy_null(value) {
+            return Err(not_serializable(format!("it holds {lossy}")));
+        }
+    }
+    RawValue::from_string(json).map_err(|error| not_serializable(error.to_string()))
 }
 
 /// Whether a JSON value holds a `null` anywhere: the only way serde_json writes a value that does

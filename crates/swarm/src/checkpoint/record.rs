@@ -102,6 +102,15 @@ pub enum CheckpointError {
         /// The run.
         run: String,
     },
+    /// [`Durable::resume_with_values`](super::Durable::resume_with_values) named a stage that is
+    /// not waiting for a value (no such stage, or it did not interrupt the run).
+    #[error("stage `{stage}` of run `{run}` is not waiting for a value")]
+    StageNotInterrupted {
+        /// The run.
+        run: String,
+        /// The stage named.
+        stage: String,
+    },
     /// The value for an interrupted stage cannot be serialized.
     #[error("the resume value for run `{run}` cannot be serialized: {reason}")]
     ValueNotSerializable {
