@@ -274,7 +274,7 @@ impl<T> PriorityScheduler<T> {
 
     fn build(config: SchedulerConfig) -> Self {
         Self {
-            lanes: (0..LANES).map(|_| CompactLane::new()).collect(),
+            lanes: CompactLane::new_boxed_slice(LANES),
             nonempty: CachePadded::new(AtomicU64::new(0)),
             len: CachePadded::new(AtomicUsize::new(0)),
             aging: match config.max_bypass {

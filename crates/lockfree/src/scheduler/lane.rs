@@ -124,9 +124,6 @@ struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
 impl<T> UnsafeCell<T> {
-    fn new(value: T) -> Self {
-        Self(std::cell::UnsafeCell::new(value))
-    }
     #[inline]
     fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
         f(self.0.get())
@@ -177,13 +174,41 @@ unsafe impl<T: Send> Send for CompactLane<T> {}
 unsafe impl<T: Send> Sync for CompactLane<T> {}
 
 impl<T> CompactLane<T> {
-    pub(crate) fn new() -> Self {
-        Self {
-            state: AtomicU64::new(0),
-            stamps: std::array::from_fn(|slot| AtomicU32::new(slot as u32)),
-            slots: std::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
-            overflow: Lane::new(),
+    /// `count` empty lanes, each built in place on the heap. A lane built by value and moved there
+    /// passes through the stack, several times in an unoptimised build: with 32 KiB items a lane
+    /// is 256 KiB, and a scheduler overflowed a 2 MiB thread stack.
+    #[cfg(not(loom))]
+    pub(crate) fn new_boxed_slice(count: usize) -> Box<[Self]> {
+        let mut lanes = Box::<[Self]>::new_uninit_slice(count);
+        for lane in &mut lanes {
+            let lane = lane.as_mut_ptr();
+            // SAFETY: `lane` is allocated and aligned for one `Self`. Every field but `slots` is
+            // written here, and `slots` holds only `MaybeUninit` items (inside `UnsafeCell`s),
+            // for which uninitialised memory is a valid value.
+            unsafe {
+                std::ptr::addr_of_mut!((*lane).state).write(AtomicU64::new(0));
+                let stamps = std::ptr::addr_of_mut!((*lane).stamps).cast::<AtomicU32>();
+                for slot in 0..RING as usize {
+                    stamps.add(slot).write(AtomicU32::new(slot as u32));
+                }
+                std::ptr::addr_of_mut!((*lane).overflow).write(Lane::new());
+            }
         }
+        // SAFETY: every lane was initialised above.
+        unsafe { lanes.assume_init() }
+    }
+
+    /// `count` empty lanes (loom's cells cannot be left uninitialised: built by value).
+    #[cfg(loom)]
+    pub(crate) fn new_boxed_slice(count: usize) -> Box<[Self]> {
+        (0..count)
+            .map(|_| Self {
+                state: AtomicU64::new(0),
+                stamps: std::array::from_fn(|slot| AtomicU32::new(slot as u32)),
+                slots: std::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
+                overflow: Lane::new(),
+            })
+            .collect()
     }
 
     /// Queues `item` behind every item pushed before it.

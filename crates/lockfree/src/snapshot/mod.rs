@@ -85,11 +85,15 @@ const READS_PER_RETIRE: u32 = 128;
 /// least as often), and by
 /// any thread that finds it non-empty on about one [`read`](Self::read) or [`load`](Self::load) in
 /// 128 of its own, picked at random (so that no repeating pattern of reads over several cells
-/// always lands on the same cell), and at the latest on the 256th. From the global queue a version is dropped by the first collection (on every hand-over,
-/// and on every 128th pin of any thread) after every thread pinned when it was handed over has
-/// unpinned. So a writer that goes idle keeps at most 63 replaced versions alive only while no
-/// thread uses the cell, and none once another thread has made a few hundred reads; only a reader
-/// that stays pinned (a long [`read`](Self::read) closure) or a live [`Snapshot`] delays it.
+/// always lands on the same cell), and at the latest on the 256th. A collection (on every
+/// hand-over, and on every 128th pin of any thread) frees the batches handed over before every
+/// thread then pinned had unpinned, at most 8 batches (up to 512 versions) per collection
+/// (crossbeam-epoch's step limit). So a writer that goes idle keeps at most 63 replaced versions
+/// alive only while no thread uses the cell, and none once another thread has made a few hundred
+/// reads. A reader that stays pinned (a long [`read`](Self::read) closure) or a live
+/// [`Snapshot`] delays it: versions replaced while a reader stayed pinned pile up in the global
+/// queue (shared by every cell of the process), and once it unpins they drain at about 512 per
+/// 128 pins, so N of them take about N / 4 more reads.
 ///
 /// # Progress
 ///
