@@ -426,6 +426,10 @@ where
                 }
             }
         };
+        // Items that end on their first poll would otherwise all run in this one poll of the
+        // stage: a unit of tokio's cooperative budget per ended attempt hands the thread back now
+        // and then, so the run sees its deadline and cancellation (as a loop's iterations do).
+        tokio::task::coop::consume_budget().await;
         let error = match result {
             Ok(Ok(value)) => match record(index, &value) {
                 Ok(()) => {
@@ -467,11 +471,8 @@ where
                 .backoff
                 .delay(progress.attempts[index], stage_seed(seed, index as u32));
             if delay.is_zero() {
+                // Relaunched in this same poll (the budget spent above lets the run look in).
                 again.push(index);
-                // Relaunched in this same poll: a unit of tokio's cooperative budget per retry
-                // makes items that fail at once hand the thread back now and then, so the run sees
-                // its deadline and cancellation instead of spinning through every attempt.
-                tokio::task::coop::consume_budget().await;
             } else {
                 running.push(Either::Right(
                     hivekit_runtime::sleep(delay).map(move |()| Step::WaitOver(index)),

@@ -26,6 +26,11 @@
 //! run again on resume; [`PipelineBuilder::durable`](crate::PipelineBuilder::durable) makes that a
 //! [`BuildError`](crate::BuildError).
 //!
+//! A stage's attempts are recorded when it ends: a stage running its retries (or waiting out a
+//! backoff) when the process died starts again at its first attempt, with its whole
+//! [`RetryPolicy`](crate::RetryPolicy), and its backoff waits are not timers that survive a crash.
+//! `max_attempts` bounds the attempts of one process's run of the stage.
+//!
 //! # Finer than a stage: loop iterations and fan-out items
 //!
 //! - Each iteration of a loop stage ([`PipelineBuilder::repeat`](crate::PipelineBuilder::repeat))

@@ -27,7 +27,9 @@ pub struct AttemptRecord {
     /// When it started, from the run's start. Serialized as `started_us`.
     #[serde(rename = "started_us", with = "crate::micros")]
     pub started: Duration,
-    /// How long it ran. Serialized as `elapsed_us`.
+    /// How long it ran. Serialized as `elapsed_us`. Report times are read from the machine's
+    /// monotonic clock, not tokio's: under a paused tokio clock (tests) an attempt that timed out
+    /// after 5 s of tokio time may report microseconds.
     #[serde(rename = "elapsed_us", with = "crate::micros")]
     pub elapsed: Duration,
     /// Why it failed.
