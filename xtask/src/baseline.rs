@@ -127,7 +127,21 @@ impl Baseline {
             }
             None => return Err(bad("no `schema` field; not an xtask baseline".to_owned())),
         }
-        serde_json::from_value(value).map_err(|error| bad(error.to_string()))
+        let baseline: Self =
+            serde_json::from_value(value).map_err(|error| bad(error.to_string()))?;
+        // No measurement is negative: such a row is corrupt, and compared as if it were fine it
+        // would read `within noise` whatever the run measured.
+        if let Some(entry) = baseline
+            .results
+            .iter()
+            .find(|entry| !(entry.median_ns.is_finite() && entry.median_ns >= 0.0))
+        {
+            return Err(bad(format!(
+                "row `{}` has median_ns {}; a median is a time of 0 ns or more",
+                entry.id, entry.median_ns
+            )));
+        }
+        Ok(baseline)
     }
 
     /// Loads `path`; a missing file is [`XtaskError::MissingBaseline`] named `name`.
@@ -140,7 +154,10 @@ impl Baseline {
                     path: path.to_owned(),
                 })
             }
-            Err(error) => Err(XtaskError::io("read", path, error)),
+            Err(error) => Err(XtaskError::BadInputFile {
+                path: path.to_owned(),
+                message: error.to_string(),
+            }),
         }
     }
 

@@ -338,9 +338,13 @@ fn find_new_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), XtaskError> {
             continue;
         }
         let path = entry.path();
+        // `new`, `base` and `report` are criterion's own directories only where they hold its
+        // files: a benchmark whose function or parameter is named so (`g/hivekit/new`) lives in
+        // a directory of that name, with its own `new/` below.
         match entry.file_name().to_str() {
-            Some("new") => out.push(path),
-            Some("report" | "base") => {}
+            Some("new") if path.join("benchmark.json").is_file() => out.push(path),
+            Some("base") if path.join("benchmark.json").is_file() => {}
+            Some("report") if path.join("index.html").is_file() => {}
             _ => find_new_dirs(&path, out)?,
         }
     }

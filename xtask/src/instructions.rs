@@ -375,6 +375,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), XtaskError> {
             return Ok(());
         }
     }
+    if let Some(baseline) = &baseline {
+        warn_not_counted(baseline, &rows, &binaries, filter.as_ref(), &baseline_path);
+    }
     let changes = changes(&rows, baseline.as_ref());
     println!();
     print!("{}", render(&rows, &changes));
@@ -433,6 +436,38 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), XtaskError> {
             "a change meant to cost more re-blesses in the same commit (`cargo xtask bench --instructions --bless`) and says why"
         );
         Err(XtaskError::InstructionsRegressed(regressed.join(", ")))
+    }
+}
+
+/// Warns about the baseline's rows this run should have counted (its crates, matching `--filter`)
+/// and did not: a row renamed or removed drops out of the gate, which must not go unsaid.
+fn warn_not_counted(
+    baseline: &InstructionBaseline,
+    rows: &[InstructionRow],
+    binaries: &[BenchBinary],
+    filter: Option<&Regex>,
+    baseline_path: &Path,
+) {
+    let counted: std::collections::HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let missing: Vec<&str> = baseline
+        .rows
+        .iter()
+        .filter(|row| {
+            binaries
+                .iter()
+                .any(|binary| binary.suite.krate == row.krate)
+        })
+        .filter(|row| filter.is_none_or(|filter| filter.is_match(&row.id)))
+        .map(|row| row.id.as_str())
+        .filter(|id| !counted.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: {} row(s) of {} were not counted in this run and are not gated: {}",
+            missing.len(),
+            baseline_path.display(),
+            missing.join(", ")
+        );
     }
 }
 

@@ -106,6 +106,15 @@ pub(crate) fn compare(
             remeasured: None,
         };
     };
+    if base.median_ns == 0.0 && current.median_ns > 0.0 && current.ci_low_ns > base.ci_high_ns {
+        // No percentage of zero, but any growth from it is beyond any threshold and the
+        // intervals are apart: the documented definition of `regressed`.
+        return Comparison {
+            change_pct: None,
+            verdict: Verdict::Regressed,
+            remeasured: None,
+        };
+    }
     if !base.median_ns.is_finite() || base.median_ns <= 0.0 || !current.median_ns.is_finite() {
         // A zero or corrupt baseline median gives no meaningful percentage.
         return Comparison {
@@ -235,7 +244,10 @@ mod tests {
         assert_eq!(new.verdict, Verdict::New);
         assert_eq!(new.change_pct, None);
         let zero = compare(&measured(1.0, 1.0, 1.0), Some(&entry(0.0, 0.0, 0.0)), 10.0);
-        assert_eq!(zero.verdict, Verdict::WithinNoise);
+        assert_eq!(zero.verdict, Verdict::Regressed);
+        assert_eq!(zero.change_pct, None);
+        let still_zero = compare(&measured(0.0, 0.0, 0.0), Some(&entry(0.0, 0.0, 0.0)), 10.0);
+        assert_eq!(still_zero.verdict, Verdict::WithinNoise);
     }
 
     #[test]
