@@ -2,6 +2,11 @@
 
 /// How much support the leading candidate needs, measured against the votes cast for candidates
 /// (abstentions count towards the quorum, not here).
+///
+/// Comparisons allow for floating-point rounding of sums of weights: a support within a relative
+/// 1e-12 of the bound counts as meeting it (as supports that close count as tied, see
+/// [`Tally::Tie`](crate::Tally::Tie)). So "more than half" and "at least `num / den`" are exact up
+/// to that precision: weights near 1e12 apart by a margin of 1 may fall either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Threshold {
