@@ -98,6 +98,17 @@ pub struct SchedulingHint {
     pub cost: ResourceCost,
 }
 
+impl From<Priority> for SchedulingHint {
+    /// A hint of this priority, with the default latency tier and cost
+    /// (`SchedulingHint::from(Priority::High)`, or `Priority::High.into()`).
+    fn from(priority: Priority) -> Self {
+        Self {
+            priority,
+            ..Self::default()
+        }
+    }
+}
+
 impl SchedulingHint {
     /// The number of distinct sort keys (4 priorities x 3 latency tiers x 4 costs).
     pub const KEYS: usize = 48;

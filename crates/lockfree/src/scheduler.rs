@@ -507,6 +507,34 @@ impl<T> PriorityScheduler<T> {
         }
     }
 
+    /// The most items it holds at once (`None`: unbounded), as built with
+    /// [`SchedulerConfig::capacity`].
+    pub fn capacity(&self) -> Option<usize> {
+        self.config().capacity
+    }
+
+    /// Pops items in the order [`pop`](Self::pop) gives them until it finds the scheduler empty:
+    /// a way to empty it (`scheduler.drain().count()`) or to take everything queued at shutdown.
+    /// Items other threads push meanwhile are popped too when it reaches them; each item is still
+    /// popped exactly once, by the drain or by another popper.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_lockfree::{Priority, PriorityScheduler};
+    ///
+    /// let scheduler = PriorityScheduler::new();
+    /// scheduler.push(Priority::Low.into(), "sweep")?;
+    /// scheduler.push(Priority::Critical.into(), "page")?;
+    /// let left: Vec<&str> = scheduler.drain().collect();
+    /// assert_eq!(left, ["page", "sweep"]);
+    /// assert!(scheduler.is_empty());
+    /// # Ok::<(), hivekit_lockfree::Full<&str>>(())
+    /// ```
+    pub fn drain(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(|| self.pop())
+    }
+
     /// True when no item is queued (see [`len`](Self::len)).
     ///
     /// # Progress

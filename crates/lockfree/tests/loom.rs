@@ -142,6 +142,29 @@ fn store_vs_read_hands_each_replaced_version_over_once() {
     });
 }
 
+/// Two swaps race: each gets back a different version, the two returned plus the current one are
+/// the three values written, and the returned snapshots outlive the cell (loom reports a leaked or
+/// doubly released `Arc`).
+#[test]
+fn swap_vs_swap_hands_each_replaced_version_back_once() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(0_u32));
+        let other = Arc::clone(&cell);
+        let racer = thread::spawn(move || other.swap(2));
+        let mine = cell.swap(1);
+        let theirs = racer.join().expect("swapper panicked");
+        assert_ne!(mine.version(), theirs.version());
+        let current = *cell.load();
+        let mut seen = [*mine, *theirs, current];
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(cell.version(), 2);
+        drop(cell);
+        // Still readable after the cell is gone: each snapshot holds its own reference.
+        assert_eq!(*mine + *theirs + current, 3);
+    });
+}
+
 fn low() -> SchedulingHint {
     SchedulingHint::with_priority(Priority::Low)
 }

@@ -474,6 +474,44 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
     /// ```
     #[inline]
     pub fn store(&self, value: T) -> u64 {
+        self.replace(value, |version, _| version)
+    }
+
+    /// Replaces the value unconditionally and returns the version it replaced (arc-swap's `swap`):
+    /// of concurrent swaps, each gets back a different version, so every value written is handed
+    /// back exactly once (or is still current). The new version is the returned one's plus one.
+    ///
+    /// # Progress
+    ///
+    /// Lock-free, as [`store`](Self::store).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cell = hivekit_lockfree::SnapshotCell::new(String::from("draft"));
+    /// let old = cell.swap(String::from("final"));
+    /// assert_eq!((old.as_str(), old.version()), ("draft", 0));
+    /// assert_eq!((cell.load().as_str(), cell.version()), ("final", 1));
+    /// ```
+    pub fn swap(&self, value: T) -> Snapshot<T> {
+        self.replace(value, |_, replaced| {
+            // SAFETY: `replaced` was current until this write and `replace` calls this while its
+            // guard is still pinned; the cell's own strong reference to it sits in the limbo and is
+            // released only after that guard is dropped, so it is live: taking one more reference
+            // is sound.
+            unsafe {
+                Arc::increment_strong_count(replaced);
+                Snapshot {
+                    node: Arc::from_raw(replaced),
+                }
+            }
+        })
+    }
+
+    /// Publishes `value` as the next version, then calls `then` with the new version and the
+    /// version it replaced (still pinned: `then` runs before the guard is dropped).
+    #[inline(always)]
+    fn replace<R>(&self, value: T, then: impl FnOnce(u64, *mut Versioned<T>) -> R) -> R {
         let guard = epoch::pin();
         let mut current = self.current.load(Ordering::Acquire);
         let mut next = Arc::new(Versioned::new(0, value));
@@ -485,7 +523,7 @@ impl<T: Send + Sync + 'static> SnapshotCell<T> {
                 None => unreachable!("an unpublished version has a single owner"),
             }
             match self.publish(current, next, &guard) {
-                Ok(()) => return version,
+                Ok(()) => return then(version, current),
                 Err((actual, unpublished)) => {
                     current = actual;
                     next = unpublished;
