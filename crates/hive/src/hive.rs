@@ -220,6 +220,55 @@ impl<S: State> Clone for Hive<S> {
     }
 }
 
+/// A handle on a hive that does not keep it alive: made by [`Hive::downgrade`]. An agent that
+/// needs its hive (to spawn a helper, or to read the memory) holds one of these: an agent holding
+/// a [`Hive`] keeps its own hive, and so itself, alive after every other handle is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use hivekit_hive::Hive;
+/// # #[derive(Clone, Default)]
+/// # struct Counter(u64);
+/// # impl hivekit_hive::State for Counter {
+/// #     type Key = ();
+/// #     type Change = u64;
+/// #     fn apply(&mut self, change: &u64) { self.0 += change; }
+/// # }
+///
+/// let hive = Hive::new(Counter::default());
+/// let weak = hive.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(hive);
+/// assert!(weak.upgrade().is_none(), "the weak handle did not keep the hive");
+/// ```
+pub struct WeakHive<S: State> {
+    inner: std::sync::Weak<Inner<S>>,
+}
+
+impl<S: State> WeakHive<S> {
+    /// The hive, if any [`Hive`] handle on it is still alive.
+    pub fn upgrade(&self) -> Option<Hive<S>> {
+        self.inner.upgrade().map(|inner| Hive { inner })
+    }
+}
+
+impl<S: State> Clone for WeakHive<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: State> fmt::Debug for WeakHive<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakHive")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
 impl<S: State> fmt::Debug for Hive<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hive")
@@ -439,6 +488,14 @@ impl<S: State> Hive<S> {
         Self::builder(initial)
             .build()
             .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+
+    /// A handle that does not keep the hive alive (see [`WeakHive`]): what an agent that calls its
+    /// own hive should hold.
+    pub fn downgrade(&self) -> WeakHive<S> {
+        WeakHive {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Adds an agent with weight 1. Cheap: no task is started until a round needs the agent.

@@ -112,7 +112,7 @@ pub use crate::decision::{
 };
 pub use crate::error::HiveError;
 pub use crate::events::{HiveEvent, HiveEventSink};
-pub use crate::hive::{Hive, HiveBuilder, HiveStats, DEFAULT_AGENT_TIMEOUT};
+pub use crate::hive::{Hive, HiveBuilder, HiveStats, WeakHive, DEFAULT_AGENT_TIMEOUT};
 pub use crate::hive_memory::{HistoryEntry, HiveMemory, DEFAULT_HISTORY};
 pub use crate::memory::{
     new_decision_id, AcceptedChange, BoxError, CommitRequest, Committed, LocalMemory, Memory,
