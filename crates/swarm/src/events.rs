@@ -215,7 +215,9 @@ impl std::fmt::Debug for EventSink {
 
 impl EventSink {
     /// Calls `callback` with every event. A callback that panics does not stop the run: the
-    /// panic is caught and logged (`tracing`, at ERROR), and that event is lost.
+    /// panic is caught and logged (`tracing`, at ERROR), and that event is lost. No event of a run
+    /// comes after the run has returned its report: the run ends once the deliveries under way
+    /// have returned (a callback that blocks delays it), and lets go of the sink then.
     pub fn callback(callback: impl Fn(StageEvent) + Send + Sync + 'static) -> Self {
         Self {
             deliver: Arc::new(move |event| {
@@ -255,14 +257,22 @@ impl EventSink {
     /// channel closes, even while a stage's context outlives the run (a blocking attempt abandoned
     /// at its timeout runs on in its thread).
     pub(crate) fn gated(self) -> (Self, EventGate) {
-        let slot = Arc::new(parking_lot::RwLock::new(Some(self)));
+        let slot = Arc::new(GateSlot {
+            closed: std::sync::atomic::AtomicBool::new(false),
+            sink: parking_lot::RwLock::new(Some(self)),
+        });
         let forward = slot.clone();
         let sink = Self {
             deliver: Arc::new(move |event| {
-                // Cloned out of the lock: the callback may start a run of its own that emits into
-                // this sink again.
-                let target = forward.read().clone();
-                if let Some(target) = target {
+                // Delivered under the read lock, so that the gate (which takes the write lock)
+                // waits for deliveries under way and none lands after the run. Deliveries that
+                // start once the gate closes return at once: writer not starved. Recursive: a
+                // callback emitting into this sink again does not wait behind the gate.
+                if forward.closed.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                let target = forward.sink.read_recursive();
+                if let Some(target) = &*target {
                     target.emit(event);
                 }
             }),
@@ -272,12 +282,21 @@ impl EventSink {
 }
 
 /// Closes a run's gated event sink when dropped (see [`EventSink::gated`]).
-pub(crate) struct EventGate(Arc<parking_lot::RwLock<Option<EventSink>>>);
+pub(crate) struct EventGate(Arc<GateSlot>);
+
+struct GateSlot {
+    closed: std::sync::atomic::AtomicBool,
+    sink: parking_lot::RwLock<Option<EventSink>>,
+}
 
 impl Drop for EventGate {
     fn drop(&mut self) {
-        // Taken out under the lock, dropped after it: the sink's own drop may run user code.
-        let sink = self.0.write().take();
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Waits for the deliveries under way; taken out under the lock, dropped after it: the
+        // sink's own drop may run user code.
+        let sink = self.0.sink.write().take();
         drop(sink);
     }
 }

@@ -358,6 +358,12 @@ where
         if settled && !policy.wait_all {
             break;
         }
+        // Items that end on their first poll would otherwise all run in this one poll of the
+        // stage: a unit of tokio's cooperative budget per ended attempt hands the thread back now
+        // and then, so the run sees its deadline and cancellation (as a loop's iterations do).
+        // Spent here, once the last attempt's end is recorded: a stop at this await drops no
+        // item that ended.
+        tokio::task::coop::consume_budget().await;
         // An item whose closure panicked before it gave a future: a failed attempt like any other
         // (retried, or counted against the fan-out), handled below before waiting for more.
         let mut panicked_at_start = None;
@@ -426,10 +432,6 @@ where
                 }
             }
         };
-        // Items that end on their first poll would otherwise all run in this one poll of the
-        // stage: a unit of tokio's cooperative budget per ended attempt hands the thread back now
-        // and then, so the run sees its deadline and cancellation (as a loop's iterations do).
-        tokio::task::coop::consume_budget().await;
         let error = match result {
             Ok(Ok(value)) => match record(index, &value) {
                 Ok(()) => {

@@ -10,7 +10,7 @@ use super::record::{
     STAGE_PREFIX, VALUE_PREFIX,
 };
 use super::store::CheckpointStore;
-use crate::report::{AttemptRecord, StageStatus};
+use crate::report::{AttemptRecord, SkipReason, StageStatus};
 
 /// A stored run as it stands: made by [`Durable::inspect`](super::Durable::inspect).
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +74,21 @@ impl RunState {
             .filter(|stage| stage.is_restored_on_resume())
     }
 
-    /// Whether every stage succeeded and a resume would run nothing.
+    /// Whether the run ended as a success and a resume would run nothing: every stage is restored
+    /// on resume, or was left out by a route not taken or a false condition (which a resume
+    /// decides the same way again).
     pub fn is_complete(&self) -> bool {
-        self.stages.iter().all(StageState::is_restored_on_resume)
+        self.stages.iter().all(|stage| {
+            stage.is_restored_on_resume()
+                || matches!(
+                    stage.status,
+                    Some(StageStatus::Skipped {
+                        because: SkipReason::RouteNotTaken { .. }
+                            | SkipReason::ConditionFalse
+                            | SkipReason::Pruned { .. },
+                    })
+                )
+        })
     }
 }
 

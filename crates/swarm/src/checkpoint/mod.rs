@@ -419,7 +419,10 @@ impl Durable {
     /// Resumes run `run` as [`resume`](Durable::resume) does, handing each named stage its own
     /// value (LangGraph's resume map): two stages that interrupted the run side by side, such as
     /// two reviewers asked at once, get different answers. An interrupted stage given no value
-    /// runs again without one (and may interrupt again). Values are checkpointed first.
+    /// here runs again with the value it was last handed, if any, as under
+    /// [`resume`](Durable::resume) (and may interrupt again). A stage named twice gets the last
+    /// of its values. Values are checkpointed first. Inside a loop, the loop stage is what waits
+    /// (see [`Durable::inspect`]): naming it hands the value to its body's waiting stages.
     ///
     /// # Errors
     ///

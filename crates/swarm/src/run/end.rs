@@ -100,13 +100,15 @@ impl Run {
         // A cancellation or deadline the run saw only after every stage had ended (a spawned
         // stage's end reaches the driver at its next poll, which may find the token cancelled)
         // cut nothing short: the run ended as its stages did, as a task aborted after it
-        // completed still gives its output.
+        // completed still gives its output. Not when a stage failed: it may have failed because
+        // it saw the stop (`StageContext::is_cancelled`), which cut it short all the same.
         let stop = match stop {
             Some(Stop::Cancelled | Stop::Deadline)
-                if !self
-                    .stages
-                    .iter()
-                    .any(|stage| stopped_by_the_run(&stage.status)) =>
+                if !self.failed
+                    && !self
+                        .stages
+                        .iter()
+                        .any(|stage| stopped_by_the_run(&stage.status)) =>
             {
                 None
             }
