@@ -135,7 +135,7 @@ pub(crate) struct Health {
 
 /// True for the failures supervision counts: the agent's own fault, not an invalid answer or a
 /// runtime shutdown.
-fn counts(kind: &FailureKind) -> bool {
+pub(crate) fn counts(kind: &FailureKind) -> bool {
     matches!(
         kind,
         FailureKind::TimedOut | FailureKind::Panicked { .. } | FailureKind::Errored { .. }

@@ -126,79 +126,87 @@ pub fn execute<F: IntoFuture>(future: F) -> F::Output {
 /// ```
 #[inline]
 pub fn try_execute<F: IntoFuture>(future: F) -> Result<F::Output, RuntimeError> {
-    let mut future = pin!(future.into_future());
     // The fast path, for threads whose context is the global runtime: poll in place, reading
     // nothing but this thread's own state (one `const` thread-local, which also says that the
     // global runtime exists). The shutdown check waits for the slow paths: a future ready at once
     // needs no runtime.
-    let (polled, checked) = if on_fast_path() {
-        // After `shutdown` this thread still sits in the stopped runtime's context, and a future
-        // that touches its timers or I/O panics inside tokio ("being shutdown"): that is the
-        // typed error, not the caller's panic. Catching costs nothing until something panics.
-        let polled = match catch_unwind(AssertUnwindSafe(|| poll_once(future.as_mut()))) {
-            Ok(polled) => polled,
-            Err(panic) => return Err(shut_down_or_resume(panic)),
-        };
-        if polled.is_ready() {
-            bump_fast_path();
-        }
-        (polled, false)
-    } else {
-        // First call on this thread, a foreign runtime's thread, or a thread-local destructor.
-        // After `shutdown`, a future ready on its first poll still returns its output (it needs
-        // no runtime); any other is refused.
-        let (global, first) = match global_handle() {
-            Ok(global) => (Some(global), route(global)?),
-            Err(RuntimeError::ShutDown) => (None, FirstPoll::ShutDown),
-            Err(error) => return Err(error),
-        };
-        // One poll of the future here, and no generic function of this file taking it by
-        // reference: either kept the fast path from holding the future in registers (3
-        // instructions more a call).
-        let polled = {
-            let _context = global
-                .filter(|_| first == FirstPoll::EnterGlobal)
-                .map(Handle::enter);
-            poll_once(future.as_mut())
-        };
-        if polled.is_ready() {
-            bump(Counter::FastPathHits);
-        } else if first == FirstPoll::ShutDown {
-            return Err(RuntimeError::ShutDown);
-        }
-        (polled, true)
+    if !on_fast_path() {
+        return try_execute_routed(future);
+    }
+    let mut future = pin!(future.into_future());
+    // After `shutdown` this thread still sits in the stopped runtime's context, and a future that
+    // touches its timers or I/O panics inside tokio ("being shutdown"): that is the typed error,
+    // not the caller's panic. Catching costs nothing until something panics.
+    let polled = match catch_unwind(AssertUnwindSafe(|| poll_once(future.as_mut()))) {
+        Ok(polled) => polled,
+        Err(panic) => return Err(shut_down_or_resume(panic)),
     };
     match polled {
-        Poll::Ready(output) => Ok(output),
-        Poll::Pending => {
-            if !checked {
-                refuse_if_scheduler()?;
-            }
-            if is_shut_down() {
-                return Err(RuntimeError::ShutDown);
-            }
-            let global = global_handle()?;
-            // `block_in_place` is free where blocking is already allowed (it just calls the
-            // closure) and hands this worker's tasks to another thread on a multi-thread worker.
-            // Current-thread schedulers were refused above; where tokio still refuses to block
-            // (inside a `LocalSet`, a second thread's `block_on` of a current-thread runtime that
-            // another thread drives) it panics before running the closure, which has not moved
-            // the future yet: that is the typed error. Catching costs nothing until a panic.
-            let mut waiting = false;
-            let waited = catch_unwind(AssertUnwindSafe(|| {
-                tokio::task::block_in_place(|| {
-                    waiting = true;
-                    // Counted once the wait begins: a call tokio refuses to block is a refusal
-                    // (`would_deadlock`), not an execute.
-                    bump(Counter::SlowPath);
-                    wait_for(future, global)
-                })
-            }));
-            match waited {
-                Ok(output) => Ok(output),
-                Err(panic) => Err(refused_or_resume(panic, waiting)),
-            }
+        Poll::Ready(output) => {
+            bump_fast_path();
+            Ok(output)
         }
+        Poll::Pending => {
+            refuse_if_scheduler()?;
+            wait_pending(future)
+        }
+    }
+}
+
+/// [`try_execute`] off the fast path: the first call on this thread, a foreign runtime's thread,
+/// or a thread-local destructor. The call is routed first, so a refused call never turns its
+/// `IntoFuture` into a future, and one that goes on does so in the context its future is first
+/// polled in. After `shutdown`, a future ready on its first poll still returns its output (it
+/// needs no runtime); any other is refused.
+#[inline(never)]
+fn try_execute_routed<F: IntoFuture>(future: F) -> Result<F::Output, RuntimeError> {
+    let (global, first) = match global_handle() {
+        Ok(global) => (Some(global), route(global)?),
+        Err(RuntimeError::ShutDown) => (None, FirstPoll::ShutDown),
+        Err(error) => return Err(error),
+    };
+    let context = global
+        .filter(|_| first == FirstPoll::EnterGlobal)
+        .map(Handle::enter);
+    let mut future = pin!(future.into_future());
+    let polled = poll_once(future.as_mut());
+    drop(context);
+    match polled {
+        Poll::Ready(output) => {
+            bump(Counter::FastPathHits);
+            Ok(output)
+        }
+        Poll::Pending if first == FirstPoll::ShutDown => Err(RuntimeError::ShutDown),
+        Poll::Pending => wait_pending(future),
+    }
+}
+
+/// The rest of a call whose future was pending after its first poll (and whose thread may block):
+/// waits for it on the global runtime.
+fn wait_pending<F: Future>(future: Pin<&mut F>) -> Result<F::Output, RuntimeError> {
+    if is_shut_down() {
+        return Err(RuntimeError::ShutDown);
+    }
+    let global = global_handle()?;
+    // `block_in_place` is free where blocking is already allowed (it just calls the closure) and
+    // hands this worker's tasks to another thread on a multi-thread worker. Current-thread
+    // schedulers were refused before; where tokio still refuses to block (inside a `LocalSet`, a
+    // second thread's `block_on` of a current-thread runtime that another thread drives) it panics
+    // before running the closure, which has not moved the future yet: that is the typed error.
+    // Catching costs nothing until a panic.
+    let mut waiting = false;
+    let waited = catch_unwind(AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            waiting = true;
+            // Counted once the wait begins: a call tokio refuses to block is a refusal
+            // (`would_deadlock`), not an execute.
+            bump(Counter::SlowPath);
+            wait_for(future, global)
+        })
+    }));
+    match waited {
+        Ok(output) => Ok(output),
+        Err(panic) => Err(refused_or_resume(panic, waiting)),
     }
 }
 

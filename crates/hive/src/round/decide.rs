@@ -61,6 +61,14 @@ impl<S: State> Hive<S> {
     /// end of the future happen in one poll; for a remote memory, dropping the future while its
     /// commit is in flight leaves the outcome to the memory (it either committed the whole decision
     /// or none of it). To stop a round cleanly use [`Hive::decide_with`] and a cancellation token.
+    ///
+    /// The agent failures a stopped round had reported ([`HiveEvent::AgentFailed`]) are counted
+    /// in [`Hive::stats`] and handed to supervision, however it stopped (token, deadline, or its
+    /// future dropped). A phase reports its failures when it ends: the failures of calls that
+    /// ended in the phase the round was stopped in (a `propose` that panicked beside one that
+    /// never answers) are not reported, counted or supervised.
+    ///
+    /// [`HiveEvent::AgentFailed`]: crate::HiveEvent::AgentFailed
     pub async fn decide(&self) -> Result<Decision<S>, HiveError> {
         self.decide_with(DecideOptions::default()).await
     }
@@ -198,7 +206,7 @@ impl<S: State> Hive<S> {
         // From here the round's events end with a terminal event, also when its future is dropped
         // or a panic (a memory's commit) unwinds through it.
         let mut round = Round {
-            unsupervised: Unsupervised::new(self, number),
+            unsupervised: Unsupervised::new(self, number, &handle),
             unended: Unended::new(self.inner.events.as_ref(), number),
             hive: self,
             number,

@@ -36,7 +36,7 @@ use crate::lockfree::{Proposal, ProposalId, Snapshot};
 use crate::roster::Listed;
 use crate::round::vote::{Asked, LightSpare};
 use crate::state::State;
-use crate::supervision::supervise;
+use crate::supervision::{counts, supervise};
 
 /// A member as a round sees it.
 struct RoundMember<S: State> {
@@ -268,21 +268,26 @@ fn count_failure(counters: &Counters, kind: &FailureKind) {
 
 /// The failures a round reported (sent as `AgentFailed`) while it has not yet run supervision:
 /// dropped with some (the round's future dropped, or a panic unwinding through it), it hands them
-/// to supervision as a round that returns an error does. Only the agents that failed are struck;
-/// nobody's record is cleared by a round that did not end.
+/// to supervision as a round that returns an error does. Only the agents with a failure that
+/// supervision counts are struck; nobody's record is cleared by a round that did not end.
 struct Unsupervised<'h, S: State> {
     hive: &'h Hive<S>,
     round: u64,
     /// `None` once the round ran supervision itself (or without a supervision policy).
     failures: Mutex<Option<Vec<AgentFailure>>>,
+    /// The runtime the round runs on (under a supervision policy): entered for the restart hook
+    /// when the round's future is dropped outside it (by another executor), as the round's own
+    /// polls enter it.
+    handle: Option<Handle>,
 }
 
 impl<'h, S: State> Unsupervised<'h, S> {
-    fn new(hive: &'h Hive<S>, round: u64) -> Self {
+    fn new(hive: &'h Hive<S>, round: u64, handle: &Handle) -> Self {
         let failures = hive.inner.config.supervision.map(|_| Vec::new());
         Self {
             hive,
             round,
+            handle: failures.as_ref().map(|_| handle.clone()),
             failures: Mutex::new(failures),
         }
     }
@@ -314,11 +319,26 @@ impl<S: State> Drop for Unsupervised<'_, S> {
         if failures.is_empty() {
             return;
         }
-        let mut failed: Vec<AgentId> = failures.iter().map(|failure| failure.agent).collect();
+        // Only failures supervision counts strike: an agent whose failures were all invalid
+        // answers (or calls cut short) keeps its record, as a member that did not fail does.
+        let mut failed: Vec<AgentId> = failures
+            .iter()
+            .filter(|failure| counts(&failure.kind))
+            .map(|failure| failure.agent)
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
         failed.sort_unstable();
         failed.dedup();
         // Each failed member is passed with a nonzero count so that supervision looks it up.
         let members = failed.into_iter().map(|agent| (agent, 1));
+        // The hook runs in the round's runtime, as it does from the round's own polls. (A round
+        // dropped after its thread's tokio context was torn down cannot enter it.)
+        let _entered = self
+            .handle
+            .as_ref()
+            .and_then(|handle| std::panic::catch_unwind(|| handle.enter()).ok());
         let done = supervise(self.hive, policy, self.round, members, &failures);
         supervise::act(self.hive, self.round, &done);
     }
