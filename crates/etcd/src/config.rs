@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
-use crate::error::{unreachable_now, EtcdError};
+use crate::error::{refused_for_good, unreachable_now, EtcdError};
 
 /// etcd's default `--max-request-bytes`: the largest request it accepts (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -261,6 +261,49 @@ impl EtcdConfig {
         {
             Ok(_) => Ok(client),
             Err(error) => Err(unreachable(error.to_string())),
+        }
+    }
+
+    /// Runs a request that may be applied twice without harm (a read, or a write guarded by a
+    /// comparison that a second copy fails) under the request timeout, sending it again whenever
+    /// it fails short of a refusal for good: a request in flight on a member that stopped is cut,
+    /// and one whose proposal was lost with the Raft leader is answered only after about 6 s, so
+    /// each attempt is bounded by a second.
+    pub(crate) async fn request_idempotent<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, EtcdError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        const ATTEMPT: Duration = Duration::from_secs(1);
+        let deadline =
+            hivekit_runtime::instant_after(tokio::time::Instant::now(), self.request_timeout);
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let attempt =
+                hivekit_runtime::instant_after(tokio::time::Instant::now(), ATTEMPT).min(deadline);
+            match tokio::time::timeout_at(attempt, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source))
+                    if refused_for_good(&source)
+                        || tokio::time::Instant::now() + backoff >= deadline =>
+                {
+                    return Err(EtcdError::client(operation, source));
+                }
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EtcdError::Timeout {
+                        operation,
+                        waited: self.request_timeout,
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+            }
         }
     }
 

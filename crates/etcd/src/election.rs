@@ -144,6 +144,11 @@ impl Election {
             .with_sort(SortTarget::Create, SortOrder::Descend)
             .with_limit(1);
         let prefix = format!("{}/", self.name);
+        // The candidacy itself, deleted by an operator while a leader is still ahead: out of the
+        // queue for good, the wait ends now.
+        let (mine_gone, _) = tokio::sync::watch::channel(false);
+        let mine_deleted = watch_deletion(self.client.clone(), key.clone().into_bytes(), mine_gone);
+        tokio::pin!(mine_deleted);
         loop {
             let ahead = until_answered(&lease, || {
                 let (mut kv, prefix, earlier) = (kv.clone(), prefix.clone(), earlier.clone());
@@ -156,6 +161,9 @@ impl Election {
             let (gone, _) = tokio::sync::watch::channel(false);
             tokio::select! {
                 () = watch_deletion(self.client.clone(), previous.key().to_vec(), gone) => {}
+                () = &mut mine_deleted => {
+                    return Err(lost(&lease, "the candidacy was deleted while waiting"));
+                }
                 () = lease.lost() => return Err(lost(&lease, "lost while campaigning")),
             }
         }
@@ -367,9 +375,10 @@ impl Leadership {
                 Some(PutOptions::new().with_lease(self.lease.id)),
             )]);
         let kv = crate::clients::kv(&self.client);
+        // The rewrite changes nothing more when applied twice: resent when cut by a failover.
         let rewritten = self
             .config
-            .request("proclaim", || {
+            .request_idempotent("proclaim", || {
                 let (mut kv, rewrite) = (kv.clone(), rewrite.clone());
                 async move { kv.txn(rewrite).await }
             })
@@ -396,8 +405,9 @@ impl Leadership {
         self.deleted.abort();
         let election = self.client.election_client();
         let options = ResignOptions::new().with_leader(self.leader.clone());
+        // etcd deletes the leader key only while it is the one won: resent when cut by a failover.
         self.config
-            .request("resign", || {
+            .request_idempotent("resign", || {
                 let mut election = election.clone();
                 let options = options.clone();
                 async move { election.resign(Some(options)).await }

@@ -28,6 +28,9 @@ pub struct LeaderObserver {
     revision: i64,
     /// The watch on the prefix, made when first needed and again after it ends.
     stream: Option<WatchStream>,
+    /// A watch event was taken from `stream` and the leader not yet read after it (a `changed`
+    /// cancelled during its read): the next `changed` reads first.
+    unread: bool,
 }
 
 impl fmt::Debug for LeaderObserver {
@@ -54,6 +57,7 @@ impl LeaderObserver {
             leader: None,
             revision: 0,
             stream: None,
+            unread: false,
         };
         let (leader, revision) = observer
             .config
@@ -85,61 +89,74 @@ impl LeaderObserver {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a change is recorded only as it is returned.
+    /// Cancel safe: a change is recorded only as it is returned, and a watch event taken before a
+    /// cancel is read by the next call.
     pub async fn changed(&mut self) -> Result<Option<String>, EtcdError> {
-        let mut failing = Failing::new(&self.config);
+        // Failures in a row: counted from the first one, not from the call (a call may wait for
+        // a change for hours).
+        let mut failing: Option<Failing> = None;
         loop {
-            let stream = match &mut self.stream {
-                Some(stream) => stream,
-                None => {
-                    let options = WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(self.revision + 1);
-                    let mut watch = crate::clients::watch(&self.client);
-                    match watch.watch(self.prefix.clone(), Some(options)).await {
-                        Ok(stream) => self.stream.insert(stream),
-                        Err(source) => {
-                            failing.again("observe leader", Some(source)).await?;
-                            continue;
+            if !self.unread {
+                let stream = match &mut self.stream {
+                    Some(stream) => stream,
+                    None => {
+                        let options = WatchOptions::new()
+                            .with_prefix()
+                            .with_start_revision(self.revision + 1);
+                        let mut watch = crate::clients::watch(&self.client);
+                        match watch.watch(self.prefix.clone(), Some(options)).await {
+                            Ok(stream) => self.stream.insert(stream),
+                            Err(source) => {
+                                failing
+                                    .get_or_insert_with(|| Failing::new(&self.config))
+                                    .again("observe leader", Some(source))
+                                    .await?;
+                                continue;
+                            }
                         }
                     }
+                };
+                match stream.message().await {
+                    Ok(Some(message)) if message.canceled() => self.stream = None,
+                    Ok(Some(message)) if message.events().is_empty() => continue,
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        self.stream = None;
+                        failing
+                            .get_or_insert_with(|| Failing::new(&self.config))
+                            .again("observe leader", None)
+                            .await?;
+                    }
+                    Err(source) => {
+                        self.stream = None;
+                        failing
+                            .get_or_insert_with(|| Failing::new(&self.config))
+                            .again("observe leader", Some(source))
+                            .await?;
+                    }
                 }
-            };
-            match stream.message().await {
-                // Compacted past the watch's start, or cancelled by etcd: read the leader again
-                // and watch from there.
-                Ok(Some(message)) if message.canceled() => self.stream = None,
-                Ok(Some(message)) if message.events().is_empty() => continue,
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    self.stream = None;
-                    failing.again("observe leader", None).await?;
-                }
-                Err(source) => {
-                    self.stream = None;
-                    failing.again("observe leader", Some(source)).await?;
-                }
+                // Taken from the stream: read before waiting for another, also after a cancel.
+                self.unread = true;
             }
-            // The read holds every change up to `revision`: a watch made again starts after it.
-            // A watch kept may still bring events up to it, which read the same leader again and
-            // are not reported.
-            let read = tokio::time::timeout_at(failing.deadline, self.read()).await;
+            let failing_now = failing.get_or_insert_with(|| Failing::new(&self.config));
+            let read = tokio::time::timeout_at(failing_now.deadline, self.read()).await;
             let Ok(read) = read else {
                 self.stream = None;
                 return Err(EtcdError::Timeout {
                     operation: "read leader",
-                    waited: failing.timeout,
+                    waited: failing_now.timeout,
                 });
             };
             let (leader, revision) = match read {
                 Ok(read) => read,
                 Err(source) => {
                     self.stream = None;
-                    failing.again("read leader", Some(source)).await?;
+                    failing_now.again("read leader", Some(source)).await?;
                     continue;
                 }
             };
-            failing = Failing::new(&self.config);
+            failing = None;
+            self.unread = false;
             self.revision = revision;
             if leader != self.leader {
                 self.leader = leader;

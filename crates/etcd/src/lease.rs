@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::EtcdConfig;
-use crate::error::{lease_not_found, EtcdError};
+use crate::error::{lease_not_found, unreachable_now, EtcdError};
 
 /// A granted lease and the task that renews it. Dropping it stops the renewals and revokes the
 /// lease in the background, with the caller's client on the runtime it was granted on and from a
@@ -173,7 +173,18 @@ fn revoke_in_background(endpoints: Vec<String>, id: i64) {
                     while let Some((endpoints, id)) = receive.recv().await {
                         tokio::spawn(tokio::time::timeout(DROPPED_REVOKE, async move {
                             let mut client = Client::connect(&endpoints, None).await?;
-                            client.lease_revoke(id).await
+                            // A member that is down refuses the connection: the revoke was not
+                            // sent, send it again (the balancer picks among the endpoints).
+                            let mut backoff = Duration::from_millis(10);
+                            loop {
+                                match client.lease_revoke(id).await {
+                                    Err(error) if unreachable_now(&error) => {
+                                        tokio::time::sleep(backoff).await;
+                                        backoff = (backoff * 2).min(Duration::from_millis(200));
+                                    }
+                                    outcome => return outcome,
+                                }
+                            }
                         }));
                     }
                 });

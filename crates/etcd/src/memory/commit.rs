@@ -220,7 +220,11 @@ where
                     if unreachable_now(source) {
                         unreachable = Some(error);
                     } else if not_applied(source) {
-                        return Err(error);
+                        // This copy was not applied; an earlier copy whose answer was lost may
+                        // still land, so only a commit with no such copy fails for good here.
+                        if ambiguous.is_none() {
+                            return Err(error);
+                        }
                     } else {
                         if ambiguous.is_none() {
                             bump(&self.counters.ambiguous);

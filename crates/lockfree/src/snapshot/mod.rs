@@ -86,7 +86,7 @@ const READS_PER_RETIRE: u32 = 128;
 /// any thread that finds it non-empty on about one [`read`](Self::read) or [`load`](Self::load) in
 /// 128 of its own, picked at random (so that no repeating pattern of reads over several cells
 /// always lands on the same cell), and at the latest on the 256th. A collection (on every
-/// hand-over, and on every 128th pin of any thread) frees the batches handed over before every
+/// hand-over, and on every 128th pin of each thread) frees the batches handed over before every
 /// thread then pinned had unpinned, at most 8 batches (up to 512 versions) per collection
 /// (crossbeam-epoch's step limit). So a writer that goes idle keeps at most 63 replaced versions
 /// alive only while no thread uses the cell, and none once another thread has made a few hundred
