@@ -111,7 +111,10 @@ struct Position {
 ///   retries (reported `rebased`).
 /// - A commit whose answer is lost (connection dropped, leader changed, timeout) is retried with
 ///   the same decision id; the transaction only applies while that id is absent, so it lands at most
-///   once, and a retry that finds the id reports the version it created. The id's key lives for the
+///   once, and a retry that finds the id reports the version it created (this handle's own
+///   copy then catches up within the commit timeout; if it cannot, say a member it reads from is
+///   paused, [`snapshot`](Memory::snapshot) may lag the version returned for a moment, until the
+///   follower installs it). The id's key lives for the
 ///   [decision window](EtcdConfig::decision_window) (ten minutes by default, at least the commit
 ///   timeout), then etcd deletes it: the keys stay bounded however many commits are made.
 /// - A version committed elsewhere that this process cannot read (a change type that differs
