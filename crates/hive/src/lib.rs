@@ -23,6 +23,11 @@
 //!   agent behind an LLM prompt or a service call would.
 //! - A [`Ballot`] is also usable on its own: weighted or not, with a [`ConsensusPolicy`] of
 //!   threshold, quorum and tie-break, and early settlement ([`Ballot::is_settled`]).
+//! - [`HiveBuilder::max_in_flight`] bounds the agent calls running at once and takes a plain number
+//!   (`.max_in_flight(8)`, see [`IntoConcurrencyLimit`]); zero or a negative number is
+//!   [`HiveError::MaxInFlight`] when built.
+//! - An agent that needs its own hive (to spawn a helper, or read the memory) holds a [`WeakHive`]
+//!   from [`Hive::downgrade`], which does not keep the hive and its agents alive.
 //!
 //! `decide` runs on the caller's tokio runtime, or, outside one, on hivekit's global runtime (as a
 //! swarm run does); from synchronous code use `hivekit_runtime::execute(hive.decide())`.

@@ -1,9 +1,11 @@
 //! Lock-free primitives for coordinating agents.
 //!
 //! - [`SnapshotCell`]: versioned shared state with lock-free reads, staged writes and a
-//!   compare-and-swap commit.
+//!   compare-and-swap commit; [`SnapshotCell::swap`] replaces the value and returns the snapshot
+//!   it replaced.
 //! - [`PriorityScheduler`]: a concurrent priority queue ordered by [`SchedulingHint`], with
-//!   anti-starvation.
+//!   anti-starvation, an optional bound ([`PriorityScheduler::capacity`]) and
+//!   [`PriorityScheduler::drain`] to empty it; a [`Priority`] converts into a hint.
 //! - [`Proposal`], [`detect_conflicts`] and [`ConflictReport`]: hash-based conflict detection.
 //! - [`Merge`] and [`Aggregator`]: concurrent aggregation of proposals.
 //!

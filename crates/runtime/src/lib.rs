@@ -14,7 +14,9 @@
 //! - **The bridge.** [`execute`] runs a future to completion from synchronous code: from plain
 //!   threads, `spawn_blocking` threads and multi-thread runtime workers (via `block_in_place`, no
 //!   deadlock). Inside a current-thread runtime it would deadlock, so [`try_execute`] returns
-//!   [`RuntimeError::WouldDeadlock`] and [`execute`] panics with that message.
+//!   [`RuntimeError::WouldDeadlock`] and [`execute`] panics with that message. It takes anything
+//!   `.await` takes ([`IntoFuture`](std::future::IntoFuture)), so a request builder can be passed
+//!   as is.
 //! - **The fast path.** A future that is ready on its first poll (polled inside the runtime
 //!   context, so `tokio::spawn` and timers work) returns without a wait; a pending one is polled
 //!   again, still pinned in place, with the thread parked on a parker of the call's own between

@@ -47,6 +47,9 @@
 //!   enums, every failed attempt with its error, duration and backoff ([`AttemptRecord`]).
 //!   [`FanOut::retry`] retries a fan-out item alone. [`RunReport::to_mermaid`], [`RunReport::to_dot`]
 //!   and [`RunReport::to_chrome_trace`] (Perfetto) draw a run.
+//! - **Durable runs:** [`checkpoint::Durable`] checkpoints each finished stage and resumes a crashed
+//!   or interrupted run; [`checkpoint::Durable::inspect`] reads a stored run without its pipeline,
+//!   and [`checkpoint::Durable::resume_with_values`] hands each interrupted stage its own value.
 //!
 //! ```
 //! use hivekit_swarm::{Pipeline, Route, RunOptions, RunReport, StageContext, StageError, StageStatus};
