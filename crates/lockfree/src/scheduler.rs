@@ -508,7 +508,8 @@ impl<T> PriorityScheduler<T> {
     }
 
     /// The most items it holds at once (`None`: unbounded), as built with
-    /// [`SchedulerConfig::capacity`].
+    /// [`SchedulerConfig::capacity`]: the configured value as is (`Some(usize::MAX)` is reported
+    /// as such, though it bounds nothing).
     pub fn capacity(&self) -> Option<usize> {
         self.config().capacity
     }

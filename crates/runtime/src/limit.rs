@@ -169,7 +169,8 @@ macro_rules! signed_limits {
                 match usize::try_from(self) {
                     Ok(limit) => ConcurrencyLimit::new(limit),
                     Err(_) if self < 0 => Err(ConcurrencyLimitError::Negative {
-                        limit: i64::from(self),
+                        // An `i128` below `i64::MIN` is reported as `i64::MIN`.
+                        limit: i64::try_from(self).unwrap_or(i64::MIN),
                     }),
                     Err(_) => ConcurrencyLimit::new(usize::MAX),
                 }
@@ -178,8 +179,8 @@ macro_rules! signed_limits {
     )*};
 }
 
-unsigned_limits!(usize, u32, u64);
-signed_limits!(i32, i64);
+unsigned_limits!(usize, u8, u16, u32, u64, u128);
+signed_limits!(isize, i8, i16, i32, i64, i128);
 
 impl fmt::Display for ConcurrencyLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
