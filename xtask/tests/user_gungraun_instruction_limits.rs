@@ -4,154 +4,17 @@
 //! a filtered run judging only the rows it ran, rows on one side only, and the JSON written
 //! whatever the gate says.
 //!
-//! The fake workspace is the one of `user_instruction_gate.rs`: a local `gungraun` package, a
+//! The fake workspace (`support/instructions.rs`) is the one of `user_instruction_gate.rs`: a local `gungraun` package, a
 //! fake `gungraun-runner` that prints that version, and a `benches/instructions.rs` that prints one
 //! gungraun JSON summary per row of `FAKE_COUNTS` (`group/function/parameter=instructions;...`),
 //! lists them with `--list`, and honours a gungraun pattern. Nothing runs under Valgrind.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
 
-const FAKE_SUITE: &str = r#"
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let list = args.iter().any(|a| a == "--list");
-    let pattern = args.iter().find(|a| !a.starts_with("--")).cloned();
-    let rows = std::env::var("FAKE_COUNTS").unwrap_or_default();
-    for spec in rows.split(';').filter(|s| !s.is_empty()) {
-        let (id, count) = spec.split_once('=').unwrap();
-        let parts: Vec<&str> = id.split('/').collect();
-        let function = parts[1].replace('-', "_");
-        let path = format!("instructions::{}::{}::{}", parts[0], function, parts[2]);
-        if let Some(p) = &pattern {
-            let p = p.replace("[*]", "*");
-            let matched = match p.strip_suffix('*') {
-                Some(prefix) => path.starts_with(prefix),
-                None => path == p,
-            };
-            if !matched { continue; }
-        }
-        if list { println!("{path}: benchmark"); continue; }
-        println!(
-            "{{\"group\":\"{}\",\"function_name\":\"{function}\",\"id\":\"{}\",\"profiles\":[{{\"tool\":\"Callgrind\",\"data\":{{\"total\":{{\"summary\":{{\"Callgrind\":{{\"Ir\":{{\"metrics\":{{\"Left\":{{\"Int\":{count}}}}}}},\"EstimatedCycles\":{{\"metrics\":{{\"Left\":{{\"Int\":{count}}}}}}}}}}}}}}}}}]}}",
-            parts[0], parts[2]
-        );
-    }
-}
-"#;
+use std::process::Output;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-struct Fake {
-    root: PathBuf,
-}
-
-impl Fake {
-    fn new() -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "xtask-user-gungraun-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        let write = |path: &str, contents: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, contents).unwrap();
-        };
-        write(
-            "Cargo.toml",
-            "[workspace]\nresolver = \"2\"\nmembers = [\"fake\", \"gungraun\"]\n",
-        );
-        write(
-            "gungraun/Cargo.toml",
-            "[package]\nname = \"gungraun\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-        );
-        write("gungraun/src/lib.rs", "");
-        write(
-            "fake/Cargo.toml",
-            "[package]\nname = \"fake-suite\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dev-dependencies]\ngungraun = { path = \"../gungraun\" }\n\n\
-             [[bench]]\nname = \"instructions\"\nharness = false\n",
-        );
-        write("fake/src/lib.rs", "");
-        write("fake/benches/instructions.rs", FAKE_SUITE);
-        write(
-            "target/gungraun-runner/bin/gungraun-runner",
-            "#!/bin/sh\necho gungraun-runner 0.1.0\n",
-        );
-        let runner = root.join("target/gungraun-runner/bin/gungraun-runner");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        Self { root }
-    }
-
-    fn baseline_path(&self) -> PathBuf {
-        self.root.join("docs").join("instructions.json")
-    }
-
-    /// Writes `docs/instructions.json` with these rows (`id=count;...`).
-    fn write_baseline(&self, rows: &str) {
-        let rows: Vec<serde_json::Value> = rows
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(|spec| {
-                let (id, count) = spec.split_once('=').unwrap();
-                serde_json::json!({"id": id, "crate": "fake-suite", "instructions": count.parse::<u64>().unwrap()})
-            })
-            .collect();
-        let document =
-            serde_json::json!({"schema": 1, "rustc": "rustc test", "commit": "abc", "rows": rows});
-        std::fs::create_dir_all(self.baseline_path().parent().unwrap()).unwrap();
-        std::fs::write(self.baseline_path(), document.to_string()).unwrap();
-    }
-
-    /// `xtask bench --instructions <args>` with `FAKE_COUNTS=counts`.
-    fn run(&self, counts: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["bench", "--instructions"])
-            .args(args)
-            .arg("--manifest-path")
-            .arg(self.root.join("Cargo.toml"))
-            .current_dir(&self.root)
-            .env("FAKE_COUNTS", counts)
-            .env("CARGO_TARGET_DIR", self.root.join("target"))
-            .env("CARGO_INCREMENTAL", "0")
-            .output()
-            .expect("xtask starts")
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// The table line of `function parameter`.
-fn row<'a>(stdout: &'a str, function: &str, parameter: &str) -> &'a str {
-    stdout
-        .lines()
-        .find(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            !line.starts_with('[')
-                && words
-                    .windows(2)
-                    .any(|pair| pair[0] == function && pair[1] == parameter)
-        })
-        .unwrap_or_else(|| panic!("no table row `{function} {parameter}`:\n{stdout}"))
-}
+use support::instructions::{row, Fake};
+use support::text;
 
 /// Exit code 1 (the gate) with stdout and stderr for the message.
 fn gate_failed(output: &Output) -> (String, String) {
@@ -166,7 +29,7 @@ fn gate_failed(output: &Output) -> (String, String) {
 /// lines and the error), each with its change and both counts; the row within the gate is not.
 #[test]
 fn every_regressed_row_is_reported_not_just_the_first() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("a/hivekit/1=1000;a/hivekit/2=1000;b/hivekit/1=500;b/hivekit/2=500");
     let (stdout, stderr) = gate_failed(&fake.run(
         "a/hivekit/1=1100;a/hivekit/2=1010;b/hivekit/1=750;b/hivekit/2=1000",
@@ -195,7 +58,7 @@ fn every_regressed_row_is_reported_not_just_the_first() {
 /// peer that doubles passes (hivekit's code cannot move it).
 #[test]
 fn improvements_and_peer_growth_never_fail_the_gate() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("g/hivekit/a=1000;g/arc-swap/a=1000");
     let output = fake.run("g/hivekit/a=500;g/arc-swap/a=2000", &[]);
     let (stdout, stderr) = text(&output);
@@ -219,7 +82,7 @@ fn improvements_and_peer_growth_never_fail_the_gate() {
 /// rows too.
 #[test]
 fn hivekit_variant_rows_are_gated_too() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("g/hivekit-sharded/a=1000;g/hivekit/a=1000");
     let (stdout, stderr) = gate_failed(&fake.run("g/hivekit-sharded/a=1030;g/hivekit/a=1000", &[]));
     assert!(
@@ -233,7 +96,7 @@ fn hivekit_variant_rows_are_gated_too() {
 /// A hivekit row that would fail the gate but is filtered out neither runs nor fails the run.
 #[test]
 fn a_filtered_run_gates_only_the_rows_it_ran() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("g/hivekit/a=1000;g/hivekit/b=1000");
     let counts = "g/hivekit/a=1000;g/hivekit/b=2000";
     let output = fake.run(counts, &["--filter", "^g/hivekit/a$"]);
@@ -251,7 +114,7 @@ fn a_filtered_run_gates_only_the_rows_it_ran() {
 /// hides behind a rename and the gate passes.
 #[test]
 fn baseline_rows_that_did_not_run_are_reported() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("g/hivekit/a=1000;g/hivekit/gone=1000");
     let output = fake.run("g/hivekit/a=1000;g/hivekit/renamed=5000", &[]);
     let (stdout, stderr) = text(&output);
@@ -270,7 +133,7 @@ fn baseline_rows_that_did_not_run_are_reported() {
 /// gate: exit 1, and the file holds every row of the run with its count.
 #[test]
 fn json_is_written_even_when_the_gate_fails() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     fake.write_baseline("g/hivekit/a=1000");
     let json = fake.root.join("out").join("i.json");
     std::fs::create_dir_all(json.parent().unwrap()).unwrap();
@@ -309,7 +172,7 @@ fn json_is_written_even_when_the_gate_fails() {
 /// the version, nothing gated against it.
 #[test]
 fn an_instruction_baseline_of_another_schema_exits_2() {
-    let fake = Fake::new();
+    let fake = Fake::new("user-gungraun");
     std::fs::create_dir_all(fake.baseline_path().parent().unwrap()).unwrap();
     std::fs::write(
         fake.baseline_path(),

@@ -8,6 +8,8 @@
 //! `extras.jsonl`.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a subset.
 
+pub mod instructions;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
