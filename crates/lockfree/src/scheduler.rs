@@ -31,7 +31,10 @@
 //! `scheduler_push_vs_pop_never_strands_an_item` in `tests/loom.rs` fails with a `Relaxed` set in
 //! `push` or a `Relaxed` clear in `pop`. A `pop` that finds the bitmap empty scans the lanes directly
 //! before reporting empty, so it never returns `None` while a completed push's item waits behind a
-//! bit that a racing pop is about to restore.
+//! bit that a racing pop is about to restore; and it reports empty only when a second scan reads
+//! every lane's state word as the first did (a double collect), so `None` means the scheduler was
+//! empty at one moment during the call (a thread that pushed and then popped never gets `None`
+//! while it holds the only item in flight: see `pop_slow`).
 //!
 //! This replaced "enqueue, `SeqCst` fence, set the bit only if it reads clear" and "clear, `SeqCst`
 //! fence, re-check": a `SeqCst` fence is itself a locked instruction on x86-64 (`lock or` on the
@@ -54,7 +57,7 @@ mod lane;
 
 use crossbeam_utils::CachePadded;
 
-use self::lane::CompactLane;
+use self::lane::{CompactLane, State};
 use crate::hint::{Priority, SchedulingHint};
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::thread;
@@ -63,6 +66,15 @@ use crate::loom::thread;
 const LANES: usize = SchedulingHint::KEYS;
 /// Sort keys per priority: lanes `p * 12 .. p * 12 + 12` hold priority `p`.
 const KEYS_PER_PRIORITY: usize = LANES / Priority::ALL.len();
+
+/// What [`PriorityScheduler::pop_slow`]'s pass over the lanes found.
+enum Scan<T> {
+    Took(T),
+    /// Every lane empty at one moment during the pass.
+    Empty,
+    /// A lane changed during the pass: start over.
+    Changed,
+}
 
 /// How a [`PriorityScheduler`] is bounded and how it fights starvation.
 ///
@@ -349,7 +361,8 @@ impl<T> PriorityScheduler<T> {
     }
 
     /// Takes the item with the highest sort key (the oldest among equal keys), or a lower lane's item
-    /// when anti-starvation forces it (see [`SchedulerConfig::max_bypass`]). `None` when empty.
+    /// when anti-starvation forces it (see [`SchedulerConfig::max_bypass`]). `None` when empty: the
+    /// scheduler held no item at some moment during the call (linearizable, as crossbeam's queues).
     ///
     /// # Progress
     ///
@@ -371,7 +384,11 @@ impl<T> PriorityScheduler<T> {
         loop {
             let bits = self.nonempty.load(Ordering::Acquire);
             if bits == 0 {
-                return self.pop_slow();
+                match self.pop_slow() {
+                    Scan::Took(item) => return Some(item),
+                    Scan::Empty => return None,
+                    Scan::Changed => continue,
+                }
             }
             let key = self.choose_lane(bits);
             if let Some((item, emptied)) = self.lanes[key].take() {
@@ -470,22 +487,45 @@ impl<T> PriorityScheduler<T> {
 
     /// The bitmap says empty, but a bit may be being restored by a racing pop: look at the lanes
     /// themselves, highest first, rather than report empty while a completed push's item waits.
+    ///
+    /// One pass is not enough to report empty: lane 40 may read empty, then take a push (which
+    /// returns) while lane 5's last item is popped, then lane 5 read empty, though the lanes were
+    /// never empty at once (a thread that pushed and then popped got `None`: crossbeam's
+    /// `linearizable` test, ported in `user_crossbeam_queue_linearizable_len.rs`, caught it 3 times
+    /// in 100). So empty is reported only when a second pass reads every lane's state word as the
+    /// first did (a double collect): each lane was then left alone from its first read to its
+    /// second, and every first read precedes every second, so at the moment between the passes
+    /// all lanes were empty (a lane that 256 ring pushes and pops bring back to the same word
+    /// during the pass could fool it: see `CompactLane::state`). Otherwise `Changed`: the pop
+    /// starts over from the bitmap (some other push or pop made progress meanwhile, so this stays
+    /// lock-free).
     #[cold]
-    fn pop_slow(&self) -> Option<T> {
+    fn pop_slow(&self) -> Scan<T> {
+        // A bounded scheduler counts an item from its push's reservation until after its pop:
+        // zero means every completed push's item has been taken.
         if self.is_bounded() && self.len.load(Ordering::Relaxed) == 0 {
-            return None;
+            return Scan::Empty;
         }
-        // `is_empty` first: one load of each lane's state word, on the line a pop would touch anyway.
-        let item = self
-            .lanes
-            .iter()
-            .rev()
-            .filter(|lane| !lane.is_empty())
-            .find_map(CompactLane::pop)?;
-        if self.is_bounded() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
+        let first: [State; LANES] = std::array::from_fn(|key| self.lanes[key].state());
+        let waiting = (0..LANES).rev().filter(|&key| !first[key].is_empty());
+        if let Some(item) = waiting.clone().find_map(|key| self.lanes[key].pop()) {
+            if self.is_bounded() {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Scan::Took(item);
         }
-        Some(item)
+        // A lane read non-empty and then found empty has changed: no need to read it again.
+        let unchanged = waiting.count() == 0
+            && self
+                .lanes
+                .iter()
+                .zip(first)
+                .all(|(lane, first)| lane.state() == first);
+        if unchanged {
+            Scan::Empty
+        } else {
+            Scan::Changed
+        }
     }
 
     #[inline]

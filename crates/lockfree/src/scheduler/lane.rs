@@ -78,8 +78,8 @@ const POPPERS_MAX: u64 = POPPERS_MASK;
 
 /// The fields of the state word: head (bits 0..8), tail (8..16), overflow pops in flight
 /// (16..32), spill count (32..64).
-#[derive(Clone, Copy)]
-struct State(u64);
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State(u64);
 
 impl State {
     fn head(self) -> u32 {
@@ -110,7 +110,7 @@ impl State {
     fn ring_open(self) -> bool {
         self.spilled() == 0 && self.poppers() == 0 && self.ring_len() < RING
     }
-    fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.ring_len() == 0 && self.spilled() == 0
     }
 }
@@ -351,7 +351,16 @@ impl<T> CompactLane<T> {
     /// True when no item is held (an item counts from its push's reservation until its pop's claim).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        State(self.state.load(Ordering::Acquire)).is_empty()
+        self.state().is_empty()
+    }
+
+    /// The state word as one load reads it. Every push and pop changes it, so a lane whose word reads
+    /// the same twice was left alone in between, unless 256 ring pushes and pops (or a push spilled
+    /// past a stalled reader's slot and its pop) brought it back to the same value: the scheduler's
+    /// double collect of the lanes relies on this.
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        State(self.state.load(Ordering::Acquire))
     }
 
     /// The number of items held, counted as `is_empty` counts them.
