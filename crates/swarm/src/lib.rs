@@ -169,7 +169,7 @@ pub use error::{ArtifactError, BuildError, StageError};
 pub use events::{AttemptFailure, EventSink, StageEvent};
 pub use fan_out::{FanOut, FanOutReport, FanOutSummary, SubtaskOutcome};
 pub use hive::hive_stage;
-pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError};
+pub use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
 pub use input::RunInput;
 pub use looping::{Iteration, LoopPolicy, LoopReport, LoopStop};
 pub use options::{FailurePolicy, RunOptions};

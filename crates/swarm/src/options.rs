@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hivekit_runtime::ConcurrencyLimit;
+use hivekit_runtime::{ConcurrencyLimit, ConcurrencyLimitError, IntoConcurrencyLimit};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventSink;
@@ -73,12 +73,43 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// These options with at most `limit` stages in flight.
+    /// These options with at most `limit` stages in flight (a [`ConcurrencyLimit`], a
+    /// `NonZeroUsize`, or `None` for no limit; for a plain integer see
+    /// [`try_with_max_concurrency`](Self::try_with_max_concurrency)).
     pub fn with_max_concurrency(self, limit: impl Into<ConcurrencyLimit>) -> Self {
         Self {
             max_concurrency: limit.into(),
             ..self
         }
+    }
+
+    /// These options with at most `limit` stages in flight, `limit` any integer (`8`, a `u32`
+    /// from a config file) or limit: `RunOptions` has no build step to carry a bad number to, so
+    /// the number is checked here.
+    ///
+    /// # Errors
+    ///
+    /// [`ConcurrencyLimitError::Zero`] for zero (no stage could ever start) and
+    /// [`ConcurrencyLimitError::Negative`] for a negative number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hivekit_swarm::{ConcurrencyLimitError, RunOptions};
+    ///
+    /// let options = RunOptions::default().try_with_max_concurrency(8)?;
+    /// assert_eq!(options.max_concurrency.slots(), 8);
+    /// assert_eq!(
+    ///     RunOptions::default().try_with_max_concurrency(0).unwrap_err(),
+    ///     ConcurrencyLimitError::Zero
+    /// );
+    /// # Ok::<(), ConcurrencyLimitError>(())
+    /// ```
+    pub fn try_with_max_concurrency(
+        self,
+        limit: impl IntoConcurrencyLimit,
+    ) -> Result<Self, ConcurrencyLimitError> {
+        Ok(self.with_max_concurrency(limit.into_concurrency_limit()?))
     }
 
     /// These options with another failure policy.
