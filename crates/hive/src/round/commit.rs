@@ -137,14 +137,30 @@ impl<S: State> Round<'_, S> {
         Ok(decision)
     }
 
-    /// Ends a round that returns `error` instead of a decision (cancelled, its commit refused or
-    /// failed): its agents' failures still count, in the stats and for supervision (their events
-    /// were sent, and supervision counts a round in which an agent failed), and the round's events
-    /// end with [`HiveEvent::RoundFailed`].
+    /// Ends a round that returns `error` instead of a decision after its phases ended (its
+    /// commit refused or failed): its agents' failures still count, in the stats and for
+    /// supervision (their events were sent, and supervision counts a round in which an agent
+    /// failed), and the round's events end with [`HiveEvent::RoundFailed`].
     #[cold]
     #[inline(never)]
     pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
         self.supervise();
+        self.unended.ended();
+        self.emit(|| HiveEvent::RoundFailed {
+            round: self.number,
+            error: error.to_string(),
+        });
+        error
+    }
+
+    /// Ends a round its token cancelled, as a round whose future is dropped ends: only the
+    /// failures it reported go to supervision, and nobody's record is cleared (a phase cut short
+    /// may hold failures it has not reported, and members whose calls it cut short did not get
+    /// a round to fail or not in). Its events end with [`HiveEvent::RoundFailed`].
+    #[cold]
+    #[inline(never)]
+    pub(super) fn end_cancelled(&self, error: HiveError) -> HiveError {
+        self.unsupervised.hand_over();
         self.unended.ended();
         self.emit(|| HiveEvent::RoundFailed {
             round: self.number,

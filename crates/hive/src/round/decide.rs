@@ -63,10 +63,12 @@ impl<S: State> Hive<S> {
     /// or none of it). To stop a round cleanly use [`Hive::decide_with`] and a cancellation token.
     ///
     /// The agent failures a stopped round had reported ([`HiveEvent::AgentFailed`]) are counted
-    /// in [`Hive::stats`] and handed to supervision, however it stopped (token, deadline, or its
-    /// future dropped). A phase reports its failures when it ends: the failures of calls that
-    /// ended in the phase the round was stopped in (a `propose` that panicked beside one that
-    /// never answers) are not reported, counted or supervised.
+    /// in [`Hive::stats`] and handed to supervision, whether its token stopped it or its future
+    /// was dropped; such a round clears nobody's supervision record. A phase reports its failures
+    /// when it ends: the failures of calls that ended in the phase the round was stopped in (a
+    /// `propose` that panicked beside one that never answers) are not reported, counted or
+    /// supervised. (A round whose deadline passes is not stopped: its calls still running time
+    /// out, and it decides and commits.)
     ///
     /// [`HiveEvent::AgentFailed`]: crate::HiveEvent::AgentFailed
     pub async fn decide(&self) -> Result<Decision<S>, HiveError> {
@@ -242,7 +244,7 @@ impl<S: State> Hive<S> {
                     Some(gathered) => gathered,
                     None => {
                         tracing::info!("round cancelled");
-                        return Err(round.end_failed(HiveError::Cancelled { round: number }));
+                        return Err(round.end_cancelled(HiveError::Cancelled { round: number }));
                     }
                 }
             }

@@ -307,18 +307,17 @@ impl<'h, S: State> Unsupervised<'h, S> {
     }
 }
 
-impl<S: State> Drop for Unsupervised<'_, S> {
-    #[cold]
-    fn drop(&mut self) {
-        let (Some(failures), Some(policy)) = (
-            self.failures.get_mut().take(),
-            self.hive.inner.config.supervision,
-        ) else {
+impl<S: State> Unsupervised<'_, S> {
+    /// Hands the failures reported so far to supervision, once (a round stopped before its phases
+    /// ended: its token cancelled, or its future dropped): only agents with a failure that
+    /// supervision counts are struck, and nobody's record is cleared.
+    fn hand_over(&self) {
+        let Some(policy) = self.hive.inner.config.supervision else {
             return;
         };
-        if failures.is_empty() {
+        let Some(failures) = self.failures.lock().take() else {
             return;
-        }
+        };
         // Only failures supervision counts strike: an agent whose failures were all invalid
         // answers (or calls cut short) keeps its record, as a member that did not fail does.
         let mut failed: Vec<AgentId> = failures
@@ -333,14 +332,24 @@ impl<S: State> Drop for Unsupervised<'_, S> {
         failed.dedup();
         // Each failed member is passed with a nonzero count so that supervision looks it up.
         let members = failed.into_iter().map(|agent| (agent, 1));
+        let done = supervise(self.hive, policy, self.round, members, &failures);
+        supervise::act(self.hive, self.round, &done);
+    }
+}
+
+impl<S: State> Drop for Unsupervised<'_, S> {
+    #[cold]
+    fn drop(&mut self) {
+        if self.failures.get_mut().as_ref().is_none_or(Vec::is_empty) {
+            return;
+        }
         // The hook runs in the round's runtime, as it does from the round's own polls. (A round
         // dropped after its thread's tokio context was torn down cannot enter it.)
         let _entered = self
             .handle
             .as_ref()
             .and_then(|handle| std::panic::catch_unwind(|| handle.enter()).ok());
-        let done = supervise(self.hive, policy, self.round, members, &failures);
-        supervise::act(self.hive, self.round, &done);
+        self.hand_over();
     }
 }
 
