@@ -154,7 +154,8 @@ pub enum StageError {
         required: usize,
         /// Sub-tasks the fan-out had (the n).
         launched: usize,
-        /// Sub-tasks that succeeded.
+        /// Sub-tasks that had succeeded when the outcome became certain (with the default early
+        /// stop, the items still running then are cancelled and not counted).
         succeeded: usize,
     },
     /// A fan-out was asked for something impossible: a zero width, or more successes than items.

@@ -13,7 +13,9 @@ use crate::input::RunInput;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailurePolicy {
-    /// Stop the run: running stages are cancelled, stages not started are skipped.
+    /// Stop the run: running stages are cancelled, stages not started are skipped (the failed
+    /// stage's dependents with [`SkipReason::Dependency`](crate::SkipReason::Dependency), the
+    /// others with [`SkipReason::FailFast`](crate::SkipReason::FailFast)).
     #[default]
     FailFast,
     /// Skip only the stages that depend on the failed one; everything independent of it still runs.

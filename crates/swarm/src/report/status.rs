@@ -136,7 +136,12 @@ impl fmt::Display for StageStatus {
 #[non_exhaustive]
 pub enum SkipReason {
     /// A dependency did not succeed: `dependency` directly, and `root` is where the chain of skips
-    /// started (the same stage when the dependency itself failed). [`RunReport::explain`](crate::RunReport::explain) prints the
+    /// started (the same stage when the dependency itself failed). With several failed ancestors,
+    /// `root` is the one whose failure reached this stage first (the first to fail, unless a
+    /// concurrency limit held the other's dependents back). Under
+    /// [`FailurePolicy::FailFast`](crate::FailurePolicy::FailFast) too, the failed stage's
+    /// dependents are skipped with this reason; only the stages that do not depend on it get
+    /// [`SkipReason::FailFast`]. [`RunReport::explain`](crate::RunReport::explain) prints the
     /// whole chain.
     Dependency {
         /// The direct dependency that did not succeed.
@@ -146,7 +151,8 @@ pub enum SkipReason {
         /// How the root ended ("failed: timed out after 3 attempts").
         root_status: String,
     },
-    /// The run failed fast after `stage` failed, before this stage could start.
+    /// The run failed fast after `stage` failed, before this stage (which does not depend on
+    /// `stage`: its dependents are skipped with [`SkipReason::Dependency`]) could start.
     FailFast {
         /// The stage whose failure stopped the run.
         stage: String,
@@ -170,7 +176,7 @@ pub enum SkipReason {
     /// Every dependency of the stage was itself pruned (a route not taken, a false condition), so
     /// there was nothing to run after. Not a failure.
     Pruned {
-        /// The (last) dependency that was pruned.
+        /// The dependency whose pruning was the last to reach this stage.
         dependency: String,
     },
 }
@@ -222,9 +228,14 @@ pub enum RunOutcome {
     Succeeded,
     /// At least one stage failed or timed out (with its dependents skipped).
     Failed,
-    /// The cancellation token was cancelled.
+    /// The cancellation token was cancelled while stages were still to run or running (a
+    /// cancel seen only after every stage had ended and none failed leaves the outcome to the
+    /// stages: a stage that failed may have failed on seeing the stop, so the run stays
+    /// `Cancelled`).
     Cancelled,
-    /// The run's deadline passed.
+    /// The run's deadline passed while stages were still to run or running, as for
+    /// [`RunOutcome::Cancelled`]. The deadline is checked before the stages are polled: a stage
+    /// that would end at the very tick of the deadline is cancelled.
     DeadlineExceeded,
     /// A stage paused the run for outside input and nothing failed: the run is not over, it waits
     /// for [`Durable::resume_with`](crate::checkpoint::Durable::resume_with) (see
