@@ -57,7 +57,7 @@ mod lane;
 
 use crossbeam_utils::CachePadded;
 
-use self::lane::{CompactLane, State};
+use self::lane::{CompactLane, State, Wait};
 use crate::hint::{Priority, SchedulingHint};
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::thread;
@@ -94,6 +94,9 @@ enum Scan<T> {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SchedulerConfig {
     /// The most items the scheduler holds at once; a `push` beyond it returns [`Full`] with the item.
+    /// An item counts from the start of its push until its pop returns, so pushes and pops still
+    /// in flight count too: a push is refused only when the items held, counted so, fill the
+    /// capacity, and a `pop` answers `None` only when none are.
     /// `None` (the default) is unbounded. Must not be `Some(0)` ([`SchedulerError::ZeroCapacity`]);
     /// `Some(1)` holds one item; `Some(usize::MAX)` is a bound no process can reach, so unbounded.
     pub capacity: Option<usize>,
@@ -193,7 +196,9 @@ struct Aging {
 /// [`push`](Self::push) and [`pop`](Self::pop) are lock-free in the sense crossbeam's `SegQueue` is
 /// (a pop may wait for a push that has reserved its slot and not yet written it, and a push for a
 /// pop of the ring's lap before; see the lane module); a bounded `push` adds a compare-and-swap loop
-/// on the item count. [`len`](Self::len),
+/// on the item count, and a bounded `pop` that finds the lanes empty while the count is not waits
+/// for the push that reserved the item to queue it (or the pop that took it to count it off).
+/// [`len`](Self::len),
 /// [`is_empty`](Self::is_empty) and [`depth_by_priority`](Self::depth_by_priority) are O(1) whatever
 /// the number of items and exact when no push or pop is in flight: a bounded scheduler keeps an item
 /// count (it needs one to enforce the capacity); an unbounded one sums the lengths of its non-empty
@@ -362,7 +367,16 @@ impl<T> PriorityScheduler<T> {
 
     /// Takes the item with the highest sort key (the oldest among equal keys), or a lower lane's item
     /// when anti-starvation forces it (see [`SchedulerConfig::max_bypass`]). `None` when empty: the
-    /// scheduler held no item at some moment during the call (linearizable, as crossbeam's queues).
+    /// scheduler held no item at some moment during the call (as crossbeam's queues answer).
+    ///
+    /// The order under concurrent pushes: with one consumer, a pop never takes a lower key (or a
+    /// later item of the same key) while an item whose push returned before the pop began is
+    /// queued. An item whose push completes while the pop runs may be passed over, even for a
+    /// lower key pushed after it (the pop chose its lane from the bitmap before
+    /// that item's bit was set), and with several consumers a pop that meets another pop's
+    /// clear-and-restore of a lane's bit may pass over that lane's item for that moment. Checking
+    /// the bitmap again after each take would close both at the price of a read of the line every
+    /// push writes.
     ///
     /// # Progress
     ///
@@ -381,14 +395,22 @@ impl<T> PriorityScheduler<T> {
     /// assert_eq!(scheduler.pop(), None);
     /// ```
     pub fn pop(&self) -> Option<T> {
+        // Made only when the pop has to wait (see `pop_slow`): not on the fast path.
+        let mut wait: Option<Wait> = None;
         loop {
             let bits = self.nonempty.load(Ordering::Acquire);
             if bits == 0 {
                 match self.pop_slow() {
                     Scan::Took(item) => return Some(item),
+                    Scan::Empty if self.is_bounded() && self.len.load(Ordering::Relaxed) != 0 => {
+                        // See `pop_slow`: an item counted and not in a lane is being pushed or
+                        // was just taken.
+                        wait.get_or_insert_with(Wait::new).snooze();
+                    }
                     Scan::Empty => return None,
-                    Scan::Changed => continue,
+                    Scan::Changed => {}
                 }
+                continue;
             }
             let key = self.choose_lane(bits);
             if let Some((item, emptied)) = self.lanes[key].take() {
@@ -495,14 +517,21 @@ impl<T> PriorityScheduler<T> {
     /// in 100). So empty is reported only when a second pass reads every lane's state word as the
     /// first did (a double collect): each lane was then left alone from its first read to its
     /// second, and every first read precedes every second, so at the moment between the passes
-    /// all lanes were empty (a lane that 256 ring pushes and pops bring back to the same word
-    /// during the pass could fool it: see `CompactLane::state`). Otherwise `Changed`: the pop
+    /// all lanes were empty (a lane brought back to the same word during the pass could fool it:
+    /// 256 ring pushes and pops, or a single spilled push and its pop while an overflow pop is in
+    /// flight or a slot's reader is stalled; see `CompactLane::state`). Otherwise `Changed`: the pop
     /// starts over from the bitmap (some other push or pop made progress meanwhile, so this stays
     /// lock-free).
+    ///
+    /// A bounded scheduler counts an item from its push's reservation until after its pop has
+    /// taken it, and `push` answers `Full` from that count. `pop` answers `None` only when the
+    /// count is zero too: lanes found empty while it is not hold an item being pushed (reserved,
+    /// not yet queued) or just taken (not yet counted off), and the pop waits for either, as
+    /// crossbeam's `ArrayQueue` pop waits for a reserved slot's write. (Answering `None` there
+    /// gave a thread `None` after its push was refused as `Full` with nothing popped in between:
+    /// `user_lincheck_scheduler_directed`.)
     #[cold]
     fn pop_slow(&self) -> Scan<T> {
-        // A bounded scheduler counts an item from its push's reservation until after its pop:
-        // zero means every completed push's item has been taken.
         if self.is_bounded() && self.len.load(Ordering::Relaxed) == 0 {
             return Scan::Empty;
         }

@@ -135,19 +135,19 @@ impl<T> UnsafeCell<T> {
 }
 
 /// Waits for another thread's step (a stamp to change): spins, then yields (under loom, yields).
-struct Wait {
+pub(crate) struct Wait {
     #[cfg(not(loom))]
     backoff: crossbeam_utils::Backoff,
 }
 
 impl Wait {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             #[cfg(not(loom))]
             backoff: crossbeam_utils::Backoff::new(),
         }
     }
-    fn snooze(&self) {
+    pub(crate) fn snooze(&self) {
         #[cfg(not(loom))]
         self.backoff.snooze();
         #[cfg(loom)]
@@ -355,9 +355,11 @@ impl<T> CompactLane<T> {
     }
 
     /// The state word as one load reads it. Every push and pop changes it, so a lane whose word reads
-    /// the same twice was left alone in between, unless 256 ring pushes and pops (or a push spilled
-    /// past a stalled reader's slot and its pop) brought it back to the same value: the scheduler's
-    /// double collect of the lanes relies on this.
+    /// the same twice was left alone in between, unless 256 ring pushes and pops, or one push and
+    /// its pop through the overflow (spilled because a reader of the tail's slot is stalled, or
+    /// because an overflow pop is in flight), brought it back to the same value: the scheduler's
+    /// double collect of the lanes relies on this (all 64 bits are taken, so there is no room
+    /// for a version).
     #[inline]
     pub(crate) fn state(&self) -> State {
         State(self.state.load(Ordering::Acquire))
