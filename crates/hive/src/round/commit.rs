@@ -137,8 +137,8 @@ impl<S: State> Round<'_, S> {
         Ok(decision)
     }
 
-    /// Ends a round that returns `error` instead of a decision after its phases ended (its
-    /// commit refused or failed): its agents' failures still count, in the stats and for
+    /// Ends a round that returns `error` instead of a decision after its phases ended (conflict
+    /// detection refused the proposals, or its commit was refused or failed): its agents' failures still count, in the stats and for
     /// supervision (their events were sent, and supervision counts a round in which an agent
     /// failed), and the round's events end with [`HiveEvent::RoundFailed`].
     #[cold]
