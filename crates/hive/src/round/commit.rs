@@ -138,9 +138,10 @@ impl<S: State> Round<'_, S> {
     }
 
     /// Ends a round that returns `error` instead of a decision after its phases ended (conflict
-    /// detection refused the proposals, or its commit was refused or failed): its agents' failures still count, in the stats and for
-    /// supervision (their events were sent, and supervision counts a round in which an agent
-    /// failed), and the round's events end with [`HiveEvent::RoundFailed`].
+    /// detection refused the proposals, or its commit was refused or failed): its agents'
+    /// failures still count, in the stats and for supervision (their events were sent, and
+    /// supervision counts a round in which an agent failed), and the round's events end with
+    /// [`HiveEvent::RoundFailed`].
     #[cold]
     #[inline(never)]
     pub(super) fn end_failed(&self, error: HiveError) -> HiveError {
