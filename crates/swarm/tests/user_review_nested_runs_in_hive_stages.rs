@@ -83,9 +83,11 @@ impl Agent<Count> for Keeping {
             let pipeline = self.pipeline.clone();
             Box::pin(async move { pipeline.run().await })
         });
-        // Look at it once; it goes on in later rounds.
-        let _ = futures::poll!(run.as_mut());
-        *self.kept.lock().unwrap() = kept;
+        // Look at it once; it goes on in later rounds (kept only while it has not ended: a
+        // finished future must not be polled again).
+        if futures::poll!(run.as_mut()).is_pending() {
+            *self.kept.lock().unwrap() = kept;
+        }
         Ok(None)
     }
 }

@@ -213,7 +213,11 @@ async fn a_nested_run_parked_in_a_static_and_driven_by_a_later_stage_lets_the_ou
             async move {
                 let mut run: Pin<Box<dyn Future<Output = RunReport> + Send>> =
                     Box::pin(async move { nested.run().await });
-                let _ = futures::poll!(run.as_mut());
+                // On two workers the nested stage may end within this first poll (the gate is
+                // open): a finished run is parked as its report, never polled again.
+                if let std::task::Poll::Ready(report) = futures::poll!(run.as_mut()) {
+                    run = Box::pin(std::future::ready(report));
+                }
                 *KEPT.lock().unwrap() = Some(run);
                 Ok::<_, StageError>(())
             }
