@@ -15,7 +15,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
@@ -84,25 +84,6 @@ fn error_text(phase: Phase) -> String {
 
 fn panic_text(phase: Phase) -> String {
     format!("{PANIC_MARKER} {}", phase_name(phase))
-}
-
-/// Silences this file's own (expected) panics; any other panic is printed as usual.
-fn quiet_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let text = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !text.starts_with(PANIC_MARKER) {
-                default(info);
-            }
-        }));
-    });
 }
 
 async fn perform(act: Act, phase: Phase) -> Result<(), AgentError> {
@@ -755,7 +736,7 @@ proptest! {
     /// supervision records, events, counters, memory version, members and restart hook calls.
     #[test]
     fn rounds_with_failing_agents_match_the_sequential_model(case in case_strategy()) {
-        quiet_panics();
+        support::quiet_panics(PANIC_MARKER);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)

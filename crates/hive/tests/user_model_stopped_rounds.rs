@@ -9,8 +9,10 @@
 //! (a `propose` that panicked beside one that never answers) are not reported, counted or
 //! supervised." The tests below check exactly that, and show what it loses.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hivekit_hive::{
@@ -128,25 +130,6 @@ impl Agent<Sum> for Actor {
     }
 }
 
-/// Silences this file's own (expected) panics; any other panic is printed as usual.
-fn quiet_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let text = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !text.starts_with(PANIC_MARKER) {
-                default(info);
-            }
-        }));
-    });
-}
-
 type Events = Arc<Mutex<Vec<HiveEvent<u64>>>>;
 type Hooked = Arc<Mutex<Vec<Supervised>>>;
 
@@ -154,7 +137,7 @@ type Hooked = Arc<Mutex<Vec<Supervised>>>;
 /// abstain, and one vote for a candidate would still decide), with its events and restart hook
 /// calls recorded.
 fn hive(supervision: Supervision) -> (Hive<Sum>, Events, Hooked) {
-    quiet_panics();
+    support::quiet_panics(PANIC_MARKER);
     let events: Events = Arc::default();
     let hooked: Hooked = Arc::default();
     let (seen, hook) = (Arc::clone(&events), Arc::clone(&hooked));

@@ -3,10 +3,12 @@
 //! go to supervision, once (not again from `Unsupervised`'s drop), nobody's record is cleared, the
 //! restart hook runs in a tokio context, and concurrent cancelled rounds each count once.
 
+mod support;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -32,24 +34,6 @@ impl State for Sum {
     fn apply(&mut self, change: &u64) {
         self.0 += change;
     }
-}
-
-fn quiet_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let text = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !text.starts_with(PANIC_MARKER) {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// What an agent does in `propose`.
@@ -97,7 +81,7 @@ type Events = Arc<Mutex<Vec<HiveEvent<u64>>>>;
 type Hooked = Arc<Mutex<Vec<(Supervised, bool)>>>;
 
 fn hive(supervision: Option<Supervision>) -> (Hive<Sum>, Events, Hooked) {
-    quiet_panics();
+    support::quiet_panics(PANIC_MARKER);
     let events: Events = Arc::default();
     let hooked: Hooked = Arc::default();
     let (seen, hook) = (Arc::clone(&events), Arc::clone(&hooked));
@@ -373,7 +357,7 @@ impl Agent<Sum> for Contender {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cancelled_rounds_strike_each_reported_failure_once() {
     const ROUNDS: usize = 8;
-    quiet_panics();
+    support::quiet_panics(PANIC_MARKER);
     let events: Events = Arc::default();
     let hooked: Hooked = Arc::default();
     let (seen, hook) = (Arc::clone(&events), Arc::clone(&hooked));

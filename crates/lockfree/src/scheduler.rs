@@ -372,11 +372,10 @@ impl<T> PriorityScheduler<T> {
     /// The order under concurrent pushes: with one consumer, a pop never takes a lower key (or a
     /// later item of the same key) while an item whose push returned before the pop began is
     /// queued. An item whose push completes while the pop runs may be passed over, even for a
-    /// lower key pushed after it (the pop chose its lane from the bitmap before
-    /// that item's bit was set), and with several consumers a pop that meets another pop's
-    /// clear-and-restore of a lane's bit may pass over that lane's item for that moment. Checking
-    /// the bitmap again after each take would close both at the price of a read of the line every
-    /// push writes.
+    /// lower key pushed after it (the pop chose its lane from the bitmap before that item's bit
+    /// was set), and with several consumers a pop that meets another pop's clear-and-restore of a
+    /// lane's bit may pass over that lane's item for that moment. Checking the bitmap again after
+    /// each take would close both at the price of a read of the line every push writes.
     ///
     /// # Progress
     ///
