@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use hivekit_hive::{Agent, AgentContext, AgentError, Contest, Hive, Snapshot, Vote};
-use support::{capture_logs, Behaviour, Ledger, LedgerProposal, Writer};
+use support::{capture_logs, Behaviour, Choice, Ledger, LedgerProposal, Writer};
 
 /// A [`Writer`] that logs when it is asked to vote and when it answers.
 struct Logging(Writer);
@@ -43,8 +43,9 @@ async fn at_debug_level_every_light_vote_call_logs_in_its_agent_call_span() {
         .build()
         .unwrap();
     // Two proposals on key 7: a ballot among the two agents, one answering at once, the other
-    // after a while (its call is polled again, by the round's `FuturesUnordered`).
-    let at_once = hive.spawn(Logging(Writer::new(1, 7)));
+    // after a while (its call is polled again, by the round's `FuturesUnordered`). The first
+    // backs #2, so the ballot waits for the second (which could tie, and a tie goes to #1).
+    let at_once = hive.spawn(Logging(Writer::new(1, 7).choosing(Choice::For(2))));
     let later = hive.spawn(Logging(
         Writer::new(2, 7).voting(Behaviour::Slow(Duration::from_millis(10))),
     ));

@@ -375,8 +375,13 @@ impl Ballot {
             }
         }
         // Beyond reach by more than rounding (of `remaining` and of the sums; see `slack`): a lead
-        // of exactly the remaining weight can still be tied.
-        let mut leader = needs(runner_up + remaining + 2.0 * self.slack() - top, 2.0 * step);
+        // of exactly the remaining weight can still be tied. When ties go to the lowest id, a tie
+        // may already be as good as a lead (see `beyond_reach`).
+        let rounding = match self.policy.tie_break {
+            TieBreak::LowestId => -0.5 * self.slack(),
+            TieBreak::NoDecision => 2.0 * self.slack(),
+        };
+        let mut leader = needs(runner_up + remaining + rounding - top, 2.0 * step);
         let cast = self.cast_for_candidates;
         let ratio = match self.policy.threshold {
             Threshold::Plurality => None,
@@ -477,6 +482,10 @@ impl Ballot {
     /// (vote for anyone, abstain, or stay away): the [`Tally`] variant and winner are final, though
     /// the winner's support figure may still move.
     ///
+    /// A leader is final once no rival can draw level with the remaining weight, or, under
+    /// [`TieBreak::LowestId`], once each rival with a higher id than the leader's can at most
+    /// draw level (a tie it reaches still goes to the leader).
+    ///
     /// Assumes voters who voted do not vote again (a re-vote can change any outcome). The check is
     /// conservative: it may answer false for a ballot that a finer argument would call settled, never
     /// true for one that can still change.
@@ -513,16 +522,7 @@ impl Ballot {
             return self.support.iter().filter(|&&s| s > 0.0).count() > 1;
         }
         if let Some((top, top_support)) = self.leader() {
-            let runner_up = self
-                .support
-                .iter()
-                .enumerate()
-                .filter(|&(position, _)| position != top)
-                .map(|(_, &s)| s)
-                .fold(0.0_f64, f64::max);
-            // A lead beyond the remaining weight by more than rounding: 0.1 + 0.3 against 0.2 with
-            // 0.4 left computes `remaining` as 0.3999999999999999, and the last voter can tie.
-            if top_support > runner_up + remaining + 2.0 * self.slack()
+            if self.beyond_reach(top, top_support, remaining)
                 && self.policy.meets_threshold(top_support, cast + remaining)
             {
                 return true;
@@ -537,6 +537,31 @@ impl Ballot {
                 .all(|&s| !self.policy.meets_threshold(s + remaining, cast + remaining));
         }
         false
+    }
+
+    /// True when no other candidate can take the win from the leader (at `top`, with
+    /// `top_support`) with the `remaining` weight behind it: each needs more than the remaining
+    /// weight to draw level, or, when ties go to the lowest id and the leader's id is lower than
+    /// its own, more than that to pass the leader (a tie it can reach still goes to the leader).
+    fn beyond_reach(&self, top: usize, top_support: f64, remaining: f64) -> bool {
+        let slack = self.slack();
+        let leader = self.candidates[top];
+        let ties_to_leader = self.policy.tie_break == TieBreak::LowestId;
+        (self.support.iter().enumerate())
+            .filter(|&(position, _)| position != top)
+            .all(|(position, &support)| {
+                let best = support + remaining;
+                // A lead beyond the remaining weight by more than rounding: 0.1 + 0.3 against 0.2
+                // with 0.4 left computes `remaining` as 0.3999999999999999, and the last voter
+                // can tie.
+                top_support > best + 2.0 * slack
+                    // At most level within rounding (the tally's own `slack`, of which half is
+                    // kept for the rounding of `remaining` and of the sums): a tie, which the
+                    // lower id wins.
+                    || (ties_to_leader
+                        && leader < self.candidates[position]
+                        && best <= top_support + 0.5 * slack)
+            })
     }
 
     /// True for thresholds that any candidate meets when the remaining voters (outweighing
