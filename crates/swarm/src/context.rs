@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact_cell::ArtifactCell;
@@ -32,6 +33,55 @@ pub(crate) struct RunShared {
     pub(crate) hooks: Option<Arc<dyn crate::hooks::RunHooks>>,
     /// The runs nested in this one's stages, and the run this one is nested in.
     pub(crate) nesting: crate::run::Scopes,
+    /// With an event sink: per stage, the attempt whose own events may still go out (0: none),
+    /// so that an attempt that has ended reports nothing once its stage moved on (a blocking
+    /// attempt abandoned at its timeout runs on in its thread; a task a stage spawned may hold
+    /// its context). See [`AttemptEvents`].
+    pub(crate) live_attempts: Option<Box<[RwLock<u32>]>>,
+}
+
+impl RunShared {
+    /// The per-stage attempt gates for a run of `stages` stages with or without an event sink.
+    pub(crate) fn live_attempts(stages: usize, events: bool) -> Option<Box<[RwLock<u32>]>> {
+        events.then(|| (0..stages).map(|_| RwLock::new(0)).collect())
+    }
+
+    /// `attempt` of `stage` started: its events go out until it ends.
+    fn attempt_started(&self, stage: u32, attempt: u32) {
+        if let Some(live) = &self.live_attempts {
+            *live[stage as usize].write() = attempt;
+        }
+    }
+
+    /// The current attempt of `stage` ended (before its stage's `Retried`, `Finished` or
+    /// `Cancelled` goes out): events it sends from now on are dropped. Waits for one it is
+    /// sending.
+    pub(crate) fn attempt_ended(&self, stage: u32) {
+        if let Some(live) = &self.live_attempts {
+            *live[stage as usize].write() = 0;
+        }
+    }
+}
+
+/// Sends the events an attempt reports itself ([`StageEvent::Progress`], a fan-out's items, a
+/// loop's iterations) while the attempt is its stage's current one: each goes out under the
+/// stage's read lock, and the run takes the write lock to end the attempt before it sends the
+/// stage's next event, so none comes after the event that ended the attempt.
+pub(crate) struct AttemptEvents<'a> {
+    sink: &'a EventSink,
+    live: Option<&'a RwLock<u32>>,
+    attempt: u32,
+    /// The stage's name.
+    pub(crate) stage: &'a Arc<str>,
+}
+
+impl AttemptEvents<'_> {
+    pub(crate) fn emit(&self, make: impl FnOnce() -> StageEvent) {
+        let live = self.live.map(RwLock::read_recursive);
+        if live.is_none_or(|live| *live == self.attempt) {
+            self.sink.emit(make());
+        }
+    }
 }
 
 /// Handed to a stage's function on every attempt: read dependencies' artifacts, learn the attempt
@@ -75,7 +125,9 @@ impl std::fmt::Debug for StageContext {
 }
 
 impl StageContext {
+    /// The context of a starting attempt (its events go out until it ends).
     pub(crate) fn new(shared: Arc<RunShared>, stage: u32, attempt: u32) -> Self {
+        shared.attempt_started(stage, attempt);
         Self {
             shared,
             stage,
@@ -208,6 +260,12 @@ impl StageContext {
     /// Reports this stage's own progress (`done` of `total` units of work) as a
     /// [`StageEvent::Progress`] to the run's event sink; free when the run has none.
     ///
+    /// Only the stage's current attempt reports: once the attempt has ended (its stage's
+    /// `Retried`, `Finished` or `Cancelled` went out), reports through this context, or a clone
+    /// of it (a blocking attempt abandoned at its timeout runs on in its thread; a task the stage
+    /// spawned), are dropped, so a watcher never sees progress after the event that ended the
+    /// attempt.
+    ///
     /// # Examples
     ///
     /// ```
@@ -236,23 +294,30 @@ impl StageContext {
     /// # }
     /// ```
     pub fn progress(&self, done: u64, total: u64) {
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::Progress {
-                stage: self.shared.pipeline.stages[self.stage as usize]
-                    .name
-                    .clone(),
+        if let Some(events) = self.events() {
+            events.emit(|| StageEvent::Progress {
+                stage: events.stage.clone(),
                 done,
                 total,
             });
         }
     }
 
+    /// This attempt's own events, if the run has an event sink.
+    pub(crate) fn events(&self) -> Option<AttemptEvents<'_>> {
+        let sink = self.shared.events.as_ref()?;
+        Some(AttemptEvents {
+            sink,
+            live: (self.shared.live_attempts.as_ref()).map(|live| &live[self.stage as usize]),
+            attempt: self.attempt,
+            stage: &self.shared.pipeline.stages[self.stage as usize].name,
+        })
+    }
+
     pub(crate) fn record_iteration(&self, iteration: u32, report: &RunReport) {
-        if let Some(events) = &self.shared.events {
-            events.emit(StageEvent::IterationFinished {
-                stage: self.shared.pipeline.stages[self.stage as usize]
-                    .name
-                    .clone(),
+        if let Some(events) = self.events() {
+            events.emit(|| StageEvent::IterationFinished {
+                stage: events.stage.clone(),
                 iteration,
                 outcome: report.outcome(),
             });
@@ -332,14 +397,7 @@ impl StageContext {
         Fut: Future<Output = Result<T, StageError>>,
         R: FnMut(usize, &T) -> Result<(), StageError>,
     {
-        let events = self.shared.events.as_ref().map(|events| {
-            (
-                events,
-                self.shared.pipeline.stages[self.stage as usize]
-                    .name
-                    .clone(),
-            )
-        });
+        let events = self.events();
         let (result, summary) = fan_out::run(
             items,
             policy,

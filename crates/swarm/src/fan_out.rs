@@ -10,8 +10,9 @@ use futures::{FutureExt, StreamExt};
 use hivekit_runtime::take_panic_message;
 use serde::{Deserialize, Serialize};
 
+use crate::context::AttemptEvents;
 use crate::error::StageError;
-use crate::events::{EventSink, StageEvent};
+use crate::events::StageEvent;
 use crate::retry::RetryPolicy;
 use crate::seed::stage_seed;
 
@@ -279,7 +280,7 @@ pub(crate) async fn run<I, F, Fut, T, R>(
     policy: FanOut,
     attempt: u32,
     seed: u64,
-    events: Option<(&EventSink, std::sync::Arc<str>)>,
+    events: Option<AttemptEvents<'_>>,
     durability: Durability<T, R>,
     unfinished: Option<Unfinished<'_>>,
     mut f: F,
@@ -388,9 +389,9 @@ where
             };
             let Some(item) = item else { continue };
             if progress.attempts[index] == 1 {
-                if let Some((events, stage)) = &events {
-                    events.emit(StageEvent::ItemStarted {
-                        stage: stage.clone(),
+                if let Some(events) = &events {
+                    events.emit(|| StageEvent::ItemStarted {
+                        stage: events.stage.clone(),
                         item: index,
                         total: count,
                     });
@@ -538,16 +539,16 @@ fn interrupted<T>(outcomes: &[SubtaskOutcome<T>]) -> Option<StageError> {
 }
 
 fn emit_finished(
-    events: &Option<(&EventSink, std::sync::Arc<str>)>,
+    events: &Option<AttemptEvents<'_>>,
     item: usize,
     succeeded: bool,
     attempts: u32,
     done: usize,
     total: usize,
 ) {
-    if let Some((events, stage)) = events {
-        events.emit(StageEvent::ItemFinished {
-            stage: stage.clone(),
+    if let Some(events) = events {
+        events.emit(|| StageEvent::ItemFinished {
+            stage: events.stage.clone(),
             item,
             succeeded,
             attempts,

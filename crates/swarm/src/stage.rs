@@ -229,6 +229,8 @@ impl Attempts {
             let delay = spec.retry.backoff.delay(self.attempt, jitter_seed);
             tracing::info!(attempt = self.attempt, %failure, ?delay, "attempt failed, retrying");
             if let Some(events) = &self.shared.events {
+                // Nothing the failed attempt still sends goes out after this event.
+                self.shared.attempt_ended(self.stage);
                 events.emit(StageEvent::Retried {
                     stage: spec.name.clone(),
                     next_attempt: self.attempt + 1,

@@ -172,7 +172,7 @@ impl Run {
             let _ = self.shared.artifacts[index].set(artifact);
         }
         if self.shared.events.is_some() {
-            self.emit_decided(|done, total| StageEvent::Finished {
+            self.emit_decided(index as u32, |done, total| StageEvent::Finished {
                 stage: self.pipeline.stages[index].name.clone(),
                 status: status.clone(),
                 elapsed: elapsed.unwrap_or_default(),
@@ -276,7 +276,7 @@ impl Run {
         self.decided[index] = true;
         self.unfinished -= 1;
         if self.shared.events.is_some() {
-            self.emit_decided(|done, total| StageEvent::Cancelled {
+            self.emit_decided(stage, |done, total| StageEvent::Cancelled {
                 stage: self.pipeline.stages[index].name.clone(),
                 done,
                 total,
@@ -284,14 +284,16 @@ impl Run {
         }
     }
 
-    /// Emits, if the run has an event sink, the event that decides a stage, built from the count
+    /// Emits, if the run has an event sink, the event that decides `stage`, built from the count
     /// of stages decided so far (this one included) and the total: the fleet's count when the
-    /// run has one (its tasks emit such events too), else the driver's.
+    /// run has one (its tasks emit such events too), else the driver's. The stage's attempt has
+    /// ended: nothing it sends goes out after this event.
     #[inline(never)]
-    pub(super) fn emit_decided(&self, make: impl FnOnce(usize, usize) -> StageEvent) {
+    pub(super) fn emit_decided(&self, stage: u32, make: impl FnOnce(usize, usize) -> StageEvent) {
         let Some(events) = &self.shared.events else {
             return;
         };
+        self.shared.attempt_ended(stage);
         let total = self.stages.len();
         match &self.fleet {
             Some(fleet) => fleet.0.emit_decided(|done| make(done, total)),

@@ -240,6 +240,7 @@ impl Fleet {
     #[inline(never)]
     fn emit_succeeded(&self, stage: u32, attempts: u32, elapsed: Duration) {
         let pipeline = &*self.shared.pipeline;
+        self.shared.attempt_ended(stage);
         self.emit_decided(|done| StageEvent::Finished {
             stage: pipeline.stages[stage as usize].name.clone(),
             status: StageStatus::Succeeded { attempts },

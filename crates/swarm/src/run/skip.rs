@@ -116,7 +116,7 @@ impl Run {
             let StageStatus::Skipped { because } = &self.stages[index].status else {
                 return;
             };
-            self.emit_decided(|done, total| StageEvent::Skipped {
+            self.emit_decided(index as u32, |done, total| StageEvent::Skipped {
                 stage: self.pipeline.stages[index].name.clone(),
                 because: because.clone(),
                 done,
