@@ -227,8 +227,11 @@ pub fn new_decision_id() -> u128 {
 /// Where a hive's committed versions live: a snapshot with its version, a commit against a base
 /// version, and a way to follow newer versions.
 ///
-/// Implementations must be linearizable per memory: versions start at the initial state's version
-/// and grow by one per commit, with no gaps; a change is applied exactly once.
+/// Commits must be linearizable per memory: versions start at the initial state's version and
+/// grow by one per commit, with no gaps; a change is applied exactly once. Reads need not be:
+/// [`snapshot`](Memory::snapshot) is a local read of what this process has seen, and may lag a
+/// commit made through another handle or process for a moment (a shared backend's handle learns
+/// of it as it follows the newest version; [`changed`](Memory::changed) waits for it).
 pub trait Memory<S: State>: Send + Sync + 'static {
     /// The newest version this process has seen, without waiting (a local, lock-free read).
     fn snapshot(&self) -> Snapshot<S>;
