@@ -47,20 +47,29 @@ impl RunShared {
     }
 
     /// `attempt` of `stage` started: its events go out until it ends.
+    #[inline]
     fn attempt_started(&self, stage: u32, attempt: u32) {
         if let Some(live) = &self.live_attempts {
-            *live[stage as usize].write() = attempt;
+            set_live(&live[stage as usize], attempt);
         }
     }
 
     /// The current attempt of `stage` ended (before its stage's `Retried`, `Finished` or
     /// `Cancelled` goes out): events it sends from now on are dropped. Waits for one it is
     /// sending.
+    #[inline]
     pub(crate) fn attempt_ended(&self, stage: u32) {
         if let Some(live) = &self.live_attempts {
-            *live[stage as usize].write() = 0;
+            set_live(&live[stage as usize], 0);
         }
     }
+}
+
+/// Makes `attempt` the stage's current one (out of line: only runs with an event sink get here,
+/// and the attempt start is on every stage's path).
+#[inline(never)]
+fn set_live(live: &RwLock<u32>, attempt: u32) {
+    *live.write() = attempt;
 }
 
 /// Sends the events an attempt reports itself ([`StageEvent::Progress`], a fan-out's items, a
@@ -126,6 +135,7 @@ impl std::fmt::Debug for StageContext {
 
 impl StageContext {
     /// The context of a starting attempt (its events go out until it ends).
+    #[inline]
     pub(crate) fn new(shared: Arc<RunShared>, stage: u32, attempt: u32) -> Self {
         shared.attempt_started(stage, attempt);
         Self {
