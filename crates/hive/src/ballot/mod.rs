@@ -377,9 +377,10 @@ impl Ballot {
         // Beyond reach by more than rounding (of `remaining` and of the sums; see `slack`): a lead
         // of exactly the remaining weight can still be tied. When ties go to the lowest id, a tie
         // may already be as good as a lead (see `beyond_reach`).
-        let rounding = match self.policy.tie_break {
-            TieBreak::LowestId => -0.5 * self.slack(),
-            TieBreak::NoDecision => 2.0 * self.slack(),
+        let rounding = if self.ties_go_to_the_lowest_id() {
+            -0.5 * self.slack()
+        } else {
+            2.0 * self.slack()
         };
         let mut leader = needs(runner_up + remaining + rounding - top, 2.0 * step);
         let cast = self.cast_for_candidates;
@@ -483,8 +484,8 @@ impl Ballot {
     /// the winner's support figure may still move.
     ///
     /// A leader is final once no rival can draw level with the remaining weight, or, under
-    /// [`TieBreak::LowestId`], once each rival with a higher id than the leader's can at most
-    /// draw level (a tie it reaches still goes to the leader).
+    /// [`Threshold::Plurality`] with [`TieBreak::LowestId`], once each rival with a higher id than
+    /// the leader's can at most draw level (a tie it reaches still goes to the leader).
     ///
     /// Assumes voters who voted do not vote again (a re-vote can change any outcome). The check is
     /// conservative: it may answer false for a ballot that a finer argument would call settled, never
@@ -521,7 +522,12 @@ impl Ballot {
             // are undecided for good.
             return self.support.iter().filter(|&&s| s > 0.0).count() > 1;
         }
-        if let Some((top, top_support)) = self.leader() {
+        let leader = if self.ties_go_to_the_lowest_id() {
+            self.winner_of_ties()
+        } else {
+            self.leader()
+        };
+        if let Some((top, top_support)) = leader {
             if self.beyond_reach(top, top_support, remaining)
                 && self.policy.meets_threshold(top_support, cast + remaining)
             {
@@ -530,23 +536,28 @@ impl Ballot {
         }
         if self.policy.threshold != Threshold::Plurality && cast + remaining > 0.0 {
             // Undecided for good when no candidate can reach the threshold even if every remaining
-            // voter backs it.
-            return self
-                .support
-                .iter()
-                .all(|&s| !self.policy.meets_threshold(s + remaining, cast + remaining));
+            // voter backs it, by more than the rounding of `remaining` (which is of the order of
+            // the total's last bit: beside a voter of weight 1e12, 1e-4, more than a light voter
+            // may weigh; the threshold's own allowance is relative to the weight cast).
+            let slack = self.slack();
+            return (self.support.iter()).all(|&s| {
+                !self
+                    .policy
+                    .meets_threshold(s + remaining + 2.0 * slack, cast + remaining)
+            });
         }
         false
     }
 
     /// True when no other candidate can take the win from the leader (at `top`, with
     /// `top_support`) with the `remaining` weight behind it: each needs more than the remaining
-    /// weight to draw level, or, when ties go to the lowest id and the leader's id is lower than
-    /// its own, more than that to pass the leader (a tie it can reach still goes to the leader).
+    /// weight to draw level, or, when a tie is as good as a win for the leader
+    /// ([`ties_go_to_the_lowest_id`](Self::ties_go_to_the_lowest_id), and the leader's id is lower
+    /// than the rival's), more than that to pass the leader.
     fn beyond_reach(&self, top: usize, top_support: f64, remaining: f64) -> bool {
         let slack = self.slack();
         let leader = self.candidates[top];
-        let ties_to_leader = self.policy.tie_break == TieBreak::LowestId;
+        let ties_to_leader = self.ties_go_to_the_lowest_id();
         (self.support.iter().enumerate())
             .filter(|&(position, _)| position != top)
             .all(|(position, &support)| {
@@ -562,6 +573,25 @@ impl Ballot {
                         && leader < self.candidates[position]
                         && best <= top_support + 0.5 * slack)
             })
+    }
+
+    /// True when a tie the leader cannot avoid still makes it the winner: plurality (a tie meets
+    /// it; under a majority or more a tie is undecided) with ties to the lowest id.
+    fn ties_go_to_the_lowest_id(&self) -> bool {
+        self.policy.threshold == Threshold::Plurality && self.policy.tie_break == TieBreak::LowestId
+    }
+
+    /// The candidate the tally would name now under ties to the lowest id (the lowest id among
+    /// those level with the most support, within the slack) and its support, if anyone has
+    /// support. It is not always the one with the most support: sums level within rounding are a
+    /// tie.
+    fn winner_of_ties(&self) -> Option<(usize, f64)> {
+        let (_, most) = self.leader()?;
+        let slack = self.slack();
+        (self.support.iter().enumerate())
+            .filter(|&(_, &s)| s > 0.0 && most - s <= slack)
+            .min_by_key(|&(position, _)| self.candidates[position])
+            .map(|(position, &s)| (position, s))
     }
 
     /// True for thresholds that any candidate meets when the remaining voters (outweighing

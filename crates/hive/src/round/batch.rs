@@ -116,15 +116,20 @@ pub(super) async fn batch_votes<S: State>(
         }
     };
     // Ballots still open; once none is, the batch calls still running are dropped (cancelled).
-    let mut open = ballots
+    // Each ballot is counted off once, when it is first seen settled.
+    let mut settled: Vec<bool> = ballots
         .iter()
-        .filter(|ballot| ballot.as_ref().is_some_and(|ballot| !ballot.is_settled()))
-        .count();
+        .map(|ballot| ballot.as_ref().is_none_or(Ballot::is_settled))
+        .collect();
+    let mut open = Open {
+        count: settled.iter().filter(|&&settled| !settled).count(),
+        settled: &mut settled,
+    };
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
     let mut waited = false;
     unbudgeted(poll_fn(|cx| loop {
-        if open == 0 {
+        if open.count == 0 {
             return Poll::Ready(());
         }
         while next < plans.len() && pending.len() < bound {
@@ -157,6 +162,12 @@ pub(super) async fn batch_votes<S: State>(
     failures
 }
 
+/// The ballots not yet seen settled, and which they are.
+struct Open<'a> {
+    count: usize,
+    settled: &'a mut [bool],
+}
+
 /// Casts one batch voter's answer in its ballots (a failure marks it absent from all of them) and
 /// counts the ballots it settled off `open`.
 fn cast<S: State>(
@@ -164,7 +175,7 @@ fn cast<S: State>(
     voters: &[RoundMember<S>],
     answer: CallResult<Vec<Vote>>,
     ballots: &mut [Option<Ballot>],
-    open: &mut usize,
+    open: &mut Open<'_>,
     failures: &mut Vec<AgentFailure>,
 ) {
     let agent = voters[plan.voter].id;
@@ -194,7 +205,6 @@ fn cast<S: State>(
         let Some(ballot) = ballots[group].as_mut() else {
             continue;
         };
-        let was_settled = ballot.is_settled();
         match votes.get(slot) {
             Some(&vote) => {
                 if let Err(BallotError::UnknownCandidate { candidate }) =
@@ -206,8 +216,9 @@ fn cast<S: State>(
             }
             None => ballot.mark_absent(position),
         }
-        if !was_settled && ballot.is_settled() {
-            *open -= 1;
+        if !open.settled[group] && ballot.is_settled() {
+            open.settled[group] = true;
+            open.count -= 1;
         }
     }
 }
