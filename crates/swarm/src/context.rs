@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact_cell::ArtifactCell;
+use crate::attempt_gate::AttemptGate;
 use crate::clock::RunClock;
 use crate::error::{ArtifactError, StageError};
 use crate::events::{EventSink, StageEvent};
@@ -33,52 +33,41 @@ pub(crate) struct RunShared {
     pub(crate) hooks: Option<Arc<dyn crate::hooks::RunHooks>>,
     /// The runs nested in this one's stages, and the run this one is nested in.
     pub(crate) nesting: crate::run::Scopes,
-    /// With an event sink: per stage, the attempt whose own events may still go out (0: none),
-    /// so that an attempt that has ended reports nothing once its stage moved on (a blocking
-    /// attempt abandoned at its timeout runs on in its thread; a task a stage spawned may hold
-    /// its context). See [`AttemptEvents`].
-    pub(crate) live_attempts: Option<Box<[RwLock<u32>]>>,
+    /// With an event sink: per stage, the gate its attempts' own events go through.
+    pub(crate) attempt_gates: Option<Box<[AttemptGate]>>,
 }
 
 impl RunShared {
     /// The per-stage attempt gates for a run of `stages` stages with or without an event sink.
-    pub(crate) fn live_attempts(stages: usize, events: bool) -> Option<Box<[RwLock<u32>]>> {
-        events.then(|| (0..stages).map(|_| RwLock::new(0)).collect())
+    pub(crate) fn attempt_gates(stages: usize, events: bool) -> Option<Box<[AttemptGate]>> {
+        events.then(|| (0..stages).map(|_| AttemptGate::new()).collect())
     }
 
     /// `attempt` of `stage` started: its events go out until it ends.
     #[inline]
     fn attempt_started(&self, stage: u32, attempt: u32) {
-        if let Some(live) = &self.live_attempts {
-            set_live(&live[stage as usize], attempt);
+        if let Some(gates) = &self.attempt_gates {
+            gates[stage as usize].open(attempt);
         }
     }
 
     /// The current attempt of `stage` ended (before its stage's `Retried`, `Finished` or
-    /// `Cancelled` goes out): events it sends from now on are dropped. Waits for one it is
-    /// sending.
+    /// `Cancelled` goes out): events it sends from now on are dropped, and those it is sending
+    /// are delivered first.
     #[inline]
     pub(crate) fn attempt_ended(&self, stage: u32) {
-        if let Some(live) = &self.live_attempts {
-            set_live(&live[stage as usize], 0);
+        if let Some(gates) = &self.attempt_gates {
+            gates[stage as usize].close();
         }
     }
 }
 
-/// Makes `attempt` the stage's current one (out of line: only runs with an event sink get here,
-/// and the attempt start is on every stage's path).
-#[inline(never)]
-fn set_live(live: &RwLock<u32>, attempt: u32) {
-    *live.write() = attempt;
-}
-
 /// Sends the events an attempt reports itself ([`StageEvent::Progress`], a fan-out's items, a
-/// loop's iterations) while the attempt is its stage's current one: each goes out under the
-/// stage's read lock, and the run takes the write lock to end the attempt before it sends the
-/// stage's next event, so none comes after the event that ended the attempt.
+/// loop's iterations) through its stage's [`AttemptGate`], so that none comes after the event
+/// that ended the attempt.
 pub(crate) struct AttemptEvents<'a> {
     sink: &'a EventSink,
-    live: Option<&'a RwLock<u32>>,
+    gate: Option<&'a AttemptGate>,
     attempt: u32,
     /// The stage's name.
     pub(crate) stage: &'a Arc<str>,
@@ -86,9 +75,9 @@ pub(crate) struct AttemptEvents<'a> {
 
 impl AttemptEvents<'_> {
     pub(crate) fn emit(&self, make: impl FnOnce() -> StageEvent) {
-        let live = self.live.map(RwLock::read_recursive);
-        if live.is_none_or(|live| *live == self.attempt) {
-            self.sink.emit(make());
+        match self.gate {
+            Some(gate) => gate.deliver(self.attempt, || self.sink.emit(make())),
+            None => self.sink.emit(make()),
         }
     }
 }
@@ -318,7 +307,7 @@ impl StageContext {
         let sink = self.shared.events.as_ref()?;
         Some(AttemptEvents {
             sink,
-            live: (self.shared.live_attempts.as_ref()).map(|live| &live[self.stage as usize]),
+            gate: (self.shared.attempt_gates.as_ref()).map(|gates| &gates[self.stage as usize]),
             attempt: self.attempt,
             stage: &self.shared.pipeline.stages[self.stage as usize].name,
         })

@@ -218,6 +218,13 @@ impl EventSink {
     /// panic is caught and logged (`tracing`, at ERROR), and that event is lost. No event of a run
     /// comes after the run has returned its report: the run ends once the deliveries under way
     /// have returned (a callback that blocks delays it), and lets go of the sink then.
+    ///
+    /// The callback runs on the thread that sends the event, and should return promptly: it must
+    /// not wait for the run to make progress. No report of an attempt comes after the event that
+    /// ended the attempt (`Retried`, `Finished`, `Cancelled`), so a run that ends an attempt
+    /// while one of its reports is being delivered waits for that delivery first, on the run's
+    /// thread; a callback waiting there for another stage of the same run would wait on a run
+    /// that waits on it.
     pub fn callback(callback: impl Fn(StageEvent) + Send + Sync + 'static) -> Self {
         Self {
             deliver: Arc::new(move |event| {

@@ -137,6 +137,7 @@
 //! ```
 
 mod artifact_cell;
+mod attempt_gate;
 mod builder;
 pub mod checkpoint;
 mod clock;

@@ -300,7 +300,7 @@ impl Run {
             iterations: parking_lot::Mutex::new(Vec::new()),
             hooks,
             nesting: Scopes::new(nested.as_ref()),
-            live_attempts: RunShared::live_attempts(count, options.events.is_some()),
+            attempt_gates: RunShared::attempt_gates(count, options.events.is_some()),
         });
         let quiet = options.events.is_none() && shared.hooks.is_none();
         let limit = options.max_concurrency.slots();
