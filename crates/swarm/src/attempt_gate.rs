@@ -40,12 +40,13 @@ impl AttemptGate {
             });
     }
 
-    /// Delivers `deliver`'s event if `attempt` is the stage's current attempt (else drops it).
+    /// Delivers `deliver`'s event if `attempt` is the stage's current attempt (else drops it;
+    /// attempt 0 is none, never current).
     pub(crate) fn deliver(&self, attempt: u32, deliver: impl FnOnce()) {
         let attempt = u64::from(attempt) << 32;
         let mut state = self.0.load(Ordering::Acquire);
         loop {
-            if state & !DELIVERING != attempt {
+            if attempt == 0 || state & !DELIVERING != attempt {
                 return;
             }
             match self.0.compare_exchange_weak(
@@ -119,6 +120,56 @@ mod tests {
         gate.deliver(1, count);
         gate.deliver(2, count);
         assert_eq!(delivered.load(Ordering::Relaxed), 2);
+    }
+
+    /// Reporters on four threads deliver without pause while the gate opens and closes 100
+    /// times: no delivery runs once `close` has returned (each checks the flag set after it), and
+    /// the reporters of the current attempt get through.
+    #[test]
+    fn no_delivery_runs_after_close_returns_under_contention() {
+        let gate = Arc::new(AttemptGate::new());
+        let closed = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (late, delivered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let attempt = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let reporters: Vec<_> = (0..4)
+            .map(|_| {
+                let (gate, closed, stop) = (gate.clone(), closed.clone(), stop.clone());
+                let (late, delivered, attempt) = (late.clone(), delivered.clone(), attempt.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        gate.deliver(attempt.load(Ordering::Relaxed), || {
+                            if closed.load(Ordering::SeqCst) {
+                                late.fetch_add(1, Ordering::Relaxed);
+                            }
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                            std::hint::spin_loop();
+                        });
+                    }
+                })
+            })
+            .collect();
+        for round in 1..=100 {
+            attempt.store(round, Ordering::Relaxed);
+            closed.store(false, Ordering::SeqCst);
+            let before = delivered.load(Ordering::Relaxed);
+            gate.open(round);
+            // Until a reporter got through (or a while), so that the close meets deliveries.
+            let patience = std::time::Instant::now();
+            while delivered.load(Ordering::Relaxed) == before
+                && patience.elapsed() < std::time::Duration::from_millis(20)
+            {
+                std::thread::yield_now();
+            }
+            gate.close();
+            closed.store(true, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for reporter in reporters {
+            reporter.join().unwrap();
+        }
+        assert_eq!(late.load(Ordering::Relaxed), 0);
+        assert!(delivered.load(Ordering::Relaxed) > 0);
     }
 
     #[test]
