@@ -100,6 +100,11 @@ pub(crate) struct Counters {
 }
 
 /// Counters over the hive's life, read with [`Hive::stats`].
+///
+/// A round's proposals, conflicts and votes are counted when it ends with a decision (committed,
+/// or with nothing to commit); a round that is cancelled, dropped or fails to commit adds none of
+/// them. Its agent failures are counted as they are reported, so a round stopped after a phase
+/// ended still counts that phase's failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HiveStats {

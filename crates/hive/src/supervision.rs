@@ -46,7 +46,8 @@ impl fmt::Display for SupervisionAction {
 ///
 /// A round counts as a failure of an agent when any of its calls in that round timed out,
 /// panicked or returned an error (invalid answers and calls cancelled by a runtime shutdown do not
-/// count); a round in which the agent was asked and none of its calls failed clears its record.
+/// count); a round in which the agent was asked and none of its calls failed that way clears its
+/// record (an invalid answer does too).
 /// After `max_failures` failed rounds in a row the hive takes the `action`, records it in the
 /// round's [`Decision::supervised`](crate::Decision::supervised) and in
 /// [`HiveStats`](crate::HiveStats), sends [`HiveEvent::AgentSupervised`](crate::HiveEvent), and
