@@ -221,7 +221,8 @@ async fn what_is_not_the_agents_fault_never_counts_towards_a_quarantine() {
         proposes: None,
         vote: VoteHow::Preferred,
     });
-    // Its vote is never needed: three of four votes settle the majority without it.
+    // Its vote is never needed: two of four votes for the lower id settle the ballot without it
+    // (the other two could at most tie, and a tie goes to the lower id).
     let straggler = hive.spawn(Member {
         proposes: None,
         vote: VoteHow::Hang,
@@ -237,8 +238,8 @@ async fn what_is_not_the_agents_fault_never_counts_towards_a_quarantine() {
             decision.rejected[0].1,
             RejectReason::LostVote { .. }
         ));
-        assert_eq!(
-            decision.ballots[0].cancelled, 1,
+        assert!(
+            decision.ballots[0].cancelled >= 1,
             "the straggler is not waited for"
         );
         assert!(decision.failures.is_empty(), "round {round}: {decision}");
