@@ -109,9 +109,18 @@ impl Run {
     }
 
     pub(super) fn skip(&mut self, index: usize, because: SkipReason) {
+        let left_out = matches!(
+            because,
+            SkipReason::RouteNotTaken { .. }
+                | SkipReason::ConditionFalse
+                | SkipReason::Pruned { .. }
+        );
         self.stages[index].status = StageStatus::Skipped { because };
         self.decided[index] = true;
         self.unfinished -= 1;
+        if left_out {
+            self.record_left_out(index);
+        }
         if self.shared.events.is_some() {
             let StageStatus::Skipped { because } = &self.stages[index].status else {
                 return;
@@ -122,6 +131,25 @@ impl Run {
                 done,
                 total,
             });
+        }
+    }
+
+    /// Records, in a durable run, a stage left out by a route not taken or a false condition (or
+    /// below one), so that the stored run says how it ended
+    /// ([`RunState::is_complete`](crate::checkpoint::RunState::is_complete)). A record that cannot
+    /// be written is logged and left out: the run is not failed for it (a resume decides the stage
+    /// the same way again), and the stored run reads as not complete.
+    fn record_left_out(&self, index: usize) {
+        let (Some(hooks), false) = (&self.shared.hooks, self.restoring) else {
+            return;
+        };
+        let status = &self.stages[index].status;
+        if let Err(error) = hooks.finished(&self.pipeline, index as u32, status, &[], None) {
+            tracing::warn!(
+                stage = &*self.pipeline.stages[index].name,
+                %error,
+                "the checkpoint of a stage left out was not written"
+            );
         }
     }
 }
