@@ -11,8 +11,9 @@
 //!
 //! Two kinds are kept, each in a thread local:
 //! - a thread's [`ScanState`] (table, key references, slots, nodes), used by whichever thread
-//!   scans partitions (a pool thread, or the caller in the serial partitioned scan), taken for a
-//!   job and given back at its end ([`LentState`]);
+//!   scans partitions (a pool thread, or the caller in the serial partitioned scan) or a small
+//!   input through one table (`scan_one`: at 1k proposals, about 20 page faults a call when it
+//!   allocated its own), taken for a job and given back at its end ([`LentState`]);
 //! - the caller's [`CallBuffers`]: each routed chunk's partitions and each partition's groups
 //!   and members, lent to the pool's jobs for one call and given back by the caller, and the
 //!   caller's own (key lists, combined order and scan, the report's flags), since at 100k

@@ -239,6 +239,29 @@ fn table_grows_past_a_short_estimate() {
     assert_eq!(grown, sized);
 }
 
+/// `scan_one` scans in the thread's kept state: a scan after larger ones (other keys, another
+/// key type, a table that grew) reports what the same scan reports on a fresh thread.
+#[test]
+fn one_table_scans_in_kept_state_match_a_fresh_thread() {
+    let small = many(1_000, 3_000);
+    let report = |proposals: &[Proposal<u64, ()>]| {
+        let (lists, occurrences) = key_lists(proposals.iter());
+        scan_one(&lists, occurrences).into_report(proposals.len(), |index| proposals[index].id)
+    };
+    let fresh = std::thread::scope(|scope| scope.spawn(|| report(&small)).join().unwrap());
+    assert!(!fresh.groups.is_empty());
+    let large = many(3_500, 7_000);
+    let (lists, _) = key_lists(large.iter());
+    let _grown = scan_one(&lists, 0);
+    let named: Vec<Proposal<String, ()>> = (0..500_u64)
+        .map(|id| Proposal::new(id, ()).writes([format!("k{}", id % 97)]))
+        .collect();
+    let (lists, occurrences) = key_lists(named.iter());
+    assert!(!scan_one(&lists, occurrences).groups.is_empty());
+    assert_eq!(report(&small), fresh);
+    assert_eq!(report(&small), fresh);
+}
+
 #[test]
 fn groups_of_lists_every_group_of_a_member() {
     let proposals = [
