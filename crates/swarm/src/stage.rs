@@ -127,6 +127,7 @@ pub(crate) fn single_attempt(spec: &crate::pipeline::StageSpec) -> bool {
 /// stages) pays for no state machine, no clone of the run's shared state and no allocation of
 /// its future (built in `spare`'s block). The attempt runs in the stage's span, panics are
 /// caught, and a failure is recorded as `StageFuture` would.
+#[inline(always)]
 pub(crate) fn poll_single_attempt(
     shared: &Arc<RunShared>,
     stage: u32,

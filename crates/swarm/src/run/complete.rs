@@ -64,7 +64,7 @@ impl Run {
     /// The common end, kept short: a plain stage succeeded without a failed attempt in a run
     /// nobody watches (no event sink, no checkpoint hooks), so there is no route to resolve, no
     /// record to write and nothing to emit.
-    #[inline]
+    #[inline(always)]
     fn succeeded_quietly(&mut self, index: usize, output: Output, attempts: u32) {
         // Each stage completes once, so the cell is empty.
         let _ = self.shared.artifacts[index].set_output(output);
@@ -215,6 +215,7 @@ impl Run {
 
     /// Counts down the dependencies of a succeeded stage's dependents and queues those that
     /// became ready; `taken` (a router's) says, by position, which dependents its route took.
+    #[inline(always)]
     fn release_dependents(&mut self, index: usize, taken: Option<&[bool]>) {
         // Positions into the dependents' list rather than a borrow of it (or a clone of the
         // pipeline's `Arc`, an atomic round trip per stage): releasing a pruned dependent needs

@@ -125,10 +125,9 @@ impl Run {
             return Poll::Ready(());
         }
         loop {
-            if !self.batch.is_empty() {
-                self.dispatch_batch();
-            }
-            let next = if let Some(stage) = self.direct.pop_front() {
+            let next = if let Some(stage) = self.lone_ready() {
+                stage
+            } else if let Some(stage) = self.dispatch_batch_then_pop() {
                 stage
             } else if self.take_slot() {
                 if self.fleet.is_some() && self.notes_before_slot() {
@@ -150,6 +149,35 @@ impl Run {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// The one stage that became ready when it is the only one and a slot is free for it, taken
+    /// without queueing it (a chain's every stage): what `dispatch_batch` then `direct.pop_front`
+    /// would give, without the trip through the queue (about 20 instructions a stage of a chain).
+    #[inline(always)]
+    fn lone_ready(&mut self) -> Option<u32> {
+        match self.batch[..] {
+            [stage]
+                if self.fleet.is_none()
+                    && self.direct.is_empty()
+                    && self.ready.is_empty()
+                    && self.in_flight < self.limit =>
+            {
+                self.batch.clear();
+                Some(stage)
+            }
+            _ => None,
+        }
+    }
+
+    /// Queues what became ready (see `dispatch_batch`) and takes the first stage a slot was
+    /// taken for.
+    #[inline(always)]
+    fn dispatch_batch_then_pop(&mut self) -> Option<u32> {
+        if !self.batch.is_empty() {
+            self.dispatch_batch();
+        }
+        self.direct.pop_front()
     }
 
     /// Whether a slot is free for a stage of the ready queue. On the fleet it is taken here (tasks
