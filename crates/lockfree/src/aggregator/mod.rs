@@ -147,8 +147,11 @@ enum Seen {
 /// of them on average, else one by one ([`Seen::Scattered`]).
 const DENSE_BLOCK: usize = 4;
 
-/// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`].
-const FIRST_CHUNK: usize = 8;
+/// The first chunk's capacity; each further chunk doubles, up to [`MAX_CHUNK`]. Sized for small
+/// rounds, whose proposals (fewer than 64 increasing ids) fill one shard: with 8, a round of 10
+/// proposals allocated three times (the first chunk, the list of further chunks, a second chunk)
+/// instead of once (`aggregation_round/hivekit-round/n_10`: 11,786 to 11,250 instructions).
+const FIRST_CHUNK: usize = 16;
 
 /// The largest chunk: big enough to amortise the allocation, small enough not to overshoot much.
 const MAX_CHUNK: usize = 4096;
