@@ -30,6 +30,22 @@ pub(super) struct Decided<K> {
     conflicts: ConflictReport<K>,
 }
 
+impl<K> Decided<K> {
+    /// Nothing contested: every proposal (ids in submission order) is independent and accepted.
+    pub(super) fn undisputed(ids: Vec<ProposalId>) -> Self {
+        let conflicts = ConflictReport {
+            groups: Vec::new(),
+            independent: ids.clone(),
+        };
+        Decided {
+            ids,
+            losses: Vec::new(),
+            winners: Vec::new(),
+            conflicts,
+        }
+    }
+}
+
 impl<K: Clone> Decided<K> {
     /// True if the proposal at `index` (in submission order) is accepted.
     #[inline]
@@ -84,21 +100,8 @@ pub(super) fn decide_all<'a, K>(
 where
     K: Hash + Eq + Clone + Sync + 'a,
 {
-    // Nothing contested: every proposal is independent and accepted.
-    let undisputed = |ids: Vec<ProposalId>| {
-        let conflicts = ConflictReport {
-            groups: Vec::new(),
-            independent: ids.clone(),
-        };
-        Decided {
-            ids,
-            losses: Vec::new(),
-            winners: Vec::new(),
-            conflicts,
-        }
-    };
-    if occurrences <= TINY_OCCURRENCES && !contested(&lists) {
-        return undisputed(ids);
+    if occurrences <= TINY_OCCURRENCES && !contested(lists.iter().copied()) {
+        return Decided::undisputed(ids);
     }
     let scan = if parallel {
         scan_parallel(&lists, occurrences)
@@ -107,7 +110,7 @@ where
     };
     drop(lists);
     if scan.groups.is_empty() {
-        return undisputed(ids);
+        return Decided::undisputed(ids);
     }
     let rank = |index: usize| (priority(index), ids[index]);
     let (losses, winners) = decide(ids.len(), &scan, resolution, rank);

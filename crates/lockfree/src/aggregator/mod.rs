@@ -29,9 +29,10 @@ mod outcome;
 mod tests;
 mod tiny;
 
-use decide::{decide_all, merged};
+use decide::{decide_all, merged, Decided};
 use ids::{block_of, BlockIds};
 pub use outcome::{aggregate, Aggregate};
+use tiny::{contested, TINY_OCCURRENCES};
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
 ///
@@ -326,9 +327,8 @@ impl<K, P> Aggregator<K, P> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_parallel_threshold(threshold: usize) -> Self {
-        let shards = shard_count();
         Aggregator {
-            shards: (0..shards)
+            shards: (0..shard_count())
                 .map(|_| CachePadded::new(Mutex::new(Shard::new())))
                 .collect(),
             sequence: CachePadded::new(AtomicU64::new(0)),
@@ -448,47 +448,37 @@ impl<K, P> Aggregator<K, P> {
         // The shards stay in their box (moving them out into a vector was an allocation and a
         // copy per round).
         let mut shards = self.shards;
-        let count: usize = shards.iter_mut().map(|shard| unlocked(shard).len).sum();
-        let occurrences: usize = shards
+        let (count, occurrences) = shards
             .iter_mut()
-            .map(|shard| unlocked(shard).occurrences)
-            .sum();
+            .map(unlocked)
+            .fold((0, 0), |(count, occurrences), shard| {
+                (count + shard.len, occurrences + shard.occurrences)
+            });
         let parallel = count >= parallel_threshold;
-        let shards: Vec<&mut Shard<K, P>> = shards.iter_mut().map(unlocked).collect();
-        let entries = || shards.iter().flat_map(|shard| shard.entries());
+        // Submission numbers are dense when nothing was refused: every position is written once.
+        let dense = count == taken;
 
-        // The proposals stay where they are; their key lists and ids are put in submission order,
-        // their priorities only when a conflict needs them (a round without conflicts never does).
-        let (lists, ids, renumbered) = if count == taken {
-            // Submission numbers are dense (nothing was refused): every position is written once.
-            let mut lists: Vec<KeyLists<'_, K>> = vec![(&[], &[]); taken];
+        // A tiny round asks first whether any key is contested, which does not depend on the
+        // order of the proposals: without a contested key only the ids need to be put in
+        // submission order (no key lists in order, no vector of the shards).
+        let undisputed = dense
+            && occurrences <= TINY_OCCURRENCES
+            && !contested(shards.iter_mut().flat_map(|shard| {
+                let shard: &Shard<K, P> = unlocked(shard);
+                shard
+                    .entries()
+                    .map(|(_, proposal)| (&proposal.writes[..], &proposal.reads[..]))
+            }));
+        let (decided, renumbered) = if undisputed {
             let mut ids = vec![ProposalId(0); taken];
-            for (sequence, proposal) in entries() {
-                let index = *sequence as usize;
-                lists[index] = (&proposal.writes, &proposal.reads);
-                ids[index] = proposal.id;
+            for shard in shards.iter_mut() {
+                for (sequence, proposal) in unlocked(shard).entries() {
+                    ids[*sequence as usize] = proposal.id;
+                }
             }
-            (lists, ids, None)
+            (Decided::undisputed(ids), None)
         } else {
-            let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
-            for (sequence, proposal) in entries() {
-                // Stored numbers are below `taken`: refused submissions are never stored.
-                placed[*sequence as usize] = Some(proposal);
-            }
-            // A submission refused for being over the limit left a gap: renumber densely.
-            let mut next = 0;
-            let renumbered: Vec<u32> = placed
-                .iter()
-                .map(|slot| {
-                    let index = next;
-                    next += u32::from(slot.is_some());
-                    index
-                })
-                .collect();
-            let placed = || placed.iter().flatten();
-            let (lists, _) = key_lists(placed().copied());
-            let ids = placed().map(|proposal| proposal.id).collect();
-            (lists, ids, Some(renumbered))
+            decide_in_order(&mut shards, taken, count, occurrences, resolution, parallel)
         };
         let renumbered = renumbered.as_deref();
         let index_of = |sequence: u64| {
@@ -496,24 +486,12 @@ impl<K, P> Aggregator<K, P> {
                 renumbered[sequence as usize] as usize
             })
         };
-        let priorities = OnceCell::new();
-        let priority = |index: usize| {
-            priorities.get_or_init(|| {
-                let mut priorities = vec![Priority::Low; count];
-                for (sequence, proposal) in entries() {
-                    priorities[index_of(*sequence)] = proposal.priority;
-                }
-                priorities
-            })[index]
-        };
-        let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
-        drop(priorities);
 
         // A plain loop, not `filter_map(..).reduce(..)`: its per-proposal closure is left out of
         // line whenever codegen units shift (39 instructions a proposal at 10k), a loop is not.
-        let accepted_payloads = |shard: &mut Shard<K, P>| {
+        let accepted_payloads = |shard: &mut PaddedShard<K, P>| {
             let mut folded: Option<P> = None;
-            for (sequence, proposal) in shard.take_entries() {
+            for (sequence, proposal) in unlocked(shard).take_entries() {
                 if decided.accepts(index_of(sequence)) {
                     folded = Some(match folded {
                         Some(folded) => merged(folded, proposal.payload),
@@ -527,12 +505,12 @@ impl<K, P> Aggregator<K, P> {
         // their key lists on the way) and the shard results merge in any order.
         let merged = if parallel {
             shards
-                .into_par_iter()
+                .par_iter_mut()
                 .filter_map(accepted_payloads)
                 .reduce_with(merged)
         } else {
             shards
-                .into_iter()
+                .iter_mut()
                 .filter_map(accepted_payloads)
                 .reduce(merged)
         };
@@ -549,6 +527,76 @@ impl<K, P> Aggregator<K, P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// [`decide_all`] for the proposals in `shards` (`count` of them, `occurrences` key occurrences,
+/// `taken` submission numbers handed out): their key lists and ids put in submission order, their
+/// priorities only when a conflict needs them (a round without conflicts never does). Also returns
+/// the dense index of every submission number when refusals left gaps in them.
+fn decide_in_order<'a, K, P>(
+    shards: &'a mut [PaddedShard<K, P>],
+    taken: usize,
+    count: usize,
+    occurrences: usize,
+    resolution: Resolution,
+    parallel: bool,
+) -> (Decided<K>, Option<Vec<u32>>)
+where
+    K: Hash + Eq + Clone + Sync + 'a,
+{
+    let shards: Vec<&Shard<K, P>> = shards.iter_mut().map(|shard| &*unlocked(shard)).collect();
+    let entries = || shards.iter().flat_map(|shard| shard.entries());
+    // The proposals stay where they are.
+    let (lists, ids, renumbered) = if count == taken {
+        // Submission numbers are dense (nothing was refused): every position is written once.
+        let mut lists: Vec<KeyLists<'_, K>> = vec![(&[], &[]); taken];
+        let mut ids = vec![ProposalId(0); taken];
+        for (sequence, proposal) in entries() {
+            let index = *sequence as usize;
+            lists[index] = (&proposal.writes, &proposal.reads);
+            ids[index] = proposal.id;
+        }
+        (lists, ids, None)
+    } else {
+        let mut placed: Vec<Option<&Proposal<K, P>>> = vec![None; taken];
+        for (sequence, proposal) in entries() {
+            // Stored numbers are below `taken`: refused submissions are never stored.
+            placed[*sequence as usize] = Some(proposal);
+        }
+        // A submission refused for being over the limit left a gap: renumber densely.
+        let mut next = 0;
+        let renumbered: Vec<u32> = placed
+            .iter()
+            .map(|slot| {
+                let index = next;
+                next += u32::from(slot.is_some());
+                index
+            })
+            .collect();
+        let placed = || placed.iter().flatten();
+        let (lists, _) = key_lists(placed().copied());
+        let ids = placed().map(|proposal| proposal.id).collect();
+        (lists, ids, Some(renumbered))
+    };
+    let index_of = |sequence: u64| {
+        renumbered
+            .as_deref()
+            .map_or(sequence as usize, |renumbered| {
+                renumbered[sequence as usize] as usize
+            })
+    };
+    let priorities = OnceCell::new();
+    let priority = |index: usize| {
+        priorities.get_or_init(|| {
+            let mut priorities = vec![Priority::Low; count];
+            for (sequence, proposal) in entries() {
+                priorities[index_of(*sequence)] = proposal.priority;
+            }
+            priorities
+        })[index]
+    };
+    let decided = decide_all(lists, occurrences, ids, priority, resolution, parallel);
+    (decided, renumbered)
 }
 
 /// The shard behind an exclusively borrowed lock. A panic cannot leave a shard half-updated (see

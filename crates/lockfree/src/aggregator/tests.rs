@@ -131,7 +131,7 @@ fn the_tiny_check_finds_a_contested_key_exactly_when_the_full_scan_does() {
         let occurrences = proposals.iter().map(|(w, r)| w.len() + r.len()).sum();
         assert!(occurrences <= tiny::TINY_OCCURRENCES);
         let full = crate::conflict::scan(&lists, occurrences);
-        let found = tiny::contested(&lists);
+        let found = tiny::contested(lists.iter().copied());
         assert_eq!(found, !full.groups.is_empty(), "{proposals:?}");
         contested_rounds += usize::from(found);
     }
@@ -223,4 +223,24 @@ fn a_locked_shard_fits_its_cache_padding() {
     // shards that every aggregator allocates (see `Seen`).
     let size = std::mem::size_of::<std::sync::Mutex<Shard<String, Sum<u64>>>>();
     assert!(size <= 128, "a locked shard takes {size} bytes");
+}
+
+#[test]
+fn a_tiny_round_without_conflicts_lists_its_ids_in_submission_order_across_shards() {
+    // Ids of different blocks of 64 land in different shards; the tiny path puts them back in
+    // submission order without building the key lists.
+    let ids = [700_u64, 3, 130, 64, 9_000, 5, 1_000_000, 200];
+    let aggregator = Aggregator::new();
+    for (index, &id) in ids.iter().enumerate() {
+        let key = format!("key-{index}");
+        aggregator
+            .submit(Proposal::new(id, Sum(id)).writes([key]))
+            .unwrap();
+    }
+    let outcome = aggregator.finish(Resolution::FirstSubmitted);
+    let expected: Vec<ProposalId> = ids.iter().map(|&id| ProposalId(id)).collect();
+    assert_eq!(outcome.accepted, expected);
+    assert_eq!(outcome.conflicts.independent, expected);
+    assert!(outcome.rejected.is_empty());
+    assert_eq!(outcome.merged, Some(Sum(ids.iter().sum())));
 }

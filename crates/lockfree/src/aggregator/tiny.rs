@@ -27,8 +27,10 @@ const TABLE: usize = 2 * TINY_OCCURRENCES;
 /// True if some key in `lists` (at most [`TINY_OCCURRENCES`] occurrences in all, fewer than
 /// `u32::MAX` proposals) is contested: written by one proposal and touched by another. The same
 /// rule as the full scan: a proposal that lists a key twice, or reads and writes it, touches it
-/// once.
-pub(super) fn contested<K: Hash + Eq>(lists: &[KeyLists<'_, K>]) -> bool {
+/// once. The answer does not depend on the order of the proposals, so they may come in any.
+pub(super) fn contested<'a, K: Hash + Eq + 'a>(
+    lists: impl IntoIterator<Item = KeyLists<'a, K>>,
+) -> bool {
     // Per distinct key, by slot number (first appearance).
     let mut keys: [Option<&K>; TINY_OCCURRENCES] = [None; TINY_OCCURRENCES];
     let mut hashes = [0_u32; TINY_OCCURRENCES];
@@ -39,7 +41,7 @@ pub(super) fn contested<K: Hash + Eq>(lists: &[KeyLists<'_, K>]) -> bool {
     let mut slots = 0;
     // Hash position to slot number plus one (zero: empty).
     let mut table = [0_u8; TABLE];
-    for (index, &(writes, reads)) in lists.iter().enumerate() {
+    for (index, (writes, reads)) in lists.into_iter().enumerate() {
         let toucher = index as u32 + 1;
         let keyed = writes.iter().map(|key| (key, true));
         for (key, writes) in keyed.chain(reads.iter().map(|key| (key, false))) {
