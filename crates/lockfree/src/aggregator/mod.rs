@@ -4,7 +4,8 @@
 //! [`Aggregate`] it returns and the one-call [`aggregate`]; `decide.rs` the step both share:
 //! detect the conflicts, decide every group, record who lost where; `tiny.rs` the check that
 //! lets a tiny round without conflicts skip the full scan; `ids.rs` the id blocks that pick a
-//! shard and the set a shard checks duplicates against.
+//! shard and the set a shard checks duplicates against; `spare.rs` the shards' memory a thread
+//! keeps for its next aggregator.
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -25,6 +26,7 @@ use crate::proposal::{Proposal, ProposalError, ProposalId};
 mod decide;
 mod ids;
 mod outcome;
+mod spare;
 #[cfg(test)]
 mod tests;
 mod tiny;
@@ -32,6 +34,7 @@ mod tiny;
 use decide::{decide_all, merged, Decided};
 use ids::{block_of, BlockIds};
 pub use outcome::{aggregate, Aggregate};
+use spare::Shards;
 use tiny::{contested, TINY_OCCURRENCES};
 
 /// Collects proposals from many threads, then resolves their conflicts and merges the winners.
@@ -102,7 +105,7 @@ use tiny::{contested, TINY_OCCURRENCES};
 /// assert_eq!(outcome.rejected.len(), 396);
 /// ```
 pub struct Aggregator<K, P> {
-    shards: Box<[PaddedShard<K, P>]>,
+    shards: Shards<K, P>,
     /// The next submission number; also an upper bound on the number of proposals.
     sequence: CachePadded<AtomicU64>,
     parallel_threshold: usize,
@@ -328,9 +331,7 @@ impl<K, P> Aggregator<K, P> {
     /// ```
     pub fn with_parallel_threshold(threshold: usize) -> Self {
         Aggregator {
-            shards: (0..shard_count())
-                .map(|_| CachePadded::new(Mutex::new(Shard::new())))
-                .collect(),
+            shards: Shards::new(shard_count()),
             sequence: CachePadded::new(AtomicU64::new(0)),
             parallel_threshold: threshold,
         }

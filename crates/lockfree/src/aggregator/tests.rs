@@ -244,3 +244,79 @@ fn a_tiny_round_without_conflicts_lists_its_ids_in_submission_order_across_shard
     assert!(outcome.rejected.is_empty());
     assert_eq!(outcome.merged, Some(Sum(ids.iter().sum())));
 }
+
+#[test]
+fn an_aggregator_reuses_the_shard_memory_its_thread_kept_whatever_its_types() {
+    let first: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    let memory = first.shards.as_ptr().cast::<u8>();
+    first
+        .submit(Proposal::new(1, Sum(1_u64)).writes([1_u64]))
+        .unwrap();
+    assert_eq!(
+        first.finish(Resolution::FirstSubmitted).merged,
+        Some(Sum(1))
+    );
+    // A finished round's shards were dropped in place and their memory kept.
+    let second: Aggregator<String, crate::Max<u32>> = Aggregator::new();
+    assert_eq!(second.shards.as_ptr().cast::<u8>(), memory);
+    assert!(second.is_empty());
+    second
+        .submit(Proposal::new(7, crate::Max(1_u32)).writes(["k".to_owned()]))
+        .unwrap();
+    let outcome = second.finish(Resolution::FirstSubmitted);
+    assert_eq!(outcome.accepted, [ProposalId(7)]);
+    // Another thread has memory of its own.
+    let elsewhere = std::thread::spawn(move || {
+        let third: Aggregator<u64, ()> = Aggregator::new();
+        third.shards.as_ptr() as usize
+    });
+    assert_ne!(elsewhere.join().unwrap(), memory as usize);
+}
+
+#[test]
+fn an_aggregator_dropped_unfinished_drops_every_proposal_once() {
+    use std::sync::Arc;
+    let payload = Arc::new(());
+    for _ in 0..3 {
+        let aggregator = Aggregator::new();
+        // Ids in several blocks: several shards, some with further chunks.
+        for id in 0..300_u64 {
+            let proposal = Proposal::new(id * 7, Arc::clone(&payload)).writes([id]);
+            aggregator.submit(proposal).unwrap();
+        }
+        assert_eq!(Arc::strong_count(&payload), 301);
+        drop(aggregator);
+        assert_eq!(Arc::strong_count(&payload), 1);
+    }
+}
+
+#[test]
+fn an_aggregator_dropped_with_a_panicking_payload_drops_the_rest_and_keeps_no_memory() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Bomb(Arc<AtomicUsize>, bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            if self.1 {
+                panic!("bomb");
+            }
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let aggregator = Aggregator::new();
+    for id in 0..200_u64 {
+        let payload = Bomb(Arc::clone(&drops), id == 70);
+        aggregator
+            .submit(Proposal::new(id, payload).writes([id]))
+            .unwrap();
+    }
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(aggregator)));
+    assert!(dropped.is_err());
+    assert_eq!(drops.load(Ordering::Relaxed), 200);
+    // The thread's next aggregator starts empty and works.
+    let next: Aggregator<u64, Sum<u64>> = Aggregator::new();
+    assert!(next.is_empty());
+    next.submit(Proposal::new(1, Sum(2_u64))).unwrap();
+    assert_eq!(next.finish(Resolution::RejectAll).merged, Some(Sum(2)));
+}
