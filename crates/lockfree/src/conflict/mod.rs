@@ -15,7 +15,8 @@
 //! are independent, so large inputs (and the aggregator's) are scanned on the rayon pool. The partitions' groups are put
 //! back in first-appearance order, so the report is the same whichever path produced it.
 //!
-//! The module holds the report ([`report`]: groups, kinds, each member's access), the scan
+//! The module holds the report ([`report`]: groups, kinds, each member's access), the pass that
+//! finds inputs whose keys no two proposals share conflict-free ([`distinct`]), the scan
 //! ([`scan`]: one table), the partitioning ([`partition`]: routing, parallel scans, combining),
 //! and the resolution step ([`resolve`]: given groups and a policy, who wins and why), which the
 //! [`Aggregator`](crate::Aggregator) and the hive's round both call.
@@ -30,6 +31,7 @@ use rustc_hash::{FxBuildHasher, FxHashSet};
 use crate::proposal::{Proposal, ProposalError, ProposalId};
 use scratch::{give_call_buffers, take_call_buffers};
 
+mod distinct;
 mod partition;
 mod report;
 mod resolve;
@@ -55,7 +57,9 @@ pub(crate) use scan::Scan;
 ///
 /// Runs in O(n·k) for n proposals of k keys: one FxHash and one probe of a cache-sized table per key
 /// occurrence, and no allocation per key (up to 64 proposals of 32 key occurrences in all, a
-/// comparison of hashes with the keys seen so far, on the stack: no allocation but the report's).
+/// comparison of hashes with the keys seen so far, on the stack: no allocation but the report's;
+/// below 65,536 occurrences, an input whose keys no two proposals share is found conflict-free by
+/// a lookup and an insert per occurrence, before any of the scan's work).
 /// Keys are cloned only for contested keys. Keys must be
 /// `Sync` because large inputs (from 65,536 key occurrences) are split by key hash into independent
 /// partitions scanned on the rayon pool: still one pass over each proposal, and the same report.
@@ -106,38 +110,54 @@ where
     K: Hash + Eq + Clone + Sync,
 {
     check_count(proposals)?;
-    // A handful of proposals (a hive round's) skip the table scan's buffers (see `small`).
-    if proposals.len() <= small::SMALL_PROPOSALS {
+    // Below the pool's bounds, one pass over the proposals counts their key occurrences and checks
+    // the ids' order, for every path below (the parallel read does both itself).
+    let counted = (proposals.len() < PARALLEL_PROPOSALS).then(|| {
         let (occurrences, increasing) = small::occurrences_and_order(proposals);
-        if occurrences <= small::SMALL_OCCURRENCES {
-            if !increasing {
-                check_ids(proposals)?;
-            }
+        if !increasing {
+            check_ids(proposals)?;
+        }
+        Ok(occurrences)
+    });
+    let counted = counted.transpose()?;
+    // A handful of proposals (a hive round's) skip the table scan's buffers (see `small`).
+    if let Some(occurrences) = counted {
+        if proposals.len() <= small::SMALL_PROPOSALS && occurrences <= small::SMALL_OCCURRENCES {
             return Ok(small::detect_small(proposals));
         }
     }
-    // One pass over the proposals for their key lists and the fast path of the id check: at 100k
-    // proposals they are megabytes, past the cache, and each pass was a serial read of all of it.
-    // The parallel read also copies the ids into a list of their own: the report reads the id of
-    // every proposal (the independent ones), and reading them from the proposals was another
-    // serial pass over those megabytes on the calling thread (at 100k proposals, ~90k cache misses).
-    //
-    // The buffers of the call (the key lists, the partitions', the report's flags) are the
-    // calling thread's kept ones (`scratch`): allocated and freed every call, their pages were
-    // handed back by glibc and faulted in again. A failed check drops them (the next call
-    // allocates afresh).
+    // The buffers of the call (the distinct-keys table, the key lists, the partitions', the
+    // report's flags) are the calling thread's kept ones (`scratch`): allocated and freed every
+    // call, their pages were handed back by glibc and faulted in again. A failed check drops them
+    // (the next call allocates afresh).
     let mut kept = take_call_buffers();
-    let lists = kept.lend_lists();
-    let (lists, ids, occurrences, increasing) = if proposals.len() < PARALLEL_PROPOSALS {
-        let (lists, occurrences, increasing) = key_lists_and_order(proposals, lists);
-        (lists, None, occurrences, increasing)
-    } else {
-        let (lists, ids, occurrences, increasing) = key_lists_and_order_parallel(proposals, lists);
-        (lists, Some(ids), occurrences, increasing)
-    };
-    if !increasing {
-        check_ids(proposals)?;
+    // Proposals that share no key (a hive round of agents that write keys of their own) are
+    // found conflict-free by a pass through a table of their keys (see `distinct`); an input
+    // with a shared key goes on to the table scan from the first such key.
+    if let Some(occurrences) = counted.filter(|&occurrences| occurrences < PARALLEL_OCCURRENCES) {
+        if let Some(report) = kept.distinct.report(proposals, occurrences) {
+            give_call_buffers(kept);
+            return Ok(report);
+        }
     }
+    // One pass over the proposals for their key lists and, for large inputs, the fast path of
+    // the id check: at 100k proposals they are megabytes, past the cache, and each pass was a
+    // serial read of all of it. The parallel read also copies the ids into a list of their own:
+    // the report reads the id of every proposal (the independent ones), and reading them from the
+    // proposals was another serial pass over those megabytes on the calling thread (at 100k
+    // proposals, ~90k cache misses).
+    let lists = kept.lend_lists();
+    let (lists, ids, occurrences) = match counted {
+        Some(occurrences) => (key_lists_in(proposals, lists), None, occurrences),
+        None => {
+            let (lists, ids, occurrences, increasing) =
+                key_lists_and_order_parallel(proposals, lists);
+            if !increasing {
+                check_ids(proposals)?;
+            }
+            (lists, Some(ids), occurrences)
+        }
+    };
     check_occurrences(occurrences)?;
     let scan = if occurrences < PARALLEL_OCCURRENCES {
         scan_in(&lists, occurrences, &mut kept)
@@ -254,31 +274,26 @@ pub(crate) fn check_ids<K, P>(proposals: &[Proposal<K, P>]) -> Result<(), Propos
 /// One proposal's key lists as the scan reads them: `(writes, reads)`.
 pub(crate) type KeyLists<'a, K> = (&'a [K], &'a [K]);
 
-/// [`key_lists`] of a slice, and whether its ids are strictly increasing (which proves them
-/// distinct), in one pass.
-///
-/// The lists go into `lists`'s allocation (emptied first; kept between calls).
-fn key_lists_and_order<'a, K, P>(
+/// [`key_lists`] of a slice, in `lists`'s allocation (emptied first; kept between calls).
+fn key_lists_in<'a, K, P>(
     proposals: &'a [Proposal<K, P>],
     mut lists: Vec<KeyLists<'a, K>>,
-) -> (Vec<KeyLists<'a, K>>, usize, bool) {
-    let mut occurrences: usize = 0;
-    let mut increasing = true;
-    let mut previous = None;
+) -> Vec<KeyLists<'a, K>> {
     // A mapped extend (sized once from the slice), not a loop of pushes: the pushes' capacity
     // checks cost about 13 instructions more per proposal.
     lists.clear();
-    lists.extend(proposals.iter().map(|proposal| {
-        occurrences = occurrences.saturating_add(proposal.occurrences());
-        increasing &= previous.is_none_or(|previous| previous < proposal.id);
-        previous = Some(proposal.id);
-        (&proposal.writes[..], &proposal.reads[..])
-    }));
-    (lists, occurrences, increasing)
+    lists.extend(
+        proposals
+            .iter()
+            .map(|proposal| (&proposal.writes[..], &proposal.reads[..])),
+    );
+    lists
 }
 
-/// [`key_lists_and_order`] on the rayon pool: the same lists, count and order flag, each pool job
-/// reading a run of [`KEY_LIST_RUN`] proposals into its part of the list ([`read_key_lists`]).
+/// [`key_lists_in`] on the rayon pool, with the ids in a list of their own, the key occurrences
+/// and whether the ids are strictly increasing (as [`small::occurrences_and_order`] counts them):
+/// each pool job reads a run of [`KEY_LIST_RUN`] proposals into its part of the lists
+/// ([`read_key_lists`]).
 ///
 /// The lists go into `lists`'s allocation (emptied first; kept between calls).
 fn key_lists_and_order_parallel<'a, K: Sync, P>(

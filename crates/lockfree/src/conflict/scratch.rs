@@ -38,6 +38,7 @@ use std::cell::Cell;
 use std::mem::{align_of, size_of, ManuallyDrop};
 use std::ops::{Deref, DerefMut};
 
+use super::distinct::DistinctTable;
 use super::partition::Occurrence;
 use super::report::Accesses;
 use super::scan::{Scan, ScanState};
@@ -101,6 +102,8 @@ pub(super) struct CallBuffers {
     pub(super) in_group: Vec<bool>,
     /// The groups' member and access lists built on the pool, before they join their groups.
     pub(super) built: Vec<(Vec<ProposalId>, Accesses)>,
+    /// The table of the distinct-keys pass (`distinct`).
+    pub(super) distinct: DistinctTable,
 }
 
 impl CallBuffers {
@@ -114,6 +117,7 @@ impl CallBuffers {
         scan: Scan::EMPTY,
         in_group: Vec::new(),
         built: Vec::new(),
+        distinct: DistinctTable::EMPTY,
     };
 
     /// The key lists' buffer, for keys of lifetime `'a` and type `K`; give it back with
@@ -184,6 +188,9 @@ impl CallBuffers {
         };
         if !fits(bytes(&self.lists)) {
             self.lists = Vec::new();
+        }
+        if !fits(self.distinct.bytes()) {
+            self.distinct = DistinctTable::EMPTY;
         }
         if !fits(bytes(&self.order) + bytes(&self.sorted) + bytes(&self.starts)) {
             (self.order, self.sorted, self.starts) = (Vec::new(), Vec::new(), Vec::new());
@@ -300,4 +307,5 @@ pub(super) fn call_bytes(buffers: &CallBuffers) -> usize {
         + bytes(&buffers.scan.members)
         + bytes(&buffers.in_group)
         + bytes(&buffers.built)
+        + buffers.distinct.bytes()
 }

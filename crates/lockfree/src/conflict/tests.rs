@@ -134,8 +134,8 @@ fn key_lists_read_on_the_pool_match_the_serial_read() {
     let mut proposals = many(PARALLEL_PROPOSALS as u64 + 5, 60_000);
     const { assert!(PARALLEL_PROPOSALS > 2 * KEY_LIST_RUN, "several runs") };
     let same = |proposals: &[Proposal<u64, ()>]| {
-        let (serial, serial_occurrences, serial_increasing) =
-            key_lists_and_order(proposals, Vec::new());
+        let serial = key_lists_in(proposals, Vec::new());
+        let (serial_occurrences, serial_increasing) = occurrences_and_order(proposals);
         let (pooled, pooled_ids, pooled_occurrences, pooled_increasing) =
             key_lists_and_order_parallel(proposals, Vec::new());
         let ids: Vec<ProposalId> = proposals.iter().map(|proposal| proposal.id).collect();
@@ -571,6 +571,69 @@ proptest::proptest! {
             })
             .collect();
         let _ = assert_small_path_matches(&colliding);
+    }
+}
+
+/// The distinct-keys pass against the table scan, for any input: it reports (the table scan's
+/// report) exactly when no key is touched by two proposals, and `detect_conflicts` gives the
+/// table scan's report either way.
+fn assert_distinct_path_matches<K: Hash + Eq + Clone + Sync + std::fmt::Debug>(
+    proposals: &[Proposal<K, ()>],
+    table: &mut distinct::DistinctTable,
+) {
+    let (lists, occurrences) = key_lists(proposals.iter());
+    let reference =
+        scan_one(&lists, occurrences).into_report(proposals.len(), |index| proposals[index].id);
+    let shared = proposals.iter().enumerate().any(|(index, proposal)| {
+        proposals[index + 1..].iter().any(|other| {
+            let keys = || proposal.writes.iter().chain(&proposal.reads);
+            keys().any(|key| other.touches(key))
+        })
+    });
+    match table.report(proposals, occurrences) {
+        Some(report) => {
+            assert!(!shared, "a shared key passed the distinct-keys pass");
+            assert_eq!(report, reference);
+        }
+        None => assert!(shared, "distinct keys were left to the table scan"),
+    }
+    assert_eq!(detect_conflicts(proposals).as_ref(), Ok(&reference));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Inputs with and without shared keys (repeats inside a proposal, readers sharing a key,
+    /// keys sharing a hash, one table kept from input to input) get the table scan's report, and
+    /// the distinct-keys pass takes exactly those whose keys no two proposals share.
+    #[test]
+    fn the_distinct_keys_pass_matches_the_table_scan_whatever_the_input(
+        seeds in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..4),
+        count in 0_u64..=120,
+        space in proptest::sample::select(vec![4_u64, 64, 1_000, 100_000, 1 << 40]),
+    ) {
+        let mut table = distinct::DistinctTable::EMPTY;
+        for seed in seeds {
+            // Distinct keys in the wide spaces; the first key of each proposal its own.
+            let mut proposals = random_proposals(count, space, seed, |key| key);
+            if space > 1_000 {
+                for proposal in &mut proposals {
+                    proposal.writes.insert(0, (1 << 50) + proposal.id.0);
+                }
+            }
+            assert_distinct_path_matches(&proposals, &mut table);
+            let colliding: Vec<Proposal<Colliding, ()>> = proposals
+                .iter()
+                .map(|proposal| Proposal {
+                    id: proposal.id,
+                    priority: proposal.priority,
+                    reads: proposal.reads.iter().map(|&key| Colliding(key as u32)).collect(),
+                    writes: proposal.writes.iter().map(|&key| Colliding(key as u32)).collect(),
+                    payload: (),
+                })
+                .collect();
+            assert_distinct_path_matches(&colliding, &mut table);
+        }
     }
 }
 
